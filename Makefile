@@ -1,0 +1,126 @@
+# runnel — top-level build.
+#
+#   make            build bin/runnel, bin/runnel-bench and the core library
+#   make test       build and run every test (unit, integration, corpus replay)
+#   make demo       the end-to-end demo on an embedded data directory
+#   make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang)
+#   make SAN=1 test the same tests built with ASan+UBSan, in build-san/
+#   make TEST=log test    run only tests/test_log.c
+#
+# Every target first runs scripts/install-deps.sh, which installs missing Debian
+# packages and does nothing when they are present.
+
+SAN ?=
+ifeq ($(SAN),1)
+BUILD ?= build-san
+BIN   ?= build-san/bin
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT ?= -O1 -g
+else
+BUILD ?= build
+BIN   ?= bin
+SANFLAGS =
+OPT ?= -O2 -g
+endif
+
+CC ?= cc
+# Core parts, compiled into one static library. Later parts join this list.
+CORE_DIRS := common batch log logical-queues
+PKGS_CORE := sqlite3 liblz4
+PKGS_TEST := cmocka
+
+# Lazy (=): pkg-config runs only after the dependency step has installed it.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS_CORE) $(PKGS_TEST))
+LIBS_CORE  = $(shell pkg-config --libs $(PKGS_CORE)) -lpthread -lm
+LIBS_TEST  = $(shell pkg-config --libs $(PKGS_TEST))
+
+CPPFLAGS += -I. -D_GNU_SOURCE -DRN_BIN_DIR='"$(abspath $(BIN))"' \
+            -DRN_SOURCE_DIR='"$(abspath .)"'
+CFLAGS   += -std=c11 -Wall -Wextra -Werror -Wshadow -Wvla -Wno-unused-parameter \
+            $(OPT) $(SANFLAGS) -MMD -MP
+LDFLAGS  += $(SANFLAGS)
+
+CORE_SRC  := $(foreach d,$(CORE_DIRS),$(wildcard $(d)/*.c))
+CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/%.o)
+CORE_LIB  := $(BUILD)/librunnel-core.a
+
+RUNNEL_SRC := $(wildcard cli/runnel*.c)
+BENCH_SRC  := $(wildcard bench/*.c)
+TEST_SRC   := $(wildcard tests/test_*.c)
+TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
+REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)
+FUZZ_BIN   := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=build-fuzz/fuzz_%)
+
+PROGRAMS := $(BIN)/runnel $(BIN)/runnel-bench
+DEPS_STAMP := $(BUILD)/.deps-ok
+
+.PHONY: all test demo fuzz clean deps
+all: $(PROGRAMS)
+
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): scripts/install-deps.sh
+	@mkdir -p $(@D)
+	@sh scripts/install-deps.sh
+	@touch $@
+
+$(BUILD)/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(CORE_LIB): $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN)/runnel: $(RUNNEL_SRC:%.c=$(BUILD)/%.o) $(CORE_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_CORE)
+
+$(BIN)/runnel-bench: $(BENCH_SRC:%.c=$(BUILD)/%.o) $(CORE_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_CORE)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_CORE)
+
+# Corpus replay: each fuzz target linked with a cmocka driver that runs every
+# file of tests/fuzz/corpus/NAME/ through it (one test per file).
+$(BUILD)/fuzz/replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o $(CORE_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_CORE)
+
+# TEST=name runs tests/test_name.c only.
+ifneq ($(TEST),)
+RUN_TESTS := $(BUILD)/tests/test_$(TEST)
+RUN_REPLAY :=
+else
+RUN_TESTS := $(TEST_BIN)
+RUN_REPLAY := $(REPLAY_BIN)
+endif
+
+test: $(PROGRAMS) $(RUN_TESTS) $(RUN_REPLAY)
+	@sh tests/run.sh $(RUN_TESTS) $(RUN_REPLAY)
+
+demo: $(PROGRAMS)
+	@sh scripts/demo.sh $(BIN)
+
+# libFuzzer: clang, built outside $(BUILD) because the flags differ.
+FUZZ_SECONDS ?= 30
+FUZZ_CFLAGS = -std=c11 -g -O1 -I. -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+              $(shell pkg-config --cflags $(PKGS_CORE))
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(foreach d,$(CORE_DIRS),$(wildcard $(d)/*.c $(d)/*.h))
+	@sh scripts/install-deps.sh fuzz
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(LIBS_CORE)
+
+fuzz: $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do n=$${f#build-fuzz/fuzz_}; \
+	  mkdir -p build-fuzz/corpus-$$n; \
+	  echo "fuzz $$n for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	      build-fuzz/corpus-$$n tests/fuzz/corpus/$$n || exit 1; done
+
+clean:
+	rm -rf build build-san build-fuzz bin
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,184 @@
+/*
+ * batch.h — Kafka RecordBatch v2 (magic 2) codec: build, validate, iterate.
+ *
+ * A batch is the unit runnel moves end to end: the producer builds it, the
+ * store keeps it as received (writing only the base offset), the consumer
+ * decodes it. Layout (all integers big-endian, as Kafka):
+ *
+ *   off size field
+ *    0   8   baseOffset           written by the store on append
+ *    8   4   batchLength          bytes after this field (total - 12)
+ *   12   4   partitionLeaderEpoch 0 in runnel
+ *   16   1   magic                2
+ *   17   4   crc                  CRC-32C of bytes 21..end
+ *   21   2   attributes           bits 0-2 codec (0 none, 3 lz4), bit 3 timestamp
+ *                                 type, bit 4 transactional, bit 5 control
+ *   23   4   lastOffsetDelta      recordCount - 1
+ *   27   8   baseTimestamp        first record's timestamp (ms)
+ *   35   8   maxTimestamp         largest record timestamp (ms)
+ *   43   8   producerId           -1 when not idempotent
+ *   51   2   producerEpoch        -1 when not idempotent
+ *   53   4   baseSequence         -1 when not idempotent
+ *   57   4   recordCount
+ *   61   ... records, LZ4-frame compressed as a whole when codec = 3
+ *
+ *   record: length varint | attributes int8 | timestampDelta varlong |
+ *           offsetDelta varint | keyLength varint (-1 = null) | key |
+ *           valueLength varint (-1 = null) | value | headerCount varint |
+ *           headers (keyLength varint, key, valueLength varint, value)
+ *   Varints are zigzag-encoded, as protobuf's sint32/sint64.
+ *
+ * Limits: every batch this module accepts or produces stays within
+ * rn_batch_limits_t (bytes of the whole batch, records per batch); decoding
+ * never reads outside the given bytes, whatever they hold.
+ */
+#ifndef RN_BATCH_H
+#define RN_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+
+#define RN_BATCH_HEADER_SIZE   61
+#define RN_BATCH_MAGIC         2
+#define RN_BATCH_CRC_START     21      /* the CRC covers bytes 21..end */
+#define RN_BATCH_CODEC_NONE    0
+#define RN_BATCH_CODEC_LZ4     3
+#define RN_BATCH_CODEC_MASK    0x07
+
+/* Hard ceilings; rn_batch_limits_t may only lower them. */
+#define RN_BATCH_MAX_BYTES     (16u << 20)
+#define RN_BATCH_MAX_RECORDS   (1u << 20)
+
+typedef struct rn_batch_limits {
+    uint32_t max_bytes;     /* whole batch, header included */
+    uint32_t max_records;
+} rn_batch_limits_t;
+
+/* The hard ceilings. */
+extern const rn_batch_limits_t rn_batch_default_limits;
+
+typedef struct rn_header {
+    const uint8_t *key;
+    uint32_t       key_len;
+    const uint8_t *value;      /* NULL with value_len -1 for a null value */
+    int32_t        value_len;
+} rn_header_t;
+
+/* A record. Pointers are views: into the batch bytes or an iterator's scratch
+ * when decoded; the caller's own memory when building. key_len/value_len of
+ * -1 mean null. */
+typedef struct rn_record {
+    int64_t            timestamp;     /* ms since the epoch */
+    int64_t            offset;        /* set by the iterator; ignored when building */
+    const uint8_t     *key;
+    int32_t            key_len;
+    const uint8_t     *value;
+    int32_t            value_len;
+    const rn_header_t *headers;
+    uint32_t           header_count;
+} rn_record_t;
+
+typedef struct rn_batch_header {
+    int64_t  base_offset;
+    int32_t  batch_length;
+    int32_t  leader_epoch;
+    int8_t   magic;
+    uint32_t crc;
+    int16_t  attributes;
+    int32_t  last_offset_delta;
+    int64_t  first_timestamp;
+    int64_t  max_timestamp;
+    int64_t  producer_id;
+    int16_t  producer_epoch;
+    int32_t  base_sequence;
+    int32_t  record_count;
+} rn_batch_header_t;
+
+/* ---- Reading ---------------------------------------------------------- */
+
+/* Parse the 61-byte header and check what needs no CRC: magic, batchLength
+ * against len (the batch must be exactly len bytes), record count within
+ * limits and equal to lastOffsetDelta + 1, a known codec. */
+int rn_batch_parse_header(const uint8_t *buf, size_t len, const rn_batch_limits_t *lim,
+                          rn_batch_header_t *h, char *errmsg);
+
+/* rn_batch_parse_header plus the CRC. With deep != 0 also decodes every record
+ * (decompressing if needed) and checks the record count, offset deltas, and
+ * that each record's length matches its fields. errmsg says what was wrong. */
+int rn_batch_validate(const uint8_t *buf, size_t len, const rn_batch_limits_t *lim,
+                      int deep, rn_batch_header_t *h, char *errmsg);
+
+/* Total size of the batch starting at buf, read from its batchLength field
+ * (12 + batchLength); RN_ECORRUPT when len < 12 or the field is negative. */
+int rn_batch_size(const uint8_t *buf, size_t len, size_t *size);
+
+/* Write the base offset into a batch in place (bytes 0..8). The CRC does not
+ * cover it, so nothing else changes. */
+void rn_batch_set_base_offset(uint8_t *batch, int64_t base_offset);
+
+/* Iterator over the records of one batch. It owns scratch memory (for LZ4
+ * decompression and headers) reused across rn_batch_iter_reset calls; records
+ * it returns stay valid until the next reset or destroy, and, for uncompressed
+ * batches, as long as the batch bytes do. */
+typedef struct rn_batch_iter {
+    rn_batch_header_t hdr;
+    const uint8_t    *pos, *end;     /* undecoded records */
+    int32_t           index;         /* records returned so far */
+    rn_batch_limits_t lim;
+    rn_buf_t          scratch;       /* decompressed records */
+    rn_header_t      *hbuf;          /* headers of the current record */
+    uint32_t          hcap;
+} rn_batch_iter_t;
+
+void rn_batch_iter_init(rn_batch_iter_t *it, const rn_batch_limits_t *lim);
+/* Start on a batch: parses the header (no CRC check: callers that read from
+ * untrusted places call rn_batch_validate first) and decompresses. */
+int  rn_batch_iter_reset(rn_batch_iter_t *it, const uint8_t *batch, size_t len, char *errmsg);
+/* 1 and *rec filled; 0 at the end (after checking the count matched);
+ * negative on malformed records, with errmsg. */
+int  rn_batch_iter_next(rn_batch_iter_t *it, rn_record_t *rec, char *errmsg);
+void rn_batch_iter_destroy(rn_batch_iter_t *it);
+
+/* ---- Building --------------------------------------------------------- */
+
+typedef struct rn_batch_opts {
+    int      codec;            /* RN_BATCH_CODEC_NONE or _LZ4 */
+    uint32_t max_bytes;        /* the finished batch never exceeds this */
+    uint32_t max_records;
+    int64_t  producer_id;      /* -1, -1, -1 when not idempotent */
+    int16_t  producer_epoch;
+    int32_t  base_sequence;
+} rn_batch_opts_t;
+
+void rn_batch_opts_default(rn_batch_opts_t *o);   /* none, 1 MiB, ceilings, -1s */
+
+typedef struct rn_batch_builder {
+    rn_batch_opts_t opts;
+    rn_buf_t        records;        /* encoded records, uncompressed */
+    rn_buf_t        out;            /* the finished batch */
+    int32_t         count;
+    int64_t         first_ts, max_ts;
+} rn_batch_builder_t;
+
+int  rn_batch_builder_init(rn_batch_builder_t *b, const rn_batch_opts_t *o);
+/* Append one record. RN_EFULL when the batch already holds records and this
+ * one would take it past max_bytes or max_records (finish it and start a
+ * new one); RN_ETOOBIG when the record alone cannot fit in any batch. */
+int  rn_batch_builder_add(rn_batch_builder_t *b, const rn_record_t *r);
+uint32_t rn_batch_builder_count(const rn_batch_builder_t *b);
+/* Bytes the batch would take uncompressed if finished now. */
+size_t rn_batch_builder_size(const rn_batch_builder_t *b);
+/* Encode header and CRC (compressing first when asked); *out points into the
+ * builder and stays valid until the next add, reset or destroy. Base offset 0. */
+int  rn_batch_builder_finish(rn_batch_builder_t *b, const uint8_t **out, size_t *len);
+void rn_batch_builder_reset(rn_batch_builder_t *b);   /* empty, same opts */
+void rn_batch_builder_destroy(rn_batch_builder_t *b);
+
+/* Upper bound of the encoded size of one record (uncompressed). */
+size_t rn_batch_record_bound(const rn_record_t *r);
+/* Upper bound of a finished batch whose records' bounds sum to records_bytes. */
+size_t rn_batch_bound(size_t records_bytes, int codec);
+
+#endif

@@ -1,0 +1,65 @@
+/*
+ * sys.h — the injectable system-call table, the clock, and durable file helpers.
+ *
+ * Every write-side system call of the core goes through rn_sys, so tests can
+ * replace a member to inject EIO, ENOSPC or short writes at any write point,
+ * and can set the clock (SQLite's aSyscall[] idea). rn_sys_reset() restores
+ * the real calls. The table is process-global: tests that override it run
+ * single-threaded around the override.
+ *
+ * The helpers below return 0 or a negative errno and never leave a partial
+ * result visible under the final name:
+ *   rn_pwrite_full   loops over short writes; a zero-byte write is -EIO.
+ *   rn_pread_full    loops over short reads; *got tells how much arrived (EOF).
+ *   rn_write_file_atomic  temp file, write, fsync, rename, fsync the directory.
+ */
+#ifndef RN_SYS_H
+#define RN_SYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+typedef struct rn_sys {
+    int     (*open)(const char *path, int flags, mode_t mode);
+    int     (*close)(int fd);
+    ssize_t (*pread)(int fd, void *buf, size_t n, off_t off);
+    ssize_t (*pwrite)(int fd, const void *buf, size_t n, off_t off);
+    ssize_t (*pwritev)(int fd, const struct iovec *iov, int cnt, off_t off);
+    int     (*fdatasync)(int fd);
+    int     (*fsync)(int fd);
+    int     (*ftruncate)(int fd, off_t len);
+    int     (*fallocate)(int fd, int mode, off_t off, off_t len);
+    int     (*rename)(const char *from, const char *to);
+    int     (*unlink)(const char *path);
+    int     (*mkdir)(const char *path, mode_t mode);
+    int64_t (*now_ms)(void);      /* wall clock, milliseconds since the epoch */
+} rn_sys_t;
+
+extern rn_sys_t rn_sys;
+
+void rn_sys_reset(void);
+
+/* Monotonic clock in nanoseconds (not injectable: used for rates and latency). */
+uint64_t rn_mono_ns(void);
+
+int rn_pwrite_full(int fd, const void *buf, size_t n, off_t off);
+int rn_pwritev_full(int fd, struct iovec *iov, int cnt, off_t off);
+int rn_pread_full(int fd, void *buf, size_t n, off_t off, size_t *got);
+
+/* fsync a directory so a create, rename or unlink in it is durable. */
+int rn_fsync_dir(const char *dir);
+
+/* Create DIR/NAME holding exactly data[0..n) durably: write DIR/NAME.tmp, fsync,
+ * rename over DIR/NAME, fsync DIR. */
+int rn_write_file_atomic(const char *dir, const char *name, const void *data, size_t n);
+
+/* Read a whole small file into a malloc'd buffer (caller frees *out).
+ * -ENOENT when absent; RN_ETOOBIG past max bytes. */
+int rn_read_file(const char *path, size_t max, uint8_t **out, size_t *n);
+
+/* mkdir -p, durably (each created level's parent is fsynced). */
+int rn_mkdir_p(const char *path);
+
+#endif

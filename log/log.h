@@ -1,0 +1,142 @@
+/*
+ * log.h — a store: one commit log shared by all physical queues, plus one
+ * batch index per queue. See log/log.c for the on-disk layout, the recovery
+ * procedure and the exact durability and visibility rules; in short:
+ *
+ *  - rn_log_append stores one batch as received, writing only its base offset;
+ *    one commit-log entry and one index unit per batch.
+ *  - A batch is *durable* when an fdatasync of its segment covered it.
+ *  - Under fsync `always` and `group`, readers see only durable batches (the
+ *    high watermark is the durable end). Under `interval:MS` and `never`, they
+ *    see every written batch.
+ *  - Ack rule: an append is acknowledged when rn_log_wait(ticket) returns 0.
+ *    `always` is durable when rn_log_append returns; `group` waits for the
+ *    flusher's next fdatasync (which groups ~1 ms of appends); `interval` and
+ *    `never` ack at once (loss window: since the last fsync).
+ *  - After a failed write or fsync the store is sticky-failed: every later
+ *    append returns RN_ESTICKY until it is closed and reopened.
+ *
+ * Threading: one writer path (appends are serialised by the store; any thread
+ * may call rn_log_append), any number of concurrent readers (read, lookup,
+ * info). rn_log_close must not race with other calls.
+ */
+#ifndef RN_LOG_H
+#define RN_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+
+typedef enum rn_fsync_mode {
+    RN_FSYNC_ALWAYS,
+    RN_FSYNC_GROUP,
+    RN_FSYNC_INTERVAL,
+    RN_FSYNC_NEVER,
+} rn_fsync_mode_t;
+
+typedef struct rn_log_opts {
+    rn_fsync_mode_t fsync;
+    uint32_t fsync_interval_ms;   /* for RN_FSYNC_INTERVAL */
+    uint32_t group_window_us;     /* how long the group flusher gathers appends */
+    uint64_t segment_bytes;       /* preallocated size of each commit-log segment */
+    uint32_t index_file_units;    /* units per index file */
+    uint32_t max_batch_bytes;     /* larger appends are refused (RN_ETOOBIG) */
+    int64_t  retention_ms;        /* drop segments whose newest batch is older; 0 = keep */
+    uint64_t retention_bytes;     /* drop oldest segments past this total; 0 = keep */
+} rn_log_opts_t;
+
+/* group commit, 1 ms window, 128 MiB segments, 65536 units per index file,
+ * 16 MiB batches, no retention. */
+void rn_log_opts_default(rn_log_opts_t *o);
+
+/* Parse "always", "group", "interval:MS" or "never" into o->fsync (and
+ * o->fsync_interval_ms). RN_EINVAL with errmsg naming the valid forms. */
+int rn_fsync_parse(const char *s, rn_log_opts_t *o, char *errmsg);
+const char *rn_fsync_name(rn_fsync_mode_t m);
+
+typedef struct rn_log rn_log_t;
+
+/* What opening found and did. */
+typedef struct rn_log_recovery {
+    int      clean;             /* the clean-shutdown marker was present and valid */
+    uint64_t scanned_bytes;     /* commit-log bytes verified by the scan */
+    uint64_t truncated_bytes;   /* bytes cut at the first bad entry (torn/garbage tail) */
+    uint32_t rebuilt_units;     /* index units re-derived from the commit log */
+    uint32_t dropped_units;     /* index units dropped (damaged, or past the log end) */
+    uint64_t elapsed_us;
+} rn_log_recovery_t;
+
+/* Open (creating when absent) the store in dir, recovering as needed. */
+int  rn_log_open(const char *dir, const rn_log_opts_t *o, rn_log_t **out, char *errmsg);
+/* Flush, fsync, write the clean-shutdown marker, free. Returns the first error
+ * met while flushing (the handle is freed regardless). NULL is a no-op. */
+int  rn_log_close(rn_log_t *log);
+void rn_log_recovery_info(const rn_log_t *log, rn_log_recovery_t *out);
+
+/* Append one batch (exactly len bytes, already built by a producer) to queue.
+ * Checks the batch header and CRC (rn_batch_validate, not deep) and the size
+ * limit; writes base offset = the queue's next offset; stores the bytes as
+ * received otherwise. The caller's buffer is not modified. *ticket identifies
+ * the append for rn_log_wait. Errors: RN_ECORRUPT/RN_EFORMAT (bad batch),
+ * RN_ETOOBIG, RN_ESTICKY, -ENOSPC, -EIO; errmsg says which and where. */
+int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t len,
+                  int64_t *base_offset, uint64_t *ticket, char *errmsg);
+
+/* Block until the append with this ticket may be acknowledged under the
+ * store's fsync policy (see the ack rule above). A failed fsync returns its
+ * error (and the store turns sticky): the append must not be acked. */
+int rn_log_wait(rn_log_t *log, uint64_t ticket);
+
+/* fdatasync everything written so far and advance the durable watermark. */
+int rn_log_sync(rn_log_t *log);
+
+typedef struct rn_log_queue_info {
+    int64_t  log_start;         /* first readable offset */
+    int64_t  high_watermark;    /* next offset to be written that readers may see */
+    uint64_t batches;           /* index units between the two */
+} rn_log_queue_info_t;
+
+/* A queue never appended to reads as empty: log_start = high_watermark = 0. */
+int rn_log_queue_info(rn_log_t *log, uint32_t queue, rn_log_queue_info_t *out);
+
+/* Queue ids present in the store, ascending; caller frees *ids with free(). */
+int rn_log_queues(rn_log_t *log, uint32_t **ids, size_t *n);
+
+/* Read whole batches of queue, starting with the one that contains offset:
+ * at least one batch (even when larger than max_bytes), then more while the
+ * total stays within max_bytes, never past the high watermark. The batch bytes
+ * (each a complete RecordBatch with its base offset) are appended to out.
+ * offset == high watermark gives no batch and returns 0. An offset outside
+ * [log_start, high_watermark] returns RN_ERANGE with errmsg naming the range. */
+int rn_log_read(rn_log_t *log, uint32_t queue, int64_t offset, size_t max_bytes,
+                rn_buf_t *out, uint32_t *nbatches, char *errmsg);
+
+/* Where a batch is, as its index unit says. */
+typedef struct rn_log_batch_ref {
+    int64_t  base_offset;
+    uint32_t record_count;
+    uint32_t size;              /* batch bytes */
+    uint64_t position;          /* commit-log position of its entry */
+    int64_t  first_timestamp;
+    int64_t  max_timestamp;     /* largest timestamp in this batch or any before it */
+} rn_log_batch_ref_t;
+
+/* The batch containing offset (binary search of the index; no data read). */
+int rn_log_lookup_offset(rn_log_t *log, uint32_t queue, int64_t offset,
+                         rn_log_batch_ref_t *ref, char *errmsg);
+
+/* First record (in offset order) with timestamp >= ts: finds its batch through
+ * the index, then decodes that batch to the exact record. *offset is the high
+ * watermark when no visible record is that late. */
+int rn_log_lookup_time(rn_log_t *log, uint32_t queue, int64_t ts, int64_t *offset,
+                       char *errmsg);
+
+/* Apply the retention options now: drop whole segments (never the active one)
+ * and advance each queue's log start past them. *dropped counts segments. */
+int rn_log_retain(rn_log_t *log, uint32_t *dropped);
+
+/* Commit-log bytes in use, over all segments. */
+uint64_t rn_log_bytes(rn_log_t *log);
+
+#endif

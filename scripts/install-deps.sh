@@ -1,0 +1,52 @@
+#!/bin/sh
+# Installs runnel's build dependencies from Debian's packages, only when missing.
+#
+#   scripts/install-deps.sh          the build and test dependencies (DESIGN.md §2)
+#   scripts/install-deps.sh fuzz     also clang's libFuzzer runtime, for `make fuzz`
+#
+# Each library is looked up with pkg-config; the script does nothing when all are
+# present, and otherwise runs apt-get (as root, or through sudo when available).
+set -eu
+
+missing=""
+need() { # need PKGCONFIG_NAME DEBIAN_PACKAGE...
+    name=$1; shift
+    if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists "$name"; then
+        missing="$missing $*"
+    fi
+}
+need_cmd() { # need_cmd COMMAND DEBIAN_PACKAGE
+    command -v "$1" >/dev/null 2>&1 || missing="$missing $2"
+}
+
+need_cmd pkg-config pkg-config
+need_cmd cc gcc
+need_cmd make make
+need sqlite3       libsqlite3-dev
+need libuv         libuv1-dev
+need liblz4        liblz4-dev
+need libprotobuf-c libprotobuf-c-dev
+need_cmd protoc-c  protobuf-c-compiler
+need grpc          libgrpc-dev
+need cmocka        libcmocka-dev
+
+if [ "${1:-}" = fuzz ]; then
+    need_cmd clang clang
+    ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 \
+        || missing="$missing libclang-rt-14-dev"
+fi
+
+[ -z "$missing" ] && exit 0
+
+echo "install-deps: installing$missing" >&2
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || {
+        echo "install-deps: need root to install:$missing" >&2; exit 1; }
+    sudo=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# shellcheck disable=SC2086
+$sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+echo "install-deps: done" >&2
