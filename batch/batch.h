@@ -130,11 +130,16 @@ typedef struct rn_batch_iter {
     rn_buf_t          scratch;       /* decompressed records */
     rn_header_t      *hbuf;          /* headers of the current record */
     uint32_t          hcap;
+    void             *lz4;           /* LZ4F decompression context, created on the
+                                        first compressed batch, kept until destroy */
 } rn_batch_iter_t;
 
 void rn_batch_iter_init(rn_batch_iter_t *it, const rn_batch_limits_t *lim);
 /* Start on a batch: parses the header (no CRC check: callers that read from
- * untrusted places call rn_batch_validate first) and decompresses. */
+ * untrusted places call rn_batch_validate first) and decompresses. The
+ * decompressed records may not exceed lim.max_bytes - RN_BATCH_HEADER_SIZE
+ * bytes (the batch, uncompressed, must fit the same limit as compressed;
+ * the builder guarantees it), else RN_ETOOBIG. */
 int  rn_batch_iter_reset(rn_batch_iter_t *it, const uint8_t *batch, size_t len, char *errmsg);
 /* 1 and *rec filled; 0 at the end (after checking the count matched);
  * negative on malformed records, with errmsg. */

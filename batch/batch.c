@@ -1,0 +1,740 @@
+/*
+ * batch.c — Kafka RecordBatch v2 codec: header parsing and validation, the
+ * record iterator (with LZ4 frame decompression) and the batch builder.
+ * The byte layout is drawn in batch.h; batch/README.md names the references.
+ *
+ * Invariants:
+ *  1. Decoding never reads outside [buf, buf + len) (or the decompressed
+ *     scratch), whatever the bytes hold: every length and varint is checked
+ *     against the bytes left before it is used. Varints longer than their
+ *     type (5 bytes for varint, 10 for varlong, or a last byte with bits past
+ *     the width) are corrupt, not truncated silently.
+ *  2. Limits: a limit of 0 or above the hard ceiling means the ceiling
+ *     (rn_batch_default_limits). A batch is accepted only when its bytes,
+ *     and also its uncompressed size (61 + decompressed records), are within
+ *     max_bytes, and its record count is within 1..max_records. The builder
+ *     keeps the same rule: it admits a record only when
+ *     rn_batch_bound(records) <= max_bytes, so a finished batch, compressed
+ *     or not, never exceeds max_bytes, and its uncompressed form does not either.
+ *  3. A valid batch has recordCount == lastOffsetDelta + 1 >= 1, record i has
+ *     offsetDelta i, every record's length varint equals the bytes its fields
+ *     take, no bytes follow the last record, and (CreateTime batches, checked
+ *     by deep validation) maxTimestamp equals the largest record timestamp.
+ *     Record timestamp = baseTimestamp + timestampDelta (an overflow is corrupt);
+ *     in LogAppendTime batches (attribute bit 3) every record reads as
+ *     maxTimestamp, as Kafka consumers see it. Control batches (bit 5) are
+ *     refused: runnel stores only data records.
+ *  4. The builder's records buffer starts with RN_BATCH_HEADER_SIZE bytes of
+ *     room for the header, so an uncompressed batch is finished in place with
+ *     no copy; LZ4 batches are compressed into `out`. Buffers are reused across
+ *     reset: after the first batches, adding and finishing allocate nothing.
+ *     The iterator reuses its scratch, header array and LZ4 context likewise.
+ *  5. The builder writes base offset 0, leader epoch 0, magic 2, attributes =
+ *     codec (CreateTime), producer id/epoch/base sequence from its options,
+ *     baseTimestamp = first record's timestamp, maxTimestamp = the largest.
+ *     LZ4 frames use 64 KiB independent blocks with no content size and no
+ *     checksums (what Kafka's own LZ4 codec writes and reads).
+ */
+#include "batch/batch.h"
+#include "batch/crc32c.h"
+#include "common/error.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <lz4frame.h>
+#include <stdlib.h>
+#include <string.h>
+
+const rn_batch_limits_t rn_batch_default_limits = {RN_BATCH_MAX_BYTES, RN_BATCH_MAX_RECORDS};
+
+#define ATTR_TIMESTAMP_TYPE 0x08
+#define ATTR_TRANSACTIONAL  0x10
+#define ATTR_CONTROL        0x20
+
+/* ---- byte helpers -------------------------------------------------------- */
+
+static inline uint16_t get_be16(const uint8_t *p)
+{
+    return (uint16_t)((uint16_t)p[0] << 8 | p[1]);
+}
+
+static inline uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline uint64_t get_be64(const uint8_t *p)
+{
+    return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
+}
+
+static inline void put_be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static inline void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static inline void put_be64(uint8_t *p, uint64_t v)
+{
+    put_be32(p, (uint32_t)(v >> 32));
+    put_be32(p + 4, (uint32_t)v);
+}
+
+static void effective_limits(const rn_batch_limits_t *in, rn_batch_limits_t *out)
+{
+    *out = rn_batch_default_limits;
+    if (!in) return;
+    if (in->max_bytes != 0 && in->max_bytes < RN_BATCH_MAX_BYTES) out->max_bytes = in->max_bytes;
+    if (in->max_records != 0 && in->max_records < RN_BATCH_MAX_RECORDS)
+        out->max_records = in->max_records;
+}
+
+static const char *codec_name(int codec)
+{
+    switch (codec) {
+    case 0: return "none";
+    case 1: return "gzip";
+    case 2: return "snappy";
+    case 3: return "lz4";
+    case 4: return "zstd";
+    default: return "unknown";
+    }
+}
+
+/* ---- zigzag varints ------------------------------------------------------- */
+
+static inline uint32_t zz32(int32_t v) { return ((uint32_t)v << 1) ^ (uint32_t)(v >> 31); }
+static inline uint64_t zz64(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+static inline int32_t unzz32(uint32_t u) { return (int32_t)((u >> 1) ^ (0u - (u & 1))); }
+static inline int64_t unzz64(uint64_t u) { return (int64_t)((u >> 1) ^ (0u - (u & 1))); }
+
+static inline size_t uvarint_size(uint64_t u)
+{
+    size_t n = 1;
+    while (u >= 0x80) { u >>= 7; n++; }
+    return n;
+}
+
+static inline uint8_t *put_uvarint(uint8_t *p, uint64_t u)
+{
+    while (u >= 0x80) { *p++ = (uint8_t)(u | 0x80); u >>= 7; }
+    *p++ = (uint8_t)u;
+    return p;
+}
+
+/* Decode results: 0, or one of these (the caller words the message). */
+#define VARINT_TRUNCATED (-1)
+#define VARINT_TOO_LONG  (-2)
+
+static inline int get_varint32(const uint8_t **pp, const uint8_t *end, int32_t *out)
+{
+    const uint8_t *p = *pp;
+    if (p < end && *p < 0x80) {           /* the common one-byte case */
+        *out = unzz32(*p);
+        *pp = p + 1;
+        return 0;
+    }
+    uint32_t v = 0;
+    for (int s = 0;; s += 7) {
+        if (p >= end) return VARINT_TRUNCATED;
+        uint8_t b = *p++;
+        if (s == 28 && b > 0x0f) return VARINT_TOO_LONG;
+        v |= (uint32_t)(b & 0x7f) << s;
+        if (!(b & 0x80)) break;
+    }
+    *out = unzz32(v);
+    *pp = p;
+    return 0;
+}
+
+static inline int get_varint64(const uint8_t **pp, const uint8_t *end, int64_t *out)
+{
+    const uint8_t *p = *pp;
+    uint64_t v = 0;
+    for (int s = 0;; s += 7) {
+        if (p >= end) return VARINT_TRUNCATED;
+        uint8_t b = *p++;
+        if (s == 63 && b > 0x01) return VARINT_TOO_LONG;
+        v |= (uint64_t)(b & 0x7f) << s;
+        if (!(b & 0x80)) break;
+    }
+    *out = unzz64(v);
+    *pp = p;
+    return 0;
+}
+
+/* ---- header --------------------------------------------------------------- */
+
+int rn_batch_size(const uint8_t *buf, size_t len, size_t *size)
+{
+    if (len < 12) return RN_ECORRUPT;
+    int32_t bl = (int32_t)get_be32(buf + 8);
+    if (bl < 0) return RN_ECORRUPT;
+    *size = 12 + (size_t)bl;
+    return 0;
+}
+
+void rn_batch_set_base_offset(uint8_t *batch, int64_t base_offset)
+{
+    put_be64(batch, (uint64_t)base_offset);
+}
+
+static void read_header(const uint8_t *b, rn_batch_header_t *h)
+{
+    h->base_offset       = (int64_t)get_be64(b + 0);
+    h->batch_length      = (int32_t)get_be32(b + 8);
+    h->leader_epoch      = (int32_t)get_be32(b + 12);
+    h->magic             = (int8_t)b[16];
+    h->crc               = get_be32(b + 17);
+    h->attributes        = (int16_t)get_be16(b + 21);
+    h->last_offset_delta = (int32_t)get_be32(b + 23);
+    h->first_timestamp   = (int64_t)get_be64(b + 27);
+    h->max_timestamp     = (int64_t)get_be64(b + 35);
+    h->producer_id       = (int64_t)get_be64(b + 43);
+    h->producer_epoch    = (int16_t)get_be16(b + 51);
+    h->base_sequence     = (int32_t)get_be32(b + 53);
+    h->record_count      = (int32_t)get_be32(b + 57);
+}
+
+int rn_batch_parse_header(const uint8_t *buf, size_t len, const rn_batch_limits_t *lim,
+                          rn_batch_header_t *out, char *errmsg)
+{
+    rn_batch_limits_t l;
+    rn_batch_header_t h;
+    effective_limits(lim, &l);
+
+    if (len < RN_BATCH_HEADER_SIZE)
+        return rn_errf(errmsg, RN_ECORRUPT,
+                       "batch is %zu bytes, shorter than the %d-byte header", len,
+                       RN_BATCH_HEADER_SIZE);
+    read_header(buf, &h);
+    if (h.batch_length < RN_BATCH_HEADER_SIZE - 12)
+        return rn_errf(errmsg, RN_ECORRUPT,
+                       "batch length field says %" PRId32 " bytes but at least %d are needed "
+                       "for the header", h.batch_length, RN_BATCH_HEADER_SIZE - 12);
+    if ((size_t)h.batch_length != len - 12)
+        return rn_errf(errmsg, RN_ECORRUPT,
+                       "batch length field says %" PRId32 " bytes but %zu were given",
+                       h.batch_length, len - 12);
+    if (h.magic != RN_BATCH_MAGIC)
+        return rn_errf(errmsg, RN_EFORMAT, "magic %d is not supported (only %d)", h.magic,
+                       RN_BATCH_MAGIC);
+    if (len > l.max_bytes)
+        return rn_errf(errmsg, RN_ETOOBIG, "batch is %zu bytes, over the limit of %" PRIu32,
+                       len, l.max_bytes);
+    int codec = h.attributes & RN_BATCH_CODEC_MASK;
+    if (codec != RN_BATCH_CODEC_NONE && codec != RN_BATCH_CODEC_LZ4)
+        return rn_errf(errmsg, RN_EFORMAT,
+                       "compression codec %d (%s) is not supported (only 0 none, 3 lz4)",
+                       codec, codec_name(codec));
+    if (h.attributes & ATTR_CONTROL)
+        return rn_errf(errmsg, RN_EFORMAT,
+                       "control batches (attribute bit 5) are not supported (only data batches)");
+    if (h.record_count <= 0)
+        return rn_errf(errmsg, RN_ECORRUPT,
+                       "record count %" PRId32 " is invalid (a batch holds at least 1 record)",
+                       h.record_count);
+    if ((uint32_t)h.record_count > l.max_records)
+        return rn_errf(errmsg, RN_ETOOBIG,
+                       "record count %" PRId32 " is over the limit of %" PRIu32,
+                       h.record_count, l.max_records);
+    if (h.last_offset_delta != h.record_count - 1)
+        return rn_errf(errmsg, RN_ECORRUPT,
+                       "last offset delta %" PRId32 " does not match record count %" PRId32
+                       " (must be count - 1)", h.last_offset_delta, h.record_count);
+    if (out) *out = h;
+    return 0;
+}
+
+/* ---- iterator ------------------------------------------------------------- */
+
+void rn_batch_iter_init(rn_batch_iter_t *it, const rn_batch_limits_t *lim)
+{
+    memset(it, 0, sizeof *it);
+    effective_limits(lim, &it->lim);
+    it->hdr.record_count = -1;     /* no batch yet: next() refuses */
+}
+
+void rn_batch_iter_destroy(rn_batch_iter_t *it)
+{
+    rn_buf_free(&it->scratch);
+    free(it->hbuf);
+    it->hbuf = NULL;
+    it->hcap = 0;
+    if (it->lz4) LZ4F_freeDecompressionContext((LZ4F_dctx *)it->lz4);
+    it->lz4 = NULL;
+    it->pos = it->end = NULL;
+    it->hdr.record_count = -1;
+}
+
+/* Decompress one LZ4 frame of n bytes into it->scratch, at most limit bytes.
+ * The decompressed size is not known up front (Kafka's frames carry no content
+ * size), so this guesses, and when the output fills up it grows the buffer and
+ * starts the frame again: growing mid-frame would move the output that linked
+ * blocks use as their dictionary. Doubling keeps the total work under 2x. */
+static int lz4_decompress(rn_batch_iter_t *it, const uint8_t *src, size_t n, size_t limit,
+                          char *errmsg)
+{
+    if (!it->lz4) {
+        LZ4F_dctx *d = NULL;
+        if (LZ4F_isError(LZ4F_createDecompressionContext(&d, LZ4F_VERSION))) return -ENOMEM;
+        it->lz4 = d;
+    }
+    LZ4F_dctx *dctx = it->lz4;
+    size_t want = it->scratch.cap;
+    if (want < 4 * n) want = 4 * n;
+    if (want < 65536) want = 65536;
+    if (want > limit) want = limit;
+
+    for (;;) {
+        LZ4F_resetDecompressionContext(dctx);
+        it->scratch.len = 0;
+        if (rn_buf_reserve(&it->scratch, want, 0) != 0) return -ENOMEM;
+        uint8_t *dst = it->scratch.data;
+        size_t spos = 0, dpos = 0, ret;
+        for (;;) {
+            size_t ssz = n - spos, dsz = want - dpos;
+            ret = LZ4F_decompress(dctx, dst + dpos, &dsz, src + spos, &ssz, NULL);
+            if (LZ4F_isError(ret))
+                return rn_errf(errmsg, RN_ECORRUPT, "LZ4 frame is corrupt: %s",
+                               LZ4F_getErrorName(ret));
+            spos += ssz;
+            dpos += dsz;
+            if (ret == 0 || dpos == want) break;
+            if (spos == n || (ssz == 0 && dsz == 0))
+                return rn_errf(errmsg, RN_ECORRUPT,
+                               "LZ4 frame is truncated: %zu compressed bytes end mid-frame", n);
+        }
+        if (ret == 0) {
+            if (spos != n)
+                return rn_errf(errmsg, RN_ECORRUPT,
+                               "%zu bytes follow the end of the LZ4 frame (only one frame "
+                               "is allowed)", n - spos);
+            it->scratch.len = dpos;
+            return 0;
+        }
+        if (want >= limit)
+            return rn_errf(errmsg, RN_ETOOBIG,
+                           "decompressed records exceed %zu bytes (the batch limit less "
+                           "the header)", limit);
+        want = want > limit / 2 ? limit : want * 2;
+    }
+}
+
+int rn_batch_iter_reset(rn_batch_iter_t *it, const uint8_t *batch, size_t len, char *errmsg)
+{
+    it->index = 0;
+    it->pos = it->end = NULL;
+    int rc = rn_batch_parse_header(batch, len, &it->lim, &it->hdr, errmsg);
+    if (rc != 0) goto fail;
+    if ((it->hdr.attributes & RN_BATCH_CODEC_MASK) == RN_BATCH_CODEC_LZ4) {
+        rc = lz4_decompress(it, batch + RN_BATCH_HEADER_SIZE, len - RN_BATCH_HEADER_SIZE,
+                            it->lim.max_bytes - RN_BATCH_HEADER_SIZE, errmsg);
+        if (rc != 0) goto fail;
+        it->pos = it->scratch.data;
+        it->end = it->scratch.data + it->scratch.len;
+    } else {
+        it->pos = batch + RN_BATCH_HEADER_SIZE;
+        it->end = batch + len;
+    }
+    return 0;
+fail:
+    it->hdr.record_count = -1;
+    return rc;
+}
+
+static int varint_err(char *errmsg, int vrc, int32_t idx, const char *what)
+{
+    if (vrc == VARINT_TRUNCATED)
+        return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": %s is cut off by the end of "
+                       "the record", idx, what);
+    return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": %s varint is too long", idx,
+                   what);
+}
+
+/* Grow the header array to at least n entries. n is bounded by the caller
+ * (each header takes at least 2 bytes of the record). */
+static int reserve_headers(rn_batch_iter_t *it, uint32_t n)
+{
+    if (n <= it->hcap) return 0;
+    uint32_t cap = it->hcap ? it->hcap : 8;
+    while (cap < n) cap = cap > UINT32_MAX / 2 ? n : cap * 2;
+    rn_header_t *h = realloc(it->hbuf, (size_t)cap * sizeof *h);
+    if (!h) return -ENOMEM;
+    it->hbuf = h;
+    it->hcap = cap;
+    return 0;
+}
+
+int rn_batch_iter_next(rn_batch_iter_t *it, rn_record_t *rec, char *errmsg)
+{
+    const int32_t idx = it->index;
+    if (it->hdr.record_count < 0)
+        return rn_errf(errmsg, RN_EINVAL, "iterator has no batch (rn_batch_iter_reset "
+                       "failed or was not called)");
+    if (idx >= it->hdr.record_count) {
+        if (it->pos != it->end)
+            return rn_errf(errmsg, RN_ECORRUPT, "%td bytes follow the last of %" PRId32
+                           " records", it->end - it->pos, it->hdr.record_count);
+        return 0;
+    }
+    if (it->pos >= it->end)
+        return rn_errf(errmsg, RN_ECORRUPT, "batch says %" PRId32 " records but holds only %"
+                       PRId32, it->hdr.record_count, idx);
+
+    const uint8_t *p = it->pos;
+    int32_t rlen, odelta, klen, vlen, hcount;
+    int64_t tdelta;
+    int vrc;
+
+    if ((vrc = get_varint32(&p, it->end, &rlen)) != 0) return varint_err(errmsg, vrc, idx, "length");
+    if (rlen < 0)
+        return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": negative length %" PRId32,
+                       idx, rlen);
+    if (rlen > it->end - p)
+        return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": length %" PRId32 " runs past "
+                       "the end of the records (%td bytes left)", idx, rlen, it->end - p);
+    const uint8_t *rend = p + rlen;
+    if (p >= rend) return varint_err(errmsg, VARINT_TRUNCATED, idx, "attributes");
+    p++;                                    /* record attributes: unused */
+    if ((vrc = get_varint64(&p, rend, &tdelta)) != 0)
+        return varint_err(errmsg, vrc, idx, "timestamp delta");
+    if ((vrc = get_varint32(&p, rend, &odelta)) != 0)
+        return varint_err(errmsg, vrc, idx, "offset delta");
+    if (odelta != idx)
+        return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": offset delta is %" PRId32
+                       ", expected %" PRId32, idx, odelta, idx);
+
+    if ((vrc = get_varint32(&p, rend, &klen)) != 0) return varint_err(errmsg, vrc, idx, "key length");
+    if (klen < -1 || klen > rend - p)
+        return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": key length %" PRId32 " is "
+                       "invalid (-1 for null, or up to the %td bytes left)", idx, klen, rend - p);
+    const uint8_t *key = klen >= 0 ? p : NULL;
+    if (klen > 0) p += klen;
+
+    if ((vrc = get_varint32(&p, rend, &vlen)) != 0) return varint_err(errmsg, vrc, idx, "value length");
+    if (vlen < -1 || vlen > rend - p)
+        return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": value length %" PRId32 " is "
+                       "invalid (-1 for null, or up to the %td bytes left)", idx, vlen, rend - p);
+    const uint8_t *value = vlen >= 0 ? p : NULL;
+    if (vlen > 0) p += vlen;
+
+    if ((vrc = get_varint32(&p, rend, &hcount)) != 0) return varint_err(errmsg, vrc, idx, "header count");
+    if (hcount < 0 || hcount > (rend - p) / 2)
+        return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": header count %" PRId32 " is "
+                       "invalid (each header takes at least 2 of the %td bytes left)", idx,
+                       hcount, rend - p);
+    if (hcount > 0 && reserve_headers(it, (uint32_t)hcount) != 0) return -ENOMEM;
+    for (int32_t i = 0; i < hcount; i++) {
+        int32_t hk, hv;
+        if ((vrc = get_varint32(&p, rend, &hk)) != 0)
+            return varint_err(errmsg, vrc, idx, "header key length");
+        if (hk < 0 || hk > rend - p)
+            return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": header %" PRId32 " key "
+                           "length %" PRId32 " is invalid (0 up to the %td bytes left; header "
+                           "keys are never null)", idx, i, hk, rend - p);
+        it->hbuf[i].key = p;
+        it->hbuf[i].key_len = (uint32_t)hk;
+        p += hk;
+        if ((vrc = get_varint32(&p, rend, &hv)) != 0)
+            return varint_err(errmsg, vrc, idx, "header value length");
+        if (hv < -1 || hv > rend - p)
+            return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": header %" PRId32 " value "
+                           "length %" PRId32 " is invalid (-1 for null, or up to the %td bytes "
+                           "left)", idx, i, hv, rend - p);
+        it->hbuf[i].value = hv >= 0 ? p : NULL;
+        it->hbuf[i].value_len = hv;
+        if (hv > 0) p += hv;
+    }
+    if (p != rend)
+        return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": length says %" PRId32
+                       " bytes but its fields take %td", idx, rlen, p - (rend - rlen));
+
+    int64_t ts, off;
+    if (__builtin_add_overflow(it->hdr.first_timestamp, tdelta, &ts))
+        return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": timestamp delta %" PRId64
+                       " overflows base timestamp %" PRId64, idx, tdelta,
+                       it->hdr.first_timestamp);
+    if (__builtin_add_overflow(it->hdr.base_offset, (int64_t)odelta, &off))
+        return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": offset overflows base "
+                       "offset %" PRId64, idx, it->hdr.base_offset);
+    if (it->hdr.attributes & ATTR_TIMESTAMP_TYPE) ts = it->hdr.max_timestamp;
+
+    rec->timestamp = ts;
+    rec->offset = off;
+    rec->key = key;
+    rec->key_len = klen;
+    rec->value = value;
+    rec->value_len = vlen;
+    rec->headers = hcount > 0 ? it->hbuf : NULL;
+    rec->header_count = (uint32_t)hcount;
+    it->pos = rend;
+    it->index = idx + 1;
+    return 1;
+}
+
+/* ---- validation ----------------------------------------------------------- */
+
+int rn_batch_validate(const uint8_t *buf, size_t len, const rn_batch_limits_t *lim,
+                      int deep, rn_batch_header_t *out, char *errmsg)
+{
+    rn_batch_header_t h;
+    int rc = rn_batch_parse_header(buf, len, lim, &h, errmsg);
+    if (rc != 0) return rc;
+    uint32_t crc = rn_crc32c(0, buf + RN_BATCH_CRC_START, len - RN_BATCH_CRC_START);
+    if (crc != h.crc)
+        return rn_errf(errmsg, RN_ECORRUPT, "crc mismatch: stored 0x%08" PRIx32 ", computed 0x%08"
+                       PRIx32, h.crc, crc);
+    if (deep) {
+        rn_batch_iter_t it;
+        rn_record_t rec;
+        int64_t max_ts = INT64_MIN;
+        rn_batch_iter_init(&it, lim);
+        rc = rn_batch_iter_reset(&it, buf, len, errmsg);
+        while (rc == 0 && (rc = rn_batch_iter_next(&it, &rec, errmsg)) == 1) {
+            if (rec.timestamp > max_ts) max_ts = rec.timestamp;
+            rc = 0;
+        }
+        rn_batch_iter_destroy(&it);
+        if (rc != 0) return rc;
+        if (!(h.attributes & ATTR_TIMESTAMP_TYPE) && max_ts != h.max_timestamp)
+            return rn_errf(errmsg, RN_ECORRUPT, "max timestamp field says %" PRId64 " but the "
+                           "largest record timestamp is %" PRId64, h.max_timestamp, max_ts);
+    }
+    if (out) *out = h;
+    return 0;
+}
+
+/* ---- building ------------------------------------------------------------- */
+
+static void lz4_prefs(LZ4F_preferences_t *p)
+{
+    memset(p, 0, sizeof *p);
+    p->frameInfo.blockSizeID = LZ4F_max64KB;
+    p->frameInfo.blockMode = LZ4F_blockIndependent;
+    p->frameInfo.contentChecksumFlag = LZ4F_noContentChecksum;
+    p->frameInfo.frameType = LZ4F_frame;
+    p->frameInfo.blockChecksumFlag = LZ4F_noBlockChecksum;
+    p->compressionLevel = 0;
+}
+
+size_t rn_batch_bound(size_t records_bytes, int codec)
+{
+    if (records_bytes > SIZE_MAX / 4) return SIZE_MAX;
+    if (codec == RN_BATCH_CODEC_LZ4) {
+        LZ4F_preferences_t p;
+        lz4_prefs(&p);
+        return RN_BATCH_HEADER_SIZE + LZ4F_compressFrameBound(records_bytes, &p);
+    }
+    return RN_BATCH_HEADER_SIZE + records_bytes;
+}
+
+static size_t sat_add(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
+
+size_t rn_batch_record_bound(const rn_record_t *r)
+{
+    /* length 5, attributes 1, timestamp delta 10, offset delta 5, key and
+     * value lengths 5 each, header count 5; per header two lengths of 5. */
+    size_t n = 5 + 1 + 10 + 5 + 5 + 5 + 5;
+    if (r->key_len > 0) n += (size_t)r->key_len;
+    if (r->value_len > 0) n += (size_t)r->value_len;
+    for (uint32_t i = 0; i < r->header_count && r->headers; i++) {
+        n = sat_add(n, 10);
+        n = sat_add(n, r->headers[i].key_len);
+        if (r->headers[i].value_len > 0) n = sat_add(n, (size_t)r->headers[i].value_len);
+    }
+    return n;
+}
+
+void rn_batch_opts_default(rn_batch_opts_t *o)
+{
+    o->codec = RN_BATCH_CODEC_NONE;
+    o->max_bytes = 1u << 20;
+    o->max_records = RN_BATCH_MAX_RECORDS;
+    o->producer_id = -1;
+    o->producer_epoch = -1;
+    o->base_sequence = -1;
+}
+
+int rn_batch_builder_init(rn_batch_builder_t *b, const rn_batch_opts_t *o)
+{
+    memset(b, 0, sizeof *b);
+    if (o) b->opts = *o;
+    else rn_batch_opts_default(&b->opts);
+    if (b->opts.codec != RN_BATCH_CODEC_NONE && b->opts.codec != RN_BATCH_CODEC_LZ4)
+        return RN_EINVAL;
+    if (b->opts.max_bytes == 0 || b->opts.max_bytes > RN_BATCH_MAX_BYTES)
+        b->opts.max_bytes = RN_BATCH_MAX_BYTES;
+    if (b->opts.max_records == 0 || b->opts.max_records > RN_BATCH_MAX_RECORDS)
+        b->opts.max_records = RN_BATCH_MAX_RECORDS;
+    /* Room for the header in front of the records (invariant 4). */
+    int rc = rn_buf_reserve(&b->records, RN_BATCH_HEADER_SIZE + 4096, 0);
+    if (rc != 0) return rc;
+    b->records.len = RN_BATCH_HEADER_SIZE;
+    return 0;
+}
+
+void rn_batch_builder_reset(rn_batch_builder_t *b)
+{
+    b->records.len = RN_BATCH_HEADER_SIZE;
+    b->out.len = 0;
+    b->count = 0;
+    b->first_ts = b->max_ts = 0;
+}
+
+void rn_batch_builder_destroy(rn_batch_builder_t *b)
+{
+    rn_buf_free(&b->records);
+    rn_buf_free(&b->out);
+    b->count = 0;
+}
+
+uint32_t rn_batch_builder_count(const rn_batch_builder_t *b)
+{
+    return (uint32_t)b->count;
+}
+
+size_t rn_batch_builder_size(const rn_batch_builder_t *b)
+{
+    return b->records.len < RN_BATCH_HEADER_SIZE ? RN_BATCH_HEADER_SIZE : b->records.len;
+}
+
+/* Exact size of a record's body (everything after its length varint), or
+ * SIZE_MAX once it passes cap (so huge header lists cannot overflow). */
+static size_t record_body_size(const rn_record_t *r, int64_t tdelta, int32_t odelta, size_t cap)
+{
+    size_t n = 1 + uvarint_size(zz64(tdelta)) + uvarint_size(zz32(odelta));
+    n += uvarint_size(zz32(r->key_len)) + (r->key_len > 0 ? (size_t)r->key_len : 0);
+    n += uvarint_size(zz32(r->value_len)) + (r->value_len > 0 ? (size_t)r->value_len : 0);
+    n += uvarint_size(zz32((int32_t)r->header_count));
+    for (uint32_t i = 0; i < r->header_count; i++) {
+        const rn_header_t *h = &r->headers[i];
+        n += uvarint_size(zz32((int32_t)h->key_len)) + h->key_len;
+        n += uvarint_size(zz32(h->value_len)) + (h->value_len > 0 ? (size_t)h->value_len : 0);
+        if (n > cap) return SIZE_MAX;
+    }
+    return n > cap ? SIZE_MAX : n;
+}
+
+static int check_record(const rn_record_t *r)
+{
+    if (r->key_len < -1 || (r->key_len > 0 && !r->key)) return RN_EINVAL;
+    if (r->value_len < -1 || (r->value_len > 0 && !r->value)) return RN_EINVAL;
+    if (r->header_count > INT32_MAX || (r->header_count > 0 && !r->headers)) return RN_EINVAL;
+    for (uint32_t i = 0; i < r->header_count; i++) {
+        const rn_header_t *h = &r->headers[i];
+        if (h->key_len > INT32_MAX || (h->key_len > 0 && !h->key)) return RN_EINVAL;
+        if (h->value_len < -1 || (h->value_len > 0 && !h->value)) return RN_EINVAL;
+    }
+    return 0;
+}
+
+int rn_batch_builder_add(rn_batch_builder_t *b, const rn_record_t *r)
+{
+    int rc = check_record(r);
+    if (rc != 0) return rc;
+    if (b->records.len < RN_BATCH_HEADER_SIZE) return RN_EINVAL;   /* not initialised */
+
+    const size_t max = b->opts.max_bytes;
+    int64_t tdelta = 0;
+    if (b->count > 0 && __builtin_sub_overflow(r->timestamp, b->first_ts, &tdelta))
+        return RN_EINVAL;       /* timestamps too far apart for a varlong delta */
+    size_t body = record_body_size(r, tdelta, b->count, max);
+    size_t total = body == SIZE_MAX ? SIZE_MAX : uvarint_size(zz32((int32_t)body)) + body;
+    size_t recs = b->records.len - RN_BATCH_HEADER_SIZE;
+
+    if (b->count > 0 && (uint32_t)b->count >= b->opts.max_records) return RN_EFULL;
+    if (total == SIZE_MAX || rn_batch_bound(recs + total, b->opts.codec) > max) {
+        /* Would it fit as the only record of a batch (deltas 0)? */
+        size_t alone = record_body_size(r, 0, 0, max);
+        if (alone == SIZE_MAX ||
+            rn_batch_bound(uvarint_size(zz32((int32_t)alone)) + alone, b->opts.codec) > max ||
+            b->count == 0)
+            return RN_ETOOBIG;
+        return RN_EFULL;
+    }
+    rc = rn_buf_reserve(&b->records, total, 0);
+    if (rc != 0) return rc;
+
+    uint8_t *p = b->records.data + b->records.len;
+    p = put_uvarint(p, zz32((int32_t)body));
+    *p++ = 0;                                       /* record attributes */
+    p = put_uvarint(p, zz64(tdelta));
+    p = put_uvarint(p, zz32(b->count));
+    p = put_uvarint(p, zz32(r->key_len));
+    if (r->key_len > 0) { memcpy(p, r->key, (size_t)r->key_len); p += r->key_len; }
+    p = put_uvarint(p, zz32(r->value_len));
+    if (r->value_len > 0) { memcpy(p, r->value, (size_t)r->value_len); p += r->value_len; }
+    p = put_uvarint(p, zz32((int32_t)r->header_count));
+    for (uint32_t i = 0; i < r->header_count; i++) {
+        const rn_header_t *h = &r->headers[i];
+        p = put_uvarint(p, zz32((int32_t)h->key_len));
+        if (h->key_len) { memcpy(p, h->key, h->key_len); p += h->key_len; }
+        p = put_uvarint(p, zz32(h->value_len));
+        if (h->value_len > 0) { memcpy(p, h->value, (size_t)h->value_len); p += h->value_len; }
+    }
+    b->records.len += total;
+
+    if (b->count == 0) {
+        b->first_ts = b->max_ts = r->timestamp;
+    } else if (r->timestamp > b->max_ts) {
+        b->max_ts = r->timestamp;
+    }
+    b->count++;
+    b->out.len = 0;      /* a finished LZ4 batch no longer matches */
+    return 0;
+}
+
+int rn_batch_builder_finish(rn_batch_builder_t *b, const uint8_t **out, size_t *len)
+{
+    if (b->count == 0) return RN_EINVAL;       /* Kafka batches hold >= 1 record */
+    uint8_t *batch;
+    size_t total;
+    int16_t attrs;
+    if (b->opts.codec == RN_BATCH_CODEC_LZ4) {
+        LZ4F_preferences_t prefs;
+        lz4_prefs(&prefs);
+        const size_t src_n = b->records.len - RN_BATCH_HEADER_SIZE;
+        const size_t cap = LZ4F_compressFrameBound(src_n, &prefs);
+        b->out.len = 0;
+        int rc = rn_buf_reserve(&b->out, RN_BATCH_HEADER_SIZE + cap, 0);
+        if (rc != 0) return rc;
+        size_t c = LZ4F_compressFrame(b->out.data + RN_BATCH_HEADER_SIZE, cap,
+                                      b->records.data + RN_BATCH_HEADER_SIZE, src_n, &prefs);
+        if (LZ4F_isError(c)) return RN_EINVAL;
+        b->out.len = RN_BATCH_HEADER_SIZE + c;
+        batch = b->out.data;
+        total = b->out.len;
+        attrs = RN_BATCH_CODEC_LZ4;
+    } else {
+        batch = b->records.data;
+        total = b->records.len;
+        attrs = RN_BATCH_CODEC_NONE;
+    }
+    if (total > b->opts.max_bytes) return RN_ETOOBIG;   /* the add-time bound forbids it */
+
+    put_be64(batch + 0, 0);                                   /* base offset */
+    put_be32(batch + 8, (uint32_t)(total - 12));              /* batch length */
+    put_be32(batch + 12, 0);                                  /* leader epoch */
+    batch[16] = RN_BATCH_MAGIC;
+    put_be16(batch + 21, (uint16_t)attrs);
+    put_be32(batch + 23, (uint32_t)(b->count - 1));           /* last offset delta */
+    put_be64(batch + 27, (uint64_t)b->first_ts);
+    put_be64(batch + 35, (uint64_t)b->max_ts);
+    put_be64(batch + 43, (uint64_t)b->opts.producer_id);
+    put_be16(batch + 51, (uint16_t)b->opts.producer_epoch);
+    put_be32(batch + 53, (uint32_t)b->opts.base_sequence);
+    put_be32(batch + 57, (uint32_t)b->count);
+    put_be32(batch + 17, rn_crc32c(0, batch + RN_BATCH_CRC_START, total - RN_BATCH_CRC_START));
+    *out = batch;
+    *len = total;
+    return 0;
+}

@@ -1,0 +1,253 @@
+/*
+ * runnel.c — the `runnel` command line: global options, dispatch, and the
+ * helpers every command shares (errors, strict numbers, opening the data
+ * directory, resolving a queue and a start position).
+ *
+ * Invariants:
+ *  1. A failing run prints exactly one line on stderr, "runnel: ...", and
+ *     exits 2 for a bad command line, 1 for anything else (runnel_cli.h).
+ *  2. Numbers on the command line are whole decimal strings inside a stated
+ *     range; anything else is a usage error naming the range.
+ *  3. What is not built yet (--server, other commands) is refused by name,
+ *     never approximated.
+ *  4. The data directory is opened once per run, with the run's words as the
+ *     lock holder text, and closed (flushing the store) before exit.
+ */
+#include "cli/runnel_cli.h"
+
+#include "common/error.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage_text[] =
+    "usage: runnel [--data DIR | --server HOST:PORT] COMMAND [ARGS]\n"
+    "\n"
+    "Works on an embedded data directory (--data DIR, default $RUNNEL_DATA), locked by one\n"
+    "process at a time.\n"
+    "\n"
+    "commands:\n"
+    "  topic create NAME [--queues N]   create a topic with N logical queues (1..10000)\n"
+    "  topic list                       list topics\n"
+    "  topic describe NAME              each queue's offsets and physical queue\n"
+    "  produce TOPIC [options]          one record per stdin line\n"
+    "  consume TOPIC [options]          print records from one queue\n"
+    "\n"
+    "Run `runnel COMMAND --help` for a command's options.\n";
+
+int rn_cli_fail(int code, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    for (char *p = line; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
+    fflush(stdout);
+    fprintf(stderr, "runnel: %s\n", line);
+    return code;
+}
+
+int rn_cli_bad_option(const char *cmd, char **argv, int c)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "?";
+    char where[64] = "", see[64] = "runnel --help";
+    if (cmd) {
+        snprintf(where, sizeof where, "%s: ", cmd);
+        snprintf(see, sizeof see, "runnel %s --help", cmd);
+    }
+    if (c == ':')
+        return rn_cli_fail(RN_CLI_USAGE, "%soption '%s' needs a value (see %s)", where, arg, see);
+    if (optopt && optopt < 0x7f && optopt > 0x20)
+        return rn_cli_fail(RN_CLI_USAGE, "%sunknown option '-%c' (see %s)", where, optopt, see);
+    return rn_cli_fail(RN_CLI_USAGE, "%sunknown option '%s' (see %s)", where, arg, see);
+}
+
+int rn_cli_parse_u64(const char *flag, const char *s, uint64_t min, uint64_t max,
+                     uint64_t *out, char *errmsg)
+{
+    uint64_t v = 0;
+    int ok = s[0] != '\0';
+    for (const char *p = s; ok && *p; p++) {
+        if (*p < '0' || *p > '9' || v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10) ok = 0;
+        else v = v * 10 + (uint64_t)(*p - '0');
+    }
+    if (!ok || v < min || v > max)
+        return rn_errf(errmsg, RN_EINVAL, "%s: '%.40s' is not an integer in %llu..%llu", flag, s,
+                       (unsigned long long)min, (unsigned long long)max);
+    *out = v;
+    return 0;
+}
+
+int rn_cli_parse_i64(const char *flag, const char *s, int64_t min, int64_t max,
+                     int64_t *out, char *errmsg)
+{
+    int neg = s[0] == '-';
+    uint64_t mag = 0;
+    int ok = s[neg] != '\0';
+    for (const char *p = s + neg; ok && *p; p++) {
+        if (*p < '0' || *p > '9' || mag > (UINT64_MAX - (uint64_t)(*p - '0')) / 10) ok = 0;
+        else mag = mag * 10 + (uint64_t)(*p - '0');
+    }
+    int64_t v = 0;
+    if (ok && !neg && mag <= (uint64_t)INT64_MAX) v = (int64_t)mag;
+    else if (ok && neg && mag <= (uint64_t)INT64_MAX + 1) v = mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag;
+    else ok = 0;
+    if (!ok || v < min || v > max)
+        return rn_errf(errmsg, RN_EINVAL, "%s: '%.40s' is not an integer in %lld..%lld", flag, s,
+                       (long long)min, (long long)max);
+    *out = v;
+    return 0;
+}
+
+int rn_cli_open_datadir(rn_cli_t *cli, const rn_log_opts_t *lo, int create, rn_datadir_t **out)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    *out = NULL;
+    if (!cli->data)
+        return rn_cli_fail(RN_CLI_USAGE, "no data directory: give --data DIR or set RUNNEL_DATA");
+    rn_datadir_opts_t o;
+    rn_datadir_opts_default(&o);
+    if (lo) o.log = *lo;
+    o.holder = cli->holder;
+    o.create = create;
+    int rc = rn_datadir_open(cli->data, &o, out, err);
+    if (rc == -ENOENT)
+        return rn_cli_fail(RN_CLI_FAIL, "%s; `runnel --data DIR topic create NAME` makes one", err);
+    if (rc != 0) return rn_cli_fail(RN_CLI_FAIL, "%s", err);
+    return 0;
+}
+
+int rn_cli_close_datadir(rn_datadir_t *d, int code)
+{
+    int rc = rn_datadir_close(d);
+    if (rc != 0 && code == RN_CLI_OK)
+        return rn_cli_fail(RN_CLI_FAIL, "closing the data directory: %s", rn_strerror(rc));
+    return code;
+}
+
+int rn_cli_open_queue(rn_datadir_t *d, const char *topic, int64_t queue, rn_datadir_queue_t *q)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    memset(q, 0, sizeof *q);
+    if (queue < 0) {
+        rn_meta_topic_t t;
+        int rc = rn_meta_topic_get(rn_datadir_meta(d), topic, &t, err);
+        if (rc != 0) return rn_cli_fail(RN_CLI_FAIL, "%s", err);
+        if (t.queues != 1)
+            return rn_cli_fail(RN_CLI_USAGE, "topic '%s' has queues 0..%u: pick one with --queue Q "
+                               "(reading every queue at once comes with consumer groups)",
+                               topic, t.queues - 1);
+        queue = 0;
+    }
+    if (queue > UINT32_MAX - 1)
+        return rn_cli_fail(RN_CLI_USAGE, "queue %lld is out of range", (long long)queue);
+    int rc = rn_datadir_queue_open(d, topic, (uint32_t)queue, q, err);
+    if (rc != 0) return rn_cli_fail(RN_CLI_FAIL, "%s", err);
+    return 0;
+}
+
+int rn_cli_parse_from(const char *s, rn_cli_from_t *from, char *errmsg)
+{
+    if (!strcmp(s, "earliest")) { from->kind = RN_FROM_EARLIEST; from->value = 0; return 0; }
+    if (!strcmp(s, "latest")) { from->kind = RN_FROM_LATEST; from->value = 0; return 0; }
+    if (s[0] == '@') {
+        from->kind = RN_FROM_TIME;
+        return rn_cli_parse_i64("--from @TIMESTAMP_MS", s + 1, 0, INT64_MAX, &from->value, errmsg);
+    }
+    if (s[0] >= '0' && s[0] <= '9') {
+        from->kind = RN_FROM_OFFSET;
+        return rn_cli_parse_i64("--from OFFSET", s, 0, INT64_MAX, &from->value, errmsg);
+    }
+    return rn_errf(errmsg, RN_EINVAL, "--from: '%.40s' is not earliest, latest, an OFFSET or "
+                   "@TIMESTAMP_MS", s);
+}
+
+int rn_cli_resolve_from(rn_datadir_t *d, const rn_datadir_queue_t *q, const rn_cli_from_t *from,
+                        int64_t *offset, char *errmsg)
+{
+    rn_datadir_queue_info_t info;
+    int rc = rn_datadir_queue_info(d, q, &info, errmsg);
+    if (rc != 0) return rc;
+    switch (from->kind) {
+    case RN_FROM_EARLIEST: *offset = info.log_start; return 0;
+    case RN_FROM_LATEST: *offset = info.high_watermark; return 0;
+    case RN_FROM_TIME: return rn_datadir_lookup_time(d, q, from->value, offset, errmsg);
+    case RN_FROM_OFFSET:
+        if (from->value < info.log_start || from->value > info.high_watermark)
+            return rn_errf(errmsg, RN_ERANGE, "offset %lld is outside topic '%s' queue %u's "
+                           "range [%lld, %lld]", (long long)from->value, q->topic.name, q->queue,
+                           (long long)info.log_start, (long long)info.high_watermark);
+        *offset = from->value;
+        return 0;
+    }
+    return rn_errf(errmsg, RN_EINVAL, "bad start position");
+}
+
+/* "runnel produce logs --queue 1": the LOCK holder text, printable, bounded. */
+static void set_holder(rn_cli_t *cli, int argc, char **argv)
+{
+    size_t n = (size_t)snprintf(cli->holder, sizeof cli->holder, "runnel");
+    for (int i = 0; i < argc && n < sizeof cli->holder - 1; i++) {
+        int w = snprintf(cli->holder + n, sizeof cli->holder - n, " %s", argv[i]);
+        if (w < 0) break;
+        n += (size_t)w;
+        if (n >= sizeof cli->holder) n = sizeof cli->holder - 1;
+    }
+    for (char *p = cli->holder; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_DATA = 0x100, OPT_SERVER };
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, OPT_DATA},
+        {"server", required_argument, NULL, OPT_SERVER},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    rn_cli_t cli;
+    memset(&cli, 0, sizeof cli);
+    const char *env = getenv("RUNNEL_DATA");
+    if (env && *env) cli.data = env;
+
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_DATA: cli.data = optarg; break;
+        case OPT_SERVER: cli.server = optarg; break;
+        case 'h': fputs(usage_text, stdout); return RN_CLI_OK;
+        default: return rn_cli_bad_option(NULL, argv, c);
+        }
+    }
+    if (optind >= argc)
+        return rn_cli_fail(RN_CLI_USAGE, "no command given (see runnel --help)");
+    if (cli.server)
+        return rn_cli_fail(RN_CLI_USAGE, "--server is not supported yet: this runnel works on a "
+                           "data directory (--data DIR)");
+    if (cli.data && !*cli.data)
+        return rn_cli_fail(RN_CLI_USAGE, "--data: the directory name is empty");
+
+    int cargc = argc - optind;
+    char **cargv = argv + optind;
+    const char *cmd = cargv[0];
+    set_holder(&cli, cargc, cargv);
+    optind = 0;   /* GNU getopt: start afresh for the command's own options */
+    if (!strcmp(cmd, "topic")) return rn_cli_topic(&cli, cargc, cargv);
+    if (!strcmp(cmd, "produce")) return rn_cli_produce(&cli, cargc, cargv);
+    if (!strcmp(cmd, "consume")) return rn_cli_consume(&cli, cargc, cargv);
+    if (!strcmp(cmd, "help")) { fputs(usage_text, stdout); return RN_CLI_OK; }
+    static const char *const later[] = {"queue", "group", "checkpoint", "pipeline"};
+    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
+        if (!strcmp(cmd, later[i]))
+            return rn_cli_fail(RN_CLI_USAGE, "'%s' is not available yet; commands: topic, "
+                               "produce, consume", cmd);
+    return rn_cli_fail(RN_CLI_USAGE, "unknown command '%.40s'; commands: topic, produce, consume "
+                       "(see runnel --help)", cmd);
+}

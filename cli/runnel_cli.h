@@ -1,0 +1,90 @@
+/*
+ * runnel_cli.h — what the `runnel` command files share: the global options,
+ * the error-reporting rule, strict number parsing, opening the data directory,
+ * resolving a topic's queue and a start position, and the small JSON helpers.
+ *
+ * Error rule: a command that fails prints exactly one line on stderr,
+ * "runnel: <what went wrong>", and exits RN_CLI_USAGE (2) for a bad command
+ * line or RN_CLI_FAIL (1) for anything else. rn_cli_fail prints that line
+ * (control characters replaced, so it stays one line) and returns the code.
+ */
+#ifndef RN_CLI_H
+#define RN_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/buf.h"
+#include "logical-queues/datadir.h"
+
+enum { RN_CLI_OK = 0, RN_CLI_FAIL = 1, RN_CLI_USAGE = 2 };
+
+typedef struct rn_cli {
+    const char *data;          /* --data or $RUNNEL_DATA; NULL when neither */
+    const char *server;        /* --server (refused for now) */
+    char        holder[160];   /* LOCK holder text: "runnel produce logs" */
+} rn_cli_t;
+
+/* Commands: argv[0] is the command name; each returns an exit code. */
+int rn_cli_topic(rn_cli_t *cli, int argc, char **argv);
+int rn_cli_produce(rn_cli_t *cli, int argc, char **argv);
+int rn_cli_consume(rn_cli_t *cli, int argc, char **argv);
+
+int rn_cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Handle an option getopt_long rejected (returned '?' or ':'): prints the one
+ * line naming it and returns RN_CLI_USAGE. cmd is NULL for global options. */
+int rn_cli_bad_option(const char *cmd, char **argv, int optopt_val);
+
+/* Parse a whole decimal string in [min, max]; nothing else (no sign, no
+ * space, no suffix). On failure errmsg reads
+ * "--flag: 'x' is not an integer in min..max". */
+int rn_cli_parse_u64(const char *flag, const char *s, uint64_t min, uint64_t max,
+                     uint64_t *out, char *errmsg);
+int rn_cli_parse_i64(const char *flag, const char *s, int64_t min, int64_t max,
+                     int64_t *out, char *errmsg);
+
+/* Open the data directory named by cli->data with these store options
+ * (NULL: defaults); create = 1 makes a new one. Prints the error and returns
+ * its exit code on failure, 0 on success. */
+int rn_cli_open_datadir(rn_cli_t *cli, const rn_log_opts_t *lo, int create,
+                        rn_datadir_t **out);
+/* Close, reporting a flush error as one line; returns an exit code. */
+int rn_cli_close_datadir(rn_datadir_t *d, int code);
+
+/* Resolve topic and queue (queue < 0: the topic must have exactly one).
+ * Prints and returns an exit code on failure. */
+int rn_cli_open_queue(rn_datadir_t *d, const char *topic, int64_t queue,
+                      rn_datadir_queue_t *q);
+
+/* --from earliest|latest|OFFSET|@TIMESTAMP_MS */
+typedef enum { RN_FROM_EARLIEST, RN_FROM_LATEST, RN_FROM_OFFSET, RN_FROM_TIME } rn_from_kind_t;
+typedef struct rn_cli_from {
+    rn_from_kind_t kind;
+    int64_t        value;      /* offset or timestamp */
+} rn_cli_from_t;
+
+int rn_cli_parse_from(const char *s, rn_cli_from_t *from, char *errmsg);
+/* The logical offset a --from names in q; an offset outside the queue's
+ * range is RN_ERANGE with the range in errmsg. */
+int rn_cli_resolve_from(rn_datadir_t *d, const rn_datadir_queue_t *q, const rn_cli_from_t *from,
+                        int64_t *offset, char *errmsg);
+
+/* ---- JSON (cli/runnel_json.c) ----------------------------------------- */
+
+/* The value of top-level member `field` of the JSON object in line[0..len).
+ * A string is unescaped into out (UTF-8); a number is copied as written,
+ * *is_number = 1. RN_ENOTFOUND when the member is absent, RN_EINVAL when the
+ * line is not a JSON object or the member is neither string nor number
+ * (errmsg says which). out is reset first. */
+int rn_json_field(const char *line, size_t len, const char *field, rn_buf_t *out,
+                  int *is_number, char *errmsg);
+
+/* Write bytes as a JSON string: '"', '\\' and control characters escaped;
+ * valid UTF-8 sequences copied; each byte that is not part of a valid UTF-8
+ * sequence written as \u00XX (its Latin-1 reading), so output is always
+ * valid UTF-8 JSON. */
+void rn_json_write_string(FILE *out, const uint8_t *p, size_t n);
+
+#endif

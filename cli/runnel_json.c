@@ -1,0 +1,285 @@
+/*
+ * runnel_json.c — the two bits of JSON the CLI needs: pulling one top-level
+ * member out of an input line (produce --key-field / --timestamp-field), and
+ * writing bytes as a JSON string (consume --format json).
+ *
+ * Invariants:
+ *  1. Reading never goes outside line[0..len) and never recurses: nested
+ *     values are skipped with a depth counter, so any input is safe.
+ *  2. Only what the answer depends on is checked: the object's braces, the
+ *     members before the wanted one, and the wanted value. Text after the
+ *     member is not validated (produce stores the line as received anyway).
+ *  3. rn_json_write_string always emits valid JSON and valid UTF-8: valid
+ *     UTF-8 sequences pass through, '"' '\\' and C0 controls are escaped, and
+ *     every byte that is not part of a valid sequence becomes \u00XX (its
+ *     Latin-1 reading; so "\u00e9" in output means either the byte 0xE9 alone
+ *     or the character é, which the consumer cannot tell apart).
+ */
+#include "cli/runnel_cli.h"
+
+#include "common/error.h"
+
+#include <errno.h>
+
+#include <string.h>
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
+    return p;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static int hex4(const char *p, const char *end, uint32_t *v)
+{
+    if (end - p < 4) return -1;
+    uint32_t x = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(p[i]);
+        if (h < 0) return -1;
+        x = x << 4 | (uint32_t)h;
+    }
+    *v = x;
+    return 0;
+}
+
+static int put_utf8(rn_buf_t *out, uint32_t cp)
+{
+    uint8_t b[4];
+    size_t n;
+    if (cp < 0x80) { b[0] = (uint8_t)cp; n = 1; }
+    else if (cp < 0x800) { b[0] = (uint8_t)(0xC0 | cp >> 6); b[1] = (uint8_t)(0x80 | (cp & 0x3F)); n = 2; }
+    else if (cp < 0x10000) {
+        b[0] = (uint8_t)(0xE0 | cp >> 12); b[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+        b[2] = (uint8_t)(0x80 | (cp & 0x3F)); n = 3;
+    } else {
+        b[0] = (uint8_t)(0xF0 | cp >> 18); b[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
+        b[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F)); b[3] = (uint8_t)(0x80 | (cp & 0x3F)); n = 4;
+    }
+    return rn_buf_append(out, b, n, 0);
+}
+
+/* p points after the opening quote. Returns the position after the closing
+ * quote, or NULL when malformed. With out != NULL the decoded bytes are
+ * appended; *escaped tells whether the raw text held a backslash. */
+static const char *scan_string(const char *p, const char *end, rn_buf_t *out, int *escaped)
+{
+    if (escaped) *escaped = 0;
+    while (p < end) {
+        const char *run = p;
+        while (p < end && *p != '"' && *p != '\\') p++;
+        if (out && p > run && rn_buf_append(out, run, (size_t)(p - run), 0) != 0) return NULL;
+        if (p >= end) return NULL;
+        if (*p == '"') return p + 1;
+        if (escaped) *escaped = 1;
+        if (++p >= end) return NULL;
+        char c = *p++;
+        uint32_t cp;
+        switch (c) {
+        case '"': cp = '"'; break;
+        case '\\': cp = '\\'; break;
+        case '/': cp = '/'; break;
+        case 'b': cp = '\b'; break;
+        case 'f': cp = '\f'; break;
+        case 'n': cp = '\n'; break;
+        case 'r': cp = '\r'; break;
+        case 't': cp = '\t'; break;
+        case 'u':
+            if (hex4(p, end, &cp) != 0) return NULL;
+            p += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                uint32_t lo;
+                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, end, &lo) != 0 ||
+                    lo < 0xDC00 || lo > 0xDFFF)
+                    return NULL;
+                p += 6;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                return NULL;
+            }
+            break;
+        default:
+            return NULL;
+        }
+        if (out && put_utf8(out, cp) != 0) return NULL;
+    }
+    return NULL;
+}
+
+/* A JSON number per RFC 8259; returns the end or NULL. */
+static const char *scan_number(const char *p, const char *end)
+{
+    if (p < end && *p == '-') p++;
+    if (p >= end) return NULL;
+    if (*p == '0') p++;
+    else if (*p >= '1' && *p <= '9') { while (p < end && *p >= '0' && *p <= '9') p++; }
+    else return NULL;
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || *p < '0' || *p > '9') return NULL;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        if (p >= end || *p < '0' || *p > '9') return NULL;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    return p;
+}
+
+/* Skip one value of any type; NULL when malformed. Nested containers are
+ * skipped by counting brackets outside strings (invariant 1). */
+static const char *skip_value(const char *p, const char *end)
+{
+    if (p >= end) return NULL;
+    if (*p == '"') return scan_string(p + 1, end, NULL, NULL);
+    if (*p == '-' || (*p >= '0' && *p <= '9')) return scan_number(p, end);
+    if (*p == '{' || *p == '[') {
+        size_t depth = 0;
+        while (p < end) {
+            char c = *p;
+            if (c == '"') {
+                p = scan_string(p + 1, end, NULL, NULL);
+                if (!p) return NULL;
+                continue;
+            }
+            if (c == '{' || c == '[') depth++;
+            else if (c == '}' || c == ']') {
+                if (--depth == 0) return p + 1;
+            }
+            p++;
+        }
+        return NULL;
+    }
+    static const char *const lits[] = {"true", "false", "null"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t n = strlen(lits[i]);
+        if ((size_t)(end - p) >= n && memcmp(p, lits[i], n) == 0) return p + n;
+    }
+    return NULL;
+}
+
+int rn_json_field(const char *line, size_t len, const char *field, rn_buf_t *out,
+                  int *is_number, char *errmsg)
+{
+    const char *p = line, *end = line + len;
+    size_t flen = strlen(field);
+    out->len = 0;
+    *is_number = 0;
+    p = skip_ws(p, end);
+    if (p >= end || *p != '{') return rn_errf(errmsg, RN_EINVAL, "not a JSON object");
+    p = skip_ws(p + 1, end);
+    if (p < end && *p == '}') goto absent;
+    for (;;) {
+        if (p >= end || *p != '"') goto malformed;
+        const char *kstart = p + 1;
+        int escaped;
+        const char *kend = scan_string(kstart, end, NULL, &escaped);
+        if (!kend) goto malformed;
+        int match;
+        if (!escaped) {
+            match = (size_t)(kend - 1 - kstart) == flen && memcmp(kstart, field, flen) == 0;
+        } else {
+            if (!scan_string(kstart, end, out, NULL)) goto malformed;
+            match = out->len == flen && memcmp(out->data, field, flen) == 0;
+            out->len = 0;
+        }
+        p = skip_ws(kend, end);
+        if (p >= end || *p != ':') goto malformed;
+        p = skip_ws(p + 1, end);
+        if (match) {
+            if (p < end && *p == '"') {
+                if (!scan_string(p + 1, end, out, NULL)) goto malformed;
+                return 0;
+            }
+            const char *nend = scan_number(p, end);
+            if (nend) {
+                if (rn_buf_append(out, p, (size_t)(nend - p), 0) != 0)
+                    return rn_errf(errmsg, -ENOMEM, "out of memory");
+                *is_number = 1;
+                return 0;
+            }
+            return rn_errf(errmsg, RN_EINVAL, "field '%s' is not a string or a number", field);
+        }
+        p = skip_value(p, end);
+        if (!p) goto malformed;
+        p = skip_ws(p, end);
+        if (p < end && *p == ',') { p = skip_ws(p + 1, end); continue; }
+        if (p < end && *p == '}') goto absent;
+        goto malformed;
+    }
+absent:
+    return rn_errf(errmsg, RN_ENOTFOUND, "no field '%s'", field);
+malformed:
+    out->len = 0;
+    return rn_errf(errmsg, RN_EINVAL, "malformed JSON at byte %zu", (size_t)(p - line) + 1);
+}
+
+/* Length of the valid UTF-8 sequence starting at p (lead byte >= 0x80), or 0. */
+static size_t utf8_seq(const uint8_t *p, size_t n)
+{
+    uint8_t c = p[0];
+    size_t len;
+    uint8_t lo = 0x80, hi = 0xBF;     /* range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0;        /* no overlongs */
+        if (c == 0xED) hi = 0x9F;        /* no surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;        /* <= U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (n < len || p[1] < lo || p[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    return len;
+}
+
+void rn_json_write_string(FILE *out, const uint8_t *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    putc_unlocked('"', out);
+    size_t i = 0;
+    while (i < n) {
+        size_t run = i;
+        while (i < n && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\') i++;
+        if (i > run) fwrite_unlocked(p + run, 1, i - run, out);
+        if (i >= n) break;
+        uint8_t c = p[i];
+        if (c >= 0x80) {
+            size_t l = utf8_seq(p + i, n - i);
+            if (l) { fwrite_unlocked(p + i, 1, l, out); i += l; continue; }
+        }
+        char esc[6];
+        size_t el = 2;
+        esc[0] = '\\';
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            esc[1] = 'u'; esc[2] = '0'; esc[3] = '0';
+            esc[4] = hex[c >> 4]; esc[5] = hex[c & 15];
+            el = 6;
+        }
+        fwrite_unlocked(esc, 1, el, out);
+        i++;
+    }
+    putc_unlocked('"', out);
+}

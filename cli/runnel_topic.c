@@ -1,0 +1,154 @@
+/*
+ * runnel_topic.c — `runnel topic create|list|describe`.
+ *
+ * Invariants:
+ *  1. Only `topic create` may create a data directory; list and describe
+ *     need an existing one.
+ *  2. describe reports each logical queue's logical range [START, END) as
+ *     readers see it (END = high watermark) and the physical queue behind it.
+ */
+#include "cli/runnel_cli.h"
+
+#include "common/error.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char topic_usage[] =
+    "usage: runnel [--data DIR] topic create NAME [--queues N]\n"
+    "       runnel [--data DIR] topic list\n"
+    "       runnel [--data DIR] topic describe NAME\n"
+    "\n"
+    "  NAME         1-249 characters of A-Z a-z 0-9 . _ -\n"
+    "  --queues N   logical queues, 1..10000 (default 1)\n";
+
+static void format_time(int64_t ms, char *out, size_t size)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    if (!gmtime_r(&s, &tm) || !strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(out, size, "%lld ms", (long long)ms);
+}
+
+static int topic_create(rn_cli_t *cli, const char *name, uint32_t queues)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    /* Validate before creating a directory for a name we would refuse. */
+    if (rn_meta_check_topic_name(name, err) != 0) return rn_cli_fail(RN_CLI_USAGE, "%s", err);
+    rn_datadir_t *d;
+    int code = rn_cli_open_datadir(cli, NULL, 1, &d);
+    if (code != 0) return code;
+    rn_meta_topic_t t;
+    int rc = rn_datadir_topic_create(d, name, queues, &t, err);
+    if (rc != 0) code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
+    else printf("created topic '%s' with %u queue%s\n", t.name, t.queues, t.queues == 1 ? "" : "s");
+    return rn_cli_close_datadir(d, code);
+}
+
+static int topic_list(rn_cli_t *cli)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_t *d;
+    int code = rn_cli_open_datadir(cli, NULL, 0, &d);
+    if (code != 0) return code;
+    rn_meta_topic_t *v = NULL;
+    size_t n = 0;
+    int rc = rn_meta_topic_list(rn_datadir_meta(d), &v, &n, err);
+    if (rc != 0) {
+        code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
+    } else {
+        printf("%-32s %6s  %s\n", "TOPIC", "QUEUES", "CREATED");
+        for (size_t i = 0; i < n; i++) {
+            char when[64];
+            format_time(v[i].created_ms, when, sizeof when);
+            printf("%-32s %6u  %s\n", v[i].name, v[i].queues, when);
+        }
+    }
+    free(v);
+    return rn_cli_close_datadir(d, code);
+}
+
+static int topic_describe(rn_cli_t *cli, const char *name)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_t *d;
+    int code = rn_cli_open_datadir(cli, NULL, 0, &d);
+    if (code != 0) return code;
+    rn_meta_topic_t t;
+    int rc = rn_meta_topic_get(rn_datadir_meta(d), name, &t, err);
+    if (rc != 0) return rn_cli_close_datadir(d, rn_cli_fail(RN_CLI_FAIL, "%s", err));
+    char when[64];
+    format_time(t.created_ms, when, sizeof when);
+    printf("topic %s: %u queue%s, created %s\n", t.name, t.queues, t.queues == 1 ? "" : "s", when);
+    printf("%5s %20s %20s %10s  %s\n", "QUEUE", "START", "END", "BATCHES", "PHYSICAL");
+    for (uint32_t i = 0; i < t.queues && code == 0; i++) {
+        rn_datadir_queue_t q;
+        code = rn_cli_open_queue(d, name, i, &q);
+        if (code != 0) break;
+        rn_datadir_queue_info_t info;
+        rc = rn_datadir_queue_info(d, &q, &info, err);
+        if (rc != 0) {
+            code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
+        } else {
+            const rn_meta_item_t *it = &q.items[q.nitems - 1];
+            printf("%5u %20lld %20lld %10llu  store %u queue %u\n", i,
+                   (long long)info.log_start, (long long)info.high_watermark,
+                   (unsigned long long)info.batches, it->store_id, it->physical_id);
+        }
+        rn_datadir_queue_close(&q);
+    }
+    return rn_cli_close_datadir(d, code);
+}
+
+int rn_cli_topic(rn_cli_t *cli, int argc, char **argv)
+{
+    enum { OPT_DATA = 0x100, OPT_QUEUES };
+    static const struct option opts[] = {
+        {"queues", required_argument, NULL, OPT_QUEUES},
+        {"data", required_argument, NULL, OPT_DATA},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    char err[RN_ERRMSG_SIZE];
+    uint64_t queues = 1;
+    int queues_given = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_QUEUES:
+            if (rn_cli_parse_u64("--queues", optarg, 1, RN_META_MAX_QUEUES, &queues, err) != 0)
+                return rn_cli_fail(RN_CLI_USAGE, "%s", err);
+            queues_given = 1;
+            break;
+        case OPT_DATA: cli->data = optarg; break;
+        case 'h': fputs(topic_usage, stdout); return RN_CLI_OK;
+        default: return rn_cli_bad_option("topic", argv, c);
+        }
+    }
+    int npos = argc - optind;
+    char **pos = argv + optind;
+    if (npos < 1)
+        return rn_cli_fail(RN_CLI_USAGE, "topic: give create, list or describe (see runnel topic "
+                           "--help)");
+    const char *sub = pos[0];
+    if (!strcmp(sub, "create")) {
+        if (npos != 2)
+            return rn_cli_fail(RN_CLI_USAGE, "topic create takes one NAME (see runnel topic --help)");
+        return topic_create(cli, pos[1], (uint32_t)queues);
+    }
+    if (queues_given)
+        return rn_cli_fail(RN_CLI_USAGE, "--queues applies to topic create only");
+    if (!strcmp(sub, "list")) {
+        if (npos != 1) return rn_cli_fail(RN_CLI_USAGE, "topic list takes no arguments");
+        return topic_list(cli);
+    }
+    if (!strcmp(sub, "describe")) {
+        if (npos != 2)
+            return rn_cli_fail(RN_CLI_USAGE, "topic describe takes one NAME (see runnel topic --help)");
+        return topic_describe(cli, pos[1]);
+    }
+    return rn_cli_fail(RN_CLI_USAGE, "topic: unknown subcommand '%.40s'; use create, list or "
+                       "describe", sub);
+}

@@ -1,0 +1,118 @@
+/*
+ * index.h — one physical queue's batch index: fixed-width 48-byte units, one
+ * per batch, in mmap'd files DIR/index/%010u/%020llu.idx (named by the base
+ * offset of their first unit). Units are addressed by a queue-wide "slot"
+ * number (0 = first unit of the first file loaded at open); slots only grow.
+ *
+ * Threading (enforced by log/log.c, not here): rn_idx_put, rn_idx_truncate and
+ * rn_idx_sync run on the writer path only. rn_idx_put adds a file (changing
+ * files/nfiles) only through rn_idx_add_file, which the caller runs under the
+ * store's table write lock. Readers access units below the store's published
+ * visible slot count under the table read lock; those bytes never change.
+ */
+#ifndef RN_LOG_INDEX_H
+#define RN_LOG_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RN_IDX_UNIT_SIZE 48
+#define RN_IDX_NAME_LEN  24     /* "%020llu.idx" */
+
+typedef struct rn_idx_unit {
+    uint64_t position;       /* commit-log position of the entry */
+    int64_t  base_offset;
+    int64_t  first_ts;       /* the batch's base timestamp */
+    int64_t  max_ts;         /* running max: largest ts of this or any earlier batch */
+    uint32_t size;           /* batch bytes (the entry is 16 bytes more) */
+    uint32_t record_count;
+    uint32_t flags;          /* 0 */
+} rn_idx_unit_t;
+
+typedef struct rn_idx_file {
+    int64_t  base;           /* base offset of its first unit (from its name) */
+    uint64_t first_slot;
+    uint32_t cap;            /* units the mapping holds */
+    int      fd;
+    uint8_t *map;            /* cap * 48 bytes, MAP_SHARED, read-write */
+    int      dirty;          /* written since the last rn_idx_sync */
+} rn_idx_file_t;
+
+typedef struct rn_idx {
+    char          *dir;      /* DIR/index/%010u, malloc'd */
+    rn_idx_file_t *files;
+    size_t         nfiles, capfiles;
+    uint64_t       nunits;   /* slots written: [files[0].first_slot, nunits) */
+    uint32_t       new_cap;  /* units per newly created file */
+    int            dir_dirty;/* a file was created since the last rn_idx_sync */
+} rn_idx_t;
+
+/* What loading found. */
+typedef struct rn_idx_load {
+    uint64_t dropped;        /* units cut at the first bad one */
+    int      damaged;        /* something was cut, a file was deleted or bad */
+    char     why[160];       /* first damage, for diagnostics */
+} rn_idx_load_t;
+
+void rn_idx_unit_encode(uint8_t out[RN_IDX_UNIT_SIZE], const rn_idx_unit_t *u);
+/* 0, or RN_ECORRUPT when the unit's CRC does not match (an all-zero unit
+ * never matches). */
+int  rn_idx_unit_decode(const uint8_t in[RN_IDX_UNIT_SIZE], rn_idx_unit_t *u);
+
+/* Bytes of one slot (must be in [files[0].first_slot, nunits) or be a slot of
+ * a mapped file). */
+const uint8_t *rn_idx_slot(const rn_idx_t *ix, uint64_t slot);
+/* The unit at slot, decoded without a CRC check (units in memory were checked
+ * at load or written by us). */
+void rn_idx_get(const rn_idx_t *ix, uint64_t slot, rn_idx_unit_t *u);
+
+/* Open the queue directory dir (creating nothing) and validate every unit:
+ * CRC, size/count bounds, base continuity (unit i starts where unit i-1
+ * ends), strictly increasing positions, monotonic running max, file names
+ * that continue the offsets, every file but the last full. The index is cut
+ * at the first bad unit (the rest of that file zeroed, later files deleted).
+ * A missing dir gives an empty index. new_cap: units per new file. */
+int  rn_idx_load(rn_idx_t *ix, const char *dir, uint32_t new_cap, uint32_t max_batch,
+                 rn_idx_load_t *rep, char *errmsg);
+/* An empty index whose files will live in dir (created lazily). */
+int  rn_idx_init(rn_idx_t *ix, const char *dir, uint32_t new_cap);
+void rn_idx_close(rn_idx_t *ix);
+
+/* 1 when the next rn_idx_put needs a new file (prepare + attach one first). */
+int  rn_idx_needs_file(const rn_idx_t *ix);
+/* Create, preallocate (fallocate, so writes into the mapping cannot hit
+ * ENOSPC/SIGBUS) and map the next file into *f, named by base (the next
+ * unit's base offset); the directory is created as needed. The new name is
+ * made durable by the next rn_idx_sync (the index is derivable: until then a
+ * crash can only cost a rebuild). Does not touch the table: readers may run
+ * meanwhile. */
+int  rn_idx_prepare_file(rn_idx_t *ix, int64_t base, rn_idx_file_t *f, char *errmsg);
+/* Add a prepared file to the table (caller holds the table write lock).
+ * -ENOMEM leaves the table as it was; the caller then discards f. */
+int  rn_idx_attach_file(rn_idx_t *ix, const rn_idx_file_t *f);
+/* Unmap, close and unlink a prepared file that was not attached. */
+void rn_idx_discard_file(rn_idx_t *ix, rn_idx_file_t *f);
+/* Write the unit at slot nunits (room must exist) and count it. */
+void rn_idx_put(rn_idx_t *ix, const rn_idx_unit_t *u);
+
+/* Drop slots [slot, nunits): zero them and delete the files that start at or
+ * after slot (the next rn_idx_put then creates a file named by its unit's
+ * base). Returns the number of units dropped. Writer path, no readers. */
+uint64_t rn_idx_truncate(rn_idx_t *ix, uint64_t slot);
+/* Delete whole files whose units all lie below slot, never the last file. */
+int  rn_idx_drop_below(rn_idx_t *ix, uint64_t slot);
+/* Delete every file and the directory. */
+int  rn_idx_remove_all(rn_idx_t *ix);
+/* fdatasync every dirty file (this also writes back the dirty mmap pages),
+ * and fsync the directory when a file was created since the last call. */
+int  rn_idx_sync(rn_idx_t *ix, char *errmsg);
+
+/* Searches over slots [lo, hi) (hi > lo unless stated); no system calls. */
+/* Last slot whose base offset <= off (caller ensures unit lo's base <= off). */
+uint64_t rn_idx_find_offset(const rn_idx_t *ix, uint64_t lo, uint64_t hi, int64_t off);
+/* First slot whose running max_ts >= ts, or hi. */
+uint64_t rn_idx_find_time(const rn_idx_t *ix, uint64_t lo, uint64_t hi, int64_t ts);
+/* First slot whose position >= pos, or hi. */
+uint64_t rn_idx_find_position(const rn_idx_t *ix, uint64_t lo, uint64_t hi, uint64_t pos);
+
+#endif

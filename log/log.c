@@ -1,0 +1,1683 @@
+/*
+ * log.c — a store: one commit log shared by all physical queues, a batch index
+ * per queue, group commit, recovery and retention.
+ *
+ * ON DISK (our own formats are little-endian; the batch bytes are Kafka's)
+ *
+ *   DIR/LOCK                          flock'd by the owning process (its pid inside)
+ *   DIR/commitlog/%020llu.log         segments, named by global start position
+ *   DIR/index/%010u/%020llu.idx       per-queue index files (see log/index.c),
+ *                                     named by the base offset of their first unit
+ *   DIR/checkpoint                    the recovery point
+ *   DIR/clean                         the clean-shutdown marker
+ *
+ *   A segment is preallocated to segment_bytes; segment k+1 starts at global
+ *   position start(k) + size(k). Entries never span segments: an append that
+ *   does not fit rolls to a new segment, leaving zeros at the old one's end.
+ *   Segments have no file header: every entry checksums itself.
+ *
+ *   entry:  +-----------+----------+-----------+---------+----------------------+
+ *           | batch_len | queue_id | format=1  | hcrc    | batch bytes          |
+ *           | u32       | u32      | u32       | u32     | (batch_len, Kafka v2)|
+ *           +-----------+----------+-----------+---------+----------------------+
+ *     hcrc = CRC-32C(header[0,12) ++ batch[0,21)), i.e. base offset, length,
+ *     leader epoch, magic and the Kafka CRC field; Kafka's CRC covers
+ *     batch[21,end). A zero batch_len (an all-zero header) = no more entries
+ *     in this segment.
+ *
+ *   checkpoint:  magic "RNCK" (u32 0x4b434e52) | version u32 = 1 | position P u64 |
+ *                nqueues u32 | 0 u32 | nqueues x {queue u32, 0 u32, next_offset i64} |
+ *                crc u32 = CRC-32C of everything before it
+ *   clean:       magic "RNCL" (u32 0x4c434e52) | version u32 = 1 | end position u64 |
+ *                crc u32
+ *
+ * DURABILITY AND VISIBILITY
+ *
+ *   A batch is durable once an fdatasync of its segment returned after its
+ *   pwritev. Each queue has a written end (next offset to assign) and a
+ *   visible end, the high watermark (slots published with a release store,
+ *   read with acquire).
+ *   - always:   rn_log_append fdatasyncs before returning; visible = durable.
+ *   - group:    the flusher thread waits for appends, sleeps group_window_us,
+ *               fdatasyncs the active segment and then publishes every append
+ *               that ended at or before the position it snapshotted before the
+ *               sync (a ring of {end position, queue, slot count}); visible =
+ *               durable. rn_log_wait(ticket) returns once the durable position
+ *               reaches the ticket (the end position of that append).
+ *   - interval: a thread fdatasyncs every MS; visible = written at once.
+ *   - never:    visible = written at once; fsync at roll and close only.
+ *   The durable position also advances on each roll (the finished segment is
+ *   fdatasynced) and on rn_log_sync.
+ *
+ * RECOVERY POINT AND RECOVERY
+ *
+ *   On every roll: fdatasync the finished segment, fdatasync the dirty index
+ *   files (which writes back their mmap'd pages), create the next segment,
+ *   then atomically rewrite DIR/checkpoint with P = the new segment's start
+ *   and each queue's next offset. On close the same with P = the end, and
+ *   DIR/clean = {end}. Open removes DIR/clean durably before any write.
+ *
+ *   Open: load every index (each unit checked, cut at the first bad one); a
+ *   queue whose valid units end below its checkpointed next offset is
+ *   damaged and rescanned from the end of its last good unit. With a valid
+ *   clean marker and no damage nothing is scanned. Otherwise entries are
+ *   verified from min(P, damaged queues' resume points): length bounds, hcrc,
+ *   batch header and Kafka CRC, base offset = the queue's next offset. An
+ *   entry that an index unit already describes must match it exactly; other
+ *   entries get new units. The log ends at the first bad entry: later units
+ *   are dropped, the rest of that segment is zeroed, later segments deleted.
+ *   A missing or damaged checkpoint means no index is trusted: all index
+ *   files are deleted and rebuilt from the first segment.
+ *
+ * INVARIANTS
+ *  1. Everything before the checkpoint's P (log bytes and the index units of
+ *     those entries) is durable.
+ *  2. Offsets of a queue are dense and never reused; write_pos only grows
+ *     while the store is open. A failed append publishes nothing: its bytes
+ *     lie beyond write_pos, the next append overwrites them, recovery cuts them.
+ *  3. Readers see a queue's slots [start_slot, visible) only; visible never
+ *     passes the durable position under always/group.
+ *  4. After any failed write, fsync or checkpoint the store is sticky: every
+ *     later append, sync and wait returns the error until reopened. (ENOSPC
+ *     while creating a new segment or index file writes nothing and is not
+ *     sticky: the append fails cleanly and may be retried.)
+ *  5. Retention removes whole segments from the front, never the active one,
+ *     and only segments already fdatasynced (every non-active segment is).
+ *
+ * THREADING AND LIFETIMES
+ *   wmu (mutex)     serialises the writer path: append, roll, retain, close.
+ *   rw (rwlock)     guards the tables: segs[], queues[], each index's files[],
+ *                   start_slot/start_offset. Writers of the tables hold wmu
+ *                   and take rw's write side briefly; readers (read, lookups,
+ *                   info) hold the read side for the whole lookup + pread, so
+ *                   a segment or index mapping they use cannot go away.
+ *   smu (mutex)     guards the group ring, the sticky error, and the flusher
+ *                   handshake; it is a leaf lock (nothing is taken under it).
+ *   Lock order: wmu -> rw; smu never held while taking another lock.
+ *   Queue structs live until close. The flusher holds rw's read side while
+ *   it fdatasyncs, so the segment it syncs stays open.
+ */
+#include "log/log.h"
+
+#include "batch/batch.h"
+#include "batch/crc32c.h"
+#include "common/error.h"
+#include "common/sys.h"
+#include "log/index.h"
+#include "log/segment.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CKPT_MAGIC    0x4b434e52u   /* "RNCK" */
+#define CLEAN_MAGIC   0x4c434e52u   /* "RNCL" */
+#define FILE_VERSION  1u
+#define CKPT_HDR      24
+#define CKPT_ITEM     16
+#define CKPT_MAX_QUEUES (1u << 20)
+#define CLEAN_SIZE    20
+#define RING_CAP      16384
+#define UNKNOWN_NEXT  (-1)
+
+typedef struct rn_queue {
+    uint32_t id;
+    rn_idx_t ix;
+    int64_t  next_offset;          /* writer: next offset to assign */
+    int64_t  running_max;          /* writer: max timestamp so far */
+    _Atomic uint64_t visible;      /* slots readers may use */
+    uint64_t start_slot;           /* rw: first slot not retained away */
+    int64_t  start_offset;         /* rw: log start */
+    /* recovery only */
+    uint64_t cursor;
+    int64_t  scan_next;
+    int      in_ckpt;
+    int64_t  ckpt_next;
+} rn_queue_t;
+
+typedef struct pend {
+    uint64_t    end;
+    rn_queue_t *q;
+    uint64_t    units;
+} pend_t;
+
+struct rn_log {
+    char *dir, *cl_dir, *ix_dir;
+    rn_log_opts_t o;
+    rn_batch_limits_t lim;
+    int lock_fd;
+    pthread_mutex_t wmu;
+    pthread_rwlock_t rw;
+    rn_seg_t *segs;
+    size_t nsegs, capsegs;
+    rn_queue_t **queues;
+    size_t nqueues, capqueues;
+    rn_queue_t *lastq;
+    uint64_t write_pos;            /* writer */
+    _Atomic uint64_t written_pos;
+    _Atomic uint64_t durable_pos;
+    _Atomic int sticky;
+    pthread_mutex_t smu;
+    pthread_cond_t done_cv;        /* durable advanced, sticky, ring space */
+    pthread_cond_t work_cv;        /* work for the flusher, or stop */
+    pend_t *ring;
+    size_t rhead, rcount;
+    int flusher_idle, stop;
+    pthread_t thr;
+    int thr_started;
+    int sticky_rc;
+    char sticky_msg[RN_ERRMSG_SIZE];
+    rn_log_recovery_t rec;
+};
+
+/* ---- options ------------------------------------------------------------ */
+
+void rn_log_opts_default(rn_log_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->fsync = RN_FSYNC_GROUP;
+    o->fsync_interval_ms = 1000;
+    o->group_window_us = 1000;
+    o->segment_bytes = 128ull << 20;
+    o->index_file_units = 65536;
+    o->max_batch_bytes = 16u << 20;
+}
+
+int rn_fsync_parse(const char *s, rn_log_opts_t *o, char *errmsg)
+{
+    if (strcmp(s, "always") == 0) { o->fsync = RN_FSYNC_ALWAYS; return 0; }
+    if (strcmp(s, "group") == 0) { o->fsync = RN_FSYNC_GROUP; return 0; }
+    if (strcmp(s, "never") == 0) { o->fsync = RN_FSYNC_NEVER; return 0; }
+    if (strncmp(s, "interval:", 9) == 0) {
+        const char *p = s + 9;
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(p, &end, 10);
+        if (*p >= '0' && *p <= '9' && *end == '\0' && errno == 0 && v >= 1 && v <= 86400000ul) {
+            o->fsync = RN_FSYNC_INTERVAL;
+            o->fsync_interval_ms = (uint32_t)v;
+            return 0;
+        }
+    }
+    return rn_errf(errmsg, RN_EINVAL,
+                   "bad fsync policy '%s': use always, group, interval:MS (1..86400000) or never",
+                   s);
+}
+
+const char *rn_fsync_name(rn_fsync_mode_t m)
+{
+    switch (m) {
+    case RN_FSYNC_ALWAYS: return "always";
+    case RN_FSYNC_GROUP: return "group";
+    case RN_FSYNC_INTERVAL: return "interval";
+    case RN_FSYNC_NEVER: return "never";
+    }
+    return "unknown";
+}
+
+static int check_opts(const rn_log_opts_t *in, rn_log_opts_t *o, char *errmsg)
+{
+    rn_log_opts_t d;
+    rn_log_opts_default(&d);
+    *o = *in;
+    /* Zero numeric fields take the defaults. */
+    if (!o->fsync_interval_ms) o->fsync_interval_ms = d.fsync_interval_ms;
+    if (!o->segment_bytes) o->segment_bytes = d.segment_bytes;
+    if (!o->index_file_units) o->index_file_units = d.index_file_units;
+    if (!o->max_batch_bytes) o->max_batch_bytes = d.max_batch_bytes;
+    if (o->fsync < RN_FSYNC_ALWAYS || o->fsync > RN_FSYNC_NEVER)
+        return rn_errf(errmsg, RN_EINVAL, "unknown fsync mode %d", (int)o->fsync);
+    if (o->max_batch_bytes < RN_BATCH_HEADER_SIZE || o->max_batch_bytes > RN_BATCH_MAX_BYTES)
+        return rn_errf(errmsg, RN_EINVAL, "max_batch_bytes %u outside [%d, %u]",
+                       o->max_batch_bytes, RN_BATCH_HEADER_SIZE, RN_BATCH_MAX_BYTES);
+    if (o->segment_bytes < (uint64_t)o->max_batch_bytes + RN_SEG_HDR_SIZE ||
+        o->segment_bytes > (1ull << 40))
+        return rn_errf(errmsg, RN_EINVAL,
+                       "segment_bytes %llu must hold one max_batch_bytes batch (%u) plus its "
+                       "%d-byte entry header, and be at most 1 TiB",
+                       (unsigned long long)o->segment_bytes, o->max_batch_bytes, RN_SEG_HDR_SIZE);
+    if (o->index_file_units > (1u << 26))
+        return rn_errf(errmsg, RN_EINVAL, "index_file_units %u above %u", o->index_file_units,
+                       1u << 26);
+    if (o->group_window_us > 1000000)
+        return rn_errf(errmsg, RN_EINVAL, "group_window_us %u above 1 s", o->group_window_us);
+    if (o->retention_ms < 0)
+        return rn_errf(errmsg, RN_EINVAL, "retention_ms %lld is negative",
+                       (long long)o->retention_ms);
+    return 0;
+}
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static void be64_put(uint8_t *p, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+    for (int i = 7; i >= 0; i--) { p[i] = (uint8_t)u; u >>= 8; }
+}
+
+static int64_t be64_get(const uint8_t *p)
+{
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++) u = u << 8 | p[i];
+    return (int64_t)u;
+}
+
+static uint64_t unit_end_pos(const rn_idx_unit_t *u)
+{
+    return u->position + RN_SEG_HDR_SIZE + u->size;
+}
+
+static int64_t unit_end_off(const rn_idx_unit_t *u)
+{
+    return u->base_offset + (int64_t)u->record_count;
+}
+
+static char *path_join(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
+
+static rn_queue_t *find_queue(const rn_log_t *log, uint32_t id)
+{
+    size_t lo = 0, hi = log->nqueues;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint32_t m = log->queues[mid]->id;
+        if (m == id) return log->queues[mid];
+        if (m < id) lo = mid + 1; else hi = mid;
+    }
+    return NULL;
+}
+
+/* New queue struct with an empty index (files created lazily). */
+static int queue_new(rn_log_t *log, uint32_t id, rn_queue_t **out)
+{
+    char name[16];
+    snprintf(name, sizeof name, "%010u", id);
+    char *dir = path_join(log->ix_dir, name);
+    if (!dir) return -ENOMEM;
+    rn_queue_t *q = calloc(1, sizeof *q);
+    if (!q) { free(dir); return -ENOMEM; }
+    int rc = rn_idx_init(&q->ix, dir, log->o.index_file_units);
+    free(dir);
+    if (rc != 0) { free(q); return rc; }
+    q->id = id;
+    q->running_max = INT64_MIN;
+    q->scan_next = UNKNOWN_NEXT;
+    atomic_init(&q->visible, 0);
+    *out = q;
+    return 0;
+}
+
+static void queue_free(rn_queue_t *q)
+{
+    if (!q) return;
+    rn_idx_close(&q->ix);
+    free(q);
+}
+
+/* Insert q into the sorted table (caller holds rw write side or is alone). */
+static int queue_insert(rn_log_t *log, rn_queue_t *q)
+{
+    if (log->nqueues == log->capqueues) {
+        size_t nc = log->capqueues ? log->capqueues * 2 : 16;
+        rn_queue_t **nq = realloc(log->queues, nc * sizeof *nq);
+        if (!nq) return -ENOMEM;
+        log->queues = nq;
+        log->capqueues = nc;
+    }
+    size_t i = log->nqueues;
+    while (i > 0 && log->queues[i - 1]->id > q->id) {
+        log->queues[i] = log->queues[i - 1];
+        i--;
+    }
+    log->queues[i] = q;
+    log->nqueues++;
+    return 0;
+}
+
+static int seg_push(rn_log_t *log, const rn_seg_t *s)
+{
+    if (log->nsegs == log->capsegs) {
+        size_t nc = log->capsegs ? log->capsegs * 2 : 16;
+        rn_seg_t *ns = realloc(log->segs, nc * sizeof *ns);
+        if (!ns) return -ENOMEM;
+        log->segs = ns;
+        log->capsegs = nc;
+    }
+    log->segs[log->nsegs++] = *s;
+    return 0;
+}
+
+/* Index of the segment holding position pos (the last one starting <= pos). */
+static size_t seg_of(const rn_log_t *log, uint64_t pos)
+{
+    size_t lo = 0, hi = log->nsegs;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (log->segs[mid].start <= pos) lo = mid; else hi = mid;
+    }
+    return lo;
+}
+
+static uint64_t log_extent_end(const rn_log_t *log)
+{
+    const rn_seg_t *s = &log->segs[log->nsegs - 1];
+    return s->start + s->size;
+}
+
+/* High watermark of q for a reader (rw read side held). */
+static int64_t queue_hw(const rn_queue_t *q, uint64_t v)
+{
+    if (v > q->start_slot) {
+        rn_idx_unit_t u;
+        rn_idx_get(&q->ix, v - 1, &u);
+        return unit_end_off(&u);
+    }
+    return q->start_offset;
+}
+
+/* ---- sticky errors, durability -------------------------------------------- */
+
+static int set_sticky(rn_log_t *log, int rc, const char *what)
+{
+    pthread_mutex_lock(&log->smu);
+    if (!log->sticky_rc) {
+        log->sticky_rc = rc;
+        snprintf(log->sticky_msg, sizeof log->sticky_msg, "%s", what);
+        atomic_store(&log->sticky, 1);
+    }
+    pthread_cond_broadcast(&log->done_cv);
+    pthread_cond_broadcast(&log->work_cv);
+    pthread_mutex_unlock(&log->smu);
+    return rc;
+}
+
+static int sticky_err(rn_log_t *log, char *errmsg)
+{
+    pthread_mutex_lock(&log->smu);
+    rn_errf(errmsg, RN_ESTICKY, "store %s refuses writes since %s; reopen to recover", log->dir,
+            log->sticky_msg);
+    pthread_mutex_unlock(&log->smu);
+    return RN_ESTICKY;
+}
+
+/* Everything up to position t is durable: publish it. */
+static void advance_durable(rn_log_t *log, uint64_t t)
+{
+    pthread_mutex_lock(&log->smu);
+    if (t > atomic_load(&log->durable_pos)) atomic_store(&log->durable_pos, t);
+    while (log->rcount > 0 && log->ring[log->rhead].end <= t) {
+        pend_t *p = &log->ring[log->rhead];
+        atomic_store_explicit(&p->q->visible, p->units, memory_order_release);
+        log->rhead = (log->rhead + 1) % RING_CAP;
+        log->rcount--;
+    }
+    pthread_cond_broadcast(&log->done_cv);
+    pthread_mutex_unlock(&log->smu);
+}
+
+/* fdatasync the active segment, which covers everything written (every
+ * earlier segment was synced when it was rolled). */
+static int sync_active(rn_log_t *log, char *what, size_t whatsz)
+{
+    int rc = 0;
+    pthread_rwlock_rdlock(&log->rw);
+    const rn_seg_t *s = &log->segs[log->nsegs - 1];
+    while (rn_sys.fdatasync(s->fd) < 0) {
+        if (errno == EINTR) continue;
+        rc = -errno;
+        snprintf(what, whatsz, "fdatasync of commitlog/%020llu.log failed: %s",
+                 (unsigned long long)s->start, rn_strerror(rc));
+        break;
+    }
+    pthread_rwlock_unlock(&log->rw);
+    return rc;
+}
+
+static void sleep_us(uint32_t us)
+{
+    struct timespec ts = {us / 1000000, (long)(us % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
+}
+
+static void *group_main(void *arg)
+{
+    rn_log_t *log = arg;
+    char what[RN_ERRMSG_SIZE];
+    pthread_mutex_lock(&log->smu);
+    while (!log->stop) {
+        if (log->sticky_rc || log->rcount == 0) {
+            log->flusher_idle = 1;
+            pthread_cond_wait(&log->work_cv, &log->smu);
+            log->flusher_idle = 0;
+            continue;
+        }
+        pthread_mutex_unlock(&log->smu);
+        if (log->o.group_window_us) sleep_us(log->o.group_window_us);
+        pthread_mutex_lock(&log->smu);
+        uint64_t t = atomic_load(&log->written_pos);
+        pthread_mutex_unlock(&log->smu);
+        int rc = sync_active(log, what, sizeof what);
+        if (rc != 0) set_sticky(log, rc, what);
+        else advance_durable(log, t);
+        pthread_mutex_lock(&log->smu);
+    }
+    pthread_mutex_unlock(&log->smu);
+    return NULL;
+}
+
+static void *interval_main(void *arg)
+{
+    rn_log_t *log = arg;
+    char what[RN_ERRMSG_SIZE];
+    pthread_mutex_lock(&log->smu);
+    while (!log->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)log->o.fsync_interval_ms * 1000000u;
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        pthread_cond_timedwait(&log->work_cv, &log->smu, &ts);
+        if (log->stop) break;
+        if (log->sticky_rc) continue;
+        uint64_t t = atomic_load(&log->written_pos);
+        if (t <= atomic_load(&log->durable_pos)) continue;
+        pthread_mutex_unlock(&log->smu);
+        int rc = sync_active(log, what, sizeof what);
+        if (rc != 0) set_sticky(log, rc, what);
+        else advance_durable(log, t);
+        pthread_mutex_lock(&log->smu);
+    }
+    pthread_mutex_unlock(&log->smu);
+    return NULL;
+}
+
+/* ---- checkpoint and clean marker ------------------------------------------ */
+
+static int write_checkpoint(rn_log_t *log, uint64_t pos, char *errmsg)
+{
+    size_t n = CKPT_HDR + log->nqueues * CKPT_ITEM + 4;
+    uint8_t *b = calloc(1, n);
+    if (!b) return rn_errf(errmsg, -ENOMEM, "out of memory writing the checkpoint");
+    rn_le32_put(b, CKPT_MAGIC);
+    rn_le32_put(b + 4, FILE_VERSION);
+    rn_le64_put(b + 8, pos);
+    rn_le32_put(b + 16, (uint32_t)log->nqueues);
+    for (size_t i = 0; i < log->nqueues; i++) {
+        uint8_t *p = b + CKPT_HDR + i * CKPT_ITEM;
+        rn_le32_put(p, log->queues[i]->id);
+        rn_le64_put(p + 8, (uint64_t)log->queues[i]->next_offset);
+    }
+    rn_le32_put(b + n - 4, rn_crc32c(0, b, n - 4));
+    int rc = rn_write_file_atomic(log->dir, "checkpoint", b, n);
+    free(b);
+    if (rc != 0)
+        return rn_errf(errmsg, rc, "cannot write %s/checkpoint: %s", log->dir, rn_strerror(rc));
+    return 0;
+}
+
+typedef struct ckpt {
+    uint64_t pos;
+    uint32_t n;
+    uint8_t *items;          /* into buf */
+    uint8_t *buf;
+} ckpt_t;
+
+/* 1 = valid checkpoint read, 0 = missing or damaged, <0 = I/O error. */
+static int read_checkpoint(rn_log_t *log, ckpt_t *c)
+{
+    memset(c, 0, sizeof *c);
+    char *path = path_join(log->dir, "checkpoint");
+    if (!path) return -ENOMEM;
+    size_t n;
+    int rc = rn_read_file(path, CKPT_HDR + (size_t)CKPT_MAX_QUEUES * CKPT_ITEM + 4, &c->buf, &n);
+    free(path);
+    if (rc == -ENOENT || rc == RN_ETOOBIG) return 0;
+    if (rc != 0) return rc;
+    uint8_t *b = c->buf;
+    if (n < CKPT_HDR + 4 || rn_le32_get(b) != CKPT_MAGIC || rn_le32_get(b + 4) != FILE_VERSION)
+        return 0;
+    uint32_t nq = rn_le32_get(b + 16);
+    if (nq > CKPT_MAX_QUEUES || n != CKPT_HDR + (size_t)nq * CKPT_ITEM + 4) return 0;
+    if (rn_le32_get(b + n - 4) != rn_crc32c(0, b, n - 4)) return 0;
+    c->pos = rn_le64_get(b + 8);
+    c->n = nq;
+    c->items = b + CKPT_HDR;
+    return 1;
+}
+
+static int write_clean(rn_log_t *log, uint64_t end, char *errmsg)
+{
+    uint8_t b[CLEAN_SIZE];
+    rn_le32_put(b, CLEAN_MAGIC);
+    rn_le32_put(b + 4, FILE_VERSION);
+    rn_le64_put(b + 8, end);
+    rn_le32_put(b + 16, rn_crc32c(0, b, 16));
+    int rc = rn_write_file_atomic(log->dir, "clean", b, sizeof b);
+    if (rc != 0)
+        return rn_errf(errmsg, rc, "cannot write %s/clean: %s", log->dir, rn_strerror(rc));
+    return 0;
+}
+
+/* 1 and *end when a valid clean marker exists. */
+static int read_clean(rn_log_t *log, uint64_t *end)
+{
+    char *path = path_join(log->dir, "clean");
+    if (!path) return -ENOMEM;
+    uint8_t *b;
+    size_t n;
+    int rc = rn_read_file(path, 64, &b, &n);
+    free(path);
+    if (rc == -ENOENT || rc == RN_ETOOBIG) return 0;
+    if (rc != 0) return rc;
+    int ok = n == CLEAN_SIZE && rn_le32_get(b) == CLEAN_MAGIC &&
+             rn_le32_get(b + 4) == FILE_VERSION && rn_le32_get(b + 16) == rn_crc32c(0, b, 16);
+    if (ok) *end = rn_le64_get(b + 8);
+    free(b);
+    return ok;
+}
+
+static int remove_clean(rn_log_t *log, char *errmsg)
+{
+    char *path = path_join(log->dir, "clean");
+    if (!path) return -ENOMEM;
+    int rc = 0;
+    if (rn_sys.unlink(path) < 0 && errno != ENOENT) rc = -errno;
+    else rc = rn_fsync_dir(log->dir);
+    free(path);
+    if (rc != 0)
+        return rn_errf(errmsg, rc, "cannot remove the clean-shutdown marker in %s: %s", log->dir,
+                       rn_strerror(rc));
+    return 0;
+}
+
+/* ---- open: segments -------------------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int load_segments(rn_log_t *log, char *errmsg)
+{
+    DIR *d = opendir(log->cl_dir);
+    if (!d) {
+        int rc = -errno;
+        return rn_errf(errmsg, rc, "cannot list %s: %s", log->cl_dir, rn_strerror(rc));
+    }
+    uint64_t *starts = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        uint64_t s;
+        if (rn_seg_parse_name(de->d_name, &s) != 0) continue;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            uint64_t *ns = realloc(starts, nc * sizeof *ns);
+            if (!ns) { rc = -ENOMEM; goto out; }
+            starts = ns;
+            cap = nc;
+        }
+        starts[n++] = s;
+    }
+    if (n > 1) qsort(starts, n, sizeof *starts, cmp_u64);
+    for (size_t i = 0; i < n; i++) {
+        rn_seg_t s;
+        rc = rn_seg_open(log->cl_dir, starts[i], &s, errmsg);
+        if (rc != 0) goto out;
+        rc = seg_push(log, &s);
+        if (rc != 0) { rn_seg_close(&s); goto out; }
+        if (i > 0) {
+            const rn_seg_t *p = &log->segs[i - 1];
+            if (p->start + p->size != s.start) {
+                rc = rn_errf(errmsg, RN_ECORRUPT,
+                             "%s/%020llu.log (%llu bytes) does not end where %020llu.log starts",
+                             log->cl_dir, (unsigned long long)p->start,
+                             (unsigned long long)p->size, (unsigned long long)s.start);
+                goto out;
+            }
+        }
+    }
+    if (n == 0) {
+        rn_seg_t s;
+        rc = rn_seg_create(log->cl_dir, 0, log->o.segment_bytes, &s, errmsg);
+        if (rc != 0) goto out;
+        rc = seg_push(log, &s);
+        if (rc != 0) rn_seg_close(&s);
+    }
+out:
+    closedir(d);
+    free(starts);
+    return rc;
+}
+
+/* Delete everything under DIR/index (no index is trusted). */
+static int remove_index_tree(rn_log_t *log, char *errmsg)
+{
+    DIR *d = opendir(log->ix_dir);
+    if (!d) return errno == ENOENT ? 0 : -errno;
+    struct dirent *de;
+    int rc = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        char *sub = path_join(log->ix_dir, de->d_name);
+        if (!sub) { rc = -ENOMEM; break; }
+        DIR *s = opendir(sub);
+        if (s) {
+            struct dirent *f;
+            while ((f = readdir(s)) != NULL) {
+                if (f->d_name[0] == '.') continue;
+                char *fp = path_join(sub, f->d_name);
+                if (fp) rn_sys.unlink(fp);
+                free(fp);
+            }
+            closedir(s);
+            rmdir(sub);
+        } else {
+            rn_sys.unlink(sub);
+        }
+        free(sub);
+    }
+    closedir(d);
+    if (rc == 0) rc = rn_fsync_dir(log->ix_dir);
+    if (rc != 0)
+        rn_errf(errmsg, rc, "cannot clear %s: %s", log->ix_dir, rn_strerror(rc));
+    return rc;
+}
+
+static int load_indexes(rn_log_t *log, int *damaged, char *errmsg)
+{
+    DIR *d = opendir(log->ix_dir);
+    if (!d) {
+        int rc = -errno;
+        return rn_errf(errmsg, rc, "cannot list %s: %s", log->ix_dir, rn_strerror(rc));
+    }
+    int rc = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *nm = de->d_name;
+        if (strlen(nm) != 10 || strspn(nm, "0123456789") != 10) continue;
+        unsigned long long id = strtoull(nm, NULL, 10);
+        if (id > UINT32_MAX) continue;
+        char *sub = path_join(log->ix_dir, nm);
+        if (!sub) { rc = -ENOMEM; break; }
+        rn_queue_t *q = calloc(1, sizeof *q);
+        if (!q) { free(sub); rc = -ENOMEM; break; }
+        rn_idx_load_t rep;
+        rc = rn_idx_load(&q->ix, sub, log->o.index_file_units, RN_BATCH_MAX_BYTES, &rep, errmsg);
+        free(sub);
+        if (rc != 0) { free(q); break; }
+        q->id = (uint32_t)id;
+        q->running_max = INT64_MIN;
+        q->scan_next = UNKNOWN_NEXT;
+        atomic_init(&q->visible, 0);
+        if (rep.damaged) *damaged = 1;
+        log->rec.dropped_units += (uint32_t)rep.dropped;
+        rc = queue_insert(log, q);
+        if (rc != 0) { queue_free(q); break; }
+    }
+    closedir(d);
+    return rc;
+}
+
+/* ---- open: the scan ------------------------------------------------------- */
+
+/* Set every queue's cursor (first unit at or after s) and expected next offset. */
+static void scan_prepare(rn_log_t *log, uint64_t s, int ckpt_ok)
+{
+    for (size_t i = 0; i < log->nqueues; i++) {
+        rn_queue_t *q = log->queues[i];
+        q->cursor = rn_idx_find_position(&q->ix, 0, q->ix.nunits, s);
+        if (q->cursor > 0) {
+            rn_idx_unit_t u;
+            rn_idx_get(&q->ix, q->cursor - 1, &u);
+            q->scan_next = unit_end_off(&u);
+            q->running_max = u.max_ts;
+        } else if (s == 0 || (ckpt_ok && !q->in_ckpt)) {
+            q->scan_next = 0;         /* the queue's first batch is in the scan */
+        } else {
+            q->scan_next = UNKNOWN_NEXT;
+        }
+    }
+}
+
+/* Append a rebuilt unit to q's index (open time: no readers yet). */
+static int scan_add_unit(rn_log_t *log, rn_queue_t *q, const rn_idx_unit_t *u, char *errmsg)
+{
+    if (rn_idx_needs_file(&q->ix)) {
+        rn_idx_file_t f;
+        int rc = rn_idx_prepare_file(&q->ix, u->base_offset, &f, errmsg);
+        if (rc != 0) return rc;
+        rc = rn_idx_attach_file(&q->ix, &f);
+        if (rc != 0) { rn_idx_discard_file(&q->ix, &f); return rc; }
+    }
+    rn_idx_put(&q->ix, u);
+    log->rec.rebuilt_units++;
+    return 0;
+}
+
+/* Verify entries from position s on. *end = the log's end; *bad = 1 when it
+ * ended at a bad entry rather than at zeros / the end of the last segment. */
+static int scan(rn_log_t *log, uint64_t s, int ckpt_ok, uint64_t *end, int *bad, char *errmsg)
+{
+    rn_buf_t buf = RN_BUF_INIT;
+    char why[RN_ERRMSG_SIZE];
+    int rc = 0;
+    uint64_t p = s;
+    size_t i = seg_of(log, p);
+    *bad = 0;
+    scan_prepare(log, s, ckpt_ok);
+    for (;;) {
+        const rn_seg_t *sg = &log->segs[i];
+        uint64_t segend = sg->start + sg->size;
+        if (p + RN_SEG_HDR_SIZE > segend) {
+            if (i + 1 < log->nsegs) { p = log->segs[++i].start; continue; }
+            break;
+        }
+        uint8_t hdr[RN_SEG_HDR_SIZE];
+        size_t got;
+        rc = rn_pread_full(sg->fd, hdr, sizeof hdr, (off_t)(p - sg->start), &got);
+        if (rc != 0) {
+            rn_errf(errmsg, rc, "cannot read commitlog/%020llu.log at byte %llu: %s",
+                    (unsigned long long)sg->start, (unsigned long long)(p - sg->start),
+                    rn_strerror(rc));
+            goto out;
+        }
+        static const uint8_t zero[RN_SEG_HDR_SIZE];
+        if (got == sizeof hdr && memcmp(hdr, zero, sizeof hdr) == 0) {
+            if (i + 1 < log->nsegs) { p = log->segs[++i].start; continue; }
+            break;
+        }
+        rn_seg_hdr_t h;
+        rn_seg_hdr_decode(hdr, &h);
+        if (got < sizeof hdr || h.batch_len < RN_BATCH_HEADER_SIZE ||
+            h.batch_len > RN_BATCH_MAX_BYTES || p + RN_SEG_HDR_SIZE + h.batch_len > segend) {
+            *bad = 1;
+            break;
+        }
+        buf.len = 0;
+        rc = rn_buf_reserve(&buf, h.batch_len, 0);
+        if (rc != 0) goto out;
+        rc = rn_pread_full(sg->fd, buf.data, h.batch_len,
+                           (off_t)(p - sg->start + RN_SEG_HDR_SIZE), &got);
+        if (rc != 0) {
+            rn_errf(errmsg, rc, "cannot read commitlog/%020llu.log at byte %llu: %s",
+                    (unsigned long long)sg->start, (unsigned long long)(p - sg->start),
+                    rn_strerror(rc));
+            goto out;
+        }
+        if (got < h.batch_len || rn_seg_hdr_check(hdr, buf.data) != 0) { *bad = 1; break; }
+        rn_batch_header_t bh;
+        if (rn_batch_validate(buf.data, h.batch_len, &rn_batch_default_limits, 0, &bh, why) != 0 ||
+            bh.record_count < 1) {
+            *bad = 1;
+            break;
+        }
+        rn_queue_t *q = find_queue(log, h.queue);
+        if (!q) {
+            rc = queue_new(log, h.queue, &q);
+            if (rc == 0) rc = queue_insert(log, q);
+            if (rc != 0) { queue_free(q); goto out; }
+            q->scan_next = (s == 0 || ckpt_ok) ? 0 : UNKNOWN_NEXT;
+        }
+        if (bh.base_offset < 0 || (q->scan_next != UNKNOWN_NEXT && bh.base_offset != q->scan_next)) {
+            *bad = 1;
+            break;
+        }
+        int matched = 0;
+        if (q->cursor < q->ix.nunits) {
+            rn_idx_unit_t u;
+            rn_idx_get(&q->ix, q->cursor, &u);
+            if (u.position == p && u.size == h.batch_len && u.base_offset == bh.base_offset &&
+                u.record_count == (uint32_t)bh.record_count) {
+                q->cursor++;
+                q->running_max = u.max_ts;
+                matched = 1;
+            } else {
+                log->rec.dropped_units += (uint32_t)rn_idx_truncate(&q->ix, q->cursor);
+            }
+        }
+        if (!matched) {
+            rn_idx_unit_t u = {
+                .position = p, .base_offset = bh.base_offset, .first_ts = bh.first_timestamp,
+                .max_ts = bh.max_timestamp > q->running_max ? bh.max_timestamp : q->running_max,
+                .size = h.batch_len, .record_count = (uint32_t)bh.record_count, .flags = 0,
+            };
+            rc = scan_add_unit(log, q, &u, errmsg);
+            if (rc != 0) goto out;
+            q->cursor = q->ix.nunits;
+            q->running_max = u.max_ts;
+        }
+        q->scan_next = bh.base_offset + bh.record_count;
+        p += RN_SEG_HDR_SIZE + h.batch_len;
+        log->rec.scanned_bytes += RN_SEG_HDR_SIZE + h.batch_len;
+    }
+    /* Units the scan did not confirm describe entries that are not there. */
+    for (size_t k = 0; k < log->nqueues; k++) {
+        rn_queue_t *q = log->queues[k];
+        log->rec.dropped_units += (uint32_t)rn_idx_truncate(&q->ix, q->cursor);
+    }
+    *end = p;
+out:
+    rn_buf_free(&buf);
+    return rc;
+}
+
+/* Cut the log at end: zero the rest of its segment, delete later segments. */
+static int cut_log(rn_log_t *log, uint64_t end, int bad, char *errmsg)
+{
+    size_t i = seg_of(log, end);
+    rn_seg_t *sg = &log->segs[i];
+    int rc;
+    if (bad) log->rec.truncated_bytes += sg->start + sg->size - end;
+    rc = rn_seg_zero(sg, end - sg->start, bad, errmsg);
+    if (rc != 0) return rc;
+    while (log->nsegs > i + 1) {
+        rn_seg_t *l = &log->segs[log->nsegs - 1];
+        char name[RN_SEG_NAME_LEN + 1];
+        rn_seg_name(name, l->start);
+        char *path = path_join(log->cl_dir, name);
+        if (!path) return -ENOMEM;
+        log->rec.truncated_bytes += l->size;
+        rn_seg_close(l);
+        if (rn_sys.unlink(path) < 0) {
+            rc = -errno;
+            rn_errf(errmsg, rc, "cannot delete %s: %s", path, rn_strerror(rc));
+            free(path);
+            return rc;
+        }
+        free(path);
+        log->nsegs--;
+    }
+    rc = rn_fsync_dir(log->cl_dir);
+    if (rc != 0) return rn_errf(errmsg, rc, "cannot fsync %s: %s", log->cl_dir, rn_strerror(rc));
+    return 0;
+}
+
+/* Per-queue state from its (now trusted) units: next offset, running max,
+ * log start, visible; segment max timestamps. */
+static void settle_queues(rn_log_t *log)
+{
+    uint64_t first = log->segs[0].start;
+    for (size_t k = 0; k < log->nqueues; k++) {
+        rn_queue_t *q = log->queues[k];
+        uint64_t n = q->ix.nunits;
+        uint64_t base_slot = q->ix.nfiles ? q->ix.files[0].first_slot : n;
+        if (n > base_slot) {
+            rn_idx_unit_t u;
+            rn_idx_get(&q->ix, n - 1, &u);
+            q->next_offset = unit_end_off(&u);
+            q->running_max = u.max_ts;
+        } else {
+            q->next_offset = q->in_ckpt ? q->ckpt_next : 0;
+            q->running_max = INT64_MIN;
+        }
+        q->start_slot = n > base_slot ? rn_idx_find_position(&q->ix, base_slot, n, first) : n;
+        if (q->start_slot < n) {
+            rn_idx_unit_t u;
+            rn_idx_get(&q->ix, q->start_slot, &u);
+            q->start_offset = u.base_offset;
+        } else {
+            q->start_offset = q->next_offset;
+        }
+        rn_idx_drop_below(&q->ix, q->start_slot);
+        atomic_store(&q->visible, n);
+        size_t si = 0;
+        for (uint64_t s = q->start_slot; s < n; s++) {
+            rn_idx_unit_t u;
+            rn_idx_get(&q->ix, s, &u);
+            while (si + 1 < log->nsegs && log->segs[si + 1].start <= u.position) si++;
+            if (u.max_ts > log->segs[si].max_ts) log->segs[si].max_ts = u.max_ts;
+        }
+    }
+}
+
+static int recover(rn_log_t *log, char *errmsg)
+{
+    ckpt_t c;
+    uint64_t clean_end = 0;
+    int damaged = 0, rc;
+    int ckpt_ok = read_checkpoint(log, &c);
+    if (ckpt_ok < 0) {
+        rc = ckpt_ok;
+        rn_errf(errmsg, rc, "cannot read %s/checkpoint: %s", log->dir, rn_strerror(rc));
+        goto out;
+    }
+    int clean_ok = read_clean(log, &clean_end);
+    if (clean_ok < 0) {
+        rc = clean_ok;
+        rn_errf(errmsg, rc, "cannot read %s/clean: %s", log->dir, rn_strerror(rc));
+        goto out;
+    }
+    log->rec.clean = clean_ok;
+    uint64_t first = log->segs[0].start, ext = log_extent_end(log);
+    if (ckpt_ok && c.pos > ext) ckpt_ok = 0;          /* points past every segment */
+    uint64_t p = ckpt_ok ? (c.pos < first ? first : c.pos) : first;
+
+    rc = rn_mkdir_p(log->ix_dir);
+    if (rc != 0) {
+        rn_errf(errmsg, rc, "cannot create %s: %s", log->ix_dir, rn_strerror(rc));
+        goto out;
+    }
+    if (!ckpt_ok) {
+        damaged = 1;
+        rc = remove_index_tree(log, errmsg);
+        if (rc != 0) goto out;
+    } else {
+        rc = load_indexes(log, &damaged, errmsg);
+        if (rc != 0) goto out;
+        for (uint32_t k = 0; k < c.n; k++) {
+            const uint8_t *it = c.items + (size_t)k * CKPT_ITEM;
+            uint32_t id = rn_le32_get(it);
+            int64_t next = (int64_t)rn_le64_get(it + 8);
+            if (next < 0) continue;
+            rn_queue_t *q = find_queue(log, id);
+            if (!q) {
+                rc = queue_new(log, id, &q);
+                if (rc == 0) rc = queue_insert(log, q);
+                if (rc != 0) { queue_free(q); goto out; }
+            }
+            q->in_ckpt = 1;
+            q->ckpt_next = next;
+        }
+    }
+    /* A queue whose index ends below its checkpointed end lost units that
+     * were durable: rescan from its last good unit. */
+    uint64_t s = p;
+    for (size_t k = 0; k < log->nqueues; k++) {
+        rn_queue_t *q = log->queues[k];
+        int64_t vend = 0;
+        uint64_t resume = first;
+        if (q->ix.nunits > 0 && q->ix.nfiles > 0) {
+            rn_idx_unit_t u;
+            rn_idx_get(&q->ix, q->ix.nunits - 1, &u);
+            vend = unit_end_off(&u);
+            if (unit_end_pos(&u) > resume) resume = unit_end_pos(&u);
+            if (unit_end_pos(&u) > ext) damaged = 1;
+            if (clean_ok && unit_end_pos(&u) > clean_end) damaged = 1;
+        }
+        if (q->in_ckpt && vend < q->ckpt_next) {
+            damaged = 1;
+            if (resume < s) s = resume;
+        }
+    }
+    uint64_t end;
+    int bad = 0, need_scan = !clean_ok || damaged;
+    if (!need_scan) {
+        /* Trust the marker only if it lies in the last segment and zeros follow. */
+        const rn_seg_t *l = &log->segs[log->nsegs - 1];
+        if (clean_end < l->start || clean_end > ext) {
+            need_scan = 1;
+        } else if (clean_end + RN_SEG_HDR_SIZE <= ext) {
+            uint8_t hdr[RN_SEG_HDR_SIZE];
+            static const uint8_t zero[RN_SEG_HDR_SIZE];
+            size_t got;
+            rc = rn_pread_full(l->fd, hdr, sizeof hdr, (off_t)(clean_end - l->start), &got);
+            if (rc != 0 || got != sizeof hdr || memcmp(hdr, zero, sizeof hdr) != 0) need_scan = 1;
+            rc = 0;
+        }
+    }
+    if (need_scan) {
+        rc = scan(log, s, ckpt_ok, &end, &bad, errmsg);
+        if (rc != 0) goto out;
+        rc = cut_log(log, end, bad, errmsg);
+        if (rc != 0) goto out;
+    } else {
+        end = clean_end;
+    }
+    /* The active segment takes the next appends: full size. */
+    rn_seg_t *l = &log->segs[log->nsegs - 1];
+    if (l->size < log->o.segment_bytes) {
+        rc = rn_seg_grow(l, log->o.segment_bytes, errmsg);
+        if (rc != 0) goto out;
+    }
+    settle_queues(log);
+    /* Make the recovered state the new recovery point: everything from the
+     * scan start on may be only in the page cache (a process crash). */
+    size_t sync_from = need_scan ? seg_of(log, s) : log->nsegs - 1;
+    for (size_t k = 0; k < log->nsegs; k++) {
+        if (k >= sync_from) {
+            if (rn_sys.fdatasync(log->segs[k].fd) < 0) {
+                rc = -errno;
+                rn_errf(errmsg, rc, "fdatasync of commitlog/%020llu.log failed: %s",
+                        (unsigned long long)log->segs[k].start, rn_strerror(rc));
+                goto out;
+            }
+        }
+    }
+    for (size_t k = 0; k < log->nqueues; k++) {
+        rc = rn_idx_sync(&log->queues[k]->ix, errmsg);
+        if (rc != 0) goto out;
+    }
+    rc = write_checkpoint(log, end, errmsg);
+    if (rc != 0) goto out;
+    rc = remove_clean(log, errmsg);
+    if (rc != 0) goto out;
+    log->write_pos = end;
+    atomic_store(&log->written_pos, end);
+    atomic_store(&log->durable_pos, end);
+out:
+    free(c.buf);
+    return rc;
+}
+
+/* ---- open / close ------------------------------------------------------------ */
+
+static int lock_dir(rn_log_t *log, char *errmsg)
+{
+    char *path = path_join(log->dir, "LOCK");
+    if (!path) return -ENOMEM;
+    int rc = 0;
+    int fd = rn_sys.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = -errno;
+        rn_errf(errmsg, rc, "cannot open %s: %s", path, rn_strerror(rc));
+        goto out;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        rc = errno == EWOULDBLOCK ? RN_ELOCKED : -errno;
+        char holder[32] = "";
+        ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+        holder[n > 0 ? n : 0] = '\0';
+        holder[strcspn(holder, "\n")] = '\0';
+        rn_errf(errmsg, rc, "data directory %s is locked by process %s; use --server to share it",
+                log->dir, holder[0] ? holder : "(unknown)");
+        rn_sys.close(fd);
+        goto out;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (rn_sys.ftruncate(fd, 0) == 0) (void)rn_pwrite_full(fd, pid, (size_t)n, 0);
+    log->lock_fd = fd;
+out:
+    free(path);
+    return rc;
+}
+
+static void log_free(rn_log_t *log)
+{
+    for (size_t i = 0; i < log->nqueues; i++) queue_free(log->queues[i]);
+    free(log->queues);
+    for (size_t i = 0; i < log->nsegs; i++) rn_seg_close(&log->segs[i]);
+    free(log->segs);
+    free(log->ring);
+    if (log->lock_fd >= 0) rn_sys.close(log->lock_fd);
+    pthread_mutex_destroy(&log->wmu);
+    pthread_rwlock_destroy(&log->rw);
+    pthread_mutex_destroy(&log->smu);
+    pthread_cond_destroy(&log->done_cv);
+    pthread_cond_destroy(&log->work_cv);
+    free(log->dir);
+    free(log->cl_dir);
+    free(log->ix_dir);
+    free(log);
+}
+
+int rn_log_open(const char *dir, const rn_log_opts_t *o, rn_log_t **out, char *errmsg)
+{
+    uint64_t t0 = rn_mono_ns();
+    rn_log_opts_t opts;
+    *out = NULL;
+    int rc = check_opts(o, &opts, errmsg);
+    if (rc != 0) return rc;
+    rn_log_t *log = calloc(1, sizeof *log);
+    if (!log) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    log->o = opts;
+    log->lock_fd = -1;
+    log->lim.max_bytes = opts.max_batch_bytes;
+    log->lim.max_records = RN_BATCH_MAX_RECORDS;
+    pthread_mutex_init(&log->wmu, NULL);
+    pthread_rwlock_init(&log->rw, NULL);
+    pthread_mutex_init(&log->smu, NULL);
+    pthread_cond_init(&log->done_cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&log->work_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    log->dir = strdup(dir);
+    log->cl_dir = path_join(dir, "commitlog");
+    log->ix_dir = path_join(dir, "index");
+    log->ring = malloc(RING_CAP * sizeof *log->ring);
+    if (!log->dir || !log->cl_dir || !log->ix_dir || !log->ring) {
+        rc = rn_errf(errmsg, -ENOMEM, "out of memory");
+        goto fail;
+    }
+    rc = rn_mkdir_p(log->cl_dir);
+    if (rc != 0) {
+        rn_errf(errmsg, rc, "cannot create %s: %s", log->cl_dir, rn_strerror(rc));
+        goto fail;
+    }
+    rc = lock_dir(log, errmsg);
+    if (rc != 0) goto fail;
+    rc = load_segments(log, errmsg);
+    if (rc != 0) goto fail;
+    rc = recover(log, errmsg);
+    if (rc != 0) goto fail;
+    if (opts.fsync == RN_FSYNC_GROUP || opts.fsync == RN_FSYNC_INTERVAL) {
+        rc = -pthread_create(&log->thr, NULL,
+                             opts.fsync == RN_FSYNC_GROUP ? group_main : interval_main, log);
+        if (rc != 0) {
+            rn_errf(errmsg, rc, "cannot start the flusher thread: %s", rn_strerror(rc));
+            goto fail;
+        }
+        log->thr_started = 1;
+    }
+    log->rec.elapsed_us = (rn_mono_ns() - t0) / 1000;
+    *out = log;
+    return 0;
+fail:
+    log_free(log);
+    return rc;
+}
+
+void rn_log_recovery_info(const rn_log_t *log, rn_log_recovery_t *out)
+{
+    *out = log->rec;
+}
+
+int rn_log_close(rn_log_t *log)
+{
+    if (!log) return 0;
+    char msg[RN_ERRMSG_SIZE];
+    pthread_mutex_lock(&log->smu);
+    log->stop = 1;
+    pthread_cond_broadcast(&log->work_cv);
+    pthread_cond_broadcast(&log->done_cv);
+    pthread_mutex_unlock(&log->smu);
+    if (log->thr_started) pthread_join(log->thr, NULL);
+    int rc = log->sticky_rc;
+    if (rc == 0) {
+        char what[RN_ERRMSG_SIZE];
+        rc = sync_active(log, what, sizeof what);
+        for (size_t k = 0; rc == 0 && k < log->nqueues; k++)
+            rc = rn_idx_sync(&log->queues[k]->ix, msg);
+        if (rc == 0) rc = write_checkpoint(log, log->write_pos, msg);
+        if (rc == 0) rc = write_clean(log, log->write_pos, msg);
+    }
+    log_free(log);
+    return rc;
+}
+
+/* ---- append ------------------------------------------------------------------ */
+
+/* Sync the index files of every queue (the roll's recovery point). */
+static int sync_indexes(rn_log_t *log, char *errmsg)
+{
+    for (size_t k = 0; k < log->nqueues; k++) {
+        int rc = rn_idx_sync(&log->queues[k]->ix, errmsg);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+static int roll(rn_log_t *log, char *errmsg)
+{
+    rn_seg_t *a = &log->segs[log->nsegs - 1];
+    char what[RN_ERRMSG_SIZE];
+    int rc = 0;
+    if (rn_sys.fdatasync(a->fd) < 0) {
+        rc = -errno;
+        snprintf(what, sizeof what, "fdatasync of commitlog/%020llu.log failed: %s",
+                 (unsigned long long)a->start, rn_strerror(rc));
+        set_sticky(log, rc, what);
+        return rn_errf(errmsg, rc, "%s", what);
+    }
+    rc = sync_indexes(log, what);
+    if (rc != 0) {
+        set_sticky(log, rc, what);
+        return rn_errf(errmsg, rc, "%s", what);
+    }
+    advance_durable(log, log->write_pos);
+    rn_seg_t ns;
+    rc = rn_seg_create(log->cl_dir, a->start + a->size, log->o.segment_bytes, &ns, errmsg);
+    if (rc == -ENOSPC) {
+        return rn_errf(errmsg, rc,
+                       "no space left on device for a new %llu-byte segment in %s; nothing "
+                       "acknowledged was harmed",
+                       (unsigned long long)log->o.segment_bytes, log->cl_dir);
+    }
+    if (rc != 0) return rc;
+    pthread_rwlock_wrlock(&log->rw);
+    rc = seg_push(log, &ns);
+    pthread_rwlock_unlock(&log->rw);
+    if (rc != 0) {
+        char name[RN_SEG_NAME_LEN + 1];
+        rn_seg_close(&ns);
+        rn_seg_name(name, ns.start);
+        char *path = path_join(log->cl_dir, name);
+        if (path) rn_sys.unlink(path);
+        free(path);
+        return rn_errf(errmsg, rc, "out of memory rolling the commit log");
+    }
+    log->write_pos = ns.start;
+    atomic_store(&log->written_pos, ns.start);
+    atomic_store(&log->durable_pos, ns.start);
+    rc = write_checkpoint(log, ns.start, what);
+    if (rc != 0) {
+        set_sticky(log, rc, what);
+        return rn_errf(errmsg, rc, "%s", what);
+    }
+    return 0;
+}
+
+static int queue_for_append(rn_log_t *log, uint32_t id, rn_queue_t **out, char *errmsg)
+{
+    rn_queue_t *q = log->lastq;
+    if (!q || q->id != id) q = find_queue(log, id);
+    if (!q) {
+        int rc = queue_new(log, id, &q);
+        if (rc != 0) return rn_errf(errmsg, rc, "out of memory adding queue %u", id);
+        pthread_rwlock_wrlock(&log->rw);
+        rc = queue_insert(log, q);
+        pthread_rwlock_unlock(&log->rw);
+        if (rc != 0) {
+            queue_free(q);
+            return rn_errf(errmsg, rc, "out of memory adding queue %u", id);
+        }
+    }
+    log->lastq = q;
+    *out = q;
+    return 0;
+}
+
+int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t len,
+                  int64_t *base_offset, uint64_t *ticket, char *errmsg)
+{
+    rn_batch_header_t bh;
+    int rc;
+    if (len > log->o.max_batch_bytes)
+        return rn_errf(errmsg, RN_ETOOBIG, "batch of %zu bytes exceeds max_batch_bytes %u", len,
+                       log->o.max_batch_bytes);
+    rc = rn_batch_validate(batch, len, &log->lim, 0, &bh, errmsg);
+    if (rc != 0) return rc;
+    if (bh.record_count < 1)
+        return rn_errf(errmsg, RN_ECORRUPT, "batch holds no records");
+
+    pthread_mutex_lock(&log->wmu);
+    if (atomic_load(&log->sticky)) { rc = sticky_err(log, errmsg); goto out; }
+    rn_queue_t *q = NULL;
+    rc = queue_for_append(log, queue, &q, errmsg);
+    if (rc != 0) goto out;
+    if (q->next_offset > INT64_MAX - bh.record_count) {
+        rc = rn_errf(errmsg, RN_ERANGE, "queue %u has no offsets left", queue);
+        goto out;
+    }
+    uint64_t entry = RN_SEG_HDR_SIZE + len;
+    rn_seg_t *sg = &log->segs[log->nsegs - 1];
+    if (log->write_pos + entry > sg->start + sg->size) {
+        rc = roll(log, errmsg);
+        if (rc != 0) goto out;
+        sg = &log->segs[log->nsegs - 1];
+    }
+    if (rn_idx_needs_file(&q->ix)) {
+        rn_idx_file_t f;
+        rc = rn_idx_prepare_file(&q->ix, q->next_offset, &f, errmsg);
+        if (rc != 0) goto out;
+        pthread_rwlock_wrlock(&log->rw);
+        rc = rn_idx_attach_file(&q->ix, &f);
+        pthread_rwlock_unlock(&log->rw);
+        if (rc != 0) {
+            rn_idx_discard_file(&q->ix, &f);
+            rn_errf(errmsg, rc, "out of memory growing the index of queue %u", queue);
+            goto out;
+        }
+    }
+    int64_t base = q->next_offset;
+    uint8_t hb[RN_SEG_HDR_SIZE + 8];
+    be64_put(hb + RN_SEG_HDR_SIZE, base);
+    rn_seg_hdr_encode(hb, (uint32_t)len, queue, hb + RN_SEG_HDR_SIZE, batch + 8);
+    struct iovec iov[2] = {
+        {hb, sizeof hb},
+        {(void *)(uintptr_t)(batch + 8), len - 8},
+    };
+    uint64_t pos = log->write_pos;
+    rc = rn_pwritev_full(sg->fd, iov, 2, (off_t)(pos - sg->start));
+    if (rc != 0) {
+        char what[RN_ERRMSG_SIZE];
+        if (rc == -ENOSPC)
+            snprintf(what, sizeof what,
+                     "no space left on device while appending %zu bytes to "
+                     "commitlog/%020llu.log; nothing acknowledged was harmed",
+                     len, (unsigned long long)sg->start);
+        else
+            snprintf(what, sizeof what, "write to commitlog/%020llu.log at byte %llu failed: %s",
+                     (unsigned long long)sg->start, (unsigned long long)(pos - sg->start),
+                     rn_strerror(rc));
+        set_sticky(log, rc, what);
+        rn_errf(errmsg, rc, "%s", what);
+        goto out;
+    }
+    rn_idx_unit_t u = {
+        .position = pos, .base_offset = base, .first_ts = bh.first_timestamp,
+        .max_ts = bh.max_timestamp > q->running_max ? bh.max_timestamp : q->running_max,
+        .size = (uint32_t)len, .record_count = (uint32_t)bh.record_count, .flags = 0,
+    };
+    rn_idx_put(&q->ix, &u);
+    q->next_offset += bh.record_count;
+    q->running_max = u.max_ts;
+    if (u.max_ts > sg->max_ts) sg->max_ts = u.max_ts;
+    log->write_pos = pos + entry;
+    uint64_t end = log->write_pos;
+
+    switch (log->o.fsync) {
+    case RN_FSYNC_ALWAYS:
+        if (rn_sys.fdatasync(sg->fd) < 0) {
+            char what[RN_ERRMSG_SIZE];
+            rc = -errno;
+            snprintf(what, sizeof what, "fdatasync of commitlog/%020llu.log failed: %s",
+                     (unsigned long long)sg->start, rn_strerror(rc));
+            set_sticky(log, rc, what);
+            rn_errf(errmsg, rc, "%s", what);
+            goto out;
+        }
+        atomic_store_explicit(&q->visible, q->ix.nunits, memory_order_release);
+        atomic_store(&log->written_pos, end);
+        advance_durable(log, end);
+        break;
+    case RN_FSYNC_GROUP:
+        pthread_mutex_lock(&log->smu);
+        while (log->rcount == RING_CAP && !log->sticky_rc) {
+            if (log->flusher_idle) pthread_cond_signal(&log->work_cv);
+            pthread_cond_wait(&log->done_cv, &log->smu);
+        }
+        if (log->sticky_rc) {
+            pthread_mutex_unlock(&log->smu);
+            rc = sticky_err(log, errmsg);
+            goto out;
+        }
+        log->ring[(log->rhead + log->rcount) % RING_CAP] = (pend_t){end, q, q->ix.nunits};
+        log->rcount++;
+        atomic_store(&log->written_pos, end);
+        if (log->flusher_idle) pthread_cond_signal(&log->work_cv);
+        pthread_mutex_unlock(&log->smu);
+        break;
+    case RN_FSYNC_INTERVAL:
+    case RN_FSYNC_NEVER:
+        atomic_store_explicit(&q->visible, q->ix.nunits, memory_order_release);
+        atomic_store(&log->written_pos, end);
+        break;
+    }
+    *base_offset = base;
+    *ticket = end;
+out:
+    pthread_mutex_unlock(&log->wmu);
+    return rc;
+}
+
+int rn_log_wait(rn_log_t *log, uint64_t ticket)
+{
+    if (atomic_load(&log->durable_pos) >= ticket) return 0;
+    if (log->o.fsync != RN_FSYNC_GROUP) {
+        /* always: durable on return from append; interval/never ack at once
+         * unless the store already failed. */
+        return atomic_load(&log->sticky) ? log->sticky_rc : 0;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&log->smu);
+    while (atomic_load(&log->durable_pos) < ticket && !log->sticky_rc && !log->stop)
+        pthread_cond_wait(&log->done_cv, &log->smu);
+    if (atomic_load(&log->durable_pos) < ticket)
+        rc = log->sticky_rc ? log->sticky_rc : RN_ECLOSED;
+    pthread_mutex_unlock(&log->smu);
+    return rc;
+}
+
+int rn_log_sync(rn_log_t *log)
+{
+    char what[RN_ERRMSG_SIZE];
+    if (atomic_load(&log->sticky)) return log->sticky_rc;
+    uint64_t t = atomic_load(&log->written_pos);
+    if (atomic_load(&log->durable_pos) >= t) return 0;
+    int rc = sync_active(log, what, sizeof what);
+    if (rc != 0) return set_sticky(log, rc, what);
+    advance_durable(log, t);
+    return 0;
+}
+
+/* ---- readers ------------------------------------------------------------------ */
+
+static int range_err(char *errmsg, uint32_t queue, int64_t off, int64_t ls, int64_t hw)
+{
+    return rn_errf(errmsg, RN_ERANGE, "offset %lld of queue %u is outside [%lld, %lld]",
+                   (long long)off, queue, (long long)ls, (long long)hw);
+}
+
+/* Read one unit's batch into dst (size bytes) and check it is the batch the
+ * unit describes. rw read side held. */
+static int read_batch(rn_log_t *log, uint32_t queue, const rn_idx_unit_t *u, uint8_t *dst,
+                      char *errmsg)
+{
+    size_t si = seg_of(log, u->position);
+    const rn_seg_t *sg = &log->segs[si];
+    size_t got;
+    uint64_t off = u->position - sg->start + RN_SEG_HDR_SIZE;
+    int rc = rn_pread_full(sg->fd, dst, u->size, (off_t)off, &got);
+    if (rc != 0)
+        return rn_errf(errmsg, rc, "cannot read commitlog/%020llu.log at byte %llu: %s",
+                       (unsigned long long)sg->start, (unsigned long long)off, rn_strerror(rc));
+    if (got != u->size || be64_get(dst) != u->base_offset)
+        return rn_errf(errmsg, RN_ECORRUPT,
+                       "commitlog/%020llu.log at byte %llu does not hold batch %lld of queue %u",
+                       (unsigned long long)sg->start, (unsigned long long)off,
+                       (long long)u->base_offset, queue);
+    return 0;
+}
+
+int rn_log_read(rn_log_t *log, uint32_t queue, int64_t offset, size_t max_bytes, rn_buf_t *out,
+                uint32_t *nbatches, char *errmsg)
+{
+    int rc = 0;
+    uint32_t n = 0;
+    pthread_rwlock_rdlock(&log->rw);
+    rn_queue_t *q = find_queue(log, queue);
+    if (!q) {
+        if (offset != 0) rc = range_err(errmsg, queue, offset, 0, 0);
+        goto out;
+    }
+    uint64_t v = atomic_load_explicit(&q->visible, memory_order_acquire);
+    int64_t hw = queue_hw(q, v);
+    if (offset < q->start_offset || offset > hw) {
+        rc = range_err(errmsg, queue, offset, q->start_offset, hw);
+        goto out;
+    }
+    if (offset == hw) goto out;
+    size_t total = 0;
+    for (uint64_t s = rn_idx_find_offset(&q->ix, q->start_slot, v, offset); s < v; s++) {
+        rn_idx_unit_t u;
+        rn_idx_get(&q->ix, s, &u);
+        if (n > 0 && total + u.size > max_bytes) break;
+        rc = rn_buf_reserve(out, u.size, 0);
+        if (rc != 0) { rn_errf(errmsg, rc, "cannot grow the read buffer"); break; }
+        rc = read_batch(log, queue, &u, out->data + out->len, errmsg);
+        if (rc != 0) break;
+        out->len += u.size;
+        total += u.size;
+        n++;
+    }
+out:
+    pthread_rwlock_unlock(&log->rw);
+    *nbatches = n;
+    return rc;
+}
+
+int rn_log_lookup_offset(rn_log_t *log, uint32_t queue, int64_t offset, rn_log_batch_ref_t *ref,
+                         char *errmsg)
+{
+    int rc = 0;
+    pthread_rwlock_rdlock(&log->rw);
+    rn_queue_t *q = find_queue(log, queue);
+    if (!q) { rc = range_err(errmsg, queue, offset, 0, 0); goto out; }
+    uint64_t v = atomic_load_explicit(&q->visible, memory_order_acquire);
+    int64_t hw = queue_hw(q, v);
+    if (offset < q->start_offset || offset >= hw) {
+        rc = range_err(errmsg, queue, offset, q->start_offset, hw);
+        goto out;
+    }
+    rn_idx_unit_t u;
+    rn_idx_get(&q->ix, rn_idx_find_offset(&q->ix, q->start_slot, v, offset), &u);
+    ref->base_offset = u.base_offset;
+    ref->record_count = u.record_count;
+    ref->size = u.size;
+    ref->position = u.position;
+    ref->first_timestamp = u.first_ts;
+    ref->max_timestamp = u.max_ts;
+out:
+    pthread_rwlock_unlock(&log->rw);
+    return rc;
+}
+
+int rn_log_lookup_time(rn_log_t *log, uint32_t queue, int64_t ts, int64_t *offset, char *errmsg)
+{
+    int rc = 0;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    rn_batch_iter_t it;
+    rn_batch_iter_init(&it, &rn_batch_default_limits);
+    pthread_rwlock_rdlock(&log->rw);
+    rn_queue_t *q = find_queue(log, queue);
+    if (!q) { *offset = 0; goto out; }
+    uint64_t v = atomic_load_explicit(&q->visible, memory_order_acquire);
+    *offset = queue_hw(q, v);
+    if (v <= q->start_slot) goto out;
+    /* The first unit whose running max reaches ts holds the first such
+     * record (no earlier batch has one); decode it to find the record. A
+     * batch whose header overstated its max timestamp sends us on. */
+    for (uint64_t s = rn_idx_find_time(&q->ix, q->start_slot, v, ts); s < v; s++) {
+        rn_idx_unit_t u;
+        rn_idx_get(&q->ix, s, &u);
+        if (u.size > cap) {
+            uint8_t *nb = realloc(buf, u.size);
+            if (!nb) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto out; }
+            buf = nb;
+            cap = u.size;
+        }
+        rc = read_batch(log, queue, &u, buf, errmsg);
+        if (rc != 0) goto out;
+        rc = rn_batch_iter_reset(&it, buf, u.size, errmsg);
+        if (rc != 0) goto out;
+        rn_record_t r;
+        while ((rc = rn_batch_iter_next(&it, &r, errmsg)) == 1) {
+            if (r.timestamp >= ts) { *offset = r.offset; rc = 0; goto out; }
+        }
+        if (rc < 0) goto out;
+    }
+out:
+    pthread_rwlock_unlock(&log->rw);
+    rn_batch_iter_destroy(&it);
+    free(buf);
+    return rc;
+}
+
+int rn_log_queue_info(rn_log_t *log, uint32_t queue, rn_log_queue_info_t *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_rwlock_rdlock(&log->rw);
+    rn_queue_t *q = find_queue(log, queue);
+    if (q) {
+        uint64_t v = atomic_load_explicit(&q->visible, memory_order_acquire);
+        out->log_start = q->start_offset;
+        out->high_watermark = queue_hw(q, v);
+        out->batches = v > q->start_slot ? v - q->start_slot : 0;
+    }
+    pthread_rwlock_unlock(&log->rw);
+    return 0;
+}
+
+int rn_log_queues(rn_log_t *log, uint32_t **ids, size_t *n)
+{
+    pthread_rwlock_rdlock(&log->rw);
+    uint32_t *a = malloc((log->nqueues ? log->nqueues : 1) * sizeof *a);
+    if (!a) {
+        pthread_rwlock_unlock(&log->rw);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < log->nqueues; i++) a[i] = log->queues[i]->id;
+    *n = log->nqueues;
+    pthread_rwlock_unlock(&log->rw);
+    *ids = a;
+    return 0;
+}
+
+uint64_t rn_log_bytes(rn_log_t *log)
+{
+    pthread_rwlock_rdlock(&log->rw);
+    uint64_t n = atomic_load(&log->written_pos) - log->segs[0].start;
+    pthread_rwlock_unlock(&log->rw);
+    return n;
+}
+
+/* ---- retention ------------------------------------------------------------------ */
+
+int rn_log_retain(rn_log_t *log, uint32_t *dropped)
+{
+    int rc = 0;
+    size_t k = 0;
+    rn_seg_t *gone = NULL;
+    *dropped = 0;
+    pthread_mutex_lock(&log->wmu);
+    int64_t now = rn_sys.now_ms();
+    while (k + 1 < log->nsegs) {
+        const rn_seg_t *s = &log->segs[k];
+        int by_age = log->o.retention_ms > 0 && s->max_ts < now - log->o.retention_ms;
+        int by_size = log->o.retention_bytes > 0 &&
+                      log->write_pos - s->start > log->o.retention_bytes;
+        if (!by_age && !by_size) break;
+        k++;
+    }
+    if (k == 0) goto out;
+    gone = malloc(k * sizeof *gone);
+    if (!gone) { rc = -ENOMEM; goto out; }
+    uint64_t first = log->segs[k].start;
+    pthread_rwlock_wrlock(&log->rw);
+    memcpy(gone, log->segs, k * sizeof *gone);
+    memmove(log->segs, log->segs + k, (log->nsegs - k) * sizeof *log->segs);
+    log->nsegs -= k;
+    for (size_t i = 0; i < log->nqueues; i++) {
+        rn_queue_t *q = log->queues[i];
+        uint64_t n = q->ix.nunits;
+        q->start_slot = rn_idx_find_position(&q->ix, q->start_slot, n, first);
+        if (q->start_slot < n) {
+            rn_idx_unit_t u;
+            rn_idx_get(&q->ix, q->start_slot, &u);
+            q->start_offset = u.base_offset;
+        } else {
+            q->start_offset = q->next_offset;
+        }
+        rn_idx_drop_below(&q->ix, q->start_slot);
+    }
+    pthread_rwlock_unlock(&log->rw);
+    /* No reader can reach them now. Deleting segments before the index
+     * files would also be safe: units below the first segment are ignored. */
+    for (size_t i = 0; i < k; i++) {
+        char name[RN_SEG_NAME_LEN + 1];
+        rn_seg_name(name, gone[i].start);
+        char *path = path_join(log->cl_dir, name);
+        rn_seg_close(&gone[i]);
+        if (path && rn_sys.unlink(path) < 0 && rc == 0) rc = -errno;
+        free(path);
+    }
+    int r2 = rn_fsync_dir(log->cl_dir);
+    if (rc == 0) rc = r2;
+    *dropped = (uint32_t)k;
+out:
+    pthread_mutex_unlock(&log->wmu);
+    free(gone);
+    return rc;
+}

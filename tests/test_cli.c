@@ -1,0 +1,701 @@
+/*
+ * test_cli.c — the real `runnel` binary (RN_BIN_DIR/runnel) on a temporary
+ * data directory: topic create/list/describe, produce from stdin then
+ * consume by offset, by @timestamp, latest and --count, in value and json
+ * formats; key hashing and round-robin placement; lz4; JSON escaping; and
+ * every kind of bad input, each giving one "runnel: " line on stderr and the
+ * documented exit code (2 usage, 1 other), including a data directory locked
+ * by a running `runnel produce`.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RUNNEL RN_BIN_DIR "/runnel"
+#define MAX_ARGS 32
+
+typedef struct fixture {
+    char root[64];
+    char data[PATH_MAX];
+    char in[PATH_MAX], out[PATH_MAX], err[PATH_MAX];
+    char *stdout_text;
+    size_t stdout_len;
+    char *stderr_text;
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    snprintf(f->root, sizeof f->root, "/tmp/rn-cli-XXXXXX");
+    if (!mkdtemp(f->root)) { free(f); return -1; }
+    snprintf(f->data, sizeof f->data, "%s/data", f->root);
+    snprintf(f->in, sizeof f->in, "%s/stdin", f->root);
+    snprintf(f->out, sizeof f->out, "%s/stdout", f->root);
+    snprintf(f->err, sizeof f->err, "%s/stderr", f->root);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->root);
+    int rc = system(cmd);
+    free(f->stdout_text);
+    free(f->stderr_text);
+    free(f);
+    return rc == 0 ? 0 : -1;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+    buf[n] = '\0';
+    fclose(fp);
+    if (len) *len = (size_t)n;
+    return buf;
+}
+
+static void write_file(const char *path, const char *data, size_t n)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(data, 1, n, fp), n);
+    fclose(fp);
+}
+
+/* Run runnel with argv (NULL-terminated) and input bytes on stdin (NULL:
+ * /dev/null); with_data prepends --data DIR. Returns the exit status. */
+static int run_argv(fixture_t *f, const char *input, size_t input_len, int with_data,
+                    const char *const *args)
+{
+    const char *argv[MAX_ARGS + 4];
+    int n = 0;
+    argv[n++] = RUNNEL;
+    if (with_data) { argv[n++] = "--data"; argv[n++] = f->data; }
+    for (int i = 0; args[i]; i++) {
+        assert_true(n < MAX_ARGS);
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    if (input) write_file(f->in, input, input_len);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int in = open(input ? f->in : "/dev/null", O_RDONLY);
+        int out = open(f->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int err = open(f->err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (in < 0 || out < 0 || err < 0) _exit(126);
+        dup2(in, 0); dup2(out, 1); dup2(err, 2);
+        execv(RUNNEL, (char *const *)argv);
+        _exit(127);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    free(f->stdout_text);
+    free(f->stderr_text);
+    f->stdout_text = slurp(f->out, &f->stdout_len);
+    f->stderr_text = slurp(f->err, NULL);
+    if (WIFSIGNALED(status)) fail_msg("runnel died of signal %d; stderr: %s", WTERMSIG(status),
+                                      f->stderr_text);
+    return WEXITSTATUS(status);
+}
+
+#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+/* runnel --data DIR ARGS... with input */
+static size_t len_of(const char *s) { return s ? strlen(s) : 0; }
+#define RUN(f, input, ...) run_argv((f), (input), len_of(input), 1, ARGS(__VA_ARGS__))
+
+static void expect_ok(fixture_t *f, int rc)
+{
+    if (rc != 0) fail_msg("exit %d, stderr: %s", rc, f->stderr_text);
+}
+
+/* Exactly one line on stderr, "runnel: ...", containing what. */
+static void expect_fail(fixture_t *f, int rc, int want_code, const char *what)
+{
+    const char *e = f->stderr_text;
+    if (rc != want_code) fail_msg("exit %d, want %d; stderr: %s", rc, want_code, e);
+    if (strncmp(e, "runnel: ", 8) != 0) fail_msg("stderr does not start with 'runnel: ': %s", e);
+    const char *nl = strchr(e, '\n');
+    if (!nl || nl[1] != '\0') fail_msg("stderr is not exactly one line: %s", e);
+    if (!strstr(e, what)) fail_msg("stderr lacks '%s': %s", what, e);
+}
+
+static void create_topic(fixture_t *f, const char *name, const char *queues)
+{
+    expect_ok(f, RUN(f, NULL, "topic", "create", name, "--queues", queues));
+}
+
+/* ---- topics ------------------------------------------------------------- */
+
+static void test_topic_create_list_describe(void **state)
+{
+    fixture_t *f = *state;
+    expect_ok(f, RUN(f, NULL, "topic", "create", "logs", "--queues", "3"));
+    assert_string_equal(f->stdout_text, "created topic 'logs' with 3 queues\n");
+    expect_ok(f, RUN(f, NULL, "topic", "create", "one"));
+    assert_string_equal(f->stdout_text, "created topic 'one' with 1 queue\n");
+
+    expect_ok(f, RUN(f, NULL, "topic", "list"));
+    char *logs = strstr(f->stdout_text, "\nlogs ");
+    char *one = strstr(f->stdout_text, "\none ");
+    assert_non_null(logs);
+    assert_non_null(one);
+    assert_true(logs < one);          /* sorted by name */
+    assert_non_null(strstr(logs, " 3  "));
+    assert_non_null(strstr(f->stdout_text, "TOPIC"));
+
+    expect_ok(f, RUN(f, "a\nb\nc\n", "produce", "logs", "--queue", "2"));
+    expect_ok(f, RUN(f, NULL, "topic", "describe", "logs"));
+    const char *d = f->stdout_text;
+    assert_non_null(strstr(d, "topic logs: 3 queues"));
+    assert_non_null(strstr(d, "store 0 queue 0\n"));
+    assert_non_null(strstr(d, "store 0 queue 1\n"));
+    assert_non_null(strstr(d, "store 0 queue 2\n"));
+    /* Queue 2 holds offsets [0, 3) in one batch; the others are empty. */
+    int q, batches;
+    long long start, end;
+    int rows = 0;
+    for (const char *l = strchr(d, '\n') + 1; (l = strchr(l, '\n')) != NULL; ) {
+        l++;
+        if (sscanf(l, "%d %lld %lld %d", &q, &start, &end, &batches) == 4) {
+            assert_int_equal(q, rows);
+            assert_int_equal(start, 0);
+            assert_int_equal(end, q == 2 ? 3 : 0);
+            assert_int_equal(batches, q == 2 ? 1 : 0);
+            rows++;
+        }
+    }
+    assert_int_equal(rows, 3);
+}
+
+/* ---- produce and consume ---------------------------------------------- */
+
+static const char events[] =
+    "{\"id\":0,\"ts\":1000,\"msg\":\"zero\"}\n"
+    "{\"id\":1,\"ts\":1001,\"msg\":\"one\"}\n"
+    "{\"id\":2,\"ts\":1002,\"msg\":\"two\"}\n"
+    "{\"id\":3,\"ts\":1010,\"msg\":\"three\"}\n"
+    "{\"id\":4,\"ts\":1020,\"msg\":\"four\"}\n";
+
+static void produce_events(fixture_t *f)
+{
+    create_topic(f, "ev", "1");
+    expect_ok(f, RUN(f, events, "produce", "ev", "--timestamp-field", "ts"));
+    assert_non_null(strstr(f->stderr_text, "produced 5 records in 1 batches"));
+    assert_non_null(strstr(f->stderr_text, "records/s"));
+    assert_non_null(strstr(f->stderr_text, "MB/s"));
+}
+
+static void test_produce_consume_value(void **state)
+{
+    fixture_t *f = *state;
+    produce_events(f);
+    expect_ok(f, RUN(f, NULL, "consume", "ev"));          /* one queue: --queue optional */
+    assert_string_equal(f->stdout_text, events);
+    assert_string_equal(f->stderr_text, "");
+    expect_ok(f, RUN(f, NULL, "consume", "ev", "--queue", "0", "--from", "3"));
+    assert_string_equal(f->stdout_text,
+                        "{\"id\":3,\"ts\":1010,\"msg\":\"three\"}\n"
+                        "{\"id\":4,\"ts\":1020,\"msg\":\"four\"}\n");
+    expect_ok(f, RUN(f, NULL, "consume", "ev", "--from", "earliest", "--count", "1"));
+    assert_string_equal(f->stdout_text, "{\"id\":0,\"ts\":1000,\"msg\":\"zero\"}\n");
+}
+
+static void test_consume_json_by_offset(void **state)
+{
+    fixture_t *f = *state;
+    produce_events(f);
+    expect_ok(f, RUN(f, NULL, "consume", "ev", "--from", "1", "--count", "2", "--format", "json"));
+    assert_string_equal(f->stdout_text,
+        "{\"queue\":0,\"offset\":1,\"timestamp\":1001,\"key\":null,"
+        "\"value\":\"{\\\"id\\\":1,\\\"ts\\\":1001,\\\"msg\\\":\\\"one\\\"}\"}\n"
+        "{\"queue\":0,\"offset\":2,\"timestamp\":1002,\"key\":null,"
+        "\"value\":\"{\\\"id\\\":2,\\\"ts\\\":1002,\\\"msg\\\":\\\"two\\\"}\"}\n");
+}
+
+static void test_consume_by_timestamp(void **state)
+{
+    fixture_t *f = *state;
+    produce_events(f);
+    expect_ok(f, RUN(f, NULL, "consume", "ev", "--from", "@1003", "--format", "json"));
+    const char *first = "{\"queue\":0,\"offset\":3,\"timestamp\":1010,";
+    assert_true(strncmp(f->stdout_text, first, strlen(first)) == 0);
+    assert_non_null(strstr(f->stdout_text, "\"offset\":4,\"timestamp\":1020"));
+    assert_null(strstr(f->stdout_text, "\"offset\":2"));
+    expect_ok(f, RUN(f, NULL, "consume", "ev", "--from", "@1001", "--count", "1"));
+    assert_string_equal(f->stdout_text, "{\"id\":1,\"ts\":1001,\"msg\":\"one\"}\n");
+    expect_ok(f, RUN(f, NULL, "consume", "ev", "--from", "@0", "--count", "1"));
+    assert_string_equal(f->stdout_text, "{\"id\":0,\"ts\":1000,\"msg\":\"zero\"}\n");
+    expect_ok(f, RUN(f, NULL, "consume", "ev", "--from", "@5000"));
+    assert_string_equal(f->stdout_text, "");
+}
+
+static void test_consume_latest_then_more(void **state)
+{
+    fixture_t *f = *state;
+    produce_events(f);
+    expect_ok(f, RUN(f, NULL, "consume", "ev", "--from", "latest"));
+    assert_string_equal(f->stdout_text, "");
+    /* Appends continue at offset 5; reading from there gives only them. */
+    expect_ok(f, RUN(f, "late-1\nlate-2", "produce", "ev"));      /* last line without \n */
+    expect_ok(f, RUN(f, NULL, "consume", "ev", "--from", "5", "--format", "json"));
+    assert_non_null(strstr(f->stdout_text, "\"offset\":5,"));
+    assert_non_null(strstr(f->stdout_text, "\"value\":\"late-1\"}\n"));
+    assert_non_null(strstr(f->stdout_text, "\"offset\":6,"));
+    assert_non_null(strstr(f->stdout_text, "\"value\":\"late-2\"}\n"));
+    /* Default timestamps are the time the line was read. */
+    long long ts = 0;
+    const char *p = strstr(f->stdout_text, "\"timestamp\":");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "\"timestamp\":%lld", &ts), 1);
+    long long now = (long long)time(NULL) * 1000;
+    assert_true(ts > now - 600000 && ts <= now + 1000);
+    expect_ok(f, RUN(f, NULL, "consume", "ev", "--from", "7"));       /* the end itself */
+    assert_string_equal(f->stdout_text, "");
+}
+
+/* queue of each record in json output, by key */
+static int queue_of_key(const char *json, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"key\":\"%s\"", key);
+    int q = -1;
+    for (const char *l = json; *l; ) {
+        const char *nl = strchr(l, '\n');
+        assert_non_null(nl);
+        const char *k = strstr(l, pat);
+        if (k && k < nl) {
+            int lq;
+            assert_int_equal(sscanf(l, "{\"queue\":%d", &lq), 1);
+            if (q >= 0 && lq != q) fail_msg("key %s is in queues %d and %d", key, q, lq);
+            q = lq;
+        }
+        l = nl + 1;
+    }
+    return q;
+}
+
+static void test_key_hashing(void **state)
+{
+    fixture_t *f = *state;
+    create_topic(f, "users", "4");
+    char input[8192];
+    size_t n = 0;
+    for (int i = 0; i < 60; i++)
+        n += (size_t)snprintf(input + n, sizeof input - n,
+                              "{\"n\":%d,\"nested\":{\"user\":[\"x\",\"}\"]},\"user\":\"u%d\"}\n", i, i % 6);
+    /* Small batches so many batches and linger flushes interleave. */
+    expect_ok(f, RUN(f, input, "produce", "users", "--key-field", "user", "--batch-bytes", "256"));
+    assert_non_null(strstr(f->stderr_text, "produced 60 records"));
+
+    char all[65536] = "";
+    size_t alen = 0;
+    int total = 0;
+    for (int q = 0; q < 4; q++) {
+        char qs[16];
+        snprintf(qs, sizeof qs, "%d", q);
+        expect_ok(f, RUN(f, NULL, "consume", "users", "--queue", qs, "--format", "json"));
+        for (const char *p = f->stdout_text; (p = strchr(p, '\n')) != NULL; p++) total++;
+        assert_true(alen + f->stdout_len < sizeof all);
+        memcpy(all + alen, f->stdout_text, f->stdout_len + 1);
+        alen += f->stdout_len;
+    }
+    assert_int_equal(total, 60);
+    int used[4] = {0};
+    for (int u = 0; u < 6; u++) {
+        char key[16];
+        snprintf(key, sizeof key, "u%d", u);
+        int q = queue_of_key(all, key);     /* fails if a key is in two queues */
+        assert_true(q >= 0 && q < 4);
+        used[q] = 1;
+    }
+    assert_true(used[0] + used[1] + used[2] + used[3] >= 2);
+
+    /* --key-tab: key before the first tab, value after it. */
+    expect_ok(f, RUN(f, "k1\tv\twith tab\nk1\tsecond\n", "produce", "users", "--key-tab"));
+    expect_ok(f, RUN(f, NULL, "topic", "describe", "users"));
+    int q1 = -1;
+    for (int q = 0; q < 4 && q1 < 0; q++) {
+        char qs[16];
+        snprintf(qs, sizeof qs, "%d", q);
+        expect_ok(f, RUN(f, NULL, "consume", "users", "--queue", qs, "--format", "json"));
+        const char *p = strstr(f->stdout_text, "\"key\":\"k1\",\"value\":\"v\\twith tab\"}\n");
+        if (p) {
+            q1 = q;
+            assert_non_null(strstr(p, "\"key\":\"k1\",\"value\":\"second\"}\n"));
+        }
+    }
+    assert_true(q1 >= 0);
+}
+
+static void test_round_robin_spreads(void **state)
+{
+    fixture_t *f = *state;
+    create_topic(f, "rr", "3");
+    char input[8192];
+    size_t n = 0;
+    for (int i = 0; i < 200; i++) n += (size_t)snprintf(input + n, sizeof input - n, "line %03d\n", i);
+    expect_ok(f, RUN(f, input, "produce", "rr", "--batch-bytes", "200"));
+    int total = 0, nonempty = 0;
+    for (int q = 0; q < 3; q++) {
+        char qs[16];
+        snprintf(qs, sizeof qs, "%d", q);
+        expect_ok(f, RUN(f, NULL, "consume", "rr", "--queue", qs));
+        int c = 0;
+        for (const char *p = f->stdout_text; (p = strchr(p, '\n')) != NULL; p++) c++;
+        total += c;
+        nonempty += c > 0;
+    }
+    assert_int_equal(total, 200);
+    assert_int_equal(nonempty, 3);
+}
+
+static void test_many_queues(void **state)
+{
+    fixture_t *f = *state;
+    create_topic(f, "wide", "20");
+    char input[4096];
+    size_t n = 0;
+    for (int i = 0; i < 150; i++)
+        n += (size_t)snprintf(input + n, sizeof input - n, "k%d\tv%d\n", i % 50, i);
+    expect_ok(f, RUN(f, input, "produce", "wide", "--key-tab", "--batch-bytes", "128"));
+    assert_non_null(strstr(f->stderr_text, "produced 150 records"));
+    expect_ok(f, RUN(f, NULL, "topic", "describe", "wide"));
+    long long sum = 0, start, end;
+    int q, b, rows = 0, used = 0;
+    for (const char *l = f->stdout_text; (l = strchr(l, '\n')) != NULL; ) {
+        l++;
+        if (sscanf(l, "%d %lld %lld %d", &q, &start, &end, &b) == 4) {
+            sum += end - start;
+            used += end > start;
+            rows++;
+        }
+    }
+    assert_int_equal(rows, 20);
+    assert_int_equal(sum, 150);
+    assert_true(used >= 10);
+}
+
+static void test_lz4_round_trip(void **state)
+{
+    fixture_t *f = *state;
+    create_topic(f, "z", "1");
+    size_t cap = 200000, n = 0;
+    char *input = malloc(cap);
+    assert_non_null(input);
+    for (int i = 0; i < 2000; i++)
+        n += (size_t)snprintf(input + n, cap - n, "{\"level\":\"INFO\",\"seq\":%d,\"msg\":\"compress me "
+                              "compress me compress me\"}\n", i);
+    expect_ok(f, run_argv(f, input, n, 1, ARGS("produce", "z", "--compression", "lz4",
+                                               "--batch-bytes", "8192", "--fsync", "never")));
+    assert_non_null(strstr(f->stderr_text, "produced 2000 records"));
+    /* Compressed batches are much smaller than the input. */
+    unsigned long long batches = 0, bytes = 0;
+    const char *p = strstr(f->stderr_text, "records in ");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "records in %llu batches (%llu bytes)", &batches, &bytes), 2);
+    assert_true(batches > 1);
+    assert_true(bytes < n / 2);
+    expect_ok(f, RUN(f, NULL, "consume", "z"));
+    assert_int_equal(f->stdout_len, n);
+    assert_memory_equal(f->stdout_text, input, n);
+    /* From the middle of a compressed batch. */
+    expect_ok(f, RUN(f, NULL, "consume", "z", "--from", "1234", "--count", "1"));
+    assert_non_null(strstr(f->stdout_text, "\"seq\":1234,"));
+    free(input);
+}
+
+static void test_json_escaping(void **state)
+{
+    fixture_t *f = *state;
+    create_topic(f, "esc", "1");
+    const char line[] = "caf\xc3\xa9 \xff \"q\" \\ \x01 \xe2\x82\xac\xed\xa0\x80!\n\n";
+    expect_ok(f, RUN(f, line, "produce", "esc"));
+    expect_ok(f, RUN(f, NULL, "consume", "esc", "--format", "json"));
+    /* Valid UTF-8 passes, invalid bytes (0xff, the surrogate encoding) become
+     * \u00XX, quotes, backslashes and controls are escaped; the empty line is
+     * an empty value. */
+    const char *want_value =
+        "\"value\":\"caf\xc3\xa9 \\u00ff \\\"q\\\" \\\\ \\u0001 \xe2\x82\xac\\u00ed\\u00a0\\u0080!\"}\n";
+    assert_non_null(strstr(f->stdout_text, want_value));
+    assert_non_null(strstr(f->stdout_text, "\"offset\":1,"));
+    assert_non_null(strstr(f->stdout_text, "\"key\":null,\"value\":\"\"}\n"));
+}
+
+static void test_consume_closed_output(void **state)
+{
+    fixture_t *f = *state;
+    produce_events(f);
+    /* stdout is a pipe nobody reads: the run stops quietly with 141 and
+     * leaves the directory usable. */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    close(fds[0]);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int err = open(f->err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fds[1], 1);
+        dup2(err, 2);
+        execl(RUNNEL, RUNNEL, "--data", f->data, "consume", "ev", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 141);
+    char *err = slurp(f->err, NULL);
+    assert_string_equal(err, "");
+    free(err);
+    expect_ok(f, RUN(f, NULL, "consume", "ev", "--count", "1"));
+    assert_string_equal(f->stdout_text, "{\"id\":0,\"ts\":1000,\"msg\":\"zero\"}\n");
+}
+
+static void test_env_and_help(void **state)
+{
+    fixture_t *f = *state;
+    expect_ok(f, run_argv(f, NULL, 0, 0, ARGS("--help")));
+    assert_non_null(strstr(f->stdout_text, "usage: runnel"));
+    const char *cmds[] = {"topic", "produce", "consume"};
+    for (int i = 0; i < 3; i++) {
+        expect_ok(f, run_argv(f, NULL, 0, 0, ARGS(cmds[i], "--help")));
+        assert_non_null(strstr(f->stdout_text, "usage: runnel"));
+        assert_non_null(strstr(f->stdout_text, cmds[i]));
+    }
+    /* $RUNNEL_DATA stands for --data. */
+    setenv("RUNNEL_DATA", f->data, 1);
+    int rc = run_argv(f, NULL, 0, 0, ARGS("topic", "create", "envtopic"));
+    unsetenv("RUNNEL_DATA");
+    expect_ok(f, rc);
+    expect_ok(f, RUN(f, NULL, "topic", "list"));
+    assert_non_null(strstr(f->stdout_text, "envtopic"));
+}
+
+/* ---- bad input -------------------------------------------------------- */
+
+static void test_bad_topic_queue_offset(void **state)
+{
+    fixture_t *f = *state;
+    create_topic(f, "four", "4");
+    expect_ok(f, RUN(f, "a\nb\nc\n", "produce", "four", "--queue", "1"));
+
+    expect_fail(f, RUN(f, NULL, "consume", "nope", "--queue", "0"), 1, "unknown topic 'nope'");
+    expect_fail(f, RUN(f, "x\n", "produce", "nope"), 1, "unknown topic 'nope'");
+    expect_fail(f, RUN(f, NULL, "topic", "describe", "nope"), 1, "unknown topic 'nope'");
+    expect_fail(f, RUN(f, NULL, "consume", "four", "--queue", "7"), 1,
+                "topic 'four' has no queue 7; it has queues 0..3");
+    expect_fail(f, RUN(f, "x\n", "produce", "four", "--queue", "4"), 1, "it has queues 0..3");
+    expect_fail(f, RUN(f, NULL, "consume", "four"), 2, "topic 'four' has queues 0..3: pick one");
+    expect_fail(f, RUN(f, NULL, "consume", "four", "--queue", "1", "--from", "99"), 1,
+                "offset 99 is outside topic 'four' queue 1's range [0, 3]");
+    expect_fail(f, RUN(f, NULL, "topic", "create", "four"), 1, "topic 'four' already exists");
+    expect_fail(f, RUN(f, NULL, "topic", "create", "bad/name"), 2,
+                "invalid topic name 'bad/name': use 1-249 characters");
+}
+
+static void test_bad_flags(void **state)
+{
+    fixture_t *f = *state;
+    create_topic(f, "t", "2");
+    struct { const char *args[8]; const char *what; } cases[] = {
+        {{"consume", "t", "--bogus"}, "unknown option '--bogus'"},
+        {{"--bogus", "topic", "list"}, "unknown option '--bogus'"},
+        {{"consume", "t", "--queue"}, "option '--queue' needs a value"},
+        {{"topic", "create", "x", "--queues", "12x"}, "--queues: '12x' is not an integer in 1..10000"},
+        {{"topic", "create", "x", "--queues", "0"}, "in 1..10000"},
+        {{"topic", "create", "x", "--queues", "10001"}, "in 1..10000"},
+        {{"topic", "create", "x", "--queues", "-1"}, "in 1..10000"},
+        {{"topic", "create", "x", "--queues", "99999999999999999999999"}, "in 1..10000"},
+        {{"consume", "t", "--queue", "1", "--count", "0"}, "--count: '0' is not an integer"},
+        {{"consume", "t", "--queue", " 1"}, "--queue: ' 1' is not an integer in 0..9999"},
+        {{"consume", "t", "--queue", "1", "--from", "yesterday"}, "is not earliest, latest"},
+        {{"consume", "t", "--queue", "1", "--from", "@12x"}, "--from @TIMESTAMP_MS: '12x'"},
+        {{"consume", "t", "--queue", "1", "--from", "-5"}, "is not earliest, latest"},
+        {{"consume", "t", "--queue", "1", "--format", "xml"}, "--format: 'xml' is not value or json"},
+        {{"produce", "t", "--linger-ms", "70000"}, "--linger-ms: '70000' is not an integer in 0..60000"},
+        {{"produce", "t", "--batch-bytes", "10"}, "--batch-bytes: '10' is not an integer in 128..16777216"},
+        {{"produce", "t", "--compression", "zstd"}, "--compression: 'zstd' is not none or lz4"},
+        {{"produce", "t", "--fsync", "sometimes"}, "--fsync: "},
+        {{"produce", "t", "--key-tab", "--key-field", "k"}, "one of --key-field and --key-tab"},
+        {{"produce"}, "produce takes one TOPIC"},
+        {{"consume", "a", "b"}, "consume takes one TOPIC"},
+        {{"topic"}, "give create, list or describe"},
+        {{"topic", "remove", "t"}, "unknown subcommand 'remove'"},
+        {{"frobnicate"}, "unknown command 'frobnicate'"},
+        {{"group", "offsets"}, "'group' is not available yet"},
+        {{"--server", "localhost:7070", "topic", "list"}, "--server is not supported yet"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = run_argv(f, NULL, 0, 1, cases[i].args);
+        expect_fail(f, rc, 2, cases[i].what);
+    }
+    expect_fail(f, run_argv(f, NULL, 0, 0, ARGS("topic", "list")), 2,
+                "no data directory: give --data DIR or set RUNNEL_DATA");
+    expect_fail(f, run_argv(f, NULL, 0, 0, ARGS("--data")), 2, "needs a value");
+    expect_fail(f, run_argv(f, NULL, 0, 0, ARGS("--data", f->data)), 2, "no command given");
+}
+
+static void test_bad_data_dirs(void **state)
+{
+    fixture_t *f = *state;
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/missing", f->root);
+    expect_fail(f, run_argv(f, NULL, 0, 0, ARGS("--data", path, "topic", "list")), 1,
+                "does not exist");
+    struct stat st;
+    assert_int_equal(stat(path, &st), -1);          /* not created by a read */
+
+    snprintf(path, sizeof path, "%s/stdin", f->root);
+    write_file(path, "x", 1);
+    expect_fail(f, run_argv(f, NULL, 0, 0, ARGS("--data", path, "topic", "create", "x")), 1,
+                "is not a directory");
+    expect_fail(f, run_argv(f, NULL, 0, 0, ARGS("--data", f->root, "topic", "create", "x")), 1,
+                "not a runnel data directory");
+
+    create_topic(f, "t", "1");
+    snprintf(path, sizeof path, "%s/meta.db", f->data);
+    char junk[4096];
+    memset(junk, 'J', sizeof junk);
+    write_file(path, junk, sizeof junk);
+    expect_fail(f, RUN(f, NULL, "topic", "list"), 1, "meta.db");
+}
+
+static void test_produce_bad_lines(void **state)
+{
+    fixture_t *f = *state;
+    create_topic(f, "t", "1");
+    char input[1024];
+    char big[300];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    snprintf(input, sizeof input, "first\nsecond\n%s\nfourth\n", big);
+    expect_fail(f, RUN(f, input, "produce", "t", "--batch-bytes", "128"), 1,
+                "line 3: longer than --batch-bytes 128");
+    assert_non_null(strstr(f->stderr_text, "the 2 records before it were produced"));
+    expect_ok(f, RUN(f, NULL, "consume", "t"));
+    assert_string_equal(f->stdout_text, "first\nsecond\n");
+
+    expect_fail(f, RUN(f, "{\"k\":\"a\"}\n{\"j\":1}\n", "produce", "t", "--key-field", "k"), 1,
+                "line 2: --key-field k: no field 'k'");
+    expect_fail(f, RUN(f, "not json\n", "produce", "t", "--key-field", "k"), 1,
+                "line 1: --key-field k: not a JSON object");
+    expect_fail(f, RUN(f, "{\"k\":[1]}\n", "produce", "t", "--key-field", "k"), 1,
+                "field 'k' is not a string or a number");
+    expect_fail(f, RUN(f, "{\"ts\":1.5}\n", "produce", "t", "--timestamp-field", "ts"), 1,
+                "line 1: --timestamp-field ts: not an integer number of milliseconds");
+    expect_fail(f, RUN(f, "no tab here\n", "produce", "t", "--key-tab"), 1,
+                "line 1: no tab separates a key");
+    /* Only the first, good run added records; the first bad-key run added
+     * its one good line. */
+    expect_ok(f, RUN(f, NULL, "consume", "t"));
+    assert_string_equal(f->stdout_text, "first\nsecond\n{\"k\":\"a\"}\n");
+}
+
+static void test_locked_by_running_produce(void **state)
+{
+    fixture_t *f = *state;
+    create_topic(f, "logs", "1");
+    char bg_err[PATH_MAX + 16];
+    snprintf(bg_err, sizeof bg_err, "%s/bg-stderr", f->root);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[0], 0);
+        close(fds[0]); close(fds[1]);
+        int err = open(bg_err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(err, 2);
+        execl(RUNNEL, RUNNEL, "--data", f->data, "produce", "logs", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[0]);
+    assert_int_equal(write(fds[1], "held-1\n", 7), 7);
+    /* Wait until the producer holds the lock (its holder line appears). */
+    char lock[PATH_MAX + 8];
+    snprintf(lock, sizeof lock, "%s/LOCK", f->data);
+    int held = 0;
+    for (int i = 0; i < 500 && !held; i++) {
+        size_t n = 0;
+        char *text = slurp(lock, &n);
+        held = strstr(text, "produce logs") != NULL;
+        free(text);
+        if (!held) usleep(10000);
+    }
+    assert_true(held);
+
+    char want[128];
+    snprintf(want, sizeof want, "is in use by pid %ld (runnel produce logs)", (long)pid);
+    expect_fail(f, RUN(f, NULL, "consume", "logs"), 1, want);
+    assert_non_null(strstr(f->stderr_text, "--server HOST:PORT"));
+    expect_fail(f, RUN(f, "x\n", "produce", "logs"), 1, "is in use by pid");
+
+    usleep(200000);            /* well past --linger-ms 5: held-1 must go alone */
+    assert_int_equal(write(fds[1], "held-2\n", 7), 7);
+    close(fds[1]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* The first line was sent by the linger timer while stdin stayed open,
+     * the second at EOF. */
+    char *summary = slurp(bg_err, NULL);
+    if (!strstr(summary, "produced 2 records in 2 batches")) fail_msg("summary: %s", summary);
+    free(summary);
+    expect_ok(f, RUN(f, NULL, "consume", "logs"));
+    assert_string_equal(f->stdout_text, "held-1\nheld-2\n");
+}
+
+int main(void)
+{
+    unsetenv("RUNNEL_DATA");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_topic_create_list_describe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_produce_consume_value, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_consume_json_by_offset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_consume_by_timestamp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_consume_latest_then_more, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_hashing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_robin_spreads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_queues, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lz4_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_escaping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_consume_closed_output, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_env_and_help, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_topic_queue_offset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_flags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_data_dirs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_produce_bad_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_locked_by_running_produce, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

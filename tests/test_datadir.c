@@ -1,0 +1,345 @@
+/*
+ * test_datadir.c — the embedded data directory: the lock and its holder
+ * message, refusals of missing/foreign/damaged directories, topic-level
+ * append/read/info/time lookup in logical offsets with the errors that name
+ * valid values, persistence, and the physical-id floor after a lost meta.db.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "batch/batch.h"
+#include "common/error.h"
+#include "common/sys.h"
+#include "logical-queues/datadir.h"
+
+typedef struct fixture {
+    char root[64];
+    char dir[PATH_MAX];
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    snprintf(f->root, sizeof f->root, "/tmp/rn-datadir-XXXXXX");
+    if (!mkdtemp(f->root)) { free(f); return -1; }
+    snprintf(f->dir, sizeof f->dir, "%s/data", f->root);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->root);
+    int rc = system(cmd);
+    free(f);
+    return rc == 0 ? 0 : -1;
+}
+
+static void opts(rn_datadir_opts_t *o, int create, const char *holder)
+{
+    rn_datadir_opts_default(o);
+    o->create = create;
+    o->holder = holder;
+    o->log.fsync = RN_FSYNC_NEVER;
+    o->log.segment_bytes = 1u << 20;
+    o->log.max_batch_bytes = 1u << 16;
+}
+
+static rn_datadir_t *open_dir(const char *dir, int create)
+{
+    rn_datadir_opts_t o;
+    opts(&o, create, "test_datadir");
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_t *d = NULL;
+    int rc = rn_datadir_open(dir, &o, &d, err);
+    if (rc != 0) fail_msg("rn_datadir_open(%s): %d %s", dir, rc, err);
+    return d;
+}
+
+/* A batch of n records with values "<tag>-<i>" and timestamps ts0 + i. */
+static void build(rn_batch_builder_t *b, const char *tag, int n, int64_t ts0,
+                  const uint8_t **out, size_t *len)
+{
+    rn_batch_opts_t o;
+    rn_batch_opts_default(&o);
+    assert_int_equal(rn_batch_builder_init(b, &o), 0);
+    char vals[16][32];
+    assert_true(n <= 16);
+    for (int i = 0; i < n; i++) {
+        rn_record_t r;
+        memset(&r, 0, sizeof r);
+        snprintf(vals[i], sizeof vals[i], "%s-%d", tag, i);
+        r.timestamp = ts0 + i;
+        r.key_len = -1;
+        r.value = (const uint8_t *)vals[i];
+        r.value_len = (int32_t)strlen(vals[i]);
+        assert_int_equal(rn_batch_builder_add(b, &r), 0);
+    }
+    assert_int_equal(rn_batch_builder_finish(b, out, len), 0);
+}
+
+static int64_t append(rn_datadir_t *d, const rn_datadir_queue_t *q, const char *tag, int n,
+                      int64_t ts0)
+{
+    rn_batch_builder_t b;
+    const uint8_t *batch;
+    size_t len;
+    build(&b, tag, n, ts0, &batch, &len);
+    char err[RN_ERRMSG_SIZE] = "";
+    int64_t base = -1;
+    uint64_t ticket = 0;
+    int rc = rn_datadir_append(d, q, batch, len, &base, &ticket, err);
+    if (rc != 0) fail_msg("append: %s", err);
+    assert_int_equal(rn_datadir_wait(d, ticket), 0);
+    rn_batch_builder_destroy(&b);
+    return base;
+}
+
+static void test_lock_names_holder(void **state)
+{
+    fixture_t *f = *state;
+    rn_datadir_t *a = open_dir(f->dir, 1);
+    rn_datadir_opts_t o;
+    opts(&o, 0, "second");
+    char err[RN_ERRMSG_SIZE] = "", want[PATH_MAX + 128];
+    rn_datadir_t *b = NULL;
+    assert_int_equal(rn_datadir_open(f->dir, &o, &b, err), RN_ELOCKED);
+    assert_null(b);
+    snprintf(want, sizeof want, "data directory %s is in use by pid %ld (test_datadir)", f->dir,
+             (long)getpid());
+    assert_non_null(strstr(err, want));
+    assert_non_null(strstr(err, "--server HOST:PORT"));
+    assert_int_equal(rn_datadir_close(a), 0);
+    /* Released: the second opener gets in. */
+    assert_int_equal(rn_datadir_open(f->dir, &o, &b, err), 0);
+    assert_int_equal(rn_datadir_close(b), 0);
+}
+
+static void test_refusals(void **state)
+{
+    fixture_t *f = *state;
+    rn_datadir_opts_t o;
+    opts(&o, 0, "t");
+    char err[RN_ERRMSG_SIZE] = "", path[PATH_MAX + 16];
+    rn_datadir_t *d = NULL;
+
+    /* Absent, not created. */
+    assert_int_equal(rn_datadir_open(f->dir, &o, &d, err), -ENOENT);
+    assert_non_null(strstr(err, "does not exist"));
+    struct stat st;
+    assert_int_equal(stat(f->dir, &st), -1);
+
+    /* A regular file. */
+    snprintf(path, sizeof path, "%s/file", f->root);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    o.create = 1;
+    assert_int_equal(rn_datadir_open(path, &o, &d, err), -ENOTDIR);
+    assert_non_null(strstr(err, "is not a directory"));
+
+    /* An existing foreign, non-empty directory: not adopted even with create. */
+    assert_int_equal(rn_datadir_open(f->root, &o, &d, err), RN_EINVAL);
+    assert_non_null(strstr(err, "not a runnel data directory"));
+    o.create = 0;
+    assert_int_equal(rn_datadir_open(f->root, &o, &d, err), -ENOENT);
+    assert_non_null(strstr(err, "no meta.db"));
+
+    /* A damaged meta.db. */
+    d = open_dir(f->dir, 1);
+    assert_int_equal(rn_datadir_close(d), 0);
+    snprintf(path, sizeof path, "%s/meta.db", f->dir);
+    unlink(path);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    for (int i = 0; i < 100; i++) fputs("garbage garbage garbage\n", fp);
+    fclose(fp);
+    d = NULL;
+    assert_int_equal(rn_datadir_open(f->dir, &o, &d, err), RN_ECORRUPT);
+    assert_non_null(strstr(err, "meta.db"));
+    assert_null(d);
+}
+
+static void test_append_read_logical(void **state)
+{
+    fixture_t *f = *state;
+    rn_datadir_t *d = open_dir(f->dir, 1);
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_meta_topic_t t;
+    assert_int_equal(rn_datadir_topic_create(d, "orders", 2, &t, err), 0);
+    rn_datadir_queue_t q;
+    assert_int_equal(rn_datadir_queue_open(d, "orders", 1, &q, err), 0);
+    assert_int_equal(q.nitems, 1);
+    assert_int_equal(q.items[0].physical_id, 1);
+
+    rn_datadir_queue_info_t info;
+    assert_int_equal(rn_datadir_queue_info(d, &q, &info, err), 0);
+    assert_int_equal(info.log_start, 0);
+    assert_int_equal(info.high_watermark, 0);
+
+    assert_int_equal(append(d, &q, "a", 3, 1000), 0);
+    assert_int_equal(append(d, &q, "b", 2, 2000), 3);
+    assert_int_equal(rn_datadir_queue_info(d, &q, &info, err), 0);
+    assert_int_equal(info.high_watermark, 5);
+    assert_int_equal(info.batches, 2);
+
+    /* Offset 4 lies in the second batch, which comes back whole with base 3. */
+    rn_buf_t buf = RN_BUF_INIT;
+    uint32_t nb = 0;
+    assert_int_equal(rn_datadir_read(d, &q, 4, 1 << 20, &buf, &nb, err), 0);
+    assert_int_equal(nb, 1);
+    rn_batch_header_t h;
+    assert_int_equal(rn_batch_validate(buf.data, buf.len, &rn_batch_default_limits, 1, &h, err), 0);
+    assert_int_equal(h.base_offset, 3);
+    assert_int_equal(h.record_count, 2);
+
+    /* From 0: both batches, records at offsets 0..4 with their values. */
+    buf.len = 0;
+    assert_int_equal(rn_datadir_read(d, &q, 0, 1 << 20, &buf, &nb, err), 0);
+    assert_int_equal(nb, 2);
+    rn_batch_iter_t it;
+    rn_batch_iter_init(&it, &rn_batch_default_limits);
+    size_t pos = 0, sz;
+    int64_t expect = 0;
+    for (uint32_t i = 0; i < nb; i++) {
+        assert_int_equal(rn_batch_size(buf.data + pos, buf.len - pos, &sz), 0);
+        assert_int_equal(rn_batch_iter_reset(&it, buf.data + pos, sz, err), 0);
+        rn_record_t r;
+        while (rn_batch_iter_next(&it, &r, err) == 1) {
+            char want[32];
+            snprintf(want, sizeof want, "%s-%lld", expect < 3 ? "a" : "b",
+                     (long long)(expect < 3 ? expect : expect - 3));
+            assert_int_equal(r.offset, expect);
+            assert_int_equal(r.value_len, (int32_t)strlen(want));
+            assert_memory_equal(r.value, want, strlen(want));
+            expect++;
+        }
+        pos += sz;
+    }
+    assert_int_equal(expect, 5);
+    rn_batch_iter_destroy(&it);
+
+    /* The end reads as empty; past it is an error naming the range. */
+    buf.len = 0;
+    assert_int_equal(rn_datadir_read(d, &q, 5, 1 << 20, &buf, &nb, err), 0);
+    assert_int_equal(nb, 0);
+    assert_int_equal(buf.len, 0);
+    assert_int_equal(rn_datadir_read(d, &q, 99, 1 << 20, &buf, &nb, err), RN_ERANGE);
+    assert_string_equal(err, "offset 99 is outside topic 'orders' queue 1's range [0, 5]");
+    assert_int_equal(rn_datadir_read(d, &q, -1, 1 << 20, &buf, &nb, err), RN_ERANGE);
+
+    /* Time: the first record with ts >= T. */
+    int64_t off = -1;
+    assert_int_equal(rn_datadir_lookup_time(d, &q, 1001, &off, err), 0);
+    assert_int_equal(off, 1);
+    assert_int_equal(rn_datadir_lookup_time(d, &q, 1500, &off, err), 0);
+    assert_int_equal(off, 3);
+    assert_int_equal(rn_datadir_lookup_time(d, &q, 0, &off, err), 0);
+    assert_int_equal(off, 0);
+    assert_int_equal(rn_datadir_lookup_time(d, &q, 99999, &off, err), 0);
+    assert_int_equal(off, 5);
+
+    /* Queue 0 is separate and still empty. */
+    rn_datadir_queue_t q0;
+    assert_int_equal(rn_datadir_queue_open(d, "orders", 0, &q0, err), 0);
+    assert_int_equal(rn_datadir_queue_info(d, &q0, &info, err), 0);
+    assert_int_equal(info.high_watermark, 0);
+    assert_int_equal(append(d, &q0, "z", 1, 5), 0);
+    rn_datadir_queue_close(&q0);
+
+    /* Unknown queue and topic name the valid values. */
+    rn_datadir_queue_t bad;
+    assert_int_equal(rn_datadir_queue_open(d, "orders", 2, &bad, err), RN_ENOTFOUND);
+    assert_string_equal(err, "topic 'orders' has no queue 2; it has queues 0..1");
+    assert_int_equal(rn_datadir_queue_open(d, "nope", 0, &bad, err), RN_ENOTFOUND);
+    assert_string_equal(err, "unknown topic 'nope'; topics: orders");
+
+    rn_buf_free(&buf);
+    rn_datadir_queue_close(&q);
+    assert_int_equal(rn_datadir_close(d), 0);
+}
+
+static void test_reopen_and_id_floor(void **state)
+{
+    fixture_t *f = *state;
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_t *d = open_dir(f->dir, 1);
+    assert_int_equal(rn_datadir_topic_create(d, "first", 1, NULL, err), 0);
+    rn_datadir_queue_t q;
+    assert_int_equal(rn_datadir_queue_open(d, "first", 0, &q, err), 0);
+    assert_int_equal(append(d, &q, "x", 4, 10), 0);
+    rn_datadir_queue_close(&q);
+    assert_int_equal(rn_datadir_close(d), 0);
+
+    /* Reopened: topic and data are there. */
+    d = open_dir(f->dir, 0);
+    assert_int_equal(rn_datadir_queue_open(d, "first", 0, &q, err), 0);
+    rn_datadir_queue_info_t info;
+    assert_int_equal(rn_datadir_queue_info(d, &q, &info, err), 0);
+    assert_int_equal(info.high_watermark, 4);
+    rn_datadir_queue_close(&q);
+    assert_int_equal(rn_datadir_close(d), 0);
+
+    /* meta.db lost: a new topic must not land on physical queue 0, which
+     * still holds the old data. */
+    char path[PATH_MAX + 16];
+    const char *names[] = {"meta.db", "meta.db-wal", "meta.db-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", f->dir, names[i]);
+        unlink(path);
+    }
+    d = open_dir(f->dir, 1);
+    assert_int_equal(rn_datadir_topic_create(d, "second", 1, NULL, err), 0);
+    assert_int_equal(rn_datadir_queue_open(d, "second", 0, &q, err), 0);
+    assert_int_equal(q.items[0].physical_id, 1);
+    assert_int_equal(rn_datadir_queue_info(d, &q, &info, err), 0);
+    assert_int_equal(info.high_watermark, 0);
+    rn_datadir_queue_close(&q);
+    assert_int_equal(rn_datadir_close(d), 0);
+}
+
+static void test_group_commit_ack(void **state)
+{
+    fixture_t *f = *state;
+    rn_datadir_opts_t o;
+    opts(&o, 1, "group");
+    o.log.fsync = RN_FSYNC_GROUP;
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_t *d = NULL;
+    assert_int_equal(rn_datadir_open(f->dir, &o, &d, err), 0);
+    assert_int_equal(rn_datadir_topic_create(d, "g", 1, NULL, err), 0);
+    rn_datadir_queue_t q;
+    assert_int_equal(rn_datadir_queue_open(d, "g", 0, &q, err), 0);
+    for (int i = 0; i < 5; i++) assert_int_equal(append(d, &q, "g", 2, 100), 2 * i);
+    rn_datadir_queue_info_t info;
+    assert_int_equal(rn_datadir_queue_info(d, &q, &info, err), 0);
+    assert_int_equal(info.high_watermark, 10);   /* acked => durable => visible */
+    rn_datadir_queue_close(&q);
+    assert_int_equal(rn_datadir_close(d), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_lock_names_holder, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_read_logical, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_and_id_floor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_ack, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
