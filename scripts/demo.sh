@@ -35,7 +35,7 @@ awk -v n="$records" 'BEGIN {
         ts = int(base + i * step + rand() * 50);
         s = svc[1 + int(rand() * 12)]; l = lvl[1 + int(rand() * 8)];
         st = (l == "ERROR") ? 500 : (rand() < 0.05 ? 404 : 200);
-        printf "{\"ts\":%d,\"level\":\"%s\",\"service\":\"%s\",\"host\":\"web-%02d\",\"latency_ms\":%d,\"msg\":\"%s %s %d\",\"trace\":\"%08x%08x\"}\n",
+        printf "{\"ts\":%.0f,\"level\":\"%s\",\"service\":\"%s\",\"host\":\"web-%02d\",\"latency_ms\":%d,\"msg\":\"%s %s %d\",\"trace\":\"%08x%08x\"}\n",
             ts, l, s, 1 + int(rand() * 16), int(rand() * rand() * 900) + 1,
             verb[1 + int(rand() * 4)], path[1 + int(rand() * 6)], st,
             int(rand() * 2147483647), int(rand() * 2147483647);
@@ -57,8 +57,9 @@ echo "produce: $(rate "$records" "$t0" "$t1") (wall clock, including process sta
 step "What the store holds"
 show "$runnel" --data "$data" topic describe logs
 
-step "Reading by queue and offset: 3 records of queue 2 from offset 100000"
-show "$runnel" --data "$data" consume logs --queue 2 --from 100000 --count 3 --format json
+at=$((records / 10))
+step "Reading by queue and offset: 3 records of queue 2 from offset $at"
+show "$runnel" --data "$data" consume logs --queue 2 --from "$at" --count 3 --format json
 
 mid=1795134600000   # 2026-11-20T00:30:00Z, the middle of the hour
 step "Reading by timestamp: the first records of queue 1 at or after $mid (00:30:00Z)"

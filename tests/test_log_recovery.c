@@ -327,6 +327,9 @@ static void test_torn_tail(void **state)
     rn_log_recovery_t rec;
     rn_log_t *log = open_ok(dir, &rec);
     assert_true(rec.truncated_bytes > 0);
+    uint8_t z[16], zz[16] = {0};
+    peek(l->path, l->off, z, sizeof z);                  /* the torn entry is zeroed */
+    assert_memory_equal(z, zz, sizeof z);
     assert_true(rec.dropped_units >= 1);
     check_survivors(log, dir, NB - 1);
     rm_path(dir);
@@ -355,6 +358,10 @@ static void test_garbage_tail(void **state)
     rn_log_recovery_t rec;
     rn_log_t *log = open_ok(dir, &rec);
     assert_true(rec.truncated_bytes > 0);
+    uint8_t z[sizeof junk], zz[sizeof junk] = {0};
+    size_t m = room < sizeof junk ? room : sizeof junk;
+    peek(l->path, at, z, m);                             /* the garbage is gone */
+    assert_memory_equal(z, zz, m);
     check_survivors(log, dir, NB);
     rm_path(dir);
     free(dir);
