@@ -52,8 +52,8 @@
 #define RN_BATCH_MAX_RECORDS   (1u << 20)
 
 typedef struct rn_batch_limits {
-    uint32_t max_bytes;     /* whole batch, header included */
-    uint32_t max_records;
+    uint32_t max_bytes;     /* whole batch, header included; 0 = the ceiling */
+    uint32_t max_records;   /* 0 = the ceiling */
 } rn_batch_limits_t;
 
 /* The hard ceilings. */
@@ -100,13 +100,15 @@ typedef struct rn_batch_header {
 
 /* Parse the 61-byte header and check what needs no CRC: magic, batchLength
  * against len (the batch must be exactly len bytes), record count within
- * limits and equal to lastOffsetDelta + 1, a known codec. */
+ * limits and equal to lastOffsetDelta + 1, a known codec. Control batches
+ * (attribute bit 5) are refused with RN_EFORMAT. */
 int rn_batch_parse_header(const uint8_t *buf, size_t len, const rn_batch_limits_t *lim,
                           rn_batch_header_t *h, char *errmsg);
 
 /* rn_batch_parse_header plus the CRC. With deep != 0 also decodes every record
  * (decompressing if needed) and checks the record count, offset deltas, and
- * that each record's length matches its fields. errmsg says what was wrong. */
+ * that each record's length matches its fields, and (CreateTime batches) that
+ * maxTimestamp is the largest record timestamp. errmsg says what was wrong. */
 int rn_batch_validate(const uint8_t *buf, size_t len, const rn_batch_limits_t *lim,
                       int deep, rn_batch_header_t *h, char *errmsg);
 

@@ -61,6 +61,7 @@
 
 typedef struct append_cfg {
     uint64_t      records, size, batch_bytes, inflight, rounds, warmup, seed, segment_bytes;
+    uint64_t      group_window_us;       /* UINT64_MAX: the store's default */
     const char   *fsync, *dir;
     int           json;
     rn_log_opts_t lopts;
@@ -561,6 +562,7 @@ static int report(const append_cfg_t *cfg, const batches_t *bs, engine_stats_t *
         bench_json_u64(&j, "rounds", cfg->rounds);
         bench_json_u64(&j, "warmup", cfg->warmup);
         bench_json_u64(&j, "segment_bytes", cfg->lopts.segment_bytes);
+        bench_json_u64(&j, "group_window_us", cfg->lopts.group_window_us);
         bench_json_f64(&j, "records_per_s", rn_rec);
         bench_json_f64(&j, "mb_per_s", rn_mb);
         bench_json_f64(&j, "p50_us", us(bench_percentile(rn->lat, rn->nlat, 50)));
@@ -622,6 +624,7 @@ static int append_parse(int argc, char **argv, void *arg)
     cfg->inflight = 4u << 20;
     cfg->rounds = 3;
     cfg->warmup = 1;
+    cfg->group_window_us = UINT64_MAX;
     cfg->seed = 1;
     cfg->fsync = "never";
     const bench_opt_t opts[] = {
@@ -634,6 +637,7 @@ static int append_parse(int argc, char **argv, void *arg)
         {"--rounds", BENCH_OPT_U64, &cfg->rounds, 1, 64, "R"},
         {"--warmup", BENCH_OPT_U64, &cfg->warmup, 0, 8, "W"},
         {"--segment-bytes", BENCH_OPT_SIZE, &cfg->segment_bytes, 1u << 20, 1ull << 40, "BYTES"},
+        {"--group-window-us", BENCH_OPT_U64, &cfg->group_window_us, 0, 1000000, "US"},
         {"--seed", BENCH_OPT_U64, &cfg->seed, 0, UINT64_MAX, "S"},
         {"--json", BENCH_OPT_FLAG, &cfg->json, 0, 0, ""},
     };
@@ -651,6 +655,7 @@ static int append_parse(int argc, char **argv, void *arg)
     else
         snprintf(cfg->fsync_name, sizeof cfg->fsync_name, "%s", rn_fsync_name(cfg->lopts.fsync));
     if (cfg->segment_bytes) cfg->lopts.segment_bytes = cfg->segment_bytes;
+    if (cfg->group_window_us != UINT64_MAX) cfg->lopts.group_window_us = (uint32_t)cfg->group_window_us;
     if (cfg->lopts.max_batch_bytes && cfg->batch_bytes > cfg->lopts.max_batch_bytes)
         cfg->lopts.max_batch_bytes = (uint32_t)cfg->batch_bytes;
 
@@ -696,8 +701,9 @@ static int append_run(const void *arg)
                (unsigned long long)bs.records, (unsigned long long)cfg->size, bs.n,
                (unsigned long long)cfg->batch_bytes, (double)bs.bytes.len / 1e6, (double)build_ns / 1e9,
                cfg->fsync_name, (unsigned long long)cfg->inflight);
-    bench_note(cfg->json, "runnel store: default options but fsync %s, segments of %llu bytes",
-               cfg->fsync_name, (unsigned long long)cfg->lopts.segment_bytes);
+    bench_note(cfg->json, "runnel store: default options but fsync %s; segments of %llu bytes, "
+               "group window %u us", cfg->fsync_name, (unsigned long long)cfg->lopts.segment_bytes,
+               cfg->lopts.group_window_us);
     bench_note(cfg->json, "dir %s; %zu warm-up round(s), then %zu interleaved rounds of raw and runnel; "
                "timed: first append to last ack; MB = 10^6 bytes of batches", top, warmup, rounds);
 
@@ -749,7 +755,7 @@ const bench_cmd_t bench_cmd_append = {
     .name = "append",
     .usage = "--records N --size B --batch-bytes K --fsync always|group|interval:MS|never "
              "[--dir DIR] [--inflight BYTES] [--rounds R] [--warmup W] [--segment-bytes BYTES] "
-             "[--seed S] [--json]",
+             "[--group-window-us US] [--seed S] [--json]",
     .cfg_size = sizeof(append_cfg_t),
     .parse = append_parse,
     .run = append_run,

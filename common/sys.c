@@ -30,23 +30,18 @@ static int64_t sys_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static const rn_sys_t real_sys = {
-    .open = sys_open,
-    .close = close,
-    .pread = pread,
-    .pwrite = pwrite,
-    .pwritev = pwritev,
-    .fdatasync = fdatasync,
-    .fsync = fsync,
-    .ftruncate = ftruncate,
-    .fallocate = fallocate,
-    .rename = rename,
-    .unlink = unlink,
-    .mkdir = mkdir,
-    .now_ms = sys_now_ms,
-};
+/* One initializer for both tables: a const object is not a constant
+ * expression in C, so rn_sys cannot be initialised from real_sys. */
+#define RN_REAL_SYS {                                                       \
+    .open = sys_open, .close = close, .pread = pread, .pwrite = pwrite,     \
+    .pwritev = pwritev, .fdatasync = fdatasync, .fsync = fsync,             \
+    .ftruncate = ftruncate, .fallocate = fallocate, .rename = rename,       \
+    .unlink = unlink, .mkdir = mkdir, .now_ms = sys_now_ms,                 \
+}
 
-rn_sys_t rn_sys = real_sys;
+static const rn_sys_t real_sys = RN_REAL_SYS;
+
+rn_sys_t rn_sys = RN_REAL_SYS;
 
 void rn_sys_reset(void) { rn_sys = real_sys; }
 

@@ -1543,11 +1543,51 @@ out:
     return rc;
 }
 
+static int varlong_get(const uint8_t **p, const uint8_t *end, int64_t *out)
+{
+    uint64_t v = 0;
+    for (int shift = 0; *p < end && shift < 64; shift += 7) {
+        uint8_t b = *(*p)++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* The first record of an uncompressed batch with timestamp >= ts, reading only
+ * each record's length and timestamp delta (the time lookup's hot path; no
+ * copy, no decode of keys and values). 1 and *offset when found, 0 when none,
+ * -1 when the batch is compressed or its records do not parse (the caller
+ * then uses the full decoder, which reports what is wrong). */
+static int scan_time(const uint8_t *b, uint32_t size, int64_t base, int64_t ts, int64_t *offset)
+{
+    if (size < RN_BATCH_HEADER_SIZE || (b[22] & RN_BATCH_CODEC_MASK) != RN_BATCH_CODEC_NONE)
+        return -1;
+    int64_t base_ts = be64_get(b + 27);
+    int32_t count = (int32_t)((uint32_t)b[57] << 24 | (uint32_t)b[58] << 16 |
+                              (uint32_t)b[59] << 8 | b[60]);
+    const uint8_t *p = b + RN_BATCH_HEADER_SIZE, *end = b + size;
+    for (int32_t i = 0; i < count; i++) {
+        int64_t len, delta;
+        if (varlong_get(&p, end, &len) != 0 || len < 2 || len > end - p) return -1;
+        const uint8_t *rend = p + len;
+        p++;                                   /* record attributes */
+        if (varlong_get(&p, rend, &delta) != 0) return -1;
+        if ((int64_t)((uint64_t)base_ts + (uint64_t)delta) >= ts) {
+            *offset = base + i;
+            return 1;
+        }
+        p = rend;
+    }
+    return 0;
+}
+
 int rn_log_lookup_time(rn_log_t *log, uint32_t queue, int64_t ts, int64_t *offset, char *errmsg)
 {
     int rc = 0;
-    uint8_t *buf = NULL;
-    size_t cap = 0;
     rn_batch_iter_t it;
     rn_batch_iter_init(&it, &rn_batch_default_limits);
     pthread_rwlock_rdlock(&log->rw);
@@ -1562,15 +1602,20 @@ int rn_log_lookup_time(rn_log_t *log, uint32_t queue, int64_t ts, int64_t *offse
     for (uint64_t s = rn_idx_find_time(&q->ix, q->start_slot, v, ts); s < v; s++) {
         rn_idx_unit_t u;
         rn_idx_get(&q->ix, s, &u);
-        if (u.size > cap) {
-            uint8_t *nb = realloc(buf, u.size);
-            if (!nb) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto out; }
-            buf = nb;
-            cap = u.size;
+        const rn_seg_t *sg = &log->segs[seg_of(log, u.position)];
+        uint64_t off = u.position - sg->start + RN_SEG_HDR_SIZE;
+        const uint8_t *bp = sg->map + off;
+        if (!sg->map || off + u.size > sg->size || be64_get(bp) != u.base_offset) {
+            rc = rn_errf(errmsg, RN_ECORRUPT,
+                         "commitlog/%020llu.log at byte %llu does not hold batch %lld of "
+                         "queue %u", (unsigned long long)sg->start, (unsigned long long)off,
+                         (long long)u.base_offset, queue);
+            goto out;
         }
-        rc = read_batch(log, queue, &u, buf, errmsg);
-        if (rc != 0) goto out;
-        rc = rn_batch_iter_reset(&it, buf, u.size, errmsg);
+        int f = scan_time(bp, u.size, u.base_offset, ts, offset);
+        if (f == 1) { rc = 0; goto out; }
+        if (f == 0) continue;
+        rc = rn_batch_iter_reset(&it, bp, u.size, errmsg);
         if (rc != 0) goto out;
         rn_record_t r;
         while ((rc = rn_batch_iter_next(&it, &r, errmsg)) == 1) {
@@ -1581,7 +1626,6 @@ int rn_log_lookup_time(rn_log_t *log, uint32_t queue, int64_t ts, int64_t *offse
 out:
     pthread_rwlock_unlock(&log->rw);
     rn_batch_iter_destroy(&it);
-    free(buf);
     return rc;
 }
 
