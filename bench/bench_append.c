@@ -17,6 +17,10 @@
  *              interval:MS  a flusher thread fdatasyncs every MS; acked when
  *                           the write returns
  *
+ * Files go to a fresh mkdtemp directory under --dir (default /var/tmp), removed
+ * at the end; --segment-bytes and --group-window-us set those store options
+ * (for diagnosis; the defaults are the store's).
+ *
  * How it stays fair.
  *  1. Both engines run in the same harness: the calling thread appends, a
  *     second thread waits on the tickets in order and stamps ack times, and

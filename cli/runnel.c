@@ -8,8 +8,8 @@
  *     exits 2 for a bad command line, 1 for anything else (runnel_cli.h).
  *  2. Numbers on the command line are whole decimal strings inside a stated
  *     range; anything else is a usage error naming the range.
- *  3. What is not built yet (--server, other commands) is refused by name,
- *     never approximated.
+ *  3. What is not built yet (--server, pipeline) is refused by name, never
+ *     approximated.
  *  4. The data directory is opened once per run, with the run's words as the
  *     lock holder text, and closed (flushing the store) before exit.
  */
@@ -22,6 +22,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#define COMMANDS "topic, queue, store, produce, consume, group, checkpoint"
 
 static const char usage_text[] =
     "usage: runnel [--data DIR | --server HOST:PORT] COMMAND [ARGS]\n"
@@ -31,10 +34,15 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  topic create NAME [--queues N]   create a topic with N logical queues (1..10000)\n"
+    "  topic alter NAME --queues M      add queues, up to M\n"
     "  topic list                       list topics\n"
-    "  topic describe NAME              each queue's offsets and physical queue\n"
+    "  topic describe NAME              each queue's offsets and mapping items\n"
+    "  queue remap TOPIC Q [--store DIR] move queue Q's appends to a new physical queue\n"
+    "  store list                       stores of the data directory and their sizes\n"
     "  produce TOPIC [options]          one record per stdin line\n"
-    "  consume TOPIC [options]          print records from one queue\n"
+    "  consume TOPIC [options]          print records of one or every queue\n"
+    "  group list | offsets | commit | reset    consumer group offsets\n"
+    "  checkpoint create | list | drop  named snapshots of a group's offsets\n"
     "\n"
     "Run `runnel COMMAND --help` for a command's options.\n";
 
@@ -130,62 +138,28 @@ int rn_cli_close_datadir(rn_datadir_t *d, int code)
     return code;
 }
 
-int rn_cli_open_queue(rn_datadir_t *d, const char *topic, int64_t queue, rn_datadir_queue_t *q)
+int rn_cli_open_queue(rn_datadir_t *d, const char *topic, uint32_t queue, rn_datadir_queue_t *q)
 {
     char err[RN_ERRMSG_SIZE] = "";
-    memset(q, 0, sizeof *q);
-    if (queue < 0) {
-        rn_meta_topic_t t;
-        int rc = rn_meta_topic_get(rn_datadir_meta(d), topic, &t, err);
-        if (rc != 0) return rn_cli_fail(RN_CLI_FAIL, "%s", err);
-        if (t.queues != 1)
-            return rn_cli_fail(RN_CLI_USAGE, "topic '%s' has queues 0..%u: pick one with --queue Q "
-                               "(reading every queue at once comes with consumer groups)",
-                               topic, t.queues - 1);
-        queue = 0;
-    }
-    if (queue > UINT32_MAX - 1)
-        return rn_cli_fail(RN_CLI_USAGE, "queue %lld is out of range", (long long)queue);
-    int rc = rn_datadir_queue_open(d, topic, (uint32_t)queue, q, err);
+    int rc = rn_datadir_queue_open(d, topic, queue, q, err);
     if (rc != 0) return rn_cli_fail(RN_CLI_FAIL, "%s", err);
     return 0;
 }
 
-int rn_cli_parse_from(const char *s, rn_cli_from_t *from, char *errmsg)
+int rn_cli_parse_queue(const char *what, const char *s, uint32_t *out, char *errmsg)
 {
-    if (!strcmp(s, "earliest")) { from->kind = RN_FROM_EARLIEST; from->value = 0; return 0; }
-    if (!strcmp(s, "latest")) { from->kind = RN_FROM_LATEST; from->value = 0; return 0; }
-    if (s[0] == '@') {
-        from->kind = RN_FROM_TIME;
-        return rn_cli_parse_i64("--from @TIMESTAMP_MS", s + 1, 0, INT64_MAX, &from->value, errmsg);
-    }
-    if (s[0] >= '0' && s[0] <= '9') {
-        from->kind = RN_FROM_OFFSET;
-        return rn_cli_parse_i64("--from OFFSET", s, 0, INT64_MAX, &from->value, errmsg);
-    }
-    return rn_errf(errmsg, RN_EINVAL, "--from: '%.40s' is not earliest, latest, an OFFSET or "
-                   "@TIMESTAMP_MS", s);
+    uint64_t v;
+    int rc = rn_cli_parse_u64(what, s, 0, RN_META_MAX_QUEUES - 1, &v, errmsg);
+    if (rc == 0) *out = (uint32_t)v;
+    return rc;
 }
 
-int rn_cli_resolve_from(rn_datadir_t *d, const rn_datadir_queue_t *q, const rn_cli_from_t *from,
-                        int64_t *offset, char *errmsg)
+void rn_cli_format_time(int64_t ms, char *out, size_t size)
 {
-    rn_datadir_queue_info_t info;
-    int rc = rn_datadir_queue_info(d, q, &info, errmsg);
-    if (rc != 0) return rc;
-    switch (from->kind) {
-    case RN_FROM_EARLIEST: *offset = info.log_start; return 0;
-    case RN_FROM_LATEST: *offset = info.high_watermark; return 0;
-    case RN_FROM_TIME: return rn_datadir_lookup_time(d, q, from->value, offset, errmsg);
-    case RN_FROM_OFFSET:
-        if (from->value < info.log_start || from->value > info.high_watermark)
-            return rn_errf(errmsg, RN_ERANGE, "offset %lld is outside topic '%s' queue %u's "
-                           "range [%lld, %lld]", (long long)from->value, q->topic.name, q->queue,
-                           (long long)info.log_start, (long long)info.high_watermark);
-        *offset = from->value;
-        return 0;
-    }
-    return rn_errf(errmsg, RN_EINVAL, "bad start position");
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    if (!gmtime_r(&s, &tm) || !strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(out, size, "%lld ms", (long long)ms);
 }
 
 /* "runnel produce logs --queue 1": the LOCK holder text, printable, bounded. */
@@ -242,12 +216,13 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "topic")) return rn_cli_topic(&cli, cargc, cargv);
     if (!strcmp(cmd, "produce")) return rn_cli_produce(&cli, cargc, cargv);
     if (!strcmp(cmd, "consume")) return rn_cli_consume(&cli, cargc, cargv);
+    if (!strcmp(cmd, "queue")) return rn_cli_queue(&cli, cargc, cargv);
+    if (!strcmp(cmd, "store")) return rn_cli_store(&cli, cargc, cargv);
+    if (!strcmp(cmd, "group")) return rn_cli_group(&cli, cargc, cargv);
+    if (!strcmp(cmd, "checkpoint")) return rn_cli_checkpoint(&cli, cargc, cargv);
     if (!strcmp(cmd, "help")) { fputs(usage_text, stdout); return RN_CLI_OK; }
-    static const char *const later[] = {"queue", "group", "checkpoint", "pipeline"};
-    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
-        if (!strcmp(cmd, later[i]))
-            return rn_cli_fail(RN_CLI_USAGE, "'%s' is not available yet; commands: topic, "
-                               "produce, consume", cmd);
-    return rn_cli_fail(RN_CLI_USAGE, "unknown command '%.40s'; commands: topic, produce, consume "
-                       "(see runnel --help)", cmd);
+    if (!strcmp(cmd, "pipeline"))
+        return rn_cli_fail(RN_CLI_USAGE, "'pipeline' is not available yet; commands: %s", COMMANDS);
+    return rn_cli_fail(RN_CLI_USAGE, "unknown command '%.40s'; commands: %s (see runnel --help)",
+                       cmd, COMMANDS);
 }

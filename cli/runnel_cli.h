@@ -17,6 +17,7 @@
 
 #include "common/buf.h"
 #include "logical-queues/datadir.h"
+#include "logical-queues/group.h"
 
 enum { RN_CLI_OK = 0, RN_CLI_FAIL = 1, RN_CLI_USAGE = 2 };
 
@@ -30,6 +31,10 @@ typedef struct rn_cli {
 int rn_cli_topic(rn_cli_t *cli, int argc, char **argv);
 int rn_cli_produce(rn_cli_t *cli, int argc, char **argv);
 int rn_cli_consume(rn_cli_t *cli, int argc, char **argv);
+int rn_cli_queue(rn_cli_t *cli, int argc, char **argv);       /* queue remap */
+int rn_cli_store(rn_cli_t *cli, int argc, char **argv);       /* store list */
+int rn_cli_group(rn_cli_t *cli, int argc, char **argv);       /* group ... */
+int rn_cli_checkpoint(rn_cli_t *cli, int argc, char **argv);  /* checkpoint ... */
 
 int rn_cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -53,23 +58,15 @@ int rn_cli_open_datadir(rn_cli_t *cli, const rn_log_opts_t *lo, int create,
 /* Close, reporting a flush error as one line; returns an exit code. */
 int rn_cli_close_datadir(rn_datadir_t *d, int code);
 
-/* Resolve topic and queue (queue < 0: the topic must have exactly one).
- * Prints and returns an exit code on failure. */
-int rn_cli_open_queue(rn_datadir_t *d, const char *topic, int64_t queue,
+/* Resolve topic and queue. Prints and returns an exit code on failure. */
+int rn_cli_open_queue(rn_datadir_t *d, const char *topic, uint32_t queue,
                       rn_datadir_queue_t *q);
 
-/* --from earliest|latest|OFFSET|@TIMESTAMP_MS */
-typedef enum { RN_FROM_EARLIEST, RN_FROM_LATEST, RN_FROM_OFFSET, RN_FROM_TIME } rn_from_kind_t;
-typedef struct rn_cli_from {
-    rn_from_kind_t kind;
-    int64_t        value;      /* offset or timestamp */
-} rn_cli_from_t;
+/* Parse a queue number argument (0..9999) named `what`. */
+int rn_cli_parse_queue(const char *what, const char *s, uint32_t *out, char *errmsg);
 
-int rn_cli_parse_from(const char *s, rn_cli_from_t *from, char *errmsg);
-/* The logical offset a --from names in q; an offset outside the queue's
- * range is RN_ERANGE with the range in errmsg. */
-int rn_cli_resolve_from(rn_datadir_t *d, const rn_datadir_queue_t *q, const rn_cli_from_t *from,
-                        int64_t *offset, char *errmsg);
+/* "2026-11-21T19:44:30Z" */
+void rn_cli_format_time(int64_t ms, char *out, size_t size);
 
 /* ---- JSON (cli/runnel_json.c) ----------------------------------------- */
 

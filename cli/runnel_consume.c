@@ -1,14 +1,28 @@
 /*
- * runnel_consume.c — `runnel consume TOPIC`: print the records of one
- * logical queue from a start position to the current end (or --count).
+ * runnel_consume.c — `runnel consume TOPIC`: print the records of one or
+ * every logical queue of a topic from a start position to the current end
+ * (or --count), optionally as a consumer group, through the embedded
+ * consumer (logical-queues/consumer.h: the one read path).
  *
  * Invariants:
- *  1. Bounded: the end is the high watermark taken when the run starts;
- *     records appended later are not waited for (following comes later).
+ *  1. Bounded: each queue's end is its high watermark taken when the run
+ *     starts; records appended later are not waited for.
  *  2. Every batch read is checked (header and CRC-32C) before its records
  *     are printed; a bad one stops the run with an error naming its offset.
- *  3. Records before the start offset inside the first batch are skipped, so
- *     the first printed record is exactly the requested one.
+ *  3. Each queue starts at exactly its start offset: --from checkpoint:NAME
+ *     (the checkpoint's offset; queues it lacks: the log start), else with
+ *     --group the group's committed offset, else --from (default earliest).
+ *     A stored offset outside the queue's range is an error naming it.
+ *  6. Without --queue, queues are read round-robin one batch at a time in
+ *     queue order (rn_consumer_poll), so a run is deterministic for given
+ *     data and start offsets, and replaying a checkpoint twice prints the
+ *     same sequence.
+ *  7. With --group, offsets (next to read = the last printed record + 1 per
+ *     queue) are committed after stdout was flushed: every --commit-ms
+ *     (default 200) while reading and once at the end, in one transaction
+ *     for all queues. So a crash re-delivers at most the records since the
+ *     last commit (at-least-once); a command that fails before reading
+ *     commits nothing.
  *  4. Output goes through one large stdio buffer with unlocked writes; one
  *     line per record. --format value prints the value bytes as stored (a
  *     null value prints as an empty line); --format json prints
@@ -23,6 +37,8 @@
 
 #include "batch/batch.h"
 #include "common/error.h"
+#include "common/sys.h"
+#include "logical-queues/consumer.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -30,16 +46,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define READ_BYTES   (1u << 20)
 #define OUT_BUFFER   (1u << 20)
 
 static const char consume_usage[] =
     "usage: runnel [--data DIR] consume TOPIC [options]\n"
     "\n"
-    "Prints the records of one queue from a start position to the current end, then exits.\n"
-    "  --queue Q                  logical queue (may be omitted when the topic has one)\n"
-    "  --from POS                 earliest (default), latest, an OFFSET, or @TIMESTAMP_MS\n"
-    "                             (the first record with timestamp >= TIMESTAMP_MS)\n"
+    "Prints records from a start position to the current end, then exits.\n"
+    "  --queue Q                  one logical queue; without it every queue, round-robin one\n"
+    "                             batch at a time in queue order (deterministic)\n"
+    "  --from POS                 earliest (default), latest, an OFFSET, @TIMESTAMP_MS (per\n"
+    "                             queue the first record with timestamp >= TIMESTAMP_MS), or\n"
+    "                             checkpoint:NAME (replay: every queue from the checkpoint;\n"
+    "                             the checkpoint of --group G, else the only one named NAME)\n"
+    "  --group G                  resume from G's committed offsets (queues without one start\n"
+    "                             at --from) and commit progress as it goes and at the end\n"
+    "  --commit-ms N              with --group, commit at most every N ms, 0..3600000\n"
+    "                             (default 200; 0 = after every batch)\n"
     "  --count N                  stop after N records\n"
     "  --format value|json        value: the value bytes per line (default);\n"
     "                             json: {\"queue\",\"offset\",\"timestamp\",\"key\",\"value\"} per line,\n"
@@ -74,101 +96,148 @@ static void print_json(FILE *out, uint32_t queue, const rn_record_t *r)
 }
 
 typedef struct consume_args {
-    const char   *topic;
-    int64_t       queue;        /* -1: the topic's only queue */
-    rn_cli_from_t from;
-    uint64_t      count;        /* UINT64_MAX: to the end */
-    int           json;
+    const char       *topic;
+    int64_t           queue;        /* -1: every queue */
+    rn_group_target_t from;
+    const char       *group;
+    uint64_t          commit_ms;
+    uint64_t          count;        /* UINT64_MAX: to the end */
+    int               json;
 } consume_args_t;
+
+typedef struct cstate {
+    rn_meta_offset_t *done;       /* per queue: next offset after what was printed */
+    uint32_t         *queues;
+    uint32_t          n;
+} cstate_t;
+
+/* Flush stdout, then commit what it now holds (invariant 7). Returns an
+ * exit code; 128 + SIGPIPE when the reader went away (invariant 5). */
+static int flush_and_commit(rn_datadir_t *d, const consume_args_t *a, cstate_t *s)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return errno == EPIPE ? 128 + SIGPIPE
+                              : rn_cli_fail(RN_CLI_FAIL, "writing the output: %s", strerror(errno));
+    if (a->group && rn_group_commit_offsets(d, a->group, s->done, s->n, err) != 0)
+        return rn_cli_fail(RN_CLI_FAIL, "committing group '%s' offsets: %s", a->group, err);
+    return RN_CLI_OK;
+}
+
+/* Assign every queue of the run at its start offset and bound it at its
+ * current end. */
+static int assign_all(rn_datadir_t *d, rn_consumer_t *c, const consume_args_t *a,
+                      const rn_meta_topic_t *t, cstate_t *s)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_group_start_t st;
+    memset(&st, 0, sizeof st);
+    st.group = a->group;
+    st.from = a->from;
+    int code = RN_CLI_OK;
+    if (rn_group_start_prepare(d, &st, t->id, err) != 0) {
+        code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
+        goto out;
+    }
+    for (uint32_t i = 0; i < s->n && code == RN_CLI_OK; i++) {
+        rn_datadir_queue_t q;
+        rn_datadir_queue_info_t info;
+        int64_t off = 0;
+        int rc = rn_datadir_queue_open(d, a->topic, s->queues[i], &q, err);
+        if (rc == 0) rc = rn_group_start_offset(d, &st, &q, &off, NULL, err);
+        if (rc == 0) rc = rn_datadir_queue_info(d, &q, &info, err);
+        rn_datadir_queue_close(&q);
+        if (rc == 0) rc = rn_consumer_assign(c, a->topic, s->queues[i], off, err);
+        if (rc == 0) rc = rn_consumer_set_end(c, a->topic, s->queues[i], info.high_watermark, err);
+        if (rc != 0) { code = rn_cli_fail(RN_CLI_FAIL, "%s", err); break; }
+        s->done[i].topic_id = t->id;
+        s->done[i].queue = s->queues[i];
+        s->done[i].offset = off;
+    }
+out:
+    rn_group_start_free(&st);
+    return code;
+}
 
 static int consume(rn_datadir_t *d, const consume_args_t *a)
 {
     char err[RN_ERRMSG_SIZE] = "";
-    rn_datadir_queue_t q;
-    rn_buf_t buf = RN_BUF_INIT;
-    rn_batch_iter_t it;
-    rn_batch_iter_init(&it, &rn_batch_default_limits);
-    int code = rn_cli_open_queue(d, a->topic, a->queue, &q);
-    if (code != 0) goto out_iter;
+    rn_consumer_t *c = NULL;
+    cstate_t s;
+    memset(&s, 0, sizeof s);
+    rn_meta_topic_t t;
+    int code = RN_CLI_OK;
+    if (rn_meta_topic_get(rn_datadir_meta(d), a->topic, &t, err) != 0)
+        return rn_cli_fail(RN_CLI_FAIL, "%s", err);
+    if (a->queue >= 0 && (uint32_t)a->queue >= t.queues) {
+        rn_datadir_queue_t q;
+        return rn_cli_open_queue(d, a->topic, (uint32_t)a->queue, &q);   /* names the queues */
+    }
+    s.n = a->queue >= 0 ? 1 : t.queues;
+    s.done = calloc(s.n, sizeof *s.done);
+    s.queues = calloc(s.n, sizeof *s.queues);
+    if (!s.done || !s.queues) { code = rn_cli_fail(RN_CLI_FAIL, "out of memory"); goto out; }
+    for (uint32_t i = 0; i < s.n; i++) s.queues[i] = a->queue >= 0 ? (uint32_t)a->queue : i;
+    if (rn_consumer_create(d, NULL, &c, err) != 0) {
+        code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
+        goto out;
+    }
+    code = assign_all(d, c, a, &t, &s);
+    if (code != RN_CLI_OK) goto out;
 
-    int64_t offset;
-    rn_datadir_queue_info_t info;
-    int rc = rn_cli_resolve_from(d, &q, &a->from, &offset, err);
-    if (rc == 0) rc = rn_datadir_queue_info(d, &q, &info, err);
-    if (rc != 0) { code = rn_cli_fail(RN_CLI_FAIL, "%s", err); goto out; }
-
-    uint64_t left = a->count;
-    const int64_t end = info.high_watermark;
-    while (left > 0 && offset < end) {
-        uint32_t nb = 0;
-        buf.len = 0;
-        rc = rn_datadir_read(d, &q, offset, READ_BYTES, &buf, &nb, err);
-        if (rc != 0) { code = rn_cli_fail(RN_CLI_FAIL, "%s", err); goto out; }
-        if (nb == 0) break;
-        size_t pos = 0;
-        for (uint32_t i = 0; i < nb && left > 0; i++) {
-            size_t sz;
-            rn_batch_header_t h;
-            if (rn_batch_size(buf.data + pos, buf.len - pos, &sz) != 0 || sz > buf.len - pos ||
-                (rc = rn_batch_validate(buf.data + pos, sz, &rn_batch_default_limits, 0, &h,
-                                        err)) != 0 ||
-                (rc = rn_batch_iter_reset(&it, buf.data + pos, sz, err)) != 0) {
-                code = rn_cli_fail(RN_CLI_FAIL, "topic '%s' queue %u: the batch read at offset "
-                                   "%lld is damaged: %s", a->topic, q.queue, (long long)offset,
-                                   err[0] ? err : "bad size");
-                goto out;
+    uint64_t left = a->count, last_commit = rn_mono_ns();
+    rn_consumer_batch_t b;
+    int rc = 0;
+    while (left > 0 && (rc = rn_consumer_poll(c, &b, err)) == 1) {
+        uint32_t qi = a->queue >= 0 ? 0 : b.queue;
+        uint32_t k = 0;
+        for (; k < b.count && left > 0; k++, left--) {
+            const rn_record_t *r = &b.records[k];
+            if (a->json) print_json(stdout, b.queue, r);
+            else {
+                if (r->value_len > 0) fwrite_unlocked(r->value, 1, (size_t)r->value_len, stdout);
+                putc_unlocked('\n', stdout);
             }
-            rn_record_t r;
-            while (left > 0 && (rc = rn_batch_iter_next(&it, &r, err)) == 1) {
-                if (r.offset < offset) continue;        /* invariant 3 */
-                if (r.offset >= end) { left = 0; break; }
-                if (a->json) print_json(stdout, q.queue, &r);
-                else {
-                    if (r.value_len > 0) fwrite_unlocked(r.value, 1, (size_t)r.value_len, stdout);
-                    putc_unlocked('\n', stdout);
-                }
-                left--;
-            }
-            if (rc < 0) {
-                code = rn_cli_fail(RN_CLI_FAIL, "topic '%s' queue %u: a record of the batch at "
-                                   "offset %lld is damaged: %s", a->topic, q.queue,
-                                   (long long)h.base_offset, err);
-                goto out;
-            }
-            int64_t next = h.base_offset + (int64_t)h.last_offset_delta + 1;
-            if (next > offset) offset = next;
-            pos += sz;
         }
+        s.done[qi].offset = b.records[k - 1].offset + 1;
         if (ferror(stdout)) break;
+        if (a->group && (rn_mono_ns() - last_commit) / 1000000 >= a->commit_ms) {
+            code = flush_and_commit(d, a, &s);
+            if (code != RN_CLI_OK) goto out;
+            last_commit = rn_mono_ns();
+        }
     }
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        /* A reader that went away (| head) ends the run quietly, with the
-         * status a SIGPIPE death would give, after a clean close (invariant 5). */
-        code = errno == EPIPE ? 128 + SIGPIPE
-                              : rn_cli_fail(RN_CLI_FAIL, "writing the output: %s", strerror(errno));
+    if (left > 0 && rc < 0 && !ferror(stdout)) {
+        /* Commit what was printed before the damaged batch, then report it. */
+        code = flush_and_commit(d, a, &s);
+        if (code == RN_CLI_OK) code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
+        goto out;
     }
+    code = flush_and_commit(d, a, &s);
 out:
-    rn_datadir_queue_close(&q);
-out_iter:
-    rn_batch_iter_destroy(&it);
-    rn_buf_free(&buf);
+    rn_consumer_destroy(c);
+    free(s.done);
+    free(s.queues);
     return code;
 }
 
 int rn_cli_consume(rn_cli_t *cli, int argc, char **argv)
 {
-    enum { OPT_DATA = 0x100, OPT_QUEUE, OPT_FROM, OPT_COUNT, OPT_FORMAT };
+    enum { OPT_DATA = 0x100, OPT_QUEUE, OPT_FROM, OPT_COUNT, OPT_FORMAT, OPT_GROUP, OPT_COMMIT };
     static const struct option opts[] = {
         {"queue", required_argument, NULL, OPT_QUEUE},
         {"from", required_argument, NULL, OPT_FROM},
         {"count", required_argument, NULL, OPT_COUNT},
         {"format", required_argument, NULL, OPT_FORMAT},
+        {"group", required_argument, NULL, OPT_GROUP},
+        {"commit-ms", required_argument, NULL, OPT_COMMIT},
         {"data", required_argument, NULL, OPT_DATA},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     char err[RN_ERRMSG_SIZE];
-    consume_args_t a = {.queue = -1, .from = {RN_FROM_EARLIEST, 0}, .count = UINT64_MAX};
+    consume_args_t a = {.queue = -1, .from = {.kind = RN_TARGET_EARLIEST}, .count = UINT64_MAX,
+                        .commit_ms = 200};
     uint64_t v;
     int c;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -179,7 +248,16 @@ int rn_cli_consume(rn_cli_t *cli, int argc, char **argv)
             a.queue = (int64_t)v;
             break;
         case OPT_FROM:
-            if (rn_cli_parse_from(optarg, &a.from, err) != 0)
+            if (rn_group_parse_target(optarg, "--from", 1, &a.from, err) != 0)
+                return rn_cli_fail(RN_CLI_USAGE, "%s", err);
+            break;
+        case OPT_GROUP:
+            if (rn_meta_check_name("group", optarg, err) != 0)
+                return rn_cli_fail(RN_CLI_USAGE, "%s", err);
+            a.group = optarg;
+            break;
+        case OPT_COMMIT:
+            if (rn_cli_parse_u64("--commit-ms", optarg, 0, 3600000, &a.commit_ms, err) != 0)
                 return rn_cli_fail(RN_CLI_USAGE, "%s", err);
             break;
         case OPT_COUNT:

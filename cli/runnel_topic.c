@@ -1,11 +1,15 @@
 /*
- * runnel_topic.c — `runnel topic create|list|describe`.
+ * runnel_topic.c — `runnel topic create|alter|list|describe`.
  *
  * Invariants:
- *  1. Only `topic create` may create a data directory; list and describe
- *     need an existing one.
+ *  1. Only `topic create` may create a data directory; the others need an
+ *     existing one.
  *  2. describe reports each logical queue's logical range [START, END) as
- *     readers see it (END = high watermark) and the physical queue behind it.
+ *     readers see it (END = high watermark) and the physical queue of its
+ *     open item, then one line per mapping item: its logical range, store,
+ *     physical queue and physical range ("-" = open).
+ *  3. alter only adds queues; asking for as many or fewer is an error naming
+ *     the current count, and changes nothing.
  */
 #include "cli/runnel_cli.h"
 
@@ -14,23 +18,17 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char topic_usage[] =
     "usage: runnel [--data DIR] topic create NAME [--queues N]\n"
+    "       runnel [--data DIR] topic alter NAME --queues M\n"
     "       runnel [--data DIR] topic list\n"
     "       runnel [--data DIR] topic describe NAME\n"
     "\n"
     "  NAME         1-249 characters of A-Z a-z 0-9 . _ -\n"
-    "  --queues N   logical queues, 1..10000 (default 1)\n";
-
-static void format_time(int64_t ms, char *out, size_t size)
-{
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    if (!gmtime_r(&s, &tm) || !strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm))
-        snprintf(out, size, "%lld ms", (long long)ms);
-}
+    "  --queues N   logical queues, 1..10000 (default 1)\n"
+    "  alter adds queues (M more than today; queues are never removed). Keyed\n"
+    "  records hash over the new count from then on.\n";
 
 static int topic_create(rn_cli_t *cli, const char *name, uint32_t queues)
 {
@@ -44,6 +42,19 @@ static int topic_create(rn_cli_t *cli, const char *name, uint32_t queues)
     int rc = rn_datadir_topic_create(d, name, queues, &t, err);
     if (rc != 0) code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
     else printf("created topic '%s' with %u queue%s\n", t.name, t.queues, t.queues == 1 ? "" : "s");
+    return rn_cli_close_datadir(d, code);
+}
+
+static int topic_alter(rn_cli_t *cli, const char *name, uint32_t queues)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_t *d;
+    int code = rn_cli_open_datadir(cli, NULL, 0, &d);
+    if (code != 0) return code;
+    rn_meta_topic_t t;
+    int rc = rn_datadir_topic_alter(d, name, queues, &t, err);
+    if (rc != 0) code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
+    else printf("topic '%s' has %u queues now\n", t.name, t.queues);
     return rn_cli_close_datadir(d, code);
 }
 
@@ -62,7 +73,7 @@ static int topic_list(rn_cli_t *cli)
         printf("%-32s %6s  %s\n", "TOPIC", "QUEUES", "CREATED");
         for (size_t i = 0; i < n; i++) {
             char when[64];
-            format_time(v[i].created_ms, when, sizeof when);
+            rn_cli_format_time(v[i].created_ms, when, sizeof when);
             printf("%-32s %6u  %s\n", v[i].name, v[i].queues, when);
         }
     }
@@ -80,7 +91,7 @@ static int topic_describe(rn_cli_t *cli, const char *name)
     int rc = rn_meta_topic_get(rn_datadir_meta(d), name, &t, err);
     if (rc != 0) return rn_cli_close_datadir(d, rn_cli_fail(RN_CLI_FAIL, "%s", err));
     char when[64];
-    format_time(t.created_ms, when, sizeof when);
+    rn_cli_format_time(t.created_ms, when, sizeof when);
     printf("topic %s: %u queue%s, created %s\n", t.name, t.queues, t.queues == 1 ? "" : "s", when);
     printf("%5s %20s %20s %10s  %s\n", "QUEUE", "START", "END", "BATCHES", "PHYSICAL");
     for (uint32_t i = 0; i < t.queues && code == 0; i++) {
@@ -96,6 +107,18 @@ static int topic_describe(rn_cli_t *cli, const char *name)
             printf("%5u %20lld %20lld %10llu  store %u queue %u\n", i,
                    (long long)info.log_start, (long long)info.high_watermark,
                    (unsigned long long)info.batches, it->store_id, it->physical_id);
+            for (size_t k = 0; k < q.nitems; k++) {
+                const rn_meta_item_t *m = &q.items[k];
+                char lend[24] = "-", pend[24] = "-";
+                if (m->physical_end >= 0) {
+                    snprintf(lend, sizeof lend, "%lld",
+                             (long long)(m->logical_start + m->physical_end - m->physical_start));
+                    snprintf(pend, sizeof pend, "%lld", (long long)m->physical_end);
+                }
+                printf("      item %u: offsets [%lld, %s) -> store %u queue %u [%lld, %s)%s\n",
+                       m->seq, (long long)m->logical_start, lend, m->store_id, m->physical_id,
+                       (long long)m->physical_start, pend, m->physical_end < 0 ? " open" : "");
+            }
         }
         rn_datadir_queue_close(&q);
     }
@@ -130,16 +153,23 @@ int rn_cli_topic(rn_cli_t *cli, int argc, char **argv)
     int npos = argc - optind;
     char **pos = argv + optind;
     if (npos < 1)
-        return rn_cli_fail(RN_CLI_USAGE, "topic: give create, list or describe (see runnel topic "
-                           "--help)");
+        return rn_cli_fail(RN_CLI_USAGE, "topic: give create, alter, list or describe (see runnel "
+                           "topic --help)");
     const char *sub = pos[0];
     if (!strcmp(sub, "create")) {
         if (npos != 2)
             return rn_cli_fail(RN_CLI_USAGE, "topic create takes one NAME (see runnel topic --help)");
         return topic_create(cli, pos[1], (uint32_t)queues);
     }
+    if (!strcmp(sub, "alter")) {
+        if (npos != 2)
+            return rn_cli_fail(RN_CLI_USAGE, "topic alter takes one NAME (see runnel topic --help)");
+        if (!queues_given)
+            return rn_cli_fail(RN_CLI_USAGE, "topic alter needs --queues M");
+        return topic_alter(cli, pos[1], (uint32_t)queues);
+    }
     if (queues_given)
-        return rn_cli_fail(RN_CLI_USAGE, "--queues applies to topic create only");
+        return rn_cli_fail(RN_CLI_USAGE, "--queues applies to topic create and alter only");
     if (!strcmp(sub, "list")) {
         if (npos != 1) return rn_cli_fail(RN_CLI_USAGE, "topic list takes no arguments");
         return topic_list(cli);
@@ -149,6 +179,6 @@ int rn_cli_topic(rn_cli_t *cli, int argc, char **argv)
             return rn_cli_fail(RN_CLI_USAGE, "topic describe takes one NAME (see runnel topic --help)");
         return topic_describe(cli, pos[1]);
     }
-    return rn_cli_fail(RN_CLI_USAGE, "topic: unknown subcommand '%.40s'; use create, list or "
-                       "describe", sub);
+    return rn_cli_fail(RN_CLI_USAGE, "topic: unknown subcommand '%.40s'; use create, alter, list "
+                       "or describe", sub);
 }

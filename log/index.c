@@ -347,6 +347,9 @@ int rn_idx_load(rn_idx_t *ix, const char *dir, uint32_t new_cap, uint32_t max_ba
                 f->cap = want;
                 rc = map_units(f);
                 if (rc != 0) f->cap = old;
+                /* A file cut mid-unit keeps the cut unit's first bytes:
+                 * clear them so the slot reads as unused. */
+                else memset(f->map + (size_t)old * RN_IDX_UNIT_SIZE, 0, RN_IDX_UNIT_SIZE);
             }
             if (rc != 0) {
                 rn_errf(errmsg, rc, "cannot extend index file %s: %s", path, rn_strerror(rc));
@@ -424,7 +427,7 @@ void rn_idx_put(rn_idx_t *ix, const rn_idx_unit_t *u)
 {
     rn_idx_file_t *f = &ix->files[ix->nfiles - 1];
     rn_idx_unit_encode(f->map + (size_t)(ix->nunits - f->first_slot) * RN_IDX_UNIT_SIZE, u);
-    f->dirty = 1;
+    __atomic_store_n(&f->dirty, 1, __ATOMIC_RELEASE);
     ix->nunits++;
 }
 
@@ -475,13 +478,13 @@ int rn_idx_sync(rn_idx_t *ix, char *errmsg)
 {
     for (size_t i = 0; i < ix->nfiles; i++) {
         rn_idx_file_t *f = &ix->files[i];
-        if (!f->dirty) continue;
+        if (!__atomic_exchange_n(&f->dirty, 0, __ATOMIC_ACQ_REL)) continue;
         if (rn_sys.fdatasync(f->fd) < 0) {
             int rc = -errno;
+            __atomic_store_n(&f->dirty, 1, __ATOMIC_RELEASE);
             return rn_errf(errmsg, rc, "fdatasync of index file %s/%020lld.idx failed: %s",
                            ix->dir, (long long)f->base, rn_strerror(rc));
         }
-        f->dirty = 0;
     }
     if (ix->dir_dirty) {
         int rc = rn_fsync_dir(ix->dir);

@@ -4,8 +4,10 @@
  * offset of their first unit). Units are addressed by a queue-wide "slot"
  * number (0 = first unit of the first file loaded at open); slots only grow.
  *
- * Threading (enforced by log/log.c, not here): rn_idx_put, rn_idx_truncate and
- * rn_idx_sync run on the writer path only. rn_idx_put adds a file (changing
+ * Threading (enforced by log/log.c, not here): rn_idx_put and rn_idx_truncate
+ * run on the writer path only; rn_idx_sync may run on another thread at the
+ * same time as rn_idx_put (the per-file dirty flag is atomic), under the
+ * table read lock. rn_idx_put adds a file (changing
  * files/nfiles) only through rn_idx_add_file, which the caller runs under the
  * store's table write lock. Readers access units below the store's published
  * visible slot count under the table read lock; those bytes never change.
@@ -35,7 +37,8 @@ typedef struct rn_idx_file {
     uint32_t cap;            /* units the mapping holds */
     int      fd;
     uint8_t *map;            /* cap * 48 bytes, MAP_SHARED, read-write */
-    int      dirty;          /* written since the last rn_idx_sync */
+    int      dirty;          /* written since the last rn_idx_sync (__atomic: the
+                                writer sets it, the syncer thread clears it) */
 } rn_idx_file_t;
 
 typedef struct rn_idx {

@@ -35,27 +35,32 @@
  *
  *   A batch is durable once an fdatasync of its segment returned after its
  *   pwritev. Each queue has a written end (next offset to assign) and a
- *   visible end, the high watermark (slots published with a release store,
- *   read with acquire).
+ *   visible end, the high watermark (slot count published with a release
+ *   store, read with acquire). One syncer thread per store does every
+ *   background fdatasync.
  *   - always:   rn_log_append fdatasyncs before returning; visible = durable.
- *   - group:    the flusher thread waits for appends, sleeps group_window_us,
- *               fdatasyncs the active segment and then publishes every append
- *               that ended at or before the position it snapshotted before the
- *               sync (a ring of {end position, queue, slot count}); visible =
- *               durable. rn_log_wait(ticket) returns once the durable position
- *               reaches the ticket (the end position of that append).
- *   - interval: a thread fdatasyncs every MS; visible = written at once.
- *   - never:    visible = written at once; fsync at roll and close only.
- *   The durable position also advances on each roll (the finished segment is
- *   fdatasynced) and on rn_log_sync.
+ *   - group:    (default) the syncer waits for appends, sleeps group_window_us,
+ *               snapshots the written end T, fdatasyncs every dirty segment,
+ *               then publishes every append that ended at or before T (a ring
+ *               of {end position, queue, slot count}); visible = durable.
+ *               rn_log_wait(ticket) returns once the durable position reaches
+ *               the ticket (the end position of that append).
+ *   - interval: the syncer fdatasyncs every MS; visible = written at once.
+ *   - never:    visible = written at once; no fdatasync on the write path.
+ *   rn_log_sync fdatasyncs and publishes at once, in every mode.
  *
  * RECOVERY POINT AND RECOVERY
  *
- *   On every roll: fdatasync the finished segment, fdatasync the dirty index
- *   files (which writes back their mmap'd pages), create the next segment,
- *   then atomically rewrite DIR/checkpoint with P = the new segment's start
- *   and each queue's next offset. On close the same with P = the end, and
- *   DIR/clean = {end}. Open removes DIR/clean durably before any write.
+ *   A roll creates the next segment (preallocated, fsynced with its
+ *   directory) and queues a checkpoint job {P = the new segment's start, each
+ *   queue's next offset at P}. The syncer runs it: fdatasync the segments
+ *   before P, fdatasync every dirty index file (this writes back their mmap'd
+ *   pages) and fsync index directories with new files, then atomically
+ *   rewrite DIR/checkpoint. Under group/always/interval the job runs at once;
+ *   under never it waits NEVER_CKPT_DELAY_MS so that it forces no writeback
+ *   of fresh data. rn_log_retain runs any pending job first. On close: sync
+ *   everything, checkpoint P = the end, and write DIR/clean = {end}. Open
+ *   removes DIR/clean durably before any write.
  *
  *   Open: load every index (each unit checked, cut at the first bad one); a
  *   queue whose valid units end below its checkpointed next offset is
@@ -67,7 +72,8 @@
  *   entries get new units. The log ends at the first bad entry: later units
  *   are dropped, the rest of that segment is zeroed, later segments deleted.
  *   A missing or damaged checkpoint means no index is trusted: all index
- *   files are deleted and rebuilt from the first segment.
+ *   files are deleted and rebuilt from the first segment. Recovery ends by
+ *   syncing what it scanned and writing a checkpoint at the end it found.
  *
  * INVARIANTS
  *  1. Everything before the checkpoint's P (log bytes and the index units of
@@ -82,7 +88,10 @@
  *     while creating a new segment or index file writes nothing and is not
  *     sticky: the append fails cleanly and may be retried.)
  *  5. Retention removes whole segments from the front, never the active one,
- *     and only segments already fdatasynced (every non-active segment is).
+ *     and only segments that end at or before the durable recovery point
+ *     (ckpt_pos), so every unit in them is durable and visible.
+ *  6. A segment's dirty flag is cleared only by sync_segments, under sync_mu,
+ *     right before its fdatasync: a clear flag means "synced".
  *
  * THREADING AND LIFETIMES
  *   wmu (mutex)     serialises the writer path: append, roll, retain, close.
@@ -91,11 +100,16 @@
  *                   and take rw's write side briefly; readers (read, lookups,
  *                   info) hold the read side for the whole lookup + pread, so
  *                   a segment or index mapping they use cannot go away.
- *   smu (mutex)     guards the group ring, the sticky error, and the flusher
- *                   handshake; it is a leaf lock (nothing is taken under it).
- *   Lock order: wmu -> rw; smu never held while taking another lock.
- *   Queue structs live until close. The flusher holds rw's read side while
- *   it fdatasyncs, so the segment it syncs stays open.
+ *   sync_mu (mutex) serialises segment fdatasyncs (syncer, rn_log_sync,
+ *                   checkpoint jobs). Segment fds are dup'ed under rw's read
+ *                   side and synced without it: a long fdatasync never holds
+ *                   up a roll, and retention cannot pull the fd away.
+ *   smu (mutex)     guards the group ring, the checkpoint job queue, the
+ *                   sticky error and the syncer handshake; a leaf lock.
+ *   Lock order: wmu -> sync_mu -> rw; smu is never held while taking another.
+ *   Queue structs live until close; index mappings and segment fds until
+ *   retention removes them (under rw's write side) or close.
+ *   rn_log_close must not race with other calls (log.h).
  */
 #include "log/log.h"
 
@@ -129,6 +143,12 @@
 #define CLEAN_SIZE    20
 #define RING_CAP      16384
 #define UNKNOWN_NEXT  (-1)
+#define CKPT_JOBS     32
+/* Under fsync=never a roll's checkpoint waits this long, the kernel's default
+ * dirty_expire: by then the kernel has written the finished segment back on
+ * its own, so the checkpoint's fdatasync adds no writeback to the append path
+ * (forcing 128 MiB of writeback per roll halves no-fsync throughput). */
+#define NEVER_CKPT_DELAY_MS 30000
 
 typedef struct rn_queue {
     uint32_t id;
@@ -144,6 +164,14 @@ typedef struct rn_queue {
     int      in_ckpt;
     int64_t  ckpt_next;
 } rn_queue_t;
+
+/* A roll's recovery point waiting to be made durable. */
+typedef struct ckpt_job {
+    uint64_t pos;
+    uint8_t *buf;                  /* the checkpoint file's bytes */
+    size_t   len;
+    uint64_t due_ms;               /* monotonic ms when it may run */
+} ckpt_job_t;
 
 typedef struct pend {
     uint64_t    end;
@@ -167,9 +195,10 @@ struct rn_log {
     _Atomic uint64_t written_pos;
     _Atomic uint64_t durable_pos;
     _Atomic int sticky;
+    pthread_mutex_t sync_mu;       /* serialises sync_segments */
     pthread_mutex_t smu;
     pthread_cond_t done_cv;        /* durable advanced, sticky, ring space */
-    pthread_cond_t work_cv;        /* work for the flusher, or stop */
+    pthread_cond_t work_cv;        /* work for the syncer, or stop */
     pend_t *ring;
     size_t rhead, rcount;
     int flusher_idle, stop;
@@ -177,6 +206,10 @@ struct rn_log {
     int thr_started;
     int sticky_rc;
     char sticky_msg[RN_ERRMSG_SIZE];
+    ckpt_job_t jobs[CKPT_JOBS];    /* rolls' checkpoints waiting for the syncer, oldest first */
+    size_t njobs;
+    int ckpt_running;              /* a thread is running a checkpoint job */
+    _Atomic uint64_t ckpt_pos;     /* the durable recovery point */
     rn_log_recovery_t rec;
 };
 
@@ -430,21 +463,151 @@ static void advance_durable(rn_log_t *log, uint64_t t)
     pthread_mutex_unlock(&log->smu);
 }
 
-/* fdatasync the active segment, which covers everything written (every
- * earlier segment was synced when it was rolled). */
-static int sync_active(rn_log_t *log, char *what, size_t whatsz)
+/* fdatasync every dirty segment that starts below limit. A segment's dirty
+ * flag is set by the writer after each pwritev, so a position read (under
+ * smu or with acquire) before this call is covered when it returns 0.
+ * The fds are dup'ed under the table read lock and synced without it, so a
+ * long fdatasync never holds up a roll or a new index file (which take the
+ * write side), and retention closing a segment cannot pull the fd away. */
+static int sync_segments(rn_log_t *log, uint64_t limit, char *what, size_t whatsz)
 {
+    enum { BATCH = 8 };
     int rc = 0;
-    pthread_rwlock_rdlock(&log->rw);
-    const rn_seg_t *s = &log->segs[log->nsegs - 1];
-    while (rn_sys.fdatasync(s->fd) < 0) {
-        if (errno == EINTR) continue;
-        rc = -errno;
-        snprintf(what, whatsz, "fdatasync of commitlog/%020llu.log failed: %s",
-                 (unsigned long long)s->start, rn_strerror(rc));
-        break;
+    size_t from = 0;
+    /* One syncer at a time: a clear dirty flag must mean "synced", not "being
+     * synced by another thread right now". */
+    pthread_mutex_lock(&log->sync_mu);
+    for (;;) {
+        int fds[BATCH];
+        uint64_t starts[BATCH];
+        size_t n = 0;
+        pthread_rwlock_rdlock(&log->rw);
+        size_t i = from;
+        for (; i < log->nsegs && log->segs[i].start < limit && n < BATCH; i++) {
+            rn_seg_t *s = &log->segs[i];
+            if (!__atomic_exchange_n(&s->dirty, 0, __ATOMIC_ACQ_REL)) continue;
+            int fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
+            if (fd < 0) {
+                rc = -errno;
+                __atomic_store_n(&s->dirty, 1, __ATOMIC_RELEASE);
+                snprintf(what, whatsz, "cannot dup the fd of commitlog/%020llu.log: %s",
+                         (unsigned long long)s->start, rn_strerror(rc));
+                break;
+            }
+            fds[n] = fd;
+            starts[n++] = s->start;
+        }
+        int more = rc == 0 && i < log->nsegs && log->segs[i].start < limit;
+        from = i;
+        pthread_rwlock_unlock(&log->rw);
+        for (size_t k = 0; k < n; k++) {
+            while (rc == 0 && rn_sys.fdatasync(fds[k]) < 0) {
+                if (errno == EINTR) continue;
+                rc = -errno;
+                snprintf(what, whatsz, "fdatasync of commitlog/%020llu.log failed: %s",
+                         (unsigned long long)starts[k], rn_strerror(rc));
+            }
+            close(fds[k]);
+        }
+        if (rc != 0 || !more) break;
     }
+    pthread_mutex_unlock(&log->sync_mu);
+    return rc;
+}
+
+/* fdatasync the index files of every queue (rw read side held by the caller
+ * or no other thread running). */
+static int sync_indexes(rn_log_t *log, char *errmsg)
+{
+    for (size_t k = 0; k < log->nqueues; k++) {
+        int rc = rn_idx_sync(&log->queues[k]->ix, errmsg);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+static int ckpt_write(rn_log_t *log, const uint8_t *b, size_t n, char *errmsg);
+
+/* A roll's recovery point, made durable off the writer path: sync the
+ * segments before pos and every index file, then write the checkpoint. */
+static int run_checkpoint(rn_log_t *log, uint64_t pos, const uint8_t *b, size_t n, char *what,
+                          size_t whatsz)
+{
+    int rc = sync_segments(log, pos, what, whatsz);
+    if (rc != 0) return rc;
+    pthread_rwlock_rdlock(&log->rw);
+    rc = sync_indexes(log, what);
     pthread_rwlock_unlock(&log->rw);
+    if (rc != 0) return rc;
+    return ckpt_write(log, b, n, what);
+}
+
+static uint64_t mono_ms(void)
+{
+    return rn_mono_ns() / 1000000u;
+}
+
+/* Queue a roll's checkpoint (smu held). When the queue is full the newest
+ * job is replaced (it subsumes the one it replaces) so the oldest keep aging. */
+static void post_checkpoint_job(rn_log_t *log, uint64_t pos, uint8_t *b, size_t n)
+{
+    uint64_t delay = log->o.fsync == RN_FSYNC_NEVER ? NEVER_CKPT_DELAY_MS : 0;
+    ckpt_job_t j = {pos, b, n, mono_ms() + delay};
+    if (log->njobs == CKPT_JOBS) {
+        free(log->jobs[CKPT_JOBS - 1].buf);
+        log->jobs[CKPT_JOBS - 1] = j;
+    } else {
+        log->jobs[log->njobs++] = j;
+    }
+}
+
+/* The newest job that may run now (all of them when force), or -1. */
+static int due_job(const rn_log_t *log, int force)
+{
+    uint64_t now = mono_ms();
+    for (size_t i = log->njobs; i > 0; i--)
+        if (force || log->jobs[i - 1].due_ms <= now) return (int)(i - 1);
+    return -1;
+}
+
+/* Run job idx, dropping the older ones it subsumes (smu held on entry and
+ * on return; released while it runs). */
+static void take_checkpoint_job(rn_log_t *log, int idx, char *what, size_t whatsz)
+{
+    uint8_t *b = log->jobs[idx].buf;
+    size_t n = log->jobs[idx].len;
+    uint64_t pos = log->jobs[idx].pos;
+    for (int i = 0; i < idx; i++) free(log->jobs[i].buf);
+    memmove(log->jobs, log->jobs + idx + 1, (log->njobs - (size_t)idx - 1) * sizeof *log->jobs);
+    log->njobs -= (size_t)idx + 1;
+    log->ckpt_running = 1;
+    pthread_mutex_unlock(&log->smu);
+    int rc = run_checkpoint(log, pos, b, n, what, whatsz);
+    free(b);
+    if (rc != 0) {
+        set_sticky(log, rc, what);
+    } else {
+        if (pos > atomic_load(&log->ckpt_pos)) atomic_store(&log->ckpt_pos, pos);
+        advance_durable(log, pos);
+    }
+    pthread_mutex_lock(&log->smu);
+    log->ckpt_running = 0;
+    pthread_cond_broadcast(&log->done_cv);
+}
+
+/* Writer path (wmu held, so no new roll): make the recovery point reach pos,
+ * running the pending roll checkpoint here or waiting for the syncer's. */
+static int checkpoint_catch_up(rn_log_t *log, uint64_t pos)
+{
+    char what[RN_ERRMSG_SIZE];
+    pthread_mutex_lock(&log->smu);
+    while (atomic_load(&log->ckpt_pos) < pos && !log->sticky_rc) {
+        if (log->ckpt_running) pthread_cond_wait(&log->done_cv, &log->smu);
+        else if (log->njobs > 0) take_checkpoint_job(log, due_job(log, 1), what, sizeof what);
+        else break;               /* no job (it could not be built): keep the old point */
+    }
+    int rc = log->sticky_rc;
+    pthread_mutex_unlock(&log->smu);
     return rc;
 }
 
@@ -454,52 +617,49 @@ static void sleep_us(uint32_t us)
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
 }
 
-static void *group_main(void *arg)
+/* The syncer thread, in every mode: roll checkpoints; under group, the group
+ * commit (gather group_window_us, fdatasync, publish); under interval, an
+ * fdatasync every fsync_interval_ms. */
+static void *syncer_main(void *arg)
 {
     rn_log_t *log = arg;
     char what[RN_ERRMSG_SIZE];
+    int interval = log->o.fsync == RN_FSYNC_INTERVAL;
+    uint64_t next_tick = mono_ms() + log->o.fsync_interval_ms;
     pthread_mutex_lock(&log->smu);
     while (!log->stop) {
-        if (log->sticky_rc || log->rcount == 0) {
+        int group_work = log->o.fsync == RN_FSYNC_GROUP && log->rcount > 0;
+        int tick = interval && mono_ms() >= next_tick;
+        int job = log->ckpt_running ? -1 : due_job(log, 0);
+        if (log->sticky_rc || (!group_work && job < 0 && !tick)) {
             log->flusher_idle = 1;
-            pthread_cond_wait(&log->work_cv, &log->smu);
+            uint64_t ms = interval ? next_tick : UINT64_MAX;
+            if (log->njobs > 0 && log->jobs[0].due_ms < ms) ms = log->jobs[0].due_ms;
+            if (ms != UINT64_MAX && !log->sticky_rc) {
+                struct timespec ts;
+                ts.tv_sec = (time_t)(ms / 1000);
+                ts.tv_nsec = (long)(ms % 1000) * 1000000;
+                pthread_cond_timedwait(&log->work_cv, &log->smu, &ts);
+            } else {
+                pthread_cond_wait(&log->work_cv, &log->smu);
+            }
             log->flusher_idle = 0;
             continue;
         }
+        if (job >= 0) {
+            take_checkpoint_job(log, job, what, sizeof what);
+            continue;
+        }
         pthread_mutex_unlock(&log->smu);
-        if (log->o.group_window_us) sleep_us(log->o.group_window_us);
+        if (group_work && log->o.group_window_us) sleep_us(log->o.group_window_us);
         pthread_mutex_lock(&log->smu);
         uint64_t t = atomic_load(&log->written_pos);
         pthread_mutex_unlock(&log->smu);
-        int rc = sync_active(log, what, sizeof what);
+        int rc = 0;
+        if (t > atomic_load(&log->durable_pos)) rc = sync_segments(log, UINT64_MAX, what, sizeof what);
         if (rc != 0) set_sticky(log, rc, what);
         else advance_durable(log, t);
-        pthread_mutex_lock(&log->smu);
-    }
-    pthread_mutex_unlock(&log->smu);
-    return NULL;
-}
-
-static void *interval_main(void *arg)
-{
-    rn_log_t *log = arg;
-    char what[RN_ERRMSG_SIZE];
-    pthread_mutex_lock(&log->smu);
-    while (!log->stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)log->o.fsync_interval_ms * 1000000u;
-        ts.tv_sec += (time_t)(ns / 1000000000u);
-        ts.tv_nsec = (long)(ns % 1000000000u);
-        pthread_cond_timedwait(&log->work_cv, &log->smu, &ts);
-        if (log->stop) break;
-        if (log->sticky_rc) continue;
-        uint64_t t = atomic_load(&log->written_pos);
-        if (t <= atomic_load(&log->durable_pos)) continue;
-        pthread_mutex_unlock(&log->smu);
-        int rc = sync_active(log, what, sizeof what);
-        if (rc != 0) set_sticky(log, rc, what);
-        else advance_durable(log, t);
+        if (tick) next_tick = mono_ms() + log->o.fsync_interval_ms;
         pthread_mutex_lock(&log->smu);
     }
     pthread_mutex_unlock(&log->smu);
@@ -508,11 +668,13 @@ static void *interval_main(void *arg)
 
 /* ---- checkpoint and clean marker ------------------------------------------ */
 
-static int write_checkpoint(rn_log_t *log, uint64_t pos, char *errmsg)
+/* The checkpoint bytes for position pos with every queue's next offset
+ * (writer path or no other thread). Caller frees *out. */
+static int ckpt_build(rn_log_t *log, uint64_t pos, uint8_t **out, size_t *len)
 {
     size_t n = CKPT_HDR + log->nqueues * CKPT_ITEM + 4;
     uint8_t *b = calloc(1, n);
-    if (!b) return rn_errf(errmsg, -ENOMEM, "out of memory writing the checkpoint");
+    if (!b) return -ENOMEM;
     rn_le32_put(b, CKPT_MAGIC);
     rn_le32_put(b + 4, FILE_VERSION);
     rn_le64_put(b + 8, pos);
@@ -523,11 +685,28 @@ static int write_checkpoint(rn_log_t *log, uint64_t pos, char *errmsg)
         rn_le64_put(p + 8, (uint64_t)log->queues[i]->next_offset);
     }
     rn_le32_put(b + n - 4, rn_crc32c(0, b, n - 4));
+    *out = b;
+    *len = n;
+    return 0;
+}
+
+static int ckpt_write(rn_log_t *log, const uint8_t *b, size_t n, char *errmsg)
+{
     int rc = rn_write_file_atomic(log->dir, "checkpoint", b, n);
-    free(b);
     if (rc != 0)
         return rn_errf(errmsg, rc, "cannot write %s/checkpoint: %s", log->dir, rn_strerror(rc));
     return 0;
+}
+
+static int write_checkpoint(rn_log_t *log, uint64_t pos, char *errmsg)
+{
+    uint8_t *b;
+    size_t n;
+    int rc = ckpt_build(log, pos, &b, &n);
+    if (rc != 0) return rn_errf(errmsg, rc, "out of memory writing the checkpoint");
+    rc = ckpt_write(log, b, n, errmsg);
+    free(b);
+    return rc;
 }
 
 typedef struct ckpt {
@@ -948,6 +1127,36 @@ static void settle_queues(rn_log_t *log)
     }
 }
 
+/* 1 when, for every queue, the entry of its last unit before the recovery
+ * point p is in the log as that unit says (header CRC, length, queue, base
+ * offset); 0 when one is not (the checkpoint cannot be trusted); <0 on I/O
+ * errors. One pread per queue. */
+static int trusted_tails_match(rn_log_t *log, uint64_t p)
+{
+    uint64_t first = log->segs[0].start;
+    for (size_t k = 0; k < log->nqueues; k++) {
+        rn_queue_t *q = log->queues[k];
+        uint64_t n = rn_idx_find_position(&q->ix, 0, q->ix.nunits, p);
+        if (n == 0) continue;
+        rn_idx_unit_t u;
+        rn_idx_get(&q->ix, n - 1, &u);
+        if (u.position < first) continue;             /* retained away */
+        const rn_seg_t *sg = &log->segs[seg_of(log, u.position)];
+        if (unit_end_pos(&u) > sg->start + sg->size) return 0;
+        uint8_t b[RN_SEG_HDR_SIZE + RN_SEG_HCRC_BATCH];
+        size_t got;
+        int rc = rn_pread_full(sg->fd, b, sizeof b, (off_t)(u.position - sg->start), &got);
+        if (rc != 0) return rc;
+        rn_seg_hdr_t h;
+        rn_seg_hdr_decode(b, &h);
+        if (got != sizeof b || rn_seg_hdr_check(b, b + RN_SEG_HDR_SIZE) != 0 ||
+            h.batch_len != u.size || h.queue != q->id ||
+            be64_get(b + RN_SEG_HDR_SIZE) != u.base_offset)
+            return 0;
+    }
+    return 1;
+}
+
 static int recover(rn_log_t *log, char *errmsg)
 {
     ckpt_t c;
@@ -975,13 +1184,24 @@ static int recover(rn_log_t *log, char *errmsg)
         rn_errf(errmsg, rc, "cannot create %s: %s", log->ix_dir, rn_strerror(rc));
         goto out;
     }
+    if (ckpt_ok) {
+        rc = load_indexes(log, &damaged, errmsg);
+        if (rc != 0) goto out;
+        rc = trusted_tails_match(log, p);
+        if (rc < 0) goto out;
+        if (rc == 0) {                    /* the log lost what the checkpoint vouched for */
+            for (size_t k = 0; k < log->nqueues; k++) queue_free(log->queues[k]);
+            log->nqueues = 0;
+            ckpt_ok = 0;
+            p = first;
+        }
+        rc = 0;
+    }
     if (!ckpt_ok) {
         damaged = 1;
         rc = remove_index_tree(log, errmsg);
         if (rc != 0) goto out;
     } else {
-        rc = load_indexes(log, &damaged, errmsg);
-        if (rc != 0) goto out;
         for (uint32_t k = 0; k < c.n; k++) {
             const uint8_t *it = c.items + (size_t)k * CKPT_ITEM;
             uint32_t id = rn_le32_get(it);
@@ -1072,6 +1292,7 @@ static int recover(rn_log_t *log, char *errmsg)
     log->write_pos = end;
     atomic_store(&log->written_pos, end);
     atomic_store(&log->durable_pos, end);
+    atomic_store(&log->ckpt_pos, end);
 out:
     free(c.buf);
     return rc;
@@ -1117,10 +1338,12 @@ static void log_free(rn_log_t *log)
     for (size_t i = 0; i < log->nsegs; i++) rn_seg_close(&log->segs[i]);
     free(log->segs);
     free(log->ring);
+    for (size_t i = 0; i < log->njobs; i++) free(log->jobs[i].buf);
     if (log->lock_fd >= 0) rn_sys.close(log->lock_fd);
     pthread_mutex_destroy(&log->wmu);
     pthread_rwlock_destroy(&log->rw);
     pthread_mutex_destroy(&log->smu);
+    pthread_mutex_destroy(&log->sync_mu);
     pthread_cond_destroy(&log->done_cv);
     pthread_cond_destroy(&log->work_cv);
     free(log->dir);
@@ -1145,6 +1368,7 @@ int rn_log_open(const char *dir, const rn_log_opts_t *o, rn_log_t **out, char *e
     pthread_mutex_init(&log->wmu, NULL);
     pthread_rwlock_init(&log->rw, NULL);
     pthread_mutex_init(&log->smu, NULL);
+    pthread_mutex_init(&log->sync_mu, NULL);
     pthread_cond_init(&log->done_cv, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -1170,15 +1394,12 @@ int rn_log_open(const char *dir, const rn_log_opts_t *o, rn_log_t **out, char *e
     if (rc != 0) goto fail;
     rc = recover(log, errmsg);
     if (rc != 0) goto fail;
-    if (opts.fsync == RN_FSYNC_GROUP || opts.fsync == RN_FSYNC_INTERVAL) {
-        rc = -pthread_create(&log->thr, NULL,
-                             opts.fsync == RN_FSYNC_GROUP ? group_main : interval_main, log);
-        if (rc != 0) {
-            rn_errf(errmsg, rc, "cannot start the flusher thread: %s", rn_strerror(rc));
-            goto fail;
-        }
-        log->thr_started = 1;
+    rc = -pthread_create(&log->thr, NULL, syncer_main, log);
+    if (rc != 0) {
+        rn_errf(errmsg, rc, "cannot start the syncer thread: %s", rn_strerror(rc));
+        goto fail;
     }
+    log->thr_started = 1;
     log->rec.elapsed_us = (rn_mono_ns() - t0) / 1000;
     *out = log;
     return 0;
@@ -1204,10 +1425,8 @@ int rn_log_close(rn_log_t *log)
     if (log->thr_started) pthread_join(log->thr, NULL);
     int rc = log->sticky_rc;
     if (rc == 0) {
-        char what[RN_ERRMSG_SIZE];
-        rc = sync_active(log, what, sizeof what);
-        for (size_t k = 0; rc == 0 && k < log->nqueues; k++)
-            rc = rn_idx_sync(&log->queues[k]->ix, msg);
+        rc = sync_segments(log, UINT64_MAX, msg, sizeof msg);
+        if (rc == 0) rc = sync_indexes(log, msg);
         if (rc == 0) rc = write_checkpoint(log, log->write_pos, msg);
         if (rc == 0) rc = write_clean(log, log->write_pos, msg);
     }
@@ -1217,34 +1436,13 @@ int rn_log_close(rn_log_t *log)
 
 /* ---- append ------------------------------------------------------------------ */
 
-/* Sync the index files of every queue (the roll's recovery point). */
-static int sync_indexes(rn_log_t *log, char *errmsg)
-{
-    for (size_t k = 0; k < log->nqueues; k++) {
-        int rc = rn_idx_sync(&log->queues[k]->ix, errmsg);
-        if (rc != 0) return rc;
-    }
-    return 0;
-}
-
+/* Start a new segment. The finished one is made durable, and the new
+ * recovery point written, by the syncer thread (run_checkpoint): the writer
+ * only creates the file and hands over the checkpoint bytes. */
 static int roll(rn_log_t *log, char *errmsg)
 {
-    rn_seg_t *a = &log->segs[log->nsegs - 1];
-    char what[RN_ERRMSG_SIZE];
+    const rn_seg_t *a = &log->segs[log->nsegs - 1];
     int rc = 0;
-    if (rn_sys.fdatasync(a->fd) < 0) {
-        rc = -errno;
-        snprintf(what, sizeof what, "fdatasync of commitlog/%020llu.log failed: %s",
-                 (unsigned long long)a->start, rn_strerror(rc));
-        set_sticky(log, rc, what);
-        return rn_errf(errmsg, rc, "%s", what);
-    }
-    rc = sync_indexes(log, what);
-    if (rc != 0) {
-        set_sticky(log, rc, what);
-        return rn_errf(errmsg, rc, "%s", what);
-    }
-    advance_durable(log, log->write_pos);
     rn_seg_t ns;
     rc = rn_seg_create(log->cl_dir, a->start + a->size, log->o.segment_bytes, &ns, errmsg);
     if (rc == -ENOSPC) {
@@ -1267,13 +1465,14 @@ static int roll(rn_log_t *log, char *errmsg)
         return rn_errf(errmsg, rc, "out of memory rolling the commit log");
     }
     log->write_pos = ns.start;
-    atomic_store(&log->written_pos, ns.start);
-    atomic_store(&log->durable_pos, ns.start);
-    rc = write_checkpoint(log, ns.start, what);
-    if (rc != 0) {
-        set_sticky(log, rc, what);
-        return rn_errf(errmsg, rc, "%s", what);
-    }
+    uint8_t *b;
+    size_t n;
+    if (ckpt_build(log, ns.start, &b, &n) == 0) {
+        pthread_mutex_lock(&log->smu);
+        post_checkpoint_job(log, ns.start, b, n);
+        if (log->flusher_idle) pthread_cond_signal(&log->work_cv);
+        pthread_mutex_unlock(&log->smu);
+    }                                       /* out of memory: the next roll retries */
     return 0;
 }
 
@@ -1369,6 +1568,7 @@ int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t le
         .max_ts = bh.max_timestamp > q->running_max ? bh.max_timestamp : q->running_max,
         .size = (uint32_t)len, .record_count = (uint32_t)bh.record_count, .flags = 0,
     };
+    __atomic_store_n(&sg->dirty, 1, __ATOMIC_RELEASE);
     rn_idx_put(&q->ix, &u);
     q->next_offset += bh.record_count;
     q->running_max = u.max_ts;
@@ -1445,7 +1645,7 @@ int rn_log_sync(rn_log_t *log)
     if (atomic_load(&log->sticky)) return log->sticky_rc;
     uint64_t t = atomic_load(&log->written_pos);
     if (atomic_load(&log->durable_pos) >= t) return 0;
-    int rc = sync_active(log, what, sizeof what);
+    int rc = sync_segments(log, UINT64_MAX, what, sizeof what);
     if (rc != 0) return set_sticky(log, rc, what);
     advance_durable(log, t);
     return 0;
@@ -1517,6 +1717,16 @@ out:
     return rc;
 }
 
+static void fill_ref(rn_log_batch_ref_t *ref, const rn_idx_unit_t *u)
+{
+    ref->base_offset = u->base_offset;
+    ref->record_count = u->record_count;
+    ref->size = u->size;
+    ref->position = u->position;
+    ref->first_timestamp = u->first_ts;
+    ref->max_timestamp = u->max_ts;
+}
+
 int rn_log_lookup_offset(rn_log_t *log, uint32_t queue, int64_t offset, rn_log_batch_ref_t *ref,
                          char *errmsg)
 {
@@ -1532,13 +1742,28 @@ int rn_log_lookup_offset(rn_log_t *log, uint32_t queue, int64_t offset, rn_log_b
     }
     rn_idx_unit_t u;
     rn_idx_get(&q->ix, rn_idx_find_offset(&q->ix, q->start_slot, v, offset), &u);
-    ref->base_offset = u.base_offset;
-    ref->record_count = u.record_count;
-    ref->size = u.size;
-    ref->position = u.position;
-    ref->first_timestamp = u.first_ts;
-    ref->max_timestamp = u.max_ts;
+    fill_ref(ref, &u);
 out:
+    pthread_rwlock_unlock(&log->rw);
+    return rc;
+}
+
+int rn_log_lookup_time_batch(rn_log_t *log, uint32_t queue, int64_t ts, rn_log_batch_ref_t *ref,
+                             char *errmsg)
+{
+    int rc = 0;
+    pthread_rwlock_rdlock(&log->rw);
+    rn_queue_t *q = find_queue(log, queue);
+    uint64_t v = q ? atomic_load_explicit(&q->visible, memory_order_acquire) : 0;
+    uint64_t s = q && v > q->start_slot ? rn_idx_find_time(&q->ix, q->start_slot, v, ts) : v;
+    if (!q || s >= v) {
+        rc = rn_errf(errmsg, RN_ENOTFOUND, "queue %u has no record with timestamp >= %lld",
+                     queue, (long long)ts);
+    } else {
+        rn_idx_unit_t u;
+        rn_idx_get(&q->ix, s, &u);
+        fill_ref(ref, &u);
+    }
     pthread_rwlock_unlock(&log->rw);
     return rc;
 }
@@ -1588,6 +1813,8 @@ static int scan_time(const uint8_t *b, uint32_t size, int64_t base, int64_t ts, 
 int rn_log_lookup_time(rn_log_t *log, uint32_t queue, int64_t ts, int64_t *offset, char *errmsg)
 {
     int rc = 0;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
     rn_batch_iter_t it;
     rn_batch_iter_init(&it, &rn_batch_default_limits);
     pthread_rwlock_rdlock(&log->rw);
@@ -1602,20 +1829,18 @@ int rn_log_lookup_time(rn_log_t *log, uint32_t queue, int64_t ts, int64_t *offse
     for (uint64_t s = rn_idx_find_time(&q->ix, q->start_slot, v, ts); s < v; s++) {
         rn_idx_unit_t u;
         rn_idx_get(&q->ix, s, &u);
-        const rn_seg_t *sg = &log->segs[seg_of(log, u.position)];
-        uint64_t off = u.position - sg->start + RN_SEG_HDR_SIZE;
-        const uint8_t *bp = sg->map + off;
-        if (!sg->map || off + u.size > sg->size || be64_get(bp) != u.base_offset) {
-            rc = rn_errf(errmsg, RN_ECORRUPT,
-                         "commitlog/%020llu.log at byte %llu does not hold batch %lld of "
-                         "queue %u", (unsigned long long)sg->start, (unsigned long long)off,
-                         (long long)u.base_offset, queue);
-            goto out;
+        if (u.size > cap) {
+            uint8_t *nb = realloc(buf, u.size);
+            if (!nb) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto out; }
+            buf = nb;
+            cap = u.size;
         }
-        int f = scan_time(bp, u.size, u.base_offset, ts, offset);
-        if (f == 1) { rc = 0; goto out; }
+        rc = read_batch(log, queue, &u, buf, errmsg);
+        if (rc != 0) goto out;
+        int f = scan_time(buf, u.size, u.base_offset, ts, offset);
+        if (f == 1) goto out;
         if (f == 0) continue;
-        rc = rn_batch_iter_reset(&it, bp, u.size, errmsg);
+        rc = rn_batch_iter_reset(&it, buf, u.size, errmsg);
         if (rc != 0) goto out;
         rn_record_t r;
         while ((rc = rn_batch_iter_next(&it, &r, errmsg)) == 1) {
@@ -1626,6 +1851,7 @@ int rn_log_lookup_time(rn_log_t *log, uint32_t queue, int64_t ts, int64_t *offse
 out:
     pthread_rwlock_unlock(&log->rw);
     rn_batch_iter_destroy(&it);
+    free(buf);
     return rc;
 }
 
@@ -1676,9 +1902,13 @@ int rn_log_retain(rn_log_t *log, uint32_t *dropped)
     rn_seg_t *gone = NULL;
     *dropped = 0;
     pthread_mutex_lock(&log->wmu);
+    rc = checkpoint_catch_up(log, log->segs[log->nsegs - 1].start);
+    if (rc != 0) goto out;
     int64_t now = rn_sys.now_ms();
+    uint64_t durable = atomic_load(&log->ckpt_pos);
     while (k + 1 < log->nsegs) {
         const rn_seg_t *s = &log->segs[k];
+        if (s->start + s->size > durable) break;   /* not yet behind a recovery point */
         int by_age = log->o.retention_ms > 0 && s->max_ts < now - log->o.retention_ms;
         int by_size = log->o.retention_bytes > 0 &&
                       log->write_pos - s->start > log->o.retention_bytes;

@@ -126,6 +126,12 @@ typedef struct rn_log_batch_ref {
 int rn_log_lookup_offset(rn_log_t *log, uint32_t queue, int64_t offset,
                          rn_log_batch_ref_t *ref, char *errmsg);
 
+/* Index only (no data read): the batch holding the first record with
+ * timestamp >= ts, i.e. the first batch whose running max_timestamp reaches
+ * ts. RN_ENOTFOUND when no visible batch does. */
+int rn_log_lookup_time_batch(rn_log_t *log, uint32_t queue, int64_t ts,
+                             rn_log_batch_ref_t *ref, char *errmsg);
+
 /* First record (in offset order) with timestamp >= ts: finds its batch through
  * the index, then decodes that batch to the exact record. *offset is the high
  * watermark when no visible record is that late. */

@@ -13,8 +13,6 @@
  *     [0,21) — the part of a Kafka batch that Kafka's own CRC leaves out — so
  *     header + batch CRC together checksum every byte of an entry.
  *  4. Every write-side system call goes through rn_sys (fault injection).
- *  5. An open segment of non-zero size has a read-only mapping of its whole
- *     size; it is replaced only by rn_seg_grow and removed by rn_seg_close.
  */
 #include "log/segment.h"
 
@@ -28,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -49,22 +46,6 @@ int rn_seg_parse_name(const char *name, uint64_t *start)
     }
     *start = v;
     return 0;
-}
-
-static int map_seg(rn_seg_t *seg)
-{
-    seg->map = NULL;
-    if (seg->size == 0) return 0;
-    void *m = mmap(NULL, (size_t)seg->size, PROT_READ, MAP_SHARED, seg->fd, 0);
-    if (m == MAP_FAILED) return -errno;
-    seg->map = m;
-    return 0;
-}
-
-static void unmap_seg(rn_seg_t *seg)
-{
-    if (seg->map) munmap((void *)(uintptr_t)seg->map, (size_t)seg->size);
-    seg->map = NULL;
 }
 
 static int seg_path(char *path, const char *dir, uint64_t start)
@@ -119,11 +100,7 @@ int rn_seg_create(const char *dir, uint64_t start, uint64_t size, rn_seg_t *seg,
     seg->size = size;
     seg->fd = fd;
     seg->max_ts = INT64_MIN;
-    rc = map_seg(seg);
-    if (rc != 0) {
-        rn_errf(errmsg, rc, "cannot map segment %s: %s", path, rn_strerror(rc));
-        goto fail;
-    }
+    seg->dirty = 0;
     return 0;
 fail:
     rn_sys.close(fd);
@@ -151,12 +128,7 @@ int rn_seg_open(const char *dir, uint64_t start, rn_seg_t *seg, char *errmsg)
     seg->size = (uint64_t)st.st_size;
     seg->fd = fd;
     seg->max_ts = INT64_MIN;
-    rc = map_seg(seg);
-    if (rc != 0) {
-        rn_sys.close(fd);
-        seg->fd = -1;
-        return rn_errf(errmsg, rc, "cannot map segment %s: %s", path, rn_strerror(rc));
-    }
+    seg->dirty = 0;
     return 0;
 }
 
@@ -167,12 +139,7 @@ int rn_seg_grow(rn_seg_t *seg, uint64_t size, char *errmsg)
     if (rc != 0)
         return rn_errf(errmsg, rc, "cannot grow segment at position %llu to %llu bytes: %s",
                        (unsigned long long)seg->start, (unsigned long long)size, rn_strerror(rc));
-    unmap_seg(seg);
     seg->size = size;
-    rc = map_seg(seg);
-    if (rc != 0)
-        return rn_errf(errmsg, rc, "cannot map segment at position %llu: %s",
-                       (unsigned long long)seg->start, rn_strerror(rc));
     return 0;
 }
 
@@ -204,7 +171,6 @@ int rn_seg_zero(rn_seg_t *seg, uint64_t from, int allow_write, char *errmsg)
 
 void rn_seg_close(rn_seg_t *seg)
 {
-    unmap_seg(seg);
     if (seg->fd >= 0) rn_sys.close(seg->fd);
     seg->fd = -1;
 }

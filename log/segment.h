@@ -38,14 +38,14 @@ static inline uint64_t rn_le64_get(const uint8_t *p)
 
 /* An open segment. start/size are immutable once created; max_ts changes only
  * on the writer path (it is the largest running-max timestamp of any batch
- * stored in it, INT64_MIN when none). Writes go through fd (pwritev); map is
- * the same page cache, for zero-copy reads of bytes already published. */
+ * stored in it, INT64_MIN when none). */
 typedef struct rn_seg {
     uint64_t start;
     uint64_t size;
     int      fd;
     int64_t  max_ts;
-    const uint8_t *map;     /* read-only MAP_SHARED view of [0, size), NULL when size is 0 */
+    int      dirty;      /* written since its last fdatasync (__atomic: the writer
+                            sets it, whoever syncs clears it) */
 } rn_seg_t;
 
 /* A decoded entry header. */

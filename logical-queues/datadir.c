@@ -1,37 +1,51 @@
 /*
  * datadir.c — the embedded data directory (see datadir.h for the layout).
  *
- * States: a handle exists only while open (lock held, meta.db and store 0
- * open); rn_datadir_open moves from nothing to open, rn_datadir_close back.
+ * States: a handle exists only while open (lock held, meta.db and every
+ * registered store open); rn_datadir_open moves from nothing to open,
+ * rn_datadir_close back.
  *
  * Invariants:
  *  1. At most one process has a data directory open: rn_datadir_open takes
- *     flock(LOCK_EX|LOCK_NB) on DIR/LOCK before it touches meta.db or the
+ *     flock(LOCK_EX|LOCK_NB) on DIR/LOCK before it touches meta.db or a
  *     store, and keeps the descriptor (O_CLOEXEC, so children do not inherit
  *     the lock) until rn_datadir_close. A second opener reads the holder line
- *     and fails with RN_ELOCKED naming it.
+ *     and fails with RN_ELOCKED naming it. So nothing outside this process
+ *     changes a mapping, an offset or a checkpoint while it runs.
  *  2. Opening never creates anything in a directory that is not already a
  *     runnel data directory unless asked to (o->create), and never adopts a
- *     non-empty foreign directory even then.
+ *     non-empty foreign directory even then; a new store directory must be
+ *     absent, empty, or hold a STORE file with this data directory's id.
  *  3. Every offset crossing this API is logical. A logical offset L maps to
- *     physical L - logical_start + physical_start of its item, and every batch
- *     handed out carries its logical base offset (rn_batch_set_base_offset;
- *     the CRC does not cover it).
- *  4. Topics created here get physical ids above every queue id store 0
- *     already holds, so a lost or replaced meta.db never aliases old data.
- *  5. This version serves logical queues of exactly one open item on store 0;
- *     anything else is refused with RN_EFORMAT, never half-served.
+ *     physical L - logical_start + physical_start of its item (mapping.h), and
+ *     every batch handed out carries its logical base offset
+ *     (rn_batch_set_base_offset; the CRC does not cover it). A sealed item
+ *     never hands out a batch at or past its physical_end.
+ *  4. New physical queues get ids above every queue id their store already
+ *     holds, so a lost or replaced meta.db never aliases old data.
+ *  5. Appends and mapping changes hold d->mu: an append resolves the open
+ *     item and appends under it, and a remap syncs the old store, reads its
+ *     high watermark, commits and bumps the generation under it, so no
+ *     record lands in a sealed item and none is lost between items.
+ *  6. Stores are never moved or closed while d is open (stores[] is indexed
+ *     by id and only grows), so a reader may use a store pointer it found
+ *     through a snapshot without a lock.
+ *  7. Item snapshots are checked with rn_mapping_check before use, and every
+ *     item's store must be open.
  */
 #include "logical-queues/datadir.h"
 
 #include "batch/batch.h"
 #include "common/error.h"
 #include "common/sys.h"
+#include "logical-queues/mapping.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,13 +53,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define STORE0_REL "stores/0"
+#define STORE0_REL   "stores/0"
+#define STORE_MARKER "STORE"
+#define TICKET_SHIFT 56
+
+typedef struct dstore {
+    uint32_t  id;
+    char      path[RN_META_PATH_MAX + 1];   /* as registered */
+    rn_log_t *log;
+} dstore_t;
 
 struct rn_datadir {
-    char       path[PATH_MAX];
-    int        lock_fd;
-    rn_meta_t *meta;
-    rn_log_t  *log;
+    char             path[PATH_MAX];
+    char             abs[PATH_MAX];     /* realpath of path */
+    int              lock_fd;
+    rn_meta_t       *meta;
+    int64_t          datadir_id;
+    rn_log_opts_t    log_opts;
+    pthread_mutex_t  mu;                /* invariant 5 */
+    _Atomic uint64_t gen;
+    dstore_t        *stores[RN_META_MAX_STORES];   /* by id; invariant 6 */
 };
 
 void rn_datadir_opts_default(rn_datadir_opts_t *o)
@@ -153,6 +180,80 @@ static int take_lock(rn_datadir_t *d, const char *holder, char *errmsg)
     return 0;
 }
 
+/* Path of a registered store: DIR/path when relative, else path. */
+static int store_abs(const rn_datadir_t *d, const char *path, char *out, size_t size)
+{
+    if (path[0] == '/') {
+        int n = snprintf(out, size, "%s", path);
+        return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+    }
+    return join(out, size, d->path, path);
+}
+
+static int marker_text(const rn_datadir_t *d, char *out, size_t size)
+{
+    return snprintf(out, size, "runnel store of data directory %lld\n",
+                    (long long)d->datadir_id);
+}
+
+/* 1 when DIR/STORE names this data directory, 0 when absent or another. */
+static int marker_matches(const rn_datadir_t *d, const char *dir)
+{
+    char path[PATH_MAX], want[96];
+    uint8_t *got = NULL;
+    size_t n = 0;
+    if (join(path, sizeof path, dir, STORE_MARKER) != 0) return 0;
+    if (rn_read_file(path, 256, &got, &n) != 0) return 0;
+    int w = marker_text(d, want, sizeof want);
+    int ok = w > 0 && n == (size_t)w && memcmp(got, want, n) == 0;
+    free(got);
+    return ok;
+}
+
+/* Open the store registered as (id, path) into d->stores[id]. */
+static int store_open(rn_datadir_t *d, uint32_t id, const char *path, char *errmsg)
+{
+    char abs[PATH_MAX], inner[RN_ERRMSG_SIZE] = "";
+    struct stat st;
+    if (id >= RN_META_MAX_STORES || d->stores[id])
+        return rn_errf(errmsg, RN_ECORRUPT, "meta.db: store id %u is invalid or repeated", id);
+    int rc = store_abs(d, path, abs, sizeof abs);
+    if (rc != 0) return rn_errf(errmsg, rc, "store %u: path %.100s is too long", id, path);
+    if (id != 0) {
+        /* Store 0 is made by the first open; any other must already exist
+         * (rn_log_open would silently create an empty one). */
+        if (stat(abs, &st) < 0 || !S_ISDIR(st.st_mode))
+            return rn_errf(errmsg, -ENOENT, "store %u at %s is missing; its data is gone (mount "
+                           "its disk, or restore the directory)", id, abs);
+        if (!marker_matches(d, abs))
+            return rn_errf(errmsg, RN_EFORMAT, "store %u at %s has no STORE file naming this "
+                           "data directory", id, abs);
+    }
+    dstore_t *s = calloc(1, sizeof *s);
+    if (!s) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    s->id = id;
+    snprintf(s->path, sizeof s->path, "%s", path);
+    rc = rn_log_open(abs, &d->log_opts, &s->log, inner);
+    if (rc != 0) {
+        free(s);
+        return wrap(errmsg, rc, abs, inner);
+    }
+    d->stores[id] = s;
+    return 0;
+}
+
+static int open_stores(rn_datadir_t *d, char *errmsg)
+{
+    rn_meta_store_t *v = NULL;
+    size_t n = 0;
+    char inner[RN_ERRMSG_SIZE] = "";
+    int rc = rn_meta_store_list(d->meta, &v, &n, inner);
+    if (rc != 0) return wrap(errmsg, rc, d->path, inner);
+    for (size_t i = 0; i < n && rc == 0; i++) rc = store_open(d, v[i].id, v[i].path, errmsg);
+    free(v);
+    return rc;
+}
+
 int rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **out,
                     char *errmsg)
 {
@@ -164,6 +265,13 @@ int rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **
     rn_datadir_t *d = calloc(1, sizeof *d);
     if (!d) return rn_errf(errmsg, -ENOMEM, "out of memory");
     d->lock_fd = -1;
+    d->log_opts = o->log;
+    /* Recursive: group operations hold it across reads that take it too. */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&d->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
     if (snprintf(d->path, sizeof d->path, "%s", dir) >= (int)sizeof d->path) {
         rc = rn_errf(errmsg, -ENAMETOOLONG, "data directory path is too long");
         goto fail;
@@ -186,6 +294,10 @@ int rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **
         }
     } else if (!S_ISDIR(st.st_mode)) {
         rc = rn_errf(errmsg, -ENOTDIR, "data directory %s is not a directory", dir);
+        goto fail;
+    }
+    if (!realpath(dir, d->abs)) {
+        rc = rn_errf(errmsg, -errno, "cannot resolve %s: %s", dir, strerror(errno));
         goto fail;
     }
 
@@ -225,18 +337,19 @@ int rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **
     rc = rn_meta_open(path, o->create, &d->meta, inner);
     if (rc != 0) { wrap(errmsg, rc, dir, inner); goto fail; }
     rc = rn_meta_store_register(d->meta, 0, STORE0_REL, inner);
+    if (rc == 0) rc = rn_meta_datadir_id(d->meta, &d->datadir_id, inner);
     if (rc != 0) { wrap(errmsg, rc, dir, inner); goto fail; }
 
     if ((rc = join(path, sizeof path, dir, "stores")) != 0 || (rc = rn_mkdir_p(path)) != 0) {
         rn_errf(errmsg, rc, "cannot create %s/stores: %s", dir, rn_strerror(rc));
         goto fail;
     }
-    if ((rc = join(path, sizeof path, dir, STORE0_REL)) != 0) {
-        rn_errf(errmsg, rc, "data directory path is too long");
+    rc = open_stores(d, errmsg);
+    if (rc != 0) goto fail;
+    if (!d->stores[0]) {
+        rc = rn_errf(errmsg, RN_ECORRUPT, "%s: store 0 is not registered", dir);
         goto fail;
     }
-    rc = rn_log_open(path, &o->log, &d->log, inner);
-    if (rc != 0) { wrap(errmsg, rc, path, inner); goto fail; }
     *out = d;
     return 0;
 fail:
@@ -247,61 +360,173 @@ fail:
 int rn_datadir_close(rn_datadir_t *d)
 {
     if (!d) return 0;
-    int rc = rn_log_close(d->log);
+    int rc = 0, any = d->meta != NULL;
+    for (uint32_t i = 0; i < RN_META_MAX_STORES; i++) {
+        if (!d->stores[i]) continue;
+        int r = rn_log_close(d->stores[i]->log);
+        if (rc == 0) rc = r;
+        free(d->stores[i]);
+        any = 1;
+    }
     rn_meta_close(d->meta);
     if (d->lock_fd >= 0) {
         /* Clear the holder line while still holding the lock. */
-        if (d->log || d->meta) (void)rn_sys.ftruncate(d->lock_fd, 0);
+        if (any) (void)rn_sys.ftruncate(d->lock_fd, 0);
         rn_sys.close(d->lock_fd);
     }
+    pthread_mutex_destroy(&d->mu);
     free(d);
     return rc;
 }
 
 const char *rn_datadir_path(const rn_datadir_t *d) { return d->path; }
 rn_meta_t *rn_datadir_meta(rn_datadir_t *d) { return d->meta; }
-rn_log_t *rn_datadir_log(rn_datadir_t *d) { return d->log; }
+rn_log_t *rn_datadir_log(rn_datadir_t *d) { return d->stores[0]->log; }
+
+rn_log_t *rn_datadir_store_log(rn_datadir_t *d, uint32_t id)
+{
+    return id < RN_META_MAX_STORES && d->stores[id] ? d->stores[id]->log : NULL;
+}
+
+rn_meta_t *rn_datadir_meta_lock(rn_datadir_t *d)
+{
+    pthread_mutex_lock(&d->mu);
+    return d->meta;
+}
+
+void rn_datadir_meta_unlock(rn_datadir_t *d) { pthread_mutex_unlock(&d->mu); }
+
+uint64_t rn_datadir_generation(rn_datadir_t *d)
+{
+    return atomic_load_explicit(&d->gen, memory_order_acquire);
+}
+
+static void bump_generation(rn_datadir_t *d)
+{
+    atomic_fetch_add_explicit(&d->gen, 1, memory_order_acq_rel);
+}
+
+int rn_datadir_stores(rn_datadir_t *d, rn_datadir_store_info_t **out, size_t *n, char *errmsg)
+{
+    rn_meta_store_t *v = NULL;
+    size_t len = 0;
+    *out = NULL; *n = 0;
+    pthread_mutex_lock(&d->mu);
+    int rc = rn_meta_store_list(d->meta, &v, &len, errmsg);
+    pthread_mutex_unlock(&d->mu);
+    if (rc != 0) return rc;
+    rn_datadir_store_info_t *r = calloc(len ? len : 1, sizeof *r);
+    if (!r) { free(v); return rn_errf(errmsg, -ENOMEM, "out of memory"); }
+    for (size_t i = 0; i < len; i++) {
+        r[i].id = v[i].id;
+        memcpy(r[i].path, v[i].path, sizeof r[i].path);
+        r[i].physical_queues = v[i].physical_queues;
+        rn_log_t *log = rn_datadir_store_log(d, v[i].id);
+        r[i].bytes = log ? rn_log_bytes(log) : 0;
+    }
+    free(v);
+    *out = r; *n = len;
+    return 0;
+}
+
+/* One past the largest queue id store `id` holds (invariant 4). */
+static int id_floor(rn_datadir_t *d, uint32_t id, uint32_t *floor, char *errmsg)
+{
+    uint32_t *ids = NULL;
+    size_t n = 0;
+    int rc = rn_log_queues(d->stores[id]->log, &ids, &n);
+    if (rc != 0) return rn_errf(errmsg, rc, "listing the queues of store %u: %s", id,
+                                rn_strerror(rc));
+    *floor = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] >= *floor) *floor = ids[i] == UINT32_MAX ? UINT32_MAX : ids[i] + 1;
+    free(ids);
+    return 0;
+}
 
 int rn_datadir_topic_create(rn_datadir_t *d, const char *name, uint32_t queues,
                             rn_meta_topic_t *out, char *errmsg)
 {
-    uint32_t *ids = NULL;
-    size_t n = 0;
-    int rc = rn_log_queues(d->log, &ids, &n);
-    if (rc != 0) return rn_errf(errmsg, rc, "listing the queues of store 0: %s", rn_strerror(rc));
     uint32_t floor = 0;
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] >= floor) floor = ids[i] == UINT32_MAX ? UINT32_MAX : ids[i] + 1;
-    free(ids);
-    return rn_meta_topic_create(d->meta, name, queues, 0, floor, out, errmsg);
+    pthread_mutex_lock(&d->mu);
+    int rc = id_floor(d, 0, &floor, errmsg);
+    if (rc == 0) rc = rn_meta_topic_create(d->meta, name, queues, 0, floor, out, errmsg);
+    pthread_mutex_unlock(&d->mu);
+    return rc;
+}
+
+int rn_datadir_topic_alter(rn_datadir_t *d, const char *name, uint32_t queues,
+                           rn_meta_topic_t *out, char *errmsg)
+{
+    rn_meta_topic_t t;
+    rn_meta_item_t *items = NULL;
+    size_t n = 0;
+    uint32_t floor = 0;
+    pthread_mutex_lock(&d->mu);
+    int rc = rn_meta_topic_get(d->meta, name, &t, errmsg);
+    if (rc == 0) rc = rn_meta_items(d->meta, t.id, 0, &items, &n, errmsg);
+    uint32_t store = rc == 0 ? items[n - 1].store_id : 0;
+    if (rc == 0 && !d->stores[store])
+        rc = rn_errf(errmsg, RN_ECORRUPT, "topic '%s' queue 0 is on store %u, which is not open",
+                     name, store);
+    if (rc == 0) rc = id_floor(d, store, &floor, errmsg);
+    if (rc == 0) rc = rn_meta_topic_alter(d->meta, name, queues, store, floor, out, errmsg);
+    if (rc == 0) bump_generation(d);
+    pthread_mutex_unlock(&d->mu);
+    free(items);
+    return rc;
+}
+
+/* ---- queue snapshots ---------------------------------------------------- */
+
+/* Read q's topic and items afresh; d->mu held. */
+static int queue_load(rn_datadir_t *d, const char *topic, uint32_t queue,
+                      rn_datadir_queue_t *q, char *errmsg)
+{
+    rn_meta_topic_t t;
+    rn_meta_item_t *items = NULL;
+    size_t n = 0;
+    uint64_t gen = atomic_load_explicit(&d->gen, memory_order_acquire);
+    int rc = rn_meta_topic_get(d->meta, topic, &t, errmsg);
+    if (rc != 0) return rc;
+    if (queue >= t.queues) {
+        if (t.queues == 1)
+            return rn_errf(errmsg, RN_ENOTFOUND, "topic '%s' has no queue %u; it has only queue 0",
+                           topic, queue);
+        return rn_errf(errmsg, RN_ENOTFOUND, "topic '%s' has no queue %u; it has queues 0..%u",
+                       topic, queue, t.queues - 1);
+    }
+    rc = rn_meta_items(d->meta, t.id, queue, &items, &n, errmsg);
+    if (rc != 0) return rc;
+    char inner[RN_ERRMSG_SIZE] = "";
+    rc = rn_mapping_check(items, n, inner);
+    if (rc != 0) {
+        rn_errf(errmsg, rc, "topic '%s': %s", topic, inner);
+    } else {
+        for (size_t i = 0; i < n && rc == 0; i++)
+            if (!rn_datadir_store_log(d, items[i].store_id))
+                rc = rn_errf(errmsg, RN_ECORRUPT, "topic '%s' queue %u item %u is on store %u, "
+                             "which is not registered", topic, queue, items[i].seq,
+                             items[i].store_id);
+    }
+    if (rc != 0) { free(items); return rc; }
+    free(q->items);
+    q->topic = t;
+    q->queue = queue;
+    q->items = items;
+    q->nitems = n;
+    q->gen = gen;
+    return 0;
 }
 
 int rn_datadir_queue_open(rn_datadir_t *d, const char *topic, uint32_t queue,
                           rn_datadir_queue_t *q, char *errmsg)
 {
     memset(q, 0, sizeof *q);
-    int rc = rn_meta_topic_get(d->meta, topic, &q->topic, errmsg);
-    if (rc != 0) return rc;
-    if (queue >= q->topic.queues) {
-        if (q->topic.queues == 1)
-            return rn_errf(errmsg, RN_ENOTFOUND, "topic '%s' has no queue %u; it has only queue 0",
-                           topic, queue);
-        return rn_errf(errmsg, RN_ENOTFOUND, "topic '%s' has no queue %u; it has queues 0..%u",
-                       topic, queue, q->topic.queues - 1);
-    }
-    rc = rn_meta_items(d->meta, q->topic.id, queue, &q->items, &q->nitems, errmsg);
-    if (rc != 0) return rc;
-    q->queue = queue;
-    const rn_meta_item_t *it = &q->items[0];
-    if (q->nitems != 1 || it->store_id != 0 || it->physical_end != -1) {
-        rc = rn_errf(errmsg, RN_EFORMAT,
-                     "topic '%s' queue %u is mapped in %zu items (first on store %u); this "
-                     "version serves only queues of one open item on store 0",
-                     topic, queue, q->nitems, it->store_id);
-        rn_datadir_queue_close(q);
-        return rc;
-    }
-    return 0;
+    pthread_mutex_lock(&d->mu);
+    int rc = queue_load(d, topic, queue, q, errmsg);
+    pthread_mutex_unlock(&d->mu);
+    return rc;
 }
 
 void rn_datadir_queue_close(rn_datadir_queue_t *q)
@@ -311,50 +536,116 @@ void rn_datadir_queue_close(rn_datadir_queue_t *q)
     q->nitems = 0;
 }
 
-/* The item offsets of this queue go through (invariant 5: the only one). */
-static const rn_meta_item_t *item_of(const rn_datadir_queue_t *q) { return &q->items[0]; }
-
-static int64_t to_logical(const rn_meta_item_t *it, int64_t physical)
+static int stale(rn_datadir_t *d, const rn_datadir_queue_t *q)
 {
-    return physical - it->physical_start + it->logical_start;
+    return atomic_load_explicit(&d->gen, memory_order_acquire) != q->gen;
 }
 
-static int64_t to_physical(const rn_meta_item_t *it, int64_t logical)
+int rn_datadir_queue_refresh(rn_datadir_t *d, rn_datadir_queue_t *q, char *errmsg)
 {
-    return logical - it->logical_start + it->physical_start;
+    if (!stale(d, q)) return 0;
+    char name[RN_META_TOPIC_NAME_MAX + 1];
+    memcpy(name, q->topic.name, sizeof name);
+    pthread_mutex_lock(&d->mu);
+    int rc = queue_load(d, name, q->queue, q, errmsg);
+    pthread_mutex_unlock(&d->mu);
+    return rc;
 }
 
-int rn_datadir_append(rn_datadir_t *d, const rn_datadir_queue_t *q, const uint8_t *batch,
+static rn_log_t *log_of(rn_datadir_t *d, const rn_meta_item_t *it)
+{
+    return d->stores[it->store_id]->log;
+}
+
+/* ---- append ------------------------------------------------------------- */
+
+int rn_datadir_append(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *batch,
                       size_t len, int64_t *base_offset, uint64_t *ticket, char *errmsg)
 {
-    const rn_meta_item_t *it = item_of(q);
-    int64_t pbase;
-    int rc = rn_log_append(d->log, it->physical_id, batch, len, &pbase, ticket, errmsg);
-    if (rc != 0) return rc;
-    *base_offset = to_logical(it, pbase);
-    return 0;
+    int rc = 0;
+    pthread_mutex_lock(&d->mu);
+    if (stale(d, q)) {
+        char name[RN_META_TOPIC_NAME_MAX + 1];
+        memcpy(name, q->topic.name, sizeof name);
+        rc = queue_load(d, name, q->queue, q, errmsg);
+    }
+    if (rc == 0) {
+        const rn_meta_item_t *it = &q->items[q->nitems - 1];
+        int64_t pbase;
+        uint64_t t = 0;
+        rc = rn_log_append(log_of(d, it), it->physical_id, batch, len, &pbase, &t, errmsg);
+        if (rc == 0 && t >> TICKET_SHIFT)
+            rc = rn_errf(errmsg, RN_EFULL, "store %u: commit-log position %llu is past what "
+                         "a ticket holds", it->store_id, (unsigned long long)t);
+        if (rc == 0) {
+            *base_offset = rn_mapping_to_logical(it, pbase);
+            *ticket = (uint64_t)it->store_id << TICKET_SHIFT | t;
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    return rc;
 }
 
 int rn_datadir_wait(rn_datadir_t *d, uint64_t ticket)
 {
-    return rn_log_wait(d->log, ticket);
+    uint32_t id = (uint32_t)(ticket >> TICKET_SHIFT);
+    rn_log_t *log = rn_datadir_store_log(d, id);
+    if (!log) return RN_EINVAL;
+    return rn_log_wait(log, ticket & ((1ull << TICKET_SHIFT) - 1));
 }
 
-int rn_datadir_queue_info(rn_datadir_t *d, const rn_datadir_queue_t *q,
-                          rn_datadir_queue_info_t *out, char *errmsg)
+/* ---- reading ------------------------------------------------------------ */
+
+/* Physical [start, end) of item `it` that readers may use now. */
+static void item_range(rn_datadir_t *d, const rn_meta_item_t *it, int64_t *start, int64_t *end,
+                       uint64_t *batches)
 {
-    const rn_meta_item_t *it = item_of(q);
     rn_log_queue_info_t pi;
-    int rc = rn_log_queue_info(d->log, it->physical_id, &pi);
-    if (rc != 0)
-        return rn_errf(errmsg, rc, "topic '%s' queue %u (physical queue %u): %s",
-                       q->topic.name, q->queue, it->physical_id, rn_strerror(rc));
-    int64_t start = pi.log_start < it->physical_start ? it->physical_start : pi.log_start;
-    int64_t hw = pi.high_watermark < start ? start : pi.high_watermark;
-    out->log_start = to_logical(it, start);
-    out->high_watermark = to_logical(it, hw);
-    out->batches = pi.batches;
+    rn_log_queue_info(log_of(d, it), it->physical_id, &pi);
+    int64_t e = rn_mapping_sealed(it) ? it->physical_end : pi.high_watermark;
+    if (rn_mapping_sealed(it) && pi.high_watermark < e) e = pi.high_watermark;
+    if (e < it->physical_start) e = it->physical_start;
+    int64_t s = pi.log_start > it->physical_start ? pi.log_start : it->physical_start;
+    if (s > e) s = e;
+    *start = s;
+    *end = e;
+    if (batches) *batches = pi.batches;
+}
+
+/* Info of a fresh snapshot. */
+static void info_of(rn_datadir_t *d, const rn_datadir_queue_t *q, rn_datadir_queue_info_t *out)
+{
+    out->log_start = -1;
+    out->batches = 0;
+    for (size_t i = 0; i < q->nitems; i++) {
+        const rn_meta_item_t *it = &q->items[i];
+        int64_t s, e;
+        uint64_t b;
+        item_range(d, it, &s, &e, &b);
+        int last = i + 1 == q->nitems;
+        /* A sealed item retention emptied holds nothing (its start reached
+         * its end); the logical start is in the first that still does. */
+        if (out->log_start < 0 && (s < e || last)) out->log_start = rn_mapping_to_logical(it, s);
+        out->batches += b;
+        if (last) out->high_watermark = rn_mapping_to_logical(it, e);
+    }
+}
+
+int rn_datadir_queue_info(rn_datadir_t *d, rn_datadir_queue_t *q, rn_datadir_queue_info_t *out,
+                          char *errmsg)
+{
+    int rc = rn_datadir_queue_refresh(d, q, errmsg);
+    if (rc != 0) return rc;
+    info_of(d, q, out);
     return 0;
+}
+
+static int range_error(const rn_datadir_queue_t *q, int64_t offset,
+                       const rn_datadir_queue_info_t *info, char *errmsg)
+{
+    return rn_errf(errmsg, RN_ERANGE, "offset %lld is outside topic '%s' queue %u's range "
+                   "[%lld, %lld]", (long long)offset, q->topic.name, q->queue,
+                   (long long)info->log_start, (long long)info->high_watermark);
 }
 
 static int64_t load_be64(const uint8_t *p)
@@ -364,47 +655,370 @@ static int64_t load_be64(const uint8_t *p)
     return (int64_t)v;
 }
 
-int rn_datadir_read(rn_datadir_t *d, const rn_datadir_queue_t *q, int64_t offset,
-                    size_t max_bytes, rn_buf_t *out, uint32_t *nbatches, char *errmsg)
+/* Rewrite the base offsets of the nb batches at out[from..] to logical ones,
+ * cutting any batch at or past a sealed item's end (invariant 3). *next is
+ * the logical offset after the last batch kept; *kept how many were. */
+static int relabel(const rn_datadir_queue_t *q, const rn_meta_item_t *it, rn_buf_t *out,
+                   size_t from, uint32_t nb, uint32_t *kept, int64_t *next, char *errmsg)
 {
-    const rn_meta_item_t *it = item_of(q);
+    size_t pos = from;
+    *kept = 0;
+    for (uint32_t i = 0; i < nb; i++) {
+        size_t sz;
+        if (pos + RN_BATCH_HEADER_SIZE > out->len ||
+            rn_batch_size(out->data + pos, out->len - pos, &sz) != 0 || sz > out->len - pos ||
+            sz < RN_BATCH_HEADER_SIZE)
+            return rn_errf(errmsg, RN_ECORRUPT, "topic '%s' queue %u: a batch read from "
+                           "physical queue %u is malformed", q->topic.name, q->queue,
+                           it->physical_id);
+        int64_t pbase = load_be64(out->data + pos);
+        if (rn_mapping_sealed(it) && pbase >= it->physical_end) break;
+        uint8_t *b = out->data + pos;
+        int64_t count = (int64_t)((uint32_t)b[57] << 24 | (uint32_t)b[58] << 16 |
+                                  (uint32_t)b[59] << 8 | b[60]);
+        rn_batch_set_base_offset(b, rn_mapping_to_logical(it, pbase));
+        *next = rn_mapping_to_logical(it, pbase + count);
+        pos += sz;
+        (*kept)++;
+    }
+    out->len = pos;
+    return 0;
+}
+
+int rn_datadir_read(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t offset, size_t max_bytes,
+                    rn_buf_t *out, uint32_t *nbatches, char *errmsg)
+{
     rn_datadir_queue_info_t info;
     *nbatches = 0;
     int rc = rn_datadir_queue_info(d, q, &info, errmsg);
     if (rc != 0) return rc;
     if (offset < info.log_start || offset > info.high_watermark)
-        return rn_errf(errmsg, RN_ERANGE, "offset %lld is outside topic '%s' queue %u's range "
-                       "[%lld, %lld]", (long long)offset, q->topic.name, q->queue,
-                       (long long)info.log_start, (long long)info.high_watermark);
-    size_t before = out->len;
-    uint32_t nb = 0;
-    rc = rn_log_read(d->log, it->physical_id, to_physical(it, offset), max_bytes, out, &nb,
-                     errmsg);
-    if (rc != 0) { out->len = before; return rc; }
-    size_t pos = before;
-    for (uint32_t i = 0; i < nb; i++) {
-        size_t sz;
-        if (pos + RN_BATCH_HEADER_SIZE > out->len ||
-            rn_batch_size(out->data + pos, out->len - pos, &sz) != 0 || sz > out->len - pos) {
-            out->len = before;
-            return rn_errf(errmsg, RN_ECORRUPT, "topic '%s' queue %u: batch %u of a read at "
-                           "offset %lld is malformed", q->topic.name, q->queue, i,
-                           (long long)offset);
+        return range_error(q, offset, &info, errmsg);
+    size_t before = out->len, total = 0;
+    uint32_t n = 0;
+    size_t idx = 0;
+    if (rn_mapping_find(q->items, q->nitems, offset, &idx) != 0)
+        return range_error(q, offset, &info, errmsg);
+    for (; idx < q->nitems && offset < info.high_watermark; idx++) {
+        const rn_meta_item_t *it = &q->items[idx];
+        int64_t s, e;
+        item_range(d, it, &s, &e, NULL);
+        int64_t p = rn_mapping_to_physical(it, offset);
+        if (p < s) p = s;                   /* retention moved past: start there */
+        if (p >= e) {
+            /* The end of a sealed item that is not yet wholly visible means
+             * wait; the end of a complete one means go on to the next. */
+            if (rn_mapping_sealed(it) && e < it->physical_end) break;
+            offset = rn_mapping_to_logical(it, e);
+            continue;
         }
-        rn_batch_set_base_offset(out->data + pos, to_logical(it, load_be64(out->data + pos)));
-        pos += sz;
+        if (n > 0) {
+            /* Crossing into another item: only whole batches that fit. */
+            rn_log_batch_ref_t ref;
+            if (rn_log_lookup_offset(log_of(d, it), it->physical_id, p, &ref, NULL) != 0 ||
+                total + ref.size > max_bytes)
+                break;
+        }
+        size_t at = out->len;
+        uint32_t got = 0, kept = 0;
+        rc = rn_log_read(log_of(d, it), it->physical_id, p, n ? max_bytes - total : max_bytes,
+                         out, &got, errmsg);
+        if (rc == 0) rc = relabel(q, it, out, at, got, &kept, &offset, errmsg);
+        if (rc != 0) { out->len = before; return rc; }
+        total += out->len - at;
+        n += kept;
+        if (kept < got || total >= max_bytes) break;
+        if (!rn_mapping_sealed(it) || offset < rn_mapping_item_end(it)) break;
     }
-    *nbatches = nb;
+    *nbatches = n;
     return 0;
 }
 
-int rn_datadir_lookup_time(rn_datadir_t *d, const rn_datadir_queue_t *q, int64_t ts,
-                           int64_t *offset, char *errmsg)
+int rn_datadir_lookup_time(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t ts, int64_t *offset,
+                           char *errmsg)
 {
-    const rn_meta_item_t *it = item_of(q);
-    int64_t p;
-    int rc = rn_log_lookup_time(d->log, it->physical_id, ts, &p, errmsg);
+    int rc = rn_datadir_queue_refresh(d, q, errmsg);
     if (rc != 0) return rc;
-    *offset = to_logical(it, p);
+    for (size_t i = 0; i < q->nitems; i++) {
+        const rn_meta_item_t *it = &q->items[i];
+        int64_t s, e, p;
+        item_range(d, it, &s, &e, NULL);
+        if (s >= e && i + 1 < q->nitems) continue;
+        rc = rn_log_lookup_time(log_of(d, it), it->physical_id, ts, &p, errmsg);
+        if (rc != 0) return rc;
+        if (p < s) p = s;
+        if (p < e || i + 1 == q->nitems) {
+            *offset = rn_mapping_to_logical(it, p > e ? e : p);
+            return 0;
+        }
+    }
+    return rn_errf(errmsg, RN_ECORRUPT, "topic '%s' queue %u has no items", q->topic.name,
+                   q->queue);
+}
+
+int rn_datadir_resolve(rn_datadir_t *d, rn_datadir_queue_t *q, rn_datadir_pos_kind_t kind,
+                       int64_t value, int64_t *offset, char *errmsg)
+{
+    rn_datadir_queue_info_t info;
+    int rc = rn_datadir_queue_info(d, q, &info, errmsg);
+    if (rc != 0) return rc;
+    switch (kind) {
+    case RN_POS_EARLIEST: *offset = info.log_start; return 0;
+    case RN_POS_LATEST: *offset = info.high_watermark; return 0;
+    case RN_POS_TIME: return rn_datadir_lookup_time(d, q, value, offset, errmsg);
+    case RN_POS_OFFSET:
+        if (value < info.log_start || value > info.high_watermark)
+            return range_error(q, value, &info, errmsg);
+        *offset = value;
+        return 0;
+    }
+    return rn_errf(errmsg, RN_EINVAL, "bad start position");
+}
+
+/* ---- remap -------------------------------------------------------------- */
+
+/* Lexically normalise an absolute path: no "//", ".", ".." or trailing "/". */
+static int normalize(const char *in, char *out, size_t size)
+{
+    size_t n = 0;
+    const char *p = in;
+    if (*p != '/') return RN_EINVAL;
+    while (*p) {
+        while (*p == '/') p++;
+        const char *e = p;
+        while (*e && *e != '/') e++;
+        size_t len = (size_t)(e - p);
+        if (len == 0 || (len == 1 && p[0] == '.')) {
+            /* skip */
+        } else if (len == 2 && p[0] == '.' && p[1] == '.') {
+            while (n > 0 && out[n - 1] != '/') n--;
+            if (n > 0) n--;
+        } else {
+            if (n + 1 + len + 1 > size) return -ENAMETOOLONG;
+            out[n++] = '/';
+            memcpy(out + n, p, len);
+            n += len;
+        }
+        p = e;
+    }
+    if (n == 0) { if (size < 2) return -ENAMETOOLONG; out[n++] = '/'; }
+    out[n] = '\0';
     return 0;
+}
+
+/* 1 when a is b or a directory above or below it (component-wise). */
+static int nested(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), m = la < lb ? la : lb;
+    if (strncmp(a, b, m) != 0) return 0;
+    if (la == lb) return 1;
+    const char *longer = la > lb ? a : b;
+    return longer[m] == '/' || m == 1;
+}
+
+/* A store path as the user gave it -> its registered form (relative to the
+ * data directory when inside it) and absolute form. */
+static int store_path(rn_datadir_t *d, const char *in, char *reg, size_t regsz, char *abs,
+                      size_t abssz, char *errmsg)
+{
+    char tmp[PATH_MAX * 2];
+    if (in[0] == '/') snprintf(tmp, sizeof tmp, "%s", in);
+    else snprintf(tmp, sizeof tmp, "%s/%s", d->abs, in);
+    int rc = normalize(tmp, abs, abssz);
+    if (rc != 0) return rn_errf(errmsg, RN_EINVAL, "--store: path %.100s is too long", in);
+    size_t dl = strlen(d->abs);
+    if (!strcmp(abs, d->abs))
+        return rn_errf(errmsg, RN_EINVAL, "--store %.100s is the data directory itself; give a "
+                       "directory for the store (e.g. %s/stores/1)", in, d->abs);
+    const char *rel = abs;
+    if (!strncmp(abs, d->abs, dl) && abs[dl] == '/') rel = abs + dl + 1;
+    if (strlen(rel) > RN_META_PATH_MAX || strlen(rel) >= regsz)
+        return rn_errf(errmsg, RN_EINVAL, "--store: path %.100s is too long", in);
+    memcpy(reg, rel, strlen(rel) + 1);
+    return 0;
+}
+
+/* Pick the target store of a remap: an existing one (*is_new = 0) or a new
+ * id at a path checked to be usable (invariant 2). d->mu held. */
+static int remap_target(rn_datadir_t *d, const char *store, uint32_t *id, int *is_new,
+                        char *reg, size_t regsz, char *abs, size_t abssz, char *errmsg)
+{
+    int rc = store_path(d, store, reg, regsz, abs, abssz, errmsg);
+    if (rc != 0) return rc;
+    uint32_t free_id = RN_META_MAX_STORES;
+    for (uint32_t i = 0; i < RN_META_MAX_STORES; i++) {
+        dstore_t *s = d->stores[i];
+        if (!s) { if (free_id == RN_META_MAX_STORES) free_id = i; continue; }
+        if (!strcmp(s->path, reg)) { *id = i; *is_new = 0; return 0; }
+        char sabs[PATH_MAX * 2], snorm[PATH_MAX];
+        if (s->path[0] == '/') snprintf(sabs, sizeof sabs, "%s", s->path);
+        else snprintf(sabs, sizeof sabs, "%s/%s", d->abs, s->path);
+        if (normalize(sabs, snorm, sizeof snorm) == 0 && nested(snorm, abs))
+            return rn_errf(errmsg, RN_EINVAL, "--store %s overlaps store %u at %s; give a "
+                           "directory outside every store, or exactly a store's path", store,
+                           i, s->path);
+    }
+    if (free_id == RN_META_MAX_STORES)
+        return rn_errf(errmsg, RN_EFULL, "a data directory holds at most %d stores",
+                       RN_META_MAX_STORES);
+    struct stat st;
+    if (stat(abs, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            return rn_errf(errmsg, -ENOTDIR, "--store %s is not a directory", store);
+        DIR *dh = opendir(abs);
+        if (!dh) return rn_errf(errmsg, -errno, "cannot read %s: %s", abs, strerror(errno));
+        int empty = 1;
+        struct dirent *e;
+        while ((e = readdir(dh)) != NULL)
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) { empty = 0; break; }
+        closedir(dh);
+        if (!empty && !marker_matches(d, abs))
+            return rn_errf(errmsg, RN_EINVAL, "--store %s is not empty and is not a store of "
+                           "this data directory; give a new or empty directory", store);
+    }
+    *id = free_id;
+    *is_new = 1;
+    return 0;
+}
+
+/* Step (1) of a remap to a new store: the directory and its STORE file,
+ * durably, then the store opened (not yet published in d->stores). */
+static int create_store(rn_datadir_t *d, const char *abs, rn_log_t **log, char *errmsg)
+{
+    char marker[96], inner[RN_ERRMSG_SIZE] = "";
+    int rc = rn_mkdir_p(abs);
+    if (rc != 0) return rn_errf(errmsg, rc, "cannot create store directory %s: %s", abs,
+                                rn_strerror(rc));
+    int n = marker_text(d, marker, sizeof marker);
+    rc = rn_write_file_atomic(abs, STORE_MARKER, marker, (size_t)n);
+    if (rc != 0) return rn_errf(errmsg, rc, "cannot write %s/%s: %s", abs, STORE_MARKER,
+                                rn_strerror(rc));
+    rn_meta_test_point("remap:store-created");
+    rc = rn_log_open(abs, &d->log_opts, log, inner);
+    if (rc != 0) return wrap(errmsg, rc, abs, inner);
+    return 0;
+}
+
+int rn_datadir_remap(rn_datadir_t *d, const char *topic, uint32_t queue, const char *store,
+                     rn_meta_item_t *sealed, rn_meta_item_t *opened, char *errmsg)
+{
+    rn_datadir_queue_t q;
+    char reg[RN_META_PATH_MAX + 1], abs[PATH_MAX];
+    rn_log_t *newlog = NULL;
+    dstore_t *ns = NULL;
+    int is_new = 0;
+    uint32_t target = 0, floor = 0;
+    memset(&q, 0, sizeof q);
+    pthread_mutex_lock(&d->mu);
+    rn_meta_test_point("remap:begin");
+    int rc = queue_load(d, topic, queue, &q, errmsg);
+    if (rc != 0) goto out;
+    const rn_meta_item_t *open = &q.items[q.nitems - 1];
+    target = open->store_id;
+    if (store) {
+        rc = remap_target(d, store, &target, &is_new, reg, sizeof reg, abs, sizeof abs, errmsg);
+        if (rc != 0) goto out;
+    }
+    if (is_new) {
+        ns = calloc(1, sizeof *ns);
+        if (!ns) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto out; }
+        rc = create_store(d, abs, &newlog, errmsg);
+        if (rc != 0) goto out;
+    }
+    /* (2): everything written to the open item's physical queue is durable
+     * and visible, and no append can follow (d->mu): its high watermark is
+     * the item's final end. */
+    rn_log_t *oldlog = log_of(d, open);
+    rc = rn_log_sync(oldlog);
+    if (rc != 0) {
+        rn_errf(errmsg, rc, "syncing store %u before the remap: %s", open->store_id,
+                rn_strerror(rc));
+        goto out;
+    }
+    rn_meta_test_point("remap:synced");
+    rn_log_queue_info_t pi;
+    rn_log_queue_info(oldlog, open->physical_id, &pi);
+    int64_t end = pi.high_watermark > open->physical_start ? pi.high_watermark
+                                                           : open->physical_start;
+    if (is_new) {
+        uint32_t *ids = NULL;
+        size_t nids = 0;
+        rc = rn_log_queues(newlog, &ids, &nids);
+        if (rc != 0) { rn_errf(errmsg, rc, "listing the queues of %s", abs); goto out; }
+        for (size_t i = 0; i < nids; i++)
+            if (ids[i] >= floor) floor = ids[i] == UINT32_MAX ? UINT32_MAX : ids[i] + 1;
+        free(ids);
+    } else {
+        rc = id_floor(d, target, &floor, errmsg);
+        if (rc != 0) goto out;
+    }
+    rn_meta_remap_t r = {
+        .topic_id = q.topic.id, .queue = queue, .open_seq = open->seq, .physical_end = end,
+        .store_id = target, .new_store_path = is_new ? reg : NULL, .min_physical_id = floor,
+    };
+    rn_meta_item_t it;
+    rc = rn_meta_remap(d->meta, &r, &it, errmsg);      /* (3) */
+    if (rc != 0) goto out;
+    if (is_new) {
+        ns->id = target;
+        snprintf(ns->path, sizeof ns->path, "%s", reg);
+        ns->log = newlog;
+        d->stores[target] = ns;
+        ns = NULL;
+        newlog = NULL;
+    }
+    bump_generation(d);
+    if (sealed) { *sealed = *open; sealed->physical_end = end; }
+    if (opened) *opened = it;
+    rn_meta_test_point("remap:committed");
+out:
+    pthread_mutex_unlock(&d->mu);
+    /* A store created for a failed remap stays on disk, unregistered, with
+     * its STORE file: the next remap to that path adopts it. */
+    if (newlog) rn_log_close(newlog);
+    free(ns);
+    rn_datadir_queue_close(&q);
+    return rc;
+}
+
+/* ---- retention ---------------------------------------------------------- */
+
+int rn_datadir_retain(rn_datadir_t *d, uint32_t *segments, uint32_t *items, char *errmsg)
+{
+    rn_meta_topic_t *topics = NULL;
+    size_t nt = 0;
+    *segments = 0;
+    *items = 0;
+    int rc = 0;
+    pthread_mutex_lock(&d->mu);
+    for (uint32_t i = 0; i < RN_META_MAX_STORES && rc == 0; i++) {
+        uint32_t k = 0;
+        if (!d->stores[i]) continue;
+        rc = rn_log_retain(d->stores[i]->log, &k);
+        if (rc != 0) rn_errf(errmsg, rc, "retention on store %u: %s", i, rn_strerror(rc));
+        *segments += k;
+    }
+    if (rc == 0) rc = rn_meta_topic_list(d->meta, &topics, &nt, errmsg);
+    for (size_t t = 0; t < nt && rc == 0; t++) {
+        for (uint32_t qi = 0; qi < topics[t].queues && rc == 0; qi++) {
+            rn_datadir_queue_t q;
+            memset(&q, 0, sizeof q);
+            rc = queue_load(d, topics[t].name, qi, &q, errmsg);
+            size_t drop = 0;
+            while (rc == 0 && drop + 1 < q.nitems) {
+                int64_t s, e;
+                item_range(d, &q.items[drop], &s, &e, NULL);
+                if (s < q.items[drop].physical_end) break;
+                drop++;
+            }
+            if (rc == 0 && drop > 0) {
+                rc = rn_meta_items_drop(d->meta, topics[t].id, qi, q.items[drop].seq, errmsg);
+                if (rc == 0) { *items += (uint32_t)drop; bump_generation(d); }
+            }
+            rn_datadir_queue_close(&q);
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    free(topics);
+    return rc;
 }

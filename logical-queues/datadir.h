@@ -1,19 +1,28 @@
 /*
  * datadir.h — the embedded data directory: one process's exclusive view of
- * a metadata store and its log store, with topic-level operations in
+ * a metadata store and its log stores, with topic-level operations in
  * logical offsets.
  *
  *   DIR/LOCK        flock(LOCK_EX|LOCK_NB) by the holder, which writes
  *                   "pid <pid> <holder>\n" into it
  *   DIR/meta.db     the metadata store (logical-queues/meta.h)
  *   DIR/stores/0/   store 0, an rn_log directory (log/log.h)
+ *   other stores    rn_log directories registered in meta.db (a path relative
+ *                   to DIR, or absolute, e.g. on another disk); each holds a
+ *                   STORE file naming this data directory's identity
  *
  * Offsets in this API are logical: a topic's logical queue translates them to
- * its physical queue through its mapping item (DESIGN.md §3), and batches read
- * through it carry logical base offsets.
+ * physical queues through its mapping items (DESIGN.md §3, mapping.h), and
+ * batches read through it carry logical base offsets. Reads cross item
+ * boundaries; appends go to the open item.
  *
- * Threading: one thread at a time per handle (rn_datadir_wait may be called
- * from any thread, as rn_log_wait).
+ * Threading: any number of threads may use one handle at once, each with its
+ * own rn_datadir_queue_t (a queue handle is used by one thread at a time).
+ * Appends, remaps, alters, retention and every metadata access made here
+ * are serialised by the handle's mutex; reads take it only to re-resolve a
+ * queue whose mapping changed (a generation counter, bumped by every mapping
+ * change, tells them cheaply). rn_datadir_meta's handle is not locked: use it
+ * only when no other thread uses d, or between rn_datadir_meta_lock/unlock.
  */
 #ifndef RN_DATADIR_H
 #define RN_DATADIR_H
@@ -28,7 +37,7 @@
 typedef struct rn_datadir rn_datadir_t;
 
 typedef struct rn_datadir_opts {
-    rn_log_opts_t log;      /* for store 0 */
+    rn_log_opts_t log;      /* for every store */
     const char   *holder;   /* who holds the lock, e.g. "runnel produce logs" */
     int           create;   /* create DIR when absent (else it must hold meta.db) */
 } rn_datadir_opts_t;
@@ -36,70 +45,132 @@ typedef struct rn_datadir_opts {
 /* rn_log_opts_default, holder "runnel", create 0. */
 void rn_datadir_opts_default(rn_datadir_opts_t *o);
 
-/* Lock and open DIR. Errors, each with errmsg naming the directory:
+/* Lock and open DIR and every registered store. Errors, each with errmsg
+ * naming the directory:
  *  RN_ELOCKED    another process holds DIR/LOCK (errmsg names its pid and
  *                holder string)
- *  -ENOENT       DIR or DIR/meta.db is absent and o->create is 0
+ *  -ENOENT       DIR or DIR/meta.db is absent and o->create is 0; or a
+ *                registered store directory is missing
  *  -ENOTDIR      DIR is not a directory
  *  RN_EINVAL     o->create and DIR is a non-empty directory without meta.db
+ *  RN_EFORMAT    a registered store's STORE file names another data directory
  *  any error of rn_meta_open / rn_log_open. */
 int  rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **out,
                      char *errmsg);
-/* Close the store (flushing it: its error is returned), the metadata and the
- * lock. NULL is a no-op. The handle is freed regardless. */
+/* Close every store (flushing it: the first error is returned), the metadata
+ * and the lock. NULL is a no-op. The handle is freed regardless. */
 int  rn_datadir_close(rn_datadir_t *d);
 
 const char *rn_datadir_path(const rn_datadir_t *d);
 rn_meta_t  *rn_datadir_meta(rn_datadir_t *d);    /* borrowed, lives as long as d */
 rn_log_t   *rn_datadir_log(rn_datadir_t *d);     /* store 0, borrowed */
+/* Store `id` (NULL when not open), borrowed, lives as long as d. */
+rn_log_t   *rn_datadir_store_log(rn_datadir_t *d, uint32_t id);
+/* The metadata store with the handle's mutex held, for threads sharing d. */
+rn_meta_t  *rn_datadir_meta_lock(rn_datadir_t *d);
+void        rn_datadir_meta_unlock(rn_datadir_t *d);
+/* Bumped by every change of any mapping (remap, alter, items dropped). */
+uint64_t    rn_datadir_generation(rn_datadir_t *d);
+
+typedef struct rn_datadir_store_info {
+    uint32_t id;
+    char     path[RN_META_PATH_MAX + 1];   /* as registered */
+    uint32_t physical_queues;              /* of live mapping items */
+    uint64_t bytes;                        /* commit-log bytes in use (rn_log_bytes) */
+} rn_datadir_store_info_t;
+
+/* Every store by id; *out malloc'd (caller frees). */
+int  rn_datadir_stores(rn_datadir_t *d, rn_datadir_store_info_t **out, size_t *n,
+                       char *errmsg);
 
 /* Create a topic on store 0. */
 int  rn_datadir_topic_create(rn_datadir_t *d, const char *name, uint32_t queues,
                              rn_meta_topic_t *out, char *errmsg);
+/* Grow a topic to `queues` queues; the new ones live on the store of queue
+ * 0's open item. RN_EINVAL naming the current count unless it grows. */
+int  rn_datadir_topic_alter(rn_datadir_t *d, const char *name, uint32_t queues,
+                            rn_meta_topic_t *out, char *errmsg);
 
-/* A resolved logical queue: its topic and mapping items, read once from
- * meta.db and cached here (the data directory lock guarantees no other
- * process changes them). Fill with rn_datadir_queue_open, release with
- * rn_datadir_queue_close. */
+/* A resolved logical queue: its topic and mapping items (a snapshot read
+ * from meta.db, refreshed by the functions below when the generation moved).
+ * Fill with rn_datadir_queue_open, release with rn_datadir_queue_close. */
 typedef struct rn_datadir_queue {
     rn_meta_topic_t topic;
     uint32_t        queue;
     rn_meta_item_t *items;       /* ordered by seq; the last is open */
     size_t          nitems;
+    uint64_t        gen;         /* generation the snapshot was taken at */
 } rn_datadir_queue_t;
 
-/* RN_ENOTFOUND for an unknown topic ("unknown topic 'x'") or queue ("topic
- * 'x' has queues 0..3"). RN_EFORMAT when the mapping uses something this
- * version does not serve yet (several items, another store). */
+/* RN_ENOTFOUND for an unknown topic ("unknown topic 'x'; topics: ...") or
+ * queue ("topic 'x' has no queue 9; it has queues 0..3"); RN_ECORRUPT when
+ * the stored mapping breaks rn_mapping_check. */
 int  rn_datadir_queue_open(rn_datadir_t *d, const char *topic, uint32_t queue,
                            rn_datadir_queue_t *q, char *errmsg);
 void rn_datadir_queue_close(rn_datadir_queue_t *q);
+/* Re-read q's items if the mapping changed since its snapshot. */
+int  rn_datadir_queue_refresh(rn_datadir_t *d, rn_datadir_queue_t *q, char *errmsg);
 
-/* Append one built batch; *base_offset is its logical base offset; the
- * append is acknowledged when rn_datadir_wait(ticket) returns 0. */
-int  rn_datadir_append(rn_datadir_t *d, const rn_datadir_queue_t *q, const uint8_t *batch,
+/* Append one built batch to the queue's open item (re-resolving q first when
+ * the mapping changed, so an append never lands in a sealed item);
+ * *base_offset is its logical base offset; the append is acknowledged when
+ * rn_datadir_wait(ticket) returns 0. A ticket names its store in the top 8
+ * bits and that store's rn_log ticket below. */
+int  rn_datadir_append(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *batch,
                        size_t len, int64_t *base_offset, uint64_t *ticket, char *errmsg);
 int  rn_datadir_wait(rn_datadir_t *d, uint64_t ticket);
 
 typedef struct rn_datadir_queue_info {
     int64_t  log_start;          /* first readable logical offset */
     int64_t  high_watermark;     /* next logical offset readers may see */
-    uint64_t batches;
+    uint64_t batches;            /* over every item */
 } rn_datadir_queue_info_t;
 
-int  rn_datadir_queue_info(rn_datadir_t *d, const rn_datadir_queue_t *q,
+/* log_start = the first item that still holds records: its logical_start +
+ * (physical log start - physical_start); high watermark = the open item's
+ * end. */
+int  rn_datadir_queue_info(rn_datadir_t *d, rn_datadir_queue_t *q,
                            rn_datadir_queue_info_t *out, char *errmsg);
 
-/* Whole batches from the one containing logical offset, as rn_log_read, with
- * each batch's base offset rewritten to its logical value. Appends to out.
- * RN_ERANGE outside [log_start, high_watermark], errmsg
- * "offset 99 is outside queue 0's range [0, 42]". */
-int  rn_datadir_read(rn_datadir_t *d, const rn_datadir_queue_t *q, int64_t offset,
+/* Whole batches from the one containing logical offset, as rn_log_read (at
+ * least one batch, more while within max_bytes), crossing into the following
+ * items, each batch's base offset rewritten to its logical value. Appends
+ * to out. RN_ERANGE outside [log_start, high_watermark], errmsg
+ * "offset 99 is outside topic 'x' queue 0's range [0, 42]". */
+int  rn_datadir_read(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t offset,
                      size_t max_bytes, rn_buf_t *out, uint32_t *nbatches, char *errmsg);
 
-/* Logical offset of the first record with timestamp >= ts (the high
- * watermark when none is that late). */
-int  rn_datadir_lookup_time(rn_datadir_t *d, const rn_datadir_queue_t *q, int64_t ts,
+/* Logical offset of the first record with timestamp >= ts, over every item
+ * in order (the high watermark when none is that late). */
+int  rn_datadir_lookup_time(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t ts,
                             int64_t *offset, char *errmsg);
+
+/* A start position. */
+typedef enum rn_datadir_pos_kind {
+    RN_POS_EARLIEST, RN_POS_LATEST, RN_POS_OFFSET, RN_POS_TIME
+} rn_datadir_pos_kind_t;
+
+/* The logical offset a position names in q. An OFFSET outside
+ * [log_start, high_watermark] is RN_ERANGE with errmsg naming that range. */
+int  rn_datadir_resolve(rn_datadir_t *d, rn_datadir_queue_t *q, rn_datadir_pos_kind_t kind,
+                        int64_t value, int64_t *offset, char *errmsg);
+
+/* Remap (topic, queue): seal its open item at the current logical end and
+ * open a new item on a fresh physical queue, in the same store (store NULL)
+ * or in the store at path `store` (relative to the data directory, or
+ * absolute; a new directory is created, registered and opened). No data is
+ * copied. Crash-safe order: (1) create and fsync the new store directory and
+ * its STORE file, open it; (2) fsync the old store so everything written to
+ * the sealed physical queue is durable; (3) one metadata transaction seals,
+ * registers and opens. A crash before (3) commits leaves the mapping as it
+ * was (a new store directory, if any, stays unregistered and is adopted by
+ * the next remap to it). Appends on d are held off from (2) to the end.
+ * *sealed / *opened (may be NULL) receive the two items. */
+int  rn_datadir_remap(rn_datadir_t *d, const char *topic, uint32_t queue, const char *store,
+                      rn_meta_item_t *sealed, rn_meta_item_t *opened, char *errmsg);
+
+/* Apply every store's retention now (rn_log_retain), then drop the sealed
+ * items it emptied, advancing those queues' logical start. */
+int  rn_datadir_retain(rn_datadir_t *d, uint32_t *segments, uint32_t *items, char *errmsg);
 
 #endif

@@ -1,14 +1,19 @@
 /*
  * meta.c — the topic metadata store in SQLite (see meta.h for the model).
  *
- * Schema (version 1, PRAGMA user_version):
+ * Schema (version 2, PRAGMA user_version):
  *
  *   stores(id, path)                       a store = an rn_log directory
  *   topics(id, name UNIQUE, created_ms)
  *   physical_queues(id, store_id)          id allocated from counters, never reused
  *   queue_items(topic_id, queue, seq, logical_start,
  *               physical_id, physical_start, physical_end NULL = open)
- *   counters(name, value)                  'next_physical_id'
+ *   counters(name, value)                  'next_physical_id', 'datadir_id'
+ *   -- version 2:
+ *   consumer_groups(name, created_ms)
+ *   group_offsets(group_name, topic_id, queue, next_offset, updated_ms)
+ *   checkpoints(id, group_name, name, created_ms)   UNIQUE(group_name, name)
+ *   checkpoint_offsets(checkpoint_id, topic_id, queue, next_offset)
  *
  * Invariants:
  *  1. Every change runs in one BEGIN IMMEDIATE transaction; a failure rolls it
@@ -20,11 +25,18 @@
  *  4. The schema is upgraded step by step from the file's user_version to
  *     RN_META_SCHEMA_VERSION, each step with its version bump in one
  *     transaction; a newer file is refused, never downgraded.
- *  5. Durability: WAL with synchronous=FULL. Metadata changes are rare (topic
- *     creation, later remaps and offset commits) and a topic whose creation
- *     was lost by a power cut after a producer had already written to its
- *     physical queues would orphan that data; FULL makes each commit durable
- *     before it returns, at one fsync per change.
+ *  5. Durability: WAL with synchronous=FULL for structural changes (topic
+ *     creation, alter, remap, stores, checkpoints): a topic or item whose
+ *     creation was lost by a power cut after a producer had already written to
+ *     its physical queues would orphan that data; FULL makes each commit
+ *     durable before it returns, at one fsync per change. Offset commits are
+ *     frequent and re-derivable (a consumer re-reads from an older offset), so
+ *     they run with synchronous=NORMAL unless asked otherwise: a WAL commit
+ *     that survives kill -9 (it is in the OS) at no fsync; see meta.h.
+ *  6. A remap or an alter writes items only through this file, always with
+ *     physical_start 0 on a physical queue no other item uses; a remap
+ *     checks the open item's seq inside its transaction, so two remaps
+ *     cannot both seal the same item.
  */
 #include "logical-queues/meta.h"
 
@@ -41,6 +53,7 @@
 
 struct rn_meta {
     sqlite3 *db;
+    int      offsets_full;     /* offset commits with synchronous=FULL */
 };
 
 /* Schema steps: migrations[v] takes a file from version v to v + 1. */
@@ -72,7 +85,38 @@ static const char *const migrations[RN_META_SCHEMA_VERSION] = {
     "  name  TEXT PRIMARY KEY,"
     "  value INTEGER NOT NULL) WITHOUT ROWID;"
     "INSERT INTO counters VALUES ('next_physical_id', 0);",
+    /* 1 -> 2 */
+    "CREATE TABLE consumer_groups("
+    "  name       TEXT PRIMARY KEY,"
+    "  created_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE group_offsets("
+    "  group_name  TEXT NOT NULL REFERENCES consumer_groups(name),"
+    "  topic_id    INTEGER NOT NULL REFERENCES topics(id),"
+    "  queue       INTEGER NOT NULL CHECK (queue >= 0),"
+    "  next_offset INTEGER NOT NULL CHECK (next_offset >= 0),"
+    "  updated_ms  INTEGER NOT NULL,"
+    "  PRIMARY KEY (group_name, topic_id, queue)) WITHOUT ROWID;"
+    "CREATE TABLE checkpoints("
+    "  id         INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  group_name TEXT NOT NULL REFERENCES consumer_groups(name),"
+    "  name       TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  UNIQUE (group_name, name));"
+    "CREATE TABLE checkpoint_offsets("
+    "  checkpoint_id INTEGER NOT NULL REFERENCES checkpoints(id) ON DELETE CASCADE,"
+    "  topic_id      INTEGER NOT NULL REFERENCES topics(id),"
+    "  queue         INTEGER NOT NULL CHECK (queue >= 0),"
+    "  next_offset   INTEGER NOT NULL CHECK (next_offset >= 0),"
+    "  PRIMARY KEY (checkpoint_id, topic_id, queue)) WITHOUT ROWID;"
+    "INSERT INTO counters VALUES ('datadir_id', abs(random() % 9007199254740991));",
 };
+
+void (*rn_meta_test_hook)(const char *point);
+
+void rn_meta_test_point(const char *point)
+{
+    if (rn_meta_test_hook) rn_meta_test_hook(point);
+}
 
 /* Map a SQLite failure to a runnel code and message. */
 static int sql_err(rn_meta_t *m, int src, const char *what, char *errmsg)
@@ -228,7 +272,7 @@ void rn_meta_close(rn_meta_t *m)
     free(m);
 }
 
-int rn_meta_check_topic_name(const char *name, char *errmsg)
+int rn_meta_check_name(const char *kind, const char *name, char *errmsg)
 {
     size_t len = strlen(name);
     int ok = len >= 1 && len <= RN_META_TOPIC_NAME_MAX &&
@@ -240,8 +284,13 @@ int rn_meta_check_topic_name(const char *name, char *errmsg)
     }
     if (ok) return 0;
     return rn_errf(errmsg, RN_EINVAL,
-                   "invalid topic name '%.64s%s': use 1-%d characters of A-Z a-z 0-9 . _ - "
-                   "(not '.' or '..')", name, len > 64 ? "..." : "", RN_META_TOPIC_NAME_MAX);
+                   "invalid %s name '%.64s%s': use 1-%d characters of A-Z a-z 0-9 . _ - "
+                   "(not '.' or '..')", kind, name, len > 64 ? "..." : "", RN_META_TOPIC_NAME_MAX);
+}
+
+int rn_meta_check_topic_name(const char *name, char *errmsg)
+{
+    return rn_meta_check_name("topic", name, errmsg);
 }
 
 int rn_meta_store_register(rn_meta_t *m, uint32_t id, const char *path, char *errmsg)
@@ -303,11 +352,91 @@ static int topic_from_row(sqlite3_stmt *st, rn_meta_topic_t *t)
     "  (SELECT count(DISTINCT queue) FROM queue_items WHERE topic_id = t.id)" \
     " FROM topics t"
 
+/* Step a statement that returns no row; reset it for reuse. */
+static int step_done(rn_meta_t *m, sqlite3_stmt *st, const char *what, char *errmsg)
+{
+    int s = sqlite3_step(st);
+    sqlite3_reset(st);
+    return s == SQLITE_DONE ? 0 : sql_err(m, s, what, errmsg);
+}
+
+/* Inside a transaction: RN_ENOTFOUND unless store_id is registered. */
+static int check_store(rn_meta_t *m, uint32_t store_id, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(m, "SELECT count(*) FROM stores WHERE id = ?1", &st, errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_int64(st, 1, store_id);
+    int s = sqlite3_step(st);
+    if (s != SQLITE_ROW) rc = sql_err(m, s, "find store", errmsg);
+    else if (sqlite3_column_int64(st, 0) != 1)
+        rc = rn_errf(errmsg, RN_ENOTFOUND, "meta.db: no store %u", store_id);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Inside a transaction: reserve `count` fresh physical ids on store_id, all
+ * >= min_id (invariant 3), recording them in physical_queues. *first is the
+ * first of them; they are consecutive. */
+static int alloc_physical(rn_meta_t *m, uint32_t count, uint32_t store_id, uint32_t min_id,
+                          int64_t *first, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t next = 0;
+    int rc = query_int(m, "SELECT value FROM counters WHERE name = 'next_physical_id'", &next,
+                       errmsg);
+    if (rc != 0) return rc;
+    if (next < min_id) next = min_id;
+    if (next < 0 || next + count - 1 > (int64_t)UINT32_MAX)
+        return rn_errf(errmsg, RN_EFULL, "physical queue ids are exhausted (next would be %lld)",
+                       (long long)next);
+    rc = prepare(m, "INSERT INTO physical_queues(id, store_id) VALUES (?1, ?2)", &st, errmsg);
+    if (rc != 0) return rc;
+    for (uint32_t i = 0; i < count && rc == 0; i++) {
+        sqlite3_bind_int64(st, 1, next + i);
+        sqlite3_bind_int64(st, 2, store_id);
+        rc = step_done(m, st, "insert physical queue", errmsg);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc != 0) return rc;
+    rc = prepare(m, "UPDATE counters SET value = ?1 WHERE name = 'next_physical_id'", &st, errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_int64(st, 1, next + count);
+    rc = step_done(m, st, "advance physical id", errmsg);
+    sqlite3_finalize(st);
+    if (rc == 0) *first = next;
+    return rc;
+}
+
+/* Inside a transaction: queues [from, to) of topic_id, each with one open
+ * item at logical 0 on a fresh physical queue of store_id. */
+static int add_queues(rn_meta_t *m, int64_t topic_id, uint32_t from, uint32_t to,
+                      uint32_t store_id, uint32_t min_physical_id, char *errmsg)
+{
+    sqlite3_stmt *item = NULL;
+    int64_t first = 0;
+    int rc = check_store(m, store_id, errmsg);
+    if (rc == 0) rc = alloc_physical(m, to - from, store_id, min_physical_id, &first, errmsg);
+    if (rc != 0) return rc;
+    rc = prepare(m, "INSERT INTO queue_items(topic_id, queue, seq, logical_start, physical_id,"
+                    " physical_start, physical_end) VALUES (?1, ?2, 0, 0, ?3, 0, NULL)",
+                 &item, errmsg);
+    for (uint32_t q = from; q < to && rc == 0; q++) {
+        sqlite3_bind_int64(item, 1, topic_id);
+        sqlite3_bind_int64(item, 2, q);
+        sqlite3_bind_int64(item, 3, first + (q - from));
+        rc = step_done(m, item, "insert queue item", errmsg);
+    }
+    sqlite3_finalize(item);
+    return rc;
+}
+
 int rn_meta_topic_create(rn_meta_t *m, const char *name, uint32_t queues,
                          uint32_t store_id, uint32_t min_physical_id,
                          rn_meta_topic_t *out, char *errmsg)
 {
-    sqlite3_stmt *st = NULL, *pq = NULL, *item = NULL;
+    sqlite3_stmt *st = NULL;
     int rc = rn_meta_check_topic_name(name, errmsg);
     if (rc != 0) return rc;
     if (queues < 1 || queues > RN_META_MAX_QUEUES)
@@ -315,22 +444,14 @@ int rn_meta_topic_create(rn_meta_t *m, const char *name, uint32_t queues,
                        RN_META_MAX_QUEUES, queues);
     rc = begin(m, errmsg);
     if (rc != 0) return rc;
-
-    int64_t n = 0;
-    rc = prepare(m, "SELECT count(*) FROM stores WHERE id = ?1", &st, errmsg);
+    rc = check_store(m, store_id, errmsg);
     if (rc != 0) goto out;
-    sqlite3_bind_int64(st, 1, store_id);
-    int s = sqlite3_step(st);
-    if (s != SQLITE_ROW) { rc = sql_err(m, s, "find store", errmsg); goto out; }
-    n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st); st = NULL;
-    if (n != 1) { rc = rn_errf(errmsg, RN_ENOTFOUND, "meta.db: no store %u", store_id); goto out; }
 
     rc = prepare(m, "INSERT INTO topics(name, created_ms) VALUES (?1, ?2)", &st, errmsg);
     if (rc != 0) goto out;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, rn_sys.now_ms());
-    s = sqlite3_step(st);
+    int s = sqlite3_step(st);
     if ((s & 0xff) == SQLITE_CONSTRAINT) {
         rc = rn_errf(errmsg, RN_EEXIST, "topic '%s' already exists", name);
         goto out;
@@ -339,70 +460,58 @@ int rn_meta_topic_create(rn_meta_t *m, const char *name, uint32_t queues,
     int64_t topic_id = sqlite3_last_insert_rowid(m->db);
     sqlite3_finalize(st); st = NULL;
 
-    int64_t next = 0;
-    rc = query_int(m, "SELECT value FROM counters WHERE name = 'next_physical_id'", &next, errmsg);
+    rc = add_queues(m, topic_id, 0, queues, store_id, min_physical_id, errmsg);
     if (rc != 0) goto out;
-    if (next < min_physical_id) next = min_physical_id;
-    if (next < 0 || next + queues - 1 > (int64_t)UINT32_MAX) {
-        rc = rn_errf(errmsg, RN_EFULL, "physical queue ids are exhausted (next would be %lld)",
-                     (long long)next);
-        goto out;
-    }
-
-    rc = prepare(m, "INSERT INTO physical_queues(id, store_id) VALUES (?1, ?2)", &pq, errmsg);
-    if (rc != 0) goto out;
-    rc = prepare(m, "INSERT INTO queue_items(topic_id, queue, seq, logical_start, physical_id,"
-                    " physical_start, physical_end) VALUES (?1, ?2, 0, 0, ?3, 0, NULL)",
-                 &item, errmsg);
-    if (rc != 0) goto out;
-    for (uint32_t q = 0; q < queues; q++) {
-        sqlite3_reset(pq);
-        sqlite3_bind_int64(pq, 1, next + q);
-        sqlite3_bind_int64(pq, 2, store_id);
-        s = sqlite3_step(pq);
-        if (s != SQLITE_DONE) { rc = sql_err(m, s, "insert physical queue", errmsg); goto out; }
-        sqlite3_reset(item);
-        sqlite3_bind_int64(item, 1, topic_id);
-        sqlite3_bind_int64(item, 2, q);
-        sqlite3_bind_int64(item, 3, next + q);
-        s = sqlite3_step(item);
-        if (s != SQLITE_DONE) { rc = sql_err(m, s, "insert queue item", errmsg); goto out; }
-    }
-
-    rc = prepare(m, "UPDATE counters SET value = ?1 WHERE name = 'next_physical_id'", &st, errmsg);
-    if (rc != 0) goto out;
-    sqlite3_bind_int64(st, 1, next + queues);
-    s = sqlite3_step(st);
-    if (s != SQLITE_DONE) { rc = sql_err(m, s, "advance physical id", errmsg); goto out; }
-    sqlite3_finalize(st); st = NULL;
-    sqlite3_finalize(pq); pq = NULL;
-    sqlite3_finalize(item); item = NULL;
-
     rc = commit(m, errmsg);
     if (rc != 0) goto out;
     if (out) rc = rn_meta_topic_get(m, name, out, errmsg);
     return rc;
 out:
     sqlite3_finalize(st);
-    sqlite3_finalize(pq);
-    sqlite3_finalize(item);
     rollback(m);
     return rc;
 }
 
-/* "topics: a, b, c" (the first few by name) or "there are no topics", for
- * the message of an unknown topic. Best effort: a failing query says less. */
-static void topic_names(rn_meta_t *m, char *out, size_t size)
+int rn_meta_topic_alter(rn_meta_t *m, const char *name, uint32_t queues, uint32_t store_id,
+                        uint32_t min_physical_id, rn_meta_topic_t *out, char *errmsg)
+{
+    rn_meta_topic_t t;
+    int rc = begin(m, errmsg);
+    if (rc != 0) return rc;
+    rc = rn_meta_topic_get(m, name, &t, errmsg);
+    if (rc != 0) goto out;
+    if (queues <= t.queues || queues > RN_META_MAX_QUEUES) {
+        rc = rn_errf(errmsg, RN_EINVAL, "topic '%s' has %u queue%s; --queues must be more than "
+                     "%u and at most %d (queues are never removed)", name, t.queues,
+                     t.queues == 1 ? "" : "s", t.queues, RN_META_MAX_QUEUES);
+        goto out;
+    }
+    rc = add_queues(m, t.id, t.queues, queues, store_id, min_physical_id, errmsg);
+    if (rc != 0) goto out;
+    rc = commit(m, errmsg);
+    if (rc != 0) goto out;
+    if (out) rc = rn_meta_topic_get(m, name, out, errmsg);
+    return rc;
+out:
+    rollback(m);
+    return rc;
+}
+
+/* "LEAD a, b, c" (the first few rows of a one-column query, bound to text
+ * arg1 when not NULL) or `none` when there are none, for messages that name
+ * the valid values. Best effort: a failing query says less. */
+static void names_list(rn_meta_t *m, const char *sql, const char *arg1, const char *lead,
+                       const char *none, char *out, size_t size)
 {
     sqlite3_stmt *st = NULL;
     size_t n = 0;
     int count = 0;
     out[0] = '\0';
-    if (sqlite3_prepare_v2(m->db, "SELECT name FROM topics ORDER BY name LIMIT 9", -1, &st,
-                           NULL) != SQLITE_OK) {
-        snprintf(out, size, "`topic list` shows the topics");
+    if (sqlite3_prepare_v2(m->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(out, size, "%s", none);
         return;
     }
+    if (arg1) sqlite3_bind_text(st, 1, arg1, -1, SQLITE_STATIC);
     while (sqlite3_step(st) == SQLITE_ROW) {
         const char *t = (const char *)sqlite3_column_text(st, 0);
         if (!t) continue;
@@ -410,13 +519,19 @@ static void topic_names(rn_meta_t *m, char *out, size_t size)
             snprintf(out + n, size - n, ", ...");
             break;
         }
-        int w = snprintf(out + n, size - n, "%s%s", count ? ", " : "topics: ", t);
+        int w = snprintf(out + n, size - n, "%s%s", count ? ", " : lead, t);
         if (w < 0 || (size_t)w >= size - n) break;
         n += (size_t)w;
         count++;
     }
     sqlite3_finalize(st);
-    if (count == 0) snprintf(out, size, "there are no topics");
+    if (count == 0) snprintf(out, size, "%s", none);
+}
+
+static void topic_names(rn_meta_t *m, char *out, size_t size)
+{
+    names_list(m, "SELECT name FROM topics ORDER BY name LIMIT 9", NULL, "topics: ",
+               "there are no topics", out, size);
 }
 
 int rn_meta_topic_get(rn_meta_t *m, const char *name, rn_meta_topic_t *out, char *errmsg)
@@ -528,5 +643,577 @@ int rn_meta_items(rn_meta_t *m, int64_t topic_id, uint32_t queue,
 fail:
     sqlite3_finalize(st);
     free(v);
+    return rc;
+}
+
+/* ---- data directory identity, offset durability, stores ----------------- */
+
+/* Make room for one more element in a malloc'd array. */
+static int grow(void **v, size_t *cap, size_t len, size_t elem, char *errmsg)
+{
+    if (len < *cap) return 0;
+    size_t ncap = *cap ? *cap * 2 : 8;
+    void *p = realloc(*v, ncap * elem);
+    if (!p) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    *v = p;
+    *cap = ncap;
+    return 0;
+}
+
+/* Copy a text column into out[0..max] or fail as damaged. */
+static int text_col(sqlite3_stmt *st, int col, char *out, size_t max)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    int len = sqlite3_column_bytes(st, col);
+    if (!t || len < 0 || (size_t)len > max) return RN_ECORRUPT;
+    memcpy(out, t, (size_t)len);
+    out[len] = '\0';
+    return 0;
+}
+
+int rn_meta_datadir_id(rn_meta_t *m, int64_t *id, char *errmsg)
+{
+    return query_int(m, "SELECT value FROM counters WHERE name = 'datadir_id'", id, errmsg);
+}
+
+int rn_meta_set_offset_sync(rn_meta_t *m, int full, char *errmsg)
+{
+    m->offsets_full = full ? 1 : 0;
+    return 0;
+}
+
+int rn_meta_store_list(rn_meta_t *m, rn_meta_store_t **out, size_t *n, char *errmsg)
+{
+    *out = NULL; *n = 0;
+    sqlite3_stmt *st = NULL;
+    rn_meta_store_t *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc = prepare(m, "SELECT s.id, s.path, (SELECT count(*) FROM queue_items qi JOIN "
+                        "physical_queues pq ON pq.id = qi.physical_id WHERE pq.store_id = s.id)"
+                        " FROM stores s ORDER BY s.id", &st, errmsg);
+    if (rc != 0) return rc;
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = grow((void **)&v, &cap, len, sizeof *v, errmsg)) != 0) goto fail;
+        int64_t id = sqlite3_column_int64(st, 0), nq = sqlite3_column_int64(st, 2);
+        if (id < 0 || id >= RN_META_MAX_STORES || nq < 0 || nq > UINT32_MAX ||
+            text_col(st, 1, v[len].path, RN_META_PATH_MAX) != 0) {
+            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: a store row is damaged (stores have ids "
+                         "0..%d)", RN_META_MAX_STORES - 1);
+            goto fail;
+        }
+        v[len].id = (uint32_t)id;
+        v[len].physical_queues = (uint32_t)nq;
+        len++;
+    }
+    if (s != SQLITE_DONE) { rc = sql_err(m, s, "list stores", errmsg); goto fail; }
+    sqlite3_finalize(st);
+    *out = v; *n = len;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    free(v);
+    return rc;
+}
+
+/* ---- remap and retention ------------------------------------------------ */
+
+int rn_meta_remap(rn_meta_t *m, const rn_meta_remap_t *r, rn_meta_item_t *opened, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    rn_meta_item_t *items = NULL;
+    size_t n = 0;
+    int rc = begin(m, errmsg);
+    if (rc != 0) return rc;
+    if (r->new_store_path) {
+        rc = prepare(m, "INSERT INTO stores(id, path) VALUES (?1, ?2)", &st, errmsg);
+        if (rc != 0) goto out;
+        sqlite3_bind_int64(st, 1, r->store_id);
+        sqlite3_bind_text(st, 2, r->new_store_path, -1, SQLITE_STATIC);
+        int s = sqlite3_step(st);
+        if ((s & 0xff) == SQLITE_CONSTRAINT) {
+            rc = rn_errf(errmsg, RN_EEXIST, "store %u or path %.200s is already registered",
+                         r->store_id, r->new_store_path);
+            goto out;
+        }
+        if (s != SQLITE_DONE) { rc = sql_err(m, s, "register store", errmsg); goto out; }
+        sqlite3_finalize(st); st = NULL;
+    }
+    rc = check_store(m, r->store_id, errmsg);
+    if (rc != 0) goto out;
+    /* Re-read the items inside the transaction (invariant 6). */
+    rc = rn_meta_items(m, r->topic_id, r->queue, &items, &n, errmsg);
+    if (rc != 0) goto out;
+    const rn_meta_item_t *open = &items[n - 1];
+    if (open->seq != r->open_seq || open->physical_end != -1) {
+        rc = rn_errf(errmsg, RN_EEXIST, "queue %u was remapped meanwhile (open item %u, not %u)",
+                     r->queue, open->seq, r->open_seq);
+        goto out;
+    }
+    if (r->physical_end < open->physical_start || open->seq == UINT32_MAX) {
+        rc = rn_errf(errmsg, RN_EINVAL, "queue %u: cannot seal item %u at physical %lld, below "
+                     "its start %lld", r->queue, open->seq, (long long)r->physical_end,
+                     (long long)open->physical_start);
+        goto out;
+    }
+    rc = prepare(m, "UPDATE queue_items SET physical_end = ?1 WHERE topic_id = ?2 AND queue = ?3"
+                    " AND seq = ?4 AND physical_end IS NULL", &st, errmsg);
+    if (rc != 0) goto out;
+    sqlite3_bind_int64(st, 1, r->physical_end);
+    sqlite3_bind_int64(st, 2, r->topic_id);
+    sqlite3_bind_int64(st, 3, r->queue);
+    sqlite3_bind_int64(st, 4, open->seq);
+    rc = step_done(m, st, "seal item", errmsg);
+    sqlite3_finalize(st); st = NULL;
+    if (rc != 0) goto out;
+    if (sqlite3_changes(m->db) != 1) {
+        rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: queue %u item %u could not be sealed",
+                     r->queue, open->seq);
+        goto out;
+    }
+    int64_t pid = 0;
+    rc = alloc_physical(m, 1, r->store_id, r->min_physical_id, &pid, errmsg);
+    if (rc != 0) goto out;
+    rn_meta_item_t it = {
+        .queue = r->queue, .seq = open->seq + 1,
+        .logical_start = open->logical_start + (r->physical_end - open->physical_start),
+        .physical_id = (uint32_t)pid, .store_id = r->store_id,
+        .physical_start = 0, .physical_end = -1,
+    };
+    rc = prepare(m, "INSERT INTO queue_items(topic_id, queue, seq, logical_start, physical_id,"
+                    " physical_start, physical_end) VALUES (?1, ?2, ?3, ?4, ?5, 0, NULL)",
+                 &st, errmsg);
+    if (rc != 0) goto out;
+    sqlite3_bind_int64(st, 1, r->topic_id);
+    sqlite3_bind_int64(st, 2, it.queue);
+    sqlite3_bind_int64(st, 3, it.seq);
+    sqlite3_bind_int64(st, 4, it.logical_start);
+    sqlite3_bind_int64(st, 5, it.physical_id);
+    rc = step_done(m, st, "insert queue item", errmsg);
+    sqlite3_finalize(st); st = NULL;
+    if (rc != 0) goto out;
+    rn_meta_test_point("remap:in-transaction");
+    rc = commit(m, errmsg);
+    if (rc != 0) goto out;
+    free(items);
+    if (opened) *opened = it;
+    return 0;
+out:
+    sqlite3_finalize(st);
+    free(items);
+    rollback(m);
+    return rc;
+}
+
+int rn_meta_items_drop(rn_meta_t *m, int64_t topic_id, uint32_t queue, uint32_t below_seq,
+                       char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = begin(m, errmsg);
+    if (rc != 0) return rc;
+    rc = prepare(m, "SELECT count(*) FROM queue_items WHERE topic_id = ?1 AND queue = ?2 AND "
+                    "seq < ?3 AND physical_end IS NULL", &st, errmsg);
+    if (rc != 0) goto out;
+    sqlite3_bind_int64(st, 1, topic_id);
+    sqlite3_bind_int64(st, 2, queue);
+    sqlite3_bind_int64(st, 3, below_seq);
+    int s = sqlite3_step(st);
+    if (s != SQLITE_ROW) { rc = sql_err(m, s, "find open item", errmsg); goto out; }
+    if (sqlite3_column_int64(st, 0) != 0) {
+        rc = rn_errf(errmsg, RN_EINVAL, "queue %u: items below seq %u include the open one",
+                     queue, below_seq);
+        goto out;
+    }
+    sqlite3_finalize(st); st = NULL;
+    rc = prepare(m, "DELETE FROM queue_items WHERE topic_id = ?1 AND queue = ?2 AND seq < ?3",
+                 &st, errmsg);
+    if (rc != 0) goto out;
+    sqlite3_bind_int64(st, 1, topic_id);
+    sqlite3_bind_int64(st, 2, queue);
+    sqlite3_bind_int64(st, 3, below_seq);
+    rc = step_done(m, st, "drop items", errmsg);
+    sqlite3_finalize(st); st = NULL;
+    if (rc != 0) goto out;
+    return commit(m, errmsg);
+out:
+    sqlite3_finalize(st);
+    rollback(m);
+    return rc;
+}
+
+/* ---- consumer groups ---------------------------------------------------- */
+
+#define GROUP_SELECT                                                                     \
+    "SELECT g.name, g.created_ms,"                                                       \
+    "  (SELECT count(*) FROM group_offsets o WHERE o.group_name = g.name),"              \
+    "  (SELECT count(*) FROM checkpoints c WHERE c.group_name = g.name)"                 \
+    " FROM consumer_groups g"
+
+static int group_from_row(sqlite3_stmt *st, rn_meta_group_t *g)
+{
+    memset(g, 0, sizeof *g);
+    if (text_col(st, 0, g->name, RN_META_NAME_MAX) != 0) return RN_ECORRUPT;
+    g->created_ms = sqlite3_column_int64(st, 1);
+    g->offsets = (uint32_t)sqlite3_column_int64(st, 2);
+    g->checkpoints = (uint32_t)sqlite3_column_int64(st, 3);
+    return 0;
+}
+
+int rn_meta_group_get(rn_meta_t *m, const char *name, rn_meta_group_t *out, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(m, GROUP_SELECT " WHERE g.name = ?1", &st, errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+        if (group_from_row(st, out) != 0)
+            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: the row of group '%.100s' is damaged",
+                         name);
+    } else if (s == SQLITE_DONE) {
+        char known[200];
+        names_list(m, "SELECT name FROM consumer_groups ORDER BY name LIMIT 9", NULL, "groups: ",
+                   "there are no groups (consuming with --group G creates one)", known,
+                   sizeof known);
+        rc = rn_errf(errmsg, RN_ENOTFOUND, "unknown group '%.60s%s'; %s", name,
+                     strlen(name) > 60 ? "..." : "", known);
+    } else {
+        rc = sql_err(m, s, "read group", errmsg);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int rn_meta_group_list(rn_meta_t *m, rn_meta_group_t **out, size_t *n, char *errmsg)
+{
+    *out = NULL; *n = 0;
+    sqlite3_stmt *st = NULL;
+    rn_meta_group_t *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc = prepare(m, GROUP_SELECT " ORDER BY g.name", &st, errmsg);
+    if (rc != 0) return rc;
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = grow((void **)&v, &cap, len, sizeof *v, errmsg)) != 0) goto fail;
+        if (group_from_row(st, &v[len]) != 0) {
+            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: a group row is damaged");
+            goto fail;
+        }
+        len++;
+    }
+    if (s != SQLITE_DONE) { rc = sql_err(m, s, "list groups", errmsg); goto fail; }
+    sqlite3_finalize(st);
+    *out = v; *n = len;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    free(v);
+    return rc;
+}
+
+/* Inside a transaction: the group exists afterwards. */
+static int ensure_group(rn_meta_t *m, const char *group, char *errmsg)
+{
+    int rc = rn_meta_check_name("group", group, errmsg);
+    if (rc != 0) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = prepare(m, "INSERT OR IGNORE INTO consumer_groups(name, created_ms) VALUES (?1, ?2)",
+                 &st, errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_text(st, 1, group, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, rn_sys.now_ms());
+    rc = step_done(m, st, "create group", errmsg);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Inside a transaction: upsert v as the group's offsets. */
+static int write_offsets(rn_meta_t *m, const char *group, const rn_meta_offset_t *v, size_t n,
+                         char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(m, "INSERT INTO group_offsets(group_name, topic_id, queue, next_offset,"
+                        " updated_ms) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(group_name,"
+                        " topic_id, queue) DO UPDATE SET next_offset = excluded.next_offset,"
+                        " updated_ms = excluded.updated_ms", &st, errmsg);
+    if (rc != 0) return rc;
+    int64_t now = rn_sys.now_ms();
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (v[i].offset < 0) {
+            rc = rn_errf(errmsg, RN_EINVAL, "offset %lld of queue %u is negative",
+                         (long long)v[i].offset, v[i].queue);
+            break;
+        }
+        sqlite3_bind_text(st, 1, group, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, v[i].topic_id);
+        sqlite3_bind_int64(st, 3, v[i].queue);
+        sqlite3_bind_int64(st, 4, v[i].offset);
+        sqlite3_bind_int64(st, 5, now);
+        rc = step_done(m, st, "write offset", errmsg);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Begin a transaction for offsets at their durability (invariant 5). */
+static int begin_offsets(rn_meta_t *m, char *errmsg)
+{
+    int rc = exec(m, m->offsets_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                  "offset durability", errmsg);
+    return rc == 0 ? begin(m, errmsg) : rc;
+}
+
+/* Commit or roll back an offsets transaction, then restore FULL. */
+static int end_offsets(rn_meta_t *m, int rc, char *errmsg)
+{
+    if (rc == 0) rc = commit(m, errmsg);
+    if (rc != 0) rollback(m);
+    int r2 = exec(m, "PRAGMA synchronous = FULL", "restore durability", rc ? NULL : errmsg);
+    return rc ? rc : r2;
+}
+
+int rn_meta_offsets_commit(rn_meta_t *m, const char *group, const rn_meta_offset_t *v, size_t n,
+                           char *errmsg)
+{
+    int rc = begin_offsets(m, errmsg);
+    if (rc != 0) return rc;
+    rc = ensure_group(m, group, errmsg);
+    if (rc == 0) rc = write_offsets(m, group, v, n, errmsg);
+    return end_offsets(m, rc, errmsg);
+}
+
+int rn_meta_offsets_replace(rn_meta_t *m, const char *group, int64_t topic_id,
+                            const rn_meta_offset_t *v, size_t n, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = begin_offsets(m, errmsg);
+    if (rc != 0) return rc;
+    rc = ensure_group(m, group, errmsg);
+    if (rc == 0)
+        rc = prepare(m, "DELETE FROM group_offsets WHERE group_name = ?1 AND (?2 < 0 OR "
+                        "topic_id = ?2)", &st, errmsg);
+    if (rc == 0) {
+        sqlite3_bind_text(st, 1, group, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, topic_id);
+        rc = step_done(m, st, "clear offsets", errmsg);
+    }
+    sqlite3_finalize(st);
+    if (rc == 0) rc = write_offsets(m, group, v, n, errmsg);
+    return end_offsets(m, rc, errmsg);
+}
+
+/* Rows (topic_id, topic name, queue, offset) into a malloc'd array. */
+static int read_offsets(rn_meta_t *m, sqlite3_stmt *st, rn_meta_offset_t **out, size_t *n,
+                        char *errmsg)
+{
+    rn_meta_offset_t *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc = 0, s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = grow((void **)&v, &cap, len, sizeof *v, errmsg)) != 0) goto fail;
+        rn_meta_offset_t *o = &v[len];
+        int64_t q = sqlite3_column_int64(st, 2);
+        o->topic_id = sqlite3_column_int64(st, 0);
+        o->offset = sqlite3_column_int64(st, 3);
+        if (text_col(st, 1, o->topic, RN_META_TOPIC_NAME_MAX) != 0 || q < 0 ||
+            q >= RN_META_MAX_QUEUES || o->offset < 0) {
+            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: an offset row is damaged");
+            goto fail;
+        }
+        o->queue = (uint32_t)q;
+        len++;
+    }
+    if (s != SQLITE_DONE) { rc = sql_err(m, s, "read offsets", errmsg); goto fail; }
+    *out = v; *n = len;
+    return 0;
+fail:
+    free(v);
+    return rc;
+}
+
+int rn_meta_offsets_get(rn_meta_t *m, const char *group, int64_t topic_id,
+                        rn_meta_offset_t **out, size_t *n, char *errmsg)
+{
+    *out = NULL; *n = 0;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(m, "SELECT o.topic_id, t.name, o.queue, o.next_offset FROM group_offsets o"
+                        " JOIN topics t ON t.id = o.topic_id WHERE o.group_name = ?1 AND"
+                        " (?2 < 0 OR o.topic_id = ?2) ORDER BY t.name, o.queue", &st, errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_text(st, 1, group, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, topic_id);
+    rc = read_offsets(m, st, out, n, errmsg);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- checkpoints -------------------------------------------------------- */
+
+#define CHECKPOINT_SELECT                                                                \
+    "SELECT c.id, c.group_name, c.name, c.created_ms,"                                   \
+    "  (SELECT count(*) FROM checkpoint_offsets o WHERE o.checkpoint_id = c.id)"         \
+    " FROM checkpoints c"
+
+static int checkpoint_from_row(sqlite3_stmt *st, rn_meta_checkpoint_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->id = sqlite3_column_int64(st, 0);
+    if (text_col(st, 1, c->group, RN_META_NAME_MAX) != 0 ||
+        text_col(st, 2, c->name, RN_META_NAME_MAX) != 0)
+        return RN_ECORRUPT;
+    c->created_ms = sqlite3_column_int64(st, 3);
+    c->offsets = (uint32_t)sqlite3_column_int64(st, 4);
+    return 0;
+}
+
+int rn_meta_checkpoint_create(rn_meta_t *m, const char *group, const char *name,
+                              rn_meta_checkpoint_t *out, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    rn_meta_group_t g;
+    int rc = rn_meta_check_name("checkpoint", name, errmsg);
+    if (rc != 0) return rc;
+    rc = begin(m, errmsg);
+    if (rc != 0) return rc;
+    rc = rn_meta_group_get(m, group, &g, errmsg);
+    if (rc != 0) goto out;
+    rc = prepare(m, "INSERT INTO checkpoints(group_name, name, created_ms) VALUES (?1, ?2, ?3)",
+                 &st, errmsg);
+    if (rc != 0) goto out;
+    sqlite3_bind_text(st, 1, group, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, rn_sys.now_ms());
+    int s = sqlite3_step(st);
+    if ((s & 0xff) == SQLITE_CONSTRAINT) {
+        rc = rn_errf(errmsg, RN_EEXIST, "group '%s' already has a checkpoint '%s' (drop it "
+                     "first, or pick another name)", group, name);
+        goto out;
+    }
+    if (s != SQLITE_DONE) { rc = sql_err(m, s, "insert checkpoint", errmsg); goto out; }
+    int64_t id = sqlite3_last_insert_rowid(m->db);
+    sqlite3_finalize(st); st = NULL;
+    rc = prepare(m, "INSERT INTO checkpoint_offsets(checkpoint_id, topic_id, queue, next_offset)"
+                    " SELECT ?1, topic_id, queue, next_offset FROM group_offsets"
+                    " WHERE group_name = ?2", &st, errmsg);
+    if (rc != 0) goto out;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, group, -1, SQLITE_STATIC);
+    rc = step_done(m, st, "copy offsets", errmsg);
+    sqlite3_finalize(st); st = NULL;
+    if (rc != 0) goto out;
+    rc = commit(m, errmsg);
+    if (rc != 0) goto out;
+    if (out) rc = rn_meta_checkpoint_get(m, group, name, out, errmsg);
+    return rc;
+out:
+    sqlite3_finalize(st);
+    rollback(m);
+    return rc;
+}
+
+int rn_meta_checkpoint_list(rn_meta_t *m, const char *group, rn_meta_checkpoint_t **out,
+                            size_t *n, char *errmsg)
+{
+    *out = NULL; *n = 0;
+    sqlite3_stmt *st = NULL;
+    rn_meta_checkpoint_t *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc = prepare(m, CHECKPOINT_SELECT " WHERE ?1 IS NULL OR c.group_name = ?1"
+                     " ORDER BY c.group_name, c.id", &st, errmsg);
+    if (rc != 0) return rc;
+    if (group) sqlite3_bind_text(st, 1, group, -1, SQLITE_STATIC);
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = grow((void **)&v, &cap, len, sizeof *v, errmsg)) != 0) goto fail;
+        if (checkpoint_from_row(st, &v[len]) != 0) {
+            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: a checkpoint row is damaged");
+            goto fail;
+        }
+        len++;
+    }
+    if (s != SQLITE_DONE) { rc = sql_err(m, s, "list checkpoints", errmsg); goto fail; }
+    sqlite3_finalize(st);
+    *out = v; *n = len;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    free(v);
+    return rc;
+}
+
+int rn_meta_checkpoint_get(rn_meta_t *m, const char *group, const char *name,
+                           rn_meta_checkpoint_t *out, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    char known[200];
+    int rc = prepare(m, CHECKPOINT_SELECT " WHERE (?1 IS NULL OR c.group_name = ?1) AND"
+                     " c.name = ?2 ORDER BY c.group_name LIMIT 2", &st, errmsg);
+    if (rc != 0) return rc;
+    if (group) sqlite3_bind_text(st, 1, group, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+        if (checkpoint_from_row(st, out) != 0) {
+            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: a checkpoint row is damaged");
+        } else if (!group && (s = sqlite3_step(st)) == SQLITE_ROW) {
+            names_list(m, "SELECT group_name FROM checkpoints WHERE name = ?1 ORDER BY "
+                       "group_name LIMIT 9", name, "", "", known, sizeof known);
+            rc = rn_errf(errmsg, RN_EINVAL, "checkpoint '%.60s' exists in several groups (%s); "
+                         "name the group with --group G", name, known);
+        }
+    } else if (s == SQLITE_DONE) {
+        if (group) {
+            rn_meta_group_t g;
+            rc = rn_meta_group_get(m, group, &g, errmsg);
+            if (rc == 0) {
+                names_list(m, "SELECT name FROM checkpoints WHERE group_name = ?1 ORDER BY id "
+                           "LIMIT 9", group, "its checkpoints: ", "it has no checkpoints", known,
+                           sizeof known);
+                rc = rn_errf(errmsg, RN_ENOTFOUND, "group '%s' has no checkpoint '%.60s'; %s",
+                             group, name, known);
+            }
+        } else {
+            names_list(m, "SELECT group_name || '/' || name FROM checkpoints ORDER BY "
+                       "group_name, id LIMIT 9", NULL, "checkpoints (group/name): ",
+                       "there are no checkpoints", known, sizeof known);
+            rc = rn_errf(errmsg, RN_ENOTFOUND, "unknown checkpoint '%.60s'; %s", name, known);
+        }
+    } else {
+        rc = sql_err(m, s, "read checkpoint", errmsg);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int rn_meta_checkpoint_offsets(rn_meta_t *m, int64_t checkpoint_id, rn_meta_offset_t **out,
+                               size_t *n, char *errmsg)
+{
+    *out = NULL; *n = 0;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(m, "SELECT o.topic_id, t.name, o.queue, o.next_offset FROM "
+                        "checkpoint_offsets o JOIN topics t ON t.id = o.topic_id WHERE "
+                        "o.checkpoint_id = ?1 ORDER BY t.name, o.queue", &st, errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_int64(st, 1, checkpoint_id);
+    rc = read_offsets(m, st, out, n, errmsg);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int rn_meta_checkpoint_drop(rn_meta_t *m, const char *group, const char *name, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    rn_meta_checkpoint_t c;
+    int rc = begin(m, errmsg);
+    if (rc != 0) return rc;
+    rc = rn_meta_checkpoint_get(m, group, name, &c, errmsg);
+    if (rc == 0) rc = prepare(m, "DELETE FROM checkpoints WHERE id = ?1", &st, errmsg);
+    if (rc == 0) {
+        sqlite3_bind_int64(st, 1, c.id);
+        rc = step_done(m, st, "drop checkpoint", errmsg);
+    }
+    sqlite3_finalize(st);
+    if (rc == 0) return commit(m, errmsg);
+    rollback(m);
     return rc;
 }

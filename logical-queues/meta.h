@@ -6,11 +6,25 @@
  *   {seq, logical_start, physical queue id, physical_start, physical_end}
  * where the last item is open (physical_end = -1 here, NULL in SQL). Logical
  * offset L in an item is physical offset L - logical_start + physical_start.
- * Today every logical queue has exactly one item, opened at creation with
- * logical_start = physical_start = 0; remapping (a later issue) seals the open
- * item and appends a new one, which this schema already holds.
+ * A queue starts with one item, opened at creation with logical_start =
+ * physical_start = 0; rn_meta_remap seals the open item and appends a new one
+ * on a fresh physical queue (physical_start 0), in one transaction. Retention
+ * drops sealed items from the front (rn_meta_items_drop).
  *
- * Physical queue ids are allocated from a persistent counter and never reused.
+ * Physical queue ids are allocated from a persistent counter and never reused;
+ * every physical queue belongs to exactly one item.
+ *
+ * Consumer groups: committed offset = next offset to read, per (group, topic,
+ * logical queue). A checkpoint is a named copy of a group's offsets on every
+ * topic and queue, taken in one transaction. Group and checkpoint names follow
+ * the topic name rules; checkpoint names are unique within their group.
+ *
+ * Durability: structural changes (topics, stores, items, checkpoints) commit
+ * with synchronous=FULL (durable on return). Offset commits use
+ * synchronous=NORMAL by default: durable against a process crash (kill -9),
+ * while a power cut may lose the latest ones (consumers then re-read:
+ * at-least-once); rn_meta_set_offset_sync(m, 1) makes them FULL too. Any later
+ * FULL commit makes every earlier offset commit durable as well.
  *
  * Every function returns 0 or a negative code (common/error.h) and writes a
  * message naming the problem into errmsg (RN_ERRMSG_SIZE bytes, may be NULL).
@@ -23,9 +37,12 @@
 #include <stdint.h>
 
 /* Version of the schema this code writes (PRAGMA user_version). */
-#define RN_META_SCHEMA_VERSION   1
+#define RN_META_SCHEMA_VERSION   2
 #define RN_META_TOPIC_NAME_MAX   249
+#define RN_META_NAME_MAX         249      /* groups and checkpoints */
 #define RN_META_MAX_QUEUES       10000
+#define RN_META_PATH_MAX         1024     /* a store's path */
+#define RN_META_MAX_STORES       64
 
 typedef struct rn_meta rn_meta_t;
 
@@ -46,6 +63,40 @@ typedef struct rn_meta_item {
     int64_t  physical_end;       /* -1 while the item is open */
 } rn_meta_item_t;
 
+typedef struct rn_meta_store {
+    uint32_t id;
+    char     path[RN_META_PATH_MAX + 1];   /* relative to the data directory, or absolute */
+    uint32_t physical_queues;              /* physical queues of live items on it */
+} rn_meta_store_t;
+
+typedef struct rn_meta_offset {
+    int64_t  topic_id;
+    char     topic[RN_META_TOPIC_NAME_MAX + 1];   /* filled by reads, ignored by writes */
+    uint32_t queue;
+    int64_t  offset;                             /* next offset to read */
+} rn_meta_offset_t;
+
+typedef struct rn_meta_group {
+    char     name[RN_META_NAME_MAX + 1];
+    int64_t  created_ms;
+    uint32_t offsets;            /* (topic, queue) pairs with a committed offset */
+    uint32_t checkpoints;
+} rn_meta_group_t;
+
+typedef struct rn_meta_checkpoint {
+    int64_t  id;
+    char     group[RN_META_NAME_MAX + 1];
+    char     name[RN_META_NAME_MAX + 1];
+    int64_t  created_ms;
+    uint32_t offsets;
+} rn_meta_checkpoint_t;
+
+/* Called at named points of multi-step changes (e.g. "remap:in-transaction",
+ * just before COMMIT), so crash tests can stop a process exactly there. NULL
+ * (the default) does nothing. Process-global; set it before starting work. */
+extern void (*rn_meta_test_hook)(const char *point);
+void rn_meta_test_point(const char *point);
+
 /* Open (create = 1: creating when absent) the store at path, upgrading an
  * older schema in one transaction. RN_EFORMAT for a newer schema or a SQLite
  * file that is not a runnel metadata store; RN_ECORRUPT when SQLite says the
@@ -57,12 +108,22 @@ void rn_meta_close(rn_meta_t *m);                 /* NULL is a no-op */
 int  rn_meta_schema_version(rn_meta_t *m, int *version, char *errmsg);
 
 /* RN_EINVAL unless name is 1..249 characters of [A-Za-z0-9._-] and not "."
- * or "..". */
+ * or "..". kind ("topic", "group", "checkpoint") names it in errmsg. */
+int  rn_meta_check_name(const char *kind, const char *name, char *errmsg);
 int  rn_meta_check_topic_name(const char *name, char *errmsg);
+
+/* This data directory's random identity (written once, at creation). */
+int  rn_meta_datadir_id(rn_meta_t *m, int64_t *id, char *errmsg);
+
+/* Offset commits with synchronous FULL (1) or NORMAL (0, the default). */
+int  rn_meta_set_offset_sync(rn_meta_t *m, int full, char *errmsg);
 
 /* Register store id at path (relative to the data directory); a no-op when
  * already registered with the same path, RN_EEXIST with another. */
 int  rn_meta_store_register(rn_meta_t *m, uint32_t id, const char *path, char *errmsg);
+
+/* Every store, by id; *out malloc'd (caller frees). */
+int  rn_meta_store_list(rn_meta_t *m, rn_meta_store_t **out, size_t *n, char *errmsg);
 
 /* Create a topic with `queues` logical queues (1..RN_META_MAX_QUEUES), each
  * with one open item on a new physical queue of store_id. New physical ids
@@ -87,5 +148,69 @@ int  rn_meta_topic_list(rn_meta_t *m, rn_meta_topic_t **out, size_t *n, char *er
  * free(). RN_ENOTFOUND when the topic has no such queue. */
 int  rn_meta_items(rn_meta_t *m, int64_t topic_id, uint32_t queue,
                    rn_meta_item_t **items, size_t *n, char *errmsg);
+
+/* Add queues to a topic so it has `queues` (more than today), each with one
+ * open item on a new physical queue of store_id (ids >= min_physical_id).
+ * RN_EINVAL naming the current count when queues is not more than it. */
+int  rn_meta_topic_alter(rn_meta_t *m, const char *name, uint32_t queues, uint32_t store_id,
+                         uint32_t min_physical_id, rn_meta_topic_t *out, char *errmsg);
+
+/* Seal the open item of (topic_id, queue) — which must be item open_seq,
+ * else RN_EEXIST (someone remapped it meanwhile) — at physical_end, and open
+ * item open_seq + 1 at the logical end on a new physical queue of store_id
+ * (id >= min_physical_id, physical_start 0). new_store_path != NULL registers
+ * store_id at that path in the same transaction. One transaction: on any
+ * failure nothing changed. *opened receives the new item. */
+typedef struct rn_meta_remap {
+    int64_t     topic_id;
+    uint32_t    queue;
+    uint32_t    open_seq;
+    int64_t     physical_end;
+    uint32_t    store_id;
+    const char *new_store_path;
+    uint32_t    min_physical_id;
+} rn_meta_remap_t;
+int  rn_meta_remap(rn_meta_t *m, const rn_meta_remap_t *r, rn_meta_item_t *opened,
+                   char *errmsg);
+
+/* Drop the sealed items of (topic_id, queue) whose seq is below below_seq
+ * (retention emptied them). RN_EINVAL if that would drop the open item. */
+int  rn_meta_items_drop(rn_meta_t *m, int64_t topic_id, uint32_t queue, uint32_t below_seq,
+                        char *errmsg);
+
+/* ---- consumer groups and checkpoints ---------------------------------- */
+
+/* RN_ENOTFOUND naming the groups that exist when `name` is not one. */
+int  rn_meta_group_get(rn_meta_t *m, const char *name, rn_meta_group_t *out, char *errmsg);
+/* All groups by name; *out malloc'd (caller frees). */
+int  rn_meta_group_list(rn_meta_t *m, rn_meta_group_t **out, size_t *n, char *errmsg);
+
+/* Upsert offsets of group (created when absent) in one transaction. */
+int  rn_meta_offsets_commit(rn_meta_t *m, const char *group, const rn_meta_offset_t *v,
+                            size_t n, char *errmsg);
+/* The group's offsets (topic_id < 0: of every topic) ordered by topic name
+ * and queue; an unknown group has none. *out malloc'd (caller frees). */
+int  rn_meta_offsets_get(rn_meta_t *m, const char *group, int64_t topic_id,
+                         rn_meta_offset_t **out, size_t *n, char *errmsg);
+/* In one transaction: delete the group's offsets on topic_id (< 0: on every
+ * topic), then write v (creating the group when absent). */
+int  rn_meta_offsets_replace(rn_meta_t *m, const char *group, int64_t topic_id,
+                             const rn_meta_offset_t *v, size_t n, char *errmsg);
+
+/* Snapshot every offset of group as checkpoint `name`, atomically. The group
+ * must exist (RN_ENOTFOUND naming groups); RN_EEXIST for a duplicate name. */
+int  rn_meta_checkpoint_create(rn_meta_t *m, const char *group, const char *name,
+                               rn_meta_checkpoint_t *out, char *errmsg);
+/* Checkpoints of group (NULL: of every group) by group, then creation. */
+int  rn_meta_checkpoint_list(rn_meta_t *m, const char *group, rn_meta_checkpoint_t **out,
+                             size_t *n, char *errmsg);
+/* group NULL: the name must be unique across groups (RN_EINVAL naming the
+ * groups that have it). RN_ENOTFOUND naming the valid checkpoints. */
+int  rn_meta_checkpoint_get(rn_meta_t *m, const char *group, const char *name,
+                            rn_meta_checkpoint_t *out, char *errmsg);
+/* A checkpoint's offsets ordered by topic name and queue. */
+int  rn_meta_checkpoint_offsets(rn_meta_t *m, int64_t checkpoint_id, rn_meta_offset_t **out,
+                                size_t *n, char *errmsg);
+int  rn_meta_checkpoint_drop(rn_meta_t *m, const char *group, const char *name, char *errmsg);
 
 #endif

@@ -5,7 +5,11 @@
  * formats; key hashing and round-robin placement; lz4; JSON escaping; and
  * every kind of bad input, each giving one "runnel: " line on stderr and the
  * documented exit code (2 usage, 1 other), including a data directory locked
- * by a running `runnel produce`.
+ * by a running `runnel produce`. Logical queues: remap (same store and a
+ * second store), alter, describe with items, store list, reading across
+ * items; consumer groups resuming and committing, resets, checkpoints and
+ * identical replays; and bad input to those commands leaving meta.db
+ * byte-for-byte the same (a dump of every table before and after).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,6 +28,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #define RUNNEL RN_BIN_DIR "/runnel"
 #define MAX_ARGS 32
@@ -484,8 +490,8 @@ static void test_env_and_help(void **state)
     fixture_t *f = *state;
     expect_ok(f, run_argv(f, NULL, 0, 0, ARGS("--help")));
     assert_non_null(strstr(f->stdout_text, "usage: runnel"));
-    const char *cmds[] = {"topic", "produce", "consume"};
-    for (int i = 0; i < 3; i++) {
+    const char *cmds[] = {"topic", "produce", "consume", "queue", "store", "group", "checkpoint"};
+    for (int i = 0; i < 7; i++) {
         expect_ok(f, run_argv(f, NULL, 0, 0, ARGS(cmds[i], "--help")));
         assert_non_null(strstr(f->stdout_text, "usage: runnel"));
         assert_non_null(strstr(f->stdout_text, cmds[i]));
@@ -513,7 +519,9 @@ static void test_bad_topic_queue_offset(void **state)
     expect_fail(f, RUN(f, NULL, "consume", "four", "--queue", "7"), 1,
                 "topic 'four' has no queue 7; it has queues 0..3");
     expect_fail(f, RUN(f, "x\n", "produce", "four", "--queue", "4"), 1, "it has queues 0..3");
-    expect_fail(f, RUN(f, NULL, "consume", "four"), 2, "topic 'four' has queues 0..3: pick one");
+    /* Without --queue every queue is read. */
+    expect_ok(f, RUN(f, NULL, "consume", "four"));
+    assert_string_equal(f->stdout_text, "a\nb\nc\n");
     expect_fail(f, RUN(f, NULL, "consume", "four", "--queue", "1", "--from", "99"), 1,
                 "offset 99 is outside topic 'four' queue 1's range [0, 3]");
     expect_fail(f, RUN(f, NULL, "topic", "create", "four"), 1, "topic 'four' already exists");
@@ -547,10 +555,26 @@ static void test_bad_flags(void **state)
         {{"produce", "t", "--key-tab", "--key-field", "k"}, "one of --key-field and --key-tab"},
         {{"produce"}, "produce takes one TOPIC"},
         {{"consume", "a", "b"}, "consume takes one TOPIC"},
-        {{"topic"}, "give create, list or describe"},
+        {{"topic"}, "give create, alter, list or describe"},
         {{"topic", "remove", "t"}, "unknown subcommand 'remove'"},
         {{"frobnicate"}, "unknown command 'frobnicate'"},
-        {{"group", "offsets"}, "'group' is not available yet"},
+        {{"group", "offsets"}, "group offsets takes one group G"},
+        {{"pipeline", "list"}, "'pipeline' is not available yet"},
+        {{"queue", "remap", "t"}, "queue remap takes TOPIC and Q"},
+        {{"queue", "remap", "t", "x"}, "Q: 'x' is not an integer in 0..9999"},
+        {{"queue", "move", "t", "0"}, "unknown subcommand 'move'; use remap"},
+        {{"store", "list", "x"}, "store list takes no arguments"},
+        {{"topic", "alter", "t"}, "topic alter needs --queues M"},
+        {{"group", "reset", "g"}, "group reset needs --to"},
+        {{"group", "reset", "g", "--to", "5"}, "--to: '5' is not earliest, latest, @TIMESTAMP_MS"},
+        {{"group", "reset", "g", "--to", "checkpoint:a/b"}, "invalid checkpoint name 'a/b'"},
+        {{"group", "commit", "g", "t", "0", "x5"}, "OFFSET: 'x5' is not an integer"},
+        {{"group", "offsets", "bad/group"}, "invalid group name 'bad/group'"},
+        {{"checkpoint", "create", "g"}, "checkpoint create takes G NAME"},
+        {{"checkpoint", "list", "a", "b"}, "checkpoint list takes at most one group G"},
+        {{"consume", "t", "--group", "a b"}, "invalid group name 'a b'"},
+        {{"consume", "t", "--commit-ms", "x"}, "--commit-ms: 'x' is not an integer"},
+        {{"consume", "t", "--from", "checkpoint:"}, "invalid checkpoint name ''"},
         {{"--server", "localhost:7070", "topic", "list"}, "--server is not supported yet"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -675,6 +699,242 @@ static void test_locked_by_running_produce(void **state)
     assert_string_equal(f->stdout_text, "held-1\nheld-2\n");
 }
 
+/* ---- logical queues, groups, checkpoints ------------------------------ */
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (const char *p = s; (p = strchr(p, '\n')) != NULL; p++) n++;
+    return n;
+}
+
+/* "0\n1\n...\n(n-1)\n" starting at first. */
+static char *numbers(int first, int n)
+{
+    char *s = malloc((size_t)n * 12 + 1);
+    assert_non_null(s);
+    size_t len = 0;
+    s[0] = '\0';
+    for (int i = 0; i < n; i++) len += (size_t)sprintf(s + len, "%d\n", first + i);
+    return s;
+}
+
+static void test_remap_describe_stores(void **state)
+{
+    fixture_t *f = *state;
+    char store[PATH_MAX + 16];
+    snprintf(store, sizeof store, "%s/disk2", f->root);
+    create_topic(f, "m", "2");
+    char *in = numbers(0, 10);
+    expect_ok(f, RUN(f, in, "produce", "m", "--queue", "0"));
+    free(in);
+    expect_ok(f, RUN(f, NULL, "queue", "remap", "m", "0"));
+    assert_non_null(strstr(f->stdout_text, "topic 'm' queue 0 remapped at offset 10: item 0 "
+                                           "(store 0 queue 0, physical [0, 10)) sealed; item 1 "
+                                           "opened on store 0 queue 2"));
+    in = numbers(10, 5);
+    expect_ok(f, RUN(f, in, "produce", "m", "--queue", "0"));
+    free(in);
+    expect_ok(f, RUN(f, NULL, "queue", "remap", "m", "0", "--store", store));
+    assert_non_null(strstr(f->stdout_text, "item 2 opened on store 1 queue 3"));
+    in = numbers(15, 5);
+    expect_ok(f, RUN(f, in, "produce", "m", "--queue", "0"));
+    free(in);
+
+    expect_ok(f, RUN(f, NULL, "topic", "describe", "m"));
+    const char *d = f->stdout_text;
+    assert_non_null(strstr(d, "    0                    0                   20          3  "
+                              "store 1 queue 3\n"));
+    assert_non_null(strstr(d, "item 0: offsets [0, 10) -> store 0 queue 0 [0, 10)\n"));
+    assert_non_null(strstr(d, "item 1: offsets [10, 15) -> store 0 queue 2 [0, 5)\n"));
+    assert_non_null(strstr(d, "item 2: offsets [15, -) -> store 1 queue 3 [0, -) open\n"));
+    assert_non_null(strstr(d, "item 0: offsets [0, -) -> store 0 queue 1 [0, -) open\n"));
+
+    expect_ok(f, RUN(f, NULL, "store", "list"));
+    assert_non_null(strstr(f->stdout_text, "STORE"));
+    assert_non_null(strstr(f->stdout_text, "stores/0\n"));
+    char want[PATH_MAX + 32];
+    snprintf(want, sizeof want, "      1  %s\n", store);
+    assert_non_null(strstr(f->stdout_text, want));
+
+    /* Reads cross both boundaries; offsets are dense and unchanged. */
+    expect_ok(f, RUN(f, NULL, "consume", "m", "--queue", "0"));
+    char *all = numbers(0, 20);
+    assert_string_equal(f->stdout_text, all);
+    free(all);
+    expect_ok(f, RUN(f, NULL, "consume", "m", "--queue", "0", "--from", "9", "--count", "7",
+                     "--format", "json"));
+    assert_int_equal(count_lines(f->stdout_text), 7);
+    assert_non_null(strstr(f->stdout_text, "\"offset\":9,"));
+    assert_non_null(strstr(f->stdout_text, "\"offset\":15,"));
+
+    /* Alter adds queues; the new one is usable at once. */
+    expect_ok(f, RUN(f, NULL, "topic", "alter", "m", "--queues", "3"));
+    assert_string_equal(f->stdout_text, "topic 'm' has 3 queues now\n");
+    expect_ok(f, RUN(f, "x\n", "produce", "m", "--queue", "2"));
+    expect_ok(f, RUN(f, NULL, "consume", "m", "--queue", "2"));
+    assert_string_equal(f->stdout_text, "x\n");
+    expect_fail(f, RUN(f, NULL, "topic", "alter", "m", "--queues", "2"), 1,
+                "topic 'm' has 3 queues; --queues must be more than 3");
+}
+
+static void test_group_resume(void **state)
+{
+    fixture_t *f = *state;
+    create_topic(f, "g", "2");
+    char *in = numbers(0, 6);
+    expect_ok(f, RUN(f, in, "produce", "g", "--queue", "0"));
+    free(in);
+    in = numbers(100, 4);
+    expect_ok(f, RUN(f, in, "produce", "g", "--queue", "1"));
+    free(in);
+    /* Round-robin by batch in queue order: queue 0's batch, then queue 1's. */
+    expect_ok(f, RUN(f, NULL, "consume", "g", "--group", "app", "--count", "8"));
+    assert_string_equal(f->stdout_text, "0\n1\n2\n3\n4\n5\n100\n101\n");
+    expect_ok(f, RUN(f, NULL, "group", "offsets", "app"));
+    assert_non_null(strstr(f->stdout_text, "g                            0              6"));
+    assert_non_null(strstr(f->stdout_text, "g                            1              2"));
+    expect_ok(f, RUN(f, NULL, "consume", "g", "--group", "app", "--commit-ms", "0"));
+    assert_string_equal(f->stdout_text, "102\n103\n");
+    expect_ok(f, RUN(f, NULL, "consume", "g", "--group", "app"));
+    assert_string_equal(f->stdout_text, "");
+    /* New records only. */
+    expect_ok(f, RUN(f, "6\n", "produce", "g", "--queue", "0"));
+    expect_ok(f, RUN(f, NULL, "consume", "g", "--group", "app", "--format", "json"));
+    assert_non_null(strstr(f->stdout_text, "\"queue\":0,\"offset\":6,"));
+    assert_int_equal(count_lines(f->stdout_text), 1);
+    expect_ok(f, RUN(f, NULL, "group", "list"));
+    assert_non_null(strstr(f->stdout_text, "app "));
+    /* A group on one queue; --from applies only where it has no offset. */
+    expect_ok(f, RUN(f, NULL, "group", "commit", "other", "g", "1", "3"));
+    expect_ok(f, RUN(f, NULL, "consume", "g", "--group", "other", "--from", "latest"));
+    assert_string_equal(f->stdout_text, "103\n");
+    /* Resets: backwards to earliest, forwards to latest, to a time. */
+    expect_ok(f, RUN(f, NULL, "group", "reset", "app", "--to", "earliest"));
+    assert_non_null(strstr(f->stdout_text, "group 'app' reset on 2 queues:\n  g 0: 7 -> 0\n"
+                                           "  g 1: 4 -> 0\n"));
+    expect_ok(f, RUN(f, NULL, "consume", "g", "--group", "app"));
+    assert_int_equal(count_lines(f->stdout_text), 11);
+    expect_ok(f, RUN(f, NULL, "group", "reset", "app", "--topic", "g", "--to", "latest"));
+    expect_ok(f, RUN(f, NULL, "consume", "g", "--group", "app"));
+    assert_string_equal(f->stdout_text, "");
+    expect_ok(f, RUN(f, NULL, "group", "reset", "app", "--to", "@0"));
+    assert_non_null(strstr(f->stdout_text, "  g 0: 7 -> 0\n"));
+}
+
+static void test_checkpoint_replay(void **state)
+{
+    fixture_t *f = *state;
+    create_topic(f, "c", "3");
+    char *in = numbers(0, 300);
+    expect_ok(f, RUN(f, in, "produce", "c", "--batch-bytes", "128"));   /* round-robin */
+    free(in);
+    expect_ok(f, RUN(f, NULL, "consume", "c", "--group", "job", "--count", "50"));
+    expect_ok(f, RUN(f, NULL, "checkpoint", "create", "job", "before"));
+    assert_string_equal(f->stdout_text, "checkpoint 'before' of group 'job' holds 3 offsets\n");
+    expect_ok(f, RUN(f, NULL, "consume", "c", "--group", "job"));
+    char *rest = strdup(f->stdout_text);
+    assert_int_equal(count_lines(rest), 250);
+    /* The queues move (remap) between the replays: offsets do not change. */
+    expect_ok(f, RUN(f, NULL, "queue", "remap", "c", "1"));
+    expect_ok(f, RUN(f, NULL, "consume", "c", "--from", "checkpoint:before", "--format", "json"));
+    char *one = strdup(f->stdout_text);
+    expect_ok(f, RUN(f, NULL, "consume", "c", "--from", "checkpoint:before", "--format", "json"));
+    assert_string_equal(one, f->stdout_text);
+    assert_int_equal(count_lines(one), 250);
+    expect_ok(f, RUN(f, NULL, "consume", "c", "--from", "checkpoint:before"));
+    assert_string_equal(rest, f->stdout_text);          /* what the group read after it */
+    /* Restore the group from it; it reads the same again. */
+    expect_ok(f, RUN(f, NULL, "group", "reset", "job", "--to", "checkpoint:before"));
+    expect_ok(f, RUN(f, NULL, "consume", "c", "--group", "job"));
+    assert_string_equal(rest, f->stdout_text);
+    expect_ok(f, RUN(f, NULL, "checkpoint", "list"));
+    assert_non_null(strstr(f->stdout_text, "job                      before                         3"));
+    expect_ok(f, RUN(f, NULL, "checkpoint", "drop", "job", "before"));
+    expect_ok(f, RUN(f, NULL, "checkpoint", "list", "job"));
+    assert_int_equal(count_lines(f->stdout_text), 1);
+    free(one);
+    free(rest);
+}
+
+/* Every row of every table of meta.db as text. */
+static char *dump_meta(fixture_t *f)
+{
+    static const char *const tables[] = {
+        "stores", "topics", "physical_queues", "queue_items", "counters", "consumer_groups",
+        "group_offsets", "checkpoints", "checkpoint_offsets",
+    };
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/meta.db", f->data);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    size_t cap = 1 << 16, len = 0;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    out[0] = '\0';
+    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++) {
+        char sql[128];
+        sqlite3_stmt *st = NULL;
+        snprintf(sql, sizeof sql, "SELECT * FROM %s ORDER BY 1, 2", tables[t]);
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+        len += (size_t)snprintf(out + len, cap - len, "[%s]\n", tables[t]);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            for (int c = 0; c < sqlite3_column_count(st); c++) {
+                const char *v = (const char *)sqlite3_column_text(st, c);
+                len += (size_t)snprintf(out + len, cap - len, "%s|", v ? v : "NULL");
+            }
+            len += (size_t)snprintf(out + len, cap - len, "\n");
+            assert_true(len < cap - 256);
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return out;
+}
+
+static void test_bad_input_changes_nothing(void **state)
+{
+    fixture_t *f = *state;
+    create_topic(f, "t", "2");
+    expect_ok(f, RUN(f, "a\nb\nc\n", "produce", "t", "--queue", "0"));
+    expect_ok(f, RUN(f, NULL, "consume", "t", "--group", "g", "--count", "1"));
+    expect_ok(f, RUN(f, NULL, "checkpoint", "create", "g", "cp"));
+    char *before = dump_meta(f);
+    assert_non_null(strstr(before, "[group_offsets]\ng|1|0|1|"));
+    char foreign[PATH_MAX + 16];
+    snprintf(foreign, sizeof foreign, "%s/stdin", f->root);     /* a file, not a directory */
+    struct { const char *args[10]; const char *what; } cases[] = {
+        {{"queue", "remap", "t", "5"}, "topic 't' has no queue 5; it has queues 0..1"},
+        {{"queue", "remap", "nope", "0"}, "unknown topic 'nope'; topics: t"},
+        {{"queue", "remap", "t", "0", "--store", foreign}, "is not a directory"},
+        {{"group", "reset", "g", "--to", "checkpoint:nope"},
+         "group 'g' has no checkpoint 'nope'; its checkpoints: cp"},
+        {{"group", "reset", "zz", "--to", "earliest"}, "unknown group 'zz'; groups: g"},
+        {{"group", "commit", "g", "t", "0", "4"},
+         "offset 4 is outside topic 't' queue 0's range [0, 3]"},
+        {{"group", "commit", "g", "t", "2", "0"}, "it has queues 0..1"},
+        {{"group", "offsets", "zz"}, "unknown group 'zz'; groups: g"},
+        {{"topic", "alter", "t", "--queues", "1"}, "topic 't' has 2 queues; --queues must be more"},
+        {{"checkpoint", "create", "zz", "x"}, "unknown group 'zz'; groups: g"},
+        {{"checkpoint", "create", "g", "cp"}, "group 'g' already has a checkpoint 'cp'"},
+        {{"checkpoint", "drop", "g", "nope"}, "its checkpoints: cp"},
+        {{"consume", "t", "--from", "checkpoint:nope"},
+         "unknown checkpoint 'nope'; checkpoints (group/name): g/cp"},
+        {{"consume", "t", "--group", "g", "--from", "checkpoint:zz"}, "its checkpoints: cp"},
+        {{"consume", "t", "--group", "h", "--queue", "0", "--from", "7"},
+         "offset 7 is outside topic 't' queue 0's range [0, 3]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = run_argv(f, NULL, 0, 1, cases[i].args);
+        expect_fail(f, rc, 1, cases[i].what);
+        char *after = dump_meta(f);
+        if (strcmp(before, after) != 0)
+            fail_msg("case %zu (%s) changed meta.db:\n%s\n---\n%s", i, cases[i].what, before, after);
+        free(after);
+    }
+    free(before);
+}
+
 int main(void)
 {
     unsetenv("RUNNEL_DATA");
@@ -696,6 +956,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_data_dirs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_produce_bad_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked_by_running_produce, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remap_describe_stores, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_replay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_input_changes_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

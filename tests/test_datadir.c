@@ -2,7 +2,10 @@
  * test_datadir.c — the embedded data directory: the lock and its holder
  * message, refusals of missing/foreign/damaged directories, topic-level
  * append/read/info/time lookup in logical offsets with the errors that name
- * valid values, persistence, and the physical-id floor after a lost meta.db.
+ * valid values, persistence, and the physical-id floor after a lost meta.db;
+ * several stores: remap targets that are refused (the data directory, a
+ * path overlapping a store, a foreign non-empty directory), a store reused
+ * by path, store sizes, alter, and opening with a store missing or foreign.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -92,7 +95,7 @@ static void build(rn_batch_builder_t *b, const char *tag, int n, int64_t ts0,
     assert_int_equal(rn_batch_builder_finish(b, out, len), 0);
 }
 
-static int64_t append(rn_datadir_t *d, const rn_datadir_queue_t *q, const char *tag, int n,
+static int64_t append(rn_datadir_t *d, rn_datadir_queue_t *q, const char *tag, int n,
                       int64_t ts0)
 {
     rn_batch_builder_t b;
@@ -332,6 +335,88 @@ static void test_group_commit_ack(void **state)
     assert_int_equal(rn_datadir_close(d), 0);
 }
 
+static void test_stores(void **state)
+{
+    fixture_t *f = *state;
+    char err[RN_ERRMSG_SIZE] = "", path[PATH_MAX + 32], other[PATH_MAX + 64];
+    rn_datadir_t *d = open_dir(f->dir, 1);
+    assert_int_equal(rn_datadir_topic_create(d, "s", 2, NULL, err), 0);
+    rn_datadir_queue_t q;
+    assert_int_equal(rn_datadir_queue_open(d, "s", 0, &q, err), 0);
+    assert_int_equal(append(d, &q, "a", 3, 10), 0);
+
+    /* Refused targets, each naming why; nothing changes. */
+    assert_int_equal(rn_datadir_remap(d, "s", 0, f->dir, NULL, NULL, err), RN_EINVAL);
+    assert_non_null(strstr(err, "is the data directory itself"));
+    snprintf(path, sizeof path, "%s/stores/0/inner", f->dir);
+    assert_int_equal(rn_datadir_remap(d, "s", 0, path, NULL, NULL, err), RN_EINVAL);
+    assert_non_null(strstr(err, "overlaps store 0"));
+    snprintf(path, sizeof path, "%s/foreign", f->root);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(other, sizeof other, "%s/file", path);
+    FILE *fp = fopen(other, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(rn_datadir_remap(d, "s", 0, path, NULL, NULL, err), RN_EINVAL);
+    assert_non_null(strstr(err, "is not empty and is not a store of this data directory"));
+    assert_int_equal(rn_datadir_remap(d, "s", 7, NULL, NULL, NULL, err), RN_ENOTFOUND);
+    assert_string_equal(err, "topic 's' has no queue 7; it has queues 0..1");
+    assert_int_equal(rn_datadir_queue_refresh(d, &q, err), 0);
+    assert_int_equal(q.nitems, 1);
+
+    /* A relative path is inside the data directory and registered so. */
+    rn_meta_item_t sealed, opened;
+    assert_int_equal(rn_datadir_remap(d, "s", 0, "stores/ssd", &sealed, &opened, err), 0);
+    assert_int_equal(sealed.physical_end, 3);
+    assert_int_equal(opened.store_id, 1);
+    assert_int_equal(opened.logical_start, 3);
+    assert_int_equal(append(d, &q, "b", 2, 20), 3);
+    /* The same store again, by its absolute path: reused, not re-registered. */
+    snprintf(path, sizeof path, "%s/stores/ssd/", f->dir);
+    assert_int_equal(rn_datadir_remap(d, "s", 1, path, NULL, &opened, err), 0);
+    assert_int_equal(opened.store_id, 1);
+    rn_datadir_store_info_t *st = NULL;
+    size_t n = 0;
+    assert_int_equal(rn_datadir_stores(d, &st, &n, err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(st[1].path, "stores/ssd");
+    assert_int_equal(st[1].physical_queues, 2);
+    assert_true(st[0].bytes > 0 && st[1].bytes > 0);
+    free(st);
+
+    /* Alter: new queues live on the store of queue 0's open item. */
+    rn_meta_topic_t t;
+    assert_int_equal(rn_datadir_topic_alter(d, "s", 1, &t, err), RN_EINVAL);
+    assert_int_equal(rn_datadir_topic_alter(d, "s", 3, &t, err), 0);
+    rn_datadir_queue_t q2;
+    assert_int_equal(rn_datadir_queue_open(d, "s", 2, &q2, err), 0);
+    assert_int_equal(q2.items[0].store_id, 1);
+    assert_int_equal(append(d, &q2, "c", 1, 5), 0);
+    rn_datadir_queue_close(&q2);
+    rn_datadir_queue_close(&q);
+    assert_int_equal(rn_datadir_close(d), 0);
+
+    /* A store whose STORE file names another data directory is refused;
+     * a missing one too. */
+    snprintf(path, sizeof path, "%s/stores/ssd/STORE", f->dir);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("runnel store of data directory 1\n", fp);
+    fclose(fp);
+    rn_datadir_opts_t o;
+    opts(&o, 0, "t");
+    d = NULL;
+    assert_int_equal(rn_datadir_open(f->dir, &o, &d, err), RN_EFORMAT);
+    assert_non_null(strstr(err, "has no STORE file naming this data directory"));
+    snprintf(path, sizeof path, "%s/stores/ssd", f->dir);
+    snprintf(other, sizeof other, "%s/moved", f->root);
+    assert_int_equal(rename(path, other), 0);
+    assert_int_equal(rn_datadir_open(f->dir, &o, &d, err), -ENOENT);
+    assert_non_null(strstr(err, "store 1 at"));
+    assert_non_null(strstr(err, "is missing"));
+    assert_null(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -340,6 +425,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_append_read_logical, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_and_id_floor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_ack, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stores, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

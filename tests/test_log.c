@@ -12,7 +12,10 @@
 #include "batch/batch.h"
 #include "common/error.h"
 #include "common/sys.h"
+#include "batch/crc32c.h"
+#include "log/index.h"
 #include "log/log.h"
+#include "log/segment.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -315,6 +318,14 @@ static void test_lookup_offset_and_time(void **state)
         int64_t got = -7;
         assert_int_equal(rn_log_lookup_time(log, 2, T, &got, err), 0);
         assert_int_equal(got, want);
+        rn_log_batch_ref_t tr;
+        if (want == next) {
+            assert_int_equal(rn_log_lookup_time_batch(log, 2, T, &tr, err), RN_ENOTFOUND);
+        } else {
+            assert_int_equal(rn_log_lookup_time_batch(log, 2, T, &tr, err), 0);
+            assert_true(tr.base_offset <= want && want < tr.base_offset + tr.record_count);
+            assert_true(tr.max_timestamp >= T);
+        }
     }
     int64_t got;
     assert_int_equal(rn_log_lookup_time(log, 42, 5, &got, err), 0);
@@ -856,6 +867,7 @@ static void *reader_main(void *arg)
     int64_t next[3] = {0, 0, 0};
     rn_buf_t out = RN_BUF_INIT;
     rn_batch_iter_t it;
+    unsigned rounds = 0;
     rn_batch_iter_init(&it, &rn_batch_default_limits);
     for (;;) {
         int finished = atomic_load(&c->done);
@@ -883,6 +895,9 @@ static void *reader_main(void *arg)
             }
         }
         if (finished && !progress) break;
+        /* A second syncer racing the group flusher: what it publishes must
+         * be synced too. */
+        if (++rounds % 3 == 0 && rn_log_sync(c->log) != 0) { c->failed = 5; goto out; }
     }
     for (uint32_t q = 0; q < 3; q++)
         if (next[q] != c->total[q]) c->failed = 4;
@@ -942,6 +957,73 @@ static void test_directory_lock(void **state)
     rm_tmp(dir);
 }
 
+/* The on-disk formats, pinned byte for byte: an entry header, an index
+ * unit, and the checkpoint and clean files a close leaves behind. */
+static void test_format_golden(void **state)
+{
+    (void)state;
+    uint8_t b21[21];
+    for (int i = 0; i < 21; i++) b21[i] = (uint8_t)(i * 7 + 1);
+    static const uint8_t hdr_gold[16] = {
+        0xe8, 0x03, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,     /* batch_len 1000, queue 7 */
+        0x01, 0x00, 0x00, 0x00, 0xb3, 0xbb, 0x07, 0xe5,     /* format 1, hcrc */
+    };
+    uint8_t h[16];
+    rn_seg_hdr_encode(h, 1000, 7, b21, b21 + 8);
+    assert_memory_equal(h, hdr_gold, 16);
+    assert_int_equal(rn_seg_hdr_check(h, b21), 0);
+    b21[12] ^= 1;                                           /* leader epoch: covered */
+    assert_int_equal(rn_seg_hdr_check(h, b21), RN_ECORRUPT);
+
+    static const uint8_t unit_gold[48] = {
+        0x15, 0xcd, 0x5b, 0x07, 0x00, 0x00, 0x00, 0x00,     /* position 123456789 */
+        0x2a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,     /* base offset 42 */
+        0x00, 0x68, 0xe5, 0xcf, 0x8b, 0x01, 0x00, 0x00,     /* first ts */
+        0x7b, 0x68, 0xe5, 0xcf, 0x8b, 0x01, 0x00, 0x00,     /* running max ts */
+        0x00, 0x00, 0x01, 0x00, 0x58, 0x02, 0x00, 0x00,     /* size 65536, 600 records */
+        0x00, 0x00, 0x00, 0x00, 0xad, 0x0e, 0x53, 0xcf,     /* flags 0, crc */
+    };
+    rn_idx_unit_t u = {.position = 123456789, .base_offset = 42, .first_ts = 1700000000000,
+                       .max_ts = 1700000000123, .size = 65536, .record_count = 600};
+    uint8_t out[48];
+    rn_idx_unit_encode(out, &u);
+    assert_memory_equal(out, unit_gold, 48);
+    rn_idx_unit_t back;
+    assert_int_equal(rn_idx_unit_decode(unit_gold, &back), 0);
+    assert_int_equal(back.max_ts, u.max_ts);
+    static const uint8_t zero[48];
+    assert_int_equal(rn_idx_unit_decode(zero, &back), RN_ECORRUPT);   /* unused = end */
+
+    char *dir = mk_tmp();
+    rn_log_opts_t o;
+    small_opts(&o, RN_FSYNC_NEVER);
+    rn_log_t *log = open_ok(dir, &o);
+    assert_int_equal(append_ok(log, 5, 0, 3, 0), 3);
+    uint64_t end = rn_log_bytes(log);
+    assert_int_equal(rn_log_close(log), 0);
+    char p[600];
+    uint8_t *b;
+    size_t n;
+    snprintf(p, sizeof p, "%s/clean", dir);
+    assert_int_equal(rn_read_file(p, 4096, &b, &n), 0);
+    assert_int_equal(n, 20);
+    assert_memory_equal(b, "RNCL\x01\0\0\0", 8);
+    assert_int_equal(rn_le64_get(b + 8), end);
+    assert_int_equal(rn_le32_get(b + 16), rn_crc32c(0, b, 16));
+    free(b);
+    snprintf(p, sizeof p, "%s/checkpoint", dir);
+    assert_int_equal(rn_read_file(p, 4096, &b, &n), 0);
+    assert_int_equal(n, 24 + 16 + 4);
+    assert_memory_equal(b, "RNCK\x01\0\0\0", 8);
+    assert_int_equal(rn_le64_get(b + 8), end);
+    assert_int_equal(rn_le32_get(b + 16), 1);               /* one queue */
+    assert_int_equal(rn_le32_get(b + 24), 5);               /* its id */
+    assert_int_equal(rn_le64_get(b + 32), 3);               /* its next offset */
+    assert_int_equal(rn_le32_get(b + 40), rn_crc32c(0, b, 40));
+    free(b);
+    rm_tmp(dir);
+}
+
 /* Every test starts with the real system calls, even after a failed one. */
 static int reset_sys(void **state)
 {
@@ -969,6 +1051,7 @@ int main(void)
         cmocka_unit_test_setup(test_retention_by_age, reset_sys),
         cmocka_unit_test_setup(test_concurrent_readers_group, reset_sys),
         cmocka_unit_test_setup(test_directory_lock, reset_sys),
+        cmocka_unit_test_setup(test_format_golden, reset_sys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

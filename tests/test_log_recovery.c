@@ -58,7 +58,8 @@ static void rm_path(const char *d)
 static void opts(rn_log_opts_t *o)
 {
     rn_log_opts_default(o);
-    o->fsync = RN_FSYNC_NEVER;
+    o->fsync = RN_FSYNC_GROUP;          /* rolls write recovery points at once */
+    o->group_window_us = 100;
     o->segment_bytes = 8192;
     o->index_file_units = 8;
     o->max_batch_bytes = 4096;
@@ -132,7 +133,9 @@ static void fill_clean(const char *dir)
     assert_int_equal(rn_log_close(log), 0);
 }
 
-/* The whole fill in a child that dies without closing (kill -9). */
+/* The whole fill in a child that dies without closing (kill -9), after
+ * making sure the recovery point of its last roll is on disk (retain runs
+ * any pending roll checkpoint first; no retention is configured). */
 static void fill_crash(const char *dir)
 {
     pid_t pid = fork();
@@ -140,6 +143,8 @@ static void fill_crash(const char *dir)
     if (pid == 0) {
         rn_log_t *log = open_ok(dir, NULL);
         fill(log, 0, NB);
+        uint32_t dropped = 1;
+        if (rn_log_retain(log, &dropped) != 0 || dropped != 0) _exit(3);
         _exit(0);
     }
     int st;
@@ -302,10 +307,21 @@ static void test_crash_nothing_damaged(void **state)
     (void)state;
     char *dir = mk_tmp();
     fill_crash(dir);
+    ent_t e[NB + 8];
+    int n = walk(dir, e, NB + 8);
+    assert_int_equal(n, NB);
+    uint64_t total = 0, last_seg = 0;
+    for (int i = 0; i < n; i++) {
+        total += 16 + e[i].len;
+        if (strcmp(e[i].path, e[n - 1].path) == 0) last_seg += 16 + e[i].len;
+    }
+    assert_true(last_seg < total);                       /* it rolled */
     rn_log_recovery_t rec;
     rn_log_t *log = open_ok(dir, &rec);
     assert_int_equal(rec.clean, 0);
-    assert_true(rec.scanned_bytes > 0);
+    /* The scan starts at the last roll's recovery point: it verifies exactly
+     * the last segment's entries. */
+    assert_int_equal(rec.scanned_bytes, last_seg);
     assert_int_equal(rec.truncated_bytes, 0);
     check_survivors(log, dir, NB);
     rm_path(dir);
@@ -377,6 +393,7 @@ static void test_zeroed_tail(void **state)
     ent_t e[NB + 8];
     int n = walk(dir, e, NB + 8);
     assert_int_equal(n, NB);
+    assert_string_equal(e[n - 2].path, e[n - 1].path);   /* both after the recovery point */
     for (int i = n - 2; i < n; i++) zero(e[i].path, e[i].off, 16 + e[i].len);
     rn_log_recovery_t rec;
     rn_log_t *log = open_ok(dir, &rec);
@@ -509,6 +526,42 @@ static void test_truncated_index_file(void **state)
     free(dir);
 }
 
+/* A truncated last index file: queue 2's newest file was cut in the middle
+ * of a unit; the lost units are rebuilt, and the cut unit's leftover bytes do
+ * not read as damage at the next open. */
+static void test_truncated_last_index_file(void **state)
+{
+    (void)state;
+    char *dir = mk_tmp();
+    fill_clean(dir);
+    char qdir[600], last[1000] = "";
+    path_of(qdir, sizeof qdir, dir, "index/0000000002");
+    DIR *d = opendir(qdir);
+    assert_non_null(d);
+    struct dirent *de;
+    char best[300] = "";
+    while ((de = readdir(d)) != NULL)
+        if (strstr(de->d_name, ".idx") && strcmp(de->d_name, best) > 0)
+            snprintf(best, sizeof best, "%s", de->d_name);
+    closedir(d);
+    assert_string_not_equal(best, "00000000000000000000.idx");   /* not the only file */
+    snprintf(last, sizeof last, "%s/%s", qdir, best);
+    uint8_t unit[48], zz[48] = {0};
+    peek(last, 48 * 2, unit, sizeof unit);
+    assert_memory_not_equal(unit, zz, sizeof unit);               /* it holds >= 3 units */
+    assert_int_equal(truncate(last, 48 + 20), 0);                 /* 1 unit + 20 bytes */
+    rn_log_recovery_t rec;
+    rn_log_t *log = open_ok(dir, &rec);
+    assert_true(rec.rebuilt_units >= 2);
+    assert_int_equal(rn_log_close(log), 0);
+    log = open_ok(dir, &rec);
+    assert_int_equal(rec.clean, 1);
+    assert_int_equal(rec.scanned_bytes + rec.dropped_units + rec.rebuilt_units, 0);
+    check_survivors(log, dir, NB);
+    rm_path(dir);
+    free(dir);
+}
+
 /* Damaged checkpoint: no index is trusted; all are rebuilt. */
 static void test_damaged_checkpoint(void **state)
 {
@@ -581,6 +634,26 @@ static void test_damaged_clean_marker(void **state)
     free(dir);
 }
 
+/* A clean marker and checkpoint that vouch for an entry the log no longer
+ * holds (the last entry zeroed after an orderly close): nothing is trusted,
+ * every index is rebuilt, and the log ends before the lost entry. */
+static void test_clean_marker_but_entry_lost(void **state)
+{
+    (void)state;
+    char *dir = mk_tmp();
+    fill_clean(dir);
+    ent_t e[NB + 8];
+    int n = walk(dir, e, NB + 8);
+    assert_int_equal(n, NB);
+    zero(e[n - 1].path, e[n - 1].off, 16 + e[n - 1].len);
+    rn_log_recovery_t rec;
+    rn_log_t *log = open_ok(dir, &rec);
+    assert_int_equal(rec.rebuilt_units, NB - 1);
+    check_survivors(log, dir, NB - 1);
+    rm_path(dir);
+    free(dir);
+}
+
 /* A clean reopen trusts the marker: no scan, nothing rebuilt. */
 static void test_clean_reopen(void **state)
 {
@@ -645,10 +718,12 @@ int main(void)
         cmocka_unit_test_setup(test_missing_index_dir, reset_sys),
         cmocka_unit_test_setup(test_damaged_index_unit_middle, reset_sys),
         cmocka_unit_test_setup(test_truncated_index_file, reset_sys),
+        cmocka_unit_test_setup(test_truncated_last_index_file, reset_sys),
         cmocka_unit_test_setup(test_damaged_checkpoint, reset_sys),
         cmocka_unit_test_setup(test_missing_checkpoint, reset_sys),
         cmocka_unit_test_setup(test_missing_clean_marker, reset_sys),
         cmocka_unit_test_setup(test_damaged_clean_marker, reset_sys),
+        cmocka_unit_test_setup(test_clean_marker_but_entry_lost, reset_sys),
         cmocka_unit_test_setup(test_clean_reopen, reset_sys),
         cmocka_unit_test_setup(test_missing_middle_segment, reset_sys),
     };

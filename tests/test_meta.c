@@ -1,7 +1,9 @@
 /*
- * test_meta.c — the topic metadata store: schema and version, topic
- * create/list/get, items, name and count validation, duplicates, persistence
- * across reopen, refusal of newer and foreign files.
+ * test_meta.c — the topic metadata store: schema and version (and the
+ * upgrade from version 1), topic create/alter/list/get, items, remap and
+ * item drops in transactions (a refused change leaves everything as it
+ * was), name and count validation, duplicates, persistence across reopen,
+ * refusal of newer and foreign files, group offsets and checkpoints.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -236,7 +238,8 @@ static void test_duplicate_rolls_back(void **state)
     /* Nothing of the failed attempt remains; the id counter did not move. */
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM physical_queues"), 3);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM queue_items"), 3);
-    assert_int_equal(sql_int(f->path, "SELECT value FROM counters"), 3);
+    assert_int_equal(sql_int(f->path, "SELECT value FROM counters WHERE name = 'next_physical_id'"),
+                     3);
 }
 
 static void test_reopen_persists(void **state)
@@ -323,6 +326,190 @@ static void test_schema_enforces_one_open_item(void **state)
     sqlite3_close(db);
 }
 
+static void test_upgrade_from_v1(void **state)
+{
+    fixture_t *f = *state;
+    rn_meta_t *m = open_meta(f);
+    char err[RN_ERRMSG_SIZE];
+    assert_int_equal(rn_meta_topic_create(m, "old", 2, 0, 0, NULL, err), 0);
+    rn_meta_close(m);
+    /* Make it a version-1 file: what the first release wrote. */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE checkpoint_offsets; DROP TABLE checkpoints;"
+                                      "DROP TABLE group_offsets; DROP TABLE consumer_groups;"
+                                      "DELETE FROM counters WHERE name = 'datadir_id';"
+                                      "PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    m = open_meta(f);
+    int v = 0;
+    assert_int_equal(rn_meta_schema_version(m, &v, err), 0);
+    assert_int_equal(v, 2);
+    int64_t id = 0;
+    assert_int_equal(rn_meta_datadir_id(m, &id, err), 0);
+    assert_true(id > 0);
+    rn_meta_topic_t t;
+    assert_int_equal(rn_meta_topic_get(m, "old", &t, err), 0);
+    assert_int_equal(t.queues, 2);
+    rn_meta_offset_t o = {.topic_id = t.id, .queue = 1, .offset = 0};
+    assert_int_equal(rn_meta_offsets_commit(m, "g", &o, 1, err), 0);
+    rn_meta_close(m);
+}
+
+/* Items of every queue of topic 1 as "q:seq:ls:pid:store:ps:pe;" text. */
+static void items_text(rn_meta_t *m, char *out, size_t size)
+{
+    char err[RN_ERRMSG_SIZE];
+    rn_meta_item_t *v = NULL;
+    size_t n = 0, len = 0;
+    assert_int_equal(rn_meta_items(m, 1, UINT32_MAX, &v, &n, err), 0);
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(out + len, size - len, "%u:%u:%lld:%u:%u:%lld:%lld;", v[i].queue,
+                                v[i].seq, (long long)v[i].logical_start, v[i].physical_id,
+                                v[i].store_id, (long long)v[i].physical_start,
+                                (long long)v[i].physical_end);
+    free(v);
+}
+
+static void test_remap_alter_drop(void **state)
+{
+    fixture_t *f = *state;
+    rn_meta_t *m = open_meta(f);
+    char err[RN_ERRMSG_SIZE], before[1024], after[1024];
+    assert_int_equal(rn_meta_topic_create(m, "t", 2, 0, 0, NULL, err), 0);
+    rn_meta_remap_t r = {.topic_id = 1, .queue = 0, .open_seq = 0, .physical_end = 7,
+                         .store_id = 0, .min_physical_id = 0};
+    rn_meta_item_t it;
+    assert_int_equal(rn_meta_remap(m, &r, &it, err), 0);
+    assert_int_equal(it.seq, 1);
+    assert_int_equal(it.logical_start, 7);
+    assert_int_equal(it.physical_id, 2);
+    assert_int_equal(it.physical_start, 0);
+    items_text(m, before, sizeof before);
+    assert_string_equal(before, "0:0:0:0:0:0:7;0:1:7:2:0:0:-1;1:0:0:1:0:0:-1;");
+
+    /* Refused remaps change nothing: a stale open item, a seal below the
+     * start, an unknown store, a store path already registered. */
+    assert_int_equal(rn_meta_remap(m, &r, &it, err), RN_EEXIST);
+    assert_non_null(strstr(err, "remapped meanwhile"));
+    r.open_seq = 1;
+    r.physical_end = -1;
+    assert_int_equal(rn_meta_remap(m, &r, &it, err), RN_EINVAL);
+    r.physical_end = 3;
+    r.store_id = 9;
+    assert_int_equal(rn_meta_remap(m, &r, &it, err), RN_ENOTFOUND);
+    r.new_store_path = "stores/0";
+    assert_int_equal(rn_meta_remap(m, &r, &it, err), RN_EEXIST);
+    items_text(m, after, sizeof after);
+    assert_string_equal(before, after);
+
+    /* To a new store, with ids above the floor. */
+    r.new_store_path = "/mnt/b";
+    r.min_physical_id = 40;
+    assert_int_equal(rn_meta_remap(m, &r, &it, err), 0);
+    assert_int_equal(it.physical_id, 40);
+    assert_int_equal(it.store_id, 9);
+    assert_int_equal(it.logical_start, 10);
+    rn_meta_store_t *st = NULL;
+    size_t n = 0;
+    assert_int_equal(rn_meta_store_list(m, &st, &n, err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(st[1].path, "/mnt/b");
+    assert_int_equal(st[1].physical_queues, 1);
+    free(st);
+
+    /* Alter adds queues only. */
+    rn_meta_topic_t t;
+    assert_int_equal(rn_meta_topic_alter(m, "t", 2, 0, 0, &t, err), RN_EINVAL);
+    assert_string_equal(err, "topic 't' has 2 queues; --queues must be more than 2 and at most "
+                             "10000 (queues are never removed)");
+    assert_int_equal(rn_meta_topic_alter(m, "t", 4, 0, 0, &t, err), 0);
+    assert_int_equal(t.queues, 4);
+    assert_int_equal(rn_meta_topic_alter(m, "nope", 5, 0, 0, &t, err), RN_ENOTFOUND);
+
+    /* Retention drops sealed items from the front, never the open one. */
+    assert_int_equal(rn_meta_items_drop(m, 1, 0, 3, err), RN_EINVAL);
+    assert_int_equal(rn_meta_items_drop(m, 1, 0, 2, err), 0);
+    rn_meta_item_t *v = NULL;
+    assert_int_equal(rn_meta_items(m, 1, 0, &v, &n, err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0].seq, 2);
+    assert_int_equal(v[0].logical_start, 10);
+    free(v);
+    rn_meta_close(m);
+}
+
+static void test_groups_and_checkpoints(void **state)
+{
+    fixture_t *f = *state;
+    rn_meta_t *m = open_meta(f);
+    char err[RN_ERRMSG_SIZE];
+    assert_int_equal(rn_meta_topic_create(m, "b", 2, 0, 0, NULL, err), 0);
+    assert_int_equal(rn_meta_topic_create(m, "a", 1, 0, 0, NULL, err), 0);
+    rn_meta_group_t *g = NULL;
+    size_t n = 0;
+    assert_int_equal(rn_meta_group_list(m, &g, &n, err), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(rn_meta_group_get(m, "x", g, err), RN_ENOTFOUND);
+    assert_non_null(strstr(err, "there are no groups"));
+    rn_meta_offset_t o[3] = {{.topic_id = 1, .queue = 1, .offset = 5},
+                             {.topic_id = 2, .queue = 0, .offset = 3},
+                             {.topic_id = 1, .queue = 0, .offset = 9}};
+    assert_int_equal(rn_meta_offsets_commit(m, "g1", o, 3, err), 0);
+    o[0].offset = 6;
+    assert_int_equal(rn_meta_offsets_commit(m, "g1", o, 1, err), 0);
+    assert_int_equal(rn_meta_set_offset_sync(m, 1, err), 0);
+    assert_int_equal(rn_meta_checkpoint_create(m, "g1", "c", NULL, err), 0);
+    o[1].offset = 4;
+    assert_int_equal(rn_meta_offsets_commit(m, "g1", &o[1], 1, err), 0);
+    rn_meta_offset_t bad = {.topic_id = 1, .queue = 0, .offset = -1};
+    assert_int_equal(rn_meta_offsets_commit(m, "g1", &bad, 1, err), RN_EINVAL);
+    assert_int_equal(rn_meta_offsets_commit(m, "bad/name", o, 1, err), RN_EINVAL);
+    assert_non_null(strstr(err, "invalid group name 'bad/name'"));
+    rn_meta_offset_t *v = NULL;
+    assert_int_equal(rn_meta_offsets_get(m, "g1", -1, &v, &n, err), 0);
+    /* Ordered by topic name then queue: a/0, b/0, b/1. */
+    assert_int_equal(n, 3);
+    assert_string_equal(v[0].topic, "a");
+    assert_int_equal(v[0].offset, 4);
+    assert_string_equal(v[1].topic, "b");
+    assert_int_equal(v[1].offset, 9);
+    assert_int_equal(v[2].offset, 6);
+    free(v);
+    rn_meta_close(m);
+
+    m = open_meta(f);
+    rn_meta_checkpoint_t cp;
+    assert_int_equal(rn_meta_checkpoint_get(m, "g1", "c", &cp, err), 0);
+    assert_int_equal(cp.offsets, 3);
+    assert_int_equal(rn_meta_checkpoint_offsets(m, cp.id, &v, &n, err), 0);
+    assert_int_equal(v[0].offset, 3);                 /* the value at snapshot time */
+    free(v);
+    assert_int_equal(rn_meta_offsets_replace(m, "g1", 1, o, 0, err), 0);   /* clear topic b */
+    assert_int_equal(rn_meta_offsets_get(m, "g1", -1, &v, &n, err), 0);
+    assert_int_equal(n, 1);
+    free(v);
+    assert_int_equal(rn_meta_checkpoint_create(m, "g1", "bad name", NULL, err), RN_EINVAL);
+    assert_non_null(strstr(err, "invalid checkpoint name 'bad name'"));
+    assert_int_equal(rn_meta_checkpoint_get(m, NULL, "zz", &cp, err), RN_ENOTFOUND);
+    assert_string_equal(err, "unknown checkpoint 'zz'; checkpoints (group/name): g1/c");
+    rn_meta_checkpoint_t *cl = NULL;
+    assert_int_equal(rn_meta_checkpoint_list(m, NULL, &cl, &n, err), 0);
+    assert_int_equal(n, 1);
+    free(cl);
+    assert_int_equal(rn_meta_checkpoint_drop(m, "g1", "c", err), 0);
+    assert_int_equal(rn_meta_checkpoint_list(m, "g1", &cl, &n, err), 0);
+    assert_int_equal(n, 0);
+    free(cl);
+    assert_int_equal(rn_meta_group_list(m, &g, &n, err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(g[0].name, "g1");
+    assert_int_equal(g[0].offsets, 1);
+    free(g);
+    rn_meta_close(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +522,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen_persists, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_enforces_one_open_item, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade_from_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remap_alter_drop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_groups_and_checkpoints, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,89 @@
+/*
+ * consumer.h — the embedded consumer for stream processors: assign logical
+ * queues of topics at offsets, seek by offset or time, and poll decoded
+ * records one batch at a time, as views over the batch.
+ *
+ *   rn_consumer_create(d, NULL, &c, err);
+ *   rn_consumer_assign(c, "logs", 0, 0, err);           // from offset 0
+ *   rn_consumer_batch_t b;
+ *   while (rn_consumer_poll(c, &b, err) == 1)
+ *       for (uint32_t i = 0; i < b.count; i++) use(b.records[i]);
+ *   rn_consumer_destroy(c);
+ *
+ * Order: poll serves the assigned queues round-robin by batch, in assignment
+ * order: the next batch of the queue after the one served last that has
+ * data, so given the same data and start offsets the sequence of batches is
+ * always the same. Within a queue, records come in offset order, dense,
+ * across remap boundaries (the read path is rn_datadir_read).
+ *
+ * Lifetimes: a polled batch's records (keys, values, headers) are views into
+ * the consumer's read buffer or decompression scratch; they stay valid until
+ * the next rn_consumer_poll, seek, assign or destroy on the same consumer,
+ * and the caller must copy what it keeps. b.topic lives as long as c.
+ *
+ * Every batch is checked (header and CRC-32C) before its records are handed
+ * out. A consumer is used by one thread at a time; several consumers and
+ * producers may share one data directory from different threads.
+ */
+#ifndef RN_CONSUMER_H
+#define RN_CONSUMER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batch/batch.h"
+#include "logical-queues/datadir.h"
+
+typedef struct rn_consumer rn_consumer_t;
+
+typedef struct rn_consumer_opts {
+    size_t fetch_bytes;       /* bytes read per queue and refill (default 1 MiB) */
+} rn_consumer_opts_t;
+
+typedef struct rn_consumer_batch {
+    const char        *topic;
+    uint32_t           queue;
+    const rn_record_t *records;      /* count records, offsets ascending, views */
+    uint32_t           count;
+    int64_t            next_offset;  /* the queue's position after this batch */
+} rn_consumer_batch_t;
+
+int  rn_consumer_create(rn_datadir_t *d, const rn_consumer_opts_t *o, rn_consumer_t **out,
+                        char *errmsg);
+void rn_consumer_destroy(rn_consumer_t *c);        /* NULL is a no-op */
+
+/* The number of logical queues of topic (they are 0..n-1). */
+int  rn_consumer_queues(rn_consumer_t *c, const char *topic, uint32_t *n, char *errmsg);
+
+/* Read (topic, queue) from logical offset on, which must lie in
+ * [log_start, high_watermark] (RN_ERANGE naming the range). Assigning a queue
+ * twice is RN_EEXIST. */
+int  rn_consumer_assign(rn_consumer_t *c, const char *topic, uint32_t queue, int64_t offset,
+                        char *errmsg);
+/* Stop (topic, queue) at logical offset end: poll never returns a record at
+ * or past it (-1: no end, the default). */
+int  rn_consumer_set_end(rn_consumer_t *c, const char *topic, uint32_t queue, int64_t end,
+                         char *errmsg);
+/* Move the position to offset (range-checked) or to the first record with
+ * timestamp >= ts. RN_ENOTFOUND for a queue that is not assigned. */
+int  rn_consumer_seek(rn_consumer_t *c, const char *topic, uint32_t queue, int64_t offset,
+                      char *errmsg);
+int  rn_consumer_seek_time(rn_consumer_t *c, const char *topic, uint32_t queue, int64_t ts,
+                           char *errmsg);
+
+/* 1 and *b filled with the next batch's records at or after the position;
+ * 0 when no assigned queue has a record now (or every one reached its end);
+ * negative on an error (a damaged batch names its offset). */
+int  rn_consumer_poll(rn_consumer_t *c, rn_consumer_batch_t *b, char *errmsg);
+
+/* Next offset poll would return for (topic, queue). */
+int  rn_consumer_position(rn_consumer_t *c, const char *topic, uint32_t queue, int64_t *offset,
+                          char *errmsg);
+/* The queue's current log start and high watermark (logical). */
+int  rn_consumer_watermarks(rn_consumer_t *c, const char *topic, uint32_t queue,
+                            int64_t *log_start, int64_t *high_watermark, char *errmsg);
+
+/* Commit every assigned queue's position for group, in one transaction. */
+int  rn_consumer_commit(rn_consumer_t *c, const char *group, char *errmsg);
+
+#endif

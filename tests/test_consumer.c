@@ -1,0 +1,443 @@
+/*
+ * test_consumer.c — the embedded consumer and the read path across mapping
+ * items: reads, seeks by offset and time, watermarks and bounded reads over
+ * items on two stores; round-robin order and record/header views; remap
+ * while producing and consuming from three threads (no gap and no duplicate
+ * in logical offsets); retention dropping emptied items and advancing the
+ * logical start.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "batch/batch.h"
+#include "common/error.h"
+#include "logical-queues/consumer.h"
+#include "logical-queues/datadir.h"
+
+typedef struct fixture {
+    char root[64];
+    char dir[PATH_MAX];
+    char store[PATH_MAX];
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    snprintf(f->root, sizeof f->root, "/tmp/rn-consumer-XXXXXX");
+    if (!mkdtemp(f->root)) { free(f); return -1; }
+    snprintf(f->dir, sizeof f->dir, "%s/data", f->root);
+    snprintf(f->store, sizeof f->store, "%s/disk2", f->root);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->root);
+    int rc = system(cmd);
+    free(f);
+    return rc == 0 ? 0 : -1;
+}
+
+static rn_datadir_t *open_dir(const char *dir, uint64_t segment_bytes, uint64_t retention_bytes)
+{
+    rn_datadir_opts_t o;
+    rn_datadir_opts_default(&o);
+    o.create = 1;
+    o.holder = "test_consumer";
+    o.log.fsync = RN_FSYNC_NEVER;
+    o.log.segment_bytes = segment_bytes;
+    o.log.max_batch_bytes = 1u << 12;
+    o.log.retention_bytes = retention_bytes;
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_t *d = NULL;
+    int rc = rn_datadir_open(dir, &o, &d, err);
+    if (rc != 0) fail_msg("rn_datadir_open(%s): %d %s", dir, rc, err);
+    return d;
+}
+
+/* One batch of n records "r<first+i>", timestamps ts0 + i, each with a
+ * header "h" = "<first+i>". Returns the logical base offset. */
+static int64_t append_seq(rn_datadir_t *d, rn_datadir_queue_t *q, int first, int n, int64_t ts0)
+{
+    rn_batch_builder_t b;
+    rn_batch_opts_t o;
+    rn_batch_opts_default(&o);
+    assert_int_equal(rn_batch_builder_init(&b, &o), 0);
+    char val[16][24], hv[16][24];
+    rn_header_t h[16];
+    assert_true(n <= 16);
+    for (int i = 0; i < n; i++) {
+        rn_record_t r;
+        memset(&r, 0, sizeof r);
+        snprintf(val[i], sizeof val[i], "r%d", first + i);
+        snprintf(hv[i], sizeof hv[i], "%d", first + i);
+        h[i].key = (const uint8_t *)"h";
+        h[i].key_len = 1;
+        h[i].value = (const uint8_t *)hv[i];
+        h[i].value_len = (int32_t)strlen(hv[i]);
+        r.timestamp = ts0 + i;
+        r.key_len = -1;
+        r.value = (const uint8_t *)val[i];
+        r.value_len = (int32_t)strlen(val[i]);
+        r.headers = &h[i];
+        r.header_count = 1;
+        assert_int_equal(rn_batch_builder_add(&b, &r), 0);
+    }
+    const uint8_t *batch;
+    size_t len;
+    assert_int_equal(rn_batch_builder_finish(&b, &batch, &len), 0);
+    char err[RN_ERRMSG_SIZE] = "";
+    int64_t base = -1;
+    uint64_t ticket = 0;
+    if (rn_datadir_append(d, q, batch, len, &base, &ticket, err) != 0) fail_msg("append: %s", err);
+    assert_int_equal(rn_datadir_wait(d, ticket), 0);
+    rn_batch_builder_destroy(&b);
+    return base;
+}
+
+/* The record's value is r<offset> and its one header h=<offset>. */
+static void check_record(const rn_record_t *r, int64_t offset)
+{
+    char val[24], hv[24];
+    snprintf(val, sizeof val, "r%lld", (long long)offset);
+    snprintf(hv, sizeof hv, "%lld", (long long)offset);
+    assert_int_equal(r->offset, offset);
+    assert_int_equal(r->value_len, (int32_t)strlen(val));
+    assert_memory_equal(r->value, val, strlen(val));
+    assert_int_equal(r->header_count, 1);
+    assert_int_equal(r->headers[0].value_len, (int32_t)strlen(hv));
+    assert_memory_equal(r->headers[0].value, hv, strlen(hv));
+}
+
+/* Poll everything from the consumer; returns the count, checking density
+ * from `from`. */
+static int64_t drain(rn_consumer_t *c, int64_t from)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_consumer_batch_t b;
+    int64_t next = from;
+    int rc;
+    while ((rc = rn_consumer_poll(c, &b, err)) == 1) {
+        for (uint32_t i = 0; i < b.count; i++) check_record(&b.records[i], next++);
+        assert_int_equal(b.next_offset, next);
+    }
+    if (rc < 0) fail_msg("poll: %s", err);
+    return next - from;
+}
+
+/* Items: [0,9) store 0, [9,14) store 0, [14,...) on the second store. */
+static void three_items(fixture_t *f, rn_datadir_t *d)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_queue_t q;
+    assert_int_equal(rn_datadir_topic_create(d, "t", 1, NULL, err), 0);
+    assert_int_equal(rn_datadir_queue_open(d, "t", 0, &q, err), 0);
+    assert_int_equal(append_seq(d, &q, 0, 5, 100), 0);
+    assert_int_equal(append_seq(d, &q, 5, 4, 105), 5);
+    assert_int_equal(rn_datadir_remap(d, "t", 0, NULL, NULL, NULL, err), 0);
+    assert_int_equal(append_seq(d, &q, 9, 5, 200), 9);       /* q re-resolves itself */
+    assert_int_equal(rn_datadir_remap(d, "t", 0, f->store, NULL, NULL, err), 0);
+    assert_int_equal(append_seq(d, &q, 14, 3, 300), 14);
+    assert_int_equal(append_seq(d, &q, 17, 3, 303), 17);
+    assert_int_equal(q.nitems, 3);
+    assert_int_equal(q.items[2].store_id, 1);
+    rn_datadir_queue_close(&q);
+}
+
+static void test_read_across_items(void **state)
+{
+    fixture_t *f = *state;
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_t *d = open_dir(f->dir, 1u << 20, 0);
+    three_items(f, d);
+    rn_consumer_t *c = NULL;
+    assert_int_equal(rn_consumer_create(d, NULL, &c, err), 0);
+    uint32_t nq = 0;
+    assert_int_equal(rn_consumer_queues(c, "t", &nq, err), 0);
+    assert_int_equal(nq, 1);
+    assert_int_equal(rn_consumer_assign(c, "t", 0, 0, err), 0);
+    assert_int_equal(rn_consumer_assign(c, "t", 0, 0, err), RN_EEXIST);
+    assert_int_equal(drain(c, 0), 20);
+    int64_t pos = -1, ls = -1, hw = -1;
+    assert_int_equal(rn_consumer_position(c, "t", 0, &pos, err), 0);
+    assert_int_equal(pos, 20);
+    assert_int_equal(rn_consumer_watermarks(c, "t", 0, &ls, &hw, err), 0);
+    assert_int_equal(ls, 0);
+    assert_int_equal(hw, 20);
+
+    /* Seeks: into the middle of the second item's batch; to each item
+     * boundary; by time into the third item and past every record. */
+    int64_t seeks[] = {11, 9, 14, 0, 20};
+    for (size_t i = 0; i < sizeof seeks / sizeof seeks[0]; i++) {
+        assert_int_equal(rn_consumer_seek(c, "t", 0, seeks[i], err), 0);
+        assert_int_equal(drain(c, seeks[i]), 20 - seeks[i]);
+    }
+    assert_int_equal(rn_consumer_seek(c, "t", 0, 21, err), RN_ERANGE);
+    assert_string_equal(err, "offset 21 is outside topic 't' queue 0's range [0, 20]");
+    assert_int_equal(rn_consumer_seek_time(c, "t", 0, 301, err), 0);
+    assert_int_equal(drain(c, 15), 5);
+    assert_int_equal(rn_consumer_seek_time(c, "t", 0, 150, err), 0);  /* first >= 150: 9 */
+    assert_int_equal(drain(c, 9), 11);
+    assert_int_equal(rn_consumer_seek_time(c, "t", 0, 99999, err), 0);
+    assert_int_equal(drain(c, 20), 0);
+    /* Bounded: stop inside the second item's batch. */
+    assert_int_equal(rn_consumer_seek(c, "t", 0, 3, err), 0);
+    assert_int_equal(rn_consumer_set_end(c, "t", 0, 12, err), 0);
+    assert_int_equal(drain(c, 3), 9);
+    assert_int_equal(rn_consumer_set_end(c, "nope", 0, 12, err), RN_ENOTFOUND);
+    rn_consumer_destroy(c);
+
+    /* rn_datadir_read crosses items only with whole batches that fit. */
+    rn_datadir_queue_t q;
+    rn_buf_t buf = RN_BUF_INIT;
+    uint32_t nb = 0;
+    assert_int_equal(rn_datadir_queue_open(d, "t", 0, &q, err), 0);
+    assert_int_equal(rn_datadir_read(d, &q, 5, 1, &buf, &nb, err), 0);
+    assert_int_equal(nb, 1);                      /* at least one batch */
+    buf.len = 0;
+    assert_int_equal(rn_datadir_read(d, &q, 0, 1 << 20, &buf, &nb, err), 0);
+    assert_int_equal(nb, 5);                      /* every batch of the 3 items */
+    rn_buf_free(&buf);
+    rn_datadir_queue_close(&q);
+    assert_int_equal(rn_datadir_close(d), 0);
+
+    /* After a restart: the same records, the second store reopened. */
+    d = open_dir(f->dir, 1u << 20, 0);
+    assert_int_equal(rn_consumer_create(d, NULL, &c, err), 0);
+    assert_int_equal(rn_consumer_assign(c, "t", 0, 0, err), 0);
+    assert_int_equal(drain(c, 0), 20);
+    rn_consumer_destroy(c);
+    assert_int_equal(rn_datadir_close(d), 0);
+}
+
+static void test_round_robin_and_views(void **state)
+{
+    fixture_t *f = *state;
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_t *d = open_dir(f->dir, 1u << 20, 0);
+    assert_int_equal(rn_datadir_topic_create(d, "rr", 3, NULL, err), 0);
+    rn_datadir_queue_t q[3];
+    for (uint32_t i = 0; i < 3; i++) assert_int_equal(rn_datadir_queue_open(d, "rr", i, &q[i], err), 0);
+    /* queue 0: 3 batches, queue 1: 1 batch, queue 2: 2 batches */
+    int counts[3] = {3, 1, 2};
+    for (uint32_t i = 0; i < 3; i++)
+        for (int k = 0; k < counts[i]; k++) append_seq(d, &q[i], k * 4, 4, 10);
+    rn_consumer_t *c = NULL;
+    assert_int_equal(rn_consumer_create(d, NULL, &c, err), 0);
+    for (uint32_t i = 0; i < 3; i++) assert_int_equal(rn_consumer_assign(c, "rr", i, 0, err), 0);
+    uint32_t want_q[] = {0, 1, 2, 0, 2, 0};
+    int64_t want_first[] = {0, 0, 0, 4, 4, 8};
+    rn_consumer_batch_t b;
+    for (size_t k = 0; k < 6; k++) {
+        assert_int_equal(rn_consumer_poll(c, &b, err), 1);
+        assert_int_equal(b.queue, want_q[k]);
+        assert_string_equal(b.topic, "rr");
+        assert_int_equal(b.count, 4);
+        /* Every record's views stay valid until the next poll (headers are
+         * copied out of the iterator, which reuses its header array). */
+        for (uint32_t i = 0; i < b.count; i++) check_record(&b.records[i], want_first[k] + i);
+    }
+    assert_int_equal(rn_consumer_poll(c, &b, err), 0);
+    /* New data shows up on the next poll. */
+    append_seq(d, &q[1], 4, 2, 10);
+    assert_int_equal(rn_consumer_poll(c, &b, err), 1);
+    assert_int_equal(b.queue, 1);
+    assert_int_equal(b.count, 2);
+    rn_consumer_destroy(c);
+    for (uint32_t i = 0; i < 3; i++) rn_datadir_queue_close(&q[i]);
+    assert_int_equal(rn_datadir_close(d), 0);
+}
+
+/* ---- remap while producing and consuming ------------------------------- */
+
+#define BATCHES 300
+#define PER     5
+#define REMAPS  12
+
+typedef struct shared {
+    rn_datadir_t *d;
+    const char   *store;
+    atomic_int    produced;         /* batches appended */
+    atomic_int    done;
+    int64_t       consumed;
+    atomic_int    failed;
+    char          err[RN_ERRMSG_SIZE];
+} shared_t;
+
+static void *producer(void *arg)
+{
+    shared_t *s = arg;
+    rn_datadir_queue_t q;
+    char err[RN_ERRMSG_SIZE] = "";
+    if (rn_datadir_queue_open(s->d, "live", 0, &q, err) != 0) { s->failed = 1; return NULL; }
+    for (int i = 0; i < BATCHES && !s->failed; i++) {
+        int64_t base = append_seq(s->d, &q, i * PER, PER, i);
+        if (base != (int64_t)i * PER) {
+            snprintf(s->err, sizeof s->err, "batch %d got base %lld", i, (long long)base);
+            s->failed = 1;
+        }
+        atomic_store(&s->produced, i + 1);
+        if (i % 16 == 0) sched_yield();
+    }
+    rn_datadir_queue_close(&q);
+    atomic_store(&s->done, 1);
+    return NULL;
+}
+
+static void *remapper(void *arg)
+{
+    shared_t *s = arg;
+    char err[RN_ERRMSG_SIZE] = "";
+    for (int k = 0; k < REMAPS && !s->failed; k++) {
+        /* Wait until the producer moved on, so items hold records. */
+        int at = atomic_load(&s->produced);
+        while (atomic_load(&s->produced) < at + BATCHES / (REMAPS + 2) && !atomic_load(&s->done))
+            sched_yield();
+        if (rn_datadir_remap(s->d, "live", 0, k % 2 ? s->store : NULL, NULL, NULL, err) != 0) {
+            snprintf(s->err, sizeof s->err, "remap %d: %.200s", k, err);
+            s->failed = 1;
+        }
+    }
+    return NULL;
+}
+
+static void *consumer(void *arg)
+{
+    shared_t *s = arg;
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_consumer_t *c = NULL;
+    rn_consumer_opts_t o = {.fetch_bytes = 512};      /* small reads: many boundaries */
+    if (rn_consumer_create(s->d, &o, &c, err) != 0 || rn_consumer_assign(c, "live", 0, 0, err) != 0) {
+        s->failed = 1;
+        return NULL;
+    }
+    int64_t next = 0;
+    while (!s->failed && next < (int64_t)BATCHES * PER) {
+        rn_consumer_batch_t b;
+        int rc = rn_consumer_poll(c, &b, err);
+        if (rc < 0) { snprintf(s->err, sizeof s->err, "poll: %.200s", err); s->failed = 1; break; }
+        if (rc == 0) { sched_yield(); continue; }
+        for (uint32_t i = 0; i < b.count; i++, next++) {
+            char val[24];
+            snprintf(val, sizeof val, "r%lld", (long long)next);
+            if (b.records[i].offset != next || b.records[i].value_len != (int32_t)strlen(val) ||
+                memcmp(b.records[i].value, val, strlen(val)) != 0) {
+                snprintf(s->err, sizeof s->err, "expected offset %lld, got %lld",
+                         (long long)next, (long long)b.records[i].offset);
+                s->failed = 1;
+                break;
+            }
+        }
+    }
+    s->consumed = next;
+    rn_consumer_destroy(c);
+    return NULL;
+}
+
+static void test_remap_while_producing_and_consuming(void **state)
+{
+    fixture_t *f = *state;
+    char err[RN_ERRMSG_SIZE] = "";
+    shared_t s;
+    memset(&s, 0, sizeof s);
+    s.d = open_dir(f->dir, 1u << 20, 0);
+    s.store = f->store;
+    assert_int_equal(rn_datadir_topic_create(s.d, "live", 1, NULL, err), 0);
+    pthread_t tp, tr, tc;
+    assert_int_equal(pthread_create(&tc, NULL, consumer, &s), 0);
+    assert_int_equal(pthread_create(&tp, NULL, producer, &s), 0);
+    assert_int_equal(pthread_create(&tr, NULL, remapper, &s), 0);
+    pthread_join(tp, NULL);
+    pthread_join(tr, NULL);
+    pthread_join(tc, NULL);
+    if (s.failed) fail_msg("%s", s.err);
+    assert_int_equal(s.consumed, BATCHES * PER);
+    rn_datadir_queue_t q;
+    assert_int_equal(rn_datadir_queue_open(s.d, "live", 0, &q, err), 0);
+    assert_int_equal(q.nitems, REMAPS + 1);
+    rn_datadir_queue_info_t info;
+    assert_int_equal(rn_datadir_queue_info(s.d, &q, &info, err), 0);
+    assert_int_equal(info.high_watermark, BATCHES * PER);
+    assert_int_equal(info.batches, BATCHES);
+    rn_datadir_queue_close(&q);
+    /* And a fresh reader sees the same dense log. */
+    rn_consumer_t *c = NULL;
+    assert_int_equal(rn_consumer_create(s.d, NULL, &c, err), 0);
+    assert_int_equal(rn_consumer_assign(c, "live", 0, 0, err), 0);
+    assert_int_equal(drain(c, 0), BATCHES * PER);
+    rn_consumer_destroy(c);
+    assert_int_equal(rn_datadir_close(s.d), 0);
+}
+
+/* ---- retention --------------------------------------------------------- */
+
+static void test_retention_drops_items(void **state)
+{
+    fixture_t *f = *state;
+    char err[RN_ERRMSG_SIZE] = "";
+    /* 8 KiB segments on every store, keep ~16 KiB. */
+    rn_datadir_t *d = open_dir(f->dir, 8192, 16384);
+    assert_int_equal(rn_datadir_topic_create(d, "a", 1, NULL, err), 0);
+    assert_int_equal(rn_datadir_topic_create(d, "filler", 1, NULL, err), 0);
+    rn_datadir_queue_t qa, qf;
+    assert_int_equal(rn_datadir_queue_open(d, "a", 0, &qa, err), 0);
+    assert_int_equal(rn_datadir_queue_open(d, "filler", 0, &qf, err), 0);
+    for (int i = 0; i < 4; i++) append_seq(d, &qa, i * 4, 4, 10);
+    assert_int_equal(rn_datadir_remap(d, "a", 0, f->store, NULL, NULL, err), 0);
+    for (int i = 0; i < 3; i++) append_seq(d, &qa, 16 + i * 4, 4, 10);
+    /* Roll store 0's segments with another topic until item 0 of 'a' is
+     * in old segments only. */
+    for (int i = 0; i < 400; i++) append_seq(d, &qf, i * 4, 4, 10);
+    rn_datadir_queue_info_t info;
+    assert_int_equal(rn_datadir_queue_info(d, &qa, &info, err), 0);
+    assert_int_equal(info.log_start, 0);
+    uint32_t segs = 0, items = 0;
+    assert_int_equal(rn_datadir_retain(d, &segs, &items, err), 0);
+    assert_true(segs > 0);
+    assert_int_equal(items, 1);
+    assert_int_equal(rn_datadir_queue_info(d, &qa, &info, err), 0);
+    assert_int_equal(qa.nitems, 1);                    /* re-resolved: item 0 is gone */
+    assert_int_equal(info.log_start, 16);              /* the logical start advanced */
+    assert_int_equal(info.high_watermark, 28);
+    rn_buf_t buf = RN_BUF_INIT;
+    uint32_t nb = 0;
+    assert_int_equal(rn_datadir_read(d, &qa, 0, 1 << 20, &buf, &nb, err), RN_ERANGE);
+    assert_string_equal(err, "offset 0 is outside topic 'a' queue 0's range [16, 28]");
+    rn_buf_free(&buf);
+    rn_consumer_t *c = NULL;
+    assert_int_equal(rn_consumer_create(d, NULL, &c, err), 0);
+    assert_int_equal(rn_consumer_assign(c, "a", 0, 16, err), 0);
+    assert_int_equal(drain(c, 16), 12);
+    rn_consumer_destroy(c);
+    rn_datadir_queue_close(&qa);
+    rn_datadir_queue_close(&qf);
+    assert_int_equal(rn_datadir_close(d), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_read_across_items, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_robin_and_views, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remap_while_producing_and_consuming, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_drops_items, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
