@@ -28,9 +28,12 @@
 #include <unistd.h>
 
 /* The subcommands. Later ones (produce, consume, sql, e2e) join here. */
+extern const bench_cmd_t bench_cmd_remap_read, bench_cmd_commit;   /* bench_queues.c */
 static const bench_cmd_t *const commands[] = {
     &bench_cmd_append,
     &bench_cmd_lookup,
+    &bench_cmd_remap_read,
+    &bench_cmd_commit,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

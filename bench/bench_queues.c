@@ -10,7 +10,8 @@
  * second store and back, or all in store 0 with --same-store). Both are
  * read start to end through the embedded consumer (rn_consumer_poll: the
  * read path `runnel consume` uses; every batch CRC-checked and decoded, each
- * record's value length summed), alternating single/split for --rounds
+ * record's offset and first value bytes hashed, and the two hashes compared),
+ * alternating single/split for --rounds
  * rounds. Reported: the median ns per record of each and their ratio; the
  * target is split <= 1.05 x single.
  *
@@ -35,6 +36,7 @@
 #include "logical-queues/datadir.h"
 #include "logical-queues/group.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -66,54 +68,62 @@ static rn_datadir_t *open_dd(const char *dir, int create, char *err)
     return rn_datadir_open(dir, &o, &d, err) == 0 ? d : NULL;
 }
 
-/* Append `n` records to topic's queue 0 in batches of cfg->batch_bytes,
- * values from rng; remap every `every` records (0: never). */
+/* Append the builder's batch, if it holds records, and empty it. */
+static int flush(rn_datadir_t *d, rn_datadir_queue_t *q, rn_batch_builder_t *b, char *err)
+{
+    if (rn_batch_builder_count(b) == 0) return 0;
+    const uint8_t *batch;
+    size_t len;
+    int64_t base;
+    uint64_t ticket;
+    int rc = rn_batch_builder_finish(b, &batch, &len);
+    if (rc == 0) rc = rn_datadir_append(d, q, batch, len, &base, &ticket, err);
+    rn_batch_builder_reset(b);
+    return rc;
+}
+
+/* Append cfg->records records to topic's queue 0 in batches of
+ * cfg->batch_bytes, values from rng; remap every `every` records (0: never),
+ * alternately to store2 (when not NULL) and back to store 0's path. */
 static int fill(rn_datadir_t *d, const rr_cfg_t *cfg, const char *topic, bench_rng_t *rng,
                 uint64_t every, const char *store2, char *err)
 {
     rn_datadir_queue_t q;
     rn_batch_builder_t b;
     rn_batch_opts_t bo;
-    uint8_t *val = malloc(cfg->size ? cfg->size : 1);
+    uint8_t *val = malloc(cfg->size);
     int rc = rn_datadir_queue_open(d, topic, 0, &q, err);
-    if (rc != 0 || !val) { free(val); return rc ? rc : RN_EFULL; }
+    if (rc != 0 || !val) { free(val); return rc ? rc : -ENOMEM; }
     rn_batch_opts_default(&bo);
     bo.max_bytes = (uint32_t)cfg->batch_bytes;
     rc = rn_batch_builder_init(&b, &bo);
-    uint64_t since = 0, remaps = 0;
-    for (uint64_t i = 0; i <= cfg->records && rc == 0; i++) {
-        int last = i == cfg->records;
+    uint64_t remaps = 0;
+    for (uint64_t i = 0; i < cfg->records && rc == 0; i++) {
+        if (every && i > 0 && i % every == 0) {
+            rc = flush(d, &q, &b, err);
+            const char *to = store2 ? (remaps % 2 == 0 ? store2 : "stores/0") : NULL;
+            if (rc == 0) rc = rn_datadir_remap(d, topic, 0, to, NULL, NULL, err);
+            remaps++;
+            if (rc != 0) break;
+        }
+        bench_fill_value(rng, val, cfg->size);
         rn_record_t r = {.timestamp = 1700000000000 + (int64_t)i, .key_len = -1,
                          .value = val, .value_len = (int32_t)cfg->size};
-        if (!last) bench_fill_value(rng, val, cfg->size);
-        int add = last ? RN_EFULL : rn_batch_builder_add(&b, &r);
-        int cut = every && since == every;
-        if ((add == RN_EFULL || cut) && rn_batch_builder_count(&b) > 0) {
-            const uint8_t *batch;
-            size_t len;
-            int64_t base;
-            uint64_t ticket;
-            rc = rn_batch_builder_finish(&b, &batch, &len);
-            if (rc == 0) rc = rn_datadir_append(d, &q, batch, len, &base, &ticket, err);
-            rn_batch_builder_reset(&b);
-            if (rc == 0 && cut) {
-                rc = rn_datadir_remap(d, topic, 0, remaps % 2 == 0 ? store2 : NULL, NULL, NULL,
-                                      err);
-                remaps++;
-                since = 0;
-            }
-            if (rc == 0 && !last) add = rn_batch_builder_add(&b, &r);
+        rc = rn_batch_builder_add(&b, &r);
+        if (rc == RN_EFULL) {
+            rc = flush(d, &q, &b, err);
+            if (rc == 0) rc = rn_batch_builder_add(&b, &r);
         }
-        if (rc == 0 && !last && add != 0) rc = add;
-        if (!last) since++;
     }
+    if (rc == 0) rc = flush(d, &q, &b, err);
     rn_batch_builder_destroy(&b);
     rn_datadir_queue_close(&q);
     free(val);
     return rc;
 }
 
-/* Read topic's queue 0 from 0 to the end; ns per record. */
+/* Read topic's queue 0 from 0 to the end; ns per record, and *sum a hash of
+ * every record's offset, length and first value bytes. */
 static int read_all(rn_datadir_t *d, const char *topic, uint64_t want, double *ns_per,
                     uint64_t *sum, char *err)
 {
@@ -123,7 +133,14 @@ static int read_all(rn_datadir_t *d, const char *topic, uint64_t want, double *n
     uint64_t n = 0, s = 0, t0 = rn_mono_ns();
     rn_consumer_batch_t b;
     while (rc == 0 && (rc = rn_consumer_poll(c, &b, err)) == 1) {
-        for (uint32_t i = 0; i < b.count; i++) s += (uint64_t)b.records[i].value_len;
+        for (uint32_t i = 0; i < b.count; i++) {
+            /* Touch each record: its offset and first value bytes, so the
+             * two topics are checked to hold the same records in order. */
+            const rn_record_t *r = &b.records[i];
+            uint64_t head = 0;
+            memcpy(&head, r->value, r->value_len < 8 ? (size_t)r->value_len : 8);
+            s = (s ^ head ^ (uint64_t)r->offset) * 0x100000001b3ull + (uint64_t)r->value_len;
+        }
         n += b.count;
         rc = 0;
     }

@@ -13,6 +13,15 @@
  *     (the checkpoint's offset; queues it lacks: the log start), else with
  *     --group the group's committed offset, else --from (default earliest).
  *     A stored offset outside the queue's range is an error naming it.
+ *  4. Output goes through one large stdio buffer with unlocked writes; one
+ *     line per record. --format value prints the value bytes as stored (a
+ *     null value prints as an empty line); --format json prints
+ *     {"queue":Q,"offset":O,"timestamp":T,"key":K,"value":V} with K and V
+ *     JSON strings (rn_json_write_string: invalid UTF-8 bytes as \u00XX) or
+ *     null when absent.
+ *  5. The store is always closed cleanly: SIGPIPE is ignored, and a closed
+ *     output (EPIPE) stops the run silently with exit status 141 (128 +
+ *     SIGPIPE, what the shell would have seen), never an unclean store.
  *  6. Without --queue, queues are read round-robin one batch at a time in
  *     queue order (rn_consumer_poll), so a run is deterministic for given
  *     data and start offsets, and replaying a checkpoint twice prints the
@@ -23,15 +32,6 @@
  *     for all queues. So a crash re-delivers at most the records since the
  *     last commit (at-least-once); a command that fails before reading
  *     commits nothing.
- *  4. Output goes through one large stdio buffer with unlocked writes; one
- *     line per record. --format value prints the value bytes as stored (a
- *     null value prints as an empty line); --format json prints
- *     {"queue":Q,"offset":O,"timestamp":T,"key":K,"value":V} with K and V
- *     JSON strings (rn_json_write_string: invalid UTF-8 bytes as \u00XX) or
- *     null when absent.
- *  5. The store is always closed cleanly: SIGPIPE is ignored, and a closed
- *     output (EPIPE) stops the run silently with exit status 141 (128 +
- *     SIGPIPE, what the shell would have seen), never an unclean store.
  */
 #include "cli/runnel_cli.h"
 

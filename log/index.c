@@ -136,6 +136,8 @@ static void file_unmap(rn_idx_file_t *f)
 {
     if (f->map) munmap(f->map, (size_t)f->cap * RN_IDX_UNIT_SIZE);
     f->map = NULL;
+    free(f->fence);
+    f->fence = NULL;
     if (f->fd >= 0) rn_sys.close(f->fd);
     f->fd = -1;
 }
@@ -174,6 +176,21 @@ static int map_units(rn_idx_file_t *f)
                    f->fd, 0);
     if (m == MAP_FAILED) return -errno;
     f->map = m;
+    return 0;
+}
+
+/* (Re)build f's fences for its first n units (f->cap already final). */
+static int fence_build(rn_idx_file_t *f, uint32_t n)
+{
+    rn_idx_fence_t *fe = calloc(((size_t)f->cap >> RN_IDX_FENCE_SHIFT) + 1, sizeof *fe);
+    if (!fe) return -ENOMEM;
+    for (uint32_t j = 0; j < n; j += RN_IDX_FENCE_EVERY) {
+        const uint8_t *p = f->map + (size_t)j * RN_IDX_UNIT_SIZE;
+        fe[j >> RN_IDX_FENCE_SHIFT].base = (int64_t)rn_le64_get(p + 8);
+        fe[j >> RN_IDX_FENCE_SHIFT].max_ts = (int64_t)rn_le64_get(p + 24);
+    }
+    free(f->fence);
+    f->fence = fe;
     return 0;
 }
 
@@ -324,6 +341,7 @@ int rn_idx_load(rn_idx_t *ix, const char *dir, uint32_t new_cap, uint32_t max_ba
             continue;
         }
         rc = grow_files(ix);
+        if (rc == 0) rc = fence_build(&f, j);
         if (rc != 0) { file_unmap(&f); goto fail; }
         ix->files[ix->nfiles++] = f;
         slot += j;
@@ -350,6 +368,7 @@ int rn_idx_load(rn_idx_t *ix, const char *dir, uint32_t new_cap, uint32_t max_ba
                 /* A file cut mid-unit keeps the cut unit's first bytes:
                  * clear them so the slot reads as unused. */
                 else memset(f->map + (size_t)old * RN_IDX_UNIT_SIZE, 0, RN_IDX_UNIT_SIZE);
+                if (rc == 0) rc = fence_build(f, (uint32_t)(ix->nunits - f->first_slot));
             }
             if (rc != 0) {
                 rn_errf(errmsg, rc, "cannot extend index file %s: %s", path, rn_strerror(rc));
@@ -399,6 +418,7 @@ int rn_idx_prepare_file(rn_idx_t *ix, int64_t base, rn_idx_file_t *f, char *errm
         goto fail;
     }
     if (rc == 0) rc = map_units(f);
+    if (rc == 0) rc = fence_build(f, 0);
     if (rc != 0) {
         rn_errf(errmsg, rc, "cannot create index file %s: %s", path, rn_strerror(rc));
         goto fail;
@@ -426,7 +446,12 @@ void rn_idx_discard_file(rn_idx_t *ix, rn_idx_file_t *f)
 void rn_idx_put(rn_idx_t *ix, const rn_idx_unit_t *u)
 {
     rn_idx_file_t *f = &ix->files[ix->nfiles - 1];
-    rn_idx_unit_encode(f->map + (size_t)(ix->nunits - f->first_slot) * RN_IDX_UNIT_SIZE, u);
+    uint64_t j = ix->nunits - f->first_slot;
+    rn_idx_unit_encode(f->map + (size_t)j * RN_IDX_UNIT_SIZE, u);
+    if ((j & (RN_IDX_FENCE_EVERY - 1)) == 0) {
+        f->fence[j >> RN_IDX_FENCE_SHIFT].base = u->base_offset;
+        f->fence[j >> RN_IDX_FENCE_SHIFT].max_ts = u->max_ts;
+    }
     __atomic_store_n(&f->dirty, 1, __ATOMIC_RELEASE);
     ix->nunits++;
 }
@@ -496,10 +521,59 @@ int rn_idx_sync(rn_idx_t *ix, char *errmsg)
     return 0;
 }
 
-/* The searches read only the fields they compare, straight from the map. */
-static int64_t slot_base(const rn_idx_t *ix, uint64_t s)
+/* The searches read only the fields they compare, straight from the map,
+ * after narrowing with the file's fences. */
+static int64_t unit_base(const rn_idx_file_t *f, uint32_t j)
 {
-    return (int64_t)rn_le64_get(rn_idx_slot(ix, s) + 8);
+    return (int64_t)rn_le64_get(f->map + (size_t)j * RN_IDX_UNIT_SIZE + 8);
+}
+
+static int64_t unit_max_ts(const rn_idx_file_t *f, uint32_t j)
+{
+    return (int64_t)rn_le64_get(f->map + (size_t)j * RN_IDX_UNIT_SIZE + 24);
+}
+
+/* Last unit j in [a, b) of f with base <= off (b > a, base(a) <= off). */
+static uint32_t file_find_offset(const rn_idx_file_t *f, uint32_t a, uint32_t b, int64_t off)
+{
+    uint32_t klo = (a + RN_IDX_FENCE_EVERY - 1) >> RN_IDX_FENCE_SHIFT;
+    uint32_t khi = (b - 1) >> RN_IDX_FENCE_SHIFT;         /* fences of units in [a, b) */
+    if (klo <= khi) {
+        uint32_t l = klo, h = khi + 1;                     /* first fence with base > off */
+        while (l < h) {
+            uint32_t m = l + (h - l) / 2;
+            if (f->fence[m].base <= off) l = m + 1; else h = m;
+        }
+        if (l > klo) a = (l - 1) << RN_IDX_FENCE_SHIFT;
+        if (l <= khi) b = l << RN_IDX_FENCE_SHIFT;
+    }
+    while (b - a > 1) {
+        uint32_t m = a + (b - a) / 2;
+        if (unit_base(f, m) <= off) a = m; else b = m;
+    }
+    return a;
+}
+
+/* First unit j in [a, b) of f with max_ts >= ts, or b. */
+static uint32_t file_find_time(const rn_idx_file_t *f, uint32_t a, uint32_t b, int64_t ts)
+{
+    if (b <= a) return b;
+    uint32_t klo = (a + RN_IDX_FENCE_EVERY - 1) >> RN_IDX_FENCE_SHIFT;
+    uint32_t khi = (b - 1) >> RN_IDX_FENCE_SHIFT;
+    if (klo <= khi) {
+        uint32_t l = klo, h = khi + 1;                     /* first fence with max >= ts */
+        while (l < h) {
+            uint32_t m = l + (h - l) / 2;
+            if (f->fence[m].max_ts >= ts) h = m; else l = m + 1;
+        }
+        if (l <= khi) b = (l << RN_IDX_FENCE_SHIFT) + 1;
+        if (l > klo) a = ((l - 1) << RN_IDX_FENCE_SHIFT) + 1;
+    }
+    while (a < b) {
+        uint32_t m = a + (b - a) / 2;
+        if (unit_max_ts(f, m) >= ts) b = m; else a = m + 1;
+    }
+    return a;
 }
 
 uint64_t rn_idx_find_offset(const rn_idx_t *ix, uint64_t lo, uint64_t hi, int64_t off)
@@ -513,20 +587,27 @@ uint64_t rn_idx_find_offset(const rn_idx_t *ix, uint64_t lo, uint64_t hi, int64_
     const rn_idx_file_t *f = &ix->files[a];
     if (f->first_slot > lo) lo = f->first_slot;
     if (a + 1 < ix->nfiles && ix->files[a + 1].first_slot < hi) hi = ix->files[a + 1].first_slot;
-    while (hi - lo > 1) {                  /* last slot with base <= off */
-        uint64_t mid = lo + (hi - lo) / 2;
-        if (slot_base(ix, mid) <= off) lo = mid; else hi = mid;
-    }
-    return lo;
+    return f->first_slot + file_find_offset(f, (uint32_t)(lo - f->first_slot),
+                                            (uint32_t)(hi - f->first_slot), off);
 }
 
 uint64_t rn_idx_find_time(const rn_idx_t *ix, uint64_t lo, uint64_t hi, int64_t ts)
 {
-    while (lo < hi) {                       /* first slot with max_ts >= ts */
-        uint64_t mid = lo + (hi - lo) / 2;
-        if ((int64_t)rn_le64_get(rn_idx_slot(ix, mid) + 24) >= ts) hi = mid; else lo = mid + 1;
+    if (lo >= hi) return hi;
+    /* Outer step: the last file whose first unit in range is still below ts
+     * holds the answer (or the answer is the next file's first unit). */
+    size_t a = file_of(ix, lo), b = file_of(ix, hi - 1);
+    if ((int64_t)rn_le64_get(rn_idx_slot(ix, lo) + 24) >= ts) return lo;
+    while (b > a) {
+        size_t mid = a + (b - a + 1) / 2;
+        uint64_t s0 = ix->files[mid].first_slot;           /* > lo: mid > file_of(lo) */
+        if ((int64_t)rn_le64_get(rn_idx_slot(ix, s0) + 24) < ts) a = mid; else b = mid - 1;
     }
-    return lo;
+    const rn_idx_file_t *f = &ix->files[a];
+    if (f->first_slot > lo) lo = f->first_slot;
+    if (a + 1 < ix->nfiles && ix->files[a + 1].first_slot < hi) hi = ix->files[a + 1].first_slot;
+    return f->first_slot + file_find_time(f, (uint32_t)(lo - f->first_slot),
+                                          (uint32_t)(hi - f->first_slot), ts);
 }
 
 uint64_t rn_idx_find_position(const rn_idx_t *ix, uint64_t lo, uint64_t hi, uint64_t pos)

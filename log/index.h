@@ -31,12 +31,24 @@ typedef struct rn_idx_unit {
     uint32_t flags;          /* 0 */
 } rn_idx_unit_t;
 
+/* Every RN_IDX_FENCE_EVERY-th unit's base offset and running max, copied
+ * into a small in-memory array: lookups binary-search the compact fences
+ * first and then touch at most one or two pages of the mapping. */
+#define RN_IDX_FENCE_SHIFT 5
+#define RN_IDX_FENCE_EVERY (1u << RN_IDX_FENCE_SHIFT)
+typedef struct rn_idx_fence {
+    int64_t base;
+    int64_t max_ts;
+} rn_idx_fence_t;
+
 typedef struct rn_idx_file {
     int64_t  base;           /* base offset of its first unit (from its name) */
     uint64_t first_slot;
     uint32_t cap;            /* units the mapping holds */
     int      fd;
     uint8_t *map;            /* cap * 48 bytes, MAP_SHARED, read-write */
+    rn_idx_fence_t *fence;   /* (cap >> RN_IDX_FENCE_SHIFT) + 1 entries, malloc'd; entry k
+                                describes unit k * RN_IDX_FENCE_EVERY once it is written */
     int      dirty;          /* written since the last rn_idx_sync (__atomic: the
                                 writer sets it, the syncer thread clears it) */
 } rn_idx_file_t;

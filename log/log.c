@@ -39,8 +39,10 @@
  *   store, read with acquire). One syncer thread per store does every
  *   background fdatasync.
  *   - always:   rn_log_append fdatasyncs before returning; visible = durable.
- *   - group:    (default) the syncer waits for appends, sleeps group_window_us,
- *               snapshots the written end T, fdatasyncs every dirty segment,
+ *   - group:    (default) the syncer waits for appends, sleeps group_window_us
+ *               (only when it was idle: appends that arrived during the last
+ *               fdatasync go at once), snapshots the written end T,
+ *               fdatasyncs every dirty segment,
  *               then publishes every append that ended at or before T (a ring
  *               of {end position, queue, slot count}); visible = durable.
  *               rn_log_wait(ticket) returns once the durable position reaches
@@ -626,6 +628,7 @@ static void *syncer_main(void *arg)
     char what[RN_ERRMSG_SIZE];
     int interval = log->o.fsync == RN_FSYNC_INTERVAL;
     uint64_t next_tick = mono_ms() + log->o.fsync_interval_ms;
+    int was_idle = 1;                  /* gather only after a quiet period */
     pthread_mutex_lock(&log->smu);
     while (!log->stop) {
         int group_work = log->o.fsync == RN_FSYNC_GROUP && log->rcount > 0;
@@ -644,6 +647,7 @@ static void *syncer_main(void *arg)
                 pthread_cond_wait(&log->work_cv, &log->smu);
             }
             log->flusher_idle = 0;
+            was_idle = 1;
             continue;
         }
         if (job >= 0) {
@@ -651,7 +655,11 @@ static void *syncer_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&log->smu);
-        if (group_work && log->o.group_window_us) sleep_us(log->o.group_window_us);
+        /* The first append after a quiet period waits group_window_us for
+         * company; appends that piled up during the previous fdatasync are
+         * synced at once (that sync was their gathering window). */
+        if (group_work && was_idle && log->o.group_window_us) sleep_us(log->o.group_window_us);
+        was_idle = 0;
         pthread_mutex_lock(&log->smu);
         uint64_t t = atomic_load(&log->written_pos);
         pthread_mutex_unlock(&log->smu);
@@ -1829,18 +1837,36 @@ int rn_log_lookup_time(rn_log_t *log, uint32_t queue, int64_t ts, int64_t *offse
     for (uint64_t s = rn_idx_find_time(&q->ix, q->start_slot, v, ts); s < v; s++) {
         rn_idx_unit_t u;
         rn_idx_get(&q->ix, s, &u);
-        if (u.size > cap) {
-            uint8_t *nb = realloc(buf, u.size);
-            if (!nb) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto out; }
-            buf = nb;
-            cap = u.size;
+        /* Read the batch in place through the segment's mapping: no syscall,
+         * no copy (and no LRU activation of the page per lookup, which put a
+         * pread version's p99 above 10 us). pread only without a mapping. */
+        const rn_seg_t *sg = &log->segs[seg_of(log, u.position)];
+        uint64_t off = u.position - sg->start + RN_SEG_HDR_SIZE;
+        const uint8_t *bp;
+        if (sg->map && off + u.size <= sg->size) {
+            bp = sg->map + off;
+            if (be64_get(bp) != u.base_offset) {
+                rc = rn_errf(errmsg, RN_ECORRUPT,
+                             "commitlog/%020llu.log at byte %llu does not hold batch %lld of "
+                             "queue %u", (unsigned long long)sg->start, (unsigned long long)off,
+                             (long long)u.base_offset, queue);
+                goto out;
+            }
+        } else {
+            if (u.size > cap) {
+                uint8_t *nb = realloc(buf, u.size);
+                if (!nb) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto out; }
+                buf = nb;
+                cap = u.size;
+            }
+            rc = read_batch(log, queue, &u, buf, errmsg);
+            if (rc != 0) goto out;
+            bp = buf;
         }
-        rc = read_batch(log, queue, &u, buf, errmsg);
-        if (rc != 0) goto out;
-        int f = scan_time(buf, u.size, u.base_offset, ts, offset);
+        int f = scan_time(bp, u.size, u.base_offset, ts, offset);
         if (f == 1) goto out;
         if (f == 0) continue;
-        rc = rn_batch_iter_reset(&it, buf, u.size, errmsg);
+        rc = rn_batch_iter_reset(&it, bp, u.size, errmsg);
         if (rc != 0) goto out;
         rn_record_t r;
         while ((rc = rn_batch_iter_next(&it, &r, errmsg)) == 1) {

@@ -13,6 +13,9 @@
  *     [0,21) — the part of a Kafka batch that Kafka's own CRC leaves out — so
  *     header + batch CRC together checksum every byte of an entry.
  *  4. Every write-side system call goes through rn_sys (fault injection).
+ *  5. An open segment of non-zero size has a read-only mapping of its whole
+ *     size; only rn_seg_grow (recovery) replaces it and rn_seg_close removes
+ *     it. Segment files are never shrunk, so the mapping cannot fault.
  */
 #include "log/segment.h"
 
@@ -26,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,6 +50,22 @@ int rn_seg_parse_name(const char *name, uint64_t *start)
     }
     *start = v;
     return 0;
+}
+
+static int map_seg(rn_seg_t *seg)
+{
+    seg->map = NULL;
+    if (seg->size == 0) return 0;
+    void *m = mmap(NULL, (size_t)seg->size, PROT_READ, MAP_SHARED, seg->fd, 0);
+    if (m == MAP_FAILED) return -errno;
+    seg->map = m;
+    return 0;
+}
+
+static void unmap_seg(rn_seg_t *seg)
+{
+    if (seg->map) munmap((void *)(uintptr_t)seg->map, (size_t)seg->size);
+    seg->map = NULL;
 }
 
 static int seg_path(char *path, const char *dir, uint64_t start)
@@ -101,6 +121,11 @@ int rn_seg_create(const char *dir, uint64_t start, uint64_t size, rn_seg_t *seg,
     seg->fd = fd;
     seg->max_ts = INT64_MIN;
     seg->dirty = 0;
+    rc = map_seg(seg);
+    if (rc != 0) {
+        rn_errf(errmsg, rc, "cannot map segment %s: %s", path, rn_strerror(rc));
+        goto fail;
+    }
     return 0;
 fail:
     rn_sys.close(fd);
@@ -129,6 +154,12 @@ int rn_seg_open(const char *dir, uint64_t start, rn_seg_t *seg, char *errmsg)
     seg->fd = fd;
     seg->max_ts = INT64_MIN;
     seg->dirty = 0;
+    rc = map_seg(seg);
+    if (rc != 0) {
+        rn_sys.close(fd);
+        seg->fd = -1;
+        return rn_errf(errmsg, rc, "cannot map segment %s: %s", path, rn_strerror(rc));
+    }
     return 0;
 }
 
@@ -139,7 +170,12 @@ int rn_seg_grow(rn_seg_t *seg, uint64_t size, char *errmsg)
     if (rc != 0)
         return rn_errf(errmsg, rc, "cannot grow segment at position %llu to %llu bytes: %s",
                        (unsigned long long)seg->start, (unsigned long long)size, rn_strerror(rc));
+    unmap_seg(seg);
     seg->size = size;
+    rc = map_seg(seg);
+    if (rc != 0)
+        return rn_errf(errmsg, rc, "cannot map segment at position %llu: %s",
+                       (unsigned long long)seg->start, rn_strerror(rc));
     return 0;
 }
 
@@ -171,6 +207,7 @@ int rn_seg_zero(rn_seg_t *seg, uint64_t from, int allow_write, char *errmsg)
 
 void rn_seg_close(rn_seg_t *seg)
 {
+    unmap_seg(seg);
     if (seg->fd >= 0) rn_sys.close(seg->fd);
     seg->fd = -1;
 }

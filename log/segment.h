@@ -38,7 +38,8 @@ static inline uint64_t rn_le64_get(const uint8_t *p)
 
 /* An open segment. start/size are immutable once created; max_ts changes only
  * on the writer path (it is the largest running-max timestamp of any batch
- * stored in it, INT64_MIN when none). */
+ * stored in it, INT64_MIN when none). Writes go through fd; map shares the
+ * page cache and serves zero-copy reads of bytes already published. */
 typedef struct rn_seg {
     uint64_t start;
     uint64_t size;
@@ -46,6 +47,7 @@ typedef struct rn_seg {
     int64_t  max_ts;
     int      dirty;      /* written since its last fdatasync (__atomic: the writer
                             sets it, whoever syncs clears it) */
+    const uint8_t *map;  /* read-only MAP_SHARED view of [0, size); NULL if size is 0 */
 } rn_seg_t;
 
 /* A decoded entry header. */

@@ -180,14 +180,53 @@ static int take_lock(rn_datadir_t *d, const char *holder, char *errmsg)
     return 0;
 }
 
-/* Path of a registered store: DIR/path when relative, else path. */
-static int store_abs(const rn_datadir_t *d, const char *path, char *out, size_t size)
+/* Lexically normalise an absolute path: no "//", ".", ".." or trailing "/". */
+static int normalize(const char *in, char *out, size_t size)
 {
-    if (path[0] == '/') {
-        int n = snprintf(out, size, "%s", path);
-        return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+    size_t n = 0;
+    const char *p = in;
+    if (*p != '/') return RN_EINVAL;
+    while (*p) {
+        while (*p == '/') p++;
+        const char *e = p;
+        while (*e && *e != '/') e++;
+        size_t len = (size_t)(e - p);
+        if (len == 0 || (len == 1 && p[0] == '.')) {
+            /* skip */
+        } else if (len == 2 && p[0] == '.' && p[1] == '.') {
+            while (n > 0 && out[n - 1] != '/') n--;
+            if (n > 0) n--;
+        } else {
+            if (n + 1 + len + 1 > size) return -ENAMETOOLONG;
+            out[n++] = '/';
+            memcpy(out + n, p, len);
+            n += len;
+        }
+        p = e;
     }
-    return join(out, size, d->path, path);
+    if (n == 0) { if (size < 2) return -ENAMETOOLONG; out[n++] = '/'; }
+    out[n] = '\0';
+    return 0;
+}
+
+/* 1 when a is b or a directory above or below it (component-wise). */
+static int nested(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), m = la < lb ? la : lb;
+    if (strncmp(a, b, m) != 0) return 0;
+    if (la == lb) return 1;
+    const char *longer = la > lb ? a : b;
+    return longer[m] == '/' || m == 1;
+}
+
+/* The absolute, lexically normalised form of a store path (relative paths
+ * are relative to the data directory). */
+static int abs_path(const rn_datadir_t *d, const char *path, char *out, size_t size)
+{
+    char tmp[PATH_MAX * 2];
+    if (path[0] == '/') snprintf(tmp, sizeof tmp, "%s", path);
+    else snprintf(tmp, sizeof tmp, "%s/%s", d->abs, path);
+    return normalize(tmp, out, size);
 }
 
 static int marker_text(const rn_datadir_t *d, char *out, size_t size)
@@ -217,8 +256,8 @@ static int store_open(rn_datadir_t *d, uint32_t id, const char *path, char *errm
     struct stat st;
     if (id >= RN_META_MAX_STORES || d->stores[id])
         return rn_errf(errmsg, RN_ECORRUPT, "meta.db: store id %u is invalid or repeated", id);
-    int rc = store_abs(d, path, abs, sizeof abs);
-    if (rc != 0) return rn_errf(errmsg, rc, "store %u: path %.100s is too long", id, path);
+    int rc = abs_path(d, path, abs, sizeof abs);
+    if (rc != 0) return rn_errf(errmsg, RN_EINVAL, "store %u: path %.100s is too long", id, path);
     if (id != 0) {
         /* Store 0 is made by the first open; any other must already exist
          * (rn_log_open would silently create an empty one). */
@@ -541,13 +580,19 @@ static int stale(rn_datadir_t *d, const rn_datadir_queue_t *q)
     return atomic_load_explicit(&d->gen, memory_order_acquire) != q->gen;
 }
 
+/* Re-read q's snapshot; d->mu held. */
+static int reload(rn_datadir_t *d, rn_datadir_queue_t *q, char *errmsg)
+{
+    char name[RN_META_TOPIC_NAME_MAX + 1];
+    memcpy(name, q->topic.name, sizeof name);      /* queue_load overwrites q->topic */
+    return queue_load(d, name, q->queue, q, errmsg);
+}
+
 int rn_datadir_queue_refresh(rn_datadir_t *d, rn_datadir_queue_t *q, char *errmsg)
 {
     if (!stale(d, q)) return 0;
-    char name[RN_META_TOPIC_NAME_MAX + 1];
-    memcpy(name, q->topic.name, sizeof name);
     pthread_mutex_lock(&d->mu);
-    int rc = queue_load(d, name, q->queue, q, errmsg);
+    int rc = reload(d, q, errmsg);
     pthread_mutex_unlock(&d->mu);
     return rc;
 }
@@ -564,11 +609,7 @@ int rn_datadir_append(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *bat
 {
     int rc = 0;
     pthread_mutex_lock(&d->mu);
-    if (stale(d, q)) {
-        char name[RN_META_TOPIC_NAME_MAX + 1];
-        memcpy(name, q->topic.name, sizeof name);
-        rc = queue_load(d, name, q->queue, q, errmsg);
-    }
+    if (stale(d, q)) rc = reload(d, q, errmsg);
     if (rc == 0) {
         const rn_meta_item_t *it = &q->items[q->nitems - 1];
         int64_t pbase;
@@ -674,8 +715,9 @@ static int relabel(const rn_datadir_queue_t *q, const rn_meta_item_t *it, rn_buf
         int64_t pbase = load_be64(out->data + pos);
         if (rn_mapping_sealed(it) && pbase >= it->physical_end) break;
         uint8_t *b = out->data + pos;
-        int64_t count = (int64_t)((uint32_t)b[57] << 24 | (uint32_t)b[58] << 16 |
-                                  (uint32_t)b[59] << 8 | b[60]);
+        const uint8_t *c = b + 57;                  /* recordCount (batch.h layout) */
+        int64_t count = (int64_t)((uint32_t)c[0] << 24 | (uint32_t)c[1] << 16 |
+                                  (uint32_t)c[2] << 8 | c[3]);
         rn_batch_set_base_offset(b, rn_mapping_to_logical(it, pbase));
         *next = rn_mapping_to_logical(it, pbase + count);
         pos += sz;
@@ -777,54 +819,12 @@ int rn_datadir_resolve(rn_datadir_t *d, rn_datadir_queue_t *q, rn_datadir_pos_ki
 
 /* ---- remap -------------------------------------------------------------- */
 
-/* Lexically normalise an absolute path: no "//", ".", ".." or trailing "/". */
-static int normalize(const char *in, char *out, size_t size)
-{
-    size_t n = 0;
-    const char *p = in;
-    if (*p != '/') return RN_EINVAL;
-    while (*p) {
-        while (*p == '/') p++;
-        const char *e = p;
-        while (*e && *e != '/') e++;
-        size_t len = (size_t)(e - p);
-        if (len == 0 || (len == 1 && p[0] == '.')) {
-            /* skip */
-        } else if (len == 2 && p[0] == '.' && p[1] == '.') {
-            while (n > 0 && out[n - 1] != '/') n--;
-            if (n > 0) n--;
-        } else {
-            if (n + 1 + len + 1 > size) return -ENAMETOOLONG;
-            out[n++] = '/';
-            memcpy(out + n, p, len);
-            n += len;
-        }
-        p = e;
-    }
-    if (n == 0) { if (size < 2) return -ENAMETOOLONG; out[n++] = '/'; }
-    out[n] = '\0';
-    return 0;
-}
-
-/* 1 when a is b or a directory above or below it (component-wise). */
-static int nested(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b), m = la < lb ? la : lb;
-    if (strncmp(a, b, m) != 0) return 0;
-    if (la == lb) return 1;
-    const char *longer = la > lb ? a : b;
-    return longer[m] == '/' || m == 1;
-}
-
 /* A store path as the user gave it -> its registered form (relative to the
  * data directory when inside it) and absolute form. */
 static int store_path(rn_datadir_t *d, const char *in, char *reg, size_t regsz, char *abs,
                       size_t abssz, char *errmsg)
 {
-    char tmp[PATH_MAX * 2];
-    if (in[0] == '/') snprintf(tmp, sizeof tmp, "%s", in);
-    else snprintf(tmp, sizeof tmp, "%s/%s", d->abs, in);
-    int rc = normalize(tmp, abs, abssz);
+    int rc = abs_path(d, in, abs, abssz);
     if (rc != 0) return rn_errf(errmsg, RN_EINVAL, "--store: path %.100s is too long", in);
     size_t dl = strlen(d->abs);
     if (!strcmp(abs, d->abs))
@@ -850,10 +850,8 @@ static int remap_target(rn_datadir_t *d, const char *store, uint32_t *id, int *i
         dstore_t *s = d->stores[i];
         if (!s) { if (free_id == RN_META_MAX_STORES) free_id = i; continue; }
         if (!strcmp(s->path, reg)) { *id = i; *is_new = 0; return 0; }
-        char sabs[PATH_MAX * 2], snorm[PATH_MAX];
-        if (s->path[0] == '/') snprintf(sabs, sizeof sabs, "%s", s->path);
-        else snprintf(sabs, sizeof sabs, "%s/%s", d->abs, s->path);
-        if (normalize(sabs, snorm, sizeof snorm) == 0 && nested(snorm, abs))
+        char snorm[PATH_MAX];
+        if (abs_path(d, s->path, snorm, sizeof snorm) == 0 && nested(snorm, abs))
             return rn_errf(errmsg, RN_EINVAL, "--store %s overlaps store %u at %s; give a "
                            "directory outside every store, or exactly a store's path", store,
                            i, s->path);

@@ -26,6 +26,7 @@
 #include "common/error.h"
 #include "logical-queues/consumer.h"
 #include "logical-queues/datadir.h"
+#include "logical-queues/group.h"
 
 typedef struct fixture {
     char root[64];
@@ -408,6 +409,7 @@ static void test_retention_drops_items(void **state)
     rn_datadir_queue_info_t info;
     assert_int_equal(rn_datadir_queue_info(d, &qa, &info, err), 0);
     assert_int_equal(info.log_start, 0);
+    assert_int_equal(rn_group_commit(d, "late", "a", 0, 2, err), 0);
     uint32_t segs = 0, items = 0;
     assert_int_equal(rn_datadir_retain(d, &segs, &items, err), 0);
     assert_true(segs > 0);
@@ -421,8 +423,22 @@ static void test_retention_drops_items(void **state)
     assert_int_equal(rn_datadir_read(d, &qa, 0, 1 << 20, &buf, &nb, err), RN_ERANGE);
     assert_string_equal(err, "offset 0 is outside topic 'a' queue 0's range [16, 28]");
     rn_buf_free(&buf);
+    /* A group left below the log start is told so, never silently moved;
+     * commits below it are refused. */
+    rn_group_start_t gs;
+    memset(&gs, 0, sizeof gs);
+    gs.group = "late";
+    int64_t off = -1;
+    assert_int_equal(rn_group_start_prepare(d, &gs, qa.topic.id, err), 0);
+    assert_int_equal(rn_group_start_offset(d, &gs, &qa, &off, NULL, err), RN_ERANGE);
+    assert_non_null(strstr(err, "group 'late' committed offset"));
+    assert_non_null(strstr(err, "offset 2 is outside topic 'a' queue 0's range [16, 28]"));
+    rn_group_start_free(&gs);
+    assert_int_equal(rn_group_commit(d, "late", "a", 0, 15, err), RN_ERANGE);
+    assert_string_equal(err, "offset 15 is outside topic 'a' queue 0's range [16, 28]");
     rn_consumer_t *c = NULL;
     assert_int_equal(rn_consumer_create(d, NULL, &c, err), 0);
+    assert_int_equal(rn_consumer_assign(c, "a", 0, 15, err), RN_ERANGE);
     assert_int_equal(rn_consumer_assign(c, "a", 0, 16, err), 0);
     assert_int_equal(drain(c, 16), 12);
     rn_consumer_destroy(c);
