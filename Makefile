@@ -24,27 +24,43 @@ OPT ?= -O2 -g
 endif
 
 CC ?= cc
-# Core parts, compiled into one static library. Later parts join this list.
-CORE_DIRS := common batch log logical-queues
+# The core (no network, no event loop): one static library.
+CORE_DIRS := common batch log logical-queues streamsql etl
+# The network layer: the client library and the protobuf-c code generated from
+# proto/*.proto, in a second library; the server links both.
+NET_DIRS  := client
 PKGS_CORE := sqlite3 liblz4
+PKGS_NET  := grpc libprotobuf-c libuv
 PKGS_TEST := cmocka
 
 # Lazy (=): pkg-config runs only after the dependency step has installed it.
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS_CORE) $(PKGS_TEST))
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS_CORE) $(PKGS_NET) $(PKGS_TEST))
 LIBS_CORE  = $(shell pkg-config --libs $(PKGS_CORE)) -lpthread -lm
+LIBS_NET   = $(shell pkg-config --libs $(PKGS_NET))
 LIBS_TEST  = $(shell pkg-config --libs $(PKGS_TEST))
 
-CPPFLAGS += -I. -D_GNU_SOURCE -DRN_BIN_DIR='"$(abspath $(BIN))"' \
+CPPFLAGS += -I. -I$(BUILD)/gen -D_GNU_SOURCE -DRN_BIN_DIR='"$(abspath $(BIN))"' \
             -DRN_SOURCE_DIR='"$(abspath .)"'
 CFLAGS   += -std=c11 -Wall -Wextra -Werror -Wshadow -Wvla -Wno-unused-parameter \
             $(OPT) $(SANFLAGS) -MMD -MP
-LDFLAGS  += $(SANFLAGS)
+LDFLAGS  += $(SANFLAGS) -Wl,--as-needed
 
 CORE_SRC  := $(foreach d,$(CORE_DIRS),$(wildcard $(d)/*.c))
 CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/%.o)
 CORE_LIB  := $(BUILD)/librunnel-core.a
 
+PROTO_SRC := $(wildcard proto/*.proto)
+PROTO_C   := $(PROTO_SRC:proto/%.proto=$(BUILD)/gen/proto/%.pb-c.c)
+PROTO_H   := $(PROTO_C:.c=.h)
+NET_SRC   := $(foreach d,$(NET_DIRS),$(wildcard $(d)/*.c))
+NET_OBJ   := $(NET_SRC:%.c=$(BUILD)/%.o) $(PROTO_C:.c=.o)
+NET_LIB   := $(BUILD)/librunnel.a
+LIBS      = $(NET_LIB) $(CORE_LIB)
+LIBS_ALL  = $(LIBS_NET) $(LIBS_CORE)
+
 RUNNEL_SRC := $(wildcard cli/runnel*.c)
+STREAMSQL_SRC := $(wildcard cli/streamsql*.c)
+SERVER_SRC := $(wildcard server/*.c)
 BENCH_SRC  := $(wildcard bench/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)
 TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -53,6 +69,12 @@ REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)
 FUZZ_BIN   := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=build-fuzz/fuzz_%)
 
 PROGRAMS := $(BIN)/runnel $(BIN)/runnel-bench
+ifneq ($(SERVER_SRC),)
+PROGRAMS += $(BIN)/runneld
+endif
+ifneq ($(STREAMSQL_SRC),)
+PROGRAMS += $(BIN)/streamsql
+endif
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all test demo fuzz clean deps
@@ -64,7 +86,16 @@ $(DEPS_STAMP): scripts/install-deps.sh
 	@sh scripts/install-deps.sh
 	@touch $@
 
-$(BUILD)/%.o: %.c | $(DEPS_STAMP)
+# protobuf-c code is generated at build time into $(BUILD)/gen/proto/, never
+# committed; every object waits for it (order-only), so any file may include it.
+$(BUILD)/gen/proto/%.pb-c.c $(BUILD)/gen/proto/%.pb-c.h: proto/%.proto | $(DEPS_STAMP)
+	@mkdir -p $(BUILD)/gen
+	protoc-c --c_out=$(BUILD)/gen $<
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(filter-out -Wextra -Wshadow,$(CFLAGS)) -c $< -o $@
+
+$(BUILD)/%.o: %.c | $(DEPS_STAMP) $(PROTO_H)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -c $< -o $@
 
@@ -72,22 +103,34 @@ $(CORE_LIB): $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN)/runnel: $(RUNNEL_SRC:%.c=$(BUILD)/%.o) $(CORE_LIB)
-	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_CORE)
+$(NET_LIB): $(NET_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
 
-$(BIN)/runnel-bench: $(BENCH_SRC:%.c=$(BUILD)/%.o) $(CORE_LIB)
+$(BIN)/runnel: $(RUNNEL_SRC:%.c=$(BUILD)/%.o) $(LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_CORE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_ALL)
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(CORE_LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_CORE)
+$(BIN)/streamsql: $(STREAMSQL_SRC:%.c=$(BUILD)/%.o) $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_ALL)
+
+$(BIN)/runneld: $(SERVER_SRC:%.c=$(BUILD)/%.o) $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_ALL)
+
+$(BIN)/runnel-bench: $(BENCH_SRC:%.c=$(BUILD)/%.o) $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_ALL)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_ALL)
 
 # Corpus replay: each fuzz target linked with a cmocka driver that runs every
 # file of tests/fuzz/corpus/NAME/ through it (one test per file).
-$(BUILD)/fuzz/replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o $(CORE_LIB)
+$(BUILD)/fuzz/replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o $(LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_CORE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_ALL)
 
 # TEST=name runs tests/test_name.c only.
 ifneq ($(TEST),)

@@ -30,7 +30,11 @@
  *  4. The files table changes only in rn_idx_attach_file, rn_idx_truncate,
  *     rn_idx_drop_below, rn_idx_remove_all; log.c calls the first and third
  *     under its table write lock and the others before readers exist.
- *  5. Lookups read only the mappings: no system call per search step.
+ *  5. Lookups read only memory: a binary search over the files, then over
+ *     the file's fences (every 32nd unit's base offset and running max, kept
+ *     in a malloc'd array), then over at most 33 units of the mapping. No
+ *     system call per search step. A fence is written by rn_idx_put together
+ *     with its unit, before the unit is published.
  */
 #include "log/index.h"
 

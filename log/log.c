@@ -109,8 +109,10 @@
  *   smu (mutex)     guards the group ring, the checkpoint job queue, the
  *                   sticky error and the syncer handshake; a leaf lock.
  *   Lock order: wmu -> sync_mu -> rw; smu is never held while taking another.
- *   Queue structs live until close; index mappings and segment fds until
- *   retention removes them (under rw's write side) or close.
+ *   Queue structs live until close; index mappings and fences, segment fds
+ *   and segment mappings until retention removes them (under rw's write
+ *   side) or close. Readers use them only under rw's read side: reads copy
+ *   batches with pread, time lookups decode in place through the mapping.
  *   rn_log_close must not race with other calls (log.h).
  */
 #include "log/log.h"
@@ -203,7 +205,7 @@ struct rn_log {
     pthread_cond_t work_cv;        /* work for the syncer, or stop */
     pend_t *ring;
     size_t rhead, rcount;
-    int flusher_idle, stop;
+    int syncer_idle, stop;
     pthread_t thr;
     int thr_started;
     int sticky_rc;
@@ -635,7 +637,7 @@ static void *syncer_main(void *arg)
         int tick = interval && mono_ms() >= next_tick;
         int job = log->ckpt_running ? -1 : due_job(log, 0);
         if (log->sticky_rc || (!group_work && job < 0 && !tick)) {
-            log->flusher_idle = 1;
+            log->syncer_idle = 1;
             uint64_t ms = interval ? next_tick : UINT64_MAX;
             if (log->njobs > 0 && log->jobs[0].due_ms < ms) ms = log->jobs[0].due_ms;
             if (ms != UINT64_MAX && !log->sticky_rc) {
@@ -646,7 +648,7 @@ static void *syncer_main(void *arg)
             } else {
                 pthread_cond_wait(&log->work_cv, &log->smu);
             }
-            log->flusher_idle = 0;
+            log->syncer_idle = 0;
             was_idle = 1;
             continue;
         }
@@ -1478,7 +1480,7 @@ static int roll(rn_log_t *log, char *errmsg)
     if (ckpt_build(log, ns.start, &b, &n) == 0) {
         pthread_mutex_lock(&log->smu);
         post_checkpoint_job(log, ns.start, b, n);
-        if (log->flusher_idle) pthread_cond_signal(&log->work_cv);
+        if (log->syncer_idle) pthread_cond_signal(&log->work_cv);
         pthread_mutex_unlock(&log->smu);
     }                                       /* out of memory: the next roll retries */
     return 0;
@@ -1602,7 +1604,7 @@ int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t le
     case RN_FSYNC_GROUP:
         pthread_mutex_lock(&log->smu);
         while (log->rcount == RING_CAP && !log->sticky_rc) {
-            if (log->flusher_idle) pthread_cond_signal(&log->work_cv);
+            if (log->syncer_idle) pthread_cond_signal(&log->work_cv);
             pthread_cond_wait(&log->done_cv, &log->smu);
         }
         if (log->sticky_rc) {
@@ -1613,7 +1615,7 @@ int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t le
         log->ring[(log->rhead + log->rcount) % RING_CAP] = (pend_t){end, q, q->ix.nunits};
         log->rcount++;
         atomic_store(&log->written_pos, end);
-        if (log->flusher_idle) pthread_cond_signal(&log->work_cv);
+        if (log->syncer_idle) pthread_cond_signal(&log->work_cv);
         pthread_mutex_unlock(&log->smu);
         break;
     case RN_FSYNC_INTERVAL:
