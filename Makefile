@@ -78,6 +78,8 @@ endif
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all test demo fuzz clean deps
+# Keep objects make would otherwise delete as intermediates (no rebuild churn).
+.SECONDARY:
 all: $(PROGRAMS)
 
 deps: $(DEPS_STAMP)

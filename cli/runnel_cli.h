@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "common/buf.h"
+#include "common/json.h"
 #include "logical-queues/datadir.h"
 #include "logical-queues/group.h"
 
@@ -67,21 +68,5 @@ int rn_cli_parse_queue(const char *what, const char *s, uint32_t *out, char *err
 
 /* "2026-11-21T19:44:30Z" */
 void rn_cli_format_time(int64_t ms, char *out, size_t size);
-
-/* ---- JSON (cli/runnel_json.c) ----------------------------------------- */
-
-/* The value of top-level member `field` of the JSON object in line[0..len).
- * A string is unescaped into out (UTF-8); a number is copied as written,
- * *is_number = 1. RN_ENOTFOUND when the member is absent, RN_EINVAL when the
- * line is not a JSON object or the member is neither string nor number
- * (errmsg says which). out is reset first. */
-int rn_json_field(const char *line, size_t len, const char *field, rn_buf_t *out,
-                  int *is_number, char *errmsg);
-
-/* Write bytes as a JSON string: '"', '\\' and control characters escaped;
- * valid UTF-8 sequences copied; each byte that is not part of a valid UTF-8
- * sequence written as \u00XX (its Latin-1 reading), so output is always
- * valid UTF-8 JSON. */
-void rn_json_write_string(FILE *out, const uint8_t *p, size_t n);
 
 #endif

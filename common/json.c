@@ -1,7 +1,7 @@
 /*
- * runnel_json.c — the two bits of JSON the CLI needs: pulling one top-level
- * member out of an input line (produce --key-field / --timestamp-field), and
- * writing bytes as a JSON string (consume --format json).
+ * json.c — the small JSON pieces runnel shares: pulling one top-level member
+ * out of a record (produce --key-field / --timestamp-field), and writing
+ * bytes as a JSON string (consume --format json, query output).
  *
  * Invariants:
  *  1. Reading never goes outside line[0..len) and never recurses: nested
@@ -15,7 +15,7 @@
  *     Latin-1 reading; so "\u00e9" in output means either the byte 0xE9 alone
  *     or the character é, which the consumer cannot tell apart).
  */
-#include "cli/runnel_cli.h"
+#include "common/json.h"
 
 #include "common/error.h"
 

@@ -1,0 +1,28 @@
+/*
+ * json.h — the small JSON pieces runnel shares (no general parser: stream SQL
+ * leaves JSON to sqlite3's JSON functions).
+ */
+#ifndef RN_JSON_H
+#define RN_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/buf.h"
+
+/* The value of top-level member `field` of the JSON object in line[0..len).
+ * A string is unescaped into out (UTF-8); a number is copied as written,
+ * *is_number = 1. RN_ENOTFOUND when the member is absent, RN_EINVAL when the
+ * line is not a JSON object or the member is neither string nor number
+ * (errmsg says which). out is reset first. */
+int rn_json_field(const char *line, size_t len, const char *field, rn_buf_t *out,
+                  int *is_number, char *errmsg);
+
+/* Write bytes as a JSON string: '"', '\\' and control characters escaped;
+ * valid UTF-8 sequences copied; each byte that is not part of a valid UTF-8
+ * sequence written as \u00XX (its Latin-1 reading), so output is always
+ * valid UTF-8 JSON. */
+void rn_json_write_string(FILE *out, const uint8_t *p, size_t n);
+
+#endif
