@@ -1,0 +1,67 @@
+/*
+ * rpc.h — calls to a runnel broker over gRPC (C core), with protobuf-c
+ * messages generated from proto/runnel.proto. The only place on the client
+ * side that knows gRPC; the producer, consumer and command line build on it.
+ *
+ * A connection (rn_rpc_t) is one gRPC channel, safe to use from many threads
+ * at once; each call is independent. Methods are named by their full gRPC
+ * path, e.g. "/runnel.v1.Runnel/Produce" (RN_RPC_METHOD("Produce")).
+ *
+ * Errors: a call returns 0 when the broker answered OK, else a negative code:
+ * the gRPC status is mapped (NOT_FOUND → RN_ENOTFOUND, OUT_OF_RANGE →
+ * RN_ERANGE, ALREADY_EXISTS → RN_EEXIST, INVALID_ARGUMENT → RN_EINVAL,
+ * RESOURCE_EXHAUSTED → RN_ETOOBIG, FAILED_PRECONDITION → RN_ESTICKY,
+ * UNAVAILABLE / DEADLINE_EXCEEDED → -ECONNREFUSED / -ETIMEDOUT, others →
+ * -EPROTO) and errmsg holds the broker's message (or the transport's, e.g.
+ * "cannot reach 127.0.0.1:7070: connection refused"). *status, when not NULL,
+ * gets the raw grpc_status_code.
+ */
+#ifndef RN_RPC_H
+#define RN_RPC_H
+
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "proto/runnel.pb-c.h"
+
+#define RN_RPC_METHOD(name) ("/runnel.v1.Runnel/" name)
+
+typedef struct rn_rpc rn_rpc_t;
+
+/* Connect lazily to target "HOST:PORT" (insecure channel on loopback and
+ * trusted networks). Fails only for a malformed target. */
+int  rn_rpc_open(const char *target, rn_rpc_t **out, char *errmsg);
+void rn_rpc_close(rn_rpc_t *c);                  /* NULL is a no-op */
+const char *rn_rpc_target(const rn_rpc_t *c);
+
+/* Unary call. req is packed with protobuf-c; on success *resp is the unpacked
+ * answer (free with protobuf_c_message_free_unpacked(*resp, NULL)).
+ * timeout_ms 0 = no deadline. */
+int rn_rpc_call(rn_rpc_t *c, const char *method, const ProtobufCMessage *req,
+                const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                uint32_t timeout_ms, int *status, char *errmsg);
+
+/* Asynchronous unary call: returns at once; done() runs later on the
+ * connection's completion thread with the same rc/resp/status/errmsg a
+ * synchronous call would give (resp is the callee's to free; errmsg valid
+ * during the callback only). done must not block for long. */
+typedef void (*rn_rpc_done_fn)(void *arg, int rc, ProtobufCMessage *resp, int status,
+                               const char *errmsg);
+int rn_rpc_call_async(rn_rpc_t *c, const char *method, const ProtobufCMessage *req,
+                      const ProtobufCMessageDescriptor *resp_desc, uint32_t timeout_ms,
+                      rn_rpc_done_fn done, void *arg, char *errmsg);
+
+/* Server-streaming call (Query). next returns 1 with *msg (free it as above),
+ * 0 at the end of a stream that closed OK, or a negative code with errmsg
+ * when it closed with an error status. cancel may be called from another
+ * thread; a cancelled stream's next returns -ECANCELED. */
+typedef struct rn_rpc_stream rn_rpc_stream_t;
+int  rn_rpc_stream_open(rn_rpc_t *c, const char *method, const ProtobufCMessage *req,
+                        rn_rpc_stream_t **out, char *errmsg);
+int  rn_rpc_stream_next(rn_rpc_stream_t *s, const ProtobufCMessageDescriptor *desc,
+                        ProtobufCMessage **msg, int *status, char *errmsg);
+void rn_rpc_stream_cancel(rn_rpc_stream_t *s);
+void rn_rpc_stream_close(rn_rpc_stream_t *s);   /* NULL is a no-op */
+
+#endif
