@@ -63,6 +63,8 @@ STREAMSQL_SRC := $(wildcard cli/streamsql*.c)
 SERVER_SRC := $(wildcard server/*.c)
 BENCH_SRC  := $(wildcard bench/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)
+# Helpers shared by the tests (temporary directories, batches, child processes).
+TESTUTIL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/util/*.c))
 TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)
@@ -125,7 +127,7 @@ $(BIN)/runnel-bench: $(BENCH_SRC:%.c=$(BUILD)/%.o) $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_ALL)
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIBS)
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTUTIL_OBJ) $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_ALL)
 
 # Corpus replay: each fuzz target linked with a cmocka driver that runs every
