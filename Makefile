@@ -79,7 +79,7 @@ PROGRAMS += $(BIN)/streamsql
 endif
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all test demo fuzz clean deps
+.PHONY: all test demo fuzz clean deps crash-test soak
 # Keep objects make would otherwise delete as intermediates (no rebuild churn).
 .SECONDARY:
 all: $(PROGRAMS)
@@ -160,12 +160,45 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(foreach d,$(CORE_DIRS),$(wildcard $(d)/
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(LIBS_CORE)
 
+# fuzz_rpc_*: runneld's request handlers (server/handlers.c, producers.c),
+# called without the gRPC front; they also link the generated protobuf-c code.
+HD_SRC := $(filter server/handlers.c server/producers.c,$(SERVER_SRC))
+$(BUILD)/fuzz/replay_rpc_%: $(BUILD)/tests/fuzz/fuzz_rpc_%.o $(BUILD)/tests/fuzz/replay.o \
+                            $(HD_SRC:%.c=$(BUILD)/%.o) $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_ALL)
+build-fuzz/fuzz_rpc_%: tests/fuzz/fuzz_rpc_%.c tests/fuzz/fuzz_rpc.h $(HD_SRC) $(PROTO_C) \
+                       $(foreach d,$(CORE_DIRS),$(wildcard $(d)/*.c $(d)/*.h))
+	@sh scripts/install-deps.sh fuzz
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -I$(BUILD)/gen $(shell pkg-config --cflags libprotobuf-c) -o $@ $< \
+	    $(HD_SRC) $(PROTO_C) $(CORE_SRC) $(LIBS_CORE) $(shell pkg-config --libs libprotobuf-c)
+
 fuzz: $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do n=$${f#build-fuzz/fuzz_}; \
 	  mkdir -p build-fuzz/corpus-$$n; \
 	  echo "fuzz $$n for $(FUZZ_SECONDS)s"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	      build-fuzz/corpus-$$n tests/fuzz/corpus/$$n || exit 1; done
+
+# Crash loop (tests/crash/): SIGKILL a writer under load with each fsync policy
+# and check the store against its acks, then the same for runneld over gRPC.
+# `make crash-test TRIALS=N` runs N trials per policy; tests/test_crash.c runs
+# a short version in `make test`. `make soak SECONDS=N [SOAK_CLIENTS=M]`: M
+# producers and M consumers against runneld, RSS sampled, then SIGTERM.
+TRIALS ?= 20
+SECONDS ?= 60
+SOAK_CLIENTS ?= 2
+CRASH_BIN := $(BUILD)/crash/crash-test
+CRASH_RUNNELD := $(if $(SERVER_SRC),$(BIN)/runneld)
+$(CRASH_BIN): $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/crash/*.c)) $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_ALL)
+$(BUILD)/tests/test_crash: | $(CRASH_BIN)
+crash-test: $(CRASH_BIN) $(CRASH_RUNNELD)
+	$(CRASH_BIN) --trials $(TRIALS) $(if $(CRASH_RUNNELD),--runneld $(CRASH_RUNNELD))
+soak: $(CRASH_BIN) $(BIN)/runneld
+	$(CRASH_BIN) --soak $(SECONDS) --clients $(SOAK_CLIENTS) --runneld $(BIN)/runneld
 
 clean:
 	rm -rf build build-san build-fuzz bin

@@ -34,6 +34,10 @@ static const bench_cmd_t *const commands[] = {
     &bench_cmd_lookup,
     &bench_cmd_remap_read,
     &bench_cmd_commit,
+    &bench_cmd_sql,
+    &bench_cmd_produce,
+    &bench_cmd_consume,
+    &bench_cmd_e2e,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -33,6 +33,8 @@ typedef struct bench_cmd {
 
 extern const bench_cmd_t bench_cmd_append;
 extern const bench_cmd_t bench_cmd_lookup;
+extern const bench_cmd_t bench_cmd_sql;          /* bench_sql.c */
+extern const bench_cmd_t bench_cmd_produce, bench_cmd_consume, bench_cmd_e2e;   /* bench_net.c */
 
 /* ---- Flags ------------------------------------------------------------ */
 

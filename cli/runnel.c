@@ -1,17 +1,22 @@
 /*
  * runnel.c — the `runnel` command line: global options, dispatch, and the
- * helpers every command shares (errors, strict numbers, opening the data
- * directory, resolving a queue and a start position).
+ * helpers every command shares (errors, strict numbers, opening the client on
+ * a data directory or a server).
  *
  * Invariants:
  *  1. A failing run prints exactly one line on stderr, "runnel: ...", and
  *     exits 2 for a bad command line, 1 for anything else (runnel_cli.h).
  *  2. Numbers on the command line are whole decimal strings inside a stated
  *     range; anything else is a usage error naming the range.
- *  3. What is not built yet (--server, pipeline) is refused by name, never
+ *  3. What is not built yet (pipeline) is refused by name, never
  *     approximated.
- *  4. The data directory is opened once per run, with the run's words as the
- *     lock holder text, and closed (flushing the store) before exit.
+ *  4. Every command goes through the client API (client/runnel.h) opened
+ *     once per run: embedded on a data directory (locked with the run's words
+ *     as the holder text, closed and flushed before exit) or on a runneld
+ *     server; output and errors are the same either way.
+ *  5. Where the run goes: --data or --server (on the command line, before or
+ *     after the command; both is an error), else $RUNNEL_SERVER, else
+ *     $RUNNEL_DATA (both set is an error).
  */
 #include "cli/runnel_cli.h"
 
@@ -30,7 +35,8 @@ static const char usage_text[] =
     "usage: runnel [--data DIR | --server HOST:PORT] COMMAND [ARGS]\n"
     "\n"
     "Works on an embedded data directory (--data DIR, default $RUNNEL_DATA), locked by one\n"
-    "process at a time.\n"
+    "process at a time, or through a runneld broker (--server HOST:PORT, default\n"
+    "$RUNNEL_SERVER), which many processes can share. Every command works both ways.\n"
     "\n"
     "commands:\n"
     "  topic create NAME [--queues N]   create a topic with N logical queues (1..10000)\n"
@@ -112,38 +118,50 @@ int rn_cli_parse_i64(const char *flag, const char *s, int64_t min, int64_t max,
     return 0;
 }
 
-int rn_cli_open_datadir(rn_cli_t *cli, const rn_log_opts_t *lo, int create, rn_datadir_t **out)
+int rn_cli_remote(const rn_cli_t *cli)
+{
+    if (cli->server) return 1;
+    if (cli->data) return 0;
+    return cli->server_env != NULL;
+}
+
+int rn_cli_open_client(rn_cli_t *cli, const rn_log_opts_t *lo, int create, rn_client_t **out)
 {
     char err[RN_ERRMSG_SIZE] = "";
     *out = NULL;
-    if (!cli->data)
-        return rn_cli_fail(RN_CLI_USAGE, "no data directory: give --data DIR or set RUNNEL_DATA");
-    rn_datadir_opts_t o;
-    rn_datadir_opts_default(&o);
+    if (cli->data && cli->server)
+        return rn_cli_fail(RN_CLI_USAGE, "give one of --data DIR and --server HOST:PORT");
+    if (!cli->data && !cli->server && cli->data_env && cli->server_env)
+        return rn_cli_fail(RN_CLI_USAGE, "RUNNEL_DATA and RUNNEL_SERVER are both set; give "
+                           "--data DIR or --server HOST:PORT");
+    rn_client_opts_t o;
+    rn_client_opts_default(&o);
+    if (rn_cli_remote(cli)) {
+        const char *target = cli->server ? cli->server : cli->server_env;
+        if (rn_client_open_server(target, &o, out, err) != 0)
+            return rn_cli_fail(RN_CLI_USAGE, "--server: %s", err);
+        return 0;
+    }
+    const char *dir = cli->data ? cli->data : cli->data_env;
+    if (!dir)
+        return rn_cli_fail(RN_CLI_USAGE, "no data directory: give --data DIR or set RUNNEL_DATA "
+                           "(or --server HOST:PORT, RUNNEL_SERVER)");
     if (lo) o.log = *lo;
     o.holder = cli->holder;
     o.create = create;
-    int rc = rn_datadir_open(cli->data, &o, out, err);
+    int rc = rn_client_open_data(dir, &o, out, err);
     if (rc == -ENOENT)
         return rn_cli_fail(RN_CLI_FAIL, "%s; `runnel --data DIR topic create NAME` makes one", err);
     if (rc != 0) return rn_cli_fail(RN_CLI_FAIL, "%s", err);
     return 0;
 }
 
-int rn_cli_close_datadir(rn_datadir_t *d, int code)
+int rn_cli_close_client(rn_client_t *c, int code)
 {
-    int rc = rn_datadir_close(d);
+    int rc = rn_client_close(c);
     if (rc != 0 && code == RN_CLI_OK)
         return rn_cli_fail(RN_CLI_FAIL, "closing the data directory: %s", rn_strerror(rc));
     return code;
-}
-
-int rn_cli_open_queue(rn_datadir_t *d, const char *topic, uint32_t queue, rn_datadir_queue_t *q)
-{
-    char err[RN_ERRMSG_SIZE] = "";
-    int rc = rn_datadir_queue_open(d, topic, queue, q, err);
-    if (rc != 0) return rn_cli_fail(RN_CLI_FAIL, "%s", err);
-    return 0;
 }
 
 int rn_cli_parse_queue(const char *what, const char *s, uint32_t *out, char *errmsg)
@@ -188,7 +206,9 @@ int main(int argc, char **argv)
     rn_cli_t cli;
     memset(&cli, 0, sizeof cli);
     const char *env = getenv("RUNNEL_DATA");
-    if (env && *env) cli.data = env;
+    if (env && *env) cli.data_env = env;
+    env = getenv("RUNNEL_SERVER");
+    if (env && *env) cli.server_env = env;
 
     opterr = 0;
     int c;
@@ -202,9 +222,8 @@ int main(int argc, char **argv)
     }
     if (optind >= argc)
         return rn_cli_fail(RN_CLI_USAGE, "no command given (see runnel --help)");
-    if (cli.server)
-        return rn_cli_fail(RN_CLI_USAGE, "--server is not supported yet: this runnel works on a "
-                           "data directory (--data DIR)");
+    if (cli.server && !*cli.server)
+        return rn_cli_fail(RN_CLI_USAGE, "--server: the address is empty; give HOST:PORT");
     if (cli.data && !*cli.data)
         return rn_cli_fail(RN_CLI_USAGE, "--data: the directory name is empty");
 

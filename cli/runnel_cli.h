@@ -1,7 +1,8 @@
 /*
  * runnel_cli.h — what the `runnel` command files share: the global options,
- * the error-reporting rule, strict number parsing, opening the data directory,
- * resolving a topic's queue and a start position, and the small JSON helpers.
+ * the error-reporting rule, strict number parsing, and opening the client
+ * (client/runnel.h) on a data directory or a server: every command has one
+ * code path, through the client API, for both.
  *
  * Error rule: a command that fails prints exactly one line on stderr,
  * "runnel: <what went wrong>", and exits RN_CLI_USAGE (2) for a bad command
@@ -15,16 +16,17 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "client/runnel.h"
 #include "common/buf.h"
 #include "common/json.h"
-#include "logical-queues/datadir.h"
-#include "logical-queues/group.h"
 
 enum { RN_CLI_OK = 0, RN_CLI_FAIL = 1, RN_CLI_USAGE = 2 };
 
 typedef struct rn_cli {
-    const char *data;          /* --data or $RUNNEL_DATA; NULL when neither */
-    const char *server;        /* --server (refused for now) */
+    const char *data;          /* --data (global or the command's); NULL when not given */
+    const char *server;        /* --server HOST:PORT; NULL when not given */
+    const char *data_env;      /* $RUNNEL_DATA, $RUNNEL_SERVER; NULL when unset or empty */
+    const char *server_env;
     char        holder[160];   /* LOCK holder text: "runnel produce logs" */
 } rn_cli_t;
 
@@ -51,17 +53,18 @@ int rn_cli_parse_u64(const char *flag, const char *s, uint64_t min, uint64_t max
 int rn_cli_parse_i64(const char *flag, const char *s, int64_t min, int64_t max,
                      int64_t *out, char *errmsg);
 
-/* Open the data directory named by cli->data with these store options
- * (NULL: defaults); create = 1 makes a new one. Prints the error and returns
- * its exit code on failure, 0 on success. */
-int rn_cli_open_datadir(rn_cli_t *cli, const rn_log_opts_t *lo, int create,
-                        rn_datadir_t **out);
-/* Close, reporting a flush error as one line; returns an exit code. */
-int rn_cli_close_datadir(rn_datadir_t *d, int code);
+/* 1 when the run goes to a server: --server, else (without --data)
+ * $RUNNEL_SERVER. */
+int rn_cli_remote(const rn_cli_t *cli);
 
-/* Resolve topic and queue. Prints and returns an exit code on failure. */
-int rn_cli_open_queue(rn_datadir_t *d, const char *topic, uint32_t queue,
-                      rn_datadir_queue_t *q);
+/* Open the client: on the data directory (--data, else $RUNNEL_DATA) with
+ * these store options (NULL: defaults; create = 1 makes a new directory), or
+ * on the server (--server, else $RUNNEL_SERVER). Giving both --data and
+ * --server, or neither anywhere, is a usage error. Prints the error and
+ * returns its exit code on failure, 0 on success. */
+int rn_cli_open_client(rn_cli_t *cli, const rn_log_opts_t *lo, int create, rn_client_t **out);
+/* Close, reporting a flush error as one line; returns an exit code. */
+int rn_cli_close_client(rn_client_t *c, int code);
 
 /* Parse a queue number argument (0..9999) named `what`. */
 int rn_cli_parse_queue(const char *what, const char *s, uint32_t *out, char *errmsg);

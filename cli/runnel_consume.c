@@ -1,8 +1,9 @@
 /*
  * runnel_consume.c — `runnel consume TOPIC`: print the records of one or
  * every logical queue of a topic from a start position to the current end
- * (or --count), optionally as a consumer group, through the embedded
- * consumer (logical-queues/consumer.h: the one read path).
+ * (or --count), optionally as a consumer group, through the client's
+ * consumer (client/runnel.h: embedded, logical-queues/consumer.h; remote,
+ * Fetch over gRPC — one code path here for both).
  *
  * Invariants:
  *  1. Bounded: each queue's end is its high watermark taken when the run
@@ -38,7 +39,6 @@
 #include "batch/batch.h"
 #include "common/error.h"
 #include "common/sys.h"
-#include "logical-queues/consumer.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -49,7 +49,7 @@
 #define OUT_BUFFER   (1u << 20)
 
 static const char consume_usage[] =
-    "usage: runnel [--data DIR] consume TOPIC [options]\n"
+    "usage: runnel [--data DIR | --server HOST:PORT] consume TOPIC [options]\n"
     "\n"
     "Prints records from a start position to the current end, then exits.\n"
     "  --queue Q                  one logical queue; without it every queue, round-robin one\n"
@@ -113,109 +113,100 @@ typedef struct cstate {
 
 /* Flush stdout, then commit what it now holds (invariant 7). Returns an
  * exit code; 128 + SIGPIPE when the reader went away (invariant 5). */
-static int flush_and_commit(rn_datadir_t *d, const consume_args_t *a, cstate_t *s)
+static int flush_and_commit(rn_client_t *c, const consume_args_t *a, cstate_t *s)
 {
     char err[RN_ERRMSG_SIZE] = "";
     if (fflush(stdout) != 0 || ferror(stdout))
         return errno == EPIPE ? 128 + SIGPIPE
                               : rn_cli_fail(RN_CLI_FAIL, "writing the output: %s", strerror(errno));
-    if (a->group && rn_group_commit_offsets(d, a->group, s->done, s->n, err) != 0)
+    if (a->group && rn_client_group_commit(c, a->group, s->done, s->n, err) != 0)
         return rn_cli_fail(RN_CLI_FAIL, "committing group '%s' offsets: %s", a->group, err);
     return RN_CLI_OK;
 }
 
 /* Assign every queue of the run at its start offset and bound it at its
  * current end. */
-static int assign_all(rn_datadir_t *d, rn_consumer_t *c, const consume_args_t *a,
-                      const rn_meta_topic_t *t, cstate_t *s)
+static int assign_all(rn_client_t *c, rn_client_consumer_t *k, const consume_args_t *a,
+                      cstate_t *s)
 {
     char err[RN_ERRMSG_SIZE] = "";
-    rn_group_start_t st;
-    memset(&st, 0, sizeof st);
-    st.group = a->group;
-    st.from = a->from;
+    int64_t *start = calloc(s->n, sizeof *start);
+    if (!start) return rn_cli_fail(RN_CLI_FAIL, "out of memory");
     int code = RN_CLI_OK;
-    if (rn_group_start_prepare(d, &st, t->id, err) != 0) {
+    if (rn_client_start_offsets(c, a->topic, s->queues, s->n, a->group, &a->from, start, err) != 0)
         code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
-        goto out;
-    }
     for (uint32_t i = 0; i < s->n && code == RN_CLI_OK; i++) {
-        rn_datadir_queue_t q;
-        rn_datadir_queue_info_t info;
-        int64_t off = 0;
-        int rc = rn_datadir_queue_open(d, a->topic, s->queues[i], &q, err);
-        if (rc == 0) rc = rn_group_start_offset(d, &st, &q, &off, NULL, err);
-        if (rc == 0) rc = rn_datadir_queue_info(d, &q, &info, err);
-        rn_datadir_queue_close(&q);
-        if (rc == 0) rc = rn_consumer_assign(c, a->topic, s->queues[i], off, err);
-        if (rc == 0) rc = rn_consumer_set_end(c, a->topic, s->queues[i], info.high_watermark, err);
+        int64_t log_start, end;
+        int rc = rn_client_queue_range(c, a->topic, s->queues[i], &log_start, &end, err);
+        if (rc == 0) rc = rn_client_consumer_assign(k, a->topic, s->queues[i], start[i], err);
+        if (rc == 0) rc = rn_client_consumer_set_end(k, a->topic, s->queues[i], end, err);
         if (rc != 0) { code = rn_cli_fail(RN_CLI_FAIL, "%s", err); break; }
-        s->done[i].topic_id = t->id;
+        snprintf(s->done[i].topic, sizeof s->done[i].topic, "%s", a->topic);
         s->done[i].queue = s->queues[i];
-        s->done[i].offset = off;
+        s->done[i].offset = start[i];
     }
-out:
-    rn_group_start_free(&st);
+    free(start);
     return code;
 }
 
-static int consume(rn_datadir_t *d, const consume_args_t *a)
+static int consume(rn_client_t *c, const consume_args_t *a)
 {
     char err[RN_ERRMSG_SIZE] = "";
-    rn_consumer_t *c = NULL;
+    rn_client_consumer_t *k = NULL;
     cstate_t s;
     memset(&s, 0, sizeof s);
     rn_meta_topic_t t;
     int code = RN_CLI_OK;
-    if (rn_meta_topic_get(rn_datadir_meta(d), a->topic, &t, err) != 0)
+    if (rn_client_topic_get(c, a->topic, &t, err) != 0)
         return rn_cli_fail(RN_CLI_FAIL, "%s", err);
     if (a->queue >= 0 && (uint32_t)a->queue >= t.queues) {
-        rn_datadir_queue_t q;
-        return rn_cli_open_queue(d, a->topic, (uint32_t)a->queue, &q);   /* names the queues */
+        int64_t ls, hw;                   /* the error names the valid queues */
+        if (rn_client_queue_range(c, a->topic, (uint32_t)a->queue, &ls, &hw, err) != 0)
+            return rn_cli_fail(RN_CLI_FAIL, "%s", err);
     }
     s.n = a->queue >= 0 ? 1 : t.queues;
     s.done = calloc(s.n, sizeof *s.done);
     s.queues = calloc(s.n, sizeof *s.queues);
     if (!s.done || !s.queues) { code = rn_cli_fail(RN_CLI_FAIL, "out of memory"); goto out; }
     for (uint32_t i = 0; i < s.n; i++) s.queues[i] = a->queue >= 0 ? (uint32_t)a->queue : i;
-    if (rn_consumer_create(d, NULL, &c, err) != 0) {
+    if (rn_client_consumer_open(c, NULL, &k, err) != 0) {
         code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
         goto out;
     }
-    code = assign_all(d, c, a, &t, &s);
+    code = assign_all(c, k, a, &s);
     if (code != RN_CLI_OK) goto out;
 
     uint64_t left = a->count, last_commit = rn_mono_ns();
     rn_consumer_batch_t b;
     int rc = 0;
-    while (left > 0 && (rc = rn_consumer_poll(c, &b, err)) == 1) {
+    while (left > 0 && (rc = rn_client_consumer_poll(k, &b, 0, err)) == 1) {
         uint32_t qi = a->queue >= 0 ? 0 : b.queue;
-        uint32_t k = 0;
-        for (; k < b.count && left > 0; k++, left--) {
-            const rn_record_t *r = &b.records[k];
+        uint32_t j = 0;
+        for (; j < b.count && left > 0; j++, left--) {
+            const rn_record_t *r = &b.records[j];
             if (a->json) print_json(stdout, b.queue, r);
             else {
                 if (r->value_len > 0) fwrite_unlocked(r->value, 1, (size_t)r->value_len, stdout);
                 putc_unlocked('\n', stdout);
             }
         }
-        s.done[qi].offset = b.records[k - 1].offset + 1;
+        s.done[qi].offset = b.records[j - 1].offset + 1;
         if (ferror(stdout)) break;
         if (a->group && (rn_mono_ns() - last_commit) / 1000000 >= a->commit_ms) {
-            code = flush_and_commit(d, a, &s);
+            code = flush_and_commit(c, a, &s);
             if (code != RN_CLI_OK) goto out;
             last_commit = rn_mono_ns();
         }
     }
     if (left > 0 && rc < 0 && !ferror(stdout)) {
         /* Commit what was printed before the damaged batch, then report it. */
-        code = flush_and_commit(d, a, &s);
+        code = flush_and_commit(c, a, &s);
         if (code == RN_CLI_OK) code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
         goto out;
     }
-    code = flush_and_commit(d, a, &s);
+    code = flush_and_commit(c, a, &s);
 out:
-    rn_consumer_destroy(c);
+    rn_client_consumer_close(k);
     free(s.done);
     free(s.queues);
     return code;
@@ -223,7 +214,7 @@ out:
 
 int rn_cli_consume(rn_cli_t *cli, int argc, char **argv)
 {
-    enum { OPT_DATA = 0x100, OPT_QUEUE, OPT_FROM, OPT_COUNT, OPT_FORMAT, OPT_GROUP, OPT_COMMIT };
+    enum { OPT_DATA = 0x100, OPT_SERVER, OPT_QUEUE, OPT_FROM, OPT_COUNT, OPT_FORMAT, OPT_GROUP, OPT_COMMIT };
     static const struct option opts[] = {
         {"queue", required_argument, NULL, OPT_QUEUE},
         {"from", required_argument, NULL, OPT_FROM},
@@ -232,6 +223,7 @@ int rn_cli_consume(rn_cli_t *cli, int argc, char **argv)
         {"group", required_argument, NULL, OPT_GROUP},
         {"commit-ms", required_argument, NULL, OPT_COMMIT},
         {"data", required_argument, NULL, OPT_DATA},
+        {"server", required_argument, NULL, OPT_SERVER},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -270,6 +262,7 @@ int rn_cli_consume(rn_cli_t *cli, int argc, char **argv)
             else return rn_cli_fail(RN_CLI_USAGE, "--format: '%.40s' is not value or json", optarg);
             break;
         case OPT_DATA: cli->data = optarg; break;
+        case OPT_SERVER: cli->server = optarg; break;
         case 'h': fputs(consume_usage, stdout); return RN_CLI_OK;
         default: return rn_cli_bad_option("consume", argv, c);
         }
@@ -281,9 +274,9 @@ int rn_cli_consume(rn_cli_t *cli, int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);        /* see invariant 5 */
     static char outbuf[OUT_BUFFER];
     setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
-    rn_datadir_t *d;
-    int code = rn_cli_open_datadir(cli, NULL, 0, &d);
+    rn_client_t *client;
+    int code = rn_cli_open_client(cli, NULL, 0, &client);
     if (code != 0) return code;
-    code = consume(d, &a);
-    return rn_cli_close_datadir(d, code);
+    code = consume(client, &a);
+    return rn_cli_close_client(client, code);
 }

@@ -5,9 +5,10 @@
  * Invariants:
  *  1. Every check happens before the one transaction that writes
  *     (logical-queues/group.c), so a failing command changes no metadata.
- *  2. A reset needs no "stopped consumers" check: the data directory lock
- *     lets only this process in, so no consumer of the group can run
- *     meanwhile (embedded; with a broker, the broker will own that rule).
+ *  2. A reset needs no "stopped consumers" check embedded: the data
+ *     directory lock lets only this process in. With --server the broker
+ *     applies the reset in one transaction; consumers of the group that
+ *     commit afterwards overwrite it (stop them first).
  *  3. Offsets shown are logical; LAG = END - OFFSET with END the queue's
  *     high watermark now.
  */
@@ -20,10 +21,10 @@
 #include <string.h>
 
 static const char group_usage[] =
-    "usage: runnel [--data DIR] group list\n"
-    "       runnel [--data DIR] group offsets G\n"
-    "       runnel [--data DIR] group commit G TOPIC Q OFFSET\n"
-    "       runnel [--data DIR] group reset G [--topic T] --to POS\n"
+    "usage: runnel [--data DIR | --server HOST:PORT] group list\n"
+    "       runnel [--data DIR | --server HOST:PORT] group offsets G\n"
+    "       runnel [--data DIR | --server HOST:PORT] group commit G TOPIC Q OFFSET\n"
+    "       runnel [--data DIR | --server HOST:PORT] group reset G [--topic T] --to POS\n"
     "\n"
     "A group's committed offset is the next offset to read, per topic and logical queue;\n"
     "`consume --group G` resumes from it and commits as it goes.\n"
@@ -32,12 +33,13 @@ static const char group_usage[] =
     "           timestamp >= it) or checkpoint:NAME (the group's offsets become the\n"
     "           checkpoint's). Forwards or backwards, atomically across queues; with\n"
     "           --topic T every queue of T, else every queue the group has offsets for.\n"
-    "           Safe at any time embedded: the data directory lock keeps consumers out.\n";
+    "           Safe at any time embedded: the data directory lock keeps consumers out;\n"
+    "           with --server, stop the group's consumers first.\n";
 
 static const char checkpoint_usage[] =
-    "usage: runnel [--data DIR] checkpoint create G NAME\n"
-    "       runnel [--data DIR] checkpoint list [G]\n"
-    "       runnel [--data DIR] checkpoint drop G NAME\n"
+    "usage: runnel [--data DIR | --server HOST:PORT] checkpoint create G NAME\n"
+    "       runnel [--data DIR | --server HOST:PORT] checkpoint list [G]\n"
+    "       runnel [--data DIR | --server HOST:PORT] checkpoint drop G NAME\n"
     "\n"
     "A checkpoint is a named snapshot of group G's offsets on every topic and queue, taken\n"
     "atomically. NAME is unique within its group. Replay with\n"
@@ -49,11 +51,12 @@ static const char checkpoint_usage[] =
 static int parse_opts(rn_cli_t *cli, int argc, char **argv, const char *cmd, const char *usage,
                       const char **topic, const char **to, int *npos, char ***pos)
 {
-    enum { OPT_DATA = 0x100, OPT_TOPIC, OPT_TO };
+    enum { OPT_DATA = 0x100, OPT_SERVER, OPT_TOPIC, OPT_TO };
     static const struct option opts[] = {
         {"topic", required_argument, NULL, OPT_TOPIC},
         {"to", required_argument, NULL, OPT_TO},
         {"data", required_argument, NULL, OPT_DATA},
+        {"server", required_argument, NULL, OPT_SERVER},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -70,6 +73,7 @@ static int parse_opts(rn_cli_t *cli, int argc, char **argv, const char *cmd, con
             *to = optarg;
             break;
         case OPT_DATA: cli->data = optarg; break;
+        case OPT_SERVER: cli->server = optarg; break;
         case 'h': fputs(usage, stdout); return -1;
         default: return rn_cli_bad_option(cmd, argv, c);
         }
@@ -79,17 +83,17 @@ static int parse_opts(rn_cli_t *cli, int argc, char **argv, const char *cmd, con
     return 0;
 }
 
-static int group_list(rn_datadir_t *d)
+static int group_list(rn_client_t *c)
 {
     char err[RN_ERRMSG_SIZE] = "";
     rn_meta_group_t *v = NULL;
     size_t n = 0;
-    if (rn_meta_group_list(rn_datadir_meta(d), &v, &n, err) != 0)
+    if (rn_client_group_list(c, &v, &n, err) != 0)
         return rn_cli_fail(RN_CLI_FAIL, "%s", err);
     printf("%-32s %7s %11s  %s\n", "GROUP", "QUEUES", "CHECKPOINTS", "CREATED");
     for (size_t i = 0; i < n; i++) {
-        char when[64];
-        rn_cli_format_time(v[i].created_ms, when, sizeof when);
+        char when[64] = "-";                 /* remote: the protocol does not carry it */
+        if (v[i].created_ms >= 0) rn_cli_format_time(v[i].created_ms, when, sizeof when);
         printf("%-32s %7u %11u  %s\n", v[i].name, v[i].offsets, v[i].checkpoints, when);
     }
     free(v);
@@ -97,61 +101,58 @@ static int group_list(rn_datadir_t *d)
 }
 
 /* Print offsets with each queue's range and lag. */
-static int print_offsets(rn_datadir_t *d, const rn_meta_offset_t *v, size_t n)
+static int print_offsets(rn_client_t *c, const rn_meta_offset_t *v, size_t n)
 {
     char err[RN_ERRMSG_SIZE] = "";
     printf("%-24s %5s %14s %14s %14s %12s\n", "TOPIC", "QUEUE", "OFFSET", "START", "END", "LAG");
     for (size_t i = 0; i < n; i++) {
-        rn_datadir_queue_t q;
-        rn_datadir_queue_info_t info;
-        int rc = rn_datadir_queue_open(d, v[i].topic, v[i].queue, &q, err);
-        if (rc == 0) rc = rn_datadir_queue_info(d, &q, &info, err);
-        rn_datadir_queue_close(&q);
-        if (rc != 0) return rn_cli_fail(RN_CLI_FAIL, "%s", err);
+        int64_t start, end;
+        if (rn_client_queue_range(c, v[i].topic, v[i].queue, &start, &end, err) != 0)
+            return rn_cli_fail(RN_CLI_FAIL, "%s", err);
         printf("%-24s %5u %14lld %14lld %14lld %12lld\n", v[i].topic, v[i].queue,
-               (long long)v[i].offset, (long long)info.log_start, (long long)info.high_watermark,
-               (long long)(info.high_watermark - v[i].offset));
+               (long long)v[i].offset, (long long)start, (long long)end,
+               (long long)(end - v[i].offset));
     }
     return RN_CLI_OK;
 }
 
-static int group_offsets(rn_datadir_t *d, const char *group)
+static int group_offsets(rn_client_t *c, const char *group)
 {
     char err[RN_ERRMSG_SIZE] = "";
-    rn_meta_group_t g;
     rn_meta_offset_t *v = NULL;
     size_t n = 0;
-    rn_meta_t *m = rn_datadir_meta(d);
-    if (rn_meta_group_get(m, group, &g, err) != 0 ||
-        rn_meta_offsets_get(m, group, -1, &v, &n, err) != 0)
+    if (rn_client_group_offsets(c, group, NULL, &v, &n, err) != 0)
         return rn_cli_fail(RN_CLI_FAIL, "%s", err);
-    int code = print_offsets(d, v, n);
+    int code = print_offsets(c, v, n);
     free(v);
     return code;
 }
 
-static int group_commit(rn_datadir_t *d, char **pos)
+static int group_commit(rn_client_t *c, char **pos)
 {
     char err[RN_ERRMSG_SIZE] = "";
-    uint32_t q;
-    int64_t off;
-    if (rn_cli_parse_queue("Q", pos[3], &q, err) != 0 ||
-        rn_cli_parse_i64("OFFSET", pos[4], 0, INT64_MAX, &off, err) != 0)
+    rn_meta_offset_t o;
+    memset(&o, 0, sizeof o);
+    if (rn_cli_parse_queue("Q", pos[3], &o.queue, err) != 0 ||
+        rn_cli_parse_i64("OFFSET", pos[4], 0, INT64_MAX, &o.offset, err) != 0)
         return rn_cli_fail(RN_CLI_USAGE, "%s", err);
-    if (rn_group_commit(d, pos[1], pos[2], q, off, err) != 0)
+    if (strlen(pos[2]) >= sizeof o.topic && rn_meta_check_topic_name(pos[2], err) != 0)
         return rn_cli_fail(RN_CLI_FAIL, "%s", err);
-    printf("group '%s' committed offset %lld on topic '%s' queue %u\n", pos[1], (long long)off,
-           pos[2], q);
+    snprintf(o.topic, sizeof o.topic, "%s", pos[2]);
+    if (rn_client_group_commit(c, pos[1], &o, 1, err) != 0)
+        return rn_cli_fail(RN_CLI_FAIL, "%s", err);
+    printf("group '%s' committed offset %lld on topic '%s' queue %u\n", pos[1],
+           (long long)o.offset, pos[2], o.queue);
     return RN_CLI_OK;
 }
 
-static int group_reset(rn_datadir_t *d, const char *group, const char *topic,
+static int group_reset(rn_client_t *c, const char *group, const char *topic,
                        const rn_group_target_t *to)
 {
     char err[RN_ERRMSG_SIZE] = "";
     rn_group_change_t *v = NULL;
     size_t n = 0;
-    if (rn_group_reset(d, group, topic, to, &v, &n, err) != 0)
+    if (rn_client_group_reset(c, group, topic, to, &v, &n, err) != 0)
         return rn_cli_fail(RN_CLI_FAIL, "%s", err);
     printf("group '%s' reset on %zu queue%s:\n", group, n, n == 1 ? "" : "s");
     for (size_t i = 0; i < n; i++) {
@@ -200,25 +201,22 @@ int rn_cli_group(rn_cli_t *cli, int argc, char **argv)
         if (rn_group_parse_target(to, "--to", 0, &target, err) != 0)
             return rn_cli_fail(RN_CLI_USAGE, "%s", err);
     }
-    rn_datadir_t *d;
-    code = rn_cli_open_datadir(cli, NULL, 0, &d);
+    rn_client_t *c;
+    code = rn_cli_open_client(cli, NULL, 0, &c);
     if (code != 0) return code;
-    if (want == 1) code = group_list(d);
-    else if (!strcmp(sub, "offsets")) code = group_offsets(d, pos[1]);
-    else if (!strcmp(sub, "commit")) code = group_commit(d, pos);
-    else code = group_reset(d, pos[1], topic, &target);
-    return rn_cli_close_datadir(d, code);
+    if (want == 1) code = group_list(c);
+    else if (!strcmp(sub, "offsets")) code = group_offsets(c, pos[1]);
+    else if (!strcmp(sub, "commit")) code = group_commit(c, pos);
+    else code = group_reset(c, pos[1], topic, &target);
+    return rn_cli_close_client(c, code);
 }
 
-static int checkpoint_list(rn_datadir_t *d, const char *group)
+static int checkpoint_list(rn_client_t *c, const char *group)
 {
     char err[RN_ERRMSG_SIZE] = "";
     rn_meta_checkpoint_t *v = NULL;
-    rn_meta_group_t g;
     size_t n = 0;
-    rn_meta_t *m = rn_datadir_meta(d);
-    if ((group && rn_meta_group_get(m, group, &g, err) != 0) ||
-        rn_meta_checkpoint_list(m, group, &v, &n, err) != 0)
+    if (rn_client_checkpoint_list(c, group, &v, &n, err) != 0)
         return rn_cli_fail(RN_CLI_FAIL, "%s", err);
     printf("%-24s %-24s %7s  %s\n", "GROUP", "CHECKPOINT", "QUEUES", "CREATED");
     for (size_t i = 0; i < n; i++) {
@@ -253,24 +251,23 @@ int rn_cli_checkpoint(rn_cli_t *cli, int argc, char **argv)
         return rn_cli_fail(RN_CLI_USAGE, "%s", err);
     if (npos == 3 && rn_meta_check_name("checkpoint", pos[2], err) != 0)
         return rn_cli_fail(RN_CLI_USAGE, "%s", err);
-    rn_datadir_t *d;
-    code = rn_cli_open_datadir(cli, NULL, 0, &d);
+    rn_client_t *c;
+    code = rn_cli_open_client(cli, NULL, 0, &c);
     if (code != 0) return code;
-    rn_meta_t *m = rn_datadir_meta(d);
     if (is_list) {
-        code = checkpoint_list(d, npos == 2 ? pos[1] : NULL);
+        code = checkpoint_list(c, npos == 2 ? pos[1] : NULL);
     } else if (!strcmp(sub, "create")) {
         rn_meta_checkpoint_t cp;
-        if (rn_meta_checkpoint_create(m, pos[1], pos[2], &cp, err) != 0)
+        if (rn_client_checkpoint_create(c, pos[1], pos[2], &cp, err) != 0)
             code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
         else
             printf("checkpoint '%s' of group '%s' holds %u offset%s\n", cp.name, cp.group,
                    cp.offsets, cp.offsets == 1 ? "" : "s");
     } else {
-        if (rn_meta_checkpoint_drop(m, pos[1], pos[2], err) != 0)
+        if (rn_client_checkpoint_drop(c, pos[1], pos[2], err) != 0)
             code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
         else
             printf("dropped checkpoint '%s' of group '%s'\n", pos[2], pos[1]);
     }
-    return rn_cli_close_datadir(d, code);
+    return rn_cli_close_client(c, code);
 }

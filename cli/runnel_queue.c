@@ -5,9 +5,11 @@
  *  1. A remap names the item it sealed and the one it opened; logical
  *     offsets do not change (rn_datadir_remap), and a failing remap changes
  *     no metadata.
- *  2. --store DIR is a path as the shell sees it (relative to the current
- *     directory); it is registered relative to the data directory when
- *     inside it, else absolute.
+ *  2. Embedded, --store DIR is a path as the shell sees it (relative to the
+ *     current directory); it is registered relative to the data directory
+ *     when inside it, else absolute. With --server it is a path on the
+ *     broker's machine, sent as given (relative: to the broker's data
+ *     directory).
  *  3. store list reports each store's commit-log bytes in use and how many
  *     physical queues of live mapping items it holds.
  */
@@ -22,7 +24,7 @@
 #include <unistd.h>
 
 static const char queue_usage[] =
-    "usage: runnel [--data DIR] queue remap TOPIC Q [--store DIR]\n"
+    "usage: runnel [--data DIR | --server HOST:PORT] queue remap TOPIC Q [--store DIR]\n"
     "\n"
     "Seals logical queue Q's open mapping item at the queue's current end and opens a new\n"
     "item on a fresh physical queue, in the same store or in the store at DIR (created and\n"
@@ -30,7 +32,7 @@ static const char queue_usage[] =
     "dense and never change; readers cross the boundary transparently.\n";
 
 static const char store_usage[] =
-    "usage: runnel [--data DIR] store list\n"
+    "usage: runnel [--data DIR | --server HOST:PORT] store list\n"
     "\n"
     "Each store (commit log + indexes) of the data directory: id, path, commit-log bytes,\n"
     "and physical queues of live mapping items.\n";
@@ -39,10 +41,11 @@ static const char store_usage[] =
 static int parse_opts(rn_cli_t *cli, int argc, char **argv, const char *cmd, const char *usage,
                       const char **store, int *npos, char ***pos)
 {
-    enum { OPT_DATA = 0x100, OPT_STORE };
+    enum { OPT_DATA = 0x100, OPT_SERVER, OPT_STORE };
     static const struct option opts[] = {
         {"store", required_argument, NULL, OPT_STORE},
         {"data", required_argument, NULL, OPT_DATA},
+        {"server", required_argument, NULL, OPT_SERVER},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -55,6 +58,7 @@ static int parse_opts(rn_cli_t *cli, int argc, char **argv, const char *cmd, con
             *store = optarg;
             break;
         case OPT_DATA: cli->data = optarg; break;
+        case OPT_SERVER: cli->server = optarg; break;
         case 'h': fputs(usage, stdout); return -1;
         default: return rn_cli_bad_option(cmd, argv, c);
         }
@@ -83,7 +87,7 @@ int rn_cli_queue(rn_cli_t *cli, int argc, char **argv)
     if (rn_cli_parse_queue("Q", pos[2], &q, err) != 0) return rn_cli_fail(RN_CLI_USAGE, "%s", err);
     if (store) {
         if (!*store) return rn_cli_fail(RN_CLI_USAGE, "--store: the directory name is empty");
-        if (store[0] != '/') {
+        if (store[0] != '/' && !rn_cli_remote(cli)) {
             char cwd[PATH_MAX];
             if (!getcwd(cwd, sizeof cwd))
                 return rn_cli_fail(RN_CLI_FAIL, "cannot get the current directory");
@@ -91,11 +95,11 @@ int rn_cli_queue(rn_cli_t *cli, int argc, char **argv)
             store = abs;
         }
     }
-    rn_datadir_t *d;
-    code = rn_cli_open_datadir(cli, NULL, 0, &d);
+    rn_client_t *c;
+    code = rn_cli_open_client(cli, NULL, 0, &c);
     if (code != 0) return code;
     rn_meta_item_t sealed, opened;
-    int rc = rn_datadir_remap(d, pos[1], q, store, &sealed, &opened, err);
+    int rc = rn_client_queue_remap(c, pos[1], q, store, &sealed, &opened, err);
     if (rc != 0) {
         code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
     } else {
@@ -105,7 +109,7 @@ int rn_cli_queue(rn_cli_t *cli, int argc, char **argv)
                sealed.physical_id, (long long)sealed.physical_start,
                (long long)sealed.physical_end, opened.seq, opened.store_id, opened.physical_id);
     }
-    return rn_cli_close_datadir(d, code);
+    return rn_cli_close_client(c, code);
 }
 
 int rn_cli_store(rn_cli_t *cli, int argc, char **argv)
@@ -120,12 +124,12 @@ int rn_cli_store(rn_cli_t *cli, int argc, char **argv)
     if (strcmp(pos[0], "list") != 0)
         return rn_cli_fail(RN_CLI_USAGE, "store: unknown subcommand '%.40s'; use list", pos[0]);
     if (npos != 1) return rn_cli_fail(RN_CLI_USAGE, "store list takes no arguments");
-    rn_datadir_t *d;
-    code = rn_cli_open_datadir(cli, NULL, 0, &d);
+    rn_client_t *c;
+    code = rn_cli_open_client(cli, NULL, 0, &c);
     if (code != 0) return code;
     rn_datadir_store_info_t *v = NULL;
     size_t n = 0;
-    int rc = rn_datadir_stores(d, &v, &n, err);
+    int rc = rn_client_stores(c, &v, &n, err);
     if (rc != 0) {
         code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
     } else {
@@ -135,5 +139,5 @@ int rn_cli_store(rn_cli_t *cli, int argc, char **argv)
                    v[i].physical_queues, v[i].path);
     }
     free(v);
-    return rn_cli_close_datadir(d, code);
+    return rn_cli_close_client(c, code);
 }

@@ -3,7 +3,7 @@
  *
  * Invariants:
  *  1. Only `topic create` may create a data directory; the others need an
- *     existing one.
+ *     existing one (or a server).
  *  2. describe reports each logical queue's logical range [START, END) as
  *     readers see it (END = high watermark) and the physical queue of its
  *     open item, then one line per mapping item: its logical range, store,
@@ -20,10 +20,10 @@
 #include <string.h>
 
 static const char topic_usage[] =
-    "usage: runnel [--data DIR] topic create NAME [--queues N]\n"
-    "       runnel [--data DIR] topic alter NAME --queues M\n"
-    "       runnel [--data DIR] topic list\n"
-    "       runnel [--data DIR] topic describe NAME\n"
+    "usage: runnel [--data DIR | --server HOST:PORT] topic create NAME [--queues N]\n"
+    "       runnel [--data DIR | --server HOST:PORT] topic alter NAME --queues M\n"
+    "       runnel [--data DIR | --server HOST:PORT] topic list\n"
+    "       runnel [--data DIR | --server HOST:PORT] topic describe NAME\n"
     "\n"
     "  NAME         1-249 characters of A-Z a-z 0-9 . _ -\n"
     "  --queues N   logical queues, 1..10000 (default 1)\n"
@@ -35,39 +35,40 @@ static int topic_create(rn_cli_t *cli, const char *name, uint32_t queues)
     char err[RN_ERRMSG_SIZE] = "";
     /* Validate before creating a directory for a name we would refuse. */
     if (rn_meta_check_topic_name(name, err) != 0) return rn_cli_fail(RN_CLI_USAGE, "%s", err);
-    rn_datadir_t *d;
-    int code = rn_cli_open_datadir(cli, NULL, 1, &d);
+    rn_client_t *c;
+    int code = rn_cli_open_client(cli, NULL, 1, &c);
     if (code != 0) return code;
     rn_meta_topic_t t;
-    int rc = rn_datadir_topic_create(d, name, queues, &t, err);
-    if (rc != 0) code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
-    else printf("created topic '%s' with %u queue%s\n", t.name, t.queues, t.queues == 1 ? "" : "s");
-    return rn_cli_close_datadir(d, code);
+    if (rn_client_topic_create(c, name, queues, &t, err) != 0)
+        code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
+    else
+        printf("created topic '%s' with %u queue%s\n", t.name, t.queues, t.queues == 1 ? "" : "s");
+    return rn_cli_close_client(c, code);
 }
 
 static int topic_alter(rn_cli_t *cli, const char *name, uint32_t queues)
 {
     char err[RN_ERRMSG_SIZE] = "";
-    rn_datadir_t *d;
-    int code = rn_cli_open_datadir(cli, NULL, 0, &d);
+    rn_client_t *c;
+    int code = rn_cli_open_client(cli, NULL, 0, &c);
     if (code != 0) return code;
     rn_meta_topic_t t;
-    int rc = rn_datadir_topic_alter(d, name, queues, &t, err);
-    if (rc != 0) code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
-    else printf("topic '%s' has %u queues now\n", t.name, t.queues);
-    return rn_cli_close_datadir(d, code);
+    if (rn_client_topic_alter(c, name, queues, &t, err) != 0)
+        code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
+    else
+        printf("topic '%s' has %u queues now\n", t.name, t.queues);
+    return rn_cli_close_client(c, code);
 }
 
 static int topic_list(rn_cli_t *cli)
 {
     char err[RN_ERRMSG_SIZE] = "";
-    rn_datadir_t *d;
-    int code = rn_cli_open_datadir(cli, NULL, 0, &d);
+    rn_client_t *c;
+    int code = rn_cli_open_client(cli, NULL, 0, &c);
     if (code != 0) return code;
     rn_meta_topic_t *v = NULL;
     size_t n = 0;
-    int rc = rn_meta_topic_list(rn_datadir_meta(d), &v, &n, err);
-    if (rc != 0) {
+    if (rn_client_topic_list(c, &v, &n, err) != 0) {
         code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
     } else {
         printf("%-32s %6s  %s\n", "TOPIC", "QUEUES", "CREATED");
@@ -78,59 +79,60 @@ static int topic_list(rn_cli_t *cli)
         }
     }
     free(v);
-    return rn_cli_close_datadir(d, code);
+    return rn_cli_close_client(c, code);
 }
 
 static int topic_describe(rn_cli_t *cli, const char *name)
 {
     char err[RN_ERRMSG_SIZE] = "";
-    rn_datadir_t *d;
-    int code = rn_cli_open_datadir(cli, NULL, 0, &d);
+    rn_client_t *c;
+    int code = rn_cli_open_client(cli, NULL, 0, &c);
     if (code != 0) return code;
-    rn_meta_topic_t t;
-    int rc = rn_meta_topic_get(rn_datadir_meta(d), name, &t, err);
-    if (rc != 0) return rn_cli_close_datadir(d, rn_cli_fail(RN_CLI_FAIL, "%s", err));
-    char when[64];
-    rn_cli_format_time(t.created_ms, when, sizeof when);
-    printf("topic %s: %u queue%s, created %s\n", t.name, t.queues, t.queues == 1 ? "" : "s", when);
-    printf("%5s %20s %20s %10s  %s\n", "QUEUE", "START", "END", "BATCHES", "PHYSICAL");
-    for (uint32_t i = 0; i < t.queues && code == 0; i++) {
-        rn_datadir_queue_t q;
-        code = rn_cli_open_queue(d, name, i, &q);
-        if (code != 0) break;
-        rn_datadir_queue_info_t info;
-        rc = rn_datadir_queue_info(d, &q, &info, err);
-        if (rc != 0) {
-            code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
-        } else {
-            const rn_meta_item_t *it = &q.items[q.nitems - 1];
-            printf("%5u %20lld %20lld %10llu  store %u queue %u\n", i,
-                   (long long)info.log_start, (long long)info.high_watermark,
-                   (unsigned long long)info.batches, it->store_id, it->physical_id);
-            for (size_t k = 0; k < q.nitems; k++) {
-                const rn_meta_item_t *m = &q.items[k];
-                char lend[24] = "-", pend[24] = "-";
-                if (m->physical_end >= 0) {
-                    snprintf(lend, sizeof lend, "%lld",
-                             (long long)(m->logical_start + m->physical_end - m->physical_start));
-                    snprintf(pend, sizeof pend, "%lld", (long long)m->physical_end);
-                }
-                printf("      item %u: offsets [%lld, %s) -> store %u queue %u [%lld, %s)%s\n",
-                       m->seq, (long long)m->logical_start, lend, m->store_id, m->physical_id,
-                       (long long)m->physical_start, pend, m->physical_end < 0 ? " open" : "");
-            }
-        }
-        rn_datadir_queue_close(&q);
+    rn_client_topic_desc_t d;
+    if (rn_client_topic_describe(c, name, &d, err) != 0) {
+        rn_client_topic_desc_free(&d);
+        return rn_cli_close_client(c, rn_cli_fail(RN_CLI_FAIL, "%s", err));
     }
-    return rn_cli_close_datadir(d, code);
+    const rn_meta_topic_t *t = &d.topic;
+    char when[64];
+    rn_cli_format_time(t->created_ms, when, sizeof when);
+    printf("topic %s: %u queue%s, created %s\n", t->name, t->queues, t->queues == 1 ? "" : "s",
+           when);
+    printf("%5s %20s %20s %10s  %s\n", "QUEUE", "START", "END", "BATCHES", "PHYSICAL");
+    for (uint32_t i = 0; i < t->queues; i++) {
+        const rn_client_queue_desc_t *q = &d.queues[i];
+        if (q->nitems == 0) {
+            code = rn_cli_fail(RN_CLI_FAIL, "topic '%s' queue %u has no mapping item", t->name, i);
+            break;
+        }
+        const rn_meta_item_t *it = &q->items[q->nitems - 1];
+        printf("%5u %20lld %20lld %10llu  store %u queue %u\n", i, (long long)q->log_start,
+               (long long)q->high_watermark, (unsigned long long)q->batches, it->store_id,
+               it->physical_id);
+        for (size_t k = 0; k < q->nitems; k++) {
+            const rn_meta_item_t *m = &q->items[k];
+            char lend[24] = "-", pend[24] = "-";
+            if (m->physical_end >= 0) {
+                snprintf(lend, sizeof lend, "%lld",
+                         (long long)(m->logical_start + m->physical_end - m->physical_start));
+                snprintf(pend, sizeof pend, "%lld", (long long)m->physical_end);
+            }
+            printf("      item %u: offsets [%lld, %s) -> store %u queue %u [%lld, %s)%s\n",
+                   m->seq, (long long)m->logical_start, lend, m->store_id, m->physical_id,
+                   (long long)m->physical_start, pend, m->physical_end < 0 ? " open" : "");
+        }
+    }
+    rn_client_topic_desc_free(&d);
+    return rn_cli_close_client(c, code);
 }
 
 int rn_cli_topic(rn_cli_t *cli, int argc, char **argv)
 {
-    enum { OPT_DATA = 0x100, OPT_QUEUES };
+    enum { OPT_DATA = 0x100, OPT_SERVER, OPT_QUEUES };
     static const struct option opts[] = {
         {"queues", required_argument, NULL, OPT_QUEUES},
         {"data", required_argument, NULL, OPT_DATA},
+        {"server", required_argument, NULL, OPT_SERVER},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -146,6 +148,7 @@ int rn_cli_topic(rn_cli_t *cli, int argc, char **argv)
             queues_given = 1;
             break;
         case OPT_DATA: cli->data = optarg; break;
+        case OPT_SERVER: cli->server = optarg; break;
         case 'h': fputs(topic_usage, stdout); return RN_CLI_OK;
         default: return rn_cli_bad_option("topic", argv, c);
         }

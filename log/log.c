@@ -74,7 +74,14 @@
  *   entries get new units. The log ends at the first bad entry: later units
  *   are dropped, the rest of that segment is zeroed, later segments deleted.
  *   A missing or damaged checkpoint means no index is trusted: all index
- *   files are deleted and rebuilt from the first segment. Recovery ends by
+ *   files are deleted and rebuilt from the first segment. So does a scan
+ *   that left the index in a state the next open would take for damage (a
+ *   queue's last unit not matching the log, or a checkpointed queue left
+ *   without units): everything is verified from the first segment before
+ *   any write, so a later open never cuts below batches acknowledged in
+ *   between. A queue's first entry found by a scan may carry any base
+ *   offset (a recovery that cut a queue keeps its next offset: offsets are
+ *   never reused); each later one must continue it. Recovery ends by
  *   syncing what it scanned and writing a checkpoint at the end it found.
  *
  * INVARIANTS
@@ -938,9 +945,13 @@ static void scan_prepare(rn_log_t *log, uint64_t s, int ckpt_ok)
             rn_idx_get(&q->ix, q->cursor - 1, &u);
             q->scan_next = unit_end_off(&u);
             q->running_max = u.max_ts;
-        } else if (s == 0 || (ckpt_ok && !q->in_ckpt)) {
-            q->scan_next = 0;         /* the queue's first batch is in the scan */
+        } else if (ckpt_ok && !q->in_ckpt) {
+            q->scan_next = 0;         /* born after the recovery point: starts at 0 */
         } else {
+            /* Not "0 when s == 0": a recovery that cut a queue's durable
+             * entries keeps its next offset (offsets are never reused), so
+             * its first entry at position 0 may carry any base offset. The
+             * entry's base offset is under hcrc either way. */
             q->scan_next = UNKNOWN_NEXT;
         }
     }
@@ -1023,7 +1034,7 @@ static int scan(rn_log_t *log, uint64_t s, int ckpt_ok, uint64_t *end, int *bad,
             rc = queue_new(log, h.queue, &q);
             if (rc == 0) rc = queue_insert(log, q);
             if (rc != 0) { queue_free(q); goto out; }
-            q->scan_next = (s == 0 || ckpt_ok) ? 0 : UNKNOWN_NEXT;
+            q->scan_next = ckpt_ok ? 0 : UNKNOWN_NEXT;   /* see scan_prepare */
         }
         if (bh.base_offset < 0 || (q->scan_next != UNKNOWN_NEXT && bh.base_offset != q->scan_next)) {
             *bad = 1;
@@ -1254,18 +1265,50 @@ static int recover(rn_log_t *log, char *errmsg)
         const rn_seg_t *l = &log->segs[log->nsegs - 1];
         if (clean_end < l->start || clean_end > ext) {
             need_scan = 1;
-        } else if (clean_end + RN_SEG_HDR_SIZE <= ext) {
+        } else if (clean_end < ext) {
+            /* Zeros must follow, up to a header's length or the file's end
+             * (a short file grows with zeros, but keeps what it has). */
             uint8_t hdr[RN_SEG_HDR_SIZE];
             static const uint8_t zero[RN_SEG_HDR_SIZE];
+            size_t want = ext - clean_end < sizeof hdr ? (size_t)(ext - clean_end) : sizeof hdr;
             size_t got;
-            rc = rn_pread_full(l->fd, hdr, sizeof hdr, (off_t)(clean_end - l->start), &got);
-            if (rc != 0 || got != sizeof hdr || memcmp(hdr, zero, sizeof hdr) != 0) need_scan = 1;
+            rc = rn_pread_full(l->fd, hdr, want, (off_t)(clean_end - l->start), &got);
+            if (rc != 0 || got != want || memcmp(hdr, zero, want) != 0) need_scan = 1;
             rc = 0;
         }
     }
     if (need_scan) {
         rc = scan(log, s, ckpt_ok, &end, &bad, errmsg);
         if (rc != 0) goto out;
+        if (ckpt_ok) {
+            /* The scan may have cut units the checkpoint vouched for, so a
+             * queue's last unit can now be one that was trusted, not
+             * verified, or a queue can be left with no unit below its
+             * checkpointed end. The next open would take either for damage
+             * and verify from the first segment, and could then cut the log
+             * below batches acknowledged meanwhile. So check now, as the
+             * next open would, and verify everything before accepting
+             * writes. */
+            rc = trusted_tails_match(log, end);
+            if (rc < 0) goto out;
+            for (size_t k = 0; rc == 1 && k < log->nqueues; k++) {
+                const rn_queue_t *q = log->queues[k];
+                if (q->in_ckpt && q->ckpt_next > 0 && (q->ix.nunits == 0 || q->ix.nfiles == 0))
+                    rc = 0;
+            }
+            if (rc == 0) {
+                for (size_t k = 0; k < log->nqueues; k++) queue_free(log->queues[k]);
+                log->nqueues = 0;
+                log->lastq = NULL;
+                ckpt_ok = 0;
+                s = first;
+                rc = remove_index_tree(log, errmsg);
+                if (rc != 0) goto out;
+                rc = scan(log, s, 0, &end, &bad, errmsg);
+                if (rc != 0) goto out;
+            }
+            rc = 0;
+        }
         rc = cut_log(log, end, bad, errmsg);
         if (rc != 0) goto out;
     } else {

@@ -1,7 +1,7 @@
 /*
  * meta.c — the topic metadata store in SQLite (see meta.h for the model).
  *
- * Schema (version 2, PRAGMA user_version):
+ * Schema (version 3, PRAGMA user_version):
  *
  *   stores(id, path)                       a store = an rn_log directory
  *   topics(id, name UNIQUE, created_ms)
@@ -14,6 +14,9 @@
  *   group_offsets(group_name, topic_id, queue, next_offset, updated_ms)
  *   checkpoints(id, group_name, name, created_ms)   UNIQUE(group_name, name)
  *   checkpoint_offsets(checkpoint_id, topic_id, queue, next_offset)
+ *   -- version 3:
+ *   streams(name, topic, format, timestamp, fields, created_ms)
+ *                                          streamsql's CREATE STREAM
  *
  * Invariants:
  *  1. Every change runs in one BEGIN IMMEDIATE transaction; a failure rolls it
@@ -109,6 +112,14 @@ static const char *const migrations[RN_META_SCHEMA_VERSION] = {
     "  next_offset   INTEGER NOT NULL CHECK (next_offset >= 0),"
     "  PRIMARY KEY (checkpoint_id, topic_id, queue)) WITHOUT ROWID;"
     "INSERT INTO counters VALUES ('datadir_id', abs(random() % 9007199254740991));",
+    /* 2 -> 3 */
+    "CREATE TABLE IF NOT EXISTS streams("
+    "  name       TEXT PRIMARY KEY,"
+    "  topic      TEXT NOT NULL,"
+    "  format     TEXT NOT NULL,"
+    "  timestamp  TEXT NOT NULL,"
+    "  fields     TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 void (*rn_meta_test_hook)(const char *point);
@@ -1215,5 +1226,124 @@ int rn_meta_checkpoint_drop(rn_meta_t *m, const char *group, const char *name, c
     sqlite3_finalize(st);
     if (rc == 0) return commit(m, errmsg);
     rollback(m);
+    return rc;
+}
+
+/* ---- stream definitions ----------------------------------------------------- */
+
+void rn_meta_stream_names(rn_meta_t *m, char *out, size_t size)
+{
+    names_list(m, "SELECT name FROM streams ORDER BY name LIMIT 9", NULL, "streams: ",
+               "there are no streams", out, size);
+}
+
+static int stream_from_row(sqlite3_stmt *st, rn_meta_stream_t *s)
+{
+    memset(s, 0, sizeof *s);
+    if (text_col(st, 0, s->name, RN_META_NAME_MAX) != 0 ||
+        text_col(st, 1, s->topic, RN_META_TOPIC_NAME_MAX) != 0 ||
+        text_col(st, 2, s->format, sizeof s->format - 1) != 0 ||
+        text_col(st, 3, s->timestamp, RN_META_NAME_MAX) != 0 ||
+        text_col(st, 4, s->fields, RN_META_STREAM_FIELDS_MAX) != 0)
+        return RN_ECORRUPT;
+    s->created_ms = sqlite3_column_int64(st, 5);
+    return 0;
+}
+
+#define STREAM_SELECT "SELECT name, topic, format, timestamp, fields, created_ms FROM streams"
+
+int rn_meta_stream_create(rn_meta_t *m, const rn_meta_stream_t *s, char *errmsg)
+{
+    int rc = rn_meta_check_name("stream", s->name, errmsg);
+    if (rc != 0) return rc;
+    if (strlen(s->fields) > RN_META_STREAM_FIELDS_MAX)
+        return rn_errf(errmsg, RN_EINVAL, "the field list is longer than %d bytes",
+                       RN_META_STREAM_FIELDS_MAX);
+    sqlite3_stmt *st = NULL;
+    rn_meta_topic_t t;
+    if ((rc = begin(m, errmsg)) != 0) return rc;
+    if ((rc = rn_meta_topic_get(m, s->topic, &t, errmsg)) != 0) goto fail;
+    rc = prepare(m, "INSERT INTO streams VALUES (?1, ?2, ?3, ?4, ?5, ?6)", &st, errmsg);
+    if (rc != 0) goto fail;
+    sqlite3_bind_text(st, 1, s->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, s->topic, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, s->format, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, s->timestamp, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, s->fields, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, rn_sys.now_ms());
+    int r = sqlite3_step(st);
+    if ((r & 0xff) == SQLITE_CONSTRAINT) {
+        rc = rn_errf(errmsg, RN_EEXIST, "stream '%.100s' already exists", s->name);
+        goto fail;
+    }
+    if (r != SQLITE_DONE) { rc = sql_err(m, r, "create stream", errmsg); goto fail; }
+    sqlite3_finalize(st);
+    return commit(m, errmsg);
+fail:
+    sqlite3_finalize(st);
+    rollback(m);
+    return rc;
+}
+
+int rn_meta_stream_get(rn_meta_t *m, const char *name, rn_meta_stream_t *out, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(m, STREAM_SELECT " WHERE name = ?1", &st, errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+        if (stream_from_row(st, out) != 0)
+            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: the row of stream '%.100s' is damaged",
+                         name);
+    } else if (s == SQLITE_DONE) {
+        char known[160];
+        rn_meta_stream_names(m, known, sizeof known);
+        rc = rn_errf(errmsg, RN_ENOTFOUND, "unknown stream '%.60s%s'; %s", name,
+                     strlen(name) > 60 ? "..." : "", known);
+    } else {
+        rc = sql_err(m, s, "read stream", errmsg);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int rn_meta_stream_list(rn_meta_t *m, rn_meta_stream_t **out, size_t *n, char *errmsg)
+{
+    *out = NULL; *n = 0;
+    sqlite3_stmt *st = NULL;
+    rn_meta_stream_t *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc = prepare(m, STREAM_SELECT " ORDER BY name", &st, errmsg);
+    if (rc != 0) return rc;
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = grow((void **)&v, &cap, len, sizeof *v, errmsg)) != 0) goto fail;
+        if (stream_from_row(st, &v[len]) != 0) {
+            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: a stream row is damaged");
+            goto fail;
+        }
+        len++;
+    }
+    if (s != SQLITE_DONE) { rc = sql_err(m, s, "list streams", errmsg); goto fail; }
+    sqlite3_finalize(st);
+    *out = v; *n = len;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    free(v);
+    return rc;
+}
+
+int rn_meta_stream_drop(rn_meta_t *m, const char *name, char *errmsg)
+{
+    rn_meta_stream_t s;
+    int rc = rn_meta_stream_get(m, name, &s, errmsg);
+    if (rc != 0) return rc;
+    sqlite3_stmt *st = NULL;
+    if ((rc = prepare(m, "DELETE FROM streams WHERE name = ?1", &st, errmsg)) != 0) return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    rc = step_done(m, st, "drop stream", errmsg);
+    sqlite3_finalize(st);
     return rc;
 }

@@ -37,12 +37,13 @@
 #include <stdint.h>
 
 /* Version of the schema this code writes (PRAGMA user_version). */
-#define RN_META_SCHEMA_VERSION   2
+#define RN_META_SCHEMA_VERSION   3
 #define RN_META_TOPIC_NAME_MAX   249
 #define RN_META_NAME_MAX         249      /* groups and checkpoints */
 #define RN_META_MAX_QUEUES       10000
 #define RN_META_PATH_MAX         1024     /* a store's path */
 #define RN_META_MAX_STORES       64
+#define RN_META_STREAM_FIELDS_MAX 8192    /* a stream's field list text */
 
 typedef struct rn_meta rn_meta_t;
 
@@ -212,5 +213,32 @@ int  rn_meta_checkpoint_get(rn_meta_t *m, const char *group, const char *name,
 int  rn_meta_checkpoint_offsets(rn_meta_t *m, int64_t checkpoint_id, rn_meta_offset_t **out,
                                 size_t *n, char *errmsg);
 int  rn_meta_checkpoint_drop(rn_meta_t *m, const char *group, const char *name, char *errmsg);
+
+/* ---- stream definitions (streamsql's CREATE STREAM, schema version 3) --- */
+
+/* A declared stream: a name over a topic, the record format, the field list
+ * as streamsql writes it ("\"level\" TEXT, \"at\" INTEGER") and the field
+ * holding the event time ("" when the record timestamp is used). This file
+ * stores them; streamsql/ gives them meaning. */
+typedef struct rn_meta_stream {
+    char    name[RN_META_NAME_MAX + 1];
+    char    topic[RN_META_TOPIC_NAME_MAX + 1];
+    char    format[16];
+    char    timestamp[RN_META_NAME_MAX + 1];
+    char    fields[RN_META_STREAM_FIELDS_MAX + 1];
+    int64_t created_ms;
+} rn_meta_stream_t;
+
+/* RN_EEXIST for a duplicate name; RN_ENOTFOUND when s->topic is not a topic
+ * (naming the topics); RN_EINVAL for a bad name or too long a field list. */
+int  rn_meta_stream_create(rn_meta_t *m, const rn_meta_stream_t *s, char *errmsg);
+/* RN_ENOTFOUND naming the streams that exist. */
+int  rn_meta_stream_get(rn_meta_t *m, const char *name, rn_meta_stream_t *out, char *errmsg);
+/* All streams by name; *out malloc'd (caller frees; NULL when *n is 0). */
+int  rn_meta_stream_list(rn_meta_t *m, rn_meta_stream_t **out, size_t *n, char *errmsg);
+/* RN_ENOTFOUND naming the streams that exist. */
+int  rn_meta_stream_drop(rn_meta_t *m, const char *name, char *errmsg);
+/* "streams: a, b" or "there are no streams" into out. */
+void rn_meta_stream_names(rn_meta_t *m, char *out, size_t size);
 
 #endif

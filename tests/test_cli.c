@@ -10,6 +10,15 @@
  * items; consumer groups resuming and committing, resets, checkpoints and
  * identical replays; and bad input to those commands leaving meta.db
  * byte-for-byte the same (a dump of every table before and after).
+ *
+ * The same tests run against a broker: tests/test_cli_server.c defines
+ * RN_TEST_CLI_SERVER and includes this file; each test then starts a real
+ * runneld on the fixture's data directory and runs every command with
+ * --server HOST:PORT instead of --data DIR, expecting the same output and
+ * the same errors ("--fsync X" is left out there: the broker's policy
+ * applies). Tests of the data directory itself (missing, not a directory,
+ * locked by a `runnel produce`) are embedded-only; the broker has its own
+ * lock test.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,6 +43,13 @@
 #define RUNNEL RN_BIN_DIR "/runnel"
 #define MAX_ARGS 32
 
+#ifdef RN_TEST_CLI_SERVER
+#include "tests/test_client_runneld.h"
+#define SERVER_MODE 1
+#else
+#define SERVER_MODE 0
+#endif
+
 typedef struct fixture {
     char root[64];
     char data[PATH_MAX];
@@ -41,7 +57,14 @@ typedef struct fixture {
     char *stdout_text;
     size_t stdout_len;
     char *stderr_text;
+#ifdef RN_TEST_CLI_SERVER
+    runneld_t srv;
+#endif
 } fixture_t;
+
+/* The arguments that name where the run goes: --data DIR, or --server. */
+static const char *where_flag(void) { return SERVER_MODE ? "--server" : "--data"; }
+static const char *where_value(const fixture_t *f);
 
 static int setup(void **state)
 {
@@ -53,16 +76,36 @@ static int setup(void **state)
     snprintf(f->in, sizeof f->in, "%s/stdin", f->root);
     snprintf(f->out, sizeof f->out, "%s/stdout", f->root);
     snprintf(f->err, sizeof f->err, "%s/stderr", f->root);
+#ifdef RN_TEST_CLI_SERVER
+    if (runneld_start(&f->srv, f->data, NULL) != 0) {
+        free(f);
+        return -1;
+    }
+#endif
     *state = f;
     return 0;
+}
+
+static const char *where_value(const fixture_t *f)
+{
+#ifdef RN_TEST_CLI_SERVER
+    return f->srv.addr;
+#else
+    return f->data;
+#endif
 }
 
 static int teardown(void **state)
 {
     fixture_t *f = *state;
     char cmd[PATH_MAX + 16];
+    int stopped = 0;
+#ifdef RN_TEST_CLI_SERVER
+    stopped = runneld_stop(&f->srv);        /* SIGTERM must end it with 0 */
+    if (stopped != 0) fprintf(stderr, "runneld exit status %d; log %s\n", stopped, f->srv.log);
+#endif
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->root);
-    int rc = system(cmd);
+    int rc = system(cmd) | stopped;
     free(f->stdout_text);
     free(f->stderr_text);
     free(f);
@@ -94,16 +137,22 @@ static void write_file(const char *path, const char *data, size_t n)
 }
 
 /* Run runnel with argv (NULL-terminated) and input bytes on stdin (NULL:
- * /dev/null); with_data prepends --data DIR. Returns the exit status. */
+ * /dev/null); with_data prepends --data DIR (server mode: --server HOST:PORT,
+ * and a valid "--fsync never|group" is dropped). Returns the exit status. */
 static int run_argv(fixture_t *f, const char *input, size_t input_len, int with_data,
                     const char *const *args)
 {
     const char *argv[MAX_ARGS + 4];
     int n = 0;
     argv[n++] = RUNNEL;
-    if (with_data) { argv[n++] = "--data"; argv[n++] = f->data; }
+    if (with_data) { argv[n++] = where_flag(); argv[n++] = where_value(f); }
     for (int i = 0; args[i]; i++) {
         assert_true(n < MAX_ARGS);
+        if (SERVER_MODE && with_data && !strcmp(args[i], "--fsync") && args[i + 1] &&
+            (!strcmp(args[i + 1], "never") || !strcmp(args[i + 1], "group"))) {
+            i++;
+            continue;
+        }
         argv[n++] = args[i];
     }
     argv[n] = NULL;
@@ -470,7 +519,7 @@ static void test_consume_closed_output(void **state)
         int err = open(f->err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fds[1], 1);
         dup2(err, 2);
-        execl(RUNNEL, RUNNEL, "--data", f->data, "consume", "ev", (char *)NULL);
+        execl(RUNNEL, RUNNEL, where_flag(), where_value(f), "consume", "ev", (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -496,13 +545,28 @@ static void test_env_and_help(void **state)
         assert_non_null(strstr(f->stdout_text, "usage: runnel"));
         assert_non_null(strstr(f->stdout_text, cmds[i]));
     }
-    /* $RUNNEL_DATA stands for --data. */
-    setenv("RUNNEL_DATA", f->data, 1);
+    /* $RUNNEL_DATA stands for --data ($RUNNEL_SERVER for --server). */
+    const char *var = SERVER_MODE ? "RUNNEL_SERVER" : "RUNNEL_DATA";
+    setenv(var, where_value(f), 1);
     int rc = run_argv(f, NULL, 0, 0, ARGS("topic", "create", "envtopic"));
-    unsetenv("RUNNEL_DATA");
+    unsetenv(var);
     expect_ok(f, rc);
     expect_ok(f, RUN(f, NULL, "topic", "list"));
     assert_non_null(strstr(f->stdout_text, "envtopic"));
+    /* Both variables set is ambiguous and refused; a flag settles it. */
+    setenv("RUNNEL_DATA", f->data, 1);
+    setenv("RUNNEL_SERVER", "127.0.0.1:1", 1);
+    int both = run_argv(f, NULL, 0, 0, ARGS("topic", "list"));
+    char *both_err = strdup(f->stderr_text);
+    int flagged = run_argv(f, NULL, 0, 1, ARGS("topic", "list"));
+    unsetenv("RUNNEL_DATA");
+    unsetenv("RUNNEL_SERVER");
+    expect_ok(f, flagged);
+    assert_non_null(strstr(f->stdout_text, "envtopic"));
+    if (both != 2 || strcmp(both_err, "runnel: RUNNEL_DATA and RUNNEL_SERVER are both set; give "
+                            "--data DIR or --server HOST:PORT\n") != 0)
+        fail_msg("both variables set: exit %d, stderr %s", both, both_err);
+    free(both_err);
 }
 
 /* ---- bad input -------------------------------------------------------- */
@@ -575,18 +639,27 @@ static void test_bad_flags(void **state)
         {{"consume", "t", "--group", "a b"}, "invalid group name 'a b'"},
         {{"consume", "t", "--commit-ms", "x"}, "--commit-ms: 'x' is not an integer"},
         {{"consume", "t", "--from", "checkpoint:"}, "invalid checkpoint name ''"},
-        {{"--server", "localhost:7070", "topic", "list"}, "--server is not supported yet"},
+        {{"--server", "", "topic", "list"}, "--server: the address is empty"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int rc = run_argv(f, NULL, 0, 1, cases[i].args);
         expect_fail(f, rc, 2, cases[i].what);
     }
+    /* --data and --server together. */
+    expect_fail(f, run_argv(f, NULL, 0, 0, ARGS("--data", f->data, "--server", "localhost:7070",
+                                                "topic", "list")), 2,
+                "give one of --data DIR and --server");
+    expect_fail(f, run_argv(f, NULL, 0, 0, ARGS("--server", "127.0.0.1:1", "produce", "t",
+                                                "--data", f->data, "--fsync", "never")), 2,
+                "give one of --data DIR and --server");
     expect_fail(f, run_argv(f, NULL, 0, 0, ARGS("topic", "list")), 2,
                 "no data directory: give --data DIR or set RUNNEL_DATA");
     expect_fail(f, run_argv(f, NULL, 0, 0, ARGS("--data")), 2, "needs a value");
-    expect_fail(f, run_argv(f, NULL, 0, 0, ARGS("--data", f->data)), 2, "no command given");
+    expect_fail(f, run_argv(f, NULL, 0, 0, ARGS(where_flag(), where_value(f))), 2,
+                "no command given");
 }
 
+#ifndef RN_TEST_CLI_SERVER
 static void test_bad_data_dirs(void **state)
 {
     fixture_t *f = *state;
@@ -611,6 +684,8 @@ static void test_bad_data_dirs(void **state)
     write_file(path, junk, sizeof junk);
     expect_fail(f, RUN(f, NULL, "topic", "list"), 1, "meta.db");
 }
+
+#endif
 
 static void test_produce_bad_lines(void **state)
 {
@@ -643,6 +718,7 @@ static void test_produce_bad_lines(void **state)
     assert_string_equal(f->stdout_text, "first\nsecond\n{\"k\":\"a\"}\n");
 }
 
+#ifndef RN_TEST_CLI_SERVER
 static void test_locked_by_running_produce(void **state)
 {
     fixture_t *f = *state;
@@ -698,6 +774,30 @@ static void test_locked_by_running_produce(void **state)
     expect_ok(f, RUN(f, NULL, "consume", "logs"));
     assert_string_equal(f->stdout_text, "held-1\nheld-2\n");
 }
+
+#else
+/* Broker mode: the data directory is runneld's; opening it directly names
+ * runneld as the holder and points at --server. */
+static void test_data_dir_held_by_runneld(void **state)
+{
+    fixture_t *f = *state;
+    create_topic(f, "t", "1");
+    expect_fail(f, run_argv(f, NULL, 0, 0, ARGS("--data", f->data, "topic", "list")), 1,
+                "is in use by pid");
+    assert_non_null(strstr(f->stderr_text, "runneld"));
+    assert_non_null(strstr(f->stderr_text, "--server HOST:PORT"));
+}
+
+/* Nobody listens on port 1: one line naming the address, exit 1. */
+static void test_unreachable_server(void **state)
+{
+    fixture_t *f = *state;
+    expect_fail(f, run_argv(f, NULL, 0, 0, ARGS("--server", "127.0.0.1:1", "topic", "list")), 1,
+                "127.0.0.1:1");
+    expect_fail(f, run_argv(f, "x\n", 2, 0, ARGS("--server", "127.0.0.1:1", "produce", "t")), 1,
+                "127.0.0.1:1");
+}
+#endif
 
 /* ---- logical queues, groups, checkpoints ------------------------------ */
 
@@ -938,6 +1038,7 @@ static void test_bad_input_changes_nothing(void **state)
 int main(void)
 {
     unsetenv("RUNNEL_DATA");
+    unsetenv("RUNNEL_SERVER");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_topic_create_list_describe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_produce_consume_value, setup, teardown),
@@ -953,9 +1054,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_env_and_help, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_topic_queue_offset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_flags, setup, teardown),
+#ifndef RN_TEST_CLI_SERVER
         cmocka_unit_test_setup_teardown(test_bad_data_dirs, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_produce_bad_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked_by_running_produce, setup, teardown),
+#else
+        cmocka_unit_test_setup_teardown(test_data_dir_held_by_runneld, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreachable_server, setup, teardown),
+#endif
+        cmocka_unit_test_setup_teardown(test_produce_bad_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remap_describe_stores, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_replay, setup, teardown),

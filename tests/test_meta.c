@@ -344,7 +344,7 @@ static void test_upgrade_from_v1(void **state)
     m = open_meta(f);
     int v = 0;
     assert_int_equal(rn_meta_schema_version(m, &v, err), 0);
-    assert_int_equal(v, 2);
+    assert_int_equal(v, RN_META_SCHEMA_VERSION);
     int64_t id = 0;
     assert_int_equal(rn_meta_datadir_id(m, &id, err), 0);
     assert_true(id > 0);

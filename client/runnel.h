@@ -1,0 +1,318 @@
+/*
+ * runnel.h — librunnel, the runnel client library: one API whether the log
+ * is an embedded data directory or a runneld broker across the network.
+ *
+ *   rn_client_t *c;
+ *   rn_client_open_server("127.0.0.1:7070", NULL, &c, err);   // or _open_data(dir)
+ *   rn_producer_t *p;
+ *   rn_producer_open(c, "logs", NULL, &p, err);
+ *   rn_producer_send(p, RN_PRODUCER_ANY_QUEUE, &rec, on_delivery, ctx, err);
+ *   rn_producer_close(p, err);                   // flushes: every record delivered
+ *   rn_client_consumer_t *k;
+ *   rn_client_consumer_open(c, NULL, &k, err);
+ *   rn_client_consumer_assign(k, "logs", 0, 0, err);
+ *   while (rn_client_consumer_poll(k, &b, 100, err) == 1) use(b.records, b.count);
+ *   rn_client_consumer_close(k);
+ *   rn_client_close(c);
+ *
+ * Modes. rn_client_open_data locks and opens a data directory in this process
+ * (logical-queues/datadir.h): admin calls run the core functions directly,
+ * the producer appends with rn_datadir_append, the consumer is
+ * logical-queues/consumer.h. rn_client_open_server talks to runneld over
+ * gRPC (client/rpc.h, proto/runnel.proto); nothing is sent until the first
+ * call. Every function behaves the same in both modes and returns the same
+ * error codes with the same messages (the broker runs the same core code and
+ * sends its errmsg back as the status message); where the protocol carries
+ * less than the embedded metadata, the difference is named on the function.
+ *
+ * Errors: every function returns 0 (or 1 where said) or a negative code of
+ * common/error.h, and writes one line naming the problem into errmsg
+ * (RN_ERRMSG_SIZE bytes, may be NULL). Remote calls map gRPC status codes as
+ * client/rpc.h says (e.g. an unreachable broker is -ECONNREFUSED with
+ * "cannot reach HOST:PORT: ...").
+ *
+ * Ownership: arrays returned through `**out` are malloc'd and the caller
+ * frees them with free() (rn_client_topic_desc_free for a description).
+ * Strings passed in are copied when kept. Records handed to
+ * rn_producer_send are copied (encoded) before it returns.
+ *
+ * Threading: an rn_client_t may be used by several threads at once, and a
+ * producer and consumers on one client may run in different threads. A
+ * producer is safe to call from several threads (one mutex); a consumer is
+ * used by one thread at a time. Delivery callbacks run on a thread of the
+ * producer (embedded: its acknowledger; remote: the gRPC completion thread),
+ * never inside rn_producer_send; they must be quick and must not call
+ * rn_producer_flush or rn_producer_close (sending from a callback is
+ * allowed but may block on the memory cap).
+ * Close order: producers and consumers before their client.
+ */
+#ifndef RN_RUNNEL_H
+#define RN_RUNNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batch/batch.h"
+#include "log/log.h"
+#include "logical-queues/consumer.h"
+#include "logical-queues/datadir.h"
+#include "logical-queues/group.h"
+#include "logical-queues/meta.h"
+
+/* ---- The client handle --------------------------------------------------- */
+
+typedef struct rn_client rn_client_t;
+
+typedef struct rn_client_opts {
+    const char   *holder;       /* embedded: the LOCK holder text (default "librunnel") */
+    int           create;       /* embedded: create the data directory when absent */
+    rn_log_opts_t log;          /* embedded: store options (fsync policy, batch limit) */
+    uint32_t      timeout_ms;   /* remote: deadline of each admin call; 0 = none (30000) */
+} rn_client_opts_t;
+
+void rn_client_opts_default(rn_client_opts_t *o);
+
+/* Embedded: lock and open DIR (errors of rn_datadir_open; RN_ELOCKED names
+ * the process holding it). */
+int  rn_client_open_data(const char *dir, const rn_client_opts_t *o, rn_client_t **out,
+                         char *errmsg);
+/* Remote: a channel to runneld at "HOST:PORT"; connects lazily, so an
+ * unreachable broker shows on the first call. */
+int  rn_client_open_server(const char *target, const rn_client_opts_t *o, rn_client_t **out,
+                           char *errmsg);
+/* Close (embedded: flush and unlock the data directory; the first error is
+ * returned). NULL is a no-op. */
+int  rn_client_close(rn_client_t *c);
+int  rn_client_is_remote(const rn_client_t *c);
+/* The directory or "HOST:PORT", as given; lives as long as c. */
+const char *rn_client_where(const rn_client_t *c);
+
+/* Key placement, the one definition: murmur2(key) & 0x7fffffff mod n
+ * (MurmurHash2 32-bit, seed 0x9747b28c, as Kafka's default partitioner). */
+uint32_t rn_murmur2(const uint8_t *key, size_t len);
+uint32_t rn_client_partition(const uint8_t *key, size_t len, uint32_t nqueues);
+
+/* ---- Topics, queues, stores ----------------------------------------------- */
+
+/* rn_meta_topic_t: name, queues, created_ms; id is the metadata id embedded
+ * and 0 remote. */
+int  rn_client_topic_create(rn_client_t *c, const char *name, uint32_t queues,
+                            rn_meta_topic_t *out, char *errmsg);
+int  rn_client_topic_alter(rn_client_t *c, const char *name, uint32_t queues,
+                           rn_meta_topic_t *out, char *errmsg);
+int  rn_client_topic_get(rn_client_t *c, const char *name, rn_meta_topic_t *out, char *errmsg);
+int  rn_client_topic_list(rn_client_t *c, rn_meta_topic_t **out, size_t *n, char *errmsg);
+
+typedef struct rn_client_queue_desc {
+    uint32_t        queue;
+    int64_t         log_start, high_watermark;
+    uint64_t        batches;
+    rn_meta_item_t *items;       /* by seq; the last is open (physical_end -1) */
+    size_t          nitems;
+} rn_client_queue_desc_t;
+
+typedef struct rn_client_topic_desc {
+    rn_meta_topic_t         topic;
+    rn_client_queue_desc_t *queues;   /* topic.queues entries, by queue */
+} rn_client_topic_desc_t;
+
+/* Each queue's range, batch count and mapping items. Free with
+ * rn_client_topic_desc_free (also after a failure). */
+int  rn_client_topic_describe(rn_client_t *c, const char *name, rn_client_topic_desc_t *out,
+                              char *errmsg);
+void rn_client_topic_desc_free(rn_client_topic_desc_t *d);
+
+/* A queue's [log_start, high_watermark]; RN_ENOTFOUND naming the topics or
+ * the valid queues. */
+int  rn_client_queue_range(rn_client_t *c, const char *topic, uint32_t queue, int64_t *log_start,
+                           int64_t *high_watermark, char *errmsg);
+/* The offset a position names: RN_POS_EARLIEST, _LATEST, _OFFSET (RN_ERANGE
+ * outside the range: "offset 9 is outside topic 't' queue 0's range [0, 5]")
+ * or _TIME (first record with timestamp >= value; the high watermark when
+ * none). */
+int  rn_client_resolve(rn_client_t *c, const char *topic, uint32_t queue,
+                       rn_datadir_pos_kind_t kind, int64_t value, int64_t *offset, char *errmsg);
+
+/* Seal the queue's open item and open a new one (rn_datadir_remap): in the
+ * same store (store NULL) or the store at path `store` on the machine
+ * holding the data (relative to its data directory, or absolute). */
+int  rn_client_queue_remap(rn_client_t *c, const char *topic, uint32_t queue, const char *store,
+                           rn_meta_item_t *sealed, rn_meta_item_t *opened, char *errmsg);
+/* Every store by id. Remote: physical_queues is counted from every topic's
+ * mapping items (one DescribeTopic per topic). */
+int  rn_client_stores(rn_client_t *c, rn_datadir_store_info_t **out, size_t *n, char *errmsg);
+
+/* ---- Consumer groups and checkpoints -------------------------------------- */
+
+/* rn_meta_offset_t: topic (name), queue, offset; topic_id is ignored on
+ * input and only meaningful embedded on output. */
+
+/* Remote: ListGroups names groups only, so created_ms is -1 (unknown), and
+ * offsets/checkpoints are counted with one FetchOffsets and one
+ * ListCheckpoints per group. */
+int  rn_client_group_list(rn_client_t *c, rn_meta_group_t **out, size_t *n, char *errmsg);
+/* The group's committed offsets (topic NULL: on every topic), by topic and
+ * queue. RN_ENOTFOUND for an unknown group, naming the groups. */
+int  rn_client_group_offsets(rn_client_t *c, const char *group, const char *topic,
+                             rn_meta_offset_t **out, size_t *n, char *errmsg);
+/* Commit offsets in one transaction, each checked against its queue's range
+ * first (nothing is written when one is out of range). */
+int  rn_client_group_commit(rn_client_t *c, const char *group, const rn_meta_offset_t *v,
+                            size_t n, char *errmsg);
+/* rn_group_reset: *changes (caller frees) lists each offset compared with
+ * its value before and after (-1: none / removed). Remote: computed from the
+ * group's offsets read before the reset and those the broker returns. */
+int  rn_client_group_reset(rn_client_t *c, const char *group, const char *topic,
+                           const rn_group_target_t *to, rn_group_change_t **changes, size_t *n,
+                           char *errmsg);
+int  rn_client_checkpoint_create(rn_client_t *c, const char *group, const char *name,
+                                 rn_meta_checkpoint_t *out, char *errmsg);
+/* Checkpoints of group (NULL: of every group); an unknown group is
+ * RN_ENOTFOUND. */
+int  rn_client_checkpoint_list(rn_client_t *c, const char *group, rn_meta_checkpoint_t **out,
+                               size_t *n, char *errmsg);
+int  rn_client_checkpoint_drop(rn_client_t *c, const char *group, const char *name,
+                               char *errmsg);
+
+/* Where a reader of topic's queues[0..n) starts (rn_group_start_offset):
+ * from a checkpoint target, the checkpoint's offset (queues it lacks: the log
+ * start); else group's committed offset when group != NULL and it has one
+ * (an unknown group has none); else `from` resolved. A stored offset outside
+ * its queue's range is RN_ERANGE naming the range. */
+int  rn_client_start_offsets(rn_client_t *c, const char *topic, const uint32_t *queues, size_t n,
+                             const char *group, const rn_group_target_t *from, int64_t *offsets,
+                             char *errmsg);
+
+/* ---- Producer -------------------------------------------------------------- */
+
+typedef struct rn_producer rn_producer_t;
+
+#define RN_PRODUCER_ANY_QUEUE UINT32_MAX
+
+typedef enum rn_acks {
+    RN_ACKS_DURABLE = 0,   /* after the store made the batch durable (its fsync policy) */
+    RN_ACKS_WRITTEN = 1,   /* remote: after the broker wrote it, before fsync */
+} rn_acks_t;
+
+typedef struct rn_producer_opts {
+    uint32_t  linger_ms;          /* send a batch this long after its first record (5) */
+    uint32_t  batch_bytes;        /* batch size limit, 128..16 MiB (65536) */
+    int       codec;              /* RN_BATCH_CODEC_NONE (default) or _LZ4 */
+    uint32_t  max_in_flight;      /* requests in flight over all queues (16); at most one
+                                     per queue, so a queue's batches land in order */
+    size_t    max_memory;         /* bytes of records buffered, sealed or in flight
+                                     (64 MiB); one record is always admitted */
+    int       block;              /* 1 (default): send waits for room under max_memory;
+                                     0: send returns RN_EFULL at once */
+    rn_acks_t acks;               /* RN_ACKS_DURABLE */
+    uint32_t  retries;            /* remote: resends of a failed request (5) */
+    uint32_t  retry_backoff_ms;   /* remote: wait before a resend (50) */
+    uint32_t  request_timeout_ms; /* remote: deadline of one Produce (30000) */
+    uint32_t  request_bytes;      /* batch bytes per request, more when one batch is
+                                     larger; at most 5 batches (1 MiB) */
+} rn_producer_opts_t;
+
+void rn_producer_opts_default(rn_producer_opts_t *o);
+
+/* What happened to one record. */
+typedef struct rn_delivery {
+    int         rc;          /* 0: stored and acknowledged; else why not */
+    const char *errmsg;      /* "" when rc == 0; valid during the callback */
+    const char *topic;
+    uint32_t    queue;
+    int64_t     offset;      /* the record's offset when rc == 0, else -1 */
+    int64_t     timestamp;
+} rn_delivery_t;
+typedef void (*rn_delivery_fn)(void *arg, const rn_delivery_t *d);
+
+typedef struct rn_producer_stats {
+    uint64_t records, batches, bytes;     /* acknowledged: records, batches, batch bytes */
+    uint64_t failed;                      /* records delivered with an error */
+    uint64_t retries;                     /* requests resent */
+    uint64_t duplicates;                  /* batches the broker reported as already stored */
+} rn_producer_stats_t;
+
+/* A producer for one topic (its queue count is read now; `topic alter`
+ * later is not seen by this producer). Remote: asks the broker for an
+ * idempotent producer id and epoch (InitProducer); every batch carries them
+ * with a per-queue base sequence, so a resent request is stored once. */
+int  rn_producer_open(rn_client_t *c, const char *topic, const rn_producer_opts_t *o,
+                      rn_producer_t **out, char *errmsg);
+uint32_t rn_producer_queues(const rn_producer_t *p);
+
+/* Add one record (copied) to its queue's accumulator: `queue`, or with
+ * RN_PRODUCER_ANY_QUEUE the key's queue (rn_client_partition) or, without a
+ * key, the round-robin queue (which moves on each time its batch is sealed).
+ * r->timestamp < 0 means now. cb (may be NULL) is called once with the
+ * outcome. A batch is sealed when full or linger_ms after its first record.
+ * Errors: RN_ENOTFOUND for a queue outside the topic (naming them);
+ * RN_ETOOBIG for a record that cannot fit in a batch_bytes batch; RN_EFULL
+ * (block = 0) at the memory cap; after a delivery failure the producer is
+ * failed and send returns that error (rn_producer_flush tells it). */
+int  rn_producer_send(rn_producer_t *p, uint32_t queue, const rn_record_t *r, rn_delivery_fn cb,
+                      void *arg, char *errmsg);
+/* Seal every accumulator now and wait until every record sent so far was
+ * delivered (callbacks run). Returns 0, or the first delivery error of the
+ * producer's life with its message. */
+int  rn_producer_flush(rn_producer_t *p, char *errmsg);
+void rn_producer_stats(rn_producer_t *p, rn_producer_stats_t *out);
+/* Flush, stop the producer's threads and free it; returns what flush
+ * returned. NULL is a no-op. */
+int  rn_producer_close(rn_producer_t *p, char *errmsg);
+
+/* Fault injection for tests (STYLE: injectable failures): when set, called
+ * at named points; a nonzero return fails the operation there as if the
+ * network had. Points: "produce:response" (a Produce answered OK: the answer
+ * is dropped and the request fails with -ETIMEDOUT after the broker stored
+ * it, so the retry goes through the idempotent path). Process-global; set it
+ * before starting producers. */
+extern int (*rn_client_test_hook)(const char *point);
+
+/* ---- Consumer -------------------------------------------------------------- */
+
+typedef struct rn_client_consumer rn_client_consumer_t;
+
+typedef struct rn_client_consumer_opts {
+    uint32_t fetch_bytes;    /* bytes asked per queue and fetch (1 MiB) */
+    uint32_t prefetch;       /* remote: fetch responses buffered ahead per queue (2) */
+} rn_client_consumer_opts_t;
+
+int  rn_client_consumer_open(rn_client_t *c, const rn_client_consumer_opts_t *o,
+                             rn_client_consumer_t **out, char *errmsg);
+/* Waits for the consumer's fetches still in flight (each at most its long
+ * poll wait). NULL is a no-op. */
+void rn_client_consumer_close(rn_client_consumer_t *k);
+
+/* Read (topic, queue) from offset, which must lie in [log_start,
+ * high_watermark] (RN_ERANGE naming the range); twice is RN_EEXIST. */
+int  rn_client_consumer_assign(rn_client_consumer_t *k, const char *topic, uint32_t queue,
+                               int64_t offset, char *errmsg);
+/* Stop the queue at offset end (-1: no end): poll never returns a record at
+ * or past it. */
+int  rn_client_consumer_set_end(rn_client_consumer_t *k, const char *topic, uint32_t queue,
+                                int64_t end, char *errmsg);
+int  rn_client_consumer_seek(rn_client_consumer_t *k, const char *topic, uint32_t queue,
+                             int64_t offset, char *errmsg);
+int  rn_client_consumer_seek_time(rn_client_consumer_t *k, const char *topic, uint32_t queue,
+                                  int64_t ts, char *errmsg);
+
+/* 1 with *b = the next batch's records at or after the position (the same
+ * order as logical-queues/consumer.h: assigned queues round-robin by batch);
+ * 0 when no queue had a record within timeout_ms (0: one look, which remote
+ * is one round trip) or every queue reached its end; negative on an error.
+ * Remote: a queue at its high watermark is long-polled (Fetch max_wait_ms)
+ * until data arrives or the timeout passes.
+ * Lifetime: b's records (keys, values, headers) are views into the
+ * consumer's buffers, valid until the next poll, seek, assign or close of
+ * this consumer; b->topic lives as long as the assignment. */
+int  rn_client_consumer_poll(rn_client_consumer_t *k, rn_consumer_batch_t *b, uint32_t timeout_ms,
+                             char *errmsg);
+int  rn_client_consumer_position(rn_client_consumer_t *k, const char *topic, uint32_t queue,
+                                 int64_t *offset, char *errmsg);
+/* The queue's log start and high watermark now (remote: one ListOffsets). */
+int  rn_client_consumer_watermarks(rn_client_consumer_t *k, const char *topic, uint32_t queue,
+                                   int64_t *log_start, int64_t *high_watermark, char *errmsg);
+/* Commit every assigned queue's position for group, in one transaction. */
+int  rn_client_consumer_commit(rn_client_consumer_t *k, const char *group, char *errmsg);
+
+#endif

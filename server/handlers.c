@@ -1,0 +1,1060 @@
+/*
+ * handlers.c — request → core → response for every RPC of runnel.v1
+ * (server/handlers.h). No gRPC and no libuv here.
+ *
+ * Queue entries: the first request naming (topic, queue) resolves it with
+ * rn_datadir_queue_open and keeps an entry (never freed before close) with
+ * a small pool of queue handles (each used by one thread at a time, as
+ * datadir.h requires), the append mutex and the idempotent producer state.
+ *
+ * Invariants:
+ *  1. Nothing is appended before every batch of the request passed deep
+ *     validation (rn_batch_validate deep=1) and the idempotent check; so a
+ *     bad request stores nothing.
+ *  2. A queue's appends and its producer state change together under
+ *     qe->mu: the check, the append and the record of a batch cannot
+ *     interleave with another request to the same queue, so a concurrent
+ *     retry is either the next sequence or a duplicate, never both.
+ *  3. The producer state of a queue is rebuilt from the batch headers at its
+ *     tail (at most TAIL_BATCHES batches / TAIL_BYTES bytes) the first time a
+ *     Produce names it in this process, before any append to it here; so a
+ *     retry after a restart of a batch among the queue's recent ones is
+ *     recognised as a duplicate.
+ *  4. Metadata is read and written only with the data directory's mutex held
+ *     (rn_datadir_meta_lock), never across a call that waits for I/O.
+ *  5. Logic lives in the core: topics, remaps, offsets, resets, checkpoints
+ *     go through the same functions the embedded commands use.
+ */
+#include "server/handlers.h"
+
+#include "batch/batch.h"
+#include "common/error.h"
+#include "logical-queues/datadir.h"
+#include "logical-queues/group.h"
+#include "logical-queues/meta.h"
+#include "server/producers.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QBUCKETS       1024
+#define POOL_MAX       8
+#define TAIL_BATCHES   64
+#define TAIL_BYTES     (64u << 20)
+#define MAX_BATCHES    10000          /* per Produce request */
+
+struct rn_qent {
+    rn_qent_t          *next;          /* hash chain */
+    char                topic[RN_META_TOPIC_NAME_MAX + 1];
+    uint32_t            queue;
+    pthread_mutex_t     mu;            /* invariant 2 */
+    rn_pstate_t         ps;
+    int                 ps_loaded;
+    pthread_mutex_t     pmu;           /* the handle pool */
+    rn_datadir_queue_t *pool[POOL_MAX];
+    int                 npool;
+};
+
+struct rn_hd {
+    rn_datadir_t     *d;
+    rn_preg_t        *reg;
+    rn_hd_opts_t      o;
+    rn_batch_limits_t lim;
+    pthread_mutex_t   tmu;             /* the entry table */
+    rn_qent_t        *buckets[QBUCKETS];
+    _Atomic uint64_t  produced_batches, produced_bytes, duplicate_batches, fetched_batches;
+};
+
+/* ---- arena -------------------------------------------------------------- */
+
+void *rn_arena_alloc(rn_arena_t *a, size_t size)
+{
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 16;
+        void **v = realloc(a->v, cap * sizeof *v);
+        if (!v) return NULL;
+        a->v = v;
+        a->cap = cap;
+    }
+    void *p = calloc(1, size ? size : 1);
+    if (p) a->v[a->n++] = p;
+    return p;
+}
+
+void rn_arena_free(rn_arena_t *a)
+{
+    for (size_t i = 0; i < a->n; i++) free(a->v[i]);
+    free(a->v);
+    a->v = NULL;
+    a->n = a->cap = 0;
+}
+
+static char *arena_strdup(rn_arena_t *a, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = rn_arena_alloc(a, n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
+/* ---- statuses ----------------------------------------------------------- */
+
+static int fail(rn_status_t *st, rn_st_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(rn_status_t *st, rn_st_t code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->msg, sizeof st->msg, fmt, ap);
+    va_end(ap);
+    st->code = code;
+    return -1;
+}
+
+/* The status a core error code means. */
+static rn_st_t code_of(int rc)
+{
+    switch (rc) {
+    case RN_ENOTFOUND: return RN_ST_NOT_FOUND;
+    case RN_ERANGE:    return RN_ST_OUT_OF_RANGE;
+    case RN_EEXIST:    return RN_ST_ALREADY_EXISTS;
+    case RN_EINVAL:
+    case RN_EFORMAT:   return RN_ST_INVALID_ARGUMENT;
+    case RN_ETOOBIG:
+    case RN_EFULL:
+    case -ENOSPC:
+    case -ENOMEM:      return RN_ST_RESOURCE_EXHAUSTED;
+    case RN_ESTICKY:
+    case -EIO:         return RN_ST_FAILED_PRECONDITION;
+    case RN_ECLOSED:   return RN_ST_UNAVAILABLE;
+    default:           return RN_ST_INTERNAL;
+    }
+}
+
+/* An errno that a path given in a request explains (it is the caller's). */
+static int is_path_error(int rc)
+{
+    return rc == -ENOENT || rc == -ENOTDIR || rc == -EISDIR || rc == -EACCES || rc == -EPERM ||
+           rc == -EROFS || rc == -ENAMETOOLONG || rc == -EEXIST || rc == -ELOOP;
+}
+
+/* A core failure: its message, or the code's name when it has none. */
+static int fail_rc(rn_status_t *st, int rc, const char *err)
+{
+    return fail(st, code_of(rc), "%s", err && err[0] ? err : rn_strerror(rc));
+}
+
+#define OOM(st) fail((st), RN_ST_RESOURCE_EXHAUSTED, "out of memory")
+
+/* ---- open / close -------------------------------------------------------- */
+
+void rn_hd_opts_default(rn_hd_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    rn_log_opts_default(&o->log);
+    o->holder = "runneld";
+    o->fetch_default_bytes = 1u << 20;
+    o->fetch_max_bytes = 16u << 20;
+}
+
+int rn_hd_open(const char *dir, const rn_hd_opts_t *o, rn_hd_t **out, char *errmsg)
+{
+    *out = NULL;
+    rn_hd_t *h = calloc(1, sizeof *h);
+    if (!h) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    h->o = *o;
+    h->lim.max_bytes = o->log.max_batch_bytes;
+    h->lim.max_records = 0;
+    pthread_mutex_init(&h->tmu, NULL);
+    rn_datadir_opts_t dopts;
+    rn_datadir_opts_default(&dopts);
+    dopts.log = o->log;
+    dopts.holder = o->holder;
+    dopts.create = 1;
+    int rc = rn_datadir_open(dir, &dopts, &h->d, errmsg);
+    if (rc == 0) rc = rn_preg_open(dir, &h->reg, errmsg);
+    if (rc != 0) {
+        rn_hd_close(h);
+        return rc;
+    }
+    *out = h;
+    return 0;
+}
+
+static void qent_free(rn_qent_t *e)
+{
+    for (int i = 0; i < e->npool; i++) {
+        rn_datadir_queue_close(e->pool[i]);
+        free(e->pool[i]);
+    }
+    rn_pstate_free(&e->ps);
+    pthread_mutex_destroy(&e->mu);
+    pthread_mutex_destroy(&e->pmu);
+    free(e);
+}
+
+int rn_hd_close(rn_hd_t *h)
+{
+    if (!h) return 0;
+    for (size_t b = 0; b < QBUCKETS; b++) {
+        rn_qent_t *e = h->buckets[b];
+        while (e) {
+            rn_qent_t *next = e->next;
+            qent_free(e);
+            e = next;
+        }
+    }
+    rn_preg_close(h->reg);
+    int rc = rn_datadir_close(h->d);
+    pthread_mutex_destroy(&h->tmu);
+    free(h);
+    return rc;
+}
+
+void rn_hd_stats(rn_hd_t *h, rn_hd_stats_t *out)
+{
+    out->produced_batches = atomic_load(&h->produced_batches);
+    out->produced_bytes = atomic_load(&h->produced_bytes);
+    out->duplicate_batches = atomic_load(&h->duplicate_batches);
+    out->fetched_batches = atomic_load(&h->fetched_batches);
+}
+
+/* ---- queue entries ---------------------------------------------------------- */
+
+static size_t qhash(const char *topic, uint32_t queue)
+{
+    uint64_t x = 1469598103934665603ull;
+    for (const char *p = topic; *p; p++) x = (x ^ (uint8_t)*p) * 1099511628211ull;
+    x = (x ^ queue) * 1099511628211ull;
+    return (size_t)(x % QBUCKETS);
+}
+
+static rn_qent_t *qent_find(rn_hd_t *h, size_t b, const char *topic, uint32_t queue)
+{
+    for (rn_qent_t *e = h->buckets[b]; e; e = e->next)
+        if (e->queue == queue && !strcmp(e->topic, topic)) return e;
+    return NULL;
+}
+
+/* Open a queue handle (malloc'd). */
+static int handle_open(rn_hd_t *h, const char *topic, uint32_t queue, rn_datadir_queue_t **out,
+                       rn_status_t *st)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_queue_t *q = calloc(1, sizeof *q);
+    if (!q) return OOM(st);
+    int rc = rn_datadir_queue_open(h->d, topic, queue, q, err);
+    if (rc != 0) {
+        free(q);
+        return fail_rc(st, rc, err);
+    }
+    *out = q;
+    return 0;
+}
+
+/* The entry of (topic, queue): NOT_FOUND naming the topics or queues when
+ * either is unknown. */
+static int qent_get(rn_hd_t *h, const char *topic, uint32_t queue, rn_qent_t **out,
+                    rn_status_t *st)
+{
+    if (!topic) topic = "";
+    size_t b = qhash(topic, queue);
+    pthread_mutex_lock(&h->tmu);
+    rn_qent_t *e = qent_find(h, b, topic, queue);
+    pthread_mutex_unlock(&h->tmu);
+    if (e) { *out = e; return 0; }
+    rn_datadir_queue_t *q;
+    if (handle_open(h, topic, queue, &q, st) != 0) return -1;
+    rn_qent_t *ne = calloc(1, sizeof *ne);
+    if (!ne) {
+        rn_datadir_queue_close(q);
+        free(q);
+        return OOM(st);
+    }
+    snprintf(ne->topic, sizeof ne->topic, "%s", topic);
+    ne->queue = queue;
+    pthread_mutex_init(&ne->mu, NULL);
+    pthread_mutex_init(&ne->pmu, NULL);
+    ne->pool[ne->npool++] = q;
+    pthread_mutex_lock(&h->tmu);
+    e = qent_find(h, b, topic, queue);
+    if (!e) {
+        ne->next = h->buckets[b];
+        h->buckets[b] = ne;
+        e = ne;
+        ne = NULL;
+    }
+    pthread_mutex_unlock(&h->tmu);
+    if (ne) qent_free(ne);        /* another thread made it meanwhile */
+    *out = e;
+    return 0;
+}
+
+static int handle_get(rn_hd_t *h, rn_qent_t *e, rn_datadir_queue_t **out, rn_status_t *st)
+{
+    pthread_mutex_lock(&e->pmu);
+    rn_datadir_queue_t *q = e->npool ? e->pool[--e->npool] : NULL;
+    pthread_mutex_unlock(&e->pmu);
+    if (q) { *out = q; return 0; }
+    return handle_open(h, e->topic, e->queue, out, st);
+}
+
+static void handle_put(rn_qent_t *e, rn_datadir_queue_t *q)
+{
+    pthread_mutex_lock(&e->pmu);
+    if (e->npool < POOL_MAX) {
+        e->pool[e->npool++] = q;
+        q = NULL;
+    }
+    pthread_mutex_unlock(&e->pmu);
+    if (q) {
+        rn_datadir_queue_close(q);
+        free(q);
+    }
+}
+
+int rn_hd_queue_hwm(rn_hd_t *h, rn_qent_t *e, int64_t *hwm)
+{
+    rn_status_t st;
+    rn_datadir_queue_t *q;
+    if (handle_get(h, e, &q, &st) != 0) return -1;
+    rn_datadir_queue_info_t info;
+    int rc = rn_datadir_queue_info(h->d, q, &info, NULL);
+    handle_put(e, q);
+    if (rc == 0) *hwm = info.high_watermark;
+    return rc;
+}
+
+/* ---- produce -------------------------------------------------------------- */
+
+/* Invariant 3: the producer state from the queue's tail. e->mu held. */
+static int pstate_load(rn_hd_t *h, rn_qent_t *e, rn_datadir_queue_t *q, rn_status_t *st)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_queue_info_t info;
+    rn_batch_header_t *hdrs = NULL;
+    rn_buf_t buf = RN_BUF_INIT;
+    size_t n = 0;
+    uint64_t bytes = 0;
+    int rc = rn_datadir_queue_info(h->d, q, &info, err);
+    if (rc != 0) return fail_rc(st, rc, err);
+    hdrs = malloc(TAIL_BATCHES * sizeof *hdrs);
+    if (!hdrs) return OOM(st);
+    int64_t off = info.high_watermark;
+    while (off > info.log_start && n < TAIL_BATCHES && bytes < TAIL_BYTES) {
+        uint32_t nb = 0;
+        size_t size = 0;
+        buf.len = 0;
+        rc = rn_datadir_read(h->d, q, off - 1, 1, &buf, &nb, err);
+        if (rc != 0) goto out;
+        if (nb == 0) break;
+        rc = rn_batch_size(buf.data, buf.len, &size);
+        if (rc == 0)
+            rc = rn_batch_parse_header(buf.data, size, &rn_batch_default_limits, &hdrs[n], err);
+        if (rc != 0) goto out;
+        if (hdrs[n].base_offset >= off) break;      /* cannot happen; never loop */
+        off = hdrs[n].base_offset;
+        bytes += size;
+        n++;
+    }
+    for (size_t i = n; i-- > 0;) {
+        rc = rn_pstate_record(&e->ps, &hdrs[i], hdrs[i].base_offset, 0);
+        if (rc != 0) goto out;
+    }
+    e->ps_loaded = 1;
+out:
+    free(hdrs);
+    rn_buf_free(&buf);
+    if (rc != 0) {
+        rn_pstate_free(&e->ps);
+        return fail(st, code_of(rc), "topic '%s' queue %u: rebuilding producer state: %s",
+                    e->topic, e->queue, err[0] ? err : rn_strerror(rc));
+    }
+    return 0;
+}
+
+void rn_hd_produce_free(rn_produce_t *p)
+{
+    free(p->base);
+    free(p->dup);
+    free(p->tickets);
+    p->base = NULL;
+    p->dup = NULL;
+    p->tickets = NULL;
+}
+
+int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_produce_t *p,
+                        rn_status_t *st)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_batch_header_t *hdrs = NULL, *news = NULL;
+    rn_datadir_queue_t *q = NULL;
+    size_t n = req->n_batches, nnews = 0;
+    int rc = -1, locked = 0;
+    memset(p, 0, sizeof *p);
+    p->n = n;
+    p->acks_written = req->acks == RUNNEL__V1__ACKS__ACKS_WRITTEN;
+    if (req->acks != RUNNEL__V1__ACKS__ACKS_DURABLE && req->acks != RUNNEL__V1__ACKS__ACKS_WRITTEN)
+        return fail(st, RN_ST_INVALID_ARGUMENT, "acks %d is not ACKS_DURABLE (0) or "
+                    "ACKS_WRITTEN (1)", (int)req->acks);
+    if (n == 0) return fail(st, RN_ST_INVALID_ARGUMENT, "a produce request needs batches");
+    if (n > MAX_BATCHES)
+        return fail(st, RN_ST_INVALID_ARGUMENT, "%zu batches in one request; the limit is %d",
+                    n, MAX_BATCHES);
+    if (qent_get(h, req->topic, req->queue, &p->q, st) != 0) return -1;
+    rn_qent_t *e = p->q;
+    hdrs = malloc(n * sizeof *hdrs);
+    news = malloc(n * sizeof *news);
+    p->base = calloc(n, sizeof *p->base);
+    p->dup = calloc(n, sizeof *p->dup);
+    p->tickets = calloc(n, sizeof *p->tickets);
+    if (!hdrs || !news || !p->base || !p->dup || !p->tickets) { OOM(st); goto out; }
+    /* Invariant 1: every batch is checked before anything is stored. */
+    for (size_t i = 0; i < n; i++) {
+        const ProtobufCBinaryData *b = &req->batches[i];
+        int v = rn_batch_validate(b->data, b->len, &h->lim, 1, &hdrs[i], err);
+        if (v != 0) {
+            fail(st, v == RN_ETOOBIG ? RN_ST_RESOURCE_EXHAUSTED : RN_ST_INVALID_ARGUMENT,
+                 "batch %zu of %zu (%zu bytes): %s", i + 1, n, b->len,
+                 err[0] ? err : rn_strerror(v));
+            goto out;
+        }
+    }
+    if (handle_get(h, e, &q, st) != 0) goto out;
+    pthread_mutex_lock(&e->mu);
+    locked = 1;
+    if (!e->ps_loaded && pstate_load(h, e, q, st) != 0) goto out;
+    for (size_t i = 0; i < n; i++) {
+        rn_pbatch_t d;
+        rn_status_t cst;
+        int v = rn_pstate_check(&e->ps, h->reg, &hdrs[i], news, nnews, &d, &cst);
+        if (v < 0) {
+            fail(st, cst.code, "batch %zu of %zu: %s", i + 1, n, cst.msg);
+            goto out;
+        }
+        if (v == 1) {
+            p->dup[i] = 1;
+            p->base[i] = d.base_offset;
+            if (d.ticket) p->tickets[p->ntickets++] = d.ticket;
+        } else {
+            news[nnews++] = hdrs[i];
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (p->dup[i]) continue;
+        const ProtobufCBinaryData *b = &req->batches[i];
+        uint64_t t = 0;
+        int a = rn_datadir_append(h->d, q, b->data, b->len, &p->base[i], &t, err);
+        if (a != 0) {
+            fail(st, code_of(a), "batch %zu of %zu: %s%s", i + 1, n, err[0] ? err : rn_strerror(a),
+                 p->stored ? " (the batches before it were stored; a retry stores the rest)" : "");
+            goto out;
+        }
+        p->tickets[p->ntickets++] = t;
+        p->stored++;
+        p->bytes += b->len;
+        if (rn_pstate_record(&e->ps, &hdrs[i], p->base[i], t) != 0) { OOM(st); goto out; }
+    }
+    for (size_t i = 0; i < n; i++) p->dups += p->dup[i] ? 1 : 0;
+    rc = 0;
+out:
+    if (locked) pthread_mutex_unlock(&e->mu);
+    if (q) handle_put(e, q);
+    atomic_fetch_add(&h->produced_batches, p->stored);
+    atomic_fetch_add(&h->produced_bytes, p->bytes);
+    atomic_fetch_add(&h->duplicate_batches, p->dups);
+    free(hdrs);
+    free(news);
+    return rc;
+}
+
+int rn_hd_produce_wait(rn_hd_t *h, rn_produce_t *p, rn_status_t *st)
+{
+    for (size_t i = 0; i < p->ntickets; i++) {
+        int rc = rn_datadir_wait(h->d, p->tickets[i]);
+        if (rc != 0)
+            return fail(st, code_of(rc), "topic '%s' queue %u: the batches were written but are "
+                        "not durable: %s", p->q->topic, p->q->queue, rn_strerror(rc));
+    }
+    return 0;
+}
+
+int rn_hd_produce_answer(rn_hd_t *h, rn_produce_t *p, rn_arena_t *a, ProtobufCMessage **resp,
+                         rn_status_t *st)
+{
+    Runnel__V1__ProduceResponse *r = rn_arena_alloc(a, sizeof *r);
+    if (!r) return OOM(st);
+    runnel__v1__produce_response__init(r);
+    r->n_base_offsets = p->n;
+    r->base_offsets = p->base;
+    r->n_duplicates = p->n;
+    r->duplicates = p->dup;
+    int64_t hwm = 0;
+    if (rn_hd_queue_hwm(h, p->q, &hwm) != 0) hwm = 0;
+    r->high_watermark = hwm;
+    *resp = &r->base;
+    return 0;
+}
+
+/* ---- fetch ---------------------------------------------------------------- */
+
+int rn_hd_fetch(rn_hd_t *h, const Runnel__V1__FetchRequest *req, rn_fetch_t *f, rn_status_t *st)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_queue_t *q;
+    f->records.len = 0;
+    f->nbatches = 0;
+    if (!f->q && qent_get(h, req->topic, req->queue, &f->q, st) != 0) return -1;
+    size_t max = req->max_bytes ? req->max_bytes : h->o.fetch_default_bytes;
+    if (max > h->o.fetch_max_bytes) max = h->o.fetch_max_bytes;
+    if (handle_get(h, f->q, &q, st) != 0) return -1;
+    int rc = rn_datadir_read(h->d, q, req->offset, max, &f->records, &f->nbatches, err);
+    rn_datadir_queue_info_t info;
+    if (rc == 0) rc = rn_datadir_queue_info(h->d, q, &info, err);
+    handle_put(f->q, q);
+    if (rc != 0) return fail_rc(st, rc, err);
+    f->high_watermark = info.high_watermark;
+    f->log_start = info.log_start;
+    atomic_fetch_add(&h->fetched_batches, f->nbatches);
+    return 0;
+}
+
+int rn_hd_fetch_answer(rn_hd_t *h, rn_fetch_t *f, rn_arena_t *a, ProtobufCMessage **resp)
+{
+    Runnel__V1__FetchResponse *r = rn_arena_alloc(a, sizeof *r);
+    if (!r) return -1;
+    runnel__v1__fetch_response__init(r);
+    r->records.data = f->records.data;
+    r->records.len = f->records.len;
+    r->batch_count = f->nbatches;
+    r->high_watermark = f->high_watermark;
+    r->log_start_offset = f->log_start;
+    *resp = &r->base;
+    return 0;
+}
+
+void rn_hd_fetch_free(rn_fetch_t *f)
+{
+    rn_buf_free(&f->records);
+}
+
+/* ---- offsets and producers ----------------------------------------------------- */
+
+int rn_hd_init_producer(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                        ProtobufCMessage **resp, rn_status_t *st)
+{
+    const Runnel__V1__InitProducerRequest *req = (const void *)m;
+    char err[RN_ERRMSG_SIZE] = "";
+    int64_t id;
+    int16_t epoch;
+    int rc = rn_preg_init(h->reg, req->producer_id, &id, &epoch, err);
+    if (rc != 0) return fail_rc(st, rc, err);
+    Runnel__V1__InitProducerResponse *r = rn_arena_alloc(a, sizeof *r);
+    if (!r) return OOM(st);
+    runnel__v1__init_producer_response__init(r);
+    r->producer_id = id;
+    r->producer_epoch = epoch;
+    *resp = &r->base;
+    return 0;
+}
+
+int rn_hd_list_offsets(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                       ProtobufCMessage **resp, rn_status_t *st)
+{
+    const Runnel__V1__ListOffsetsRequest *req = (const void *)m;
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_pos_kind_t kind;
+    int64_t value = 0;
+    switch (req->spec_case) {
+    case RUNNEL__V1__LIST_OFFSETS_REQUEST__SPEC_EARLIEST: kind = RN_POS_EARLIEST; break;
+    case RUNNEL__V1__LIST_OFFSETS_REQUEST__SPEC_LATEST: kind = RN_POS_LATEST; break;
+    case RUNNEL__V1__LIST_OFFSETS_REQUEST__SPEC_TIMESTAMP_MS:
+        kind = RN_POS_TIME;
+        value = req->timestamp_ms;
+        break;
+    default:
+        return fail(st, RN_ST_INVALID_ARGUMENT, "ListOffsets needs earliest, latest or "
+                    "timestamp_ms");
+    }
+    rn_qent_t *e;
+    rn_datadir_queue_t *q;
+    if (qent_get(h, req->topic, req->queue, &e, st) != 0 || handle_get(h, e, &q, st) != 0)
+        return -1;
+    int64_t off = 0;
+    rn_datadir_queue_info_t info;
+    int rc = rn_datadir_resolve(h->d, q, kind, value, &off, err);
+    if (rc == 0) rc = rn_datadir_queue_info(h->d, q, &info, err);
+    handle_put(e, q);
+    if (rc != 0) return fail_rc(st, rc, err);
+    Runnel__V1__ListOffsetsResponse *r = rn_arena_alloc(a, sizeof *r);
+    if (!r) return OOM(st);
+    runnel__v1__list_offsets_response__init(r);
+    r->offset = off;
+    r->high_watermark = info.high_watermark;
+    r->log_start_offset = info.log_start;
+    *resp = &r->base;
+    return 0;
+}
+
+/* ---- topics, queues, stores ------------------------------------------------ */
+
+/* One queue's range and mapping items into a QueueInfo. */
+static int queue_info(rn_hd_t *h, const char *topic, uint32_t queue, rn_arena_t *a,
+                      Runnel__V1__QueueInfo **out, rn_status_t *st)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_queue_t q;
+    rn_datadir_queue_info_t info;
+    int rc = rn_datadir_queue_open(h->d, topic, queue, &q, err);
+    if (rc != 0) return fail_rc(st, rc, err);
+    rc = rn_datadir_queue_info(h->d, &q, &info, err);
+    if (rc != 0) {
+        rn_datadir_queue_close(&q);
+        return fail_rc(st, rc, err);
+    }
+    Runnel__V1__QueueInfo *qi = rn_arena_alloc(a, sizeof *qi);
+    Runnel__V1__MappingItem **items = rn_arena_alloc(a, q.nitems * sizeof *items);
+    if (!qi || !items) goto oom;
+    runnel__v1__queue_info__init(qi);
+    qi->queue = queue;
+    qi->log_start_offset = info.log_start;
+    qi->high_watermark = info.high_watermark;
+    qi->batches = info.batches;
+    for (size_t k = 0; k < q.nitems; k++) {
+        const rn_meta_item_t *it = &q.items[k];
+        Runnel__V1__MappingItem *mi = rn_arena_alloc(a, sizeof *mi);
+        if (!mi) goto oom;
+        runnel__v1__mapping_item__init(mi);
+        mi->seq = it->seq;
+        mi->logical_start = it->logical_start;
+        mi->store_id = it->store_id;
+        mi->physical_queue = it->physical_id;
+        mi->physical_start = it->physical_start;
+        mi->physical_end = it->physical_end;
+        items[k] = mi;
+    }
+    qi->n_items = q.nitems;
+    qi->items = items;
+    rn_datadir_queue_close(&q);
+    *out = qi;
+    return 0;
+oom:
+    rn_datadir_queue_close(&q);
+    return OOM(st);
+}
+
+/* A TopicInfo for t; with queues: every queue's range and items. */
+static int topic_info(rn_hd_t *h, const rn_meta_topic_t *t, int with_queues, rn_arena_t *a,
+                      Runnel__V1__TopicInfo **out, rn_status_t *st)
+{
+    Runnel__V1__TopicInfo *ti = rn_arena_alloc(a, sizeof *ti);
+    if (!ti) return OOM(st);
+    runnel__v1__topic_info__init(ti);
+    ti->name = arena_strdup(a, t->name);
+    if (!ti->name) return OOM(st);
+    ti->queue_count = t->queues;
+    ti->created_ms = t->created_ms;
+    if (with_queues) {
+        ti->queues = rn_arena_alloc(a, t->queues * sizeof *ti->queues);
+        if (!ti->queues) return OOM(st);
+        for (uint32_t i = 0; i < t->queues; i++)
+            if (queue_info(h, t->name, i, a, &ti->queues[i], st) != 0) return -1;
+        ti->n_queues = t->queues;
+    }
+    *out = ti;
+    return 0;
+}
+
+/* Look a topic up by name (metadata under the lock, invariant 4). */
+static int topic_get(rn_hd_t *h, const char *name, rn_meta_topic_t *t, rn_status_t *st)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_meta_t *m = rn_datadir_meta_lock(h->d);
+    int rc = rn_meta_topic_get(m, name, t, err);
+    rn_datadir_meta_unlock(h->d);
+    return rc != 0 ? fail_rc(st, rc, err) : 0;
+}
+
+static int topic_answer(rn_hd_t *h, const char *name, int with_queues, rn_arena_t *a,
+                        ProtobufCMessage **resp, rn_status_t *st)
+{
+    rn_meta_topic_t t;
+    Runnel__V1__TopicInfo *ti;
+    if (topic_get(h, name, &t, st) != 0 || topic_info(h, &t, with_queues, a, &ti, st) != 0)
+        return -1;
+    *resp = &ti->base;
+    return 0;
+}
+
+int rn_hd_create_topic(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                       ProtobufCMessage **resp, rn_status_t *st)
+{
+    const Runnel__V1__CreateTopicRequest *req = (const void *)m;
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_meta_topic_t t;
+    uint32_t queues = req->queues ? req->queues : 1;
+    int rc = rn_meta_check_topic_name(req->name, err);
+    if (rc == 0) rc = rn_datadir_topic_create(h->d, req->name, queues, &t, err);
+    if (rc != 0) return fail_rc(st, rc, err);
+    Runnel__V1__TopicInfo *ti;
+    if (topic_info(h, &t, 0, a, &ti, st) != 0) return -1;
+    *resp = &ti->base;
+    return 0;
+}
+
+int rn_hd_alter_topic(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                      ProtobufCMessage **resp, rn_status_t *st)
+{
+    const Runnel__V1__AlterTopicRequest *req = (const void *)m;
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_meta_topic_t t;
+    int rc = rn_datadir_topic_alter(h->d, req->name, req->queues, &t, err);
+    if (rc != 0) return fail_rc(st, rc, err);
+    Runnel__V1__TopicInfo *ti;
+    if (topic_info(h, &t, 1, a, &ti, st) != 0) return -1;
+    *resp = &ti->base;
+    return 0;
+}
+
+int rn_hd_list_topics(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                      ProtobufCMessage **resp, rn_status_t *st)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_meta_topic_t *v = NULL;
+    size_t n = 0;
+    rn_meta_t *meta = rn_datadir_meta_lock(h->d);
+    int rc = rn_meta_topic_list(meta, &v, &n, err);
+    rn_datadir_meta_unlock(h->d);
+    if (rc != 0) return fail_rc(st, rc, err);
+    Runnel__V1__ListTopicsResponse *r = rn_arena_alloc(a, sizeof *r);
+    Runnel__V1__TopicInfo **ts = rn_arena_alloc(a, n * sizeof *ts);
+    rc = !r || !ts ? OOM(st) : 0;
+    for (size_t i = 0; i < n && rc == 0; i++) rc = topic_info(h, &v[i], 0, a, &ts[i], st);
+    free(v);
+    if (rc != 0) return -1;
+    runnel__v1__list_topics_response__init(r);
+    r->n_topics = n;
+    r->topics = ts;
+    *resp = &r->base;
+    return 0;
+}
+
+int rn_hd_describe_topic(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                         ProtobufCMessage **resp, rn_status_t *st)
+{
+    const Runnel__V1__DescribeTopicRequest *req = (const void *)m;
+    return topic_answer(h, req->name, 1, a, resp, st);
+}
+
+int rn_hd_remap_queue(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                      ProtobufCMessage **resp, rn_status_t *st)
+{
+    const Runnel__V1__RemapQueueRequest *req = (const void *)m;
+    char err[RN_ERRMSG_SIZE] = "";
+    const char *store = req->store_path && req->store_path[0] ? req->store_path : NULL;
+    int rc = rn_datadir_remap(h->d, req->topic, req->queue, store, NULL, NULL, err);
+    if (rc != 0 && store && is_path_error(rc))
+        return fail(st, RN_ST_INVALID_ARGUMENT, "store_path: %s", err[0] ? err : rn_strerror(rc));
+    if (rc != 0) return fail_rc(st, rc, err);
+    return topic_answer(h, req->topic, 1, a, resp, st);
+}
+
+int rn_hd_list_stores(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                      ProtobufCMessage **resp, rn_status_t *st)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_store_info_t *v = NULL;
+    size_t n = 0;
+    int rc = rn_datadir_stores(h->d, &v, &n, err);
+    if (rc != 0) return fail_rc(st, rc, err);
+    Runnel__V1__ListStoresResponse *r = rn_arena_alloc(a, sizeof *r);
+    Runnel__V1__StoreInfo **ss = rn_arena_alloc(a, n * sizeof *ss);
+    rc = !r || !ss ? -1 : 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        Runnel__V1__StoreInfo *si = rn_arena_alloc(a, sizeof *si);
+        if (!si) { rc = -1; break; }
+        ss[i] = si;
+        runnel__v1__store_info__init(si);
+        si->id = v[i].id;
+        si->path = arena_strdup(a, v[i].path);
+        si->bytes = v[i].bytes;
+        if (!si->path) rc = -1;
+    }
+    free(v);
+    if (rc != 0) return OOM(st);
+    runnel__v1__list_stores_response__init(r);
+    r->n_stores = n;
+    r->stores = ss;
+    *resp = &r->base;
+    return 0;
+}
+
+/* ---- groups and checkpoints ----------------------------------------------- */
+
+/* QueueOffsets from meta offsets (their topic names filled). */
+static int offsets_msg(rn_arena_t *a, const rn_meta_offset_t *v, size_t n,
+                       Runnel__V1__QueueOffset ***out)
+{
+    Runnel__V1__QueueOffset **qo = rn_arena_alloc(a, n * sizeof *qo);
+    if (!qo) return -1;
+    for (size_t i = 0; i < n; i++) {
+        Runnel__V1__QueueOffset *o = rn_arena_alloc(a, sizeof *o);
+        if (!o) return -1;
+        runnel__v1__queue_offset__init(o);
+        o->topic = arena_strdup(a, v[i].topic);
+        if (!o->topic) return -1;
+        o->queue = v[i].queue;
+        o->offset = v[i].offset;
+        qo[i] = o;
+    }
+    *out = qo;
+    return 0;
+}
+
+int rn_hd_commit_offsets(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                         ProtobufCMessage **resp, rn_status_t *st)
+{
+    const Runnel__V1__CommitOffsetsRequest *req = (const void *)m;
+    char err[RN_ERRMSG_SIZE] = "";
+    size_t n = req->n_offsets;
+    int rc = rn_meta_check_name("group", req->group, err);
+    if (rc != 0) return fail_rc(st, rc, err);
+    if (n == 0) return fail(st, RN_ST_INVALID_ARGUMENT, "CommitOffsets needs offsets");
+    rn_meta_offset_t *v = calloc(n, sizeof *v);
+    if (!v) return OOM(st);
+    /* One critical section: every offset checked against its queue's range
+     * (rn_datadir_resolve, as rn_group_commit does), then one transaction. */
+    rn_datadir_meta_lock(h->d);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const Runnel__V1__QueueOffset *o = req->offsets[i];
+        rn_datadir_queue_t q;
+        int64_t got;
+        rc = rn_datadir_queue_open(h->d, o->topic, o->queue, &q, err);
+        if (rc != 0) break;
+        rc = rn_datadir_resolve(h->d, &q, RN_POS_OFFSET, o->offset, &got, err);
+        v[i].topic_id = q.topic.id;
+        v[i].queue = o->queue;
+        v[i].offset = o->offset;
+        rn_datadir_queue_close(&q);
+    }
+    if (rc == 0) rc = rn_group_commit_offsets(h->d, req->group, v, n, err);
+    rn_datadir_meta_unlock(h->d);
+    free(v);
+    if (rc != 0) return fail_rc(st, rc, err);
+    Runnel__V1__CommitOffsetsResponse *r = rn_arena_alloc(a, sizeof *r);
+    if (!r) return OOM(st);
+    runnel__v1__commit_offsets_response__init(r);
+    *resp = &r->base;
+    return 0;
+}
+
+/* A FetchOffsetsResponse with the group's offsets on topic_id (< 0: all). */
+static int group_offsets(rn_hd_t *h, const char *group, int64_t topic_id, rn_arena_t *a,
+                         ProtobufCMessage **resp, rn_status_t *st)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_meta_offset_t *v = NULL;
+    size_t n = 0;
+    rn_meta_t *meta = rn_datadir_meta_lock(h->d);
+    int rc = rn_meta_offsets_get(meta, group, topic_id, &v, &n, err);
+    rn_datadir_meta_unlock(h->d);
+    if (rc != 0) return fail_rc(st, rc, err);
+    Runnel__V1__FetchOffsetsResponse *r = rn_arena_alloc(a, sizeof *r);
+    Runnel__V1__QueueOffset **qo = NULL;
+    rc = !r || offsets_msg(a, v, n, &qo) != 0 ? -1 : 0;
+    free(v);
+    if (rc != 0) return OOM(st);
+    runnel__v1__fetch_offsets_response__init(r);
+    r->group = arena_strdup(a, group);
+    if (!r->group) return OOM(st);
+    r->n_offsets = n;
+    r->offsets = qo;
+    *resp = &r->base;
+    return 0;
+}
+
+int rn_hd_fetch_offsets(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                        ProtobufCMessage **resp, rn_status_t *st)
+{
+    const Runnel__V1__FetchOffsetsRequest *req = (const void *)m;
+    char err[RN_ERRMSG_SIZE] = "";
+    int64_t topic_id = -1;
+    int rc = rn_meta_check_name("group", req->group, err);
+    if (rc != 0) return fail_rc(st, rc, err);
+    if (req->topic && req->topic[0]) {
+        rn_meta_topic_t t;
+        if (topic_get(h, req->topic, &t, st) != 0) return -1;
+        topic_id = t.id;
+    }
+    return group_offsets(h, req->group, topic_id, a, resp, st);
+}
+
+int rn_hd_list_groups(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                      ProtobufCMessage **resp, rn_status_t *st)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_meta_group_t *v = NULL;
+    size_t n = 0;
+    rn_meta_t *meta = rn_datadir_meta_lock(h->d);
+    int rc = rn_meta_group_list(meta, &v, &n, err);
+    rn_datadir_meta_unlock(h->d);
+    if (rc != 0) return fail_rc(st, rc, err);
+    Runnel__V1__ListGroupsResponse *r = rn_arena_alloc(a, sizeof *r);
+    char **names = rn_arena_alloc(a, n * sizeof *names);
+    rc = !r || !names ? -1 : 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (!(names[i] = arena_strdup(a, v[i].name))) rc = -1;
+    free(v);
+    if (rc != 0) return OOM(st);
+    runnel__v1__list_groups_response__init(r);
+    r->n_groups = n;
+    r->groups = names;
+    *resp = &r->base;
+    return 0;
+}
+
+int rn_hd_reset_group(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                      ProtobufCMessage **resp, rn_status_t *st)
+{
+    const Runnel__V1__ResetGroupRequest *req = (const void *)m;
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_group_target_t to;
+    memset(&to, 0, sizeof to);
+    switch (req->to_case) {
+    case RUNNEL__V1__RESET_GROUP_REQUEST__TO_EARLIEST: to.kind = RN_TARGET_EARLIEST; break;
+    case RUNNEL__V1__RESET_GROUP_REQUEST__TO_LATEST: to.kind = RN_TARGET_LATEST; break;
+    case RUNNEL__V1__RESET_GROUP_REQUEST__TO_TIMESTAMP_MS:
+        to.kind = RN_TARGET_TIME;
+        to.value = req->timestamp_ms;
+        break;
+    case RUNNEL__V1__RESET_GROUP_REQUEST__TO_CHECKPOINT:
+        to.kind = RN_TARGET_CHECKPOINT;
+        if (rn_meta_check_name("checkpoint", req->checkpoint, err) != 0)
+            return fail(st, RN_ST_INVALID_ARGUMENT, "%s", err);
+        snprintf(to.checkpoint, sizeof to.checkpoint, "%s", req->checkpoint);
+        break;
+    default:
+        return fail(st, RN_ST_INVALID_ARGUMENT, "ResetGroup needs earliest, latest, "
+                    "timestamp_ms or checkpoint");
+    }
+    int rc = rn_meta_check_name("group", req->group, err);
+    if (rc != 0) return fail_rc(st, rc, err);
+    const char *topic = req->topic && req->topic[0] ? req->topic : NULL;
+    int64_t topic_id = -1;
+    if (topic) {
+        rn_meta_topic_t t;
+        if (topic_get(h, topic, &t, st) != 0) return -1;
+        topic_id = t.id;
+    }
+    rn_group_change_t *chg = NULL;
+    size_t n = 0;
+    rc = rn_group_reset(h->d, req->group, topic, &to, &chg, &n, err);
+    free(chg);
+    if (rc != 0) return fail_rc(st, rc, err);
+    /* The group's offsets as they are now, on the topics the reset covered. */
+    return group_offsets(h, req->group, topic_id, a, resp, st);
+}
+
+/* A Checkpoint message with its offsets. meta locked by the caller. */
+static int checkpoint_msg(rn_meta_t *meta, const rn_meta_checkpoint_t *cp, rn_arena_t *a,
+                          Runnel__V1__Checkpoint **out, rn_status_t *st)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_meta_offset_t *v = NULL;
+    size_t n = 0;
+    int rc = rn_meta_checkpoint_offsets(meta, cp->id, &v, &n, err);
+    if (rc != 0) return fail_rc(st, rc, err);
+    Runnel__V1__Checkpoint *c = rn_arena_alloc(a, sizeof *c);
+    Runnel__V1__QueueOffset **qo = NULL;
+    rc = !c || offsets_msg(a, v, n, &qo) != 0 ? -1 : 0;
+    free(v);
+    if (rc != 0) return OOM(st);
+    runnel__v1__checkpoint__init(c);
+    c->group = arena_strdup(a, cp->group);
+    c->name = arena_strdup(a, cp->name);
+    if (!c->group || !c->name) return OOM(st);
+    c->created_ms = cp->created_ms;
+    c->n_offsets = n;
+    c->offsets = qo;
+    *out = c;
+    return 0;
+}
+
+int rn_hd_create_checkpoint(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                            ProtobufCMessage **resp, rn_status_t *st)
+{
+    const Runnel__V1__CreateCheckpointRequest *req = (const void *)m;
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_meta_checkpoint_t cp;
+    Runnel__V1__Checkpoint *c = NULL;
+    int rc = rn_meta_check_name("group", req->group, err);
+    if (rc == 0) rc = rn_meta_check_name("checkpoint", req->name, err);
+    if (rc != 0) return fail_rc(st, rc, err);
+    rn_meta_t *meta = rn_datadir_meta_lock(h->d);
+    rc = rn_meta_checkpoint_create(meta, req->group, req->name, &cp, err);
+    if (rc != 0) fail_rc(st, rc, err);
+    else rc = checkpoint_msg(meta, &cp, a, &c, st);
+    rn_datadir_meta_unlock(h->d);
+    if (rc != 0) return -1;
+    *resp = &c->base;
+    return 0;
+}
+
+int rn_hd_list_checkpoints(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                           ProtobufCMessage **resp, rn_status_t *st)
+{
+    const Runnel__V1__ListCheckpointsRequest *req = (const void *)m;
+    char err[RN_ERRMSG_SIZE] = "";
+    const char *group = req->group && req->group[0] ? req->group : NULL;
+    rn_meta_checkpoint_t *v = NULL;
+    rn_meta_group_t g;
+    size_t n = 0;
+    rn_meta_t *meta = rn_datadir_meta_lock(h->d);
+    int rc = group ? rn_meta_group_get(meta, group, &g, err) : 0;
+    if (rc == 0) rc = rn_meta_checkpoint_list(meta, group, &v, &n, err);
+    if (rc != 0) {
+        rn_datadir_meta_unlock(h->d);
+        return fail_rc(st, rc, err);
+    }
+    Runnel__V1__ListCheckpointsResponse *r = rn_arena_alloc(a, sizeof *r);
+    Runnel__V1__Checkpoint **cs = rn_arena_alloc(a, n * sizeof *cs);
+    rc = !r || !cs ? OOM(st) : 0;
+    for (size_t i = 0; i < n && rc == 0; i++) rc = checkpoint_msg(meta, &v[i], a, &cs[i], st);
+    rn_datadir_meta_unlock(h->d);
+    free(v);
+    if (rc != 0) return -1;
+    runnel__v1__list_checkpoints_response__init(r);
+    r->n_checkpoints = n;
+    r->checkpoints = cs;
+    *resp = &r->base;
+    return 0;
+}
+
+int rn_hd_drop_checkpoint(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                          ProtobufCMessage **resp, rn_status_t *st)
+{
+    const Runnel__V1__DropCheckpointRequest *req = (const void *)m;
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_meta_t *meta = rn_datadir_meta_lock(h->d);
+    int rc = rn_meta_checkpoint_drop(meta, req->group, req->name, err);
+    rn_datadir_meta_unlock(h->d);
+    if (rc != 0) return fail_rc(st, rc, err);
+    Runnel__V1__DropCheckpointResponse *r = rn_arena_alloc(a, sizeof *r);
+    if (!r) return OOM(st);
+    runnel__v1__drop_checkpoint_response__init(r);
+    *resp = &r->base;
+    return 0;
+}
+
+int rn_hd_unimplemented(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                        ProtobufCMessage **resp, rn_status_t *st)
+{
+    return fail(st, RN_ST_UNIMPLEMENTED, "%s: stream SQL queries and ETL pipelines are not "
+                "served by this broker yet; run streamsql embedded with --data DIR",
+                m->descriptor->short_name);
+}

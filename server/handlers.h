@@ -1,0 +1,154 @@
+/*
+ * handlers.h — runneld's request handlers: unpacked protobuf-c request in,
+ * protobuf-c response (or a status with a message) out, through the core
+ * APIs (logical-queues/datadir.h, group.h, meta.h). No gRPC types: the gRPC
+ * front (server.c) owns calls, threads and waiting.
+ *
+ * Responses are allocated in an rn_arena_t the caller frees after packing.
+ * Every handler returns 0 with *resp set, or -1 with st filled (its code a
+ * gRPC status number, its message naming the problem); a failed request
+ * changed nothing.
+ *
+ * Produce and Fetch are split where the front must not block a thread:
+ *   produce: rn_hd_produce_begin (validate, dedupe, append; fast) →
+ *            rn_hd_produce_wait (blocks until durable; a waiter thread) →
+ *            rn_hd_produce_answer.
+ *   fetch:   rn_hd_fetch reads what is visible; when it returns no batch at
+ *            the end of the queue the front parks the call, and re-runs it
+ *            when rn_hd_queue_hwm moves or the wait ends.
+ *
+ * Threading: every function may be called from any thread at once.
+ */
+#ifndef RN_HANDLERS_H
+#define RN_HANDLERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "log/log.h"
+#include "proto/runnel.pb-c.h"
+#include "server/status.h"
+
+/* ---- arena: every allocation of a response, freed at once ------------------ */
+
+typedef struct rn_arena {
+    void  **v;
+    size_t  n, cap;
+} rn_arena_t;
+
+#define RN_ARENA_INIT {NULL, 0, 0}
+void *rn_arena_alloc(rn_arena_t *a, size_t size);     /* zeroed; NULL when out of memory */
+void  rn_arena_free(rn_arena_t *a);
+
+/* ---- the handler context ------------------------------------------------- */
+
+typedef struct rn_hd rn_hd_t;
+typedef struct rn_qent rn_qent_t;     /* a (topic, queue) the broker has served */
+
+typedef struct rn_hd_opts {
+    rn_log_opts_t log;                /* fsync policy, batch limit, ... */
+    const char   *holder;             /* the data directory lock's holder line */
+    uint32_t      fetch_default_bytes;   /* max_bytes 0 means this (1 MiB) */
+    uint32_t      fetch_max_bytes;       /* larger max_bytes are lowered to this */
+} rn_hd_opts_t;
+
+void rn_hd_opts_default(rn_hd_opts_t *o);
+
+/* Open the data directory (creating it when absent) and the producer
+ * registry. RN_ELOCKED etc. as rn_datadir_open. */
+int  rn_hd_open(const char *dir, const rn_hd_opts_t *o, rn_hd_t **out, char *errmsg);
+/* Close everything, flushing and fsyncing the stores (the clean-shutdown
+ * marker); returns the first error. NULL is a no-op. */
+int  rn_hd_close(rn_hd_t *h);
+
+/* Unary handlers, one per RPC: req is the RPC's request message. */
+typedef int (*rn_hd_fn)(rn_hd_t *h, const ProtobufCMessage *req, rn_arena_t *a,
+                        ProtobufCMessage **resp, rn_status_t *st);
+
+int rn_hd_init_producer(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
+                        rn_status_t *);
+int rn_hd_list_offsets(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
+                       rn_status_t *);
+int rn_hd_create_topic(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
+                       rn_status_t *);
+int rn_hd_alter_topic(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
+                      rn_status_t *);
+int rn_hd_list_topics(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
+                      rn_status_t *);
+int rn_hd_describe_topic(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
+                         rn_status_t *);
+int rn_hd_remap_queue(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
+                      rn_status_t *);
+int rn_hd_list_stores(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
+                      rn_status_t *);
+int rn_hd_commit_offsets(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
+                         rn_status_t *);
+int rn_hd_fetch_offsets(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
+                        rn_status_t *);
+int rn_hd_list_groups(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
+                      rn_status_t *);
+int rn_hd_reset_group(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
+                      rn_status_t *);
+int rn_hd_create_checkpoint(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *,
+                            ProtobufCMessage **, rn_status_t *);
+int rn_hd_list_checkpoints(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *,
+                           ProtobufCMessage **, rn_status_t *);
+int rn_hd_drop_checkpoint(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
+                          rn_status_t *);
+/* Query and the pipeline RPCs: UNIMPLEMENTED, naming what is missing. */
+int rn_hd_unimplemented(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
+                        rn_status_t *);
+
+/* ---- produce --------------------------------------------------------------- */
+
+typedef struct rn_produce {
+    rn_qent_t  *q;
+    size_t      n;               /* batches of the request */
+    int64_t    *base;            /* per batch: logical base offset */
+    protobuf_c_boolean *dup;     /* per batch: a retry of a stored batch */
+    uint64_t   *tickets;         /* what to wait for (appends and pending duplicates) */
+    size_t      ntickets;
+    size_t      stored, dups;    /* batches appended / acked as duplicates */
+    uint64_t    bytes;           /* bytes appended */
+    int         acks_written;
+} rn_produce_t;
+
+/* Validate every batch (deep), check idempotent sequences, then append the
+ * new ones in order under the queue's append mutex. All or nothing for bad
+ * requests; an I/O error part-way leaves the earlier batches stored (and
+ * known to the idempotent state, so a retry stores only the rest). */
+int  rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_produce_t *p,
+                         rn_status_t *st);
+/* Block until every ticket may be acked; -1 with st when the store failed. */
+int  rn_hd_produce_wait(rn_hd_t *h, rn_produce_t *p, rn_status_t *st);
+int  rn_hd_produce_answer(rn_hd_t *h, rn_produce_t *p, rn_arena_t *a, ProtobufCMessage **resp,
+                          rn_status_t *st);
+void rn_hd_produce_free(rn_produce_t *p);
+
+/* ---- fetch ---------------------------------------------------------------- */
+
+typedef struct rn_fetch {
+    rn_qent_t *q;
+    rn_buf_t   records;          /* whole batches read */
+    uint32_t   nbatches;
+    int64_t    high_watermark, log_start;
+} rn_fetch_t;
+
+/* Read from req->offset (f->records is emptied first). An offset outside
+ * [log start, high watermark] is OUT_OF_RANGE naming the range. */
+int  rn_hd_fetch(rn_hd_t *h, const Runnel__V1__FetchRequest *req, rn_fetch_t *f,
+                 rn_status_t *st);
+int  rn_hd_fetch_answer(rn_hd_t *h, rn_fetch_t *f, rn_arena_t *a, ProtobufCMessage **resp);
+void rn_hd_fetch_free(rn_fetch_t *f);
+
+/* The visible end of q now (cheap). */
+int  rn_hd_queue_hwm(rn_hd_t *h, rn_qent_t *q, int64_t *hwm);
+
+/* Counters for the shutdown summary. */
+typedef struct rn_hd_stats {
+    uint64_t produced_batches, produced_bytes, duplicate_batches, fetched_batches;
+} rn_hd_stats_t;
+void rn_hd_stats(rn_hd_t *h, rn_hd_stats_t *out);
+
+#endif

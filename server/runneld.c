@@ -1,0 +1,283 @@
+/*
+ * runneld.c — the runnel broker: flags, the data directory, the gRPC server
+ * (server/server.h) and a libuv loop for signals and timers.
+ *
+ *   runneld --data DIR [--listen HOST:PORT] [--fsync always|group|interval:MS|never]
+ *           [--log-level error|warn|info|debug] [--max-batch-bytes N] [--threads N]
+ *           [--port-file FILE]
+ *
+ * Invariants:
+ *  1. The data directory is opened (and locked) before the port is bound, and
+ *     closed (flush, fsync, clean-shutdown marker) only after every call has
+ *     finished; the exit status is 0 only when that close succeeded.
+ *  2. The libuv loop owns every timer and signal: one timer for the earliest
+ *     parked fetch deadline (re-armed through an async handle when the server
+ *     parks an earlier one), one for the forced-cancel grace period after
+ *     SIGINT/SIGTERM. A second signal cancels running calls at once.
+ *  3. --port-file FILE is written (atomically) only after the server
+ *     started: its presence means the broker accepts calls on that port.
+ */
+#include "batch/batch.h"
+#include "common/error.h"
+#include "common/sys.h"
+#include "log/log.h"
+#include "server/handlers.h"
+#include "server/log.h"
+#include "server/server.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#define GRACE_MS 10000
+
+static const char usage[] =
+    "usage: runneld --data DIR [--listen HOST:PORT] [--fsync always|group|interval:MS|never]\n"
+    "               [--log-level error|warn|info|debug] [--max-batch-bytes N] [--threads N]\n"
+    "               [--port-file FILE]\n"
+    "\n"
+    "Serves the runnel.v1.Runnel gRPC service (proto/runnel.proto) over DIR, which it\n"
+    "creates when absent and locks while it runs (use `runnel --server HOST:PORT` then).\n"
+    "  --listen           default 127.0.0.1:7070; port 0 picks a free port\n"
+    "  --fsync            default group: produce acks after one fdatasync covers the batch\n"
+    "  --max-batch-bytes  largest batch accepted (default and ceiling 16777216)\n"
+    "  --threads          completion-queue threads (default 2)\n"
+    "  --port-file FILE   write the bound port to FILE once calls are accepted\n"
+    "SIGINT/SIGTERM: stop accepting, finish in-flight calls, fsync, exit 0.\n";
+
+typedef struct daemon {
+    uv_loop_t     loop;
+    uv_signal_t   sigint, sigterm;
+    uv_async_t    wake, stopped;
+    uv_timer_t    park, grace;
+    rn_server_t  *srv;
+    int           signals;
+} daemon_t;
+
+static void on_park(uv_timer_t *t);
+
+/* Set the park timer for the earliest parked fetch deadline (invariant 2). */
+static void rearm(daemon_t *d)
+{
+    int64_t dl = rn_server_next_deadline(d->srv);
+    if (dl < 0) {
+        uv_timer_stop(&d->park);
+        return;
+    }
+    int64_t wait = dl - rn_server_now_ms();
+    if (wait < 0) wait = 0;
+    uv_timer_start(&d->park, on_park, (uint64_t)wait, 0);
+}
+
+static void on_park(uv_timer_t *t)
+{
+    daemon_t *d = t->data;
+    rn_server_expire(d->srv, rn_server_now_ms());
+    rearm(d);
+}
+
+static void on_wake(uv_async_t *a) { rearm(a->data); }
+
+static void on_grace(uv_timer_t *t)
+{
+    daemon_t *d = t->data;
+    rn_slog(RN_SLOG_WARN, "calls still running %d s after the shutdown began; cancelling them",
+            GRACE_MS / 1000);
+    rn_server_cancel_all(d->srv);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    daemon_t *d = h->data;
+    if (d->signals++ == 0) {
+        rn_slog(RN_SLOG_INFO, "%s: shutting down: no new calls; finishing the running ones",
+                signum == SIGINT ? "SIGINT" : "SIGTERM");
+        rn_server_shutdown(d->srv);
+        uv_timer_start(&d->grace, on_grace, GRACE_MS, 0);
+    } else {
+        rn_slog(RN_SLOG_WARN, "second signal: cancelling running calls");
+        rn_server_cancel_all(d->srv);
+    }
+}
+
+static void on_stopped(uv_async_t *a)
+{
+    daemon_t *d = a->data;
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->wake, NULL);
+    uv_close((uv_handle_t *)&d->stopped, NULL);
+    uv_close((uv_handle_t *)&d->park, NULL);
+    uv_close((uv_handle_t *)&d->grace, NULL);
+}
+
+static void srv_wakeup(void *arg) { uv_async_send(&((daemon_t *)arg)->wake); }
+static void srv_stopped(void *arg) { uv_async_send(&((daemon_t *)arg)->stopped); }
+
+/* Invariant 3. */
+static int write_port_file(const char *path, int port, char *errmsg)
+{
+    char a[PATH_MAX], b[PATH_MAX], text[32];
+    if (snprintf(a, sizeof a, "%s", path) >= (int)sizeof a)
+        return rn_errf(errmsg, -ENAMETOOLONG, "--port-file: path too long");
+    snprintf(b, sizeof b, "%s", path);
+    int n = snprintf(text, sizeof text, "%d\n", port);
+    int rc = rn_write_file_atomic(dirname(a), basename(b), text, (size_t)n);
+    if (rc != 0) return rn_errf(errmsg, rc, "cannot write %s: %s", path, rn_strerror(rc));
+    return 0;
+}
+
+static int parse_u32(const char *flag, const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi) {
+        fprintf(stderr, "runneld: %s must be a number in %u..%u, got '%.40s'\n", flag, lo, hi, s);
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_DATA = 0x100, OPT_LISTEN, OPT_FSYNC, OPT_LEVEL, OPT_MAXB, OPT_THREADS, OPT_PORTFILE };
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, OPT_DATA},
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"fsync", required_argument, NULL, OPT_FSYNC},
+        {"log-level", required_argument, NULL, OPT_LEVEL},
+        {"max-batch-bytes", required_argument, NULL, OPT_MAXB},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"port-file", required_argument, NULL, OPT_PORTFILE},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    char err[RN_ERRMSG_SIZE] = "";
+    const char *data = NULL, *listen = "127.0.0.1:7070", *port_file = NULL;
+    uint32_t threads = 2, maxb = RN_BATCH_MAX_BYTES;
+    rn_hd_opts_t ho;
+    rn_hd_opts_default(&ho);
+    rn_slog_level_t level = RN_SLOG_INFO;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_DATA: data = optarg; break;
+        case OPT_LISTEN: listen = optarg; break;
+        case OPT_PORTFILE: port_file = optarg; break;
+        case OPT_FSYNC:
+            if (rn_fsync_parse(optarg, &ho.log, err) != 0) {
+                fprintf(stderr, "runneld: --fsync: %s\n", err);
+                return 2;
+            }
+            break;
+        case OPT_LEVEL:
+            if (rn_slog_parse(optarg, &level, err) != 0) {
+                fprintf(stderr, "runneld: --log-level: %s\n", err);
+                return 2;
+            }
+            break;
+        case OPT_MAXB:
+            if (parse_u32("--max-batch-bytes", optarg, 64, RN_BATCH_MAX_BYTES, &maxb))
+                return 2;
+            break;
+        case OPT_THREADS:
+            if (parse_u32("--threads", optarg, 1, 16, &threads)) return 2;
+            break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "runneld: unexpected argument '%.60s'\n%s", argv[optind], usage);
+        return 2;
+    }
+    if (!data) {
+        fprintf(stderr, "runneld: give --data DIR\n%s", usage);
+        return 2;
+    }
+    rn_slog_set_level(level);
+    ho.log.max_batch_bytes = maxb;
+    /* The lock's holder line: what a `runnel --data DIR` refused by the lock
+     * shows, so it names the address to use instead. */
+    char holder[300];
+    const char *lport = strrchr(listen, ':');
+    if (lport && strcmp(lport, ":0") != 0)
+        snprintf(holder, sizeof holder, "runneld serving it on %s: use --server %s", listen, listen);
+    else
+        snprintf(holder, sizeof holder, "runneld --listen %s", listen);
+    ho.holder = holder;
+
+    rn_hd_t *h = NULL;
+    int rc = rn_hd_open(data, &ho, &h, err);
+    if (rc != 0) {
+        rn_slog(RN_SLOG_ERROR, "cannot open the data directory: %s", err);
+        return 1;
+    }
+    daemon_t d;
+    memset(&d, 0, sizeof d);
+    uv_loop_init(&d.loop);
+    uv_signal_init(&d.loop, &d.sigint);
+    uv_signal_init(&d.loop, &d.sigterm);
+    uv_async_init(&d.loop, &d.wake, on_wake);
+    uv_async_init(&d.loop, &d.stopped, on_stopped);
+    uv_timer_init(&d.loop, &d.park);
+    uv_timer_init(&d.loop, &d.grace);
+    d.sigint.data = d.sigterm.data = d.wake.data = d.stopped.data = &d;
+    d.park.data = d.grace.data = &d;
+    /* Signals are handled by the loop before any thread can see them. */
+    uv_signal_start(&d.sigint, on_signal, SIGINT);
+    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+
+    rn_server_opts_t so = {listen, (int)threads, srv_wakeup, srv_stopped, &d};
+    int port = 0;
+    rc = rn_server_start(h, &so, &d.srv, &port, err);
+    if (rc != 0) {
+        rn_slog(RN_SLOG_ERROR, "%s", err);
+        rn_hd_close(h);
+        return 1;
+    }
+    char shown[300];
+    snprintf(shown, sizeof shown, "%s", listen);
+    char *colon = strrchr(shown, ':');
+    if (colon) snprintf(colon + 1, sizeof shown - (size_t)(colon + 1 - shown), "%d", port);
+    rn_slog(RN_SLOG_INFO, "runneld listening on %s, data %s, fsync %s, batch limit %u bytes, "
+            "%u threads", shown, data, rn_fsync_name(ho.log.fsync), maxb, threads);
+    int failed = 0;
+    if (port_file && write_port_file(port_file, port, err) != 0) {
+        rn_slog(RN_SLOG_ERROR, "%s", err);
+        failed = 1;
+        rn_server_shutdown(d.srv);
+    }
+    uint64_t t0 = rn_mono_ns();
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&d.loop);
+    rn_slog(RN_SLOG_DEBUG, "every call finished; stopping the server threads");
+
+    rn_server_stats_t ss;
+    rn_server_stats(d.srv, &ss);
+    rn_server_destroy(d.srv);
+    rn_slog(RN_SLOG_DEBUG, "server stopped; closing the data directory");
+    rn_hd_stats_t hs;
+    rn_hd_stats(h, &hs);
+    rc = rn_hd_close(h);
+    double secs = (double)(rn_mono_ns() - t0) / 1e9;
+    if (rc != 0) {
+        rn_slog(RN_SLOG_ERROR, "closing the data directory failed: %s", rn_strerror(rc));
+        return 1;
+    }
+    rn_slog(RN_SLOG_INFO, "runneld stopped after %.1f s: %llu calls (%llu failed), %llu batches "
+            "(%llu bytes) stored, %llu duplicates acked, %llu batches fetched; data directory "
+            "closed cleanly", secs, (unsigned long long)ss.calls, (unsigned long long)ss.errors,
+            (unsigned long long)hs.produced_batches, (unsigned long long)hs.produced_bytes,
+            (unsigned long long)hs.duplicate_batches, (unsigned long long)hs.fetched_batches);
+    return failed;
+}

@@ -1,0 +1,733 @@
+/*
+ * server.c — the gRPC front of runneld (server/server.h): one completion
+ * queue drained by a small pool of threads, one call object per RPC moving
+ * through the states below, a waiter thread that completes produces when
+ * their batches are durable, and a parking lot for long-polling fetches.
+ *
+ * States of a call (scall_t), and who moves it:
+ *   REQUESTED  asked for with grpc_server_request_registered_call; its tag
+ *              arriving (success) moves it to RUNNING and asks for another
+ *   RUNNING    a completion-queue thread handles it: unary handlers answer at
+ *              once (→ SENDING); Produce appends and hands the call to the
+ *              waiter (→ WAITING); Fetch with nothing to return parks
+ *              (→ PARKED)
+ *   WAITING    the waiter thread waits for durability, then answers (→ SENDING)
+ *   PARKED     in the parking lot; a durable append to its queue, its deadline
+ *              (rn_server_expire) or shutdown moves it to WAKING by starting
+ *              an empty batch, which puts its tag on the queue at once
+ *              (wake_where)
+ *   WAKING     a completion-queue thread fetches again: answers (→ SENDING)
+ *              or parks again (→ PARKED)
+ *   SENDING    the final batch (metadata, message, status, close) is out;
+ *              its tag frees the call
+ *
+ * Invariants:
+ *  1. At most one batch of a call is outstanding at any time, and exactly one
+ *     thread owns a call outside the parking lot; a parked call is owned by
+ *     the lot (under lot_mu) and leaves it only through wake_where().
+ *  2. No completion-queue thread blocks on fsync or sleeps: durability waits
+ *     happen on the waiter thread, long-poll waits in the parking lot.
+ *  3. No lost wake-up: a fetch re-checks the queue's visible end under lot_mu
+ *     before parking, and the waiter notifies (under lot_mu) only after
+ *     rn_datadir_wait returned, i.e. after the new batches became visible.
+ *  4. Every request gets a status; a non-OK one is logged at warn (error for
+ *     INTERNAL) with the method and message. The server keeps serving.
+ *  5. Shutdown: no new calls are accepted (grpc_server_shutdown_and_notify),
+ *     parked fetches answer at once, produces finish through the waiter; the
+ *     completion queue is shut down only when the server's shutdown tag
+ *     arrived and no call is active, then `stopped` fires once.
+ *  6. gRPC is initialised once (pthread_once) and never shut down, for the
+ *     reason client/rpc.c gives (grpc_shutdown can wait 10 s for the TCP
+ *     backup poller after a large write); the process exit frees it.
+ */
+#include "server/server.h"
+
+#include "common/error.h"
+#include "common/sys.h"
+#include "server/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+_Static_assert(RN_ST_INVALID_ARGUMENT == (int)GRPC_STATUS_INVALID_ARGUMENT, "status numbers");
+_Static_assert(RN_ST_NOT_FOUND == (int)GRPC_STATUS_NOT_FOUND, "status numbers");
+_Static_assert(RN_ST_RESOURCE_EXHAUSTED == (int)GRPC_STATUS_RESOURCE_EXHAUSTED, "status numbers");
+_Static_assert(RN_ST_FAILED_PRECONDITION == (int)GRPC_STATUS_FAILED_PRECONDITION, "status");
+_Static_assert(RN_ST_OUT_OF_RANGE == (int)GRPC_STATUS_OUT_OF_RANGE, "status numbers");
+_Static_assert(RN_ST_UNIMPLEMENTED == (int)GRPC_STATUS_UNIMPLEMENTED, "status numbers");
+_Static_assert(RN_ST_UNAVAILABLE == (int)GRPC_STATUS_UNAVAILABLE, "status numbers");
+
+#define MAX_MESSAGE   (256 << 20)       /* as the client's (client/rpc.c) */
+#define MAX_THREADS   16
+#define MAX_WAIT_MS   60000             /* longest long poll */
+
+typedef enum { M_UNARY, M_PRODUCE, M_FETCH, M_STREAM_UNIMPLEMENTED } mkind_t;
+
+typedef struct method {
+    const char                       *name;
+    const ProtobufCMessageDescriptor *req;
+    mkind_t                           kind;
+    rn_hd_fn                          fn;
+    int                               slots;    /* requests kept outstanding */
+    void                             *handle;   /* per server, see server.methods */
+} method_t;
+
+#define D(x) &runnel__v1__##x##__descriptor
+static const method_t method_table[] = {
+    {"InitProducer", D(init_producer_request), M_UNARY, rn_hd_init_producer, 1, NULL},
+    {"Produce", D(produce_request), M_PRODUCE, NULL, 8, NULL},
+    {"Fetch", D(fetch_request), M_FETCH, NULL, 8, NULL},
+    {"ListOffsets", D(list_offsets_request), M_UNARY, rn_hd_list_offsets, 2, NULL},
+    {"CreateTopic", D(create_topic_request), M_UNARY, rn_hd_create_topic, 1, NULL},
+    {"AlterTopic", D(alter_topic_request), M_UNARY, rn_hd_alter_topic, 1, NULL},
+    {"ListTopics", D(list_topics_request), M_UNARY, rn_hd_list_topics, 1, NULL},
+    {"DescribeTopic", D(describe_topic_request), M_UNARY, rn_hd_describe_topic, 1, NULL},
+    {"RemapQueue", D(remap_queue_request), M_UNARY, rn_hd_remap_queue, 1, NULL},
+    {"ListStores", D(list_stores_request), M_UNARY, rn_hd_list_stores, 1, NULL},
+    {"CommitOffsets", D(commit_offsets_request), M_UNARY, rn_hd_commit_offsets, 2, NULL},
+    {"FetchOffsets", D(fetch_offsets_request), M_UNARY, rn_hd_fetch_offsets, 2, NULL},
+    {"ListGroups", D(list_groups_request), M_UNARY, rn_hd_list_groups, 1, NULL},
+    {"ResetGroup", D(reset_group_request), M_UNARY, rn_hd_reset_group, 1, NULL},
+    {"CreateCheckpoint", D(create_checkpoint_request), M_UNARY, rn_hd_create_checkpoint, 1, NULL},
+    {"ListCheckpoints", D(list_checkpoints_request), M_UNARY, rn_hd_list_checkpoints, 1, NULL},
+    {"DropCheckpoint", D(drop_checkpoint_request), M_UNARY, rn_hd_drop_checkpoint, 1, NULL},
+    {"Query", D(query_request), M_STREAM_UNIMPLEMENTED, rn_hd_unimplemented, 1, NULL},
+    {"CreatePipeline", D(create_pipeline_request), M_UNARY, rn_hd_unimplemented, 1, NULL},
+    {"ListPipelines", D(list_pipelines_request), M_UNARY, rn_hd_unimplemented, 1, NULL},
+    {"GetPipeline", D(pipeline_request), M_UNARY, rn_hd_unimplemented, 1, NULL},
+    {"PausePipeline", D(pipeline_request), M_UNARY, rn_hd_unimplemented, 1, NULL},
+    {"ResumePipeline", D(pipeline_request), M_UNARY, rn_hd_unimplemented, 1, NULL},
+    {"DropPipeline", D(pipeline_request), M_UNARY, rn_hd_unimplemented, 1, NULL},
+};
+#undef D
+#define NMETHODS (sizeof method_table / sizeof method_table[0])
+
+typedef enum { C_REQUESTED, C_RUNNING, C_WAITING, C_PARKED, C_WAKING, C_SENDING } cstate_t;
+
+typedef struct scall scall_t;
+struct scall {
+    rn_server_t         *s;
+    size_t               mi;              /* index into method_table / s->handles */
+    cstate_t             state;
+    grpc_call           *call;
+    gpr_timespec         deadline;
+    grpc_metadata_array  md;
+    grpc_call_details    cd;              /* unregistered (unknown) methods only */
+    grpc_byte_buffer    *payload;
+    ProtobufCMessage    *req;
+    rn_arena_t           arena;
+    rn_produce_t         prod;
+    rn_fetch_t           fetch;
+    int64_t              park_deadline;   /* ms, rn_server_now_ms clock; 0 = not yet */
+    int                  final;           /* answer now, whatever there is */
+    scall_t             *prev, *next;     /* parking lot */
+    grpc_byte_buffer    *resp;
+    grpc_slice           details;
+    int                  cancelled;
+};
+
+typedef struct wjob wjob_t;
+struct wjob {
+    wjob_t    *next;
+    scall_t   *c;            /* NULL: notify only (ACKS_WRITTEN) */
+    rn_qent_t *q;
+    uint64_t  *tickets;      /* owned when c is NULL */
+    size_t     ntickets;
+};
+
+struct rn_server {
+    rn_hd_t               *hd;
+    rn_server_opts_t       o;
+    grpc_server           *server;
+    grpc_completion_queue *cq;
+    void                  *handles[NMETHODS];
+    char                   paths[NMETHODS][64];   /* grpc keeps pointers to them */
+    pthread_t              threads[MAX_THREADS];
+    int                    nthreads;
+    char                   shutdown_tag;
+    /* lifecycle */
+    pthread_mutex_t        mu;
+    int                    stopping, shutdown_done, cq_down;
+    uint64_t               active;
+    /* parking lot (invariant 1, 3) */
+    pthread_mutex_t        lot_mu;
+    scall_t               *parked;
+    int64_t                armed;         /* deadline the caller's timer is set for; -1 none */
+    /* waiter */
+    pthread_mutex_t        wmu;
+    pthread_cond_t         wcv;
+    wjob_t                *whead, *wtail;
+    int                    wstop;
+    pthread_t              wthread;
+    _Atomic uint64_t       calls, errors;
+};
+
+int64_t rn_server_now_ms(void) { return (int64_t)(rn_mono_ns() / 1000000u); }
+
+static pthread_once_t grpc_once = PTHREAD_ONCE_INIT;
+static void grpc_init_once(void) { grpc_init(); }
+
+/* ---- calls -------------------------------------------------------------------- */
+
+static void request_call(rn_server_t *s, size_t mi);
+
+/* mi == GENERIC: a call to a method the service does not have. */
+#define GENERIC NMETHODS
+
+static const char *method_name(const scall_t *c)
+{
+    return c->mi == GENERIC ? "(unknown method)" : method_table[c->mi].name;
+}
+
+static void maybe_stopped(rn_server_t *s)
+{
+    int fire = 0;
+    pthread_mutex_lock(&s->mu);
+    if (s->shutdown_done && s->active == 0 && !s->cq_down) {
+        s->cq_down = 1;
+        fire = 1;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (fire) {
+        grpc_completion_queue_shutdown(s->cq);
+        if (s->o.stopped) s->o.stopped(s->o.arg);
+    }
+}
+
+static void call_free(scall_t *c)
+{
+    rn_server_t *s = c->s;
+    int was_active = c->state != C_REQUESTED;
+    if (c->call) grpc_call_unref(c->call);
+    grpc_metadata_array_destroy(&c->md);
+    grpc_call_details_destroy(&c->cd);
+    if (c->payload) grpc_byte_buffer_destroy(c->payload);
+    if (c->resp) grpc_byte_buffer_destroy(c->resp);
+    grpc_slice_unref(c->details);
+    if (c->req) protobuf_c_message_free_unpacked(c->req, NULL);
+    rn_arena_free(&c->arena);
+    rn_hd_produce_free(&c->prod);
+    rn_hd_fetch_free(&c->fetch);
+    free(c);
+    if (was_active) {
+        pthread_mutex_lock(&s->mu);
+        s->active--;
+        pthread_mutex_unlock(&s->mu);
+        maybe_stopped(s);
+    }
+}
+
+static int status_is_error(rn_st_t code) { return code == RN_ST_INTERNAL || code == RN_ST_UNKNOWN; }
+
+static const char *status_name(rn_st_t code)
+{
+    static const char *const names[] = {
+        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+        "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+        "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE"};
+    return (unsigned)code < sizeof names / sizeof names[0] ? names[code] : "status";
+}
+
+/* Send the final batch: resp (may be NULL) when st->code is OK, else the
+ * status and its message (invariant 4). */
+static void respond(scall_t *c, const rn_status_t *st, const ProtobufCMessage *resp)
+{
+    rn_server_t *s = c->s;
+    const char *mname = method_name(c);
+    grpc_op ops[4];
+    size_t nops = 0;
+    memset(ops, 0, sizeof ops);
+    if (st->code == RN_ST_OK && resp) {
+        size_t n = protobuf_c_message_get_packed_size(resp);
+        grpc_slice sl = grpc_slice_malloc(n);
+        protobuf_c_message_pack(resp, GRPC_SLICE_START_PTR(sl));
+        c->resp = grpc_raw_byte_buffer_create(&sl, 1);
+        grpc_slice_unref(sl);
+    }
+    if (st->code != RN_ST_OK) {
+        atomic_fetch_add(&s->errors, 1);
+        rn_slog(status_is_error(st->code) ? RN_SLOG_ERROR : RN_SLOG_WARN, "%s: %s: %s", mname,
+                status_name(st->code), st->msg);
+    }
+    ops[nops++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (c->resp) {
+        ops[nops].op = GRPC_OP_SEND_MESSAGE;
+        ops[nops++].data.send_message.send_message = c->resp;
+    }
+    c->details = grpc_slice_from_copied_string(st->code == RN_ST_OK ? "" : st->msg);
+    ops[nops].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[nops].data.send_status_from_server.status = (grpc_status_code)st->code;
+    ops[nops++].data.send_status_from_server.status_details = &c->details;
+    ops[nops].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[nops++].data.recv_close_on_server.cancelled = &c->cancelled;
+    c->state = C_SENDING;
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, nops, c, NULL);
+    if (e != GRPC_CALL_OK) {
+        rn_slog(RN_SLOG_ERROR, "%s: cannot answer: %s", mname, grpc_call_error_to_string(e));
+        call_free(c);
+    }
+}
+
+static void respond_ok(scall_t *c, const ProtobufCMessage *resp)
+{
+    rn_status_t ok = {RN_ST_OK, ""};
+    respond(c, &ok, resp);
+}
+
+/* ---- waiter (invariant 2) ------------------------------------------------------ */
+
+static void wake_queue(rn_server_t *s, rn_qent_t *q);
+
+static void waiter_push(rn_server_t *s, wjob_t *j)
+{
+    pthread_mutex_lock(&s->wmu);
+    j->next = NULL;
+    if (s->wtail) s->wtail->next = j;
+    else s->whead = j;
+    s->wtail = j;
+    pthread_cond_signal(&s->wcv);
+    pthread_mutex_unlock(&s->wmu);
+}
+
+static void *waiter_main(void *arg)
+{
+    rn_server_t *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->wmu);
+        while (!s->whead && !s->wstop) pthread_cond_wait(&s->wcv, &s->wmu);
+        wjob_t *j = s->whead;
+        if (j) {
+            s->whead = j->next;
+            if (!s->whead) s->wtail = NULL;
+        }
+        pthread_mutex_unlock(&s->wmu);
+        if (!j) break;
+        rn_status_t st = {RN_ST_OK, ""};
+        int rc;
+        if (j->c) {
+            rc = rn_hd_produce_wait(s->hd, &j->c->prod, &st);
+        } else {
+            rn_produce_t p;
+            memset(&p, 0, sizeof p);
+            p.q = j->q;
+            p.tickets = j->tickets;
+            p.ntickets = j->ntickets;
+            rc = rn_hd_produce_wait(s->hd, &p, &st);
+            if (rc != 0) rn_slog(RN_SLOG_ERROR, "Produce (acks written): %s", st.msg);
+        }
+        wake_queue(s, j->q);
+        if (j->c) {
+            ProtobufCMessage *resp = NULL;
+            if (rc == 0) rc = rn_hd_produce_answer(s->hd, &j->c->prod, &j->c->arena, &resp, &st);
+            if (rc == 0) respond_ok(j->c, resp);
+            else respond(j->c, &st, NULL);
+        }
+        free(j->tickets);
+        free(j);
+    }
+    return NULL;
+}
+
+/* ---- parking lot ------------------------------------------------------------- */
+
+static void lot_remove(rn_server_t *s, scall_t *c)
+{
+    if (c->prev) c->prev->next = c->next;
+    else s->parked = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void do_fetch(scall_t *c);
+
+/* Hand parked calls back to completion-queue threads (invariant 1): those of
+ * queue q (q != NULL), those whose deadline is at or before now_ms
+ * (now_ms >= 0; answered with what there is), or every one (all; likewise).
+ * A call whose wake-up batch cannot start is fetched again right here, so
+ * every parked call is answered. */
+static void wake_where(rn_server_t *s, rn_qent_t *q, int64_t now_ms, int all)
+{
+    scall_t *failed = NULL;
+    pthread_mutex_lock(&s->lot_mu);
+    scall_t *c = s->parked;
+    while (c) {
+        scall_t *next = c->next;
+        int due = now_ms >= 0 && c->park_deadline <= now_ms;
+        if (all || due || (q && c->fetch.q == q)) {
+            lot_remove(s, c);
+            c->state = C_WAKING;
+            c->final |= all || due;
+            grpc_call_error e = grpc_call_start_batch(c->call, NULL, 0, c, NULL);
+            if (e != GRPC_CALL_OK) {
+                rn_slog(RN_SLOG_ERROR, "Fetch: cannot wake a parked call (%s); answering it "
+                        "here", grpc_call_error_to_string(e));
+                c->next = failed;
+                failed = c;
+            }
+        }
+        c = next;
+    }
+    pthread_mutex_unlock(&s->lot_mu);
+    while (failed) {
+        c = failed;
+        failed = c->next;
+        c->next = NULL;
+        c->state = C_RUNNING;
+        c->final = 1;
+        do_fetch(c);
+    }
+}
+
+static void wake_queue(rn_server_t *s, rn_qent_t *q) { wake_where(s, q, -1, 0); }
+
+int64_t rn_server_next_deadline(rn_server_t *s)
+{
+    int64_t d = -1;
+    pthread_mutex_lock(&s->lot_mu);
+    for (scall_t *c = s->parked; c; c = c->next)
+        if (d < 0 || c->park_deadline < d) d = c->park_deadline;
+    s->armed = d;
+    pthread_mutex_unlock(&s->lot_mu);
+    return d;
+}
+
+void rn_server_expire(rn_server_t *s, int64_t now_ms) { wake_where(s, NULL, now_ms, 0); }
+
+/* When a fetch parked now must answer: after max_wait_ms, and a little
+ * before the call's own deadline (an answer after it would be lost). */
+static int64_t park_deadline(const scall_t *c, int64_t now, uint32_t max_wait_ms)
+{
+    /* Capped: a client that went away leaves its parked call behind until
+     * then (no receive is outstanding on a parked call to tell us). */
+    int64_t dl = now + (max_wait_ms < MAX_WAIT_MS ? max_wait_ms : MAX_WAIT_MS);
+    gpr_timespec d = gpr_convert_clock_type(c->deadline, GPR_CLOCK_MONOTONIC);
+    if (gpr_time_cmp(d, gpr_inf_future(GPR_CLOCK_MONOTONIC)) < 0) {
+        gpr_timespec left = gpr_time_sub(d, gpr_now(GPR_CLOCK_MONOTONIC));
+        int64_t ms = (int64_t)left.tv_sec * 1000 + left.tv_nsec / 1000000 - 20;
+        if (now + ms < dl) dl = now + (ms > 0 ? ms : 0);
+    }
+    return dl;
+}
+
+/* Fetch, answering or parking (invariant 3). */
+static void do_fetch(scall_t *c)
+{
+    rn_server_t *s = c->s;
+    const Runnel__V1__FetchRequest *req = (const void *)c->req;
+    rn_status_t st = {RN_ST_OK, ""};
+    for (int round = 0; round < 1000; round++) {
+        if (rn_hd_fetch(s->hd, req, &c->fetch, &st) != 0) { respond(c, &st, NULL); return; }
+        int64_t now = rn_server_now_ms();
+        if (!c->park_deadline) c->park_deadline = park_deadline(c, now, req->max_wait_ms);
+        if (c->fetch.nbatches > 0 || req->max_wait_ms == 0 || c->final ||
+            now >= c->park_deadline || c->fetch.high_watermark > req->offset)
+            break;
+        int notify = 0, again = 0;
+        pthread_mutex_lock(&s->lot_mu);
+        int64_t hwm;
+        if (s->stopping) {
+            c->final = 1;
+        } else if (rn_hd_queue_hwm(s->hd, c->fetch.q, &hwm) == 0 && hwm > req->offset) {
+            again = 1;                        /* data arrived meanwhile */
+        } else {
+            c->state = C_PARKED;
+            c->prev = NULL;
+            c->next = s->parked;
+            if (s->parked) s->parked->prev = c;
+            s->parked = c;
+            notify = s->armed < 0 || c->park_deadline < s->armed;
+        }
+        pthread_mutex_unlock(&s->lot_mu);
+        if (again || c->final) continue;
+        /* Parked: c may already be running on another thread; touch nothing. */
+        if (notify && s->o.wakeup) s->o.wakeup(s->o.arg);
+        return;
+    }
+    ProtobufCMessage *resp = NULL;
+    if (rn_hd_fetch_answer(s->hd, &c->fetch, &c->arena, &resp) != 0) {
+        st.code = RN_ST_RESOURCE_EXHAUSTED;
+        snprintf(st.msg, sizeof st.msg, "out of memory");
+        respond(c, &st, NULL);
+        return;
+    }
+    respond_ok(c, resp);
+}
+
+static void do_produce(scall_t *c)
+{
+    rn_server_t *s = c->s;
+    rn_status_t st = {RN_ST_OK, ""};
+    const Runnel__V1__ProduceRequest *req = (const void *)c->req;
+    if (rn_hd_produce_begin(s->hd, req, &c->prod, &st) != 0) {
+        /* An I/O error part-way: the batches stored before it will become
+         * visible; parked fetches of the queue must hear of them. */
+        wjob_t *j = c->prod.ntickets ? calloc(1, sizeof *j) : NULL;
+        if (j) {
+            j->q = c->prod.q;
+            j->tickets = c->prod.tickets;
+            j->ntickets = c->prod.ntickets;
+            c->prod.tickets = NULL;
+            c->prod.ntickets = 0;
+            waiter_push(s, j);
+        }
+        respond(c, &st, NULL);
+        return;
+    }
+    wjob_t *j = calloc(1, sizeof *j);
+    if (!j) {
+        st.code = RN_ST_INTERNAL;
+        snprintf(st.msg, sizeof st.msg, "out of memory after storing the batches; retry");
+        respond(c, &st, NULL);
+        return;
+    }
+    j->q = c->prod.q;
+    if (c->prod.acks_written) {
+        /* Answer now; the waiter only tells parked fetches when it is visible. */
+        j->tickets = c->prod.tickets;
+        j->ntickets = c->prod.ntickets;
+        c->prod.tickets = NULL;
+        c->prod.ntickets = 0;
+        ProtobufCMessage *resp = NULL;
+        if (rn_hd_produce_answer(s->hd, &c->prod, &c->arena, &resp, &st) == 0)
+            respond_ok(c, resp);
+        else
+            respond(c, &st, NULL);
+    } else {
+        j->c = c;
+        c->state = C_WAITING;
+    }
+    waiter_push(s, j);
+}
+
+/* A new call arrived: unpack and dispatch. */
+static void handle(scall_t *c)
+{
+    rn_server_t *s = c->s;
+    rn_status_t st = {RN_ST_OK, ""};
+    atomic_fetch_add(&s->calls, 1);
+    if (c->mi == GENERIC) {
+        char *name = grpc_slice_to_c_string(c->cd.method);
+        st.code = RN_ST_UNIMPLEMENTED;
+        snprintf(st.msg, sizeof st.msg, "unknown method %.120s: service runnel.v1.Runnel does "
+                 "not have it", name ? name : "?");
+        gpr_free(name);
+        respond(c, &st, NULL);
+        return;
+    }
+    const method_t *m = &method_table[c->mi];
+    if (!c->payload) {
+        st.code = RN_ST_INVALID_ARGUMENT;
+        snprintf(st.msg, sizeof st.msg, "%s: no request message", m->name);
+        respond(c, &st, NULL);
+        return;
+    }
+    grpc_byte_buffer_reader rd;
+    size_t n = 0;
+    if (grpc_byte_buffer_reader_init(&rd, c->payload)) {
+        grpc_slice sl = grpc_byte_buffer_reader_readall(&rd);
+        grpc_byte_buffer_reader_destroy(&rd);
+        n = GRPC_SLICE_LENGTH(sl);
+        c->req = protobuf_c_message_unpack(m->req, NULL, n, GRPC_SLICE_START_PTR(sl));
+        grpc_slice_unref(sl);
+    }
+    grpc_byte_buffer_destroy(c->payload);
+    c->payload = NULL;
+    if (!c->req) {
+        st.code = RN_ST_INVALID_ARGUMENT;
+        snprintf(st.msg, sizeof st.msg, "malformed %s (%zu bytes): not a valid protobuf message",
+                 m->req->short_name, n);
+        respond(c, &st, NULL);
+        return;
+    }
+    switch (m->kind) {
+    case M_PRODUCE: do_produce(c); return;
+    case M_FETCH: do_fetch(c); return;
+    case M_UNARY:
+    case M_STREAM_UNIMPLEMENTED: {
+        ProtobufCMessage *resp = NULL;
+        if (m->fn(s->hd, c->req, &c->arena, &resp, &st) != 0) respond(c, &st, NULL);
+        else respond_ok(c, resp);
+        return;
+    }
+    }
+}
+
+static void request_call(rn_server_t *s, size_t mi)
+{
+    scall_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        rn_slog(RN_SLOG_ERROR, "out of memory asking for calls");
+        return;
+    }
+    c->s = s;
+    c->mi = mi;
+    c->state = C_REQUESTED;
+    c->details = grpc_empty_slice();
+    grpc_metadata_array_init(&c->md);
+    grpc_call_details_init(&c->cd);
+    grpc_call_error e = mi == GENERIC
+        ? grpc_server_request_call(s->server, &c->call, &c->cd, &c->md, s->cq, s->cq, c)
+        : grpc_server_request_registered_call(s->server, s->handles[mi], &c->call, &c->deadline,
+                                              &c->md, &c->payload, s->cq, s->cq, c);
+    if (e != GRPC_CALL_OK) {
+        rn_slog(RN_SLOG_ERROR, "cannot ask for %s calls: %s", method_name(c),
+                grpc_call_error_to_string(e));
+        call_free(c);
+    }
+}
+
+static void *cq_main(void *arg)
+{
+    rn_server_t *s = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+        if (ev.type != GRPC_OP_COMPLETE) continue;
+        if (ev.tag == &s->shutdown_tag) {
+            pthread_mutex_lock(&s->mu);
+            s->shutdown_done = 1;
+            pthread_mutex_unlock(&s->mu);
+            maybe_stopped(s);
+            continue;
+        }
+        scall_t *c = ev.tag;
+        switch (c->state) {
+        case C_REQUESTED: {
+            if (!ev.success) { call_free(c); break; }     /* the server is shutting down */
+            pthread_mutex_lock(&s->mu);
+            int stopping = s->stopping;
+            s->active++;
+            pthread_mutex_unlock(&s->mu);
+            c->state = C_RUNNING;
+            if (!stopping) request_call(s, c->mi);
+            handle(c);
+            break;
+        }
+        case C_WAKING:
+            c->state = C_RUNNING;
+            do_fetch(c);
+            break;
+        case C_SENDING:
+            call_free(c);
+            break;
+        default:
+            rn_slog(RN_SLOG_ERROR, "internal: event for a call in state %d", (int)c->state);
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+int rn_server_start(rn_hd_t *h, const rn_server_opts_t *o, rn_server_t **out, int *port,
+                    char *errmsg)
+{
+    *out = NULL;
+    rn_server_t *s = calloc(1, sizeof *s);
+    if (!s) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    s->hd = h;
+    s->o = *o;
+    s->armed = -1;
+    s->nthreads = o->threads < 1 ? 1 : o->threads > MAX_THREADS ? MAX_THREADS : o->threads;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->lot_mu, NULL);
+    pthread_mutex_init(&s->wmu, NULL);
+    pthread_cond_init(&s->wcv, NULL);
+    pthread_once(&grpc_once, grpc_init_once);      /* invariant 6 */
+    grpc_arg args[3];
+    memset(args, 0, sizeof args);
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = MAX_MESSAGE;
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+    args[1].value.integer = MAX_MESSAGE;
+    /* gRPC sets SO_REUSEPORT by default: a second broker would then share
+     * the port (and split the calls) instead of failing to start. */
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
+    args[2].value.integer = 0;
+    grpc_channel_args ca = {3, args};
+    s->server = grpc_server_create(&ca, NULL);
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->server, s->cq, NULL);
+    for (size_t i = 0; i < NMETHODS; i++) {
+        snprintf(s->paths[i], sizeof s->paths[i], "/runnel.v1.Runnel/%s", method_table[i].name);
+        s->handles[i] = grpc_server_register_method(s->server, s->paths[i], NULL,
+                                                    GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    }
+    grpc_server_credentials *cred = grpc_insecure_server_credentials_create();
+    int bound = grpc_server_add_http2_port(s->server, o->listen, cred);
+    grpc_server_credentials_release(cred);
+    if (bound <= 0) {
+        grpc_server_destroy(s->server);
+        grpc_completion_queue_shutdown(s->cq);
+        while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN) {}
+        grpc_completion_queue_destroy(s->cq);
+        free(s);
+        return rn_errf(errmsg, -EADDRINUSE, "cannot listen on %s (address in use, or not a "
+                       "local address)", o->listen);
+    }
+    *port = bound;
+    grpc_server_start(s->server);
+    pthread_create(&s->wthread, NULL, waiter_main, s);
+    for (size_t i = 0; i < NMETHODS; i++)
+        for (int k = 0; k < method_table[i].slots; k++) request_call(s, i);
+    request_call(s, GENERIC);
+    for (int i = 0; i < s->nthreads; i++) pthread_create(&s->threads[i], NULL, cq_main, s);
+    *out = s;
+    return 0;
+}
+
+void rn_server_shutdown(rn_server_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int first = !s->stopping;
+    s->stopping = 1;
+    pthread_mutex_unlock(&s->mu);
+    if (!first) return;
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+    wake_where(s, NULL, -1, 1);
+}
+
+void rn_server_cancel_all(rn_server_t *s)
+{
+    grpc_server_cancel_all_calls(s->server);
+}
+
+void rn_server_stats(rn_server_t *s, rn_server_stats_t *out)
+{
+    out->calls = atomic_load(&s->calls);
+    out->errors = atomic_load(&s->errors);
+}
+
+void rn_server_destroy(rn_server_t *s)
+{
+    if (!s) return;
+    for (int i = 0; i < s->nthreads; i++) pthread_join(s->threads[i], NULL);
+    pthread_mutex_lock(&s->wmu);
+    s->wstop = 1;
+    pthread_cond_signal(&s->wcv);
+    pthread_mutex_unlock(&s->wmu);
+    pthread_join(s->wthread, NULL);
+    grpc_server_destroy(s->server);
+    grpc_completion_queue_destroy(s->cq);
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->lot_mu);
+    pthread_mutex_destroy(&s->wmu);
+    pthread_cond_destroy(&s->wcv);
+    free(s);
+}

@@ -1,0 +1,1236 @@
+/*
+ * front.c — the streaming front of streamsql: a tokenizer that respects
+ * quotes, comments and parentheses, the statements sqlite does not know
+ * (CREATE/DROP STREAM, SHOW STREAMS, DESCRIBE), the streaming clauses of a
+ * SELECT (GROUP BY TUMBLE/HOP/SESSION, EMIT, LIMIT, the trailing WITH), and
+ * the rewrite of an aggregating SELECT into the two statements sqlite runs:
+ *
+ *   per batch:  SELECT <time>, (key1).., (arg1).. FROM <stream> WHERE <filter>
+ *   emission:   SELECT <select list, aggregate calls -> __aN, keys -> __kN>
+ *               FROM __emit WHERE <having, rewritten the same way>
+ *
+ * Invariants:
+ *  1. No expression is evaluated here: expressions are copied as text into
+ *     sqlite statements; only the time column, interval strings, LIMIT and
+ *     WITH option values are interpreted.
+ *  2. Every token records its byte offset, so every error points at one.
+ *  3. Limits are checked before sqlite sees the text: statement length
+ *     (RN_SQL_MAX_SQL_LEN) and parenthesis depth (RN_SQL_MAX_DEPTH).
+ *  4. A plain SELECT's per-batch statement is a verbatim prefix of the
+ *     statement (batch_base), so sqlite's error offsets map back exactly.
+ *  5. Output column names of an aggregating query are the user's: an item
+ *     without an alias gets AS "<its original text>", as sqlite names it.
+ */
+#include "streamsql/sql_int.h"
+
+#include "common/error.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static int ferr(int *erroff, int off, char *errmsg, int code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static int ferr(int *erroff, int off, char *errmsg, int code, const char *fmt, ...)
+{
+    if (erroff) *erroff = off;
+    if (errmsg) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errmsg, RN_ERRMSG_SIZE, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* ---- tokenizer ------------------------------------------------------------ */
+
+static int is_id_start(unsigned char c)
+{
+    return isalpha(c) || c == '_' || c >= 0x80;
+}
+
+static int is_id_char(unsigned char c)
+{
+    return isalnum(c) || c == '_' || c == '$' || c >= 0x80;
+}
+
+/* Skip space and comments from p; returns the new position. */
+static size_t skip_space(const char *s, size_t len, size_t p)
+{
+    for (;;) {
+        while (p < len && isspace((unsigned char)s[p])) p++;
+        if (p + 1 < len && s[p] == '-' && s[p + 1] == '-') {
+            while (p < len && s[p] != '\n') p++;
+        } else if (p + 1 < len && s[p] == '/' && s[p + 1] == '*') {
+            p += 2;
+            while (p + 1 < len && !(s[p] == '*' && s[p + 1] == '/')) p++;
+            p = p + 1 < len ? p + 2 : len;
+        } else {
+            return p;
+        }
+    }
+}
+
+/* Scan one token at s[p] (not space). *kind, returns its end; 0 with
+ * *kind = TK_BAD for an unterminated quote. */
+static size_t scan_token(const char *s, size_t len, size_t p, tok_kind_t *kind)
+{
+    unsigned char c = (unsigned char)s[p];
+    size_t q = p + 1;
+    if (c == '\'' || c == '"' || c == '`' || c == '[') {
+        char close = c == '[' ? ']' : (char)c;
+        for (;;) {
+            if (q >= len) { *kind = TK_BAD; return 0; }
+            if (s[q] == close) {
+                if (close != ']' && q + 1 < len && s[q + 1] == close) { q += 2; continue; }
+                break;
+            }
+            q++;
+        }
+        *kind = c == '\'' ? TK_STR : TK_QID;
+        return q + 1;
+    }
+    if (isdigit(c) || (c == '.' && q < len && isdigit((unsigned char)s[q]))) {
+        if (c == '0' && q < len && (s[q] == 'x' || s[q] == 'X')) {
+            q++;
+            while (q < len && isxdigit((unsigned char)s[q])) q++;
+        } else {
+            while (q < len && (isdigit((unsigned char)s[q]) || s[q] == '.')) q++;
+            if (q < len && (s[q] == 'e' || s[q] == 'E')) {
+                size_t r = q + 1;
+                if (r < len && (s[r] == '+' || s[r] == '-')) r++;
+                if (r < len && isdigit((unsigned char)s[r])) {
+                    q = r;
+                    while (q < len && isdigit((unsigned char)s[q])) q++;
+                }
+            }
+        }
+        *kind = TK_NUM;
+        return q;
+    }
+    if (is_id_start(c)) {
+        while (q < len && is_id_char((unsigned char)s[q])) q++;
+        *kind = TK_ID;
+        return q;
+    }
+    if ((c == '?' || c == ':' || c == '@' || c == '$') ) {
+        while (q < len && is_id_char((unsigned char)s[q])) q++;
+        *kind = TK_PARAM;
+        return q;
+    }
+    switch (c) {
+    case '(': *kind = TK_LP; return q;
+    case ')': *kind = TK_RP; return q;
+    case ',': *kind = TK_COMMA; return q;
+    case ';': *kind = TK_SEMI; return q;
+    case '.': *kind = TK_DOT; return q;
+    case '*': *kind = TK_STAR; return q;
+    default: break;
+    }
+    *kind = TK_OP;
+    if (q < len) {
+        char d = s[q];
+        if ((c == '|' && d == '|') || (c == '<' && (d == '<' || d == '=' || d == '>')) ||
+            (c == '>' && (d == '>' || d == '=')) || (c == '=' && d == '=') ||
+            (c == '!' && d == '='))
+            return q + 1;
+        if (c == '-' && d == '>') return q + 1 < len && s[q + 1] == '>' ? q + 2 : q + 1;
+    }
+    return q;
+}
+
+static int tokenize(front_t *f, int *erroff, char *errmsg)
+{
+    size_t cap = 64, p = 0;
+    int depth = 0, lp_stack_top = -1;
+    f->toks = malloc(cap * sizeof *f->toks);
+    if (!f->toks) return ferr(erroff, -1, errmsg, -ENOMEM, "out of memory");
+    f->ntoks = 0;
+    for (;;) {
+        p = skip_space(f->sql, f->len, p);
+        if (p >= f->len) break;
+        tok_kind_t k;
+        size_t e = scan_token(f->sql, f->len, p, &k);
+        if (k == TK_BAD)
+            return ferr(erroff, (int)p, errmsg, RN_EINVAL, "unterminated %s",
+                        f->sql[p] == '\'' ? "string" : "quoted identifier");
+        if ((size_t)f->ntoks == cap) {
+            tok_t *t = realloc(f->toks, cap * 2 * sizeof *t);
+            if (!t) return ferr(erroff, -1, errmsg, -ENOMEM, "out of memory");
+            f->toks = t;
+            cap *= 2;
+        }
+        if (k == TK_RP) {
+            if (depth == 0)
+                return ferr(erroff, (int)p, errmsg, RN_EINVAL, "syntax error: unbalanced ')'");
+            depth--;
+        }
+        tok_t *t = &f->toks[f->ntoks++];
+        t->kind = k;
+        t->off = (uint32_t)p;
+        t->len = (uint32_t)(e - p);
+        t->depth = depth;
+        if (k == TK_LP) {
+            if (++depth > RN_SQL_MAX_DEPTH)
+                return ferr(erroff, (int)p, errmsg, RN_ETOOBIG,
+                            "expression nests deeper than %d levels of parentheses",
+                            RN_SQL_MAX_DEPTH);
+            if (depth == 1) lp_stack_top = (int)p;
+        }
+        p = e;
+    }
+    if (depth != 0)
+        return ferr(erroff, lp_stack_top, errmsg, RN_EINVAL, "syntax error: unbalanced '('");
+    return 0;
+}
+
+/* ---- token helpers --------------------------------------------------------- */
+
+int front_tok_is(const front_t *f, int i, const char *word)
+{
+    if (i < 0 || i >= f->ntoks || f->toks[i].kind != TK_ID) return 0;
+    size_t n = strlen(word);
+    return f->toks[i].len == n && strncasecmp(f->sql + f->toks[i].off, word, n) == 0;
+}
+
+int front_ident(const front_t *f, int i, char *out, size_t size)
+{
+    const tok_t *t = &f->toks[i];
+    const char *s = f->sql + t->off;
+    size_t o = 0;
+    if (t->kind == TK_ID) {
+        if (t->len >= size) return RN_EINVAL;
+        memcpy(out, s, t->len);
+        out[t->len] = '\0';
+        return 0;
+    }
+    if (t->kind != TK_QID && t->kind != TK_STR) return RN_EINVAL;
+    char close = s[0] == '[' ? ']' : s[0];
+    for (uint32_t k = 1; k + 1 < t->len; k++) {
+        if (s[k] == close && close != ']') k++;      /* doubled quote */
+        if (o + 1 >= size) return RN_EINVAL;
+        out[o++] = s[k];
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+static int is_name_tok(const front_t *f, int i)
+{
+    return i < f->ntoks && (f->toks[i].kind == TK_ID || f->toks[i].kind == TK_QID);
+}
+
+static int tok_end(const front_t *f, int i)
+{
+    return (int)(f->toks[i].off + f->toks[i].len);
+}
+
+static int tok_off(const front_t *f, int i)
+{
+    return i < f->ntoks ? (int)f->toks[i].off : (int)f->len;
+}
+
+/* The matching ')' of the '(' at i. */
+static int match_paren(const front_t *f, int i)
+{
+    int d = f->toks[i].depth;
+    for (int j = i + 1; j < f->ntoks; j++)
+        if (f->toks[j].kind == TK_RP && f->toks[j].depth == d) return j;
+    return f->ntoks - 1;
+}
+
+int front_find_ident(const front_t *f, const char *ident)
+{
+    char buf[RN_SQL_MAX_NAME * 4 + 1];
+    for (int i = 0; i < f->ntoks; i++)
+        if (is_name_tok(f, i) && front_ident(f, i, buf, sizeof buf) == 0 &&
+            strcasecmp(buf, ident) == 0)
+            return (int)f->toks[i].off;
+    return -1;
+}
+
+static const char *tok_word(const front_t *f, int i, char *buf, size_t size)
+{
+    if (i >= f->ntoks) return "end of statement";
+    size_t n = f->toks[i].len < size - 1 ? f->toks[i].len : size - 1;
+    memcpy(buf, f->sql + f->toks[i].off, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+static int unexpected(const front_t *f, int i, int *erroff, char *errmsg, const char *hint)
+{
+    char w[48];
+    return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL, "syntax error near '%s'%s%s",
+                tok_word(f, i, w, sizeof w), hint ? ": " : "", hint ? hint : "");
+}
+
+/* ---- intervals and option values ------------------------------------------- */
+
+int front_interval(const char *s, size_t n, int64_t *ms)
+{
+    static const struct { const char *u; int64_t ms; } units[] = {
+        {"ms", 1}, {"s", 1000}, {"sec", 1000}, {"second", 1000}, {"seconds", 1000},
+        {"m", 60000}, {"min", 60000}, {"minute", 60000}, {"minutes", 60000},
+        {"h", 3600000}, {"hour", 3600000}, {"hours", 3600000},
+        {"d", 86400000}, {"day", 86400000}, {"days", 86400000},
+    };
+    size_t p = 0;
+    double v = 0;
+    int digits = 0;
+    while (p < n && s[p] == ' ') p++;
+    while (p < n && isdigit((unsigned char)s[p])) { v = v * 10 + (s[p++] - '0'); digits++; }
+    if (p < n && s[p] == '.') {
+        double scale = 0.1;
+        for (p++; p < n && isdigit((unsigned char)s[p]); p++, scale /= 10) {
+            v += (s[p] - '0') * scale;
+            digits++;
+        }
+    }
+    if (!digits || digits > 15) return RN_EINVAL;
+    while (p < n && s[p] == ' ') p++;
+    size_t ub = p;
+    while (p < n && isalpha((unsigned char)s[p])) p++;
+    size_t ue = p;
+    while (p < n && s[p] == ' ') p++;
+    if (p != n || ue == ub) return RN_EINVAL;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strlen(units[i].u) == ue - ub && strncasecmp(s + ub, units[i].u, ue - ub) == 0) {
+            double r = v * (double)units[i].ms;
+            if (r > 366.0 * 86400000.0 || r != (double)(int64_t)r) return RN_EINVAL;
+            *ms = (int64_t)r;
+            return 0;
+        }
+    }
+    return RN_EINVAL;
+}
+
+/* An interval given as a string literal ('10s') or an integer (ms). */
+static int tok_interval(const front_t *f, int i, const char *what, int allow_zero, int64_t *ms,
+                        int *erroff, char *errmsg)
+{
+    char buf[64];
+    int rc = RN_EINVAL;
+    if (i < f->ntoks && f->toks[i].kind == TK_STR && front_ident(f, i, buf, sizeof buf) == 0)
+        rc = front_interval(buf, strlen(buf), ms);
+    else if (i < f->ntoks && f->toks[i].kind == TK_NUM && f->toks[i].len < 16) {
+        memcpy(buf, f->sql + f->toks[i].off, f->toks[i].len);
+        buf[f->toks[i].len] = '\0';
+        char *end;
+        errno = 0;
+        long long v = strtoll(buf, &end, 10);
+        if (*end == '\0' && errno == 0 && v >= 0) { *ms = v; rc = 0; }
+    }
+    if (rc == 0 && (*ms > 0 || allow_zero)) return 0;
+    char w[48];
+    return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                "bad interval %s for %s: use a number and a unit (ms, s, m, h, d), e.g. '10s'%s",
+                tok_word(f, i, w, sizeof w), what, allow_zero ? "" : ", greater than zero");
+}
+
+/* ---- CREATE STREAM field lists ---------------------------------------------- */
+
+static const char *const reserved_cols[] = {"queue", "offset", "ts", "key", "value",
+                                            "window_start", "window_end"};
+
+int sql_type_from_name(const char *s, size_t n, ftype_t *t)
+{
+    static const struct { const char *name; ftype_t t; } types[] = {
+        {"INTEGER", FT_INTEGER}, {"INT", FT_INTEGER}, {"BIGINT", FT_INTEGER},
+        {"REAL", FT_REAL}, {"DOUBLE", FT_REAL}, {"FLOAT", FT_REAL},
+        {"TEXT", FT_TEXT}, {"VARCHAR", FT_TEXT}, {"STRING", FT_TEXT},
+        {"BOOLEAN", FT_BOOLEAN}, {"BOOL", FT_BOOLEAN}, {"JSON", FT_JSON},
+    };
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (strlen(types[i].name) == n && strncasecmp(s, types[i].name, n) == 0) {
+            *t = types[i].t;
+            return 0;
+        }
+    return RN_EINVAL;
+}
+
+const char *sql_ftype_name(ftype_t t)
+{
+    switch (t) {
+    case FT_INTEGER: return "INTEGER";
+    case FT_REAL: return "REAL";
+    case FT_TEXT: return "TEXT";
+    case FT_BOOLEAN: return "BOOLEAN";
+    case FT_JSON: return "JSON";
+    }
+    return "?";
+}
+
+int sql_format_from_name(const char *s, size_t n, sformat_t *f)
+{
+    if (n == 4 && strncasecmp(s, "json", 4) == 0) *f = SF_JSON;
+    else if (n == 4 && strncasecmp(s, "text", 4) == 0) *f = SF_TEXT;
+    else if (n == 3 && strncasecmp(s, "csv", 3) == 0) *f = SF_CSV;
+    else return RN_EINVAL;
+    return 0;
+}
+
+const char *sql_format_name(sformat_t f)
+{
+    return f == SF_JSON ? "json" : f == SF_TEXT ? "text" : "csv";
+}
+
+/* Fields from tokens [b, e) of f ("name TYPE, ..."); offsets are f's. */
+static int parse_field_toks(const front_t *f, int b, int e, sdef_t *def, int *erroff,
+                            char *errmsg)
+{
+    def->nfields = 0;
+    int i = b;
+    while (i < e) {
+        if (def->nfields == RN_SQL_MAX_FIELDS)
+            return ferr(erroff, tok_off(f, i), errmsg, RN_ETOOBIG,
+                        "a stream has at most %d fields", RN_SQL_MAX_FIELDS);
+        sfield_t *fd = &def->fields[def->nfields];
+        if (!is_name_tok(f, i) || front_ident(f, i, fd->name, sizeof fd->name) != 0 ||
+            !fd->name[0])
+            return unexpected(f, i, erroff, errmsg,
+                              "a field is NAME TYPE (a name of at most 63 bytes)");
+        for (size_t r = 0; r < sizeof reserved_cols / sizeof reserved_cols[0]; r++)
+            if (strcasecmp(fd->name, reserved_cols[r]) == 0 || strncmp(fd->name, "__", 2) == 0)
+                return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                            "field name '%s' is reserved (built-in columns: queue, offset, ts, "
+                            "key, value, window_start, window_end; names starting with __)",
+                            fd->name);
+        for (int k = 0; k < def->nfields; k++)
+            if (strcasecmp(def->fields[k].name, fd->name) == 0)
+                return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                            "field '%s' is declared twice", fd->name);
+        i++;
+        if (i >= e || f->toks[i].kind != TK_ID ||
+            sql_type_from_name(f->sql + f->toks[i].off, f->toks[i].len, &fd->type) != 0)
+            return unexpected(f, i, erroff, errmsg,
+                              "field types are INTEGER, REAL, TEXT, BOOLEAN or JSON");
+        i++;
+        def->nfields++;
+        if (i < e) {
+            if (f->toks[i].kind != TK_COMMA)
+                return unexpected(f, i, erroff, errmsg, "fields are separated by ','");
+            i++;
+        }
+    }
+    return 0;
+}
+
+int sql_parse_fields(const char *text, size_t len, sdef_t *def, int *erroff, char *errmsg)
+{
+    front_t f;
+    memset(&f, 0, sizeof f);
+    f.sql = text;
+    f.len = len;
+    int rc = tokenize(&f, erroff, errmsg);
+    if (rc == 0) rc = parse_field_toks(&f, 0, f.ntoks, def, erroff, errmsg);
+    free(f.toks);
+    return rc;
+}
+
+int sql_fields_text(const sdef_t *def, char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < def->nfields; i++) {
+        int n = snprintf(out + used, size - used, "%s\"%s\" %s", i ? ", " : "",
+                         def->fields[i].name, sql_ftype_name(def->fields[i].type));
+        if (n < 0 || (size_t)n >= size - used) return RN_ETOOBIG;
+        used += (size_t)n;
+    }
+    return 0;
+}
+
+/* WITH ( key = value, ... ) at i; calls fn for each pair. Returns the token
+ * after ')'. */
+typedef int (*opt_fn)(front_t *f, const char *key, int vtok, int *erroff, char *errmsg);
+
+static int parse_with(front_t *f, int i, opt_fn fn, int *next, int *erroff, char *errmsg)
+{
+    if (i >= f->ntoks || f->toks[i].kind != TK_LP)
+        return unexpected(f, i, erroff, errmsg, "WITH is followed by (name = value, ...)");
+    int close = match_paren(f, i);
+    i++;
+    while (i < close) {
+        char key[32];
+        if (f->toks[i].kind != TK_ID || front_ident(f, i, key, sizeof key) != 0 ||
+            i + 2 > close || f->toks[i + 1].kind != TK_OP || f->toks[i + 1].len != 1 ||
+            f->sql[f->toks[i + 1].off] != '=')
+            return unexpected(f, i, erroff, errmsg, "options are written name = value");
+        if (i + 2 >= close || (f->toks[i + 2].kind != TK_STR && f->toks[i + 2].kind != TK_NUM &&
+                               f->toks[i + 2].kind != TK_ID && f->toks[i + 2].kind != TK_QID))
+            return unexpected(f, i + 2, erroff, errmsg, "an option value is a string or number");
+        int rc = fn(f, key, i + 2, erroff, errmsg);
+        if (rc != 0) return rc;
+        i += 3;
+        if (i < close) {
+            if (f->toks[i].kind != TK_COMMA)
+                return unexpected(f, i, erroff, errmsg, "options are separated by ','");
+            i++;
+        }
+    }
+    *next = close + 1;
+    return 0;
+}
+
+static int create_opt(front_t *f, const char *key, int v, int *erroff, char *errmsg)
+{
+    char val[RN_META_TOPIC_NAME_MAX + 1];
+    if (front_ident(f, v, val, sizeof val) != 0 && f->toks[v].kind != TK_NUM)
+        return unexpected(f, v, erroff, errmsg, "value too long");
+    if (strcasecmp(key, "topic") == 0) {
+        if (rn_meta_check_topic_name(val, errmsg) != 0) {
+            if (erroff) *erroff = (int)f->toks[v].off;
+            return RN_EINVAL;
+        }
+        snprintf(f->def.topic, sizeof f->def.topic, "%s", val);
+    } else if (strcasecmp(key, "format") == 0) {
+        if (sql_format_from_name(val, strlen(val), &f->def.format) != 0)
+            return ferr(erroff, (int)f->toks[v].off, errmsg, RN_EINVAL,
+                        "unknown format '%s': formats are json, text, csv", val);
+    } else if (strcasecmp(key, "timestamp") == 0) {
+        int k;
+        for (k = 0; k < f->def.nfields; k++)
+            if (strcasecmp(f->def.fields[k].name, val) == 0) break;
+        if (k == f->def.nfields)
+            return ferr(erroff, (int)f->toks[v].off, errmsg, RN_EINVAL,
+                        "timestamp '%s' is not a declared field", val);
+        if (f->def.fields[k].type != FT_INTEGER)
+            return ferr(erroff, (int)f->toks[v].off, errmsg, RN_EINVAL,
+                        "timestamp field '%s' must be INTEGER (ms since the epoch), not %s",
+                        val, sql_ftype_name(f->def.fields[k].type));
+        f->def.ts_field = k;
+    } else {
+        return ferr(erroff, (int)f->toks[v - 2].off, errmsg, RN_EINVAL,
+                    "unknown stream option '%s': options are topic, format, timestamp", key);
+    }
+    return 0;
+}
+
+static int parse_create(front_t *f, int *erroff, char *errmsg)
+{
+    int i = 2;
+    f->def.ts_field = -1;
+    f->def.declared = 1;
+    if (!is_name_tok(f, i) || front_ident(f, i, f->def.name, sizeof f->def.name) != 0)
+        return unexpected(f, i, erroff, errmsg, "CREATE STREAM name (field TYPE, ...) WITH (...)");
+    f->name_tok = i;
+    if (rn_meta_check_name("stream", f->def.name, errmsg) != 0) {
+        if (erroff) *erroff = tok_off(f, i);
+        return RN_EINVAL;
+    }
+    snprintf(f->def.topic, sizeof f->def.topic, "%s", f->def.name);
+    i++;
+    if (i < f->ntoks && f->toks[i].kind == TK_LP) {
+        int close = match_paren(f, i);
+        int rc = parse_field_toks(f, i + 1, close, &f->def, erroff, errmsg);
+        if (rc != 0) return rc;
+        i = close + 1;
+    }
+    if (front_tok_is(f, i, "WITH")) {
+        int rc = parse_with(f, i + 1, create_opt, &i, erroff, errmsg);
+        if (rc != 0) return rc;
+    }
+    if (i < f->ntoks) return unexpected(f, i, erroff, errmsg, NULL);
+    if (f->def.format == SF_TEXT && f->def.nfields > 0)
+        return ferr(erroff, tok_off(f, 3), errmsg, RN_EINVAL,
+                    "format 'text' has no fields: the whole record is the value column");
+    return 0;
+}
+
+/* ---- SELECT clauses ----------------------------------------------------------- */
+
+static int select_opt(front_t *f, const char *key, int v, int *erroff, char *errmsg)
+{
+    if (strcasecmp(key, "watermark") == 0)
+        return tok_interval(f, v, "watermark", 1, &f->watermark_ms, erroff, errmsg);
+    if (strcasecmp(key, "idle_timeout") == 0)
+        return tok_interval(f, v, "idle_timeout", 0, &f->idle_ms, erroff, errmsg);
+    if (strcasecmp(key, "late") == 0) {
+        char val[32];
+        if (front_ident(f, v, val, sizeof val) == 0 && strcasecmp(val, "drop") == 0) {
+            f->late_dead_letter = 0;
+            return 0;
+        }
+        if (front_ident(f, v, val, sizeof val) == 0 && strcasecmp(val, "dead-letter") == 0) {
+            f->late_dead_letter = 1;
+            return 0;
+        }
+        return ferr(erroff, (int)f->toks[v].off, errmsg, RN_EINVAL,
+                    "late must be 'drop' or 'dead-letter'");
+    }
+    return ferr(erroff, (int)f->toks[v - 2].off, errmsg, RN_EINVAL,
+                "unknown query option '%s': options are watermark, idle_timeout, late", key);
+}
+
+static int parse_tail(front_t *f, int i, int *erroff, char *errmsg)
+{
+    int seen_limit = 0, seen_emit = 0, seen_with = 0;
+    while (i < f->ntoks) {
+        if (front_tok_is(f, i, "LIMIT") && !seen_limit) {
+            seen_limit = 1;
+            char buf[24];
+            if (i + 1 >= f->ntoks || f->toks[i + 1].kind != TK_NUM || f->toks[i + 1].len > 18)
+                return unexpected(f, i + 1, erroff, errmsg, "LIMIT takes a whole number");
+            tok_word(f, i + 1, buf, sizeof buf);
+            char *end;
+            long long v = strtoll(buf, &end, 10);
+            if (*end != '\0' || v < 0)
+                return unexpected(f, i + 1, erroff, errmsg, "LIMIT takes a whole number");
+            f->limit = v;
+            i += 2;
+            if (front_tok_is(f, i, "OFFSET") || (i < f->ntoks && f->toks[i].kind == TK_COMMA))
+                return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                            "LIMIT ... OFFSET is not supported on streams (start with --from)");
+        } else if (front_tok_is(f, i, "EMIT") && !seen_emit) {
+            seen_emit = 1;
+            if (front_tok_is(f, i + 1, "FINAL")) f->emit_changes = 0;
+            else if (front_tok_is(f, i + 1, "CHANGES")) f->emit_changes = 1;
+            else return unexpected(f, i + 1, erroff, errmsg, "EMIT FINAL or EMIT CHANGES");
+            i += 2;
+        } else if (front_tok_is(f, i, "WITH") && !seen_with) {
+            seen_with = 1;
+            int rc = parse_with(f, i + 1, select_opt, &i, erroff, errmsg);
+            if (rc != 0) return rc;
+        } else {
+            return unexpected(f, i, erroff, errmsg, NULL);
+        }
+    }
+    return 0;
+}
+
+static int parse_select(front_t *f, int *erroff, char *errmsg)
+{
+    int i = f->body + 1;
+    int phase = 0;     /* 0 select list, 1 from, 2 where, 3 group, 4 having */
+    int from_b = -1;
+    f->limit = -1;
+    f->sel_b = i;
+    if (front_tok_is(f, i, "DISTINCT")) { f->distinct = 1; f->sel_b = ++i; }
+    else if (front_tok_is(f, i, "ALL")) f->sel_b = ++i;
+    f->where_b = f->where_e = f->group_b = f->group_e = f->having_b = f->having_e = -1;
+    f->tail_b = f->ntoks;
+    for (; i < f->ntoks; i++) {
+        const tok_t *t = &f->toks[i];
+        if (t->depth != 0 || t->kind != TK_ID) {
+            if (t->depth == 0 && t->kind == TK_SEMI)
+                return unexpected(f, i, erroff, errmsg, "one statement at a time");
+            continue;
+        }
+        if (front_tok_is(f, i, "FROM") && phase == 0) {
+            f->sel_e = i;
+            phase = 1;
+            from_b = i + 1;
+        } else if (front_tok_is(f, i, "WHERE") && phase == 1) {
+            f->where_b = i + 1;
+            phase = 2;
+        } else if (front_tok_is(f, i, "GROUP") && front_tok_is(f, i + 1, "BY") &&
+                   (phase == 1 || phase == 2)) {
+            if (phase == 2) f->where_e = i;
+            phase = 3;
+            f->group_b = i + 2;
+            i++;
+        } else if (front_tok_is(f, i, "HAVING") && phase >= 1 && phase <= 3) {
+            if (phase == 2) f->where_e = i;
+            if (phase == 3) f->group_e = i;
+            phase = 4;
+            f->having_b = i + 1;
+        } else if (front_tok_is(f, i, "ORDER") && phase >= 1) {
+            return ferr(erroff, (int)t->off, errmsg, RN_EINVAL,
+                        "ORDER BY needs the whole stream and is not supported on streams; "
+                        "sort the output instead");
+        } else if ((front_tok_is(f, i, "UNION") || front_tok_is(f, i, "INTERSECT") ||
+                    front_tok_is(f, i, "EXCEPT") || front_tok_is(f, i, "WINDOW")) && phase >= 1) {
+            char w[16];
+            return ferr(erroff, (int)t->off, errmsg, RN_EINVAL,
+                        "%s is not supported on streams", tok_word(f, i, w, sizeof w));
+        } else if ((front_tok_is(f, i, "LIMIT") || front_tok_is(f, i, "EMIT") ||
+                    front_tok_is(f, i, "WITH")) && phase >= 1) {
+            f->tail_b = i;
+            break;
+        } else if ((front_tok_is(f, i, "WHERE") || front_tok_is(f, i, "GROUP") ||
+                    front_tok_is(f, i, "HAVING") || front_tok_is(f, i, "FROM")) && phase >= 1) {
+            return unexpected(f, i, erroff, errmsg,
+                              "clauses go in the order FROM, WHERE, GROUP BY, HAVING, EMIT, WITH");
+        }
+    }
+    if (phase == 0)
+        return ferr(erroff, (int)f->len, errmsg, RN_EINVAL,
+                    "a streamsql SELECT reads a stream: FROM is missing");
+    int end = f->tail_b;
+    if (phase == 1) { /* from runs to end */ }
+    if (phase == 2) f->where_e = end;
+    if (phase == 3) f->group_e = end;
+    if (phase == 4) f->having_e = end;
+    int from_e = f->where_b > 0 ? f->where_b - 1 : f->group_b > 0 ? f->group_b - 2
+                 : f->having_b > 0 ? f->having_b - 1 : end;
+    if (f->sel_e == f->sel_b)
+        return unexpected(f, f->sel_b, erroff, errmsg, "nothing selected");
+    int nsrc = from_e - from_b;
+    if (nsrc < 1 || !is_name_tok(f, from_b) ||
+        !(nsrc == 1 || (nsrc == 2 && is_name_tok(f, from_b + 1)) ||
+          (nsrc == 3 && front_tok_is(f, from_b + 1, "AS") && is_name_tok(f, from_b + 2))))
+        return ferr(erroff, tok_off(f, from_b), errmsg, RN_EINVAL,
+                    "FROM reads one stream or topic: joins, subqueries and lists are not "
+                    "supported");
+    f->src_tok = from_b;
+    if (front_ident(f, from_b, f->name, sizeof f->name) != 0)
+        return ferr(erroff, tok_off(f, from_b), errmsg, RN_EINVAL, "stream name too long");
+    if ((f->where_b >= 0 && f->where_e == f->where_b) ||
+        (f->group_b >= 0 && f->group_e == f->group_b) ||
+        (f->having_b >= 0 && f->having_e == f->having_b))
+        return unexpected(f, end, erroff, errmsg, "an empty clause");
+    return parse_tail(f, f->tail_b, erroff, errmsg);
+}
+
+int front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *errmsg)
+{
+    memset(f, 0, sizeof *f);
+    f->sql = sql;
+    f->len = len;
+    f->limit = -1;
+    f->batch_base = -1;
+    if (erroff) *erroff = -1;
+    if (len > RN_SQL_MAX_SQL_LEN)
+        return ferr(erroff, -1, errmsg, RN_ETOOBIG,
+                    "statement is %zu bytes long; the limit is %d bytes", len,
+                    RN_SQL_MAX_SQL_LEN);
+    int rc = tokenize(f, erroff, errmsg);
+    if (rc != 0) return rc;
+    if (f->ntoks == 0) return ferr(erroff, 0, errmsg, RN_EINVAL, "empty statement");
+    if (front_tok_is(f, 0, "EXPLAIN")) {
+        f->kind = SK_EXPLAIN;
+        f->body = 1;
+        if (front_tok_is(f, 1, "QUERY") && front_tok_is(f, 2, "PLAN")) f->body = 3;
+        if (!front_tok_is(f, f->body, "SELECT"))
+            return unexpected(f, f->body, erroff, errmsg, "EXPLAIN explains a SELECT");
+        return parse_select(f, erroff, errmsg);
+    }
+    if (front_tok_is(f, 0, "SELECT")) {
+        f->kind = SK_SELECT;
+        return parse_select(f, erroff, errmsg);
+    }
+    if (front_tok_is(f, 0, "CREATE") && front_tok_is(f, 1, "STREAM")) {
+        f->kind = SK_CREATE;
+        return parse_create(f, erroff, errmsg);
+    }
+    if ((front_tok_is(f, 0, "DROP") && front_tok_is(f, 1, "STREAM")) ||
+        front_tok_is(f, 0, "DESCRIBE") || front_tok_is(f, 0, "DESC")) {
+        int i = 1;
+        f->kind = SK_DESCRIBE;
+        if (front_tok_is(f, 0, "DROP")) {
+            f->kind = SK_DROP;
+            i = 2;
+            if (front_tok_is(f, i, "IF") && front_tok_is(f, i + 1, "EXISTS")) {
+                f->if_exists = 1;
+                i += 2;
+            }
+        }
+        if (!is_name_tok(f, i) || front_ident(f, i, f->name, sizeof f->name) != 0)
+            return unexpected(f, i, erroff, errmsg, "a stream name is expected");
+        f->name_tok = i;
+        if (i + 1 < f->ntoks) return unexpected(f, i + 1, erroff, errmsg, NULL);
+        return 0;
+    }
+    if (front_tok_is(f, 0, "SHOW") && (front_tok_is(f, 1, "STREAMS"))) {
+        f->kind = SK_SHOW;
+        if (f->ntoks > 2) return unexpected(f, 2, erroff, errmsg, NULL);
+        return 0;
+    }
+    if (front_tok_is(f, 0, "INSERT"))
+        return ferr(erroff, 0, errmsg, RN_EINVAL,
+                    "INSERT INTO ... SELECT defines a pipeline; pipelines come with the ETL "
+                    "work and are not built yet");
+    if (front_tok_is(f, 0, "WITH"))
+        return ferr(erroff, 0, errmsg, RN_EINVAL,
+                    "common table expressions (WITH ... SELECT) are not supported on streams");
+    char w[48];
+    return ferr(erroff, 0, errmsg, RN_EINVAL,
+                "unknown statement '%s': streamsql runs SELECT, EXPLAIN SELECT, CREATE STREAM, "
+                "DROP STREAM, SHOW STREAMS, DESCRIBE", tok_word(f, 0, w, sizeof w));
+}
+
+/* ---- planning: windows, keys, aggregates ------------------------------------------- */
+
+static const struct { const char *name; agg_kind_t kind; } agg_names[] = {
+    {"count", AG_COUNT}, {"sum", AG_SUM}, {"total", AG_TOTAL}, {"avg", AG_AVG},
+    {"min", AG_MIN}, {"max", AG_MAX}, {"first", AG_FIRST}, {"last", AG_LAST},
+};
+static const char *const unsupported_aggs[] = {"group_concat", "string_agg", "json_group_array",
+                                               "json_group_object", "median", "percentile"};
+
+static int append(rn_buf_t *b, const char *p, size_t n)
+{
+    return rn_buf_append(b, p, n, 4 * (size_t)RN_SQL_MAX_SQL_LEN);
+}
+
+static int appendf(rn_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int appendf(rn_buf_t *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof tmp) return RN_ETOOBIG;
+    return append(b, tmp, (size_t)n);
+}
+
+/* Token text of [b, e) joined by single spaces: a normalized form. */
+static int norm_text(const front_t *f, int b, int e, rn_buf_t *out)
+{
+    for (int i = b; i < e; i++) {
+        tok_kind_t pk = i > b ? f->toks[i - 1].kind : TK_LP, k = f->toks[i].kind;
+        int word = (pk == TK_ID || pk == TK_QID || pk == TK_NUM || pk == TK_STR || pk == TK_OP) &&
+                   (k == TK_ID || k == TK_QID || k == TK_NUM || k == TK_STR || k == TK_OP);
+        if (word && append(out, " ", 1) != 0) return -ENOMEM;
+        if (append(out, f->sql + f->toks[i].off, f->toks[i].len) != 0) return -ENOMEM;
+    }
+    return append(out, "", 1);      /* NUL */
+}
+
+static char *dup_range(const front_t *f, int b, int e)
+{
+    size_t ob = f->toks[b].off, oe = (size_t)tok_end(f, e - 1);
+    char *s = malloc(oe - ob + 1);
+    if (!s) return NULL;
+    memcpy(s, f->sql + ob, oe - ob);
+    s[oe - ob] = '\0';
+    return s;
+}
+
+/* Is there an aggregate call at token i (below end)? 1 with its kind,
+ * distinct flag, argument tokens [*ab, *ae) and closing ')' in *close; 0
+ * when not (including min/max with several arguments: scalar); <0 error. */
+static int agg_at(const front_t *f, int i, int end, agg_kind_t *kind, int *distinct, int *ab,
+                  int *ae, int *close, int *erroff, char *errmsg)
+{
+    if (f->toks[i].kind != TK_ID || i + 1 >= end || f->toks[i + 1].kind != TK_LP) return 0;
+    if (i > 0 && f->toks[i - 1].kind == TK_DOT) return 0;
+    int k;
+    int nagg = (int)(sizeof agg_names / sizeof agg_names[0]);
+    for (k = 0; k < nagg; k++)
+        if (front_tok_is(f, i, agg_names[k].name)) break;
+    if (k == nagg) {
+        for (size_t u = 0; u < sizeof unsupported_aggs / sizeof unsupported_aggs[0]; u++)
+            if (front_tok_is(f, i, unsupported_aggs[u]))
+                return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                            "aggregate %s() is not supported on streams; supported: count, "
+                            "count(DISTINCT), sum, total, avg, min, max, first, last",
+                            unsupported_aggs[u]);
+        return 0;
+    }
+    int c = match_paren(f, i + 1);
+    int d = f->toks[i + 1].depth + 1;
+    int commas = 0;
+    for (int j = i + 2; j < c; j++)
+        if (f->toks[j].kind == TK_COMMA && f->toks[j].depth == d) commas++;
+    agg_kind_t kd = agg_names[k].kind;
+    if (commas && (kd == AG_MIN || kd == AG_MAX)) return 0;
+    if (commas)
+        return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                    "%s() takes one argument on streams", agg_names[k].name);
+    if (front_tok_is(f, c + 1, "FILTER") || front_tok_is(f, c + 1, "OVER"))
+        return ferr(erroff, tok_off(f, c + 1), errmsg, RN_EINVAL,
+                    "FILTER and OVER are not supported on streams (use WHERE and GROUP BY)");
+    int a = i + 2;
+    *distinct = 0;
+    if (front_tok_is(f, a, "DISTINCT")) { *distinct = 1; a++; }
+    else if (front_tok_is(f, a, "ALL")) a++;
+    if (kd == AG_COUNT && (a == c || (c - a == 1 && f->toks[a].kind == TK_STAR))) {
+        if (*distinct)
+            return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL, "count(DISTINCT *) is not valid");
+        kd = AG_COUNT_STAR;
+    } else if (a == c) {
+        return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL, "%s() needs an argument",
+                    agg_names[k].name);
+    }
+    for (int j = a; j < c; j++) {
+        agg_kind_t k2; int d2, b2, e2, c2;
+        int r = agg_at(f, j, c, &k2, &d2, &b2, &e2, &c2, erroff, errmsg);
+        if (r < 0) return r;
+        if (r > 0)
+            return ferr(erroff, tok_off(f, j), errmsg, RN_EINVAL,
+                        "aggregate calls cannot be nested");
+    }
+    *kind = kd;
+    *ab = a;
+    *ae = c;
+    *close = c;
+    return 1;
+}
+
+/* Find or add the aggregate; its index in *idx. */
+static int agg_intern(front_t *f, int call, agg_kind_t kind, int distinct, int ab, int ae,
+                      int close, int *idx, int *erroff, char *errmsg)
+{
+    rn_buf_t t = RN_BUF_INIT;
+    if (norm_text(f, call, close + 1, &t) != 0) return -ENOMEM;
+    /* the function name's case does not matter */
+    for (size_t k = 0; k < f->toks[call].len; k++) t.data[k] = (uint8_t)tolower(t.data[k]);
+    for (int k = 0; k < f->naggs; k++)
+        if (strcmp(f->aggs[k].text, (char *)t.data) == 0) {
+            *idx = k;
+            rn_buf_free(&t);
+            return 0;
+        }
+    if (f->naggs == RN_SQL_MAX_AGGS) {
+        rn_buf_free(&t);
+        return ferr(erroff, tok_off(f, call), errmsg, RN_ETOOBIG,
+                    "a query has at most %d different aggregate calls", RN_SQL_MAX_AGGS);
+    }
+    agg_t *a = &f->aggs[f->naggs];
+    a->kind = kind;
+    a->distinct = distinct;
+    a->text = (char *)t.data;
+    a->arg = kind == AG_COUNT_STAR ? NULL : dup_range(f, ab, ae);
+    if (kind != AG_COUNT_STAR && !a->arg) return -ENOMEM;
+    *idx = f->naggs++;
+    return 0;
+}
+
+/* Does key k's token sequence start at token i? */
+static int key_at(const front_t *f, int i, int end, const int *kb, const int *ke, int k)
+{
+    int n = ke[k] - kb[k];
+    if (i + n > end || (i > 0 && f->toks[i - 1].kind == TK_DOT)) return 0;
+    if (i + n < f->ntoks && (f->toks[i + n].kind == TK_DOT || f->toks[i + n].kind == TK_LP))
+        return 0;
+    for (int j = 0; j < n; j++) {
+        const tok_t *a = &f->toks[i + j], *b = &f->toks[kb[k] + j];
+        if (a->kind != b->kind || a->len != b->len) return 0;
+        int same = a->kind == TK_ID
+                       ? strncasecmp(f->sql + a->off, f->sql + b->off, a->len) == 0
+                       : memcmp(f->sql + a->off, f->sql + b->off, a->len) == 0;
+        if (!same) return 0;
+    }
+    return 1;
+}
+
+/* Rewrite tokens [b, e) into out: aggregate calls -> __aN, keys -> __kN. */
+static int rewrite(front_t *f, int b, int e, const int *kb, const int *ke, rn_buf_t *out,
+                   int *erroff, char *errmsg)
+{
+    size_t pos = f->toks[b].off;
+    for (int i = b; i < e;) {
+        agg_kind_t kind; int distinct, ab, ae, close, idx = -1;
+        int r = agg_at(f, i, e, &kind, &distinct, &ab, &ae, &close, erroff, errmsg);
+        if (r < 0) return r;
+        int next = i + 1;
+        if (r > 0) {
+            int rc = agg_intern(f, i, kind, distinct, ab, ae, close, &idx, erroff, errmsg);
+            if (rc != 0) return rc;
+            if (append(out, f->sql + pos, f->toks[i].off - pos) != 0 ||
+                appendf(out, "__a%d", idx) != 0)
+                return -ENOMEM;
+            next = close + 1;
+        } else {
+            for (int k = 0; k < f->nkeys; k++)
+                if (key_at(f, i, e, kb, ke, k)) {
+                    if (append(out, f->sql + pos, f->toks[i].off - pos) != 0 ||
+                        appendf(out, "__k%d", k) != 0)
+                        return -ENOMEM;
+                    next = i + (ke[k] - kb[k]);
+                    r = 1;
+                    break;
+                }
+        }
+        if (r > 0) pos = (size_t)tok_end(f, next - 1);
+        i = next;
+    }
+    return append(out, f->sql + pos, (size_t)tok_end(f, e - 1) - pos) == 0 ? 0 : -ENOMEM;
+}
+
+static const char *const not_alias[] = {"NULL", "TRUE", "FALSE", "END", "AND", "OR", "NOT",
+                                        "IS", "IN", "LIKE", "GLOB", "BETWEEN", "CASE", "WHEN",
+                                        "THEN", "ELSE", "ESCAPE", "COLLATE", "DISTINCT",
+                                        "CURRENT_TIME", "CURRENT_DATE", "CURRENT_TIMESTAMP",
+                                        "ISNULL", "NOTNULL", "REGEXP", "MATCH"};
+
+static int is_keyword(const front_t *f, int i)
+{
+    for (size_t k = 0; k < sizeof not_alias / sizeof not_alias[0]; k++)
+        if (front_tok_is(f, i, not_alias[k])) return 1;
+    return 0;
+}
+
+/* Does the select item [b, e) end with an alias? */
+static int has_alias(const front_t *f, int b, int e)
+{
+    if (e - b < 2 || !is_name_tok(f, e - 1) || is_keyword(f, e - 1)) return 0;
+    if (front_tok_is(f, e - 2, "AS")) return 1;
+    const tok_t *p = &f->toks[e - 2];
+    if (front_tok_is(f, e - 2, "COLLATE")) return 0;
+    return (p->kind == TK_RP || p->kind == TK_NUM || p->kind == TK_STR ||
+            ((p->kind == TK_ID || p->kind == TK_QID) && !is_keyword(f, e - 2)));
+}
+
+static int plan_window(front_t *f, int b, int e, const sdef_t *def, int *erroff, char *errmsg)
+{
+    static const char *const names[] = {"TUMBLE", "HOP", "SESSION"};
+    static const win_kind_t kinds[] = {WK_TUMBLE, WK_HOP, WK_SESSION};
+    static const int nargs[] = {2, 3, 2};
+    static const char *const forms[] = {"TUMBLE(ts, '10s')", "HOP(ts, '1m', '10s') (size, slide)",
+                                        "SESSION(ts, '30s') (gap)"};
+    int w = -1;
+    for (int k = 0; k < 3; k++)
+        if (front_tok_is(f, b, names[k])) w = k;
+    if (w < 0 || b + 1 >= e || f->toks[b + 1].kind != TK_LP || match_paren(f, b + 1) != e - 1)
+        return 0;
+    if (f->win != WK_GLOBAL)
+        return ferr(erroff, tok_off(f, b), errmsg, RN_EINVAL, "a query has at most one window");
+    int args[4] = {0, 0, 0, 0}, na = 0, d = f->toks[b + 1].depth + 1;
+    args[na++] = b + 2;
+    for (int j = b + 2; j < e - 1; j++)
+        if (f->toks[j].kind == TK_COMMA && f->toks[j].depth == d) {
+            if (na == 4) break;
+            args[na++] = j + 1;
+        }
+    if (na != nargs[w] || args[1] - args[0] != 2 ||
+        (na > 1 && args[na - 1] + 1 != e - 1) || (na == 3 && args[2] - args[1] != 2))
+        return ferr(erroff, tok_off(f, b), errmsg, RN_EINVAL, "%s is written %s", names[w],
+                    forms[w]);
+    char col[RN_SQL_MAX_NAME * 4 + 1];
+    int t = args[0];
+    int is_time = is_name_tok(f, t) && front_ident(f, t, col, sizeof col) == 0 &&
+                  (strcasecmp(col, "ts") == 0 ||
+                   (def->ts_field >= 0 && strcasecmp(col, def->fields[def->ts_field].name) == 0));
+    if (!is_time) {
+        char tsf[RN_SQL_MAX_NAME + 40] = "";
+        if (def->ts_field >= 0)
+            snprintf(tsf, sizeof tsf, " (or the stream's timestamp field '%s')",
+                     def->fields[def->ts_field].name);
+        char wd[48];
+        return ferr(erroff, tok_off(f, t), errmsg, RN_EINVAL,
+                    "%s needs the event time column ts%s; '%s' is not a time column", names[w],
+                    tsf, tok_word(f, t, wd, sizeof wd));
+    }
+    f->win = kinds[w];
+    int rc = tok_interval(f, args[1], w == 2 ? "SESSION gap" : names[w], 0, &f->size_ms,
+                          erroff, errmsg);
+    if (rc != 0) return rc;
+    if (w == 1) {
+        rc = tok_interval(f, args[2], "HOP slide", 0, &f->slide_ms, erroff, errmsg);
+        if (rc != 0) return rc;
+        if (f->slide_ms > f->size_ms || f->size_ms / f->slide_ms > RN_SQL_MAX_HOPS)
+            return ferr(erroff, tok_off(f, args[2]), errmsg, RN_EINVAL,
+                        "HOP slide must be at most the size and at least size/%d",
+                        RN_SQL_MAX_HOPS);
+    }
+    return 1;
+}
+
+int front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
+{
+    int kb[RN_SQL_MAX_KEYS], ke[RN_SQL_MAX_KEYS];
+    int rc = 0;
+    rn_buf_t b = RN_BUF_INIT, e = RN_BUF_INIT;
+    /* aggregates in the select list or HAVING? */
+    int aggregating = f->group_b >= 0 || f->having_b >= 0;
+    for (int i = f->sel_b; i < f->sel_e && !aggregating; i++) {
+        agg_kind_t k; int d, ab, ae, c;
+        int r = agg_at(f, i, f->sel_e, &k, &d, &ab, &ae, &c, erroff, errmsg);
+        if (r < 0) return r;
+        aggregating = r;
+    }
+    if (!aggregating) {
+        if (f->distinct)
+            return ferr(erroff, tok_off(f, f->sel_b - 1), errmsg, RN_EINVAL,
+                        "SELECT DISTINCT is not supported on streams; use GROUP BY with a window");
+        for (int i = f->tail_b; i < f->ntoks; i++)
+            if (front_tok_is(f, i, "EMIT") || front_tok_is(f, i, "WITH"))
+                return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                            "%s applies to aggregations (GROUP BY)",
+                            front_tok_is(f, i, "EMIT") ? "EMIT" : "WITH (watermark, ...)");
+        f->win = WK_NONE;
+        size_t start = f->toks[f->body].off;
+        size_t stop = (size_t)tok_end(f, f->tail_b - 1);
+        f->batch_sql = malloc(stop - start + 1);
+        if (!f->batch_sql) return -ENOMEM;
+        memcpy(f->batch_sql, f->sql + start, stop - start);
+        f->batch_sql[stop - start] = '\0';
+        f->batch_base = (int)start;
+        return 0;
+    }
+    if (f->distinct)
+        return ferr(erroff, tok_off(f, f->sel_b - 1), errmsg, RN_EINVAL,
+                    "SELECT DISTINCT with GROUP BY is not supported; GROUP BY already groups");
+    f->win = WK_GLOBAL;
+    /* GROUP BY items: the window and the keys */
+    int ib = f->group_b;
+    for (int i = f->group_b; f->group_b >= 0 && i <= f->group_e; i++) {
+        if (i < f->group_e && !(f->toks[i].kind == TK_COMMA && f->toks[i].depth == 0)) continue;
+        if (i == ib) return unexpected(f, i, erroff, errmsg, "an empty GROUP BY item");
+        int r = plan_window(f, ib, i, def, erroff, errmsg);
+        if (r < 0) return r;
+        if (r == 0) {
+            if (i - ib == 1 && f->toks[ib].kind == TK_NUM)
+                return ferr(erroff, tok_off(f, ib), errmsg, RN_EINVAL,
+                            "GROUP BY a column position is not supported; name the expression");
+            if (f->nkeys == RN_SQL_MAX_KEYS)
+                return ferr(erroff, tok_off(f, ib), errmsg, RN_ETOOBIG,
+                            "at most %d GROUP BY keys", RN_SQL_MAX_KEYS);
+            kb[f->nkeys] = ib;
+            ke[f->nkeys] = i;
+            f->keys[f->nkeys] = dup_range(f, ib, i);
+            if (!f->keys[f->nkeys]) return -ENOMEM;
+            f->nkeys++;
+        }
+        ib = i + 1;
+    }
+    if (f->late_dead_letter)
+        return ferr(erroff, front_find_ident(f, "late"), errmsg, RN_EINVAL,
+                    "late = 'dead-letter' needs the dead-letter topics of pipelines, which are "
+                    "not built yet; use late = 'drop' (late rows are counted and reported)");
+    /* emission statement: select items, then HAVING as WHERE */
+    if ((rc = append(&e, "SELECT ", 7)) != 0) goto fail;
+    ib = f->sel_b;
+    for (int i = f->sel_b; i <= f->sel_e; i++) {
+        if (i < f->sel_e && !(f->toks[i].kind == TK_COMMA && f->toks[i].depth == 0)) continue;
+        if (i == ib) { rc = unexpected(f, i, erroff, errmsg, "an empty select item"); goto fail; }
+        for (int j = ib; j < i; j++)
+            if (f->toks[j].kind == TK_STAR && f->toks[j].depth == 0 &&
+                (j == ib || f->toks[j - 1].kind == TK_DOT)) {
+                rc = ferr(erroff, tok_off(f, j), errmsg, RN_EINVAL,
+                          "SELECT * cannot be used with GROUP BY; name the keys and aggregates");
+                goto fail;
+            }
+        if (ib > f->sel_b && (rc = append(&e, ", ", 2)) != 0) goto fail;
+        if ((rc = rewrite(f, ib, i, kb, ke, &e, erroff, errmsg)) != 0) goto fail;
+        if (!has_alias(f, ib, i)) {
+            if ((rc = append(&e, " AS \"", 5)) != 0) goto fail;
+            for (uint32_t p = f->toks[ib].off; p < (uint32_t)tok_end(f, i - 1); p++)
+                if ((rc = append(&e, f->sql + p, f->sql[p] == '"' ? 1 : 1)) != 0 ||
+                    (f->sql[p] == '"' && (rc = append(&e, "\"", 1)) != 0))
+                    goto fail;
+            if ((rc = append(&e, "\"", 1)) != 0) goto fail;
+        }
+        ib = i + 1;
+    }
+    if ((rc = append(&e, " FROM __emit", 12)) != 0) goto fail;
+    if (f->having_b >= 0) {
+        if ((rc = append(&e, " WHERE ", 7)) != 0) goto fail;
+        if ((rc = rewrite(f, f->having_b, f->having_e, kb, ke, &e, erroff, errmsg)) != 0)
+            goto fail;
+    }
+    if ((rc = append(&e, "", 1)) != 0) goto fail;
+    /* per-batch statement */
+    if (f->win == WK_GLOBAL) rc = append(&b, "SELECT 0", 8);
+    else rc = appendf(&b, "SELECT ts");
+    for (int k = 0; rc == 0 && k < f->nkeys; k++) {
+        rc = append(&b, ", (", 3);
+        if (rc == 0) rc = append(&b, f->keys[k], strlen(f->keys[k]));
+        if (rc == 0) rc = append(&b, ")", 1);
+    }
+    for (int k = 0; rc == 0 && k < f->naggs; k++) {
+        if (!f->aggs[k].arg) continue;
+        rc = append(&b, ", (", 3);
+        if (rc == 0) rc = append(&b, f->aggs[k].arg, strlen(f->aggs[k].arg));
+        if (rc == 0) rc = append(&b, ")", 1);
+    }
+    if (rc == 0) rc = append(&b, " FROM ", 6);
+    {
+        int fe = f->src_tok + 1;
+        while (fe < f->ntoks && fe < f->src_tok + 3 &&
+               (front_tok_is(f, fe, "AS") || (is_name_tok(f, fe) && !front_tok_is(f, fe, "WHERE") &&
+                                              !front_tok_is(f, fe, "GROUP") &&
+                                              !front_tok_is(f, fe, "HAVING") &&
+                                              !front_tok_is(f, fe, "LIMIT") &&
+                                              !front_tok_is(f, fe, "EMIT") &&
+                                              !front_tok_is(f, fe, "WITH"))))
+            fe++;
+        if (rc == 0)
+            rc = append(&b, f->sql + f->toks[f->src_tok].off,
+                        (size_t)tok_end(f, fe - 1) - f->toks[f->src_tok].off);
+    }
+    if (rc == 0 && f->where_b >= 0) {
+        rc = append(&b, " WHERE ", 7);
+        if (rc == 0)
+            rc = append(&b, f->sql + f->toks[f->where_b].off,
+                        (size_t)tok_end(f, f->where_e - 1) - f->toks[f->where_b].off);
+    }
+    if (rc == 0) rc = append(&b, "", 1);
+    if (rc != 0) goto fail;
+    f->batch_sql = (char *)b.data;
+    f->emit_sql = (char *)e.data;
+    return 0;
+fail:
+    if (rc == RN_ETOOBIG && errmsg && !errmsg[0])
+        snprintf(errmsg, RN_ERRMSG_SIZE, "statement too long after rewriting");
+    if (rc == -ENOMEM && errmsg) snprintf(errmsg, RN_ERRMSG_SIZE, "out of memory");
+    rn_buf_free(&b);
+    rn_buf_free(&e);
+    return rc;
+}
+
+void front_free(front_t *f)
+{
+    free(f->toks);
+    for (int k = 0; k < f->nkeys; k++) free(f->keys[k]);
+    for (int k = 0; k < f->naggs; k++) {
+        free(f->aggs[k].text);
+        free(f->aggs[k].arg);
+    }
+    free(f->batch_sql);
+    free(f->emit_sql);
+    memset(f, 0, sizeof *f);
+}
+
+/* ---- scripts --------------------------------------------------------------------- */
+
+int rn_sql_split(const char *sql, size_t len, int (*fn)(void *ctx, size_t off, size_t n),
+                 void *ctx)
+{
+    size_t p = 0, start = 0;
+    int has = 0;
+    for (;;) {
+        p = skip_space(sql, len, p);
+        if (p >= len) break;
+        tok_kind_t k;
+        size_t e = scan_token(sql, len, p, &k);
+        if (k == TK_BAD) { p = len; break; }
+        if (!has && k != TK_SEMI) { start = p; has = 1; }
+        if (k == TK_SEMI && has) {
+            /* depth does not matter for ';' in valid SQL; split at every one */
+            int rc = fn(ctx, start, p - start);
+            if (rc != 0) return rc;
+            has = 0;
+        }
+        p = e;
+    }
+    if (has) {
+        size_t end = len;
+        while (end > start && isspace((unsigned char)sql[end - 1])) end--;
+        return fn(ctx, start, end - start);
+    }
+    return 0;
+}
+
+int rn_sql_complete(const char *sql, size_t len)
+{
+    size_t p = 0;
+    int last_semi = 0, any = 0;
+    for (;;) {
+        size_t q = p;
+        while (q < len && isspace((unsigned char)sql[q])) q++;
+        if (q + 1 < len && sql[q] == '/' && sql[q + 1] == '*') {
+            const char *end = q + 2 < len ? memmem(sql + q + 2, len - q - 2, "*/", 2) : NULL;
+            if (!end) return 0;          /* open comment */
+        }
+        p = skip_space(sql, len, p);
+        if (p >= len) break;
+        tok_kind_t k;
+        size_t e = scan_token(sql, len, p, &k);
+        if (k == TK_BAD) return 0;       /* open quote */
+        last_semi = k == TK_SEMI;
+        any = 1;
+        p = e;
+    }
+    return any && last_semi;
+}

@@ -1,0 +1,383 @@
+/*
+ * scan.c — decode the declared fields of one record value, once, typed:
+ * a single forward pass over a JSON object (or a CSV line), no tree built.
+ *
+ * Invariants:
+ *  1. The fields in the `need` mask are decoded (the engine asks for every
+ *     declared field); the scan stops once every needed field was seen, so
+ *     undeclared members after them are skipped unvalidated.
+ *  2. A member that is absent or JSON null is SQL NULL. A member whose JSON
+ *     type does not fit the declared type (an INTEGER holding "abc" or 1.5,
+ *     a TEXT holding 42, ...) makes the whole record an error: never a
+ *     NULL, never a coerced value.
+ *  3. Strings without escapes are views into the record; escaped ones are
+ *     unescaped into the caller's arena, which has room reserved (an
+ *     unescaped string is never longer than its escaped form), so views
+ *     stay valid for the whole batch.
+ *  4. JSON member names match declared field names exactly (byte-equal);
+ *     the first occurrence of a member wins.
+ *  5. Nothing outside v[0..vlen) is read, whatever the bytes.
+ */
+#include "streamsql/sql_int.h"
+
+#include "common/error.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct cur {
+    const char *p, *e;
+} cur_t;
+
+static void ws(cur_t *c)
+{
+    while (c->p < c->e && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+        c->p++;
+}
+
+/* At '"': find the closing quote. *esc = 1 when the string has escapes.
+ * Returns 0 and leaves c->p after the quote; body in [*b, *be). */
+static int json_string(cur_t *c, const char **b, const char **be, int *esc)
+{
+    const char *p = c->p + 1;
+    *esc = 0;
+    *b = p;
+    for (;;) {
+        const char *q = memchr(p, '"', (size_t)(c->e - p));
+        if (!q) return RN_EINVAL;
+        const char *bs = memchr(p, '\\', (size_t)(q - p));
+        if (!bs) {
+            *be = q;
+            c->p = q + 1;
+            return 0;
+        }
+        *esc = 1;
+        p = bs + 2;              /* skip the escaped character */
+        if (p > c->e) return RN_EINVAL;
+    }
+}
+
+static int hex4(const char *p, const char *e, uint32_t *v)
+{
+    if (e - p < 4) return RN_EINVAL;
+    *v = 0;
+    for (int i = 0; i < 4; i++) {
+        char ch = p[i];
+        uint32_t d = ch >= '0' && ch <= '9' ? (uint32_t)(ch - '0')
+                     : ch >= 'a' && ch <= 'f' ? (uint32_t)(ch - 'a' + 10)
+                     : ch >= 'A' && ch <= 'F' ? (uint32_t)(ch - 'A' + 10) : 99;
+        if (d > 15) return RN_EINVAL;
+        *v = *v * 16 + d;
+    }
+    return 0;
+}
+
+/* Unescape [b, e) into out (room for e - b bytes); *n bytes written. */
+static int unescape(const char *b, const char *e, char *out, uint32_t *n)
+{
+    char *o = out;
+    while (b < e) {
+        if (*b != '\\') { *o++ = *b++; continue; }
+        if (++b >= e) return RN_EINVAL;
+        char ch = *b++;
+        switch (ch) {
+        case '"': case '\\': case '/': *o++ = ch; break;
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case 'u': {
+            uint32_t u;
+            if (hex4(b, e, &u) != 0) return RN_EINVAL;
+            b += 4;
+            if (u >= 0xD800 && u < 0xDC00 && e - b >= 6 && b[0] == '\\' && b[1] == 'u') {
+                uint32_t lo;
+                if (hex4(b + 2, e, &lo) == 0 && lo >= 0xDC00 && lo < 0xE000) {
+                    u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+                    b += 6;
+                }
+            }
+            /* 6 escaped bytes always cover the at most 4 bytes written */
+            if (u < 0x80) *o++ = (char)u;
+            else if (u < 0x800) { *o++ = (char)(0xC0 | (u >> 6)); *o++ = (char)(0x80 | (u & 0x3F)); }
+            else if (u < 0x10000) {
+                *o++ = (char)(0xE0 | (u >> 12));
+                *o++ = (char)(0x80 | ((u >> 6) & 0x3F));
+                *o++ = (char)(0x80 | (u & 0x3F));
+            } else {
+                *o++ = (char)(0xF0 | (u >> 18));
+                *o++ = (char)(0x80 | ((u >> 12) & 0x3F));
+                *o++ = (char)(0x80 | ((u >> 6) & 0x3F));
+                *o++ = (char)(0x80 | (u & 0x3F));
+            }
+            break;
+        }
+        default: return RN_EINVAL;
+        }
+    }
+    *n = (uint32_t)(o - out);
+    return 0;
+}
+
+/* Skip any JSON value at c->p (already at a non-space). */
+static int skip_value(cur_t *c)
+{
+    if (c->p >= c->e) return RN_EINVAL;
+    if (*c->p == '"') {
+        const char *b, *be;
+        int esc;
+        return json_string(c, &b, &be, &esc);
+    }
+    if (*c->p == '{' || *c->p == '[') {
+        int depth = 0;
+        while (c->p < c->e) {
+            char ch = *c->p;
+            if (ch == '"') {
+                const char *b, *be;
+                int esc;
+                if (json_string(c, &b, &be, &esc) != 0) return RN_EINVAL;
+                continue;
+            }
+            if (ch == '{' || ch == '[') depth++;
+            else if (ch == '}' || ch == ']') {
+                if (--depth == 0) { c->p++; return 0; }
+            }
+            c->p++;
+        }
+        return RN_EINVAL;
+    }
+    const char *s = c->p;
+    while (c->p < c->e && *c->p != ',' && *c->p != '}' && *c->p != ']' && *c->p != ' ' &&
+           *c->p != '\t' && *c->p != '\n' && *c->p != '\r')
+        c->p++;
+    return c->p > s ? 0 : RN_EINVAL;
+}
+
+/* Strict integer text: -?[0-9]+ within int64. */
+static int parse_int(const char *s, size_t n, int64_t *v)
+{
+    size_t i = 0;
+    int neg = 0;
+    if (n && s[0] == '-') { neg = 1; i = 1; }
+    if (i == n || n - i > 19) return RN_EINVAL;
+    uint64_t u = 0;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return RN_EINVAL;
+        u = u * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (u > (uint64_t)INT64_MAX + (uint64_t)neg) return RN_EINVAL;
+    *v = neg ? (int64_t)(0 - u) : (int64_t)u;
+    return 0;
+}
+
+static int parse_real(const char *s, size_t n, double *d)
+{
+    char buf[64];
+    if (n == 0 || n >= sizeof buf) return RN_EINVAL;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    char *end;
+    errno = 0;
+    *d = strtod(buf, &end);
+    if (*end != '\0' || buf[0] == ' ' || (errno == ERANGE && (*d > 1 || *d < -1))) return RN_EINVAL;
+    return 0;
+}
+
+static int type_error(const sfield_t *fd, const char *raw, size_t n, char *errmsg)
+{
+    char shown[40];
+    size_t k = n < 32 ? n : 32;
+    for (size_t i = 0; i < k; i++)
+        shown[i] = (unsigned char)raw[i] < 0x20 ? ' ' : raw[i];
+    shown[k] = '\0';
+    return rn_errf(errmsg, RN_EINVAL, "field '%s' is %s but holds %s%s", fd->name,
+                   sql_ftype_name(fd->type), shown, n > k ? "..." : "");
+}
+
+/* A JSON member value at c->p into *out per the field's type. */
+static int json_value(const sfield_t *fd, cur_t *c, fval_t *out, rn_buf_t *arena, char *errmsg)
+{
+    const char *start = c->p;
+    if (c->p >= c->e) return rn_errf(errmsg, RN_EINVAL, "value is not valid JSON");
+    char ch = *c->p;
+    if (ch == '"') {
+        const char *b, *be;
+        int esc;
+        if (json_string(c, &b, &be, &esc) != 0)
+            return rn_errf(errmsg, RN_EINVAL, "value is not valid JSON");
+        if (fd->type == FT_JSON) {
+            out->type = RN_SQL_TEXT; out->s = start; out->n = (uint32_t)(c->p - start);
+            return 0;
+        }
+        if (fd->type != FT_TEXT) return type_error(fd, start, (size_t)(c->p - start), errmsg);
+        out->type = RN_SQL_TEXT;
+        if (!esc) { out->s = b; out->n = (uint32_t)(be - b); return 0; }
+        char *dst = (char *)arena->data + arena->len;
+        uint32_t n;
+        if (unescape(b, be, dst, &n) != 0)
+            return rn_errf(errmsg, RN_EINVAL, "field '%s' has a bad escape", fd->name);
+        arena->len += n;
+        out->s = dst;
+        out->n = n;
+        return 0;
+    }
+    if (skip_value(c) != 0) return rn_errf(errmsg, RN_EINVAL, "value is not valid JSON");
+    size_t n = (size_t)(c->p - start);
+    if (fd->type == FT_JSON) {
+        if (n == 4 && memcmp(start, "null", 4) == 0) { out->type = RN_SQL_NULL; return 0; }
+        out->type = RN_SQL_TEXT; out->s = start; out->n = (uint32_t)n;
+        return 0;
+    }
+    if (n == 4 && memcmp(start, "null", 4) == 0) { out->type = RN_SQL_NULL; return 0; }
+    switch (fd->type) {
+    case FT_INTEGER:
+        if (parse_int(start, n, &out->i) != 0) return type_error(fd, start, n, errmsg);
+        out->type = RN_SQL_INT;
+        return 0;
+    case FT_REAL:
+        if (ch == '{' || ch == '[' || parse_real(start, n, &out->d) != 0 ||
+            !(ch == '-' || (ch >= '0' && ch <= '9')))
+            return type_error(fd, start, n, errmsg);
+        out->type = RN_SQL_REAL;
+        return 0;
+    case FT_BOOLEAN:
+        if (n == 4 && memcmp(start, "true", 4) == 0) out->i = 1;
+        else if (n == 5 && memcmp(start, "false", 5) == 0) out->i = 0;
+        else return type_error(fd, start, n, errmsg);
+        out->type = RN_SQL_INT;
+        return 0;
+    default:
+        return type_error(fd, start, n, errmsg);
+    }
+}
+
+static int scan_json(const sdef_t *def, uint64_t need, const char *v, size_t vlen, fval_t *out,
+                     rn_buf_t *arena, char *errmsg)
+{
+    cur_t c = {v, v + vlen};
+    char keybuf[RN_SQL_MAX_NAME + 1];
+    uint64_t left = need;
+    ws(&c);
+    if (c.p >= c.e || *c.p != '{') return rn_errf(errmsg, RN_EINVAL, "value is not a JSON object");
+    c.p++;
+    ws(&c);
+    if (c.p < c.e && *c.p == '}') return 0;
+    while (left) {
+        if (c.p >= c.e || *c.p != '"') return rn_errf(errmsg, RN_EINVAL, "value is not valid JSON");
+        const char *kb, *ke;
+        int esc;
+        if (json_string(&c, &kb, &ke, &esc) != 0)
+            return rn_errf(errmsg, RN_EINVAL, "value is not valid JSON");
+        if (esc) {
+            uint32_t n = 0;
+            if (ke - kb > RN_SQL_MAX_NAME || unescape(kb, ke, keybuf, &n) != 0) {
+                kb = ke = NULL;
+            } else {
+                kb = keybuf;
+                ke = keybuf + n;
+            }
+        }
+        ws(&c);
+        if (c.p >= c.e || *c.p != ':') return rn_errf(errmsg, RN_EINVAL, "value is not valid JSON");
+        c.p++;
+        ws(&c);
+        int k = -1;
+        size_t kl = (size_t)(ke - kb);
+        for (uint64_t m = left; kb && m; m &= m - 1) {
+            int i = __builtin_ctzll(m);
+            const char *name = def->fields[i].name;
+            if (strlen(name) == kl && memcmp(name, kb, kl) == 0) { k = i; break; }
+        }
+        int rc = k >= 0 ? json_value(&def->fields[k], &c, &out[k], arena, errmsg) : skip_value(&c);
+        if (rc != 0) return k >= 0 ? rc : rn_errf(errmsg, RN_EINVAL, "value is not valid JSON");
+        if (k >= 0) left &= ~(1ull << k);
+        ws(&c);
+        if (c.p < c.e && *c.p == ',') { c.p++; ws(&c); continue; }
+        if (c.p < c.e && *c.p == '}') break;
+        return rn_errf(errmsg, RN_EINVAL, "value is not valid JSON");
+    }
+    return 0;
+}
+
+/* One CSV cell [b, e) (quotes removed by the caller when quoted). */
+static int csv_cell(const sfield_t *fd, const char *b, size_t n, fval_t *out, char *errmsg)
+{
+    if (n == 0) { out->type = RN_SQL_NULL; return 0; }
+    switch (fd->type) {
+    case FT_INTEGER:
+        if (parse_int(b, n, &out->i) != 0) return type_error(fd, b, n, errmsg);
+        out->type = RN_SQL_INT;
+        return 0;
+    case FT_REAL:
+        if (parse_real(b, n, &out->d) != 0) return type_error(fd, b, n, errmsg);
+        out->type = RN_SQL_REAL;
+        return 0;
+    case FT_BOOLEAN:
+        if ((n == 4 && memcmp(b, "true", 4) == 0) || (n == 1 && b[0] == '1')) out->i = 1;
+        else if ((n == 5 && memcmp(b, "false", 5) == 0) || (n == 1 && b[0] == '0')) out->i = 0;
+        else return type_error(fd, b, n, errmsg);
+        out->type = RN_SQL_INT;
+        return 0;
+    default:
+        out->type = RN_SQL_TEXT;
+        out->s = b;
+        out->n = (uint32_t)n;
+        return 0;
+    }
+}
+
+static int scan_csv(const sdef_t *def, uint64_t need, const char *v, size_t vlen, fval_t *out,
+                    rn_buf_t *arena, char *errmsg)
+{
+    const char *p = v, *e = v + vlen;
+    while (e > p && (e[-1] == '\n' || e[-1] == '\r')) e--;
+    for (int k = 0; k < def->nfields && (need >> k); k++) {
+        const char *b = p;
+        size_t n;
+        if (p < e && *p == '"') {
+            char *dst = (char *)arena->data + arena->len;
+            size_t o = 0;
+            p++;
+            for (;;) {
+                if (p >= e) return rn_errf(errmsg, RN_EINVAL, "unterminated quote in CSV");
+                if (*p == '"') {
+                    if (p + 1 < e && p[1] == '"') { dst[o++] = '"'; p += 2; continue; }
+                    p++;
+                    break;
+                }
+                dst[o++] = *p++;
+            }
+            arena->len += o;
+            b = dst;
+            n = o;
+        } else {
+            while (p < e && *p != ',') p++;
+            n = (size_t)(p - b);
+        }
+        if (p < e && *p != ',') return rn_errf(errmsg, RN_EINVAL, "bad CSV after a quoted cell");
+        if (need & (1ull << k)) {
+            int rc = csv_cell(&def->fields[k], b, n, &out[k], errmsg);
+            if (rc != 0) return rc;
+        }
+        if (p < e) p++;
+        else if (k + 1 < def->nfields) {
+            for (int j = k + 1; j < def->nfields; j++) out[j].type = RN_SQL_NULL;
+            return 0;
+        }
+    }
+    return 0;
+}
+
+int sql_scan_record(const sdef_t *def, uint64_t need, const uint8_t *v, int32_t vlen,
+                    fval_t *out, rn_buf_t *arena, char *errmsg)
+{
+    for (uint64_t m = need; m; m &= m - 1) out[__builtin_ctzll(m)].type = RN_SQL_NULL;
+    if (!need) return 0;
+    if (!v || vlen < 0) return rn_errf(errmsg, RN_EINVAL, "value is null");
+    if (def->format == SF_CSV)
+        return scan_csv(def, need, (const char *)v, (size_t)vlen, out, arena, errmsg);
+    return scan_json(def, need, (const char *)v, (size_t)vlen, out, arena, errmsg);
+}

@@ -1,0 +1,881 @@
+/*
+ * sql.c — the streamsql engine (see sql.h): one statement from text to
+ * result rows, over an embedded data directory.
+ *
+ * A SELECT runs as: the front (front.c) finds the streaming clauses and
+ * builds the per-batch statement; the stream is a virtual table over the
+ * current batch (vtab.c); each polled batch is decoded once (scan.c) and the
+ * ONE prepared per-batch statement is stepped over it. A plain query's rows
+ * are the result. An aggregating query's rows (time, keys, aggregate
+ * arguments) are folded into window state (window.c); when windows close
+ * (or change, EMIT CHANGES) a second prepared statement over the emit table
+ * evaluates HAVING and the final projection.
+ *
+ * States: OPEN (after rn_sql_open) -> RUNNING (first step) -> DONE. A
+ * bounded query is DONE when every queue reached the end it had at open
+ * (then every open window is closed and emitted), a LIMIT is reached, the
+ * row callback stops it, an error happens or it is cancelled.
+ *
+ * Invariants:
+ *  1. No statement is prepared per batch or per record: at most two per
+ *     query, prepared in rn_sql_open.
+ *  2. Every record read is either a row of the stream table or counted in
+ *     errors (with the first reason kept); none disappears silently. Rows
+ *     of closed windows are counted in late.
+ *  3. Bounded reads stop at each queue's high watermark taken at open, so a
+ *     query over a topic being written still ends.
+ *  4. Metadata statements change meta.db under rn_datadir_meta_lock, in
+ *     one transaction each (meta.c).
+ *  5. The event-time frontier given to the window state is the smallest,
+ *     over the queues still being read (those with records at open or since,
+ *     and not at their end), of the largest event time each delivered; a
+ *     queue that has not delivered yet holds it back. So the default
+ *     watermark delay of 0 is safe for topics whose queues are each in time
+ *     order, however the consumer interleaves their batches.
+ */
+#include "streamsql/sql.h"
+#include "streamsql/sql_int.h"
+
+#include "common/error.h"
+#include "common/sys.h"
+#include "logical-queues/consumer.h"
+#include "logical-queues/group.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define ROW_TEXT_MAX 512
+
+struct rn_sql {
+    rn_datadir_t    *d;
+    rn_sql_opts_t    o;
+    char            *text;
+    front_t          f;
+    sdef_t           def;
+    sqlite3         *db;
+    sqlite3_stmt    *bst, *est;
+    sbatch_t         b;
+    win_t           *win;
+    rn_consumer_t   *cons;
+    rn_sql_column_t *cols;
+    char           **colnames;
+    int              ncols;
+    rn_sql_value_t  *vals;
+    int              nargs;
+    rn_sql_state_t   state;
+    int              started;
+    atomic_int       cancel;
+    rn_sql_stats_t   st;
+    size_t           rowcap, fvcap;
+    fval_t          *fv;
+    rn_buf_t         arena;
+    int64_t          last_data_ms;
+    /* per queue, for the event-time frontier (window queries) */
+    uint32_t         nq;
+    int64_t         *qmax;          /* largest event time delivered; INT64_MIN: none */
+    int64_t         *qend;          /* bounded: the end offset; -1 following */
+    uint8_t         *qlive;         /* had records at open, or delivered since */
+    uint8_t         *qdone;         /* reached its end */
+    int64_t          batch_max;     /* largest event time of the loaded batch */
+};
+
+void rn_sql_opts_default(rn_sql_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->from = RN_SQL_FROM_EARLIEST;
+    o->poll_ms = 20;
+}
+
+int rn_sql_parse_from(const char *s, rn_sql_opts_t *o, char *errmsg)
+{
+    rn_group_target_t t;
+    int rc = rn_group_parse_target(s, "--from", 0, &t, errmsg);
+    if (rc != 0) return rc;
+    switch (t.kind) {
+    case RN_TARGET_LATEST: o->from = RN_SQL_FROM_LATEST; break;
+    case RN_TARGET_TIME: o->from = RN_SQL_FROM_TIME; o->from_ms = t.value; break;
+    case RN_TARGET_CHECKPOINT:
+        o->from = RN_SQL_FROM_CHECKPOINT;
+        o->checkpoint = s + strlen("checkpoint:");
+        break;
+    default: o->from = RN_SQL_FROM_EARLIEST; break;
+    }
+    return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static int set_columns(rn_sql_t *q, int n, const char *const *names, const int *is_time)
+{
+    q->cols = calloc((size_t)n + 1, sizeof *q->cols);
+    q->colnames = calloc((size_t)n + 1, sizeof *q->colnames);
+    q->vals = calloc((size_t)n + 1, sizeof *q->vals);
+    if (!q->cols || !q->colnames || !q->vals) return -ENOMEM;
+    for (int i = 0; i < n; i++) {
+        q->colnames[i] = strdup(names[i] ? names[i] : "?");
+        if (!q->colnames[i]) return -ENOMEM;
+        q->cols[i].name = q->colnames[i];
+        q->cols[i].is_time = is_time ? is_time[i] : 0;
+    }
+    q->ncols = n;
+    return 0;
+}
+
+static int columns_from_stmt(rn_sql_t *q, sqlite3_stmt *st)
+{
+    int n = sqlite3_column_count(st);
+    const char **names = calloc((size_t)n + 1, sizeof *names);
+    int *is_time = calloc((size_t)n + 1, sizeof *is_time);
+    int rc = -ENOMEM;
+    if (names && is_time) {
+        for (int i = 0; i < n; i++) {
+            names[i] = sqlite3_column_name(st, i);
+            is_time[i] = q->f.win != WK_NONE && q->f.win != WK_GLOBAL && names[i] &&
+                         (strcasecmp(names[i], "window_start") == 0 ||
+                          strcasecmp(names[i], "window_end") == 0);
+        }
+        rc = set_columns(q, n, names, is_time);
+    }
+    free(names);
+    free(is_time);
+    return rc;
+}
+
+/* Deliver one row of texts (metadata results); NULL = SQL NULL. */
+static int deliver_texts(rn_sql_t *q, const char *const *v)
+{
+    for (int i = 0; i < q->ncols; i++) {
+        q->vals[i].type = v[i] ? RN_SQL_TEXT : RN_SQL_NULL;
+        q->vals[i].s = v[i];
+        q->vals[i].n = v[i] ? strlen(v[i]) : 0;
+    }
+    q->st.rows++;
+    if (!q->o.row) return 0;
+    int r = q->o.row(q->o.ctx, q->vals, q->ncols);
+    return r == 0 ? 0 : r < 0 ? r : RN_ECLOSED;
+}
+
+static int deliver_stmt(rn_sql_t *q, sqlite3_stmt *st)
+{
+    for (int i = 0; i < q->ncols; i++) {
+        rn_sql_value_t *v = &q->vals[i];
+        switch (sqlite3_column_type(st, i)) {
+        case SQLITE_INTEGER: v->type = RN_SQL_INT; v->i = sqlite3_column_int64(st, i); break;
+        case SQLITE_FLOAT: v->type = RN_SQL_REAL; v->d = sqlite3_column_double(st, i); break;
+        case SQLITE_TEXT:
+            v->type = RN_SQL_TEXT;
+            v->s = (const char *)sqlite3_column_text(st, i);
+            v->n = (size_t)sqlite3_column_bytes(st, i);
+            break;
+        case SQLITE_BLOB:
+            v->type = RN_SQL_BLOB;
+            v->s = sqlite3_column_blob(st, i);
+            v->n = (size_t)sqlite3_column_bytes(st, i);
+            break;
+        default: v->type = RN_SQL_NULL; break;
+        }
+    }
+    q->st.rows++;
+    if (!q->o.row) return 0;
+    int r = q->o.row(q->o.ctx, q->vals, q->ncols);
+    return r == 0 ? 0 : r < 0 ? r : RN_ECLOSED;
+}
+
+static int limit_reached(const rn_sql_t *q)
+{
+    return q->f.limit >= 0 && q->st.rows >= (uint64_t)q->f.limit;
+}
+
+/* "no such column: x" -> a clearer message and the token's offset. */
+static int prepare_error(rn_sql_t *q, const char *what, int emit, int *erroff, char *errmsg)
+{
+    const char *m = sqlite3_errmsg(q->db);
+    const char *nsc = "no such column: ";
+    if (strncmp(m, nsc, strlen(nsc)) == 0) {
+        const char *col = m + strlen(nsc);
+        if (erroff) *erroff = front_find_ident(&q->f, col);
+        if (emit)
+            return rn_errf(errmsg, RN_EINVAL, "column '%s' must appear in GROUP BY or inside an "
+                           "aggregate", col);
+        char list[200] = "queue, offset, ts, key, value";
+        size_t n = strlen(list);
+        for (int i = 0; i < q->def.nfields && n + 8 < sizeof list; i++) {
+            int w = snprintf(list + n, sizeof list - n, ", %s", q->def.fields[i].name);
+            if (w < 0 || (size_t)w >= sizeof list - n) { snprintf(list + n, 6, ", ..."); break; }
+            n += (size_t)w;
+        }
+        return rn_errf(errmsg, RN_EINVAL, "unknown column '%s' in %s '%s' (columns: %s)", col,
+                       q->def.declared ? "stream" : "topic", q->def.name, list);
+    }
+    int off = sqlite3_error_offset(q->db);
+    if (erroff) *erroff = (!emit && q->f.batch_base >= 0 && off >= 0) ? q->f.batch_base + off : -1;
+    if (erroff && *erroff < 0 && strncmp(m, "near \"", 6) == 0) {
+        char tok[64];
+        size_t k = 0;
+        for (const char *p = m + 6; *p && *p != '"' && k + 1 < sizeof tok; p++) tok[k++] = *p;
+        tok[k] = '\0';
+        *erroff = front_find_ident(&q->f, tok);
+    }
+    int code = strstr(m, "too large") || strstr(m, "too long") ? RN_ETOOBIG : RN_EINVAL;
+    return rn_errf(errmsg, code, "%s%s", what, m);
+}
+
+/* ---- resolving the stream ----------------------------------------------------------- */
+
+static int def_from_meta(const rn_meta_stream_t *s, sdef_t *def, char *errmsg)
+{
+    memset(def, 0, sizeof *def);
+    snprintf(def->name, sizeof def->name, "%s", s->name);
+    snprintf(def->topic, sizeof def->topic, "%s", s->topic);
+    def->declared = 1;
+    def->ts_field = -1;
+    if (sql_format_from_name(s->format, strlen(s->format), &def->format) != 0)
+        return rn_errf(errmsg, RN_ECORRUPT, "stream '%s' has an unknown format '%s'", s->name,
+                       s->format);
+    int off;
+    if (sql_parse_fields(s->fields, strlen(s->fields), def, &off, errmsg) != 0)
+        return rn_errf(errmsg, RN_ECORRUPT, "stream '%s': stored fields are damaged", s->name);
+    for (int i = 0; s->timestamp[0] && i < def->nfields; i++)
+        if (strcmp(def->fields[i].name, s->timestamp) == 0) def->ts_field = i;
+    return 0;
+}
+
+/* A declared stream, else a topic of that name. */
+static int resolve(rn_sql_t *q, const char *name, int *erroff, char *errmsg)
+{
+    rn_meta_t *m = rn_datadir_meta_lock(q->d);
+    rn_meta_stream_t *s = malloc(sizeof *s);
+    rn_meta_topic_t t;
+    int rc;
+    if (!s) { rn_datadir_meta_unlock(q->d); return rn_errf(errmsg, -ENOMEM, "out of memory"); }
+    rc = rn_meta_stream_get(m, name, s, errmsg);
+    if (rc == 0) {
+        rc = def_from_meta(s, &q->def, errmsg);
+    } else if (rc == RN_ENOTFOUND) {
+        rc = rn_meta_topic_get(m, name, &t, errmsg);
+        if (rc == 0) {
+            memset(&q->def, 0, sizeof q->def);
+            snprintf(q->def.name, sizeof q->def.name, "%s", name);
+            snprintf(q->def.topic, sizeof q->def.topic, "%s", name);
+            q->def.ts_field = -1;
+        } else if (rc == RN_ENOTFOUND) {
+            char streams[120], topics[120];
+            rn_meta_stream_names(m, streams, sizeof streams);
+            rn_meta_topic_get(m, name, &t, topics);   /* "unknown topic 'x'; topics: ..." */
+            const char *tl = strstr(topics, "; ");
+            rc = rn_errf(errmsg, RN_ENOTFOUND, "unknown stream or topic '%.60s'; %s; %s", name,
+                         streams, tl ? tl + 2 : "there are no topics");
+            if (erroff) *erroff = (int)q->f.toks[q->f.src_tok].off;
+        }
+    }
+    rn_datadir_meta_unlock(q->d);
+    free(s);
+    return rc;
+}
+
+/* ---- opening ---------------------------------------------------------------------- */
+
+static int open_db(rn_sql_t *q, char *errmsg)
+{
+    if (sqlite3_open_v2(":memory:", &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                        SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+        return rn_errf(errmsg, RN_ESQLITE, "cannot open sqlite: %s",
+                       q->db ? sqlite3_errmsg(q->db) : "out of memory");
+    sqlite3_limit(q->db, SQLITE_LIMIT_SQL_LENGTH, 4 * RN_SQL_MAX_SQL_LEN + 4096);
+    sqlite3_limit(q->db, SQLITE_LIMIT_EXPR_DEPTH, RN_SQL_MAX_DEPTH);
+    int rc = vtab_register(q->db, &q->b, errmsg);
+    if (rc != 0) return rc;
+    char *sql = sqlite3_mprintf("CREATE VIRTUAL TABLE temp.\"%w\" USING rn_stream", q->def.name);
+    if (!sql) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    rc = sqlite3_exec(q->db, sql, NULL, NULL, NULL);
+    sqlite3_free(sql);
+    if (rc != SQLITE_OK)
+        return rn_errf(errmsg, RN_ESQLITE, "cannot create the stream table: %s",
+                       sqlite3_errmsg(q->db));
+    if (q->f.win != WK_NONE) {
+        sql = sqlite3_mprintf("CREATE VIRTUAL TABLE temp.__emit USING rn_emit(%d, %d)",
+                              q->f.nkeys, q->f.naggs);
+        if (!sql) return rn_errf(errmsg, -ENOMEM, "out of memory");
+        rc = sqlite3_exec(q->db, sql, NULL, NULL, NULL);
+        sqlite3_free(sql);
+        if (rc != SQLITE_OK)
+            return rn_errf(errmsg, RN_ESQLITE, "cannot create the window table: %s",
+                           sqlite3_errmsg(q->db));
+    }
+    return 0;
+}
+
+static int open_consumer(rn_sql_t *q, char *errmsg)
+{
+    int rc = rn_consumer_create(q->d, NULL, &q->cons, errmsg);
+    if (rc != 0) return rc;
+    uint32_t nq = 0;
+    rn_meta_topic_t t;
+    rn_group_start_t gs;
+    memset(&gs, 0, sizeof gs);
+    switch (q->o.from) {
+    case RN_SQL_FROM_LATEST: gs.from.kind = RN_TARGET_LATEST; break;
+    case RN_SQL_FROM_TIME: gs.from.kind = RN_TARGET_TIME; gs.from.value = q->o.from_ms; break;
+    case RN_SQL_FROM_CHECKPOINT:
+        gs.from.kind = RN_TARGET_CHECKPOINT;
+        snprintf(gs.from.checkpoint, sizeof gs.from.checkpoint, "%s",
+                 q->o.checkpoint ? q->o.checkpoint : "");
+        break;
+    default: gs.from.kind = RN_TARGET_EARLIEST; break;
+    }
+    rn_meta_t *m = rn_datadir_meta_lock(q->d);
+    rc = rn_meta_topic_get(m, q->def.topic, &t, errmsg);
+    rn_datadir_meta_unlock(q->d);
+    if (rc != 0) return rc;
+    if ((rc = rn_consumer_queues(q->cons, q->def.topic, &nq, errmsg)) != 0) return rc;
+    q->nq = nq;
+    q->qmax = calloc(nq ? nq : 1, sizeof *q->qmax);
+    q->qend = calloc(nq ? nq : 1, sizeof *q->qend);
+    q->qlive = calloc(nq ? nq : 1, 1);
+    q->qdone = calloc(nq ? nq : 1, 1);
+    if (!q->qmax || !q->qend || !q->qlive || !q->qdone)
+        return rn_errf(errmsg, -ENOMEM, "out of memory");
+    if ((rc = rn_group_start_prepare(q->d, &gs, t.id, errmsg)) != 0) goto out;
+    for (uint32_t i = 0; i < nq && rc == 0; i++) {
+        rn_datadir_queue_t dq;
+        rn_datadir_queue_info_t info;
+        int64_t off = 0;
+        rc = rn_datadir_queue_open(q->d, q->def.topic, i, &dq, errmsg);
+        if (rc != 0) break;
+        rc = rn_group_start_offset(q->d, &gs, &dq, &off, NULL, errmsg);
+        if (rc == 0) rc = rn_datadir_queue_info(q->d, &dq, &info, errmsg);
+        rn_datadir_queue_close(&dq);
+        if (rc == 0) rc = rn_consumer_assign(q->cons, q->def.topic, i, off, errmsg);
+        if (rc == 0 && !q->o.follow)
+            rc = rn_consumer_set_end(q->cons, q->def.topic, i, info.high_watermark, errmsg);
+        if (rc == 0 && info.high_watermark > off)
+            q->st.target += (uint64_t)(info.high_watermark - off);
+        q->qmax[i] = INT64_MIN;
+        q->qend[i] = q->o.follow ? -1 : info.high_watermark;
+        q->qlive[i] = rc == 0 && info.high_watermark > off;
+    }
+out:
+    rn_group_start_free(&gs);
+    return rc;
+}
+
+static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
+{
+    int rc = resolve(q, q->f.name, erroff, errmsg);
+    if (rc != 0) return rc;
+    if ((rc = front_plan(&q->f, &q->def, erroff, errmsg)) != 0) return rc;
+    q->b.def = &q->def;
+    if ((rc = open_db(q, errmsg)) != 0) return rc;
+    if (sqlite3_prepare_v2(q->db, q->f.batch_sql, -1, &q->bst, NULL) != SQLITE_OK)
+        return prepare_error(q, "", 0, erroff, errmsg);
+    if (q->f.win != WK_NONE) {
+        for (int k = 0; k < q->f.naggs; k++)
+            if (q->f.aggs[k].arg) q->nargs++;
+        if (sqlite3_prepare_v2(q->db, q->f.emit_sql, -1, &q->est, NULL) != SQLITE_OK)
+            return prepare_error(q, "", 1, erroff, errmsg);
+        win_cfg_t cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.kind = q->f.win;
+        cfg.size_ms = q->f.size_ms;
+        cfg.slide_ms = q->f.slide_ms;
+        cfg.delay_ms = q->f.watermark_ms;
+        cfg.nkeys = q->f.nkeys;
+        cfg.naggs = q->f.naggs;
+        cfg.changes = q->f.emit_changes;
+        for (int k = 0; k < q->f.naggs; k++) {
+            cfg.agg[k] = q->f.aggs[k].kind;
+            cfg.distinct[k] = q->f.aggs[k].distinct;
+        }
+        if ((rc = win_create(&cfg, &q->win, errmsg)) != 0) return rc;
+        q->b.win = q->win;
+        if (q->o.follow && q->f.win == WK_GLOBAL && !q->f.emit_changes)
+            return rn_errf(errmsg, RN_EINVAL, "an aggregation without a window never closes "
+                           "under --follow: add a window (GROUP BY TUMBLE(ts, '1m'), ...) or "
+                           "EMIT CHANGES");
+    } else if (q->f.emit_changes) {
+        return rn_errf(errmsg, RN_EINVAL, "EMIT applies to aggregations (GROUP BY)");
+    }
+    if (q->f.kind == SK_EXPLAIN) {
+        const char *name = "plan";
+        return set_columns(q, 1, &name, NULL);
+    }
+    if ((rc = columns_from_stmt(q, q->est ? q->est : q->bst)) != 0)
+        return rn_errf(errmsg, rc, "out of memory");
+    return open_consumer(q, errmsg);
+}
+
+int rn_sql_open(rn_datadir_t *d, const char *sql, size_t len, const rn_sql_opts_t *o,
+                rn_sql_t **out, int *erroff, char *errmsg)
+{
+    *out = NULL;
+    if (erroff) *erroff = -1;
+    if (errmsg) errmsg[0] = '\0';
+    rn_sql_t *q = calloc(1, sizeof *q);
+    if (!q) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    q->d = d;
+    if (o) q->o = *o;
+    else rn_sql_opts_default(&q->o);
+    if (!q->o.poll_ms) q->o.poll_ms = 20;
+    q->st.watermark = INT64_MIN;
+    q->state = RN_SQL_MORE;
+    int rc;
+    q->text = malloc(len + 1);
+    if (!q->text) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto fail; }
+    memcpy(q->text, sql, len);
+    q->text[len] = '\0';
+    rc = front_parse(&q->f, q->text, len, erroff, errmsg);
+    if (rc != 0) goto fail;
+    switch (q->f.kind) {
+    case SK_SELECT: case SK_EXPLAIN:
+        rc = open_select(q, erroff, errmsg);
+        break;
+    case SK_SHOW: {
+        const char *names[] = {"name", "topic", "format", "timestamp", "fields"};
+        rc = set_columns(q, 5, names, NULL);
+        break;
+    }
+    case SK_DESCRIBE: {
+        const char *names[] = {"column", "type", "source"};
+        rc = resolve(q, q->f.name, NULL, errmsg);
+        if (rc == RN_ENOTFOUND && erroff) *erroff = (int)q->f.toks[q->f.name_tok].off;
+        if (rc == 0) rc = set_columns(q, 3, names, NULL);
+        break;
+    }
+    default:
+        rc = 0;
+        break;
+    }
+    if (rc == -ENOMEM && errmsg && !errmsg[0]) rn_errf(errmsg, rc, "out of memory");
+    if (rc != 0) goto fail;
+    *out = q;
+    return 0;
+fail:
+    rn_sql_close(q);
+    return rc;
+}
+
+void rn_sql_columns(rn_sql_t *q, const rn_sql_column_t **cols, int *n)
+{
+    *cols = q->cols;
+    *n = q->ncols;
+}
+
+int rn_sql_is_query(rn_sql_t *q)
+{
+    return q->f.kind == SK_SELECT;
+}
+
+void rn_sql_cancel(rn_sql_t *q)
+{
+    atomic_store(&q->cancel, 1);
+}
+
+void rn_sql_stats(rn_sql_t *q, rn_sql_stats_t *out)
+{
+    *out = q->st;
+    if (q->win) out->watermark = win_watermark(q->win);
+}
+
+void rn_sql_close(rn_sql_t *q)
+{
+    if (!q) return;
+    sqlite3_finalize(q->bst);
+    sqlite3_finalize(q->est);
+    sqlite3_close(q->db);
+    win_destroy(q->win);
+    rn_consumer_destroy(q->cons);
+    front_free(&q->f);
+    for (int i = 0; i < q->ncols; i++) free(q->colnames[i]);
+    free(q->colnames);
+    free(q->cols);
+    free(q->vals);
+    free(q->b.rows);
+    free(q->fv);
+    free(q->qmax);
+    free(q->qend);
+    free(q->qlive);
+    free(q->qdone);
+    rn_buf_free(&q->arena);
+    free(q->text);
+    free(q);
+}
+
+/* ---- metadata statements --------------------------------------------------------------- */
+
+static int run_create(rn_sql_t *q, char *errmsg)
+{
+    rn_meta_stream_t *s = calloc(1, sizeof *s);
+    if (!s) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    const sdef_t *def = &q->f.def;
+    snprintf(s->name, sizeof s->name, "%s", def->name);
+    snprintf(s->topic, sizeof s->topic, "%s", def->topic);
+    snprintf(s->format, sizeof s->format, "%s", sql_format_name(def->format));
+    if (def->ts_field >= 0)
+        snprintf(s->timestamp, sizeof s->timestamp, "%s", def->fields[def->ts_field].name);
+    int rc = sql_fields_text(def, s->fields, sizeof s->fields);
+    if (rc != 0) rc = rn_errf(errmsg, rc, "the field list is too long");
+    if (rc == 0) {
+        rn_meta_t *m = rn_datadir_meta_lock(q->d);
+        rc = rn_meta_stream_create(m, s, errmsg);
+        rn_datadir_meta_unlock(q->d);
+    }
+    free(s);
+    return rc;
+}
+
+static int run_show(rn_sql_t *q, char *errmsg)
+{
+    rn_meta_stream_t *v = NULL;
+    size_t n = 0;
+    rn_meta_t *m = rn_datadir_meta_lock(q->d);
+    int rc = rn_meta_stream_list(m, &v, &n, errmsg);
+    rn_datadir_meta_unlock(q->d);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const char *row[5] = {v[i].name, v[i].topic, v[i].format,
+                              v[i].timestamp[0] ? v[i].timestamp : NULL, v[i].fields};
+        rc = deliver_texts(q, row);
+    }
+    free(v);
+    return rc;
+}
+
+static int run_describe(rn_sql_t *q)
+{
+    static const char *const builtin[][3] = {
+        {"queue", "INTEGER", "logical queue"},
+        {"offset", "INTEGER", "record offset in its queue"},
+        {"ts", "INTEGER", "event time (ms)"},
+        {"key", "TEXT", "record key"},
+        {"value", "TEXT", "record value"},
+    };
+    char ts_src[RN_SQL_MAX_NAME + 64] = "record timestamp (ms)";
+    if (q->def.ts_field >= 0)
+        snprintf(ts_src, sizeof ts_src, "event time: field '%s' (ms)",
+                 q->def.fields[q->def.ts_field].name);
+    for (int i = 0; i < 5; i++) {
+        const char *row[3] = {builtin[i][0], builtin[i][1], i == 2 ? ts_src : builtin[i][2]};
+        int rc = deliver_texts(q, row);
+        if (rc != 0) return rc;
+    }
+    for (int i = 0; i < q->def.nfields; i++) {
+        char src[64];
+        snprintf(src, sizeof src, "%s field of topic '%.30s'", sql_format_name(q->def.format),
+                 q->def.topic);
+        const char *row[3] = {q->def.fields[i].name, sql_ftype_name(q->def.fields[i].type), src};
+        int rc = deliver_texts(q, row);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+static int plan_line(rn_sql_t *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int plan_line(rn_sql_t *q, const char *fmt, ...)
+{
+    char line[ROW_TEXT_MAX * 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    const char *row[1] = {line};
+    return deliver_texts(q, row);
+}
+
+static int sqlite_plan(rn_sql_t *q, const char *sql)
+{
+    char *eqp = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", sql);
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    if (!eqp) return -ENOMEM;
+    if (sqlite3_prepare_v2(q->db, eqp, -1, &st, NULL) == SQLITE_OK) {
+        while (rc == 0 && sqlite3_step(st) == SQLITE_ROW)
+            rc = plan_line(q, "    sqlite: %s", (const char *)sqlite3_column_text(st, 3));
+    }
+    sqlite3_finalize(st);
+    sqlite3_free(eqp);
+    return rc;
+}
+
+static const char *win_name(win_kind_t k)
+{
+    switch (k) {
+    case WK_TUMBLE: return "TUMBLE";
+    case WK_HOP: return "HOP";
+    case WK_SESSION: return "SESSION";
+    case WK_GLOBAL: return "GLOBAL (no window: one group set, emitted at the end)";
+    default: return "none";
+    }
+}
+
+static int run_explain(rn_sql_t *q)
+{
+    static const char *const from[] = {"earliest", "latest", "@timestamp", "checkpoint"};
+    const front_t *f = &q->f;
+    int rc = plan_line(q, "source: %s '%s' over topic '%s', format %s, %d field(s), event time %s%s",
+                       q->def.declared ? "stream" : "topic", q->def.name, q->def.topic,
+                       sql_format_name(q->def.format), q->def.nfields,
+                       q->def.ts_field >= 0 ? "field " : "record timestamp",
+                       q->def.ts_field >= 0 ? q->def.fields[q->def.ts_field].name : "");
+    if (rc == 0)
+        rc = plan_line(q, "read: from %s, %s", from[q->o.from],
+                       q->o.follow ? "continuous (--follow)" : "bounded (to the current end)");
+    if (rc == 0) rc = plan_line(q, "per-batch statement: %s", f->batch_sql);
+    if (rc == 0) rc = sqlite_plan(q, f->batch_sql);
+    if (rc == 0 && f->win != WK_NONE) {
+        char aggs[ROW_TEXT_MAX] = "";
+        size_t n = 0;
+        for (int k = 0; k < f->naggs && n < sizeof aggs; k++)
+            n += (size_t)snprintf(aggs + n, sizeof aggs - n, "%s__a%d = %s", k ? ", " : "", k,
+                                  f->aggs[k].text);
+        char size[64] = "";
+        if (f->win == WK_HOP)
+            snprintf(size, sizeof size, " size %lld ms, slide %lld ms", (long long)f->size_ms,
+                     (long long)f->slide_ms);
+        else if (f->win != WK_GLOBAL)
+            snprintf(size, sizeof size, " %s %lld ms", f->win == WK_SESSION ? "gap" : "size",
+                     (long long)f->size_ms);
+        rc = plan_line(q, "window: %s%s, watermark delay %lld ms, idle timeout %lld ms%s, late "
+                       "rows counted and dropped", win_name(f->win), size,
+                       (long long)f->watermark_ms, (long long)f->idle_ms,
+                       f->idle_ms ? "" : " (none)");
+        for (int k = 0; rc == 0 && k < f->nkeys; k++)
+            rc = plan_line(q, "group key __k%d = %s", k, f->keys[k]);
+        if (rc == 0) rc = plan_line(q, "aggregates (incremental, in C): %s", aggs[0] ? aggs : "none");
+        if (rc == 0)
+            rc = plan_line(q, "emit %s: %s", f->emit_changes ? "CHANGES" : "FINAL", f->emit_sql);
+        if (rc == 0) rc = sqlite_plan(q, f->emit_sql);
+    }
+    if (rc == 0 && f->limit >= 0) rc = plan_line(q, "limit: %lld rows", (long long)f->limit);
+    return rc;
+}
+
+/* ---- running a SELECT -------------------------------------------------------------------- */
+
+static int emit_groups(rn_sql_t *q, int close_all, char *errmsg)
+{
+    wgroup_t **g;
+    size_t n;
+    int rc = win_collect(q->win, close_all, &g, &n, errmsg);
+    if (rc != 0) return rc;
+    q->b.groups = g;
+    q->b.ngroups = n;
+    q->st.windows += n;
+    if (n) {
+        sqlite3_reset(q->est);
+        int s = SQLITE_DONE;
+        while (!limit_reached(q) && (s = sqlite3_step(q->est)) == SQLITE_ROW)
+            if ((rc = deliver_stmt(q, q->est)) != 0) break;
+        if (rc == 0 && !limit_reached(q) && s != SQLITE_DONE)
+            rc = rn_errf(errmsg, RN_EINVAL, "%s", sqlite3_errmsg(q->db));
+        sqlite3_reset(q->est);
+    }
+    q->b.groups = NULL;
+    q->b.ngroups = 0;
+    win_release(q->win);
+    return rc;
+}
+
+static int grow_rows(rn_sql_t *q, size_t n, char *errmsg)
+{
+    if (n > q->rowcap) {
+        srow_t *r = realloc(q->b.rows, n * sizeof *r);
+        if (!r) return rn_errf(errmsg, -ENOMEM, "out of memory");
+        q->b.rows = r;
+        q->rowcap = n;
+    }
+    size_t nf = n * (size_t)q->def.nfields;
+    if (nf > q->fvcap) {
+        fval_t *v = realloc(q->fv, nf * sizeof *v);
+        if (!v) return rn_errf(errmsg, -ENOMEM, "out of memory");
+        q->fv = v;
+        q->fvcap = nf;
+    }
+    return 0;
+}
+
+/* Decode the batch into the stream table's rows. */
+static int load_batch(rn_sql_t *q, const rn_consumer_batch_t *cb, char *errmsg)
+{
+    /* Every declared field is decoded and type-checked on every record, so
+     * whether a record is rejected never depends on the columns a query
+     * reads (count(*) and sum(x) see the same records). */
+    uint64_t need = q->def.nfields >= 64 ? ~0ull : (1ull << q->def.nfields) - 1;
+    int want_ts = q->def.ts_field >= 0;
+    int rc = grow_rows(q, cb->count, errmsg);
+    if (rc != 0) return rc;
+    size_t total = 0;
+    for (uint32_t i = 0; i < cb->count; i++)
+        if (cb->records[i].value_len > 0) total += (size_t)cb->records[i].value_len;
+    q->arena.len = 0;
+    if (need && rn_buf_reserve(&q->arena, total + 1, 0) != 0)
+        return rn_errf(errmsg, -ENOMEM, "out of memory");
+    size_t n = 0;
+    char why[RN_ERRMSG_SIZE];
+    for (uint32_t i = 0; i < cb->count; i++) {
+        const rn_record_t *r = &cb->records[i];
+        srow_t *row = &q->b.rows[n];
+        row->queue = cb->queue;
+        row->offset = r->offset;
+        row->ts = r->timestamp;
+        row->key = r->key;
+        row->key_len = r->key_len;
+        row->value = r->value;
+        row->value_len = r->value_len;
+        row->fields = q->def.nfields ? &q->fv[n * (size_t)q->def.nfields] : NULL;
+        if (need) {
+            rc = sql_scan_record(&q->def, need, r->value, r->value_len, row->fields, &q->arena,
+                                 why);
+            if (rc == 0 && want_ts && q->def.ts_field >= 0) {
+                const fval_t *t = &row->fields[q->def.ts_field];
+                if (t->type != RN_SQL_INT)
+                    rc = rn_errf(why, RN_EINVAL, "timestamp field '%s' is missing or null",
+                                 q->def.fields[q->def.ts_field].name);
+                else row->ts = t->i;
+            }
+            if (rc != 0) {
+                if (q->st.errors++ == 0)
+                    snprintf(q->st.first_error, sizeof q->st.first_error,
+                             "topic '%.60s' queue %u offset %lld: %.150s", q->def.topic, cb->queue,
+                             (long long)r->offset, why);
+                continue;
+            }
+        }
+        n++;
+    }
+    q->batch_max = INT64_MIN;
+    for (size_t i = 0; i < n; i++)
+        if (q->b.rows[i].ts > q->batch_max) q->batch_max = q->b.rows[i].ts;
+    q->b.nrows = n;
+    q->st.records += cb->count;
+    return 0;
+}
+
+/* The event-time frontier over the queues still being read, leaving out
+ * queue `skip` (UINT32_MAX: none): INT64_MIN while one of them has not
+ * delivered yet; INT64_MAX when none is left. */
+static int64_t frontier(const rn_sql_t *q, uint32_t skip)
+{
+    int64_t m = INT64_MAX;
+    for (uint32_t i = 0; i < q->nq; i++)
+        if (i != skip && q->qlive[i] && !q->qdone[i] && q->qmax[i] < m) m = q->qmax[i];
+    return m;
+}
+
+static int run_batch(rn_sql_t *q, uint32_t queue, char *errmsg)
+{
+    sqlite3_value *keys[RN_SQL_MAX_KEYS], *args[RN_SQL_MAX_AGGS];
+    int rc = 0, s;
+    int64_t others = q->win ? frontier(q, queue) : INT64_MAX;
+    if (queue < q->nq) q->qlive[queue] = 1;
+    sqlite3_reset(q->bst);
+    while ((s = sqlite3_step(q->bst)) == SQLITE_ROW) {
+        if (!q->win) {
+            if ((rc = deliver_stmt(q, q->bst)) != 0 || limit_reached(q)) break;
+            continue;
+        }
+        int64_t ts = sqlite3_column_int64(q->bst, 0);
+        for (int k = 0; k < q->f.nkeys; k++) keys[k] = sqlite3_column_value(q->bst, 1 + k);
+        for (int a = 0; a < q->nargs; a++)
+            args[a] = sqlite3_column_value(q->bst, 1 + q->f.nkeys + a);
+        if ((rc = win_add(q->win, ts, keys, args, &q->st.late, errmsg)) != 0) break;
+        if (queue < q->nq && ts > q->qmax[queue]) {
+            q->qmax[queue] = ts;
+            win_advance(q->win, ts < others ? ts : others);
+        }
+    }
+    if (rc == 0 && s != SQLITE_ROW && s != SQLITE_DONE)
+        rc = rn_errf(errmsg, RN_EINVAL, "%s", sqlite3_errmsg(q->db));
+    sqlite3_reset(q->bst);
+    q->b.nrows = 0;
+    if (rc == 0 && q->win && queue < q->nq) {
+        /* records the filter dropped move the frontier too; so does a queue
+         * that reached its end (it no longer holds the others back) */
+        if (q->batch_max > q->qmax[queue]) q->qmax[queue] = q->batch_max;
+        int64_t pos;
+        if (q->qend[queue] >= 0 &&
+            rn_consumer_position(q->cons, q->def.topic, queue, &pos, errmsg) == 0 &&
+            pos >= q->qend[queue])
+            q->qdone[queue] = 1;
+        int64_t fr = frontier(q, UINT32_MAX);
+        if (fr != INT64_MAX) win_advance(q->win, fr);
+    }
+    if (rc == 0 && q->win && !limit_reached(q)) rc = emit_groups(q, 0, errmsg);
+    return rc;
+}
+
+static int step_select(rn_sql_t *q, rn_sql_state_t *state, char *errmsg)
+{
+    rn_consumer_batch_t cb;
+    int rc = rn_consumer_poll(q->cons, &cb, errmsg);
+    if (rc < 0) return rc;
+    if (rc == 1) {
+        if ((rc = load_batch(q, &cb, errmsg)) != 0) return rc;
+        if ((rc = run_batch(q, cb.queue, errmsg)) != 0) return rc;
+        q->last_data_ms = rn_sys.now_ms();
+        *state = limit_reached(q) ? RN_SQL_DONE : RN_SQL_MORE;
+        return 0;
+    }
+    if (!q->o.follow) {
+        if (q->win && !limit_reached(q)) rc = emit_groups(q, 1, errmsg);
+        *state = RN_SQL_DONE;
+        return rc;
+    }
+    if (q->win && q->f.idle_ms > 0 && win_has_open(q->win) &&
+        rn_sys.now_ms() - q->last_data_ms >= q->f.idle_ms) {
+        rc = emit_groups(q, 2, errmsg);
+        if (rc != 0) return rc;
+    }
+    *state = limit_reached(q) ? RN_SQL_DONE : RN_SQL_IDLE;
+    return 0;
+}
+
+int rn_sql_step(rn_sql_t *q, rn_sql_state_t *state, char *errmsg)
+{
+    int rc = 0;
+    if (q->state == RN_SQL_DONE || atomic_load(&q->cancel)) {
+        q->state = *state = RN_SQL_DONE;
+        return 0;
+    }
+    if (!q->started) {
+        q->started = 1;
+        q->last_data_ms = rn_sys.now_ms();
+    }
+    *state = RN_SQL_DONE;
+    switch (q->f.kind) {
+    case SK_SELECT: rc = step_select(q, state, errmsg); break;
+    case SK_EXPLAIN: rc = run_explain(q); break;
+    case SK_CREATE: rc = run_create(q, errmsg); break;
+    case SK_SHOW: rc = run_show(q, errmsg); break;
+    case SK_DESCRIBE: rc = run_describe(q); break;
+    case SK_DROP: {
+        rn_meta_t *m = rn_datadir_meta_lock(q->d);
+        rc = rn_meta_stream_drop(m, q->f.name, errmsg);
+        rn_datadir_meta_unlock(q->d);
+        if (rc == RN_ENOTFOUND && q->f.if_exists) rc = 0;
+        break;
+    }
+    }
+    if (rc == RN_ECLOSED && errmsg && !errmsg[0]) rn_errf(errmsg, rc, "stopped by the receiver");
+    if (rc != 0) *state = RN_SQL_DONE;
+    if (q->win) q->st.watermark = win_watermark(q->win);
+    q->state = *state;
+    return rc;
+}
+
+int rn_sql_run(rn_sql_t *q, char *errmsg)
+{
+    for (;;) {
+        rn_sql_state_t s;
+        int rc = rn_sql_step(q, &s, errmsg);
+        if (rc != 0 || s == RN_SQL_DONE) return rc;
+        if (s == RN_SQL_IDLE) {
+            struct timespec ts = {q->o.poll_ms / 1000, (long)(q->o.poll_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+}

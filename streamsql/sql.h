@@ -1,0 +1,154 @@
+/*
+ * sql.h — the stream-SQL engine: one statement of the streamsql dialect
+ * (DESIGN.md §6) run over the topics of an embedded data directory, result
+ * rows delivered through a callback. The same API serves the `streamsql`
+ * command line, the broker (a query streamed to a gRPC client) and, later,
+ * the ETL pipelines.
+ *
+ *   rn_sql_opts_t o;
+ *   rn_sql_opts_default(&o);
+ *   o.row = print_row; o.ctx = out;                 // rows arrive here
+ *   rn_sql_t *q;
+ *   if (rn_sql_open(d, "SELECT ...", &o, &q, &erroff, err) == 0) {
+ *       rn_sql_columns(q, &cols, &ncols);            // names, known before any row
+ *       rc = rn_sql_run(q, err);                     // or rn_sql_step() in a loop
+ *       rn_sql_close(q);
+ *   }
+ *
+ * Statements: SELECT (plain, or aggregating with GROUP BY TUMBLE/HOP/SESSION
+ * and keys, HAVING, EMIT FINAL|CHANGES, LIMIT, a trailing WITH (watermark,
+ * idle_timeout, late)), EXPLAIN SELECT, CREATE STREAM, DROP STREAM, SHOW
+ * STREAMS, DESCRIBE name. rn_sql_split cuts a script into statements.
+ *
+ * States: rn_sql_open parses, resolves the stream, prepares the sqlite
+ * statements and assigns the consumer (nothing is read or written yet):
+ * OPEN. rn_sql_step does one unit of work (one batch, an idle check, or the
+ * whole of a metadata statement) and reports MORE / IDLE / DONE; once DONE,
+ * further steps do nothing. rn_sql_cancel (any thread) makes the next step
+ * DONE without closing windows. rn_sql_close frees everything in any state.
+ *
+ * Threading: a query is used by one thread at a time, except rn_sql_cancel
+ * and rn_sql_stats' counters, which may be read from another thread (the
+ * counters are plain integers: a racing read may be stale, never torn on the
+ * supported 64-bit targets). The data directory handle may be shared with
+ * other threads (the consumer takes its locks); metadata statements run
+ * under rn_datadir_meta_lock.
+ */
+#ifndef RN_SQL_H
+#define RN_SQL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "logical-queues/datadir.h"
+
+/* Limits (the front checks them before sqlite does, with clear messages). */
+#define RN_SQL_MAX_SQL_LEN     100000   /* bytes of one statement */
+#define RN_SQL_MAX_DEPTH       100      /* parentheses and sqlite expression depth */
+#define RN_SQL_MAX_FIELDS      60       /* declared fields of a stream */
+#define RN_SQL_MAX_NAME        63       /* a stream or field name */
+#define RN_SQL_MAX_KEYS        16       /* GROUP BY keys besides the window */
+#define RN_SQL_MAX_AGGS        32       /* distinct aggregate calls of a query */
+#define RN_SQL_MAX_HOPS        1000     /* HOP size / slide: windows per row */
+
+typedef enum rn_sql_type {
+    RN_SQL_NULL = 0, RN_SQL_INT, RN_SQL_REAL, RN_SQL_TEXT, RN_SQL_BLOB
+} rn_sql_type_t;
+
+/* One result value: a view valid during the row callback only. */
+typedef struct rn_sql_value {
+    rn_sql_type_t type;
+    int64_t       i;        /* RN_SQL_INT */
+    double        d;        /* RN_SQL_REAL */
+    const char   *s;        /* RN_SQL_TEXT (UTF-8, not NUL-terminated) / _BLOB */
+    size_t        n;
+} rn_sql_value_t;
+
+/* A result column. is_time: the value is a time in ms since the epoch
+ * (window_start, window_end), which a table display may render as a date;
+ * csv and json keep the integer. */
+typedef struct rn_sql_column {
+    const char *name;
+    int         is_time;
+} rn_sql_column_t;
+
+/* Return 0 to continue, non-zero to stop the query (rn_sql_step then
+ * returns that value as the error, negative codes kept, others as
+ * RN_ECLOSED), e.g. when the client went away. */
+typedef int (*rn_sql_row_fn)(void *ctx, const rn_sql_value_t *vals, int n);
+
+typedef enum rn_sql_start { RN_SQL_FROM_EARLIEST, RN_SQL_FROM_LATEST, RN_SQL_FROM_TIME,
+                            RN_SQL_FROM_CHECKPOINT } rn_sql_start_t;
+
+typedef struct rn_sql_opts {
+    rn_sql_row_fn row;          /* may be NULL: rows are counted, not delivered */
+    void         *ctx;
+    int           follow;       /* continuous: never DONE by reaching the end */
+    rn_sql_start_t from;
+    int64_t       from_ms;      /* RN_SQL_FROM_TIME */
+    const char   *checkpoint;   /* RN_SQL_FROM_CHECKPOINT: checkpoint:NAME's NAME */
+    uint32_t      poll_ms;      /* rn_sql_run's sleep when IDLE (default 20) */
+} rn_sql_opts_t;
+
+void rn_sql_opts_default(rn_sql_opts_t *o);
+
+/* Parse "earliest" | "latest" | "@TIMESTAMP_MS" | "checkpoint:NAME" into o
+ * (o->checkpoint then points into s). RN_EINVAL with errmsg. */
+int rn_sql_parse_from(const char *s, rn_sql_opts_t *o, char *errmsg);
+
+typedef struct rn_sql rn_sql_t;
+
+/* Open one statement (sql[0..len), without its ';'). On failure errmsg says
+ * what and *erroff (may be NULL) is the byte offset in sql of the offending
+ * token, or -1 when unknown. Errors: RN_EINVAL (syntax, unknown column,
+ * unsupported clause, bad interval, ...), RN_ENOTFOUND (unknown stream or
+ * topic, listing the ones that exist), RN_ETOOBIG (SQL length, depth), and
+ * what reading the metadata or assigning the consumer may return. */
+int  rn_sql_open(rn_datadir_t *d, const char *sql, size_t len, const rn_sql_opts_t *o,
+                 rn_sql_t **out, int *erroff, char *errmsg);
+
+/* The result columns, borrowed until rn_sql_close. */
+void rn_sql_columns(rn_sql_t *q, const rn_sql_column_t **cols, int *n);
+
+typedef enum rn_sql_state { RN_SQL_MORE = 1, RN_SQL_IDLE = 2, RN_SQL_DONE = 3 } rn_sql_state_t;
+
+/* One unit of work; rows go to the callback. *state: MORE (call again),
+ * IDLE (following, nothing new now: call again later), DONE. Negative on
+ * an error (the query is then DONE). */
+int  rn_sql_step(rn_sql_t *q, rn_sql_state_t *state, char *errmsg);
+/* Step until DONE, sleeping poll_ms when IDLE. */
+int  rn_sql_run(rn_sql_t *q, char *errmsg);
+/* Ask the query to stop at its next step (async-signal-safe, any thread). */
+void rn_sql_cancel(rn_sql_t *q);
+
+typedef struct rn_sql_stats {
+    uint64_t records;         /* records read from the topic */
+    uint64_t rows;            /* result rows delivered */
+    uint64_t errors;          /* records rejected: mistyped field, not JSON, ... */
+    uint64_t late;            /* rows older than a closed window (counted, dropped) */
+    uint64_t windows;         /* windows (groups) emitted or still open */
+    uint64_t target;          /* bounded: records between start and end at open */
+    int64_t  watermark;       /* INT64_MIN before the first row */
+    char     first_error[RN_ERRMSG_SIZE];   /* the first rejected record, why */
+} rn_sql_stats_t;
+
+void rn_sql_stats(rn_sql_t *q, rn_sql_stats_t *out);
+
+/* Is this statement producing rows from a topic (SELECT), as opposed to a
+ * metadata statement or EXPLAIN? (Progress displays use it.) */
+int  rn_sql_is_query(rn_sql_t *q);
+
+void rn_sql_close(rn_sql_t *q);    /* NULL is a no-op */
+
+/* Cut a script into statements at top-level ';' (quotes, comments and
+ * parentheses respected). fn gets each non-empty statement's offset and
+ * length (without the ';'); a non-zero return stops and is returned. */
+int  rn_sql_split(const char *sql, size_t len,
+                  int (*fn)(void *ctx, size_t off, size_t n), void *ctx);
+/* 1 when text holds at least one complete statement ending in ';' and
+ * nothing after it but space and comments (a REPL reads more lines until
+ * then); 0 otherwise. */
+int  rn_sql_complete(const char *sql, size_t len);
+
+#endif

@@ -1,0 +1,214 @@
+/*
+ * sql_int.h — what the files of the streamsql module share: the tokenizer
+ * and the parsed statement (front.c), stream definitions and the record
+ * field scanner (scan.c), the window state (window.c) and the virtual
+ * tables (vtab.c). Not a public API: sql.h is.
+ */
+#ifndef RN_SQL_INT_H
+#define RN_SQL_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "common/buf.h"
+#include "logical-queues/meta.h"
+#include "streamsql/sql.h"
+
+/* ---- tokens (front.c) ---------------------------------------------------- */
+
+typedef enum tok_kind {
+    TK_ID, TK_QID, TK_STR, TK_NUM, TK_LP, TK_RP, TK_COMMA, TK_SEMI, TK_DOT, TK_STAR,
+    TK_OP, TK_PARAM, TK_BAD
+} tok_kind_t;
+
+typedef struct tok {
+    tok_kind_t kind;
+    uint32_t   off, len;     /* in the statement text */
+    int        depth;        /* parenthesis depth at the token */
+} tok_t;
+
+/* ---- stream definitions (scan.c) ---------------------------------------- */
+
+typedef enum ftype { FT_INTEGER, FT_REAL, FT_TEXT, FT_BOOLEAN, FT_JSON } ftype_t;
+typedef enum sformat { SF_JSON, SF_TEXT, SF_CSV } sformat_t;
+
+typedef struct sfield {
+    char    name[RN_SQL_MAX_NAME + 1];
+    ftype_t type;
+} sfield_t;
+
+/* A stream: declared (CREATE STREAM) or a bare topic (no fields). */
+typedef struct sdef {
+    char      name[RN_META_TOPIC_NAME_MAX + 1];
+    char      topic[RN_META_TOPIC_NAME_MAX + 1];
+    sformat_t format;
+    int       ts_field;          /* index into fields, -1: the record timestamp */
+    int       declared;
+    int       nfields;
+    sfield_t  fields[RN_SQL_MAX_FIELDS];
+} sdef_t;
+
+/* Built-in columns come first; declared fields follow at SQL_COL_FIELDS. */
+enum { SQL_COL_QUEUE, SQL_COL_OFFSET, SQL_COL_TS, SQL_COL_KEY, SQL_COL_VALUE, SQL_COL_FIELDS };
+
+const char *sql_ftype_name(ftype_t t);
+const char *sql_format_name(sformat_t f);
+/* "level TEXT, n INTEGER" -> fields; errors name the field and offset. */
+int  sql_parse_fields(const char *text, size_t len, sdef_t *def, int *erroff, char *errmsg);
+/* Canonical text of def's fields ("level TEXT, n INTEGER"). */
+int  sql_fields_text(const sdef_t *def, char *out, size_t size);
+int  sql_type_from_name(const char *s, size_t n, ftype_t *t);
+int  sql_format_from_name(const char *s, size_t n, sformat_t *f);
+
+/* A decoded field value: text points into the record or the batch arena. */
+typedef struct fval {
+    uint8_t     type;        /* rn_sql_type_t */
+    int64_t     i;
+    double      d;
+    const char *s;
+    uint32_t    n;
+} fval_t;
+
+/* Decode the fields set in `need` (bit i = field i) from one record value;
+ * out[0..nfields). Unescaped strings go to arena, which the caller has
+ * reserved (at least value_len bytes free: never reallocated here).
+ * RN_EINVAL with errmsg naming the field for a mistyped or malformed record. */
+int  sql_scan_record(const sdef_t *def, uint64_t need, const uint8_t *v, int32_t vlen,
+                     fval_t *out, rn_buf_t *arena, char *errmsg);
+
+/* ---- parsed statements (front.c) ----------------------------------------- */
+
+typedef enum stmt_kind { SK_SELECT, SK_EXPLAIN, SK_CREATE, SK_DROP, SK_SHOW, SK_DESCRIBE } stmt_kind_t;
+typedef enum win_kind { WK_NONE, WK_GLOBAL, WK_TUMBLE, WK_HOP, WK_SESSION } win_kind_t;
+typedef enum agg_kind { AG_COUNT_STAR, AG_COUNT, AG_SUM, AG_TOTAL, AG_AVG, AG_MIN, AG_MAX,
+                        AG_FIRST, AG_LAST } agg_kind_t;
+
+typedef struct agg {
+    agg_kind_t kind;
+    int        distinct;
+    char      *text;         /* "count(DISTINCT svc)", for EXPLAIN and dedupe; owned */
+    char      *arg;          /* the argument's text; NULL for count(*); owned */
+} agg_t;
+
+typedef struct front {
+    const char *sql;          /* the statement (borrowed) */
+    size_t      len;
+    tok_t      *toks;
+    int         ntoks;
+    stmt_kind_t kind;
+    int         body;         /* first token of the SELECT (after EXPLAIN) */
+    /* CREATE / DROP / DESCRIBE */
+    sdef_t      def;
+    char        name[RN_META_TOPIC_NAME_MAX + 1];
+    int         name_tok;
+    int         if_exists;
+    /* SELECT */
+    int         src_tok;      /* the FROM source */
+    int         sel_b, sel_e, where_b, where_e, group_b, group_e, having_b, having_e;
+    int         tail_b;       /* first of LIMIT / EMIT / WITH (ntoks when none) */
+    int         distinct;
+    int64_t     limit;        /* -1: none */
+    int         emit_changes;
+    int64_t     watermark_ms, idle_ms;
+    int         late_dead_letter;
+    /* planned (front_plan) */
+    win_kind_t  win;
+    int64_t     size_ms, slide_ms;   /* TUMBLE size; HOP size+slide; SESSION gap */
+    int         nkeys;
+    char       *keys[RN_SQL_MAX_KEYS];
+    int         naggs;
+    agg_t       aggs[RN_SQL_MAX_AGGS];
+    char       *batch_sql;    /* the per-batch statement */
+    int         batch_base;   /* batch_sql is sql[batch_base..]'s prefix; -1: rewritten */
+    char       *emit_sql;     /* aggregating: over the emitted-windows table */
+} front_t;
+
+/* Tokenize and recognise the statement and its clauses. Errors carry the
+ * offending token's offset. */
+int  front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *errmsg);
+/* SELECT: with the stream resolved, find window, keys and aggregates and
+ * build batch_sql (and emit_sql). */
+int  front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg);
+void front_free(front_t *f);
+/* Token text helpers. */
+int  front_tok_is(const front_t *f, int i, const char *word);
+/* Copy an identifier token (unquoted) into out. RN_EINVAL when too long. */
+int  front_ident(const front_t *f, int i, char *out, size_t size);
+/* Offset in f->sql of the first token equal to ident (case-insensitive),
+ * -1 when absent: to point at a column sqlite did not know. */
+int  front_find_ident(const front_t *f, const char *ident);
+/* "10s", "500ms", "1.5m", "2h", "1d" -> ms. */
+int  front_interval(const char *s, size_t n, int64_t *ms);
+
+/* ---- window state (window.c) --------------------------------------------- */
+
+typedef struct win win_t;
+
+typedef struct win_cfg {
+    win_kind_t kind;
+    int64_t    size_ms, slide_ms, delay_ms;
+    int        nkeys, naggs;
+    agg_kind_t agg[RN_SQL_MAX_AGGS];
+    int        distinct[RN_SQL_MAX_AGGS];
+    int        changes;      /* EMIT CHANGES */
+} win_cfg_t;
+
+/* An emitted group, as the emit virtual table reads it. */
+typedef struct wgroup wgroup_t;
+
+int  win_create(const win_cfg_t *cfg, win_t **out, char *errmsg);
+void win_destroy(win_t *w);
+/* One row of the per-batch statement: ts, then nkeys keys, then one value
+ * per aggregate that takes an argument (count(*) takes none). Late rows are
+ * counted in *late and not added. */
+int  win_add(win_t *w, int64_t ts, sqlite3_value **keys, sqlite3_value **args, uint64_t *late,
+             char *errmsg);
+/* Groups to emit now: with close_all = 1 every open window (end of input:
+ * the watermark becomes +infinity); 2 (idle timeout) every open window, the
+ * watermark moving to the last one's end (GLOBAL never closes on idle); 0 those the watermark closed, and (EMIT CHANGES) those changed
+ * since the last call. *out is borrowed until win_release. */
+int  win_collect(win_t *w, int close_all, wgroup_t ***out, size_t *n, char *errmsg);
+/* Free what win_collect handed out that has closed. */
+void win_release(win_t *w);
+/* Raise the event-time frontier (ignored when not larger, and for GLOBAL);
+ * the watermark is frontier - delay. */
+void win_advance(win_t *w, int64_t frontier);
+int64_t  win_watermark(const win_t *w);
+uint64_t win_groups(const win_t *w);
+int  win_has_open(const win_t *w);
+/* Emit-table columns of a group: 0 window_start, 1 window_end, keys, aggs. */
+void win_group_column(const win_t *w, const wgroup_t *g, int col, sqlite3_context *ctx);
+
+/* ---- virtual tables (vtab.c) --------------------------------------------- */
+
+/* The current batch of decoded records the stream table yields. */
+typedef struct srow {
+    uint32_t       queue;
+    int64_t        offset;
+    int64_t        ts;
+    const uint8_t *key;
+    int32_t        key_len;
+    const uint8_t *value;
+    int32_t        value_len;
+    fval_t        *fields;     /* def->nfields values, or NULL */
+} srow_t;
+
+typedef struct sbatch {
+    const sdef_t *def;
+    srow_t       *rows;
+    size_t        nrows;
+    /* emitted groups for the emit table */
+    win_t        *win;
+    wgroup_t    **groups;
+    size_t        ngroups;
+} sbatch_t;
+
+/* Register the stream module (rn_stream) and the emit module (rn_emit) on
+ * db, both reading b. */
+int  vtab_register(sqlite3 *db, sbatch_t *b, char *errmsg);
+/* The emit table's declaration for nkeys keys and naggs aggregates. */
+int  vtab_emit_schema(int nkeys, int naggs, char *out, size_t size);
+
+#endif

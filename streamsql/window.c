@@ -1,0 +1,769 @@
+/*
+ * window.c — window state of an aggregating query, in C: groups hashed by
+ * (window start, keys), each with incremental accumulators, plus the event
+ * time watermark that decides when a window closes.
+ *
+ * sqlite computes, per row, the time, the keys and the aggregate arguments
+ * (the per-batch statement); this file only assigns rows to windows and
+ * folds values into accumulators (step / value / merge, sqlite's
+ * xStep/xValue contract; sessions merge instead of retracting, so no
+ * xInverse is needed). Nothing buffers a window's rows: count/sum/avg keep
+ * counters, min/max/first/last one value, count(DISTINCT) etc. a set of the
+ * distinct values (the one aggregate that needs memory per value).
+ *
+ * Invariants:
+ *  1. Watermark = (event-time frontier) - delay; it only grows. The engine
+ *     sets the frontier (win_advance): the smallest, over the queues still
+ *     being read, of the largest event time each has delivered, so one
+ *     queue running ahead of another does not make the other's rows late. A window
+ *     [start, end) closes when end <= watermark; closed windows are never
+ *     re-opened: a row whose window is closed is late (counted, not added;
+ *     for HOP, a row is late when any of its windows closed, and it is still
+ *     added to the ones open). The decision is per row, arithmetic, so the
+ *     result does not depend on how records were cut into batches.
+ *  2. TUMBLE windows are [k*size, (k+1)*size), HOP windows [k*slide,
+ *     k*slide + size), aligned on the epoch (floor division, so negative
+ *     times work). A SESSION is [first ts, last ts + gap) per key: a row at
+ *     ts joins (and merges) every open session of its key that overlaps
+ *     [ts, ts + gap). GLOBAL (no window in GROUP BY) has one window that
+ *     closes only at the end of input.
+ *  3. Accumulators mirror sqlite's: count counts non-NULL values; sum/avg
+ *     use sqlite's numeric conversion, sum stays integer until a REAL (or an
+ *     overflow) appears; avg = real sum / count; min/max compare with the
+ *     BINARY collation and NULL < numbers < text < blobs, ignoring NULLs;
+ *     first/last keep the value of the first/last row in arrival order.
+ *  4. Groups handed out by win_collect stay valid until win_release.
+ */
+#include "streamsql/sql_int.h"
+
+#include "common/error.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- values ---------------------------------------------------------------- */
+
+typedef struct val {
+    uint8_t  type;      /* rn_sql_type_t */
+    int64_t  i;
+    double   d;
+    uint8_t *s;         /* owned in accumulators, a view otherwise */
+    uint32_t n;
+} val_t;
+
+static void val_view(sqlite3_value *v, val_t *out)
+{
+    out->s = NULL;
+    out->n = 0;
+    switch (sqlite3_value_type(v)) {
+    case SQLITE_INTEGER: out->type = RN_SQL_INT; out->i = sqlite3_value_int64(v); break;
+    case SQLITE_FLOAT: out->type = RN_SQL_REAL; out->d = sqlite3_value_double(v); break;
+    case SQLITE_TEXT:
+        out->type = RN_SQL_TEXT;
+        out->s = (uint8_t *)sqlite3_value_text(v);
+        out->n = (uint32_t)sqlite3_value_bytes(v);
+        break;
+    case SQLITE_BLOB:
+        out->type = RN_SQL_BLOB;
+        out->s = (uint8_t *)sqlite3_value_blob(v);
+        out->n = (uint32_t)sqlite3_value_bytes(v);
+        break;
+    default: out->type = RN_SQL_NULL; break;
+    }
+}
+
+static int val_class(const val_t *v)
+{
+    return v->type == RN_SQL_NULL ? 0 : v->type == RN_SQL_INT || v->type == RN_SQL_REAL ? 1
+           : v->type == RN_SQL_TEXT ? 2 : 3;
+}
+
+static int val_cmp(const val_t *a, const val_t *b)
+{
+    int ca = val_class(a), cb = val_class(b);
+    if (ca != cb) return ca < cb ? -1 : 1;
+    if (ca == 0) return 0;
+    if (ca == 1) {
+        if (a->type == RN_SQL_INT && b->type == RN_SQL_INT)
+            return a->i < b->i ? -1 : a->i > b->i;
+        double x = a->type == RN_SQL_INT ? (double)a->i : a->d;
+        double y = b->type == RN_SQL_INT ? (double)b->i : b->d;
+        return x < y ? -1 : x > y;
+    }
+    uint32_t m = a->n < b->n ? a->n : b->n;
+    int c = m ? memcmp(a->s, b->s, m) : 0;
+    if (c) return c < 0 ? -1 : 1;
+    return a->n < b->n ? -1 : a->n > b->n;
+}
+
+static int val_copy(val_t *dst, const val_t *src)
+{
+    uint8_t *s = NULL;
+    if (src->type == RN_SQL_TEXT || src->type == RN_SQL_BLOB) {
+        s = malloc(src->n ? src->n : 1);
+        if (!s) return -ENOMEM;
+        if (src->n) memcpy(s, src->s, src->n);
+    }
+    free(dst->s);
+    *dst = *src;
+    dst->s = s;
+    return 0;
+}
+
+static void val_result(const val_t *v, sqlite3_context *ctx)
+{
+    switch (v->type) {
+    case RN_SQL_INT: sqlite3_result_int64(ctx, v->i); break;
+    case RN_SQL_REAL: sqlite3_result_double(ctx, v->d); break;
+    case RN_SQL_TEXT: sqlite3_result_text(ctx, (const char *)v->s, (int)v->n, SQLITE_TRANSIENT); break;
+    case RN_SQL_BLOB: sqlite3_result_blob(ctx, v->s, (int)v->n, SQLITE_TRANSIENT); break;
+    default: sqlite3_result_null(ctx); break;
+    }
+}
+
+/* Serialize a value (tag + payload) onto b; an integral REAL is written as
+ * the integer, so 1 and 1.0 are one key and one distinct value, as in sqlite. */
+static int val_ser(rn_buf_t *b, const val_t *v)
+{
+    uint8_t tmp[13];
+    size_t n = 1;
+    tmp[0] = v->type;
+    if (v->type == RN_SQL_REAL && v->d == floor(v->d) && fabs(v->d) < 9.2e18) {
+        int64_t i = (int64_t)v->d;
+        tmp[0] = RN_SQL_INT;
+        memcpy(tmp + 1, &i, 8);
+        n = 9;
+    } else if (v->type == RN_SQL_INT) {
+        memcpy(tmp + 1, &v->i, 8);
+        n = 9;
+    } else if (v->type == RN_SQL_REAL) {
+        memcpy(tmp + 1, &v->d, 8);
+        n = 9;
+    } else if (v->type == RN_SQL_TEXT || v->type == RN_SQL_BLOB) {
+        memcpy(tmp + 1, &v->n, 4);
+        n = 5;
+    }
+    if (rn_buf_append(b, tmp, n, 0) != 0) return -ENOMEM;
+    if (n == 5 && v->n && rn_buf_append(b, v->s, v->n, 0) != 0) return -ENOMEM;
+    return 0;
+}
+
+/* Read one serialized value at *p (a view into the bytes). */
+static void val_deser(const uint8_t **p, val_t *v)
+{
+    const uint8_t *q = *p;
+    memset(v, 0, sizeof *v);
+    v->type = *q++;
+    if (v->type == RN_SQL_INT) { memcpy(&v->i, q, 8); q += 8; }
+    else if (v->type == RN_SQL_REAL) { memcpy(&v->d, q, 8); q += 8; }
+    else if (v->type == RN_SQL_TEXT || v->type == RN_SQL_BLOB) {
+        memcpy(&v->n, q, 4);
+        q += 4;
+        v->s = (uint8_t *)q;
+        q += v->n;
+    }
+    *p = q;
+}
+
+/* ---- a byte-keyed hash map (open addressing, linear probing) ---------------- */
+
+typedef struct ment {
+    uint64_t       h;
+    const uint8_t *k;      /* NULL: empty */
+    uint32_t       kl;
+    void          *v;
+} ment_t;
+
+typedef struct map {
+    ment_t *e;
+    size_t  cap, n;        /* cap is a power of two */
+} map_t;
+
+static uint64_t hash_bytes(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+        p += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, p, n);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 29;
+    return h;
+}
+
+static ment_t *map_find(map_t *m, uint64_t h, const uint8_t *k, uint32_t kl)
+{
+    if (!m->cap) return NULL;
+    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        ment_t *e = &m->e[i];
+        if (!e->k) return NULL;
+        if (e->h == h && e->kl == kl && memcmp(e->k, k, kl) == 0) return e;
+    }
+}
+
+static int map_put(map_t *m, uint64_t h, const uint8_t *k, uint32_t kl, void *v)
+{
+    if ((m->n + 1) * 10 > m->cap * 7) {
+        size_t ncap = m->cap ? m->cap * 2 : 16;
+        ment_t *ne = calloc(ncap, sizeof *ne);
+        if (!ne) return -ENOMEM;
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->e[i].k) continue;
+            size_t j = m->e[i].h & (ncap - 1);
+            while (ne[j].k) j = (j + 1) & (ncap - 1);
+            ne[j] = m->e[i];
+        }
+        free(m->e);
+        m->e = ne;
+        m->cap = ncap;
+    }
+    size_t j = h & (m->cap - 1);
+    while (m->e[j].k) j = (j + 1) & (m->cap - 1);
+    m->e[j] = (ment_t){h, k, kl, v};
+    m->n++;
+    return 0;
+}
+
+/* ---- accumulators ----------------------------------------------------------- */
+
+typedef struct acc {
+    int64_t  n;
+    int64_t  isum;
+    double   rsum;
+    uint8_t  approx, overflow, has;
+    uint64_t seq;          /* first/last: the row the value came from */
+    val_t    v;
+    map_t   *set;          /* DISTINCT: owned keys */
+} acc_t;
+
+struct wgroup {
+    wgroup_t *next;        /* session chain */
+    int64_t   start, end;
+    uint64_t  seq;
+    uint8_t  *kbuf;        /* 8 bytes start + serialized keys */
+    uint32_t  klen;        /* of the serialized keys */
+    uint8_t   dirty, closed, dead;
+    acc_t     acc[];
+};
+
+struct win {
+    win_cfg_t  cfg;
+    map_t      groups;     /* TUMBLE/HOP/GLOBAL: key = kbuf (start + keys) -> group;
+                              SESSION: key = keys -> chain of sessions */
+    int64_t    max_ts;     /* event-time frontier (win_advance); INT64_MIN: none yet */
+    int64_t    closed_to;  /* windows with end <= closed_to were closed */
+    int64_t    min_end;    /* lower bound of open windows' ends */
+    uint64_t   seq, ngroups;
+    rn_buf_t   key;        /* scratch: serialized keys of the current row */
+    rn_buf_t   tmp;        /* scratch: a serialized distinct value */
+    wgroup_t **dirty;      /* EMIT CHANGES: touched since the last collect */
+    size_t     ndirty, capdirty;
+    wgroup_t **out;        /* handed out by win_collect */
+    size_t     nout, capout;
+    wgroup_t **graveyard;  /* merged-away or closed groups, freed by win_release */
+    size_t     ngrave, capgrave;
+};
+
+static int push(wgroup_t ***v, size_t *n, size_t *cap, wgroup_t *g)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        wgroup_t **p = realloc(*v, nc * sizeof *p);
+        if (!p) return -ENOMEM;
+        *v = p;
+        *cap = nc;
+    }
+    (*v)[(*n)++] = g;
+    return 0;
+}
+
+static void set_free(map_t *s)
+{
+    if (!s) return;
+    for (size_t i = 0; i < s->cap; i++) free((void *)s->e[i].k);
+    free(s->e);
+    free(s);
+}
+
+static void group_free(const win_t *w, wgroup_t *g)
+{
+    for (int j = 0; j < w->cfg.naggs; j++) {
+        free(g->acc[j].v.s);
+        set_free(g->acc[j].set);
+    }
+    free(g->kbuf);
+    free(g);
+}
+
+/* Is v new to the DISTINCT set of a? (adds it) */
+static int distinct_new(win_t *w, acc_t *a, const val_t *v, int *is_new)
+{
+    w->tmp.len = 0;
+    if (val_ser(&w->tmp, v) != 0) return -ENOMEM;
+    uint64_t h = hash_bytes(w->tmp.data, w->tmp.len);
+    if (!a->set && !(a->set = calloc(1, sizeof *a->set))) return -ENOMEM;
+    if (map_find(a->set, h, w->tmp.data, (uint32_t)w->tmp.len)) { *is_new = 0; return 0; }
+    uint8_t *k = malloc(w->tmp.len);
+    if (!k) return -ENOMEM;
+    memcpy(k, w->tmp.data, w->tmp.len);
+    if (map_put(a->set, h, k, (uint32_t)w->tmp.len, NULL) != 0) { free(k); return -ENOMEM; }
+    *is_new = 1;
+    return 0;
+}
+
+/* Fold value v (already numerically converted for sum/avg) of row seq. */
+static int acc_step(win_t *w, int j, acc_t *a, const val_t *v, uint64_t seq)
+{
+    agg_kind_t kind = w->cfg.agg[j];
+    if (kind == AG_COUNT_STAR) { a->n++; return 0; }
+    if (v->type == RN_SQL_NULL) {
+        if (kind == AG_LAST || (kind == AG_FIRST && !a->has)) {
+            free(a->v.s);
+            memset(&a->v, 0, sizeof a->v);
+            a->has = 1;
+            a->seq = seq;
+        }
+        return 0;
+    }
+    if (w->cfg.distinct[j]) {
+        int is_new;
+        if (distinct_new(w, a, v, &is_new) != 0) return -ENOMEM;
+        if (!is_new) return 0;
+    }
+    switch (kind) {
+    case AG_COUNT: a->n++; break;
+    case AG_SUM: case AG_TOTAL: case AG_AVG:
+        a->n++;
+        if (v->type == RN_SQL_INT) {
+            a->rsum += (double)v->i;
+            if (!a->approx && !a->overflow && __builtin_add_overflow(a->isum, v->i, &a->isum))
+                a->overflow = 1;
+        } else {
+            a->rsum += v->type == RN_SQL_REAL ? v->d : 0.0;
+            a->approx = 1;
+        }
+        break;
+    case AG_MIN: case AG_MAX: {
+        int c = a->has ? val_cmp(v, &a->v) : 0;
+        if (!a->has || (kind == AG_MIN ? c < 0 : c > 0)) {
+            if (val_copy(&a->v, v) != 0) return -ENOMEM;
+            a->has = 1;
+        }
+        break;
+    }
+    case AG_FIRST: case AG_LAST:
+        if (kind == AG_LAST || !a->has) {
+            if (val_copy(&a->v, v) != 0) return -ENOMEM;
+            a->has = 1;
+            a->seq = seq;
+        }
+        break;
+    default: break;
+    }
+    return 0;
+}
+
+/* Merge accumulator b into a (sessions). */
+static int acc_merge(win_t *w, int j, acc_t *a, acc_t *b)
+{
+    agg_kind_t kind = w->cfg.agg[j];
+    if (w->cfg.distinct[j] && b->set && kind != AG_MIN && kind != AG_MAX) {
+        for (size_t i = 0; i < b->set->cap; i++) {
+            if (!b->set->e[i].k) continue;
+            const uint8_t *p = b->set->e[i].k;
+            val_t v;
+            val_deser(&p, &v);
+            if (acc_step(w, j, a, &v, b->seq) != 0) return -ENOMEM;
+        }
+        return 0;
+    }
+    switch (kind) {
+    case AG_COUNT_STAR: case AG_COUNT: a->n += b->n; break;
+    case AG_SUM: case AG_TOTAL: case AG_AVG:
+        a->n += b->n;
+        a->rsum += b->rsum;
+        a->approx |= b->approx;
+        a->overflow |= b->overflow;
+        if (!a->approx && !a->overflow && __builtin_add_overflow(a->isum, b->isum, &a->isum))
+            a->overflow = 1;
+        break;
+    case AG_MIN: case AG_MAX:
+        if (b->has && (!a->has || (kind == AG_MIN ? val_cmp(&b->v, &a->v) < 0
+                                                  : val_cmp(&b->v, &a->v) > 0))) {
+            if (val_copy(&a->v, &b->v) != 0) return -ENOMEM;
+            a->has = 1;
+        }
+        break;
+    case AG_FIRST: case AG_LAST:
+        if (b->has && (!a->has || (kind == AG_FIRST ? b->seq < a->seq : b->seq > a->seq))) {
+            if (val_copy(&a->v, &b->v) != 0) return -ENOMEM;
+            a->has = 1;
+            a->seq = b->seq;
+        }
+        break;
+    }
+    return 0;
+}
+
+static void acc_result(const win_t *w, int j, const acc_t *a, sqlite3_context *ctx)
+{
+    switch (w->cfg.agg[j]) {
+    case AG_COUNT_STAR: case AG_COUNT: sqlite3_result_int64(ctx, a->n); break;
+    case AG_SUM:
+        if (!a->n) sqlite3_result_null(ctx);
+        else if (a->approx || a->overflow) sqlite3_result_double(ctx, a->rsum);
+        else sqlite3_result_int64(ctx, a->isum);
+        break;
+    case AG_TOTAL: sqlite3_result_double(ctx, a->rsum); break;
+    case AG_AVG:
+        if (!a->n) sqlite3_result_null(ctx);
+        else sqlite3_result_double(ctx, a->rsum / (double)a->n);
+        break;
+    default:
+        if (a->has) val_result(&a->v, ctx);
+        else sqlite3_result_null(ctx);
+        break;
+    }
+}
+
+/* ---- groups ----------------------------------------------------------------- */
+
+int win_create(const win_cfg_t *cfg, win_t **out, char *errmsg)
+{
+    win_t *w = calloc(1, sizeof *w);
+    if (!w) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    w->cfg = *cfg;
+    w->max_ts = INT64_MIN;
+    w->closed_to = INT64_MIN;
+    w->min_end = INT64_MAX;
+    *out = w;
+    return 0;
+}
+
+static void free_all(win_t *w)
+{
+    for (size_t i = 0; i < w->groups.cap; i++) {
+        wgroup_t *g = w->groups.e[i].k ? w->groups.e[i].v : NULL;
+        while (g) {
+            wgroup_t *nx = g->next;
+            group_free(w, g);
+            g = nx;
+        }
+    }
+    free(w->groups.e);
+    memset(&w->groups, 0, sizeof w->groups);
+}
+
+void win_destroy(win_t *w)
+{
+    if (!w) return;
+    win_release(w);
+    free_all(w);
+    rn_buf_free(&w->key);
+    rn_buf_free(&w->tmp);
+    free(w->dirty);
+    free(w->out);
+    free(w->graveyard);
+    free(w);
+}
+
+static wgroup_t *group_new(win_t *w, int64_t start, int64_t end)
+{
+    wgroup_t *g = calloc(1, sizeof *g + (size_t)w->cfg.naggs * sizeof(acc_t));
+    if (!g) return NULL;
+    g->kbuf = malloc(w->key.len);
+    if (!g->kbuf) { free(g); return NULL; }
+    memcpy(g->kbuf, &start, 8);
+    memcpy(g->kbuf + 8, w->key.data + 8, w->key.len - 8);
+    g->klen = (uint32_t)(w->key.len - 8);
+    g->start = start;
+    g->end = end;
+    g->seq = w->seq++;
+    w->ngroups++;
+    if (end < w->min_end) w->min_end = end;
+    return g;
+}
+
+static int touch(win_t *w, wgroup_t *g)
+{
+    if (!w->cfg.changes || g->dirty) return 0;
+    g->dirty = 1;
+    return push(&w->dirty, &w->ndirty, &w->capdirty, g);
+}
+
+static int step_all(win_t *w, wgroup_t *g, const val_t *args, uint64_t seq)
+{
+    for (int j = 0, a = 0; j < w->cfg.naggs; j++) {
+        const val_t *v = w->cfg.agg[j] == AG_COUNT_STAR ? NULL : &args[a++];
+        if (acc_step(w, j, &g->acc[j], v, seq) != 0) return -ENOMEM;
+    }
+    return touch(w, g);
+}
+
+/* The group of window [start, end) for the current keys (TUMBLE/HOP/GLOBAL). */
+static int fixed_group(win_t *w, int64_t start, int64_t end, wgroup_t **out)
+{
+    memcpy(w->key.data, &start, 8);
+    uint64_t h = hash_bytes(w->key.data, w->key.len);
+    ment_t *e = map_find(&w->groups, h, w->key.data, (uint32_t)w->key.len);
+    if (e) { *out = e->v; return 0; }
+    wgroup_t *g = group_new(w, start, end);
+    if (!g) return -ENOMEM;
+    if (map_put(&w->groups, h, g->kbuf, g->klen + 8, g) != 0) {
+        group_free(w, g);
+        return -ENOMEM;
+    }
+    *out = g;
+    return 0;
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static int session_add(win_t *w, int64_t ts, const val_t *args, uint64_t seq)
+{
+    int64_t gap = w->cfg.size_ms;
+    const uint8_t *kp = w->key.data + 8;
+    uint32_t kl = (uint32_t)w->key.len - 8;
+    uint64_t h = hash_bytes(kp, kl);
+    ment_t *e = map_find(&w->groups, h, kp, kl);
+    wgroup_t *target = NULL;
+    int64_t lo = ts, hi = ts + gap;
+    if (e) {
+        for (wgroup_t *g = e->v; g; g = g->next)
+            if (g->end > w->closed_to && g->end > lo && g->start < hi &&
+                !(w->max_ts != INT64_MIN && g->end <= w->max_ts - w->cfg.delay_ms)) {
+                target = g;
+                break;
+            }
+    }
+    if (!target) {
+        wgroup_t *g = group_new(w, ts, hi);
+        if (!g) return -ENOMEM;
+        if (e) {
+            g->next = e->v;
+            e->v = g;
+            e->k = g->kbuf + 8;
+        } else if (map_put(&w->groups, h, g->kbuf + 8, g->klen, g) != 0) {
+            group_free(w, g);
+            return -ENOMEM;
+        }
+        return step_all(w, g, args, seq);
+    }
+    if (ts < target->start) target->start = ts;
+    if (hi > target->end) target->end = hi;
+    int rc = step_all(w, target, args, seq);
+    if (rc != 0) return rc;
+    /* merge every other open session the grown one now overlaps */
+    int64_t wm = w->max_ts == INT64_MIN ? INT64_MIN : w->max_ts - w->cfg.delay_ms;
+    for (int again = 1; again;) {
+        again = 0;
+        for (wgroup_t **pp = (wgroup_t **)&e->v; *pp;) {
+            wgroup_t *g = *pp;
+            if (g == target || g->end <= wm || g->end <= target->start || g->start >= target->end) {
+                pp = &g->next;
+                continue;
+            }
+            for (int j = 0; j < w->cfg.naggs; j++)
+                if (acc_merge(w, j, &target->acc[j], &g->acc[j]) != 0) return -ENOMEM;
+            if (g->start < target->start) target->start = g->start;
+            if (g->end > target->end) target->end = g->end;
+            *pp = g->next;
+            g->dead = 1;
+            w->ngroups--;
+            if (push(&w->graveyard, &w->ngrave, &w->capgrave, g) != 0) return -ENOMEM;
+            again = 1;
+        }
+    }
+    e->k = ((wgroup_t *)e->v)->kbuf + 8;
+    return touch(w, target);
+}
+
+int win_add(win_t *w, int64_t ts, sqlite3_value **keys, sqlite3_value **args, uint64_t *late,
+            char *errmsg)
+{
+    val_t av[RN_SQL_MAX_AGGS];
+    w->key.len = 0;
+    int64_t zero = 0;
+    if (rn_buf_append(&w->key, &zero, 8, 0) != 0) goto oom;
+    for (int k = 0; k < w->cfg.nkeys; k++) {
+        val_t v;
+        val_view(keys[k], &v);
+        if (val_ser(&w->key, &v) != 0) goto oom;
+    }
+    for (int j = 0, a = 0; j < w->cfg.naggs; j++) {
+        agg_kind_t kind = w->cfg.agg[j];
+        if (kind == AG_COUNT_STAR) continue;
+        if (kind == AG_SUM || kind == AG_TOTAL || kind == AG_AVG)
+            sqlite3_value_numeric_type(args[a]);
+        val_view(args[a], &av[a]);
+        a++;
+    }
+    uint64_t seq = w->seq++;
+    int64_t wm = w->max_ts == INT64_MIN ? INT64_MIN : w->max_ts - w->cfg.delay_ms;
+    if (w->closed_to > wm) wm = w->closed_to;
+    int rc = 0, was_late = 0;
+    wgroup_t *g;
+    switch (w->cfg.kind) {
+    case WK_GLOBAL:
+        rc = fixed_group(w, 0, INT64_MAX, &g);
+        if (rc == 0) rc = step_all(w, g, av, seq);
+        break;
+    case WK_TUMBLE: {
+        int64_t s = floor_div(ts, w->cfg.size_ms) * w->cfg.size_ms;
+        if (s + w->cfg.size_ms <= wm) { was_late = 1; break; }
+        rc = fixed_group(w, s, s + w->cfg.size_ms, &g);
+        if (rc == 0) rc = step_all(w, g, av, seq);
+        break;
+    }
+    case WK_HOP: {
+        int64_t s = floor_div(ts, w->cfg.slide_ms) * w->cfg.slide_ms;
+        for (; rc == 0 && s > ts - w->cfg.size_ms; s -= w->cfg.slide_ms) {
+            if (s + w->cfg.size_ms <= wm) { was_late = 1; continue; }
+            rc = fixed_group(w, s, s + w->cfg.size_ms, &g);
+            if (rc == 0) rc = step_all(w, g, av, seq);
+        }
+        break;
+    }
+    case WK_SESSION:
+        if (ts + w->cfg.size_ms <= wm) { was_late = 1; break; }
+        rc = session_add(w, ts, av, seq);
+        break;
+    default: break;
+    }
+    if (rc != 0) goto oom;
+    if (was_late) (*late)++;
+    return 0;
+oom:
+    return rn_errf(errmsg, -ENOMEM, "out of memory for window state");
+}
+
+static int cmp_groups(const void *a, const void *b)
+{
+    const wgroup_t *x = *(wgroup_t *const *)a, *y = *(wgroup_t *const *)b;
+    if (x->start != y->start) return x->start < y->start ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+int win_collect(win_t *w, int close_all, wgroup_t ***out, size_t *n, char *errmsg)
+{
+    int64_t wm = w->max_ts == INT64_MIN ? INT64_MIN : w->max_ts - w->cfg.delay_ms;
+    if (w->cfg.kind == WK_GLOBAL) wm = INT64_MIN;
+    if (close_all == 1) wm = INT64_MAX;
+    if (close_all == 2 && w->cfg.kind != WK_GLOBAL) {
+        /* idle: the watermark moves to the end of the last open window */
+        for (size_t i = 0; i < w->groups.cap; i++)
+            for (wgroup_t *g = w->groups.e[i].k ? w->groups.e[i].v : NULL; g; g = g->next)
+                if (g->end > wm) wm = g->end;
+    }
+    w->nout = 0;
+    if (w->cfg.changes) {
+        for (size_t i = 0; i < w->ndirty; i++) {
+            wgroup_t *g = w->dirty[i];
+            g->dirty = 0;
+            if (!g->dead && push(&w->out, &w->nout, &w->capout, g) != 0) goto oom;
+        }
+        w->ndirty = 0;
+    }
+    if (wm >= w->min_end && wm > w->closed_to) {
+        /* rebuild the map without the groups that close */
+        map_t old = w->groups;
+        memset(&w->groups, 0, sizeof w->groups);
+        w->min_end = INT64_MAX;
+        int failed = 0;
+        for (size_t i = 0; i < old.cap; i++) {
+            if (!old.e[i].k) continue;
+            wgroup_t *keep = NULL, **tail = &keep;
+            for (wgroup_t *g = old.e[i].v, *nx; g; g = nx) {
+                nx = g->next;
+                g->next = NULL;
+                if (g->end <= wm) {
+                    g->closed = 1;
+                    w->ngroups--;
+                    if ((!w->cfg.changes && push(&w->out, &w->nout, &w->capout, g) != 0) ||
+                        push(&w->graveyard, &w->ngrave, &w->capgrave, g) != 0)
+                        failed = 1;
+                } else {
+                    *tail = g;
+                    tail = &g->next;
+                    if (g->end < w->min_end) w->min_end = g->end;
+                }
+            }
+            if (keep) {
+                const uint8_t *k = w->cfg.kind == WK_SESSION ? keep->kbuf + 8 : keep->kbuf;
+                uint32_t kl = w->cfg.kind == WK_SESSION ? keep->klen : keep->klen + 8;
+                if (map_put(&w->groups, old.e[i].h, k, kl, keep) != 0) failed = 1;
+            }
+        }
+        free(old.e);
+        w->closed_to = wm;
+        if (failed) goto oom;
+    }
+    if (!w->cfg.changes && w->nout > 1) qsort(w->out, w->nout, sizeof *w->out, cmp_groups);
+    *out = w->out;
+    *n = w->nout;
+    return 0;
+oom:
+    return rn_errf(errmsg, -ENOMEM, "out of memory for window state");
+}
+
+void win_release(win_t *w)
+{
+    for (size_t i = 0; i < w->ngrave; i++) group_free(w, w->graveyard[i]);
+    w->ngrave = 0;
+    w->nout = 0;
+}
+
+void win_advance(win_t *w, int64_t frontier)
+{
+    if (w->cfg.kind != WK_GLOBAL && frontier > w->max_ts) w->max_ts = frontier;
+}
+
+int64_t win_watermark(const win_t *w)
+{
+    if (w->max_ts == INT64_MIN) return w->closed_to;
+    int64_t wm = w->max_ts - w->cfg.delay_ms;
+    return wm > w->closed_to ? wm : w->closed_to;
+}
+
+uint64_t win_groups(const win_t *w)
+{
+    return w->ngroups;
+}
+
+int win_has_open(const win_t *w)
+{
+    return w->ngroups > 0;
+}
+
+void win_group_column(const win_t *w, const wgroup_t *g, int col, sqlite3_context *ctx)
+{
+    if (col == 0 || col == 1) {
+        if (w->cfg.kind == WK_GLOBAL) sqlite3_result_null(ctx);
+        else sqlite3_result_int64(ctx, col == 0 ? g->start : g->end);
+        return;
+    }
+    col -= 2;
+    if (col < w->cfg.nkeys) {
+        const uint8_t *p = g->kbuf + 8;
+        val_t v;
+        for (int k = 0; k <= col; k++) val_deser(&p, &v);
+        val_result(&v, ctx);
+        return;
+    }
+    col -= w->cfg.nkeys;
+    if (col < w->cfg.naggs) acc_result(w, col, &g->acc[col], ctx);
+    else sqlite3_result_null(ctx);
+}

@@ -1,0 +1,425 @@
+/*
+ * test_streamsql.c — the streamsql engine on a small fixed log: query ->
+ * expected rows tables (projection, filters, every window kind, every
+ * aggregate, HAVING over aggregate expressions, EMIT CHANGES, LIMIT), the
+ * stream statements (CREATE/SHOW/DESCRIBE/DROP STREAM), EXPLAIN, typing
+ * errors counted and never grouped, the meta.db upgrade that adds streams,
+ * and a must-fail list where each bad
+ * statement gives its expected message (and the offset of the offending
+ * token where one is known).
+ */
+#include "tests/test_streamsql_util.h"
+
+#include "common/sys.h"
+#include "logical-queues/meta.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+
+static const char *const log_lines[] = {
+    "{\"level\":\"INFO\",\"svc\":\"api\",\"lat\":10,\"at\":1000}",
+    "{\"level\":\"DEBUG\",\"svc\":\"api\",\"lat\":20,\"at\":2000}",
+    "{\"svc\":\"db\",\"level\":\"INFO\",\"lat\":30,\"at\":3000,\"extra\":{\"a\":[1,2,\"}\"]}}",
+    "{\"level\":\"WARN\",\"svc\":\"api\",\"lat\":40,\"at\":11000}",
+    "{\"level\":\"INFO\",\"svc\":\"db\",\"lat\":null,\"at\":12000}",
+    "{\"level\":\"INFO\",\"svc\":\"a\\u0070i\",\"lat\":60,\"at\":25000}",
+};
+
+static int setup(void **state)
+{
+    if (sqlfix_setup(state) != 0) return -1;
+    sqlfix_t *f = *state;
+    topic(f, "logs", 1);
+    topic(f, "empty", 3);
+    for (size_t i = 0; i < sizeof log_lines / sizeof log_lines[0]; i++)
+        produce1(f, "logs", 100 + (int64_t)i, log_lines[i]);
+    char *out, err[RN_ERRMSG_SIZE];
+    int off;
+    int rc = run_sql(f, "CREATE STREAM logs_s (level TEXT, svc TEXT, lat INTEGER, at INTEGER) "
+                        "WITH (topic = 'logs', format = 'json', timestamp = 'at')",
+                     NULL, &out, &off, err, NULL);
+    free(out);
+    if (rc != 0) { fprintf(stderr, "create: %s\n", err); return -1; }
+    return 0;
+}
+
+typedef struct expect {
+    const char *sql;
+    const char *rows;
+} expect_t;
+
+static const expect_t expected[] = {
+    {"SELECT svc, lat FROM logs_s WHERE level <> 'DEBUG'",
+     "api|10\ndb|30\napi|40\ndb|NULL\napi|60\n"},
+    {"SELECT offset, json_extract(value, '$.svc'), ts FROM logs WHERE offset < 2",
+     "0|api|100\n1|api|101\n"},
+    {"SELECT upper(svc) || '-' || level AS x FROM logs_s LIMIT 2", "API-INFO\nAPI-DEBUG\n"},
+    {"SELECT ts, queue FROM logs_s LIMIT 1", "1000|0\n"},
+    {"select SVC from logs_s where LAT between 25 and 45 -- a comment; with ;\n", "db\napi\n"},
+    {"SELECT window_start, window_end, svc, count(*), sum(lat), avg(lat) FROM logs_s "
+     "GROUP BY TUMBLE(ts, '10s'), svc",
+     "0|10000|api|2|30|15\n0|10000|db|1|30|30\n10000|20000|api|1|40|40\n"
+     "10000|20000|db|1|NULL|NULL\n20000|30000|api|1|60|60\n"},
+    {"SELECT svc, sum(lat) / count(*) AS r FROM logs_s GROUP BY TUMBLE(at, '10s'), svc "
+     "HAVING count(*) > 1", "api|15\n"},
+    {"SELECT svc, count(*) AS n FROM logs_s GROUP BY TUMBLE(ts, 10000), svc HAVING n >= 2",
+     "api|2\n"},
+    {"SELECT svc, count(DISTINCT level), min(level), max(lat), first(level), last(level), "
+     "count(lat), total(lat) FROM logs_s GROUP BY svc",
+     "api|3|DEBUG|60|INFO|INFO|4|130\ndb|1|INFO|30|INFO|INFO|1|30\n"},
+    {"SELECT count(*), max(lat) - min(lat) FROM logs_s", "6|50\n"},
+    {"SELECT window_start, count(*) FROM logs_s GROUP BY HOP(ts, '20s', '10s')",
+     "-10000|3\n0|5\n10000|3\n20000|1\n"},
+    {"SELECT window_start, window_end, svc, count(*) FROM logs_s "
+     "GROUP BY SESSION(ts, '5s'), svc",
+     "1000|7000|api|2\n3000|8000|db|1\n11000|16000|api|1\n12000|17000|db|1\n"
+     "25000|30000|api|1\n"},
+    {"SELECT svc, count(*) FROM logs_s GROUP BY TUMBLE(ts, '10s'), svc EMIT CHANGES",
+     "api|1\napi|2\ndb|1\napi|1\ndb|1\napi|1\n"},
+    {"SELECT upper(svc) AS s, count(*) FROM logs_s GROUP BY TUMBLE(ts, '1m'), upper(svc)",
+     "API|4\nDB|2\n"},
+    {"SELECT level, count(*) FROM logs_s WHERE lat IS NOT NULL GROUP BY TUMBLE(ts, '1 minute'), "
+     "level LIMIT 2", "INFO|3\nDEBUG|1\n"},
+    {"SELECT * FROM empty", ""},
+    {"SELECT count(*) FROM empty GROUP BY TUMBLE(ts, '1s')", ""},
+};
+
+static void test_expected_rows(void **state)
+{
+    sqlfix_t *f = *state;
+    for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++) {
+        char *out, err[RN_ERRMSG_SIZE];
+        int off;
+        int rc = run_sql(f, expected[i].sql, NULL, &out, &off, err, NULL);
+        if (rc != 0) fail_msg("%s\n  failed: %s", expected[i].sql, err);
+        if (strcmp(out, expected[i].rows) != 0)
+            fail_msg("%s\n  expected:\n%s  got:\n%s", expected[i].sql, expected[i].rows, out);
+        free(out);
+    }
+}
+
+typedef struct must_fail {
+    const char *sql;
+    const char *msg;       /* a substring of the message */
+    int         off;       /* expected error offset; -2: do not check */
+} must_fail_t;
+
+static const must_fail_t must_fail[] = {
+    {"SELEC svc FROM logs_s", "unknown statement 'SELEC'", 0},
+    {"SELECT FROM logs_s", "nothing selected", 7},
+    {"SELECT lvl FROM logs_s", "unknown column 'lvl' in stream 'logs_s' (columns: queue, offset", 7},
+    {"SELECT svc FROM nope", "unknown stream or topic 'nope'; streams: logs_s; topics: empty, logs",
+     16},
+    {"SELECT count(*) FROM logs_s GROUP BY TUMBLE(level, '10s')",
+     "TUMBLE needs the event time column ts (or the stream's timestamp field 'at'); 'level' is "
+     "not a time column", 44},
+    {"SELECT count(*) FROM logs_s GROUP BY TUMBLE(ts, '10x')", "bad interval '10x'", 48},
+    {"SELECT count(*) FROM logs_s GROUP BY SESSION(ts, '0s')", "greater than zero", 49},
+    {"SELECT count(*) FROM logs_s GROUP BY HOP(ts, '10s', '20s')", "HOP slide must be", 52},
+    {"SELECT count(*) FROM logs_s GROUP BY TUMBLE(ts, '1s'), HOP(ts, '2s', '1s')",
+     "at most one window", 55},
+    {"SELECT svc FROM logs_s ORDER BY svc", "ORDER BY", 23},
+    {"SELECT level, count(*) FROM logs_s GROUP BY TUMBLE(ts, '10s'), svc",
+     "column 'level' must appear in GROUP BY or inside an aggregate", 7},
+    {"SELECT * FROM logs_s GROUP BY svc", "SELECT * cannot be used with GROUP BY", 7},
+    {"SELECT group_concat(svc) FROM logs_s GROUP BY svc", "group_concat() is not supported", 7},
+    {"SELECT count(*) FROM logs_s GROUP BY TUMBLE(ts, '1s') WITH (late = 'dead-letter')",
+     "dead-letter topics of pipelines", -2},
+    {"SELECT count(*) FROM logs_s GROUP BY TUMBLE(ts, '1s') WITH (lateness = '1s')",
+     "unknown query option 'lateness'", -2},
+    {"SELECT svc FROM logs_s WHERE (lat > 1", "unbalanced '('", 29},
+    {"SELECT svc FROM logs_s WHERE svc = 'x", "unterminated string", 35},
+    {"SELECT svc FROM logs_s, logs", "joins", 16},
+    {"SELECT svc FROM logs_s WHERE svc = = 1", "near \"=\": syntax error", 35},
+    {"SELECT svc FROM logs_s EMIT CHANGES", "EMIT applies to aggregations", 23},
+    {"SELECT count(*) FROM logs_s GROUP BY TUMBLE(ts, '1s') EMIT SOMETIMES",
+     "EMIT FINAL or EMIT CHANGES", 59},
+    {"SELECT DISTINCT svc FROM logs_s", "SELECT DISTINCT is not supported", -2},
+    {"SELECT sum(sum(lat)) FROM logs_s", "cannot be nested", 11},
+    {"SELECT svc FROM logs_s GROUP BY 1", "column position", 32},
+    {"INSERT INTO x SELECT 1", "pipelines", 0},
+    {"WITH a AS (SELECT 1) SELECT * FROM a", "common table expressions", 0},
+    {"CREATE STREAM bad (ts INTEGER)", "field name 'ts' is reserved", 19},
+    {"CREATE STREAM bad (a INTEGER, a TEXT)", "declared twice", 30},
+    {"CREATE STREAM bad (a INTEGRAL)", "field types are", 21},
+    {"CREATE STREAM bad (a TEXT) WITH (timestamp = 'a')", "must be INTEGER", 45},
+    {"CREATE STREAM bad (a TEXT) WITH (format = 'xml')", "unknown format 'xml'", 42},
+    {"CREATE STREAM bad (a TEXT) WITH (topic = 'missing')", "unknown topic 'missing'", -2},
+    {"CREATE STREAM logs_s (a TEXT) WITH (topic = 'logs')", "already exists", -2},
+    {"CREATE STREAM bad (a TEXT) WITH (format = 'text', topic = 'logs')",
+     "format 'text' has no fields", -2},
+    {"DROP STREAM nope", "unknown stream 'nope'; streams: logs_s", -2},
+    {"DESCRIBE nope", "unknown stream or topic 'nope'", 9},
+    {"SELECT 1 FROM logs; SELECT 2 FROM logs", "one statement at a time", 18},
+    {"", "empty statement", 0},
+};
+
+static void test_must_fail(void **state)
+{
+    sqlfix_t *f = *state;
+    for (size_t i = 0; i < sizeof must_fail / sizeof must_fail[0]; i++) {
+        char *out, err[RN_ERRMSG_SIZE];
+        int off = -1;
+        int rc = run_sql(f, must_fail[i].sql, NULL, &out, &off, err, NULL);
+        free(out);
+        if (rc == 0) fail_msg("%s\n  should fail with: %s", must_fail[i].sql, must_fail[i].msg);
+        if (!strstr(err, must_fail[i].msg))
+            fail_msg("%s\n  expected: %s\n  got: %s", must_fail[i].sql, must_fail[i].msg, err);
+        if (must_fail[i].off != -2 && off != must_fail[i].off)
+            fail_msg("%s\n  expected offset %d, got %d (%s)", must_fail[i].sql, must_fail[i].off,
+                     off, err);
+    }
+}
+
+static void test_limits(void **state)
+{
+    sqlfix_t *f = *state;
+    char *out, err[RN_ERRMSG_SIZE];
+    int off;
+    /* SQL text length */
+    size_t n = RN_SQL_MAX_SQL_LEN + 100;
+    char *sql = malloc(n + 1);
+    assert_non_null(sql);
+    memset(sql, ' ', n);
+    memcpy(sql, "SELECT 1 FROM logs", 18);
+    sql[n] = '\0';
+    assert_int_equal(run_sql(f, sql, NULL, &out, &off, err, NULL), RN_ETOOBIG);
+    assert_non_null(strstr(err, "the limit is 100000 bytes"));
+    free(out);
+    /* parenthesis depth (the front) */
+    size_t k = 0;
+    k += (size_t)sprintf(sql + k, "SELECT ");
+    for (int i = 0; i < 150; i++) sql[k++] = '(';
+    sql[k++] = '1';
+    for (int i = 0; i < 150; i++) sql[k++] = ')';
+    sprintf(sql + k, " FROM logs");
+    assert_int_equal(run_sql(f, sql, NULL, &out, &off, err, NULL), RN_ETOOBIG);
+    assert_non_null(strstr(err, "deeper than 100 levels"));
+    assert_int_equal(off, 107);
+    free(out);
+    /* expression depth without parentheses (sqlite's limit, set by the engine) */
+    k = (size_t)sprintf(sql, "SELECT 1");
+    for (int i = 0; i < 300; i++) k += (size_t)sprintf(sql + k, " + 1");
+    sprintf(sql + k, " FROM logs");
+    assert_int_equal(run_sql(f, sql, NULL, &out, &off, err, NULL), RN_ETOOBIG);
+    assert_non_null(strstr(err, "Expression tree is too large (maximum depth 100)"));
+    free(out);
+    free(sql);
+}
+
+static void test_stream_statements(void **state)
+{
+    sqlfix_t *f = *state;
+    char *out, err[RN_ERRMSG_SIZE];
+    int off;
+    assert_int_equal(run_sql(f, "CREATE STREAM c (n INTEGER, name TEXT) WITH (topic = 'logs', "
+                                "format = 'csv')", NULL, &out, &off, err, NULL), 0);
+    free(out);
+    assert_int_equal(run_sql(f, "SHOW STREAMS", NULL, &out, &off, err, NULL), 0);
+    assert_string_equal(out, "c|logs|csv|NULL|\"n\" INTEGER, \"name\" TEXT\n"
+                             "logs_s|logs|json|at|\"level\" TEXT, \"svc\" TEXT, \"lat\" INTEGER, "
+                             "\"at\" INTEGER\n");
+    free(out);
+    assert_int_equal(run_sql(f, "DESCRIBE logs_s", NULL, &out, &off, err, NULL), 0);
+    assert_non_null(strstr(out, "ts|INTEGER|event time: field 'at' (ms)\n"));
+    assert_non_null(strstr(out, "lat|INTEGER|json field of topic 'logs'\n"));
+    free(out);
+    assert_int_equal(run_sql(f, "DROP STREAM c", NULL, &out, &off, err, NULL), 0);
+    free(out);
+    assert_int_equal(run_sql(f, "DROP STREAM IF EXISTS c", NULL, &out, &off, err, NULL), 0);
+    free(out);
+    assert_int_equal(run_sql(f, "SHOW STREAMS", NULL, &out, &off, err, NULL), 0);
+    assert_null(strstr(out, "c|logs"));
+    free(out);
+}
+
+static void test_csv_stream(void **state)
+{
+    sqlfix_t *f = *state;
+    topic(f, "csvt", 1);
+    trec_t r[] = {{1, NULL, "1,alpha,2.5"}, {2, NULL, "2,\"be,ta\",3"}, {3, NULL, "x,gamma,1"},
+                  {4, NULL, "4,,"}};
+    produce(f, "csvt", 0, r, 4);
+    char *out, err[RN_ERRMSG_SIZE];
+    int off;
+    rn_sql_stats_t st;
+    assert_int_equal(run_sql(f, "CREATE STREAM cs (n INTEGER, name TEXT, x REAL) WITH "
+                                "(topic = 'csvt', format = 'csv')", NULL, &out, &off, err, NULL), 0);
+    free(out);
+    assert_int_equal(run_sql(f, "SELECT n, name, x FROM cs", NULL, &out, &off, err, &st), 0);
+    assert_string_equal(out, "1|alpha|2.5\n2|be,ta|3\n4|NULL|NULL\n");
+    assert_int_equal(st.errors, 1);
+    assert_non_null(strstr(st.first_error, "field 'n' is INTEGER but holds x"));
+    free(out);
+}
+
+/* A declared INTEGER holding "abc" or 1.5 is an error for that record:
+ * counted, never a NULL and never a new group. */
+static void test_typing_errors(void **state)
+{
+    sqlfix_t *f = *state;
+    topic(f, "typed", 1);
+    produce1(f, "typed", 1, "{\"svc\":\"api\",\"lat\":5,\"at\":100}");
+    produce1(f, "typed", 2, "{\"svc\":\"api\",\"lat\":\"abc\",\"at\":200}");
+    produce1(f, "typed", 3, "{\"svc\":\"api\",\"lat\":1.5,\"at\":300}");
+    produce1(f, "typed", 4, "not json at all");
+    produce1(f, "typed", 5, "{\"svc\":\"api\",\"lat\":7,\"at\":\"x\"}");
+    produce1(f, "typed", 6, "{\"svc\":\"api\",\"lat\":9}");
+    produce1(f, "typed", 7, "{\"svc\":\"db\",\"lat\":11,\"at\":700}");
+    char *out, err[RN_ERRMSG_SIZE];
+    int off;
+    rn_sql_stats_t st;
+    assert_int_equal(run_sql(f, "CREATE STREAM ty (svc TEXT, lat INTEGER, at INTEGER) WITH "
+                                "(topic = 'typed', timestamp = 'at')", NULL, &out, &off, err,
+                             NULL), 0);
+    free(out);
+    assert_int_equal(run_sql(f, "SELECT svc, lat, count(*) FROM ty GROUP BY TUMBLE(ts, '1h'), "
+                                "svc, lat", NULL, &out, &off, err, &st), 0);
+    assert_string_equal(out, "api|5|1\ndb|11|1\n");
+    assert_int_equal(st.records, 7);
+    assert_int_equal(st.errors, 5);
+    assert_non_null(strstr(st.first_error, "offset 1: field 'lat' is INTEGER but holds \"abc\""));
+    free(out);
+    /* the same records are rejected whatever columns a query reads */
+    assert_int_equal(run_sql(f, "SELECT count(*) FROM ty", NULL, &out, &off, err, &st), 0);
+    assert_string_equal(out, "2\n");
+    assert_int_equal(st.errors, 5);
+    free(out);
+}
+
+static void test_explain(void **state)
+{
+    sqlfix_t *f = *state;
+    char *out, err[RN_ERRMSG_SIZE];
+    int off;
+    assert_int_equal(run_sql(f, "EXPLAIN SELECT svc, avg(lat) FROM logs_s WHERE level <> 'DEBUG' "
+                                "GROUP BY TUMBLE(ts, '10s'), svc HAVING count(*) > 1 "
+                                "WITH (watermark = '2s')", NULL, &out, &off, err, NULL), 0);
+    assert_non_null(strstr(out, "per-batch statement: SELECT ts, (svc), (lat) FROM logs_s "
+                                "WHERE level <> 'DEBUG'\n"));
+    assert_non_null(strstr(out, "sqlite: SCAN logs_s VIRTUAL TABLE"));
+    assert_non_null(strstr(out, "window: TUMBLE size 10000 ms, watermark delay 2000 ms"));
+    assert_non_null(strstr(out, "__a0 = avg(lat), __a1 = count(*)"));
+    assert_non_null(strstr(out, "emit FINAL: SELECT __k0 AS \"svc\", __a0 AS \"avg(lat)\" FROM "
+                                "__emit WHERE __a1 > 1"));
+    free(out);
+}
+
+/* A row callback may stop the query; the error comes back. */
+static int stop_after_one(void *ctx, const rn_sql_value_t *v, int n)
+{
+    int *count = ctx;
+    return ++*count >= 1 ? -EPIPE : 0;
+}
+
+static void test_callback_stops_and_cancel(void **state)
+{
+    sqlfix_t *f = *state;
+    int count = 0;
+    char err[RN_ERRMSG_SIZE];
+    rn_sql_opts_t o;
+    rn_sql_opts_default(&o);
+    o.row = stop_after_one;
+    o.ctx = &count;
+    rn_sql_t *q;
+    const char *sql = "SELECT svc FROM logs_s";
+    assert_int_equal(rn_sql_open(f->d, sql, strlen(sql), &o, &q, NULL, err), 0);
+    const rn_sql_column_t *cols;
+    int n;
+    rn_sql_columns(q, &cols, &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(cols[0].name, "svc");
+    assert_int_equal(rn_sql_run(q, err), -EPIPE);
+    assert_int_equal(count, 1);
+    rn_sql_close(q);
+    /* cancelled before the first step: DONE at once, no rows */
+    count = 0;
+    assert_int_equal(rn_sql_open(f->d, sql, strlen(sql), &o, &q, NULL, err), 0);
+    rn_sql_cancel(q);
+    assert_int_equal(rn_sql_run(q, err), 0);
+    assert_int_equal(count, 0);
+    rn_sql_close(q);
+}
+
+static int count_stmt(void *ctx, size_t off, size_t n)
+{
+    rn_buf_t *b = ctx;
+    char buf[32];
+    int k = snprintf(buf, sizeof buf, "%zu+%zu;", off, n);
+    return rn_buf_append(b, buf, (size_t)k, 0);
+}
+
+static void test_split_and_complete(void **state)
+{
+    (void)state;
+    rn_buf_t b = RN_BUF_INIT;
+    const char *script = " SELECT ';' ;; SELECT 2 -- x;\n;\n/* ; */";
+    assert_int_equal(rn_sql_split(script, strlen(script), count_stmt, &b), 0);
+    rn_buf_append(&b, "", 1, 0);
+    assert_string_equal((char *)b.data, "1+11;15+15;");
+    rn_buf_free(&b);
+    assert_int_equal(rn_sql_complete("SELECT 1", 8), 0);
+    assert_int_equal(rn_sql_complete("SELECT ';'", 10), 0);
+    assert_int_equal(rn_sql_complete("SELECT ';';", 11), 1);
+    assert_int_equal(rn_sql_complete("SELECT 1; -- done\n", 18), 1);
+    assert_int_equal(rn_sql_complete("SELECT 1 /* ; */", 16), 0);
+}
+
+/* meta.db schema 2 -> 3: a file written before streams existed gains the
+ * streams table on open, keeps its topics, and stores streams. */
+static void test_meta_upgrade_to_v3(void **state)
+{
+    sqlfix_t *f = *state;
+    char path[128], err[RN_ERRMSG_SIZE];
+    snprintf(path, sizeof path, "%s/meta-v2.db", f->root);
+    rn_meta_t *m = NULL;
+    assert_int_equal(rn_meta_open(path, 1, &m, err), 0);
+    assert_int_equal(rn_meta_store_register(m, 0, "stores/0", err), 0);
+    assert_int_equal(rn_meta_topic_create(m, "old", 1, 0, 0, NULL, err), 0);
+    rn_meta_close(m);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE streams; PRAGMA user_version = 2", NULL, NULL,
+                                  NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(rn_meta_open(path, 0, &m, err), 0);
+    int v = 0;
+    assert_int_equal(rn_meta_schema_version(m, &v, err), 0);
+    assert_int_equal(v, 3);
+    rn_meta_stream_t s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.name, sizeof s.name, "st");
+    snprintf(s.topic, sizeof s.topic, "old");
+    snprintf(s.format, sizeof s.format, "json");
+    snprintf(s.fields, sizeof s.fields, "\"a\" INTEGER");
+    assert_int_equal(rn_meta_stream_create(m, &s, err), 0);
+    assert_int_equal(rn_meta_stream_create(m, &s, err), RN_EEXIST);
+    snprintf(s.topic, sizeof s.topic, "nope");
+    snprintf(s.name, sizeof s.name, "st2");
+    assert_int_equal(rn_meta_stream_create(m, &s, err), RN_ENOTFOUND);
+    rn_meta_stream_t got;
+    assert_int_equal(rn_meta_stream_get(m, "st", &got, err), 0);
+    assert_string_equal(got.topic, "old");
+    assert_string_equal(got.fields, "\"a\" INTEGER");
+    assert_int_equal(rn_meta_stream_drop(m, "st", err), 0);
+    assert_int_equal(rn_meta_stream_get(m, "st", &got, err), RN_ENOTFOUND);
+    assert_non_null(strstr(err, "there are no streams"));
+    rn_meta_close(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_split_and_complete),
+        cmocka_unit_test_setup_teardown(test_expected_rows, setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_must_fail, setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_limits, setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_stream_statements, setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_csv_stream, setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_typing_errors, setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_explain, setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_callback_stops_and_cancel, setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_meta_upgrade_to_v3, sqlfix_setup, sqlfix_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
