@@ -682,6 +682,37 @@ static int text_col(sqlite3_stmt *st, int col, char *out, size_t max)
     return 0;
 }
 
+/* Decodes the current row into *elem; non-zero when the row is damaged. */
+typedef int (*row_fn)(sqlite3_stmt *st, void *elem);
+
+/* Step st (prepared and bound) to its end, decoding each row with from_row
+ * into a malloc'd array of elem-sized items, and finalize st. The one loop
+ * behind every list function: *out (free() it) and *n on success. */
+static int collect_rows(rn_meta_t *m, sqlite3_stmt *st, size_t elem, row_fn from_row,
+                        const char *what, void **out, size_t *n, char *errmsg)
+{
+    void *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc = 0, s;
+    *out = NULL; *n = 0;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = grow(&v, &cap, len, elem, errmsg)) != 0) goto fail;
+        if (from_row(st, (char *)v + len * elem) != 0) {
+            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: a damaged row stopped '%s'", what);
+            goto fail;
+        }
+        len++;
+    }
+    if (s != SQLITE_DONE) { rc = sql_err(m, s, what, errmsg); goto fail; }
+    sqlite3_finalize(st);
+    *out = v; *n = len;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    free(v);
+    return rc;
+}
+
 int rn_meta_datadir_id(rn_meta_t *m, int64_t *id, char *errmsg)
 {
     return query_int(m, "SELECT value FROM counters WHERE name = 'datadir_id'", id, errmsg);
@@ -693,38 +724,28 @@ int rn_meta_set_offset_sync(rn_meta_t *m, int full, char *errmsg)
     return 0;
 }
 
+static int store_from_row(sqlite3_stmt *st, void *elem)
+{
+    rn_meta_store_t *o = elem;
+    int64_t id = sqlite3_column_int64(st, 0), nq = sqlite3_column_int64(st, 2);
+    if (id < 0 || id >= RN_META_MAX_STORES || nq < 0 || nq > UINT32_MAX ||
+        text_col(st, 1, o->path, RN_META_PATH_MAX) != 0)
+        return RN_ECORRUPT;
+    o->id = (uint32_t)id;
+    o->physical_queues = (uint32_t)nq;
+    return 0;
+}
+
 int rn_meta_store_list(rn_meta_t *m, rn_meta_store_t **out, size_t *n, char *errmsg)
 {
-    *out = NULL; *n = 0;
     sqlite3_stmt *st = NULL;
-    rn_meta_store_t *v = NULL;
-    size_t len = 0, cap = 0;
+    *out = NULL; *n = 0;
     int rc = prepare(m, "SELECT s.id, s.path, (SELECT count(*) FROM queue_items qi JOIN "
                         "physical_queues pq ON pq.id = qi.physical_id WHERE pq.store_id = s.id)"
                         " FROM stores s ORDER BY s.id", &st, errmsg);
     if (rc != 0) return rc;
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = grow((void **)&v, &cap, len, sizeof *v, errmsg)) != 0) goto fail;
-        int64_t id = sqlite3_column_int64(st, 0), nq = sqlite3_column_int64(st, 2);
-        if (id < 0 || id >= RN_META_MAX_STORES || nq < 0 || nq > UINT32_MAX ||
-            text_col(st, 1, v[len].path, RN_META_PATH_MAX) != 0) {
-            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: a store row is damaged (stores have ids "
-                         "0..%d)", RN_META_MAX_STORES - 1);
-            goto fail;
-        }
-        v[len].id = (uint32_t)id;
-        v[len].physical_queues = (uint32_t)nq;
-        len++;
-    }
-    if (s != SQLITE_DONE) { rc = sql_err(m, s, "list stores", errmsg); goto fail; }
-    sqlite3_finalize(st);
-    *out = v; *n = len;
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    free(v);
-    return rc;
+    return collect_rows(m, st, sizeof **out, store_from_row, "list stores", (void **)out, n,
+                        errmsg);
 }
 
 /* ---- remap and retention ------------------------------------------------ */
@@ -860,8 +881,9 @@ out:
     "  (SELECT count(*) FROM checkpoints c WHERE c.group_name = g.name)"                 \
     " FROM consumer_groups g"
 
-static int group_from_row(sqlite3_stmt *st, rn_meta_group_t *g)
+static int group_from_row(sqlite3_stmt *st, void *elem)
 {
+    rn_meta_group_t *g = elem;
     memset(g, 0, sizeof *g);
     if (text_col(st, 0, g->name, RN_META_NAME_MAX) != 0) return RN_ECORRUPT;
     g->created_ms = sqlite3_column_int64(st, 1);
@@ -897,29 +919,12 @@ int rn_meta_group_get(rn_meta_t *m, const char *name, rn_meta_group_t *out, char
 
 int rn_meta_group_list(rn_meta_t *m, rn_meta_group_t **out, size_t *n, char *errmsg)
 {
-    *out = NULL; *n = 0;
     sqlite3_stmt *st = NULL;
-    rn_meta_group_t *v = NULL;
-    size_t len = 0, cap = 0;
+    *out = NULL; *n = 0;
     int rc = prepare(m, GROUP_SELECT " ORDER BY g.name", &st, errmsg);
     if (rc != 0) return rc;
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = grow((void **)&v, &cap, len, sizeof *v, errmsg)) != 0) goto fail;
-        if (group_from_row(st, &v[len]) != 0) {
-            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: a group row is damaged");
-            goto fail;
-        }
-        len++;
-    }
-    if (s != SQLITE_DONE) { rc = sql_err(m, s, "list groups", errmsg); goto fail; }
-    sqlite3_finalize(st);
-    *out = v; *n = len;
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    free(v);
-    return rc;
+    return collect_rows(m, st, sizeof **out, group_from_row, "list groups", (void **)out, n,
+                        errmsg);
 }
 
 /* Inside a transaction: the group exists afterwards. */
@@ -1013,33 +1018,18 @@ int rn_meta_offsets_replace(rn_meta_t *m, const char *group, int64_t topic_id,
     return end_offsets(m, rc, errmsg);
 }
 
-/* Rows (topic_id, topic name, queue, offset) into a malloc'd array. */
-static int read_offsets(rn_meta_t *m, sqlite3_stmt *st, rn_meta_offset_t **out, size_t *n,
-                        char *errmsg)
+/* A row (topic_id, topic name, queue, offset). */
+static int offset_from_row(sqlite3_stmt *st, void *elem)
 {
-    rn_meta_offset_t *v = NULL;
-    size_t len = 0, cap = 0;
-    int rc = 0, s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = grow((void **)&v, &cap, len, sizeof *v, errmsg)) != 0) goto fail;
-        rn_meta_offset_t *o = &v[len];
-        int64_t q = sqlite3_column_int64(st, 2);
-        o->topic_id = sqlite3_column_int64(st, 0);
-        o->offset = sqlite3_column_int64(st, 3);
-        if (text_col(st, 1, o->topic, RN_META_TOPIC_NAME_MAX) != 0 || q < 0 ||
-            q >= RN_META_MAX_QUEUES || o->offset < 0) {
-            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: an offset row is damaged");
-            goto fail;
-        }
-        o->queue = (uint32_t)q;
-        len++;
-    }
-    if (s != SQLITE_DONE) { rc = sql_err(m, s, "read offsets", errmsg); goto fail; }
-    *out = v; *n = len;
+    rn_meta_offset_t *o = elem;
+    int64_t q = sqlite3_column_int64(st, 2);
+    o->topic_id = sqlite3_column_int64(st, 0);
+    o->offset = sqlite3_column_int64(st, 3);
+    if (text_col(st, 1, o->topic, RN_META_TOPIC_NAME_MAX) != 0 || q < 0 ||
+        q >= RN_META_MAX_QUEUES || o->offset < 0)
+        return RN_ECORRUPT;
+    o->queue = (uint32_t)q;
     return 0;
-fail:
-    free(v);
-    return rc;
 }
 
 int rn_meta_offsets_get(rn_meta_t *m, const char *group, int64_t topic_id,
@@ -1053,9 +1043,8 @@ int rn_meta_offsets_get(rn_meta_t *m, const char *group, int64_t topic_id,
     if (rc != 0) return rc;
     sqlite3_bind_text(st, 1, group, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, topic_id);
-    rc = read_offsets(m, st, out, n, errmsg);
-    sqlite3_finalize(st);
-    return rc;
+    return collect_rows(m, st, sizeof **out, offset_from_row, "read offsets", (void **)out, n,
+                        errmsg);
 }
 
 /* ---- checkpoints -------------------------------------------------------- */
@@ -1065,8 +1054,9 @@ int rn_meta_offsets_get(rn_meta_t *m, const char *group, int64_t topic_id,
     "  (SELECT count(*) FROM checkpoint_offsets o WHERE o.checkpoint_id = c.id)"         \
     " FROM checkpoints c"
 
-static int checkpoint_from_row(sqlite3_stmt *st, rn_meta_checkpoint_t *c)
+static int checkpoint_from_row(sqlite3_stmt *st, void *elem)
 {
+    rn_meta_checkpoint_t *c = elem;
     memset(c, 0, sizeof *c);
     c->id = sqlite3_column_int64(st, 0);
     if (text_col(st, 1, c->group, RN_META_NAME_MAX) != 0 ||
@@ -1125,31 +1115,14 @@ out:
 int rn_meta_checkpoint_list(rn_meta_t *m, const char *group, rn_meta_checkpoint_t **out,
                             size_t *n, char *errmsg)
 {
-    *out = NULL; *n = 0;
     sqlite3_stmt *st = NULL;
-    rn_meta_checkpoint_t *v = NULL;
-    size_t len = 0, cap = 0;
+    *out = NULL; *n = 0;
     int rc = prepare(m, CHECKPOINT_SELECT " WHERE ?1 IS NULL OR c.group_name = ?1"
                      " ORDER BY c.group_name, c.id", &st, errmsg);
     if (rc != 0) return rc;
     if (group) sqlite3_bind_text(st, 1, group, -1, SQLITE_STATIC);
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = grow((void **)&v, &cap, len, sizeof *v, errmsg)) != 0) goto fail;
-        if (checkpoint_from_row(st, &v[len]) != 0) {
-            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: a checkpoint row is damaged");
-            goto fail;
-        }
-        len++;
-    }
-    if (s != SQLITE_DONE) { rc = sql_err(m, s, "list checkpoints", errmsg); goto fail; }
-    sqlite3_finalize(st);
-    *out = v; *n = len;
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    free(v);
-    return rc;
+    return collect_rows(m, st, sizeof **out, checkpoint_from_row, "list checkpoints",
+                        (void **)out, n, errmsg);
 }
 
 int rn_meta_checkpoint_get(rn_meta_t *m, const char *group, const char *name,
@@ -1206,9 +1179,8 @@ int rn_meta_checkpoint_offsets(rn_meta_t *m, int64_t checkpoint_id, rn_meta_offs
                         "o.checkpoint_id = ?1 ORDER BY t.name, o.queue", &st, errmsg);
     if (rc != 0) return rc;
     sqlite3_bind_int64(st, 1, checkpoint_id);
-    rc = read_offsets(m, st, out, n, errmsg);
-    sqlite3_finalize(st);
-    return rc;
+    return collect_rows(m, st, sizeof **out, offset_from_row, "read offsets", (void **)out, n,
+                        errmsg);
 }
 
 int rn_meta_checkpoint_drop(rn_meta_t *m, const char *group, const char *name, char *errmsg)
@@ -1237,8 +1209,9 @@ void rn_meta_stream_names(rn_meta_t *m, char *out, size_t size)
                "there are no streams", out, size);
 }
 
-static int stream_from_row(sqlite3_stmt *st, rn_meta_stream_t *s)
+static int stream_from_row(sqlite3_stmt *st, void *elem)
 {
+    rn_meta_stream_t *s = elem;
     memset(s, 0, sizeof *s);
     if (text_col(st, 0, s->name, RN_META_NAME_MAX) != 0 ||
         text_col(st, 1, s->topic, RN_META_TOPIC_NAME_MAX) != 0 ||
@@ -1310,29 +1283,12 @@ int rn_meta_stream_get(rn_meta_t *m, const char *name, rn_meta_stream_t *out, ch
 
 int rn_meta_stream_list(rn_meta_t *m, rn_meta_stream_t **out, size_t *n, char *errmsg)
 {
-    *out = NULL; *n = 0;
     sqlite3_stmt *st = NULL;
-    rn_meta_stream_t *v = NULL;
-    size_t len = 0, cap = 0;
+    *out = NULL; *n = 0;
     int rc = prepare(m, STREAM_SELECT " ORDER BY name", &st, errmsg);
     if (rc != 0) return rc;
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = grow((void **)&v, &cap, len, sizeof *v, errmsg)) != 0) goto fail;
-        if (stream_from_row(st, &v[len]) != 0) {
-            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: a stream row is damaged");
-            goto fail;
-        }
-        len++;
-    }
-    if (s != SQLITE_DONE) { rc = sql_err(m, s, "list streams", errmsg); goto fail; }
-    sqlite3_finalize(st);
-    *out = v; *n = len;
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    free(v);
-    return rc;
+    return collect_rows(m, st, sizeof **out, stream_from_row, "list streams", (void **)out, n,
+                        errmsg);
 }
 
 int rn_meta_stream_drop(rn_meta_t *m, const char *name, char *errmsg)
