@@ -1,7 +1,10 @@
 /*
  * streamsql.c — the `streamsql` command: stream SQL over the topics of an
- * embedded data directory (streamsql/sql.h), one statement at a time, from
- * -e, a file (-f) or a REPL.
+ * embedded data directory (streamsql/sql.h) or of a runneld broker (the
+ * Query RPC, client/rpc.h), one statement at a time, from -e, a file (-f)
+ * or a REPL. Embedded and remote differ only in where rows come from: from
+ * "a row arrived" on (on_row, the table/csv/json printers, the summary, the
+ * error display, exit codes) both go through the same code.
  *
  * Invariants:
  *  1. Errors: a statement that fails prints "streamsql: <what>" and then
@@ -15,13 +18,25 @@
  *     UTC times. json is one object per line, strings through
  *     rn_json_write_string.
  *  4. Progress ("[ 42%] n/N records") goes to stderr only when stderr is a
- *     terminal and the query is bounded; it is erased before any output.
- *  5. --server is refused by name until the broker exists; the data
- *     directory is always closed cleanly (SIGPIPE ignored, Ctrl-C cancels
- *     the running query rather than killing the process).
+ *     terminal, the query is bounded and embedded (a remote query shows
+ *     none: the broker sends rows and final statistics only); it is erased
+ *     before any output.
+ *  5. The data directory is always closed cleanly (SIGPIPE ignored, Ctrl-C
+ *     cancels the running query rather than killing the process). Remote:
+ *     the SIGINT/SIGTERM handler only writes to a pipe; a watcher thread
+ *     cancels the running stream (grpc_call_cancel is not
+ *     async-signal-safe), so the broker stops the query and the command
+ *     exits 130 after printing the rows it received.
+ *  6. Remote errors: a statement that fails to open comes back with the
+ *     engine's message, prefixed "at offset N: " when the engine knew the
+ *     offset (proto/runnel.proto, QueryRequest); the prefix is taken off and
+ *     the message and caret are shown as embedded.
+ *  7. Where a run goes: --data or --server (both: usage error), else
+ *     $RUNNEL_SERVER, else $RUNNEL_DATA (both set: usage error), as `runnel`.
  */
 #include "cli/streamsql_cli.h"
 
+#include "client/rpc.h"
 #include "common/error.h"
 #include "common/json.h"
 #include "common/sys.h"
@@ -31,6 +46,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -51,7 +67,8 @@ static const char usage_text[] =
     "Runs stream SQL over the topics of a data directory; without -e or -f, a REPL\n"
     "(line editing, history in ~/.streamsql_history; end statements with ';').\n"
     "  --data DIR          the data directory (default $RUNNEL_DATA)\n"
-    "  --server HOST:PORT  a runneld broker (not available yet)\n"
+    "  --server HOST:PORT  run on a runneld broker instead (default $RUNNEL_SERVER);\n"
+    "                      the same statements and output, no progress display\n"
     "  -e SQL              run these statements (separated by ';') and exit\n"
     "  -f FILE             run the statements in FILE and exit\n"
     "  --format F          table (default), csv or json (one object per line)\n"
@@ -68,7 +85,19 @@ typedef struct cfg {
     const char    *data;
     int            format;
     rn_sql_opts_t  opts;
+    const char    *from;         /* --from as given (sent to the broker) */
+    rn_datadir_t  *d;            /* embedded */
+    rn_rpc_t      *rpc;          /* remote */
 } cfg_t;
+
+/* How one statement went, embedded or remote. */
+typedef struct result {
+    int            rc;           /* 0, or the failure */
+    int            opened;       /* it started: else show_error with erroff */
+    int            erroff;
+    char           err[RN_ERRMSG_SIZE];
+    rn_sql_stats_t st;
+} result_t;
 
 typedef struct out {
     FILE                  *f;
@@ -85,6 +114,11 @@ typedef struct out {
 
 static volatile sig_atomic_t interrupted;
 static rn_sql_t *volatile running;
+/* Remote (invariant 5): the handler writes to sig_pipe; the watcher cancels
+ * `streaming` under stream_mu. */
+static int sig_pipe[2] = {-1, -1};
+static pthread_mutex_t stream_mu = PTHREAD_MUTEX_INITIALIZER;
+static rn_rpc_stream_t *streaming;
 
 static void on_sigint(int sig)
 {
@@ -92,6 +126,35 @@ static void on_sigint(int sig)
     interrupted = 1;
     rn_sql_t *q = running;
     if (q) rn_sql_cancel(q);
+    if (sig_pipe[1] >= 0) {
+        int e = errno;
+        ssize_t w = write(sig_pipe[1], "x", 1);
+        (void)w;
+        errno = e;
+    }
+}
+
+static void *watcher_main(void *arg)
+{
+    (void)arg;
+    char c;
+    for (;;) {
+        ssize_t r = read(sig_pipe[0], &c, 1);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;                    /* main closed the pipe: the end */
+        pthread_mutex_lock(&stream_mu);
+        if (streaming) rn_rpc_stream_cancel(streaming);
+        pthread_mutex_unlock(&stream_mu);
+    }
+    return NULL;
+}
+
+static void set_streaming(rn_rpc_stream_t *st)
+{
+    pthread_mutex_lock(&stream_mu);
+    streaming = st;
+    if (st && interrupted) rn_rpc_stream_cancel(st);
+    pthread_mutex_unlock(&stream_mu);
 }
 
 static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -323,36 +386,47 @@ static void summary(const rn_sql_stats_t *st)
 
 /* ---- statements ------------------------------------------------------------------- */
 
-static int run_statement(rn_datadir_t *d, const cfg_t *cfg, const char *sql, size_t len)
+/* The statement's output is complete: erase progress, print the last table
+ * block (it needs the column names, so before they go). */
+static void out_end(out_t *o)
 {
-    char err[RN_ERRMSG_SIZE] = "";
-    int erroff = -1;
+    clear_progress(o);
+    if (o->format == FMT_TABLE && o->cols) table_flush(o);
+    fflush(o->f);
+}
+
+static int out_begin(out_t *o, const rn_sql_column_t *cols, int n)
+{
+    o->cols = cols;
+    o->ncols = n;
+    o->width = calloc((size_t)n + 1, sizeof *o->width);
+    if (!o->width) return -ENOMEM;
+    for (int i = 0; i < n; i++) o->width[i] = strlen(cols[i].name);
+    return 0;
+}
+
+static void run_local(const cfg_t *cfg, out_t *o, const char *sql, size_t len, result_t *r)
+{
     rn_sql_t *q = NULL;
-    out_t o;
-    memset(&o, 0, sizeof o);
-    o.f = stdout;
-    o.format = cfg->format;
     rn_sql_opts_t opts = cfg->opts;
     opts.row = on_row;
-    opts.ctx = &o;
-    int rc = rn_sql_open(d, sql, len, &opts, &q, &erroff, err);
-    if (rc != 0) {
-        show_error(sql, len, erroff, err);
-        return EXIT_FAIL;
-    }
-    rn_sql_columns(q, &o.cols, &o.ncols);
-    o.width = calloc((size_t)o.ncols + 1, sizeof *o.width);
-    if (!o.width) { rn_sql_close(q); return fail(EXIT_FAIL, "out of memory"); }
-    for (int i = 0; i < o.ncols; i++) o.width[i] = strlen(o.cols[i].name);
+    opts.ctx = o;
+    r->rc = rn_sql_open(cfg->d, sql, len, &opts, &q, &r->erroff, r->err);
+    if (r->rc != 0) return;
+    r->opened = 1;
+    const rn_sql_column_t *cols;
+    int ncols;
+    rn_sql_columns(q, &cols, &ncols);
+    if ((r->rc = out_begin(o, cols, ncols)) != 0) goto out;
     int show_progress = isatty(STDERR_FILENO) && !cfg->opts.follow && rn_sql_is_query(q);
     uint64_t last = rn_mono_ns(), start = last;
     running = q;
     rn_sql_state_t s = RN_SQL_MORE;
-    while (rc == 0 && s != RN_SQL_DONE) {
-        rc = rn_sql_step(q, &s, err);
+    while (r->rc == 0 && s != RN_SQL_DONE) {
+        r->rc = rn_sql_step(q, &s, r->err);
         if (s == RN_SQL_IDLE) {
-            if (o.format == FMT_TABLE) table_flush(&o);
-            fflush(o.f);
+            if (o->format == FMT_TABLE) table_flush(o);
+            fflush(o->f);
             struct timespec ts = {0, 20 * 1000000L};
             nanosleep(&ts, NULL);
         }
@@ -360,30 +434,174 @@ static int run_statement(rn_datadir_t *d, const cfg_t *cfg, const char *sql, siz
         if (show_progress && now - last > 200000000ull && now - start > 500000000ull) {
             rn_sql_stats_t st;
             rn_sql_stats(q, &st);
-            progress(&o, &st);
+            progress(o, &st);
             last = now;
         }
     }
     running = NULL;
-    clear_progress(&o);
-    if (o.format == FMT_TABLE) table_flush(&o);
-    fflush(o.f);
+out:
+    out_end(o);
+    rn_sql_stats(q, &r->st);
+    rn_sql_close(q);     /* after the printing: o->cols point into q */
+    o->cols = NULL;
+}
+
+/* "at offset N: message" (invariant 6): N into *off, the message kept. */
+static void take_offset(result_t *r)
+{
+    int off, n = 0;
+    if (sscanf(r->err, "at offset %d: %n", &off, &n) == 1 && n > 0) {
+        r->erroff = off;
+        memmove(r->err, r->err + n, strlen(r->err + n) + 1);
+    }
+}
+
+/* One remote message: the columns (first), rows, the statistics. */
+static int remote_message(out_t *o, const Runnel__V1__QueryResponse *m, rn_sql_value_t **vals,
+                          size_t *nvals, result_t *r)
+{
+    for (size_t i = 0; i < m->n_rows; i++) {
+        const Runnel__V1__Row *row = m->rows[i];
+        if (row->n_values != (size_t)o->ncols)
+            return rn_errf(r->err, -EPROTO, "the broker sent a row of %zu values for %d columns",
+                           row->n_values, o->ncols);
+        if (*nvals < row->n_values) {
+            rn_sql_value_t *v = realloc(*vals, row->n_values * sizeof *v);
+            if (!v) return rn_errf(r->err, -ENOMEM, "out of memory");
+            *vals = v;
+            *nvals = row->n_values;
+        }
+        for (size_t k = 0; k < row->n_values; k++) {
+            const Runnel__V1__Value *x = row->values[k];
+            rn_sql_value_t *v = &(*vals)[k];
+            memset(v, 0, sizeof *v);
+            switch (x->kind_case) {
+            case RUNNEL__V1__VALUE__KIND_INTEGER: v->type = RN_SQL_INT; v->i = x->integer; break;
+            case RUNNEL__V1__VALUE__KIND_REAL: v->type = RN_SQL_REAL; v->d = x->real; break;
+            case RUNNEL__V1__VALUE__KIND_TEXT:
+                v->type = RN_SQL_TEXT;
+                v->s = x->text;
+                v->n = strlen(x->text);
+                break;
+            case RUNNEL__V1__VALUE__KIND_BLOB:
+                v->type = RN_SQL_BLOB;
+                v->s = (const char *)x->blob.data;
+                v->n = x->blob.len;
+                break;
+            default: v->type = RN_SQL_NULL; break;
+            }
+        }
+        int rc = on_row(o, *vals, o->ncols);
+        if (rc != 0) return rn_errf(r->err, rc, "%s", rn_strerror(rc));
+    }
+    if (m->stats) {
+        const Runnel__V1__QueryStats *st = m->stats;
+        r->st.records = st->records_in;
+        r->st.rows = st->rows_out;
+        r->st.late = st->late;
+        r->st.errors = st->errors;
+        r->st.watermark = st->watermark_ms;
+        snprintf(r->st.first_error, sizeof r->st.first_error, "%s",
+                 st->first_error ? st->first_error : "");
+    }
+    return 0;
+}
+
+static void run_remote(const cfg_t *cfg, out_t *o, const char *sql, size_t len, result_t *r)
+{
+    Runnel__V1__QueryRequest req = RUNNEL__V1__QUERY_REQUEST__INIT;
+    Runnel__V1__QueryResponse *head = NULL;
+    rn_sql_column_t *cols = NULL;
+    rn_sql_value_t *vals = NULL;
+    size_t nvals = 0;
+    rn_rpc_stream_t *st = NULL;
+    req.sql = strndup(sql, len);
+    if (!req.sql) { r->rc = rn_errf(r->err, -ENOMEM, "out of memory"); return; }
+    req.follow = cfg->opts.follow != 0;
+    req.from = (char *)(cfg->from ? cfg->from : "");
+    r->rc = rn_rpc_stream_open(cfg->rpc, RN_RPC_METHOD("Query"), &req.base, &st, r->err);
+    if (r->rc != 0) { r->opened = 1; goto out; }    /* transport: no caret */
+    set_streaming(st);
+    for (;;) {
+        ProtobufCMessage *pm = NULL;
+        int rc = rn_rpc_stream_next(st, &runnel__v1__query_response__descriptor, &pm, NULL,
+                                    r->err);
+        if (rc <= 0) {
+            r->rc = rc;
+            /* not opened: the statement failed (caret), unless the call itself did */
+            if (rc == -ECONNREFUSED || rc == -ETIMEDOUT || rc == -ECANCELED) r->opened = 1;
+            if (rc != 0 && !r->opened) take_offset(r);
+            break;
+        }
+        Runnel__V1__QueryResponse *m = (Runnel__V1__QueryResponse *)pm;
+        if (!head) {
+            head = m;                        /* kept: the column names point into it */
+            r->opened = 1;
+            cols = calloc(m->n_columns + 1, sizeof *cols);
+            if (!cols) { rc = rn_errf(r->err, -ENOMEM, "out of memory"); goto stop; }
+            for (size_t i = 0; i < m->n_columns; i++) {
+                cols[i].name = m->columns[i];
+                cols[i].is_time = i < m->n_column_is_time && m->column_is_time[i];
+            }
+            if ((rc = out_begin(o, cols, (int)m->n_columns)) != 0) {
+                rn_errf(r->err, rc, "out of memory");
+                goto stop;
+            }
+        }
+        rc = remote_message(o, m, &vals, &nvals, r);
+        if (m != head) protobuf_c_message_free_unpacked(pm, NULL);
+        if (rc != 0) goto stop;
+        if (cfg->opts.follow) {              /* live, as embedded flushes when idle */
+            if (o->format == FMT_TABLE) table_flush(o);
+            fflush(o->f);
+        }
+        continue;
+stop:
+        r->rc = rc;
+        break;
+    }
+    set_streaming(NULL);
+    out_end(o);
+    /* Ctrl-C: the stream ends cancelled; like embedded, that is exit 130. */
+    if (r->rc == -ECANCELED && interrupted) r->rc = 0;
+out:
+    rn_rpc_stream_close(st);
+    if (head) protobuf_c_message_free_unpacked(&head->base, NULL);
+    free(cols);
+    free(vals);
+    free(req.sql);
+    o->cols = NULL;
+}
+
+static int run_statement(const cfg_t *cfg, const char *sql, size_t len)
+{
+    out_t o;
+    memset(&o, 0, sizeof o);
+    o.f = stdout;
+    o.format = cfg->format;
+    result_t r;
+    memset(&r, 0, sizeof r);
+    r.erroff = -1;
+    /* the rows are printed as they arrive; o.cols is valid until run_* returns,
+     * so everything after it prints without them */
+    if (cfg->rpc) run_remote(cfg, &o, sql, len, &r);
+    else run_local(cfg, &o, sql, len, &r);
+    if (!r.opened) {
+        show_error(sql, len, r.erroff, r.err[0] ? r.err : rn_strerror(r.rc));
+        return EXIT_FAIL;
+    }
     int code = EXIT_OK;
-    rn_sql_stats_t st;
-    rn_sql_stats(q, &st);
-    if (rc == -EPIPE || ferror(o.f)) code = EXIT_PIPE;
-    else if (rc != 0) code = fail(EXIT_FAIL, "%s", err[0] ? err : rn_strerror(rc));
+    if (r.rc == -EPIPE || ferror(o.f)) code = EXIT_PIPE;
+    else if (r.rc != 0) code = fail(EXIT_FAIL, "%s", r.err[0] ? r.err : rn_strerror(r.rc));
     else if (interrupted) code = EXIT_INT;
-    summary(&st);
+    summary(&r.st);
     for (size_t i = 0; i < o.ncells; i++) free(o.cells[i]);
     free(o.cells);
     free(o.width);
-    rn_sql_close(q);
     return code;
 }
 
 typedef struct script {
-    rn_datadir_t *d;
     const cfg_t  *cfg;
     const char   *text;
     int           code;
@@ -393,13 +611,13 @@ static int script_stmt(void *ctx, size_t off, size_t n)
 {
     script_t *s = ctx;
     if (interrupted) return 1;
-    s->code = run_statement(s->d, s->cfg, s->text + off, n);
+    s->code = run_statement(s->cfg, s->text + off, n);
     return s->code != EXIT_OK;
 }
 
-static int run_script(rn_datadir_t *d, const cfg_t *cfg, const char *text, size_t len)
+static int run_script(const cfg_t *cfg, const char *text, size_t len)
 {
-    script_t s = {d, cfg, text, EXIT_OK};
+    script_t s = {cfg, text, EXIT_OK};
     rn_sql_split(text, len, script_stmt, &s);
     return s.code;
 }
@@ -412,7 +630,7 @@ static int is_quit(const char *line)
            !strcmp(line, "exit;");
 }
 
-static int repl(rn_datadir_t *d, const cfg_t *cfg)
+static int repl(const cfg_t *cfg, const char *where)
 {
     sqlcli_editor_t ed;
     sqlcli_editor_init(&ed);
@@ -421,7 +639,7 @@ static int repl(rn_datadir_t *d, const cfg_t *cfg)
     int code = EXIT_OK;
     if (ed.tty)
         printf("streamsql on %s: end statements with ';', 'quit' leaves, Ctrl-C cancels\n",
-               rn_datadir_path(d));
+               where);
     for (;;) {
         int intr = 0;
         fflush(stdout);
@@ -441,14 +659,14 @@ static int repl(rn_datadir_t *d, const cfg_t *cfg)
         if (len > SCRIPT_MAX) { code = fail(EXIT_FAIL, "statement too long"); len = 0; continue; }
         if (!rn_sql_complete(acc, len)) continue;
         if (ed.tty) sqlcli_history_add(&ed, acc);
-        int c = run_script(d, cfg, acc, len);
+        int c = run_script(cfg, acc, len);
         if (!ed.tty && c != EXIT_OK) code = c;
         if (c == EXIT_PIPE) break;
         interrupted = 0;
         len = 0;
     }
     if (len && code == EXIT_OK) {
-        int c = run_script(d, cfg, acc, len);   /* a last statement without ';' */
+        int c = run_script(cfg, acc, len);   /* a last statement without ';' */
         if (!ed.tty) code = c;
     }
     free(acc);
@@ -461,7 +679,9 @@ int main(int argc, char **argv)
     cfg_t cfg;
     memset(&cfg, 0, sizeof cfg);
     rn_sql_opts_default(&cfg.opts);
-    cfg.data = getenv("RUNNEL_DATA");
+    const char *data_env = getenv("RUNNEL_DATA"), *server_env = getenv("RUNNEL_SERVER");
+    if (data_env && !*data_env) data_env = NULL;
+    if (server_env && !*server_env) server_env = NULL;
     const char *server = NULL, *expr = NULL, *file = NULL;
     char err[RN_ERRMSG_SIZE];
     enum { OPT_DATA = 256, OPT_SERVER, OPT_FORMAT, OPT_FOLLOW, OPT_FROM, OPT_HELP };
@@ -497,6 +717,7 @@ int main(int argc, char **argv)
         case OPT_FOLLOW: cfg.opts.follow = 1; break;
         case OPT_FROM:
             if (rn_sql_parse_from(optarg, &cfg.opts, err) != 0) return fail(EXIT_USAGE, "%s", err);
+            cfg.from = optarg;
             break;
         case 'h': case OPT_HELP:
             fputs(usage_text, stdout);
@@ -512,49 +733,91 @@ int main(int argc, char **argv)
     if (optind < argc)
         return fail(EXIT_USAGE, "unexpected argument '%s'; SQL goes after -e (see streamsql "
                     "--help)", argv[optind]);
-    if (server)
-        return fail(EXIT_USAGE, "--server is not available yet: remote queries need the runneld "
-                    "broker, which is not built yet; use --data DIR on the machine holding the "
-                    "data");
-    if (!cfg.data || !cfg.data[0])
-        return fail(EXIT_USAGE, "no data directory: give --data DIR or set RUNNEL_DATA");
+    /* invariant 7 */
+    if (cfg.data && server)
+        return fail(EXIT_USAGE, "give one of --data DIR and --server HOST:PORT");
+    if (server && !*server)
+        return fail(EXIT_USAGE, "--server: the address is empty; give HOST:PORT");
+    if (cfg.data && !*cfg.data) return fail(EXIT_USAGE, "--data: the directory name is empty");
+    if (!cfg.data && !server) {
+        if (data_env && server_env)
+            return fail(EXIT_USAGE, "RUNNEL_DATA and RUNNEL_SERVER are both set; give --data DIR "
+                        "or --server HOST:PORT");
+        server = server_env;
+        cfg.data = data_env;
+    }
+    if (!cfg.data && !server)
+        return fail(EXIT_USAGE, "no data directory: give --data DIR or set RUNNEL_DATA (or "
+                    "--server HOST:PORT, RUNNEL_SERVER)");
+    if (server && rn_rpc_open(server, &cfg.rpc, err) != 0)
+        return fail(EXIT_USAGE, "--server: %s", err);
 
     char *text = NULL;
     size_t tlen = 0;
     if (file) {
         uint8_t *buf = NULL;
         int rc = rn_read_file(file, SCRIPT_MAX, &buf, &tlen);
-        if (rc != 0)
+        if (rc != 0) {
+            rn_rpc_close(cfg.rpc);
             return fail(EXIT_FAIL, "cannot read %s: %s", file,
                         rc == RN_ETOOBIG ? "larger than 16 MiB" : rn_strerror(rc));
+        }
         text = (char *)buf;
     }
 
     signal(SIGPIPE, SIG_IGN);
+    pthread_t watcher;
+    int watching = 0;
+    if (cfg.rpc && pipe(sig_pipe) == 0) {
+        /* the watcher must not take the signals itself (invariant 5) */
+        sigset_t block, old;
+        sigemptyset(&block);
+        sigaddset(&block, SIGINT);
+        sigaddset(&block, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &block, &old);
+        watching = pthread_create(&watcher, NULL, watcher_main, NULL) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    rn_datadir_opts_t dopts;
-    rn_datadir_opts_default(&dopts);
-    dopts.holder = "streamsql";
-    rn_datadir_t *d = NULL;
-    int rc = rn_datadir_open(cfg.data, &dopts, &d, err);
-    if (rc != 0) {
-        free(text);
-        return fail(EXIT_FAIL, "%s", err);
+    char where[300];
+    int rc = 0;
+    if (cfg.rpc) {
+        snprintf(where, sizeof where, "runneld at %s", server);
+    } else {
+        rn_datadir_opts_t dopts;
+        rn_datadir_opts_default(&dopts);
+        dopts.holder = "streamsql";
+        rc = rn_datadir_open(cfg.data, &dopts, &cfg.d, err);
+        if (rc != 0) {
+            free(text);
+            return fail(EXIT_FAIL, "%s", err);
+        }
+        snprintf(where, sizeof where, "%s", rn_datadir_path(cfg.d));
     }
     static char outbuf[1 << 16];
     setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
     int code;
-    if (expr) code = run_script(d, &cfg, expr, strlen(expr));
-    else if (file) code = run_script(d, &cfg, text, tlen);
-    else code = repl(d, &cfg);
+    if (expr) code = run_script(&cfg, expr, strlen(expr));
+    else if (file) code = run_script(&cfg, text, tlen);
+    else code = repl(&cfg, where);
     fflush(stdout);
-    rc = rn_datadir_close(d);
-    if (rc != 0 && code == EXIT_OK) code = fail(EXIT_FAIL, "closing %s: %s", cfg.data, rn_strerror(rc));
+    if (cfg.d) {
+        rc = rn_datadir_close(cfg.d);
+        if (rc != 0 && code == EXIT_OK)
+            code = fail(EXIT_FAIL, "closing %s: %s", cfg.data, rn_strerror(rc));
+    }
+    if (watching) {
+        close(sig_pipe[1]);      /* the watcher's read ends */
+        sig_pipe[1] = -1;
+        pthread_join(watcher, NULL);
+    }
+    if (sig_pipe[0] >= 0) close(sig_pipe[0]);
+    rn_rpc_close(cfg.rpc);
     free(text);
     return code;
 }

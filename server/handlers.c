@@ -151,6 +151,10 @@ static int fail_rc(rn_status_t *st, int rc, const char *err)
 
 #define OOM(st) fail((st), RN_ST_RESOURCE_EXHAUSTED, "out of memory")
 
+int rn_hd_fail(rn_status_t *st, int rc, const char *msg) { return fail_rc(st, rc, msg); }
+
+rn_datadir_t *rn_hd_datadir(rn_hd_t *h) { return h->d; }
+
 /* ---- open / close -------------------------------------------------------- */
 
 void rn_hd_opts_default(rn_hd_opts_t *o)
@@ -1054,7 +1058,7 @@ int rn_hd_drop_checkpoint(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
 int rn_hd_unimplemented(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
                         ProtobufCMessage **resp, rn_status_t *st)
 {
-    return fail(st, RN_ST_UNIMPLEMENTED, "%s: stream SQL queries and ETL pipelines are not "
-                "served by this broker yet; run streamsql embedded with --data DIR",
+    return fail(st, RN_ST_UNIMPLEMENTED, "%s: ETL pipelines are not served by this broker "
+                "yet",
                 m->descriptor->short_name);
 }

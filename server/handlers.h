@@ -27,6 +27,7 @@
 
 #include "common/buf.h"
 #include "log/log.h"
+#include "logical-queues/datadir.h"
 #include "proto/runnel.pb-c.h"
 #include "server/status.h"
 
@@ -96,7 +97,7 @@ int rn_hd_list_checkpoints(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *,
                            ProtobufCMessage **, rn_status_t *);
 int rn_hd_drop_checkpoint(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
                           rn_status_t *);
-/* Query and the pipeline RPCs: UNIMPLEMENTED, naming what is missing. */
+/* The pipeline RPCs: UNIMPLEMENTED, naming what is missing. */
 int rn_hd_unimplemented(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
                         rn_status_t *);
 
@@ -144,6 +145,12 @@ void rn_hd_fetch_free(rn_fetch_t *f);
 
 /* The visible end of q now (cheap). */
 int  rn_hd_queue_hwm(rn_hd_t *h, rn_qent_t *q, int64_t *hwm);
+
+/* The data directory (Query runs the engine on it; server/query.h). */
+rn_datadir_t *rn_hd_datadir(rn_hd_t *h);
+/* Fill st for a core error code rc (NOT_FOUND for RN_ENOTFOUND, ...) with
+ * msg, or the code's name when msg is empty; returns -1. */
+int  rn_hd_fail(rn_status_t *st, int rc, const char *msg);
 
 /* Counters for the shutdown summary. */
 typedef struct rn_hd_stats {

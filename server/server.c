@@ -18,8 +18,16 @@
  *              (wake_where)
  *   WAKING     a completion-queue thread fetches again: answers (→ SENDING)
  *              or parks again (→ PARKED)
+ *   STREAMING  Query: a worker thread of its own (never a completion-queue
+ *              thread) runs the statement (server/query.h) and sends its
+ *              messages one batch at a time; each send's tag comes back
+ *              here and only wakes the worker. A second tag, the stream's
+ *              close notice (RECV_CLOSE_ON_SERVER, started with the worker),
+ *              arrives when the client cancels, the deadline passes or the
+ *              call ends. The worker sends the final batch (→ SENDING).
  *   SENDING    the final batch (metadata, message, status, close) is out;
- *              its tag frees the call
+ *              its tag frees the call (a stream's: once its close notice
+ *              arrived too)
  *
  * Invariants:
  *  1. At most one batch of a call is outstanding at any time, and exactly one
@@ -39,12 +47,24 @@
  *  6. gRPC is initialised once (pthread_once) and never shut down, for the
  *     reason client/rpc.c gives (grpc_shutdown can wait 10 s for the TCP
  *     backup poller after a large write); the process exit frees it.
+ *  7. A stream (Query) has at most one SEND_MESSAGE batch outstanding: the
+ *     worker waits for the previous send's tag before starting the next, so
+ *     a slow client holds the worker, not memory (one message in flight,
+ *     one chunk being filled). Besides it only its close notice is
+ *     outstanding.
+ *  8. A client cancel, an expired deadline or shutdown cancels the query
+ *     (rn_query_cancel under the stream's mutex, which the worker holds
+ *     while it publishes or withdraws the query); the worker then ends
+ *     with a status (UNAVAILABLE on shutdown). rn_server_destroy waits for
+ *     every worker thread to have left, and the data directory is closed
+ *     after that, so no query outlives it.
  */
 #include "server/server.h"
 
 #include "common/error.h"
 #include "common/sys.h"
 #include "server/log.h"
+#include "server/query.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -52,6 +72,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -71,8 +92,10 @@ _Static_assert(RN_ST_UNAVAILABLE == (int)GRPC_STATUS_UNAVAILABLE, "status number
 #define MAX_MESSAGE   (256 << 20)       /* as the client's (client/rpc.c) */
 #define MAX_THREADS   16
 #define MAX_WAIT_MS   60000             /* longest long poll */
+#define QUERY_POLL_MS 20                /* a following query's wait when idle */
+#define QUERY_FLUSH_MS 50               /* rows wait at most this long to be sent */
 
-typedef enum { M_UNARY, M_PRODUCE, M_FETCH, M_STREAM_UNIMPLEMENTED } mkind_t;
+typedef enum { M_UNARY, M_PRODUCE, M_FETCH, M_QUERY } mkind_t;
 
 typedef struct method {
     const char                       *name;
@@ -102,7 +125,7 @@ static const method_t method_table[] = {
     {"CreateCheckpoint", D(create_checkpoint_request), M_UNARY, rn_hd_create_checkpoint, 1, NULL},
     {"ListCheckpoints", D(list_checkpoints_request), M_UNARY, rn_hd_list_checkpoints, 1, NULL},
     {"DropCheckpoint", D(drop_checkpoint_request), M_UNARY, rn_hd_drop_checkpoint, 1, NULL},
-    {"Query", D(query_request), M_STREAM_UNIMPLEMENTED, rn_hd_unimplemented, 1, NULL},
+    {"Query", D(query_request), M_QUERY, NULL, 2, NULL},
     {"CreatePipeline", D(create_pipeline_request), M_UNARY, rn_hd_unimplemented, 1, NULL},
     {"ListPipelines", D(list_pipelines_request), M_UNARY, rn_hd_unimplemented, 1, NULL},
     {"GetPipeline", D(pipeline_request), M_UNARY, rn_hd_unimplemented, 1, NULL},
@@ -113,10 +136,36 @@ static const method_t method_table[] = {
 #undef D
 #define NMETHODS (sizeof method_table / sizeof method_table[0])
 
-typedef enum { C_REQUESTED, C_RUNNING, C_WAITING, C_PARKED, C_WAKING, C_SENDING } cstate_t;
+typedef enum { C_REQUESTED, C_RUNNING, C_WAITING, C_PARKED, C_WAKING, C_STREAMING,
+               C_SENDING } cstate_t;
+
+/* What a completion-queue tag points at: a call, or a stream's close
+ * notice. Both structs begin with their kind. */
+typedef enum { TAG_CALL = 1, TAG_CLOSE } tagkind_t;
 
 typedef struct scall scall_t;
+typedef struct sstream sstream_t;
+
+/* A Query call's streaming state (invariants 7, 8). */
+enum { STOP_NONE, STOP_CLIENT, STOP_SHUTDOWN };
+struct sstream {
+    tagkind_t         tag;            /* TAG_CLOSE: this struct is the close notice's tag */
+    scall_t          *c;
+    pthread_mutex_t   mu;
+    pthread_cond_t    cv;             /* a send completed, or stop was asked */
+    int               sending;        /* a SEND_MESSAGE batch is outstanding */
+    int               send_failed;    /* a send did not complete: the client is gone */
+    int               md_sent;        /* the initial metadata went out */
+    int               stop;           /* STOP_*: why the query must end */
+    int               refs;           /* the worker's final batch + the close notice */
+    int               cancelled;      /* RECV_CLOSE_ON_SERVER's out-parameter */
+    rn_query_t       *q;              /* published while running, under mu */
+    grpc_byte_buffer *out;            /* the message in flight */
+    sstream_t        *prev, *next;    /* s->streams */
+};
+
 struct scall {
+    tagkind_t            tag;             /* TAG_CALL */
     rn_server_t         *s;
     size_t               mi;              /* index into method_table / s->handles */
     cstate_t             state;
@@ -135,6 +184,7 @@ struct scall {
     grpc_byte_buffer    *resp;
     grpc_slice           details;
     int                  cancelled;
+    sstream_t           *ss;              /* Query only */
 };
 
 typedef struct wjob wjob_t;
@@ -170,6 +220,10 @@ struct rn_server {
     wjob_t                *whead, *wtail;
     int                    wstop;
     pthread_t              wthread;
+    /* streams: the running queries and their worker threads (under mu) */
+    sstream_t             *streams;
+    uint64_t               workers;
+    pthread_cond_t         workers_cv;
     _Atomic uint64_t       calls, errors;
 };
 
@@ -205,9 +259,13 @@ static void maybe_stopped(rn_server_t *s)
     }
 }
 
+static void stream_free(sstream_t *ss);
+static void stream_unref(scall_t *c);
+
 static void call_free(scall_t *c)
 {
     rn_server_t *s = c->s;
+    if (c->ss) stream_free(c->ss);
     int was_active = c->state != C_REQUESTED;
     if (c->call) grpc_call_unref(c->call);
     grpc_metadata_array_destroy(&c->md);
@@ -230,6 +288,12 @@ static void call_free(scall_t *c)
 
 static int status_is_error(rn_st_t code) { return code == RN_ST_INTERNAL || code == RN_ST_UNKNOWN; }
 
+static rn_slog_level_t status_level(rn_st_t code)
+{
+    return status_is_error(code) ? RN_SLOG_ERROR
+         : code == RN_ST_CANCELLED ? RN_SLOG_INFO : RN_SLOG_WARN;
+}
+
 static const char *status_name(rn_st_t code)
 {
     static const char *const names[] = {
@@ -239,28 +303,21 @@ static const char *status_name(rn_st_t code)
     return (unsigned)code < sizeof names / sizeof names[0] ? names[code] : "status";
 }
 
-/* Send the final batch: resp (may be NULL) when st->code is OK, else the
- * status and its message (invariant 4). */
-static void respond(scall_t *c, const rn_status_t *st, const ProtobufCMessage *resp)
+/* Start the final batch of a call: the initial metadata unless already
+ * sent, c->resp when set, the status (its message when not OK; logged,
+ * invariant 4) and, for unary calls, the close notice. */
+static void finish(scall_t *c, const rn_status_t *st, int send_md, int recv_close)
 {
     rn_server_t *s = c->s;
     const char *mname = method_name(c);
     grpc_op ops[4];
     size_t nops = 0;
     memset(ops, 0, sizeof ops);
-    if (st->code == RN_ST_OK && resp) {
-        size_t n = protobuf_c_message_get_packed_size(resp);
-        grpc_slice sl = grpc_slice_malloc(n);
-        protobuf_c_message_pack(resp, GRPC_SLICE_START_PTR(sl));
-        c->resp = grpc_raw_byte_buffer_create(&sl, 1);
-        grpc_slice_unref(sl);
-    }
     if (st->code != RN_ST_OK) {
         atomic_fetch_add(&s->errors, 1);
-        rn_slog(status_is_error(st->code) ? RN_SLOG_ERROR : RN_SLOG_WARN, "%s: %s: %s", mname,
-                status_name(st->code), st->msg);
+        rn_slog(status_level(st->code), "%s: %s: %s", mname, status_name(st->code), st->msg);
     }
-    ops[nops++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (send_md) ops[nops++].op = GRPC_OP_SEND_INITIAL_METADATA;
     if (c->resp) {
         ops[nops].op = GRPC_OP_SEND_MESSAGE;
         ops[nops++].data.send_message.send_message = c->resp;
@@ -269,14 +326,41 @@ static void respond(scall_t *c, const rn_status_t *st, const ProtobufCMessage *r
     ops[nops].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[nops].data.send_status_from_server.status = (grpc_status_code)st->code;
     ops[nops++].data.send_status_from_server.status_details = &c->details;
-    ops[nops].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    ops[nops++].data.recv_close_on_server.cancelled = &c->cancelled;
+    if (recv_close) {
+        ops[nops].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        ops[nops++].data.recv_close_on_server.cancelled = &c->cancelled;
+    }
     c->state = C_SENDING;
     grpc_call_error e = grpc_call_start_batch(c->call, ops, nops, c, NULL);
     if (e != GRPC_CALL_OK) {
         rn_slog(RN_SLOG_ERROR, "%s: cannot answer: %s", mname, grpc_call_error_to_string(e));
-        call_free(c);
+        if (c->ss) stream_unref(c);
+        else call_free(c);
     }
+}
+
+/* A packed message in a byte buffer (the caller destroys it). */
+static grpc_byte_buffer *byte_buffer(const uint8_t *p, size_t n)
+{
+    grpc_slice sl = grpc_slice_malloc(n);
+    if (n) memcpy(GRPC_SLICE_START_PTR(sl), p, n);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
+    return bb;
+}
+
+/* Answer a unary call: resp (may be NULL) when st->code is OK, else the
+ * status and its message. */
+static void respond(scall_t *c, const rn_status_t *st, const ProtobufCMessage *resp)
+{
+    if (st->code == RN_ST_OK && resp) {
+        size_t n = protobuf_c_message_get_packed_size(resp);
+        grpc_slice sl = grpc_slice_malloc(n);
+        protobuf_c_message_pack(resp, GRPC_SLICE_START_PTR(sl));
+        c->resp = grpc_raw_byte_buffer_create(&sl, 1);
+        grpc_slice_unref(sl);
+    }
+    finish(c, st, 1, 1);
 }
 
 static void respond_ok(scall_t *c, const ProtobufCMessage *resp)
@@ -510,6 +594,272 @@ static void do_produce(scall_t *c)
     waiter_push(s, j);
 }
 
+/* ---- streams: Query on a worker thread (invariants 7, 8) ------------------------ */
+
+static void stream_free(sstream_t *ss)
+{
+    if (ss->out) grpc_byte_buffer_destroy(ss->out);
+    pthread_mutex_destroy(&ss->mu);
+    pthread_cond_destroy(&ss->cv);
+    free(ss);
+}
+
+/* Drop one reference (the final batch's or the close notice's); the last
+ * one frees the call. */
+static void stream_unref(scall_t *c)
+{
+    sstream_t *ss = c->ss;
+    pthread_mutex_lock(&ss->mu);
+    int last = --ss->refs == 0;
+    pthread_mutex_unlock(&ss->mu);
+    if (last) call_free(c);
+}
+
+/* Ask the query to end (any thread). */
+static void stream_stop(sstream_t *ss, int why)
+{
+    pthread_mutex_lock(&ss->mu);
+    if (!ss->stop) ss->stop = why;
+    if (ss->q) rn_query_cancel(ss->q);
+    pthread_cond_broadcast(&ss->cv);
+    pthread_mutex_unlock(&ss->mu);
+}
+
+/* A send completed (completion-queue thread): wake the worker. */
+static void stream_sent(scall_t *c, int success)
+{
+    sstream_t *ss = c->ss;
+    pthread_mutex_lock(&ss->mu);
+    ss->sending = 0;
+    if (!success) ss->send_failed = 1;
+    if (ss->out) grpc_byte_buffer_destroy(ss->out);
+    ss->out = NULL;
+    pthread_cond_broadcast(&ss->cv);
+    pthread_mutex_unlock(&ss->mu);
+}
+
+/* The close notice arrived: the client cancelled, the deadline passed, or
+ * the call ended after its status. */
+static void stream_closed(sstream_t *ss, int success)
+{
+    scall_t *c = ss->c;
+    if (!success || ss->cancelled) stream_stop(ss, STOP_CLIENT);
+    stream_unref(c);
+}
+
+/* Wait until no send is outstanding (invariant 7); 0 when the stream can
+ * take another message. With ss->mu held. */
+static int stream_wait_sent(sstream_t *ss)
+{
+    while (ss->sending) pthread_cond_wait(&ss->cv, &ss->mu);
+    return ss->send_failed || ss->stop ? -1 : 0;
+}
+
+/* rn_query_send_fn: send one message, after the previous one completed. */
+static int stream_send(void *arg, const uint8_t *msg, size_t n)
+{
+    scall_t *c = arg;
+    sstream_t *ss = c->ss;
+    pthread_mutex_lock(&ss->mu);
+    int rc = stream_wait_sent(ss);
+    if (rc == 0) {
+        grpc_op ops[2];
+        size_t nops = 0;
+        memset(ops, 0, sizeof ops);
+        if (!ss->md_sent) ops[nops++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ss->out = byte_buffer(msg, n);
+        ops[nops].op = GRPC_OP_SEND_MESSAGE;
+        ops[nops++].data.send_message.send_message = ss->out;
+        ss->sending = 1;
+        ss->md_sent = 1;
+        grpc_call_error e = grpc_call_start_batch(c->call, ops, nops, c, NULL);
+        if (e != GRPC_CALL_OK) {
+            rn_slog(RN_SLOG_ERROR, "Query: cannot send: %s", grpc_call_error_to_string(e));
+            grpc_byte_buffer_destroy(ss->out);
+            ss->out = NULL;
+            ss->sending = 0;
+            ss->send_failed = 1;
+            rc = -1;
+        }
+    }
+    pthread_mutex_unlock(&ss->mu);
+    return rc;
+}
+
+static void worker_leave(rn_server_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    if (--s->workers == 0) pthread_cond_broadcast(&s->workers_cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void stream_unlink(rn_server_t *s, sstream_t *ss)
+{
+    pthread_mutex_lock(&s->mu);
+    if (ss->prev) ss->prev->next = ss->next;
+    else s->streams = ss->next;
+    if (ss->next) ss->next->prev = ss->prev;
+    ss->prev = ss->next = NULL;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* End the stream: wait for the last send, then the final batch (the
+ * trailer when st is OK and msg is set). c and ss belong to the
+ * completion-queue threads once it started. */
+static void stream_end(scall_t *c, const rn_status_t *st, const rn_buf_t *msg)
+{
+    sstream_t *ss = c->ss;
+    pthread_mutex_lock(&ss->mu);
+    while (ss->sending) pthread_cond_wait(&ss->cv, &ss->mu);
+    int md_sent = ss->md_sent;
+    pthread_mutex_unlock(&ss->mu);
+    if (st->code == RN_ST_OK && msg) c->resp = byte_buffer(msg->data, msg->len);
+    finish(c, st, !md_sent, 0);
+}
+
+/* Sleep until ms passed or the stream was stopped. */
+static void stream_nap(sstream_t *ss, uint32_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)ms * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&ss->mu);
+    if (!ss->stop) pthread_cond_timedwait(&ss->cv, &ss->mu, &ts);
+    pthread_mutex_unlock(&ss->mu);
+}
+
+/* Run the statement to its end: header, chunks of rows (flushed when idle
+ * and at least every QUERY_FLUSH_MS), trailer. */
+static int query_run(scall_t *c, rn_query_t *q, rn_buf_t *msg, rn_status_t *st)
+{
+    sstream_t *ss = c->ss;
+    if (rn_query_header(q, msg, st) != 0) return -1;
+    if (stream_send(c, msg->data, msg->len) != 0) return 0;      /* stopped: see below */
+    uint64_t flushed = rn_mono_ns();
+    for (;;) {
+        rn_sql_state_t state;
+        if (rn_query_step(q, &state, st) != 0) return -1;
+        if (state == RN_SQL_DONE) break;
+        uint64_t now = rn_mono_ns();
+        if (rn_query_pending(q) &&
+            (state == RN_SQL_IDLE || now - flushed >= QUERY_FLUSH_MS * 1000000ull)) {
+            if (rn_query_flush(q, st) != 0) return 0;
+            flushed = now;
+        } else if (!rn_query_pending(q)) {
+            flushed = now;
+        }
+        if (state == RN_SQL_IDLE) stream_nap(ss, QUERY_POLL_MS);
+    }
+    pthread_mutex_lock(&ss->mu);
+    int stopped = ss->stop;
+    pthread_mutex_unlock(&ss->mu);
+    if (stopped) return 0;
+    if (rn_query_flush(q, st) != 0) return 0;
+    return rn_query_trailer(q, msg, st);
+}
+
+static void *query_main(void *arg)
+{
+    scall_t *c = arg;
+    sstream_t *ss = c->ss;
+    rn_server_t *s = c->s;
+    rn_status_t st = {RN_ST_OK, ""};
+    rn_buf_t msg = RN_BUF_INIT;
+    rn_query_t *q = NULL;
+    int rc = rn_query_open(s->hd, (const Runnel__V1__QueryRequest *)c->req, stream_send, c, &q,
+                           &st);
+    if (rc == 0) {
+        pthread_mutex_lock(&ss->mu);
+        ss->q = q;
+        if (ss->stop) rn_query_cancel(q);
+        pthread_mutex_unlock(&ss->mu);
+        rc = query_run(c, q, &msg, &st);
+        pthread_mutex_lock(&ss->mu);
+        ss->q = NULL;
+        pthread_mutex_unlock(&ss->mu);
+        rn_query_close(q);
+    }
+    pthread_mutex_lock(&ss->mu);
+    int stop = ss->stop, gone = ss->send_failed;
+    pthread_mutex_unlock(&ss->mu);
+    /* Why it ended early wins over what the engine said about it. */
+    if (stop == STOP_SHUTDOWN) {
+        st.code = RN_ST_UNAVAILABLE;
+        snprintf(st.msg, sizeof st.msg, "the broker is shutting down; the query was stopped");
+    } else if (stop == STOP_CLIENT || gone) {
+        st.code = RN_ST_CANCELLED;
+        snprintf(st.msg, sizeof st.msg, "the client cancelled the query or went away");
+    } else if (rc != 0 && st.code == RN_ST_OK) {
+        st.code = RN_ST_INTERNAL;
+        snprintf(st.msg, sizeof st.msg, "query failed without a message (server.c)");
+    }
+    stream_unlink(s, ss);
+    stream_end(c, &st, st.code == RN_ST_OK ? &msg : NULL);     /* c, ss are no longer ours */
+    rn_buf_free(&msg);
+    worker_leave(s);                                          /* the last touch of s */
+    return NULL;
+}
+
+/* A Query call arrived: its close notice, then its worker (invariant 8). */
+static void do_query(scall_t *c)
+{
+    rn_server_t *s = c->s;
+    rn_status_t st = {RN_ST_OK, ""};
+    sstream_t *ss = calloc(1, sizeof *ss);
+    if (!ss) {
+        st.code = RN_ST_RESOURCE_EXHAUSTED;
+        snprintf(st.msg, sizeof st.msg, "out of memory");
+        respond(c, &st, NULL);
+        return;
+    }
+    ss->tag = TAG_CLOSE;
+    ss->c = c;
+    ss->refs = 1;
+    pthread_mutex_init(&ss->mu, NULL);
+    pthread_cond_init(&ss->cv, NULL);
+    pthread_mutex_lock(&s->mu);
+    int stopping = s->stopping;
+    if (!stopping) {
+        ss->next = s->streams;
+        if (s->streams) s->streams->prev = ss;
+        s->streams = ss;
+        s->workers++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (stopping) {
+        stream_free(ss);
+        st.code = RN_ST_UNAVAILABLE;
+        snprintf(st.msg, sizeof st.msg, "the broker is shutting down");
+        respond(c, &st, NULL);
+        return;
+    }
+    c->ss = ss;
+    c->state = C_STREAMING;
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &ss->cancelled;
+    grpc_call_error e = grpc_call_start_batch(c->call, &op, 1, ss, NULL);
+    if (e == GRPC_CALL_OK) ss->refs++;
+    else rn_slog(RN_SLOG_ERROR, "Query: cannot watch for cancellation: %s",
+                 grpc_call_error_to_string(e));
+    pthread_attr_t attr;
+    pthread_t t;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int err = pthread_create(&t, &attr, query_main, c);
+    pthread_attr_destroy(&attr);
+    if (err != 0) {
+        stream_unlink(s, ss);
+        st.code = RN_ST_RESOURCE_EXHAUSTED;
+        snprintf(st.msg, sizeof st.msg, "cannot start a query thread: %s", strerror(err));
+        stream_end(c, &st, NULL);
+        worker_leave(s);
+    }
+}
+
 /* A new call arrived: unpack and dispatch. */
 static void handle(scall_t *c)
 {
@@ -553,8 +903,8 @@ static void handle(scall_t *c)
     switch (m->kind) {
     case M_PRODUCE: do_produce(c); return;
     case M_FETCH: do_fetch(c); return;
-    case M_UNARY:
-    case M_STREAM_UNIMPLEMENTED: {
+    case M_QUERY: do_query(c); return;
+    case M_UNARY: {
         ProtobufCMessage *resp = NULL;
         if (m->fn(s->hd, c->req, &c->arena, &resp, &st) != 0) respond(c, &st, NULL);
         else respond_ok(c, resp);
@@ -570,6 +920,7 @@ static void request_call(rn_server_t *s, size_t mi)
         rn_slog(RN_SLOG_ERROR, "out of memory asking for calls");
         return;
     }
+    c->tag = TAG_CALL;
     c->s = s;
     c->mi = mi;
     c->state = C_REQUESTED;
@@ -601,6 +952,10 @@ static void *cq_main(void *arg)
             maybe_stopped(s);
             continue;
         }
+        if (*(const tagkind_t *)ev.tag == TAG_CLOSE) {
+            stream_closed(ev.tag, ev.success);
+            continue;
+        }
         scall_t *c = ev.tag;
         switch (c->state) {
         case C_REQUESTED: {
@@ -618,8 +973,12 @@ static void *cq_main(void *arg)
             c->state = C_RUNNING;
             do_fetch(c);
             break;
+        case C_STREAMING:
+            stream_sent(c, ev.success);
+            break;
         case C_SENDING:
-            call_free(c);
+            if (c->ss) stream_unref(c);
+            else call_free(c);
             break;
         default:
             rn_slog(RN_SLOG_ERROR, "internal: event for a call in state %d", (int)c->state);
@@ -645,6 +1004,7 @@ int rn_server_start(rn_hd_t *h, const rn_server_opts_t *o, rn_server_t **out, in
     pthread_mutex_init(&s->lot_mu, NULL);
     pthread_mutex_init(&s->wmu, NULL);
     pthread_cond_init(&s->wcv, NULL);
+    pthread_cond_init(&s->workers_cv, NULL);
     pthread_once(&grpc_once, grpc_init_once);      /* invariant 6 */
     grpc_arg args[3];
     memset(args, 0, sizeof args);
@@ -701,6 +1061,10 @@ void rn_server_shutdown(rn_server_t *s)
     if (!first) return;
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
     wake_where(s, NULL, -1, 1);
+    /* Running queries end now (invariant 8); s->mu before a stream's mu. */
+    pthread_mutex_lock(&s->mu);
+    for (sstream_t *ss = s->streams; ss; ss = ss->next) stream_stop(ss, STOP_SHUTDOWN);
+    pthread_mutex_unlock(&s->mu);
 }
 
 void rn_server_cancel_all(rn_server_t *s)
@@ -718,6 +1082,9 @@ void rn_server_destroy(rn_server_t *s)
 {
     if (!s) return;
     for (int i = 0; i < s->nthreads; i++) pthread_join(s->threads[i], NULL);
+    pthread_mutex_lock(&s->mu);                    /* invariant 8 */
+    while (s->workers) pthread_cond_wait(&s->workers_cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
     pthread_mutex_lock(&s->wmu);
     s->wstop = 1;
     pthread_cond_signal(&s->wcv);
@@ -729,5 +1096,6 @@ void rn_server_destroy(rn_server_t *s)
     pthread_mutex_destroy(&s->lot_mu);
     pthread_mutex_destroy(&s->wmu);
     pthread_cond_destroy(&s->wcv);
+    pthread_cond_destroy(&s->workers_cv);
     free(s);
 }

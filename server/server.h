@@ -4,8 +4,9 @@
  *
  * Lifecycle: rn_server_start (listening, threads running) →
  * rn_server_shutdown (stop accepting; in-flight calls finish; parked
- * fetches answer at once) → the `stopped` callback fires once every call is
- * done → rn_server_destroy (joins threads, frees). The caller closes the
+ * fetches answer at once; running queries are cancelled) → the `stopped`
+ * callback fires once every call is done → rn_server_destroy (joins threads,
+ * waits for the query worker threads to leave, frees). The caller closes the
  * handlers afterwards (flush, fsync, clean-shutdown marker).
  *
  * Timers are the caller's (runneld's libuv loop): rn_server_next_deadline

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <cmocka.h>
 #include <lz4frame.h>
@@ -24,18 +23,13 @@
 #include "batch/batch.h"
 #include "batch/crc32c.h"
 #include "common/error.h"
+#include "tests/util/util.h"
 
 #define GOLDEN_DIR RN_SOURCE_DIR "/tests/golden/"
 
 static uint64_t rng_state;
 
-static uint64_t rng(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545F4914F6CDD1DULL;
-}
+static uint64_t rng(void) { return rn_test_rng(&rng_state); }
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -958,11 +952,7 @@ static void test_set_base_offset(void **state)
 
 int main(void)
 {
-    const char *s = getenv("RN_SEED");
-    rng_state = s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL) * 2654435761u + 1;
-    if (rng_state == 0) rng_state = 1;
-    printf("test_batch: seed %llu (RN_SEED=%llu to replay)\n", (unsigned long long)rng_state,
-           (unsigned long long)rng_state);
+    rng_state = rn_test_seed("test_batch");
     golden_init();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hand_batch_encode),

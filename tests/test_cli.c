@@ -40,11 +40,12 @@
 
 #include <sqlite3.h>
 
+#include "tests/util/util.h"
+
 #define RUNNEL RN_BIN_DIR "/runnel"
 #define MAX_ARGS 32
 
 #ifdef RN_TEST_CLI_SERVER
-#include "tests/test_client_runneld.h"
 #define SERVER_MODE 1
 #else
 #define SERVER_MODE 0
@@ -58,7 +59,7 @@ typedef struct fixture {
     size_t stdout_len;
     char *stderr_text;
 #ifdef RN_TEST_CLI_SERVER
-    runneld_t srv;
+    rn_test_runneld_t srv;
 #endif
 } fixture_t;
 
@@ -70,14 +71,13 @@ static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
     if (!f) return -1;
-    snprintf(f->root, sizeof f->root, "/tmp/rn-cli-XXXXXX");
-    if (!mkdtemp(f->root)) { free(f); return -1; }
+    if (rn_test_tmpdir(f->root, sizeof f->root, "cli") != 0) { free(f); return -1; }
     snprintf(f->data, sizeof f->data, "%s/data", f->root);
     snprintf(f->in, sizeof f->in, "%s/stdin", f->root);
     snprintf(f->out, sizeof f->out, "%s/stdout", f->root);
     snprintf(f->err, sizeof f->err, "%s/stderr", f->root);
 #ifdef RN_TEST_CLI_SERVER
-    if (runneld_start(&f->srv, f->data, NULL) != 0) {
+    if (rn_test_runneld_start(&f->srv, f->data, NULL) != 0) {
         free(f);
         return -1;
     }
@@ -98,42 +98,16 @@ static const char *where_value(const fixture_t *f)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    char cmd[PATH_MAX + 16];
     int stopped = 0;
 #ifdef RN_TEST_CLI_SERVER
-    stopped = runneld_stop(&f->srv);        /* SIGTERM must end it with 0 */
+    stopped = rn_test_runneld_stop(&f->srv);        /* SIGTERM must end it with 0 */
     if (stopped != 0) fprintf(stderr, "runneld exit status %d; log %s\n", stopped, f->srv.log);
 #endif
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->root);
-    int rc = system(cmd) | stopped;
+    int rc = (rn_test_rmtree(f->root) != 0 ? -1 : 0) | stopped;
     free(f->stdout_text);
     free(f->stderr_text);
     free(f);
     return rc == 0 ? 0 : -1;
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-    buf[n] = '\0';
-    fclose(fp);
-    if (len) *len = (size_t)n;
-    return buf;
-}
-
-static void write_file(const char *path, const char *data, size_t n)
-{
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    assert_int_equal(fwrite(data, 1, n, fp), n);
-    fclose(fp);
 }
 
 /* Run runnel with argv (NULL-terminated) and input bytes on stdin (NULL:
@@ -156,25 +130,13 @@ static int run_argv(fixture_t *f, const char *input, size_t input_len, int with_
         argv[n++] = args[i];
     }
     argv[n] = NULL;
-    if (input) write_file(f->in, input, input_len);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int in = open(input ? f->in : "/dev/null", O_RDONLY);
-        int out = open(f->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int err = open(f->err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (in < 0 || out < 0 || err < 0) _exit(126);
-        dup2(in, 0); dup2(out, 1); dup2(err, 2);
-        execv(RUNNEL, (char *const *)argv);
-        _exit(127);
-    }
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (input) rn_test_write_file(f->in, input, input_len);
+    int status = rn_test_run(RUNNEL, argv, input ? f->in : NULL, f->out, f->err);
+    if (status < 0) fail_msg("could not run %s", RUNNEL);
     free(f->stdout_text);
     free(f->stderr_text);
-    f->stdout_text = slurp(f->out, &f->stdout_len);
-    f->stderr_text = slurp(f->err, NULL);
+    f->stdout_text = rn_test_slurp(f->out, &f->stdout_len);
+    f->stderr_text = rn_test_slurp(f->err, NULL);
     if (WIFSIGNALED(status)) fail_msg("runnel died of signal %d; stderr: %s", WTERMSIG(status),
                                       f->stderr_text);
     return WEXITSTATUS(status);
@@ -527,7 +489,7 @@ static void test_consume_closed_output(void **state)
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 141);
-    char *err = slurp(f->err, NULL);
+    char *err = rn_test_slurp(f->err, NULL);
     assert_string_equal(err, "");
     free(err);
     expect_ok(f, RUN(f, NULL, "consume", "ev", "--count", "1"));
@@ -671,7 +633,7 @@ static void test_bad_data_dirs(void **state)
     assert_int_equal(stat(path, &st), -1);          /* not created by a read */
 
     snprintf(path, sizeof path, "%s/stdin", f->root);
-    write_file(path, "x", 1);
+    rn_test_write_file(path, "x", 1);
     expect_fail(f, run_argv(f, NULL, 0, 0, ARGS("--data", path, "topic", "create", "x")), 1,
                 "is not a directory");
     expect_fail(f, run_argv(f, NULL, 0, 0, ARGS("--data", f->root, "topic", "create", "x")), 1,
@@ -681,7 +643,7 @@ static void test_bad_data_dirs(void **state)
     snprintf(path, sizeof path, "%s/meta.db", f->data);
     char junk[4096];
     memset(junk, 'J', sizeof junk);
-    write_file(path, junk, sizeof junk);
+    rn_test_write_file(path, junk, sizeof junk);
     expect_fail(f, RUN(f, NULL, "topic", "list"), 1, "meta.db");
 }
 
@@ -746,7 +708,7 @@ static void test_locked_by_running_produce(void **state)
     int held = 0;
     for (int i = 0; i < 500 && !held; i++) {
         size_t n = 0;
-        char *text = slurp(lock, &n);
+        char *text = rn_test_slurp(lock, &n);
         held = strstr(text, "produce logs") != NULL;
         free(text);
         if (!held) usleep(10000);
@@ -768,7 +730,7 @@ static void test_locked_by_running_produce(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
     /* The first line was sent by the linger timer while stdin stayed open,
      * the second at EOF. */
-    char *summary = slurp(bg_err, NULL);
+    char *summary = rn_test_slurp(bg_err, NULL);
     if (!strstr(summary, "produced 2 records in 2 batches")) fail_msg("summary: %s", summary);
     free(summary);
     expect_ok(f, RUN(f, NULL, "consume", "logs"));

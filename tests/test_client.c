@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -31,9 +32,9 @@
 #include "client/runnel.h"
 #include "common/error.h"
 #include "common/sys.h"
+#include "tests/util/util.h"
 
 #ifdef RN_TEST_CLIENT_REMOTE
-#include "tests/test_client_runneld.h"
 #define REMOTE 1
 #else
 #define REMOTE 0
@@ -44,7 +45,7 @@ typedef struct fixture {
     char         data[PATH_MAX];
     rn_client_t *c;
 #ifdef RN_TEST_CLIENT_REMOTE
-    runneld_t    srv;
+    rn_test_runneld_t srv;
 #endif
 } fixture_t;
 
@@ -52,15 +53,14 @@ static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
     if (!f) return -1;
-    snprintf(f->root, sizeof f->root, "/tmp/rn-client-XXXXXX");
-    if (!mkdtemp(f->root)) { free(f); return -1; }
+    if (rn_test_tmpdir(f->root, sizeof f->root, "client") != 0) { free(f); return -1; }
     snprintf(f->data, sizeof f->data, "%s/data", f->root);
     char err[RN_ERRMSG_SIZE] = "";
     rn_client_opts_t o;
     rn_client_opts_default(&o);
     int rc;
 #ifdef RN_TEST_CLIENT_REMOTE
-    if (runneld_start(&f->srv, f->data, NULL) != 0) { free(f); return -1; }
+    if (rn_test_runneld_start(&f->srv, f->data, NULL) != 0) { free(f); return -1; }
     rc = rn_client_open_server(f->srv.addr, &o, &f->c, err);
 #else
     o.create = 1;
@@ -81,15 +81,13 @@ static int teardown(void **state)
     fixture_t *f = *state;
     int rc = rn_client_close(f->c);
 #ifdef RN_TEST_CLIENT_REMOTE
-    int st = runneld_stop(&f->srv);
+    int st = rn_test_runneld_stop(&f->srv);
     if (st != 0) {
         fprintf(stderr, "runneld exit status %d; log %s\n", st, f->srv.log);
         rc = -1;
     }
 #endif
-    char cmd[PATH_MAX + 16];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->root);
-    if (system(cmd) != 0) rc = -1;
+    if (rn_test_rmtree(f->root) != 0) rc = -1;
     free(f);
     return rc == 0 ? 0 : -1;
 }
@@ -99,12 +97,6 @@ static int teardown(void **state)
         int rc_ = (expr);                                                          \
         if (rc_ != 0) fail_msg("%s: %s (%s)", #expr, rn_strerror(rc_), err);      \
     } while (0)
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static void create_topic(fixture_t *f, const char *name, uint32_t queues)
 {
@@ -272,9 +264,9 @@ static void test_linger(void **state)
     rn_record_t r = text_record(NULL, "lonely", -1);
     uint64_t t0 = rn_mono_ns();
     OK(rn_producer_send(p, 0, &r, on_delivery, &ref, err));
-    sleep_ms(100);
+    rn_test_sleep_ms(100);
     assert_int_equal(dlog_count(l), 0);          /* still lingering */
-    for (int i = 0; i < 500 && dlog_count(l) == 0; i++) sleep_ms(10);
+    for (int i = 0; i < 500 && dlog_count(l) == 0; i++) rn_test_sleep_ms(10);
     assert_int_equal(dlog_count(l), 1);
     uint64_t waited_ms = (rn_mono_ns() - t0) / 1000000u;
     assert_true(waited_ms >= 300);

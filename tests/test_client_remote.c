@@ -1,6 +1,6 @@
 /*
  * test_client_remote.c — librunnel against a real runneld on a loopback port
- * (tests/test_client_runneld.h): every behaviour of test_client.c again
+ * (rn_test_runneld_start, tests/util/util.h): every behaviour of test_client.c again
  * through rn_client_open_server (producer accumulators, linger, the memory
  * cap, delivery offsets, key placement, LZ4, the consumer API, groups and
  * checkpoints, administration), plus what only the network has:
@@ -149,7 +149,7 @@ static void *produce_later(void *arg)
 {
     late_producer_t *lp = arg;
     char err[RN_ERRMSG_SIZE] = "";
-    sleep_ms(lp->delay_ms);
+    rn_test_sleep_ms(lp->delay_ms);
     rn_producer_t *p;
     lp->rc = rn_producer_open(lp->f->c, "lp", NULL, &p, err);
     if (lp->rc != 0) return NULL;

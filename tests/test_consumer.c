@@ -27,6 +27,7 @@
 #include "logical-queues/consumer.h"
 #include "logical-queues/datadir.h"
 #include "logical-queues/group.h"
+#include "tests/util/util.h"
 
 typedef struct fixture {
     char root[64];
@@ -38,8 +39,7 @@ static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
     if (!f) return -1;
-    snprintf(f->root, sizeof f->root, "/tmp/rn-consumer-XXXXXX");
-    if (!mkdtemp(f->root)) { free(f); return -1; }
+    if (rn_test_tmpdir(f->root, sizeof f->root, "consumer") != 0) { free(f); return -1; }
     snprintf(f->dir, sizeof f->dir, "%s/data", f->root);
     snprintf(f->store, sizeof f->store, "%s/disk2", f->root);
     *state = f;
@@ -49,9 +49,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    char cmd[PATH_MAX + 16];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->root);
-    int rc = system(cmd);
+    int rc = rn_test_rmtree(f->root);
     free(f);
     return rc == 0 ? 0 : -1;
 }
@@ -77,33 +75,13 @@ static rn_datadir_t *open_dir(const char *dir, uint64_t segment_bytes, uint64_t 
  * header "h" = "<first+i>". Returns the logical base offset. */
 static int64_t append_seq(rn_datadir_t *d, rn_datadir_queue_t *q, int first, int n, int64_t ts0)
 {
-    rn_batch_builder_t b;
-    rn_batch_opts_t o;
-    rn_batch_opts_default(&o);
-    assert_int_equal(rn_batch_builder_init(&b, &o), 0);
-    char val[16][24], hv[16][24];
-    rn_header_t h[16];
     assert_true(n <= 16);
-    for (int i = 0; i < n; i++) {
-        rn_record_t r;
-        memset(&r, 0, sizeof r);
-        snprintf(val[i], sizeof val[i], "r%d", first + i);
-        snprintf(hv[i], sizeof hv[i], "%d", first + i);
-        h[i].key = (const uint8_t *)"h";
-        h[i].key_len = 1;
-        h[i].value = (const uint8_t *)hv[i];
-        h[i].value_len = (int32_t)strlen(hv[i]);
-        r.timestamp = ts0 + i;
-        r.key_len = -1;
-        r.value = (const uint8_t *)val[i];
-        r.value_len = (int32_t)strlen(val[i]);
-        r.headers = &h[i];
-        r.header_count = 1;
-        assert_int_equal(rn_batch_builder_add(&b, &r), 0);
-    }
+    rn_test_records_t spec = {.prefix = "r", .first = first, .n = n, .ts0 = ts0, .ts_step = 1,
+                              .header_key = "h"};
+    rn_batch_builder_t b;
     const uint8_t *batch;
     size_t len;
-    assert_int_equal(rn_batch_builder_finish(&b, &batch, &len), 0);
+    rn_test_batch_build(&b, &spec, &batch, &len);
     char err[RN_ERRMSG_SIZE] = "";
     int64_t base = -1;
     uint64_t ticket = 0;

@@ -13,24 +13,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <cmocka.h>
 
 #include "batch/crc32c.h"
+#include "tests/util/util.h"
 
 typedef uint32_t (*crc_fn)(uint32_t, const void *, size_t);
 
 static uint64_t rng_state;
 
-static uint64_t rng(void)
-{
-    /* xorshift64* */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545F4914F6CDD1DULL;
-}
+static uint64_t rng(void) { return rn_test_rng(&rng_state); }
 
 /* A bit-at-a-time reference, written straight from the definition. */
 static uint32_t crc_ref(uint32_t crc, const uint8_t *p, size_t n)
@@ -141,11 +134,7 @@ static void test_sw_equals_reference_random(void **state)
 
 int main(void)
 {
-    const char *s = getenv("RN_SEED");
-    rng_state = s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL) * 2654435761u + 1;
-    if (rng_state == 0) rng_state = 1;
-    printf("test_crc32c: seed %llu (RN_SEED=%llu to replay)\n", (unsigned long long)rng_state,
-           (unsigned long long)rng_state);
+    rng_state = rn_test_seed("test_crc32c");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reference_vectors),
         cmocka_unit_test(test_sw_vectors),

@@ -25,6 +25,7 @@
 #include "common/error.h"
 #include "common/sys.h"
 #include "logical-queues/datadir.h"
+#include "tests/util/util.h"
 
 typedef struct fixture {
     char root[64];
@@ -35,8 +36,7 @@ static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
     if (!f) return -1;
-    snprintf(f->root, sizeof f->root, "/tmp/rn-datadir-XXXXXX");
-    if (!mkdtemp(f->root)) { free(f); return -1; }
+    if (rn_test_tmpdir(f->root, sizeof f->root, "datadir") != 0) { free(f); return -1; }
     snprintf(f->dir, sizeof f->dir, "%s/data", f->root);
     *state = f;
     return 0;
@@ -45,9 +45,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    char cmd[PATH_MAX + 16];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->root);
-    int rc = system(cmd);
+    int rc = rn_test_rmtree(f->root);
     free(f);
     return rc == 0 ? 0 : -1;
 }
@@ -77,22 +75,11 @@ static rn_datadir_t *open_dir(const char *dir, int create)
 static void build(rn_batch_builder_t *b, const char *tag, int n, int64_t ts0,
                   const uint8_t **out, size_t *len)
 {
-    rn_batch_opts_t o;
-    rn_batch_opts_default(&o);
-    assert_int_equal(rn_batch_builder_init(b, &o), 0);
-    char vals[16][32];
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "%s-", tag);
     assert_true(n <= 16);
-    for (int i = 0; i < n; i++) {
-        rn_record_t r;
-        memset(&r, 0, sizeof r);
-        snprintf(vals[i], sizeof vals[i], "%s-%d", tag, i);
-        r.timestamp = ts0 + i;
-        r.key_len = -1;
-        r.value = (const uint8_t *)vals[i];
-        r.value_len = (int32_t)strlen(vals[i]);
-        assert_int_equal(rn_batch_builder_add(b, &r), 0);
-    }
-    assert_int_equal(rn_batch_builder_finish(b, out, len), 0);
+    rn_test_records_t spec = {.prefix = prefix, .n = n, .ts0 = ts0, .ts_step = 1};
+    rn_test_batch_build(b, &spec, out, len);
 }
 
 static int64_t append(rn_datadir_t *d, rn_datadir_queue_t *q, const char *tag, int n,

@@ -23,6 +23,7 @@
 #include "logical-queues/consumer.h"
 #include "logical-queues/datadir.h"
 #include "logical-queues/group.h"
+#include "tests/util/util.h"
 
 typedef struct fixture {
     char root[64];
@@ -33,8 +34,7 @@ static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
     if (!f) return -1;
-    snprintf(f->root, sizeof f->root, "/tmp/rn-groups-XXXXXX");
-    if (!mkdtemp(f->root)) { free(f); return -1; }
+    if (rn_test_tmpdir(f->root, sizeof f->root, "groups") != 0) { free(f); return -1; }
     snprintf(f->dir, sizeof f->dir, "%s/data", f->root);
     *state = f;
     return 0;
@@ -43,9 +43,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    char cmd[PATH_MAX + 16];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->root);
-    int rc = system(cmd);
+    int rc = rn_test_rmtree(f->root);
     free(f);
     return rc == 0 ? 0 : -1;
 }
@@ -73,24 +71,13 @@ static void append(rn_datadir_t *d, const char *topic, uint32_t queue, int first
     char err[RN_ERRMSG_SIZE] = "";
     rn_datadir_queue_t q;
     assert_int_equal(rn_datadir_queue_open(d, topic, queue, &q, err), 0);
+    char prefix[16];
+    snprintf(prefix, sizeof prefix, "q%u-", queue);
+    rn_test_records_t spec = {.prefix = prefix, .first = first, .n = n, .ts0 = ts0, .ts_step = 10};
     rn_batch_builder_t b;
-    rn_batch_opts_t o;
-    rn_batch_opts_default(&o);
-    assert_int_equal(rn_batch_builder_init(&b, &o), 0);
-    char val[32];
-    for (int i = 0; i < n; i++) {
-        rn_record_t r;
-        memset(&r, 0, sizeof r);
-        snprintf(val, sizeof val, "q%u-%d", queue, first + i);
-        r.timestamp = ts0 + 10 * i;
-        r.key_len = -1;
-        r.value = (const uint8_t *)val;
-        r.value_len = (int32_t)strlen(val);
-        assert_int_equal(rn_batch_builder_add(&b, &r), 0);
-    }
     const uint8_t *batch;
     size_t len;
-    assert_int_equal(rn_batch_builder_finish(&b, &batch, &len), 0);
+    rn_test_batch_build(&b, &spec, &batch, &len);
     int64_t base;
     uint64_t ticket;
     assert_int_equal(rn_datadir_append(d, &q, batch, len, &base, &ticket, err), 0);

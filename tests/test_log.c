@@ -16,10 +16,10 @@
 #include "log/index.h"
 #include "log/log.h"
 #include "log/segment.h"
+#include "tests/util/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -31,26 +31,6 @@
 #include <unistd.h>
 
 /* ---- helpers --------------------------------------------------------------- */
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st; (void)flag; (void)f;
-    return remove(p);
-}
-
-static char *mk_tmp(void)
-{
-    char *d = strdup("/tmp/rn-test-log-XXXXXX");
-    assert_non_null(d);
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void rm_tmp(char *d)
-{
-    nftw(d, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    free(d);
-}
 
 static void small_opts(rn_log_opts_t *o, rn_fsync_mode_t mode)
 {
@@ -81,25 +61,14 @@ typedef struct tbatch {
 static tbatch_t make_batch(uint32_t q, int64_t first, int n, const int64_t *ts, int64_t ts0,
                            size_t pad)
 {
-    rn_batch_opts_t bo;
+    char prefix[24];
+    snprintf(prefix, sizeof prefix, "q%u-o", q);
+    rn_test_records_t spec = {.prefix = prefix, .suffix = "-", .first = first, .n = n, .ts = ts,
+                              .ts0 = ts0, .ts_step = 1, .pad = pad};
     rn_batch_builder_t b;
-    rn_batch_opts_default(&bo);
-    assert_int_equal(rn_batch_builder_init(&b, &bo), 0);
-    char val[512];
-    for (int k = 0; k < n; k++) {
-        int len = snprintf(val, sizeof val, "q%u-o%" PRId64 "-", q, first + k);
-        while ((size_t)len < pad && (size_t)len < sizeof val - 1) val[len++] = 'x';
-        rn_record_t r = {0};
-        r.timestamp = ts ? ts[k] : ts0 + k;
-        r.key = NULL;
-        r.key_len = -1;
-        r.value = (const uint8_t *)val;
-        r.value_len = len;
-        assert_int_equal(rn_batch_builder_add(&b, &r), 0);
-    }
     const uint8_t *out;
     size_t len;
-    assert_int_equal(rn_batch_builder_finish(&b, &out, &len), 0);
+    rn_test_batch_build(&b, &spec, &out, &len);
     tbatch_t t = {malloc(len), len};
     memcpy(t.data, out, len);
     rn_batch_builder_destroy(&b);
@@ -180,7 +149,7 @@ static int64_t check_queue(rn_log_t *log, uint32_t q, int64_t from, size_t max_b
 static void test_roundtrip_many_queues_rolls(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-log");
     rn_log_opts_t o;
     small_opts(&o, RN_FSYNC_NEVER);
     rn_log_t *log = open_ok(dir, &o);
@@ -218,7 +187,7 @@ static void test_roundtrip_many_queues_rolls(void **state)
         assert_int_equal(check_queue(log, k * 3 + 1, 0, 3000), next[k]);
     }
     assert_int_equal(rn_log_close(log), 0);
-    rm_tmp(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* A read returns at least one batch even past max_bytes, starts at the batch
@@ -227,7 +196,7 @@ static void test_roundtrip_many_queues_rolls(void **state)
 static void test_read_limits_and_ranges(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-log");
     rn_log_opts_t o;
     small_opts(&o, RN_FSYNC_NEVER);
     rn_log_t *log = open_ok(dir, &o);
@@ -266,7 +235,7 @@ static void test_read_limits_and_ranges(void **state)
     assert_int_equal(qi.batches, 0);
     rn_buf_free(&out);
     assert_int_equal(rn_log_close(log), 0);
-    rm_tmp(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* Offset lookups find the batch holding each offset; time lookups find the
@@ -275,7 +244,7 @@ static void test_read_limits_and_ranges(void **state)
 static void test_lookup_offset_and_time(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-log");
     rn_log_opts_t o;
     small_opts(&o, RN_FSYNC_NEVER);
     o.segment_bytes = 1 << 20;
@@ -344,7 +313,7 @@ static void test_lookup_offset_and_time(void **state)
     assert_int_equal(rn_log_lookup_time(log, 42, 5, &got, err), 0);
     assert_int_equal(got, 0);
     assert_int_equal(rn_log_close(log), 0);
-    rm_tmp(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* Time lookups decode LZ4-compressed batches too (the fast path only reads
@@ -352,7 +321,7 @@ static void test_lookup_offset_and_time(void **state)
 static void test_lookup_time_lz4(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-log");
     rn_log_opts_t o;
     small_opts(&o, RN_FSYNC_NEVER);
     rn_log_t *log = open_ok(dir, &o);
@@ -393,14 +362,14 @@ static void test_lookup_time_lz4(void **state)
         assert_int_equal(got, want);
     }
     assert_int_equal(rn_log_close(log), 0);
-    rm_tmp(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* Bad batches and oversize batches are refused and store nothing. */
 static void test_append_refuses_bad_batches(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-log");
     rn_log_opts_t o;
     small_opts(&o, RN_FSYNC_NEVER);
     rn_log_t *log = open_ok(dir, &o);
@@ -421,7 +390,7 @@ static void test_append_refuses_bad_batches(void **state)
     assert_int_equal(qi.high_watermark, 0);
     assert_int_equal(append_ok(log, 1, 0, 2, 0), 2);
     assert_int_equal(rn_log_close(log), 0);
-    rm_tmp(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 static void test_fsync_parse(void **state)
@@ -467,7 +436,7 @@ static int64_t hw_of(rn_log_t *log, uint32_t q)
 static void test_group_visibility(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-log");
     rn_log_opts_t o;
     small_opts(&o, RN_FSYNC_GROUP);
     o.group_window_us = 300000;               /* 300 ms: the check below runs well within */
@@ -503,7 +472,7 @@ static void test_group_visibility(void **state)
     free(t.data);
     rn_buf_free(&out);
     assert_int_equal(rn_log_close(log), 0);
-    rm_tmp(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* always: each append is fdatasynced and visible on return; never: visible at
@@ -513,7 +482,7 @@ static void test_other_policies_visibility(void **state)
     (void)state;
     rn_fsync_mode_t modes[] = {RN_FSYNC_ALWAYS, RN_FSYNC_NEVER, RN_FSYNC_INTERVAL};
     for (size_t m = 0; m < 3; m++) {
-        char *dir = mk_tmp();
+        char *dir = rn_test_tmpdir_new("test-log");
         rn_log_opts_t o;
         small_opts(&o, modes[m]);
         o.fsync_interval_ms = 20;
@@ -538,7 +507,7 @@ static void test_other_policies_visibility(void **state)
         rn_sys_reset();
         free(t.data);
         assert_int_equal(rn_log_close(log), 0);
-        rm_tmp(dir);
+        rn_test_tmpdir_free(dir);
     }
 }
 
@@ -612,7 +581,7 @@ static void try_append(rn_log_t *log, uint32_t q, int64_t first, int n, int expe
 static void test_eio_pwritev_sticky(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-log");
     rn_log_opts_t o;
     small_opts(&o, RN_FSYNC_GROUP);
     rn_log_t *log = open_ok(dir, &o);
@@ -635,7 +604,7 @@ static void test_eio_pwritev_sticky(void **state)
     next = append_ok(log, 1, next, 2, 0);
     assert_int_equal(check_queue(log, 1, 0, 1 << 20), next);
     assert_int_equal(rn_log_close(log), 0);
-    rm_tmp(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* A failed fdatasync under group commit reaches the waiter, makes the store
@@ -646,7 +615,7 @@ static void test_eio_fdatasync(void **state)
     (void)state;
     rn_fsync_mode_t modes[] = {RN_FSYNC_GROUP, RN_FSYNC_ALWAYS};
     for (size_t m = 0; m < 2; m++) {
-        char *dir = mk_tmp();
+        char *dir = rn_test_tmpdir_new("test-log");
         rn_log_opts_t o;
         small_opts(&o, modes[m]);
         rn_log_t *log = open_ok(dir, &o);
@@ -670,7 +639,7 @@ static void test_eio_fdatasync(void **state)
         assert_int_equal(check_queue(log, 4, 0, 1 << 20), hw);
         assert_int_equal(append_ok(log, 4, hw, 1, 0), hw + 1);
         assert_int_equal(rn_log_close(log), 0);
-        rm_tmp(dir);
+        rn_test_tmpdir_free(dir);
     }
 }
 
@@ -679,7 +648,7 @@ static void test_eio_fdatasync(void **state)
 static void test_enospc_at_roll(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-log");
     rn_log_opts_t o;
     small_opts(&o, RN_FSYNC_NEVER);
     rn_log_t *log = open_ok(dir, &o);
@@ -709,7 +678,7 @@ static void test_enospc_at_roll(void **state)
     log = open_ok(dir, &o);
     assert_int_equal(check_queue(log, 1, 0, 1 << 20), next);
     assert_int_equal(rn_log_close(log), 0);
-    rm_tmp(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* ENOSPC in the middle of writing an entry leaves half an entry beyond the
@@ -718,7 +687,7 @@ static void test_enospc_at_roll(void **state)
 static void test_enospc_partial_write(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-log");
     rn_log_opts_t o;
     small_opts(&o, RN_FSYNC_NEVER);
     o.segment_bytes = 1 << 20;
@@ -745,14 +714,14 @@ static void test_enospc_partial_write(void **state)
     next = append_ok(log, 2, next, 3, 0);
     assert_int_equal(check_queue(log, 2, 0, 1 << 20), next);
     assert_int_equal(rn_log_close(log), 0);
-    rm_tmp(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* Short writes are continued until the whole entry is written. */
 static void test_short_writes(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-log");
     rn_log_opts_t o;
     small_opts(&o, RN_FSYNC_ALWAYS);
     rn_log_t *log = open_ok(dir, &o);
@@ -766,7 +735,7 @@ static void test_short_writes(void **state)
     log = open_ok(dir, &o);
     assert_int_equal(check_queue(log, 9, 0, 1 << 20), next);
     assert_int_equal(rn_log_close(log), 0);
-    rm_tmp(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* ---- retention -------------------------------------------------------------------- */
@@ -780,7 +749,7 @@ static int64_t fake_now(void) { return g_now; }
 static void test_retention_by_size(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-log");
     rn_log_opts_t o;
     small_opts(&o, RN_FSYNC_NEVER);
     o.retention_bytes = 3 * 8192;
@@ -826,7 +795,7 @@ static void test_retention_by_size(void **state)
         next[q] = append_ok(log, q, next[q], 1, 0);
     }
     assert_int_equal(rn_log_close(log), 0);
-    rm_tmp(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* Age retention (with a settable clock) drops exactly the segments whose
@@ -834,7 +803,7 @@ static void test_retention_by_size(void **state)
 static void test_retention_by_age(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-log");
     rn_log_opts_t o;
     small_opts(&o, RN_FSYNC_NEVER);
     o.retention_ms = 60000;
@@ -861,7 +830,7 @@ static void test_retention_by_age(void **state)
     assert_int_equal(qi.high_watermark, next);           /* the active segment stays */
     rn_sys_reset();
     assert_int_equal(rn_log_close(log), 0);
-    rm_tmp(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* ---- concurrency -------------------------------------------------------------------- */
@@ -974,7 +943,7 @@ out:
 static void test_concurrent_readers_group(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-log");
     rn_log_opts_t o;
     small_opts(&o, RN_FSYNC_GROUP);
     o.segment_bytes = 4 << 20;                /* one segment: file offset = position */
@@ -996,14 +965,14 @@ static void test_concurrent_readers_group(void **state)
     rn_sys_reset();
     assert_int_equal(c.failed, 0);
     assert_int_equal(rn_log_close(log), 0);
-    rm_tmp(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* A second open of a locked data directory is refused with a clear message. */
 static void test_directory_lock(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-log");
     rn_log_opts_t o;
     small_opts(&o, RN_FSYNC_NEVER);
     rn_log_t *log = open_ok(dir, &o);
@@ -1016,7 +985,7 @@ static void test_directory_lock(void **state)
     assert_int_equal(rn_log_close(log), 0);
     assert_int_equal(rn_log_open(dir, &o, &other, err), RN_EINVAL);
     assert_non_null(strstr(err, "segment_bytes"));
-    rm_tmp(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* The on-disk formats, pinned byte for byte: an entry header, an index
@@ -1056,7 +1025,7 @@ static void test_format_golden(void **state)
     static const uint8_t zero[48];
     assert_int_equal(rn_idx_unit_decode(zero, &back), RN_ECORRUPT);   /* unused = end */
 
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-log");
     rn_log_opts_t o;
     small_opts(&o, RN_FSYNC_NEVER);
     rn_log_t *log = open_ok(dir, &o);
@@ -1083,38 +1052,32 @@ static void test_format_golden(void **state)
     assert_int_equal(rn_le64_get(b + 32), 3);               /* its next offset */
     assert_int_equal(rn_le32_get(b + 40), rn_crc32c(0, b, 40));
     free(b);
-    rm_tmp(dir);
+    rn_test_tmpdir_free(dir);
 }
 
-/* Every test starts with the real system calls, even after a failed one. */
-static int reset_sys(void **state)
-{
-    (void)state;
-    rn_sys_reset();
-    return 0;
-}
-
+/* Every test starts with the real system calls (rn_test_reset_sys), even
+ * after a failed one. */
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_roundtrip_many_queues_rolls, reset_sys),
-        cmocka_unit_test_setup(test_read_limits_and_ranges, reset_sys),
-        cmocka_unit_test_setup(test_lookup_offset_and_time, reset_sys),
-        cmocka_unit_test_setup(test_lookup_time_lz4, reset_sys),
-        cmocka_unit_test_setup(test_append_refuses_bad_batches, reset_sys),
-        cmocka_unit_test_setup(test_fsync_parse, reset_sys),
-        cmocka_unit_test_setup(test_group_visibility, reset_sys),
-        cmocka_unit_test_setup(test_other_policies_visibility, reset_sys),
-        cmocka_unit_test_setup(test_eio_pwritev_sticky, reset_sys),
-        cmocka_unit_test_setup(test_eio_fdatasync, reset_sys),
-        cmocka_unit_test_setup(test_enospc_at_roll, reset_sys),
-        cmocka_unit_test_setup(test_enospc_partial_write, reset_sys),
-        cmocka_unit_test_setup(test_short_writes, reset_sys),
-        cmocka_unit_test_setup(test_retention_by_size, reset_sys),
-        cmocka_unit_test_setup(test_retention_by_age, reset_sys),
-        cmocka_unit_test_setup(test_concurrent_readers_group, reset_sys),
-        cmocka_unit_test_setup(test_directory_lock, reset_sys),
-        cmocka_unit_test_setup(test_format_golden, reset_sys),
+        cmocka_unit_test_setup(test_roundtrip_many_queues_rolls, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_read_limits_and_ranges, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_lookup_offset_and_time, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_lookup_time_lz4, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_append_refuses_bad_batches, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_fsync_parse, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_group_visibility, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_other_policies_visibility, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_eio_pwritev_sticky, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_eio_fdatasync, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_enospc_at_roll, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_enospc_partial_write, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_short_writes, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_retention_by_size, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_retention_by_age, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_concurrent_readers_group, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_directory_lock, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_format_golden, rn_test_reset_sys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,11 +18,11 @@
 #include "common/sys.h"
 #include "log/log.h"
 #include "log/segment.h"
+#include "tests/util/util.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,25 +35,6 @@
 enum { NQ = 3, NB = 90 };
 
 /* ---- helpers --------------------------------------------------------------- */
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st; (void)flag; (void)f;
-    return remove(p);
-}
-
-static char *mk_tmp(void)
-{
-    char *d = strdup("/tmp/rn-test-logrec-XXXXXX");
-    assert_non_null(d);
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void rm_path(const char *d)
-{
-    nftw(d, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static void opts(rn_log_opts_t *o)
 {
@@ -80,24 +61,14 @@ static int64_t expect_hw(int k, uint32_t q)
 
 static void append_batch(rn_log_t *log, uint32_t q, int64_t first, int n, int64_t ts0)
 {
-    rn_batch_opts_t bo;
+    char prefix[24];
+    snprintf(prefix, sizeof prefix, "q%u-o", q);
+    rn_test_records_t spec = {.prefix = prefix, .suffix = "-padding-padding-padding",
+                              .first = first, .n = n, .ts0 = ts0, .ts_step = 1};
     rn_batch_builder_t b;
-    rn_batch_opts_default(&bo);
-    assert_int_equal(rn_batch_builder_init(&b, &bo), 0);
-    for (int k = 0; k < n; k++) {
-        char val[96];
-        int len = snprintf(val, sizeof val, "q%u-o%" PRId64 "-padding-padding-padding", q,
-                           first + k);
-        rn_record_t r = {0};
-        r.timestamp = ts0 + k;
-        r.key_len = -1;
-        r.value = (const uint8_t *)val;
-        r.value_len = len;
-        assert_int_equal(rn_batch_builder_add(&b, &r), 0);
-    }
     const uint8_t *out;
     size_t len;
-    assert_int_equal(rn_batch_builder_finish(&b, &out, &len), 0);
+    rn_test_batch_build(&b, &spec, &out, &len);
     char err[RN_ERRMSG_SIZE] = "";
     int64_t base;
     uint64_t ticket;
@@ -305,7 +276,7 @@ static void check_survivors(rn_log_t *log, const char *dir, int k)
 static void test_crash_nothing_damaged(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-logrec");
     fill_crash(dir);
     ent_t e[NB + 8];
     int n = walk(dir, e, NB + 8);
@@ -324,8 +295,7 @@ static void test_crash_nothing_damaged(void **state)
     assert_int_equal(rec.scanned_bytes, last_seg);
     assert_int_equal(rec.truncated_bytes, 0);
     check_survivors(log, dir, NB);
-    rm_path(dir);
-    free(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* Torn tail: the last entry was cut in the middle (its second half never
@@ -333,7 +303,7 @@ static void test_crash_nothing_damaged(void **state)
 static void test_torn_tail(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-logrec");
     fill_crash(dir);
     ent_t e[NB + 8];
     int n = walk(dir, e, NB + 8);
@@ -348,8 +318,7 @@ static void test_torn_tail(void **state)
     assert_memory_equal(z, zz, sizeof z);
     assert_true(rec.dropped_units >= 1);
     check_survivors(log, dir, NB - 1);
-    rm_path(dir);
-    free(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* Garbage tail: random bytes follow the last good entry in the preallocated
@@ -357,7 +326,7 @@ static void test_torn_tail(void **state)
 static void test_garbage_tail(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-logrec");
     fill_crash(dir);
     ent_t e[NB + 8];
     int n = walk(dir, e, NB + 8);
@@ -379,8 +348,7 @@ static void test_garbage_tail(void **state)
     peek(l->path, at, z, m);                             /* the garbage is gone */
     assert_memory_equal(z, zz, m);
     check_survivors(log, dir, NB);
-    rm_path(dir);
-    free(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* Zeroed tail: the last two entries read back as zeros (preallocated space
@@ -388,7 +356,7 @@ static void test_garbage_tail(void **state)
 static void test_zeroed_tail(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-logrec");
     fill_crash(dir);
     ent_t e[NB + 8];
     int n = walk(dir, e, NB + 8);
@@ -400,8 +368,7 @@ static void test_zeroed_tail(void **state)
     assert_int_equal(rec.truncated_bytes, 0);
     assert_int_equal(rec.dropped_units, 2);
     check_survivors(log, dir, NB - 2);
-    rm_path(dir);
-    free(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* Bad header CRC in the last entry: its leader-epoch byte (covered by the
@@ -409,7 +376,7 @@ static void test_zeroed_tail(void **state)
 static void test_bad_header_crc_last_entry(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-logrec");
     fill_crash(dir);
     ent_t e[NB + 8];
     int n = walk(dir, e, NB + 8);
@@ -418,8 +385,7 @@ static void test_bad_header_crc_last_entry(void **state)
     rn_log_t *log = open_ok(dir, &rec);
     assert_true(rec.truncated_bytes > 0);
     check_survivors(log, dir, NB - 1);
-    rm_path(dir);
-    free(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* Bad Kafka CRC in the last entries: a flipped record byte in the one before
@@ -427,7 +393,7 @@ static void test_bad_header_crc_last_entry(void **state)
 static void test_bad_batch_crc_last_entries(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-logrec");
     fill_crash(dir);
     ent_t e[NB + 8];
     int n = walk(dir, e, NB + 8);
@@ -436,8 +402,7 @@ static void test_bad_batch_crc_last_entries(void **state)
     rn_log_t *log = open_ok(dir, &rec);
     assert_true(rec.truncated_bytes > 0);
     check_survivors(log, dir, NB - 2);
-    rm_path(dir);
-    free(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* Bad base offset: the last entry claims an offset that does not continue its
@@ -445,7 +410,7 @@ static void test_bad_batch_crc_last_entries(void **state)
 static void test_bad_base_offset(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-logrec");
     fill_crash(dir);
     ent_t e[NB + 8];
     int n = walk(dir, e, NB + 8);
@@ -459,8 +424,7 @@ static void test_bad_base_offset(void **state)
     rn_log_t *log = open_ok(dir, &rec);
     assert_true(rec.truncated_bytes > 0);
     check_survivors(log, dir, NB - 1);
-    rm_path(dir);
-    free(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* ---- damaged metadata after a clean shutdown --------------------------------------- */
@@ -474,17 +438,16 @@ static void path_of(char *p, size_t n, const char *dir, const char *rel)
 static void test_missing_index_dir(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-logrec");
     fill_clean(dir);
     char p[600];
     path_of(p, sizeof p, dir, "index");
-    rm_path(p);
+    rn_test_rmtree(p);
     rn_log_recovery_t rec;
     rn_log_t *log = open_ok(dir, &rec);
     assert_int_equal(rec.rebuilt_units, NB);
     check_survivors(log, dir, NB);
-    rm_path(dir);
-    free(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* Damaged index unit in the middle: queue 0's second unit has a flipped byte;
@@ -492,7 +455,7 @@ static void test_missing_index_dir(void **state)
 static void test_damaged_index_unit_middle(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-logrec");
     fill_clean(dir);
     char p[600];
     path_of(p, sizeof p, dir, "index/0000000000/00000000000000000000.idx");
@@ -503,8 +466,7 @@ static void test_damaged_index_unit_middle(void **state)
     assert_int_equal(rec.dropped_units, q0 - 1);
     assert_int_equal(rec.rebuilt_units, q0 - 1);
     check_survivors(log, dir, NB);
-    rm_path(dir);
-    free(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* A truncated index file: queue 1's first file lost its tail (2.5 units left);
@@ -512,7 +474,7 @@ static void test_damaged_index_unit_middle(void **state)
 static void test_truncated_index_file(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-logrec");
     fill_clean(dir);
     char p[600];
     path_of(p, sizeof p, dir, "index/0000000001/00000000000000000000.idx");
@@ -522,8 +484,7 @@ static void test_truncated_index_file(void **state)
     uint32_t q1 = NB / NQ;
     assert_int_equal(rec.rebuilt_units, q1 - 2);
     check_survivors(log, dir, NB);
-    rm_path(dir);
-    free(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* A truncated last index file: queue 2's newest file was cut in the middle
@@ -532,7 +493,7 @@ static void test_truncated_index_file(void **state)
 static void test_truncated_last_index_file(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-logrec");
     fill_clean(dir);
     char qdir[600], last[1000] = "";
     path_of(qdir, sizeof qdir, dir, "index/0000000002");
@@ -558,15 +519,14 @@ static void test_truncated_last_index_file(void **state)
     assert_int_equal(rec.clean, 1);
     assert_int_equal(rec.scanned_bytes + rec.dropped_units + rec.rebuilt_units, 0);
     check_survivors(log, dir, NB);
-    rm_path(dir);
-    free(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* Damaged checkpoint: no index is trusted; all are rebuilt. */
 static void test_damaged_checkpoint(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-logrec");
     fill_clean(dir);
     char p[600];
     path_of(p, sizeof p, dir, "checkpoint");
@@ -575,15 +535,14 @@ static void test_damaged_checkpoint(void **state)
     rn_log_t *log = open_ok(dir, &rec);
     assert_int_equal(rec.rebuilt_units, NB);
     check_survivors(log, dir, NB);
-    rm_path(dir);
-    free(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* Missing checkpoint: the same as a damaged one. */
 static void test_missing_checkpoint(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-logrec");
     fill_clean(dir);
     char p[600];
     path_of(p, sizeof p, dir, "checkpoint");
@@ -592,8 +551,7 @@ static void test_missing_checkpoint(void **state)
     rn_log_t *log = open_ok(dir, &rec);
     assert_int_equal(rec.rebuilt_units, NB);
     check_survivors(log, dir, NB);
-    rm_path(dir);
-    free(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* Missing clean marker after an orderly close: the scan starts at the
@@ -601,7 +559,7 @@ static void test_missing_checkpoint(void **state)
 static void test_missing_clean_marker(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-logrec");
     fill_clean(dir);
     char p[600];
     path_of(p, sizeof p, dir, "clean");
@@ -613,15 +571,14 @@ static void test_missing_clean_marker(void **state)
     assert_int_equal(rec.rebuilt_units, 0);
     assert_int_equal(rec.dropped_units, 0);
     check_survivors(log, dir, NB);
-    rm_path(dir);
-    free(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* A damaged clean marker counts as absent. */
 static void test_damaged_clean_marker(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-logrec");
     fill_clean(dir);
     char p[600];
     path_of(p, sizeof p, dir, "clean");
@@ -630,8 +587,7 @@ static void test_damaged_clean_marker(void **state)
     rn_log_t *log = open_ok(dir, &rec);
     assert_int_equal(rec.clean, 0);
     check_survivors(log, dir, NB);
-    rm_path(dir);
-    free(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* A clean marker and checkpoint that vouch for an entry the log no longer
@@ -640,7 +596,7 @@ static void test_damaged_clean_marker(void **state)
 static void test_clean_marker_but_entry_lost(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-logrec");
     fill_clean(dir);
     ent_t e[NB + 8];
     int n = walk(dir, e, NB + 8);
@@ -650,15 +606,14 @@ static void test_clean_marker_but_entry_lost(void **state)
     rn_log_t *log = open_ok(dir, &rec);
     assert_int_equal(rec.rebuilt_units, NB - 1);
     check_survivors(log, dir, NB - 1);
-    rm_path(dir);
-    free(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* A clean reopen trusts the marker: no scan, nothing rebuilt. */
 static void test_clean_reopen(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-logrec");
     fill_clean(dir);
     rn_log_recovery_t rec;
     rn_log_t *log = open_ok(dir, &rec);
@@ -666,8 +621,7 @@ static void test_clean_reopen(void **state)
     assert_int_equal(rec.scanned_bytes, 0);
     assert_int_equal(rec.rebuilt_units + rec.dropped_units + rec.truncated_bytes, 0);
     check_survivors(log, dir, NB);
-    rm_path(dir);
-    free(dir);
+    rn_test_tmpdir_free(dir);
 }
 
 /* A segment missing from the middle of the log is an error naming the files,
@@ -675,7 +629,7 @@ static void test_clean_reopen(void **state)
 static void test_missing_middle_segment(void **state)
 {
     (void)state;
-    char *dir = mk_tmp();
+    char *dir = rn_test_tmpdir_new("test-logrec");
     rn_log_t *log = open_ok(dir, NULL);
     fill(log, 0, 4 * NB);
     assert_int_equal(rn_log_close(log), 0);
@@ -693,39 +647,32 @@ static void test_missing_middle_segment(void **state)
     assert_null(log);
     assert_non_null(strstr(err, ".log"));
     assert_non_null(strstr(err, "does not end where"));
-    rm_path(dir);
-    free(dir);
+    rn_test_tmpdir_free(dir);
 }
 
-/* Every test starts with the real system calls, even after a failed one. */
-static int reset_sys(void **state)
-{
-    (void)state;
-    rn_sys_reset();
-    return 0;
-}
-
+/* Every test starts with the real system calls (rn_test_reset_sys), even
+ * after a failed one. */
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_crash_nothing_damaged, reset_sys),
-        cmocka_unit_test_setup(test_torn_tail, reset_sys),
-        cmocka_unit_test_setup(test_garbage_tail, reset_sys),
-        cmocka_unit_test_setup(test_zeroed_tail, reset_sys),
-        cmocka_unit_test_setup(test_bad_header_crc_last_entry, reset_sys),
-        cmocka_unit_test_setup(test_bad_batch_crc_last_entries, reset_sys),
-        cmocka_unit_test_setup(test_bad_base_offset, reset_sys),
-        cmocka_unit_test_setup(test_missing_index_dir, reset_sys),
-        cmocka_unit_test_setup(test_damaged_index_unit_middle, reset_sys),
-        cmocka_unit_test_setup(test_truncated_index_file, reset_sys),
-        cmocka_unit_test_setup(test_truncated_last_index_file, reset_sys),
-        cmocka_unit_test_setup(test_damaged_checkpoint, reset_sys),
-        cmocka_unit_test_setup(test_missing_checkpoint, reset_sys),
-        cmocka_unit_test_setup(test_missing_clean_marker, reset_sys),
-        cmocka_unit_test_setup(test_damaged_clean_marker, reset_sys),
-        cmocka_unit_test_setup(test_clean_marker_but_entry_lost, reset_sys),
-        cmocka_unit_test_setup(test_clean_reopen, reset_sys),
-        cmocka_unit_test_setup(test_missing_middle_segment, reset_sys),
+        cmocka_unit_test_setup(test_crash_nothing_damaged, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_torn_tail, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_garbage_tail, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_zeroed_tail, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_bad_header_crc_last_entry, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_bad_batch_crc_last_entries, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_bad_base_offset, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_missing_index_dir, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_damaged_index_unit_middle, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_truncated_index_file, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_truncated_last_index_file, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_damaged_checkpoint, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_missing_checkpoint, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_missing_clean_marker, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_damaged_clean_marker, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_clean_marker_but_entry_lost, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_clean_reopen, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_missing_middle_segment, rn_test_reset_sys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

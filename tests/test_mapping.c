@@ -28,6 +28,7 @@
 #include "logical-queues/consumer.h"
 #include "logical-queues/datadir.h"
 #include "logical-queues/mapping.h"
+#include "tests/util/util.h"
 
 /* ---- arithmetic --------------------------------------------------------- */
 
@@ -110,8 +111,7 @@ static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
     if (!f) return -1;
-    snprintf(f->root, sizeof f->root, "/tmp/rn-mapping-XXXXXX");
-    if (!mkdtemp(f->root)) { free(f); return -1; }
+    if (rn_test_tmpdir(f->root, sizeof f->root, "mapping") != 0) { free(f); return -1; }
     snprintf(f->dir, sizeof f->dir, "%s/data", f->root);
     snprintf(f->store, sizeof f->store, "%s/disk2/store", f->root);
     *state = f;
@@ -121,9 +121,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    char cmd[PATH_MAX + 16];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->root);
-    int rc = system(cmd);
+    int rc = rn_test_rmtree(f->root);
     free(f);
     rn_meta_test_hook = NULL;
     return rc == 0 ? 0 : -1;
@@ -148,24 +146,12 @@ static rn_datadir_t *open_dir(const char *dir, int create)
 /* Append n records with values "r<first+i>" in one batch; returns the base. */
 static int64_t append_seq(rn_datadir_t *d, rn_datadir_queue_t *q, int first, int n)
 {
+    rn_test_records_t spec = {.prefix = "r", .first = first, .n = n, .ts0 = 1000 + first,
+                              .ts_step = 1};
     rn_batch_builder_t b;
-    rn_batch_opts_t o;
-    rn_batch_opts_default(&o);
-    assert_int_equal(rn_batch_builder_init(&b, &o), 0);
-    char val[32];
-    for (int i = 0; i < n; i++) {
-        rn_record_t r;
-        memset(&r, 0, sizeof r);
-        snprintf(val, sizeof val, "r%d", first + i);
-        r.timestamp = 1000 + first + i;
-        r.key_len = -1;
-        r.value = (const uint8_t *)val;
-        r.value_len = (int32_t)strlen(val);
-        assert_int_equal(rn_batch_builder_add(&b, &r), 0);
-    }
     const uint8_t *batch;
     size_t len;
-    assert_int_equal(rn_batch_builder_finish(&b, &batch, &len), 0);
+    rn_test_batch_build(&b, &spec, &batch, &len);
     char err[RN_ERRMSG_SIZE] = "";
     int64_t base = -1;
     uint64_t ticket = 0;

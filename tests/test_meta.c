@@ -22,6 +22,7 @@
 #include "common/error.h"
 #include "common/sys.h"
 #include "logical-queues/meta.h"
+#include "tests/util/util.h"
 
 typedef struct fixture {
     char dir[64];
@@ -32,8 +33,7 @@ static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
     if (!f) return -1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/rn-meta-XXXXXX");
-    if (!mkdtemp(f->dir)) { free(f); return -1; }
+    if (rn_test_tmpdir(f->dir, sizeof f->dir, "meta") != 0) { free(f); return -1; }
     snprintf(f->path, sizeof f->path, "%s/meta.db", f->dir);
     *state = f;
     return 0;
@@ -42,9 +42,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    char cmd[PATH_MAX + 16];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    int rc = system(cmd);
+    int rc = rn_test_rmtree(f->dir);
     free(f);
     rn_sys_reset();
     return rc == 0 ? 0 : -1;

@@ -588,17 +588,18 @@ static void test_transport_async_and_stream(void **state)
     assert_int_equal(b.done, 4);
     assert_int_equal(b.rc, 0);
     assert_true(b.topics >= 1);
-    /* Query is not served yet: the stream ends with UNIMPLEMENTED. */
+    /* A stream (Query) that fails to start ends with its status, the
+     * offending offset first (tests/test_streamsql_remote.c has the rest). */
     Runnel__V1__QueryRequest q = RUNNEL__V1__QUERY_REQUEST__INIT;
-    q.sql = "SELECT 1";
+    q.sql = "SELECT 1 FROM nowhere";
     rn_rpc_stream_t *st = NULL;
     assert_int_equal(rn_rpc_stream_open(s->rpc, RN_RPC_METHOD("Query"), &q.base, &st, err), 0);
     ProtobufCMessage *m = NULL;
     int status;
     assert_int_equal(rn_rpc_stream_next(st, &runnel__v1__query_response__descriptor, &m, &status,
-                                        err), -EPROTO);
-    assert_int_equal(status, 12);
-    assert_non_null(strstr(err, "not served by this broker yet"));
+                                        err), RN_ENOTFOUND);
+    assert_int_equal(status, 5);
+    assert_non_null(strstr(err, "at offset 14: unknown stream or topic 'nowhere'"));
     rn_rpc_stream_close(st);
     /* Closing a connection cancels its pending calls; done() still runs. */
     rn_rpc_t *c2;

@@ -2,7 +2,7 @@
  * test_server_admin.c — runneld's topic, queue, store, offset, group and
  * checkpoint RPCs over loopback gRPC, each compared with what the core says
  * (the broker calls the same functions as the embedded commands), with their
- * error statuses; Query and the pipeline RPCs answer UNIMPLEMENTED.
+ * error statuses; the pipeline RPCs answer UNIMPLEMENTED.
  */
 #include "tests/test_server.h"
 

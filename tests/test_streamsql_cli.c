@@ -6,7 +6,8 @@
  * --from positions, an empty topic (no rows, exit 0), the stderr summary of
  * rejected records, --follow stopped by Ctrl-C (SIGINT), and bad input:
  * SQL errors quoting the statement with a caret under the offending token
- * (exit 1), bad command lines and --server (exit 2).
+ * (exit 1), bad command lines, --data with --server (exit 2); remote mode is
+ * tests/test_streamsql_remote.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -238,7 +239,7 @@ static void test_errors(void **state)
     assert_string_equal(f->out_text, "a\n1\n");
     /* command lines */
     bad(f, SQL(f, NULL, "--server", "127.0.0.1:7070", "-e", "SELECT 1 FROM l"), 2,
-        "--server is not available yet");
+        "give one of --data DIR and --server HOST:PORT");
     bad(f, SQL_NODATA(f, "-e", "SELECT 1 FROM l"), 2, "no data directory");
     bad(f, SQL(f, NULL, "--format", "xml", "-e", "SELECT 1 FROM l"), 2, "--format: 'xml'");
     bad(f, SQL(f, NULL, "--from", "yesterday", "-e", "SELECT 1 FROM l"), 2, "--from");

@@ -1,0 +1,312 @@
+/*
+ * tests/util/util.c — what the cmocka tests share, so each test file holds
+ * only what it tests:
+ *   - temporary directories: mkdtemp under /tmp and recursive removal;
+ *   - a set-up that puts the real system calls back (common/sys.h);
+ *   - seeded randomness: the seed from RN_SEED or the clock, printed;
+ *   - files and child processes: read/write a whole file, run a program with
+ *     its stdin, stdout and stderr redirected to files;
+ *   - a real runneld on a free loopback port (test_cli_server.c,
+ *     test_client_remote.c; test_server.h keeps its own starter);
+ *   - batches of numbered text records through rn_batch_builder.
+ *
+ * Invariants:
+ *   1. Removal never leaves its root: nftw runs with FTW_PHYS (a symlink is
+ *      removed, never followed) and FTW_MOUNT (no other file system).
+ *   2. Every helper that can fail either fails the running test through a
+ *      cmocka assertion (those that return data) or returns -1 after one
+ *      message on stderr naming what failed (those fixtures call, where a
+ *      set-up or tear-down reports by its return value).
+ *   3. Every wait on a child is bounded in time, and no child outlives the
+ *      helper that failed to start or stop it.
+ *   4. Nothing here keeps state between calls: the random state is the
+ *      caller's, and each runneld lives in the caller's rn_test_runneld_t.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/sys.h"
+#include "tests/util/util.h"
+
+/* ---- temporary directories ---------------------------------------------- */
+
+int rn_test_tmpdir(char *out, size_t cap, const char *tag)
+{
+    int n = snprintf(out, cap, "/tmp/rn-%s-XXXXXX", tag);
+    if (n < 0 || (size_t)n >= cap) {
+        fprintf(stderr, "rn_test_tmpdir: tag '%s' too long for %zu bytes\n", tag, cap);
+        return -1;
+    }
+    if (!mkdtemp(out)) {
+        fprintf(stderr, "rn_test_tmpdir: mkdtemp %s: %s\n", out, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+char *rn_test_tmpdir_new(const char *tag)
+{
+    char buf[PATH_MAX];
+    if (rn_test_tmpdir(buf, sizeof buf, tag) != 0) fail_msg("cannot create a temporary directory");
+    char *d = strdup(buf);
+    assert_non_null(d);
+    return d;
+}
+
+/* nftw passes no user pointer: the failure count of the walk in progress. */
+static int rmtree_failures;
+
+static int rmtree_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st; (void)ftw;
+    if (flag == FTW_DNR || flag == FTW_NS) {
+        fprintf(stderr, "rn_test_rmtree: cannot read %s\n", path);
+        rmtree_failures++;
+    }
+    if (remove(path) != 0) {
+        fprintf(stderr, "rn_test_rmtree: remove %s: %s\n", path, strerror(errno));
+        rmtree_failures++;
+    }
+    return 0;                       /* go on: remove as much as possible */
+}
+
+int rn_test_rmtree(const char *root)
+{
+    struct stat st;
+    if (lstat(root, &st) != 0 && errno == ENOENT) return 0;
+    rmtree_failures = 0;
+    if (nftw(root, rmtree_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) != 0) {
+        fprintf(stderr, "rn_test_rmtree: walking %s: %s\n", root, strerror(errno));
+        return -1;
+    }
+    return rmtree_failures ? -1 : 0;
+}
+
+int rn_test_tmpdir_free(char *d)
+{
+    if (!d) return 0;
+    int rc = rn_test_rmtree(d);
+    free(d);
+    return rc;
+}
+
+int rn_test_reset_sys(void **state)
+{
+    (void)state;
+    rn_sys_reset();
+    return 0;
+}
+
+/* ---- seeded randomness -------------------------------------------------- */
+
+uint64_t rn_test_seed(const char *name)
+{
+    const char *s = getenv("RN_SEED");
+    uint64_t seed = s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL) * 2654435761u + 1;
+    if (seed == 0) seed = 1;
+    printf("%s: seed %llu (RN_SEED=%llu to replay)\n", name, (unsigned long long)seed,
+           (unsigned long long)seed);
+    return seed;
+}
+
+uint64_t rn_test_rng(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* ---- files and child processes ------------------------------------------ */
+
+char *rn_test_slurp(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) fail_msg("open %s: %s", path, strerror(errno));
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    long n = ftell(fp);
+    assert_true(n >= 0);
+    assert_int_equal(fseek(fp, 0, SEEK_SET), 0);
+    char *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+    buf[n] = '\0';
+    fclose(fp);
+    if (len) *len = (size_t)n;
+    return buf;
+}
+
+void rn_test_write_file(const char *path, const void *data, size_t n)
+{
+    FILE *fp = fopen(path, "wb");
+    if (!fp) fail_msg("create %s: %s", path, strerror(errno));
+    assert_int_equal(fwrite(data, 1, n, fp), n);
+    assert_int_equal(fclose(fp), 0);
+}
+
+int rn_test_run(const char *prog, const char *const *argv, const char *in_path,
+                const char *out_path, const char *err_path)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "rn_test_run: fork for %s: %s\n", prog, strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        int in = open(in_path ? in_path : "/dev/null", O_RDONLY);
+        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (in < 0 || out < 0 || err < 0) _exit(126);
+        dup2(in, 0); dup2(out, 1); dup2(err, 2);
+        execv(prog, (char *const *)argv);
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) != pid) {
+        if (errno == EINTR) continue;
+        fprintf(stderr, "rn_test_run: waitpid for %s: %s\n", prog, strerror(errno));
+        return -1;
+    }
+    return status;
+}
+
+/* ---- a real runneld ----------------------------------------------------- */
+
+#define RUNNELD RN_BIN_DIR "/runneld"
+
+void rn_test_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+int rn_test_runneld_start(rn_test_runneld_t *r, const char *data, const char *fsync)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->data, sizeof r->data, "%s", data);
+    snprintf(r->portfile, sizeof r->portfile, "%s.port", data);
+    snprintf(r->log, sizeof r->log, "%s.runneld.log", data);
+    unlink(r->portfile);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "runneld: fork: %s\n", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        int log = open(r->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int null = open("/dev/null", O_RDONLY);
+        if (log < 0 || null < 0) _exit(126);
+        dup2(null, 0);
+        dup2(log, 1);
+        dup2(log, 2);
+        if (fsync)
+            execl(RUNNELD, RUNNELD, "--data", r->data, "--listen", "127.0.0.1:0", "--port-file",
+                  r->portfile, "--fsync", fsync, (char *)NULL);
+        else
+            execl(RUNNELD, RUNNELD, "--data", r->data, "--listen", "127.0.0.1:0", "--port-file",
+                  r->portfile, (char *)NULL);
+        _exit(127);
+    }
+    r->pid = pid;
+    for (int i = 0; i < 1000; i++) {                 /* at most 10 s */
+        FILE *fp = fopen(r->portfile, "r");
+        int port = 0;
+        if (fp) {
+            if (fscanf(fp, "%d", &port) != 1) port = 0;
+            fclose(fp);
+        }
+        if (port > 0) {
+            snprintf(r->addr, sizeof r->addr, "127.0.0.1:%d", port);
+            return 0;
+        }
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            fprintf(stderr, "runneld exited before listening; see %s\n", r->log);
+            r->pid = 0;
+            return -1;
+        }
+        rn_test_sleep_ms(10);
+    }
+    fprintf(stderr, "runneld did not write %s within 10 s\n", r->portfile);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    r->pid = 0;
+    return -1;
+}
+
+int rn_test_runneld_stop(rn_test_runneld_t *r)
+{
+    if (r->pid <= 0) return -1;
+    kill(r->pid, SIGTERM);
+    int status = 0;
+    for (int i = 0; i < 2000; i++) {                 /* at most 20 s */
+        if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
+            r->pid = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        }
+        rn_test_sleep_ms(10);
+    }
+    fprintf(stderr, "runneld did not stop within 20 s of SIGTERM; killed; see %s\n", r->log);
+    kill(r->pid, SIGKILL);
+    waitpid(r->pid, NULL, 0);
+    r->pid = 0;
+    return -1;
+}
+
+/* ---- batches of numbered text records ----------------------------------- */
+
+void rn_test_batch_build(rn_batch_builder_t *b, const rn_test_records_t *spec,
+                         const uint8_t **out, size_t *len)
+{
+    rn_batch_opts_t o;
+    rn_batch_opts_default(&o);
+    assert_int_equal(rn_batch_builder_init(b, &o), 0);
+    const char *prefix = spec->prefix ? spec->prefix : "";
+    const char *suffix = spec->suffix ? spec->suffix : "";
+    char val[512], hv[24];
+    for (int i = 0; i < spec->n; i++) {
+        int64_t num = spec->first + i;
+        int n = snprintf(val, sizeof val, "%s%" PRId64 "%s", prefix, num, suffix);
+        assert_true(n >= 0 && (size_t)n < sizeof val);
+        while ((size_t)n < spec->pad && (size_t)n < sizeof val - 1) val[n++] = 'x';
+        rn_record_t r;
+        memset(&r, 0, sizeof r);
+        rn_header_t h;
+        if (spec->header_key) {
+            snprintf(hv, sizeof hv, "%" PRId64, num);
+            h.key = (const uint8_t *)spec->header_key;
+            h.key_len = (int32_t)strlen(spec->header_key);
+            h.value = (const uint8_t *)hv;
+            h.value_len = (int32_t)strlen(hv);
+            r.headers = &h;
+            r.header_count = 1;
+        }
+        r.timestamp = spec->ts ? spec->ts[i] : spec->ts0 + (int64_t)i * spec->ts_step;
+        r.key = NULL;
+        r.key_len = -1;
+        r.value = (const uint8_t *)val;
+        r.value_len = n;
+        assert_int_equal(rn_batch_builder_add(b, &r), 0);
+    }
+    assert_int_equal(rn_batch_builder_finish(b, out, len), 0);
+}
