@@ -60,6 +60,7 @@ typedef struct rn_idx {
     uint64_t       nunits;   /* slots written: [files[0].first_slot, nunits) */
     uint32_t       new_cap;  /* units per newly created file */
     int            dir_dirty;/* a file was created since the last rn_idx_sync */
+    int            parent_dirty; /* dir itself was created since the last rn_idx_sync */
 } rn_idx_t;
 
 /* What loading found. */
