@@ -4,6 +4,7 @@
 #   make test       build and run every test (unit, integration, corpus replay)
 #   make demo       the end-to-end demo on an embedded data directory
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang)
+#   make bench      the benchmark suite against Redis and SQLite (BENCH_QUICK=1: short)
 #   make SAN=1 test the same tests built with ASan+UBSan, in build-san/
 #   make TEST=log test    run only tests/test_log.c
 #
@@ -79,7 +80,7 @@ PROGRAMS += $(BIN)/streamsql
 endif
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all test demo fuzz clean deps crash-test soak
+.PHONY: all test demo fuzz clean deps crash-test soak bench
 # Keep objects make would otherwise delete as intermediates (no rebuild churn).
 .SECONDARY:
 all: $(PROGRAMS)
@@ -150,6 +151,13 @@ test: $(PROGRAMS) $(RUN_TESTS) $(RUN_REPLAY)
 
 demo: $(PROGRAMS)
 	@sh scripts/demo.sh $(BIN)
+
+# The benchmark suite against Redis streams and SQLite (bench/suite.sh): installs
+# redis-server, gnuplot and jq (install-deps.sh bench), writes bench/results.json,
+# bench/charts/*.png and the generated section of bench/RESULTS.md. 2.5-4 min on
+# the 2 shared cores; BENCH_QUICK=1 for ~1 min. Not part of `make test` or CI.
+bench: $(PROGRAMS)
+	@sh bench/suite.sh $(BIN)
 
 # libFuzzer: clang, built outside $(BUILD) because the flags differ.
 FUZZ_SECONDS ?= 30

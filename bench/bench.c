@@ -38,6 +38,13 @@ static const bench_cmd_t *const commands[] = {
     &bench_cmd_produce,
     &bench_cmd_consume,
     &bench_cmd_e2e,
+    &bench_cmd_memcpy,
+    &bench_cmd_read,
+    &bench_cmd_sqlite_log,
+    &bench_cmd_queues,
+    &bench_cmd_recover,
+    &bench_cmd_redis,
+    &bench_cmd_etl,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -35,6 +35,10 @@ extern const bench_cmd_t bench_cmd_append;
 extern const bench_cmd_t bench_cmd_lookup;
 extern const bench_cmd_t bench_cmd_sql;          /* bench_sql.c */
 extern const bench_cmd_t bench_cmd_produce, bench_cmd_consume, bench_cmd_e2e;   /* bench_net.c */
+extern const bench_cmd_t bench_cmd_memcpy, bench_cmd_read, bench_cmd_sqlite_log,
+                         bench_cmd_queues, bench_cmd_recover;           /* bench_peers.c */
+extern const bench_cmd_t bench_cmd_redis;        /* bench_redis.c */
+extern const bench_cmd_t bench_cmd_etl;          /* bench_etl.c */
 
 /* ---- Flags ------------------------------------------------------------ */
 

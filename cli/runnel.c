@@ -8,8 +8,8 @@
  *     exits 2 for a bad command line, 1 for anything else (runnel_cli.h).
  *  2. Numbers on the command line are whole decimal strings inside a stated
  *     range; anything else is a usage error naming the range.
- *  3. What is not built yet (pipeline) is refused by name, never
- *     approximated.
+ *  3. What is not built yet (pipelines over --server) is refused by name,
+ *     never approximated.
  *  4. Every command goes through the client API (client/runnel.h) opened
  *     once per run: embedded on a data directory (locked with the run's words
  *     as the holder text, closed and flushed before exit) or on a runneld
@@ -29,7 +29,7 @@
 #include <string.h>
 #include <time.h>
 
-#define COMMANDS "topic, queue, store, produce, consume, group, checkpoint"
+#define COMMANDS "topic, queue, store, produce, consume, group, checkpoint, pipeline"
 
 static const char usage_text[] =
     "usage: runnel [--data DIR | --server HOST:PORT] COMMAND [ARGS]\n"
@@ -49,6 +49,7 @@ static const char usage_text[] =
     "  consume TOPIC [options]          print records of one or every queue\n"
     "  group list | offsets | commit | reset    consumer group offsets\n"
     "  checkpoint create | list | drop  named snapshots of a group's offsets\n"
+    "  pipeline create | list | status | pause | resume | drop | run   ETL pipelines (--data)\n"
     "\n"
     "Run `runnel COMMAND --help` for a command's options.\n";
 
@@ -240,8 +241,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "group")) return rn_cli_group(&cli, cargc, cargv);
     if (!strcmp(cmd, "checkpoint")) return rn_cli_checkpoint(&cli, cargc, cargv);
     if (!strcmp(cmd, "help")) { fputs(usage_text, stdout); return RN_CLI_OK; }
-    if (!strcmp(cmd, "pipeline"))
-        return rn_cli_fail(RN_CLI_USAGE, "'pipeline' is not available yet; commands: %s", COMMANDS);
+    if (!strcmp(cmd, "pipeline")) return rn_cli_pipeline(&cli, cargc, cargv);
     return rn_cli_fail(RN_CLI_USAGE, "unknown command '%.40s'; commands: %s (see runnel --help)",
                        cmd, COMMANDS);
 }

@@ -38,6 +38,7 @@ int rn_cli_queue(rn_cli_t *cli, int argc, char **argv);       /* queue remap */
 int rn_cli_store(rn_cli_t *cli, int argc, char **argv);       /* store list */
 int rn_cli_group(rn_cli_t *cli, int argc, char **argv);       /* group ... */
 int rn_cli_checkpoint(rn_cli_t *cli, int argc, char **argv);  /* checkpoint ... */
+int rn_cli_pipeline(rn_cli_t *cli, int argc, char **argv);    /* pipeline ... (etl/) */
 
 int rn_cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

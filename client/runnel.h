@@ -53,6 +53,7 @@
 #include <stdint.h>
 
 #include "batch/batch.h"
+#include "etl/etl.h"
 #include "log/log.h"
 #include "logical-queues/consumer.h"
 #include "logical-queues/datadir.h"
@@ -314,5 +315,28 @@ int  rn_client_consumer_watermarks(rn_client_consumer_t *k, const char *topic, u
                                    int64_t *log_start, int64_t *high_watermark, char *errmsg);
 /* Commit every assigned queue's position for group, in one transaction. */
 int  rn_client_consumer_commit(rn_client_consumer_t *k, const char *group, char *errmsg);
+
+/* ---- ETL pipelines (etl/etl.h; runneld's pipeline RPCs) ------------------------ */
+
+/* A pipeline's status: counts, watermark and lag as of its last checkpoint,
+ * and its state: remote, runneld's ("running", "paused", "stopped",
+ * "failed: <reason>"); embedded, "paused" or "stopped" (pipelines run only
+ * inside `runnel pipeline run` or runneld). */
+typedef struct rn_client_pipeline {
+    rn_etl_status_t s;
+    char            state[RN_ERRMSG_SIZE + 16];
+} rn_client_pipeline_t;
+
+/* Store (and, remote, start) a CREATE PIPELINE; bad SQL is RN_EINVAL with
+ * the SQL error. */
+int  rn_client_pipeline_create(rn_client_t *c, const char *sql, char *errmsg);
+/* name NULL: every pipeline. *out malloc'd (caller frees). */
+int  rn_client_pipeline_status(rn_client_t *c, const char *name, rn_client_pipeline_t **out,
+                               size_t *n, char *errmsg);
+/* Pause (remote: the running pipeline stops after a final checkpoint) or
+ * resume (remote: it starts again). */
+int  rn_client_pipeline_pause(rn_client_t *c, const char *name, int paused, char *errmsg);
+/* Delete the definition and its state (remote: stopped first). */
+int  rn_client_pipeline_drop(rn_client_t *c, const char *name, char *errmsg);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * meta.c — the topic metadata store in SQLite (see meta.h for the model).
  *
- * Schema (version 3, PRAGMA user_version):
+ * Schema (version 4, PRAGMA user_version):
  *
  *   stores(id, path)                       a store = an rn_log directory
  *   topics(id, name UNIQUE, created_ms)
@@ -17,6 +17,12 @@
  *   -- version 3:
  *   streams(name, topic, format, timestamp, fields, created_ms)
  *                                          streamsql's CREATE STREAM
+ *   -- version 4:
+ *   pipelines(name, sql, paused, created_ms, checkpoint_ms, state BLOB NULL)
+ *                                          etl/'s pipelines; state is the last
+ *                                          checkpoint, opaque here (etl.c),
+ *                                          written by one UPDATE = one
+ *                                          transaction
  *
  * Invariants:
  *  1. Every change runs in one BEGIN IMMEDIATE transaction; a failure rolls it
@@ -120,6 +126,14 @@ static const char *const migrations[RN_META_SCHEMA_VERSION] = {
     "  timestamp  TEXT NOT NULL,"
     "  fields     TEXT NOT NULL,"
     "  created_ms INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 3 -> 4 */
+    "CREATE TABLE IF NOT EXISTS pipelines("
+    "  name          TEXT PRIMARY KEY,"
+    "  sql           TEXT NOT NULL,"
+    "  paused        INTEGER NOT NULL DEFAULT 0,"
+    "  created_ms    INTEGER NOT NULL,"
+    "  checkpoint_ms INTEGER NOT NULL DEFAULT 0,"
+    "  state         BLOB) WITHOUT ROWID;",
 };
 
 void (*rn_meta_test_hook)(const char *point);
@@ -1300,6 +1314,160 @@ int rn_meta_stream_drop(rn_meta_t *m, const char *name, char *errmsg)
     if ((rc = prepare(m, "DELETE FROM streams WHERE name = ?1", &st, errmsg)) != 0) return rc;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     rc = step_done(m, st, "drop stream", errmsg);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- pipelines (etl/, schema version 4) -------------------------------------- */
+
+static int pipeline_from_row(sqlite3_stmt *st, void *elem)
+{
+    rn_meta_pipeline_t *p = elem;
+    memset(p, 0, sizeof *p);
+    if (text_col(st, 0, p->name, RN_META_NAME_MAX) != 0 ||
+        text_col(st, 1, p->sql, RN_META_PIPELINE_SQL_MAX) != 0)
+        return RN_ECORRUPT;
+    p->paused = sqlite3_column_int(st, 2) != 0;
+    p->created_ms = sqlite3_column_int64(st, 3);
+    p->checkpoint_ms = sqlite3_column_int64(st, 4);
+    return 0;
+}
+
+#define PIPELINE_SELECT "SELECT name, sql, paused, created_ms, checkpoint_ms FROM pipelines"
+
+static void pipeline_names(rn_meta_t *m, char *out, size_t size)
+{
+    names_list(m, "SELECT name FROM pipelines ORDER BY name LIMIT 9", NULL, "pipelines: ",
+               "there are no pipelines", out, size);
+}
+
+static int pipeline_missing(rn_meta_t *m, const char *name, char *errmsg)
+{
+    char known[160];
+    pipeline_names(m, known, sizeof known);
+    return rn_errf(errmsg, RN_ENOTFOUND, "unknown pipeline '%.60s%s'; %s", name,
+                   strlen(name) > 60 ? "..." : "", known);
+}
+
+int rn_meta_pipeline_create(rn_meta_t *m, const char *name, const char *sql, char *errmsg)
+{
+    int rc = rn_meta_check_name("pipeline", name, errmsg);
+    if (rc != 0) return rc;
+    if (strlen(sql) > RN_META_PIPELINE_SQL_MAX)
+        return rn_errf(errmsg, RN_ETOOBIG, "the pipeline's SQL is longer than %d bytes",
+                       RN_META_PIPELINE_SQL_MAX);
+    sqlite3_stmt *st = NULL;
+    rc = prepare(m, "INSERT INTO pipelines(name, sql, created_ms) VALUES (?1, ?2, ?3)", &st,
+                 errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, sql, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, rn_sys.now_ms());
+    int r = sqlite3_step(st);
+    if ((r & 0xff) == SQLITE_CONSTRAINT)
+        rc = rn_errf(errmsg, RN_EEXIST, "pipeline '%.100s' already exists", name);
+    else if (r != SQLITE_DONE)
+        rc = sql_err(m, r, "create pipeline", errmsg);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int rn_meta_pipeline_get(rn_meta_t *m, const char *name, rn_meta_pipeline_t *out, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(m, PIPELINE_SELECT " WHERE name = ?1", &st, errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+        if (pipeline_from_row(st, out) != 0)
+            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: the row of pipeline '%.100s' is damaged",
+                         name);
+    } else if (s == SQLITE_DONE) {
+        rc = pipeline_missing(m, name, errmsg);
+    } else {
+        rc = sql_err(m, s, "read pipeline", errmsg);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int rn_meta_pipeline_list(rn_meta_t *m, rn_meta_pipeline_t **out, size_t *n, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    *out = NULL; *n = 0;
+    int rc = prepare(m, PIPELINE_SELECT " ORDER BY name", &st, errmsg);
+    if (rc != 0) return rc;
+    return collect_rows(m, st, sizeof **out, pipeline_from_row, "list pipelines", (void **)out,
+                        n, errmsg);
+}
+
+/* Run one statement binding ?1 = name (and ?2 = v when v >= 0); RN_ENOTFOUND
+ * when it changed no row. */
+static int pipeline_update(rn_meta_t *m, const char *sql, const char *name, int64_t v,
+                           const char *what, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(m, sql, &st, errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (v >= 0) sqlite3_bind_int64(st, 2, v);
+    rc = step_done(m, st, what, errmsg);
+    sqlite3_finalize(st);
+    if (rc == 0 && sqlite3_changes(m->db) == 0) rc = pipeline_missing(m, name, errmsg);
+    return rc;
+}
+
+int rn_meta_pipeline_set_paused(rn_meta_t *m, const char *name, int paused, char *errmsg)
+{
+    return pipeline_update(m, "UPDATE pipelines SET paused = ?2 WHERE name = ?1", name,
+                           paused ? 1 : 0, "pause pipeline", errmsg);
+}
+
+int rn_meta_pipeline_drop(rn_meta_t *m, const char *name, char *errmsg)
+{
+    return pipeline_update(m, "DELETE FROM pipelines WHERE name = ?1", name, -1,
+                           "drop pipeline", errmsg);
+}
+
+int rn_meta_pipeline_checkpoint(rn_meta_t *m, const char *name, const void *state, size_t len,
+                                int64_t at_ms, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(m, "UPDATE pipelines SET state = ?2, checkpoint_ms = ?3 WHERE name = ?1",
+                     &st, errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (state) sqlite3_bind_blob(st, 2, state, (int)len, SQLITE_STATIC);
+    else sqlite3_bind_null(st, 2);
+    sqlite3_bind_int64(st, 3, at_ms);
+    rc = step_done(m, st, "checkpoint pipeline", errmsg);
+    sqlite3_finalize(st);
+    if (rc == 0 && sqlite3_changes(m->db) == 0) rc = pipeline_missing(m, name, errmsg);
+    return rc;
+}
+
+int rn_meta_pipeline_state(rn_meta_t *m, const char *name, uint8_t **state, size_t *len,
+                           char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    *state = NULL; *len = 0;
+    int rc = prepare(m, "SELECT state FROM pipelines WHERE name = ?1", &st, errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+        int n = sqlite3_column_bytes(st, 0);
+        const void *p = sqlite3_column_blob(st, 0);
+        if (p && n > 0) {
+            if (!(*state = malloc((size_t)n))) rc = rn_errf(errmsg, -ENOMEM, "out of memory");
+            else { memcpy(*state, p, (size_t)n); *len = (size_t)n; }
+        }
+    } else if (s == SQLITE_DONE) {
+        rc = pipeline_missing(m, name, errmsg);
+    } else {
+        rc = sql_err(m, s, "read pipeline state", errmsg);
+    }
     sqlite3_finalize(st);
     return rc;
 }

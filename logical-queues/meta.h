@@ -37,13 +37,14 @@
 #include <stdint.h>
 
 /* Version of the schema this code writes (PRAGMA user_version). */
-#define RN_META_SCHEMA_VERSION   3
+#define RN_META_SCHEMA_VERSION   4
 #define RN_META_TOPIC_NAME_MAX   249
 #define RN_META_NAME_MAX         249      /* groups and checkpoints */
 #define RN_META_MAX_QUEUES       10000
 #define RN_META_PATH_MAX         1024     /* a store's path */
 #define RN_META_MAX_STORES       64
 #define RN_META_STREAM_FIELDS_MAX 8192    /* a stream's field list text */
+#define RN_META_PIPELINE_SQL_MAX 16384    /* a pipeline's CREATE PIPELINE text */
 
 typedef struct rn_meta rn_meta_t;
 
@@ -240,5 +241,37 @@ int  rn_meta_stream_list(rn_meta_t *m, rn_meta_stream_t **out, size_t *n, char *
 int  rn_meta_stream_drop(rn_meta_t *m, const char *name, char *errmsg);
 /* "streams: a, b" or "there are no streams" into out. */
 void rn_meta_stream_names(rn_meta_t *m, char *out, size_t size);
+
+/* ---- pipelines (etl/, schema version 4) ---------------------------------- */
+
+/* A pipeline's definition: its name and the CREATE PIPELINE text (etl/
+ * gives it meaning), whether it is paused, and when it last checkpointed
+ * (0: never). Its checkpoint state is a blob read and written separately. */
+typedef struct rn_meta_pipeline {
+    char    name[RN_META_NAME_MAX + 1];
+    char    sql[RN_META_PIPELINE_SQL_MAX + 1];
+    int     paused;
+    int64_t created_ms;
+    int64_t checkpoint_ms;
+} rn_meta_pipeline_t;
+
+/* RN_EEXIST for a duplicate; RN_EINVAL for a bad name; RN_ETOOBIG for SQL
+ * longer than RN_META_PIPELINE_SQL_MAX. */
+int  rn_meta_pipeline_create(rn_meta_t *m, const char *name, const char *sql, char *errmsg);
+/* RN_ENOTFOUND naming the pipelines that exist (also for the functions below). */
+int  rn_meta_pipeline_get(rn_meta_t *m, const char *name, rn_meta_pipeline_t *out,
+                          char *errmsg);
+/* All pipelines by name; *out malloc'd (caller frees; NULL when *n is 0). */
+int  rn_meta_pipeline_list(rn_meta_t *m, rn_meta_pipeline_t **out, size_t *n, char *errmsg);
+int  rn_meta_pipeline_set_paused(rn_meta_t *m, const char *name, int paused, char *errmsg);
+/* Deletes the definition and its checkpoint state. */
+int  rn_meta_pipeline_drop(rn_meta_t *m, const char *name, char *errmsg);
+/* Replace the checkpoint state (NULL: none) and time, in ONE statement, so
+ * one transaction: either the whole new state is visible or the old one. */
+int  rn_meta_pipeline_checkpoint(rn_meta_t *m, const char *name, const void *state, size_t len,
+                                 int64_t at_ms, char *errmsg);
+/* The checkpoint state, malloc'd into *state (caller frees; NULL, 0: none). */
+int  rn_meta_pipeline_state(rn_meta_t *m, const char *name, uint8_t **state, size_t *len,
+                            char *errmsg);
 
 #endif

@@ -3,6 +3,8 @@
 #
 #   scripts/install-deps.sh          the build and test dependencies (DESIGN.md §2)
 #   scripts/install-deps.sh fuzz     also clang's libFuzzer runtime, for `make fuzz`
+#   scripts/install-deps.sh bench    also redis-server, redis-benchmark, gnuplot and jq, for
+#                                    `make bench` (the peers and the charts)
 #
 # Each library is looked up with pkg-config; the script does nothing when all are
 # present, and otherwise runs apt-get (as root, or through sudo when available).
@@ -34,6 +36,13 @@ if [ "${1:-}" = fuzz ]; then
     need_cmd clang clang
     ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 \
         || missing="$missing libclang-rt-14-dev"
+fi
+
+if [ "${1:-}" = bench ]; then
+    need_cmd redis-server    redis-server
+    need_cmd redis-benchmark redis-tools
+    need_cmd gnuplot         gnuplot-nox
+    need_cmd jq              jq
 fi
 
 [ -z "$missing" ] && exit 0

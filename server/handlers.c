@@ -68,6 +68,7 @@ struct rn_hd {
     pthread_mutex_t   tmu;             /* the entry table */
     rn_qent_t        *buckets[QBUCKETS];
     _Atomic uint64_t  produced_batches, produced_bytes, duplicate_batches, fetched_batches;
+    struct rn_pl     *pipelines;       /* server/pipelines.h; set once before serving */
 };
 
 /* ---- arena -------------------------------------------------------------- */
@@ -154,6 +155,10 @@ static int fail_rc(rn_status_t *st, int rc, const char *err)
 int rn_hd_fail(rn_status_t *st, int rc, const char *msg) { return fail_rc(st, rc, msg); }
 
 rn_datadir_t *rn_hd_datadir(rn_hd_t *h) { return h->d; }
+
+void rn_hd_set_pipelines(rn_hd_t *h, struct rn_pl *pl) { h->pipelines = pl; }
+
+struct rn_pl *rn_hd_pipelines(rn_hd_t *h) { return h->pipelines; }
 
 /* ---- open / close -------------------------------------------------------- */
 

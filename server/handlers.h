@@ -148,6 +148,11 @@ int  rn_hd_queue_hwm(rn_hd_t *h, rn_qent_t *q, int64_t *hwm);
 
 /* The data directory (Query runs the engine on it; server/query.h). */
 rn_datadir_t *rn_hd_datadir(rn_hd_t *h);
+/* The broker's pipeline runner (server/pipelines.h), set once before the
+ * server starts; NULL when none. */
+struct rn_pl;
+void rn_hd_set_pipelines(rn_hd_t *h, struct rn_pl *pl);
+struct rn_pl *rn_hd_pipelines(rn_hd_t *h);
 /* Fill st for a core error code rc (NOT_FOUND for RN_ENOTFOUND, ...) with
  * msg, or the code's name when msg is empty; returns -1. */
 int  rn_hd_fail(rn_status_t *st, int rc, const char *msg);

@@ -4,7 +4,7 @@
  *
  *   runneld --data DIR [--listen HOST:PORT] [--fsync always|group|interval:MS|never]
  *           [--log-level error|warn|info|debug] [--max-batch-bytes N] [--threads N]
- *           [--port-file FILE]
+ *           [--port-file FILE] [--pipelines FILE]
  *
  * Invariants:
  *  1. The data directory is opened (and locked) before the port is bound, and
@@ -16,6 +16,11 @@
  *     SIGINT/SIGTERM. A second signal cancels running calls at once.
  *  3. --port-file FILE is written (atomically) only after the server
  *     started: its presence means the broker accepts calls on that port.
+ *  4. --pipelines FILE: its CREATE PIPELINE statements are stored (each
+ *     failing one logged, the rest still load); every stored pipeline that
+ *     is not paused runs in its own thread (server/pipelines.h), started
+ *     before the port file appears; they are stopped, each with a final checkpoint,
+ *     after the last call finished and before the data directory closes.
  */
 #include "batch/batch.h"
 #include "common/error.h"
@@ -23,6 +28,7 @@
 #include "log/log.h"
 #include "server/handlers.h"
 #include "server/log.h"
+#include "server/pipelines.h"
 #include "server/server.h"
 
 #include <errno.h>
@@ -41,7 +47,7 @@
 static const char usage[] =
     "usage: runneld --data DIR [--listen HOST:PORT] [--fsync always|group|interval:MS|never]\n"
     "               [--log-level error|warn|info|debug] [--max-batch-bytes N] [--threads N]\n"
-    "               [--port-file FILE]\n"
+    "               [--port-file FILE] [--pipelines FILE]\n"
     "\n"
     "Serves the runnel.v1.Runnel gRPC service (proto/runnel.proto) over DIR, which it\n"
     "creates when absent and locks while it runs (use `runnel --server HOST:PORT` then).\n"
@@ -50,6 +56,7 @@ static const char usage[] =
     "  --max-batch-bytes  largest batch accepted (default and ceiling 16777216)\n"
     "  --threads          completion-queue threads (default 2)\n"
     "  --port-file FILE   write the bound port to FILE once calls are accepted\n"
+    "  --pipelines FILE   store its CREATE PIPELINE statements, run every pipeline not paused\n"
     "SIGINT/SIGTERM: stop accepting, finish in-flight calls, fsync, exit 0.\n";
 
 typedef struct daemon {
@@ -149,7 +156,8 @@ static int parse_u32(const char *flag, const char *s, uint32_t lo, uint32_t hi, 
 
 int main(int argc, char **argv)
 {
-    enum { OPT_DATA = 0x100, OPT_LISTEN, OPT_FSYNC, OPT_LEVEL, OPT_MAXB, OPT_THREADS, OPT_PORTFILE };
+    enum { OPT_DATA = 0x100, OPT_LISTEN, OPT_FSYNC, OPT_LEVEL, OPT_MAXB, OPT_THREADS, OPT_PORTFILE,
+           OPT_PIPELINES };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -158,11 +166,12 @@ int main(int argc, char **argv)
         {"max-batch-bytes", required_argument, NULL, OPT_MAXB},
         {"threads", required_argument, NULL, OPT_THREADS},
         {"port-file", required_argument, NULL, OPT_PORTFILE},
+        {"pipelines", required_argument, NULL, OPT_PIPELINES},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     char err[RN_ERRMSG_SIZE] = "";
-    const char *data = NULL, *listen = "127.0.0.1:7070", *port_file = NULL;
+    const char *data = NULL, *listen = "127.0.0.1:7070", *port_file = NULL, *pipelines = NULL;
     uint32_t threads = 2, maxb = RN_BATCH_MAX_BYTES;
     rn_hd_opts_t ho;
     rn_hd_opts_default(&ho);
@@ -173,6 +182,7 @@ int main(int argc, char **argv)
         case OPT_DATA: data = optarg; break;
         case OPT_LISTEN: listen = optarg; break;
         case OPT_PORTFILE: port_file = optarg; break;
+        case OPT_PIPELINES: pipelines = optarg; break;
         case OPT_FSYNC:
             if (rn_fsync_parse(optarg, &ho.log, err) != 0) {
                 fprintf(stderr, "runneld: --fsync: %s\n", err);
@@ -237,11 +247,20 @@ int main(int argc, char **argv)
     uv_signal_start(&d.sigint, on_signal, SIGINT);
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
 
+    /* The pipeline runner exists before the first call can reach it. */
+    rn_pl_t *pl = NULL;
+    if (rn_pl_create(rn_hd_datadir(h), &pl, err) != 0) {
+        rn_slog(RN_SLOG_ERROR, "%s", err);
+        rn_hd_close(h);
+        return 1;
+    }
+    rn_hd_set_pipelines(h, pl);
     rn_server_opts_t so = {listen, (int)threads, srv_wakeup, srv_stopped, &d};
     int port = 0;
     rc = rn_server_start(h, &so, &d.srv, &port, err);
     if (rc != 0) {
         rn_slog(RN_SLOG_ERROR, "%s", err);
+        rn_pl_destroy(pl);
         rn_hd_close(h);
         return 1;
     }
@@ -251,7 +270,12 @@ int main(int argc, char **argv)
     if (colon) snprintf(colon + 1, sizeof shown - (size_t)(colon + 1 - shown), "%d", port);
     rn_slog(RN_SLOG_INFO, "runneld listening on %s, data %s, fsync %s, batch limit %u bytes, "
             "%u threads", shown, data, rn_fsync_name(ho.log.fsync), maxb, threads);
-    int failed = 0;
+    int failed = 0, bad = 0;
+    if (pl && pipelines && (rc = rn_pl_load_file(pl, pipelines, &bad, err)) != 0)
+        rn_slog(RN_SLOG_ERROR, "%s", err);
+    else if (bad)
+        rn_slog(RN_SLOG_WARN, "%d pipeline(s) of %s refused; the others run", bad, pipelines);
+    if (pl && (rc = rn_pl_start_all(pl, err)) != 0) rn_slog(RN_SLOG_ERROR, "%s", err);
     if (port_file && write_port_file(port_file, port, err) != 0) {
         rn_slog(RN_SLOG_ERROR, "%s", err);
         failed = 1;
@@ -261,6 +285,7 @@ int main(int argc, char **argv)
     uv_run(&d.loop, UV_RUN_DEFAULT);
     uv_loop_close(&d.loop);
     rn_slog(RN_SLOG_DEBUG, "every call finished; stopping the server threads");
+    rn_pl_destroy(pl);     /* stop the pipelines, final checkpoints */
 
     rn_server_stats_t ss;
     rn_server_stats(d.srv, &ss);

@@ -64,6 +64,7 @@
 #include "common/error.h"
 #include "common/sys.h"
 #include "server/log.h"
+#include "server/pipelines.h"
 #include "server/query.h"
 
 #include <errno.h>
@@ -126,12 +127,12 @@ static const method_t method_table[] = {
     {"ListCheckpoints", D(list_checkpoints_request), M_UNARY, rn_hd_list_checkpoints, 1, NULL},
     {"DropCheckpoint", D(drop_checkpoint_request), M_UNARY, rn_hd_drop_checkpoint, 1, NULL},
     {"Query", D(query_request), M_QUERY, NULL, 2, NULL},
-    {"CreatePipeline", D(create_pipeline_request), M_UNARY, rn_hd_unimplemented, 1, NULL},
-    {"ListPipelines", D(list_pipelines_request), M_UNARY, rn_hd_unimplemented, 1, NULL},
-    {"GetPipeline", D(pipeline_request), M_UNARY, rn_hd_unimplemented, 1, NULL},
-    {"PausePipeline", D(pipeline_request), M_UNARY, rn_hd_unimplemented, 1, NULL},
-    {"ResumePipeline", D(pipeline_request), M_UNARY, rn_hd_unimplemented, 1, NULL},
-    {"DropPipeline", D(pipeline_request), M_UNARY, rn_hd_unimplemented, 1, NULL},
+    {"CreatePipeline", D(create_pipeline_request), M_UNARY, rn_pl_hd_create, 1, NULL},
+    {"ListPipelines", D(list_pipelines_request), M_UNARY, rn_pl_hd_list, 1, NULL},
+    {"GetPipeline", D(pipeline_request), M_UNARY, rn_pl_hd_get, 1, NULL},
+    {"PausePipeline", D(pipeline_request), M_UNARY, rn_pl_hd_pause, 1, NULL},
+    {"ResumePipeline", D(pipeline_request), M_UNARY, rn_pl_hd_resume, 1, NULL},
+    {"DropPipeline", D(pipeline_request), M_UNARY, rn_pl_hd_drop, 1, NULL},
 };
 #undef D
 #define NMETHODS (sizeof method_table / sizeof method_table[0])

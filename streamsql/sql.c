@@ -32,6 +32,9 @@
  *     queue that has not delivered yet holds it back. So the default
  *     watermark delay of 0 is safe for topics whose queues are each in time
  *     order, however the consumer interleaves their batches.
+ *  6. rn_sql_state_save/_load (sql.h) capture the state at a step boundary
+ *     only; a restored query has not stepped yet and continues from the
+ *     saved positions, counters and window state.
  */
 #include "streamsql/sql.h"
 #include "streamsql/sql_int.h"
@@ -83,6 +86,8 @@ struct rn_sql {
     uint8_t         *qlive;         /* had records at open, or delivered since */
     uint8_t         *qdone;         /* reached its end */
     int64_t          batch_max;     /* largest event time of the loaded batch */
+    uint32_t         cur_queue;     /* queue of the last step's batch; UINT32_MAX: none */
+    uint32_t         next_q;        /* the queue the consumer's round-robin tries next */
 };
 
 void rn_sql_opts_default(rn_sql_opts_t *o)
@@ -388,6 +393,7 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
         cfg.nkeys = q->f.nkeys;
         cfg.naggs = q->f.naggs;
         cfg.changes = q->f.emit_changes;
+        cfg.key_order = q->o.key_order;
         for (int k = 0; k < q->f.naggs; k++) {
             cfg.agg[k] = q->f.aggs[k].kind;
             cfg.distinct[k] = q->f.aggs[k].distinct;
@@ -424,6 +430,7 @@ int rn_sql_open(rn_datadir_t *d, const char *sql, size_t len, const rn_sql_opts_
     if (!q->o.poll_ms) q->o.poll_ms = 20;
     q->st.watermark = INT64_MIN;
     q->state = RN_SQL_MORE;
+    q->cur_queue = UINT32_MAX;
     int rc;
     q->text = malloc(len + 1);
     if (!q->text) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto fail; }
@@ -742,6 +749,8 @@ static int load_batch(rn_sql_t *q, const rn_consumer_batch_t *cb, char *errmsg)
                     snprintf(q->st.first_error, sizeof q->st.first_error,
                              "topic '%.60s' queue %u offset %lld: %.150s", q->def.topic, cb->queue,
                              (long long)r->offset, why);
+                if (q->o.reject && (rc = q->o.reject(q->o.ctx, cb->queue, r, why)) != 0)
+                    return rc < 0 ? rc : RN_ECLOSED;
                 continue;
             }
         }
@@ -811,9 +820,12 @@ static int run_batch(rn_sql_t *q, uint32_t queue, char *errmsg)
 static int step_select(rn_sql_t *q, rn_sql_state_t *state, char *errmsg)
 {
     rn_consumer_batch_t cb;
+    q->cur_queue = UINT32_MAX;
     int rc = rn_consumer_poll(q->cons, &cb, errmsg);
     if (rc < 0) return rc;
     if (rc == 1) {
+        q->cur_queue = cb.queue;
+        q->next_q = q->nq ? (cb.queue + 1) % q->nq : 0;
         if ((rc = load_batch(q, &cb, errmsg)) != 0) return rc;
         if ((rc = run_batch(q, cb.queue, errmsg)) != 0) return rc;
         q->last_data_ms = rn_sys.now_ms();
@@ -878,4 +890,125 @@ int rn_sql_run(rn_sql_t *q, char *errmsg)
             nanosleep(&ts, NULL);
         }
     }
+}
+
+/* ---- checkpoints ---------------------------------------------------------------------- */
+
+#define STATE_MAGIC 0x31534e52u   /* "RNS1" */
+
+static int put(rn_buf_t *b, const void *p, size_t n)
+{
+    return rn_buf_append(b, p, n, 0) == 0 ? 0 : -ENOMEM;
+}
+
+int rn_sql_state_save(rn_sql_t *q, rn_buf_t *out, char *errmsg)
+{
+    if (q->f.kind != SK_SELECT || !q->cons)
+        return rn_errf(errmsg, RN_EINVAL, "only a SELECT over a topic has state to save");
+    uint32_t magic = STATE_MAGIC;
+    uint8_t has_win = q->win != NULL;
+    uint64_t c[5] = {q->st.records, q->st.rows, q->st.errors, q->st.late, q->st.windows};
+    int rc = put(out, &magic, 4);
+    if (rc == 0) rc = put(out, &q->nq, 4);
+    if (rc == 0) rc = put(out, &q->next_q, 4);
+    if (rc == 0) rc = put(out, &has_win, 1);
+    if (rc == 0) rc = put(out, c, sizeof c);
+    if (rc == 0) rc = put(out, &q->st.watermark, 8);
+    for (uint32_t i = 0; rc == 0 && i < q->nq; i++) {
+        int64_t pos;
+        if ((rc = rn_consumer_position(q->cons, q->def.topic, i, &pos, errmsg)) != 0) return rc;
+        uint8_t fl[2] = {q->qlive[i], q->qdone[i]};
+        rc = put(out, &pos, 8);
+        if (rc == 0) rc = put(out, &q->qmax[i], 8);
+        if (rc == 0) rc = put(out, fl, 2);
+    }
+    if (rc != 0) return rn_errf(errmsg, rc, "out of memory saving query state");
+    size_t at = out->len;
+    uint32_t wlen = 0;
+    if ((rc = put(out, &wlen, 4)) != 0) return rn_errf(errmsg, rc, "out of memory");
+    if (q->win && (rc = win_save(q->win, out, errmsg)) != 0) return rc;
+    if (out->len - at - 4 > UINT32_MAX)
+        return rn_errf(errmsg, RN_ETOOBIG, "window state larger than 4 GiB");
+    wlen = (uint32_t)(out->len - at - 4);
+    memcpy(out->data + at, &wlen, 4);
+    return 0;
+}
+
+int rn_sql_state_load(rn_sql_t *q, const uint8_t *p, size_t n, char *errmsg)
+{
+    if (q->f.kind != SK_SELECT || !q->cons)
+        return rn_errf(errmsg, RN_EINVAL, "only a SELECT over a topic has state to restore");
+    if (q->started)
+        return rn_errf(errmsg, RN_EINVAL, "state can only be restored before the first step");
+    /* fixed: the header without the next-queue field, which is cut out below */
+    const size_t fixed = 4 + 4 + 1 + 5 * 8 + 8, perq = 8 + 8 + 2;
+    uint32_t magic, nq, next, wlen;
+    if (n < fixed + 4) goto damaged;
+    memcpy(&magic, p, 4);
+    memcpy(&nq, p + 4, 4);
+    memcpy(&next, p + 8, 4);
+    p += 4;                            /* the rest as laid out without next */
+    n -= 4;
+    if (magic != STATE_MAGIC || p[8] != (q->win != NULL) || (nq && next >= nq)) goto damaged;
+    if (nq != q->nq)
+        return rn_errf(errmsg, RN_EINVAL, "topic '%s' has %u queue(s), the saved state %u: "
+                       "the source changed", q->def.topic, q->nq, nq);
+    if ((n - fixed) / perq < nq || n - fixed - (size_t)nq * perq < 4) goto damaged;
+    const uint8_t *qp = p + fixed, *wp = qp + (size_t)nq * perq;
+    memcpy(&wlen, wp, 4);
+    if ((size_t)(p + n - (wp + 4)) != wlen) goto damaged;
+    int rc;
+    if (q->win && (rc = win_load(q->win, wp + 4, wlen, errmsg)) != 0) return rc;
+    /* A new consumer whose assignment order starts at the saved next queue,
+     * so its round-robin serves batches in the order the saved run would
+     * have (given the same data). */
+    rn_consumer_t *nc = NULL;
+    if ((rc = rn_consumer_create(q->d, NULL, &nc, errmsg)) != 0) return rc;
+    for (uint32_t k = 0; k < nq && rc == 0; k++) {
+        uint32_t i = (next + k) % nq;
+        int64_t pos;
+        memcpy(&pos, qp + (size_t)i * perq, 8);
+        rc = rn_consumer_assign(nc, q->def.topic, i, pos, errmsg);
+        if (rc == 0 && q->qend[i] >= 0)
+            rc = rn_consumer_set_end(nc, q->def.topic, i, q->qend[i], errmsg);
+    }
+    if (rc != 0) { rn_consumer_destroy(nc); return rc; }
+    rn_consumer_destroy(q->cons);
+    q->cons = nc;
+    q->next_q = next;
+    for (uint32_t i = 0; i < nq; i++) {
+        memcpy(&q->qmax[i], qp + (size_t)i * perq + 8, 8);
+        q->qlive[i] = qp[(size_t)i * perq + 16];
+        q->qdone[i] = qp[(size_t)i * perq + 17];
+    }
+    uint64_t c[5];
+    memcpy(c, p + 9, sizeof c);
+    q->st.records = c[0]; q->st.rows = c[1]; q->st.errors = c[2]; q->st.late = c[3];
+    q->st.windows = c[4];
+    memcpy(&q->st.watermark, p + 9 + sizeof c, 8);
+    return 0;
+damaged:
+    return rn_errf(errmsg, RN_ECORRUPT, "saved query state is damaged or from another query");
+}
+
+uint32_t rn_sql_batch_queue(rn_sql_t *q)
+{
+    return q->cur_queue;
+}
+
+int rn_sql_aggregates(rn_sql_t *q)
+{
+    return q->win != NULL;
+}
+
+void rn_sql_source(rn_sql_t *q, const char **topic, uint32_t *nq)
+{
+    *topic = q->def.topic;
+    *nq = q->nq;
+}
+
+int rn_sql_position(rn_sql_t *q, uint32_t queue, int64_t *offset, char *errmsg)
+{
+    if (!q->cons) return rn_errf(errmsg, RN_EINVAL, "not a query over a topic");
+    return rn_consumer_position(q->cons, q->def.topic, queue, offset, errmsg);
 }

@@ -40,6 +40,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "batch/batch.h"
+#include "common/buf.h"
 #include "common/error.h"
 #include "logical-queues/datadir.h"
 
@@ -78,6 +80,12 @@ typedef struct rn_sql_column {
  * RN_ECLOSED), e.g. when the client went away. */
 typedef int (*rn_sql_row_fn)(void *ctx, const rn_sql_value_t *vals, int n);
 
+/* A record the engine rejected (not JSON, a mistyped or missing field):
+ * its queue, the record (a view valid during the call: r->offset is its
+ * offset) and why. Return 0 to continue, non-zero to stop as for rows. */
+typedef int (*rn_sql_reject_fn)(void *ctx, uint32_t queue, const rn_record_t *r,
+                                const char *why);
+
 typedef enum rn_sql_start { RN_SQL_FROM_EARLIEST, RN_SQL_FROM_LATEST, RN_SQL_FROM_TIME,
                             RN_SQL_FROM_CHECKPOINT } rn_sql_start_t;
 
@@ -89,6 +97,10 @@ typedef struct rn_sql_opts {
     int64_t       from_ms;      /* RN_SQL_FROM_TIME */
     const char   *checkpoint;   /* RN_SQL_FROM_CHECKPOINT: checkpoint:NAME's NAME */
     uint32_t      poll_ms;      /* rn_sql_run's sleep when IDLE (default 20) */
+    rn_sql_reject_fn reject;    /* may be NULL: rejected records are only counted */
+    int           key_order;    /* windows closing together in (start, end, key bytes)
+                                   order rather than first-seen order: independent of
+                                   how queues interleave (pipelines set it) */
 } rn_sql_opts_t;
 
 void rn_sql_opts_default(rn_sql_opts_t *o);
@@ -140,6 +152,45 @@ void rn_sql_stats(rn_sql_t *q, rn_sql_stats_t *out);
 int  rn_sql_is_query(rn_sql_t *q);
 
 void rn_sql_close(rn_sql_t *q);    /* NULL is a no-op */
+
+/* ---- checkpoints (the ETL pipelines' exactly-once) -------------------------
+ *
+ * A SELECT's state between two steps: per source queue the next offset to
+ * read and the event-time frontier bookkeeping, the stats counters, the
+ * watermark and the whole window state (window.c invariant 5). Restoring it
+ * into a freshly opened query of the same text over the same topic, before
+ * its first step, makes the query continue exactly as the saved one would
+ * have: same rows, same order (rows of one source queue in offset order;
+ * batches of different queues in the same round-robin order when the data
+ * is already there;
+ * windows closing together by (start, end, key bytes) with o.key_order),
+ * provided the topic
+ * still holds the records from the saved offsets on. Not the idle timeout:
+ * it closes windows by wall-clock time.
+ *
+ * Format (host byte order: state is local to one data directory):
+ *   u32 magic "RNS1" | u32 nq | u32 next queue of the round-robin | u8 has_window | u64 records, rows, errors,
+ *   late, windows | i64 watermark | nq x { i64 next_offset, i64 max_event_ts,
+ *   u8 live, u8 done } | u32 window_len | window_len bytes (window.c)
+ */
+
+/* Append the state to out (the caller owns out). RN_EINVAL for a statement
+ * that is not a SELECT over a topic. */
+int  rn_sql_state_save(rn_sql_t *q, rn_buf_t *out, char *errmsg);
+/* Restore saved state; only before the first rn_sql_step (RN_EINVAL after).
+ * RN_ECORRUPT when damaged or saved by another query shape; RN_EINVAL when
+ * the source's queue count changed; RN_ERANGE when an offset is no longer
+ * in the topic (retention). */
+int  rn_sql_state_load(rn_sql_t *q, const uint8_t *p, size_t n, char *errmsg);
+/* The source topic (borrowed until close) and its queue count. */
+void rn_sql_source(rn_sql_t *q, const char **topic, uint32_t *nq);
+/* The source queue of the batch the last step read (its rows, for a query
+ * without aggregation, all come from it); UINT32_MAX when it read none. */
+uint32_t rn_sql_batch_queue(rn_sql_t *q);
+/* 1 for an aggregating query (rows are windows' results), else 0. */
+int  rn_sql_aggregates(rn_sql_t *q);
+/* The next offset the query reads in source queue `queue`. */
+int  rn_sql_position(rn_sql_t *q, uint32_t queue, int64_t *offset, char *errmsg);
 
 /* Cut a script into statements at top-level ';' (quotes, comments and
  * parentheses respected). fn gets each non-empty statement's offset and

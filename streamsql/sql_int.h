@@ -153,6 +153,7 @@ typedef struct win_cfg {
     agg_kind_t agg[RN_SQL_MAX_AGGS];
     int        distinct[RN_SQL_MAX_AGGS];
     int        changes;      /* EMIT CHANGES */
+    int        key_order;    /* ties emitted by key bytes, not creation order */
 } win_cfg_t;
 
 /* An emitted group, as the emit virtual table reads it. */
@@ -178,6 +179,11 @@ void win_advance(win_t *w, int64_t frontier);
 int64_t  win_watermark(const win_t *w);
 uint64_t win_groups(const win_t *w);
 int  win_has_open(const win_t *w);
+/* Append the whole window state to b (between steps only: RN_EINVAL while
+ * groups are handed out); win_load replaces w's state with saved bytes
+ * (RN_ECORRUPT when damaged or saved by a different query shape). */
+int  win_save(const win_t *w, rn_buf_t *b, char *errmsg);
+int  win_load(win_t *w, const uint8_t *p, size_t n, char *errmsg);
 /* Emit-table columns of a group: 0 window_start, 1 window_end, keys, aggs. */
 void win_group_column(const win_t *w, const wgroup_t *g, int col, sqlite3_context *ctx);
 

@@ -33,6 +33,17 @@
  *     BINARY collation and NULL < numbers < text < blobs, ignoring NULLs;
  *     first/last keep the value of the first/last row in arrival order.
  *  4. Groups handed out by win_collect stay valid until win_release.
+ *  5. win_save / win_load (checkpoints, sql.h's rn_sql_state_save) capture
+ *     everything that decides future output: the frontier, closed_to, the
+ *     sequence counter, and every open group with its accumulators exactly
+ *     (values keep their type; DISTINCT sets their serialized members),
+ *     session chains in chain order. Only at a step boundary (nothing
+ *     handed out, no pending EMIT CHANGES), so a loaded state continues as
+ *     the saved one would have.
+ *  6. Groups closing together are emitted ordered by (start, end, creation
+ *     order); with cfg.key_order by (start, end, key bytes) instead: an
+ *     order that does not depend on how the queues' batches were
+ *     interleaved, so a restarted pipeline emits in the same order.
  */
 #include "streamsql/sql_int.h"
 
@@ -657,6 +668,18 @@ static int cmp_groups(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+static int cmp_groups_keys(const void *a, const void *b)
+{
+    const wgroup_t *x = *(wgroup_t *const *)a, *y = *(wgroup_t *const *)b;
+    if (x->start != y->start) return x->start < y->start ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    uint32_t m = x->klen < y->klen ? x->klen : y->klen;
+    int c = m ? memcmp(x->kbuf + 8, y->kbuf + 8, m) : 0;
+    if (c) return c < 0 ? -1 : 1;
+    if (x->klen != y->klen) return x->klen < y->klen ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
 int win_collect(win_t *w, int close_all, wgroup_t ***out, size_t *n, char *errmsg)
 {
     int64_t wm = w->max_ts == INT64_MIN ? INT64_MIN : w->max_ts - w->cfg.delay_ms;
@@ -711,7 +734,8 @@ int win_collect(win_t *w, int close_all, wgroup_t ***out, size_t *n, char *errms
         w->closed_to = wm;
         if (failed) goto oom;
     }
-    if (!w->cfg.changes && w->nout > 1) qsort(w->out, w->nout, sizeof *w->out, cmp_groups);
+    if (!w->cfg.changes && w->nout > 1)
+        qsort(w->out, w->nout, sizeof *w->out, w->cfg.key_order ? cmp_groups_keys : cmp_groups);
     *out = w->out;
     *n = w->nout;
     return 0;
@@ -766,4 +790,223 @@ void win_group_column(const win_t *w, const wgroup_t *g, int col, sqlite3_contex
     col -= w->cfg.nkeys;
     if (col < w->cfg.naggs) acc_result(w, col, &g->acc[col], ctx);
     else sqlite3_result_null(ctx);
+}
+
+/* ---- saving and restoring (checkpoints) ------------------------------------- */
+
+#define WIN_MAGIC 0x31574e52u   /* "RNW1" */
+
+static int put(rn_buf_t *b, const void *p, size_t n)
+{
+    return rn_buf_append(b, p, n, 0) == 0 ? 0 : -ENOMEM;
+}
+
+#define PUT(b, v) put((b), &(v), sizeof (v))
+
+/* A value with its exact type (not val_ser's key form). */
+static int val_save(rn_buf_t *b, const val_t *v)
+{
+    int rc = PUT(b, v->type);
+    if (rc == 0 && v->type == RN_SQL_INT) rc = PUT(b, v->i);
+    else if (rc == 0 && v->type == RN_SQL_REAL) rc = PUT(b, v->d);
+    else if (rc == 0 && (v->type == RN_SQL_TEXT || v->type == RN_SQL_BLOB)) {
+        rc = PUT(b, v->n);
+        if (rc == 0 && v->n) rc = put(b, v->s, v->n);
+    }
+    return rc;
+}
+
+static int group_save(const win_t *w, const wgroup_t *g, rn_buf_t *b)
+{
+    int rc = PUT(b, g->start);
+    if (rc == 0) rc = PUT(b, g->end);
+    if (rc == 0) rc = PUT(b, g->seq);
+    if (rc == 0) rc = PUT(b, g->klen);
+    if (rc == 0 && g->klen) rc = put(b, g->kbuf + 8, g->klen);
+    for (int j = 0; rc == 0 && j < w->cfg.naggs; j++) {
+        const acc_t *a = &g->acc[j];
+        uint8_t fl[3] = {a->approx, a->overflow, a->has};
+        uint32_t nset = a->set ? (uint32_t)a->set->n : 0;
+        rc = PUT(b, a->n);
+        if (rc == 0) rc = PUT(b, a->isum);
+        if (rc == 0) rc = PUT(b, a->rsum);
+        if (rc == 0) rc = put(b, fl, 3);
+        if (rc == 0) rc = PUT(b, a->seq);
+        if (rc == 0) rc = val_save(b, &a->v);
+        if (rc == 0) rc = PUT(b, nset);
+        for (size_t i = 0; rc == 0 && a->set && i < a->set->cap; i++) {
+            const ment_t *e = &a->set->e[i];
+            if (!e->k) continue;
+            rc = PUT(b, e->kl);
+            if (rc == 0) rc = put(b, e->k, e->kl);
+        }
+    }
+    return rc;
+}
+
+int win_save(const win_t *w, rn_buf_t *b, char *errmsg)
+{
+    if (w->nout || w->ngrave || w->ndirty)
+        return rn_errf(errmsg, RN_EINVAL, "window state can only be saved between steps");
+    uint32_t magic = WIN_MAGIC;
+    uint8_t hdr[4] = {(uint8_t)w->cfg.kind, (uint8_t)w->cfg.nkeys, (uint8_t)w->cfg.naggs, 0};
+    uint64_t count = 0;
+    for (size_t i = 0; i < w->groups.cap; i++)
+        for (const wgroup_t *g = w->groups.e[i].k ? w->groups.e[i].v : NULL; g; g = g->next)
+            count++;
+    int rc = PUT(b, magic);
+    if (rc == 0) rc = put(b, hdr, 4);
+    if (rc == 0) rc = PUT(b, w->max_ts);
+    if (rc == 0) rc = PUT(b, w->closed_to);
+    if (rc == 0) rc = PUT(b, w->seq);
+    if (rc == 0) rc = PUT(b, count);
+    for (size_t i = 0; rc == 0 && i < w->groups.cap; i++)
+        for (const wgroup_t *g = w->groups.e[i].k ? w->groups.e[i].v : NULL; rc == 0 && g;
+             g = g->next)
+            rc = group_save(w, g, b);
+    return rc == 0 ? 0 : rn_errf(errmsg, rc, "out of memory saving window state");
+}
+
+/* A bounds-checked reader over saved bytes. */
+typedef struct rd {
+    const uint8_t *p, *end;
+    int            bad;
+} rd_t;
+
+static const uint8_t *take(rd_t *r, size_t n)
+{
+    if (r->bad || (size_t)(r->end - r->p) < n) { r->bad = 1; return NULL; }
+    const uint8_t *p = r->p;
+    r->p += n;
+    return p;
+}
+
+static void get(rd_t *r, void *out, size_t n)
+{
+    const uint8_t *p = take(r, n);
+    if (p) memcpy(out, p, n);
+    else memset(out, 0, n);
+}
+
+#define GET(r, v) get((r), &(v), sizeof (v))
+
+static int val_load(rd_t *r, val_t *v)
+{
+    memset(v, 0, sizeof *v);
+    GET(r, v->type);
+    if (v->type == RN_SQL_INT) GET(r, v->i);
+    else if (v->type == RN_SQL_REAL) GET(r, v->d);
+    else if (v->type == RN_SQL_TEXT || v->type == RN_SQL_BLOB) {
+        GET(r, v->n);
+        const uint8_t *p = take(r, v->n);
+        if (!p) return 0;
+        v->s = malloc(v->n ? v->n : 1);
+        if (!v->s) return -ENOMEM;
+        if (v->n) memcpy(v->s, p, v->n);
+    } else if (v->type != RN_SQL_NULL) {
+        r->bad = 1;
+    }
+    return 0;
+}
+
+/* One saved group into w (sessions appended to their key's chain). */
+static int group_load(win_t *w, rd_t *r)
+{
+    int64_t start, end;
+    uint64_t seq;
+    uint32_t klen;
+    GET(r, start);
+    GET(r, end);
+    GET(r, seq);
+    GET(r, klen);
+    const uint8_t *k = take(r, klen);
+    if (!k) return 0;
+    w->key.len = 0;
+    if (rn_buf_append(&w->key, &start, 8, 0) != 0 || rn_buf_append(&w->key, k, klen, 0) != 0)
+        return -ENOMEM;
+    wgroup_t *g = group_new(w, start, end);
+    if (!g) return -ENOMEM;
+    g->seq = seq;
+    w->seq--;                         /* group_new counted one; seq is restored whole */
+    int rc = 0;
+    for (int j = 0; rc == 0 && !r->bad && j < w->cfg.naggs; j++) {
+        acc_t *a = &g->acc[j];
+        uint8_t fl[3];
+        uint32_t nset;
+        GET(r, a->n);
+        GET(r, a->isum);
+        GET(r, a->rsum);
+        get(r, fl, 3);
+        a->approx = fl[0]; a->overflow = fl[1]; a->has = fl[2];
+        GET(r, a->seq);
+        if ((rc = val_load(r, &a->v)) != 0) break;
+        GET(r, nset);
+        for (uint32_t i = 0; rc == 0 && !r->bad && i < nset; i++) {
+            uint32_t kl;
+            GET(r, kl);
+            const uint8_t *m = take(r, kl);
+            if (!m) break;
+            if (!a->set && !(a->set = calloc(1, sizeof *a->set))) { rc = -ENOMEM; break; }
+            uint8_t *copy = malloc(kl ? kl : 1);
+            if (!copy) { rc = -ENOMEM; break; }
+            memcpy(copy, m, kl);
+            if (map_put(a->set, hash_bytes(copy, kl), copy, kl, NULL) != 0) {
+                free(copy);
+                rc = -ENOMEM;
+            }
+        }
+    }
+    if (rc == 0 && !r->bad) {
+        if (w->cfg.kind == WK_SESSION) {
+            uint64_t h = hash_bytes(g->kbuf + 8, g->klen);
+            ment_t *e = map_find(&w->groups, h, g->kbuf + 8, g->klen);
+            if (e) {
+                wgroup_t **tail = (wgroup_t **)&e->v;
+                while (*tail) tail = &(*tail)->next;
+                *tail = g;
+                return 0;
+            }
+            rc = map_put(&w->groups, h, g->kbuf + 8, g->klen, g);
+        } else {
+            uint64_t h = hash_bytes(g->kbuf, g->klen + 8);
+            if (map_find(&w->groups, h, g->kbuf, g->klen + 8)) r->bad = 1;   /* duplicate */
+            else rc = map_put(&w->groups, h, g->kbuf, g->klen + 8, g);
+        }
+        if (rc == 0 && !r->bad) return 0;
+    }
+    group_free(w, g);
+    return rc;
+}
+
+int win_load(win_t *w, const uint8_t *p, size_t n, char *errmsg)
+{
+    rd_t r = {p, p + n, 0};
+    uint32_t magic;
+    uint8_t hdr[4];
+    uint64_t count, seq;
+    int rc = 0;
+    free_all(w);
+    w->ngroups = 0;
+    w->min_end = INT64_MAX;
+    GET(&r, magic);
+    get(&r, hdr, 4);
+    if (r.bad || magic != WIN_MAGIC || hdr[0] != (uint8_t)w->cfg.kind ||
+        hdr[1] != (uint8_t)w->cfg.nkeys || hdr[2] != (uint8_t)w->cfg.naggs)
+        return rn_errf(errmsg, RN_ECORRUPT, "saved window state does not match this query");
+    GET(&r, w->max_ts);
+    GET(&r, w->closed_to);
+    GET(&r, seq);
+    GET(&r, count);
+    for (uint64_t i = 0; rc == 0 && !r.bad && i < count; i++) rc = group_load(w, &r);
+    w->seq = seq;
+    if (rc == 0 && (r.bad || r.p != r.end))
+        rc = rn_errf(errmsg, RN_ECORRUPT, "saved window state is damaged");
+    else if (rc != 0)
+        rc = rn_errf(errmsg, rc, "out of memory loading window state");
+    if (rc != 0) {
+        free_all(w);
+        w->ngroups = 0;
+        w->min_end = INT64_MAX;
+    }
+    return rc;
 }

@@ -585,7 +585,7 @@ static void test_bad_flags(void **state)
         {{"topic", "remove", "t"}, "unknown subcommand 'remove'"},
         {{"frobnicate"}, "unknown command 'frobnicate'"},
         {{"group", "offsets"}, "group offsets takes one group G"},
-        {{"pipeline", "list"}, "'pipeline' is not available yet"},
+        {{"pipeline", "frobnicate"}, "pipeline: unknown subcommand 'frobnicate'"},
         {{"queue", "remap", "t"}, "queue remap takes TOPIC and Q"},
         {{"queue", "remap", "t", "x"}, "Q: 'x' is not an integer in 0..9999"},
         {{"queue", "move", "t", "0"}, "unknown subcommand 'move'; use remap"},

@@ -2,7 +2,7 @@
  * test_server_admin.c — runneld's topic, queue, store, offset, group and
  * checkpoint RPCs over loopback gRPC, each compared with what the core says
  * (the broker calls the same functions as the embedded commands), with their
- * error statuses; the pipeline RPCs answer UNIMPLEMENTED.
+ * error statuses; an unknown method answers UNIMPLEMENTED.
  */
 #include "tests/test_server.h"
 
@@ -343,23 +343,7 @@ static void test_unimplemented(void **state)
 {
     srv_t *s = *state;
     char err[RN_ERRMSG_SIZE];
-    Runnel__V1__ListPipelinesRequest lp = RUNNEL__V1__LIST_PIPELINES_REQUEST__INIT;
-    call_fail(s, RN_RPC_METHOD("ListPipelines"), &lp.base,
-              &runnel__v1__list_pipelines_response__descriptor, 12, err);
-    assert_non_null(strstr(err, "pipelines are not served by this broker yet"));
-    Runnel__V1__PipelineRequest pr = RUNNEL__V1__PIPELINE_REQUEST__INIT;
-    pr.name = "p";
-    static const char *const names[] = {"GetPipeline", "PausePipeline", "ResumePipeline",
-                                        "DropPipeline"};
-    for (size_t i = 0; i < 4; i++) {
-        char method[64];
-        snprintf(method, sizeof method, "/runnel.v1.Runnel/%s", names[i]);
-        call_fail(s, method, &pr.base, &runnel__v1__pipeline_status__descriptor, 12, err);
-    }
-    Runnel__V1__CreatePipelineRequest cp = RUNNEL__V1__CREATE_PIPELINE_REQUEST__INIT;
-    cp.sql = "CREATE PIPELINE p AS INSERT INTO a SELECT * FROM b";
-    call_fail(s, RN_RPC_METHOD("CreatePipeline"), &cp.base,
-              &runnel__v1__pipeline_status__descriptor, 12, err);
+    /* (the pipeline RPCs are served: tests/test_etl_server.c) */
     /* A method the service does not have. */
     Runnel__V1__ListTopicsRequest lt = RUNNEL__V1__LIST_TOPICS_REQUEST__INIT;
     call_fail(s, "/runnel.v1.Runnel/NoSuchMethod", &lt.base,

@@ -10,15 +10,15 @@
  * ListCheckpoints, DropCheckpoint, Query and CreatePipeline (the last two
  * answer UNIMPLEMENTED).
  *
- * Invariant (besides fuzz_rpc.h's): RemapQueue's store_path is confined to
- * the fuzzing directory — the input's path characters are kept, its
- * location is not — so that fuzzing never creates stores elsewhere.
- *
- * CreateTopic / AlterTopic queue counts in (MAX_FUZZ_QUEUES, 10000] are
- * lowered to MAX_FUZZ_QUEUES (counts above 10000 are kept: they must be
- * refused). DescribeTopic costs O(queues^2) today (rn_meta_items cannot use
- * its key; see tests/RELIABILITY.md), so a topic of thousands of queues
- * makes every later input time out and hides everything else.
+ * Invariants (besides fuzz_rpc.h's):
+ *  1. RemapQueue's store_path is confined to the fuzzing directory — the
+ *     input's path characters are kept, its location is not — so that
+ *     fuzzing never creates stores elsewhere.
+ *  2. CreateTopic / AlterTopic queue counts in (MAX_FUZZ_QUEUES, 10000] are
+ *     lowered to MAX_FUZZ_QUEUES (counts above 10000 are kept: they must be
+ *     refused). DescribeTopic costs O(queues^2) today (rn_meta_items cannot
+ *     use its key; see tests/RELIABILITY.md), so a topic of thousands of
+ *     queues makes every later input time out and hides everything else.
  */
 #include "tests/fuzz/fuzz_rpc.h"
 

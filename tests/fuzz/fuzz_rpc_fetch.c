@@ -4,10 +4,11 @@
  * rn_hd_fetch_answer, as the gRPC front does (the long-poll wait is the
  * front's, not the handler's).
  *
- * Invariant (besides fuzz_rpc.h's): an answer holds exactly batch_count
- * whole batches and nothing else, each passing deep validation, the first
- * containing the requested offset, with dense offsets; log start <= offset
- * <= high watermark.
+ * Invariants (besides fuzz_rpc.h's):
+ *  1. An answer holds exactly batch_count whole batches and nothing else,
+ *     each passing deep validation, the first containing the requested
+ *     offset, with dense offsets.
+ *  2. log start <= requested offset <= high watermark in every answer.
  */
 #include "tests/fuzz/fuzz_rpc.h"
 

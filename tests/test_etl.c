@@ -1,0 +1,549 @@
+/*
+ * test_etl.c — ETL pipelines (etl/etl.h): parsing CREATE PIPELINE, bad SQL
+ * refused at create, poison records to the dead-letter topic with their
+ * source position in headers, pause/resume/drop (drop deletes the state),
+ * and kill -9 at seeded random points (a forked child killed by SIGKILL
+ * from the pipeline's own test hook: after a sink write, before or after a
+ * checkpoint), restarted, for a filter, a windowed aggregation and a file
+ * sink: the sink must equal an uninterrupted run's, record for record per
+ * queue (values and headers).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "batch/batch.h"
+#include "common/error.h"
+#include "etl/etl.h"
+#include "logical-queues/consumer.h"
+#include "logical-queues/datadir.h"
+#include "logical-queues/meta.h"
+#include "streamsql/sql.h"
+#include "tests/util/util.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NQ        4
+#define BATCHES   30
+#define PER_BATCH 50
+
+static const char *const stream_sql =
+    "CREATE STREAM ev (svc TEXT, lat INTEGER, at INTEGER) "
+    "WITH (topic = 'in', format = 'json', timestamp = 'at')";
+
+static rn_datadir_t *open_dir(const char *root)
+{
+    char err[RN_ERRMSG_SIZE];
+    rn_datadir_opts_t o;
+    rn_datadir_opts_default(&o);
+    o.create = 1;
+    rn_datadir_t *d = NULL;
+    if (rn_datadir_open(root, &o, &d, err) != 0) fail_msg("open %s: %s", root, err);
+    return d;
+}
+
+static void exec_sql(rn_datadir_t *d, const char *sql)
+{
+    char err[RN_ERRMSG_SIZE];
+    rn_sql_t *q = NULL;
+    if (rn_sql_open(d, sql, strlen(sql), NULL, &q, NULL, err) != 0) fail_msg("%s: %s", sql, err);
+    assert_int_equal(rn_sql_run(q, err), 0);
+    rn_sql_close(q);
+}
+
+/* The same input every time: NQ queues, each in event-time order, with a
+ * non-JSON record every 97th and a mistyped one every 101st. Returns the
+ * number of poison records. */
+static int make_input_range(rn_datadir_t *d, int b0, int b1)
+{
+    char err[RN_ERRMSG_SIZE];
+    rn_meta_topic_t t;
+    if (b0 == 0) {
+        assert_int_equal(rn_datadir_topic_create(d, "in", NQ, &t, err), 0);
+        exec_sql(d, stream_sql);
+    }
+    uint64_t rng = 12345;
+    int poison = 0;
+    static char vals[PER_BATCH][128];
+    for (int b = 0; b < b1; b++) {
+        for (uint32_t q = 0; q < NQ; q++) {
+            rn_batch_builder_t bb;
+            rn_batch_opts_t bo;
+            rn_batch_opts_default(&bo);
+            assert_int_equal(rn_batch_builder_init(&bb, &bo), 0);
+            for (int i = 0; i < PER_BATCH; i++) {
+                int n = b * PER_BATCH + i;
+                int64_t at = 1700000000000LL + (int64_t)n * 37 + q;
+                uint64_t r = rn_test_rng(&rng);
+                if (b < b0) continue;          /* the same values as one full run */
+                if ((n + (int)q) % 97 == 5) {
+                    snprintf(vals[i], sizeof vals[i], "garbage{%d", n);
+                    poison++;
+                } else if ((n + (int)q) % 101 == 7) {
+                    snprintf(vals[i], sizeof vals[i],
+                             "{\"svc\":\"s1\",\"lat\":\"slow\",\"at\":%lld}", (long long)at);
+                    poison++;
+                } else {
+                    snprintf(vals[i], sizeof vals[i], "{\"svc\":\"s%d\",\"lat\":%d,\"at\":%lld}",
+                             (int)(r % 5), (int)(r % 1000), (long long)at);
+                }
+                rn_record_t rec;
+                memset(&rec, 0, sizeof rec);
+                rec.timestamp = at;
+                rec.key_len = -1;
+                rec.value = (const uint8_t *)vals[i];
+                rec.value_len = (int32_t)strlen(vals[i]);
+                assert_int_equal(rn_batch_builder_add(&bb, &rec), 0);
+            }
+            if (b < b0) { rn_batch_builder_destroy(&bb); continue; }
+            const uint8_t *bytes;
+            size_t len;
+            assert_int_equal(rn_batch_builder_finish(&bb, &bytes, &len), 0);
+            rn_datadir_queue_t dq;
+            int64_t base;
+            uint64_t ticket;
+            assert_int_equal(rn_datadir_queue_open(d, "in", q, &dq, err), 0);
+            assert_int_equal(rn_datadir_append(d, &dq, bytes, len, &base, &ticket, err), 0);
+            assert_int_equal(rn_datadir_wait(d, ticket), 0);
+            rn_datadir_queue_close(&dq);
+            rn_batch_builder_destroy(&bb);
+        }
+    }
+    return poison;
+}
+
+static int make_input(rn_datadir_t *d)
+{
+    return make_input_range(d, 0, BATCHES);
+}
+
+/* Every record of topic queue q as "value[|hkey=hval...]\n", malloc'd. */
+static char *read_queue(rn_datadir_t *d, const char *topic, uint32_t q, size_t *count)
+{
+    char err[RN_ERRMSG_SIZE];
+    rn_consumer_t *c = NULL;
+    rn_buf_t out = {0};
+    rn_consumer_batch_t b;
+    int rc;
+    *count = 0;
+    assert_int_equal(rn_consumer_create(d, NULL, &c, err), 0);
+    assert_int_equal(rn_consumer_assign(c, topic, q, 0, err), 0);
+    while ((rc = rn_consumer_poll(c, &b, err)) == 1) {
+        for (uint32_t i = 0; i < b.count; i++) {
+            const rn_record_t *r = &b.records[i];
+            assert_int_equal(rn_buf_append(&out, r->value, (size_t)r->value_len, 0), 0);
+            for (uint32_t h = 0; h < r->header_count; h++) {
+                assert_int_equal(rn_buf_append(&out, "|", 1, 0), 0);
+                assert_int_equal(rn_buf_append(&out, r->headers[h].key, r->headers[h].key_len, 0), 0);
+                assert_int_equal(rn_buf_append(&out, "=", 1, 0), 0);
+                assert_int_equal(rn_buf_append(&out, r->headers[h].value,
+                                               (size_t)r->headers[h].value_len, 0), 0);
+            }
+            assert_int_equal(rn_buf_append(&out, "\n", 1, 0), 0);
+            (*count)++;
+        }
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(rn_buf_append(&out, "", 1, 0), 0);
+    rn_consumer_destroy(c);
+    return (char *)out.data;
+}
+
+static uint32_t queues_of(rn_datadir_t *d, const char *topic)
+{
+    char err[RN_ERRMSG_SIZE];
+    rn_meta_topic_t t;
+    rn_meta_t *m = rn_datadir_meta_lock(d);
+    int rc = rn_meta_topic_get(m, topic, &t, err);
+    rn_datadir_meta_unlock(d);
+    assert_int_equal(rc, 0);
+    return t.queues;
+}
+
+/* Run pipeline `name` in this process until caught up, then checkpoint. */
+static void run_until_caught_up(rn_datadir_t *d, const char *name)
+{
+    char err[RN_ERRMSG_SIZE];
+    rn_etl_t *p = NULL;
+    if (rn_etl_open(d, name, &p, err) != 0) fail_msg("open %s: %s", name, err);
+    rn_etl_state_t st = RN_ETL_MORE;
+    for (int guard = 0; st == RN_ETL_MORE && guard < 1000000; guard++)
+        if (rn_etl_step(p, &st, err) != 0) fail_msg("step %s: %s", name, err);
+    assert_int_equal(st, RN_ETL_IDLE);
+    assert_int_equal(rn_etl_checkpoint(p, err), 0);
+    rn_etl_close(p);
+}
+
+/* ---- kill -9 and restart ---------------------------------------------------- */
+
+static const char *const kill_points[] = {"after-step", "after-sink-write", "before-checkpoint",
+                                          "after-checkpoint"};
+static long g_kill_at, g_points;
+static const char *g_kill_point;
+
+static void kill_hook(const char *point)
+{
+    if (!strcmp(point, g_kill_point) && ++g_points == g_kill_at) raise(SIGKILL);
+}
+
+/* Fork a child running the pipeline to caught-up, SIGKILLed by its hook at
+ * the kill_at-th time it reaches `point`. Returns 1 when it was killed, 0
+ * when it finished. */
+static int child_run(const char *root, const char *name, const char *point, long kill_at)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char err[RN_ERRMSG_SIZE];
+        rn_datadir_opts_t o;
+        rn_datadir_opts_default(&o);
+        rn_datadir_t *d = NULL;
+        if (rn_datadir_open(root, &o, &d, err) != 0) { fprintf(stderr, "%s\n", err); _exit(3); }
+        g_kill_at = kill_at;
+        g_kill_point = point;
+        g_points = 0;
+        rn_etl_test_hook = kill_hook;
+        rn_etl_t *p = NULL;
+        if (rn_etl_open(d, name, &p, err) != 0) { fprintf(stderr, "open: %s\n", err); _exit(4); }
+        rn_etl_state_t st = RN_ETL_MORE;
+        for (int guard = 0; st == RN_ETL_MORE && guard < 1000000; guard++)
+            if (rn_etl_step(p, &st, err) != 0) { fprintf(stderr, "step: %s\n", err); _exit(5); }
+        if (rn_etl_checkpoint(p, err) != 0) { fprintf(stderr, "ckpt: %s\n", err); _exit(6); }
+        rn_etl_close(p);
+        rn_datadir_close(d);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status)) {
+        assert_int_equal(WTERMSIG(status), SIGKILL);
+        return 1;
+    }
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    return 0;
+}
+
+/* The pipeline's output: the sink topic's queues (or the file) then the
+ * dead-letter topic's queues, as one text. */
+static char *output(rn_datadir_t *d, const char *sink, const char *file, const char *dlq)
+{
+    rn_buf_t all = {0};
+    char line[64];
+    size_t n;
+    if (file) {
+        char *f = rn_test_slurp(file, &n);
+        assert_int_equal(rn_buf_append(&all, f, n, 0), 0);
+        free(f);
+    } else {
+        for (uint32_t q = 0; q < queues_of(d, sink); q++) {
+            char *s = read_queue(d, sink, q, &n);
+            snprintf(line, sizeof line, "== sink queue %u: %zu\n", q, n);
+            assert_int_equal(rn_buf_append(&all, line, strlen(line), 0), 0);
+            assert_int_equal(rn_buf_append(&all, s, strlen(s), 0), 0);
+            free(s);
+        }
+    }
+    for (uint32_t q = 0; q < queues_of(d, dlq); q++) {
+        char *s = read_queue(d, dlq, q, &n);
+        snprintf(line, sizeof line, "== dlq queue %u: %zu\n", q, n);
+        assert_int_equal(rn_buf_append(&all, line, strlen(line), 0), 0);
+        assert_int_equal(rn_buf_append(&all, s, strlen(s), 0), 0);
+        free(s);
+    }
+    assert_int_equal(rn_buf_append(&all, "", 1, 0), 0);
+    return (char *)all.data;
+}
+
+/* Create the pipeline over fresh input in two directories; run one
+ * uninterrupted and the other with seeded SIGKILLs and restarts; compare. */
+/* staged: the input arrives in slices between the kill rounds (a pipeline
+ * under load); else it is all there first (the file sink's order across
+ * source queues is the processing order, the same only over the same
+ * arrivals). */
+static void kill_restart(const char *tag, const char *create_fmt, const char *name,
+                         const char *sink, int staged)
+{
+    char err[RN_ERRMSG_SIZE], sql[1024], dlq[128], fa[512], fb[512];
+    char *ra = rn_test_tmpdir_new(tag), *rb = rn_test_tmpdir_new(tag);
+    uint64_t seed = rn_test_seed(tag), rng = seed;
+    snprintf(dlq, sizeof dlq, "%s.dlq", name);
+    snprintf(fa, sizeof fa, "%s/out.jsonl", ra);
+    snprintf(fb, sizeof fb, "%s/out.jsonl", rb);
+    int file = sink == NULL;
+
+    rn_datadir_t *d = open_dir(ra);
+    make_input(d);
+    snprintf(sql, sizeof sql, create_fmt, fa);
+    if (rn_etl_create(d, sql, strlen(sql), err) != 0) fail_msg("create: %s", err);
+    run_until_caught_up(d, name);
+    char *want = output(d, sink, file ? fa : NULL, dlq);
+    rn_datadir_close(d);
+
+    const int rounds = 12;
+    d = open_dir(rb);
+    make_input_range(d, 0, staged ? BATCHES / rounds : BATCHES);
+    snprintf(sql, sizeof sql, create_fmt, fb);
+    assert_int_equal(rn_etl_create(d, sql, strlen(sql), err), 0);
+    rn_datadir_close(d);
+    int kills = 0;
+    for (int round = 0; round < rounds; round++) {
+        if (staged && round > 0) {
+            d = open_dir(rb);
+            make_input_range(d, round * BATCHES / rounds,
+                             round == rounds - 1 ? BATCHES : (round + 1) * BATCHES / rounds);
+            rn_datadir_close(d);
+        }
+        const char *point = kill_points[rn_test_rng(&rng) % 4];
+        long at = 1 + (long)(rn_test_rng(&rng) % (strcmp(point, "after-step") ? 2 : 8));
+        int k = child_run(rb, name, point, at);
+        printf("%s: round %d: kill at %s #%ld: %s\n", tag, round, point, at,
+               k ? "killed" : "finished first");
+        kills += k;
+    }
+    assert_true(kills >= 3);
+    assert_int_equal(child_run(rb, name, "none", 0), 0);      /* to the end, not killed */
+    d = open_dir(rb);
+    char *got = output(d, sink, file ? fb : NULL, dlq);
+    rn_datadir_close(d);
+    printf("%s: %d kill(s), output %zu bytes\n", tag, kills, strlen(want));
+    assert_true(strlen(want) > 1000);
+    if (strcmp(got, want) != 0) {
+        char pw[128], pg[128];
+        snprintf(pw, sizeof pw, "/tmp/%s-want.txt", tag);
+        snprintf(pg, sizeof pg, "/tmp/%s-got.txt", tag);
+        rn_test_write_file(pw, want, strlen(want));
+        rn_test_write_file(pg, got, strlen(got));
+        fail_msg("%s: the restarted run's output differs: diff %s %s", tag, pw, pg);
+    }
+    free(want);
+    free(got);
+    rn_test_tmpdir_free(ra);
+    rn_test_tmpdir_free(rb);
+}
+
+static void test_kill_filter(void **state)
+{
+    (void)state;
+    kill_restart("etl-filter",
+                 "CREATE PIPELINE f AS INSERT INTO fout SELECT svc, lat, at FROM ev "
+                 "WHERE lat %% 3 <> 0 WITH (checkpoint_interval = '1ms')", "f", "fout", 1);
+}
+
+static void test_kill_window(void **state)
+{
+    (void)state;
+    kill_restart("etl-window",
+                 "CREATE PIPELINE w AS INSERT INTO wout SELECT window_start, window_end, svc, "
+                 "count(*) AS n, sum(lat) AS total, max(lat) AS top FROM ev "
+                 "GROUP BY TUMBLE(ts, '500ms'), svc WITH (checkpoint_interval = '1ms', "
+                 "queues = 3)", "w", "wout", 1);
+}
+
+static void test_kill_file_sink(void **state)
+{
+    (void)state;
+    kill_restart("etl-file",
+                 "CREATE PIPELINE ff AS INSERT INTO 'file:%s' SELECT svc, at FROM ev "
+                 "WHERE lat > 500 WITH (checkpoint_interval = '1ms')", "ff", NULL, 0);
+}
+
+/* ---- dead letters ------------------------------------------------------------ */
+
+static void test_dead_letters(void **state)
+{
+    (void)state;
+    char err[RN_ERRMSG_SIZE];
+    char *root = rn_test_tmpdir_new("etl-dlq");
+    rn_datadir_t *d = open_dir(root);
+    int poison = make_input(d);
+    const char *sql = "CREATE PIPELINE p AS INSERT INTO good SELECT svc FROM ev "
+                      "WITH (dead_letter = 'bad')";
+    assert_int_equal(rn_etl_create(d, sql, strlen(sql), err), 0);
+    run_until_caught_up(d, "p");
+    size_t total = 0, n;
+    int saw_json = 0, saw_type = 0;
+    for (uint32_t q = 0; q < NQ; q++) {
+        char *s = read_queue(d, "bad", q, &n);
+        total += n;
+        char want[64];
+        snprintf(want, sizeof want, "|rn.source.topic=in|rn.source.queue=%u|rn.source.offset=", q);
+        for (char *line = s; *line; line = strchr(line, '\n') + 1) {
+            assert_non_null(strstr(line, "|rn.error="));
+            assert_non_null(strstr(line, want));
+            /* the offset header names the record's own offset in the source */
+            char *off = strstr(line, "rn.source.offset=") + strlen("rn.source.offset=");
+            long o = strtol(off, NULL, 10);
+            int idx = (int)o;                     /* source offsets = n, per queue */
+            if (!strncmp(line, "garbage{", 8)) {
+                saw_json = 1;
+                assert_int_equal(strtol(line + 8, NULL, 10), idx);
+            } else {
+                saw_type = 1;
+                assert_non_null(strstr(line, "\"lat\":\"slow\""));
+            }
+        }
+        free(s);
+    }
+    assert_int_equal(total, (size_t)poison);
+    assert_true(saw_json && saw_type);
+    rn_etl_status_t *st = NULL;
+    assert_int_equal(rn_etl_status(d, "p", &st, &n, err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(st[0].errors, (uint64_t)poison);
+    assert_int_equal(st[0].in, (uint64_t)NQ * BATCHES * PER_BATCH);
+    assert_int_equal(st[0].out, st[0].in - (uint64_t)poison);
+    for (uint32_t q = 0; q < NQ; q++) assert_int_equal(st[0].lag[q], 0);
+    free(st);
+    rn_datadir_close(d);
+    rn_test_tmpdir_free(root);
+}
+
+/* ---- definitions ------------------------------------------------------------- */
+
+static void test_bad_sql_refused(void **state)
+{
+    (void)state;
+    char err[RN_ERRMSG_SIZE];
+    char *root = rn_test_tmpdir_new("etl-bad");
+    rn_datadir_t *d = open_dir(root);
+    make_input(d);
+    static const struct { const char *sql, *msg; } bad[] = {
+        {"CREATE PIPELINE b AS INSERT INTO o SELECT nope FROM ev", "unknown column 'nope'"},
+        {"CREATE PIPELINE b AS INSERT INTO o SELECT svc FROM nowhere", "unknown stream or topic"},
+        {"CREATE PIPELINE b AS INSERT INTO o SELECT svc FROM ev WHERE", "pipeline 'b'"},
+        {"CREATE PIPELINE b AS INSERT INTO o SELECT count(*) FROM ev", "never closes"},
+        {"CREATE PIPELINE b AS INSERT INTO in SELECT svc FROM ev", "its own source"},
+        {"CREATE PIPELINE b INSERT INTO o SELECT svc FROM ev", "expected AS INSERT INTO"},
+        {"CREATE PIPELINE b AS INSERT INTO 'ftp:x' SELECT svc FROM ev", "'file:PATH'"},
+        {"CREATE PIPELINE b AS INSERT INTO o SELECT svc FROM ev WITH (checkpoint_interval = 'x')",
+         "checkpoint_interval"},
+        {"CREATE PIPELINE b/c AS INSERT INTO o SELECT svc FROM ev", "invalid pipeline name 'b/c'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        int rc = rn_etl_create(d, bad[i].sql, strlen(bad[i].sql), err);
+        if (rc == 0 || !strstr(err, bad[i].msg))
+            fail_msg("'%s': rc %d, '%s' lacks '%s'", bad[i].sql, rc, err, bad[i].msg);
+    }
+    rn_etl_status_t *st = NULL;
+    size_t n = 9;
+    assert_int_equal(rn_etl_status(d, NULL, &st, &n, err), 0);
+    assert_int_equal(n, 0);                       /* nothing was stored */
+    rn_datadir_close(d);
+    rn_test_tmpdir_free(root);
+}
+
+static void test_parse_options(void **state)
+{
+    (void)state;
+    char err[RN_ERRMSG_SIZE];
+    rn_etl_def_t def;
+    const char *sql = "create pipeline P1 as insert into \"out.x\" SELECT a FROM t "
+                      "WITH (watermark = '5s', checkpoint_interval = '250ms', start = 'latest', "
+                      "dead_letter = 'dl', queues = 7, late = 'drop');";
+    assert_int_equal(rn_etl_parse(sql, strlen(sql), &def, err), 0);
+    assert_string_equal(def.name, "P1");
+    assert_int_equal(def.sink_kind, RN_ETL_SINK_TOPIC);
+    assert_string_equal(def.sink, "out.x");
+    assert_int_equal(def.checkpoint_ms, 250);
+    assert_string_equal(def.start, "latest");
+    assert_string_equal(def.dead_letter, "dl");
+    assert_int_equal(def.sink_queues, 7);
+    assert_string_equal(def.select, "SELECT a FROM t WITH (watermark = '5s', late = 'drop')");
+    rn_etl_def_free(&def);
+    sql = "CREATE PIPELINE p AS INSERT INTO 'stdout' SELECT a FROM t WITH (queues = 2)";
+    assert_int_equal(rn_etl_parse(sql, strlen(sql), &def, err), 0);
+    assert_int_equal(def.sink_kind, RN_ETL_SINK_STDOUT);
+    assert_string_equal(def.select, "SELECT a FROM t");
+    assert_string_equal(def.dead_letter, "p.dlq");
+    assert_int_equal(def.checkpoint_ms, RN_ETL_DEFAULT_CHECKPOINT_MS);
+    rn_etl_def_free(&def);
+    sql = "CREATE PIPELINE p AS INSERT INTO o SELECT a FROM t WITH (queues = 0)";
+    assert_int_equal(rn_etl_parse(sql, strlen(sql), &def, err), RN_EINVAL);
+    assert_non_null(strstr(err, "queues"));
+}
+
+static void test_pause_resume_drop(void **state)
+{
+    (void)state;
+    char err[RN_ERRMSG_SIZE];
+    char *root = rn_test_tmpdir_new("etl-pause");
+    rn_datadir_t *d = open_dir(root);
+    make_input(d);
+    const char *sql = "CREATE PIPELINE p AS INSERT INTO o SELECT svc FROM ev WHERE lat < 100";
+    assert_int_equal(rn_etl_create(d, sql, strlen(sql), err), 0);
+    assert_int_equal(rn_etl_create(d, sql, strlen(sql), err), RN_EEXIST);
+    assert_int_equal(rn_etl_set_paused(d, "p", 1, err), 0);
+    rn_etl_t *p = NULL;
+    assert_int_equal(rn_etl_open(d, "p", &p, err), RN_EINVAL);
+    assert_non_null(strstr(err, "paused"));
+    assert_int_equal(rn_etl_set_paused(d, "p", 0, err), 0);
+    run_until_caught_up(d, "p");
+
+    /* a pause seen at a checkpoint stops a running pipeline */
+    assert_int_equal(rn_etl_open(d, "p", &p, err), 0);
+    assert_int_equal(rn_etl_set_paused(d, "p", 1, err), 0);
+    assert_int_equal(rn_etl_checkpoint(p, err), 0);
+    rn_etl_state_t st;
+    assert_int_equal(rn_etl_step(p, &st, err), 0);
+    assert_int_equal(st, RN_ETL_STOPPED);
+    rn_etl_close(p);
+    assert_int_equal(rn_etl_set_paused(d, "p", 0, err), 0);
+
+    uint8_t *blob = NULL;
+    size_t blen = 0;
+    rn_meta_t *m = rn_datadir_meta_lock(d);
+    assert_int_equal(rn_meta_pipeline_state(m, "p", &blob, &blen, err), 0);
+    rn_datadir_meta_unlock(d);
+    assert_non_null(blob);
+    free(blob);
+    rn_etl_status_t *s = NULL;
+    size_t n;
+    assert_int_equal(rn_etl_status(d, "p", &s, &n, err), 0);
+    uint64_t out = s[0].out;
+    assert_true(out > 0);
+    assert_true(s[0].checkpoint_ms > 0);
+    free(s);
+
+    assert_int_equal(rn_etl_drop(d, "p", err), 0);
+    m = rn_datadir_meta_lock(d);
+    assert_int_equal(rn_meta_pipeline_state(m, "p", &blob, &blen, err), RN_ENOTFOUND);
+    rn_datadir_meta_unlock(d);
+    assert_int_equal(rn_etl_drop(d, "p", err), RN_ENOTFOUND);
+    assert_int_equal(rn_etl_set_paused(d, "p", 1, err), RN_ENOTFOUND);
+    /* re-created under the same name, it starts from nothing */
+    assert_int_equal(rn_etl_create(d, sql, strlen(sql), err), 0);
+    assert_int_equal(rn_etl_status(d, "p", &s, &n, err), 0);
+    assert_int_equal(s[0].out, 0);
+    assert_int_equal(s[0].checkpoint_ms, 0);
+    free(s);
+    /* a running pipeline dropped by someone else stops at its next checkpoint */
+    assert_int_equal(rn_etl_open(d, "p", &p, err), 0);
+    assert_int_equal(rn_etl_drop(d, "p", err), 0);
+    assert_int_equal(rn_etl_checkpoint(p, err), RN_ENOTFOUND);
+    rn_etl_close(p);
+    rn_datadir_close(d);
+    rn_test_tmpdir_free(root);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_options),
+        cmocka_unit_test(test_bad_sql_refused),
+        cmocka_unit_test(test_dead_letters),
+        cmocka_unit_test(test_pause_resume_drop),
+        cmocka_unit_test(test_kill_filter),
+        cmocka_unit_test(test_kill_window),
+        cmocka_unit_test(test_kill_file_sink),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
