@@ -372,9 +372,12 @@ static int topic_from_row(sqlite3_stmt *st, rn_meta_topic_t *t)
     return 0;
 }
 
+/* Queues are dense (0..N-1, each with its open item: invariant 2), so the
+ * count is max(queue) + 1, one lookup in the primary key; count(DISTINCT)
+ * visited every item of the topic on each call. */
 #define TOPIC_SELECT                                                          \
     "SELECT t.id, t.name, t.created_ms,"                                      \
-    "  (SELECT count(DISTINCT queue) FROM queue_items WHERE topic_id = t.id)" \
+    "  coalesce((SELECT max(queue) + 1 FROM queue_items WHERE topic_id = t.id), 0)" \
     " FROM topics t"
 
 /* Step a statement that returns no row; reset it for reuse. */
@@ -618,16 +621,21 @@ int rn_meta_items(rn_meta_t *m, int64_t topic_id, uint32_t queue,
     sqlite3_stmt *st = NULL;
     rn_meta_item_t *v = NULL;
     size_t len = 0, cap = 0;
-    const char *sql =
-        "SELECT qi.queue, qi.seq, qi.logical_start, qi.physical_id, pq.store_id,"
-        "       qi.physical_start, qi.physical_end"
+#define ITEMS_SELECT                                                          \
+        "SELECT qi.queue, qi.seq, qi.logical_start, qi.physical_id, pq.store_id,"  \
+        "       qi.physical_start, qi.physical_end"                                 \
         " FROM queue_items qi JOIN physical_queues pq ON pq.id = qi.physical_id"
-        " WHERE qi.topic_id = ?1 AND (?2 < 0 OR qi.queue = ?2)"
-        " ORDER BY qi.queue, qi.seq";
+    /* Two statements, not "(?2 < 0 OR qi.queue = ?2)": the OR keeps SQLite
+     * from using the queue part of the key, which made describing a topic of
+     * N queues (one call per queue) cost N^2 row visits. */
+    const char *sql = queue == UINT32_MAX
+        ? ITEMS_SELECT " WHERE qi.topic_id = ?1 ORDER BY qi.queue, qi.seq"
+        : ITEMS_SELECT " WHERE qi.topic_id = ?1 AND qi.queue = ?2 ORDER BY qi.seq";
+#undef ITEMS_SELECT
     int rc = prepare(m, sql, &st, errmsg);
     if (rc != 0) return rc;
     sqlite3_bind_int64(st, 1, topic_id);
-    sqlite3_bind_int64(st, 2, queue == UINT32_MAX ? -1 : (int64_t)queue);
+    if (queue != UINT32_MAX) sqlite3_bind_int64(st, 2, (int64_t)queue);
     int s;
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
         if (len == cap) {
