@@ -55,15 +55,10 @@ static const char usage_text[] =
 
 int rn_cli_fail(int code, const char *fmt, ...)
 {
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    code = rn_fail_line("runnel", code, fmt, ap);
     va_end(ap);
-    for (char *p = line; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
-    fflush(stdout);
-    fprintf(stderr, "runnel: %s\n", line);
     return code;
 }
 

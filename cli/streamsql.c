@@ -160,15 +160,10 @@ static void set_streaming(rn_rpc_stream_t *st)
 static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(int code, const char *fmt, ...)
 {
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    code = rn_fail_line("streamsql", code, fmt, ap);
     va_end(ap);
-    for (char *p = line; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
-    fflush(stdout);
-    fprintf(stderr, "streamsql: %s\n", line);
     return code;
 }
 

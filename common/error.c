@@ -34,3 +34,14 @@ int rn_errf(char *errmsg, int code, const char *fmt, ...)
     }
     return code;
 }
+
+int rn_fail_line(const char *prog, int code, const char *fmt, va_list ap)
+{
+    char line[1024];
+    vsnprintf(line, sizeof line, fmt, ap);
+    for (char *p = line; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
+    fflush(stdout);
+    fprintf(stderr, "%s: %s\n", prog, line);
+    return code;
+}

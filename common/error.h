@@ -10,6 +10,8 @@
 #ifndef RN_ERROR_H
 #define RN_ERROR_H
 
+#include <stdarg.h>
+
 #define RN_EBASE (-10000)
 
 /* X(name, value, message) */
@@ -43,5 +45,11 @@ const char *rn_strerror(int code);
  * can read: return rn_errf(errmsg, RN_ECORRUPT, "bad crc at %llu", pos); */
 int rn_errf(char *errmsg, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* The command-line programs' error rule: flush stdout, then print
+ * "PROG: message" on stderr as exactly one line (control characters in the
+ * message become spaces). Returns code, the exit code to use. */
+int rn_fail_line(const char *prog, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 #endif
