@@ -24,14 +24,18 @@ const char *rn_strerror(int code)
     return "unknown error";
 }
 
+int rn_verrf(char *errmsg, int code, const char *fmt, va_list ap)
+{
+    if (errmsg) vsnprintf(errmsg, RN_ERRMSG_SIZE, fmt, ap);
+    return code;
+}
+
 int rn_errf(char *errmsg, int code, const char *fmt, ...)
 {
-    if (errmsg) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errmsg, RN_ERRMSG_SIZE, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    code = rn_verrf(errmsg, code, fmt, ap);
+    va_end(ap);
     return code;
 }
 

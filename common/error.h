@@ -45,6 +45,9 @@ const char *rn_strerror(int code);
  * can read: return rn_errf(errmsg, RN_ECORRUPT, "bad crc at %llu", pos); */
 int rn_errf(char *errmsg, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same with a va_list, for wrappers that add context (e.g. an offset). */
+int rn_verrf(char *errmsg, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 /* The command-line programs' error rule: flush stdout, then print
  * "PROG: message" on stderr as exactly one line (control characters in the

@@ -39,12 +39,10 @@ static int ferr(int *erroff, int off, char *errmsg, int code, const char *fmt, .
 static int ferr(int *erroff, int off, char *errmsg, int code, const char *fmt, ...)
 {
     if (erroff) *erroff = off;
-    if (errmsg) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errmsg, RN_ERRMSG_SIZE, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    code = rn_verrf(errmsg, code, fmt, ap);
+    va_end(ap);
     return code;
 }
 

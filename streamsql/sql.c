@@ -20,8 +20,8 @@
  *  1. No statement is prepared per batch or per record: at most two per
  *     query, prepared in rn_sql_open.
  *  2. Every record read is either a row of the stream table or counted in
- *     errors (with the first reason kept); none disappears silently. Rows
- *     of closed windows are counted in late.
+ *     errors (with the first reason kept) and handed to the reject callback;
+ *     none disappears silently. Rows of closed windows are counted in late.
  *  3. Bounded reads stop at each queue's high watermark taken at open, so a
  *     query over a topic being written still ends.
  *  4. Metadata statements change meta.db under rn_datadir_meta_lock, in
@@ -35,6 +35,15 @@
  *  6. rn_sql_state_save/_load (sql.h) capture the state at a step boundary
  *     only; a restored query has not stepped yet and continues from the
  *     saved positions, counters and window state.
+ *  7. A record the per-batch statement cannot evaluate (sqlite's SQLITE_ERROR
+ *     while stepping, e.g. json_extract on a value that is not JSON) is
+ *     rejected like a mistyped one (invariant 2), and the query goes on: the
+ *     batch is re-run one record at a time, the rows the failed pass already
+ *     fed (delivered or folded into windows) skipped, so the good records
+ *     yield exactly the rows, in the order, they would have without the bad
+ *     ones. The normal path is untouched (rows are fed as they are stepped);
+ *     only a failing batch pays for the re-run. Other sqlite errors (NOMEM,
+ *     IO, ...) still fail the query.
  */
 #include "streamsql/sql.h"
 #include "streamsql/sql_int.h"
@@ -734,6 +743,7 @@ static int load_batch(rn_sql_t *q, const rn_consumer_batch_t *cb, char *errmsg)
         row->value = r->value;
         row->value_len = r->value_len;
         row->fields = q->def.nfields ? &q->fv[n * (size_t)q->def.nfields] : NULL;
+        row->rec = r;
         if (need) {
             rc = sql_scan_record(&q->def, need, r->value, r->value_len, row->fields, &q->arena,
                                  why);
@@ -775,14 +785,20 @@ static int64_t frontier(const rn_sql_t *q, uint32_t skip)
     return m;
 }
 
-static int run_batch(rn_sql_t *q, uint32_t queue, char *errmsg)
+/* Step the per-batch statement over the stream table's current rows,
+ * feeding each result row on (delivered, or folded into the windows) except
+ * the first *skip, which an earlier pass already fed (*skip counts down);
+ * *fed counts the rows fed. Returns 0 or the error of a callback / the
+ * window state; *s is sqlite's last step status. */
+static int step_rows(rn_sql_t *q, uint32_t queue, int64_t others, uint64_t *skip,
+                     uint64_t *fed, int *s, char *errmsg)
 {
     sqlite3_value *keys[RN_SQL_MAX_KEYS], *args[RN_SQL_MAX_AGGS];
-    int rc = 0, s;
-    int64_t others = q->win ? frontier(q, queue) : INT64_MAX;
-    if (queue < q->nq) q->qlive[queue] = 1;
+    int rc = 0;
     sqlite3_reset(q->bst);
-    while ((s = sqlite3_step(q->bst)) == SQLITE_ROW) {
+    while ((*s = sqlite3_step(q->bst)) == SQLITE_ROW) {
+        if (*skip) { (*skip)--; continue; }
+        (*fed)++;
         if (!q->win) {
             if ((rc = deliver_stmt(q, q->bst)) != 0 || limit_reached(q)) break;
             continue;
@@ -797,8 +813,70 @@ static int run_batch(rn_sql_t *q, uint32_t queue, char *errmsg)
             win_advance(q->win, ts < others ? ts : others);
         }
     }
-    if (rc == 0 && s != SQLITE_ROW && s != SQLITE_DONE)
-        rc = rn_errf(errmsg, RN_EINVAL, "%s", sqlite3_errmsg(q->db));
+    return rc;
+}
+
+/* Count and report a record whose row the per-batch statement could not
+ * evaluate (invariant 7). */
+static int reject_row(rn_sql_t *q, const srow_t *row, const char *why)
+{
+    if (q->st.errors++ == 0)
+        snprintf(q->st.first_error, sizeof q->st.first_error,
+                 "topic '%.60s' queue %u offset %lld: %.150s", q->def.topic, row->queue,
+                 (long long)row->offset, why);
+    if (!q->o.reject) return 0;
+    int rc = q->o.reject(q->o.ctx, row->queue, row->rec, why);
+    return rc == 0 ? 0 : rc < 0 ? rc : RN_ECLOSED;
+}
+
+/* The batch pass failed with an error of the rows' evaluation (malformed
+ * JSON, ...) after feeding `fed` rows: run the batch again one record at a
+ * time (the stream table's window [lo, lo + 1)), feeding only the rows past
+ * those `fed` (the same rows in the same order: the per-batch statement is
+ * a row-at-a-time scan of one table: front.c admits no join, subquery,
+ * ORDER BY, DISTINCT or GROUP BY in it) and rejecting each record whose own
+ * pass fails. */
+static int redo_by_record(rn_sql_t *q, uint32_t queue, int64_t others, uint64_t fed,
+                          char *errmsg)
+{
+    size_t n = q->b.nrows;
+    uint64_t skip = fed, got = 0;
+    int rc = 0, s = SQLITE_DONE;
+    char why[RN_ERRMSG_SIZE];
+    for (size_t j = 0; j < n && rc == 0 && !limit_reached(q); j++) {
+        q->b.lo = j;
+        q->b.nrows = j + 1;
+        rc = step_rows(q, queue, others, &skip, &got, &s, errmsg);
+        if (rc != 0 || s == SQLITE_ROW || s == SQLITE_DONE) continue;
+        if ((s & 0xff) != SQLITE_ERROR) {
+            rc = rn_errf(errmsg, RN_EINVAL, "%s", sqlite3_errmsg(q->db));
+            break;
+        }
+        /* a scan yields at most one row per record, so a record whose
+         * pass failed fed none */
+        snprintf(why, sizeof why, "%s", sqlite3_errmsg(q->db));
+        sqlite3_reset(q->bst);
+        rc = reject_row(q, &q->b.rows[j], why);
+    }
+    sqlite3_reset(q->bst);
+    q->b.lo = 0;
+    q->b.nrows = n;
+    return rc;
+}
+
+static int run_batch(rn_sql_t *q, uint32_t queue, char *errmsg)
+{
+    int rc = 0, s = SQLITE_DONE;
+    uint64_t skip = 0, fed = 0;
+    int64_t others = q->win ? frontier(q, queue) : INT64_MAX;
+    if (queue < q->nq) q->qlive[queue] = 1;
+    rc = step_rows(q, queue, others, &skip, &fed, &s, errmsg);
+    if (rc == 0 && s != SQLITE_ROW && s != SQLITE_DONE) {
+        if ((s & 0xff) == SQLITE_ERROR)
+            rc = redo_by_record(q, queue, others, fed, errmsg);
+        else
+            rc = rn_errf(errmsg, RN_EINVAL, "%s", sqlite3_errmsg(q->db));
+    }
     sqlite3_reset(q->bst);
     q->b.nrows = 0;
     if (rc == 0 && q->win && queue < q->nq) {

@@ -199,12 +199,14 @@ typedef struct srow {
     const uint8_t *value;
     int32_t        value_len;
     fval_t        *fields;     /* def->nfields values, or NULL */
+    const rn_record_t *rec;    /* the source record (valid while the batch is) */
 } srow_t;
 
 typedef struct sbatch {
     const sdef_t *def;
     srow_t       *rows;
-    size_t        nrows;
+    size_t        lo, nrows;  /* the stream table yields rows[lo..nrows): lo is 0
+                                 except while a batch is re-run record by record */
     /* emitted groups for the emit table */
     win_t        *win;
     wgroup_t    **groups;

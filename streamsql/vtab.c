@@ -17,6 +17,9 @@
  *     the statement step that reads it.
  *  3. xBestIndex asks for no constraint: sqlite evaluates every WHERE term
  *     itself, over all rows of the batch.
+ *  4. The stream table yields rows[lo..nrows) of the batch in order; lo is
+ *     0 except while sql.c re-runs a batch one record at a time (a window
+ *     of one row) after a row's evaluation failed.
  */
 #include "streamsql/sql_int.h"
 
@@ -132,7 +135,8 @@ static int vt_close(sqlite3_vtab_cursor *cur)
 static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxstr, int argc,
                      sqlite3_value **argv)
 {
-    ((vcur_t *)cur)->i = 0;
+    vt_t *v = (vt_t *)cur->pVtab;
+    ((vcur_t *)cur)->i = v->emit ? 0 : v->b->lo;
     return SQLITE_OK;
 }
 

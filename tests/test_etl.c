@@ -6,7 +6,9 @@
  * from the pipeline's own test hook: after a sink write, before or after a
  * checkpoint), restarted, for a filter, a windowed aggregation and a file
  * sink: the sink must equal an uninterrupted run's, record for record per
- * queue (values and headers).
+ * queue (values and headers). A bare-topic pipeline using json_extract on
+ * `value` with non-JSON records interleaved sends exactly those to the
+ * dead-letter topic and its sink equals the run without them.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -153,6 +155,23 @@ static char *read_queue(rn_datadir_t *d, const char *topic, uint32_t q, size_t *
     assert_int_equal(rn_buf_append(&out, "", 1, 0), 0);
     rn_consumer_destroy(c);
     return (char *)out.data;
+}
+
+/* Records in topic (0 when it does not exist). */
+static size_t read_queue_count(rn_datadir_t *d, const char *topic)
+{
+    char err[RN_ERRMSG_SIZE];
+    rn_meta_topic_t t;
+    rn_meta_t *m = rn_datadir_meta_lock(d);
+    int rc = rn_meta_topic_get(m, topic, &t, err);
+    rn_datadir_meta_unlock(d);
+    if (rc != 0) return 0;
+    size_t total = 0, n;
+    for (uint32_t q = 0; q < t.queues; q++) {
+        free(read_queue(d, topic, q, &n));
+        total += n;
+    }
+    return total;
 }
 
 static uint32_t queues_of(rn_datadir_t *d, const char *topic)
@@ -406,6 +425,155 @@ static void test_dead_letters(void **state)
     rn_test_tmpdir_free(root);
 }
 
+/* Bare topic `topic` (no declared stream): NQ queues of JSON records in
+ * event-time order; with bad, non-JSON records "garbage{N" (N: the record's
+ * own offset) interleaved: scattered, first and last of a batch, and one
+ * whole batch. Without bad, the same good records only. Returns the number
+ * of bad records written. */
+static int make_bare(rn_datadir_t *d, const char *topic, int bad)
+{
+    char err[RN_ERRMSG_SIZE];
+    rn_meta_topic_t t;
+    assert_int_equal(rn_datadir_topic_create(d, topic, NQ, &t, err), 0);
+    static char vals[40][96];
+    int nbad = 0;
+    for (uint32_t q = 0; q < NQ; q++) {
+        int64_t off = 0;
+        for (int b = 0; b < 6; b++) {
+            rn_batch_builder_t bb;
+            rn_batch_opts_t bo;
+            rn_batch_opts_default(&bo);
+            assert_int_equal(rn_batch_builder_init(&bb, &bo), 0);
+            int added = 0;
+            for (int i = 0; i < 40; i++) {
+                int n = b * 40 + i;
+                int64_t at = 1700000000000LL + (int64_t)n * 37 + q;
+                int is_bad = (n * 7 + (int)q) % 13 == 3 || i == 0 || (b == 3 && i == 39) ||
+                             (b == 4 && q == 1);
+                if (is_bad && !bad) continue;
+                if (is_bad) {
+                    snprintf(vals[i], sizeof vals[i], "garbage{%lld", (long long)off);
+                    nbad++;
+                } else {
+                    snprintf(vals[i], sizeof vals[i], "{\"svc\":\"s%d\",\"lat\":%d}",
+                             (n * 31 + (int)q) % 4, (n * 7919 + (int)q * 13) % 1000);
+                }
+                rn_record_t rec;
+                memset(&rec, 0, sizeof rec);
+                rec.timestamp = at;
+                rec.key_len = -1;
+                rec.value = (const uint8_t *)vals[i];
+                rec.value_len = (int32_t)strlen(vals[i]);
+                assert_int_equal(rn_batch_builder_add(&bb, &rec), 0);
+                added++;
+                off++;
+            }
+            if (!added) { rn_batch_builder_destroy(&bb); continue; }
+            const uint8_t *bytes;
+            size_t len;
+            assert_int_equal(rn_batch_builder_finish(&bb, &bytes, &len), 0);
+            rn_datadir_queue_t dq;
+            int64_t base;
+            uint64_t ticket;
+            assert_int_equal(rn_datadir_queue_open(d, topic, q, &dq, err), 0);
+            assert_int_equal(rn_datadir_append(d, &dq, bytes, len, &base, &ticket, err), 0);
+            assert_int_equal(rn_datadir_wait(d, ticket), 0);
+            rn_datadir_queue_close(&dq);
+            rn_batch_builder_destroy(&bb);
+        }
+    }
+    return nbad;
+}
+
+/* Create and run pipeline `name` (fmt's %s: name, source, sink, dead letter). */
+static void bare_pipeline(rn_datadir_t *d, const char *fmt, const char *name, const char *src,
+                          const char *sink, const char *dlq)
+{
+    char err[RN_ERRMSG_SIZE], sql[1024];
+    snprintf(sql, sizeof sql, fmt, name, sink, src, dlq);
+    if (rn_etl_create(d, sql, strlen(sql), err) != 0) fail_msg("%s: %s", sql, err);
+    run_until_caught_up(d, name);
+}
+
+static void test_bare_topic_dead_letters(void **state)
+{
+    (void)state;
+    char err[RN_ERRMSG_SIZE];
+    char *root = rn_test_tmpdir_new("etl-bare-dlq");
+    rn_datadir_t *d = open_dir(root);
+    int nbad = make_bare(d, "raw", 1);
+    assert_int_equal(make_bare(d, "clean", 0), 0);
+    assert_true(nbad > 40);
+    static const char *const plain =
+        "CREATE PIPELINE %s AS INSERT INTO %s SELECT json_extract(value, '$.svc') AS svc, "
+        "json_extract(value, '$.lat') AS lat, ts FROM %s "
+        "WHERE json_extract(value, '$.lat') > 500 WITH (dead_letter = '%s')";
+    static const char *const agg =
+        "CREATE PIPELINE %s AS INSERT INTO %s SELECT window_start, window_end, "
+        "count(*) AS n, sum(json_extract(value, '$.lat')) AS total, "
+        "max(json_extract(value, '$.lat')) AS top FROM %s "
+        "WHERE json_extract(value, '$.lat') > 100 "
+        "GROUP BY TUMBLE(ts, '500ms') WITH (dead_letter = '%s', queues = 2)";
+    bare_pipeline(d, plain, "pa", "raw", "outa", "bada");
+    bare_pipeline(d, plain, "pb", "clean", "outb", "badb");
+    bare_pipeline(d, agg, "wa", "raw", "wouta", "wbada");
+    bare_pipeline(d, agg, "wb", "clean", "woutb", "wbadb");
+
+    /* the sinks equal the runs without the bad records */
+    size_t na, nb, rows = 0;
+    for (uint32_t q = 0; q < NQ; q++) {
+        char *a = read_queue(d, "outa", q, &na), *b = read_queue(d, "outb", q, &nb);
+        assert_string_equal(a, b);
+        assert_int_equal(na, nb);
+        rows += na;
+        free(a);
+        free(b);
+    }
+    assert_true(rows > 100);
+    rows = 0;
+    for (uint32_t q = 0; q < 2; q++) {
+        char *a = read_queue(d, "wouta", q, &na), *b = read_queue(d, "woutb", q, &nb);
+        assert_string_equal(a, b);
+        rows += na;
+        free(a);
+        free(b);
+    }
+    assert_true(rows > 5);
+
+    /* the dead letters: exactly the bad records, with reason and position */
+    const char *const dlqs[] = {"bada", "wbada"};
+    for (int k = 0; k < 2; k++) {
+        size_t total = 0, n;
+        for (uint32_t q = 0; q < NQ; q++) {
+            char *s = read_queue(d, dlqs[k], q, &n);
+            total += n;
+            char want[64];
+            snprintf(want, sizeof want, "|rn.source.topic=raw|rn.source.queue=%u|", q);
+            for (char *line = s; *line; line = strchr(line, '\n') + 1) {
+                assert_int_equal(strncmp(line, "garbage{", 8), 0);
+                assert_non_null(strstr(line, "|rn.error=malformed JSON"));
+                assert_non_null(strstr(line, want));
+                char *off = strstr(line, "rn.source.offset=");
+                assert_non_null(off);
+                assert_int_equal(strtol(off + strlen("rn.source.offset="), NULL, 10),
+                                 strtol(line + 8, NULL, 10));
+            }
+            free(s);
+        }
+        assert_int_equal(total, (size_t)nbad);
+        assert_int_equal(read_queue_count(d, dlqs[k] == dlqs[0] ? "badb" : "wbadb"), 0);
+    }
+    rn_etl_status_t *st = NULL;
+    size_t n;
+    assert_int_equal(rn_etl_status(d, "pa", &st, &n, err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(st[0].errors, (uint64_t)nbad);
+    for (uint32_t q = 0; q < NQ; q++) assert_int_equal(st[0].lag[q], 0);
+    free(st);
+    rn_datadir_close(d);
+    rn_test_tmpdir_free(root);
+}
+
 /* ---- definitions ------------------------------------------------------------- */
 
 static void test_bad_sql_refused(void **state)
@@ -540,6 +708,7 @@ int main(void)
         cmocka_unit_test(test_parse_options),
         cmocka_unit_test(test_bad_sql_refused),
         cmocka_unit_test(test_dead_letters),
+        cmocka_unit_test(test_bare_topic_dead_letters),
         cmocka_unit_test(test_pause_resume_drop),
         cmocka_unit_test(test_kill_filter),
         cmocka_unit_test(test_kill_window),

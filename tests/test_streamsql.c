@@ -3,7 +3,8 @@
  * expected rows tables (projection, filters, every window kind, every
  * aggregate, HAVING over aggregate expressions, EMIT CHANGES, LIMIT), the
  * stream statements (CREATE/SHOW/DESCRIBE/DROP STREAM), EXPLAIN, typing
- * errors counted and never grouped, the meta.db upgrade that adds streams,
+ * errors counted and never grouped, records of a bare topic that are not
+ * JSON rejected by json_extract while the query goes on, the meta.db upgrade that adds streams,
  * and a must-fail list where each bad
  * statement gives its expected message (and the offset of the offending
  * token where one is known).
@@ -287,6 +288,78 @@ static void test_typing_errors(void **state)
     free(out);
 }
 
+typedef struct rejects {
+    rn_buf_t text;        /* "offset:why\n" per rejected record */
+} rejects_t;
+
+static int collect_reject(void *ctx, uint32_t queue, const rn_record_t *r, const char *why)
+{
+    rejects_t *x = ctx;
+    char line[RN_ERRMSG_SIZE + 64];
+    int n = snprintf(line, sizeof line, "%u:%lld:%.*s:%s\n", queue, (long long)r->offset,
+                     (int)r->value_len, (const char *)r->value, why);
+    rn_buf_append(&x->text, line, (size_t)n, 0);
+    return 0;
+}
+
+/* A bare topic queried with sqlite's JSON functions: a record that is not
+ * JSON fails json_extract; it is rejected (counted, reported with its
+ * position) and the query goes on with exactly the rows of the others. */
+static void test_bare_topic_bad_json(void **state)
+{
+    sqlfix_t *f = *state;
+    topic(f, "rawj", 1);
+    trec_t r1[] = {{1000, NULL, "{\"svc\":\"a\",\"lat\":600}"}, {1100, NULL, "oops"},
+                   {1200, NULL, "{\"svc\":\"b\",\"lat\":100}"}, {1300, NULL, "{\"svc\":\"c\",\"lat\":700}"},
+                   {1400, NULL, "{bad"}};
+    trec_t r2[] = {{1500, NULL, "[1,"}, {2600, NULL, "{\"svc\":\"a\",\"lat\":900}"}};
+    trec_t r3[] = {{2700, NULL, "nope"}};
+    trec_t r4[] = {{3800, NULL, "{\"svc\":\"d\",\"lat\":800}"}};
+    produce(f, "rawj", 0, r1, 5);
+    produce(f, "rawj", 0, r2, 2);
+    produce(f, "rawj", 0, r3, 1);
+    produce(f, "rawj", 0, r4, 1);
+    char *out, err[RN_ERRMSG_SIZE];
+    int off;
+    rn_sql_stats_t st;
+    rejects_t x = {RN_BUF_INIT};
+    assert_int_equal(run_sql(f, "SELECT json_extract(value, '$.svc') AS svc, "
+                                "json_extract(value, '$.lat') AS lat FROM rawj "
+                                "WHERE json_extract(value, '$.lat') > 500", NULL, &out, &off, err,
+                             &st), 0);
+    assert_string_equal(out, "a|600\nc|700\na|900\nd|800\n");
+    assert_int_equal(st.records, 9);
+    assert_int_equal(st.rows, 4);
+    assert_int_equal(st.errors, 4);
+    assert_non_null(strstr(st.first_error, "topic 'rawj' queue 0 offset 1: malformed JSON"));
+    free(out);
+    /* aggregating: the bad records fail the aggregate's argument; the
+     * windows hold the good records only */
+    assert_int_equal(run_sql(f, "SELECT window_start, count(*) AS n, "
+                                "sum(json_extract(value, '$.lat')) AS total FROM rawj "
+                                "GROUP BY TUMBLE(ts, '1s')", NULL, &out, &off, err, &st), 0);
+    assert_string_equal(out, "1000|3|1400\n2000|1|900\n3000|1|800\n");
+    assert_int_equal(st.errors, 4);
+    free(out);
+    /* the reject callback gets each bad record with its position and why */
+    const char *sql = "SELECT json_extract(value, '$.svc') FROM rawj";
+    rn_sql_opts_t o;
+    rn_sql_opts_default(&o);
+    o.reject = collect_reject;
+    o.ctx = &x;
+    rn_sql_t *q = NULL;
+    assert_int_equal(rn_sql_open(f->d, sql, strlen(sql), &o, &q, NULL, err), 0);
+    assert_int_equal(rn_sql_run(q, err), 0);
+    rn_sql_stats(q, &st);
+    rn_sql_close(q);
+    assert_int_equal(st.rows, 5);
+    assert_int_equal(st.errors, 4);
+    rn_buf_append(&x.text, "", 1, 0);
+    assert_string_equal((char *)x.text.data, "0:1:oops:malformed JSON\n0:4:{bad:malformed JSON\n"
+                                             "0:5:[1,:malformed JSON\n0:7:nope:malformed JSON\n");
+    rn_buf_free(&x.text);
+}
+
 static void test_explain(void **state)
 {
     sqlfix_t *f = *state;
@@ -417,6 +490,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_statements, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_csv_stream, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_typing_errors, setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_bare_topic_bad_json, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_explain, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_callback_stops_and_cancel, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_meta_upgrade_to_v3, sqlfix_setup, sqlfix_teardown),

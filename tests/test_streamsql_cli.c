@@ -4,7 +4,7 @@
  * STREAM and queries from -e, -f and a piped REPL, in table, csv and json
  * formats (window bounds as integer ms in csv/json, as UTC times in table),
  * --from positions, an empty topic (no rows, exit 0), the stderr summary of
- * rejected records, --follow stopped by Ctrl-C (SIGINT), and bad input:
+ * rejected records (mistyped, and not JSON on a bare topic with json_extract), --follow stopped by Ctrl-C (SIGINT), and bad input:
  * SQL errors quoting the statement with a caret under the offending token
  * (exit 1), bad command lines, --data with --server (exit 2); remote mode is
  * tests/test_streamsql_remote.c.
@@ -161,6 +161,21 @@ static int teardown(void **state)
 #define WINDOW_SQL "SELECT window_start, window_end, svc, count(*) AS n, avg(lat) AS a FROM l " \
                    "GROUP BY TUMBLE(ts, '10s'), svc"
 
+/* A bare topic queried with json_extract: the lines that are not JSON are
+ * rejected and summarised; the other rows come out and the exit is 0. */
+static void test_bare_topic_bad_json(void **state)
+{
+    fixture_t *f = *state;
+    ok(f, RUNNEL_RUN(f, NULL, "topic", "create", "rawj", "--queues", "1"));
+    ok(f, RUNNEL_RUN(f, "{\"n\":1}\nnot json\n{\"n\":5}\n{\"n\":7\n{\"n\":9}\n", "produce", "rawj",
+                     "--queue", "0"));
+    ok(f, SQL(f, NULL, "--format", "csv", "-e",
+              "SELECT json_extract(value, '$.n') AS n FROM rawj WHERE json_extract(value, '$.n') > 1"));
+    assert_string_equal(f->out_text, "n\n5\n9\n");
+    assert_non_null(strstr(f->err_text, "5 records read, 2 rejected (first: topic 'rawj' queue 0 "
+                                        "offset 1: malformed JSON)"));
+}
+
 static void test_formats(void **state)
 {
     fixture_t *f = *state;
@@ -266,6 +281,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_formats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bare_topic_bad_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scripts_and_repl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_positions_and_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
