@@ -1060,10 +1060,3 @@ int rn_hd_drop_checkpoint(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     return 0;
 }
 
-int rn_hd_unimplemented(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
-                        ProtobufCMessage **resp, rn_status_t *st)
-{
-    return fail(st, RN_ST_UNIMPLEMENTED, "%s: ETL pipelines are not served by this broker "
-                "yet",
-                m->descriptor->short_name);
-}

@@ -97,9 +97,6 @@ int rn_hd_list_checkpoints(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *,
                            ProtobufCMessage **, rn_status_t *);
 int rn_hd_drop_checkpoint(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
                           rn_status_t *);
-/* The pipeline RPCs: UNIMPLEMENTED, naming what is missing. */
-int rn_hd_unimplemented(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
-                        rn_status_t *);
 
 /* ---- produce --------------------------------------------------------------- */
 

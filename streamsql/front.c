@@ -743,8 +743,8 @@ int front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *errm
     }
     if (front_tok_is(f, 0, "INSERT"))
         return ferr(erroff, 0, errmsg, RN_EINVAL,
-                    "INSERT INTO ... SELECT defines a pipeline; pipelines come with the ETL "
-                    "work and are not built yet");
+                    "INSERT INTO ... SELECT defines a pipeline: create it with "
+                    "runnel pipeline create \"CREATE PIPELINE name AS INSERT INTO ...\"");
     if (front_tok_is(f, 0, "WITH"))
         return ferr(erroff, 0, errmsg, RN_EINVAL,
                     "common table expressions (WITH ... SELECT) are not supported on streams");

@@ -138,7 +138,7 @@ static const must_fail_t must_fail[] = {
     {"SELECT DISTINCT svc FROM logs_s", "SELECT DISTINCT is not supported", -2},
     {"SELECT sum(sum(lat)) FROM logs_s", "cannot be nested", 11},
     {"SELECT svc FROM logs_s GROUP BY 1", "column position", 32},
-    {"INSERT INTO x SELECT 1", "pipelines", 0},
+    {"INSERT INTO x SELECT 1", "runnel pipeline create", 0},
     {"WITH a AS (SELECT 1) SELECT * FROM a", "common table expressions", 0},
     {"CREATE STREAM bad (ts INTEGER)", "field name 'ts' is reserved", 19},
     {"CREATE STREAM bad (a INTEGER, a TEXT)", "declared twice", 30},
