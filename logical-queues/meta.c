@@ -356,8 +356,17 @@ out:
     return rc;
 }
 
-static int topic_from_row(sqlite3_stmt *st, rn_meta_topic_t *t)
+/* Decodes the current row into *elem; non-zero when the row is damaged. */
+typedef int (*row_fn)(sqlite3_stmt *st, void *elem);
+static int collect_rows(rn_meta_t *m, sqlite3_stmt *st, size_t elem, row_fn from_row,
+                        const char *what, void **out, size_t *n, char *errmsg);
+static int get_by_name(rn_meta_t *m, const char *sql, const char *name, row_fn from_row,
+                       void *out, const char *what,
+                       void (*names)(rn_meta_t *, char *, size_t), char *errmsg);
+
+static int topic_from_row(sqlite3_stmt *st, void *elem)
 {
+    rn_meta_topic_t *t = elem;
     const unsigned char *name = sqlite3_column_text(st, 1);
     int len = sqlite3_column_bytes(st, 1);
     if (!name || len < 0 || len > RN_META_TOPIC_NAME_MAX) return RN_ECORRUPT;
@@ -564,54 +573,18 @@ static void topic_names(rn_meta_t *m, char *out, size_t size)
 
 int rn_meta_topic_get(rn_meta_t *m, const char *name, rn_meta_topic_t *out, char *errmsg)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = prepare(m, TOPIC_SELECT " WHERE t.name = ?1", &st, errmsg);
-    if (rc != 0) return rc;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int s = sqlite3_step(st);
-    if (s == SQLITE_ROW) {
-        rc = topic_from_row(st, out);
-        if (rc != 0) rc = rn_errf(errmsg, rc, "meta.db: topic row of '%.100s' is damaged", name);
-    } else if (s == SQLITE_DONE) {
-        char known[160];
-        topic_names(m, known, sizeof known);
-        rc = rn_errf(errmsg, RN_ENOTFOUND, "unknown topic '%.60s%s'; %s", name,
-                     strlen(name) > 60 ? "..." : "", known);
-    } else {
-        rc = sql_err(m, s, "read topic", errmsg);
-    }
-    sqlite3_finalize(st);
-    return rc;
+    return get_by_name(m, TOPIC_SELECT " WHERE t.name = ?1", name, topic_from_row, out, "topic",
+                       topic_names, errmsg);
 }
 
 int rn_meta_topic_list(rn_meta_t *m, rn_meta_topic_t **out, size_t *n, char *errmsg)
 {
-    *out = NULL; *n = 0;
     sqlite3_stmt *st = NULL;
-    rn_meta_topic_t *v = NULL;
-    size_t len = 0, cap = 0;
+    *out = NULL; *n = 0;
     int rc = prepare(m, TOPIC_SELECT " ORDER BY t.name", &st, errmsg);
     if (rc != 0) return rc;
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            rn_meta_topic_t *p = realloc(v, ncap * sizeof *p);
-            if (!p) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto fail; }
-            v = p; cap = ncap;
-        }
-        rc = topic_from_row(st, &v[len]);
-        if (rc != 0) { rc = rn_errf(errmsg, rc, "meta.db: a topic row is damaged"); goto fail; }
-        len++;
-    }
-    if (s != SQLITE_DONE) { rc = sql_err(m, s, "list topics", errmsg); goto fail; }
-    sqlite3_finalize(st);
-    *out = v; *n = len;
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    free(v);
-    return rc;
+    return collect_rows(m, st, sizeof **out, topic_from_row, "list topics", (void **)out, n,
+                        errmsg);
 }
 
 int rn_meta_items(rn_meta_t *m, int64_t topic_id, uint32_t queue,
@@ -704,9 +677,6 @@ static int text_col(sqlite3_stmt *st, int col, char *out, size_t max)
     return 0;
 }
 
-/* Decodes the current row into *elem; non-zero when the row is damaged. */
-typedef int (*row_fn)(sqlite3_stmt *st, void *elem);
-
 /* Step st (prepared and bound) to its end, decoding each row with from_row
  * into a malloc'd array of elem-sized items, and finalize st. The one loop
  * behind every list function: *out (free() it) and *n on success. */
@@ -732,6 +702,36 @@ static int collect_rows(rn_meta_t *m, sqlite3_stmt *st, size_t elem, row_fn from
 fail:
     sqlite3_finalize(st);
     free(v);
+    return rc;
+}
+
+/* The one row named `name` (sql binds it as ?1), decoded by from_row into
+ * out. RN_ENOTFOUND when there is none, naming what was asked for and the
+ * first few that exist (names); RN_ECORRUPT for a damaged row. */
+static int get_by_name(rn_meta_t *m, const char *sql, const char *name, row_fn from_row,
+                       void *out, const char *what,
+                       void (*names)(rn_meta_t *, char *, size_t), char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(m, sql, &st, errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+        if (from_row(st, out) != 0)
+            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: the row of %s '%.100s' is damaged",
+                         what, name);
+    } else if (s == SQLITE_DONE) {
+        char known[200];
+        names(m, known, sizeof known);
+        rc = rn_errf(errmsg, RN_ENOTFOUND, "unknown %s '%.60s%s'; %s", what, name,
+                     strlen(name) > 60 ? "..." : "", known);
+    } else {
+        char doing[64];
+        snprintf(doing, sizeof doing, "read %s", what);
+        rc = sql_err(m, s, doing, errmsg);
+    }
+    sqlite3_finalize(st);
     return rc;
 }
 
@@ -914,29 +914,16 @@ static int group_from_row(sqlite3_stmt *st, void *elem)
     return 0;
 }
 
+static void group_names(rn_meta_t *m, char *out, size_t size)
+{
+    names_list(m, "SELECT name FROM consumer_groups ORDER BY name LIMIT 9", NULL, "groups: ",
+               "there are no groups (consuming with --group G creates one)", out, size);
+}
+
 int rn_meta_group_get(rn_meta_t *m, const char *name, rn_meta_group_t *out, char *errmsg)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = prepare(m, GROUP_SELECT " WHERE g.name = ?1", &st, errmsg);
-    if (rc != 0) return rc;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int s = sqlite3_step(st);
-    if (s == SQLITE_ROW) {
-        if (group_from_row(st, out) != 0)
-            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: the row of group '%.100s' is damaged",
-                         name);
-    } else if (s == SQLITE_DONE) {
-        char known[200];
-        names_list(m, "SELECT name FROM consumer_groups ORDER BY name LIMIT 9", NULL, "groups: ",
-                   "there are no groups (consuming with --group G creates one)", known,
-                   sizeof known);
-        rc = rn_errf(errmsg, RN_ENOTFOUND, "unknown group '%.60s%s'; %s", name,
-                     strlen(name) > 60 ? "..." : "", known);
-    } else {
-        rc = sql_err(m, s, "read group", errmsg);
-    }
-    sqlite3_finalize(st);
-    return rc;
+    return get_by_name(m, GROUP_SELECT " WHERE g.name = ?1", name, group_from_row, out, "group",
+                       group_names, errmsg);
 }
 
 int rn_meta_group_list(rn_meta_t *m, rn_meta_group_t **out, size_t *n, char *errmsg)
@@ -1282,25 +1269,8 @@ fail:
 
 int rn_meta_stream_get(rn_meta_t *m, const char *name, rn_meta_stream_t *out, char *errmsg)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = prepare(m, STREAM_SELECT " WHERE name = ?1", &st, errmsg);
-    if (rc != 0) return rc;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int s = sqlite3_step(st);
-    if (s == SQLITE_ROW) {
-        if (stream_from_row(st, out) != 0)
-            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: the row of stream '%.100s' is damaged",
-                         name);
-    } else if (s == SQLITE_DONE) {
-        char known[160];
-        rn_meta_stream_names(m, known, sizeof known);
-        rc = rn_errf(errmsg, RN_ENOTFOUND, "unknown stream '%.60s%s'; %s", name,
-                     strlen(name) > 60 ? "..." : "", known);
-    } else {
-        rc = sql_err(m, s, "read stream", errmsg);
-    }
-    sqlite3_finalize(st);
-    return rc;
+    return get_by_name(m, STREAM_SELECT " WHERE name = ?1", name, stream_from_row, out, "stream",
+                       rn_meta_stream_names, errmsg);
 }
 
 int rn_meta_stream_list(rn_meta_t *m, rn_meta_stream_t **out, size_t *n, char *errmsg)
@@ -1382,22 +1352,8 @@ int rn_meta_pipeline_create(rn_meta_t *m, const char *name, const char *sql, cha
 
 int rn_meta_pipeline_get(rn_meta_t *m, const char *name, rn_meta_pipeline_t *out, char *errmsg)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = prepare(m, PIPELINE_SELECT " WHERE name = ?1", &st, errmsg);
-    if (rc != 0) return rc;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int s = sqlite3_step(st);
-    if (s == SQLITE_ROW) {
-        if (pipeline_from_row(st, out) != 0)
-            rc = rn_errf(errmsg, RN_ECORRUPT, "meta.db: the row of pipeline '%.100s' is damaged",
-                         name);
-    } else if (s == SQLITE_DONE) {
-        rc = pipeline_missing(m, name, errmsg);
-    } else {
-        rc = sql_err(m, s, "read pipeline", errmsg);
-    }
-    sqlite3_finalize(st);
-    return rc;
+    return get_by_name(m, PIPELINE_SELECT " WHERE name = ?1", name, pipeline_from_row, out,
+                       "pipeline", pipeline_names, errmsg);
 }
 
 int rn_meta_pipeline_list(rn_meta_t *m, rn_meta_pipeline_t **out, size_t *n, char *errmsg)
