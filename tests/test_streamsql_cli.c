@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/util/util.h"
+
 #define STREAMSQL RN_BIN_DIR "/streamsql"
 #define RUNNEL    RN_BIN_DIR "/runnel"
 #define MAX_ARGS  24
@@ -36,27 +38,12 @@ typedef struct fixture {
     char *out_text, *err_text;
 } fixture_t;
 
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-    buf[n] = '\0';
-    fclose(fp);
-    return buf;
-}
+/* Text files; tests/util does the work. */
+static char *slurp(const char *path) { return rn_test_slurp(path, NULL); }
 
 static void write_file(const char *path, const char *data)
 {
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    fputs(data, fp);
-    fclose(fp);
+    rn_test_write_file(path, data, strlen(data));
 }
 
 /* Start prog with args (NULL-terminated) and input on stdin (NULL:

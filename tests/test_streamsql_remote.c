@@ -17,6 +17,8 @@
 #include <poll.h>
 #include <sys/types.h>
 
+#include "tests/util/util.h"
+
 #define STREAMSQL RN_BIN_DIR "/streamsql"
 #define RUNNEL    RN_BIN_DIR "/runnel"
 #define MAX_ARGS  24
@@ -28,27 +30,12 @@ typedef struct fx {
     char  *out_text, *err_text;
 } fx_t;
 
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-    buf[n] = '\0';
-    fclose(fp);
-    return buf;
-}
+/* Text files; tests/util does the work. */
+static char *slurp(const char *path) { return rn_test_slurp(path, NULL); }
 
 static void write_file(const char *path, const char *data)
 {
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    fputs(data, fp);
-    fclose(fp);
+    rn_test_write_file(path, data, strlen(data));
 }
 
 /* Start prog: "--data DIR" (remote 0) or "--server HOST:PORT" (remote 1),
