@@ -190,14 +190,15 @@ static int tokenize(front_t *f, int *erroff, char *errmsg)
 
 /* ---- token helpers --------------------------------------------------------- */
 
-int front_tok_is(const front_t *f, int i, const char *word)
+static int front_tok_is(const front_t *f, int i, const char *word)
 {
     if (i < 0 || i >= f->ntoks || f->toks[i].kind != TK_ID) return 0;
     size_t n = strlen(word);
     return f->toks[i].len == n && strncasecmp(f->sql + f->toks[i].off, word, n) == 0;
 }
 
-int front_ident(const front_t *f, int i, char *out, size_t size)
+/* Copy an identifier token (unquoted) into out. RN_EINVAL when too long. */
+static int front_ident(const front_t *f, int i, char *out, size_t size)
 {
     const tok_t *t = &f->toks[i];
     const char *s = f->sql + t->off;
@@ -243,7 +244,7 @@ static int match_paren(const front_t *f, int i)
     return f->ntoks - 1;
 }
 
-int front_find_ident(const front_t *f, const char *ident)
+int rn_front_find_ident(const front_t *f, const char *ident)
 {
     char buf[RN_SQL_MAX_NAME * 4 + 1];
     for (int i = 0; i < f->ntoks; i++)
@@ -271,7 +272,8 @@ static int unexpected(const front_t *f, int i, int *erroff, char *errmsg, const 
 
 /* ---- intervals and option values ------------------------------------------- */
 
-int front_interval(const char *s, size_t n, int64_t *ms)
+/* "10s", "500ms", "1.5m", "2h", "1d" -> ms. */
+static int front_interval(const char *s, size_t n, int64_t *ms)
 {
     static const struct { const char *u; int64_t ms; } units[] = {
         {"ms", 1}, {"s", 1000}, {"sec", 1000}, {"second", 1000}, {"seconds", 1000},
@@ -337,7 +339,7 @@ static int tok_interval(const front_t *f, int i, const char *what, int allow_zer
 static const char *const reserved_cols[] = {"queue", "offset", "ts", "key", "value",
                                             "window_start", "window_end"};
 
-int sql_type_from_name(const char *s, size_t n, ftype_t *t)
+static int sql_type_from_name(const char *s, size_t n, ftype_t *t)
 {
     static const struct { const char *name; ftype_t t; } types[] = {
         {"INTEGER", FT_INTEGER}, {"INT", FT_INTEGER}, {"BIGINT", FT_INTEGER},
@@ -353,7 +355,7 @@ int sql_type_from_name(const char *s, size_t n, ftype_t *t)
     return RN_EINVAL;
 }
 
-const char *sql_ftype_name(ftype_t t)
+const char *rn_front_ftype_name(ftype_t t)
 {
     switch (t) {
     case FT_INTEGER: return "INTEGER";
@@ -365,7 +367,7 @@ const char *sql_ftype_name(ftype_t t)
     return "?";
 }
 
-int sql_format_from_name(const char *s, size_t n, sformat_t *f)
+int rn_front_format_from_name(const char *s, size_t n, sformat_t *f)
 {
     if (n == 4 && strncasecmp(s, "json", 4) == 0) *f = SF_JSON;
     else if (n == 4 && strncasecmp(s, "text", 4) == 0) *f = SF_TEXT;
@@ -374,7 +376,7 @@ int sql_format_from_name(const char *s, size_t n, sformat_t *f)
     return 0;
 }
 
-const char *sql_format_name(sformat_t f)
+const char *rn_front_format_name(sformat_t f)
 {
     return f == SF_JSON ? "json" : f == SF_TEXT ? "text" : "csv";
 }
@@ -420,7 +422,7 @@ static int parse_field_toks(const front_t *f, int b, int e, sdef_t *def, int *er
     return 0;
 }
 
-int sql_parse_fields(const char *text, size_t len, sdef_t *def, int *erroff, char *errmsg)
+int rn_front_parse_fields(const char *text, size_t len, sdef_t *def, int *erroff, char *errmsg)
 {
     front_t f;
     memset(&f, 0, sizeof f);
@@ -432,13 +434,13 @@ int sql_parse_fields(const char *text, size_t len, sdef_t *def, int *erroff, cha
     return rc;
 }
 
-int sql_fields_text(const sdef_t *def, char *out, size_t size)
+int rn_front_fields_text(const sdef_t *def, char *out, size_t size)
 {
     size_t used = 0;
     out[0] = '\0';
     for (int i = 0; i < def->nfields; i++) {
         int n = snprintf(out + used, size - used, "%s\"%s\" %s", i ? ", " : "",
-                         def->fields[i].name, sql_ftype_name(def->fields[i].type));
+                         def->fields[i].name, rn_front_ftype_name(def->fields[i].type));
         if (n < 0 || (size_t)n >= size - used) return RN_ETOOBIG;
         used += (size_t)n;
     }
@@ -489,7 +491,7 @@ static int create_opt(front_t *f, const char *key, int v, int *erroff, char *err
         }
         snprintf(f->def.topic, sizeof f->def.topic, "%s", val);
     } else if (strcasecmp(key, "format") == 0) {
-        if (sql_format_from_name(val, strlen(val), &f->def.format) != 0)
+        if (rn_front_format_from_name(val, strlen(val), &f->def.format) != 0)
             return ferr(erroff, (int)f->toks[v].off, errmsg, RN_EINVAL,
                         "unknown format '%s': formats are json, text, csv", val);
     } else if (strcasecmp(key, "timestamp") == 0) {
@@ -502,7 +504,7 @@ static int create_opt(front_t *f, const char *key, int v, int *erroff, char *err
         if (f->def.fields[k].type != FT_INTEGER)
             return ferr(erroff, (int)f->toks[v].off, errmsg, RN_EINVAL,
                         "timestamp field '%s' must be INTEGER (ms since the epoch), not %s",
-                        val, sql_ftype_name(f->def.fields[k].type));
+                        val, rn_front_ftype_name(f->def.fields[k].type));
         f->def.ts_field = k;
     } else {
         return ferr(erroff, (int)f->toks[v - 2].off, errmsg, RN_EINVAL,
@@ -687,7 +689,7 @@ static int parse_select(front_t *f, int *erroff, char *errmsg)
     return parse_tail(f, f->tail_b, erroff, errmsg);
 }
 
-int front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *errmsg)
+int rn_front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *errmsg)
 {
     memset(f, 0, sizeof *f);
     f->sql = sql;
@@ -1024,7 +1026,7 @@ static int plan_window(front_t *f, int b, int e, const sdef_t *def, int *erroff,
     return 1;
 }
 
-int front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
+int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
 {
     int kb[RN_SQL_MAX_KEYS], ke[RN_SQL_MAX_KEYS];
     int rc = 0;
@@ -1083,7 +1085,7 @@ int front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
         ib = i + 1;
     }
     if (f->late_dead_letter)
-        return ferr(erroff, front_find_ident(f, "late"), errmsg, RN_EINVAL,
+        return ferr(erroff, rn_front_find_ident(f, "late"), errmsg, RN_EINVAL,
                     "late = 'dead-letter' needs the dead-letter topics of pipelines, which are "
                     "not built yet; use late = 'drop' (late rows are counted and reported)");
     /* emission statement: select items, then HAVING as WHERE */
@@ -1167,7 +1169,7 @@ fail:
     return rc;
 }
 
-void front_free(front_t *f)
+void rn_front_free(front_t *f)
 {
     free(f->toks);
     for (int k = 0; k < f->nkeys; k++) free(f->keys[k]);

@@ -194,7 +194,7 @@ static int type_error(const sfield_t *fd, const char *raw, size_t n, char *errms
         shown[i] = (unsigned char)raw[i] < 0x20 ? ' ' : raw[i];
     shown[k] = '\0';
     return rn_errf(errmsg, RN_EINVAL, "field '%s' is %s but holds %s%s", fd->name,
-                   sql_ftype_name(fd->type), shown, n > k ? "..." : "");
+                   rn_front_ftype_name(fd->type), shown, n > k ? "..." : "");
 }
 
 /* A JSON member value at c->p into *out per the field's type. */
@@ -371,7 +371,7 @@ static int scan_csv(const sdef_t *def, uint64_t need, const char *v, size_t vlen
     return 0;
 }
 
-int sql_scan_record(const sdef_t *def, uint64_t need, const uint8_t *v, int32_t vlen,
+int rn_scan_record(const sdef_t *def, uint64_t need, const uint8_t *v, int32_t vlen,
                     fval_t *out, rn_buf_t *arena, char *errmsg)
 {
     for (uint64_t m = need; m; m &= m - 1) out[__builtin_ctzll(m)].type = RN_SQL_NULL;

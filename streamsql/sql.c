@@ -213,7 +213,7 @@ static int prepare_error(rn_sql_t *q, const char *what, int emit, int *erroff, c
     const char *nsc = "no such column: ";
     if (strncmp(m, nsc, strlen(nsc)) == 0) {
         const char *col = m + strlen(nsc);
-        if (erroff) *erroff = front_find_ident(&q->f, col);
+        if (erroff) *erroff = rn_front_find_ident(&q->f, col);
         if (emit)
             return rn_errf(errmsg, RN_EINVAL, "column '%s' must appear in GROUP BY or inside an "
                            "aggregate", col);
@@ -234,7 +234,7 @@ static int prepare_error(rn_sql_t *q, const char *what, int emit, int *erroff, c
         size_t k = 0;
         for (const char *p = m + 6; *p && *p != '"' && k + 1 < sizeof tok; p++) tok[k++] = *p;
         tok[k] = '\0';
-        *erroff = front_find_ident(&q->f, tok);
+        *erroff = rn_front_find_ident(&q->f, tok);
     }
     int code = strstr(m, "too large") || strstr(m, "too long") ? RN_ETOOBIG : RN_EINVAL;
     return rn_errf(errmsg, code, "%s%s", what, m);
@@ -249,11 +249,11 @@ static int def_from_meta(const rn_meta_stream_t *s, sdef_t *def, char *errmsg)
     snprintf(def->topic, sizeof def->topic, "%s", s->topic);
     def->declared = 1;
     def->ts_field = -1;
-    if (sql_format_from_name(s->format, strlen(s->format), &def->format) != 0)
+    if (rn_front_format_from_name(s->format, strlen(s->format), &def->format) != 0)
         return rn_errf(errmsg, RN_ECORRUPT, "stream '%s' has an unknown format '%s'", s->name,
                        s->format);
     int off;
-    if (sql_parse_fields(s->fields, strlen(s->fields), def, &off, errmsg) != 0)
+    if (rn_front_parse_fields(s->fields, strlen(s->fields), def, &off, errmsg) != 0)
         return rn_errf(errmsg, RN_ECORRUPT, "stream '%s': stored fields are damaged", s->name);
     for (int i = 0; s->timestamp[0] && i < def->nfields; i++)
         if (strcmp(def->fields[i].name, s->timestamp) == 0) def->ts_field = i;
@@ -303,7 +303,7 @@ static int open_db(rn_sql_t *q, char *errmsg)
                        q->db ? sqlite3_errmsg(q->db) : "out of memory");
     sqlite3_limit(q->db, SQLITE_LIMIT_SQL_LENGTH, 4 * RN_SQL_MAX_SQL_LEN + 4096);
     sqlite3_limit(q->db, SQLITE_LIMIT_EXPR_DEPTH, RN_SQL_MAX_DEPTH);
-    int rc = vtab_register(q->db, &q->b, errmsg);
+    int rc = rn_vtab_register(q->db, &q->b, errmsg);
     if (rc != 0) return rc;
     char *sql = sqlite3_mprintf("CREATE VIRTUAL TABLE temp.\"%w\" USING rn_stream", q->def.name);
     if (!sql) return rn_errf(errmsg, -ENOMEM, "out of memory");
@@ -383,7 +383,7 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
 {
     int rc = resolve(q, q->f.name, erroff, errmsg);
     if (rc != 0) return rc;
-    if ((rc = front_plan(&q->f, &q->def, erroff, errmsg)) != 0) return rc;
+    if ((rc = rn_front_plan(&q->f, &q->def, erroff, errmsg)) != 0) return rc;
     q->b.def = &q->def;
     if ((rc = open_db(q, errmsg)) != 0) return rc;
     if (sqlite3_prepare_v2(q->db, q->f.batch_sql, -1, &q->bst, NULL) != SQLITE_OK)
@@ -407,7 +407,7 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
             cfg.agg[k] = q->f.aggs[k].kind;
             cfg.distinct[k] = q->f.aggs[k].distinct;
         }
-        if ((rc = win_create(&cfg, &q->win, errmsg)) != 0) return rc;
+        if ((rc = rn_win_create(&cfg, &q->win, errmsg)) != 0) return rc;
         q->b.win = q->win;
         if (q->o.follow && q->f.win == WK_GLOBAL && !q->f.emit_changes)
             return rn_errf(errmsg, RN_EINVAL, "an aggregation without a window never closes "
@@ -445,7 +445,7 @@ int rn_sql_open(rn_datadir_t *d, const char *sql, size_t len, const rn_sql_opts_
     if (!q->text) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto fail; }
     memcpy(q->text, sql, len);
     q->text[len] = '\0';
-    rc = front_parse(&q->f, q->text, len, erroff, errmsg);
+    rc = rn_front_parse(&q->f, q->text, len, erroff, errmsg);
     if (rc != 0) goto fail;
     switch (q->f.kind) {
     case SK_SELECT: case SK_EXPLAIN:
@@ -495,7 +495,7 @@ void rn_sql_cancel(rn_sql_t *q)
 void rn_sql_stats(rn_sql_t *q, rn_sql_stats_t *out)
 {
     *out = q->st;
-    if (q->win) out->watermark = win_watermark(q->win);
+    if (q->win) out->watermark = rn_win_watermark(q->win);
 }
 
 void rn_sql_close(rn_sql_t *q)
@@ -504,9 +504,9 @@ void rn_sql_close(rn_sql_t *q)
     sqlite3_finalize(q->bst);
     sqlite3_finalize(q->est);
     sqlite3_close(q->db);
-    win_destroy(q->win);
+    rn_win_destroy(q->win);
     rn_consumer_destroy(q->cons);
-    front_free(&q->f);
+    rn_front_free(&q->f);
     for (int i = 0; i < q->ncols; i++) free(q->colnames[i]);
     free(q->colnames);
     free(q->cols);
@@ -531,10 +531,10 @@ static int run_create(rn_sql_t *q, char *errmsg)
     const sdef_t *def = &q->f.def;
     snprintf(s->name, sizeof s->name, "%s", def->name);
     snprintf(s->topic, sizeof s->topic, "%s", def->topic);
-    snprintf(s->format, sizeof s->format, "%s", sql_format_name(def->format));
+    snprintf(s->format, sizeof s->format, "%s", rn_front_format_name(def->format));
     if (def->ts_field >= 0)
         snprintf(s->timestamp, sizeof s->timestamp, "%s", def->fields[def->ts_field].name);
-    int rc = sql_fields_text(def, s->fields, sizeof s->fields);
+    int rc = rn_front_fields_text(def, s->fields, sizeof s->fields);
     if (rc != 0) rc = rn_errf(errmsg, rc, "the field list is too long");
     if (rc == 0) {
         rn_meta_t *m = rn_datadir_meta_lock(q->d);
@@ -581,9 +581,9 @@ static int run_describe(rn_sql_t *q)
     }
     for (int i = 0; i < q->def.nfields; i++) {
         char src[64];
-        snprintf(src, sizeof src, "%s field of topic '%.30s'", sql_format_name(q->def.format),
+        snprintf(src, sizeof src, "%s field of topic '%.30s'", rn_front_format_name(q->def.format),
                  q->def.topic);
-        const char *row[3] = {q->def.fields[i].name, sql_ftype_name(q->def.fields[i].type), src};
+        const char *row[3] = {q->def.fields[i].name, rn_front_ftype_name(q->def.fields[i].type), src};
         int rc = deliver_texts(q, row);
         if (rc != 0) return rc;
     }
@@ -634,7 +634,7 @@ static int run_explain(rn_sql_t *q)
     const front_t *f = &q->f;
     int rc = plan_line(q, "source: %s '%s' over topic '%s', format %s, %d field(s), event time %s%s",
                        q->def.declared ? "stream" : "topic", q->def.name, q->def.topic,
-                       sql_format_name(q->def.format), q->def.nfields,
+                       rn_front_format_name(q->def.format), q->def.nfields,
                        q->def.ts_field >= 0 ? "field " : "record timestamp",
                        q->def.ts_field >= 0 ? q->def.fields[q->def.ts_field].name : "");
     if (rc == 0)
@@ -676,7 +676,7 @@ static int emit_groups(rn_sql_t *q, int close_all, char *errmsg)
 {
     wgroup_t **g;
     size_t n;
-    int rc = win_collect(q->win, close_all, &g, &n, errmsg);
+    int rc = rn_win_collect(q->win, close_all, &g, &n, errmsg);
     if (rc != 0) return rc;
     q->b.groups = g;
     q->b.ngroups = n;
@@ -692,7 +692,7 @@ static int emit_groups(rn_sql_t *q, int close_all, char *errmsg)
     }
     q->b.groups = NULL;
     q->b.ngroups = 0;
-    win_release(q->win);
+    rn_win_release(q->win);
     return rc;
 }
 
@@ -745,7 +745,7 @@ static int load_batch(rn_sql_t *q, const rn_consumer_batch_t *cb, char *errmsg)
         row->fields = q->def.nfields ? &q->fv[n * (size_t)q->def.nfields] : NULL;
         row->rec = r;
         if (need) {
-            rc = sql_scan_record(&q->def, need, r->value, r->value_len, row->fields, &q->arena,
+            rc = rn_scan_record(&q->def, need, r->value, r->value_len, row->fields, &q->arena,
                                  why);
             if (rc == 0 && want_ts && q->def.ts_field >= 0) {
                 const fval_t *t = &row->fields[q->def.ts_field];
@@ -807,10 +807,10 @@ static int step_rows(rn_sql_t *q, uint32_t queue, int64_t others, uint64_t *skip
         for (int k = 0; k < q->f.nkeys; k++) keys[k] = sqlite3_column_value(q->bst, 1 + k);
         for (int a = 0; a < q->nargs; a++)
             args[a] = sqlite3_column_value(q->bst, 1 + q->f.nkeys + a);
-        if ((rc = win_add(q->win, ts, keys, args, &q->st.late, errmsg)) != 0) break;
+        if ((rc = rn_win_add(q->win, ts, keys, args, &q->st.late, errmsg)) != 0) break;
         if (queue < q->nq && ts > q->qmax[queue]) {
             q->qmax[queue] = ts;
-            win_advance(q->win, ts < others ? ts : others);
+            rn_win_advance(q->win, ts < others ? ts : others);
         }
     }
     return rc;
@@ -889,7 +889,7 @@ static int run_batch(rn_sql_t *q, uint32_t queue, char *errmsg)
             pos >= q->qend[queue])
             q->qdone[queue] = 1;
         int64_t fr = frontier(q, UINT32_MAX);
-        if (fr != INT64_MAX) win_advance(q->win, fr);
+        if (fr != INT64_MAX) rn_win_advance(q->win, fr);
     }
     if (rc == 0 && q->win && !limit_reached(q)) rc = emit_groups(q, 0, errmsg);
     return rc;
@@ -915,7 +915,7 @@ static int step_select(rn_sql_t *q, rn_sql_state_t *state, char *errmsg)
         *state = RN_SQL_DONE;
         return rc;
     }
-    if (q->win && q->f.idle_ms > 0 && win_has_open(q->win) &&
+    if (q->win && q->f.idle_ms > 0 && rn_win_has_open(q->win) &&
         rn_sys.now_ms() - q->last_data_ms >= q->f.idle_ms) {
         rc = emit_groups(q, 2, errmsg);
         if (rc != 0) return rc;
@@ -952,7 +952,7 @@ int rn_sql_step(rn_sql_t *q, rn_sql_state_t *state, char *errmsg)
     }
     if (rc == RN_ECLOSED && errmsg && !errmsg[0]) rn_errf(errmsg, rc, "stopped by the receiver");
     if (rc != 0) *state = RN_SQL_DONE;
-    if (q->win) q->st.watermark = win_watermark(q->win);
+    if (q->win) q->st.watermark = rn_win_watermark(q->win);
     q->state = *state;
     return rc;
 }
@@ -1004,7 +1004,7 @@ int rn_sql_state_save(rn_sql_t *q, rn_buf_t *out, char *errmsg)
     size_t at = out->len;
     uint32_t wlen = 0;
     if ((rc = put(out, &wlen, 4)) != 0) return rn_errf(errmsg, rc, "out of memory");
-    if (q->win && (rc = win_save(q->win, out, errmsg)) != 0) return rc;
+    if (q->win && (rc = rn_win_save(q->win, out, errmsg)) != 0) return rc;
     if (out->len - at - 4 > UINT32_MAX)
         return rn_errf(errmsg, RN_ETOOBIG, "window state larger than 4 GiB");
     wlen = (uint32_t)(out->len - at - 4);
@@ -1036,7 +1036,7 @@ int rn_sql_state_load(rn_sql_t *q, const uint8_t *p, size_t n, char *errmsg)
     memcpy(&wlen, wp, 4);
     if ((size_t)(p + n - (wp + 4)) != wlen) goto damaged;
     int rc;
-    if (q->win && (rc = win_load(q->win, wp + 4, wlen, errmsg)) != 0) return rc;
+    if (q->win && (rc = rn_win_load(q->win, wp + 4, wlen, errmsg)) != 0) return rc;
     /* A new consumer whose assignment order starts at the saved next queue,
      * so its round-robin serves batches in the order the saved run would
      * have (given the same data). */

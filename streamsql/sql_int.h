@@ -53,14 +53,13 @@ typedef struct sdef {
 /* Built-in columns come first; declared fields follow at SQL_COL_FIELDS. */
 enum { SQL_COL_QUEUE, SQL_COL_OFFSET, SQL_COL_TS, SQL_COL_KEY, SQL_COL_VALUE, SQL_COL_FIELDS };
 
-const char *sql_ftype_name(ftype_t t);
-const char *sql_format_name(sformat_t f);
+const char *rn_front_ftype_name(ftype_t t);
+const char *rn_front_format_name(sformat_t f);
 /* "level TEXT, n INTEGER" -> fields; errors name the field and offset. */
-int  sql_parse_fields(const char *text, size_t len, sdef_t *def, int *erroff, char *errmsg);
+int  rn_front_parse_fields(const char *text, size_t len, sdef_t *def, int *erroff, char *errmsg);
 /* Canonical text of def's fields ("level TEXT, n INTEGER"). */
-int  sql_fields_text(const sdef_t *def, char *out, size_t size);
-int  sql_type_from_name(const char *s, size_t n, ftype_t *t);
-int  sql_format_from_name(const char *s, size_t n, sformat_t *f);
+int  rn_front_fields_text(const sdef_t *def, char *out, size_t size);
+int  rn_front_format_from_name(const char *s, size_t n, sformat_t *f);
 
 /* A decoded field value: text points into the record or the batch arena. */
 typedef struct fval {
@@ -75,7 +74,7 @@ typedef struct fval {
  * out[0..nfields). Unescaped strings go to arena, which the caller has
  * reserved (at least value_len bytes free: never reallocated here).
  * RN_EINVAL with errmsg naming the field for a mistyped or malformed record. */
-int  sql_scan_record(const sdef_t *def, uint64_t need, const uint8_t *v, int32_t vlen,
+int  rn_scan_record(const sdef_t *def, uint64_t need, const uint8_t *v, int32_t vlen,
                      fval_t *out, rn_buf_t *arena, char *errmsg);
 
 /* ---- parsed statements (front.c) ----------------------------------------- */
@@ -113,7 +112,7 @@ typedef struct front {
     int         emit_changes;
     int64_t     watermark_ms, idle_ms;
     int         late_dead_letter;
-    /* planned (front_plan) */
+    /* planned (rn_front_plan) */
     win_kind_t  win;
     int64_t     size_ms, slide_ms;   /* TUMBLE size; HOP size+slide; SESSION gap */
     int         nkeys;
@@ -127,20 +126,14 @@ typedef struct front {
 
 /* Tokenize and recognise the statement and its clauses. Errors carry the
  * offending token's offset. */
-int  front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *errmsg);
+int  rn_front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *errmsg);
 /* SELECT: with the stream resolved, find window, keys and aggregates and
  * build batch_sql (and emit_sql). */
-int  front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg);
-void front_free(front_t *f);
-/* Token text helpers. */
-int  front_tok_is(const front_t *f, int i, const char *word);
-/* Copy an identifier token (unquoted) into out. RN_EINVAL when too long. */
-int  front_ident(const front_t *f, int i, char *out, size_t size);
+int  rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg);
+void rn_front_free(front_t *f);
 /* Offset in f->sql of the first token equal to ident (case-insensitive),
  * -1 when absent: to point at a column sqlite did not know. */
-int  front_find_ident(const front_t *f, const char *ident);
-/* "10s", "500ms", "1.5m", "2h", "1d" -> ms. */
-int  front_interval(const char *s, size_t n, int64_t *ms);
+int  rn_front_find_ident(const front_t *f, const char *ident);
 
 /* ---- window state (window.c) --------------------------------------------- */
 
@@ -159,33 +152,32 @@ typedef struct win_cfg {
 /* An emitted group, as the emit virtual table reads it. */
 typedef struct wgroup wgroup_t;
 
-int  win_create(const win_cfg_t *cfg, win_t **out, char *errmsg);
-void win_destroy(win_t *w);
+int  rn_win_create(const win_cfg_t *cfg, win_t **out, char *errmsg);
+void rn_win_destroy(win_t *w);
 /* One row of the per-batch statement: ts, then nkeys keys, then one value
  * per aggregate that takes an argument (count(*) takes none). Late rows are
  * counted in *late and not added. */
-int  win_add(win_t *w, int64_t ts, sqlite3_value **keys, sqlite3_value **args, uint64_t *late,
+int  rn_win_add(win_t *w, int64_t ts, sqlite3_value **keys, sqlite3_value **args, uint64_t *late,
              char *errmsg);
 /* Groups to emit now: with close_all = 1 every open window (end of input:
  * the watermark becomes +infinity); 2 (idle timeout) every open window, the
  * watermark moving to the last one's end (GLOBAL never closes on idle); 0 those the watermark closed, and (EMIT CHANGES) those changed
- * since the last call. *out is borrowed until win_release. */
-int  win_collect(win_t *w, int close_all, wgroup_t ***out, size_t *n, char *errmsg);
-/* Free what win_collect handed out that has closed. */
-void win_release(win_t *w);
+ * since the last call. *out is borrowed until rn_win_release. */
+int  rn_win_collect(win_t *w, int close_all, wgroup_t ***out, size_t *n, char *errmsg);
+/* Free what rn_win_collect handed out that has closed. */
+void rn_win_release(win_t *w);
 /* Raise the event-time frontier (ignored when not larger, and for GLOBAL);
  * the watermark is frontier - delay. */
-void win_advance(win_t *w, int64_t frontier);
-int64_t  win_watermark(const win_t *w);
-uint64_t win_groups(const win_t *w);
-int  win_has_open(const win_t *w);
+void rn_win_advance(win_t *w, int64_t frontier);
+int64_t  rn_win_watermark(const win_t *w);
+int  rn_win_has_open(const win_t *w);
 /* Append the whole window state to b (between steps only: RN_EINVAL while
- * groups are handed out); win_load replaces w's state with saved bytes
+ * groups are handed out); rn_win_load replaces w's state with saved bytes
  * (RN_ECORRUPT when damaged or saved by a different query shape). */
-int  win_save(const win_t *w, rn_buf_t *b, char *errmsg);
-int  win_load(win_t *w, const uint8_t *p, size_t n, char *errmsg);
+int  rn_win_save(const win_t *w, rn_buf_t *b, char *errmsg);
+int  rn_win_load(win_t *w, const uint8_t *p, size_t n, char *errmsg);
 /* Emit-table columns of a group: 0 window_start, 1 window_end, keys, aggs. */
-void win_group_column(const win_t *w, const wgroup_t *g, int col, sqlite3_context *ctx);
+void rn_win_group_column(const win_t *w, const wgroup_t *g, int col, sqlite3_context *ctx);
 
 /* ---- virtual tables (vtab.c) --------------------------------------------- */
 
@@ -215,8 +207,6 @@ typedef struct sbatch {
 
 /* Register the stream module (rn_stream) and the emit module (rn_emit) on
  * db, both reading b. */
-int  vtab_register(sqlite3 *db, sbatch_t *b, char *errmsg);
-/* The emit table's declaration for nkeys keys and naggs aggregates. */
-int  vtab_emit_schema(int nkeys, int naggs, char *out, size_t size);
+int  rn_vtab_register(sqlite3 *db, sbatch_t *b, char *errmsg);
 
 #endif

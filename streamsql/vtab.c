@@ -59,7 +59,8 @@ static int declare_stream(sqlite3 *db, const sdef_t *def)
     return sqlite3_declare_vtab(db, sql);
 }
 
-int vtab_emit_schema(int nkeys, int naggs, char *out, size_t size)
+/* The emit table's declaration for nkeys keys and naggs aggregates. */
+static int vtab_emit_schema(int nkeys, int naggs, char *out, size_t size)
 {
     size_t n = (size_t)snprintf(out, size, "CREATE TABLE x(window_start INTEGER, "
                                 "window_end INTEGER");
@@ -164,7 +165,7 @@ static int vt_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col)
     vcur_t *c = (vcur_t *)cur;
     vt_t *v = (vt_t *)cur->pVtab;
     if (v->emit) {
-        win_group_column(v->b->win, v->b->groups[c->i], col, ctx);
+        rn_win_group_column(v->b->win, v->b->groups[c->i], col, ctx);
         return SQLITE_OK;
     }
     const srow_t *r = &v->b->rows[c->i];
@@ -209,7 +210,7 @@ static const sqlite3_module module = {
     .xRowid = vt_rowid,
 };
 
-int vtab_register(sqlite3 *db, sbatch_t *b, char *errmsg)
+int rn_vtab_register(sqlite3 *db, sbatch_t *b, char *errmsg)
 {
     if (sqlite3_create_module_v2(db, "rn_stream", &module, b, NULL) != SQLITE_OK ||
         sqlite3_create_module_v2(db, "rn_emit", &module, b, NULL) != SQLITE_OK)

@@ -13,7 +13,7 @@
  *
  * Invariants:
  *  1. Watermark = (event-time frontier) - delay; it only grows. The engine
- *     sets the frontier (win_advance): the smallest, over the queues still
+ *     sets the frontier (rn_win_advance): the smallest, over the queues still
  *     being read, of the largest event time each has delivered, so one
  *     queue running ahead of another does not make the other's rows late. A window
  *     [start, end) closes when end <= watermark; closed windows are never
@@ -32,8 +32,8 @@
  *     overflow) appears; avg = real sum / count; min/max compare with the
  *     BINARY collation and NULL < numbers < text < blobs, ignoring NULLs;
  *     first/last keep the value of the first/last row in arrival order.
- *  4. Groups handed out by win_collect stay valid until win_release.
- *  5. win_save / win_load (checkpoints, sql.h's rn_sql_state_save) capture
+ *  4. Groups handed out by rn_win_collect stay valid until rn_win_release.
+ *  5. rn_win_save / rn_win_load (checkpoints, sql.h's rn_sql_state_save) capture
  *     everything that decides future output: the frontier, closed_to, the
  *     sequence counter, and every open group with its accumulators exactly
  *     (values keep their type; DISTINCT sets their serialized members),
@@ -269,7 +269,7 @@ struct win {
     win_cfg_t  cfg;
     map_t      groups;     /* TUMBLE/HOP/GLOBAL: key = kbuf (start + keys) -> group;
                               SESSION: key = keys -> chain of sessions */
-    int64_t    max_ts;     /* event-time frontier (win_advance); INT64_MIN: none yet */
+    int64_t    max_ts;     /* event-time frontier (rn_win_advance); INT64_MIN: none yet */
     int64_t    closed_to;  /* windows with end <= closed_to were closed */
     int64_t    min_end;    /* lower bound of open windows' ends */
     uint64_t   seq, ngroups;
@@ -277,9 +277,9 @@ struct win {
     rn_buf_t   tmp;        /* scratch: a serialized distinct value */
     wgroup_t **dirty;      /* EMIT CHANGES: touched since the last collect */
     size_t     ndirty, capdirty;
-    wgroup_t **out;        /* handed out by win_collect */
+    wgroup_t **out;        /* handed out by rn_win_collect */
     size_t     nout, capout;
-    wgroup_t **graveyard;  /* merged-away or closed groups, freed by win_release */
+    wgroup_t **graveyard;  /* merged-away or closed groups, freed by rn_win_release */
     size_t     ngrave, capgrave;
 };
 
@@ -447,7 +447,7 @@ static void acc_result(const win_t *w, int j, const acc_t *a, sqlite3_context *c
 
 /* ---- groups ----------------------------------------------------------------- */
 
-int win_create(const win_cfg_t *cfg, win_t **out, char *errmsg)
+int rn_win_create(const win_cfg_t *cfg, win_t **out, char *errmsg)
 {
     win_t *w = calloc(1, sizeof *w);
     if (!w) return rn_errf(errmsg, -ENOMEM, "out of memory");
@@ -473,10 +473,10 @@ static void free_all(win_t *w)
     memset(&w->groups, 0, sizeof w->groups);
 }
 
-void win_destroy(win_t *w)
+void rn_win_destroy(win_t *w)
 {
     if (!w) return;
-    win_release(w);
+    rn_win_release(w);
     free_all(w);
     rn_buf_free(&w->key);
     rn_buf_free(&w->tmp);
@@ -601,7 +601,7 @@ static int session_add(win_t *w, int64_t ts, const val_t *args, uint64_t seq)
     return touch(w, target);
 }
 
-int win_add(win_t *w, int64_t ts, sqlite3_value **keys, sqlite3_value **args, uint64_t *late,
+int rn_win_add(win_t *w, int64_t ts, sqlite3_value **keys, sqlite3_value **args, uint64_t *late,
             char *errmsg)
 {
     val_t av[RN_SQL_MAX_AGGS];
@@ -680,7 +680,7 @@ static int cmp_groups_keys(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-int win_collect(win_t *w, int close_all, wgroup_t ***out, size_t *n, char *errmsg)
+int rn_win_collect(win_t *w, int close_all, wgroup_t ***out, size_t *n, char *errmsg)
 {
     int64_t wm = w->max_ts == INT64_MIN ? INT64_MIN : w->max_ts - w->cfg.delay_ms;
     if (w->cfg.kind == WK_GLOBAL) wm = INT64_MIN;
@@ -743,36 +743,31 @@ oom:
     return rn_errf(errmsg, -ENOMEM, "out of memory for window state");
 }
 
-void win_release(win_t *w)
+void rn_win_release(win_t *w)
 {
     for (size_t i = 0; i < w->ngrave; i++) group_free(w, w->graveyard[i]);
     w->ngrave = 0;
     w->nout = 0;
 }
 
-void win_advance(win_t *w, int64_t frontier)
+void rn_win_advance(win_t *w, int64_t frontier)
 {
     if (w->cfg.kind != WK_GLOBAL && frontier > w->max_ts) w->max_ts = frontier;
 }
 
-int64_t win_watermark(const win_t *w)
+int64_t rn_win_watermark(const win_t *w)
 {
     if (w->max_ts == INT64_MIN) return w->closed_to;
     int64_t wm = w->max_ts - w->cfg.delay_ms;
     return wm > w->closed_to ? wm : w->closed_to;
 }
 
-uint64_t win_groups(const win_t *w)
-{
-    return w->ngroups;
-}
-
-int win_has_open(const win_t *w)
+int rn_win_has_open(const win_t *w)
 {
     return w->ngroups > 0;
 }
 
-void win_group_column(const win_t *w, const wgroup_t *g, int col, sqlite3_context *ctx)
+void rn_win_group_column(const win_t *w, const wgroup_t *g, int col, sqlite3_context *ctx)
 {
     if (col == 0 || col == 1) {
         if (w->cfg.kind == WK_GLOBAL) sqlite3_result_null(ctx);
@@ -844,7 +839,7 @@ static int group_save(const win_t *w, const wgroup_t *g, rn_buf_t *b)
     return rc;
 }
 
-int win_save(const win_t *w, rn_buf_t *b, char *errmsg)
+int rn_win_save(const win_t *w, rn_buf_t *b, char *errmsg)
 {
     if (w->nout || w->ngrave || w->ndirty)
         return rn_errf(errmsg, RN_EINVAL, "window state can only be saved between steps");
@@ -978,7 +973,7 @@ static int group_load(win_t *w, rd_t *r)
     return rc;
 }
 
-int win_load(win_t *w, const uint8_t *p, size_t n, char *errmsg)
+int rn_win_load(win_t *w, const uint8_t *p, size_t n, char *errmsg)
 {
     rd_t r = {p, p + n, 0};
     uint32_t magic;
