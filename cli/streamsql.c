@@ -292,19 +292,22 @@ static void csv_field(FILE *f, const char *s, size_t n)
     fputc('"', f);
 }
 
+static void csv_header(out_t *o)
+{
+    for (int i = 0; i < o->ncols; i++) {
+        if (i) fputc(',', o->f);
+        csv_field(o->f, o->cols[i].name, strlen(o->cols[i].name));
+    }
+    fputc('\n', o->f);
+    o->header_done = 1;
+}
+
 static int on_row(void *ctx, const rn_sql_value_t *v, int n)
 {
     out_t *o = ctx;
     char buf[64];
     if (o->format != FMT_TABLE) clear_progress(o);
-    if (o->format == FMT_CSV && !o->header_done) {
-        for (int i = 0; i < n; i++) {
-            if (i) fputc(',', o->f);
-            csv_field(o->f, o->cols[i].name, strlen(o->cols[i].name));
-        }
-        fputc('\n', o->f);
-        o->header_done = 1;
-    }
+    if (o->format == FMT_CSV && !o->header_done) csv_header(o);
     if (o->format == FMT_JSON) fputc('{', o->f);
     for (int i = 0; i < n; i++) {
         const char *s = buf;
@@ -387,6 +390,8 @@ static void out_end(out_t *o)
 {
     clear_progress(o);
     if (o->format == FMT_TABLE && o->cols) table_flush(o);
+    /* csv: the header line even when no row came (a statement with columns) */
+    if (o->format == FMT_CSV && o->cols && o->ncols > 0 && !o->header_done) csv_header(o);
     fflush(o->f);
 }
 

@@ -336,8 +336,12 @@ static int tok_interval(const front_t *f, int i, const char *what, int allow_zer
 
 /* ---- CREATE STREAM field lists ---------------------------------------------- */
 
-static const char *const reserved_cols[] = {"queue", "offset", "ts", "key", "value",
-                                            "window_start", "window_end"};
+/* The built-in columns of a stream. window_start and window_end are not
+ * among them: a windowed query's output (e.g. a pipeline's sink topic) can
+ * be declared as a stream with those fields; in the select list and HAVING
+ * of a windowed query they name the new window's bounds, elsewhere (WHERE,
+ * GROUP BY keys, aggregate arguments, queries without a window) the field. */
+static const char *const reserved_cols[] = {"queue", "offset", "ts", "key", "value"};
 
 static int sql_type_from_name(const char *s, size_t n, ftype_t *t)
 {
@@ -400,7 +404,7 @@ static int parse_field_toks(const front_t *f, int b, int e, sdef_t *def, int *er
             if (strcasecmp(fd->name, reserved_cols[r]) == 0 || strncmp(fd->name, "__", 2) == 0)
                 return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
                             "field name '%s' is reserved (built-in columns: queue, offset, ts, "
-                            "key, value, window_start, window_end; names starting with __)",
+                            "key, value; names starting with __)",
                             fd->name);
         for (int k = 0; k < def->nfields; k++)
             if (strcasecmp(def->fields[k].name, fd->name) == 0)
@@ -605,6 +609,86 @@ static int parse_tail(front_t *f, int i, int *erroff, char *errmsg)
     return 0;
 }
 
+/* Mark the tokens of every parenthesised subquery, "(SELECT ...)",
+ * "(WITH ...)", "(VALUES ...)", parentheses included. */
+static int mark_subqueries(front_t *f, int *erroff, char *errmsg)
+{
+    f->insub = calloc((size_t)f->ntoks + 1, 1);
+    if (!f->insub) return ferr(erroff, -1, errmsg, -ENOMEM, "out of memory");
+    for (int i = 0; i + 1 < f->ntoks; i++)
+        if (f->toks[i].kind == TK_LP && !f->insub[i] &&
+            (front_tok_is(f, i + 1, "SELECT") || front_tok_is(f, i + 1, "WITH") ||
+             front_tok_is(f, i + 1, "VALUES"))) {
+            int c = match_paren(f, i);
+            memset(f->insub + i, 1, (size_t)(c - i + 1));
+        }
+    return 0;
+}
+
+static int is_clause_word(const front_t *f, int i)
+{
+    static const char *const words[] = {"WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "WINDOW",
+                                        "UNION", "INTERSECT", "EXCEPT", "ON", "USING"};
+    for (size_t k = 0; k < sizeof words / sizeof words[0]; k++)
+        if (front_tok_is(f, i, words[k])) return 1;
+    return 0;
+}
+
+/* Constructs that would be evaluated over one batch instead of the whole
+ * stream (sqlite sees only the current batch in the stream table), refused
+ * with what to write instead:
+ *  - a window function (OVER) outside a subquery: it would restart at
+ *    every batch;
+ *  - a subquery reading a table: the stream itself (evaluated per batch),
+ *    or another stream or topic (a query reads one stream). Subqueries over
+ *    table-valued functions of the row (json_each(value)) are per record,
+ *    and allowed. */
+static int check_stream_reads(front_t *f, int *erroff, char *errmsg)
+{
+    for (int i = f->body; i < f->ntoks; i++) {
+        if (front_tok_is(f, i, "OVER") && !f->insub[i] && i > 0 && f->toks[i - 1].kind == TK_RP) {
+            int d = f->toks[i - 1].depth, fn = i - 1;
+            while (fn > 0 && !(f->toks[fn].kind == TK_LP && f->toks[fn].depth == d)) fn--;
+            char w[48];
+            return ferr(erroff, tok_off(f, fn > 0 ? fn - 1 : i), errmsg, RN_EINVAL,
+                        "window function %s() OVER (...) is not supported on streams: it would "
+                        "restart at every batch; aggregate over windows of event time with "
+                        "GROUP BY TUMBLE(ts, '1m') (or HOP, SESSION) instead",
+                        fn > 0 ? tok_word(f, fn - 1, w, sizeof w) : "?");
+        }
+        if (!f->insub[i] || !(front_tok_is(f, i, "FROM") || front_tok_is(f, i, "JOIN")))
+            continue;
+        /* the FROM list of a subquery: names at item starts are tables */
+        int d = f->toks[i].depth;
+        for (int j = i + 1; j < f->ntoks && f->toks[j].depth >= d; j++) {
+            /* a '(' and its ')' are at depth d, what is between deeper */
+            if (f->toks[j].depth > d || f->toks[j].kind == TK_RP) continue;
+            if (is_clause_word(f, j)) break;
+            int start = f->toks[j - 1].kind == TK_COMMA || j == i + 1 ||
+                        front_tok_is(f, j - 1, "JOIN");
+            if (!start || !is_name_tok(f, j)) continue;
+            int nt = j;
+            if (nt + 2 < f->ntoks && f->toks[nt + 1].kind == TK_DOT && is_name_tok(f, nt + 2))
+                nt += 2;                                   /* schema.table */
+            if (nt + 1 < f->ntoks && f->toks[nt + 1].kind == TK_LP) continue;  /* json_each(..) */
+            char name[RN_SQL_MAX_NAME * 4 + 1];
+            if (front_ident(f, nt, name, sizeof name) != 0) snprintf(name, sizeof name, "?");
+            if (strcasecmp(name, f->name) == 0)
+                return ferr(erroff, tok_off(f, nt), errmsg, RN_EINVAL,
+                            "a subquery over the stream itself ('%s') is not supported: sqlite "
+                            "would run it over each batch, not the whole stream; run it as its "
+                            "own query (e.g. SELECT max(x) FROM %s) and use the value as a "
+                            "constant, or aggregate with GROUP BY", name, name);
+            return ferr(erroff, tok_off(f, nt), errmsg, RN_EINVAL,
+                        "a subquery reads '%s': a streamsql query reads one stream (FROM %s); "
+                        "subqueries over other streams, topics or tables, and joins, are not "
+                        "supported; a subquery may read the record's JSON with "
+                        "json_each(%s.value)", name, f->name, f->name);
+        }
+    }
+    return 0;
+}
+
 static int parse_select(front_t *f, int *erroff, char *errmsg)
 {
     int i = f->body + 1;
@@ -686,6 +770,9 @@ static int parse_select(front_t *f, int *erroff, char *errmsg)
         (f->group_b >= 0 && f->group_e == f->group_b) ||
         (f->having_b >= 0 && f->having_e == f->having_b))
         return unexpected(f, end, erroff, errmsg, "an empty clause");
+    int rc = mark_subqueries(f, erroff, errmsg);
+    if (rc == 0) rc = check_stream_reads(f, erroff, errmsg);
+    if (rc != 0) return rc;
     return parse_tail(f, f->tail_b, erroff, errmsg);
 }
 
@@ -813,6 +900,7 @@ static int agg_at(const front_t *f, int i, int end, agg_kind_t *kind, int *disti
 {
     if (f->toks[i].kind != TK_ID || i + 1 >= end || f->toks[i + 1].kind != TK_LP) return 0;
     if (i > 0 && f->toks[i - 1].kind == TK_DOT) return 0;
+    if (f->insub && f->insub[i]) return 0;     /* a subquery's own aggregate: per row */
     int k;
     int nagg = (int)(sizeof agg_names / sizeof agg_names[0]);
     for (k = 0; k < nagg; k++)
@@ -895,58 +983,6 @@ static int agg_intern(front_t *f, int call, agg_kind_t kind, int distinct, int a
     return 0;
 }
 
-/* Does key k's token sequence start at token i? */
-static int key_at(const front_t *f, int i, int end, const int *kb, const int *ke, int k)
-{
-    int n = ke[k] - kb[k];
-    if (i + n > end || (i > 0 && f->toks[i - 1].kind == TK_DOT)) return 0;
-    if (i + n < f->ntoks && (f->toks[i + n].kind == TK_DOT || f->toks[i + n].kind == TK_LP))
-        return 0;
-    for (int j = 0; j < n; j++) {
-        const tok_t *a = &f->toks[i + j], *b = &f->toks[kb[k] + j];
-        if (a->kind != b->kind || a->len != b->len) return 0;
-        int same = a->kind == TK_ID
-                       ? strncasecmp(f->sql + a->off, f->sql + b->off, a->len) == 0
-                       : memcmp(f->sql + a->off, f->sql + b->off, a->len) == 0;
-        if (!same) return 0;
-    }
-    return 1;
-}
-
-/* Rewrite tokens [b, e) into out: aggregate calls -> __aN, keys -> __kN. */
-static int rewrite(front_t *f, int b, int e, const int *kb, const int *ke, rn_buf_t *out,
-                   int *erroff, char *errmsg)
-{
-    size_t pos = f->toks[b].off;
-    for (int i = b; i < e;) {
-        agg_kind_t kind; int distinct, ab, ae, close, idx = -1;
-        int r = agg_at(f, i, e, &kind, &distinct, &ab, &ae, &close, erroff, errmsg);
-        if (r < 0) return r;
-        int next = i + 1;
-        if (r > 0) {
-            int rc = agg_intern(f, i, kind, distinct, ab, ae, close, &idx, erroff, errmsg);
-            if (rc != 0) return rc;
-            if (append(out, f->sql + pos, f->toks[i].off - pos) != 0 ||
-                appendf(out, "__a%d", idx) != 0)
-                return -ENOMEM;
-            next = close + 1;
-        } else {
-            for (int k = 0; k < f->nkeys; k++)
-                if (key_at(f, i, e, kb, ke, k)) {
-                    if (append(out, f->sql + pos, f->toks[i].off - pos) != 0 ||
-                        appendf(out, "__k%d", k) != 0)
-                        return -ENOMEM;
-                    next = i + (ke[k] - kb[k]);
-                    r = 1;
-                    break;
-                }
-        }
-        if (r > 0) pos = (size_t)tok_end(f, next - 1);
-        i = next;
-    }
-    return append(out, f->sql + pos, (size_t)tok_end(f, e - 1) - pos) == 0 ? 0 : -ENOMEM;
-}
-
 static const char *const not_alias[] = {"NULL", "TRUE", "FALSE", "END", "AND", "OR", "NOT",
                                         "IS", "IN", "LIKE", "GLOB", "BETWEEN", "CASE", "WHEN",
                                         "THEN", "ELSE", "ESCAPE", "COLLATE", "DISTINCT",
@@ -969,6 +1005,152 @@ static int has_alias(const front_t *f, int b, int e)
     if (front_tok_is(f, e - 2, "COLLATE")) return 0;
     return (p->kind == TK_RP || p->kind == TK_NUM || p->kind == TK_STR ||
             ((p->kind == TK_ID || p->kind == TK_QID) && !is_keyword(f, e - 2)));
+}
+
+/* Operator precedence (sqlite's, higher binds tighter) of token i used as
+ * an operator: PREC_NONE when it is no operator (an operand or a
+ * delimiter). A '-', '+' or NOT after an operand is binary, else prefix. */
+enum { PREC_NONE = 0, PREC_PRIMARY = 13, PREC_UNARY = 12 };
+
+static int operand_end(const front_t *f, int i);
+
+static int op_prec(const front_t *f, int i)
+{
+    static const struct { const char *w; int p; } words[] = {
+        {"OR", 1}, {"AND", 2}, {"IS", 4}, {"IN", 4}, {"LIKE", 4}, {"GLOB", 4}, {"MATCH", 4},
+        {"REGEXP", 4}, {"BETWEEN", 4}, {"ISNULL", 4}, {"NOTNULL", 4}, {"ESCAPE", 6},
+        {"COLLATE", 11},
+    };
+    const tok_t *t = &f->toks[i];
+    if (t->kind == TK_STAR) return 9;
+    if (t->kind == TK_ID) {
+        if (front_tok_is(f, i, "NOT")) return i > 0 && operand_end(f, i - 1) ? 4 : 3;
+        for (size_t k = 0; k < sizeof words / sizeof words[0]; k++)
+            if (front_tok_is(f, i, words[k].w)) return words[k].p;
+        return PREC_NONE;
+    }
+    if (t->kind != TK_OP) return PREC_NONE;
+    char s[4] = "";
+    memcpy(s, f->sql + t->off, t->len < 3 ? t->len : 3);
+    if (!strcmp(s, "-") || !strcmp(s, "+")) return i > 0 && operand_end(f, i - 1) ? 8 : PREC_UNARY;
+    if (!strcmp(s, "~")) return PREC_UNARY;
+    if (!strcmp(s, "=") || !strcmp(s, "==") || !strcmp(s, "!=") || !strcmp(s, "<>")) return 4;
+    if (!strcmp(s, "<") || !strcmp(s, "<=") || !strcmp(s, ">") || !strcmp(s, ">=")) return 5;
+    if (!strcmp(s, "&") || !strcmp(s, "|") || !strcmp(s, "<<") || !strcmp(s, ">>")) return 7;
+    if (!strcmp(s, "/") || !strcmp(s, "%")) return 9;
+    if (!strcmp(s, "||") || !strcmp(s, "->") || !strcmp(s, "->>")) return 10;
+    return PREC_NONE;
+}
+
+/* Does token i end an operand (so a following '-' is binary)? */
+static int operand_end(const front_t *f, int i)
+{
+    tok_kind_t k = f->toks[i].kind;
+    if (k == TK_RP || k == TK_NUM || k == TK_STR || k == TK_QID || k == TK_PARAM) return 1;
+    return k == TK_ID && op_prec(f, i) == PREC_NONE && !front_tok_is(f, i, "CASE") &&
+           !front_tok_is(f, i, "WHEN") && !front_tok_is(f, i, "THEN") &&
+           !front_tok_is(f, i, "ELSE") && !front_tok_is(f, i, "SELECT") &&
+           !front_tok_is(f, i, "WHERE") && !front_tok_is(f, i, "HAVING");
+}
+
+/* The loosest operator of tokens [b, e) at their own nesting level:
+ * PREC_PRIMARY when there is none (a name, literal, call, parentheses). */
+static int expr_prec(const front_t *f, int b, int e)
+{
+    int p = PREC_PRIMARY, d = f->toks[b].depth;
+    for (int i = b; i < e; i++)
+        if (f->toks[i].depth == d && f->toks[i].kind != TK_LP && f->toks[i].kind != TK_RP) {
+            int q = op_prec(f, i);
+            if (q != PREC_NONE && q < p) p = q;
+        }
+    return p;
+}
+
+/* Is tokens [i, i + n) of the expression [b, e) a whole operand, so that
+ * replacing it by a key's value keeps the meaning? Token matching alone is
+ * not enough: in "a + 1 * 2" the tokens "a + 1" are no subexpression. The
+ * neighbours must bind looser than the key's loosest operator (on the
+ * left strictly: operators associate to the left). */
+static int whole_operand(const front_t *f, int b, int e, int i, int n)
+{
+    static const char *const left_delim[] = {"SELECT", "WHERE", "HAVING", "WHEN", "THEN",
+                                             "ELSE", "CASE", "DISTINCT", "ALL"};
+    static const char *const right_delim[] = {"AS", "THEN", "ELSE", "END", "WHEN"};
+    int p = expr_prec(f, i, i + n);
+    if (p == PREC_PRIMARY) return 1;
+    int left = i - 1, right = i + n, ok = 0;
+    if (left < b || f->toks[left].kind == TK_LP || f->toks[left].kind == TK_COMMA) ok = 1;
+    for (size_t k = 0; !ok && k < sizeof left_delim / sizeof left_delim[0]; k++)
+        ok = front_tok_is(f, left, left_delim[k]);
+    if (!ok) {
+        int q = op_prec(f, left);
+        ok = q != PREC_NONE && q < p;
+    }
+    if (!ok) return 0;
+    if (right >= e || f->toks[right].kind == TK_RP || f->toks[right].kind == TK_COMMA) return 1;
+    for (size_t k = 0; k < sizeof right_delim / sizeof right_delim[0]; k++)
+        if (front_tok_is(f, right, right_delim[k])) return 1;
+    if (right == e - 1 && has_alias(f, b, e)) return 1;
+    int q = op_prec(f, right);
+    return q != PREC_NONE && q <= p;
+}
+
+/* Does key k's token sequence start at token i, as a whole operand of the
+ * expression [b, e)? */
+static int key_at(const front_t *f, int b, int i, int end, const int *kb, const int *ke, int k)
+{
+    int n = ke[k] - kb[k];
+    if (i + n > end || (i > 0 && f->toks[i - 1].kind == TK_DOT)) return 0;
+    if (i + n < f->ntoks && (f->toks[i + n].kind == TK_DOT || f->toks[i + n].kind == TK_LP))
+        return 0;
+    for (int j = 0; j < n; j++) {
+        const tok_t *x = &f->toks[i + j], *y = &f->toks[kb[k] + j];
+        if (x->kind != y->kind || x->len != y->len) return 0;
+        int same = x->kind == TK_ID
+                       ? strncasecmp(f->sql + x->off, f->sql + y->off, x->len) == 0
+                       : memcmp(f->sql + x->off, f->sql + y->off, x->len) == 0;
+        if (!same) return 0;
+    }
+    return whole_operand(f, b, end, i, n);
+}
+
+/* Rewrite tokens [b, e) into out: aggregate calls -> __aN, keys -> __kN. */
+static int rewrite(front_t *f, int b, int e, const int *kb, const int *ke, rn_buf_t *out,
+                   int *erroff, char *errmsg)
+{
+    size_t pos = f->toks[b].off;
+    for (int i = b; i < e;) {
+        agg_kind_t kind; int distinct, ab, ae, close, idx = -1;
+        int r = agg_at(f, i, e, &kind, &distinct, &ab, &ae, &close, erroff, errmsg);
+        if (r < 0) return r;
+        int next = i + 1;
+        if (r > 0) {
+            int rc = agg_intern(f, i, kind, distinct, ab, ae, close, &idx, erroff, errmsg);
+            if (rc != 0) return rc;
+            if (append(out, f->sql + pos, f->toks[i].off - pos) != 0 ||
+                appendf(out, "__a%d", idx) != 0)
+                return -ENOMEM;
+            next = close + 1;
+        } else if (f->insub[i]) {
+            return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                        "a subquery in the select list or HAVING of an aggregating query is not "
+                        "supported (it would see the emitted groups, not the records); use it "
+                        "in WHERE or inside an aggregate's argument");
+        } else {
+            for (int k = 0; k < f->nkeys; k++)
+                if (key_at(f, b, i, e, kb, ke, k)) {
+                    if (append(out, f->sql + pos, f->toks[i].off - pos) != 0 ||
+                        appendf(out, "__k%d", k) != 0)
+                        return -ENOMEM;
+                    next = i + (ke[k] - kb[k]);
+                    r = 1;
+                    break;
+                }
+        }
+        if (r > 0) pos = (size_t)tok_end(f, next - 1);
+        i = next;
+    }
+    return append(out, f->sql + pos, (size_t)tok_end(f, e - 1) - pos) == 0 ? 0 : -ENOMEM;
 }
 
 static int plan_window(front_t *f, int b, int e, const sdef_t *def, int *erroff, char *errmsg)
@@ -1061,6 +1243,11 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
     if (f->distinct)
         return ferr(erroff, tok_off(f, f->sel_b - 1), errmsg, RN_EINVAL,
                     "SELECT DISTINCT with GROUP BY is not supported; GROUP BY already groups");
+    if (f->emit_changes && f->having_b >= 0)
+        return ferr(erroff, tok_off(f, f->having_b - 1), errmsg, RN_EINVAL,
+                    "EMIT CHANGES with HAVING is not supported: a group that stops satisfying "
+                    "HAVING could not be retracted; use EMIT FINAL with HAVING, or EMIT CHANGES "
+                    "without HAVING and filter the changes downstream");
     f->win = WK_GLOBAL;
     /* GROUP BY items: the window and the keys */
     int ib = f->group_b;
@@ -1134,7 +1321,7 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
         if (rc == 0) rc = append(&b, f->aggs[k].arg, strlen(f->aggs[k].arg));
         if (rc == 0) rc = append(&b, ")", 1);
     }
-    if (rc == 0) rc = append(&b, " FROM ", 6);
+    if (rc == 0) rc = append(&b, ", __idx FROM ", 13);    /* the row's index in the batch */
     {
         int fe = f->src_tok + 1;
         while (fe < f->ntoks && fe < f->src_tok + 3 &&
@@ -1169,9 +1356,94 @@ fail:
     return rc;
 }
 
+/* Function calls outside subqueries, checked against the functions sqlite
+ * knows (pragma_function_list) before any statement is prepared, so the
+ * message names the function rather than a column sqlite failed on first
+ * (an unknown aggregate's argument is "no such column" in the emission
+ * statement). SQL keywords followed by '(' (IN, EXISTS, CAST, ...) are not
+ * calls; the window of GROUP BY is not one either. */
+int rn_front_check_functions(const front_t *f, sqlite3 *db, int *erroff, char *errmsg)
+{
+    static const char *const window_only[] = {"row_number", "rank", "dense_rank", "percent_rank",
+                                              "cume_dist", "ntile", "lag", "lead", "first_value",
+                                              "last_value", "nth_value"};
+    static const char *const flink_bounds[] = {"tumble_start", "tumble_end", "tumble_rowtime",
+                                               "hop_start", "hop_end", "hop_rowtime",
+                                               "session_start", "session_end",
+                                               "session_rowtime", "window_start", "window_end"};
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(db, "SELECT max(type) FROM pragma_function_list "
+                           "WHERE name = lower(?1)", -1, &st, NULL) != SQLITE_OK)
+        return ferr(erroff, -1, errmsg, RN_ESQLITE, "cannot list sqlite's functions: %s",
+                    sqlite3_errmsg(db));
+    for (int i = f->body; rc == 0 && i + 1 < f->ntoks; i++) {
+        if (f->toks[i].kind != TK_ID || f->toks[i + 1].kind != TK_LP || f->insub[i] ||
+            (i > 0 && f->toks[i - 1].kind == TK_DOT) ||
+            sqlite3_keyword_check(f->sql + f->toks[i].off, (int)f->toks[i].len))
+            continue;
+        int in_group = f->group_b >= 0 && i >= f->group_b && i < f->group_e &&
+                       f->toks[i].depth == 0;
+        char name[RN_SQL_MAX_NAME + 1];
+        if (f->toks[i].len >= sizeof name) continue;    /* sqlite reports it */
+        memcpy(name, f->sql + f->toks[i].off, f->toks[i].len);
+        name[f->toks[i].len] = '\0';
+        int ours = 0;
+        for (size_t k = 0; k < sizeof agg_names / sizeof agg_names[0]; k++)
+            if (strcasecmp(name, agg_names[k].name) == 0) ours = 1;
+        if (ours) continue;
+        int off = tok_off(f, i);
+        if (strcasecmp(name, "TUMBLE") == 0 || strcasecmp(name, "HOP") == 0 ||
+            strcasecmp(name, "SESSION") == 0) {
+            if (in_group) continue;
+            rc = ferr(erroff, off, errmsg, RN_EINVAL,
+                      "%s(...) defines the window and goes in GROUP BY (GROUP BY %s(ts, ...), "
+                      "keys); select window_start and window_end for its bounds", name, name);
+            break;
+        }
+        for (size_t k = 0; k < sizeof flink_bounds / sizeof flink_bounds[0]; k++)
+            if (strcasecmp(name, flink_bounds[k]) == 0)
+                rc = ferr(erroff, off, errmsg, RN_EINVAL,
+                          "no such function: %s(); with GROUP BY TUMBLE/HOP/SESSION(...) the "
+                          "window's bounds are the columns window_start and window_end", name);
+        if (rc != 0) break;
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+        const char *type = NULL;
+        if (sqlite3_step(st) == SQLITE_ROW) type = (const char *)sqlite3_column_text(st, 0);
+        if (!type) {
+            int distinct = strcasecmp(name, "approx_count_distinct") == 0 ||
+                           strcasecmp(name, "approx_distinct") == 0 ||
+                           strcasecmp(name, "count_distinct") == 0;
+            rc = ferr(erroff, off, errmsg, RN_EINVAL,
+                      "no such function: %s()%s; streamsql's aggregates are count, "
+                      "count(DISTINCT), sum, total, avg, min, max, first, last, and its scalar "
+                      "functions are sqlite's", name,
+                      distinct ? " (count(DISTINCT x) counts distinct values exactly)" : "");
+            break;
+        }
+        if (type[0] == 's') continue;
+        int wonly = 0;
+        for (size_t k = 0; k < sizeof window_only / sizeof window_only[0]; k++)
+            if (strcasecmp(name, window_only[k]) == 0) wonly = 1;
+        if (wonly)
+            rc = ferr(erroff, off, errmsg, RN_EINVAL,
+                      "window function %s() is not supported on streams: it would restart at "
+                      "every batch; aggregate over windows of event time with GROUP BY "
+                      "TUMBLE(ts, '1m') (or HOP, SESSION) instead", name);
+        else
+            rc = ferr(erroff, off, errmsg, RN_EINVAL,
+                      "aggregate %s() is not supported on streams; supported: count, "
+                      "count(DISTINCT), sum, total, avg, min, max, first, last", name);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 void rn_front_free(front_t *f)
 {
     free(f->toks);
+    free(f->insub);
     for (int k = 0; k < f->nkeys; k++) free(f->keys[k]);
     for (int k = 0; k < f->naggs; k++) {
         free(f->aggs[k].text);

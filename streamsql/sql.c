@@ -95,6 +95,7 @@ struct rn_sql {
     uint8_t         *qlive;         /* had records at open, or delivered since */
     uint8_t         *qdone;         /* reached its end */
     int64_t          batch_max;     /* largest event time of the loaded batch */
+    int64_t         *pmax;          /* pmax[i]: largest event time of rows[0..i] */
     uint32_t         cur_queue;     /* queue of the last step's batch; UINT32_MAX: none */
     uint32_t         next_q;        /* the queue the consumer's round-robin tries next */
 };
@@ -386,6 +387,7 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
     if ((rc = rn_front_plan(&q->f, &q->def, erroff, errmsg)) != 0) return rc;
     q->b.def = &q->def;
     if ((rc = open_db(q, errmsg)) != 0) return rc;
+    if ((rc = rn_front_check_functions(&q->f, q->db, erroff, errmsg)) != 0) return rc;
     if (sqlite3_prepare_v2(q->db, q->f.batch_sql, -1, &q->bst, NULL) != SQLITE_OK)
         return prepare_error(q, "", 0, erroff, errmsg);
     if (q->f.win != WK_NONE) {
@@ -512,6 +514,7 @@ void rn_sql_close(rn_sql_t *q)
     free(q->cols);
     free(q->vals);
     free(q->b.rows);
+    free(q->pmax);
     free(q->fv);
     free(q->qmax);
     free(q->qend);
@@ -702,6 +705,9 @@ static int grow_rows(rn_sql_t *q, size_t n, char *errmsg)
         srow_t *r = realloc(q->b.rows, n * sizeof *r);
         if (!r) return rn_errf(errmsg, -ENOMEM, "out of memory");
         q->b.rows = r;
+        int64_t *m = realloc(q->pmax, n * sizeof *m);
+        if (!m) return rn_errf(errmsg, -ENOMEM, "out of memory");
+        q->pmax = m;
         q->rowcap = n;
     }
     size_t nf = n * (size_t)q->def.nfields;
@@ -767,8 +773,10 @@ static int load_batch(rn_sql_t *q, const rn_consumer_batch_t *cb, char *errmsg)
         n++;
     }
     q->batch_max = INT64_MIN;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if (q->b.rows[i].ts > q->batch_max) q->batch_max = q->b.rows[i].ts;
+        q->pmax[i] = q->batch_max;
+    }
     q->b.nrows = n;
     q->st.records += cb->count;
     return 0;
@@ -807,11 +815,18 @@ static int step_rows(rn_sql_t *q, uint32_t queue, int64_t others, uint64_t *skip
         for (int k = 0; k < q->f.nkeys; k++) keys[k] = sqlite3_column_value(q->bst, 1 + k);
         for (int a = 0; a < q->nargs; a++)
             args[a] = sqlite3_column_value(q->bst, 1 + q->f.nkeys + a);
-        if ((rc = rn_win_add(q->win, ts, keys, args, &q->st.late, errmsg)) != 0) break;
-        if (queue < q->nq && ts > q->qmax[queue]) {
-            q->qmax[queue] = ts;
-            rn_win_advance(q->win, ts < others ? ts : others);
+        /* the frontier moves over every record of the queue up to this row,
+         * those the filter dropped included (invariant 8) */
+        int64_t idx = sqlite3_column_int64(q->bst, 1 + q->f.nkeys + q->nargs);
+        int64_t upto = idx >= 0 && (size_t)idx < q->b.nrows ? q->pmax[idx] : ts;
+        if (queue < q->nq && upto > q->qmax[queue]) {
+            q->qmax[queue] = upto;
+            rn_win_advance(q->win, upto < others ? upto : others);
         }
+        if ((rc = rn_win_add(q->win, ts, keys, args, &q->st.late, errmsg)) != 0) break;
+        /* EMIT CHANGES: one change per row that changed a group (invariant 8) */
+        if (q->f.emit_changes && (rc = emit_groups(q, 0, errmsg)) != 0) break;
+        if (limit_reached(q)) break;
     }
     return rc;
 }

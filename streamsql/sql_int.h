@@ -98,6 +98,7 @@ typedef struct front {
     int         ntoks;
     stmt_kind_t kind;
     int         body;         /* first token of the SELECT (after EXPLAIN) */
+    uint8_t    *insub;        /* per token: 1 inside a subquery's parentheses */
     /* CREATE / DROP / DESCRIBE */
     sdef_t      def;
     char        name[RN_META_TOPIC_NAME_MAX + 1];
@@ -130,6 +131,11 @@ int  rn_front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *
 /* SELECT: with the stream resolved, find window, keys and aggregates and
  * build batch_sql (and emit_sql). */
 int  rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg);
+/* SELECT: every function call outside subqueries is one sqlite knows and
+ * computes per row, or one of the stream aggregates; else RN_EINVAL naming
+ * it (unknown, an sqlite aggregate or window function, Flink's TUMBLE_START
+ * and the like) and what to write instead. */
+int  rn_front_check_functions(const front_t *f, sqlite3 *db, int *erroff, char *errmsg);
 void rn_front_free(front_t *f);
 /* Offset in f->sql of the first token equal to ident (case-insensitive),
  * -1 when absent: to point at a column sqlite did not know. */

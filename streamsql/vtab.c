@@ -20,6 +20,10 @@
  *  4. The stream table yields rows[lo..nrows) of the batch in order; lo is
  *     0 except while sql.c re-runs a batch one record at a time (a window
  *     of one row) after a row's evaluation failed.
+ *  5. The hidden column __idx is a row's index in the batch (names starting
+ *     with __ cannot be declared fields): the aggregating per-batch
+ *     statement selects it so the event-time frontier can move over the
+ *     records before a row that the filter dropped.
  */
 #include "streamsql/sql_int.h"
 
@@ -54,8 +58,8 @@ static int declare_stream(sqlite3 *db, const sdef_t *def)
         }
         n += (size_t)snprintf(sql + n, sizeof sql - n, "\" %s", decl[def->fields[i].type]);
     }
-    if (n + 2 >= sizeof sql) return SQLITE_TOOBIG;
-    snprintf(sql + n, sizeof sql - n, ")");
+    if (n + 24 >= sizeof sql) return SQLITE_TOOBIG;
+    snprintf(sql + n, sizeof sql - n, ", __idx INTEGER HIDDEN)");
     return sqlite3_declare_vtab(db, sql);
 }
 
@@ -169,6 +173,10 @@ static int vt_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col)
         return SQLITE_OK;
     }
     const srow_t *r = &v->b->rows[c->i];
+    if (col == SQL_COL_FIELDS + v->b->def->nfields) {      /* __idx */
+        sqlite3_result_int64(ctx, (sqlite3_int64)c->i);
+        return SQLITE_OK;
+    }
     switch (col) {
     case SQL_COL_QUEUE: sqlite3_result_int64(ctx, r->queue); break;
     case SQL_COL_OFFSET: sqlite3_result_int64(ctx, r->offset); break;

@@ -40,10 +40,16 @@
  *     session chains in chain order. Only at a step boundary (nothing
  *     handed out, no pending EMIT CHANGES), so a loaded state continues as
  *     the saved one would have.
- *  6. Groups closing together are emitted ordered by (start, end, creation
- *     order); with cfg.key_order by (start, end, key bytes) instead: an
+ *  6. Groups closing together are emitted ordered by (end, start, creation
+ *     order); with cfg.key_order by (end, start, key bytes) instead: an
  *     order that does not depend on how the queues' batches were
- *     interleaved, so a restarted pipeline emits in the same order.
+ *     interleaved, so a restarted pipeline emits in the same order. End
+ *     first, because windows close in order of end as the watermark grows:
+ *     the emission order is then the same whether a collect closed one
+ *     window or many (one record per batch or one big batch).
+ *  7. A GLOBAL aggregate without keys has one row even over no rows at
+ *     all (count 0, sum NULL), as sqlite's: win_collect at the end of input
+ *     creates the empty group when no row made one.
  */
 #include "streamsql/sql_int.h"
 
@@ -660,19 +666,23 @@ oom:
     return rn_errf(errmsg, -ENOMEM, "out of memory for window state");
 }
 
+/* Closing order: by end first. Windows close when the watermark passes
+ * their end, so ordering each collect by end makes the concatenation of
+ * collects the same whether windows closed one record at a time or many
+ * together (invariant 6). */
 static int cmp_groups(const void *a, const void *b)
 {
     const wgroup_t *x = *(wgroup_t *const *)a, *y = *(wgroup_t *const *)b;
-    if (x->start != y->start) return x->start < y->start ? -1 : 1;
     if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    if (x->start != y->start) return x->start < y->start ? -1 : 1;
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 static int cmp_groups_keys(const void *a, const void *b)
 {
     const wgroup_t *x = *(wgroup_t *const *)a, *y = *(wgroup_t *const *)b;
-    if (x->start != y->start) return x->start < y->start ? -1 : 1;
     if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    if (x->start != y->start) return x->start < y->start ? -1 : 1;
     uint32_t m = x->klen < y->klen ? x->klen : y->klen;
     int c = m ? memcmp(x->kbuf + 8, y->kbuf + 8, m) : 0;
     if (c) return c < 0 ? -1 : 1;
@@ -692,6 +702,16 @@ int rn_win_collect(win_t *w, int close_all, wgroup_t ***out, size_t *n, char *er
                 if (g->end > wm) wm = g->end;
     }
     w->nout = 0;
+    if (close_all == 1 && w->cfg.kind == WK_GLOBAL && w->cfg.nkeys == 0 && w->groups.n == 0) {
+        /* a global aggregate over no rows still has its one row (count 0,
+         * sum NULL, ...), as in sqlite */
+        wgroup_t *g;
+        int64_t zero = 0;
+        w->key.len = 0;
+        if (rn_buf_append(&w->key, &zero, 8, 0) != 0 || fixed_group(w, 0, INT64_MAX, &g) != 0 ||
+            touch(w, g) != 0)
+            goto oom;
+    }
     if (w->cfg.changes) {
         for (size_t i = 0; i < w->ndirty; i++) {
             wgroup_t *g = w->dirty[i];

@@ -83,6 +83,31 @@ static const expect_t expected[] = {
      "level LIMIT 2", "INFO|3\nDEBUG|1\n"},
     {"SELECT * FROM empty", ""},
     {"SELECT count(*) FROM empty GROUP BY TUMBLE(ts, '1s')", ""},
+    /* a global aggregate has its one row over no rows, as in sqlite; with
+     * keys there is no group, so no row */
+    {"SELECT count(*) FROM logs_s WHERE false", "0\n"},
+    {"SELECT count(*) AS n, sum(offset), max(key) FROM empty", "0|NULL|NULL\n"},
+    {"SELECT count(*) FROM logs_s WHERE false HAVING count(*) > 0", ""},
+    {"SELECT svc, count(*) FROM logs_s WHERE false GROUP BY svc", ""},
+    /* GROUP BY keys replace whole operands only: in "lat + 1 * 2" the
+     * tokens "lat + 1" are no subexpression (sqlite: lat + 2) */
+    {"SELECT lat + 1 * 2 AS x, (lat + 1) * 2 AS y, count(*) FROM logs_s WHERE lat <= 20 "
+     "GROUP BY lat + 1, lat", "12|22|1\n22|42|1\n"},
+    {"SELECT -lat + 1 AS x, count(*) FROM logs_s WHERE lat = 10 GROUP BY lat + 1, lat",
+     "-9|1\n"},
+    {"SELECT lat - 1 - 1 AS x, count(*) FROM logs_s WHERE lat = 10 GROUP BY 1 - 1, lat, lat - 1",
+     "8|1\n"},
+    {"SELECT svc || level AS x, count(*) FROM logs_s WHERE lat = 10 GROUP BY svc || level",
+     "apiINFO|1\n"},
+    {"SELECT upper(svc) || '!' AS x, count(*) FROM logs_s WHERE lat = 10 GROUP BY upper(svc)",
+     "API!|1\n"},
+    /* subqueries over the row's own JSON (table-valued functions) run per
+     * record: allowed, in WHERE, a plain select list and aggregate arguments */
+    {"SELECT svc, level FROM logs_s WHERE level IN (SELECT value FROM json_each('[\"WARN\",\"DEBUG\"]'))",
+     "api|DEBUG\napi|WARN\n"},
+    {"SELECT offset, (SELECT count(*) FROM json_each(logs.value)) AS n FROM logs WHERE offset < 3",
+     "0|4\n1|4\n2|5\n"},
+    {"SELECT sum((SELECT count(*) FROM json_each(logs.value))) AS n FROM logs", "25\n"},
 };
 
 static void test_expected_rows(void **state)
@@ -135,7 +160,6 @@ static const must_fail_t must_fail[] = {
     {"SELECT svc FROM logs_s EMIT CHANGES", "EMIT applies to aggregations", 23},
     {"SELECT count(*) FROM logs_s GROUP BY TUMBLE(ts, '1s') EMIT SOMETIMES",
      "EMIT FINAL or EMIT CHANGES", 59},
-    {"SELECT DISTINCT svc FROM logs_s", "SELECT DISTINCT is not supported", -2},
     {"SELECT sum(sum(lat)) FROM logs_s", "cannot be nested", 11},
     {"SELECT svc FROM logs_s GROUP BY 1", "column position", 32},
     {"INSERT INTO x SELECT 1", "runnel pipeline create", 0},
@@ -152,6 +176,37 @@ static const must_fail_t must_fail[] = {
     {"DROP STREAM nope", "unknown stream 'nope'; streams: logs_s", -2},
     {"DESCRIBE nope", "unknown stream or topic 'nope'", 9},
     {"SELECT 1 FROM logs; SELECT 2 FROM logs", "one statement at a time", 18},
+    /* constructs sqlite would evaluate over one batch instead of the stream */
+    {"SELECT svc FROM logs_s WHERE lat = (SELECT max(lat) FROM logs_s)",
+     "a subquery over the stream itself ('logs_s') is not supported", 57},
+    {"SELECT svc FROM logs_s WHERE lat IN (SELECT lat FROM logs)",
+     "a subquery reads 'logs': a streamsql query reads one stream (FROM logs_s)", 53},
+    {"SELECT svc FROM logs_s WHERE EXISTS (SELECT 1 FROM json_each(value) AS j, main.other)",
+     "a subquery reads 'other'", 79},
+    {"SELECT svc, row_number() OVER (ORDER BY lat) FROM logs_s",
+     "window function row_number() OVER (...) is not supported on streams: it would restart "
+     "at every batch", 12},
+    {"SELECT svc, lag(lat) OVER (PARTITION BY svc) FROM logs_s",
+     "window function lag() OVER (...) is not supported", 12},
+    {"SELECT svc, sum(lat) OVER () FROM logs_s", "window function sum() OVER (...)", 12},
+    {"SELECT row_number() FROM logs_s", "window function row_number() is not supported", 7},
+    {"SELECT svc, approx_count_distinct(level) FROM logs_s GROUP BY svc",
+     "no such function: approx_count_distinct() (count(DISTINCT x) counts distinct values "
+     "exactly)", 12},
+    {"SELECT svc, stddev(lat) FROM logs_s GROUP BY TUMBLE(ts, '1m'), svc",
+     "no such function: stddev(); streamsql's aggregates are count", 12},
+    {"SELECT TUMBLE_START(ts, '10s'), count(*) FROM logs_s GROUP BY TUMBLE(ts, '10s')",
+     "no such function: TUMBLE_START(); with GROUP BY TUMBLE/HOP/SESSION(...) the window's "
+     "bounds are the columns window_start and window_end", 7},
+    {"SELECT TUMBLE(ts, '10s'), count(*) FROM logs_s",
+     "TUMBLE(...) defines the window and goes in GROUP BY", 7},
+    {"SELECT svc, count(*) FROM logs_s GROUP BY TUMBLE(ts, '10s'), svc HAVING count(*) > 1 "
+     "EMIT CHANGES", "EMIT CHANGES with HAVING is not supported", 65},
+    {"SELECT svc, (SELECT 1) FROM logs_s GROUP BY svc",
+     "a subquery in the select list or HAVING of an aggregating query is not supported", 12},
+    {"SELECT lat + 1 * 2, count(*) FROM logs_s GROUP BY lat + 1",
+     "column 'lat' must appear in GROUP BY or inside an aggregate", 7},
+    {"SELECT DISTINCT svc FROM logs_s", "SELECT DISTINCT is not supported", 7},
     {"", "empty statement", 0},
 };
 
@@ -368,7 +423,7 @@ static void test_explain(void **state)
     assert_int_equal(run_sql(f, "EXPLAIN SELECT svc, avg(lat) FROM logs_s WHERE level <> 'DEBUG' "
                                 "GROUP BY TUMBLE(ts, '10s'), svc HAVING count(*) > 1 "
                                 "WITH (watermark = '2s')", NULL, &out, &off, err, NULL), 0);
-    assert_non_null(strstr(out, "per-batch statement: SELECT ts, (svc), (lat) FROM logs_s "
+    assert_non_null(strstr(out, "per-batch statement: SELECT ts, (svc), (lat), __idx FROM logs_s "
                                 "WHERE level <> 'DEBUG'\n"));
     assert_non_null(strstr(out, "sqlite: SCAN logs_s VIRTUAL TABLE"));
     assert_non_null(strstr(out, "window: TUMBLE size 10000 ms, watermark delay 2000 ms"));
