@@ -108,7 +108,7 @@ static void produce(sqlfix_t *f, const char *t, uint32_t queue, const trec_t *r,
 }
 
 /* One JSON record per call (its own batch), timestamp ts. */
-static void produce1(sqlfix_t *f, const char *t, int64_t ts, const char *json)
+static inline void produce1(sqlfix_t *f, const char *t, int64_t ts, const char *json)
 {
     trec_t r = {ts, NULL, json};
     produce(f, t, 0, &r, 1);
