@@ -20,6 +20,18 @@
  *     statement (batch_base), so sqlite's error offsets map back exactly.
  *  5. Output column names of an aggregating query are the user's: an item
  *     without an alias gets AS "<its original text>", as sqlite names it.
+ *  6. Nothing is accepted that sqlite would evaluate over one batch instead
+ *     of the stream: a subquery reading a table (the stream itself, another
+ *     stream or topic), a window function (OVER), an sqlite aggregate other
+ *     than the stream aggregates, SELECT DISTINCT, EMIT CHANGES with HAVING
+ *     (no retraction) are refused, each with what to write instead.
+ *     Subqueries over table-valued functions of the record (json_each) run
+ *     per record and are allowed: in WHERE, a plain select list, aggregate
+ *     arguments and GROUP BY keys.
+ *  7. A GROUP BY key replaces a select-list or HAVING expression only where
+ *     its tokens form a whole operand there (the neighbouring operators
+ *     bind looser than the key's loosest one), so "a + 1 * 2" never becomes
+ *     "(a + 1) * 2".
  */
 #include "streamsql/sql_int.h"
 
@@ -1224,7 +1236,9 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
     if (!aggregating) {
         if (f->distinct)
             return ferr(erroff, tok_off(f, f->sel_b - 1), errmsg, RN_EINVAL,
-                        "SELECT DISTINCT is not supported on streams; use GROUP BY with a window");
+                        "SELECT DISTINCT is not supported on streams (sqlite would remove "
+                        "duplicates within each batch only); use GROUP BY the columns with a "
+                        "window, e.g. GROUP BY TUMBLE(ts, '1m'), svc");
         for (int i = f->tail_b; i < f->ntoks; i++)
             if (front_tok_is(f, i, "EMIT") || front_tok_is(f, i, "WITH"))
                 return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,

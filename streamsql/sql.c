@@ -18,7 +18,8 @@
  *
  * Invariants:
  *  1. No statement is prepared per batch or per record: at most two per
- *     query, prepared in rn_sql_open.
+ *     query, prepared in rn_sql_open (plus, there, one look-up of sqlite's
+ *     function list, rn_front_check_functions).
  *  2. Every record read is either a row of the stream table or counted in
  *     errors (with the first reason kept) and handed to the reject callback;
  *     none disappears silently. Rows of closed windows are counted in late.
@@ -44,6 +45,20 @@
  *     ones. The normal path is untouched (rows are fed as they are stepped);
  *     only a failing batch pays for the re-run. Other sqlite errors (NOMEM,
  *     IO, ...) still fail the query.
+ *  8. Results never depend on how records were batched. sqlite sees one
+ *     batch at a time, so the front refuses whatever it would compute over
+ *     a batch rather than the stream (subqueries reading a table, OVER,
+ *     sqlite's own aggregates, SELECT DISTINCT), and everything stateful
+ *     happens per row in C: the event-time frontier of a queue moves, before
+ *     each row is folded, to the largest event time of the queue's records
+ *     up to that row (those the filter dropped included: the per-batch
+ *     statement selects the row's index, __idx), so lateness is decided
+ *     record by record; EMIT CHANGES emits the changed groups after each
+ *     row; closed windows are emitted in order of end (window.c invariant
+ *     6). Over one queue the output is then identical for every batching;
+ *     over several, the interleaving of the queues is not defined, so rows
+ *     of different queues may come in another order (and, when the queues
+ *     are not each in event-time order, lateness depends on it).
  */
 #include "streamsql/sql.h"
 #include "streamsql/sql_int.h"

@@ -20,6 +20,13 @@
  * idle_timeout, late)), EXPLAIN SELECT, CREATE STREAM, DROP STREAM, SHOW
  * STREAMS, DESCRIBE name. rn_sql_split cuts a script into statements.
  *
+ * Results do not depend on how the records were batched (sql.c invariant
+ * 8): over one source queue the rows are the same, in the same order, for
+ * any batching; over several, rows of different queues may interleave
+ * differently. EMIT CHANGES emits one row per input row that changed a
+ * group (a HOP row: one per window it entered), in input order. A global
+ * aggregate without keys has one row even when no row matched.
+ *
  * States: rn_sql_open parses, resolves the stream, prepares the sqlite
  * statements and assigns the consumer (nothing is read or written yet):
  * OPEN. rn_sql_step does one unit of work (one batch, an idle check, or the
@@ -98,9 +105,9 @@ typedef struct rn_sql_opts {
     const char   *checkpoint;   /* RN_SQL_FROM_CHECKPOINT: checkpoint:NAME's NAME */
     uint32_t      poll_ms;      /* rn_sql_run's sleep when IDLE (default 20) */
     rn_sql_reject_fn reject;    /* may be NULL: rejected records are only counted */
-    int           key_order;    /* windows closing together in (start, end, key bytes)
-                                   order rather than first-seen order: independent of
-                                   how queues interleave (pipelines set it) */
+    int           key_order;    /* windows closing together in (end, start, key bytes)
+                                   order rather than (end, start, first-seen): independent
+                                   of how queues interleave (pipelines set it) */
 } rn_sql_opts_t;
 
 void rn_sql_opts_default(rn_sql_opts_t *o);
@@ -163,7 +170,7 @@ void rn_sql_close(rn_sql_t *q);    /* NULL is a no-op */
  * have: same rows, same order (rows of one source queue in offset order;
  * batches of different queues in the same round-robin order when the data
  * is already there;
- * windows closing together by (start, end, key bytes) with o.key_order),
+ * windows closing together by (end, start, key bytes) with o.key_order),
  * provided the topic
  * still holds the records from the saved offsets on. Not the idle timeout:
  * it closes windows by wall-clock time.

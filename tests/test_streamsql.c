@@ -493,6 +493,44 @@ static void test_split_and_complete(void **state)
     assert_int_equal(rn_sql_complete("SELECT 1 /* ; */", 16), 0);
 }
 
+/* A windowed query's output (as a pipeline writes it to a topic) read back
+ * as a stream: window_start and window_end are declarable fields. In the
+ * select list of a windowed query they are the new window's bounds; in
+ * WHERE, GROUP BY keys and aggregate arguments, and in queries without a
+ * window, the fields. */
+static void test_window_output_as_stream(void **state)
+{
+    sqlfix_t *f = *state;
+    topic(f, "per10s", 1);
+    trec_t r[] = {{10000, NULL, "{\"window_start\":0,\"window_end\":10000,\"svc\":\"api\",\"n\":2}"},
+                  {10000, NULL, "{\"window_start\":0,\"window_end\":10000,\"svc\":\"db\",\"n\":1}"},
+                  {20000, NULL, "{\"window_start\":10000,\"window_end\":20000,\"svc\":\"api\",\"n\":4}"},
+                  {70000, NULL, "{\"window_start\":60000,\"window_end\":70000,\"svc\":\"api\",\"n\":8}"}};
+    produce(f, "per10s", 0, r, 4);
+    char *out, err[RN_ERRMSG_SIZE];
+    int off;
+    if (run_sql(f, "CREATE STREAM w (window_start INTEGER, window_end INTEGER, svc TEXT, "
+                   "n INTEGER) WITH (topic = 'per10s', timestamp = 'window_end')", NULL, &out,
+                &off, err, NULL) != 0)
+        fail_msg("create: %s", err);
+    free(out);
+    assert_int_equal(run_sql(f, "SELECT window_start, window_end, svc, n FROM w WHERE "
+                                "window_start > 0", NULL, &out, &off, err, NULL), 0);
+    assert_string_equal(out, "10000|20000|api|4\n60000|70000|api|8\n");
+    free(out);
+    /* the end of a 10 s window is in the next minute's window: 10000 and
+     * 20000 fall in [0, 60000), 70000 in [60000, 120000) */
+    assert_int_equal(run_sql(f, "SELECT window_start, window_end, sum(n), min(window_start) FROM w "
+                                "WHERE window_end > 0 GROUP BY TUMBLE(ts, '1m')", NULL, &out, &off,
+                             err, NULL), 0);
+    assert_string_equal(out, "0|60000|7|0\n60000|120000|8|60000\n");
+    free(out);
+    assert_int_equal(run_sql(f, "SELECT window_start, sum(n) FROM w GROUP BY window_start",
+                             NULL, &out, &off, err, NULL), 0);
+    assert_string_equal(out, "0|3\n10000|4\n60000|8\n");
+    free(out);
+}
+
 /* meta.db schema 2 -> 3: a file written before streams existed gains the
  * streams table on open, keeps its topics, and stores streams. */
 static void test_meta_upgrade_to_v3(void **state)
@@ -548,6 +586,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bare_topic_bad_json, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_explain, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_callback_stops_and_cancel, setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_window_output_as_stream, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_meta_upgrade_to_v3, sqlfix_setup, sqlfix_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
