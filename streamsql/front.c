@@ -1069,12 +1069,16 @@ static int operand_end(const front_t *f, int i)
  * PREC_PRIMARY when there is none (a name, literal, call, parentheses). */
 static int expr_prec(const front_t *f, int b, int e)
 {
-    int p = PREC_PRIMARY, d = f->toks[b].depth;
-    for (int i = b; i < e; i++)
-        if (f->toks[i].depth == d && f->toks[i].kind != TK_LP && f->toks[i].kind != TK_RP) {
-            int q = op_prec(f, i);
-            if (q != PREC_NONE && q < p) p = q;
-        }
+    int p = PREC_PRIMARY, d = f->toks[b].depth, cases = 0;
+    for (int i = b; i < e; i++) {
+        if (f->toks[i].depth != d || f->toks[i].kind == TK_LP || f->toks[i].kind == TK_RP)
+            continue;
+        /* CASE ... END is one primary */
+        if (front_tok_is(f, i, "CASE")) { cases++; continue; }
+        if (front_tok_is(f, i, "END") && cases > 0) { cases--; continue; }
+        int q = cases ? PREC_NONE : op_prec(f, i);
+        if (q != PREC_NONE && q < p) p = q;
+    }
     return p;
 }
 
@@ -1163,6 +1167,27 @@ static int rewrite(front_t *f, int b, int e, const int *kb, const int *ke, rn_bu
         i = next;
     }
     return append(out, f->sql + pos, (size_t)tok_end(f, e - 1) - pos) == 0 ? 0 : -ENOMEM;
+}
+
+/* The affinity sqlite gives GROUP BY key [b, e): a bare column keeps its
+ * declared type's (so "at >= '5'" compares as numbers after the key is
+ * replaced by the emitted value, as it does in sqlite); any other
+ * expression has none. */
+static char key_affinity(const front_t *f, int b, int e, const sdef_t *def)
+{
+    static const char builtin_aff[] = {'i', 'i', 'i', 't', 't'};   /* queue .. value */
+    static const char field_aff[] = {'i', 'r', 't', 'i', 't'};     /* by ftype_t */
+    static const char *const builtin[] = {"queue", "offset", "ts", "key", "value"};
+    int t = b;
+    if (e - b == 3 && is_name_tok(f, b) && f->toks[b + 1].kind == TK_DOT) t = b + 2;
+    else if (e - b != 1) return 'n';
+    char name[RN_SQL_MAX_NAME * 4 + 1];
+    if (!is_name_tok(f, t) || front_ident(f, t, name, sizeof name) != 0) return 'n';
+    for (int k = 0; k < def->nfields; k++)
+        if (strcasecmp(def->fields[k].name, name) == 0) return field_aff[def->fields[k].type];
+    for (size_t k = 0; k < sizeof builtin / sizeof builtin[0]; k++)
+        if (strcasecmp(builtin[k], name) == 0) return builtin_aff[k];
+    return 'n';
 }
 
 static int plan_window(front_t *f, int b, int e, const sdef_t *def, int *erroff, char *errmsg)
@@ -1279,6 +1304,7 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
                             "at most %d GROUP BY keys", RN_SQL_MAX_KEYS);
             kb[f->nkeys] = ib;
             ke[f->nkeys] = i;
+            f->key_aff[f->nkeys] = key_affinity(f, ib, i, def);
             f->keys[f->nkeys] = dup_range(f, ib, i);
             if (!f->keys[f->nkeys]) return -ENOMEM;
             f->nkeys++;

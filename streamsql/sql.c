@@ -329,8 +329,8 @@ static int open_db(rn_sql_t *q, char *errmsg)
         return rn_errf(errmsg, RN_ESQLITE, "cannot create the stream table: %s",
                        sqlite3_errmsg(q->db));
     if (q->f.win != WK_NONE) {
-        sql = sqlite3_mprintf("CREATE VIRTUAL TABLE temp.__emit USING rn_emit(%d, %d)",
-                              q->f.nkeys, q->f.naggs);
+        sql = sqlite3_mprintf("CREATE VIRTUAL TABLE temp.__emit USING rn_emit(%d, %d, x%s)",
+                              q->f.nkeys, q->f.naggs, q->f.key_aff);
         if (!sql) return rn_errf(errmsg, -ENOMEM, "out of memory");
         rc = sqlite3_exec(q->db, sql, NULL, NULL, NULL);
         sqlite3_free(sql);

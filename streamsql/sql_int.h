@@ -118,6 +118,8 @@ typedef struct front {
     int64_t     size_ms, slide_ms;   /* TUMBLE size; HOP size+slide; SESSION gap */
     int         nkeys;
     char       *keys[RN_SQL_MAX_KEYS];
+    char        key_aff[RN_SQL_MAX_KEYS + 1];  /* per key: 'i' INTEGER, 'r' REAL, 't' TEXT
+                                                  affinity (a bare column), 'n' none */
     int         naggs;
     agg_t       aggs[RN_SQL_MAX_AGGS];
     char       *batch_sql;    /* the per-batch statement */

@@ -6,7 +6,10 @@
  *               fields). Created per query as temp."<stream name>".
  *   rn_emit     the windows being emitted: one row per (window, keys) group,
  *               columns window_start, window_end, __k0.., __a0.. (keys and
- *               aggregate values). Created per query as temp.__emit.
+ *               aggregate values; a key that is a bare column has its
+ *               declared type, so its affinity, as in sqlite). Created per
+ *               query as temp.__emit USING rn_emit(nkeys, naggs, x<one of
+ *               i r t n per key>).
  *
  * Invariants:
  *  1. Both tables read their rows from the query's sbatch_t (the module's
@@ -64,12 +67,15 @@ static int declare_stream(sqlite3 *db, const sdef_t *def)
 }
 
 /* The emit table's declaration for nkeys keys and naggs aggregates. */
-static int vtab_emit_schema(int nkeys, int naggs, char *out, size_t size)
+static int vtab_emit_schema(int nkeys, int naggs, const char *aff, char *out, size_t size)
 {
     size_t n = (size_t)snprintf(out, size, "CREATE TABLE x(window_start INTEGER, "
                                 "window_end INTEGER");
-    for (int k = 0; k < nkeys && n < size; k++)
-        n += (size_t)snprintf(out + n, size - n, ", __k%d", k);
+    for (int k = 0; k < nkeys && n < size; k++) {
+        const char *type = aff[k] == 'i' ? " INTEGER" : aff[k] == 'r' ? " REAL"
+                           : aff[k] == 't' ? " TEXT" : "";
+        n += (size_t)snprintf(out + n, size - n, ", __k%d%s", k, type);
+    }
     for (int k = 0; k < naggs && n < size; k++)
         n += (size_t)snprintf(out + n, size - n, ", __a%d", k);
     if (n + 2 >= size) return RN_ETOOBIG;
@@ -84,14 +90,15 @@ static int vt_connect(sqlite3 *db, void *aux, int argc, const char *const *argv,
     int emit = strcmp(argv[0], "rn_emit") == 0;
     int rc;
     if (emit) {
-        char sql[64 + (RN_SQL_MAX_KEYS + RN_SQL_MAX_AGGS) * 8];
-        if (argc != 5) {
-            *err = sqlite3_mprintf("rn_emit takes (nkeys, naggs)");
+        char sql[64 + (RN_SQL_MAX_KEYS + RN_SQL_MAX_AGGS) * 16];
+        if (argc != 6) {
+            *err = sqlite3_mprintf("rn_emit takes (nkeys, naggs, x<key affinities>)");
             return SQLITE_ERROR;
         }
         int nk = atoi(argv[3]), na = atoi(argv[4]);
+        const char *aff = argv[5] + 1;     /* after the 'x' that keeps it non-empty */
         if (nk < 0 || nk > RN_SQL_MAX_KEYS || na < 0 || na > RN_SQL_MAX_AGGS ||
-            vtab_emit_schema(nk, na, sql, sizeof sql) != 0) {
+            strlen(aff) != (size_t)nk || vtab_emit_schema(nk, na, aff, sql, sizeof sql) != 0) {
             *err = sqlite3_mprintf("rn_emit: bad arguments");
             return SQLITE_ERROR;
         }

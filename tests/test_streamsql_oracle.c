@@ -8,7 +8,8 @@
  * SQL: with disordered records and a large watermark, and with queues each
  * in order under the default watermark (windows closing while reading). Then: sessions against a direct computation, lateness (counted,
  * dropped, never silent; a larger watermark keeps the row), and the idle
- * timeout closing windows of a continuous query on an injected clock.
+ * timeout closing windows of a continuous query on an injected clock; and
+ * GROUP BY key substitution in random expressions against sqlite.
  */
 #include "tests/test_streamsql_util.h"
 
@@ -390,6 +391,192 @@ static void test_lateness(void **state)
     free(out);
 }
 
+/* ---- GROUP BY key substitution against sqlite -------------------------------
+ *
+ * Random expressions over lat and at (integers) with sqlite's operators at
+ * several precedence levels, printed with the fewest parentheses (plus some
+ * redundant ones); a GROUP BY key besides lat and at themselves is a random
+ * subexpression, or a random run of its tokens that is a valid expression
+ * but often no subexpression of it (the key "lat + 1" in "lat + 1 * 2"). The engine replaces the key's tokens by its value only
+ * where they are a whole operand; anywhere else lat and at (also keys)
+ * stand. A replacement that changed the meaning ("a + 1 * 2" read as
+ * "(a + 1) * 2") gives other values than sqlite's. */
+
+typedef struct enode {
+    int kind;                 /* 0 leaf, 1 binary, 2 unary */
+    int op;                   /* index into ops / uops */
+    int paren;                /* redundant parentheses around it */
+    char leaf[8];
+    struct enode *l, *r;
+} enode_t;
+
+static const struct { const char *s; int prec; } ops[] = {
+    {"OR", 1}, {"AND", 2}, {"=", 4}, {"<>", 4}, {"<", 5}, {">=", 5}, {"&", 7}, {"+", 8},
+    {"-", 8}, {"*", 9}, {"/", 9}, {"%", 9}, {"||", 10},
+};
+static const struct { const char *s; int prec; } uops[] = {{"NOT", 3}, {"-", 12}, {"~", 12}};
+
+static enode_t *gen_expr(int depth, enode_t **pool, size_t *np)
+{
+    enode_t *n = pool[(*np)++];
+    memset(n, 0, sizeof *n);
+    uint64_t k = next_rand() % 10;
+    if (depth == 0 || k < 3) {
+        static const char *const leaves[] = {"lat", "at", "1", "2", "7", "lat", "at"};
+        snprintf(n->leaf, sizeof n->leaf, "%s", leaves[next_rand() % 7]);
+        return n;
+    }
+    n->paren = next_rand() % 8 == 0;
+    if (k < 4) {
+        n->kind = 2;
+        n->op = (int)(next_rand() % 3);
+        n->l = gen_expr(depth - 1, pool, np);
+        return n;
+    }
+    n->kind = 1;
+    n->op = (int)(next_rand() % (sizeof ops / sizeof ops[0]));
+    n->l = gen_expr(depth - 1, pool, np);
+    n->r = gen_expr(depth - 1, pool, np);
+    return n;
+}
+
+static int node_prec(const enode_t *n)
+{
+    if (n->paren || n->kind == 0) return 100;
+    return n->kind == 1 ? ops[n->op].prec : uops[n->op].prec;
+}
+
+/* Print n with the fewest parentheses sqlite's precedence needs (operators
+ * associate to the left). */
+static void print_expr(const enode_t *n, rn_buf_t *b)
+{
+    if (n->paren) rn_buf_append(b, "( ", 2, 0);
+    if (n->kind == 0) {
+        rn_buf_append(b, n->leaf, strlen(n->leaf), 0);
+    } else if (n->kind == 2) {
+        rn_buf_append(b, uops[n->op].s, strlen(uops[n->op].s), 0);
+        rn_buf_append(b, " ", 1, 0);
+        int wrap = node_prec(n->l) < uops[n->op].prec ||
+                   (n->op > 0 && n->l->kind == 2 && !n->l->paren);   /* "- -x", "~ -x" */
+        if (wrap) rn_buf_append(b, "( ", 2, 0);
+        print_expr(n->l, b);
+        if (wrap) rn_buf_append(b, " )", 2, 0);
+    } else {
+        int p = ops[n->op].prec;
+        int wl = node_prec(n->l) < p, wr = node_prec(n->r) <= p;
+        if (wl) rn_buf_append(b, "( ", 2, 0);
+        print_expr(n->l, b);
+        if (wl) rn_buf_append(b, " )", 2, 0);
+        rn_buf_append(b, " ", 1, 0);
+        rn_buf_append(b, ops[n->op].s, strlen(ops[n->op].s), 0);
+        rn_buf_append(b, " ", 1, 0);
+        if (wr) rn_buf_append(b, "( ", 2, 0);
+        print_expr(n->r, b);
+        if (wr) rn_buf_append(b, " )", 2, 0);
+    }
+    if (n->paren) rn_buf_append(b, " )", 2, 0);
+}
+
+/* A random run of whole tokens of text (space-separated) with balanced
+ * parentheses: often no subexpression ("lat + 1" of "lat + 1 * 2"). */
+static void token_window(const char *text, rn_buf_t *out)
+{
+    const char *tok[128];
+    size_t len[128], nt = 0;
+    for (const char *p = text; *p && nt < 128;) {
+        while (*p == ' ') p++;
+        if (!*p) break;
+        tok[nt] = p;
+        while (*p && *p != ' ') p++;
+        len[nt] = (size_t)(p - tok[nt]);
+        nt++;
+    }
+    for (int tries = 0; tries < 32 && nt; tries++) {
+        size_t i = next_rand() % nt, j = i + 1 + next_rand() % (nt - i);
+        int depth = 0, ok = 1;
+        for (size_t k = i; k < j && ok; k++) {
+            if (len[k] == 1 && tok[k][0] == '(') depth++;
+            if (len[k] == 1 && tok[k][0] == ')') ok = --depth >= 0;
+        }
+        if (!ok || depth != 0 || j - i < 3) continue;
+        for (size_t k = i; k < j; k++) {
+            if (k > i) rn_buf_append(out, " ", 1, 0);
+            rn_buf_append(out, tok[k], len[k], 0);
+        }
+        return;
+    }
+}
+
+static void test_key_substitution_random(void **state)
+{
+    sqlfix_t *f = *state;
+    rng = seed(4);
+    size_t n = 300;
+    rec_t *r = make_records(n, 0);
+    topic(f, "t", 1);
+    produce_all(f, "t", 1, r, n);
+    create_stream(f, "s", "t");
+    sqlite3 *db = oracle_db(r, n);
+    enode_t nodes[64], *pool[64];
+    for (int i = 0; i < 64; i++) pool[i] = &nodes[i];
+    int substituted = 0;
+    for (int round = 0; round < 400; round++) {
+        size_t np = 0;
+        enode_t *e = gen_expr(4, pool, &np);
+        enode_t *k = NULL;
+        for (int tries = 0; tries < 16 && (!k || k->kind == 0); tries++)
+            k = &nodes[next_rand() % np];
+        if (k->kind == 0) continue;          /* a bare number would be a column position */
+        /* the key as it is printed inside e: without its redundant parentheses */
+        int kp = k->paren;
+        k->paren = 0;
+        rn_buf_t kb = RN_BUF_INIT, eb = RN_BUF_INIT;
+        print_expr(e, &eb);
+        rn_buf_append(&eb, "", 1, 0);
+        if (round % 2) token_window((char *)eb.data, &kb);   /* maybe no subexpression */
+        else print_expr(k, &kb);                            /* a subexpression */
+        k->paren = kp;
+        rn_buf_append(&kb, "", 1, 0);
+        if (!strstr((char *)kb.data, "at")) {     /* a constant key: sqlite reads positions */
+            rn_buf_free(&kb);
+            rn_buf_free(&eb);
+            continue;
+        }
+        char sql[1024], osql[1024], *out, err[RN_ERRMSG_SIZE];
+        int off;
+        snprintf(sql, sizeof sql, "SELECT %s AS x, count(*) FROM s GROUP BY %s, lat, at",
+                 (char *)eb.data, (char *)kb.data);
+        snprintf(osql, sizeof osql, "SELECT %s AS x, count(*) FROM recs GROUP BY %s, lat, at",
+                 (char *)eb.data, (char *)kb.data);
+        sqlite3_stmt *probe = NULL;
+        int valid = sqlite3_prepare_v2(db, osql, -1, &probe, NULL) == SQLITE_OK;
+        sqlite3_finalize(probe);
+        if (!valid) {                         /* a token run that is no expression */
+            rn_buf_free(&kb);
+            rn_buf_free(&eb);
+            continue;
+        }
+        if (run_sql(f, sql, NULL, &out, &off, err, NULL) != 0)
+            fail_msg("(seed printed above) %s: %s", sql, err);
+        char *want = oracle_rows(db, osql);
+        size_t ng, nw;
+        char *g = sorted(out, &ng), *w = sorted(want, &nw);
+        if (strcmp(g, w) != 0)
+            fail_msg("(seed printed above) %s\n  differs from sqlite:\n%.600s\n  sqlite:\n%.600s",
+                     sql, g, w);
+        substituted += strstr((char *)eb.data, (char *)kb.data) != NULL;
+        free(g);
+        free(w);
+        free(out);
+        free(want);
+        rn_buf_free(&kb);
+        rn_buf_free(&eb);
+    }
+    assert_true(substituted > 100);      /* most keys were compound, inside the expression */
+    sqlite3_close(db);
+    free(r);
+}
+
 static int64_t fake_now;
 static int64_t fake_clock(void)
 {
@@ -458,6 +645,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_oracle_in_order, sqlfix_setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_oracle_queues_in_order, sqlfix_setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_sessions_random, sqlfix_setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_key_substitution_random, sqlfix_setup,
+                                        sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_lateness, sqlfix_setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, sqlfix_setup, sqlfix_teardown),
     };
