@@ -1245,10 +1245,40 @@ static int plan_window(front_t *f, int b, int e, const sdef_t *def, int *erroff,
     return 1;
 }
 
+/* Names that would read the engine's per-batch internals: the stream
+ * table's rowid (a row's index in its batch) and names starting with __
+ * (__idx, __emit, __k0, ...). Outside subqueries (json_each has its own
+ * rowid); a declared field of that name is the field. */
+static int check_internal_names(const front_t *f, const sdef_t *def, int *erroff, char *errmsg)
+{
+    static const char *const rowids[] = {"rowid", "_rowid_", "oid"};
+    for (int i = f->body; i < f->ntoks; i++) {
+        if (!is_name_tok(f, i) || f->insub[i] ||
+            (i + 1 < f->ntoks && f->toks[i + 1].kind == TK_LP))
+            continue;
+        char name[RN_SQL_MAX_NAME * 4 + 1];
+        if (front_ident(f, i, name, sizeof name) != 0) continue;
+        int field = 0;
+        for (int k = 0; k < def->nfields; k++)
+            if (strcasecmp(def->fields[k].name, name) == 0) field = 1;
+        if (field) continue;
+        if (strncmp(name, "__", 2) == 0)
+            return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                        "'%s': names starting with __ are the engine's own", name);
+        for (size_t k = 0; k < sizeof rowids / sizeof rowids[0]; k++)
+            if (strcasecmp(name, rowids[k]) == 0 && f->toks[i].kind == TK_ID)
+                return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                            "%s is not a column of a stream (it would number the rows of each "
+                            "batch); a record's position is (queue, offset)", name);
+    }
+    return 0;
+}
+
 int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
 {
     int kb[RN_SQL_MAX_KEYS], ke[RN_SQL_MAX_KEYS];
-    int rc = 0;
+    int rc = check_internal_names(f, def, erroff, errmsg);
+    if (rc != 0) return rc;
     rn_buf_t b = RN_BUF_INIT, e = RN_BUF_INIT;
     /* aggregates in the select list or HAVING? */
     int aggregating = f->group_b >= 0 || f->having_b >= 0;

@@ -207,6 +207,12 @@ static const must_fail_t must_fail[] = {
     {"SELECT lat + 1 * 2, count(*) FROM logs_s GROUP BY lat + 1",
      "column 'lat' must appear in GROUP BY or inside an aggregate", 7},
     {"SELECT DISTINCT svc FROM logs_s", "SELECT DISTINCT is not supported", 7},
+    {"SELECT rowid, svc FROM logs_s", "rowid is not a column of a stream (it would number the "
+     "rows of each batch); a record's position is (queue, offset)", 7},
+    {"SELECT svc FROM logs_s WHERE logs_s.oid > 2", "oid is not a column of a stream", 36},
+    {"SELECT __idx FROM logs_s", "'__idx': names starting with __ are the engine's own", 7},
+    {"SELECT svc, count(*) FROM logs_s GROUP BY svc HAVING __a0 > 1",
+     "'__a0': names starting with __", 53},
     {"", "empty statement", 0},
 };
 
