@@ -668,7 +668,8 @@ static int check_stream_reads(front_t *f, int *erroff, char *errmsg)
                         "GROUP BY TUMBLE(ts, '1m') (or HOP, SESSION) instead",
                         fn > 0 ? tok_word(f, fn - 1, w, sizeof w) : "?");
         }
-        if (!f->insub[i] || !(front_tok_is(f, i, "FROM") || front_tok_is(f, i, "JOIN")))
+        if (!f->insub[i] || !(front_tok_is(f, i, "FROM") || front_tok_is(f, i, "JOIN")) ||
+            front_tok_is(f, i - 1, "DISTINCT"))              /* a IS DISTINCT FROM b */
             continue;
         /* the FROM list of a subquery: names at item starts are tables */
         int d = f->toks[i].depth;
@@ -719,7 +720,7 @@ static int parse_select(front_t *f, int *erroff, char *errmsg)
                 return unexpected(f, i, erroff, errmsg, "one statement at a time");
             continue;
         }
-        if (front_tok_is(f, i, "FROM") && phase == 0) {
+        if (front_tok_is(f, i, "FROM") && phase == 0 && !front_tok_is(f, i - 1, "DISTINCT")) {
             f->sel_e = i;
             phase = 1;
             from_b = i + 1;

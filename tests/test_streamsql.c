@@ -105,6 +105,8 @@ static const expect_t expected[] = {
      * record: allowed, in WHERE, a plain select list and aggregate arguments */
     {"SELECT svc, level FROM logs_s WHERE level IN (SELECT value FROM json_each('[\"WARN\",\"DEBUG\"]'))",
      "api|DEBUG\napi|WARN\n"},
+    {"SELECT svc IS DISTINCT FROM 'api' AS d FROM logs_s WHERE lat = 30 OR EXISTS "
+     "(SELECT 1 WHERE lat IS NOT DISTINCT FROM 60)", "1\n0\n"},
     {"SELECT offset, (SELECT count(*) FROM json_each(logs.value)) AS n FROM logs WHERE offset < 3",
      "0|4\n1|4\n2|5\n"},
     {"SELECT sum((SELECT count(*) FROM json_each(logs.value))) AS n FROM logs", "25\n"},
