@@ -230,9 +230,19 @@ static int prepare_error(rn_sql_t *q, const char *what, int emit, int *erroff, c
     if (strncmp(m, nsc, strlen(nsc)) == 0) {
         const char *col = m + strlen(nsc);
         if (erroff) *erroff = rn_front_find_ident(&q->f, col);
-        if (emit)
+        if (emit) {
+            /* a key that holds the column, but was not a whole operand where
+             * it is used (front.c invariant 7) */
+            const char *key = NULL;
+            for (int k = 0; k < q->f.nkeys && !key; k++)
+                if (q->f.key_aff[k] == 'n' && strcasestr(q->f.keys[k], col)) key = q->f.keys[k];
+            if (key)
+                return rn_errf(errmsg, RN_EINVAL, "column '%s' must appear in GROUP BY or inside "
+                               "an aggregate; the key %.100s stands for its value only where it "
+                               "is a whole operand: write (%.100s)", col, key, key);
             return rn_errf(errmsg, RN_EINVAL, "column '%s' must appear in GROUP BY or inside an "
                            "aggregate", col);
+        }
         char list[200] = "queue, offset, ts, key, value";
         size_t n = strlen(list);
         for (int i = 0; i < q->def.nfields && n + 8 < sizeof list; i++) {

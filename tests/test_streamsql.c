@@ -207,7 +207,8 @@ static const must_fail_t must_fail[] = {
     {"SELECT svc, (SELECT 1) FROM logs_s GROUP BY svc",
      "a subquery in the select list or HAVING of an aggregating query is not supported", 12},
     {"SELECT lat + 1 * 2, count(*) FROM logs_s GROUP BY lat + 1",
-     "column 'lat' must appear in GROUP BY or inside an aggregate", 7},
+     "column 'lat' must appear in GROUP BY or inside an aggregate; the key lat + 1 stands for "
+     "its value only where it is a whole operand: write (lat + 1)", 7},
     {"SELECT DISTINCT svc FROM logs_s", "SELECT DISTINCT is not supported", 7},
     {"SELECT rowid, svc FROM logs_s", "rowid is not a column of a stream (it would number the "
      "rows of each batch); a record's position is (queue, offset)", 7},
