@@ -1,33 +1,51 @@
 /*
  * etl.c — ETL pipelines (see etl.h): a stored INSERT INTO sink SELECT ...
- * run by the stream-SQL engine, with checkpoints in meta.db that make the
- * output to a topic sink exactly-once across kill -9.
+ * run by the stream-SQL engine, with checkpoints in meta.db and an order
+ * journal that make the output to a topic or file sink exactly-once across
+ * kill -9 and failed runs, however the source queues interleave.
  *
- * Exactly-once (topic sinks, and the dead-letter topic):
+ * Exactly-once (topic sinks, the dead-letter topic, the file sink):
  *   A checkpoint is ONE UPDATE of the pipeline's row in meta.db (one SQLite
- *   transaction) holding {the query's state: next source offset per queue,
- *   event-time frontier, watermark, window state, counters (rn_sql_state_save);
- *   per sink queue and per dead-letter queue the number of records the
- *   pipeline had produced into it (its "sink position"); the file sink's
- *   byte length}. It is written only after every sink batch up to it was
- *   appended and acknowledged (rn_datadir_wait).
+ *   transaction) holding {a sequence number ckseq; the query's state: next
+ *   source offset per queue, event-time frontier, watermark, window state,
+ *   counters (rn_sql_state_save); per sink queue and per dead-letter queue
+ *   the number of records the pipeline had produced into it (its "sink
+ *   position"); the file sink's byte length}. It is written only after every
+ *   sink batch up to it was appended and acknowledged (rn_datadir_wait).
  *   The first open of a pipeline checkpoints before writing anything (the
  *   start positions and the sinks' ends then), so there is always one.
- *   On open, the query restarts from the checkpointed state. The run is
- *   deterministic from that state: rows of a plain query go to sink queue
- *   (source queue mod sink queues) in source order; an aggregating query's
- *   rows go to the queue their JSON bytes hash to, in (window start, end,
- *   key bytes) order (rn_sql_opts_t.key_order). So the records a crashed run
- *   appended after the checkpoint are exactly the first (high watermark -
- *   sink position) records the restarted run recomputes for that queue:
- *   those are counted and skipped, not written again; the rest is appended.
- *   A batch append is atomic (the log truncates a torn batch at recovery),
- *   so the difference is an exact record count.
+ *
+ *   What a run computes is a function of the checkpointed state and of the
+ *   sequence of source batches it reads: rows of a plain query go to sink
+ *   queue (source queue mod sink queues) as their batch is read; an
+ *   aggregating query's rows go to the queue their JSON bytes hash to, as
+ *   the frontier over the queues closes windows, in (window start, end, key
+ *   bytes) order (rn_sql_opts_t.key_order). The sequence is not fixed: the
+ *   consumer serves the queues round-robin among those that have data, so it
+ *   depends on when batches arrived. Hence the ORDER JOURNAL
+ *   (DIR/pipelines/NAME.order, format below): every source batch read since
+ *   the checkpoint is logged as (queue, from, to), and the entries are
+ *   written and fdatasync'ed before any sink, dead-letter or file write
+ *   that follows them (journal_sync). On open, the query restarts from the
+ *   checkpointed state and first reads exactly the journaled batches, in
+ *   their order (rn_sql_prefer_queue; each batch is checked against its
+ *   entry): it recomputes exactly what the crashed run computed up to its
+ *   last write, so the records that run appended after the checkpoint are
+ *   the first (written end - sink position) records the restart recomputes
+ *   for each queue: those are counted and skipped, not written again; the
+ *   rest is appended. A batch append is atomic (the log truncates a torn
+ *   batch at recovery), so the difference is an exact record count. After
+ *   the replay the run reads whatever has arrived, as an uninterrupted run
+ *   would. So the sinks hold exactly the output of ONE uninterrupted run:
+ *   the one that read the source batches in the order the runs' journals
+ *   and checkpoints fixed.
  *
  * Invariants:
  *  1. A sink position only moves forward and never exceeds the sink
- *     queue's high watermark; a high watermark below the checkpointed
- *     position (the sink was deleted or recreated) is refused at open.
+ *     queue's written end; an end below the checkpointed position (the
+ *     sink was deleted or recreated) is refused at open. The ends are read
+ *     after syncing the sink's stores, so appends a failed run in this
+ *     process never waited for are counted.
  *  2. Nothing is checkpointed before it is durable in the sink: builders
  *     are flushed, appends acknowledged and the file fdatasync'ed first.
  *  3. The sink and dead-letter topics have no other writer (their counts
@@ -36,16 +54,25 @@
  *     headers rn.error, rn.source.topic, rn.source.queue, rn.source.offset
  *     (the record's own key, value and timestamp kept).
  *  5. Not deterministic, so outside the guarantee: the query's idle_timeout
- *     (closes windows by wall-clock time) and EMIT CHANGES order across
- *     queues; sink record timestamps are the write time.
+ *     (closes windows by wall-clock time); sink record timestamps are the
+ *     write time.
+ *  6. Output follows its journal: the entries of every batch read before
+ *     an output write are durable before that write is issued.
+ *  7. No checkpoint while replaying: a checkpoint would start a new journal
+ *     and lose the order that explains the sinks' tails; rn_etl_checkpoint
+ *     returns 0 without one until the replay is done.
  *
- * File sink: the checkpoint records the file's length; open truncates the
- * file to it and the restarted run rewrites what followed: exactly-once
- * for the file's content. stdout: rows after the last checkpoint are
- * printed again after a restart: at-least-once.
+ * File sink: written through rn_sys at its length (so faults can be
+ * injected); a file the pipeline creates gets its directory fsync'ed. The
+ * checkpoint records the file's length; open truncates the file to it and
+ * the restarted run rewrites what followed (the same bytes, by the replay):
+ * exactly-once for the file's content. stdout: rows after the last
+ * checkpoint are printed again after a restart: at-least-once; a write
+ * that stdout does not take whole is an error.
  *
- * States of a handle: OPEN (rn_etl_open: state restored, skips computed) ->
- * RUNNING (rn_etl_step) -> STOPPED (rn_etl_stop, paused or dropped by
+ * States of a handle: OPEN (rn_etl_open: state restored, journal read,
+ * skips computed) -> REPLAYING (rn_etl_step reads the journaled batches)
+ * -> RUNNING (rn_etl_step) -> STOPPED (rn_etl_stop, paused or dropped by
  * another process, or the query ended); rn_etl_close in any state.
  */
 #include "etl/etl.h"

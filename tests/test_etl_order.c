@@ -375,10 +375,17 @@ static void make_trial(trial_t *t, uint64_t *rng)
         "SELECT svc, lat, at FROM ev WHERE lat %% 3 <> 0",
         "SELECT window_start, window_end, svc, count(*) AS n, sum(lat) AS total FROM ev "
         "GROUP BY TUMBLE(ts, '1s'), svc",
+        "SELECT window_start, window_end, count(*) AS n, max(lat) AS top FROM ev "
+        "GROUP BY HOP(ts, '2s', '1s')",
+        "SELECT window_start, window_end, svc, count(*) AS n FROM ev "
+        "GROUP BY SESSION(ts, '300ms'), svc",
+        "SELECT window_start, window_end, svc, count(*) AS n, min(lat) AS low FROM ev "
+        "GROUP BY TUMBLE(ts, '1s'), svc EMIT CHANGES",
     };
     static const char *const intervals[] = {"1ms", "30ms", "1h", "1h"};
     int kind = (int)(rn_test_rng(rng) % 3);            /* filter, window, file sink */
-    const char *query = queries[kind == 2 ? rn_test_rng(rng) % 2 : (uint64_t)kind];
+    uint64_t qk = kind == 0 ? 0 : kind == 1 ? 1 + rn_test_rng(rng) % 4 : rn_test_rng(rng) % 5;
+    const char *query = queries[qk];
     const char *iv = intervals[rn_test_rng(rng) % 4];
     uint32_t k = rn_test_rng(rng) % 2 ? 1 : 1 + (uint32_t)(rn_test_rng(rng) % t->nsrc);
     t->file = kind == 2;
