@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "batch/batch.h"
+#include "batch/crc32c.h"
 #include "common/error.h"
 #include "etl/etl.h"
 #include "logical-queues/consumer.h"
@@ -302,6 +303,25 @@ static void test_reorder_after_kill(void **state)
     rn_datadir_close(d);
     /* B is read and written to the sink; the run dies before a checkpoint */
     assert_int_equal(child_run(root, "ba", NULL, "after-sink-write", 1), 1);
+    /* the order journal then holds one entry (etl.c's layout): queue 1's
+     * batch [0, 3), after checkpoint 2 (the first open's and the final one
+     * of the first run) */
+    char jpath[600];
+    snprintf(jpath, sizeof jpath, "%s/pipelines/ba.order", root);
+    size_t jn;
+    uint8_t *j = (uint8_t *)rn_test_slurp(jpath, &jn);
+    assert_int_equal(jn, 40);
+    uint32_t u32;
+    uint64_t u64;
+    int64_t i64;
+    memcpy(&u32, j, 4);      assert_int_equal(u32, 0x314f4e52u);   /* "RNO1" */
+    memcpy(&u32, j + 4, 4);  assert_int_equal(u32, 1);             /* source queue */
+    memcpy(&u64, j + 8, 8);  assert_int_equal(u64, 2);             /* checkpoint */
+    memcpy(&i64, j + 16, 8); assert_int_equal(i64, 0);             /* from */
+    memcpy(&i64, j + 24, 8); assert_int_equal(i64, 3);             /* to */
+    memcpy(&u32, j + 32, 4); assert_int_equal(u32, 0);             /* index */
+    memcpy(&u32, j + 36, 4); assert_int_equal(u32, rn_crc32c(0, j, 36));
+    free(j);
     d = open_dir(root);
     batch_of(&a, 0, 0, "A", 1700000000000LL);
     produce(d, &a);
