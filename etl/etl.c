@@ -1,33 +1,51 @@
 /*
  * etl.c — ETL pipelines (see etl.h): a stored INSERT INTO sink SELECT ...
- * run by the stream-SQL engine, with checkpoints in meta.db that make the
- * output to a topic sink exactly-once across kill -9.
+ * run by the stream-SQL engine, with checkpoints in meta.db and an order
+ * journal that make the output to a topic or file sink exactly-once across
+ * kill -9 and failed runs, however the source queues interleave.
  *
- * Exactly-once (topic sinks, and the dead-letter topic):
+ * Exactly-once (topic sinks, the dead-letter topic, the file sink):
  *   A checkpoint is ONE UPDATE of the pipeline's row in meta.db (one SQLite
- *   transaction) holding {the query's state: next source offset per queue,
- *   event-time frontier, watermark, window state, counters (rn_sql_state_save);
- *   per sink queue and per dead-letter queue the number of records the
- *   pipeline had produced into it (its "sink position"); the file sink's
- *   byte length}. It is written only after every sink batch up to it was
- *   appended and acknowledged (rn_datadir_wait).
+ *   transaction) holding {a sequence number ckseq; the query's state: next
+ *   source offset per queue, event-time frontier, watermark, window state,
+ *   counters (rn_sql_state_save); per sink queue and per dead-letter queue
+ *   the number of records the pipeline had produced into it (its "sink
+ *   position"); the file sink's byte length}. It is written only after every
+ *   sink batch up to it was appended and acknowledged (rn_datadir_wait).
  *   The first open of a pipeline checkpoints before writing anything (the
  *   start positions and the sinks' ends then), so there is always one.
- *   On open, the query restarts from the checkpointed state. The run is
- *   deterministic from that state: rows of a plain query go to sink queue
- *   (source queue mod sink queues) in source order; an aggregating query's
- *   rows go to the queue their JSON bytes hash to, in (window start, end,
- *   key bytes) order (rn_sql_opts_t.key_order). So the records a crashed run
- *   appended after the checkpoint are exactly the first (high watermark -
- *   sink position) records the restarted run recomputes for that queue:
- *   those are counted and skipped, not written again; the rest is appended.
- *   A batch append is atomic (the log truncates a torn batch at recovery),
- *   so the difference is an exact record count.
+ *
+ *   What a run computes is a function of the checkpointed state and of the
+ *   sequence of source batches it reads: rows of a plain query go to sink
+ *   queue (source queue mod sink queues) as their batch is read; an
+ *   aggregating query's rows go to the queue their JSON bytes hash to, as
+ *   the frontier over the queues closes windows, in (window start, end, key
+ *   bytes) order (rn_sql_opts_t.key_order). The sequence is not fixed: the
+ *   consumer serves the queues round-robin among those that have data, so it
+ *   depends on when batches arrived. Hence the ORDER JOURNAL
+ *   (DIR/pipelines/NAME.order, format below): every source batch read since
+ *   the checkpoint is logged as (queue, from, to), and the entries are
+ *   written and fdatasync'ed before any sink, dead-letter or file write
+ *   that follows them (journal_sync). On open, the query restarts from the
+ *   checkpointed state and first reads exactly the journaled batches, in
+ *   their order (rn_sql_prefer_queue; each batch is checked against its
+ *   entry): it recomputes exactly what the crashed run computed up to its
+ *   last write, so the records that run appended after the checkpoint are
+ *   the first (written end - sink position) records the restart recomputes
+ *   for each queue: those are counted and skipped, not written again; the
+ *   rest is appended. A batch append is atomic (the log truncates a torn
+ *   batch at recovery), so the difference is an exact record count. After
+ *   the replay the run reads whatever has arrived, as an uninterrupted run
+ *   would. So the sinks hold exactly the output of ONE uninterrupted run:
+ *   the one that read the source batches in the order the runs' journals
+ *   and checkpoints fixed.
  *
  * Invariants:
  *  1. A sink position only moves forward and never exceeds the sink
- *     queue's high watermark; a high watermark below the checkpointed
- *     position (the sink was deleted or recreated) is refused at open.
+ *     queue's written end; an end below the checkpointed position (the
+ *     sink was deleted or recreated) is refused at open. The ends are read
+ *     after syncing the sink's stores, so appends a failed run in this
+ *     process never waited for are counted.
  *  2. Nothing is checkpointed before it is durable in the sink: builders
  *     are flushed, appends acknowledged and the file fdatasync'ed first.
  *  3. The sink and dead-letter topics have no other writer (their counts
@@ -36,21 +54,31 @@
  *     headers rn.error, rn.source.topic, rn.source.queue, rn.source.offset
  *     (the record's own key, value and timestamp kept).
  *  5. Not deterministic, so outside the guarantee: the query's idle_timeout
- *     (closes windows by wall-clock time) and EMIT CHANGES order across
- *     queues; sink record timestamps are the write time.
+ *     (closes windows by wall-clock time); sink record timestamps are the
+ *     write time.
+ *  6. Output follows its journal: the entries of every batch read before
+ *     an output write are durable before that write is issued.
+ *  7. No checkpoint while replaying: a checkpoint would start a new journal
+ *     and lose the order that explains the sinks' tails; rn_etl_checkpoint
+ *     returns 0 without one until the replay is done.
  *
- * File sink: the checkpoint records the file's length; open truncates the
- * file to it and the restarted run rewrites what followed: exactly-once
- * for the file's content. stdout: rows after the last checkpoint are
- * printed again after a restart: at-least-once.
+ * File sink: written through rn_sys at its length (so faults can be
+ * injected); a file the pipeline creates gets its directory fsync'ed. The
+ * checkpoint records the file's length; open truncates the file to it and
+ * the restarted run rewrites what followed (the same bytes, by the replay):
+ * exactly-once for the file's content. stdout: rows after the last
+ * checkpoint are printed again after a restart: at-least-once; a write
+ * that stdout does not take whole is an error.
  *
- * States of a handle: OPEN (rn_etl_open: state restored, skips computed) ->
- * RUNNING (rn_etl_step) -> STOPPED (rn_etl_stop, paused or dropped by
+ * States of a handle: OPEN (rn_etl_open: state restored, journal read,
+ * skips computed) -> REPLAYING (rn_etl_step reads the journaled batches)
+ * -> RUNNING (rn_etl_step) -> STOPPED (rn_etl_stop, paused or dropped by
  * another process, or the query ended); rn_etl_close in any state.
  */
 #include "etl/etl.h"
 
 #include "batch/batch.h"
+#include "batch/crc32c.h"
 #include "common/buf.h"
 #include "common/json.h"
 #include "common/sys.h"
@@ -65,9 +93,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#define ETL_MAGIC       0x31454e52u   /* "RNE1" */
+#define ETL_MAGIC       0x32454e52u   /* "RNE2" */
+#define ETL_MAGIC_V1    0x31454e52u   /* "RNE1": no ckseq (read, never written) */
 #define FLUSH_BYTES     (512u << 10)  /* a sink batch is appended past this size */
 
 void (*rn_etl_test_hook)(const char *point);
@@ -372,6 +402,53 @@ typedef struct tout {
     uint64_t            *ticket;   /* last append per queue, 0: none since the last wait */
 } tout_t;
 
+/* One source batch the run read: its queue and offsets [from, to). */
+typedef struct jentry {
+    uint32_t queue;
+    int64_t  from, to;
+} jentry_t;
+
+struct rn_etl {
+    rn_datadir_t   *d;
+    rn_etl_def_t    def;
+    rn_sql_t       *q;
+    const char     *src;
+    uint32_t        src_nq;
+    int             agg;
+    const rn_sql_column_t *cols;
+    int             ncols;
+    tout_t          sink, dlq;
+    int             fd;             /* file sink */
+    int64_t         file_len;       /* bytes of the file sink that are ours, written */
+    rn_buf_t        fbuf;           /* file / stdout rows not yet written */
+    rn_buf_t        row;            /* the JSON of the current row */
+    rn_buf_t        keys;           /* ,"col": per column, back to back */
+    size_t         *keyoff;         /* ncols + 1 offsets into keys */
+    FILE           *js;             /* memstream for JSON strings */
+    char           *jsbuf;
+    size_t          jslen;
+    uint64_t        out, dead, checkpoints;
+    uint64_t        last_ckpt_ns;
+    atomic_int      stop;
+    int             broken;         /* a step failed mid-batch: never checkpoint again */
+    int             cb_rc;
+    char            cb_err[RN_ERRMSG_SIZE];
+    rn_buf_t        state;
+    /* the order journal (see the opening comment) */
+    uint64_t        ckseq;          /* the last checkpoint's sequence number */
+    char           *jpath;          /* DIR/pipelines/NAME.order */
+    int             jfd;
+    jentry_t       *jv;             /* the source batches read since the checkpoint */
+    size_t          jn, jcap;
+    size_t          jsynced;        /* jv[0..jsynced) are durable in the file */
+    size_t          jdone;          /* jv[0..jdone) were read by this run */
+    size_t          jreplay;        /* jv[0..jreplay) came from the file: replayed first */
+    uint32_t        jcrc;           /* the chained CRC of jv[jsynced - 1] */
+    rn_buf_t        jbuf;
+    int64_t        *spos;           /* next offset per source queue, as the journal sees it */
+    int             noted;          /* the current step's batch is in jv */
+};
+
 static void tout_close(tout_t *t)
 {
     for (uint32_t i = 0; t->qs && i < t->nq; i++) {
@@ -386,8 +463,25 @@ static void tout_close(tout_t *t)
     memset(t, 0, sizeof *t);
 }
 
+/* Make every append already written to q's open item visible: the log
+ * publishes an append only after its group fdatasync, and a run that failed
+ * in this process (runneld resuming a pipeline) may have appended records
+ * it never waited for, which the restart must count (invariant 1). */
+static int sync_queue_store(rn_datadir_t *d, const rn_datadir_queue_t *q, char *errmsg)
+{
+    if (!q->nitems) return 0;
+    uint32_t id = q->items[q->nitems - 1].store_id;
+    rn_log_t *lg = rn_datadir_store_log(d, id);
+    if (!lg) return rn_errf(errmsg, RN_ECORRUPT, "topic '%s' queue %u: its store %u is not open",
+                            q->topic.name, q->queue, id);
+    int rc = rn_log_sync(lg);
+    if (rc != 0) return rn_errf(errmsg, rc, "topic '%s' queue %u: cannot sync its store: %s",
+                                q->topic.name, q->queue, rn_strerror(rc));
+    return 0;
+}
+
 /* Open (creating with nq queues when missing) and set positions at the
- * current ends. */
+ * current ends (the written ends: each store is synced first). */
 static int tout_open(rn_datadir_t *d, const char *topic, uint32_t nq, tout_t *t, char *errmsg)
 {
     rn_meta_topic_t mt;
@@ -421,6 +515,7 @@ static int tout_open(rn_datadir_t *d, const char *topic, uint32_t nq, tout_t *t,
         rn_datadir_queue_info_t info;
         rn_batch_builder_init(&t->b[i], &bo);
         rc = rn_datadir_queue_open(d, topic, i, &t->qs[i], errmsg);
+        if (rc == 0) rc = sync_queue_store(d, &t->qs[i], errmsg);
         if (rc == 0) rc = rn_datadir_queue_info(d, &t->qs[i], &info, errmsg);
         if (rc == 0) t->pos[i] = info.high_watermark;
     }
@@ -428,24 +523,31 @@ static int tout_open(rn_datadir_t *d, const char *topic, uint32_t nq, tout_t *t,
     return rc;
 }
 
-static int tout_flush_queue(rn_datadir_t *d, tout_t *t, uint32_t i, char *errmsg)
+static int journal_sync(rn_etl_t *p, char *errmsg);
+static int batch_seen(rn_etl_t *p, char *errmsg);
+
+/* Append queue i's pending batch, after the order journal it depends on is
+ * durable (invariant 6). */
+static int tout_flush_queue(rn_etl_t *p, tout_t *t, uint32_t i, char *errmsg)
 {
     if (rn_batch_builder_count(&t->b[i]) == 0) return 0;
     const uint8_t *bytes;
     size_t len;
     int64_t base;
-    int rc = rn_batch_builder_finish(&t->b[i], &bytes, &len);
+    int rc = journal_sync(p, errmsg);
+    if (rc != 0) return rc;
+    rc = rn_batch_builder_finish(&t->b[i], &bytes, &len);
     if (rc != 0) return rn_errf(errmsg, rc, "topic '%s': cannot build a batch", t->topic);
-    rc = rn_datadir_append(d, &t->qs[i], bytes, len, &base, &t->ticket[i], errmsg);
+    rc = rn_datadir_append(p->d, &t->qs[i], bytes, len, &base, &t->ticket[i], errmsg);
     rn_batch_builder_reset(&t->b[i]);
     if (rc == 0) hook("after-sink-write");
     return rc;
 }
 
-static int tout_flush(rn_datadir_t *d, tout_t *t, char *errmsg)
+static int tout_flush(rn_etl_t *p, tout_t *t, char *errmsg)
 {
     int rc = 0;
-    for (uint32_t i = 0; i < t->nq && rc == 0; i++) rc = tout_flush_queue(d, t, i, errmsg);
+    for (uint32_t i = 0; i < t->nq && rc == 0; i++) rc = tout_flush_queue(p, t, i, errmsg);
     return rc;
 }
 
@@ -464,17 +566,17 @@ static int tout_wait(rn_datadir_t *d, tout_t *t, char *errmsg)
 
 /* One record for queue i: skipped while the crashed run's output is being
  * recomputed (invariant 1), else added (appending the batch when full). */
-static int tout_add(rn_datadir_t *d, tout_t *t, uint32_t i, const rn_record_t *r, char *errmsg)
+static int tout_add(rn_etl_t *p, tout_t *t, uint32_t i, const rn_record_t *r, char *errmsg)
 {
     t->pos[i]++;
     if (t->skip[i] > 0) { t->skip[i]--; return 0; }
     int rc = rn_batch_builder_add(&t->b[i], r);
     if (rc == RN_EFULL) {
-        if ((rc = tout_flush_queue(d, t, i, errmsg)) != 0) return rc;
+        if ((rc = tout_flush_queue(p, t, i, errmsg)) != 0) return rc;
         rc = rn_batch_builder_add(&t->b[i], r);
     }
     if (rc != 0) return rn_errf(errmsg, rc, "topic '%s': a record does not fit a batch", t->topic);
-    if (rn_batch_builder_size(&t->b[i]) >= FLUSH_BYTES) return tout_flush_queue(d, t, i, errmsg);
+    if (rn_batch_builder_size(&t->b[i]) >= FLUSH_BYTES) return tout_flush_queue(p, t, i, errmsg);
     return 0;
 }
 
@@ -495,33 +597,6 @@ static int tout_restore(rn_datadir_t *d, tout_t *t, const int64_t *pos, char *er
 
 /* ---- the pipeline ----------------------------------------------------------------- */
 
-struct rn_etl {
-    rn_datadir_t   *d;
-    rn_etl_def_t    def;
-    rn_sql_t       *q;
-    const char     *src;
-    uint32_t        src_nq;
-    int             agg;
-    const rn_sql_column_t *cols;
-    int             ncols;
-    tout_t          sink, dlq;
-    int             fd;             /* file sink */
-    int64_t         file_len;       /* bytes of the file sink that are ours, written */
-    rn_buf_t        fbuf;           /* file / stdout rows not yet written */
-    rn_buf_t        row;            /* the JSON of the current row */
-    rn_buf_t        keys;           /* ,"col": per column, back to back */
-    size_t         *keyoff;         /* ncols + 1 offsets into keys */
-    FILE           *js;             /* memstream for JSON strings */
-    char           *jsbuf;
-    size_t          jslen;
-    uint64_t        out, dead, checkpoints;
-    uint64_t        last_ckpt_ns;
-    atomic_int      stop;
-    int             broken;         /* a step failed mid-batch: never checkpoint again */
-    int             cb_rc;
-    char            cb_err[RN_ERRMSG_SIZE];
-    rn_buf_t        state;
-};
 
 /* Append bytes as a JSON string to p->row: printable ASCII without '"' or
  * '\\' is copied between quotes; anything else goes through common/json.h's
@@ -600,23 +675,27 @@ static uint32_t hash_row(const uint8_t *s, size_t n)
     return h;
 }
 
+/* Write the pending rows: to stdout (every byte, or an error naming why),
+ * or to the file sink at its length, through rn_sys (after the journal the
+ * rows depend on is durable: invariant 6). */
 static int write_file_buf(rn_etl_t *p, char *errmsg)
 {
     if (!p->fbuf.len) return 0;
     if (p->def.sink_kind == RN_ETL_SINK_STDOUT) {
-        size_t w = fwrite(p->fbuf.data, 1, p->fbuf.len, stdout);
-        fflush(stdout);
+        size_t len = p->fbuf.len;
         p->fbuf.len = 0;
-        return w == 0 ? rn_errf(errmsg, -EIO, "cannot write to stdout") : 0;
+        errno = 0;
+        size_t w = fwrite(p->fbuf.data, 1, len, stdout);
+        if (w != len || fflush(stdout) != 0)
+            return rn_errf(errmsg, errno ? -errno : -EIO, "cannot write to stdout: %zu of %zu "
+                           "bytes written: %s", w, len, strerror(errno ? errno : EIO));
+        return 0;
     }
-    size_t off = 0;
-    while (off < p->fbuf.len) {
-        ssize_t w = write(p->fd, p->fbuf.data + off, p->fbuf.len - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return rn_errf(errmsg, -errno, "file '%s': write: %s", p->def.sink,
-                                   strerror(errno));
-        off += (size_t)w;
-    }
+    int rc = journal_sync(p, errmsg);
+    if (rc != 0) return rc;
+    rc = rn_pwrite_full(p->fd, p->fbuf.data, p->fbuf.len, (off_t)p->file_len);
+    if (rc != 0) return rn_errf(errmsg, rc, "file '%s': write at byte %lld: %s", p->def.sink,
+                                (long long)p->file_len, rn_strerror(rc));
     p->file_len += (int64_t)p->fbuf.len;
     p->fbuf.len = 0;
     hook("after-sink-write");
@@ -626,8 +705,9 @@ static int write_file_buf(rn_etl_t *p, char *errmsg)
 static int on_row(void *ctx, const rn_sql_value_t *vals, int n)
 {
     rn_etl_t *p = ctx;
-    int rc = row_json(p, vals, n);
-    if (rc != 0) return rn_errf(p->cb_err, rc, "out of memory");
+    int rc = batch_seen(p, p->cb_err);
+    if (rc != 0) return rc;
+    if ((rc = row_json(p, vals, n)) != 0) return rn_errf(p->cb_err, rc, "out of memory");
     p->out++;
     if (p->def.sink_kind != RN_ETL_SINK_TOPIC) {
         if (rn_buf_append(&p->fbuf, p->row.data, p->row.len, 0) != 0 ||
@@ -644,13 +724,15 @@ static int on_row(void *ctx, const rn_sql_value_t *vals, int n)
     r.key_len = -1;
     r.value = p->row.data;
     r.value_len = (int32_t)p->row.len;
-    return tout_add(p->d, &p->sink, qi, &r, p->cb_err);
+    return tout_add(p, &p->sink, qi, &r, p->cb_err);
 }
 
 static int on_reject(void *ctx, uint32_t queue, const rn_record_t *src, const char *why)
 {
     rn_etl_t *p = ctx;
     char qs[16], os[24];
+    int rc = batch_seen(p, p->cb_err);
+    if (rc != 0) return rc;
     snprintf(qs, sizeof qs, "%u", queue);
     snprintf(os, sizeof os, "%lld", (long long)src->offset);
     rn_header_t h[4] = {
@@ -663,7 +745,188 @@ static int on_reject(void *ctx, uint32_t queue, const rn_record_t *src, const ch
     r.headers = h;
     r.header_count = 4;
     p->dead++;
-    return tout_add(p->d, &p->dlq, queue % p->dlq.nq, &r, p->cb_err);
+    return tout_add(p, &p->dlq, queue % p->dlq.nq, &r, p->cb_err);
+}
+
+/* ---- the order journal ------------------------------------------------------------ */
+
+/* The file DIR/pipelines/NAME.order holds the source batches read since the
+ * last checkpoint, in the order they were read, as fixed-size entries
+ * (host byte order, like the checkpoint state: local to one data directory):
+ *
+ *   +-------+-------+---------+--------+--------+-------+-------+
+ *   | magic | queue | ckseq   | from   | to     | index | crc   |
+ *   | u32   | u32   | u64     | i64    | i64    | u32   | u32   |
+ *   +-------+-------+---------+--------+--------+-------+-------+   40 bytes
+ *
+ *   magic "RNO1"; ckseq: the sequence number of the checkpoint the entry
+ *   follows; [from, to): the batch's offsets in source queue `queue`;
+ *   index: the entry's place since that checkpoint (0, 1, ...); crc =
+ *   CRC-32C(bytes [0, 36)) chained from the previous entry's crc (0 for the
+ *   first). Entry k is written at byte k * 40; a checkpoint starts the next
+ *   journal at byte 0 again, over the old one.
+ *
+ * The journal is the entries from byte 0 on while each has the magic, the
+ * current checkpoint's ckseq, its index, and a crc chained to the entry
+ * before it; the first that does not ends it (a torn write, or an older
+ * journal's leftover). */
+
+#define JOURNAL_MAGIC 0x314f4e52u      /* "RNO1" */
+#define JOURNAL_ENTRY 40
+#define JOURNAL_MAX   (1u << 20)       /* entries: a checkpoint is taken past this */
+#define JOURNAL_READ_MAX ((size_t)JOURNAL_MAX * 2 * JOURNAL_ENTRY)
+
+static void journal_encode(uint8_t out[JOURNAL_ENTRY], const jentry_t *e, uint64_t ckseq,
+                           uint32_t index, uint32_t *crc)
+{
+    uint32_t magic = JOURNAL_MAGIC;
+    memcpy(out, &magic, 4);
+    memcpy(out + 4, &e->queue, 4);
+    memcpy(out + 8, &ckseq, 8);
+    memcpy(out + 16, &e->from, 8);
+    memcpy(out + 24, &e->to, 8);
+    memcpy(out + 32, &index, 4);
+    *crc = rn_crc32c(*crc, out, 36);
+    memcpy(out + 36, crc, 4);
+}
+
+static int journal_push(rn_etl_t *p, const jentry_t *e)
+{
+    if (p->jn == p->jcap) {
+        size_t cap = p->jcap ? p->jcap * 2 : 64;
+        jentry_t *v = realloc(p->jv, cap * sizeof *v);
+        if (!v) return -ENOMEM;
+        p->jv = v;
+        p->jcap = cap;
+    }
+    p->jv[p->jn++] = *e;
+    return 0;
+}
+
+/* Read the journal of checkpoint p->ckseq from the file into jv (to be
+ * replayed), open the file for writing (created, durably, when missing),
+ * and make what was read durable: a crashed run may have died between
+ * writing entries and syncing them, and the output this run writes will
+ * depend on them. first: a pipeline's first open: any file left by a
+ * pipeline of the same name that was dropped is removed first. */
+static int journal_open(rn_etl_t *p, int first, char *errmsg)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/pipelines", rn_datadir_path(p->d));
+    size_t n = strlen(dir) + strlen(p->def.name) + 16;
+    if (!(p->jpath = malloc(n))) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    snprintf(p->jpath, n, "%s/%s.order", dir, p->def.name);
+    int rc = rn_mkdir_p(dir);
+    if (rc != 0) return rn_errf(errmsg, rc, "%s: %s", dir, rn_strerror(rc));
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (first) {
+        if (rn_sys.unlink(p->jpath) == 0) rc = rn_fsync_dir(dir);
+        else if (errno != ENOENT) rc = -errno;
+    } else {
+        rc = rn_read_file(p->jpath, JOURNAL_READ_MAX, &buf, &len);
+        if (rc == -ENOENT) rc = 0;
+    }
+    if (rc != 0) return rn_errf(errmsg, rc, "pipeline '%s': order journal %s: %s", p->def.name,
+                                p->jpath, rn_strerror(rc));
+    uint32_t crc = 0;
+    for (size_t at = 0; at + JOURNAL_ENTRY <= len && rc == 0; at += JOURNAL_ENTRY) {
+        const uint8_t *b = buf + at;
+        uint32_t magic, index, got;
+        uint64_t ckseq;
+        jentry_t e;
+        memcpy(&magic, b, 4);
+        memcpy(&e.queue, b + 4, 4);
+        memcpy(&ckseq, b + 8, 8);
+        memcpy(&e.from, b + 16, 8);
+        memcpy(&e.to, b + 24, 8);
+        memcpy(&index, b + 32, 4);
+        memcpy(&got, b + 36, 4);
+        uint32_t want = rn_crc32c(crc, b, 36);
+        if (magic != JOURNAL_MAGIC || ckseq != p->ckseq || index != p->jn || got != want ||
+            e.queue >= p->src_nq || e.from > e.to)
+            break;
+        crc = want;
+        if (journal_push(p, &e) != 0) rc = rn_errf(errmsg, -ENOMEM, "out of memory");
+    }
+    free(buf);
+    if (rc != 0) return rc;
+    p->jreplay = p->jsynced = p->jn;
+    p->jcrc = crc;
+    p->jfd = rn_sys.open(p->jpath, O_RDWR | O_CLOEXEC, 0);
+    if (p->jfd < 0 && errno == ENOENT) {
+        p->jfd = rn_sys.open(p->jpath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (p->jfd >= 0 && (rc = rn_fsync_dir(dir)) != 0)
+            return rn_errf(errmsg, rc, "pipeline '%s': %s: fsync: %s", p->def.name, dir,
+                           rn_strerror(rc));
+    }
+    if (p->jfd < 0) return rn_errf(errmsg, -errno, "pipeline '%s': order journal %s: %s",
+                                   p->def.name, p->jpath, strerror(errno));
+    if (p->jn && rn_sys.fdatasync(p->jfd) != 0)
+        return rn_errf(errmsg, -errno, "pipeline '%s': order journal %s: fdatasync: %s",
+                       p->def.name, p->jpath, strerror(errno));
+    return 0;
+}
+
+/* Write the entries not yet durable and fdatasync them: called before any
+ * output is written (invariant 6). */
+static int journal_sync(rn_etl_t *p, char *errmsg)
+{
+    if (p->jsynced == p->jn) return 0;
+    uint8_t e[JOURNAL_ENTRY];
+    uint32_t crc = p->jcrc;
+    p->jbuf.len = 0;
+    for (size_t i = p->jsynced; i < p->jn; i++) {
+        journal_encode(e, &p->jv[i], p->ckseq, (uint32_t)i, &crc);
+        if (rn_buf_append(&p->jbuf, e, sizeof e, 0) != 0)
+            return rn_errf(errmsg, -ENOMEM, "out of memory");
+    }
+    int rc = rn_pwrite_full(p->jfd, p->jbuf.data, p->jbuf.len,
+                            (off_t)(p->jsynced * JOURNAL_ENTRY));
+    if (rc == 0 && rn_sys.fdatasync(p->jfd) != 0) rc = -errno;
+    if (rc != 0) return rn_errf(errmsg, rc, "pipeline '%s': order journal %s: %s", p->def.name,
+                                p->jpath, rn_strerror(rc));
+    p->jsynced = p->jn;
+    p->jcrc = crc;
+    return 0;
+}
+
+/* Note the batch the current step read (once per step, from the first row
+ * or dead letter it produced, or after the step): appended to the journal,
+ * or, while replaying, checked against the entry it must equal. */
+static int batch_seen(rn_etl_t *p, char *errmsg)
+{
+    if (p->noted) return 0;
+    uint32_t qn = rn_sql_batch_queue(p->q);
+    if (qn == UINT32_MAX) return 0;
+    if (qn >= p->src_nq)
+        return rn_errf(errmsg, RN_ECORRUPT, "pipeline '%s': a batch of source queue %u; the "
+                       "source has %u", p->def.name, qn, p->src_nq);
+    jentry_t e = {qn, p->spos[qn], 0};
+    int rc = rn_sql_position(p->q, qn, &e.to, errmsg);
+    if (rc != 0) return rc;
+    p->noted = 1;
+    p->spos[qn] = e.to;
+    if (p->jdone < p->jreplay) {
+        const jentry_t *w = &p->jv[p->jdone];
+        if (w->queue != e.queue || w->from != e.from || w->to != e.to)
+            return rn_errf(errmsg, RN_ECORRUPT, "pipeline '%s': replaying the order the run "
+                           "before the restart read its source in: expected topic '%s' queue %u "
+                           "offsets [%lld, %lld), read queue %u [%lld, %lld): the source "
+                           "changed under the pipeline", p->def.name, p->src, w->queue,
+                           (long long)w->from, (long long)w->to, e.queue, (long long)e.from,
+                           (long long)e.to);
+    } else if (journal_push(p, &e) != 0) {
+        return rn_errf(errmsg, -ENOMEM, "out of memory");
+    }
+    p->jdone++;
+    if (rn_etl_test_hook) {
+        char point[96];
+        snprintf(point, sizeof point, "batch %u %lld %lld", e.queue, (long long)e.from,
+                 (long long)e.to);
+        rn_etl_test_hook(point);
+    }
+    return 0;
 }
 
 /* ---- checkpoint state ------------------------------------------------------------- */
@@ -680,9 +943,11 @@ static int put_positions(rn_buf_t *b, uint32_t n, const int64_t *pos)
     return rc;
 }
 
-/* ETL state: u32 magic | u64 in, out, late, errors | i64 watermark |
- * u32 nsrc, i64 pos[nsrc] | u32 nsink, i64 pos[] | u32 ndlq, i64 pos[] |
- * i64 file_len | the query's state (rn_sql_state_save) to the end. */
+/* ETL state: u32 magic "RNE2" | u64 ckseq | u64 in, out, late, errors |
+ * i64 watermark | u32 nsrc, i64 pos[nsrc] | u32 nsink, i64 pos[] | u32 ndlq,
+ * i64 pos[] | i64 file_len | the query's state (rn_sql_state_save) to the
+ * end. "RNE1" is the same without ckseq (read as ckseq 0). The state
+ * encoded here is that of checkpoint ckseq + 1. */
 static int encode_state(rn_etl_t *p, char *errmsg)
 {
     rn_sql_stats_t st;
@@ -696,8 +961,10 @@ static int encode_state(rn_etl_t *p, char *errmsg)
         if (rc != 0) return rc;
     }
     rn_buf_t *b = &p->state;
+    uint64_t ckseq = p->ckseq + 1;
     b->len = 0;
     int rc = put(b, &magic, 4);
+    if (rc == 0) rc = put(b, &ckseq, 8);
     if (rc == 0) rc = put(b, c, sizeof c);
     if (rc == 0) rc = put(b, &st.watermark, 8);
     if (rc == 0) rc = put_positions(b, ns, src);
@@ -709,6 +976,7 @@ static int encode_state(rn_etl_t *p, char *errmsg)
 }
 
 typedef struct decoded {
+    uint64_t       ckseq;
     uint64_t       c[4];
     int64_t        watermark;
     uint32_t       nsrc, nsink, ndlq;
@@ -734,12 +1002,18 @@ static int decode_state(const uint8_t *s, size_t n, decoded_t *o, char *errmsg)
     const uint8_t *p = s, *end = s + n;
     uint32_t magic;
     memset(o, 0, sizeof *o);
-    if (n < 4 + 32 + 8) goto bad;
+    if (n < 4 + 8 + 32 + 8) goto bad;
     memcpy(&magic, p, 4);
-    if (magic != ETL_MAGIC) goto bad;
-    memcpy(o->c, p + 4, 32);
-    memcpy(&o->watermark, p + 36, 8);
-    p += 44;
+    p += 4;
+    if (magic == ETL_MAGIC) {
+        memcpy(&o->ckseq, p, 8);
+        p += 8;
+    } else if (magic != ETL_MAGIC_V1) {
+        goto bad;
+    }
+    memcpy(o->c, p, 32);
+    memcpy(&o->watermark, p + 32, 8);
+    p += 40;
     if (take_positions(&p, end, &o->nsrc, &o->src) || take_positions(&p, end, &o->nsink, &o->sink) ||
         take_positions(&p, end, &o->ndlq, &o->dlq) || end - p < 8)
         goto bad;
@@ -827,7 +1101,15 @@ int rn_etl_drop(rn_datadir_t *d, const char *name, char *errmsg)
     rn_meta_t *m = rn_datadir_meta_lock(d);
     int rc = rn_meta_pipeline_drop(m, name, errmsg);
     rn_datadir_meta_unlock(d);
-    return rc;
+    if (rc != 0) return rc;
+    /* its order journal goes too (a leftover is removed by the first open of
+     * a pipeline created under the same name) */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/pipelines/%s.order", rn_datadir_path(d), name);
+    if (rn_sys.unlink(path) != 0 && errno != ENOENT)
+        return rn_errf(errmsg, -errno, "pipeline '%s' dropped, but its order journal %s: %s",
+                       name, path, strerror(errno));
+    return 0;
 }
 
 int rn_etl_set_paused(rn_datadir_t *d, const char *name, int paused, char *errmsg)
@@ -927,19 +1209,39 @@ int rn_etl_status(rn_datadir_t *d, const char *name, rn_etl_status_t **out, size
 
 /* ---- running ---------------------------------------------------------------------- */
 
+/* Open the file sink through rn_sys; a file it creates is made durable in
+ * its directory (fsync of the directory) before anything is written. With
+ * state: cut the file back to its checkpointed length. */
 static int open_file_sink(rn_etl_t *p, int have_state, int64_t len, char *errmsg)
 {
-    p->fd = open(p->def.sink, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (p->fd < 0) return rn_errf(errmsg, -errno, "file '%s': %s", p->def.sink, strerror(errno));
-    off_t end = lseek(p->fd, 0, SEEK_END);
-    if (end < 0) return rn_errf(errmsg, -errno, "file '%s': %s", p->def.sink, strerror(errno));
+    const char *path = p->def.sink;
+    p->fd = rn_sys.open(path, O_WRONLY | O_CLOEXEC, 0);
+    if (p->fd < 0 && errno == ENOENT) {
+        p->fd = rn_sys.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (p->fd >= 0) {
+            char dir[4096];
+            const char *slash = strrchr(path, '/');
+            if (!slash) snprintf(dir, sizeof dir, ".");
+            else if (slash == path) snprintf(dir, sizeof dir, "/");
+            else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+            int rc = rn_fsync_dir(dir);
+            if (rc != 0) return rn_errf(errmsg, rc, "file '%s': fsync of its directory %s: %s",
+                                        path, dir, rn_strerror(rc));
+        }
+    }
+    if (p->fd < 0) return rn_errf(errmsg, -errno, "file '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(p->fd, &st) != 0) return rn_errf(errmsg, -errno, "file '%s': %s", path,
+                                               strerror(errno));
+    int64_t end = (int64_t)st.st_size;
     if (!have_state) { p->file_len = end; return 0; }
     if (end < len)
         return rn_errf(errmsg, RN_ECORRUPT, "file '%s' is %lld bytes, shorter than its checkpoint "
-                       "(%lld): it was changed by someone else", p->def.sink, (long long)end,
+                       "(%lld): it was changed by someone else", path, (long long)end,
                        (long long)len);
-    if (ftruncate(p->fd, len) != 0 || lseek(p->fd, len, SEEK_SET) != len)
-        return rn_errf(errmsg, -errno, "file '%s': truncate: %s", p->def.sink, strerror(errno));
+    if (end > len && rn_sys.ftruncate(p->fd, (off_t)len) != 0)
+        return rn_errf(errmsg, -errno, "file '%s': truncate to %lld: %s", path, (long long)len,
+                       strerror(errno));
     p->file_len = len;
     return 0;
 }
@@ -951,6 +1253,7 @@ static int restore(rn_etl_t *p, const uint8_t *blob, size_t blen, char *errmsg)
     int rc = decode_state(blob, blen, &dc, errmsg);
     if (rc != 0) return rc;
     if ((rc = rn_sql_state_load(p->q, dc.sql, dc.sql_len, errmsg)) != 0) return rc;
+    p->ckseq = dc.ckseq;
     p->out = dc.c[1];
     p->dead = dc.c[3];
     if (p->def.sink_kind == RN_ETL_SINK_TOPIC && dc.nsink != p->sink.nq)
@@ -982,6 +1285,7 @@ int rn_etl_open(rn_datadir_t *d, const char *name, rn_etl_t **out, char *errmsg)
     if (!p || !mp) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto fail; }
     p->d = d;
     p->fd = -1;
+    p->jfd = -1;
     rn_meta_t *m = rn_datadir_meta_lock(d);
     rc = rn_meta_pipeline_get(m, name, mp, errmsg);
     if (rc == 0) rc = rn_meta_pipeline_state(m, name, &blob, &blen, errmsg);
@@ -1008,6 +1312,11 @@ int rn_etl_open(rn_datadir_t *d, const char *name, rn_etl_t **out, char *errmsg)
     if ((rc = tout_open(d, p->def.dead_letter, p->src_nq, &p->dlq, errmsg)) != 0) goto fail;
     if (blob) rc = restore(p, blob, blen, errmsg);
     else if (p->def.sink_kind == RN_ETL_SINK_FILE) rc = open_file_sink(p, 0, 0, errmsg);
+    if (rc == 0) rc = journal_open(p, !blob, errmsg);
+    if (rc == 0 && !(p->spos = calloc(p->src_nq ? p->src_nq : 1, sizeof *p->spos)))
+        rc = rn_errf(errmsg, -ENOMEM, "out of memory");
+    for (uint32_t i = 0; rc == 0 && i < p->src_nq; i++)
+        rc = rn_sql_position(p->q, i, &p->spos[i], errmsg);
     if (rc != 0) goto fail;
     /* First run: pin the start (source positions, sink ends, file length)
      * before anything is written, so a crash before the first interval
@@ -1029,13 +1338,13 @@ fail:
 static int flush_all(rn_etl_t *p, int durable, char *errmsg)
 {
     int rc = 0;
-    if (p->def.sink_kind == RN_ETL_SINK_TOPIC) rc = tout_flush(p->d, &p->sink, errmsg);
+    if (p->def.sink_kind == RN_ETL_SINK_TOPIC) rc = tout_flush(p, &p->sink, errmsg);
     else rc = write_file_buf(p, errmsg);
-    if (rc == 0) rc = tout_flush(p->d, &p->dlq, errmsg);
+    if (rc == 0) rc = tout_flush(p, &p->dlq, errmsg);
     if (!durable || rc != 0) return rc;
     if (p->def.sink_kind == RN_ETL_SINK_TOPIC) rc = tout_wait(p->d, &p->sink, errmsg);
     if (rc == 0) rc = tout_wait(p->d, &p->dlq, errmsg);
-    if (rc == 0 && p->fd >= 0 && fdatasync(p->fd) != 0)
+    if (rc == 0 && p->fd >= 0 && rn_sys.fdatasync(p->fd) != 0)
         rc = rn_errf(errmsg, -errno, "file '%s': fdatasync: %s", p->def.sink, strerror(errno));
     return rc;
 }
@@ -1045,6 +1354,10 @@ int rn_etl_checkpoint(rn_etl_t *p, char *errmsg)
     if (p->broken)
         return rn_errf(errmsg, RN_ECLOSED, "pipeline '%s' stopped on an error; its last "
                        "checkpoint stands (reopen it to resume from there)", p->def.name);
+    /* Replaying the order of the run before a crash: the sinks may hold
+     * output of batches still to be replayed, which only this journal
+     * explains; the checkpoint waits until the replay is done. */
+    if (p->jdone < p->jreplay) return 0;
     int rc = flush_all(p, 1, errmsg);
     if (rc == 0) rc = encode_state(p, errmsg);
     if (rc != 0) return rc;
@@ -1059,6 +1372,10 @@ int rn_etl_checkpoint(rn_etl_t *p, char *errmsg)
     if (rc == 0 && mp->paused) atomic_store(&p->stop, 1);
     free(mp);
     if (rc == 0) {
+        /* a new journal (from byte 0, chained to ckseq + 1) begins */
+        p->ckseq++;
+        p->jn = p->jsynced = p->jdone = p->jreplay = 0;
+        p->jcrc = 0;
         p->checkpoints++;
         p->last_ckpt_ns = rn_mono_ns();
         hook("after-checkpoint");
@@ -1073,16 +1390,28 @@ int rn_etl_step(rn_etl_t *p, rn_etl_state_t *state, char *errmsg)
     rn_sql_state_t s;
     p->cb_rc = 0;
     p->cb_err[0] = '\0';
-    int rc = rn_sql_step(p->q, &s, errmsg);
-    hook("after-step");
+    p->noted = 0;
+    int replaying = p->jdone < p->jreplay, rc = 0;
+    if (replaying) rc = rn_sql_prefer_queue(p->q, p->jv[p->jdone].queue, errmsg);
+    if (rc == 0) {
+        rc = rn_sql_step(p->q, &s, errmsg);
+        hook("after-step");
+        if (rc != 0 && p->cb_err[0] && errmsg) snprintf(errmsg, RN_ERRMSG_SIZE, "%s", p->cb_err);
+    }
+    if (rc == 0) rc = batch_seen(p, errmsg);
+    if (rc == 0 && replaying && !p->noted)
+        rc = rn_errf(errmsg, RN_ECORRUPT, "pipeline '%s': replaying the order the run before "
+                     "the restart read its source in: topic '%s' queue %u has no batch at "
+                     "offset %lld", p->def.name, p->src, p->jv[p->jdone].queue,
+                     (long long)p->jv[p->jdone].from);
     if (rc != 0) {
         /* the batch is half done: a checkpoint now would lose its rest */
         p->broken = 1;
-        if (p->cb_err[0] && errmsg) snprintf(errmsg, RN_ERRMSG_SIZE, "%s", p->cb_err);
         return rc;
     }
     if (s == RN_SQL_IDLE && (rc = flush_all(p, 0, errmsg)) != 0) { p->broken = 1; return rc; }
-    int due = (rn_mono_ns() - p->last_ckpt_ns) / 1000000u >= (uint64_t)p->def.checkpoint_ms;
+    int due = (rn_mono_ns() - p->last_ckpt_ns) / 1000000u >= (uint64_t)p->def.checkpoint_ms ||
+              p->jn >= JOURNAL_MAX;
     if (s == RN_SQL_DONE || due) {
         rc = rn_etl_checkpoint(p, errmsg);
         if (rc == RN_ENOTFOUND) {           /* dropped by another process */
@@ -1123,7 +1452,12 @@ void rn_etl_close(rn_etl_t *p)
     rn_sql_close(p->q);
     tout_close(&p->sink);
     tout_close(&p->dlq);
-    if (p->fd >= 0) close(p->fd);
+    if (p->fd >= 0) rn_sys.close(p->fd);
+    if (p->jfd >= 0) rn_sys.close(p->jfd);
+    free(p->jpath);
+    free(p->jv);
+    free(p->spos);
+    rn_buf_free(&p->jbuf);
     if (p->js) fclose(p->js);
     free(p->jsbuf);
     rn_buf_free(&p->fbuf);

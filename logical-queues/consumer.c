@@ -17,8 +17,9 @@
  *     rebuilt by each poll; headers are copied out of the iterator (which
  *     reuses its header array per record) so every record's view stays valid
  *     until the next poll, seek, assign or destroy.
- *  4. Round-robin: rr is the assignment after the one served last; a poll
- *     looks at each assignment at most once, starting there.
+ *  4. Round-robin: rr is the assignment after the one served last (or the
+ *     one rn_consumer_prefer named); a poll looks at each assignment at
+ *     most once, starting there.
  */
 #include "logical-queues/consumer.h"
 
@@ -168,6 +169,14 @@ int rn_consumer_seek_time(rn_consumer_t *c, const char *topic, uint32_t queue, i
     int rc = find_or_fail(c, topic, queue, &cq, errmsg);
     if (rc == 0) rc = rn_datadir_lookup_time(c->d, &cq->q, ts, &at, errmsg);
     if (rc == 0) reposition(cq, at);
+    return rc;
+}
+
+int rn_consumer_prefer(rn_consumer_t *c, const char *topic, uint32_t queue, char *errmsg)
+{
+    cqueue_t *cq;
+    int rc = find_or_fail(c, topic, queue, &cq, errmsg);
+    if (rc == 0) c->rr = (size_t)(cq - c->qs);
     return rc;
 }
 

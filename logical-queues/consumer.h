@@ -76,6 +76,12 @@ int  rn_consumer_seek_time(rn_consumer_t *c, const char *topic, uint32_t queue, 
  * negative on an error (a damaged batch names its offset). */
 int  rn_consumer_poll(rn_consumer_t *c, rn_consumer_batch_t *b, char *errmsg);
 
+/* Make (topic, queue) the assignment the next poll looks at first (the
+ * round-robin then goes on from it as usual): a caller that recorded the
+ * queues of the batches it was served can be served them again in that
+ * order. RN_ENOTFOUND for a queue that is not assigned. */
+int  rn_consumer_prefer(rn_consumer_t *c, const char *topic, uint32_t queue, char *errmsg);
+
 /* Next offset poll would return for (topic, queue). */
 int  rn_consumer_position(rn_consumer_t *c, const char *topic, uint32_t queue, int64_t *offset,
                           char *errmsg);

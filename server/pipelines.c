@@ -8,7 +8,12 @@
  * Invariants:
  *  1. A thread that stops cleanly takes a final checkpoint; one whose step
  *     failed does not (the failed batch is half done: its last checkpoint
- *     stands, so a restart loses nothing), and logs why.
+ *     stands, so a restart loses nothing), and logs why. A pipeline resumed
+ *     in this process after a failure (rn_pl_start) reopens through
+ *     rn_etl_open, which syncs the sink's stores before reading their ends
+ *     and replays the failed run's order journal: appends the failed run
+ *     never waited for (unpublished under group commit) are counted, not
+ *     written again.
  *  2. The stop flag is read before open and by rn_etl_step (rn_etl_stop), so
  *     a stop at any moment ends the thread within one step.
  *  3. Pipelines share the broker's data directory handle (thread-safe); each

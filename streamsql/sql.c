@@ -1114,6 +1114,14 @@ uint32_t rn_sql_batch_queue(rn_sql_t *q)
     return q->cur_queue;
 }
 
+int rn_sql_prefer_queue(rn_sql_t *q, uint32_t queue, char *errmsg)
+{
+    if (!q->cons) return rn_errf(errmsg, RN_EINVAL, "not a query over a topic");
+    int rc = rn_consumer_prefer(q->cons, q->def.topic, queue, errmsg);
+    if (rc == 0) q->next_q = queue;
+    return rc;
+}
+
 int rn_sql_aggregates(rn_sql_t *q)
 {
     return q->win != NULL;

@@ -194,6 +194,11 @@ void rn_sql_source(rn_sql_t *q, const char **topic, uint32_t *nq);
 /* The source queue of the batch the last step read (its rows, for a query
  * without aggregation, all come from it); UINT32_MAX when it read none. */
 uint32_t rn_sql_batch_queue(rn_sql_t *q);
+/* Make the next step read its batch from source queue `queue` when that
+ * queue has one (else the round-robin goes on as usual; the caller checks
+ * rn_sql_batch_queue). Pipelines use it to replay the order in which a run
+ * that crashed read its batches (etl.c). */
+int  rn_sql_prefer_queue(rn_sql_t *q, uint32_t queue, char *errmsg);
 /* 1 for an aggregating query (rows are windows' results), else 0. */
 int  rn_sql_aggregates(rn_sql_t *q);
 /* The next offset the query reads in source queue `queue`. */

@@ -17,6 +17,7 @@
 
 #include "batch/batch.h"
 #include "common/error.h"
+#include "common/sys.h"
 #include "etl/etl.h"
 #include "logical-queues/consumer.h"
 #include "logical-queues/datadir.h"
@@ -24,7 +25,10 @@
 #include "streamsql/sql.h"
 #include "tests/util/util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio_ext.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -574,6 +578,213 @@ static void test_bare_topic_dead_letters(void **state)
     rn_test_tmpdir_free(root);
 }
 
+/* ---- sink faults -------------------------------------------------------------- */
+
+/* The file sink goes through rn_sys: faults injected on its file's fd. */
+static char g_fault_path[512], g_fault_dir[512];
+static int g_fault_fd = -1, g_dir_fd = -1, g_dir_syncs;
+static int64_t g_fail_at = -1, g_end;     /* a fault once the file passes this byte */
+static int g_fail_sync, g_short, g_faults;
+
+static int fault_open(const char *path, int flags, mode_t mode)
+{
+    int fd = open(path, flags, mode);
+    if (fd >= 0 && !strcmp(path, g_fault_path)) g_fault_fd = fd;
+    if (fd >= 0 && !strcmp(path, g_fault_dir)) g_dir_fd = fd;
+    return fd;
+}
+
+static ssize_t fault_pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+    if (fd == g_fault_fd) {
+        if (!g_fail_sync && g_fail_at >= 0 && off + (int64_t)n > g_fail_at) {
+            g_fail_at = -1;
+            g_faults++;
+            errno = EIO;
+            return -1;
+        }
+        if (g_short && n > 7) n = 7;                 /* a short write: the rest must follow */
+        if (off + (int64_t)n > g_end) g_end = off + (int64_t)n;
+    }
+    return pwrite(fd, buf, n, off);
+}
+
+static int fault_fdatasync(int fd)
+{
+    if (fd == g_fault_fd && g_fail_sync && g_fail_at >= 0 && g_end > g_fail_at) {
+        g_fail_at = -1;
+        g_faults++;
+        errno = EIO;
+        return -1;
+    }
+    return fdatasync(fd);
+}
+
+static int fault_fsync(int fd)
+{
+    if (fd == g_dir_fd) g_dir_syncs++;
+    return fsync(fd);
+}
+
+/* Scenario: the file sink's writes and fdatasyncs fail now and then (EIO)
+ * and some writes are short; each failure stops the run with an error naming
+ * the file, a reopen resumes from the last checkpoint, and the file ends
+ * equal to an uninterrupted run's. The file's creation fsyncs its
+ * directory. */
+static void test_file_sink_faults(void **state)
+{
+    (void)state;
+    char err[RN_ERRMSG_SIZE], sql[1024], fa[512];
+    char *ra = rn_test_tmpdir_new("etl-ffault"), *rb = rn_test_tmpdir_new("etl-ffault");
+    char *rc_dir = rn_test_tmpdir_new("etl-ffault-sink");
+    const char *fmt = "CREATE PIPELINE ff AS INSERT INTO 'file:%s' SELECT svc, at FROM ev "
+                      "WHERE lat > 300 WITH (checkpoint_interval = '1ms')";
+    snprintf(fa, sizeof fa, "%s/out.jsonl", ra);
+    rn_datadir_t *d = open_dir(ra);
+    make_input(d);
+    snprintf(sql, sizeof sql, fmt, fa);
+    assert_int_equal(rn_etl_create(d, sql, strlen(sql), err), 0);
+    run_until_caught_up(d, "ff");
+    rn_datadir_close(d);
+    size_t wn;
+    char *want = rn_test_slurp(fa, &wn);
+
+    snprintf(g_fault_path, sizeof g_fault_path, "%s/sink.jsonl", rc_dir);
+    snprintf(g_fault_dir, sizeof g_fault_dir, "%s", rc_dir);
+    d = open_dir(rb);
+    make_input(d);
+    snprintf(sql, sizeof sql, fmt, g_fault_path);
+    assert_int_equal(rn_etl_create(d, sql, strlen(sql), err), 0);
+    rn_sys.open = fault_open;
+    rn_sys.pwrite = fault_pwrite;
+    rn_sys.fdatasync = fault_fdatasync;
+    rn_sys.fsync = fault_fsync;
+    g_dir_syncs = g_faults = 0;
+    int failures = 0;
+    /* rounds 0..5 fail a write, or an fdatasync, of the file once it passes
+     * 1/8, 2/8, ... of its final size (each round resumes from the last
+     * checkpoint: the file is cut back and the replay rewrites it); some
+     * rounds write short; the last round runs clean */
+    for (int round = 0; round < 7; round++) {
+        g_fail_at = round < 6 ? (int64_t)(wn * (size_t)(round + 2) / 8) : -1;
+        g_fail_sync = round % 2;
+        g_short = round % 3 == 1;
+        g_end = 0;
+        rn_etl_t *p = NULL;
+        if (rn_etl_open(d, "ff", &p, err) != 0) fail_msg("round %d: open: %s", round, err);
+        if (round == 0) assert_true(g_dir_syncs >= 1);     /* the new file is in its directory */
+        rn_etl_state_t st = RN_ETL_MORE;
+        int rc = 0;
+        for (int guard = 0; rc == 0 && st == RN_ETL_MORE && guard < 100000; guard++)
+            rc = rn_etl_step(p, &st, err);
+        if (rc == 0) rc = rn_etl_checkpoint(p, err);
+        if (round < 6) {
+            if (rc == 0) fail_msg("round %d: the injected fault was not reported", round);
+            if (!strstr(err, g_fault_path) || !strstr(err, "Input/output error"))
+                fail_msg("round %d: '%s' does not name the file and the error", round, err);
+            failures++;
+        } else {
+            assert_int_equal(rc, 0);
+        }
+        rn_etl_close(p);
+    }
+    rn_sys_reset();
+    assert_int_equal(failures, 6);
+    assert_int_equal(g_faults, 6);
+    rn_datadir_close(d);
+    size_t gn;
+    char *got = rn_test_slurp(g_fault_path, &gn);
+    assert_true(wn > 1000);
+    assert_int_equal(gn, wn);
+    assert_memory_equal(got, want, wn);
+    free(got);
+    free(want);
+    rn_test_tmpdir_free(ra);
+    rn_test_tmpdir_free(rb);
+    rn_test_tmpdir_free(rc_dir);
+}
+
+/* Scenario: stdout is a full device; the rows cannot be written and the
+ * step says so (a write that did not happen is not counted as done). */
+static void test_stdout_write_failure(void **state)
+{
+    (void)state;
+    char err[RN_ERRMSG_SIZE];
+    char *root = rn_test_tmpdir_new("etl-stdout");
+    rn_datadir_t *d = open_dir(root);
+    make_input(d);
+    const char *sql = "CREATE PIPELINE so AS INSERT INTO 'stdout' SELECT svc, lat FROM ev "
+                      "WITH (checkpoint_interval = '1h')";
+    assert_int_equal(rn_etl_create(d, sql, strlen(sql), err), 0);
+    rn_etl_t *p = NULL;
+    assert_int_equal(rn_etl_open(d, "so", &p, err), 0);
+    fflush(stdout);
+    int saved = dup(1), full = open("/dev/full", O_WRONLY);
+    assert_true(saved >= 0 && full >= 0);
+    assert_int_equal(dup2(full, 1), 1);
+    rn_etl_state_t st = RN_ETL_MORE;
+    int rc = 0;
+    for (int guard = 0; rc == 0 && st == RN_ETL_MORE && guard < 100000; guard++)
+        rc = rn_etl_step(p, &st, err);
+    __fpurge(stdout);                 /* what could not be written is dropped */
+    clearerr(stdout);
+    assert_int_equal(dup2(saved, 1), 1);
+    close(saved);
+    close(full);
+    assert_true(rc != 0);
+    assert_non_null(strstr(err, "cannot write to stdout"));
+    assert_non_null(strstr(err, "No space left on device"));
+    rn_etl_close(p);
+    rn_datadir_close(d);
+    rn_test_tmpdir_free(root);
+}
+
+/* Scenario: a run appends its rows (not yet acknowledged: group commit
+ * publishes them only after its window) and stops without a checkpoint, as
+ * a failed run inside runneld does; the pipeline is resumed in the same
+ * process at once. The resumed run must count those appends (the written
+ * end, not the visible one) and not write its rows a second time. */
+static void test_resume_counts_unpublished_appends(void **state)
+{
+    (void)state;
+    char err[RN_ERRMSG_SIZE];
+    char *ra = rn_test_tmpdir_new("etl-resume"), *rb = rn_test_tmpdir_new("etl-resume");
+    const char *sql = "CREATE PIPELINE r AS INSERT INTO rout SELECT svc, lat FROM ev "
+                      "WHERE lat < 200 WITH (checkpoint_interval = '1h', queues = 1)";
+    rn_datadir_t *d = open_dir(ra);
+    make_input(d);
+    assert_int_equal(rn_etl_create(d, sql, strlen(sql), err), 0);
+    run_until_caught_up(d, "r");
+    char *want = output(d, "rout", NULL, "r.dlq");
+    rn_datadir_close(d);
+
+    d = open_dir(rb);
+    make_input(d);
+    assert_int_equal(rn_etl_create(d, sql, strlen(sql), err), 0);
+    rn_datadir_close(d);
+    rn_datadir_opts_t o;
+    rn_datadir_opts_default(&o);
+    o.log.fsync = RN_FSYNC_GROUP;
+    o.log.group_window_us = 1000000;       /* appends stay unpublished for 1 s */
+    assert_int_equal(rn_datadir_open(rb, &o, &d, err), 0);
+    rn_etl_t *p = NULL;
+    assert_int_equal(rn_etl_open(d, "r", &p, err), 0);
+    rn_etl_state_t st = RN_ETL_MORE;
+    for (int guard = 0; st == RN_ETL_MORE && guard < 100000; guard++)
+        assert_int_equal(rn_etl_step(p, &st, err), 0);
+    assert_int_equal(st, RN_ETL_IDLE);     /* caught up: the rows are appended */
+    rn_etl_close(p);                       /* no checkpoint, no wait */
+    run_until_caught_up(d, "r");
+    char *got = output(d, "rout", NULL, "r.dlq");
+    rn_datadir_close(d);
+    assert_true(strlen(want) > 1000);
+    assert_string_equal(got, want);
+    free(got);
+    free(want);
+    rn_test_tmpdir_free(ra);
+    rn_test_tmpdir_free(rb);
+}
+
 /* ---- definitions ------------------------------------------------------------- */
 
 static void test_bad_sql_refused(void **state)
@@ -713,6 +924,9 @@ int main(void)
         cmocka_unit_test(test_kill_filter),
         cmocka_unit_test(test_kill_window),
         cmocka_unit_test(test_kill_file_sink),
+        cmocka_unit_test_setup(test_file_sink_faults, rn_test_reset_sys),
+        cmocka_unit_test(test_stdout_write_failure),
+        cmocka_unit_test(test_resume_counts_unpublished_appends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
