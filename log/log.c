@@ -2560,3 +2560,154 @@ out:
     free(gone);
     return rc;
 }
+
+/* ---- offline check ------------------------------------------------------------- */
+
+typedef struct chk_queue {
+    uint32_t id;
+    int64_t  next;
+} chk_queue_t;
+
+static void chk_note(rn_log_check_t *out, uint64_t segstart, uint64_t off, const char *what)
+{
+    if (!out->first[0])
+        snprintf(out->first, sizeof out->first, "commitlog/%020llu.log at byte %llu: %s",
+                 (unsigned long long)segstart, (unsigned long long)off, what);
+}
+
+/* Count the damaged units of every index file under ix_dir (raw reads). */
+static int chk_index(const char *ix_dir, rn_log_check_t *out, char *errmsg)
+{
+    DIR *d = opendir(ix_dir);
+    if (!d) return errno == ENOENT ? 0 : rn_errf(errmsg, -errno, "cannot list %s", ix_dir);
+    struct dirent *de;
+    int rc = 0;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        char *sub = path_join(ix_dir, de->d_name);
+        DIR *s = sub ? opendir(sub) : NULL;
+        struct dirent *f;
+        while (s && (f = readdir(s)) != NULL) {
+            if (!strstr(f->d_name, ".idx")) continue;
+            char *fp = path_join(sub, f->d_name);
+            uint8_t *b = NULL;
+            size_t n = 0;
+            if (fp && rn_read_file(fp, (size_t)1 << 32, &b, &n) == 0) {
+                for (size_t k = 0; k + RN_IDX_UNIT_SIZE <= n; k += RN_IDX_UNIT_SIZE) {
+                    rn_idx_unit_t u;
+                    if (rn_idx_unit_decode(b + k, &u) == 0 && (u.flags & RN_IDX_DAMAGED))
+                        out->damaged_units++;
+                }
+            }
+            free(b);
+            free(fp);
+        }
+        if (s) closedir(s);
+        free(sub);
+    }
+    closedir(d);
+    return rc;
+}
+
+int rn_log_check(const char *dir, rn_log_check_t *out, char *errmsg)
+{
+    memset(out, 0, sizeof *out);
+    rn_log_t *log = calloc(1, sizeof *log);
+    chk_queue_t *qs = NULL;
+    size_t nq = 0, capq = 0;
+    int rc = 0;
+    if (!log) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    log->lock_fd = -1;
+    pthread_mutex_init(&log->wmu, NULL);
+    pthread_rwlock_init(&log->rw, NULL);
+    pthread_mutex_init(&log->smu, NULL);
+    pthread_mutex_init(&log->sync_mu, NULL);
+    pthread_cond_init(&log->done_cv, NULL);
+    pthread_cond_init(&log->work_cv, NULL);
+    log->dir = strdup(dir);
+    log->cl_dir = path_join(dir, "commitlog");
+    log->ix_dir = path_join(dir, "index");
+    if (!log->dir || !log->cl_dir || !log->ix_dir) {
+        rc = rn_errf(errmsg, -ENOMEM, "out of memory");
+        goto out;
+    }
+    struct stat st;
+    if (stat(log->cl_dir, &st) < 0) {
+        rc = rn_errf(errmsg, -ENOENT, "%s holds no commit log (no %s)", dir, log->cl_dir);
+        goto out;
+    }
+    rc = lock_dir(log, errmsg);
+    if (rc == 0) rc = load_segments(log, errmsg);
+    if (rc != 0) goto out;
+    int after_damage = 0;                 /* a queue's next batch may skip damaged offsets */
+    for (size_t i = 0; i < log->nsegs; i++) {
+        const rn_seg_t *sg = &log->segs[i];
+        uint64_t end = sg->start + sg->size, p = sg->start;
+        while (sg->map && p < end) {
+            rn_seg_hdr_t h;
+            rn_batch_header_t bh;
+            int hok;
+            const uint8_t *b = sg->map + (p - sg->start);
+            int k = entry_check(b, end - p, &h, &bh, &hok);
+            size_t j = 0;
+            if (k == ENT_OK) {
+                while (j < nq && qs[j].id != h.queue) j++;
+                if (j < nq && (after_damage ? bh.base_offset < qs[j].next
+                                            : bh.base_offset != qs[j].next))
+                    k = ENT_BAD;
+            }
+            if (k == ENT_OK) {
+                if (j == nq) {
+                    if (nq == capq) {
+                        size_t nc = capq ? capq * 2 : 16;
+                        chk_queue_t *n2 = realloc(qs, nc * sizeof *n2);
+                        if (!n2) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto out; }
+                        qs = n2;
+                        capq = nc;
+                    }
+                    qs[nq++] = (chk_queue_t){h.queue, 0};
+                }
+                qs[j].next = bh.base_offset + bh.record_count;
+                out->entries++;
+                out->bytes += RN_SEG_HDR_SIZE + h.batch_len;
+                p += RN_SEG_HDR_SIZE + h.batch_len;
+                continue;
+            }
+            /* Zeros or damage: is anything intact after it in this segment? */
+            uint64_t at = end;
+            for (uint64_t x = p + 1; x + RN_SEG_HDR_SIZE + RN_BATCH_HEADER_SIZE <= end; x++) {
+                rn_seg_hdr_t h2;
+                rn_batch_header_t bh2;
+                int hok2;
+                if (entry_check(sg->map + (x - sg->start), end - x, &h2, &bh2, &hok2) == ENT_OK) {
+                    at = x;
+                    break;
+                }
+            }
+            if (k == ENT_END && at == end) {
+                /* The segment's zeros, or non-zero bytes after them: a tail. */
+                for (uint64_t x = p; x < end; x++)
+                    if (sg->map[x - sg->start]) out->tail_bytes++;
+                break;
+            }
+            if (at == end && i + 1 == log->nsegs) {
+                out->tail_bytes += end - p;
+                chk_note(out, sg->start, p - sg->start, "torn tail (nothing intact after it)");
+                break;
+            }
+            out->bad_entries++;
+            out->bad_bytes += at - p;
+            after_damage = 1;
+            chk_note(out, sg->start, p - sg->start,
+                     k == ENT_END ? "zeros where intact entries follow"
+                     : !hok ? "entry header checksum mismatch"
+                     : "batch fails its CRC, header or offset checks");
+            p = at;
+        }
+    }
+    rc = chk_index(log->ix_dir, out, errmsg);
+out:
+    free(qs);
+    log_free(log);
+    return rc;
+}

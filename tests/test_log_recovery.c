@@ -794,11 +794,20 @@ static void test_clean_reopen(void **state)
     (void)state;
     char *dir = rn_test_tmpdir_new("test-logrec");
     fill_clean(dir);
+    rn_log_check_t ck;
+    char err[RN_ERRMSG_SIZE] = "";
+    assert_int_equal(rn_log_check(dir, &ck, err), 0);
+    assert_int_equal(ck.entries, NB);
+    assert_int_equal(ck.bad_entries + ck.bad_bytes + ck.damaged_units + ck.tail_bytes, 0);
+    assert_string_equal(ck.first, "");
     rn_log_recovery_t rec;
     rn_log_t *log = open_ok(dir, &rec);
     assert_int_equal(rec.clean, 1);
     assert_int_equal(rec.scanned_bytes, 0);
     assert_int_equal(rec.rebuilt_units + rec.dropped_units + rec.truncated_bytes, 0);
+    char line[512];
+    assert_int_equal(rn_log_recovery_format(&rec, line, sizeof line), 0);
+    assert_non_null(strstr(line, "clean shutdown"));
     check_survivors(log, dir, NB);
     rn_test_tmpdir_free(dir);
 }
@@ -853,6 +862,15 @@ static void test_flipped_record_byte_mid_log(void **state)
     int j = first_after_roll(e, n);
     assert_true(n - j >= 4);                              /* intact batches follow */
     flip(e[j].path, e[j].off + 16 + e[j].len - 5);
+    /* The offline check sees it before any open. */
+    rn_log_check_t ck;
+    char err[RN_ERRMSG_SIZE] = "";
+    assert_int_equal(rn_log_check(dir, &ck, err), 0);
+    assert_int_equal(ck.entries, NB - 1);
+    assert_int_equal(ck.bad_entries, 1);
+    assert_int_equal(ck.bad_bytes, 16 + e[j].len);
+    assert_int_equal(ck.damaged_units, 0);
+    assert_non_null(strstr(ck.first, "fails its CRC"));
     rn_log_recovery_t rec;
     rn_log_t *log = open_ok(dir, &rec);
     assert_int_equal(rec.truncated_bytes, 0);
@@ -861,6 +879,13 @@ static void test_flipped_record_byte_mid_log(void **state)
     drange_t d = batch_range(j);
     expect_one_range(&rec, RN_LOG_RANGE_DAMAGED, d);
     verify_damage(log, dir, NB, &d, 1, "damaged");
+    /* After: the same bad entry, now marked in the index; the appends after
+     * it (one per queue) are intact. */
+    assert_int_equal(rn_log_check(dir, &ck, err), 0);
+    assert_int_equal(ck.entries, NB - 1 + NQ);
+    assert_int_equal(ck.bad_entries, 1);
+    assert_int_equal(ck.damaged_units, 1);
+    assert_int_equal(ck.tail_bytes, 0);
     rn_test_tmpdir_free(dir);
 }
 
