@@ -1925,6 +1925,45 @@ void rn_log_recovery_info(const rn_log_t *log, rn_log_recovery_t *out)
     *out = log->rec;
 }
 
+int rn_log_accept_loss(rn_log_t *log, uint32_t queue, int64_t next, char *errmsg)
+{
+    int rc = 0;
+    pthread_mutex_lock(&log->wmu);
+    rn_queue_t *q = find_queue(log, queue);
+    int64_t have = q ? q->next_offset : 0;
+    if (next <= have) goto out;
+    if (next - have > (int64_t)UINT32_MAX) {
+        rc = rn_errf(errmsg, RN_EINVAL, "queue %u: %lld lost offsets are more than one index "
+                     "unit can mark", queue, (long long)(next - have));
+        goto out;
+    }
+    if (!q) {
+        rc = queue_new(log, queue, &q);
+        if (rc == 0) rc = queue_insert(log, q);
+        if (rc != 0) { queue_free(q); rn_errf(errmsg, rc, "out of memory"); goto out; }
+    }
+    rn_idx_unit_t u = {
+        .position = log->write_pos, .base_offset = have, .first_ts = q->running_max,
+        .max_ts = q->running_max, .size = 0, .record_count = (uint32_t)(next - have),
+        .flags = RN_IDX_DAMAGED,
+    };
+    pthread_rwlock_wrlock(&log->rw);
+    rc = scan_add_unit(log, q, &u, errmsg);
+    if (rc == 0) {
+        log->rec.rebuilt_units--;
+        log->rec.lost_ranges++;
+        rec_range(log, RN_LOG_RANGE_LOST, queue, have, next, log->write_pos);
+        q->next_offset = next;
+        atomic_store_explicit(&q->visible, q->ix.nunits, memory_order_release);
+    }
+    pthread_rwlock_unlock(&log->rw);
+    if (rc == 0) rc = rn_idx_sync(&q->ix, errmsg);
+    if (rc == 0) rc = write_checkpoint(log, log->write_pos, errmsg);
+out:
+    pthread_mutex_unlock(&log->wmu);
+    return rc;
+}
+
 static void addf(char *buf, size_t size, size_t *w, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void addf(char *buf, size_t size, size_t *w, const char *fmt, ...)

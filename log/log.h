@@ -107,6 +107,13 @@ typedef struct rn_log_recovery {
  * is ever handed out twice. rn_log_recovery_info says what was done. */
 int  rn_log_open(const char *dir, const rn_log_opts_t *o, rn_log_t **out, char *errmsg);
 
+/* Accept that queue held offsets up to next although the store does not
+ * have them (its directory was removed; the caller knows the end from its
+ * own metadata): when the queue ends below next, mark [end, next) lost so
+ * the next append gets next. Only right after rn_log_open, before other
+ * calls on log. Reported as a lost range in rn_log_recovery_info. */
+int  rn_log_accept_loss(rn_log_t *log, uint32_t queue, int64_t next, char *errmsg);
+
 /* One line (no newline) saying what recovery did, for logs and stderr.
  * Returns 1 when something was cut, damaged or lost (warn), 0 when not. */
 int  rn_log_recovery_format(const rn_log_recovery_t *r, char *buf, size_t size);

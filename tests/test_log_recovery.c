@@ -18,6 +18,7 @@
 #include "common/sys.h"
 #include "log/log.h"
 #include "log/segment.h"
+#include "logical-queues/datadir.h"
 #include "tests/util/util.h"
 
 #include <dirent.h>
@@ -1064,6 +1065,162 @@ static void test_read_stops_before_damage(void **state)
     rn_test_tmpdir_free(dir);
 }
 
+/* ---- through a data directory ------------------------------------------------------ */
+
+typedef struct reports {
+    int  n, warn;
+    char last[2048];
+} reports_t;
+
+static void on_report(void *arg, int warn, const char *line)
+{
+    reports_t *r = arg;
+    r->n++;
+    r->warn |= warn;
+    snprintf(r->last, sizeof r->last, "%s", line);
+}
+
+static rn_datadir_t *dd_open(const char *dir, int create, int accept_loss, reports_t *rep,
+                             int expect_rc, char *err)
+{
+    rn_datadir_opts_t o;
+    rn_datadir_opts_default(&o);
+    opts(&o.log);
+    o.log.accept_loss = accept_loss;
+    o.create = create;
+    o.report = rep ? on_report : NULL;
+    o.report_arg = rep;
+    rn_datadir_t *d = NULL;
+    int rc = rn_datadir_open(dir, &o, &d, err);
+    if (rc != expect_rc) fail_msg("datadir open %s: %s (%s)", dir, rn_strerror(rc), err);
+    return d;
+}
+
+/* Five batches of two records to topic t queue 0 (logical offsets 0..9). */
+static void dd_fill(rn_datadir_t *d)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_meta_topic_t t;
+    assert_int_equal(rn_datadir_topic_create(d, "t", 1, &t, err), 0);
+    rn_datadir_queue_t q;
+    assert_int_equal(rn_datadir_queue_open(d, "t", 0, &q, err), 0);
+    for (int i = 0; i < 5; i++) {
+        rn_test_records_t spec = {.prefix = "r", .first = 2 * i, .n = 2, .ts0 = 1000, .ts_step = 1};
+        rn_batch_builder_t b;
+        const uint8_t *batch;
+        size_t len;
+        rn_test_batch_build(&b, &spec, &batch, &len);
+        int64_t base;
+        uint64_t ticket;
+        assert_int_equal(rn_datadir_append(d, &q, batch, len, &base, &ticket, err), 0);
+        assert_int_equal(rn_datadir_wait(d, ticket), 0);
+        assert_int_equal(base, 2 * i);
+        rn_batch_builder_destroy(&b);
+    }
+    rn_datadir_queue_close(&q);
+}
+
+/* A batch whose bytes are damaged under a data directory: the read error
+ * names the topic, the logical queue and offsets and how to go past them,
+ * and a read from the start returns the batches before it. Every open
+ * reports what recovery did. */
+static void test_datadir_names_damage(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    char err[RN_ERRMSG_SIZE] = "";
+    reports_t rep = {0};
+    rn_datadir_t *d = dd_open(dir, 1, 0, &rep, 0, err);
+    assert_int_equal(rep.n, 1);
+    assert_int_equal(rep.warn, 0);
+    assert_non_null(strstr(rep.last, "store 0"));
+    dd_fill(d);
+    assert_int_equal(rn_datadir_close(d), 0);
+    char st[600];
+    snprintf(st, sizeof st, "%s/stores/0", dir);
+    ent_t e[8];
+    assert_int_equal(walk(st, e, 8), 5);
+    flip(e[2].path, e[2].off + 16 + 7);                     /* batch 2's base offset */
+    d = dd_open(dir, 0, 0, &rep, 0, err);
+    rn_datadir_queue_t q;
+    assert_int_equal(rn_datadir_queue_open(d, "t", 0, &q, err), 0);
+    rn_buf_t out = RN_BUF_INIT;
+    uint32_t nb = 0;
+    assert_int_equal(rn_datadir_read(d, &q, 0, 1 << 20, &out, &nb, err), 0);
+    assert_int_equal(nb, 2);
+    rn_buf_free(&out);
+    out = (rn_buf_t)RN_BUF_INIT;
+    assert_int_equal(rn_datadir_read(d, &q, 4, 1 << 20, &out, &nb, err), RN_ECORRUPT);
+    if (!strstr(err, "topic 't' queue 0 offsets [4, 6)") || !strstr(err, "--skip-damaged"))
+        fail_msg("'%s' does not name the topic, offsets and the way past", err);
+    rn_buf_free(&out);
+    rn_datadir_queue_close(&q);
+    assert_int_equal(rn_datadir_close(d), 0);
+    rn_test_tmpdir_free(dir);
+}
+
+/* A removed store: meta.db maps topic t's queue to store 0, whose directory
+ * is gone. The open refuses, naming the store and how to accept the loss;
+ * accepting it moves the queue's end past every offset the metadata knows
+ * was used (here a group's committed offset), so no consumer that committed
+ * past an offset ever sees it handed out again, and reads of the lost
+ * offsets say so. */
+static void test_removed_store(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_t *d = dd_open(dir, 1, 0, NULL, 0, err);
+    dd_fill(d);
+    rn_meta_topic_t t;
+    rn_meta_t *m = rn_datadir_meta_lock(d);
+    assert_int_equal(rn_meta_topic_get(m, "t", &t, err), 0);
+    rn_meta_offset_t off = {.topic_id = t.id, .queue = 0, .offset = 8};
+    assert_int_equal(rn_meta_offsets_commit(m, "g", &off, 1, err), 0);
+    rn_datadir_meta_unlock(d);
+    assert_int_equal(rn_datadir_close(d), 0);
+    char st[600];
+    snprintf(st, sizeof st, "%s/stores/0", dir);
+    assert_int_equal(rn_test_rmtree(st), 0);
+
+    d = dd_open(dir, 0, 0, NULL, RN_ECORRUPT, err);
+    assert_null(d);
+    assert_non_null(strstr(err, "store 0"));
+    assert_non_null(strstr(err, "runnel store repair --accept-loss"));
+
+    reports_t rep = {0};
+    d = dd_open(dir, 0, 1, &rep, 0, err);
+    assert_int_equal(rep.warn, 1);
+    assert_non_null(strstr(rep.last, "queue 0 offsets [0, 8) lost"));
+    rn_datadir_queue_t q;
+    assert_int_equal(rn_datadir_queue_open(d, "t", 0, &q, err), 0);
+    rn_datadir_queue_info_t qi;
+    assert_int_equal(rn_datadir_queue_info(d, &q, &qi, err), 0);
+    assert_int_equal(qi.high_watermark, 8);
+    rn_buf_t out = RN_BUF_INIT;
+    uint32_t nb;
+    assert_int_equal(rn_datadir_read(d, &q, 0, 4096, &out, &nb, err), RN_EDAMAGED);
+    if (!strstr(err, "topic 't' queue 0 offsets [0, 8) are lost"))
+        fail_msg("'%s' does not name the lost offsets", err);
+    rn_buf_free(&out);
+    rn_test_records_t spec = {.prefix = "r", .first = 8, .n = 1, .ts0 = 1000, .ts_step = 1};
+    rn_batch_builder_t b;
+    const uint8_t *batch;
+    size_t len;
+    rn_test_batch_build(&b, &spec, &batch, &len);
+    int64_t base;
+    uint64_t ticket;
+    assert_int_equal(rn_datadir_append(d, &q, batch, len, &base, &ticket, err), 0);
+    assert_int_equal(base, 8);                       /* not 0: nothing committed is reused */
+    rn_batch_builder_destroy(&b);
+    rn_datadir_queue_close(&q);
+    assert_int_equal(rn_datadir_close(d), 0);
+    /* Accepted once: later opens are plain. */
+    d = dd_open(dir, 0, 0, NULL, 0, err);
+    assert_int_equal(rn_datadir_close(d), 0);
+    rn_test_tmpdir_free(dir);
+}
+
 /* Every test starts with the real system calls (rn_test_reset_sys), even
  * after a failed one. */
 int main(void)
@@ -1096,6 +1253,8 @@ int main(void)
         cmocka_unit_test_setup(test_deleted_segment, rn_test_reset_sys),
         cmocka_unit_test_setup(test_emptied_segment, rn_test_reset_sys),
         cmocka_unit_test_setup(test_read_stops_before_damage, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_datadir_names_damage, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_removed_store, rn_test_reset_sys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
