@@ -28,6 +28,8 @@ typedef struct rn_cli {
     const char *data_env;      /* $RUNNEL_DATA, $RUNNEL_SERVER; NULL when unset or empty */
     const char *server_env;
     char        holder[160];   /* LOCK holder text: "runnel produce logs" */
+    int         report_all;    /* print every store's recovery report on stdout (store
+                                  repair); else only warnings, on stderr */
 } rn_cli_t;
 
 /* Commands: argv[0] is the command name; each returns an exit code. */
@@ -35,7 +37,7 @@ int rn_cli_topic(rn_cli_t *cli, int argc, char **argv);
 int rn_cli_produce(rn_cli_t *cli, int argc, char **argv);
 int rn_cli_consume(rn_cli_t *cli, int argc, char **argv);
 int rn_cli_queue(rn_cli_t *cli, int argc, char **argv);       /* queue remap */
-int rn_cli_store(rn_cli_t *cli, int argc, char **argv);       /* store list */
+int rn_cli_store(rn_cli_t *cli, int argc, char **argv);       /* store list|check|repair */
 int rn_cli_group(rn_cli_t *cli, int argc, char **argv);       /* group ... */
 int rn_cli_checkpoint(rn_cli_t *cli, int argc, char **argv);  /* checkpoint ... */
 int rn_cli_pipeline(rn_cli_t *cli, int argc, char **argv);    /* pipeline ... (etl/) */

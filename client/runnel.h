@@ -69,6 +69,9 @@ typedef struct rn_client_opts {
     int           create;       /* embedded: create the data directory when absent */
     rn_log_opts_t log;          /* embedded: store options (fsync policy, batch limit) */
     uint32_t      timeout_ms;   /* remote: deadline of each admin call; 0 = none (30000) */
+    /* embedded: told what each store's recovery did (rn_datadir_opts_t.report) */
+    void        (*report)(void *arg, int warn, const char *line);
+    void         *report_arg;
 } rn_client_opts_t;
 
 void rn_client_opts_default(rn_client_opts_t *o);
