@@ -117,7 +117,7 @@ int rn_cli_parse_i64(const char *flag, const char *s, int64_t min, int64_t max,
 /* A store's recovery report: warnings (something cut, damaged or lost) on
  * stderr, so a damaged store never opens silently; a clean open says
  * nothing unless asked (store repair prints every report). */
-static void cli_report(void *arg, int warn, const char *line)
+void rn_cli_recovery_report(void *arg, int warn, const char *line)
 {
     const rn_cli_t *cli = arg;
     fflush(stdout);
@@ -155,7 +155,7 @@ int rn_cli_open_client(rn_cli_t *cli, const rn_log_opts_t *lo, int create, rn_cl
                            "(or --server HOST:PORT, RUNNEL_SERVER)");
     if (lo) o.log = *lo;
     o.holder = cli->holder;
-    o.report = cli_report;
+    o.report = rn_cli_recovery_report;
     o.report_arg = cli;
     o.create = create;
     int rc = rn_client_open_data(dir, &o, out, err);

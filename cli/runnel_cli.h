@@ -66,6 +66,10 @@ int rn_cli_remote(const rn_cli_t *cli);
  * --server, or neither anywhere, is a usage error. Prints the error and
  * returns its exit code on failure, 0 on success. */
 int rn_cli_open_client(rn_cli_t *cli, const rn_log_opts_t *lo, int create, rn_client_t **out);
+/* A store's recovery report for rn_datadir_opts_t.report (arg: the rn_cli_t):
+ * warnings on stderr ("runnel: warning: ..."), every line on stdout when
+ * cli->report_all. */
+void rn_cli_recovery_report(void *arg, int warn, const char *line);
 /* Close, reporting a flush error as one line; returns an exit code. */
 int rn_cli_close_client(rn_client_t *c, int code);
 

@@ -157,6 +157,13 @@ static void set_streaming(rn_rpc_stream_t *st)
     pthread_mutex_unlock(&stream_mu);
 }
 
+/* A store whose recovery cut, damaged or lost something says so on stderr. */
+static void warn_recovery(void *arg, int warn, const char *line)
+{
+    (void)arg;
+    if (warn) fprintf(stderr, "streamsql: warning: %s\n", line);
+}
+
 static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(int code, const char *fmt, ...)
 {
@@ -787,6 +794,7 @@ int main(int argc, char **argv)
         rn_datadir_opts_t dopts;
         rn_datadir_opts_default(&dopts);
         dopts.holder = "streamsql";
+        dopts.report = warn_recovery;
         rc = rn_datadir_open(cfg.data, &dopts, &cfg.d, err);
         if (rc != 0) {
             free(text);
