@@ -917,6 +917,24 @@ int rn_datadir_read(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t offset, size
     return 0;
 }
 
+int rn_datadir_batch_end(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t offset, int64_t *end,
+                         char *errmsg)
+{
+    size_t idx = 0;
+    int rc = rn_datadir_queue_refresh(d, q, errmsg);
+    if (rc != 0) return rc;
+    if (rn_mapping_find(q->items, q->nitems, offset, &idx) != 0)
+        return rn_errf(errmsg, RN_ERANGE, "topic '%s' queue %u has no offset %lld",
+                       q->topic.name, q->queue, (long long)offset);
+    const rn_meta_item_t *it = &q->items[idx];
+    rn_log_batch_ref_t ref;
+    rc = rn_log_lookup_offset(log_of(d, it), it->physical_id, rn_mapping_to_physical(it, offset),
+                              &ref, errmsg);
+    if (rc != 0) return rc;
+    *end = rn_mapping_to_logical(it, ref.base_offset + (int64_t)ref.record_count);
+    return 0;
+}
+
 int rn_datadir_lookup_time(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t ts, int64_t *offset,
                            char *errmsg)
 {

@@ -156,6 +156,10 @@ int  rn_datadir_read(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t offset,
 
 /* Logical offset of the first record with timestamp >= ts, over every item
  * in order (the high watermark when none is that late). */
+/* The logical offset after the batch holding offset (for going past damaged
+ * offsets: a read at offset failed with RN_EDAMAGED or RN_ECORRUPT). */
+int  rn_datadir_batch_end(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t offset, int64_t *end,
+                          char *errmsg);
 int  rn_datadir_lookup_time(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t ts,
                             int64_t *offset, char *errmsg);
 

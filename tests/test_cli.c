@@ -1042,9 +1042,15 @@ static void test_store_check_and_repair(void **state)
 
     expect_fail(f, RUN(f, NULL, "consume", "t"), 1, "topic 't' queue 0 offsets [6, 9) are damaged");
     assert_string_equal(f->stdout_text, "a\nb\nc\na\nb\nc\n");
+    expect_fail(f, RUN(f, NULL, "consume", "t", "--skip-damaged"), 0,
+                "skipped 9 damaged or lost offsets in 2 ranges");
+    assert_string_equal(f->stdout_text, "a\nb\nc\na\nb\nc\na\nb\nc\n");
     expect_ok(f, RUN(f, "d\n", "produce", "t"));
     expect_ok(f, RUN(f, NULL, "consume", "t", "--from", "18"));
     assert_string_equal(f->stdout_text, "d\n");
+    expect_fail(f, RUN(f, NULL, "consume", "t", "--from", "9", "--skip-damaged"), 0,
+                "skipped 6 damaged or lost offsets in 1 ranges");
+    assert_string_equal(f->stdout_text, "a\nb\nc\nd\n");
 }
 #endif
 
