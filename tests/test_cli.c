@@ -1045,6 +1045,24 @@ static void test_store_check_and_repair(void **state)
     expect_fail(f, RUN(f, NULL, "consume", "t", "--skip-damaged"), 0,
                 "skipped 9 damaged or lost offsets in 2 ranges");
     assert_string_equal(f->stdout_text, "a\nb\nc\na\nb\nc\na\nb\nc\n");
+    /* streamsql: the same stop, or the same skip, counted. */
+    const char *sq[] = {RN_BIN_DIR "/streamsql", "--data", f->data, "--format", "csv", "-e",
+                        "SELECT count(*) AS n FROM t", NULL, NULL};
+    int st = rn_test_run(sq[0], sq, NULL, f->out, f->err);
+    char *o = rn_test_slurp(f->out, NULL), *e = rn_test_slurp(f->err, NULL);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    if (!strstr(e, "topic 't' queue 0 offsets [6, 9) are damaged")) fail_msg("streamsql: %s", e);
+    free(o);
+    free(e);
+    sq[7] = "--skip-damaged";
+    st = rn_test_run(sq[0], sq, NULL, f->out, f->err);
+    o = rn_test_slurp(f->out, NULL);
+    e = rn_test_slurp(f->err, NULL);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_string_equal(o, "n\n9\n");
+    if (!strstr(e, "9 damaged or lost offsets skipped")) fail_msg("streamsql: %s", e);
+    free(o);
+    free(e);
     expect_ok(f, RUN(f, "d\n", "produce", "t"));
     expect_ok(f, RUN(f, NULL, "consume", "t", "--from", "18"));
     assert_string_equal(f->stdout_text, "d\n");
