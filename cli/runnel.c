@@ -44,7 +44,7 @@ static const char usage_text[] =
     "  topic list                       list topics\n"
     "  topic describe NAME              each queue's offsets and mapping items\n"
     "  queue remap TOPIC Q [--store DIR] move queue Q's appends to a new physical queue\n"
-    "  store list                       stores of the data directory and their sizes\n"
+    "  store list | check | repair      stores: sizes; offline CRC check; --accept-loss\n"
     "  produce TOPIC [options]          one record per stdin line\n"
     "  consume TOPIC [options]          print records of one or every queue\n"
     "  group list | offsets | commit | reset    consumer group offsets\n"
@@ -114,6 +114,17 @@ int rn_cli_parse_i64(const char *flag, const char *s, int64_t min, int64_t max,
     return 0;
 }
 
+/* A store's recovery report: warnings (something cut, damaged or lost) on
+ * stderr, so a damaged store never opens silently; a clean open says
+ * nothing unless asked (store repair prints every report). */
+void rn_cli_recovery_report(void *arg, int warn, const char *line)
+{
+    const rn_cli_t *cli = arg;
+    fflush(stdout);
+    if (cli->report_all) printf("%s\n", line);
+    else if (warn) fprintf(stderr, "runnel: warning: %s\n", line);
+}
+
 int rn_cli_remote(const rn_cli_t *cli)
 {
     if (cli->server) return 1;
@@ -144,6 +155,8 @@ int rn_cli_open_client(rn_cli_t *cli, const rn_log_opts_t *lo, int create, rn_cl
                            "(or --server HOST:PORT, RUNNEL_SERVER)");
     if (lo) o.log = *lo;
     o.holder = cli->holder;
+    o.report = rn_cli_recovery_report;
+    o.report_arg = cli;
     o.create = create;
     int rc = rn_client_open_data(dir, &o, out, err);
     if (rc == -ENOENT)

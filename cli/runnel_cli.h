@@ -28,6 +28,8 @@ typedef struct rn_cli {
     const char *data_env;      /* $RUNNEL_DATA, $RUNNEL_SERVER; NULL when unset or empty */
     const char *server_env;
     char        holder[160];   /* LOCK holder text: "runnel produce logs" */
+    int         report_all;    /* print every store's recovery report on stdout (store
+                                  repair); else only warnings, on stderr */
 } rn_cli_t;
 
 /* Commands: argv[0] is the command name; each returns an exit code. */
@@ -35,7 +37,7 @@ int rn_cli_topic(rn_cli_t *cli, int argc, char **argv);
 int rn_cli_produce(rn_cli_t *cli, int argc, char **argv);
 int rn_cli_consume(rn_cli_t *cli, int argc, char **argv);
 int rn_cli_queue(rn_cli_t *cli, int argc, char **argv);       /* queue remap */
-int rn_cli_store(rn_cli_t *cli, int argc, char **argv);       /* store list */
+int rn_cli_store(rn_cli_t *cli, int argc, char **argv);       /* store list|check|repair */
 int rn_cli_group(rn_cli_t *cli, int argc, char **argv);       /* group ... */
 int rn_cli_checkpoint(rn_cli_t *cli, int argc, char **argv);  /* checkpoint ... */
 int rn_cli_pipeline(rn_cli_t *cli, int argc, char **argv);    /* pipeline ... (etl/) */
@@ -64,6 +66,10 @@ int rn_cli_remote(const rn_cli_t *cli);
  * --server, or neither anywhere, is a usage error. Prints the error and
  * returns its exit code on failure, 0 on success. */
 int rn_cli_open_client(rn_cli_t *cli, const rn_log_opts_t *lo, int create, rn_client_t **out);
+/* A store's recovery report for rn_datadir_opts_t.report (arg: the rn_cli_t):
+ * warnings on stderr ("runnel: warning: ..."), every line on stdout when
+ * cli->report_all. */
+void rn_cli_recovery_report(void *arg, int warn, const char *line);
 /* Close, reporting a flush error as one line; returns an exit code. */
 int rn_cli_close_client(rn_client_t *c, int code);
 

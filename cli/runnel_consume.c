@@ -66,7 +66,10 @@ static const char consume_usage[] =
     "  --format value|json        value: the value bytes per line (default);\n"
     "                             json: {\"queue\",\"offset\",\"timestamp\",\"key\",\"value\"} per line,\n"
     "                             key/value as JSON strings (bytes that are not UTF-8 as\n"
-    "                             \\u00XX) or null\n";
+    "                             \\u00XX) or null\n"
+    "  --skip-damaged             go past offsets a store recovery marked damaged or lost\n"
+    "                             (their reads fail otherwise); says how many on stderr\n"
+    "                             (--data only)\n";
 
 static void put_i64(FILE *out, int64_t v)
 {
@@ -103,6 +106,7 @@ typedef struct consume_args {
     uint64_t          commit_ms;
     uint64_t          count;        /* UINT64_MAX: to the end */
     int               json;
+    int               skip_damaged; /* go past damaged/lost offsets, counted on stderr */
 } consume_args_t;
 
 typedef struct cstate {
@@ -169,7 +173,8 @@ static int consume(rn_client_t *c, const consume_args_t *a)
     s.queues = calloc(s.n, sizeof *s.queues);
     if (!s.done || !s.queues) { code = rn_cli_fail(RN_CLI_FAIL, "out of memory"); goto out; }
     for (uint32_t i = 0; i < s.n; i++) s.queues[i] = a->queue >= 0 ? (uint32_t)a->queue : i;
-    if (rn_client_consumer_open(c, NULL, &k, err) != 0) {
+    rn_client_consumer_opts_t ko = {.skip_damaged = a->skip_damaged};
+    if (rn_client_consumer_open(c, &ko, &k, err) != 0) {
         code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
         goto out;
     }
@@ -206,6 +211,15 @@ static int consume(rn_client_t *c, const consume_args_t *a)
     }
     code = flush_and_commit(c, a, &s);
 out:
+    if (k && a->skip_damaged) {
+        uint64_t skipped, ranges;
+        rn_client_consumer_skipped(k, &skipped, &ranges);
+        if (skipped) {
+            fflush(stdout);
+            fprintf(stderr, "runnel: warning: skipped %llu damaged or lost offsets in %llu "
+                    "ranges\n", (unsigned long long)skipped, (unsigned long long)ranges);
+        }
+    }
     rn_client_consumer_close(k);
     free(s.done);
     free(s.queues);
@@ -214,8 +228,10 @@ out:
 
 int rn_cli_consume(rn_cli_t *cli, int argc, char **argv)
 {
-    enum { OPT_DATA = 0x100, OPT_SERVER, OPT_QUEUE, OPT_FROM, OPT_COUNT, OPT_FORMAT, OPT_GROUP, OPT_COMMIT };
+    enum { OPT_DATA = 0x100, OPT_SERVER, OPT_QUEUE, OPT_FROM, OPT_COUNT, OPT_FORMAT, OPT_GROUP, OPT_COMMIT,
+           OPT_SKIP };
     static const struct option opts[] = {
+        {"skip-damaged", no_argument, NULL, OPT_SKIP},
         {"queue", required_argument, NULL, OPT_QUEUE},
         {"from", required_argument, NULL, OPT_FROM},
         {"count", required_argument, NULL, OPT_COUNT},
@@ -261,6 +277,7 @@ int rn_cli_consume(rn_cli_t *cli, int argc, char **argv)
             else if (!strcmp(optarg, "json")) a.json = 1;
             else return rn_cli_fail(RN_CLI_USAGE, "--format: '%.40s' is not value or json", optarg);
             break;
+        case OPT_SKIP: a.skip_damaged = 1; break;
         case OPT_DATA: cli->data = optarg; break;
         case OPT_SERVER: cli->server = optarg; break;
         case 'h': fputs(consume_usage, stdout); return RN_CLI_OK;

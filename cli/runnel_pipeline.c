@@ -71,6 +71,8 @@ static int open_dir(rn_cli_t *cli, rn_datadir_t **d)
     rn_datadir_opts_t o;
     rn_datadir_opts_default(&o);
     o.holder = cli->holder;
+    o.report = rn_cli_recovery_report;
+    o.report_arg = cli;
     if (rn_datadir_open(dir, &o, d, err) != 0) return rn_cli_fail(RN_CLI_FAIL, "%s", err);
     return 0;
 }

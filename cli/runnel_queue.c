@@ -1,5 +1,5 @@
 /*
- * runnel_queue.c — `runnel queue remap` and `runnel store list`.
+ * runnel_queue.c — `runnel queue remap` and `runnel store list|check|repair`.
  *
  * Invariants:
  *  1. A remap names the item it sealed and the one it opened; logical
@@ -12,6 +12,10 @@
  *     directory).
  *  3. store list reports each store's commit-log bytes in use and how many
  *     physical queues of live mapping items it holds.
+ *  4. store check changes nothing (rn_log_check, each store's lock taken)
+ *     and exits 1 when a store holds damage; store repair only opens the
+ *     data directory with accept_loss (offsets move forward, never back) and
+ *     prints what each store's recovery did. Both work on files: --data.
  */
 #include "cli/runnel_cli.h"
 
@@ -33,17 +37,27 @@ static const char queue_usage[] =
 
 static const char store_usage[] =
     "usage: runnel [--data DIR | --server HOST:PORT] store list\n"
+    "       runnel --data DIR store check\n"
+    "       runnel --data DIR store repair --accept-loss\n"
     "\n"
-    "Each store (commit log + indexes) of the data directory: id, path, commit-log bytes,\n"
-    "and physical queues of live mapping items.\n";
+    "list: each store (commit log + indexes) of the data directory: id, path, commit-log\n"
+    "bytes, and physical queues of live mapping items.\n"
+    "check: verify every entry of every store offline (entry header CRC, batch header and\n"
+    "Kafka CRC, offsets continuing) and count index units marked damaged; changes nothing;\n"
+    "exits 1 when damage is found. The data directory must not be open elsewhere.\n"
+    "repair --accept-loss: open a data directory whose stores lost acknowledged data (which\n"
+    "a normal open refuses), marking the missing offsets lost: reads of them fail, and each\n"
+    "queue's next offset stays where it was, so no offset is handed out twice. Prints what\n"
+    "every store's recovery did.\n";
 
 /* Parse "--data", "--store", "--help" for both commands. */
 static int parse_opts(rn_cli_t *cli, int argc, char **argv, const char *cmd, const char *usage,
-                      const char **store, int *npos, char ***pos)
+                      const char **store, int *accept_loss, int *npos, char ***pos)
 {
-    enum { OPT_DATA = 0x100, OPT_SERVER, OPT_STORE };
+    enum { OPT_DATA = 0x100, OPT_SERVER, OPT_STORE, OPT_ACCEPT };
     static const struct option opts[] = {
         {"store", required_argument, NULL, OPT_STORE},
+        {"accept-loss", no_argument, NULL, OPT_ACCEPT},
         {"data", required_argument, NULL, OPT_DATA},
         {"server", required_argument, NULL, OPT_SERVER},
         {"help", no_argument, NULL, 'h'},
@@ -56,6 +70,12 @@ static int parse_opts(rn_cli_t *cli, int argc, char **argv, const char *cmd, con
             if (!store) return rn_cli_fail(RN_CLI_USAGE, "%s: --store applies to queue remap only",
                                            cmd);
             *store = optarg;
+            break;
+        case OPT_ACCEPT:
+            if (!accept_loss)
+                return rn_cli_fail(RN_CLI_USAGE, "%s: --accept-loss applies to store repair only",
+                                   cmd);
+            *accept_loss = 1;
             break;
         case OPT_DATA: cli->data = optarg; break;
         case OPT_SERVER: cli->server = optarg; break;
@@ -74,7 +94,7 @@ int rn_cli_queue(rn_cli_t *cli, int argc, char **argv)
     const char *store = NULL;
     int npos;
     char **pos;
-    int code = parse_opts(cli, argc, argv, "queue", queue_usage, &store, &npos, &pos);
+    int code = parse_opts(cli, argc, argv, "queue", queue_usage, &store, NULL, &npos, &pos);
     if (code < 0) return RN_CLI_OK;
     if (code != 0) return code;
     if (npos < 1)
@@ -112,18 +132,103 @@ int rn_cli_queue(rn_cli_t *cli, int argc, char **argv)
     return rn_cli_close_client(c, code);
 }
 
+/* The data directory of an offline store command (never a server). */
+static int local_dir(const rn_cli_t *cli, const char *what, const char **dir)
+{
+    if (rn_cli_remote(cli))
+        return rn_cli_fail(RN_CLI_USAGE, "store %s works on the files: give --data DIR, not a "
+                           "server (stop the broker first)", what);
+    *dir = cli->data ? cli->data : cli->data_env;
+    if (!*dir) return rn_cli_fail(RN_CLI_USAGE, "store %s: give --data DIR", what);
+    return 0;
+}
+
+/* store check: rn_log_check every registered store. */
+static int store_check(rn_cli_t *cli)
+{
+    char err[RN_ERRMSG_SIZE] = "", path[PATH_MAX * 2];
+    const char *dir;
+    int code = local_dir(cli, "check", &dir);
+    if (code != 0) return code;
+    snprintf(path, sizeof path, "%s/meta.db", dir);
+    if (access(path, F_OK) != 0)
+        return rn_cli_fail(RN_CLI_FAIL, "%s is not a runnel data directory (no meta.db)", dir);
+    rn_meta_t *m = NULL;
+    rn_meta_store_t *v = NULL;
+    size_t n = 0;
+    int rc = rn_meta_open(path, 0, &m, err);
+    if (rc == 0) rc = rn_meta_store_list(m, &v, &n, err);
+    rn_meta_close(m);
+    if (rc != 0) return rn_cli_fail(RN_CLI_FAIL, "%s: %s", path, err);
+    int damaged = 0;
+    for (size_t i = 0; i < n; i++) {
+        rn_log_check_t ck;
+        if (v[i].path[0] == '/') snprintf(path, sizeof path, "%s", v[i].path);
+        else snprintf(path, sizeof path, "%s/%s", dir, v[i].path);
+        rc = rn_log_check(path, &ck, err);
+        if (rc != 0) {
+            free(v);
+            return rn_cli_fail(RN_CLI_FAIL, "store %u (%s): %s", v[i].id, path, err);
+        }
+        int bad = ck.bad_entries > 0 || ck.damaged_units > 0;
+        damaged |= bad;
+        printf("store %u (%s): %s: %llu intact entries (%llu bytes); %llu damaged places "
+               "(%llu bytes); %llu index units marked damaged or lost; %llu bytes of torn "
+               "tail%s%s\n", v[i].id, v[i].path, bad ? "DAMAGED" : "ok",
+               (unsigned long long)ck.entries, (unsigned long long)ck.bytes,
+               (unsigned long long)ck.bad_entries, (unsigned long long)ck.bad_bytes,
+               (unsigned long long)ck.damaged_units, (unsigned long long)ck.tail_bytes,
+               ck.first[0] ? "; first: " : "", ck.first);
+    }
+    free(v);
+    fflush(stdout);
+    if (damaged)
+        return rn_cli_fail(RN_CLI_FAIL, "damage found in %s; reads of damaged offsets fail "
+                           "(consumers can pass --skip-damaged)", dir);
+    return RN_CLI_OK;
+}
+
+/* store repair --accept-loss: open with accept_loss, print every report. */
+static int store_repair(rn_cli_t *cli, int accept_loss)
+{
+    const char *dir;
+    int code = local_dir(cli, "repair", &dir);
+    if (code != 0) return code;
+    if (!accept_loss)
+        return rn_cli_fail(RN_CLI_USAGE, "store repair: give --accept-loss (it marks missing "
+                           "acknowledged offsets lost; nothing else is repaired)");
+    rn_log_opts_t lo;
+    rn_log_opts_default(&lo);
+    lo.accept_loss = 1;
+    cli->report_all = 1;
+    rn_client_t *c;
+    code = rn_cli_open_client(cli, &lo, 0, &c);
+    if (code != 0) return code;
+    return rn_cli_close_client(c, RN_CLI_OK);
+}
+
 int rn_cli_store(rn_cli_t *cli, int argc, char **argv)
 {
     char err[RN_ERRMSG_SIZE] = "";
-    int npos;
+    int npos, accept_loss = 0;
     char **pos;
-    int code = parse_opts(cli, argc, argv, "store", store_usage, NULL, &npos, &pos);
+    int code = parse_opts(cli, argc, argv, "store", store_usage, NULL, &accept_loss, &npos, &pos);
     if (code < 0) return RN_CLI_OK;
     if (code != 0) return code;
-    if (npos < 1) return rn_cli_fail(RN_CLI_USAGE, "store: give list (see runnel store --help)");
-    if (strcmp(pos[0], "list") != 0)
-        return rn_cli_fail(RN_CLI_USAGE, "store: unknown subcommand '%.40s'; use list", pos[0]);
-    if (npos != 1) return rn_cli_fail(RN_CLI_USAGE, "store list takes no arguments");
+    if (npos < 1)
+        return rn_cli_fail(RN_CLI_USAGE, "store: give list, check or repair (see runnel store "
+                           "--help)");
+    if (npos == 1 && strcmp(pos[0], "check") == 0) {
+        if (accept_loss) return rn_cli_fail(RN_CLI_USAGE, "store check takes no --accept-loss");
+        return store_check(cli);
+    }
+    if (npos == 1 && strcmp(pos[0], "repair") == 0) return store_repair(cli, accept_loss);
+    if (strcmp(pos[0], "list") != 0 && strcmp(pos[0], "check") != 0 &&
+        strcmp(pos[0], "repair") != 0)
+        return rn_cli_fail(RN_CLI_USAGE, "store: unknown subcommand '%.40s'; use list, check or "
+                           "repair", pos[0]);
+    if (npos != 1) return rn_cli_fail(RN_CLI_USAGE, "store %s takes no arguments", pos[0]);
+    if (accept_loss) return rn_cli_fail(RN_CLI_USAGE, "store list takes no --accept-loss");
     rn_client_t *c;
     code = rn_cli_open_client(cli, NULL, 0, &c);
     if (code != 0) return code;

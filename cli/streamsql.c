@@ -74,6 +74,8 @@ static const char usage_text[] =
     "  --format F          table (default), csv or json (one object per line)\n"
     "  --follow            continuous: keep reading new records (Ctrl-C stops)\n"
     "  --from POS          earliest (default), latest, @TIMESTAMP_MS or checkpoint:NAME\n"
+    "  --skip-damaged      go past offsets a store recovery marked damaged or lost (their\n"
+    "                      reads fail otherwise), counted on stderr (--data only)\n"
     "\n"
     "Statements: SELECT ... FROM stream [WHERE ...] [GROUP BY TUMBLE(ts, '10s') |\n"
     "HOP(ts, '1m', '10s') | SESSION(ts, '30s'), keys...] [HAVING ...] [EMIT FINAL|CHANGES]\n"
@@ -155,6 +157,13 @@ static void set_streaming(rn_rpc_stream_t *st)
     streaming = st;
     if (st && interrupted) rn_rpc_stream_cancel(st);
     pthread_mutex_unlock(&stream_mu);
+}
+
+/* A store whose recovery cut, damaged or lost something says so on stderr. */
+static void warn_recovery(void *arg, int warn, const char *line)
+{
+    (void)arg;
+    if (warn) fprintf(stderr, "streamsql: warning: %s\n", line);
 }
 
 static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -370,9 +379,11 @@ static void progress(out_t *o, const rn_sql_stats_t *st)
 
 static void summary(const rn_sql_stats_t *st)
 {
-    if (!st->errors && !st->late) return;
+    if (!st->errors && !st->late && !st->skipped) return;
     fflush(stdout);
     fprintf(stderr, "streamsql: %llu records read", (unsigned long long)st->records);
+    if (st->skipped)
+        fprintf(stderr, ", %llu damaged or lost offsets skipped", (unsigned long long)st->skipped);
     if (st->errors)
         fprintf(stderr, ", %llu rejected (first: %s)", (unsigned long long)st->errors,
                 st->first_error);
@@ -684,12 +695,13 @@ int main(int argc, char **argv)
     if (server_env && !*server_env) server_env = NULL;
     const char *server = NULL, *expr = NULL, *file = NULL;
     char err[RN_ERRMSG_SIZE];
-    enum { OPT_DATA = 256, OPT_SERVER, OPT_FORMAT, OPT_FOLLOW, OPT_FROM, OPT_HELP };
+    enum { OPT_DATA = 256, OPT_SERVER, OPT_FORMAT, OPT_FOLLOW, OPT_FROM, OPT_HELP, OPT_SKIP };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"server", required_argument, NULL, OPT_SERVER},
         {"format", required_argument, NULL, OPT_FORMAT},
         {"follow", no_argument, NULL, OPT_FOLLOW},
+        {"skip-damaged", no_argument, NULL, OPT_SKIP},
         {"from", required_argument, NULL, OPT_FROM},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
@@ -715,6 +727,7 @@ int main(int argc, char **argv)
             else return fail(EXIT_USAGE, "--format: '%s' is not one of table, csv, json", optarg);
             break;
         case OPT_FOLLOW: cfg.opts.follow = 1; break;
+        case OPT_SKIP: cfg.opts.skip_damaged = 1; break;
         case OPT_FROM:
             if (rn_sql_parse_from(optarg, &cfg.opts, err) != 0) return fail(EXIT_USAGE, "%s", err);
             cfg.from = optarg;
@@ -749,6 +762,8 @@ int main(int argc, char **argv)
     if (!cfg.data && !server)
         return fail(EXIT_USAGE, "no data directory: give --data DIR or set RUNNEL_DATA (or "
                     "--server HOST:PORT, RUNNEL_SERVER)");
+    if (server && cfg.opts.skip_damaged)
+        return fail(EXIT_USAGE, "--skip-damaged reads the stores itself: use --data DIR");
     if (server && rn_rpc_open(server, &cfg.rpc, err) != 0)
         return fail(EXIT_USAGE, "--server: %s", err);
 
@@ -792,6 +807,7 @@ int main(int argc, char **argv)
         rn_datadir_opts_t dopts;
         rn_datadir_opts_default(&dopts);
         dopts.holder = "streamsql";
+        dopts.report = warn_recovery;
         rc = rn_datadir_open(cfg.data, &dopts, &cfg.d, err);
         if (rc != 0) {
             free(text);

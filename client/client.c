@@ -46,6 +46,8 @@ int rn_client_open_data(const char *dir, const rn_client_opts_t *o, rn_client_t 
     dopts.log = o->log;
     dopts.holder = o->holder ? o->holder : "librunnel";
     dopts.create = o->create;
+    dopts.report = o->report;
+    dopts.report_arg = o->report_arg;
     int rc = rn_datadir_open(dir, &dopts, &c->d, errmsg);
     if (rc != 0) { free(c); return rc; }
     snprintf(c->where, sizeof c->where, "%s", dir);

@@ -94,17 +94,27 @@ struct rn_client_consumer {
     size_t            caphdrs;
 };
 
+void rn_client_consumer_skipped(rn_client_consumer_t *k, uint64_t *offsets, uint64_t *ranges)
+{
+    *offsets = *ranges = 0;
+    if (k && k->emb) rn_consumer_skipped(k->emb, offsets, ranges);
+}
+
 int rn_client_consumer_open(rn_client_t *c, const rn_client_consumer_opts_t *o,
                             rn_client_consumer_t **out, char *errmsg)
 {
     *out = NULL;
+    if (o && o->skip_damaged && c->remote)
+        return rn_errf(errmsg, RN_EINVAL, "--skip-damaged reads the store itself: use --data DIR "
+                       "(a broker's fetches stop at damaged offsets with their range)");
     rn_client_consumer_t *k = calloc(1, sizeof *k);
     if (!k) return rn_errf(errmsg, -ENOMEM, "out of memory");
     k->c = c;
     k->fetch_bytes = o && o->fetch_bytes ? o->fetch_bytes : DEFAULT_FETCH;
     k->prefetch = o && o->prefetch ? o->prefetch : DEFAULT_PREFETCH;
     if (!c->remote) {
-        rn_consumer_opts_t eo = {.fetch_bytes = k->fetch_bytes};
+        rn_consumer_opts_t eo = {.fetch_bytes = k->fetch_bytes,
+                                 .skip_damaged = o ? o->skip_damaged : 0};
         int rc = rn_consumer_create(c->d, &eo, &k->emb, errmsg);
         if (rc != 0) { free(k); return rc; }
         *out = k;

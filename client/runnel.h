@@ -69,6 +69,9 @@ typedef struct rn_client_opts {
     int           create;       /* embedded: create the data directory when absent */
     rn_log_opts_t log;          /* embedded: store options (fsync policy, batch limit) */
     uint32_t      timeout_ms;   /* remote: deadline of each admin call; 0 = none (30000) */
+    /* embedded: told what each store's recovery did (rn_datadir_opts_t.report) */
+    void        (*report)(void *arg, int warn, const char *line);
+    void         *report_arg;
 } rn_client_opts_t;
 
 void rn_client_opts_default(rn_client_opts_t *o);
@@ -276,6 +279,7 @@ typedef struct rn_client_consumer rn_client_consumer_t;
 typedef struct rn_client_consumer_opts {
     uint32_t fetch_bytes;    /* bytes asked per queue and fetch (1 MiB) */
     uint32_t prefetch;       /* remote: fetch responses buffered ahead per queue (2) */
+    int      skip_damaged;   /* embedded: go past damaged offsets, counted (rn_consumer_opts_t) */
 } rn_client_consumer_opts_t;
 
 int  rn_client_consumer_open(rn_client_t *c, const rn_client_consumer_opts_t *o,
@@ -283,6 +287,8 @@ int  rn_client_consumer_open(rn_client_t *c, const rn_client_consumer_opts_t *o,
 /* Waits for the consumer's fetches still in flight (each at most its long
  * poll wait). NULL is a no-op. */
 void rn_client_consumer_close(rn_client_consumer_t *k);
+/* Offsets and ranges gone past under skip_damaged (0 remote). */
+void rn_client_consumer_skipped(rn_client_consumer_t *k, uint64_t *offsets, uint64_t *ranges);
 
 /* Read (topic, queue) from offset, which must lie in [log_start,
  * high_watermark] (RN_ERANGE naming the range); twice is RN_EEXIST. */

@@ -27,7 +27,8 @@
     X(RN_ELOCKED,   RN_EBASE - 9,  "data directory is locked by another process") \
     X(RN_ETOOBIG,   RN_EBASE - 10, "too large")                             \
     X(RN_EFORMAT,   RN_EBASE - 11, "unsupported format or version")         \
-    X(RN_ESQLITE,   RN_EBASE - 12, "metadata store error")
+    X(RN_ESQLITE,   RN_EBASE - 12, "metadata store error")                  \
+    X(RN_EDAMAGED,  RN_EBASE - 13, "offsets are damaged or lost")
 
 enum {
 #define RN_X_ENUM(name, value, msg) name = value,

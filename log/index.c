@@ -11,8 +11,15 @@
  *   24   8   max_ts          running max over this and every earlier batch
  *   32   4   size            batch bytes
  *   36   4   record_count
- *   40   4   flags           0
+ *   40   4   flags           0, or 1 = RN_IDX_DAMAGED (index.h): the offsets
+ *                                are unreadable; position/size give the damaged
+ *                                log bytes (size 0 = none left)
  *   44   4   crc             CRC-32C of bytes [0,44)
+ *
+ * The damaged flag was added without a version bump: files written before it
+ * never carry it (flags were always 0) and read as before. An older runnel
+ * takes a flagged unit for a bad one and cuts the index there, which its
+ * recovery then rebuilds from the commit log (losing the mark, not data).
  *
  * Index files carry no header: each unit is self-checking, an all-zero unit
  * (unused preallocated space) fails its CRC and marks the end, and the file
@@ -21,7 +28,8 @@
  * Invariants:
  *  1. Units of a queue are dense: unit i's base offset = unit i-1's base +
  *     record count, positions strictly increase (by at least the previous
- *     entry's size), max_ts never decreases. rn_idx_load enforces this on
+ *     entry's size; a damaged unit of size 0 takes no room), max_ts never
+ *     decreases. rn_idx_load enforces this on
  *     disk data; the writer keeps it by construction.
  *  2. Every file but the last is full; a file's first unit has the base
  *     offset its name says.
@@ -315,15 +323,18 @@ int rn_idx_load(rn_idx_t *ix, const char *dir, uint32_t new_cap, uint32_t max_ba
                 if (memcmp(p, zero, sizeof zero) != 0) bad = "checksum mismatch";
                 break;
             }
-            if (u.size < RN_BATCH_HEADER_SIZE || u.size > max_batch) { bad = "bad size"; break; }
-            if (u.record_count == 0 || u.flags != 0 || u.base_offset < 0 ||
+            int dmg = u.flags == RN_IDX_DAMAGED;
+            if (!dmg && (u.size < RN_BATCH_HEADER_SIZE || u.size > max_batch)) {
+                bad = "bad size"; break;
+            }
+            if (u.record_count == 0 || (u.flags != 0 && !dmg) || u.base_offset < 0 ||
                 u.base_offset > INT64_MAX - (int64_t)u.record_count) { bad = "bad fields"; break; }
             if (j == 0 && u.base_offset != f.base) { bad = "base differs from file name"; break; }
             if (have_prev) {
                 if (u.base_offset != prev.base_offset + (int64_t)prev.record_count) {
                     bad = "base offset does not continue"; break;
                 }
-                if (u.position < prev.position + RN_SEG_HDR_SIZE + prev.size) {
+                if (u.position < prev.position + (prev.size ? RN_SEG_HDR_SIZE + prev.size : 0)) {
                     bad = "position does not increase"; break;
                 }
                 if (u.max_ts < prev.max_ts) { bad = "running max timestamp decreases"; break; }
@@ -466,6 +477,18 @@ void rn_idx_put(rn_idx_t *ix, const rn_idx_unit_t *u)
     }
     __atomic_store_n(&f->dirty, 1, __ATOMIC_RELEASE);
     ix->nunits++;
+}
+
+void rn_idx_set(rn_idx_t *ix, uint64_t slot, const rn_idx_unit_t *u)
+{
+    rn_idx_file_t *f = &ix->files[file_of(ix, slot)];
+    uint64_t j = slot - f->first_slot;
+    rn_idx_unit_encode(f->map + (size_t)j * RN_IDX_UNIT_SIZE, u);
+    if ((j & (RN_IDX_FENCE_EVERY - 1)) == 0) {
+        f->fence[j >> RN_IDX_FENCE_SHIFT].base = u->base_offset;
+        f->fence[j >> RN_IDX_FENCE_SHIFT].max_ts = u->max_ts;
+    }
+    __atomic_store_n(&f->dirty, 1, __ATOMIC_RELEASE);
 }
 
 uint64_t rn_idx_truncate(rn_idx_t *ix, uint64_t slot)

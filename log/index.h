@@ -28,8 +28,17 @@ typedef struct rn_idx_unit {
     int64_t  max_ts;         /* running max: largest ts of this or any earlier batch */
     uint32_t size;           /* batch bytes (the entry is 16 bytes more) */
     uint32_t record_count;
-    uint32_t flags;          /* 0 */
+    uint32_t flags;          /* 0 or RN_IDX_DAMAGED */
 } rn_idx_unit_t;
+
+/* A damaged unit stands for offsets [base_offset, base_offset + record_count)
+ * that recovery could not keep readable: their entry failed its checks while
+ * intact entries follow it, or they were lost and the loss was accepted
+ * (runnel store repair --accept-loss). position/size say where the damaged
+ * bytes lie, like a normal unit's entry; size 0 means nothing is left in the
+ * log (the entry ends where it starts). Reads of its offsets fail with
+ * RN_EDAMAGED; they keep the queue's offsets dense and never reused. */
+#define RN_IDX_DAMAGED 1u
 
 /* Every RN_IDX_FENCE_EVERY-th unit's base offset and running max, copied
  * into a small in-memory array: lookups binary-search the compact fences
@@ -110,6 +119,10 @@ int  rn_idx_attach_file(rn_idx_t *ix, const rn_idx_file_t *f);
 void rn_idx_discard_file(rn_idx_t *ix, rn_idx_file_t *f);
 /* Write the unit at slot nunits (room must exist) and count it. */
 void rn_idx_put(rn_idx_t *ix, const rn_idx_unit_t *u);
+
+/* Rewrite the unit at slot (below nunits) with u. Recovery only (writer
+ * path, before readers exist). */
+void rn_idx_set(rn_idx_t *ix, uint64_t slot, const rn_idx_unit_t *u);
 
 /* Drop slots [slot, nunits): zero them and delete the files that start at or
  * after slot (the next rn_idx_put then creates a file named by its unit's

@@ -84,6 +84,29 @@
  *   never reused); each later one must continue it. Recovery ends by
  *   syncing what it scanned and writing a checkpoint at the end it found.
  *
+ *   Torn tail or damage. An entry that fails its checks ends the log only
+ *   when nothing intact follows it (a torn tail: incomplete, garbage or zero
+ *   entries at the end). When intact entries follow, the scan steps over the
+ *   damage (step_over) and keeps them: the damaged entry's index unit (or,
+ *   without one, its own header when the header CRC holds) says whose
+ *   offsets it held, and that unit is marked RN_IDX_DAMAGED; with neither,
+ *   the scan searches byte by byte for the next intact entry whose base
+ *   offset fits its queue, and each queue whose next batch skips offsets
+ *   gets a damaged unit for them. Zeros end a segment unless the recovery
+ *   point, the clean marker or an index unit vouches for data after them.
+ *   Reads of damaged offsets fail with RN_EDAMAGED; the queue's offsets stay
+ *   dense and taken.
+ *
+ *   Acknowledged data missing. A valid checkpoint file's next offsets were
+ *   durable when it was written, even when its index cannot be trusted. A
+ *   queue that ends below its checkpointed next offset after the scan (a
+ *   segment truncated, deleted or emptied) makes the open fail before
+ *   anything is cut, naming the missing offsets, unless accept_loss: then a
+ *   damaged unit of size 0 (lost) covers them at the log's end, so the next
+ *   offset stays where the checkpoint said. rn_log_recovery_info reports
+ *   bytes scanned and truncated, units rebuilt, dropped and marked, and the
+ *   offset ranges affected.
+ *
  * INVARIANTS
  *  1. Everything before the checkpoint's P (log bytes and the index units of
  *     those entries) is durable.
@@ -136,6 +159,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,7 +198,14 @@ typedef struct rn_queue {
     int64_t  scan_next;
     int      in_ckpt;
     int64_t  ckpt_next;
+    int64_t  fix_slot;             /* a damaged unit built from its entry header, whose
+                                      record count the next entry corrects; -1 none */
 } rn_queue_t;
+
+/* Commit-log bytes [start, end) a scan stepped over to reach intact entries. */
+typedef struct hole {
+    uint64_t start, end;
+} hole_t;
 
 /* A roll's recovery point waiting to be made durable. */
 typedef struct ckpt_job {
@@ -222,6 +253,9 @@ struct rn_log {
     int ckpt_running;              /* a thread is running a checkpoint job */
     _Atomic uint64_t ckpt_pos;     /* the durable recovery point */
     rn_log_recovery_t rec;
+    hole_t *holes;                 /* recovery only: the scan's damage, ascending */
+    size_t nholes, capholes;
+    uint64_t vouched_end;          /* recovery only: data is known to reach this far */
 };
 
 /* ---- options ------------------------------------------------------------ */
@@ -318,7 +352,8 @@ static int64_t be64_get(const uint8_t *p)
 
 static uint64_t unit_end_pos(const rn_idx_unit_t *u)
 {
-    return u->position + RN_SEG_HDR_SIZE + u->size;
+    /* A damaged unit of size 0 (lost) holds no log bytes. */
+    return u->position + (u->size ? RN_SEG_HDR_SIZE + u->size : 0);
 }
 
 static int64_t unit_end_off(const rn_idx_unit_t *u)
@@ -361,6 +396,7 @@ static int queue_new(rn_log_t *log, uint32_t id, rn_queue_t **out)
     q->id = id;
     q->running_max = INT64_MIN;
     q->scan_next = UNKNOWN_NEXT;
+    q->fix_slot = -1;
     atomic_init(&q->visible, 0);
     *out = q;
     return 0;
@@ -922,6 +958,7 @@ static int load_indexes(rn_log_t *log, int *damaged, char *errmsg)
         q->id = (uint32_t)id;
         q->running_max = INT64_MIN;
         q->scan_next = UNKNOWN_NEXT;
+        q->fix_slot = -1;
         atomic_init(&q->visible, 0);
         if (rep.damaged) *damaged = 1;
         log->rec.dropped_units += (uint32_t)rep.dropped;
@@ -972,80 +1009,404 @@ static int scan_add_unit(rn_log_t *log, rn_queue_t *q, const rn_idx_unit_t *u, c
     return 0;
 }
 
+/* Note what recovery did to offsets [from, to) of a queue. */
+static void rec_range(rn_log_t *log, rn_log_range_kind_t kind, uint32_t queue, int64_t from,
+                      int64_t to, uint64_t pos)
+{
+    rn_log_recovery_t *r = &log->rec;
+    if (r->nranges < RN_LOG_REC_RANGES)
+        r->ranges[r->nranges] = (rn_log_range_t){kind, queue, from, to, pos};
+    r->nranges++;
+}
+
+static int hole_add(rn_log_t *log, uint64_t start, uint64_t end)
+{
+    if (log->nholes == log->capholes) {
+        size_t nc = log->capholes ? log->capholes * 2 : 8;
+        hole_t *nh = realloc(log->holes, nc * sizeof *nh);
+        if (!nh) return -ENOMEM;
+        log->holes = nh;
+        log->capholes = nc;
+    }
+    log->holes[log->nholes++] = (hole_t){start, end};
+    log->rec.skipped_bytes += end - start;
+    return 0;
+}
+
+/* The last hole inside [lo, hi), or NULL. */
+static const hole_t *hole_within(const rn_log_t *log, uint64_t lo, uint64_t hi)
+{
+    for (size_t k = log->nholes; k > 0; k--) {
+        const hole_t *h = &log->holes[k - 1];
+        if (h->start >= lo && h->end <= hi) return h;
+        if (h->end <= lo) break;
+    }
+    return NULL;
+}
+
+static int in_hole(const rn_log_t *log, uint64_t pos)
+{
+    for (size_t k = log->nholes; k > 0; k--) {
+        const hole_t *h = &log->holes[k - 1];
+        if (pos >= h->start && pos < h->end) return 1;
+        if (h->end <= pos) break;
+    }
+    return 0;
+}
+
+enum { ENT_OK, ENT_END, ENT_BAD };
+
+/* Classify the avail bytes at b (up to the segment's end) as an entry:
+ * ENT_END for a zero header or no room for one; ENT_OK when the header CRC,
+ * the batch header and the Kafka CRC verify (*h and *bh filled); ENT_BAD
+ * otherwise. *hdr_ok says the header CRC verified: the entry's queue, length
+ * and base offset can be trusted even when its batch cannot. */
+static int entry_check(const uint8_t *b, uint64_t avail, rn_seg_hdr_t *h, rn_batch_header_t *bh,
+                       int *hdr_ok)
+{
+    static const uint8_t zero[RN_SEG_HDR_SIZE];
+    char why[RN_ERRMSG_SIZE];
+    *hdr_ok = 0;
+    if (avail < RN_SEG_HDR_SIZE || memcmp(b, zero, RN_SEG_HDR_SIZE) == 0) return ENT_END;
+    rn_seg_hdr_decode(b, h);
+    if (h->batch_len < RN_BATCH_HEADER_SIZE || h->batch_len > RN_BATCH_MAX_BYTES ||
+        RN_SEG_HDR_SIZE + (uint64_t)h->batch_len > avail ||
+        rn_seg_hdr_check(b, b + RN_SEG_HDR_SIZE) != 0)
+        return ENT_BAD;
+    *hdr_ok = 1;
+    if (rn_batch_validate(b + RN_SEG_HDR_SIZE, h->batch_len, &rn_batch_default_limits, 0, bh,
+                          why) != 0 || bh->record_count < 1)
+        return ENT_BAD;
+    return ENT_OK;
+}
+
+/* Read the entry at p of sg into buf (header, then batch) and classify it
+ * (entry_check); a negative errno on a read error. */
+static int read_entry(const rn_seg_t *sg, uint64_t p, rn_buf_t *buf, rn_seg_hdr_t *h,
+                      rn_batch_header_t *bh, int *hdr_ok, char *errmsg)
+{
+    uint64_t avail = sg->start + sg->size - p;
+    size_t got = 0, more = 0;
+    *hdr_ok = 0;
+    if (avail < RN_SEG_HDR_SIZE) return ENT_END;
+    buf->len = 0;
+    int rc = rn_buf_reserve(buf, RN_SEG_HDR_SIZE, 0);
+    if (rc == 0) rc = rn_pread_full(sg->fd, buf->data, RN_SEG_HDR_SIZE, (off_t)(p - sg->start), &got);
+    if (rc == 0 && got == RN_SEG_HDR_SIZE) {
+        uint32_t len = rn_le32_get(buf->data);
+        if (len >= RN_BATCH_HEADER_SIZE && len <= RN_BATCH_MAX_BYTES &&
+            RN_SEG_HDR_SIZE + (uint64_t)len <= avail) {
+            rc = rn_buf_reserve(buf, RN_SEG_HDR_SIZE + len, 0);
+            if (rc == 0)
+                rc = rn_pread_full(sg->fd, buf->data + RN_SEG_HDR_SIZE, len,
+                                   (off_t)(p - sg->start + RN_SEG_HDR_SIZE), &more);
+        }
+    }
+    if (rc != 0)
+        return rn_errf(errmsg, rc, "cannot read commitlog/%020llu.log at byte %llu: %s",
+                       (unsigned long long)sg->start, (unsigned long long)(p - sg->start),
+                       rn_strerror(rc));
+    if (got < RN_SEG_HDR_SIZE) return ENT_END;
+    return entry_check(buf->data, got + more, h, bh, hdr_ok);
+}
+
+/* Whether base may be the next batch of queue id during the scan. */
+static int base_fits(const rn_log_t *log, uint32_t id, int64_t base)
+{
+    const rn_queue_t *q = find_queue(log, id);
+    if (base < 0 || !q || q->scan_next == UNKNOWN_NEXT) return base >= 0;
+    if (q->fix_slot >= 0 && (uint64_t)q->fix_slot + 1 == q->ix.nunits) {
+        rn_idx_unit_t f;                  /* its record count is a guess */
+        rn_idx_get(&q->ix, (uint64_t)q->fix_slot, &f);
+        return base > f.base_offset;
+    }
+    return base >= q->scan_next;
+}
+
+/* Zeros at p end a segment's entries, unless something vouches for data
+ * after them: the recovery point or clean marker lies beyond p, or an index
+ * unit not yet confirmed does. Only then is the rest of the segment searched
+ * for intact entries (a hole of zeros inside acknowledged data). */
+static int zeros_suspect(const rn_log_t *log, uint64_t p)
+{
+    if (p < log->vouched_end) return 1;
+    for (size_t k = 0; k < log->nqueues; k++) {
+        const rn_queue_t *q = log->queues[k];
+        if (q->cursor < q->ix.nunits) {
+            rn_idx_unit_t u;
+            rn_idx_get(&q->ix, q->ix.nunits - 1, &u);
+            if (u.position > p) return 1;
+        }
+    }
+    return 0;
+}
+
+/* The first position >= from, in segment i or a later one (only segment i
+ * when one_seg), holding an intact entry whose base offset fits its queue:
+ * 1 and *at when there is one. Reads through the segments' mappings. */
+static int find_intact(const rn_log_t *log, size_t i, uint64_t from, int one_seg, uint64_t *at)
+{
+    for (; i < log->nsegs; i++) {
+        const rn_seg_t *sg = &log->segs[i];
+        uint64_t end = sg->start + sg->size;
+        if (from < sg->start) from = sg->start;
+        for (uint64_t p = from; sg->map && p + RN_SEG_HDR_SIZE + RN_BATCH_HEADER_SIZE <= end; p++) {
+            const uint8_t *b = sg->map + (p - sg->start);
+            uint32_t len = rn_le32_get(b);
+            if (len < RN_BATCH_HEADER_SIZE || len > RN_BATCH_MAX_BYTES ||
+                p + RN_SEG_HDR_SIZE + len > end)
+                continue;
+            rn_seg_hdr_t h;
+            rn_batch_header_t bh;
+            int hok;
+            if (entry_check(b, end - p, &h, &bh, &hok) != ENT_OK) continue;
+            if (!base_fits(log, h.queue, bh.base_offset)) continue;
+            *at = p;
+            return 1;
+        }
+        if (one_seg) break;
+    }
+    return 0;
+}
+
+/* Step q's cursor over the units before position pos whose entries the scan
+ * could not see: units already marked damaged, and units of entries inside a
+ * hole, which are marked damaged now (their offsets stay taken). Stops at the
+ * first other unit. */
+static void pass_units(rn_log_t *log, rn_queue_t *q, uint64_t pos)
+{
+    while (q->cursor < q->ix.nunits) {
+        rn_idx_unit_t u;
+        rn_idx_get(&q->ix, q->cursor, &u);
+        if (u.flags & RN_IDX_DAMAGED) {
+            if (unit_end_pos(&u) > pos) break;
+        } else {
+            if (u.position >= pos || !in_hole(log, u.position)) break;
+            u.flags |= RN_IDX_DAMAGED;
+            rn_idx_set(&q->ix, q->cursor, &u);
+            log->rec.damaged_batches++;
+            rec_range(log, RN_LOG_RANGE_DAMAGED, q->id, u.base_offset, unit_end_off(&u),
+                      u.position);
+        }
+        q->cursor++;
+        q->scan_next = unit_end_off(&u);
+        q->running_max = u.max_ts;
+    }
+}
+
+/* Add a damaged unit for offsets [from, to) of q in hole hl (what held them
+ * is gone), placed after q's last unit. */
+static int add_gap_unit(rn_log_t *log, rn_queue_t *q, int64_t from, int64_t to, const hole_t *hl,
+                        char *errmsg)
+{
+    uint64_t pos = hl->start;
+    if (q->ix.nunits > 0 && q->ix.nfiles > 0) {
+        rn_idx_unit_t l;
+        rn_idx_get(&q->ix, q->ix.nunits - 1, &l);
+        if (unit_end_pos(&l) > pos) pos = unit_end_pos(&l);
+    }
+    rn_idx_unit_t u = {
+        .position = pos, .base_offset = from, .first_ts = q->running_max,
+        .max_ts = q->running_max,
+        .size = hl->end - pos > RN_SEG_HDR_SIZE ? (uint32_t)(hl->end - pos - RN_SEG_HDR_SIZE) : 0,
+        .record_count = (uint32_t)(to - from), .flags = RN_IDX_DAMAGED,
+    };
+    if (hl->end - pos - RN_SEG_HDR_SIZE > UINT32_MAX) u.size = 0;
+    int rc = scan_add_unit(log, q, &u, errmsg);
+    if (rc != 0) return rc;
+    log->rec.rebuilt_units--;
+    log->rec.damaged_batches++;
+    rec_range(log, RN_LOG_RANGE_DAMAGED, q->id, from, to, pos);
+    q->cursor = q->ix.nunits;
+    q->scan_next = to;
+    return 0;
+}
+
+static int find_or_add_queue(rn_log_t *log, uint32_t id, int ckpt_ok, rn_queue_t **out)
+{
+    rn_queue_t *q = find_queue(log, id);
+    if (!q) {
+        int rc = queue_new(log, id, &q);
+        if (rc == 0) rc = queue_insert(log, q);
+        if (rc != 0) { queue_free(q); return rc; }
+        q->scan_next = ckpt_ok ? 0 : UNKNOWN_NEXT;   /* see scan_prepare */
+    }
+    *out = q;
+    return 0;
+}
+
+/* An entry at p failed its checks. When intact entries follow it, step over
+ * it: mark what it held damaged (from its index unit, or from its own header
+ * when the header CRC verifies), note the hole, set *next to where the scan
+ * goes on and return 1. When nothing intact follows (a torn tail) return 0. */
+static int step_over(rn_log_t *log, size_t i, uint64_t p, const uint8_t *ent, int hdr_ok,
+                     int ckpt_ok, uint64_t *next, char *errmsg)
+{
+    const rn_seg_t *sg = &log->segs[i];
+    uint64_t segend = sg->start + sg->size, at;
+    rn_queue_t *owner = NULL;
+    rn_idx_unit_t u;
+    int rc;
+    for (size_t k = 0; k < log->nqueues; k++) pass_units(log, log->queues[k], p);
+    /* The index may know this entry exactly. */
+    for (size_t k = 0; k < log->nqueues && !owner; k++) {
+        rn_queue_t *q = log->queues[k];
+        if (q->cursor >= q->ix.nunits) continue;
+        rn_idx_get(&q->ix, q->cursor, &u);
+        if (u.position == p && u.size && unit_end_pos(&u) <= segend) owner = q;
+    }
+    if (owner) {
+        if (!find_intact(log, i, unit_end_pos(&u), 0, &at)) return 0;
+        if (!(u.flags & RN_IDX_DAMAGED)) {
+            u.flags |= RN_IDX_DAMAGED;
+            rn_idx_set(&owner->ix, owner->cursor, &u);
+            log->rec.damaged_batches++;
+            rec_range(log, RN_LOG_RANGE_DAMAGED, owner->id, u.base_offset, unit_end_off(&u), p);
+        }
+        owner->cursor++;
+        owner->scan_next = unit_end_off(&u);
+        owner->running_max = u.max_ts;
+        *next = unit_end_pos(&u);
+        return hole_add(log, p, *next) == 0 ? 1 : -ENOMEM;
+    }
+    /* Its header is intact: its queue, base offset and length are known. */
+    rn_seg_hdr_t h;
+    rn_seg_hdr_decode(ent, &h);
+    int64_t base = be64_get(ent + RN_SEG_HDR_SIZE);
+    const rn_queue_t *hq = find_queue(log, h.queue);
+    if (hdr_ok && base >= 0 && (!hq || hq->scan_next == UNKNOWN_NEXT || hq->scan_next == base)) {
+        uint64_t end = p + RN_SEG_HDR_SIZE + h.batch_len;
+        if (!find_intact(log, i, end, 0, &at)) return 0;
+        rc = find_or_add_queue(log, h.queue, ckpt_ok, &owner);
+        if (rc != 0) return rc;
+        log->rec.dropped_units += (uint32_t)rn_idx_truncate(&owner->ix, owner->cursor);
+        const uint8_t *c = ent + RN_SEG_HDR_SIZE + 57;   /* recordCount: a guess, see fix_slot */
+        uint32_t count = (uint32_t)c[0] << 24 | (uint32_t)c[1] << 16 | (uint32_t)c[2] << 8 | c[3];
+        if (count < 1 || count > RN_BATCH_MAX_RECORDS) count = 1;
+        u = (rn_idx_unit_t){
+            .position = p, .base_offset = base, .first_ts = owner->running_max,
+            .max_ts = owner->running_max, .size = h.batch_len, .record_count = count,
+            .flags = RN_IDX_DAMAGED,
+        };
+        rc = scan_add_unit(log, owner, &u, errmsg);
+        if (rc != 0) return rc;
+        log->rec.rebuilt_units--;
+        log->rec.damaged_batches++;
+        owner->fix_slot = (int64_t)owner->ix.nunits - 1;
+        owner->cursor = owner->ix.nunits;
+        owner->scan_next = base + count;
+        *next = end;
+        return hole_add(log, p, end) == 0 ? 1 : -ENOMEM;
+    }
+    /* Nothing known: resynchronise on the next intact entry. */
+    if (!find_intact(log, i, p + 1, 0, &at)) return 0;
+    if (at > segend) at = segend;      /* the next segment starts with it */
+    *next = at;
+    return hole_add(log, p, at) == 0 ? 1 : -ENOMEM;
+}
+
 /* Verify entries from position s on. *end = the log's end; *bad = 1 when it
- * ended at a bad entry rather than at zeros / the end of the last segment. */
+ * ended at a bad entry rather than at zeros / the end of the last segment.
+ * A bad entry followed by intact ones is stepped over (step_over), and zeros
+ * followed by intact entries in the same segment too: only damage with
+ * nothing intact after it ends the log. */
 static int scan(rn_log_t *log, uint64_t s, int ckpt_ok, uint64_t *end, int *bad, char *errmsg)
 {
     rn_buf_t buf = RN_BUF_INIT;
-    char why[RN_ERRMSG_SIZE];
     int rc = 0;
     uint64_t p = s;
     size_t i = seg_of(log, p);
     *bad = 0;
+    log->nholes = 0;
     scan_prepare(log, s, ckpt_ok);
     for (;;) {
         const rn_seg_t *sg = &log->segs[i];
-        uint64_t segend = sg->start + sg->size;
-        if (p + RN_SEG_HDR_SIZE > segend) {
-            if (i + 1 < log->nsegs) { p = log->segs[++i].start; continue; }
-            break;
-        }
-        uint8_t hdr[RN_SEG_HDR_SIZE];
-        size_t got;
-        rc = rn_pread_full(sg->fd, hdr, sizeof hdr, (off_t)(p - sg->start), &got);
-        if (rc != 0) {
-            rn_errf(errmsg, rc, "cannot read commitlog/%020llu.log at byte %llu: %s",
-                    (unsigned long long)sg->start, (unsigned long long)(p - sg->start),
-                    rn_strerror(rc));
-            goto out;
-        }
-        static const uint8_t zero[RN_SEG_HDR_SIZE];
-        if (got == sizeof hdr && memcmp(hdr, zero, sizeof hdr) == 0) {
-            if (i + 1 < log->nsegs) { p = log->segs[++i].start; continue; }
-            break;
-        }
+        uint64_t segend = sg->start + sg->size, at;
         rn_seg_hdr_t h;
-        rn_seg_hdr_decode(hdr, &h);
-        if (got < sizeof hdr || h.batch_len < RN_BATCH_HEADER_SIZE ||
-            h.batch_len > RN_BATCH_MAX_BYTES || p + RN_SEG_HDR_SIZE + h.batch_len > segend) {
-            *bad = 1;
-            break;
-        }
-        buf.len = 0;
-        rc = rn_buf_reserve(&buf, h.batch_len, 0);
-        if (rc != 0) goto out;
-        rc = rn_pread_full(sg->fd, buf.data, h.batch_len,
-                           (off_t)(p - sg->start + RN_SEG_HDR_SIZE), &got);
-        if (rc != 0) {
-            rn_errf(errmsg, rc, "cannot read commitlog/%020llu.log at byte %llu: %s",
-                    (unsigned long long)sg->start, (unsigned long long)(p - sg->start),
-                    rn_strerror(rc));
-            goto out;
-        }
-        if (got < h.batch_len || rn_seg_hdr_check(hdr, buf.data) != 0) { *bad = 1; break; }
         rn_batch_header_t bh;
-        if (rn_batch_validate(buf.data, h.batch_len, &rn_batch_default_limits, 0, &bh, why) != 0 ||
-            bh.record_count < 1) {
-            *bad = 1;
+        int hok = 0;
+        int k = read_entry(sg, p, &buf, &h, &bh, &hok, errmsg);
+        if (k < 0) { rc = k; goto out; }
+        if (k == ENT_END) {
+            /* Zeros end a segment's entries, unless intact ones follow them. */
+            if (p + RN_SEG_HDR_SIZE <= segend && zeros_suspect(log, p) &&
+                find_intact(log, i, p + 1, 1, &at)) {
+                rc = hole_add(log, p, at);
+                if (rc != 0) goto out;
+                p = at;
+                continue;
+            }
+            if (i + 1 < log->nsegs) { p = log->segs[++i].start; continue; }
             break;
         }
-        rn_queue_t *q = find_queue(log, h.queue);
-        if (!q) {
-            rc = queue_new(log, h.queue, &q);
-            if (rc == 0) rc = queue_insert(log, q);
-            if (rc != 0) { queue_free(q); goto out; }
-            q->scan_next = ckpt_ok ? 0 : UNKNOWN_NEXT;   /* see scan_prepare */
+        rn_queue_t *q = NULL;
+        if (k == ENT_OK && !base_fits(log, h.queue, bh.base_offset)) k = ENT_BAD;
+        if (k == ENT_OK) {
+            rc = find_or_add_queue(log, h.queue, ckpt_ok, &q);
+            if (rc != 0) goto out;
+            pass_units(log, q, p);
+            /* A damaged unit built from a header guessed its record count:
+             * the queue's next batch says where it really ended. */
+            if (q->fix_slot >= 0 && (uint64_t)q->fix_slot + 1 == q->ix.nunits &&
+                bh.base_offset != q->scan_next) {
+                rn_idx_unit_t f;
+                rn_idx_get(&q->ix, (uint64_t)q->fix_slot, &f);
+                if (bh.base_offset > f.base_offset &&
+                    bh.base_offset - f.base_offset <= (int64_t)UINT32_MAX) {
+                    f.record_count = (uint32_t)(bh.base_offset - f.base_offset);
+                    rn_idx_set(&q->ix, (uint64_t)q->fix_slot, &f);
+                    q->scan_next = bh.base_offset;
+                }
+            }
+            if (q->fix_slot >= 0) {
+                rn_idx_unit_t f;
+                rn_idx_get(&q->ix, (uint64_t)q->fix_slot, &f);
+                rec_range(log, RN_LOG_RANGE_DAMAGED, q->id, f.base_offset, unit_end_off(&f),
+                          f.position);
+                q->fix_slot = -1;
+            }
+            if (q->scan_next != UNKNOWN_NEXT && bh.base_offset != q->scan_next) {
+                /* Offsets skipped: only where damage lies between. */
+                uint64_t lo = s;
+                if (q->ix.nunits > 0 && q->ix.nfiles > 0 && q->cursor > 0) {
+                    rn_idx_unit_t l;
+                    rn_idx_get(&q->ix, q->cursor - 1, &l);
+                    lo = unit_end_pos(&l);
+                }
+                const hole_t *hl = hole_within(log, lo, p);
+                if (!hl || bh.base_offset - q->scan_next > (int64_t)UINT32_MAX) {
+                    k = ENT_BAD;
+                } else {
+                    log->rec.dropped_units += (uint32_t)rn_idx_truncate(&q->ix, q->cursor);
+                    rc = add_gap_unit(log, q, q->scan_next, bh.base_offset, hl, errmsg);
+                    if (rc != 0) goto out;
+                }
+            } else if (q->scan_next == UNKNOWN_NEXT && log->nholes > 0 && bh.base_offset > 0 &&
+                       log->segs[0].start == 0 && q->ix.nunits == 0 &&
+                       bh.base_offset <= (int64_t)UINT32_MAX) {
+                /* Its first batches lay in the damage (nothing was ever
+                 * retained away, so the queue began at offset 0). */
+                rc = add_gap_unit(log, q, 0, bh.base_offset, &log->holes[log->nholes - 1],
+                                  errmsg);
+                if (rc != 0) goto out;
+            }
         }
-        if (bh.base_offset < 0 || (q->scan_next != UNKNOWN_NEXT && bh.base_offset != q->scan_next)) {
-            *bad = 1;
-            break;
+        if (k == ENT_BAD) {
+            uint64_t next = p;
+            rc = step_over(log, i, p, buf.data, hok, ckpt_ok, &next, errmsg);
+            if (rc < 0) goto out;
+            if (rc == 0) { *bad = 1; break; }
+            rc = 0;
+            p = next;
+            while (i + 1 < log->nsegs && log->segs[i + 1].start <= p) i++;
+            continue;
         }
         int matched = 0;
         if (q->cursor < q->ix.nunits) {
             rn_idx_unit_t u;
             rn_idx_get(&q->ix, q->cursor, &u);
             if (u.position == p && u.size == h.batch_len && u.base_offset == bh.base_offset &&
-                u.record_count == (uint32_t)bh.record_count) {
+                u.record_count == (uint32_t)bh.record_count && !(u.flags & RN_IDX_DAMAGED)) {
                 q->cursor++;
                 q->running_max = u.max_ts;
                 matched = 1;
@@ -1068,9 +1429,32 @@ static int scan(rn_log_t *log, uint64_t s, int ckpt_ok, uint64_t *end, int *bad,
         p += RN_SEG_HDR_SIZE + h.batch_len;
         log->rec.scanned_bytes += RN_SEG_HDR_SIZE + h.batch_len;
     }
-    /* Units the scan did not confirm describe entries that are not there. */
+    /* Units the scan did not confirm describe entries that are not there
+     * (damaged ones before the end stay). */
     for (size_t k = 0; k < log->nqueues; k++) {
         rn_queue_t *q = log->queues[k];
+        pass_units(log, q, p);
+        if (q->fix_slot >= 0) {
+            rn_idx_unit_t f;
+            rn_idx_get(&q->ix, (uint64_t)q->fix_slot, &f);
+            if (q->cursor == q->ix.nunits && (uint64_t)q->fix_slot + 1 == q->ix.nunits &&
+                q->in_ckpt && q->ckpt_next > unit_end_off(&f) &&
+                q->ckpt_next - f.base_offset <= (int64_t)UINT32_MAX) {
+                /* The checkpoint says where this queue's offsets ended. */
+                f.record_count = (uint32_t)(q->ckpt_next - f.base_offset);
+                rn_idx_set(&q->ix, (uint64_t)q->fix_slot, &f);
+            }
+            rec_range(log, RN_LOG_RANGE_DAMAGED, q->id, f.base_offset, unit_end_off(&f),
+                      f.position);
+            q->fix_slot = -1;
+        }
+        if (q->cursor < q->ix.nunits) {
+            rn_idx_unit_t a, b;
+            rn_idx_get(&q->ix, q->cursor, &a);
+            rn_idx_get(&q->ix, q->ix.nunits - 1, &b);
+            rec_range(log, RN_LOG_RANGE_DROPPED, q->id, a.base_offset, unit_end_off(&b),
+                      a.position);
+        }
         log->rec.dropped_units += (uint32_t)rn_idx_truncate(&q->ix, q->cursor);
     }
     *end = p;
@@ -1158,9 +1542,12 @@ static int trusted_tails_match(rn_log_t *log, uint64_t p)
     for (size_t k = 0; k < log->nqueues; k++) {
         rn_queue_t *q = log->queues[k];
         uint64_t n = rn_idx_find_position(&q->ix, 0, q->ix.nunits, p);
-        if (n == 0) continue;
         rn_idx_unit_t u;
-        rn_idx_get(&q->ix, n - 1, &u);
+        for (; n > 0; n--) {                          /* damaged units hold no entry to check */
+            rn_idx_get(&q->ix, n - 1, &u);
+            if (!(u.flags & RN_IDX_DAMAGED)) break;
+        }
+        if (n == 0) continue;
         if (u.position < first) continue;             /* retained away */
         const rn_seg_t *sg = &log->segs[seg_of(log, u.position)];
         if (unit_end_pos(&u) > sg->start + sg->size) return 0;
@@ -1178,6 +1565,70 @@ static int trusted_tails_match(rn_log_t *log, uint64_t p)
     return 1;
 }
 
+/* After the scan, before anything is cut: every queue must still reach the
+ * next offset the checkpoint file gave it (those offsets were durable when it
+ * was written). A queue that does not lost acknowledged data: refuse to open,
+ * naming what is missing, or (accept_loss) mark the missing offsets lost with
+ * a damaged unit of size 0 at the log's end, so the next offset stays where
+ * the checkpoint said and no offset is handed out twice. */
+static int check_missing(rn_log_t *log, const ckpt_t *c, uint64_t end, char *errmsg)
+{
+    char what[RN_ERRMSG_SIZE] = "";
+    size_t w = 0;
+    int nmiss = 0, rc;
+    for (uint32_t k = 0; k < c->n; k++) {
+        const uint8_t *it = c->items + (size_t)k * CKPT_ITEM;
+        uint32_t id = rn_le32_get(it);
+        int64_t next = (int64_t)rn_le64_get(it + 8);
+        if (next <= 0) continue;
+        rn_queue_t *q = find_queue(log, id);
+        int64_t have;
+        rn_idx_unit_t l;
+        if (q && q->ix.nfiles > 0 && q->ix.nunits > q->ix.files[0].first_slot) {
+            rn_idx_get(&q->ix, q->ix.nunits - 1, &l);
+            have = unit_end_off(&l);
+        } else if (log->segs[0].start == 0) {
+            have = 0;                     /* never retained away, yet nothing left */
+        } else {
+            continue;                     /* retention took its units: settle_queues keeps next */
+        }
+        if (have >= next) continue;
+        nmiss++;
+        if (!log->o.accept_loss) {
+            if (w < 120) {
+                int n = snprintf(what + w, sizeof what - w, "%squeue %u offsets [%lld, %lld)",
+                                 nmiss > 1 ? ", " : "", id, (long long)have, (long long)next);
+                if (n > 0) w += (size_t)n;
+            }
+            continue;
+        }
+        if (!q) {
+            rc = find_or_add_queue(log, id, 0, &q);
+            if (rc != 0) return rn_errf(errmsg, rc, "out of memory adding queue %u", id);
+        }
+        if (next - have > (int64_t)UINT32_MAX)
+            return rn_errf(errmsg, RN_ECORRUPT, "queue %u lost %lld offsets, more than one "
+                           "index unit can mark", id, (long long)(next - have));
+        rn_idx_unit_t u = {
+            .position = end, .base_offset = have, .first_ts = q->running_max,
+            .max_ts = q->running_max, .size = 0, .record_count = (uint32_t)(next - have),
+            .flags = RN_IDX_DAMAGED,
+        };
+        rc = scan_add_unit(log, q, &u, errmsg);
+        if (rc != 0) return rc;
+        log->rec.rebuilt_units--;
+        log->rec.lost_ranges++;
+        rec_range(log, RN_LOG_RANGE_LOST, id, have, next, end);
+    }
+    if (nmiss && !log->o.accept_loss)
+        return rn_errf(errmsg, RN_ECORRUPT,
+                       "lost acknowledged data: %s%s (commit-log bytes the checkpoint vouches "
+                       "for are gone); restore them, or accept the loss with `runnel store "
+                       "repair --accept-loss` (offsets are never reused)", what,
+                       nmiss > 2 ? ", ..." : "");
+    return 0;
+}
+
 static int recover(rn_log_t *log, char *errmsg)
 {
     ckpt_t c;
@@ -1189,6 +1640,7 @@ static int recover(rn_log_t *log, char *errmsg)
         rn_errf(errmsg, rc, "cannot read %s/checkpoint: %s", log->dir, rn_strerror(rc));
         goto out;
     }
+    int ckpt_valid = ckpt_ok;             /* its next offsets hold even when its index cannot */
     int clean_ok = read_clean(log, &clean_end);
     if (clean_ok < 0) {
         rc = clean_ok;
@@ -1196,6 +1648,8 @@ static int recover(rn_log_t *log, char *errmsg)
         goto out;
     }
     log->rec.clean = clean_ok;
+    log->vouched_end = ckpt_valid ? c.pos : 0;
+    if (clean_ok && clean_end > log->vouched_end) log->vouched_end = clean_end;
     uint64_t first = log->segs[0].start, ext = log_extent_end(log);
     if (ckpt_ok && c.pos > ext) ckpt_ok = 0;          /* points past every segment */
     uint64_t p = ckpt_ok ? (c.pos < first ? first : c.pos) : first;
@@ -1309,6 +1763,10 @@ static int recover(rn_log_t *log, char *errmsg)
             }
             rc = 0;
         }
+        if (ckpt_valid) {
+            rc = check_missing(log, &c, end, errmsg);
+            if (rc != 0) goto out;
+        }
         rc = cut_log(log, end, bad, errmsg);
         if (rc != 0) goto out;
     } else {
@@ -1391,6 +1849,7 @@ static void log_free(rn_log_t *log)
     for (size_t i = 0; i < log->nsegs; i++) rn_seg_close(&log->segs[i]);
     free(log->segs);
     free(log->ring);
+    free(log->holes);
     for (size_t i = 0; i < log->njobs; i++) free(log->jobs[i].buf);
     if (log->lock_fd >= 0) rn_sys.close(log->lock_fd);
     pthread_mutex_destroy(&log->wmu);
@@ -1464,6 +1923,90 @@ fail:
 void rn_log_recovery_info(const rn_log_t *log, rn_log_recovery_t *out)
 {
     *out = log->rec;
+}
+
+int rn_log_accept_loss(rn_log_t *log, uint32_t queue, int64_t next, char *errmsg)
+{
+    int rc = 0;
+    pthread_mutex_lock(&log->wmu);
+    rn_queue_t *q = find_queue(log, queue);
+    int64_t have = q ? q->next_offset : 0;
+    if (next <= have) goto out;
+    if (next - have > (int64_t)UINT32_MAX) {
+        rc = rn_errf(errmsg, RN_EINVAL, "queue %u: %lld lost offsets are more than one index "
+                     "unit can mark", queue, (long long)(next - have));
+        goto out;
+    }
+    if (!q) {
+        rc = queue_new(log, queue, &q);
+        if (rc == 0) rc = queue_insert(log, q);
+        if (rc != 0) { queue_free(q); rn_errf(errmsg, rc, "out of memory"); goto out; }
+    }
+    rn_idx_unit_t u = {
+        .position = log->write_pos, .base_offset = have, .first_ts = q->running_max,
+        .max_ts = q->running_max, .size = 0, .record_count = (uint32_t)(next - have),
+        .flags = RN_IDX_DAMAGED,
+    };
+    pthread_rwlock_wrlock(&log->rw);
+    rc = scan_add_unit(log, q, &u, errmsg);
+    if (rc == 0) {
+        log->rec.rebuilt_units--;
+        log->rec.lost_ranges++;
+        rec_range(log, RN_LOG_RANGE_LOST, queue, have, next, log->write_pos);
+        q->next_offset = next;
+        atomic_store_explicit(&q->visible, q->ix.nunits, memory_order_release);
+    }
+    pthread_rwlock_unlock(&log->rw);
+    if (rc == 0) rc = rn_idx_sync(&q->ix, errmsg);
+    if (rc == 0) rc = write_checkpoint(log, log->write_pos, errmsg);
+out:
+    pthread_mutex_unlock(&log->wmu);
+    return rc;
+}
+
+static void addf(char *buf, size_t size, size_t *w, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void addf(char *buf, size_t size, size_t *w, const char *fmt, ...)
+{
+    if (*w >= size) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *w, size - *w, fmt, ap);
+    va_end(ap);
+    if (n > 0) *w += (size_t)n;
+    if (*w >= size) *w = size;
+}
+
+int rn_log_recovery_format(const rn_log_recovery_t *r, char *buf, size_t size)
+{
+    static const char *const kind[] = {"dropped (torn tail)", "damaged", "lost (accepted)"};
+    size_t w = 0;
+    if (size) buf[0] = '\0';
+    addf(buf, size, &w, "recovery: %s; scanned %llu bytes in %.1f ms",
+         r->clean ? "clean shutdown" : "no clean shutdown",
+         (unsigned long long)r->scanned_bytes, (double)r->elapsed_us / 1000.0);
+    if (r->rebuilt_units) addf(buf, size, &w, "; rebuilt %u index units", r->rebuilt_units);
+    if (r->truncated_bytes)
+        addf(buf, size, &w, "; truncated %llu bytes of torn tail",
+             (unsigned long long)r->truncated_bytes);
+    if (r->dropped_units)
+        addf(buf, size, &w, "; dropped %u index units", r->dropped_units);
+    if (r->skipped_bytes)
+        addf(buf, size, &w, "; stepped over %llu damaged bytes to intact entries",
+             (unsigned long long)r->skipped_bytes);
+    if (r->damaged_batches)
+        addf(buf, size, &w, "; marked %u batches damaged", r->damaged_batches);
+    if (r->lost_ranges)
+        addf(buf, size, &w, "; accepted %u lost ranges", r->lost_ranges);
+    for (uint32_t i = 0; i < r->nranges && i < RN_LOG_REC_RANGES; i++) {
+        const rn_log_range_t *g = &r->ranges[i];
+        addf(buf, size, &w, "; queue %u offsets [%lld, %lld) %s at commit-log position %llu",
+             g->queue, (long long)g->from, (long long)g->to, kind[g->kind],
+             (unsigned long long)g->position);
+    }
+    if (r->nranges > RN_LOG_REC_RANGES)
+        addf(buf, size, &w, "; and %u more ranges", r->nranges - RN_LOG_REC_RANGES);
+    return r->truncated_bytes || r->nranges || r->damaged_batches || r->lost_ranges;
 }
 
 int rn_log_close(rn_log_t *log)
@@ -1727,10 +2270,28 @@ static int read_batch(rn_log_t *log, uint32_t queue, const rn_idx_unit_t *u, uin
                        (unsigned long long)sg->start, (unsigned long long)off, rn_strerror(rc));
     if (got != u->size || be64_get(dst) != u->base_offset)
         return rn_errf(errmsg, RN_ECORRUPT,
-                       "commitlog/%020llu.log at byte %llu does not hold batch %lld of queue %u",
-                       (unsigned long long)sg->start, (unsigned long long)off,
-                       (long long)u->base_offset, queue);
+                       "commitlog/%020llu.log at byte %llu does not hold the batch of queue %u "
+                       "at offsets [%lld, %lld) that the index places there; the store is "
+                       "damaged (runnel store check)", (unsigned long long)sg->start,
+                       (unsigned long long)off, queue, (long long)u->base_offset,
+                       (long long)unit_end_off(u));
     return 0;
+}
+
+/* The error for a read of a damaged unit's offsets. */
+static int damaged_err(char *errmsg, uint32_t queue, const rn_idx_unit_t *u)
+{
+    if (u->size == 0)
+        return rn_errf(errmsg, RN_EDAMAGED, "queue %u offsets [%lld, %lld) were lost (accepted "
+                       "by store repair --accept-loss at commit-log position %llu); read from "
+                       "offset %lld on, or skip them with --skip-damaged", queue,
+                       (long long)u->base_offset, (long long)unit_end_off(u),
+                       (unsigned long long)u->position, (long long)unit_end_off(u));
+    return rn_errf(errmsg, RN_EDAMAGED, "queue %u offsets [%lld, %lld) are damaged (commit-log "
+                   "position %llu, %u bytes); the batches after them are kept: read from "
+                   "offset %lld on, or skip them with --skip-damaged", queue,
+                   (long long)u->base_offset, (long long)unit_end_off(u),
+                   (unsigned long long)u->position, u->size, (long long)unit_end_off(u));
 }
 
 int rn_log_read(rn_log_t *log, uint32_t queue, int64_t offset, size_t max_bytes, rn_buf_t *out,
@@ -1756,10 +2317,19 @@ int rn_log_read(rn_log_t *log, uint32_t queue, int64_t offset, size_t max_bytes,
         rn_idx_unit_t u;
         rn_idx_get(&q->ix, s, &u);
         if (n > 0 && total + u.size > max_bytes) break;
+        /* Damage ends the read: the batches before it first, the error at
+         * the next read, which starts at it. */
+        if (u.flags & RN_IDX_DAMAGED) {
+            if (n == 0) rc = damaged_err(errmsg, queue, &u);
+            break;
+        }
         rc = rn_buf_reserve(out, u.size, 0);
         if (rc != 0) { rn_errf(errmsg, rc, "cannot grow the read buffer"); break; }
         rc = read_batch(log, queue, &u, out->data + out->len, errmsg);
-        if (rc != 0) break;
+        if (rc != 0) {
+            if (rc == RN_ECORRUPT && n > 0) rc = 0;
+            break;
+        }
         out->len += u.size;
         total += u.size;
         n++;
@@ -1778,6 +2348,7 @@ static void fill_ref(rn_log_batch_ref_t *ref, const rn_idx_unit_t *u)
     ref->position = u->position;
     ref->first_timestamp = u->first_ts;
     ref->max_timestamp = u->max_ts;
+    ref->damaged = (u->flags & RN_IDX_DAMAGED) != 0;
 }
 
 int rn_log_lookup_offset(rn_log_t *log, uint32_t queue, int64_t offset, rn_log_batch_ref_t *ref,
@@ -1882,6 +2453,7 @@ int rn_log_lookup_time(rn_log_t *log, uint32_t queue, int64_t ts, int64_t *offse
     for (uint64_t s = rn_idx_find_time(&q->ix, q->start_slot, v, ts); s < v; s++) {
         rn_idx_unit_t u;
         rn_idx_get(&q->ix, s, &u);
+        if (u.flags & RN_IDX_DAMAGED) continue;       /* nothing readable to look at */
         /* Read the batch in place through the segment's mapping: no syscall,
          * no copy (and no LRU activation of the page per lookup, which put a
          * pread version's p99 above 10 us). pread only without a mapping. */
@@ -1892,9 +2464,10 @@ int rn_log_lookup_time(rn_log_t *log, uint32_t queue, int64_t ts, int64_t *offse
             bp = sg->map + off;
             if (be64_get(bp) != u.base_offset) {
                 rc = rn_errf(errmsg, RN_ECORRUPT,
-                             "commitlog/%020llu.log at byte %llu does not hold batch %lld of "
-                             "queue %u", (unsigned long long)sg->start, (unsigned long long)off,
-                             (long long)u.base_offset, queue);
+                             "commitlog/%020llu.log at byte %llu does not hold the batch of "
+                             "queue %u at offsets [%lld, %lld) that the index places there",
+                             (unsigned long long)sg->start, (unsigned long long)off, queue,
+                             (long long)u.base_offset, (long long)unit_end_off(&u));
                 goto out;
             }
         } else {
@@ -2024,5 +2597,156 @@ int rn_log_retain(rn_log_t *log, uint32_t *dropped)
 out:
     pthread_mutex_unlock(&log->wmu);
     free(gone);
+    return rc;
+}
+
+/* ---- offline check ------------------------------------------------------------- */
+
+typedef struct chk_queue {
+    uint32_t id;
+    int64_t  next;
+} chk_queue_t;
+
+static void chk_note(rn_log_check_t *out, uint64_t segstart, uint64_t off, const char *what)
+{
+    if (!out->first[0])
+        snprintf(out->first, sizeof out->first, "commitlog/%020llu.log at byte %llu: %s",
+                 (unsigned long long)segstart, (unsigned long long)off, what);
+}
+
+/* Count the damaged units of every index file under ix_dir (raw reads). */
+static int chk_index(const char *ix_dir, rn_log_check_t *out, char *errmsg)
+{
+    DIR *d = opendir(ix_dir);
+    if (!d) return errno == ENOENT ? 0 : rn_errf(errmsg, -errno, "cannot list %s", ix_dir);
+    struct dirent *de;
+    int rc = 0;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        char *sub = path_join(ix_dir, de->d_name);
+        DIR *s = sub ? opendir(sub) : NULL;
+        struct dirent *f;
+        while (s && (f = readdir(s)) != NULL) {
+            if (!strstr(f->d_name, ".idx")) continue;
+            char *fp = path_join(sub, f->d_name);
+            uint8_t *b = NULL;
+            size_t n = 0;
+            if (fp && rn_read_file(fp, (size_t)1 << 32, &b, &n) == 0) {
+                for (size_t k = 0; k + RN_IDX_UNIT_SIZE <= n; k += RN_IDX_UNIT_SIZE) {
+                    rn_idx_unit_t u;
+                    if (rn_idx_unit_decode(b + k, &u) == 0 && (u.flags & RN_IDX_DAMAGED))
+                        out->damaged_units++;
+                }
+            }
+            free(b);
+            free(fp);
+        }
+        if (s) closedir(s);
+        free(sub);
+    }
+    closedir(d);
+    return rc;
+}
+
+int rn_log_check(const char *dir, rn_log_check_t *out, char *errmsg)
+{
+    memset(out, 0, sizeof *out);
+    rn_log_t *log = calloc(1, sizeof *log);
+    chk_queue_t *qs = NULL;
+    size_t nq = 0, capq = 0;
+    int rc = 0;
+    if (!log) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    log->lock_fd = -1;
+    pthread_mutex_init(&log->wmu, NULL);
+    pthread_rwlock_init(&log->rw, NULL);
+    pthread_mutex_init(&log->smu, NULL);
+    pthread_mutex_init(&log->sync_mu, NULL);
+    pthread_cond_init(&log->done_cv, NULL);
+    pthread_cond_init(&log->work_cv, NULL);
+    log->dir = strdup(dir);
+    log->cl_dir = path_join(dir, "commitlog");
+    log->ix_dir = path_join(dir, "index");
+    if (!log->dir || !log->cl_dir || !log->ix_dir) {
+        rc = rn_errf(errmsg, -ENOMEM, "out of memory");
+        goto out;
+    }
+    struct stat st;
+    if (stat(log->cl_dir, &st) < 0) {
+        rc = rn_errf(errmsg, -ENOENT, "%s holds no commit log (no %s)", dir, log->cl_dir);
+        goto out;
+    }
+    rc = lock_dir(log, errmsg);
+    if (rc == 0) rc = load_segments(log, errmsg);
+    if (rc != 0) goto out;
+    int after_damage = 0;                 /* a queue's next batch may skip damaged offsets */
+    for (size_t i = 0; i < log->nsegs; i++) {
+        const rn_seg_t *sg = &log->segs[i];
+        uint64_t end = sg->start + sg->size, p = sg->start;
+        while (sg->map && p < end) {
+            rn_seg_hdr_t h;
+            rn_batch_header_t bh;
+            int hok;
+            const uint8_t *b = sg->map + (p - sg->start);
+            int k = entry_check(b, end - p, &h, &bh, &hok);
+            size_t j = 0;
+            if (k == ENT_OK) {
+                while (j < nq && qs[j].id != h.queue) j++;
+                if (j < nq && (after_damage ? bh.base_offset < qs[j].next
+                                            : bh.base_offset != qs[j].next))
+                    k = ENT_BAD;
+            }
+            if (k == ENT_OK) {
+                if (j == nq) {
+                    if (nq == capq) {
+                        size_t nc = capq ? capq * 2 : 16;
+                        chk_queue_t *n2 = realloc(qs, nc * sizeof *n2);
+                        if (!n2) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto out; }
+                        qs = n2;
+                        capq = nc;
+                    }
+                    qs[nq++] = (chk_queue_t){h.queue, 0};
+                }
+                qs[j].next = bh.base_offset + bh.record_count;
+                out->entries++;
+                out->bytes += RN_SEG_HDR_SIZE + h.batch_len;
+                p += RN_SEG_HDR_SIZE + h.batch_len;
+                continue;
+            }
+            /* Zeros or damage: is anything intact after it in this segment? */
+            uint64_t at = end;
+            for (uint64_t x = p + 1; x + RN_SEG_HDR_SIZE + RN_BATCH_HEADER_SIZE <= end; x++) {
+                rn_seg_hdr_t h2;
+                rn_batch_header_t bh2;
+                int hok2;
+                if (entry_check(sg->map + (x - sg->start), end - x, &h2, &bh2, &hok2) == ENT_OK) {
+                    at = x;
+                    break;
+                }
+            }
+            if (k == ENT_END && at == end) {
+                /* The segment's zeros, or non-zero bytes after them: a tail. */
+                for (uint64_t x = p; x < end; x++)
+                    if (sg->map[x - sg->start]) out->tail_bytes++;
+                break;
+            }
+            if (at == end && i + 1 == log->nsegs) {
+                out->tail_bytes += end - p;
+                chk_note(out, sg->start, p - sg->start, "torn tail (nothing intact after it)");
+                break;
+            }
+            out->bad_entries++;
+            out->bad_bytes += at - p;
+            after_damage = 1;
+            chk_note(out, sg->start, p - sg->start,
+                     k == ENT_END ? "zeros where intact entries follow"
+                     : !hok ? "entry header checksum mismatch"
+                     : "batch fails its CRC, header or offset checks");
+            p = at;
+        }
+    }
+    rc = chk_index(log->ix_dir, out, errmsg);
+out:
+    free(qs);
+    log_free(log);
     return rc;
 }

@@ -44,6 +44,8 @@ typedef struct rn_log_opts {
     uint32_t max_batch_bytes;     /* larger appends are refused (RN_ETOOBIG) */
     int64_t  retention_ms;        /* drop segments whose newest batch is older; 0 = keep */
     uint64_t retention_bytes;     /* drop oldest segments past this total; 0 = keep */
+    int      accept_loss;         /* open even when acknowledged data is missing (see
+                                     rn_log_open); 0 = refuse */
 } rn_log_opts_t;
 
 /* group commit, 1 ms window, 128 MiB segments, 65536 units per index file,
@@ -57,6 +59,24 @@ const char *rn_fsync_name(rn_fsync_mode_t m);
 
 typedef struct rn_log rn_log_t;
 
+#define RN_LOG_CHECK_MSG 200
+
+/* Offsets recovery did something to. */
+typedef enum rn_log_range_kind {
+    RN_LOG_RANGE_DROPPED,       /* index units past the log's end were dropped */
+    RN_LOG_RANGE_DAMAGED,       /* marked damaged: unreadable, later batches kept */
+    RN_LOG_RANGE_LOST,          /* acknowledged but missing; accepted (accept_loss) */
+} rn_log_range_kind_t;
+
+typedef struct rn_log_range {
+    rn_log_range_kind_t kind;
+    uint32_t queue;
+    int64_t  from, to;          /* offsets [from, to) */
+    uint64_t position;          /* commit-log position where it was found */
+} rn_log_range_t;
+
+#define RN_LOG_REC_RANGES 16
+
 /* What opening found and did. */
 typedef struct rn_log_recovery {
     int      clean;             /* the clean-shutdown marker was present and valid */
@@ -65,10 +85,56 @@ typedef struct rn_log_recovery {
     uint32_t rebuilt_units;     /* index units re-derived from the commit log */
     uint32_t dropped_units;     /* index units dropped (damaged, or past the log end) */
     uint64_t elapsed_us;
+    uint64_t skipped_bytes;     /* damaged commit-log bytes stepped over to reach intact
+                                   entries after them */
+    uint32_t damaged_batches;   /* index units this open marked damaged */
+    uint32_t lost_ranges;       /* missing acknowledged ranges accepted (accept_loss) */
+    uint32_t nranges;           /* ranges affected; the first RN_LOG_REC_RANGES are in
+                                   ranges[] */
+    rn_log_range_t ranges[RN_LOG_REC_RANGES];
 } rn_log_recovery_t;
 
-/* Open (creating when absent) the store in dir, recovering as needed. */
+/* Open (creating when absent) the store in dir, recovering as needed.
+ * Recovery truncates a torn tail (incomplete, garbage or zero entries with no
+ * intact entry after them). Damage followed by intact entries is stepped
+ * over: the damaged batches' offsets are marked damaged in the index (reads
+ * of them fail with RN_EDAMAGED) and every intact batch after them is kept.
+ * When data the store had acknowledged is missing (the checkpoint's next
+ * offset of a queue lies past what the log still holds: a segment truncated,
+ * deleted or emptied), the open fails with RN_ECORRUPT naming what is missing,
+ * unless o->accept_loss: then the missing offsets are marked lost (damaged)
+ * and the queue's next offset stays where the checkpoint said, so no offset
+ * is ever handed out twice. rn_log_recovery_info says what was done. */
 int  rn_log_open(const char *dir, const rn_log_opts_t *o, rn_log_t **out, char *errmsg);
+
+/* Accept that queue held offsets up to next although the store does not
+ * have them (its directory was removed; the caller knows the end from its
+ * own metadata): when the queue ends below next, mark [end, next) lost so
+ * the next append gets next. Only right after rn_log_open, before other
+ * calls on log. Reported as a lost range in rn_log_recovery_info. */
+int  rn_log_accept_loss(rn_log_t *log, uint32_t queue, int64_t next, char *errmsg);
+
+/* One line (no newline) saying what recovery did, for logs and stderr.
+ * Returns 1 when something was cut, damaged or lost (warn), 0 when not. */
+int  rn_log_recovery_format(const rn_log_recovery_t *r, char *buf, size_t size);
+
+/* What rn_log_check found. */
+typedef struct rn_log_check {
+    uint64_t entries;           /* intact entries (both CRCs and the batch header verify) */
+    uint64_t bytes;             /* bytes of intact entries */
+    uint64_t bad_entries;       /* places where an entry failed a check */
+    uint64_t bad_bytes;         /* bytes from each bad place to the next intact entry */
+    uint64_t damaged_units;     /* index units marked damaged (or lost) */
+    uint64_t tail_bytes;        /* non-zero bytes after the last intact entry (a torn
+                                   tail the next open truncates) */
+    char     first[RN_LOG_CHECK_MSG]; /* the first bad place, "" when none */
+} rn_log_check_t;
+
+/* Verify every entry of the store in dir offline (it must not be open
+ * elsewhere: the lock is taken): entry header CRC, batch header and Kafka
+ * CRC, queue offsets continuing; count index units marked damaged. Changes
+ * nothing. 0 with *out filled (damage is reported there, not as an error). */
+int  rn_log_check(const char *dir, rn_log_check_t *out, char *errmsg);
 /* Flush, fsync, write the clean-shutdown marker, free. Returns the first error
  * met while flushing (the handle is freed regardless). NULL is a no-op. */
 int  rn_log_close(rn_log_t *log);
@@ -108,7 +174,11 @@ int rn_log_queues(rn_log_t *log, uint32_t **ids, size_t *n);
  * total stays within max_bytes, never past the high watermark. The batch bytes
  * (each a complete RecordBatch with its base offset) are appended to out.
  * offset == high watermark gives no batch and returns 0. An offset outside
- * [log_start, high_watermark] returns RN_ERANGE with errmsg naming the range. */
+ * [log_start, high_watermark] returns RN_ERANGE with errmsg naming the range.
+ * A batch marked damaged (or whose bytes do not match its index unit) ends
+ * the read: the batches before it are returned with 0, and a read that
+ * starts at it fails with RN_EDAMAGED (RN_ECORRUPT for a mismatch) naming
+ * the queue, its offsets and its commit-log position. */
 int rn_log_read(rn_log_t *log, uint32_t queue, int64_t offset, size_t max_bytes,
                 rn_buf_t *out, uint32_t *nbatches, char *errmsg);
 
@@ -120,6 +190,7 @@ typedef struct rn_log_batch_ref {
     uint64_t position;          /* commit-log position of its entry */
     int64_t  first_timestamp;
     int64_t  max_timestamp;     /* largest timestamp in this batch or any before it */
+    int      damaged;           /* its offsets are damaged or lost (reads fail) */
 } rn_log_batch_ref_t;
 
 /* The batch containing offset (binary search of the index; no data read). */

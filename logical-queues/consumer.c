@@ -51,6 +51,8 @@ struct rn_consumer {
     size_t           caprecs;
     rn_header_t     *hdrs;
     size_t           caphdrs;
+    int              skip_damaged;
+    uint64_t         skipped, skipped_ranges;
 };
 
 int rn_consumer_create(rn_datadir_t *d, const rn_consumer_opts_t *o, rn_consumer_t **out,
@@ -60,6 +62,7 @@ int rn_consumer_create(rn_datadir_t *d, const rn_consumer_opts_t *o, rn_consumer
     if (!c) return rn_errf(errmsg, -ENOMEM, "out of memory");
     c->d = d;
     c->fetch = o && o->fetch_bytes ? o->fetch_bytes : DEFAULT_FETCH;
+    c->skip_damaged = o ? o->skip_damaged : 0;
     rn_batch_iter_init(&c->it, &rn_batch_default_limits);
     *out = c;
     return 0;
@@ -281,6 +284,16 @@ static int poll_queue(rn_consumer_t *c, cqueue_t *cq, uint32_t *count, char *err
             cq->buf.len = 0;
             cq->cur = 0;
             int rc = rn_datadir_read(c->d, &cq->q, cq->pos, c->fetch, &cq->buf, &nb, errmsg);
+            int64_t past;
+            if ((rc == RN_EDAMAGED || rc == RN_ECORRUPT) && c->skip_damaged &&
+                rn_datadir_batch_end(c->d, &cq->q, cq->pos, &past, NULL) == 0 &&
+                past > cq->pos) {
+                if (cq->end >= 0 && past > cq->end) past = cq->end;
+                c->skipped += (uint64_t)(past - cq->pos);
+                c->skipped_ranges++;
+                cq->pos = past;
+                continue;
+            }
             if (rc != 0) return rc;
             if (nb == 0) return 0;
         }
@@ -288,6 +301,12 @@ static int poll_queue(rn_consumer_t *c, cqueue_t *cq, uint32_t *count, char *err
         if (rc != 0) return rc;
         if (*count > 0) return 1;
     }
+}
+
+void rn_consumer_skipped(const rn_consumer_t *c, uint64_t *offsets, uint64_t *ranges)
+{
+    *offsets = c->skipped;
+    *ranges = c->skipped_ranges;
 }
 
 int rn_consumer_poll(rn_consumer_t *c, rn_consumer_batch_t *b, char *errmsg)

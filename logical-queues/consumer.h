@@ -38,6 +38,9 @@ typedef struct rn_consumer rn_consumer_t;
 
 typedef struct rn_consumer_opts {
     size_t fetch_bytes;       /* bytes read per queue and refill (default 1 MiB) */
+    int    skip_damaged;      /* go past offsets whose reads fail as damaged, lost or
+                                 unreadable (RN_EDAMAGED, RN_ECORRUPT), counting them
+                                 (rn_consumer_skipped); 0 = such a read is an error */
 } rn_consumer_opts_t;
 
 typedef struct rn_consumer_batch {
@@ -75,6 +78,8 @@ int  rn_consumer_seek_time(rn_consumer_t *c, const char *topic, uint32_t queue, 
  * 0 when no assigned queue has a record now (or every one reached its end);
  * negative on an error (a damaged batch names its offset). */
 int  rn_consumer_poll(rn_consumer_t *c, rn_consumer_batch_t *b, char *errmsg);
+/* Offsets and ranges gone past so far under skip_damaged. */
+void rn_consumer_skipped(const rn_consumer_t *c, uint64_t *offsets, uint64_t *ranges);
 
 /* Make (topic, queue) the assignment the next poll looks at first (the
  * round-robin then goes on from it as usual): a caller that recorded the

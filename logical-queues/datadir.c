@@ -73,6 +73,8 @@ struct rn_datadir {
     pthread_mutex_t  mu;                /* invariant 5 */
     _Atomic uint64_t gen;
     dstore_t        *stores[RN_META_MAX_STORES];   /* by id; invariant 6 */
+    void           (*report)(void *arg, int warn, const char *line);
+    void            *report_arg;
 };
 
 void rn_datadir_opts_default(rn_datadir_opts_t *o)
@@ -249,8 +251,97 @@ static int marker_matches(const rn_datadir_t *d, const char *dir)
     return ok;
 }
 
-/* Open the store registered as (id, path) into d->stores[id]. */
-static int store_open(rn_datadir_t *d, uint32_t id, const char *path, char *errmsg)
+static void report_store(const dstore_t *s, void (*report)(void *, int, const char *),
+                         void *arg)
+{
+    rn_log_recovery_t r;
+    char line[1024], text[2200];
+    rn_log_recovery_info(s->log, &r);
+    int warn = rn_log_recovery_format(&r, line, sizeof line);
+    snprintf(text, sizeof text, "store %u (%.1000s): %s", s->id, s->path, line);
+    report(arg, warn, text);
+}
+
+void rn_datadir_recovery_report(rn_datadir_t *d, void (*report)(void *, int, const char *),
+                                void *arg)
+{
+    for (uint32_t i = 0; i < RN_META_MAX_STORES; i++)
+        if (d->stores[i]) report_store(d->stores[i], report, arg);
+}
+
+/* Every group's committed offsets, in one malloc'd array. */
+static int all_group_offsets(rn_meta_t *m, rn_meta_offset_t **out, size_t *nout, char *inner)
+{
+    rn_meta_group_t *g = NULL;
+    size_t ng = 0;
+    *out = NULL;
+    *nout = 0;
+    int rc = rn_meta_group_list(m, &g, &ng, inner);
+    for (size_t i = 0; rc == 0 && i < ng; i++) {
+        rn_meta_offset_t *v = NULL;
+        size_t n = 0;
+        rc = rn_meta_offsets_get(m, g[i].name, -1, &v, &n, inner);
+        if (rc == 0 && n > 0) {
+            rn_meta_offset_t *all = realloc(*out, (*nout + n) * sizeof *all);
+            if (!all) rc = -ENOMEM;
+            else {
+                memcpy(all + *nout, v, n * sizeof *v);
+                *out = all;
+                *nout += n;
+            }
+        }
+        free(v);
+    }
+    free(g);
+    return rc;
+}
+
+/* Where the metadata says each physical queue of store `id` had reached: the
+ * end of a sealed item, else its start, or past it the offset a consumer
+ * group committed in it. With log, moves each queue's end forward to that
+ * (rn_log_accept_loss). *any = 1 when the store holds an item of some topic. */
+static int store_floors(rn_datadir_t *d, uint32_t id, rn_log_t *log, int *any, char *errmsg)
+{
+    rn_meta_topic_t *t = NULL;
+    rn_meta_offset_t *g = NULL;
+    size_t nt = 0, ng = 0;
+    char inner[RN_ERRMSG_SIZE] = "";
+    int rc = rn_meta_topic_list(d->meta, &t, &nt, inner);
+    if (rc == 0 && log) rc = all_group_offsets(d->meta, &g, &ng, inner);
+    *any = 0;
+    for (size_t i = 0; rc == 0 && i < nt; i++) {
+        rn_meta_item_t *it = NULL;
+        size_t n = 0;
+        rc = rn_meta_items(d->meta, t[i].id, UINT32_MAX, &it, &n, inner);
+        for (size_t k = 0; rc == 0 && k < n; k++) {
+            const rn_meta_item_t *m = &it[k];
+            if (m->store_id != id) continue;
+            *any = 1;
+            int64_t floor = rn_mapping_sealed(m) ? m->physical_end : m->physical_start;
+            for (size_t j = 0; j < ng; j++) {
+                if (g[j].topic_id != t[i].id || g[j].queue != m->queue ||
+                    g[j].offset < m->logical_start)
+                    continue;
+                int64_t p = g[j].offset - m->logical_start + m->physical_start;
+                if (rn_mapping_sealed(m) && p > m->physical_end) continue;
+                if (p > floor) floor = p;
+            }
+            if (log && floor > 0) rc = rn_log_accept_loss(log, m->physical_id, floor, inner);
+        }
+        free(it);
+    }
+    free(t);
+    free(g);
+    if (rc != 0) return wrap(errmsg, rc, d->path, inner);
+    return 0;
+}
+
+/* Open the store registered as (id, path) into d->stores[id]. A store that
+ * held topic data before (must_exist: meta.db was there) and has neither a
+ * commit log nor a checkpoint any more was removed: rn_log_open would
+ * silently start it empty and hand out its offsets again. */
+static int store_open(rn_datadir_t *d, uint32_t id, const char *path, int must_exist,
+                      char *errmsg)
 {
     char abs[PATH_MAX], inner[RN_ERRMSG_SIZE] = "";
     struct stat st;
@@ -268,6 +359,21 @@ static int store_open(rn_datadir_t *d, uint32_t id, const char *path, char *errm
             return rn_errf(errmsg, RN_EFORMAT, "store %u at %s has no STORE file naming this "
                            "data directory", id, abs);
     }
+    int removed = 0, any = 0;
+    if (must_exist) {
+        char ck[PATH_MAX], cl[PATH_MAX];
+        if (join(ck, sizeof ck, abs, "checkpoint") == 0 && join(cl, sizeof cl, abs, "commitlog") == 0 &&
+            stat(ck, &st) < 0 && stat(cl, &st) < 0) {
+            rc = store_floors(d, id, NULL, &any, errmsg);
+            if (rc != 0) return rc;
+            removed = any;
+        }
+        if (removed && !d->log_opts.accept_loss)
+            return rn_errf(errmsg, RN_ECORRUPT, "store %u at %s lost all its data (no commit log, "
+                           "no checkpoint) though meta.db maps topic queues to it; restore it, or "
+                           "accept the loss with `runnel store repair --accept-loss` (offsets are "
+                           "never reused)", id, abs);
+    }
     dstore_t *s = calloc(1, sizeof *s);
     if (!s) return rn_errf(errmsg, -ENOMEM, "out of memory");
     s->id = id;
@@ -278,17 +384,23 @@ static int store_open(rn_datadir_t *d, uint32_t id, const char *path, char *errm
         return wrap(errmsg, rc, abs, inner);
     }
     d->stores[id] = s;
+    if (removed) {
+        rc = store_floors(d, id, s->log, &any, errmsg);
+        if (rc != 0) return rc;
+    }
+    if (d->report) report_store(s, d->report, d->report_arg);
     return 0;
 }
 
-static int open_stores(rn_datadir_t *d, char *errmsg)
+static int open_stores(rn_datadir_t *d, int must_exist, char *errmsg)
 {
     rn_meta_store_t *v = NULL;
     size_t n = 0;
     char inner[RN_ERRMSG_SIZE] = "";
     int rc = rn_meta_store_list(d->meta, &v, &n, inner);
     if (rc != 0) return wrap(errmsg, rc, d->path, inner);
-    for (size_t i = 0; i < n && rc == 0; i++) rc = store_open(d, v[i].id, v[i].path, errmsg);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = store_open(d, v[i].id, v[i].path, must_exist, errmsg);
     free(v);
     return rc;
 }
@@ -305,6 +417,8 @@ int rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **
     if (!d) return rn_errf(errmsg, -ENOMEM, "out of memory");
     d->lock_fd = -1;
     d->log_opts = o->log;
+    d->report = o->report;
+    d->report_arg = o->report_arg;
     /* Recursive: group operations hold it across reads that take it too. */
     pthread_mutexattr_t ma;
     pthread_mutexattr_init(&ma);
@@ -344,8 +458,10 @@ int rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **
         rn_errf(errmsg, rc, "data directory path is too long");
         goto fail;
     }
+    int meta_existed = 1;
     if (stat(path, &st) < 0) {
         int e = errno;
+        meta_existed = 0;
         if (e != ENOENT) {
             rc = rn_errf(errmsg, -e, "cannot access %s: %s", path, strerror(e));
             goto fail;
@@ -383,7 +499,7 @@ int rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **
         rn_errf(errmsg, rc, "cannot create %s/stores: %s", dir, rn_strerror(rc));
         goto fail;
     }
-    rc = open_stores(d, errmsg);
+    rc = open_stores(d, meta_existed, errmsg);
     if (rc != 0) goto fail;
     if (!d->stores[0]) {
         rc = rn_errf(errmsg, RN_ECORRUPT, "%s: store 0 is not registered", dir);
@@ -727,6 +843,25 @@ static int relabel(const rn_datadir_queue_t *q, const rn_meta_item_t *it, rn_buf
     return 0;
 }
 
+/* Restate a store's read error at physical offset p of item it in the
+ * topic's logical offsets: which, where, and how to go past them. */
+static void damaged_error(rn_datadir_t *d, const rn_datadir_queue_t *q, const rn_meta_item_t *it,
+                          int64_t p, int rc, char *errmsg)
+{
+    rn_log_batch_ref_t ref;
+    if (rn_log_lookup_offset(log_of(d, it), it->physical_id, p, &ref, NULL) != 0) return;
+    int64_t from = rn_mapping_to_logical(it, ref.base_offset);
+    int64_t to = rn_mapping_to_logical(it, ref.base_offset + (int64_t)ref.record_count);
+    const char *what = rc == RN_ECORRUPT ? "unreadable (the commit log does not hold them where "
+                                           "the index says)"
+                       : ref.size == 0 ? "lost (accepted by store repair --accept-loss)"
+                                       : "damaged";
+    rn_errf(errmsg, rc, "topic '%s' queue %u offsets [%lld, %lld) are %s (store %u, physical "
+            "queue %u, commit-log position %llu); read from offset %lld on, or pass "
+            "--skip-damaged", q->topic.name, q->queue, (long long)from, (long long)to, what,
+            it->store_id, it->physical_id, (unsigned long long)ref.position, (long long)to);
+}
+
 int rn_datadir_read(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t offset, size_t max_bytes,
                     rn_buf_t *out, uint32_t *nbatches, char *errmsg)
 {
@@ -765,6 +900,12 @@ int rn_datadir_read(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t offset, size
         uint32_t got = 0, kept = 0;
         rc = rn_log_read(log_of(d, it), it->physical_id, p, n ? max_bytes - total : max_bytes,
                          out, &got, errmsg);
+        if (rc == RN_EDAMAGED || rc == RN_ECORRUPT) {
+            /* The batches before the damage first; the error names it in
+             * this queue's terms at the read that starts there. */
+            if (n > 0) { out->len = at; break; }
+            damaged_error(d, q, it, p, rc, errmsg);
+        }
         if (rc == 0) rc = relabel(q, it, out, at, got, &kept, &offset, errmsg);
         if (rc != 0) { out->len = before; return rc; }
         total += out->len - at;
@@ -773,6 +914,24 @@ int rn_datadir_read(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t offset, size
         if (!rn_mapping_sealed(it) || offset < rn_mapping_item_end(it)) break;
     }
     *nbatches = n;
+    return 0;
+}
+
+int rn_datadir_batch_end(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t offset, int64_t *end,
+                         char *errmsg)
+{
+    size_t idx = 0;
+    int rc = rn_datadir_queue_refresh(d, q, errmsg);
+    if (rc != 0) return rc;
+    if (rn_mapping_find(q->items, q->nitems, offset, &idx) != 0)
+        return rn_errf(errmsg, RN_ERANGE, "topic '%s' queue %u has no offset %lld",
+                       q->topic.name, q->queue, (long long)offset);
+    const rn_meta_item_t *it = &q->items[idx];
+    rn_log_batch_ref_t ref;
+    rc = rn_log_lookup_offset(log_of(d, it), it->physical_id, rn_mapping_to_physical(it, offset),
+                              &ref, errmsg);
+    if (rc != 0) return rc;
+    *end = rn_mapping_to_logical(it, ref.base_offset + (int64_t)ref.record_count);
     return 0;
 }
 

@@ -40,7 +40,16 @@ typedef struct rn_datadir_opts {
     rn_log_opts_t log;      /* for every store */
     const char   *holder;   /* who holds the lock, e.g. "runnel produce logs" */
     int           create;   /* create DIR when absent (else it must hold meta.db) */
+    /* Called once per store opened, with what its recovery did (one line,
+     * rn_log_recovery_format; warn = something was cut, damaged or lost).
+     * NULL: not reported (rn_datadir_recovery_report can tell later). */
+    void        (*report)(void *arg, int warn, const char *line);
+    void         *report_arg;
 } rn_datadir_opts_t;
+
+/* Call report for every open store with what its recovery did. */
+void rn_datadir_recovery_report(rn_datadir_t *d, void (*report)(void *arg, int warn,
+                                const char *line), void *arg);
 
 /* rn_log_opts_default, holder "runnel", create 0. */
 void rn_datadir_opts_default(rn_datadir_opts_t *o);
@@ -54,7 +63,12 @@ void rn_datadir_opts_default(rn_datadir_opts_t *o);
  *  -ENOTDIR      DIR is not a directory
  *  RN_EINVAL     o->create and DIR is a non-empty directory without meta.db
  *  RN_EFORMAT    a registered store's STORE file names another data directory
- *  any error of rn_meta_open / rn_log_open. */
+ *  RN_ECORRUPT   a registered store holding topic data has no commit log and
+ *                no checkpoint any more (removed or emptied), unless
+ *                o->log.accept_loss: then each of its physical queues is moved
+ *                forward to the end the metadata knows (rn_log_accept_loss)
+ *  any error of rn_meta_open / rn_log_open (RN_ECORRUPT: acknowledged data
+ *  missing; see rn_log_open and o->log.accept_loss). */
 int  rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **out,
                      char *errmsg);
 /* Close every store (flushing it: the first error is returned), the metadata
@@ -142,6 +156,10 @@ int  rn_datadir_read(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t offset,
 
 /* Logical offset of the first record with timestamp >= ts, over every item
  * in order (the high watermark when none is that late). */
+/* The logical offset after the batch holding offset (for going past damaged
+ * offsets: a read at offset failed with RN_EDAMAGED or RN_ECORRUPT). */
+int  rn_datadir_batch_end(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t offset, int64_t *end,
+                          char *errmsg);
 int  rn_datadir_lookup_time(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t ts,
                             int64_t *offset, char *errmsg);
 

@@ -125,6 +125,14 @@ static void on_stopped(uv_async_t *a)
     uv_close((uv_handle_t *)&d->grace, NULL);
 }
 
+/* What each store's recovery did: info when clean, warn when something was
+ * cut, damaged or lost. */
+static void log_recovery(void *arg, int warn, const char *line)
+{
+    (void)arg;
+    rn_slog(warn ? RN_SLOG_WARN : RN_SLOG_INFO, "%s", line);
+}
+
 static void srv_wakeup(void *arg) { uv_async_send(&((daemon_t *)arg)->wake); }
 static void srv_stopped(void *arg) { uv_async_send(&((daemon_t *)arg)->stopped); }
 
@@ -232,6 +240,7 @@ int main(int argc, char **argv)
         rn_slog(RN_SLOG_ERROR, "cannot open the data directory: %s", err);
         return 1;
     }
+    rn_datadir_recovery_report(rn_hd_datadir(h), log_recovery, NULL);
     daemon_t d;
     memset(&d, 0, sizeof d);
     uv_loop_init(&d.loop);

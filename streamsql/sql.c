@@ -353,7 +353,8 @@ static int open_db(rn_sql_t *q, char *errmsg)
 
 static int open_consumer(rn_sql_t *q, char *errmsg)
 {
-    int rc = rn_consumer_create(q->d, NULL, &q->cons, errmsg);
+    rn_consumer_opts_t co = {.skip_damaged = q->o.skip_damaged};
+    int rc = rn_consumer_create(q->d, &co, &q->cons, errmsg);
     if (rc != 0) return rc;
     uint32_t nq = 0;
     rn_meta_topic_t t;
@@ -523,6 +524,8 @@ void rn_sql_stats(rn_sql_t *q, rn_sql_stats_t *out)
 {
     *out = q->st;
     if (q->win) out->watermark = rn_win_watermark(q->win);
+    uint64_t ranges;
+    if (q->cons) rn_consumer_skipped(q->cons, &out->skipped, &ranges);
 }
 
 void rn_sql_close(rn_sql_t *q)
@@ -1081,7 +1084,8 @@ int rn_sql_state_load(rn_sql_t *q, const uint8_t *p, size_t n, char *errmsg)
      * so its round-robin serves batches in the order the saved run would
      * have (given the same data). */
     rn_consumer_t *nc = NULL;
-    if ((rc = rn_consumer_create(q->d, NULL, &nc, errmsg)) != 0) return rc;
+    rn_consumer_opts_t co = {.skip_damaged = q->o.skip_damaged};
+    if ((rc = rn_consumer_create(q->d, &co, &nc, errmsg)) != 0) return rc;
     for (uint32_t k = 0; k < nq && rc == 0; k++) {
         uint32_t i = (next + k) % nq;
         int64_t pos;

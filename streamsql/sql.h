@@ -108,6 +108,9 @@ typedef struct rn_sql_opts {
     int           key_order;    /* windows closing together in (end, start, key bytes)
                                    order rather than (end, start, first-seen): independent
                                    of how queues interleave (pipelines set it) */
+    int           skip_damaged; /* go past offsets a store recovery marked damaged or
+                                   lost (counted in stats.skipped); else their read is
+                                   the query's error */
 } rn_sql_opts_t;
 
 void rn_sql_opts_default(rn_sql_opts_t *o);
@@ -149,6 +152,7 @@ typedef struct rn_sql_stats {
     uint64_t windows;         /* windows (groups) emitted or still open */
     uint64_t target;          /* bounded: records between start and end at open */
     int64_t  watermark;       /* INT64_MIN before the first row */
+    uint64_t skipped;         /* damaged or lost offsets gone past (skip_damaged) */
     char     first_error[RN_ERRMSG_SIZE];   /* the first rejected record, why */
 } rn_sql_stats_t;
 

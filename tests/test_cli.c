@@ -997,6 +997,81 @@ static void test_bad_input_changes_nothing(void **state)
     free(before);
 }
 
+#if !SERVER_MODE
+/* Damage on disk, as the command line meets it: `store check` finds a
+ * flipped byte offline and exits 1; a commit log cut short makes every open
+ * refuse with a message naming `store repair --accept-loss`; the repair
+ * prints what recovery did; a consume then stops at the damaged offsets
+ * with the topic and how to go past, and a produce continues after the old
+ * end (no offset is handed out twice). */
+static void test_store_check_and_repair(void **state)
+{
+    fixture_t *f = *state;
+    create_topic(f, "t", "1");
+    for (int i = 0; i < 6; i++) expect_ok(f, RUN(f, "a\nb\nc\n", "produce", "t"));
+    char seg[PATH_MAX + 64];
+    snprintf(seg, sizeof seg, "%s/stores/0/commitlog/00000000000000000000.log", f->data);
+    size_t len;
+    uint8_t *b = (uint8_t *)rn_test_slurp(seg, &len);
+    size_t off[7], at = 0;
+    for (int i = 0; i < 6; i++) {
+        off[i] = at;
+        at += 16 + (size_t)(b[at] | b[at + 1] << 8 | b[at + 2] << 16 | (uint32_t)b[at + 3] << 24);
+    }
+    off[6] = at;
+    free(b);
+    expect_ok(f, RUN(f, NULL, "store", "check"));
+    assert_non_null(strstr(f->stdout_text, "ok: 6 intact entries"));
+
+    int fd = open(seg, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t c;
+    assert_int_equal(pread(fd, &c, 1, (off_t)(off[3] - 5)), 1);    /* batch 2's last byte */
+    c ^= 0x5a;
+    assert_int_equal(pwrite(fd, &c, 1, (off_t)(off[3] - 5)), 1);
+    close(fd);
+    expect_fail(f, RUN(f, NULL, "store", "check"), 1, "damage found");
+    assert_non_null(strstr(f->stdout_text, "DAMAGED: 5 intact entries"));
+
+    assert_int_equal(truncate(seg, (off_t)off[4] + 10), 0);         /* batches 4, 5 gone */
+    expect_fail(f, RUN(f, NULL, "consume", "t"), 1, "store repair --accept-loss");
+    assert_non_null(strstr(f->stderr_text, "queue 0 offsets [12, 18)"));
+    expect_ok(f, RUN(f, NULL, "store", "repair", "--accept-loss"));
+    assert_non_null(strstr(f->stdout_text, "queue 0 offsets [6, 9) damaged"));
+    assert_non_null(strstr(f->stdout_text, "queue 0 offsets [12, 18) lost"));
+
+    expect_fail(f, RUN(f, NULL, "consume", "t"), 1, "topic 't' queue 0 offsets [6, 9) are damaged");
+    assert_string_equal(f->stdout_text, "a\nb\nc\na\nb\nc\n");
+    expect_fail(f, RUN(f, NULL, "consume", "t", "--skip-damaged"), 0,
+                "skipped 9 damaged or lost offsets in 2 ranges");
+    assert_string_equal(f->stdout_text, "a\nb\nc\na\nb\nc\na\nb\nc\n");
+    /* streamsql: the same stop, or the same skip, counted. */
+    const char *sq[] = {RN_BIN_DIR "/streamsql", "--data", f->data, "--format", "csv", "-e",
+                        "SELECT count(*) AS n FROM t", NULL, NULL};
+    int st = rn_test_run(sq[0], sq, NULL, f->out, f->err);
+    char *o = rn_test_slurp(f->out, NULL), *e = rn_test_slurp(f->err, NULL);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    if (!strstr(e, "topic 't' queue 0 offsets [6, 9) are damaged")) fail_msg("streamsql: %s", e);
+    free(o);
+    free(e);
+    sq[7] = "--skip-damaged";
+    st = rn_test_run(sq[0], sq, NULL, f->out, f->err);
+    o = rn_test_slurp(f->out, NULL);
+    e = rn_test_slurp(f->err, NULL);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_string_equal(o, "n\n9\n");
+    if (!strstr(e, "9 damaged or lost offsets skipped")) fail_msg("streamsql: %s", e);
+    free(o);
+    free(e);
+    expect_ok(f, RUN(f, "d\n", "produce", "t"));
+    expect_ok(f, RUN(f, NULL, "consume", "t", "--from", "18"));
+    assert_string_equal(f->stdout_text, "d\n");
+    expect_fail(f, RUN(f, NULL, "consume", "t", "--from", "9", "--skip-damaged"), 0,
+                "skipped 6 damaged or lost offsets in 1 ranges");
+    assert_string_equal(f->stdout_text, "a\nb\nc\nd\n");
+}
+#endif
+
 int main(void)
 {
     unsetenv("RUNNEL_DATA");
@@ -1028,6 +1103,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_changes_nothing, setup, teardown),
+#if !SERVER_MODE
+        cmocka_unit_test_setup_teardown(test_store_check_and_repair, setup, teardown),
+#endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

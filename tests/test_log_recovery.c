@@ -18,6 +18,7 @@
 #include "common/sys.h"
 #include "log/log.h"
 #include "log/segment.h"
+#include "logical-queues/datadir.h"
 #include "tests/util/util.h"
 
 #include <dirent.h>
@@ -84,16 +85,22 @@ static void fill(rn_log_t *log, int from, int to)
         append_batch(log, fill_queue(i), expect_hw(i, fill_queue(i)), fill_count(i), 1000 + i);
 }
 
-static rn_log_t *open_ok(const char *dir, rn_log_recovery_t *rec)
+static rn_log_t *open_opts(const char *dir, rn_log_recovery_t *rec, int accept_loss)
 {
     rn_log_opts_t o;
     opts(&o);
+    o.accept_loss = accept_loss;
     char err[RN_ERRMSG_SIZE] = "";
     rn_log_t *log = NULL;
     int rc = rn_log_open(dir, &o, &log, err);
     if (rc != 0) fail_msg("open %s: %s (%s)", dir, rn_strerror(rc), err);
     if (rec) rn_log_recovery_info(log, rec);
     return log;
+}
+
+static rn_log_t *open_ok(const char *dir, rn_log_recovery_t *rec)
+{
+    return open_opts(dir, rec, 0);
 }
 
 /* The whole fill, closed cleanly. */
@@ -203,6 +210,146 @@ static void zero(const char *path, uint64_t off, size_t n)
     uint8_t *z = calloc(1, n);
     poke(path, off, z, n);
     free(z);
+}
+
+/* ---- damage that intact entries follow -------------------------------------------- */
+
+/* Offsets [from, to) of queue q that reads must refuse. */
+typedef struct drange {
+    uint32_t q;
+    int64_t  from, to;
+} drange_t;
+
+/* The offsets fill batch i holds. */
+static drange_t batch_range(int i)
+{
+    uint32_t q = fill_queue(i);
+    int64_t b = expect_hw(i, q);
+    return (drange_t){q, b, b + fill_count(i)};
+}
+
+static const drange_t *range_at(const drange_t *r, int nr, uint32_t q, int64_t off)
+{
+    for (int i = 0; i < nr; i++)
+        if (r[i].q == q && r[i].from == off) return &r[i];
+    return NULL;
+}
+
+/* The first range of q at or after off, or NULL. */
+static const drange_t *range_from(const drange_t *r, int nr, uint32_t q, int64_t off)
+{
+    const drange_t *best = NULL;
+    for (int i = 0; i < nr; i++)
+        if (r[i].q == q && r[i].from >= off && (!best || r[i].from < best->from)) best = &r[i];
+    return best;
+}
+
+/* Every queue ends where the first k fill batches put it; every offset is
+ * readable except those in r[], whose reads fail with RN_EDAMAGED naming the
+ * queue and the range ("lost" or "damaged" as word says); a read that meets
+ * a damaged range returns every batch before it. */
+static void verify_reads(rn_log_t *log, int k, const drange_t *r, int nr, const char *word)
+{
+    char err[RN_ERRMSG_SIZE];
+    rn_batch_iter_t it;
+    rn_batch_iter_init(&it, &rn_batch_default_limits);
+    for (uint32_t q = 0; q < NQ; q++) {
+        rn_log_queue_info_t qi;
+        assert_int_equal(rn_log_queue_info(log, q, &qi), 0);
+        assert_int_equal(qi.log_start, 0);
+        assert_int_equal(qi.high_watermark, expect_hw(k, q));
+        int64_t next = 0;
+        while (next < qi.high_watermark) {
+            rn_buf_t out = RN_BUF_INIT;
+            uint32_t nb = 99;
+            const drange_t *d = range_at(r, nr, q, next);
+            int rc = rn_log_read(log, q, next, 1 << 20, &out, &nb, err);
+            if (d) {
+                char want[96];
+                snprintf(want, sizeof want, "queue %u offsets [%" PRId64 ", %" PRId64 ")", q,
+                         d->from, d->to);
+                assert_int_equal(rc, RN_EDAMAGED);
+                assert_int_equal(nb, 0);
+                if (!strstr(err, want) || !strstr(err, word))
+                    fail_msg("read q%u@%" PRId64 ": '%s' lacks '%s' / '%s'", q, next, err, want,
+                             word);
+                rn_log_batch_ref_t ref;
+                assert_int_equal(rn_log_lookup_offset(log, q, next, &ref, err), 0);
+                assert_int_equal(ref.damaged, 1);
+                next = d->to;
+                rn_buf_free(&out);
+                continue;
+            }
+            if (rc != 0) fail_msg("read q%u@%" PRId64 ": %s", q, next, err);
+            assert_true(nb >= 1);
+            size_t pos = 0;
+            for (uint32_t i = 0; i < nb; i++) {
+                size_t sz;
+                rn_batch_header_t h;
+                assert_int_equal(rn_batch_size(out.data + pos, out.len - pos, &sz), 0);
+                assert_int_equal(rn_batch_validate(out.data + pos, sz, NULL, 1, &h, err), 0);
+                assert_int_equal(h.base_offset, next);
+                assert_int_equal(rn_batch_iter_reset(&it, out.data + pos, sz, err), 0);
+                rn_record_t rec;
+                while ((rc = rn_batch_iter_next(&it, &rec, err)) == 1) {
+                    char want[64];
+                    int wl = snprintf(want, sizeof want, "q%u-o%" PRId64 "-", q, next);
+                    assert_int_equal(rec.offset, next);
+                    assert_memory_equal(rec.value, want, (size_t)wl);
+                    next++;
+                }
+                assert_int_equal(rc, 0);
+                pos += sz;
+            }
+            /* One big read stops exactly at the next damage, or the end. */
+            const drange_t *n2 = range_from(r, nr, q, next);
+            assert_int_equal(next, n2 ? n2->from : qi.high_watermark);
+            rn_buf_free(&out);
+        }
+    }
+    rn_batch_iter_destroy(&it);
+}
+
+/* verify_reads, then: appends continue after the old end (no offset is
+ * given twice), and the damage marks survive a close and a clean reopen. */
+static void verify_damage(rn_log_t *log, const char *dir, int k, const drange_t *r, int nr,
+                          const char *word)
+{
+    verify_reads(log, k, r, nr, word);
+    for (uint32_t q = 0; q < NQ; q++) append_batch(log, q, expect_hw(k, q), 2, 9000);
+    assert_int_equal(rn_log_close(log), 0);
+    rn_log_recovery_t rec;
+    log = open_ok(dir, &rec);
+    assert_int_equal(rec.clean, 1);
+    assert_int_equal(rec.damaged_batches + rec.lost_ranges + rec.truncated_bytes, 0);
+    for (uint32_t q = 0; q < NQ; q++) {
+        rn_log_queue_info_t qi;
+        assert_int_equal(rn_log_queue_info(log, q, &qi), 0);
+        assert_int_equal(qi.high_watermark, expect_hw(k, q) + 2);
+    }
+    char err[RN_ERRMSG_SIZE];
+    for (int i = 0; i < nr; i++) {
+        rn_buf_t out = RN_BUF_INIT;
+        uint32_t nb;
+        assert_int_equal(rn_log_read(log, r[i].q, r[i].from, 4096, &out, &nb, err), RN_EDAMAGED);
+        rn_buf_free(&out);
+    }
+    assert_int_equal(rn_log_close(log), 0);
+}
+
+/* The recovery report names exactly one range: kind, queue and offsets. */
+static void expect_one_range(const rn_log_recovery_t *rec, rn_log_range_kind_t kind, drange_t d)
+{
+    assert_int_equal(rec->nranges, 1);
+    assert_int_equal(rec->ranges[0].kind, kind);
+    assert_int_equal(rec->ranges[0].queue, d.q);
+    assert_int_equal(rec->ranges[0].from, d.from);
+    assert_int_equal(rec->ranges[0].to, d.to);
+    char line[1024];
+    assert_int_equal(rn_log_recovery_format(rec, line, sizeof line), 1);
+    char want[96];
+    snprintf(want, sizeof want, "queue %u offsets [%" PRId64 ", %" PRId64 ")", d.q, d.from, d.to);
+    if (!strstr(line, want)) fail_msg("report '%s' lacks '%s'", line, want);
 }
 
 /* Every queue holds exactly the first k batches of the fill, with the right
@@ -388,9 +535,29 @@ static void test_bad_header_crc_last_entry(void **state)
     rn_test_tmpdir_free(dir);
 }
 
-/* Bad Kafka CRC in the last entries: a flipped record byte in the one before
- * last, so the log ends there and the last entry goes too. */
+/* Bad Kafka CRC in the last two entries: a flipped record byte in each, with
+ * nothing intact after them, is a torn tail: the log ends before them. */
 static void test_bad_batch_crc_last_entries(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    fill_crash(dir);
+    ent_t e[NB + 8];
+    int n = walk(dir, e, NB + 8);
+    flip(e[n - 2].path, e[n - 2].off + 16 + e[n - 2].len - 3);
+    flip(e[n - 1].path, e[n - 1].off + 16 + e[n - 1].len - 3);
+    rn_log_recovery_t rec;
+    rn_log_t *log = open_ok(dir, &rec);
+    assert_true(rec.truncated_bytes > 0);
+    assert_int_equal(rec.damaged_batches, 0);
+    check_survivors(log, dir, NB - 2);
+    rn_test_tmpdir_free(dir);
+}
+
+/* Bad Kafka CRC in the entry before last only: the last entry is intact, so
+ * this is damage, not a torn tail: the bad batch is marked damaged and the
+ * last one stays. */
+static void test_bad_batch_crc_before_last_entry(void **state)
 {
     (void)state;
     char *dir = rn_test_tmpdir_new("test-logrec");
@@ -400,8 +567,11 @@ static void test_bad_batch_crc_last_entries(void **state)
     flip(e[n - 2].path, e[n - 2].off + 16 + e[n - 2].len - 3);
     rn_log_recovery_t rec;
     rn_log_t *log = open_ok(dir, &rec);
-    assert_true(rec.truncated_bytes > 0);
-    check_survivors(log, dir, NB - 2);
+    assert_int_equal(rec.truncated_bytes, 0);
+    assert_int_equal(rec.damaged_batches, 1);
+    drange_t d = batch_range(n - 2);
+    expect_one_range(&rec, RN_LOG_RANGE_DAMAGED, d);
+    verify_damage(log, dir, NB, &d, 1, "damaged");
     rn_test_tmpdir_free(dir);
 }
 
@@ -591,8 +761,9 @@ static void test_damaged_clean_marker(void **state)
 }
 
 /* A clean marker and checkpoint that vouch for an entry the log no longer
- * holds (the last entry zeroed after an orderly close): nothing is trusted,
- * every index is rebuilt, and the log ends before the lost entry. */
+ * holds (the last entry zeroed after an orderly close): that batch was
+ * acknowledged, so the open refuses, naming it; accepting the loss rebuilds
+ * every index, marks its offsets lost and keeps the queue's next offset. */
 static void test_clean_marker_but_entry_lost(void **state)
 {
     (void)state;
@@ -602,10 +773,19 @@ static void test_clean_marker_but_entry_lost(void **state)
     int n = walk(dir, e, NB + 8);
     assert_int_equal(n, NB);
     zero(e[n - 1].path, e[n - 1].off, 16 + e[n - 1].len);
+    rn_log_opts_t o;
+    opts(&o);
+    char err[RN_ERRMSG_SIZE] = "", want[96];
+    rn_log_t *log = NULL;
+    assert_int_equal(rn_log_open(dir, &o, &log, err), RN_ECORRUPT);
+    drange_t d = batch_range(n - 1);
+    snprintf(want, sizeof want, "queue %u offsets [%" PRId64 ", %" PRId64 ")", d.q, d.from, d.to);
+    if (!strstr(err, want)) fail_msg("'%s' lacks '%s'", err, want);
     rn_log_recovery_t rec;
-    rn_log_t *log = open_ok(dir, &rec);
-    assert_int_equal(rec.rebuilt_units, NB - 1);
-    check_survivors(log, dir, NB - 1);
+    log = open_opts(dir, &rec, 1);
+    assert_int_equal(rec.lost_ranges, 1);
+    expect_one_range(&rec, RN_LOG_RANGE_LOST, d);
+    verify_damage(log, dir, NB, &d, 1, "lost");
     rn_test_tmpdir_free(dir);
 }
 
@@ -615,11 +795,20 @@ static void test_clean_reopen(void **state)
     (void)state;
     char *dir = rn_test_tmpdir_new("test-logrec");
     fill_clean(dir);
+    rn_log_check_t ck;
+    char err[RN_ERRMSG_SIZE] = "";
+    assert_int_equal(rn_log_check(dir, &ck, err), 0);
+    assert_int_equal(ck.entries, NB);
+    assert_int_equal(ck.bad_entries + ck.bad_bytes + ck.damaged_units + ck.tail_bytes, 0);
+    assert_string_equal(ck.first, "");
     rn_log_recovery_t rec;
     rn_log_t *log = open_ok(dir, &rec);
     assert_int_equal(rec.clean, 1);
     assert_int_equal(rec.scanned_bytes, 0);
     assert_int_equal(rec.rebuilt_units + rec.dropped_units + rec.truncated_bytes, 0);
+    char line[512];
+    assert_int_equal(rn_log_recovery_format(&rec, line, sizeof line), 0);
+    assert_non_null(strstr(line, "clean shutdown"));
     check_survivors(log, dir, NB);
     rn_test_tmpdir_free(dir);
 }
@@ -650,6 +839,388 @@ static void test_missing_middle_segment(void **state)
     rn_test_tmpdir_free(dir);
 }
 
+/* The first entry (fill batch) after the last recovery point: a crash
+ * leaves it and everything after it to the scan. */
+static int first_after_roll(const ent_t *e, int n)
+{
+    int j = n - 1;
+    while (j > 0 && strcmp(e[j - 1].path, e[n - 1].path) == 0) j--;
+    return j;
+}
+
+/* A flipped record byte (Kafka CRC) in the first batch after the recovery
+ * point, with intact batches after it, after a kill -9: the batch's offsets
+ * are marked damaged (its index unit says which), every later batch stays,
+ * and nothing is truncated. */
+static void test_flipped_record_byte_mid_log(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    fill_crash(dir);
+    ent_t e[NB + 8];
+    int n = walk(dir, e, NB + 8);
+    assert_int_equal(n, NB);
+    int j = first_after_roll(e, n);
+    assert_true(n - j >= 4);                              /* intact batches follow */
+    flip(e[j].path, e[j].off + 16 + e[j].len - 5);
+    /* The offline check sees it before any open. */
+    rn_log_check_t ck;
+    char err[RN_ERRMSG_SIZE] = "";
+    assert_int_equal(rn_log_check(dir, &ck, err), 0);
+    assert_int_equal(ck.entries, NB - 1);
+    assert_int_equal(ck.bad_entries, 1);
+    assert_int_equal(ck.bad_bytes, 16 + e[j].len);
+    assert_int_equal(ck.damaged_units, 0);
+    assert_non_null(strstr(ck.first, "fails its CRC"));
+    rn_log_recovery_t rec;
+    rn_log_t *log = open_ok(dir, &rec);
+    assert_int_equal(rec.truncated_bytes, 0);
+    assert_int_equal(rec.damaged_batches, 1);
+    assert_int_equal(rec.skipped_bytes, 16 + e[j].len);
+    drange_t d = batch_range(j);
+    expect_one_range(&rec, RN_LOG_RANGE_DAMAGED, d);
+    verify_damage(log, dir, NB, &d, 1, "damaged");
+    /* After: the same bad entry, now marked in the index; the appends after
+     * it (one per queue) are intact. */
+    assert_int_equal(rn_log_check(dir, &ck, err), 0);
+    assert_int_equal(ck.entries, NB - 1 + NQ);
+    assert_int_equal(ck.bad_entries, 1);
+    assert_int_equal(ck.damaged_units, 1);
+    assert_int_equal(ck.tail_bytes, 0);
+    rn_test_tmpdir_free(dir);
+}
+
+/* The same with the entry header's queue id flipped (its header CRC fails,
+ * so neither its queue nor its length can be trusted from the log). */
+static void test_flipped_header_byte_mid_log(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    fill_crash(dir);
+    ent_t e[NB + 8];
+    int n = walk(dir, e, NB + 8);
+    int j = first_after_roll(e, n) + 1;
+    assert_true(n - j >= 3);
+    flip(e[j].path, e[j].off + 4);
+    rn_log_recovery_t rec;
+    rn_log_t *log = open_ok(dir, &rec);
+    assert_int_equal(rec.truncated_bytes, 0);
+    assert_int_equal(rec.damaged_batches, 1);
+    drange_t d = batch_range(j);
+    expect_one_range(&rec, RN_LOG_RANGE_DAMAGED, d);
+    verify_damage(log, dir, NB, &d, 1, "damaged");
+    rn_test_tmpdir_free(dir);
+}
+
+/* A flipped record byte in the middle of the log with the checkpoint gone:
+ * no index is trusted and everything is rebuilt from the first segment; the
+ * damaged entry's header (its CRC holds) says whose offsets it held, and the
+ * batches after it, in every segment, stay. */
+static void test_flipped_record_byte_no_checkpoint(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    fill_crash(dir);
+    char p[600];
+    path_of(p, sizeof p, dir, "checkpoint");
+    assert_int_equal(unlink(p), 0);
+    ent_t e[NB + 8];
+    int n = walk(dir, e, NB + 8);
+    int j = n / 3;
+    flip(e[j].path, e[j].off + 16 + e[j].len - 5);
+    rn_log_recovery_t rec;
+    rn_log_t *log = open_ok(dir, &rec);
+    assert_int_equal(rec.truncated_bytes, 0);
+    assert_int_equal(rec.damaged_batches, 1);
+    assert_int_equal(rec.rebuilt_units, NB - 1);
+    drange_t d = batch_range(j);
+    expect_one_range(&rec, RN_LOG_RANGE_DAMAGED, d);
+    verify_damage(log, dir, NB, &d, 1, "damaged");
+    rn_test_tmpdir_free(dir);
+}
+
+/* A flipped length byte in an entry header in the middle of the log with the
+ * checkpoint gone: nothing says where the entry ended, so the scan searches
+ * for the next intact entry; the queue's next batch shows which offsets
+ * were in the damage. */
+static void test_flipped_header_byte_no_checkpoint(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    fill_crash(dir);
+    char p[600];
+    path_of(p, sizeof p, dir, "checkpoint");
+    assert_int_equal(unlink(p), 0);
+    ent_t e[NB + 8];
+    int n = walk(dir, e, NB + 8);
+    int j = n / 2;
+    flip(e[j].path, e[j].off + 1);
+    rn_log_recovery_t rec;
+    rn_log_t *log = open_ok(dir, &rec);
+    assert_int_equal(rec.truncated_bytes, 0);
+    assert_int_equal(rec.damaged_batches, 1);
+    assert_int_equal(rec.skipped_bytes, 16 + e[j].len);
+    drange_t d = batch_range(j);
+    expect_one_range(&rec, RN_LOG_RANGE_DAMAGED, d);
+    verify_damage(log, dir, NB, &d, 1, "damaged");
+    rn_test_tmpdir_free(dir);
+}
+
+/* ---- acknowledged data missing --------------------------------------------------- */
+
+/* How a segment goes missing. */
+enum { SEG_TRUNCATED, SEG_DELETED, SEG_EMPTIED };
+
+/* After an orderly close the last segment loses entries (cut in the middle
+ * of its entries, deleted, or emptied). The checkpoint says each queue's
+ * next offset, so the open refuses, naming the queues and offsets missing
+ * and how to accept the loss; with accept_loss it opens, the lost offsets
+ * read as lost, and the next offsets stay where they were. */
+static void missing_segment(int how)
+{
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    fill_clean(dir);
+    ent_t e[NB + 8];
+    int n = walk(dir, e, NB + 8);
+    int j = first_after_roll(e, n);
+    assert_true(j > 0 && n - j >= 3);
+    int keep = how == SEG_TRUNCATED ? j + 2 : j;          /* batches left */
+    if (how == SEG_TRUNCATED) assert_int_equal(truncate(e[j].path, (off_t)e[j + 2].off + 7), 0);
+    if (how == SEG_DELETED) assert_int_equal(unlink(e[j].path), 0);
+    if (how == SEG_EMPTIED) assert_int_equal(truncate(e[j].path, 0), 0);
+
+    rn_log_opts_t o;
+    opts(&o);
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_log_t *log = NULL;
+    assert_int_equal(rn_log_open(dir, &o, &log, err), RN_ECORRUPT);
+    assert_null(log);
+    assert_non_null(strstr(err, "lost acknowledged data"));
+    assert_non_null(strstr(err, "runnel store repair --accept-loss"));
+    drange_t lost[NQ];
+    int nl = 0;
+    for (uint32_t q = 0; q < NQ; q++)
+        if (expect_hw(keep, q) < expect_hw(NB, q))
+            lost[nl++] = (drange_t){q, expect_hw(keep, q), expect_hw(NB, q)};
+    assert_true(nl >= 1);
+    char want[96];
+    snprintf(want, sizeof want, "queue %u offsets [%" PRId64 ", %" PRId64 ")", lost[0].q,
+             lost[0].from, lost[0].to);
+    if (!strstr(err, want)) fail_msg("'%s' lacks '%s'", err, want);
+    /* Refusing changed nothing: it refuses again. */
+    assert_int_equal(rn_log_open(dir, &o, &log, err), RN_ECORRUPT);
+
+    rn_log_recovery_t rec;
+    log = open_opts(dir, &rec, 1);
+    assert_int_equal(rec.lost_ranges, (uint32_t)nl);
+    uint32_t seen = 0;
+    for (uint32_t i = 0; i < rec.nranges && i < RN_LOG_REC_RANGES; i++) {
+        if (rec.ranges[i].kind != RN_LOG_RANGE_LOST) continue;
+        const drange_t *d = range_at(lost, nl, rec.ranges[i].queue, rec.ranges[i].from);
+        assert_non_null(d);
+        assert_int_equal(rec.ranges[i].to, d->to);
+        seen++;
+    }
+    assert_int_equal(seen, (uint32_t)nl);
+    char line[1024];
+    assert_int_equal(rn_log_recovery_format(&rec, line, sizeof line), 1);
+    assert_non_null(strstr(line, "lost"));
+    verify_damage(log, dir, NB, lost, nl, "lost");
+    rn_test_tmpdir_free(dir);
+}
+
+static void test_truncated_segment(void **state) { (void)state; missing_segment(SEG_TRUNCATED); }
+static void test_deleted_segment(void **state) { (void)state; missing_segment(SEG_DELETED); }
+static void test_emptied_segment(void **state) { (void)state; missing_segment(SEG_EMPTIED); }
+
+/* An entry whose bytes no longer match its index unit while the store is
+ * open (a read error the recovery could not see): one read returns every
+ * batch before it, the next read fails naming the queue and its offsets. */
+static void test_read_stops_before_damage(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    fill_clean(dir);
+    rn_log_t *log = open_ok(dir, NULL);
+    ent_t e[NB + 8];
+    int n = walk(dir, e, NB + 8);
+    int j = n / 2;
+    flip(e[j].path, e[j].off + 16 + 7);                  /* its base offset */
+    drange_t d = batch_range(j);
+    char err[RN_ERRMSG_SIZE];
+    rn_buf_t out = RN_BUF_INIT;
+    uint32_t nb = 0;
+    assert_int_equal(rn_log_read(log, d.q, 0, 1 << 20, &out, &nb, err), 0);
+    assert_int_equal(nb, (uint32_t)(j / NQ));               /* the batches before it */
+    rn_buf_free(&out);
+    out = (rn_buf_t)RN_BUF_INIT;
+    assert_int_equal(rn_log_read(log, d.q, d.from, 1 << 20, &out, &nb, err), RN_ECORRUPT);
+    assert_int_equal(nb, 0);
+    char want[96];
+    snprintf(want, sizeof want, "queue %u at offsets [%" PRId64 ", %" PRId64 ")", d.q, d.from,
+             d.to);
+    if (!strstr(err, want)) fail_msg("'%s' lacks '%s'", err, want);
+    rn_buf_free(&out);
+    assert_int_equal(rn_log_close(log), 0);
+    rn_test_tmpdir_free(dir);
+}
+
+/* ---- through a data directory ------------------------------------------------------ */
+
+typedef struct reports {
+    int  n, warn;
+    char last[2048];
+} reports_t;
+
+static void on_report(void *arg, int warn, const char *line)
+{
+    reports_t *r = arg;
+    r->n++;
+    r->warn |= warn;
+    snprintf(r->last, sizeof r->last, "%s", line);
+}
+
+static rn_datadir_t *dd_open(const char *dir, int create, int accept_loss, reports_t *rep,
+                             int expect_rc, char *err)
+{
+    rn_datadir_opts_t o;
+    rn_datadir_opts_default(&o);
+    opts(&o.log);
+    o.log.accept_loss = accept_loss;
+    o.create = create;
+    o.report = rep ? on_report : NULL;
+    o.report_arg = rep;
+    rn_datadir_t *d = NULL;
+    int rc = rn_datadir_open(dir, &o, &d, err);
+    if (rc != expect_rc) fail_msg("datadir open %s: %s (%s)", dir, rn_strerror(rc), err);
+    return d;
+}
+
+/* Five batches of two records to topic t queue 0 (logical offsets 0..9). */
+static void dd_fill(rn_datadir_t *d)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_meta_topic_t t;
+    assert_int_equal(rn_datadir_topic_create(d, "t", 1, &t, err), 0);
+    rn_datadir_queue_t q;
+    assert_int_equal(rn_datadir_queue_open(d, "t", 0, &q, err), 0);
+    for (int i = 0; i < 5; i++) {
+        rn_test_records_t spec = {.prefix = "r", .first = 2 * i, .n = 2, .ts0 = 1000, .ts_step = 1};
+        rn_batch_builder_t b;
+        const uint8_t *batch;
+        size_t len;
+        rn_test_batch_build(&b, &spec, &batch, &len);
+        int64_t base;
+        uint64_t ticket;
+        assert_int_equal(rn_datadir_append(d, &q, batch, len, &base, &ticket, err), 0);
+        assert_int_equal(rn_datadir_wait(d, ticket), 0);
+        assert_int_equal(base, 2 * i);
+        rn_batch_builder_destroy(&b);
+    }
+    rn_datadir_queue_close(&q);
+}
+
+/* A batch whose bytes are damaged under a data directory: the read error
+ * names the topic, the logical queue and offsets and how to go past them,
+ * and a read from the start returns the batches before it. Every open
+ * reports what recovery did. */
+static void test_datadir_names_damage(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    char err[RN_ERRMSG_SIZE] = "";
+    reports_t rep = {0};
+    rn_datadir_t *d = dd_open(dir, 1, 0, &rep, 0, err);
+    assert_int_equal(rep.n, 1);
+    assert_int_equal(rep.warn, 0);
+    assert_non_null(strstr(rep.last, "store 0"));
+    dd_fill(d);
+    assert_int_equal(rn_datadir_close(d), 0);
+    char st[600];
+    snprintf(st, sizeof st, "%s/stores/0", dir);
+    ent_t e[8];
+    assert_int_equal(walk(st, e, 8), 5);
+    flip(e[2].path, e[2].off + 16 + 7);                     /* batch 2's base offset */
+    d = dd_open(dir, 0, 0, &rep, 0, err);
+    rn_datadir_queue_t q;
+    assert_int_equal(rn_datadir_queue_open(d, "t", 0, &q, err), 0);
+    rn_buf_t out = RN_BUF_INIT;
+    uint32_t nb = 0;
+    assert_int_equal(rn_datadir_read(d, &q, 0, 1 << 20, &out, &nb, err), 0);
+    assert_int_equal(nb, 2);
+    rn_buf_free(&out);
+    out = (rn_buf_t)RN_BUF_INIT;
+    assert_int_equal(rn_datadir_read(d, &q, 4, 1 << 20, &out, &nb, err), RN_ECORRUPT);
+    if (!strstr(err, "topic 't' queue 0 offsets [4, 6)") || !strstr(err, "--skip-damaged"))
+        fail_msg("'%s' does not name the topic, offsets and the way past", err);
+    rn_buf_free(&out);
+    rn_datadir_queue_close(&q);
+    assert_int_equal(rn_datadir_close(d), 0);
+    rn_test_tmpdir_free(dir);
+}
+
+/* A removed store: meta.db maps topic t's queue to store 0, whose directory
+ * is gone. The open refuses, naming the store and how to accept the loss;
+ * accepting it moves the queue's end past every offset the metadata knows
+ * was used (here a group's committed offset), so no consumer that committed
+ * past an offset ever sees it handed out again, and reads of the lost
+ * offsets say so. */
+static void test_removed_store(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_t *d = dd_open(dir, 1, 0, NULL, 0, err);
+    dd_fill(d);
+    rn_meta_topic_t t;
+    rn_meta_t *m = rn_datadir_meta_lock(d);
+    assert_int_equal(rn_meta_topic_get(m, "t", &t, err), 0);
+    rn_meta_offset_t off = {.topic_id = t.id, .queue = 0, .offset = 8};
+    assert_int_equal(rn_meta_offsets_commit(m, "g", &off, 1, err), 0);
+    rn_datadir_meta_unlock(d);
+    assert_int_equal(rn_datadir_close(d), 0);
+    char st[600];
+    snprintf(st, sizeof st, "%s/stores/0", dir);
+    assert_int_equal(rn_test_rmtree(st), 0);
+
+    d = dd_open(dir, 0, 0, NULL, RN_ECORRUPT, err);
+    assert_null(d);
+    assert_non_null(strstr(err, "store 0"));
+    assert_non_null(strstr(err, "runnel store repair --accept-loss"));
+
+    reports_t rep = {0};
+    d = dd_open(dir, 0, 1, &rep, 0, err);
+    assert_int_equal(rep.warn, 1);
+    assert_non_null(strstr(rep.last, "queue 0 offsets [0, 8) lost"));
+    rn_datadir_queue_t q;
+    assert_int_equal(rn_datadir_queue_open(d, "t", 0, &q, err), 0);
+    rn_datadir_queue_info_t qi;
+    assert_int_equal(rn_datadir_queue_info(d, &q, &qi, err), 0);
+    assert_int_equal(qi.high_watermark, 8);
+    rn_buf_t out = RN_BUF_INIT;
+    uint32_t nb;
+    assert_int_equal(rn_datadir_read(d, &q, 0, 4096, &out, &nb, err), RN_EDAMAGED);
+    if (!strstr(err, "topic 't' queue 0 offsets [0, 8) are lost"))
+        fail_msg("'%s' does not name the lost offsets", err);
+    rn_buf_free(&out);
+    rn_test_records_t spec = {.prefix = "r", .first = 8, .n = 1, .ts0 = 1000, .ts_step = 1};
+    rn_batch_builder_t b;
+    const uint8_t *batch;
+    size_t len;
+    rn_test_batch_build(&b, &spec, &batch, &len);
+    int64_t base;
+    uint64_t ticket;
+    assert_int_equal(rn_datadir_append(d, &q, batch, len, &base, &ticket, err), 0);
+    assert_int_equal(base, 8);                       /* not 0: nothing committed is reused */
+    rn_batch_builder_destroy(&b);
+    rn_datadir_queue_close(&q);
+    assert_int_equal(rn_datadir_close(d), 0);
+    /* Accepted once: later opens are plain. */
+    d = dd_open(dir, 0, 0, NULL, 0, err);
+    assert_int_equal(rn_datadir_close(d), 0);
+    rn_test_tmpdir_free(dir);
+}
+
 /* Every test starts with the real system calls (rn_test_reset_sys), even
  * after a failed one. */
 int main(void)
@@ -661,6 +1232,7 @@ int main(void)
         cmocka_unit_test_setup(test_zeroed_tail, rn_test_reset_sys),
         cmocka_unit_test_setup(test_bad_header_crc_last_entry, rn_test_reset_sys),
         cmocka_unit_test_setup(test_bad_batch_crc_last_entries, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_bad_batch_crc_before_last_entry, rn_test_reset_sys),
         cmocka_unit_test_setup(test_bad_base_offset, rn_test_reset_sys),
         cmocka_unit_test_setup(test_missing_index_dir, rn_test_reset_sys),
         cmocka_unit_test_setup(test_damaged_index_unit_middle, rn_test_reset_sys),
@@ -673,6 +1245,16 @@ int main(void)
         cmocka_unit_test_setup(test_clean_marker_but_entry_lost, rn_test_reset_sys),
         cmocka_unit_test_setup(test_clean_reopen, rn_test_reset_sys),
         cmocka_unit_test_setup(test_missing_middle_segment, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_flipped_record_byte_mid_log, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_flipped_header_byte_mid_log, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_flipped_record_byte_no_checkpoint, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_flipped_header_byte_no_checkpoint, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_truncated_segment, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_deleted_segment, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_emptied_segment, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_read_stops_before_damage, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_datadir_names_damage, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_removed_store, rn_test_reset_sys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,7 +25,8 @@
  *  1. rn_log_open returns 0, or a negative code with a non-empty errmsg.
  *  2. After a successful open, for every queue: log_start <= high watermark;
  *     walking from log_start, the batch containing each expected offset
- *     starts exactly there (dense offsets) and has >= 1 record; rn_log_read
+ *     starts exactly there (dense offsets) and has >= 1 record; a batch
+ *     recovery marked damaged reads as RN_EDAMAGED with a message; rn_log_read
  *     returns exactly that batch (its size, its base offset) or RN_ECORRUPT
  *     with a message (an entry before the recovery point is trusted, not
  *     re-verified, so damage there is reported at read time); the walk ends
@@ -33,7 +34,8 @@
  *     [log_start, hw], or RN_ECORRUPT / RN_EFORMAT / RN_ETOOBIG from decoding
  *     a damaged batch, with a message.
  *  3. When the input has no valid checkpoint, recovery verified every entry:
- *     no read fails and every batch passes rn_batch_validate.
+ *     no read of a batch not marked damaged fails, and every such batch
+ *     passes rn_batch_validate.
  *  4. An append continues at the high watermark; after a clean close, a
  *     reopen finds the marker, scans and drops nothing, and shows the same
  *     queues, log starts and high watermarks.
@@ -210,10 +212,19 @@ static void walk(rn_log_t *log, int strict, qstate_t *qs, size_t cap, size_t *nq
             err[0] = '\0';
             CHECK(rn_log_lookup_offset(log, ids[k], e, &ref, err) == 0);
             CHECK(ref.base_offset == e && ref.record_count >= 1);
-            CHECK(ref.size >= RN_BATCH_HEADER_SIZE && ref.size <= RN_BATCH_MAX_BYTES);
             buf.len = 0;
             uint32_t nb = 0;
-            int rc = rn_log_read(log, ids[k], e, 0, &buf, &nb, err);
+            int rc;
+            if (ref.damaged) {
+                /* Marked by recovery: reads name it, the walk goes past. */
+                rc = rn_log_read(log, ids[k], e, 0, &buf, &nb, err);
+                CHECK(rc == RN_EDAMAGED && nb == 0 && err[0] != '\0');
+                e += ref.record_count;
+                batches++;
+                continue;
+            }
+            CHECK(ref.size >= RN_BATCH_HEADER_SIZE && ref.size <= RN_BATCH_MAX_BYTES);
+            rc = rn_log_read(log, ids[k], e, 0, &buf, &nb, err);
             if (rc == 0) {
                 CHECK(nb == 1 && buf.len == ref.size);
                 int64_t base = 0;

@@ -304,6 +304,9 @@ int main(int argc, char **argv)
         VARIANT("clean-marker-wrong-end", { int i = find(&v, 3, 0); if (i >= 0) v.c[i].p[8] ^= 0x10; });
         VARIANT("last-entry-flipped", { chunk_t *c = &v.c[last_seg]; if (c->n > 40) c->p[c->n - 20] ^= 0x40; });
         VARIANT("torn-tail", { chunk_t *c = &v.c[last_seg]; if (c->n > 30) c->n -= 25; });
+        /* Damage with intact entries after it: stepped over, marked damaged. */
+        VARIANT("mid-entry-flipped", { chunk_t *c = &v.c[last_seg]; if (c->n > 400) c->p[c->n / 2] ^= 0x40; });
+        VARIANT("mid-header-flipped", { chunk_t *c = &v.c[0]; if (c->n > 2) c->p[1] ^= 0x01; });
         VARIANT("garbage-tail", {
             chunk_t *c = &v.c[last_seg];
             uint8_t *g = realloc(c->p, c->n + 64);
@@ -320,6 +323,48 @@ int main(int argc, char **argv)
         VARIANT("index-name-mismatch", { int i = find(&v, 1, 1); if (i >= 0) v.c[i].arg |= 4; });
         VARIANT("index-truncated", { int i = find(&v, 1, 1); if (i >= 0 && v.c[i].n > 70) { v.c[i].n = 70; v.c[i].arg &= (uint8_t)~8; } });
 #undef VARIANT
+        release(&pk);
+    }
+    /* A store whose index already marks a damaged batch (RN_IDX_DAMAGED):
+     * crashed, a record byte of an entry mid-way through the last segment
+     * flipped, reopened (recovery marks it) and closed. */
+    {
+        make_store(store, 30, RN_BATCH_CODEC_NONE, 1);
+        char path[PATH_MAX * 2 + 32], cl[PATH_MAX + 16];
+        snprintf(cl, sizeof cl, "%s/commitlog", store);
+        char *names[64];
+        int nn = list(cl, names, 64);
+        if (nn > 0) {
+            snprintf(path, sizeof path, "%s/%s", cl, names[nn - 1]);
+            size_t n;
+            uint8_t *b = slurp(path, &n);
+            size_t at = 0, second = 0;
+            for (int k = 0; k < 2 && at + 16 <= n; k++) {
+                uint32_t len = (uint32_t)b[at] | (uint32_t)b[at + 1] << 8 |
+                               (uint32_t)b[at + 2] << 16 | (uint32_t)b[at + 3] << 24;
+                if (len == 0) break;
+                if (k == 1) second = at;
+                at += 16 + len;
+            }
+            free(b);
+            if (second > 0) {
+                int fd = open(path, O_RDWR);
+                uint8_t x;
+                if (fd < 0 || pread(fd, &x, 1, (off_t)(second + 40)) != 1) die("read segment");
+                x ^= 0x10;
+                if (pwrite(fd, &x, 1, (off_t)(second + 40)) != 1) die("write segment");
+                close(fd);
+            }
+            for (int k = 0; k < nn; k++) free(names[k]);
+        }
+        rn_log_opts_t o;
+        opts(&o);
+        rn_log_t *log;
+        char err[RN_ERRMSG_SIZE];
+        if (rn_log_open(store, &o, &log, err) != 0) die(err);
+        if (rn_log_close(log) != 0) die("close");
+        pack(store, &pk);
+        emit(out, "seed-damaged-marked", &pk);
         release(&pk);
     }
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
