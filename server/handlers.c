@@ -156,6 +156,8 @@ int rn_hd_fail(rn_status_t *st, int rc, const char *msg) { return fail_rc(st, rc
 
 rn_datadir_t *rn_hd_datadir(rn_hd_t *h) { return h->d; }
 
+const rn_hd_opts_t *rn_hd_opts(rn_hd_t *h) { return &h->o; }
+
 void rn_hd_set_pipelines(rn_hd_t *h, struct rn_pl *pl) { h->pipelines = pl; }
 
 struct rn_pl *rn_hd_pipelines(rn_hd_t *h) { return h->pipelines; }
@@ -169,6 +171,7 @@ void rn_hd_opts_default(rn_hd_opts_t *o)
     o->holder = "runneld";
     o->fetch_default_bytes = 1u << 20;
     o->fetch_max_bytes = 16u << 20;
+    o->query_max_steps = RN_QUERY_DEFAULT_STEPS;
 }
 
 int rn_hd_open(const char *dir, const rn_hd_opts_t *o, rn_hd_t **out, char *errmsg)
