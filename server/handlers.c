@@ -29,6 +29,7 @@
 
 #include "batch/batch.h"
 #include "common/error.h"
+#include "common/sys.h"
 #include "logical-queues/datadir.h"
 #include "logical-queues/group.h"
 #include "logical-queues/meta.h"
@@ -172,6 +173,7 @@ void rn_hd_opts_default(rn_hd_opts_t *o)
     o->fetch_default_bytes = 1u << 20;
     o->fetch_max_bytes = 16u << 20;
     o->query_max_steps = RN_QUERY_DEFAULT_STEPS;
+    o->producer_expiry_ms = RN_PSTATE_DEFAULT_EXPIRY_MS;
 }
 
 int rn_hd_open(const char *dir, const rn_hd_opts_t *o, rn_hd_t **out, char *errmsg)
@@ -290,6 +292,7 @@ static int qent_get(rn_hd_t *h, const char *topic, uint32_t queue, rn_qent_t **o
     }
     snprintf(ne->topic, sizeof ne->topic, "%s", topic);
     ne->queue = queue;
+    ne->ps.expire_ms = h->o.producer_expiry_ms;
     pthread_mutex_init(&ne->mu, NULL);
     pthread_mutex_init(&ne->pmu, NULL);
     ne->pool[ne->npool++] = q;
@@ -375,7 +378,7 @@ static int pstate_load(rn_hd_t *h, rn_qent_t *e, rn_datadir_queue_t *q, rn_statu
         n++;
     }
     for (size_t i = n; i-- > 0;) {
-        rc = rn_pstate_record(&e->ps, &hdrs[i], hdrs[i].base_offset, 0);
+        rc = rn_pstate_record(&e->ps, &hdrs[i], hdrs[i].base_offset, 0, rn_sys.now_ms());
         if (rc != 0) goto out;
     }
     e->ps_loaded = 1;
@@ -441,6 +444,7 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
     pthread_mutex_lock(&e->mu);
     locked = 1;
     if (!e->ps_loaded && pstate_load(h, e, q, st) != 0) goto out;
+    const int64_t now = rn_sys.now_ms();
     for (size_t i = 0; i < n; i++) {
         rn_pbatch_t d;
         rn_status_t cst;
@@ -470,7 +474,7 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
         p->tickets[p->ntickets++] = t;
         p->stored++;
         p->bytes += b->len;
-        if (rn_pstate_record(&e->ps, &hdrs[i], p->base[i], t) != 0) { OOM(st); goto out; }
+        if (rn_pstate_record(&e->ps, &hdrs[i], p->base[i], t, now) != 0) { OOM(st); goto out; }
     }
     for (size_t i = 0; i < n; i++) p->dups += p->dup[i] ? 1 : 0;
     rc = 0;

@@ -57,6 +57,9 @@ typedef struct rn_hd_opts {
      * that reads no stream), and result rows of one query. */
     uint64_t      query_max_steps;       /* default RN_QUERY_DEFAULT_STEPS */
     uint64_t      query_max_rows;        /* default 0 */
+    /* A producer's sequence state on a queue is dropped after this long
+     * without a batch there (Kafka's producer.id.expiration.ms); 0 never. */
+    int64_t       producer_expiry_ms;    /* default RN_PSTATE_DEFAULT_EXPIRY_MS */
 } rn_hd_opts_t;
 
 /* About 2-10 s of CPU: far beyond a batch's worth of expressions, and what

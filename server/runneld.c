@@ -5,7 +5,7 @@
  *   runneld --data DIR [--listen HOST:PORT] [--fsync always|group|interval:MS|never]
  *           [--log-level error|warn|info|debug] [--max-batch-bytes N] [--threads N]
  *           [--port-file FILE] [--pipelines FILE] [--max-produces N] [--max-queries N]
- *           [--query-max-steps N] [--query-max-rows N]
+ *           [--query-max-steps N] [--query-max-rows N] [--producer-expiry-ms MS]
  *
  * Invariants:
  *  1. The data directory is opened (and locked) before the port is bound, and
@@ -49,7 +49,7 @@ static const char usage[] =
     "usage: runneld --data DIR [--listen HOST:PORT] [--fsync always|group|interval:MS|never]\n"
     "               [--log-level error|warn|info|debug] [--max-batch-bytes N] [--threads N]\n"
     "               [--port-file FILE] [--pipelines FILE] [--max-produces N] [--max-queries N]\n"
-    "               [--query-max-steps N] [--query-max-rows N]\n"
+    "               [--query-max-steps N] [--query-max-rows N] [--producer-expiry-ms MS]\n"
     "\n"
     "Serves the runnel.v1.Runnel gRPC service (proto/runnel.proto) over DIR, which it\n"
     "creates when absent and locks while it runs (use `runnel --server HOST:PORT` then).\n"
@@ -65,6 +65,8 @@ static const char usage[] =
     "  --query-max-steps N  virtual-machine instructions one step of a query may run (one\n"
     "                     batch, or a whole statement; default 2000000000, 0 = no limit)\n"
     "  --query-max-rows N result rows one query may return (default 0 = no limit)\n"
+    "  --producer-expiry-ms MS  forget a producer's sequences on a queue after MS without a\n"
+    "                     batch there (default 86400000, one day; 0 = never)\n"
     "SIGINT/SIGTERM: stop accepting, finish in-flight calls, fsync, exit 0.\n";
 
 typedef struct daemon {
@@ -179,7 +181,7 @@ static int parse_u64(const char *flag, const char *s, uint64_t *out)
 int main(int argc, char **argv)
 {
     enum { OPT_DATA = 0x100, OPT_LISTEN, OPT_FSYNC, OPT_LEVEL, OPT_MAXB, OPT_THREADS, OPT_PORTFILE,
-           OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS };
+           OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS, OPT_PEXPIRY };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -193,6 +195,7 @@ int main(int argc, char **argv)
         {"max-queries", required_argument, NULL, OPT_MAXQ},
         {"query-max-steps", required_argument, NULL, OPT_QSTEPS},
         {"query-max-rows", required_argument, NULL, OPT_QROWS},
+        {"producer-expiry-ms", required_argument, NULL, OPT_PEXPIRY},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -240,6 +243,12 @@ int main(int argc, char **argv)
         case OPT_QROWS:
             if (parse_u64("--query-max-rows", optarg, &ho.query_max_rows)) return 2;
             break;
+        case OPT_PEXPIRY: {
+            uint64_t v;
+            if (parse_u64("--producer-expiry-ms", optarg, &v)) return 2;
+            ho.producer_expiry_ms = v > INT64_MAX ? INT64_MAX : (int64_t)v;
+            break;
+        }
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
