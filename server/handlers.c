@@ -24,6 +24,10 @@
  *     (rn_datadir_meta_lock), never across a call that waits for I/O.
  *  5. Logic lives in the core: topics, remaps, offsets, resets, checkpoints
  *     go through the same functions the embedded commands use.
+ *  6. A batch whose largest record timestamp is more than o.max_ts_ahead_ms
+ *     ahead of the broker clock is refused (not clamped: the batch is stored
+ *     as received, CRC and all), like any invalid batch, before anything of
+ *     the request is stored; it would hold up time-based retention.
  */
 #include "server/handlers.h"
 
@@ -174,6 +178,7 @@ void rn_hd_opts_default(rn_hd_opts_t *o)
     o->fetch_max_bytes = 16u << 20;
     o->query_max_steps = RN_QUERY_DEFAULT_STEPS;
     o->producer_expiry_ms = RN_PSTATE_DEFAULT_EXPIRY_MS;
+    o->max_ts_ahead_ms = RN_HD_DEFAULT_TS_AHEAD_MS;
 }
 
 int rn_hd_open(const char *dir, const rn_hd_opts_t *o, rn_hd_t **out, char *errmsg)
@@ -430,6 +435,7 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
     p->tickets = calloc(n, sizeof *p->tickets);
     if (!hdrs || !news || !p->base || !p->dup || !p->tickets) { OOM(st); goto out; }
     /* Invariant 1: every batch is checked before anything is stored. */
+    const int64_t wall = rn_sys.now_ms();
     for (size_t i = 0; i < n; i++) {
         const ProtobufCBinaryData *b = &req->batches[i];
         int v = rn_batch_validate(b->data, b->len, &h->lim, 1, &hdrs[i], err);
@@ -437,6 +443,19 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
             fail(st, v == RN_ETOOBIG ? RN_ST_RESOURCE_EXHAUSTED : RN_ST_INVALID_ARGUMENT,
                  "batch %zu of %zu (%zu bytes): %s", i + 1, n, b->len,
                  err[0] ? err : rn_strerror(v));
+            goto out;
+        }
+        /* Invariant 6. */
+        int64_t ahead = 0;
+        int far = h->o.max_ts_ahead_ms > 0 &&
+                  (__builtin_sub_overflow(hdrs[i].max_timestamp, wall, &ahead)
+                       ? hdrs[i].max_timestamp > wall : ahead > h->o.max_ts_ahead_ms);
+        if (far) {
+            fail(st, RN_ST_INVALID_ARGUMENT, "batch %zu of %zu: a record timestamp (%lld) is "
+                 "more than %lld ms ahead of the broker clock (%lld): refused, as runneld "
+                 "--max-timestamp-ahead-ms says (Kafka's message.timestamp.after.max.ms); "
+                 "nothing was stored", i + 1, n, (long long)hdrs[i].max_timestamp,
+                 (long long)h->o.max_ts_ahead_ms, (long long)wall);
             goto out;
         }
     }

@@ -60,7 +60,13 @@ typedef struct rn_hd_opts {
     /* A producer's sequence state on a queue is dropped after this long
      * without a batch there (Kafka's producer.id.expiration.ms); 0 never. */
     int64_t       producer_expiry_ms;    /* default RN_PSTATE_DEFAULT_EXPIRY_MS */
+    /* A batch whose largest record timestamp is more than this ahead of the
+     * broker clock is refused (INVALID_ARGUMENT, nothing stored; Kafka's
+     * message.timestamp.after.max.ms). 0 = no check. */
+    int64_t       max_ts_ahead_ms;       /* default RN_HD_DEFAULT_TS_AHEAD_MS */
 } rn_hd_opts_t;
+
+#define RN_HD_DEFAULT_TS_AHEAD_MS 3600000LL   /* one hour, as Kafka 4 */
 
 /* About 2-10 s of CPU: far beyond a batch's worth of expressions, and what
  * stops a statement that would never end (a recursive CTE). */

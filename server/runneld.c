@@ -6,6 +6,7 @@
  *           [--log-level error|warn|info|debug] [--max-batch-bytes N] [--threads N]
  *           [--port-file FILE] [--pipelines FILE] [--max-produces N] [--max-queries N]
  *           [--query-max-steps N] [--query-max-rows N] [--producer-expiry-ms MS]
+ *           [--max-timestamp-ahead-ms MS]
  *
  * Invariants:
  *  1. The data directory is opened (and locked) before the port is bound, and
@@ -50,6 +51,7 @@ static const char usage[] =
     "               [--log-level error|warn|info|debug] [--max-batch-bytes N] [--threads N]\n"
     "               [--port-file FILE] [--pipelines FILE] [--max-produces N] [--max-queries N]\n"
     "               [--query-max-steps N] [--query-max-rows N] [--producer-expiry-ms MS]\n"
+    "               [--max-timestamp-ahead-ms MS]\n"
     "\n"
     "Serves the runnel.v1.Runnel gRPC service (proto/runnel.proto) over DIR, which it\n"
     "creates when absent and locks while it runs (use `runnel --server HOST:PORT` then).\n"
@@ -67,6 +69,8 @@ static const char usage[] =
     "  --query-max-rows N result rows one query may return (default 0 = no limit)\n"
     "  --producer-expiry-ms MS  forget a producer's sequences on a queue after MS without a\n"
     "                     batch there (default 86400000, one day; 0 = never)\n"
+    "  --max-timestamp-ahead-ms MS  refuse a batch with a record timestamp more than MS\n"
+    "                     ahead of the broker clock (default 3600000; 0 = no check)\n"
     "SIGINT/SIGTERM: stop accepting, finish in-flight calls, fsync, exit 0.\n";
 
 typedef struct daemon {
@@ -181,7 +185,7 @@ static int parse_u64(const char *flag, const char *s, uint64_t *out)
 int main(int argc, char **argv)
 {
     enum { OPT_DATA = 0x100, OPT_LISTEN, OPT_FSYNC, OPT_LEVEL, OPT_MAXB, OPT_THREADS, OPT_PORTFILE,
-           OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS, OPT_PEXPIRY };
+           OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS, OPT_PEXPIRY, OPT_TSAHEAD };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -196,6 +200,7 @@ int main(int argc, char **argv)
         {"query-max-steps", required_argument, NULL, OPT_QSTEPS},
         {"query-max-rows", required_argument, NULL, OPT_QROWS},
         {"producer-expiry-ms", required_argument, NULL, OPT_PEXPIRY},
+        {"max-timestamp-ahead-ms", required_argument, NULL, OPT_TSAHEAD},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -247,6 +252,12 @@ int main(int argc, char **argv)
             uint64_t v;
             if (parse_u64("--producer-expiry-ms", optarg, &v)) return 2;
             ho.producer_expiry_ms = v > INT64_MAX ? INT64_MAX : (int64_t)v;
+            break;
+        }
+        case OPT_TSAHEAD: {
+            uint64_t v;
+            if (parse_u64("--max-timestamp-ahead-ms", optarg, &v)) return 2;
+            ho.max_ts_ahead_ms = v > INT64_MAX ? INT64_MAX : (int64_t)v;
             break;
         }
         case 'h': fputs(usage, stdout); return 0;

@@ -12,7 +12,9 @@
  *    thread leaves: the one --max-queries slot is free again) and SIGTERM
  *    stops a broker running one (exit 0, promptly);
  *  - more produce requests in the broker than --max-produces are refused with
- *    RESOURCE_EXHAUSTED, storing nothing, and the others are stored whole.
+ *    RESOURCE_EXHAUSTED, storing nothing, and the others are stored whole;
+ *  - a batch stamped far in the future (past --max-timestamp-ahead-ms) is
+ *    refused, storing nothing of its request.
  */
 #include "tests/test_server.h"
 #include "server/status.h"
@@ -277,6 +279,53 @@ static void test_produce_cap(void **state)
     served_still(s);
 }
 
+/* One batch of n records stamped ts (ms). */
+static void ts_batch(batch_t *out, int64_t ts, int n)
+{
+    rn_batch_builder_t b;
+    rn_batch_opts_t o;
+    rn_batch_opts_default(&o);
+    assert_int_equal(rn_batch_builder_init(&b, &o), 0);
+    for (int i = 0; i < n; i++) {
+        rn_record_t r = {ts, 0, NULL, -1, (const uint8_t *)"v", 1, NULL, 0};
+        assert_int_equal(rn_batch_builder_add(&b, &r), 0);
+    }
+    const uint8_t *p;
+    assert_int_equal(rn_batch_builder_finish(&b, &p, &out->len), 0);
+    out->data = malloc(out->len);
+    assert_non_null(out->data);
+    memcpy(out->data, p, out->len);
+    rn_batch_builder_destroy(&b);
+}
+
+/* The reproduction: one batch stamped 10 years ahead held up time-based
+ * retention for the whole store. The broker refuses a record timestamp more
+ * than --max-timestamp-ahead-ms (default one hour) ahead of its clock, storing
+ * nothing of the request; a little ahead (clock skew) is fine. */
+static void test_future_timestamp_refused(void **state)
+{
+    srv_t *s = *state;
+    create_topic(s, "f", 1);
+    int64_t now = rn_sys.now_ms();
+    batch_t ok, far;
+    ts_batch(&ok, now + 60000, 2);
+    ts_batch(&far, now + 10 * 365 * 86400000LL, 2);
+    batch_t both[2] = {ok, far};
+    int status;
+    char err[RN_ERRMSG_SIZE];
+    assert_int_not_equal(produce_err(s, "f", 0, both, 2, &status, err), 0);
+    assert_int_equal(status, RN_ST_INVALID_ARGUMENT);
+    if (!strstr(err, "batch 2 of 2: a record timestamp") ||
+        !strstr(err, "more than 3600000 ms ahead of the broker clock") ||
+        !strstr(err, "--max-timestamp-ahead-ms") || !strstr(err, "nothing was stored"))
+        fail_msg("unexpected message: %s", err);
+    assert_int_equal(hwm_of(s, "f", 0), 0);
+    assert_int_equal(produce(s, "f", 0, &ok, 1, 0, NULL, NULL, NULL), 0);
+    assert_int_equal(hwm_of(s, "f", 0), 2);
+    batch_free(&ok);
+    batch_free(&far);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -286,6 +335,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_and_sigterm_stop_endless, setup_nobudget,
                                         srv_teardown),
         cmocka_unit_test_setup_teardown(test_produce_cap, setup_produces, srv_teardown),
+        cmocka_unit_test_setup_teardown(test_future_timestamp_refused, srv_setup, srv_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
