@@ -16,6 +16,14 @@
  *     keeps the same rule: it admits a record only when
  *     rn_batch_bound(records) <= max_bytes, so a finished batch, compressed
  *     or not, never exceeds max_bytes, and its uncompressed form does not either.
+ *     Amplification is capped too (batch.h): decompressed records at most
+ *     max(RN_BATCH_MAX_EXPANSION x compressed, RN_BATCH_EXPANSION_FLOOR),
+ *     RN_BATCH_MAX_HEADERS headers per record, RN_BATCH_MAX_BATCH_HEADERS per
+ *     batch; the builder refuses or splits what would break them and writes
+ *     uncompressed an LZ4 batch that would expand more. So whatever a batch
+ *     holds, decoding it allocates at most max(64 x its size, 1 MiB) of
+ *     scratch plus RN_BATCH_MAX_HEADERS header slots; validation allocates no
+ *     header slots at all (it walks, as Redis' lpValidateIntegrity).
  *  3. A valid batch has recordCount == lastOffsetDelta + 1 >= 1, record i has
  *     offsetDelta i, every record's length varint equals the bytes its fields
  *     take, no bytes follow the last record, and (CreateTime batches, checked
@@ -275,13 +283,23 @@ void rn_batch_iter_destroy(rn_batch_iter_t *it)
     it->hdr.record_count = -1;
 }
 
+/* The most the records of an LZ4 batch may decompress to, n compressed
+ * bytes (invariant 2). */
+static size_t expansion_cap(size_t n)
+{
+    size_t cap = n > SIZE_MAX / RN_BATCH_MAX_EXPANSION ? SIZE_MAX : n * RN_BATCH_MAX_EXPANSION;
+    return cap < RN_BATCH_EXPANSION_FLOOR ? RN_BATCH_EXPANSION_FLOOR : cap;
+}
+
 /* Decompress one LZ4 frame of n bytes into it->scratch, at most limit bytes.
  * The decompressed size is not known up front (Kafka's frames carry no content
  * size), so this guesses, and when the output fills up it grows the buffer and
  * starts the frame again: growing mid-frame would move the output that linked
- * blocks use as their dictionary. Doubling keeps the total work under 2x. */
+ * blocks use as their dictionary. Doubling keeps the total work under 2x.
+ * limit is the smaller of the batch limit's room and the expansion cap
+ * (invariant 2); by_expansion says which one, for the message. */
 static int lz4_decompress(rn_batch_iter_t *it, const uint8_t *src, size_t n, size_t limit,
-                          char *errmsg)
+                          int by_expansion, char *errmsg)
 {
     if (!it->lz4) {
         LZ4F_dctx *d = NULL;
@@ -321,10 +339,16 @@ static int lz4_decompress(rn_batch_iter_t *it, const uint8_t *src, size_t n, siz
             it->scratch.len = dpos;
             return 0;
         }
-        if (want >= limit)
+        if (want >= limit) {
+            if (by_expansion)
+                return rn_errf(errmsg, RN_ETOOBIG,
+                               "decompressed records exceed %zu bytes: an LZ4 batch may "
+                               "expand at most %ux its %zu compressed bytes (or to %u bytes)",
+                               limit, RN_BATCH_MAX_EXPANSION, n, RN_BATCH_EXPANSION_FLOOR);
             return rn_errf(errmsg, RN_ETOOBIG,
                            "decompressed records exceed %zu bytes (the batch limit less "
                            "the header)", limit);
+        }
         want = want > limit / 2 ? limit : want * 2;
     }
 }
@@ -335,9 +359,12 @@ int rn_batch_iter_reset(rn_batch_iter_t *it, const uint8_t *batch, size_t len, c
     it->pos = it->end = NULL;
     int rc = rn_batch_parse_header(batch, len, &it->lim, &it->hdr, errmsg);
     if (rc != 0) goto fail;
+    it->nheaders = 0;
     if ((it->hdr.attributes & RN_BATCH_CODEC_MASK) == RN_BATCH_CODEC_LZ4) {
-        rc = lz4_decompress(it, batch + RN_BATCH_HEADER_SIZE, len - RN_BATCH_HEADER_SIZE,
-                            it->lim.max_bytes - RN_BATCH_HEADER_SIZE, errmsg);
+        size_t n = len - RN_BATCH_HEADER_SIZE;
+        size_t room = it->lim.max_bytes - RN_BATCH_HEADER_SIZE, cap = expansion_cap(n);
+        rc = lz4_decompress(it, batch + RN_BATCH_HEADER_SIZE, n, cap < room ? cap : room,
+                            cap < room, errmsg);
         if (rc != 0) goto fail;
         it->pos = it->scratch.data;
         it->end = it->scratch.data + it->scratch.len;
@@ -374,7 +401,9 @@ static int reserve_headers(rn_batch_iter_t *it, uint32_t n)
     return 0;
 }
 
-int rn_batch_iter_next(rn_batch_iter_t *it, rn_record_t *rec, char *errmsg)
+/* The next record; with store == 0 its headers are checked but not kept
+ * (rec->headers NULL): the allocation-free walk of validation. */
+static int record_next(rn_batch_iter_t *it, rn_record_t *rec, int store, char *errmsg)
 {
     const int32_t idx = it->index;
     if (it->hdr.record_count < 0)
@@ -432,7 +461,15 @@ int rn_batch_iter_next(rn_batch_iter_t *it, rn_record_t *rec, char *errmsg)
         return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": header count %" PRId32 " is "
                        "invalid (each header takes at least 2 of the %td bytes left)", idx,
                        hcount, rend - p);
-    if (hcount > 0 && reserve_headers(it, (uint32_t)hcount) != 0) return -ENOMEM;
+    if ((uint32_t)hcount > RN_BATCH_MAX_HEADERS)
+        return rn_errf(errmsg, RN_ETOOBIG, "record %" PRId32 ": %" PRId32 " headers, over the "
+                       "limit of %u headers per record", idx, hcount, RN_BATCH_MAX_HEADERS);
+    if (it->nheaders + (uint32_t)hcount > RN_BATCH_MAX_BATCH_HEADERS)
+        return rn_errf(errmsg, RN_ETOOBIG, "record %" PRId32 ": its %" PRId32 " headers take "
+                       "the batch past the limit of %u headers per batch", idx, hcount,
+                       RN_BATCH_MAX_BATCH_HEADERS);
+    it->nheaders += (uint32_t)hcount;
+    if (store && hcount > 0 && reserve_headers(it, (uint32_t)hcount) != 0) return -ENOMEM;
     for (int32_t i = 0; i < hcount; i++) {
         int32_t hk, hv;
         if ((vrc = get_varint32(&p, rend, &hk)) != 0)
@@ -441,8 +478,10 @@ int rn_batch_iter_next(rn_batch_iter_t *it, rn_record_t *rec, char *errmsg)
             return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": header %" PRId32 " key "
                            "length %" PRId32 " is invalid (0 up to the %td bytes left; header "
                            "keys are never null)", idx, i, hk, rend - p);
-        it->hbuf[i].key = p;
-        it->hbuf[i].key_len = (uint32_t)hk;
+        if (store) {
+            it->hbuf[i].key = p;
+            it->hbuf[i].key_len = (uint32_t)hk;
+        }
         p += hk;
         if ((vrc = get_varint32(&p, rend, &hv)) != 0)
             return varint_err(errmsg, vrc, idx, "header value length");
@@ -450,8 +489,10 @@ int rn_batch_iter_next(rn_batch_iter_t *it, rn_record_t *rec, char *errmsg)
             return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": header %" PRId32 " value "
                            "length %" PRId32 " is invalid (-1 for null, or up to the %td bytes "
                            "left)", idx, i, hv, rend - p);
-        it->hbuf[i].value = hv >= 0 ? p : NULL;
-        it->hbuf[i].value_len = hv;
+        if (store) {
+            it->hbuf[i].value = hv >= 0 ? p : NULL;
+            it->hbuf[i].value_len = hv;
+        }
         if (hv > 0) p += hv;
     }
     if (p != rend)
@@ -474,11 +515,16 @@ int rn_batch_iter_next(rn_batch_iter_t *it, rn_record_t *rec, char *errmsg)
     rec->key_len = klen;
     rec->value = value;
     rec->value_len = vlen;
-    rec->headers = hcount > 0 ? it->hbuf : NULL;
+    rec->headers = store && hcount > 0 ? it->hbuf : NULL;
     rec->header_count = (uint32_t)hcount;
     it->pos = rend;
     it->index = idx + 1;
     return 1;
+}
+
+int rn_batch_iter_next(rn_batch_iter_t *it, rn_record_t *rec, char *errmsg)
+{
+    return record_next(it, rec, 1, errmsg);
 }
 
 /* ---- validation ----------------------------------------------------------- */
@@ -499,7 +545,7 @@ int rn_batch_validate(const uint8_t *buf, size_t len, const rn_batch_limits_t *l
         int64_t max_ts = INT64_MIN;
         rn_batch_iter_init(&it, lim);
         rc = rn_batch_iter_reset(&it, buf, len, errmsg);
-        while (rc == 0 && (rc = rn_batch_iter_next(&it, &rec, errmsg)) == 1) {
+        while (rc == 0 && (rc = record_next(&it, &rec, 0, errmsg)) == 1) {
             if (rec.timestamp > max_ts) max_ts = rec.timestamp;
             rc = 0;
         }
@@ -587,6 +633,7 @@ void rn_batch_builder_reset(rn_batch_builder_t *b)
     b->records.len = RN_BATCH_HEADER_SIZE;
     b->out.len = 0;
     b->count = 0;
+    b->nheaders = 0;
     b->first_ts = b->max_ts = 0;
 }
 
@@ -651,7 +698,10 @@ int rn_batch_builder_add(rn_batch_builder_t *b, const rn_record_t *r)
     size_t total = body == SIZE_MAX ? SIZE_MAX : uvarint_size(zz32((int32_t)body)) + body;
     size_t recs = b->records.len - RN_BATCH_HEADER_SIZE;
 
-    if (b->count > 0 && (uint32_t)b->count >= b->opts.max_records) return RN_EFULL;
+    if (r->header_count > RN_BATCH_MAX_HEADERS) return RN_ETOOBIG;
+    if (b->count > 0 && ((uint32_t)b->count >= b->opts.max_records ||
+                         b->nheaders + r->header_count > RN_BATCH_MAX_BATCH_HEADERS))
+        return RN_EFULL;
     if (total == SIZE_MAX || rn_batch_bound(recs + total, b->opts.codec) > max) {
         /* Would it fit as the only record of a batch (deltas 0)? */
         size_t alone = record_body_size(r, 0, 0, max);
@@ -689,16 +739,23 @@ int rn_batch_builder_add(rn_batch_builder_t *b, const rn_record_t *r)
         b->max_ts = r->timestamp;
     }
     b->count++;
+    b->nheaders += r->header_count;
     b->out.len = 0;      /* a finished LZ4 batch no longer matches */
     return 0;
+}
+
+/* Bytes of the encoded records, uncompressed. */
+static size_t src_n_of(const rn_batch_builder_t *b)
+{
+    return b->records.len - RN_BATCH_HEADER_SIZE;
 }
 
 int rn_batch_builder_finish(rn_batch_builder_t *b, const uint8_t **out, size_t *len)
 {
     if (b->count == 0) return RN_EINVAL;       /* Kafka batches hold >= 1 record */
-    uint8_t *batch;
-    size_t total;
-    int16_t attrs;
+    uint8_t *batch = NULL;
+    size_t total = 0;
+    int16_t attrs = RN_BATCH_CODEC_NONE;
     if (b->opts.codec == RN_BATCH_CODEC_LZ4) {
         LZ4F_preferences_t prefs;
         lz4_prefs(&prefs);
@@ -714,7 +771,14 @@ int rn_batch_builder_finish(rn_batch_builder_t *b, const uint8_t **out, size_t *
         batch = b->out.data;
         total = b->out.len;
         attrs = RN_BATCH_CODEC_LZ4;
-    } else {
+    }
+    if (attrs == RN_BATCH_CODEC_LZ4 && src_n_of(b) > expansion_cap(total - RN_BATCH_HEADER_SIZE)) {
+        /* Readers would refuse to expand it this much (invariant 2): send
+         * it as it is, which the add-time bound lets fit max_bytes. */
+        b->out.len = 0;
+        attrs = RN_BATCH_CODEC_NONE;
+    }
+    if (attrs == RN_BATCH_CODEC_NONE) {
         batch = b->records.data;
         total = b->records.len;
         attrs = RN_BATCH_CODEC_NONE;

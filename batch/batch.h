@@ -29,8 +29,10 @@
  *   Varints are zigzag-encoded, as protobuf's sint32/sint64.
  *
  * Limits: every batch this module accepts or produces stays within
- * rn_batch_limits_t (bytes of the whole batch, records per batch); decoding
- * never reads outside the given bytes, whatever they hold.
+ * rn_batch_limits_t (bytes of the whole batch, records per batch) and the
+ * fixed caps below (headers, decompressed size); decoding never reads
+ * outside the given bytes, whatever they hold, and never allocates more
+ * than those caps allow.
  */
 #ifndef RN_BATCH_H
 #define RN_BATCH_H
@@ -50,6 +52,17 @@
 /* Hard ceilings; rn_batch_limits_t may only lower them. */
 #define RN_BATCH_MAX_BYTES     (16u << 20)
 #define RN_BATCH_MAX_RECORDS   (1u << 20)
+/* Fixed caps on what a batch may expand to once decoded, so that a small
+ * batch cannot make a reader allocate without bound (batch.c invariant 2):
+ * headers of one record, headers of one batch (every reader that keeps a
+ * batch's records keeps their header arrays), and the decompressed records
+ * of an LZ4 batch: at most RN_BATCH_MAX_EXPANSION times its compressed
+ * records, or RN_BATCH_EXPANSION_FLOOR bytes when that is more (small
+ * batches of repetitive values), and never above the batch limit. */
+#define RN_BATCH_MAX_HEADERS         4096u
+#define RN_BATCH_MAX_BATCH_HEADERS   (1u << 20)
+#define RN_BATCH_MAX_EXPANSION       64u
+#define RN_BATCH_EXPANSION_FLOOR     (1u << 20)
 
 typedef struct rn_batch_limits {
     uint32_t max_bytes;     /* whole batch, header included; 0 = the ceiling */
@@ -105,10 +118,14 @@ typedef struct rn_batch_header {
 int rn_batch_parse_header(const uint8_t *buf, size_t len, const rn_batch_limits_t *lim,
                           rn_batch_header_t *h, char *errmsg);
 
-/* rn_batch_parse_header plus the CRC. With deep != 0 also decodes every record
+/* rn_batch_parse_header plus the CRC. With deep != 0 also walks every record
  * (decompressing if needed) and checks the record count, offset deltas, and
- * that each record's length matches its fields, and (CreateTime batches) that
- * maxTimestamp is the largest record timestamp. errmsg says what was wrong. */
+ * that each record's length matches its fields, the header caps, and
+ * (CreateTime batches) that maxTimestamp is the largest record timestamp.
+ * The walk keeps no per-record or per-header memory: what it allocates is
+ * the decompressed records (bounded as rn_batch_iter_reset says) and the
+ * LZ4 context, freed before it returns. errmsg says what was wrong, naming
+ * the limit when one was hit (RN_ETOOBIG). */
 int rn_batch_validate(const uint8_t *buf, size_t len, const rn_batch_limits_t *lim,
                       int deep, rn_batch_header_t *h, char *errmsg);
 
@@ -132,6 +149,7 @@ typedef struct rn_batch_iter {
     rn_buf_t          scratch;       /* decompressed records */
     rn_header_t      *hbuf;          /* headers of the current record */
     uint32_t          hcap;
+    uint64_t          nheaders;      /* headers of the batch so far */
     void             *lz4;           /* LZ4F decompression context, created on the
                                         first compressed batch, kept until destroy */
 } rn_batch_iter_t;
@@ -141,10 +159,14 @@ void rn_batch_iter_init(rn_batch_iter_t *it, const rn_batch_limits_t *lim);
  * untrusted places call rn_batch_validate first) and decompresses. The
  * decompressed records may not exceed lim.max_bytes - RN_BATCH_HEADER_SIZE
  * bytes (the batch, uncompressed, must fit the same limit as compressed;
- * the builder guarantees it), else RN_ETOOBIG. */
+ * the builder guarantees it), nor RN_BATCH_MAX_EXPANSION times the
+ * compressed records (or RN_BATCH_EXPANSION_FLOOR when more), else
+ * RN_ETOOBIG naming the limit. */
 int  rn_batch_iter_reset(rn_batch_iter_t *it, const uint8_t *batch, size_t len, char *errmsg);
 /* 1 and *rec filled; 0 at the end (after checking the count matched);
- * negative on malformed records, with errmsg. */
+ * negative on malformed records, with errmsg; RN_ETOOBIG when a record has
+ * more than RN_BATCH_MAX_HEADERS headers or the batch more than
+ * RN_BATCH_MAX_BATCH_HEADERS. */
 int  rn_batch_iter_next(rn_batch_iter_t *it, rn_record_t *rec, char *errmsg);
 void rn_batch_iter_destroy(rn_batch_iter_t *it);
 
@@ -166,19 +188,24 @@ typedef struct rn_batch_builder {
     rn_buf_t        records;        /* encoded records, uncompressed */
     rn_buf_t        out;            /* the finished batch */
     int32_t         count;
+    uint32_t        nheaders;       /* headers of the records added */
     int64_t         first_ts, max_ts;
 } rn_batch_builder_t;
 
 int  rn_batch_builder_init(rn_batch_builder_t *b, const rn_batch_opts_t *o);
 /* Append one record. RN_EFULL when the batch already holds records and this
- * one would take it past max_bytes or max_records (finish it and start a
- * new one); RN_ETOOBIG when the record alone cannot fit in any batch. */
+ * one would take it past max_bytes, max_records or RN_BATCH_MAX_BATCH_HEADERS
+ * (finish it and start a new one); RN_ETOOBIG when the record alone cannot
+ * fit in any batch (RN_BATCH_MAX_HEADERS headers at most). */
 int  rn_batch_builder_add(rn_batch_builder_t *b, const rn_record_t *r);
 uint32_t rn_batch_builder_count(const rn_batch_builder_t *b);
 /* Bytes the batch would take uncompressed if finished now. */
 size_t rn_batch_builder_size(const rn_batch_builder_t *b);
 /* Encode header and CRC (compressing first when asked); *out points into the
- * builder and stays valid until the next add, reset or destroy. Base offset 0. */
+ * builder and stays valid until the next add, reset or destroy. Base offset 0.
+ * An LZ4 batch whose records would expand past the decoders' cap
+ * (RN_BATCH_MAX_EXPANSION) is finished uncompressed instead, so every
+ * finished batch passes rn_batch_validate. */
 int  rn_batch_builder_finish(rn_batch_builder_t *b, const uint8_t **out, size_t *len);
 void rn_batch_builder_reset(rn_batch_builder_t *b);   /* empty, same opts */
 void rn_batch_builder_destroy(rn_batch_builder_t *b);

@@ -22,7 +22,9 @@
  *     none: the broker sends rows and final statistics only); it is erased
  *     before any output.
  *  5. The data directory is always closed cleanly (SIGPIPE ignored, Ctrl-C
- *     cancels the running query rather than killing the process). Remote:
+ *     and SIGTERM cancel the running query rather than killing the process,
+ *     even one stuck inside a single statement, such as a recursive CTE:
+ *     rn_sql_cancel interrupts sqlite; exit 130). Remote:
  *     the SIGINT/SIGTERM handler only writes to a pipe; a watcher thread
  *     cancels the running stream (grpc_call_cancel is not
  *     async-signal-safe), so the broker stops the query and the command
@@ -450,6 +452,12 @@ static void run_local(const cfg_t *cfg, out_t *o, const char *sql, size_t len, r
         }
     }
     running = NULL;
+    /* Ctrl-C or SIGTERM interrupted a statement inside its step (rn_sql_cancel):
+     * that is the stop asked for, not a failure (invariant 5). */
+    if (r->rc != 0 && interrupted) {
+        r->rc = 0;
+        r->err[0] = '\0';
+    }
 out:
     out_end(o);
     rn_sql_stats(q, &r->st);

@@ -2539,6 +2539,24 @@ uint64_t rn_log_bytes(rn_log_t *log)
 
 /* ---- retention ------------------------------------------------------------------ */
 
+/* The time age retention judges segment s by: its largest record timestamp,
+ * unless that lies in the future (one batch stamped years ahead raises every
+ * later unit's running maximum and would stop retention for good); then
+ * when the segment was last written (its file's mtime). */
+static int64_t seg_age_ts(const rn_log_t *log, const rn_seg_t *s, int64_t now)
+{
+    if (s->max_ts <= now) return s->max_ts;
+    char name[RN_SEG_NAME_LEN + 1];
+    rn_seg_name(name, s->start);
+    char *path = path_join(log->cl_dir, name);
+    struct stat st;
+    int64_t t = now;                        /* unknown: not old */
+    if (path && stat(path, &st) == 0)
+        t = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+    free(path);
+    return t;
+}
+
 int rn_log_retain(rn_log_t *log, uint32_t *dropped)
 {
     int rc = 0;
@@ -2553,7 +2571,7 @@ int rn_log_retain(rn_log_t *log, uint32_t *dropped)
     while (k + 1 < log->nsegs) {
         const rn_seg_t *s = &log->segs[k];
         if (s->start + s->size > durable) break;   /* not yet behind a recovery point */
-        int by_age = log->o.retention_ms > 0 && s->max_ts < now - log->o.retention_ms;
+        int by_age = log->o.retention_ms > 0 && seg_age_ts(log, s, now) < now - log->o.retention_ms;
         int by_size = log->o.retention_bytes > 0 &&
                       log->write_pos - s->start > log->o.retention_bytes;
         if (!by_age && !by_size) break;

@@ -24,11 +24,16 @@
  *     (rn_datadir_meta_lock), never across a call that waits for I/O.
  *  5. Logic lives in the core: topics, remaps, offsets, resets, checkpoints
  *     go through the same functions the embedded commands use.
+ *  6. A batch whose largest record timestamp is more than o.max_ts_ahead_ms
+ *     ahead of the broker clock is refused (not clamped: the batch is stored
+ *     as received, CRC and all), like any invalid batch, before anything of
+ *     the request is stored; it would hold up time-based retention.
  */
 #include "server/handlers.h"
 
 #include "batch/batch.h"
 #include "common/error.h"
+#include "common/sys.h"
 #include "logical-queues/datadir.h"
 #include "logical-queues/group.h"
 #include "logical-queues/meta.h"
@@ -156,6 +161,8 @@ int rn_hd_fail(rn_status_t *st, int rc, const char *msg) { return fail_rc(st, rc
 
 rn_datadir_t *rn_hd_datadir(rn_hd_t *h) { return h->d; }
 
+const rn_hd_opts_t *rn_hd_opts(rn_hd_t *h) { return &h->o; }
+
 void rn_hd_set_pipelines(rn_hd_t *h, struct rn_pl *pl) { h->pipelines = pl; }
 
 struct rn_pl *rn_hd_pipelines(rn_hd_t *h) { return h->pipelines; }
@@ -169,6 +176,9 @@ void rn_hd_opts_default(rn_hd_opts_t *o)
     o->holder = "runneld";
     o->fetch_default_bytes = 1u << 20;
     o->fetch_max_bytes = 16u << 20;
+    o->query_max_steps = RN_QUERY_DEFAULT_STEPS;
+    o->producer_expiry_ms = RN_PSTATE_DEFAULT_EXPIRY_MS;
+    o->max_ts_ahead_ms = RN_HD_DEFAULT_TS_AHEAD_MS;
 }
 
 int rn_hd_open(const char *dir, const rn_hd_opts_t *o, rn_hd_t **out, char *errmsg)
@@ -287,6 +297,7 @@ static int qent_get(rn_hd_t *h, const char *topic, uint32_t queue, rn_qent_t **o
     }
     snprintf(ne->topic, sizeof ne->topic, "%s", topic);
     ne->queue = queue;
+    ne->ps.expire_ms = h->o.producer_expiry_ms;
     pthread_mutex_init(&ne->mu, NULL);
     pthread_mutex_init(&ne->pmu, NULL);
     ne->pool[ne->npool++] = q;
@@ -372,7 +383,7 @@ static int pstate_load(rn_hd_t *h, rn_qent_t *e, rn_datadir_queue_t *q, rn_statu
         n++;
     }
     for (size_t i = n; i-- > 0;) {
-        rc = rn_pstate_record(&e->ps, &hdrs[i], hdrs[i].base_offset, 0);
+        rc = rn_pstate_record(&e->ps, &hdrs[i], hdrs[i].base_offset, 0, rn_sys.now_ms());
         if (rc != 0) goto out;
     }
     e->ps_loaded = 1;
@@ -424,6 +435,7 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
     p->tickets = calloc(n, sizeof *p->tickets);
     if (!hdrs || !news || !p->base || !p->dup || !p->tickets) { OOM(st); goto out; }
     /* Invariant 1: every batch is checked before anything is stored. */
+    const int64_t wall = rn_sys.now_ms();
     for (size_t i = 0; i < n; i++) {
         const ProtobufCBinaryData *b = &req->batches[i];
         int v = rn_batch_validate(b->data, b->len, &h->lim, 1, &hdrs[i], err);
@@ -433,11 +445,25 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
                  err[0] ? err : rn_strerror(v));
             goto out;
         }
+        /* Invariant 6. */
+        int64_t ahead = 0;
+        int far = h->o.max_ts_ahead_ms > 0 &&
+                  (__builtin_sub_overflow(hdrs[i].max_timestamp, wall, &ahead)
+                       ? hdrs[i].max_timestamp > wall : ahead > h->o.max_ts_ahead_ms);
+        if (far) {
+            fail(st, RN_ST_INVALID_ARGUMENT, "batch %zu of %zu: a record timestamp (%lld) is "
+                 "more than %lld ms ahead of the broker clock (%lld): refused, as runneld "
+                 "--max-timestamp-ahead-ms says (Kafka's message.timestamp.after.max.ms); "
+                 "nothing was stored", i + 1, n, (long long)hdrs[i].max_timestamp,
+                 (long long)h->o.max_ts_ahead_ms, (long long)wall);
+            goto out;
+        }
     }
     if (handle_get(h, e, &q, st) != 0) goto out;
     pthread_mutex_lock(&e->mu);
     locked = 1;
     if (!e->ps_loaded && pstate_load(h, e, q, st) != 0) goto out;
+    const int64_t now = rn_sys.now_ms();
     for (size_t i = 0; i < n; i++) {
         rn_pbatch_t d;
         rn_status_t cst;
@@ -467,7 +493,7 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
         p->tickets[p->ntickets++] = t;
         p->stored++;
         p->bytes += b->len;
-        if (rn_pstate_record(&e->ps, &hdrs[i], p->base[i], t) != 0) { OOM(st); goto out; }
+        if (rn_pstate_record(&e->ps, &hdrs[i], p->base[i], t, now) != 0) { OOM(st); goto out; }
     }
     for (size_t i = 0; i < n; i++) p->dups += p->dup[i] ? 1 : 0;
     rc = 0;

@@ -52,7 +52,25 @@ typedef struct rn_hd_opts {
     const char   *holder;             /* the data directory lock's holder line */
     uint32_t      fetch_default_bytes;   /* max_bytes 0 means this (1 MiB) */
     uint32_t      fetch_max_bytes;       /* larger max_bytes are lowered to this */
+    /* Query budgets (server/query.c), 0 = none: virtual-machine instructions
+     * one step of a query may run (one batch, or the whole of a statement
+     * that reads no stream), and result rows of one query. */
+    uint64_t      query_max_steps;       /* default RN_QUERY_DEFAULT_STEPS */
+    uint64_t      query_max_rows;        /* default 0 */
+    /* A producer's sequence state on a queue is dropped after this long
+     * without a batch there (Kafka's producer.id.expiration.ms); 0 never. */
+    int64_t       producer_expiry_ms;    /* default RN_PSTATE_DEFAULT_EXPIRY_MS */
+    /* A batch whose largest record timestamp is more than this ahead of the
+     * broker clock is refused (INVALID_ARGUMENT, nothing stored; Kafka's
+     * message.timestamp.after.max.ms). 0 = no check. */
+    int64_t       max_ts_ahead_ms;       /* default RN_HD_DEFAULT_TS_AHEAD_MS */
 } rn_hd_opts_t;
+
+#define RN_HD_DEFAULT_TS_AHEAD_MS 3600000LL   /* one hour, as Kafka 4 */
+
+/* About 2-10 s of CPU: far beyond a batch's worth of expressions, and what
+ * stops a statement that would never end (a recursive CTE). */
+#define RN_QUERY_DEFAULT_STEPS 2000000000ull
 
 void rn_hd_opts_default(rn_hd_opts_t *o);
 
@@ -145,6 +163,8 @@ int  rn_hd_queue_hwm(rn_hd_t *h, rn_qent_t *q, int64_t *hwm);
 
 /* The data directory (Query runs the engine on it; server/query.h). */
 rn_datadir_t *rn_hd_datadir(rn_hd_t *h);
+/* The options h was opened with (borrowed while h is open). */
+const rn_hd_opts_t *rn_hd_opts(rn_hd_t *h);
 /* The broker's pipeline runner (server/pipelines.h), set once before the
  * server starts; NULL when none. */
 struct rn_pl;

@@ -19,6 +19,11 @@
  *  3. One engine entry point: every statement (SELECT, EXPLAIN, CREATE /
  *     DROP STREAM, SHOW, DESCRIBE) goes through rn_sql_open / rn_sql_step,
  *     exactly as the embedded `streamsql` runs it, with the same messages.
+ *  4. Bounded work: one rn_query_step runs at most max_steps virtual-machine
+ *     instructions (counted by a progress handler every PROGRESS_OPS; over
+ *     it, sqlite is interrupted) and a query delivers at most max_rows rows;
+ *     either ends the query with RESOURCE_EXHAUSTED naming the runneld flag.
+ *     rn_query_cancel interrupts a statement running inside a step.
  */
 #include "server/query.h"
 
@@ -29,6 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The progress handler runs every PROGRESS_OPS virtual-machine instructions. */
+#define PROGRESS_OPS 10000
+
 struct rn_query {
     rn_sql_t         *sql;
     rn_query_send_fn  send;
@@ -37,6 +45,11 @@ struct rn_query {
     size_t            nrows;
     int               send_failed;
     char              err[RN_ERRMSG_SIZE];   /* a row callback failure */
+    /* budgets (invariant 4) */
+    uint64_t          max_steps, max_rows;
+    uint64_t          steps;        /* instructions of the current step, about */
+    uint64_t          rows;         /* rows delivered so far */
+    int               over_steps;   /* the progress handler interrupted the step */
 };
 
 /* ---- protobuf wire format ----------------------------------------------------- */
@@ -137,6 +150,11 @@ static int send_chunk(rn_query_t *q)
 static int on_row(void *ctx, const rn_sql_value_t *vals, int n)
 {
     rn_query_t *q = ctx;
+    if (q->max_rows && q->rows >= q->max_rows)
+        return rn_errf(q->err, RN_ETOOBIG, "the query reached this broker's limit of %llu "
+                       "result rows (runneld --query-max-rows); add a LIMIT or a narrower WHERE",
+                       (unsigned long long)q->max_rows);
+    q->rows++;
     size_t row = 0;
     for (int i = 0; i < n; i++) {
         size_t vs = value_size(&vals[i]);
@@ -165,6 +183,17 @@ static int on_row(void *ctx, const rn_sql_value_t *vals, int n)
     if (q->nrows >= RN_QUERY_CHUNK_ROWS || q->chunk.len >= RN_QUERY_CHUNK_BYTES)
         return send_chunk(q);
     return 0;
+}
+
+/* ---- budgets (invariant 4) ------------------------------------------------------ */
+
+static int on_progress(void *ctx)
+{
+    rn_query_t *q = ctx;
+    q->steps += PROGRESS_OPS;
+    if (q->steps <= q->max_steps) return 0;
+    q->over_steps = 1;
+    return 1;                                        /* interrupt the statement */
 }
 
 /* ---- the API -------------------------------------------------------------------- */
@@ -201,6 +230,9 @@ int rn_query_open(rn_hd_t *h, const Runnel__V1__QueryRequest *req, rn_query_send
         msg[(size_t)k + n] = '\0';
         return rn_hd_fail(st, rc, msg);
     }
+    q->max_steps = rn_hd_opts(h)->query_max_steps;
+    q->max_rows = rn_hd_opts(h)->query_max_rows;
+    if (q->max_steps) rn_sql_progress(q->sql, PROGRESS_OPS, on_progress, q);
     *out = q;
     return 0;
 }
@@ -236,9 +268,18 @@ int rn_query_step(rn_query_t *q, rn_sql_state_t *state, rn_status_t *st)
 {
     char err[RN_ERRMSG_SIZE] = "";
     q->err[0] = '\0';
+    q->steps = 0;
     int rc = rn_sql_step(q->sql, state, err);
     if (rc == 0) return 0;
     if (q->send_failed) return rn_hd_fail(st, RN_ECLOSED, "the client went away");
+    if (q->over_steps) {
+        char msg[RN_ERRMSG_SIZE];
+        snprintf(msg, sizeof msg, "the query ran more than %llu virtual-machine instructions in "
+                 "one step (one batch, or a whole statement), this broker's limit (runneld "
+                 "--query-max-steps); simplify it (a recursive CTE that never ends?) or raise "
+                 "the limit", (unsigned long long)q->max_steps);
+        return rn_hd_fail(st, RN_ETOOBIG, msg);
+    }
     return rn_hd_fail(st, rc, q->err[0] ? q->err : err);
 }
 

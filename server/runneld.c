@@ -4,7 +4,9 @@
  *
  *   runneld --data DIR [--listen HOST:PORT] [--fsync always|group|interval:MS|never]
  *           [--log-level error|warn|info|debug] [--max-batch-bytes N] [--threads N]
- *           [--port-file FILE] [--pipelines FILE]
+ *           [--port-file FILE] [--pipelines FILE] [--max-produces N] [--max-queries N]
+ *           [--query-max-steps N] [--query-max-rows N] [--producer-expiry-ms MS]
+ *           [--max-timestamp-ahead-ms MS]
  *
  * Invariants:
  *  1. The data directory is opened (and locked) before the port is bound, and
@@ -47,7 +49,9 @@
 static const char usage[] =
     "usage: runneld --data DIR [--listen HOST:PORT] [--fsync always|group|interval:MS|never]\n"
     "               [--log-level error|warn|info|debug] [--max-batch-bytes N] [--threads N]\n"
-    "               [--port-file FILE] [--pipelines FILE]\n"
+    "               [--port-file FILE] [--pipelines FILE] [--max-produces N] [--max-queries N]\n"
+    "               [--query-max-steps N] [--query-max-rows N] [--producer-expiry-ms MS]\n"
+    "               [--max-timestamp-ahead-ms MS]\n"
     "\n"
     "Serves the runnel.v1.Runnel gRPC service (proto/runnel.proto) over DIR, which it\n"
     "creates when absent and locks while it runs (use `runnel --server HOST:PORT` then).\n"
@@ -57,6 +61,16 @@ static const char usage[] =
     "  --threads          completion-queue threads (default 2)\n"
     "  --port-file FILE   write the bound port to FILE once calls are accepted\n"
     "  --pipelines FILE   store its CREATE PIPELINE statements, run every pipeline not paused\n"
+    "  --max-produces N   produce requests in the broker at once (default 1024); more are\n"
+    "                     refused with RESOURCE_EXHAUSTED, storing nothing\n"
+    "  --max-queries N    queries running at once, one thread each (default 64)\n"
+    "  --query-max-steps N  virtual-machine instructions one step of a query may run (one\n"
+    "                     batch, or a whole statement; default 2000000000, 0 = no limit)\n"
+    "  --query-max-rows N result rows one query may return (default 0 = no limit)\n"
+    "  --producer-expiry-ms MS  forget a producer's sequences on a queue after MS without a\n"
+    "                     batch there (default 86400000, one day; 0 = never)\n"
+    "  --max-timestamp-ahead-ms MS  refuse a batch with a record timestamp more than MS\n"
+    "                     ahead of the broker clock (default 3600000; 0 = no check)\n"
     "SIGINT/SIGTERM: stop accepting, finish in-flight calls, fsync, exit 0.\n";
 
 typedef struct daemon {
@@ -162,10 +176,24 @@ static int parse_u32(const char *flag, const char *s, uint32_t lo, uint32_t hi, 
     return 0;
 }
 
+static int parse_u64(const char *flag, const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-') {
+        fprintf(stderr, "runneld: %s must be a number 0..%llu, got '%.40s'\n", flag,
+                (unsigned long long)UINT64_MAX, s);
+        return -1;
+    }
+    *out = (uint64_t)v;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     enum { OPT_DATA = 0x100, OPT_LISTEN, OPT_FSYNC, OPT_LEVEL, OPT_MAXB, OPT_THREADS, OPT_PORTFILE,
-           OPT_PIPELINES };
+           OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS, OPT_PEXPIRY, OPT_TSAHEAD };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -175,12 +203,18 @@ int main(int argc, char **argv)
         {"threads", required_argument, NULL, OPT_THREADS},
         {"port-file", required_argument, NULL, OPT_PORTFILE},
         {"pipelines", required_argument, NULL, OPT_PIPELINES},
+        {"max-produces", required_argument, NULL, OPT_MAXPROD},
+        {"max-queries", required_argument, NULL, OPT_MAXQ},
+        {"query-max-steps", required_argument, NULL, OPT_QSTEPS},
+        {"query-max-rows", required_argument, NULL, OPT_QROWS},
+        {"producer-expiry-ms", required_argument, NULL, OPT_PEXPIRY},
+        {"max-timestamp-ahead-ms", required_argument, NULL, OPT_TSAHEAD},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     char err[RN_ERRMSG_SIZE] = "";
     const char *data = NULL, *listen = "127.0.0.1:7070", *port_file = NULL, *pipelines = NULL;
-    uint32_t threads = 2, maxb = RN_BATCH_MAX_BYTES;
+    uint32_t threads = 2, maxb = RN_BATCH_MAX_BYTES, max_produces = 1024, max_queries = 64;
     rn_hd_opts_t ho;
     rn_hd_opts_default(&ho);
     rn_slog_level_t level = RN_SLOG_INFO;
@@ -210,6 +244,30 @@ int main(int argc, char **argv)
         case OPT_THREADS:
             if (parse_u32("--threads", optarg, 1, 16, &threads)) return 2;
             break;
+        case OPT_MAXPROD:
+            if (parse_u32("--max-produces", optarg, 1, 1u << 20, &max_produces)) return 2;
+            break;
+        case OPT_MAXQ:
+            if (parse_u32("--max-queries", optarg, 1, 4096, &max_queries)) return 2;
+            break;
+        case OPT_QSTEPS:
+            if (parse_u64("--query-max-steps", optarg, &ho.query_max_steps)) return 2;
+            break;
+        case OPT_QROWS:
+            if (parse_u64("--query-max-rows", optarg, &ho.query_max_rows)) return 2;
+            break;
+        case OPT_PEXPIRY: {
+            uint64_t v;
+            if (parse_u64("--producer-expiry-ms", optarg, &v)) return 2;
+            ho.producer_expiry_ms = v > INT64_MAX ? INT64_MAX : (int64_t)v;
+            break;
+        }
+        case OPT_TSAHEAD: {
+            uint64_t v;
+            if (parse_u64("--max-timestamp-ahead-ms", optarg, &v)) return 2;
+            ho.max_ts_ahead_ms = v > INT64_MAX ? INT64_MAX : (int64_t)v;
+            break;
+        }
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
@@ -264,7 +322,8 @@ int main(int argc, char **argv)
         return 1;
     }
     rn_hd_set_pipelines(h, pl);
-    rn_server_opts_t so = {listen, (int)threads, srv_wakeup, srv_stopped, &d};
+    rn_server_opts_t so = {listen, (int)threads, srv_wakeup, srv_stopped, &d, max_produces,
+                           max_queries};
     int port = 0;
     rc = rn_server_start(h, &so, &d.srv, &port, err);
     if (rc != 0) {

@@ -54,10 +54,16 @@
  *     outstanding.
  *  8. A client cancel, an expired deadline or shutdown cancels the query
  *     (rn_query_cancel under the stream's mutex, which the worker holds
- *     while it publishes or withdraws the query); the worker then ends
- *     with a status (UNAVAILABLE on shutdown). rn_server_destroy waits for
- *     every worker thread to have left, and the data directory is closed
- *     after that, so no query outlives it.
+ *     while it publishes or withdraws the query; it interrupts a statement
+ *     running inside a step); the worker then ends with a status
+ *     (UNAVAILABLE on shutdown). rn_server_destroy waits for every worker
+ *     thread to have left, and the data directory is closed after that, so
+ *     no query outlives it.
+ *  9. Bounded: at most o.max_queries worker threads and o.max_produces
+ *     produce calls exist at once (counted under mu; a call over the cap is
+ *     answered RESOURCE_EXHAUSTED before anything is stored). A produce
+ *     frees its request (every batch's bytes) as soon as the batches are
+ *     stored: waiting for durability holds only its offsets.
  */
 #include "server/server.h"
 
@@ -185,6 +191,7 @@ struct scall {
     grpc_byte_buffer    *resp;
     grpc_slice           details;
     int                  cancelled;
+    int                  counted;         /* in s->produces (invariant 9) */
     sstream_t           *ss;              /* Query only */
 };
 
@@ -225,6 +232,7 @@ struct rn_server {
     sstream_t             *streams;
     uint64_t               workers;
     pthread_cond_t         workers_cv;
+    uint64_t               produces;      /* produce calls counted (invariant 9), under mu */
     _Atomic uint64_t       calls, errors;
 };
 
@@ -278,10 +286,12 @@ static void call_free(scall_t *c)
     rn_arena_free(&c->arena);
     rn_hd_produce_free(&c->prod);
     rn_hd_fetch_free(&c->fetch);
+    int counted = c->counted;          /* not answered (cannot answer) */
     free(c);
-    if (was_active) {
+    if (was_active || counted) {
         pthread_mutex_lock(&s->mu);
-        s->active--;
+        if (was_active) s->active--;
+        if (counted) s->produces--;
         pthread_mutex_unlock(&s->mu);
         maybe_stopped(s);
     }
@@ -311,6 +321,12 @@ static void finish(scall_t *c, const rn_status_t *st, int send_md, int recv_clos
 {
     rn_server_t *s = c->s;
     const char *mname = method_name(c);
+    if (c->counted) {                  /* answered: no longer in the broker (invariant 9) */
+        pthread_mutex_lock(&s->mu);
+        s->produces--;
+        pthread_mutex_unlock(&s->mu);
+        c->counted = 0;
+    }
     grpc_op ops[4];
     size_t nops = 0;
     memset(ops, 0, sizeof ops);
@@ -554,7 +570,30 @@ static void do_produce(scall_t *c)
     rn_server_t *s = c->s;
     rn_status_t st = {RN_ST_OK, ""};
     const Runnel__V1__ProduceRequest *req = (const void *)c->req;
-    if (rn_hd_produce_begin(s->hd, req, &c->prod, &st) != 0) {
+    pthread_mutex_lock(&s->mu);                      /* invariant 9 */
+    uint64_t inflight = s->produces;
+    int over = s->o.max_produces && inflight >= s->o.max_produces;
+    if (!over) {
+        s->produces++;
+        c->counted = 1;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (over) {
+        st.code = RN_ST_RESOURCE_EXHAUSTED;
+        snprintf(st.msg, sizeof st.msg, "%llu produce requests are in the broker (being "
+                 "stored or waiting for durability), this broker's limit (runneld "
+                 "--max-produces); nothing was stored: retry after a pause",
+                 (unsigned long long)inflight);
+        respond(c, &st, NULL);
+        return;
+    }
+    int begun = rn_hd_produce_begin(s->hd, req, &c->prod, &st);
+    /* The batches are stored (or refused): the request's bytes are no
+     * longer needed, whatever the wait for durability takes. */
+    protobuf_c_message_free_unpacked(c->req, NULL);
+    c->req = NULL;
+    req = NULL;
+    if (begun != 0) {
         /* An I/O error part-way: the batches stored before it will become
          * visible; parked fetches of the queue must hear of them. */
         wjob_t *j = c->prod.ntickets ? calloc(1, sizeof *j) : NULL;
@@ -822,17 +861,26 @@ static void do_query(scall_t *c)
     pthread_cond_init(&ss->cv, NULL);
     pthread_mutex_lock(&s->mu);
     int stopping = s->stopping;
-    if (!stopping) {
+    uint64_t running = s->workers;
+    int over = s->o.max_queries && running >= s->o.max_queries;     /* invariant 9 */
+    if (!stopping && !over) {
         ss->next = s->streams;
         if (s->streams) s->streams->prev = ss;
         s->streams = ss;
         s->workers++;
     }
     pthread_mutex_unlock(&s->mu);
-    if (stopping) {
+    if (stopping || over) {
         stream_free(ss);
-        st.code = RN_ST_UNAVAILABLE;
-        snprintf(st.msg, sizeof st.msg, "the broker is shutting down");
+        if (stopping) {
+            st.code = RN_ST_UNAVAILABLE;
+            snprintf(st.msg, sizeof st.msg, "the broker is shutting down");
+        } else {
+            st.code = RN_ST_RESOURCE_EXHAUSTED;
+            snprintf(st.msg, sizeof st.msg, "%llu queries are running, this broker's limit "
+                     "(runneld --max-queries); retry when one ended",
+                     (unsigned long long)running);
+        }
         respond(c, &st, NULL);
         return;
     }

@@ -29,6 +29,12 @@ typedef struct rn_server_opts {
     void      (*wakeup)(void *arg);      /* an earlier fetch deadline was parked */
     void      (*stopped)(void *arg);     /* every call is done after shutdown */
     void       *arg;
+    /* Caps, 0 = none (runneld sets its defaults): produce requests in the
+     * broker at once (from their arrival to their answer), and running
+     * queries (each has a thread). Over a cap a call is answered
+     * RESOURCE_EXHAUSTED at once, naming it; a refused produce stored nothing. */
+    uint32_t    max_produces;
+    uint32_t    max_queries;
 } rn_server_opts_t;
 
 /* Listen and serve. *port gets the bound port. */

@@ -518,6 +518,12 @@ int rn_sql_is_query(rn_sql_t *q)
 void rn_sql_cancel(rn_sql_t *q)
 {
     atomic_store(&q->cancel, 1);
+    if (q->db) sqlite3_interrupt(q->db);    /* a statement that never returns */
+}
+
+void rn_sql_progress(rn_sql_t *q, int n, int (*fn)(void *), void *ctx)
+{
+    if (q->db) sqlite3_progress_handler(q->db, n, fn, ctx);
 }
 
 void rn_sql_stats(rn_sql_t *q, rn_sql_stats_t *out)

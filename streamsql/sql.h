@@ -141,8 +141,15 @@ typedef enum rn_sql_state { RN_SQL_MORE = 1, RN_SQL_IDLE = 2, RN_SQL_DONE = 3 } 
 int  rn_sql_step(rn_sql_t *q, rn_sql_state_t *state, char *errmsg);
 /* Step until DONE, sleeping poll_ms when IDLE. */
 int  rn_sql_run(rn_sql_t *q, char *errmsg);
-/* Ask the query to stop at its next step (async-signal-safe, any thread). */
+/* Ask the query to stop (async-signal-safe, any thread): a statement running
+ * inside the current step is interrupted (sqlite3_interrupt; the step fails
+ * with "interrupted"), and the next step is DONE. */
 void rn_sql_cancel(rn_sql_t *q);
+/* Call fn(ctx) about every n virtual-machine instructions while the query's
+ * statements run (sqlite3_progress_handler); a nonzero return interrupts
+ * the running statement (the step fails with "interrupted"). For budgets
+ * the caller keeps (server/query.c); fn NULL removes it. */
+void rn_sql_progress(rn_sql_t *q, int n, int (*fn)(void *), void *ctx);
 
 typedef struct rn_sql_stats {
     uint64_t records;         /* records read from the topic */

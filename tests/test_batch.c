@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sys/resource.h>
 #include <lz4frame.h>
 
 #include "batch/batch.h"
@@ -492,6 +493,8 @@ static void test_lz4_foreign_frames(void **state)
     size_t vlen = 2u << 20;
     uint8_t *zeros = calloc(1, vlen);
     assert_non_null(zeros);
+    /* Compressible, but less than the 64x expansion cap allows. */
+    for (size_t i = 0; i < vlen; i += 40) zeros[i] = (uint8_t)rng();
     rn_record_t r[2] = {
         {1, 0, NULL, -1, zeros, (int32_t)vlen, NULL, 0},
         {2, 0, (const uint8_t *)"k", 1, zeros, 1000, NULL, 0},
@@ -502,7 +505,8 @@ static void test_lz4_foreign_frames(void **state)
     o.max_bytes = RN_BATCH_MAX_BYTES;
     size_t len;
     uint8_t *b = build(&o, r, 2, &len);
-    assert_true(len < 20000);
+    assert_true(len < vlen / 4);
+    assert_int_equal(b[22] & RN_BATCH_CODEC_MASK, RN_BATCH_CODEC_LZ4);
     check_decode(b, len, r, 2, 0);
 
     /* Re-frame the same records with another writer's settings. */
@@ -950,6 +954,205 @@ static void test_set_base_offset(void **state)
     }
 }
 
+/* ---- amplification: what a small batch may make a reader allocate --------------- */
+
+/* Peak resident set of this process so far, in KiB. */
+static long peak_rss_kib(void)
+{
+    struct rusage ru;
+    assert_int_equal(getrusage(RUSAGE_SELF, &ru), 0);
+    return ru.ru_maxrss;
+}
+
+static size_t put_uv(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) { p[n++] = (uint8_t)(v | 0x80); v >>= 7; }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+/* Records bytes of one record (offset delta idx) with no key, no value and
+ * nh empty headers (2 bytes each); *len set. */
+static uint8_t *headers_record(uint32_t idx, uint32_t nh, size_t *len)
+{
+    uint8_t head[32];
+    size_t hl = 0;
+    head[hl++] = 0;                                  /* attributes */
+    head[hl++] = 0;                                  /* timestamp delta 0 */
+    hl += put_uv(head + hl, (uint64_t)idx << 1);     /* offset delta */
+    head[hl++] = 0x01;                               /* key -1 */
+    head[hl++] = 0x01;                               /* value -1 */
+    hl += put_uv(head + hl, (uint64_t)nh << 1);      /* header count */
+    size_t body = hl + 2 * (size_t)nh;
+    uint8_t *r = malloc(body + 10);
+    assert_non_null(r);
+    size_t n = put_uv(r, (uint64_t)body << 1);
+    memcpy(r + n, head, hl);
+    memset(r + n + hl, 0, 2 * (size_t)nh);           /* key length 0, value length 0 */
+    *len = n + body;
+    return r;
+}
+
+static uint8_t *many_headers_record(uint32_t nh, size_t *len)
+{
+    return headers_record(0, nh, len);
+}
+
+/* The reproduction: a 66 KB LZ4 batch whose one record holds ~8 M empty
+ * headers (16 MB decompressed). Before the caps, deep validation built an
+ * array of every header and peak RSS rose by ~250 MB; now it is refused by
+ * the expansion cap, naming it, and the peak barely moves. */
+static void test_amplified_headers_refused_bounded(void **state)
+{
+    (void)state;
+    const uint32_t nh = (RN_BATCH_MAX_BYTES - 61 - 32) / 2;
+    size_t rlen;
+    uint8_t *recs = many_headers_record(nh, &rlen);
+    LZ4F_preferences_t p;
+    memset(&p, 0, sizeof p);
+    p.frameInfo.blockSizeID = LZ4F_max64KB;
+    p.frameInfo.blockMode = LZ4F_blockIndependent;
+    size_t cap = LZ4F_compressFrameBound(rlen, &p);
+    uint8_t *z = malloc(cap);
+    assert_non_null(z);
+    size_t zn = LZ4F_compressFrame(z, cap, recs, rlen, &p);
+    assert_false(LZ4F_isError(zn));
+    free(recs);
+    size_t len;
+    uint8_t *b = raw_batch(RN_BATCH_CODEC_LZ4, 1, 1000, 1000, z, zn, &len);
+    free(z);
+    assert_true(len < 100000);                       /* ~66 KB on the wire */
+    print_message("batch of %zu bytes, %u headers in its record\n", len, nh);
+
+    long before = peak_rss_kib();
+    assert_int_equal(rn_batch_validate(b, len, NULL, 0, NULL, NULL), 0);
+    char err[RN_ERRMSG_SIZE] = "";
+    int rc = rn_batch_validate(b, len, NULL, 1, NULL, err);
+    long grew = peak_rss_kib() - before;
+    print_message("deep validation: rc %d (%s), peak RSS grew %ld KiB\n", rc, err, grew);
+    assert_int_equal(rc, RN_ETOOBIG);
+    assert_non_null(strstr(err, "an LZ4 batch may expand at most 64x its"));
+    assert_true(grew < 16 * 1024);
+    /* The iterator (every reader) refuses it the same way. */
+    rn_batch_iter_t it;
+    rn_batch_iter_init(&it, NULL);
+    assert_int_equal(rn_batch_iter_reset(&it, b, len, err), RN_ETOOBIG);
+    rn_batch_iter_destroy(&it);
+    assert_true(peak_rss_kib() - before < 16 * 1024);
+    free(b);
+}
+
+/* Headers per record and per batch are capped; validation names the cap. */
+static void test_header_caps(void **state)
+{
+    (void)state;
+    char err[RN_ERRMSG_SIZE] = "";
+    size_t rlen, len;
+    /* RN_BATCH_MAX_HEADERS headers: accepted, and iterated. */
+    uint8_t *recs = many_headers_record(RN_BATCH_MAX_HEADERS, &rlen);
+    uint8_t *b = raw_batch(0, 1, 1000, 1000, recs, rlen, &len);
+    assert_int_equal(rn_batch_validate(b, len, NULL, 1, NULL, err), 0);
+    rn_batch_iter_t it;
+    rn_record_t rec;
+    rn_batch_iter_init(&it, NULL);
+    assert_int_equal(rn_batch_iter_reset(&it, b, len, err), 0);
+    assert_int_equal(rn_batch_iter_next(&it, &rec, err), 1);
+    assert_int_equal(rec.header_count, RN_BATCH_MAX_HEADERS);
+    assert_int_equal(rec.headers[RN_BATCH_MAX_HEADERS - 1].key_len, 0);
+    free(recs);
+    free(b);
+    /* One more: refused by validation and by the iterator. */
+    recs = many_headers_record(RN_BATCH_MAX_HEADERS + 1, &rlen);
+    b = raw_batch(0, 1, 1000, 1000, recs, rlen, &len);
+    assert_int_equal(rn_batch_validate(b, len, NULL, 0, NULL, NULL), 0);
+    expect_fail(b, len, NULL, 1, RN_ETOOBIG, "record 0: 4097 headers, over the limit of 4096 "
+                "headers per record");
+    assert_int_equal(rn_batch_iter_reset(&it, b, len, err), 0);
+    assert_int_equal(rn_batch_iter_next(&it, &rec, err), RN_ETOOBIG);
+    free(recs);
+    free(b);
+    /* Headers per batch: 256 records of 4096 headers reach 2^20, one more passes it. */
+    size_t n = RN_BATCH_MAX_BATCH_HEADERS / RN_BATCH_MAX_HEADERS + 1, used = 0;
+    recs = malloc(n * (2 * RN_BATCH_MAX_HEADERS + 32));
+    assert_non_null(recs);
+    for (uint32_t i = 0; i < n; i++) {
+        size_t one;
+        uint8_t *r1 = headers_record(i, RN_BATCH_MAX_HEADERS, &one);
+        memcpy(recs + used, r1, one);
+        used += one;
+        free(r1);
+        if (i == n - 2) {
+            b = raw_batch(0, (int32_t)(n - 1), 1000, 1000, recs, used, &len);
+            if (rn_batch_validate(b, len, NULL, 1, NULL, err) != 0) fail_msg("%s", err);
+            free(b);
+        }
+    }
+    b = raw_batch(0, (int32_t)n, 1000, 1000, recs, used, &len);
+    expect_fail(b, len, NULL, 1, RN_ETOOBIG, "record 256: its 4096 headers take the batch past "
+                "the limit of 1048576 headers per batch");
+    free(b);
+    free(recs);
+    rn_batch_iter_destroy(&it);
+}
+
+/* The builder never makes a batch the caps refuse: too many headers is
+ * RN_ETOOBIG, the batch header cap splits batches, and an LZ4 batch that
+ * would expand more than 64x (past the 1 MiB floor) is written uncompressed. */
+static void test_builder_respects_caps(void **state)
+{
+    (void)state;
+    rn_batch_opts_t o;
+    rn_batch_opts_default(&o);
+    o.codec = RN_BATCH_CODEC_LZ4;
+    o.max_bytes = RN_BATCH_MAX_BYTES;
+    rn_batch_builder_t bb;
+    assert_int_equal(rn_batch_builder_init(&bb, &o), 0);
+    rn_header_t *hs = calloc(RN_BATCH_MAX_HEADERS + 1, sizeof *hs);
+    assert_non_null(hs);
+    for (uint32_t i = 0; i <= RN_BATCH_MAX_HEADERS; i++) {
+        hs[i].key = (const uint8_t *)"";
+        hs[i].value = (const uint8_t *)"";
+    }
+    rn_record_t r = {1000, 0, NULL, -1, NULL, -1, hs, RN_BATCH_MAX_HEADERS + 1};
+    assert_int_equal(rn_batch_builder_add(&bb, &r), RN_ETOOBIG);
+    r.header_count = RN_BATCH_MAX_HEADERS;
+    uint32_t added = 0;
+    int rc;
+    while ((rc = rn_batch_builder_add(&bb, &r)) == 0) added++;
+    assert_int_equal(rc, RN_EFULL);
+    assert_int_equal(added, RN_BATCH_MAX_BATCH_HEADERS / RN_BATCH_MAX_HEADERS);
+    const uint8_t *out;
+    size_t len;
+    char err[RN_ERRMSG_SIZE] = "";
+    assert_int_equal(rn_batch_builder_finish(&bb, &out, &len), 0);
+    assert_int_equal(rn_batch_validate(out, len, NULL, 1, NULL, err), 0);
+    free(hs);
+
+    /* 4 MiB of zeros: LZ4 shrinks it ~250x, so it goes uncompressed. */
+    rn_batch_builder_reset(&bb);
+    size_t vn = 4u << 20;
+    uint8_t *zeros = calloc(1, vn);
+    assert_non_null(zeros);
+    rn_record_t z = {1000, 0, NULL, -1, zeros, (int32_t)vn, NULL, 0};
+    assert_int_equal(rn_batch_builder_add(&bb, &z), 0);
+    assert_int_equal(rn_batch_builder_finish(&bb, &out, &len), 0);
+    rn_batch_header_t h;
+    if (rn_batch_validate(out, len, NULL, 1, &h, err) != 0) fail_msg("%s", err);
+    assert_int_equal(h.attributes & RN_BATCH_CODEC_MASK, RN_BATCH_CODEC_NONE);
+    assert_true(len > vn);
+    /* 512 KiB of zeros stays under the 1 MiB floor: LZ4 it is. */
+    rn_batch_builder_reset(&bb);
+    z.value_len = 512 << 10;
+    assert_int_equal(rn_batch_builder_add(&bb, &z), 0);
+    assert_int_equal(rn_batch_builder_finish(&bb, &out, &len), 0);
+    if (rn_batch_validate(out, len, NULL, 1, &h, err) != 0) fail_msg("%s", err);
+    assert_int_equal(h.attributes & RN_BATCH_CODEC_MASK, RN_BATCH_CODEC_LZ4);
+    assert_true(len < 64 << 10);
+    free(zeros);
+    rn_batch_builder_destroy(&bb);
+}
+
 int main(void)
 {
     rng_state = rn_test_seed("test_batch");
@@ -974,6 +1177,9 @@ int main(void)
         cmocka_unit_test(test_iter_misuse),
         cmocka_unit_test(test_truncated_every_length),
         cmocka_unit_test(test_set_base_offset),
+        cmocka_unit_test(test_amplified_headers_refused_bounded),
+        cmocka_unit_test(test_header_caps),
+        cmocka_unit_test(test_builder_respects_caps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -833,6 +833,40 @@ static void test_retention_by_age(void **state)
     rn_test_tmpdir_free(dir);
 }
 
+/* One batch stamped 10 years ahead raises the running maximum of every later
+ * unit: age retention judges such a segment by when it was written instead,
+ * so the outlier no longer stops retention for the whole store. */
+static void test_retention_future_outlier(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-log");
+    rn_log_opts_t o;
+    small_opts(&o, RN_FSYNC_NEVER);
+    o.retention_ms = 60000;
+    rn_log_t *log = open_ok(dir, &o);
+    int64_t real = rn_sys.now_ms();
+    int64_t next = append_ok(log, 1, 0, 3, real + 10 * 365 * 86400000LL);     /* the outlier */
+    for (int i = 0; i < 120; i++) next = append_ok(log, 1, next, 3, real + i);
+    rn_sys.now_ms = fake_now;
+    g_now = real + 3600000;                 /* an hour later: every segment is old */
+    uint32_t dropped = 0;
+    assert_int_equal(rn_log_retain(log, &dropped), 0);
+    assert_true(dropped > 0);
+    rn_log_queue_info_t qi;
+    assert_int_equal(rn_log_queue_info(log, 1, &qi), 0);
+    assert_true(qi.log_start > 3);
+    assert_int_equal(qi.high_watermark, next);             /* the active segment stays */
+    /* written just now: not old yet, whatever the outlier says */
+    g_now = real + 1000;
+    uint32_t again = 0;
+    next = append_ok(log, 1, next, 3, real + 500);
+    assert_int_equal(rn_log_retain(log, &again), 0);
+    assert_int_equal(again, 0);
+    rn_sys_reset();
+    assert_int_equal(rn_log_close(log), 0);
+    rn_test_tmpdir_free(dir);
+}
+
 /* ---- concurrency -------------------------------------------------------------------- */
 
 /* Tracks what fdatasync has covered (single segment, so file offsets are
@@ -1075,6 +1109,7 @@ int main(void)
         cmocka_unit_test_setup(test_short_writes, rn_test_reset_sys),
         cmocka_unit_test_setup(test_retention_by_size, rn_test_reset_sys),
         cmocka_unit_test_setup(test_retention_by_age, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_retention_future_outlier, rn_test_reset_sys),
         cmocka_unit_test_setup(test_concurrent_readers_group, rn_test_reset_sys),
         cmocka_unit_test_setup(test_directory_lock, rn_test_reset_sys),
         cmocka_unit_test_setup(test_format_golden, rn_test_reset_sys),

@@ -55,6 +55,7 @@ typedef struct srv {
     char     data[PATH_MAX], portf[PATH_MAX], logf[PATH_MAX];
     char     fsync[32];
     uint32_t max_batch;       /* --max-batch-bytes */
+    const char *extra[16];    /* more runneld arguments, NULL-terminated */
     pid_t    pid;
     int      port;
     rn_rpc_t *rpc;
@@ -75,15 +76,19 @@ TS void srv_start(srv_t *s)
     unlink(s->portf);
     char maxb[16];
     snprintf(maxb, sizeof maxb, "%u", s->max_batch);
+    const char *argv[32] = {"runneld", "--data", s->data, "--listen", "127.0.0.1:0",
+                            "--port-file", s->portf, "--fsync", s->fsync, "--max-batch-bytes",
+                            maxb, "--log-level", "debug"};
+    int argc = 13;
+    for (int i = 0; i < 16 && s->extra[i]; i++) argv[argc++] = s->extra[i];
+    argv[argc] = NULL;
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         /* Only async-signal-safe calls between fork and exec. */
         int fd = open(s->logf, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) { dup2(fd, 2); close(fd); }
-        execl(RN_BIN_DIR "/runneld", "runneld", "--data", s->data, "--listen", "127.0.0.1:0",
-              "--port-file", s->portf, "--fsync", s->fsync, "--max-batch-bytes", maxb,
-              "--log-level", "debug", (char *)NULL);
+        execv(RN_BIN_DIR "/runneld", (char *const *)argv);
         _exit(127);
     }
     s->pid = pid;
@@ -147,7 +152,10 @@ TS void srv_restart(srv_t *s)
     srv_start(s);
 }
 
-TS int srv_init_ex(void **state, const char *fsync, uint32_t max_batch)
+/* A broker with these flags; extra: more runneld arguments (NULL-terminated,
+ * static strings) or NULL. */
+TS int srv_init_all(void **state, const char *fsync, uint32_t max_batch,
+                    const char *const *extra)
 {
     srv_t *s = calloc(1, sizeof *s);
     if (!s) return -1;
@@ -158,9 +166,15 @@ TS int srv_init_ex(void **state, const char *fsync, uint32_t max_batch)
     snprintf(s->logf, sizeof s->logf, "%s/runneld.log", s->root);
     snprintf(s->fsync, sizeof s->fsync, "%s", fsync);
     s->max_batch = max_batch;
+    for (int i = 0; extra && extra[i] && i < 15; i++) s->extra[i] = extra[i];
     *state = s;
     srv_start(s);
     return 0;
+}
+
+TS int srv_init_ex(void **state, const char *fsync, uint32_t max_batch)
+{
+    return srv_init_all(state, fsync, max_batch, NULL);
 }
 
 TS int srv_init(void **state, const char *fsync) { return srv_init_ex(state, fsync, SRV_MAX_BATCH); }

@@ -268,6 +268,34 @@ static void test_follow_interrupt(void **state)
     assert_string_equal(f->out_text, "svc,lat\napi,10\napi,30\n");
 }
 
+/* A statement that never returns inside one step (a recursive CTE with no
+ * end): SIGTERM and SIGINT still stop it (sqlite3_interrupt), exit 130. */
+static void test_signal_stops_endless_statement(void **state)
+{
+    fixture_t *f = *state;
+    static const int sigs[] = {SIGTERM, SIGINT};
+    for (size_t k = 0; k < 2; k++) {
+        pid_t pid = start(f, STREAMSQL, NULL, 1, ARGS("--format", "csv", "-e",
+            "SELECT svc FROM l WHERE (WITH RECURSIVE r(lat) AS (SELECT 1 UNION ALL "
+            "SELECT lat + 1 FROM r) SELECT count(*) FROM r) > 0"));
+        rn_test_sleep_ms(300);
+        kill(pid, sigs[k]);
+        int status, waited = 0;
+        pid_t got;
+        while ((got = waitpid(pid, &status, WNOHANG)) == 0 && waited < 5000) {
+            rn_test_sleep_ms(20);
+            waited += 20;
+        }
+        if (got == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            fail_msg("signal %d did not stop the statement in 5 s", sigs[k]);
+        }
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 130);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +305,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_positions_and_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follow_interrupt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_signal_stops_endless_statement, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
