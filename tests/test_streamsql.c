@@ -89,6 +89,12 @@ static const expect_t expected[] = {
     {"SELECT count(*) AS n, sum(offset), max(key) FROM empty", "0|NULL|NULL\n"},
     {"SELECT count(*) FROM logs_s WHERE false HAVING count(*) > 0", ""},
     {"SELECT svc, count(*) FROM logs_s WHERE false GROUP BY svc", ""},
+    /* SELECT DISTINCT over the stream, not per batch: each row once, when
+     * first seen, in input order (NULLs equal, as in sqlite) */
+    {"SELECT DISTINCT svc FROM logs_s", "api\ndb\n"},
+    {"SELECT DISTINCT upper(svc) AS s, lat IS NULL FROM logs_s", "API|0\nDB|0\nDB|1\n"},
+    {"SELECT DISTINCT level, svc FROM logs_s WHERE lat > 10 LIMIT 2", "DEBUG|api\nINFO|db\n"},
+    {"SELECT DISTINCT (SELECT count(*) FROM json_each(logs.value)) AS n FROM logs", "4\n5\n"},
     /* GROUP BY keys replace whole operands only: in "lat + 1 * 2" the
      * tokens "lat + 1" are no subexpression (sqlite: lat + 2) */
     {"SELECT lat + 1 * 2 AS x, (lat + 1) * 2 AS y, count(*) FROM logs_s WHERE lat <= 20 "
@@ -209,7 +215,9 @@ static const must_fail_t must_fail[] = {
     {"SELECT lat + 1 * 2, count(*) FROM logs_s GROUP BY lat + 1",
      "column 'lat' must appear in GROUP BY or inside an aggregate; the key lat + 1 stands for "
      "its value only where it is a whole operand: write (lat + 1)", 7},
-    {"SELECT DISTINCT svc FROM logs_s", "SELECT DISTINCT is not supported", 7},
+    {"SELECT DISTINCT * FROM logs_s", "SELECT DISTINCT * is not supported; name the columns",
+     16},
+    {"SELECT DISTINCT svc FROM logs_s EMIT CHANGES", "EMIT applies to aggregations", 32},
     {"SELECT rowid, svc FROM logs_s", "rowid is not a column of a stream (it would number the "
      "rows of each batch); a record's position is (queue, offset)", 7},
     {"SELECT svc FROM logs_s WHERE logs_s.oid > 2", "oid is not a column of a stream", 36},
