@@ -23,8 +23,10 @@
  *  6. Nothing is accepted that sqlite would evaluate over one batch instead
  *     of the stream: a subquery reading a table (the stream itself, another
  *     stream or topic), a window function (OVER), an sqlite aggregate other
- *     than the stream aggregates, SELECT DISTINCT, EMIT CHANGES with HAVING
- *     (no retraction) are refused, each with what to write instead.
+ *     than the stream aggregates, rowid, EMIT CHANGES with HAVING (no
+ *     retraction) are refused, each with what to write instead. SELECT
+ *     DISTINCT is planned as a global grouping by the select items that
+ *     emits each group once, when first seen.
  *     Subqueries over table-valued functions of the record (json_each) run
  *     per record and are allowed: in WHERE, a plain select list, aggregate
  *     arguments and GROUP BY keys.
@@ -1148,11 +1150,6 @@ static int rewrite(front_t *f, int b, int e, const int *kb, const int *ke, rn_bu
                 appendf(out, "__a%d", idx) != 0)
                 return -ENOMEM;
             next = close + 1;
-        } else if (f->insub[i]) {
-            return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
-                        "a subquery in the select list or HAVING of an aggregating query is not "
-                        "supported (it would see the emitted groups, not the records); use it "
-                        "in WHERE or inside an aggregate's argument");
         } else {
             for (int k = 0; k < f->nkeys; k++)
                 if (key_at(f, b, i, e, kb, ke, k)) {
@@ -1163,6 +1160,12 @@ static int rewrite(front_t *f, int b, int e, const int *kb, const int *ke, rn_bu
                     r = 1;
                     break;
                 }
+            if (!r && f->insub[i])
+                return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                            "a subquery in the select list or HAVING of an aggregating query is "
+                            "not supported (it would see the emitted groups, not the records); "
+                            "use it in WHERE, inside an aggregate's argument or as a GROUP BY "
+                            "key");
         }
         if (r > 0) pos = (size_t)tok_end(f, next - 1);
         i = next;
@@ -1290,16 +1293,13 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
         aggregating = r;
     }
     if (!aggregating) {
-        if (f->distinct)
-            return ferr(erroff, tok_off(f, f->sel_b - 1), errmsg, RN_EINVAL,
-                        "SELECT DISTINCT is not supported on streams (sqlite would remove "
-                        "duplicates within each batch only); use GROUP BY the columns with a "
-                        "window, e.g. GROUP BY TUMBLE(ts, '1m'), svc");
         for (int i = f->tail_b; i < f->ntoks; i++)
             if (front_tok_is(f, i, "EMIT") || front_tok_is(f, i, "WITH"))
                 return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
                             "%s applies to aggregations (GROUP BY)",
                             front_tok_is(f, i, "EMIT") ? "EMIT" : "WITH (watermark, ...)");
+    }
+    if (!aggregating && !f->distinct) {
         f->win = WK_NONE;
         size_t start = f->toks[f->body].off;
         size_t stop = (size_t)tok_end(f, f->tail_b - 1);
@@ -1310,9 +1310,13 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
         f->batch_base = (int)start;
         return 0;
     }
-    if (f->distinct)
+    if (f->distinct && aggregating)
         return ferr(erroff, tok_off(f, f->sel_b - 1), errmsg, RN_EINVAL,
                     "SELECT DISTINCT with GROUP BY is not supported; GROUP BY already groups");
+    /* SELECT DISTINCT (not per batch: sqlite would remove duplicates within
+     * each batch only): a global grouping by the select items that emits a
+     * group's row when the group is first seen, in input order */
+    if (f->distinct) f->emit_changes = 1;
     if (f->emit_changes && f->having_b >= 0)
         return ferr(erroff, tok_off(f, f->having_b - 1), errmsg, RN_EINVAL,
                     "EMIT CHANGES with HAVING is not supported: a group that stops satisfying "
@@ -1340,6 +1344,27 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
             if (!f->keys[f->nkeys]) return -ENOMEM;
             f->nkeys++;
         }
+        ib = i + 1;
+    }
+    ib = f->sel_b;
+    for (int i = f->sel_b; f->distinct && i <= f->sel_e; i++) {
+        if (i < f->sel_e && !(f->toks[i].kind == TK_COMMA && f->toks[i].depth == 0)) continue;
+        if (i == ib) return unexpected(f, i, erroff, errmsg, "an empty select item");
+        int end = !has_alias(f, ib, i) ? i : front_tok_is(f, i - 2, "AS") ? i - 2 : i - 1;
+        for (int j = ib; j < end; j++)
+            if (f->toks[j].kind == TK_STAR && f->toks[j].depth == 0 &&
+                (j == ib || f->toks[j - 1].kind == TK_DOT))
+                return ferr(erroff, tok_off(f, j), errmsg, RN_EINVAL,
+                            "SELECT DISTINCT * is not supported; name the columns");
+        if (f->nkeys == RN_SQL_MAX_KEYS)
+            return ferr(erroff, tok_off(f, ib), errmsg, RN_ETOOBIG,
+                        "SELECT DISTINCT takes at most %d columns", RN_SQL_MAX_KEYS);
+        kb[f->nkeys] = ib;
+        ke[f->nkeys] = end;
+        f->key_aff[f->nkeys] = key_affinity(f, ib, end, def);
+        f->keys[f->nkeys] = dup_range(f, ib, end);
+        if (!f->keys[f->nkeys]) return -ENOMEM;
+        f->nkeys++;
         ib = i + 1;
     }
     if (f->late_dead_letter)

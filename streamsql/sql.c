@@ -48,7 +48,8 @@
  *  8. Results never depend on how records were batched. sqlite sees one
  *     batch at a time, so the front refuses whatever it would compute over
  *     a batch rather than the stream (subqueries reading a table, OVER,
- *     sqlite's own aggregates, SELECT DISTINCT), and everything stateful
+ *     sqlite's own aggregates, rowid; SELECT DISTINCT is a grouping that
+ *     emits each row once), and everything stateful
  *     happens per row in C: the event-time frontier of a queue moves, before
  *     each row is folded, to the largest event time of the queue's records
  *     up to that row (those the filter dropped included: the per-batch
@@ -430,6 +431,7 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
         cfg.nkeys = q->f.nkeys;
         cfg.naggs = q->f.naggs;
         cfg.changes = q->f.emit_changes;
+        cfg.first_seen = q->f.distinct;
         cfg.key_order = q->o.key_order;
         for (int k = 0; k < q->f.naggs; k++) {
             cfg.agg[k] = q->f.aggs[k].kind;
@@ -696,6 +698,9 @@ static int run_explain(rn_sql_t *q)
                        "rows counted and dropped", win_name(f->win), size,
                        (long long)f->watermark_ms, (long long)f->idle_ms,
                        f->idle_ms ? "" : " (none)");
+        if (rc == 0 && f->distinct)
+            rc = plan_line(q, "distinct: a row is emitted when its values are first seen (the "
+                           "set of rows seen grows with the distinct values)");
         for (int k = 0; rc == 0 && k < f->nkeys; k++)
             rc = plan_line(q, "group key __k%d = %s", k, f->keys[k]);
         if (rc == 0) rc = plan_line(q, "aggregates (incremental, in C): %s", aggs[0] ? aggs : "none");

@@ -25,7 +25,10 @@
  * any batching; over several, rows of different queues may interleave
  * differently. EMIT CHANGES emits one row per input row that changed a
  * group (a HOP row: one per window it entered), in input order. A global
- * aggregate without keys has one row even when no row matched.
+ * aggregate without keys has one row even when no row matched. SELECT
+ * DISTINCT emits each distinct row once, when first seen, in input order
+ * (an aggregating query for rn_sql_aggregates; its set of seen rows grows
+ * with the distinct values and is part of the saved state).
  *
  * States: rn_sql_open parses, resolves the stream, prepares the sqlite
  * statements and assigns the consumer (nothing is read or written yet):

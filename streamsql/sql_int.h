@@ -154,6 +154,8 @@ typedef struct win_cfg {
     agg_kind_t agg[RN_SQL_MAX_AGGS];
     int        distinct[RN_SQL_MAX_AGGS];
     int        changes;      /* EMIT CHANGES */
+    int        first_seen;   /* with changes: a group is emitted once, when created
+                                (SELECT DISTINCT) */
     int        key_order;    /* ties emitted by key bytes, not creation order */
 } win_cfg_t;
 

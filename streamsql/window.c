@@ -267,7 +267,7 @@ struct wgroup {
     uint64_t  seq;
     uint8_t  *kbuf;        /* 8 bytes start + serialized keys */
     uint32_t  klen;        /* of the serialized keys */
-    uint8_t   dirty, closed, dead;
+    uint8_t   dirty, closed, dead, seen;
     acc_t     acc[];
 };
 
@@ -512,6 +512,10 @@ static wgroup_t *group_new(win_t *w, int64_t start, int64_t end)
 static int touch(win_t *w, wgroup_t *g)
 {
     if (!w->cfg.changes || g->dirty) return 0;
+    if (w->cfg.first_seen) {
+        if (g->seen) return 0;
+        g->seen = 1;
+    }
     g->dirty = 1;
     return push(&w->dirty, &w->ndirty, &w->capdirty, g);
 }
@@ -942,6 +946,7 @@ static int group_load(win_t *w, rd_t *r)
     wgroup_t *g = group_new(w, start, end);
     if (!g) return -ENOMEM;
     g->seq = seq;
+    g->seen = 1;                      /* saved between steps: it was emitted */
     w->seq--;                         /* group_new counted one; seq is restored whole */
     int rc = 0;
     for (int j = 0; rc == 0 && !r->bad && j < w->cfg.naggs; j++) {

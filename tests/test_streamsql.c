@@ -89,6 +89,12 @@ static const expect_t expected[] = {
     {"SELECT count(*) AS n, sum(offset), max(key) FROM empty", "0|NULL|NULL\n"},
     {"SELECT count(*) FROM logs_s WHERE false HAVING count(*) > 0", ""},
     {"SELECT svc, count(*) FROM logs_s WHERE false GROUP BY svc", ""},
+    /* SELECT DISTINCT over the stream, not per batch: each row once, when
+     * first seen, in input order (NULLs equal, as in sqlite) */
+    {"SELECT DISTINCT svc FROM logs_s", "api\ndb\n"},
+    {"SELECT DISTINCT upper(svc) AS s, lat IS NULL FROM logs_s", "API|0\nDB|0\nDB|1\n"},
+    {"SELECT DISTINCT level, svc FROM logs_s WHERE lat > 10 LIMIT 2", "DEBUG|api\nINFO|db\n"},
+    {"SELECT DISTINCT (SELECT count(*) FROM json_each(logs.value)) AS n FROM logs", "4\n5\n"},
     /* GROUP BY keys replace whole operands only: in "lat + 1 * 2" the
      * tokens "lat + 1" are no subexpression (sqlite: lat + 2) */
     {"SELECT lat + 1 * 2 AS x, (lat + 1) * 2 AS y, count(*) FROM logs_s WHERE lat <= 20 "
@@ -209,7 +215,9 @@ static const must_fail_t must_fail[] = {
     {"SELECT lat + 1 * 2, count(*) FROM logs_s GROUP BY lat + 1",
      "column 'lat' must appear in GROUP BY or inside an aggregate; the key lat + 1 stands for "
      "its value only where it is a whole operand: write (lat + 1)", 7},
-    {"SELECT DISTINCT svc FROM logs_s", "SELECT DISTINCT is not supported", 7},
+    {"SELECT DISTINCT * FROM logs_s", "SELECT DISTINCT * is not supported; name the columns",
+     16},
+    {"SELECT DISTINCT svc FROM logs_s EMIT CHANGES", "EMIT applies to aggregations", 32},
     {"SELECT rowid, svc FROM logs_s", "rowid is not a column of a stream (it would number the "
      "rows of each batch); a record's position is (queue, offset)", 7},
     {"SELECT svc FROM logs_s WHERE logs_s.oid > 2", "oid is not a column of a stream", 36},
@@ -502,6 +510,50 @@ static void test_split_and_complete(void **state)
     assert_int_equal(rn_sql_complete("SELECT 1 /* ; */", 16), 0);
 }
 
+/* A query stopped between steps and restored from its saved state in a new
+ * query continues exactly as an uninterrupted run: SELECT DISTINCT (the set
+ * of rows seen is state, so a restored query emits no row twice), EMIT
+ * CHANGES and a session window. */
+static void test_state_restored(void **state)
+{
+    sqlfix_t *f = *state;
+    static const char *const sqls[] = {
+        "SELECT DISTINCT svc, level FROM logs_s",
+        "SELECT svc, count(*), sum(lat) FROM logs_s GROUP BY TUMBLE(ts, '10s'), svc EMIT CHANGES",
+        "SELECT window_start, window_end, svc, count(*) FROM logs_s GROUP BY SESSION(ts, '5s'), svc",
+    };
+    for (size_t i = 0; i < sizeof sqls / sizeof sqls[0]; i++) {
+        char *whole, err[RN_ERRMSG_SIZE];
+        int off;
+        assert_int_equal(run_sql(f, sqls[i], NULL, &whole, &off, err, NULL), 0);
+        for (int cut = 1; cut <= 5; cut++) {
+            rows_t r = {RN_BUF_INIT, 0};
+            rn_sql_opts_t o;
+            rn_sql_opts_default(&o);
+            o.row = collect_row;
+            o.ctx = &r;
+            rn_sql_t *q;
+            rn_sql_state_t s;
+            rn_buf_t saved = RN_BUF_INIT;
+            assert_int_equal(rn_sql_open(f->d, sqls[i], strlen(sqls[i]), &o, &q, NULL, err), 0);
+            for (int k = 0; k < cut; k++) assert_int_equal(rn_sql_step(q, &s, err), 0);
+            assert_int_equal(rn_sql_state_save(q, &saved, err), 0);
+            rn_sql_close(q);
+            assert_int_equal(rn_sql_open(f->d, sqls[i], strlen(sqls[i]), &o, &q, NULL, err), 0);
+            if (rn_sql_state_load(q, saved.data, saved.len, err) != 0) fail_msg("load: %s", err);
+            assert_int_equal(rn_sql_run(q, err), 0);
+            rn_sql_close(q);
+            rn_buf_free(&saved);
+            rn_buf_append(&r.text, "", 1, 0);
+            if (strcmp((char *)r.text.data, whole) != 0)
+                fail_msg("%s\n  cut after %d steps:\n%s  uninterrupted:\n%s", sqls[i], cut,
+                         (char *)r.text.data, whole);
+            rn_buf_free(&r.text);
+        }
+        free(whole);
+    }
+}
+
 /* A windowed query's output (as a pipeline writes it to a topic) read back
  * as a stream: window_start and window_end are declarable fields. In the
  * select list of a windowed query they are the new window's bounds; in
@@ -596,6 +648,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_explain, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_callback_stops_and_cancel, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_window_output_as_stream, setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_state_restored, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_meta_upgrade_to_v3, sqlfix_setup, sqlfix_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,10 +7,11 @@
  * count: one record per batch, random batch sizes (1..300), one big batch
  * per queue; over 1 queue and over 3 queues (records partitioned by key,
  * svc, as a Kafka producer does). A corpus of queries — filters,
- * projections, subqueries over the record's JSON, TUMBLE, HOP, SESSION,
- * HAVING, count(DISTINCT), global aggregates (also over no rows), GROUP BY
- * keys without a window, key expressions, EMIT CHANGES, LIMIT — runs over
- * each, with the late and rejected counts appended to the rows. The rule:
+ * projections, subqueries over the record's JSON, SELECT DISTINCT, TUMBLE,
+ * HOP, SESSION, HAVING, count(DISTINCT), global aggregates (also over no
+ * rows), GROUP BY keys without a window, key expressions, EMIT CHANGES,
+ * LIMIT — runs over each, with the late and rejected counts appended to the
+ * rows. The rule:
  *
  *  - over 1 queue every batching gives byte-identical output, rows in the
  *    same order (LIMIT included);
@@ -158,6 +159,11 @@ static const query_t corpus[] = {
      "SELECT svc, ntags FROM recs WHERE level IN ('WARN', 'ERROR')", 0},
     {"SELECT svc, lat FROM %1$s WHERE lat < 100 LIMIT 25", 1,
      "SELECT svc, lat FROM recs WHERE lat < 100 LIMIT 25", 0},
+    /* SELECT DISTINCT: each row once, when first seen */
+    {"SELECT DISTINCT svc, level FROM %1$s WHERE lat > 900", 0,
+     "SELECT DISTINCT svc, level FROM recs WHERE lat > 900", 1},
+    {"SELECT DISTINCT lat / 100 AS bucket, svc FROM %1$s", 0,
+     "SELECT DISTINCT lat / 100 AS bucket, svc FROM recs", 1},
     /* global aggregates, also over no rows */
     {"SELECT count(*), sum(lat), count(DISTINCT svc), min(at), max(at), total(bytes) FROM %1$s",
      0, "SELECT count(*), sum(lat), count(DISTINCT svc), min(at), max(at), total(bytes) FROM recs",
