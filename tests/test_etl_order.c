@@ -11,8 +11,9 @@
  * Scenario of test_kill_queues: seeded trials (RN_SEED=N replays; the seed
  * is printed) of 2..4 source queues into 1..N sink queues (through
  * `queues = K` or a sink, and a dead-letter topic, that already exist with
- * fewer queues), for a filter, a windowed aggregation (whose lateness
- * depends on the order queues are read in) and the file sink; batches of
+ * fewer queues), for a filter, windowed aggregations (TUMBLE, HOP, SESSION,
+ * EMIT CHANGES: their lateness depends on the order queues are read in)
+ * and the file sink; batches of
  * uneven sizes arrive on queues that start late or go idle for a while, in
  * slices between runs that are SIGKILLed at seeded points (after a step, a
  * sink write, a batch read, before or after a checkpoint), so each restart
