@@ -428,10 +428,11 @@ typedef struct trial {
 
 static trial_t g_trial;
 
-/* The arrivals: uneven batches on queues that start late or pause, event
+/* Trial `trial` (its kind cycles: filter, windowed, file sink; even ones
+ * feed one sink queue). The arrivals: uneven batches on queues that start late or pause, event
  * times per queue mostly rising (a late start or a step back makes late
  * rows for a window), a non-JSON record now and then (dead letters). */
-static void make_trial(trial_t *t, uint64_t *rng)
+static void make_trial(trial_t *t, int trial, uint64_t *rng)
 {
     memset(t, 0, sizeof *t);
     t->nsrc = 2 + (uint32_t)(rn_test_rng(rng) % 3);
@@ -483,11 +484,12 @@ static void make_trial(trial_t *t, uint64_t *rng)
         "GROUP BY TUMBLE(ts, '1s'), svc EMIT CHANGES",
     };
     static const char *const intervals[] = {"1ms", "30ms", "1h", "1h"};
-    int kind = (int)(rn_test_rng(rng) % 3);            /* filter, window, file sink */
+    int kind = trial % 3;                               /* filter, window, file sink */
     uint64_t qk = kind == 0 ? 0 : kind == 1 ? 1 + rn_test_rng(rng) % 4 : rn_test_rng(rng) % 5;
     const char *query = queries[qk];
     const char *iv = intervals[rn_test_rng(rng) % 4];
-    uint32_t k = rn_test_rng(rng) % 2 ? 1 : 1 + (uint32_t)(rn_test_rng(rng) % t->nsrc);
+    /* even trials: N -> 1 */
+    uint32_t k = trial % 2 == 0 ? 1 : 1 + (uint32_t)(rn_test_rng(rng) % t->nsrc);
     t->file = kind == 2;
     if (rn_test_rng(rng) % 2) t->dlq_pre = 1 + (uint32_t)(rn_test_rng(rng) % t->nsrc);
     char opts[128];
@@ -557,7 +559,7 @@ static void one_trial(int trial, uint64_t *rng)
 {
     char tag[64], ra[512], rb[512], fa[512], fb[512], logpath[512];
     trial_t *t = &g_trial;
-    make_trial(t, rng);
+    make_trial(t, trial, rng);
     snprintf(tag, sizeof tag, "etl-order-%d", trial);
     char *root = rn_test_tmpdir_new(tag);
     snprintf(ra, sizeof ra, "%s/a", root);           /* the uninterrupted run */
