@@ -8,7 +8,11 @@
  * sink: the sink must equal an uninterrupted run's, record for record per
  * queue (values and headers). A bare-topic pipeline using json_extract on
  * `value` with non-JSON records interleaved sends exactly those to the
- * dead-letter topic and its sink equals the run without them.
+ * dead-letter topic and its sink equals the run without them. Sink faults:
+ * the file sink's writes and fdatasyncs failing (rn_sys) and short, stdout
+ * on a full device, and a run resumed in-process over appends group commit
+ * had not published. Many source queues into fewer sink queues:
+ * test_etl_order.c.
  */
 #include <stdarg.h>
 #include <stddef.h>

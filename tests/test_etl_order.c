@@ -11,8 +11,9 @@
  * Scenario of test_kill_queues: seeded trials (RN_SEED=N replays; the seed
  * is printed) of 2..4 source queues into 1..N sink queues (through
  * `queues = K` or a sink, and a dead-letter topic, that already exist with
- * fewer queues), for a filter, a windowed aggregation (whose lateness
- * depends on the order queues are read in) and the file sink; batches of
+ * fewer queues), for a filter, windowed aggregations (TUMBLE, HOP, SESSION,
+ * EMIT CHANGES: their lateness depends on the order queues are read in)
+ * and the file sink; batches of
  * uneven sizes arrive on queues that start late or go idle for a while, in
  * slices between runs that are SIGKILLed at seeded points (after a step, a
  * sink write, a batch read, before or after a checkpoint), so each restart
@@ -335,6 +336,85 @@ static void test_reorder_after_kill(void **state)
     rn_test_tmpdir_free(root);
 }
 
+
+/* The B/A set-up up to the kill: B on queue 1 read, written, not
+ * checkpointed; returns the data directory's root. */
+static char *killed_after_b(const char *tag)
+{
+    char err[RN_ERRMSG_SIZE];
+    char *root = rn_test_tmpdir_new(tag);
+    rn_datadir_t *d = open_dir(root);
+    topic_create(d, "in", 2);
+    exec_sql(d, stream_sql);
+    const char *sql = "CREATE PIPELINE ba AS INSERT INTO bout SELECT svc FROM ev "
+                      "WITH (queues = 1, checkpoint_interval = '1h')";
+    assert_int_equal(rn_etl_create(d, sql, strlen(sql), err), 0);
+    run_until_caught_up(d, "ba");
+    arrival_t b;
+    batch_of(&b, 1, 0, "B", 1700000001000LL);
+    produce(d, &b);
+    rn_datadir_close(d);
+    assert_int_equal(child_run(root, "ba", NULL, "after-sink-write", 1), 1);
+    return root;
+}
+
+/* Scenario: the order journal ends in a torn entry (garbage after the last
+ * whole one): it is ignored and the restart still leaves B then A. Then:
+ * a journal whose (CRC-valid) entry names a batch the source does not have
+ * stops the restart with an error naming it, and writes nothing. */
+static void test_journal_torn_and_mismatch(void **state)
+{
+    (void)state;
+    char err[RN_ERRMSG_SIZE], jpath[600];
+    char *root = killed_after_b("etl-jtorn");
+    snprintf(jpath, sizeof jpath, "%s/pipelines/ba.order", root);
+    int fd = open(jpath, O_WRONLY | O_APPEND);
+    assert_true(fd >= 0);
+    uint8_t junk[53];                        /* a whole entry with a bad CRC, then a part */
+    memset(junk, 'x', sizeof junk);
+    memcpy(junk, "RNO1", 4);
+    assert_int_equal(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
+    close(fd);
+    rn_datadir_t *d = open_dir(root);
+    arrival_t a;
+    batch_of(&a, 0, 0, "A", 1700000000000LL);
+    produce(d, &a);
+    run_until_caught_up(d, "ba");
+    size_t n;
+    char *got = read_queue(d, "bout", 0, &n);
+    assert_string_equal(got, "{\"svc\":\"B0\"}\n{\"svc\":\"B1\"}\n{\"svc\":\"B2\"}\n"
+                             "{\"svc\":\"A0\"}\n{\"svc\":\"A1\"}\n{\"svc\":\"A2\"}\n");
+    free(got);
+    rn_datadir_close(d);
+    rn_test_tmpdir_free(root);
+
+    root = killed_after_b("etl-jmismatch");
+    snprintf(jpath, sizeof jpath, "%s/pipelines/ba.order", root);
+    size_t jn;
+    uint8_t *j = (uint8_t *)rn_test_slurp(jpath, &jn);
+    assert_int_equal(jn, 40);
+    int64_t to = 2;                          /* B is [0, 3): no batch ends at 2 */
+    memcpy(j + 24, &to, 8);
+    uint32_t crc = rn_crc32c(0, j, 36);
+    memcpy(j + 36, &crc, 4);
+    rn_test_write_file(jpath, j, jn);
+    free(j);
+    d = open_dir(root);
+    rn_etl_t *p = NULL;
+    assert_int_equal(rn_etl_open(d, "ba", &p, err), 0);
+    rn_etl_state_t st;
+    int rc = rn_etl_step(p, &st, err);
+    assert_int_equal(rc, RN_ECORRUPT);
+    assert_non_null(strstr(err, "expected topic 'in' queue 1 offsets [0, 2), read queue 1 [0, 3)"));
+    assert_int_equal(rn_etl_checkpoint(p, err), RN_ECLOSED);
+    rn_etl_close(p);
+    got = read_queue(d, "bout", 0, &n);
+    assert_int_equal(n, 3);                  /* what the killed run wrote, nothing more */
+    free(got);
+    rn_datadir_close(d);
+    rn_test_tmpdir_free(root);
+}
+
 /* ---- seeded trials --------------------------------------------------------------- */
 
 typedef struct trial {
@@ -348,10 +428,11 @@ typedef struct trial {
 
 static trial_t g_trial;
 
-/* The arrivals: uneven batches on queues that start late or pause, event
+/* Trial `trial` (its kind cycles: filter, windowed, file sink; even ones
+ * feed one sink queue). The arrivals: uneven batches on queues that start late or pause, event
  * times per queue mostly rising (a late start or a step back makes late
  * rows for a window), a non-JSON record now and then (dead letters). */
-static void make_trial(trial_t *t, uint64_t *rng)
+static void make_trial(trial_t *t, int trial, uint64_t *rng)
 {
     memset(t, 0, sizeof *t);
     t->nsrc = 2 + (uint32_t)(rn_test_rng(rng) % 3);
@@ -403,11 +484,12 @@ static void make_trial(trial_t *t, uint64_t *rng)
         "GROUP BY TUMBLE(ts, '1s'), svc EMIT CHANGES",
     };
     static const char *const intervals[] = {"1ms", "30ms", "1h", "1h"};
-    int kind = (int)(rn_test_rng(rng) % 3);            /* filter, window, file sink */
+    int kind = trial % 3;                               /* filter, window, file sink */
     uint64_t qk = kind == 0 ? 0 : kind == 1 ? 1 + rn_test_rng(rng) % 4 : rn_test_rng(rng) % 5;
     const char *query = queries[qk];
     const char *iv = intervals[rn_test_rng(rng) % 4];
-    uint32_t k = rn_test_rng(rng) % 2 ? 1 : 1 + (uint32_t)(rn_test_rng(rng) % t->nsrc);
+    /* even trials: N -> 1 */
+    uint32_t k = trial % 2 == 0 ? 1 : 1 + (uint32_t)(rn_test_rng(rng) % t->nsrc);
     t->file = kind == 2;
     if (rn_test_rng(rng) % 2) t->dlq_pre = 1 + (uint32_t)(rn_test_rng(rng) % t->nsrc);
     char opts[128];
@@ -477,7 +559,7 @@ static void one_trial(int trial, uint64_t *rng)
 {
     char tag[64], ra[512], rb[512], fa[512], fb[512], logpath[512];
     trial_t *t = &g_trial;
-    make_trial(t, rng);
+    make_trial(t, trial, rng);
     snprintf(tag, sizeof tag, "etl-order-%d", trial);
     char *root = rn_test_tmpdir_new(tag);
     snprintf(ra, sizeof ra, "%s/a", root);           /* the uninterrupted run */
@@ -563,6 +645,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reorder_after_kill),
+        cmocka_unit_test(test_journal_torn_and_mismatch),
         cmocka_unit_test(test_kill_queues),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -143,6 +143,25 @@ static int cli(srv_t *s, char **out, const char *const *argv)
     return WEXITSTATUS(st);
 }
 
+/* 1 once process pid catches signal sig (/proc/PID/status SigCgt), 0
+ * after ms milliseconds or when it ended. */
+static int caught_signal(pid_t pid, int sig, int ms)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    for (int waited = 0; waited < ms; waited += 10) {
+        FILE *f = fopen(path, "r");
+        if (!f) return 0;
+        unsigned long long mask = 0;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "SigCgt: %llx", &mask) == 1) break;
+        fclose(f);
+        if (mask & (1ull << (sig - 1))) return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
 static void test_pipelines_in_runneld(void **state)
 {
     srv_t *s = calloc(1, sizeof *s);
@@ -317,7 +336,11 @@ static void test_pipelines_in_runneld(void **state)
               (char *)NULL);
         _exit(127);
     }
-    usleep(300000);
+    /* SIGTERM once it catches SIGTERM (it installs its handler after
+     * opening the data directory and the pipeline, which can take longer
+     * than any fixed sleep on a loaded machine) */
+    assert_true(caught_signal(pid, SIGTERM, 20000));
+    usleep(100000);
     assert_int_equal(kill(pid, SIGTERM), 0);
     int wst = 0;
     assert_int_equal(waitpid(pid, &wst, 0), pid);
