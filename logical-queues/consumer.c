@@ -61,7 +61,7 @@ int rn_consumer_create(rn_datadir_t *d, const rn_consumer_opts_t *o, rn_consumer
     if (!c) return rn_errf(errmsg, -ENOMEM, "out of memory");
     c->d = d;
     c->fetch = o && o->fetch_bytes ? o->fetch_bytes : DEFAULT_FETCH;
-    c->skip_damaged = o ? o->skip_damaged : 0;
+    c->skip_damaged = (o && o->skip_damaged) || rn_datadir_skip_damaged(d);
     rn_batch_iter_init(&c->it, &rn_batch_default_limits);
     *out = c;
     return 0;
@@ -282,6 +282,7 @@ static int poll_queue(rn_consumer_t *c, cqueue_t *cq, uint32_t *count, char *err
                 if (cq->end >= 0 && past > cq->end) past = cq->end;
                 c->skipped += (uint64_t)(past - cq->pos);
                 c->skipped_ranges++;
+                rn_datadir_count_skipped(c->d, (uint64_t)(past - cq->pos));
                 cq->pos = past;
                 continue;
             }

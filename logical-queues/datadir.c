@@ -75,7 +75,13 @@ struct rn_datadir {
     dstore_t        *stores[RN_META_MAX_STORES];   /* by id; invariant 6 */
     void           (*report)(void *arg, int warn, const char *line);
     void            *report_arg;
+    int              skip_damaged;
+    _Atomic uint64_t skipped;
 };
+
+int rn_datadir_skip_damaged(const rn_datadir_t *d) { return d->skip_damaged; }
+void rn_datadir_count_skipped(rn_datadir_t *d, uint64_t n) { atomic_fetch_add(&d->skipped, n); }
+uint64_t rn_datadir_skipped(rn_datadir_t *d) { return atomic_load(&d->skipped); }
 
 void rn_datadir_opts_default(rn_datadir_opts_t *o)
 {
@@ -419,6 +425,7 @@ int rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **
     d->log_opts = o->log;
     d->report = o->report;
     d->report_arg = o->report_arg;
+    d->skip_damaged = o->skip_damaged;
     /* Recursive: group operations hold it across reads that take it too. */
     pthread_mutexattr_t ma;
     pthread_mutexattr_init(&ma);
