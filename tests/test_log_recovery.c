@@ -1221,6 +1221,40 @@ static void test_removed_store(void **state)
     rn_test_tmpdir_free(dir);
 }
 
+/* runneld logs what each store's recovery did: warn, with the offsets, when
+ * a batch was marked damaged; info after a clean shutdown. */
+static void test_runneld_logs_recovery(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    char err[RN_ERRMSG_SIZE] = "", data[600], p[700];
+    snprintf(data, sizeof data, "%s/data", dir);
+    rn_datadir_t *d = dd_open(data, 1, 0, NULL, 0, err);
+    dd_fill(d);
+    assert_int_equal(rn_datadir_close(d), 0);
+    snprintf(p, sizeof p, "%s/stores/0", data);
+    ent_t e[8];
+    assert_int_equal(walk(p, e, 8), 5);
+    flip(e[2].path, e[2].off + 16 + e[2].len - 5);          /* batch 2, offsets [4, 6) */
+    snprintf(p, sizeof p, "%s/stores/0/checkpoint", data);
+    assert_int_equal(unlink(p), 0);                          /* so recovery verifies it all */
+    rn_test_runneld_t r;
+    assert_int_equal(rn_test_runneld_start(&r, data, NULL), 0);
+    assert_int_equal(rn_test_runneld_stop(&r), 0);
+    char *log = rn_test_slurp(r.log, NULL);
+    const char *w = strstr(log, " warn ");
+    if (!w || !strstr(w, "store 0") || !strstr(w, "queue 0 offsets [4, 6) damaged"))
+        fail_msg("runneld log lacks the warning: %s", log);
+    free(log);
+    assert_int_equal(rn_test_runneld_start(&r, data, NULL), 0);
+    assert_int_equal(rn_test_runneld_stop(&r), 0);
+    log = rn_test_slurp(r.log, NULL);
+    if (!strstr(log, "info  store 0 (stores/0): recovery: clean shutdown"))
+        fail_msg("runneld log lacks the clean report: %s", log);
+    free(log);
+    rn_test_tmpdir_free(dir);
+}
+
 /* Every test starts with the real system calls (rn_test_reset_sys), even
  * after a failed one. */
 int main(void)
@@ -1255,6 +1289,7 @@ int main(void)
         cmocka_unit_test_setup(test_read_stops_before_damage, rn_test_reset_sys),
         cmocka_unit_test_setup(test_datadir_names_damage, rn_test_reset_sys),
         cmocka_unit_test_setup(test_removed_store, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_runneld_logs_recovery, rn_test_reset_sys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
