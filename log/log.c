@@ -111,7 +111,9 @@
  *  1. Everything before the checkpoint's P (log bytes and the index units of
  *     those entries) is durable.
  *  2. Offsets of a queue are dense and never reused; write_pos only grows
- *     while the store is open. A failed append publishes nothing: its bytes
+ *     while the store is open. Offsets recovery could not keep readable stay
+ *     taken by damaged index units (RN_IDX_DAMAGED), and an open never ends
+ *     a queue below the next offset its valid checkpoint file gave it. A failed append publishes nothing: its bytes
  *     lie beyond write_pos, the next append overwrites them, recovery cuts them.
  *  3. Readers see a queue's slots [start_slot, visible) only; visible never
  *     passes the durable position under always/group.
@@ -1280,9 +1282,14 @@ static int step_over(rn_log_t *log, size_t i, uint64_t p, const uint8_t *ent, in
         rc = find_or_add_queue(log, h.queue, ckpt_ok, &owner);
         if (rc != 0) return rc;
         log->rec.dropped_units += (uint32_t)rn_idx_truncate(&owner->ix, owner->cursor);
-        const uint8_t *c = ent + RN_SEG_HDR_SIZE + 57;   /* recordCount: a guess, see fix_slot */
+        /* Its record count is a guess (see fix_slot): the larger of the
+         * batch's recordCount and lastOffsetDelta + 1 that is plausible, so
+         * a damaged count errs towards skipping offsets, not reusing them. */
+        const uint8_t *c = ent + RN_SEG_HDR_SIZE + 57, *dl = ent + RN_SEG_HDR_SIZE + 23;
         uint32_t count = (uint32_t)c[0] << 24 | (uint32_t)c[1] << 16 | (uint32_t)c[2] << 8 | c[3];
+        uint32_t delta = (uint32_t)dl[0] << 24 | (uint32_t)dl[1] << 16 | (uint32_t)dl[2] << 8 | dl[3];
         if (count < 1 || count > RN_BATCH_MAX_RECORDS) count = 1;
+        if (delta < RN_BATCH_MAX_RECORDS && delta + 1 > count) count = delta + 1;
         u = (rn_idx_unit_t){
             .position = p, .base_offset = base, .first_ts = owner->running_max,
             .max_ts = owner->running_max, .size = h.batch_len, .record_count = count,
@@ -1756,6 +1763,9 @@ static int recover(rn_log_t *log, char *errmsg)
                 log->lastq = NULL;
                 ckpt_ok = 0;
                 s = first;
+                log->rec.damaged_batches = 0;     /* the first scan's marks are gone */
+                log->rec.skipped_bytes = 0;
+                log->rec.nranges = 0;
                 rc = remove_index_tree(log, errmsg);
                 if (rc != 0) goto out;
                 rc = scan(log, s, 0, &end, &bad, errmsg);

@@ -966,6 +966,31 @@ static void test_flipped_header_byte_no_checkpoint(void **state)
     rn_test_tmpdir_free(dir);
 }
 
+/* Zeros in the middle of the last segment (two entries never reached the
+ * disk, later ones did) while the index describes them: a hole, not the
+ * end; the two batches are marked damaged and the later ones stay. */
+static void test_zeroed_entries_mid_log(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    fill_crash(dir);
+    ent_t e[NB + 8];
+    int n = walk(dir, e, NB + 8);
+    int j = first_after_roll(e, n) + 1;
+    assert_true(n - j >= 4);
+    assert_string_equal(e[j].path, e[j + 1].path);
+    zero(e[j].path, e[j].off, 16 + e[j].len);
+    zero(e[j + 1].path, e[j + 1].off, 16 + e[j + 1].len);
+    rn_log_recovery_t rec;
+    rn_log_t *log = open_ok(dir, &rec);
+    assert_int_equal(rec.truncated_bytes, 0);
+    assert_int_equal(rec.damaged_batches, 2);
+    assert_int_equal(rec.skipped_bytes, 32 + e[j].len + e[j + 1].len);
+    drange_t d[2] = {batch_range(j), batch_range(j + 1)};
+    verify_damage(log, dir, NB, d, 2, "damaged");
+    rn_test_tmpdir_free(dir);
+}
+
 /* ---- acknowledged data missing --------------------------------------------------- */
 
 /* How a segment goes missing. */
@@ -1283,6 +1308,7 @@ int main(void)
         cmocka_unit_test_setup(test_flipped_header_byte_mid_log, rn_test_reset_sys),
         cmocka_unit_test_setup(test_flipped_record_byte_no_checkpoint, rn_test_reset_sys),
         cmocka_unit_test_setup(test_flipped_header_byte_no_checkpoint, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_zeroed_entries_mid_log, rn_test_reset_sys),
         cmocka_unit_test_setup(test_truncated_segment, rn_test_reset_sys),
         cmocka_unit_test_setup(test_deleted_segment, rn_test_reset_sys),
         cmocka_unit_test_setup(test_emptied_segment, rn_test_reset_sys),
