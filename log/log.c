@@ -1143,25 +1143,60 @@ static int zeros_suspect(const rn_log_t *log, uint64_t p)
     return 0;
 }
 
+/* The first byte at or after file offset o (< n) of sg that may hold data,
+ * skipping what the file system knows to be holes or unwritten extents
+ * (SEEK_DATA: a preallocated segment's unused tail costs no reads); n when
+ * none. *data_end = where that data stretch ends. */
+static uint64_t next_data(const rn_seg_t *sg, uint64_t o, uint64_t n, uint64_t *data_end)
+{
+    off_t d = lseek(sg->fd, (off_t)o, SEEK_DATA);
+    if (d < 0) {
+        *data_end = n;
+        return errno == ENXIO ? n : o;       /* ENXIO: no data after o; else unsupported */
+    }
+    off_t h = lseek(sg->fd, d, SEEK_HOLE);
+    *data_end = h < 0 || (uint64_t)h > n ? n : (uint64_t)h;
+    return (uint64_t)d > n ? n : (uint64_t)d;
+}
+
 /* The first position >= from, in segment i or a later one (only segment i
  * when one_seg), holding an intact entry whose base offset fits its queue:
- * 1 and *at when there is one. Reads through the segments' mappings. */
+ * 1 and *at when there is one. Reads through the segments' mappings, and
+ * steps over holes and runs of zeros without trying each byte (an entry's
+ * length field is never zero). */
 static int find_intact(const rn_log_t *log, size_t i, uint64_t from, int one_seg, uint64_t *at)
 {
     for (; i < log->nsegs; i++) {
         const rn_seg_t *sg = &log->segs[i];
-        uint64_t end = sg->start + sg->size;
-        if (from < sg->start) from = sg->start;
-        for (uint64_t p = from; sg->map && p + RN_SEG_HDR_SIZE + RN_BATCH_HEADER_SIZE <= end; p++) {
-            const uint8_t *b = sg->map + (p - sg->start);
+        uint64_t n = sg->size, data_end = 0;
+        uint64_t o = from > sg->start ? from - sg->start : 0;
+        while (sg->map && o + RN_SEG_HDR_SIZE + RN_BATCH_HEADER_SIZE <= n) {
+            if (o >= data_end) {
+                uint64_t d = next_data(sg, o, n, &data_end);
+                if (d >= n) break;
+                o = d > 3 && d - 3 > o ? d - 3 : o;   /* a length may start in the hole */
+                if (data_end <= o) data_end = o + 1;
+            }
+            /* Skip zeros a word at a time: a length field has a non-zero
+             * byte, so no entry starts more than 3 bytes before one. */
+            uint64_t z = o;
+            while (z + 8 <= data_end && z + 8 <= n) {
+                uint64_t w;
+                memcpy(&w, sg->map + z, 8);
+                if (w) break;
+                z += 8;
+            }
+            if (z >= o + 4) { o = z - 3; continue; }
+            const uint8_t *b = sg->map + o;
+            uint64_t p = sg->start + o++;
             uint32_t len = rn_le32_get(b);
             if (len < RN_BATCH_HEADER_SIZE || len > RN_BATCH_MAX_BYTES ||
-                p + RN_SEG_HDR_SIZE + len > end)
+                p + RN_SEG_HDR_SIZE + len > sg->start + n)
                 continue;
             rn_seg_hdr_t h;
             rn_batch_header_t bh;
             int hok;
-            if (entry_check(b, end - p, &h, &bh, &hok) != ENT_OK) continue;
+            if (entry_check(b, sg->start + n - p, &h, &bh, &hok) != ENT_OK) continue;
             if (!base_fits(log, h.queue, bh.base_offset)) continue;
             *at = p;
             return 1;
