@@ -1664,9 +1664,8 @@ static int check_missing(rn_log_t *log, const ckpt_t *c, uint64_t end, char *err
     }
     if (nmiss && !log->o.accept_loss)
         return rn_errf(errmsg, RN_ECORRUPT,
-                       "lost acknowledged data: %s%s (commit-log bytes the checkpoint vouches "
-                       "for are gone); restore them, or accept the loss with `runnel store "
-                       "repair --accept-loss` (offsets are never reused)", what,
+                       "lost acknowledged data (restore the commit log, or run `runnel store "
+                       "repair --accept-loss`; offsets are never reused): %s%s", what,
                        nmiss > 2 ? ", ..." : "");
     return 0;
 }

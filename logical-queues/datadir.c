@@ -375,10 +375,10 @@ static int store_open(rn_datadir_t *d, uint32_t id, const char *path, int must_e
             removed = any;
         }
         if (removed && !d->log_opts.accept_loss)
-            return rn_errf(errmsg, RN_ECORRUPT, "store %u at %s lost all its data (no commit log, "
-                           "no checkpoint) though meta.db maps topic queues to it; restore it, or "
-                           "accept the loss with `runnel store repair --accept-loss` (offsets are "
-                           "never reused)", id, abs);
+            return rn_errf(errmsg, RN_ECORRUPT, "store %u lost all its data (no commit log or "
+                           "checkpoint, though meta.db maps topic queues to it): restore it, or "
+                           "run `runnel store repair --accept-loss` (offsets are never reused); "
+                           "it is %s", id, abs);
     }
     dstore_t *s = calloc(1, sizeof *s);
     if (!s) return rn_errf(errmsg, -ENOMEM, "out of memory");
