@@ -167,6 +167,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1170,6 +1171,10 @@ static int find_intact(const rn_log_t *log, size_t i, uint64_t from, int one_seg
         const rn_seg_t *sg = &log->segs[i];
         uint64_t n = sg->size, data_end = 0;
         uint64_t o = from > sg->start ? from - sg->start : 0;
+        int found = 0;
+        /* No readahead while searching: it would fill the unwritten tail's
+         * pages with zeros, which SEEK_DATA then reports as data. */
+        if (sg->map) madvise((void *)(uintptr_t)sg->map, (size_t)n, MADV_RANDOM);
         while (sg->map && o + RN_SEG_HDR_SIZE + RN_BATCH_HEADER_SIZE <= n) {
             if (o >= data_end) {
                 uint64_t d = next_data(sg, o, n, &data_end);
@@ -1187,6 +1192,9 @@ static int find_intact(const rn_log_t *log, size_t i, uint64_t from, int one_seg
                 z += 8;
             }
             if (z >= o + 4) { o = z - 3; continue; }
+            /* An intact entry was written whole: its header is data. Never
+             * touch a hole's pages (a fault would make them data). */
+            if (o + RN_SEG_HDR_SIZE > data_end) { o = data_end; continue; }
             const uint8_t *b = sg->map + o;
             uint64_t p = sg->start + o++;
             uint32_t len = rn_le32_get(b);
@@ -1199,8 +1207,11 @@ static int find_intact(const rn_log_t *log, size_t i, uint64_t from, int one_seg
             if (entry_check(b, sg->start + n - p, &h, &bh, &hok) != ENT_OK) continue;
             if (!base_fits(log, h.queue, bh.base_offset)) continue;
             *at = p;
-            return 1;
+            found = 1;
+            break;
         }
+        if (sg->map) madvise((void *)(uintptr_t)sg->map, (size_t)n, MADV_NORMAL);
+        if (found) return 1;
         if (one_seg) break;
     }
     return 0;
