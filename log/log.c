@@ -71,8 +71,10 @@
  *   verified from min(P, damaged queues' resume points): length bounds, hcrc,
  *   batch header and Kafka CRC, base offset = the queue's next offset. An
  *   entry that an index unit already describes must match it exactly; other
- *   entries get new units. The log ends at the first bad entry: later units
- *   are dropped, the rest of that segment is zeroed, later segments deleted.
+ *   entries get new units. The log ends at the first bad entry that no
+ *   intact entry follows (a torn tail; other damage is stepped over, see
+ *   below): later units are dropped, the rest of that segment is zeroed,
+ *   later segments deleted.
  *   A missing or damaged checkpoint means no index is trusted: all index
  *   files are deleted and rebuilt from the first segment. So does a scan
  *   that left the index in a state the next open would take for damage (a
@@ -113,8 +115,9 @@
  *  2. Offsets of a queue are dense and never reused; write_pos only grows
  *     while the store is open. Offsets recovery could not keep readable stay
  *     taken by damaged index units (RN_IDX_DAMAGED), and an open never ends
- *     a queue below the next offset its valid checkpoint file gave it. A failed append publishes nothing: its bytes
- *     lie beyond write_pos, the next append overwrites them, recovery cuts them.
+ *     a queue below the next offset its valid checkpoint file gave it. A
+ *     failed append publishes nothing: its bytes lie beyond write_pos, the
+ *     next append overwrites them, recovery cuts them.
  *  3. Readers see a queue's slots [start_slot, visible) only; visible never
  *     passes the durable position under always/group.
  *  4. After any failed write, fsync or checkpoint the store is sticky: every
