@@ -966,6 +966,31 @@ static void test_flipped_header_byte_no_checkpoint(void **state)
     rn_test_tmpdir_free(dir);
 }
 
+/* The damaged entry's own record count is what was flipped (its header CRC
+ * holds, Kafka's does not), checkpoint gone: the count it claims is only a
+ * guess, and the queue's next intact batch fixes where its offsets end. */
+static void test_flipped_record_count_no_checkpoint(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    fill_crash(dir);
+    char p[600];
+    path_of(p, sizeof p, dir, "checkpoint");
+    assert_int_equal(unlink(p), 0);
+    ent_t e[NB + 8];
+    int n = walk(dir, e, NB + 8);
+    int j = n / 2;
+    flip(e[j].path, e[j].off + 16 + 60);                 /* recordCount's low byte */
+    rn_log_recovery_t rec;
+    rn_log_t *log = open_ok(dir, &rec);
+    assert_int_equal(rec.truncated_bytes, 0);
+    assert_int_equal(rec.damaged_batches, 1);
+    drange_t d = batch_range(j);
+    expect_one_range(&rec, RN_LOG_RANGE_DAMAGED, d);
+    verify_damage(log, dir, NB, &d, 1, "damaged");
+    rn_test_tmpdir_free(dir);
+}
+
 /* Zeros in the middle of the last segment (two entries never reached the
  * disk, later ones did) while the index describes them: a hole, not the
  * end; the two batches are marked damaged and the later ones stay. */
@@ -1309,6 +1334,7 @@ int main(void)
         cmocka_unit_test_setup(test_flipped_record_byte_no_checkpoint, rn_test_reset_sys),
         cmocka_unit_test_setup(test_flipped_header_byte_no_checkpoint, rn_test_reset_sys),
         cmocka_unit_test_setup(test_zeroed_entries_mid_log, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_flipped_record_count_no_checkpoint, rn_test_reset_sys),
         cmocka_unit_test_setup(test_truncated_segment, rn_test_reset_sys),
         cmocka_unit_test_setup(test_deleted_segment, rn_test_reset_sys),
         cmocka_unit_test_setup(test_emptied_segment, rn_test_reset_sys),
