@@ -18,6 +18,7 @@
 #include "common/sys.h"
 #include "log/log.h"
 #include "log/segment.h"
+#include "logical-queues/consumer.h"
 #include "logical-queues/datadir.h"
 #include "tests/util/util.h"
 
@@ -1209,6 +1210,52 @@ static void test_datadir_names_damage(void **state)
     rn_test_tmpdir_free(dir);
 }
 
+/* Damage after a clean shutdown, which a clean open does not look for: the
+ * consumer's CRC check names it (topic, queue, offset); with skip_damaged
+ * the consumer goes past that batch, counted. */
+static void test_consumer_skips_unseen_damage(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    char err[RN_ERRMSG_SIZE] = "", st[600];
+    rn_datadir_t *d = dd_open(dir, 1, 0, NULL, 0, err);
+    dd_fill(d);
+    assert_int_equal(rn_datadir_close(d), 0);
+    snprintf(st, sizeof st, "%s/stores/0", dir);
+    ent_t e[8];
+    assert_int_equal(walk(st, e, 8), 5);
+    flip(e[2].path, e[2].off + 16 + e[2].len - 5);           /* batch 2, offsets [4, 6) */
+    d = dd_open(dir, 0, 0, NULL, 0, err);
+    for (int skip = 0; skip < 2; skip++) {
+        rn_consumer_opts_t co = {.skip_damaged = skip};
+        rn_consumer_t *c;
+        assert_int_equal(rn_consumer_create(d, &co, &c, err), 0);
+        assert_int_equal(rn_consumer_assign(c, "t", 0, 0, err), 0);
+        rn_consumer_batch_t b;
+        int rc, seen = 0;
+        int64_t last = -1;
+        while ((rc = rn_consumer_poll(c, &b, err)) == 1)
+            for (uint32_t i = 0; i < b.count; i++, seen++) last = b.records[i].offset;
+        uint64_t skipped, ranges;
+        rn_consumer_skipped(c, &skipped, &ranges);
+        if (!skip) {
+            assert_int_equal(rc, RN_ECORRUPT);
+            if (!strstr(err, "topic 't' queue 0: the batch read at offset 4 is damaged"))
+                fail_msg("'%s'", err);
+            assert_int_equal(seen, 4);
+        } else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(seen, 8);
+            assert_int_equal(last, 9);
+            assert_int_equal(skipped, 2);
+            assert_int_equal(ranges, 1);
+        }
+        rn_consumer_destroy(c);
+    }
+    assert_int_equal(rn_datadir_close(d), 0);
+    rn_test_tmpdir_free(dir);
+}
+
 /* A removed store: meta.db maps topic t's queue to store 0, whose directory
  * is gone. The open refuses, naming the store and how to accept the loss;
  * accepting it moves the queue's end past every offset the metadata knows
@@ -1341,6 +1388,7 @@ int main(void)
         cmocka_unit_test_setup(test_read_stops_before_damage, rn_test_reset_sys),
         cmocka_unit_test_setup(test_datadir_names_damage, rn_test_reset_sys),
         cmocka_unit_test_setup(test_removed_store, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_consumer_skips_unseen_damage, rn_test_reset_sys),
         cmocka_unit_test_setup(test_runneld_logs_recovery, rn_test_reset_sys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
