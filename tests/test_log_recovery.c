@@ -17,6 +17,7 @@
 #include "common/error.h"
 #include "common/sys.h"
 #include "log/log.h"
+#include "client/runnel.h"
 #include "log/segment.h"
 #include "logical-queues/consumer.h"
 #include "logical-queues/datadir.h"
@@ -1337,6 +1338,17 @@ static void test_runneld_logs_recovery(void **state)
     assert_int_equal(unlink(p), 0);                          /* so recovery verifies it all */
     rn_test_runneld_t r;
     assert_int_equal(rn_test_runneld_start(&r, data, NULL), 0);
+    /* A remote read of the damaged offsets: DATA_LOSS, as RN_EDAMAGED, named. */
+    rn_client_t *c = NULL;
+    rn_client_consumer_t *k = NULL;
+    assert_int_equal(rn_client_open_server(r.addr, NULL, &c, err), 0);
+    assert_int_equal(rn_client_consumer_open(c, NULL, &k, err), 0);
+    assert_int_equal(rn_client_consumer_assign(k, "t", 0, 4, err), 0);
+    rn_consumer_batch_t b;
+    assert_int_equal(rn_client_consumer_poll(k, &b, 2000, err), RN_EDAMAGED);
+    if (!strstr(err, "topic 't' queue 0 offsets [4, 6) are damaged")) fail_msg("'%s'", err);
+    rn_client_consumer_close(k);
+    rn_client_close(c);
     assert_int_equal(rn_test_runneld_stop(&r), 0);
     char *log = rn_test_slurp(r.log, NULL);
     const char *w = strstr(log, " warn ");
