@@ -6,6 +6,14 @@
  * then damages files and reopens. Every test checks the exact surviving
  * offsets of every queue, the content of every record, and that appends
  * continue densely afterwards.
+ *
+ * Three families: torn tails (truncated: nothing intact follows the damage);
+ * damage with intact entries after it (kept: the damaged batch's offsets are
+ * marked, reads of them fail naming them, every other batch stays, the
+ * report names the range, no offset is reused); acknowledged data missing
+ * (a segment truncated, deleted or emptied, a store removed: the open
+ * refuses until the loss is accepted, which keeps every next offset). The
+ * last tests go through a data directory, the consumer and runneld.
  */
 #include <setjmp.h>
 #include <stdarg.h>
