@@ -40,7 +40,7 @@ static const char pipeline_usage[] =
     "       runnel [--data DIR | --server HOST:PORT] pipeline list\n"
     "       runnel [--data DIR | --server HOST:PORT] pipeline status [NAME]\n"
     "       runnel [--data DIR | --server HOST:PORT] pipeline pause|resume|drop NAME\n"
-    "       runnel --data DIR pipeline run NAME... | --all [--until-caught-up]\n"
+    "       runnel --data DIR pipeline run NAME... | --all [--until-caught-up] [--skip-damaged]\n"
     "\n"
     "CREATE PIPELINE name AS INSERT INTO sink SELECT ... FROM source ...\n"
     "  [WITH (checkpoint_interval = '1s', start = 'earliest' | 'latest' | '@MS',\n"
@@ -49,7 +49,9 @@ static const char pipeline_usage[] =
     "(JSON lines) or 'stdout'. Topic and file sinks are exactly-once across crashes;\n"
     "stdout is at-least-once. Records the query rejects go to the dead-letter topic.\n"
     "run: until SIGINT/SIGTERM (a final checkpoint, exit 0), or with --until-caught-up\n"
-    "until every source is consumed. drop deletes the pipeline and its state.\n";
+    "until every source is consumed. drop deletes the pipeline and its state.\n"
+    "--skip-damaged: go past source offsets a store recovery marked damaged or lost (their\n"
+    "reads stop the pipeline otherwise), counted on stderr.\n";
 
 static volatile sig_atomic_t g_stop;
 
@@ -59,7 +61,7 @@ static void on_signal(int sig)
     g_stop = 1;
 }
 
-static int open_dir(rn_cli_t *cli, rn_datadir_t **d)
+static int open_dir(rn_cli_t *cli, int skip_damaged, rn_datadir_t **d)
 {
     char err[RN_ERRMSG_SIZE];
     if (rn_cli_remote(cli))
@@ -73,6 +75,7 @@ static int open_dir(rn_cli_t *cli, rn_datadir_t **d)
     o.holder = cli->holder;
     o.report = rn_cli_recovery_report;
     o.report_arg = cli;
+    o.skip_damaged = skip_damaged;
     if (rn_datadir_open(dir, &o, d, err) != 0) return rn_cli_fail(RN_CLI_FAIL, "%s", err);
     return 0;
 }
@@ -219,23 +222,25 @@ static int cmd_run(rn_datadir_t *d, int all, int until, int nnames, char **names
 
 int rn_cli_pipeline(rn_cli_t *cli, int argc, char **argv)
 {
-    enum { OPT_DATA = 0x100, OPT_SERVER, OPT_ALL, OPT_UNTIL };
+    enum { OPT_DATA = 0x100, OPT_SERVER, OPT_ALL, OPT_UNTIL, OPT_SKIP };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"server", required_argument, NULL, OPT_SERVER},
         {"all", no_argument, NULL, OPT_ALL},
         {"until-caught-up", no_argument, NULL, OPT_UNTIL},
+        {"skip-damaged", no_argument, NULL, OPT_SKIP},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *file = NULL;
-    int all = 0, until = 0, c;
+    int all = 0, until = 0, skip = 0, c;
     while ((c = getopt_long(argc, argv, ":hf:", opts, NULL)) != -1) {
         switch (c) {
         case OPT_DATA: cli->data = optarg; break;
         case OPT_SERVER: cli->server = optarg; break;
         case OPT_ALL: all = 1; break;
         case OPT_UNTIL: until = 1; break;
+        case OPT_SKIP: skip = 1; break;
         case 'f': file = optarg; break;
         case 'h': fputs(pipeline_usage, stdout); return RN_CLI_OK;
         default: return rn_cli_bad_option("pipeline", argv, c);
@@ -260,8 +265,9 @@ int rn_cli_pipeline(rn_cli_t *cli, int argc, char **argv)
     if (need == -1 && npos > 2) return rn_cli_fail(RN_CLI_USAGE, "pipeline status [NAME]");
     if (file && strcmp(sub, "create"))
         return rn_cli_fail(RN_CLI_USAGE, "pipeline: -f applies to create only");
-    if ((all || until) && strcmp(sub, "run"))
-        return rn_cli_fail(RN_CLI_USAGE, "pipeline: --all and --until-caught-up apply to run only");
+    if ((all || until || skip) && strcmp(sub, "run"))
+        return rn_cli_fail(RN_CLI_USAGE, "pipeline: --all, --until-caught-up and --skip-damaged "
+                           "apply to run only");
     if (!strcmp(sub, "run") && (all ? npos != 1 : npos < 2))
         return rn_cli_fail(RN_CLI_USAGE, "pipeline run: give NAME... or --all (not both)");
     char *text = NULL;
@@ -274,9 +280,15 @@ int rn_cli_pipeline(rn_cli_t *cli, int argc, char **argv)
     }
     if (!strcmp(sub, "run")) {
         rn_datadir_t *d = NULL;
-        int code = open_dir(cli, &d);
+        int code = open_dir(cli, skip, &d);
         if (code != 0) return code;
-        return close_dir(d, cmd_run(d, all, until, npos - 1, pos + 1));
+        code = cmd_run(d, all, until, npos - 1, pos + 1);
+        if (rn_datadir_skipped(d)) {
+            fflush(stdout);
+            fprintf(stderr, "runnel: warning: pipelines skipped %llu damaged or lost source "
+                    "offsets\n", (unsigned long long)rn_datadir_skipped(d));
+        }
+        return close_dir(d, code);
     }
     rn_client_t *cl = NULL;
     int code = rn_cli_open_client(cli, NULL, 0, &cl);

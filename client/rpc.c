@@ -164,6 +164,7 @@ static int status_rc(const rn_rpc_t *c, const rpc_recv_t *r, char *errmsg)
     case GRPC_STATUS_INVALID_ARGUMENT:    return rn_errf(errmsg, RN_EINVAL, "%s", det);
     case GRPC_STATUS_RESOURCE_EXHAUSTED:  return rn_errf(errmsg, RN_ETOOBIG, "%s", det);
     case GRPC_STATUS_FAILED_PRECONDITION: return rn_errf(errmsg, RN_ESTICKY, "%s", det);
+    case GRPC_STATUS_DATA_LOSS:           return rn_errf(errmsg, RN_EDAMAGED, "%s", det);
     case GRPC_STATUS_UNAVAILABLE:
         return rn_errf(errmsg, -ECONNREFUSED, "cannot reach %s: %s", c->target, det);
     case GRPC_STATUS_DEADLINE_EXCEEDED:

@@ -4,8 +4,8 @@
  * offset of their first unit). Units are addressed by a queue-wide "slot"
  * number (0 = first unit of the first file loaded at open); slots only grow.
  *
- * Threading (enforced by log/log.c, not here): rn_idx_put and rn_idx_truncate
- * run on the writer path only; rn_idx_sync may run on another thread at the
+ * Threading (enforced by log/log.c, not here): rn_idx_put, rn_idx_set and
+ * rn_idx_truncate run on the writer path only (rn_idx_set at recovery); rn_idx_sync may run on another thread at the
  * same time as rn_idx_put (the per-file dirty flag is atomic), under the
  * table read lock. rn_idx_put adds a file (changing
  * files/nfiles) only through rn_idx_add_file, which the caller runs under the

@@ -71,8 +71,10 @@
  *   verified from min(P, damaged queues' resume points): length bounds, hcrc,
  *   batch header and Kafka CRC, base offset = the queue's next offset. An
  *   entry that an index unit already describes must match it exactly; other
- *   entries get new units. The log ends at the first bad entry: later units
- *   are dropped, the rest of that segment is zeroed, later segments deleted.
+ *   entries get new units. The log ends at the first bad entry that no
+ *   intact entry follows (a torn tail; other damage is stepped over, see
+ *   below): later units are dropped, the rest of that segment is zeroed,
+ *   later segments deleted.
  *   A missing or damaged checkpoint means no index is trusted: all index
  *   files are deleted and rebuilt from the first segment. So does a scan
  *   that left the index in a state the next open would take for damage (a
@@ -111,8 +113,11 @@
  *  1. Everything before the checkpoint's P (log bytes and the index units of
  *     those entries) is durable.
  *  2. Offsets of a queue are dense and never reused; write_pos only grows
- *     while the store is open. A failed append publishes nothing: its bytes
- *     lie beyond write_pos, the next append overwrites them, recovery cuts them.
+ *     while the store is open. Offsets recovery could not keep readable stay
+ *     taken by damaged index units (RN_IDX_DAMAGED), and an open never ends
+ *     a queue below the next offset its valid checkpoint file gave it. A
+ *     failed append publishes nothing: its bytes lie beyond write_pos, the
+ *     next append overwrites them, recovery cuts them.
  *  3. Readers see a queue's slots [start_slot, visible) only; visible never
  *     passes the durable position under always/group.
  *  4. After any failed write, fsync or checkpoint the store is sticky: every
@@ -165,6 +170,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1141,29 +1147,74 @@ static int zeros_suspect(const rn_log_t *log, uint64_t p)
     return 0;
 }
 
+/* The first byte at or after file offset o (< n) of sg that may hold data,
+ * skipping what the file system knows to be holes or unwritten extents
+ * (SEEK_DATA: a preallocated segment's unused tail costs no reads); n when
+ * none. *data_end = where that data stretch ends. */
+static uint64_t next_data(const rn_seg_t *sg, uint64_t o, uint64_t n, uint64_t *data_end)
+{
+    off_t d = lseek(sg->fd, (off_t)o, SEEK_DATA);
+    if (d < 0) {
+        *data_end = n;
+        return errno == ENXIO ? n : o;       /* ENXIO: no data after o; else unsupported */
+    }
+    off_t h = lseek(sg->fd, d, SEEK_HOLE);
+    *data_end = h < 0 || (uint64_t)h > n ? n : (uint64_t)h;
+    return (uint64_t)d > n ? n : (uint64_t)d;
+}
+
 /* The first position >= from, in segment i or a later one (only segment i
  * when one_seg), holding an intact entry whose base offset fits its queue:
- * 1 and *at when there is one. Reads through the segments' mappings. */
+ * 1 and *at when there is one. Reads through the segments' mappings, and
+ * steps over holes and runs of zeros without trying each byte (an entry's
+ * length field is never zero). */
 static int find_intact(const rn_log_t *log, size_t i, uint64_t from, int one_seg, uint64_t *at)
 {
     for (; i < log->nsegs; i++) {
         const rn_seg_t *sg = &log->segs[i];
-        uint64_t end = sg->start + sg->size;
-        if (from < sg->start) from = sg->start;
-        for (uint64_t p = from; sg->map && p + RN_SEG_HDR_SIZE + RN_BATCH_HEADER_SIZE <= end; p++) {
-            const uint8_t *b = sg->map + (p - sg->start);
+        uint64_t n = sg->size, data_end = 0;
+        uint64_t o = from > sg->start ? from - sg->start : 0;
+        int found = 0;
+        /* No readahead while searching: it would fill the unwritten tail's
+         * pages with zeros, which SEEK_DATA then reports as data. */
+        if (sg->map) madvise((void *)(uintptr_t)sg->map, (size_t)n, MADV_RANDOM);
+        while (sg->map && o + RN_SEG_HDR_SIZE + RN_BATCH_HEADER_SIZE <= n) {
+            if (o >= data_end) {
+                uint64_t d = next_data(sg, o, n, &data_end);
+                if (d >= n) break;
+                o = d > 3 && d - 3 > o ? d - 3 : o;   /* a length may start in the hole */
+                if (data_end <= o) data_end = o + 1;
+            }
+            /* Skip zeros a word at a time: a length field has a non-zero
+             * byte, so no entry starts more than 3 bytes before one. */
+            uint64_t z = o;
+            while (z + 8 <= data_end && z + 8 <= n) {
+                uint64_t w;
+                memcpy(&w, sg->map + z, 8);
+                if (w) break;
+                z += 8;
+            }
+            if (z >= o + 4) { o = z - 3; continue; }
+            /* An intact entry was written whole: its header is data. Never
+             * touch a hole's pages (a fault would make them data). */
+            if (o + RN_SEG_HDR_SIZE > data_end) { o = data_end; continue; }
+            const uint8_t *b = sg->map + o;
+            uint64_t p = sg->start + o++;
             uint32_t len = rn_le32_get(b);
             if (len < RN_BATCH_HEADER_SIZE || len > RN_BATCH_MAX_BYTES ||
-                p + RN_SEG_HDR_SIZE + len > end)
+                p + RN_SEG_HDR_SIZE + len > sg->start + n)
                 continue;
             rn_seg_hdr_t h;
             rn_batch_header_t bh;
             int hok;
-            if (entry_check(b, end - p, &h, &bh, &hok) != ENT_OK) continue;
+            if (entry_check(b, sg->start + n - p, &h, &bh, &hok) != ENT_OK) continue;
             if (!base_fits(log, h.queue, bh.base_offset)) continue;
             *at = p;
-            return 1;
+            found = 1;
+            break;
         }
+        if (sg->map) madvise((void *)(uintptr_t)sg->map, (size_t)n, MADV_NORMAL);
+        if (found) return 1;
         if (one_seg) break;
     }
     return 0;
@@ -1280,9 +1331,14 @@ static int step_over(rn_log_t *log, size_t i, uint64_t p, const uint8_t *ent, in
         rc = find_or_add_queue(log, h.queue, ckpt_ok, &owner);
         if (rc != 0) return rc;
         log->rec.dropped_units += (uint32_t)rn_idx_truncate(&owner->ix, owner->cursor);
-        const uint8_t *c = ent + RN_SEG_HDR_SIZE + 57;   /* recordCount: a guess, see fix_slot */
+        /* Its record count is a guess (see fix_slot): the larger of the
+         * batch's recordCount and lastOffsetDelta + 1 that is plausible, so
+         * a damaged count errs towards skipping offsets, not reusing them. */
+        const uint8_t *c = ent + RN_SEG_HDR_SIZE + 57, *dl = ent + RN_SEG_HDR_SIZE + 23;
         uint32_t count = (uint32_t)c[0] << 24 | (uint32_t)c[1] << 16 | (uint32_t)c[2] << 8 | c[3];
+        uint32_t delta = (uint32_t)dl[0] << 24 | (uint32_t)dl[1] << 16 | (uint32_t)dl[2] << 8 | dl[3];
         if (count < 1 || count > RN_BATCH_MAX_RECORDS) count = 1;
+        if (delta < RN_BATCH_MAX_RECORDS && delta + 1 > count) count = delta + 1;
         u = (rn_idx_unit_t){
             .position = p, .base_offset = base, .first_ts = owner->running_max,
             .max_ts = owner->running_max, .size = h.batch_len, .record_count = count,
@@ -1622,9 +1678,8 @@ static int check_missing(rn_log_t *log, const ckpt_t *c, uint64_t end, char *err
     }
     if (nmiss && !log->o.accept_loss)
         return rn_errf(errmsg, RN_ECORRUPT,
-                       "lost acknowledged data: %s%s (commit-log bytes the checkpoint vouches "
-                       "for are gone); restore them, or accept the loss with `runnel store "
-                       "repair --accept-loss` (offsets are never reused)", what,
+                       "lost acknowledged data (restore the commit log, or run `runnel store "
+                       "repair --accept-loss`; offsets are never reused): %s%s", what,
                        nmiss > 2 ? ", ..." : "");
     return 0;
 }
@@ -1756,6 +1811,9 @@ static int recover(rn_log_t *log, char *errmsg)
                 log->lastq = NULL;
                 ckpt_ok = 0;
                 s = first;
+                log->rec.damaged_batches = 0;     /* the first scan's marks are gone */
+                log->rec.skipped_bytes = 0;
+                log->rec.nranges = 0;
                 rc = remove_index_tree(log, errmsg);
                 if (rc != 0) goto out;
                 rc = scan(log, s, 0, &end, &bad, errmsg);

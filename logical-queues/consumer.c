@@ -62,7 +62,7 @@ int rn_consumer_create(rn_datadir_t *d, const rn_consumer_opts_t *o, rn_consumer
     if (!c) return rn_errf(errmsg, -ENOMEM, "out of memory");
     c->d = d;
     c->fetch = o && o->fetch_bytes ? o->fetch_bytes : DEFAULT_FETCH;
-    c->skip_damaged = o ? o->skip_damaged : 0;
+    c->skip_damaged = (o && o->skip_damaged) || rn_datadir_skip_damaged(d);
     rn_batch_iter_init(&c->it, &rn_batch_default_limits);
     *out = c;
     return 0;
@@ -239,10 +239,26 @@ static int decode_next(rn_consumer_t *c, cqueue_t *cq, uint32_t *count, char *er
     int rc = 0;
     if (rn_batch_size(b, left, &sz) != 0 || sz > left ||
         (rc = rn_batch_validate(b, sz, &rn_batch_default_limits, 0, &h, inner)) != 0 ||
-        (rc = rn_batch_iter_reset(&c->it, b, sz, inner)) != 0)
+        (rc = rn_batch_iter_reset(&c->it, b, sz, inner)) != 0) {
+        /* Damage recovery did not see (a clean open trusts what it wrote):
+         * under skip_damaged, go past this batch as past a marked one. */
+        int64_t past;
+        if (c->skip_damaged && rn_datadir_batch_end(c->d, &cq->q, cq->pos, &past, NULL) == 0 &&
+            past > cq->pos) {
+            if (cq->end >= 0 && past > cq->end) past = cq->end;
+            c->skipped += (uint64_t)(past - cq->pos);
+            c->skipped_ranges++;
+            rn_datadir_count_skipped(c->d, (uint64_t)(past - cq->pos));
+            cq->pos = past;
+            cq->cur = cq->buf.len;         /* refetch from the new position */
+            *count = 0;
+            return 0;
+        }
         return rn_errf(errmsg, rc ? rc : RN_ECORRUPT, "topic '%s' queue %u: the batch read at "
-                       "offset %lld is damaged: %s", cq->q.topic.name, cq->q.queue,
+                       "offset %lld is damaged: %s (`runnel store check` finds every such "
+                       "batch; --skip-damaged goes past)", cq->q.topic.name, cq->q.queue,
                        (long long)cq->pos, inner[0] ? inner : "bad size");
+    }
     cq->cur += sz;
     size_t n = 0, nh = 0;
     rn_record_t r;
@@ -291,6 +307,7 @@ static int poll_queue(rn_consumer_t *c, cqueue_t *cq, uint32_t *count, char *err
                 if (cq->end >= 0 && past > cq->end) past = cq->end;
                 c->skipped += (uint64_t)(past - cq->pos);
                 c->skipped_ranges++;
+                rn_datadir_count_skipped(c->d, (uint64_t)(past - cq->pos));
                 cq->pos = past;
                 continue;
             }

@@ -75,7 +75,13 @@ struct rn_datadir {
     dstore_t        *stores[RN_META_MAX_STORES];   /* by id; invariant 6 */
     void           (*report)(void *arg, int warn, const char *line);
     void            *report_arg;
+    int              skip_damaged;
+    _Atomic uint64_t skipped;
 };
+
+int rn_datadir_skip_damaged(const rn_datadir_t *d) { return d->skip_damaged; }
+void rn_datadir_count_skipped(rn_datadir_t *d, uint64_t n) { atomic_fetch_add(&d->skipped, n); }
+uint64_t rn_datadir_skipped(rn_datadir_t *d) { return atomic_load(&d->skipped); }
 
 void rn_datadir_opts_default(rn_datadir_opts_t *o)
 {
@@ -369,10 +375,10 @@ static int store_open(rn_datadir_t *d, uint32_t id, const char *path, int must_e
             removed = any;
         }
         if (removed && !d->log_opts.accept_loss)
-            return rn_errf(errmsg, RN_ECORRUPT, "store %u at %s lost all its data (no commit log, "
-                           "no checkpoint) though meta.db maps topic queues to it; restore it, or "
-                           "accept the loss with `runnel store repair --accept-loss` (offsets are "
-                           "never reused)", id, abs);
+            return rn_errf(errmsg, RN_ECORRUPT, "store %u lost all its data (no commit log or "
+                           "checkpoint, though meta.db maps topic queues to it): restore it, or "
+                           "run `runnel store repair --accept-loss` (offsets are never reused); "
+                           "it is %s", id, abs);
     }
     dstore_t *s = calloc(1, sizeof *s);
     if (!s) return rn_errf(errmsg, -ENOMEM, "out of memory");
@@ -419,6 +425,7 @@ int rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **
     d->log_opts = o->log;
     d->report = o->report;
     d->report_arg = o->report_arg;
+    d->skip_damaged = o->skip_damaged;
     /* Recursive: group operations hold it across reads that take it too. */
     pthread_mutexattr_t ma;
     pthread_mutexattr_init(&ma);

@@ -45,7 +45,16 @@ typedef struct rn_datadir_opts {
      * NULL: not reported (rn_datadir_recovery_report can tell later). */
     void        (*report)(void *arg, int warn, const char *line);
     void         *report_arg;
+    int           skip_damaged; /* every consumer on this handle goes past damaged or
+                                   lost offsets (rn_consumer_opts_t.skip_damaged), e.g.
+                                   the pipelines of `pipeline run --skip-damaged` */
 } rn_datadir_opts_t;
+
+/* o->skip_damaged of the open; damaged or lost offsets its consumers went
+ * past (added by logical-queues/consumer.c). */
+int      rn_datadir_skip_damaged(const rn_datadir_t *d);
+void     rn_datadir_count_skipped(rn_datadir_t *d, uint64_t offsets);
+uint64_t rn_datadir_skipped(rn_datadir_t *d);
 
 /* Call report for every open store with what its recovery did. */
 void rn_datadir_recovery_report(rn_datadir_t *d, void (*report)(void *arg, int warn,

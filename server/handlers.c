@@ -138,6 +138,7 @@ static rn_st_t code_of(int rc)
     case RN_ESTICKY:
     case -EIO:         return RN_ST_FAILED_PRECONDITION;
     case RN_ECLOSED:   return RN_ST_UNAVAILABLE;
+    case RN_EDAMAGED:  return RN_ST_DATA_LOSS;     /* offsets recovery marked damaged/lost */
     default:           return RN_ST_INTERNAL;
     }
 }

@@ -95,6 +95,7 @@ _Static_assert(RN_ST_FAILED_PRECONDITION == (int)GRPC_STATUS_FAILED_PRECONDITION
 _Static_assert(RN_ST_OUT_OF_RANGE == (int)GRPC_STATUS_OUT_OF_RANGE, "status numbers");
 _Static_assert(RN_ST_UNIMPLEMENTED == (int)GRPC_STATUS_UNIMPLEMENTED, "status numbers");
 _Static_assert(RN_ST_UNAVAILABLE == (int)GRPC_STATUS_UNAVAILABLE, "status numbers");
+_Static_assert(RN_ST_DATA_LOSS == (int)GRPC_STATUS_DATA_LOSS, "status numbers");
 
 #define MAX_MESSAGE   (256 << 20)       /* as the client's (client/rpc.c) */
 #define MAX_THREADS   16

@@ -24,6 +24,7 @@ typedef enum rn_st {
     RN_ST_UNIMPLEMENTED = 12,
     RN_ST_INTERNAL = 13,
     RN_ST_UNAVAILABLE = 14,
+    RN_ST_DATA_LOSS = 15,
 } rn_st_t;
 
 /* A status and its message (RN_ERRMSG_SIZE, like every errmsg). */

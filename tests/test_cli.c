@@ -1045,6 +1045,15 @@ static void test_store_check_and_repair(void **state)
     expect_fail(f, RUN(f, NULL, "consume", "t", "--skip-damaged"), 0,
                 "skipped 9 damaged or lost offsets in 2 ranges");
     assert_string_equal(f->stdout_text, "a\nb\nc\na\nb\nc\na\nb\nc\n");
+    /* A pipeline: the same stop, or the same skip, counted. */
+    expect_ok(f, RUN(f, NULL, "pipeline", "create",
+                     "CREATE PIPELINE p AS INSERT INTO 'stdout' SELECT * FROM t"));
+    expect_fail(f, RUN(f, NULL, "pipeline", "run", "p", "--until-caught-up"), 1,
+                "topic 't' queue 0 offsets [6, 9) are damaged");
+    expect_fail(f, RUN(f, NULL, "pipeline", "run", "p", "--until-caught-up", "--skip-damaged"), 0,
+                "pipelines skipped 9 damaged or lost source offsets");
+    assert_non_null(strstr(f->stdout_text, "\"offset\":9,"));
+    assert_null(strstr(f->stdout_text, "\"offset\":6,"));
     /* streamsql: the same stop, or the same skip, counted. */
     const char *sq[] = {RN_BIN_DIR "/streamsql", "--data", f->data, "--format", "csv", "-e",
                         "SELECT count(*) AS n FROM t", NULL, NULL};

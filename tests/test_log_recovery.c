@@ -6,6 +6,14 @@
  * then damages files and reopens. Every test checks the exact surviving
  * offsets of every queue, the content of every record, and that appends
  * continue densely afterwards.
+ *
+ * Three families: torn tails (truncated: nothing intact follows the damage);
+ * damage with intact entries after it (kept: the damaged batch's offsets are
+ * marked, reads of them fail naming them, every other batch stays, the
+ * report names the range, no offset is reused); acknowledged data missing
+ * (a segment truncated, deleted or emptied, a store removed: the open
+ * refuses until the loss is accepted, which keeps every next offset). The
+ * last tests go through a data directory, the consumer and runneld.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,7 +25,9 @@
 #include "common/error.h"
 #include "common/sys.h"
 #include "log/log.h"
+#include "client/runnel.h"
 #include "log/segment.h"
+#include "logical-queues/consumer.h"
 #include "logical-queues/datadir.h"
 #include "tests/util/util.h"
 
@@ -966,6 +976,56 @@ static void test_flipped_header_byte_no_checkpoint(void **state)
     rn_test_tmpdir_free(dir);
 }
 
+/* The damaged entry's own record count is what was flipped (its header CRC
+ * holds, Kafka's does not), checkpoint gone: the count it claims is only a
+ * guess, and the queue's next intact batch fixes where its offsets end. */
+static void test_flipped_record_count_no_checkpoint(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    fill_crash(dir);
+    char p[600];
+    path_of(p, sizeof p, dir, "checkpoint");
+    assert_int_equal(unlink(p), 0);
+    ent_t e[NB + 8];
+    int n = walk(dir, e, NB + 8);
+    int j = n / 2;
+    flip(e[j].path, e[j].off + 16 + 60);                 /* recordCount's low byte */
+    rn_log_recovery_t rec;
+    rn_log_t *log = open_ok(dir, &rec);
+    assert_int_equal(rec.truncated_bytes, 0);
+    assert_int_equal(rec.damaged_batches, 1);
+    drange_t d = batch_range(j);
+    expect_one_range(&rec, RN_LOG_RANGE_DAMAGED, d);
+    verify_damage(log, dir, NB, &d, 1, "damaged");
+    rn_test_tmpdir_free(dir);
+}
+
+/* Zeros in the middle of the last segment (two entries never reached the
+ * disk, later ones did) while the index describes them: a hole, not the
+ * end; the two batches are marked damaged and the later ones stay. */
+static void test_zeroed_entries_mid_log(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    fill_crash(dir);
+    ent_t e[NB + 8];
+    int n = walk(dir, e, NB + 8);
+    int j = first_after_roll(e, n) + 1;
+    assert_true(n - j >= 4);
+    assert_string_equal(e[j].path, e[j + 1].path);
+    zero(e[j].path, e[j].off, 16 + e[j].len);
+    zero(e[j + 1].path, e[j + 1].off, 16 + e[j + 1].len);
+    rn_log_recovery_t rec;
+    rn_log_t *log = open_ok(dir, &rec);
+    assert_int_equal(rec.truncated_bytes, 0);
+    assert_int_equal(rec.damaged_batches, 2);
+    assert_int_equal(rec.skipped_bytes, 32 + e[j].len + e[j + 1].len);
+    drange_t d[2] = {batch_range(j), batch_range(j + 1)};
+    verify_damage(log, dir, NB, d, 2, "damaged");
+    rn_test_tmpdir_free(dir);
+}
+
 /* ---- acknowledged data missing --------------------------------------------------- */
 
 /* How a segment goes missing. */
@@ -1159,6 +1219,52 @@ static void test_datadir_names_damage(void **state)
     rn_test_tmpdir_free(dir);
 }
 
+/* Damage after a clean shutdown, which a clean open does not look for: the
+ * consumer's CRC check names it (topic, queue, offset); with skip_damaged
+ * the consumer goes past that batch, counted. */
+static void test_consumer_skips_unseen_damage(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    char err[RN_ERRMSG_SIZE] = "", st[600];
+    rn_datadir_t *d = dd_open(dir, 1, 0, NULL, 0, err);
+    dd_fill(d);
+    assert_int_equal(rn_datadir_close(d), 0);
+    snprintf(st, sizeof st, "%s/stores/0", dir);
+    ent_t e[8];
+    assert_int_equal(walk(st, e, 8), 5);
+    flip(e[2].path, e[2].off + 16 + e[2].len - 5);           /* batch 2, offsets [4, 6) */
+    d = dd_open(dir, 0, 0, NULL, 0, err);
+    for (int skip = 0; skip < 2; skip++) {
+        rn_consumer_opts_t co = {.skip_damaged = skip};
+        rn_consumer_t *c;
+        assert_int_equal(rn_consumer_create(d, &co, &c, err), 0);
+        assert_int_equal(rn_consumer_assign(c, "t", 0, 0, err), 0);
+        rn_consumer_batch_t b;
+        int rc, seen = 0;
+        int64_t last = -1;
+        while ((rc = rn_consumer_poll(c, &b, err)) == 1)
+            for (uint32_t i = 0; i < b.count; i++, seen++) last = b.records[i].offset;
+        uint64_t skipped, ranges;
+        rn_consumer_skipped(c, &skipped, &ranges);
+        if (!skip) {
+            assert_int_equal(rc, RN_ECORRUPT);
+            if (!strstr(err, "topic 't' queue 0: the batch read at offset 4 is damaged"))
+                fail_msg("'%s'", err);
+            assert_int_equal(seen, 4);
+        } else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(seen, 8);
+            assert_int_equal(last, 9);
+            assert_int_equal(skipped, 2);
+            assert_int_equal(ranges, 1);
+        }
+        rn_consumer_destroy(c);
+    }
+    assert_int_equal(rn_datadir_close(d), 0);
+    rn_test_tmpdir_free(dir);
+}
+
 /* A removed store: meta.db maps topic t's queue to store 0, whose directory
  * is gone. The open refuses, naming the store and how to accept the loss;
  * accepting it moves the queue's end past every offset the metadata knows
@@ -1221,6 +1327,51 @@ static void test_removed_store(void **state)
     rn_test_tmpdir_free(dir);
 }
 
+/* runneld logs what each store's recovery did: warn, with the offsets, when
+ * a batch was marked damaged; info after a clean shutdown. */
+static void test_runneld_logs_recovery(void **state)
+{
+    (void)state;
+    char *dir = rn_test_tmpdir_new("test-logrec");
+    char err[RN_ERRMSG_SIZE] = "", data[600], p[700];
+    snprintf(data, sizeof data, "%s/data", dir);
+    rn_datadir_t *d = dd_open(data, 1, 0, NULL, 0, err);
+    dd_fill(d);
+    assert_int_equal(rn_datadir_close(d), 0);
+    snprintf(p, sizeof p, "%s/stores/0", data);
+    ent_t e[8];
+    assert_int_equal(walk(p, e, 8), 5);
+    flip(e[2].path, e[2].off + 16 + e[2].len - 5);          /* batch 2, offsets [4, 6) */
+    snprintf(p, sizeof p, "%s/stores/0/checkpoint", data);
+    assert_int_equal(unlink(p), 0);                          /* so recovery verifies it all */
+    rn_test_runneld_t r;
+    assert_int_equal(rn_test_runneld_start(&r, data, NULL), 0);
+    /* A remote read of the damaged offsets: DATA_LOSS, as RN_EDAMAGED, named. */
+    rn_client_t *c = NULL;
+    rn_client_consumer_t *k = NULL;
+    assert_int_equal(rn_client_open_server(r.addr, NULL, &c, err), 0);
+    assert_int_equal(rn_client_consumer_open(c, NULL, &k, err), 0);
+    assert_int_equal(rn_client_consumer_assign(k, "t", 0, 4, err), 0);
+    rn_consumer_batch_t b;
+    assert_int_equal(rn_client_consumer_poll(k, &b, 2000, err), RN_EDAMAGED);
+    if (!strstr(err, "topic 't' queue 0 offsets [4, 6) are damaged")) fail_msg("'%s'", err);
+    rn_client_consumer_close(k);
+    rn_client_close(c);
+    assert_int_equal(rn_test_runneld_stop(&r), 0);
+    char *log = rn_test_slurp(r.log, NULL);
+    const char *w = strstr(log, " warn ");
+    if (!w || !strstr(w, "store 0") || !strstr(w, "queue 0 offsets [4, 6) damaged"))
+        fail_msg("runneld log lacks the warning: %s", log);
+    free(log);
+    assert_int_equal(rn_test_runneld_start(&r, data, NULL), 0);
+    assert_int_equal(rn_test_runneld_stop(&r), 0);
+    log = rn_test_slurp(r.log, NULL);
+    if (!strstr(log, "info  store 0 (stores/0): recovery: clean shutdown"))
+        fail_msg("runneld log lacks the clean report: %s", log);
+    free(log);
+    rn_test_tmpdir_free(dir);
+}
+
 /* Every test starts with the real system calls (rn_test_reset_sys), even
  * after a failed one. */
 int main(void)
@@ -1249,12 +1400,16 @@ int main(void)
         cmocka_unit_test_setup(test_flipped_header_byte_mid_log, rn_test_reset_sys),
         cmocka_unit_test_setup(test_flipped_record_byte_no_checkpoint, rn_test_reset_sys),
         cmocka_unit_test_setup(test_flipped_header_byte_no_checkpoint, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_zeroed_entries_mid_log, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_flipped_record_count_no_checkpoint, rn_test_reset_sys),
         cmocka_unit_test_setup(test_truncated_segment, rn_test_reset_sys),
         cmocka_unit_test_setup(test_deleted_segment, rn_test_reset_sys),
         cmocka_unit_test_setup(test_emptied_segment, rn_test_reset_sys),
         cmocka_unit_test_setup(test_read_stops_before_damage, rn_test_reset_sys),
         cmocka_unit_test_setup(test_datadir_names_damage, rn_test_reset_sys),
         cmocka_unit_test_setup(test_removed_store, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_consumer_skips_unseen_damage, rn_test_reset_sys),
+        cmocka_unit_test_setup(test_runneld_logs_recovery, rn_test_reset_sys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
