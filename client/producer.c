@@ -51,6 +51,11 @@
  *     room its own records left. A send from a delivery callback never
  *     waits for memory (it would wait for the very thread it runs on): over
  *     the cap it is refused with RN_EFULL saying so.
+ *  8. Outcomes are per batch: when the broker stored a request's leading
+ *     batches and then failed (it says so in the RN_RPC_PARTIAL_TRAILER of
+ *     its error), those batches are delivered with their offsets and only
+ *     the rest fail; embedded, the batches appended and acknowledged before
+ *     a failure are delivered likewise.
  */
 #include "client/client_int.h"
 
@@ -368,6 +373,14 @@ static void produce_done(void *arg, int rc, ProtobufCMessage *resp, int status, 
         p->st.duplicates += dups;
         pthread_mutex_unlock(&p->mu);
         complete(p, req, req->n, 0, NULL);
+        return;
+    }
+    if (r && r->n_base_offsets > 0 && r->n_base_offsets < req->n) {
+        /* Invariant 8: the broker stored the leading batches before it failed. */
+        size_t k = r->n_base_offsets, i = 0;
+        for (pbatch_t *b = req->head; b && i < k; b = b->next, i++) b->base = r->base_offsets[i];
+        rn_client_free_msg(resp);
+        complete(p, req, k, rc, err);
         return;
     }
     rn_client_free_msg(resp);
