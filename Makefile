@@ -131,6 +131,13 @@ $(BIN)/runnel-bench: $(BENCH_SRC:%.c=$(BUILD)/%.o) $(LIBS)
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTUTIL_OBJ) $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_ALL)
 
+# Tests that run runneld's server in process (to inject faults through rn_sys):
+# the server's objects but its main.
+INPROC_TESTS := $(BUILD)/tests/test_server_partial
+$(INPROC_TESTS): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTUTIL_OBJ) \
+                 $(patsubst %.c,$(BUILD)/%.o,$(filter-out server/runneld.c,$(SERVER_SRC))) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_ALL)
+
 # Corpus replay: each fuzz target linked with a cmocka driver that runs every
 # file of tests/fuzz/corpus/NAME/ through it (one test per file).
 $(BUILD)/fuzz/replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o $(LIBS)

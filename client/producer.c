@@ -35,14 +35,27 @@
  *     -ETIMEDOUT, -ECONNRESET, -EPIPE). The broker acknowledges a batch it
  *     already stored with its original base offset, so a retry is stored
  *     exactly once.
- *  3. Memory: the bounds of records accepted and not yet delivered never
+ *  3. Memory: the bounds of records accepted and not yet completed never
  *     pass max_memory, except that one record is always admitted when
- *     nothing is buffered.
+ *     nothing is buffered. (A completion gives the memory back just before
+ *     its callbacks run: invariant 7.)
  *  4. Every accepted record gets exactly one callback. After the first
  *     delivery failure the producer is failed: later sends return that
  *     error, and batches not yet sent are completed with it unsent.
  *  5. States: open → (flush)* → closing → freed. close = flush, then the
  *     threads stop; nothing is in flight when the memory is freed.
+ *  6. Sequences wrap modulo 2^31 (Kafka's rule, which the broker applies
+ *     too): after 2^31 - 1 comes 0, never a negative sequence.
+ *  7. A completion gives back its memory (the cap's accounting and the batch
+ *     bytes) before it runs the callbacks, so a callback's send finds the
+ *     room its own records left. A send from a delivery callback never
+ *     waits for memory (it would wait for the very thread it runs on): over
+ *     the cap it is refused with RN_EFULL saying so.
+ *  8. Outcomes are per batch: when the broker stored a request's leading
+ *     batches and then failed (it says so in the RN_RPC_PARTIAL_TRAILER of
+ *     its error), those batches are delivered with their offsets and only
+ *     the rest fail; embedded, the batches appended and acknowledged before
+ *     a failure are delivered likewise.
  */
 #include "client/client_int.h"
 
@@ -107,7 +120,7 @@ typedef struct pqueue {
     pbatch_t          *sealed, *sealed_tail;
     int                in_ready;
     int                busy;             /* a request in flight or waiting for a retry */
-    int32_t            seq;              /* next base sequence */
+    int32_t            seq;              /* next base sequence, 0..2^31-1 (invariant 6) */
     rn_datadir_queue_t qh;               /* embedded, used by the sender thread only */
     int                qh_open;
     pbatch_t          *spare;            /* the next sealed batch, allocated up front */
@@ -166,6 +179,15 @@ static void timespec_at(struct timespec *ts, uint64_t mono_ns)
     ts->tv_sec = (time_t)(mono_ns / 1000000000u);
     ts->tv_nsec = (long)(mono_ns % 1000000000u);
 }
+
+/* Invariant 6: the sequence after count records from seq, modulo 2^31. */
+static int32_t seq_after(int32_t seq, uint32_t count)
+{
+    return (int32_t)(((int64_t)seq + count) % ((int64_t)1 << 31));
+}
+
+/* Set while this thread runs delivery callbacks (invariant 3). */
+static __thread int in_callbacks;
 
 /* ---- Accumulators (mutex held) ------------------------------------------- */
 
@@ -226,7 +248,7 @@ static int seal(rn_producer_t *p, uint32_t qi)
     q->cbs = NULL;
     q->ncbs = q->capcbs = 0;
     q->mem = 0;
-    q->seq += (int32_t)b->count;
+    q->seq = seq_after(q->seq, b->count);
     if (p->nqueues > KEEP_BUILDERS) {
         /* Topics with many queues: only queues with records hold builder memory. */
         rn_batch_builder_destroy(&q->b);
@@ -266,6 +288,19 @@ static void complete(rn_producer_t *p, preq_t *req, size_t ok, int rc, const cha
                  err && *err ? err : rn_strerror(rc));
     uint64_t recs_ok = 0, batches_ok = 0, bytes_ok = 0, recs_failed = 0, records = 0;
     size_t mem = 0, i = 0;
+    /* Invariant 7: the memory first, then the callbacks. */
+    for (pbatch_t *b = req->head; b; b = b->next) {
+        mem += b->mem;
+        free(b->bytes);
+        b->bytes = NULL;
+    }
+    free(req->bins);
+    req->bins = NULL;
+    pthread_mutex_lock(&p->mu);
+    p->mem -= mem;
+    pthread_cond_broadcast(&p->space);
+    pthread_mutex_unlock(&p->mu);
+    in_callbacks++;
     for (pbatch_t *b = req->head; b; b = b->next, i++) {
         int brc = i < ok ? 0 : (rc ? rc : RN_ECLOSED);
         rn_delivery_t d = {.rc = brc, .errmsg = brc ? msg : "", .topic = p->topic,
@@ -279,11 +314,10 @@ static void complete(rn_producer_t *p, preq_t *req, size_t ok, int rc, const cha
         if (brc == 0) { recs_ok += b->count; batches_ok++; bytes_ok += b->len; }
         else recs_failed += b->count;
         records += b->count;
-        mem += b->mem;
     }
+    in_callbacks--;
     free_batches(req->head);
     req->head = NULL;
-    free(req->bins);
     uint32_t qi = req->queue;
     int was_sent = req->attempts > 0;
     free(req);
@@ -293,7 +327,6 @@ static void complete(rn_producer_t *p, preq_t *req, size_t ok, int rc, const cha
     p->st.batches += batches_ok;
     p->st.bytes += bytes_ok;
     p->st.failed += recs_failed;
-    p->mem -= mem;
     p->outstanding -= records;
     if (was_sent) p->inflight--;
     p->qs[qi].busy = 0;
@@ -340,6 +373,14 @@ static void produce_done(void *arg, int rc, ProtobufCMessage *resp, int status, 
         p->st.duplicates += dups;
         pthread_mutex_unlock(&p->mu);
         complete(p, req, req->n, 0, NULL);
+        return;
+    }
+    if (r && r->n_base_offsets > 0 && r->n_base_offsets < req->n) {
+        /* Invariant 8: the broker stored the leading batches before it failed. */
+        size_t k = r->n_base_offsets, i = 0;
+        for (pbatch_t *b = req->head; b && i < k; b = b->next, i++) b->base = r->base_offsets[i];
+        rn_client_free_msg(resp);
+        complete(p, req, k, rc, err);
         return;
     }
     rn_client_free_msg(resp);
@@ -628,6 +669,8 @@ int rn_producer_open(rn_client_t *c, const char *topic, const rn_producer_opts_t
     p->pending = calloc(p->nqueues, sizeof *p->pending);
     p->ready = calloc(p->nqueues, sizeof *p->ready);
     if (!p->qs || !p->pending || !p->ready) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto fail; }
+    if (rn_client_test_hook && rn_client_test_hook("producer:sequence-near-wrap"))
+        for (uint32_t i = 0; i < p->nqueues; i++) p->qs[i].seq = INT32_MAX - 9;
     if ((rc = pthread_create(&p->sender, NULL, sender_main, p)) != 0) {
         rc = rn_errf(errmsg, -rc, "starting the producer's sender: %s", strerror(rc));
         goto fail;
@@ -694,9 +737,11 @@ int rn_producer_send(rn_producer_t *p, uint32_t queue, const rn_record_t *r, rn_
     }
     /* Invariant 3: wait (or refuse) while the cap would be passed. */
     while (!p->failed && p->mem > 0 && p->mem + need > p->o.max_memory) {
-        if (!p->o.block) {
+        if (!p->o.block || in_callbacks) {
             rc = rn_errf(errmsg, RN_EFULL, "topic '%s': the producer holds %zu bytes, its "
-                         "memory cap is %zu", p->topic, p->mem, p->o.max_memory);
+                         "memory cap is %zu%s", p->topic, p->mem, p->o.max_memory,
+                         in_callbacks ? " (a send from a delivery callback cannot wait for "
+                         "memory: the callback's thread is the one that frees it)" : "");
             goto out;
         }
         p->mem_waiters++;

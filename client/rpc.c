@@ -341,6 +341,20 @@ static void pending_remove(rn_rpc_t *c, acall_t *a)
     pthread_mutex_unlock(&c->mu);
 }
 
+/* The partial answer an error status carried (RN_RPC_PARTIAL_TRAILER), or
+ * NULL. */
+static ProtobufCMessage *partial_answer(const rpc_recv_t *r,
+                                        const ProtobufCMessageDescriptor *desc)
+{
+    for (size_t i = 0; i < r->trailing.count; i++) {
+        const grpc_metadata *m = &r->trailing.metadata[i];
+        if (grpc_slice_str_cmp(m->key, RN_RPC_PARTIAL_TRAILER) != 0) continue;
+        return protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(m->value),
+                                         GRPC_SLICE_START_PTR(m->value));
+    }
+    return NULL;
+}
+
 static void *async_main(void *arg)
 {
     rn_rpc_t *c = arg;
@@ -355,6 +369,7 @@ static void *async_main(void *arg)
         ProtobufCMessage *resp = NULL;
         int rc = status_rc(c, &a->r, err);
         if (rc == 0) rc = unpack(a->r.msg, a->resp_desc, &resp, err);
+        else resp = partial_answer(&a->r, a->resp_desc);
         if (!ev.success && rc == 0) {
             protobuf_c_message_free_unpacked(resp, NULL);
             resp = NULL;

@@ -27,6 +27,12 @@
 
 #define RN_RPC_METHOD(name) ("/runnel.v1.Runnel/" name)
 
+/* Trailing metadata of an error status that still carries part of an
+ * answer: the packed response message for what was done before the failure
+ * (Produce: the leading batches stored before an I/O error, proto/runnel.proto).
+ * An asynchronous call hands it to done() as resp with the error's rc. */
+#define RN_RPC_PARTIAL_TRAILER "runnel-partial-bin"
+
 typedef struct rn_rpc rn_rpc_t;
 
 /* Connect lazily to target "HOST:PORT" (insecure channel on loopback and
@@ -45,7 +51,9 @@ int rn_rpc_call(rn_rpc_t *c, const char *method, const ProtobufCMessage *req,
 /* Asynchronous unary call: returns at once; done() runs later on the
  * connection's completion thread with the same rc/resp/status/errmsg a
  * synchronous call would give (resp is the callee's to free; errmsg valid
- * during the callback only). done must not block for long. */
+ * during the callback only), except that with an error rc, resp may hold
+ * the partial answer of an RN_RPC_PARTIAL_TRAILER (else NULL). done must not
+ * block for long. */
 typedef void (*rn_rpc_done_fn)(void *arg, int rc, ProtobufCMessage *resp, int status,
                                const char *errmsg);
 int rn_rpc_call_async(rn_rpc_t *c, const char *method, const ProtobufCMessage *req,

@@ -42,8 +42,10 @@
  * used by one thread at a time. Delivery callbacks run on a thread of the
  * producer (embedded: its acknowledger; remote: the gRPC completion thread),
  * never inside rn_producer_send; they must be quick and must not call
- * rn_producer_flush or rn_producer_close (sending from a callback is
- * allowed but may block on the memory cap).
+ * rn_producer_flush or rn_producer_close. Sending from a callback is
+ * allowed: the completed records' memory is given back before their
+ * callbacks run, and such a send never waits for memory (over the cap it
+ * returns RN_EFULL, whatever `block` says, since it would wait for itself).
  * Close order: producers and consumers before their client.
  */
 #ifndef RN_RUNNEL_H
@@ -268,7 +270,9 @@ int  rn_producer_close(rn_producer_t *p, char *errmsg);
  * at named points; a nonzero return fails the operation there as if the
  * network had. Points: "produce:response" (a Produce answered OK: the answer
  * is dropped and the request fails with -ETIMEDOUT after the broker stored
- * it, so the retry goes through the idempotent path). Process-global; set it
+ * it, so the retry goes through the idempotent path);
+ * "producer:sequence-near-wrap" (checked when a producer opens: its queues'
+ * sequences start at 2^31 - 10, so they wrap soon). Process-global; set it
  * before starting producers. */
 extern int (*rn_client_test_hook)(const char *point);
 

@@ -487,8 +487,9 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
         uint64_t t = 0;
         int a = rn_datadir_append(h->d, q, b->data, b->len, &p->base[i], &t, err);
         if (a != 0) {
+            p->done = i;
             fail(st, code_of(a), "batch %zu of %zu: %s%s", i + 1, n, err[0] ? err : rn_strerror(a),
-                 p->stored ? " (the batches before it were stored; a retry stores the rest)" : "");
+                 i ? " (the batches before it were stored; a retry stores the rest)" : "");
             goto out;
         }
         p->tickets[p->ntickets++] = t;
@@ -534,6 +535,16 @@ int rn_hd_produce_answer(rn_hd_t *h, rn_produce_t *p, rn_arena_t *a, ProtobufCMe
     if (rn_hd_queue_hwm(h, p->q, &hwm) != 0) hwm = 0;
     r->high_watermark = hwm;
     *resp = &r->base;
+    return 0;
+}
+
+int rn_hd_produce_partial(rn_hd_t *h, rn_produce_t *p, rn_arena_t *a, ProtobufCMessage **resp,
+                          rn_status_t *st)
+{
+    int rc = rn_hd_produce_answer(h, p, a, resp, st);
+    if (rc != 0) return rc;
+    Runnel__V1__ProduceResponse *r = (Runnel__V1__ProduceResponse *)*resp;
+    r->n_base_offsets = r->n_duplicates = p->done;
     return 0;
 }
 

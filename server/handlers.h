@@ -128,12 +128,19 @@ typedef struct rn_produce {
     size_t      stored, dups;    /* batches appended / acked as duplicates */
     uint64_t    bytes;           /* bytes appended */
     int         acks_written;
+    size_t      done;            /* begin failed part-way: the leading batches that
+                                    have a base offset (stored, or duplicates) */
 } rn_produce_t;
 
 /* Validate every batch (deep), check idempotent sequences, then append the
  * new ones in order under the queue's append mutex. All or nothing for bad
  * requests; an I/O error part-way leaves the earlier batches stored (and
  * known to the idempotent state, so a retry stores only the rest). */
+/* After rn_hd_produce_begin failed part-way (p->done > 0) and those batches
+ * are durable (rn_hd_produce_wait): the answer for them alone, the base
+ * offsets and duplicate flags of the first p->done batches. */
+int  rn_hd_produce_partial(rn_hd_t *h, rn_produce_t *p, rn_arena_t *a, ProtobufCMessage **resp,
+                           rn_status_t *st);
 int  rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_produce_t *p,
                          rn_status_t *st);
 /* Block until every ticket may be acked; -1 with st when the store failed. */

@@ -64,9 +64,15 @@
  *     answered RESOURCE_EXHAUSTED before anything is stored). A produce
  *     frees its request (every batch's bytes) as soon as the batches are
  *     stored: waiting for durability holds only its offsets.
+ * 10. A Produce that failed part-way (an I/O error after some batches were
+ *     stored) is answered with its error and, in the RN_RPC_PARTIAL_TRAILER
+ *     trailing metadata, the answer for the leading batches that have base
+ *     offsets, sent only once they are durable (ACKS_DURABLE: through the
+ *     waiter); so the client reports each batch as it is, not all failed.
  */
 #include "server/server.h"
 
+#include "client/rpc.h"
 #include "common/error.h"
 #include "common/sys.h"
 #include "server/log.h"
@@ -193,6 +199,10 @@ struct scall {
     grpc_slice           details;
     int                  cancelled;
     int                  counted;         /* in s->produces (invariant 9) */
+    int                  partial;         /* Produce failed part-way (invariant 10) */
+    rn_status_t          pfail;           /*   its status */
+    grpc_metadata        trailer;         /*   the stored batches' answer, when set */
+    int                  has_trailer;
     sstream_t           *ss;              /* Query only */
 };
 
@@ -285,6 +295,10 @@ static void call_free(scall_t *c)
     grpc_slice_unref(c->details);
     if (c->req) protobuf_c_message_free_unpacked(c->req, NULL);
     rn_arena_free(&c->arena);
+    if (c->has_trailer) {
+        grpc_slice_unref(c->trailer.key);
+        grpc_slice_unref(c->trailer.value);
+    }
     rn_hd_produce_free(&c->prod);
     rn_hd_fetch_free(&c->fetch);
     int counted = c->counted;          /* not answered (cannot answer) */
@@ -343,6 +357,10 @@ static void finish(scall_t *c, const rn_status_t *st, int send_md, int recv_clos
     c->details = grpc_slice_from_copied_string(st->code == RN_ST_OK ? "" : st->msg);
     ops[nops].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[nops].data.send_status_from_server.status = (grpc_status_code)st->code;
+    if (c->has_trailer) {
+        ops[nops].data.send_status_from_server.trailing_metadata_count = 1;
+        ops[nops].data.send_status_from_server.trailing_metadata = &c->trailer;
+    }
     ops[nops++].data.send_status_from_server.status_details = &c->details;
     if (recv_close) {
         ops[nops].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
@@ -402,6 +420,25 @@ static void waiter_push(rn_server_t *s, wjob_t *j)
     pthread_mutex_unlock(&s->wmu);
 }
 
+/* Answer a Produce that failed part-way (invariant 10): its error, and when
+ * the leading stored batches are durable (durable != 0) their answer in the
+ * RN_RPC_PARTIAL_TRAILER trailer. */
+static void respond_partial(scall_t *c, int durable)
+{
+    rn_server_t *s = c->s;
+    ProtobufCMessage *resp = NULL;
+    rn_status_t st;
+    if (durable && rn_hd_produce_partial(s->hd, &c->prod, &c->arena, &resp, &st) == 0) {
+        size_t n = protobuf_c_message_get_packed_size(resp);
+        grpc_slice v = grpc_slice_malloc(n);
+        protobuf_c_message_pack(resp, GRPC_SLICE_START_PTR(v));
+        c->trailer.key = grpc_slice_from_static_string(RN_RPC_PARTIAL_TRAILER);
+        c->trailer.value = v;
+        c->has_trailer = 1;
+    }
+    respond(c, &c->pfail, NULL);
+}
+
 static void *waiter_main(void *arg)
 {
     rn_server_t *s = arg;
@@ -429,7 +466,9 @@ static void *waiter_main(void *arg)
             if (rc != 0) rn_slog(RN_SLOG_ERROR, "Produce (acks written): %s", st.msg);
         }
         wake_queue(s, j->q);
-        if (j->c) {
+        if (j->c && j->c->partial) {
+            respond_partial(j->c, rc == 0);
+        } else if (j->c) {
             ProtobufCMessage *resp = NULL;
             if (rc == 0) rc = rn_hd_produce_answer(s->hd, &j->c->prod, &j->c->arena, &resp, &st);
             if (rc == 0) respond_ok(j->c, resp);
@@ -597,7 +636,17 @@ static void do_produce(scall_t *c)
     if (begun != 0) {
         /* An I/O error part-way: the batches stored before it will become
          * visible; parked fetches of the queue must hear of them. */
-        wjob_t *j = c->prod.ntickets ? calloc(1, sizeof *j) : NULL;
+        wjob_t *j = c->prod.ntickets || c->prod.done ? calloc(1, sizeof *j) : NULL;
+        if (j && c->prod.done > 0 && !c->prod.acks_written) {
+            /* Invariant 10: answer once the stored ones are durable. */
+            c->partial = 1;
+            c->pfail = st;
+            j->q = c->prod.q;
+            j->c = c;
+            c->state = C_WAITING;
+            waiter_push(s, j);
+            return;
+        }
         if (j) {
             j->q = c->prod.q;
             j->tickets = c->prod.tickets;
@@ -606,7 +655,13 @@ static void do_produce(scall_t *c)
             c->prod.ntickets = 0;
             waiter_push(s, j);
         }
-        respond(c, &st, NULL);
+        if (c->prod.done > 0 && c->prod.acks_written) {
+            c->partial = 1;
+            c->pfail = st;
+            respond_partial(c, 1);
+        } else {
+            respond(c, &st, NULL);
+        }
         return;
     }
     wjob_t *j = calloc(1, sizeof *j);

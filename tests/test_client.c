@@ -339,13 +339,110 @@ static void test_memory_cap_blocks(void **state)
         size_t held = (size_t)(i + 1 - dlog_count(l));
         if (held > worst) worst = held;
     }
-    assert_true(worst <= fit);
+    /* A completion gives its memory back before its callbacks run (so a
+     * callback may send): the records of the one request being completed
+     * can be counted here on top of what the cap holds. */
+    assert_true(worst <= 2 * fit);
     OK(rn_producer_flush(p, err));
     assert_int_equal(dlog_count(l), 2000);
     assert_int_equal(l->failed, 0);
     assert_int_equal(l->offset[1999], 1999);
     OK(rn_producer_close(p, err));
     dlog_free(l);
+}
+
+/* A delivery callback that sends again, with the producer at its memory cap:
+ * it used to wait for memory that only its own thread could free (the
+ * completed batch's, released after the callbacks): a deadlock. Now the
+ * memory goes back first and such a send never waits: it is stored, or
+ * refused with RN_EFULL saying why. Every record is delivered. */
+typedef struct resend {
+    rn_producer_t  *p;
+    pthread_mutex_t mu;
+    int             delivered, sent_ok, refused, other;
+    char            msg[RN_ERRMSG_SIZE];
+} resend_t;
+
+static void resend_cb(void *arg, const rn_delivery_t *d)
+{
+    resend_t *x = arg;
+    char err[RN_ERRMSG_SIZE] = "";
+    pthread_mutex_lock(&x->mu);
+    int again = x->delivered++ < 1500 && d->rc == 0;
+    pthread_mutex_unlock(&x->mu);
+    if (!again) return;
+    char v[200];
+    memset(v, 'c', sizeof v - 1);
+    v[sizeof v - 1] = '\0';
+    rn_record_t r = text_record(NULL, v, 9);
+    int rc = rn_producer_send(x->p, 0, &r, resend_cb, x, err);
+    pthread_mutex_lock(&x->mu);
+    if (rc == 0) x->sent_ok++;
+    else if (rc == RN_EFULL && strstr(err, "delivery callback cannot wait")) x->refused++;
+    else { x->other++; snprintf(x->msg, sizeof x->msg, "%s", err); }
+    pthread_mutex_unlock(&x->mu);
+}
+
+typedef struct flusher { rn_producer_t *p; int rc; int done; pthread_mutex_t mu; } flusher_t;
+
+static void *flush_main(void *arg)
+{
+    flusher_t *fl = arg;
+    char err[RN_ERRMSG_SIZE];
+    int rc = rn_producer_flush(fl->p, err);
+    pthread_mutex_lock(&fl->mu);
+    fl->rc = rc;
+    fl->done = 1;
+    pthread_mutex_unlock(&fl->mu);
+    return NULL;
+}
+
+static void test_send_from_callback_at_cap(void **state)
+{
+    fixture_t *f = *state;
+    char err[RN_ERRMSG_SIZE] = "";
+    create_topic(f, "cb", 1);
+    rn_producer_opts_t po;
+    rn_producer_opts_default(&po);
+    po.max_memory = 8192;
+    rn_producer_t *p;
+    OK(rn_producer_open(f->c, "cb", &po, &p, err));
+    resend_t x;
+    memset(&x, 0, sizeof x);
+    x.p = p;
+    pthread_mutex_init(&x.mu, NULL);
+    char v[200];
+    memset(v, 'y', sizeof v - 1);
+    v[sizeof v - 1] = '\0';
+    rn_record_t r = text_record(NULL, v, 7);
+    for (int i = 0; i < 1000; i++) OK(rn_producer_send(p, 0, &r, resend_cb, &x, err));
+    /* flush on another thread, so a deadlock fails the test instead of hanging it */
+    flusher_t fl = {p, -1, 0, PTHREAD_MUTEX_INITIALIZER};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, flush_main, &fl), 0);
+    int done = 0;
+    for (int i = 0; i < 2000 && !done; i++) {                      /* at most 20 s */
+        pthread_mutex_lock(&fl.mu);
+        done = fl.done;
+        pthread_mutex_unlock(&fl.mu);
+        if (!done) usleep(10000);
+    }
+    if (!done) fail_msg("flush did not return in 20 s: a callback's send deadlocked "
+                        "(%d delivered)", x.delivered);
+    pthread_join(t, NULL);
+    OK(fl.rc);
+    pthread_mutex_lock(&x.mu);
+    print_message("%d delivered, %d sent from callbacks, %d refused\n", x.delivered, x.sent_ok,
+                  x.refused);
+    if (x.other) fail_msg("a callback's send failed otherwise: %s", x.msg);
+    assert_int_equal(x.delivered, 1000 + x.sent_ok);
+    assert_true(x.sent_ok > 0);
+    pthread_mutex_unlock(&x.mu);
+    OK(rn_producer_close(p, err));
+    int64_t ls, hw;
+    OK(rn_client_queue_range(f->c, "cb", 0, &ls, &hw, err));
+    assert_int_equal(hw, 1000 + x.sent_ok);
+    pthread_mutex_destroy(&x.mu);
 }
 
 /* Kafka's murmur2 test vectors (its UtilsTest), and a key always lands in
@@ -673,6 +770,7 @@ static void test_admin(void **state)
     cmocka_unit_test_setup_teardown(test_linger, setup, teardown),                    \
     cmocka_unit_test_setup_teardown(test_memory_cap_refuses, setup, teardown),        \
     cmocka_unit_test_setup_teardown(test_memory_cap_blocks, setup, teardown),         \
+    cmocka_unit_test_setup_teardown(test_send_from_callback_at_cap, setup, teardown), \
     cmocka_unit_test_setup_teardown(test_key_placement, setup, teardown),             \
     cmocka_unit_test_setup_teardown(test_round_robin_and_refusals, setup, teardown),  \
     cmocka_unit_test_setup_teardown(test_lz4, setup, teardown),                       \

@@ -98,6 +98,56 @@ static void test_idempotent_retry(void **state)
     dlog_free(l);
 }
 
+static int near_wrap(const char *point) { return !strcmp(point, "producer:sequence-near-wrap"); }
+
+/* Sequences wrap modulo 2^31: starting 10 below 2^31, 60 records in small
+ * batches pass the wrap (the client used to overflow its int32_t into a
+ * negative sequence the broker refuses forever); each is stored once, in
+ * order, and a resend after the wrap is still recognised as a duplicate. */
+static void test_sequence_wraps(void **state)
+{
+    fixture_t *f = *state;
+    char err[RN_ERRMSG_SIZE] = "";
+    create_topic(f, "wrap", 1);
+    rn_producer_opts_t po;
+    rn_producer_opts_default(&po);
+    po.batch_bytes = 256;                    /* a few records per batch */
+    po.retry_backoff_ms = 5;
+    rn_client_test_hook = near_wrap;
+    rn_producer_t *p;
+    int orc = rn_producer_open(f->c, "wrap", &po, &p, err);
+    rn_client_test_hook = NULL;
+    OK(orc);
+    dlog_t *l = dlog_new();
+    static dref_t refs[60];
+    for (int i = 0; i < 60; i++) {
+        char v[32];
+        snprintf(v, sizeof v, "w%d", i);
+        rn_record_t r = text_record(NULL, v, 10 + i);
+        refs[i] = (dref_t){l, i};
+        OK(rn_producer_send(p, 0, &r, on_delivery, &refs[i], err));
+        if (i == 40) {
+            OK(rn_producer_flush(p, err));
+            set_hook(1);                     /* one answer after the wrap is lost */
+        }
+    }
+    int rc = rn_producer_flush(p, err);
+    set_hook(0);
+    if (rc != 0) fail_msg("flush: %s", err);
+    for (int i = 0; i < 60; i++) {
+        assert_int_equal(l->rc[i], 0);
+        assert_int_equal(l->offset[i], i);
+    }
+    rn_producer_stats_t st;
+    rn_producer_stats(p, &st);
+    assert_true(st.duplicates >= 1);
+    OK(rn_producer_close(p, err));
+    static char *vals[80];
+    assert_int_equal(read_all(f, "wrap", 0, vals, 80), 60);
+    for (int i = 0; i < 60; i++) free(vals[i]);
+    dlog_free(l);
+}
+
 /* Every answer dropped: after `retries` resends the records fail, once
  * each; the producer stays failed; the log holds the one stored copy. */
 static void test_retries_exhausted(void **state)
@@ -215,6 +265,7 @@ int main(void)
         CLIENT_TESTS,
         cmocka_unit_test_setup_teardown(test_idempotent_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retries_exhausted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sequence_wraps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_poll, setup, teardown),
         cmocka_unit_test(test_unreachable),
     };

@@ -212,6 +212,8 @@ static void test_cancel_and_sigterm_stop_endless(void **state)
     s->pid = 0;
     assert_true(WIFEXITED(wst));
     assert_int_equal(WEXITSTATUS(wst), 0);
+    rn_rpc_close(s->rpc);
+    s->rpc = NULL;
     srv_start(s);                                     /* for the teardown */
 }
 

@@ -159,8 +159,11 @@ static rn_hd_t *fz_handlers(void)
     rn_hd_opts_t o;
     rn_hd_opts_default(&o);
     o.log.fsync = RN_FSYNC_NEVER;              /* fuzzing, not durability */
-    o.log.segment_bytes = 1 << 20;
-    o.log.max_batch_bytes = 64 << 10;
+    o.log.segment_bytes = RN_BATCH_MAX_BYTES + (1 << 20);   /* holds one batch of the limit */
+    /* runneld's default batch limit, so an amplification input (a small LZ4
+     * batch that expands) reaches decompression and validation as it would
+     * in the broker. */
+    o.log.max_batch_bytes = RN_BATCH_MAX_BYTES;
     o.holder = "fuzz_rpc";
     if (rn_hd_open(dir, &o, &fz_hd, err) != 0) {
         fprintf(stderr, "fuzz_rpc: rn_hd_open %s: %s\n", dir, err);

@@ -12,6 +12,13 @@
  *
  * Invariant: every seed is a message protobuf-c itself packed, so fuzzing
  * starts from inputs that unpack.
+ *
+ * The "amp-*" inputs of rpc_produce are the amplification attacks that once
+ * exhausted the broker (issue 11): a 66 KB LZ4 batch whose one record holds
+ * 8 M empty headers (16 MB decompressed, 190 MB of header array), a record
+ * past the per-record header cap, a batch stamped 10 years ahead. The
+ * replay driver asserts that no input raises peak RSS by more than its
+ * limit (tests/fuzz/replay.c).
  */
 #include <limits.h>
 #include <stdint.h>
@@ -20,6 +27,9 @@
 #include <string.h>
 
 #include "batch/batch.h"
+#include "batch/crc32c.h"
+
+#include <lz4frame.h>
 #include "proto/runnel.pb-c.h"
 
 static const char *g_out;
@@ -71,6 +81,64 @@ static ProtobufCBinaryData batch(int n, int codec, int64_t pid, int16_t epoch, i
     return d;
 }
 
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+
+static size_t put_uv(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) { p[n++] = (uint8_t)(v | 0x80); v >>= 7; }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+/* A batch holding one record with nh empty headers, stamped ts, LZ4
+ * compressed (64 KiB independent blocks) or not, with a valid CRC. */
+static ProtobufCBinaryData headers_batch(uint32_t nh, int lz4, int64_t ts)
+{
+    uint8_t head[32];
+    size_t hl = 0;
+    head[hl++] = 0; head[hl++] = 0; head[hl++] = 0;     /* attributes, ts delta, offset delta */
+    head[hl++] = 0x01; head[hl++] = 0x01;               /* key -1, value -1 */
+    hl += put_uv(head + hl, (uint64_t)nh << 1);
+    size_t body = hl + 2 * (size_t)nh;
+    uint8_t *recs = calloc(1, body + 10);
+    if (!recs) exit(1);
+    size_t rl = put_uv(recs, (uint64_t)body << 1);
+    memcpy(recs + rl, head, hl);
+    rl += body;                                         /* the headers: zeros */
+    size_t cap = 61 + (lz4 ? LZ4F_compressFrameBound(rl, NULL) + 64 : rl);
+    uint8_t *b = calloc(1, cap);
+    if (!b) exit(1);
+    size_t n = rl;
+    if (lz4) {
+        LZ4F_preferences_t p;
+        memset(&p, 0, sizeof p);
+        p.frameInfo.blockSizeID = LZ4F_max64KB;
+        p.frameInfo.blockMode = LZ4F_blockIndependent;
+        n = LZ4F_compressFrame(b + 61, cap - 61, recs, rl, &p);
+        if (LZ4F_isError(n)) exit(1);
+    } else {
+        memcpy(b + 61, recs, rl);
+    }
+    free(recs);
+    size_t len = 61 + n;
+    put32(b + 8, (uint32_t)(len - 12));
+    b[16] = 2;
+    b[22] = lz4 ? 3 : 0;
+    for (int i = 0; i < 2; i++) {                       /* base and max timestamp */
+        put32(b + 27 + 8 * i, (uint32_t)((uint64_t)ts >> 32));
+        put32(b + 31 + 8 * i, (uint32_t)ts);
+    }
+    memset(b + 43, 0xff, 14);                           /* producer id, epoch, sequence: -1 */
+    put32(b + 57, 1);                                   /* one record; last offset delta 0 */
+    put32(b + 17, rn_crc32c(0, b + 21, len - 21));
+    ProtobufCBinaryData d = {len, b};
+    return d;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) { fprintf(stderr, "usage: mkcorpus_rpc CORPUS_DIR\n"); return 2; }
@@ -96,6 +164,18 @@ int main(int argc, char **argv)
     emit("rpc_produce", "seed-queue-out-of-range", -1, &pr.base);
     pr.queue = 0; pr.n_batches = 0;
     emit("rpc_produce", "seed-no-batches", -1, &pr.base);
+
+    /* ---- produce: amplification (issue 11) ---- */
+    ProtobufCBinaryData amp = headers_batch(8388561, 1, 1700000000000);
+    pr.n_batches = 1; pr.batches = &amp;
+    emit("rpc_produce", "amp-lz4-8m-empty-headers", -1, &pr.base);
+    free(amp.data);
+    amp = headers_batch(4097, 0, 1700000000000);
+    emit("rpc_produce", "amp-4097-headers-in-a-record", -1, &pr.base);
+    free(amp.data);
+    amp = headers_batch(1, 0, 1700000000000 + 10 * 365 * 86400000LL);
+    emit("rpc_produce", "amp-stamped-10-years-ahead", -1, &pr.base);
+    free(amp.data);
 
     /* ---- fetch ---- */
     Runnel__V1__FetchRequest fr = RUNNEL__V1__FETCH_REQUEST__INIT;

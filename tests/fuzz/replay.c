@@ -13,6 +13,13 @@
  * Invariants:
  *  1. A missing or empty corpus directory is a failing test, never a silent pass.
  *  2. A file that cannot be read is a failing test.
+ *  3. Bounded memory: the process's peak RSS (getrusage ru_maxrss) is sampled
+ *     around every input; an input that raises it by more than
+ *     MAX_RSS_GROWTH_KIB fails, naming the growth. The fuzz_rpc_* targets run
+ *     the broker's handlers in this process, so an amplification input (a
+ *     small request that makes the broker allocate without bound, as the
+ *     amp-* seeds of tests/fuzz/corpus/rpc_produce) fails its replay. The
+ *     largest growth is printed at the end.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -24,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <cmocka.h>
@@ -35,8 +43,20 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_CORPUS_FILE (1u << 20)
+/* A request to the broker may hold a 16 MiB batch and decode it once; 64 MiB
+ * leaves room for that and the sanitizers' shadow memory, far below what an
+ * amplification did (~250 MB for one 66 KB batch). */
+#define MAX_RSS_GROWTH_KIB (64L * 1024)
 
 static char corpus_dir[PATH_MAX];
+static long max_growth_kib;
+static char max_growth_name[256];
+
+static long peak_rss_kib(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
+}
 
 static void replay_file(void **state)
 {
@@ -57,8 +77,18 @@ static void replay_file(void **state)
         free(buf);
         fail_msg("%s: read %zu of %zu bytes", path, got, n);
     }
+    long before = peak_rss_kib();
     LLVMFuzzerTestOneInput(buf, n);
     free(buf);
+    long grew = peak_rss_kib() - before;            /* invariant 3 */
+    if (grew > max_growth_kib) {
+        max_growth_kib = grew;
+        const char *base = strrchr(path, '/');
+        snprintf(max_growth_name, sizeof max_growth_name, "%s", base ? base + 1 : path);
+    }
+    if (grew > MAX_RSS_GROWTH_KIB)
+        fail_msg("%s raised peak RSS by %ld KiB (the limit is %ld KiB): the request made "
+                 "the code under test allocate without bound", path, grew, MAX_RSS_GROWTH_KIB);
 }
 
 static void corpus_missing(void **state)
@@ -137,6 +167,9 @@ int main(int argc, char **argv)
             tests[i].initial_state = paths[i];
         }
         rc = _cmocka_run_group_tests(group, tests, count, NULL, NULL);
+        printf("replay_%s: peak RSS grew at most %ld KiB in one input (%s; limit %ld KiB)\n",
+               name, max_growth_kib, max_growth_name[0] ? max_growth_name : "-",
+               MAX_RSS_GROWTH_KIB);
         for (size_t i = 0; i < count; i++) free(paths[i]);
         free(paths);
         free(tests);
