@@ -657,6 +657,44 @@ static int is_clause_word(const front_t *f, int i)
  *    or another stream or topic (a query reads one stream). Subqueries over
  *    table-valued functions of the row (json_each(value)) are per record,
  *    and allowed. */
+/* Index after the ')' that closes the '(' at i, or ntoks. */
+static int skip_parens(const front_t *f, int i)
+{
+    int d = f->toks[i].depth;
+    for (i++; i < f->ntoks; i++)
+        if (f->toks[i].kind == TK_RP && f->toks[i].depth == d) return i + 1;
+    return f->ntoks;
+}
+
+/* Whether name is a common table expression that a WITH clause of the query
+ * defines (WITH [RECURSIVE] name [(cols)] AS [[NOT] MATERIALIZED] (...), ...).
+ * A subquery reading a CTE reads what the CTE's own body reads, and that body
+ * is checked like any subquery. */
+static int is_cte_name(const front_t *f, const char *name)
+{
+    for (int i = f->body; i < f->ntoks; i++) {
+        if (!front_tok_is(f, i, "WITH")) continue;
+        int j = i + 1;
+        if (front_tok_is(f, j, "RECURSIVE")) j++;
+        while (j < f->ntoks && is_name_tok(f, j)) {
+            char cte[RN_SQL_MAX_NAME * 4 + 1];
+            int named = front_ident(f, j, cte, sizeof cte) == 0 && strcasecmp(cte, name) == 0;
+            j++;
+            if (j < f->ntoks && f->toks[j].kind == TK_LP) j = skip_parens(f, j);
+            if (!front_tok_is(f, j, "AS")) break;
+            if (named) return 1;
+            j++;
+            if (front_tok_is(f, j, "NOT")) j++;
+            if (front_tok_is(f, j, "MATERIALIZED")) j++;
+            if (j >= f->ntoks || f->toks[j].kind != TK_LP) break;
+            j = skip_parens(f, j);
+            if (j >= f->ntoks || f->toks[j].kind != TK_COMMA) break;
+            j++;
+        }
+    }
+    return 0;
+}
+
 static int check_stream_reads(front_t *f, int *erroff, char *errmsg)
 {
     for (int i = f->body; i < f->ntoks; i++) {
@@ -688,6 +726,7 @@ static int check_stream_reads(front_t *f, int *erroff, char *errmsg)
             if (nt + 1 < f->ntoks && f->toks[nt + 1].kind == TK_LP) continue;  /* json_each(..) */
             char name[RN_SQL_MAX_NAME * 4 + 1];
             if (front_ident(f, nt, name, sizeof name) != 0) snprintf(name, sizeof name, "?");
+            if (nt == j && is_cte_name(f, name)) continue;
             if (strcasecmp(name, f->name) == 0)
                 return ferr(erroff, tok_off(f, nt), errmsg, RN_EINVAL,
                             "a subquery over the stream itself ('%s') is not supported: sqlite "

@@ -116,6 +116,9 @@ static const expect_t expected[] = {
     {"SELECT offset, (SELECT count(*) FROM json_each(logs.value)) AS n FROM logs WHERE offset < 3",
      "0|4\n1|4\n2|5\n"},
     {"SELECT sum((SELECT count(*) FROM json_each(logs.value))) AS n FROM logs", "25\n"},
+    /* a subquery over its own common table expression reads no stream */
+    {"SELECT offset FROM logs WHERE offset < 4 AND offset IN (WITH RECURSIVE r(n) AS "
+     "(SELECT 1 UNION ALL SELECT n + 2 FROM r WHERE n < 9) SELECT n FROM r)", "1\n3\n"},
 };
 
 static void test_expected_rows(void **state)
@@ -187,6 +190,8 @@ static const must_fail_t must_fail[] = {
     /* constructs sqlite would evaluate over one batch instead of the stream */
     {"SELECT svc FROM logs_s WHERE lat = (SELECT max(lat) FROM logs_s)",
      "a subquery over the stream itself ('logs_s') is not supported", 57},
+    {"SELECT svc FROM logs_s WHERE lat IN (WITH m AS (SELECT lat FROM logs_s) SELECT lat FROM m)",
+     "a subquery over the stream itself ('logs_s') is not supported", 64},
     {"SELECT svc FROM logs_s WHERE lat IN (SELECT lat FROM logs)",
      "a subquery reads 'logs': a streamsql query reads one stream (FROM logs_s)", 53},
     {"SELECT svc FROM logs_s WHERE EXISTS (SELECT 1 FROM json_each(value) AS j, main.other)",
