@@ -53,9 +53,12 @@
  *
  * RECOVERY POINT AND RECOVERY
  *
- *   A roll creates the next segment (preallocated, fsynced with its
- *   directory) and queues a checkpoint job {P = the new segment's start, each
- *   queue's next offset at P}. The syncer runs it: fdatasync the segments
+ *   A roll switches to the next segment (preallocated and fsynced with its
+ *   directory ahead of need by the syncer, see THREADING) and queues a
+ *   checkpoint job {P = the new segment's start, each queue's next offset
+ *   at P}. A prepared segment that no roll took is all zeros: it is removed
+ *   at close, and after a crash recovery moves into it as the active one
+ *   (zeros end the log). The syncer runs it: fdatasync the segments
  *   before P, fdatasync every dirty index file (this writes back their mmap'd
  *   pages) and fsync index directories with new files, then atomically
  *   rewrite DIR/checkpoint. Under group/always/interval the job runs at once;
@@ -927,7 +930,7 @@ static int sync_segments(rn_log_t *log, uint64_t limit, char *what, size_t whats
 {
     enum { BATCH = 8 };
     int rc = 0;
-    size_t from = 0;
+    uint64_t from = 0;        /* a position, not an index: retention may shift segs[] */
     assert_may_block(log, 0);
     /* One syncer at a time: a clear dirty flag must mean "synced", not "being
      * synced by another thread right now". */
@@ -937,7 +940,8 @@ static int sync_segments(rn_log_t *log, uint64_t limit, char *what, size_t whats
         uint64_t starts[BATCH];
         size_t n = 0;
         LOCK(log, tmu);
-        size_t i = from;
+        size_t i = from ? seg_of(log, from) : 0;
+        if (i < log->nsegs && log->segs[i].start < from) i++;
         for (; i < log->nsegs && log->segs[i].start < limit && n < BATCH; i++) {
             rn_seg_t *s = &log->segs[i];
             if (!__atomic_exchange_n(&s->dirty, 0, __ATOMIC_ACQ_REL)) continue;
@@ -953,7 +957,7 @@ static int sync_segments(rn_log_t *log, uint64_t limit, char *what, size_t whats
             starts[n++] = s->start;
         }
         int more = rc == 0 && i < log->nsegs && log->segs[i].start < limit;
-        from = i;
+        if (more) from = log->segs[i].start;
         UNLOCK(log, tmu);
         for (size_t k = 0; k < n; k++) {
             while (rc == 0 && rn_sys.fdatasync(fds[k]) < 0) {
