@@ -2196,7 +2196,11 @@ int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t le
         .size = (uint32_t)len, .record_count = (uint32_t)bh.record_count, .flags = 0,
     };
     __atomic_store_n(&sg->dirty, 1, __ATOMIC_RELEASE);
+    /* The unit goes where readers' snapshot already reaches (published above). */
+    assert(!log->unpublished);
+    assert(pos >= sg->start && pos + entry <= sg->start + sg->size);
     rn_idx_put(&q->ix, &u);
+    assert(atomic_load_explicit(&q->visible, memory_order_relaxed) < q->ix.nunits);
     q->next_offset += bh.record_count;
     q->running_max = u.max_ts;
     if (u.max_ts > sg->max_ts) sg->max_ts = u.max_ts;
