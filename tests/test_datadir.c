@@ -490,6 +490,7 @@ static void test_append_while_metadata_locked(void **state)
     rn_datadir_queue_t qd;
     assert_int_equal(rn_datadir_queue_open(d, "direct", 0, &qd, err), 0);
     assert_int_equal(append(d, &qd, "d", 1, 300), 0);
+    rn_datadir_queue_close(&qd);
     assert_int_equal(rn_datadir_queue_open(d, "nope", 0, &qd, err), RN_ENOTFOUND);
     assert_non_null(strstr(err, "unknown topic 'nope'"));
     rn_datadir_queue_close(&qd);
