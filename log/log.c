@@ -98,12 +98,18 @@
  *  4. After any failed write, fsync or checkpoint the store is sticky: every
  *     later append, sync and wait returns the error until reopened. (ENOSPC
  *     while creating a new segment or index file writes nothing and is not
- *     sticky: the append fails cleanly and may be retried.)
+ *     sticky: the append fails cleanly and may be retried; so does a failure
+ *     of the syncer to prepare the next segment, reported by the append that
+ *     rolls. Running out of memory while publishing a snapshot is sticky.)
  *  5. Retention removes whole segments from the front, never the active one,
  *     and only segments that end at or before the durable recovery point
  *     (ckpt_pos), so every unit in them is durable and visible.
  *  6. A segment's dirty flag is cleared only by sync_segments, under sync_mu,
  *     right before its fdatasync: a clear flag means "synced".
+ *  7. Every slot below a queue's visible count lies in the current snapshot
+ *     (its index file and segment were published before the unit was
+ *     written), and nothing a pinned snapshot reaches (fd, mapping, fence,
+ *     table copy) is released before the snapshot is unpinned.
  *
  * THREADING, LOCKS AND VISIBILITY
  *   Readers (read, lookups, info, queues, bytes) take no lock that the
