@@ -45,6 +45,7 @@ static const bench_cmd_t *const commands[] = {
     &bench_cmd_recover,
     &bench_cmd_redis,
     &bench_cmd_etl,
+    &bench_cmd_mixed,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

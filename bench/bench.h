@@ -39,6 +39,7 @@ extern const bench_cmd_t bench_cmd_memcpy, bench_cmd_read, bench_cmd_sqlite_log,
                          bench_cmd_queues, bench_cmd_recover;           /* bench_peers.c */
 extern const bench_cmd_t bench_cmd_redis;        /* bench_redis.c */
 extern const bench_cmd_t bench_cmd_etl;          /* bench_etl.c */
+extern const bench_cmd_t bench_cmd_mixed;        /* bench_mixed.c */
 
 /* ---- Flags ------------------------------------------------------------ */
 

@@ -35,14 +35,19 @@
  *     offset its name says.
  *  3. Bytes of slots below nunits never change except through
  *     rn_idx_truncate (recovery only, before readers exist).
- *  4. The files table changes only in rn_idx_attach_file, rn_idx_truncate,
- *     rn_idx_drop_below, rn_idx_remove_all; log.c calls the first and third
- *     under its table write lock and the others before readers exist.
+ *  4. The files table changes only in rn_idx_attach_file, rn_idx_detach_below,
+ *     rn_idx_truncate, rn_idx_drop_below, rn_idx_remove_all; log.c calls the
+ *     first two under its table mutex and the others before readers exist.
+ *     Readers never use this table: they search a copy of it in the store's
+ *     snapshot (log.c), whose mappings stay until the snapshot is dropped
+ *     (rn_idx_detach_below hands the files over instead of unmapping them).
  *  5. Lookups read only memory: a binary search over the files, then over
  *     the file's fences (every 32nd unit's base offset and running max, kept
  *     in a malloc'd array), then over at most 33 units of the mapping. No
  *     system call per search step. A fence is written by rn_idx_put together
  *     with its unit, before the unit is published.
+ *  6. rn_idx_sync_begin (table mutex held) takes the dirty flags and dups the
+ *     fds; rn_idx_sync_run does the fdatasyncs with no lock held.
  */
 #include "log/index.h"
 
@@ -159,7 +164,7 @@ static void file_unlink(rn_idx_t *ix, rn_idx_file_t *f)
     char path[PATH_MAX];
     file_unmap(f);
     if (idx_path(path, ix->dir, f->base) == 0) rn_sys.unlink(path);
-    ix->dir_dirty = 1;
+    __atomic_store_n(&ix->dir_dirty, 1, __ATOMIC_RELEASE);
 }
 
 void rn_idx_close(rn_idx_t *ix)
@@ -420,7 +425,7 @@ int rn_idx_prepare_file(rn_idx_t *ix, int64_t base, rn_idx_file_t *f, char *errm
      * fsyncing two directories on the append path made every new queue cost
      * ~1 ms under the writer's lock. Later files: the directory exists. */
     if (ix->nfiles == 0 && rn_sys.mkdir(ix->dir, 0755) == 0)
-        ix->parent_dirty = 1;
+        __atomic_store_n(&ix->parent_dirty, 1, __ATOMIC_RELEASE);
     else if (ix->nfiles == 0 && errno != EEXIST)
         rc = -errno;
     if (rc != 0)
@@ -457,7 +462,7 @@ int rn_idx_attach_file(rn_idx_t *ix, const rn_idx_file_t *f)
     int rc = grow_files(ix);
     if (rc != 0) return rc;
     ix->files[ix->nfiles++] = *f;
-    ix->dir_dirty = 1;
+    __atomic_store_n(&ix->dir_dirty, 1, __ATOMIC_RELEASE);
     return 0;
 }
 
@@ -534,19 +539,80 @@ int rn_idx_remove_all(rn_idx_t *ix)
     return 0;
 }
 
-int rn_idx_sync(rn_idx_t *ix, char *errmsg)
+int rn_idx_detach_below(rn_idx_t *ix, uint64_t slot, rn_idx_file_t **gone, size_t *n)
 {
-    for (size_t i = 0; i < ix->nfiles; i++) {
-        rn_idx_file_t *f = &ix->files[i];
-        if (!__atomic_exchange_n(&f->dirty, 0, __ATOMIC_ACQ_REL)) continue;
-        if (rn_sys.fdatasync(f->fd) < 0) {
-            int rc = -errno;
-            __atomic_store_n(&f->dirty, 1, __ATOMIC_RELEASE);
-            return rn_errf(errmsg, rc, "fdatasync of index file %s/%020lld.idx failed: %s",
-                           ix->dir, (long long)f->base, rn_strerror(rc));
+    size_t k = 0;
+    *gone = NULL;
+    *n = 0;
+    while (k + 1 < ix->nfiles && ix->files[k + 1].first_slot <= slot) k++;
+    if (k == 0) return 0;
+    rn_idx_file_t *g = malloc(k * sizeof *g);
+    if (!g) return -ENOMEM;
+    memcpy(g, ix->files, k * sizeof *g);
+    memmove(ix->files, ix->files + k, (ix->nfiles - k) * sizeof *ix->files);
+    ix->nfiles -= k;
+    *gone = g;
+    *n = k;
+    return 0;
+}
+
+int rn_idx_file_remove(rn_idx_t *ix, const rn_idx_file_t *f)
+{
+    char path[PATH_MAX];
+    int rc = idx_path(path, ix->dir, f->base);
+    if (rc == 0 && rn_sys.unlink(path) < 0 && errno != ENOENT) rc = -errno;
+    __atomic_store_n(&ix->dir_dirty, 1, __ATOMIC_RELEASE);
+    return rc;
+}
+
+void rn_idx_file_release(rn_idx_file_t *f)
+{
+    file_unmap(f);
+}
+
+int rn_idx_sync_begin(rn_idx_t *ix, rn_idx_sync_t *job, char *errmsg)
+{
+    memset(job, 0, sizeof *job);
+    size_t n = 0;
+    for (size_t i = 0; i < ix->nfiles; i++)
+        if (__atomic_load_n(&ix->files[i].dirty, __ATOMIC_ACQUIRE)) n++;
+    if (n > 0) {
+        job->fds = malloc(n * sizeof *job->fds);
+        job->bases = malloc(n * sizeof *job->bases);
+        if (!job->fds || !job->bases) {
+            rn_idx_sync_end(job);
+            return rn_errf(errmsg, -ENOMEM, "out of memory syncing the index in %s", ix->dir);
         }
     }
-    if (ix->parent_dirty) {
+    for (size_t i = 0; i < ix->nfiles && job->n < n; i++) {
+        rn_idx_file_t *f = &ix->files[i];
+        if (!__atomic_exchange_n(&f->dirty, 0, __ATOMIC_ACQ_REL)) continue;
+        int fd = fcntl(f->fd, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) {
+            int rc = -errno;
+            __atomic_store_n(&f->dirty, 1, __ATOMIC_RELEASE);
+            rn_idx_sync_end(job);
+            return rn_errf(errmsg, rc, "cannot dup the fd of index file %s/%020lld.idx: %s",
+                           ix->dir, (long long)f->base, rn_strerror(rc));
+        }
+        job->fds[job->n] = fd;
+        job->bases[job->n++] = f->base;
+    }
+    job->parent = __atomic_exchange_n(&ix->parent_dirty, 0, __ATOMIC_ACQ_REL);
+    job->dir = __atomic_exchange_n(&ix->dir_dirty, 0, __ATOMIC_ACQ_REL);
+    return 0;
+}
+
+int rn_idx_sync_run(const rn_idx_t *ix, const rn_idx_sync_t *job, char *errmsg)
+{
+    for (size_t i = 0; i < job->n; i++) {
+        if (rn_sys.fdatasync(job->fds[i]) < 0) {
+            int rc = -errno;
+            return rn_errf(errmsg, rc, "fdatasync of index file %s/%020lld.idx failed: %s",
+                           ix->dir, (long long)job->bases[i], rn_strerror(rc));
+        }
+    }
+    if (job->parent) {
         /* The directory's own entry, in the store's index/ directory. */
         char parent[PATH_MAX];
         const char *slash = strrchr(ix->dir, '/');
@@ -559,16 +625,37 @@ int rn_idx_sync(rn_idx_t *ix, char *errmsg)
         if (rc != 0)
             return rn_errf(errmsg, rc, "fsync of index directory %s failed: %s", parent,
                            rn_strerror(rc));
-        ix->parent_dirty = 0;
     }
-    if (ix->dir_dirty) {
+    if (job->dir) {
         int rc = rn_fsync_dir(ix->dir);
         if (rc != 0)
             return rn_errf(errmsg, rc, "fsync of index directory %s failed: %s", ix->dir,
                            rn_strerror(rc));
-        ix->dir_dirty = 0;
     }
     return 0;
+}
+
+void rn_idx_sync_end(rn_idx_sync_t *job)
+{
+    for (size_t i = 0; i < job->n; i++) close(job->fds[i]);
+    free(job->fds);
+    free(job->bases);
+    memset(job, 0, sizeof *job);
+}
+
+int rn_idx_sync(rn_idx_t *ix, char *errmsg)
+{
+    rn_idx_sync_t job;
+    int rc = rn_idx_sync_begin(ix, &job, errmsg);
+    if (rc != 0) return rc;
+    rc = rn_idx_sync_run(ix, &job, errmsg);
+    if (rc != 0) {
+        /* Not synced: the next call tries again. */
+        if (job.parent) __atomic_store_n(&ix->parent_dirty, 1, __ATOMIC_RELEASE);
+        if (job.dir) __atomic_store_n(&ix->dir_dirty, 1, __ATOMIC_RELEASE);
+    }
+    rn_idx_sync_end(&job);
+    return rc;
 }
 
 /* The searches read only the fields they compare, straight from the map,

@@ -4,13 +4,15 @@
  * offset of their first unit). Units are addressed by a queue-wide "slot"
  * number (0 = first unit of the first file loaded at open); slots only grow.
  *
- * Threading (enforced by log/log.c, not here): rn_idx_put, rn_idx_set and
- * rn_idx_truncate run on the writer path only (rn_idx_set at recovery); rn_idx_sync may run on another thread at the
- * same time as rn_idx_put (the per-file dirty flag is atomic), under the
- * table read lock. rn_idx_put adds a file (changing
- * files/nfiles) only through rn_idx_add_file, which the caller runs under the
- * store's table write lock. Readers access units below the store's published
- * visible slot count under the table read lock; those bytes never change.
+ * Threading (enforced by log/log.c, not here): rn_idx_put, rn_idx_set (at
+ * recovery), rn_idx_truncate and
+ * the table changes (attach, detach) run on the writer path only, the table
+ * changes under the store's table mutex; rn_idx_sync_begin runs under that
+ * mutex on another thread (the per-file dirty flags and the directory flags
+ * are atomic) and rn_idx_sync_run after it with no lock. Readers search a
+ * read-only copy of the files table (an rn_idx_t whose files array belongs to
+ * the store's snapshot) and access units below the store's published
+ * visible slot count; those bytes never change.
  */
 #ifndef RN_LOG_INDEX_H
 #define RN_LOG_INDEX_H
@@ -68,8 +70,8 @@ typedef struct rn_idx {
     size_t         nfiles, capfiles;
     uint64_t       nunits;   /* slots written: [files[0].first_slot, nunits) */
     uint32_t       new_cap;  /* units per newly created file */
-    int            dir_dirty;/* a file was created since the last rn_idx_sync */
-    int            parent_dirty; /* dir itself was created since the last rn_idx_sync */
+    int            dir_dirty;/* a file was created since the last rn_idx_sync (__atomic) */
+    int            parent_dirty; /* dir itself was created since the last rn_idx_sync (__atomic) */
 } rn_idx_t;
 
 /* What loading found. */
@@ -132,9 +134,32 @@ uint64_t rn_idx_truncate(rn_idx_t *ix, uint64_t slot);
 int  rn_idx_drop_below(rn_idx_t *ix, uint64_t slot);
 /* Delete every file and the directory. */
 int  rn_idx_remove_all(rn_idx_t *ix);
+/* Remove from the table the files whose units all lie below slot (never the
+ * last file) without closing them: *gone (malloc'd, caller frees; NULL when
+ * none) receives them. The caller unlinks each (rn_idx_file_remove) and
+ * releases it (rn_idx_file_release) once no reader's snapshot can use it. */
+int  rn_idx_detach_below(rn_idx_t *ix, uint64_t slot, rn_idx_file_t **gone, size_t *n);
+/* Unlink a detached file's name (the directory's fsync follows at the next sync). */
+int  rn_idx_file_remove(rn_idx_t *ix, const rn_idx_file_t *f);
+/* Unmap and close a detached file, free its fences. */
+void rn_idx_file_release(rn_idx_file_t *f);
+
 /* fdatasync every dirty file (this also writes back the dirty mmap pages),
  * and fsync the directory when a file was created since the last call. */
 int  rn_idx_sync(rn_idx_t *ix, char *errmsg);
+/* The same in two steps, so no lock is held across the fdatasyncs: begin
+ * takes the dirty flags and dups the fds (the caller holds the table mutex);
+ * run syncs them (no lock); end closes the dups. A failed run leaves the
+ * store to turn sticky (its files count as unsynced no longer). */
+typedef struct rn_idx_sync {
+    int     *fds;
+    int64_t *bases;
+    size_t   n;
+    int      dir, parent;      /* fsync the directory / its parent */
+} rn_idx_sync_t;
+int  rn_idx_sync_begin(rn_idx_t *ix, rn_idx_sync_t *job, char *errmsg);
+int  rn_idx_sync_run(const rn_idx_t *ix, const rn_idx_sync_t *job, char *errmsg);
+void rn_idx_sync_end(rn_idx_sync_t *job);
 
 /* Searches over slots [lo, hi) (hi > lo unless stated); no system calls. */
 /* Last slot whose base offset <= off (caller ensures unit lo's base <= off). */

@@ -53,9 +53,12 @@
  *
  * RECOVERY POINT AND RECOVERY
  *
- *   A roll creates the next segment (preallocated, fsynced with its
- *   directory) and queues a checkpoint job {P = the new segment's start, each
- *   queue's next offset at P}. The syncer runs it: fdatasync the segments
+ *   A roll switches to the next segment (preallocated and fsynced with its
+ *   directory ahead of need by the syncer, see THREADING) and queues a
+ *   checkpoint job {P = the new segment's start, each queue's next offset
+ *   at P}. A prepared segment that no roll took is all zeros: it is removed
+ *   at close, and after a crash recovery moves into it as the active one
+ *   (zeros end the log). The syncer runs it: fdatasync the segments
  *   before P, fdatasync every dirty index file (this writes back their mmap'd
  *   pages) and fsync index directories with new files, then atomically
  *   rewrite DIR/checkpoint. Under group/always/interval the job runs at once;
@@ -123,31 +126,77 @@
  *  4. After any failed write, fsync or checkpoint the store is sticky: every
  *     later append, sync and wait returns the error until reopened. (ENOSPC
  *     while creating a new segment or index file writes nothing and is not
- *     sticky: the append fails cleanly and may be retried.)
+ *     sticky: the append fails cleanly and may be retried; so does a failure
+ *     of the syncer to prepare the next segment, reported by the append that
+ *     rolls. Running out of memory while publishing a snapshot is sticky.)
  *  5. Retention removes whole segments from the front, never the active one,
  *     and only segments that end at or before the durable recovery point
  *     (ckpt_pos), so every unit in them is durable and visible.
  *  6. A segment's dirty flag is cleared only by sync_segments, under sync_mu,
  *     right before its fdatasync: a clear flag means "synced".
+ *  7. Every slot below a queue's visible count lies in the current snapshot
+ *     (its index file and segment were published before the unit was
+ *     written), and nothing a pinned snapshot reaches (fd, mapping, fence,
+ *     table copy) is released before the snapshot is unpinned.
  *
- * THREADING AND LIFETIMES
- *   wmu (mutex)     serialises the writer path: append, roll, retain, close.
- *   rw (rwlock)     guards the tables: segs[], queues[], each index's files[],
- *                   start_slot/start_offset. Writers of the tables hold wmu
- *                   and take rw's write side briefly; readers (read, lookups,
- *                   info) hold the read side for the whole lookup + pread, so
- *                   a segment or index mapping they use cannot go away.
+ * THREADING, LOCKS AND VISIBILITY
+ *   Readers (read, lookups, info, queues, bytes) take no lock that the
+ *   writer or the syncer holds for longer than a few instructions, and never
+ *   hold one across I/O: they pin a snapshot and pread / mmap-read through it.
+ *
+ *   Snapshot (rn_view_t): an immutable copy of the segment table {start,
+ *   size, fd, map} and of the queue table, one qsnap_t per queue {its
+ *   rn_queue_t, a read-only copy of its index files table, start_slot,
+ *   start_offset}. qsnaps are shared by successive snapshots until their
+ *   queue's tables change. The writer builds a new snapshot after changing a
+ *   table (publish) and swaps log->view under vmu; a reader pins the current
+ *   one (vmu, refcount++) and unpins it when done. Nothing a snapshot
+ *   reaches is freed while it is pinned: what a change removes (segments,
+ *   index files with their fds, mappings and fences, old qsnaps) is retired
+ *   with the generation of the snapshot that no longer has it, and released
+ *   only once every live snapshot is at least that new (an epoch scheme in
+ *   the manner of LMDB's reader table). Whoever drops the last pin of the
+ *   oldest snapshot releases what became free, after leaving vmu.
+ *
+ *   Visibility: the writer publishes a snapshot that holds a new segment or
+ *   index file *before* it writes a unit into it, and stores a queue's
+ *   visible count (release) after the unit. A reader pins a snapshot, finds
+ *   the queue, loads visible (acquire); if a slot below it lies outside the
+ *   snapshot (the writer published in between), it pins again, and that
+ *   snapshot holds it (the publish happened before the store it observed).
+ *
+ *   wmu (mutex)     the append lock: append, roll, new queue, new index file,
+ *                   publish, retention's table change. One per store.
+ *   tmu (mutex)     guards the live tables (segs[], queues[], each index's
+ *                   files[]) against the syncer, which walks them to take
+ *                   dirty flags and dup fds. The writer takes it only around
+ *                   a table change (a roll, a new queue or index file,
+ *                   retention), never across I/O; the syncer only to collect.
+ *   vmu (mutex)     guards log->view, the live snapshot list, refcounts and
+ *                   the retired list. Held for a few instructions; no
+ *                   allocation, no I/O. A leaf lock.
  *   sync_mu (mutex) serialises segment fdatasyncs (syncer, rn_log_sync,
- *                   checkpoint jobs). Segment fds are dup'ed under rw's read
- *                   side and synced without it: a long fdatasync never holds
- *                   up a roll, and retention cannot pull the fd away.
+ *                   checkpoint jobs); no append or read ever takes it.
  *   smu (mutex)     guards the group ring, the checkpoint job queue, the
- *                   sticky error and the syncer handshake; a leaf lock.
- *   Lock order: wmu -> sync_mu -> rw; smu is never held while taking another.
- *   Queue structs live until close; index mappings and fences, segment fds
- *   and segment mappings until retention removes them (under rw's write
- *   side) or close. Readers use them only under rw's read side: reads copy
- *   batches with pread, time lookups decode in place through the mapping.
+ *                   sticky error, the syncer handshake and the spare segment.
+ *   Lock order: wmu -> sync_mu -> tmu -> smu -> vmu. The syncer never takes
+ *   wmu, so the writer never waits for an fdatasync except its own under
+ *   `always`, and never for a reader.
+ *
+ *   No fsync, fdatasync or fallocate runs under tmu, smu or vmu, nor under
+ *   wmu except `always`'s own fdatasync of the append and a roll whose
+ *   prepared segment was not ready (counted as rolls_inline). The next
+ *   segment is created, preallocated and fsynced with its directory by the
+ *   syncer once the active one is half full (the spare: NONE -> WANTED by
+ *   the writer -> CREATING -> READY or FAILED by the syncer -> NONE when a
+ *   roll takes it; a FAILED spare's error is the rolling append's, not
+ *   sticky, and close reports one never taken). Checkpoints sync index files
+ *   after collecting their fds under tmu; retention makes the recovery point
+ *   catch up before it takes wmu and fsyncs the directory after releasing it.
+ *
+ *   Debug builds (NDEBUG not defined: every build of the Makefile) assert
+ *   these rules: each mutex records its owner thread, and table changes,
+ *   publishes and syncs assert which locks are (not) held.
  *   rn_log_close must not race with other calls (log.h).
  */
 #include "log/log.h"
@@ -159,6 +208,7 @@
 #include "log/index.h"
 #include "log/segment.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -197,8 +247,10 @@ typedef struct rn_queue {
     int64_t  next_offset;          /* writer: next offset to assign */
     int64_t  running_max;          /* writer: max timestamp so far */
     _Atomic uint64_t visible;      /* slots readers may use */
-    uint64_t start_slot;           /* rw: first slot not retained away */
-    int64_t  start_offset;         /* rw: log start */
+    uint64_t start_slot;           /* writer, tmu: first slot not retained away */
+    int64_t  start_offset;         /* writer, tmu: log start */
+    struct qsnap *snap;            /* writer: the queue in the current snapshot */
+    int      snap_stale;           /* writer: its tables changed since snap was built */
     /* recovery only */
     uint64_t cursor;
     int64_t  scan_next;
@@ -212,6 +264,38 @@ typedef struct rn_queue {
 typedef struct hole {
     uint64_t start, end;
 } hole_t;
+/* A queue as readers see it in a snapshot: immutable once published. */
+typedef struct qsnap {
+    rn_queue_t *q;                 /* lives until close: id, visible */
+    rn_idx_t    ix;                /* read-only: files is this qsnap's copy of the table */
+    uint64_t    start_slot;
+    int64_t     start_offset;
+} qsnap_t;
+
+/* An immutable snapshot of the tables (see THREADING). */
+typedef struct rn_view {
+    uint64_t        gen;
+    int             refs;          /* vmu: the log's own + pins */
+    struct rn_view *older, *newer; /* vmu: live snapshots, oldest first */
+    rn_seg_t       *segs;          /* copies; fd and map borrowed */
+    size_t          nsegs;
+    qsnap_t       **queues;        /* sorted by id */
+    size_t          nqueues;
+} rn_view_t;
+
+/* Something a table change removed, released once no live snapshot is
+ * older than gen. */
+typedef enum { RET_QSNAP, RET_SEGS, RET_IDXFILES } ret_kind_t;
+typedef struct retired {
+    struct retired *next;
+    uint64_t        gen;
+    ret_kind_t      kind;
+    void           *p;             /* qsnap_t *, rn_seg_t[n] or rn_idx_file_t[n] */
+    size_t          n;
+} retired_t;
+
+/* The next segment, prepared by the syncer (smu). */
+enum { SPARE_NONE, SPARE_WANTED, SPARE_CREATING, SPARE_READY, SPARE_FAILED };
 
 /* A roll's recovery point waiting to be made durable. */
 typedef struct ckpt_job {
@@ -232,8 +316,9 @@ struct rn_log {
     rn_log_opts_t o;
     rn_batch_limits_t lim;
     int lock_fd;
-    pthread_mutex_t wmu;
-    pthread_rwlock_t rw;
+    pthread_mutex_t wmu;           /* the append lock */
+    pthread_mutex_t tmu;           /* the live tables vs the syncer */
+    pthread_mutex_t vmu;           /* snapshots */
     rn_seg_t *segs;
     size_t nsegs, capsegs;
     rn_queue_t **queues;
@@ -262,7 +347,72 @@ struct rn_log {
     hole_t *holes;                 /* recovery only: the scan's damage, ascending */
     size_t nholes, capholes;
     uint64_t vouched_end;          /* recovery only: data is known to reach this far */
+    /* snapshots (THREADING) */
+    rn_view_t *view;               /* vmu: the current snapshot */
+    rn_view_t *oldest, *newest;    /* vmu: live snapshots */
+    retired_t *retired;            /* vmu: waiting for old snapshots to go */
+    uint64_t view_gen;             /* writer: generation of the last publish */
+    retired_t *pending;            /* writer: to retire at the next publish */
+    int unpublished;               /* writer: the tables changed since the last publish */
+    int opened;                    /* open finished: table changes need tmu */
+    /* the spare segment (smu) */
+    int spare_state;
+    uint64_t spare_start;
+    rn_seg_t spare;
+    int spare_rc;
+    char spare_msg[RN_ERRMSG_SIZE];
+    int spare_asked;               /* writer: asked for the active segment's successor */
+    _Atomic uint64_t rolls, rolls_inline, rolls_waited;
+    /* debug: which thread holds each mutex (0 = none) */
+    _Atomic unsigned long wmu_owner, tmu_owner, vmu_owner, smu_owner, sync_mu_owner;
 };
+
+/* ---- locks that know their owner (debug asserts) -------------------------- */
+
+static unsigned long self_id(void)
+{
+    return (unsigned long)pthread_self();
+}
+
+static void mu_lock(pthread_mutex_t *m, _Atomic unsigned long *owner)
+{
+    pthread_mutex_lock(m);
+    atomic_store_explicit(owner, self_id(), memory_order_relaxed);
+}
+
+static void mu_unlock(pthread_mutex_t *m, _Atomic unsigned long *owner)
+{
+    assert(atomic_load_explicit(owner, memory_order_relaxed) == self_id());
+    atomic_store_explicit(owner, 0, memory_order_relaxed);
+    pthread_mutex_unlock(m);
+}
+
+static void mu_wait(pthread_cond_t *cv, pthread_mutex_t *m, _Atomic unsigned long *owner,
+                    const struct timespec *deadline)
+{
+    assert(atomic_load_explicit(owner, memory_order_relaxed) == self_id());
+    atomic_store_explicit(owner, 0, memory_order_relaxed);
+    if (deadline) pthread_cond_timedwait(cv, m, deadline);
+    else pthread_cond_wait(cv, m);
+    atomic_store_explicit(owner, self_id(), memory_order_relaxed);
+}
+
+#define LOCK(log, m)          mu_lock(&(log)->m, &(log)->m##_owner)
+#define UNLOCK(log, m)        mu_unlock(&(log)->m, &(log)->m##_owner)
+#define WAIT(log, cv, m)      mu_wait(&(log)->cv, &(log)->m, &(log)->m##_owner, NULL)
+#define WAIT_UNTIL(log, cv, m, ts) mu_wait(&(log)->cv, &(log)->m, &(log)->m##_owner, ts)
+/* 1 when the calling thread holds mutex m of log (meaningful in asserts). */
+#define HELD(log, m) \
+    (atomic_load_explicit(&(log)->m##_owner, memory_order_relaxed) == self_id())
+
+/* No fsync, fdatasync or fallocate while holding a lock that appends or
+ * reads need (THREADING); `always` may fdatasync its own append under wmu. */
+static void assert_may_block(rn_log_t *log, int append_sync)
+{
+    (void)log; (void)append_sync;
+    assert(!HELD(log, tmu) && !HELD(log, vmu) && !HELD(log, smu));
+    assert(!HELD(log, wmu) || append_sync || !log->opened);
+}
 
 /* ---- options ------------------------------------------------------------ */
 
@@ -408,16 +558,25 @@ static int queue_new(rn_log_t *log, uint32_t id, rn_queue_t **out)
     return 0;
 }
 
+static void qsnap_free(qsnap_t *s)
+{
+    if (!s) return;
+    free(s->ix.files);
+    free(s);
+}
+
 static void queue_free(rn_queue_t *q)
 {
     if (!q) return;
+    qsnap_free(q->snap);
     rn_idx_close(&q->ix);
     free(q);
 }
 
-/* Insert q into the sorted table (caller holds rw write side or is alone). */
+/* Insert q into the sorted table (writer with tmu held, or open). */
 static int queue_insert(rn_log_t *log, rn_queue_t *q)
 {
+    assert(!log->opened || (HELD(log, wmu) && HELD(log, tmu)));
     if (log->nqueues == log->capqueues) {
         size_t nc = log->capqueues ? log->capqueues * 2 : 16;
         rn_queue_t **nq = realloc(log->queues, nc * sizeof *nq);
@@ -437,6 +596,7 @@ static int queue_insert(rn_log_t *log, rn_queue_t *q)
 
 static int seg_push(rn_log_t *log, const rn_seg_t *s)
 {
+    assert(!log->opened || (HELD(log, wmu) && HELD(log, tmu)));
     if (log->nsegs == log->capsegs) {
         size_t nc = log->capsegs ? log->capsegs * 2 : 16;
         rn_seg_t *ns = realloc(log->segs, nc * sizeof *ns);
@@ -448,15 +608,22 @@ static int seg_push(rn_log_t *log, const rn_seg_t *s)
     return 0;
 }
 
-/* Index of the segment holding position pos (the last one starting <= pos). */
-static size_t seg_of(const rn_log_t *log, uint64_t pos)
+/* Index of the segment of segs[n] holding position pos (the last one
+ * starting <= pos). */
+static size_t seg_find(const rn_seg_t *segs, size_t n, uint64_t pos)
 {
-    size_t lo = 0, hi = log->nsegs;
+    size_t lo = 0, hi = n;
     while (hi - lo > 1) {
         size_t mid = lo + (hi - lo) / 2;
-        if (log->segs[mid].start <= pos) lo = mid; else hi = mid;
+        if (segs[mid].start <= pos) lo = mid; else hi = mid;
     }
     return lo;
+}
+
+/* The same in the live table (writer, recovery). */
+static size_t seg_of(const rn_log_t *log, uint64_t pos)
+{
+    return seg_find(log->segs, log->nsegs, pos);
 }
 
 static uint64_t log_extent_end(const rn_log_t *log)
@@ -465,8 +632,8 @@ static uint64_t log_extent_end(const rn_log_t *log)
     return s->start + s->size;
 }
 
-/* High watermark of q for a reader (rw read side held). */
-static int64_t queue_hw(const rn_queue_t *q, uint64_t v)
+/* High watermark of a queue in a pinned snapshot, v visible slots. */
+static int64_t queue_hw(const qsnap_t *q, uint64_t v)
 {
     if (v > q->start_slot) {
         rn_idx_unit_t u;
@@ -476,11 +643,295 @@ static int64_t queue_hw(const rn_queue_t *q, uint64_t v)
     return q->start_offset;
 }
 
+/* ---- snapshots ------------------------------------------------------------- */
+
+static void view_free(rn_view_t *v)
+{
+    if (!v) return;
+    free(v->segs);
+    free(v->queues);
+    free(v);
+}
+
+static void retired_release(retired_t *r)
+{
+    while (r) {
+        retired_t *next = r->next;
+        switch (r->kind) {
+        case RET_QSNAP:
+            qsnap_free(r->p);
+            break;
+        case RET_SEGS:
+            for (size_t i = 0; i < r->n; i++) rn_seg_close(&((rn_seg_t *)r->p)[i]);
+            free(r->p);
+            break;
+        case RET_IDXFILES:
+            for (size_t i = 0; i < r->n; i++) rn_idx_file_release(&((rn_idx_file_t *)r->p)[i]);
+            free(r->p);
+            break;
+        }
+        free(r);
+        r = next;
+    }
+}
+
+static void collect_locked(rn_log_t *log, retired_t **freed);
+
+/* Drop one reference to v (vmu held). When it was the last, v leaves the
+ * live list (*dead, to free after vmu) and everything retired that no live
+ * snapshot can reach any more moves to *freed (to release after vmu). */
+static void view_unref_locked(rn_log_t *log, rn_view_t *v, rn_view_t **dead, retired_t **freed)
+{
+    assert(HELD(log, vmu));
+    assert(v->refs > 0);
+    *dead = NULL;
+    *freed = NULL;
+    if (--v->refs > 0) return;
+    if (v->older) v->older->newer = v->newer; else log->oldest = v->newer;
+    if (v->newer) v->newer->older = v->older; else log->newest = v->older;
+    *dead = v;
+    collect_locked(log, freed);
+}
+
+/* Move what no live snapshot can reach from the retired list to *freed
+ * (vmu held). */
+static void collect_locked(rn_log_t *log, retired_t **freed)
+{
+    assert(HELD(log, vmu));
+    uint64_t floor = log->oldest ? log->oldest->gen : UINT64_MAX;
+    retired_t **pp = &log->retired;
+    while (*pp) {
+        retired_t *r = *pp;
+        if (r->gen <= floor) {
+            *pp = r->next;
+            r->next = *freed;
+            *freed = r;
+        } else {
+            pp = &r->next;
+        }
+    }
+}
+
+/* Pin the current snapshot: it and all it reaches stay until view_unpin. */
+static rn_view_t *view_pin(rn_log_t *log)
+{
+    LOCK(log, vmu);
+    rn_view_t *v = log->view;
+    v->refs++;
+    UNLOCK(log, vmu);
+    return v;
+}
+
+static void view_unpin(rn_log_t *log, rn_view_t *v)
+{
+    rn_view_t *dead;
+    retired_t *freed;
+    LOCK(log, vmu);
+    view_unref_locked(log, v, &dead, &freed);
+    UNLOCK(log, vmu);
+    view_free(dead);
+    retired_release(freed);
+}
+
+/* Hand removed things to the retired list, to be released once every live
+ * snapshot is at least generation gen (the first that lacks them). */
+static void retire(rn_log_t *log, retired_t *list, uint64_t gen)
+{
+    if (!list) return;
+    retired_t *freed = NULL;
+    LOCK(log, vmu);
+    retired_t *last = list;
+    for (;;) {
+        last->gen = gen;
+        if (!last->next) break;
+        last = last->next;
+    }
+    last->next = log->retired;
+    log->retired = list;
+    collect_locked(log, &freed);      /* unreachable already when nothing older is live */
+    UNLOCK(log, vmu);
+    retired_release(freed);
+}
+
+static qsnap_t *view_queue(const rn_view_t *v, uint32_t id)
+{
+    size_t lo = 0, hi = v->nqueues;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint32_t m = v->queues[mid]->q->id;
+        if (m == id) return v->queues[mid];
+        if (m < id) lo = mid + 1; else hi = mid;
+    }
+    return NULL;
+}
+
+/* 1 when every slot of q below n lies in snapshot v: in one of q's index
+ * files there, and in one of v's segments. */
+static int view_covers(const rn_view_t *v, const qsnap_t *q, uint64_t n)
+{
+    if (n <= q->start_slot) return 1;
+    if (q->ix.nfiles == 0) return 0;
+    const rn_idx_file_t *f = &q->ix.files[q->ix.nfiles - 1];
+    if (n > f->first_slot + f->cap) return 0;
+    rn_idx_unit_t u;
+    rn_idx_get(&q->ix, n - 1, &u);
+    const rn_seg_t *l = &v->segs[v->nsegs - 1];
+    return unit_end_pos(&u) <= l->start + l->size;
+}
+
+/* Pin a snapshot holding every visible slot of queue id: *q (NULL when the
+ * queue is not in it) and *vis, its visible slot count (0 without q). */
+static rn_view_t *pin_queue(rn_log_t *log, uint32_t id, const qsnap_t **q, uint64_t *vis)
+{
+    for (int tries = 0;; tries++) {
+        rn_view_t *v = view_pin(log);
+        const qsnap_t *s = view_queue(v, id);
+        uint64_t n = s ? atomic_load_explicit(&s->q->visible, memory_order_acquire) : 0;
+        if (!s || view_covers(v, s, n)) {
+            *q = s;
+            *vis = n;
+            return v;
+        }
+        /* Published after this snapshot was pinned: the snapshot that holds
+         * it was swapped in before visible was stored, so the next pin
+         * sees it. */
+        assert(tries == 0);
+        if (tries > 0) {                     /* cannot happen; stay safe */
+            *q = s;
+            *vis = s->ix.nunits < n ? s->ix.nunits : n;
+            return v;
+        }
+        view_unpin(log, v);
+    }
+}
+
+static qsnap_t *qsnap_build(rn_queue_t *q)
+{
+    qsnap_t *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    size_t n = q->ix.nfiles;
+    if (n > 0) {
+        s->ix.files = malloc(n * sizeof *s->ix.files);
+        if (!s->ix.files) { free(s); return NULL; }
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* Field by field: dirty belongs to the live table (the syncer
+         * clears it concurrently) and means nothing to readers. */
+        const rn_idx_file_t *f = &q->ix.files[i];
+        s->ix.files[i] = (rn_idx_file_t){.base = f->base, .first_slot = f->first_slot,
+                                         .cap = f->cap, .fd = f->fd, .map = f->map,
+                                         .fence = f->fence, .dirty = 0};
+    }
+    s->ix.nfiles = s->ix.capfiles = n;
+    s->ix.nunits = q->ix.nunits;
+    s->ix.new_cap = q->ix.new_cap;
+    s->q = q;
+    s->start_slot = q->start_slot;
+    s->start_offset = q->start_offset;
+    return s;
+}
+
+/* Make the live tables the current snapshot (writer with wmu held, or open).
+ * New qsnaps for the queues whose tables changed; the replaced ones and
+ * log->pending are retired with the new generation. -ENOMEM changes nothing
+ * (the caller turns the store sticky: readers keep the old snapshot). */
+static int publish(rn_log_t *log)
+{
+    assert(!log->opened || HELD(log, wmu));
+    assert(!HELD(log, tmu) && !HELD(log, vmu));
+    size_t nq = log->nqueues;
+    rn_view_t *v = calloc(1, sizeof *v);
+    qsnap_t **fresh = calloc(nq ? nq : 1, sizeof *fresh);
+    retired_t *nodes = NULL;
+    int rc = -ENOMEM;
+    if (!v || !fresh) goto fail;
+    v->segs = malloc(log->nsegs * sizeof *v->segs);
+    v->queues = malloc((nq ? nq : 1) * sizeof *v->queues);
+    if (!v->segs || !v->queues) goto fail;
+    for (size_t i = 0; i < nq; i++) {
+        rn_queue_t *q = log->queues[i];
+        if (q->snap && !q->snap_stale) continue;
+        fresh[i] = qsnap_build(q);
+        if (!fresh[i]) goto fail;
+        if (q->snap) {
+            retired_t *r = calloc(1, sizeof *r);
+            if (!r) goto fail;
+            r->kind = RET_QSNAP;
+            r->p = q->snap;                 /* the qsnap it replaces */
+            r->next = nodes;
+            nodes = r;
+        }
+    }
+    /* Nothing can fail from here. Field by field: a segment's dirty flag
+     * belongs to the live table (the syncer clears it concurrently). */
+    for (size_t i = 0; i < log->nsegs; i++) {
+        const rn_seg_t *g = &log->segs[i];
+        v->segs[i] = (rn_seg_t){.start = g->start, .size = g->size, .fd = g->fd,
+                                .max_ts = g->max_ts, .dirty = 0, .map = g->map};
+    }
+    v->nsegs = log->nsegs;
+    v->nqueues = nq;
+    for (size_t i = 0; i < nq; i++) {
+        rn_queue_t *q = log->queues[i];
+        if (fresh[i]) {
+            q->snap = fresh[i];
+            q->snap_stale = 0;
+        }
+        v->queues[i] = q->snap;
+    }
+    free(fresh);
+    retired_t *list = nodes;
+    if (list) {
+        retired_t *t = list;
+        while (t->next) t = t->next;
+        t->next = log->pending;
+    } else {
+        list = log->pending;
+    }
+    log->pending = NULL;
+    v->gen = ++log->view_gen;
+    v->refs = 1;
+    rn_view_t *old;
+    LOCK(log, vmu);
+    old = log->view;
+    v->older = log->newest;
+    if (log->newest) log->newest->newer = v; else log->oldest = v;
+    log->newest = v;
+    log->view = v;
+    UNLOCK(log, vmu);
+    /* The old snapshot's own reference goes; what only older snapshots
+     * reach goes with the last of them. */
+    if (old) view_unpin(log, old);
+    retire(log, list, v->gen);
+    log->unpublished = 0;
+    return 0;
+fail:
+    if (fresh) for (size_t i = 0; i < nq; i++) qsnap_free(fresh[i]);
+    free(fresh);
+    while (nodes) { retired_t *n = nodes->next; free(nodes); nodes = n; }
+    view_free(v);
+    return rc;
+}
+
+static int set_sticky(rn_log_t *log, int rc, const char *what);
+
+/* Writer: publish when a table changed; a failure turns the store sticky. */
+static int publish_if_needed(rn_log_t *log, char *errmsg)
+{
+    if (!log->unpublished) return 0;
+    int rc = publish(log);
+    if (rc != 0) {
+        set_sticky(log, rc, "out of memory publishing the store's tables to readers");
+        return rn_errf(errmsg, rc, "out of memory publishing the store's tables to readers");
+    }
+    return 0;
+}
+
 /* ---- sticky errors, durability -------------------------------------------- */
 
 static int set_sticky(rn_log_t *log, int rc, const char *what)
 {
-    pthread_mutex_lock(&log->smu);
+    LOCK(log, smu);
     if (!log->sticky_rc) {
         log->sticky_rc = rc;
         snprintf(log->sticky_msg, sizeof log->sticky_msg, "%s", what);
@@ -488,23 +939,23 @@ static int set_sticky(rn_log_t *log, int rc, const char *what)
     }
     pthread_cond_broadcast(&log->done_cv);
     pthread_cond_broadcast(&log->work_cv);
-    pthread_mutex_unlock(&log->smu);
+    UNLOCK(log, smu);
     return rc;
 }
 
 static int sticky_err(rn_log_t *log, char *errmsg)
 {
-    pthread_mutex_lock(&log->smu);
+    LOCK(log, smu);
     rn_errf(errmsg, RN_ESTICKY, "store %s refuses writes since %s; reopen to recover", log->dir,
             log->sticky_msg);
-    pthread_mutex_unlock(&log->smu);
+    UNLOCK(log, smu);
     return RN_ESTICKY;
 }
 
 /* Everything up to position t is durable: publish it. */
 static void advance_durable(rn_log_t *log, uint64_t t)
 {
-    pthread_mutex_lock(&log->smu);
+    LOCK(log, smu);
     if (t > atomic_load(&log->durable_pos)) atomic_store(&log->durable_pos, t);
     while (log->rcount > 0 && log->ring[log->rhead].end <= t) {
         pend_t *p = &log->ring[log->rhead];
@@ -513,29 +964,31 @@ static void advance_durable(rn_log_t *log, uint64_t t)
         log->rcount--;
     }
     pthread_cond_broadcast(&log->done_cv);
-    pthread_mutex_unlock(&log->smu);
+    UNLOCK(log, smu);
 }
 
 /* fdatasync every dirty segment that starts below limit. A segment's dirty
  * flag is set by the writer after each pwritev, so a position read (under
  * smu or with acquire) before this call is covered when it returns 0.
- * The fds are dup'ed under the table read lock and synced without it, so a
- * long fdatasync never holds up a roll or a new index file (which take the
- * write side), and retention closing a segment cannot pull the fd away. */
+ * The fds are dup'ed under tmu and synced without it, so a long fdatasync
+ * never holds up a roll or a new index file (which take tmu briefly), and
+ * retention closing a segment cannot pull the fd away. */
 static int sync_segments(rn_log_t *log, uint64_t limit, char *what, size_t whatsz)
 {
     enum { BATCH = 8 };
     int rc = 0;
-    size_t from = 0;
+    uint64_t from = 0;        /* a position, not an index: retention may shift segs[] */
+    assert_may_block(log, 0);
     /* One syncer at a time: a clear dirty flag must mean "synced", not "being
      * synced by another thread right now". */
-    pthread_mutex_lock(&log->sync_mu);
+    LOCK(log, sync_mu);
     for (;;) {
         int fds[BATCH];
         uint64_t starts[BATCH];
         size_t n = 0;
-        pthread_rwlock_rdlock(&log->rw);
-        size_t i = from;
+        LOCK(log, tmu);
+        size_t i = from ? seg_of(log, from) : 0;
+        if (i < log->nsegs && log->segs[i].start < from) i++;
         for (; i < log->nsegs && log->segs[i].start < limit && n < BATCH; i++) {
             rn_seg_t *s = &log->segs[i];
             if (!__atomic_exchange_n(&s->dirty, 0, __ATOMIC_ACQ_REL)) continue;
@@ -551,8 +1004,8 @@ static int sync_segments(rn_log_t *log, uint64_t limit, char *what, size_t whats
             starts[n++] = s->start;
         }
         int more = rc == 0 && i < log->nsegs && log->segs[i].start < limit;
-        from = i;
-        pthread_rwlock_unlock(&log->rw);
+        if (more) from = log->segs[i].start;
+        UNLOCK(log, tmu);
         for (size_t k = 0; k < n; k++) {
             while (rc == 0 && rn_sys.fdatasync(fds[k]) < 0) {
                 if (errno == EINTR) continue;
@@ -564,19 +1017,32 @@ static int sync_segments(rn_log_t *log, uint64_t limit, char *what, size_t whats
         }
         if (rc != 0 || !more) break;
     }
-    pthread_mutex_unlock(&log->sync_mu);
+    UNLOCK(log, sync_mu);
     return rc;
 }
 
-/* fdatasync the index files of every queue (rw read side held by the caller
- * or no other thread running). */
+/* fdatasync the index files of every queue: their dirty flags and fds are
+ * taken under tmu, the fdatasyncs run with no lock held. */
 static int sync_indexes(rn_log_t *log, char *errmsg)
 {
-    for (size_t k = 0; k < log->nqueues; k++) {
-        int rc = rn_idx_sync(&log->queues[k]->ix, errmsg);
-        if (rc != 0) return rc;
+    assert_may_block(log, 0);
+    LOCK(log, tmu);
+    size_t nq = log->nqueues;
+    rn_idx_sync_t *jobs = calloc(nq ? nq : 1, sizeof *jobs);
+    rn_idx_t **ixs = calloc(nq ? nq : 1, sizeof *ixs);
+    int rc = 0;
+    size_t k = 0;
+    if (!jobs || !ixs) rc = rn_errf(errmsg, -ENOMEM, "out of memory syncing the index");
+    for (; rc == 0 && k < nq; k++) {
+        ixs[k] = &log->queues[k]->ix;          /* queue structs live until close */
+        rc = rn_idx_sync_begin(ixs[k], &jobs[k], errmsg);
     }
-    return 0;
+    UNLOCK(log, tmu);
+    for (size_t i = 0; rc == 0 && i < k; i++) rc = rn_idx_sync_run(ixs[i], &jobs[i], errmsg);
+    for (size_t i = 0; jobs && i < k; i++) rn_idx_sync_end(&jobs[i]);
+    free(jobs);
+    free(ixs);
+    return rc;
 }
 
 static int ckpt_write(rn_log_t *log, const uint8_t *b, size_t n, char *errmsg);
@@ -588,9 +1054,7 @@ static int run_checkpoint(rn_log_t *log, uint64_t pos, const uint8_t *b, size_t 
 {
     int rc = sync_segments(log, pos, what, whatsz);
     if (rc != 0) return rc;
-    pthread_rwlock_rdlock(&log->rw);
     rc = sync_indexes(log, what);
-    pthread_rwlock_unlock(&log->rw);
     if (rc != 0) return rc;
     return ckpt_write(log, b, n, what);
 }
@@ -634,33 +1098,37 @@ static void take_checkpoint_job(rn_log_t *log, int idx, char *what, size_t whats
     memmove(log->jobs, log->jobs + idx + 1, (log->njobs - (size_t)idx - 1) * sizeof *log->jobs);
     log->njobs -= (size_t)idx + 1;
     log->ckpt_running = 1;
-    pthread_mutex_unlock(&log->smu);
+    UNLOCK(log, smu);
     int rc = run_checkpoint(log, pos, b, n, what, whatsz);
     free(b);
     if (rc != 0) {
         set_sticky(log, rc, what);
     } else {
-        if (pos > atomic_load(&log->ckpt_pos)) atomic_store(&log->ckpt_pos, pos);
+        /* Visible first: retention, once it sees the new recovery point,
+         * may move a queue's start up to any slot before it. */
         advance_durable(log, pos);
+        if (pos > atomic_load(&log->ckpt_pos)) atomic_store(&log->ckpt_pos, pos);
     }
-    pthread_mutex_lock(&log->smu);
+    LOCK(log, smu);
     log->ckpt_running = 0;
     pthread_cond_broadcast(&log->done_cv);
 }
 
-/* Writer path (wmu held, so no new roll): make the recovery point reach pos,
- * running the pending roll checkpoint here or waiting for the syncer's. */
+/* Make the recovery point reach pos (when a job for it exists), running the
+ * pending roll checkpoint here or waiting for the syncer's. No store lock
+ * held: the job fdatasyncs. */
 static int checkpoint_catch_up(rn_log_t *log, uint64_t pos)
 {
     char what[RN_ERRMSG_SIZE];
-    pthread_mutex_lock(&log->smu);
+    assert_may_block(log, 0);
+    LOCK(log, smu);
     while (atomic_load(&log->ckpt_pos) < pos && !log->sticky_rc) {
-        if (log->ckpt_running) pthread_cond_wait(&log->done_cv, &log->smu);
+        if (log->ckpt_running) WAIT(log, done_cv, smu);
         else if (log->njobs > 0) take_checkpoint_job(log, due_job(log, 1), what, sizeof what);
         else break;               /* no job (it could not be built): keep the old point */
     }
     int rc = log->sticky_rc;
-    pthread_mutex_unlock(&log->smu);
+    UNLOCK(log, smu);
     return rc;
 }
 
@@ -670,9 +1138,33 @@ static void sleep_us(uint32_t us)
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
 }
 
-/* The syncer thread, in every mode: roll checkpoints; under group, the group
- * commit (gather group_window_us, fdatasync, publish); under interval, an
- * fdatasync every fsync_interval_ms. */
+/* Create the spare segment the writer asked for (smu held on entry and on
+ * return; released while the file is created, preallocated and fsynced). */
+static void make_spare(rn_log_t *log)
+{
+    char msg[RN_ERRMSG_SIZE] = "";
+    rn_seg_t sg;
+    uint64_t start = log->spare_start;
+    log->spare_state = SPARE_CREATING;
+    UNLOCK(log, smu);
+    assert_may_block(log, 0);
+    int rc = rn_seg_create(log->cl_dir, start, log->o.segment_bytes, &sg, msg);
+    LOCK(log, smu);
+    if (rc == 0) {
+        log->spare = sg;
+        log->spare_state = SPARE_READY;
+    } else {
+        log->spare_rc = rc;
+        snprintf(log->spare_msg, sizeof log->spare_msg, "%s", msg);
+        log->spare_state = SPARE_FAILED;
+    }
+    pthread_cond_broadcast(&log->done_cv);
+}
+
+/* The syncer thread, in every mode: the next segment ahead of need; roll
+ * checkpoints; under group, the group commit (gather group_window_us,
+ * fdatasync, publish); under interval, an fdatasync every
+ * fsync_interval_ms. */
 static void *syncer_main(void *arg)
 {
     rn_log_t *log = arg;
@@ -680,11 +1172,15 @@ static void *syncer_main(void *arg)
     int interval = log->o.fsync == RN_FSYNC_INTERVAL;
     uint64_t next_tick = mono_ms() + log->o.fsync_interval_ms;
     int was_idle = 1;                  /* gather only after a quiet period */
-    pthread_mutex_lock(&log->smu);
+    LOCK(log, smu);
     while (!log->stop) {
         int group_work = log->o.fsync == RN_FSYNC_GROUP && log->rcount > 0;
         int tick = interval && mono_ms() >= next_tick;
         int job = log->ckpt_running ? -1 : due_job(log, 0);
+        if (log->spare_state == SPARE_WANTED && !log->sticky_rc) {
+            make_spare(log);
+            continue;
+        }
         if (log->sticky_rc || (!group_work && job < 0 && !tick)) {
             log->syncer_idle = 1;
             uint64_t ms = interval ? next_tick : UINT64_MAX;
@@ -693,9 +1189,9 @@ static void *syncer_main(void *arg)
                 struct timespec ts;
                 ts.tv_sec = (time_t)(ms / 1000);
                 ts.tv_nsec = (long)(ms % 1000) * 1000000;
-                pthread_cond_timedwait(&log->work_cv, &log->smu, &ts);
+                WAIT_UNTIL(log, work_cv, smu, &ts);
             } else {
-                pthread_cond_wait(&log->work_cv, &log->smu);
+                WAIT(log, work_cv, smu);
             }
             log->syncer_idle = 0;
             was_idle = 1;
@@ -705,23 +1201,23 @@ static void *syncer_main(void *arg)
             take_checkpoint_job(log, job, what, sizeof what);
             continue;
         }
-        pthread_mutex_unlock(&log->smu);
+        UNLOCK(log, smu);
         /* The first append after a quiet period waits group_window_us for
          * company; appends that piled up during the previous fdatasync are
          * synced at once (that sync was their gathering window). */
         if (group_work && was_idle && log->o.group_window_us) sleep_us(log->o.group_window_us);
         was_idle = 0;
-        pthread_mutex_lock(&log->smu);
+        LOCK(log, smu);
         uint64_t t = atomic_load(&log->written_pos);
-        pthread_mutex_unlock(&log->smu);
+        UNLOCK(log, smu);
         int rc = 0;
         if (t > atomic_load(&log->durable_pos)) rc = sync_segments(log, UINT64_MAX, what, sizeof what);
         if (rc != 0) set_sticky(log, rc, what);
         else advance_durable(log, t);
         if (tick) next_tick = mono_ms() + log->o.fsync_interval_ms;
-        pthread_mutex_lock(&log->smu);
+        LOCK(log, smu);
     }
-    pthread_mutex_unlock(&log->smu);
+    UNLOCK(log, smu);
     return NULL;
 }
 
@@ -1007,8 +1503,12 @@ static int scan_add_unit(rn_log_t *log, rn_queue_t *q, const rn_idx_unit_t *u, c
         rn_idx_file_t f;
         int rc = rn_idx_prepare_file(&q->ix, u->base_offset, &f, errmsg);
         if (rc != 0) return rc;
+        if (log->opened) LOCK(log, tmu);   /* after open the syncer walks the tables */
         rc = rn_idx_attach_file(&q->ix, &f);
+        if (log->opened) UNLOCK(log, tmu);
         if (rc != 0) { rn_idx_discard_file(&q->ix, &f); return rc; }
+        q->snap_stale = 1;
+        log->unpublished = 1;
     }
     rn_idx_put(&q->ix, u);
     log->rec.rebuilt_units++;
@@ -1900,8 +2400,14 @@ out:
     return rc;
 }
 
+/* Free everything (no other thread is running, no snapshot is pinned). */
 static void log_free(rn_log_t *log)
 {
+    if (log->view) view_unpin(log, log->view);  /* the last snapshot goes */
+    assert(!log->oldest);
+    retired_release(log->retired);
+    retired_release(log->pending);
+    if (log->spare_state == SPARE_READY) rn_seg_close(&log->spare);
     for (size_t i = 0; i < log->nqueues; i++) queue_free(log->queues[i]);
     free(log->queues);
     for (size_t i = 0; i < log->nsegs; i++) rn_seg_close(&log->segs[i]);
@@ -1911,7 +2417,8 @@ static void log_free(rn_log_t *log)
     for (size_t i = 0; i < log->njobs; i++) free(log->jobs[i].buf);
     if (log->lock_fd >= 0) rn_sys.close(log->lock_fd);
     pthread_mutex_destroy(&log->wmu);
-    pthread_rwlock_destroy(&log->rw);
+    pthread_mutex_destroy(&log->tmu);
+    pthread_mutex_destroy(&log->vmu);
     pthread_mutex_destroy(&log->smu);
     pthread_mutex_destroy(&log->sync_mu);
     pthread_cond_destroy(&log->done_cv);
@@ -1922,21 +2429,16 @@ static void log_free(rn_log_t *log)
     free(log);
 }
 
-int rn_log_open(const char *dir, const rn_log_opts_t *o, rn_log_t **out, char *errmsg)
+/* A store handle with its locks and paths, nothing opened (log_free frees
+ * it); NULL when out of memory. */
+static rn_log_t *log_alloc(const char *dir)
 {
-    uint64_t t0 = rn_mono_ns();
-    rn_log_opts_t opts;
-    *out = NULL;
-    int rc = check_opts(o, &opts, errmsg);
-    if (rc != 0) return rc;
     rn_log_t *log = calloc(1, sizeof *log);
-    if (!log) return rn_errf(errmsg, -ENOMEM, "out of memory");
-    log->o = opts;
+    if (!log) return NULL;
     log->lock_fd = -1;
-    log->lim.max_bytes = opts.max_batch_bytes;
-    log->lim.max_records = RN_BATCH_MAX_RECORDS;
     pthread_mutex_init(&log->wmu, NULL);
-    pthread_rwlock_init(&log->rw, NULL);
+    pthread_mutex_init(&log->tmu, NULL);
+    pthread_mutex_init(&log->vmu, NULL);
     pthread_mutex_init(&log->smu, NULL);
     pthread_mutex_init(&log->sync_mu, NULL);
     pthread_cond_init(&log->done_cv, NULL);
@@ -1948,8 +2450,27 @@ int rn_log_open(const char *dir, const rn_log_opts_t *o, rn_log_t **out, char *e
     log->dir = strdup(dir);
     log->cl_dir = path_join(dir, "commitlog");
     log->ix_dir = path_join(dir, "index");
+    if (!log->dir || !log->cl_dir || !log->ix_dir) {
+        log_free(log);
+        return NULL;
+    }
+    return log;
+}
+
+int rn_log_open(const char *dir, const rn_log_opts_t *o, rn_log_t **out, char *errmsg)
+{
+    uint64_t t0 = rn_mono_ns();
+    rn_log_opts_t opts;
+    *out = NULL;
+    int rc = check_opts(o, &opts, errmsg);
+    if (rc != 0) return rc;
+    rn_log_t *log = log_alloc(dir);
+    if (!log) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    log->o = opts;
+    log->lim.max_bytes = opts.max_batch_bytes;
+    log->lim.max_records = RN_BATCH_MAX_RECORDS;
     log->ring = malloc(RING_CAP * sizeof *log->ring);
-    if (!log->dir || !log->cl_dir || !log->ix_dir || !log->ring) {
+    if (!log->ring) {
         rc = rn_errf(errmsg, -ENOMEM, "out of memory");
         goto fail;
     }
@@ -1964,6 +2485,12 @@ int rn_log_open(const char *dir, const rn_log_opts_t *o, rn_log_t **out, char *e
     if (rc != 0) goto fail;
     rc = recover(log, errmsg);
     if (rc != 0) goto fail;
+    rc = publish(log);                      /* the first snapshot */
+    if (rc != 0) {
+        rn_errf(errmsg, rc, "out of memory opening %s", dir);
+        goto fail;
+    }
+    log->opened = 1;
     rc = -pthread_create(&log->thr, NULL, syncer_main, log);
     if (rc != 0) {
         rn_errf(errmsg, rc, "cannot start the syncer thread: %s", rn_strerror(rc));
@@ -1986,8 +2513,11 @@ void rn_log_recovery_info(const rn_log_t *log, rn_log_recovery_t *out)
 int rn_log_accept_loss(rn_log_t *log, uint32_t queue, int64_t next, char *errmsg)
 {
     int rc = 0;
-    pthread_mutex_lock(&log->wmu);
-    rn_queue_t *q = find_queue(log, queue);
+    uint8_t *ck = NULL;
+    size_t ckn = 0;
+    rn_queue_t *q = NULL;
+    LOCK(log, wmu);
+    q = find_queue(log, queue);
     int64_t have = q ? q->next_offset : 0;
     if (next <= have) goto out;
     if (next - have > (int64_t)UINT32_MAX) {
@@ -1997,28 +2527,38 @@ int rn_log_accept_loss(rn_log_t *log, uint32_t queue, int64_t next, char *errmsg
     }
     if (!q) {
         rc = queue_new(log, queue, &q);
-        if (rc == 0) rc = queue_insert(log, q);
-        if (rc != 0) { queue_free(q); rn_errf(errmsg, rc, "out of memory"); goto out; }
+        if (rc == 0) {
+            LOCK(log, tmu);
+            rc = queue_insert(log, q);
+            UNLOCK(log, tmu);
+        }
+        if (rc != 0) { queue_free(q); q = NULL; rn_errf(errmsg, rc, "out of memory"); goto out; }
+        log->unpublished = 1;
     }
     rn_idx_unit_t u = {
         .position = log->write_pos, .base_offset = have, .first_ts = q->running_max,
         .max_ts = q->running_max, .size = 0, .record_count = (uint32_t)(next - have),
         .flags = RN_IDX_DAMAGED,
     };
-    pthread_rwlock_wrlock(&log->rw);
     rc = scan_add_unit(log, q, &u, errmsg);
+    if (rc == 0) rc = publish_if_needed(log, errmsg);
     if (rc == 0) {
         log->rec.rebuilt_units--;
         log->rec.lost_ranges++;
         rec_range(log, RN_LOG_RANGE_LOST, queue, have, next, log->write_pos);
         q->next_offset = next;
         atomic_store_explicit(&q->visible, q->ix.nunits, memory_order_release);
+        rc = ckpt_build(log, log->write_pos, &ck, &ckn);
+        if (rc != 0) rn_errf(errmsg, rc, "out of memory writing the checkpoint");
     }
-    pthread_rwlock_unlock(&log->rw);
-    if (rc == 0) rc = rn_idx_sync(&q->ix, errmsg);
-    if (rc == 0) rc = write_checkpoint(log, log->write_pos, errmsg);
 out:
-    pthread_mutex_unlock(&log->wmu);
+    UNLOCK(log, wmu);
+    /* The marks and the checkpoint that vouches for them become durable with
+     * no lock held (THREADING). */
+    if (rc == 0 && ck) rc = rn_log_sync(log);
+    if (rc == 0 && ck) rc = sync_indexes(log, errmsg);
+    if (rc == 0 && ck) rc = ckpt_write(log, ck, ckn, errmsg);
+    free(ck);
     return rc;
 }
 
@@ -2071,11 +2611,11 @@ int rn_log_close(rn_log_t *log)
 {
     if (!log) return 0;
     char msg[RN_ERRMSG_SIZE];
-    pthread_mutex_lock(&log->smu);
+    LOCK(log, smu);
     log->stop = 1;
     pthread_cond_broadcast(&log->work_cv);
     pthread_cond_broadcast(&log->done_cv);
-    pthread_mutex_unlock(&log->smu);
+    UNLOCK(log, smu);
     if (log->thr_started) pthread_join(log->thr, NULL);
     int rc = log->sticky_rc;
     if (rc == 0) {
@@ -2084,21 +2624,79 @@ int rn_log_close(rn_log_t *log)
         if (rc == 0) rc = write_checkpoint(log, log->write_pos, msg);
         if (rc == 0) rc = write_clean(log, log->write_pos, msg);
     }
+    /* A prepared segment no roll took goes (beyond the clean end, it would
+     * only make the next open scan); a failed preparation no append
+     * reported is reported here. */
+    if (log->spare_state == SPARE_READY) {
+        char name[RN_SEG_NAME_LEN + 1];
+        rn_seg_name(name, log->spare.start);
+        char *path = path_join(log->cl_dir, name);
+        rn_seg_close(&log->spare);
+        log->spare_state = SPARE_NONE;
+        if (!path) { if (rc == 0) rc = -ENOMEM; }
+        else if (rn_sys.unlink(path) < 0 && rc == 0) rc = -errno;
+        free(path);
+    } else if (log->spare_state == SPARE_FAILED && rc == 0) {
+        rc = log->spare_rc;
+    }
     log_free(log);
     return rc;
 }
 
 /* ---- append ------------------------------------------------------------------ */
 
-/* Start a new segment. The finished one is made durable, and the new
- * recovery point written, by the syncer thread (run_checkpoint): the writer
- * only creates the file and hands over the checkpoint bytes. */
+/* Ask the syncer for the successor of the active segment sg: at once after
+ * a roll (a writer that rolled will roll again), else once sg is half full. */
+static void ask_spare(rn_log_t *log, const rn_seg_t *sg, int now)
+{
+    if (log->spare_asked || (!now && log->write_pos - sg->start < sg->size / 2)) return;
+    log->spare_asked = 1;
+    LOCK(log, smu);
+    if (log->spare_state == SPARE_NONE) {
+        log->spare_state = SPARE_WANTED;
+        log->spare_start = sg->start + sg->size;
+        pthread_cond_signal(&log->work_cv);
+    }
+    UNLOCK(log, smu);
+}
+
+/* Start a new segment: the spare the syncer prepared when it is ready
+ * (waiting while it is being made), else one created here (counted). The
+ * finished segment is made durable, and the new recovery point written, by
+ * the syncer (run_checkpoint): the writer only hands over the checkpoint
+ * bytes. A spare that failed fails this append, not stickily (the retry
+ * creates one here). */
 static int roll(rn_log_t *log, char *errmsg)
 {
+    assert(HELD(log, wmu));
     const rn_seg_t *a = &log->segs[log->nsegs - 1];
-    int rc = 0;
-    rn_seg_t ns;
-    rc = rn_seg_create(log->cl_dir, a->start + a->size, log->o.segment_bytes, &ns, errmsg);
+    uint64_t start = a->start + a->size;
+    int rc = 0, have = 0, waited = 0;
+    rn_seg_t ns, stray;
+    int has_stray = 0;
+    LOCK(log, smu);
+    while (log->spare_state == SPARE_CREATING) {
+        waited = 1;
+        WAIT(log, done_cv, smu);
+    }
+    if (log->spare_state == SPARE_READY && log->spare.start == start) {
+        ns = log->spare;
+        have = 1;
+    } else if (log->spare_state == SPARE_READY) {
+        stray = log->spare;                   /* cannot happen: the start is fixed */
+        has_stray = 1;
+    } else if (log->spare_state == SPARE_FAILED) {
+        rc = log->spare_rc;
+        rn_errf(errmsg, rc, "%s", log->spare_msg);
+    }
+    log->spare_state = SPARE_NONE;
+    UNLOCK(log, smu);
+    if (has_stray) rn_seg_close(&stray);
+    if (waited) atomic_fetch_add(&log->rolls_waited, 1);
+    if (rc == 0 && !have) {
+        atomic_fetch_add(&log->rolls_inline, 1);
+        rc = rn_seg_create(log->cl_dir, start, log->o.segment_bytes, &ns, errmsg);
+    }
     if (rc == -ENOSPC) {
         return rn_errf(errmsg, rc,
                        "no space left on device for a new %llu-byte segment in %s; nothing "
@@ -2106,9 +2704,9 @@ static int roll(rn_log_t *log, char *errmsg)
                        (unsigned long long)log->o.segment_bytes, log->cl_dir);
     }
     if (rc != 0) return rc;
-    pthread_rwlock_wrlock(&log->rw);
+    LOCK(log, tmu);
     rc = seg_push(log, &ns);
-    pthread_rwlock_unlock(&log->rw);
+    UNLOCK(log, tmu);
     if (rc != 0) {
         char name[RN_SEG_NAME_LEN + 1];
         rn_seg_close(&ns);
@@ -2118,32 +2716,38 @@ static int roll(rn_log_t *log, char *errmsg)
         free(path);
         return rn_errf(errmsg, rc, "out of memory rolling the commit log");
     }
+    atomic_fetch_add(&log->rolls, 1);
+    log->unpublished = 1;
+    log->spare_asked = 0;
     log->write_pos = ns.start;
+    ask_spare(log, &log->segs[log->nsegs - 1], 1);
     uint8_t *b;
     size_t n;
     if (ckpt_build(log, ns.start, &b, &n) == 0) {
-        pthread_mutex_lock(&log->smu);
+        LOCK(log, smu);
         post_checkpoint_job(log, ns.start, b, n);
         if (log->syncer_idle) pthread_cond_signal(&log->work_cv);
-        pthread_mutex_unlock(&log->smu);
+        UNLOCK(log, smu);
     }                                       /* out of memory: the next roll retries */
     return 0;
 }
 
 static int queue_for_append(rn_log_t *log, uint32_t id, rn_queue_t **out, char *errmsg)
 {
+    assert(HELD(log, wmu));
     rn_queue_t *q = log->lastq;
     if (!q || q->id != id) q = find_queue(log, id);
     if (!q) {
         int rc = queue_new(log, id, &q);
         if (rc != 0) return rn_errf(errmsg, rc, "out of memory adding queue %u", id);
-        pthread_rwlock_wrlock(&log->rw);
+        LOCK(log, tmu);
         rc = queue_insert(log, q);
-        pthread_rwlock_unlock(&log->rw);
+        UNLOCK(log, tmu);
         if (rc != 0) {
             queue_free(q);
             return rn_errf(errmsg, rc, "out of memory adding queue %u", id);
         }
+        log->unpublished = 1;
     }
     log->lastq = q;
     *out = q;
@@ -2163,7 +2767,7 @@ int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t le
     if (bh.record_count < 1)
         return rn_errf(errmsg, RN_ECORRUPT, "batch holds no records");
 
-    pthread_mutex_lock(&log->wmu);
+    LOCK(log, wmu);
     if (atomic_load(&log->sticky)) { rc = sticky_err(log, errmsg); goto out; }
     rn_queue_t *q = NULL;
     rc = queue_for_append(log, queue, &q, errmsg);
@@ -2183,15 +2787,20 @@ int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t le
         rn_idx_file_t f;
         rc = rn_idx_prepare_file(&q->ix, q->next_offset, &f, errmsg);
         if (rc != 0) goto out;
-        pthread_rwlock_wrlock(&log->rw);
+        LOCK(log, tmu);
         rc = rn_idx_attach_file(&q->ix, &f);
-        pthread_rwlock_unlock(&log->rw);
+        UNLOCK(log, tmu);
         if (rc != 0) {
             rn_idx_discard_file(&q->ix, &f);
             rn_errf(errmsg, rc, "out of memory growing the index of queue %u", queue);
             goto out;
         }
+        q->snap_stale = 1;
+        log->unpublished = 1;
     }
+    /* Readers get the new segment, queue or index file before any unit in it. */
+    rc = publish_if_needed(log, errmsg);
+    if (rc != 0) goto out;
     int64_t base = q->next_offset;
     uint8_t hb[RN_SEG_HDR_SIZE + 8];
     be64_put(hb + RN_SEG_HDR_SIZE, base);
@@ -2223,15 +2832,21 @@ int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t le
         .size = (uint32_t)len, .record_count = (uint32_t)bh.record_count, .flags = 0,
     };
     __atomic_store_n(&sg->dirty, 1, __ATOMIC_RELEASE);
+    /* The unit goes where readers' snapshot already reaches (published above). */
+    assert(!log->unpublished);
+    assert(pos >= sg->start && pos + entry <= sg->start + sg->size);
     rn_idx_put(&q->ix, &u);
+    assert(atomic_load_explicit(&q->visible, memory_order_relaxed) < q->ix.nunits);
     q->next_offset += bh.record_count;
     q->running_max = u.max_ts;
     if (u.max_ts > sg->max_ts) sg->max_ts = u.max_ts;
     log->write_pos = pos + entry;
     uint64_t end = log->write_pos;
+    ask_spare(log, sg, 0);
 
     switch (log->o.fsync) {
     case RN_FSYNC_ALWAYS:
+        assert_may_block(log, 1);
         if (rn_sys.fdatasync(sg->fd) < 0) {
             char what[RN_ERRMSG_SIZE];
             rc = -errno;
@@ -2246,13 +2861,15 @@ int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t le
         advance_durable(log, end);
         break;
     case RN_FSYNC_GROUP:
-        pthread_mutex_lock(&log->smu);
+        LOCK(log, smu);
         while (log->rcount == RING_CAP && !log->sticky_rc) {
+            /* Back-pressure: the ring is full until the syncer's fdatasync
+             * ends (that fdatasync holds no lock). */
             if (log->syncer_idle) pthread_cond_signal(&log->work_cv);
-            pthread_cond_wait(&log->done_cv, &log->smu);
+            WAIT(log, done_cv, smu);
         }
         if (log->sticky_rc) {
-            pthread_mutex_unlock(&log->smu);
+            UNLOCK(log, smu);
             rc = sticky_err(log, errmsg);
             goto out;
         }
@@ -2260,7 +2877,7 @@ int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t le
         log->rcount++;
         atomic_store(&log->written_pos, end);
         if (log->syncer_idle) pthread_cond_signal(&log->work_cv);
-        pthread_mutex_unlock(&log->smu);
+        UNLOCK(log, smu);
         break;
     case RN_FSYNC_INTERVAL:
     case RN_FSYNC_NEVER:
@@ -2271,7 +2888,7 @@ int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t le
     *base_offset = base;
     *ticket = end;
 out:
-    pthread_mutex_unlock(&log->wmu);
+    UNLOCK(log, wmu);
     return rc;
 }
 
@@ -2284,12 +2901,12 @@ int rn_log_wait(rn_log_t *log, uint64_t ticket)
         return atomic_load(&log->sticky) ? log->sticky_rc : 0;
     }
     int rc = 0;
-    pthread_mutex_lock(&log->smu);
+    LOCK(log, smu);
     while (atomic_load(&log->durable_pos) < ticket && !log->sticky_rc && !log->stop)
-        pthread_cond_wait(&log->done_cv, &log->smu);
+        WAIT(log, done_cv, smu);
     if (atomic_load(&log->durable_pos) < ticket)
         rc = log->sticky_rc ? log->sticky_rc : RN_ECLOSED;
-    pthread_mutex_unlock(&log->smu);
+    UNLOCK(log, smu);
     return rc;
 }
 
@@ -2313,13 +2930,12 @@ static int range_err(char *errmsg, uint32_t queue, int64_t off, int64_t ls, int6
                    (long long)off, queue, (long long)ls, (long long)hw);
 }
 
-/* Read one unit's batch into dst (size bytes) and check it is the batch the
- * unit describes. rw read side held. */
-static int read_batch(rn_log_t *log, uint32_t queue, const rn_idx_unit_t *u, uint8_t *dst,
+/* Read one unit's batch into dst (size bytes) through snapshot v and check
+ * it is the batch the unit describes. */
+static int read_batch(const rn_view_t *v, uint32_t queue, const rn_idx_unit_t *u, uint8_t *dst,
                       char *errmsg)
 {
-    size_t si = seg_of(log, u->position);
-    const rn_seg_t *sg = &log->segs[si];
+    const rn_seg_t *sg = &v->segs[seg_find(v->segs, v->nsegs, u->position)];
     size_t got;
     uint64_t off = u->position - sg->start + RN_SEG_HDR_SIZE;
     int rc = rn_pread_full(sg->fd, dst, u->size, (off_t)off, &got);
@@ -2357,13 +2973,13 @@ int rn_log_read(rn_log_t *log, uint32_t queue, int64_t offset, size_t max_bytes,
 {
     int rc = 0;
     uint32_t n = 0;
-    pthread_rwlock_rdlock(&log->rw);
-    rn_queue_t *q = find_queue(log, queue);
+    const qsnap_t *q;
+    uint64_t v;
+    rn_view_t *view = pin_queue(log, queue, &q, &v);
     if (!q) {
         if (offset != 0) rc = range_err(errmsg, queue, offset, 0, 0);
         goto out;
     }
-    uint64_t v = atomic_load_explicit(&q->visible, memory_order_acquire);
     int64_t hw = queue_hw(q, v);
     if (offset < q->start_offset || offset > hw) {
         rc = range_err(errmsg, queue, offset, q->start_offset, hw);
@@ -2383,7 +2999,7 @@ int rn_log_read(rn_log_t *log, uint32_t queue, int64_t offset, size_t max_bytes,
         }
         rc = rn_buf_reserve(out, u.size, 0);
         if (rc != 0) { rn_errf(errmsg, rc, "cannot grow the read buffer"); break; }
-        rc = read_batch(log, queue, &u, out->data + out->len, errmsg);
+        rc = read_batch(view, queue, &u, out->data + out->len, errmsg);
         if (rc != 0) {
             if (rc == RN_ECORRUPT && n > 0) rc = 0;
             break;
@@ -2393,7 +3009,7 @@ int rn_log_read(rn_log_t *log, uint32_t queue, int64_t offset, size_t max_bytes,
         n++;
     }
 out:
-    pthread_rwlock_unlock(&log->rw);
+    view_unpin(log, view);
     *nbatches = n;
     return rc;
 }
@@ -2413,10 +3029,10 @@ int rn_log_lookup_offset(rn_log_t *log, uint32_t queue, int64_t offset, rn_log_b
                          char *errmsg)
 {
     int rc = 0;
-    pthread_rwlock_rdlock(&log->rw);
-    rn_queue_t *q = find_queue(log, queue);
+    const qsnap_t *q;
+    uint64_t v;
+    rn_view_t *view = pin_queue(log, queue, &q, &v);
     if (!q) { rc = range_err(errmsg, queue, offset, 0, 0); goto out; }
-    uint64_t v = atomic_load_explicit(&q->visible, memory_order_acquire);
     int64_t hw = queue_hw(q, v);
     if (offset < q->start_offset || offset >= hw) {
         rc = range_err(errmsg, queue, offset, q->start_offset, hw);
@@ -2426,7 +3042,7 @@ int rn_log_lookup_offset(rn_log_t *log, uint32_t queue, int64_t offset, rn_log_b
     rn_idx_get(&q->ix, rn_idx_find_offset(&q->ix, q->start_slot, v, offset), &u);
     fill_ref(ref, &u);
 out:
-    pthread_rwlock_unlock(&log->rw);
+    view_unpin(log, view);
     return rc;
 }
 
@@ -2434,9 +3050,9 @@ int rn_log_lookup_time_batch(rn_log_t *log, uint32_t queue, int64_t ts, rn_log_b
                              char *errmsg)
 {
     int rc = 0;
-    pthread_rwlock_rdlock(&log->rw);
-    rn_queue_t *q = find_queue(log, queue);
-    uint64_t v = q ? atomic_load_explicit(&q->visible, memory_order_acquire) : 0;
+    const qsnap_t *q;
+    uint64_t v;
+    rn_view_t *view = pin_queue(log, queue, &q, &v);
     uint64_t s = q && v > q->start_slot ? rn_idx_find_time(&q->ix, q->start_slot, v, ts) : v;
     if (!q || s >= v) {
         rc = rn_errf(errmsg, RN_ENOTFOUND, "queue %u has no record with timestamp >= %lld",
@@ -2446,7 +3062,7 @@ int rn_log_lookup_time_batch(rn_log_t *log, uint32_t queue, int64_t ts, rn_log_b
         rn_idx_get(&q->ix, s, &u);
         fill_ref(ref, &u);
     }
-    pthread_rwlock_unlock(&log->rw);
+    view_unpin(log, view);
     return rc;
 }
 
@@ -2499,10 +3115,10 @@ int rn_log_lookup_time(rn_log_t *log, uint32_t queue, int64_t ts, int64_t *offse
     size_t cap = 0;
     rn_batch_iter_t it;
     rn_batch_iter_init(&it, &rn_batch_default_limits);
-    pthread_rwlock_rdlock(&log->rw);
-    rn_queue_t *q = find_queue(log, queue);
+    const qsnap_t *q;
+    uint64_t v;
+    rn_view_t *view = pin_queue(log, queue, &q, &v);
     if (!q) { *offset = 0; goto out; }
-    uint64_t v = atomic_load_explicit(&q->visible, memory_order_acquire);
     *offset = queue_hw(q, v);
     if (v <= q->start_slot) goto out;
     /* The first unit whose running max reaches ts holds the first such
@@ -2515,7 +3131,7 @@ int rn_log_lookup_time(rn_log_t *log, uint32_t queue, int64_t ts, int64_t *offse
         /* Read the batch in place through the segment's mapping: no syscall,
          * no copy (and no LRU activation of the page per lookup, which put a
          * pread version's p99 above 10 us). pread only without a mapping. */
-        const rn_seg_t *sg = &log->segs[seg_of(log, u.position)];
+        const rn_seg_t *sg = &view->segs[seg_find(view->segs, view->nsegs, u.position)];
         uint64_t off = u.position - sg->start + RN_SEG_HDR_SIZE;
         const uint8_t *bp;
         if (sg->map && off + u.size <= sg->size) {
@@ -2535,7 +3151,7 @@ int rn_log_lookup_time(rn_log_t *log, uint32_t queue, int64_t ts, int64_t *offse
                 buf = nb;
                 cap = u.size;
             }
-            rc = read_batch(log, queue, &u, buf, errmsg);
+            rc = read_batch(view, queue, &u, buf, errmsg);
             if (rc != 0) goto out;
             bp = buf;
         }
@@ -2551,7 +3167,7 @@ int rn_log_lookup_time(rn_log_t *log, uint32_t queue, int64_t ts, int64_t *offse
         if (rc < 0) goto out;
     }
 out:
-    pthread_rwlock_unlock(&log->rw);
+    view_unpin(log, view);
     rn_batch_iter_destroy(&it);
     free(buf);
     return rc;
@@ -2560,39 +3176,46 @@ out:
 int rn_log_queue_info(rn_log_t *log, uint32_t queue, rn_log_queue_info_t *out)
 {
     memset(out, 0, sizeof *out);
-    pthread_rwlock_rdlock(&log->rw);
-    rn_queue_t *q = find_queue(log, queue);
+    const qsnap_t *q;
+    uint64_t v;
+    rn_view_t *view = pin_queue(log, queue, &q, &v);
     if (q) {
-        uint64_t v = atomic_load_explicit(&q->visible, memory_order_acquire);
         out->log_start = q->start_offset;
         out->high_watermark = queue_hw(q, v);
         out->batches = v > q->start_slot ? v - q->start_slot : 0;
     }
-    pthread_rwlock_unlock(&log->rw);
+    view_unpin(log, view);
     return 0;
 }
 
 int rn_log_queues(rn_log_t *log, uint32_t **ids, size_t *n)
 {
-    pthread_rwlock_rdlock(&log->rw);
-    uint32_t *a = malloc((log->nqueues ? log->nqueues : 1) * sizeof *a);
+    rn_view_t *view = view_pin(log);
+    uint32_t *a = malloc((view->nqueues ? view->nqueues : 1) * sizeof *a);
     if (!a) {
-        pthread_rwlock_unlock(&log->rw);
+        view_unpin(log, view);
         return -ENOMEM;
     }
-    for (size_t i = 0; i < log->nqueues; i++) a[i] = log->queues[i]->id;
-    *n = log->nqueues;
-    pthread_rwlock_unlock(&log->rw);
+    for (size_t i = 0; i < view->nqueues; i++) a[i] = view->queues[i]->q->id;
+    *n = view->nqueues;
+    view_unpin(log, view);
     *ids = a;
     return 0;
 }
 
 uint64_t rn_log_bytes(rn_log_t *log)
 {
-    pthread_rwlock_rdlock(&log->rw);
-    uint64_t n = atomic_load(&log->written_pos) - log->segs[0].start;
-    pthread_rwlock_unlock(&log->rw);
-    return n;
+    rn_view_t *view = view_pin(log);
+    uint64_t w = atomic_load(&log->written_pos), first = view->segs[0].start;
+    view_unpin(log, view);
+    return w > first ? w - first : 0;
+}
+
+void rn_log_stats(rn_log_t *log, rn_log_stats_t *out)
+{
+    out->rolls = atomic_load(&log->rolls);
+    out->rolls_inline = atomic_load(&log->rolls_inline);
+    out->rolls_waited = atomic_load(&log->rolls_waited);
 }
 
 /* ---- retention ------------------------------------------------------------------ */
@@ -2614,16 +3237,29 @@ static int64_t seg_age_ts(const rn_log_t *log, const rn_seg_t *s, int64_t now)
     free(path);
     return t;
 }
+/* A queue's detached index files, waiting to be unlinked and retired. */
+typedef struct idx_gone {
+    rn_queue_t    *q;
+    retired_t     *node;          /* RET_IDXFILES: p = the files, n */
+} idx_gone_t;
 
 int rn_log_retain(rn_log_t *log, uint32_t *dropped)
 {
     int rc = 0;
-    size_t k = 0;
-    rn_seg_t *gone = NULL;
+    size_t k = 0, ngone = 0;
+    retired_t *segnode = NULL;
+    idx_gone_t *ig = NULL;
+    uint64_t gen = 0;
     *dropped = 0;
-    pthread_mutex_lock(&log->wmu);
-    rc = checkpoint_catch_up(log, log->segs[log->nsegs - 1].start);
-    if (rc != 0) goto out;
+    /* The pending roll checkpoint first, with no store lock held: its
+     * fdatasyncs must not hold up appends. */
+    LOCK(log, wmu);
+    uint64_t active = log->segs[log->nsegs - 1].start;
+    UNLOCK(log, wmu);
+    rc = checkpoint_catch_up(log, active);
+    if (rc != 0) return rc;
+
+    LOCK(log, wmu);
     int64_t now = rn_sys.now_ms();
     uint64_t durable = atomic_load(&log->ckpt_pos);
     while (k + 1 < log->nsegs) {
@@ -2635,17 +3271,29 @@ int rn_log_retain(rn_log_t *log, uint32_t *dropped)
         if (!by_age && !by_size) break;
         k++;
     }
-    if (k == 0) goto out;
-    gone = malloc(k * sizeof *gone);
-    if (!gone) { rc = -ENOMEM; goto out; }
+    if (k == 0) { UNLOCK(log, wmu); return 0; }
+    /* Everything that can fail is allocated before the tables change. */
+    segnode = calloc(1, sizeof *segnode);
+    rn_seg_t *gone = malloc(k * sizeof *gone);
+    ig = calloc(log->nqueues ? log->nqueues : 1, sizeof *ig);
+    if (!segnode || !gone || !ig) {
+        UNLOCK(log, wmu);
+        free(segnode);
+        free(gone);
+        free(ig);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < log->nqueues; i++) ig[i].node = calloc(1, sizeof *ig[i].node);
     uint64_t first = log->segs[k].start;
-    pthread_rwlock_wrlock(&log->rw);
+    assert(first <= durable);
+    LOCK(log, tmu);
     memcpy(gone, log->segs, k * sizeof *gone);
     memmove(log->segs, log->segs + k, (log->nsegs - k) * sizeof *log->segs);
     log->nsegs -= k;
     for (size_t i = 0; i < log->nqueues; i++) {
         rn_queue_t *q = log->queues[i];
         uint64_t n = q->ix.nunits;
+        uint64_t old = q->start_slot;
         q->start_slot = rn_idx_find_position(&q->ix, q->start_slot, n, first);
         if (q->start_slot < n) {
             rn_idx_unit_t u;
@@ -2654,25 +3302,59 @@ int rn_log_retain(rn_log_t *log, uint32_t *dropped)
         } else {
             q->start_offset = q->next_offset;
         }
-        rn_idx_drop_below(&q->ix, q->start_slot);
+        if (q->start_slot != old) q->snap_stale = 1;
+        /* Files below the new start leave the table but stay mapped for the
+         * snapshots that still hold them (no node: they go next time). */
+        rn_idx_file_t *files = NULL;
+        size_t nf = 0;
+        if (ig[i].node && rn_idx_detach_below(&q->ix, q->start_slot, &files, &nf) == 0 && nf) {
+            ig[i].node->kind = RET_IDXFILES;
+            ig[i].node->p = files;
+            ig[i].node->n = nf;
+            ig[i].q = q;
+            q->snap_stale = 1;
+            ig[ngone++] = ig[i];
+            if (ngone - 1 != i) ig[i].node = NULL;
+        } else {
+            free(ig[i].node);
+            ig[i].node = NULL;
+        }
     }
-    pthread_rwlock_unlock(&log->rw);
-    /* No reader can reach them now. Deleting segments before the index
-     * files would also be safe: units below the first segment are ignored. */
+    UNLOCK(log, tmu);
+    log->unpublished = 1;
+    gen = log->view_gen + 1;                    /* the first snapshot without them */
+    char msg[RN_ERRMSG_SIZE];
+    rc = publish_if_needed(log, msg);
+    UNLOCK(log, wmu);
+
+    /* Names go now (open fds and mappings keep the bytes for the snapshots
+     * that still hold them); the directory's fsync outside every lock. */
     for (size_t i = 0; i < k; i++) {
         char name[RN_SEG_NAME_LEN + 1];
         rn_seg_name(name, gone[i].start);
         char *path = path_join(log->cl_dir, name);
-        rn_seg_close(&gone[i]);
-        if (path && rn_sys.unlink(path) < 0 && rc == 0) rc = -errno;
+        if (!path) { if (rc == 0) rc = -ENOMEM; continue; }
+        if (rn_sys.unlink(path) < 0 && rc == 0) rc = -errno;
         free(path);
     }
     int r2 = rn_fsync_dir(log->cl_dir);
     if (rc == 0) rc = r2;
+    segnode->kind = RET_SEGS;
+    segnode->p = gone;
+    segnode->n = k;
+    retired_t *list = segnode;
+    for (size_t i = 0; i < ngone; i++) {
+        rn_idx_file_t *files = ig[i].node->p;
+        for (size_t j = 0; j < ig[i].node->n; j++) {
+            r2 = rn_idx_file_remove(&ig[i].q->ix, &files[j]);
+            if (rc == 0) rc = r2;
+        }
+        ig[i].node->next = list;
+        list = ig[i].node;
+    }
+    free(ig);
+    retire(log, list, gen);
     *dropped = (uint32_t)k;
-out:
-    pthread_mutex_unlock(&log->wmu);
-    free(gone);
     return rc;
 }
 
@@ -2727,25 +3409,11 @@ static int chk_index(const char *ix_dir, rn_log_check_t *out, char *errmsg)
 int rn_log_check(const char *dir, rn_log_check_t *out, char *errmsg)
 {
     memset(out, 0, sizeof *out);
-    rn_log_t *log = calloc(1, sizeof *log);
+    rn_log_t *log = log_alloc(dir);
     chk_queue_t *qs = NULL;
     size_t nq = 0, capq = 0;
     int rc = 0;
     if (!log) return rn_errf(errmsg, -ENOMEM, "out of memory");
-    log->lock_fd = -1;
-    pthread_mutex_init(&log->wmu, NULL);
-    pthread_rwlock_init(&log->rw, NULL);
-    pthread_mutex_init(&log->smu, NULL);
-    pthread_mutex_init(&log->sync_mu, NULL);
-    pthread_cond_init(&log->done_cv, NULL);
-    pthread_cond_init(&log->work_cv, NULL);
-    log->dir = strdup(dir);
-    log->cl_dir = path_join(dir, "commitlog");
-    log->ix_dir = path_join(dir, "index");
-    if (!log->dir || !log->cl_dir || !log->ix_dir) {
-        rc = rn_errf(errmsg, -ENOMEM, "out of memory");
-        goto out;
-    }
     struct stat st;
     if (stat(log->cl_dir, &st) < 0) {
         rc = rn_errf(errmsg, -ENOENT, "%s holds no commit log (no %s)", dir, log->cl_dir);

@@ -16,9 +16,11 @@
  *  - After a failed write or fsync the store is sticky-failed: every later
  *    append returns RN_ESTICKY until it is closed and reopened.
  *
- * Threading: one writer path (appends are serialised by the store; any thread
- * may call rn_log_append), any number of concurrent readers (read, lookup,
- * info). rn_log_close must not race with other calls.
+ * Threading: one writer path (appends are serialised by the store's append
+ * lock; any thread may call rn_log_append), any number of concurrent readers
+ * (read, lookup, info), which take no lock the writer waits for: they read
+ * through an immutable snapshot of the tables, and the writer never waits for
+ * a reader (log.c, THREADING). rn_log_close must not race with other calls.
  */
 #ifndef RN_LOG_H
 #define RN_LOG_H
@@ -215,5 +217,16 @@ int rn_log_retain(rn_log_t *log, uint32_t *dropped);
 
 /* Commit-log bytes in use, over all segments. */
 uint64_t rn_log_bytes(rn_log_t *log);
+
+/* Counters since open. A roll normally takes the segment the syncer thread
+ * prepared ahead of need; rolls_inline counts rolls that had to create it on
+ * the append path (fallocate + fsync under the append lock), rolls_waited
+ * those that waited for the syncer to finish preparing it. */
+typedef struct rn_log_stats {
+    uint64_t rolls;
+    uint64_t rolls_inline;
+    uint64_t rolls_waited;
+} rn_log_stats_t;
+void rn_log_stats(rn_log_t *log, rn_log_stats_t *out);
 
 #endif

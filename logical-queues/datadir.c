@@ -23,10 +23,25 @@
  *     never hands out a batch at or past its physical_end.
  *  4. New physical queues get ids above every queue id their store already
  *     holds, so a lost or replaced meta.db never aliases old data.
- *  5. Appends and mapping changes hold d->mu: an append resolves the open
- *     item and appends under it, and a remap syncs the old store, reads its
- *     high watermark, commits and bumps the generation under it, so no
- *     record lands in a sealed item and none is lost between items.
+ *  5. Each store has its own append lock (dstore_t.amu): an append resolves
+ *     the open item, takes the lock of the item's store, checks that the
+ *     mapping did not change (the generation), and appends under it; a
+ *     remap holds d->mu and the sealed item's store lock while it syncs that
+ *     store, reads its high watermark, commits, swaps the metadata snapshot
+ *     and bumps the generation, so no record lands in a sealed item and none
+ *     is lost between items. Appends to other stores, reads, and every
+ *     metadata access under d->mu (groups, streams, pipelines) go on
+ *     meanwhile: no append waits for SQLite, and an fsync of one store holds
+ *     up appends to that store only.
+ *  8. Appends, reads and queue opens resolve topics and mapping items from
+ *     an in-memory snapshot of meta.db (msnap_t: every topic and its items),
+ *     immutable once published and swapped under d->snap_mu, never read
+ *     from SQLite on those paths. Every change made through this module
+ *     (topic create and alter, remap, retention's item drops) rebuilds it
+ *     under d->mu before bumping the generation. A snapshot that cannot be
+ *     built is dropped (d->snap = NULL): resolution then reads meta.db under
+ *     d->mu, as it also does when a topic or queue is missing from the
+ *     snapshot (a change made directly on the metadata handle).
  *  6. Stores are never moved or closed while d is open (stores[] is indexed
  *     by id and only grows), so a reader may use a store pointer it found
  *     through a snapshot without a lock.
@@ -58,10 +73,28 @@
 #define TICKET_SHIFT 56
 
 typedef struct dstore {
-    uint32_t  id;
-    char      path[RN_META_PATH_MAX + 1];   /* as registered */
-    rn_log_t *log;
+    uint32_t        id;
+    char            path[RN_META_PATH_MAX + 1];   /* as registered */
+    rn_log_t       *log;
+    pthread_mutex_t amu;                          /* the append lock (invariant 5) */
 } dstore_t;
+
+/* One topic of the metadata snapshot: its items over every queue, ordered by
+ * queue then seq; queue q's are items[qstart[q] .. qstart[q + 1]). */
+typedef struct mtopic {
+    rn_meta_topic_t t;
+    rn_meta_item_t *items;
+    size_t          nitems;
+    size_t         *qstart;                      /* t.queues + 1 entries */
+} mtopic_t;
+
+/* The hot-path metadata (invariant 8): immutable once published. */
+typedef struct msnap {
+    int       refs;                              /* d->snap_mu */
+    uint64_t  gen;                               /* the generation it describes */
+    mtopic_t *topics;                            /* sorted by name (strcmp) */
+    size_t    ntopics;
+} msnap_t;
 
 struct rn_datadir {
     char             path[PATH_MAX];
@@ -70,7 +103,9 @@ struct rn_datadir {
     rn_meta_t       *meta;
     int64_t          datadir_id;
     rn_log_opts_t    log_opts;
-    pthread_mutex_t  mu;                /* invariant 5 */
+    pthread_mutex_t  mu;                /* meta.db and mapping changes */
+    pthread_mutex_t  snap_mu;           /* snap and its refcounts (invariant 8) */
+    msnap_t         *snap;              /* NULL: resolve from meta.db */
     _Atomic uint64_t gen;
     dstore_t        *stores[RN_META_MAX_STORES];   /* by id; invariant 6 */
     void           (*report)(void *arg, int warn, const char *line);
@@ -384,8 +419,10 @@ static int store_open(rn_datadir_t *d, uint32_t id, const char *path, int must_e
     if (!s) return rn_errf(errmsg, -ENOMEM, "out of memory");
     s->id = id;
     snprintf(s->path, sizeof s->path, "%s", path);
+    pthread_mutex_init(&s->amu, NULL);
     rc = rn_log_open(abs, &d->log_opts, &s->log, inner);
     if (rc != 0) {
+        pthread_mutex_destroy(&s->amu);
         free(s);
         return wrap(errmsg, rc, abs, inner);
     }
@@ -411,6 +448,110 @@ static int open_stores(rn_datadir_t *d, int must_exist, char *errmsg)
     return rc;
 }
 
+/* ---- the metadata snapshot (invariant 8) ------------------------------- */
+
+static void snap_free(msnap_t *m)
+{
+    if (!m) return;
+    for (size_t i = 0; i < m->ntopics; i++) {
+        free(m->topics[i].items);
+        free(m->topics[i].qstart);
+    }
+    free(m->topics);
+    free(m);
+}
+
+static void snap_unref(rn_datadir_t *d, msnap_t *m)
+{
+    pthread_mutex_lock(&d->snap_mu);
+    int last = --m->refs == 0;
+    pthread_mutex_unlock(&d->snap_mu);
+    if (last) snap_free(m);
+}
+
+/* The current snapshot, pinned (NULL when there is none). */
+static msnap_t *snap_pin(rn_datadir_t *d)
+{
+    pthread_mutex_lock(&d->snap_mu);
+    msnap_t *m = d->snap;
+    if (m) m->refs++;
+    pthread_mutex_unlock(&d->snap_mu);
+    return m;
+}
+
+/* Read every topic and its items from meta.db (d->mu held). */
+static int snap_build(rn_datadir_t *d, msnap_t **out)
+{
+    char err[RN_ERRMSG_SIZE];
+    rn_meta_topic_t *tv = NULL;
+    size_t nt = 0;
+    *out = NULL;
+    msnap_t *m = calloc(1, sizeof *m);
+    if (!m) return -ENOMEM;
+    int rc = rn_meta_topic_list(d->meta, &tv, &nt, err);
+    if (rc != 0) { free(m); return rc; }
+    m->topics = calloc(nt ? nt : 1, sizeof *m->topics);
+    if (!m->topics) { rc = -ENOMEM; goto fail; }
+    for (size_t i = 0; i < nt; i++) {
+        mtopic_t *mt = &m->topics[m->ntopics++];
+        mt->t = tv[i];
+        rc = rn_meta_items(d->meta, tv[i].id, UINT32_MAX, &mt->items, &mt->nitems, err);
+        if (rc != 0) goto fail;
+        mt->qstart = calloc((size_t)tv[i].queues + 1, sizeof *mt->qstart);
+        if (!mt->qstart) { rc = -ENOMEM; goto fail; }
+        size_t k = 0;
+        for (uint32_t q = 0; q <= tv[i].queues; q++) {
+            while (k < mt->nitems && mt->items[k].queue < q) k++;
+            mt->qstart[q] = k;
+        }
+        mt->qstart[tv[i].queues] = mt->nitems;
+    }
+    for (size_t i = 1; i < m->ntopics; i++)       /* the list is by name; make sure */
+        if (strcmp(m->topics[i - 1].t.name, m->topics[i].t.name) >= 0) { rc = RN_ECORRUPT; goto fail; }
+    free(tv);
+    m->refs = 1;
+    *out = m;
+    return 0;
+fail:
+    free(tv);
+    snap_free(m);
+    return rc;
+}
+
+/* Rebuild the snapshot after a change (d->mu held), describing generation
+ * gen; on failure drop it, so resolution reads meta.db. */
+static void snap_refresh(rn_datadir_t *d, uint64_t gen)
+{
+    msnap_t *m = NULL;
+    if (snap_build(d, &m) == 0) m->gen = gen;
+    else m = NULL;
+    pthread_mutex_lock(&d->snap_mu);
+    msnap_t *old = d->snap;
+    d->snap = m;
+    pthread_mutex_unlock(&d->snap_mu);
+    if (old) snap_unref(d, old);
+}
+
+/* A mapping change (d->mu held): new snapshot, then the generation moves. */
+static void mapping_changed(rn_datadir_t *d)
+{
+    uint64_t g = atomic_load_explicit(&d->gen, memory_order_acquire) + 1;
+    snap_refresh(d, g);
+    atomic_store_explicit(&d->gen, g, memory_order_release);
+}
+
+static const mtopic_t *snap_topic(const msnap_t *m, const char *name)
+{
+    size_t lo = 0, hi = m->ntopics;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(m->topics[mid].t.name, name);
+        if (c == 0) return &m->topics[mid];
+        if (c < 0) lo = mid + 1; else hi = mid;
+    }
+    return NULL;
+}
+
 int rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **out,
                     char *errmsg)
 {
@@ -432,6 +573,7 @@ int rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&d->mu, &ma);
     pthread_mutexattr_destroy(&ma);
+    pthread_mutex_init(&d->snap_mu, NULL);
     if (snprintf(d->path, sizeof d->path, "%s", dir) >= (int)sizeof d->path) {
         rc = rn_errf(errmsg, -ENAMETOOLONG, "data directory path is too long");
         goto fail;
@@ -512,6 +654,7 @@ int rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **
         rc = rn_errf(errmsg, RN_ECORRUPT, "%s: store 0 is not registered", dir);
         goto fail;
     }
+    snap_refresh(d, atomic_load(&d->gen));
     *out = d;
     return 0;
 fail:
@@ -527,6 +670,7 @@ int rn_datadir_close(rn_datadir_t *d)
         if (!d->stores[i]) continue;
         int r = rn_log_close(d->stores[i]->log);
         if (rc == 0) rc = r;
+        pthread_mutex_destroy(&d->stores[i]->amu);
         free(d->stores[i]);
         any = 1;
     }
@@ -536,6 +680,8 @@ int rn_datadir_close(rn_datadir_t *d)
         if (any) (void)rn_sys.ftruncate(d->lock_fd, 0);
         rn_sys.close(d->lock_fd);
     }
+    if (d->snap) snap_unref(d, d->snap);
+    pthread_mutex_destroy(&d->snap_mu);
     pthread_mutex_destroy(&d->mu);
     free(d);
     return rc;
@@ -561,11 +707,6 @@ void rn_datadir_meta_unlock(rn_datadir_t *d) { pthread_mutex_unlock(&d->mu); }
 uint64_t rn_datadir_generation(rn_datadir_t *d)
 {
     return atomic_load_explicit(&d->gen, memory_order_acquire);
-}
-
-static void bump_generation(rn_datadir_t *d)
-{
-    atomic_fetch_add_explicit(&d->gen, 1, memory_order_acq_rel);
 }
 
 int rn_datadir_stores(rn_datadir_t *d, rn_datadir_store_info_t **out, size_t *n, char *errmsg)
@@ -613,6 +754,7 @@ int rn_datadir_topic_create(rn_datadir_t *d, const char *name, uint32_t queues,
     pthread_mutex_lock(&d->mu);
     int rc = id_floor(d, 0, &floor, errmsg);
     if (rc == 0) rc = rn_meta_topic_create(d->meta, name, queues, 0, floor, out, errmsg);
+    if (rc == 0) snap_refresh(d, atomic_load(&d->gen));   /* no existing queue changed */
     pthread_mutex_unlock(&d->mu);
     return rc;
 }
@@ -633,7 +775,7 @@ int rn_datadir_topic_alter(rn_datadir_t *d, const char *name, uint32_t queues,
                      name, store);
     if (rc == 0) rc = id_floor(d, store, &floor, errmsg);
     if (rc == 0) rc = rn_meta_topic_alter(d->meta, name, queues, store, floor, out, errmsg);
-    if (rc == 0) bump_generation(d);
+    if (rc == 0) mapping_changed(d);
     pthread_mutex_unlock(&d->mu);
     free(items);
     return rc;
@@ -641,7 +783,42 @@ int rn_datadir_topic_alter(rn_datadir_t *d, const char *name, uint32_t queues,
 
 /* ---- queue snapshots ---------------------------------------------------- */
 
-/* Read q's topic and items afresh; d->mu held. */
+static int no_queue(const char *topic, uint32_t queue, uint32_t queues, char *errmsg)
+{
+    if (queues == 1)
+        return rn_errf(errmsg, RN_ENOTFOUND, "topic '%s' has no queue %u; it has only queue 0",
+                       topic, queue);
+    return rn_errf(errmsg, RN_ENOTFOUND, "topic '%s' has no queue %u; it has queues 0..%u",
+                   topic, queue, queues - 1);
+}
+
+/* Check items (malloc'd, taken over) and install them in q. */
+static int queue_set(rn_datadir_t *d, const rn_meta_topic_t *t, uint32_t queue,
+                     rn_meta_item_t *items, size_t n, uint64_t gen, rn_datadir_queue_t *q,
+                     char *errmsg)
+{
+    char inner[RN_ERRMSG_SIZE] = "";
+    int rc = rn_mapping_check(items, n, inner);
+    if (rc != 0) {
+        rn_errf(errmsg, rc, "topic '%s': %s", t->name, inner);
+    } else {
+        for (size_t i = 0; i < n && rc == 0; i++)
+            if (!rn_datadir_store_log(d, items[i].store_id))
+                rc = rn_errf(errmsg, RN_ECORRUPT, "topic '%s' queue %u item %u is on store %u, "
+                             "which is not registered", t->name, queue, items[i].seq,
+                             items[i].store_id);
+    }
+    if (rc != 0) { free(items); return rc; }
+    free(q->items);
+    q->topic = *t;
+    q->queue = queue;
+    q->items = items;
+    q->nitems = n;
+    q->gen = gen;
+    return 0;
+}
+
+/* Read q's topic and items from meta.db; d->mu held. */
 static int queue_load(rn_datadir_t *d, const char *topic, uint32_t queue,
                       rn_datadir_queue_t *q, char *errmsg)
 {
@@ -651,44 +828,55 @@ static int queue_load(rn_datadir_t *d, const char *topic, uint32_t queue,
     uint64_t gen = atomic_load_explicit(&d->gen, memory_order_acquire);
     int rc = rn_meta_topic_get(d->meta, topic, &t, errmsg);
     if (rc != 0) return rc;
-    if (queue >= t.queues) {
-        if (t.queues == 1)
-            return rn_errf(errmsg, RN_ENOTFOUND, "topic '%s' has no queue %u; it has only queue 0",
-                           topic, queue);
-        return rn_errf(errmsg, RN_ENOTFOUND, "topic '%s' has no queue %u; it has queues 0..%u",
-                       topic, queue, t.queues - 1);
-    }
+    if (queue >= t.queues) return no_queue(topic, queue, t.queues, errmsg);
     rc = rn_meta_items(d->meta, t.id, queue, &items, &n, errmsg);
     if (rc != 0) return rc;
-    char inner[RN_ERRMSG_SIZE] = "";
-    rc = rn_mapping_check(items, n, inner);
-    if (rc != 0) {
-        rn_errf(errmsg, rc, "topic '%s': %s", topic, inner);
-    } else {
-        for (size_t i = 0; i < n && rc == 0; i++)
-            if (!rn_datadir_store_log(d, items[i].store_id))
-                rc = rn_errf(errmsg, RN_ECORRUPT, "topic '%s' queue %u item %u is on store %u, "
-                             "which is not registered", topic, queue, items[i].seq,
-                             items[i].store_id);
+    return queue_set(d, &t, queue, items, n, gen, q, errmsg);
+}
+
+/* Resolve q from the metadata snapshot, with no lock but a brief pin.
+ * 1 when the snapshot lacks the topic or queue (or there is none): the
+ * caller then reads meta.db. */
+static int queue_snap(rn_datadir_t *d, const char *topic, uint32_t queue,
+                      rn_datadir_queue_t *q, char *errmsg)
+{
+    msnap_t *m = snap_pin(d);
+    if (!m) return 1;
+    const mtopic_t *mt = snap_topic(m, topic);
+    int rc = 1;
+    if (mt && queue < mt->t.queues) {
+        size_t a = mt->qstart[queue], n = mt->qstart[queue + 1] - a;
+        rn_meta_item_t *items = malloc((n ? n : 1) * sizeof *items);
+        if (!items) {
+            rc = rn_errf(errmsg, -ENOMEM, "out of memory");
+        } else {
+            memcpy(items, mt->items + a, n * sizeof *items);
+            rc = queue_set(d, &mt->t, queue, items, n, m->gen, q, errmsg);
+        }
     }
-    if (rc != 0) { free(items); return rc; }
-    free(q->items);
-    q->topic = t;
-    q->queue = queue;
-    q->items = items;
-    q->nitems = n;
-    q->gen = gen;
-    return 0;
+    snap_unref(d, m);
+    return rc;
+}
+
+/* Resolve q: from the snapshot, else from meta.db under d->mu (and then
+ * the snapshot, which missed something, is rebuilt). */
+static int queue_resolve(rn_datadir_t *d, const char *topic, uint32_t queue,
+                         rn_datadir_queue_t *q, char *errmsg)
+{
+    int rc = queue_snap(d, topic, queue, q, errmsg);
+    if (rc != 1) return rc;
+    pthread_mutex_lock(&d->mu);
+    rc = queue_load(d, topic, queue, q, errmsg);
+    if (rc == 0) snap_refresh(d, q->gen);
+    pthread_mutex_unlock(&d->mu);
+    return rc;
 }
 
 int rn_datadir_queue_open(rn_datadir_t *d, const char *topic, uint32_t queue,
                           rn_datadir_queue_t *q, char *errmsg)
 {
     memset(q, 0, sizeof *q);
-    pthread_mutex_lock(&d->mu);
-    int rc = queue_load(d, topic, queue, q, errmsg);
-    pthread_mutex_unlock(&d->mu);
-    return rc;
+    return queue_resolve(d, topic, queue, q, errmsg);
 }
 
 void rn_datadir_queue_close(rn_datadir_queue_t *q)
@@ -703,21 +891,18 @@ static int stale(rn_datadir_t *d, const rn_datadir_queue_t *q)
     return atomic_load_explicit(&d->gen, memory_order_acquire) != q->gen;
 }
 
-/* Re-read q's snapshot; d->mu held. */
+/* Re-resolve q (no lock held). */
 static int reload(rn_datadir_t *d, rn_datadir_queue_t *q, char *errmsg)
 {
     char name[RN_META_TOPIC_NAME_MAX + 1];
-    memcpy(name, q->topic.name, sizeof name);      /* queue_load overwrites q->topic */
-    return queue_load(d, name, q->queue, q, errmsg);
+    memcpy(name, q->topic.name, sizeof name);      /* queue_set overwrites q->topic */
+    return queue_resolve(d, name, q->queue, q, errmsg);
 }
 
 int rn_datadir_queue_refresh(rn_datadir_t *d, rn_datadir_queue_t *q, char *errmsg)
 {
     if (!stale(d, q)) return 0;
-    pthread_mutex_lock(&d->mu);
-    int rc = reload(d, q, errmsg);
-    pthread_mutex_unlock(&d->mu);
-    return rc;
+    return reload(d, q, errmsg);
 }
 
 static rn_log_t *log_of(rn_datadir_t *d, const rn_meta_item_t *it)
@@ -731,13 +916,19 @@ int rn_datadir_append(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *bat
                       size_t len, int64_t *base_offset, uint64_t *ticket, char *errmsg)
 {
     int rc = 0;
-    pthread_mutex_lock(&d->mu);
-    if (stale(d, q)) rc = reload(d, q, errmsg);
-    if (rc == 0) {
+    for (;;) {
+        if (stale(d, q) && (rc = reload(d, q, errmsg)) != 0) return rc;
         const rn_meta_item_t *it = &q->items[q->nitems - 1];
+        dstore_t *s = d->stores[it->store_id];
+        pthread_mutex_lock(&s->amu);
+        if (stale(d, q)) {                  /* remapped meanwhile: resolve again */
+            pthread_mutex_unlock(&s->amu);
+            continue;
+        }
         int64_t pbase;
         uint64_t t = 0;
-        rc = rn_log_append(log_of(d, it), it->physical_id, batch, len, &pbase, &t, errmsg);
+        rc = rn_log_append(s->log, it->physical_id, batch, len, &pbase, &t, errmsg);
+        pthread_mutex_unlock(&s->amu);
         if (rc == 0 && t >> TICKET_SHIFT)
             rc = rn_errf(errmsg, RN_EFULL, "store %u: commit-log position %llu is past what "
                          "a ticket holds", it->store_id, (unsigned long long)t);
@@ -745,9 +936,8 @@ int rn_datadir_append(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *bat
             *base_offset = rn_mapping_to_logical(it, pbase);
             *ticket = (uint64_t)it->store_id << TICKET_SHIFT | t;
         }
+        return rc;
     }
-    pthread_mutex_unlock(&d->mu);
-    return rc;
 }
 
 int rn_datadir_wait(rn_datadir_t *d, uint64_t ticket)
@@ -1072,6 +1262,7 @@ int rn_datadir_remap(rn_datadir_t *d, const char *topic, uint32_t queue, const c
     dstore_t *ns = NULL;
     int is_new = 0;
     uint32_t target = 0, floor = 0;
+    pthread_mutex_t *amu = NULL;
     memset(&q, 0, sizeof q);
     pthread_mutex_lock(&d->mu);
     rn_meta_test_point("remap:begin");
@@ -1090,8 +1281,10 @@ int rn_datadir_remap(rn_datadir_t *d, const char *topic, uint32_t queue, const c
         if (rc != 0) goto out;
     }
     /* (2): everything written to the open item's physical queue is durable
-     * and visible, and no append can follow (d->mu): its high watermark is
-     * the item's final end. */
+     * and visible, and no append can follow (its store's append lock, held
+     * to the end): its high watermark is the item's final end. */
+    amu = &d->stores[open->store_id]->amu;
+    pthread_mutex_lock(amu);
     rn_log_t *oldlog = log_of(d, open);
     rc = rn_log_sync(oldlog);
     if (rc != 0) {
@@ -1131,11 +1324,12 @@ int rn_datadir_remap(rn_datadir_t *d, const char *topic, uint32_t queue, const c
         ns = NULL;
         newlog = NULL;
     }
-    bump_generation(d);
+    mapping_changed(d);
     if (sealed) { *sealed = *open; sealed->physical_end = end; }
     if (opened) *opened = it;
     rn_meta_test_point("remap:committed");
 out:
+    if (amu) pthread_mutex_unlock(amu);
     pthread_mutex_unlock(&d->mu);
     /* A store created for a failed remap stays on disk, unregistered, with
      * its STORE file: the next remap to that path adopts it. */
@@ -1153,7 +1347,7 @@ int rn_datadir_retain(rn_datadir_t *d, uint32_t *segments, uint32_t *items, char
     size_t nt = 0;
     *segments = 0;
     *items = 0;
-    int rc = 0;
+    int rc = 0, changed = 0;
     pthread_mutex_lock(&d->mu);
     for (uint32_t i = 0; i < RN_META_MAX_STORES && rc == 0; i++) {
         uint32_t k = 0;
@@ -1177,11 +1371,12 @@ int rn_datadir_retain(rn_datadir_t *d, uint32_t *segments, uint32_t *items, char
             }
             if (rc == 0 && drop > 0) {
                 rc = rn_meta_items_drop(d->meta, topics[t].id, qi, q.items[drop].seq, errmsg);
-                if (rc == 0) { *items += (uint32_t)drop; bump_generation(d); }
+                if (rc == 0) { *items += (uint32_t)drop; changed = 1; }
             }
             rn_datadir_queue_close(&q);
         }
     }
+    if (changed) mapping_changed(d);
     pthread_mutex_unlock(&d->mu);
     free(topics);
     return rc;

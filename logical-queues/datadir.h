@@ -18,11 +18,16 @@
  *
  * Threading: any number of threads may use one handle at once, each with its
  * own rn_datadir_queue_t (a queue handle is used by one thread at a time).
- * Appends, remaps, alters, retention and every metadata access made here
- * are serialised by the handle's mutex; reads take it only to re-resolve a
- * queue whose mapping changed (a generation counter, bumped by every mapping
- * change, tells them cheaply). rn_datadir_meta's handle is not locked: use it
- * only when no other thread uses d, or between rn_datadir_meta_lock/unlock.
+ * Appends are serialised per store (each store has its own append lock), and
+ * resolve topics and mappings from an in-memory snapshot of meta.db, never
+ * SQLite; reads take no lock of this module. Remaps, alters, retention and
+ * every metadata access made here are serialised by the handle's mutex
+ * (d->mu), which appends and reads do not take (except to resolve a topic
+ * the snapshot does not know). A generation counter, bumped by every mapping
+ * change, tells a queue handle cheaply that it must re-resolve.
+ * rn_datadir_meta's handle is not locked: use it only when no other thread
+ * uses d, or between rn_datadir_meta_lock/unlock; a topic created directly
+ * on it is found through meta.db on first use.
  */
 #ifndef RN_DATADIR_H
 #define RN_DATADIR_H
@@ -191,7 +196,8 @@ int  rn_datadir_resolve(rn_datadir_t *d, rn_datadir_queue_t *q, rn_datadir_pos_k
  * the sealed physical queue is durable; (3) one metadata transaction seals,
  * registers and opens. A crash before (3) commits leaves the mapping as it
  * was (a new store directory, if any, stays unregistered and is adopted by
- * the next remap to it). Appends on d are held off from (2) to the end.
+ * the next remap to it). Appends to the old item's store are held off from
+ * (2) to the end (other stores' appends go on).
  * *sealed / *opened (may be NULL) receive the two items. */
 int  rn_datadir_remap(rn_datadir_t *d, const char *topic, uint32_t queue, const char *store,
                       rn_meta_item_t *sealed, rn_meta_item_t *opened, char *errmsg);

@@ -5,7 +5,10 @@
  * valid values, persistence, and the physical-id floor after a lost meta.db;
  * several stores: remap targets that are refused (the data directory, a
  * path overlapping a store, a foreign non-empty directory), a store reused
- * by path, store sizes, alter, and opening with a store missing or foreign.
+ * by path, store sizes, alter, and opening with a store missing or foreign;
+ * appends, reads and queue opens that go on while another thread holds the
+ * metadata lock, and resolve from the in-memory snapshot, which follows
+ * remaps and finds a topic created directly on the metadata handle.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +18,8 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -404,6 +409,97 @@ static void test_stores(void **state)
     assert_null(d);
 }
 
+
+/* Another thread holds the metadata mutex (d->mu) for HOLD_MS, as a slow
+ * SQLite transaction would. */
+#define HOLD_MS 800
+typedef struct holder {
+    rn_datadir_t *d;
+    atomic_int    state;        /* 1 holding, 2 released */
+} holder_t;
+
+static void *hold_meta(void *arg)
+{
+    holder_t *h = arg;
+    rn_datadir_meta_lock(h->d);
+    atomic_store(&h->state, 1);
+    rn_test_sleep_ms(HOLD_MS);
+    atomic_store(&h->state, 2);
+    rn_datadir_meta_unlock(h->d);
+    return NULL;
+}
+
+/* Appends, reads, info and a queue open of a known topic neither wait for
+ * the metadata mutex nor read SQLite: they all finish while another thread
+ * holds it. Then a remap moves the generation and the next append lands in
+ * the new item, and a topic created directly on the metadata handle (not
+ * in the snapshot) is found through meta.db. */
+static void test_append_while_metadata_locked(void **state)
+{
+    fixture_t *f = *state;
+    rn_datadir_t *d = open_dir(f->dir, 1);
+    char err[RN_ERRMSG_SIZE] = "";
+    assert_int_equal(rn_datadir_topic_create(d, "t", 2, NULL, err), 0);
+    rn_datadir_queue_t q;
+    assert_int_equal(rn_datadir_queue_open(d, "t", 0, &q, err), 0);
+    for (int i = 0; i < 3; i++) assert_int_equal(append(d, &q, "a", 2, 100), 2 * i);
+
+    holder_t h = {.d = d};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, hold_meta, &h), 0);
+    while (atomic_load(&h.state) == 0) rn_test_sleep_ms(1);
+    uint64_t t0 = rn_mono_ns();
+    rn_datadir_queue_t q1;
+    assert_int_equal(rn_datadir_queue_open(d, "t", 1, &q1, err), 0);
+    assert_int_equal(append(d, &q1, "b", 3, 200), 0);
+    for (int i = 3; i < 6; i++) assert_int_equal(append(d, &q, "a", 2, 100), 2 * i);
+    rn_buf_t out = RN_BUF_INIT;
+    uint32_t nb = 0;
+    assert_int_equal(rn_datadir_read(d, &q, 0, 1 << 20, &out, &nb, err), 0);
+    assert_int_equal(nb, 6);
+    rn_datadir_queue_info_t info;
+    assert_int_equal(rn_datadir_queue_info(d, &q, &info, err), 0);
+    assert_int_equal(info.high_watermark, 12);
+    double ms = (rn_mono_ns() - t0) / 1e6;
+    int still = atomic_load(&h.state) == 1;
+    printf("queue open, 4 appends, a read and info took %.1f ms while the metadata lock was "
+           "held\n", ms);
+    pthread_join(th, NULL);
+    if (!still)
+        fail_msg("appends and reads waited for the metadata lock (%.0f ms; it was held %d ms)",
+                 ms, HOLD_MS);
+
+    /* A remap: the snapshot and generation move; the next append goes to the
+     * new item, and reads cross items. */
+    rn_meta_item_t sealed, opened;
+    assert_int_equal(rn_datadir_remap(d, "t", 0, NULL, &sealed, &opened, err), 0);
+    assert_int_equal(sealed.physical_end, 12);
+    assert_int_equal(append(d, &q, "a", 2, 100), 12);
+    rn_log_queue_info_t pi;
+    assert_int_equal(rn_log_queue_info(rn_datadir_store_log(d, 0), opened.physical_id, &pi), 0);
+    assert_int_equal(pi.high_watermark, 2);            /* it landed in the new item */
+    out.len = 0;
+    assert_int_equal(rn_datadir_read(d, &q, 0, 1 << 20, &out, &nb, err), 0);
+    assert_int_equal(nb, 7);
+
+    /* Made directly on the metadata handle: not in the snapshot. */
+    rn_meta_t *m = rn_datadir_meta_lock(d);
+    int rc = rn_meta_topic_create(m, "direct", 1, 0, 1000, NULL, err);
+    rn_datadir_meta_unlock(d);
+    assert_int_equal(rc, 0);
+    rn_datadir_queue_t qd;
+    assert_int_equal(rn_datadir_queue_open(d, "direct", 0, &qd, err), 0);
+    assert_int_equal(append(d, &qd, "d", 1, 300), 0);
+    rn_datadir_queue_close(&qd);
+    assert_int_equal(rn_datadir_queue_open(d, "nope", 0, &qd, err), RN_ENOTFOUND);
+    assert_non_null(strstr(err, "unknown topic 'nope'"));
+    rn_datadir_queue_close(&qd);
+    rn_buf_free(&out);
+    rn_datadir_queue_close(&q);
+    rn_datadir_queue_close(&q1);
+    assert_int_equal(rn_datadir_close(d), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -413,6 +509,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen_and_id_floor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stores, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_while_metadata_locked, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

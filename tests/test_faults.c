@@ -80,7 +80,7 @@ static atomic_int g_enospc_next;        /* the next data write fails with ENOSPC
 static const char *_Atomic g_injected_op;
 
 static char g_target[512];              /* the file the injected fault hit */
-static int g_last_punch_fd = -1;        /* fd of the last FALLOC_FL_PUNCH_HOLE */
+static atomic_int g_last_punch_fd = -1; /* fd of the last FALLOC_FL_PUNCH_HOLE (any thread) */
 
 static void note_target(int fd, const char *path)
 {

@@ -468,10 +468,10 @@ static void test_group_visibility(void **state)
     assert_int_equal(hw_of(log, 1), 63);
     assert_int_equal(rn_log_wait(log, ticket), 0);
     assert_true(atomic_load(&g_syncs) <= 3);
-    rn_sys_reset();
     free(t.data);
     rn_buf_free(&out);
     assert_int_equal(rn_log_close(log), 0);
+    rn_sys_reset();                 /* after close: the syncer thread uses rn_sys */
     rn_test_tmpdir_free(dir);
 }
 
@@ -504,9 +504,9 @@ static void test_other_policies_visibility(void **state)
             for (int w = 0; w < 200 && atomic_load(&g_syncs) == 0; w++) usleep(5000);
             assert_true(atomic_load(&g_syncs) >= 1);
         }
-        rn_sys_reset();
         free(t.data);
         assert_int_equal(rn_log_close(log), 0);
+        rn_sys_reset();                 /* after close: the syncer thread uses rn_sys */
         rn_test_tmpdir_free(dir);
     }
 }
@@ -672,9 +672,9 @@ static void test_enospc_at_roll(void **state)
     assert_int_equal(hw_of(log, 1), next);
     atomic_store(&g_fail_fallocate, 0);
     next = append_ok(log, 1, next, 3, 0);                 /* not sticky */
-    rn_sys_reset();
     assert_int_equal(check_queue(log, 1, 0, 1 << 20), next);
     assert_int_equal(rn_log_close(log), 0);
+    rn_sys_reset();                 /* after close: the syncer thread uses rn_sys */
     log = open_ok(dir, &o);
     assert_int_equal(check_queue(log, 1, 0, 1 << 20), next);
     assert_int_equal(rn_log_close(log), 0);
@@ -729,9 +729,9 @@ static void test_short_writes(void **state)
     atomic_store(&g_short_max, 7);
     int64_t next = 0;
     for (int i = 0; i < 30; i++) next = append_ok(log, 9, next, 2, i);
-    rn_sys_reset();
     assert_int_equal(check_queue(log, 9, 0, 1 << 20), next);
     assert_int_equal(rn_log_close(log), 0);
+    rn_sys_reset();                 /* after close: the syncer thread uses rn_sys */
     log = open_ok(dir, &o);
     assert_int_equal(check_queue(log, 9, 0, 1 << 20), next);
     assert_int_equal(rn_log_close(log), 0);
@@ -828,8 +828,8 @@ static void test_retention_by_age(void **state)
     assert_int_equal(rn_log_queue_info(log, 1, &qi), 0);
     assert_true(qi.log_start > old_end);
     assert_int_equal(qi.high_watermark, next);           /* the active segment stays */
-    rn_sys_reset();
     assert_int_equal(rn_log_close(log), 0);
+    rn_sys_reset();                 /* after close: the syncer thread uses rn_sys */
     rn_test_tmpdir_free(dir);
 }
 
@@ -996,9 +996,9 @@ static void test_concurrent_readers_group(void **state)
     pthread_join(w, NULL);
     pthread_join(r1, NULL);
     pthread_join(r2, NULL);
-    rn_sys_reset();
     assert_int_equal(c.failed, 0);
     assert_int_equal(rn_log_close(log), 0);
+    rn_sys_reset();                 /* after close: the syncer thread uses rn_sys */
     rn_test_tmpdir_free(dir);
 }
 
