@@ -45,6 +45,7 @@
  */
 #include "batch/batch.h"
 #include "batch/crc32c.h"
+#include "common/bytes.h"
 #include "common/error.h"
 
 #include <errno.h>
@@ -58,43 +59,6 @@ const rn_batch_limits_t rn_batch_default_limits = {RN_BATCH_MAX_BYTES, RN_BATCH_
 #define ATTR_TIMESTAMP_TYPE 0x08
 #define ATTR_TRANSACTIONAL  0x10
 #define ATTR_CONTROL        0x20
-
-/* ---- byte helpers -------------------------------------------------------- */
-
-static inline uint16_t get_be16(const uint8_t *p)
-{
-    return (uint16_t)((uint16_t)p[0] << 8 | p[1]);
-}
-
-static inline uint32_t get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static inline uint64_t get_be64(const uint8_t *p)
-{
-    return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
-}
-
-static inline void put_be16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static inline void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static inline void put_be64(uint8_t *p, uint64_t v)
-{
-    put_be32(p, (uint32_t)(v >> 32));
-    put_be32(p + 4, (uint32_t)v);
-}
 
 static void effective_limits(const rn_batch_limits_t *in, rn_batch_limits_t *out)
 {
@@ -117,74 +81,12 @@ static const char *codec_name(int codec)
     }
 }
 
-/* ---- zigzag varints ------------------------------------------------------- */
-
-static inline uint32_t zz32(int32_t v) { return ((uint32_t)v << 1) ^ (uint32_t)(v >> 31); }
-static inline uint64_t zz64(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
-static inline int32_t unzz32(uint32_t u) { return (int32_t)((u >> 1) ^ (0u - (u & 1))); }
-static inline int64_t unzz64(uint64_t u) { return (int64_t)((u >> 1) ^ (0u - (u & 1))); }
-
-static inline size_t uvarint_size(uint64_t u)
-{
-    size_t n = 1;
-    while (u >= 0x80) { u >>= 7; n++; }
-    return n;
-}
-
-static inline uint8_t *put_uvarint(uint8_t *p, uint64_t u)
-{
-    while (u >= 0x80) { *p++ = (uint8_t)(u | 0x80); u >>= 7; }
-    *p++ = (uint8_t)u;
-    return p;
-}
-
-/* Decode results: 0, or one of these (the caller words the message). */
-#define VARINT_TRUNCATED (-1)
-#define VARINT_TOO_LONG  (-2)
-
-static inline int get_varint32(const uint8_t **pp, const uint8_t *end, int32_t *out)
-{
-    const uint8_t *p = *pp;
-    if (p < end && *p < 0x80) {           /* the common one-byte case */
-        *out = unzz32(*p);
-        *pp = p + 1;
-        return 0;
-    }
-    uint32_t v = 0;
-    for (int s = 0;; s += 7) {
-        if (p >= end) return VARINT_TRUNCATED;
-        uint8_t b = *p++;
-        if (s == 28 && b > 0x0f) return VARINT_TOO_LONG;
-        v |= (uint32_t)(b & 0x7f) << s;
-        if (!(b & 0x80)) break;
-    }
-    *out = unzz32(v);
-    *pp = p;
-    return 0;
-}
-
-static inline int get_varint64(const uint8_t **pp, const uint8_t *end, int64_t *out)
-{
-    const uint8_t *p = *pp;
-    uint64_t v = 0;
-    for (int s = 0;; s += 7) {
-        if (p >= end) return VARINT_TRUNCATED;
-        uint8_t b = *p++;
-        if (s == 63 && b > 0x01) return VARINT_TOO_LONG;
-        v |= (uint64_t)(b & 0x7f) << s;
-        if (!(b & 0x80)) break;
-    }
-    *out = unzz64(v);
-    *pp = p;
-    return 0;
-}
-
 /* ---- header --------------------------------------------------------------- */
 
 int rn_batch_size(const uint8_t *buf, size_t len, size_t *size)
 {
     if (len < 12) return RN_ECORRUPT;
-    int32_t bl = (int32_t)get_be32(buf + 8);
+    int32_t bl = (int32_t)rn_be32_get(buf + 8);
     if (bl < 0) return RN_ECORRUPT;
     *size = 12 + (size_t)bl;
     return 0;
@@ -192,24 +94,24 @@ int rn_batch_size(const uint8_t *buf, size_t len, size_t *size)
 
 void rn_batch_set_base_offset(uint8_t *batch, int64_t base_offset)
 {
-    put_be64(batch, (uint64_t)base_offset);
+    rn_be64_put(batch, (uint64_t)base_offset);
 }
 
 static void read_header(const uint8_t *b, rn_batch_header_t *h)
 {
-    h->base_offset       = (int64_t)get_be64(b + 0);
-    h->batch_length      = (int32_t)get_be32(b + 8);
-    h->leader_epoch      = (int32_t)get_be32(b + 12);
+    h->base_offset       = (int64_t)rn_be64_get(b + 0);
+    h->batch_length      = (int32_t)rn_be32_get(b + 8);
+    h->leader_epoch      = (int32_t)rn_be32_get(b + 12);
     h->magic             = (int8_t)b[16];
-    h->crc               = get_be32(b + 17);
-    h->attributes        = (int16_t)get_be16(b + 21);
-    h->last_offset_delta = (int32_t)get_be32(b + 23);
-    h->first_timestamp   = (int64_t)get_be64(b + 27);
-    h->max_timestamp     = (int64_t)get_be64(b + 35);
-    h->producer_id       = (int64_t)get_be64(b + 43);
-    h->producer_epoch    = (int16_t)get_be16(b + 51);
-    h->base_sequence     = (int32_t)get_be32(b + 53);
-    h->record_count      = (int32_t)get_be32(b + 57);
+    h->crc               = rn_be32_get(b + 17);
+    h->attributes        = (int16_t)rn_be16_get(b + 21);
+    h->last_offset_delta = (int32_t)rn_be32_get(b + 23);
+    h->first_timestamp   = (int64_t)rn_be64_get(b + 27);
+    h->max_timestamp     = (int64_t)rn_be64_get(b + 35);
+    h->producer_id       = (int64_t)rn_be64_get(b + 43);
+    h->producer_epoch    = (int16_t)rn_be16_get(b + 51);
+    h->base_sequence     = (int32_t)rn_be32_get(b + 53);
+    h->record_count      = (int32_t)rn_be32_get(b + 57);
 }
 
 int rn_batch_parse_header(const uint8_t *buf, size_t len, const rn_batch_limits_t *lim,
@@ -281,6 +183,29 @@ void rn_batch_iter_destroy(rn_batch_iter_t *it)
     it->lz4 = NULL;
     it->pos = it->end = NULL;
     it->hdr.record_count = -1;
+}
+
+int rn_batch_find_time(const uint8_t *b, size_t len, int64_t ts, int32_t *index)
+{
+    if (len < RN_BATCH_HEADER_SIZE || (b[22] & RN_BATCH_CODEC_MASK) != RN_BATCH_CODEC_NONE)
+        return -1;
+    int64_t base_ts = (int64_t)rn_be64_get(b + 27);
+    int32_t count = (int32_t)rn_be32_get(b + 57);
+    const uint8_t *p = b + RN_BATCH_HEADER_SIZE, *end = b + len;
+    for (int32_t i = 0; i < count; i++) {
+        int32_t rlen;
+        int64_t delta;
+        if (rn_varint32_get(&p, end, &rlen) != 0 || rlen < 2 || rlen > end - p) return -1;
+        const uint8_t *rend = p + rlen;
+        p++;                                   /* record attributes */
+        if (rn_varint64_get(&p, rend, &delta) != 0) return -1;
+        if ((int64_t)((uint64_t)base_ts + (uint64_t)delta) >= ts) {
+            *index = i;
+            return 1;
+        }
+        p = rend;
+    }
+    return 0;
 }
 
 /* The most the records of an LZ4 batch may decompress to, n compressed
@@ -380,7 +305,7 @@ fail:
 
 static int varint_err(char *errmsg, int vrc, int32_t idx, const char *what)
 {
-    if (vrc == VARINT_TRUNCATED)
+    if (vrc == RN_VARINT_TRUNCATED)
         return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": %s is cut off by the end of "
                        "the record", idx, what);
     return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": %s varint is too long", idx,
@@ -424,7 +349,8 @@ static int record_next(rn_batch_iter_t *it, rn_record_t *rec, int store, char *e
     int64_t tdelta;
     int vrc;
 
-    if ((vrc = get_varint32(&p, it->end, &rlen)) != 0) return varint_err(errmsg, vrc, idx, "length");
+    if ((vrc = rn_varint32_get(&p, it->end, &rlen)) != 0)
+        return varint_err(errmsg, vrc, idx, "length");
     if (rlen < 0)
         return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": negative length %" PRId32,
                        idx, rlen);
@@ -432,31 +358,34 @@ static int record_next(rn_batch_iter_t *it, rn_record_t *rec, int store, char *e
         return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": length %" PRId32 " runs past "
                        "the end of the records (%td bytes left)", idx, rlen, it->end - p);
     const uint8_t *rend = p + rlen;
-    if (p >= rend) return varint_err(errmsg, VARINT_TRUNCATED, idx, "attributes");
+    if (p >= rend) return varint_err(errmsg, RN_VARINT_TRUNCATED, idx, "attributes");
     p++;                                    /* record attributes: unused */
-    if ((vrc = get_varint64(&p, rend, &tdelta)) != 0)
+    if ((vrc = rn_varint64_get(&p, rend, &tdelta)) != 0)
         return varint_err(errmsg, vrc, idx, "timestamp delta");
-    if ((vrc = get_varint32(&p, rend, &odelta)) != 0)
+    if ((vrc = rn_varint32_get(&p, rend, &odelta)) != 0)
         return varint_err(errmsg, vrc, idx, "offset delta");
     if (odelta != idx)
         return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": offset delta is %" PRId32
                        ", expected %" PRId32, idx, odelta, idx);
 
-    if ((vrc = get_varint32(&p, rend, &klen)) != 0) return varint_err(errmsg, vrc, idx, "key length");
+    if ((vrc = rn_varint32_get(&p, rend, &klen)) != 0)
+        return varint_err(errmsg, vrc, idx, "key length");
     if (klen < -1 || klen > rend - p)
         return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": key length %" PRId32 " is "
                        "invalid (-1 for null, or up to the %td bytes left)", idx, klen, rend - p);
     const uint8_t *key = klen >= 0 ? p : NULL;
     if (klen > 0) p += klen;
 
-    if ((vrc = get_varint32(&p, rend, &vlen)) != 0) return varint_err(errmsg, vrc, idx, "value length");
+    if ((vrc = rn_varint32_get(&p, rend, &vlen)) != 0)
+        return varint_err(errmsg, vrc, idx, "value length");
     if (vlen < -1 || vlen > rend - p)
         return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": value length %" PRId32 " is "
                        "invalid (-1 for null, or up to the %td bytes left)", idx, vlen, rend - p);
     const uint8_t *value = vlen >= 0 ? p : NULL;
     if (vlen > 0) p += vlen;
 
-    if ((vrc = get_varint32(&p, rend, &hcount)) != 0) return varint_err(errmsg, vrc, idx, "header count");
+    if ((vrc = rn_varint32_get(&p, rend, &hcount)) != 0)
+        return varint_err(errmsg, vrc, idx, "header count");
     if (hcount < 0 || hcount > (rend - p) / 2)
         return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": header count %" PRId32 " is "
                        "invalid (each header takes at least 2 of the %td bytes left)", idx,
@@ -472,7 +401,7 @@ static int record_next(rn_batch_iter_t *it, rn_record_t *rec, int store, char *e
     if (store && hcount > 0 && reserve_headers(it, (uint32_t)hcount) != 0) return -ENOMEM;
     for (int32_t i = 0; i < hcount; i++) {
         int32_t hk, hv;
-        if ((vrc = get_varint32(&p, rend, &hk)) != 0)
+        if ((vrc = rn_varint32_get(&p, rend, &hk)) != 0)
             return varint_err(errmsg, vrc, idx, "header key length");
         if (hk < 0 || hk > rend - p)
             return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": header %" PRId32 " key "
@@ -483,7 +412,7 @@ static int record_next(rn_batch_iter_t *it, rn_record_t *rec, int store, char *e
             it->hbuf[i].key_len = (uint32_t)hk;
         }
         p += hk;
-        if ((vrc = get_varint32(&p, rend, &hv)) != 0)
+        if ((vrc = rn_varint32_get(&p, rend, &hv)) != 0)
             return varint_err(errmsg, vrc, idx, "header value length");
         if (hv < -1 || hv > rend - p)
             return rn_errf(errmsg, RN_ECORRUPT, "record %" PRId32 ": header %" PRId32 " value "
@@ -658,14 +587,14 @@ size_t rn_batch_builder_size(const rn_batch_builder_t *b)
  * SIZE_MAX once it passes cap (so huge header lists cannot overflow). */
 static size_t record_body_size(const rn_record_t *r, int64_t tdelta, int32_t odelta, size_t cap)
 {
-    size_t n = 1 + uvarint_size(zz64(tdelta)) + uvarint_size(zz32(odelta));
-    n += uvarint_size(zz32(r->key_len)) + (r->key_len > 0 ? (size_t)r->key_len : 0);
-    n += uvarint_size(zz32(r->value_len)) + (r->value_len > 0 ? (size_t)r->value_len : 0);
-    n += uvarint_size(zz32((int32_t)r->header_count));
+    size_t n = 1 + rn_uvarint_size(rn_zz64(tdelta)) + rn_uvarint_size(rn_zz32(odelta));
+    n += rn_uvarint_size(rn_zz32(r->key_len)) + (r->key_len > 0 ? (size_t)r->key_len : 0);
+    n += rn_uvarint_size(rn_zz32(r->value_len)) + (r->value_len > 0 ? (size_t)r->value_len : 0);
+    n += rn_uvarint_size(rn_zz32((int32_t)r->header_count));
     for (uint32_t i = 0; i < r->header_count; i++) {
         const rn_header_t *h = &r->headers[i];
-        n += uvarint_size(zz32((int32_t)h->key_len)) + h->key_len;
-        n += uvarint_size(zz32(h->value_len)) + (h->value_len > 0 ? (size_t)h->value_len : 0);
+        n += rn_uvarint_size(rn_zz32((int32_t)h->key_len)) + h->key_len;
+        n += rn_uvarint_size(rn_zz32(h->value_len)) + (h->value_len > 0 ? (size_t)h->value_len : 0);
         if (n > cap) return SIZE_MAX;
     }
     return n > cap ? SIZE_MAX : n;
@@ -695,7 +624,7 @@ int rn_batch_builder_add(rn_batch_builder_t *b, const rn_record_t *r)
     if (b->count > 0 && __builtin_sub_overflow(r->timestamp, b->first_ts, &tdelta))
         return RN_EINVAL;       /* timestamps too far apart for a varlong delta */
     size_t body = record_body_size(r, tdelta, b->count, max);
-    size_t total = body == SIZE_MAX ? SIZE_MAX : uvarint_size(zz32((int32_t)body)) + body;
+    size_t total = body == SIZE_MAX ? SIZE_MAX : rn_uvarint_size(rn_zz32((int32_t)body)) + body;
     size_t recs = b->records.len - RN_BATCH_HEADER_SIZE;
 
     if (r->header_count > RN_BATCH_MAX_HEADERS) return RN_ETOOBIG;
@@ -706,7 +635,7 @@ int rn_batch_builder_add(rn_batch_builder_t *b, const rn_record_t *r)
         /* Would it fit as the only record of a batch (deltas 0)? */
         size_t alone = record_body_size(r, 0, 0, max);
         if (alone == SIZE_MAX ||
-            rn_batch_bound(uvarint_size(zz32((int32_t)alone)) + alone, b->opts.codec) > max ||
+            rn_batch_bound(rn_uvarint_size(rn_zz32((int32_t)alone)) + alone, b->opts.codec) > max ||
             b->count == 0)
             return RN_ETOOBIG;
         return RN_EFULL;
@@ -715,20 +644,20 @@ int rn_batch_builder_add(rn_batch_builder_t *b, const rn_record_t *r)
     if (rc != 0) return rc;
 
     uint8_t *p = b->records.data + b->records.len;
-    p = put_uvarint(p, zz32((int32_t)body));
+    p = rn_uvarint_put(p, rn_zz32((int32_t)body));
     *p++ = 0;                                       /* record attributes */
-    p = put_uvarint(p, zz64(tdelta));
-    p = put_uvarint(p, zz32(b->count));
-    p = put_uvarint(p, zz32(r->key_len));
+    p = rn_uvarint_put(p, rn_zz64(tdelta));
+    p = rn_uvarint_put(p, rn_zz32(b->count));
+    p = rn_uvarint_put(p, rn_zz32(r->key_len));
     if (r->key_len > 0) { memcpy(p, r->key, (size_t)r->key_len); p += r->key_len; }
-    p = put_uvarint(p, zz32(r->value_len));
+    p = rn_uvarint_put(p, rn_zz32(r->value_len));
     if (r->value_len > 0) { memcpy(p, r->value, (size_t)r->value_len); p += r->value_len; }
-    p = put_uvarint(p, zz32((int32_t)r->header_count));
+    p = rn_uvarint_put(p, rn_zz32((int32_t)r->header_count));
     for (uint32_t i = 0; i < r->header_count; i++) {
         const rn_header_t *h = &r->headers[i];
-        p = put_uvarint(p, zz32((int32_t)h->key_len));
+        p = rn_uvarint_put(p, rn_zz32((int32_t)h->key_len));
         if (h->key_len) { memcpy(p, h->key, h->key_len); p += h->key_len; }
-        p = put_uvarint(p, zz32(h->value_len));
+        p = rn_uvarint_put(p, rn_zz32(h->value_len));
         if (h->value_len > 0) { memcpy(p, h->value, (size_t)h->value_len); p += h->value_len; }
     }
     b->records.len += total;
@@ -785,19 +714,19 @@ int rn_batch_builder_finish(rn_batch_builder_t *b, const uint8_t **out, size_t *
     }
     if (total > b->opts.max_bytes) return RN_ETOOBIG;   /* the add-time bound forbids it */
 
-    put_be64(batch + 0, 0);                                   /* base offset */
-    put_be32(batch + 8, (uint32_t)(total - 12));              /* batch length */
-    put_be32(batch + 12, 0);                                  /* leader epoch */
+    rn_be64_put(batch + 0, 0);                                   /* base offset */
+    rn_be32_put(batch + 8, (uint32_t)(total - 12));              /* batch length */
+    rn_be32_put(batch + 12, 0);                                  /* leader epoch */
     batch[16] = RN_BATCH_MAGIC;
-    put_be16(batch + 21, (uint16_t)attrs);
-    put_be32(batch + 23, (uint32_t)(b->count - 1));           /* last offset delta */
-    put_be64(batch + 27, (uint64_t)b->first_ts);
-    put_be64(batch + 35, (uint64_t)b->max_ts);
-    put_be64(batch + 43, (uint64_t)b->opts.producer_id);
-    put_be16(batch + 51, (uint16_t)b->opts.producer_epoch);
-    put_be32(batch + 53, (uint32_t)b->opts.base_sequence);
-    put_be32(batch + 57, (uint32_t)b->count);
-    put_be32(batch + 17, rn_crc32c(0, batch + RN_BATCH_CRC_START, total - RN_BATCH_CRC_START));
+    rn_be16_put(batch + 21, (uint16_t)attrs);
+    rn_be32_put(batch + 23, (uint32_t)(b->count - 1));           /* last offset delta */
+    rn_be64_put(batch + 27, (uint64_t)b->first_ts);
+    rn_be64_put(batch + 35, (uint64_t)b->max_ts);
+    rn_be64_put(batch + 43, (uint64_t)b->opts.producer_id);
+    rn_be16_put(batch + 51, (uint16_t)b->opts.producer_epoch);
+    rn_be32_put(batch + 53, (uint32_t)b->opts.base_sequence);
+    rn_be32_put(batch + 57, (uint32_t)b->count);
+    rn_be32_put(batch + 17, rn_crc32c(0, batch + RN_BATCH_CRC_START, total - RN_BATCH_CRC_START));
     *out = batch;
     *len = total;
     return 0;

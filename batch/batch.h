@@ -170,6 +170,14 @@ int  rn_batch_iter_reset(rn_batch_iter_t *it, const uint8_t *batch, size_t len, 
 int  rn_batch_iter_next(rn_batch_iter_t *it, rn_record_t *rec, char *errmsg);
 void rn_batch_iter_destroy(rn_batch_iter_t *it);
 
+/* The index of the first record of an uncompressed batch (len bytes, its
+ * header already validated) whose timestamp is >= ts, reading only each
+ * record's length and timestamp delta: no copy, no decode of keys, values or
+ * headers (a time lookup's hot path). 1 and *index when found, 0 when no
+ * record reaches ts, -1 when the batch is compressed or a record does not
+ * parse (rn_batch_iter_* then says what is wrong). */
+int  rn_batch_find_time(const uint8_t *batch, size_t len, int64_t ts, int32_t *index);
+
 /* ---- Building --------------------------------------------------------- */
 
 typedef struct rn_batch_opts {

@@ -29,6 +29,7 @@
 #include "bench/bench.h"
 #include "batch/batch.h"
 #include "common/buf.h"
+#include "common/bytes.h"
 #include "common/error.h"
 #include "common/sys.h"
 #include "log/log.h"
@@ -165,8 +166,7 @@ static void *producer_main(void *arg)
         }
         w->lat[w->nlat++] = t;
         w->bytes += len;
-        w->records += (uint32_t)((uint32_t)p[57] << 24 | (uint32_t)p[58] << 16 |
-                                 (uint32_t)p[59] << 8 | p[60]);
+        w->records += rn_be32_get(p + 57);          /* recordCount */
         k++;
     }
     size_t from = k > WINDOW ? k - WINDOW : 0;

@@ -216,8 +216,6 @@ int rn_rpc_open(const char *target, rn_rpc_t **out, char *errmsg)
     return 0;
 }
 
-const char *rn_rpc_target(const rn_rpc_t *c) { return c->target; }
-
 /* The registered handle of method (invariant 1). NULL when the table is full
  * or out of memory: the caller then creates an unregistered call. */
 static void *method_handle(rn_rpc_t *c, const char *method)

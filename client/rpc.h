@@ -39,7 +39,6 @@ typedef struct rn_rpc rn_rpc_t;
  * trusted networks). Fails only for a malformed target. */
 int  rn_rpc_open(const char *target, rn_rpc_t **out, char *errmsg);
 void rn_rpc_close(rn_rpc_t *c);                  /* NULL is a no-op */
-const char *rn_rpc_target(const rn_rpc_t *c);
 
 /* Unary call. req is packed with protobuf-c; on success *resp is the unpacked
  * answer (free with protobuf_c_message_free_unpacked(*resp, NULL)).

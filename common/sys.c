@@ -187,3 +187,31 @@ int rn_mkdir_p(const char *path)
     }
     return 0;
 }
+
+int rn_path_buf(char *out, size_t size, const char *a, const char *b)
+{
+    int n = snprintf(out, size, "%s/%s", a, b);
+    return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+char *rn_path_join(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = malloc(n);
+    if (p) rn_path_buf(p, n, a, b);
+    return p;
+}
+
+int rn_parse_seq_name(const char *name, const char *ext, uint64_t max, uint64_t *out)
+{
+    if (strlen(name) != 20 + strlen(ext) || strcmp(name + 20, ext) != 0) return RN_EINVAL;
+    uint64_t v = 0;
+    for (int i = 0; i < 20; i++) {
+        if (name[i] < '0' || name[i] > '9') return RN_EINVAL;
+        uint64_t d = (uint64_t)(name[i] - '0');
+        if (v > (max - d) / 10) return RN_EINVAL;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}

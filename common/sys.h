@@ -1,9 +1,14 @@
 /*
  * sys.h — the injectable system-call table, the clock, and durable file helpers.
  *
- * Every write-side system call of the core goes through rn_sys, so tests can
- * replace a member to inject EIO, ENOSPC or short writes at any write point,
- * and can set the clock (SQLite's aSyscall[] idea). rn_sys_reset() restores
+ * Every write-side system call the core makes on its own files (segments,
+ * index files, checkpoints, markers, file sinks, pipeline order journals)
+ * goes through rn_sys, so tests can replace a member to inject EIO, ENOSPC
+ * or short writes at any write point, and can set the clock (SQLite's
+ * aSyscall[] idea). Outside it: SQLite's own I/O on the metadata and
+ * pipeline-state databases (SQLite handles its errors itself), the `stdout`
+ * sink's fwrite (checked, not injectable), and index units, which are
+ * stored through a mapping and made durable by an rn_sys fdatasync. rn_sys_reset() restores
  * the real calls. The table is process-global: tests that override it run
  * single-threaded around the override.
  *
@@ -61,5 +66,15 @@ int rn_read_file(const char *path, size_t max, uint8_t **out, size_t *n);
 
 /* mkdir -p, durably (each created level's parent is fsynced). */
 int rn_mkdir_p(const char *path);
+
+/* "A/B" into out (size bytes): 0, or -ENAMETOOLONG when it does not fit. */
+int rn_path_buf(char *out, size_t size, const char *a, const char *b);
+/* "A/B" in a malloc'd string (caller frees); NULL when out of memory. */
+char *rn_path_join(const char *a, const char *b);
+
+/* The number of a file named by exactly 20 decimal digits and then ext
+ * (".log", ".idx"): 0 and *out, or RN_EINVAL for any other name or a number
+ * above max. */
+int rn_parse_seq_name(const char *name, const char *ext, uint64_t max, uint64_t *out);
 
 #endif

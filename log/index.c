@@ -36,8 +36,8 @@
  *  3. Bytes of slots below nunits never change except through
  *     rn_idx_truncate (recovery only, before readers exist).
  *  4. The files table changes only in rn_idx_attach_file, rn_idx_detach_below,
- *     rn_idx_truncate, rn_idx_drop_below, rn_idx_remove_all; log.c calls the
- *     first two under its table mutex and the others before readers exist.
+ *     rn_idx_truncate and rn_idx_drop_below; log.c calls the first two under
+ *     its table mutex and the others before readers exist.
  *     Readers never use this table: they search a copy of it in the store's
  *     snapshot (log.c), whose mappings stay until the snapshot is dropped
  *     (rn_idx_detach_below hands the files over instead of unmapping them).
@@ -128,16 +128,10 @@ static int idx_path(char *path, const char *dir, int64_t base)
 
 static int parse_idx_name(const char *name, int64_t *base)
 {
-    if (strlen(name) != RN_IDX_NAME_LEN || strcmp(name + 20, ".idx") != 0) return RN_EINVAL;
-    uint64_t v = 0;
-    for (int i = 0; i < 20; i++) {
-        if (name[i] < '0' || name[i] > '9') return RN_EINVAL;
-        uint64_t d = (uint64_t)(name[i] - '0');
-        if (v > ((uint64_t)INT64_MAX - d) / 10) return RN_EINVAL;
-        v = v * 10 + d;
-    }
-    *base = (int64_t)v;
-    return 0;
+    uint64_t v;
+    int rc = rn_parse_seq_name(name, ".idx", INT64_MAX, &v);
+    if (rc == 0) *base = (int64_t)v;
+    return rc;
 }
 
 int rn_idx_init(rn_idx_t *ix, const char *dir, uint32_t new_cap)
@@ -526,17 +520,6 @@ int rn_idx_drop_below(rn_idx_t *ix, uint64_t slot)
     memmove(ix->files, ix->files + k, (ix->nfiles - k) * sizeof *ix->files);
     ix->nfiles -= k;
     return (int)k;
-}
-
-int rn_idx_remove_all(rn_idx_t *ix)
-{
-    while (ix->nfiles > 0) {
-        file_unlink(ix, &ix->files[ix->nfiles - 1]);
-        ix->nfiles--;
-    }
-    ix->nunits = 0;
-    if (rmdir(ix->dir) < 0 && errno != ENOENT && errno != ENOTEMPTY) return -errno;
-    return 0;
 }
 
 int rn_idx_detach_below(rn_idx_t *ix, uint64_t slot, rn_idx_file_t **gone, size_t *n)

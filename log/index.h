@@ -132,8 +132,6 @@ void rn_idx_set(rn_idx_t *ix, uint64_t slot, const rn_idx_unit_t *u);
 uint64_t rn_idx_truncate(rn_idx_t *ix, uint64_t slot);
 /* Delete whole files whose units all lie below slot, never the last file. */
 int  rn_idx_drop_below(rn_idx_t *ix, uint64_t slot);
-/* Delete every file and the directory. */
-int  rn_idx_remove_all(rn_idx_t *ix);
 /* Remove from the table the files whose units all lie below slot (never the
  * last file) without closing them: *gone (malloc'd, caller frees; NULL when
  * none) receives them. The caller unlinks each (rn_idx_file_remove) and

@@ -203,6 +203,7 @@
 
 #include "batch/batch.h"
 #include "batch/crc32c.h"
+#include "common/bytes.h"
 #include "common/error.h"
 #include "common/sys.h"
 #include "log/index.h"
@@ -493,19 +494,6 @@ static int check_opts(const rn_log_opts_t *in, rn_log_opts_t *o, char *errmsg)
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static void be64_put(uint8_t *p, int64_t v)
-{
-    uint64_t u = (uint64_t)v;
-    for (int i = 7; i >= 0; i--) { p[i] = (uint8_t)u; u >>= 8; }
-}
-
-static int64_t be64_get(const uint8_t *p)
-{
-    uint64_t u = 0;
-    for (int i = 0; i < 8; i++) u = u << 8 | p[i];
-    return (int64_t)u;
-}
-
 static uint64_t unit_end_pos(const rn_idx_unit_t *u)
 {
     /* A damaged unit of size 0 (lost) holds no log bytes. */
@@ -515,14 +503,6 @@ static uint64_t unit_end_pos(const rn_idx_unit_t *u)
 static int64_t unit_end_off(const rn_idx_unit_t *u)
 {
     return u->base_offset + (int64_t)u->record_count;
-}
-
-static char *path_join(const char *a, const char *b)
-{
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", a, b);
-    return p;
 }
 
 static rn_queue_t *find_queue(const rn_log_t *log, uint32_t id)
@@ -542,7 +522,7 @@ static int queue_new(rn_log_t *log, uint32_t id, rn_queue_t **out)
 {
     char name[16];
     snprintf(name, sizeof name, "%010u", id);
-    char *dir = path_join(log->ix_dir, name);
+    char *dir = rn_path_join(log->ix_dir, name);
     if (!dir) return -ENOMEM;
     rn_queue_t *q = calloc(1, sizeof *q);
     if (!q) { free(dir); return -ENOMEM; }
@@ -1275,7 +1255,7 @@ typedef struct ckpt {
 static int read_checkpoint(rn_log_t *log, ckpt_t *c)
 {
     memset(c, 0, sizeof *c);
-    char *path = path_join(log->dir, "checkpoint");
+    char *path = rn_path_join(log->dir, "checkpoint");
     if (!path) return -ENOMEM;
     size_t n;
     int rc = rn_read_file(path, CKPT_HDR + (size_t)CKPT_MAX_QUEUES * CKPT_ITEM + 4, &c->buf, &n);
@@ -1310,7 +1290,7 @@ static int write_clean(rn_log_t *log, uint64_t end, char *errmsg)
 /* 1 and *end when a valid clean marker exists. */
 static int read_clean(rn_log_t *log, uint64_t *end)
 {
-    char *path = path_join(log->dir, "clean");
+    char *path = rn_path_join(log->dir, "clean");
     if (!path) return -ENOMEM;
     uint8_t *b;
     size_t n;
@@ -1327,7 +1307,7 @@ static int read_clean(rn_log_t *log, uint64_t *end)
 
 static int remove_clean(rn_log_t *log, char *errmsg)
 {
-    char *path = path_join(log->dir, "clean");
+    char *path = rn_path_join(log->dir, "clean");
     if (!path) return -ENOMEM;
     int rc = 0;
     if (rn_sys.unlink(path) < 0 && errno != ENOENT) rc = -errno;
@@ -1410,14 +1390,14 @@ static int remove_index_tree(rn_log_t *log, char *errmsg)
     int rc = 0;
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.') continue;
-        char *sub = path_join(log->ix_dir, de->d_name);
+        char *sub = rn_path_join(log->ix_dir, de->d_name);
         if (!sub) { rc = -ENOMEM; break; }
         DIR *s = opendir(sub);
         if (s) {
             struct dirent *f;
             while ((f = readdir(s)) != NULL) {
                 if (f->d_name[0] == '.') continue;
-                char *fp = path_join(sub, f->d_name);
+                char *fp = rn_path_join(sub, f->d_name);
                 if (fp) rn_sys.unlink(fp);
                 free(fp);
             }
@@ -1449,7 +1429,7 @@ static int load_indexes(rn_log_t *log, int *damaged, char *errmsg)
         if (strlen(nm) != 10 || strspn(nm, "0123456789") != 10) continue;
         unsigned long long id = strtoull(nm, NULL, 10);
         if (id > UINT32_MAX) continue;
-        char *sub = path_join(log->ix_dir, nm);
+        char *sub = rn_path_join(log->ix_dir, nm);
         if (!sub) { rc = -ENOMEM; break; }
         rn_queue_t *q = calloc(1, sizeof *q);
         if (!q) { free(sub); rc = -ENOMEM; break; }
@@ -1823,7 +1803,7 @@ static int step_over(rn_log_t *log, size_t i, uint64_t p, const uint8_t *ent, in
     /* Its header is intact: its queue, base offset and length are known. */
     rn_seg_hdr_t h;
     rn_seg_hdr_decode(ent, &h);
-    int64_t base = be64_get(ent + RN_SEG_HDR_SIZE);
+    int64_t base = (int64_t)rn_be64_get(ent + RN_SEG_HDR_SIZE);
     const rn_queue_t *hq = find_queue(log, h.queue);
     if (hdr_ok && base >= 0 && (!hq || hq->scan_next == UNKNOWN_NEXT || hq->scan_next == base)) {
         uint64_t end = p + RN_SEG_HDR_SIZE + h.batch_len;
@@ -1834,9 +1814,8 @@ static int step_over(rn_log_t *log, size_t i, uint64_t p, const uint8_t *ent, in
         /* Its record count is a guess (see fix_slot): the larger of the
          * batch's recordCount and lastOffsetDelta + 1 that is plausible, so
          * a damaged count errs towards skipping offsets, not reusing them. */
-        const uint8_t *c = ent + RN_SEG_HDR_SIZE + 57, *dl = ent + RN_SEG_HDR_SIZE + 23;
-        uint32_t count = (uint32_t)c[0] << 24 | (uint32_t)c[1] << 16 | (uint32_t)c[2] << 8 | c[3];
-        uint32_t delta = (uint32_t)dl[0] << 24 | (uint32_t)dl[1] << 16 | (uint32_t)dl[2] << 8 | dl[3];
+        uint32_t count = rn_be32_get(ent + RN_SEG_HDR_SIZE + 57);   /* recordCount */
+        uint32_t delta = rn_be32_get(ent + RN_SEG_HDR_SIZE + 23);   /* lastOffsetDelta */
         if (count < 1 || count > RN_BATCH_MAX_RECORDS) count = 1;
         if (delta < RN_BATCH_MAX_RECORDS && delta + 1 > count) count = delta + 1;
         u = (rn_idx_unit_t){
@@ -2032,7 +2011,7 @@ static int cut_log(rn_log_t *log, uint64_t end, int bad, char *errmsg)
         rn_seg_t *l = &log->segs[log->nsegs - 1];
         char name[RN_SEG_NAME_LEN + 1];
         rn_seg_name(name, l->start);
-        char *path = path_join(log->cl_dir, name);
+        char *path = rn_path_join(log->cl_dir, name);
         if (!path) return -ENOMEM;
         log->rec.truncated_bytes += l->size;
         rn_seg_close(l);
@@ -2115,7 +2094,7 @@ static int trusted_tails_match(rn_log_t *log, uint64_t p)
         rn_seg_hdr_decode(b, &h);
         if (got != sizeof b || rn_seg_hdr_check(b, b + RN_SEG_HDR_SIZE) != 0 ||
             h.batch_len != u.size || h.queue != q->id ||
-            be64_get(b + RN_SEG_HDR_SIZE) != u.base_offset)
+            (int64_t)rn_be64_get(b + RN_SEG_HDR_SIZE) != u.base_offset)
             return 0;
     }
     return 1;
@@ -2371,7 +2350,7 @@ out:
 
 static int lock_dir(rn_log_t *log, char *errmsg)
 {
-    char *path = path_join(log->dir, "LOCK");
+    char *path = rn_path_join(log->dir, "LOCK");
     if (!path) return -ENOMEM;
     int rc = 0;
     int fd = rn_sys.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -2448,8 +2427,8 @@ static rn_log_t *log_alloc(const char *dir)
     pthread_cond_init(&log->work_cv, &ca);
     pthread_condattr_destroy(&ca);
     log->dir = strdup(dir);
-    log->cl_dir = path_join(dir, "commitlog");
-    log->ix_dir = path_join(dir, "index");
+    log->cl_dir = rn_path_join(dir, "commitlog");
+    log->ix_dir = rn_path_join(dir, "index");
     if (!log->dir || !log->cl_dir || !log->ix_dir) {
         log_free(log);
         return NULL;
@@ -2630,7 +2609,7 @@ int rn_log_close(rn_log_t *log)
     if (log->spare_state == SPARE_READY) {
         char name[RN_SEG_NAME_LEN + 1];
         rn_seg_name(name, log->spare.start);
-        char *path = path_join(log->cl_dir, name);
+        char *path = rn_path_join(log->cl_dir, name);
         rn_seg_close(&log->spare);
         log->spare_state = SPARE_NONE;
         if (!path) { if (rc == 0) rc = -ENOMEM; }
@@ -2711,7 +2690,7 @@ static int roll(rn_log_t *log, char *errmsg)
         char name[RN_SEG_NAME_LEN + 1];
         rn_seg_close(&ns);
         rn_seg_name(name, ns.start);
-        char *path = path_join(log->cl_dir, name);
+        char *path = rn_path_join(log->cl_dir, name);
         if (path) rn_sys.unlink(path);
         free(path);
         return rn_errf(errmsg, rc, "out of memory rolling the commit log");
@@ -2803,7 +2782,7 @@ int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t le
     if (rc != 0) goto out;
     int64_t base = q->next_offset;
     uint8_t hb[RN_SEG_HDR_SIZE + 8];
-    be64_put(hb + RN_SEG_HDR_SIZE, base);
+    rn_be64_put(hb + RN_SEG_HDR_SIZE, (uint64_t)base);
     rn_seg_hdr_encode(hb, (uint32_t)len, queue, hb + RN_SEG_HDR_SIZE, batch + 8);
     struct iovec iov[2] = {
         {hb, sizeof hb},
@@ -2942,7 +2921,7 @@ static int read_batch(const rn_view_t *v, uint32_t queue, const rn_idx_unit_t *u
     if (rc != 0)
         return rn_errf(errmsg, rc, "cannot read commitlog/%020llu.log at byte %llu: %s",
                        (unsigned long long)sg->start, (unsigned long long)off, rn_strerror(rc));
-    if (got != u->size || be64_get(dst) != u->base_offset)
+    if (got != u->size || (int64_t)rn_be64_get(dst) != u->base_offset)
         return rn_errf(errmsg, RN_ECORRUPT,
                        "commitlog/%020llu.log at byte %llu does not hold the batch of queue %u "
                        "at offsets [%lld, %lld) that the index places there; the store is "
@@ -3066,48 +3045,6 @@ int rn_log_lookup_time_batch(rn_log_t *log, uint32_t queue, int64_t ts, rn_log_b
     return rc;
 }
 
-static int varlong_get(const uint8_t **p, const uint8_t *end, int64_t *out)
-{
-    uint64_t v = 0;
-    for (int shift = 0; *p < end && shift < 64; shift += 7) {
-        uint8_t b = *(*p)++;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *out = (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* The first record of an uncompressed batch with timestamp >= ts, reading only
- * each record's length and timestamp delta (the time lookup's hot path; no
- * copy, no decode of keys and values). 1 and *offset when found, 0 when none,
- * -1 when the batch is compressed or its records do not parse (the caller
- * then uses the full decoder, which reports what is wrong). */
-static int scan_time(const uint8_t *b, uint32_t size, int64_t base, int64_t ts, int64_t *offset)
-{
-    if (size < RN_BATCH_HEADER_SIZE || (b[22] & RN_BATCH_CODEC_MASK) != RN_BATCH_CODEC_NONE)
-        return -1;
-    int64_t base_ts = be64_get(b + 27);
-    int32_t count = (int32_t)((uint32_t)b[57] << 24 | (uint32_t)b[58] << 16 |
-                              (uint32_t)b[59] << 8 | b[60]);
-    const uint8_t *p = b + RN_BATCH_HEADER_SIZE, *end = b + size;
-    for (int32_t i = 0; i < count; i++) {
-        int64_t len, delta;
-        if (varlong_get(&p, end, &len) != 0 || len < 2 || len > end - p) return -1;
-        const uint8_t *rend = p + len;
-        p++;                                   /* record attributes */
-        if (varlong_get(&p, rend, &delta) != 0) return -1;
-        if ((int64_t)((uint64_t)base_ts + (uint64_t)delta) >= ts) {
-            *offset = base + i;
-            return 1;
-        }
-        p = rend;
-    }
-    return 0;
-}
-
 int rn_log_lookup_time(rn_log_t *log, uint32_t queue, int64_t ts, int64_t *offset, char *errmsg)
 {
     int rc = 0;
@@ -3136,7 +3073,7 @@ int rn_log_lookup_time(rn_log_t *log, uint32_t queue, int64_t ts, int64_t *offse
         const uint8_t *bp;
         if (sg->map && off + u.size <= sg->size) {
             bp = sg->map + off;
-            if (be64_get(bp) != u.base_offset) {
+            if ((int64_t)rn_be64_get(bp) != u.base_offset) {
                 rc = rn_errf(errmsg, RN_ECORRUPT,
                              "commitlog/%020llu.log at byte %llu does not hold the batch of "
                              "queue %u at offsets [%lld, %lld) that the index places there",
@@ -3155,8 +3092,9 @@ int rn_log_lookup_time(rn_log_t *log, uint32_t queue, int64_t ts, int64_t *offse
             if (rc != 0) goto out;
             bp = buf;
         }
-        int f = scan_time(bp, u.size, u.base_offset, ts, offset);
-        if (f == 1) goto out;
+        int32_t idx;
+        int f = rn_batch_find_time(bp, u.size, ts, &idx);
+        if (f == 1) { *offset = u.base_offset + idx; goto out; }
         if (f == 0) continue;
         rc = rn_batch_iter_reset(&it, bp, u.size, errmsg);
         if (rc != 0) goto out;
@@ -3229,7 +3167,7 @@ static int64_t seg_age_ts(const rn_log_t *log, const rn_seg_t *s, int64_t now)
     if (s->max_ts <= now) return s->max_ts;
     char name[RN_SEG_NAME_LEN + 1];
     rn_seg_name(name, s->start);
-    char *path = path_join(log->cl_dir, name);
+    char *path = rn_path_join(log->cl_dir, name);
     struct stat st;
     int64_t t = now;                        /* unknown: not old */
     if (path && stat(path, &st) == 0)
@@ -3332,7 +3270,7 @@ int rn_log_retain(rn_log_t *log, uint32_t *dropped)
     for (size_t i = 0; i < k; i++) {
         char name[RN_SEG_NAME_LEN + 1];
         rn_seg_name(name, gone[i].start);
-        char *path = path_join(log->cl_dir, name);
+        char *path = rn_path_join(log->cl_dir, name);
         if (!path) { if (rc == 0) rc = -ENOMEM; continue; }
         if (rn_sys.unlink(path) < 0 && rc == 0) rc = -errno;
         free(path);
@@ -3381,12 +3319,12 @@ static int chk_index(const char *ix_dir, rn_log_check_t *out, char *errmsg)
     int rc = 0;
     while (rc == 0 && (de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.') continue;
-        char *sub = path_join(ix_dir, de->d_name);
+        char *sub = rn_path_join(ix_dir, de->d_name);
         DIR *s = sub ? opendir(sub) : NULL;
         struct dirent *f;
         while (s && (f = readdir(s)) != NULL) {
             if (!strstr(f->d_name, ".idx")) continue;
-            char *fp = path_join(sub, f->d_name);
+            char *fp = rn_path_join(sub, f->d_name);
             uint8_t *b = NULL;
             size_t n = 0;
             if (fp && rn_read_file(fp, (size_t)1 << 32, &b, &n) == 0) {

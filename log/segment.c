@@ -3,16 +3,19 @@
  * creation, zeroing a torn tail, and the 16-byte entry header codec.
  *
  * Invariants:
- *  1. A segment exists under its final name only after it has been
- *     preallocated to its full size and fsynced together with its directory;
- *     a failed creation unlinks the file.
+ *  1. A segment is created under its final name (O_EXCL), then preallocated
+ *     to its full size and fsynced together with its directory, all before
+ *     any entry is written into it; a failed creation unlinks the file. A
+ *     crash in between can leave it short and holding no entries: an open
+ *     grows the last segment to full size (rn_seg_grow) before writing.
  *  2. A segment's start and size never change while it is open (rn_seg_grow
  *     is only used by recovery, before the store accepts writes).
  *  3. An entry header is accepted only when its format is RN_SEG_FORMAT_V1
  *     and its hcrc matches the header's first 12 bytes plus batch bytes
  *     [0,21) — the part of a Kafka batch that Kafka's own CRC leaves out — so
  *     header + batch CRC together checksum every byte of an entry.
- *  4. Every write-side system call goes through rn_sys (fault injection).
+ *  4. Every write-side system call on a segment file goes through rn_sys
+ *     (fault injection); munmap does not, and writes nothing.
  *  5. An open segment of non-zero size has a read-only mapping of its whole
  *     size; only rn_seg_grow (recovery) replaces it and rn_seg_close removes
  *     it. Segment files are never shrunk, so the mapping cannot fault.
@@ -40,16 +43,7 @@ void rn_seg_name(char *name, uint64_t start)
 
 int rn_seg_parse_name(const char *name, uint64_t *start)
 {
-    if (strlen(name) != RN_SEG_NAME_LEN || strcmp(name + 20, ".log") != 0) return RN_EINVAL;
-    uint64_t v = 0;
-    for (int i = 0; i < 20; i++) {
-        if (name[i] < '0' || name[i] > '9') return RN_EINVAL;
-        uint64_t d = (uint64_t)(name[i] - '0');
-        if (v > (UINT64_MAX - d) / 10) return RN_EINVAL;
-        v = v * 10 + d;
-    }
-    *start = v;
-    return 0;
+    return rn_parse_seq_name(name, ".log", UINT64_MAX, start);
 }
 
 static int map_seg(rn_seg_t *seg)
@@ -72,8 +66,7 @@ static int seg_path(char *path, const char *dir, uint64_t start)
 {
     char name[RN_SEG_NAME_LEN + 1];
     rn_seg_name(name, start);
-    if (snprintf(path, PATH_MAX, "%s/%s", dir, name) >= PATH_MAX) return -ENAMETOOLONG;
-    return 0;
+    return rn_path_buf(path, PATH_MAX, dir, name);
 }
 
 /* Reserve [off, off+len) of fd: fallocate, or ftruncate when the file system

@@ -51,6 +51,7 @@
 #include "logical-queues/datadir.h"
 
 #include "batch/batch.h"
+#include "common/bytes.h"
 #include "common/error.h"
 #include "common/sys.h"
 #include "logical-queues/mapping.h"
@@ -132,12 +133,6 @@ static int wrap(char *errmsg, int rc, const char *ctx, const char *inner)
     return rn_errf(errmsg, rc, "%s: %s", ctx, inner[0] ? inner : rn_strerror(rc));
 }
 
-static int join(char *out, size_t size, const char *dir, const char *name)
-{
-    int n = snprintf(out, size, "%s/%s", dir, name);
-    return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
-
 /* A directory that holds nothing but what a half-finished first open leaves
  * behind may be initialised. */
 static int dir_is_adoptable(const char *dir, int *adoptable)
@@ -187,7 +182,7 @@ static void read_holder(int fd, char *out, size_t size)
 static int take_lock(rn_datadir_t *d, const char *holder, char *errmsg)
 {
     char path[PATH_MAX];
-    if (join(path, sizeof path, d->path, "LOCK") != 0)
+    if (rn_path_buf(path, sizeof path, d->path, "LOCK") != 0)
         return rn_errf(errmsg, -ENAMETOOLONG, "data directory path is too long");
     int fd = rn_sys.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
@@ -284,7 +279,7 @@ static int marker_matches(const rn_datadir_t *d, const char *dir)
     char path[PATH_MAX], want[96];
     uint8_t *got = NULL;
     size_t n = 0;
-    if (join(path, sizeof path, dir, STORE_MARKER) != 0) return 0;
+    if (rn_path_buf(path, sizeof path, dir, STORE_MARKER) != 0) return 0;
     if (rn_read_file(path, 256, &got, &n) != 0) return 0;
     int w = marker_text(d, want, sizeof want);
     int ok = w > 0 && n == (size_t)w && memcmp(got, want, n) == 0;
@@ -403,7 +398,8 @@ static int store_open(rn_datadir_t *d, uint32_t id, const char *path, int must_e
     int removed = 0, any = 0;
     if (must_exist) {
         char ck[PATH_MAX], cl[PATH_MAX];
-        if (join(ck, sizeof ck, abs, "checkpoint") == 0 && join(cl, sizeof cl, abs, "commitlog") == 0 &&
+        if (rn_path_buf(ck, sizeof ck, abs, "checkpoint") == 0 &&
+            rn_path_buf(cl, sizeof cl, abs, "commitlog") == 0 &&
             stat(ck, &st) < 0 && stat(cl, &st) < 0) {
             rc = store_floors(d, id, NULL, &any, errmsg);
             if (rc != 0) return rc;
@@ -603,7 +599,7 @@ int rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **
         goto fail;
     }
 
-    if ((rc = join(path, sizeof path, dir, "meta.db")) != 0) {
+    if ((rc = rn_path_buf(path, sizeof path, dir, "meta.db")) != 0) {
         rn_errf(errmsg, rc, "data directory path is too long");
         goto fail;
     }
@@ -644,7 +640,7 @@ int rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **
     if (rc == 0) rc = rn_meta_datadir_id(d->meta, &d->datadir_id, inner);
     if (rc != 0) { wrap(errmsg, rc, dir, inner); goto fail; }
 
-    if ((rc = join(path, sizeof path, dir, "stores")) != 0 || (rc = rn_mkdir_p(path)) != 0) {
+    if ((rc = rn_path_buf(path, sizeof path, dir, "stores")) != 0 || (rc = rn_mkdir_p(path)) != 0) {
         rn_errf(errmsg, rc, "cannot create %s/stores: %s", dir, rn_strerror(rc));
         goto fail;
     }
@@ -689,7 +685,6 @@ int rn_datadir_close(rn_datadir_t *d)
 
 const char *rn_datadir_path(const rn_datadir_t *d) { return d->path; }
 rn_meta_t *rn_datadir_meta(rn_datadir_t *d) { return d->meta; }
-rn_log_t *rn_datadir_log(rn_datadir_t *d) { return d->stores[0]->log; }
 
 rn_log_t *rn_datadir_store_log(rn_datadir_t *d, uint32_t id)
 {
@@ -703,11 +698,6 @@ rn_meta_t *rn_datadir_meta_lock(rn_datadir_t *d)
 }
 
 void rn_datadir_meta_unlock(rn_datadir_t *d) { pthread_mutex_unlock(&d->mu); }
-
-uint64_t rn_datadir_generation(rn_datadir_t *d)
-{
-    return atomic_load_explicit(&d->gen, memory_order_acquire);
-}
 
 int rn_datadir_stores(rn_datadir_t *d, rn_datadir_store_info_t **out, size_t *n, char *errmsg)
 {
@@ -1002,13 +992,6 @@ static int range_error(const rn_datadir_queue_t *q, int64_t offset,
                    (long long)info->log_start, (long long)info->high_watermark);
 }
 
-static int64_t load_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
-    return (int64_t)v;
-}
-
 /* Rewrite the base offsets of the nb batches at out[from..] to logical ones,
  * cutting any batch at or past a sealed item's end (invariant 3). *next is
  * the logical offset after the last batch kept; *kept how many were. */
@@ -1025,12 +1008,10 @@ static int relabel(const rn_datadir_queue_t *q, const rn_meta_item_t *it, rn_buf
             return rn_errf(errmsg, RN_ECORRUPT, "topic '%s' queue %u: a batch read from "
                            "physical queue %u is malformed", q->topic.name, q->queue,
                            it->physical_id);
-        int64_t pbase = load_be64(out->data + pos);
+        int64_t pbase = (int64_t)rn_be64_get(out->data + pos);
         if (rn_mapping_sealed(it) && pbase >= it->physical_end) break;
         uint8_t *b = out->data + pos;
-        const uint8_t *c = b + 57;                  /* recordCount (batch.h layout) */
-        int64_t count = (int64_t)((uint32_t)c[0] << 24 | (uint32_t)c[1] << 16 |
-                                  (uint32_t)c[2] << 8 | c[3]);
+        int64_t count = rn_be32_get(b + 57);        /* recordCount (batch.h layout) */
         rn_batch_set_base_offset(b, rn_mapping_to_logical(it, pbase));
         *next = rn_mapping_to_logical(it, pbase + count);
         pos += sz;

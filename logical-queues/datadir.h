@@ -91,14 +91,11 @@ int  rn_datadir_close(rn_datadir_t *d);
 
 const char *rn_datadir_path(const rn_datadir_t *d);
 rn_meta_t  *rn_datadir_meta(rn_datadir_t *d);    /* borrowed, lives as long as d */
-rn_log_t   *rn_datadir_log(rn_datadir_t *d);     /* store 0, borrowed */
 /* Store `id` (NULL when not open), borrowed, lives as long as d. */
 rn_log_t   *rn_datadir_store_log(rn_datadir_t *d, uint32_t id);
 /* The metadata store with the handle's mutex held, for threads sharing d. */
 rn_meta_t  *rn_datadir_meta_lock(rn_datadir_t *d);
 void        rn_datadir_meta_unlock(rn_datadir_t *d);
-/* Bumped by every change of any mapping (remap, alter, items dropped). */
-uint64_t    rn_datadir_generation(rn_datadir_t *d);
 
 typedef struct rn_datadir_store_info {
     uint32_t id;

@@ -110,18 +110,6 @@ static char *arena_strdup(rn_arena_t *a, const char *s)
 
 /* ---- statuses ----------------------------------------------------------- */
 
-static int fail(rn_status_t *st, rn_st_t code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(rn_status_t *st, rn_st_t code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(st->msg, sizeof st->msg, fmt, ap);
-    va_end(ap);
-    st->code = code;
-    return -1;
-}
-
 /* The status a core error code means. */
 static rn_st_t code_of(int rc)
 {
@@ -153,10 +141,10 @@ static int is_path_error(int rc)
 /* A core failure: its message, or the code's name when it has none. */
 static int fail_rc(rn_status_t *st, int rc, const char *err)
 {
-    return fail(st, code_of(rc), "%s", err && err[0] ? err : rn_strerror(rc));
+    return rn_status_set(st, code_of(rc), "%s", err && err[0] ? err : rn_strerror(rc));
 }
 
-#define OOM(st) fail((st), RN_ST_RESOURCE_EXHAUSTED, "out of memory")
+#define OOM(st) rn_status_set((st), RN_ST_RESOURCE_EXHAUSTED, "out of memory")
 
 int rn_hd_fail(rn_status_t *st, int rc, const char *msg) { return fail_rc(st, rc, msg); }
 
@@ -393,8 +381,8 @@ out:
     rn_buf_free(&buf);
     if (rc != 0) {
         rn_pstate_free(&e->ps);
-        return fail(st, code_of(rc), "topic '%s' queue %u: rebuilding producer state: %s",
-                    e->topic, e->queue, err[0] ? err : rn_strerror(rc));
+        return rn_status_set(st, code_of(rc), "topic '%s' queue %u: rebuilding producer state: %s",
+                             e->topic, e->queue, err[0] ? err : rn_strerror(rc));
     }
     return 0;
 }
@@ -421,12 +409,12 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
     p->n = n;
     p->acks_written = req->acks == RUNNEL__V1__ACKS__ACKS_WRITTEN;
     if (req->acks != RUNNEL__V1__ACKS__ACKS_DURABLE && req->acks != RUNNEL__V1__ACKS__ACKS_WRITTEN)
-        return fail(st, RN_ST_INVALID_ARGUMENT, "acks %d is not ACKS_DURABLE (0) or "
-                    "ACKS_WRITTEN (1)", (int)req->acks);
-    if (n == 0) return fail(st, RN_ST_INVALID_ARGUMENT, "a produce request needs batches");
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "acks %d is not ACKS_DURABLE (0) or "
+                             "ACKS_WRITTEN (1)", (int)req->acks);
+    if (n == 0) return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "a produce request needs batches");
     if (n > MAX_BATCHES)
-        return fail(st, RN_ST_INVALID_ARGUMENT, "%zu batches in one request; the limit is %d",
-                    n, MAX_BATCHES);
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "%zu batches in one request; the limit "
+                             "is %d", n, MAX_BATCHES);
     if (qent_get(h, req->topic, req->queue, &p->q, st) != 0) return -1;
     rn_qent_t *e = p->q;
     hdrs = malloc(n * sizeof *hdrs);
@@ -441,9 +429,9 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
         const ProtobufCBinaryData *b = &req->batches[i];
         int v = rn_batch_validate(b->data, b->len, &h->lim, 1, &hdrs[i], err);
         if (v != 0) {
-            fail(st, v == RN_ETOOBIG ? RN_ST_RESOURCE_EXHAUSTED : RN_ST_INVALID_ARGUMENT,
-                 "batch %zu of %zu (%zu bytes): %s", i + 1, n, b->len,
-                 err[0] ? err : rn_strerror(v));
+            rn_status_set(st, v == RN_ETOOBIG ? RN_ST_RESOURCE_EXHAUSTED : RN_ST_INVALID_ARGUMENT,
+                          "batch %zu of %zu (%zu bytes): %s", i + 1, n, b->len,
+                          err[0] ? err : rn_strerror(v));
             goto out;
         }
         /* Invariant 6. */
@@ -452,11 +440,12 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
                   (__builtin_sub_overflow(hdrs[i].max_timestamp, wall, &ahead)
                        ? hdrs[i].max_timestamp > wall : ahead > h->o.max_ts_ahead_ms);
         if (far) {
-            fail(st, RN_ST_INVALID_ARGUMENT, "batch %zu of %zu: a record timestamp (%lld) is "
-                 "more than %lld ms ahead of the broker clock (%lld): refused, as runneld "
-                 "--max-timestamp-ahead-ms says (Kafka's message.timestamp.after.max.ms); "
-                 "nothing was stored", i + 1, n, (long long)hdrs[i].max_timestamp,
-                 (long long)h->o.max_ts_ahead_ms, (long long)wall);
+            rn_status_set(st, RN_ST_INVALID_ARGUMENT, "batch %zu of %zu: a record timestamp "
+                          "(%lld) is more than %lld ms ahead of the broker clock (%lld): refused, "
+                          "as runneld --max-timestamp-ahead-ms says (Kafka's "
+                          "message.timestamp.after.max.ms); nothing was stored", i + 1, n,
+                          (long long)hdrs[i].max_timestamp, (long long)h->o.max_ts_ahead_ms,
+                          (long long)wall);
             goto out;
         }
     }
@@ -470,7 +459,7 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
         rn_status_t cst;
         int v = rn_pstate_check(&e->ps, h->reg, &hdrs[i], news, nnews, &d, &cst);
         if (v < 0) {
-            fail(st, cst.code, "batch %zu of %zu: %s", i + 1, n, cst.msg);
+            rn_status_set(st, cst.code, "batch %zu of %zu: %s", i + 1, n, cst.msg);
             goto out;
         }
         if (v == 1) {
@@ -488,8 +477,9 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
         int a = rn_datadir_append(h->d, q, b->data, b->len, &p->base[i], &t, err);
         if (a != 0) {
             p->done = i;
-            fail(st, code_of(a), "batch %zu of %zu: %s%s", i + 1, n, err[0] ? err : rn_strerror(a),
-                 i ? " (the batches before it were stored; a retry stores the rest)" : "");
+            rn_status_set(st, code_of(a), "batch %zu of %zu: %s%s", i + 1, n,
+                          err[0] ? err : rn_strerror(a),
+                          i ? " (the batches before it were stored; a retry stores the rest)" : "");
             goto out;
         }
         p->tickets[p->ntickets++] = t;
@@ -515,8 +505,9 @@ int rn_hd_produce_wait(rn_hd_t *h, rn_produce_t *p, rn_status_t *st)
     for (size_t i = 0; i < p->ntickets; i++) {
         int rc = rn_datadir_wait(h->d, p->tickets[i]);
         if (rc != 0)
-            return fail(st, code_of(rc), "topic '%s' queue %u: the batches were written but are "
-                        "not durable: %s", p->q->topic, p->q->queue, rn_strerror(rc));
+            return rn_status_set(st, code_of(rc), "topic '%s' queue %u: the batches were written "
+                                 "but are not durable: %s", p->q->topic, p->q->queue,
+                                 rn_strerror(rc));
     }
     return 0;
 }
@@ -625,8 +616,8 @@ int rn_hd_list_offsets(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
         value = req->timestamp_ms;
         break;
     default:
-        return fail(st, RN_ST_INVALID_ARGUMENT, "ListOffsets needs earliest, latest or "
-                    "timestamp_ms");
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "ListOffsets needs earliest, latest or "
+                             "timestamp_ms");
     }
     rn_qent_t *e;
     rn_datadir_queue_t *q;
@@ -806,7 +797,8 @@ int rn_hd_remap_queue(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     const char *store = req->store_path && req->store_path[0] ? req->store_path : NULL;
     int rc = rn_datadir_remap(h->d, req->topic, req->queue, store, NULL, NULL, err);
     if (rc != 0 && store && is_path_error(rc))
-        return fail(st, RN_ST_INVALID_ARGUMENT, "store_path: %s", err[0] ? err : rn_strerror(rc));
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "store_path: %s",
+                             err[0] ? err : rn_strerror(rc));
     if (rc != 0) return fail_rc(st, rc, err);
     return topic_answer(h, req->topic, 1, a, resp, st);
 }
@@ -871,7 +863,7 @@ int rn_hd_commit_offsets(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     size_t n = req->n_offsets;
     int rc = rn_meta_check_name("group", req->group, err);
     if (rc != 0) return fail_rc(st, rc, err);
-    if (n == 0) return fail(st, RN_ST_INVALID_ARGUMENT, "CommitOffsets needs offsets");
+    if (n == 0) return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "CommitOffsets needs offsets");
     rn_meta_offset_t *v = calloc(n, sizeof *v);
     if (!v) return OOM(st);
     /* One critical section: every offset checked against its queue's range
@@ -982,12 +974,12 @@ int rn_hd_reset_group(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     case RUNNEL__V1__RESET_GROUP_REQUEST__TO_CHECKPOINT:
         to.kind = RN_TARGET_CHECKPOINT;
         if (rn_meta_check_name("checkpoint", req->checkpoint, err) != 0)
-            return fail(st, RN_ST_INVALID_ARGUMENT, "%s", err);
+            return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "%s", err);
         snprintf(to.checkpoint, sizeof to.checkpoint, "%s", req->checkpoint);
         break;
     default:
-        return fail(st, RN_ST_INVALID_ARGUMENT, "ResetGroup needs earliest, latest, "
-                    "timestamp_ms or checkpoint");
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "ResetGroup needs earliest, latest, "
+                             "timestamp_ms or checkpoint");
     }
     int rc = rn_meta_check_name("group", req->group, err);
     if (rc != 0) return fail_rc(st, rc, err);

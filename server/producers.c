@@ -139,7 +139,8 @@ static int parse_v1(rn_preg_t *r, char *text, char *errmsg)
             return rn_errf(errmsg, RN_ECORRUPT, "%s/%s: line %u: expected '%lld EPOCH'", r->dir,
                            RN_PREG_FILE, lineno, (long long)n + 1);
         n++;
-        if (b > 0 && tab_set(r, a, (int16_t)b) != 0) return rn_errf(errmsg, -ENOMEM, "out of memory");
+        if (b > 0 && tab_set(r, a, (int16_t)b) != 0)
+            return rn_errf(errmsg, -ENOMEM, "out of memory");
     }
     if (next < 0 || n != next - 1)
         return rn_errf(errmsg, RN_ECORRUPT, "%s/%s: %lld ids listed, 'next' says %lld", r->dir,
@@ -414,18 +415,6 @@ static int64_t seq_after(int32_t base, int32_t count)
     return ((int64_t)base + count) % SEQ_MOD;
 }
 
-static int refuse(rn_status_t *st, rn_st_t code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int refuse(rn_status_t *st, rn_st_t code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(st->msg, sizeof st->msg, fmt, ap);
-    va_end(ap);
-    st->code = code;
-    return -1;
-}
-
 int rn_pstate_check(const rn_pstate_t *s, rn_preg_t *reg, const rn_batch_header_t *h,
                     const rn_batch_header_t *prev, size_t nprev, rn_pbatch_t *dup,
                     rn_status_t *st)
@@ -433,21 +422,22 @@ int rn_pstate_check(const rn_pstate_t *s, rn_preg_t *reg, const rn_batch_header_
     if (h->producer_id < 0) return 0;
     long long pid = (long long)h->producer_id;
     if (h->base_sequence < 0 || h->producer_epoch < 0)
-        return refuse(st, RN_ST_INVALID_ARGUMENT, "producer %lld: base sequence %d and epoch %d "
-                    "must not be negative", pid, (int)h->base_sequence, (int)h->producer_epoch);
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "producer %lld: base sequence %d and "
+                             "epoch %d must not be negative", pid, (int)h->base_sequence,
+                             (int)h->producer_epoch);
     if (reg) {
         int16_t cur;
         if (rn_preg_epoch(reg, h->producer_id, &cur) != 0)
-            return refuse(st, RN_ST_FAILED_PRECONDITION, "unknown producer id %lld: call "
-                        "InitProducer for an id", pid);
+            return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "unknown producer id %lld: call "
+                                 "InitProducer for an id", pid);
         if (h->producer_epoch < cur)
-            return refuse(st, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d is stale: the "
-                        "current epoch is %d (a newer instance took over)", pid,
-                        (int)h->producer_epoch, (int)cur);
+            return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d is stale: "
+                                 "the current epoch is %d (a newer instance took over)", pid,
+                                 (int)h->producer_epoch, (int)cur);
         if (h->producer_epoch > cur)
-            return refuse(st, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d was never "
-                        "issued: the current epoch is %d (InitProducer hands out epochs)", pid,
-                        (int)h->producer_epoch, (int)cur);
+            return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d was never "
+                                 "issued: the current epoch is %d (InitProducer hands out epochs)",
+                                 pid, (int)h->producer_epoch, (int)cur);
     }
     /* Where this producer stands: after the request's own earlier batches,
      * else the stored state. */
@@ -465,12 +455,13 @@ int rn_pstate_check(const rn_pstate_t *s, rn_preg_t *reg, const rn_batch_header_
     if (!known && e) { known = 1; epoch = e->epoch; next = e->next_seq; }
     if (!known) return 0;
     if (h->producer_epoch < epoch)
-        return refuse(st, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d is stale: this queue "
-                    "has epoch %d", pid, (int)h->producer_epoch, (int)epoch);
+        return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d is stale: "
+                             "this queue has epoch %d", pid, (int)h->producer_epoch, (int)epoch);
     if (h->producer_epoch > epoch) {
         if (h->base_sequence == 0) return 0;
-        return refuse(st, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d: a new epoch starts at "
-                    "sequence 0, got %d", pid, (int)h->producer_epoch, (int)h->base_sequence);
+        return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d: a new epoch "
+                             "starts at sequence 0, got %d", pid, (int)h->producer_epoch,
+                             (int)h->base_sequence);
     }
     if (h->base_sequence == next) return 0;
     if (e && e->epoch == h->producer_epoch) {
@@ -485,13 +476,14 @@ int rn_pstate_check(const rn_pstate_t *s, rn_preg_t *reg, const rn_batch_header_
     }
     int64_t behind = (next - h->base_sequence + SEQ_MOD) % SEQ_MOD;
     if (behind > 0 && behind < SEQ_MOD / 2)
-        return refuse(st, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d: sequence %d is a "
-                    "duplicate outside the last %d batches or does not match one (expected %lld, "
-                    "got %d)", pid, (int)h->producer_epoch, (int)h->base_sequence,
-                    RN_PSTATE_WINDOW, (long long)next, (int)h->base_sequence);
-    return refuse(st, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d: sequence gap (expected "
-                "%lld, got %d)", pid, (int)h->producer_epoch, (long long)next,
-                (int)h->base_sequence);
+        return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d: sequence %d "
+                             "is a duplicate outside the last %d batches or does not match one "
+                             "(expected %lld, got %d)", pid, (int)h->producer_epoch,
+                             (int)h->base_sequence, RN_PSTATE_WINDOW, (long long)next,
+                             (int)h->base_sequence);
+    return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d: sequence gap "
+                         "(expected %lld, got %d)", pid, (int)h->producer_epoch, (long long)next,
+                         (int)h->base_sequence);
 }
 
 int rn_pstate_record(rn_pstate_t *s, const rn_batch_header_t *h, int64_t base_offset,

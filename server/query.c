@@ -27,6 +27,7 @@
  */
 #include "server/query.h"
 
+#include "common/bytes.h"
 #include "common/error.h"
 
 #include <errno.h>
@@ -53,20 +54,6 @@ struct rn_query {
 };
 
 /* ---- protobuf wire format ----------------------------------------------------- */
-
-static size_t varint_len(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) { v >>= 7; n++; }
-    return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) { *p++ = (uint8_t)(v | 0x80); v >>= 7; }
-    *p++ = (uint8_t)v;
-    return p;
-}
 
 /* Strict UTF-8 (no overlongs, no surrogates, at most U+10FFFF) without
  * NUL bytes (protobuf-c hands strings to C clients NUL-terminated). */
@@ -98,9 +85,9 @@ static int utf8_valid(const uint8_t *s, size_t n)
 static size_t value_size(const rn_sql_value_t *v)
 {
     switch (v->type) {
-    case RN_SQL_INT: return 1 + varint_len((uint64_t)v->i);
+    case RN_SQL_INT: return 1 + rn_uvarint_size((uint64_t)v->i);
     case RN_SQL_REAL: return 9;
-    case RN_SQL_TEXT: case RN_SQL_BLOB: return 1 + varint_len(v->n) + v->n;
+    case RN_SQL_TEXT: case RN_SQL_BLOB: return 1 + rn_uvarint_size(v->n) + v->n;
     default: return 2;
     }
 }
@@ -110,7 +97,7 @@ static uint8_t *put_value(uint8_t *p, const rn_sql_value_t *v)
     switch (v->type) {
     case RN_SQL_INT:
         *p++ = 0x10;                                 /* integer = 2, varint */
-        return put_varint(p, (uint64_t)v->i);
+        return rn_uvarint_put(p, (uint64_t)v->i);
     case RN_SQL_REAL: {
         uint64_t bits;
         memcpy(&bits, &v->d, sizeof bits);
@@ -121,7 +108,7 @@ static uint8_t *put_value(uint8_t *p, const rn_sql_value_t *v)
     case RN_SQL_TEXT: case RN_SQL_BLOB: {
         int text = v->type == RN_SQL_TEXT && utf8_valid((const uint8_t *)v->s, v->n);
         *p++ = text ? 0x22 : 0x2a;                   /* text = 4 / blob = 5, bytes */
-        p = put_varint(p, v->n);
+        p = rn_uvarint_put(p, v->n);
         if (v->n) memcpy(p, v->s, v->n);
         return p + v->n;
     }
@@ -158,9 +145,9 @@ static int on_row(void *ctx, const rn_sql_value_t *vals, int n)
     size_t row = 0;
     for (int i = 0; i < n; i++) {
         size_t vs = value_size(&vals[i]);
-        row += 1 + varint_len(vs) + vs;
+        row += 1 + rn_uvarint_size(vs) + vs;
     }
-    size_t need = 1 + varint_len(row) + row;
+    size_t need = 1 + rn_uvarint_size(row) + row;
     if (q->chunk.len + need > RN_QUERY_MSG_MAX) {
         int rc = send_chunk(q);
         if (rc != 0) return rc;
@@ -172,10 +159,10 @@ static int on_row(void *ctx, const rn_sql_value_t *vals, int n)
         return rn_errf(q->err, -ENOMEM, "out of memory");
     uint8_t *p = q->chunk.data + q->chunk.len;
     *p++ = 0x12;                                     /* rows = 2 */
-    p = put_varint(p, row);
+    p = rn_uvarint_put(p, row);
     for (int i = 0; i < n; i++) {
         *p++ = 0x0a;                                 /* values = 1 */
-        p = put_varint(p, value_size(&vals[i]));
+        p = rn_uvarint_put(p, value_size(&vals[i]));
         p = put_value(p, &vals[i]);
     }
     q->chunk.len = (size_t)(p - q->chunk.data);

@@ -8,6 +8,9 @@
 
 #include "common/error.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 typedef enum rn_st {
     RN_ST_OK = 0,
     RN_ST_CANCELLED = 1,
@@ -32,5 +35,19 @@ typedef struct rn_status {
     rn_st_t code;
     char    msg[RN_ERRMSG_SIZE];
 } rn_status_t;
+
+/* Set *st to code with a printf-formatted message; returns -1, so that a
+ * handler can `return rn_status_set(st, ...)`. */
+static inline int rn_status_set(rn_status_t *st, rn_st_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline int rn_status_set(rn_status_t *st, rn_st_t code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->msg, sizeof st->msg, fmt, ap);
+    va_end(ap);
+    st->code = code;
+    return -1;
+}
 
 #endif
