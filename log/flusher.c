@@ -2,9 +2,10 @@
  * flusher.c — durability off the append path: the sticky error, the
  * fdatasync of segments and index files, the checkpoint job queue, the
  * checkpoint and clean-marker files, and the syncer thread, which also
- * prepares the next segment ahead of need. Part of the log module:
- * formats, durability per fsync policy, invariants and THREADING are in
- * log/log.c's opening comment, the recovery point in log/recovery.c.
+ * prepares the next segment ahead of need.
+ * Part of the log module: formats, durability per fsync policy, invariants
+ * and THREADING are in log/log.c's opening comment, the recovery point in
+ * log/recovery.c.
  *
  * THE SYNCER (rn_log_syncer_main: one thread per store, started by
  * rn_log_open, stopped and joined by rn_log_close). Each time it wakes on
@@ -194,6 +195,8 @@ int rn_log_sync_indexes(rn_log_t *log, char *errmsg)
     return rc;
 }
 
+/* ---- the checkpoint job queue -------------------------------------------- */
+
 /* A roll's recovery point, made durable off the writer path: sync the
  * segments before pos and every index file, then write the checkpoint. */
 static int run_checkpoint(rn_log_t *log, uint64_t pos, const uint8_t *b, size_t n, char *what,
@@ -278,6 +281,8 @@ int rn_log_checkpoint_catch_up(rn_log_t *log, uint64_t pos)
     UNLOCK(log, smu);
     return rc;
 }
+
+/* ---- the syncer thread and the files it prepares ------------------------- */
 
 static void sleep_us(uint32_t us)
 {

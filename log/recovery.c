@@ -1142,6 +1142,8 @@ out:
     return rc;
 }
 
+/* ---- the recovery report, accepting loss --------------------------------- */
+
 void rn_log_recovery_info(const rn_log_t *log, rn_log_recovery_t *out)
 {
     *out = log->rec;
