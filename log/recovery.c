@@ -11,7 +11,8 @@
  *     checkpoint was written and is trusted with its index units; every
  *     entry after it has been verified (length bounds, header CRC, batch
  *     header, Kafka CRC, base offset continuing its queue) before a reader
- *     or writer sees the store.
+ *     or writer sees the store, unless a valid clean marker, undamaged
+ *     indexes and zeros after the marked end show a clean close.
  *  2. No acknowledged offset disappears silently: a queue that ends below
  *     the next offset its valid checkpoint file gave it fails the open,
  *     naming the offsets, unless accept_loss marks them lost.
@@ -28,7 +29,8 @@
  * and before the syncer starts: one thread, no lock needed (log->opened is
  * 0). rn_log_accept_loss runs on an open store: it takes wmu (and tmu to
  * change a table), publishes, and syncs with no lock held. rn_log_check
- * reads a closed store, holding its directory lock, and writes nothing.
+ * reads a closed store under its directory lock and repairs nothing (like
+ * open, it creates a first segment when the commit log has none).
  *
  * RECOVERY POINT AND RECOVERY
  *
