@@ -229,9 +229,10 @@ static figures_t trial(int readers)
 static void print_fig(const char *what, int k, const figures_t *f)
 {
     printf("  %-13s trial %d: append p50 %6.1f us  p99 %8.1f us  max %10.1f us  "
-           "(%" PRIu64 " rolls: %" PRIu64 " inline, %" PRIu64 " waited; %ld reads)\n",
+           "(%" PRIu64 " rolls: %" PRIu64 " inline, %" PRIu64 " waited; %" PRIu64
+           " index files: %" PRIu64 " inline; %ld reads)\n",
            what, k, f->p50 / 1e3, f->p99 / 1e3, f->max / 1e3, f->st.rolls, f->st.rolls_inline,
-           f->st.rolls_waited, f->reads);
+           f->st.rolls_waited, f->st.index_files, f->st.index_files_inline, f->reads);
     fflush(stdout);
 }
 
@@ -360,6 +361,10 @@ static void test_retention_under_readers(void **state)
     atomic_store(&s.stop, 1);
     for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
     if (atomic_load(&s.failed)) fail_msg("%s", s.why);
+    rn_log_stats_t st;
+    rn_log_stats(s.log, &st);
+    printf("%" PRIu64 " index files started, %" PRIu64 " of them created on the append path\n",
+           st.index_files, st.index_files_inline);
     rn_log_queue_info_t qi;
     rn_log_queue_info(s.log, 0, &qi);
     printf("retention dropped %u segments under 4 readers: %ld reads, %ld started below a "
