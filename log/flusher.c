@@ -313,6 +313,35 @@ static void make_spare(rn_log_t *log)
     pthread_cond_broadcast(&log->done_cv);
 }
 
+/* Create the next index file of the first queue on log->ix_wanted (smu held
+ * on entry and on return; released while the file is created and
+ * preallocated). */
+static void make_ix_spare(rn_log_t *log)
+{
+    char msg[RN_ERRMSG_SIZE] = "";
+    rn_queue_t *q = log->ix_wanted;
+    log->ix_wanted = q->ix_spare_next;
+    q->ix_spare_next = NULL;
+    q->ix_spare_listed = 0;
+    if (q->ix_spare_state != SPARE_WANTED) return;     /* the writer went on without it */
+    q->ix_spare_state = SPARE_CREATING;
+    UNLOCK(log, smu);
+    assert_may_block(log, 0);
+    rn_idx_file_t f;
+    int rc = rn_idx_prepare_spare(&q->ix, &f, msg);    /* reads only ix->dir, ix->new_cap */
+    LOCK(log, smu);
+    if (rc == 0) {
+        q->ix_spare = f;
+        q->ix_spare_state = SPARE_READY;
+    } else {
+        q->ix_spare_rc = rc;
+        free(q->ix_spare_msg);
+        q->ix_spare_msg = strdup(msg);
+        q->ix_spare_state = SPARE_FAILED;
+    }
+    pthread_cond_broadcast(&log->done_cv);
+}
+
 /* The syncer thread, in every mode: the next segment ahead of need; roll
  * checkpoints; under group, the group commit (gather group_window_us,
  * fdatasync, publish); under interval, an fdatasync every
@@ -331,6 +360,10 @@ void *rn_log_syncer_main(void *arg)
         int job = log->ckpt_running ? -1 : due_job(log, 0);
         if (log->spare_state == SPARE_WANTED && !log->sticky_rc) {
             make_spare(log);
+            continue;
+        }
+        if (log->ix_wanted && !log->sticky_rc) {
+            make_ix_spare(log);
             continue;
         }
         if (log->sticky_rc || (!group_work && job < 0 && !tick)) {

@@ -451,6 +451,66 @@ fail:
     return rc;
 }
 
+#define SPARE_NAME "next.idx.tmp"      /* not a unit file name: load ignores it */
+
+int rn_idx_prepare_spare(const rn_idx_t *ix, rn_idx_file_t *f, char *errmsg)
+{
+    char path[PATH_MAX];
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
+    f->base = -1;
+    if (snprintf(path, sizeof path, "%s/%s", ix->dir, SPARE_NAME) >= (int)sizeof path)
+        return rn_errf(errmsg, -ENAMETOOLONG, "index path too long in %s", ix->dir);
+    f->cap = ix->new_cap;
+    f->fd = rn_sys.open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (f->fd < 0) {
+        int rc = -errno;
+        return rn_errf(errmsg, rc, "cannot create index file %s: %s", path, rn_strerror(rc));
+    }
+    int rc = reserve_units(f->fd, 0, f->cap);
+    if (rc == -ENOSPC) {
+        rn_errf(errmsg, rc, "no space left on device for index file %s (%u units); "
+                "nothing acknowledged was harmed", path, f->cap);
+    } else {
+        if (rc == 0) rc = map_units(f);
+        if (rc == 0) rc = fence_build(f, 0);
+        if (rc != 0)
+            rn_errf(errmsg, rc, "cannot create index file %s: %s", path, rn_strerror(rc));
+    }
+    if (rc != 0) {
+        file_unmap(f);
+        rn_sys.unlink(path);
+    }
+    return rc;
+}
+
+int rn_idx_adopt_spare(rn_idx_t *ix, rn_idx_file_t *f, int64_t base, char *errmsg)
+{
+    char from[PATH_MAX], to[PATH_MAX];
+    int rc = idx_path(to, ix->dir, base);
+    if (rc == 0 && snprintf(from, sizeof from, "%s/%s", ix->dir, SPARE_NAME) >= (int)sizeof from)
+        rc = -ENAMETOOLONG;
+    if (rc != 0) return rn_errf(errmsg, rc, "index path too long in %s", ix->dir);
+    if (rn_sys.rename(from, to) < 0) {
+        rc = -errno;
+        return rn_errf(errmsg, rc, "cannot create index file %s: %s", to, rn_strerror(rc));
+    }
+    f->base = base;
+    f->first_slot = ix->nunits;
+    return 0;
+}
+
+int rn_idx_discard_spare(const rn_idx_t *ix, rn_idx_file_t *f)
+{
+    char path[PATH_MAX];
+    int rc = 0;
+    file_unmap(f);
+    if (snprintf(path, sizeof path, "%s/%s", ix->dir, SPARE_NAME) < (int)sizeof path &&
+        rn_sys.unlink(path) < 0 && errno != ENOENT)
+        rc = -errno;
+    return rc;
+}
+
 int rn_idx_attach_file(rn_idx_t *ix, const rn_idx_file_t *f)
 {
     int rc = grow_files(ix);

@@ -114,6 +114,16 @@ int  rn_idx_needs_file(const rn_idx_t *ix);
  * crash can only cost a rebuild). Does not touch the table: readers may run
  * meanwhile. */
 int  rn_idx_prepare_file(rn_idx_t *ix, int64_t base, rn_idx_file_t *f, char *errmsg);
+/* The same ahead of need, on another thread than the writer (it reads only
+ * ix->dir and ix->new_cap, which never change): the file is created as
+ * DIR/next.idx.tmp (a name load ignores), preallocated and mapped, its base
+ * unknown (-1). rn_idx_adopt_spare renames it to the name of base (the
+ * next unit's base offset) and makes it the slot-nunits file, ready for
+ * rn_idx_attach_file; on failure, or when not adopted, rn_idx_discard_spare
+ * unmaps and unlinks it. */
+int  rn_idx_prepare_spare(const rn_idx_t *ix, rn_idx_file_t *f, char *errmsg);
+int  rn_idx_adopt_spare(rn_idx_t *ix, rn_idx_file_t *f, int64_t base, char *errmsg);
+int  rn_idx_discard_spare(const rn_idx_t *ix, rn_idx_file_t *f);
 /* Add a prepared file to the table (caller holds the table write lock).
  * -ENOMEM leaves the table as it was; the caller then discards f. */
 int  rn_idx_attach_file(rn_idx_t *ix, const rn_idx_file_t *f);

@@ -137,8 +137,13 @@
  *   `always`, and never for a reader.
  *
  *   No fsync, fdatasync or fallocate runs under tmu, smu or vmu, nor under
- *   wmu except `always`'s own fdatasync of the append and a roll whose
- *   prepared segment was not ready (counted as rolls_inline). The next
+ *   wmu except `always`'s own fdatasync of the append, a roll whose
+ *   prepared segment was not ready (counted as rolls_inline), and a queue's
+ *   first index file or one whose prepared successor was not ready
+ *   (index_files_inline). Index files are prepared the same way: once a
+ *   queue's last file is half full the syncer creates and preallocates
+ *   DIR/index/Q/next.idx.tmp; the append that needs it renames it to its
+ *   final name (a FAILED one fails that append, not stickily). The next
  *   segment is created, preallocated and fsynced with its directory by the
  *   syncer once the active one is half full (the spare: NONE -> WANTED by
  *   the writer -> CREATING -> READY or FAILED by the syncer -> NONE when a
@@ -308,6 +313,8 @@ static void qsnap_free(qsnap_t *s)
 void rn_log_queue_free(rn_queue_t *q)
 {
     if (!q) return;
+    if (q->ix_spare_state == SPARE_READY) rn_idx_file_release(&q->ix_spare);
+    free(q->ix_spare_msg);
     qsnap_free(q->snap);
     rn_idx_close(&q->ix);
     free(q);
@@ -835,11 +842,89 @@ int rn_log_close(rn_log_t *log)
     } else if (log->spare_state == SPARE_FAILED && rc == 0) {
         rc = log->spare_rc;
     }
+    for (size_t i = 0; i < log->nqueues; i++) {
+        rn_queue_t *q = log->queues[i];
+        if (q->ix_spare_state == SPARE_READY) {
+            int r = rn_idx_discard_spare(&q->ix, &q->ix_spare);
+            q->ix_spare_state = SPARE_NONE;
+            if (rc == 0) rc = r;
+        } else if (q->ix_spare_state == SPARE_FAILED && rc == 0) {
+            rc = q->ix_spare_rc;
+        }
+    }
     rn_log_free(log);
     return rc;
 }
 
 /* ---- append ------------------------------------------------------------------ */
+
+/* The next index file of q: the one the syncer prepared when it is ready
+ * (waiting while it is being made; renamed to its final name here), else
+ * one created here (a queue's first file always is; counted). A failed
+ * preparation fails this append, not stickily. */
+static int next_index_file(rn_log_t *log, rn_queue_t *q, char *errmsg)
+{
+    assert(HELD(log, wmu));
+    rn_idx_file_t f;
+    int rc = 0, have = 0;
+    if (q->ix.nfiles > 0) {
+        LOCK(log, smu);
+        while (q->ix_spare_state == SPARE_CREATING) WAIT(log, done_cv, smu);
+        if (q->ix_spare_state == SPARE_READY) {
+            f = q->ix_spare;
+            have = 1;
+        } else if (q->ix_spare_state == SPARE_FAILED) {
+            rc = q->ix_spare_rc;
+            rn_errf(errmsg, rc, "%s", q->ix_spare_msg ? q->ix_spare_msg : rn_strerror(rc));
+        }
+        q->ix_spare_state = SPARE_NONE;                  /* a WANTED entry is skipped */
+        UNLOCK(log, smu);
+        if (rc != 0) return rc;
+    }
+    q->ix_spare_asked = 0;
+    atomic_fetch_add(&log->idx_files, 1);
+    if (have) {
+        rc = rn_idx_adopt_spare(&q->ix, &f, q->next_offset, errmsg);
+        if (rc != 0) {
+            rn_idx_discard_spare(&q->ix, &f);
+            return rc;
+        }
+    } else {
+        atomic_fetch_add(&log->idx_files_inline, 1);
+        rc = rn_idx_prepare_file(&q->ix, q->next_offset, &f, errmsg);
+        if (rc != 0) return rc;
+    }
+    LOCK(log, tmu);
+    rc = rn_idx_attach_file(&q->ix, &f);
+    UNLOCK(log, tmu);
+    if (rc != 0) {
+        rn_idx_discard_file(&q->ix, &f);
+        return rn_errf(errmsg, rc, "out of memory growing the index of queue %u", q->id);
+    }
+    q->snap_stale = 1;
+    log->unpublished = 1;
+    return 0;
+}
+
+/* Once q's last index file is half full, ask the syncer for its successor. */
+static void ask_ix_spare(rn_log_t *log, rn_queue_t *q)
+{
+    if (q->ix_spare_asked || q->ix.nfiles == 0) return;
+    const rn_idx_file_t *l = &q->ix.files[q->ix.nfiles - 1];
+    if (q->ix.nunits - l->first_slot < (l->cap + 1) / 2) return;
+    q->ix_spare_asked = 1;
+    LOCK(log, smu);
+    if (q->ix_spare_state == SPARE_NONE) {
+        q->ix_spare_state = SPARE_WANTED;
+        if (!q->ix_spare_listed) {
+            q->ix_spare_next = log->ix_wanted;
+            log->ix_wanted = q;
+            q->ix_spare_listed = 1;
+        }
+        pthread_cond_signal(&log->work_cv);
+    }
+    UNLOCK(log, smu);
+}
 
 /* Ask the syncer for the successor of the active segment sg: at once after
  * a roll (a writer that rolled will roll again), else once sg is half full. */
@@ -980,19 +1065,8 @@ int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t le
         sg = &log->segs[log->nsegs - 1];
     }
     if (rn_idx_needs_file(&q->ix)) {
-        rn_idx_file_t f;
-        rc = rn_idx_prepare_file(&q->ix, q->next_offset, &f, errmsg);
+        rc = next_index_file(log, q, errmsg);
         if (rc != 0) goto out;
-        LOCK(log, tmu);
-        rc = rn_idx_attach_file(&q->ix, &f);
-        UNLOCK(log, tmu);
-        if (rc != 0) {
-            rn_idx_discard_file(&q->ix, &f);
-            rn_errf(errmsg, rc, "out of memory growing the index of queue %u", queue);
-            goto out;
-        }
-        q->snap_stale = 1;
-        log->unpublished = 1;
     }
     /* Readers get the new segment, queue or index file before any unit in it. */
     rc = rn_log_publish_if_needed(log, errmsg);
@@ -1039,6 +1113,7 @@ int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t le
     log->write_pos = pos + entry;
     uint64_t end = log->write_pos;
     ask_spare(log, sg, 0);
+    ask_ix_spare(log, q);
 
     switch (log->o.fsync) {
     case RN_FSYNC_ALWAYS:
@@ -1371,6 +1446,8 @@ void rn_log_stats(rn_log_t *log, rn_log_stats_t *out)
     out->rolls = atomic_load(&log->rolls);
     out->rolls_inline = atomic_load(&log->rolls_inline);
     out->rolls_waited = atomic_load(&log->rolls_waited);
+    out->index_files = atomic_load(&log->idx_files);
+    out->index_files_inline = atomic_load(&log->idx_files_inline);
 }
 
 /* ---- retention ------------------------------------------------------------------ */

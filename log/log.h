@@ -226,6 +226,8 @@ typedef struct rn_log_stats {
     uint64_t rolls;
     uint64_t rolls_inline;
     uint64_t rolls_waited;
+    uint64_t index_files;          /* index files started by appends */
+    uint64_t index_files_inline;   /* of them created on the append path (a queue's first) */
 } rn_log_stats_t;
 void rn_log_stats(rn_log_t *log, rn_log_stats_t *out);
 

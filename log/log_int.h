@@ -37,6 +37,14 @@ typedef struct rn_queue {
     int64_t  start_offset;         /* writer, tmu: log start */
     struct qsnap *snap;            /* writer: the queue in the current snapshot */
     int      snap_stale;           /* writer: its tables changed since snap was built */
+    /* its next index file, prepared by the syncer (smu; SPARE_* states) */
+    int      ix_spare_state;
+    int      ix_spare_listed;      /* on log->ix_wanted */
+    int      ix_spare_rc;
+    rn_idx_file_t ix_spare;
+    struct rn_queue *ix_spare_next;
+    char    *ix_spare_msg;         /* malloc'd when FAILED */
+    int      ix_spare_asked;       /* writer: asked for the current file's successor */
     /* recovery only */
     uint64_t cursor;
     int64_t  scan_next;
@@ -148,7 +156,8 @@ struct rn_log {
     int spare_rc;
     char spare_msg[RN_ERRMSG_SIZE];
     int spare_asked;               /* writer: asked for the active segment's successor */
-    _Atomic uint64_t rolls, rolls_inline, rolls_waited;
+    rn_queue_t *ix_wanted;         /* smu: queues whose next index file is WANTED */
+    _Atomic uint64_t rolls, rolls_inline, rolls_waited, idx_files, idx_files_inline;
     /* debug: which thread holds each mutex (0 = none) */
     _Atomic unsigned long wmu_owner, tmu_owner, vmu_owner, smu_owner, sync_mu_owner;
 };
