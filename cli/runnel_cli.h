@@ -17,6 +17,15 @@
 #include <stdio.h>
 
 #include "client/runnel.h"
+/* The core the commands use beside the client API: name checks and limits,
+ * position and fsync parsing, record decoding. */
+#include "batch/batch.h"
+#include "etl/etl.h"
+#include "log/log.h"
+#include "logical-queues/consumer.h"
+#include "logical-queues/datadir.h"
+#include "logical-queues/group.h"
+#include "logical-queues/meta.h"
 #include "common/buf.h"
 #include "common/json.h"
 
