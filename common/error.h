@@ -3,9 +3,13 @@
  *
  * Every function that can fail returns int: 0 on success, a negative code on
  * failure. A code is either a negated errno (-EIO, -ENOSPC, ...) or one of the
- * project codes below, all below RN_EBASE so they never collide with errno.
- * rn_strerror() names both kinds. Sizes and handles come back through
- * out-parameters.
+ * project codes of the RN_ERRORS table, all below RN_EBASE so they never
+ * collide with errno. rn_strerror() names both kinds. Sizes and handles come
+ * back through out-parameters.
+ *
+ * The table, rn_strerror() and RN_ERRMSG_SIZE are defined once, in the
+ * public header client/runnel.h (which stands alone), and included from
+ * there; this header adds the errmsg formatters the core uses.
  */
 #ifndef RN_ERROR_H
 #define RN_ERROR_H
@@ -13,9 +17,6 @@
 #include <stdarg.h>
 
 #include "client/runnel.h"
-
-/* The codes (RN_ERRORS, RN_EBASE, rn_strerror) and RN_ERRMSG_SIZE are
- * defined in client/runnel.h, the public header, so there is one table. */
 
 /* printf into an errmsg buffer (may be NULL). Returns code, so a failure path
  * can read: return rn_errf(errmsg, RN_ECORRUPT, "bad crc at %llu", pos); */
