@@ -40,13 +40,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "client/runnel.h"     /* rn_header_t, rn_record_t, RN_BATCH_CODEC_NONE/_LZ4 */
 #include "common/buf.h"
 
 #define RN_BATCH_HEADER_SIZE   61
 #define RN_BATCH_MAGIC         2
 #define RN_BATCH_CRC_START     21      /* the CRC covers bytes 21..end */
-#define RN_BATCH_CODEC_NONE    0
-#define RN_BATCH_CODEC_LZ4     3
 #define RN_BATCH_CODEC_MASK    0x07
 
 /* Hard ceilings; rn_batch_limits_t may only lower them. */
@@ -72,26 +71,8 @@ typedef struct rn_batch_limits {
 /* The hard ceilings. */
 extern const rn_batch_limits_t rn_batch_default_limits;
 
-typedef struct rn_header {
-    const uint8_t *key;
-    uint32_t       key_len;
-    const uint8_t *value;      /* NULL with value_len -1 for a null value */
-    int32_t        value_len;
-} rn_header_t;
-
-/* A record. Pointers are views: into the batch bytes or an iterator's scratch
- * when decoded; the caller's own memory when building. key_len/value_len of
- * -1 mean null. */
-typedef struct rn_record {
-    int64_t            timestamp;     /* ms since the epoch */
-    int64_t            offset;        /* set by the iterator; ignored when building */
-    const uint8_t     *key;
-    int32_t            key_len;
-    const uint8_t     *value;
-    int32_t            value_len;
-    const rn_header_t *headers;
-    uint32_t           header_count;
-} rn_record_t;
+/* rn_header_t and rn_record_t (a record: views into a batch or the
+ * caller's memory) are defined in client/runnel.h. */
 
 typedef struct rn_batch_header {
     int64_t  base_offset;

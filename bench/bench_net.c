@@ -47,6 +47,7 @@
  * broker, runneld's (broker_cpu_ms, from /proc): on a shared machine they
  * tell the cost per record apart from waiting for a CPU or the disk.
  */
+#include "batch/batch.h"
 #include "bench/bench.h"
 #include "client/runnel.h"
 #include "common/error.h"

@@ -17,6 +17,15 @@
 #include <stdio.h>
 
 #include "client/runnel.h"
+/* The core the commands use beside the client API (which stands alone):
+ * name checks and limits, target and fsync parsing, `pipeline run` and the
+ * offline `queue check`. */
+#include "batch/batch.h"
+#include "etl/etl.h"
+#include "log/log.h"
+#include "logical-queues/datadir.h"
+#include "logical-queues/group.h"
+#include "logical-queues/meta.h"
 #include "common/buf.h"
 #include "common/json.h"
 

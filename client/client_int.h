@@ -7,6 +7,14 @@
 
 #include "client/rpc.h"
 #include "client/runnel.h"
+/* The embedded core, behind the public header. */
+#include "batch/batch.h"
+#include "etl/etl.h"
+#include "log/log.h"
+#include "logical-queues/consumer.h"
+#include "logical-queues/datadir.h"
+#include "logical-queues/group.h"
+#include "logical-queues/meta.h"
 
 struct rn_client {
     int           remote;

@@ -25,9 +25,9 @@
  * sends its errmsg back as the status message); where the protocol carries
  * less than the embedded metadata, the difference is named on the function.
  *
- * Errors: every function returns 0 (or 1 where said) or a negative code of
- * common/error.h, and writes one line naming the problem into errmsg
- * (RN_ERRMSG_SIZE bytes, may be NULL). Remote calls map gRPC status codes as
+ * Errors: every function returns 0 (or 1 where said) or a negative code (a
+ * negated errno or one of the RN_E* codes below), and writes one line
+ * naming the problem into errmsg (RN_ERRMSG_SIZE bytes, may be NULL). Remote calls map gRPC status codes as
  * client/rpc.h says (e.g. an unreachable broker is -ECONNREFUSED with
  * "cannot reach HOST:PORT: ...").
  *
@@ -47,6 +47,20 @@
  * callbacks run, and such a send never waits for memory (over the cap it
  * returns RN_EFULL, whatever `block` says, since it would wait for itself).
  * Close order: producers and consumers before their client.
+ *
+ * Stands alone: this header includes only standard C headers and defines
+ * every type, constant and error code its functions use; the client's
+ * handles are opaque. As sqliteInt.h includes sqlite3.h, the core's plain
+ * public definitions live here once and the internal headers that used to
+ * hold them include this file: common/error.h (the error table,
+ * RN_ERRMSG_SIZE), batch/batch.h (rn_record_t, rn_header_t, the codecs),
+ * log/log.h (rn_fsync_mode_t, rn_log_opts_t), logical-queues/meta.h (the
+ * rn_meta_* records and name limits), logical-queues/datadir.h (positions,
+ * rn_datadir_store_info_t), logical-queues/group.h (group targets and
+ * changes), logical-queues/consumer.h (rn_consumer_batch_t) and etl/etl.h
+ * (rn_etl_status_t). Everything else of the core stays behind it, and
+ * tests/test_client.c:test_header_stands_alone compiles a use of every type
+ * here against this file alone.
  */
 #ifndef RN_RUNNEL_H
 #define RN_RUNNEL_H
@@ -54,13 +68,193 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "batch/batch.h"
-#include "etl/etl.h"
-#include "log/log.h"
-#include "logical-queues/consumer.h"
-#include "logical-queues/datadir.h"
-#include "logical-queues/group.h"
-#include "logical-queues/meta.h"
+/* ---- Error codes ---------------------------------------------------------- */
+/* (the core's one table; common/error.h adds the errmsg formatters) */
+
+#define RN_EBASE (-10000)
+
+/* X(name, value, message); every project code is below RN_EBASE, so none
+ * collides with a negated errno. */
+#define RN_ERRORS(X)                                                        \
+    X(RN_ECORRUPT,  RN_EBASE - 1,  "data is corrupt")                       \
+    X(RN_EFULL,     RN_EBASE - 2,  "limit reached")                         \
+    X(RN_ECLOSED,   RN_EBASE - 3,  "handle is closed")                      \
+    X(RN_ESTICKY,   RN_EBASE - 4,  "store refuses writes after an I/O error; reopen it") \
+    X(RN_ERANGE,    RN_EBASE - 5,  "offset out of range")                   \
+    X(RN_ENOTFOUND, RN_EBASE - 6,  "not found")                             \
+    X(RN_EEXIST,    RN_EBASE - 7,  "already exists")                        \
+    X(RN_EINVAL,    RN_EBASE - 8,  "invalid argument")                      \
+    X(RN_ELOCKED,   RN_EBASE - 9,  "data directory is locked by another process") \
+    X(RN_ETOOBIG,   RN_EBASE - 10, "too large")                             \
+    X(RN_EFORMAT,   RN_EBASE - 11, "unsupported format or version")         \
+    X(RN_ESQLITE,   RN_EBASE - 12, "metadata store error")                  \
+    X(RN_EDAMAGED,  RN_EBASE - 13, "offsets are damaged or lost")
+
+enum {
+#define RN_X_ENUM(name, value, msg) name = value,
+    RN_ERRORS(RN_X_ENUM)
+#undef RN_X_ENUM
+};
+
+/* A static string naming the code; never NULL. Works for -errno as well. */
+const char *rn_strerror(int code);
+
+/* Size of every errmsg buffer. */
+#define RN_ERRMSG_SIZE 256
+
+/* ---- Records (batch/batch.h) --------------------------------------------- */
+
+#define RN_BATCH_CODEC_NONE    0
+#define RN_BATCH_CODEC_LZ4     3
+
+typedef struct rn_header {
+    const uint8_t *key;
+    uint32_t       key_len;
+    const uint8_t *value;      /* NULL with value_len -1 for a null value */
+    int32_t        value_len;
+} rn_header_t;
+
+/* A record. Pointers are views: into the batch bytes or an iterator's scratch
+ * when decoded; the caller's own memory when building. key_len/value_len of
+ * -1 mean null. */
+typedef struct rn_record {
+    int64_t            timestamp;     /* ms since the epoch */
+    int64_t            offset;        /* set by the iterator; ignored when building */
+    const uint8_t     *key;
+    int32_t            key_len;
+    const uint8_t     *value;
+    int32_t            value_len;
+    const rn_header_t *headers;
+    uint32_t           header_count;
+} rn_record_t;
+
+/* ---- Store options (log/log.h) ---------------------------------------------- */
+
+typedef enum rn_fsync_mode {
+    RN_FSYNC_ALWAYS,
+    RN_FSYNC_GROUP,
+    RN_FSYNC_INTERVAL,
+    RN_FSYNC_NEVER,
+} rn_fsync_mode_t;
+
+/* log/log.h says what each mode guarantees (when an append is durable and
+ * when it is acknowledged). */
+typedef struct rn_log_opts {
+    rn_fsync_mode_t fsync;
+    uint32_t fsync_interval_ms;   /* for RN_FSYNC_INTERVAL */
+    uint32_t group_window_us;     /* how long the group flusher gathers appends */
+    uint64_t segment_bytes;       /* preallocated size of each commit-log segment */
+    uint32_t index_file_units;    /* units per index file */
+    uint32_t max_batch_bytes;     /* larger appends are refused (RN_ETOOBIG) */
+    int64_t  retention_ms;        /* drop segments whose newest batch is older; 0 = keep */
+    uint64_t retention_bytes;     /* drop oldest segments past this total; 0 = keep */
+    int      accept_loss;         /* open even when acknowledged data is missing (see
+                                     rn_log_open); 0 = refuse */
+} rn_log_opts_t;
+
+/* ---- Metadata records (logical-queues/meta.h) ------------------------------ */
+
+#define RN_META_TOPIC_NAME_MAX   249
+#define RN_META_NAME_MAX         249      /* groups and checkpoints */
+#define RN_META_PATH_MAX         1024     /* a store's path */
+
+typedef struct rn_meta_topic {
+    int64_t  id;
+    char     name[RN_META_TOPIC_NAME_MAX + 1];
+    int64_t  created_ms;
+    uint32_t queues;             /* logical queues 0..queues-1 */
+} rn_meta_topic_t;
+
+/* A mapping item of a logical queue (DESIGN.md §3): logical offset L in it
+ * is physical offset L - logical_start + physical_start. */
+typedef struct rn_meta_item {
+    uint32_t queue;              /* logical queue */
+    uint32_t seq;                /* position in the queue's item list, from 0 */
+    int64_t  logical_start;
+    uint32_t physical_id;
+    uint32_t store_id;           /* store holding the physical queue */
+    int64_t  physical_start;
+    int64_t  physical_end;       /* -1 while the item is open */
+} rn_meta_item_t;
+
+typedef struct rn_meta_offset {
+    int64_t  topic_id;
+    char     topic[RN_META_TOPIC_NAME_MAX + 1];   /* filled by reads, ignored by writes */
+    uint32_t queue;
+    int64_t  offset;                             /* next offset to read */
+} rn_meta_offset_t;
+
+typedef struct rn_meta_group {
+    char     name[RN_META_NAME_MAX + 1];
+    int64_t  created_ms;
+    uint32_t offsets;            /* (topic, queue) pairs with a committed offset */
+    uint32_t checkpoints;
+} rn_meta_group_t;
+
+typedef struct rn_meta_checkpoint {
+    int64_t  id;
+    char     group[RN_META_NAME_MAX + 1];
+    char     name[RN_META_NAME_MAX + 1];
+    int64_t  created_ms;
+    uint32_t offsets;
+} rn_meta_checkpoint_t;
+
+/* ---- Positions, stores, group targets (logical-queues/datadir.h, group.h) -- */
+
+/* A start position. */
+typedef enum rn_datadir_pos_kind {
+    RN_POS_EARLIEST, RN_POS_LATEST, RN_POS_OFFSET, RN_POS_TIME
+} rn_datadir_pos_kind_t;
+
+typedef struct rn_datadir_store_info {
+    uint32_t id;
+    char     path[RN_META_PATH_MAX + 1];   /* as registered */
+    uint32_t physical_queues;              /* of live mapping items */
+    uint64_t bytes;                        /* commit-log bytes in use (rn_log_bytes) */
+} rn_datadir_store_info_t;
+
+typedef enum rn_group_target_kind {
+    RN_TARGET_EARLIEST, RN_TARGET_LATEST, RN_TARGET_OFFSET, RN_TARGET_TIME, RN_TARGET_CHECKPOINT
+} rn_group_target_kind_t;
+
+typedef struct rn_group_target {
+    rn_group_target_kind_t kind;
+    int64_t value;                              /* offset or timestamp (ms) */
+    char    checkpoint[RN_META_NAME_MAX + 1];
+} rn_group_target_t;
+
+/* One offset a reset changed: before/after -1 = none. */
+typedef struct rn_group_change {
+    char     topic[RN_META_TOPIC_NAME_MAX + 1];
+    uint32_t queue;
+    int64_t  before, after;
+} rn_group_change_t;
+
+/* ---- A polled batch (logical-queues/consumer.h) ----------------------------- */
+
+typedef struct rn_consumer_batch {
+    const char        *topic;
+    uint32_t           queue;
+    const rn_record_t *records;      /* count records, offsets ascending, views */
+    uint32_t           count;
+    int64_t            next_offset;  /* the queue's position after this batch */
+} rn_consumer_batch_t;
+
+/* ---- A pipeline's status (etl/etl.h) ------------------------------------------ */
+
+#define RN_ETL_MAX_QUEUES            1024     /* source / sink queues a status reports */
+
+typedef struct rn_etl_status {
+    char     name[256];
+    int      paused;
+    char     sink[1040];                 /* "topic out", "file /x", "stdout" */
+    char     source[256];
+    uint64_t in, out, late, errors;      /* as of the last checkpoint */
+    int64_t  watermark;                  /* INT64_MIN: none */
+    int64_t  checkpoint_ms;              /* 0: never */
+    uint32_t nq;                         /* source queues (<= RN_ETL_MAX_QUEUES) */
+    int64_t  lag[RN_ETL_MAX_QUEUES];     /* high watermark - checkpointed position */
+} rn_etl_status_t;
 
 /* ---- The client handle --------------------------------------------------- */
 

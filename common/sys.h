@@ -9,8 +9,9 @@
  * pipeline-state databases (SQLite handles its errors itself), the `stdout`
  * sink's fwrite (checked, not injectable), and index units, which are
  * stored through a mapping and made durable by an rn_sys fdatasync. rn_sys_reset() restores
- * the real calls. The table is process-global: tests that override it run
- * single-threaded around the override.
+ * the real calls. The table is process-global and read without a lock:
+ * tests change it only while no store is open (a store's syncer thread
+ * calls it at any time, preparing segments and index files ahead of need).
  *
  * The helpers below return 0 or a negative errno and never leave a partial
  * result visible under the final name:

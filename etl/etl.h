@@ -29,11 +29,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "client/runnel.h"     /* rn_etl_status_t, RN_ETL_MAX_QUEUES */
 #include "common/error.h"
 #include "logical-queues/datadir.h"
 
 #define RN_ETL_DEFAULT_CHECKPOINT_MS 1000
-#define RN_ETL_MAX_QUEUES            1024     /* source / sink queues a status reports */
 
 typedef enum rn_etl_sink_kind { RN_ETL_SINK_TOPIC, RN_ETL_SINK_FILE, RN_ETL_SINK_STDOUT }
     rn_etl_sink_kind_t;
@@ -67,17 +67,8 @@ int  rn_etl_create(rn_datadir_t *d, const char *sql, size_t len, char *errmsg);
 int  rn_etl_drop(rn_datadir_t *d, const char *name, char *errmsg);
 int  rn_etl_set_paused(rn_datadir_t *d, const char *name, int paused, char *errmsg);
 
-typedef struct rn_etl_status {
-    char     name[256];
-    int      paused;
-    char     sink[1040];                 /* "topic out", "file /x", "stdout" */
-    char     source[256];
-    uint64_t in, out, late, errors;      /* as of the last checkpoint */
-    int64_t  watermark;                  /* INT64_MIN: none */
-    int64_t  checkpoint_ms;              /* 0: never */
-    uint32_t nq;                         /* source queues (<= RN_ETL_MAX_QUEUES) */
-    int64_t  lag[RN_ETL_MAX_QUEUES];     /* high watermark - checkpointed position */
-} rn_etl_status_t;
+/* rn_etl_status_t (counts, watermark and lag as of the last checkpoint;
+ * RN_ETL_MAX_QUEUES) is defined in client/runnel.h. */
 
 /* Status from meta.db (works while another process runs the pipeline: it
  * reports the last checkpoint). *out malloc'd array (caller frees). name

@@ -28,27 +28,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "client/runnel.h"     /* rn_fsync_mode_t, rn_log_opts_t */
 #include "common/buf.h"
 
-typedef enum rn_fsync_mode {
-    RN_FSYNC_ALWAYS,
-    RN_FSYNC_GROUP,
-    RN_FSYNC_INTERVAL,
-    RN_FSYNC_NEVER,
-} rn_fsync_mode_t;
-
-typedef struct rn_log_opts {
-    rn_fsync_mode_t fsync;
-    uint32_t fsync_interval_ms;   /* for RN_FSYNC_INTERVAL */
-    uint32_t group_window_us;     /* how long the group flusher gathers appends */
-    uint64_t segment_bytes;       /* preallocated size of each commit-log segment */
-    uint32_t index_file_units;    /* units per index file */
-    uint32_t max_batch_bytes;     /* larger appends are refused (RN_ETOOBIG) */
-    int64_t  retention_ms;        /* drop segments whose newest batch is older; 0 = keep */
-    uint64_t retention_bytes;     /* drop oldest segments past this total; 0 = keep */
-    int      accept_loss;         /* open even when acknowledged data is missing (see
-                                     rn_log_open); 0 = refuse */
-} rn_log_opts_t;
+/* rn_fsync_mode_t and rn_log_opts_t (the store options) are defined in
+ * client/runnel.h, since the client options embed them. */
 
 /* group commit, 1 ms window, 128 MiB segments, 65536 units per index file,
  * 16 MiB batches, no retention. */

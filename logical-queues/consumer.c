@@ -228,6 +228,22 @@ static int reserve(rn_consumer_t *c, size_t nrec, size_t nhdr, char *errmsg)
     return 0;
 }
 
+/* Under skip_damaged: move cq past the damaged or lost batch at its position
+ * (counted), and 1; 0 when not skipping or nothing lies past it. */
+static int skip_damaged(rn_consumer_t *c, cqueue_t *cq)
+{
+    int64_t past;
+    if (!c->skip_damaged || rn_datadir_batch_end(c->d, &cq->q, cq->pos, &past, NULL) != 0 ||
+        past <= cq->pos)
+        return 0;
+    if (cq->end >= 0 && past > cq->end) past = cq->end;
+    c->skipped += (uint64_t)(past - cq->pos);
+    c->skipped_ranges++;
+    rn_datadir_count_skipped(c->d, (uint64_t)(past - cq->pos));
+    cq->pos = past;
+    return 1;
+}
+
 /* Decode the next buffered batch of cq into c->recs, keeping records in
  * [pos, end). *count may be 0 when none qualifies. */
 static int decode_next(rn_consumer_t *c, cqueue_t *cq, uint32_t *count, char *errmsg)
@@ -242,14 +258,7 @@ static int decode_next(rn_consumer_t *c, cqueue_t *cq, uint32_t *count, char *er
         (rc = rn_batch_iter_reset(&c->it, b, sz, inner)) != 0) {
         /* Damage recovery did not see (a clean open trusts what it wrote):
          * under skip_damaged, go past this batch as past a marked one. */
-        int64_t past;
-        if (c->skip_damaged && rn_datadir_batch_end(c->d, &cq->q, cq->pos, &past, NULL) == 0 &&
-            past > cq->pos) {
-            if (cq->end >= 0 && past > cq->end) past = cq->end;
-            c->skipped += (uint64_t)(past - cq->pos);
-            c->skipped_ranges++;
-            rn_datadir_count_skipped(c->d, (uint64_t)(past - cq->pos));
-            cq->pos = past;
+        if (skip_damaged(c, cq)) {
             cq->cur = cq->buf.len;         /* refetch from the new position */
             *count = 0;
             return 0;
@@ -300,17 +309,7 @@ static int poll_queue(rn_consumer_t *c, cqueue_t *cq, uint32_t *count, char *err
             cq->buf.len = 0;
             cq->cur = 0;
             int rc = rn_datadir_read(c->d, &cq->q, cq->pos, c->fetch, &cq->buf, &nb, errmsg);
-            int64_t past;
-            if ((rc == RN_EDAMAGED || rc == RN_ECORRUPT) && c->skip_damaged &&
-                rn_datadir_batch_end(c->d, &cq->q, cq->pos, &past, NULL) == 0 &&
-                past > cq->pos) {
-                if (cq->end >= 0 && past > cq->end) past = cq->end;
-                c->skipped += (uint64_t)(past - cq->pos);
-                c->skipped_ranges++;
-                rn_datadir_count_skipped(c->d, (uint64_t)(past - cq->pos));
-                cq->pos = past;
-                continue;
-            }
+            if ((rc == RN_EDAMAGED || rc == RN_ECORRUPT) && skip_damaged(c, cq)) continue;
             if (rc != 0) return rc;
             if (nb == 0) return 0;
         }

@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "batch/batch.h"
+#include "client/runnel.h"     /* rn_consumer_batch_t */
 #include "logical-queues/datadir.h"
 
 typedef struct rn_consumer rn_consumer_t;
@@ -43,13 +44,8 @@ typedef struct rn_consumer_opts {
                                  (rn_consumer_skipped); 0 = such a read is an error */
 } rn_consumer_opts_t;
 
-typedef struct rn_consumer_batch {
-    const char        *topic;
-    uint32_t           queue;
-    const rn_record_t *records;      /* count records, offsets ascending, views */
-    uint32_t           count;
-    int64_t            next_offset;  /* the queue's position after this batch */
-} rn_consumer_batch_t;
+/* rn_consumer_batch_t (topic, queue, records, count, next_offset) is
+ * defined in client/runnel.h. */
 
 int  rn_consumer_create(rn_datadir_t *d, const rn_consumer_opts_t *o, rn_consumer_t **out,
                         char *errmsg);

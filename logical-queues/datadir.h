@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "client/runnel.h"     /* rn_datadir_store_info_t, rn_datadir_pos_kind_t */
 #include "common/buf.h"
 #include "log/log.h"
 #include "logical-queues/meta.h"
@@ -97,12 +98,8 @@ rn_log_t   *rn_datadir_store_log(rn_datadir_t *d, uint32_t id);
 rn_meta_t  *rn_datadir_meta_lock(rn_datadir_t *d);
 void        rn_datadir_meta_unlock(rn_datadir_t *d);
 
-typedef struct rn_datadir_store_info {
-    uint32_t id;
-    char     path[RN_META_PATH_MAX + 1];   /* as registered */
-    uint32_t physical_queues;              /* of live mapping items */
-    uint64_t bytes;                        /* commit-log bytes in use (rn_log_bytes) */
-} rn_datadir_store_info_t;
+/* rn_datadir_store_info_t (id, path, physical queues, bytes) is defined in
+ * client/runnel.h. */
 
 /* Every store by id; *out malloc'd (caller frees). */
 int  rn_datadir_stores(rn_datadir_t *d, rn_datadir_store_info_t **out, size_t *n,
@@ -174,10 +171,8 @@ int  rn_datadir_batch_end(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t offset
 int  rn_datadir_lookup_time(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t ts,
                             int64_t *offset, char *errmsg);
 
-/* A start position. */
-typedef enum rn_datadir_pos_kind {
-    RN_POS_EARLIEST, RN_POS_LATEST, RN_POS_OFFSET, RN_POS_TIME
-} rn_datadir_pos_kind_t;
+/* A start position: rn_datadir_pos_kind_t (RN_POS_EARLIEST, _LATEST,
+ * _OFFSET, _TIME), defined in client/runnel.h. */
 
 /* The logical offset a position names in q. An OFFSET outside
  * [log_start, high_watermark] is RN_ERANGE with errmsg naming that range. */

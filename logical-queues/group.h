@@ -24,17 +24,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "client/runnel.h"     /* rn_group_target_t, rn_group_change_t */
 #include "logical-queues/datadir.h"
 
-typedef enum rn_group_target_kind {
-    RN_TARGET_EARLIEST, RN_TARGET_LATEST, RN_TARGET_OFFSET, RN_TARGET_TIME, RN_TARGET_CHECKPOINT
-} rn_group_target_kind_t;
-
-typedef struct rn_group_target {
-    rn_group_target_kind_t kind;
-    int64_t value;                              /* offset or timestamp (ms) */
-    char    checkpoint[RN_META_NAME_MAX + 1];
-} rn_group_target_t;
+/* rn_group_target_t (kind RN_TARGET_EARLIEST, _LATEST, _OFFSET, _TIME or
+ * _CHECKPOINT, with an offset, timestamp or checkpoint name) is defined in
+ * client/runnel.h. */
 
 /* Parse earliest | latest | OFFSET (when allow_offset) | @TIMESTAMP_MS |
  * checkpoint:NAME. flag names the option in errmsg. */
@@ -51,12 +46,8 @@ int rn_group_commit(rn_datadir_t *d, const char *group, const char *topic, uint3
 int rn_group_commit_offsets(rn_datadir_t *d, const char *group, const rn_meta_offset_t *v,
                             size_t n, char *errmsg);
 
-/* One offset a reset changed: before/after -1 = none. */
-typedef struct rn_group_change {
-    char     topic[RN_META_TOPIC_NAME_MAX + 1];
-    uint32_t queue;
-    int64_t  before, after;
-} rn_group_change_t;
+/* rn_group_change_t, one offset a reset changed (before/after -1 = none), is
+ * defined in client/runnel.h. */
 
 /* Reset an existing group's offsets on topic (NULL: on every topic it has
  * offsets for, or, to a checkpoint, every topic the checkpoint holds) to

@@ -36,62 +36,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "client/runnel.h"     /* the topic, item, offset, group and checkpoint records */
+
 /* Version of the schema this code writes (PRAGMA user_version). */
 #define RN_META_SCHEMA_VERSION   4
-#define RN_META_TOPIC_NAME_MAX   249
-#define RN_META_NAME_MAX         249      /* groups and checkpoints */
 #define RN_META_MAX_QUEUES       10000
-#define RN_META_PATH_MAX         1024     /* a store's path */
 #define RN_META_MAX_STORES       64
 #define RN_META_STREAM_FIELDS_MAX 8192    /* a stream's field list text */
 #define RN_META_PIPELINE_SQL_MAX 16384    /* a pipeline's CREATE PIPELINE text */
 
 typedef struct rn_meta rn_meta_t;
 
-typedef struct rn_meta_topic {
-    int64_t  id;
-    char     name[RN_META_TOPIC_NAME_MAX + 1];
-    int64_t  created_ms;
-    uint32_t queues;             /* logical queues 0..queues-1 */
-} rn_meta_topic_t;
-
-typedef struct rn_meta_item {
-    uint32_t queue;              /* logical queue */
-    uint32_t seq;                /* position in the queue's item list, from 0 */
-    int64_t  logical_start;
-    uint32_t physical_id;
-    uint32_t store_id;           /* store holding the physical queue */
-    int64_t  physical_start;
-    int64_t  physical_end;       /* -1 while the item is open */
-} rn_meta_item_t;
+/* RN_META_TOPIC_NAME_MAX, RN_META_NAME_MAX, RN_META_PATH_MAX and the
+ * records rn_meta_topic_t, rn_meta_item_t, rn_meta_offset_t, rn_meta_group_t
+ * and rn_meta_checkpoint_t are defined in client/runnel.h. */
 
 typedef struct rn_meta_store {
     uint32_t id;
     char     path[RN_META_PATH_MAX + 1];   /* relative to the data directory, or absolute */
     uint32_t physical_queues;              /* physical queues of live items on it */
 } rn_meta_store_t;
-
-typedef struct rn_meta_offset {
-    int64_t  topic_id;
-    char     topic[RN_META_TOPIC_NAME_MAX + 1];   /* filled by reads, ignored by writes */
-    uint32_t queue;
-    int64_t  offset;                             /* next offset to read */
-} rn_meta_offset_t;
-
-typedef struct rn_meta_group {
-    char     name[RN_META_NAME_MAX + 1];
-    int64_t  created_ms;
-    uint32_t offsets;            /* (topic, queue) pairs with a committed offset */
-    uint32_t checkpoints;
-} rn_meta_group_t;
-
-typedef struct rn_meta_checkpoint {
-    int64_t  id;
-    char     group[RN_META_NAME_MAX + 1];
-    char     name[RN_META_NAME_MAX + 1];
-    int64_t  created_ms;
-    uint32_t offsets;
-} rn_meta_checkpoint_t;
 
 /* Called at named points of multi-step changes (e.g. "remap:in-transaction",
  * just before COMMIT), so crash tests can stop a process exactly there. NULL

@@ -20,12 +20,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -764,6 +767,105 @@ static void test_admin(void **state)
     assert_int_equal(off, 15);
 }
 
+#ifndef RN_TEST_CLIENT_REMOTE
+/* The public header stands alone: client/runnel.h includes only standard C
+ * headers, and tests/standalone/runnel_h.c (a user touching every type it
+ * names) compiles with -Wall -Wextra -Werror against a copy of runnel.h in
+ * an otherwise empty include directory, so no other project header can be
+ * reached. */
+static int is_word(char ch) { return isalnum((unsigned char)ch) || ch == '_'; }
+
+/* Blank out the block comments of C text in place (runnel.h has no string
+ * literal holding one), so only declarations are looked at. */
+static void strip_comments(char *s)
+{
+    for (char *c = s; (c = strstr(c, "/*")) != NULL;) {
+        char *e = strstr(c + 2, "*/");
+        assert_non_null(e);
+        memset(c, ' ', (size_t)(e + 2 - c));
+        c = e + 2;
+    }
+}
+
+static void test_header_stands_alone(void **state)
+{
+    (void)state;
+    size_t hlen;
+    char *hdr = rn_test_slurp(RN_SOURCE_DIR "/client/runnel.h", &hlen);
+    char *use = rn_test_slurp(RN_SOURCE_DIR "/tests/standalone/runnel_h.c", NULL);
+
+    /* Only standard C headers (C11, 7.1.2). */
+    static const char *const std_headers[] = {
+        "assert.h", "complex.h", "ctype.h", "errno.h", "fenv.h", "float.h", "inttypes.h",
+        "iso646.h", "limits.h", "locale.h", "math.h", "setjmp.h", "signal.h", "stdalign.h",
+        "stdarg.h", "stdatomic.h", "stdbool.h", "stddef.h", "stdint.h", "stdio.h", "stdlib.h",
+        "stdnoreturn.h", "string.h", "tgmath.h", "threads.h", "time.h", "uchar.h", "wchar.h",
+        "wctype.h"};
+    for (const char *at = hdr; (at = strstr(at, "#include")) != NULL; at += 8) {
+        const char *q = at + 8;
+        while (*q == ' ') q++;
+        const char *end = *q == '<' ? strchr(q, '>') : NULL;
+        int ok = 0;
+        for (size_t i = 0; end && i < sizeof std_headers / sizeof std_headers[0]; i++)
+            ok |= strlen(std_headers[i]) == (size_t)(end - q - 1) &&
+                  strncmp(q + 1, std_headers[i], (size_t)(end - q - 1)) == 0;
+        if (!ok)
+            fail_msg("client/runnel.h has '%.*s': it may include only standard C headers",
+                     (int)strcspn(at, "\n"), at);
+    }
+
+    /* Every type the header's declarations name (rn_*_t, rn_*_fn) is used by
+     * the user file. */
+    char *decl = strdup(hdr);
+    assert_non_null(decl);
+    strip_comments(decl);
+    int uses = 0;           /* occurrences checked: the scan found the declarations */
+    for (const char *at = decl; (at = strstr(at, "rn_")) != NULL; at++) {
+        if (at > decl && is_word(at[-1])) continue;
+        size_t len = 0;
+        while (is_word(at[len])) len++;
+        if (len < 5 || (strncmp(at + len - 2, "_t", 2) != 0 &&
+                        strncmp(at + len - 3, "_fn", 3) != 0))
+            continue;
+        int found = 0;
+        for (const char *u = use; !found && (u = strstr(u, "rn_")) != NULL; u++)
+            found = (u == use || !is_word(u[-1])) && strncmp(u, at, len) == 0 &&
+                    !is_word(u[len]);
+        if (!found) fail_msg("tests/standalone/runnel_h.c does not use %.*s", (int)len, at);
+        uses++;
+    }
+    assert_true(uses >= 29);
+    free(decl);
+
+    /* Compile it where only the header is. */
+    char *root = rn_test_tmpdir_new("hdr");
+    char dir[PATH_MAX], path[PATH_MAX + 32], cmd[4 * PATH_MAX], out[PATH_MAX + 32],
+        errp[PATH_MAX + 32];
+    snprintf(dir, sizeof dir, "%s/client", root);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/runnel.h", dir);
+    rn_test_write_file(path, hdr, hlen);
+    snprintf(path, sizeof path, "%s/use.c", root);
+    rn_test_write_file(path, use, strlen(use));
+    snprintf(out, sizeof out, "%s/cc.out", root);
+    snprintf(errp, sizeof errp, "%s/cc.err", root);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && exec \"${CC:-cc}\" -std=c11 -Wall -Wextra -Werror -Wshadow -Wvla "
+             "-Wpedantic -I. -c use.c -o use.o", root);
+    const char *const argv[] = {"/bin/sh", "-c", cmd, NULL};
+    int st = rn_test_run(argv[0], argv, NULL, out, errp);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        char *msg = rn_test_slurp(errp, NULL);
+        fail_msg("the standalone use of client/runnel.h does not compile:\n%s", msg);
+    }
+    struct stat sb;
+    assert_int_equal(stat(strcat(strcpy(path, root), "/use.o"), &sb), 0);
+    assert_int_equal(rn_test_tmpdir_free(root), 0);
+    free(use);
+    free(hdr);
+}
+#endif
+
 /* Every test above, for this file's main and test_client_remote.c's. */
 #define CLIENT_TESTS                                                                  \
     cmocka_unit_test_setup_teardown(test_delivery_offsets, setup, teardown),          \
@@ -781,7 +883,7 @@ static void test_admin(void **state)
 #ifndef RN_TEST_CLIENT_REMOTE
 int main(void)
 {
-    const struct CMUnitTest tests[] = {CLIENT_TESTS};
+    const struct CMUnitTest tests[] = {CLIENT_TESTS, cmocka_unit_test(test_header_stands_alone)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
 #endif

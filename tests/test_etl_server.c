@@ -227,6 +227,16 @@ static void test_pipelines_in_runneld(void **state)
     assert_string_equal(l->pipelines[1]->name, "p2");
     protobuf_c_message_free_unpacked(m, NULL);
 
+    /* Its runner's open writes the first checkpoint; a pause that came before
+     * the runner had started would stop it with none, so wait for it. */
+    for (int i = 0;; i++) {
+        p = named_call(s, "/runnel.v1.Runnel/GetPipeline", "p2");
+        int64_t ck = p->last_checkpoint_ms;
+        protobuf_c_message_free_unpacked(&p->base, NULL);
+        if (ck > 0) break;
+        if (i == 1000) fail_msg("pipeline p2 wrote no checkpoint within 10 s of its start");
+        usleep(10000);
+    }
     p = named_call(s, "/runnel.v1.Runnel/PausePipeline", "p2");
     assert_string_equal(p->state, "paused");
     assert_true(p->last_checkpoint_ms > 0);       /* its final checkpoint */
