@@ -2,7 +2,7 @@
  * flusher.c — durability off the append path: the sticky error, the
  * fdatasync of segments and index files, the checkpoint job queue, the
  * checkpoint and clean-marker files, and the syncer thread, which also
- * prepares the next segment ahead of need.
+ * prepares the next segment and index files ahead of need.
  * Part of the log module: formats, durability per fsync policy, invariants
  * and THREADING are in log/log.c's opening comment, the recovery point in
  * log/recovery.c.
@@ -11,7 +11,10 @@
  * rn_log_open, stopped and joined by rn_log_close). Each time it wakes on
  * work_cv it does the first of:
  *   1. the next segment the writer asked for (spare NONE -> WANTED by the
- *      writer -> CREATING -> READY or FAILED here);
+ *      writer -> CREATING -> READY or FAILED here), then the next index
+ *      file of each queue on ix_wanted (the same states, per queue:
+ *      DIR/index/Q/next.idx.tmp, renamed into place by the append that
+ *      needs it);
  *   2. the newest due checkpoint job (a roll's: fdatasync the segments
  *      before its position, fdatasync every dirty index file, rewrite
  *      DIR/checkpoint; then advance the durable position and ckpt_pos);
