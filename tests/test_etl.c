@@ -133,38 +133,6 @@ static int make_input(rn_datadir_t *d)
     return make_input_range(d, 0, BATCHES);
 }
 
-/* Every record of topic queue q as "value[|hkey=hval...]\n", malloc'd. */
-static char *read_queue(rn_datadir_t *d, const char *topic, uint32_t q, size_t *count)
-{
-    char err[RN_ERRMSG_SIZE];
-    rn_consumer_t *c = NULL;
-    rn_buf_t out = {0};
-    rn_consumer_batch_t b;
-    int rc;
-    *count = 0;
-    assert_int_equal(rn_consumer_create(d, NULL, &c, err), 0);
-    assert_int_equal(rn_consumer_assign(c, topic, q, 0, err), 0);
-    while ((rc = rn_consumer_poll(c, &b, err)) == 1) {
-        for (uint32_t i = 0; i < b.count; i++) {
-            const rn_record_t *r = &b.records[i];
-            assert_int_equal(rn_buf_append(&out, r->value, (size_t)r->value_len, 0), 0);
-            for (uint32_t h = 0; h < r->header_count; h++) {
-                assert_int_equal(rn_buf_append(&out, "|", 1, 0), 0);
-                assert_int_equal(rn_buf_append(&out, r->headers[h].key, r->headers[h].key_len, 0), 0);
-                assert_int_equal(rn_buf_append(&out, "=", 1, 0), 0);
-                assert_int_equal(rn_buf_append(&out, r->headers[h].value,
-                                               (size_t)r->headers[h].value_len, 0), 0);
-            }
-            assert_int_equal(rn_buf_append(&out, "\n", 1, 0), 0);
-            (*count)++;
-        }
-    }
-    assert_int_equal(rc, 0);
-    assert_int_equal(rn_buf_append(&out, "", 1, 0), 0);
-    rn_consumer_destroy(c);
-    return (char *)out.data;
-}
-
 /* Records in topic (0 when it does not exist). */
 static size_t read_queue_count(rn_datadir_t *d, const char *topic)
 {
@@ -176,7 +144,7 @@ static size_t read_queue_count(rn_datadir_t *d, const char *topic)
     if (rc != 0) return 0;
     size_t total = 0, n;
     for (uint32_t q = 0; q < t.queues; q++) {
-        free(read_queue(d, topic, q, &n));
+        free(rn_test_read_queue(d, topic, q, &n));
         total += n;
     }
     return total;
@@ -271,7 +239,7 @@ static char *output(rn_datadir_t *d, const char *sink, const char *file, const c
         free(f);
     } else {
         for (uint32_t q = 0; q < queues_of(d, sink); q++) {
-            char *s = read_queue(d, sink, q, &n);
+            char *s = rn_test_read_queue(d, sink, q, &n);
             snprintf(line, sizeof line, "== sink queue %u: %zu\n", q, n);
             assert_int_equal(rn_buf_append(&all, line, strlen(line), 0), 0);
             assert_int_equal(rn_buf_append(&all, s, strlen(s), 0), 0);
@@ -279,7 +247,7 @@ static char *output(rn_datadir_t *d, const char *sink, const char *file, const c
         }
     }
     for (uint32_t q = 0; q < queues_of(d, dlq); q++) {
-        char *s = read_queue(d, dlq, q, &n);
+        char *s = rn_test_read_queue(d, dlq, q, &n);
         snprintf(line, sizeof line, "== dlq queue %u: %zu\n", q, n);
         assert_int_equal(rn_buf_append(&all, line, strlen(line), 0), 0);
         assert_int_equal(rn_buf_append(&all, s, strlen(s), 0), 0);
@@ -398,7 +366,7 @@ static void test_dead_letters(void **state)
     size_t total = 0, n;
     int saw_json = 0, saw_type = 0;
     for (uint32_t q = 0; q < NQ; q++) {
-        char *s = read_queue(d, "bad", q, &n);
+        char *s = rn_test_read_queue(d, "bad", q, &n);
         total += n;
         char want[64];
         snprintf(want, sizeof want, "|rn.source.topic=in|rn.source.queue=%u|rn.source.offset=", q);
@@ -530,7 +498,7 @@ static void test_bare_topic_dead_letters(void **state)
     /* the sinks equal the runs without the bad records */
     size_t na, nb, rows = 0;
     for (uint32_t q = 0; q < NQ; q++) {
-        char *a = read_queue(d, "outa", q, &na), *b = read_queue(d, "outb", q, &nb);
+        char *a = rn_test_read_queue(d, "outa", q, &na), *b = rn_test_read_queue(d, "outb", q, &nb);
         assert_string_equal(a, b);
         assert_int_equal(na, nb);
         rows += na;
@@ -540,7 +508,7 @@ static void test_bare_topic_dead_letters(void **state)
     assert_true(rows > 100);
     rows = 0;
     for (uint32_t q = 0; q < 2; q++) {
-        char *a = read_queue(d, "wouta", q, &na), *b = read_queue(d, "woutb", q, &nb);
+        char *a = rn_test_read_queue(d, "wouta", q, &na), *b = rn_test_read_queue(d, "woutb", q, &nb);
         assert_string_equal(a, b);
         rows += na;
         free(a);
@@ -553,7 +521,7 @@ static void test_bare_topic_dead_letters(void **state)
     for (int k = 0; k < 2; k++) {
         size_t total = 0, n;
         for (uint32_t q = 0; q < NQ; q++) {
-            char *s = read_queue(d, dlqs[k], q, &n);
+            char *s = rn_test_read_queue(d, dlqs[k], q, &n);
             total += n;
             char want[64];
             snprintf(want, sizeof want, "|rn.source.topic=raw|rn.source.queue=%u|", q);

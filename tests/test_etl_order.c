@@ -121,38 +121,6 @@ static void produce(rn_datadir_t *d, const arrival_t *a)
     rn_batch_builder_destroy(&bb);
 }
 
-/* Every record of topic queue q as "value[|hkey=hval...]\n", malloc'd. */
-static char *read_queue(rn_datadir_t *d, const char *topic, uint32_t q, size_t *count)
-{
-    char err[RN_ERRMSG_SIZE];
-    rn_consumer_t *c = NULL;
-    rn_buf_t out = {0};
-    rn_consumer_batch_t b;
-    int rc;
-    *count = 0;
-    assert_int_equal(rn_consumer_create(d, NULL, &c, err), 0);
-    assert_int_equal(rn_consumer_assign(c, topic, q, 0, err), 0);
-    while ((rc = rn_consumer_poll(c, &b, err)) == 1) {
-        for (uint32_t i = 0; i < b.count; i++) {
-            const rn_record_t *r = &b.records[i];
-            assert_int_equal(rn_buf_append(&out, r->value, (size_t)r->value_len, 0), 0);
-            for (uint32_t h = 0; h < r->header_count; h++) {
-                assert_int_equal(rn_buf_append(&out, "|", 1, 0), 0);
-                assert_int_equal(rn_buf_append(&out, r->headers[h].key, r->headers[h].key_len, 0), 0);
-                assert_int_equal(rn_buf_append(&out, "=", 1, 0), 0);
-                assert_int_equal(rn_buf_append(&out, r->headers[h].value,
-                                               (size_t)r->headers[h].value_len, 0), 0);
-            }
-            assert_int_equal(rn_buf_append(&out, "\n", 1, 0), 0);
-            (*count)++;
-        }
-    }
-    assert_int_equal(rc, 0);
-    assert_int_equal(rn_buf_append(&out, "", 1, 0), 0);
-    rn_consumer_destroy(c);
-    return (char *)out.data;
-}
-
 static uint32_t queues_of(rn_datadir_t *d, const char *topic)
 {
     char err[RN_ERRMSG_SIZE];
@@ -175,7 +143,7 @@ static char *output(rn_datadir_t *d, const char *sink, const char *file, const c
         free(f);
     } else {
         for (uint32_t q = 0; q < queues_of(d, sink); q++) {
-            char *s = read_queue(d, sink, q, &n);
+            char *s = rn_test_read_queue(d, sink, q, &n);
             snprintf(line, sizeof line, "== sink queue %u: %zu\n", q, n);
             assert_int_equal(rn_buf_append(&all, line, strlen(line), 0), 0);
             assert_int_equal(rn_buf_append(&all, s, strlen(s), 0), 0);
@@ -183,7 +151,7 @@ static char *output(rn_datadir_t *d, const char *sink, const char *file, const c
         }
     }
     for (uint32_t q = 0; q < queues_of(d, dlq); q++) {
-        char *s = read_queue(d, dlq, q, &n);
+        char *s = rn_test_read_queue(d, dlq, q, &n);
         snprintf(line, sizeof line, "== dlq queue %u: %zu\n", q, n);
         assert_int_equal(rn_buf_append(&all, line, strlen(line), 0), 0);
         assert_int_equal(rn_buf_append(&all, s, strlen(s), 0), 0);
@@ -328,7 +296,7 @@ static void test_reorder_after_kill(void **state)
     produce(d, &a);
     run_until_caught_up(d, "ba");
     size_t n;
-    char *got = read_queue(d, "bout", 0, &n);
+    char *got = rn_test_read_queue(d, "bout", 0, &n);
     assert_string_equal(got, "{\"svc\":\"B0\"}\n{\"svc\":\"B1\"}\n{\"svc\":\"B2\"}\n"
                              "{\"svc\":\"A0\"}\n{\"svc\":\"A1\"}\n{\"svc\":\"A2\"}\n");
     free(got);
@@ -381,7 +349,7 @@ static void test_journal_torn_and_mismatch(void **state)
     produce(d, &a);
     run_until_caught_up(d, "ba");
     size_t n;
-    char *got = read_queue(d, "bout", 0, &n);
+    char *got = rn_test_read_queue(d, "bout", 0, &n);
     assert_string_equal(got, "{\"svc\":\"B0\"}\n{\"svc\":\"B1\"}\n{\"svc\":\"B2\"}\n"
                              "{\"svc\":\"A0\"}\n{\"svc\":\"A1\"}\n{\"svc\":\"A2\"}\n");
     free(got);
@@ -408,7 +376,7 @@ static void test_journal_torn_and_mismatch(void **state)
     assert_non_null(strstr(err, "expected topic 'in' queue 1 offsets [0, 2), read queue 1 [0, 3)"));
     assert_int_equal(rn_etl_checkpoint(p, err), RN_ECLOSED);
     rn_etl_close(p);
-    got = read_queue(d, "bout", 0, &n);
+    got = rn_test_read_queue(d, "bout", 0, &n);
     assert_int_equal(n, 3);                  /* what the killed run wrote, nothing more */
     free(got);
     rn_datadir_close(d);

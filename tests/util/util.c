@@ -41,7 +41,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/buf.h"
 #include "common/sys.h"
+#include "logical-queues/consumer.h"
+#include "logical-queues/datadir.h"
 #include "tests/util/util.h"
 
 /* ---- temporary directories ---------------------------------------------- */
@@ -309,4 +312,36 @@ void rn_test_batch_build(rn_batch_builder_t *b, const rn_test_records_t *spec,
         assert_int_equal(rn_batch_builder_add(b, &r), 0);
     }
     assert_int_equal(rn_batch_builder_finish(b, out, len), 0);
+}
+
+char *rn_test_read_queue(rn_datadir_t *d, const char *topic, uint32_t q, size_t *count)
+{
+    char err[RN_ERRMSG_SIZE];
+    rn_consumer_t *c = NULL;
+    rn_buf_t out = {0};
+    rn_consumer_batch_t b;
+    int rc;
+    *count = 0;
+    assert_int_equal(rn_consumer_create(d, NULL, &c, err), 0);
+    assert_int_equal(rn_consumer_assign(c, topic, q, 0, err), 0);
+    while ((rc = rn_consumer_poll(c, &b, err)) == 1) {
+        for (uint32_t i = 0; i < b.count; i++) {
+            const rn_record_t *r = &b.records[i];
+            assert_int_equal(rn_buf_append(&out, r->value, (size_t)r->value_len, 0), 0);
+            for (uint32_t h = 0; h < r->header_count; h++) {
+                assert_int_equal(rn_buf_append(&out, "|", 1, 0), 0);
+                assert_int_equal(rn_buf_append(&out, r->headers[h].key, r->headers[h].key_len,
+                                               0), 0);
+                assert_int_equal(rn_buf_append(&out, "=", 1, 0), 0);
+                assert_int_equal(rn_buf_append(&out, r->headers[h].value,
+                                               (size_t)r->headers[h].value_len, 0), 0);
+            }
+            assert_int_equal(rn_buf_append(&out, "\n", 1, 0), 0);
+            (*count)++;
+        }
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(rn_buf_append(&out, "", 1, 0), 0);
+    rn_consumer_destroy(c);
+    return (char *)out.data;
 }

@@ -111,4 +111,10 @@ typedef struct rn_test_records {
 void rn_test_batch_build(rn_batch_builder_t *b, const rn_test_records_t *spec,
                          const uint8_t **out, size_t *len);
 
+/* Every record of the topic's logical queue q, read embedded from offset 0,
+ * as "value[|hkey=hval...]\n" lines in a malloc'd string; *count records.
+ * A failure fails the test. */
+struct rn_datadir;
+char *rn_test_read_queue(struct rn_datadir *d, const char *topic, uint32_t q, size_t *count);
+
 #endif
