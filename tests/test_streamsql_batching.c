@@ -308,36 +308,6 @@ static sqlite3 *oracle_db(const rec_t *r)
     return db;
 }
 
-/* sqlite's rows formatted like collect_row, then the engine's tail. */
-static char *oracle_rows(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        fail_msg("oracle: %s: %s", sql, sqlite3_errmsg(db));
-    rows_t r = {RN_BUF_INIT, 0};
-    rn_sql_value_t v[16];
-    int n = sqlite3_column_count(st);
-    assert_true(n <= 16);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        for (int i = 0; i < n; i++) {
-            switch (sqlite3_column_type(st, i)) {
-            case SQLITE_INTEGER: v[i].type = RN_SQL_INT; v[i].i = sqlite3_column_int64(st, i); break;
-            case SQLITE_FLOAT: v[i].type = RN_SQL_REAL; v[i].d = sqlite3_column_double(st, i); break;
-            case SQLITE_TEXT:
-                v[i].type = RN_SQL_TEXT;
-                v[i].s = (const char *)sqlite3_column_text(st, i);
-                v[i].n = (size_t)sqlite3_column_bytes(st, i);
-                break;
-            default: v[i].type = RN_SQL_NULL; break;
-            }
-        }
-        collect_row(&r, v, n);
-    }
-    sqlite3_finalize(st);
-    rn_buf_append(&r.text, "late=0 errors=0\n", 17, 0);
-    return (char *)r.text.data;
-}
-
 /* In-order records: the whole corpus, every batching, 1 and 3 queues, and
  * the oracle for the queries without a window. */
 static void test_batching_in_order(void **state)
@@ -372,7 +342,7 @@ static void test_batching_in_order(void **state)
             free(got);
         }
         if (c->oracle) {
-            char *want = oracle_rows(db, c->oracle);
+            char *want = oracle_rows(db, c->oracle, "late=0 errors=0\n");
             char *w = c->sorted ? sorted(want) : want;
             char *g = c->sorted ? ref_sorted : ref;
             if (strcmp(w, g) != 0)

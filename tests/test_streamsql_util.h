@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "batch/batch.h"
 #include "common/buf.h"
 #include "common/error.h"
@@ -161,6 +163,37 @@ static int run_sql(sqlfix_t *f, const char *sql, const rn_sql_opts_t *opts, char
     rn_buf_append(&r.text, "", 1, 0);
     *text = (char *)r.text.data;
     return rc;
+}
+
+/* The rows plain sqlite3 gives for sql over db, formatted like collect_row,
+ * then tail (the engine's counters line, or ""); malloc'd. */
+static inline char *oracle_rows(sqlite3 *db, const char *sql, const char *tail)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("oracle: %s: %s", sql, sqlite3_errmsg(db));
+    rows_t r = {RN_BUF_INIT, 0};
+    rn_sql_value_t v[32];
+    int n = sqlite3_column_count(st);
+    assert_true(n <= 32);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        for (int i = 0; i < n; i++) {
+            switch (sqlite3_column_type(st, i)) {
+            case SQLITE_INTEGER: v[i].type = RN_SQL_INT; v[i].i = sqlite3_column_int64(st, i); break;
+            case SQLITE_FLOAT: v[i].type = RN_SQL_REAL; v[i].d = sqlite3_column_double(st, i); break;
+            case SQLITE_TEXT:
+                v[i].type = RN_SQL_TEXT;
+                v[i].s = (const char *)sqlite3_column_text(st, i);
+                v[i].n = (size_t)sqlite3_column_bytes(st, i);
+                break;
+            default: v[i].type = RN_SQL_NULL; break;
+            }
+        }
+        collect_row(&r, v, n);
+    }
+    sqlite3_finalize(st);
+    rn_buf_append(&r.text, tail, strlen(tail) + 1, 0);
+    return (char *)r.text.data;
 }
 
 #endif
