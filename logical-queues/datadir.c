@@ -47,6 +47,15 @@
  *     through a snapshot without a lock.
  *  7. Item snapshots are checked with rn_mapping_check before use, and every
  *     item's store must be open.
+ *  9. No offset is handed out twice, even if a store is removed: before
+ *     rn_datadir_append returns an append whose end lies past the physical
+ *     queue's recorded reservation, it records one RESERVE_STEP beyond it in
+ *     meta.db (offset_reservations). The store knows its own ends; meta.db
+ *     knows, for a store that is gone, where each open item could have
+ *     reached, and accept-loss moves the queue's next offset there (sealed
+ *     items end where the mapping says). The write goes through a second
+ *     connection to meta.db under its own leaf mutex, after the append lock
+ *     is released: an append never waits for the metadata mutex.
  */
 #include "logical-queues/datadir.h"
 
@@ -73,12 +82,25 @@
 #define STORE_MARKER "STORE"
 #define TICKET_SHIFT 56
 
+/* A physical queue's offset reservation as this process last recorded it. */
+typedef struct resv {
+    uint32_t physical_id;
+    int64_t  upto;
+} resv_t;
+
 typedef struct dstore {
     uint32_t        id;
     char            path[RN_META_PATH_MAX + 1];   /* as registered */
     rn_log_t       *log;
     pthread_mutex_t amu;                          /* the append lock (invariant 5) */
+    pthread_mutex_t rmu;                          /* resv (a leaf lock) */
+    resv_t         *resv;                         /* sorted by physical_id */
+    size_t          nresv, capresv;
 } dstore_t;
+
+/* An append that reaches past a physical queue's recorded reservation
+ * records a new one this far beyond it (invariant 9). */
+#define RESERVE_STEP (1 << 20)
 
 /* One topic of the metadata snapshot: its items over every queue, ordered by
  * queue then seq; queue q's are items[qstart[q] .. qstart[q + 1]). */
@@ -102,6 +124,8 @@ struct rn_datadir {
     char             abs[PATH_MAX];     /* realpath of path */
     int              lock_fd;
     rn_meta_t       *meta;
+    rn_meta_t       *rmeta;             /* offset reservations' own connection (rmeta_mu) */
+    pthread_mutex_t  rmeta_mu;          /* a leaf lock */
     int64_t          datadir_id;
     rn_log_opts_t    log_opts;
     pthread_mutex_t  mu;                /* meta.db and mapping changes */
@@ -354,6 +378,11 @@ static int store_floors(rn_datadir_t *d, uint32_t id, rn_log_t *log, int *any, c
             if (m->store_id != id) continue;
             *any = 1;
             int64_t floor = rn_mapping_sealed(m) ? m->physical_end : m->physical_start;
+            if (!rn_mapping_sealed(m)) {            /* where it ended is not recorded: */
+                int64_t upto = 0;                   /* past every acknowledged offset */
+                rc = rn_meta_reserve_get(d->meta, m->physical_id, &upto, inner);
+                if (upto > floor) floor = upto;
+            }
             for (size_t j = 0; j < ng; j++) {
                 if (g[j].topic_id != t[i].id || g[j].queue != m->queue ||
                     g[j].offset < m->logical_start)
@@ -416,9 +445,11 @@ static int store_open(rn_datadir_t *d, uint32_t id, const char *path, int must_e
     s->id = id;
     snprintf(s->path, sizeof s->path, "%s", path);
     pthread_mutex_init(&s->amu, NULL);
+    pthread_mutex_init(&s->rmu, NULL);
     rc = rn_log_open(abs, &d->log_opts, &s->log, inner);
     if (rc != 0) {
         pthread_mutex_destroy(&s->amu);
+        pthread_mutex_destroy(&s->rmu);
         free(s);
         return wrap(errmsg, rc, abs, inner);
     }
@@ -568,6 +599,7 @@ int rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **
     pthread_mutexattr_init(&ma);
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&d->mu, &ma);
+    pthread_mutex_init(&d->rmeta_mu, NULL);
     pthread_mutexattr_destroy(&ma);
     pthread_mutex_init(&d->snap_mu, NULL);
     if (snprintf(d->path, sizeof d->path, "%s", dir) >= (int)sizeof d->path) {
@@ -635,6 +667,7 @@ int rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **
     if (rc != 0) goto fail;
 
     rc = rn_meta_open(path, o->create, &d->meta, inner);
+    if (rc == 0) rc = rn_meta_open(path, 0, &d->rmeta, inner);
     if (rc != 0) { wrap(errmsg, rc, dir, inner); goto fail; }
     rc = rn_meta_store_register(d->meta, 0, STORE0_REL, inner);
     if (rc == 0) rc = rn_meta_datadir_id(d->meta, &d->datadir_id, inner);
@@ -667,10 +700,13 @@ int rn_datadir_close(rn_datadir_t *d)
         int r = rn_log_close(d->stores[i]->log);
         if (rc == 0) rc = r;
         pthread_mutex_destroy(&d->stores[i]->amu);
+        pthread_mutex_destroy(&d->stores[i]->rmu);
+        free(d->stores[i]->resv);
         free(d->stores[i]);
         any = 1;
     }
     rn_meta_close(d->meta);
+    rn_meta_close(d->rmeta);
     if (d->lock_fd >= 0) {
         /* Clear the holder line while still holding the lock. */
         if (any) (void)rn_sys.ftruncate(d->lock_fd, 0);
@@ -679,6 +715,7 @@ int rn_datadir_close(rn_datadir_t *d)
     if (d->snap) snap_unref(d, d->snap);
     pthread_mutex_destroy(&d->snap_mu);
     pthread_mutex_destroy(&d->mu);
+    pthread_mutex_destroy(&d->rmeta_mu);
     free(d);
     return rc;
 }
@@ -902,6 +939,58 @@ static rn_log_t *log_of(rn_datadir_t *d, const rn_meta_item_t *it)
 
 /* ---- append ------------------------------------------------------------- */
 
+/* Index of physical queue pq in s->resv, or where it would go (rmu held). */
+static size_t resv_find(const dstore_t *s, uint32_t pq)
+{
+    size_t lo = 0, hi = s->nresv;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->resv[mid].physical_id < pq) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
+/* Before an append that ends at `end` of physical queue pq is acknowledged:
+ * unless a reservation past it is already recorded, record one RESERVE_STEP
+ * beyond it in meta.db (invariant 9), through its own connection: neither a
+ * store lock nor the metadata mutex is held (SQLite's own lock orders this
+ * write against a transaction of the main connection). */
+static int reserve(rn_datadir_t *d, dstore_t *s, uint32_t pq, int64_t end, char *errmsg)
+{
+    pthread_mutex_lock(&s->rmu);
+    size_t k = resv_find(s, pq);
+    int64_t known = k < s->nresv && s->resv[k].physical_id == pq ? s->resv[k].upto : 0;
+    pthread_mutex_unlock(&s->rmu);
+    if (end <= known) return 0;
+    int64_t upto = end > INT64_MAX - RESERVE_STEP ? INT64_MAX : end + RESERVE_STEP;
+    char inner[RN_ERRMSG_SIZE] = "";
+    pthread_mutex_lock(&d->rmeta_mu);
+    int rc = rn_meta_reserve_set(d->rmeta, pq, upto, inner);
+    pthread_mutex_unlock(&d->rmeta_mu);
+    if (rc != 0)
+        return rn_errf(errmsg, rc, "store %u: cannot record the offsets handed out by physical "
+                       "queue %u in meta.db (%s); the batch is stored but not acknowledged",
+                       s->id, pq, inner);
+    pthread_mutex_lock(&s->rmu);
+    k = resv_find(s, pq);
+    if (k < s->nresv && s->resv[k].physical_id == pq) {
+        if (upto > s->resv[k].upto) s->resv[k].upto = upto;
+    } else {
+        if (s->nresv == s->capresv) {
+            size_t nc = s->capresv ? s->capresv * 2 : 16;
+            resv_t *n = realloc(s->resv, nc * sizeof *n);
+            if (n) { s->resv = n; s->capresv = nc; }
+        }
+        if (s->nresv < s->capresv) {            /* out of memory: recorded again next time */
+            memmove(s->resv + k + 1, s->resv + k, (s->nresv - k) * sizeof *s->resv);
+            s->resv[k] = (resv_t){pq, upto};
+            s->nresv++;
+        }
+    }
+    pthread_mutex_unlock(&s->rmu);
+    return 0;
+}
+
 int rn_datadir_append(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *batch,
                       size_t len, int64_t *base_offset, uint64_t *ticket, char *errmsg)
 {
@@ -919,6 +1008,8 @@ int rn_datadir_append(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *bat
         uint64_t t = 0;
         rc = rn_log_append(s->log, it->physical_id, batch, len, &pbase, &t, errmsg);
         pthread_mutex_unlock(&s->amu);
+        if (rc == 0)                        /* rn_log_append validated the header */
+            rc = reserve(d, s, it->physical_id, pbase + rn_be32_get(batch + 57), errmsg);
         if (rc == 0 && t >> TICKET_SHIFT)
             rc = rn_errf(errmsg, RN_EFULL, "store %u: commit-log position %llu is past what "
                          "a ticket holds", it->store_id, (unsigned long long)t);

@@ -1,7 +1,7 @@
 /*
  * meta.c — the topic metadata store in SQLite (see meta.h for the model).
  *
- * Schema (version 4, PRAGMA user_version):
+ * Schema (version 5, PRAGMA user_version):
  *
  *   stores(id, path)                       a store = an rn_log directory
  *   topics(id, name UNIQUE, created_ms)
@@ -17,6 +17,9 @@
  *   -- version 3:
  *   streams(name, topic, format, timestamp, fields, created_ms)
  *                                          streamsql's CREATE STREAM
+ *   -- version 5:
+ *   offset_reservations(physical_id, upto)  offsets below upto may have been
+ *                                          acknowledged (rn_meta_reserve_set)
  *   -- version 4:
  *   pipelines(name, sql, paused, created_ms, checkpoint_ms, state BLOB NULL)
  *                                          etl/'s pipelines; state is the last
@@ -134,6 +137,10 @@ static const char *const migrations[RN_META_SCHEMA_VERSION] = {
     "  created_ms    INTEGER NOT NULL,"
     "  checkpoint_ms INTEGER NOT NULL DEFAULT 0,"
     "  state         BLOB) WITHOUT ROWID;",
+    /* 4 -> 5 */
+    "CREATE TABLE IF NOT EXISTS offset_reservations("
+    "  physical_id INTEGER PRIMARY KEY,"
+    "  upto        INTEGER NOT NULL CHECK (upto >= 0));",
 };
 
 void (*rn_meta_test_hook)(const char *point);
@@ -1292,6 +1299,38 @@ int rn_meta_stream_drop(rn_meta_t *m, const char *name, char *errmsg)
     if ((rc = prepare(m, "DELETE FROM streams WHERE name = ?1", &st, errmsg)) != 0) return rc;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     rc = step_done(m, st, "drop stream", errmsg);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- offset reservations (schema version 5) ------------------------------------ */
+
+int rn_meta_reserve_set(rn_meta_t *m, uint32_t physical_id, int64_t upto, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(m, "INSERT INTO offset_reservations(physical_id, upto) VALUES (?1, ?2) "
+                        "ON CONFLICT(physical_id) DO UPDATE SET upto = max(upto, excluded.upto)",
+                     &st, errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_int64(st, 1, physical_id);
+    sqlite3_bind_int64(st, 2, upto);
+    int s = sqlite3_step(st);
+    rc = s == SQLITE_DONE ? 0 : sql_err(m, s, "offset reservation", errmsg);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int rn_meta_reserve_get(rn_meta_t *m, uint32_t physical_id, int64_t *upto, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    *upto = 0;
+    int rc = prepare(m, "SELECT upto FROM offset_reservations WHERE physical_id = ?1", &st,
+                     errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_int64(st, 1, physical_id);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) *upto = sqlite3_column_int64(st, 0);
+    else if (s != SQLITE_DONE) rc = sql_err(m, s, "offset reservation", errmsg);
     sqlite3_finalize(st);
     return rc;
 }

@@ -39,7 +39,7 @@
 #include "client/runnel.h"     /* the topic, item, offset, group and checkpoint records */
 
 /* Version of the schema this code writes (PRAGMA user_version). */
-#define RN_META_SCHEMA_VERSION   4
+#define RN_META_SCHEMA_VERSION   5
 #define RN_META_MAX_QUEUES       10000
 #define RN_META_MAX_STORES       64
 #define RN_META_STREAM_FIELDS_MAX 8192    /* a stream's field list text */
@@ -205,6 +205,17 @@ int  rn_meta_stream_list(rn_meta_t *m, rn_meta_stream_t **out, size_t *n, char *
 int  rn_meta_stream_drop(rn_meta_t *m, const char *name, char *errmsg);
 /* "streams: a, b" or "there are no streams" into out. */
 void rn_meta_stream_names(rn_meta_t *m, char *out, size_t size);
+
+/* ---- offset reservations (schema version 5) -------------------------------- */
+
+/* The offset of a physical queue below which offsets may have been handed
+ * out: the data directory raises it, in steps, before it acknowledges an
+ * append that reaches past it, so that an open which finds the queue's store
+ * removed moves the queue's next offset there and never hands an offset out
+ * twice. set keeps the larger of the stored and the given value (one
+ * synchronous=FULL transaction); get gives 0 when none was recorded. */
+int  rn_meta_reserve_set(rn_meta_t *m, uint32_t physical_id, int64_t upto, char *errmsg);
+int  rn_meta_reserve_get(rn_meta_t *m, uint32_t physical_id, int64_t *upto, char *errmsg);
 
 /* ---- pipelines (etl/, schema version 4) ---------------------------------- */
 
