@@ -150,17 +150,6 @@ static size_t read_queue_count(rn_datadir_t *d, const char *topic)
     return total;
 }
 
-static uint32_t queues_of(rn_datadir_t *d, const char *topic)
-{
-    char err[RN_ERRMSG_SIZE];
-    rn_meta_topic_t t;
-    rn_meta_t *m = rn_datadir_meta_lock(d);
-    int rc = rn_meta_topic_get(m, topic, &t, err);
-    rn_datadir_meta_unlock(d);
-    assert_int_equal(rc, 0);
-    return t.queues;
-}
-
 /* Run pipeline `name` in this process until caught up, then checkpoint. */
 static void run_until_caught_up(rn_datadir_t *d, const char *name)
 {
@@ -226,37 +215,6 @@ static int child_run(const char *root, const char *name, const char *point, long
     return 0;
 }
 
-/* The pipeline's output: the sink topic's queues (or the file) then the
- * dead-letter topic's queues, as one text. */
-static char *output(rn_datadir_t *d, const char *sink, const char *file, const char *dlq)
-{
-    rn_buf_t all = {0};
-    char line[64];
-    size_t n;
-    if (file) {
-        char *f = rn_test_slurp(file, &n);
-        assert_int_equal(rn_buf_append(&all, f, n, 0), 0);
-        free(f);
-    } else {
-        for (uint32_t q = 0; q < queues_of(d, sink); q++) {
-            char *s = rn_test_read_queue(d, sink, q, &n);
-            snprintf(line, sizeof line, "== sink queue %u: %zu\n", q, n);
-            assert_int_equal(rn_buf_append(&all, line, strlen(line), 0), 0);
-            assert_int_equal(rn_buf_append(&all, s, strlen(s), 0), 0);
-            free(s);
-        }
-    }
-    for (uint32_t q = 0; q < queues_of(d, dlq); q++) {
-        char *s = rn_test_read_queue(d, dlq, q, &n);
-        snprintf(line, sizeof line, "== dlq queue %u: %zu\n", q, n);
-        assert_int_equal(rn_buf_append(&all, line, strlen(line), 0), 0);
-        assert_int_equal(rn_buf_append(&all, s, strlen(s), 0), 0);
-        free(s);
-    }
-    assert_int_equal(rn_buf_append(&all, "", 1, 0), 0);
-    return (char *)all.data;
-}
-
 /* Create the pipeline over fresh input in two directories; run one
  * uninterrupted and the other with seeded SIGKILLs and restarts; compare. */
 /* staged: the input arrives in slices between the kill rounds (a pipeline
@@ -279,7 +237,7 @@ static void kill_restart(const char *tag, const char *create_fmt, const char *na
     snprintf(sql, sizeof sql, create_fmt, fa);
     if (rn_etl_create(d, sql, strlen(sql), err) != 0) fail_msg("create: %s", err);
     run_until_caught_up(d, name);
-    char *want = output(d, sink, file ? fa : NULL, dlq);
+    char *want = rn_test_pipeline_output(d, sink, file ? fa : NULL, dlq);
     rn_datadir_close(d);
 
     const int rounds = 12;
@@ -306,7 +264,7 @@ static void kill_restart(const char *tag, const char *create_fmt, const char *na
     assert_true(kills >= 3);
     assert_int_equal(child_run(rb, name, "none", 0), 0);      /* to the end, not killed */
     d = open_dir(rb);
-    char *got = output(d, sink, file ? fb : NULL, dlq);
+    char *got = rn_test_pipeline_output(d, sink, file ? fb : NULL, dlq);
     rn_datadir_close(d);
     printf("%s: %d kill(s), output %zu bytes\n", tag, kills, strlen(want));
     assert_true(strlen(want) > 1000);
@@ -727,7 +685,7 @@ static void test_resume_counts_unpublished_appends(void **state)
     make_input(d);
     assert_int_equal(rn_etl_create(d, sql, strlen(sql), err), 0);
     run_until_caught_up(d, "r");
-    char *want = output(d, "rout", NULL, "r.dlq");
+    char *want = rn_test_pipeline_output(d, "rout", NULL, "r.dlq");
     rn_datadir_close(d);
 
     d = open_dir(rb);
@@ -747,7 +705,7 @@ static void test_resume_counts_unpublished_appends(void **state)
     assert_int_equal(st, RN_ETL_IDLE);     /* caught up: the rows are appended */
     rn_etl_close(p);                       /* no checkpoint, no wait */
     run_until_caught_up(d, "r");
-    char *got = output(d, "rout", NULL, "r.dlq");
+    char *got = rn_test_pipeline_output(d, "rout", NULL, "r.dlq");
     rn_datadir_close(d);
     assert_true(strlen(want) > 1000);
     assert_string_equal(got, want);

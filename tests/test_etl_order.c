@@ -121,46 +121,6 @@ static void produce(rn_datadir_t *d, const arrival_t *a)
     rn_batch_builder_destroy(&bb);
 }
 
-static uint32_t queues_of(rn_datadir_t *d, const char *topic)
-{
-    char err[RN_ERRMSG_SIZE];
-    rn_meta_topic_t t;
-    rn_meta_t *m = rn_datadir_meta_lock(d);
-    int rc = rn_meta_topic_get(m, topic, &t, err);
-    rn_datadir_meta_unlock(d);
-    return rc == 0 ? t.queues : 0;
-}
-
-/* The sink topic's queues (or the file), then the dead-letter topic's. */
-static char *output(rn_datadir_t *d, const char *sink, const char *file, const char *dlq)
-{
-    rn_buf_t all = {0};
-    char line[64];
-    size_t n;
-    if (file) {
-        char *f = rn_test_slurp(file, &n);
-        assert_int_equal(rn_buf_append(&all, f, n, 0), 0);
-        free(f);
-    } else {
-        for (uint32_t q = 0; q < queues_of(d, sink); q++) {
-            char *s = rn_test_read_queue(d, sink, q, &n);
-            snprintf(line, sizeof line, "== sink queue %u: %zu\n", q, n);
-            assert_int_equal(rn_buf_append(&all, line, strlen(line), 0), 0);
-            assert_int_equal(rn_buf_append(&all, s, strlen(s), 0), 0);
-            free(s);
-        }
-    }
-    for (uint32_t q = 0; q < queues_of(d, dlq); q++) {
-        char *s = rn_test_read_queue(d, dlq, q, &n);
-        snprintf(line, sizeof line, "== dlq queue %u: %zu\n", q, n);
-        assert_int_equal(rn_buf_append(&all, line, strlen(line), 0), 0);
-        assert_int_equal(rn_buf_append(&all, s, strlen(s), 0), 0);
-        free(s);
-    }
-    assert_int_equal(rn_buf_append(&all, "", 1, 0), 0);
-    return (char *)all.data;
-}
-
 /* ---- a run in a child, killed by its hook ------------------------------------ */
 
 static const char *g_kill_point;
@@ -557,7 +517,8 @@ static void one_trial(int trial, uint64_t *rng)
     }
     assert_int_equal(child_run(rb, "p", logpath, "none", 0), 0);
     d = open_dir(rb);
-    char *got = output(d, t->file ? NULL : "out", t->file ? fb : NULL, "p.dlq");
+    char *got = rn_test_pipeline_output(d, t->file ? NULL : "out", t->file ? fb : NULL,
+                                        "p.dlq");
     rn_datadir_close(d);
 
     /* the uninterrupted run, handed the batches in the order that stood */
@@ -581,7 +542,8 @@ static void one_trial(int trial, uint64_t *rng)
     }
     assert_int_equal(rn_etl_checkpoint(p, err), 0);
     rn_etl_close(p);
-    char *want = output(d, t->file ? NULL : "out", t->file ? fa : NULL, "p.dlq");
+    char *want = rn_test_pipeline_output(d, t->file ? NULL : "out", t->file ? fa : NULL,
+                                         "p.dlq");
     rn_datadir_close(d);
 
     printf("trial %d: %u source queue(s), %d batches, %s, %d run(s), %d kill(s), %d after "

@@ -45,6 +45,7 @@
 #include "common/sys.h"
 #include "logical-queues/consumer.h"
 #include "logical-queues/datadir.h"
+#include "logical-queues/meta.h"
 #include "tests/util/util.h"
 
 /* ---- temporary directories ---------------------------------------------- */
@@ -344,4 +345,44 @@ char *rn_test_read_queue(rn_datadir_t *d, const char *topic, uint32_t q, size_t 
     assert_int_equal(rn_buf_append(&out, "", 1, 0), 0);
     rn_consumer_destroy(c);
     return (char *)out.data;
+}
+
+/* The topic's queue count, 0 when it does not exist. */
+static uint32_t topic_queues(rn_datadir_t *d, const char *topic)
+{
+    char err[RN_ERRMSG_SIZE];
+    rn_meta_topic_t t;
+    rn_meta_t *m = rn_datadir_meta_lock(d);
+    int rc = rn_meta_topic_get(m, topic, &t, err);
+    rn_datadir_meta_unlock(d);
+    return rc == 0 ? t.queues : 0;
+}
+
+char *rn_test_pipeline_output(rn_datadir_t *d, const char *sink, const char *file, const char *dlq)
+{
+    rn_buf_t all = {0};
+    char line[64];
+    size_t n;
+    if (file) {
+        char *f = rn_test_slurp(file, &n);
+        assert_int_equal(rn_buf_append(&all, f, n, 0), 0);
+        free(f);
+    } else {
+        for (uint32_t q = 0; q < topic_queues(d, sink); q++) {
+            char *s = rn_test_read_queue(d, sink, q, &n);
+            snprintf(line, sizeof line, "== sink queue %u: %zu\n", q, n);
+            assert_int_equal(rn_buf_append(&all, line, strlen(line), 0), 0);
+            assert_int_equal(rn_buf_append(&all, s, strlen(s), 0), 0);
+            free(s);
+        }
+    }
+    for (uint32_t q = 0; q < topic_queues(d, dlq); q++) {
+        char *s = rn_test_read_queue(d, dlq, q, &n);
+        snprintf(line, sizeof line, "== dlq queue %u: %zu\n", q, n);
+        assert_int_equal(rn_buf_append(&all, line, strlen(line), 0), 0);
+        assert_int_equal(rn_buf_append(&all, s, strlen(s), 0), 0);
+        free(s);
+    }
+    assert_int_equal(rn_buf_append(&all, "", 1, 0), 0);
+    return (char *)all.data;
 }

@@ -117,4 +117,10 @@ void rn_test_batch_build(rn_batch_builder_t *b, const rn_test_records_t *spec,
 struct rn_datadir;
 char *rn_test_read_queue(struct rn_datadir *d, const char *topic, uint32_t q, size_t *count);
 
+/* A pipeline's output as one malloc'd text: the file (when file is not NULL)
+ * or each queue of the sink topic, then each queue of the dead-letter topic,
+ * every queue as "== sink|dlq queue Q: N" and its rn_test_read_queue lines. */
+char *rn_test_pipeline_output(struct rn_datadir *d, const char *sink, const char *file,
+                              const char *dlq);
+
 #endif
