@@ -72,7 +72,8 @@ LIBS_ALL  = $(LIBS_NET) $(LIBS_CORE)
 
 RUNNEL_SRC := $(wildcard cli/runnel*.c)
 STREAMSQL_SRC := $(wildcard cli/streamsql*.c)
-SERVER_SRC := $(wildcard server/*.c)
+# runneld: its gRPC front and handlers (server/) and its Kafka front (kafka/).
+SERVER_SRC := $(wildcard server/*.c kafka/*.c)
 BENCH_SRC  := $(wildcard bench/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)
 # Helpers shared by the tests (temporary directories, batches, child processes).

@@ -1,0 +1,207 @@
+/*
+ * api.h — the Kafka front's request handlers: what a handler is given, what it
+ * answers, the API table (keys and the versions implemented), and Kafka's
+ * error codes.
+ *
+ * A request arrives as an rn_kreq_t with its header parsed and a reader over
+ * its body (q->in). The handler writes the response body with q->w (the
+ * front writes the size and response header around it) and returns:
+ *   RN_KH_DONE   the response is complete;
+ *   RN_KH_NONE   no response is sent (Produce with acks 0);
+ *   RN_KH_LATER  the handler completes it later on the loop thread with
+ *                rn_kreq_done (directly, or through rn_kreq_offload /
+ *                rn_kreq_park); the connection reads no further request
+ *                until then, as Kafka's brokers do;
+ *   RN_KH_LATER_PIPELINED  the same, but later requests of the connection
+ *                are handled meanwhile (a produce waiting only for
+ *                durability: its effects are already in order);
+ *   RN_KH_BAD    the request does not parse or breaks the protocol: the
+ *                connection is closed and q->why (or q->in.what) is logged
+ *                with the peer. Nothing was changed.
+ *
+ * Invariants:
+ *  1. Every handler runs on the front's loop thread, so the front's state
+ *     (ctx, the group coordinator) needs no lock. Blocking work (waiting for
+ *     durability) goes to the waiter thread through rn_kreq_offload.
+ *  2. Responses leave a connection in request order, whatever order the
+ *     requests complete in.
+ *  3. A request lives until it is done, even when its connection closed
+ *     meanwhile (its response is then dropped), so a handler or the
+ *     coordinator may always complete what it holds.
+ *  4. ApiVersions advertises exactly rn_kapi_table: a handler exists for
+ *     every key and version listed there, and nothing else is answered.
+ */
+#ifndef RN_KAFKA_API_H
+#define RN_KAFKA_API_H
+
+#include <stdint.h>
+
+#include "kafka/wire.h"
+#include "server/handlers.h"
+
+/* ---- Kafka error codes used by the front ------------------------------------ */
+
+enum {
+    RN_KERR_NONE = 0,
+    RN_KERR_UNKNOWN_SERVER_ERROR = -1,
+    RN_KERR_OFFSET_OUT_OF_RANGE = 1,
+    RN_KERR_CORRUPT_MESSAGE = 2,
+    RN_KERR_UNKNOWN_TOPIC_OR_PARTITION = 3,
+    RN_KERR_INVALID_FETCH_SIZE = 4,
+    RN_KERR_LEADER_NOT_AVAILABLE = 5,
+    RN_KERR_NOT_LEADER_OR_FOLLOWER = 6,
+    RN_KERR_REQUEST_TIMED_OUT = 7,
+    RN_KERR_MESSAGE_TOO_LARGE = 10,
+    RN_KERR_OFFSET_METADATA_TOO_LARGE = 12,
+    RN_KERR_COORDINATOR_LOAD_IN_PROGRESS = 14,
+    RN_KERR_COORDINATOR_NOT_AVAILABLE = 15,
+    RN_KERR_NOT_COORDINATOR = 16,
+    RN_KERR_INVALID_TOPIC_EXCEPTION = 17,
+    RN_KERR_RECORD_LIST_TOO_LARGE = 18,
+    RN_KERR_NOT_ENOUGH_REPLICAS = 19,
+    RN_KERR_INVALID_REQUIRED_ACKS = 21,
+    RN_KERR_ILLEGAL_GENERATION = 22,
+    RN_KERR_INCONSISTENT_GROUP_PROTOCOL = 23,
+    RN_KERR_INVALID_GROUP_ID = 24,
+    RN_KERR_UNKNOWN_MEMBER_ID = 25,
+    RN_KERR_INVALID_SESSION_TIMEOUT = 26,
+    RN_KERR_REBALANCE_IN_PROGRESS = 27,
+    RN_KERR_INVALID_COMMIT_OFFSET_SIZE = 28,
+    RN_KERR_TOPIC_AUTHORIZATION_FAILED = 29,
+    RN_KERR_GROUP_AUTHORIZATION_FAILED = 30,
+    RN_KERR_CLUSTER_AUTHORIZATION_FAILED = 31,
+    RN_KERR_INVALID_TIMESTAMP = 32,
+    RN_KERR_UNSUPPORTED_SASL_MECHANISM = 33,
+    RN_KERR_ILLEGAL_SASL_STATE = 34,
+    RN_KERR_UNSUPPORTED_VERSION = 35,
+    RN_KERR_TOPIC_ALREADY_EXISTS = 36,
+    RN_KERR_INVALID_PARTITIONS = 37,
+    RN_KERR_INVALID_REPLICATION_FACTOR = 38,
+    RN_KERR_INVALID_REPLICA_ASSIGNMENT = 39,
+    RN_KERR_INVALID_CONFIG = 40,
+    RN_KERR_NOT_CONTROLLER = 41,
+    RN_KERR_INVALID_REQUEST = 42,
+    RN_KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT = 43,
+    RN_KERR_POLICY_VIOLATION = 44,
+    RN_KERR_OUT_OF_ORDER_SEQUENCE_NUMBER = 45,
+    RN_KERR_DUPLICATE_SEQUENCE_NUMBER = 46,
+    RN_KERR_INVALID_PRODUCER_EPOCH = 47,
+    RN_KERR_INVALID_TXN_STATE = 48,
+    RN_KERR_INVALID_PRODUCER_ID_MAPPING = 49,
+    RN_KERR_INVALID_TRANSACTION_TIMEOUT = 50,
+    RN_KERR_CONCURRENT_TRANSACTIONS = 51,
+    RN_KERR_KAFKA_STORAGE_ERROR = 56,
+    RN_KERR_UNKNOWN_PRODUCER_ID = 59,
+    RN_KERR_GROUP_ID_NOT_FOUND = 69,
+    RN_KERR_NON_EMPTY_GROUP = 68,
+    RN_KERR_FENCED_LEADER_EPOCH = 74,
+    RN_KERR_UNKNOWN_LEADER_EPOCH = 75,
+    RN_KERR_MEMBER_ID_REQUIRED = 79,
+    RN_KERR_GROUP_MAX_SIZE_REACHED = 81,
+    RN_KERR_FENCED_INSTANCE_ID = 82,
+    RN_KERR_INVALID_RECORD = 87,
+    RN_KERR_UNSTABLE_OFFSET_COMMIT = 88,
+};
+
+/* ---- the front's state, shared by every handler (invariant 1) ------------------ */
+
+struct rn_kcoord;
+
+typedef struct rn_kctx {
+    rn_hd_t          *hd;            /* the broker's handlers (produce, fetch, topics) */
+    rn_datadir_t     *d;
+    int32_t           node_id;       /* this broker's id in Metadata (0) */
+    char              host[256];     /* advertised host and port */
+    int               port;
+    char              cluster_id[32];
+    uint32_t          auto_create;   /* queues of an auto-created topic; 0 = off */
+    uint32_t          max_frame;     /* the largest request frame accepted */
+    struct rn_kcoord *coord;         /* the group coordinator (kafka/coord.h) */
+} rn_kctx_t;
+
+/* ---- requests ------------------------------------------------------------------ */
+
+enum { RN_KH_DONE, RN_KH_NONE, RN_KH_LATER, RN_KH_LATER_PIPELINED, RN_KH_BAD };
+
+typedef struct rn_kreq rn_kreq_t;
+struct rn_kreq {
+    int16_t     api, version;
+    int32_t     corr;            /* correlation id */
+    int         flex;            /* flexible version: compact forms, tagged fields */
+    rn_kstr_t   client_id;       /* points into the frame */
+    char        peer[64];        /* "HOST:PORT" of the client */
+    rn_kctx_t  *ctx;
+    rn_kr_t     in;              /* the request body */
+    rn_buf_t    out;             /* the response body */
+    rn_kw_t     w;               /* writer over out, flex as the request */
+    const char *why;             /* RN_KH_BAD: what was wrong (static or in whybuf) */
+    char        whybuf[160];
+    void       *hstate;          /* the handler's own state across RN_KH_LATER */
+    void      (*hfree)(rn_kreq_t *q);   /* frees hstate; called once when the request ends */
+    /* the front's own fields */
+    struct rn_kreq *next;
+    void       *conn;
+    uint8_t    *frame;
+    int         state;
+};
+
+typedef int (*rn_kh_fn)(rn_kreq_t *q);
+
+/* Complete a request that returned RN_KH_LATER*: its body is in q->out
+ * (RN_KH_NONE-like completion: rn_kreq_drop). Loop thread only. */
+void rn_kreq_done(rn_kreq_t *q);
+void rn_kreq_drop(rn_kreq_t *q);
+/* Run work(q) on the waiter thread (it may block), then then(q) on the loop
+ * thread; then() completes q (rn_kreq_done). Returns RN_KH_LATER_PIPELINED
+ * or RN_KH_LATER per `pipelined`, for the handler to return. */
+int  rn_kreq_offload(rn_kreq_t *q, void (*work)(rn_kreq_t *q), void (*then)(rn_kreq_t *q),
+                     int pipelined);
+/* Call retry(q, expired) on the loop thread every few milliseconds until it
+ * completes q; expired is 1 once deadline_ms (rn_server_now_ms clock) passed,
+ * or the front is stopping. Returns RN_KH_LATER. */
+int  rn_kreq_park(rn_kreq_t *q, int64_t deadline_ms, void (*retry)(rn_kreq_t *q, int expired));
+/* Fail q as RN_KH_BAD with a formatted reason; returns RN_KH_BAD. */
+int  rn_kreq_bad(rn_kreq_t *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- the API table (invariant 4) ------------------------------------------------- */
+
+typedef struct rn_kapi {
+    int16_t     key;
+    const char *name;
+    int16_t     min, max;        /* versions implemented */
+    int16_t     flex_min;        /* first flexible version; > max: none implemented */
+    rn_kh_fn    fn;
+} rn_kapi_t;
+
+extern const rn_kapi_t rn_kapi_table[];
+extern const int       rn_kapi_count;
+const rn_kapi_t *rn_kapi_find(int16_t key);
+
+/* ---- handlers (one per API; in kafka/api_*.c) --------------------------------- */
+
+int rn_kh_api_versions(rn_kreq_t *q);
+int rn_kh_metadata(rn_kreq_t *q);
+int rn_kh_produce(rn_kreq_t *q);
+int rn_kh_fetch(rn_kreq_t *q);
+int rn_kh_list_offsets(rn_kreq_t *q);
+int rn_kh_find_coordinator(rn_kreq_t *q);
+int rn_kh_join_group(rn_kreq_t *q);
+int rn_kh_sync_group(rn_kreq_t *q);
+int rn_kh_heartbeat(rn_kreq_t *q);
+int rn_kh_leave_group(rn_kreq_t *q);
+int rn_kh_offset_commit(rn_kreq_t *q);
+int rn_kh_offset_fetch(rn_kreq_t *q);
+int rn_kh_list_groups(rn_kreq_t *q);
+int rn_kh_describe_groups(rn_kreq_t *q);
+int rn_kh_create_topics(rn_kreq_t *q);
+int rn_kh_delete_topics(rn_kreq_t *q);
+int rn_kh_init_producer_id(rn_kreq_t *q);
+
+/* Periodic work of the group coordinator (session and rebalance timeouts),
+ * called by the front every RN_KFRONT_TICK_MS on the loop thread. */
+void rn_kgroup_tick(rn_kctx_t *ctx, int64_t now_ms);
+
+/* Topic name valid for Kafka and runnel: [A-Za-z0-9._-]{1,249}. */
+int rn_ktopic_valid(rn_kstr_t name);
+
+#endif
