@@ -138,11 +138,17 @@ struct rn_kreq {
     char        whybuf[160];
     void       *hstate;          /* the handler's own state across RN_KH_LATER */
     void      (*hfree)(rn_kreq_t *q);   /* frees hstate; called once when the request ends */
-    /* the front's own fields */
-    struct rn_kreq *next;
+    /* the front's own fields (kafka/front.c) */
+    struct rn_kreq *next;        /* the connection's requests, in arrival order */
+    struct rn_kreq *link;        /* the parking lot, or the waiter's queues */
     void       *conn;
     uint8_t    *frame;
+    uint32_t    frame_len;
     int         state;
+    void      (*work)(rn_kreq_t *q);
+    void      (*then)(rn_kreq_t *q);
+    void      (*retry)(rn_kreq_t *q, int expired);
+    int64_t     deadline;
 };
 
 typedef int (*rn_kh_fn)(rn_kreq_t *q);
@@ -201,7 +207,13 @@ int rn_kh_init_producer_id(rn_kreq_t *q);
  * called by the front every RN_KFRONT_TICK_MS on the loop thread. */
 void rn_kgroup_tick(rn_kctx_t *ctx, int64_t now_ms);
 
-/* Topic name valid for Kafka and runnel: [A-Za-z0-9._-]{1,249}. */
+/* Topic name valid for Kafka and runnel: [A-Za-z0-9._-]{1,249}, not "." or "..". */
 int rn_ktopic_valid(rn_kstr_t name);
+/* The topic named s, created with ctx->auto_create queues when absent and
+ * `create` (auto-creation, logged). RN_KERR_NONE with *t, else the error
+ * code for the topic (INVALID_TOPIC_EXCEPTION, UNKNOWN_TOPIC_OR_PARTITION). */
+int16_t rn_ktopic_get(rn_kctx_t *ctx, rn_kstr_t s, int create, rn_meta_topic_t *t);
+/* The Kafka error code nearest a handler status. */
+int16_t rn_kerr_of(const rn_status_t *st);
 
 #endif

@@ -415,7 +415,10 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
     if (n > MAX_BATCHES)
         return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "%zu batches in one request; the limit "
                              "is %d", n, MAX_BATCHES);
-    if (qent_get(h, req->topic, req->queue, &p->q, st) != 0) return -1;
+    if (qent_get(h, req->topic, req->queue, &p->q, st) != 0) {
+        if (st->code == RN_ST_NOT_FOUND) st->reason = RN_SR_NO_QUEUE;
+        return -1;
+    }
     rn_qent_t *e = p->q;
     hdrs = malloc(n * sizeof *hdrs);
     news = malloc(n * sizeof *news);
@@ -429,9 +432,13 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
         const ProtobufCBinaryData *b = &req->batches[i];
         int v = rn_batch_validate(b->data, b->len, &h->lim, 1, &hdrs[i], err);
         if (v != 0) {
-            rn_status_set(st, v == RN_ETOOBIG ? RN_ST_RESOURCE_EXHAUSTED : RN_ST_INVALID_ARGUMENT,
-                          "batch %zu of %zu (%zu bytes): %s", i + 1, n, b->len,
-                          err[0] ? err : rn_strerror(v));
+            rn_sreason_t why = v == RN_ETOOBIG ? RN_SR_BATCH_TOO_LARGE
+                               : b->len > 16 && b->data[16] != 2 ? RN_SR_BATCH_FORMAT
+                               : RN_SR_BATCH_CORRUPT;
+            rn_status_setr(st, why,
+                           v == RN_ETOOBIG ? RN_ST_RESOURCE_EXHAUSTED : RN_ST_INVALID_ARGUMENT,
+                           "batch %zu of %zu (%zu bytes): %s", i + 1, n, b->len,
+                           err[0] ? err : rn_strerror(v));
             goto out;
         }
         /* Invariant 6. */
@@ -440,7 +447,7 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
                   (__builtin_sub_overflow(hdrs[i].max_timestamp, wall, &ahead)
                        ? hdrs[i].max_timestamp > wall : ahead > h->o.max_ts_ahead_ms);
         if (far) {
-            rn_status_set(st, RN_ST_INVALID_ARGUMENT, "batch %zu of %zu: a record timestamp "
+            rn_status_setr(st, RN_SR_TIMESTAMP, RN_ST_INVALID_ARGUMENT, "batch %zu of %zu: a record timestamp "
                           "(%lld) is more than %lld ms ahead of the broker clock (%lld): refused, "
                           "as runneld --max-timestamp-ahead-ms says (Kafka's "
                           "message.timestamp.after.max.ms); nothing was stored", i + 1, n,
@@ -459,7 +466,7 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
         rn_status_t cst;
         int v = rn_pstate_check(&e->ps, h->reg, &hdrs[i], news, nnews, &d, &cst);
         if (v < 0) {
-            rn_status_set(st, cst.code, "batch %zu of %zu: %s", i + 1, n, cst.msg);
+            rn_status_setr(st, cst.reason, cst.code, "batch %zu of %zu: %s", i + 1, n, cst.msg);
             goto out;
         }
         if (v == 1) {
@@ -583,6 +590,12 @@ void rn_hd_fetch_free(rn_fetch_t *f)
 
 /* ---- offsets and producers ----------------------------------------------------- */
 
+int rn_hd_producer_init(rn_hd_t *h, int64_t id, int64_t *out_id, int16_t *out_epoch,
+                        char *errmsg)
+{
+    return rn_preg_init(h->reg, id, out_id, out_epoch, errmsg);
+}
+
 int rn_hd_init_producer(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
                         ProtobufCMessage **resp, rn_status_t *st)
 {
@@ -601,11 +614,24 @@ int rn_hd_init_producer(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     return 0;
 }
 
+int rn_hd_offset_at(rn_hd_t *h, const char *topic, uint32_t queue, rn_datadir_pos_kind_t kind,
+                    int64_t value, int64_t *offset, rn_datadir_queue_info_t *info,
+                    rn_status_t *st)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_qent_t *e;
+    rn_datadir_queue_t *q;
+    if (qent_get(h, topic, queue, &e, st) != 0 || handle_get(h, e, &q, st) != 0) return -1;
+    int rc = rn_datadir_resolve(h->d, q, kind, value, offset, err);
+    if (rc == 0) rc = rn_datadir_queue_info(h->d, q, info, err);
+    handle_put(e, q);
+    return rc != 0 ? fail_rc(st, rc, err) : 0;
+}
+
 int rn_hd_list_offsets(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
                        ProtobufCMessage **resp, rn_status_t *st)
 {
     const Runnel__V1__ListOffsetsRequest *req = (const void *)m;
-    char err[RN_ERRMSG_SIZE] = "";
     rn_datadir_pos_kind_t kind;
     int64_t value = 0;
     switch (req->spec_case) {
@@ -619,16 +645,10 @@ int rn_hd_list_offsets(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
         return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "ListOffsets needs earliest, latest or "
                              "timestamp_ms");
     }
-    rn_qent_t *e;
-    rn_datadir_queue_t *q;
-    if (qent_get(h, req->topic, req->queue, &e, st) != 0 || handle_get(h, e, &q, st) != 0)
-        return -1;
     int64_t off = 0;
     rn_datadir_queue_info_t info;
-    int rc = rn_datadir_resolve(h->d, q, kind, value, &off, err);
-    if (rc == 0) rc = rn_datadir_queue_info(h->d, q, &info, err);
-    handle_put(e, q);
-    if (rc != 0) return fail_rc(st, rc, err);
+    if (rn_hd_offset_at(h, req->topic, req->queue, kind, value, &off, &info, st) != 0)
+        return -1;
     Runnel__V1__ListOffsetsResponse *r = rn_arena_alloc(a, sizeof *r);
     if (!r) return OOM(st);
     runnel__v1__list_offsets_response__init(r);

@@ -168,6 +168,17 @@ void rn_hd_fetch_free(rn_fetch_t *f);
 /* The visible end of q now (cheap). */
 int  rn_hd_queue_hwm(rn_hd_t *h, rn_qent_t *q, int64_t *hwm);
 
+/* A new idempotent producer (id 0) or a known one's next epoch (rn_preg_init),
+ * for the Kafka front's InitProducerId. */
+int  rn_hd_producer_init(rn_hd_t *h, int64_t id, int64_t *out_id, int16_t *out_epoch,
+                         char *errmsg);
+
+/* The logical offset a position names in (topic, queue) (rn_datadir_resolve)
+ * and the queue's range; -1 with st (NOT_FOUND, ...) otherwise. */
+int  rn_hd_offset_at(rn_hd_t *h, const char *topic, uint32_t queue, rn_datadir_pos_kind_t kind,
+                     int64_t value, int64_t *offset, rn_datadir_queue_info_t *info,
+                     rn_status_t *st);
+
 /* The data directory (Query runs the engine on it; server/query.h). */
 rn_datadir_t *rn_hd_datadir(rn_hd_t *h);
 /* The options h was opened with (borrowed while h is open). */

@@ -422,20 +422,20 @@ int rn_pstate_check(const rn_pstate_t *s, rn_preg_t *reg, const rn_batch_header_
     if (h->producer_id < 0) return 0;
     long long pid = (long long)h->producer_id;
     if (h->base_sequence < 0 || h->producer_epoch < 0)
-        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "producer %lld: base sequence %d and "
+        return rn_status_setr(st, RN_SR_SEQUENCE, RN_ST_INVALID_ARGUMENT, "producer %lld: base sequence %d and "
                              "epoch %d must not be negative", pid, (int)h->base_sequence,
                              (int)h->producer_epoch);
     if (reg) {
         int16_t cur;
         if (rn_preg_epoch(reg, h->producer_id, &cur) != 0)
-            return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "unknown producer id %lld: call "
+            return rn_status_setr(st, RN_SR_UNKNOWN_PRODUCER, RN_ST_FAILED_PRECONDITION, "unknown producer id %lld: call "
                                  "InitProducer for an id", pid);
         if (h->producer_epoch < cur)
-            return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d is stale: "
+            return rn_status_setr(st, RN_SR_PRODUCER_EPOCH, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d is stale: "
                                  "the current epoch is %d (a newer instance took over)", pid,
                                  (int)h->producer_epoch, (int)cur);
         if (h->producer_epoch > cur)
-            return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d was never "
+            return rn_status_setr(st, RN_SR_PRODUCER_EPOCH, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d was never "
                                  "issued: the current epoch is %d (InitProducer hands out epochs)",
                                  pid, (int)h->producer_epoch, (int)cur);
     }
@@ -455,11 +455,11 @@ int rn_pstate_check(const rn_pstate_t *s, rn_preg_t *reg, const rn_batch_header_
     if (!known && e) { known = 1; epoch = e->epoch; next = e->next_seq; }
     if (!known) return 0;
     if (h->producer_epoch < epoch)
-        return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d is stale: "
+        return rn_status_setr(st, RN_SR_PRODUCER_EPOCH, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d is stale: "
                              "this queue has epoch %d", pid, (int)h->producer_epoch, (int)epoch);
     if (h->producer_epoch > epoch) {
         if (h->base_sequence == 0) return 0;
-        return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d: a new epoch "
+        return rn_status_setr(st, RN_SR_SEQUENCE, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d: a new epoch "
                              "starts at sequence 0, got %d", pid, (int)h->producer_epoch,
                              (int)h->base_sequence);
     }
@@ -476,12 +476,12 @@ int rn_pstate_check(const rn_pstate_t *s, rn_preg_t *reg, const rn_batch_header_
     }
     int64_t behind = (next - h->base_sequence + SEQ_MOD) % SEQ_MOD;
     if (behind > 0 && behind < SEQ_MOD / 2)
-        return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d: sequence %d "
+        return rn_status_setr(st, RN_SR_SEQUENCE, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d: sequence %d "
                              "is a duplicate outside the last %d batches or does not match one "
                              "(expected %lld, got %d)", pid, (int)h->producer_epoch,
                              (int)h->base_sequence, RN_PSTATE_WINDOW, (long long)next,
                              (int)h->base_sequence);
-    return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d: sequence gap "
+    return rn_status_setr(st, RN_SR_SEQUENCE, RN_ST_FAILED_PRECONDITION, "producer %lld epoch %d: sequence gap "
                          "(expected %lld, got %d)", pid, (int)h->producer_epoch, (long long)next,
                          (int)h->base_sequence);
 }

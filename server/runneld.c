@@ -27,6 +27,7 @@
 #include "batch/batch.h"
 #include "common/error.h"
 #include "common/sys.h"
+#include "kafka/front.h"
 #include "log/log.h"
 #include "server/handlers.h"
 #include "server/log.h"
@@ -51,7 +52,9 @@ static const char usage[] =
     "               [--log-level error|warn|info|debug] [--max-batch-bytes N] [--threads N]\n"
     "               [--port-file FILE] [--pipelines FILE] [--max-produces N] [--max-queries N]\n"
     "               [--query-max-steps N] [--query-max-rows N] [--producer-expiry-ms MS]\n"
-    "               [--max-timestamp-ahead-ms MS]\n"
+    "               [--max-timestamp-ahead-ms MS] [--kafka-listen HOST:PORT]\n"
+    "               [--kafka-advertise HOST:PORT] [--kafka-auto-create-queues N]\n"
+    "               [--kafka-max-frame-bytes N]\n"
     "\n"
     "Serves the runnel.v1.Runnel gRPC service (proto/runnel.proto) over DIR, which it\n"
     "creates when absent and locks while it runs (use `runnel --server HOST:PORT` then).\n"
@@ -71,6 +74,14 @@ static const char usage[] =
     "                     batch there (default 86400000, one day; 0 = never)\n"
     "  --max-timestamp-ahead-ms MS  refuse a batch with a record timestamp more than MS\n"
     "                     ahead of the broker clock (default 3600000; 0 = no check)\n"
+    "  --kafka-listen HOST:PORT  also serve the Kafka protocol there (off unless given;\n"
+    "                     kafka/README.md lists the APIs and versions)\n"
+    "  --kafka-advertise HOST:PORT  the address Kafka clients are told to connect to\n"
+    "                     (default: the --kafka-listen address)\n"
+    "  --kafka-auto-create-queues N  queues of a topic a Kafka client names before it\n"
+    "                     exists (default 1, as Kafka's num.partitions; 0 = no auto-creation)\n"
+    "  --kafka-max-frame-bytes N  largest Kafka request accepted (default 17825792);\n"
+    "                     a larger one closes its connection\n"
     "SIGINT/SIGTERM: stop accepting, finish in-flight calls, fsync, exit 0.\n";
 
 typedef struct daemon {
@@ -193,7 +204,8 @@ static int parse_u64(const char *flag, const char *s, uint64_t *out)
 int main(int argc, char **argv)
 {
     enum { OPT_DATA = 0x100, OPT_LISTEN, OPT_FSYNC, OPT_LEVEL, OPT_MAXB, OPT_THREADS, OPT_PORTFILE,
-           OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS, OPT_PEXPIRY, OPT_TSAHEAD };
+           OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS, OPT_PEXPIRY, OPT_TSAHEAD,
+           OPT_KLISTEN, OPT_KADV, OPT_KAUTO, OPT_KFRAME };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -209,6 +221,10 @@ int main(int argc, char **argv)
         {"query-max-rows", required_argument, NULL, OPT_QROWS},
         {"producer-expiry-ms", required_argument, NULL, OPT_PEXPIRY},
         {"max-timestamp-ahead-ms", required_argument, NULL, OPT_TSAHEAD},
+        {"kafka-listen", required_argument, NULL, OPT_KLISTEN},
+        {"kafka-advertise", required_argument, NULL, OPT_KADV},
+        {"kafka-auto-create-queues", required_argument, NULL, OPT_KAUTO},
+        {"kafka-max-frame-bytes", required_argument, NULL, OPT_KFRAME},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -217,6 +233,7 @@ int main(int argc, char **argv)
     uint32_t threads = 2, maxb = RN_BATCH_MAX_BYTES, max_produces = 1024, max_queries = 64;
     rn_hd_opts_t ho;
     rn_hd_opts_default(&ho);
+    rn_kfront_opts_t ko = {NULL, NULL, 1, RN_KFRONT_DEFAULT_MAX_FRAME};
     rn_slog_level_t level = RN_SLOG_INFO;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -268,6 +285,16 @@ int main(int argc, char **argv)
             ho.max_ts_ahead_ms = v > INT64_MAX ? INT64_MAX : (int64_t)v;
             break;
         }
+        case OPT_KLISTEN: ko.listen = optarg; break;
+        case OPT_KADV: ko.advertise = optarg; break;
+        case OPT_KAUTO:
+            if (parse_u32("--kafka-auto-create-queues", optarg, 0, 1u << 16, &ko.auto_create))
+                return 2;
+            break;
+        case OPT_KFRAME:
+            if (parse_u32("--kafka-max-frame-bytes", optarg, 1024, 1u << 30, &ko.max_frame))
+                return 2;
+            break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
@@ -339,6 +366,17 @@ int main(int argc, char **argv)
     rn_slog(RN_SLOG_INFO, "runneld listening on %s, data %s, fsync %s, batch limit %u bytes, "
             "%u threads", shown, data, rn_fsync_name(ho.log.fsync), maxb, threads);
     int failed = 0, bad = 0;
+    rn_kfront_t *kf = NULL;
+    if (ko.listen) {
+        int kport = 0;
+        if (rn_kfront_start(h, &ko, &kf, &kport, err) != 0) {
+            rn_slog(RN_SLOG_ERROR, "%s", err);
+            failed = 1;
+            rn_server_shutdown(d.srv);
+        } else {
+            rn_slog(RN_SLOG_INFO, "kafka protocol listening on %s (port %d)", ko.listen, kport);
+        }
+    }
     if (pl && pipelines && (rc = rn_pl_load_file(pl, pipelines, &bad, err)) != 0)
         rn_slog(RN_SLOG_ERROR, "%s", err);
     else if (bad)
@@ -352,6 +390,7 @@ int main(int argc, char **argv)
     uint64_t t0 = rn_mono_ns();
     uv_run(&d.loop, UV_RUN_DEFAULT);
     uv_loop_close(&d.loop);
+    rn_kfront_stop(kf);
     rn_slog(RN_SLOG_DEBUG, "every call finished; stopping the server threads");
     rn_pl_destroy(pl);     /* stop the pipelines, final checkpoints */
 

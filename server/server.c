@@ -401,7 +401,7 @@ static void respond(scall_t *c, const rn_status_t *st, const ProtobufCMessage *r
 
 static void respond_ok(scall_t *c, const ProtobufCMessage *resp)
 {
-    rn_status_t ok = {RN_ST_OK, ""};
+    rn_status_t ok = {RN_ST_OK, "", RN_SR_NONE};
     respond(c, &ok, resp);
 }
 
@@ -452,7 +452,7 @@ static void *waiter_main(void *arg)
         }
         pthread_mutex_unlock(&s->wmu);
         if (!j) break;
-        rn_status_t st = {RN_ST_OK, ""};
+        rn_status_t st = {RN_ST_OK, "", RN_SR_NONE};
         int rc;
         if (j->c) {
             rc = rn_hd_produce_wait(s->hd, &j->c->prod, &st);
@@ -566,7 +566,7 @@ static void do_fetch(scall_t *c)
 {
     rn_server_t *s = c->s;
     const Runnel__V1__FetchRequest *req = (const void *)c->req;
-    rn_status_t st = {RN_ST_OK, ""};
+    rn_status_t st = {RN_ST_OK, "", RN_SR_NONE};
     for (int round = 0; round < 1000; round++) {
         if (rn_hd_fetch(s->hd, req, &c->fetch, &st) != 0) { respond(c, &st, NULL); return; }
         int64_t now = rn_server_now_ms();
@@ -608,7 +608,7 @@ static void do_fetch(scall_t *c)
 static void do_produce(scall_t *c)
 {
     rn_server_t *s = c->s;
-    rn_status_t st = {RN_ST_OK, ""};
+    rn_status_t st = {RN_ST_OK, "", RN_SR_NONE};
     const Runnel__V1__ProduceRequest *req = (const void *)c->req;
     pthread_mutex_lock(&s->mu);                      /* invariant 9 */
     uint64_t inflight = s->produces;
@@ -861,7 +861,7 @@ static void *query_main(void *arg)
     scall_t *c = arg;
     sstream_t *ss = c->ss;
     rn_server_t *s = c->s;
-    rn_status_t st = {RN_ST_OK, ""};
+    rn_status_t st = {RN_ST_OK, "", RN_SR_NONE};
     rn_buf_t msg = RN_BUF_INIT;
     rn_query_t *q = NULL;
     int rc = rn_query_open(s->hd, (const Runnel__V1__QueryRequest *)c->req, stream_send, c, &q,
@@ -902,7 +902,7 @@ static void *query_main(void *arg)
 static void do_query(scall_t *c)
 {
     rn_server_t *s = c->s;
-    rn_status_t st = {RN_ST_OK, ""};
+    rn_status_t st = {RN_ST_OK, "", RN_SR_NONE};
     sstream_t *ss = calloc(1, sizeof *ss);
     if (!ss) {
         st.code = RN_ST_RESOURCE_EXHAUSTED;
@@ -969,7 +969,7 @@ static void do_query(scall_t *c)
 static void handle(scall_t *c)
 {
     rn_server_t *s = c->s;
-    rn_status_t st = {RN_ST_OK, ""};
+    rn_status_t st = {RN_ST_OK, "", RN_SR_NONE};
     atomic_fetch_add(&s->calls, 1);
     if (c->mi == GENERIC) {
         char *name = grpc_slice_to_c_string(c->cd.method);

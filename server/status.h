@@ -30,11 +30,28 @@ typedef enum rn_st {
     RN_ST_DATA_LOSS = 15,
 } rn_st_t;
 
+/* Why a produce was refused, finer than the code, for fronts whose protocol
+ * tells these apart (the Kafka front's error codes). */
+typedef enum rn_sreason {
+    RN_SR_NONE = 0,
+    RN_SR_BATCH_CORRUPT,      /* CRC, lengths or records do not check */
+    RN_SR_BATCH_TOO_LARGE,    /* over the batch limit or a decoding cap */
+    RN_SR_BATCH_FORMAT,       /* not RecordBatch v2 (magic) */
+    RN_SR_TIMESTAMP,          /* a record timestamp too far ahead */
+    RN_SR_UNKNOWN_PRODUCER,   /* the producer id was never issued */
+    RN_SR_PRODUCER_EPOCH,     /* stale or never-issued epoch */
+    RN_SR_SEQUENCE,           /* a sequence gap or an old duplicate */
+    RN_SR_NO_QUEUE,           /* unknown topic or queue */
+} rn_sreason_t;
+
 /* A status and its message (RN_ERRMSG_SIZE, like every errmsg). */
 typedef struct rn_status {
-    rn_st_t code;
-    char    msg[RN_ERRMSG_SIZE];
+    rn_st_t      code;
+    char         msg[RN_ERRMSG_SIZE];
+    rn_sreason_t reason;      /* RN_SR_NONE unless a produce path sets it */
 } rn_status_t;
+
+
 
 /* Set *st to code with a printf-formatted message; returns -1, so that a
  * handler can `return rn_status_set(st, ...)`. */
@@ -47,6 +64,22 @@ static inline int rn_status_set(rn_status_t *st, rn_st_t code, const char *fmt, 
     vsnprintf(st->msg, sizeof st->msg, fmt, ap);
     va_end(ap);
     st->code = code;
+    st->reason = RN_SR_NONE;
+    return -1;
+}
+
+/* rn_status_set with a reason. */
+static inline int rn_status_setr(rn_status_t *st, rn_sreason_t r, rn_st_t code,
+                                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static inline int rn_status_setr(rn_status_t *st, rn_sreason_t r, rn_st_t code,
+                                 const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->msg, sizeof st->msg, fmt, ap);
+    va_end(ap);
+    st->code = code;
+    st->reason = r;
     return -1;
 }
 

@@ -1,0 +1,238 @@
+/*
+ * api.c — the API table (api.h invariant 4), ApiVersions, Metadata and
+ * InitProducerId.
+ *
+ * Field layouts follow Kafka's message schemas (ApiVersionsRequest.json,
+ * MetadataResponse.json, ...); a field added in version N is read or written
+ * only when q->version >= N. Of the versions here only ApiVersions v3 is
+ * flexible.
+ */
+#include "kafka/api.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/log.h"
+
+const rn_kapi_t rn_kapi_table[] = {
+    {0, "Produce", 3, 8, 9, rn_kh_produce},
+    {1, "Fetch", 4, 11, 12, rn_kh_fetch},
+    {2, "ListOffsets", 1, 5, 6, rn_kh_list_offsets},
+    {3, "Metadata", 0, 7, 9, rn_kh_metadata},
+    {18, "ApiVersions", 0, 3, 3, rn_kh_api_versions},
+    {22, "InitProducerId", 0, 1, 2, rn_kh_init_producer_id},
+};
+const int rn_kapi_count = (int)(sizeof rn_kapi_table / sizeof rn_kapi_table[0]);
+
+const rn_kapi_t *rn_kapi_find(int16_t key)
+{
+    for (int i = 0; i < rn_kapi_count; i++)
+        if (rn_kapi_table[i].key == key) return &rn_kapi_table[i];
+    return NULL;
+}
+
+int16_t rn_kerr_of(const rn_status_t *st)
+{
+    switch (st->code) {
+    case RN_ST_OK: return RN_KERR_NONE;
+    case RN_ST_NOT_FOUND: return RN_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    case RN_ST_OUT_OF_RANGE: return RN_KERR_OFFSET_OUT_OF_RANGE;
+    case RN_ST_INVALID_ARGUMENT: return RN_KERR_INVALID_REQUEST;
+    case RN_ST_RESOURCE_EXHAUSTED: return RN_KERR_MESSAGE_TOO_LARGE;
+    case RN_ST_DATA_LOSS: return RN_KERR_KAFKA_STORAGE_ERROR;
+    case RN_ST_UNAVAILABLE: return RN_KERR_KAFKA_STORAGE_ERROR;
+    default: return RN_KERR_UNKNOWN_SERVER_ERROR;
+    }
+}
+
+int rn_ktopic_valid(rn_kstr_t name)
+{
+    if (name.len <= 0 || name.len > 249) return 0;
+    if (name.len == 1 && name.p[0] == '.') return 0;
+    if (name.len == 2 && name.p[0] == '.' && name.p[1] == '.') return 0;
+    for (int32_t i = 0; i < name.len; i++) {
+        char ch = name.p[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- ApiVersions (18) ------------------------------------------------------------ */
+
+int rn_kh_api_versions(rn_kreq_t *q)
+{
+    const rn_kapi_t *me = rn_kapi_find(18);
+    rn_kw_t *w = &q->w;
+    if (q->version > me->max) {
+        /* KIP-511: an unsupported version is answered in the v0 layout with
+         * UNSUPPORTED_VERSION and our versions, so the client downgrades. */
+        q->flex = 0;
+        w->flex = 0;
+        rn_kw_i16(w, RN_KERR_UNSUPPORTED_VERSION);
+        rn_kw_array(w, 1);
+        rn_kw_i16(w, me->key);
+        rn_kw_i16(w, me->min);
+        rn_kw_i16(w, me->max);
+        return RN_KH_DONE;
+    }
+    if (q->version >= 3) {
+        rn_kr_str(&q->in, "client_software_name");
+        rn_kr_str(&q->in, "client_software_version");
+        rn_kr_tags(&q->in);
+        if (q->in.err) return RN_KH_BAD;
+    }
+    rn_kw_i16(w, RN_KERR_NONE);
+    rn_kw_array(w, rn_kapi_count);
+    for (int i = 0; i < rn_kapi_count; i++) {
+        rn_kw_i16(w, rn_kapi_table[i].key);
+        rn_kw_i16(w, rn_kapi_table[i].min);
+        rn_kw_i16(w, rn_kapi_table[i].max);
+        rn_kw_tags(w);
+    }
+    if (q->version >= 1) rn_kw_i32(w, 0);      /* throttle_time_ms */
+    rn_kw_tags(w);
+    return RN_KH_DONE;
+}
+
+/* ---- Metadata (3) ------------------------------------------------------------------ */
+
+/* One topic's entry: its queues as partitions, all led by this broker. */
+static void metadata_topic(rn_kreq_t *q, const char *name, int32_t len, int16_t err,
+                           uint32_t queues)
+{
+    rn_kw_t *w = &q->w;
+    int32_t node = q->ctx->node_id;
+    rn_kw_i16(w, err);
+    rn_kw_strn(w, name, len);
+    if (q->version >= 1) rn_kw_i8(w, 0);               /* is_internal */
+    rn_kw_array(w, (int32_t)queues);
+    for (uint32_t p = 0; p < queues; p++) {
+        rn_kw_i16(w, RN_KERR_NONE);
+        rn_kw_i32(w, (int32_t)p);
+        rn_kw_i32(w, node);                             /* leader */
+        if (q->version >= 7) rn_kw_i32(w, 0);           /* leader_epoch */
+        rn_kw_array(w, 1);                              /* replicas */
+        rn_kw_i32(w, node);
+        rn_kw_array(w, 1);                              /* isr */
+        rn_kw_i32(w, node);
+        if (q->version >= 5) rn_kw_array(w, 0);         /* offline replicas */
+    }
+}
+
+/* The topic named s, created with ctx->auto_create queues when absent and
+ * `create`. 0 with *t; else the Kafka error code. */
+int16_t rn_ktopic_get(rn_kctx_t *ctx, rn_kstr_t s, int create, rn_meta_topic_t *t)
+{
+    char name[256], err[RN_ERRMSG_SIZE] = "";
+    if (!rn_ktopic_valid(s) || rn_kstr_copy(s, name, sizeof name) != 0)
+        return RN_KERR_INVALID_TOPIC_EXCEPTION;
+    rn_meta_t *m = rn_datadir_meta_lock(ctx->d);
+    int rc = rn_meta_topic_get(m, name, t, err);
+    rn_datadir_meta_unlock(ctx->d);
+    if (rc == 0) return RN_KERR_NONE;
+    if (rc != RN_ENOTFOUND) return RN_KERR_UNKNOWN_SERVER_ERROR;
+    if (!create || !ctx->auto_create) return RN_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    rc = rn_datadir_topic_create(ctx->d, name, ctx->auto_create, t, err);
+    if (rc == RN_EEXIST) {              /* created meanwhile by the gRPC front */
+        m = rn_datadir_meta_lock(ctx->d);
+        rc = rn_meta_topic_get(m, name, t, err);
+        rn_datadir_meta_unlock(ctx->d);
+    }
+    if (rc != 0) {
+        rn_slog(RN_SLOG_WARN, "kafka: cannot auto-create topic '%s': %s", name, err);
+        return RN_KERR_UNKNOWN_SERVER_ERROR;
+    }
+    rn_slog(RN_SLOG_INFO, "kafka: created topic '%s' with %u queues (auto-creation; runneld "
+            "--kafka-auto-create-queues)", name, ctx->auto_create);
+    return RN_KERR_NONE;
+}
+
+int rn_kh_metadata(rn_kreq_t *q)
+{
+    rn_kr_t *r = &q->in;
+    rn_kw_t *w = &q->w;
+    int32_t n = rn_kr_array(r, "topics");
+    const uint8_t *names = r->p;
+    for (int32_t i = 0; i < n && !r->err; i++) rn_kr_str(r, "topic name");
+    int create = 1;
+    if (q->version >= 4) create = rn_kr_i8(r, "allow_auto_topic_creation") != 0;
+    if (r->err) return RN_KH_BAD;
+    /* v0: an empty list means every topic; v1+: null does. */
+    int all = n < 0 || (q->version == 0 && n == 0);
+    if (q->version >= 3) rn_kw_i32(w, 0);              /* throttle_time_ms */
+    rn_kw_array(w, 1);                                  /* brokers */
+    rn_kw_i32(w, q->ctx->node_id);
+    rn_kw_str(w, q->ctx->host);
+    rn_kw_i32(w, q->ctx->port);
+    if (q->version >= 1) rn_kw_str(w, NULL);           /* rack */
+    if (q->version >= 2) rn_kw_str(w, q->ctx->cluster_id);
+    if (q->version >= 1) rn_kw_i32(w, q->ctx->node_id);   /* controller */
+    if (all) {
+        rn_meta_topic_t *v = NULL;
+        size_t nt = 0;
+        char err[RN_ERRMSG_SIZE] = "";
+        rn_meta_t *m = rn_datadir_meta_lock(q->ctx->d);
+        int rc = rn_meta_topic_list(m, &v, &nt, err);
+        rn_datadir_meta_unlock(q->ctx->d);
+        if (rc != 0) {
+            rn_slog(RN_SLOG_WARN, "kafka: Metadata from %s: %s", q->peer, err);
+            nt = 0;
+        }
+        rn_kw_array(w, (int32_t)nt);
+        for (size_t i = 0; i < nt; i++)
+            metadata_topic(q, v[i].name, (int32_t)strlen(v[i].name), RN_KERR_NONE, v[i].queues);
+        free(v);
+        return RN_KH_DONE;
+    }
+    rn_kw_array(w, n);
+    rn_kr_t again;
+    rn_kr_init(&again, names, (size_t)(q->in.end - names), q->flex);
+    for (int32_t i = 0; i < n; i++) {
+        rn_kstr_t s = rn_kr_str(&again, "topic name");
+        rn_meta_topic_t t;
+        int16_t e = rn_ktopic_get(q->ctx, s, create, &t);
+        /* A new topic is known at once: Kafka answers LEADER_NOT_AVAILABLE
+         * while its partitions elect leaders; runnel's are ready. */
+        metadata_topic(q, s.p, s.len, e, e == RN_KERR_NONE ? t.queues : 0);
+    }
+    return RN_KH_DONE;
+}
+
+/* ---- InitProducerId (22) -------------------------------------------------------- */
+
+int rn_kh_init_producer_id(rn_kreq_t *q)
+{
+    rn_kr_t *r = &q->in;
+    rn_kstr_t txn = rn_kr_str(r, "transactional_id");
+    rn_kr_i32(r, "transaction_timeout_ms");
+    if (r->err) return RN_KH_BAD;
+    rn_kw_t *w = &q->w;
+    rn_kw_i32(w, 0);                                    /* throttle_time_ms */
+    if (txn.len >= 0) {
+        /* Transactions are not implemented (kafka/README.md). */
+        rn_slog(RN_SLOG_WARN, "kafka: InitProducerId from %s names transactional id '%.*s': "
+                "transactions are not supported; idempotent producers are", q->peer,
+                txn.len > 100 ? 100 : (int)txn.len, txn.p);
+        rn_kw_i16(w, RN_KERR_INVALID_REQUEST);
+        rn_kw_i64(w, -1);
+        rn_kw_i16(w, -1);
+        return RN_KH_DONE;
+    }
+    int64_t id = 0;
+    int16_t epoch = 0;
+    char err[RN_ERRMSG_SIZE] = "";
+    int rc = rn_hd_producer_init(q->ctx->hd, 0, &id, &epoch, err);
+    if (rc != 0) {
+        rn_slog(RN_SLOG_WARN, "kafka: InitProducerId from %s: %s", q->peer, err);
+        rn_kw_i16(w, RN_KERR_UNKNOWN_SERVER_ERROR);
+        rn_kw_i64(w, -1);
+        rn_kw_i16(w, -1);
+        return RN_KH_DONE;
+    }
+    rn_kw_i16(w, RN_KERR_NONE);
+    rn_kw_i64(w, id);
+    rn_kw_i16(w, epoch);
+    return RN_KH_DONE;
+}

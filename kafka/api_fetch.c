@@ -1,0 +1,291 @@
+/*
+ * api_fetch.c — Fetch (1), versions 4–11, and ListOffsets (2), versions 1–5.
+ *
+ * Fetch returns whole stored batches from the one holding the requested
+ * offset (the client skips the records before it), with their logical base
+ * offsets. Limits: per partition partition_max_bytes, per response
+ * max_bytes, except that the first partition with data returns at least one
+ * batch (KIP-74), so a batch larger than both still moves. When less than
+ * min_bytes is available the request is parked and re-read when a queue's
+ * high watermark moves or max_wait_ms passes. Fetch sessions (KIP-227) are
+ * not kept: every answer is a full response with session id 0, which
+ * clients treat as "no session".
+ *
+ * Invariants:
+ *  1. A partition's answer is OFFSET_OUT_OF_RANGE exactly when its offset is
+ *     outside [log start, high watermark]; offset == high watermark is
+ *     empty, not an error.
+ *  2. No transactions: the last stable offset is the high watermark, and
+ *     read_committed reads what read_uncommitted reads.
+ */
+#include "kafka/api.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch/batch.h"
+#include "server/log.h"
+#include "server/server.h"
+
+typedef struct fpart {
+    rn_kstr_t  topic;
+    int32_t    ntopic, index;
+    int64_t    offset;
+    int32_t    max_bytes;
+    int16_t    err;
+    rn_fetch_t f;
+    int        have_q;
+    char       name[256];
+} fpart_t;
+
+typedef struct kfetch {
+    int32_t  min_bytes, max_bytes, ntopics, nparts;
+    int64_t  deadline;
+    fpart_t *parts;
+} kfetch_t;
+
+static void fetch_free(rn_kreq_t *q)
+{
+    kfetch_t *s = q->hstate;
+    for (int32_t i = 0; i < s->nparts; i++) rn_hd_fetch_free(&s->parts[i].f);
+    free(s->parts);
+    free(s);
+    q->hstate = NULL;
+}
+
+/* Read every partition within the limits; the bytes read. */
+static size_t fetch_read(rn_kreq_t *q, kfetch_t *s)
+{
+    size_t total = 0;
+    for (int32_t i = 0; i < s->nparts; i++) {
+        fpart_t *fp = &s->parts[i];
+        fp->f.records.len = 0;
+        fp->f.nbatches = 0;
+        if (fp->err == RN_KERR_UNKNOWN_TOPIC_OR_PARTITION ||
+            fp->err == RN_KERR_INVALID_TOPIC_EXCEPTION)
+            continue;
+        fp->err = RN_KERR_NONE;
+        size_t left = (size_t)s->max_bytes > total ? (size_t)s->max_bytes - total : 0;
+        size_t max = (size_t)fp->max_bytes < left ? (size_t)fp->max_bytes : left;
+        /* Over the response limit: the watermarks only. Else at least one
+         * batch (KIP-74). */
+        int over = max == 0 && total > 0;
+        Runnel__V1__FetchRequest req = RUNNEL__V1__FETCH_REQUEST__INIT;
+        req.topic = fp->name;
+        req.queue = (uint32_t)fp->index;
+        req.offset = fp->offset;
+        req.max_bytes = (uint32_t)(max == 0 ? 1 : max > UINT32_MAX ? UINT32_MAX : max);
+        rn_status_t st;
+        int rc = rn_hd_fetch(q->ctx->hd, &req, &fp->f, &st);
+        if (over) fp->f.records.len = 0;
+        if (rc != 0) {
+            fp->err = rn_kerr_of(&st);
+            if (st.code == RN_ST_DATA_LOSS) fp->err = RN_KERR_CORRUPT_MESSAGE;
+            if (fp->err != RN_KERR_OFFSET_OUT_OF_RANGE &&
+                fp->err != RN_KERR_UNKNOWN_TOPIC_OR_PARTITION)
+                rn_slog(RN_SLOG_WARN, "kafka: fetch from %s: %s", q->peer, st.msg);
+            continue;
+        }
+        fp->have_q = fp->f.q != NULL;
+        total += fp->f.records.len;
+    }
+    return total;
+}
+
+static void fetch_answer(rn_kreq_t *q)
+{
+    kfetch_t *s = q->hstate;
+    rn_kw_t *w = &q->w;
+    rn_kw_i32(w, 0);                                        /* throttle_time_ms */
+    if (q->version >= 7) {
+        rn_kw_i16(w, RN_KERR_NONE);
+        rn_kw_i32(w, 0);                                    /* session_id: none */
+    }
+    rn_kw_array(w, s->ntopics);
+    for (int32_t i = 0; i < s->nparts;) {
+        int32_t j = i;
+        while (j < s->nparts && s->parts[j].ntopic == s->parts[i].ntopic) j++;
+        rn_kw_strn(w, s->parts[i].topic.p, s->parts[i].topic.len);
+        rn_kw_array(w, j - i);
+        for (int32_t k = i; k < j; k++) {
+            fpart_t *fp = &s->parts[k];
+            int ok = fp->err == RN_KERR_NONE;
+            rn_kw_i32(w, fp->index);
+            rn_kw_i16(w, fp->err);
+            rn_kw_i64(w, ok ? fp->f.high_watermark : -1);
+            rn_kw_i64(w, ok ? fp->f.high_watermark : -1);     /* last stable (invariant 2) */
+            if (q->version >= 5) rn_kw_i64(w, ok ? fp->f.log_start : -1);
+            rn_kw_array(w, 0);                                /* aborted transactions */
+            if (q->version >= 11) rn_kw_i32(w, -1);           /* preferred read replica */
+            rn_kw_bytes(w, fp->f.records.data, ok ? (int32_t)fp->f.records.len : 0);
+        }
+        i = j;
+    }
+}
+
+/* Parked: re-read when a watermark moved past a partition's offset. */
+static void fetch_retry(rn_kreq_t *q, int expired)
+{
+    kfetch_t *s = q->hstate;
+    int moved = expired;
+    for (int32_t i = 0; i < s->nparts && !moved; i++) {
+        fpart_t *fp = &s->parts[i];
+        int64_t hwm;
+        if (fp->have_q && rn_hd_queue_hwm(q->ctx->hd, fp->f.q, &hwm) == 0 && hwm > fp->offset)
+            moved = 1;
+    }
+    if (!moved) {
+        rn_kreq_park(q, s->deadline, fetch_retry);
+        return;
+    }
+    size_t total = fetch_read(q, s);
+    if (!expired && total < (size_t)s->min_bytes) {
+        rn_kreq_park(q, s->deadline, fetch_retry);
+        return;
+    }
+    fetch_answer(q);
+    rn_kreq_done(q);
+}
+
+int rn_kh_fetch(rn_kreq_t *q)
+{
+    rn_kr_t *r = &q->in;
+    rn_kr_i32(r, "replica_id");
+    int32_t max_wait = rn_kr_i32(r, "max_wait_ms");
+    int32_t min_bytes = rn_kr_i32(r, "min_bytes");
+    int32_t max_bytes = rn_kr_i32(r, "max_bytes");
+    rn_kr_i8(r, "isolation_level");
+    if (q->version >= 7) {
+        rn_kr_i32(r, "session_id");
+        rn_kr_i32(r, "session_epoch");
+    }
+    int32_t nt = rn_kr_array(r, "topics");
+    if (r->err) return RN_KH_BAD;
+    kfetch_t *s = calloc(1, sizeof *s);
+    if (!s) return rn_kreq_bad(q, "out of memory");
+    q->hstate = s;
+    q->hfree = fetch_free;
+    s->min_bytes = min_bytes;
+    s->max_bytes = max_bytes > 0 ? max_bytes : 1;
+    s->ntopics = nt < 0 ? 0 : nt;
+    size_t cap = rn_kr_left(r) / 16 + 1;     /* a partition takes at least 16 bytes */
+    s->parts = calloc(cap, sizeof *s->parts);
+    if (!s->parts) return rn_kreq_bad(q, "out of memory");
+    for (int32_t t = 0; t < s->ntopics && !r->err; t++) {
+        rn_kstr_t name = rn_kr_str(r, "topic name");
+        int32_t np = rn_kr_array(r, "partitions");
+        for (int32_t i = 0; i < np && !r->err; i++) {
+            if ((size_t)s->nparts >= cap) return rn_kreq_bad(q, "too many partitions");
+            fpart_t *fp = &s->parts[s->nparts++];
+            fp->topic = name;
+            fp->ntopic = t;
+            fp->index = rn_kr_i32(r, "partition");
+            if (q->version >= 9) rn_kr_i32(r, "current_leader_epoch");
+            fp->offset = rn_kr_i64(r, "fetch_offset");
+            if (q->version >= 5) rn_kr_i64(r, "log_start_offset");
+            fp->max_bytes = rn_kr_i32(r, "partition_max_bytes");
+            if (fp->max_bytes <= 0) fp->max_bytes = 1;
+            if (!rn_ktopic_valid(name) || rn_kstr_copy(name, fp->name, sizeof fp->name) != 0)
+                fp->err = RN_KERR_INVALID_TOPIC_EXCEPTION;
+            else if (fp->index < 0)
+                fp->err = RN_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+        }
+    }
+    /* forgotten_topics_data (v7+) and rack_id (v11+) need no answer. */
+    if (r->err) return RN_KH_BAD;
+    size_t total = fetch_read(q, s);
+    if (total >= (size_t)(min_bytes > 0 ? min_bytes : 0) || max_wait <= 0) {
+        fetch_answer(q);
+        return RN_KH_DONE;
+    }
+    if (max_wait > 60000) max_wait = 60000;
+    s->deadline = rn_server_now_ms() + max_wait;
+    return rn_kreq_park(q, s->deadline, fetch_retry);
+}
+
+/* ---- ListOffsets ---------------------------------------------------------------- */
+
+/* The timestamp of the record at offset in (topic, queue), or -1. */
+static int64_t record_time(rn_kreq_t *q, const char *topic, int32_t queue, int64_t offset)
+{
+    Runnel__V1__FetchRequest req = RUNNEL__V1__FETCH_REQUEST__INIT;
+    req.topic = (char *)topic;
+    req.queue = (uint32_t)queue;
+    req.offset = offset;
+    req.max_bytes = 1;
+    rn_fetch_t f;
+    memset(&f, 0, sizeof f);
+    rn_status_t st;
+    int64_t ts = -1;
+    if (rn_hd_fetch(q->ctx->hd, &req, &f, &st) == 0 && f.records.len) {
+        rn_batch_iter_t it;
+        char err[RN_ERRMSG_SIZE];
+        rn_batch_iter_init(&it, &rn_batch_default_limits);
+        if (rn_batch_iter_reset(&it, f.records.data, f.records.len, err) == 0) {
+            rn_record_t rec;
+            while (rn_batch_iter_next(&it, &rec, err) == 1)
+                if (rec.offset >= offset) {
+                    ts = rec.timestamp;
+                    break;
+                }
+        }
+        rn_batch_iter_destroy(&it);
+    }
+    rn_hd_fetch_free(&f);
+    return ts;
+}
+
+int rn_kh_list_offsets(rn_kreq_t *q)
+{
+    rn_kr_t *r = &q->in;
+    rn_kw_t *w = &q->w;
+    rn_kr_i32(r, "replica_id");
+    if (q->version >= 2) rn_kr_i8(r, "isolation_level");
+    int32_t nt = rn_kr_array(r, "topics");
+    if (r->err) return RN_KH_BAD;
+    if (q->version >= 2) rn_kw_i32(w, 0);                  /* throttle_time_ms */
+    rn_kw_array(w, nt < 0 ? 0 : nt);
+    for (int32_t t = 0; t < nt && !r->err; t++) {
+        rn_kstr_t name = rn_kr_str(r, "topic name");
+        int32_t np = rn_kr_array(r, "partitions");
+        rn_kw_strn(w, name.p, name.len);
+        rn_kw_array(w, np < 0 ? 0 : np);
+        char topic[256];
+        int valid = rn_ktopic_valid(name) && rn_kstr_copy(name, topic, sizeof topic) == 0;
+        for (int32_t i = 0; i < np && !r->err; i++) {
+            int32_t part = rn_kr_i32(r, "partition_index");
+            if (q->version >= 4) rn_kr_i32(r, "current_leader_epoch");
+            int64_t ts = rn_kr_i64(r, "timestamp");
+            int16_t err = RN_KERR_NONE;
+            int64_t off = -1, rts = -1;
+            if (!valid) {
+                err = RN_KERR_INVALID_TOPIC_EXCEPTION;
+            } else if (part < 0) {
+                err = RN_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+            } else {
+                rn_datadir_pos_kind_t kind = ts == -2 ? RN_POS_EARLIEST
+                                             : ts == -1 ? RN_POS_LATEST : RN_POS_TIME;
+                rn_datadir_queue_info_t info;
+                rn_status_t st;
+                if (kind == RN_POS_TIME && ts < 0) {
+                    err = RN_KERR_INVALID_REQUEST;      /* -3 (max timestamp) and others */
+                } else if (rn_hd_offset_at(q->ctx->hd, topic, (uint32_t)part, kind, ts, &off,
+                                           &info, &st) != 0) {
+                    err = rn_kerr_of(&st);
+                    off = -1;
+                } else if (kind == RN_POS_TIME) {
+                    /* Kafka: no record at or after ts is offset -1. */
+                    if (off >= info.high_watermark) off = -1;
+                    else rts = record_time(q, topic, part, off);
+                }
+            }
+            rn_kw_i32(w, part);
+            rn_kw_i16(w, err);
+            rn_kw_i64(w, rts);
+            rn_kw_i64(w, off);
+            if (q->version >= 4) rn_kw_i32(w, err ? -1 : 0);   /* leader_epoch */
+        }
+    }
+    if (r->err) return RN_KH_BAD;
+    return RN_KH_DONE;
+}

@@ -1,0 +1,780 @@
+/*
+ * front.c — the Kafka listener (front.h): connections, frames, the order of
+ * responses, the waiter thread and the parking lot.
+ *
+ * A connection reads size-prefixed frames; a frame's body is read straight
+ * into its own allocation (only the 4-byte size and small pipelined frames
+ * pass through the staging buffer). Each frame becomes an rn_kreq_t at the
+ * tail of the connection's list; requests are handled in that order, and
+ * answered from its head (api.h invariant 2).
+ *
+ * Request states: QUEUED (received) → RUNNING (its handler returned
+ * RN_KH_LATER*) → READY (response complete) or NORESP → written → freed.
+ *
+ * Invariants:
+ *  1. Everything here runs on the loop thread, except waiter_main (which
+ *     touches only f->wq / f->done under f->wmu, and the request it runs)
+ *     and rn_kfront_stats (atomics).
+ *  2. A connection holds one reference for its TCP handle and one per live
+ *     request; it is freed when the handle closed and the last request
+ *     ended, so a request completed after its connection closed finds the
+ *     connection still allocated (api.h invariant 3).
+ *  3. At most one RN_KH_LATER request runs per connection (c->blocked), and
+ *     no later request is handled while it does.
+ *  4. f->inflight counts the bytes of every frame held; reading pauses on
+ *     every connection while it is over RN_KFRONT_MAX_INFLIGHT.
+ */
+#include "kafka/front.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <assert.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common/bytes.h"
+#include "common/error.h"
+#include "kafka/api.h"
+#include "kafka/coord.h"
+#include "server/log.h"
+#include "server/server.h"
+
+enum { Q_QUEUED, Q_RUNNING, Q_READY, Q_NORESP };
+
+#define STAGE_SIZE 16384
+
+typedef struct kconn kconn_t;
+
+struct rn_kfront {
+    rn_kctx_t        ctx;
+    uv_loop_t        loop;
+    uv_tcp_t         listener;
+    uv_async_t       async;
+    uv_timer_t       tick, park;
+    pthread_t        thread, waiter;
+    int              waiter_started, thread_started;
+    /* the waiter's queues (invariant 1) */
+    pthread_mutex_t  wmu;
+    pthread_cond_t   wcv;
+    rn_kreq_t       *wq, **wq_tail, *done, **done_tail;
+    int              wstop;
+    atomic_int       stopping;
+    int              closing;          /* the loop began closing (loop thread) */
+    kconn_t         *conns;
+    rn_kreq_t       *parked;
+    uint64_t         live;             /* requests allocated */
+    size_t           inflight;         /* invariant 4 */
+    int              paused;           /* reading paused by invariant 4 */
+    atomic_uint_fast64_t nconns, nreqs, nbad;
+};
+
+struct kconn {
+    uv_tcp_t     tcp;
+    rn_kfront_t *f;
+    char         peer[64];
+    uint8_t      size[4];
+    uint32_t     size_have;
+    uint8_t     *frame;              /* the frame being read */
+    uint32_t     frame_len, frame_have;
+    int          direct;             /* the last buffer given was the frame's */
+    uint8_t      stage[STAGE_SIZE];
+    rn_kreq_t   *head, *tail;        /* live requests in order */
+    uint32_t     queued;             /* requests not yet answered */
+    size_t       out_bytes;          /* responses being written */
+    rn_kreq_t   *blocked;            /* invariant 3 */
+    int          closing, reading;
+    int          in_pump, repump;    /* pump is not re-entered (rn_kreq_done inside it) */
+    int          refs;               /* invariant 2 */
+    kconn_t     *prev, *next;
+};
+
+typedef struct kwrite {
+    uv_write_t w;
+    uint8_t    hdr[9];
+    rn_kreq_t *q;
+} kwrite_t;
+
+static void pump(kconn_t *c);
+static void conn_close(kconn_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void maybe_finish(rn_kfront_t *f);
+
+/* ---- connections and requests ------------------------------------------------- */
+
+static void conn_unref(kconn_t *c)
+{
+    if (--c->refs > 0) return;
+    rn_kfront_t *f = c->f;
+    if (c->prev) c->prev->next = c->next;
+    else f->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    free(c->frame);
+    f->inflight -= c->frame ? c->frame_len : 0;
+    free(c);
+    maybe_finish(f);
+}
+
+static void req_free(rn_kreq_t *q)
+{
+    kconn_t *c = q->conn;
+    rn_kfront_t *f = c->f;
+    if (q->hfree) q->hfree(q);
+    f->inflight -= q->frame_len;
+    free(q->frame);
+    rn_buf_free(&q->out);
+    free(q);
+    f->live--;
+    conn_unref(c);
+}
+
+/* Unlink the head of c's list. */
+static rn_kreq_t *pop_head(kconn_t *c)
+{
+    rn_kreq_t *q = c->head;
+    c->head = q->next;
+    if (!c->head) c->tail = NULL;
+    c->queued--;
+    return q;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    conn_unref(h->data);
+}
+
+static void conn_close(kconn_t *c, const char *fmt, ...)
+{
+    if (c->closing) return;
+    c->closing = 1;
+    if (fmt) {
+        char why[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, sizeof why, fmt, ap);
+        va_end(ap);
+        rn_slog(RN_SLOG_WARN, "kafka: closing the connection from %s: %s", c->peer, why);
+        atomic_fetch_add(&c->f->nbad, 1);
+    }
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    /* Requests not running end now; running ones end when done (invariant 2). */
+    rn_kreq_t **pp = &c->head;
+    c->tail = NULL;
+    while (*pp) {
+        rn_kreq_t *q = *pp;
+        if (q->state == Q_RUNNING) {
+            c->tail = q;
+            pp = &q->next;
+            continue;
+        }
+        *pp = q->next;
+        c->queued--;
+        req_free(q);
+    }
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+    kwrite_t *kw = (kwrite_t *)w;
+    rn_kreq_t *q = kw->q;
+    kconn_t *c = q->conn;
+    c->out_bytes -= q->out.len;
+    free(kw);
+    req_free(q);
+    if (status < 0) conn_close(c, NULL);
+    else pump(c);
+}
+
+/* Send q's response (size, header, body). */
+static int send_response(kconn_t *c, rn_kreq_t *q)
+{
+    kwrite_t *kw = malloc(sizeof *kw);
+    if (!kw) return -1;
+    kw->q = q;
+    /* Response header v1 (flexible) has tagged fields, except ApiVersions'
+     * response, whose header is always v0 (KIP-511). */
+    int tags = q->flex && q->api != 18;
+    size_t hl = 8 + (tags ? 1 : 0);
+    rn_be32_put(kw->hdr, (uint32_t)(hl - 4 + q->out.len));
+    rn_be32_put(kw->hdr + 4, (uint32_t)q->corr);
+    kw->hdr[8] = 0;
+    uv_buf_t b[2] = {uv_buf_init((char *)kw->hdr, (unsigned)hl),
+                     uv_buf_init((char *)q->out.data, (unsigned)q->out.len)};
+    c->out_bytes += q->out.len;
+    if (uv_write(&kw->w, (uv_stream_t *)&c->tcp, b, q->out.len ? 2 : 1, on_written) != 0) {
+        c->out_bytes -= q->out.len;
+        free(kw);
+        return -1;
+    }
+    return 0;
+}
+
+/* Answer from the head while the head is complete (api.h invariant 2). */
+static void flush(kconn_t *c)
+{
+    while (c->head && (c->head->state == Q_READY || c->head->state == Q_NORESP)) {
+        rn_kreq_t *q = pop_head(c);
+        if (q->state == Q_NORESP || c->closing) {
+            req_free(q);
+            continue;
+        }
+        if (send_response(c, q) != 0) {
+            req_free(q);
+            conn_close(c, "cannot send a response (out of memory)");
+            return;
+        }
+    }
+}
+
+/* ---- handling ------------------------------------------------------------------- */
+
+static void handle(kconn_t *c, rn_kreq_t *q)
+{
+    rn_kfront_t *f = c->f;
+    atomic_fetch_add(&f->nreqs, 1);
+    rn_kr_t h;
+    rn_kr_init(&h, q->frame, q->frame_len, 0);
+    q->api = rn_kr_i16(&h, "request api_key");
+    q->version = rn_kr_i16(&h, "request api_version");
+    q->corr = rn_kr_i32(&h, "request correlation_id");
+    q->client_id = rn_kr_str(&h, "request client_id");    /* never compact */
+    if (h.err) {
+        conn_close(c, "a %u-byte frame is too short for a request header (%s)", q->frame_len,
+                   h.what);
+        return;
+    }
+    const rn_kapi_t *a = rn_kapi_find(q->api);
+    if (!a) {
+        conn_close(c, "unknown API key %d (this broker answers the keys ApiVersions lists)",
+                   q->api);
+        return;
+    }
+    /* ApiVersions answers any version itself (an unsupported one with
+     * UNSUPPORTED_VERSION in the v0 layout, so the client can downgrade). */
+    if (q->api != 18 && (q->version < a->min || q->version > a->max)) {
+        conn_close(c, "%s version %d is not supported (versions %d-%d)", a->name, q->version,
+                   a->min, a->max);
+        return;
+    }
+    q->flex = q->version >= a->flex_min;
+    h.flex = q->flex;
+    rn_kr_tags(&h);     /* request header v2 */
+    if (h.err) {
+        conn_close(c, "%s v%d: the request header's tagged fields do not parse", a->name,
+                   q->version);
+        return;
+    }
+    rn_kr_init(&q->in, h.p, rn_kr_left(&h), q->flex);
+    rn_kw_init(&q->w, &q->out, q->flex);
+    q->state = Q_RUNNING;
+    int r = a->fn(q);
+    if (r == RN_KH_BAD || (r == RN_KH_DONE && q->w.err)) q->state = Q_QUEUED;   /* freed below */
+    if (r == RN_KH_BAD) {
+        conn_close(c, "%s v%d: %s", a->name, q->version,
+                   q->why ? q->why : q->in.what ? q->in.what : "malformed request");
+        return;
+    }
+    if ((r == RN_KH_DONE) && q->w.err) {
+        conn_close(c, "%s v%d: out of memory building the response", a->name, q->version);
+        return;
+    }
+    switch (r) {
+    case RN_KH_DONE: q->state = Q_READY; break;
+    case RN_KH_NONE: q->state = Q_NORESP; break;
+    case RN_KH_LATER: if (q->state == Q_RUNNING) c->blocked = q; break;
+    default: break;    /* RN_KH_LATER_PIPELINED */
+    }
+}
+
+static void read_control(kconn_t *c);
+
+/* Handle what may be handled, answer what is complete, and pause or resume
+ * reading. */
+static void pump(kconn_t *c)
+{
+    if (c->in_pump) {
+        c->repump = 1;
+        return;
+    }
+    c->in_pump = 1;
+    do {
+        c->repump = 0;
+        for (rn_kreq_t *q = c->head; q && !c->blocked; q = q->next) {
+            if (q->state != Q_QUEUED) continue;
+            handle(c, q);
+            if (c->closing) break;       /* q may be freed */
+        }
+        if (!c->closing) flush(c);
+    } while (c->repump && !c->closing);
+    c->in_pump = 0;
+    if (!c->closing) read_control(c);
+}
+
+/* q (RUNNING) ends in state st. */
+static void complete(rn_kreq_t *q, int st)
+{
+    kconn_t *c = q->conn;
+    assert(q->state == Q_RUNNING);
+    q->state = st;
+    if (c->blocked == q) c->blocked = NULL;
+    if (c->closing) {
+        /* The connection is gone: drop the request (invariant 2). */
+        rn_kreq_t **pp = &c->head;
+        while (*pp && *pp != q) pp = &(*pp)->next;
+        if (*pp) {
+            *pp = q->next;
+            c->queued--;
+        }
+        req_free(q);
+        return;
+    }
+    if (q->w.err) {
+        conn_close(c, "out of memory building a response");
+        return;
+    }
+    pump(c);
+}
+
+void rn_kreq_done(rn_kreq_t *q) { complete(q, Q_READY); }
+void rn_kreq_drop(rn_kreq_t *q) { complete(q, Q_NORESP); }
+
+int rn_kreq_bad(rn_kreq_t *q, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q->whybuf, sizeof q->whybuf, fmt, ap);
+    va_end(ap);
+    q->why = q->whybuf;
+    return RN_KH_BAD;
+}
+
+/* ---- reading -------------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    kconn_t *c = h->data;
+    if (c->frame) {
+        c->direct = 1;
+        *b = uv_buf_init((char *)c->frame + c->frame_have, c->frame_len - c->frame_have);
+    } else {
+        c->direct = 0;
+        *b = uv_buf_init((char *)c->stage, sizeof c->stage);
+    }
+}
+
+/* A whole frame arrived: queue its request. */
+static int frame_done(kconn_t *c)
+{
+    rn_kreq_t *q = calloc(1, sizeof *q);
+    if (!q) return -1;
+    q->frame = c->frame;
+    q->frame_len = c->frame_len;
+    q->conn = c;
+    q->ctx = &c->f->ctx;
+    snprintf(q->peer, sizeof q->peer, "%s", c->peer);
+    q->state = Q_QUEUED;
+    c->frame = NULL;
+    c->frame_len = c->frame_have = 0;
+    c->size_have = 0;
+    if (c->tail) c->tail->next = q;
+    else c->head = q;
+    c->tail = q;
+    c->queued++;
+    c->refs++;
+    c->f->live++;
+    return 0;
+}
+
+/* Take n bytes of p into the frame being assembled; returns bytes used or
+ * -1 after closing c. */
+static ssize_t take_bytes(kconn_t *c, const uint8_t *p, size_t n)
+{
+    rn_kfront_t *f = c->f;
+    size_t used = 0;
+    if (!c->frame) {
+        while (c->size_have < 4 && used < n) c->size[c->size_have++] = p[used++];
+        if (c->size_have < 4) return (ssize_t)used;
+        int32_t len = (int32_t)rn_be32_get(c->size);
+        if (len < 8 || (uint32_t)len > f->ctx.max_frame) {
+            conn_close(c, "a frame of %d bytes is outside the valid 8..%u (runneld "
+                       "--kafka-max-frame-bytes)", len, f->ctx.max_frame);
+            return -1;
+        }
+        c->frame = malloc((size_t)len);
+        if (!c->frame) {
+            conn_close(c, "out of memory for a %d-byte frame", len);
+            return -1;
+        }
+        c->frame_len = (uint32_t)len;
+        c->frame_have = 0;
+        f->inflight += (size_t)len;
+    }
+    size_t k = c->frame_len - c->frame_have;
+    if (k > n - used) k = n - used;
+    memcpy(c->frame + c->frame_have, p + used, k);
+    c->frame_have += (uint32_t)k;
+    used += k;
+    if (c->frame_have == c->frame_len && frame_done(c) != 0) {
+        conn_close(c, "out of memory queueing a request");
+        return -1;
+    }
+    return (ssize_t)used;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    kconn_t *c = s->data;
+    if (n < 0) {
+        if (c->frame && n != UV_EOF)
+            rn_slog(RN_SLOG_DEBUG, "kafka: %s: %s", c->peer, uv_strerror((int)n));
+        conn_close(c, (c->frame || c->size_have) && n == UV_EOF
+                          ? "the connection ended inside a frame (truncated request)" : NULL);
+        return;
+    }
+    if (n == 0) return;
+    if (c->direct) {
+        c->frame_have += (uint32_t)n;
+        if (c->frame_have == c->frame_len && frame_done(c) != 0) {
+            conn_close(c, "out of memory queueing a request");
+            return;
+        }
+    } else {
+        size_t off = 0;
+        while (off < (size_t)n) {
+            ssize_t k = take_bytes(c, c->stage + off, (size_t)n - off);
+            if (k < 0) return;
+            off += (size_t)k;
+        }
+    }
+    pump(c);
+}
+
+static void read_control(kconn_t *c)
+{
+    rn_kfront_t *f = c->f;
+    int want = !f->closing && c->queued < RN_KFRONT_MAX_QUEUED && c->out_bytes < RN_KFRONT_MAX_OUT
+               && f->inflight < RN_KFRONT_MAX_INFLIGHT;
+    if (f->inflight >= RN_KFRONT_MAX_INFLIGHT) f->paused = 1;
+    if (want && !c->reading) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
+    } else if (!want && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+static void on_connection(uv_stream_t *srv, int status)
+{
+    rn_kfront_t *f = srv->data;
+    if (status < 0 || f->closing) return;
+    kconn_t *c = calloc(1, sizeof *c);
+    if (!c) return;
+    c->f = f;
+    uv_tcp_init(&f->loop, &c->tcp);
+    c->tcp.data = c;
+    c->refs = 1;
+    c->next = f->conns;
+    if (f->conns) f->conns->prev = c;
+    f->conns = c;
+    if (uv_accept(srv, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c, NULL);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            uv_ip6_name(a, host, sizeof host);
+            port = ntohs(a->sin6_port);
+        } else {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            uv_ip4_name(a, host, sizeof host);
+            port = ntohs(a->sin_port);
+        }
+    }
+    snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+    atomic_fetch_add(&f->nconns, 1);
+    read_control(c);
+}
+
+/* ---- waiter thread and parking lot ---------------------------------------------- */
+
+static void *waiter_main(void *arg)
+{
+    rn_kfront_t *f = arg;
+    pthread_mutex_lock(&f->wmu);
+    for (;;) {
+        while (!f->wq && !f->wstop) pthread_cond_wait(&f->wcv, &f->wmu);
+        if (!f->wq) break;
+        rn_kreq_t *q = f->wq;
+        f->wq = q->link;
+        if (!f->wq) f->wq_tail = &f->wq;
+        pthread_mutex_unlock(&f->wmu);
+        q->work(q);
+        pthread_mutex_lock(&f->wmu);
+        q->link = NULL;
+        *f->done_tail = q;
+        f->done_tail = &q->link;
+        uv_async_send(&f->async);
+    }
+    pthread_mutex_unlock(&f->wmu);
+    return NULL;
+}
+
+int rn_kreq_offload(rn_kreq_t *q, void (*work)(rn_kreq_t *q), void (*then)(rn_kreq_t *q),
+                    int pipelined)
+{
+    rn_kfront_t *f = ((kconn_t *)q->conn)->f;
+    q->work = work;
+    q->then = then;
+    q->link = NULL;
+    pthread_mutex_lock(&f->wmu);
+    *f->wq_tail = q;
+    f->wq_tail = &q->link;
+    pthread_cond_signal(&f->wcv);
+    pthread_mutex_unlock(&f->wmu);
+    return pipelined ? RN_KH_LATER_PIPELINED : RN_KH_LATER;
+}
+
+static void on_park(uv_timer_t *t);
+
+int rn_kreq_park(rn_kreq_t *q, int64_t deadline_ms, void (*retry)(rn_kreq_t *q, int expired))
+{
+    rn_kfront_t *f = ((kconn_t *)q->conn)->f;
+    q->retry = retry;
+    q->deadline = deadline_ms;
+    q->link = f->parked;
+    f->parked = q;
+    if (!uv_is_active((uv_handle_t *)&f->park))
+        uv_timer_start(&f->park, on_park, RN_KFRONT_PARK_MS, RN_KFRONT_PARK_MS);
+    return RN_KH_LATER;
+}
+
+static void on_park(uv_timer_t *t)
+{
+    rn_kfront_t *f = t->data;
+    rn_kreq_t *q = f->parked;
+    f->parked = NULL;
+    int64_t now = rn_server_now_ms();
+    while (q) {
+        rn_kreq_t *next = q->link;
+        q->link = NULL;
+        /* retry completes q or parks it again. */
+        q->retry(q, f->closing || now >= q->deadline || ((kconn_t *)q->conn)->closing);
+        q = next;
+    }
+    if (!f->parked) uv_timer_stop(&f->park);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    rn_kfront_t *f = t->data;
+    rn_kgroup_tick(&f->ctx, rn_server_now_ms());
+    if (f->paused && f->inflight < RN_KFRONT_MAX_INFLIGHT) {
+        f->paused = 0;
+        for (kconn_t *c = f->conns; c; c = c->next)
+            if (!c->closing) read_control(c);
+    }
+}
+
+/* ---- lifecycle ------------------------------------------------------------------ */
+
+static void begin_close(rn_kfront_t *f)
+{
+    if (f->closing) return;
+    f->closing = 1;
+    uv_close((uv_handle_t *)&f->listener, NULL);
+    uv_timer_stop(&f->tick);
+    rn_kcoord_close(f->ctx.coord);      /* answers pending joins */
+    f->ctx.coord = NULL;
+    for (kconn_t *c = f->conns, *next; c; c = next) {
+        next = c->next;
+        c->refs++;                      /* conn_close may free it otherwise */
+        conn_close(c, NULL);
+        conn_unref(c);
+    }
+    maybe_finish(f);
+}
+
+static void on_async(uv_async_t *a)
+{
+    rn_kfront_t *f = a->data;
+    pthread_mutex_lock(&f->wmu);
+    rn_kreq_t *q = f->done;
+    f->done = NULL;
+    f->done_tail = &f->done;
+    pthread_mutex_unlock(&f->wmu);
+    while (q) {
+        rn_kreq_t *next = q->link;
+        q->link = NULL;
+        q->then(q);
+        q = next;
+    }
+    if (atomic_load(&f->stopping)) begin_close(f);
+}
+
+/* Close the loop's own handles once every request and connection ended. */
+static void maybe_finish(rn_kfront_t *f)
+{
+    if (!f->closing || f->live || f->conns) return;
+    if (uv_is_closing((uv_handle_t *)&f->async)) return;
+    uv_close((uv_handle_t *)&f->async, NULL);
+    uv_close((uv_handle_t *)&f->tick, NULL);
+    uv_close((uv_handle_t *)&f->park, NULL);
+}
+
+static void *loop_main(void *arg)
+{
+    rn_kfront_t *f = arg;
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+/* Split "HOST:PORT" ("[v6]:PORT" too). */
+static int split_hostport(const char *s, char *host, size_t n, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s) return -1;
+    const char *h = s;
+    size_t hl = (size_t)(colon - s);
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl >= n) return -1;
+    memcpy(host, h, hl);
+    host[hl] = 0;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || p < 0 || p > 65535) return -1;
+    *port = (int)p;
+    return 0;
+}
+
+int rn_kfront_start(rn_hd_t *hd, const rn_kfront_opts_t *o, rn_kfront_t **out, int *port,
+                    char *errmsg)
+{
+    char host[256];
+    int lport;
+    if (split_hostport(o->listen, host, sizeof host, &lport) != 0)
+        return rn_errf(errmsg, RN_EINVAL, "--kafka-listen '%.100s' is not HOST:PORT", o->listen);
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", lport);
+    int g = getaddrinfo(host[0] ? host : NULL, ps, &hints, &ai);
+    if (g != 0)
+        return rn_errf(errmsg, RN_EINVAL, "--kafka-listen %s: %s", o->listen, gai_strerror(g));
+    rn_kfront_t *f = calloc(1, sizeof *f);
+    if (!f) {
+        freeaddrinfo(ai);
+        return rn_errf(errmsg, -ENOMEM, "out of memory");
+    }
+    f->ctx.hd = hd;
+    f->ctx.d = rn_hd_datadir(hd);
+    f->ctx.node_id = 0;
+    f->ctx.auto_create = o->auto_create;
+    f->ctx.max_frame = o->max_frame ? o->max_frame : RN_KFRONT_DEFAULT_MAX_FRAME;
+    pthread_mutex_init(&f->wmu, NULL);
+    pthread_cond_init(&f->wcv, NULL);
+    f->wq_tail = &f->wq;
+    f->done_tail = &f->done;
+    uv_loop_init(&f->loop);
+    uv_tcp_init(&f->loop, &f->listener);
+    uv_async_init(&f->loop, &f->async, on_async);
+    uv_timer_init(&f->loop, &f->tick);
+    uv_timer_init(&f->loop, &f->park);
+    f->listener.data = f->async.data = f->tick.data = f->park.data = f;
+    int rc = uv_tcp_bind(&f->listener, ai->ai_addr, 0);
+    freeaddrinfo(ai);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)&f->listener, 512, on_connection);
+    if (rc != 0) {
+        rc = rn_errf(errmsg, -EIO, "--kafka-listen %s: %s", o->listen, uv_strerror(rc));
+        goto fail;
+    }
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    uv_tcp_getsockname(&f->listener, (struct sockaddr *)&ss, &len);
+    *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                           : ((struct sockaddr_in *)&ss)->sin_port);
+    /* The advertised address: --kafka-advertise, else the listen address
+     * with the bound port (a wildcard host advertises this host's name). */
+    if (o->advertise) {
+        if (split_hostport(o->advertise, f->ctx.host, sizeof f->ctx.host, &f->ctx.port) != 0
+            || !f->ctx.host[0]) {
+            rc = rn_errf(errmsg, RN_EINVAL, "--kafka-advertise '%.100s' is not HOST:PORT",
+                         o->advertise);
+            goto fail;
+        }
+    } else {
+        snprintf(f->ctx.host, sizeof f->ctx.host, "%s", host);
+        if (!host[0] || !strcmp(host, "0.0.0.0") || !strcmp(host, "::"))
+            gethostname(f->ctx.host, sizeof f->ctx.host - 1);
+        f->ctx.port = *port;
+    }
+    /* A cluster id stable for this data directory. */
+    uint64_t hsh = 1469598103934665603ull;
+    for (const char *p = rn_datadir_path(f->ctx.d); *p; p++) hsh = (hsh ^ (uint8_t)*p) * 1099511628211ull;
+    snprintf(f->ctx.cluster_id, sizeof f->ctx.cluster_id, "runnel-%016llx", (unsigned long long)hsh);
+    rc = rn_kcoord_open(&f->ctx, &f->ctx.coord, errmsg);
+    if (rc != 0) goto fail;
+    uv_timer_start(&f->tick, on_tick, RN_KFRONT_TICK_MS, RN_KFRONT_TICK_MS);
+    if (pthread_create(&f->waiter, NULL, waiter_main, f) != 0) {
+        rc = rn_errf(errmsg, -EIO, "cannot start the Kafka front's waiter thread");
+        goto fail;
+    }
+    f->waiter_started = 1;
+    if (pthread_create(&f->thread, NULL, loop_main, f) != 0) {
+        rc = rn_errf(errmsg, -EIO, "cannot start the Kafka front's thread");
+        goto fail;
+    }
+    f->thread_started = 1;
+    *out = f;
+    return 0;
+fail:
+    atomic_store(&f->stopping, 1);
+    begin_close(f);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    rn_kfront_stop(f);
+    return rc;
+}
+
+void rn_kfront_stop(rn_kfront_t *f)
+{
+    if (!f) return;
+    if (f->thread_started) {
+        atomic_store(&f->stopping, 1);
+        uv_async_send(&f->async);
+        pthread_join(f->thread, NULL);
+    }
+    if (f->waiter_started) {
+        pthread_mutex_lock(&f->wmu);
+        f->wstop = 1;
+        pthread_cond_signal(&f->wcv);
+        pthread_mutex_unlock(&f->wmu);
+        pthread_join(f->waiter, NULL);
+    }
+    uv_loop_close(&f->loop);
+    pthread_mutex_destroy(&f->wmu);
+    pthread_cond_destroy(&f->wcv);
+    free(f);
+}
+
+void rn_kfront_stats(rn_kfront_t *f, rn_kfront_stats_t *out)
+{
+    out->connections = atomic_load(&f->nconns);
+    out->requests = atomic_load(&f->nreqs);
+    out->closed_bad = atomic_load(&f->nbad);
+}

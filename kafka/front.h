@@ -1,0 +1,52 @@
+/*
+ * front.h — runneld's Kafka protocol listener: TCP connections on one libuv
+ * loop thread, Kafka's size-prefixed frames, requests handled in order
+ * (kafka/api.h) over the same handlers, store, topics and groups as the gRPC
+ * front.
+ *
+ * Lifecycle: rn_kfront_start (bound, the loop thread running) →
+ * rn_kfront_stop (stop accepting, close every connection, answer parked and
+ * waiting requests, join the threads, free). Stop before rn_hd_close.
+ *
+ * Bounds: a frame larger than max_frame closes its connection (logged with
+ * the peer); a connection stops reading while it has RN_KFRONT_MAX_QUEUED
+ * requests not yet answered or more than RN_KFRONT_MAX_OUT bytes of
+ * responses not yet written, and the front as a whole stops reading new
+ * frames while more than RN_KFRONT_MAX_INFLIGHT bytes of requests are held.
+ */
+#ifndef RN_KAFKA_FRONT_H
+#define RN_KAFKA_FRONT_H
+
+#include <stdint.h>
+
+#include "batch/batch.h"
+#include "server/handlers.h"
+
+#define RN_KFRONT_DEFAULT_MAX_FRAME (RN_BATCH_MAX_BYTES + (1u << 20))
+#define RN_KFRONT_MAX_QUEUED   64
+#define RN_KFRONT_MAX_OUT      (64u << 20)
+#define RN_KFRONT_MAX_INFLIGHT (512u << 20)
+#define RN_KFRONT_TICK_MS      100     /* group coordinator timeouts */
+#define RN_KFRONT_PARK_MS      2       /* parked requests are retried this often */
+
+typedef struct rn_kfront rn_kfront_t;
+
+typedef struct rn_kfront_opts {
+    const char *listen;          /* HOST:PORT; port 0 picks a free one */
+    const char *advertise;       /* HOST:PORT put in Metadata; NULL: the listen address */
+    uint32_t    auto_create;     /* queues of an auto-created topic; 0 = off */
+    uint32_t    max_frame;       /* 0: RN_KFRONT_DEFAULT_MAX_FRAME */
+} rn_kfront_opts_t;
+
+/* Listen and serve; *port gets the bound port. errmsg names what failed. */
+int  rn_kfront_start(rn_hd_t *hd, const rn_kfront_opts_t *o, rn_kfront_t **out, int *port,
+                     char *errmsg);
+/* Stop and free (see above). NULL is a no-op. */
+void rn_kfront_stop(rn_kfront_t *f);
+
+typedef struct rn_kfront_stats {
+    uint64_t connections, requests, closed_bad;
+} rn_kfront_stats_t;
+void rn_kfront_stats(rn_kfront_t *f, rn_kfront_stats_t *out);
+
+#endif
