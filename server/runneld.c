@@ -62,7 +62,8 @@ static const char usage[] =
     "  --fsync            default group: produce acks after one fdatasync covers the batch\n"
     "  --max-batch-bytes  largest batch accepted (default and ceiling 16777216)\n"
     "  --threads          completion-queue threads (default 2)\n"
-    "  --port-file FILE   write the bound port to FILE once calls are accepted\n"
+    "  --port-file FILE   write the bound port to FILE once calls are accepted (and the\n"
+    "                     Kafka port on a second line with --kafka-listen)\n"
     "  --pipelines FILE   store its CREATE PIPELINE statements, run every pipeline not paused\n"
     "  --max-produces N   produce requests in the broker at once (default 1024); more are\n"
     "                     refused with RESOURCE_EXHAUSTED, storing nothing\n"
@@ -162,13 +163,14 @@ static void srv_wakeup(void *arg) { uv_async_send(&((daemon_t *)arg)->wake); }
 static void srv_stopped(void *arg) { uv_async_send(&((daemon_t *)arg)->stopped); }
 
 /* Invariant 3. */
-static int write_port_file(const char *path, int port, char *errmsg)
+static int write_port_file(const char *path, int port, int kport, char *errmsg)
 {
     char a[PATH_MAX], b[PATH_MAX], text[32];
     if (snprintf(a, sizeof a, "%s", path) >= (int)sizeof a)
         return rn_errf(errmsg, -ENAMETOOLONG, "--port-file: path too long");
     snprintf(b, sizeof b, "%s", path);
-    int n = snprintf(text, sizeof text, "%d\n", port);
+    int n = kport ? snprintf(text, sizeof text, "%d\n%d\n", port, kport)
+                  : snprintf(text, sizeof text, "%d\n", port);
     int rc = rn_write_file_atomic(dirname(a), basename(b), text, (size_t)n);
     if (rc != 0) return rn_errf(errmsg, rc, "cannot write %s: %s", path, rn_strerror(rc));
     return 0;
@@ -367,8 +369,8 @@ int main(int argc, char **argv)
             "%u threads", shown, data, rn_fsync_name(ho.log.fsync), maxb, threads);
     int failed = 0, bad = 0;
     rn_kfront_t *kf = NULL;
+    int kport = 0;
     if (ko.listen) {
-        int kport = 0;
         if (rn_kfront_start(h, &ko, &kf, &kport, err) != 0) {
             rn_slog(RN_SLOG_ERROR, "%s", err);
             failed = 1;
@@ -382,7 +384,7 @@ int main(int argc, char **argv)
     else if (bad)
         rn_slog(RN_SLOG_WARN, "%d pipeline(s) of %s refused; the others run", bad, pipelines);
     if (pl && (rc = rn_pl_start_all(pl, err)) != 0) rn_slog(RN_SLOG_ERROR, "%s", err);
-    if (port_file && write_port_file(port_file, port, err) != 0) {
+    if (port_file && write_port_file(port_file, port, kport, err) != 0) {
         rn_slog(RN_SLOG_ERROR, "%s", err);
         failed = 1;
         rn_server_shutdown(d.srv);
