@@ -142,9 +142,10 @@ $(BIN)/runneld: $(SERVER_SRC:%.c=$(BUILD)/%.o) $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_ALL)
 
+# The bench alone links librdkafka (runnel-bench kafka-produce / kafka-consume).
 $(BIN)/runnel-bench: $(BENCH_SRC:%.c=$(BUILD)/%.o) $(LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_ALL)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_ALL) $(shell pkg-config --libs rdkafka)
 
 ifeq ($(TSAN),1)
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTUTIL_OBJ) $(CORE_LIB)

@@ -46,6 +46,8 @@ static const bench_cmd_t *const commands[] = {
     &bench_cmd_redis,
     &bench_cmd_etl,
     &bench_cmd_mixed,
+    &bench_cmd_kafka_produce,
+    &bench_cmd_kafka_consume,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

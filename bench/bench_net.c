@@ -49,6 +49,7 @@
  */
 #include "batch/batch.h"
 #include "bench/bench.h"
+#include "bench/bench_net.h"
 #include "client/runnel.h"
 #include "common/error.h"
 #include "common/sys.h"
@@ -65,17 +66,10 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef struct net_cfg {
-    const char *cmd;
-    const char *server, *topic, *dir;
-    uint64_t    records, size, batch_bytes, producers, consumers, queues, linger_ms;
-    uint64_t    rate, seconds, seed;
-    int         json, no_baseline, lz4, acks_written;
-} net_cfg_t;
 
 /* ---- CPU accounting ---------------------------------------------------------- */
 
-static pid_t broker_pid;            /* runneld started by this bench; 0: none */
+pid_t bench_broker_pid;
 
 static uint64_t self_cpu_ns(void)
 {
@@ -88,9 +82,9 @@ static uint64_t self_cpu_ns(void)
 /* runneld's user + system CPU (ns) from /proc/PID/stat; 0 when unknown. */
 static uint64_t broker_cpu_ns(void)
 {
-    if (broker_pid <= 0) return 0;
+    if (bench_broker_pid <= 0) return 0;
     char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)broker_pid);
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)bench_broker_pid);
     FILE *fp = fopen(path, "r");
     if (!fp) return 0;
     size_t n = fread(buf, 1, sizeof buf - 1, fp);
@@ -104,16 +98,15 @@ static uint64_t broker_cpu_ns(void)
     return hz > 0 ? (ut + st) * 1000000000ull / (uint64_t)hz : 0;
 }
 
-typedef struct cpu_mark { uint64_t self, broker; } cpu_mark_t;
 
-static cpu_mark_t cpu_now(void) { return (cpu_mark_t){self_cpu_ns(), broker_cpu_ns()}; }
+cpu_mark_t bench_cpu_now(void) { return (cpu_mark_t){self_cpu_ns(), broker_cpu_ns()}; }
 
 /* Note and (json) fields for the CPU used since m. */
-static void cpu_report(const net_cfg_t *cfg, bench_json_t *j, cpu_mark_t m, uint64_t records)
+void bench_cpu_report(const net_cfg_t *cfg, bench_json_t *j, cpu_mark_t m, uint64_t records)
 {
-    cpu_mark_t e = cpu_now();
+    cpu_mark_t e = bench_cpu_now();
     double self_ms = (double)(e.self - m.self) / 1e6;
-    double broker_ms = broker_pid > 0 ? (double)(e.broker - m.broker) / 1e6 : -1;
+    double broker_ms = bench_broker_pid > 0 ? (double)(e.broker - m.broker) / 1e6 : -1;
     if (j) {
         bench_json_f64(j, "client_cpu_ms", self_ms);
         if (broker_ms >= 0) bench_json_f64(j, "broker_cpu_ms", broker_ms);
@@ -131,11 +124,6 @@ static void cpu_report(const net_cfg_t *cfg, bench_json_t *j, cpu_mark_t m, uint
 
 /* ---- A broker of our own ---------------------------------------------------- */
 
-typedef struct broker {
-    pid_t pid;
-    char  dir[PATH_MAX];
-    char  addr[64];
-} broker_t;
 
 static void sleep_ms(int ms)
 {
@@ -144,7 +132,7 @@ static void sleep_ms(int ms)
 }
 
 /* runneld on a fresh directory, a free loopback port (waits at most 10 s). */
-static int broker_start(const net_cfg_t *cfg, broker_t *b)
+int bench_broker_start(const net_cfg_t *cfg, broker_t *b)
 {
     char data[PATH_MAX + 8], portfile[PATH_MAX + 16], log[PATH_MAX + 16];
     memset(b, 0, sizeof *b);
@@ -159,21 +147,27 @@ static int broker_start(const net_cfg_t *cfg, broker_t *b)
     if (pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); }
-        execl(RN_BIN_DIR "/runneld", RN_BIN_DIR "/runneld", "--data", data, "--listen",
-              "127.0.0.1:0", "--port-file", portfile, "--log-level", "warn", (char *)NULL);
+        const char *argv[16] = {RN_BIN_DIR "/runneld", "--data", data, "--listen", "127.0.0.1:0",
+                                "--port-file", portfile, "--log-level", "warn"};
+        int n = 9;
+        if (cfg->fsync) { argv[n++] = "--fsync"; argv[n++] = cfg->fsync; }
+        if (cfg->kafka) { argv[n++] = "--kafka-listen"; argv[n++] = "127.0.0.1:0"; }
+        argv[n] = NULL;
+        execv(argv[0], (char *const *)argv);
         _exit(127);
     }
     b->pid = pid;
     for (int i = 0; i < 1000; i++) {
         FILE *fp = fopen(portfile, "r");
-        int port = 0;
+        int port = 0, kport = 0;
         if (fp) {
-            if (fscanf(fp, "%d", &port) != 1) port = 0;
+            if (fscanf(fp, "%d %d", &port, &kport) < 1) port = 0;
             fclose(fp);
         }
-        if (port > 0) {
+        if (port > 0 && (!cfg->kafka || kport > 0)) {
             snprintf(b->addr, sizeof b->addr, "127.0.0.1:%d", port);
-            broker_pid = pid;
+            if (cfg->kafka) snprintf(b->kafka, sizeof b->kafka, "127.0.0.1:%d", kport);
+            bench_broker_pid = pid;
             return 0;
         }
         if (waitpid(pid, NULL, WNOHANG) == pid) {
@@ -187,7 +181,7 @@ static int broker_start(const net_cfg_t *cfg, broker_t *b)
 }
 
 /* SIGTERM; 0 when it exited 0. The directory is removed either way. */
-static int broker_stop(const net_cfg_t *cfg, broker_t *b)
+int bench_broker_stop(const net_cfg_t *cfg, broker_t *b)
 {
     int rc = 0;
     if (b->pid > 0) {
@@ -206,7 +200,7 @@ static int broker_stop(const net_cfg_t *cfg, broker_t *b)
                             WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
         }
         b->pid = 0;
-        broker_pid = 0;
+        bench_broker_pid = 0;
     }
     if (b->dir[0]) bench_rmtree(b->dir);
     return rc;
@@ -214,20 +208,19 @@ static int broker_stop(const net_cfg_t *cfg, broker_t *b)
 
 /* ---- Shared pieces ------------------------------------------------------------ */
 
-#define POOL 1024          /* distinct values, reused round-robin */
 
-static uint8_t *make_values(const net_cfg_t *cfg)
+uint8_t *bench_net_values(const net_cfg_t *cfg)
 {
-    uint8_t *v = malloc(POOL * cfg->size);
+    uint8_t *v = malloc(BENCH_NET_POOL * cfg->size);
     if (!v) return NULL;
     bench_rng_t rng;
     bench_rng_seed(&rng, cfg->seed);
-    for (size_t i = 0; i < POOL; i++) bench_fill_value(&rng, v + i * cfg->size, cfg->size);
+    for (size_t i = 0; i < BENCH_NET_POOL; i++) bench_fill_value(&rng, v + i * cfg->size, cfg->size);
     return v;
 }
 
 /* The topic, created with cfg->queues when missing; *queues its count. */
-static int ensure_topic(const net_cfg_t *cfg, rn_client_t *c, uint32_t *queues)
+int bench_net_topic(const net_cfg_t *cfg, rn_client_t *c, uint32_t *queues)
 {
     char err[RN_ERRMSG_SIZE] = "";
     rn_meta_topic_t t;
@@ -263,7 +256,7 @@ static void *produce_main(void *arg)
     for (uint64_t i = 0; i < w->count && w->rc == 0; i++) {
         uint64_t k = w->first + i;
         rn_record_t r = {.timestamp = now + (int64_t)(k / 1000), .key_len = -1,
-                         .value = w->values + (k % POOL) * cfg->size,
+                         .value = w->values + (k % BENCH_NET_POOL) * cfg->size,
                          .value_len = (int32_t)cfg->size};
         w->rc = rn_producer_send(p, RN_PRODUCER_ANY_QUEUE, &r, NULL, NULL, w->err);
     }
@@ -274,7 +267,7 @@ static void *produce_main(void *arg)
 
 /* Produce cfg->records from cfg->producers threads; clients[i] per thread
  * (or one shared). *ns = first send to last flush. */
-static int produce_run(const net_cfg_t *cfg, rn_client_t **clients, uint64_t records,
+int bench_net_produce_run(const net_cfg_t *cfg, rn_client_t **clients, uint64_t records,
                        const uint8_t *values, uint64_t *ns)
 {
     size_t n = cfg->producers;
@@ -307,7 +300,7 @@ out:
 }
 
 /* One client per worker: own connections remote; embedded, all share one. */
-static int open_clients(const net_cfg_t *cfg, const char *addr, size_t n, rn_client_t **v)
+int bench_net_open(const net_cfg_t *cfg, const char *addr, size_t n, rn_client_t **v)
 {
     char err[RN_ERRMSG_SIZE] = "";
     for (size_t i = 0; i < n; i++) {
@@ -317,13 +310,13 @@ static int open_clients(const net_cfg_t *cfg, const char *addr, size_t n, rn_cli
     return 0;
 }
 
-static void close_clients(rn_client_t **v, size_t n)
+void bench_net_close(rn_client_t **v, size_t n)
 {
     for (size_t i = 0; i < n; i++) rn_client_close(v[i]);
 }
 
 /* Embedded baseline: the same producers on a fresh data directory. */
-static int baseline_run(const net_cfg_t *cfg, const uint8_t *values, uint64_t *ns)
+int bench_net_baseline(const net_cfg_t *cfg, const uint8_t *values, uint64_t *ns)
 {
     char err[RN_ERRMSG_SIZE] = "", dir[PATH_MAX], data[PATH_MAX + 8];
     int rc = bench_mkdtemp(cfg->dir, dir, sizeof dir);
@@ -341,10 +334,10 @@ static int baseline_run(const net_cfg_t *cfg, const uint8_t *values, uint64_t *n
         rc = bench_fail(cfg->cmd, rc, "%s", err);
         goto out;
     }
-    if ((rc = ensure_topic(cfg, c, &queues)) != 0) goto out;
+    if ((rc = bench_net_topic(cfg, c, &queues)) != 0) goto out;
     for (size_t i = 0; i < cfg->producers; i++) shared[i] = c;
     bench_settle_fs(dir);
-    rc = produce_run(cfg, shared, cfg->records, values, ns);
+    rc = bench_net_produce_run(cfg, shared, cfg->records, values, ns);
 out:
     if (c) rn_client_close(c);
     free(shared);
@@ -352,31 +345,31 @@ out:
     return rc;
 }
 
-static double per_s(uint64_t n, uint64_t ns) { return ns ? (double)n / ((double)ns / 1e9) : 0; }
+double bench_per_s(uint64_t n, uint64_t ns) { return ns ? (double)n / ((double)ns / 1e9) : 0; }
 
 /* ---- produce -------------------------------------------------------------------- */
 
 static int produce_bench(const net_cfg_t *cfg, const char *addr)
 {
     rn_client_t **cs = calloc(cfg->producers, sizeof *cs);
-    uint8_t *values = make_values(cfg);
+    uint8_t *values = bench_net_values(cfg);
     uint32_t queues = 0;
     uint64_t ns = 0, base_ns = 0;
     int rc = 0;
     if (!cs || !values) { rc = bench_fail(cfg->cmd, -ENOMEM, "out of memory"); goto out; }
-    if ((rc = open_clients(cfg, addr, cfg->producers, cs)) != 0) goto out;
-    if ((rc = ensure_topic(cfg, cs[0], &queues)) != 0) goto out;
+    if ((rc = bench_net_open(cfg, addr, cfg->producers, cs)) != 0) goto out;
+    if ((rc = bench_net_topic(cfg, cs[0], &queues)) != 0) goto out;
     bench_note(cfg->json, "produce: %llu records of %llu bytes to topic '%s' (%u queues) on %s, "
                "%llu producer(s), batches of <= %llu bytes, linger %llu ms%s",
                (unsigned long long)cfg->records, (unsigned long long)cfg->size, cfg->topic, queues,
                addr, (unsigned long long)cfg->producers, (unsigned long long)cfg->batch_bytes,
                (unsigned long long)cfg->linger_ms, cfg->lz4 ? ", lz4" : "");
-    cpu_mark_t m = cpu_now();
-    if ((rc = produce_run(cfg, cs, cfg->records, values, &ns)) != 0) goto out;
-    cpu_mark_t m_end = cpu_now();
-    if (!cfg->no_baseline && (rc = baseline_run(cfg, values, &base_ns)) != 0) goto out;
-    double rps = per_s(cfg->records, ns), mb = bench_mb_per_s(cfg->records * cfg->size, ns);
-    double base = base_ns ? per_s(cfg->records, base_ns) : 0;
+    cpu_mark_t m = bench_cpu_now();
+    if ((rc = bench_net_produce_run(cfg, cs, cfg->records, values, &ns)) != 0) goto out;
+    cpu_mark_t m_end = bench_cpu_now();
+    if (!cfg->no_baseline && (rc = bench_net_baseline(cfg, values, &base_ns)) != 0) goto out;
+    double rps = bench_per_s(cfg->records, ns), mb = bench_mb_per_s(cfg->records * cfg->size, ns);
+    double base = base_ns ? bench_per_s(cfg->records, base_ns) : 0;
     if (cfg->json) {
         bench_json_t j;
         bench_json_begin(&j, stdout);
@@ -396,7 +389,7 @@ static int produce_bench(const net_cfg_t *cfg, const char *addr)
             bench_json_null(&j, "ratio");
         }
         bench_json_f64(&j, "client_cpu_ms", (double)(m_end.self - m.self) / 1e6);
-        if (broker_pid > 0) bench_json_f64(&j, "broker_cpu_ms", (double)(m_end.broker - m.broker) / 1e6);
+        if (bench_broker_pid > 0) bench_json_f64(&j, "broker_cpu_ms", (double)(m_end.broker - m.broker) / 1e6);
         else bench_json_null(&j, "broker_cpu_ms");
         bench_json_end(&j);
     } else {
@@ -421,14 +414,14 @@ static int produce_bench(const net_cfg_t *cfg, const char *addr)
         if (base_ns) bench_note(0, "ratio gRPC / embedded: %.2f (target >= 0.40)", rps / base);
         double self_ms = (double)(m_end.self - m.self) / 1e6;
         bench_note(0, "CPU over gRPC: client %.0f ms (%.3f µs/record)%s", self_ms,
-                   self_ms * 1000 / (double)cfg->records, broker_pid > 0 ? "" : "; runneld: not ours");
-        if (broker_pid > 0)
+                   self_ms * 1000 / (double)cfg->records, bench_broker_pid > 0 ? "" : "; runneld: not ours");
+        if (bench_broker_pid > 0)
             bench_note(0, "CPU over gRPC: runneld %.0f ms (%.3f µs/record)",
                        (double)(m_end.broker - m.broker) / 1e6,
                        (double)(m_end.broker - m.broker) / 1e3 / (double)cfg->records);
     }
 out:
-    if (cs) close_clients(cs, cfg->producers);
+    if (cs) bench_net_close(cs, cfg->producers);
     free(cs);
     free(values);
     return rc;
@@ -470,20 +463,57 @@ static void *consume_main(void *arg)
     return NULL;
 }
 
+int bench_net_consume_run(const net_cfg_t *cfg, rn_client_t **cs, uint32_t queues,
+                          uint64_t *records, uint64_t *bytes, uint64_t *ns)
+{
+    size_t n = cfg->consumers;
+    cworker_t *w = calloc(n, sizeof *w);
+    pthread_t *th = calloc(n, sizeof *th);
+    int rc = 0;
+    if (!w || !th) { rc = bench_fail(cfg->cmd, -ENOMEM, "out of memory"); goto out; }
+    for (size_t i = 0; i < n; i++) {
+        w[i].cfg = cfg;
+        w[i].c = cs[i];
+        w[i].queues = calloc(queues / n + 1, sizeof *w[i].queues);
+        if (!w[i].queues) { rc = bench_fail(cfg->cmd, -ENOMEM, "out of memory"); goto out; }
+    }
+    for (uint32_t q = 0; q < queues; q++) w[q % n].queues[w[q % n].nq++] = q;
+    uint64_t t0 = rn_mono_ns();
+    size_t started = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = pthread_create(&th[i], NULL, consume_main, &w[i])) != 0) {
+            rc = bench_fail(cfg->cmd, -rc, "pthread_create: %s", strerror(rc));
+            break;
+        }
+        started++;
+    }
+    for (size_t i = 0; i < started; i++) pthread_join(th[i], NULL);
+    *ns = rn_mono_ns() - t0;
+    *records = *bytes = 0;
+    for (size_t i = 0; i < started; i++) {
+        if (w[i].rc != 0 && rc == 0) rc = bench_fail(cfg->cmd, w[i].rc, "consumer %zu: %s", i, w[i].err);
+        *records += w[i].records;
+        *bytes += w[i].bytes;
+    }
+out:
+    if (w) for (size_t i = 0; i < n; i++) free(w[i].queues);
+    free(w);
+    free(th);
+    return rc;
+}
+
 static int consume_bench(const net_cfg_t *cfg, const char *addr)
 {
     char err[RN_ERRMSG_SIZE] = "";
     size_t n = cfg->consumers;
     rn_client_t **cs = calloc(n > cfg->producers ? n : cfg->producers, sizeof *cs);
-    cworker_t *w = calloc(n, sizeof *w);
-    pthread_t *th = calloc(n, sizeof *th);
     uint8_t *values = NULL;
     uint32_t queues = 0;
     int rc = 0;
-    if (!cs || !w || !th) { rc = bench_fail(cfg->cmd, -ENOMEM, "out of memory"); goto out; }
+    if (!cs) { rc = bench_fail(cfg->cmd, -ENOMEM, "out of memory"); goto out; }
     size_t nclients = n > cfg->producers ? n : cfg->producers;
-    if ((rc = open_clients(cfg, addr, nclients, cs)) != 0) goto out;
-    if ((rc = ensure_topic(cfg, cs[0], &queues)) != 0) goto out;
+    if ((rc = bench_net_open(cfg, addr, nclients, cs)) != 0) goto out;
+    if ((rc = bench_net_topic(cfg, cs[0], &queues)) != 0) goto out;
     uint64_t have = 0;
     for (uint32_t q = 0; q < queues; q++) {
         int64_t ls, hw;
@@ -495,40 +525,19 @@ static int consume_bench(const net_cfg_t *cfg, const char *addr)
     }
     if (have < cfg->records) {
         uint64_t ns;
-        if (!(values = make_values(cfg))) { rc = bench_fail(cfg->cmd, -ENOMEM, "out of memory"); goto out; }
+        if (!(values = bench_net_values(cfg))) { rc = bench_fail(cfg->cmd, -ENOMEM, "out of memory"); goto out; }
         bench_note(cfg->json, "consume: topic '%s' holds %llu records; producing %llu more first "
                    "(not timed)", cfg->topic, (unsigned long long)have,
                    (unsigned long long)(cfg->records - have));
-        if ((rc = produce_run(cfg, cs, cfg->records - have, values, &ns)) != 0) goto out;
+        if ((rc = bench_net_produce_run(cfg, cs, cfg->records - have, values, &ns)) != 0) goto out;
     }
-    for (size_t i = 0; i < n; i++) {
-        w[i].cfg = cfg;
-        w[i].c = cs[i];
-        w[i].queues = calloc(queues / n + 1, sizeof *w[i].queues);
-        if (!w[i].queues) { rc = bench_fail(cfg->cmd, -ENOMEM, "out of memory"); goto out; }
-    }
-    for (uint32_t q = 0; q < queues; q++) w[q % n].queues[w[q % n].nq++] = q;
     bench_note(cfg->json, "consume: topic '%s' (%u queues) from earliest to its end on %s, "
                "%zu consumer(s)", cfg->topic, queues, addr, n);
-    cpu_mark_t m = cpu_now();
-    uint64_t t0 = rn_mono_ns();
-    size_t started = 0;
-    for (size_t i = 0; i < n; i++) {
-        if ((rc = pthread_create(&th[i], NULL, consume_main, &w[i])) != 0) {
-            rc = bench_fail(cfg->cmd, -rc, "pthread_create: %s", strerror(rc));
-            break;
-        }
-        started++;
-    }
-    for (size_t i = 0; i < started; i++) pthread_join(th[i], NULL);
-    uint64_t ns = rn_mono_ns() - t0, records = 0, bytes = 0;
-    for (size_t i = 0; i < started; i++) {
-        if (w[i].rc != 0 && rc == 0) rc = bench_fail(cfg->cmd, w[i].rc, "consumer %zu: %s", i, w[i].err);
-        records += w[i].records;
-        bytes += w[i].bytes;
-    }
+    cpu_mark_t m = bench_cpu_now();
+    uint64_t ns = 0, records = 0, bytes = 0;
+    rc = bench_net_consume_run(cfg, cs, queues, &records, &bytes, &ns);
     if (rc != 0) goto out;
-    double rps = per_s(records, ns), mb = bench_mb_per_s(bytes, ns);
+    double rps = bench_per_s(records, ns), mb = bench_mb_per_s(bytes, ns);
     if (cfg->json) {
         bench_json_t j;
         bench_json_begin(&j, stdout);
@@ -539,20 +548,17 @@ static int consume_bench(const net_cfg_t *cfg, const char *addr)
         bench_json_u64(&j, "queues", queues);
         bench_json_f64(&j, "records_per_s", rps);
         bench_json_f64(&j, "mb_per_s", mb);
-        cpu_report(cfg, &j, m, records);
+        bench_cpu_report(cfg, &j, m, records);
         bench_json_end(&j);
     } else {
-        cpu_report(cfg, NULL, m, records);
+        bench_cpu_report(cfg, NULL, m, records);
         bench_note(0, "consumed %llu records (%llu value bytes) in %.3f s: %.0f records/s, "
                    "%.1f MB/s", (unsigned long long)records, (unsigned long long)bytes,
                    (double)ns / 1e9, rps, mb);
     }
 out:
-    if (w) for (size_t i = 0; i < n; i++) free(w[i].queues);
-    if (cs) close_clients(cs, n > cfg->producers ? n : cfg->producers);
+    if (cs) bench_net_close(cs, n > cfg->producers ? n : cfg->producers);
     free(cs);
-    free(w);
-    free(th);
     free(values);
     return rc;
 }
@@ -626,7 +632,7 @@ static int e2e_bench(const net_cfg_t *cfg, const char *addr)
         rc = bench_fail(cfg->cmd, rc, "--server %s: %s", addr, err);
         goto out;
     }
-    if ((rc = ensure_topic(cfg, e.cc, &queues)) != 0) goto out;
+    if ((rc = bench_net_topic(cfg, e.cc, &queues)) != 0) goto out;
     if ((rc = rn_client_consumer_open(e.cc, NULL, &k, err)) != 0) goto out_err;
     for (uint32_t q = 0; q < queues; q++) {
         int64_t ls, hw;
@@ -639,7 +645,7 @@ static int e2e_bench(const net_cfg_t *cfg, const char *addr)
                "producer send", (unsigned long long)cfg->rate, (unsigned long long)cfg->seconds,
                (unsigned long long)e.total, (unsigned long long)cfg->size, cfg->topic, queues,
                addr, (unsigned long long)cfg->linger_ms, cfg->acks_written ? "written" : "durable");
-    cpu_mark_t m = cpu_now();
+    cpu_mark_t m = bench_cpu_now();
     pthread_t th;
     if ((rc = pthread_create(&th, NULL, e2e_produce, &e)) != 0) {
         rc = bench_fail(cfg->cmd, -rc, "pthread_create: %s", strerror(rc));
@@ -692,10 +698,10 @@ static int e2e_bench(const net_cfg_t *cfg, const char *addr)
         bench_json_f64(&j, "p99_us", p99);
         bench_json_f64(&j, "p999_us", p999);
         bench_json_f64(&j, "max_us", mx);
-        cpu_report(cfg, &j, m, e.nlat);
+        bench_cpu_report(cfg, &j, m, e.nlat);
         bench_json_end(&j);
     } else {
-        cpu_report(cfg, NULL, m, e.nlat);
+        bench_cpu_report(cfg, NULL, m, e.nlat);
         bench_note(0, "e2e latency over %llu records: p50 %.0f µs, p99 %.0f µs, p99.9 %.0f µs, "
                    "max %.0f µs (target p99 <= 5000 µs at 100000 records/s)",
                    (unsigned long long)e.nlat, p50, p99, p999, mx);
@@ -713,9 +719,10 @@ out:
 
 /* ---- Flags and dispatch ------------------------------------------------------------ */
 
-static int net_parse(const char *cmd, int argc, char **argv, void *arg)
+int bench_net_parse(const char *cmd, int argc, char **argv, void *arg)
 {
     net_cfg_t *cfg = arg;
+    cfg->kafka = !strncmp(cmd, "kafka-", 6);
     cfg->cmd = cmd;
     cfg->topic = "bench";
     cfg->records = 2000000;
@@ -741,6 +748,7 @@ static int net_parse(const char *cmd, int argc, char **argv, void *arg)
         {"--rate", BENCH_OPT_U64, &cfg->rate, 1, 10000000, "R"},
         {"--seconds", BENCH_OPT_U64, &cfg->seconds, 1, 3600, "S"},
         {"--dir", BENCH_OPT_STR, &cfg->dir, 0, 0, "DIR"},
+        {"--fsync", BENCH_OPT_STR, &cfg->fsync, 0, 0, "POLICY"},
         {"--seed", BENCH_OPT_U64, &cfg->seed, 0, UINT64_MAX, "S"},
         {"--lz4", BENCH_OPT_FLAG, &cfg->lz4, 0, 0, ""},
         {"--no-baseline", BENCH_OPT_FLAG, &cfg->no_baseline, 0, 0, ""},
@@ -750,29 +758,29 @@ static int net_parse(const char *cmd, int argc, char **argv, void *arg)
     return bench_parse_flags(cmd, argc, argv, opts, sizeof opts / sizeof opts[0]);
 }
 
-static int produce_parse(int argc, char **argv, void *cfg) { return net_parse("produce", argc, argv, cfg); }
-static int consume_parse(int argc, char **argv, void *cfg) { return net_parse("consume", argc, argv, cfg); }
-static int e2e_parse(int argc, char **argv, void *cfg) { return net_parse("e2e", argc, argv, cfg); }
+static int produce_parse(int argc, char **argv, void *cfg) { return bench_net_parse("produce", argc, argv, cfg); }
+static int consume_parse(int argc, char **argv, void *cfg) { return bench_net_parse("consume", argc, argv, cfg); }
+static int e2e_parse(int argc, char **argv, void *cfg) { return bench_net_parse("e2e", argc, argv, cfg); }
 
 /* Run fn against --server, or against a runneld of our own. */
-static int with_broker(const net_cfg_t *cfg, int (*fn)(const net_cfg_t *, const char *))
+int bench_with_broker(const net_cfg_t *cfg, int (*fn)(const net_cfg_t *, const char *))
 {
     signal(SIGPIPE, SIG_IGN);
     if (cfg->server) return fn(cfg, cfg->server);
     broker_t b;
-    int rc = broker_start(cfg, &b);
+    int rc = bench_broker_start(cfg, &b);
     if (rc == 0) {
         bench_note(cfg->json, "%s: no --server given: started runneld on %s (data in %s)",
                    cfg->cmd, b.addr, b.dir);
         rc = fn(cfg, b.addr);
     }
-    int src = broker_stop(cfg, &b);
+    int src = bench_broker_stop(cfg, &b);
     return rc ? rc : src;
 }
 
-static int produce_cmd(const void *cfg) { return with_broker(cfg, produce_bench); }
-static int consume_cmd(const void *cfg) { return with_broker(cfg, consume_bench); }
-static int e2e_cmd(const void *cfg) { return with_broker(cfg, e2e_bench); }
+static int produce_cmd(const void *cfg) { return bench_with_broker(cfg, produce_bench); }
+static int consume_cmd(const void *cfg) { return bench_with_broker(cfg, consume_bench); }
+static int e2e_cmd(const void *cfg) { return bench_with_broker(cfg, e2e_bench); }
 
 #define NET_FLAGS "[--server HOST:PORT] [--topic bench] [--records N] [--size B] " \
                   "[--batch-bytes K] [--queues Q] [--linger-ms MS] [--dir DIR] [--lz4] [--json]"

@@ -147,6 +147,20 @@ static void fetch_retry(rn_kreq_t *q, int expired)
     rn_kreq_done(q);
 }
 
+/* One partition's fields of a Fetch request (into fp when not NULL). */
+static void partition_fields(rn_kreq_t *q, rn_kr_t *r, fpart_t *fp)
+{
+    int32_t index = rn_kr_i32(r, "partition");
+    if (q->version >= 9) rn_kr_i32(r, "current_leader_epoch");
+    int64_t offset = rn_kr_i64(r, "fetch_offset");
+    if (q->version >= 5) rn_kr_i64(r, "log_start_offset");
+    int32_t max = rn_kr_i32(r, "partition_max_bytes");
+    if (!fp) return;
+    fp->index = index;
+    fp->offset = offset;
+    fp->max_bytes = max > 0 ? max : 1;
+}
+
 int rn_kh_fetch(rn_kreq_t *q)
 {
     rn_kr_t *r = &q->in;
@@ -168,23 +182,28 @@ int rn_kh_fetch(rn_kreq_t *q)
     s->min_bytes = min_bytes;
     s->max_bytes = max_bytes > 0 ? max_bytes : 1;
     s->ntopics = nt < 0 ? 0 : nt;
-    size_t cap = rn_kr_left(r) / 16 + 1;     /* a partition takes at least 16 bytes */
-    s->parts = calloc(cap, sizeof *s->parts);
+    /* Two passes: count the partitions, then decode them into an array of
+     * exactly that size. */
+    rn_kr_t start = *r;
+    size_t count = 0;
+    for (int32_t t = 0; t < s->ntopics && !r->err; t++) {
+        rn_kr_str(r, "topic name");
+        int32_t np = rn_kr_array(r, "partitions");
+        for (int32_t i = 0; i < np && !r->err; i++, count++)
+            partition_fields(q, r, NULL);
+    }
+    if (r->err) return RN_KH_BAD;
+    *r = start;
+    s->parts = calloc(count ? count : 1, sizeof *s->parts);
     if (!s->parts) return rn_kreq_bad(q, "out of memory");
     for (int32_t t = 0; t < s->ntopics && !r->err; t++) {
         rn_kstr_t name = rn_kr_str(r, "topic name");
         int32_t np = rn_kr_array(r, "partitions");
         for (int32_t i = 0; i < np && !r->err; i++) {
-            if ((size_t)s->nparts >= cap) return rn_kreq_bad(q, "too many partitions");
             fpart_t *fp = &s->parts[s->nparts++];
             fp->topic = name;
             fp->ntopic = t;
-            fp->index = rn_kr_i32(r, "partition");
-            if (q->version >= 9) rn_kr_i32(r, "current_leader_epoch");
-            fp->offset = rn_kr_i64(r, "fetch_offset");
-            if (q->version >= 5) rn_kr_i64(r, "log_start_offset");
-            fp->max_bytes = rn_kr_i32(r, "partition_max_bytes");
-            if (fp->max_bytes <= 0) fp->max_bytes = 1;
+            partition_fields(q, r, fp);
             if (!rn_ktopic_valid(name) || rn_kstr_copy(name, fp->name, sizeof fp->name) != 0)
                 fp->err = RN_KERR_INVALID_TOPIC_EXCEPTION;
             else if (fp->index < 0)

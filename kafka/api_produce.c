@@ -196,15 +196,26 @@ int rn_kh_produce(rn_kreq_t *q)
     q->hfree = produce_free;
     s->acks = acks;
     s->ntopics = nt < 0 ? 0 : nt;
-    /* Every partition takes at least 10 bytes (api.h wire invariant 3). */
-    size_t cap = rn_kr_left(r) / 10 + 1;
-    s->parts = calloc(cap, sizeof *s->parts);
+    /* Two passes: count the partitions, then decode them into an array of
+     * exactly that size. */
+    rn_kr_t start = *r;
+    size_t count = 0;
+    for (int32_t t = 0; t < s->ntopics && !r->err; t++) {
+        rn_kr_str(r, "topic name");
+        int32_t np = rn_kr_array(r, "partition_data");
+        for (int32_t i = 0; i < np && !r->err; i++, count++) {
+            rn_kr_i32(r, "partition index");
+            rn_kr_bytes(r, "records");
+        }
+    }
+    if (r->err) return RN_KH_BAD;
+    *r = start;
+    s->parts = calloc(count ? count : 1, sizeof *s->parts);
     if (!s->parts) return rn_kreq_bad(q, "out of memory");
     for (int32_t t = 0; t < s->ntopics && !r->err; t++) {
         rn_kstr_t name = rn_kr_str(r, "topic name");
         int32_t np = rn_kr_array(r, "partition_data");
         for (int32_t i = 0; i < np && !r->err; i++) {
-            if ((size_t)s->nparts >= cap) return rn_kreq_bad(q, "too many partitions");
             kpart_t *kp = &s->parts[s->nparts++];
             kp->topic = name;
             kp->ntopic = t;

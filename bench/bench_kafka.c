@@ -1,0 +1,315 @@
+/*
+ * bench_kafka.c — `runnel-bench kafka-produce | kafka-consume`: runneld's
+ * Kafka front driven by librdkafka (linked into the bench only), beside the
+ * gRPC path and the embedded append measured in the same run on the same
+ * broker.
+ *
+ * Where. A runneld of our own (bench_broker_start: fresh directory, free
+ * ports, --kafka-listen, --fsync POLICY when given; default group).
+ *
+ * What.
+ *   kafka-produce  --records N values of --size bytes (bench_fill_value) to
+ *                  topic `kafka-bench` (--queues partitions, created first)
+ *                  with one librdkafka producer: acks=all (durable under the
+ *                  fsync policy), linger --linger-ms, batch.size
+ *                  --batch-bytes, records dealt round-robin over the
+ *                  partitions, compression none (lz4 with --lz4). Timed from
+ *                  the first produce() to flush() returning with every
+ *                  delivery report received, none failed. Same run: the gRPC
+ *                  produce (librunnel, topic `grpc-bench`) and the embedded
+ *                  producer baseline (bench_net.c), same records.
+ *   kafka-consume  --records N records are produced first (gRPC, not timed);
+ *                  then read from offset 0 to the end by the gRPC consumer
+ *                  (bench_net.c) and by librdkafka's consumer (the partitions
+ *                  assigned directly, no group), every message counted and its
+ *                  value length summed.
+ *
+ * Output: a table, or with --json one object per path: bench, path
+ * (kafka|grpc|embedded), records, size, records_per_s, mb_per_s, and CPU
+ * time of the bench and of runneld for the Kafka path.
+ */
+#include "bench/bench.h"
+#include "bench/bench_net.h"
+#include "common/error.h"
+#include "common/sys.h"
+
+#include <errno.h>
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct kstate {
+    uint64_t acked, failed;
+    char     first_err[256];
+} kstate_t;
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    kstate_t *s = opaque;
+    if (m->err) {
+        if (!s->failed++)
+            snprintf(s->first_err, sizeof s->first_err, "%s", rd_kafka_err2str(m->err));
+    } else {
+        s->acked++;
+    }
+}
+
+static int kconf_set(const net_cfg_t *cfg, rd_kafka_conf_t *c, const char *k, const char *v)
+{
+    char err[256];
+    if (rd_kafka_conf_set(c, k, v, err, sizeof err) != RD_KAFKA_CONF_OK)
+        return bench_fail(cfg->cmd, RN_EINVAL, "librdkafka %s=%s: %s", k, v, err);
+    return 0;
+}
+
+/* Produce cfg->records through librdkafka to topic (queues partitions). */
+static int kafka_produce(const net_cfg_t *cfg, const char *kaddr, const char *topic,
+                         uint32_t queues, const uint8_t *values, uint64_t *ns)
+{
+    char err[512], num[32];
+    kstate_t s = {0};
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    int rc = kconf_set(cfg, c, "bootstrap.servers", kaddr);
+    if (!rc) rc = kconf_set(cfg, c, "acks", "all");
+    snprintf(num, sizeof num, "%llu", (unsigned long long)cfg->linger_ms);
+    if (!rc) rc = kconf_set(cfg, c, "linger.ms", num);
+    snprintf(num, sizeof num, "%llu", (unsigned long long)cfg->batch_bytes);
+    if (!rc) rc = kconf_set(cfg, c, "batch.size", num);
+    if (!rc) rc = kconf_set(cfg, c, "batch.num.messages", "1000000");
+    if (!rc) rc = kconf_set(cfg, c, "queue.buffering.max.messages", "2000000");
+    if (!rc) rc = kconf_set(cfg, c, "queue.buffering.max.kbytes", "2097151");
+    if (!rc) rc = kconf_set(cfg, c, "compression.codec", cfg->lz4 ? "lz4" : "none");
+    if (rc) {
+        rd_kafka_conf_destroy(c);
+        return rc;
+    }
+    rd_kafka_conf_set_dr_msg_cb(c, on_delivery);
+    rd_kafka_conf_set_opaque(c, &s);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+    if (!rk) return bench_fail(cfg->cmd, -EIO, "rd_kafka_new: %s", err);
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    uint64_t t0 = rn_mono_ns();
+    for (uint64_t i = 0; i < cfg->records && !rc;) {
+        const uint8_t *v = values + (i % BENCH_NET_POOL) * cfg->size;
+        if (rd_kafka_produce(t, (int32_t)(i % queues), RD_KAFKA_MSG_F_COPY, (void *)v,
+                             cfg->size, NULL, 0, NULL) == 0) {
+            i++;
+            if ((i & 0xffff) == 0) rd_kafka_poll(rk, 0);
+            continue;
+        }
+        rd_kafka_resp_err_t e = rd_kafka_last_error();
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) rd_kafka_poll(rk, 1);
+        else rc = bench_fail(cfg->cmd, -EIO, "produce: %s", rd_kafka_err2str(e));
+    }
+    if (!rc && rd_kafka_flush(rk, 120000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        rc = bench_fail(cfg->cmd, -ETIMEDOUT, "flush did not finish within 120 s");
+    *ns = rn_mono_ns() - t0;
+    if (!rc && (s.failed || s.acked != cfg->records))
+        rc = bench_fail(cfg->cmd, -EIO, "%llu of %llu records acknowledged, %llu failed (%s)",
+                        (unsigned long long)s.acked, (unsigned long long)cfg->records,
+                        (unsigned long long)s.failed, s.first_err);
+    rd_kafka_topic_destroy(t);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+/* Read every partition of topic from 0 to its end through librdkafka. */
+static int kafka_consume(const net_cfg_t *cfg, const char *kaddr, const char *topic,
+                         uint32_t queues, uint64_t want, uint64_t *records, uint64_t *bytes,
+                         uint64_t *ns)
+{
+    char err[512];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    int rc = kconf_set(cfg, c, "bootstrap.servers", kaddr);
+    if (!rc) rc = kconf_set(cfg, c, "enable.partition.eof", "true");
+    if (!rc) rc = kconf_set(cfg, c, "fetch.message.max.bytes", "4194304");
+    if (!rc) rc = kconf_set(cfg, c, "queued.max.messages.kbytes", "262144");
+    if (rc) {
+        rd_kafka_conf_destroy(c);
+        return rc;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof err);
+    if (!rk) return bench_fail(cfg->cmd, -EIO, "rd_kafka_new: %s", err);
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    uint64_t t0 = rn_mono_ns();
+    for (uint32_t p = 0; p < queues; p++)
+        rd_kafka_consume_start_queue(t, (int32_t)p, RD_KAFKA_OFFSET_BEGINNING, q);
+    uint32_t eof = 0;
+    *records = *bytes = 0;
+    rd_kafka_message_t *v[4096];
+    while (!rc && (eof < queues || *records < want)) {
+        ssize_t n = rd_kafka_consume_batch_queue(q, 1000, v, 4096);
+        if (n < 0) rc = bench_fail(cfg->cmd, -EIO, "consume: %s",
+                                   rd_kafka_err2str(rd_kafka_last_error()));
+        if (n == 0 && rn_mono_ns() - t0 > 120ull * 1000000000ull)
+            rc = bench_fail(cfg->cmd, -ETIMEDOUT, "%llu of %llu records in 120 s",
+                            (unsigned long long)*records, (unsigned long long)want);
+        for (ssize_t i = 0; i < n; i++) {
+            if (v[i]->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) eof++;
+            else if (v[i]->err) rc = bench_fail(cfg->cmd, -EIO, "consume: %s",
+                                                rd_kafka_message_errstr(v[i]));
+            else {
+                (*records)++;
+                *bytes += v[i]->len;
+            }
+            rd_kafka_message_destroy(v[i]);
+        }
+    }
+    *ns = rn_mono_ns() - t0;
+    for (uint32_t p = 0; p < queues; p++) rd_kafka_consume_stop(t, (int32_t)p);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_topic_destroy(t);
+    rd_kafka_destroy(rk);
+    if (!rc && *records != want)
+        rc = bench_fail(cfg->cmd, -EIO, "read %llu records, expected %llu",
+                        (unsigned long long)*records, (unsigned long long)want);
+    return rc;
+}
+
+typedef struct kresult {
+    const char *path;
+    uint64_t    records, bytes, ns;
+} kresult_t;
+
+static void report(const net_cfg_t *cfg, const char *bench, const kresult_t *r, size_t n,
+                   cpu_mark_t m)
+{
+    if (cfg->json) {
+        for (size_t i = 0; i < n; i++) {
+            bench_json_t j;
+            bench_json_begin(&j, stdout);
+            bench_json_str(&j, "bench", bench);
+            bench_json_str(&j, "path", r[i].path);
+            bench_json_str(&j, "fsync", cfg->fsync ? cfg->fsync : "group");
+            bench_json_u64(&j, "records", r[i].records);
+            bench_json_u64(&j, "size", cfg->size);
+            bench_json_f64(&j, "records_per_s", bench_per_s(r[i].records, r[i].ns));
+            bench_json_f64(&j, "mb_per_s", bench_mb_per_s(r[i].bytes, r[i].ns));
+            if (i == 0) bench_cpu_report(cfg, &j, m, r[i].records);
+            bench_json_end(&j);
+        }
+        return;
+    }
+    bench_table_t t;
+    bench_table_init(&t, 4);
+    int rc = bench_table_cell(&t, "path");
+    if (!rc) rc = bench_table_cell(&t, "records/s");
+    if (!rc) rc = bench_table_cell(&t, "MB/s");
+    if (!rc) rc = bench_table_cell(&t, "s");
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc = bench_table_cell(&t, "%s", r[i].path);
+        if (!rc) rc = bench_table_cell(&t, "%.0f", bench_per_s(r[i].records, r[i].ns));
+        if (!rc) rc = bench_table_cell(&t, "%.1f", bench_mb_per_s(r[i].bytes, r[i].ns));
+        if (!rc) rc = bench_table_cell(&t, "%.3f", (double)r[i].ns / 1e9);
+    }
+    if (!rc) bench_table_print(&t, stdout);
+    bench_table_free(&t);
+    bench_cpu_report(cfg, NULL, m, r[0].records);
+    for (size_t i = 1; i < n; i++)
+        bench_note(0, "ratio %s / %s: %.2f", r[0].path, r[i].path,
+                   bench_per_s(r[0].records, r[0].ns) / bench_per_s(r[i].records, r[i].ns));
+}
+
+static int kafka_produce_bench(const net_cfg_t *cfg0, const broker_t *b)
+{
+    net_cfg_t cfg = *cfg0;
+    rn_client_t *c = NULL;
+    uint8_t *values = bench_net_values(&cfg);
+    uint32_t queues = 0;
+    kresult_t r[3] = {{"kafka (librdkafka)", cfg.records, cfg.records * cfg.size, 0},
+                      {"gRPC (librunnel)", cfg.records, cfg.records * cfg.size, 0},
+                      {"embedded producer", cfg.records, cfg.records * cfg.size, 0}};
+    int rc = values ? 0 : bench_fail(cfg.cmd, -ENOMEM, "out of memory");
+    if (!rc) rc = bench_net_open(&cfg, b->addr, 1, &c);
+    cfg.topic = "kafka-bench";
+    if (!rc) rc = bench_net_topic(&cfg, c, &queues);
+    bench_note(cfg.json, "kafka-produce: %llu records of %llu bytes, %u partitions, fsync %s, "
+               "linger %llu ms, batch.size %llu%s", (unsigned long long)cfg.records,
+               (unsigned long long)cfg.size, queues, cfg.fsync ? cfg.fsync : "group",
+               (unsigned long long)cfg.linger_ms, (unsigned long long)cfg.batch_bytes,
+               cfg.lz4 ? ", lz4" : "");
+    cpu_mark_t m = bench_cpu_now();
+    if (!rc) rc = kafka_produce(&cfg, b->kafka, cfg.topic, queues, values, &r[0].ns);
+    cpu_mark_t m_end = bench_cpu_now();
+    cfg.topic = "grpc-bench";
+    if (!rc) rc = bench_net_topic(&cfg, c, &queues);
+    if (!rc) rc = bench_net_produce_run(&cfg, &c, cfg.records, values, &r[1].ns);
+    if (!rc) rc = bench_net_baseline(&cfg, values, &r[2].ns);
+    if (!rc) {
+        /* CPU of the Kafka path only: report from m, with the end mark's
+         * figures (the gRPC and embedded runs came after). */
+        cpu_mark_t now = bench_cpu_now();
+        cpu_mark_t since = {m.self + (now.self - m_end.self), m.broker + (now.broker - m_end.broker)};
+        report(&cfg, "kafka-produce", r, 3, since);
+    }
+    if (c) bench_net_close(&c, 1);
+    free(values);
+    return rc;
+}
+
+static int kafka_consume_bench(const net_cfg_t *cfg0, const broker_t *b)
+{
+    net_cfg_t cfg = *cfg0;
+    cfg.topic = "kafka-bench";
+    cfg.consumers = 1;
+    rn_client_t *c = NULL;
+    uint8_t *values = bench_net_values(&cfg);
+    uint32_t queues = 0;
+    uint64_t pns;
+    kresult_t r[2] = {{"kafka (librdkafka)", 0, 0, 0}, {"gRPC (librunnel)", 0, 0, 0}};
+    int rc = values ? 0 : bench_fail(cfg.cmd, -ENOMEM, "out of memory");
+    if (!rc) rc = bench_net_open(&cfg, b->addr, 1, &c);
+    if (!rc) rc = bench_net_topic(&cfg, c, &queues);
+    if (!rc) rc = bench_net_produce_run(&cfg, &c, cfg.records, values, &pns);
+    bench_note(cfg.json, "kafka-consume: %llu records of %llu bytes in %u partitions (produced "
+               "over gRPC first, not timed), fsync %s", (unsigned long long)cfg.records,
+               (unsigned long long)cfg.size, queues, cfg.fsync ? cfg.fsync : "group");
+    if (!rc) rc = bench_net_consume_run(&cfg, &c, queues, &r[1].records, &r[1].bytes, &r[1].ns);
+    cpu_mark_t m = bench_cpu_now();
+    if (!rc)
+        rc = kafka_consume(&cfg, b->kafka, cfg.topic, queues, cfg.records, &r[0].records,
+                           &r[0].bytes, &r[0].ns);
+    if (!rc) report(&cfg, "kafka-consume", r, 2, m);
+    if (c) bench_net_close(&c, 1);
+    free(values);
+    return rc;
+}
+
+static int run(const net_cfg_t *cfg, int (*fn)(const net_cfg_t *, const broker_t *))
+{
+    signal(SIGPIPE, SIG_IGN);
+    broker_t b;
+    int rc = bench_broker_start(cfg, &b);
+    if (rc == 0) {
+        bench_note(cfg->json, "%s: started runneld (gRPC %s, Kafka %s, data in %s)", cfg->cmd,
+                   b.addr, b.kafka, b.dir);
+        rc = fn(cfg, &b);
+    }
+    int src = bench_broker_stop(cfg, &b);
+    return rc ? rc : src;
+}
+
+static int kp_parse(int argc, char **argv, void *cfg)
+{
+    return bench_net_parse("kafka-produce", argc, argv, cfg);
+}
+static int kc_parse(int argc, char **argv, void *cfg)
+{
+    return bench_net_parse("kafka-consume", argc, argv, cfg);
+}
+static int kp_run(const void *cfg) { return run(cfg, kafka_produce_bench); }
+static int kc_run(const void *cfg) { return run(cfg, kafka_consume_bench); }
+
+#define KAFKA_FLAGS "[--records N] [--size B] [--queues Q] [--linger-ms MS] [--batch-bytes K] " \
+                    "[--fsync POLICY] [--dir DIR] [--lz4] [--json]"
+
+const bench_cmd_t bench_cmd_kafka_produce = {
+    "kafka-produce", KAFKA_FLAGS "  (librdkafka -> runneld's Kafka front, beside gRPC and "
+    "embedded)", sizeof(net_cfg_t), kp_parse, kp_run,
+};
+const bench_cmd_t bench_cmd_kafka_consume = {
+    "kafka-consume", KAFKA_FLAGS "  (librdkafka reads from runneld's Kafka front, beside gRPC)",
+    sizeof(net_cfg_t), kc_parse, kc_run,
+};
