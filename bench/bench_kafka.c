@@ -10,7 +10,8 @@
  * What.
  *   kafka-produce  --records N values of --size bytes (bench_fill_value) to
  *                  topic `kafka-bench` (--queues partitions, created first)
- *                  with one librdkafka producer: acks=all (durable under the
+ *                  with --producers librdkafka producers (one thread each,
+ *                  default 1): acks=all (durable under the
  *                  fsync policy), linger --linger-ms, batch.size
  *                  --batch-bytes, records dealt round-robin over the
  *                  partitions, compression none (lz4 with --lz4). Timed from
@@ -35,6 +36,7 @@
 
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,14 +65,24 @@ static int kconf_set(const net_cfg_t *cfg, rd_kafka_conf_t *c, const char *k, co
     return 0;
 }
 
-/* Produce cfg->records through librdkafka to topic (queues partitions). */
-static int kafka_produce(const net_cfg_t *cfg, const char *kaddr, const char *topic,
-                         uint32_t queues, const uint8_t *values, uint64_t *ns)
+typedef struct kprod {
+    const net_cfg_t *cfg;
+    const char      *kaddr, *topic;
+    uint32_t         queues;
+    const uint8_t   *values;
+    uint64_t         first, count;
+    int              rc;
+} kprod_t;
+
+/* One librdkafka producer: records [first, first + count). */
+static void *kafka_produce_main(void *arg)
 {
+    kprod_t *w = arg;
+    const net_cfg_t *cfg = w->cfg;
     char err[512], num[32];
     kstate_t s = {0};
     rd_kafka_conf_t *c = rd_kafka_conf_new();
-    int rc = kconf_set(cfg, c, "bootstrap.servers", kaddr);
+    int rc = kconf_set(cfg, c, "bootstrap.servers", w->kaddr);
     if (!rc) rc = kconf_set(cfg, c, "acks", "all");
     snprintf(num, sizeof num, "%llu", (unsigned long long)cfg->linger_ms);
     if (!rc) rc = kconf_set(cfg, c, "linger.ms", num);
@@ -82,17 +94,20 @@ static int kafka_produce(const net_cfg_t *cfg, const char *kaddr, const char *to
     if (!rc) rc = kconf_set(cfg, c, "compression.codec", cfg->lz4 ? "lz4" : "none");
     if (rc) {
         rd_kafka_conf_destroy(c);
-        return rc;
+        w->rc = rc;
+        return NULL;
     }
     rd_kafka_conf_set_dr_msg_cb(c, on_delivery);
     rd_kafka_conf_set_opaque(c, &s);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
-    if (!rk) return bench_fail(cfg->cmd, -EIO, "rd_kafka_new: %s", err);
-    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
-    uint64_t t0 = rn_mono_ns();
-    for (uint64_t i = 0; i < cfg->records && !rc;) {
-        const uint8_t *v = values + (i % BENCH_NET_POOL) * cfg->size;
-        if (rd_kafka_produce(t, (int32_t)(i % queues), RD_KAFKA_MSG_F_COPY, (void *)v,
+    if (!rk) {
+        w->rc = bench_fail(cfg->cmd, -EIO, "rd_kafka_new: %s", err);
+        return NULL;
+    }
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, w->topic, NULL);
+    for (uint64_t i = w->first; i < w->first + w->count && !rc;) {
+        const uint8_t *v = w->values + (i % BENCH_NET_POOL) * cfg->size;
+        if (rd_kafka_produce(t, (int32_t)(i % w->queues), RD_KAFKA_MSG_F_COPY, (void *)v,
                              cfg->size, NULL, 0, NULL) == 0) {
             i++;
             if ((i & 0xffff) == 0) rd_kafka_poll(rk, 0);
@@ -104,13 +119,41 @@ static int kafka_produce(const net_cfg_t *cfg, const char *kaddr, const char *to
     }
     if (!rc && rd_kafka_flush(rk, 120000) != RD_KAFKA_RESP_ERR_NO_ERROR)
         rc = bench_fail(cfg->cmd, -ETIMEDOUT, "flush did not finish within 120 s");
-    *ns = rn_mono_ns() - t0;
-    if (!rc && (s.failed || s.acked != cfg->records))
+    if (!rc && (s.failed || s.acked != w->count))
         rc = bench_fail(cfg->cmd, -EIO, "%llu of %llu records acknowledged, %llu failed (%s)",
-                        (unsigned long long)s.acked, (unsigned long long)cfg->records,
+                        (unsigned long long)s.acked, (unsigned long long)w->count,
                         (unsigned long long)s.failed, s.first_err);
     rd_kafka_topic_destroy(t);
     rd_kafka_destroy(rk);
+    w->rc = rc;
+    return NULL;
+}
+
+/* Produce cfg->records through cfg->producers librdkafka producers (one
+ * thread each) to topic (queues partitions); *ns first produce to last
+ * flush. */
+static int kafka_produce(const net_cfg_t *cfg, const char *kaddr, const char *topic,
+                         uint32_t queues, const uint8_t *values, uint64_t *ns)
+{
+    size_t n = cfg->producers;
+    kprod_t *w = calloc(n, sizeof *w);
+    pthread_t *th = calloc(n, sizeof *th);
+    int rc = 0;
+    if (!w || !th) rc = bench_fail(cfg->cmd, -ENOMEM, "out of memory");
+    uint64_t t0 = rn_mono_ns();
+    size_t started = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        w[i] = (kprod_t){cfg, kaddr, topic, queues, values, cfg->records * i / n,
+                         cfg->records * (i + 1) / n - cfg->records * i / n, 0};
+        if (pthread_create(&th[i], NULL, kafka_produce_main, &w[i]) != 0)
+            rc = bench_fail(cfg->cmd, -EAGAIN, "pthread_create failed");
+        else started++;
+    }
+    for (size_t i = 0; i < started; i++) pthread_join(th[i], NULL);
+    *ns = rn_mono_ns() - t0;
+    for (size_t i = 0; i < started && !rc; i++) rc = w[i].rc;
+    free(w);
+    free(th);
     return rc;
 }
 
@@ -215,27 +258,28 @@ static void report(const net_cfg_t *cfg, const char *bench, const kresult_t *r, 
 static int kafka_produce_bench(const net_cfg_t *cfg0, const broker_t *b)
 {
     net_cfg_t cfg = *cfg0;
-    rn_client_t *c = NULL;
+    rn_client_t **cs = calloc(cfg.producers, sizeof *cs);
     uint8_t *values = bench_net_values(&cfg);
     uint32_t queues = 0;
     kresult_t r[3] = {{"kafka (librdkafka)", cfg.records, cfg.records * cfg.size, 0},
                       {"gRPC (librunnel)", cfg.records, cfg.records * cfg.size, 0},
                       {"embedded producer", cfg.records, cfg.records * cfg.size, 0}};
-    int rc = values ? 0 : bench_fail(cfg.cmd, -ENOMEM, "out of memory");
-    if (!rc) rc = bench_net_open(&cfg, b->addr, 1, &c);
+    int rc = values && cs ? 0 : bench_fail(cfg.cmd, -ENOMEM, "out of memory");
+    if (!rc) rc = bench_net_open(&cfg, b->addr, cfg.producers, cs);
     cfg.topic = "kafka-bench";
-    if (!rc) rc = bench_net_topic(&cfg, c, &queues);
-    bench_note(cfg.json, "kafka-produce: %llu records of %llu bytes, %u partitions, fsync %s, "
-               "linger %llu ms, batch.size %llu%s", (unsigned long long)cfg.records,
-               (unsigned long long)cfg.size, queues, cfg.fsync ? cfg.fsync : "group",
+    if (!rc) rc = bench_net_topic(&cfg, cs[0], &queues);
+    bench_note(cfg.json, "kafka-produce: %llu records of %llu bytes, %u partitions, %llu "
+               "producer(s), fsync %s, linger %llu ms, batch.size %llu%s",
+               (unsigned long long)cfg.records, (unsigned long long)cfg.size, queues,
+               (unsigned long long)cfg.producers, cfg.fsync ? cfg.fsync : "group",
                (unsigned long long)cfg.linger_ms, (unsigned long long)cfg.batch_bytes,
                cfg.lz4 ? ", lz4" : "");
     cpu_mark_t m = bench_cpu_now();
     if (!rc) rc = kafka_produce(&cfg, b->kafka, cfg.topic, queues, values, &r[0].ns);
     cpu_mark_t m_end = bench_cpu_now();
     cfg.topic = "grpc-bench";
-    if (!rc) rc = bench_net_topic(&cfg, c, &queues);
-    if (!rc) rc = bench_net_produce_run(&cfg, &c, cfg.records, values, &r[1].ns);
+    if (!rc) rc = bench_net_topic(&cfg, cs[0], &queues);
+    if (!rc) rc = bench_net_produce_run(&cfg, cs, cfg.records, values, &r[1].ns);
     if (!rc) rc = bench_net_baseline(&cfg, values, &r[2].ns);
     if (!rc) {
         /* CPU of the Kafka path only: report from m, with the end mark's
@@ -244,7 +288,8 @@ static int kafka_produce_bench(const net_cfg_t *cfg0, const broker_t *b)
         cpu_mark_t since = {m.self + (now.self - m_end.self), m.broker + (now.broker - m_end.broker)};
         report(&cfg, "kafka-produce", r, 3, since);
     }
-    if (c) bench_net_close(&c, 1);
+    if (cs) bench_net_close(cs, cfg.producers);
+    free(cs);
     free(values);
     return rc;
 }
@@ -302,7 +347,8 @@ static int kc_parse(int argc, char **argv, void *cfg)
 static int kp_run(const void *cfg) { return run(cfg, kafka_produce_bench); }
 static int kc_run(const void *cfg) { return run(cfg, kafka_consume_bench); }
 
-#define KAFKA_FLAGS "[--records N] [--size B] [--queues Q] [--linger-ms MS] [--batch-bytes K] " \
+#define KAFKA_FLAGS "[--records N] [--size B] [--queues Q] [--producers P] [--linger-ms MS] " \
+                    "[--batch-bytes K] " \
                     "[--fsync POLICY] [--dir DIR] [--lz4] [--json]"
 
 const bench_cmd_t bench_cmd_kafka_produce = {

@@ -93,14 +93,17 @@ static int split_batches(rn_kstr_t r, ProtobufCBinaryData *out)
     return n;
 }
 
-/* Store one partition's batches (invariant 1). */
+/* Store one partition's batches (invariant 1). The topic is looked up in
+ * the metadata (and auto-created) only when the broker's queue cache does
+ * not know (topic, queue): the hot path reads no SQLite. */
 static void produce_part(rn_kreq_t *q, kproduce_t *s, kpart_t *kp)
 {
-    rn_meta_topic_t t;
     char name[256];
-    kp->err = rn_ktopic_get(q->ctx, kp->topic, 1, &t);
-    if (kp->err) return;
-    if (kp->index < 0 || (uint32_t)kp->index >= t.queues) {
+    if (!rn_ktopic_valid(kp->topic) || rn_kstr_copy(kp->topic, name, sizeof name) != 0) {
+        kp->err = RN_KERR_INVALID_TOPIC_EXCEPTION;
+        return;
+    }
+    if (kp->index < 0) {
         kp->err = RN_KERR_UNKNOWN_TOPIC_OR_PARTITION;
         return;
     }
@@ -116,7 +119,6 @@ static void produce_part(rn_kreq_t *q, kproduce_t *s, kpart_t *kp)
         return;
     }
     split_batches(kp->records, b);
-    rn_kstr_copy(kp->topic, name, sizeof name);
     Runnel__V1__ProduceRequest req = RUNNEL__V1__PRODUCE_REQUEST__INIT;
     req.topic = name;
     req.queue = (uint32_t)kp->index;
@@ -124,7 +126,22 @@ static void produce_part(rn_kreq_t *q, kproduce_t *s, kpart_t *kp)
     req.batches = b;
     req.acks = s->acks == -1 ? RUNNEL__V1__ACKS__ACKS_DURABLE : RUNNEL__V1__ACKS__ACKS_WRITTEN;
     kp->begun = 1;
-    if (rn_hd_produce_begin(q->ctx->hd, &req, &kp->p, &kp->st) != 0) {
+    int rc = rn_hd_produce_begin(q->ctx->hd, &req, &kp->p, &kp->st);
+    if (rc != 0 && kp->st.reason == RN_SR_NO_QUEUE) {
+        rn_meta_topic_t t;
+        rn_hd_produce_free(&kp->p);
+        kp->begun = 0;
+        kp->err = rn_ktopic_get(q->ctx, kp->topic, 1, &t);
+        if (!kp->err && (uint32_t)kp->index >= t.queues)
+            kp->err = RN_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+        if (kp->err) {
+            free(b);
+            return;
+        }
+        kp->begun = 1;
+        rc = rn_hd_produce_begin(q->ctx->hd, &req, &kp->p, &kp->st);
+    }
+    if (rc != 0) {
         kp->err = produce_err(&kp->st);
         kp->msg = kp->st.msg;
         rn_slog(RN_SLOG_DEBUG, "kafka: produce from %s to '%s' queue %d refused: %s", q->peer,
