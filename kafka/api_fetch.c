@@ -7,7 +7,8 @@
  * max_bytes, except that the first partition with data returns at least one
  * batch (KIP-74), so a batch larger than both still moves. When less than
  * min_bytes is available the request is parked and re-read when a queue's
- * high watermark moves or max_wait_ms passes. Fetch sessions (KIP-227) are
+ * high watermark moves or max_wait_ms passes. Batches are read from the
+ * store straight into the response buffer (one copy, then writev). Fetch sessions (KIP-227) are
  * not kept: every answer is a full response with session id 0, which
  * clients treat as "no session".
  *
@@ -24,6 +25,7 @@
 #include <string.h>
 
 #include "batch/batch.h"
+#include "common/bytes.h"
 #include "server/log.h"
 #include "server/server.h"
 
@@ -32,9 +34,8 @@ typedef struct fpart {
     int32_t    ntopic, index;
     int64_t    offset;
     int32_t    max_bytes;
-    int16_t    err;
-    rn_fetch_t f;
-    int        have_q;
+    int16_t    err;          /* found before reading (bad name, unknown queue) */
+    rn_qent_t *qe;           /* the broker's queue entry, once resolved */
     char       name[256];
 } fpart_t;
 
@@ -47,55 +48,36 @@ typedef struct kfetch {
 static void fetch_free(rn_kreq_t *q)
 {
     kfetch_t *s = q->hstate;
-    for (int32_t i = 0; i < s->nparts; i++) rn_hd_fetch_free(&s->parts[i].f);
     free(s->parts);
     free(s);
     q->hstate = NULL;
 }
 
-/* Read every partition within the limits; the bytes read. */
-static size_t fetch_read(rn_kreq_t *q, kfetch_t *s)
+/* Whether to answer now: a partition has records past its offset (or its
+ * offset is out of range), or an error to report. Cheap: no read. */
+static int fetch_due(rn_kreq_t *q, kfetch_t *s)
 {
-    size_t total = 0;
+    int due = 0;
     for (int32_t i = 0; i < s->nparts; i++) {
         fpart_t *fp = &s->parts[i];
-        fp->f.records.len = 0;
-        fp->f.nbatches = 0;
-        if (fp->err == RN_KERR_UNKNOWN_TOPIC_OR_PARTITION ||
-            fp->err == RN_KERR_INVALID_TOPIC_EXCEPTION)
-            continue;
-        fp->err = RN_KERR_NONE;
-        size_t left = (size_t)s->max_bytes > total ? (size_t)s->max_bytes - total : 0;
-        size_t max = (size_t)fp->max_bytes < left ? (size_t)fp->max_bytes : left;
-        /* Over the response limit: the watermarks only. Else at least one
-         * batch (KIP-74). */
-        int over = max == 0 && total > 0;
-        Runnel__V1__FetchRequest req = RUNNEL__V1__FETCH_REQUEST__INIT;
-        req.topic = fp->name;
-        req.queue = (uint32_t)fp->index;
-        req.offset = fp->offset;
-        req.max_bytes = (uint32_t)(max == 0 ? 1 : max > UINT32_MAX ? UINT32_MAX : max);
-        rn_status_t st;
-        int rc = rn_hd_fetch(q->ctx->hd, &req, &fp->f, &st);
-        if (over) fp->f.records.len = 0;
-        if (rc != 0) {
-            fp->err = rn_kerr_of(&st);
-            if (st.code == RN_ST_DATA_LOSS) fp->err = RN_KERR_CORRUPT_MESSAGE;
-            if (fp->err != RN_KERR_OFFSET_OUT_OF_RANGE &&
-                fp->err != RN_KERR_UNKNOWN_TOPIC_OR_PARTITION)
-                rn_slog(RN_SLOG_WARN, "kafka: fetch from %s: %s", q->peer, st.msg);
-            continue;
+        if (!fp->err && !fp->qe) {
+            rn_status_t st;
+            if (rn_hd_queue(q->ctx->hd, fp->name, (uint32_t)fp->index, &fp->qe, &st) != 0)
+                fp->err = rn_kerr_of(&st);
         }
-        fp->have_q = fp->f.q != NULL;
-        total += fp->f.records.len;
+        int64_t hwm;
+        if (fp->err || rn_hd_queue_hwm(q->ctx->hd, fp->qe, &hwm) != 0 || hwm != fp->offset)
+            due = 1;
     }
-    return total;
+    return due;
 }
 
-static void fetch_answer(rn_kreq_t *q)
+/* The whole response into q->out, each partition's batches read straight
+ * into it; the record bytes written. */
+static size_t fetch_write(rn_kreq_t *q, kfetch_t *s)
 {
-    kfetch_t *s = q->hstate;
     rn_kw_t *w = &q->w;
+    size_t total = 0;
     rn_kw_i32(w, 0);                                        /* throttle_time_ms */
     if (q->version >= 7) {
         rn_kw_i16(w, RN_KERR_NONE);
@@ -109,42 +91,64 @@ static void fetch_answer(rn_kreq_t *q)
         rn_kw_array(w, j - i);
         for (int32_t k = i; k < j; k++) {
             fpart_t *fp = &s->parts[k];
-            int ok = fp->err == RN_KERR_NONE;
             rn_kw_i32(w, fp->index);
-            rn_kw_i16(w, fp->err);
-            rn_kw_i64(w, ok ? fp->f.high_watermark : -1);
-            rn_kw_i64(w, ok ? fp->f.high_watermark : -1);     /* last stable (invariant 2) */
-            if (q->version >= 5) rn_kw_i64(w, ok ? fp->f.log_start : -1);
+            size_t head = rn_kw_slot(w, 2 + 8 + 8 + (q->version >= 5 ? 8 : 0));
             rn_kw_array(w, 0);                                /* aborted transactions */
             if (q->version >= 11) rn_kw_i32(w, -1);           /* preferred read replica */
-            rn_kw_bytes(w, fp->f.records.data, ok ? (int32_t)fp->f.records.len : 0);
+            size_t len = rn_kw_slot(w, 4);
+            size_t at = w->b->len;
+            int16_t err = fp->err;
+            rn_fetch_t f = {0};
+            if (!err && !w->err) {
+                /* Per partition its own limit, per response what is left;
+                 * the first partition with data returns at least one batch
+                 * (KIP-74). A full response gets the watermarks only. */
+                size_t left = (size_t)s->max_bytes > total ? (size_t)s->max_bytes - total : 0;
+                size_t max = (size_t)fp->max_bytes < left ? (size_t)fp->max_bytes : left;
+                rn_status_t st;
+                if (rn_hd_read(q->ctx->hd, fp->qe, fp->offset, (uint32_t)(max ? max : 1), w->b,
+                               &f, &st) != 0) {
+                    err = rn_kerr_of(&st);
+                    if (st.code == RN_ST_DATA_LOSS) err = RN_KERR_CORRUPT_MESSAGE;
+                    if (err != RN_KERR_OFFSET_OUT_OF_RANGE)
+                        rn_slog(RN_SLOG_WARN, "kafka: fetch from %s: %s", q->peer, st.msg);
+                } else if (max == 0 && total > 0) {
+                    w->b->len = at;
+                }
+            }
+            if (err) w->b->len = at;
+            total += w->b->len - at;
+            uint8_t *p = w->err ? NULL : w->b->data + head;
+            if (p) {
+                rn_be16_put(p, (uint16_t)err);
+                rn_be64_put(p + 2, (uint64_t)(err ? -1 : f.high_watermark));
+                rn_be64_put(p + 10, (uint64_t)(err ? -1 : f.high_watermark));   /* invariant 2 */
+                if (q->version >= 5) rn_be64_put(p + 18, (uint64_t)(err ? -1 : f.log_start));
+            }
+            rn_kw_fill32(w, len, (int32_t)(w->b->len - at));
         }
         i = j;
     }
+    return total;
 }
 
-/* Parked: re-read when a watermark moved past a partition's offset. */
-static void fetch_retry(rn_kreq_t *q, int expired)
+/* Answer when enough is there (or the wait ended); else park again. */
+static int fetch_try(rn_kreq_t *q, int expired)
 {
     kfetch_t *s = q->hstate;
-    int moved = expired;
-    for (int32_t i = 0; i < s->nparts && !moved; i++) {
-        fpart_t *fp = &s->parts[i];
-        int64_t hwm;
-        if (fp->have_q && rn_hd_queue_hwm(q->ctx->hd, fp->f.q, &hwm) == 0 && hwm > fp->offset)
-            moved = 1;
+    if (expired || fetch_due(q, s)) {
+        size_t mark = q->out.len;
+        size_t total = fetch_write(q, s);
+        if (expired || total >= (size_t)(s->min_bytes > 0 ? s->min_bytes : 0)) return 1;
+        q->out.len = mark;                 /* too little yet: wait for more */
     }
-    if (!moved) {
-        rn_kreq_park(q, s->deadline, fetch_retry);
-        return;
-    }
-    size_t total = fetch_read(q, s);
-    if (!expired && total < (size_t)s->min_bytes) {
-        rn_kreq_park(q, s->deadline, fetch_retry);
-        return;
-    }
-    fetch_answer(q);
-    rn_kreq_done(q);
+    return 0;
+}
+
+static void fetch_retry(rn_kreq_t *q, int expired)
+{
+    if (fetch_try(q, expired)) rn_kreq_done(q);
+    else rn_kreq_park(q, ((kfetch_t *)q->hstate)->deadline, fetch_retry);
 }
 
 /* One partition's fields of a Fetch request (into fp when not NULL). */
@@ -212,11 +216,7 @@ int rn_kh_fetch(rn_kreq_t *q)
     }
     /* forgotten_topics_data (v7+) and rack_id (v11+) need no answer. */
     if (r->err) return RN_KH_BAD;
-    size_t total = fetch_read(q, s);
-    if (total >= (size_t)(min_bytes > 0 ? min_bytes : 0) || max_wait <= 0) {
-        fetch_answer(q);
-        return RN_KH_DONE;
-    }
+    if (fetch_try(q, max_wait <= 0)) return RN_KH_DONE;
     if (max_wait > 60000) max_wait = 60000;
     s->deadline = rn_server_now_ms() + max_wait;
     return rn_kreq_park(q, s->deadline, fetch_retry);

@@ -225,10 +225,11 @@ void rn_kw_tags(rn_kw_t *w)
     if (w->flex) rn_kw_uvarint(w, 0);
 }
 
-size_t rn_kw_slot32(rn_kw_t *w)
+size_t rn_kw_slot(rn_kw_t *w, size_t n)
 {
     size_t at = w->b->len;
-    rn_kw_i32(w, 0);
+    uint8_t *p = put(w, n);
+    if (p) memset(p, 0, n);
     return at;
 }
 

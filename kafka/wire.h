@@ -99,8 +99,9 @@ void rn_kw_array(rn_kw_t *w, int32_t n);
 void rn_kw_uuid(rn_kw_t *w, const uint8_t v[16]);
 /* An empty tagged-field section (flexible versions only). */
 void rn_kw_tags(rn_kw_t *w);
-/* Reserve a 4-byte slot for a length or count written later: its offset. */
-size_t rn_kw_slot32(rn_kw_t *w);
+/* Reserve n bytes for fields written later (rn_kw_fill32, or directly at
+ * w->b->data + slot when !w->err): their offset. */
+size_t rn_kw_slot(rn_kw_t *w, size_t n);
 void   rn_kw_fill32(rn_kw_t *w, size_t slot, int32_t v);
 
 #endif

@@ -550,23 +550,36 @@ int rn_hd_produce_partial(rn_hd_t *h, rn_produce_t *p, rn_arena_t *a, ProtobufCM
 
 int rn_hd_fetch(rn_hd_t *h, const Runnel__V1__FetchRequest *req, rn_fetch_t *f, rn_status_t *st)
 {
-    char err[RN_ERRMSG_SIZE] = "";
-    rn_datadir_queue_t *q;
     f->records.len = 0;
     f->nbatches = 0;
     if (!f->q && qent_get(h, req->topic, req->queue, &f->q, st) != 0) return -1;
-    size_t max = req->max_bytes ? req->max_bytes : h->o.fetch_default_bytes;
+    return rn_hd_read(h, f->q, req->offset, req->max_bytes, &f->records, f, st);
+}
+
+int rn_hd_read(rn_hd_t *h, rn_qent_t *e, int64_t offset, uint32_t max_bytes, rn_buf_t *out,
+               rn_fetch_t *f, rn_status_t *st)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_queue_t *q;
+    size_t max = max_bytes ? max_bytes : h->o.fetch_default_bytes;
     if (max > h->o.fetch_max_bytes) max = h->o.fetch_max_bytes;
-    if (handle_get(h, f->q, &q, st) != 0) return -1;
-    int rc = rn_datadir_read(h->d, q, req->offset, max, &f->records, &f->nbatches, err);
+    if (handle_get(h, e, &q, st) != 0) return -1;
+    f->nbatches = 0;
+    int rc = rn_datadir_read(h->d, q, offset, max, out, &f->nbatches, err);
     rn_datadir_queue_info_t info;
     if (rc == 0) rc = rn_datadir_queue_info(h->d, q, &info, err);
-    handle_put(f->q, q);
+    handle_put(e, q);
     if (rc != 0) return fail_rc(st, rc, err);
+    f->q = e;
     f->high_watermark = info.high_watermark;
     f->log_start = info.log_start;
     atomic_fetch_add(&h->fetched_batches, f->nbatches);
     return 0;
+}
+
+int rn_hd_queue(rn_hd_t *h, const char *topic, uint32_t queue, rn_qent_t **out, rn_status_t *st)
+{
+    return qent_get(h, topic, queue, out, st);
 }
 
 int rn_hd_fetch_answer(rn_hd_t *h, rn_fetch_t *f, rn_arena_t *a, ProtobufCMessage **resp)

@@ -163,6 +163,15 @@ typedef struct rn_fetch {
 int  rn_hd_fetch(rn_hd_t *h, const Runnel__V1__FetchRequest *req, rn_fetch_t *f,
                  rn_status_t *st);
 int  rn_hd_fetch_answer(rn_hd_t *h, rn_fetch_t *f, rn_arena_t *a, ProtobufCMessage **resp);
+/* The queue entry of (topic, queue), cached after the first lookup (cheap);
+ * NOT_FOUND for an unknown topic or queue. */
+int  rn_hd_queue(rn_hd_t *h, const char *topic, uint32_t queue, rn_qent_t **out,
+                 rn_status_t *st);
+/* rn_hd_fetch's read, appending whole batches from offset to out (which the
+ * caller owns: a response being built) and setting f's q, watermarks and
+ * batch count (f->records is not touched). */
+int  rn_hd_read(rn_hd_t *h, rn_qent_t *q, int64_t offset, uint32_t max_bytes, rn_buf_t *out,
+                rn_fetch_t *f, rn_status_t *st);
 void rn_hd_fetch_free(rn_fetch_t *f);
 
 /* The visible end of q now (cheap). */
