@@ -41,13 +41,16 @@ CORE_DIRS := common batch log logical-queues streamsql etl
 # The network layer: the client library and the protobuf-c code generated from
 # proto/*.proto, in a second library; the server links both.
 NET_DIRS  := client
-PKGS_CORE := sqlite3 liblz4
+# Batch codecs: lz4 (runnel's own), zlib, snappy and zstd (Kafka clients').
+# Debian 12's libsnappy-dev ships snappy.pc, older ones none: then -lsnappy.
+PKGS_CORE := sqlite3 liblz4 zlib libzstd
 PKGS_NET  := grpc libprotobuf-c libuv
 PKGS_TEST := cmocka
 
 # Lazy (=): pkg-config runs only after the dependency step has installed it.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS_CORE) $(PKGS_NET) $(PKGS_TEST))
-LIBS_CORE  = $(shell pkg-config --libs $(PKGS_CORE)) -lpthread -lm
+LIBS_CORE  = $(shell pkg-config --libs $(PKGS_CORE)) \
+             $(shell pkg-config --libs snappy 2>/dev/null || echo -lsnappy) -lpthread -lm
 LIBS_NET   = $(shell pkg-config --libs $(PKGS_NET))
 LIBS_TEST  = $(shell pkg-config --libs $(PKGS_TEST))
 

@@ -1,6 +1,8 @@
 /*
  * batch.c — Kafka RecordBatch v2 codec: header parsing and validation, the
- * record iterator (with LZ4 frame decompression) and the batch builder.
+ * record iterator (decompressing gzip, snappy, LZ4 and zstd, Kafka's four
+ * codecs, through zlib, libsnappy, liblz4 and libzstd) and the batch builder
+ * (none or LZ4).
  * The byte layout is drawn in batch.h; batch/README.md names the references.
  *
  * Invariants:
@@ -21,9 +23,13 @@
  *     RN_BATCH_MAX_HEADERS headers per record, RN_BATCH_MAX_BATCH_HEADERS per
  *     batch; the builder refuses or splits what would break them and writes
  *     uncompressed an LZ4 batch that would expand more. So whatever a batch
- *     holds, decoding it allocates at most max(64 x its size, 1 MiB) of
- *     scratch plus RN_BATCH_MAX_HEADERS header slots; validation allocates no
- *     header slots at all (it walks, as Redis' lpValidateIntegrity).
+ *     holds, and whatever its codec, decoding it allocates at most
+ *     max(64 x its size, 1 MiB) of scratch (the scratch never grows past
+ *     the cap; a size the input declares is checked before allocating) plus
+ *     RN_BATCH_MAX_HEADERS header slots and one decompression context per
+ *     codec (zstd decodes in one call into the scratch, so no frame header
+ *     can make it allocate a window); validation allocates no header slots
+ *     at all (it walks, as Redis' lpValidateIntegrity).
  *  3. A valid batch has recordCount == lastOffsetDelta + 1 >= 1, record i has
  *     offsetDelta i, every record's length varint equals the bytes its fields
  *     take, no bytes follow the last record, and (CreateTime batches, checked
@@ -36,12 +42,16 @@
  *     room for the header, so an uncompressed batch is finished in place with
  *     no copy; LZ4 batches are compressed into `out`. Buffers are reused across
  *     reset: after the first batches, adding and finishing allocate nothing.
- *     The iterator reuses its scratch, header array and LZ4 context likewise.
+ *     The iterator reuses its scratch, header array and decompression
+ *     contexts (one per codec, created on first use) likewise.
  *  5. The builder writes base offset 0, leader epoch 0, magic 2, attributes =
  *     codec (CreateTime), producer id/epoch/base sequence from its options,
  *     baseTimestamp = first record's timestamp, maxTimestamp = the largest.
  *     LZ4 frames use 64 KiB independent blocks with no content size and no
  *     checksums (what Kafka's own LZ4 codec writes and reads).
+ *  6. Every codec decodes through one dispatch (decompress) into the same
+ *     scratch under the same cap; corrupt, truncated or trailing compressed
+ *     bytes are RN_ECORRUPT "batch's CODEC records do not decompress: ...".
  */
 #include "batch/batch.h"
 #include "batch/crc32c.h"
@@ -51,8 +61,14 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <lz4frame.h>
+#include <snappy-c.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
+#include <zstd.h>
+#include <zstd_errors.h>
 
 const rn_batch_limits_t rn_batch_default_limits = {RN_BATCH_MAX_BYTES, RN_BATCH_MAX_RECORDS};
 
@@ -141,10 +157,10 @@ int rn_batch_parse_header(const uint8_t *buf, size_t len, const rn_batch_limits_
         return rn_errf(errmsg, RN_ETOOBIG, "batch is %zu bytes, over the limit of %" PRIu32,
                        len, l.max_bytes);
     int codec = h.attributes & RN_BATCH_CODEC_MASK;
-    if (codec != RN_BATCH_CODEC_NONE && codec != RN_BATCH_CODEC_LZ4)
+    if (codec > RN_BATCH_CODEC_ZSTD)
         return rn_errf(errmsg, RN_EFORMAT,
-                       "compression codec %d (%s) is not supported (only 0 none, 3 lz4)",
-                       codec, codec_name(codec));
+                       "compression codec %d is not supported (only 0 none, 1 gzip, 2 snappy, "
+                       "3 lz4, 4 zstd)", codec);
     if (h.attributes & ATTR_CONTROL)
         return rn_errf(errmsg, RN_EFORMAT,
                        "control batches (attribute bit 5) are not supported (only data batches)");
@@ -181,6 +197,11 @@ void rn_batch_iter_destroy(rn_batch_iter_t *it)
     it->hcap = 0;
     if (it->lz4) LZ4F_freeDecompressionContext((LZ4F_dctx *)it->lz4);
     it->lz4 = NULL;
+    if (it->zlib) inflateEnd(it->zlib);
+    free(it->zlib);
+    it->zlib = NULL;
+    ZSTD_freeDCtx(it->zstd);
+    it->zstd = NULL;
     it->pos = it->end = NULL;
     it->hdr.record_count = -1;
 }
@@ -208,7 +229,7 @@ int rn_batch_find_time(const uint8_t *b, size_t len, int64_t ts, int32_t *index)
     return 0;
 }
 
-/* The most the records of an LZ4 batch may decompress to, n compressed
+/* The most the records of a compressed batch may decompress to, n compressed
  * bytes (invariant 2). */
 static size_t expansion_cap(size_t n)
 {
@@ -216,15 +237,31 @@ static size_t expansion_cap(size_t n)
     return cap < RN_BATCH_EXPANSION_FLOOR ? RN_BATCH_EXPANSION_FLOOR : cap;
 }
 
-/* Decompress one LZ4 frame of n bytes into it->scratch, at most limit bytes.
- * The decompressed size is not known up front (Kafka's frames carry no content
- * size), so this guesses, and when the output fills up it grows the buffer and
- * starts the frame again: growing mid-frame would move the output that linked
- * blocks use as their dictionary. Doubling keeps the total work under 2x.
- * limit is the smaller of the batch limit's room and the expansion cap
- * (invariant 2); by_expansion says which one, for the message. */
-static int lz4_decompress(rn_batch_iter_t *it, const uint8_t *src, size_t n, size_t limit,
-                          int by_expansion, char *errmsg)
+/* "batch's CODEC records do not decompress: DETAIL" (invariant 6). */
+__attribute__((format(printf, 3, 4)))
+static int undecodable(char *errmsg, int codec, const char *fmt, ...)
+{
+    char detail[RN_ERRMSG_SIZE];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    return rn_errf(errmsg, RN_ECORRUPT, "batch's %s records do not decompress: %s",
+                   codec_name(codec), detail);
+}
+
+/* One codec's try at decompressing src[0..n) into dst[0..cap): 0 and *out =
+ * the bytes written when everything fit; RN_EFULL when the output needs more
+ * than cap bytes; any other code with errmsg when the input is corrupt.
+ * Contexts live in the iterator and are reset on every try. */
+typedef int (*inflate_fn)(rn_batch_iter_t *it, const uint8_t *src, size_t n, uint8_t *dst,
+                          size_t cap, size_t *out, char *errmsg);
+
+/* LZ4 frame (Kafka's codec 3: 64 KiB blocks, no content size). A frame may
+ * link its blocks (the output is then their dictionary), so a try that runs
+ * out of room starts over in a bigger buffer rather than growing this one. */
+static int lz4_inflate(rn_batch_iter_t *it, const uint8_t *src, size_t n, uint8_t *dst,
+                       size_t cap, size_t *out, char *errmsg)
 {
     if (!it->lz4) {
         LZ4F_dctx *d = NULL;
@@ -232,49 +269,234 @@ static int lz4_decompress(rn_batch_iter_t *it, const uint8_t *src, size_t n, siz
         it->lz4 = d;
     }
     LZ4F_dctx *dctx = it->lz4;
-    size_t want = it->scratch.cap;
-    if (want < 4 * n) want = 4 * n;
-    if (want < 65536) want = 65536;
-    if (want > limit) want = limit;
-
+    LZ4F_resetDecompressionContext(dctx);
+    size_t spos = 0, dpos = 0, ret;
     for (;;) {
-        LZ4F_resetDecompressionContext(dctx);
-        it->scratch.len = 0;
-        if (rn_buf_reserve(&it->scratch, want, 0) != 0) return -ENOMEM;
-        uint8_t *dst = it->scratch.data;
-        size_t spos = 0, dpos = 0, ret;
-        for (;;) {
-            size_t ssz = n - spos, dsz = want - dpos;
-            ret = LZ4F_decompress(dctx, dst + dpos, &dsz, src + spos, &ssz, NULL);
-            if (LZ4F_isError(ret))
-                return rn_errf(errmsg, RN_ECORRUPT, "LZ4 frame is corrupt: %s",
+        size_t ssz = n - spos, dsz = cap - dpos;
+        ret = LZ4F_decompress(dctx, dst + dpos, &dsz, src + spos, &ssz, NULL);
+        if (LZ4F_isError(ret))
+            return undecodable(errmsg, RN_BATCH_CODEC_LZ4, "LZ4 frame is corrupt: %s",
                                LZ4F_getErrorName(ret));
-            spos += ssz;
-            dpos += dsz;
-            if (ret == 0 || dpos == want) break;
-            if (spos == n || (ssz == 0 && dsz == 0))
-                return rn_errf(errmsg, RN_ECORRUPT,
-                               "LZ4 frame is truncated: %zu compressed bytes end mid-frame", n);
+        spos += ssz;
+        dpos += dsz;
+        if (ret == 0) break;
+        if (ssz == 0 && dsz == 0) {       /* no progress: out of room or of input */
+            if (dpos == cap) return RN_EFULL;
+            return undecodable(errmsg, RN_BATCH_CODEC_LZ4, "LZ4 frame is truncated: %zu "
+                               "compressed bytes end mid-frame", n);
         }
-        if (ret == 0) {
-            if (spos != n)
-                return rn_errf(errmsg, RN_ECORRUPT,
-                               "%zu bytes follow the end of the LZ4 frame (only one frame "
-                               "is allowed)", n - spos);
-            it->scratch.len = dpos;
+    }
+    if (spos != n)
+        return undecodable(errmsg, RN_BATCH_CODEC_LZ4, "%zu bytes follow the end of the LZ4 "
+                           "frame (only one frame is allowed)", n - spos);
+    *out = dpos;
+    return 0;
+}
+
+/* gzip (codec 1): one or more gzip members back to back (Java's
+ * GZIPInputStream reads concatenated members too); a zlib stream is
+ * accepted as well (32 + MAX_WBITS detects either header). zlib keeps its
+ * window itself, but the try still starts over when out of room, as the
+ * others do. */
+static int gzip_inflate(rn_batch_iter_t *it, const uint8_t *src, size_t n, uint8_t *dst,
+                        size_t cap, size_t *out, char *errmsg)
+{
+    z_stream *z = it->zlib;
+    if (!z) {
+        if (!(z = calloc(1, sizeof *z))) return -ENOMEM;
+        if (inflateInit2(z, 32 + MAX_WBITS) != Z_OK) {
+            free(z);
+            return -ENOMEM;
+        }
+        it->zlib = z;
+    } else if (inflateReset(z) != Z_OK) {
+        return -ENOMEM;
+    }
+    /* zlib counts in uInt: a batch (16 MiB at most) and its cap fit. */
+    z->next_in = (Bytef *)(uintptr_t)src;
+    z->avail_in = (uInt)n;
+    z->next_out = dst;
+    z->avail_out = (uInt)cap;
+    for (;;) {
+        int r = inflate(z, Z_NO_FLUSH);
+        if (r == Z_STREAM_END) {
+            if (z->avail_in == 0) break;
+            if (z->avail_in < 2 || z->next_in[0] != 0x1f || z->next_in[1] != 0x8b)
+                return undecodable(errmsg, RN_BATCH_CODEC_GZIP, "%u bytes follow the end of "
+                                   "the gzip stream and do not start another gzip member",
+                                   z->avail_in);
+            if (inflateReset(z) != Z_OK) return -ENOMEM;      /* the next member */
+        } else if (r == Z_BUF_ERROR) {   /* no progress: out of room or of input */
+            if (z->avail_out == 0) return RN_EFULL;
+            return undecodable(errmsg, RN_BATCH_CODEC_GZIP, "the gzip stream is truncated "
+                               "(%zu compressed bytes end mid-stream)", n);
+        } else if (r == Z_MEM_ERROR) {
+            return -ENOMEM;
+        } else if (r == Z_NEED_DICT) {
+            return undecodable(errmsg, RN_BATCH_CODEC_GZIP, "the stream needs a preset "
+                               "dictionary (Kafka's gzip has none)");
+        } else if (r != Z_OK) {
+            return undecodable(errmsg, RN_BATCH_CODEC_GZIP, "%s",
+                               z->msg ? z->msg : "invalid gzip data");
+        }
+    }
+    *out = cap - z->avail_out;
+    return 0;
+}
+
+/* snappy (codec 2), as Kafka clients write it: Java and kafka-python use
+ * xerial's framing (a 16-byte header: 0x82 "SNAPPY" 0, int32 version, int32
+ * compatible version; then blocks, each an int32 big-endian length and a raw
+ * snappy block), librdkafka one raw snappy block. Both are accepted. Every
+ * raw block starts with its decompressed length, so the total is known (and
+ * checked against the limit, snappy_size) before anything is allocated. */
+static const uint8_t xerial_magic[8] = {0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0};
+#define XERIAL_HEADER 16
+
+/* One raw block into dst[0..room); with dst NULL only its length. */
+static int snappy_block(const uint8_t *src, size_t n, uint8_t *dst, size_t room, size_t *len,
+                        size_t at, char *errmsg)
+{
+    size_t want;
+    if (snappy_uncompressed_length((const char *)src, n, &want) != SNAPPY_OK)
+        return undecodable(errmsg, RN_BATCH_CODEC_SNAPPY, "the snappy block at byte %zu has "
+                           "no valid length header", at);
+    *len = want;
+    if (!dst) return 0;
+    if (want > room) return RN_EFULL;
+    *len = room;
+    if (snappy_uncompress((const char *)src, n, (char *)dst, len) != SNAPPY_OK || *len != want)
+        return undecodable(errmsg, RN_BATCH_CODEC_SNAPPY, "the snappy block at byte %zu is "
+                           "corrupt", at);
+    return 0;
+}
+
+/* Walk the blocks, decompressing into dst[0..cap), or with dst NULL only
+ * adding up their lengths; *out = the total. */
+static int snappy_walk(const uint8_t *src, size_t n, uint8_t *dst, size_t cap, size_t *out,
+                       char *errmsg)
+{
+    size_t total = 0, len;
+    int rc;
+    if (n < XERIAL_HEADER || memcmp(src, xerial_magic, sizeof xerial_magic) != 0) {
+        if ((rc = snappy_block(src, n, dst, cap, &len, 0, errmsg)) != 0) return rc;
+        *out = len;
+        return 0;
+    }
+    for (size_t pos = XERIAL_HEADER; pos < n; ) {
+        if (n - pos < 4)
+            return undecodable(errmsg, RN_BATCH_CODEC_SNAPPY, "xerial block length at byte "
+                               "%zu is cut off (%zu bytes left)", pos, n - pos);
+        uint32_t blen = rn_be32_get(src + pos);
+        if (blen > n - pos - 4)
+            return undecodable(errmsg, RN_BATCH_CODEC_SNAPPY, "xerial block at byte %zu says "
+                               "%" PRIu32 " bytes but %zu are left", pos, blen, n - pos - 4);
+        rc = snappy_block(src + pos + 4, blen, dst ? dst + total : NULL, cap - total, &len,
+                          pos + 4, errmsg);
+        if (rc != 0) return rc;
+        total = len > SIZE_MAX - total ? SIZE_MAX : total + len;
+        pos += 4 + (size_t)blen;
+    }
+    *out = total;
+    return 0;
+}
+
+static int snappy_inflate(rn_batch_iter_t *it, const uint8_t *src, size_t n, uint8_t *dst,
+                          size_t cap, size_t *out, char *errmsg)
+{
+    return snappy_walk(src, n, dst, cap, out, errmsg);
+}
+
+/* zstd (codec 4): one or more frames, decompressed in one call. The frame
+ * content size may be absent (librdkafka and Java stream their frames), so
+ * it is only a hint (zstd checks it against the data). Decoding in one call
+ * makes the output buffer zstd's window: a frame cannot make zstd allocate a
+ * window of its own (a streaming decoder allocates what the frame header
+ * asks for, up to 128 MiB by default). */
+static int zstd_inflate(rn_batch_iter_t *it, const uint8_t *src, size_t n, uint8_t *dst,
+                        size_t cap, size_t *out, char *errmsg)
+{
+    if (!it->zstd && !(it->zstd = ZSTD_createDCtx())) return -ENOMEM;
+    if (n == 0)
+        return undecodable(errmsg, RN_BATCH_CODEC_ZSTD, "no zstd frame follows the header");
+    size_t r = ZSTD_decompressDCtx(it->zstd, dst, cap, src, n);
+    if (ZSTD_isError(r)) {
+        if (ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall) return RN_EFULL;
+        if (ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation) return -ENOMEM;
+        return undecodable(errmsg, RN_BATCH_CODEC_ZSTD, "%s", ZSTD_getErrorName(r));
+    }
+    *out = r;
+    return 0;
+}
+
+/* The decompressed size the compressed records declare, when their codec
+ * writes one: snappy always, zstd when the (first) frame header holds it.
+ * SIZE_MAX when unknown or unreadable (the decoder then says what is wrong). */
+static size_t declared_size(int codec, const uint8_t *src, size_t n)
+{
+    size_t total;
+    if (codec == RN_BATCH_CODEC_SNAPPY)
+        return snappy_walk(src, n, NULL, 0, &total, NULL) == 0 ? total : SIZE_MAX;
+    if (codec == RN_BATCH_CODEC_ZSTD) {
+        unsigned long long c = ZSTD_getFrameContentSize(src, n);
+        if (c != ZSTD_CONTENTSIZE_UNKNOWN && c != ZSTD_CONTENTSIZE_ERROR && c < SIZE_MAX)
+            return (size_t)c;
+    }
+    return SIZE_MAX;
+}
+
+/* Decompress a batch's n compressed record bytes into it->scratch, at most
+ * limit bytes: the smaller of the batch limit's room and the expansion cap
+ * (invariant 2); by_expansion says which, for the message. A size the input
+ * declares (declared_size) is checked against limit before anything is
+ * allocated and used as the first try; else the first try guesses (4x, or
+ * the scratch already there), and a try that runs out of room starts again
+ * in a buffer twice as big, up to limit. Doubling keeps the total work
+ * under 2x, and the buffer never exceeds limit. */
+static int decompress(rn_batch_iter_t *it, int codec, const uint8_t *src, size_t n,
+                      size_t limit, int by_expansion, char *errmsg)
+{
+    inflate_fn fn;
+    switch (codec) {
+    case RN_BATCH_CODEC_GZIP:   fn = gzip_inflate; break;
+    case RN_BATCH_CODEC_SNAPPY: fn = snappy_inflate; break;
+    case RN_BATCH_CODEC_LZ4:    fn = lz4_inflate; break;
+    case RN_BATCH_CODEC_ZSTD:   fn = zstd_inflate; break;
+    default:
+        return rn_errf(errmsg, RN_EFORMAT, "compression codec %d is not supported", codec);
+    }
+    size_t want = declared_size(codec, src, n);
+    if (want == SIZE_MAX) {
+        want = it->scratch.cap;
+        if (want < 4 * n) want = 4 * n;
+        if (want < 65536) want = 65536;
+        if (want > limit) want = limit;
+    }
+    for (;;) {
+        size_t out = 0;
+        int rc = RN_EFULL;
+        if (want <= limit) {
+            it->scratch.len = 0;
+            if (rn_buf_reserve(&it->scratch, want ? want : 1, limit) != 0) return -ENOMEM;
+            rc = fn(it, src, n, it->scratch.data, want, &out, errmsg);
+        }
+        if (rc == 0) {
+            it->scratch.len = out;
             return 0;
         }
+        if (rc != RN_EFULL) return rc;
         if (want >= limit) {
             if (by_expansion)
                 return rn_errf(errmsg, RN_ETOOBIG,
-                               "decompressed records exceed %zu bytes: an LZ4 batch may "
-                               "expand at most %ux its %zu compressed bytes (or to %u bytes)",
-                               limit, RN_BATCH_MAX_EXPANSION, n, RN_BATCH_EXPANSION_FLOOR);
+                               "decompressed records exceed %zu bytes: a batch's %s records "
+                               "may expand at most %ux their %zu compressed bytes (or to %u "
+                               "bytes)", limit, codec_name(codec), RN_BATCH_MAX_EXPANSION, n,
+                               RN_BATCH_EXPANSION_FLOOR);
             return rn_errf(errmsg, RN_ETOOBIG,
                            "decompressed records exceed %zu bytes (the batch limit less "
                            "the header)", limit);
         }
-        want = want > limit / 2 ? limit : want * 2;
+        want = want > limit / 2 ? limit : want < 32768 ? 65536 : want * 2;
     }
 }
 
@@ -285,11 +507,12 @@ int rn_batch_iter_reset(rn_batch_iter_t *it, const uint8_t *batch, size_t len, c
     int rc = rn_batch_parse_header(batch, len, &it->lim, &it->hdr, errmsg);
     if (rc != 0) goto fail;
     it->nheaders = 0;
-    if ((it->hdr.attributes & RN_BATCH_CODEC_MASK) == RN_BATCH_CODEC_LZ4) {
+    int codec = it->hdr.attributes & RN_BATCH_CODEC_MASK;
+    if (codec != RN_BATCH_CODEC_NONE) {
         size_t n = len - RN_BATCH_HEADER_SIZE;
         size_t room = it->lim.max_bytes - RN_BATCH_HEADER_SIZE, cap = expansion_cap(n);
-        rc = lz4_decompress(it, batch + RN_BATCH_HEADER_SIZE, n, cap < room ? cap : room,
-                            cap < room, errmsg);
+        rc = decompress(it, codec, batch + RN_BATCH_HEADER_SIZE, n, cap < room ? cap : room,
+                        cap < room, errmsg);
         if (rc != 0) goto fail;
         it->pos = it->scratch.data;
         it->end = it->scratch.data + it->scratch.len;

@@ -11,7 +11,7 @@
  *   12   4   partitionLeaderEpoch 0 in runnel
  *   16   1   magic                2
  *   17   4   crc                  CRC-32C of bytes 21..end
- *   21   2   attributes           bits 0-2 codec (0 none, 3 lz4), bit 3 timestamp
+ *   21   2   attributes           bits 0-2 codec (table below), bit 3 timestamp
  *                                 type, bit 4 transactional, bit 5 control
  *   23   4   lastOffsetDelta      recordCount - 1
  *   27   8   baseTimestamp        first record's timestamp (ms)
@@ -20,13 +20,34 @@
  *   51   2   producerEpoch        -1 when not idempotent
  *   53   4   baseSequence         -1 when not idempotent
  *   57   4   recordCount
- *   61   ... records, LZ4-frame compressed as a whole when codec = 3
+ *   61   ... records, compressed as a whole when codec != 0
  *
  *   record: length varint | attributes int8 | timestampDelta varlong |
  *           offsetDelta varint | keyLength varint (-1 = null) | key |
  *           valueLength varint (-1 = null) | value | headerCount varint |
  *           headers (keyLength varint, key, valueLength varint, value)
  *   Varints are zigzag-encoded, as protobuf's sint32/sint64.
+ *
+ * Codecs (attributes bits 0-2). Every reader decodes all five; the builder
+ * writes none or lz4. Batches from Kafka clients are stored as received.
+ *
+ *   codec      records are                         written by
+ *   0 none     the records as they are             runnel, Kafka clients
+ *   1 gzip     a gzip stream (concatenated         Kafka clients (all gzip;
+ *              members and a zlib header also      zlib inflate)
+ *              read)
+ *   2 snappy   xerial framing: 0x82 "SNAPPY" 0,    Java, kafka-python
+ *              int32 version, int32 compatible,
+ *              then [int32 BE length][raw snappy
+ *              block]...; or one raw snappy block  librdkafka
+ *   3 lz4      one LZ4 frame (independent blocks,  runnel, Kafka clients
+ *              no content size, no checksums when
+ *              runnel writes it; any frame read)
+ *   4 zstd     one or more zstd frames, content    Kafka clients (librdkafka
+ *              size optional                       and Java leave it out)
+ *
+ * A corrupt compressed section fails with RN_ECORRUPT "batch's CODEC records
+ * do not decompress: ...", and every codec is under the same expansion caps.
  *
  * Limits: every batch this module accepts or produces stays within
  * rn_batch_limits_t (bytes of the whole batch, records per batch) and the
@@ -40,7 +61,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "client/runnel.h"     /* rn_header_t, rn_record_t, RN_BATCH_CODEC_NONE/_LZ4 */
+#include "client/runnel.h"     /* rn_header_t, rn_record_t, RN_BATCH_CODEC_* */
 #include "common/buf.h"
 
 #define RN_BATCH_HEADER_SIZE   61
@@ -55,9 +76,10 @@
  * batch cannot make a reader allocate without bound (batch.c invariant 2):
  * headers of one record, headers of one batch (every reader that keeps a
  * batch's records keeps their header arrays), and the decompressed records
- * of an LZ4 batch: at most RN_BATCH_MAX_EXPANSION times its compressed
- * records, or RN_BATCH_EXPANSION_FLOOR bytes when that is more (small
- * batches of repetitive values), and never above the batch limit. */
+ * of a compressed batch, whatever its codec: at most RN_BATCH_MAX_EXPANSION
+ * times its compressed records, or RN_BATCH_EXPANSION_FLOOR bytes when that
+ * is more (small batches of repetitive values), and never above the batch
+ * limit less the header. */
 #define RN_BATCH_MAX_HEADERS         4096u
 #define RN_BATCH_MAX_BATCH_HEADERS   (1u << 20)
 #define RN_BATCH_MAX_EXPANSION       64u
@@ -94,7 +116,7 @@ typedef struct rn_batch_header {
 
 /* Parse the 61-byte header and check what needs no CRC: magic, batchLength
  * against len (the batch must be exactly len bytes), record count within
- * limits and equal to lastOffsetDelta + 1, a known codec. Control batches
+ * limits and equal to lastOffsetDelta + 1, a known codec (0-4). Control batches
  * (attribute bit 5) are refused with RN_EFORMAT. */
 int rn_batch_parse_header(const uint8_t *buf, size_t len, const rn_batch_limits_t *lim,
                           rn_batch_header_t *h, char *errmsg);
@@ -105,7 +127,7 @@ int rn_batch_parse_header(const uint8_t *buf, size_t len, const rn_batch_limits_
  * (CreateTime batches) that maxTimestamp is the largest record timestamp.
  * The walk keeps no per-record or per-header memory: what it allocates is
  * the decompressed records (bounded as rn_batch_iter_reset says) and the
- * LZ4 context, freed before it returns. errmsg says what was wrong, naming
+ * codec's decompression context, freed before it returns. errmsg says what was wrong, naming
  * the limit when one was hit (RN_ETOOBIG). */
 int rn_batch_validate(const uint8_t *buf, size_t len, const rn_batch_limits_t *lim,
                       int deep, rn_batch_header_t *h, char *errmsg);
@@ -118,8 +140,9 @@ int rn_batch_size(const uint8_t *buf, size_t len, size_t *size);
  * cover it, so nothing else changes. */
 void rn_batch_set_base_offset(uint8_t *batch, int64_t base_offset);
 
-/* Iterator over the records of one batch. It owns scratch memory (for LZ4
- * decompression and headers) reused across rn_batch_iter_reset calls; records
+/* Iterator over the records of one batch. It owns scratch memory (for
+ * decompression and headers) and decompression contexts, reused across
+ * rn_batch_iter_reset calls; records
  * it returns stay valid until the next reset or destroy, and, for uncompressed
  * batches, as long as the batch bytes do. */
 typedef struct rn_batch_iter {
@@ -131,18 +154,24 @@ typedef struct rn_batch_iter {
     rn_header_t      *hbuf;          /* headers of the current record */
     uint32_t          hcap;
     uint64_t          nheaders;      /* headers of the batch so far */
-    void             *lz4;           /* LZ4F decompression context, created on the
-                                        first compressed batch, kept until destroy */
+    void             *lz4;           /* decompression contexts (LZ4F_dctx, z_stream,
+                                        ZSTD_DCtx), each created on the first batch
+                                        of its codec and kept until destroy */
+    void             *zlib;
+    void             *zstd;
 } rn_batch_iter_t;
 
 void rn_batch_iter_init(rn_batch_iter_t *it, const rn_batch_limits_t *lim);
 /* Start on a batch: parses the header (no CRC check: callers that read from
- * untrusted places call rn_batch_validate first) and decompresses. The
- * decompressed records may not exceed lim.max_bytes - RN_BATCH_HEADER_SIZE
- * bytes (the batch, uncompressed, must fit the same limit as compressed;
- * the builder guarantees it), nor RN_BATCH_MAX_EXPANSION times the
- * compressed records (or RN_BATCH_EXPANSION_FLOOR when more), else
- * RN_ETOOBIG naming the limit. */
+ * untrusted places call rn_batch_validate first) and decompresses (any codec
+ * of the table above). The decompressed records may not exceed
+ * lim.max_bytes - RN_BATCH_HEADER_SIZE bytes (the batch, uncompressed, must
+ * fit the same limit as compressed; the builder guarantees it), nor
+ * RN_BATCH_MAX_EXPANSION times the compressed records (or
+ * RN_BATCH_EXPANSION_FLOOR when more), else RN_ETOOBIG naming the limit;
+ * the scratch buffer never grows past that cap, and a size the compressed
+ * data declares (snappy, zstd) is checked before anything is allocated.
+ * Undecodable compressed records: RN_ECORRUPT naming the codec. */
 int  rn_batch_iter_reset(rn_batch_iter_t *it, const uint8_t *batch, size_t len, char *errmsg);
 /* 1 and *rec filled; 0 at the end (after checking the count matched);
  * negative on malformed records, with errmsg; RN_ETOOBIG when a record has

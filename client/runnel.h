@@ -105,7 +105,10 @@ const char *rn_strerror(int code);
 /* ---- Records (batch/batch.h) --------------------------------------------- */
 
 #define RN_BATCH_CODEC_NONE    0
+#define RN_BATCH_CODEC_GZIP    1      /* read only: Kafka clients' codecs */
+#define RN_BATCH_CODEC_SNAPPY  2
 #define RN_BATCH_CODEC_LZ4     3
+#define RN_BATCH_CODEC_ZSTD    4
 
 typedef struct rn_header {
     const uint8_t *key;

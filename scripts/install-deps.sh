@@ -27,10 +27,23 @@ need_cmd make make
 need sqlite3       libsqlite3-dev
 need libuv         libuv1-dev
 need liblz4        liblz4-dev
+need zlib          zlib1g-dev
+need libzstd       libzstd-dev
+# snappy: no pkg-config file in some releases, so look for its C header.
+[ -f /usr/include/snappy-c.h ] || missing="$missing libsnappy-dev"
 need libprotobuf-c libprotobuf-c-dev
 need_cmd protoc-c  protobuf-c-compiler
 need grpc          libgrpc-dev
 need cmocka        libcmocka-dev
+# Real Kafka clients for the Kafka front's tests (and librdkafka for the
+# benchmark); Debian's python3 modules, run with /usr/bin/python3.
+need_cmd kcat      kcat
+need_py() { # need_py MODULE DEBIAN_PACKAGE
+    /usr/bin/python3 -c "import $1" >/dev/null 2>&1 || missing="$missing $2"
+}
+need_py confluent_kafka python3-confluent-kafka
+need_py kafka      python3-kafka
+need rdkafka       librdkafka-dev
 
 if [ "${1:-}" = fuzz ]; then
     need_cmd clang clang
