@@ -267,6 +267,8 @@ struct wgroup {
     uint64_t  seq;
     uint8_t  *kbuf;        /* 8 bytes start + serialized keys */
     uint32_t  klen;        /* of the serialized keys */
+    uint32_t  kreal;       /* bit k: key k was an integral REAL (serialized as the
+                              integer for equality; reported as a REAL, as sqlite) */
     uint8_t   dirty, closed, dead, seen;
     acc_t     acc[];
 };
@@ -280,6 +282,7 @@ struct win {
     int64_t    min_end;    /* lower bound of open windows' ends */
     uint64_t   seq, ngroups;
     rn_buf_t   key;        /* scratch: serialized keys of the current row */
+    uint32_t   kreal;      /* scratch: its integral-REAL keys (wgroup_t.kreal) */
     rn_buf_t   tmp;        /* scratch: a serialized distinct value */
     wgroup_t **dirty;      /* EMIT CHANGES: touched since the last collect */
     size_t     ndirty, capdirty;
@@ -501,6 +504,7 @@ static wgroup_t *group_new(win_t *w, int64_t start, int64_t end)
     memcpy(g->kbuf, &start, 8);
     memcpy(g->kbuf + 8, w->key.data + 8, w->key.len - 8);
     g->klen = (uint32_t)(w->key.len - 8);
+    g->kreal = w->kreal;
     g->start = start;
     g->end = end;
     g->seq = w->seq++;
@@ -618,9 +622,11 @@ int rn_win_add(win_t *w, int64_t ts, sqlite3_value **keys, sqlite3_value **args,
     w->key.len = 0;
     int64_t zero = 0;
     if (rn_buf_append(&w->key, &zero, 8, 0) != 0) goto oom;
+    w->kreal = 0;
     for (int k = 0; k < w->cfg.nkeys; k++) {
         val_t v;
         val_view(keys[k], &v);
+        if (v.type == RN_SQL_REAL) w->kreal |= 1u << k;
         if (val_ser(&w->key, &v) != 0) goto oom;
     }
     for (int j = 0, a = 0; j < w->cfg.naggs; j++) {
@@ -801,8 +807,12 @@ void rn_win_group_column(const win_t *w, const wgroup_t *g, int col, sqlite3_con
     col -= 2;
     if (col < w->cfg.nkeys) {
         const uint8_t *p = g->kbuf + 8;
-        val_t v;
+        val_t v = {0};
         for (int k = 0; k <= col; k++) val_deser(&p, &v);
+        if (v.type == RN_SQL_INT && (g->kreal >> col & 1)) {
+            v.type = RN_SQL_REAL;
+            v.d = (double)v.i;
+        }
         val_result(&v, ctx);
         return;
     }
@@ -814,6 +824,8 @@ void rn_win_group_column(const win_t *w, const wgroup_t *g, int col, sqlite3_con
 /* ---- saving and restoring (checkpoints) ------------------------------------- */
 
 #define WIN_MAGIC 0x31574e52u   /* "RNW1" */
+#define WIN_FORMAT 1            /* 0: groups without kreal; 1: with it */
+_Static_assert(RN_SQL_MAX_KEYS <= 32, "wgroup_t.kreal holds a bit per key");
 
 static int put(rn_buf_t *b, const void *p, size_t n)
 {
@@ -842,6 +854,7 @@ static int group_save(const win_t *w, const wgroup_t *g, rn_buf_t *b)
     if (rc == 0) rc = PUT(b, g->seq);
     if (rc == 0) rc = PUT(b, g->klen);
     if (rc == 0 && g->klen) rc = put(b, g->kbuf + 8, g->klen);
+    if (rc == 0) rc = PUT(b, g->kreal);
     for (int j = 0; rc == 0 && j < w->cfg.naggs; j++) {
         const acc_t *a = &g->acc[j];
         uint8_t fl[3] = {a->approx, a->overflow, a->has};
@@ -868,7 +881,8 @@ int rn_win_save(const win_t *w, rn_buf_t *b, char *errmsg)
     if (w->nout || w->ngrave || w->ndirty)
         return rn_errf(errmsg, RN_EINVAL, "window state can only be saved between steps");
     uint32_t magic = WIN_MAGIC;
-    uint8_t hdr[4] = {(uint8_t)w->cfg.kind, (uint8_t)w->cfg.nkeys, (uint8_t)w->cfg.naggs, 0};
+    uint8_t hdr[4] = {(uint8_t)w->cfg.kind, (uint8_t)w->cfg.nkeys, (uint8_t)w->cfg.naggs,
+                      WIN_FORMAT};
     uint64_t count = 0;
     for (size_t i = 0; i < w->groups.cap; i++)
         for (const wgroup_t *g = w->groups.e[i].k ? w->groups.e[i].v : NULL; g; g = g->next)
@@ -929,7 +943,7 @@ static int val_load(rd_t *r, val_t *v)
 }
 
 /* One saved group into w (sessions appended to their key's chain). */
-static int group_load(win_t *w, rd_t *r)
+static int group_load(win_t *w, rd_t *r, uint8_t format)
 {
     int64_t start, end;
     uint64_t seq;
@@ -943,6 +957,8 @@ static int group_load(win_t *w, rd_t *r)
     w->key.len = 0;
     if (rn_buf_append(&w->key, &start, 8, 0) != 0 || rn_buf_append(&w->key, k, klen, 0) != 0)
         return -ENOMEM;
+    w->kreal = 0;
+    if (format >= 1) GET(r, w->kreal);
     wgroup_t *g = group_new(w, start, end);
     if (!g) return -ENOMEM;
     g->seq = seq;
@@ -1011,13 +1027,13 @@ int rn_win_load(win_t *w, const uint8_t *p, size_t n, char *errmsg)
     GET(&r, magic);
     get(&r, hdr, 4);
     if (r.bad || magic != WIN_MAGIC || hdr[0] != (uint8_t)w->cfg.kind ||
-        hdr[1] != (uint8_t)w->cfg.nkeys || hdr[2] != (uint8_t)w->cfg.naggs)
+        hdr[1] != (uint8_t)w->cfg.nkeys || hdr[2] != (uint8_t)w->cfg.naggs || hdr[3] > WIN_FORMAT)
         return rn_errf(errmsg, RN_ECORRUPT, "saved window state does not match this query");
     GET(&r, w->max_ts);
     GET(&r, w->closed_to);
     GET(&r, seq);
     GET(&r, count);
-    for (uint64_t i = 0; rc == 0 && !r.bad && i < count; i++) rc = group_load(w, &r);
+    for (uint64_t i = 0; rc == 0 && !r.bad && i < count; i++) rc = group_load(w, &r, hdr[3]);
     w->seq = seq;
     if (rc == 0 && (r.bad || r.p != r.end))
         rc = rn_errf(errmsg, RN_ECORRUPT, "saved window state is damaged");

@@ -518,7 +518,7 @@ static void test_split_and_complete(void **state)
 /* A query stopped between steps and restored from its saved state in a new
  * query continues exactly as an uninterrupted run: SELECT DISTINCT (the set
  * of rows seen is state, so a restored query emits no row twice), EMIT
- * CHANGES and a session window. */
+ * CHANGES, a session window, and a REAL key. */
 static void test_state_restored(void **state)
 {
     sqlfix_t *f = *state;
@@ -526,11 +526,15 @@ static void test_state_restored(void **state)
         "SELECT DISTINCT svc, level FROM logs_s",
         "SELECT svc, count(*), sum(lat) FROM logs_s GROUP BY TUMBLE(ts, '10s'), svc EMIT CHANGES",
         "SELECT window_start, window_end, svc, count(*) FROM logs_s GROUP BY SESSION(ts, '5s'), svc",
+        /* an integral REAL key stays a REAL, restored too */
+        "SELECT svc, typeof(CAST(lat AS REAL)), count(*) FROM logs_s GROUP BY TUMBLE(ts, '10s'), svc, "
+        "CAST(lat AS REAL)",
     };
     for (size_t i = 0; i < sizeof sqls / sizeof sqls[0]; i++) {
         char *whole, err[RN_ERRMSG_SIZE];
         int off;
         assert_int_equal(run_sql(f, sqls[i], NULL, &whole, &off, err, NULL), 0);
+        if (strstr(sqls[i], "REAL") && !strstr(whole, "|real|")) fail_msg("REAL keys: %s", whole);
         for (int cut = 1; cut <= 5; cut++) {
             rows_t r = {RN_BUF_INIT, 0};
             rn_sql_opts_t o;
