@@ -23,7 +23,9 @@
  *  3. Record value = the line without its '\n' (an empty line is an empty
  *     value); with --key-tab the key is the text before the first tab and the
  *     value the rest; with --key-field the key is the field's string
- *     (unescaped) or number (as written), and the value is the whole line.
+ *     (unescaped) or number (as written), and the value is the whole line;
+ *     with --key-field or --timestamp-field a line that is not one valid JSON
+ *     object is refused with its number (common/json.h).
  *  4. A key always maps to the same queue for a given queue count:
  *     rn_client_partition, murmur2(key) & 0x7fffffff mod N (seed 0x9747b28c).
  */

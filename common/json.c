@@ -5,10 +5,12 @@
  *
  * Invariants:
  *  1. Reading never goes outside line[0..len) and never recurses: nested
- *     values are skipped with a depth counter, so any input is safe.
- *  2. Only what the answer depends on is checked: the object's braces, the
- *     members before the wanted one, and the wanted value. Text after the
- *     member is not validated (produce stores the line as received anyway).
+ *     values are walked with an explicit stack of RN_JSON_MAX_DEPTH bits, so
+ *     any input is safe.
+ *  2. rn_json_field validates the whole line as one JSON object (RFC 8259,
+ *     nesting up to RN_JSON_MAX_DEPTH, nothing but whitespace after it)
+ *     before it answers, so a line that is not JSON is refused even when the
+ *     wanted member came before the damage.
  *  3. rn_json_write_string always emits valid JSON and valid UTF-8: valid
  *     UTF-8 sequences pass through, '"' '\\' and C0 controls are escaped, and
  *     every byte that is not part of a valid sequence becomes \u00XX (its
@@ -74,9 +76,9 @@ static const char *scan_string(const char *p, const char *end, rn_buf_t *out, in
     if (escaped) *escaped = 0;
     while (p < end) {
         const char *run = p;
-        while (p < end && *p != '"' && *p != '\\') p++;
+        while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) p++;
         if (out && p > run && rn_buf_append(out, run, (size_t)(p - run), 0) != 0) return NULL;
-        if (p >= end) return NULL;
+        if (p >= end || (unsigned char)*p < 0x20) return NULL;   /* raw controls are not JSON */
         if (*p == '"') return p + 1;
         if (escaped) *escaped = 1;
         if (++p >= end) return NULL;
@@ -135,30 +137,12 @@ static const char *scan_number(const char *p, const char *end)
     return p;
 }
 
-/* Skip one value of any type; NULL when malformed. Nested containers are
- * skipped by counting brackets outside strings (invariant 1). */
-static const char *skip_value(const char *p, const char *end)
+/* A scalar (string, number, true, false, null) at p; its end or NULL. */
+static const char *skip_scalar(const char *p, const char *end)
 {
     if (p >= end) return NULL;
     if (*p == '"') return scan_string(p + 1, end, NULL, NULL);
     if (*p == '-' || (*p >= '0' && *p <= '9')) return scan_number(p, end);
-    if (*p == '{' || *p == '[') {
-        size_t depth = 0;
-        while (p < end) {
-            char c = *p;
-            if (c == '"') {
-                p = scan_string(p + 1, end, NULL, NULL);
-                if (!p) return NULL;
-                continue;
-            }
-            if (c == '{' || c == '[') depth++;
-            else if (c == '}' || c == ']') {
-                if (--depth == 0) return p + 1;
-            }
-            p++;
-        }
-        return NULL;
-    }
     static const char *const lits[] = {"true", "false", "null"};
     for (size_t i = 0; i < 3; i++) {
         size_t n = strlen(lits[i]);
@@ -167,59 +151,123 @@ static const char *skip_value(const char *p, const char *end)
     return NULL;
 }
 
+/* `"key" :` inside an object, then whitespace; the value's start or NULL. */
+static const char *skip_key(const char *p, const char *end)
+{
+    if (p >= end || *p != '"' || !(p = scan_string(p + 1, end, NULL, NULL))) return NULL;
+    p = skip_ws(p, end);
+    if (p >= end || *p != ':') return NULL;
+    return skip_ws(p + 1, end);
+}
+
+/* Skip one value of any type, validating all of it; NULL when malformed or
+ * nested deeper than RN_JSON_MAX_DEPTH, with *bad where it went wrong.
+ * Iterative (invariant 1): one bit per open container says object or array. */
+static const char *skip_value(const char *p, const char *end, const char **bad)
+{
+    const char *q;
+#define FAIL_AT(x) do { *bad = (x); return NULL; } while (0)
+    uint8_t obj[RN_JSON_MAX_DEPTH / 8] = {0};
+    size_t depth = 0;
+    for (;;) {
+        p = skip_ws(p, end);
+        if (p >= end) FAIL_AT(p);
+        if (*p == '{' || *p == '[') {                  /* open a container */
+            if (depth == RN_JSON_MAX_DEPTH) FAIL_AT(p);
+            int is_obj = *p == '{';
+            obj[depth / 8] = (uint8_t)((obj[depth / 8] & ~(1u << depth % 8)) |
+                                       (unsigned)is_obj << depth % 8);
+            depth++;
+            p = skip_ws(p + 1, end);
+            if (p < end && *p == (is_obj ? '}' : ']')) {
+                p++;
+                depth--;
+            } else {
+                if (is_obj && !(q = skip_key(p, end))) FAIL_AT(p);
+                if (is_obj) p = q;
+                continue;                               /* its first value */
+            }
+        } else if (!(q = skip_scalar(p, end))) {
+            FAIL_AT(p);
+        } else {
+            p = q;
+        }
+        for (;;) {                                      /* after a value */
+            if (depth == 0) return p;
+            int is_obj = obj[(depth - 1) / 8] >> (depth - 1) % 8 & 1;
+            p = skip_ws(p, end);
+            if (p < end && *p == ',') {
+                p = skip_ws(p + 1, end);
+                if (is_obj && !(q = skip_key(p, end))) FAIL_AT(p);
+                if (is_obj) p = q;
+                break;                                  /* the next value */
+            }
+            if (p >= end || *p != (is_obj ? '}' : ']')) FAIL_AT(p);
+            p++;
+            depth--;
+        }
+    }
+#undef FAIL_AT
+}
+
 int rn_json_field(const char *line, size_t len, const char *field, rn_buf_t *out,
                   int *is_number, char *errmsg)
 {
-    const char *p = line, *end = line + len;
+    const char *p = line, *end = line + len, *val = NULL;
     size_t flen = strlen(field);
     out->len = 0;
     *is_number = 0;
     p = skip_ws(p, end);
     if (p >= end || *p != '{') return rn_errf(errmsg, RN_EINVAL, "not a JSON object");
     p = skip_ws(p + 1, end);
-    if (p < end && *p == '}') goto absent;
-    for (;;) {
-        if (p >= end || *p != '"') goto malformed;
-        const char *kstart = p + 1;
-        int escaped;
-        const char *kend = scan_string(kstart, end, NULL, &escaped);
-        if (!kend) goto malformed;
-        int match;
-        if (!escaped) {
-            match = (size_t)(kend - 1 - kstart) == flen && memcmp(kstart, field, flen) == 0;
-        } else {
-            if (!scan_string(kstart, end, out, NULL)) goto malformed;
-            match = out->len == flen && memcmp(out->data, field, flen) == 0;
-            out->len = 0;
-        }
-        p = skip_ws(kend, end);
-        if (p >= end || *p != ':') goto malformed;
-        p = skip_ws(p + 1, end);
-        if (match) {
-            if (p < end && *p == '"') {
-                if (!scan_string(p + 1, end, out, NULL)) goto malformed;
-                return 0;
+    if (p < end && *p == '}') {
+        p++;
+    } else {
+        for (;;) {
+            if (p >= end || *p != '"') goto malformed;
+            const char *kstart = p + 1;
+            int escaped;
+            const char *kend = scan_string(kstart, end, NULL, &escaped);
+            if (!kend) goto malformed;
+            int match;
+            if (!escaped) {
+                match = (size_t)(kend - 1 - kstart) == flen && memcmp(kstart, field, flen) == 0;
+            } else {
+                if (!scan_string(kstart, end, out, NULL)) goto malformed;
+                match = out->len == flen && memcmp(out->data, field, flen) == 0;
+                out->len = 0;
             }
-            const char *nend = scan_number(p, end);
-            if (nend) {
-                if (rn_buf_append(out, p, (size_t)(nend - p), 0) != 0)
-                    return rn_errf(errmsg, -ENOMEM, "out of memory");
-                *is_number = 1;
-                return 0;
-            }
-            return rn_errf(errmsg, RN_EINVAL, "field '%s' is not a string or a number", field);
+            p = skip_ws(kend, end);
+            if (p >= end || *p != ':') goto malformed;
+            p = skip_ws(p + 1, end);
+            if (match && !val) val = p;                 /* the first of duplicates */
+            const char *next = skip_value(p, end, &p);
+            if (!next) goto malformed;
+            p = next;
+            p = skip_ws(p, end);
+            if (p < end && *p == ',') { p = skip_ws(p + 1, end); continue; }
+            if (p < end && *p == '}') { p++; break; }
+            goto malformed;
         }
-        p = skip_value(p, end);
-        if (!p) goto malformed;
-        p = skip_ws(p, end);
-        if (p < end && *p == ',') { p = skip_ws(p + 1, end); continue; }
-        if (p < end && *p == '}') goto absent;
-        goto malformed;
     }
-absent:
-    return rn_errf(errmsg, RN_ENOTFOUND, "no field '%s'", field);
+    p = skip_ws(p, end);
+    if (p < end)
+        return rn_errf(errmsg, RN_EINVAL, "text after the JSON object at byte %zu",
+                       (size_t)(p - line) + 1);
+    if (!val) return rn_errf(errmsg, RN_ENOTFOUND, "no field '%s'", field);
+    if (*val == '"') {
+        if (!scan_string(val + 1, end, out, NULL)) return rn_errf(errmsg, -ENOMEM, "out of memory");
+        return 0;
+    }
+    const char *nend = scan_number(val, end);
+    if (!nend) return rn_errf(errmsg, RN_EINVAL, "field '%s' is not a string or a number", field);
+    if (rn_buf_append(out, val, (size_t)(nend - val), 0) != 0)
+        return rn_errf(errmsg, -ENOMEM, "out of memory");
+    *is_number = 1;
+    return 0;
 malformed:
     out->len = 0;
+    if (p >= end) return rn_errf(errmsg, RN_EINVAL, "malformed JSON: the object is not closed");
     return rn_errf(errmsg, RN_EINVAL, "malformed JSON at byte %zu", (size_t)(p - line) + 1);
 }
 

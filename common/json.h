@@ -11,11 +11,15 @@
 
 #include "common/buf.h"
 
+#define RN_JSON_MAX_DEPTH 512    /* nesting rn_json_field accepts */
+
 /* The value of top-level member `field` of the JSON object in line[0..len).
  * A string is unescaped into out (UTF-8); a number is copied as written,
  * *is_number = 1. RN_ENOTFOUND when the member is absent, RN_EINVAL when the
  * line is not a JSON object or the member is neither string nor number
- * (errmsg says which). out is reset first. */
+ * (errmsg says which). The whole line must be one valid JSON object (nesting
+ * up to RN_JSON_MAX_DEPTH); the first of duplicate members counts. out is
+ * reset first. */
 int rn_json_field(const char *line, size_t len, const char *field, rn_buf_t *out,
                   int *is_number, char *errmsg);
 

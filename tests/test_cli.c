@@ -670,6 +670,10 @@ static void test_produce_bad_lines(void **state)
                 "line 1: --key-field k: not a JSON object");
     expect_fail(f, RUN(f, "{\"k\":[1]}\n", "produce", "t", "--key-field", "k"), 1,
                 "field 'k' is not a string or a number");
+    expect_fail(f, RUN(f, "{\"k\":\"a\"\n", "produce", "t", "--key-field", "k"), 1,
+                "line 1: --key-field k: malformed JSON: the object is not closed");
+    expect_fail(f, RUN(f, "{\"k\":\"a\",\"n\":[1,}\n", "produce", "t", "--key-field", "k"), 1,
+                "line 1: --key-field k: malformed JSON at byte 17");
     expect_fail(f, RUN(f, "{\"ts\":1.5}\n", "produce", "t", "--timestamp-field", "ts"), 1,
                 "line 1: --timestamp-field ts: not an integer number of milliseconds");
     expect_fail(f, RUN(f, "no tab here\n", "produce", "t", "--key-tab"), 1,
