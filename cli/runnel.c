@@ -20,6 +20,7 @@
  */
 #include "cli/runnel_cli.h"
 
+#include "common/addr.h"
 #include "common/error.h"
 
 #include <errno.h>
@@ -233,6 +234,12 @@ int main(int argc, char **argv)
         return rn_cli_fail(RN_CLI_USAGE, "no command given (see runnel --help)");
     if (cli.server && !*cli.server)
         return rn_cli_fail(RN_CLI_USAGE, "--server: the address is empty; give HOST:PORT");
+    if (cli.server) {
+        char host[256], err[RN_ERRMSG_SIZE];
+        int port;
+        if (rn_addr_split(cli.server, host, sizeof host, &port, 0, err) != 0)
+            return rn_cli_fail(RN_CLI_USAGE, "--server: %s", err);
+    }
     if (cli.data && !*cli.data)
         return rn_cli_fail(RN_CLI_USAGE, "--data: the directory name is empty");
 

@@ -39,6 +39,7 @@
 #include "cli/streamsql_cli.h"
 
 #include "client/rpc.h"
+#include "common/addr.h"
 #include "common/error.h"
 #include "common/json.h"
 #include "common/sys.h"
@@ -759,6 +760,12 @@ int main(int argc, char **argv)
         return fail(EXIT_USAGE, "give one of --data DIR and --server HOST:PORT");
     if (server && !*server)
         return fail(EXIT_USAGE, "--server: the address is empty; give HOST:PORT");
+    if (server) {
+        char host[256], why[RN_ERRMSG_SIZE];
+        int port;
+        if (rn_addr_split(server, host, sizeof host, &port, 0, why) != 0)
+            return fail(EXIT_USAGE, "--server: %s", why);
+    }
     if (cfg.data && !*cfg.data) return fail(EXIT_USAGE, "--data: the directory name is empty");
     if (!cfg.data && !server) {
         if (data_env && server_env)

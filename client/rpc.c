@@ -34,6 +34,7 @@
  */
 #include "client/rpc.h"
 
+#include "common/addr.h"
 #include "common/error.h"
 
 #include <errno.h>
@@ -183,13 +184,12 @@ static void grpc_init_once(void) { grpc_init(); }
 int rn_rpc_open(const char *target, rn_rpc_t **out, char *errmsg)
 {
     *out = NULL;
-    const char *colon = target ? strrchr(target, ':') : NULL;
-    if (!target || !colon || colon == target || !colon[1] || strlen(target) >= RPC_TARGET_MAX)
-        return rn_errf(errmsg, RN_EINVAL, "bad server address '%.100s': use HOST:PORT",
-                       target ? target : "");
-    for (const char *p = colon + 1; *p; p++)
-        if (*p < '0' || *p > '9')
-            return rn_errf(errmsg, RN_EINVAL, "bad port in server address '%.100s'", target);
+    char host[RPC_TARGET_MAX];
+    int port;
+    if (rn_addr_split(target, host, sizeof host, &port, 0, errmsg) != 0) return RN_EINVAL;
+    if (strlen(target) >= RPC_TARGET_MAX)
+        return rn_errf(errmsg, RN_EINVAL, "bad server address '%.100s': longer than %d bytes",
+                       target, RPC_TARGET_MAX - 1);
     rn_rpc_t *c = calloc(1, sizeof *c);
     if (!c) return rn_errf(errmsg, -ENOMEM, "out of memory");
     snprintf(c->target, sizeof c->target, "%s", target);

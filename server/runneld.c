@@ -25,6 +25,7 @@
  *     after the last call finished and before the data directory closes.
  */
 #include "batch/batch.h"
+#include "common/addr.h"
 #include "common/error.h"
 #include "common/sys.h"
 #include "kafka/front.h"
@@ -308,6 +309,18 @@ int main(int argc, char **argv)
     if (!data) {
         fprintf(stderr, "runneld: give --data DIR\n%s", usage);
         return 2;
+    }
+    {
+        static const char *const names[] = {"--listen", "--kafka-listen", "--kafka-advertise"};
+        const char *addrs[] = {listen, ko.listen, ko.advertise};
+        for (int i = 0; i < 3; i++) {
+            char host[256];
+            int port;
+            if (addrs[i] && rn_addr_split(addrs[i], host, sizeof host, &port, i < 2, err) != 0) {
+                fprintf(stderr, "runneld: %s: %s\n", names[i], err);
+                return 2;
+            }
+        }
     }
     rn_slog_set_level(level);
     ho.log.max_batch_bytes = maxb;

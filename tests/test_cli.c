@@ -602,6 +602,10 @@ static void test_bad_flags(void **state)
         {{"consume", "t", "--commit-ms", "x"}, "--commit-ms: 'x' is not an integer"},
         {{"consume", "t", "--from", "checkpoint:"}, "invalid checkpoint name ''"},
         {{"--server", "", "topic", "list"}, "--server: the address is empty"},
+        {{"--server", "127.0.0.1:99999", "topic", "list"},
+         "--server: bad port in address '127.0.0.1:99999': a port is 1 to 65535"},
+        {{"--server", "localhost", "topic", "list"},
+         "--server: bad address 'localhost': use HOST:PORT"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int rc = run_argv(f, NULL, 0, 1, cases[i].args);

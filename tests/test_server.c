@@ -519,7 +519,7 @@ static int log_has(const char *log, const char *what)
 }
 
 /* A second broker on the same data directory, one on a port in use, and
- * bad flags: each exits non-zero naming the problem. */
+ * bad flags and addresses: each exits non-zero naming the problem. */
 static void test_start_refusals(void **state)
 {
     srv_t *s = *state;
@@ -541,6 +541,17 @@ static void test_start_refusals(void **state)
     char *no_data[] = {"runneld", NULL};
     assert_int_equal(run_runneld(no_data, log), 2);
     assert_true(log_has(log, "give --data DIR"));
+    /* a port out of range is refused, not wrapped (99999 would be 34463) */
+    char *big_port[] = {"runneld", "--data", other, "--listen", "127.0.0.1:99999", NULL};
+    assert_int_equal(run_runneld(big_port, log), 2);
+    assert_true(log_has(log, "--listen: bad port in address '127.0.0.1:99999': a port is 0"));
+    char *v6[] = {"runneld", "--data", other, "--kafka-listen", "::1:9092", NULL};
+    assert_int_equal(run_runneld(v6, log), 2);
+    assert_true(log_has(log, "an IPv6 host is written [ADDR]:PORT"));
+    char *adv0[] = {"runneld", "--data", other, "--kafka-listen", "127.0.0.1:0",
+                    "--kafka-advertise", "127.0.0.1:0", NULL};
+    assert_int_equal(run_runneld(adv0, log), 2);
+    assert_true(log_has(log, "--kafka-advertise: bad port in address '127.0.0.1:0': a port is 1"));
     served_still(s);
 }
 
