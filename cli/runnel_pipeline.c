@@ -16,13 +16,17 @@
  *     make each take a final checkpoint and the command exit 0. With
  *     --until-caught-up it stops (also with a final checkpoint) once every
  *     pipeline is idle in the same round. Rows of a stdout sink are the only
- *     thing on stdout.
+ *     thing on stdout. `run -f FILE` first applies the pipelines file
+ *     (etl/script.h, the same as runneld --pipelines), stopping with
+ *     FILE:LINE:COLUMN at its first failing statement, then runs the
+ *     pipelines it defines.
  */
 #include "cli/runnel_cli.h"
 
 #include "common/error.h"
 #include "common/sys.h"
 #include "etl/etl.h"
+#include "etl/script.h"
 #include "logical-queues/datadir.h"
 #include "streamsql/sql.h"
 
@@ -40,7 +44,8 @@ static const char pipeline_usage[] =
     "       runnel [--data DIR | --server HOST:PORT] pipeline list\n"
     "       runnel [--data DIR | --server HOST:PORT] pipeline status [NAME]\n"
     "       runnel [--data DIR | --server HOST:PORT] pipeline pause|resume|drop NAME\n"
-    "       runnel --data DIR pipeline run NAME... | --all [--until-caught-up] [--skip-damaged]\n"
+    "       runnel --data DIR pipeline run NAME... | --all | -f FILE [--until-caught-up]\n"
+    "                                      [--skip-damaged]\n"
     "\n"
     "CREATE PIPELINE name AS INSERT INTO sink SELECT ... FROM source ...\n"
     "  [WITH (checkpoint_interval = '1s', start = 'earliest' | 'latest' | '@MS',\n"
@@ -48,6 +53,8 @@ static const char pipeline_usage[] =
     "sink: a topic (created when missing, with the source's queue count or N), 'file:PATH'\n"
     "(JSON lines) or 'stdout'. Topic and file sinks are exactly-once across crashes;\n"
     "stdout is at-least-once. Records the query rejects go to the dead-letter topic.\n"
+    "run -f FILE: apply the pipelines file (CREATE STREAM, CREATE PIPELINE, DROP STREAM,\n"
+    "DROP PIPELINE; unchanged definitions do nothing), then run the pipelines it defines.\n"
     "run: until SIGINT/SIGTERM (a final checkpoint, exit 0), or with --until-caught-up\n"
     "until every source is consumed. drop deletes the pipeline and its state.\n"
     "--skip-damaged: go past source offsets a store recovery marked damaged or lost (their\n"
@@ -155,6 +162,26 @@ static int cmd_status(rn_client_t *c, const char *name, int brief)
     return RN_CLI_OK;
 }
 
+/* The pipelines `run` steps: named, or defined by the file. */
+typedef struct names {
+    char *v[MAX_RUN];
+    int   n;
+} names_t;
+
+static void script_note(void *ctx, int warn, const char *msg)
+{
+    (void)ctx;
+    fprintf(stderr, "runnel: %s%s\n", warn ? "warning: " : "", msg);
+}
+
+static void script_name(void *ctx, const char *name)
+{
+    names_t *nm = ctx;
+    for (int i = 0; i < nm->n; i++)
+        if (!strcmp(nm->v[i], name)) return;
+    if (nm->n < MAX_RUN) nm->v[nm->n++] = strdup(name);
+}
+
 static int cmd_run(rn_datadir_t *d, int all, int until, int nnames, char **names)
 {
     char err[RN_ERRMSG_SIZE];
@@ -229,6 +256,7 @@ int rn_cli_pipeline(rn_cli_t *cli, int argc, char **argv)
         {"all", no_argument, NULL, OPT_ALL},
         {"until-caught-up", no_argument, NULL, OPT_UNTIL},
         {"skip-damaged", no_argument, NULL, OPT_SKIP},
+        {"file", required_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -263,13 +291,13 @@ int rn_cli_pipeline(rn_cli_t *cli, int argc, char **argv)
         return rn_cli_fail(RN_CLI_USAGE, "pipeline %s: %s", sub,
                            need == 1 ? "takes no argument" : "give exactly one argument");
     if (need == -1 && npos > 2) return rn_cli_fail(RN_CLI_USAGE, "pipeline status [NAME]");
-    if (file && strcmp(sub, "create"))
-        return rn_cli_fail(RN_CLI_USAGE, "pipeline: -f applies to create only");
+    if (file && strcmp(sub, "create") && strcmp(sub, "run"))
+        return rn_cli_fail(RN_CLI_USAGE, "pipeline: -f applies to create and run only");
     if ((all || until || skip) && strcmp(sub, "run"))
         return rn_cli_fail(RN_CLI_USAGE, "pipeline: --all, --until-caught-up and --skip-damaged "
                            "apply to run only");
-    if (!strcmp(sub, "run") && (all ? npos != 1 : npos < 2))
-        return rn_cli_fail(RN_CLI_USAGE, "pipeline run: give NAME... or --all (not both)");
+    if (!strcmp(sub, "run") && (all ? npos != 1 || file : npos < 2 && !file))
+        return rn_cli_fail(RN_CLI_USAGE, "pipeline run: give NAME..., -f FILE or --all");
     char *text = NULL;
     size_t tlen = 0;
     if (file) {
@@ -281,8 +309,18 @@ int rn_cli_pipeline(rn_cli_t *cli, int argc, char **argv)
     if (!strcmp(sub, "run")) {
         rn_datadir_t *d = NULL;
         int code = open_dir(cli, skip, &d);
-        if (code != 0) return code;
-        code = cmd_run(d, all, until, npos - 1, pos + 1);
+        if (code != 0) { free(text); return code; }
+        names_t nm = {{0}, 0};
+        for (int i = 1; i < npos && nm.n < MAX_RUN; i++) nm.v[nm.n++] = strdup(pos[i]);
+        if (file) {
+            char err[RN_ERRMSG_SIZE];
+            rn_etl_script_cb_t cb = {script_note, script_name, &nm};
+            if (rn_etl_script_apply(d, file, text, tlen, &cb, err) != 0)
+                code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
+            free(text);
+        }
+        if (code == 0) code = cmd_run(d, all, until, nm.n, nm.v);
+        for (int i = 0; i < nm.n; i++) free(nm.v[i]);
         if (rn_datadir_skipped(d)) {
             fflush(stdout);
             fprintf(stderr, "runnel: warning: pipelines skipped %llu damaged or lost source "

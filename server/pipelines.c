@@ -65,40 +65,6 @@ int rn_pl_create(rn_datadir_t *d, rn_pl_t **out, char *errmsg)
     return 0;
 }
 
-typedef struct load_ctx {
-    rn_pl_t    *pl;
-    const char *text, *path;
-    int         failed;
-} load_ctx_t;
-
-static int load_one(void *ctx, size_t off, size_t n)
-{
-    load_ctx_t *c = ctx;
-    char err[RN_ERRMSG_SIZE];
-    int rc = rn_etl_create(c->pl->d, c->text + off, n, err);
-    if (rc == RN_EEXIST) {
-        rn_slog(RN_SLOG_INFO, "pipelines file %s: %s; the stored definition and state are kept",
-                c->path, err);
-    } else if (rc != 0) {
-        rn_slog(RN_SLOG_ERROR, "pipelines file %s: %s", c->path, err);
-        c->failed++;
-    }
-    return 0;
-}
-
-int rn_pl_load_file(rn_pl_t *pl, const char *path, int *failed, char *errmsg)
-{
-    uint8_t *text = NULL;
-    size_t n = 0;
-    int rc = rn_read_file(path, (size_t)RN_META_PIPELINE_SQL_MAX * 64, &text, &n);
-    if (rc != 0) return rn_errf(errmsg, rc, "pipelines file %s: %s", path, rn_strerror(rc));
-    load_ctx_t c = {pl, (const char *)text, path, 0};
-    rn_sql_split((const char *)text, n, load_one, &c);
-    free(text);
-    *failed = c.failed;
-    return 0;
-}
-
 static void *run_thread(void *arg)
 {
     runner_t *r = arg;

@@ -22,11 +22,6 @@
 typedef struct rn_pl rn_pl_t;
 
 int  rn_pl_create(rn_datadir_t *d, rn_pl_t **out, char *errmsg);
-/* Create every CREATE PIPELINE statement of the file that is not stored
- * yet (a stored one keeps its stored definition and state). Each failing
- * statement is logged with its error; the rest still load. *failed counts
- * them. A file that cannot be read is an error (errmsg). */
-int  rn_pl_load_file(rn_pl_t *pl, const char *path, int *failed, char *errmsg);
 /* Start a thread for every stored pipeline that is not paused. */
 int  rn_pl_start_all(rn_pl_t *pl, char *errmsg);
 /* Start name's thread unless it runs (one that ended is replaced). */

@@ -18,8 +18,9 @@
  *     SIGINT/SIGTERM. A second signal cancels running calls at once.
  *  3. --port-file FILE is written (atomically) only after the server
  *     started: its presence means the broker accepts calls on that port.
- *  4. --pipelines FILE: its CREATE PIPELINE statements are stored (each
- *     failing one logged, the rest still load); every stored pipeline that
+ *  4. --pipelines FILE: the file's definitions (etl/script.h) are applied
+ *     before anything listens; a missing file or a failing statement stops
+ *     runneld with FILE:LINE:COLUMN (exit 1). Every stored pipeline that
  *     is not paused runs in its own thread (server/pipelines.h), started
  *     before the port file appears; they are stopped, each with a final checkpoint,
  *     after the last call finished and before the data directory closes.
@@ -28,6 +29,7 @@
 #include "common/addr.h"
 #include "common/error.h"
 #include "common/sys.h"
+#include "etl/script.h"
 #include "kafka/front.h"
 #include "log/log.h"
 #include "server/handlers.h"
@@ -65,7 +67,9 @@ static const char usage[] =
     "  --threads          completion-queue threads (default 2)\n"
     "  --port-file FILE   write the bound port to FILE once calls are accepted (and the\n"
     "                     Kafka port on a second line with --kafka-listen)\n"
-    "  --pipelines FILE   store its CREATE PIPELINE statements, run every pipeline not paused\n"
+    "  --pipelines FILE   apply its CREATE STREAM / CREATE PIPELINE / DROP ... statements\n"
+    "                     (again at every start: unchanged ones do nothing), then run\n"
+    "                     every pipeline not paused\n"
     "  --max-produces N   produce requests in the broker at once (default 1024); more are\n"
     "                     refused with RESOURCE_EXHAUSTED, storing nothing\n"
     "  --max-queries N    queries running at once, one thread each (default 64)\n"
@@ -152,9 +156,10 @@ static void on_stopped(uv_async_t *a)
     uv_close((uv_handle_t *)&d->grace, NULL);
 }
 
-/* What each store's recovery did: info when clean, warn when something was
- * cut, damaged or lost. */
-static void log_recovery(void *arg, int warn, const char *line)
+/* A line to the log at info, or warn: what each store's recovery did (warn
+ * when something was cut, damaged or lost), what each statement of the
+ * pipelines file did (warn for a changed definition not applied). */
+static void log_line(void *arg, int warn, const char *line)
 {
     (void)arg;
     rn_slog(warn ? RN_SLOG_WARN : RN_SLOG_INFO, "%s", line);
@@ -340,7 +345,7 @@ int main(int argc, char **argv)
         rn_slog(RN_SLOG_ERROR, "cannot open the data directory: %s", err);
         return 1;
     }
-    rn_datadir_recovery_report(rn_hd_datadir(h), log_recovery, NULL);
+    rn_datadir_recovery_report(rn_hd_datadir(h), log_line, NULL);
     daemon_t d;
     memset(&d, 0, sizeof d);
     uv_loop_init(&d.loop);
@@ -364,6 +369,16 @@ int main(int argc, char **argv)
         return 1;
     }
     rn_hd_set_pipelines(h, pl);
+    if (pipelines) {
+        rn_etl_script_cb_t cb = {log_line, NULL, NULL};
+        if (rn_etl_script_apply_file(rn_hd_datadir(h), pipelines, &cb, err) != 0) {
+            rn_slog(RN_SLOG_ERROR, "%s; runneld does not start without its pipelines file",
+                    err);
+            rn_pl_destroy(pl);
+            rn_hd_close(h);
+            return 1;
+        }
+    }
     rn_server_opts_t so = {listen, (int)threads, srv_wakeup, srv_stopped, &d, max_produces,
                            max_queries};
     int port = 0;
@@ -380,7 +395,7 @@ int main(int argc, char **argv)
     if (colon) snprintf(colon + 1, sizeof shown - (size_t)(colon + 1 - shown), "%d", port);
     rn_slog(RN_SLOG_INFO, "runneld listening on %s, data %s, fsync %s, batch limit %u bytes, "
             "%u threads", shown, data, rn_fsync_name(ho.log.fsync), maxb, threads);
-    int failed = 0, bad = 0;
+    int failed = 0;
     rn_kfront_t *kf = NULL;
     int kport = 0;
     if (ko.listen) {
@@ -392,10 +407,6 @@ int main(int argc, char **argv)
             rn_slog(RN_SLOG_INFO, "kafka protocol listening on %s (port %d)", ko.listen, kport);
         }
     }
-    if (pl && pipelines && (rc = rn_pl_load_file(pl, pipelines, &bad, err)) != 0)
-        rn_slog(RN_SLOG_ERROR, "%s", err);
-    else if (bad)
-        rn_slog(RN_SLOG_WARN, "%d pipeline(s) of %s refused; the others run", bad, pipelines);
     if (pl && (rc = rn_pl_start_all(pl, err)) != 0) rn_slog(RN_SLOG_ERROR, "%s", err);
     if (port_file && write_port_file(port_file, port, kport, err) != 0) {
         rn_slog(RN_SLOG_ERROR, "%s", err);

@@ -563,24 +563,86 @@ void rn_sql_close(rn_sql_t *q)
 
 /* ---- metadata statements --------------------------------------------------------------- */
 
-static int run_create(rn_sql_t *q, char *errmsg)
+/* The stored form of a CREATE STREAM statement's stream. */
+static int stream_record(const rn_sql_t *q, rn_meta_stream_t *s, char *errmsg)
 {
-    rn_meta_stream_t *s = calloc(1, sizeof *s);
-    if (!s) return rn_errf(errmsg, -ENOMEM, "out of memory");
     const sdef_t *def = &q->f.def;
+    memset(s, 0, sizeof *s);
     snprintf(s->name, sizeof s->name, "%s", def->name);
     snprintf(s->topic, sizeof s->topic, "%s", def->topic);
     snprintf(s->format, sizeof s->format, "%s", rn_front_format_name(def->format));
     if (def->ts_field >= 0)
         snprintf(s->timestamp, sizeof s->timestamp, "%s", def->fields[def->ts_field].name);
     int rc = rn_front_fields_text(def, s->fields, sizeof s->fields);
-    if (rc != 0) rc = rn_errf(errmsg, rc, "the field list is too long");
+    return rc != 0 ? rn_errf(errmsg, rc, "the field list is too long") : 0;
+}
+
+static int run_create(rn_sql_t *q, char *errmsg)
+{
+    rn_meta_stream_t *s = malloc(sizeof *s);
+    if (!s) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    int rc = stream_record(q, s, errmsg);
     if (rc == 0) {
         rn_meta_t *m = rn_datadir_meta_lock(q->d);
         rc = rn_meta_stream_create(m, s, errmsg);
         rn_datadir_meta_unlock(q->d);
     }
     free(s);
+    return rc;
+}
+
+/* What differs between two definitions of a stream, or "" when none does. */
+static void stream_diff(const rn_meta_stream_t *a, const rn_meta_stream_t *b, char *out,
+                        size_t size)
+{
+    out[0] = '\0';
+    if (strcmp(a->topic, b->topic))
+        snprintf(out, size, "topic '%s', now '%s'", a->topic, b->topic);
+    else if (strcmp(a->format, b->format))
+        snprintf(out, size, "format '%s', now '%s'", a->format, b->format);
+    else if (strcmp(a->timestamp, b->timestamp))
+        snprintf(out, size, "timestamp '%s', now '%s'", a->timestamp[0] ? a->timestamp : "(none)",
+                 b->timestamp[0] ? b->timestamp : "(none)");
+    else if (strcmp(a->fields, b->fields))
+        snprintf(out, size, "fields (%.200s), now (%.200s)", a->fields, b->fields);
+}
+
+int rn_sql_define(rn_datadir_t *d, const char *sql, size_t len, rn_sql_def_t *outcome,
+                  int *erroff, char *errmsg)
+{
+    rn_sql_t *q = NULL;
+    int rc = rn_sql_open(d, sql, len, NULL, &q, erroff, errmsg);
+    if (rc != 0) return rc;
+    rn_meta_stream_t *s = NULL, *old = NULL;
+    if (q->f.kind == SK_DROP) {
+        rn_meta_t *m = rn_datadir_meta_lock(d);
+        rc = rn_meta_stream_drop(m, q->f.name, errmsg);
+        rn_datadir_meta_unlock(d);
+        *outcome = rc == RN_ENOTFOUND ? RN_SQL_DEF_ABSENT : RN_SQL_DEF_DROPPED;
+        if (rc == RN_ENOTFOUND) rc = 0;
+    } else if (q->f.kind != SK_CREATE) {
+        rc = rn_errf(errmsg, RN_EINVAL, "not a definition: give CREATE STREAM or DROP STREAM");
+    } else if (!(s = malloc(sizeof *s)) || !(old = malloc(sizeof *old))) {
+        rc = rn_errf(errmsg, -ENOMEM, "out of memory");
+    } else if ((rc = stream_record(q, s, errmsg)) == 0) {
+        rn_meta_t *m = rn_datadir_meta_lock(d);
+        rc = rn_meta_stream_get(m, s->name, old, errmsg);
+        if (rc == RN_ENOTFOUND) rc = rn_meta_stream_create(m, s, errmsg);
+        else if (rc == 0) rc = 1;                      /* it exists: compare below */
+        rn_datadir_meta_unlock(d);
+        *outcome = RN_SQL_DEF_CREATED;
+        if (rc == 1) {
+            char diff[600];
+            stream_diff(old, s, diff, sizeof diff);
+            *outcome = RN_SQL_DEF_UNCHANGED;
+            rc = !diff[0] ? 0
+                 : rn_errf(errmsg, RN_EEXIST, "stream '%s' exists with %s; to apply the new "
+                           "definition, DROP STREAM %s first", s->name, diff, s->name);
+        }
+    }
+    free(s);
+    free(old);
+    rn_sql_close(q);
     return rc;
 }
 

@@ -218,6 +218,17 @@ int  rn_sql_aggregates(rn_sql_t *q);
 /* The next offset the query reads in source queue `queue`. */
 int  rn_sql_position(rn_sql_t *q, uint32_t queue, int64_t *offset, char *errmsg);
 
+/* A definition applied idempotently (a pipelines file, a script run again):
+ * CREATE STREAM of a stream that exists with the same definition changes
+ * nothing (UNCHANGED); with a different one it is RN_EEXIST, errmsg naming
+ * what differs and how to apply it; DROP STREAM of a missing stream is
+ * ABSENT, not an error. Other statements: RN_EINVAL. Errors as rn_sql_open. */
+typedef enum rn_sql_def {
+    RN_SQL_DEF_CREATED, RN_SQL_DEF_UNCHANGED, RN_SQL_DEF_DROPPED, RN_SQL_DEF_ABSENT
+} rn_sql_def_t;
+int  rn_sql_define(rn_datadir_t *d, const char *sql, size_t len, rn_sql_def_t *outcome,
+                   int *erroff, char *errmsg);
+
 /* Cut a script into statements at top-level ';' (quotes, comments and
  * parentheses respected). fn gets each non-empty statement's offset and
  * length (without the ';'); a non-zero return stops and is returned. */

@@ -1,6 +1,9 @@
 /*
- * test_etl_server.c — pipelines inside runneld: `--pipelines FILE` (a bad
- * statement logged, the others run), the pipeline RPCs over loopback gRPC
+ * test_etl_server.c — pipelines inside runneld: `--pipelines FILE` (a SQL
+ * script of definitions, applied idempotently at every start; a missing file
+ * or a failing statement stops runneld with FILE:LINE:COLUMN; a changed
+ * definition is reported), the same file with `runnel pipeline run -f`, the
+ * pipeline RPCs over loopback gRPC
  * (create with bad SQL refused, create/get/list/pause/resume/drop), and
  * SIGTERM stopping the pipelines with a final checkpoint: after it the sink
  * holds exactly the rows the filter passes.
@@ -175,9 +178,12 @@ static void test_pipelines_in_runneld(void **state)
     int pass = prepare(s->data);
     char file[PATH_MAX + 16];
     snprintf(file, sizeof file, "%s/pipelines.sql", s->root);
-    const char *text = "CREATE PIPELINE good AS INSERT INTO low SELECT svc, lat FROM ev WHERE "
-                       "lat < 500 WITH (checkpoint_interval = '50ms');\n"
-                       "CREATE PIPELINE bad AS INSERT INTO x SELECT nope FROM ev;\n";
+    const char *text = "-- the input, as declared before: unchanged\n"
+                       "CREATE STREAM ev (svc TEXT, lat INTEGER) WITH (topic = 'in', "
+                       "format = 'json');\n"
+                       "/* the fast requests */\n"
+                       "CREATE PIPELINE good AS INSERT INTO low SELECT svc, lat FROM ev WHERE "
+                       "lat < 500 WITH (checkpoint_interval = '50ms');\n";
     rn_test_write_file(file, text, strlen(text));
     start_with(s, file);
 
@@ -198,7 +204,6 @@ static void test_pipelines_in_runneld(void **state)
     assert_int_equal(p->lag[0]->lag, 0);
     assert_non_null(strstr(p->sql, "CREATE PIPELINE good"));
     protobuf_c_message_free_unpacked(&p->base, NULL);
-    get(s, "bad", 5);                          /* refused at load: NOT_FOUND */
 
     /* create: bad SQL refused with the SQL error, a good one starts */
     char err[RN_ERRMSG_SIZE] = "";
@@ -271,7 +276,8 @@ static void test_pipelines_in_runneld(void **state)
 
     srv_stop(s);                               /* final checkpoints; exit 0 */
     char *log = rn_test_slurp(s->logf, NULL);
-    assert_non_null(strstr(log, "pipeline 'bad': unknown column 'nope'"));
+    assert_non_null(strstr(log, "pipelines.sql:2:1: stream ev unchanged"));
+    assert_non_null(strstr(log, "pipelines.sql:4:1: pipeline good created"));
     assert_non_null(strstr(log, "pipeline good stopped"));
     free(log);
 
@@ -362,6 +368,153 @@ static void test_pipelines_in_runneld(void **state)
     free(out);
 }
 
+/* runneld with --pipelines file must exit 1 (within 20 s) with want in its log. */
+static void expect_refused(srv_t *s, const char *file, const char *want)
+{
+    unlink(s->logf);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(s->logf, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) { dup2(fd, 2); close(fd); }
+        execl(RN_BIN_DIR "/runneld", "runneld", "--data", s->data, "--listen", "127.0.0.1:0",
+              "--pipelines", file, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    for (int i = 0; i < 2000 && waitpid(pid, &st, WNOHANG) == 0; i++) usleep(10000);
+    if (kill(pid, 0) == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        srv_print_log(s);
+        fail_msg("runneld ran with --pipelines %s", file);
+    }
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    char *log = rn_test_slurp(s->logf, NULL);
+    if (!strstr(log, want)) fail_msg("runneld's log lacks '%s':\n%s", want, log);
+    free(log);
+}
+
+/* Wait until pipeline name has read all NREC records; its status. */
+static Runnel__V1__PipelineStatus *caught_up(srv_t *s, const char *name)
+{
+    for (int i = 0; i < 1000; i++) {
+        Runnel__V1__PipelineStatus *p = get(s, name, 0);
+        if (p->records_in == NREC && p->last_checkpoint_ms > 0) return p;
+        protobuf_c_message_free_unpacked(&p->base, NULL);
+        usleep(20000);
+    }
+    fail_msg("pipeline %s did not catch up within 20 s", name);
+    return NULL;
+}
+
+/* A pipelines file refused whole (missing, a statement that is not a
+ * definition, a pipeline with bad SQL, a NUL byte: runneld exits 1 naming
+ * the line and column), applied again at a restart (unchanged: the pipeline
+ * keeps its state, the sink gets nothing twice), and changed (reported, the
+ * stored definition runs on); then the same file through `runnel pipeline
+ * run -f`. */
+static void test_pipelines_file(void **state)
+{
+    srv_t *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    *state = s;
+    snprintf(s->root, sizeof s->root, "/tmp/rn-etlfile-XXXXXX");
+    assert_non_null(mkdtemp(s->root));
+    snprintf(s->data, sizeof s->data, "%s/data", s->root);
+    snprintf(s->portf, sizeof s->portf, "%s/port", s->root);
+    snprintf(s->logf, sizeof s->logf, "%s/runneld.log", s->root);
+    int pass = prepare(s->data);
+    char file[PATH_MAX + 16], want[PATH_MAX + 200];
+    snprintf(file, sizeof file, "%s/p.sql", s->root);
+
+    expect_refused(s, "/nonexistent/p.sql", "pipelines file /nonexistent/p.sql: No such file");
+    const char *select = "CREATE STREAM ev (svc TEXT, lat INTEGER) WITH (topic = 'in', "
+                         "format = 'json');\n\n  SELECT * FROM ev;\n";
+    rn_test_write_file(file, select, strlen(select));
+    snprintf(want, sizeof want, "%s:3:3: a pipelines file holds CREATE STREAM, CREATE PIPELINE, "
+             "DROP STREAM and DROP PIPELINE statements, not 'SELECT ...'", file);
+    expect_refused(s, file, want);
+    const char *badcol = "-- one\nCREATE PIPELINE p AS INSERT INTO o SELECT nope FROM ev;";
+    rn_test_write_file(file, badcol, strlen(badcol));
+    snprintf(want, sizeof want, "%s:2:1: pipeline 'p': unknown column 'nope'", file);
+    expect_refused(s, file, want);
+    rn_test_write_file(file, "CREATE STREAM x\0", 16);
+    snprintf(want, sizeof want, "%s:1:16: a NUL byte", file);
+    expect_refused(s, file, want);
+
+    const char *good = "CREATE PIPELINE p AS INSERT INTO o SELECT svc, lat FROM ev WHERE lat < 500 "
+                       "WITH (checkpoint_interval = '50ms');\n";
+    rn_test_write_file(file, good, strlen(good));
+    start_with(s, file);
+    Runnel__V1__PipelineStatus *p = caught_up(s, "p");
+    assert_int_equal(p->records_out, (uint64_t)pass);
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    srv_stop(s);
+
+    /* the same definitions, reformatted and commented: nothing changes */
+    const char *again = "CREATE STREAM ev (svc TEXT, lat INTEGER)\n  WITH (topic = 'in', "
+                        "format = 'json');\nCREATE   PIPELINE p AS INSERT INTO o -- sink\n"
+                        "  SELECT svc, lat FROM ev WHERE lat < 500\n"
+                        "  WITH (checkpoint_interval = '50ms')";
+    rn_test_write_file(file, again, strlen(again));
+    start_with(s, file);
+    p = caught_up(s, "p");
+    assert_int_equal(p->records_out, (uint64_t)pass);      /* nothing twice */
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    srv_stop(s);
+    char *log = rn_test_slurp(s->logf, NULL);
+    assert_non_null(strstr(log, "p.sql:1:1: stream ev unchanged"));
+    assert_non_null(strstr(log, "p.sql:3:1: pipeline p unchanged"));
+    free(log);
+
+    /* changed: reported with how to apply it; the stored one runs on */
+    const char *changed = "CREATE STREAM ev (svc TEXT, lat REAL) WITH (topic = 'in', "
+                          "format = 'json');\nCREATE PIPELINE p AS INSERT INTO o SELECT svc "
+                          "FROM ev WHERE lat < 100;\n";
+    rn_test_write_file(file, changed, strlen(changed));
+    start_with(s, file);
+    p = caught_up(s, "p");
+    assert_non_null(strstr(p->sql, "lat < 500"));
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    srv_stop(s);
+    log = rn_test_slurp(s->logf, NULL);
+    assert_non_null(strstr(log, "stream 'ev' exists with fields"));
+    assert_non_null(strstr(log, "DROP STREAM ev first"));
+    assert_non_null(strstr(log, "p.sql:2:1: pipeline p differs from its stored definition"));
+    assert_non_null(strstr(log, "runnel pipeline drop p"));
+    free(log);
+
+    /* the file with `runnel pipeline run -f`: a DROP, then a new pipeline */
+    const char *cli_file = "DROP PIPELINE p;\nDROP PIPELINE IF EXISTS never;\n"
+                           "CREATE PIPELINE q AS INSERT INTO o2 SELECT svc FROM ev WHERE "
+                           "lat < 500;\n";
+    rn_test_write_file(file, cli_file, strlen(cli_file));
+    char *out = NULL;
+    const char *run_args[] = {"runnel", "--data", s->data, "pipeline", "run", "-f", file,
+                              "--until-caught-up", NULL};
+    assert_int_equal(cli(s, &out, run_args), 0);
+    assert_non_null(strstr(out, "p.sql:1:1: pipeline p dropped"));
+    assert_non_null(strstr(out, "p.sql:2:1: pipeline never absent"));
+    assert_non_null(strstr(out, "p.sql:3:1: pipeline q created"));
+    free(out);
+    const char *st_args[] = {"runnel", "--data", s->data, "pipeline", "list", NULL};
+    assert_int_equal(cli(s, &out, st_args), 0);
+    assert_null(strstr(out, "p "));
+    free(out);
+    const char *q_args[] = {"runnel", "--data", s->data, "pipeline", "status", "q", NULL};
+    assert_int_equal(cli(s, &out, q_args), 0);
+    snprintf(want, sizeof want, "records: in %d, out %d", NREC, pass);
+    assert_non_null(strstr(out, want));
+    free(out);
+    rn_test_write_file(file, badcol, strlen(badcol));
+    assert_int_equal(cli(s, &out, run_args), 1);
+    snprintf(want, sizeof want, "runnel: %s:2:1: pipeline 'p': unknown column 'nope'", file);
+    assert_non_null(strstr(out, want));
+    free(out);
+}
+
 static int teardown(void **state)
 {
     return srv_teardown(state);
@@ -371,6 +524,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_pipelines_in_runneld, teardown),
+        cmocka_unit_test_teardown(test_pipelines_file, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
