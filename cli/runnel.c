@@ -73,6 +73,10 @@ int rn_cli_bad_option(const char *cmd, char **argv, int c)
     }
     if (c == ':')
         return rn_cli_fail(RN_CLI_USAGE, "%soption '%s' needs a value (see %s)", where, arg, see);
+    if (arg[0] == '-' && arg[1] >= '0' && arg[1] <= '9' && strspn(arg + 1, "0123456789") ==
+        strlen(arg + 1))             /* "-1" where a number goes is not an option */
+        return rn_cli_fail(RN_CLI_USAGE, "%s'%s' is negative: offsets, queues and counts are 0 "
+                           "or more (see %s)", where, arg, see);
     if (optopt && optopt < 0x7f && optopt > 0x20)
         return rn_cli_fail(RN_CLI_USAGE, "%sunknown option '-%c' (see %s)", where, optopt, see);
     return rn_cli_fail(RN_CLI_USAGE, "%sunknown option '%s' (see %s)", where, arg, see);

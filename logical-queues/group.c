@@ -82,14 +82,15 @@ static rn_datadir_pos_kind_t pos_kind(rn_group_target_kind_t k)
 }
 
 /* Check a stored offset against q's range (invariant 3), naming what it is. */
+/* what names the offset in a range error; hint (may be NULL) follows it. */
 static int check_offset(rn_datadir_t *d, rn_datadir_queue_t *q, int64_t offset,
-                        const char *what, char *errmsg)
+                        const char *what, const char *hint, char *errmsg)
 {
     char inner[RN_ERRMSG_SIZE] = "";
     int64_t got;
     int rc = rn_datadir_resolve(d, q, RN_POS_OFFSET, offset, &got, inner);
     if (rc == RN_ERANGE && what)
-        return rn_errf(errmsg, rc, "%s: %s", what, inner);
+        return rn_errf(errmsg, rc, "%s: %s%s", what, inner, hint ? hint : "");
     if (rc != 0) return rn_errf(errmsg, rc, "%s", inner);
     return 0;
 }
@@ -102,7 +103,7 @@ int rn_group_commit(rn_datadir_t *d, const char *group, const char *topic, uint3
     rn_meta_t *m = rn_datadir_meta_lock(d);
     int rc = rn_meta_check_name("group", group, errmsg);
     if (rc == 0) rc = rn_datadir_queue_open(d, topic, queue, &q, errmsg);
-    if (rc == 0) rc = check_offset(d, &q, offset, NULL, errmsg);
+    if (rc == 0) rc = check_offset(d, &q, offset, NULL, NULL, errmsg);
     if (rc == 0) {
         rn_meta_offset_t o = {.topic_id = q.topic.id, .queue = queue, .offset = offset};
         rc = rn_meta_offsets_commit(m, group, &o, 1, errmsg);
@@ -189,7 +190,7 @@ static int plan_checkpoint(rn_datadir_t *d, rn_meta_t *m, plan_t *p, const char 
         rc = rn_datadir_queue_open(d, v[i].topic, v[i].queue, &q, errmsg);
         if (rc != 0) break;
         snprintf(what, sizeof what, "checkpoint '%s'", to->checkpoint);
-        rc = check_offset(d, &q, v[i].offset, what, errmsg);
+        rc = check_offset(d, &q, v[i].offset, what, NULL, errmsg);
         rn_datadir_queue_close(&q);
         const rn_meta_offset_t *was = find_offset(old, nold, v[i].topic_id, v[i].queue);
         rn_group_change_t c = {.queue = v[i].queue, .before = was ? was->offset : -1,
@@ -282,7 +283,7 @@ int rn_group_start_prepare(rn_datadir_t *d, rn_group_start_t *s, int64_t topic_i
 int rn_group_start_offset(rn_datadir_t *d, const rn_group_start_t *s, rn_datadir_queue_t *q,
                           int64_t *offset, const char **source, char *errmsg)
 {
-    char what[RN_META_NAME_MAX * 2 + 64];
+    char what[RN_META_NAME_MAX * 2 + 64], hint[RN_META_NAME_MAX * 2 + 96] = "";
     const rn_meta_offset_t *o = NULL;
     const char *src = "start";
     if (s->from.kind == RN_TARGET_CHECKPOINT) {
@@ -295,13 +296,14 @@ int rn_group_start_offset(rn_datadir_t *d, const rn_group_start_t *s, rn_datadir
         }
     } else if (s->group) {
         o = find_offset(s->offsets, s->noffsets, q->topic.id, q->queue);
-        snprintf(what, sizeof what, "group '%s' committed offset (reset it with `runnel group "
-                 "reset %s --topic %s --to earliest`)", s->group, s->group, q->topic.name);
+        snprintf(what, sizeof what, "group '%s' committed offset", s->group);
+        snprintf(hint, sizeof hint, "; reset it with `runnel group reset %s --topic %s --to "
+                 "earliest`", s->group, q->topic.name);
         if (o) src = "group";
     }
     if (source) *source = src;
     if (o) {
-        int rc = check_offset(d, q, o->offset, what, errmsg);
+        int rc = check_offset(d, q, o->offset, what, hint, errmsg);
         if (rc == 0) *offset = o->offset;
         return rc;
     }

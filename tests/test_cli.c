@@ -595,6 +595,8 @@ static void test_bad_flags(void **state)
         {{"group", "reset", "g", "--to", "5"}, "--to: '5' is not earliest, latest, @TIMESTAMP_MS"},
         {{"group", "reset", "g", "--to", "checkpoint:a/b"}, "invalid checkpoint name 'a/b'"},
         {{"group", "commit", "g", "t", "0", "x5"}, "OFFSET: 'x5' is not an integer"},
+        {{"group", "commit", "g", "t", "0", "-1"},
+         "group: '-1' is negative: offsets, queues and counts are 0 or more"},
         {{"group", "offsets", "bad/group"}, "invalid group name 'bad/group'"},
         {{"checkpoint", "create", "g"}, "checkpoint create takes G NAME"},
         {{"checkpoint", "list", "a", "b"}, "checkpoint list takes at most one group G"},
