@@ -60,6 +60,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define META_BUSY_TIMEOUT_MS 5000
 
@@ -150,15 +151,44 @@ void rn_meta_test_point(const char *point)
     if (rn_meta_test_hook) rn_meta_test_hook(point);
 }
 
+/* For a read-only failure: which of meta.db and its -wal and -shm files
+ * this process cannot write, and what to do (a read-only -shm, left by a run
+ * with other rights, makes every write fail until it is removed; it holds
+ * nothing SQLite needs while no process has the database open; -wal holds
+ * committed data and must be made writable, never removed). */
+static void readonly_hint(rn_meta_t *m, char *out, size_t size)
+{
+    out[0] = '\0';
+    const char *db = m && m->db ? sqlite3_db_filename(m->db, "main") : NULL;
+    if (!db || !db[0]) return;
+    static const char *const sfx[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s%s", db, sfx[i]);
+        if (access(p, F_OK) != 0 || access(p, W_OK) == 0) continue;
+        if (errno == EROFS)
+            snprintf(out, size, " (%.4000s is on a read-only file system)", p);
+        else if (i == 2)
+            snprintf(out, size, " (%.2000s is not writable by this process: with no runnel "
+                     "process using the directory, remove it: rm %.2000s)", p, p);
+        else
+            snprintf(out, size, " (%.4000s is not writable by this process: make it writable "
+                     "for the user running runnel)", p);
+        return;
+    }
+}
+
 /* Map a SQLite failure to a runnel code and message. */
 static int sql_err(rn_meta_t *m, int src, const char *what, char *errmsg)
 {
     int code = RN_ESQLITE;
     int prim = src & 0xff;
+    char hint[4400] = "";
     if (prim == SQLITE_NOTADB || prim == SQLITE_CORRUPT) code = RN_ECORRUPT;
     else if (prim == SQLITE_NOMEM) code = -ENOMEM;
-    return rn_errf(errmsg, code, "meta.db: %s: %s", what,
-                   m && m->db ? sqlite3_errmsg(m->db) : sqlite3_errstr(src));
+    else if (prim == SQLITE_READONLY) readonly_hint(m, hint, sizeof hint);
+    return rn_errf(errmsg, code, "meta.db: %s: %s%s", what,
+                   m && m->db ? sqlite3_errmsg(m->db) : sqlite3_errstr(src), hint);
 }
 
 static int exec(rn_meta_t *m, const char *sql, const char *what, char *errmsg)

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "common/error.h"
 #include "common/sys.h"
@@ -508,6 +510,50 @@ static void test_groups_and_checkpoints(void **state)
     rn_meta_close(m);
 }
 
+/* A meta.db-shm this process cannot write (left by a run with other rights):
+ * opening or the first write fails with a message naming the file and how
+ * to fix it. As root the check runs in a child that drops to nobody. */
+static void test_readonly_shm(void **state)
+{
+    fixture_t *f = *state;
+    rn_meta_t *m = open_meta(f);
+    rn_meta_close(m);
+    char shm[PATH_MAX + 8];
+    snprintf(shm, sizeof shm, "%s-shm", f->path);
+    static const uint8_t zeros[32768];
+    rn_test_write_file(shm, zeros, sizeof zeros);
+    assert_int_equal(chmod(shm, 0444), 0);
+    int drop = getuid() == 0;
+    if (drop) {
+        assert_int_equal(chown(f->dir, 65534, 65534), 0);
+        assert_int_equal(chown(f->path, 65534, 65534), 0);
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char err[RN_ERRMSG_SIZE] = "";
+        if (drop && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(3);
+        rn_meta_t *c = NULL;
+        int rc = rn_meta_open(f->path, 0, &c, err);
+        rn_meta_topic_t t;
+        if (rc == 0) rc = rn_meta_topic_create(c, "t", 1, 0, 0, &t, err);
+        rn_meta_close(c);
+        char want[2 * PATH_MAX + 200];
+        snprintf(want, sizeof want, "%s is not writable by this process: with no runnel process "
+                 "using the directory, remove it: rm %s", shm, shm);
+        if (rc == 0 || !strstr(err, want)) {
+            fprintf(stderr, "rc %d: %s\n  want: %s\n", rc, err, want);
+            _exit(1);
+        }
+        _exit(0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -519,6 +565,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_duplicate_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_persists, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readonly_shm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_enforces_one_open_item, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upgrade_from_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remap_alter_drop, setup, teardown),
