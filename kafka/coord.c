@@ -181,13 +181,13 @@ static void publish(rn_kcoord_t *c, kgroup_t *g)
             text[0] = 0;
             int shown = 0;
             for (kmember_t *m = g->members; m && len < cap - 1; m = m->next) {
-                if (shown == 5) {
-                    len += (size_t)snprintf(text + len, cap - len, ", and %d more",
+                if (shown == 3) {
+                    len += (size_t)snprintf(text + len, cap - len, " and %d more",
                                             g->nmembers - shown);
                     break;
                 }
-                len += (size_t)snprintf(text + len, cap - len, "%s%s (client '%.40s' at %s)",
-                                        shown ? ", " : "", m->id, m->client_id, m->host);
+                len += (size_t)snprintf(text + len, cap - len, "%s%.60s", shown ? ", " : "",
+                                        m->id);
                 shown++;
             }
         }
@@ -233,8 +233,8 @@ static int reset_guard(void *arg, const char *group, char *msg, size_t n)
     pthread_mutex_lock(&c->pmu);
     for (kpub_t *p = c->pub; p; p = p->next) {
         if (strcmp(p->name, group)) continue;
-        snprintf(msg, n, "group '%s' has live Kafka consumers: %s; stop them (or wait for "
-                 "their session timeout) before resetting its offsets", group, p->members);
+        snprintf(msg, n, "group '%s' has live Kafka members: %s; stop them before resetting "
+                 "its offsets", group, p->members);
         refuse = 1;
         break;
     }
