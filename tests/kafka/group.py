@@ -25,6 +25,11 @@ Modes (exit status 0 = as expected; anything else prints why):
                                            AdminClient.list_groups: one line
                                            "group STATE PROTO_TYPE PROTO N" and
                                            "member ID CLIENT_ID HOST" lines
+    kp-admin BOOT GROUP TOPIC              the same through kafka-python's
+                                           KafkaAdminClient (ListGroups,
+                                           DescribeGroups v1+, OffsetFetch with
+                                           null topics): "group ..." as admin,
+                                           then "offset TOPIC P OFFSET" lines
 """
 import os
 import signal
@@ -212,6 +217,26 @@ def admin(boot, group):
     return 0
 
 
+def kp_admin(boot, group, topic):
+    from kafka.admin import KafkaAdminClient
+    a = KafkaAdminClient(bootstrap_servers=boot, client_id="kp-admin")
+    listed = a.list_consumer_groups()
+    print("listed: %s" % sorted(listed))
+    if not any(g[0] == group for g in listed):
+        print("group %s not listed" % group)
+        return 1
+    d = a.describe_consumer_groups([group])[0]
+    print("group %s %s %s %s %d" % (d.group, d.state, d.protocol_type or "-", d.protocol or "-",
+                                   len(d.members)))
+    for m in d.members:
+        print("member %s %s %s" % (m.member_id, m.client_id, m.client_host))
+    offs = a.list_consumer_group_offsets(group)
+    for tp in sorted(offs, key=lambda x: (x.topic, x.partition)):
+        print("offset %s %d %d" % (tp.topic, tp.partition, offs[tp].offset))
+    a.close()
+    return 0
+
+
 def main(argv):
     mode = argv[1] if len(argv) > 1 else ""
     if mode == "produce" and len(argv) == 8:
@@ -226,6 +251,8 @@ def main(argv):
         return check(argv[2])
     if mode == "admin" and len(argv) == 4:
         return admin(argv[2], argv[3])
+    if mode == "kp-admin" and len(argv) == 5:
+        return kp_admin(argv[2], argv[3], argv[4])
     print(__doc__)
     return 2
 
