@@ -128,7 +128,6 @@ int rn_kh_join_group(rn_kreq_t *q)
         }
     }
     if (r->err) return RN_KH_BAD;
-    if (a.rebalance_ms < a.session_ms) a.rebalance_ms = a.session_ms;
     if (err != RN_KERR_NONE) {
         rn_kgroup_write_join(q, err, -1, "", "", "", NULL, 0);
         return RN_KH_DONE;

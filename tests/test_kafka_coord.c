@@ -18,6 +18,9 @@
  *    restarts under a running consumer, which rejoins and resumes from the
  *    committed offsets; a new member joins; once every member has left the
  *    reset is allowed.
+ *  - the group APIs at the wire level (tests/kafka/group_wire.py): every
+ *    API and version edge no client library sends on demand, and malformed
+ *    requests closing their own connection, logged with the reason.
  *  - kafka-python's admin client: ListGroups, DescribeGroups and
  *    OffsetFetch of every partition (null topics), and the group of a
  *    stopped consumer described as Empty.
@@ -27,6 +30,7 @@
 
 #define PY        "/usr/bin/python3"
 #define GROUP_PY  RN_SOURCE_DIR "/tests/kafka/group.py"
+#define WIRE_PY   RN_SOURCE_DIR "/tests/kafka/group_wire.py"
 #define PARTS     6
 #define TOPIC     "gt"
 #define GROUP     "G"
@@ -278,6 +282,21 @@ static void test_group_rebalance_restart(void **state)
     free(out);
 }
 
+/* The group APIs at the wire level (group_wire.py's docstring). */
+static void test_group_wire(void **state)
+{
+    kfix_t *f = *state;
+    char *text = NULL;
+    int code = run_capture(f, PY, (const char *[]){PY, WIRE_PY, f->kaddr, NULL}, &text);
+    printf("%s", text);
+    free(text);
+    if (code != 0) srv_print_log(f->s);
+    assert_int_equal(code, 0);
+    char *slog = rn_test_slurp(f->s->logf, NULL);
+    assert_non_null(strstr(slog, "JoinGroup v5: protocols"));
+    free(slog);
+}
+
 static void test_group_kafka_python_admin(void **state)
 {
     kfix_t *f = *state;
@@ -305,6 +324,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_group_rebalance_restart, kfix_setup, kfix_teardown),
+        cmocka_unit_test_setup_teardown(test_group_wire, kfix_setup, kfix_teardown),
         cmocka_unit_test_setup_teardown(test_group_kafka_python_admin, kfix_setup,
                                         kfix_teardown),
     };
