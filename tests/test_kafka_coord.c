@@ -12,12 +12,15 @@
  * Cases:
  *  - a group of three rebalances when one member leaves (SIGTERM: close()
  *    sends LeaveGroup) and when one is killed (SIGKILL: its session times
- *    out); `runnel group offsets` shows the Kafka group's positions;
+ *    out); `runnel group offsets` shows the Kafka group's positions and
+ *    `runnel checkpoint create` snapshots them;
  *    `runnel group reset` is refused naming the live member; ListGroups and
  *    DescribeGroups through confluent-kafka's admin client; runneld
  *    restarts under a running consumer, which rejoins and resumes from the
  *    committed offsets; a new member joins; once every member has left the
  *    reset is allowed.
+ *  - cooperative-sticky (incremental rebalances as members come and go)
+ *    and roundrobin groups.
  *  - the group APIs at the wire level (tests/kafka/group_wire.py): every
  *    API and version edge no client library sends on demand, and malformed
  *    requests closing their own connection, logged with the reason.
@@ -127,8 +130,10 @@ static void produce_n(kfix_t *f, int n)
     f->produced += n;
 }
 
-/* A consumer process named name; its stdout and stderr in ROOT/NAME.out. */
-static pid_t consumer_start(kfix_t *f, const char *name)
+/* A consumer process named name in group with an assignment strategy;
+ * its stdout and stderr in ROOT/NAME.out. */
+static pid_t consumer_start_in(kfix_t *f, const char *name, const char *group,
+                               const char *strategy)
 {
     char out[PATH_MAX];
     snprintf(out, sizeof out, "%s/%s.out", f->s->root, name);
@@ -141,11 +146,17 @@ static pid_t consumer_start(kfix_t *f, const char *name)
             dup2(fd, 2);
             close(fd);
         }
-        execl(PY, PY, GROUP_PY, "consume", f->kaddr, TOPIC, GROUP, f->log, name, (char *)NULL);
+        execl(PY, PY, GROUP_PY, "consume", f->kaddr, TOPIC, group, f->log, name, strategy,
+              (char *)NULL);
         _exit(127);
     }
     if (f->npids < 8) f->pids[f->npids++] = pid;
     return pid;
+}
+
+static pid_t consumer_start(kfix_t *f, const char *name)
+{
+    return consumer_start_in(f, name, GROUP, "range");
 }
 
 /* Signal a consumer and wait for it (at most 20 s); SIGTERM must end it
@@ -246,8 +257,14 @@ static void test_group_rebalance_restart(void **state)
     assert_non_null(strstr(slog, "removed: no heartbeat within its session timeout (4000 ms)"));
     free(slog);
 
-    /* A reset is refused while c1 is a member, naming it. */
+    /* The Kafka group's offsets snapshot like any group's. */
     char *out = NULL;
+    assert_int_equal(runnel(f, &out, (const char *[]){"checkpoint", "create", GROUP, "cp1",
+                                                      NULL}), 0);
+    assert_non_null(strstr(out, "cp1"));
+    free(out);
+
+    /* A reset is refused while c1 is a member, naming it. */
     assert_int_not_equal(runnel(f, &out, (const char *[]){"group", "reset", GROUP, "--to",
                                                           "earliest", NULL}), 0);
     assert_non_null(strstr(out, "live Kafka members"));
@@ -297,6 +314,39 @@ static void test_group_wire(void **state)
     free(slog);
 }
 
+/* Cooperative-sticky (incremental rebalances) and roundrobin: the broker
+ * only passes the clients' metadata and assignments through. */
+static void test_group_strategies(void **state)
+{
+    kfix_t *f = *state;
+    produce_n(f, 60);
+    pid_t a = consumer_start_in(f, "s1", "GS", "cooperative-sticky");
+    pid_t b = consumer_start_in(f, "s2", "GS", "cooperative-sticky");
+    wait_assign(f, "s1", "s2", NULL);
+    wait_read(f);
+    pid_t c = consumer_start_in(f, "s3", "GS", "cooperative-sticky");
+    wait_assign(f, "s1", "s2", "s3");
+    produce_n(f, 60);
+    wait_read(f);
+    consumer_stop(b, SIGTERM);
+    wait_assign(f, "s1", "s3", NULL);
+    produce_n(f, 60);
+    wait_read(f);
+    consumer_stop(a, SIGTERM);
+    consumer_stop(c, SIGTERM);
+    py(f, 0, (const char *[]){"check", f->log, NULL});
+    /* Another group reads the topic again: its own event log. */
+    snprintf(f->log, sizeof f->log, "%s/events-rr.log", f->s->root);
+    pid_t r1 = consumer_start_in(f, "r1", "GR", "roundrobin");
+    pid_t r2 = consumer_start_in(f, "r2", "GR", "roundrobin");
+    wait_assign(f, "r1", "r2", NULL);
+    produce_n(f, 30);
+    wait_read(f);
+    consumer_stop(r1, SIGTERM);
+    consumer_stop(r2, SIGTERM);
+    py(f, 0, (const char *[]){"check", f->log, NULL});
+}
+
 static void test_group_kafka_python_admin(void **state)
 {
     kfix_t *f = *state;
@@ -325,6 +375,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_group_rebalance_restart, kfix_setup, kfix_teardown),
         cmocka_unit_test_setup_teardown(test_group_wire, kfix_setup, kfix_teardown),
+        cmocka_unit_test_setup_teardown(test_group_strategies, kfix_setup, kfix_teardown),
         cmocka_unit_test_setup_teardown(test_group_kafka_python_admin, kfix_setup,
                                         kfix_teardown),
     };

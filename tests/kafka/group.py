@@ -8,6 +8,8 @@ events happened in across processes:
     P <partition> <offset> <value>   a record produced (delivery report)
     A <name> <p,p,...>               a consumer's whole assignment (eager)
     V <name>                         its assignment revoked
+    A+ <name> <p,p,...>              partitions added (cooperative-sticky)
+    V- <name> <p,p,...>              partitions revoked (cooperative-sticky)
     R <name> <partition> <offset> <value>  a record read
     C <name> <partition> <next>      a commit of <next> that succeeded
     E <name> <what>                  a commit or consume error (allowed)
@@ -15,7 +17,9 @@ events happened in across processes:
 
 Modes (exit status 0 = as expected; anything else prints why):
     produce BOOT TOPIC FIRST N PARTS LOG   values m-FIRST.., partition i % PARTS
-    consume BOOT TOPIC GROUP LOG NAME      until SIGTERM, then close()
+    consume BOOT TOPIC GROUP LOG NAME [STRATEGY]  until SIGTERM, then close();
+                                           STRATEGY: range (default), roundrobin
+                                           or cooperative-sticky
     wait-assign LOG SECONDS PARTS NAME...  the named consumers' latest
                                            assignments split 0..PARTS-1
     wait-read LOG SECONDS                  every P read and committed past
@@ -80,7 +84,7 @@ def produce(boot, topic, first, n, parts, path):
     return 0
 
 
-def consume(boot, topic, group, path, name):
+def consume(boot, topic, group, path, name, strategy="range"):
     log = Log(path)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -88,13 +92,17 @@ def consume(boot, topic, group, path, name):
         "bootstrap.servers": boot, "group.id": group, "client.id": name,
         "enable.auto.commit": False, "auto.offset.reset": "earliest",
         "session.timeout.ms": 4000, "heartbeat.interval.ms": 300,
-        "partition.assignment.strategy": "range", **FAST})
+        "partition.assignment.strategy": strategy, **FAST})
+    coop = strategy == "cooperative-sticky"
+
+    def plist(parts):
+        return ",".join(str(p.partition) for p in sorted(parts, key=lambda x: x.partition))
 
     def on_assign(cons, parts):
-        log("A %s %s" % (name, ",".join(str(p.partition) for p in sorted(parts, key=lambda x: x.partition))))
+        log("%s %s %s" % ("A+" if coop else "A", name, plist(parts)))
 
     def on_revoke(cons, parts):
-        log("V %s" % name)
+        log(("V- %s %s" % (name, plist(parts))) if coop else "V %s" % name)
 
     c.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
     while not stop:
@@ -123,8 +131,15 @@ def read_log(path):
 def assignments(lines):
     cur = {}
     for w in lines:
+        if w[0] not in ("A", "A+", "V-", "V", "X"):
+            continue
+        parts = [int(x) for x in w[2].split(",")] if len(w) > 2 and w[2] else []
         if w[0] == "A":
-            cur[w[1]] = [int(x) for x in w[2].split(",")] if len(w) > 2 else []
+            cur[w[1]] = parts
+        elif w[0] == "A+":
+            cur[w[1]] = sorted(set(cur.get(w[1], [])) | set(parts))
+        elif w[0] == "V-":
+            cur[w[1]] = sorted(set(cur.get(w[1], [])) - set(parts))
         elif w[0] in ("V", "X"):
             cur[w[1]] = []
     return cur
@@ -241,8 +256,8 @@ def main(argv):
     mode = argv[1] if len(argv) > 1 else ""
     if mode == "produce" and len(argv) == 8:
         return produce(argv[2], argv[3], int(argv[4]), int(argv[5]), int(argv[6]), argv[7])
-    if mode == "consume" and len(argv) == 7:
-        return consume(*argv[2:7])
+    if mode == "consume" and len(argv) in (7, 8):
+        return consume(*argv[2:])
     if mode == "wait-assign" and len(argv) >= 6:
         return wait_assign(argv[2], float(argv[3]), int(argv[4]), argv[5:])
     if mode == "wait-read" and len(argv) == 4:
