@@ -74,6 +74,9 @@ struct rn_hd {
     rn_qent_t        *buckets[QBUCKETS];
     _Atomic uint64_t  produced_batches, produced_bytes, duplicate_batches, fetched_batches;
     struct rn_pl     *pipelines;       /* server/pipelines.h; set once before serving */
+    pthread_mutex_t   gmu;             /* the group guard (rn_hd_set_group_guard) */
+    rn_hd_group_guard_fn guard;
+    void             *guard_arg;
 };
 
 /* ---- arena -------------------------------------------------------------- */
@@ -154,6 +157,14 @@ const rn_hd_opts_t *rn_hd_opts(rn_hd_t *h) { return &h->o; }
 
 void rn_hd_set_pipelines(rn_hd_t *h, struct rn_pl *pl) { h->pipelines = pl; }
 
+void rn_hd_set_group_guard(rn_hd_t *h, rn_hd_group_guard_fn fn, void *arg)
+{
+    pthread_mutex_lock(&h->gmu);
+    h->guard = fn;
+    h->guard_arg = arg;
+    pthread_mutex_unlock(&h->gmu);
+}
+
 struct rn_pl *rn_hd_pipelines(rn_hd_t *h) { return h->pipelines; }
 
 /* ---- open / close -------------------------------------------------------- */
@@ -179,6 +190,7 @@ int rn_hd_open(const char *dir, const rn_hd_opts_t *o, rn_hd_t **out, char *errm
     h->lim.max_bytes = o->log.max_batch_bytes;
     h->lim.max_records = 0;
     pthread_mutex_init(&h->tmu, NULL);
+    pthread_mutex_init(&h->gmu, NULL);
     rn_datadir_opts_t dopts;
     rn_datadir_opts_default(&dopts);
     dopts.log = o->log;
@@ -220,6 +232,7 @@ int rn_hd_close(rn_hd_t *h)
     rn_preg_close(h->reg);
     int rc = rn_datadir_close(h->d);
     pthread_mutex_destroy(&h->tmu);
+    pthread_mutex_destroy(&h->gmu);
     free(h);
     return rc;
 }
@@ -1023,6 +1036,12 @@ int rn_hd_reset_group(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
         if (topic_get(h, topic, &t, st) != 0) return -1;
         topic_id = t.id;
     }
+    /* Refused while another front has live members in the group. */
+    pthread_mutex_lock(&h->gmu);
+    char why[RN_ERRMSG_SIZE] = "";
+    int refused = h->guard && h->guard(h->guard_arg, req->group, why, sizeof why) != 0;
+    pthread_mutex_unlock(&h->gmu);
+    if (refused) return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "%s", why);
     rn_group_change_t *chg = NULL;
     size_t n = 0;
     rc = rn_group_reset(h->d, req->group, topic, &to, &chg, &n, err);

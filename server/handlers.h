@@ -201,6 +201,15 @@ struct rn_pl *rn_hd_pipelines(rn_hd_t *h);
  * msg, or the code's name when msg is empty; returns -1. */
 int  rn_hd_fail(rn_status_t *st, int rc, const char *msg);
 
+/* A check run before ResetGroup changes a group's offsets: 0 allows it; else
+ * the reset is refused (FAILED_PRECONDITION) with msg (n bytes, written by
+ * the guard) as its message. The Kafka front installs one that refuses while
+ * the group has live Kafka members, naming them. fn NULL removes it; setting
+ * waits for a guard call in progress, so arg may be freed once the guard is
+ * removed. Called on gRPC threads. */
+typedef int (*rn_hd_group_guard_fn)(void *arg, const char *group, char *msg, size_t n);
+void rn_hd_set_group_guard(rn_hd_t *h, rn_hd_group_guard_fn fn, void *arg);
+
 /* Counters for the shutdown summary. */
 typedef struct rn_hd_stats {
     uint64_t produced_batches, produced_bytes, duplicate_batches, fetched_batches;
