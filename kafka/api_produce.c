@@ -41,6 +41,7 @@ typedef struct kpart {
 typedef struct kproduce {
     int16_t  acks;
     int32_t  ntopics, nparts;
+    uint64_t created;            /* ctx->created when the request began */
     kpart_t *parts;
 } kproduce_t;
 
@@ -131,7 +132,9 @@ static void produce_part(rn_kreq_t *q, kproduce_t *s, kpart_t *kp)
         rn_meta_topic_t t;
         rn_hd_produce_free(&kp->p);
         kp->begun = 0;
-        kp->err = rn_ktopic_get(q->ctx, kp->topic, 1, &t);
+        /* At most RN_KAPI_MAX_AUTO_CREATE topics per request (api.h invariant 5). */
+        kp->err = rn_ktopic_get(q->ctx, kp->topic,
+                                q->ctx->created - s->created < RN_KAPI_MAX_AUTO_CREATE, &t);
         if (!kp->err && (uint32_t)kp->index >= t.queues)
             kp->err = RN_KERR_UNKNOWN_TOPIC_OR_PARTITION;
         if (kp->err) {
@@ -212,6 +215,7 @@ int rn_kh_produce(rn_kreq_t *q)
     q->hstate = s;
     q->hfree = produce_free;
     s->acks = acks;
+    s->created = q->ctx->created;
     s->ntopics = nt < 0 ? 0 : nt;
     /* Two passes: count the partitions, then decode them into an array of
      * exactly that size. */
@@ -224,6 +228,9 @@ int rn_kh_produce(rn_kreq_t *q)
             rn_kr_i32(r, "partition index");
             rn_kr_bytes(r, "records");
         }
+        if (count > RN_KAPI_MAX_PARTITIONS)             /* api.h invariant 5 */
+            return rn_kreq_bad(q, "more than %d partitions in one request",
+                               RN_KAPI_MAX_PARTITIONS);
     }
     if (r->err) return RN_KH_BAD;
     *r = start;
