@@ -83,7 +83,11 @@ static size_t fetch_write(rn_kreq_t *q, kfetch_t *s)
         rn_kw_i16(w, RN_KERR_NONE);
         rn_kw_i32(w, 0);                                    /* session_id: none */
     }
-    rn_kw_array(w, s->ntopics);
+    /* The topics emitted: those with a partition. */
+    int32_t emitted = 0;
+    for (int32_t i = 0; i < s->nparts; i++)
+        emitted += i == 0 || s->parts[i].ntopic != s->parts[i - 1].ntopic;
+    rn_kw_array(w, emitted);
     for (int32_t i = 0; i < s->nparts;) {
         int32_t j = i;
         while (j < s->nparts && s->parts[j].ntopic == s->parts[i].ntopic) j++;
@@ -150,7 +154,10 @@ static size_t fetch_write(rn_kreq_t *q, kfetch_t *s)
 static int fetch_try(rn_kreq_t *q, int expired)
 {
     kfetch_t *s = q->hstate;
-    if (expired || fetch_due(q, s)) {
+    /* fetch_due also resolves each partition's queue, which fetch_write
+     * needs: called even when the wait is over (max_wait_ms 0). */
+    int due = fetch_due(q, s);
+    if (expired || due) {
         size_t mark = q->out.len;
         size_t total = fetch_write(q, s);
         if (expired || total >= (size_t)(s->min_bytes > 0 ? s->min_bytes : 0)) return 1;
@@ -204,6 +211,9 @@ int rn_kh_fetch(rn_kreq_t *q)
     s->max_bytes = max_bytes > 0 ? max_bytes : 1;
     if ((uint32_t)s->max_bytes > q->ctx->max_frame) s->max_bytes = (int32_t)q->ctx->max_frame;
     s->ntopics = nt < 0 ? 0 : nt;
+    if (s->ntopics > RN_KAPI_MAX_PARTITIONS)            /* api.h invariant 5 */
+        return rn_kreq_bad(q, "%d topics in one request; at most %d", s->ntopics,
+                           RN_KAPI_MAX_PARTITIONS);
     /* Two passes: count the partitions, then decode them into an array of
      * exactly that size. */
     rn_kr_t start = *r;

@@ -158,7 +158,12 @@ static void produce_answer(rn_kreq_t *q)
 {
     kproduce_t *s = q->hstate;
     rn_kw_t *w = &q->w;
-    rn_kw_array(w, s->ntopics);
+    /* The topics emitted: those with a partition (a topic naming none is
+     * left out, so the count matches what follows). */
+    int32_t emitted = 0;
+    for (int32_t i = 0; i < s->nparts; i++)
+        emitted += i == 0 || s->parts[i].ntopic != s->parts[i - 1].ntopic;
+    rn_kw_array(w, emitted);
     for (int32_t i = 0; i < s->nparts;) {
         int32_t j = i;
         while (j < s->nparts && s->parts[j].ntopic == s->parts[i].ntopic) j++;
@@ -217,6 +222,9 @@ int rn_kh_produce(rn_kreq_t *q)
     s->acks = acks;
     s->created = q->ctx->created;
     s->ntopics = nt < 0 ? 0 : nt;
+    if (s->ntopics > RN_KAPI_MAX_PARTITIONS)            /* api.h invariant 5 */
+        return rn_kreq_bad(q, "%d topics in one request; at most %d", s->ntopics,
+                           RN_KAPI_MAX_PARTITIONS);
     /* Two passes: count the partitions, then decode them into an array of
      * exactly that size. */
     rn_kr_t start = *r;

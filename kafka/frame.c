@@ -86,6 +86,12 @@ int rn_kreq_header(rn_kreq_t *q, const rn_kapi_t **api, char *why, size_t wn)
     q->flex = q->version >= a->flex_min;
     h.flex = q->flex;
     rn_kr_tags(&h);     /* request header v2 */
+    if (h.err && q->api == 18 && (q->version < a->min || q->version > a->max)) {
+        /* A version newer than ours may change the header: answered in the
+         * v0 layout whatever follows (KIP-511). */
+        q->flex = 0;
+        rn_kr_init(&h, h.end, 0, 0);
+    }
     if (h.err) {
         snprintf(why, wn, "%s v%d: the request header's tagged fields do not parse", a->name,
                  q->version);
