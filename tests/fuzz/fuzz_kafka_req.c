@@ -173,7 +173,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rn_kreq_t q;
     const rn_kapi_t *api;
     int r = fk_run(&q, data, size, &api);
-    if (r == RN_KH_DONE) FZ_CHECK(response_parses(&q) != 0);    /* invariant 1 */
+    int parsed = r == RN_KH_DONE ? response_parses(&q) : -1;
+    if (getenv("RN_FUZZ_VERBOSE"))
+        fprintf(stderr, "fuzz_kafka_req: %s v%d: %s, %zu-byte response%s\n",
+                api ? api->name : "(header refused)", q.version,
+                r == RN_KH_DONE ? "done" : r == RN_KH_NONE ? "no response"
+                : r == RN_KH_BAD ? "bad" : "refused", q.out.len,
+                parsed == 1 ? " (schema checked)" : "");
+    FZ_CHECK(parsed != 0);                                       /* invariant 1 */
     if (r >= 0) fk_free(&q);
     fz_still_serving();                                          /* invariant 2 */
     return 0;
