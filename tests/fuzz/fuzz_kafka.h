@@ -47,9 +47,16 @@ static rn_hd_t *fk_ctx_hd;
 
 static rn_kctx_t *fk_context(void)
 {
+    /* fuzz_rpc.h renews the data directory on this call: the coordinator
+     * goes first, while the broker it uses is open. */
+    if (fk_ctx_hd && fz_hd && (fz_inputs + 1) % FZ_RESET_EVERY == 0) {
+        rn_kcoord_close(fk_ctx.coord);
+        fk_ctx.coord = NULL;
+        fk_ctx_hd = NULL;
+    }
     rn_hd_t *h = fz_handlers();
     if (fk_ctx_hd == h) return &fk_ctx;
-    /* A new data directory (fuzz_rpc.h renews it): a new context. */
+    /* A new data directory: a new context. */
     if (fk_ctx_hd) rn_kcoord_close(fk_ctx.coord);
     memset(&fk_ctx, 0, sizeof fk_ctx);
     fk_ctx.hd = h;
