@@ -228,6 +228,23 @@ build-fuzz/fuzz_rpc_%: tests/fuzz/fuzz_rpc_%.c tests/fuzz/fuzz_rpc.h $(HD_SRC) $
 	clang $(FUZZ_CFLAGS) -I$(BUILD)/gen $(shell pkg-config --cflags libprotobuf-c) -o $@ $< \
 	    $(HD_SRC) $(PROTO_C) $(CORE_SRC) $(LIBS_CORE) $(shell pkg-config --libs libprotobuf-c)
 
+# fuzz_kafka_*: the Kafka front's frame splitter, request headers and
+# handlers (kafka/), without its sockets: every server and kafka source but
+# runneld's main and kafka/front.c, whose entry points the handlers call are
+# tests/fuzz/kafka_stub.c (synchronous).
+KFZ_SRC := $(filter-out server/runneld.c kafka/front.c,$(SERVER_SRC)) tests/fuzz/kafka_stub.c
+$(BUILD)/fuzz/replay_kafka_%: $(BUILD)/tests/fuzz/fuzz_kafka_%.o $(BUILD)/tests/fuzz/replay.o \
+                              $(KFZ_SRC:%.c=$(BUILD)/%.o) $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_ALL)
+build-fuzz/fuzz_kafka_%: tests/fuzz/fuzz_kafka_%.c tests/fuzz/fuzz_kafka.h tests/fuzz/fuzz_rpc.h \
+                         $(KFZ_SRC) $(PROTO_C) $(NET_SRC) \
+                         $(foreach d,$(CORE_DIRS) kafka,$(wildcard $(d)/*.c $(d)/*.h))
+	@sh scripts/install-deps.sh fuzz
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -I$(BUILD)/gen $(shell pkg-config --cflags $(PKGS_NET)) -o $@ $< \
+	    $(KFZ_SRC) $(PROTO_C) $(NET_SRC) $(CORE_SRC) $(LIBS_CORE) $(LIBS_NET)
+
 fuzz: $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do n=$${f#build-fuzz/fuzz_}; \
 	  mkdir -p build-fuzz/corpus-$$n; \

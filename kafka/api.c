@@ -74,9 +74,10 @@ int rn_kh_api_versions(rn_kreq_t *q)
 {
     const rn_kapi_t *me = rn_kapi_find(18);
     rn_kw_t *w = &q->w;
-    if (q->version > me->max) {
-        /* KIP-511: an unsupported version is answered in the v0 layout with
-         * UNSUPPORTED_VERSION and our versions, so the client downgrades. */
+    if (q->version < me->min || q->version > me->max) {
+        /* KIP-511: an unsupported version (a negative one too) is answered
+         * in the v0 layout with UNSUPPORTED_VERSION and our versions, so the
+         * client downgrades. */
         q->flex = 0;
         w->flex = 0;
         rn_kw_i16(w, RN_KERR_UNSUPPORTED_VERSION);
@@ -153,6 +154,7 @@ int16_t rn_ktopic_get(rn_kctx_t *ctx, rn_kstr_t s, int create, rn_meta_topic_t *
         rn_slog(RN_SLOG_WARN, "kafka: cannot auto-create topic '%s': %s", name, err);
         return RN_KERR_UNKNOWN_SERVER_ERROR;
     }
+    ctx->created++;                     /* api.h invariant 5 */
     rn_slog(RN_SLOG_INFO, "kafka: created topic '%s' with %u queues (auto-creation; runneld "
             "--kafka-auto-create-queues)", name, ctx->auto_create);
     return RN_KERR_NONE;
@@ -163,6 +165,9 @@ int rn_kh_metadata(rn_kreq_t *q)
     rn_kr_t *r = &q->in;
     rn_kw_t *w = &q->w;
     int32_t n = rn_kr_array(r, "topics");
+    if (n > RN_KAPI_MAX_PARTITIONS)                     /* api.h invariant 5 */
+        return rn_kreq_bad(q, "%d topics named; at most %d per request", n,
+                           RN_KAPI_MAX_PARTITIONS);
     const uint8_t *names = r->p;
     for (int32_t i = 0; i < n && !r->err; i++) rn_kr_str(r, "topic name");
     int create = 1;
@@ -198,10 +203,12 @@ int rn_kh_metadata(rn_kreq_t *q)
     rn_kw_array(w, n);
     rn_kr_t again;
     rn_kr_init(&again, names, (size_t)(q->in.end - names), q->flex);
+    uint64_t created = q->ctx->created;
     for (int32_t i = 0; i < n; i++) {
         rn_kstr_t s = rn_kr_str(&again, "topic name");
         rn_meta_topic_t t;
-        int16_t e = rn_ktopic_get(q->ctx, s, create, &t);
+        int more = q->ctx->created - created < RN_KAPI_MAX_AUTO_CREATE;
+        int16_t e = rn_ktopic_get(q->ctx, s, create && more, &t);
         /* A new topic is known at once: Kafka answers LEADER_NOT_AVAILABLE
          * while its partitions elect leaders; runnel's are ready. */
         metadata_topic(q, s.p, s.len, e, e == RN_KERR_NONE ? t.queues : 0);

@@ -30,6 +30,14 @@
  *     coordinator may always complete what it holds.
  *  4. ApiVersions advertises exactly rn_kapi_table: a handler exists for
  *     every key and version listed there, and nothing else is answered.
+ *  5. Bounded work per request, whatever it names: at most
+ *     RN_KAPI_MAX_PARTITIONS topic-partition entries (or topics) are
+ *     decoded (more: the request is refused, RN_KH_BAD), at most
+ *     RN_KAPI_MAX_AUTO_CREATE topics auto-created (later unknown topics
+ *     get UNKNOWN_TOPIC_OR_PARTITION; the client's retry creates them), at
+ *     most RN_KAPI_MAX_TIME_LOOKUPS lookups by timestamp (later partitions
+ *     get REQUEST_TIMED_OUT, retriable), a Fetch's max_bytes is capped at
+ *     the frame limit, and a response at RN_KW_MAX_RESPONSE (wire.h).
  */
 #ifndef RN_KAFKA_API_H
 #define RN_KAFKA_API_H
@@ -103,6 +111,12 @@ enum {
     RN_KERR_UNSTABLE_OFFSET_COMMIT = 88,
 };
 
+/* ---- per-request bounds (invariant 5) --------------------------------------------- */
+
+#define RN_KAPI_MAX_PARTITIONS   10000
+#define RN_KAPI_MAX_AUTO_CREATE  16
+#define RN_KAPI_MAX_TIME_LOOKUPS 64
+
 /* ---- the front's state, shared by every handler (invariant 1) ------------------ */
 
 struct rn_kcoord;
@@ -117,6 +131,7 @@ typedef struct rn_kctx {
     uint32_t          auto_create;   /* queues of an auto-created topic; 0 = off */
     uint32_t          max_frame;     /* the largest request frame accepted */
     struct rn_kcoord *coord;         /* the group coordinator (kafka/coord.h) */
+    uint64_t          created;       /* topics auto-created so far (invariant 5) */
 } rn_kctx_t;
 
 /* ---- requests ------------------------------------------------------------------ */
@@ -149,6 +164,7 @@ struct rn_kreq {
     void      (*then)(rn_kreq_t *q);
     void      (*retry)(rn_kreq_t *q, int expired);
     int64_t     deadline;
+    size_t      held_out;        /* response bytes counted as held (front.c) */
 };
 
 typedef int (*rn_kh_fn)(rn_kreq_t *q);

@@ -83,7 +83,11 @@ static size_t fetch_write(rn_kreq_t *q, kfetch_t *s)
         rn_kw_i16(w, RN_KERR_NONE);
         rn_kw_i32(w, 0);                                    /* session_id: none */
     }
-    rn_kw_array(w, s->ntopics);
+    /* The topics emitted: those with a partition. */
+    int32_t emitted = 0;
+    for (int32_t i = 0; i < s->nparts; i++)
+        emitted += i == 0 || s->parts[i].ntopic != s->parts[i - 1].ntopic;
+    rn_kw_array(w, emitted);
     for (int32_t i = 0; i < s->nparts;) {
         int32_t j = i;
         while (j < s->nparts && s->parts[j].ntopic == s->parts[i].ntopic) j++;
@@ -106,14 +110,28 @@ static size_t fetch_write(rn_kreq_t *q, kfetch_t *s)
                 size_t left = (size_t)s->max_bytes > total ? (size_t)s->max_bytes - total : 0;
                 size_t max = (size_t)fp->max_bytes < left ? (size_t)fp->max_bytes : left;
                 rn_status_t st;
-                if (rn_hd_read(q->ctx->hd, fp->qe, fp->offset, (uint32_t)(max ? max : 1), w->b,
-                               &f, &st) != 0) {
+                rn_datadir_queue_info_t info;
+                int64_t off;
+                if (max == 0 && total > 0) {
+                    /* The response is full: watermarks only, without
+                     * reading a batch only to drop it (bounded work). */
+                    if (rn_hd_offset_at(q->ctx->hd, fp->name, (uint32_t)fp->index,
+                                        RN_POS_EARLIEST, 0, &off, &info, &st) != 0) {
+                        err = rn_kerr_of(&st);
+                    } else {
+                        f.high_watermark = info.high_watermark;
+                        f.log_start = info.log_start;
+                        if (fp->offset < info.log_start || fp->offset > info.high_watermark)
+                            err = RN_KERR_OFFSET_OUT_OF_RANGE;
+                    }
+                } else if (rn_hd_read(q->ctx->hd, fp->qe, fp->offset, (uint32_t)(max ? max : 1),
+                                      w->b, &f, &st) != 0) {
                     err = rn_kerr_of(&st);
                     if (st.code == RN_ST_DATA_LOSS) err = RN_KERR_CORRUPT_MESSAGE;
                     if (err != RN_KERR_OFFSET_OUT_OF_RANGE)
                         rn_slog(RN_SLOG_WARN, "kafka: fetch from %s: %s", q->peer, st.msg);
-                } else if (max == 0 && total > 0) {
-                    w->b->len = at;
+                } else if (w->b->len > w->max) {
+                    w->err = RN_KW_ETOOBIG;             /* wire.h invariant 5 */
                 }
             }
             if (err) w->b->len = at;
@@ -136,7 +154,10 @@ static size_t fetch_write(rn_kreq_t *q, kfetch_t *s)
 static int fetch_try(rn_kreq_t *q, int expired)
 {
     kfetch_t *s = q->hstate;
-    if (expired || fetch_due(q, s)) {
+    /* fetch_due also resolves each partition's queue, which fetch_write
+     * needs: called even when the wait is over (max_wait_ms 0). */
+    int due = fetch_due(q, s);
+    if (expired || due) {
         size_t mark = q->out.len;
         size_t total = fetch_write(q, s);
         if (expired || total >= (size_t)(s->min_bytes > 0 ? s->min_bytes : 0)) return 1;
@@ -163,6 +184,7 @@ static void partition_fields(rn_kreq_t *q, rn_kr_t *r, fpart_t *fp)
     fp->index = index;
     fp->offset = offset;
     fp->max_bytes = max > 0 ? max : 1;
+    if ((uint32_t)fp->max_bytes > q->ctx->max_frame) fp->max_bytes = (int32_t)q->ctx->max_frame;
 }
 
 int rn_kh_fetch(rn_kreq_t *q)
@@ -184,8 +206,14 @@ int rn_kh_fetch(rn_kreq_t *q)
     q->hstate = s;
     q->hfree = fetch_free;
     s->min_bytes = min_bytes;
+    /* At most the frame limit per response (api.h invariant 5), and per
+     * partition (below): one batch past it at most (KIP-74). */
     s->max_bytes = max_bytes > 0 ? max_bytes : 1;
+    if ((uint32_t)s->max_bytes > q->ctx->max_frame) s->max_bytes = (int32_t)q->ctx->max_frame;
     s->ntopics = nt < 0 ? 0 : nt;
+    if (s->ntopics > RN_KAPI_MAX_PARTITIONS)            /* api.h invariant 5 */
+        return rn_kreq_bad(q, "%d topics in one request; at most %d", s->ntopics,
+                           RN_KAPI_MAX_PARTITIONS);
     /* Two passes: count the partitions, then decode them into an array of
      * exactly that size. */
     rn_kr_t start = *r;
@@ -195,6 +223,9 @@ int rn_kh_fetch(rn_kreq_t *q)
         int32_t np = rn_kr_array(r, "partitions");
         for (int32_t i = 0; i < np && !r->err; i++, count++)
             partition_fields(q, r, NULL);
+        if (count > RN_KAPI_MAX_PARTITIONS)             /* api.h invariant 5 */
+            return rn_kreq_bad(q, "more than %d partitions in one request",
+                               RN_KAPI_MAX_PARTITIONS);
     }
     if (r->err) return RN_KH_BAD;
     *r = start;
@@ -264,6 +295,7 @@ int rn_kh_list_offsets(rn_kreq_t *q)
     if (r->err) return RN_KH_BAD;
     if (q->version >= 2) rn_kw_i32(w, 0);                  /* throttle_time_ms */
     rn_kw_array(w, nt < 0 ? 0 : nt);
+    int32_t nparts = 0, lookups = 0;                       /* api.h invariant 5 */
     for (int32_t t = 0; t < nt && !r->err; t++) {
         rn_kstr_t name = rn_kr_str(r, "topic name");
         int32_t np = rn_kr_array(r, "partitions");
@@ -271,6 +303,9 @@ int rn_kh_list_offsets(rn_kreq_t *q)
         rn_kw_array(w, np < 0 ? 0 : np);
         char topic[256];
         int valid = rn_ktopic_valid(name) && rn_kstr_copy(name, topic, sizeof topic) == 0;
+        if (np > 0 && (nparts += np) > RN_KAPI_MAX_PARTITIONS)
+            return rn_kreq_bad(q, "more than %d partitions in one request",
+                               RN_KAPI_MAX_PARTITIONS);
         for (int32_t i = 0; i < np && !r->err; i++) {
             int32_t part = rn_kr_i32(r, "partition_index");
             if (q->version >= 4) rn_kr_i32(r, "current_leader_epoch");
@@ -288,6 +323,9 @@ int rn_kh_list_offsets(rn_kreq_t *q)
                 rn_status_t st;
                 if (kind == RN_POS_TIME && ts < 0) {
                     err = RN_KERR_INVALID_REQUEST;      /* -3 (max timestamp) and others */
+                } else if (kind == RN_POS_TIME && ++lookups > RN_KAPI_MAX_TIME_LOOKUPS) {
+                    /* Each decodes batches: bounded per request; retriable. */
+                    err = RN_KERR_REQUEST_TIMED_OUT;
                 } else if (rn_hd_offset_at(q->ctx->hd, topic, (uint32_t)part, kind, ts, &off,
                                            &info, &st) != 0) {
                     err = rn_kerr_of(&st);

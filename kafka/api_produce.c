@@ -41,6 +41,7 @@ typedef struct kpart {
 typedef struct kproduce {
     int16_t  acks;
     int32_t  ntopics, nparts;
+    uint64_t created;            /* ctx->created when the request began */
     kpart_t *parts;
 } kproduce_t;
 
@@ -131,7 +132,9 @@ static void produce_part(rn_kreq_t *q, kproduce_t *s, kpart_t *kp)
         rn_meta_topic_t t;
         rn_hd_produce_free(&kp->p);
         kp->begun = 0;
-        kp->err = rn_ktopic_get(q->ctx, kp->topic, 1, &t);
+        /* At most RN_KAPI_MAX_AUTO_CREATE topics per request (api.h invariant 5). */
+        kp->err = rn_ktopic_get(q->ctx, kp->topic,
+                                q->ctx->created - s->created < RN_KAPI_MAX_AUTO_CREATE, &t);
         if (!kp->err && (uint32_t)kp->index >= t.queues)
             kp->err = RN_KERR_UNKNOWN_TOPIC_OR_PARTITION;
         if (kp->err) {
@@ -155,7 +158,12 @@ static void produce_answer(rn_kreq_t *q)
 {
     kproduce_t *s = q->hstate;
     rn_kw_t *w = &q->w;
-    rn_kw_array(w, s->ntopics);
+    /* The topics emitted: those with a partition (a topic naming none is
+     * left out, so the count matches what follows). */
+    int32_t emitted = 0;
+    for (int32_t i = 0; i < s->nparts; i++)
+        emitted += i == 0 || s->parts[i].ntopic != s->parts[i - 1].ntopic;
+    rn_kw_array(w, emitted);
     for (int32_t i = 0; i < s->nparts;) {
         int32_t j = i;
         while (j < s->nparts && s->parts[j].ntopic == s->parts[i].ntopic) j++;
@@ -212,7 +220,11 @@ int rn_kh_produce(rn_kreq_t *q)
     q->hstate = s;
     q->hfree = produce_free;
     s->acks = acks;
+    s->created = q->ctx->created;
     s->ntopics = nt < 0 ? 0 : nt;
+    if (s->ntopics > RN_KAPI_MAX_PARTITIONS)            /* api.h invariant 5 */
+        return rn_kreq_bad(q, "%d topics in one request; at most %d", s->ntopics,
+                           RN_KAPI_MAX_PARTITIONS);
     /* Two passes: count the partitions, then decode them into an array of
      * exactly that size. */
     rn_kr_t start = *r;
@@ -224,6 +236,9 @@ int rn_kh_produce(rn_kreq_t *q)
             rn_kr_i32(r, "partition index");
             rn_kr_bytes(r, "records");
         }
+        if (count > RN_KAPI_MAX_PARTITIONS)             /* api.h invariant 5 */
+            return rn_kreq_bad(q, "more than %d partitions in one request",
+                               RN_KAPI_MAX_PARTITIONS);
     }
     if (r->err) return RN_KH_BAD;
     *r = start;

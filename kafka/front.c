@@ -21,8 +21,20 @@
  *     connection still allocated (api.h invariant 3).
  *  3. At most one RN_KH_LATER request runs per connection (c->blocked), and
  *     no later request is handled while it does.
- *  4. f->inflight counts the bytes of every frame held; reading pauses on
- *     every connection while it is over RN_KFRONT_MAX_INFLIGHT.
+ *  4. f->inflight counts the bytes held for every connection (c->held: the
+ *     frame being read, frames queued or running, responses complete or
+ *     being written); reading pauses on every connection while it is over
+ *     RN_KFRONT_MAX_INFLIGHT, and on a connection while its c->held is over
+ *     RN_KFRONT_MAX_CONN_HELD.
+ *  5. A connection handles no further request while its responses not yet
+ *     written (c->out_held) exceed RN_KFRONT_MAX_CONN_HELD: a client that
+ *     pipelines requests and never reads the answers holds at most that
+ *     much, plus one frame and one response (RN_KW_MAX_RESPONSE).
+ *  6. A frame begun must be whole within the frame timeout while the
+ *     connection is being read (a client trickling bytes, slowloris, is
+ *     closed); an idle connection between frames is not timed out.
+ *  7. SIGPIPE is ignored once the front starts: a write to a peer that
+ *     closed fails with EPIPE on that connection only.
  */
 #include "kafka/front.h"
 
@@ -31,6 +43,7 @@
 #include <assert.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -43,6 +56,7 @@
 #include "common/error.h"
 #include "kafka/api.h"
 #include "kafka/coord.h"
+#include "kafka/frame.h"
 #include "server/log.h"
 #include "server/server.h"
 
@@ -71,6 +85,7 @@ struct rn_kfront {
     rn_kreq_t       *parked;
     uint64_t         live;             /* requests allocated */
     size_t           inflight;         /* invariant 4 */
+    int64_t          frame_timeout_ms; /* invariant 6 */
     int              paused;           /* reading paused by invariant 4 */
     atomic_uint_fast64_t nconns, nreqs, nbad;
 };
@@ -79,15 +94,13 @@ struct kconn {
     uv_tcp_t     tcp;
     rn_kfront_t *f;
     char         peer[64];
-    uint8_t      size[4];
-    uint32_t     size_have;
-    uint8_t     *frame;              /* the frame being read */
-    uint32_t     frame_len, frame_have;
+    rn_kframer_t fr;                 /* the frame being read (kafka/frame.h) */
+    int64_t      frame_start;        /* when its first byte came (invariant 6) */
+    size_t       held, out_held;     /* invariants 4 and 5 */
     int          direct;             /* the last buffer given was the frame's */
     uint8_t      stage[STAGE_SIZE];
     rn_kreq_t   *head, *tail;        /* live requests in order */
     uint32_t     queued;             /* requests not yet answered */
-    size_t       out_bytes;          /* responses being written */
     rn_kreq_t   *blocked;            /* invariant 3 */
     int          closing, reading;
     int          in_pump, repump;    /* pump is not re-entered (rn_kreq_done inside it) */
@@ -114,10 +127,23 @@ static void conn_unref(kconn_t *c)
     if (c->prev) c->prev->next = c->next;
     else f->conns = c->next;
     if (c->next) c->next->prev = c->prev;
-    free(c->frame);
-    f->inflight -= c->frame ? c->frame_len : 0;
+    f->inflight -= c->fr.frame ? c->fr.frame_len : 0;
+    rn_kframer_free(&c->fr);
     free(c);
     maybe_finish(f);
+}
+
+/* Account n more (or fewer) bytes held for c (invariant 4). */
+static void hold(kconn_t *c, size_t n) { c->held += n; c->f->inflight += n; }
+static void unhold(kconn_t *c, size_t n) { c->held -= n; c->f->inflight -= n; }
+
+/* q's response is complete: its bytes are held until written (invariant 5). */
+static void hold_out(rn_kreq_t *q)
+{
+    kconn_t *c = q->conn;
+    q->held_out = q->out.len;
+    hold(c, q->held_out);
+    c->out_held += q->held_out;
 }
 
 static void req_free(rn_kreq_t *q)
@@ -125,7 +151,8 @@ static void req_free(rn_kreq_t *q)
     kconn_t *c = q->conn;
     rn_kfront_t *f = c->f;
     if (q->hfree) q->hfree(q);
-    f->inflight -= q->frame_len;
+    unhold(c, q->frame_len + q->held_out);
+    c->out_held -= q->held_out;
     free(q->frame);
     rn_buf_free(&q->out);
     free(q);
@@ -184,7 +211,6 @@ static void on_written(uv_write_t *w, int status)
     kwrite_t *kw = (kwrite_t *)w;
     rn_kreq_t *q = kw->q;
     kconn_t *c = q->conn;
-    c->out_bytes -= q->out.len;
     free(kw);
     req_free(q);
     if (status < 0) conn_close(c, NULL);
@@ -206,9 +232,7 @@ static int send_response(kconn_t *c, rn_kreq_t *q)
     kw->hdr[8] = 0;
     uv_buf_t b[2] = {uv_buf_init((char *)kw->hdr, (unsigned)hl),
                      uv_buf_init((char *)q->out.data, (unsigned)q->out.len)};
-    c->out_bytes += q->out.len;
     if (uv_write(&kw->w, (uv_stream_t *)&c->tcp, b, q->out.len ? 2 : 1, on_written) != 0) {
-        c->out_bytes -= q->out.len;
         free(kw);
         return -1;
     }
@@ -234,44 +258,23 @@ static void flush(kconn_t *c)
 
 /* ---- handling ------------------------------------------------------------------- */
 
+/* Why a response could not be built (wire.h invariants 4 and 5). */
+static const char *werr(const rn_kreq_t *q)
+{
+    return q->w.err == RN_KW_ETOOBIG ? "the response would exceed its size limit"
+                                     : "out of memory building the response";
+}
+
 static void handle(kconn_t *c, rn_kreq_t *q)
 {
     rn_kfront_t *f = c->f;
     atomic_fetch_add(&f->nreqs, 1);
-    rn_kr_t h;
-    rn_kr_init(&h, q->frame, q->frame_len, 0);
-    q->api = rn_kr_i16(&h, "request api_key");
-    q->version = rn_kr_i16(&h, "request api_version");
-    q->corr = rn_kr_i32(&h, "request correlation_id");
-    q->client_id = rn_kr_str(&h, "request client_id");    /* never compact */
-    if (h.err) {
-        conn_close(c, "a %u-byte frame is too short for a request header (%s)", q->frame_len,
-                   h.what);
+    const rn_kapi_t *a;
+    char why[256];
+    if (rn_kreq_header(q, &a, why, sizeof why) != 0) {
+        conn_close(c, "%s", why);
         return;
     }
-    const rn_kapi_t *a = rn_kapi_find(q->api);
-    if (!a) {
-        conn_close(c, "unknown API key %d (this broker answers the keys ApiVersions lists)",
-                   q->api);
-        return;
-    }
-    /* ApiVersions answers any version itself (an unsupported one with
-     * UNSUPPORTED_VERSION in the v0 layout, so the client can downgrade). */
-    if (q->api != 18 && (q->version < a->min || q->version > a->max)) {
-        conn_close(c, "%s version %d is not supported (versions %d-%d)", a->name, q->version,
-                   a->min, a->max);
-        return;
-    }
-    q->flex = q->version >= a->flex_min;
-    h.flex = q->flex;
-    rn_kr_tags(&h);     /* request header v2 */
-    if (h.err) {
-        conn_close(c, "%s v%d: the request header's tagged fields do not parse", a->name,
-                   q->version);
-        return;
-    }
-    rn_kr_init(&q->in, h.p, rn_kr_left(&h), q->flex);
-    rn_kw_init(&q->w, &q->out, q->flex);
     q->state = Q_RUNNING;
     int r = a->fn(q);
     if (r == RN_KH_BAD || (r == RN_KH_DONE && q->w.err)) q->state = Q_QUEUED;   /* freed below */
@@ -281,11 +284,11 @@ static void handle(kconn_t *c, rn_kreq_t *q)
         return;
     }
     if ((r == RN_KH_DONE) && q->w.err) {
-        conn_close(c, "%s v%d: out of memory building the response", a->name, q->version);
+        conn_close(c, "%s v%d: %s", a->name, q->version, werr(q));
         return;
     }
     switch (r) {
-    case RN_KH_DONE: q->state = Q_READY; break;
+    case RN_KH_DONE: q->state = Q_READY; hold_out(q); break;
     case RN_KH_NONE: q->state = Q_NORESP; break;
     case RN_KH_LATER: if (q->state == Q_RUNNING) c->blocked = q; break;
     default: break;    /* RN_KH_LATER_PIPELINED */
@@ -305,7 +308,8 @@ static void pump(kconn_t *c)
     c->in_pump = 1;
     do {
         c->repump = 0;
-        for (rn_kreq_t *q = c->head; q && !c->blocked; q = q->next) {
+        for (rn_kreq_t *q = c->head; q && !c->blocked && c->out_held < RN_KFRONT_MAX_CONN_HELD;
+             q = q->next) {      /* invariant 5 */
             if (q->state != Q_QUEUED) continue;
             handle(c, q);
             if (c->closing) break;       /* q may be freed */
@@ -335,9 +339,10 @@ static void complete(rn_kreq_t *q, int st)
         return;
     }
     if (q->w.err) {
-        conn_close(c, "out of memory building a response");
+        conn_close(c, "%s", werr(q));
         return;
     }
+    if (st == Q_READY) hold_out(q);
     pump(c);
 }
 
@@ -359,29 +364,26 @@ int rn_kreq_bad(rn_kreq_t *q, const char *fmt, ...)
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
     kconn_t *c = h->data;
-    if (c->frame) {
+    if (c->fr.frame) {
         c->direct = 1;
-        *b = uv_buf_init((char *)c->frame + c->frame_have, c->frame_len - c->frame_have);
+        *b = uv_buf_init((char *)c->fr.frame + c->fr.frame_have,
+                         c->fr.frame_len - c->fr.frame_have);
     } else {
         c->direct = 0;
         *b = uv_buf_init((char *)c->stage, sizeof c->stage);
     }
 }
 
-/* A whole frame arrived: queue its request. */
+/* A whole frame arrived: queue its request (its bytes stay held). */
 static int frame_done(kconn_t *c)
 {
     rn_kreq_t *q = calloc(1, sizeof *q);
     if (!q) return -1;
-    q->frame = c->frame;
-    q->frame_len = c->frame_len;
+    q->frame = rn_kframer_release(&c->fr, &q->frame_len);
     q->conn = c;
     q->ctx = &c->f->ctx;
     snprintf(q->peer, sizeof q->peer, "%s", c->peer);
     q->state = Q_QUEUED;
-    c->frame = NULL;
-    c->frame_len = c->frame_have = 0;
-    c->size_have = 0;
     if (c->tail) c->tail->next = q;
     else c->head = q;
     c->tail = q;
@@ -396,31 +398,17 @@ static int frame_done(kconn_t *c)
 static ssize_t take_bytes(kconn_t *c, const uint8_t *p, size_t n)
 {
     rn_kfront_t *f = c->f;
+    int mid = rn_kframer_mid(&c->fr), had = c->fr.frame != NULL;
     size_t used = 0;
-    if (!c->frame) {
-        while (c->size_have < 4 && used < n) c->size[c->size_have++] = p[used++];
-        if (c->size_have < 4) return (ssize_t)used;
-        int32_t len = (int32_t)rn_be32_get(c->size);
-        if (len < 8 || (uint32_t)len > f->ctx.max_frame) {
-            conn_close(c, "a frame of %d bytes is outside the valid 8..%u (runneld "
-                       "--kafka-max-frame-bytes)", len, f->ctx.max_frame);
-            return -1;
-        }
-        c->frame = malloc((size_t)len);
-        if (!c->frame) {
-            conn_close(c, "out of memory for a %d-byte frame", len);
-            return -1;
-        }
-        c->frame_len = (uint32_t)len;
-        c->frame_have = 0;
-        f->inflight += (size_t)len;
+    char why[256];
+    int r = rn_kframer_take(&c->fr, f->ctx.max_frame, p, n, &used, why, sizeof why);
+    if (r == RN_KF_BAD) {
+        conn_close(c, "%s", why);
+        return -1;
     }
-    size_t k = c->frame_len - c->frame_have;
-    if (k > n - used) k = n - used;
-    memcpy(c->frame + c->frame_have, p + used, k);
-    c->frame_have += (uint32_t)k;
-    used += k;
-    if (c->frame_have == c->frame_len && frame_done(c) != 0) {
+    if (!mid && used) c->frame_start = rn_server_now_ms();     /* invariant 6 */
+    if (!had && c->fr.frame) hold(c, c->fr.frame_len);
+    if (r == RN_KF_FRAME && frame_done(c) != 0) {
         conn_close(c, "out of memory queueing a request");
         return -1;
     }
@@ -431,16 +419,16 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     kconn_t *c = s->data;
     if (n < 0) {
-        if (c->frame && n != UV_EOF)
+        if (rn_kframer_mid(&c->fr) && n != UV_EOF)
             rn_slog(RN_SLOG_DEBUG, "kafka: %s: %s", c->peer, uv_strerror((int)n));
-        conn_close(c, (c->frame || c->size_have) && n == UV_EOF
+        conn_close(c, rn_kframer_mid(&c->fr) && n == UV_EOF
                           ? "the connection ended inside a frame (truncated request)" : NULL);
         return;
     }
     if (n == 0) return;
     if (c->direct) {
-        c->frame_have += (uint32_t)n;
-        if (c->frame_have == c->frame_len && frame_done(c) != 0) {
+        c->fr.frame_have += (uint32_t)n;
+        if (c->fr.frame_have == c->fr.frame_len && frame_done(c) != 0) {
             conn_close(c, "out of memory queueing a request");
             return;
         }
@@ -458,11 +446,15 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 static void read_control(kconn_t *c)
 {
     rn_kfront_t *f = c->f;
-    int want = !f->closing && c->queued < RN_KFRONT_MAX_QUEUED && c->out_bytes < RN_KFRONT_MAX_OUT
-               && f->inflight < RN_KFRONT_MAX_INFLIGHT;
+    int want = !f->closing && c->queued < RN_KFRONT_MAX_QUEUED
+               && c->held < RN_KFRONT_MAX_CONN_HELD && f->inflight < RN_KFRONT_MAX_INFLIGHT;
     if (f->inflight >= RN_KFRONT_MAX_INFLIGHT) f->paused = 1;
     if (want && !c->reading) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) {
+            c->reading = 1;
+            /* The time a frame may take counts only while it is read (invariant 6). */
+            if (rn_kframer_mid(&c->fr)) c->frame_start = rn_server_now_ms();
+        }
     } else if (!want && c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
@@ -579,7 +571,21 @@ static void on_park(uv_timer_t *t)
 static void on_tick(uv_timer_t *t)
 {
     rn_kfront_t *f = t->data;
-    rn_kgroup_tick(&f->ctx, rn_server_now_ms());
+    int64_t now = rn_server_now_ms();
+    rn_kgroup_tick(&f->ctx, now);
+    for (kconn_t *c = f->conns, *next; c; c = next) {     /* invariant 6 */
+        next = c->next;
+        if (c->closing || !c->reading || !rn_kframer_mid(&c->fr)) continue;
+        if (now - c->frame_start >= f->frame_timeout_ms) {
+            c->refs++;                   /* conn_close may free it otherwise */
+            conn_close(c, "a frame begun %lld ms ago is still not whole (%u of %u bytes; "
+                       "runneld --kafka-frame-timeout-ms)", (long long)(now - c->frame_start),
+                       c->fr.frame ? c->fr.frame_have : c->fr.size_have,
+                       c->fr.frame ? c->fr.frame_len : 4);
+            next = c->next;
+            conn_unref(c);
+        }
+    }
     if (f->paused && f->inflight < RN_KFRONT_MAX_INFLIGHT) {
         f->paused = 0;
         for (kconn_t *c = f->conns; c; c = c->next)
@@ -687,6 +693,11 @@ int rn_kfront_start(rn_hd_t *hd, const rn_kfront_opts_t *o, rn_kfront_t **out, i
     f->ctx.node_id = 0;
     f->ctx.auto_create = o->auto_create;
     f->ctx.max_frame = o->max_frame ? o->max_frame : RN_KFRONT_DEFAULT_MAX_FRAME;
+    f->frame_timeout_ms = o->frame_timeout_ms ? o->frame_timeout_ms
+                                              : RN_KFRONT_DEFAULT_FRAME_TIMEOUT_MS;
+    /* Invariant 7: libuv writes with write(2), which raises SIGPIPE when
+     * the peer is gone; that must end the connection, not the broker. */
+    signal(SIGPIPE, SIG_IGN);
     pthread_mutex_init(&f->wmu, NULL);
     pthread_cond_init(&f->wcv, NULL);
     f->wq_tail = &f->wq;

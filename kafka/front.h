@@ -9,10 +9,14 @@
  * waiting requests, join the threads, free). Stop before rn_hd_close.
  *
  * Bounds: a frame larger than max_frame closes its connection (logged with
- * the peer); a connection stops reading while it has RN_KFRONT_MAX_QUEUED
- * requests not yet answered or more than RN_KFRONT_MAX_OUT bytes of
- * responses not yet written, and the front as a whole stops reading new
- * frames while more than RN_KFRONT_MAX_INFLIGHT bytes of requests are held.
+ * the peer), and so does a frame not whole within frame_timeout_ms of its
+ * first byte; a connection stops reading while it has RN_KFRONT_MAX_QUEUED
+ * requests not yet answered or holds more than RN_KFRONT_MAX_CONN_HELD
+ * bytes (requests and responses), and handles no further request while its
+ * unwritten responses exceed that; the front as a whole stops reading new
+ * frames while more than RN_KFRONT_MAX_INFLIGHT bytes are held. A response
+ * is at most RN_KW_MAX_RESPONSE bytes (kafka/wire.h); the per-request
+ * bounds of the handlers are in kafka/api.h.
  */
 #ifndef RN_KAFKA_FRONT_H
 #define RN_KAFKA_FRONT_H
@@ -24,7 +28,8 @@
 
 #define RN_KFRONT_DEFAULT_MAX_FRAME (RN_BATCH_MAX_BYTES + (1u << 20))
 #define RN_KFRONT_MAX_QUEUED   64
-#define RN_KFRONT_MAX_OUT      (64u << 20)
+#define RN_KFRONT_MAX_CONN_HELD (64u << 20)
+#define RN_KFRONT_DEFAULT_FRAME_TIMEOUT_MS 30000
 #define RN_KFRONT_MAX_INFLIGHT (512u << 20)
 #define RN_KFRONT_TICK_MS      100     /* group coordinator timeouts */
 #define RN_KFRONT_PARK_MS      2       /* parked requests are retried this often */
@@ -36,6 +41,7 @@ typedef struct rn_kfront_opts {
     const char *advertise;       /* HOST:PORT put in Metadata; NULL: the listen address */
     uint32_t    auto_create;     /* queues of an auto-created topic; 0 = off */
     uint32_t    max_frame;       /* 0: RN_KFRONT_DEFAULT_MAX_FRAME */
+    int64_t     frame_timeout_ms;   /* 0: RN_KFRONT_DEFAULT_FRAME_TIMEOUT_MS */
 } rn_kfront_opts_t;
 
 /* Listen and serve; *port gets the bound port. errmsg names what failed. */

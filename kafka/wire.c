@@ -147,14 +147,19 @@ void rn_kw_init(rn_kw_t *w, rn_buf_t *b, int flex)
     w->b = b;
     w->flex = flex;
     w->err = 0;
+    w->max = RN_KW_MAX_RESPONSE;
 }
 
 /* Room for n more bytes: where they go, or NULL (invariant 4). */
 static uint8_t *put(rn_kw_t *w, size_t n)
 {
     if (w->err) return NULL;
+    if (n > w->max || w->b->len > w->max - n) {         /* invariant 5 */
+        w->err = RN_KW_ETOOBIG;
+        return NULL;
+    }
     if (rn_buf_reserve(w->b, n, 0) != 0) {
-        w->err = 1;
+        w->err = RN_KW_ENOMEM;
         return NULL;
     }
     uint8_t *p = w->b->data + w->b->len;

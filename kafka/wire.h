@@ -22,6 +22,9 @@
  *     more than the frame's size in elements.
  *  4. A writer's first allocation failure sets w->err; later writes do
  *     nothing. The response is sent only when w->err is 0.
+ *  5. A writer never grows its buffer past w->max (RN_KW_MAX_RESPONSE unless
+ *     set otherwise): a write that would sets w->err to RN_KW_ETOOBIG, so no
+ *     request can make a response larger than that, whatever it names.
  */
 #ifndef RN_KAFKA_WIRE_H
 #define RN_KAFKA_WIRE_H
@@ -75,10 +78,18 @@ int rn_kstr_eq(rn_kstr_t s, const char *z);
 
 /* ---- writer ---------------------------------------------------------------- */
 
+/* The largest response body a writer builds (invariant 5): above the
+ * largest Fetch answer (max_bytes is capped at the frame limit, 17 MiB by
+ * default, plus one batch past it, KIP-74) and far below what would strain
+ * the broker. */
+#define RN_KW_MAX_RESPONSE (48u << 20)
+enum { RN_KW_ENOMEM = 1, RN_KW_ETOOBIG = 2 };
+
 typedef struct rn_kw {
     rn_buf_t *b;
     int       flex;
-    int       err;
+    int       err;        /* RN_KW_ENOMEM or RN_KW_ETOOBIG after a failed write */
+    size_t    max;        /* invariant 5 */
 } rn_kw_t;
 
 void rn_kw_init(rn_kw_t *w, rn_buf_t *b, int flex);

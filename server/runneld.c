@@ -57,7 +57,7 @@ static const char usage[] =
     "               [--query-max-steps N] [--query-max-rows N] [--producer-expiry-ms MS]\n"
     "               [--max-timestamp-ahead-ms MS] [--kafka-listen HOST:PORT]\n"
     "               [--kafka-advertise HOST:PORT] [--kafka-auto-create-queues N]\n"
-    "               [--kafka-max-frame-bytes N]\n"
+    "               [--kafka-max-frame-bytes N] [--kafka-frame-timeout-ms MS]\n"
     "\n"
     "Serves the runnel.v1.Runnel gRPC service (proto/runnel.proto) over DIR, which it\n"
     "creates when absent and locks while it runs (use `runnel --server HOST:PORT` then).\n"
@@ -88,6 +88,8 @@ static const char usage[] =
     "                     exists (default 1, as Kafka's num.partitions; 0 = no auto-creation)\n"
     "  --kafka-max-frame-bytes N  largest Kafka request accepted (default 17825792);\n"
     "                     a larger one closes its connection\n"
+    "  --kafka-frame-timeout-ms MS  a Kafka frame begun must be whole within MS\n"
+    "                     (default 30000); a client trickling bytes is closed\n"
     "SIGINT/SIGTERM: stop accepting, finish in-flight calls, fsync, exit 0.\n";
 
 typedef struct daemon {
@@ -213,7 +215,7 @@ int main(int argc, char **argv)
 {
     enum { OPT_DATA = 0x100, OPT_LISTEN, OPT_FSYNC, OPT_LEVEL, OPT_MAXB, OPT_THREADS, OPT_PORTFILE,
            OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS, OPT_PEXPIRY, OPT_TSAHEAD,
-           OPT_KLISTEN, OPT_KADV, OPT_KAUTO, OPT_KFRAME };
+           OPT_KLISTEN, OPT_KADV, OPT_KAUTO, OPT_KFRAME, OPT_KFTIMEOUT };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -233,6 +235,7 @@ int main(int argc, char **argv)
         {"kafka-advertise", required_argument, NULL, OPT_KADV},
         {"kafka-auto-create-queues", required_argument, NULL, OPT_KAUTO},
         {"kafka-max-frame-bytes", required_argument, NULL, OPT_KFRAME},
+        {"kafka-frame-timeout-ms", required_argument, NULL, OPT_KFTIMEOUT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -241,7 +244,8 @@ int main(int argc, char **argv)
     uint32_t threads = 2, maxb = RN_BATCH_MAX_BYTES, max_produces = 1024, max_queries = 64;
     rn_hd_opts_t ho;
     rn_hd_opts_default(&ho);
-    rn_kfront_opts_t ko = {NULL, NULL, 1, RN_KFRONT_DEFAULT_MAX_FRAME};
+    rn_kfront_opts_t ko = {NULL, NULL, 1, RN_KFRONT_DEFAULT_MAX_FRAME,
+                           RN_KFRONT_DEFAULT_FRAME_TIMEOUT_MS};
     rn_slog_level_t level = RN_SLOG_INFO;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -303,6 +307,12 @@ int main(int argc, char **argv)
             if (parse_u32("--kafka-max-frame-bytes", optarg, 1024, 1u << 30, &ko.max_frame))
                 return 2;
             break;
+        case OPT_KFTIMEOUT: {
+            uint32_t v;
+            if (parse_u32("--kafka-frame-timeout-ms", optarg, 100, 3600000, &v)) return 2;
+            ko.frame_timeout_ms = v;
+            break;
+        }
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
