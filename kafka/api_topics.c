@@ -45,7 +45,7 @@
 #include "logical-queues/datadir.h"
 #include "server/log.h"
 
-#define RN_KTOPICS_MAX 10000
+#define RN_KTOPICS_MAX 1000
 
 /* What the loop thread found; the waiter thread re-reads the body from it. */
 typedef struct ktopics {
