@@ -8,7 +8,10 @@
  * delete then recreate (offset 0, no old records), delete of an unknown
  * topic, and auto-creation through Metadata with --kafka-auto-create-queues
  * 0 and 3; then `runnel topic describe` over gRPC sees the topics a Kafka
- * client created, and `runnel topic delete` removes one Kafka then misses.
+ * client created, and `runnel topic delete` removes one Kafka then misses;
+ * raw frames the handlers must refuse (too many topics, truncated bodies, a
+ * count past the frame) close the connection and change nothing, and a name
+ * given twice is INVALID_REQUEST for both.
  *
  * Each script check prints a line; the script exits non-zero at the first
  * mismatch (a missing Python module fails too), which fails the test with
@@ -175,6 +178,7 @@ static void test_admin_clients(void **state)
     start(f, NULL);
     script(f, "confluent", NULL);
     script(f, "kafkapython", NULL);
+    script(f, "hostile", NULL);
 
     /* Topics a Kafka client created are runnel topics. */
     runnel_ok(f, "topic", "describe", "k3");

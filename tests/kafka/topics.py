@@ -6,6 +6,7 @@ KafkaAdminClient), driven by tests/test_kafka_topics.c.
 usage: topics.py confluent HOST:PORT
        topics.py kafkapython HOST:PORT
        topics.py auto HOST:PORT QUEUES       (runneld --kafka-auto-create-queues QUEUES)
+       topics.py hostile HOST:PORT           (raw frames the handlers must refuse)
 
 Every check raises on a mismatch; the script exits 0 only when all passed and
 prints one line per check, so a failure names what broke.
@@ -224,6 +225,72 @@ def auto(bs, queues):
     expect(got == want, "num_partitions -1 gives %d partitions (got %d)" % (want, got))
 
 
+# ---- raw frames ---------------------------------------------------------------------
+
+def raw(bs, api, version, body):
+    """Send one request frame; the response body, or None when the broker
+    closed the connection."""
+    import socket
+    import struct
+    host, port = bs.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=20)
+    cid = b"topics-test"
+    hdr = struct.pack(">hhih", api, version, 7, len(cid)) + cid
+    s.sendall(struct.pack(">i", len(hdr) + len(body)) + hdr + body)
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            if len(data) >= 4 and len(data) >= 4 + struct.unpack(">i", data[:4])[0]:
+                break
+    finally:
+        s.close()
+    if len(data) < 8:
+        return None
+    return data[8:]
+
+
+def hostile(bs):
+    import struct
+
+    def name(n):
+        return struct.pack(">h", len(n)) + n
+
+    def ctopic(n, parts=1, rf=1):
+        return name(n) + struct.pack(">ihii", parts, rf, 0, 0)
+
+    many = struct.pack(">i", 1001) + b"".join(ctopic(b"m%d" % i) for i in range(1001))
+    expect(raw(bs, 19, 0, many + struct.pack(">i", 1000)) is None,
+           "CreateTopics with 1001 topics closes the connection")
+    expect(raw(bs, 19, 0, struct.pack(">i", 1) + ctopic(b"trunc")[:-3]) is None,
+           "a truncated CreateTopics closes the connection")
+    expect(raw(bs, 19, 0, struct.pack(">i", 100000000)) is None,
+           "a topic count past the frame closes the connection")
+    expect(raw(bs, 20, 0, struct.pack(">i", 2) + name(b"x")) is None,
+           "a truncated DeleteTopics closes the connection")
+    # A name twice: INVALID_REQUEST (42) for both, nothing created; v0 layout.
+    body = raw(bs, 19, 0, struct.pack(">i", 2) + ctopic(b"twice") + ctopic(b"twice") +
+               struct.pack(">i", 1000))
+    expect(body is not None, "a name twice is answered")
+    n = struct.unpack(">i", body[:4])[0]
+    codes = []
+    at = 4
+    for _ in range(n):
+        ln = struct.unpack(">h", body[at:at + 2])[0]
+        at += 2 + ln
+        codes.append(struct.unpack(">h", body[at:at + 2])[0])
+        at += 2
+    expect(codes == [42, 42], "both occurrences get INVALID_REQUEST: %r" % codes)
+    # Nothing of the refused requests was created, and the broker still answers.
+    body = raw(bs, 20, 0, struct.pack(">i", 2) + name(b"m0") + name(b"twice") +
+               struct.pack(">i", 1000))
+    expect(body is not None and body.count(struct.pack(">h", 3)) >= 2,
+           "m0 and twice do not exist (UNKNOWN_TOPIC_OR_PARTITION)")
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__, file=sys.stderr)
@@ -233,6 +300,8 @@ def main():
         confluent(bs)
     elif mode == "kafkapython":
         kafkapython(bs)
+    elif mode == "hostile":
+        hostile(bs)
     elif mode == "auto" and len(sys.argv) == 4:
         auto(bs, sys.argv[3])
     else:
