@@ -42,6 +42,7 @@ static const char usage_text[] =
     "commands:\n"
     "  topic create NAME [--queues N]   create a topic with N logical queues (1..10000)\n"
     "  topic alter NAME --queues M      add queues, up to M\n"
+    "  topic delete NAME                delete a topic (records stay until retention)\n"
     "  topic list                       list topics\n"
     "  topic describe NAME              each queue's offsets and mapping items\n"
     "  queue remap TOPIC Q [--store DIR] move queue Q's appends to a new physical queue\n"

@@ -1,5 +1,5 @@
 /*
- * runnel_topic.c — `runnel topic create|alter|list|describe`.
+ * runnel_topic.c — `runnel topic create|alter|delete|list|describe`.
  *
  * Invariants:
  *  1. Only `topic create` may create a data directory; the others need an
@@ -22,13 +22,17 @@
 static const char topic_usage[] =
     "usage: runnel [--data DIR | --server HOST:PORT] topic create NAME [--queues N]\n"
     "       runnel [--data DIR | --server HOST:PORT] topic alter NAME --queues M\n"
+    "       runnel [--data DIR | --server HOST:PORT] topic delete NAME\n"
     "       runnel [--data DIR | --server HOST:PORT] topic list\n"
     "       runnel [--data DIR | --server HOST:PORT] topic describe NAME\n"
     "\n"
     "  NAME         1-249 characters of A-Z a-z 0-9 . _ -\n"
     "  --queues N   logical queues, 1..10000 (default 1)\n"
     "  alter adds queues (M more than today; queues are never removed). Keyed\n"
-    "  records hash over the new count from then on.\n";
+    "  records hash over the new count from then on.\n"
+    "  delete removes the topic and every group's offsets on it; its records stay\n"
+    "  in the stores, unreachable, until retention drops them. A topic created\n"
+    "  again under the name starts empty at offset 0.\n";
 
 static int topic_create(rn_cli_t *cli, const char *name, uint32_t queues)
 {
@@ -43,6 +47,19 @@ static int topic_create(rn_cli_t *cli, const char *name, uint32_t queues)
         code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
     else
         printf("created topic '%s' with %u queue%s\n", t.name, t.queues, t.queues == 1 ? "" : "s");
+    return rn_cli_close_client(c, code);
+}
+
+static int topic_delete(rn_cli_t *cli, const char *name)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_client_t *c;
+    int code = rn_cli_open_client(cli, NULL, 0, &c);
+    if (code != 0) return code;
+    if (rn_client_topic_delete(c, name, err) != 0)
+        code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
+    else
+        printf("deleted topic '%s'\n", name);
     return rn_cli_close_client(c, code);
 }
 
@@ -156,7 +173,7 @@ int rn_cli_topic(rn_cli_t *cli, int argc, char **argv)
     int npos = argc - optind;
     char **pos = argv + optind;
     if (npos < 1)
-        return rn_cli_fail(RN_CLI_USAGE, "topic: give create, alter, list or describe (see runnel "
+        return rn_cli_fail(RN_CLI_USAGE, "topic: give create, alter, delete, list or describe (see runnel "
                            "topic --help)");
     const char *sub = pos[0];
     if (!strcmp(sub, "create")) {
@@ -173,6 +190,11 @@ int rn_cli_topic(rn_cli_t *cli, int argc, char **argv)
     }
     if (queues_given)
         return rn_cli_fail(RN_CLI_USAGE, "--queues applies to topic create and alter only");
+    if (!strcmp(sub, "delete")) {
+        if (npos != 2)
+            return rn_cli_fail(RN_CLI_USAGE, "topic delete takes one NAME (see runnel topic --help)");
+        return topic_delete(cli, pos[1]);
+    }
     if (!strcmp(sub, "list")) {
         if (npos != 1) return rn_cli_fail(RN_CLI_USAGE, "topic list takes no arguments");
         return topic_list(cli);
@@ -182,6 +204,6 @@ int rn_cli_topic(rn_cli_t *cli, int argc, char **argv)
             return rn_cli_fail(RN_CLI_USAGE, "topic describe takes one NAME (see runnel topic --help)");
         return topic_describe(cli, pos[1]);
     }
-    return rn_cli_fail(RN_CLI_USAGE, "topic: unknown subcommand '%.40s'; use create, alter, list "
-                       "or describe", sub);
+    return rn_cli_fail(RN_CLI_USAGE, "topic: unknown subcommand '%.40s'; use create, alter, "
+                       "delete, list or describe", sub);
 }

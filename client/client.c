@@ -246,6 +246,19 @@ int rn_client_topic_alter(rn_client_t *c, const char *name, uint32_t queues,
     return rn_datadir_topic_alter(c->d, name, queues, out ? out : &t, errmsg);
 }
 
+int rn_client_topic_delete(rn_client_t *c, const char *name, char *errmsg)
+{
+    if (!c->remote) return rn_datadir_topic_delete(c->d, name, NULL, errmsg);
+    Runnel__V1__DeleteTopicRequest req = RUNNEL__V1__DELETE_TOPIC_REQUEST__INIT;
+    Runnel__V1__DeleteTopicResponse *resp = NULL;
+    req.name = (char *)name;
+    int rc = rn_client_call(c, RN_RPC_METHOD("DeleteTopic"), &req.base,
+                            &runnel__v1__delete_topic_response__descriptor,
+                            (ProtobufCMessage **)&resp, errmsg);
+    rn_client_free_msg(resp);
+    return rc;
+}
+
 int rn_client_topic_get(rn_client_t *c, const char *name, rn_meta_topic_t *out, char *errmsg)
 {
     if (c->remote) {

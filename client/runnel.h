@@ -303,6 +303,8 @@ int  rn_client_topic_create(rn_client_t *c, const char *name, uint32_t queues,
                             rn_meta_topic_t *out, char *errmsg);
 int  rn_client_topic_alter(rn_client_t *c, const char *name, uint32_t queues,
                            rn_meta_topic_t *out, char *errmsg);
+/* Delete a topic (rn_datadir_topic_delete; remote: DeleteTopic). */
+int  rn_client_topic_delete(rn_client_t *c, const char *name, char *errmsg);
 int  rn_client_topic_get(rn_client_t *c, const char *name, rn_meta_topic_t *out, char *errmsg);
 int  rn_client_topic_list(rn_client_t *c, rn_meta_topic_t **out, size_t *n, char *errmsg);
 

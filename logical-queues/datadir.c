@@ -56,6 +56,16 @@
  *     items end where the mapping says). The write goes through a second
  *     connection to meta.db under its own leaf mutex, after the append lock
  *     is released: an append never waits for the metadata mutex.
+ * 10. Deleting a topic removes it from meta.db (rn_meta_topic_delete) while
+ *     d->mu and the append lock of every store holding one of its open items
+ *     are held, then publishes a snapshot without it and bumps the
+ *     generation: a queue handle of the topic re-resolves on its next append,
+ *     read or info and gets RN_ENOTFOUND (or, once a topic of that name was
+ *     created again, the new topic, from offset 0). The physical queues keep
+ *     their bytes until store retention drops the segments holding them; no
+ *     mapping reaches them again. A reservation an append made just before
+ *     the delete may be recorded after it, for a physical queue no item
+ *     names: harmless, since ids are never reused.
  */
 #include "logical-queues/datadir.h"
 
@@ -803,6 +813,34 @@ int rn_datadir_topic_alter(rn_datadir_t *d, const char *name, uint32_t queues,
     if (rc == 0) rc = id_floor(d, store, &floor, errmsg);
     if (rc == 0) rc = rn_meta_topic_alter(d->meta, name, queues, store, floor, out, errmsg);
     if (rc == 0) mapping_changed(d);
+    pthread_mutex_unlock(&d->mu);
+    free(items);
+    return rc;
+}
+
+int rn_datadir_topic_delete(rn_datadir_t *d, const char *name, rn_meta_topic_t *out,
+                            char *errmsg)
+{
+    rn_meta_topic_t t;
+    rn_meta_item_t *items = NULL;
+    size_t n = 0;
+    int held[RN_META_MAX_STORES] = {0};
+    pthread_mutex_lock(&d->mu);
+    int rc = rn_meta_topic_get(d->meta, name, &t, errmsg);
+    if (rc == 0) rc = rn_meta_items(d->meta, t.id, UINT32_MAX, &items, &n, errmsg);
+    /* Invariant 10: hold the append lock of every store an open item of the
+     * topic is on (in id order, after d->mu, as a remap does), so an append
+     * either lands before the delete commits or sees the new generation. */
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (!rn_mapping_sealed(&items[i]) && items[i].store_id < RN_META_MAX_STORES &&
+            d->stores[items[i].store_id])
+            held[items[i].store_id] = 1;
+    for (uint32_t i = 0; i < RN_META_MAX_STORES; i++)
+        if (held[i]) pthread_mutex_lock(&d->stores[i]->amu);
+    if (rc == 0) rc = rn_meta_topic_delete(d->meta, name, out, errmsg);
+    if (rc == 0) mapping_changed(d);
+    for (uint32_t i = RN_META_MAX_STORES; i-- > 0;)
+        if (held[i]) pthread_mutex_unlock(&d->stores[i]->amu);
     pthread_mutex_unlock(&d->mu);
     free(items);
     return rc;

@@ -113,6 +113,17 @@ int  rn_datadir_topic_create(rn_datadir_t *d, const char *name, uint32_t queues,
 int  rn_datadir_topic_alter(rn_datadir_t *d, const char *name, uint32_t queues,
                             rn_meta_topic_t *out, char *errmsg);
 
+/* Delete a topic: it, its mapping items and every group's offsets on it leave
+ * the metadata (rn_meta_topic_delete) in one transaction. Queue handles of it
+ * in use by other threads get RN_ENOTFOUND on their next append, read or
+ * info; an append racing the delete is either acknowledged before it or
+ * refused. The stored bytes stay in their stores, unreachable, until store
+ * retention drops the segments that hold them. A topic created again under
+ * the name starts at offset 0 with none of the old records. RN_ENOTFOUND
+ * naming the topics that exist. *out (may be NULL): the deleted topic. */
+int  rn_datadir_topic_delete(rn_datadir_t *d, const char *name, rn_meta_topic_t *out,
+                             char *errmsg);
+
 /* A resolved logical queue: its topic and mapping items (a snapshot read
  * from meta.db, refreshed by the functions below when the generation moved).
  * Fill with rn_datadir_queue_open, release with rn_datadir_queue_close. */

@@ -49,6 +49,13 @@
  *     physical_start 0 on a physical queue no other item uses; a remap
  *     checks the open item's seq inside its transaction, so two remaps
  *     cannot both seal the same item.
+ *  7. Deleting a topic removes, in one transaction, its row, its items, the
+ *     offset reservations of their physical queues, and every group offset
+ *     and checkpoint offset on it; nothing else names a topic id. Its
+ *     physical_queues rows stay, so their ids are never handed out again
+ *     (invariant 3) and a topic recreated under the same name starts on
+ *     fresh physical queues at offset 0. Streams name topics by text and
+ *     are left alone.
  */
 #include "logical-queues/meta.h"
 
@@ -569,6 +576,47 @@ int rn_meta_topic_alter(rn_meta_t *m, const char *name, uint32_t queues, uint32_
 out:
     rollback(m);
     return rc;
+}
+
+/* Inside a transaction: run sql (one statement) with ?1 bound to id. */
+static int exec_id(rn_meta_t *m, const char *sql, int64_t id, const char *what, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(m, sql, &st, errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_int64(st, 1, id);
+    rc = step_done(m, st, what, errmsg);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int rn_meta_topic_delete(rn_meta_t *m, const char *name, rn_meta_topic_t *out, char *errmsg)
+{
+    rn_meta_topic_t t;
+    int rc = begin(m, errmsg);
+    if (rc != 0) return rc;
+    rc = rn_meta_topic_get(m, name, &t, errmsg);
+    /* Invariant 7: everything that names the topic's id goes with it. The
+     * physical_queues rows stay (invariant 3 keeps their ids used). */
+    if (rc == 0)
+        rc = exec_id(m, "DELETE FROM offset_reservations WHERE physical_id IN (SELECT "
+                        "physical_id FROM queue_items WHERE topic_id = ?1)", t.id,
+                     "drop offset reservations", errmsg);
+    if (rc == 0)
+        rc = exec_id(m, "DELETE FROM group_offsets WHERE topic_id = ?1", t.id,
+                     "drop group offsets", errmsg);
+    if (rc == 0)
+        rc = exec_id(m, "DELETE FROM checkpoint_offsets WHERE topic_id = ?1", t.id,
+                     "drop checkpoint offsets", errmsg);
+    if (rc == 0)
+        rc = exec_id(m, "DELETE FROM queue_items WHERE topic_id = ?1", t.id, "drop items",
+                     errmsg);
+    if (rc == 0)
+        rc = exec_id(m, "DELETE FROM topics WHERE id = ?1", t.id, "drop topic", errmsg);
+    if (rc == 0) rc = commit(m, errmsg);
+    if (rc != 0) { rollback(m); return rc; }
+    if (out) *out = t;
+    return 0;
 }
 
 /* "LEAD a, b, c" (the first few rows of a one-column query, bound to text

@@ -121,6 +121,15 @@ int  rn_meta_items(rn_meta_t *m, int64_t topic_id, uint32_t queue,
 int  rn_meta_topic_alter(rn_meta_t *m, const char *name, uint32_t queues, uint32_t store_id,
                          uint32_t min_physical_id, rn_meta_topic_t *out, char *errmsg);
 
+/* Delete a topic in one transaction: its row, the items of every queue, the
+ * offset reservations of their physical queues, and every consumer group's
+ * and checkpoint's offsets on it (groups and checkpoints themselves stay).
+ * The physical queues' records and data are not touched: their ids are
+ * never reused, so a topic created again under the name starts empty at
+ * offset 0. Stream definitions naming the topic stay. RN_ENOTFOUND naming
+ * the topics that exist. *out (may be NULL) receives the deleted topic. */
+int  rn_meta_topic_delete(rn_meta_t *m, const char *name, rn_meta_topic_t *out, char *errmsg);
+
 /* Seal the open item of (topic_id, queue) — which must be item open_seq,
  * else RN_EEXIST (someone remapped it meanwhile) — at physical_end, and open
  * item open_seq + 1 at the logical end on a new physical queue of store_id

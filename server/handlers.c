@@ -805,6 +805,39 @@ int rn_hd_alter_topic(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     return 0;
 }
 
+int rn_hd_topic_delete(rn_hd_t *h, const char *name, rn_status_t *st)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    int rc = rn_datadir_topic_delete(h->d, name ? name : "", NULL, err);
+    if (rc != 0) return fail_rc(st, rc, err);
+    /* The entries of its queues stay (never freed before close); their
+     * handles re-resolve by name, and their producer state, which describes
+     * the deleted queues, is rebuilt on the next Produce (invariant 3). */
+    pthread_mutex_lock(&h->tmu);
+    for (size_t b = 0; b < QBUCKETS; b++)
+        for (rn_qent_t *e = h->buckets[b]; e; e = e->next) {
+            if (strcmp(e->topic, name)) continue;
+            pthread_mutex_lock(&e->mu);
+            rn_pstate_free(&e->ps);
+            e->ps_loaded = 0;
+            pthread_mutex_unlock(&e->mu);
+        }
+    pthread_mutex_unlock(&h->tmu);
+    return 0;
+}
+
+int rn_hd_delete_topic(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                       ProtobufCMessage **resp, rn_status_t *st)
+{
+    const Runnel__V1__DeleteTopicRequest *req = (const void *)m;
+    if (rn_hd_topic_delete(h, req->name, st) != 0) return -1;
+    Runnel__V1__DeleteTopicResponse *r = rn_arena_alloc(a, sizeof *r);
+    if (!r) return OOM(st);
+    runnel__v1__delete_topic_response__init(r);
+    *resp = &r->base;
+    return 0;
+}
+
 int rn_hd_list_topics(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
                       ProtobufCMessage **resp, rn_status_t *st)
 {

@@ -93,6 +93,12 @@ int rn_hd_create_topic(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, Protob
                        rn_status_t *);
 int rn_hd_alter_topic(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
                       rn_status_t *);
+/* rn_datadir_topic_delete, then the producer state kept for the topic's
+ * queues is dropped (rebuilt from the new topic's tail if it is recreated). */
+int rn_hd_delete_topic(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
+                       rn_status_t *);
+/* The same for callers without a protobuf request (the Kafka front). */
+int rn_hd_topic_delete(rn_hd_t *h, const char *name, rn_status_t *st);
 int rn_hd_list_topics(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
                       rn_status_t *);
 int rn_hd_describe_topic(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,

@@ -128,6 +128,7 @@ static const method_t method_table[] = {
     {"ListOffsets", D(list_offsets_request), M_UNARY, rn_hd_list_offsets, 2, NULL},
     {"CreateTopic", D(create_topic_request), M_UNARY, rn_hd_create_topic, 1, NULL},
     {"AlterTopic", D(alter_topic_request), M_UNARY, rn_hd_alter_topic, 1, NULL},
+    {"DeleteTopic", D(delete_topic_request), M_UNARY, rn_hd_delete_topic, 1, NULL},
     {"ListTopics", D(list_topics_request), M_UNARY, rn_hd_list_topics, 1, NULL},
     {"DescribeTopic", D(describe_topic_request), M_UNARY, rn_hd_describe_topic, 1, NULL},
     {"RemapQueue", D(remap_queue_request), M_UNARY, rn_hd_remap_queue, 1, NULL},

@@ -533,6 +533,36 @@ static void test_env_and_help(void **state)
 
 /* ---- bad input -------------------------------------------------------- */
 
+/* delete: the topic and its group offsets go; recreated, it starts empty. */
+static void test_topic_delete(void **state)
+{
+    fixture_t *f = *state;
+    create_topic(f, "logs", "2");
+    create_topic(f, "keep", "1");
+    expect_ok(f, RUN(f, "a\nb\nc\n", "produce", "logs", "--queue", "1"));
+    expect_ok(f, RUN(f, NULL, "group", "commit", "g", "logs", "1", "2"));
+    expect_ok(f, RUN(f, NULL, "topic", "delete", "logs"));
+    assert_string_equal(f->stdout_text, "deleted topic 'logs'\n");
+    expect_ok(f, RUN(f, NULL, "topic", "list"));
+    assert_null(strstr(f->stdout_text, "logs"));
+    assert_non_null(strstr(f->stdout_text, "keep"));
+    expect_fail(f, RUN(f, NULL, "topic", "describe", "logs"), 1, "unknown topic 'logs'");
+    expect_fail(f, RUN(f, NULL, "topic", "delete", "logs"), 1, "unknown topic 'logs'");
+    expect_fail(f, RUN(f, "x\n", "produce", "logs"), 1, "unknown topic 'logs'");
+    expect_ok(f, RUN(f, NULL, "group", "offsets", "g"));
+    assert_null(strstr(f->stdout_text, "logs"));
+
+    /* Recreated: offset 0, none of the old records. */
+    create_topic(f, "logs", "2");
+    expect_ok(f, RUN(f, NULL, "consume", "logs"));
+    assert_string_equal(f->stdout_text, "");
+    expect_ok(f, RUN(f, "new\n", "produce", "logs", "--queue", "1"));
+    expect_ok(f, RUN(f, NULL, "consume", "logs", "--queue", "1", "--format", "json"));
+    assert_non_null(strstr(f->stdout_text, "\"offset\":0"));
+    assert_non_null(strstr(f->stdout_text, "new"));
+    assert_null(strstr(f->stdout_text, "\"a\""));
+}
+
 static void test_bad_topic_queue_offset(void **state)
 {
     fixture_t *f = *state;
@@ -581,7 +611,8 @@ static void test_bad_flags(void **state)
         {{"produce", "t", "--key-tab", "--key-field", "k"}, "one of --key-field and --key-tab"},
         {{"produce"}, "produce takes one TOPIC"},
         {{"consume", "a", "b"}, "consume takes one TOPIC"},
-        {{"topic"}, "give create, alter, list or describe"},
+        {{"topic"}, "give create, alter, delete, list or describe"},
+        {{"topic", "delete"}, "topic delete takes one NAME"},
         {{"topic", "remove", "t"}, "unknown subcommand 'remove'"},
         {{"frobnicate"}, "unknown command 'frobnicate'"},
         {{"group", "offsets"}, "group offsets takes one group G"},
@@ -1097,6 +1128,7 @@ int main(void)
     unsetenv("RUNNEL_SERVER");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_topic_create_list_describe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topic_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_produce_consume_value, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consume_json_by_offset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consume_by_timestamp, setup, teardown),

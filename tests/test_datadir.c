@@ -8,7 +8,10 @@
  * by path, store sizes, alter, and opening with a store missing or foreign;
  * appends, reads and queue opens that go on while another thread holds the
  * metadata lock, and resolve from the in-memory snapshot, which follows
- * remaps and finds a topic created directly on the metadata handle.
+ * remaps and finds a topic created directly on the metadata handle; topic
+ * deletion (its offsets and checkpoint entries go, old handles get a clean
+ * RN_ENOTFOUND, a recreated topic starts at 0 on fresh physical queues), also
+ * while a producer thread and a consumer thread use the topic.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -500,6 +503,174 @@ static void test_append_while_metadata_locked(void **state)
     assert_int_equal(rn_datadir_close(d), 0);
 }
 
+/* Delete a topic with records, group offsets and a checkpoint on it; recreate
+ * it under the same name; reopen. */
+static void test_topic_delete(void **state)
+{
+    fixture_t *f = *state;
+    rn_datadir_t *d = open_dir(f->dir, 1);
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_meta_topic_t t, gone;
+    assert_int_equal(rn_datadir_topic_create(d, "t", 2, &t, err), 0);
+    assert_int_equal(rn_datadir_topic_create(d, "other", 1, NULL, err), 0);
+    rn_datadir_queue_t q, qo;
+    assert_int_equal(rn_datadir_queue_open(d, "t", 0, &q, err), 0);
+    assert_int_equal(rn_datadir_queue_open(d, "other", 0, &qo, err), 0);
+    uint32_t old_pq = q.items[0].physical_id;
+    assert_int_equal(append(d, &q, "old", 3, 100), 0);
+    assert_int_equal(append(d, &q, "old", 3, 100), 3);
+    assert_int_equal(append(d, &qo, "keep", 2, 100), 0);
+
+    rn_meta_t *m = rn_datadir_meta_lock(d);
+    rn_meta_offset_t v[2] = {{.topic_id = t.id, .queue = 0, .offset = 4},
+                             {.topic_id = qo.topic.id, .queue = 0, .offset = 1}};
+    int rc = rn_meta_offsets_commit(m, "g", v, 2, err);
+    if (rc == 0) rc = rn_meta_checkpoint_create(m, "g", "cp", NULL, err);
+    rn_datadir_meta_unlock(d);
+    assert_int_equal(rc, 0);
+
+    assert_int_equal(rn_datadir_topic_delete(d, "t", &gone, err), 0);
+    assert_int_equal(gone.id, t.id);
+    assert_int_equal(rn_datadir_topic_delete(d, "t", NULL, err), RN_ENOTFOUND);
+    assert_non_null(strstr(err, "unknown topic 't'"));
+
+    /* The old handle: a clean error on every path. */
+    rn_buf_t out = RN_BUF_INIT;
+    uint32_t nb = 0;
+    rn_datadir_queue_info_t info;
+    assert_int_equal(rn_datadir_read(d, &q, 0, 1 << 20, &out, &nb, err), RN_ENOTFOUND);
+    assert_int_equal(rn_datadir_queue_info(d, &q, &info, err), RN_ENOTFOUND);
+    rn_batch_builder_t b;
+    const uint8_t *batch;
+    size_t len;
+    build(&b, "late", 1, 100, &batch, &len);
+    int64_t base;
+    uint64_t ticket;
+    assert_int_equal(rn_datadir_append(d, &q, batch, len, &base, &ticket, err), RN_ENOTFOUND);
+    assert_non_null(strstr(err, "unknown topic 't'"));
+    rn_datadir_queue_close(&q);
+    assert_int_equal(rn_datadir_queue_open(d, "t", 0, &q, err), RN_ENOTFOUND);
+
+    /* Group offsets and checkpoint entries on it went; the others stayed. */
+    m = rn_datadir_meta_lock(d);
+    rn_meta_offset_t *got = NULL;
+    size_t n = 0;
+    rc = rn_meta_offsets_get(m, "g", -1, &got, &n, err);
+    rn_meta_checkpoint_t cp;
+    rn_meta_offset_t *cgot = NULL;
+    size_t cn = 0;
+    if (rc == 0) rc = rn_meta_checkpoint_get(m, "g", "cp", &cp, err);
+    if (rc == 0) rc = rn_meta_checkpoint_offsets(m, cp.id, &cgot, &cn, err);
+    rn_datadir_meta_unlock(d);
+    assert_int_equal(rc, 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(got[0].topic, "other");
+    assert_int_equal(cn, 1);
+    assert_string_equal(cgot[0].topic, "other");
+    free(got);
+    free(cgot);
+
+    /* Recreated: offset 0, a fresh physical queue, none of the old records. */
+    assert_int_equal(rn_datadir_topic_create(d, "t", 1, &t, err), 0);
+    assert_int_equal(rn_datadir_queue_open(d, "t", 0, &q, err), 0);
+    assert_true(q.items[0].physical_id > old_pq);
+    assert_int_equal(rn_datadir_queue_info(d, &q, &info, err), 0);
+    assert_int_equal(info.log_start, 0);
+    assert_int_equal(info.high_watermark, 0);
+    assert_int_equal(append(d, &q, "new", 1, 500), 0);
+    assert_int_equal(rn_datadir_read(d, &q, 0, 1 << 20, &out, &nb, err), 0);
+    assert_int_equal(nb, 1);
+    assert_non_null(memmem(out.data, out.len, "new-0", 5));
+    assert_null(memmem(out.data, out.len, "old-", 4));
+    rn_datadir_queue_close(&q);
+    rn_datadir_queue_close(&qo);
+    assert_int_equal(rn_datadir_close(d), 0);
+
+    /* After a reopen: the same. */
+    d = open_dir(f->dir, 0);
+    assert_int_equal(rn_datadir_queue_open(d, "t", 0, &q, err), 0);
+    assert_int_equal(rn_datadir_queue_info(d, &q, &info, err), 0);
+    assert_int_equal(info.high_watermark, 1);
+    rn_datadir_queue_close(&q);
+    assert_int_equal(rn_datadir_queue_open(d, "t", 1, &q, err), RN_ENOTFOUND);
+    rn_datadir_queue_close(&q);
+    rn_batch_builder_destroy(&b);
+    rn_buf_free(&out);
+    assert_int_equal(rn_datadir_close(d), 0);
+}
+
+/* A producer thread and a consumer thread on a topic while it is deleted:
+ * each ends on RN_ENOTFOUND, never a crash or a read of freed items. */
+typedef struct user {
+    rn_datadir_t *d;
+    int           producer;
+    _Atomic long  ops;
+    int           rc;
+    char          err[RN_ERRMSG_SIZE];
+} user_t;
+
+static void *use_topic(void *arg)
+{
+    user_t *u = arg;
+    rn_datadir_queue_t q;
+    u->rc = rn_datadir_queue_open(u->d, "c", 0, &q, u->err);
+    rn_batch_builder_t b;
+    const uint8_t *batch;
+    size_t len;
+    build(&b, "c", 4, 100, &batch, &len);
+    rn_buf_t out = RN_BUF_INIT;
+    for (long i = 0; u->rc == 0 && i < 2000000; i++) {
+        if (u->producer) {
+            int64_t base;
+            uint64_t ticket;
+            u->rc = rn_datadir_append(u->d, &q, batch, len, &base, &ticket, u->err);
+            if (u->rc == 0) u->rc = rn_datadir_wait(u->d, ticket);
+        } else {
+            uint32_t nb = 0;
+            out.len = 0;
+            u->rc = rn_datadir_read(u->d, &q, 0, 4096, &out, &nb, u->err);
+        }
+        atomic_fetch_add(&u->ops, 1);
+    }
+    rn_buf_free(&out);
+    rn_batch_builder_destroy(&b);
+    rn_datadir_queue_close(&q);
+    return NULL;
+}
+
+static void test_topic_delete_concurrent(void **state)
+{
+    fixture_t *f = *state;
+    rn_datadir_t *d = open_dir(f->dir, 1);
+    char err[RN_ERRMSG_SIZE] = "";
+    assert_int_equal(rn_datadir_topic_create(d, "c", 1, NULL, err), 0);
+    for (int round = 0; round < 5; round++) {
+        user_t p = {.d = d, .producer = 1}, c = {.d = d};
+        pthread_t tp, tc;
+        assert_int_equal(pthread_create(&tp, NULL, use_topic, &p), 0);
+        assert_int_equal(pthread_create(&tc, NULL, use_topic, &c), 0);
+        for (int i = 0; i < 5000 && (atomic_load(&p.ops) < 50 || atomic_load(&c.ops) < 50); i++)
+            rn_test_sleep_ms(1);
+        assert_int_equal(rn_datadir_topic_delete(d, "c", NULL, err), 0);
+        pthread_join(tp, NULL);
+        pthread_join(tc, NULL);
+        if (p.rc != RN_ENOTFOUND) fail_msg("producer ended with %d: %s", p.rc, p.err);
+        if (c.rc != RN_ENOTFOUND) fail_msg("consumer ended with %d: %s", c.rc, c.err);
+        assert_non_null(strstr(p.err, "unknown topic 'c'"));
+        printf("round %d: %ld appends, %ld reads before the delete\n", round,
+               atomic_load(&p.ops), atomic_load(&c.ops));
+        /* Recreated: empty, from offset 0. */
+        rn_datadir_queue_t q;
+        rn_datadir_queue_info_t info;
+        assert_int_equal(rn_datadir_topic_create(d, "c", 1, NULL, err), 0);
+        assert_int_equal(rn_datadir_queue_open(d, "c", 0, &q, err), 0);
+        assert_int_equal(rn_datadir_queue_info(d, &q, &info, err), 0);
+        assert_int_equal(info.high_watermark, 0);
+        rn_datadir_queue_close(&q);
+    }
+    assert_int_equal(rn_datadir_close(d), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -510,6 +681,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_commit_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stores, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_while_metadata_locked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topic_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topic_delete_concurrent, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

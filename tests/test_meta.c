@@ -1,6 +1,6 @@
 /*
  * test_meta.c — the topic metadata store: schema and version (and the
- * upgrade from version 1), topic create/alter/list/get, items, remap and
+ * upgrade from version 1), topic create/alter/list/get/delete, items, remap and
  * item drops in transactions (a refused change leaves everything as it
  * was), name and count validation, duplicates, persistence across reopen,
  * refusal of newer and foreign files, group offsets and checkpoints.
@@ -554,6 +554,56 @@ static void test_readonly_shm(void **state)
     assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* Delete: every row naming the topic's id goes (items, group and checkpoint
+ * offsets, reservations of its physical queues); physical ids stay used,
+ * streams naming it stay, other topics are untouched. */
+static void test_topic_delete(void **state)
+{
+    fixture_t *f = *state;
+    rn_meta_t *m = open_meta(f);
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_meta_topic_t a, b, gone;
+    assert_int_equal(rn_meta_topic_create(m, "a", 2, 0, 0, &a, err), 0);
+    assert_int_equal(rn_meta_topic_create(m, "b", 1, 0, 0, &b, err), 0);
+    rn_meta_remap_t r = {.topic_id = a.id, .queue = 1, .open_seq = 0, .physical_end = 5,
+                         .store_id = 0, .min_physical_id = 0};
+    assert_int_equal(rn_meta_remap(m, &r, NULL, err), 0);
+    assert_int_equal(rn_meta_reserve_set(m, 0, 100, err), 0);    /* a's queue 0 */
+    assert_int_equal(rn_meta_reserve_set(m, 2, 100, err), 0);    /* b's queue 0 */
+    rn_meta_offset_t v[2] = {{.topic_id = a.id, .queue = 1, .offset = 3},
+                             {.topic_id = b.id, .queue = 0, .offset = 0}};
+    assert_int_equal(rn_meta_offsets_commit(m, "g", v, 2, err), 0);
+    assert_int_equal(rn_meta_checkpoint_create(m, "g", "cp", NULL, err), 0);
+    rn_meta_stream_t st = {.name = "s", .topic = "a", .format = "json", .fields = "\"x\" TEXT"};
+    assert_int_equal(rn_meta_stream_create(m, &st, err), 0);
+
+    assert_int_equal(rn_meta_topic_delete(m, "a", &gone, err), 0);
+    assert_int_equal(gone.id, a.id);
+    assert_int_equal(rn_meta_topic_delete(m, "a", NULL, err), RN_ENOTFOUND);
+    assert_non_null(strstr(err, "unknown topic 'a'; topics: b"));
+    assert_int_equal(rn_meta_topic_get(m, "b", &b, err), 0);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM queue_items"), 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM group_offsets"), 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM checkpoint_offsets"), 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM offset_reservations"), 1);
+    assert_int_equal(sql_int(f->path, "SELECT physical_id FROM offset_reservations"), 2);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM physical_queues"), 4);
+    rn_meta_stream_t got;
+    assert_int_equal(rn_meta_stream_get(m, "s", &got, err), 0);
+
+    /* Recreated: a new id and fresh physical queues. */
+    assert_int_equal(rn_meta_topic_create(m, "a", 1, 0, 0, &a, err), 0);
+    assert_true(a.id != gone.id);
+    rn_meta_item_t *items = NULL;
+    size_t n = 0;
+    assert_int_equal(rn_meta_items(m, a.id, 0, &items, &n, err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(items[0].physical_id, 4);
+    assert_int_equal(items[0].logical_start, 0);
+    free(items);
+    rn_meta_close(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -570,6 +620,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_upgrade_from_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remap_alter_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_groups_and_checkpoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topic_delete, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

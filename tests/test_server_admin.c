@@ -2,7 +2,8 @@
  * test_server_admin.c — runneld's topic, queue, store, offset, group and
  * checkpoint RPCs over loopback gRPC, each compared with what the core says
  * (the broker calls the same functions as the embedded commands), with their
- * error statuses; an unknown method answers UNIMPLEMENTED.
+ * error statuses; DeleteTopic and a topic recreated after it (offset 0, the
+ * idempotent producer state reset); an unknown method answers UNIMPLEMENTED.
  */
 #include "tests/test_server.h"
 
@@ -339,6 +340,53 @@ static void test_groups_and_checkpoints(void **state)
     assert_int_equal(v[0], 30);
 }
 
+/* DeleteTopic: NOT_FOUND afterwards for every call naming it; recreated, it
+ * starts at 0, and an idempotent producer's state on the old topic does not
+ * make its first batch on the new one a "duplicate" of a deleted batch. */
+static void test_delete_topic(void **state)
+{
+    srv_t *s = *state;
+    char err[RN_ERRMSG_SIZE];
+    int64_t pid;
+    int epoch;
+    create_topic(s, "del", 2);
+    init_producer(s, 0, &pid, &epoch);
+    batch_t b;
+    make_batch(&b, RN_BATCH_CODEC_NONE, 4, 0, pid, epoch, 0);
+    int64_t base = -1;
+    int dup = -1;
+    assert_int_equal(produce(s, "del", 1, &b, 1, 0, &base, &dup, NULL), 0);
+    fill(s, "del", 1, 6, 4);
+    assert_int_equal(hwm_of(s, "del", 1), 10);
+
+    Runnel__V1__DeleteTopicRequest dr = RUNNEL__V1__DELETE_TOPIC_REQUEST__INIT;
+    dr.name = "del";
+    ProtobufCMessage *m = call_ok(s, RN_RPC_METHOD("DeleteTopic"), &dr.base,
+                                  &runnel__v1__delete_topic_response__descriptor);
+    protobuf_c_message_free_unpacked(m, NULL);
+    call_fail(s, RN_RPC_METHOD("DeleteTopic"), &dr.base,
+              &runnel__v1__delete_topic_response__descriptor, 5, err);
+    assert_non_null(strstr(err, "unknown topic 'del'"));
+    Runnel__V1__DescribeTopicRequest desc = RUNNEL__V1__DESCRIBE_TOPIC_REQUEST__INIT;
+    desc.name = "del";
+    call_fail(s, RN_RPC_METHOD("DescribeTopic"), &desc.base, &runnel__v1__topic_info__descriptor,
+              5, err);
+    int st = -1;
+    assert_true(produce_err(s, "del", 1, &b, 1, &st, err) != 0);
+    assert_int_equal(st, 5);
+
+    /* Recreated: offset 0; the same producer's batch with sequence 0 is new
+     * there (its state on the deleted queue went with it). */
+    create_topic(s, "del", 2);
+    assert_int_equal(hwm_of(s, "del", 1), 0);
+    assert_int_equal(produce(s, "del", 1, &b, 1, 0, &base, &dup, NULL), 0);
+    assert_int_equal(base, 0);
+    assert_int_equal(dup, 0);
+    assert_int_equal(hwm_of(s, "del", 1), 4);
+    batch_free(&b);
+    served_still(s);
+}
+
 static void test_unimplemented(void **state)
 {
     srv_t *s = *state;
@@ -358,6 +406,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_remap_and_stores, srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(test_list_offsets, srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(test_groups_and_checkpoints, srv_setup, srv_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_topic, srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(test_unimplemented, srv_setup, srv_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
