@@ -61,6 +61,19 @@ int rn_ktopic_valid(rn_kstr_t name)
 
 /* ---- ApiVersions (18) ------------------------------------------------------------ */
 
+/* The lowest version advertised for an API: its table minimum, except that
+ * Produce is advertised from version 0. librdkafka (2.0) compresses only
+ * when the broker advertises Produce from v0 (its feature checks ask for
+ * the whole range v0..v3 before enabling MsgVer2 and codecs), so advertising
+ * 3 makes it send uncompressed batches. Versions 0-2 stay unimplemented: a
+ * request at one of them is refused by the front like any unsupported
+ * version (the connection is closed with a log line); no client that speaks
+ * RecordBatch v2 sends them, as ApiVersions also gives max 8. */
+static int16_t advertised_min(const rn_kapi_t *a)
+{
+    return a->key == 0 ? 0 : a->min;
+}
+
 int rn_kh_api_versions(rn_kreq_t *q)
 {
     const rn_kapi_t *me = rn_kapi_find(18);
@@ -87,7 +100,7 @@ int rn_kh_api_versions(rn_kreq_t *q)
     rn_kw_array(w, rn_kapi_count);
     for (int i = 0; i < rn_kapi_count; i++) {
         rn_kw_i16(w, rn_kapi_table[i].key);
-        rn_kw_i16(w, rn_kapi_table[i].min);
+        rn_kw_i16(w, advertised_min(&rn_kapi_table[i]));
         rn_kw_i16(w, rn_kapi_table[i].max);
         rn_kw_tags(w);
     }

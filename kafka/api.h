@@ -30,6 +30,8 @@
  *     coordinator may always complete what it holds.
  *  4. ApiVersions advertises exactly rn_kapi_table: a handler exists for
  *     every key and version listed there, and nothing else is answered.
+ *     One exception: Produce is advertised from v0 for librdkafka's sake
+ *     (api.c advertised_min), while v0-2 are still refused.
  */
 #ifndef RN_KAFKA_API_H
 #define RN_KAFKA_API_H

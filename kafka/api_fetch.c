@@ -136,7 +136,10 @@ static size_t fetch_write(rn_kreq_t *q, kfetch_t *s)
 static int fetch_try(rn_kreq_t *q, int expired)
 {
     kfetch_t *s = q->hstate;
-    if (expired || fetch_due(q, s)) {
+    /* fetch_due also resolves each partition's queue, which fetch_write
+     * reads: it runs even when the wait is over (max_wait_ms 0). */
+    int due = fetch_due(q, s);
+    if (expired || due) {
         size_t mark = q->out.len;
         size_t total = fetch_write(q, s);
         if (expired || total >= (size_t)(s->min_bytes > 0 ? s->min_bytes : 0)) return 1;
