@@ -15,7 +15,7 @@
 #include "server/log.h"
 
 const rn_kapi_t rn_kapi_table[] = {
-    {0, "Produce", 3, 8, 9, rn_kh_produce},
+    {0, "Produce", 0, 8, 9, rn_kh_produce},
     {1, "Fetch", 4, 11, 12, rn_kh_fetch},
     {2, "ListOffsets", 1, 5, 6, rn_kh_list_offsets},
     {3, "Metadata", 0, 7, 9, rn_kh_metadata},

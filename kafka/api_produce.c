@@ -1,5 +1,5 @@
 /*
- * api_produce.c — Produce (0), versions 3–8.
+ * api_produce.c — Produce (0), versions 0–8.
  *
  * Each partition's records are split into their RecordBatch v2 batches and
  * handed to the broker's produce path (rn_hd_produce_begin: every batch of
@@ -8,7 +8,11 @@
  * base offset rewritten. acks 0 answers nothing; acks 1 answers once
  * written; acks -1 answers once durable under the fsync policy, the wait
  * running on the front's waiter thread while the connection goes on
- * (responses stay in order: api.h invariant 2).
+ * (responses stay in order: api.h invariant 2). Versions 0-2 differ only in
+ * their layout (no transactional_id; v0 answers no throttle time, v0-1 no
+ * log append time); their records must still be RecordBatch v2: a legacy
+ * message set (magic 0 or 1) is refused per partition with
+ * UNSUPPORTED_VERSION, as for any version.
  *
  * Invariants:
  *  1. Partitions are independent, as in Kafka: one partition's refusal
@@ -174,7 +178,7 @@ static void produce_answer(rn_kreq_t *q)
             rn_kw_i32(w, kp->index);
             rn_kw_i16(w, kp->err);
             rn_kw_i64(w, kp->err ? -1 : kp->p.base[0]);
-            rn_kw_i64(w, -1);                              /* log_append_time_ms */
+            if (q->version >= 2) rn_kw_i64(w, -1);         /* log_append_time_ms */
             if (q->version >= 5) rn_kw_i64(w, -1);         /* log_start_offset */
             if (q->version >= 8) {
                 rn_kw_array(w, 0);                         /* record_errors */
@@ -183,7 +187,7 @@ static void produce_answer(rn_kreq_t *q)
         }
         i = j;
     }
-    rn_kw_i32(w, 0);                                       /* throttle_time_ms */
+    if (q->version >= 1) rn_kw_i32(w, 0);                  /* throttle_time_ms */
 }
 
 /* Waiter thread: wait for durability (invariant 3). */
@@ -210,7 +214,8 @@ static void produce_then(rn_kreq_t *q)
 int rn_kh_produce(rn_kreq_t *q)
 {
     rn_kr_t *r = &q->in;
-    rn_kstr_t txn = rn_kr_str(r, "transactional_id");
+    rn_kstr_t txn = {.p = NULL, .len = -1};
+    if (q->version >= 3) txn = rn_kr_str(r, "transactional_id");
     int16_t acks = rn_kr_i16(r, "acks");
     rn_kr_i32(r, "timeout_ms");
     int32_t nt = rn_kr_array(r, "topic_data");

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs runnel's build dependencies from Debian's packages, only when missing.
 #
-#   scripts/install-deps.sh          the build and test dependencies (DESIGN.md §2)
+#   scripts/install-deps.sh          the build and test dependencies (DESIGN.md §2), and
+#                                    kafkajs for the Kafka client tests (npm ci)
 #   scripts/install-deps.sh fuzz     also clang's libFuzzer runtime, for `make fuzz`
 #   scripts/install-deps.sh bench    also redis-server, redis-benchmark, gnuplot and jq, for
 #                                    `make bench` (the peers and the charts)
@@ -43,7 +44,22 @@ need_py() { # need_py MODULE DEBIAN_PACKAGE
 }
 need_py confluent_kafka python3-confluent-kafka
 need_py kafka      python3-kafka
+need_py snappy     python3-snappy      # kafka-python's codecs
+need_py lz4        python3-lz4
+need_py zstandard  python3-zstandard
 need rdkafka       librdkafka-dev
+# kafkajs runs on Node.js; its package (pinned in tests/kafka/js/package-lock.json)
+# comes from the npm registry, installed after the Debian packages below.
+need_cmd node      nodejs
+need_cmd npm       npm
+
+# npm_deps: tests/kafka/js/node_modules from the lock file, when missing.
+npm_deps() {
+    js="$(dirname "$0")/../tests/kafka/js"
+    [ -d "$js/node_modules/kafkajs" ] && [ -d "$js/node_modules/kafkajs-snappy" ] && return 0
+    echo "install-deps: npm ci in tests/kafka/js" >&2
+    (cd "$js" && npm ci --no-audit --no-fund --loglevel=error) >&2
+}
 
 if [ "${1:-}" = fuzz ]; then
     need_cmd clang clang
@@ -58,7 +74,7 @@ if [ "${1:-}" = bench ]; then
     need_cmd jq              jq
 fi
 
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then npm_deps; exit 0; fi
 
 echo "install-deps: installing$missing" >&2
 sudo=""
@@ -71,4 +87,5 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 # shellcheck disable=SC2086
 $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+npm_deps
 echo "install-deps: done" >&2

@@ -426,9 +426,9 @@ static void t_unknown_api_and_versions(void **state)
     kb_begin(&b, -1, 0, 5, 0);
     kb_end(&b);
     expect_refused(s, &b, "unknown API key -1");
-    kb_begin(&b, 0, 2, 5, 0);                  /* Produce v2: message format v0/v1 */
+    kb_begin(&b, 0, 9, 5, 0);
     kb_end(&b);
-    expect_refused(s, &b, "Produce version 2 is not supported");
+    expect_refused(s, &b, "Produce version 9 is not supported");
     kb_begin(&b, 1, 99, 5, 0);
     kb_end(&b);
     expect_refused(s, &b, "Fetch version 99 is not supported");
@@ -565,7 +565,8 @@ static void fetch_req(kb_t *b, int32_t corr, const char *topic, int32_t max, int
     kb_end(b);
 }
 
-/* About 4 MiB in topic "big" (64 KiB batches), produced over gRPC. */
+/* About 4 MiB in topic "big" (64 KiB batches), produced over gRPC, durable
+ * (the Kafka high watermark is the durable end). */
 static void fill_big(srv_t *s)
 {
     static int done;
@@ -575,7 +576,7 @@ static void fill_big(srv_t *s)
     batch_t bt;
     make_batch(&bt, 0, 800, 0, -1, -1, -1);
     assert_true(bt.len > 40000 && bt.len <= SRV_MAX_BATCH);
-    for (int i = 0; i < 80; i++) assert_int_equal(produce(s, "big", 0, &bt, 1, 1, NULL, NULL, NULL), 0);
+    for (int i = 0; i < 80; i++) assert_int_equal(produce(s, "big", 0, &bt, 1, 0, NULL, NULL, NULL), 0);
     batch_free(&bt);
 }
 
@@ -727,6 +728,60 @@ static void t_corrupt_batch(void **state)
     assert_int_equal(consumed(s, "good") > 0, 1);
 }
 
+/* Produce v0-2 (advertised for librdkafka): a RecordBatch v2 is stored and
+ * answered in the version's layout; a legacy message set (magic 1) is
+ * refused per partition with UNSUPPORTED_VERSION and stores nothing. */
+static void t_old_produce_versions(void **state)
+{
+    srv_t *s = *state;
+    batch_t bt;
+    make_batch(&bt, 0, 3, 0, -1, -1, -1);
+    uint8_t legacy[12 + 26];
+    memset(legacy, 0, sizeof legacy);
+    put_be32(legacy + 8, 26);                    /* crc magic attrs ts key value */
+    legacy[16] = 1;                              /* magic 1 */
+    put_be32(legacy + 26, 0xffffffffu);          /* null key */
+    put_be32(legacy + 30, 4);
+    memcpy(legacy + 34, "old!", 4);
+    for (int16_t v = 0; v <= 2; v++) {
+        for (int old = 0; old <= 1; old++) {
+            kb_t b = {0};
+            kb_begin(&b, 0, v, 60 + v, 0);
+            kb_i16(&b, 1);
+            kb_i32(&b, 10000);
+            kb_i32(&b, 1);
+            kb_str(&b, old ? "oldfmt" : "oldver");
+            kb_i32(&b, 1);
+            kb_i32(&b, 0);
+            if (old) kb_bytes(&b, legacy, (int32_t)sizeof legacy);
+            else kb_bytes(&b, bt.data, (int32_t)bt.len);
+            kb_end(&b);
+            int fd = kconnect();
+            send_all(fd, b.p, b.len);
+            free(b.p);
+            size_t len;
+            uint8_t *p = recv_resp(fd, 60 + v, &len);
+            rd_t r = {p + 4, p + len, 0};
+            assert_int_equal(rd_i32(&r), 1);
+            rd_str(&r);
+            assert_int_equal(rd_i32(&r), 1);
+            assert_int_equal(rd_i32(&r), 0);
+            assert_int_equal(rd_i16(&r), old ? 35 : 0);
+            int64_t base = rd_i64(&r);
+            assert_true(old ? base == -1 : base == 3 * v);
+            if (v >= 2) assert_int_equal(rd_i64(&r), -1);     /* log_append_time */
+            if (v >= 1) assert_int_equal(rd_i32(&r), 0);      /* throttle_time */
+            assert_false(r.err);
+            assert_true(r.p == r.end);                         /* nothing else */
+            free(p);
+            close(fd);
+        }
+    }
+    batch_free(&bt);
+    assert_int_equal(consumed(s, "oldver"), 9);
+    assert_int_equal(consumed(s, "oldfmt"), 0);
+}
+
 /* ---- the broker ----------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -755,6 +810,7 @@ int main(void)
         cmocka_unit_test(t_pipeline_never_read),
         cmocka_unit_test(t_sigpipe),
         cmocka_unit_test(t_corrupt_batch),
+        cmocka_unit_test(t_old_produce_versions),
         cmocka_unit_test(t_slowloris),
     };
     return cmocka_run_group_tests(tests, setup, srv_teardown);
