@@ -52,6 +52,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/addr.h"
 #include "common/bytes.h"
 #include "common/error.h"
 #include "kafka/api.h"
@@ -647,33 +648,12 @@ static void *loop_main(void *arg)
 }
 
 /* Split "HOST:PORT" ("[v6]:PORT" too). */
-static int split_hostport(const char *s, char *host, size_t n, int *port)
-{
-    const char *colon = strrchr(s, ':');
-    if (!colon || colon == s) return -1;
-    const char *h = s;
-    size_t hl = (size_t)(colon - s);
-    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    }
-    if (hl >= n) return -1;
-    memcpy(host, h, hl);
-    host[hl] = 0;
-    char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (*end || end == colon + 1 || p < 0 || p > 65535) return -1;
-    *port = (int)p;
-    return 0;
-}
-
 int rn_kfront_start(rn_hd_t *hd, const rn_kfront_opts_t *o, rn_kfront_t **out, int *port,
                     char *errmsg)
 {
     char host[256];
     int lport;
-    if (split_hostport(o->listen, host, sizeof host, &lport) != 0)
-        return rn_errf(errmsg, RN_EINVAL, "--kafka-listen '%.100s' is not HOST:PORT", o->listen);
+    if (rn_addr_split(o->listen, host, sizeof host, &lport, 1, errmsg) != 0) return RN_EINVAL;
     struct addrinfo hints = {0}, *ai = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -723,12 +703,12 @@ int rn_kfront_start(rn_hd_t *hd, const rn_kfront_opts_t *o, rn_kfront_t **out, i
     /* The advertised address: --kafka-advertise, else the listen address
      * with the bound port (a wildcard host advertises this host's name). */
     if (o->advertise) {
-        if (split_hostport(o->advertise, f->ctx.host, sizeof f->ctx.host, &f->ctx.port) != 0
-            || !f->ctx.host[0]) {
-            rc = rn_errf(errmsg, RN_EINVAL, "--kafka-advertise '%.100s' is not HOST:PORT",
+        rc = rn_addr_split(o->advertise, f->ctx.host, sizeof f->ctx.host, &f->ctx.port, 0,
+                           errmsg);
+        if (rc == 0 && !f->ctx.host[0])
+            rc = rn_errf(errmsg, RN_EINVAL, "--kafka-advertise '%.100s' names no host",
                          o->advertise);
-            goto fail;
-        }
+        if (rc != 0) goto fail;
     } else {
         snprintf(f->ctx.host, sizeof f->ctx.host, "%s", host);
         if (!host[0] || !strcmp(host, "0.0.0.0") || !strcmp(host, "::"))
