@@ -17,8 +17,12 @@
  *                  partitions, compression none (lz4 with --lz4). Timed from
  *                  the first produce() to flush() returning with every
  *                  delivery report received, none failed. Same run: the gRPC
- *                  produce (librunnel, topic `grpc-bench`) and the embedded
- *                  producer baseline (bench_net.c), same records.
+ *                  produce (librunnel, topic `grpc-bench`), the embedded
+ *                  producer baseline (bench_net.c), and a client that batches
+ *                  (kafka_produce_batched: Produce v3 requests of batches it
+ *                  built with rn_batch_builder, topic `kafka-batched`), which
+ *                  separates the Kafka front's cost from librdkafka's; same
+ *                  records.
  *   kafka-consume  --records N records are produced first (gRPC, not timed);
  *                  then read from offset 0 to the end by the gRPC consumer
  *                  (bench_net.c) and by librdkafka's consumer (the partitions
@@ -26,20 +30,28 @@
  *                  value length summed.
  *
  * Output: a table, or with --json one object per path: bench, path
- * (kafka|grpc|embedded), records, size, records_per_s, mb_per_s, and CPU
+ * (the row's name), records, size, records_per_s, mb_per_s, and CPU
  * time of the bench and of runneld for the Kafka path.
  */
+#include "batch/batch.h"
 #include "bench/bench.h"
 #include "bench/bench_net.h"
+#include "common/bytes.h"
 #include "common/error.h"
 #include "common/sys.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 typedef struct kstate {
     uint64_t acked, failed;
@@ -157,6 +169,206 @@ static int kafka_produce(const net_cfg_t *cfg, const char *kaddr, const char *to
     return rc;
 }
 
+/* ---- a client that batches: raw Produce requests ------------------------------ */
+
+/* The same records through the Kafka front from a client that builds its
+ * RecordBatches itself (rn_batch_builder, as librunnel does for gRPC) and
+ * sends Produce v3 requests (one batch per partition each, acks all) on one
+ * connection, KBATCH_INFLIGHT in flight: the Kafka front's own cost, without
+ * librdkafka's per-message work. Every partition's answer must be error 0. */
+#define KBATCH_INFLIGHT 8
+
+typedef struct kreq {
+    uint8_t *p;
+    size_t   len, cap;
+} kreq_t;
+
+static int kreq_put(kreq_t *r, const void *src, size_t n)
+{
+    if (r->len + n > r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 1u << 20;
+        while (cap < r->len + n) cap *= 2;
+        uint8_t *np = realloc(r->p, cap);
+        if (!np) return -ENOMEM;
+        r->p = np;
+        r->cap = cap;
+    }
+    memcpy(r->p + r->len, src, n);
+    r->len += n;
+    return 0;
+}
+static int kreq_i16(kreq_t *r, int16_t v)
+{
+    uint8_t b[2];
+    rn_be16_put(b, (uint16_t)v);
+    return kreq_put(r, b, 2);
+}
+static int kreq_i32(kreq_t *r, int32_t v)
+{
+    uint8_t b[4];
+    rn_be32_put(b, (uint32_t)v);
+    return kreq_put(r, b, 4);
+}
+static int kreq_str(kreq_t *r, const char *s)
+{
+    if (!s) return kreq_i16(r, -1);
+    int rc = kreq_i16(r, (int16_t)strlen(s));
+    return rc ? rc : kreq_put(r, s, strlen(s));
+}
+
+static int kfd_connect(const char *kaddr)
+{
+    char host[64];
+    snprintf(host, sizeof host, "%s", kaddr);
+    char *colon = strrchr(host, ':');
+    if (!colon) return -EINVAL;
+    *colon = 0;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    if (inet_pton(AF_INET, host, &a.sin_addr) != 1) return -EINVAL;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+static int kfd_io(int fd, void *p, size_t n, int wr)
+{
+    uint8_t *b = p;
+    while (n) {
+        ssize_t k = wr ? write(fd, b, n) : read(fd, b, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return k == 0 ? -EPIPE : -errno;
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Read one Produce v3 answer; the first nonzero partition error, or 0. */
+static int kbatch_answer(const net_cfg_t *cfg, int fd, kreq_t *in, int32_t corr)
+{
+    uint8_t sz[4];
+    int rc = kfd_io(fd, sz, 4, 0);
+    if (rc) return bench_fail(cfg->cmd, rc, "reading a Produce answer: %s", strerror(-rc));
+    size_t n = rn_be32_get(sz);
+    in->len = 0;
+    if (n < 8 || n > (64u << 20))
+        return bench_fail(cfg->cmd, -EPROTO, "a Produce answer of %zu bytes", n);
+    if (n > in->cap) {
+        uint8_t *np = realloc(in->p, n);
+        if (!np) return -ENOMEM;
+        in->p = np;
+        in->cap = n;
+    }
+    if ((rc = kfd_io(fd, in->p, n, 0)) != 0) return rc;
+    const uint8_t *p = in->p, *end = p + n;
+    if ((int32_t)rn_be32_get(p) != corr)
+        return bench_fail(cfg->cmd, -EPROTO, "answer %d to request %d",
+                          (int32_t)rn_be32_get(p), corr);
+    p += 4;
+    int32_t nt = (int32_t)rn_be32_get(p);
+    p += 4;
+    for (int32_t t = 0; t < nt && p + 2 <= end; t++) {
+        p += 2 + rn_be16_get(p);
+        if (p + 4 > end) break;
+        int32_t np = (int32_t)rn_be32_get(p);
+        p += 4;
+        for (int32_t i = 0; i < np && p + 22 <= end; i++, p += 22) {
+            int16_t err = (int16_t)rn_be16_get(p + 4);
+            if (err) return bench_fail(cfg->cmd, -EIO, "partition %d: Kafka error %d",
+                                       (int32_t)rn_be32_get(p), err);
+        }
+    }
+    return 0;
+}
+
+static int kafka_produce_batched(const net_cfg_t *cfg, const char *kaddr, const char *topic,
+                                 uint32_t queues, const uint8_t *values, uint64_t *ns)
+{
+    int fd = kfd_connect(kaddr);
+    if (fd < 0) return bench_fail(cfg->cmd, fd, "connect %s: %s", kaddr, strerror(-fd));
+    rn_batch_builder_t *bb = calloc(queues, sizeof *bb);
+    uint64_t *next = calloc(queues, sizeof *next);     /* next record index per partition */
+    kreq_t out = {0}, in = {0};
+    int rc = bb && next ? 0 : -ENOMEM;
+    rn_batch_opts_t o;
+    rn_batch_opts_default(&o);
+    o.max_bytes = (uint32_t)cfg->batch_bytes;
+    o.codec = cfg->lz4 ? RN_BATCH_CODEC_LZ4 : RN_BATCH_CODEC_NONE;
+    for (uint32_t q = 0; q < queues && !rc; q++) {
+        rc = rn_batch_builder_init(&bb[q], &o);
+        next[q] = q;
+    }
+    int32_t sent = 0, answered = 0;
+    uint64_t t0 = rn_mono_ns();
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t ts = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    for (int more = 1; !rc && (more || answered < sent);) {
+        more = 0;
+        for (uint32_t q = 0; q < queues; q++) more |= next[q] < cfg->records;
+        if (more && sent - answered < KBATCH_INFLIGHT) {
+            out.len = 0;
+            rc = kreq_i32(&out, 0);
+            if (!rc) rc = kreq_i16(&out, 0);                   /* Produce */
+            if (!rc) rc = kreq_i16(&out, 3);
+            if (!rc) rc = kreq_i32(&out, sent);
+            if (!rc) rc = kreq_str(&out, "runnel-bench");
+            if (!rc) rc = kreq_str(&out, NULL);                /* transactional_id */
+            if (!rc) rc = kreq_i16(&out, -1);                  /* acks all */
+            if (!rc) rc = kreq_i32(&out, 30000);
+            if (!rc) rc = kreq_i32(&out, 1);
+            if (!rc) rc = kreq_str(&out, topic);
+            uint32_t parts = 0;
+            for (uint32_t q = 0; q < queues; q++) parts += next[q] < cfg->records;
+            if (!rc) rc = kreq_i32(&out, (int32_t)parts);
+            for (uint32_t q = 0; q < queues && !rc; q++) {
+                if (next[q] >= cfg->records) continue;
+                rn_batch_builder_reset(&bb[q]);
+                for (; next[q] < cfg->records; next[q] += queues) {
+                    rn_record_t r = {.timestamp = ts,
+                                     .value = values + (next[q] % BENCH_NET_POOL) * cfg->size,
+                                     .value_len = (int32_t)cfg->size};
+                    int a = rn_batch_builder_add(&bb[q], &r);
+                    if (a == RN_EFULL) break;
+                    if (a) {
+                        rc = bench_fail(cfg->cmd, a, "building a batch");
+                        break;
+                    }
+                }
+                const uint8_t *bp;
+                size_t blen;
+                if (!rc) rc = rn_batch_builder_finish(&bb[q], &bp, &blen);
+                if (!rc) rc = kreq_i32(&out, (int32_t)q);
+                if (!rc) rc = kreq_i32(&out, (int32_t)blen);
+                if (!rc) rc = kreq_put(&out, bp, blen);
+            }
+            if (!rc) {
+                rn_be32_put(out.p, (uint32_t)(out.len - 4));
+                rc = kfd_io(fd, out.p, out.len, 1);
+                if (rc) rc = bench_fail(cfg->cmd, rc, "sending a Produce: %s", strerror(-rc));
+                sent++;
+            }
+        } else if (answered < sent) {
+            rc = kbatch_answer(cfg, fd, &in, answered++);
+        }
+    }
+    *ns = rn_mono_ns() - t0;
+    for (uint32_t q = 0; bb && q < queues; q++) rn_batch_builder_destroy(&bb[q]);
+    free(bb);
+    free(next);
+    free(out.p);
+    free(in.p);
+    close(fd);
+    return rc;
+}
+
 /* Read every partition of topic from 0 to its end through librdkafka. */
 static int kafka_consume(const net_cfg_t *cfg, const char *kaddr, const char *topic,
                          uint32_t queues, uint64_t want, uint64_t *records, uint64_t *bytes,
@@ -265,9 +477,10 @@ static int kafka_produce_bench(const net_cfg_t *cfg0, const broker_t *b)
     rn_client_t **cs = calloc(cfg.producers, sizeof *cs);
     uint8_t *values = bench_net_values(&cfg);
     uint32_t queues = 0;
-    kresult_t r[3] = {{"kafka (librdkafka)", cfg.records, cfg.records * cfg.size, 0},
+    kresult_t r[4] = {{"kafka (librdkafka)", cfg.records, cfg.records * cfg.size, 0},
                       {"gRPC (librunnel)", cfg.records, cfg.records * cfg.size, 0},
-                      {"embedded producer", cfg.records, cfg.records * cfg.size, 0}};
+                      {"embedded producer", cfg.records, cfg.records * cfg.size, 0},
+                      {"kafka (batching client)", cfg.records, cfg.records * cfg.size, 0}};
     int rc = values && cs ? 0 : bench_fail(cfg.cmd, -ENOMEM, "out of memory");
     if (!rc) rc = bench_net_open(&cfg, b->addr, cfg.producers, cs);
     cfg.topic = "kafka-bench";
@@ -285,12 +498,15 @@ static int kafka_produce_bench(const net_cfg_t *cfg0, const broker_t *b)
     if (!rc) rc = bench_net_topic(&cfg, cs[0], &queues);
     if (!rc) rc = bench_net_produce_run(&cfg, cs, cfg.records, values, &r[1].ns);
     if (!rc) rc = bench_net_baseline(&cfg, values, &r[2].ns);
+    cfg.topic = "kafka-batched";
+    if (!rc) rc = bench_net_topic(&cfg, cs[0], &queues);
+    if (!rc) rc = kafka_produce_batched(&cfg, b->kafka, cfg.topic, queues, values, &r[3].ns);
     if (!rc) {
         /* CPU of the Kafka path only: report from m, with the end mark's
          * figures (the gRPC and embedded runs came after). */
         cpu_mark_t now = bench_cpu_now();
         cpu_mark_t since = {m.self + (now.self - m_end.self), m.broker + (now.broker - m_end.broker)};
-        report(&cfg, "kafka-produce", r, 3, since);
+        report(&cfg, "kafka-produce", r, 4, since);
     }
     if (cs) bench_net_close(cs, cfg.producers);
     free(cs);
