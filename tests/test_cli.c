@@ -1049,7 +1049,10 @@ static void test_store_check_and_repair(void **state)
 {
     fixture_t *f = *state;
     create_topic(f, "t", "1");
-    for (int i = 0; i < 6; i++) expect_ok(f, RUN(f, "a\nb\nc\n", "produce", "t"));
+    /* One batch per produce, however slow the machine: the linger never
+     * expires before EOF seals the batch. */
+    for (int i = 0; i < 6; i++)
+        expect_ok(f, RUN(f, "a\nb\nc\n", "produce", "t", "--linger-ms", "60000"));
     char seg[PATH_MAX + 64];
     snprintf(seg, sizeof seg, "%s/stores/0/commitlog/00000000000000000000.log", f->data);
     size_t len;
