@@ -58,7 +58,7 @@ def ok(msg):
 
 
 def raw_fetch(bootstrap, topic, partition=0, offset=0, max_bytes=1 << 20,
-              partition_max_bytes=1 << 20, max_wait_ms=0, parts=None):
+              partition_max_bytes=1 << 20, max_wait_ms=0, parts=None, min_bytes=0):
     """One Fetch v4 on a fresh connection, written and parsed here (no
     client library): [(topic, partition, error, high watermark, records
     bytes)] for parts = [(topic, partition, offset, partition_max_bytes)]
@@ -71,7 +71,7 @@ def raw_fetch(bootstrap, topic, partition=0, offset=0, max_bytes=1 << 20,
     by_topic = {}
     for t, p, o, m in parts:
         by_topic.setdefault(t, []).append((p, o, m))
-    body = struct.pack(">iiiib", -1, max_wait_ms, 0, max_bytes, 0)
+    body = struct.pack(">iiiib", -1, max_wait_ms, min_bytes, max_bytes, 0)
     body += struct.pack(">i", len(by_topic))
     for t, ps in by_topic.items():
         body += struct.pack(">h", len(t)) + t.encode() + struct.pack(">i", len(ps))
@@ -132,7 +132,9 @@ def check_codec(bootstrap, topic, codec, sent=None):
     """The stored batches of the topic's queue 0 carry the codec's id in
     their attributes: the client really compressed (and the broker stored
     the batches as received)."""
-    [(_, _, err, _, rec)] = raw_fetch(bootstrap, topic)
+    # Acknowledged with acks=1 is not yet visible: the high watermark is the
+    # durable end, so wait (long-poll) for the first bytes.
+    [(_, _, err, _, rec)] = raw_fetch(bootstrap, topic, max_wait_ms=5000, min_bytes=1)
     if sent is not None and sent != codec:
         # The client sends this codec uncompressed on this broker (see
         # rdkafka_compresses): every batch must say so.
