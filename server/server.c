@@ -76,6 +76,7 @@
 #include "common/error.h"
 #include "common/sys.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/pipelines.h"
 #include "server/query.h"
 
@@ -307,6 +308,7 @@ static void call_free(scall_t *c)
     if (was_active || counted) {
         pthread_mutex_lock(&s->mu);
         if (was_active) s->active--;
+        if (was_active) rn_metrics_gauge(RN_MG_GRPC_CALLS, -1);
         if (counted) s->produces--;
         pthread_mutex_unlock(&s->mu);
         maybe_stopped(s);
@@ -489,6 +491,7 @@ static void lot_remove(rn_server_t *s, scall_t *c)
     else s->parked = c->next;
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
+    rn_metrics_gauge(RN_MG_GRPC_PARKED, -1);
 }
 
 static void do_fetch(scall_t *c);
@@ -588,6 +591,7 @@ static void do_fetch(scall_t *c)
             c->next = s->parked;
             if (s->parked) s->parked->prev = c;
             s->parked = c;
+            rn_metrics_gauge(RN_MG_GRPC_PARKED, 1);
             notify = s->armed < 0 || c->park_deadline < s->armed;
         }
         pthread_mutex_unlock(&s->lot_mu);
@@ -1069,6 +1073,7 @@ static void *cq_main(void *arg)
             pthread_mutex_lock(&s->mu);
             int stopping = s->stopping;
             s->active++;
+            rn_metrics_gauge(RN_MG_GRPC_CALLS, 1);
             pthread_mutex_unlock(&s->mu);
             c->state = C_RUNNING;
             if (!stopping) request_call(s, c->mi);
