@@ -28,10 +28,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/hist.h"
-
 #include "client/runnel.h"     /* rn_fsync_mode_t, rn_log_opts_t */
 #include "common/buf.h"
+#include "common/hist.h"
 
 /* rn_fsync_mode_t and rn_log_opts_t (the store options) are defined in
  * client/runnel.h, since the client options embed them. */

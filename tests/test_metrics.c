@@ -463,6 +463,60 @@ static void test_parked_gauge(void **state)
     assert_true(metric(f, "runnel_grpc_parked_fetches", "") == 0);
 }
 
+/* runneld refuses a bad --metrics-listen address (exit 2), and one it cannot
+ * listen on (exit 1, port file not written), naming the flag. */
+static void test_refusals(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/rn-mref-XXXXXX", cmd[PATH_MAX + 512], log[64], *text = NULL;
+    assert_non_null(mkdtemp(dir));
+    snprintf(log, sizeof log, "%s/log", dir);
+    snprintf(cmd, sizeof cmd, "timeout 30 %s/runneld --data %s/d --listen 127.0.0.1:0 "
+             "--metrics-listen 127.0.0.1:99999 2>%s", RN_BIN_DIR, dir, log);
+    int st = system(cmd);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    FILE *fp = fopen(log, "r");
+    assert_non_null(fp);
+    text = calloc(1, 4096);
+    assert_non_null(text);
+    size_t n = fread(text, 1, 4095, fp);
+    fclose(fp);
+    text[n] = '\0';
+    assert_non_null(strstr(text, "--metrics-listen"));
+    free(text);
+
+    /* A port already listened on. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    socklen_t al = sizeof a;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    snprintf(cmd, sizeof cmd, "timeout 30 %s/runneld --data %s/d --listen 127.0.0.1:0 "
+             "--metrics-listen 127.0.0.1:%d --port-file %s/port 2>%s", RN_BIN_DIR, dir,
+             ntohs(a.sin_port), dir, log);
+    st = system(cmd);
+    close(fd);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    fp = fopen(log, "r");
+    assert_non_null(fp);
+    text = calloc(1, 65536);
+    assert_non_null(text);
+    n = fread(text, 1, 65535, fp);
+    fclose(fp);
+    text[n] = '\0';
+    assert_non_null(strstr(text, "--metrics-listen"));
+    free(text);
+    snprintf(cmd, sizeof cmd, "%s/port", dir);
+    assert_int_equal(access(cmd, F_OK), -1);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* ---- a real Prometheus scraping runneld ---------------------------------------------- */
 
 static pid_t spawn_prometheus(const char *dir, int mport, int pport)
@@ -560,6 +614,7 @@ int main(void)
         cmocka_unit_test(test_kafka_front),
         cmocka_unit_test(test_paths),
         cmocka_unit_test(test_parked_gauge),
+        cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_prometheus_scrapes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
