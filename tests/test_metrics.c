@@ -463,6 +463,79 @@ static void test_parked_gauge(void **state)
     assert_true(metric(f, "runnel_grpc_parked_fetches", "") == 0);
 }
 
+/* A pipeline running inside runneld: its counts (as of its checkpoints),
+ * lag and checkpoint age. */
+static void test_pipeline(void **state)
+{
+    mfix_t *f = *state;
+    char cmd[1024], srv[64];
+    snprintf(srv, sizeof srv, "--server 127.0.0.1:%d", f->s->port);
+    snprintf(cmd, sizeof cmd, "%s/runnel %s topic create pin >/dev/null && "
+             "%s/streamsql %s -e \"CREATE STREAM pev (svc TEXT, lat INTEGER) WITH "
+             "(topic = 'pin', format = 'json')\" && "
+             "%s/runnel %s pipeline create \"CREATE PIPELINE slow AS INSERT INTO pout "
+             "SELECT svc, lat FROM pev WHERE lat > 10\" >/dev/null && "
+             "seq 1 100 | sed 's/.*/{\"svc\":\"a\",\"lat\":&}/' | "
+             "%s/runnel %s produce pin >/dev/null 2>&1", RN_BIN_DIR, srv, RN_BIN_DIR, srv,
+             RN_BIN_DIR, srv, RN_BIN_DIR, srv);
+    assert_int_equal(system(cmd), 0);
+    double in = -1, out = -1;
+    for (int i = 0; i < 200 && !(in == 100 && out == 90); i++) {
+        char *t = scrape(f);
+        in = value_of(t, "runnel_pipeline_records_in_total", "pipeline=slow");
+        out = value_of(t, "runnel_pipeline_records_out_total", "pipeline=slow");
+        free(t);
+        if (!(in == 100 && out == 90)) usleep(50000);
+    }
+    assert_true(in == 100 && out == 90);
+    char *t = scrape(f);
+    check_format(t);
+    assert_true(value_of(t, "runnel_pipeline_errors_total", "pipeline=slow") == 0);
+    assert_true(value_of(t, "runnel_pipeline_lag", "pipeline=slow,topic=pin,queue=0") == 0);
+    double age = value_of(t, "runnel_pipeline_checkpoint_age_seconds", "pipeline=slow");
+    assert_true(age >= 0 && age < 60);
+    assert_true(value_of(t, "runnel_queue_high_watermark", "topic=pout,queue=0") == 90);
+    free(t);
+}
+
+static void reread_ports(mfix_t *f)
+{
+    FILE *fp = fopen(f->s->portf, "r");
+    int g = 0;
+    assert_non_null(fp);
+    assert_int_equal(fscanf(fp, "%d %d %d", &g, &f->kport, &f->mport), 3);
+    fclose(fp);
+}
+
+/* What the last open's recovery did: clean after SIGTERM; after kill -9 not
+ * clean, with the commit log scanned. Counters start again from zero. */
+static void test_recovery(void **state)
+{
+    mfix_t *f = *state;
+    srv_restart(f->s);
+    reread_ports(f);
+    char *t = scrape(f);
+    check_format(t);
+    assert_true(value_of(t, "runnel_recovery_clean", "store=0") == 1);
+    assert_true(value_of(t, "runnel_produce_records_total", "topic=orders,queue=0") == -1);
+    assert_true(value_of(t, "runnel_queue_high_watermark", "topic=orders,queue=0") == 485);
+    free(t);
+    produce_n(f->s, "orders", 1, 2, 10, NULL);
+    rn_rpc_close(f->s->rpc);
+    f->s->rpc = NULL;
+    assert_int_equal(srv_kill_wait(f->s, SIGKILL), 128 + SIGKILL);
+    srv_start(f->s);
+    reread_ports(f);
+    t = scrape(f);
+    check_format(t);
+    assert_true(value_of(t, "runnel_recovery_clean", "store=0") == 0);
+    assert_true(value_of(t, "runnel_recovery_scanned_bytes", "store=0") > 0);
+    assert_true(value_of(t, "runnel_recovery_truncated_bytes", "store=0") == 0);
+    assert_true(value_of(t, "runnel_recovery_duration_seconds", "store=0") > 0);
+    assert_true(value_of(t, "runnel_queue_high_watermark", "topic=orders,queue=1") == 27);
+    free(t);
+}
+
 /* runneld refuses a bad --metrics-listen address (exit 2), and one it cannot
  * listen on (exit 1, port file not written), naming the flag. */
 static void test_refusals(void **state)
@@ -615,7 +688,9 @@ int main(void)
         cmocka_unit_test(test_paths),
         cmocka_unit_test(test_parked_gauge),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_pipeline),
         cmocka_unit_test(test_prometheus_scrapes),
+        cmocka_unit_test(test_recovery),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
