@@ -131,6 +131,7 @@ static void outf(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2
 static void outf(out_t *o, const char *fmt, ...)
 {
     if (o->err) return;
+    if (o->b->cap == o->b->len && (o->err = rn_buf_reserve(o->b, 4096, MAX_TEXT)) != 0) return;
     for (int round = 0; round < 2; round++) {
         size_t room = o->b->cap - o->b->len;
         va_list ap;
@@ -147,11 +148,14 @@ static void outf(out_t *o, const char *fmt, ...)
 /* A label value, escaped (invariant 4). */
 static void out_value(out_t *o, const char *s)
 {
-    for (; *s && !o->err; s++) {
-        if (*s == '\\') outf(o, "\\\\");
-        else if (*s == '"') outf(o, "\\\"");
-        else if (*s == '\n') outf(o, "\\n");
-        else outf(o, "%c", *s);
+    while (*s && !o->err) {
+        size_t run = strcspn(s, "\\\"\n");
+        if (run) outf(o, "%.*s", (int)run, s);
+        s += run;
+        if (*s) {
+            outf(o, "\\%c", *s == '\n' ? 'n' : *s);
+            s++;
+        }
     }
 }
 
