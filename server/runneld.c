@@ -439,7 +439,8 @@ int main(int argc, char **argv)
             failed = 1;
             rn_server_shutdown(d.srv);
         } else {
-            rn_slog(RN_SLOG_INFO, "metrics listening on %s (port %d): GET /metrics", mlisten, mport);
+            rn_slog(RN_SLOG_INFO, "metrics listening on %s (port %d): GET /metrics", mlisten,
+                    mport);
         }
     }
     if (pl && (rc = rn_pl_start_all(pl, err)) != 0) rn_slog(RN_SLOG_ERROR, "%s", err);
