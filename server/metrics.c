@@ -261,8 +261,14 @@ static void out_queue_counters(out_t *o)
     }
 }
 
-static void out_gauges(out_t *o)
+static void out_gauges(out_t *o, const rn_metrics_opts_t *mo)
 {
+    if (mo && mo->grpc_connections) {
+        out_family(o, "runnel_grpc_connections", "gauge", "Open gRPC client connections "
+                   "(from gRPC's channelz).");
+        int64_t n = mo->grpc_connections(mo->arg);
+        if (n >= 0) out_i64(o, "runnel_grpc_connections", NULL, n);
+    }
     static const struct {
         rn_mgauge_t g;
         const char *name, *help;
@@ -489,8 +495,9 @@ static void out_stores(out_t *o, rn_hd_t *h)
     free(v);
 }
 
-int rn_metrics_render(rn_hd_t *h, rn_buf_t *b)
+int rn_metrics_render(const rn_metrics_opts_t *mo, rn_buf_t *b)
 {
+    rn_hd_t *h = mo ? mo->hd : NULL;
     out_t o = {b, 0};
     rn_arena_t a = RN_ARENA_INIT;
     qrow_t *rows = NULL;
@@ -502,7 +509,7 @@ int rn_metrics_render(rn_hd_t *h, rn_buf_t *b)
              &rn_log_fsync_hist);
     out_hist(&o, "runnel_produce_ack_duration_seconds", "Time from a produce request's "
              "arrival at the handlers to its batches being durable.", &ack_hist);
-    out_gauges(&o);
+    out_gauges(&o, mo);
     if (h) {
         if (read_queues(h, &a, &rows, &nrows) == -ENOMEM) o.err = -ENOMEM;
         out_queue_ranges(&o, rows, nrows);
@@ -519,7 +526,7 @@ int rn_metrics_render(rn_hd_t *h, rn_buf_t *b)
 
 struct rn_metrics {
     struct MHD_Daemon *d;
-    rn_hd_t           *h;
+    rn_metrics_opts_t  o;
 };
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, const char *text,
@@ -558,16 +565,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return reply(conn, MHD_HTTP_NOT_FOUND, "not found: runneld serves /metrics only\n",
                      NULL, 0);
     rn_buf_t b = RN_BUF_INIT;
-    if (rn_metrics_render(m->h, &b) != 0 || !b.len) {
+    if (rn_metrics_render(&m->o, &b) != 0 || !b.len) {
         rn_buf_free(&b);
         return reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n", NULL, 0);
     }
     return reply(conn, MHD_HTTP_OK, NULL, b.data, b.len);   /* MHD frees b.data */
 }
 
-int rn_metrics_start(rn_hd_t *h, const char *listen, rn_metrics_t **out, int *port,
-                     char *errmsg)
+int rn_metrics_start(const rn_metrics_opts_t *o, rn_metrics_t **out, int *port, char *errmsg)
 {
+    const char *listen = o->listen;
     char host[256];
     int p = 0;
     *out = NULL;
@@ -587,7 +594,7 @@ int rn_metrics_start(rn_hd_t *h, const char *listen, rn_metrics_t **out, int *po
         freeaddrinfo(ai);
         return rn_errf(errmsg, -ENOMEM, "out of memory");
     }
-    m->h = h;
+    m->o = *o;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     m->d = MHD_start_daemon(flags, (uint16_t)p, NULL, NULL, on_request, m,

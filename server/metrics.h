@@ -45,17 +45,25 @@ void rn_metrics_acked(uint64_t t0_ns);
 
 typedef struct rn_metrics rn_metrics_t;
 
-/* Serve GET /metrics on listen (HOST:PORT, checked by rn_addr_split; port 0
- * picks a free one) from a thread of libmicrohttpd's, one scrape at a time;
- * other paths are 404. h is read at scrape time and must outlive the
- * endpoint. *port gets the bound port. */
-int  rn_metrics_start(rn_hd_t *h, const char *listen, rn_metrics_t **out, int *port,
+typedef struct rn_metrics_opts {
+    const char *listen;          /* HOST:PORT, checked by rn_addr_split; port 0: a free one */
+    rn_hd_t    *hd;              /* read at scrape time; must outlive the endpoint */
+    /* The gRPC front's open connections, asked at scrape time (-1: unknown,
+     * then no sample); NULL: not exported. */
+    int64_t   (*grpc_connections)(void *arg);
+    void       *arg;
+} rn_metrics_opts_t;
+
+/* Serve GET /metrics from a thread of libmicrohttpd's, one scrape at a
+ * time; other paths are 404, other methods 405. *port gets the bound port. */
+int  rn_metrics_start(const rn_metrics_opts_t *o, rn_metrics_t **out, int *port,
                       char *errmsg);
 /* Stop serving (waits for a scrape in progress) and free. NULL is a no-op. */
 void rn_metrics_stop(rn_metrics_t *m);
 
 /* The text of one scrape (the Prometheus text format 0.0.4) into out,
- * which the caller frees (rn_buf_free). 0, or -ENOMEM. */
-int  rn_metrics_render(rn_hd_t *h, rn_buf_t *out);
+ * which the caller frees (rn_buf_free); o NULL: the counters alone.
+ * 0, or -ENOMEM. */
+int  rn_metrics_render(const rn_metrics_opts_t *o, rn_buf_t *out);
 
 #endif

@@ -434,7 +434,8 @@ int main(int argc, char **argv)
     rn_metrics_t *mx = NULL;
     int mport = 0;
     if (mlisten && !failed) {
-        if (rn_metrics_start(h, mlisten, &mx, &mport, err) != 0) {
+        rn_metrics_opts_t mo = {mlisten, h, rn_server_connections, NULL};
+        if (rn_metrics_start(&mo, &mx, &mport, err) != 0) {
             rn_slog(RN_SLOG_ERROR, "%s", err);
             failed = 1;
             rn_server_shutdown(d.srv);

@@ -1183,6 +1183,51 @@ void rn_server_cancel_all(rn_server_t *s)
     grpc_server_cancel_all_calls(s->server);
 }
 
+/* Occurrences of key in the JSON text j, and the largest number that
+ * follows one as a string ("key":"123"). */
+static int64_t json_count(const char *j, const char *key, intptr_t *max_id)
+{
+    int64_t n = 0;
+    size_t kl = strlen(key);
+    for (const char *p = strstr(j, key); p; p = strstr(p + kl, key)) {
+        n++;
+        const char *v = p + kl;
+        while (*v == '"' || *v == ':' || *v == ' ') v++;
+        intptr_t id = (intptr_t)strtoll(v, NULL, 10);
+        if (max_id && id > *max_id) *max_id = id;
+    }
+    return n;
+}
+
+int64_t rn_server_connections(void *unused)
+{
+    (void)unused;
+    char *servers = grpc_channelz_get_servers(0);
+    if (!servers) return -1;
+    int64_t total = 0;
+    int ok = strstr(servers, "\"server\"") != NULL || strstr(servers, "\"end\"") != NULL;
+    /* Each server's id follows "serverId"; its sockets, a page at a time. */
+    const char *key = "\"serverId\"";
+    for (const char *p = strstr(servers, key); p && ok; p = strstr(p + 1, key)) {
+        const char *v = p + strlen(key);
+        while (*v == '"' || *v == ':' || *v == ' ') v++;
+        intptr_t sid = (intptr_t)strtoll(v, NULL, 10);
+        intptr_t start = 0;
+        for (int page = 0; page < 1000; page++) {
+            char *socks = grpc_channelz_get_server_sockets(sid, start, 100);
+            if (!socks) { ok = 0; break; }
+            intptr_t last = start - 1;
+            total += json_count(socks, "\"socketId\"", &last);
+            int end = strstr(socks, "\"end\":true") != NULL || last < start;
+            gpr_free(socks);
+            if (end) break;
+            start = last + 1;
+        }
+    }
+    gpr_free(servers);
+    return ok ? total : -1;
+}
+
 void rn_server_stats(rn_server_t *s, rn_server_stats_t *out)
 {
     out->calls = atomic_load(&s->calls);

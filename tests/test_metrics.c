@@ -360,6 +360,7 @@ static void test_counters_exact(void **state)
     assert_true(value_of(t, "runnel_store_bytes", "store=0") > (double)(b0 + b1));
     assert_true(value_of(t, "runnel_recovery_scanned_bytes", "store=0") >= 0);
     assert_true(value_of(t, "runnel_grpc_calls_in_flight", "") >= 0);
+    assert_true(value_of(t, "runnel_grpc_connections", "") >= 1);    /* the fixture's */
     free(t);
 
     /* N more records: the counter rises by exactly N. */
