@@ -158,9 +158,10 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTUTIL_OBJ) $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_ALL)
 endif
 
-# Tests that run runneld's server in process (to inject faults through rn_sys):
-# the server's objects but its main.
-INPROC_TESTS := $(BUILD)/tests/test_server_partial
+# Tests that run runneld's server in process (to inject faults through rn_sys),
+# or call its modules directly (test_metrics renders label escapes): the
+# server's objects but its main.
+INPROC_TESTS := $(BUILD)/tests/test_server_partial $(BUILD)/tests/test_metrics
 $(INPROC_TESTS): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTUTIL_OBJ) \
                  $(patsubst %.c,$(BUILD)/%.o,$(filter-out server/runneld.c,$(SERVER_SRC))) $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_ALL)

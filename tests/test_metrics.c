@@ -11,6 +11,8 @@
  */
 #include "tests/test_server.h"
 
+#include "server/metrics.h"
+
 #include <ctype.h>
 #include <math.h>
 
@@ -142,12 +144,14 @@ static void parse_sample(const char *line, char *name, size_t nsz, char *labels,
             p += 2;
             while (*p != '"') {
                 assert_true(*p && *p != '\n');
-                if (*p == '\\') {
-                    assert_true(p[1] == '\\' || p[1] == '"' || p[1] == 'n');
+                char ch = *p++;
+                if (ch == '\\') {
+                    assert_true(*p == '\\' || *p == '"' || *p == 'n');
+                    ch = *p == 'n' ? '\n' : *p;
                     p++;
                 }
                 assert_true(v + 1 < sizeof lval);
-                lval[v++] = *p++;
+                lval[v++] = ch;
             }
             lval[v] = '\0';
             p++;
@@ -591,6 +595,31 @@ static void test_refusals(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Label values are escaped (\\, \", \n) and read back unchanged; the text
+ * stays valid. Rendered in process (no topic name holds these bytes). */
+static void test_escaping(void **state)
+{
+    (void)state;
+    const char *odd = "a\"b\\c\nd}e,f=g";
+    rn_mqueue_t *m = rn_metrics_queue(odd, 3);
+    assert_non_null(m);
+    assert_ptr_equal(rn_metrics_queue(odd, 3), m);
+    rn_metrics_produced(m, 5, 100);
+    rn_metrics_produced(m, 2, 40);
+    rn_buf_t b = RN_BUF_INIT;
+    assert_int_equal(rn_metrics_render(NULL, &b), 0);
+    assert_int_equal(rn_buf_append(&b, "", 1, 0), 0);
+    const char *t = (const char *)b.data;
+    check_format(t);
+    assert_non_null(strstr(t, "topic=\"a\\\"b\\\\c\\nd}e,f=g\",queue=\"3\""));
+    char want[128];
+    snprintf(want, sizeof want, "topic=%s,queue=3", odd);
+    assert_true(value_of(t, "runnel_produce_records_total", want) == 7);
+    assert_true(value_of(t, "runnel_produce_bytes_total", want) == 140);
+    assert_true(value_of(t, "runnel_produce_batches_total", want) == 2);
+    rn_buf_free(&b);
+}
+
 /* ---- a real Prometheus scraping runneld ---------------------------------------------- */
 
 static pid_t spawn_prometheus(const char *dir, int mport, int pport)
@@ -684,6 +713,7 @@ static void test_prometheus_scrapes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_counters_exact),
         cmocka_unit_test(test_kafka_front),
         cmocka_unit_test(test_paths),
