@@ -14,7 +14,8 @@
  *     process exits, so a scrape walks it without a lock.
  *  3. A scrape builds its whole text in memory first: data-directory reads
  *     (topics, watermarks, group offsets, pipeline status, stores) take and
- *     release their own locks as every handler does, and no lock is held
+ *     release their own locks as every handler does, the gRPC connection
+ *     count comes from a callback (server.c, channelz), and no lock is held
  *     when libmicrohttpd sends the text. libmicrohttpd runs one internal
  *     thread, so scrapes run one at a time, and at most MAX_CONNS
  *     connections are open.
