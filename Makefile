@@ -44,7 +44,7 @@ NET_DIRS  := client
 # Batch codecs: lz4 (runnel's own), zlib, snappy and zstd (Kafka clients').
 # Debian 12's libsnappy-dev ships snappy.pc, older ones none: then -lsnappy.
 PKGS_CORE := sqlite3 liblz4 zlib libzstd
-PKGS_NET  := grpc libprotobuf-c libuv
+PKGS_NET  := grpc libprotobuf-c libuv libmicrohttpd
 PKGS_TEST := cmocka
 
 # Lazy (=): pkg-config runs only after the dependency step has installed it.
@@ -158,9 +158,10 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTUTIL_OBJ) $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_ALL)
 endif
 
-# Tests that run runneld's server in process (to inject faults through rn_sys):
-# the server's objects but its main.
-INPROC_TESTS := $(BUILD)/tests/test_server_partial
+# Tests that run runneld's server in process (to inject faults through rn_sys),
+# or call its modules directly (test_metrics renders label escapes): the
+# server's objects but its main.
+INPROC_TESTS := $(BUILD)/tests/test_server_partial $(BUILD)/tests/test_metrics
 $(INPROC_TESTS): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTUTIL_OBJ) \
                  $(patsubst %.c,$(BUILD)/%.o,$(filter-out server/runneld.c,$(SERVER_SRC))) $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_ALL)
@@ -216,7 +217,7 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(foreach d,$(CORE_DIRS),$(wildcard $(d)/
 
 # fuzz_rpc_*: runneld's request handlers (server/handlers.c, producers.c),
 # called without the gRPC front; they also link the generated protobuf-c code.
-HD_SRC := $(filter server/handlers.c server/producers.c,$(SERVER_SRC))
+HD_SRC := $(filter server/handlers.c server/producers.c server/metrics.c,$(SERVER_SRC))
 $(BUILD)/fuzz/replay_rpc_%: $(BUILD)/tests/fuzz/fuzz_rpc_%.o $(BUILD)/tests/fuzz/replay.o \
                             $(HD_SRC:%.c=$(BUILD)/%.o) $(LIBS)
 	@mkdir -p $(@D)
@@ -225,8 +226,9 @@ build-fuzz/fuzz_rpc_%: tests/fuzz/fuzz_rpc_%.c tests/fuzz/fuzz_rpc.h $(HD_SRC) $
                        $(foreach d,$(CORE_DIRS),$(wildcard $(d)/*.c $(d)/*.h))
 	@sh scripts/install-deps.sh fuzz
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -I$(BUILD)/gen $(shell pkg-config --cflags libprotobuf-c) -o $@ $< \
-	    $(HD_SRC) $(PROTO_C) $(CORE_SRC) $(LIBS_CORE) $(shell pkg-config --libs libprotobuf-c)
+	clang $(FUZZ_CFLAGS) -I$(BUILD)/gen $(shell pkg-config --cflags libprotobuf-c libmicrohttpd) \
+	    -o $@ $< $(HD_SRC) $(PROTO_C) $(CORE_SRC) $(LIBS_CORE) \
+	    $(shell pkg-config --libs libprotobuf-c libmicrohttpd)
 
 # fuzz_kafka_*: the Kafka front's frame splitter, request headers and
 # handlers (kafka/), without its sockets: every server and kafka source but

@@ -59,6 +59,7 @@
 #include "kafka/coord.h"
 #include "kafka/frame.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/server.h"
 
 enum { Q_QUEUED, Q_RUNNING, Q_READY, Q_NORESP };
@@ -131,6 +132,7 @@ static void conn_unref(kconn_t *c)
     f->inflight -= c->fr.frame ? c->fr.frame_len : 0;
     rn_kframer_free(&c->fr);
     free(c);
+    rn_metrics_gauge(RN_MG_KAFKA_CONNS, -1);
     maybe_finish(f);
 }
 
@@ -158,6 +160,7 @@ static void req_free(rn_kreq_t *q)
     rn_buf_free(&q->out);
     free(q);
     f->live--;
+    rn_metrics_gauge(RN_MG_KAFKA_REQS, -1);
     conn_unref(c);
 }
 
@@ -391,6 +394,7 @@ static int frame_done(kconn_t *c)
     c->queued++;
     c->refs++;
     c->f->live++;
+    rn_metrics_gauge(RN_MG_KAFKA_REQS, 1);
     return 0;
 }
 
@@ -472,6 +476,7 @@ static void on_connection(uv_stream_t *srv, int status)
     uv_tcp_init(&f->loop, &c->tcp);
     c->tcp.data = c;
     c->refs = 1;
+    rn_metrics_gauge(RN_MG_KAFKA_CONNS, 1);
     c->next = f->conns;
     if (f->conns) f->conns->prev = c;
     f->conns = c;
@@ -548,6 +553,7 @@ int rn_kreq_park(rn_kreq_t *q, int64_t deadline_ms, void (*retry)(rn_kreq_t *q, 
     q->deadline = deadline_ms;
     q->link = f->parked;
     f->parked = q;
+    rn_metrics_gauge(RN_MG_KAFKA_PARKED, 1);
     if (!uv_is_active((uv_handle_t *)&f->park))
         uv_timer_start(&f->park, on_park, RN_KFRONT_PARK_MS, RN_KFRONT_PARK_MS);
     return RN_KH_LATER;
@@ -562,6 +568,7 @@ static void on_park(uv_timer_t *t)
     while (q) {
         rn_kreq_t *next = q->link;
         q->link = NULL;
+        rn_metrics_gauge(RN_MG_KAFKA_PARKED, -1);
         /* retry completes q or parks it again. */
         q->retry(q, f->closing || now >= q->deadline || ((kconn_t *)q->conn)->closing);
         q = next;

@@ -160,12 +160,14 @@ int rn_log_sync_segments(rn_log_t *log, uint64_t limit, char *what, size_t whats
         if (more) from = log->segs[i].start;
         UNLOCK(log, tmu);
         for (size_t k = 0; k < n; k++) {
+            uint64_t f0 = rn_mono_ns();
             while (rc == 0 && rn_sys.fdatasync(fds[k]) < 0) {
                 if (errno == EINTR) continue;
                 rc = -errno;
                 snprintf(what, whatsz, "fdatasync of commitlog/%020llu.log failed: %s",
                          (unsigned long long)starts[k], rn_strerror(rc));
             }
+            if (rc == 0) rn_hist_observe(&rn_log_fsync_hist, rn_mono_ns() - f0);
             close(fds[k]);
         }
         if (rc != 0 || !more) break;

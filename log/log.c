@@ -1035,11 +1035,14 @@ static int queue_for_append(rn_log_t *log, uint32_t id, rn_queue_t **out, char *
     return 0;
 }
 
+rn_hist_t rn_log_append_hist, rn_log_fsync_hist;
+
 int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t len,
                   int64_t *base_offset, uint64_t *ticket, char *errmsg)
 {
     rn_batch_header_t bh;
     int rc;
+    const uint64_t t0 = rn_mono_ns();
     if (len > log->o.max_batch_bytes)
         return rn_errf(errmsg, RN_ETOOBIG, "batch of %zu bytes exceeds max_batch_bytes %u", len,
                        log->o.max_batch_bytes);
@@ -1118,7 +1121,10 @@ int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t le
     switch (log->o.fsync) {
     case RN_FSYNC_ALWAYS:
         assert_may_block(log, 1);
-        if (rn_sys.fdatasync(sg->fd) < 0) {
+        uint64_t f0 = rn_mono_ns();
+        int synced = rn_sys.fdatasync(sg->fd);
+        rn_hist_observe(&rn_log_fsync_hist, rn_mono_ns() - f0);
+        if (synced < 0) {
             char what[RN_ERRMSG_SIZE];
             rc = -errno;
             snprintf(what, sizeof what, "fdatasync of commitlog/%020llu.log failed: %s",
@@ -1160,6 +1166,7 @@ int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t le
     *ticket = end;
 out:
     UNLOCK(log, wmu);
+    rn_hist_observe(&rn_log_append_hist, rn_mono_ns() - t0);
     return rc;
 }
 

@@ -30,6 +30,7 @@
 
 #include "client/runnel.h"     /* rn_fsync_mode_t, rn_log_opts_t */
 #include "common/buf.h"
+#include "common/hist.h"
 
 /* rn_fsync_mode_t and rn_log_opts_t (the store options) are defined in
  * client/runnel.h, since the client options embed them. */
@@ -214,5 +215,9 @@ typedef struct rn_log_stats {
     uint64_t index_files_inline;   /* of them created on the append path (a queue's first) */
 } rn_log_stats_t;
 void rn_log_stats(rn_log_t *log, rn_log_stats_t *out);
+
+/* Latency of every rn_log_append (lock wait included) and of every
+ * commit-log fdatasync, over all stores of the process (common/hist.h). */
+extern rn_hist_t rn_log_append_hist, rn_log_fsync_hist;
 
 #endif

@@ -36,6 +36,10 @@ need libprotobuf-c libprotobuf-c-dev
 need_cmd protoc-c  protobuf-c-compiler
 need grpc          libgrpc-dev
 need cmocka        libcmocka-dev
+# runneld's /metrics endpoint; a real Prometheus (and promtool) scrapes it in
+# tests/test_metrics.c.
+need libmicrohttpd libmicrohttpd-dev
+need_cmd prometheus prometheus
 # Real Kafka clients for the Kafka front's tests (and librdkafka for the
 # benchmark); Debian's python3 modules, run with /usr/bin/python3.
 need_cmd kcat      kcat

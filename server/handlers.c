@@ -37,6 +37,7 @@
 #include "logical-queues/datadir.h"
 #include "logical-queues/group.h"
 #include "logical-queues/meta.h"
+#include "server/metrics.h"
 #include "server/producers.h"
 
 #include <errno.h>
@@ -63,6 +64,7 @@ struct rn_qent {
     pthread_mutex_t     pmu;           /* the handle pool */
     rn_datadir_queue_t *pool[POOL_MAX];
     int                 npool;
+    rn_mqueue_t        *m;             /* its counters (server/metrics.h) */
 };
 
 struct rn_hd {
@@ -299,6 +301,7 @@ static int qent_get(rn_hd_t *h, const char *topic, uint32_t queue, rn_qent_t **o
     }
     snprintf(ne->topic, sizeof ne->topic, "%s", topic);
     ne->queue = queue;
+    ne->m = rn_metrics_queue(topic, queue);
     ne->ps.expire_ms = h->o.producer_expiry_ms;
     pthread_mutex_init(&ne->mu, NULL);
     pthread_mutex_init(&ne->pmu, NULL);
@@ -419,6 +422,7 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
     size_t n = req->n_batches, nnews = 0;
     int rc = -1, locked = 0;
     memset(p, 0, sizeof *p);
+    p->t0_ns = rn_mono_ns();
     p->n = n;
     p->acks_written = req->acks == RUNNEL__V1__ACKS__ACKS_WRITTEN;
     if (req->acks != RUNNEL__V1__ACKS__ACKS_DURABLE && req->acks != RUNNEL__V1__ACKS__ACKS_WRITTEN)
@@ -505,6 +509,7 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
         p->tickets[p->ntickets++] = t;
         p->stored++;
         p->bytes += b->len;
+        rn_metrics_produced(e->m, (uint64_t)hdrs[i].record_count, b->len);
         if (rn_pstate_record(&e->ps, &hdrs[i], p->base[i], t, now) != 0) { OOM(st); goto out; }
     }
     for (size_t i = 0; i < n; i++) p->dups += p->dup[i] ? 1 : 0;
@@ -529,6 +534,7 @@ int rn_hd_produce_wait(rn_hd_t *h, rn_produce_t *p, rn_status_t *st)
                                  "but are not durable: %s", p->q->topic, p->q->queue,
                                  rn_strerror(rc));
     }
+    if (p->t0_ns) rn_metrics_acked(p->t0_ns);
     return 0;
 }
 
@@ -578,6 +584,7 @@ int rn_hd_read(rn_hd_t *h, rn_qent_t *e, int64_t offset, uint32_t max_bytes, rn_
     if (max > h->o.fetch_max_bytes) max = h->o.fetch_max_bytes;
     if (handle_get(h, e, &q, st) != 0) return -1;
     f->nbatches = 0;
+    size_t from = out->len;
     int rc = rn_datadir_read(h->d, q, offset, max, out, &f->nbatches, err);
     rn_datadir_queue_info_t info;
     if (rc == 0) rc = rn_datadir_queue_info(h->d, q, &info, err);
@@ -587,6 +594,7 @@ int rn_hd_read(rn_hd_t *h, rn_qent_t *e, int64_t offset, uint32_t max_bytes, rn_
     f->high_watermark = info.high_watermark;
     f->log_start = info.log_start;
     atomic_fetch_add(&h->fetched_batches, f->nbatches);
+    rn_metrics_fetched(e->m, out->data + from, out->len - from, f->nbatches);
     return 0;
 }
 

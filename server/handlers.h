@@ -136,6 +136,7 @@ typedef struct rn_produce {
     int         acks_written;
     size_t      done;            /* begin failed part-way: the leading batches that
                                     have a base offset (stored, or duplicates) */
+    uint64_t    t0_ns;           /* rn_mono_ns when begin started (ack latency) */
 } rn_produce_t;
 
 /* Validate every batch (deep), check idempotent sequences, then append the

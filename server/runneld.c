@@ -6,7 +6,8 @@
  *           [--log-level error|warn|info|debug] [--max-batch-bytes N] [--threads N]
  *           [--port-file FILE] [--pipelines FILE] [--max-produces N] [--max-queries N]
  *           [--query-max-steps N] [--query-max-rows N] [--producer-expiry-ms MS]
- *           [--max-timestamp-ahead-ms MS]
+ *           [--max-timestamp-ahead-ms MS] [--kafka-listen HOST:PORT] [...]
+ *           [--metrics-listen HOST:PORT]
  *
  * Invariants:
  *  1. The data directory is opened (and locked) before the port is bound, and
@@ -18,6 +19,9 @@
  *     SIGINT/SIGTERM. A second signal cancels running calls at once.
  *  3. --port-file FILE is written (atomically) only after the server
  *     started: its presence means the broker accepts calls on that port.
+ *     Line 1 is the gRPC port, line 2 the Kafka port (0 without
+ *     --kafka-listen; the line is there only when a later one is), line 3
+ *     the /metrics port (with --metrics-listen).
  *  4. --pipelines FILE: the file's definitions (etl/script.h) are applied
  *     before anything listens; a missing file or a failing statement stops
  *     runneld with FILE:LINE:COLUMN (exit 1). Every stored pipeline that
@@ -34,6 +38,7 @@
 #include "log/log.h"
 #include "server/handlers.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/pipelines.h"
 #include "server/server.h"
 
@@ -58,6 +63,7 @@ static const char usage[] =
     "               [--max-timestamp-ahead-ms MS] [--kafka-listen HOST:PORT]\n"
     "               [--kafka-advertise HOST:PORT] [--kafka-auto-create-queues N]\n"
     "               [--kafka-max-frame-bytes N] [--kafka-frame-timeout-ms MS]\n"
+    "               [--metrics-listen HOST:PORT]\n"
     "\n"
     "Serves the runnel.v1.Runnel gRPC service (proto/runnel.proto) over DIR, which it\n"
     "creates when absent and locks while it runs (use `runnel --server HOST:PORT` then).\n"
@@ -66,7 +72,8 @@ static const char usage[] =
     "  --max-batch-bytes  largest batch accepted (default and ceiling 16777216)\n"
     "  --threads          completion-queue threads (default 2)\n"
     "  --port-file FILE   write the bound port to FILE once calls are accepted (and the\n"
-    "                     Kafka port on a second line with --kafka-listen)\n"
+    "                     Kafka port on a second line with --kafka-listen, 0 without it\n"
+    "                     when a third follows: the metrics port with --metrics-listen)\n"
     "  --pipelines FILE   apply its CREATE STREAM / CREATE PIPELINE / DROP ... statements\n"
     "                     (again at every start: unchanged ones do nothing), then run\n"
     "                     every pipeline not paused\n"
@@ -90,6 +97,8 @@ static const char usage[] =
     "                     a larger one closes its connection\n"
     "  --kafka-frame-timeout-ms MS  a Kafka frame begun must be whole within MS\n"
     "                     (default 30000); a client trickling bytes is closed\n"
+    "  --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
+    "                     (off unless given; server/README.md lists them)\n"
     "SIGINT/SIGTERM: stop accepting, finish in-flight calls, fsync, exit 0.\n";
 
 typedef struct daemon {
@@ -171,14 +180,15 @@ static void srv_wakeup(void *arg) { uv_async_send(&((daemon_t *)arg)->wake); }
 static void srv_stopped(void *arg) { uv_async_send(&((daemon_t *)arg)->stopped); }
 
 /* Invariant 3. */
-static int write_port_file(const char *path, int port, int kport, char *errmsg)
+static int write_port_file(const char *path, int port, int kport, int mport, char *errmsg)
 {
-    char a[PATH_MAX], b[PATH_MAX], text[32];
+    char a[PATH_MAX], b[PATH_MAX], text[48];
     if (snprintf(a, sizeof a, "%s", path) >= (int)sizeof a)
         return rn_errf(errmsg, -ENAMETOOLONG, "--port-file: path too long");
     snprintf(b, sizeof b, "%s", path);
-    int n = kport ? snprintf(text, sizeof text, "%d\n%d\n", port, kport)
-                  : snprintf(text, sizeof text, "%d\n", port);
+    int n = mport ? snprintf(text, sizeof text, "%d\n%d\n%d\n", port, kport, mport)
+            : kport ? snprintf(text, sizeof text, "%d\n%d\n", port, kport)
+                    : snprintf(text, sizeof text, "%d\n", port);
     int rc = rn_write_file_atomic(dirname(a), basename(b), text, (size_t)n);
     if (rc != 0) return rn_errf(errmsg, rc, "cannot write %s: %s", path, rn_strerror(rc));
     return 0;
@@ -215,7 +225,7 @@ int main(int argc, char **argv)
 {
     enum { OPT_DATA = 0x100, OPT_LISTEN, OPT_FSYNC, OPT_LEVEL, OPT_MAXB, OPT_THREADS, OPT_PORTFILE,
            OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS, OPT_PEXPIRY, OPT_TSAHEAD,
-           OPT_KLISTEN, OPT_KADV, OPT_KAUTO, OPT_KFRAME, OPT_KFTIMEOUT };
+           OPT_KLISTEN, OPT_KADV, OPT_KAUTO, OPT_KFRAME, OPT_KFTIMEOUT, OPT_MLISTEN };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -236,11 +246,13 @@ int main(int argc, char **argv)
         {"kafka-auto-create-queues", required_argument, NULL, OPT_KAUTO},
         {"kafka-max-frame-bytes", required_argument, NULL, OPT_KFRAME},
         {"kafka-frame-timeout-ms", required_argument, NULL, OPT_KFTIMEOUT},
+        {"metrics-listen", required_argument, NULL, OPT_MLISTEN},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     char err[RN_ERRMSG_SIZE] = "";
     const char *data = NULL, *listen = "127.0.0.1:7070", *port_file = NULL, *pipelines = NULL;
+    const char *mlisten = NULL;
     uint32_t threads = 2, maxb = RN_BATCH_MAX_BYTES, max_produces = 1024, max_queries = 64;
     rn_hd_opts_t ho;
     rn_hd_opts_default(&ho);
@@ -299,6 +311,7 @@ int main(int argc, char **argv)
         }
         case OPT_KLISTEN: ko.listen = optarg; break;
         case OPT_KADV: ko.advertise = optarg; break;
+        case OPT_MLISTEN: mlisten = optarg; break;
         case OPT_KAUTO:
             if (parse_u32("--kafka-auto-create-queues", optarg, 0, 1u << 16, &ko.auto_create))
                 return 2;
@@ -326,12 +339,13 @@ int main(int argc, char **argv)
         return 2;
     }
     {
-        static const char *const names[] = {"--listen", "--kafka-listen", "--kafka-advertise"};
-        const char *addrs[] = {listen, ko.listen, ko.advertise};
-        for (int i = 0; i < 3; i++) {
+        static const char *const names[] = {"--listen", "--kafka-listen", "--metrics-listen",
+                                            "--kafka-advertise"};
+        const char *addrs[] = {listen, ko.listen, mlisten, ko.advertise};
+        for (int i = 0; i < 4; i++) {
             char host[256];
             int port;
-            if (addrs[i] && rn_addr_split(addrs[i], host, sizeof host, &port, i < 2, err) != 0) {
+            if (addrs[i] && rn_addr_split(addrs[i], host, sizeof host, &port, i < 3, err) != 0) {
                 fprintf(stderr, "runneld: %s: %s\n", names[i], err);
                 return 2;
             }
@@ -417,8 +431,21 @@ int main(int argc, char **argv)
             rn_slog(RN_SLOG_INFO, "kafka protocol listening on %s (port %d)", ko.listen, kport);
         }
     }
+    rn_metrics_t *mx = NULL;
+    int mport = 0;
+    if (mlisten && !failed) {
+        rn_metrics_opts_t mo = {mlisten, h, rn_server_connections, NULL};
+        if (rn_metrics_start(&mo, &mx, &mport, err) != 0) {
+            rn_slog(RN_SLOG_ERROR, "%s", err);
+            failed = 1;
+            rn_server_shutdown(d.srv);
+        } else {
+            rn_slog(RN_SLOG_INFO, "metrics listening on %s (port %d): GET /metrics", mlisten,
+                    mport);
+        }
+    }
     if (pl && (rc = rn_pl_start_all(pl, err)) != 0) rn_slog(RN_SLOG_ERROR, "%s", err);
-    if (port_file && write_port_file(port_file, port, kport, err) != 0) {
+    if (port_file && !failed && write_port_file(port_file, port, kport, mport, err) != 0) {
         rn_slog(RN_SLOG_ERROR, "%s", err);
         failed = 1;
         rn_server_shutdown(d.srv);
@@ -426,6 +453,7 @@ int main(int argc, char **argv)
     uint64_t t0 = rn_mono_ns();
     uv_run(&d.loop, UV_RUN_DEFAULT);
     uv_loop_close(&d.loop);
+    rn_metrics_stop(mx);   /* a scrape reads h: stopped before h closes */
     rn_kfront_stop(kf);
     rn_slog(RN_SLOG_DEBUG, "every call finished; stopping the server threads");
     rn_pl_destroy(pl);     /* stop the pipelines, final checkpoints */

@@ -76,6 +76,7 @@
 #include "common/error.h"
 #include "common/sys.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/pipelines.h"
 #include "server/query.h"
 
@@ -307,6 +308,7 @@ static void call_free(scall_t *c)
     if (was_active || counted) {
         pthread_mutex_lock(&s->mu);
         if (was_active) s->active--;
+        if (was_active) rn_metrics_gauge(RN_MG_GRPC_CALLS, -1);
         if (counted) s->produces--;
         pthread_mutex_unlock(&s->mu);
         maybe_stopped(s);
@@ -489,6 +491,7 @@ static void lot_remove(rn_server_t *s, scall_t *c)
     else s->parked = c->next;
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
+    rn_metrics_gauge(RN_MG_GRPC_PARKED, -1);
 }
 
 static void do_fetch(scall_t *c);
@@ -588,6 +591,7 @@ static void do_fetch(scall_t *c)
             c->next = s->parked;
             if (s->parked) s->parked->prev = c;
             s->parked = c;
+            rn_metrics_gauge(RN_MG_GRPC_PARKED, 1);
             notify = s->armed < 0 || c->park_deadline < s->armed;
         }
         pthread_mutex_unlock(&s->lot_mu);
@@ -1069,6 +1073,7 @@ static void *cq_main(void *arg)
             pthread_mutex_lock(&s->mu);
             int stopping = s->stopping;
             s->active++;
+            rn_metrics_gauge(RN_MG_GRPC_CALLS, 1);
             pthread_mutex_unlock(&s->mu);
             c->state = C_RUNNING;
             if (!stopping) request_call(s, c->mi);
@@ -1176,6 +1181,51 @@ void rn_server_shutdown(rn_server_t *s)
 void rn_server_cancel_all(rn_server_t *s)
 {
     grpc_server_cancel_all_calls(s->server);
+}
+
+/* Occurrences of key in the JSON text j, and the largest number that
+ * follows one as a string ("key":"123"). */
+static int64_t json_count(const char *j, const char *key, intptr_t *max_id)
+{
+    int64_t n = 0;
+    size_t kl = strlen(key);
+    for (const char *p = strstr(j, key); p; p = strstr(p + kl, key)) {
+        n++;
+        const char *v = p + kl;
+        while (*v == '"' || *v == ':' || *v == ' ') v++;
+        intptr_t id = (intptr_t)strtoll(v, NULL, 10);
+        if (max_id && id > *max_id) *max_id = id;
+    }
+    return n;
+}
+
+int64_t rn_server_connections(void *unused)
+{
+    (void)unused;
+    char *servers = grpc_channelz_get_servers(0);
+    if (!servers) return -1;
+    int64_t total = 0;
+    int ok = strstr(servers, "\"server\"") != NULL || strstr(servers, "\"end\"") != NULL;
+    /* Each server's id follows "serverId"; its sockets, a page at a time. */
+    const char *key = "\"serverId\"";
+    for (const char *p = strstr(servers, key); p && ok; p = strstr(p + 1, key)) {
+        const char *v = p + strlen(key);
+        while (*v == '"' || *v == ':' || *v == ' ') v++;
+        intptr_t sid = (intptr_t)strtoll(v, NULL, 10);
+        intptr_t start = 0;
+        for (int page = 0; page < 1000; page++) {
+            char *socks = grpc_channelz_get_server_sockets(sid, start, 100);
+            if (!socks) { ok = 0; break; }
+            intptr_t last = start - 1;
+            total += json_count(socks, "\"socketId\"", &last);
+            int end = strstr(socks, "\"end\":true") != NULL || last < start;
+            gpr_free(socks);
+            if (end) break;
+            start = last + 1;
+        }
+    }
+    gpr_free(servers);
+    return ok ? total : -1;
 }
 
 void rn_server_stats(rn_server_t *s, rn_server_stats_t *out)

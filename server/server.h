@@ -57,6 +57,11 @@ typedef struct rn_server_stats {
 } rn_server_stats_t;
 void rn_server_stats(rn_server_t *s, rn_server_stats_t *out);
 
+/* Open client connections (transports) of the gRPC servers of this
+ * process, counted through gRPC's channelz; -1 when channelz cannot tell.
+ * Allocates; for a scrape, not a hot path. */
+int64_t rn_server_connections(void *unused);
+
 /* Monotonic milliseconds, the clock of deadlines above. */
 int64_t rn_server_now_ms(void);
 
