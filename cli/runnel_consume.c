@@ -6,8 +6,8 @@
  * logical-queues/consumer.h; remote, Fetch over gRPC — one code path here
  * for both).
  *
- * States (with --follow): READING (a poll returned a batch: print it, poll
- * again at once) → IDLE (a poll found nothing now: flush stdout, commit when
+ * States (with --follow): READING (a poll returned a batch: print and flush
+ * it, poll again at once) → IDLE (a poll found nothing now: flush stdout, commit when
  * due, then long-poll up to FOLLOW_WAIT_MS) → READING when records arrive;
  * any state → STOPPING on SIGINT/SIGTERM (seen after the current poll) or
  * when --count is reached: flush, commit, exit 0.
@@ -17,8 +17,8 @@
  *     starts; records appended later are not waited for. With --follow
  *     there is no end: records are printed as they become visible (remote:
  *     Fetch long-polls at the high watermark, so a record shows up as soon
- *     as the broker acknowledges it), and stdout is flushed whenever the
- *     queues run dry, so nothing printed sits in the buffer while waiting.
+ *     as the broker acknowledges it), and stdout is flushed after every
+ *     batch, so nothing printed sits in the buffer while waiting.
  *     --follow needs --server: a data directory admits one process, so
  *     while this one held it no other could append.
  *  2. Every batch read is checked (header and CRC-32C) before its records
@@ -276,6 +276,13 @@ static int consume(rn_client_t *c, const consume_args_t *a)
         }
         s.done[qi].offset = b.records[j - 1].offset + 1;
         if (ferror(stdout)) break;
+        /* Following, the batch goes out now: the next poll may wait for the
+         * long polls of other queues before it says the queues ran dry. */
+        if (a->follow && !(a->group && (rn_mono_ns() - last_commit) / 1000000 >= a->commit_ms)) {
+            code = flush_out();
+            if (code != RN_CLI_OK) goto out;
+            unflushed = 0;
+        }
         if (a->group && (rn_mono_ns() - last_commit) / 1000000 >= a->commit_ms) {
             code = flush_and_commit(c, a, &s);
             if (code != RN_CLI_OK) goto out;
