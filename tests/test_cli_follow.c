@@ -436,9 +436,10 @@ static void test_group_sigterm_exact(void **state)
     for (int q = 0; q < GQ; q++)
         if (off[q] != next[q]) fail_msg("queue %d: committed %lld, printed %d", q,
                                         (long long)off[q], next[q]);
+    /* Usually mid-stream; on a slow machine the producer may have finished
+     * first, and the commit must match all the same. */
     printf("follow: SIGTERM after %d printed records (%d acknowledged by then)\n", seen,
            sent_at_stop);
-    assert_true(seen < GN);                  /* it was stopped mid-stream */
     assert_int_equal(pthread_join(th, NULL), 0);
 
     /* Restarted in the same group: the rest, each record once, in order. */
