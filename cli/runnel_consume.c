@@ -7,10 +7,10 @@
  * for both).
  *
  * States (with --follow): READING (a poll returned a batch: print and flush
- * it, poll again at once) → IDLE (a poll found nothing now: flush stdout, commit when
- * due, then long-poll up to FOLLOW_WAIT_MS) → READING when records arrive;
- * any state → STOPPING on SIGINT/SIGTERM (seen after the current poll) or
- * when --count is reached: flush, commit, exit 0.
+ * it, commit when due, poll again at once) → IDLE (a poll found nothing now:
+ * commit when due, then long-poll up to FOLLOW_WAIT_MS) → READING when
+ * records arrive; any state → STOPPING on SIGINT/SIGTERM (seen after the
+ * current poll) or when --count is reached: flush, commit, exit 0.
  *
  * Invariants:
  *  1. Bounded: each queue's end is its high watermark taken when the run
@@ -185,6 +185,12 @@ static int flush_and_commit(rn_client_t *c, const consume_args_t *a, cstate_t *s
     return RN_CLI_OK;
 }
 
+/* With --group: --commit-ms passed since the last commit. */
+static int commit_due(const consume_args_t *a, uint64_t last_commit)
+{
+    return a->group && (rn_mono_ns() - last_commit) / 1000000 >= a->commit_ms;
+}
+
 /* Assign every queue of the run at its start offset and (unless --follow)
  * bound it at its current end. */
 static int assign_all(rn_client_t *c, rn_client_consumer_t *k, const consume_args_t *a,
@@ -248,8 +254,7 @@ static int consume(rn_client_t *c, const consume_args_t *a)
         rc = rn_client_consumer_poll(k, &b, idle ? FOLLOW_WAIT_MS : 0, err);
         if (rc == 0 && a->follow) {
             /* IDLE: nothing printed sits in the buffer; commit when due. */
-            if (uncommitted && a->group &&
-                (rn_mono_ns() - last_commit) / 1000000 >= a->commit_ms) {
+            if (uncommitted && commit_due(a, last_commit)) {
                 code = flush_and_commit(c, a, &s);
                 last_commit = rn_mono_ns();
                 unflushed = uncommitted = 0;
@@ -276,18 +281,17 @@ static int consume(rn_client_t *c, const consume_args_t *a)
         }
         s.done[qi].offset = b.records[j - 1].offset + 1;
         if (ferror(stdout)) break;
-        /* Following, the batch goes out now: the next poll may wait for the
-         * long polls of other queues before it says the queues ran dry. */
-        if (a->follow && !(a->group && (rn_mono_ns() - last_commit) / 1000000 >= a->commit_ms)) {
-            code = flush_out();
-            if (code != RN_CLI_OK) goto out;
-            unflushed = 0;
-        }
-        if (a->group && (rn_mono_ns() - last_commit) / 1000000 >= a->commit_ms) {
+        if (commit_due(a, last_commit)) {
             code = flush_and_commit(c, a, &s);
             if (code != RN_CLI_OK) goto out;
             last_commit = rn_mono_ns();
             unflushed = uncommitted = 0;
+        } else if (a->follow) {
+            /* The batch goes out now: the next poll may wait for the long
+             * polls of other queues before it says the queues ran dry. */
+            code = flush_out();
+            if (code != RN_CLI_OK) goto out;
+            unflushed = 0;
         }
     }
     if (left > 0 && rc < 0 && !ferror(stdout)) {
