@@ -1,13 +1,26 @@
 /*
  * runnel_consume.c — `runnel consume TOPIC`: print the records of one or
  * every logical queue of a topic from a start position to the current end
- * (or --count), optionally as a consumer group, through the client's
- * consumer (client/runnel.h: embedded, logical-queues/consumer.h; remote,
- * Fetch over gRPC — one code path here for both).
+ * (or --count), or with --follow on and on as they arrive, optionally as a
+ * consumer group, through the client's consumer (client/runnel.h: embedded,
+ * logical-queues/consumer.h; remote, Fetch over gRPC — one code path here
+ * for both).
+ *
+ * States (with --follow): READING (a poll returned a batch: print and flush
+ * it, commit when due, poll again at once) → IDLE (a poll found nothing now:
+ * commit when due, then long-poll up to FOLLOW_WAIT_MS) → READING when
+ * records arrive; any state → STOPPING on SIGINT/SIGTERM (seen after the
+ * current poll) or when --count is reached: flush, commit, exit 0.
  *
  * Invariants:
  *  1. Bounded: each queue's end is its high watermark taken when the run
- *     starts; records appended later are not waited for.
+ *     starts; records appended later are not waited for. With --follow
+ *     there is no end: records are printed as they become visible (remote:
+ *     Fetch long-polls at the high watermark, so a record shows up as soon
+ *     as the broker acknowledges it), and stdout is flushed after every
+ *     batch, so nothing printed sits in the buffer while waiting.
+ *     --follow needs --server: a data directory admits one process, so
+ *     while this one held it no other could append.
  *  2. Every batch read is checked (header and CRC-32C) before its records
  *     are printed; a bad one stops the run with an error naming its offset.
  *  3. Each queue starts at exactly its start offset: --from checkpoint:NAME
@@ -17,9 +30,11 @@
  *  4. Output goes through one large stdio buffer with unlocked writes; one
  *     line per record. --format value prints the value bytes as stored (a
  *     null value prints as an empty line); --format json prints
- *     {"queue":Q,"offset":O,"timestamp":T,"key":K,"value":V} with K and V
- *     JSON strings (rn_json_write_string: invalid UTF-8 bytes as \u00XX) or
- *     null when absent.
+ *     {"queue":Q,"offset":O,"timestamp":T,"key":K,"value":V}, lossless: K
+ *     and V are JSON strings when the bytes are valid UTF-8 (escaped per RFC
+ *     8259, controls as \u00XX), null when absent, and otherwise the member
+ *     is named "key_b64" / "value_b64" and holds the bytes in base64 (so the
+ *     byte 0xFF and the character U+00FF never print the same).
  *  5. The store is always closed cleanly: SIGPIPE is ignored, and a closed
  *     output (EPIPE) stops the run silently with exit status 141 (128 +
  *     SIGPIPE, what the shell would have seen), never an unclean store.
@@ -32,7 +47,12 @@
  *     (default 200) while reading and once at the end, in one transaction
  *     for all queues. So a crash re-delivers at most the records since the
  *     last commit (at-least-once); a command that fails before reading
- *     commits nothing.
+ *     commits nothing. With --follow, also whenever the queues run dry (at
+ *     most every --commit-ms), and on SIGINT/SIGTERM after the last printed
+ *     record was flushed: the committed offsets are exactly what was printed.
+ *  8. Signals: under --follow, SIGINT and SIGTERM only set a flag (SA_RESTART,
+ *     so a write in progress completes and no printed record is cut); the
+ *     loop sees it within FOLLOW_WAIT_MS and stops as in invariant 7.
  */
 #include "cli/runnel_cli.h"
 
@@ -46,12 +66,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define OUT_BUFFER   (1u << 20)
+#define OUT_BUFFER      (1u << 20)
+#define FOLLOW_WAIT_MS  100        /* one idle long-poll; bounds how late a signal is seen */
 
 static const char consume_usage[] =
     "usage: runnel [--data DIR | --server HOST:PORT] consume TOPIC [options]\n"
     "\n"
-    "Prints records from a start position to the current end, then exits.\n"
+    "Prints records from a start position to the current end, then exits (or, with\n"
+    "--follow, goes on printing records as they arrive until Ctrl-C or SIGTERM).\n"
+    "  --follow                   keep waiting for new records (tail -f); stop with Ctrl-C or\n"
+    "                             SIGTERM (exit 0, after committing with --group) or --count;\n"
+    "                             needs --server (a data directory admits one process)\n"
     "  --queue Q                  one logical queue; without it every queue, round-robin one\n"
     "                             batch at a time in queue order (deterministic)\n"
     "  --from POS                 earliest (default), latest, an OFFSET, @TIMESTAMP_MS (per\n"
@@ -65,8 +90,8 @@ static const char consume_usage[] =
     "  --count N                  stop after N records\n"
     "  --format value|json        value: the value bytes per line (default);\n"
     "                             json: {\"queue\",\"offset\",\"timestamp\",\"key\",\"value\"} per line,\n"
-    "                             key/value as JSON strings (bytes that are not UTF-8 as\n"
-    "                             \\u00XX) or null\n"
+    "                             key/value as JSON strings when valid UTF-8, null when\n"
+    "                             absent, else as \"key_b64\"/\"value_b64\": the bytes in base64\n"
     "  --skip-damaged             go past offsets a store recovery marked damaged or lost\n"
     "                             (their reads fail otherwise); says how many on stderr\n"
     "                             (--data only)\n";
@@ -81,6 +106,19 @@ static void put_i64(FILE *out, int64_t v)
     fwrite_unlocked(p, 1, (size_t)(e - p), out);
 }
 
+/* ,"name":"text" when valid UTF-8, ,"name_b64":"base64" otherwise, ,"name":null
+ * when absent (len < 0): invariant 4. */
+static void print_bytes(FILE *out, const char *name, const uint8_t *p, int32_t len)
+{
+    int text = len < 0 || rn_json_utf8_valid(p, (size_t)len);
+    fputs_unlocked(",\"", out);
+    fputs_unlocked(name, out);
+    fputs_unlocked(text ? "\":" : "_b64\":", out);
+    if (len < 0) fputs_unlocked("null", out);
+    else if (text) rn_json_write_string(out, p, (size_t)len);
+    else rn_json_write_base64(out, p, (size_t)len);
+}
+
 static void print_json(FILE *out, uint32_t queue, const rn_record_t *r)
 {
     fputs_unlocked("{\"queue\":", out);
@@ -89,12 +127,8 @@ static void print_json(FILE *out, uint32_t queue, const rn_record_t *r)
     put_i64(out, r->offset);
     fputs_unlocked(",\"timestamp\":", out);
     put_i64(out, r->timestamp);
-    fputs_unlocked(",\"key\":", out);
-    if (r->key_len < 0) fputs_unlocked("null", out);
-    else rn_json_write_string(out, r->key, (size_t)r->key_len);
-    fputs_unlocked(",\"value\":", out);
-    if (r->value_len < 0) fputs_unlocked("null", out);
-    else rn_json_write_string(out, r->value, (size_t)r->value_len);
+    print_bytes(out, "key", r->key, r->key_len);
+    print_bytes(out, "value", r->value, r->value_len);
     fputs_unlocked("}\n", out);
 }
 
@@ -107,7 +141,23 @@ typedef struct consume_args {
     uint64_t          count;        /* UINT64_MAX: to the end */
     int               json;
     int               skip_damaged; /* go past damaged/lost offsets, counted on stderr */
+    int               follow;       /* no end: wait for new records (invariant 1) */
 } consume_args_t;
+
+static volatile sig_atomic_t stop_signal;   /* invariant 8 */
+
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
 
 typedef struct cstate {
     rn_meta_offset_t *done;       /* per queue: next offset after what was printed */
@@ -117,19 +167,32 @@ typedef struct cstate {
 
 /* Flush stdout, then commit what it now holds (invariant 7). Returns an
  * exit code; 128 + SIGPIPE when the reader went away (invariant 5). */
-static int flush_and_commit(rn_client_t *c, const consume_args_t *a, cstate_t *s)
+static int flush_out(void)
 {
-    char err[RN_ERRMSG_SIZE] = "";
     if (fflush(stdout) != 0 || ferror(stdout))
         return errno == EPIPE ? 128 + SIGPIPE
                               : rn_cli_fail(RN_CLI_FAIL, "writing the output: %s", strerror(errno));
+    return RN_CLI_OK;
+}
+
+static int flush_and_commit(rn_client_t *c, const consume_args_t *a, cstate_t *s)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    int code = flush_out();
+    if (code != RN_CLI_OK) return code;
     if (a->group && rn_client_group_commit(c, a->group, s->done, s->n, err) != 0)
         return rn_cli_fail(RN_CLI_FAIL, "committing group '%s' offsets: %s", a->group, err);
     return RN_CLI_OK;
 }
 
-/* Assign every queue of the run at its start offset and bound it at its
- * current end. */
+/* With --group: --commit-ms passed since the last commit. */
+static int commit_due(const consume_args_t *a, uint64_t last_commit)
+{
+    return a->group && (rn_mono_ns() - last_commit) / 1000000 >= a->commit_ms;
+}
+
+/* Assign every queue of the run at its start offset and (unless --follow)
+ * bound it at its current end. */
 static int assign_all(rn_client_t *c, rn_client_consumer_t *k, const consume_args_t *a,
                       cstate_t *s)
 {
@@ -143,7 +206,8 @@ static int assign_all(rn_client_t *c, rn_client_consumer_t *k, const consume_arg
         int64_t log_start, end;
         int rc = rn_client_queue_range(c, a->topic, s->queues[i], &log_start, &end, err);
         if (rc == 0) rc = rn_client_consumer_assign(k, a->topic, s->queues[i], start[i], err);
-        if (rc == 0) rc = rn_client_consumer_set_end(k, a->topic, s->queues[i], end, err);
+        if (rc == 0 && !a->follow)
+            rc = rn_client_consumer_set_end(k, a->topic, s->queues[i], end, err);
         if (rc != 0) { code = rn_cli_fail(RN_CLI_FAIL, "%s", err); break; }
         snprintf(s->done[i].topic, sizeof s->done[i].topic, "%s", a->topic);
         s->done[i].queue = s->queues[i];
@@ -183,8 +247,28 @@ static int consume(rn_client_t *c, const consume_args_t *a)
 
     uint64_t left = a->count, last_commit = rn_mono_ns();
     rn_consumer_batch_t b;
-    int rc = 0;
-    while (left > 0 && (rc = rn_client_consumer_poll(k, &b, 0, err)) == 1) {
+    int rc = 0, idle = 0;
+    int unflushed = 0, uncommitted = 0;  /* printed since the last flush, commit */
+    while (left > 0 && !stop_signal) {
+        /* READING polls once (one look); IDLE long-polls (invariant 1). */
+        rc = rn_client_consumer_poll(k, &b, idle ? FOLLOW_WAIT_MS : 0, err);
+        if (rc == 0 && a->follow) {
+            /* IDLE: nothing printed sits in the buffer; commit when due. */
+            if (uncommitted && commit_due(a, last_commit)) {
+                code = flush_and_commit(c, a, &s);
+                last_commit = rn_mono_ns();
+                unflushed = uncommitted = 0;
+            } else if (unflushed) {
+                code = flush_out();
+                unflushed = 0;
+            }
+            if (code != RN_CLI_OK) goto out;
+            idle = 1;
+            continue;
+        }
+        if (rc != 1) break;
+        idle = 0;
+        unflushed = uncommitted = 1;
         uint32_t qi = a->queue >= 0 ? 0 : b.queue;
         uint32_t j = 0;
         for (; j < b.count && left > 0; j++, left--) {
@@ -197,10 +281,17 @@ static int consume(rn_client_t *c, const consume_args_t *a)
         }
         s.done[qi].offset = b.records[j - 1].offset + 1;
         if (ferror(stdout)) break;
-        if (a->group && (rn_mono_ns() - last_commit) / 1000000 >= a->commit_ms) {
+        if (commit_due(a, last_commit)) {
             code = flush_and_commit(c, a, &s);
             if (code != RN_CLI_OK) goto out;
             last_commit = rn_mono_ns();
+            unflushed = uncommitted = 0;
+        } else if (a->follow) {
+            /* The batch goes out now: the next poll may wait for the long
+             * polls of other queues before it says the queues ran dry. */
+            code = flush_out();
+            if (code != RN_CLI_OK) goto out;
+            unflushed = 0;
         }
     }
     if (left > 0 && rc < 0 && !ferror(stdout)) {
@@ -229,9 +320,10 @@ out:
 int rn_cli_consume(rn_cli_t *cli, int argc, char **argv)
 {
     enum { OPT_DATA = 0x100, OPT_SERVER, OPT_QUEUE, OPT_FROM, OPT_COUNT, OPT_FORMAT, OPT_GROUP, OPT_COMMIT,
-           OPT_SKIP };
+           OPT_SKIP, OPT_FOLLOW };
     static const struct option opts[] = {
         {"skip-damaged", no_argument, NULL, OPT_SKIP},
+        {"follow", no_argument, NULL, OPT_FOLLOW},
         {"queue", required_argument, NULL, OPT_QUEUE},
         {"from", required_argument, NULL, OPT_FROM},
         {"count", required_argument, NULL, OPT_COUNT},
@@ -278,6 +370,7 @@ int rn_cli_consume(rn_cli_t *cli, int argc, char **argv)
             else return rn_cli_fail(RN_CLI_USAGE, "--format: '%.40s' is not value or json", optarg);
             break;
         case OPT_SKIP: a.skip_damaged = 1; break;
+        case OPT_FOLLOW: a.follow = 1; break;
         case OPT_DATA: cli->data = optarg; break;
         case OPT_SERVER: cli->server = optarg; break;
         case 'h': fputs(consume_usage, stdout); return RN_CLI_OK;
@@ -287,8 +380,13 @@ int rn_cli_consume(rn_cli_t *cli, int argc, char **argv)
     if (argc - optind != 1)
         return rn_cli_fail(RN_CLI_USAGE, "consume takes one TOPIC (see runnel consume --help)");
     a.topic = argv[optind];
+    if (a.follow && !rn_cli_remote(cli) && (cli->data || cli->data_env))
+        return rn_cli_fail(RN_CLI_USAGE, "--follow needs --server HOST:PORT: a data directory "
+                           "admits one process, so nothing could append while this one waited "
+                           "(run runneld --data DIR and follow through it)");
 
     signal(SIGPIPE, SIG_IGN);        /* see invariant 5 */
+    if (a.follow) catch_stop_signals();
     static char outbuf[OUT_BUFFER];
     setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
     rn_client_t *client;

@@ -14,8 +14,15 @@
  *  3. rn_json_write_string always emits valid JSON and valid UTF-8: valid
  *     UTF-8 sequences pass through, '"' '\\' and C0 controls are escaped, and
  *     every byte that is not part of a valid sequence becomes \u00XX (its
- *     Latin-1 reading; so "\u00e9" in output means either the byte 0xE9 alone
- *     or the character é, which the consumer cannot tell apart).
+ *     Latin-1 reading). That is lossless only for input that is valid UTF-8
+ *     (rn_json_utf8_valid): for other input "\u00e9" could mean the byte 0xE9
+ *     alone or the character é. A writer that must round-trip arbitrary bytes
+ *     checks rn_json_utf8_valid first and writes the rest with
+ *     rn_json_write_base64 under a distinct member name (consume --format
+ *     json: "value_b64").
+ *  4. Valid UTF-8 means RFC 3629: no overlong forms, no surrogates
+ *     (U+D800..DFFF), nothing above U+10FFFF, no truncated sequence; the same
+ *     test rn_json_write_string applies byte by byte.
  */
 #include "common/json.h"
 
@@ -293,6 +300,38 @@ static size_t utf8_seq(const uint8_t *p, size_t n)
     for (size_t i = 2; i < len; i++)
         if ((p[i] & 0xC0) != 0x80) return 0;
     return len;
+}
+
+int rn_json_utf8_valid(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (p[i] < 0x80) { i++; continue; }
+        size_t l = utf8_seq(p + i, n - i);
+        if (!l) return 0;
+        i += l;
+    }
+    return 1;
+}
+
+void rn_json_write_base64(FILE *out, const uint8_t *p, size_t n)
+{
+    static const char b64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    putc_unlocked('"', out);
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        char q[4] = {b64[v >> 18], b64[(v >> 12) & 63], b64[(v >> 6) & 63], b64[v & 63]};
+        fwrite_unlocked(q, 1, 4, out);
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
+        char q[4] = {b64[v >> 18], b64[(v >> 12) & 63],
+                     i + 1 < n ? b64[(v >> 6) & 63] : '=', '='};
+        fwrite_unlocked(q, 1, 4, out);
+    }
+    putc_unlocked('"', out);
 }
 
 void rn_json_write_string(FILE *out, const uint8_t *p, size_t n)

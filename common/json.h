@@ -26,7 +26,16 @@ int rn_json_field(const char *line, size_t len, const char *field, rn_buf_t *out
 /* Write bytes as a JSON string: '"', '\\' and control characters escaped;
  * valid UTF-8 sequences copied; each byte that is not part of a valid UTF-8
  * sequence written as \u00XX (its Latin-1 reading), so output is always
- * valid UTF-8 JSON. */
+ * valid UTF-8 JSON. Lossless only when rn_json_utf8_valid(p, n): otherwise
+ * the byte 0xFF and the character U+00FF give the same text. */
 void rn_json_write_string(FILE *out, const uint8_t *p, size_t n);
+
+/* 1 when p[0..n) is valid UTF-8 (RFC 3629: no overlong forms, surrogates,
+ * code points above U+10FFFF or truncated sequences), else 0. */
+int  rn_json_utf8_valid(const uint8_t *p, size_t n);
+
+/* Write bytes as a JSON string holding their base64 (RFC 4648, standard
+ * alphabet, '=' padding): lossless for any bytes. */
+void rn_json_write_base64(FILE *out, const uint8_t *p, size_t n);
 
 #endif

@@ -117,6 +117,7 @@ void rn_log_advance_durable(rn_log_t *log, uint64_t t)
         log->rcount--;
     }
     pthread_cond_broadcast(&log->done_cv);
+    rn_notify_bump(atomic_load(&log->notify));       /* a leaf lock (log.c) */
     UNLOCK(log, smu);
 }
 

@@ -58,6 +58,10 @@
  *   - interval: the syncer fdatasyncs every MS; visible = written at once.
  *   - never:    visible = written at once; no fdatasync on the write path.
  *   rn_log_sync fdatasyncs and publishes at once, in every mode.
+ *   Whenever a visible end moves (the append itself under interval/never,
+ *   rn_log_advance_durable otherwise) the store's wake-up counter is bumped
+ *   (rn_log_set_notify), after the release store, so a reader woken by it
+ *   finds the new slots.
  *
  * RECOVERY POINT AND RECOVERY
  *
@@ -728,6 +732,7 @@ void rn_log_free(rn_log_t *log)
     pthread_mutex_destroy(&log->sync_mu);
     pthread_cond_destroy(&log->done_cv);
     pthread_cond_destroy(&log->work_cv);
+    rn_notify_destroy(&log->own_notify);
     free(log->dir);
     free(log->cl_dir);
     free(log->ix_dir);
@@ -752,6 +757,8 @@ rn_log_t *rn_log_alloc(const char *dir)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&log->work_cv, &ca);
     pthread_condattr_destroy(&ca);
+    rn_notify_init(&log->own_notify);
+    atomic_init(&log->notify, &log->own_notify);
     log->dir = strdup(dir);
     log->cl_dir = rn_path_join(dir, "commitlog");
     log->ix_dir = rn_path_join(dir, "index");
@@ -1160,6 +1167,7 @@ int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t le
     case RN_FSYNC_NEVER:
         atomic_store_explicit(&q->visible, q->ix.nunits, memory_order_release);
         atomic_store(&log->written_pos, end);
+        rn_notify_bump(atomic_load(&log->notify));
         break;
     }
     *base_offset = base;
@@ -1169,6 +1177,13 @@ out:
     rn_hist_observe(&rn_log_append_hist, rn_mono_ns() - t0);
     return rc;
 }
+
+void rn_log_set_notify(rn_log_t *log, rn_notify_t *n)
+{
+    atomic_store(&log->notify, n ? n : &log->own_notify);
+}
+
+rn_notify_t *rn_log_notify(rn_log_t *log) { return atomic_load(&log->notify); }
 
 int rn_log_wait(rn_log_t *log, uint64_t ticket)
 {

@@ -31,6 +31,7 @@
 #include "client/runnel.h"     /* rn_fsync_mode_t, rn_log_opts_t */
 #include "common/buf.h"
 #include "common/hist.h"
+#include "common/notify.h"
 
 /* rn_fsync_mode_t and rn_log_opts_t (the store options) are defined in
  * client/runnel.h, since the client options embed them. */
@@ -143,6 +144,14 @@ int rn_log_wait(rn_log_t *log, uint64_t ticket);
 
 /* fdatasync everything written so far and advance the durable watermark. */
 int rn_log_sync(rn_log_t *log);
+
+/* Readers waiting for appends: every time appends become visible (a high
+ * watermark moves, under the fsync policy above) the store bumps a wake-up
+ * counter (common/notify.h): its own, or n once given (NULL: its own again;
+ * a data directory gives all its stores one). n must outlive log; set it
+ * right after open. rn_log_notify returns the one in use. */
+void         rn_log_set_notify(rn_log_t *log, rn_notify_t *n);
+rn_notify_t *rn_log_notify(rn_log_t *log);
 
 typedef struct rn_log_queue_info {
     int64_t  log_start;         /* first readable offset */

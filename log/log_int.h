@@ -11,6 +11,7 @@
 
 #include "batch/batch.h"
 #include "common/error.h"
+#include "common/notify.h"
 #include "log/index.h"
 #include "log/log.h"
 #include "log/segment.h"
@@ -158,6 +159,8 @@ struct rn_log {
     int spare_asked;               /* writer: asked for the active segment's successor */
     rn_queue_t *ix_wanted;         /* smu: queues whose next index file is WANTED */
     _Atomic uint64_t rolls, rolls_inline, rolls_waited, idx_files, idx_files_inline;
+    rn_notify_t own_notify;        /* bumped when a visible end moves ... */
+    rn_notify_t *_Atomic notify;   /* ... unless rn_log_set_notify gave another */
     /* debug: which thread holds each mutex (0 = none) */
     _Atomic unsigned long wmu_owner, tmu_owner, vmu_owner, smu_owner, sync_mu_owner;
 };

@@ -20,6 +20,10 @@
  *  4. Round-robin: rr is the assignment after the one served last (or the
  *     one rn_consumer_prefer named); a poll looks at each assignment at
  *     most once, starting there.
+ *  5. Waiting (rn_consumer_wait): poll samples the data directory's wake-up
+ *     counter before it reads anything, and every store bumps it after it
+ *     made appends visible, so an append the poll did not see makes the
+ *     next wait return at once; no append is slept through.
  */
 #include "logical-queues/consumer.h"
 
@@ -53,6 +57,8 @@ struct rn_consumer {
     size_t           caphdrs;
     int              skip_damaged;
     uint64_t         skipped, skipped_ranges;
+    uint64_t         seen;          /* the data directory's wake-up counter when the
+                                       last poll began (invariant 5) */
 };
 
 int rn_consumer_create(rn_datadir_t *d, const rn_consumer_opts_t *o, rn_consumer_t **out,
@@ -327,6 +333,7 @@ void rn_consumer_skipped(const rn_consumer_t *c, uint64_t *offsets, uint64_t *ra
 
 int rn_consumer_poll(rn_consumer_t *c, rn_consumer_batch_t *b, char *errmsg)
 {
+    c->seen = rn_notify_seq(rn_datadir_notify(c->d));        /* invariant 5 */
     for (size_t k = 0; k < c->nqs; k++) {
         size_t i = (c->rr + k) % c->nqs;
         cqueue_t *cq = &c->qs[i];
@@ -343,6 +350,11 @@ int rn_consumer_poll(rn_consumer_t *c, rn_consumer_batch_t *b, char *errmsg)
         return 1;
     }
     return 0;
+}
+
+int rn_consumer_wait(rn_consumer_t *c, uint32_t timeout_ms)
+{
+    return rn_notify_wait(rn_datadir_notify(c->d), c->seen, timeout_ms);
 }
 
 int rn_consumer_commit(rn_consumer_t *c, const char *group, char *errmsg)

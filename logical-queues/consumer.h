@@ -10,6 +10,9 @@
  *       for (uint32_t i = 0; i < b.count; i++) use(b.records[i]);
  *   rn_consumer_destroy(c);
  *
+ * Following (no end): when poll returns 0, rn_consumer_wait(c, ms) blocks
+ * until an append becomes visible or ms pass, then poll again.
+ *
  * Order: poll serves the assigned queues round-robin by batch, in assignment
  * order: the next batch of the queue after the one served last that has
  * data, so given the same data and start offsets the sequence of batches is
@@ -74,6 +77,14 @@ int  rn_consumer_seek_time(rn_consumer_t *c, const char *topic, uint32_t queue, 
  * 0 when no assigned queue has a record now (or every one reached its end);
  * negative on an error (a damaged batch names its offset). */
 int  rn_consumer_poll(rn_consumer_t *c, rn_consumer_batch_t *b, char *errmsg);
+/* After a poll returned 0: block until records may have become visible
+ * since that poll began (an append to any store of the data directory was
+ * acknowledged for readers, under its fsync policy) or timeout_ms passed.
+ * 1: poll again (it may still find nothing: the append may be another
+ * queue's); 0: the timeout passed with no append. Nothing appended between
+ * the poll and this call is missed (the poll sampled the store's wake-up
+ * counter, common/notify.h, before it read). */
+int  rn_consumer_wait(rn_consumer_t *c, uint32_t timeout_ms);
 /* Offsets and ranges gone past so far under skip_damaged. */
 void rn_consumer_skipped(const rn_consumer_t *c, uint64_t *offsets, uint64_t *ranges);
 

@@ -147,7 +147,10 @@ struct rn_datadir {
     void            *report_arg;
     int              skip_damaged;
     _Atomic uint64_t skipped;
+    rn_notify_t      notify;            /* every store's appends becoming visible */
 };
+
+rn_notify_t *rn_datadir_notify(rn_datadir_t *d) { return &d->notify; }
 
 int rn_datadir_skip_damaged(const rn_datadir_t *d) { return d->skip_damaged; }
 void rn_datadir_count_skipped(rn_datadir_t *d, uint64_t n) { atomic_fetch_add(&d->skipped, n); }
@@ -463,6 +466,7 @@ static int store_open(rn_datadir_t *d, uint32_t id, const char *path, int must_e
         free(s);
         return wrap(errmsg, rc, abs, inner);
     }
+    rn_log_set_notify(s->log, &d->notify);
     d->stores[id] = s;
     if (removed) {
         rc = store_floors(d, id, s->log, &any, errmsg);
@@ -612,6 +616,7 @@ int rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t **
     pthread_mutex_init(&d->rmeta_mu, NULL);
     pthread_mutexattr_destroy(&ma);
     pthread_mutex_init(&d->snap_mu, NULL);
+    rn_notify_init(&d->notify);
     if (snprintf(d->path, sizeof d->path, "%s", dir) >= (int)sizeof d->path) {
         rc = rn_errf(errmsg, -ENAMETOOLONG, "data directory path is too long");
         goto fail;
@@ -726,6 +731,7 @@ int rn_datadir_close(rn_datadir_t *d)
     pthread_mutex_destroy(&d->snap_mu);
     pthread_mutex_destroy(&d->mu);
     pthread_mutex_destroy(&d->rmeta_mu);
+    rn_notify_destroy(&d->notify);
     free(d);
     return rc;
 }

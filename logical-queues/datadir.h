@@ -91,6 +91,9 @@ int  rn_datadir_open(const char *dir, const rn_datadir_opts_t *o, rn_datadir_t *
 int  rn_datadir_close(rn_datadir_t *d);
 
 const char *rn_datadir_path(const rn_datadir_t *d);
+/* The wake-up counter every store of d bumps when appends become visible
+ * (rn_log_set_notify); lives as long as d. rn_consumer_wait waits on it. */
+rn_notify_t *rn_datadir_notify(rn_datadir_t *d);
 rn_meta_t  *rn_datadir_meta(rn_datadir_t *d);    /* borrowed, lives as long as d */
 /* Store `id` (NULL when not open), borrowed, lives as long as d. */
 rn_log_t   *rn_datadir_store_log(rn_datadir_t *d, uint32_t id);

@@ -43,6 +43,7 @@ need_cmd prometheus prometheus
 # Real Kafka clients for the Kafka front's tests (and librdkafka for the
 # benchmark); Debian's python3 modules, run with /usr/bin/python3.
 need_cmd kcat      kcat
+need_cmd python3   python3         # also test_cli: decodes consume --format json (json, base64)
 need_py() { # need_py MODULE DEBIAN_PACKAGE
     /usr/bin/python3 -c "import $1" >/dev/null 2>&1 || missing="$missing $2"
 }

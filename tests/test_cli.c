@@ -2,7 +2,9 @@
  * test_cli.c — the real `runnel` binary (RN_BIN_DIR/runnel) on a temporary
  * data directory: topic create/list/describe, produce from stdin then
  * consume by offset, by @timestamp, latest and --count, in value and json
- * formats; key hashing and round-robin placement; lz4; JSON escaping; and
+ * formats; key hashing and round-robin placement; lz4; JSON escaping and
+ * lossless JSON (every byte value and invalid UTF-8, keys and values,
+ * decoded back by python3's json and base64 modules); and
  * every kind of bad input, each giving one "runnel: " line on stderr and the
  * documented exit code (2 usage, 1 other), including a data directory locked
  * by a running `runnel produce`. Logical queues: remap (same store and a
@@ -40,6 +42,8 @@
 
 #include <sqlite3.h>
 
+#include "client/runnel.h"
+#include "common/error.h"
 #include "tests/util/util.h"
 
 #define RUNNEL RN_BIN_DIR "/runnel"
@@ -452,17 +456,131 @@ static void test_json_escaping(void **state)
 {
     fixture_t *f = *state;
     create_topic(f, "esc", "1");
-    const char line[] = "caf\xc3\xa9 \xff \"q\" \\ \x01 \xe2\x82\xac\xed\xa0\x80!\n\n";
+    const char line[] = "caf\xc3\xa9 \xc3\xbf \"q\" \\ \x01 \xe2\x82\xac!\n\n"
+                        "\xff\n\xe2\x82\xac\xed\xa0\x80\n";
     expect_ok(f, RUN(f, line, "produce", "esc"));
     expect_ok(f, RUN(f, NULL, "consume", "esc", "--format", "json"));
-    /* Valid UTF-8 passes, invalid bytes (0xff, the surrogate encoding) become
-     * \u00XX, quotes, backslashes and controls are escaped; the empty line is
-     * an empty value. */
+    /* Valid UTF-8 passes, quotes, backslashes and controls are escaped; the
+     * empty line is an empty value; a value that is not valid UTF-8 (0xff
+     * alone, a surrogate's encoding) is value_b64, so 0xff and U+00FF differ. */
     const char *want_value =
-        "\"value\":\"caf\xc3\xa9 \\u00ff \\\"q\\\" \\\\ \\u0001 \xe2\x82\xac\\u00ed\\u00a0\\u0080!\"}\n";
+        "\"value\":\"caf\xc3\xa9 \xc3\xbf \\\"q\\\" \\\\ \\u0001 \xe2\x82\xac!\"}\n";
     assert_non_null(strstr(f->stdout_text, want_value));
     assert_non_null(strstr(f->stdout_text, "\"offset\":1,"));
     assert_non_null(strstr(f->stdout_text, "\"key\":null,\"value\":\"\"}\n"));
+    assert_non_null(strstr(f->stdout_text, "\"key\":null,\"value_b64\":\"/w==\"}\n"));
+    assert_non_null(strstr(f->stdout_text, "\"key\":null,\"value_b64\":\"4oKs7aCA\"}\n"));
+}
+
+/* ---- lossless JSON ------------------------------------------------------ */
+
+/* Decodes `consume --format json` lines back to bytes: one line per record,
+ * "<key hex or ->:<value hex or ->", reading the file as strict UTF-8 and
+ * requiring exactly one of NAME / NAME_b64 per record. Lines end at '\n'
+ * only (str.splitlines would also split at U+0085 and U+2028, which JSON
+ * strings may hold as they are). */
+static const char json_decoder[] =
+    "import sys, json, base64\n"
+    "def get(o, n):\n"
+    "    assert (n in o) != (n + '_b64' in o), o\n"
+    "    if n in o:\n"
+    "        return None if o[n] is None else o[n].encode('utf-8')\n"
+    "    return base64.b64decode(o[n + '_b64'], validate=True)\n"
+    "raw = open(sys.argv[1], 'rb').read().decode('utf-8', 'strict')\n"
+    "assert raw.endswith('\\n')\n"
+    "for line in raw[:-1].split('\\n'):\n"
+    "    o = json.loads(line)\n"
+    "    k, v = get(o, 'key'), get(o, 'value')\n"
+    "    print('-' if k is None else k.hex(), '-' if v is None else v.hex(), sep=':')\n";
+
+typedef struct bytes { const char *p; int32_t n; } bytes_t;     /* n < 0: null */
+
+static void hex_of(char *out, bytes_t b)
+{
+    if (b.n < 0) { strcpy(out, "-"); return; }
+    for (int32_t i = 0; i < b.n; i++) sprintf(out + 2 * i, "%02x", (uint8_t)b.p[i]);
+    out[2 * b.n] = '\0';
+}
+
+/* Every byte value alone, all 256 in one value, and invalid UTF-8 (overlong
+ * forms, surrogates, past U+10FFFF, truncated sequences) next to their valid
+ * neighbours, as values and as keys, produced through librunnel (records
+ * that are not lines) and read back by `runnel consume --format json`
+ * decoded with python3: the exact bytes come back. */
+static void test_json_lossless(void **state)
+{
+    fixture_t *f = *state;
+    create_topic(f, "bin", "1");
+    static const bytes_t odd[] = {
+        {"\xc3\xbf", 2}, {"\xff", 1}, {"\xc0\x80", 2}, {"\xc1\xbf", 2}, {"\xe0\x80\xaf", 3},
+        {"\xf0\x8f\xbf\xbf", 4}, {"\xed\xa0\x80", 3}, {"\xed\xbf\xbf", 3},
+        {"\xed\xa0\xbd\xed\xb8\x80", 6}, {"\xf4\x90\x80\x80", 4}, {"\xe2\x82", 2},
+        {"\xf0\x9f\x98", 3}, {"a\xc3", 2}, {"\xe2\x82x", 3}, {"\xf0\x9f\x98\x80", 4},
+        {"\xed\x9f\xbf", 3}, {"\xf4\x8f\xbf\xbf", 4}, {"\"\\\x7f\x1f\xe2\x80\xa8", 7},
+        {"", 0}, {NULL, -1},
+    };
+    enum { NODD = sizeof odd / sizeof odd[0], NREC = 256 + 1 + 2 * NODD };
+    static char all[256], single[256];
+    bytes_t keys[NREC], vals[NREC];
+    for (int i = 0; i < 256; i++) {
+        all[i] = single[i] = (char)i;
+        keys[i] = (bytes_t){NULL, -1};
+        vals[i] = (bytes_t){single + i, 1};
+    }
+    keys[256] = (bytes_t){"k", 1};
+    vals[256] = (bytes_t){all, 256};
+    for (int i = 0; i < NODD; i++) {
+        keys[257 + i] = (bytes_t){NULL, -1};
+        vals[257 + i] = odd[i];
+        keys[257 + NODD + i] = odd[i];
+        vals[257 + NODD + i] = odd[NODD - 1 - i];
+    }
+
+    char err[RN_ERRMSG_SIZE];
+    rn_client_opts_t co;
+    rn_client_opts_default(&co);
+    rn_client_t *c = NULL;
+    if ((SERVER_MODE ? rn_client_open_server(where_value(f), &co, &c, err)
+                     : rn_client_open_data(where_value(f), &co, &c, err)) != 0)
+        fail_msg("open: %s", err);
+    rn_producer_t *p = NULL;
+    if (rn_producer_open(c, "bin", NULL, &p, err) != 0) fail_msg("producer: %s", err);
+    for (int i = 0; i < NREC; i++) {
+        rn_record_t r = {.timestamp = 1000 + i, .key = (const uint8_t *)keys[i].p,
+                         .key_len = keys[i].n, .value = (const uint8_t *)vals[i].p,
+                         .value_len = vals[i].n};
+        if (rn_producer_send(p, 0, &r, NULL, NULL, err) != 0) fail_msg("send %d: %s", i, err);
+    }
+    if (rn_producer_close(p, err) != 0) fail_msg("flush: %s", err);
+    assert_int_equal(rn_client_close(c), 0);
+
+    expect_ok(f, RUN(f, NULL, "consume", "bin", "--format", "json"));
+    char json_path[PATH_MAX + 8], py_path[PATH_MAX + 8];
+    snprintf(json_path, sizeof json_path, "%s/bin.json", f->root);
+    snprintf(py_path, sizeof py_path, "%s/decode.py", f->root);
+    rn_test_write_file(json_path, f->stdout_text, f->stdout_len);
+    rn_test_write_file(py_path, json_decoder, strlen(json_decoder));
+    /* 0xff alone and U+00FF print differently (the old ambiguity). */
+    assert_non_null(strstr(f->stdout_text, "\"key\":null,\"value\":\"\xc3\xbf\"}"));
+    assert_non_null(strstr(f->stdout_text, "\"key\":null,\"value_b64\":\"/w==\"}"));
+
+    const char *py[] = {"/usr/bin/python3", py_path, json_path, NULL};
+    int st = rn_test_run(py[0], py, NULL, f->out, f->err);
+    char *got = rn_test_slurp(f->out, NULL), *perr = rn_test_slurp(f->err, NULL);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fail_msg("python3 decoder failed: %s", perr);
+    const char *line = got;
+    for (int i = 0; i < NREC; i++) {
+        char want[2 * (2 * 256 + 2) + 4], kh[2 * 256 + 2], vh[2 * 256 + 2];
+        hex_of(kh, keys[i]);
+        hex_of(vh, vals[i]);
+        snprintf(want, sizeof want, "%s:%s\n", kh, vh);
+        if (strncmp(line, want, strlen(want)) != 0)
+            fail_msg("record %d: decoded %.80s, want %s", i, line, want);
+        line += strlen(want);
+    }
+    assert_string_equal(line, "");
+    free(got);
+    free(perr);
 }
 
 static void test_consume_closed_output(void **state)
@@ -1141,6 +1259,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_queues, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lz4_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_escaping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_lossless, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consume_closed_output, setup, teardown),
         cmocka_unit_test_setup_teardown(test_env_and_help, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_topic_queue_offset, setup, teardown),

@@ -4,7 +4,11 @@
  * items on two stores; round-robin order and record/header views; remap
  * while producing and consuming from three threads (no gap and no duplicate
  * in logical offsets); retention dropping emptied items and advancing the
- * logical start; Kafka clients' gzip, snappy, lz4 and zstd batches read back.
+ * logical start; Kafka clients' gzip, snappy, lz4 and zstd batches read back;
+ * rn_consumer_wait under every fsync policy: it wakes for an append made by
+ * another thread while it waits (the delay measured against a bound), returns
+ * at once for one made between the poll and the wait, and times out when
+ * nothing is appended.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,6 +28,7 @@
 
 #include "batch/batch.h"
 #include "common/error.h"
+#include "common/sys.h"
 #include "logical-queues/consumer.h"
 #include "logical-queues/datadir.h"
 #include "logical-queues/group.h"
@@ -496,6 +501,94 @@ static void test_kafka_client_codecs(void **state)
     assert_int_equal(rn_datadir_close(d), 0);
 }
 
+/* ---- waiting for appends ------------------------------------------------- */
+
+#define WAKE_BOUND_MS 1000        /* generous: typically well under a millisecond */
+
+typedef struct wappend {
+    rn_datadir_t       *d;
+    rn_datadir_queue_t *q;
+    int                 first, delay_ms;
+} wappend_t;
+
+static void *append_later(void *arg)
+{
+    wappend_t *w = arg;
+    rn_test_sleep_ms(w->delay_ms);
+    append_seq(w->d, w->q, w->first, 1, 10);
+    return NULL;
+}
+
+static void test_wait_for_appends(void **state)
+{
+    fixture_t *f = *state;
+    static const char *const policies[] = {"never", "group", "always", "interval:1000"};
+    for (size_t k = 0; k < sizeof policies / sizeof policies[0]; k++) {
+        char dir[PATH_MAX + 16], err[RN_ERRMSG_SIZE] = "";
+        snprintf(dir, sizeof dir, "%s/w%zu", f->root, k);
+        rn_datadir_opts_t o;
+        rn_datadir_opts_default(&o);
+        o.create = 1;
+        o.holder = "test_consumer";
+        assert_int_equal(rn_fsync_parse(policies[k], &o.log, err), 0);
+        rn_datadir_t *d = NULL;
+        if (rn_datadir_open(dir, &o, &d, err) != 0) fail_msg("open: %s", err);
+        assert_int_equal(rn_datadir_topic_create(d, "w", 2, NULL, err), 0);
+        rn_datadir_queue_t q;
+        assert_int_equal(rn_datadir_queue_open(d, "w", 1, &q, err), 0);
+        rn_consumer_t *c = NULL;
+        assert_int_equal(rn_consumer_create(d, NULL, &c, err), 0);
+        assert_int_equal(rn_consumer_assign(c, "w", 1, 0, err), 0);
+        rn_consumer_batch_t b;
+
+        /* Nothing appended: the wait times out. */
+        assert_int_equal(rn_consumer_poll(c, &b, err), 0);
+        uint64_t t0 = rn_mono_ns();
+        assert_int_equal(rn_consumer_wait(c, 50), 0);
+        uint64_t waited = (rn_mono_ns() - t0) / 1000000u;
+        assert_true(waited >= 49 && waited < WAKE_BOUND_MS);
+
+        /* Appended while it waits (another thread, 30 ms later): it wakes. */
+        int64_t worst_us = 0;
+        for (int i = 0; i < 5; i++) {
+            assert_int_equal(rn_consumer_poll(c, &b, err), 0);
+            wappend_t w = {d, &q, i, 30};
+            pthread_t th;
+            assert_int_equal(pthread_create(&th, NULL, append_later, &w), 0);
+            t0 = rn_mono_ns();
+            int woke = 0;
+            while (!woke && (rn_mono_ns() - t0) / 1000000u < 10000) {
+                if (rn_consumer_wait(c, 10000) != 1) break;
+                woke = rn_consumer_poll(c, &b, err);      /* a bump before the append */
+            }
+            assert_int_equal(woke, 1);
+            int64_t late_us = (int64_t)((rn_mono_ns() - t0) / 1000u) - 30000;
+            if (late_us > worst_us) worst_us = late_us;
+            assert_int_equal(b.count, 1);
+            check_record(&b.records[0], i);
+            assert_int_equal(pthread_join(th, NULL), 0);
+        }
+        if (worst_us > WAKE_BOUND_MS * 1000)
+            fail_msg("%s: a wait woke %lld us after the append's start", policies[k],
+                     (long long)worst_us);
+        printf("wait (fsync %s): woke at most %.2f ms after the append began\n", policies[k],
+               worst_us / 1000.0);
+
+        /* Appended between the poll and the wait: no lost wake-up. */
+        assert_int_equal(rn_consumer_poll(c, &b, err), 0);
+        append_seq(d, &q, 5, 1, 10);
+        t0 = rn_mono_ns();
+        assert_int_equal(rn_consumer_wait(c, 10000), 1);
+        assert_true((rn_mono_ns() - t0) / 1000000u < 100);
+        assert_int_equal(rn_consumer_poll(c, &b, err), 1);
+        check_record(&b.records[0], 5);
+
+        rn_consumer_destroy(c);
+        rn_datadir_queue_close(&q);
+        assert_int_equal(rn_datadir_close(d), 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -504,6 +597,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_remap_while_producing_and_consuming, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_drops_items, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kafka_client_codecs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wait_for_appends, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

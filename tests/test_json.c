@@ -1,7 +1,10 @@
 /*
  * test_json.c — common/json.h: rn_json_field validates the whole line as one
  * JSON object before it answers (table of cases), and agrees with sqlite3's
- * json_valid() on random mutations of valid records (an independent oracle).
+ * json_valid() on random mutations of valid records (an independent oracle);
+ * rn_json_utf8_valid accepts exactly RFC 3629 UTF-8 (table of valid and
+ * invalid sequences), and rn_json_write_base64 writes RFC 4648 base64 (the
+ * RFC's test vectors).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -129,10 +132,80 @@ static void test_agrees_with_sqlite(void **state)
     assert_true(accepted > 1000 && refused > 1000);   /* both sides were exercised */
 }
 
+/* Write with fn into a memory stream and return the text (static buffer). */
+static const char *written(void (*fn)(FILE *, const uint8_t *, size_t), const char *p, size_t n)
+{
+    static char text[256];
+    FILE *f = fmemopen(text, sizeof text, "w");
+    assert_non_null(f);
+    fn(f, (const uint8_t *)p, n);
+    assert_int_equal(fclose(f), 0);
+    return text;
+}
+
+static void test_utf8_valid(void **state)
+{
+    (void)state;
+    static const struct { const char *s; size_t n; int valid; } cases[] = {
+        {"", 0, 1},
+        {"plain ascii \x01\x7f", 14, 1},
+        {"\0", 1, 1},
+        {"caf\xc3\xa9", 5, 1},
+        {"\xc3\xbf", 2, 1},                       /* U+00FF */
+        {"\xe2\x82\xac", 3, 1},                   /* U+20AC */
+        {"\xed\x9f\xbf", 3, 1},                   /* U+D7FF, below the surrogates */
+        {"\xee\x80\x80", 3, 1},                   /* U+E000, above them */
+        {"\xf0\x9f\x98\x80", 4, 1},               /* U+1F600 */
+        {"\xf4\x8f\xbf\xbf", 4, 1},               /* U+10FFFF */
+        {"\xff", 1, 0},
+        {"\xfe", 1, 0},
+        {"\x80", 1, 0},                           /* lone continuation byte */
+        {"\xc0\x80", 2, 0},                       /* overlong NUL */
+        {"\xc1\xbf", 2, 0},                       /* overlong U+007F */
+        {"\xe0\x80\xaf", 3, 0},                   /* overlong '/' */
+        {"\xe0\x9f\xbf", 3, 0},                   /* overlong U+07FF */
+        {"\xf0\x8f\xbf\xbf", 4, 0},               /* overlong U+FFFF */
+        {"\xed\xa0\x80", 3, 0},                   /* surrogate U+D800 */
+        {"\xed\xbf\xbf", 3, 0},                   /* surrogate U+DFFF */
+        {"\xed\xa0\xbd\xed\xb8\x80", 6, 0},       /* a CESU-8 surrogate pair */
+        {"\xf4\x90\x80\x80", 4, 0},               /* U+110000 */
+        {"\xf5\x80\x80\x80", 4, 0},
+        {"\xc3", 1, 0},                           /* truncated at the end */
+        {"\xe2\x82", 2, 0},
+        {"\xf0\x9f\x98", 3, 0},
+        {"\xe2\x82x", 3, 0},                      /* truncated in the middle */
+        {"a\xc3\xa9\xff", 4, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (rn_json_utf8_valid((const uint8_t *)cases[i].s, cases[i].n) != cases[i].valid)
+            fail_msg("case %zu: want %d", i, cases[i].valid);
+    /* Every single byte: valid alone exactly when ASCII. */
+    for (int b = 0; b < 256; b++) {
+        uint8_t c = (uint8_t)b;
+        assert_int_equal(rn_json_utf8_valid(&c, 1), b < 0x80);
+    }
+}
+
+static void test_base64(void **state)
+{
+    (void)state;
+    static const char *const vec[][2] = {       /* RFC 4648 section 10 */
+        {"", "\"\""}, {"f", "\"Zg==\""}, {"fo", "\"Zm8=\""}, {"foo", "\"Zm9v\""},
+        {"foob", "\"Zm9vYg==\""}, {"fooba", "\"Zm9vYmE=\""}, {"foobar", "\"Zm9vYmFy\""},
+    };
+    for (size_t i = 0; i < sizeof vec / sizeof vec[0]; i++)
+        assert_string_equal(written(rn_json_write_base64, vec[i][0], strlen(vec[i][0])), vec[i][1]);
+    assert_string_equal(written(rn_json_write_base64, "\xff\xfe\xfd\0", 4), "\"//79AA==\"");
+    assert_string_equal(written(rn_json_write_string, "\xff", 1), "\"\\u00ff\"");
+    assert_string_equal(written(rn_json_write_string, "\xc3\xbf", 2), "\"\xc3\xbf\"");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cases),
+        cmocka_unit_test(test_utf8_valid),
+        cmocka_unit_test(test_base64),
         cmocka_unit_test(test_agrees_with_sqlite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
