@@ -247,6 +247,7 @@ static int prepare_error(rn_sql_t *q, const char *what, int emit, int *erroff, c
         char list[200] = "queue, offset, ts, key, value";
         size_t n = strlen(list);
         for (int i = 0; i < q->def.nfields && n + 8 < sizeof list; i++) {
+            if (i == rn_front_ts_field(&q->def)) continue;      /* it is ts */
             int w = snprintf(list + n, sizeof list - n, ", %s", q->def.fields[i].name);
             if (w < 0 || (size_t)w >= sizeof list - n) { snprintf(list + n, 6, ", ..."); break; }
             n += (size_t)w;
@@ -284,6 +285,7 @@ static int def_from_meta(const rn_meta_stream_t *s, sdef_t *def, char *errmsg)
         return rn_errf(errmsg, RN_ECORRUPT, "stream '%s': stored fields are damaged", s->name);
     for (int i = 0; s->timestamp[0] && i < def->nfields; i++)
         if (strcmp(def->fields[i].name, s->timestamp) == 0) def->ts_field = i;
+    if (rn_front_ts_field(def) >= 0) def->ts_field = rn_front_ts_field(def);
     return 0;
 }
 
@@ -681,6 +683,7 @@ static int run_describe(rn_sql_t *q)
         if (rc != 0) return rc;
     }
     for (int i = 0; i < q->def.nfields; i++) {
+        if (i == rn_front_ts_field(&q->def)) continue;  /* the ts row above */
         char src[64];
         snprintf(src, sizeof src, "%s field of topic '%.30s'", rn_front_format_name(q->def.format),
                  q->def.topic);

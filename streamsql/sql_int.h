@@ -60,6 +60,10 @@ int  rn_front_parse_fields(const char *text, size_t len, sdef_t *def, int *errof
 /* Canonical text of def's fields ("level TEXT, n INTEGER"). */
 int  rn_front_fields_text(const sdef_t *def, char *out, size_t size);
 int  rn_front_format_from_name(const char *s, size_t n, sformat_t *f);
+/* The index of def's field named ts (any case), or -1. Such a field is the
+ * stream's event time: it is read through the built-in column ts, never as a
+ * column of its own, and it is always def->ts_field (front.c enforces it). */
+int  rn_front_ts_field(const sdef_t *def);
 
 /* A decoded field value: text points into the record or the batch arena. */
 typedef struct fval {

@@ -54,6 +54,11 @@ static int declare_stream(sqlite3 *db, const sdef_t *def)
                                 "ts INTEGER, key TEXT, value TEXT");
     for (int i = 0; i < def->nfields && n < sizeof sql; i++) {
         static const char *const decl[] = {"INTEGER", "REAL", "TEXT", "INTEGER", "TEXT"};
+        if (i == rn_front_ts_field(def)) {
+            /* Read through the column ts (row->ts holds it): hidden here. */
+            n += (size_t)snprintf(sql + n, sizeof sql - n, ", __field_ts INTEGER HIDDEN");
+            continue;
+        }
         n += (size_t)snprintf(sql + n, sizeof sql - n, ", \"");
         for (const char *p = def->fields[i].name; *p && n + 2 < sizeof sql; p++) {
             sql[n++] = *p;

@@ -122,6 +122,9 @@ static int setup(void **state)
     ok(f, RUN(f, RUNNEL, 0, records, "produce", "logs", "--queue", "0"));
     ok(f, RUN(f, STREAMSQL, 0, NULL, "-e", "CREATE STREAM l (at INTEGER, level TEXT, svc TEXT, "
                                            "lat REAL) WITH (topic = 'logs', timestamp = 'at')"));
+    ok(f, RUN(f, RUNNEL, 0, NULL, "topic", "create", "tsj", "--queues", "1"));
+    ok(f, RUN(f, RUNNEL, 0, "{\"ts\":1000,\"svc\":\"api\"}\n{\"svc\":\"db\",\"ts\":12000}\n",
+              "produce", "tsj", "--queue", "0"));
     return 0;
 }
 
@@ -193,6 +196,11 @@ static const inv_t cases[] = {
     {NULL, NULL, "CREATE STREAM l (a INTEGER) WITH (topic = 'logs')", 0, 1},
     {"csv", NULL, "SELECT 1 AS a FROM l LIMIT 1; SELEKT; SELECT 2 AS b FROM l LIMIT 1", 0, 1},
     {NULL, "checkpoint:nope", "SELECT 1 FROM logs", 0, 1},
+    /* a JSON field named ts: the stream's event time, the column ts */
+    {"csv", NULL, "CREATE STREAM lt (ts INTEGER, svc TEXT) WITH (topic = 'tsj', timestamp = "
+                  "'ts'); SELECT * FROM lt; SELECT window_start, svc, count(*) AS n FROM lt "
+                  "GROUP BY TUMBLE(ts, '10s'), svc; DESCRIBE lt; DROP STREAM lt", 0, 0},
+    {NULL, NULL, "CREATE STREAM lt (ts TEXT) WITH (topic = 'tsj')", 0, 1},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
@@ -242,6 +250,16 @@ static void test_same_as_embedded(void **state)
     assert_non_null(strstr(emb[12].err, "\n  SELECT lvl FROM l\n         ^\n"));
     assert_non_null(strstr(emb[13].err, "\n  GROUP BY TUMBLE(level, '1s')\n                  ^\n"));
     assert_non_null(strstr(emb[15].err, "unknown stream or topic 'nowhere'"));
+    assert_string_equal(emb[21].out,
+                        "queue,offset,ts,key,value,svc\n"
+                        "0,0,1000,,\"{\"\"ts\"\":1000,\"\"svc\"\":\"\"api\"\"}\",api\n"
+                        "0,1,12000,,\"{\"\"svc\"\":\"\"db\"\",\"\"ts\"\":12000}\",db\n"
+                        "window_start,svc,n\n0,api,1\n10000,db,1\n"
+                        "column,type,source\nqueue,INTEGER,logical queue\n"
+                        "offset,INTEGER,record offset in its queue\n"
+                        "ts,INTEGER,event time: field 'ts' (ms)\nkey,TEXT,record key\n"
+                        "value,TEXT,record value\nsvc,TEXT,json field of topic 'tsj'\n");
+    assert_non_null(strstr(emb[22].err, "a field named ts is the stream's event time"));
     for (size_t i = 0; i < NCASES; i++) {
         free(emb[i].out);
         free(emb[i].err);
