@@ -50,8 +50,10 @@ typedef struct sdef {
     sfield_t  fields[RN_SQL_MAX_FIELDS];
 } sdef_t;
 
-/* Built-in columns come first; declared fields follow at SQL_COL_FIELDS. */
-enum { SQL_COL_QUEUE, SQL_COL_OFFSET, SQL_COL_TS, SQL_COL_KEY, SQL_COL_VALUE, SQL_COL_FIELDS };
+/* The stream table's columns: queue, offset, ts, key, then the declared
+ * fields from SQL_COL_FIELDS, then value (SQL_COL_FIELDS + nfields), then
+ * the hidden __idx. */
+enum { SQL_COL_QUEUE, SQL_COL_OFFSET, SQL_COL_TS, SQL_COL_KEY, SQL_COL_FIELDS };
 
 const char *rn_front_ftype_name(ftype_t t);
 const char *rn_front_format_name(sformat_t f);

@@ -361,10 +361,10 @@ static void test_json_ts_field(void **state)
         snprintf(sql, sizeof sql, "SELECT * FROM %s", streams[k]);
         if (run_sql(f, sql, NULL, &out, &off, err, &st) != 0) fail_msg("%s: %s", sql, err);
         if (k == 0) {
-            /* queue|offset|ts|key|value|n: ts once, the JSON's; the last record rejected. */
-            assert_string_equal(out, "0|0|1000|NULL|{\"ts\":1000,\"n\":1}|1\n"
-                                     "0|1|4000|NULL|{\"n\":2,\"ts\":4000}|2\n"
-                                     "0|2|12000|NULL|{\"ts\":12000,\"n\":3}|3\n");
+            /* queue|offset|ts|key|n|value: ts once, the JSON's; the last record rejected. */
+            assert_string_equal(out, "0|0|1000|NULL|1|{\"ts\":1000,\"n\":1}\n"
+                                     "0|1|4000|NULL|2|{\"n\":2,\"ts\":4000}\n"
+                                     "0|2|12000|NULL|3|{\"ts\":12000,\"n\":3}\n");
             assert_int_equal(st.errors, 1);
             assert_non_null(strstr(st.first_error, "timestamp field 'ts' is missing or null"));
         } else {
@@ -391,12 +391,12 @@ static void test_json_ts_field(void **state)
                              "offset|INTEGER|record offset in its queue\n"
                              "ts|INTEGER|event time: field 'ts' (ms)\n"
                              "key|TEXT|record key\n"
-                             "value|TEXT|record value\n"
-                             "n|INTEGER|json field of topic 'tsj'\n");
+                             "n|INTEGER|json field of topic 'tsj'\n"
+                             "value|TEXT|record value\n");
     free(out);
     /* An unknown column lists ts once. */
     assert_int_equal(run_sql(f, "SELECT nope FROM t1", NULL, &out, &off, err, NULL), RN_EINVAL);
-    assert_non_null(strstr(err, "(columns: queue, offset, ts, key, value, n)"));
+    assert_non_null(strstr(err, "(columns: queue, offset, ts, key, n, value)"));
 }
 
 /* A declared INTEGER holding "abc" or 1.5 is an error for that record:

@@ -251,14 +251,14 @@ static void test_same_as_embedded(void **state)
     assert_non_null(strstr(emb[13].err, "\n  GROUP BY TUMBLE(level, '1s')\n                  ^\n"));
     assert_non_null(strstr(emb[15].err, "unknown stream or topic 'nowhere'"));
     assert_string_equal(emb[21].out,
-                        "queue,offset,ts,key,value,svc\n"
-                        "0,0,1000,,\"{\"\"ts\"\":1000,\"\"svc\"\":\"\"api\"\"}\",api\n"
-                        "0,1,12000,,\"{\"\"svc\"\":\"\"db\"\",\"\"ts\"\":12000}\",db\n"
+                        "queue,offset,ts,key,svc,value\n"
+                        "0,0,1000,,api,\"{\"\"ts\"\":1000,\"\"svc\"\":\"\"api\"\"}\"\n"
+                        "0,1,12000,,db,\"{\"\"svc\"\":\"\"db\"\",\"\"ts\"\":12000}\"\n"
                         "window_start,svc,n\n0,api,1\n10000,db,1\n"
                         "column,type,source\nqueue,INTEGER,logical queue\n"
                         "offset,INTEGER,record offset in its queue\n"
                         "ts,INTEGER,event time: field 'ts' (ms)\nkey,TEXT,record key\n"
-                        "value,TEXT,record value\nsvc,TEXT,json field of topic 'tsj'\n");
+                        "svc,TEXT,json field of topic 'tsj'\nvalue,TEXT,record value\n");
     assert_non_null(strstr(emb[22].err, "a field named ts is the stream's event time"));
     for (size_t i = 0; i < NCASES; i++) {
         free(emb[i].out);
