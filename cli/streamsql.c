@@ -35,6 +35,14 @@
  *     the message and caret are shown as embedded.
  *  7. Where a run goes: --data or --server (both: usage error), else
  *     $RUNNEL_SERVER, else $RUNNEL_DATA (both set: usage error), as `runnel`.
+ *  8. A table stays aligned: the first block (up to TABLE_SIZE_ROWS rows, or
+ *     what a --follow query had when it went idle) sets each column's width,
+ *     at most TABLE_MAX_WIDTH characters; every cell wider than its column,
+ *     then or later, is cut with an ellipsis. A buffered cell holds at most
+ *     TABLE_MAX_WIDTH characters, so a block's memory is bounded.
+ *  9. REPL: commands (.help, help, .format, .quit) are read only at the start
+ *     of a statement; Ctrl-C during a statement cancels it (invariant 5),
+ *     prints "cancelled (N rows shown)" on stderr and the REPL goes on.
  */
 #include "cli/streamsql_cli.h"
 
