@@ -396,6 +396,7 @@ static void test_json_ts_field(void **state)
     free(out);
     /* An unknown column lists ts once. */
     assert_int_equal(run_sql(f, "SELECT nope FROM t1", NULL, &out, &off, err, NULL), RN_EINVAL);
+    free(out);
     assert_non_null(strstr(err, "(columns: queue, offset, ts, key, n, value)"));
 }
 
