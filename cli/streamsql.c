@@ -596,6 +596,8 @@ static void run_remote(const cfg_t *cfg, out_t *o, const char *sql, size_t len, 
     rn_sql_value_t *vals = NULL;
     size_t nvals = 0;
     rn_rpc_stream_t *st = NULL;
+    /* As embedded refuses it; sent, the text would be cut at the NUL. */
+    if ((r->rc = rn_sql_check_text(sql, len, &r->erroff, r->err)) != 0) return;
     req.sql = strndup(sql, len);
     if (!req.sql) { r->rc = rn_errf(r->err, -ENOMEM, "out of memory"); return; }
     req.follow = cfg->opts.follow != 0;

@@ -157,10 +157,20 @@ static size_t scan_token(const char *s, size_t len, size_t p, tok_kind_t *kind)
     return q;
 }
 
+int rn_sql_check_text(const char *sql, size_t len, int *erroff, char *errmsg)
+{
+    const char *z = len ? memchr(sql, 0, len) : NULL;
+    if (!z) return 0;
+    return ferr(erroff, (int)(z - sql), errmsg, RN_EINVAL,
+                "a NUL byte in the statement at offset %d: SQL is text", (int)(z - sql));
+}
+
 static int tokenize(front_t *f, int *erroff, char *errmsg)
 {
     size_t cap = 64, p = 0;
     int depth = 0, lp_stack_top = -1;
+    int rc = rn_sql_check_text(f->sql, f->len, erroff, errmsg);
+    if (rc != 0) return rc;
     f->toks = malloc(cap * sizeof *f->toks);
     if (!f->toks) return ferr(erroff, -1, errmsg, -ENOMEM, "out of memory");
     f->ntoks = 0;

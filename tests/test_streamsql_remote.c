@@ -267,6 +267,35 @@ static void test_same_as_embedded(void **state)
     served_still(&f->s);
 }
 
+/* A script statement holding a NUL byte is refused the same way both ways,
+ * with a caret at the NUL: remote, it is never sent cut short at the NUL
+ * (where it would run as "SELECT svc FROM l"). */
+static void test_nul_in_script(void **state)
+{
+    fx_t *f = *state;
+    char file[PATH_MAX + 8];
+    snprintf(file, sizeof file, "%s/nul.sql", f->s.root);
+    static const char text[] = "SHOW STREAMS;\nSELECT svc FROM l\0 WHERE lat > 6;";
+    rn_test_write_file(file, text, sizeof text - 1);
+    int emb = RUN(f, STREAMSQL, 0, NULL, "--format", "csv", "-f", file);
+    char *emb_out = strdup(f->out_text), *emb_err = strdup(f->err_text);
+    assert_non_null(emb_out);
+    assert_non_null(emb_err);
+    broker_start(f);
+    int rem = RUN(f, STREAMSQL, 1, NULL, "--format", "csv", "-f", file);
+    assert_int_equal(emb, 1);
+    assert_int_equal(rem, 1);
+    assert_non_null(strstr(emb_out, "\nl,logs,json,at,"));      /* the first statement ran */
+    assert_string_equal(f->out_text, emb_out);
+    assert_string_equal(f->err_text, emb_err);
+    assert_string_equal(emb_err, "streamsql: a NUL byte in the statement at offset 17: SQL is "
+                                 "text\n  SELECT svc FROM l  WHERE lat > 6\n"
+                                 "                   ^\n");
+    free(emb_out);
+    free(emb_err);
+    served_still(&f->s);
+}
+
 /* RUNNEL_SERVER is used like `runnel` does; both variables set is refused. */
 static void test_environment(void **state)
 {
@@ -443,6 +472,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_same_as_embedded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_environment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nul_in_script, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follow_then_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_during_follow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_result_bounded, setup, teardown),
