@@ -216,8 +216,9 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(foreach d,$(CORE_DIRS),$(wildcard $(d)/
 	clang $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(LIBS_CORE)
 
 # fuzz_rpc_*: runneld's request handlers (server/handlers.c, producers.c),
-# called without the gRPC front; they also link the generated protobuf-c code.
-HD_SRC := $(filter server/handlers.c server/producers.c server/metrics.c,$(SERVER_SRC))
+# called without the gRPC front but after its string check (reqcheck.c); they
+# also link the generated protobuf-c code.
+HD_SRC := $(filter server/handlers.c server/producers.c server/metrics.c server/reqcheck.c,$(SERVER_SRC))
 $(BUILD)/fuzz/replay_rpc_%: $(BUILD)/tests/fuzz/fuzz_rpc_%.o $(BUILD)/tests/fuzz/replay.o \
                             $(HD_SRC:%.c=$(BUILD)/%.o) $(LIBS)
 	@mkdir -p $(@D)

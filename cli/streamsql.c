@@ -35,6 +35,14 @@
  *     the message and caret are shown as embedded.
  *  7. Where a run goes: --data or --server (both: usage error), else
  *     $RUNNEL_SERVER, else $RUNNEL_DATA (both set: usage error), as `runnel`.
+ *  8. A table stays aligned: the first block (up to TABLE_SIZE_ROWS rows, or
+ *     what a --follow query had when it went idle) sets each column's width,
+ *     at most TABLE_MAX_WIDTH characters; every cell wider than its column,
+ *     then or later, is cut with an ellipsis. A buffered cell holds at most
+ *     TABLE_MAX_WIDTH characters, so a block's memory is bounded.
+ *  9. REPL: commands (.help, help, .format, .quit) are read only at the start
+ *     of a statement; Ctrl-C during a statement cancels it (invariant 5),
+ *     prints "cancelled (N rows shown)" on stderr and the REPL goes on.
  */
 #include "cli/streamsql_cli.h"
 
@@ -61,14 +69,21 @@
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_INT = 130, EXIT_PIPE = 141 };
 enum { FMT_TABLE, FMT_CSV, FMT_JSON };
 
+/* Table display (invariant 8): columns sized over the first TABLE_SIZE_ROWS
+ * rows, then printed in blocks of TABLE_BLOCK_ROWS; a cell is at most
+ * TABLE_MAX_WIDTH characters wide, a longer one cut with an ellipsis. */
+#define TABLE_SIZE_ROWS  10000
 #define TABLE_BLOCK_ROWS 1000
+#define TABLE_MAX_WIDTH  40
+#define ELLIPSIS         "\xe2\x80\xa6"    /* U+2026, one column */
 #define SCRIPT_MAX       (16u << 20)
 
 static const char usage_text[] =
     "usage: streamsql [--data DIR | --server HOST:PORT] [-e SQL | -f FILE] [options]\n"
     "\n"
     "Runs stream SQL over the topics of a data directory; without -e or -f, a REPL\n"
-    "(line editing, history in ~/.streamsql_history; end statements with ';').\n"
+    "(line editing, history in ~/.streamsql_history; end statements with ';';\n"
+    ".help lists its commands, .format table|csv|json changes the output format).\n"
     "  --data DIR          the data directory (default $RUNNEL_DATA)\n"
     "  --server HOST:PORT  run on a runneld broker instead (default $RUNNEL_SERVER);\n"
     "                      the same statements and output, no progress display\n"
@@ -89,6 +104,7 @@ static const char usage_text[] =
 typedef struct cfg {
     const char    *data;
     int            format;
+    int            repl;         /* statements come from the REPL */
     rn_sql_opts_t  opts;
     const char    *from;         /* --from as given (sent to the broker) */
     rn_datadir_t  *d;            /* embedded */
@@ -110,7 +126,8 @@ typedef struct out {
     const rn_sql_column_t *cols;
     int                    ncols;
     int                    header_done;
-    /* table: a block of rendered cells */
+    uint64_t               rows;          /* rows printed (or buffered) */
+    /* table: a block of rendered cells, each at most TABLE_MAX_WIDTH wide */
     char                 **cells;
     size_t                 ncells, cap;
     size_t                *width;
@@ -233,21 +250,58 @@ static void clear_progress(out_t *o)
     }
 }
 
+/* Display width of UTF-8 text: one column per character. */
+static size_t text_width(const char *s)
+{
+    size_t w = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80) w++;
+    return w;
+}
+
+/* s in a column w wide: cut to w - 1 characters and an ellipsis when wider,
+ * padded with spaces unless it is the row's last cell. */
+static void table_put(FILE *f, const char *s, size_t w, int last)
+{
+    size_t n = text_width(s);
+    if (n > w) {
+        size_t chars = 0;
+        for (; *s; s++) {
+            if (((unsigned char)*s & 0xC0) != 0x80 && chars++ == w - 1) break;
+            fputc(*s, f);
+        }
+        fputs(ELLIPSIS, f);
+        n = w;
+    } else {
+        fputs(s, f);
+    }
+    if (!last)
+        for (; n < w; n++) fputc(' ', f);
+}
+
+/* Print the buffered cells. The first flush sizes the columns (over every
+ * row buffered so far: the whole output of most statements) and prints the
+ * header; later blocks keep those widths (what is printed stays aligned),
+ * cutting a wider cell with an ellipsis. */
 static void table_flush(out_t *o)
 {
     if (!o->ncells) return;
     clear_progress(o);
     size_t nc = (size_t)o->ncols;
-    for (size_t i = 0; i < o->ncells; i++) {
-        size_t w = 0;
-        for (const char *p = o->cells[i]; *p; p++)
-            if (((unsigned char)*p & 0xC0) != 0x80) w++;
-        if (w > o->width[i % nc]) o->width[i % nc] = w;
-    }
+    if (!nc) return;
     if (!o->header_done) {
-        for (size_t c = 0; c < nc; c++)
-            fprintf(o->f, "%s%-*s", c ? "  " : "", c + 1 < nc ? (int)o->width[c] : 0,
-                    o->cols[c].name);
+        for (size_t i = 0; i < o->ncells; i++) {
+            size_t w = text_width(o->cells[i]);
+            if (w > o->width[i % nc]) o->width[i % nc] = w;
+        }
+        for (size_t c = 0; c < nc; c++) {
+            if (o->width[c] > TABLE_MAX_WIDTH) o->width[c] = TABLE_MAX_WIDTH;
+            if (o->width[c] == 0) o->width[c] = 1;
+        }
+        for (size_t c = 0; c < nc; c++) {
+            fputs(c ? "  " : "", o->f);
+            table_put(o->f, o->cols[c].name, o->width[c], c + 1 == nc);
+        }
         fputc('\n', o->f);
         for (size_t c = 0; c < nc; c++) {
             fputs(c ? "  " : "", o->f);
@@ -258,21 +312,18 @@ static void table_flush(out_t *o)
     }
     for (size_t i = 0; i < o->ncells; i++) {
         size_t c = i % nc;
-        size_t w = 0;
-        for (const char *p = o->cells[i]; *p; p++)
-            if (((unsigned char)*p & 0xC0) != 0x80) w++;
         fputs(c ? "  " : "", o->f);
-        fputs(o->cells[i], o->f);
-        if (c + 1 < nc)
-            for (; w < o->width[c]; w++) fputc(' ', o->f);
-        else
-            fputc('\n', o->f);
+        table_put(o->f, o->cells[i], o->width[c], c + 1 == nc);
+        if (c + 1 == nc) fputc('\n', o->f);
         free(o->cells[i]);
     }
     o->ncells = 0;
     fflush(o->f);
 }
 
+/* Buffer one cell: control characters become spaces, and only what a column
+ * can show is kept (TABLE_MAX_WIDTH characters, then an ellipsis), so a
+ * block's memory is bounded whatever the values hold. */
 static int table_cell(out_t *o, const char *s, size_t n)
 {
     if (o->ncells == o->cap) {
@@ -282,10 +333,17 @@ static int table_cell(out_t *o, const char *s, size_t n)
         o->cells = p;
         o->cap = nc;
     }
-    char *c = malloc(n + 1);
+    size_t keep = 0, chars = 0;
+    while (keep < n) {
+        if (((unsigned char)s[keep] & 0xC0) != 0x80 && chars++ == TABLE_MAX_WIDTH) break;
+        keep++;
+    }
+    int cut = keep < n;
+    char *c = malloc(keep + (cut ? sizeof ELLIPSIS : 1));
     if (!c) return -ENOMEM;
-    for (size_t i = 0; i < n; i++) c[i] = (unsigned char)s[i] < 0x20 ? ' ' : s[i];
-    c[n] = '\0';
+    for (size_t i = 0; i < keep; i++) c[i] = (unsigned char)s[i] < 0x20 ? ' ' : s[i];
+    c[keep] = '\0';
+    if (cut) strcat(c, ELLIPSIS);
     o->cells[o->ncells++] = c;
     return 0;
 }
@@ -362,8 +420,11 @@ static int on_row(void *ctx, const rn_sql_value_t *v, int n)
             fwrite(s, 1, len, o->f);
     }
     if (o->format == FMT_JSON) fputc('}', o->f);
+    o->rows++;
     if (o->format != FMT_TABLE) fputc('\n', o->f);
-    else if (o->ncells >= (size_t)TABLE_BLOCK_ROWS * (size_t)n) table_flush(o);
+    else if (o->ncells >= (size_t)(o->header_done ? TABLE_BLOCK_ROWS : TABLE_SIZE_ROWS) *
+                          (size_t)n)
+        table_flush(o);
     if (ferror(o->f)) return -EPIPE;
     return 0;
 }
@@ -535,6 +596,8 @@ static void run_remote(const cfg_t *cfg, out_t *o, const char *sql, size_t len, 
     rn_sql_value_t *vals = NULL;
     size_t nvals = 0;
     rn_rpc_stream_t *st = NULL;
+    /* As embedded refuses it; sent, the text would be cut at the NUL. */
+    if ((r->rc = rn_sql_check_text(sql, len, &r->erroff, r->err)) != 0) return;
     req.sql = strndup(sql, len);
     if (!req.sql) { r->rc = rn_errf(r->err, -ENOMEM, "out of memory"); return; }
     req.follow = cfg->opts.follow != 0;
@@ -614,6 +677,11 @@ static int run_statement(const cfg_t *cfg, const char *sql, size_t len)
     if (r.rc == -EPIPE || ferror(o.f)) code = EXIT_PIPE;
     else if (r.rc != 0) code = fail(EXIT_FAIL, "%s", r.err[0] ? r.err : rn_strerror(r.rc));
     else if (interrupted) code = EXIT_INT;
+    if (code == EXIT_INT && cfg->repl) {
+        fflush(stdout);
+        fprintf(stderr, "cancelled (%llu row%s shown)\n", (unsigned long long)o.rows,
+                o.rows == 1 ? "" : "s");
+    }
     summary(&r.st);
     for (size_t i = 0; i < o.ncells; i++) free(o.cells[i]);
     free(o.cells);
@@ -642,6 +710,61 @@ static int run_script(const cfg_t *cfg, const char *text, size_t len)
     return s.code;
 }
 
+static const char repl_help[] =
+    "Statements end with ';' and may span lines:\n"
+    "  SELECT ... FROM stream [WHERE ...] [GROUP BY TUMBLE(ts, '10s') | HOP(ts, '1m', '10s')\n"
+    "    | SESSION(ts, '30s'), keys...] [HAVING ...] [EMIT FINAL|CHANGES] [LIMIT n]\n"
+    "    [WITH (watermark = '5s', idle_timeout = '10s', late = 'drop')]\n"
+    "  EXPLAIN SELECT ...\n"
+    "  CREATE STREAM s (f TYPE, ...) WITH (topic = 't', format = 'json', timestamp = 'f')\n"
+    "  DROP STREAM s    SHOW STREAMS    DESCRIBE s\n"
+    "Commands (no ';' needed):\n"
+    "  .help, help             this text\n"
+    "  .format [table|csv|json]  show or set the output format\n"
+    "  .quit, quit, exit, \\q    leave (Ctrl-D too)\n"
+    "Ctrl-C cancels the running statement (or the line being typed); the REPL stays.\n"
+    "A table cuts cells wider than 40 characters with an ellipsis; csv and json do not.\n";
+
+static const char *const format_names[] = {"table", "csv", "json"};
+
+static int format_from_name(const char *s)
+{
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, format_names[i])) return i;
+    return -1;
+}
+
+/* A REPL command (a line starting with '.', or "help"), outside a statement:
+ * 1 when line was one (handled here), else 0. */
+static int repl_command(cfg_t *cfg, const char *line)
+{
+    char cmd[32] = "", arg[32] = "", extra[8] = "";
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", line);
+    size_t n = strlen(buf);
+    while (n && (buf[n - 1] == ' ' || buf[n - 1] == ';' || buf[n - 1] == '\t')) buf[--n] = '\0';
+    int k = sscanf(buf, " %31s %31s %7s", cmd, arg, extra);
+    if (k < 1 || (cmd[0] != '.' && strcmp(cmd, "help") != 0)) return 0;
+    if (!strcmp(cmd, "help") && k > 1) return 0;      /* not the command */
+    if (!strcmp(cmd, ".help") || !strcmp(cmd, "help")) {
+        fputs(repl_help, stdout);
+    } else if (!strcmp(cmd, ".format")) {
+        if (k == 1) {
+            printf("format: %s\n", format_names[cfg->format]);
+        } else if (k > 2 || format_from_name(arg) < 0) {
+            fflush(stdout);
+            fprintf(stderr, "streamsql: .format takes table, csv or json\n");
+        } else {
+            cfg->format = format_from_name(arg);
+        }
+    } else {
+        fflush(stdout);
+        fprintf(stderr, "streamsql: unknown command '%s' (.help lists the commands)\n", cmd);
+    }
+    fflush(stdout);
+    return 1;
+}
+
 static int is_quit(const char *line)
 {
     while (*line == ' ') line++;
@@ -650,7 +773,7 @@ static int is_quit(const char *line)
            !strcmp(line, "exit;");
 }
 
-static int repl(const cfg_t *cfg, const char *where)
+static int repl(cfg_t *cfg, const char *where)
 {
     sqlcli_editor_t ed;
     sqlcli_editor_init(&ed);
@@ -658,8 +781,8 @@ static int repl(const cfg_t *cfg, const char *where)
     size_t len = 0;
     int code = EXIT_OK;
     if (ed.tty)
-        printf("streamsql on %s: end statements with ';', 'quit' leaves, Ctrl-C cancels\n",
-               where);
+        printf("streamsql on %s: end statements with ';', .help for help, 'quit' leaves, "
+               "Ctrl-C cancels\n", where);
     for (;;) {
         int intr = 0;
         fflush(stdout);
@@ -667,6 +790,7 @@ static int repl(const cfg_t *cfg, const char *where)
         if (!line) break;
         if (intr) { free(line); len = 0; interrupted = 0; continue; }
         if (!len && is_quit(line)) { free(line); break; }
+        if (!len && repl_command(cfg, line)) { free(line); continue; }
         size_t n = strlen(line);
         char *p = realloc(acc, len + n + 2);
         if (!p) { free(line); code = fail(EXIT_FAIL, "out of memory"); break; }
@@ -835,7 +959,10 @@ int main(int argc, char **argv)
     int code;
     if (expr) code = run_script(&cfg, expr, strlen(expr));
     else if (file) code = run_script(&cfg, text, tlen);
-    else code = repl(&cfg, where);
+    else {
+        cfg.repl = 1;
+        code = repl(&cfg, where);
+    }
     fflush(stdout);
     if (cfg.d) {
         rc = rn_datadir_close(cfg.d);

@@ -9,7 +9,8 @@
  *     restored before it returns (also on Ctrl-C, which abandons the line
  *     rather than killing the process).
  *  2. Without a terminal, lines are read plainly (getline): scripts can be
- *     piped in.
+ *     piped in; a signal while waiting abandons the line (as Ctrl-C in the
+ *     editor does), it does not end the input.
  *  3. The history file only grows by appended lines; it is read once and
  *     the last SQLCLI_HISTORY_MAX entries are kept.
  *  4. Cursor moves step over whole UTF-8 sequences, so multi-byte
@@ -156,12 +157,21 @@ static void delete_range(line_t *l, size_t a, size_t b)
     if (l->pos > a) l->pos = l->pos >= b ? l->pos - (b - a) : a;
 }
 
-static char *plain_read(const char *prompt)
+/* A line without the editor. A signal (Ctrl-C) while waiting abandons the
+ * line, as in the editor, rather than ending the input. */
+static char *plain_read(const char *prompt, int *interrupted)
 {
     char *line = NULL;
     size_t cap = 0;
     (void)prompt;
+    errno = 0;
     ssize_t n = getline(&line, &cap, stdin);
+    if (n < 0 && errno == EINTR && !feof(stdin)) {
+        clearerr(stdin);
+        free(line);
+        *interrupted = 1;
+        return strdup("");
+    }
     if (n < 0) { free(line); return NULL; }
     if (n && line[n - 1] == '\n') line[n - 1] = '\0';
     return line;
@@ -170,15 +180,15 @@ static char *plain_read(const char *prompt)
 char *sqlcli_readline(sqlcli_editor_t *e, const char *prompt, int *interrupted)
 {
     *interrupted = 0;
-    if (!e->tty) return plain_read(prompt);
+    if (!e->tty) return plain_read(prompt, interrupted);
     struct termios orig, raw;
-    if (tcgetattr(STDIN_FILENO, &orig) != 0) return plain_read(prompt);
+    if (tcgetattr(STDIN_FILENO, &orig) != 0) return plain_read(prompt, interrupted);
     raw = orig;
     raw.c_iflag &= ~(tcflag_t)(BRKINT | ICRNL | INPCK | ISTRIP | IXON);
     raw.c_lflag &= ~(tcflag_t)(ECHO | ICANON | IEXTEN | ISIG);
     raw.c_cc[VMIN] = 1;
     raw.c_cc[VTIME] = 0;
-    if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) != 0) return plain_read(prompt);
+    if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) != 0) return plain_read(prompt, interrupted);
     line_t *l = calloc(1, sizeof *l);
     char *result = NULL;
     size_t hidx = e->nhist;        /* e->nhist = the line being edited */

@@ -69,6 +69,10 @@
  *     trailing metadata, the answer for the leading batches that have base
  *     offsets, sent only once they are durable (ACKS_DURABLE: through the
  *     waiter); so the client reports each batch as it is, not all failed.
+ * 11. No string field of a request holds a NUL byte when a handler sees it:
+ *     protobuf-c would hand it over cut at the NUL ("a\0b" as "a"), so the
+ *     packed request is checked (server/reqcheck.h) and refused with
+ *     INVALID_ARGUMENT naming the field before any handler runs.
  */
 #include "server/server.h"
 
@@ -79,6 +83,7 @@
 #include "server/metrics.h"
 #include "server/pipelines.h"
 #include "server/query.h"
+#include "server/reqcheck.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -999,6 +1004,9 @@ static void handle(scall_t *c)
         grpc_byte_buffer_reader_destroy(&rd);
         n = GRPC_SLICE_LENGTH(sl);
         c->req = protobuf_c_message_unpack(m->req, NULL, n, GRPC_SLICE_START_PTR(sl));
+        /* Invariant 11: a string holding a NUL would unpack cut short. */
+        if (c->req && rn_reqcheck_strings(m->req, GRPC_SLICE_START_PTR(sl), n, st.msg) != 0)
+            st.code = RN_ST_INVALID_ARGUMENT;
         grpc_slice_unref(sl);
     }
     grpc_byte_buffer_destroy(c->payload);
@@ -1007,6 +1015,8 @@ static void handle(scall_t *c)
         st.code = RN_ST_INVALID_ARGUMENT;
         snprintf(st.msg, sizeof st.msg, "malformed %s (%zu bytes): not a valid protobuf message",
                  m->req->short_name, n);
+    }
+    if (st.code != RN_ST_OK) {
         respond(c, &st, NULL);
         return;
     }

@@ -157,10 +157,20 @@ static size_t scan_token(const char *s, size_t len, size_t p, tok_kind_t *kind)
     return q;
 }
 
+int rn_sql_check_text(const char *sql, size_t len, int *erroff, char *errmsg)
+{
+    const char *z = len ? memchr(sql, 0, len) : NULL;
+    if (!z) return 0;
+    return ferr(erroff, (int)(z - sql), errmsg, RN_EINVAL,
+                "a NUL byte in the statement at offset %d: SQL is text", (int)(z - sql));
+}
+
 static int tokenize(front_t *f, int *erroff, char *errmsg)
 {
     size_t cap = 64, p = 0;
     int depth = 0, lp_stack_top = -1;
+    int rc = rn_sql_check_text(f->sql, f->len, erroff, errmsg);
+    if (rc != 0) return rc;
     f->toks = malloc(cap * sizeof *f->toks);
     if (!f->toks) return ferr(erroff, -1, errmsg, -ENOMEM, "out of memory");
     f->ntoks = 0;
@@ -355,7 +365,7 @@ static int tok_interval(const front_t *f, int i, const char *what, int allow_zer
  * be declared as a stream with those fields; in the select list and HAVING
  * of a windowed query they name the new window's bounds, elsewhere (WHERE,
  * GROUP BY keys, aggregate arguments, queries without a window) the field. */
-static const char *const reserved_cols[] = {"queue", "offset", "ts", "key", "value"};
+static const char *const reserved_cols[] = {"queue", "offset", "key", "value"};
 
 static int sql_type_from_name(const char *s, size_t n, ftype_t *t)
 {
@@ -417,7 +427,7 @@ static int parse_field_toks(const front_t *f, int b, int e, sdef_t *def, int *er
         for (size_t r = 0; r < sizeof reserved_cols / sizeof reserved_cols[0]; r++)
             if (strcasecmp(fd->name, reserved_cols[r]) == 0 || strncmp(fd->name, "__", 2) == 0)
                 return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
-                            "field name '%s' is reserved (built-in columns: queue, offset, ts, "
+                            "field name '%s' is reserved (built-in columns: queue, offset, "
                             "key, value; names starting with __)",
                             fd->name);
         for (int k = 0; k < def->nfields; k++)
@@ -531,6 +541,47 @@ static int create_opt(front_t *f, const char *key, int v, int *erroff, char *err
     return 0;
 }
 
+/* A declared field named ts is the stream's event time: the built-in column
+ * ts reads it (the field is not a column of its own), so it must be INTEGER
+ * (ms since the epoch) and it is the timestamp field, whether or not
+ * WITH (timestamp = 'ts') says so; another timestamp field beside it would
+ * give ts two meanings and is refused. */
+static int ts_field_rule(front_t *f, int *erroff, char *errmsg)
+{
+    sdef_t *def = &f->def;
+    int k = rn_front_ts_field(def);
+    if (k < 0) return 0;
+    int at = 3;
+    for (int i = 3; i < f->ntoks && f->toks[i].kind != TK_RP; i++) {
+        char w[8];
+        if (is_name_tok(f, i) && front_ident(f, i, w, sizeof w) == 0 && !strcasecmp(w, "ts")) {
+            at = i;
+            break;
+        }
+    }
+    if (def->fields[k].type != FT_INTEGER)
+        return ferr(erroff, tok_off(f, at), errmsg, RN_EINVAL,
+                    "field '%s' is %s, but a field named ts is the stream's event time (the "
+                    "column ts), so it must be INTEGER (ms since the epoch); read another kind "
+                    "of ts with json_extract(value, '$.%s')",
+                    def->fields[k].name, rn_front_ftype_name(def->fields[k].type),
+                    def->fields[k].name);
+    if (def->ts_field >= 0 && def->ts_field != k)
+        return ferr(erroff, tok_off(f, at), errmsg, RN_EINVAL,
+                    "a field named ts is the stream's event time, so timestamp = '%s' would "
+                    "give ts two meanings: drop the timestamp option or rename one field",
+                    def->fields[def->ts_field].name);
+    def->ts_field = k;
+    return 0;
+}
+
+int rn_front_ts_field(const sdef_t *def)
+{
+    for (int k = 0; k < def->nfields; k++)
+        if (strcasecmp(def->fields[k].name, "ts") == 0) return k;
+    return -1;
+}
+
 static int parse_create(front_t *f, int *erroff, char *errmsg)
 {
     int i = 2;
@@ -556,6 +607,8 @@ static int parse_create(front_t *f, int *erroff, char *errmsg)
         if (rc != 0) return rc;
     }
     if (i < f->ntoks) return unexpected(f, i, erroff, errmsg, NULL);
+    int rc = ts_field_rule(f, erroff, errmsg);
+    if (rc != 0) return rc;
     if (f->def.format == SF_TEXT && f->def.nfields > 0)
         return ferr(erroff, tok_off(f, 3), errmsg, RN_EINVAL,
                     "format 'text' has no fields: the whole record is the value column");

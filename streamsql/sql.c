@@ -244,13 +244,20 @@ static int prepare_error(rn_sql_t *q, const char *what, int emit, int *erroff, c
             return rn_errf(errmsg, RN_EINVAL, "column '%s' must appear in GROUP BY or inside an "
                            "aggregate", col);
         }
-        char list[200] = "queue, offset, ts, key, value";
+        /* In SELECT * order (vtab.c): value last. */
+        char list[200] = "queue, offset, ts, key";
         size_t n = strlen(list);
-        for (int i = 0; i < q->def.nfields && n + 8 < sizeof list; i++) {
+        for (int i = 0; i < q->def.nfields && n + 16 < sizeof list; i++) {
+            if (i == rn_front_ts_field(&q->def)) continue;      /* it is ts */
             int w = snprintf(list + n, sizeof list - n, ", %s", q->def.fields[i].name);
-            if (w < 0 || (size_t)w >= sizeof list - n) { snprintf(list + n, 6, ", ..."); break; }
+            if (w < 0 || (size_t)w + 16 >= sizeof list - n) {
+                snprintf(list + n, sizeof list - n, ", ...");
+                n += 5;
+                break;
+            }
             n += (size_t)w;
         }
+        snprintf(list + n, sizeof list - n, ", value");
         return rn_errf(errmsg, RN_EINVAL, "unknown column '%s' in %s '%s' (columns: %s)", col,
                        q->def.declared ? "stream" : "topic", q->def.name, list);
     }
@@ -284,6 +291,7 @@ static int def_from_meta(const rn_meta_stream_t *s, sdef_t *def, char *errmsg)
         return rn_errf(errmsg, RN_ECORRUPT, "stream '%s': stored fields are damaged", s->name);
     for (int i = 0; s->timestamp[0] && i < def->nfields; i++)
         if (strcmp(def->fields[i].name, s->timestamp) == 0) def->ts_field = i;
+    if (rn_front_ts_field(def) >= 0) def->ts_field = rn_front_ts_field(def);
     return 0;
 }
 
@@ -675,12 +683,14 @@ static int run_describe(rn_sql_t *q)
     if (q->def.ts_field >= 0)
         snprintf(ts_src, sizeof ts_src, "event time: field '%s' (ms)",
                  q->def.fields[q->def.ts_field].name);
-    for (int i = 0; i < 5; i++) {
+    /* In SELECT * order (vtab.c): the built-ins but value, the fields, value. */
+    for (int i = 0; i < 4; i++) {
         const char *row[3] = {builtin[i][0], builtin[i][1], i == 2 ? ts_src : builtin[i][2]};
         int rc = deliver_texts(q, row);
         if (rc != 0) return rc;
     }
     for (int i = 0; i < q->def.nfields; i++) {
+        if (i == rn_front_ts_field(&q->def)) continue;  /* the ts row above */
         char src[64];
         snprintf(src, sizeof src, "%s field of topic '%.30s'", rn_front_format_name(q->def.format),
                  q->def.topic);
@@ -688,7 +698,7 @@ static int run_describe(rn_sql_t *q)
         int rc = deliver_texts(q, row);
         if (rc != 0) return rc;
     }
-    return 0;
+    return deliver_texts(q, builtin[4]);
 }
 
 static int plan_line(rn_sql_t *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

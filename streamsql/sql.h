@@ -238,5 +238,10 @@ int  rn_sql_split(const char *sql, size_t len,
  * nothing after it but space and comments (a REPL reads more lines until
  * then); 0 otherwise. */
 int  rn_sql_complete(const char *sql, size_t len);
+/* 0 when sql[0..len) can be a statement's text; RN_EINVAL with errmsg and
+ * *erroff (the byte's offset) when it holds a NUL byte, which no statement
+ * may (rn_sql_open refuses it the same way). A remote client checks with it
+ * before sending: a protobuf string would be cut at the NUL. */
+int  rn_sql_check_text(const char *sql, size_t len, int *erroff, char *errmsg);
 
 #endif

@@ -50,8 +50,10 @@ typedef struct sdef {
     sfield_t  fields[RN_SQL_MAX_FIELDS];
 } sdef_t;
 
-/* Built-in columns come first; declared fields follow at SQL_COL_FIELDS. */
-enum { SQL_COL_QUEUE, SQL_COL_OFFSET, SQL_COL_TS, SQL_COL_KEY, SQL_COL_VALUE, SQL_COL_FIELDS };
+/* The stream table's columns: queue, offset, ts, key, then the declared
+ * fields from SQL_COL_FIELDS, then value (SQL_COL_FIELDS + nfields), then
+ * the hidden __idx. */
+enum { SQL_COL_QUEUE, SQL_COL_OFFSET, SQL_COL_TS, SQL_COL_KEY, SQL_COL_FIELDS };
 
 const char *rn_front_ftype_name(ftype_t t);
 const char *rn_front_format_name(sformat_t f);
@@ -60,6 +62,10 @@ int  rn_front_parse_fields(const char *text, size_t len, sdef_t *def, int *errof
 /* Canonical text of def's fields ("level TEXT, n INTEGER"). */
 int  rn_front_fields_text(const sdef_t *def, char *out, size_t size);
 int  rn_front_format_from_name(const char *s, size_t n, sformat_t *f);
+/* The index of def's field named ts (any case), or -1. Such a field is the
+ * stream's event time: it is read through the built-in column ts, never as a
+ * column of its own, and it is always def->ts_field (front.c enforces it). */
+int  rn_front_ts_field(const sdef_t *def);
 
 /* A decoded field value: text points into the record or the batch arena. */
 typedef struct fval {

@@ -2,8 +2,10 @@
  * vtab.c — the two sqlite virtual tables of a query.
  *
  *   rn_stream   the stream: the rows of the CURRENT batch of decoded records
- *               (columns queue, offset, ts, key, value, then the declared
- *               fields). Created per query as temp."<stream name>".
+ *               (columns queue, offset, ts, key, the declared fields, value:
+ *               the raw value last, so SELECT * shows the decoded fields
+ *               first; a field named ts is hidden, the column ts reads it).
+ *               Created per query as temp."<stream name>".
  *   rn_emit     the windows being emitted: one row per (window, keys) group,
  *               columns window_start, window_end, __k0.., __a0.. (keys and
  *               aggregate values; a key that is a bare column has its
@@ -51,9 +53,14 @@ static int declare_stream(sqlite3 *db, const sdef_t *def)
 {
     char sql[RN_SQL_MAX_FIELDS * (RN_SQL_MAX_NAME * 2 + 16) + 128];
     size_t n = (size_t)snprintf(sql, sizeof sql, "CREATE TABLE x(queue INTEGER, offset INTEGER, "
-                                "ts INTEGER, key TEXT, value TEXT");
+                                "ts INTEGER, key TEXT");
     for (int i = 0; i < def->nfields && n < sizeof sql; i++) {
         static const char *const decl[] = {"INTEGER", "REAL", "TEXT", "INTEGER", "TEXT"};
+        if (i == rn_front_ts_field(def)) {
+            /* Read through the column ts (row->ts holds it): hidden here. */
+            n += (size_t)snprintf(sql + n, sizeof sql - n, ", __field_ts INTEGER HIDDEN");
+            continue;
+        }
         n += (size_t)snprintf(sql + n, sizeof sql - n, ", \"");
         for (const char *p = def->fields[i].name; *p && n + 2 < sizeof sql; p++) {
             sql[n++] = *p;
@@ -61,8 +68,8 @@ static int declare_stream(sqlite3 *db, const sdef_t *def)
         }
         n += (size_t)snprintf(sql + n, sizeof sql - n, "\" %s", decl[def->fields[i].type]);
     }
-    if (n + 24 >= sizeof sql) return SQLITE_TOOBIG;
-    snprintf(sql + n, sizeof sql - n, ", __idx INTEGER HIDDEN)");
+    if (n + 40 >= sizeof sql) return SQLITE_TOOBIG;
+    snprintf(sql + n, sizeof sql - n, ", value TEXT, __idx INTEGER HIDDEN)");
     return sqlite3_declare_vtab(db, sql);
 }
 
@@ -180,8 +187,13 @@ static int vt_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col)
         return SQLITE_OK;
     }
     const srow_t *r = &v->b->rows[c->i];
-    if (col == SQL_COL_FIELDS + v->b->def->nfields) {      /* __idx */
+    int nf = v->b->def->nfields;
+    if (col == SQL_COL_FIELDS + nf + 1) {                   /* __idx */
         sqlite3_result_int64(ctx, (sqlite3_int64)c->i);
+        return SQLITE_OK;
+    }
+    if (col == SQL_COL_FIELDS + nf) {                       /* value */
+        text_result(ctx, r->value, r->value_len);
         return SQLITE_OK;
     }
     switch (col) {
@@ -189,7 +201,6 @@ static int vt_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col)
     case SQL_COL_OFFSET: sqlite3_result_int64(ctx, r->offset); break;
     case SQL_COL_TS: sqlite3_result_int64(ctx, r->ts); break;
     case SQL_COL_KEY: text_result(ctx, r->key, r->key_len); break;
-    case SQL_COL_VALUE: text_result(ctx, r->value, r->value_len); break;
     default: {
         const fval_t *f = &r->fields[col - SQL_COL_FIELDS];
         switch (f->type) {

@@ -175,7 +175,10 @@ static const must_fail_t must_fail[] = {
     {"SELECT svc FROM logs_s GROUP BY 1", "column position", 32},
     {"INSERT INTO x SELECT 1", "runnel pipeline create", 0},
     {"WITH a AS (SELECT 1) SELECT * FROM a", "common table expressions", 0},
-    {"CREATE STREAM bad (ts INTEGER)", "field name 'ts' is reserved", 19},
+    {"CREATE STREAM bad (offset INTEGER)", "field name 'offset' is reserved", 19},
+    {"CREATE STREAM bad (ts TEXT)", "a field named ts is the stream's event time", 19},
+    {"CREATE STREAM bad (a INTEGER, ts INTEGER) WITH (timestamp = 'a')",
+     "timestamp = 'a' would give ts two meanings", 30},
     {"CREATE STREAM bad (a INTEGER, a TEXT)", "declared twice", 30},
     {"CREATE STREAM bad (a INTEGRAL)", "field types are", 21},
     {"CREATE STREAM bad (a TEXT) WITH (timestamp = 'a')", "must be INTEGER", 45},
@@ -329,6 +332,72 @@ static void test_csv_stream(void **state)
     assert_int_equal(st.errors, 1);
     assert_non_null(strstr(st.first_error, "field 'n' is INTEGER but holds x"));
     free(out);
+}
+
+/* A JSON field named ts: declared, it is the stream's event time (with or
+ * without timestamp = 'ts'), read as the column ts (not a second column);
+ * windows group by it; a record without it is rejected like any record
+ * missing its timestamp field; the definition survives being stored. */
+static void test_json_ts_field(void **state)
+{
+    sqlfix_t *f = *state;
+    topic(f, "tsj", 1);
+    produce1(f, "tsj", 5, "{\"ts\":1000,\"n\":1}");
+    produce1(f, "tsj", 6, "{\"n\":2,\"ts\":4000}");
+    produce1(f, "tsj", 7, "{\"ts\":12000,\"n\":3}");
+    produce1(f, "tsj", 8, "{\"n\":4}");
+    char *out, err[RN_ERRMSG_SIZE];
+    int off;
+    rn_sql_stats_t st;
+    assert_int_equal(run_sql(f, "CREATE STREAM t1 (ts INTEGER, n INTEGER) WITH (topic = 'tsj', "
+                                "timestamp = 'ts')", NULL, &out, &off, err, NULL), 0);
+    free(out);
+    assert_int_equal(run_sql(f, "CREATE STREAM t2 (n INTEGER, \"TS\" INTEGER) WITH "
+                                "(topic = 'tsj')", NULL, &out, &off, err, NULL), 0);
+    free(out);
+    static const char *const streams[] = {"t1", "t2"};
+    for (int k = 0; k < 2; k++) {
+        char sql[200];
+        snprintf(sql, sizeof sql, "SELECT * FROM %s", streams[k]);
+        if (run_sql(f, sql, NULL, &out, &off, err, &st) != 0) fail_msg("%s: %s", sql, err);
+        if (k == 0) {
+            /* queue|offset|ts|key|n|value: ts once, the JSON's; the last record rejected. */
+            assert_string_equal(out, "0|0|1000|NULL|1|{\"ts\":1000,\"n\":1}\n"
+                                     "0|1|4000|NULL|2|{\"n\":2,\"ts\":4000}\n"
+                                     "0|2|12000|NULL|3|{\"ts\":12000,\"n\":3}\n");
+            assert_int_equal(st.errors, 1);
+            assert_non_null(strstr(st.first_error, "timestamp field 'ts' is missing or null"));
+        } else {
+            /* A field "TS" reads the JSON key "TS", which no record has. */
+            assert_string_equal(out, "");
+            assert_int_equal(st.errors, 4);
+        }
+        free(out);
+    }
+    assert_int_equal(run_sql(f, "SELECT ts, n FROM t1 WHERE ts >= 4000", NULL, &out, &off, err,
+                             NULL), 0);
+    assert_string_equal(out, "4000|2\n12000|3\n");
+    free(out);
+    assert_int_equal(run_sql(f, "SELECT window_start, count(*), sum(n) FROM t1 "
+                                "GROUP BY TUMBLE(ts, '10s')", NULL, &out, &off, err, NULL), 0);
+    assert_string_equal(out, "0|2|3\n10000|1|3\n");
+    free(out);
+    assert_int_equal(run_sql(f, "SHOW STREAMS", NULL, &out, &off, err, NULL), 0);
+    assert_non_null(strstr(out, "t1|tsj|json|ts|\"ts\" INTEGER, \"n\" INTEGER\n"));
+    assert_non_null(strstr(out, "t2|tsj|json|TS|\"n\" INTEGER, \"TS\" INTEGER\n"));
+    free(out);
+    assert_int_equal(run_sql(f, "DESCRIBE t1", NULL, &out, &off, err, NULL), 0);
+    assert_string_equal(out, "queue|INTEGER|logical queue\n"
+                             "offset|INTEGER|record offset in its queue\n"
+                             "ts|INTEGER|event time: field 'ts' (ms)\n"
+                             "key|TEXT|record key\n"
+                             "n|INTEGER|json field of topic 'tsj'\n"
+                             "value|TEXT|record value\n");
+    free(out);
+    /* An unknown column lists ts once. */
+    assert_int_equal(run_sql(f, "SELECT nope FROM t1", NULL, &out, &off, err, NULL), RN_EINVAL);
+    free(out);
+    assert_non_null(strstr(err, "(columns: queue, offset, ts, key, n, value)"));
 }
 
 /* A declared INTEGER holding "abc" or 1.5 is an error for that record:
@@ -652,6 +721,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_limits, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_stream_statements, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_csv_stream, setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_json_ts_field, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_typing_errors, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_bare_topic_bad_json, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_explain, setup, sqlfix_teardown),

@@ -122,6 +122,9 @@ static int setup(void **state)
     ok(f, RUN(f, RUNNEL, 0, records, "produce", "logs", "--queue", "0"));
     ok(f, RUN(f, STREAMSQL, 0, NULL, "-e", "CREATE STREAM l (at INTEGER, level TEXT, svc TEXT, "
                                            "lat REAL) WITH (topic = 'logs', timestamp = 'at')"));
+    ok(f, RUN(f, RUNNEL, 0, NULL, "topic", "create", "tsj", "--queues", "1"));
+    ok(f, RUN(f, RUNNEL, 0, "{\"ts\":1000,\"svc\":\"api\"}\n{\"svc\":\"db\",\"ts\":12000}\n",
+              "produce", "tsj", "--queue", "0"));
     return 0;
 }
 
@@ -193,6 +196,11 @@ static const inv_t cases[] = {
     {NULL, NULL, "CREATE STREAM l (a INTEGER) WITH (topic = 'logs')", 0, 1},
     {"csv", NULL, "SELECT 1 AS a FROM l LIMIT 1; SELEKT; SELECT 2 AS b FROM l LIMIT 1", 0, 1},
     {NULL, "checkpoint:nope", "SELECT 1 FROM logs", 0, 1},
+    /* a JSON field named ts: the stream's event time, the column ts */
+    {"csv", NULL, "CREATE STREAM lt (ts INTEGER, svc TEXT) WITH (topic = 'tsj', timestamp = "
+                  "'ts'); SELECT * FROM lt; SELECT window_start, svc, count(*) AS n FROM lt "
+                  "GROUP BY TUMBLE(ts, '10s'), svc; DESCRIBE lt; DROP STREAM lt", 0, 0},
+    {NULL, NULL, "CREATE STREAM lt (ts TEXT) WITH (topic = 'tsj')", 0, 1},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
@@ -242,10 +250,49 @@ static void test_same_as_embedded(void **state)
     assert_non_null(strstr(emb[12].err, "\n  SELECT lvl FROM l\n         ^\n"));
     assert_non_null(strstr(emb[13].err, "\n  GROUP BY TUMBLE(level, '1s')\n                  ^\n"));
     assert_non_null(strstr(emb[15].err, "unknown stream or topic 'nowhere'"));
+    assert_string_equal(emb[21].out,
+                        "queue,offset,ts,key,svc,value\n"
+                        "0,0,1000,,api,\"{\"\"ts\"\":1000,\"\"svc\"\":\"\"api\"\"}\"\n"
+                        "0,1,12000,,db,\"{\"\"svc\"\":\"\"db\"\",\"\"ts\"\":12000}\"\n"
+                        "window_start,svc,n\n0,api,1\n10000,db,1\n"
+                        "column,type,source\nqueue,INTEGER,logical queue\n"
+                        "offset,INTEGER,record offset in its queue\n"
+                        "ts,INTEGER,event time: field 'ts' (ms)\nkey,TEXT,record key\n"
+                        "svc,TEXT,json field of topic 'tsj'\nvalue,TEXT,record value\n");
+    assert_non_null(strstr(emb[22].err, "a field named ts is the stream's event time"));
     for (size_t i = 0; i < NCASES; i++) {
         free(emb[i].out);
         free(emb[i].err);
     }
+    served_still(&f->s);
+}
+
+/* A script statement holding a NUL byte is refused the same way both ways,
+ * with a caret at the NUL: remote, it is never sent cut short at the NUL
+ * (where it would run as "SELECT svc FROM l"). */
+static void test_nul_in_script(void **state)
+{
+    fx_t *f = *state;
+    char file[PATH_MAX + 8];
+    snprintf(file, sizeof file, "%s/nul.sql", f->s.root);
+    static const char text[] = "SHOW STREAMS;\nSELECT svc FROM l\0 WHERE lat > 6;";
+    rn_test_write_file(file, text, sizeof text - 1);
+    int emb = RUN(f, STREAMSQL, 0, NULL, "--format", "csv", "-f", file);
+    char *emb_out = strdup(f->out_text), *emb_err = strdup(f->err_text);
+    assert_non_null(emb_out);
+    assert_non_null(emb_err);
+    broker_start(f);
+    int rem = RUN(f, STREAMSQL, 1, NULL, "--format", "csv", "-f", file);
+    assert_int_equal(emb, 1);
+    assert_int_equal(rem, 1);
+    assert_non_null(strstr(emb_out, "\nl,logs,json,at,"));      /* the first statement ran */
+    assert_string_equal(f->out_text, emb_out);
+    assert_string_equal(f->err_text, emb_err);
+    assert_string_equal(emb_err, "streamsql: a NUL byte in the statement at offset 17: SQL is "
+                                 "text\n  SELECT svc FROM l  WHERE lat > 6\n"
+                                 "                   ^\n");
+    free(emb_out);
+    free(emb_err);
     served_still(&f->s);
 }
 
@@ -425,6 +472,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_same_as_embedded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_environment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nul_in_script, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follow_then_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_during_follow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_result_bounded, setup, teardown),

@@ -20,6 +20,10 @@
  *  2. Every response packs, and unpacks again with its own descriptor.
  *  3. Nothing an input does makes a later request on the known topic fail
  *     with INTERNAL (the broker's "a bug" status).
+ *  4. The gRPC front's string check (server/reqcheck.h) accepts every
+ *     message that unpacks and holds no NUL byte at all, and otherwise
+ *     answers 0 or RN_EINVAL with a message; a refused request, as in the
+ *     front, never reaches its handler.
  */
 #ifndef RN_FUZZ_RPC_H
 #define RN_FUZZ_RPC_H
@@ -36,6 +40,7 @@
 #include "batch/batch.h"
 #include "common/error.h"
 #include "server/handlers.h"
+#include "server/reqcheck.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -216,6 +221,14 @@ static __attribute__((unused)) void fz_unary(const ProtobufCMessageDescriptor *d
     rn_hd_t *h = fz_handlers();
     ProtobufCMessage *req = protobuf_c_message_unpack(desc, NULL, size, data);
     if (!req) return;                         /* gRPC's front answers INVALID_ARGUMENT */
+    /* Invariant 4: the front's string check, as it runs it. */
+    char em[RN_ERRMSG_SIZE] = "";
+    int cr = rn_reqcheck_strings(desc, data, size, em);
+    FZ_CHECK(cr == 0 || (cr == RN_EINVAL && em[0] && memchr(data, 0, size)));
+    if (cr != 0) {
+        protobuf_c_message_free_unpacked(req, NULL);
+        return;
+    }
     rn_arena_t a = RN_ARENA_INIT;
     ProtobufCMessage *resp = NULL;
     rn_status_t st;
