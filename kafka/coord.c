@@ -234,7 +234,7 @@ static int reset_guard(void *arg, const char *group, char *msg, size_t n)
     for (kpub_t *p = c->pub; p; p = p->next) {
         if (strcmp(p->name, group)) continue;
         snprintf(msg, n, "group '%s' has live Kafka members: %s; stop them before resetting "
-                 "its offsets", group, p->members);
+                 "or committing its offsets", group, p->members);
         refuse = 1;
         break;
     }

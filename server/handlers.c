@@ -942,6 +942,19 @@ static int offsets_msg(rn_arena_t *a, const rn_meta_offset_t *v, size_t n,
     return 0;
 }
 
+/* 1 with st set (FAILED_PRECONDITION, the guard's message) when another
+ * front has live members in group, so that neither a reset nor a commit
+ * from outside moves their positions under them; else 0. */
+static int group_guarded(rn_hd_t *h, const char *group, rn_status_t *st)
+{
+    pthread_mutex_lock(&h->gmu);
+    char why[RN_ERRMSG_SIZE] = "";
+    int refused = h->guard && h->guard(h->guard_arg, group, why, sizeof why) != 0;
+    pthread_mutex_unlock(&h->gmu);
+    if (refused) rn_status_set(st, RN_ST_FAILED_PRECONDITION, "%s", why);
+    return refused;
+}
+
 int rn_hd_commit_offsets(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
                          ProtobufCMessage **resp, rn_status_t *st)
 {
@@ -951,6 +964,7 @@ int rn_hd_commit_offsets(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     int rc = rn_meta_check_name("group", req->group, err);
     if (rc != 0) return fail_rc(st, rc, err);
     if (n == 0) return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "CommitOffsets needs offsets");
+    if (group_guarded(h, req->group, st)) return -1;
     rn_meta_offset_t *v = calloc(n, sizeof *v);
     if (!v) return OOM(st);
     /* One critical section: every offset checked against its queue's range
@@ -1077,12 +1091,7 @@ int rn_hd_reset_group(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
         if (topic_get(h, topic, &t, st) != 0) return -1;
         topic_id = t.id;
     }
-    /* Refused while another front has live members in the group. */
-    pthread_mutex_lock(&h->gmu);
-    char why[RN_ERRMSG_SIZE] = "";
-    int refused = h->guard && h->guard(h->guard_arg, req->group, why, sizeof why) != 0;
-    pthread_mutex_unlock(&h->gmu);
-    if (refused) return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "%s", why);
+    if (group_guarded(h, req->group, st)) return -1;
     rn_group_change_t *chg = NULL;
     size_t n = 0;
     rc = rn_group_reset(h->d, req->group, topic, &to, &chg, &n, err);

@@ -208,8 +208,8 @@ struct rn_pl *rn_hd_pipelines(rn_hd_t *h);
  * msg, or the code's name when msg is empty; returns -1. */
 int  rn_hd_fail(rn_status_t *st, int rc, const char *msg);
 
-/* A check run before ResetGroup changes a group's offsets: 0 allows it; else
- * the reset is refused (FAILED_PRECONDITION) with msg (n bytes, written by
+/* A check run before ResetGroup or CommitOffsets changes a group's offsets:
+ * 0 allows it; else the call is refused (FAILED_PRECONDITION) with msg (n bytes, written by
  * the guard) as its message. The Kafka front installs one that refuses while
  * the group has live Kafka members, naming them. fn NULL removes it; setting
  * waits for a guard call in progress, so arg may be freed once the guard is

@@ -270,6 +270,11 @@ static void test_group_rebalance_restart(void **state)
     assert_non_null(strstr(out, "live Kafka members"));
     assert_non_null(strstr(out, "c1-"));
     free(out);
+    /* So is a commit from outside the group's protocol. */
+    assert_int_not_equal(runnel(f, &out, (const char *[]){"group", "commit", GROUP, TOPIC, "0",
+                                                          "0", NULL}), 0);
+    assert_non_null(strstr(out, "live Kafka members"));
+    free(out);
 
     /* ListGroups and DescribeGroups through librdkafka's admin client. */
     char *adm = py_out(f, (const char *[]){"admin", f->kaddr, GROUP, NULL});
