@@ -107,9 +107,10 @@ static int flush(producer_t *p)
     rn_producer_stats_t st;
     rn_producer_stats(p->p, &st);
     if (st.unknown > 0)
-        return rn_cli_fail(RN_CLI_FAIL, "%s; %llu records were stored, and %llu more were sent "
-                           "without an answer (they may be stored too)", p->err,
-                           (unsigned long long)st.records, (unsigned long long)st.unknown);
+        return rn_cli_fail(RN_CLI_FAIL, "%s; %llu records were stored, and %llu more %s sent "
+                           "without an answer (%s may be stored too)", p->err,
+                           (unsigned long long)st.records, (unsigned long long)st.unknown,
+                           st.unknown == 1 ? "was" : "were", st.unknown == 1 ? "it" : "they");
     return rn_cli_fail(RN_CLI_FAIL, "%s; %llu records were stored, no others", p->err,
                        (unsigned long long)st.records);
 }

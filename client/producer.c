@@ -108,6 +108,7 @@ struct preq {
     size_t         n;
     size_t         appended;     /* embedded: batches appended */
     uint32_t       attempts;
+    int            maybe_stored; /* an attempt may have reached the broker, unanswered */
     uint64_t       retry_at;
     int            rc;
     char           err[RN_ERRMSG_SIZE];
@@ -294,9 +295,10 @@ static void free_batches(pbatch_t *b)
  * and fail the rest with rc/err; then free the queue for its next request. */
 static void complete(rn_producer_t *p, preq_t *req, size_t ok, int rc, const char *err)
 {
-    /* The outcome of a failed batch is unknown when its request was sent and
-     * no answer came back (rn_rpc_retriable): it may have been stored. */
-    int unknown = rc != 0 && req->attempts > 0 && p->c->remote && rn_rpc_retriable(rc);
+    /* The outcome of a failed batch is unknown when an attempt of its
+     * request may have reached the broker and no answer came back: it may
+     * have been stored (rn_rpc_retriable, not rn_rpc_unreached). */
+    int unknown = rc != 0 && req->maybe_stored;
     char msg[RN_ERRMSG_SIZE + RN_META_TOPIC_NAME_MAX + 64] = "";
     if (rc != 0)
         snprintf(msg, sizeof msg, "topic '%s' queue %u: %s", p->topic, req->queue,
@@ -403,6 +405,7 @@ static void produce_done(void *arg, int rc, ProtobufCMessage *resp, int status, 
     }
     rn_client_free_msg(resp);
     (void)status;
+    if (rn_rpc_retriable(rc) && !rn_rpc_unreached(rc, err)) req->maybe_stored = 1;
     pthread_mutex_lock(&p->mu);
     uint64_t now = rn_mono_ns(), deadline = delivery_deadline(p, req);
     uint64_t wait = (uint64_t)rn_rpc_backoff_ms(p->o.retry_backoff_ms, p->o.retry_backoff_max_ms,

@@ -482,6 +482,11 @@ int rn_rpc_retriable(int rc)
     return rc == -ECONNREFUSED || rc == -ETIMEDOUT || rc == -ECONNRESET || rc == -EPIPE;
 }
 
+int rn_rpc_unreached(int rc, const char *errmsg)
+{
+    return rc == -ECONNREFUSED && errmsg && strstr(errmsg, "failed to connect to all addresses");
+}
+
 uint32_t rn_rpc_backoff_ms(uint32_t base_ms, uint32_t max_ms, uint32_t attempt, uint64_t *rng)
 {
     uint64_t d = base_ms ? base_ms : 1;
