@@ -380,10 +380,15 @@ int rn_cli_produce(rn_cli_t *cli, int argc, char **argv)
         if (secs <= 0) secs = 1e-9;
         rn_producer_stats_t st;
         rn_producer_stats(p->p, &st);
+        char resent[128] = "";
+        if (st.retries > 0)
+            snprintf(resent, sizeof resent, " (%llu requests resent after transport failures, "
+                     "%llu batches found already stored)", (unsigned long long)st.retries,
+                     (unsigned long long)st.duplicates);
         fprintf(stderr, "produced %llu records in %llu batches (%llu bytes) to topic '%s' in "
-                "%.3f s: %.0f records/s, %.1f MB/s\n", (unsigned long long)st.records,
+                "%.3f s: %.0f records/s, %.1f MB/s%s\n", (unsigned long long)st.records,
                 (unsigned long long)st.batches, (unsigned long long)st.bytes, p->topic, secs,
-                (double)st.records / secs, (double)st.bytes / secs / 1e6);
+                (double)st.records / secs, (double)st.bytes / secs / 1e6, resent);
     }
 out:
     if (p->p && rn_producer_close(p->p, p->err) != 0 && code == RN_CLI_OK)

@@ -19,7 +19,9 @@
  *  - a broker that never comes back: the produce fails after
  *    --delivery-timeout-ms with a message saying so and the exact count;
  *  - a librunnel consumer across a kill -9 restart reads every record once,
- *    in order.
+ *    in order; so does `runnel consume --group` (committing after every
+ *    batch), killed while its output pipe is full, and a second run of the
+ *    group finds nothing left (the commits survived).
  *
  * Invariant of the harness: every wait is bounded; runneld's stderr goes to
  * ROOT/runneld.log (printed when a start fails); RN_TEST_KEEP=1 keeps ROOT.
@@ -568,6 +570,81 @@ static void test_consumer_across_restart(void **state)
     rn_client_close(c);
 }
 
+/* `runnel consume --group g --commit-ms 0` with its stdout a pipe the test
+ * reads: after `kill_at` lines runneld is killed -9 and restarted. */
+static void test_consume_cli_across_restart(void **state)
+{
+    broker_t *b = *state;
+    char err[RN_ERRMSG_SIZE] = "";
+    enum { N = 300000, NQ = 2 };
+    broker_start(b);
+    create_topic(b, "--server", b->addr, "g", "2");
+    rn_client_t *c = connect_to(b);
+    rn_producer_t *p;
+    assert_int_equal(rn_producer_open(c, "g", NULL, &p, err), 0);
+    for (int i = 1; i <= N; i++) {
+        char v[16];
+        int n = snprintf(v, sizeof v, "%d", i);
+        rn_record_t r = {.key_len = -1, .value = (const uint8_t *)v, .value_len = n,
+                         .timestamp = -1};
+        if (rn_producer_send(p, (uint32_t)(i % NQ), &r, NULL, NULL, err) != 0)
+            fail_msg("send: %s", err);
+    }
+    assert_int_equal(rn_producer_close(p, err), 0);
+    rn_client_close(c);
+    int fds[2];
+    assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+    char errf[PATH_MAX + 16];
+    snprintf(errf, sizeof errf, "%s/consume.err", b->root);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        int e = open(errf, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (e >= 0) dup2(e, 2);
+        const char *argv[] = {"runnel", "--server", b->addr, "consume", "g", "--group", "cg",
+                              "--commit-ms", "0", NULL};
+        execv(RN_BIN_DIR "/runnel", (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *f = fdopen(fds[0], "r");
+    assert_non_null(f);
+    uint8_t *seen = calloc(N + 1, 1);
+    assert_non_null(seen);
+    long prev[NQ] = {0, 0}, got = 0, kill_at = 20000 + (long)(rn_test_rng(&seed_state) % 100000);
+    char line[64];
+    while (fgets(line, sizeof line, f)) {
+        long v = strtol(line, NULL, 10);
+        if (v < 1 || v > N || seen[v]) fail_msg("value %ld read twice or unexpected", v);
+        if (v <= prev[v % NQ]) fail_msg("%ld after %ld: out of order", v, prev[v % NQ]);
+        seen[v] = 1;
+        prev[v % NQ] = v;
+        if (++got == kill_at) {
+            broker_kill9(b);                 /* the consumer is blocked on a full pipe */
+            rn_test_sleep_ms(300);
+            broker_start(b);
+        }
+    }
+    fclose(f);
+    int code = wait_child(pid, 30000);
+    char *e = rn_test_slurp(errf, NULL);
+    printf("test_consume_cli_across_restart: %ld lines, kill -9 after %ld, exit %d %s\n", got,
+           kill_at, code, e);
+    assert_int_equal(code, 0);
+    assert_int_equal(got, N);
+    free(e);
+    free(seen);
+    /* The group's commits survived: a second run has nothing left. */
+    const char *args[] = {"--server", b->addr, "consume", "g", "--group", "cg", NULL};
+    assert_int_equal(runnel(b, NULL, args), 0);
+    char out[PATH_MAX + 8];
+    snprintf(out, sizeof out, "%s/out", b->root);
+    size_t len;
+    free(rn_test_slurp(out, &len));
+    assert_int_equal(len, 0);
+}
+
 int main(void)
 {
     seed_state = rn_test_seed("test_reconnect");
@@ -575,6 +652,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_duplicate_after_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delivery_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consumer_across_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_consume_cli_across_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_count_remote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_count_embedded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_produce_survives_kill9, setup, teardown),
