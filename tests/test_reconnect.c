@@ -37,6 +37,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,6 +133,32 @@ static void broker_stop(broker_t *b)
     }
     if (b->pid > 0) { kill(b->pid, SIGKILL); waitpid(b->pid, NULL, 0); b->pid = 0; }
 }
+
+/* Kill -9 now and start again after ms on another thread, so the caller
+ * goes on meeting a dead broker meanwhile; join with restart_join. */
+typedef struct restarter {
+    broker_t *b;
+    int       ms;
+    pthread_t t;
+} restarter_t;
+
+static void *restart_main(void *arg)
+{
+    restarter_t *r = arg;
+    rn_test_sleep_ms(r->ms);
+    broker_start(r->b);
+    return NULL;
+}
+
+static void restart_later(restarter_t *r, broker_t *b, int ms)
+{
+    broker_kill9(b);
+    r->b = b;
+    r->ms = ms;
+    assert_int_equal(pthread_create(&r->t, NULL, restart_main, r), 0);
+}
+
+static void restart_join(restarter_t *r) { pthread_join(r->t, NULL); }
 
 static int setup(void **state)
 {
@@ -494,6 +521,7 @@ static void test_delivery_timeout(void **state)
     for (int i = 0; i < 10000 && stored(c, "x", 1) < 1000; i++) rn_test_sleep_ms(2);
     assert_int_equal(stored(c, "x", 1), 1000);
     rn_client_close(c);
+    rn_test_sleep_ms(300);                    /* and their answers have reached the producer */
     broker_kill9(b);
     uint64_t t0 = rn_mono_ns();
     const char more[] = "1001\n1002\n1003\n";
@@ -542,6 +570,7 @@ static void test_consumer_across_restart(void **state)
     int64_t next[NQ] = {0, 0};
     uint64_t got = 0, kill_at = 20000 + rn_test_rng(&seed_state) % (N / 2);
     int killed = 0, rc;
+    restarter_t rs;
     rn_consumer_batch_t bt;
     while ((rc = rn_client_consumer_poll(k, &bt, 0, err)) == 1) {
         for (uint32_t j = 0; j < bt.count; j++) {
@@ -555,12 +584,11 @@ static void test_consumer_across_restart(void **state)
             got++;
         }
         if (!killed && got >= kill_at) {
-            broker_kill9(b);
-            rn_test_sleep_ms(200);
-            broker_start(b);
+            restart_later(&rs, b, 300);       /* the polls go on meanwhile */
             killed = 1;
         }
     }
+    if (killed) restart_join(&rs);
     if (rc < 0) fail_msg("poll: %s", err);
     printf("test_consumer_across_restart: %llu records, kill -9 after %llu\n",
            (unsigned long long)got, (unsigned long long)kill_at);
@@ -570,11 +598,12 @@ static void test_consumer_across_restart(void **state)
     rn_client_close(c);
 }
 
-/* `runnel consume --group g --commit-ms 0` with its stdout a pipe the test
- * reads: after `kill_at` lines runneld is killed -9 and restarted. */
-static void test_consume_cli_across_restart(void **state)
+/* `runnel consume --group g --commit-ms MS` with its stdout a pipe the test
+ * reads: after `kill_at` lines runneld is killed -9, and restarted 2 s later
+ * while the reading goes on. commit_ms "0" commits after every batch (the
+ * commits meet the dead broker); "600000" only at the end (the Fetches do). */
+static void consume_cli_case(broker_t *b, const char *commit_ms)
 {
-    broker_t *b = *state;
     char err[RN_ERRMSG_SIZE] = "";
     enum { N = 300000, NQ = 2 };
     broker_start(b);
@@ -583,8 +612,10 @@ static void test_consume_cli_across_restart(void **state)
     rn_producer_t *p;
     assert_int_equal(rn_producer_open(c, "g", NULL, &p, err), 0);
     for (int i = 1; i <= N; i++) {
-        char v[16];
-        int n = snprintf(v, sizeof v, "%d", i);
+        char v[256];                         /* padded: many Fetches, so some meet the dead broker */
+        int n = snprintf(v, sizeof v, "%d ", i);
+        memset(v + n, 'x', 190);
+        n += 190;
         rn_record_t r = {.key_len = -1, .value = (const uint8_t *)v, .value_len = n,
                          .timestamp = -1};
         if (rn_producer_send(p, (uint32_t)(i % NQ), &r, NULL, NULL, err) != 0)
@@ -603,7 +634,7 @@ static void test_consume_cli_across_restart(void **state)
         int e = open(errf, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (e >= 0) dup2(e, 2);
         const char *argv[] = {"runnel", "--server", b->addr, "consume", "g", "--group", "cg",
-                              "--commit-ms", "0", NULL};
+                              "--commit-ms", commit_ms, NULL};
         execv(RN_BIN_DIR "/runnel", (char *const *)argv);
         _exit(127);
     }
@@ -613,23 +644,21 @@ static void test_consume_cli_across_restart(void **state)
     uint8_t *seen = calloc(N + 1, 1);
     assert_non_null(seen);
     long prev[NQ] = {0, 0}, got = 0, kill_at = 20000 + (long)(rn_test_rng(&seed_state) % 100000);
-    char line[64];
+    char line[512];
+    restarter_t rs;
     while (fgets(line, sizeof line, f)) {
         long v = strtol(line, NULL, 10);
         if (v < 1 || v > N || seen[v]) fail_msg("value %ld read twice or unexpected", v);
         if (v <= prev[v % NQ]) fail_msg("%ld after %ld: out of order", v, prev[v % NQ]);
         seen[v] = 1;
         prev[v % NQ] = v;
-        if (++got == kill_at) {
-            broker_kill9(b);                 /* the consumer is blocked on a full pipe */
-            rn_test_sleep_ms(300);
-            broker_start(b);
-        }
+        if (++got == kill_at) restart_later(&rs, b, 2000);  /* reading goes on meanwhile */
     }
     fclose(f);
+    if (got >= kill_at) restart_join(&rs);
     int code = wait_child(pid, 30000);
     char *e = rn_test_slurp(errf, NULL);
-    printf("test_consume_cli_across_restart: %ld lines, kill -9 after %ld, exit %d %s\n", got,
+    printf("consume --commit-ms %s: %ld lines, kill -9 after %ld, exit %d %s\n", commit_ms, got,
            kill_at, code, e);
     assert_int_equal(code, 0);
     assert_int_equal(got, N);
@@ -645,6 +674,16 @@ static void test_consume_cli_across_restart(void **state)
     assert_int_equal(len, 0);
 }
 
+static void test_consume_cli_commits_across_restart(void **state)
+{
+    consume_cli_case(*state, "0");
+}
+
+static void test_consume_cli_fetches_across_restart(void **state)
+{
+    consume_cli_case(*state, "600000");
+}
+
 int main(void)
 {
     seed_state = rn_test_seed("test_reconnect");
@@ -652,7 +691,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_duplicate_after_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delivery_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consumer_across_restart, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_consume_cli_across_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_consume_cli_commits_across_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_consume_cli_fetches_across_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_count_remote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_count_embedded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_produce_survives_kill9, setup, teardown),
