@@ -697,6 +697,8 @@ int rn_producer_open(rn_client_t *c, const char *topic, const rn_producer_opts_t
                      RN_BATCH_MAX_BYTES);
     if (p->o.max_in_flight == 0) p->o.max_in_flight = 1;
     if (p->o.request_bytes == 0) p->o.request_bytes = 1u << 20;
+    if (p->o.retry_backoff_max_ms < p->o.retry_backoff_ms)
+        p->o.retry_backoff_max_ms = p->o.retry_backoff_ms;
     snprintf(p->topic, sizeof p->topic, "%s", topic);
     rn_meta_topic_t t;
     if (rc == 0) rc = rn_client_topic_get(c, topic, &t, errmsg);
