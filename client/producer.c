@@ -424,13 +424,13 @@ static void produce_done(void *arg, int rc, ProtobufCMessage *resp, int status, 
         return;
     }
     pthread_mutex_unlock(&p->mu);
-    if (rn_rpc_retriable(rc) && now >= deadline) {
-        char why[RN_ERRMSG_SIZE];
+    char why[2 * RN_ERRMSG_SIZE];
+    if (rn_rpc_retriable(rc) && now >= deadline)
         snprintf(why, sizeof why, "not acknowledged within delivery_timeout_ms %u (%u attempts; "
                  "the last: %s)", p->o.delivery_timeout_ms, req->attempts, err);
-        snprintf(err, sizeof err, "%s", why);
-    }
-    complete(p, req, 0, rc, err);
+    else
+        snprintf(why, sizeof why, "%s", err);
+    complete(p, req, 0, rc, why);
 }
 
 static void dispatch_remote(rn_producer_t *p, preq_t *req)
