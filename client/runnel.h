@@ -451,7 +451,9 @@ typedef struct rn_producer_stats {
 /* A producer for one topic (its queue count is read now; `topic alter`
  * later is not seen by this producer). Remote: asks the broker for an
  * idempotent producer id and epoch (InitProducer); every batch carries them
- * with a per-queue base sequence, so a resent request is stored once. */
+ * with a per-queue base sequence, so a resent request is stored once. A
+ * request that fails in transport (the broker restarting) is resent with
+ * backoff until delivery_timeout_ms; the id and epoch are kept. */
 int  rn_producer_open(rn_client_t *c, const char *topic, const rn_producer_opts_t *o,
                       rn_producer_t **out, char *errmsg);
 uint32_t rn_producer_queues(const rn_producer_t *p);
