@@ -379,8 +379,8 @@ static void fetch_done(void *arg, int rc, ProtobufCMessage *resp, int status, co
             retry = 1;                       /* no answer is queued */
         } else {
             char why[RN_ERRMSG_SIZE];
-            snprintf(why, sizeof why, "%s (failing for %u ms, %u attempts)",
-                     errmsg ? errmsg : rn_strerror(rc), k->reconnect_ms, q->failures);
+            snprintf(why, sizeof why, "%s (still failing after reconnect_timeout_ms %u, %u "
+                     "attempts)", errmsg ? errmsg : rn_strerror(rc), k->reconnect_ms, q->failures);
             snprintf(x->why, sizeof x->why, "%s", why);
             errmsg = x->why;
         }

@@ -21,7 +21,9 @@
  *  - a librunnel consumer across a kill -9 restart reads every record once,
  *    in order; so does `runnel consume --group` (committing after every
  *    batch), killed while its output pipe is full, and a second run of the
- *    group finds nothing left (the commits survived).
+ *    group finds nothing left (the commits survived);
+ *  - a consumer whose broker never comes back: poll fails after
+ *    reconnect_timeout_ms, saying so.
  *
  * Invariant of the harness: every wait is bounded; runneld's stderr goes to
  * ROOT/runneld.log (printed when a start fails); RN_TEST_KEEP=1 keeps ROOT.
@@ -598,6 +600,30 @@ static void test_consumer_across_restart(void **state)
     rn_client_close(c);
 }
 
+static void test_consumer_reconnect_timeout(void **state)
+{
+    broker_t *b = *state;
+    char err[RN_ERRMSG_SIZE] = "";
+    broker_start(b);
+    create_topic(b, "--server", b->addr, "r", "1");
+    rn_client_t *c = connect_to(b);
+    rn_client_consumer_opts_t ko = {.reconnect_timeout_ms = 1000};
+    rn_client_consumer_t *k;
+    assert_int_equal(rn_client_consumer_open(c, &ko, &k, err), 0);
+    assert_int_equal(rn_client_consumer_assign(k, "r", 0, 0, err), 0);
+    broker_kill9(b);
+    uint64_t t0 = rn_mono_ns();
+    rn_consumer_batch_t bt;
+    int rc = rn_client_consumer_poll(k, &bt, 0, err);
+    double secs = (double)(rn_mono_ns() - t0) / 1e9;
+    printf("test_consumer_reconnect_timeout: %d after %.2f s: %s\n", rc, secs, err);
+    assert_true(rc < 0);
+    assert_true(secs >= 0.9 && secs < 10);
+    assert_non_null(strstr(err, "still failing after reconnect_timeout_ms 1000"));
+    rn_client_consumer_close(k);
+    rn_client_close(c);
+}
+
 /* `runnel consume --group g --commit-ms MS` with its stdout a pipe the test
  * reads: after `kill_at` lines runneld is killed -9, and restarted 2 s later
  * while the reading goes on. commit_ms "0" commits after every batch (the
@@ -691,6 +717,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_duplicate_after_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delivery_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consumer_across_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_consumer_reconnect_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consume_cli_commits_across_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consume_cli_fetches_across_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_count_remote, setup, teardown),
