@@ -211,8 +211,8 @@ static int run(producer_t *p)
             if ((code = flush(p)) != 0) goto out;
             rn_producer_stats_t st;
             rn_producer_stats(p->p, &st);
-            code = rn_cli_fail(RN_CLI_FAIL, "stopped by %s: %llu records were stored (lines 1..%llu "
-                               "of the input)", sig_caught == SIGINT ? "SIGINT" : "SIGTERM",
+            code = rn_cli_fail(RN_CLI_FAIL, "stopped by %s: %llu records were stored (lines "
+                               "1..%llu of the input)", sig_caught == SIGINT ? "SIGINT" : "SIGTERM",
                                (unsigned long long)st.records, (unsigned long long)line_no);
             goto out;
         }

@@ -568,7 +568,8 @@ static void test_consumer_across_restart(void **state)
     rn_client_consumer_opts_t ko = {.fetch_bytes = 16384, .prefetch = 1};
     rn_client_consumer_t *k;
     assert_int_equal(rn_client_consumer_open(c, &ko, &k, err), 0);
-    for (uint32_t q = 0; q < NQ; q++) assert_int_equal(rn_client_consumer_assign(k, "c", q, 0, err), 0);
+    for (uint32_t q = 0; q < NQ; q++)
+        assert_int_equal(rn_client_consumer_assign(k, "c", q, 0, err), 0);
     int64_t next[NQ] = {0, 0};
     uint64_t got = 0, kill_at = 20000 + rn_test_rng(&seed_state) % (N / 2);
     int killed = 0, rc;
@@ -638,7 +639,7 @@ static void consume_cli_case(broker_t *b, const char *commit_ms)
     rn_producer_t *p;
     assert_int_equal(rn_producer_open(c, "g", NULL, &p, err), 0);
     for (int i = 1; i <= N; i++) {
-        char v[256];                         /* padded: many Fetches, so some meet the dead broker */
+        char v[256];              /* padded: many Fetches, so some meet the dead broker */
         int n = snprintf(v, sizeof v, "%d ", i);
         memset(v + n, 'x', 190);
         n += 190;
