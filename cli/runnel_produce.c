@@ -211,12 +211,16 @@ static int run(producer_t *p)
             if ((code = flush(p)) != 0) goto out;
             rn_producer_stats_t st;
             rn_producer_stats(p->p, &st);
-            code = rn_cli_fail(RN_CLI_FAIL, "stopped by %s: %llu records were stored (lines "
-                               "1..%llu of the input)", sig_caught == SIGINT ? "SIGINT" : "SIGTERM",
-                               (unsigned long long)st.records, (unsigned long long)line_no);
+            char lines[64] = "no input line was read";
+            if (line_no > 0)
+                snprintf(lines, sizeof lines, "lines 1..%llu of the input",
+                         (unsigned long long)line_no);
+            code = rn_cli_fail(RN_CLI_FAIL, "stopped by %s: %llu records were stored (%s)",
+                               sig_caught == SIGINT ? "SIGINT" : "SIGTERM",
+                               (unsigned long long)st.records, lines);
             goto out;
         }
-        if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))) continue;
         ssize_t n = read(STDIN_FILENO, in.data + in.len, cap - in.len);
         if (n < 0 && errno != EINTR && errno != EAGAIN) {
             code = rn_cli_fail(RN_CLI_FAIL, "reading stdin: %s", strerror(errno));
