@@ -101,7 +101,7 @@ PROGRAMS += $(BIN)/streamsql
 endif
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all test demo fuzz clean deps crash-test soak bench
+.PHONY: all test demo fuzz clean deps crash-test soak reconnect-soak bench
 # Keep objects make would otherwise delete as intermediates (no rebuild churn).
 .SECONDARY:
 all: $(PROGRAMS)
@@ -273,6 +273,11 @@ crash-test: $(CRASH_BIN) $(CRASH_RUNNELD)
 	$(CRASH_BIN) --trials $(TRIALS) $(if $(CRASH_RUNNELD),--runneld $(CRASH_RUNNELD))
 soak: $(CRASH_BIN) $(BIN)/runneld
 	$(CRASH_BIN) --soak $(SECONDS) --clients $(SOAK_CLIENTS) --runneld $(BIN)/runneld
+# `make reconnect-soak [RECORDS=N]`: tests/test_reconnect.c with N records (default
+# 60,000,000) through `runnel --server produce` across three kill -9 restarts.
+RECORDS ?= 60000000
+reconnect-soak: $(PROGRAMS) $(BUILD)/tests/test_reconnect
+	RN_RECONNECT_RECORDS=$(RECORDS) $(BUILD)/tests/test_reconnect
 
 clean:
 	rm -rf build build-san build-tsan build-fuzz bin

@@ -13,8 +13,18 @@
  * Invariants:
  *  1. Nothing is reported as produced that is not acknowledged: the summary
  *     is printed only after rn_producer_flush returned 0 (every record
- *     delivered), and a failure reports how many records had been
- *     acknowledged before it.
+ *     delivered), and a failure reports how many records were stored: the
+ *     records whose delivery succeeded (the producer's count of delivery
+ *     outcomes, never of sends), and how many more have an unknown outcome
+ *     (sent, no answer before the delivery timeout). With --server the
+ *     producer rides out broker restarts (client/producer.c invariant 2), so
+ *     a restart is not a failure.
+ *  5. SIGINT or SIGTERM (embedded or remote) stops reading input; every line
+ *     read is still delivered (flush), then one line says how many records
+ *     were stored — lines 1..N of the input exactly — and the exit code is 1.
+ *     The handler only writes to a pipe the input loop polls, so it works on
+ *     whichever thread the signal lands; a second signal ends the process at
+ *     once (SA_RESETHAND).
  *  2. Memory is bounded: the input buffer holds at most one batch limit plus
  *     one read chunk, and the producer at most its memory cap (send waits
  *     for room); a line longer than the batch limit is an error naming its
@@ -36,7 +46,10 @@
 #include "common/sys.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -56,6 +69,9 @@ static const char produce_usage[] =
     "  --batch-bytes N        batch size limit, 128..16777216 (default 65536)\n"
     "  --linger-ms N          send a batch N ms after its first record, 0..60000 (default 5)\n"
     "  --compression C        none or lz4 (default none)\n"
+    "  --delivery-timeout-ms N  with --server: a record not acknowledged N ms after it was\n"
+    "                         read fails; until then runneld restarts are ridden out by\n"
+    "                         resending (default 120000; 0: no limit)\n"
     "  --fsync MODE           always, group, interval:MS or never (default group); a data\n"
     "                         directory's policy: with --server, runneld's --fsync applies\n";
 
@@ -71,13 +87,31 @@ typedef struct producer {
     char            err[RN_ERRMSG_SIZE];
 } producer_t;
 
-/* Flush; on a failure print it with the count acknowledged before it. */
+/* Invariant 5: the signal pipe; -1 while no handler is installed. */
+static int sig_pipe[2] = {-1, -1};
+static volatile sig_atomic_t sig_caught;
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    sig_caught = sig;
+    if (sig_pipe[1] >= 0 && write(sig_pipe[1], "", 1) < 0) { /* full: already told */ }
+    errno = saved;
+}
+
+/* Flush; on a failure print it with how many records were stored
+ * (invariant 1). */
 static int flush(producer_t *p)
 {
     if (rn_producer_flush(p->p, p->err) == 0) return 0;
     rn_producer_stats_t st;
     rn_producer_stats(p->p, &st);
-    return rn_cli_fail(RN_CLI_FAIL, "%s; %llu records were acknowledged before it", p->err,
+    if (st.unknown > 0)
+        return rn_cli_fail(RN_CLI_FAIL, "%s; %llu records were stored, and %llu more %s sent "
+                           "without an answer (%s may be stored too)", p->err,
+                           (unsigned long long)st.records, (unsigned long long)st.unknown,
+                           st.unknown == 1 ? "was" : "were", st.unknown == 1 ? "it" : "they");
+    return rn_cli_fail(RN_CLI_FAIL, "%s; %llu records were stored, no others", p->err,
                        (unsigned long long)st.records);
 }
 
@@ -166,6 +200,27 @@ static int run(producer_t *p)
     int eof = 0, code = 0;
     if (rn_buf_reserve(&in, cap, 0) != 0) return rn_cli_fail(RN_CLI_FAIL, "out of memory");
     while (!eof) {
+        /* Invariant 5: a signal stops the input; what was read is delivered. */
+        struct pollfd pf[2] = {{.fd = STDIN_FILENO, .events = POLLIN},
+                               {.fd = sig_pipe[0], .events = POLLIN}};
+        if (poll(pf, sig_pipe[0] >= 0 ? 2 : 1, -1) < 0 && errno != EINTR) {
+            code = rn_cli_fail(RN_CLI_FAIL, "waiting for stdin: %s", strerror(errno));
+            goto out;
+        }
+        if (sig_caught) {
+            if ((code = flush(p)) != 0) goto out;
+            rn_producer_stats_t st;
+            rn_producer_stats(p->p, &st);
+            char lines[64] = "no input line was read";
+            if (line_no > 0)
+                snprintf(lines, sizeof lines, "lines 1..%llu of the input",
+                         (unsigned long long)line_no);
+            code = rn_cli_fail(RN_CLI_FAIL, "stopped by %s: %llu records were stored (%s)",
+                               sig_caught == SIGINT ? "SIGINT" : "SIGTERM",
+                               (unsigned long long)st.records, lines);
+            goto out;
+        }
+        if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))) continue;
         ssize_t n = read(STDIN_FILENO, in.data + in.len, cap - in.len);
         if (n < 0 && errno != EINTR && errno != EAGAIN) {
             code = rn_cli_fail(RN_CLI_FAIL, "reading stdin: %s", strerror(errno));
@@ -205,7 +260,7 @@ out:
 int rn_cli_produce(rn_cli_t *cli, int argc, char **argv)
 {
     enum { OPT_DATA = 0x100, OPT_SERVER, OPT_QUEUE, OPT_KEY_FIELD, OPT_KEY_TAB, OPT_TS_FIELD, OPT_BATCH_BYTES,
-           OPT_LINGER, OPT_COMPRESSION, OPT_FSYNC };
+           OPT_LINGER, OPT_COMPRESSION, OPT_FSYNC, OPT_DELIVERY_TIMEOUT };
     static const struct option opts[] = {
         {"queue", required_argument, NULL, OPT_QUEUE},
         {"key-field", required_argument, NULL, OPT_KEY_FIELD},
@@ -215,6 +270,7 @@ int rn_cli_produce(rn_cli_t *cli, int argc, char **argv)
         {"linger-ms", required_argument, NULL, OPT_LINGER},
         {"compression", required_argument, NULL, OPT_COMPRESSION},
         {"fsync", required_argument, NULL, OPT_FSYNC},
+        {"delivery-timeout-ms", required_argument, NULL, OPT_DELIVERY_TIMEOUT},
         {"data", required_argument, NULL, OPT_DATA},
         {"server", required_argument, NULL, OPT_SERVER},
         {"help", no_argument, NULL, 'h'},
@@ -260,6 +316,11 @@ int rn_cli_produce(rn_cli_t *cli, int argc, char **argv)
                 { code = rn_cli_fail(RN_CLI_USAGE, "--fsync: %s", p->err); goto out; }
             fsync_given = 1;
             break;
+        case OPT_DELIVERY_TIMEOUT:
+            if (rn_cli_parse_u64("--delivery-timeout-ms", optarg, 0, UINT32_MAX, &v, p->err) != 0)
+                { code = rn_cli_fail(RN_CLI_USAGE, "%s", p->err); goto out; }
+            po.delivery_timeout_ms = (uint32_t)v;
+            break;
         case OPT_DATA: cli->data = optarg; break;
         case OPT_SERVER: cli->server = optarg; break;
         case 'h': fputs(produce_usage, stdout); goto out;
@@ -300,16 +361,38 @@ int rn_cli_produce(rn_cli_t *cli, int argc, char **argv)
         goto out;
     }
     uint64_t t0 = rn_mono_ns();
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND;          /* invariant 5: a second signal ends it */
+    sigemptyset(&sa.sa_mask);
+    sig_caught = 0;
+    if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        code = rn_cli_fail(RN_CLI_FAIL, "cannot create a pipe: %s", strerror(errno));
+        goto out;
+    }
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
     code = run(p);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    close(sig_pipe[0]);
+    close(sig_pipe[1]);
+    sig_pipe[0] = sig_pipe[1] = -1;
     if (code == 0) {
         double secs = (double)(rn_mono_ns() - t0) / 1e9;
         if (secs <= 0) secs = 1e-9;
         rn_producer_stats_t st;
         rn_producer_stats(p->p, &st);
+        char resent[128] = "";
+        if (st.retries > 0)
+            snprintf(resent, sizeof resent, " (%llu requests resent after transport failures, "
+                     "%llu batches found already stored)", (unsigned long long)st.retries,
+                     (unsigned long long)st.duplicates);
         fprintf(stderr, "produced %llu records in %llu batches (%llu bytes) to topic '%s' in "
-                "%.3f s: %.0f records/s, %.1f MB/s\n", (unsigned long long)st.records,
+                "%.3f s: %.0f records/s, %.1f MB/s%s\n", (unsigned long long)st.records,
                 (unsigned long long)st.batches, (unsigned long long)st.bytes, p->topic, secs,
-                (double)st.records / secs, (double)st.bytes / secs / 1e6);
+                (double)st.records / secs, (double)st.bytes / secs / 1e6, resent);
     }
 out:
     if (p->p && rn_producer_close(p->p, p->err) != 0 && code == RN_CLI_OK)

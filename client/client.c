@@ -13,6 +13,11 @@
  *     (rn_datadir_meta_lock), so a producer thread may append meanwhile.
  *  3. Every protobuf answer is freed before return; arrays handed out are
  *     plain malloc'd C structs, never protobuf memory.
+ *  4. Admin calls fail at once on a transport error ("cannot reach ..."),
+ *     except a group commit (idempotent: it sets offsets) on a client that
+ *     has reached the broker before: it is retried with backoff for up to
+ *     RETRY_BUDGET_MS, so a consumer committing as it goes rides out a
+ *     runneld restart, while a wrong address still fails at once.
  */
 #include "client/client_int.h"
 
@@ -22,6 +27,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include "common/sys.h"
+
+#define RETRY_BUDGET_MS 120000       /* invariant 4 */
 
 /* ---- Handle ------------------------------------------------------------- */
 
@@ -118,7 +128,28 @@ int rn_client_call(rn_client_t *c, const char *method, const ProtobufCMessage *r
                    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp, char *errmsg)
 {
     *resp = NULL;
-    return rn_rpc_call(c->rpc, method, req, desc, resp, c->timeout_ms, NULL, errmsg);
+    int rc = rn_rpc_call(c->rpc, method, req, desc, resp, c->timeout_ms, NULL, errmsg);
+    if (rc == 0 || !rn_rpc_retriable(rc)) __atomic_store_n(&c->reached, 1, __ATOMIC_RELAXED);
+    return rc;
+}
+
+/* rn_client_call, retried across a broker restart (invariant 4): only for an
+ * idempotent call. */
+static int call_retried(rn_client_t *c, const char *method, const ProtobufCMessage *req,
+                        const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
+                        char *errmsg)
+{
+    uint64_t until = rn_mono_ns() + (uint64_t)RETRY_BUDGET_MS * 1000000u;
+    uint64_t rng = rn_mono_ns();
+    for (uint32_t attempt = 1;; attempt++) {
+        int rc = rn_client_call(c, method, req, desc, resp, errmsg);
+        if (rc == 0 || !rn_rpc_retriable(rc) || !__atomic_load_n(&c->reached, __ATOMIC_RELAXED) ||
+            rn_mono_ns() >= until)
+            return rc;
+        uint32_t ms = rn_rpc_backoff_ms(50, 2000, attempt, &rng);
+        struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 }
 
 void rn_client_free_msg(void *msg)
@@ -665,8 +696,8 @@ int rn_client_group_commit(rn_client_t *c, const char *group, const rn_meta_offs
         req.n_offsets = n;
         req.offsets = qp;
         if (rc == 0)
-            rc = rn_client_call(c, RN_RPC_METHOD("CommitOffsets"), &req.base,
-                                &runnel__v1__commit_offsets_response__descriptor, &resp, errmsg);
+            rc = call_retried(c, RN_RPC_METHOD("CommitOffsets"), &req.base,
+                              &runnel__v1__commit_offsets_response__descriptor, &resp, errmsg);
         rn_client_free_msg(resp);
         free(qo);
         free(qp);

@@ -21,6 +21,7 @@ struct rn_client {
     rn_datadir_t *d;            /* embedded */
     rn_rpc_t     *rpc;          /* remote */
     uint32_t      timeout_ms;   /* remote admin calls */
+    int           reached;      /* remote: a call was answered (client.c invariant 4) */
     char          where[1024];
 };
 

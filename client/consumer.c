@@ -29,6 +29,14 @@
  *  5. close waits for every Fetch in flight (each bounded by its max_wait_ms
  *     plus the call deadline) before freeing anything a callback touches.
  *  6. Deterministic order, as embedded: see poll_remote.
+ *  7. Broker restarts: a Fetch that fails in transport (rn_rpc_retriable:
+ *     runneld down, restarting, the answer lost) leaves the queue's fetch
+ *     offset and position as they were and is sent again — same offset —
+ *     after a backoff (RETRY_MIN_MS doubling to RETRY_MAX_MS, jittered),
+ *     until the queue has failed without a break for reconnect_timeout_ms;
+ *     only then does poll return the error. Nothing is skipped or returned
+ *     twice: records are handed out from the position only (invariant 1).
+ *     A queue waiting for a retry counts as waited-for in poll's order.
  */
 #include "client/client_int.h"
 
@@ -46,6 +54,9 @@
 #define DEFAULT_PREFETCH  2
 #define MAX_LONG_POLL_MS  500          /* one Fetch's wait; poll sends another if time is left */
 #define FETCH_DEADLINE_MS 30000        /* on top of the long-poll wait */
+#define RETRY_MIN_MS      50             /* invariant 7 */
+#define RETRY_MAX_MS      2000
+#define DEFAULT_RECONNECT_MS 120000
 
 typedef struct fresp fresp_t;
 struct fresp {
@@ -63,6 +74,9 @@ typedef struct rqueue {
     uint64_t  gen;
     int       inflight;
     uint64_t  call;                 /* poll call that last sent its Fetch */
+    uint64_t  retry_at;             /* invariant 7: resend not before (0: no failure) */
+    uint64_t  failing_since;
+    uint32_t  failures;
     fresp_t  *head, *tail;
     uint32_t  nbuf;
 } rqueue_t;
@@ -72,6 +86,7 @@ typedef struct fctx {
     rqueue_t                  *q;
     uint64_t                   gen;
     Runnel__V1__FetchRequest   req;
+    char                       why[RN_ERRMSG_SIZE];
 } fctx_t;
 
 struct rn_client_consumer {
@@ -82,6 +97,8 @@ struct rn_client_consumer {
     size_t            nqs, capqs;
     size_t            rr;
     uint32_t          fetch_bytes, prefetch;
+    uint32_t          reconnect_ms;   /* UINT32_MAX: forever */
+    uint64_t          rng;
     uint64_t          call;
     int               inflight;
     pthread_mutex_t   mu;
@@ -112,6 +129,9 @@ int rn_client_consumer_open(rn_client_t *c, const rn_client_consumer_opts_t *o,
     k->c = c;
     k->fetch_bytes = o && o->fetch_bytes ? o->fetch_bytes : DEFAULT_FETCH;
     k->prefetch = o && o->prefetch ? o->prefetch : DEFAULT_PREFETCH;
+    k->reconnect_ms = o && o->reconnect_timeout_ms ? o->reconnect_timeout_ms
+                                                   : DEFAULT_RECONNECT_MS;
+    k->rng = rn_mono_ns() ^ (uint64_t)(uintptr_t)k;
     if (!c->remote) {
         rn_consumer_opts_t eo = {.fetch_bytes = k->fetch_bytes,
                                  .skip_damaged = o ? o->skip_damaged : 0};
@@ -344,10 +364,31 @@ static void fetch_done(void *arg, int rc, ProtobufCMessage *resp, int status, co
     Runnel__V1__FetchResponse *r = (Runnel__V1__FetchResponse *)resp;
     fresp_t *f = NULL;
     (void)status;
+    int retry = 0;
     pthread_mutex_lock(&k->mu);
     q->inflight = 0;
     k->inflight--;
-    if (x->gen == q->gen) {                 /* invariant 3 */
+    if (x->gen == q->gen && rn_rpc_retriable(rc)) {
+        /* Invariant 7: the same Fetch again later, unless it failed too long. */
+        uint64_t now = rn_mono_ns();
+        if (q->failures++ == 0) q->failing_since = now;
+        if (k->reconnect_ms == UINT32_MAX ||
+            now - q->failing_since < (uint64_t)k->reconnect_ms * 1000000u) {
+            q->retry_at = now + (uint64_t)rn_rpc_backoff_ms(RETRY_MIN_MS, RETRY_MAX_MS,
+                                                            q->failures, &k->rng) * 1000000u;
+            retry = 1;                       /* no answer is queued */
+        } else {
+            char why[RN_ERRMSG_SIZE];
+            snprintf(why, sizeof why, "%s (still failing after reconnect_timeout_ms %u, %u "
+                     "attempts)", errmsg ? errmsg : rn_strerror(rc), k->reconnect_ms, q->failures);
+            snprintf(x->why, sizeof x->why, "%s", why);
+            errmsg = x->why;
+        }
+    } else if (x->gen == q->gen && rc == 0) {
+        q->failures = 0;
+        q->retry_at = 0;
+    }
+    if (!retry && x->gen == q->gen) {       /* invariant 3 */
         int64_t end = q->fetch_off;
         char err[RN_ERRMSG_SIZE] = "";
         if (rc == 0) {
@@ -487,13 +528,15 @@ static int poll_remote(rn_client_consumer_t *k, rn_consumer_batch_t *b, uint32_t
     int rc = 0;
     for (;;) {
         int waiting = 0, again = 0, sent = 0;
+        uint64_t now = rn_mono_ns(), wake = UINT64_MAX;      /* invariant 7 */
         for (size_t s = 0; s < k->nqs && !waiting && !again; s++) {
             size_t i = (k->rr + s) % k->nqs;
             rqueue_t *q = k->qs[i];
             if (ended(q)) continue;
             if (!q->head) {
                 if (q->hw >= 0 && q->fetch_off >= q->hw) continue;     /* nothing now */
-                if (!q->inflight) { send_fetch(k, q, 0); sent = 1; }
+                if (!q->inflight && q->retry_at > now) wake = q->retry_at;
+                else if (!q->inflight) { send_fetch(k, q, 0); sent = 1; }
                 waiting = 1;
                 break;
             }
@@ -520,8 +563,8 @@ static int poll_remote(rn_client_consumer_t *k, rn_consumer_batch_t *b, uint32_t
                 k->retired = f;
             }
             /* Prefetch: the next Fetch goes out while the caller works. */
-            if (!q->inflight && q->nbuf < k->prefetch && !ended(q) && q->fetch_off < q->hw &&
-                (q->end < 0 || q->fetch_off < q->end))
+            if (!q->inflight && !q->retry_at && q->nbuf < k->prefetch && !ended(q) &&
+                q->fetch_off < q->hw && (q->end < 0 || q->fetch_off < q->end))
                 send_fetch(k, q, 0);
             if (count > 0) {
                 k->rr = (i + 1) % k->nqs;
@@ -538,12 +581,21 @@ static int poll_remote(rn_client_consumer_t *k, rn_consumer_batch_t *b, uint32_t
         if (again) continue;
         if (!waiting) {
             /* Every queue is at its high watermark or end: long-poll them. */
-            uint64_t now = rn_mono_ns();
+            now = rn_mono_ns();
             uint32_t left = now >= deadline ? 0 : (uint32_t)((deadline - now) / 1000000u);
             for (size_t i = 0; i < k->nqs; i++) {
                 rqueue_t *q = k->qs[i];
                 if (ended(q)) continue;
                 if (q->inflight || q->head) { waiting = 1; continue; }
+                if (q->retry_at > now) {
+                    /* Invariant 7: retried when due, within this poll's time. */
+                    if (left > 0) {
+                        waiting = 1;
+                        if (q->retry_at < wake) wake = q->retry_at;
+                        if (deadline < wake) wake = deadline;
+                    }
+                    continue;
+                }
                 if (left > 0 || q->call != call) {
                     q->call = call;
                     send_fetch(k, q, left < MAX_LONG_POLL_MS ? left : MAX_LONG_POLL_MS);
@@ -555,7 +607,12 @@ static int poll_remote(rn_client_consumer_t *k, rn_consumer_batch_t *b, uint32_t
         /* send_fetch dropped the mutex: an answer may have come meanwhile,
          * so look again before sleeping (no lost wake-up). Otherwise a
          * Fetch in flight will signal. */
-        if (!sent) pthread_cond_wait(&k->cv, &k->mu);
+        if (!sent && wake != UINT64_MAX) {
+            struct timespec ts = {(time_t)(wake / 1000000000u), (long)(wake % 1000000000u)};
+            pthread_cond_timedwait(&k->cv, &k->mu, &ts);
+        } else if (!sent) {
+            pthread_cond_wait(&k->cv, &k->mu);
+        }
     }
 out:
     pthread_mutex_unlock(&k->mu);

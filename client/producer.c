@@ -30,11 +30,17 @@
  *     broker never sees a sequence gap.
  *  2. Remote retries resend the same request — same batch bytes, same
  *     producer id, epoch and base sequences, at most 5 batches (the broker's
- *     dedupe window per producer and queue) — after retry_backoff_ms, at
- *     most `retries` times, for transport failures only (-ECONNREFUSED,
- *     -ETIMEDOUT, -ECONNRESET, -EPIPE). The broker acknowledges a batch it
- *     already stored with its original base offset, so a retry is stored
- *     exactly once.
+ *     dedupe window per producer and queue) — for transport failures only
+ *     (rn_rpc_retriable: the broker is down, restarting, or the answer was
+ *     lost), after a backoff of retry_backoff_ms doubling per resend to
+ *     retry_backoff_max_ms, jittered, at most `retries` times, and only
+ *     while the request's oldest record is younger than delivery_timeout_ms
+ *     (each attempt's deadline is cut to what is left of it). The broker
+ *     acknowledges a batch it already stored with its original base offset,
+ *     also after a restart (it rebuilds each queue's producer state from the
+ *     log's tail, and the producer registry is durable), so a retry is
+ *     stored exactly once. The producer id and epoch are never renewed: a
+ *     reconnect is a resend on the same channel.
  *  3. Memory: the bounds of records accepted and not yet completed never
  *     pass max_memory, except that one record is always admitted when
  *     nothing is buffered. (A completion gives the memory back just before
@@ -90,6 +96,7 @@ typedef struct pbatch {
     pcb_t         *cbs;
     size_t         mem;          /* accounted bytes */
     int64_t        base;         /* base offset, once acknowledged */
+    uint64_t       born_ns;      /* when its first record was accepted */
     uint64_t       ticket;       /* embedded */
 } pbatch_t;
 
@@ -101,6 +108,7 @@ struct preq {
     size_t         n;
     size_t         appended;     /* embedded: batches appended */
     uint32_t       attempts;
+    int            maybe_stored; /* an attempt may have reached the broker, unanswered */
     uint64_t       retry_at;
     int            rc;
     char           err[RN_ERRMSG_SIZE];
@@ -116,6 +124,7 @@ typedef struct pqueue {
     size_t             ncbs, capcbs;
     size_t             mem;
     uint64_t           deadline_ns;
+    uint64_t           first_ns;         /* when the builder took its first record */
     size_t             pending_at;       /* index in p->pending while the builder holds records */
     pbatch_t          *sealed, *sealed_tail;
     int                in_ready;
@@ -154,6 +163,7 @@ struct rn_producer {
     pthread_t           sender, acker;
     int                 sender_started, acker_started;
     rn_producer_stats_t st;
+    uint64_t            rng;              /* retry jitter (sender and completion threads, mu) */
 };
 
 void rn_producer_opts_default(rn_producer_opts_t *o)
@@ -166,8 +176,10 @@ void rn_producer_opts_default(rn_producer_opts_t *o)
     o->max_memory = 64u << 20;
     o->block = 1;
     o->acks = RN_ACKS_DURABLE;
-    o->retries = 5;
+    o->delivery_timeout_ms = 120000;
+    o->retries = UINT32_MAX;
     o->retry_backoff_ms = 50;
+    o->retry_backoff_max_ms = 2000;
     o->request_timeout_ms = 30000;
     o->request_bytes = 1u << 20;
 }
@@ -243,6 +255,7 @@ static int seal(rn_producer_t *p, uint32_t qi)
         set_failed(p, rc, msg);
     }
     b->count = (uint32_t)q->ncbs;
+    b->born_ns = q->first_ns;
     b->cbs = q->cbs;
     b->mem = q->mem;
     q->cbs = NULL;
@@ -282,6 +295,10 @@ static void free_batches(pbatch_t *b)
  * and fail the rest with rc/err; then free the queue for its next request. */
 static void complete(rn_producer_t *p, preq_t *req, size_t ok, int rc, const char *err)
 {
+    /* The outcome of a failed batch is unknown when an attempt of its
+     * request may have reached the broker and no answer came back: it may
+     * have been stored (rn_rpc_retriable, not rn_rpc_unreached). */
+    int unknown = rc != 0 && req->maybe_stored;
     char msg[RN_ERRMSG_SIZE + RN_META_TOPIC_NAME_MAX + 64] = "";
     if (rc != 0)
         snprintf(msg, sizeof msg, "topic '%s' queue %u: %s", p->topic, req->queue,
@@ -327,6 +344,7 @@ static void complete(rn_producer_t *p, preq_t *req, size_t ok, int rc, const cha
     p->st.batches += batches_ok;
     p->st.bytes += bytes_ok;
     p->st.failed += recs_failed;
+    if (unknown) p->st.unknown += recs_failed;
     p->outstanding -= records;
     if (was_sent) p->inflight--;
     p->qs[qi].busy = 0;
@@ -338,9 +356,11 @@ static void complete(rn_producer_t *p, preq_t *req, size_t ok, int rc, const cha
 
 /* ---- Remote requests ----------------------------------------------------------- */
 
-static int retriable(int rc)
+/* When req's oldest record times out (invariant 2); UINT64_MAX: never. */
+static uint64_t delivery_deadline(const rn_producer_t *p, const preq_t *req)
 {
-    return rc == -ECONNREFUSED || rc == -ETIMEDOUT || rc == -ECONNRESET || rc == -EPIPE;
+    if (!p->o.delivery_timeout_ms) return UINT64_MAX;
+    return req->head->born_ns + (uint64_t)p->o.delivery_timeout_ms * 1000000u;
 }
 
 static void dispatch_remote(rn_producer_t *p, preq_t *req);
@@ -385,10 +405,16 @@ static void produce_done(void *arg, int rc, ProtobufCMessage *resp, int status, 
     }
     rn_client_free_msg(resp);
     (void)status;
+    if (rn_rpc_retriable(rc) && !rn_rpc_unreached(rc, err)) req->maybe_stored = 1;
     pthread_mutex_lock(&p->mu);
-    if (retriable(rc) && req->attempts <= p->o.retries) {
-        /* Invariant 2: the same request again, later; the queue stays busy. */
-        req->retry_at = rn_mono_ns() + (uint64_t)p->o.retry_backoff_ms * 1000000u;
+    uint64_t now = rn_mono_ns(), deadline = delivery_deadline(p, req);
+    uint64_t wait = (uint64_t)rn_rpc_backoff_ms(p->o.retry_backoff_ms, p->o.retry_backoff_max_ms,
+                                                req->attempts, &p->rng) * 1000000u;
+    if (rn_rpc_retriable(rc) && (p->o.retries == UINT32_MAX || req->attempts <= p->o.retries) &&
+        now < deadline) {
+        /* Invariant 2: the same request again, later; the queue stays busy.
+         * The last try is at the deadline, so a record fails only after it. */
+        req->retry_at = now + wait < deadline ? now + wait : deadline;
         req->next = p->retries;
         p->retries = req;
         p->inflight--;
@@ -398,16 +424,30 @@ static void produce_done(void *arg, int rc, ProtobufCMessage *resp, int status, 
         return;
     }
     pthread_mutex_unlock(&p->mu);
-    complete(p, req, 0, rc, err);
+    char why[2 * RN_ERRMSG_SIZE];
+    if (rn_rpc_retriable(rc) && now >= deadline)
+        snprintf(why, sizeof why, "not acknowledged within delivery_timeout_ms %u (%u attempts; "
+                 "the last: %s)", p->o.delivery_timeout_ms, req->attempts, err);
+    else
+        snprintf(why, sizeof why, "%s", err);
+    complete(p, req, 0, rc, why);
 }
 
 static void dispatch_remote(rn_producer_t *p, preq_t *req)
 {
     char err[RN_ERRMSG_SIZE] = "";
     req->attempts++;
+    /* Invariant 2: an attempt ends by the delivery deadline. */
+    uint32_t timeout_ms = p->o.request_timeout_ms;
+    uint64_t now = rn_mono_ns(), deadline = delivery_deadline(p, req);
+    if (deadline != UINT64_MAX) {
+        uint64_t left_ms = deadline > now ? (deadline - now) / 1000000u : 0;
+        if (left_ms < 1) left_ms = 1;
+        if (!timeout_ms || left_ms < timeout_ms) timeout_ms = (uint32_t)left_ms;
+    }
     int rc = rn_rpc_call_async(p->c->rpc, RN_RPC_METHOD("Produce"), &req->msg.base,
                                &runnel__v1__produce_response__descriptor,
-                               p->o.request_timeout_ms, produce_done, req, err);
+                               timeout_ms, produce_done, req, err);
     if (rc != 0) produce_done(req, rc, NULL, 0, err);
 }
 
@@ -648,6 +688,7 @@ int rn_producer_open(rn_client_t *c, const char *topic, const rn_producer_opts_t
     pthread_cond_init(&p->space, NULL);
     pthread_cond_init(&p->ackq, NULL);
     p->c = c;
+    p->rng = rn_mono_ns() ^ (uint64_t)(uintptr_t)p;
     if (o) p->o = *o;
     else rn_producer_opts_default(&p->o);
     int rc = 0;
@@ -656,6 +697,8 @@ int rn_producer_open(rn_client_t *c, const char *topic, const rn_producer_opts_t
                      RN_BATCH_MAX_BYTES);
     if (p->o.max_in_flight == 0) p->o.max_in_flight = 1;
     if (p->o.request_bytes == 0) p->o.request_bytes = 1u << 20;
+    if (p->o.retry_backoff_max_ms < p->o.retry_backoff_ms)
+        p->o.retry_backoff_max_ms = p->o.retry_backoff_ms;
     snprintf(p->topic, sizeof p->topic, "%s", topic);
     rn_meta_topic_t t;
     if (rc == 0) rc = rn_client_topic_get(c, topic, &t, errmsg);
@@ -783,7 +826,8 @@ int rn_producer_send(rn_producer_t *p, uint32_t queue, const rn_record_t *r, rn_
     p->mem += need;
     p->outstanding++;
     if (q->ncbs == 1) {
-        q->deadline_ns = rn_mono_ns() + (uint64_t)p->o.linger_ms * 1000000u;
+        q->first_ns = rn_mono_ns();
+        q->deadline_ns = q->first_ns + (uint64_t)p->o.linger_ms * 1000000u;
         q->pending_at = p->npending;
         p->pending[p->npending++] = qi;
         pthread_cond_signal(&p->work);

@@ -31,6 +31,12 @@
  *  6. Status → code mapping is the one documented in rpc.h, plus CANCELLED
  *     → -ECANCELED; errmsg always names the problem (the broker's message, or
  *     "cannot reach TARGET: ..." for transport failures).
+ *  7. A lost connection is re-established by gRPC itself, after a backoff
+ *     that starts at RN_RPC_RECONNECT_MIN_MS and grows 1.6x (jittered) to
+ *     RN_RPC_RECONNECT_MAX_MS (gRPC's defaults, 1 s to 120 s, would leave a
+ *     producer idle up to two minutes after runneld came back). Calls made
+ *     while it is down fail at once with -ECONNREFUSED; the producer and the
+ *     consumer retry them (rn_rpc_backoff_ms).
  */
 #include "client/rpc.h"
 
@@ -55,6 +61,9 @@
 #define RPC_MAX_MESSAGE   (256 << 20)
 #define RPC_MAX_METHODS   64
 #define RPC_TARGET_MAX    256
+/* A connection attempt may take this long before it counts as failed
+ * (gRPC's minimum connect timeout; its default is 20 s). */
+#define RPC_CONNECT_TIMEOUT_MS 2000
 
 typedef struct rpc_method {
     char *name;
@@ -195,15 +204,23 @@ int rn_rpc_open(const char *target, rn_rpc_t **out, char *errmsg)
     snprintf(c->target, sizeof c->target, "%s", target);
     pthread_mutex_init(&c->mu, NULL);
     pthread_once(&grpc_once, grpc_init_once);      /* invariant 5 */
-    grpc_arg args[2];
+    /* Invariant 7: the channel's reconnect backoff. */
+    static const struct { const char *key; int value; } iargs[] = {
+        {GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, RPC_MAX_MESSAGE},
+        {GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, RPC_MAX_MESSAGE},
+        {GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, RN_RPC_RECONNECT_MIN_MS},
+        {GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, RN_RPC_RECONNECT_MAX_MS},
+        {GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, RPC_CONNECT_TIMEOUT_MS},
+    };
+    enum { NARGS = sizeof iargs / sizeof iargs[0] };
+    grpc_arg args[NARGS];
     memset(args, 0, sizeof args);
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = RPC_MAX_MESSAGE;
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-    args[1].value.integer = RPC_MAX_MESSAGE;
-    grpc_channel_args ca = {2, args};
+    for (size_t i = 0; i < NARGS; i++) {
+        args[i].type = GRPC_ARG_INTEGER;
+        args[i].key = (char *)iargs[i].key;
+        args[i].value.integer = iargs[i].value;
+    }
+    grpc_channel_args ca = {NARGS, args};
     grpc_channel_credentials *cred = grpc_insecure_credentials_create();
     c->ch = grpc_channel_create(target, cred, &ca);
     grpc_channel_credentials_release(cred);
@@ -458,6 +475,33 @@ void rn_rpc_close(rn_rpc_t *c)
     for (size_t i = 0; i < c->nmethods; i++) free(c->methods[i].name);
     pthread_mutex_destroy(&c->mu);
     free(c);
+}
+
+int rn_rpc_retriable(int rc)
+{
+    return rc == -ECONNREFUSED || rc == -ETIMEDOUT || rc == -ECONNRESET || rc == -EPIPE;
+}
+
+int rn_rpc_unreached(int rc, const char *errmsg)
+{
+    return rc == -ECONNREFUSED && errmsg && strstr(errmsg, "failed to connect to all addresses");
+}
+
+uint32_t rn_rpc_backoff_ms(uint32_t base_ms, uint32_t max_ms, uint32_t attempt, uint64_t *rng)
+{
+    uint64_t d = base_ms ? base_ms : 1;
+    for (uint32_t i = 1; i < attempt && d < max_ms; i++) d *= 2;
+    if (d > max_ms) d = max_ms;
+    /* xorshift64*: jitter in [0.8, 1.2) so many clients do not retry in step. */
+    uint64_t x = *rng ? *rng : 0x9E3779B97F4A7C15ull;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *rng = x;
+    uint64_t r = (x * 0x2545F4914F6CDD1Dull) >> 11;         /* 53 bits */
+    double f = 0.8 + 0.4 * ((double)r / (double)(1ull << 53));
+    uint64_t j = (uint64_t)((double)d * f);
+    return j ? (uint32_t)j : 1;
 }
 
 /* ---- server streaming ------------------------------------------------------- */

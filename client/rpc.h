@@ -35,6 +35,25 @@
 
 typedef struct rn_rpc rn_rpc_t;
 
+/* gRPC's own reconnect backoff on a lost connection (rpc.c invariant 7). */
+#define RN_RPC_RECONNECT_MIN_MS 50
+#define RN_RPC_RECONNECT_MAX_MS 2000
+
+/* A transport failure (-ECONNREFUSED, -ETIMEDOUT, -ECONNRESET, -EPIPE): the
+ * broker may not have seen the call, or may have done it without the answer
+ * arriving; an idempotent call can be made again. */
+int rn_rpc_retriable(int rc);
+
+/* The wait before retry number `attempt` (1, 2, ...): base_ms doubled per
+ * attempt up to max_ms, times a jitter in [0.8, 1.2) drawn from *rng (any
+ * seed; updated). */
+/* A retriable failure of a call that never left this process: gRPC had no
+ * connection and could not make one ("failed to connect to all addresses"),
+ * so the broker cannot have seen it. */
+int rn_rpc_unreached(int rc, const char *errmsg);
+
+uint32_t rn_rpc_backoff_ms(uint32_t base_ms, uint32_t max_ms, uint32_t attempt, uint64_t *rng);
+
 /* Connect lazily to target "HOST:PORT" (insecure channel on loopback and
  * trusted networks). Fails only for a malformed target. */
 int  rn_rpc_open(const char *target, rn_rpc_t **out, char *errmsg);

@@ -410,9 +410,16 @@ typedef struct rn_producer_opts {
     int       block;              /* 1 (default): send waits for room under max_memory;
                                      0: send returns RN_EFULL at once */
     rn_acks_t acks;               /* RN_ACKS_DURABLE */
-    uint32_t  retries;            /* remote: resends of a failed request (5) */
-    uint32_t  retry_backoff_ms;   /* remote: wait before a resend (50) */
-    uint32_t  request_timeout_ms; /* remote: deadline of one Produce (30000) */
+    uint32_t  delivery_timeout_ms; /* remote: a record not acknowledged this long after
+                                     send is failed (120000, as Kafka's
+                                     delivery.timeout.ms); 0: no limit */
+    uint32_t  retries;            /* remote: resends of a request after a transport
+                                     failure (UINT32_MAX: until delivery_timeout_ms);
+                                     0: none */
+    uint32_t  retry_backoff_ms;   /* remote: wait before the first resend (50), doubled
+                                     per resend up to retry_backoff_max_ms, jittered */
+    uint32_t  retry_backoff_max_ms; /* remote: longest wait between resends (2000) */
+    uint32_t  request_timeout_ms; /* remote: deadline of one Produce attempt (30000) */
     uint32_t  request_bytes;      /* batch bytes per request, more when one batch is
                                      larger; at most 5 batches (1 MiB) */
 } rn_producer_opts_t;
@@ -434,13 +441,19 @@ typedef struct rn_producer_stats {
     uint64_t records, batches, bytes;     /* acknowledged: records, batches, batch bytes */
     uint64_t failed;                      /* records delivered with an error */
     uint64_t retries;                     /* requests resent */
+    uint64_t unknown;                     /* of `failed`: records whose last attempt got
+                                             no answer (a transport failure), so they
+                                             may have been stored; the others failed
+                                             are known not to be */
     uint64_t duplicates;                  /* batches the broker reported as already stored */
 } rn_producer_stats_t;
 
 /* A producer for one topic (its queue count is read now; `topic alter`
  * later is not seen by this producer). Remote: asks the broker for an
  * idempotent producer id and epoch (InitProducer); every batch carries them
- * with a per-queue base sequence, so a resent request is stored once. */
+ * with a per-queue base sequence, so a resent request is stored once. A
+ * request that fails in transport (the broker restarting) is resent with
+ * backoff until delivery_timeout_ms; the id and epoch are kept. */
 int  rn_producer_open(rn_client_t *c, const char *topic, const rn_producer_opts_t *o,
                       rn_producer_t **out, char *errmsg);
 uint32_t rn_producer_queues(const rn_producer_t *p);
@@ -483,6 +496,10 @@ typedef struct rn_client_consumer_opts {
     uint32_t fetch_bytes;    /* bytes asked per queue and fetch (1 MiB) */
     uint32_t prefetch;       /* remote: fetch responses buffered ahead per queue (2) */
     int      skip_damaged;   /* embedded: go past damaged offsets, counted (rn_consumer_opts_t) */
+    uint32_t reconnect_timeout_ms; /* remote: a queue's Fetches failing in transport (runneld
+                                      down or restarting) are resent from the same offset,
+                                      with backoff, this long before poll returns the error
+                                      (0: 120000; UINT32_MAX: forever) */
 } rn_client_consumer_opts_t;
 
 int  rn_client_consumer_open(rn_client_t *c, const rn_client_consumer_opts_t *o,
