@@ -627,9 +627,9 @@ int rn_client_consumer_poll(rn_client_consumer_t *k, rn_consumer_batch_t *b, uin
     uint64_t deadline = rn_mono_ns() + (uint64_t)timeout_ms * 1000000u;
     for (;;) {
         int rc = rn_consumer_poll(k->emb, b, errmsg);
-        if (rc != 0 || rn_mono_ns() >= deadline) return rc;
-        /* Embedded has no data notification: look again every millisecond. */
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
+        uint64_t now = rn_mono_ns();
+        if (rc != 0 || now >= deadline) return rc;
+        /* Sleep until an append of this data directory (or the deadline). */
+        rn_consumer_wait(k->emb, (uint32_t)((deadline - now + 999999) / 1000000u));
     }
 }
