@@ -14,6 +14,7 @@
  *  5. With --json, stdout holds only JSON lines; notes go to stderr.
  */
 #include "bench/bench.h"
+#include "common/sys.h"
 #include "common/error.h"
 
 #include <errno.h>
@@ -71,6 +72,7 @@ static void command_names(char *buf, size_t size)
 
 int main(int argc, char **argv)
 {
+    rn_sys_tune_malloc();    /* as runnel's own programs do (common/sys.h) */
     char names[256];
     command_names(names, sizeof names);
     if (argc < 2) {

@@ -22,6 +22,7 @@
 
 #include "common/addr.h"
 #include "common/error.h"
+#include "common/sys.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -211,6 +212,7 @@ static void set_holder(rn_cli_t *cli, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    rn_sys_tune_malloc();
     enum { OPT_DATA = 0x100, OPT_SERVER };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},

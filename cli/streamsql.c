@@ -820,6 +820,7 @@ static int repl(cfg_t *cfg, const char *where)
 
 int main(int argc, char **argv)
 {
+    rn_sys_tune_malloc();
     cfg_t cfg;
     memset(&cfg, 0, sizeof cfg);
     rn_sql_opts_default(&cfg.opts);

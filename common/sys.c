@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,4 +215,10 @@ int rn_parse_seq_name(const char *name, const char *ext, uint64_t max, uint64_t 
     }
     *out = v;
     return 0;
+}
+
+void rn_sys_tune_malloc(void)
+{
+    mallopt(M_TRIM_THRESHOLD, (int)RN_MALLOC_TRIM);
+    mallopt(M_MMAP_THRESHOLD, (int)RN_MALLOC_MMAP);
 }

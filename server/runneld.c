@@ -223,6 +223,7 @@ static int parse_u64(const char *flag, const char *s, uint64_t *out)
 
 int main(int argc, char **argv)
 {
+    rn_sys_tune_malloc();
     enum { OPT_DATA = 0x100, OPT_LISTEN, OPT_FSYNC, OPT_LEVEL, OPT_MAXB, OPT_THREADS, OPT_PORTFILE,
            OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS, OPT_PEXPIRY, OPT_TSAHEAD,
            OPT_KLISTEN, OPT_KADV, OPT_KAUTO, OPT_KFRAME, OPT_KFTIMEOUT, OPT_MLISTEN };
