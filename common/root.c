@@ -122,6 +122,9 @@ static int step_error(const rn_root_t *r, int dir, const char *comp, int e, cons
     struct stat st;
     if (e == ELOOP || (fstatat(dir, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)))
         return deny(r, errmsg, path, "goes through a symbolic link (never followed)");
+    if (e == ENOTDIR)
+        return rn_errf(errmsg, -e, "path '%.80s': %s in %.100s is not a directory", path, comp,
+                       r->path);
     return rn_errf(errmsg, -e, "path '%.80s' in %.100s: %s: %s", path, r->path, comp,
                    strerror(e));
 }
