@@ -28,6 +28,11 @@
  *     ahead of the broker clock is refused (not clamped: the batch is stored
  *     as received, CRC and all), like any invalid batch, before anything of
  *     the request is stored; it would hold up time-based retention.
+ *  7. A RemapQueue store_path is used only when o.store_root is set and the
+ *     path resolves inside it (common/root.h: no "..", no symbolic link, not
+ *     the root itself); it reaches the core as the absolute path beneath the
+ *     root. Otherwise PERMISSION_DENIED naming the root or the flag, before
+ *     anything is created.
  */
 #include "server/handlers.h"
 

@@ -487,6 +487,56 @@ static void test_store_paths(void **state)
     assert_int_equal(committed(s, "g", "mv"), 5);
 }
 
+/* A Query that must end with an error status, or rejected records, holding
+ * want; its status (0 for rejected records). */
+static int query_fails(srv_t *s, const char *sql, const char *want)
+{
+    Runnel__V1__QueryRequest req = RUNNEL__V1__QUERY_REQUEST__INIT;
+    req.sql = (char *)sql;
+    rn_rpc_stream_t *qs = NULL;
+    char err[RN_ERRMSG_SIZE] = "";
+    assert_int_equal(rn_rpc_stream_open(s->rpc, RN_RPC_METHOD("Query"), &req.base, &qs, err), 0);
+    int rc = 0, st = 0;
+    for (;;) {
+        ProtobufCMessage *m = NULL;
+        rc = rn_rpc_stream_next(qs, &runnel__v1__query_response__descriptor, &m, &st, err);
+        Runnel__V1__QueryResponse *r = (void *)m;
+        /* an expression refused per record: the record is rejected, counted */
+        if (rc > 0 && r->stats && r->stats->errors > 0 && r->stats->first_error) {
+            snprintf(err, sizeof err, "%s", r->stats->first_error);
+            rc = -1;
+        }
+        if (m) protobuf_c_message_free_unpacked(m, NULL);
+        if (rc <= 0) break;
+    }
+    rn_rpc_stream_close(qs);
+    if (rc == 0 || !strstr(err, want))
+        fail_msg("Query %s: rc %d status %d \"%s\", wanted an error with \"%s\"", sql, rc, st,
+                 err, want);
+    return st;
+}
+
+/* SQL text is the other way a request could name a file: the statements
+ * sqlite would write a file for are not streamsql's, and sqlite's extension
+ * loading is not authorized. */
+static void test_query_paths(void **state)
+{
+    fx_t *f = *state;
+    srv_t *s = f->s;
+    char sql[PATH_MAX + 64];
+    char *before = listing(f->outside);
+    snprintf(sql, sizeof sql, "ATTACH DATABASE '%s/a.db' AS a", f->outside);
+    query_fails(s, sql, "unknown statement 'ATTACH'");
+    snprintf(sql, sizeof sql, "VACUUM INTO '%s/v.db'", f->outside);
+    query_fails(s, sql, "unknown statement 'VACUUM'");
+    snprintf(sql, sizeof sql, "SELECT load_extension('%s/x') FROM ev", f->outside);
+    query_fails(s, sql, "not authorized");
+    char *after = listing(f->outside);
+    assert_string_equal(after, before);
+    free(before);
+    free(after);
+}
+
 /* 3: no roots: refused over gRPC naming the flag; embedded still works. */
 static void test_no_roots(void **state)
 {
@@ -578,6 +628,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sink_paths, setup_roots, teardown),
         cmocka_unit_test_setup_teardown(test_store_paths, setup_roots, teardown),
+        cmocka_unit_test_setup_teardown(test_query_paths, setup_roots, teardown),
         cmocka_unit_test_setup_teardown(test_no_roots, setup_none, teardown),
         cmocka_unit_test(test_root_refused),
     };
