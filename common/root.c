@@ -85,6 +85,13 @@ static const char *under(const char *path, const char *p)
     return path + n;
 }
 
+int rn_root_overlaps(const rn_root_t *r, const char *dir)
+{
+    char real[PATH_MAX];
+    if (!realpath(dir, real)) return -errno;
+    return under(real, r->path) != NULL || under(r->path, real) != NULL;
+}
+
 /* Invariant 1: path as components relative to the root, joined by '/'. */
 static int rel_of(const rn_root_t *r, const char *path, char *rel, size_t relsz, char *errmsg)
 {

@@ -29,6 +29,10 @@ void rn_root_close(rn_root_t *r);                 /* NULL is a no-op */
 /* The root's canonical absolute path (valid until rn_root_close). */
 const char *rn_root_path(const rn_root_t *r);
 
+/* 1 when the existing directory dir is the root, lies inside it or holds
+ * it; 0 when apart; a negative errno when dir cannot be resolved. */
+int  rn_root_overlaps(const rn_root_t *r, const char *dir);
+
 /* Open the regular file path beneath r for writing (O_WRONLY, with extra
  * flags such as O_APPEND), creating it (mode 0644) when absent; a file it
  * creates is made durable in its directory (fsync of the directory) before

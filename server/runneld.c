@@ -30,6 +30,8 @@
  *     after the last call finished and before the data directory closes.
  *  5. Confinement (README, Security): --sink-dir and --store-root are opened
  *     (common/root.h) before the data directory and closed after it; a
+ *     --sink-dir that holds, is or lies inside the data directory stops
+ *     runneld (exit 2) before anything listens; a
  *     request naming a file sink or a store path outside them, or when they
  *     are not given, is refused (server/pipelines.c, server/handlers.c).
  *  6. As root (uid 0) runneld exits 2 before opening anything unless
@@ -408,6 +410,16 @@ int main(int argc, char **argv)
         rn_root_close(sink_root);
         rn_root_close(store_root);
         return 1;
+    }
+    /* A file sink must not be able to name the broker's own files. */
+    if (sink_root && rn_root_overlaps(sink_root, data) != 0) {
+        rn_slog(RN_SLOG_ERROR, "--sink-dir %s and the data directory %s overlap: pipelines "
+                "could write into the broker's own files; give a directory apart from it",
+                rn_root_path(sink_root), data);
+        rn_hd_close(h);
+        rn_root_close(sink_root);
+        rn_root_close(store_root);
+        return 2;
     }
     rn_datadir_recovery_report(rn_hd_datadir(h), log_line, NULL);
     daemon_t d;

@@ -18,7 +18,10 @@
  *  3. Without roots both are refused over gRPC, naming the flag, and work
  *     embedded (runnel --data DIR). A 'stdout' sink is refused over gRPC.
  *  4. As root runneld without --allow-root exits 2 saying why, creating
- *     nothing; as another user it starts.
+ *     nothing; as another user it starts. A --sink-dir overlapping the data
+ *     directory stops it (exit 2): a sink could name meta.db.
+ *  5. Through Query, the SQL statements that would write a file (ATTACH,
+ *     VACUUM INTO, load_extension) are refused.
  */
 #include "tests/test_server.h"
 #include "tests/util/util.h"
@@ -253,6 +256,7 @@ static int wait_lines(const char *path, int want)
     int n = 0;
     for (int i = 0; i < 1000; i++) {
         size_t len = 0;
+        if (access(path, F_OK) != 0) { usleep(10000); continue; }
         char *t = rn_test_slurp(path, &len);
         n = 0;
         for (size_t k = 0; t && k < len; k++) n += t[k] == '\n';
@@ -623,6 +627,43 @@ static void test_root_refused(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A --sink-dir that is, holds or lies inside the data directory would let a
+ * file sink name meta.db or a segment: runneld exits 2 before listening. */
+static void test_sink_dir_overlap(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/rn-confov-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char data[64], portf[64], log[64], inner[80];
+    snprintf(data, sizeof data, "%s/d", dir);
+    snprintf(portf, sizeof portf, "%s/port", dir);
+    snprintf(log, sizeof log, "%s/log", dir);
+    snprintf(inner, sizeof inner, "%s/d/sinks", dir);
+    char err[RN_ERRMSG_SIZE];
+    rn_datadir_opts_t o;
+    rn_datadir_opts_default(&o);
+    o.create = 1;
+    rn_datadir_t *d = NULL;
+    assert_int_equal(rn_datadir_open(data, &o, &d, err), 0);
+    assert_int_equal(rn_datadir_close(d), 0);
+    mkdir_ok(inner);
+    const char *roots[] = {data, dir, inner};
+    for (int i = 0; i < 3; i++) {
+        const char *argv[] = {"runneld", "--data", data, "--listen", "127.0.0.1:0",
+                              "--port-file", portf, "--sink-dir", roots[i],
+                              getuid() == 0 ? "--allow-root" : NULL, NULL};
+        int w = rn_test_run(RN_BIN_DIR "/runneld", argv, NULL, log, log);
+        char *t = rn_test_slurp(log, NULL);
+        if (!WIFEXITED(w) || WEXITSTATUS(w) != 2 || !t || !strstr(t, "overlap"))
+            fail_msg("--sink-dir %s: status %d, log: %s", roots[i], w, t ? t : "");
+        free(t);
+        assert_int_equal(access(portf, F_OK), -1);
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -631,6 +672,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_query_paths, setup_roots, teardown),
         cmocka_unit_test_setup_teardown(test_no_roots, setup_none, teardown),
         cmocka_unit_test(test_root_refused),
+        cmocka_unit_test(test_sink_dir_overlap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
