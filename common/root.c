@@ -14,11 +14,13 @@
  *     its check and the caller's later use by path are two steps, so the
  *     root must be writable only by runneld's user (README, Security).
  *  3. Nothing is created but the one file rn_root_open_file opens, inside a
- *     directory already checked.
+ *     directory already checked; that open and its directory's fsync go
+ *     through rn_sys (common/sys.h), as every write-side call of the core.
  */
 #include "common/root.h"
 
 #include "common/error.h"
+#include "common/sys.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -209,9 +211,9 @@ int rn_root_open_file(const rn_root_t *r, const char *path, int flags, int *fd, 
     if (rc != 0) return rc;
     /* O_NONBLOCK: a FIFO planted here fails (ENXIO) instead of blocking. */
     int base = O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | flags;
-    int f = openat(dirfd, name, base);
+    int f = rn_sys.openat(dirfd, name, base, 0);
     if (f < 0 && errno == ENOENT) {
-        f = openat(dirfd, name, base | O_CREAT | O_EXCL, 0644);
+        f = rn_sys.openat(dirfd, name, base | O_CREAT | O_EXCL, 0644);
         created = f >= 0;
     }
     struct stat st;
@@ -221,7 +223,7 @@ int rn_root_open_file(const rn_root_t *r, const char *path, int flags, int *fd, 
     else if (!S_ISREG(st.st_mode)) rc = deny(r, errmsg, path, "is not a regular file");
     else if (fcntl(f, F_SETFL, fcntl(f, F_GETFL) & ~O_NONBLOCK) != 0)
         rc = rn_errf(errmsg, -errno, "path '%.80s': %s", path, strerror(errno));
-    else if (created && fsync(dirfd) != 0)
+    else if (created && rn_sys.fsync(dirfd) != 0)
         rc = rn_errf(errmsg, -errno, "path '%.80s': fsync of its directory: %s", path,
                      strerror(errno));
     done(r, dirfd);
