@@ -87,7 +87,7 @@ TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # without the network libraries, so a core test that came to need them fails
 # to link there.
 CORE_TESTS := batch consumer crc32c datadir json etl etl_order faults groups log log_concurrency \
-              log_recovery mapping meta streamsql streamsql_batching streamsql_oracle
+              log_recovery mapping meta root streamsql streamsql_batching streamsql_oracle
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)
 FUZZ_BIN   := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=build-fuzz/fuzz_%)

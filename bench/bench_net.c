@@ -150,6 +150,7 @@ int bench_broker_start(const net_cfg_t *cfg, broker_t *b)
         const char *argv[16] = {RN_BIN_DIR "/runneld", "--data", data, "--listen", "127.0.0.1:0",
                                 "--port-file", portfile, "--log-level", "warn"};
         int n = 9;
+        if (getuid() == 0) argv[n++] = "--allow-root";   /* refused as root without it */
         if (cfg->fsync) { argv[n++] = "--fsync"; argv[n++] = cfg->fsync; }
         if (cfg->kafka) { argv[n++] = "--kafka-listen"; argv[n++] = "127.0.0.1:0"; }
         argv[n] = NULL;

@@ -82,7 +82,9 @@ start_redis() {
 # runneld --fsync never on a free loopback port (waits at most 10 s).
 start_runneld() {
     mkdir -p "$WORK/runneld"
-    "$BIN/runneld" --data "$WORK/runneld/data" --listen 127.0.0.1:0 --fsync never \
+    # runneld refuses to run as root without --allow-root.
+    allow_root=; [ "$(id -u)" = 0 ] && allow_root=--allow-root
+    "$BIN/runneld" --data "$WORK/runneld/data" --listen 127.0.0.1:0 --fsync never $allow_root \
         --port-file "$WORK/runneld/port" --log-level warn > "$WORK/runneld/log" 2>&1 &
     RUNNELD_PID=$!
     n=0

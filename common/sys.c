@@ -23,6 +23,10 @@
 #include <unistd.h>
 
 static int sys_open(const char *path, int flags, mode_t mode) { return open(path, flags, mode); }
+static int sys_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+    return openat(dirfd, path, flags, mode);
+}
 
 static int64_t sys_now_ms(void)
 {
@@ -34,7 +38,8 @@ static int64_t sys_now_ms(void)
 /* One initializer for both tables: a const object is not a constant
  * expression in C, so rn_sys cannot be initialised from real_sys. */
 #define RN_REAL_SYS {                                                       \
-    .open = sys_open, .close = close, .pread = pread, .pwrite = pwrite,     \
+    .open = sys_open, .openat = sys_openat, .close = close, .pread = pread,  \
+    .pwrite = pwrite,                                                       \
     .pwritev = pwritev, .fdatasync = fdatasync, .fsync = fsync,             \
     .ftruncate = ftruncate, .fallocate = fallocate, .rename = rename,       \
     .unlink = unlink, .mkdir = mkdir, .now_ms = sys_now_ms,                 \

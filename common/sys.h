@@ -29,6 +29,7 @@
 
 typedef struct rn_sys {
     int     (*open)(const char *path, int flags, mode_t mode);
+    int     (*openat)(int dirfd, const char *path, int flags, mode_t mode);
     int     (*close)(int fd);
     ssize_t (*pread)(int fd, void *buf, size_t n, off_t off);
     ssize_t (*pwrite)(int fd, const void *buf, size_t n, off_t off);

@@ -81,6 +81,7 @@
 #include "batch/crc32c.h"
 #include "common/buf.h"
 #include "common/json.h"
+#include "common/root.h"
 #include "common/sys.h"
 #include "logical-queues/meta.h"
 #include "streamsql/sql.h"
@@ -342,6 +343,11 @@ int rn_etl_parse(const char *sql, size_t len, rn_etl_def_t *def, char *errmsg)
     snprintf(def->start, sizeof def->start, "earliest");
     lex_t l = {sql, len, 0};
     int q, rc;
+    /* A NUL would cut a name or a file path short where C strings take it. */
+    const char *nul = memchr(sql, '\0', len);
+    if (nul)
+        return rn_errf(errmsg, RN_EINVAL, "the pipeline's SQL holds a NUL byte (at byte %zu); "
+                       "names and paths cannot contain one", (size_t)(nul - sql));
     if (!lex_keyword(&l, "CREATE") || !lex_keyword(&l, "PIPELINE"))
         return rn_errf(errmsg, RN_EINVAL, "a pipeline is CREATE PIPELINE name AS INSERT INTO "
                        "sink SELECT ...");
@@ -410,6 +416,7 @@ typedef struct jentry {
 
 struct rn_etl {
     rn_datadir_t   *d;
+    const rn_root_t *root;          /* the file sink's confinement, or NULL */
     rn_etl_def_t    def;
     rn_sql_t       *q;
     const char     *src;
@@ -1215,7 +1222,12 @@ int rn_etl_status(rn_datadir_t *d, const char *name, rn_etl_status_t **out, size
 static int open_file_sink(rn_etl_t *p, int have_state, int64_t len, char *errmsg)
 {
     const char *path = p->def.sink;
-    p->fd = rn_sys.open(path, O_WRONLY | O_CLOEXEC, 0);
+    if (p->root) {
+        int rc = rn_root_open_file(p->root, path, 0, &p->fd, errmsg);
+        if (rc != 0) return rc;
+    } else {
+        p->fd = rn_sys.open(path, O_WRONLY | O_CLOEXEC, 0);
+    }
     if (p->fd < 0 && errno == ENOENT) {
         p->fd = rn_sys.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (p->fd >= 0) {
@@ -1276,6 +1288,12 @@ static int restore(rn_etl_t *p, const uint8_t *blob, size_t blen, char *errmsg)
 
 int rn_etl_open(rn_datadir_t *d, const char *name, rn_etl_t **out, char *errmsg)
 {
+    return rn_etl_open_in(d, name, NULL, out, errmsg);
+}
+
+int rn_etl_open_in(rn_datadir_t *d, const char *name, const rn_root_t *sink_root,
+                   rn_etl_t **out, char *errmsg)
+{
     rn_meta_pipeline_t *mp = malloc(sizeof *mp);
     uint8_t *blob = NULL;
     size_t blen = 0;
@@ -1284,6 +1302,7 @@ int rn_etl_open(rn_datadir_t *d, const char *name, rn_etl_t **out, char *errmsg)
     rn_etl_t *p = calloc(1, sizeof *p);
     if (!p || !mp) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto fail; }
     p->d = d;
+    p->root = sink_root;
     p->fd = -1;
     p->jfd = -1;
     rn_meta_t *m = rn_datadir_meta_lock(d);

@@ -33,6 +33,8 @@
 #include "common/error.h"
 #include "logical-queues/datadir.h"
 
+struct rn_root;                      /* common/root.h */
+
 #define RN_ETL_DEFAULT_CHECKPOINT_MS 1000
 
 typedef enum rn_etl_sink_kind { RN_ETL_SINK_TOPIC, RN_ETL_SINK_FILE, RN_ETL_SINK_STDOUT }
@@ -81,6 +83,13 @@ typedef struct rn_etl rn_etl_t;
 /* Open a pipeline to run it: restores its last checkpoint, and re-derives
  * what a crashed run wrote after it (etl.c). RN_EINVAL for a paused one. */
 int  rn_etl_open(rn_datadir_t *d, const char *name, rn_etl_t **out, char *errmsg);
+/* The same with a file sink confined to sink_root (common/root.h; runneld
+ * --sink-dir): its path is resolved beneath that directory, never through a
+ * symbolic link, and one outside it fails the open (-EPERM). sink_root NULL:
+ * as rn_etl_open (a relative path is relative to the working directory).
+ * The root is borrowed: it outlives the handle. */
+int  rn_etl_open_in(rn_datadir_t *d, const char *name, const struct rn_root *sink_root,
+                    rn_etl_t **out, char *errmsg);
 
 typedef enum rn_etl_state { RN_ETL_MORE = 1, RN_ETL_IDLE = 2, RN_ETL_STOPPED = 3 } rn_etl_state_t;
 

@@ -134,7 +134,9 @@ broker_records=${DEMO_BROKER_RECORDS:-300000}
 if [ "$broker_records" -gt "$records" ]; then broker_records=$records; fi
 bdata=$data-broker
 rm -rf "$bdata"
-"$bin/runneld" --data "$bdata" --listen 127.0.0.1:0 --port-file "$bdata.port" \
+# runneld refuses to run as root unless told --allow-root (README, Security).
+allow_root=; [ "$(id -u)" = 0 ] && allow_root=--allow-root
+"$bin/runneld" --data "$bdata" --listen 127.0.0.1:0 --port-file "$bdata.port" $allow_root \
     --log-level warn 2> "$bdata.log" &
 runneld_pid=$!
 stop_broker() { kill "$runneld_pid" 2>/dev/null || true; }

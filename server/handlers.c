@@ -28,11 +28,17 @@
  *     ahead of the broker clock is refused (not clamped: the batch is stored
  *     as received, CRC and all), like any invalid batch, before anything of
  *     the request is stored; it would hold up time-based retention.
+ *  7. A RemapQueue store_path is used only when o.store_root is set and the
+ *     path resolves inside it (common/root.h: no "..", no symbolic link, not
+ *     the root itself); it reaches the core as the absolute path beneath the
+ *     root. Otherwise PERMISSION_DENIED naming the root or the flag, before
+ *     anything is created.
  */
 #include "server/handlers.h"
 
 #include "batch/batch.h"
 #include "common/error.h"
+#include "common/root.h"
 #include "common/sys.h"
 #include "logical-queues/datadir.h"
 #include "logical-queues/group.h"
@@ -41,6 +47,7 @@
 #include "server/producers.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -882,6 +889,18 @@ int rn_hd_remap_queue(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     const Runnel__V1__RemapQueueRequest *req = (const void *)m;
     char err[RN_ERRMSG_SIZE] = "";
     const char *store = req->store_path && req->store_path[0] ? req->store_path : NULL;
+    char abs[PATH_MAX];
+    if (store && !h->o.store_root)
+        return rn_status_set(st, RN_ST_PERMISSION_DENIED, "store_path: a new store is not "
+                             "created over the network: start runneld with --store-root DIR "
+                             "to allow stores inside DIR (runnel --data DIR queue remap --store "
+                             "works on a stopped broker)");
+    if (store) {
+        int rc = rn_root_dir(h->o.store_root, store, abs, sizeof abs, err);
+        if (rc == -EPERM) return rn_status_set(st, RN_ST_PERMISSION_DENIED, "store_path: %s", err);
+        if (rc != 0) return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "store_path: %s", err);
+        store = abs;
+    }
     int rc = rn_datadir_remap(h->d, req->topic, req->queue, store, NULL, NULL, err);
     if (rc != 0 && store && is_path_error(rc))
         return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "store_path: %s",

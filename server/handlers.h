@@ -31,6 +31,8 @@
 #include "proto/runnel.pb-c.h"
 #include "server/status.h"
 
+struct rn_root;                 /* common/root.h */
+
 /* ---- arena: every allocation of a response, freed at once ------------------ */
 
 typedef struct rn_arena {
@@ -64,6 +66,13 @@ typedef struct rn_hd_opts {
      * broker clock is refused (INVALID_ARGUMENT, nothing stored; Kafka's
      * message.timestamp.after.max.ms). 0 = no check. */
     int64_t       max_ts_ahead_ms;       /* default RN_HD_DEFAULT_TS_AHEAD_MS */
+    /* Where paths named by requests may lead (common/root.h), borrowed, NULL
+     * when not configured: then a request naming one is refused with
+     * PERMISSION_DENIED. sink_root: file sinks of pipelines created over
+     * the network (runneld --sink-dir); store_root: RemapQueue store_path
+     * (runneld --store-root). */
+    const struct rn_root *sink_root;
+    const struct rn_root *store_root;
 } rn_hd_opts_t;
 
 #define RN_HD_DEFAULT_TS_AHEAD_MS 3600000LL   /* one hour, as Kafka 4 */

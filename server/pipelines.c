@@ -18,10 +18,18 @@
  *     a stop at any moment ends the thread within one step.
  *  3. Pipelines share the broker's data directory handle (thread-safe); each
  *     pipeline's sink and dead-letter topics have no other writer.
+ *  4. Confinement: with a sink root (runneld --sink-dir) every file sink,
+ *     whoever created it (a request, the --pipelines file, an embedded
+ *     `runnel pipeline create`), is opened beneath the root (relative paths
+ *     are relative to it). CreatePipeline refuses with PERMISSION_DENIED,
+ *     storing nothing: a 'stdout' sink always (it would write into the
+ *     broker's log), a file sink when there is no root or its path leads
+ *     outside it.
  */
 #include "server/pipelines.h"
 
 #include "common/error.h"
+#include "common/root.h"
 #include "common/sys.h"
 #include "etl/etl.h"
 #include "server/log.h"
@@ -51,15 +59,17 @@ typedef struct runner {
 
 struct rn_pl {
     rn_datadir_t   *d;
+    const rn_root_t *sink_root;  /* file sinks open beneath it (invariant 4), or NULL */
     pthread_mutex_t mu;         /* the runner list (RPC threads start and stop) */
     runner_t       *runners;
 };
 
-int rn_pl_create(rn_datadir_t *d, rn_pl_t **out, char *errmsg)
+int rn_pl_create(rn_datadir_t *d, const rn_root_t *sink_root, rn_pl_t **out, char *errmsg)
 {
     rn_pl_t *pl = calloc(1, sizeof *pl);
     if (!pl) return rn_errf(errmsg, -ENOMEM, "out of memory");
     pl->d = d;
+    pl->sink_root = sink_root;
     pthread_mutex_init(&pl->mu, NULL);
     *out = pl;
     return 0;
@@ -71,7 +81,7 @@ static void *run_thread(void *arg)
     char err[RN_ERRMSG_SIZE];
     rn_etl_t *p = NULL;
     if (atomic_load(&r->stop)) { atomic_store(&r->done, 1); return NULL; }
-    if (rn_etl_open(r->pl->d, r->name, &p, err) != 0) {
+    if (rn_etl_open_in(r->pl->d, r->name, r->pl->sink_root, &p, err) != 0) {
         rn_slog(RN_SLOG_ERROR, "pipeline %s: %s", r->name, err);
         pthread_mutex_lock(&r->mu);
         snprintf(r->failed, sizeof r->failed, "%s", err);
@@ -309,6 +319,26 @@ static int start(rn_hd_t *h, const char *name, rn_status_t *st)
     return rc == 0 ? 0 : rn_hd_fail(st, rc, err);
 }
 
+/* Invariant 4: may a request create a pipeline writing to def's sink? */
+static int sink_allowed(rn_hd_t *h, const rn_etl_def_t *def, rn_status_t *st)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    const rn_root_t *root = rn_hd_opts(h)->sink_root;
+    if (def->sink_kind == RN_ETL_SINK_STDOUT)
+        return rn_status_set(st, RN_ST_PERMISSION_DENIED, "INSERT INTO 'stdout' is not available "
+                             "through the broker (it would write into runneld's log); use a "
+                             "topic, or 'file:PATH' with runneld --sink-dir");
+    if (def->sink_kind != RN_ETL_SINK_FILE) return 0;
+    if (!root)
+        return rn_status_set(st, RN_ST_PERMISSION_DENIED, "INSERT INTO 'file:...': file sinks "
+                             "are not created over the network: start runneld with --sink-dir "
+                             "DIR to allow files inside DIR");
+    int rc = rn_root_check_file(root, def->sink, err);
+    if (rc == -EPERM) return rn_status_set(st, RN_ST_PERMISSION_DENIED, "file sink: %s", err);
+    if (rc != 0) return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "file sink: %s", err);
+    return 0;
+}
+
 int rn_pl_hd_create(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
                     ProtobufCMessage **resp, rn_status_t *st)
 {
@@ -319,7 +349,9 @@ int rn_pl_hd_create(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     if (rc != 0) return rn_hd_fail(st, rc, err);
     char name[sizeof def.name];
     snprintf(name, sizeof name, "%s", def.name);
+    rc = sink_allowed(h, &def, st);
     rn_etl_def_free(&def);
+    if (rc != 0) return rc;
     if ((rc = rn_etl_create(rn_hd_datadir(h), req->sql, strlen(req->sql), err)) != 0)
         return rn_hd_fail(st, rc, err);
     if (start(h, name, st) != 0) return -1;

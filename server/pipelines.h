@@ -2,7 +2,7 @@
  * pipelines.h — runneld's pipeline runner: ETL pipelines (etl/etl.h) run
  * inside the broker, one thread each, on the broker's data directory.
  *
- *   rn_pl_create(d, &pl, err);
+ *   rn_pl_create(d, sink_root, &pl, err);
  *   rn_pl_load_file(pl, "pipelines.sql");   // errors per pipeline, logged
  *   rn_pl_start_all(pl);                     // every pipeline not paused
  *   ...
@@ -21,7 +21,10 @@
 
 typedef struct rn_pl rn_pl_t;
 
-int  rn_pl_create(rn_datadir_t *d, rn_pl_t **out, char *errmsg);
+/* sink_root (borrowed, may be NULL): every file sink the runner opens is
+ * confined to it (rn_etl_open_in), whoever created the pipeline. */
+int  rn_pl_create(rn_datadir_t *d, const struct rn_root *sink_root, rn_pl_t **out,
+                  char *errmsg);
 /* Start a thread for every stored pipeline that is not paused. */
 int  rn_pl_start_all(rn_pl_t *pl, char *errmsg);
 /* Start name's thread unless it runs (one that ended is replaced). */

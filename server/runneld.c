@@ -7,7 +7,7 @@
  *           [--port-file FILE] [--pipelines FILE] [--max-produces N] [--max-queries N]
  *           [--query-max-steps N] [--query-max-rows N] [--producer-expiry-ms MS]
  *           [--max-timestamp-ahead-ms MS] [--kafka-listen HOST:PORT] [...]
- *           [--metrics-listen HOST:PORT]
+ *           [--metrics-listen HOST:PORT] [--sink-dir DIR] [--store-root DIR] [--allow-root]
  *
  * Invariants:
  *  1. The data directory is opened (and locked) before the port is bound, and
@@ -28,10 +28,19 @@
  *     is not paused runs in its own thread (server/pipelines.h), started
  *     before the port file appears; they are stopped, each with a final checkpoint,
  *     after the last call finished and before the data directory closes.
+ *  5. Confinement (README, Security): --sink-dir and --store-root are opened
+ *     (common/root.h) before the data directory and closed after it; a
+ *     --sink-dir that holds, is or lies inside the data directory stops
+ *     runneld (exit 2) before anything listens; a
+ *     request naming a file sink or a store path outside them, or when they
+ *     are not given, is refused (server/pipelines.c, server/handlers.c).
+ *  6. As root (uid 0) runneld exits 2 before opening anything unless
+ *     --allow-root is given: a broker's bugs should not be root's.
  */
 #include "batch/batch.h"
 #include "common/addr.h"
 #include "common/error.h"
+#include "common/root.h"
 #include "common/sys.h"
 #include "etl/script.h"
 #include "kafka/front.h"
@@ -63,7 +72,8 @@ static const char usage[] =
     "               [--max-timestamp-ahead-ms MS] [--kafka-listen HOST:PORT]\n"
     "               [--kafka-advertise HOST:PORT] [--kafka-auto-create-queues N]\n"
     "               [--kafka-max-frame-bytes N] [--kafka-frame-timeout-ms MS]\n"
-    "               [--metrics-listen HOST:PORT]\n"
+    "               [--metrics-listen HOST:PORT] [--sink-dir DIR] [--store-root DIR]\n"
+    "               [--allow-root]\n"
     "\n"
     "Serves the runnel.v1.Runnel gRPC service (proto/runnel.proto) over DIR, which it\n"
     "creates when absent and locks while it runs (use `runnel --server HOST:PORT` then).\n"
@@ -99,6 +109,13 @@ static const char usage[] =
     "                     (default 30000); a client trickling bytes is closed\n"
     "  --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
     "                     (off unless given; server/README.md lists them)\n"
+    "  --sink-dir DIR     pipelines created over the network may write 'file:PATH' sinks\n"
+    "                     inside DIR only (PATH relative to DIR); every file sink the\n"
+    "                     broker runs opens beneath DIR. Without it, file sinks are refused\n"
+    "                     over the network\n"
+    "  --store-root DIR   RemapQueue (runnel queue remap --store) may create or use stores\n"
+    "                     inside DIR only; without it, refused over the network\n"
+    "  --allow-root       run as root (uid 0) anyway; refused otherwise\n"
     "SIGINT/SIGTERM: stop accepting, finish in-flight calls, fsync, exit 0.\n";
 
 typedef struct daemon {
@@ -226,7 +243,8 @@ int main(int argc, char **argv)
     rn_sys_tune_malloc();
     enum { OPT_DATA = 0x100, OPT_LISTEN, OPT_FSYNC, OPT_LEVEL, OPT_MAXB, OPT_THREADS, OPT_PORTFILE,
            OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS, OPT_PEXPIRY, OPT_TSAHEAD,
-           OPT_KLISTEN, OPT_KADV, OPT_KAUTO, OPT_KFRAME, OPT_KFTIMEOUT, OPT_MLISTEN };
+           OPT_KLISTEN, OPT_KADV, OPT_KAUTO, OPT_KFRAME, OPT_KFTIMEOUT, OPT_MLISTEN,
+           OPT_SINKDIR, OPT_STOREROOT, OPT_ALLOWROOT };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -248,12 +266,16 @@ int main(int argc, char **argv)
         {"kafka-max-frame-bytes", required_argument, NULL, OPT_KFRAME},
         {"kafka-frame-timeout-ms", required_argument, NULL, OPT_KFTIMEOUT},
         {"metrics-listen", required_argument, NULL, OPT_MLISTEN},
+        {"sink-dir", required_argument, NULL, OPT_SINKDIR},
+        {"store-root", required_argument, NULL, OPT_STOREROOT},
+        {"allow-root", no_argument, NULL, OPT_ALLOWROOT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     char err[RN_ERRMSG_SIZE] = "";
     const char *data = NULL, *listen = "127.0.0.1:7070", *port_file = NULL, *pipelines = NULL;
-    const char *mlisten = NULL;
+    const char *mlisten = NULL, *sink_dir = NULL, *store_dir = NULL;
+    int allow_root = 0;
     uint32_t threads = 2, maxb = RN_BATCH_MAX_BYTES, max_produces = 1024, max_queries = 64;
     rn_hd_opts_t ho;
     rn_hd_opts_default(&ho);
@@ -313,6 +335,9 @@ int main(int argc, char **argv)
         case OPT_KLISTEN: ko.listen = optarg; break;
         case OPT_KADV: ko.advertise = optarg; break;
         case OPT_MLISTEN: mlisten = optarg; break;
+        case OPT_SINKDIR: sink_dir = optarg; break;
+        case OPT_STOREROOT: store_dir = optarg; break;
+        case OPT_ALLOWROOT: allow_root = 1; break;
         case OPT_KAUTO:
             if (parse_u32("--kafka-auto-create-queues", optarg, 0, 1u << 16, &ko.auto_create))
                 return 2;
@@ -352,8 +377,23 @@ int main(int argc, char **argv)
             }
         }
     }
+    if (geteuid() == 0 && !allow_root) {     /* invariant 6 */
+        fprintf(stderr, "runneld: refusing to run as root: any client could then act with "
+                "root's rights on this machine through a broker bug; run it as an unprivileged "
+                "user, or give --allow-root\n");
+        return 2;
+    }
     rn_slog_set_level(level);
     ho.log.max_batch_bytes = maxb;
+    rn_root_t *sink_root = NULL, *store_root = NULL;      /* invariant 5 */
+    if ((sink_dir && rn_root_open(sink_dir, "--sink-dir", &sink_root, err) != 0) ||
+        (store_dir && rn_root_open(store_dir, "--store-root", &store_root, err) != 0)) {
+        fprintf(stderr, "runneld: %s\n", err);
+        rn_root_close(sink_root);
+        return 2;
+    }
+    ho.sink_root = sink_root;
+    ho.store_root = store_root;
     /* The lock's holder line: what a `runnel --data DIR` refused by the lock
      * shows, so it names the address to use instead. */
     char holder[300];
@@ -368,7 +408,19 @@ int main(int argc, char **argv)
     int rc = rn_hd_open(data, &ho, &h, err);
     if (rc != 0) {
         rn_slog(RN_SLOG_ERROR, "cannot open the data directory: %s", err);
+        rn_root_close(sink_root);
+        rn_root_close(store_root);
         return 1;
+    }
+    /* A file sink must not be able to name the broker's own files. */
+    if (sink_root && rn_root_overlaps(sink_root, data) != 0) {
+        rn_slog(RN_SLOG_ERROR, "--sink-dir %s and the data directory %s overlap: pipelines "
+                "could write into the broker's own files; give a directory apart from it",
+                rn_root_path(sink_root), data);
+        rn_hd_close(h);
+        rn_root_close(sink_root);
+        rn_root_close(store_root);
+        return 2;
     }
     rn_datadir_recovery_report(rn_hd_datadir(h), log_line, NULL);
     daemon_t d;
@@ -388,9 +440,11 @@ int main(int argc, char **argv)
 
     /* The pipeline runner exists before the first call can reach it. */
     rn_pl_t *pl = NULL;
-    if (rn_pl_create(rn_hd_datadir(h), &pl, err) != 0) {
+    if (rn_pl_create(rn_hd_datadir(h), sink_root, &pl, err) != 0) {
         rn_slog(RN_SLOG_ERROR, "%s", err);
         rn_hd_close(h);
+        rn_root_close(sink_root);
+        rn_root_close(store_root);
         return 1;
     }
     rn_hd_set_pipelines(h, pl);
@@ -401,6 +455,8 @@ int main(int argc, char **argv)
                     err);
             rn_pl_destroy(pl);
             rn_hd_close(h);
+            rn_root_close(sink_root);
+            rn_root_close(store_root);
             return 1;
         }
     }
@@ -412,6 +468,8 @@ int main(int argc, char **argv)
         rn_slog(RN_SLOG_ERROR, "%s", err);
         rn_pl_destroy(pl);
         rn_hd_close(h);
+        rn_root_close(sink_root);
+        rn_root_close(store_root);
         return 1;
     }
     char shown[300];
@@ -420,6 +478,10 @@ int main(int argc, char **argv)
     if (colon) snprintf(colon + 1, sizeof shown - (size_t)(colon + 1 - shown), "%d", port);
     rn_slog(RN_SLOG_INFO, "runneld listening on %s, data %s, fsync %s, batch limit %u bytes, "
             "%u threads", shown, data, rn_fsync_name(ho.log.fsync), maxb, threads);
+    if (sink_root) rn_slog(RN_SLOG_INFO, "file sinks confined to %s (--sink-dir)",
+                           rn_root_path(sink_root));
+    if (store_root) rn_slog(RN_SLOG_INFO, "new stores confined to %s (--store-root)",
+                            rn_root_path(store_root));
     int failed = 0;
     rn_kfront_t *kf = NULL;
     int kport = 0;
@@ -466,6 +528,8 @@ int main(int argc, char **argv)
     rn_hd_stats_t hs;
     rn_hd_stats(h, &hs);
     rc = rn_hd_close(h);
+    rn_root_close(sink_root);
+    rn_root_close(store_root);
     double secs = (double)(rn_mono_ns() - t0) / 1e9;
     if (rc != 0) {
         rn_slog(RN_SLOG_ERROR, "closing the data directory failed: %s", rn_strerror(rc));

@@ -23,13 +23,14 @@
 static void start_with(srv_t *s, const char *file)
 {
     unlink(s->portf);
+    const char *ar = getuid() == 0 ? "--allow-root" : NULL;   /* NULL: the list ends */
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         int fd = open(s->logf, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) { dup2(fd, 2); close(fd); }
         execl(RN_BIN_DIR "/runneld", "runneld", "--data", s->data, "--listen", "127.0.0.1:0",
-              "--port-file", s->portf, "--pipelines", file, (char *)NULL);
+              "--port-file", s->portf, "--pipelines", file, ar, (char *)NULL);
         _exit(127);
     }
     s->pid = pid;
@@ -372,13 +373,14 @@ static void test_pipelines_in_runneld(void **state)
 static void expect_refused(srv_t *s, const char *file, const char *want)
 {
     unlink(s->logf);
+    const char *ar = getuid() == 0 ? "--allow-root" : NULL;   /* NULL: the list ends */
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         int fd = open(s->logf, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) { dup2(fd, 2); close(fd); }
         execl(RN_BIN_DIR "/runneld", "runneld", "--data", s->data, "--listen", "127.0.0.1:0",
-              "--pipelines", file, (char *)NULL);
+              "--pipelines", file, ar, (char *)NULL);
         _exit(127);
     }
     int st = 0;

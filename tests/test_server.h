@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -80,6 +81,7 @@ TS void srv_start(srv_t *s)
                             "--port-file", s->portf, "--fsync", s->fsync, "--max-batch-bytes",
                             maxb, "--log-level", "debug"};
     int argc = 13;
+    if (getuid() == 0) argv[argc++] = "--allow-root";   /* runneld refuses uid 0 without it */
     for (int i = 0; i < 16 && s->extra[i]; i++) argv[argc++] = s->extra[i];
     argv[argc] = NULL;
     pid_t pid = fork();
@@ -152,21 +154,43 @@ TS void srv_restart(srv_t *s)
     srv_start(s);
 }
 
-/* A broker with these flags; extra: more runneld arguments (NULL-terminated,
- * static strings) or NULL. */
-TS int srv_init_all(void **state, const char *fsync, uint32_t max_batch,
-                    const char *const *extra)
+/* A broker's fixture, not started (srv_start): ROOT, its paths, the flags;
+ * extra: more runneld arguments (NULL-terminated, strings that outlive s). */
+TS srv_t *srv_alloc(const char *fsync, uint32_t max_batch, const char *const *extra)
 {
     srv_t *s = calloc(1, sizeof *s);
-    if (!s) return -1;
+    if (!s) return NULL;
     snprintf(s->root, sizeof s->root, "/tmp/rn-server-XXXXXX");
-    if (!mkdtemp(s->root)) { free(s); return -1; }
+    if (!mkdtemp(s->root)) { free(s); return NULL; }
     snprintf(s->data, sizeof s->data, "%s/data", s->root);
     snprintf(s->portf, sizeof s->portf, "%s/port", s->root);
     snprintf(s->logf, sizeof s->logf, "%s/runneld.log", s->root);
     snprintf(s->fsync, sizeof s->fsync, "%s", fsync);
     s->max_batch = max_batch;
     for (int i = 0; extra && extra[i] && i < 15; i++) s->extra[i] = extra[i];
+    return s;
+}
+
+/* A broker with these flags; extra: more runneld arguments (NULL-terminated,
+ * static strings) or NULL. */
+TS int srv_init_all(void **state, const char *fsync, uint32_t max_batch,
+                    const char *const *extra)
+{
+    srv_t *s = srv_alloc(fsync, max_batch, extra);
+    if (!s) return -1;
+    *state = s;
+    srv_start(s);
+    return 0;
+}
+
+/* A broker whose data directory is also its --store-root: RemapQueue may
+ * place stores inside DATA (registered relative to it). */
+TS int srv_setup_store_root(void **state)
+{
+    srv_t *s = srv_alloc("group", SRV_MAX_BATCH, NULL);
+    if (!s || mkdir(s->data, 0755) != 0) { free(s); return -1; }
+    s->extra[0] = "--store-root";
+    s->extra[1] = s->data;
     *state = s;
     srv_start(s);
     return 0;

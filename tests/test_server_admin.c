@@ -142,10 +142,11 @@ static void test_remap_and_stores(void **state)
     rr.topic = "nope";
     call_fail(s, RN_RPC_METHOD("RemapQueue"), &rr.base, &runnel__v1__topic_info__descriptor, 5,
               err);
-    /* A store path the broker cannot use is the request's fault. */
+    /* A store path outside --store-root (here the data directory) is refused;
+     * tests/test_confine.c tries every form. */
     rr.topic = "moving";
     rr.store_path = "/proc/no-such-dir/store";
-    call_fail(s, RN_RPC_METHOD("RemapQueue"), &rr.base, &runnel__v1__topic_info__descriptor, 3,
+    call_fail(s, RN_RPC_METHOD("RemapQueue"), &rr.base, &runnel__v1__topic_info__descriptor, 7,
               err);
     assert_non_null(strstr(err, "store_path"));
     assert_int_equal(hwm_of(s, "moving", 0), 30);
@@ -403,7 +404,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_topics, srv_setup, srv_teardown),
-        cmocka_unit_test_setup_teardown(test_remap_and_stores, srv_setup, srv_teardown),
+        cmocka_unit_test_setup_teardown(test_remap_and_stores, srv_setup_store_root,
+                                        srv_teardown),
         cmocka_unit_test_setup_teardown(test_list_offsets, srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(test_groups_and_checkpoints, srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(test_delete_topic, srv_setup, srv_teardown),

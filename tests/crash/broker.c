@@ -89,6 +89,8 @@ static int broker_start(broker_t *b)
     unlink(b->portf);
     fflush(stdout);
     fflush(stderr);
+    /* runneld refuses uid 0 without --allow-root; NULL ends execl's list early. */
+    const char *ar = getuid() == 0 ? "--allow-root" : NULL;
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
@@ -96,7 +98,7 @@ static int broker_start(broker_t *b)
         int fd = open(b->logf, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) { dup2(fd, 2); close(fd); }
         execl(b->runneld, "runneld", "--data", b->data, "--listen", "127.0.0.1:0", "--port-file",
-              b->portf, "--fsync", b->policy, "--log-level", "warn", (char *)NULL);
+              b->portf, "--fsync", b->policy, "--log-level", "warn", ar, (char *)NULL);
         _exit(127);
     }
     b->pid = pid;

@@ -211,6 +211,15 @@ int rn_test_runneld_start(rn_test_runneld_t *r, const char *data, const char *fs
     snprintf(r->log, sizeof r->log, "%s.runneld.log", data);
     unlink(r->portfile);
     fflush(NULL);
+    /* runneld refuses uid 0 without --allow-root; NULL ends execl's list early.
+     * --store-root: the test's directory (data's parent), so that `queue remap
+     * --store` over the network works as embedded for stores placed there. */
+    const char *ar = getuid() == 0 ? "--allow-root" : NULL;
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", data);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) *slash = '\0';
+    else snprintf(parent, sizeof parent, ".");
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "runneld: fork: %s\n", strerror(errno));
@@ -225,10 +234,10 @@ int rn_test_runneld_start(rn_test_runneld_t *r, const char *data, const char *fs
         dup2(log, 2);
         if (fsync)
             execl(RUNNELD, RUNNELD, "--data", r->data, "--listen", "127.0.0.1:0", "--port-file",
-                  r->portfile, "--fsync", fsync, (char *)NULL);
+                  r->portfile, "--store-root", parent, "--fsync", fsync, ar, (char *)NULL);
         else
             execl(RUNNELD, RUNNELD, "--data", r->data, "--listen", "127.0.0.1:0", "--port-file",
-                  r->portfile, (char *)NULL);
+                  r->portfile, "--store-root", parent, ar, (char *)NULL);
         _exit(127);
     }
     r->pid = pid;

@@ -79,7 +79,8 @@ typedef struct rn_test_runneld {
     char  addr[64];                 /* "127.0.0.1:PORT" */
 } rn_test_runneld_t;
 
-/* Start runneld on data (created when absent), its log "<data>.runneld.log"
+/* Start runneld on data (created when absent; --store-root: data's parent
+ * directory), its log "<data>.runneld.log"
  * beside it; fsync NULL = the broker's default. 0, or -1 with a message on
  * stderr (at most 10 s). */
 int rn_test_runneld_start(rn_test_runneld_t *r, const char *data, const char *fsync);
