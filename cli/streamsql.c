@@ -16,7 +16,9 @@
  *     summarised on stderr after the statement, with the first reason.
  *  3. csv and json print window bounds as integer ms; table renders them as
  *     UTC times. json is one object per line, strings through
- *     rn_json_write_string.
+ *     rn_json_write_string; a text or blob value that is not valid UTF-8
+ *     is printed losslessly as "NAME_b64":"<base64>" (as runnel consume
+ *     --format json does), so 0xFF and U+00FF never print alike.
  *  4. Progress ("[ 42%] n/N records") goes to stderr only when stderr is a
  *     terminal, the query is bounded and embedded (a remote query shows
  *     none: the broker sends rows and final statistics only); it is erased
@@ -372,6 +374,21 @@ static void csv_header(out_t *o)
     o->header_done = 1;
 }
 
+/* "name": or, for a value printed in base64, "name_b64": (invariant 3). */
+static void json_name(FILE *f, const char *name, int b64)
+{
+    size_t n = strlen(name);
+    char tmp[512];
+    if (b64 && n + 4 < sizeof tmp) {
+        memcpy(tmp, name, n);
+        memcpy(tmp + n, "_b64", 4);
+        name = tmp;
+        n += 4;
+    }
+    rn_json_write_string(f, (const uint8_t *)name, n);
+    fputc(':', f);
+}
+
 static int on_row(void *ctx, const rn_sql_value_t *v, int n)
 {
     out_t *o = ctx;
@@ -412,12 +429,12 @@ static int on_row(void *ctx, const rn_sql_value_t *v, int n)
             continue;
         }
         if (i) fputc(',', o->f);
-        rn_json_write_string(o->f, (const uint8_t *)o->cols[i].name, strlen(o->cols[i].name));
-        fputc(':', o->f);
-        if (v[i].type == RN_SQL_TEXT || v[i].type == RN_SQL_BLOB)
-            rn_json_write_string(o->f, (const uint8_t *)s, len);
-        else
-            fwrite(s, 1, len, o->f);
+        int bytes = v[i].type == RN_SQL_TEXT || v[i].type == RN_SQL_BLOB;
+        int b64 = bytes && !rn_json_utf8_valid((const uint8_t *)s, len);
+        json_name(o->f, o->cols[i].name, b64);
+        if (b64) rn_json_write_base64(o->f, (const uint8_t *)s, len);
+        else if (bytes) rn_json_write_string(o->f, (const uint8_t *)s, len);
+        else fwrite(s, 1, len, o->f);
     }
     if (o->format == FMT_JSON) fputc('}', o->f);
     o->rows++;

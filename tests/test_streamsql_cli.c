@@ -184,6 +184,21 @@ static void test_formats(void **state)
     assert_string_equal(f->out_text, "{\"svc\":\"api\",\"key\":null,\"v\":30}\n");
 }
 
+/* json is lossless: a value that is not UTF-8 (0xFF) prints as base64 under
+ * NAME_b64, so it never looks like the character U+00FF. */
+static void test_json_lossless(void **state)
+{
+    fixture_t *f = *state;
+    ok(f, RUNNEL_RUN(f, NULL, "topic", "create", "bin", "--queues", "1"));
+    ok(f, RUNNEL_RUN(f, "a\xff" "b\n\xc3\xbf\n", "produce", "bin", "--queue", "0"));
+    ok(f, SQL(f, NULL, "--format", "json", "-e",
+              "CREATE STREAM b WITH (topic = 'bin', format = 'text'); "
+              "SELECT value, CAST(value AS BLOB) AS raw, length(value) AS n FROM b"));
+    assert_string_equal(f->out_text,
+                        "{\"value_b64\":\"Yf9i\",\"raw_b64\":\"Yf9i\",\"n\":3}\n"
+                        "{\"value\":\"\xc3\xbf\",\"raw\":\"\xc3\xbf\",\"n\":1}\n");
+}
+
 static void test_scripts_and_repl(void **state)
 {
     fixture_t *f = *state;
@@ -300,6 +315,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_formats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_lossless, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bare_topic_bad_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scripts_and_repl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_positions_and_empty, setup, teardown),
