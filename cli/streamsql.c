@@ -519,8 +519,7 @@ static void run_local(const cfg_t *cfg, out_t *o, const char *sql, size_t len, r
         if (s == RN_SQL_IDLE) {
             if (o->format == FMT_TABLE) table_flush(o);
             fflush(o->f);
-            struct timespec ts = {0, 20 * 1000000L};
-            nanosleep(&ts, NULL);
+            rn_sql_wait(q, 20);
         }
         uint64_t now = rn_mono_ns();
         if (show_progress && now - last > 200000000ull && now - start > 500000000ull) {

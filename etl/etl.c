@@ -1402,6 +1402,11 @@ int rn_etl_checkpoint(rn_etl_t *p, char *errmsg)
     return rc;
 }
 
+void rn_etl_wait(rn_etl_t *p, uint32_t ms)
+{
+    rn_sql_wait(p->q, ms);
+}
+
 int rn_etl_step(rn_etl_t *p, rn_etl_state_t *state, char *errmsg)
 {
     *state = RN_ETL_STOPPED;

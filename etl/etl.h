@@ -98,6 +98,9 @@ typedef enum rn_etl_state { RN_ETL_MORE = 1, RN_ETL_IDLE = 2, RN_ETL_STOPPED = 3
  * now). STOPPED: rn_etl_stop was called, or the pipeline was paused or
  * dropped by another process (seen at a checkpoint). Negative on error. */
 int  rn_etl_step(rn_etl_t *p, rn_etl_state_t *state, char *errmsg);
+/* After IDLE: block until a source record may have arrived or ms passed
+ * (rn_sql_wait). */
+void rn_etl_wait(rn_etl_t *p, uint32_t ms);
 /* Checkpoint now (a final checkpoint before close). RN_ENOTFOUND when the
  * pipeline was dropped meanwhile. */
 int  rn_etl_checkpoint(rn_etl_t *p, char *errmsg);

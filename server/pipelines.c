@@ -105,10 +105,7 @@ static void *run_thread(void *arg)
             failed = 1;
             break;
         }
-        if (st == RN_ETL_IDLE) {
-            struct timespec ts = {0, RUNNER_IDLE_MS * 1000000L};
-            nanosleep(&ts, NULL);
-        }
+        if (st == RN_ETL_IDLE) rn_etl_wait(p, RUNNER_IDLE_MS);
     }
     if (!failed) {
         int rc = rn_etl_checkpoint(p, err);

@@ -251,6 +251,11 @@ out:
     return rc == 0 ? 0 : rn_hd_fail(st, rc, "out of memory");
 }
 
+void rn_query_wait(rn_query_t *q, uint32_t ms)
+{
+    rn_sql_wait(q->sql, ms);
+}
+
 int rn_query_step(rn_query_t *q, rn_sql_state_t *state, rn_status_t *st)
 {
     char err[RN_ERRMSG_SIZE] = "";

@@ -45,6 +45,8 @@ int  rn_query_header(rn_query_t *q, rn_buf_t *out, rn_status_t *st);
 /* One engine step (rn_sql_step); full chunks are sent from inside. -1 with
  * st on an engine error or when the send callback refused. */
 int  rn_query_step(rn_query_t *q, rn_sql_state_t *state, rn_status_t *st);
+/* After IDLE: wait at most ms for a source record (rn_sql_wait). */
+void rn_query_wait(rn_query_t *q, uint32_t ms);
 /* Rows waiting in the chunk. */
 size_t rn_query_pending(const rn_query_t *q);
 /* Send the pending rows now (nothing when there are none). */

@@ -112,7 +112,7 @@ _Static_assert(RN_ST_DATA_LOSS == (int)GRPC_STATUS_DATA_LOSS, "status numbers");
 #define MAX_MESSAGE   (256 << 20)       /* as the client's (client/rpc.c) */
 #define MAX_THREADS   16
 #define MAX_WAIT_MS   60000             /* longest long poll */
-#define QUERY_POLL_MS 20                /* a following query's wait when idle */
+#define QUERY_POLL_MS 20                /* a following query's longest wait when idle */
 #define QUERY_FLUSH_MS 50               /* rows wait at most this long to be sent */
 
 typedef enum { M_UNARY, M_PRODUCE, M_FETCH, M_QUERY } mkind_t;
@@ -824,18 +824,6 @@ static void stream_end(scall_t *c, const rn_status_t *st, const rn_buf_t *msg)
 }
 
 /* Sleep until ms passed or the stream was stopped. */
-static void stream_nap(sstream_t *ss, uint32_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += (long)ms * 1000000L;
-    ts.tv_sec += ts.tv_nsec / 1000000000L;
-    ts.tv_nsec %= 1000000000L;
-    pthread_mutex_lock(&ss->mu);
-    if (!ss->stop) pthread_cond_timedwait(&ss->cv, &ss->mu, &ts);
-    pthread_mutex_unlock(&ss->mu);
-}
-
 /* Run the statement to its end: header, chunks of rows (flushed when idle
  * and at least every QUERY_FLUSH_MS), trailer. */
 static int query_run(scall_t *c, rn_query_t *q, rn_buf_t *msg, rn_status_t *st)
@@ -856,7 +844,9 @@ static int query_run(scall_t *c, rn_query_t *q, rn_buf_t *msg, rn_status_t *st)
         } else if (!rn_query_pending(q)) {
             flushed = now;
         }
-        if (state == RN_SQL_IDLE) stream_nap(ss, QUERY_POLL_MS);
+        /* Woken by an append to the data directory; a cancel is seen at the
+         * next step, within QUERY_POLL_MS. */
+        if (state == RN_SQL_IDLE) rn_query_wait(q, QUERY_POLL_MS);
     }
     pthread_mutex_lock(&ss->mu);
     int stopped = ss->stop;

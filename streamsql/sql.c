@@ -1083,16 +1083,21 @@ int rn_sql_step(rn_sql_t *q, rn_sql_state_t *state, char *errmsg)
     return rc;
 }
 
+int rn_sql_wait(rn_sql_t *q, uint32_t ms)
+{
+    if (q->cons) return rn_consumer_wait(q->cons, ms);
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
 int rn_sql_run(rn_sql_t *q, char *errmsg)
 {
     for (;;) {
         rn_sql_state_t s;
         int rc = rn_sql_step(q, &s, errmsg);
         if (rc != 0 || s == RN_SQL_DONE) return rc;
-        if (s == RN_SQL_IDLE) {
-            struct timespec ts = {q->o.poll_ms / 1000, (long)(q->o.poll_ms % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
-        }
+        if (s == RN_SQL_IDLE) rn_sql_wait(q, q->o.poll_ms);
     }
 }
 

@@ -142,7 +142,12 @@ typedef enum rn_sql_state { RN_SQL_MORE = 1, RN_SQL_IDLE = 2, RN_SQL_DONE = 3 } 
  * IDLE (following, nothing new now: call again later), DONE. Negative on
  * an error (the query is then DONE). */
 int  rn_sql_step(rn_sql_t *q, rn_sql_state_t *state, char *errmsg);
-/* Step until DONE, sleeping poll_ms when IDLE. */
+/* After IDLE: block until a record may have arrived at the statement's
+ * sources (an append to its data directory was acknowledged for readers) or
+ * ms passed; an append between the step and this call is not slept through.
+ * 1 woken by an append, 0 at the timeout. */
+int  rn_sql_wait(rn_sql_t *q, uint32_t ms);
+/* Step until DONE, waiting (rn_sql_wait, at most poll_ms) when IDLE. */
 int  rn_sql_run(rn_sql_t *q, char *errmsg);
 /* Ask the query to stop (async-signal-safe, any thread): a statement running
  * inside the current step is interrupted (sqlite3_interrupt; the step fails
