@@ -167,14 +167,15 @@ static int unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
 }
 
 /* UNAVAILABLE: the transport failed (invariant 8). A failed TLS handshake
- * (a certificate not trusted, TLS against a plaintext port) will fail the
- * same way again: -EPROTO, not retried. A connection closed right after it
+ * (a certificate not trusted or not naming the host dialled, TLS against a
+ * plaintext port) will fail the same way again: -EPROTO, not retried. A
+ * connection closed right after it
  * opened is what a TLS port does to a plaintext client and what a broker
  * requiring client certificates does to a client without one: still
  * -ECONNREFUSED (a broker going down closes connections too), with a hint. */
 static int unavailable_rc(const rn_rpc_t *c, const char *det, char *errmsg)
 {
-    if (strstr(det, "andshake failed"))
+    if (strstr(det, "andshake failed") || strstr(det, "is not in peer certificate"))
         return rn_errf(errmsg, -EPROTO, "cannot reach %s: TLS handshake failed: %s", c->target,
                        det);
     if (strstr(det, "Socket closed") && c->tls)
