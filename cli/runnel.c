@@ -17,6 +17,11 @@
  *  5. Where the run goes: --data or --server (on the command line, before or
  *     after the command; both is an error), else $RUNNEL_SERVER, else
  *     $RUNNEL_DATA (both set is an error).
+ *  6. TLS to a server: --tls-ca, --tls-cert, --tls-key (anywhere on the
+ *     command line), else $RUNNEL_TLS_CA, $RUNNEL_TLS_CERT, $RUNNEL_TLS_KEY;
+ *     any of them makes the connection TLS only. Given on the command line
+ *     for an embedded run, they are a usage error; the variables are then
+ *     ignored.
  */
 #include "cli/runnel_cli.h"
 
@@ -34,11 +39,15 @@
 #define COMMANDS "topic, queue, store, produce, consume, group, checkpoint, pipeline"
 
 static const char usage_text[] =
-    "usage: runnel [--data DIR | --server HOST:PORT] COMMAND [ARGS]\n"
+    "usage: runnel [--data DIR | --server HOST:PORT [--tls-ca FILE] [--tls-cert FILE\n"
+    "              --tls-key FILE]] COMMAND [ARGS]\n"
     "\n"
     "Works on an embedded data directory (--data DIR, default $RUNNEL_DATA), locked by one\n"
     "process at a time, or through a runneld broker (--server HOST:PORT, default\n"
     "$RUNNEL_SERVER), which many processes can share. Every command works both ways.\n"
+    "A broker serving TLS needs --tls-ca FILE (the CA that signed its certificate;\n"
+    "default $RUNNEL_TLS_CA), and with client certificates --tls-cert FILE --tls-key FILE\n"
+    "(default $RUNNEL_TLS_CERT, $RUNNEL_TLS_KEY).\n"
     "\n"
     "commands:\n"
     "  topic create NAME [--queues N]   create a topic with N logical queues (1..10000)\n"
@@ -132,6 +141,24 @@ void rn_cli_recovery_report(void *arg, int warn, const char *line)
     else if (warn) fprintf(stderr, "runnel: warning: %s\n", line);
 }
 
+int rn_cli_tls_opt(rn_cli_t *cli, int c, const char *arg)
+{
+    switch (c) {
+    case RN_CLI_OPT_TLS_CA: cli->tls_ca = arg; return 1;
+    case RN_CLI_OPT_TLS_CERT: cli->tls_cert = arg; return 1;
+    case RN_CLI_OPT_TLS_KEY: cli->tls_key = arg; return 1;
+    default: return 0;
+    }
+}
+
+/* Invariant 6: the flag, else the variable (NULL when unset or empty). */
+static const char *tls_file(const char *flag, const char *var)
+{
+    if (flag) return flag;
+    const char *v = getenv(var);
+    return v && *v ? v : NULL;
+}
+
 int rn_cli_remote(const rn_cli_t *cli)
 {
     if (cli->server) return 1;
@@ -152,10 +179,17 @@ int rn_cli_open_client(rn_cli_t *cli, const rn_log_opts_t *lo, int create, rn_cl
     rn_client_opts_default(&o);
     if (rn_cli_remote(cli)) {
         const char *target = cli->server ? cli->server : cli->server_env;
+        o.tls_ca = tls_file(cli->tls_ca, "RUNNEL_TLS_CA");
+        o.tls_cert = tls_file(cli->tls_cert, "RUNNEL_TLS_CERT");
+        o.tls_key = tls_file(cli->tls_key, "RUNNEL_TLS_KEY");
         if (rn_client_open_server(target, &o, out, err) != 0)
-            return rn_cli_fail(RN_CLI_USAGE, "--server: %s", err);
+            return rn_cli_fail(RN_CLI_USAGE, "%s%s", strncmp(err, "--tls-", 6) ? "--server: " : "",
+                               err);
         return 0;
     }
+    if (cli->tls_ca || cli->tls_cert || cli->tls_key)
+        return rn_cli_fail(RN_CLI_USAGE, "--tls-ca, --tls-cert and --tls-key are for a server "
+                           "(--server HOST:PORT), not a data directory");
     const char *dir = cli->data ? cli->data : cli->data_env;
     if (!dir)
         return rn_cli_fail(RN_CLI_USAGE, "no data directory: give --data DIR or set RUNNEL_DATA "
@@ -217,6 +251,7 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"server", required_argument, NULL, OPT_SERVER},
+        RN_CLI_TLS_OPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -234,7 +269,9 @@ int main(int argc, char **argv)
         case OPT_DATA: cli.data = optarg; break;
         case OPT_SERVER: cli.server = optarg; break;
         case 'h': fputs(usage_text, stdout); return RN_CLI_OK;
-        default: return rn_cli_bad_option(NULL, argv, c);
+        default:
+            if (rn_cli_tls_opt(&cli, c, optarg)) break;
+            return rn_cli_bad_option(NULL, argv, c);
         }
     }
     if (optind >= argc)

@@ -36,10 +36,22 @@ typedef struct rn_cli {
     const char *server;        /* --server HOST:PORT; NULL when not given */
     const char *data_env;      /* $RUNNEL_DATA, $RUNNEL_SERVER; NULL when unset or empty */
     const char *server_env;
+    /* TLS to the server: --tls-ca, --tls-cert, --tls-key (global or the
+     * command's), else $RUNNEL_TLS_CA, $RUNNEL_TLS_CERT, $RUNNEL_TLS_KEY */
+    const char *tls_ca, *tls_cert, *tls_key;
     char        holder[160];   /* LOCK holder text: "runnel produce logs" */
     int         report_all;    /* print every store's recovery report on stdout (store
                                   repair); else only warnings, on stderr */
 } rn_cli_t;
+
+/* The TLS options every command takes (in its struct option table), and
+ * their handler: 1 when c was one of them (stored in cli), else 0. */
+enum { RN_CLI_OPT_TLS_CA = 0x1f0, RN_CLI_OPT_TLS_CERT, RN_CLI_OPT_TLS_KEY };
+#define RN_CLI_TLS_OPTS                                          \
+    {"tls-ca", required_argument, NULL, RN_CLI_OPT_TLS_CA},      \
+    {"tls-cert", required_argument, NULL, RN_CLI_OPT_TLS_CERT},  \
+    {"tls-key", required_argument, NULL, RN_CLI_OPT_TLS_KEY}
+int rn_cli_tls_opt(rn_cli_t *cli, int c, const char *arg);
 
 /* Commands: argv[0] is the command name; each returns an exit code. */
 int rn_cli_topic(rn_cli_t *cli, int argc, char **argv);

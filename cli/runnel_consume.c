@@ -332,6 +332,7 @@ int rn_cli_consume(rn_cli_t *cli, int argc, char **argv)
         {"commit-ms", required_argument, NULL, OPT_COMMIT},
         {"data", required_argument, NULL, OPT_DATA},
         {"server", required_argument, NULL, OPT_SERVER},
+        RN_CLI_TLS_OPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -374,7 +375,9 @@ int rn_cli_consume(rn_cli_t *cli, int argc, char **argv)
         case OPT_DATA: cli->data = optarg; break;
         case OPT_SERVER: cli->server = optarg; break;
         case 'h': fputs(consume_usage, stdout); return RN_CLI_OK;
-        default: return rn_cli_bad_option("consume", argv, c);
+        default:
+            if (rn_cli_tls_opt(cli, c, optarg)) break;
+            return rn_cli_bad_option("consume", argv, c);
         }
     }
     if (argc - optind != 1)

@@ -253,6 +253,7 @@ int rn_cli_pipeline(rn_cli_t *cli, int argc, char **argv)
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"server", required_argument, NULL, OPT_SERVER},
+        RN_CLI_TLS_OPTS,
         {"all", no_argument, NULL, OPT_ALL},
         {"until-caught-up", no_argument, NULL, OPT_UNTIL},
         {"skip-damaged", no_argument, NULL, OPT_SKIP},
@@ -271,7 +272,9 @@ int rn_cli_pipeline(rn_cli_t *cli, int argc, char **argv)
         case OPT_SKIP: skip = 1; break;
         case 'f': file = optarg; break;
         case 'h': fputs(pipeline_usage, stdout); return RN_CLI_OK;
-        default: return rn_cli_bad_option("pipeline", argv, c);
+        default:
+            if (rn_cli_tls_opt(cli, c, optarg)) break;
+            return rn_cli_bad_option("pipeline", argv, c);
         }
     }
     int npos = argc - optind;

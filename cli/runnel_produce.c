@@ -273,6 +273,7 @@ int rn_cli_produce(rn_cli_t *cli, int argc, char **argv)
         {"delivery-timeout-ms", required_argument, NULL, OPT_DELIVERY_TIMEOUT},
         {"data", required_argument, NULL, OPT_DATA},
         {"server", required_argument, NULL, OPT_SERVER},
+        RN_CLI_TLS_OPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -324,7 +325,9 @@ int rn_cli_produce(rn_cli_t *cli, int argc, char **argv)
         case OPT_DATA: cli->data = optarg; break;
         case OPT_SERVER: cli->server = optarg; break;
         case 'h': fputs(produce_usage, stdout); goto out;
-        default: code = rn_cli_bad_option("produce", argv, c); goto out;
+        default:
+            if (rn_cli_tls_opt(cli, c, optarg)) break;
+            code = rn_cli_bad_option("produce", argv, c); goto out;
         }
     }
     if (argc - optind != 1) {

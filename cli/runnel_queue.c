@@ -60,6 +60,7 @@ static int parse_opts(rn_cli_t *cli, int argc, char **argv, const char *cmd, con
         {"accept-loss", no_argument, NULL, OPT_ACCEPT},
         {"data", required_argument, NULL, OPT_DATA},
         {"server", required_argument, NULL, OPT_SERVER},
+        RN_CLI_TLS_OPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -80,7 +81,9 @@ static int parse_opts(rn_cli_t *cli, int argc, char **argv, const char *cmd, con
         case OPT_DATA: cli->data = optarg; break;
         case OPT_SERVER: cli->server = optarg; break;
         case 'h': fputs(usage, stdout); return -1;
-        default: return rn_cli_bad_option(cmd, argv, c);
+        default:
+            if (rn_cli_tls_opt(cli, c, optarg)) break;
+            return rn_cli_bad_option(cmd, argv, c);
         }
     }
     *npos = argc - optind;

@@ -36,7 +36,9 @@
  *     offset (proto/runnel.proto, QueryRequest); the prefix is taken off and
  *     the message and caret are shown as embedded.
  *  7. Where a run goes: --data or --server (both: usage error), else
- *     $RUNNEL_SERVER, else $RUNNEL_DATA (both set: usage error), as `runnel`.
+ *     $RUNNEL_SERVER, else $RUNNEL_DATA (both set: usage error), as `runnel`;
+ *     TLS to the server as `runnel`: --tls-ca, --tls-cert, --tls-key, else
+ *     $RUNNEL_TLS_CA, $RUNNEL_TLS_CERT, $RUNNEL_TLS_KEY (client/tls.h).
  *  8. A table stays aligned: the first block (up to TABLE_SIZE_ROWS rows, or
  *     what a --follow query had when it went idle) sets each column's width,
  *     at most TABLE_MAX_WIDTH characters; every cell wider than its column,
@@ -49,6 +51,7 @@
 #include "cli/streamsql_cli.h"
 
 #include "client/rpc.h"
+#include "client/tls.h"
 #include "common/addr.h"
 #include "common/error.h"
 #include "common/json.h"
@@ -89,6 +92,10 @@ static const char usage_text[] =
     "  --data DIR          the data directory (default $RUNNEL_DATA)\n"
     "  --server HOST:PORT  run on a runneld broker instead (default $RUNNEL_SERVER);\n"
     "                      the same statements and output, no progress display\n"
+    "  --tls-ca FILE       TLS to the broker: the CA of its certificate (default\n"
+    "                      $RUNNEL_TLS_CA)\n"
+    "  --tls-cert FILE --tls-key FILE  the client certificate a broker with\n"
+    "                      --tls-client-ca asks for ($RUNNEL_TLS_CERT, $RUNNEL_TLS_KEY)\n"
     "  -e SQL              run these statements (separated by ';') and exit\n"
     "  -f FILE             run the statements in FILE and exit\n"
     "  --format F          table (default), csv or json (one object per line)\n"
@@ -834,6 +841,13 @@ static int repl(cfg_t *cfg, const char *where)
     return code;
 }
 
+/* $NAME, or NULL when unset or empty. */
+static const char *env_or_null(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
 int main(int argc, char **argv)
 {
     rn_sys_tune_malloc();
@@ -845,7 +859,9 @@ int main(int argc, char **argv)
     if (server_env && !*server_env) server_env = NULL;
     const char *server = NULL, *expr = NULL, *file = NULL;
     char err[RN_ERRMSG_SIZE];
-    enum { OPT_DATA = 256, OPT_SERVER, OPT_FORMAT, OPT_FOLLOW, OPT_FROM, OPT_HELP, OPT_SKIP };
+    enum { OPT_DATA = 256, OPT_SERVER, OPT_FORMAT, OPT_FOLLOW, OPT_FROM, OPT_HELP, OPT_SKIP,
+           OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY };
+    rn_tls_files_t tls = {NULL, NULL, NULL};
     static const struct option longopts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"server", required_argument, NULL, OPT_SERVER},
@@ -854,6 +870,9 @@ int main(int argc, char **argv)
         {"skip-damaged", no_argument, NULL, OPT_SKIP},
         {"from", required_argument, NULL, OPT_FROM},
         {"help", no_argument, NULL, OPT_HELP},
+        {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {NULL, 0, NULL, 0},
     };
     opterr = 0;
@@ -877,6 +896,9 @@ int main(int argc, char **argv)
             else return fail(EXIT_USAGE, "--format: '%s' is not one of table, csv, json", optarg);
             break;
         case OPT_FOLLOW: cfg.opts.follow = 1; break;
+        case OPT_TLS_CA: tls.ca = optarg; break;
+        case OPT_TLS_CERT: tls.cert = optarg; break;
+        case OPT_TLS_KEY: tls.key = optarg; break;
         case OPT_SKIP: cfg.opts.skip_damaged = 1; break;
         case OPT_FROM:
             if (rn_sql_parse_from(optarg, &cfg.opts, err) != 0) return fail(EXIT_USAGE, "%s", err);
@@ -920,8 +942,16 @@ int main(int argc, char **argv)
                     "--server HOST:PORT, RUNNEL_SERVER)");
     if (server && cfg.opts.skip_damaged)
         return fail(EXIT_USAGE, "--skip-damaged reads the stores itself: use --data DIR");
-    if (server && rn_rpc_open(server, &cfg.rpc, err) != 0)
-        return fail(EXIT_USAGE, "--server: %s", err);
+    if (!server && (tls.ca || tls.cert || tls.key))
+        return fail(EXIT_USAGE, "--tls-ca, --tls-cert and --tls-key are for a server (--server "
+                    "HOST:PORT), not a data directory");
+    if (server) {
+        tls.ca = tls.ca ? tls.ca : env_or_null("RUNNEL_TLS_CA");
+        tls.cert = tls.cert ? tls.cert : env_or_null("RUNNEL_TLS_CERT");
+        tls.key = tls.key ? tls.key : env_or_null("RUNNEL_TLS_KEY");
+        if (rn_tls_rpc_open(server, &tls, &cfg.rpc, err) != 0)
+            return fail(EXIT_USAGE, "%s%s", strncmp(err, "--tls-", 6) ? "--server: " : "", err);
+    }
 
     char *text = NULL;
     size_t tlen = 0;

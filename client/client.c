@@ -20,6 +20,7 @@
  *     runneld restart, while a wrong address still fails at once.
  */
 #include "client/client_int.h"
+#include "client/tls.h"
 
 #include "common/error.h"
 
@@ -73,7 +74,8 @@ int rn_client_open_server(const char *target, const rn_client_opts_t *o, rn_clie
     *out = NULL;
     rn_client_t *c = calloc(1, sizeof *c);
     if (!c) return rn_errf(errmsg, -ENOMEM, "out of memory");
-    int rc = rn_rpc_open(target, &c->rpc, errmsg);
+    rn_tls_files_t tf = {o->tls_ca, o->tls_cert, o->tls_key};
+    int rc = rn_tls_rpc_open(target, &tf, &c->rpc, errmsg);
     if (rc != 0) { free(c); return rc; }
     c->remote = 1;
     c->timeout_ms = o->timeout_ms;

@@ -37,6 +37,13 @@
  *     producer idle up to two minutes after runneld came back). Calls made
  *     while it is down fail at once with -ECONNREFUSED; the producer and the
  *     consumer retry them (rn_rpc_backoff_ms).
+ *  8. TLS (rn_rpc_open_tls): gRPC's SSL channel credentials over the PEM
+ *     text given; the broker's certificate must chain to the CA and name the
+ *     target's host. A failed handshake is reported on the call as
+ *     "cannot reach TARGET: TLS handshake failed: DETAIL" (unavailable_rc).
+ *     gRPC's own log lines (which would repeat that detail on stderr, a
+ *     second line beside the caller's) are dropped unless GRPC_VERBOSITY is
+ *     set.
  */
 #include "client/rpc.h"
 
@@ -54,6 +61,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 /* Largest message either way: a Produce of several 16 MiB batches, or a
@@ -74,6 +82,7 @@ typedef struct acall acall_t;
 
 struct rn_rpc {
     char                   target[RPC_TARGET_MAX];
+    int                    tls;         /* invariant 8 */
     grpc_channel          *ch;
     pthread_mutex_t        mu;          /* methods, pending, async thread start */
     rpc_method_t           methods[RPC_MAX_METHODS];
@@ -157,6 +166,29 @@ static int unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
     return 0;
 }
 
+/* UNAVAILABLE: the transport failed (invariant 8). A failed TLS handshake
+ * (a certificate not trusted or not naming the host dialled, TLS against a
+ * plaintext port) will fail the same way again: -EPROTO, not retried. A
+ * connection closed right after it
+ * opened is what a TLS port does to a plaintext client and what a broker
+ * requiring client certificates does to a client without one: still
+ * -ECONNREFUSED (a broker going down closes connections too), with a hint. */
+static int unavailable_rc(const rn_rpc_t *c, const char *det, char *errmsg)
+{
+    if (strstr(det, "andshake failed") || strstr(det, "is not in peer certificate"))
+        return rn_errf(errmsg, -EPROTO, "cannot reach %s: TLS handshake failed: %s", c->target,
+                       det);
+    if (strstr(det, "Socket closed") && c->tls)
+        return rn_errf(errmsg, -ECONNREFUSED, "cannot reach %s: TLS handshake failed? the "
+                       "broker closed the connection at once (one requiring client "
+                       "certificates does that without one: give --tls-cert and --tls-key): %s",
+                       c->target, det);
+    if (strstr(det, "Socket closed"))
+        return rn_errf(errmsg, -ECONNREFUSED, "cannot reach %s: %s (a broker serving TLS "
+                       "closes plaintext connections: give --tls-ca)", c->target, det);
+    return rn_errf(errmsg, -ECONNREFUSED, "cannot reach %s: %s", c->target, det);
+}
+
 /* Map a finished call's status (invariant 5). */
 static int status_rc(const rn_rpc_t *c, const rpc_recv_t *r, char *errmsg)
 {
@@ -175,8 +207,7 @@ static int status_rc(const rn_rpc_t *c, const rpc_recv_t *r, char *errmsg)
     case GRPC_STATUS_RESOURCE_EXHAUSTED:  return rn_errf(errmsg, RN_ETOOBIG, "%s", det);
     case GRPC_STATUS_FAILED_PRECONDITION: return rn_errf(errmsg, RN_ESTICKY, "%s", det);
     case GRPC_STATUS_DATA_LOSS:           return rn_errf(errmsg, RN_EDAMAGED, "%s", det);
-    case GRPC_STATUS_UNAVAILABLE:
-        return rn_errf(errmsg, -ECONNREFUSED, "cannot reach %s: %s", c->target, det);
+    case GRPC_STATUS_UNAVAILABLE: return unavailable_rc(c, det, errmsg);
     case GRPC_STATUS_DEADLINE_EXCEEDED:
         return rn_errf(errmsg, -ETIMEDOUT, "%s: %s", c->target, det);
     case GRPC_STATUS_CANCELLED:           return rn_errf(errmsg, -ECANCELED, "%s", det);
@@ -188,9 +219,23 @@ static int status_rc(const rn_rpc_t *c, const rpc_recv_t *r, char *errmsg)
 /* ---- connection ------------------------------------------------------------- */
 
 static pthread_once_t grpc_once = PTHREAD_ONCE_INIT;
-static void grpc_init_once(void) { grpc_init(); }
+static void quiet_log(gpr_log_func_args *args) { (void)args; }
+
+/* Invariants 5 and 8. */
+static void grpc_init_once(void)
+{
+    const char *v = getenv("GRPC_VERBOSITY");
+    if (!v || !*v) gpr_set_log_function(quiet_log);
+    grpc_init();
+}
 
 int rn_rpc_open(const char *target, rn_rpc_t **out, char *errmsg)
+{
+    return rn_rpc_open_tls(target, NULL, out, errmsg);
+}
+
+int rn_rpc_open_tls(const char *target, const rn_rpc_tls_t *tls, rn_rpc_t **out,
+                    char *errmsg)
 {
     *out = NULL;
     char host[RPC_TARGET_MAX];
@@ -221,7 +266,21 @@ int rn_rpc_open(const char *target, rn_rpc_t **out, char *errmsg)
         args[i].value.integer = iargs[i].value;
     }
     grpc_channel_args ca = {NARGS, args};
-    grpc_channel_credentials *cred = grpc_insecure_credentials_create();
+    grpc_channel_credentials *cred;
+    if (tls) {              /* invariant 8 */
+        grpc_ssl_pem_key_cert_pair pair = {tls->key, tls->cert};
+        cred = grpc_ssl_credentials_create_ex(tls->ca, tls->cert && tls->key ? &pair : NULL,
+                                              NULL, NULL);
+        c->tls = 1;
+    } else {
+        cred = grpc_insecure_credentials_create();
+    }
+    if (!cred) {
+        pthread_mutex_destroy(&c->mu);
+        free(c);
+        return rn_errf(errmsg, -EPROTO, "cannot create %s credentials for %s",
+                       tls ? "TLS" : "plaintext", target);
+    }
     c->ch = grpc_channel_create(target, cred, &ca);
     grpc_channel_credentials_release(cred);
     if (!c->ch) {

@@ -57,6 +57,21 @@ uint32_t rn_rpc_backoff_ms(uint32_t base_ms, uint32_t max_ms, uint32_t attempt, 
 /* Connect lazily to target "HOST:PORT" (insecure channel on loopback and
  * trusted networks). Fails only for a malformed target. */
 int  rn_rpc_open(const char *target, rn_rpc_t **out, char *errmsg);
+
+/* TLS for rn_rpc_open_tls: PEM text (client/tls.h reads and checks it),
+ * copied by the call. ca: the CA certificates the broker's certificate must
+ * chain to (NULL: gRPC's default roots); cert and key: this client's
+ * certificate chain and private key for mutual TLS (both or neither). The
+ * broker's certificate must name the HOST of the target (subjectAltName). */
+typedef struct rn_rpc_tls {
+    const char *ca, *cert, *key;
+} rn_rpc_tls_t;
+
+/* rn_rpc_open over TLS (tls NULL: plaintext, as rn_rpc_open). A failed
+ * handshake shows on the first call as -ECONNREFUSED with "cannot reach
+ * TARGET: TLS handshake failed: <gRPC's detail>". */
+int  rn_rpc_open_tls(const char *target, const rn_rpc_tls_t *tls, rn_rpc_t **out,
+                     char *errmsg);
 void rn_rpc_close(rn_rpc_t *c);                  /* NULL is a no-op */
 
 /* Unary call. req is packed with protobuf-c; on success *resp is the unpacked

@@ -271,6 +271,14 @@ typedef struct rn_client_opts {
     /* embedded: told what each store's recovery did (rn_datadir_opts_t.report) */
     void        (*report)(void *arg, int warn, const char *line);
     void         *report_arg;
+    /* remote: TLS, PEM file names (NULL = not given). With tls_ca, or
+     * tls_cert and tls_key, the connection is TLS only: tls_ca holds the CA
+     * certificates the broker's certificate must chain to (NULL: the
+     * system's roots), tls_cert and tls_key (both or neither) this client's
+     * certificate for a broker started with --tls-client-ca. The files are
+     * read and checked by rn_client_open_server; a bad one fails it, with
+     * errmsg naming the file (as --tls-ca, --tls-cert or --tls-key). */
+    const char   *tls_ca, *tls_cert, *tls_key;
 } rn_client_opts_t;
 
 void rn_client_opts_default(rn_client_opts_t *o);

@@ -35,6 +35,10 @@ need libzstd       libzstd-dev
 need libprotobuf-c libprotobuf-c-dev
 need_cmd protoc-c  protobuf-c-compiler
 need grpc          libgrpc-dev
+# OpenSSL's PEM parser checks TLS certificate and key files (client/tls.c); the
+# openssl command makes the test certificates of tests/test_tls.c.
+need libcrypto     libssl-dev
+need_cmd openssl   openssl
 need cmocka        libcmocka-dev
 # runneld's /metrics endpoint; a real Prometheus (and promtool) scrapes it in
 # tests/test_metrics.c.

@@ -8,6 +8,7 @@
  *           [--query-max-steps N] [--query-max-rows N] [--producer-expiry-ms MS]
  *           [--max-timestamp-ahead-ms MS] [--kafka-listen HOST:PORT] [...]
  *           [--metrics-listen HOST:PORT] [--sink-dir DIR] [--store-root DIR] [--allow-root]
+ *           [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--insecure]
  *
  * Invariants:
  *  1. The data directory is opened (and locked) before the port is bound, and
@@ -36,8 +37,20 @@
  *     are not given, is refused (server/pipelines.c, server/handlers.c).
  *  6. As root (uid 0) runneld exits 2 before opening anything unless
  *     --allow-root is given: a broker's bugs should not be root's.
+ *  7. TLS (README, Security): --tls-cert, --tls-key and --tls-client-ca are
+ *     read and checked (client/tls.h) before anything is opened; a missing,
+ *     unreadable or bad file, or a key that does not match the certificate,
+ *     exits 2 with one line naming the file. With them the gRPC port serves
+ *     TLS only (server/server.c invariant 12); the Kafka and metrics ports
+ *     stay plaintext.
+ *  8. A plaintext listener on an address that is not loopback (127.0.0.0/8,
+ *     ::1, localhost) exits 2 before anything is opened unless --insecure is
+ *     given; with it, runneld starts and logs a warning naming each such
+ *     listener. There is no authentication yet: TLS without a client CA
+ *     encrypts but lets any client in.
  */
 #include "batch/batch.h"
+#include "client/tls.h"
 #include "common/addr.h"
 #include "common/error.h"
 #include "common/root.h"
@@ -73,7 +86,8 @@ static const char usage[] =
     "               [--kafka-advertise HOST:PORT] [--kafka-auto-create-queues N]\n"
     "               [--kafka-max-frame-bytes N] [--kafka-frame-timeout-ms MS]\n"
     "               [--metrics-listen HOST:PORT] [--sink-dir DIR] [--store-root DIR]\n"
-    "               [--allow-root]\n"
+    "               [--allow-root] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n"
+    "               [--insecure]\n"
     "\n"
     "Serves the runnel.v1.Runnel gRPC service (proto/runnel.proto) over DIR, which it\n"
     "creates when absent and locks while it runs (use `runnel --server HOST:PORT` then).\n"
@@ -116,6 +130,12 @@ static const char usage[] =
     "  --store-root DIR   RemapQueue (runnel queue remap --store) may create or use stores\n"
     "                     inside DIR only; without it, refused over the network\n"
     "  --allow-root       run as root (uid 0) anyway; refused otherwise\n"
+    "  --tls-cert FILE --tls-key FILE  serve gRPC over TLS only with this PEM certificate\n"
+    "                     chain and unencrypted private key (the Kafka and metrics ports\n"
+    "                     stay plaintext)\n"
+    "  --tls-client-ca FILE  with TLS: require a client certificate signed by a CA in FILE\n"
+    "  --insecure         allow a plaintext listener on an address that is not loopback\n"
+    "                     (refused otherwise: anyone on the network could use the broker)\n"
     "SIGINT/SIGTERM: stop accepting, finish in-flight calls, fsync, exit 0.\n";
 
 typedef struct daemon {
@@ -211,6 +231,12 @@ static int write_port_file(const char *path, int port, int kport, int mport, cha
     return 0;
 }
 
+/* Invariant 8: 127.0.0.0/8, ::1 and localhost. */
+static int is_loopback(const char *host)
+{
+    return !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");
+}
+
 static int parse_u32(const char *flag, const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
 {
     char *end;
@@ -244,7 +270,8 @@ int main(int argc, char **argv)
     enum { OPT_DATA = 0x100, OPT_LISTEN, OPT_FSYNC, OPT_LEVEL, OPT_MAXB, OPT_THREADS, OPT_PORTFILE,
            OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS, OPT_PEXPIRY, OPT_TSAHEAD,
            OPT_KLISTEN, OPT_KADV, OPT_KAUTO, OPT_KFRAME, OPT_KFTIMEOUT, OPT_MLISTEN,
-           OPT_SINKDIR, OPT_STOREROOT, OPT_ALLOWROOT };
+           OPT_SINKDIR, OPT_STOREROOT, OPT_ALLOWROOT, OPT_TLSCERT, OPT_TLSKEY, OPT_TLSCA,
+           OPT_INSECURE };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -269,13 +296,18 @@ int main(int argc, char **argv)
         {"sink-dir", required_argument, NULL, OPT_SINKDIR},
         {"store-root", required_argument, NULL, OPT_STOREROOT},
         {"allow-root", no_argument, NULL, OPT_ALLOWROOT},
+        {"tls-cert", required_argument, NULL, OPT_TLSCERT},
+        {"tls-key", required_argument, NULL, OPT_TLSKEY},
+        {"tls-client-ca", required_argument, NULL, OPT_TLSCA},
+        {"insecure", no_argument, NULL, OPT_INSECURE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     char err[RN_ERRMSG_SIZE] = "";
     const char *data = NULL, *listen = "127.0.0.1:7070", *port_file = NULL, *pipelines = NULL;
     const char *mlisten = NULL, *sink_dir = NULL, *store_dir = NULL;
-    int allow_root = 0;
+    int allow_root = 0, insecure = 0;
+    rn_tls_files_t tf = {NULL, NULL, NULL};
     uint32_t threads = 2, maxb = RN_BATCH_MAX_BYTES, max_produces = 1024, max_queries = 64;
     rn_hd_opts_t ho;
     rn_hd_opts_default(&ho);
@@ -338,6 +370,10 @@ int main(int argc, char **argv)
         case OPT_SINKDIR: sink_dir = optarg; break;
         case OPT_STOREROOT: store_dir = optarg; break;
         case OPT_ALLOWROOT: allow_root = 1; break;
+        case OPT_TLSCERT: tf.cert = optarg; break;
+        case OPT_TLSKEY: tf.key = optarg; break;
+        case OPT_TLSCA: tf.ca = optarg; break;
+        case OPT_INSECURE: insecure = 1; break;
         case OPT_KAUTO:
             if (parse_u32("--kafka-auto-create-queues", optarg, 0, 1u << 16, &ko.auto_create))
                 return 2;
@@ -364,6 +400,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "runneld: give --data DIR\n%s", usage);
         return 2;
     }
+    if (tf.ca && !tf.cert) {
+        fprintf(stderr, "runneld: --tls-client-ca needs --tls-cert and --tls-key: client "
+                "certificates are checked only over TLS\n");
+        return 2;
+    }
+    char exposed[200] = "";     /* invariant 8: plaintext listeners beyond loopback */
     {
         static const char *const names[] = {"--listen", "--kafka-listen", "--metrics-listen",
                                             "--kafka-advertise"};
@@ -375,12 +417,32 @@ int main(int argc, char **argv)
                 fprintf(stderr, "runneld: %s: %s\n", names[i], err);
                 return 2;
             }
+            if (addrs[i] && i < 3 && !(i == 0 && tf.cert) && !is_loopback(host)) {
+                size_t n = strlen(exposed);
+                snprintf(exposed + n, sizeof exposed - n, "%s%s %s", n ? ", " : "", names[i],
+                         addrs[i]);
+            }
+        }
+    }
+    if (exposed[0] && !insecure) {
+        fprintf(stderr, "runneld: refusing to listen without TLS beyond loopback (%s): anyone "
+                "who can reach it could use the broker; give --tls-cert and --tls-key (gRPC), "
+                "or --insecure on a trusted network\n", exposed);
+        return 2;
+    }
+    rn_tls_pem_t tls = {NULL, NULL, NULL};          /* invariant 7 */
+    if (tf.cert || tf.key) {
+        static const rn_tls_names_t tn = {"--tls-client-ca", "--tls-cert", "--tls-key"};
+        if (rn_tls_load(&tf, &tn, &tls, err) != 0) {
+            fprintf(stderr, "runneld: %s\n", err);
+            return 2;
         }
     }
     if (geteuid() == 0 && !allow_root) {     /* invariant 6 */
         fprintf(stderr, "runneld: refusing to run as root: any client could then act with "
                 "root's rights on this machine through a broker bug; run it as an unprivileged "
                 "user, or give --allow-root\n");
+        rn_tls_pem_free(&tls);
         return 2;
     }
     rn_slog_set_level(level);
@@ -390,6 +452,7 @@ int main(int argc, char **argv)
         (store_dir && rn_root_open(store_dir, "--store-root", &store_root, err) != 0)) {
         fprintf(stderr, "runneld: %s\n", err);
         rn_root_close(sink_root);
+        rn_tls_pem_free(&tls);
         return 2;
     }
     ho.sink_root = sink_root;
@@ -410,6 +473,7 @@ int main(int argc, char **argv)
         rn_slog(RN_SLOG_ERROR, "cannot open the data directory: %s", err);
         rn_root_close(sink_root);
         rn_root_close(store_root);
+        rn_tls_pem_free(&tls);
         return 1;
     }
     /* A file sink must not be able to name the broker's own files. */
@@ -420,6 +484,7 @@ int main(int argc, char **argv)
         rn_hd_close(h);
         rn_root_close(sink_root);
         rn_root_close(store_root);
+        rn_tls_pem_free(&tls);
         return 2;
     }
     rn_datadir_recovery_report(rn_hd_datadir(h), log_line, NULL);
@@ -445,6 +510,7 @@ int main(int argc, char **argv)
         rn_hd_close(h);
         rn_root_close(sink_root);
         rn_root_close(store_root);
+        rn_tls_pem_free(&tls);
         return 1;
     }
     rn_hd_set_pipelines(h, pl);
@@ -457,13 +523,18 @@ int main(int argc, char **argv)
             rn_hd_close(h);
             rn_root_close(sink_root);
             rn_root_close(store_root);
+            rn_tls_pem_free(&tls);
             return 1;
         }
     }
     rn_server_opts_t so = {listen, (int)threads, srv_wakeup, srv_stopped, &d, max_produces,
-                           max_queries};
+                           max_queries, NULL, NULL, NULL};
     int port = 0;
+    so.tls_cert = tls.cert;
+    so.tls_key = tls.key;
+    so.tls_client_ca = tls.ca;
     rc = rn_server_start(h, &so, &d.srv, &port, err);
+    rn_tls_pem_free(&tls);             /* gRPC's credentials hold their own copy */
     if (rc != 0) {
         rn_slog(RN_SLOG_ERROR, "%s", err);
         rn_pl_destroy(pl);
@@ -478,6 +549,14 @@ int main(int argc, char **argv)
     if (colon) snprintf(colon + 1, sizeof shown - (size_t)(colon + 1 - shown), "%d", port);
     rn_slog(RN_SLOG_INFO, "runneld listening on %s, data %s, fsync %s, batch limit %u bytes, "
             "%u threads", shown, data, rn_fsync_name(ho.log.fsync), maxb, threads);
+    if (tf.cert)
+        rn_slog(RN_SLOG_INFO, "gRPC over TLS only (%s %s)%s", "--tls-cert", tf.cert,
+                tf.ca ? "; client certificates required (--tls-client-ca)"
+                      : "; no client certificate asked: any client that trusts the "
+                        "certificate may call (there is no authentication yet)");
+    if (exposed[0])                    /* invariant 8: --insecure was given */
+        rn_slog(RN_SLOG_WARN, "--insecure: plaintext beyond loopback (%s): anyone who can "
+                "reach it can read the traffic and use the broker", exposed);
     if (sink_root) rn_slog(RN_SLOG_INFO, "file sinks confined to %s (--sink-dir)",
                            rn_root_path(sink_root));
     if (store_root) rn_slog(RN_SLOG_INFO, "new stores confined to %s (--store-root)",

@@ -73,6 +73,10 @@
  *     protobuf-c would hand it over cut at the NUL ("a\0b" as "a"), so the
  *     packed request is checked (server/reqcheck.h) and refused with
  *     INVALID_ARGUMENT naming the field before any handler runs.
+ * 12. With o.tls_cert (and o.tls_key), the port serves TLS only, through
+ *     gRPC's SSL server credentials: a plaintext client fails its handshake
+ *     and never reaches a handler. With o.tls_client_ca as well, a client
+ *     must present a certificate that chains to it (mutual TLS).
  */
 #include "server/server.h"
 
@@ -98,6 +102,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 _Static_assert(RN_ST_INVALID_ARGUMENT == (int)GRPC_STATUS_INVALID_ARGUMENT, "status numbers");
@@ -257,7 +262,19 @@ struct rn_server {
 int64_t rn_server_now_ms(void) { return (int64_t)(rn_mono_ns() / 1000000u); }
 
 static pthread_once_t grpc_once = PTHREAD_ONCE_INIT;
-static void grpc_init_once(void) { grpc_init(); }
+/* gRPC's own log lines (a failed TLS handshake, for one) go to runneld's
+ * log, one line each, at warn for gRPC's errors. */
+static void grpc_log(gpr_log_func_args *a)
+{
+    rn_slog(a->severity == GPR_LOG_SEVERITY_ERROR ? RN_SLOG_WARN : RN_SLOG_DEBUG, "gRPC: %s",
+            a->message);
+}
+
+static void grpc_init_once(void)
+{
+    gpr_set_log_function(grpc_log);
+    grpc_init();
+}
 
 /* ---- calls -------------------------------------------------------------------- */
 
@@ -1139,7 +1156,16 @@ int rn_server_start(rn_hd_t *h, const rn_server_opts_t *o, rn_server_t **out, in
         s->handles[i] = grpc_server_register_method(s->server, s->paths[i], NULL,
                                                     GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     }
-    grpc_server_credentials *cred = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *cred;
+    if (o->tls_cert) {                  /* invariant 12 */
+        grpc_ssl_pem_key_cert_pair pair = {o->tls_key, o->tls_cert};
+        cred = grpc_ssl_server_credentials_create_ex(
+            o->tls_client_ca, &pair, 1,
+            o->tls_client_ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                             : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE, NULL);
+    } else {
+        cred = grpc_insecure_server_credentials_create();
+    }
     int bound = grpc_server_add_http2_port(s->server, o->listen, cred);
     grpc_server_credentials_release(cred);
     if (bound <= 0) {
@@ -1150,7 +1176,8 @@ int rn_server_start(rn_hd_t *h, const rn_server_opts_t *o, rn_server_t **out, in
         grpc_completion_queue_destroy(s->cq);
         free(s);
         return rn_errf(errmsg, -EADDRINUSE, "cannot listen on %s (address in use, or not a "
-                       "local address)", o->listen);
+                       "local address%s)", o->listen,
+                       o->tls_cert ? ", or gRPC refused the TLS certificate and key" : "");
     }
     *port = bound;
     grpc_server_start(s->server);

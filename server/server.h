@@ -35,6 +35,10 @@ typedef struct rn_server_opts {
      * RESOURCE_EXHAUSTED at once, naming it; a refused produce stored nothing. */
     uint32_t    max_produces;
     uint32_t    max_queries;
+    /* TLS (PEM text, client/tls.h; copied at start): tls_cert and tls_key
+     * NULL = plaintext; tls_client_ca = require and verify client
+     * certificates signed by it (mutual TLS). */
+    const char *tls_cert, *tls_key, *tls_client_ca;
 } rn_server_opts_t;
 
 /* Listen and serve. *port gets the bound port. */
