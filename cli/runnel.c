@@ -22,8 +22,14 @@
  *     any of them makes the connection TLS only. Given on the command line
  *     for an embedded run, they are a usage error; the variables are then
  *     ignored.
+ *  7. --token (anywhere), else $RUNNEL_TOKEN, goes with every call to a
+ *     server; sent in clear (plaintext, not loopback) it is preceded by a
+ *     one-line warning on stderr. `user` works on the data directory's
+ *     credentials file without opening (or locking) the directory, so it
+ *     runs beside the runneld serving it.
  */
 #include "cli/runnel_cli.h"
+#include "client/tls.h"
 
 #include "common/addr.h"
 #include "common/error.h"
@@ -40,14 +46,15 @@
 
 static const char usage_text[] =
     "usage: runnel [--data DIR | --server HOST:PORT [--tls-ca FILE] [--tls-cert FILE\n"
-    "              --tls-key FILE]] COMMAND [ARGS]\n"
+    "              --tls-key FILE] [--token TOKEN]] COMMAND [ARGS]\n"
     "\n"
     "Works on an embedded data directory (--data DIR, default $RUNNEL_DATA), locked by one\n"
     "process at a time, or through a runneld broker (--server HOST:PORT, default\n"
     "$RUNNEL_SERVER), which many processes can share. Every command works both ways.\n"
     "A broker serving TLS needs --tls-ca FILE (the CA that signed its certificate;\n"
     "default $RUNNEL_TLS_CA), and with client certificates --tls-cert FILE --tls-key FILE\n"
-    "(default $RUNNEL_TLS_CERT, $RUNNEL_TLS_KEY).\n"
+    "(default $RUNNEL_TLS_CERT, $RUNNEL_TLS_KEY). A broker with users needs --token TOKEN\n"
+    "(default $RUNNEL_TOKEN), as printed by `runnel --data DIR user add NAME`.\n"
     "\n"
     "commands:\n"
     "  topic create NAME [--queues N]   create a topic with N logical queues (1..10000)\n"
@@ -62,6 +69,7 @@ static const char usage_text[] =
     "  group list | offsets | commit | reset    consumer group offsets\n"
     "  checkpoint create | list | drop  named snapshots of a group's offsets\n"
     "  pipeline create | list | status | pause | resume | drop | run   ETL pipelines (--data)\n"
+    "  user add NAME | list | remove NAME   the broker's users and tokens (--data only)\n"
     "\n"
     "Run `runnel COMMAND --help` for a command's options.\n";
 
@@ -147,6 +155,7 @@ int rn_cli_tls_opt(rn_cli_t *cli, int c, const char *arg)
     case RN_CLI_OPT_TLS_CA: cli->tls_ca = arg; return 1;
     case RN_CLI_OPT_TLS_CERT: cli->tls_cert = arg; return 1;
     case RN_CLI_OPT_TLS_KEY: cli->tls_key = arg; return 1;
+    case RN_CLI_OPT_TOKEN: cli->token = arg; return 1;
     default: return 0;
     }
 }
@@ -182,14 +191,19 @@ int rn_cli_open_client(rn_cli_t *cli, const rn_log_opts_t *lo, int create, rn_cl
         o.tls_ca = tls_file(cli->tls_ca, "RUNNEL_TLS_CA");
         o.tls_cert = tls_file(cli->tls_cert, "RUNNEL_TLS_CERT");
         o.tls_key = tls_file(cli->tls_key, "RUNNEL_TLS_KEY");
+        o.token = tls_file(cli->token, "RUNNEL_TOKEN");
+        rn_tls_files_t tf = {o.tls_ca, o.tls_cert, o.tls_key};
+        if (o.token && rn_tls_token_in_clear(target, &tf))
+            fprintf(stderr, "runnel: warning: the token goes in clear to %s (plaintext, not "
+                    "loopback): give --tls-ca to use TLS\n", target);
         if (rn_client_open_server(target, &o, out, err) != 0)
             return rn_cli_fail(RN_CLI_USAGE, "%s%s", strncmp(err, "--tls-", 6) ? "--server: " : "",
                                err);
         return 0;
     }
-    if (cli->tls_ca || cli->tls_cert || cli->tls_key)
-        return rn_cli_fail(RN_CLI_USAGE, "--tls-ca, --tls-cert and --tls-key are for a server "
-                           "(--server HOST:PORT), not a data directory");
+    if (cli->tls_ca || cli->tls_cert || cli->tls_key || cli->token)
+        return rn_cli_fail(RN_CLI_USAGE, "--tls-ca, --tls-cert, --tls-key and --token are for a "
+                           "server (--server HOST:PORT), not a data directory");
     const char *dir = cli->data ? cli->data : cli->data_env;
     if (!dir)
         return rn_cli_fail(RN_CLI_USAGE, "no data directory: give --data DIR or set RUNNEL_DATA "
@@ -301,6 +315,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "checkpoint")) return rn_cli_checkpoint(&cli, cargc, cargv);
     if (!strcmp(cmd, "help")) { fputs(usage_text, stdout); return RN_CLI_OK; }
     if (!strcmp(cmd, "pipeline")) return rn_cli_pipeline(&cli, cargc, cargv);
+    if (!strcmp(cmd, "user")) return rn_cli_user(&cli, cargc, cargv);
     return rn_cli_fail(RN_CLI_USAGE, "unknown command '%.40s'; commands: %s (see runnel --help)",
                        cmd, COMMANDS);
 }

@@ -39,18 +39,21 @@ typedef struct rn_cli {
     /* TLS to the server: --tls-ca, --tls-cert, --tls-key (global or the
      * command's), else $RUNNEL_TLS_CA, $RUNNEL_TLS_CERT, $RUNNEL_TLS_KEY */
     const char *tls_ca, *tls_cert, *tls_key;
+    const char *token;         /* --token, else $RUNNEL_TOKEN (client/users.h) */
     char        holder[160];   /* LOCK holder text: "runnel produce logs" */
     int         report_all;    /* print every store's recovery report on stdout (store
                                   repair); else only warnings, on stderr */
 } rn_cli_t;
 
-/* The TLS options every command takes (in its struct option table), and
- * their handler: 1 when c was one of them (stored in cli), else 0. */
-enum { RN_CLI_OPT_TLS_CA = 0x1f0, RN_CLI_OPT_TLS_CERT, RN_CLI_OPT_TLS_KEY };
+/* The TLS and token options every command takes (in its struct option
+ * table), and their handler: 1 when c was one of them (stored in cli),
+ * else 0. */
+enum { RN_CLI_OPT_TLS_CA = 0x1f0, RN_CLI_OPT_TLS_CERT, RN_CLI_OPT_TLS_KEY, RN_CLI_OPT_TOKEN };
 #define RN_CLI_TLS_OPTS                                          \
     {"tls-ca", required_argument, NULL, RN_CLI_OPT_TLS_CA},      \
     {"tls-cert", required_argument, NULL, RN_CLI_OPT_TLS_CERT},  \
-    {"tls-key", required_argument, NULL, RN_CLI_OPT_TLS_KEY}
+    {"tls-key", required_argument, NULL, RN_CLI_OPT_TLS_KEY},    \
+    {"token", required_argument, NULL, RN_CLI_OPT_TOKEN}
 int rn_cli_tls_opt(rn_cli_t *cli, int c, const char *arg);
 
 /* Commands: argv[0] is the command name; each returns an exit code. */
@@ -62,6 +65,7 @@ int rn_cli_store(rn_cli_t *cli, int argc, char **argv);       /* store list|chec
 int rn_cli_group(rn_cli_t *cli, int argc, char **argv);       /* group ... */
 int rn_cli_checkpoint(rn_cli_t *cli, int argc, char **argv);  /* checkpoint ... */
 int rn_cli_pipeline(rn_cli_t *cli, int argc, char **argv);    /* pipeline ... (etl/) */
+int rn_cli_user(rn_cli_t *cli, int argc, char **argv);        /* user add|list|remove */
 
 int rn_cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

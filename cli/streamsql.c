@@ -38,7 +38,9 @@
  *  7. Where a run goes: --data or --server (both: usage error), else
  *     $RUNNEL_SERVER, else $RUNNEL_DATA (both set: usage error), as `runnel`;
  *     TLS to the server as `runnel`: --tls-ca, --tls-cert, --tls-key, else
- *     $RUNNEL_TLS_CA, $RUNNEL_TLS_CERT, $RUNNEL_TLS_KEY (client/tls.h).
+ *     $RUNNEL_TLS_CA, $RUNNEL_TLS_CERT, $RUNNEL_TLS_KEY (client/tls.h); the
+ *     token as `runnel`: --token, else $RUNNEL_TOKEN (warned about when it
+ *     would travel in clear).
  *  8. A table stays aligned: the first block (up to TABLE_SIZE_ROWS rows, or
  *     what a --follow query had when it went idle) sets each column's width,
  *     at most TABLE_MAX_WIDTH characters; every cell wider than its column,
@@ -96,6 +98,7 @@ static const char usage_text[] =
     "                      $RUNNEL_TLS_CA)\n"
     "  --tls-cert FILE --tls-key FILE  the client certificate a broker with\n"
     "                      --tls-client-ca asks for ($RUNNEL_TLS_CERT, $RUNNEL_TLS_KEY)\n"
+    "  --token TOKEN       the broker user's token ($RUNNEL_TOKEN; runnel user add)\n"
     "  -e SQL              run these statements (separated by ';') and exit\n"
     "  -f FILE             run the statements in FILE and exit\n"
     "  --format F          table (default), csv or json (one object per line)\n"
@@ -860,7 +863,8 @@ int main(int argc, char **argv)
     const char *server = NULL, *expr = NULL, *file = NULL;
     char err[RN_ERRMSG_SIZE];
     enum { OPT_DATA = 256, OPT_SERVER, OPT_FORMAT, OPT_FOLLOW, OPT_FROM, OPT_HELP, OPT_SKIP,
-           OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY };
+           OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TOKEN };
+    const char *token = NULL;
     rn_tls_files_t tls = {NULL, NULL, NULL};
     static const struct option longopts[] = {
         {"data", required_argument, NULL, OPT_DATA},
@@ -873,6 +877,7 @@ int main(int argc, char **argv)
         {"tls-ca", required_argument, NULL, OPT_TLS_CA},
         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"token", required_argument, NULL, OPT_TOKEN},
         {NULL, 0, NULL, 0},
     };
     opterr = 0;
@@ -899,6 +904,7 @@ int main(int argc, char **argv)
         case OPT_TLS_CA: tls.ca = optarg; break;
         case OPT_TLS_CERT: tls.cert = optarg; break;
         case OPT_TLS_KEY: tls.key = optarg; break;
+        case OPT_TOKEN: token = optarg; break;
         case OPT_SKIP: cfg.opts.skip_damaged = 1; break;
         case OPT_FROM:
             if (rn_sql_parse_from(optarg, &cfg.opts, err) != 0) return fail(EXIT_USAGE, "%s", err);
@@ -942,15 +948,23 @@ int main(int argc, char **argv)
                     "--server HOST:PORT, RUNNEL_SERVER)");
     if (server && cfg.opts.skip_damaged)
         return fail(EXIT_USAGE, "--skip-damaged reads the stores itself: use --data DIR");
-    if (!server && (tls.ca || tls.cert || tls.key))
-        return fail(EXIT_USAGE, "--tls-ca, --tls-cert and --tls-key are for a server (--server "
-                    "HOST:PORT), not a data directory");
+    if (!server && (tls.ca || tls.cert || tls.key || token))
+        return fail(EXIT_USAGE, "--tls-ca, --tls-cert, --tls-key and --token are for a server "
+                    "(--server HOST:PORT), not a data directory");
     if (server) {
         tls.ca = tls.ca ? tls.ca : env_or_null("RUNNEL_TLS_CA");
         tls.cert = tls.cert ? tls.cert : env_or_null("RUNNEL_TLS_CERT");
         tls.key = tls.key ? tls.key : env_or_null("RUNNEL_TLS_KEY");
+        token = token ? token : env_or_null("RUNNEL_TOKEN");
+        if (token && rn_tls_token_in_clear(server, &tls))
+            fprintf(stderr, "streamsql: warning: the token goes in clear to %s (plaintext, not "
+                    "loopback): give --tls-ca to use TLS\n", server);
         if (rn_tls_rpc_open(server, &tls, &cfg.rpc, err) != 0)
             return fail(EXIT_USAGE, "%s%s", strncmp(err, "--tls-", 6) ? "--server: " : "", err);
+        if (token && rn_rpc_set_token(cfg.rpc, token, err) != 0) {
+            rn_rpc_close(cfg.rpc);
+            return fail(EXIT_USAGE, "%s", err);
+        }
     }
 
     char *text = NULL;

@@ -77,6 +77,11 @@ int rn_client_open_server(const char *target, const rn_client_opts_t *o, rn_clie
     rn_tls_files_t tf = {o->tls_ca, o->tls_cert, o->tls_key};
     int rc = rn_tls_rpc_open(target, &tf, &c->rpc, errmsg);
     if (rc != 0) { free(c); return rc; }
+    if (o->token && (rc = rn_rpc_set_token(c->rpc, o->token, errmsg)) != 0) {
+        rn_rpc_close(c->rpc);
+        free(c);
+        return rc;
+    }
     c->remote = 1;
     c->timeout_ms = o->timeout_ms;
     snprintf(c->where, sizeof c->where, "%s", target);

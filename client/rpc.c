@@ -44,6 +44,8 @@
  *     gRPC's own log lines (which would repeat that detail on stderr, a
  *     second line beside the caller's) are dropped unless GRPC_VERBOSITY is
  *     set.
+ *  9. With a token (rn_rpc_set_token), every call's initial metadata carries
+ *     "authorization: Bearer TOKEN"; the slices live in rn_rpc_t until close.
  */
 #include "client/rpc.h"
 
@@ -90,6 +92,8 @@ struct rn_rpc {
     grpc_completion_queue *acq;         /* async calls; NULL until the first */
     pthread_t              athread;
     acall_t               *pending;     /* invariant 3 */
+    grpc_metadata          auth;        /* invariant 9 */
+    int                    has_auth;
 };
 
 /* What every unary call receives. */
@@ -211,6 +215,7 @@ static int status_rc(const rn_rpc_t *c, const rpc_recv_t *r, char *errmsg)
     case GRPC_STATUS_DEADLINE_EXCEEDED:
         return rn_errf(errmsg, -ETIMEDOUT, "%s: %s", c->target, det);
     case GRPC_STATUS_CANCELLED:           return rn_errf(errmsg, -ECANCELED, "%s", det);
+    case GRPC_STATUS_UNAUTHENTICATED:     return rn_errf(errmsg, -EACCES, "%s", det);
     default:
         return rn_errf(errmsg, -EPROTO, "%s (gRPC status %d)", det, (int)r->status);
     }
@@ -292,6 +297,26 @@ int rn_rpc_open_tls(const char *target, const rn_rpc_tls_t *tls, rn_rpc_t **out,
     return 0;
 }
 
+int rn_rpc_set_token(rn_rpc_t *c, const char *token, char *errmsg)
+{
+    size_t n = strlen(token);
+    if (n == 0 || n > 160)
+        return rn_errf(errmsg, RN_EINVAL, "--token: %s", n ? "longer than 160 bytes" : "empty");
+    for (size_t i = 0; i < n; i++)
+        if (token[i] <= ' ' || token[i] > '~')
+            return rn_errf(errmsg, RN_EINVAL, "--token: not printable ASCII (byte %zu)", i + 1);
+    char v[180];
+    snprintf(v, sizeof v, "Bearer %s", token);
+    if (c->has_auth) {
+        grpc_slice_unref(c->auth.key);
+        grpc_slice_unref(c->auth.value);
+    }
+    c->auth.key = grpc_slice_from_static_string("authorization");
+    c->auth.value = grpc_slice_from_copied_string(v);
+    c->has_auth = 1;
+    return 0;
+}
+
 /* The registered handle of method (invariant 1). NULL when the table is full
  * or out of memory: the caller then creates an unregistered call. */
 static void *method_handle(rn_rpc_t *c, const char *method)
@@ -334,10 +359,14 @@ static grpc_call *new_call(rn_rpc_t *c, const char *method, grpc_completion_queu
 }
 
 /* The six ops of a unary call, filled into ops[6]. */
-static void unary_ops(grpc_op *ops, grpc_byte_buffer *send, rpc_recv_t *r)
+static void unary_ops(const rn_rpc_t *c, grpc_op *ops, grpc_byte_buffer *send, rpc_recv_t *r)
 {
     memset(ops, 0, 6 * sizeof *ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (c->has_auth) {                  /* invariant 9 */
+        ops[0].data.send_initial_metadata.count = 1;
+        ops[0].data.send_initial_metadata.metadata = (grpc_metadata *)&c->auth;
+    }
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -381,7 +410,7 @@ int rn_rpc_call(rn_rpc_t *c, const char *method, const ProtobufCMessage *req,
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_call *call = new_call(c, method, cq, timeout_ms);
     if (!call) { rc = rn_errf(errmsg, -EPROTO, "cannot create a call to %s", method); goto out; }
-    unary_ops(ops, send, &r);
+    unary_ops(c, ops, send, &r);
     grpc_call_error e = grpc_call_start_batch(call, ops, 6, &r, NULL);
     if (e != GRPC_CALL_OK) {
         rc = rn_errf(errmsg, -EPROTO, "%s: %s", method, grpc_call_error_to_string(e));
@@ -496,7 +525,7 @@ int rn_rpc_call_async(rn_rpc_t *c, const char *method, const ProtobufCMessage *r
         goto fail;
     }
     grpc_op ops[6];
-    unary_ops(ops, a->send, &a->r);
+    unary_ops(c, ops, a->send, &a->r);
     /* On the list before the start: the event may arrive at once. */
     pthread_mutex_lock(&c->mu);
     a->next = c->pending;
@@ -531,6 +560,10 @@ void rn_rpc_close(rn_rpc_t *c)
         grpc_completion_queue_destroy(c->acq);
     }
     grpc_channel_destroy(c->ch);
+    if (c->has_auth) {
+        grpc_slice_unref(c->auth.key);
+        grpc_slice_unref(c->auth.value);
+    }
     for (size_t i = 0; i < c->nmethods; i++) free(c->methods[i].name);
     pthread_mutex_destroy(&c->mu);
     free(c);
@@ -599,7 +632,7 @@ int rn_rpc_stream_open(rn_rpc_t *c, const char *method, const ProtobufCMessage *
     s->call = new_call(c, method, s->cq, 0);
     if (!s->call) { rc = rn_errf(errmsg, -EPROTO, "cannot create a call to %s", method); goto fail; }
     grpc_op ops[6];
-    unary_ops(ops, s->send, &s->r);
+    unary_ops(c, ops, s->send, &s->r);
     /* ops 0..3: send everything and receive the initial metadata. */
     grpc_call_error e = grpc_call_start_batch(s->call, ops, 4, &s->tags[TAG_SEND], NULL);
     if (e != GRPC_CALL_OK) goto fail_call;

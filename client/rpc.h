@@ -73,6 +73,10 @@ typedef struct rn_rpc_tls {
 int  rn_rpc_open_tls(const char *target, const rn_rpc_tls_t *tls, rn_rpc_t **out,
                      char *errmsg);
 void rn_rpc_close(rn_rpc_t *c);                  /* NULL is a no-op */
+/* Send "authorization: Bearer TOKEN" with every later call on c (call before
+ * the first call; the token is copied). RN_EINVAL when the token is empty,
+ * longer than 160 bytes or not printable ASCII without spaces. */
+int  rn_rpc_set_token(rn_rpc_t *c, const char *token, char *errmsg);
 
 /* Unary call. req is packed with protobuf-c; on success *resp is the unpacked
  * answer (free with protobuf_c_message_free_unpacked(*resp, NULL)).

@@ -279,6 +279,10 @@ typedef struct rn_client_opts {
      * read and checked by rn_client_open_server; a bad one fails it, with
      * errmsg naming the file (as --tls-ca, --tls-cert or --tls-key). */
     const char   *tls_ca, *tls_cert, *tls_key;
+    /* remote: a bearer token (`runnel user add`) sent as "authorization:
+     * Bearer TOKEN" with every call; NULL = none. A malformed one fails
+     * rn_client_open_server. */
+    const char   *token;
 } rn_client_opts_t;
 
 void rn_client_opts_default(rn_client_opts_t *o);

@@ -16,6 +16,7 @@
 #include "client/tls.h"
 
 #include "client/rpc.h"
+#include "common/addr.h"
 #include "common/error.h"
 #include "common/sys.h"
 
@@ -169,4 +170,13 @@ int rn_tls_load(const rn_tls_files_t *f, const rn_tls_names_t *nm, rn_tls_pem_t 
 fail:
     rn_tls_pem_free(out);
     return rc;
+}
+
+int rn_tls_token_in_clear(const char *target, const rn_tls_files_t *f)
+{
+    if (f && (f->ca || f->cert || f->key)) return 0;
+    char host[256], err[RN_ERRMSG_SIZE];
+    int port;
+    if (rn_addr_split(target, host, sizeof host, &port, 0, err) != 0) return 0;
+    return !rn_addr_is_loopback(host);
 }

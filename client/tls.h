@@ -51,4 +51,9 @@ struct rn_rpc;
 int  rn_tls_rpc_open(const char *target, const rn_tls_files_t *f, struct rn_rpc **out,
                      char *errmsg);
 
+/* 1 when a token sent to target with f would travel in clear: plaintext
+ * (f gives no CA and no certificate) to a host that is not loopback. The
+ * CLIs then print a one-line warning. */
+int  rn_tls_token_in_clear(const char *target, const rn_tls_files_t *f);
+
 #endif

@@ -46,3 +46,8 @@ int rn_addr_split(const char *addr, char *host, size_t hostsize, int *port, int 
     *port = (int)v;
     return 0;
 }
+
+int rn_addr_is_loopback(const char *host)
+{
+    return !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");
+}

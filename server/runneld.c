@@ -9,6 +9,7 @@
  *           [--max-timestamp-ahead-ms MS] [--kafka-listen HOST:PORT] [...]
  *           [--metrics-listen HOST:PORT] [--sink-dir DIR] [--store-root DIR] [--allow-root]
  *           [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--insecure]
+ *           [--users FILE] [--require-auth]
  *
  * Invariants:
  *  1. The data directory is opened (and locked) before the port is bound, and
@@ -46,8 +47,13 @@
  *  8. A plaintext listener on an address that is not loopback (127.0.0.0/8,
  *     ::1, localhost) exits 2 before anything is opened unless --insecure is
  *     given; with it, runneld starts and logs a warning naming each such
- *     listener. There is no authentication yet: TLS without a client CA
- *     encrypts but lets any client in.
+ *     listener.
+ *  9. Authentication (server/auth.h): the credentials file is --users FILE,
+ *     else DATA/users (written by `runnel --data DATA user add`); once it
+ *     holds a user, or with --require-auth, every gRPC call needs a valid
+ *     bearer token or (mutual TLS) a client certificate. The file is re-read
+ *     when it changes; runneld never writes it. The Kafka and metrics ports
+ *     are not authenticated.
  */
 #include "batch/batch.h"
 #include "client/tls.h"
@@ -136,6 +142,10 @@ static const char usage[] =
     "  --tls-client-ca FILE  with TLS: require a client certificate signed by a CA in FILE\n"
     "  --insecure         allow a plaintext listener on an address that is not loopback\n"
     "                     (refused otherwise: anyone on the network could use the broker)\n"
+    "  --users FILE       the credentials file (default DATA/users, written by\n"
+    "                     `runnel --data DATA user add NAME`); once it holds a user, every\n"
+    "                     gRPC call needs a token (or a client certificate under mTLS)\n"
+    "  --require-auth     refuse unauthenticated calls even with no user\n"
     "SIGINT/SIGTERM: stop accepting, finish in-flight calls, fsync, exit 0.\n";
 
 typedef struct daemon {
@@ -231,12 +241,6 @@ static int write_port_file(const char *path, int port, int kport, int mport, cha
     return 0;
 }
 
-/* Invariant 8: 127.0.0.0/8, ::1 and localhost. */
-static int is_loopback(const char *host)
-{
-    return !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");
-}
-
 static int parse_u32(const char *flag, const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
 {
     char *end;
@@ -271,7 +275,7 @@ int main(int argc, char **argv)
            OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS, OPT_PEXPIRY, OPT_TSAHEAD,
            OPT_KLISTEN, OPT_KADV, OPT_KAUTO, OPT_KFRAME, OPT_KFTIMEOUT, OPT_MLISTEN,
            OPT_SINKDIR, OPT_STOREROOT, OPT_ALLOWROOT, OPT_TLSCERT, OPT_TLSKEY, OPT_TLSCA,
-           OPT_INSECURE };
+           OPT_INSECURE, OPT_USERS, OPT_REQAUTH };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -300,13 +304,16 @@ int main(int argc, char **argv)
         {"tls-key", required_argument, NULL, OPT_TLSKEY},
         {"tls-client-ca", required_argument, NULL, OPT_TLSCA},
         {"insecure", no_argument, NULL, OPT_INSECURE},
+        {"users", required_argument, NULL, OPT_USERS},
+        {"require-auth", no_argument, NULL, OPT_REQAUTH},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     char err[RN_ERRMSG_SIZE] = "";
     const char *data = NULL, *listen = "127.0.0.1:7070", *port_file = NULL, *pipelines = NULL;
     const char *mlisten = NULL, *sink_dir = NULL, *store_dir = NULL;
-    int allow_root = 0, insecure = 0;
+    const char *users = NULL;
+    int allow_root = 0, insecure = 0, require_auth = 0;
     rn_tls_files_t tf = {NULL, NULL, NULL};
     uint32_t threads = 2, maxb = RN_BATCH_MAX_BYTES, max_produces = 1024, max_queries = 64;
     rn_hd_opts_t ho;
@@ -374,6 +381,8 @@ int main(int argc, char **argv)
         case OPT_TLSKEY: tf.key = optarg; break;
         case OPT_TLSCA: tf.ca = optarg; break;
         case OPT_INSECURE: insecure = 1; break;
+        case OPT_USERS: users = optarg; break;
+        case OPT_REQAUTH: require_auth = 1; break;
         case OPT_KAUTO:
             if (parse_u32("--kafka-auto-create-queues", optarg, 0, 1u << 16, &ko.auto_create))
                 return 2;
@@ -417,7 +426,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "runneld: %s: %s\n", names[i], err);
                 return 2;
             }
-            if (addrs[i] && i < 3 && !(i == 0 && tf.cert) && !is_loopback(host)) {
+            if (addrs[i] && i < 3 && !(i == 0 && tf.cert) && !rn_addr_is_loopback(host)) {
                 size_t n = strlen(exposed);
                 snprintf(exposed + n, sizeof exposed - n, "%s%s %s", n ? ", " : "", names[i],
                          addrs[i]);
@@ -528,14 +537,22 @@ int main(int argc, char **argv)
         }
     }
     rn_server_opts_t so = {listen, (int)threads, srv_wakeup, srv_stopped, &d, max_produces,
-                           max_queries, NULL, NULL, NULL};
+                           max_queries, NULL, NULL, NULL, NULL};
     int port = 0;
     so.tls_cert = tls.cert;
     so.tls_key = tls.key;
     so.tls_client_ca = tls.ca;
-    rc = rn_server_start(h, &so, &d.srv, &port, err);
+    char users_path[4096];                          /* invariant 9 */
+    if (!users && rn_path_buf(users_path, sizeof users_path, data, RN_USERS_FILE) == 0)
+        users = users_path;
+    rn_auth_t *auth = NULL;
+    rc = users ? rn_auth_create(users, require_auth, &auth) : -ENAMETOOLONG;
+    if (rc != 0) snprintf(err, sizeof err, "cannot set up authentication: %s", rn_strerror(rc));
+    so.auth = auth;
+    if (rc == 0) rc = rn_server_start(h, &so, &d.srv, &port, err);
     rn_tls_pem_free(&tls);             /* gRPC's credentials hold their own copy */
     if (rc != 0) {
+        rn_auth_destroy(auth);
         rn_slog(RN_SLOG_ERROR, "%s", err);
         rn_pl_destroy(pl);
         rn_hd_close(h);
@@ -552,8 +569,10 @@ int main(int argc, char **argv)
     if (tf.cert)
         rn_slog(RN_SLOG_INFO, "gRPC over TLS only (%s %s)%s", "--tls-cert", tf.cert,
                 tf.ca ? "; client certificates required (--tls-client-ca)"
-                      : "; no client certificate asked: any client that trusts the "
-                        "certificate may call (there is no authentication yet)");
+                      : "; no client certificate asked");
+    rn_slog(RN_SLOG_INFO, "credentials file %s: %s", users,
+            require_auth ? "every gRPC call must authenticate (--require-auth)"
+                         : "calls must authenticate once it holds a user");
     if (exposed[0])                    /* invariant 8: --insecure was given */
         rn_slog(RN_SLOG_WARN, "--insecure: plaintext beyond loopback (%s): anyone who can "
                 "reach it can read the traffic and use the broker", exposed);
@@ -603,6 +622,7 @@ int main(int argc, char **argv)
     rn_server_stats_t ss;
     rn_server_stats(d.srv, &ss);
     rn_server_destroy(d.srv);
+    rn_auth_destroy(auth);
     rn_slog(RN_SLOG_DEBUG, "server stopped; closing the data directory");
     rn_hd_stats_t hs;
     rn_hd_stats(h, &hs);

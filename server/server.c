@@ -77,6 +77,10 @@
  *     gRPC's SSL server credentials: a plaintext client fails its handshake
  *     and never reaches a handler. With o.tls_client_ca as well, a client
  *     must present a certificate that chains to it (mutual TLS).
+ * 13. With o.auth, every call (known method or not) is authenticated before
+ *     its request is even unpacked (server/auth.h); a call that is not is
+ *     answered UNAUTHENTICATED. The principal is kept in the call
+ *     (scall_t.principal) for the checks of later layers.
  */
 #include "server/server.h"
 
@@ -113,6 +117,7 @@ _Static_assert(RN_ST_OUT_OF_RANGE == (int)GRPC_STATUS_OUT_OF_RANGE, "status numb
 _Static_assert(RN_ST_UNIMPLEMENTED == (int)GRPC_STATUS_UNIMPLEMENTED, "status numbers");
 _Static_assert(RN_ST_UNAVAILABLE == (int)GRPC_STATUS_UNAVAILABLE, "status numbers");
 _Static_assert(RN_ST_DATA_LOSS == (int)GRPC_STATUS_DATA_LOSS, "status numbers");
+_Static_assert(RN_ST_UNAUTHENTICATED == (int)GRPC_STATUS_UNAUTHENTICATED, "status numbers");
 
 #define MAX_MESSAGE   (256 << 20)       /* as the client's (client/rpc.c) */
 #define MAX_THREADS   16
@@ -216,6 +221,7 @@ struct scall {
     grpc_metadata        trailer;         /*   the stored batches' answer, when set */
     int                  has_trailer;
     sstream_t           *ss;              /* Query only */
+    char                 principal[RN_USER_NAME_MAX + 1];  /* invariant 13; "" = anonymous */
 };
 
 typedef struct wjob wjob_t;
@@ -350,7 +356,8 @@ static const char *status_name(rn_st_t code)
     static const char *const names[] = {
         "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
         "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-        "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE"};
+        "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+        "UNAUTHENTICATED"};
     return (unsigned)code < sizeof names / sizeof names[0] ? names[code] : "status";
 }
 
@@ -988,6 +995,11 @@ static void handle(scall_t *c)
     rn_server_t *s = c->s;
     rn_status_t st = {RN_ST_OK, "", RN_SR_NONE};
     atomic_fetch_add(&s->calls, 1);
+    if (s->o.auth && rn_auth_check(s->o.auth, c->call, &c->md, c->principal, st.msg) != 0) {
+        st.code = RN_ST_UNAUTHENTICATED;            /* invariant 13 */
+        respond(c, &st, NULL);
+        return;
+    }
     if (c->mi == GENERIC) {
         char *name = grpc_slice_to_c_string(c->cd.method);
         st.code = RN_ST_UNIMPLEMENTED;

@@ -19,6 +19,7 @@
 
 #include <stdint.h>
 
+#include "server/auth.h"
 #include "server/handlers.h"
 
 typedef struct rn_server rn_server_t;
@@ -39,6 +40,8 @@ typedef struct rn_server_opts {
      * NULL = plaintext; tls_client_ca = require and verify client
      * certificates signed by it (mutual TLS). */
     const char *tls_cert, *tls_key, *tls_client_ca;
+    /* Authentication (borrowed, outlives the server): NULL = none. */
+    rn_auth_t  *auth;
 } rn_server_opts_t;
 
 /* Listen and serve. *port gets the bound port. */

@@ -28,6 +28,7 @@ typedef enum rn_st {
     RN_ST_INTERNAL = 13,
     RN_ST_UNAVAILABLE = 14,
     RN_ST_DATA_LOSS = 15,
+    RN_ST_UNAUTHENTICATED = 16,
 } rn_st_t;
 
 /* Why a produce was refused, finer than the code, for fronts whose protocol
