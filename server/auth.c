@@ -47,7 +47,7 @@ typedef struct fid { dev_t dev; ino_t ino; off_t size; struct timespec mtime; in
 struct rn_auth {
     char            *path;
     int              require;
-    pthread_mutex_t  mu;       /* users, id, broken, cache */
+    pthread_mutex_t  mu;       /* users, id, loaded, cache */
     rn_users_t      *users;    /* NULL: never loaded */
     fid_t            id;
     int              loaded;

@@ -15,6 +15,7 @@
  *  4. Under mutual TLS, a client certificate verified by the CA is a
  *     principal: no token needed; --require-auth with no user refuses a
  *     plaintext call without a token.
+ *     A token sent in clear beyond loopback is warned about on stderr.
  *  5. Malformed tokens are refused by the client before anything is sent;
  *     bad user names and duplicate users by `user add`.
  */
@@ -311,6 +312,17 @@ static void test_tokens(void **state)
     unsetenv("RUNNEL_TOKEN");
     assert_int_equal(rc, 0);
     assert_int_equal(rc2, 0);
+    /* A token over plaintext beyond loopback (0.0.0.0 reaches this host) is
+     * warned about; over loopback it is not. */
+    char any[64];
+    snprintf(any, sizeof any, "0.0.0.0:%d", fx.port);
+    assert_int_equal(RUN(RUNNEL, NULL, "--server", any, "--token", tok, "topic", "list"), 0);
+    err_line_has("warning: the token goes in clear to 0.0.0.0:");
+    assert_int_equal(RUN(STREAMSQL, NULL, "--server", any, "--token", tok, "-e",
+                         "SELECT 1 AS x FROM t"), 0);
+    err_line_has("warning: the token goes in clear");
+    assert_int_equal(RUN(RUNNEL, NULL, "--server", a, "--token", tok, "topic", "list"), 0);
+    assert_string_equal(err_text, "");
     /* The log names the peer, never a token. */
     assert_true(file_has(fx.log, "auth: refused a call from ipv4:127.0.0.1:"));
     assert_false(file_has(fx.log, secret));
