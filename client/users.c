@@ -12,6 +12,9 @@
  *     lengths) and a bad one refuses the whole file with its line number:
  *     a half-read credentials file would let the wrong people in or out.
  *  4. Secrets compare with CRYPTO_memcmp (constant time).
+ *  5. The file is made mode 0600 after each write. (The secrets are 256
+ *     random bits, so a stolen hash cannot be reversed by guessing; the mode
+ *     keeps the list of names private too.)
  */
 #include "client/users.h"
 
@@ -23,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -214,6 +218,11 @@ static int save(const char *dir, const char *file, const rn_users_t *u, char *er
     if (rc != 0)
         return rn_errf(errmsg, rc, "cannot write the users file %s/%s: %s", dir, file,
                        rn_strerror(rc));
+    /* Invariant 5. */
+    char path[4096];
+    if (rn_path_buf(path, sizeof path, dir, file) == 0 && chmod(path, 0600) != 0)
+        return rn_errf(errmsg, -errno, "cannot make %s readable by its owner only: %s", path,
+                       strerror(errno));
     return 0;
 }
 

@@ -95,7 +95,12 @@ static fid_t file_id(const char *path)
     return f;
 }
 
-static int same_id(const fid_t *x, const fid_t *y) { return !memcmp(x, y, sizeof *x); }
+static int same_id(const fid_t *x, const fid_t *y)
+{
+    return x->present == y->present && x->dev == y->dev && x->ino == y->ino &&
+           x->size == y->size && x->mtime.tv_sec == y->mtime.tv_sec &&
+           x->mtime.tv_nsec == y->mtime.tv_nsec;
+}
 
 /* Invariant 1: the table current, re-read if the file changed. 0, or -1
  * when it never could be read. Returns the number of users in *nusers. */

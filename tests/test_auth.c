@@ -294,6 +294,9 @@ static void test_tokens(void **state)
     const char *secret = strchr(tok, '.') + 1;
     assert_false(file_has(users, secret));                       /* no token in clear */
     assert_true(file_has(users, "alice pbkdf2-sha256 100000 "));
+    struct stat st;
+    assert_int_equal(stat(users, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
 
     every_rpc(NULL, NULL, 1, "no credentials: give --token or RUNNEL_TOKEN");
     char wrong[200];
