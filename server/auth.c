@@ -11,6 +11,9 @@
  *     cached under the SHA-256 of the token (never the token itself), at most
  *     CACHE_MAX entries (a full cache is emptied), and the cache is emptied
  *     whenever the table is replaced, so a revocation is never outlived.
+ *     The KDF (some tens of ms at 100000 iterations) runs on the call's
+ *     completion-queue thread: once per good token, but once per attempt for
+ *     wrong ones (no rate limit yet).
  *  3. Under mutual TLS a call without a token is the client certificate's
  *     subject CN (gRPC verified the chain before the call existed). A token,
  *     when given, wins.
