@@ -229,7 +229,8 @@ int rn_kh_init_producer_id(rn_kreq_t *q)
     rn_kw_t *w = &q->w;
     rn_kw_i32(w, 0);                                    /* throttle_time_ms */
     if (txn.len >= 0) {
-        /* Transactions are not implemented (kafka/README.md). */
+        /* A transactional producer is refused (runnel has no transactions,
+         * kafka/README.md); v0-1 answers carry no message, so the log says why. */
         rn_slog(RN_SLOG_WARN, "kafka: InitProducerId from %s names transactional id '%.*s': "
                 "transactions are not supported; idempotent producers are", q->peer,
                 txn.len > 100 ? 100 : (int)txn.len, txn.p);

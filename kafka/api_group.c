@@ -66,7 +66,9 @@ int rn_kh_find_coordinator(rn_kreq_t *q)
         rn_kw_i32(w, q->ctx->port);
         return RN_KH_DONE;
     }
-    /* Transactions are not implemented (kafka/README.md). */
+    /* Key type 1 asks for a transaction coordinator: runnel has no
+     * transactions, so there is none (kafka/README.md lists them as absent);
+     * any other key type is not Kafka's. */
     rn_kw_i16(w, type == 1 ? RN_KERR_COORDINATOR_NOT_AVAILABLE : RN_KERR_INVALID_REQUEST);
     if (q->version >= 1)
         rn_kw_str(w, type == 1 ? "runnel does not support transactions"

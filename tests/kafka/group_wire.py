@@ -238,6 +238,16 @@ def main(boot):
     check("FindCoordinator v1 transaction refused", r.i16() == 15)
     r = c.call(10, 0, s("g1"))
     check("FindCoordinator v0", r.i16() == 0 and r.i32() == 0)
+    # InitProducerId: idempotent producers get an id; a transactional id is refused.
+    r = c.call(22, 1, s(None) + i32(60000))
+    r.i32()
+    err, pid, epoch = r.i16(), r.i64(), r.i16()
+    check("InitProducerId v1 idempotent", err == 0 and pid >= 0 and epoch >= 0, (err, pid, epoch))
+    r = c.call(22, 0, s("txn-1") + i32(60000))
+    r.i32()
+    err, pid, epoch = r.i16(), r.i64(), r.i16()
+    check("InitProducerId v0 transactional refused", err == 42 and pid == -1 and epoch == -1,
+          (err, pid, epoch))
 
     # JoinGroup v5: MEMBER_ID_REQUIRED, then the join with the given id.
     a = Conn(boot, "alpha")
