@@ -44,6 +44,7 @@
 
 #include <stdint.h>
 
+#include "client/users.h"
 #include "kafka/wire.h"
 #include "server/handlers.h"
 
@@ -145,6 +146,7 @@ struct rn_kreq {
     int         flex;            /* flexible version: compact forms, tagged fields */
     rn_kstr_t   client_id;       /* points into the frame */
     char        peer[64];        /* "HOST:PORT" of the client */
+    char        principal[RN_USER_NAME_MAX + 1];  /* the connection's; "" = anonymous */
     rn_kctx_t  *ctx;
     rn_kr_t     in;              /* the request body */
     rn_buf_t    out;             /* the response body */

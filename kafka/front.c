@@ -96,6 +96,7 @@ struct kconn {
     uv_tcp_t     tcp;
     rn_kfront_t *f;
     char         peer[64];
+    char         principal[RN_USER_NAME_MAX + 1];  /* authenticated; "" = anonymous */
     rn_kframer_t fr;                 /* the frame being read (kafka/frame.h) */
     int64_t      frame_start;        /* when its first byte came (invariant 6) */
     size_t       held, out_held;     /* invariants 4 and 5 */
@@ -387,6 +388,7 @@ static int frame_done(kconn_t *c)
     q->conn = c;
     q->ctx = &c->f->ctx;
     snprintf(q->peer, sizeof q->peer, "%s", c->peer);
+    memcpy(q->principal, c->principal, sizeof q->principal);
     q->state = Q_QUEUED;
     if (c->tail) c->tail->next = q;
     else c->head = q;
