@@ -49,6 +49,7 @@ static const bench_cmd_t *const commands[] = {
     &bench_cmd_mixed,
     &bench_cmd_kafka_produce,
     &bench_cmd_kafka_consume,
+    &bench_cmd_nexmark,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
