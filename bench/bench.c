@@ -37,6 +37,7 @@ static const bench_cmd_t *const commands[] = {
     &bench_cmd_commit,
     &bench_cmd_sql,
     &bench_cmd_produce,
+    &bench_cmd_produce_batches,
     &bench_cmd_consume,
     &bench_cmd_e2e,
     &bench_cmd_memcpy,

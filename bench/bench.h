@@ -42,6 +42,7 @@ extern const bench_cmd_t bench_cmd_etl;          /* bench_etl.c */
 extern const bench_cmd_t bench_cmd_mixed;        /* bench_mixed.c */
 extern const bench_cmd_t bench_cmd_kafka_produce, bench_cmd_kafka_consume;   /* bench_kafka.c */
 extern const bench_cmd_t bench_cmd_nexmark;      /* bench_nexmark.c */
+extern const bench_cmd_t bench_cmd_produce_batches;   /* bench_batches.c */
 
 /* ---- Flags ------------------------------------------------------------ */
 

@@ -736,6 +736,7 @@ int bench_net_parse(const char *cmd, int argc, char **argv, void *arg)
     cfg->rate = 100000;
     cfg->seconds = 5;
     cfg->seed = 42;
+    cfg->rounds = 3;
     bench_opt_t opts[] = {
         {"--server", BENCH_OPT_STR, &cfg->server, 0, 0, "HOST:PORT"},
         {"--topic", BENCH_OPT_STR, &cfg->topic, 0, 0, "NAME"},
@@ -755,8 +756,10 @@ int bench_net_parse(const char *cmd, int argc, char **argv, void *arg)
         {"--no-baseline", BENCH_OPT_FLAG, &cfg->no_baseline, 0, 0, ""},
         {"--acks-written", BENCH_OPT_FLAG, &cfg->acks_written, 0, 0, ""},
         {"--json", BENCH_OPT_FLAG, &cfg->json, 0, 0, ""},
+        {"--rounds", BENCH_OPT_U64, &cfg->rounds, 1, 101, "R"},   /* last: produce-batches only */
     };
-    return bench_parse_flags(cmd, argc, argv, opts, sizeof opts / sizeof opts[0]);
+    size_t n = sizeof opts / sizeof opts[0];
+    return bench_parse_flags(cmd, argc, argv, opts, strcmp(cmd, "produce-batches") ? n - 1 : n);
 }
 
 static int produce_parse(int argc, char **argv, void *cfg) { return bench_net_parse("produce", argc, argv, cfg); }

@@ -19,6 +19,7 @@ typedef struct net_cfg {
     const char *server, *topic, *dir;
     uint64_t    records, size, batch_bytes, producers, consumers, queues, linger_ms;
     uint64_t    rate, seconds, seed;
+    uint64_t    rounds;                   /* produce-batches: counted rounds */
     const char *fsync;                    /* --fsync for a runneld of our own */
     int         json, no_baseline, lz4, acks_written;
     int         kafka;                    /* start runneld with --kafka-listen */
