@@ -44,7 +44,7 @@ NET_DIRS  := client
 # Batch codecs: lz4 (runnel's own), zlib, snappy and zstd (Kafka clients').
 # Debian 12's libsnappy-dev ships snappy.pc, older ones none: then -lsnappy.
 PKGS_CORE := sqlite3 liblz4 zlib libzstd
-PKGS_NET  := grpc libprotobuf-c libuv libmicrohttpd libcrypto
+PKGS_NET  := grpc libprotobuf-c libuv libmicrohttpd libcrypto raft
 PKGS_TEST := cmocka
 
 # Lazy (=): pkg-config runs only after the dependency step has installed it.
@@ -75,8 +75,9 @@ LIBS_ALL  = $(LIBS_NET) $(LIBS_CORE)
 
 RUNNEL_SRC := $(wildcard cli/runnel*.c)
 STREAMSQL_SRC := $(wildcard cli/streamsql*.c)
-# runneld: its gRPC front and handlers (server/) and its Kafka front (kafka/).
-SERVER_SRC := $(wildcard server/*.c kafka/*.c)
+# runneld: its gRPC front and handlers (server/), its Kafka front (kafka/) and
+# its cluster controller (cluster/, on libraft).
+SERVER_SRC := $(wildcard server/*.c kafka/*.c cluster/*.c)
 BENCH_SRC  := $(wildcard bench/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)
 # Helpers shared by the tests (temporary directories, batches, child processes).
