@@ -24,12 +24,12 @@
  *     leadership never leaves a node stuck.
  *  4. Commands carry the leader's wall clock (at_ms); liveness timing uses
  *     the leader's monotonic clock and is never replicated.
- *  6. SIGPIPE is ignored once the controller starts: libraft's TCP transport
- *     writes through libuv with plain write(2), so a peer killed mid-write
- *     would otherwise kill this node with it.
  *  5. The FSM apply never fails the raft entry: a command that does not
  *     decode or apply (a newer runneld's, or a full node table) is logged
  *     at error and skipped, identically on every replica.
+ *  6. SIGPIPE is ignored once the controller starts: libraft's TCP transport
+ *     writes through libuv with plain write(2), so a peer killed mid-write
+ *     would otherwise kill this node with it.
  */
 #include "cluster/controller.h"
 
@@ -675,8 +675,9 @@ int rn_ctl_start(const rn_ctl_opts_t *o, rn_ctl_t **out, char *errmsg)
     raft_set_election_timeout(&c->raft, RN_CTL_ELECTION_MS);
     raft_set_heartbeat_timeout(&c->raft, RN_CTL_RAFT_HEARTBEAT_MS);
     raft_set_pre_vote(&c->raft, true);
-    raft_set_snapshot_threshold(&c->raft, 256);
-    raft_set_snapshot_trailing(&c->raft, 128);
+    unsigned snap = o->snapshot_entries ? o->snapshot_entries : RN_CTL_SNAPSHOT_ENTRIES;
+    raft_set_snapshot_threshold(&c->raft, snap);
+    raft_set_snapshot_trailing(&c->raft, snap);
     rv = raft_start(&c->raft);
     if (rv != 0) {
         rc = raft_fail(c, "raft_start", rv, errmsg);

@@ -35,6 +35,7 @@
 #define RN_CTL_SESSION_MS     1500
 #define RN_CTL_ELECTION_MS    1000   /* raft election timeout (randomised up to 2x) */
 #define RN_CTL_RAFT_HEARTBEAT_MS 100
+#define RN_CTL_SNAPSHOT_ENTRIES  64   /* the state is small: snapshot often */
 
 typedef struct rn_cluster_peer {
     uint64_t id;
@@ -61,6 +62,8 @@ typedef struct rn_ctl_opts {
     const rn_cluster_conf_t *conf;
     const char *data_dir;           /* raft's files go in DATA/raft/ (created) */
     const char *client_addr;        /* this node's gRPC HOST:PORT as other nodes dial it */
+    uint32_t    snapshot_entries;   /* raft snapshot every N entries, keeping N behind it;
+                                       0 = RN_CTL_SNAPSHOT_ENTRIES */
 } rn_ctl_opts_t;
 
 int  rn_ctl_start(const rn_ctl_opts_t *o, rn_ctl_t **out, char *errmsg);

@@ -13,6 +13,9 @@
  *     changes at most the address and liveness.
  *  4. Decoders check every length against the bytes present before reading;
  *     a failed decode leaves the state as it was.
+ *  5. An encoded command is a multiple of 8 bytes (zero padding), as
+ *     libraft 0.15's segment files need (fsm.h); the decoder accepts 0 to 7
+ *     trailing zero bytes after the fields and nothing else.
  */
 #include "cluster/fsm.h"
 
@@ -46,8 +49,18 @@ int rn_fsm_cmd_encode(const rn_fsm_cmd_t *c, uint8_t *out, size_t *len)
     } else {
         return RN_EINVAL;
     }
+    while ((p - out) % 8) *p++ = 0;                                 /* invariant 5 */
     *len = (size_t)(p - out);
     return 0;
+}
+
+/* 1 when p[0..n) is 0 to 7 zero bytes. */
+static int is_padding(const uint8_t *p, size_t n)
+{
+    if (n > 7) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (p[i]) return 0;
+    return 1;
 }
 
 int rn_fsm_cmd_decode(const uint8_t *p, size_t n, rn_fsm_cmd_t *c, char *errmsg)
@@ -69,15 +82,18 @@ int rn_fsm_cmd_decode(const uint8_t *p, size_t n, rn_fsm_cmd_t *c, char *errmsg)
         c->at_ms = (int64_t)rn_be64_get(q + 8);
         size_t len = rn_be16_get(q + 16);
         q += 18;
-        if (len >= RN_CLUSTER_ADDR_MAX || (size_t)(end - q) != len) break;
+        if (len >= RN_CLUSTER_ADDR_MAX || (size_t)(end - q) < len || memchr(q, '\0', len))
+            break;
         memcpy(c->client, q, len);
         c->client[len] = '\0';
-        if (memchr(q, '\0', len)) break;
+        q += len;
+        if (!is_padding(q, (size_t)(end - q))) break;                 /* invariant 5 */
         return 0;
     }
     case RN_FSM_FENCE:
-        if (end - q != 8) break;
+        if (end - q < 8) break;
         c->at_ms = (int64_t)rn_be64_get(q);
+        if (!is_padding(q + 8, (size_t)(end - q - 8))) break;
         return 0;
     default:
         return rn_errf(errmsg, RN_ECORRUPT, "controller command type %u unknown to this runneld "

@@ -16,6 +16,9 @@
  *   +---------+------+------------------------------------------------+
  *   REGISTER (1): id u64 | start_id u64 | at_ms i64 | len u16 | client[len]
  *   FENCE    (2): id u64 | at_ms i64
+ *   then 0 to 7 zero bytes: a command is a multiple of 8 bytes long, because
+ *   libraft 0.15's disk log (raft/uv) writes an entry of any other length
+ *   wrongly and then cannot load its segment (cluster/README.md, libraft).
  *
  * Snapshot encoding (what raft_fsm snapshot gives and restore takes):
  *
@@ -35,7 +38,7 @@
 #define RN_CLUSTER_MAX_NODES 16     /* nodes the controller knows (raft voters and others) */
 #define RN_CLUSTER_ADDR_MAX  256    /* a HOST:PORT address, NUL included */
 #define RN_FSM_CMD_VERSION   1
-#define RN_FSM_CMD_MAX       (2 + 8 + 8 + 8 + 2 + RN_CLUSTER_ADDR_MAX)
+#define RN_FSM_CMD_MAX       ((2 + 8 + 8 + 8 + 2 + RN_CLUSTER_ADDR_MAX + 7) / 8 * 8)
 
 typedef enum rn_fsm_cmd_type {
     RN_FSM_REGISTER = 1,    /* a node (re)started and serves clients at `client` */

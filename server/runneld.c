@@ -9,7 +9,8 @@
  *           [--max-timestamp-ahead-ms MS] [--kafka-listen HOST:PORT] [...]
  *           [--metrics-listen HOST:PORT] [--sink-dir DIR] [--store-root DIR] [--allow-root]
  *           [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--insecure]
- *           [--users FILE] [--require-auth] [--node-id N --cluster ID=HOST:PORT,...]
+ *           [--users FILE] [--require-auth] [--node-id N --cluster ID=HOST:PORT,...
+ *           [--cluster-snapshot-entries N]]
  *
  * Invariants:
  *  1. The data directory is opened (and locked) before the port is bound, and
@@ -104,7 +105,8 @@ static const char usage[] =
     "               [--kafka-max-frame-bytes N] [--kafka-frame-timeout-ms MS]\n"
     "               [--metrics-listen HOST:PORT] [--sink-dir DIR] [--store-root DIR]\n"
     "               [--allow-root] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n"
-    "               [--insecure] [--node-id N --cluster ID=HOST:PORT,ID=HOST:PORT,...]\n"
+    "               [--insecure] [--node-id N --cluster ID=HOST:PORT,ID=HOST:PORT,...\n"
+    "               [--cluster-snapshot-entries N]]\n"
     "\n"
     "Serves the runnel.v1.Runnel gRPC service (proto/runnel.proto) over DIR, which it\n"
     "creates when absent and locks while it runs (use `runnel --server HOST:PORT` then).\n"
@@ -161,6 +163,8 @@ static const char usage[] =
     "                     cluster whose controller replicates over raft at these addresses\n"
     "                     (used to bootstrap DATA/raft on the first start only; see\n"
     "                     cluster/README.md: metadata only, no data replication yet)\n"
+    "  --cluster-snapshot-entries N  snapshot the controller state every N raft entries,\n"
+    "                     keeping N entries behind it (default 64, 2..1048576)\n"
     "SIGINT/SIGTERM: stop accepting, finish in-flight calls, fsync, exit 0.\n";
 
 typedef struct daemon {
@@ -290,7 +294,7 @@ int main(int argc, char **argv)
            OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS, OPT_PEXPIRY, OPT_TSAHEAD,
            OPT_KLISTEN, OPT_KADV, OPT_KAUTO, OPT_KFRAME, OPT_KFTIMEOUT, OPT_MLISTEN,
            OPT_SINKDIR, OPT_STOREROOT, OPT_ALLOWROOT, OPT_TLSCERT, OPT_TLSKEY, OPT_TLSCA,
-           OPT_INSECURE, OPT_USERS, OPT_REQAUTH, OPT_NODEID, OPT_CLUSTER };
+           OPT_INSECURE, OPT_USERS, OPT_REQAUTH, OPT_NODEID, OPT_CLUSTER, OPT_CSNAP };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -323,6 +327,7 @@ int main(int argc, char **argv)
         {"require-auth", no_argument, NULL, OPT_REQAUTH},
         {"node-id", required_argument, NULL, OPT_NODEID},
         {"cluster", required_argument, NULL, OPT_CLUSTER},
+        {"cluster-snapshot-entries", required_argument, NULL, OPT_CSNAP},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -330,6 +335,7 @@ int main(int argc, char **argv)
     const char *data = NULL, *listen = "127.0.0.1:7070", *port_file = NULL, *pipelines = NULL;
     const char *mlisten = NULL, *sink_dir = NULL, *store_dir = NULL;
     const char *users = NULL, *node_id = NULL, *cluster = NULL;
+    uint32_t csnap = 0;
     int allow_root = 0, insecure = 0, require_auth = 0;
     rn_tls_files_t tf = {NULL, NULL, NULL};
     uint32_t threads = 2, maxb = RN_BATCH_MAX_BYTES, max_produces = 1024, max_queries = 64;
@@ -402,6 +408,9 @@ int main(int argc, char **argv)
         case OPT_REQAUTH: require_auth = 1; break;
         case OPT_NODEID: node_id = optarg; break;
         case OPT_CLUSTER: cluster = optarg; break;
+        case OPT_CSNAP:
+            if (parse_u32("--cluster-snapshot-entries", optarg, 2, 1u << 20, &csnap)) return 2;
+            break;
         case OPT_KAUTO:
             if (parse_u32("--kafka-auto-create-queues", optarg, 0, 1u << 16, &ko.auto_create))
                 return 2;
@@ -437,6 +446,11 @@ int main(int argc, char **argv)
     if (!node_id != !cluster) {
         fprintf(stderr, "runneld: --node-id and --cluster go together: give both (this node's "
                 "id and every node's raft address), or neither for a single-node broker\n");
+        return 2;
+    }
+    if (csnap && !cluster) {
+        fprintf(stderr, "runneld: --cluster-snapshot-entries is for a cluster node: give it "
+                "with --node-id and --cluster\n");
         return 2;
     }
     if (cluster && rn_cluster_conf_parse(node_id, cluster, &cconf, err) != 0) {
@@ -654,7 +668,7 @@ int main(int argc, char **argv)
     if (pl && (rc = rn_pl_start_all(pl, err)) != 0) rn_slog(RN_SLOG_ERROR, "%s", err);
     rn_ctl_t *ctl = NULL;                           /* invariant 10 */
     if (cluster && !failed) {
-        rn_ctl_opts_t co = {&cconf, data, shown};
+        rn_ctl_opts_t co = {&cconf, data, shown, csnap};
         if (rn_ctl_start(&co, &ctl, err) != 0) {
             rn_slog(RN_SLOG_ERROR, "%s", err);
             failed = 1;
