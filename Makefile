@@ -88,7 +88,8 @@ TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # without the network libraries, so a core test that came to need them fails
 # to link there.
 CORE_TESTS := batch consumer crc32c datadir json etl etl_order faults groups log log_concurrency \
-              log_recovery mapping meta root streamsql streamsql_batching streamsql_oracle
+              log_recovery mapping meta root streamsql streamsql_batching streamsql_oracle \
+              cluster_fsm
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)
 FUZZ_BIN   := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=build-fuzz/fuzz_%)
@@ -158,6 +159,9 @@ else
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTUTIL_OBJ) $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_ALL)
 endif
+
+# The controller state's codecs (cluster/fsm.c: pure, no raft or network).
+$(BUILD)/tests/test_cluster_fsm: $(BUILD)/cluster/fsm.o
 
 # Tests that run runneld's server in process (to inject faults through rn_sys),
 # or call its modules directly (test_metrics renders label escapes): the
