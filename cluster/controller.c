@@ -596,8 +596,9 @@ static void check_conf(rn_ctl_t *c)
 
 static int raft_fail(rn_ctl_t *c, const char *what, int rv, char *errmsg)
 {
-    return rn_errf(errmsg, -EIO, "controller: %s: %s (%s)", what, raft_strerror(rv),
-                   raft_errmsg(&c->raft)[0] ? raft_errmsg(&c->raft) : "no detail");
+    const char *detail = raft_errmsg(&c->raft)[0] ? raft_errmsg(&c->raft)
+                         : c->io.errmsg[0] ? c->io.errmsg : "no detail from libraft";
+    return rn_errf(errmsg, -EIO, "controller: %s: %s (%s)", what, raft_strerror(rv), detail);
 }
 
 int rn_ctl_start(const rn_ctl_opts_t *o, rn_ctl_t **out, char *errmsg)
@@ -680,7 +681,10 @@ int rn_ctl_start(const rn_ctl_opts_t *o, rn_ctl_t **out, char *errmsg)
     raft_set_snapshot_trailing(&c->raft, snap);
     rv = raft_start(&c->raft);
     if (rv != 0) {
-        rc = raft_fail(c, "raft_start", rv, errmsg);
+        char what[RN_CLUSTER_ADDR_MAX + 80];
+        snprintf(what, sizeof what, "cannot start raft on %s (is that address this host's, and "
+                 "free?)", self_addr);
+        rc = raft_fail(c, what, rv, errmsg);
         goto fail_raft;
     }
     check_conf(c);

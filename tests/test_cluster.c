@@ -18,8 +18,9 @@
  *              (--cluster-snapshot-entries 4) and the log
  *
  * Beside them, without the shared nodes: a single-node broker's `cluster
- * status` says it is not in a cluster (exit 0), and bad --cluster flags
- * stop runneld with exit 2 and one line naming the problem.
+ * status` says it is not in a cluster (exit 0), bad --cluster flags stop
+ * runneld with exit 2 and one line naming the problem, and a raft address
+ * already taken stops it with exit 1 before its port file appears.
  *
  * Every wait is bounded (WAIT_MS); a node's log is printed when a check
  * about it fails.
@@ -37,7 +38,7 @@ typedef struct cluster {
     srv_t *n[NODES];
     int    raft_port[NODES];
     char   spec[256];
-    char   idtext[NODES][8];
+    char   idtext[NODES][16];
     char   work[64];
 } cluster_t;
 
@@ -400,11 +401,47 @@ static void test_bad_flags(void **state)
     }
 }
 
+/* The node's raft address is taken: runneld says so and exits 1, never
+ * writing its port file. */
+static void test_raft_port_busy(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    socklen_t n = sizeof a;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &n), 0);
+    char spec[96], data[128], portf[128], out[128], errf[128], want[96];
+    snprintf(spec, sizeof spec, "1=127.0.0.1:%d,2=127.0.0.1:%d", ntohs(a.sin_port),
+             g->raft_port[1]);
+    snprintf(data, sizeof data, "%s/busy", g->work);
+    snprintf(portf, sizeof portf, "%s/busy.port", g->work);
+    snprintf(out, sizeof out, "%s/out", g->work);
+    snprintf(errf, sizeof errf, "%s/err", g->work);
+    const char *argv[] = {"runneld", "--data", data, "--listen", "127.0.0.1:0", "--allow-root",
+                          "--port-file", portf, "--node-id", "1", "--cluster", spec, NULL};
+    int st = rn_test_run(RN_BIN_DIR "/runneld", argv, NULL, out, errf);
+    close(fd);
+    char *e = rn_test_slurp(errf, NULL);
+    snprintf(want, sizeof want, "cannot start raft on 127.0.0.1:%d", ntohs(a.sin_port));
+    if (!strstr(e, want) || !WIFEXITED(st) || WEXITSTATUS(st) != 1)
+        fail_msg("status %d, stderr '%s', wanted exit 1 and '%s'", st, e, want);
+    free(e);
+    struct stat sb;
+    assert_int_not_equal(stat(portf, &sb), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_flags),
         cmocka_unit_test(test_single_node),
+        cmocka_unit_test(test_raft_port_busy),
         cmocka_unit_test(test_elect),
         cmocka_unit_test(test_failover),
         cmocka_unit_test(test_rejoin),
