@@ -50,7 +50,9 @@ static void json_str(const char *s)
 static void print_json(const Runnel__V1__ClusterStatusResponse *r)
 {
     printf("{\"kind\":\"controller\",\"clustered\":true,\"answered_by\":%" PRIu64
-           ",\"state\":\"%s\",\"leader\":", r->node_id, r->state);
+           ",\"state\":", r->node_id);
+    json_str(r->state);
+    fputs(",\"leader\":", stdout);
     if (r->leader_id) printf("%" PRIu64, r->leader_id);
     else fputs("null", stdout);
     printf(",\"term\":%" PRIu64 ",\"commit_index\":%" PRIu64 ",\"applied_index\":%" PRIu64 "}\n",
