@@ -668,6 +668,13 @@ int main(int argc, char **argv)
     if (pl && (rc = rn_pl_start_all(pl, err)) != 0) rn_slog(RN_SLOG_ERROR, "%s", err);
     rn_ctl_t *ctl = NULL;                           /* invariant 10 */
     if (cluster && !failed) {
+        char lhost[256];
+        int lp;
+        if (rn_addr_split(listen, lhost, sizeof lhost, &lp, 1, err) == 0 &&
+            (!strcmp(lhost, "0.0.0.0") || !strcmp(lhost, "::")))
+            rn_slog(RN_SLOG_WARN, "--listen %s: the controller registers %s as this node's "
+                    "client address, which other machines cannot dial; give this host's own "
+                    "address", listen, shown);
         rn_ctl_opts_t co = {&cconf, data, shown, csnap};
         if (rn_ctl_start(&co, &ctl, err) != 0) {
             rn_slog(RN_SLOG_ERROR, "%s", err);
