@@ -3,6 +3,7 @@
 #   make            build bin/runnel, bin/runnel-bench and the core library
 #   make test       build and run every test (unit, integration, corpus replay)
 #   make demo       the end-to-end demo on an embedded data directory
+#   make cluster-demo  three cluster nodes on loopback: status, the leader killed
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang)
 #   make bench      the benchmark suite against Redis and SQLite (BENCH_QUICK=1: short)
 #   make SAN=1 test the same tests built with ASan+UBSan, in build-san/
@@ -44,7 +45,7 @@ NET_DIRS  := client
 # Batch codecs: lz4 (runnel's own), zlib, snappy and zstd (Kafka clients').
 # Debian 12's libsnappy-dev ships snappy.pc, older ones none: then -lsnappy.
 PKGS_CORE := sqlite3 liblz4 zlib libzstd
-PKGS_NET  := grpc libprotobuf-c libuv libmicrohttpd libcrypto
+PKGS_NET  := grpc libprotobuf-c libuv libmicrohttpd libcrypto raft
 PKGS_TEST := cmocka
 
 # Lazy (=): pkg-config runs only after the dependency step has installed it.
@@ -75,8 +76,9 @@ LIBS_ALL  = $(LIBS_NET) $(LIBS_CORE)
 
 RUNNEL_SRC := $(wildcard cli/runnel*.c)
 STREAMSQL_SRC := $(wildcard cli/streamsql*.c)
-# runneld: its gRPC front and handlers (server/) and its Kafka front (kafka/).
-SERVER_SRC := $(wildcard server/*.c kafka/*.c)
+# runneld: its gRPC front and handlers (server/), its Kafka front (kafka/) and
+# its cluster controller (cluster/, on libraft).
+SERVER_SRC := $(wildcard server/*.c kafka/*.c cluster/*.c)
 BENCH_SRC  := $(wildcard bench/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)
 # Helpers shared by the tests (temporary directories, batches, child processes).
@@ -87,7 +89,8 @@ TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # without the network libraries, so a core test that came to need them fails
 # to link there.
 CORE_TESTS := batch consumer crc32c datadir json etl etl_order faults groups log log_concurrency \
-              log_recovery mapping meta root streamsql streamsql_batching streamsql_oracle
+              log_recovery mapping meta root streamsql streamsql_batching streamsql_oracle \
+              cluster_fsm
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)
 FUZZ_BIN   := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=build-fuzz/fuzz_%)
@@ -101,7 +104,7 @@ PROGRAMS += $(BIN)/streamsql
 endif
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all test demo fuzz clean deps crash-test soak reconnect-soak bench
+.PHONY: all test demo cluster-demo fuzz clean deps crash-test soak reconnect-soak bench
 # Keep objects make would otherwise delete as intermediates (no rebuild churn).
 .SECONDARY:
 all: $(PROGRAMS)
@@ -158,6 +161,20 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTUTIL_OBJ) $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_ALL)
 endif
 
+# The controller state's codecs (cluster/fsm.c: pure, no raft or network).
+# (Linked before the libraries, which hold what fsm.o needs.)
+$(BUILD)/tests/test_cluster_fsm: $(BUILD)/tests/test_cluster_fsm.o $(BUILD)/cluster/fsm.o \
+                                 $(TESTUTIL_OBJ) $(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_CORE)
+$(BUILD)/fuzz/replay_cluster_cmd: $(BUILD)/tests/fuzz/fuzz_cluster_cmd.o $(BUILD)/tests/fuzz/replay.o \
+                                  $(BUILD)/cluster/fsm.o $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_TEST) $(LIBS_ALL)
+build-fuzz/fuzz_cluster_cmd: tests/fuzz/fuzz_cluster_cmd.c cluster/fsm.c cluster/fsm.h
+	@sh scripts/install-deps.sh fuzz
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ $< cluster/fsm.c $(CORE_SRC) $(LIBS_CORE)
+
 # Tests that run runneld's server in process (to inject faults through rn_sys),
 # or call its modules directly (test_metrics renders label escapes): the
 # server's objects but its main.
@@ -198,6 +215,11 @@ endif
 
 demo: $(PROGRAMS)
 	@sh scripts/demo.sh $(BIN)
+
+# Three cluster nodes on loopback: status, kill -9 of the controller leader,
+# a new leader, the node rejoining, SIGTERM (scripts/cluster-demo.sh).
+cluster-demo: $(PROGRAMS)
+	@sh scripts/cluster-demo.sh $(BIN)
 
 # The benchmark suite against Redis streams and SQLite (bench/suite.sh): installs
 # redis-server, gnuplot and jq (install-deps.sh bench), writes bench/results.json,

@@ -27,6 +27,8 @@ need_cmd cc gcc
 need_cmd make make
 need sqlite3       libsqlite3-dev
 need libuv         libuv1-dev
+# The cluster controller's consensus (cluster/): canonical raft on libuv.
+need raft          libraft-dev
 need liblz4        liblz4-dev
 need zlib          zlib1g-dev
 need libzstd       libzstd-dev

@@ -9,7 +9,8 @@
  *           [--max-timestamp-ahead-ms MS] [--kafka-listen HOST:PORT] [...]
  *           [--metrics-listen HOST:PORT] [--sink-dir DIR] [--store-root DIR] [--allow-root]
  *           [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--insecure]
- *           [--users FILE] [--require-auth]
+ *           [--users FILE] [--require-auth] [--node-id N --cluster ID=HOST:PORT,...
+ *           [--cluster-snapshot-entries N]]
  *
  * Invariants:
  *  1. The data directory is opened (and locked) before the port is bound, and
@@ -54,8 +55,19 @@
  *     bearer token or (mutual TLS) a client certificate. The file is re-read
  *     when it changes; runneld never writes it. The Kafka and metrics ports
  *     are not authenticated.
+ * 10. Cluster (cluster/README.md): --node-id and --cluster go together and
+ *     are checked (cluster/controller.h) before anything is opened; a bad
+ *     list exits 2 with one line. The controller starts after the gRPC
+ *     server (it registers the bound client address) and before the port
+ *     file is written, and stops after the server was destroyed (its RPCs
+ *     read it until then). Its raft transport is plaintext and
+ *     unauthenticated, so a raft address beyond loopback needs --insecure,
+ *     and --cluster refuses --tls-cert and --require-auth (heartbeats go
+ *     between nodes in plaintext without a token, for now).
  */
 #include "batch/batch.h"
+#include "cluster/controller.h"
+#include "cluster/handlers.h"
 #include "client/tls.h"
 #include "common/addr.h"
 #include "common/error.h"
@@ -93,7 +105,8 @@ static const char usage[] =
     "               [--kafka-max-frame-bytes N] [--kafka-frame-timeout-ms MS]\n"
     "               [--metrics-listen HOST:PORT] [--sink-dir DIR] [--store-root DIR]\n"
     "               [--allow-root] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n"
-    "               [--insecure]\n"
+    "               [--insecure] [--node-id N --cluster ID=HOST:PORT,ID=HOST:PORT,...\n"
+    "               [--cluster-snapshot-entries N]]\n"
     "\n"
     "Serves the runnel.v1.Runnel gRPC service (proto/runnel.proto) over DIR, which it\n"
     "creates when absent and locks while it runs (use `runnel --server HOST:PORT` then).\n"
@@ -146,6 +159,12 @@ static const char usage[] =
     "                     `runnel --data DATA user add NAME`); once it holds a user, every\n"
     "                     gRPC call needs a token (or a client certificate under mTLS)\n"
     "  --require-auth     refuse unauthenticated calls even with no user\n"
+    "  --node-id N --cluster 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT  run as node N of a\n"
+    "                     cluster whose controller replicates over raft at these addresses\n"
+    "                     (used to bootstrap DATA/raft on the first start only; see\n"
+    "                     cluster/README.md: metadata only, no data replication yet)\n"
+    "  --cluster-snapshot-entries N  snapshot the controller state every N raft entries,\n"
+    "                     keeping N entries behind it (default 64, 2..1048576)\n"
     "SIGINT/SIGTERM: stop accepting, finish in-flight calls, fsync, exit 0.\n";
 
 typedef struct daemon {
@@ -275,7 +294,7 @@ int main(int argc, char **argv)
            OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS, OPT_PEXPIRY, OPT_TSAHEAD,
            OPT_KLISTEN, OPT_KADV, OPT_KAUTO, OPT_KFRAME, OPT_KFTIMEOUT, OPT_MLISTEN,
            OPT_SINKDIR, OPT_STOREROOT, OPT_ALLOWROOT, OPT_TLSCERT, OPT_TLSKEY, OPT_TLSCA,
-           OPT_INSECURE, OPT_USERS, OPT_REQAUTH };
+           OPT_INSECURE, OPT_USERS, OPT_REQAUTH, OPT_NODEID, OPT_CLUSTER, OPT_CSNAP };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -306,13 +325,17 @@ int main(int argc, char **argv)
         {"insecure", no_argument, NULL, OPT_INSECURE},
         {"users", required_argument, NULL, OPT_USERS},
         {"require-auth", no_argument, NULL, OPT_REQAUTH},
+        {"node-id", required_argument, NULL, OPT_NODEID},
+        {"cluster", required_argument, NULL, OPT_CLUSTER},
+        {"cluster-snapshot-entries", required_argument, NULL, OPT_CSNAP},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     char err[RN_ERRMSG_SIZE] = "";
     const char *data = NULL, *listen = "127.0.0.1:7070", *port_file = NULL, *pipelines = NULL;
     const char *mlisten = NULL, *sink_dir = NULL, *store_dir = NULL;
-    const char *users = NULL;
+    const char *users = NULL, *node_id = NULL, *cluster = NULL;
+    uint32_t csnap = 0;
     int allow_root = 0, insecure = 0, require_auth = 0;
     rn_tls_files_t tf = {NULL, NULL, NULL};
     uint32_t threads = 2, maxb = RN_BATCH_MAX_BYTES, max_produces = 1024, max_queries = 64;
@@ -383,6 +406,11 @@ int main(int argc, char **argv)
         case OPT_INSECURE: insecure = 1; break;
         case OPT_USERS: users = optarg; break;
         case OPT_REQAUTH: require_auth = 1; break;
+        case OPT_NODEID: node_id = optarg; break;
+        case OPT_CLUSTER: cluster = optarg; break;
+        case OPT_CSNAP:
+            if (parse_u32("--cluster-snapshot-entries", optarg, 2, 1u << 20, &csnap)) return 2;
+            break;
         case OPT_KAUTO:
             if (parse_u32("--kafka-auto-create-queues", optarg, 0, 1u << 16, &ko.auto_create))
                 return 2;
@@ -414,6 +442,27 @@ int main(int argc, char **argv)
                 "certificates are checked only over TLS\n");
         return 2;
     }
+    static rn_cluster_conf_t cconf;                 /* invariant 10 */
+    if (!node_id != !cluster) {
+        fprintf(stderr, "runneld: --node-id and --cluster go together: give both (this node's "
+                "id and every node's raft address), or neither for a single-node broker\n");
+        return 2;
+    }
+    if (csnap && !cluster) {
+        fprintf(stderr, "runneld: --cluster-snapshot-entries is for a cluster node: give it "
+                "with --node-id and --cluster\n");
+        return 2;
+    }
+    if (cluster && rn_cluster_conf_parse(node_id, cluster, &cconf, err) != 0) {
+        fprintf(stderr, "runneld: %s\n", err);
+        return 2;
+    }
+    if (cluster && (tf.cert || require_auth)) {
+        fprintf(stderr, "runneld: --cluster with %s is not supported yet: nodes send their "
+                "controller heartbeats over plaintext gRPC without a token\n",
+                tf.cert ? "--tls-cert" : "--require-auth");
+        return 2;
+    }
     char exposed[200] = "";     /* invariant 8: plaintext listeners beyond loopback */
     {
         static const char *const names[] = {"--listen", "--kafka-listen", "--metrics-listen",
@@ -431,6 +480,17 @@ int main(int argc, char **argv)
                 snprintf(exposed + n, sizeof exposed - n, "%s%s %s", n ? ", " : "", names[i],
                          addrs[i]);
             }
+        }
+    }
+    for (size_t i = 0; cluster && i < cconf.n; i++) {
+        char host[256];
+        int port;
+        if (cconf.peers[i].id == cconf.self &&
+            rn_addr_split(cconf.peers[i].addr, host, sizeof host, &port, 0, err) == 0 &&
+            !rn_addr_is_loopback(host)) {
+            size_t n = strlen(exposed);
+            snprintf(exposed + n, sizeof exposed - n, "%s--cluster (raft) %s", n ? ", " : "",
+                     cconf.peers[i].addr);
         }
     }
     if (exposed[0] && !insecure) {
@@ -606,6 +666,24 @@ int main(int argc, char **argv)
         }
     }
     if (pl && (rc = rn_pl_start_all(pl, err)) != 0) rn_slog(RN_SLOG_ERROR, "%s", err);
+    rn_ctl_t *ctl = NULL;                           /* invariant 10 */
+    if (cluster && !failed) {
+        char lhost[256];
+        int lp;
+        if (rn_addr_split(listen, lhost, sizeof lhost, &lp, 1, err) == 0 &&
+            (!strcmp(lhost, "0.0.0.0") || !strcmp(lhost, "::")))
+            rn_slog(RN_SLOG_WARN, "--listen %s: the controller registers %s as this node's "
+                    "client address, which other machines cannot dial; give this host's own "
+                    "address", listen, shown);
+        rn_ctl_opts_t co = {&cconf, data, shown, csnap};
+        if (rn_ctl_start(&co, &ctl, err) != 0) {
+            rn_slog(RN_SLOG_ERROR, "%s", err);
+            failed = 1;
+            rn_server_shutdown(d.srv);
+        } else {
+            rn_cluster_hd_set(ctl);
+        }
+    }
     if (port_file && !failed && write_port_file(port_file, port, kport, mport, err) != 0) {
         rn_slog(RN_SLOG_ERROR, "%s", err);
         failed = 1;
@@ -622,6 +700,8 @@ int main(int argc, char **argv)
     rn_server_stats_t ss;
     rn_server_stats(d.srv, &ss);
     rn_server_destroy(d.srv);
+    rn_cluster_hd_set(NULL);
+    rn_ctl_stop(ctl);
     rn_auth_destroy(auth);
     rn_slog(RN_SLOG_DEBUG, "server stopped; closing the data directory");
     rn_hd_stats_t hs;

@@ -85,6 +85,7 @@
 #include "server/server.h"
 
 #include "client/rpc.h"
+#include "cluster/handlers.h"
 #include "common/error.h"
 #include "common/sys.h"
 #include "server/log.h"
@@ -163,6 +164,8 @@ static const method_t method_table[] = {
     {"PausePipeline", D(pipeline_request), M_UNARY, rn_pl_hd_pause, 1, NULL},
     {"ResumePipeline", D(pipeline_request), M_UNARY, rn_pl_hd_resume, 1, NULL},
     {"DropPipeline", D(pipeline_request), M_UNARY, rn_pl_hd_drop, 1, NULL},
+    {"ClusterStatus", D(cluster_status_request), M_UNARY, rn_cluster_hd_status, 1, NULL},
+    {"ClusterHeartbeat", D(cluster_heartbeat_request), M_UNARY, rn_cluster_hd_heartbeat, 2, NULL},
 };
 #undef D
 #define NMETHODS (sizeof method_table / sizeof method_table[0])

@@ -1,0 +1,742 @@
+/*
+ * controller.c — one node's cluster controller (cluster/controller.h): the
+ * libraft instance, its loop thread, the heartbeats and the view.
+ *
+ * States of the loop thread's node, as raft_state() reports them:
+ *   follower / candidate  sends a heartbeat to the known leader's client
+ *                         address every RN_CTL_HEARTBEAT_MS (one in flight)
+ *   leader, not ready     just won: a barrier is in flight, so that every
+ *                         entry of earlier terms is applied before this node
+ *                         proposes anything from its state
+ *   leader, ready         the barrier applied: registers and fences (below)
+ *
+ * Invariants:
+ *  1. raft_*, the FSM callbacks, c->fsm, c->seen and c->rpc are touched on
+ *     the loop thread only (and by rn_ctl_start/rn_ctl_stop before the
+ *     thread starts or after it was joined).
+ *  2. Other threads reach the loop only through c->q (under qmu, at most
+ *     QUEUE_CAP inputs: a full queue drops the heartbeat, the node sends
+ *     another RN_CTL_HEARTBEAT_MS later) and uv_async_send; and read c->view,
+ *     an immutable reference-counted snapshot swapped under vmu. Neither
+ *     mutex is held across I/O, a raft call or an allocation of note.
+ *  3. At most one proposal per node is in flight (seen[].pending); a
+ *     proposal's callback clears it, whatever its status, so a lost
+ *     leadership never leaves a node stuck.
+ *  4. Commands carry the leader's wall clock (at_ms); liveness timing uses
+ *     the leader's monotonic clock and is never replicated.
+ *  5. The FSM apply never fails the raft entry: a command that does not
+ *     decode or apply (a newer runneld's, or a full node table) is logged
+ *     at error and skipped, identically on every replica.
+ *  6. SIGPIPE is ignored once the controller starts: libraft's TCP transport
+ *     writes through libuv with plain write(2), so a peer killed mid-write
+ *     would otherwise kill this node with it.
+ */
+#include "cluster/controller.h"
+
+#include "client/rpc.h"
+#include "common/addr.h"
+#include "common/error.h"
+#include "common/sys.h"
+#include "server/log.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <uv.h>
+
+#define TICK_MS    100
+#define QUEUE_CAP  64
+
+typedef struct input {
+    uint64_t id, start_id;
+    char     client[RN_CLUSTER_ADDR_MAX];
+} input_t;
+
+typedef struct seen {
+    uint64_t id;
+    int64_t  at_ms;          /* monotonic: last heartbeat heard (leader only) */
+    int      pending;        /* a proposal about this node is in flight */
+} seen_t;
+
+struct rn_ctl {
+    rn_cluster_conf_t conf;
+    char              client[RN_CLUSTER_ADDR_MAX];
+    uint64_t          start_id;
+    char              dir[PATH_MAX];
+
+    uv_loop_t         loop;
+    uv_async_t        async;
+    uv_timer_t        tick;
+    struct raft_uv_transport transport;
+    struct raft_io    io;
+    struct raft_fsm   fsm_if;
+    struct raft       raft;
+    pthread_t         thread;
+
+    /* loop thread (invariant 1) */
+    rn_fsm_t          fsm;
+    seen_t            seen[RN_CLUSTER_MAX_NODES];
+    size_t            nseen;
+    int               was_leader, ready, barrier_pending;
+    int64_t           hb_sent_ms;
+    rn_rpc_t         *rpc;
+    char              rpc_target[RN_CLUSTER_ADDR_MAX];
+    uint64_t          last_leader;
+    atomic_int        hb_inflight;
+
+    /* invariant 2 */
+    pthread_mutex_t   qmu;
+    input_t           q[QUEUE_CAP];
+    size_t            qn;
+    int               stopping;
+    pthread_mutex_t   vmu;
+    rn_ctl_view_t    *view;
+};
+
+typedef struct proposal {
+    struct raft_apply req;
+    rn_ctl_t         *c;
+    uint64_t          id;
+} proposal_t;
+
+static int64_t mono_ms(void) { return (int64_t)(rn_mono_ns() / 1000000u); }
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- flags ----------------------------------------------------------------- */
+
+static int parse_id(const char *s, size_t n, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (n == 0 || n > 10) return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (v < 1 || v > UINT32_MAX) return -1;
+    *out = v;
+    return 0;
+}
+
+int rn_cluster_conf_parse(const char *self_text, const char *spec, rn_cluster_conf_t *out,
+                          char *errmsg)
+{
+    memset(out, 0, sizeof *out);
+    if (parse_id(self_text, strlen(self_text), &out->self) != 0)
+        return rn_errf(errmsg, RN_EINVAL, "--node-id: '%.40s' is not a node id: give an integer "
+                       "in 1..4294967295", self_text);
+    char hosts[RN_CLUSTER_MAX_NODES][RN_CLUSTER_ADDR_MAX];
+    int ports[RN_CLUSTER_MAX_NODES];
+    const char *p = spec;
+    for (size_t k = 1;; k++) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        if (!eq)
+            return rn_errf(errmsg, RN_EINVAL, "--cluster: entry %zu '%.*s' is not ID=HOST:PORT "
+                           "(give e.g. 1=127.0.0.1:9001,2=127.0.0.1:9002,3=127.0.0.1:9003)", k,
+                           (int)(len > 60 ? 60 : len), p);
+        uint64_t id;
+        if (parse_id(p, (size_t)(eq - p), &id) != 0)
+            return rn_errf(errmsg, RN_EINVAL, "--cluster: entry %zu: '%.*s' is not a node id: "
+                           "give an integer in 1..4294967295", k, (int)(eq - p > 40 ? 40 : eq - p),
+                           p);
+        if (out->n == RN_CLUSTER_MAX_NODES)
+            return rn_errf(errmsg, RN_EINVAL, "--cluster: more than %d nodes",
+                           RN_CLUSTER_MAX_NODES);
+        size_t alen = len - (size_t)(eq + 1 - p);
+        rn_cluster_peer_t *pe = &out->peers[out->n];
+        if (alen >= sizeof pe->addr)
+            return rn_errf(errmsg, RN_EINVAL, "--cluster: node %llu: the address is longer than "
+                           "%d bytes", (unsigned long long)id, RN_CLUSTER_ADDR_MAX - 1);
+        memcpy(pe->addr, eq + 1, alen);
+        pe->addr[alen] = '\0';
+        pe->id = id;
+        char err[RN_ERRMSG_SIZE];
+        if (rn_addr_split(pe->addr, hosts[out->n], sizeof hosts[0], &ports[out->n], 0, err) != 0)
+            return rn_errf(errmsg, RN_EINVAL, "--cluster: node %llu: %s", (unsigned long long)id,
+                           err);
+        if (pe->addr[0] == '[')
+            return rn_errf(errmsg, RN_EINVAL, "--cluster: node %llu: '%s': give an IPv4 address "
+                           "or a host name (IPv6 raft addresses are not supported)",
+                           (unsigned long long)id, pe->addr);
+        for (size_t i = 0; i < out->n; i++) {
+            if (out->peers[i].id == id)
+                return rn_errf(errmsg, RN_EINVAL, "--cluster: node id %llu appears twice; each "
+                               "node needs its own id", (unsigned long long)id);
+            if (ports[i] == ports[out->n] && !strcmp(hosts[i], hosts[out->n]))
+                return rn_errf(errmsg, RN_EINVAL, "--cluster: nodes %llu and %llu have the same "
+                               "address %s; each node needs its own raft address",
+                               (unsigned long long)out->peers[i].id, (unsigned long long)id,
+                               pe->addr);
+        }
+        out->n++;
+        if (!end) break;
+        p = end + 1;
+    }
+    for (size_t i = 0; i < out->n; i++)
+        if (out->peers[i].id == out->self) return 0;
+    return rn_errf(errmsg, RN_EINVAL, "--node-id %llu is not one of the ids of --cluster; give "
+                   "this node's own id from that list", (unsigned long long)out->self);
+}
+
+/* ---- the view -------------------------------------------------------------- */
+
+const char *rn_ctl_role_name(rn_ctl_role_t r)
+{
+    switch (r) {
+    case RN_CTL_LEADER: return "leader";
+    case RN_CTL_FOLLOWER: return "follower";
+    case RN_CTL_CANDIDATE: return "candidate";
+    default: return "unavailable";
+    }
+}
+
+const rn_ctl_view_t *rn_ctl_view_get(rn_ctl_t *c)
+{
+    pthread_mutex_lock(&c->vmu);
+    rn_ctl_view_t *v = c->view;
+    __atomic_add_fetch(&v->refs, 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&c->vmu);
+    return v;
+}
+
+void rn_ctl_view_put(const rn_ctl_view_t *cv)
+{
+    rn_ctl_view_t *v = (rn_ctl_view_t *)cv;
+    if (v && __atomic_sub_fetch(&v->refs, 1, __ATOMIC_ACQ_REL) == 0) free(v);
+}
+
+static seen_t *seen_find(rn_ctl_t *c, uint64_t id, int add, int64_t now)
+{
+    for (size_t i = 0; i < c->nseen; i++)
+        if (c->seen[i].id == id) return &c->seen[i];
+    if (!add || c->nseen == RN_CLUSTER_MAX_NODES) return NULL;
+    seen_t *s = &c->seen[c->nseen++];
+    s->id = id;
+    s->at_ms = now;
+    s->pending = 0;
+    return s;
+}
+
+static rn_ctl_vnode_t *vnode(rn_ctl_view_t *v, uint64_t id)
+{
+    for (size_t i = 0; i < v->n; i++)
+        if (v->nodes[i].id == id) return &v->nodes[i];
+    if (v->n == RN_CLUSTER_MAX_NODES) return NULL;
+    size_t at = v->n;
+    while (at > 0 && v->nodes[at - 1].id > id) at--;
+    memmove(&v->nodes[at + 1], &v->nodes[at], (v->n - at) * sizeof v->nodes[0]);
+    v->n++;
+    rn_ctl_vnode_t *nd = &v->nodes[at];
+    memset(nd, 0, sizeof *nd);
+    nd->id = id;
+    nd->heartbeat_age_ms = -1;
+    return nd;
+}
+
+/* Loop thread: build a new view and swap it in (invariant 2). */
+static void publish(rn_ctl_t *c)
+{
+    rn_ctl_view_t *v = calloc(1, sizeof *v);
+    if (!v) return;                      /* readers keep the previous view */
+    v->refs = 1;
+    v->self = c->conf.self;
+    int st = raft_state(&c->raft);
+    v->role = st == RAFT_LEADER ? RN_CTL_LEADER : st == RAFT_FOLLOWER ? RN_CTL_FOLLOWER
+              : st == RAFT_CANDIDATE ? RN_CTL_CANDIDATE : RN_CTL_UNAVAILABLE;
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    raft_leader(&c->raft, &lid, &laddr);
+    v->leader = lid;
+    v->term = c->raft.current_term;
+    v->commit_index = c->raft.commit_index;
+    v->applied_index = raft_last_applied(&c->raft);
+    for (unsigned i = 0; i < c->raft.configuration.n; i++) {
+        const struct raft_server *s = &c->raft.configuration.servers[i];
+        rn_ctl_vnode_t *nd = vnode(v, s->id);
+        if (!nd) break;
+        snprintf(nd->raft, sizeof nd->raft, "%s", s->address ? s->address : "");
+        nd->voter = s->role == RAFT_VOTER;
+    }
+    int64_t now = mono_ms();
+    for (size_t i = 0; i < c->fsm.n; i++) {
+        const rn_fsm_node_t *f = &c->fsm.nodes[i];
+        rn_ctl_vnode_t *nd = vnode(v, f->id);
+        if (!nd) break;
+        snprintf(nd->client, sizeof nd->client, "%s", f->client);
+        nd->live = f->live;
+        nd->incarnation = f->incarnation;
+        nd->live_changed_ms = f->live_changed_ms;
+        const seen_t *s = st == RAFT_LEADER ? seen_find(c, f->id, 0, 0) : NULL;
+        if (s) nd->heartbeat_age_ms = now - s->at_ms;
+    }
+    pthread_mutex_lock(&c->vmu);
+    rn_ctl_view_t *old = c->view;
+    c->view = v;
+    pthread_mutex_unlock(&c->vmu);
+    rn_ctl_view_put(old);
+}
+
+/* ---- the FSM callbacks (loop thread) ------------------------------------- */
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    rn_ctl_t *c = fsm->data;
+    rn_fsm_cmd_t cmd;
+    char err[RN_ERRMSG_SIZE];
+    int rc = rn_fsm_cmd_decode(buf->base, buf->len, &cmd, err);
+    if (rc == 0) rc = rn_fsm_apply(&c->fsm, &cmd, err);
+    if (rc != 0) rn_slog(RN_SLOG_ERROR, "controller: entry skipped: %s", err);   /* inv. 5 */
+    else if (cmd.type == RN_FSM_REGISTER)
+        rn_slog(RN_SLOG_INFO, "controller: node %llu registered, client address %s",
+                (unsigned long long)cmd.id, cmd.client);
+    else
+        rn_slog(RN_SLOG_WARN, "controller: node %llu fenced: no heartbeat for %d ms",
+                (unsigned long long)cmd.id, RN_CTL_SESSION_MS);
+    *result = NULL;
+    publish(c);
+    return 0;
+}
+
+/* libraft frees the buffers once it has written the snapshot. */
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    rn_ctl_t *c = fsm->data;
+    struct raft_buffer *b = raft_malloc(sizeof *b);
+    if (!b) return RAFT_NOMEM;
+    b->base = raft_malloc(rn_fsm_snapshot_bound(&c->fsm));
+    if (!b->base) {
+        raft_free(b);
+        return RAFT_NOMEM;
+    }
+    b->len = rn_fsm_snapshot_encode(&c->fsm, b->base);
+    *bufs = b;
+    *n_bufs = 1;
+    return 0;
+}
+
+/* On success the FSM owns buf->base (libraft's contract). */
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    rn_ctl_t *c = fsm->data;
+    char err[RN_ERRMSG_SIZE];
+    if (rn_fsm_snapshot_decode(&c->fsm, buf->base, buf->len, err) != 0) {
+        rn_slog(RN_SLOG_ERROR, "controller: %s", err);
+        return RAFT_CORRUPT;
+    }
+    raft_free(buf->base);
+    return 0;
+}
+
+/* ---- leader: proposals, registers, fences --------------------------------- */
+
+static void on_applied(struct raft_apply *req, int status, void *result)
+{
+    (void)result;
+    proposal_t *p = req->data;
+    seen_t *s = seen_find(p->c, p->id, 0, 0);
+    if (s) s->pending = 0;                                         /* invariant 3 */
+    if (status != 0)
+        rn_slog(RN_SLOG_DEBUG, "controller: proposal about node %llu not applied: %s",
+                (unsigned long long)p->id, raft_strerror(status));
+    free(p);
+}
+
+static void propose(rn_ctl_t *c, const rn_fsm_cmd_t *cmd, seen_t *s)
+{
+    uint8_t tmp[RN_FSM_CMD_MAX];
+    size_t len;
+    if (rn_fsm_cmd_encode(cmd, tmp, &len) != 0) return;
+    struct raft_buffer buf = {raft_malloc(len), len};
+    proposal_t *p = malloc(sizeof *p);
+    if (!buf.base || !p) {
+        raft_free(buf.base);
+        free(p);
+        return;
+    }
+    memcpy(buf.base, tmp, len);
+    p->req.data = p;
+    p->c = c;
+    p->id = cmd->id;
+    int rv = raft_apply(&c->raft, &p->req, &buf, 1, on_applied);
+    if (rv != 0) {
+        rn_slog(RN_SLOG_DEBUG, "controller: cannot propose: %s", raft_strerror(rv));
+        raft_free(buf.base);
+        free(p);
+        return;
+    }
+    s->pending = 1;
+}
+
+/* A heartbeat reached the ready leader. */
+static void heard(rn_ctl_t *c, const input_t *in, int64_t now)
+{
+    seen_t *s = seen_find(c, in->id, 1, now);
+    if (!s) return;
+    s->at_ms = now;
+    const rn_fsm_node_t *nd = rn_fsm_find(&c->fsm, in->id);
+    if (s->pending || (nd && nd->live && nd->start_id == in->start_id &&
+                       !strcmp(nd->client, in->client)))
+        return;
+    rn_fsm_cmd_t cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = RN_FSM_REGISTER;
+    cmd.id = in->id;
+    cmd.start_id = in->start_id;
+    cmd.at_ms = wall_ms();
+    snprintf(cmd.client, sizeof cmd.client, "%s", in->client);
+    propose(c, &cmd, s);
+}
+
+static void fence_silent(rn_ctl_t *c, int64_t now)
+{
+    for (size_t i = 0; i < c->fsm.n; i++) {
+        const rn_fsm_node_t *nd = &c->fsm.nodes[i];
+        if (!nd->live || nd->id == c->conf.self) continue;
+        seen_t *s = seen_find(c, nd->id, 1, now);
+        if (!s || s->pending || now - s->at_ms <= RN_CTL_SESSION_MS) continue;
+        rn_fsm_cmd_t cmd;
+        memset(&cmd, 0, sizeof cmd);
+        cmd.type = RN_FSM_FENCE;
+        cmd.id = nd->id;
+        cmd.at_ms = wall_ms();
+        propose(c, &cmd, s);
+    }
+}
+
+static void on_barrier(struct raft_barrier *req, int status)
+{
+    rn_ctl_t *c = req->data;
+    c->barrier_pending = 0;
+    if (status == 0 && raft_state(&c->raft) == RAFT_LEADER) c->ready = 1;
+    free(req);
+}
+
+static void become_leader(rn_ctl_t *c, int64_t now)
+{
+    rn_slog(RN_SLOG_INFO, "controller: node %llu is the controller leader (term %llu)",
+            (unsigned long long)c->conf.self, (unsigned long long)c->raft.current_term);
+    for (size_t i = 0; i < c->nseen; i++) c->seen[i].at_ms = now;
+    c->ready = 0;
+}
+
+/* ---- follower: heartbeats to the leader ------------------------------------ */
+
+static void hb_done(void *arg, int rc, ProtobufCMessage *resp, int status, const char *errmsg)
+{
+    (void)status;
+    rn_ctl_t *c = arg;
+    if (resp) protobuf_c_message_free_unpacked(resp, NULL);
+    if (rc != 0) rn_slog(RN_SLOG_DEBUG, "controller: heartbeat not taken: %s", errmsg);
+    atomic_store(&c->hb_inflight, 0);
+}
+
+static void send_heartbeat(rn_ctl_t *c, uint64_t leader, int64_t now)
+{
+    if (now - c->hb_sent_ms < RN_CTL_HEARTBEAT_MS || atomic_load(&c->hb_inflight)) return;
+    const rn_fsm_node_t *nd = rn_fsm_find(&c->fsm, leader);
+    if (!nd || !nd->client[0]) return;   /* the leader registers itself first */
+    char err[RN_ERRMSG_SIZE];
+    if (c->rpc && strcmp(c->rpc_target, nd->client) != 0) {
+        rn_rpc_close(c->rpc);            /* its pending call ends, hb_done runs */
+        c->rpc = NULL;
+    }
+    if (!c->rpc) {
+        if (rn_rpc_open(nd->client, &c->rpc, err) != 0) {
+            rn_slog(RN_SLOG_WARN, "controller: leader %llu's address: %s",
+                    (unsigned long long)leader, err);
+            c->hb_sent_ms = now;
+            return;
+        }
+        snprintf(c->rpc_target, sizeof c->rpc_target, "%s", nd->client);
+    }
+    Runnel__V1__ClusterHeartbeatRequest req;
+    runnel__v1__cluster_heartbeat_request__init(&req);
+    req.node_id = c->conf.self;
+    req.client_address = c->client;
+    req.start_id = c->start_id;
+    c->hb_sent_ms = now;
+    atomic_store(&c->hb_inflight, 1);
+    if (rn_rpc_call_async(c->rpc, RN_RPC_METHOD("ClusterHeartbeat"), &req.base,
+                          &runnel__v1__cluster_heartbeat_response__descriptor,
+                          RN_CTL_SESSION_MS / 2, hb_done, c, err) != 0) {
+        atomic_store(&c->hb_inflight, 0);
+        rn_slog(RN_SLOG_DEBUG, "controller: heartbeat not sent: %s", err);
+    }
+}
+
+/* ---- the loop ------------------------------------------------------------------ */
+
+static void on_tick(uv_timer_t *t)
+{
+    rn_ctl_t *c = t->data;
+    int64_t now = mono_ms();
+    int leader = raft_state(&c->raft) == RAFT_LEADER;
+    if (leader && !c->was_leader) become_leader(c, now);
+    if (!leader) c->ready = 0;
+    c->was_leader = leader;
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    raft_leader(&c->raft, &lid, &laddr);
+    if (lid != c->last_leader) {
+        if (lid && lid != c->conf.self)
+            rn_slog(RN_SLOG_INFO, "controller: the leader is node %llu (%s)",
+                    (unsigned long long)lid, laddr ? laddr : "?");
+        c->last_leader = lid;
+    }
+    if (leader && !c->ready && !c->barrier_pending) {
+        struct raft_barrier *b = malloc(sizeof *b);
+        if (b) {
+            b->data = c;
+            if (raft_barrier(&c->raft, b, on_barrier) == 0) c->barrier_pending = 1;
+            else free(b);
+        }
+    }
+    if (leader && c->ready) {
+        input_t self;
+        self.id = c->conf.self;
+        self.start_id = c->start_id;
+        snprintf(self.client, sizeof self.client, "%s", c->client);
+        heard(c, &self, now);
+        fence_silent(c, now);
+    } else if (!leader && lid) {
+        send_heartbeat(c, lid, now);
+    }
+    publish(c);
+}
+
+static void on_raft_closed(struct raft *r)
+{
+    rn_ctl_t *c = r->data;
+    raft_uv_close(&c->io);
+    raft_uv_tcp_close(&c->transport);
+}
+
+static void on_async(uv_async_t *a)
+{
+    rn_ctl_t *c = a->data;
+    input_t in[QUEUE_CAP];
+    pthread_mutex_lock(&c->qmu);
+    size_t n = c->qn;
+    int stop = c->stopping;
+    memcpy(in, c->q, n * sizeof in[0]);
+    c->qn = 0;
+    pthread_mutex_unlock(&c->qmu);
+    if (stop) {
+        uv_timer_stop(&c->tick);
+        uv_close((uv_handle_t *)&c->tick, NULL);
+        uv_close((uv_handle_t *)&c->async, NULL);
+        raft_close(&c->raft, on_raft_closed);
+        return;
+    }
+    if (raft_state(&c->raft) != RAFT_LEADER || !c->ready) return;
+    int64_t now = mono_ms();
+    for (size_t i = 0; i < n; i++) heard(c, &in[i], now);
+}
+
+int rn_ctl_heartbeat(rn_ctl_t *c, uint64_t id, const char *client, uint64_t start_id)
+{
+    int rc = 0;
+    pthread_mutex_lock(&c->qmu);
+    if (c->qn == QUEUE_CAP) {
+        rc = RN_EFULL;
+    } else {
+        input_t *in = &c->q[c->qn++];
+        in->id = id;
+        in->start_id = start_id;
+        snprintf(in->client, sizeof in->client, "%s", client);
+    }
+    pthread_mutex_unlock(&c->qmu);
+    if (rc == 0) uv_async_send(&c->async);
+    return rc;
+}
+
+static void *loop_main(void *arg)
+{
+    rn_ctl_t *c = arg;
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+/* The stored configuration wins over the flags after the first start. */
+static void check_conf(rn_ctl_t *c)
+{
+    const struct raft_configuration *rc = &c->raft.configuration;
+    int same = rc->n == c->conf.n;
+    for (size_t i = 0; same && i < c->conf.n; i++) {
+        int found = 0;
+        for (unsigned j = 0; j < rc->n; j++)
+            if (rc->servers[j].id == c->conf.peers[i].id &&
+                !strcmp(rc->servers[j].address, c->conf.peers[i].addr))
+                found = 1;
+        same = found;
+    }
+    if (!same)
+        rn_slog(RN_SLOG_WARN, "controller: --cluster differs from the configuration stored in "
+                "%s (%u nodes); the stored one is used: the flag only bootstraps a new cluster",
+                c->dir, rc->n);
+}
+
+static int raft_fail(rn_ctl_t *c, const char *what, int rv, char *errmsg)
+{
+    const char *detail = raft_errmsg(&c->raft)[0] ? raft_errmsg(&c->raft)
+                         : c->io.errmsg[0] ? c->io.errmsg : "no detail from libraft";
+    return rn_errf(errmsg, -EIO, "controller: %s: %s (%s)", what, raft_strerror(rv), detail);
+}
+
+int rn_ctl_start(const rn_ctl_opts_t *o, rn_ctl_t **out, char *errmsg)
+{
+    *out = NULL;
+    signal(SIGPIPE, SIG_IGN);                                      /* invariant 6 */
+    rn_ctl_t *c = calloc(1, sizeof *c);
+    if (!c) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    c->conf = *o->conf;
+    snprintf(c->client, sizeof c->client, "%s", o->client_addr);
+    if (getrandom(&c->start_id, sizeof c->start_id, 0) != sizeof c->start_id)
+        c->start_id = rn_mono_ns();
+    c->start_id |= 1;                   /* never 0 */
+    const char *self_addr = NULL;
+    for (size_t i = 0; i < c->conf.n; i++)
+        if (c->conf.peers[i].id == c->conf.self) self_addr = c->conf.peers[i].addr;
+    if (snprintf(c->dir, sizeof c->dir, "%s/raft", o->data_dir) >= (int)sizeof c->dir) {
+        free(c);
+        return rn_errf(errmsg, -ENAMETOOLONG, "controller: data directory path too long");
+    }
+    if (mkdir(c->dir, 0700) != 0 && errno != EEXIST) {
+        int e = errno;
+        free(c);
+        return rn_errf(errmsg, -e, "controller: cannot create %s/raft: %s", o->data_dir,
+                       strerror(e));
+    }
+    rn_fsm_init(&c->fsm);
+    pthread_mutex_init(&c->qmu, NULL);
+    pthread_mutex_init(&c->vmu, NULL);
+    atomic_init(&c->hb_inflight, 0);
+    uv_loop_init(&c->loop);
+    int rc = 0, rv = raft_uv_tcp_init(&c->transport, &c->loop);
+    if (rv != 0) {
+        rc = rn_errf(errmsg, -EIO, "controller: raft transport: %s", raft_strerror(rv));
+        goto fail_loop;
+    }
+    rv = raft_uv_init(&c->io, &c->loop, c->dir, &c->transport);
+    if (rv != 0) {
+        rc = rn_errf(errmsg, -EIO, "controller: raft storage in %s: %s (%s)", c->dir,
+                     raft_strerror(rv), c->io.errmsg);
+        raft_uv_tcp_close(&c->transport);
+        goto fail_run;
+    }
+    c->fsm_if.version = 1;
+    c->fsm_if.data = c;
+    c->fsm_if.apply = fsm_apply;
+    c->fsm_if.snapshot = fsm_snapshot;
+    c->fsm_if.restore = fsm_restore;
+    rv = raft_init(&c->raft, &c->io, &c->fsm_if, c->conf.self, self_addr);
+    if (rv != 0) {
+        rc = raft_fail(c, "raft_init", rv, errmsg);
+        raft_uv_close(&c->io);
+        raft_uv_tcp_close(&c->transport);
+        goto fail_run;
+    }
+    c->raft.data = c;
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    for (size_t i = 0; i < c->conf.n && rv == 0; i++)
+        rv = raft_configuration_add(&conf, c->conf.peers[i].id, c->conf.peers[i].addr,
+                                    RAFT_VOTER);
+    if (rv == 0) {
+        rv = raft_bootstrap(&c->raft, &conf);
+        if (rv == 0)
+            rn_slog(RN_SLOG_INFO, "controller: bootstrapped a new cluster of %zu nodes in %s",
+                    c->conf.n, c->dir);
+        else if (rv == RAFT_CANTBOOTSTRAP)
+            rv = 0;                      /* state exists: resume from it */
+    }
+    raft_configuration_close(&conf);
+    if (rv != 0) {
+        rc = raft_fail(c, "bootstrap", rv, errmsg);
+        goto fail_raft;
+    }
+    raft_set_election_timeout(&c->raft, RN_CTL_ELECTION_MS);
+    raft_set_heartbeat_timeout(&c->raft, RN_CTL_RAFT_HEARTBEAT_MS);
+    raft_set_pre_vote(&c->raft, true);
+    unsigned snap = o->snapshot_entries ? o->snapshot_entries : RN_CTL_SNAPSHOT_ENTRIES;
+    raft_set_snapshot_threshold(&c->raft, snap);
+    raft_set_snapshot_trailing(&c->raft, snap);
+    rv = raft_start(&c->raft);
+    if (rv != 0) {
+        char what[RN_CLUSTER_ADDR_MAX + 80];
+        snprintf(what, sizeof what, "cannot start raft on %s (is that address this host's, and "
+                 "free?)", self_addr);
+        rc = raft_fail(c, what, rv, errmsg);
+        goto fail_raft;
+    }
+    check_conf(c);
+    uv_async_init(&c->loop, &c->async, on_async);
+    uv_timer_init(&c->loop, &c->tick);
+    c->async.data = c->tick.data = c;
+    uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
+    publish(c);
+    if (!c->view) {
+        rc = rn_errf(errmsg, -ENOMEM, "out of memory");
+        uv_close((uv_handle_t *)&c->async, NULL);
+        uv_close((uv_handle_t *)&c->tick, NULL);
+        goto fail_raft;
+    }
+    if ((rv = pthread_create(&c->thread, NULL, loop_main, c)) != 0) {
+        rc = rn_errf(errmsg, -rv, "controller: cannot start its thread: %s", strerror(rv));
+        uv_close((uv_handle_t *)&c->async, NULL);
+        uv_close((uv_handle_t *)&c->tick, NULL);
+        goto fail_raft;
+    }
+    rn_slog(RN_SLOG_INFO, "controller: node %llu, raft %s, %zu nodes, raft data %s",
+            (unsigned long long)c->conf.self, self_addr, c->conf.n, c->dir);
+    *out = c;
+    return 0;
+
+fail_raft:
+    raft_close(&c->raft, on_raft_closed);
+fail_run:
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+fail_loop:
+    uv_loop_close(&c->loop);
+    rn_ctl_view_put(c->view);
+    pthread_mutex_destroy(&c->qmu);
+    pthread_mutex_destroy(&c->vmu);
+    free(c);
+    return rc;
+}
+
+void rn_ctl_stop(rn_ctl_t *c)
+{
+    if (!c) return;
+    pthread_mutex_lock(&c->qmu);
+    c->stopping = 1;
+    pthread_mutex_unlock(&c->qmu);
+    uv_async_send(&c->async);
+    pthread_join(c->thread, NULL);
+    int rv = uv_loop_close(&c->loop);
+    if (rv != 0) rn_slog(RN_SLOG_WARN, "controller: its loop closed with handles open: %s",
+                         uv_strerror(rv));
+    rn_rpc_close(c->rpc);               /* after the join: no hb_done runs later */
+    rn_ctl_view_put(c->view);
+    pthread_mutex_destroy(&c->qmu);
+    pthread_mutex_destroy(&c->vmu);
+    free(c);
+}

@@ -1,0 +1,106 @@
+/*
+ * controller.h — the cluster controller of one runneld node: a libraft
+ * instance (Debian's libraft, canonical raft 0.15, over its libuv TCP
+ * transport) replicating the controller state (cluster/fsm.h) among the
+ * nodes of `--cluster`, on its own libuv loop thread.
+ *
+ * Threads: everything raft — raft_apply, the FSM callbacks, timers, the
+ * heartbeats a follower sends the leader — runs on the controller's loop
+ * thread. Other threads (gRPC handlers) only (a) submit inputs through a
+ * bounded queue and a uv_async handle, and (b) read an immutable view of
+ * the state (rn_ctl_view_get), which the loop thread swaps under a small
+ * mutex after every change; nothing blocks under that mutex.
+ *
+ * Lifecycle: rn_cluster_conf_parse (flags) → rn_ctl_start (raft data under
+ * DATA/raft/, bootstrapped with the flags' configuration on the first start
+ * only; later starts resume from it) → rn_ctl_stop (raft closes, the thread
+ * is joined, memory freed).
+ *
+ * Liveness: every node heartbeats the controller leader (ClusterHeartbeat,
+ * every RN_CTL_HEARTBEAT_MS); the leader keeps when it last heard from each
+ * (its own memory, not replicated) and commits REGISTER when a node is new,
+ * restarted, moved or was fenced, and FENCE when it heard nothing for
+ * RN_CTL_SESSION_MS. A new leader counts every node as heard at the moment
+ * it won, so a dead node is fenced RN_CTL_SESSION_MS after an election.
+ */
+#ifndef RN_CLUSTER_CONTROLLER_H
+#define RN_CLUSTER_CONTROLLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cluster/fsm.h"
+
+#define RN_CTL_HEARTBEAT_MS   200
+#define RN_CTL_SESSION_MS     1500
+#define RN_CTL_ELECTION_MS    1000   /* raft election timeout (randomised up to 2x) */
+#define RN_CTL_RAFT_HEARTBEAT_MS 100
+#define RN_CTL_SNAPSHOT_ENTRIES  64   /* the state is small: snapshot often */
+
+typedef struct rn_cluster_peer {
+    uint64_t id;
+    char     addr[RN_CLUSTER_ADDR_MAX];    /* raft HOST:PORT */
+} rn_cluster_peer_t;
+
+typedef struct rn_cluster_conf {
+    uint64_t          self;
+    size_t            n;
+    rn_cluster_peer_t peers[RN_CLUSTER_MAX_NODES];
+} rn_cluster_conf_t;
+
+/* Parse `--cluster 1=HOST:PORT,2=HOST:PORT,...` for node self_text
+ * (`--node-id`). Ids are 1..4294967295; 1 to RN_CLUSTER_MAX_NODES nodes; no
+ * id or address twice; every address as common/addr.h checks it (port
+ * 1..65535); self among the ids. RN_EINVAL with a one-line errmsg saying
+ * what is wrong and what is valid. */
+int rn_cluster_conf_parse(const char *self_text, const char *spec, rn_cluster_conf_t *out,
+                          char *errmsg);
+
+typedef struct rn_ctl rn_ctl_t;
+
+typedef struct rn_ctl_opts {
+    const rn_cluster_conf_t *conf;
+    const char *data_dir;           /* raft's files go in DATA/raft/ (created) */
+    const char *client_addr;        /* this node's gRPC HOST:PORT as other nodes dial it */
+    uint32_t    snapshot_entries;   /* raft snapshot every N entries, keeping N behind it;
+                                       0 = RN_CTL_SNAPSHOT_ENTRIES */
+} rn_ctl_opts_t;
+
+int  rn_ctl_start(const rn_ctl_opts_t *o, rn_ctl_t **out, char *errmsg);
+void rn_ctl_stop(rn_ctl_t *c);      /* NULL is a no-op; any thread but the loop's */
+
+/* ---- the view readers see ------------------------------------------------ */
+
+typedef struct rn_ctl_vnode {
+    uint64_t id;
+    char     raft[RN_CLUSTER_ADDR_MAX];     /* "" when not in the raft configuration */
+    char     client[RN_CLUSTER_ADDR_MAX];   /* "" until registered */
+    int      voter;
+    int      live;
+    uint64_t incarnation;
+    int64_t  live_changed_ms;
+    int64_t  heartbeat_age_ms;              /* on the leader; else -1 */
+} rn_ctl_vnode_t;
+
+typedef enum { RN_CTL_UNAVAILABLE, RN_CTL_FOLLOWER, RN_CTL_CANDIDATE, RN_CTL_LEADER } rn_ctl_role_t;
+
+typedef struct rn_ctl_view {
+    int            refs;                    /* atomic */
+    uint64_t       self, leader, term, commit_index, applied_index;
+    rn_ctl_role_t  role;
+    size_t         n;
+    rn_ctl_vnode_t nodes[RN_CLUSTER_MAX_NODES];   /* ascending id */
+} rn_ctl_view_t;
+
+/* The current view: immutable, valid until rn_ctl_view_put. Never NULL
+ * after rn_ctl_start succeeded. */
+const rn_ctl_view_t *rn_ctl_view_get(rn_ctl_t *c);
+void rn_ctl_view_put(const rn_ctl_view_t *v);
+const char *rn_ctl_role_name(rn_ctl_role_t r);
+
+/* A heartbeat from node id (any thread; queued for the loop thread, which
+ * acts on it only while leader). 0, or RN_EFULL when the queue is full (the
+ * next heartbeat will do). */
+int rn_ctl_heartbeat(rn_ctl_t *c, uint64_t id, const char *client, uint64_t start_id);
+
+#endif

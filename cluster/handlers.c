@@ -1,0 +1,120 @@
+/*
+ * handlers.c — the cluster RPCs (cluster/handlers.h).
+ *
+ * Invariants:
+ *  1. A handler reads the controller only through one view
+ *     (rn_ctl_view_get … rn_ctl_view_put): its answer is one consistent
+ *     state, and it never waits on the controller's loop thread.
+ *  2. Every string of a response is copied into the call's arena before
+ *     the view is released.
+ *  3. A heartbeat is taken only by the leader, only from a node of the raft
+ *     configuration, only with a client address common/addr.h accepts;
+ *     anything else is refused with a message naming what was wrong.
+ */
+#include "cluster/handlers.h"
+
+#include "common/addr.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+static _Atomic(rn_ctl_t *) the_ctl;
+
+void rn_cluster_hd_set(rn_ctl_t *c) { atomic_store(&the_ctl, c); }
+
+static char *arena_str(rn_arena_t *a, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = rn_arena_alloc(a, n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
+int rn_cluster_hd_status(rn_hd_t *h, const ProtobufCMessage *req, rn_arena_t *a,
+                         ProtobufCMessage **resp, rn_status_t *st)
+{
+    (void)h;
+    (void)req;
+    Runnel__V1__ClusterStatusResponse *r = rn_arena_alloc(a, sizeof *r);
+    if (!r) return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "out of memory");
+    runnel__v1__cluster_status_response__init(r);
+    rn_ctl_t *c = atomic_load(&the_ctl);
+    if (!c) {
+        *resp = &r->base;
+        return 0;
+    }
+    const rn_ctl_view_t *v = rn_ctl_view_get(c);
+    r->clustered = 1;
+    r->node_id = v->self;
+    r->leader_id = v->leader;
+    r->term = v->term;
+    r->commit_index = v->commit_index;
+    r->applied_index = v->applied_index;
+    r->state = (char *)rn_ctl_role_name(v->role);
+    Runnel__V1__ClusterNode **nv = rn_arena_alloc(a, (v->n ? v->n : 1) * sizeof *nv);
+    Runnel__V1__ClusterNode *ns = rn_arena_alloc(a, (v->n ? v->n : 1) * sizeof *ns);
+    if (!nv || !ns) {
+        rn_ctl_view_put(v);
+        return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    for (size_t i = 0; i < v->n; i++) {
+        const rn_ctl_vnode_t *s = &v->nodes[i];
+        Runnel__V1__ClusterNode *n = &ns[i];
+        runnel__v1__cluster_node__init(n);
+        n->id = s->id;
+        n->raft_address = arena_str(a, s->raft);
+        n->client_address = arena_str(a, s->client);
+        if (!n->raft_address || !n->client_address) {
+            rn_ctl_view_put(v);
+            return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "out of memory");
+        }
+        n->live = s->live;
+        n->incarnation = s->incarnation;
+        n->live_changed_ms = s->live_changed_ms;
+        n->heartbeat_age_ms = s->heartbeat_age_ms;
+        nv[i] = n;
+    }
+    r->nodes = nv;
+    r->n_nodes = v->n;
+    rn_ctl_view_put(v);
+    *resp = &r->base;
+    return 0;
+}
+
+int rn_cluster_hd_heartbeat(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                            ProtobufCMessage **resp, rn_status_t *st)
+{
+    (void)h;
+    const Runnel__V1__ClusterHeartbeatRequest *req = (const void *)m;
+    rn_ctl_t *c = atomic_load(&the_ctl);
+    if (!c)
+        return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "this broker is not in a cluster "
+                             "(started without --cluster)");
+    char host[RN_CLUSTER_ADDR_MAX], err[RN_ERRMSG_SIZE];
+    int port;
+    if (rn_addr_split(req->client_address, host, sizeof host, &port, 0, err) != 0)
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "heartbeat of node %llu: client "
+                             "address: %s", (unsigned long long)req->node_id, err);
+    const rn_ctl_view_t *v = rn_ctl_view_get(c);
+    uint64_t leader = v->leader, self = v->self;
+    int is_leader = v->role == RN_CTL_LEADER, member = 0;
+    for (size_t i = 0; i < v->n; i++)
+        if (v->nodes[i].id == req->node_id && v->nodes[i].raft[0]) member = 1;
+    rn_ctl_view_put(v);
+    if (!is_leader)
+        return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "node %llu is not the controller "
+                             "leader (the leader it knows: %llu)",
+                             (unsigned long long)self, (unsigned long long)leader);
+    if (!member)
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "node %llu is not in the cluster's "
+                             "raft configuration", (unsigned long long)req->node_id);
+    if (rn_ctl_heartbeat(c, req->node_id, req->client_address, req->start_id) != 0)
+        return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "the controller's queue is full; "
+                             "heartbeat again later");
+    Runnel__V1__ClusterHeartbeatResponse *r = rn_arena_alloc(a, sizeof *r);
+    if (!r) return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "out of memory");
+    runnel__v1__cluster_heartbeat_response__init(r);
+    r->leader_id = leader;
+    *resp = &r->base;
+    return 0;
+}
