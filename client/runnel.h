@@ -577,4 +577,16 @@ int  rn_client_pipeline_pause(rn_client_t *c, const char *name, int paused, char
 /* Delete the definition and its state (remote: stopped first). */
 int  rn_client_pipeline_drop(rn_client_t *c, const char *name, char *errmsg);
 
+/* ---- access control lists (logical-queues/acl.h) ------------------------------ */
+
+/* Embedded: the data directory's meta.db (a broker serving it loads them at
+ * start); remote: the AddAcl, RemoveAcl and ListAcls RPCs, effective from
+ * the broker's next call. add: RN_EEXIST for a duplicate; remove:
+ * RN_ENOTFOUND; a refusal is -EPERM with the broker's message. list: *out
+ * malloc'd (caller frees). */
+struct rn_meta_acl;
+int  rn_client_acl_add(rn_client_t *c, const struct rn_meta_acl *a, char *errmsg);
+int  rn_client_acl_remove(rn_client_t *c, const struct rn_meta_acl *a, char *errmsg);
+int  rn_client_acl_list(rn_client_t *c, struct rn_meta_acl **out, size_t *n, char *errmsg);
+
 #endif

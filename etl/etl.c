@@ -1094,7 +1094,7 @@ int rn_etl_create(rn_datadir_t *d, const char *sql, size_t len, char *errmsg)
     char *text = strndup(sql, len);
     if (!text) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto out; }
     rn_meta_t *m = rn_datadir_meta_lock(d);
-    rc = rn_meta_pipeline_create(m, def.name, text, errmsg);
+    rc = rn_meta_pipeline_create(m, def.name, text, NULL, errmsg);
     rn_datadir_meta_unlock(d);
     free(text);
 out:
