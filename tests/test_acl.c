@@ -237,26 +237,35 @@ static void test_prefix_every_rpc(void **state)
 
     /* Refused, each naming what would allow it. */
     DENIED(ALICE, AS(ALICE, "topic", "create", "secret.n"));
+    assert_true(has(fx->err_text, "may not create topic 'secret.n': no ACL allows it (`runnel acl add --principal alice --topic secret.n --op create`)"));
     DENIED(ALICE, AS(ALICE, "topic", "alter", "secret.t", "--queues", "3"));
     DENIED(ALICE, AS(ALICE, "topic", "describe", "secret.t"));
     DENIED(ALICE, AS(ALICE, "topic", "delete", "secret.t"));
     DENIED(ALICE, AS_IN(ALICE, fx->in, "produce", "secret.t"));
     DENIED(ALICE, AS(ALICE, "consume", "secret.t", "--queue", "0", "--count", "1"));
     DENIED(ALICE, AS(ALICE, "consume", "app.t", "--group", "sec.g", "--count", "1"));
+    assert_true(has(fx->err_text, "may not describe group 'sec.g'"));
     DENIED(ALICE, AS(ALICE, "group", "commit", "sec.g", "secret.t", "0", "0"));
     DENIED(ALICE, AS(ALICE, "group", "commit", "app.g", "secret.t", "0", "0"));
+    assert_true(has(fx->err_text, "may not consume from topic 'secret.t'"));
     DENIED(ALICE, AS(ALICE, "group", "offsets", "sec.g"));
     DENIED(ALICE, AS(ALICE, "group", "reset", "sec.g", "--to", "earliest"));
     DENIED(ALICE, AS(ALICE, "checkpoint", "create", "sec.g", "c2"));
+    assert_true(has(fx->err_text, "may not alter group 'sec.g'"));
     DENIED(ALICE, AS(ALICE, "checkpoint", "list"));
+    assert_true(has(fx->err_text, "may not describe the cluster"));
     DENIED(ALICE, AS(ALICE, "checkpoint", "drop", "sec.g", "c0"));
     DENIED(ALICE, AS(ALICE, "queue", "remap", "app.t", "0"));
+    assert_true(has(fx->err_text, "may not alter the cluster"));
     DENIED(ALICE, AS(ALICE, "store", "list"));
+    assert_true(has(fx->err_text, "may not describe the cluster"));
     DENIED(ALICE, SQL(ALICE, "-e", "SELECT count(*) AS n FROM \"secret.t\""));
     assert_true(has(fx->err_text, "may not consume from topic 'secret.t'"));
     DENIED(ALICE, AS(ALICE, "pipeline", "create", "CREATE PIPELINE sec_q AS INSERT INTO "
                                                   "app.x SELECT * FROM \"app.t\""));
+    assert_true(has(fx->err_text, "may not create pipeline 'sec_q'"));
     DENIED(ALICE, AS(ALICE, "pipeline", "status", "sec_p"));
+    assert_true(has(fx->err_text, "may not describe pipeline 'sec_p'"));
     DENIED(ALICE, AS(ALICE, "pipeline", "pause", "sec_p"));
     DENIED(ALICE, AS(ALICE, "pipeline", "resume", "sec_p"));
     DENIED(ALICE, AS(ALICE, "pipeline", "drop", "sec_p"));
