@@ -44,7 +44,6 @@
 #define RN_META_MAX_STORES       64
 #define RN_META_STREAM_FIELDS_MAX 8192    /* a stream's field list text */
 #define RN_META_PIPELINE_SQL_MAX 16384    /* a pipeline's CREATE PIPELINE text */
-#define RN_META_ACL_PRINCIPAL_MAX 64      /* an ACL's principal (as RN_USER_NAME_MAX) */
 
 typedef struct rn_meta rn_meta_t;
 
@@ -232,15 +231,8 @@ int  rn_meta_reserve_get(rn_meta_t *m, uint32_t physical_id, int64_t *upto, char
  * An entry is stored as text, validated by acl.c before it gets here: the
  * principal, the resource type ("topic", "group", "cluster", "pipeline"),
  * the pattern ("literal", "prefixed"), the resource name ("" for the
- * cluster) and the operation. Entries are unique. */
-typedef struct rn_meta_acl {
-    char    principal[RN_META_ACL_PRINCIPAL_MAX + 1];
-    char    resource[16];
-    char    pattern[16];
-    char    name[RN_META_NAME_MAX + 1];
-    char    operation[16];
-    int64_t created_ms;
-} rn_meta_acl_t;
+ * cluster) and the operation (rn_meta_acl_t, client/runnel.h). Entries are
+ * unique. */
 
 /* RN_EEXIST when the same entry exists. */
 int  rn_meta_acl_add(rn_meta_t *m, const rn_meta_acl_t *a, char *errmsg);
