@@ -22,7 +22,8 @@
  *  5. Kafka: anonymous produce and fetch allowed on one topic, refused
  *     (TOPIC_AUTHORIZATION_FAILED) on another, Metadata filtered, a group
  *     without a group ACL refused (tests/kafka/acl.py).
- *  6. Bad ACL words are refused with the valid values, embedded and remote.
+ *  6. Bad ACL words are refused with the valid values; no user may be called
+ *     'anonymous' (the name of calls without a principal).
  */
 #include "tests/test_server.h"
 #include "tests/util/util.h"
@@ -413,6 +414,10 @@ static void test_bad_words(void **state)
     rc = AS(ADMIN, "acl", "remove", "--principal", "bob", "--topic", "none", "--op", "all");
     assert_int_equal(rc, 1);
     assert_true(has(fx->err_text, "no such ACL entry"));
+    rc = run(RUNNEL, NULL, (const char *const[]){"--data", fx->s->data, "user", "add",
+                                                 "anonymous", NULL});
+    assert_int_equal(rc, 1);
+    assert_true(has(fx->err_text, "bad user name 'anonymous'"));
     acl("add", "bob", "topic", "t", 0, "all");
     rc = AS(ADMIN, "acl", "add", "--principal", "bob", "--topic", "t", "--op", "all");
     assert_int_equal(rc, 1);
