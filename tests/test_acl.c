@@ -14,11 +14,14 @@
  *     elsewhere (cluster calls included); list answers hold only what it may
  *     describe; the refused calls changed nothing.
  *  3. A change of the ACLs counts from the next call (grant, revoke), and
- *     they survive a restart; the super user is never refused.
+ *     they survive a restart; one made embedded (`runnel --data DIR acl add`)
+ *     while the broker is stopped counts from its start; the super user is
+ *     never refused.
  *  4. Creator's rights: a query over a topic the caller may not consume is
  *     refused; a pipeline whose creator may not produce to its sink is
  *     refused and nothing is stored; a running pipeline whose creator loses
- *     a right stops, and `pipeline status` says why.
+ *     a right stops, and `pipeline status` says why; so it does again after
+ *     a restart of the broker and after a resume.
  *  5. Kafka: anonymous produce and fetch allowed on one topic, refused
  *     (TOPIC_AUTHORIZATION_FAILED) on another, Metadata filtered, a group
  *     without a group ACL refused (tests/kafka/acl.py).
@@ -303,12 +306,20 @@ static void test_changes_count_at_once_and_persist(void **state)
     acl("remove", "bob", "topic", "app.x", 0, "produce");
     DENIED(BOB, AS_IN(BOB, fx->in, "produce", "app.x"));
     acl("add", "bob", "topic", "app.", 1, "consume");
-    srv_restart(fx->s);
+    /* Embedded, while the broker is stopped: counted from its next start. */
+    srv_stop(fx->s);
+    OK(run(RUNNEL, NULL, (const char *const[]){"--data", fx->s->data, "acl", "add",
+                                               "--principal", "carol", "--topic", "app.x",
+                                               "--op", "produce", NULL}));
+    OK(run(RUNNEL, NULL, (const char *const[]){"--data", fx->s->data, "acl", "list", NULL}));
+    assert_true(has(fx->out_text, "carol            topic    literal  app.x"));
+    srv_start(fx->s);
     snprintf(fx->addr, sizeof fx->addr, "127.0.0.1:%d", fx->s->port);
+    OK(AS_IN(CAROL, fx->in, "produce", "app.x"));
     OK(AS(BOB, "consume", "app.x", "--count", "2"));
     assert_string_equal(fx->out_text, "one\ntwo\n");
-    DENIED(BOB, AS_IN(BOB, fx->in, "produce", "app.x"));
     DENIED(CAROL, AS(CAROL, "consume", "app.x", "--count", "1"));
+    DENIED(BOB, AS_IN(BOB, fx->in, "produce", "app.x"));
     OK(AS(ADMIN, "acl", "list", "--principal", "bob"));
     assert_string_equal(fx->out_text, "bob              topic    prefixed app.                     "
                                       "consume\n");
@@ -357,6 +368,16 @@ static void test_creators_rights(void **state)
         if (!stopped) rn_test_sleep_ms(20);
     }
     if (!stopped) fail_msg("pipeline status: %s", fx->out_text);
+    /* After a restart (the creator is stored with it) it stops again at its start. */
+    srv_restart(fx->s);
+    snprintf(fx->addr, sizeof fx->addr, "127.0.0.1:%d", fx->s->port);
+    stopped = 0;
+    for (int i = 0; i < 500 && !stopped; i++) {
+        OK(AS(ADMIN, "pipeline", "status", "bp"));
+        stopped = has(fx->out_text, "its creator lost a right");
+        if (!stopped) rn_test_sleep_ms(20);
+    }
+    if (!stopped) fail_msg("pipeline status after a restart: %s", fx->out_text);
     /* Resumed without the right, it stops again at once. */
     OK(AS(BOB, "pipeline", "pause", "bp"));
     OK(AS(BOB, "pipeline", "resume", "bp"));
