@@ -8,6 +8,8 @@
  *     rn_acl_entry_from_meta, so a check trusts its fields.
  *  3. Which operations a resource type has is written once (op_valid), and
  *     used by both validation and the messages naming the valid ones.
+ *  4. A refusal's message is one line: names from requests are cut to 100
+ *     bytes and their control bytes shown as '?'.
  */
 #include "logical-queues/acl.h"
 
@@ -334,19 +336,31 @@ static const char *op_phrase(rn_acl_op_t op)
     }
 }
 
+/* s cut to n - 1 bytes with control bytes as '?': a name from a request goes
+ * into messages and runneld's log one line each. */
+static const char *printable(const char *s, char *out, size_t n)
+{
+    size_t i = 0;
+    for (; s && s[i] && i + 1 < n; i++)
+        out[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    out[i] = 0;
+    return out;
+}
+
 int rn_acl_check(rn_acl_t *a, const char *principal, rn_acl_res_t res, const char *name,
                  rn_acl_op_t op, int flags, char *msg, size_t size)
 {
     if (rn_acl_allowed(a, principal, res, name, op, flags)) return 0;
-    const char *p = rn_acl_principal(principal);
+    char pbuf[RN_META_ACL_PRINCIPAL_MAX + 1], nbuf[101];
+    const char *p = printable(rn_acl_principal(principal), pbuf, sizeof pbuf);
+    name = printable(name, nbuf, sizeof nbuf);
     if (res == RN_ACL_CLUSTER)
         snprintf(msg, size, "principal '%s' may not %s the cluster: no ACL allows it (`runnel "
                  "acl add --principal %s --cluster --op %s`, or runneld --super-user %s)", p,
                  op_phrase(op), p, op_names[op], p);
     else
-        snprintf(msg, size, "principal '%s' may not %s %s '%.100s': no ACL allows it (`runnel "
-                 "acl add --principal %s --%s %.100s --op %s`)", p, op_phrase(op),
-                 res_names[res], name ? name : "", p, res_names[res], name ? name : "",
-                 op_names[op]);
+        snprintf(msg, size, "principal '%s' may not %s %s '%s': no ACL allows it (`runnel "
+                 "acl add --principal %s --%s %s --op %s`)", p, op_phrase(op), res_names[res],
+                 name, p, res_names[res], name, op_names[op]);
     return -EPERM;
 }

@@ -104,6 +104,11 @@ static void test_decisions(void **state)
                      -EPERM);
     assert_non_null(strstr(msg, "may not alter the cluster"));
     assert_non_null(strstr(msg, "runneld --super-user zed"));
+    /* A name from a request stays on one line in the message. */
+    assert_int_equal(rn_acl_check(a, "zed", RN_ACL_TOPIC, "a\nb\x7f", RN_ACL_CONSUME, 0, msg,
+                                  sizeof msg), -EPERM);
+    assert_non_null(strstr(msg, "may not consume from topic 'a?b?'"));
+    assert_null(strchr(msg, '\n'));
     /* Removing every entry opens it again. */
     assert_int_equal(rn_acl_set(a, NULL, 0, err), 0);
     assert_true(rn_acl_allowed(a, "zed", RN_ACL_CLUSTER, "", RN_ACL_ALTER, 0));
