@@ -88,7 +88,7 @@ TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # protobuf-c) and start no program that does; the TSan leg runs these, linked
 # without the network libraries, so a core test that came to need them fails
 # to link there.
-CORE_TESTS := batch consumer crc32c datadir json etl etl_order faults groups log log_concurrency \
+CORE_TESTS := acl_model batch consumer crc32c datadir json etl etl_order faults groups log log_concurrency \
               log_recovery mapping meta root streamsql streamsql_batching streamsql_oracle \
               cluster_fsm
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)

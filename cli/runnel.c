@@ -42,7 +42,7 @@
 #include <string.h>
 #include <time.h>
 
-#define COMMANDS "topic, queue, store, produce, consume, group, checkpoint, pipeline, user, cluster"
+#define COMMANDS "topic, queue, store, produce, consume, group, checkpoint, pipeline, user, acl, cluster"
 
 static const char usage_text[] =
     "usage: runnel [--data DIR | --server HOST:PORT [--tls-ca FILE] [--tls-cert FILE\n"
@@ -70,6 +70,7 @@ static const char usage_text[] =
     "  checkpoint create | list | drop  named snapshots of a group's offsets\n"
     "  pipeline create | list | status | pause | resume | drop | run   ETL pipelines (--data)\n"
     "  user add NAME | list | remove NAME   the broker's users and tokens (--data only)\n"
+    "  acl add | remove | list          who may do what to which topic, group, pipeline\n"
     "  cluster status [--format json]   a cluster's nodes and controller (--server only)\n"
     "\n"
     "Run `runnel COMMAND --help` for a command's options.\n";
@@ -317,6 +318,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "help")) { fputs(usage_text, stdout); return RN_CLI_OK; }
     if (!strcmp(cmd, "pipeline")) return rn_cli_pipeline(&cli, cargc, cargv);
     if (!strcmp(cmd, "user")) return rn_cli_user(&cli, cargc, cargv);
+    if (!strcmp(cmd, "acl")) return rn_cli_acl(&cli, cargc, cargv);
     if (!strcmp(cmd, "cluster")) return rn_cli_cluster(&cli, cargc, cargv);
     return rn_cli_fail(RN_CLI_USAGE, "unknown command '%.40s'; commands: %s (see runnel --help)",
                        cmd, COMMANDS);

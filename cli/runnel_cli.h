@@ -67,6 +67,7 @@ int rn_cli_checkpoint(rn_cli_t *cli, int argc, char **argv);  /* checkpoint ... 
 int rn_cli_pipeline(rn_cli_t *cli, int argc, char **argv);    /* pipeline ... (etl/) */
 int rn_cli_user(rn_cli_t *cli, int argc, char **argv);        /* user add|list|remove */
 int rn_cli_cluster(rn_cli_t *cli, int argc, char **argv);     /* cluster status */
+int rn_cli_acl(rn_cli_t *cli, int argc, char **argv);         /* acl add|remove|list */
 
 int rn_cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -216,6 +216,7 @@ static int status_rc(const rn_rpc_t *c, const rpc_recv_t *r, char *errmsg)
         return rn_errf(errmsg, -ETIMEDOUT, "%s: %s", c->target, det);
     case GRPC_STATUS_CANCELLED:           return rn_errf(errmsg, -ECANCELED, "%s", det);
     case GRPC_STATUS_UNAUTHENTICATED:     return rn_errf(errmsg, -EACCES, "%s", det);
+    case GRPC_STATUS_PERMISSION_DENIED:   return rn_errf(errmsg, -EPERM, "%s", det);
     default:
         return rn_errf(errmsg, -EPROTO, "%s (gRPC status %d)", det, (int)r->status);
     }

@@ -202,6 +202,21 @@ typedef struct rn_meta_checkpoint {
     uint32_t offsets;
 } rn_meta_checkpoint_t;
 
+/* An access control entry in text form (logical-queues/acl.h gives it
+ * meaning): principal (a user, "*", "anonymous"), resource ("topic",
+ * "group", "pipeline", "cluster"), pattern ("literal", "prefixed"), name
+ * ("" for the cluster), operation ("produce", "consume", "describe",
+ * "create", "alter", "delete", "query", "pipeline", "all"). */
+#define RN_META_ACL_PRINCIPAL_MAX 64
+typedef struct rn_meta_acl {
+    char    principal[RN_META_ACL_PRINCIPAL_MAX + 1];
+    char    resource[16];
+    char    pattern[16];
+    char    name[RN_META_NAME_MAX + 1];
+    char    operation[16];
+    int64_t created_ms;
+} rn_meta_acl_t;
+
 /* ---- Positions, stores, group targets (logical-queues/datadir.h, group.h) -- */
 
 /* A start position. */
@@ -576,5 +591,16 @@ int  rn_client_pipeline_status(rn_client_t *c, const char *name, rn_client_pipel
 int  rn_client_pipeline_pause(rn_client_t *c, const char *name, int paused, char *errmsg);
 /* Delete the definition and its state (remote: stopped first). */
 int  rn_client_pipeline_drop(rn_client_t *c, const char *name, char *errmsg);
+
+/* ---- access control lists (logical-queues/acl.h) ------------------------------ */
+
+/* Embedded: the data directory's meta.db (a broker serving it loads them at
+ * start); remote: the AddAcl, RemoveAcl and ListAcls RPCs, effective from
+ * the broker's next call. add: RN_EEXIST for a duplicate; remove:
+ * RN_ENOTFOUND; a refusal is -EPERM with the broker's message. list: *out
+ * malloc'd (caller frees). */
+int  rn_client_acl_add(rn_client_t *c, const rn_meta_acl_t *a, char *errmsg);
+int  rn_client_acl_remove(rn_client_t *c, const rn_meta_acl_t *a, char *errmsg);
+int  rn_client_acl_list(rn_client_t *c, rn_meta_acl_t **out, size_t *n, char *errmsg);
 
 #endif

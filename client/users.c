@@ -256,6 +256,9 @@ int rn_users_add(const char *dir, const char *file, const char *name, char *toke
     if (!name_ok(name))
         return rn_errf(errmsg, RN_EINVAL, "bad user name '%.80s': 1 to %d of A-Z a-z 0-9 _ -",
                        name, RN_USER_NAME_MAX);
+    if (!strcmp(name, "anonymous"))        /* the ACLs' name for calls without a principal */
+        return rn_errf(errmsg, RN_EINVAL, "bad user name 'anonymous': it names calls without "
+                       "a principal in ACLs (runnel acl); choose another");
     rn_users_t *u;
     int rc = load_in(dir, file, &u, errmsg);
     if (rc != 0) return rc;

@@ -1073,6 +1073,12 @@ static int open_query(rn_datadir_t *d, const rn_etl_def_t *def, rn_etl_t *p, rn_
 
 int rn_etl_create(rn_datadir_t *d, const char *sql, size_t len, char *errmsg)
 {
+    return rn_etl_create_as(d, sql, len, NULL, NULL, NULL, errmsg);
+}
+
+int rn_etl_create_as(rn_datadir_t *d, const char *sql, size_t len, const char *creator,
+                     rn_etl_check_fn check, void *arg, char *errmsg)
+{
     rn_etl_def_t def;
     rn_sql_t *q = NULL;
     int rc = rn_etl_parse(sql, len, &def, errmsg);
@@ -1091,10 +1097,11 @@ int rn_etl_create(rn_datadir_t *d, const char *sql, size_t len, char *errmsg)
                      "from the source and the sink", def.name, def.dead_letter);
         goto out;
     }
+    if (check && (rc = check(arg, src, &def, errmsg)) != 0) goto out;
     char *text = strndup(sql, len);
     if (!text) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto out; }
     rn_meta_t *m = rn_datadir_meta_lock(d);
-    rc = rn_meta_pipeline_create(m, def.name, text, errmsg);
+    rc = rn_meta_pipeline_create(m, def.name, text, creator, errmsg);
     rn_datadir_meta_unlock(d);
     free(text);
 out:
@@ -1469,6 +1476,10 @@ const char *rn_etl_name(const rn_etl_t *p)
 {
     return p->def.name;
 }
+
+const char *rn_etl_source(const rn_etl_t *p) { return p->src; }
+
+const rn_etl_def_t *rn_etl_def(const rn_etl_t *p) { return &p->def; }
 
 void rn_etl_close(rn_etl_t *p)
 {

@@ -64,6 +64,14 @@ void rn_etl_describe_sink(const rn_etl_def_t *def, char *out, size_t size);
  * refused here with the SQL error), and store the definition. RN_EEXIST for
  * a duplicate name. */
 int  rn_etl_create(rn_datadir_t *d, const char *sql, size_t len, char *errmsg);
+/* rn_etl_create for a principal: creator is stored with the definition (the
+ * broker runs the pipeline with its rights; NULL or "" = the operator), and
+ * check (may be NULL), called once the source is known and before anything
+ * is stored, may refuse: its non-zero return (and errmsg) is returned. */
+typedef int (*rn_etl_check_fn)(void *arg, const char *source, const rn_etl_def_t *def,
+                               char *errmsg);
+int  rn_etl_create_as(rn_datadir_t *d, const char *sql, size_t len, const char *creator,
+                      rn_etl_check_fn check, void *arg, char *errmsg);
 /* Delete the definition and its checkpoint state (sink and dead-letter
  * topics stay). RN_ENOTFOUND naming the pipelines. */
 int  rn_etl_drop(rn_datadir_t *d, const char *name, char *errmsg);
@@ -110,6 +118,9 @@ void rn_etl_stop(rn_etl_t *p);
 void rn_etl_counters(rn_etl_t *p, uint64_t *in, uint64_t *out, uint64_t *errors,
                      uint64_t *checkpoints);
 const char *rn_etl_name(const rn_etl_t *p);
+/* The open pipeline's source topic and definition (borrowed until close). */
+const char *rn_etl_source(const rn_etl_t *p);
+const rn_etl_def_t *rn_etl_def(const rn_etl_t *p);
 void rn_etl_close(rn_etl_t *p);    /* no checkpoint; NULL is a no-op */
 
 /* Test hook: called with the point name at "after-step", "after-sink-write",

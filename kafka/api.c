@@ -162,6 +162,41 @@ int16_t rn_ktopic_get(rn_kctx_t *ctx, rn_kstr_t s, int create, rn_meta_topic_t *
     return RN_KERR_NONE;
 }
 
+/* ---- authorization (invariant 6) ----------------------------------------------- */
+
+int rn_kacl(rn_kreq_t *q, rn_acl_res_t res, const char *name, rn_acl_op_t op)
+{
+    rn_acl_t *acl = rn_hd_opts(q->ctx->hd)->acl;
+    char msg[RN_ERRMSG_SIZE];
+    if (rn_acl_check(acl, q->principal, res, name, op, 0, msg, sizeof msg) == 0) return 1;
+    rn_slog(RN_SLOG_INFO, "kafka: refused to %s: %s", q->peer, msg);
+    return 0;
+}
+
+int rn_kacl_topic(rn_kreq_t *q, rn_kstr_t s, rn_acl_op_t op)
+{
+    char name[256];
+    if (!rn_ktopic_valid(s) || rn_kstr_copy(s, name, sizeof name) != 0) return 1;
+    return rn_kacl(q, RN_ACL_TOPIC, name, op);
+}
+
+int rn_kacl_create(rn_kreq_t *q, const char *name)
+{
+    rn_acl_t *acl = rn_hd_opts(q->ctx->hd)->acl;
+    if (rn_acl_allowed(acl, q->principal, RN_ACL_CLUSTER, "", RN_ACL_CREATE, 0)) return 1;
+    return rn_kacl(q, RN_ACL_TOPIC, name, RN_ACL_CREATE);
+}
+
+/* Auto-creation of s is allowed to q's principal (invariant 6). */
+static int may_create(rn_kreq_t *q, rn_kstr_t s)
+{
+    char name[256];
+    if (!rn_ktopic_valid(s) || rn_kstr_copy(s, name, sizeof name) != 0) return 1;
+    rn_acl_t *acl = rn_hd_opts(q->ctx->hd)->acl;
+    return rn_acl_allowed(acl, q->principal, RN_ACL_CLUSTER, "", RN_ACL_CREATE, 0) ||
+           rn_acl_allowed(acl, q->principal, RN_ACL_TOPIC, name, RN_ACL_CREATE, 0);
+}
+
 int rn_kh_metadata(rn_kreq_t *q)
 {
     rn_kr_t *r = &q->in;
@@ -196,8 +231,13 @@ int rn_kh_metadata(rn_kreq_t *q)
             rn_slog(RN_SLOG_WARN, "kafka: Metadata from %s: %s", q->peer, err);
             nt = 0;
         }
-        rn_kw_array(w, (int32_t)nt);
+        rn_acl_t *acl = rn_hd_opts(q->ctx->hd)->acl;       /* invariant 6 */
+        size_t shown = 0;
         for (size_t i = 0; i < nt; i++)
+            if (rn_acl_allowed(acl, q->principal, RN_ACL_TOPIC, v[i].name, RN_ACL_DESCRIBE, 0))
+                v[shown++] = v[i];
+        rn_kw_array(w, (int32_t)shown);
+        for (size_t i = 0; i < shown; i++)
             metadata_topic(q, v[i].name, (int32_t)strlen(v[i].name), RN_KERR_NONE, v[i].queues);
         free(v);
         return RN_KH_DONE;
@@ -210,7 +250,11 @@ int rn_kh_metadata(rn_kreq_t *q)
         rn_kstr_t s = rn_kr_str(&again, "topic name");
         rn_meta_topic_t t;
         int more = q->ctx->created - created < RN_KAPI_MAX_AUTO_CREATE;
-        int16_t e = rn_ktopic_get(q->ctx, s, create && more, &t);
+        if (!rn_kacl_topic(q, s, RN_ACL_DESCRIBE)) {         /* invariant 6 */
+            metadata_topic(q, s.p, s.len, RN_KERR_TOPIC_AUTHORIZATION_FAILED, 0);
+            continue;
+        }
+        int16_t e = rn_ktopic_get(q->ctx, s, create && more && may_create(q, s), &t);
         /* A new topic is known at once: Kafka answers LEADER_NOT_AVAILABLE
          * while its partitions elect leaders; runnel's are ready. */
         metadata_topic(q, s.p, s.len, e, e == RN_KERR_NONE ? t.queues : 0);
@@ -235,6 +279,15 @@ int rn_kh_init_producer_id(rn_kreq_t *q)
                 "transactions are not supported; idempotent producers are", q->peer,
                 txn.len > 100 ? 100 : (int)txn.len, txn.p);
         rn_kw_i16(w, RN_KERR_INVALID_REQUEST);
+        rn_kw_i64(w, -1);
+        rn_kw_i16(w, -1);
+        return RN_KH_DONE;
+    }
+    if (!rn_acl_allowed_any(rn_hd_opts(q->ctx->hd)->acl, q->principal, RN_ACL_TOPIC,
+                            RN_ACL_PRODUCE)) {                  /* invariant 6 */
+        rn_slog(RN_SLOG_INFO, "kafka: refused InitProducerId to %s: principal '%s' may produce "
+                "to no topic", q->peer, rn_acl_principal(q->principal));
+        rn_kw_i16(w, RN_KERR_CLUSTER_AUTHORIZATION_FAILED);
         rn_kw_i64(w, -1);
         rn_kw_i16(w, -1);
         return RN_KH_DONE;

@@ -30,6 +30,18 @@
  *     coordinator may always complete what it holds.
  *  4. ApiVersions advertises exactly rn_kapi_table: a handler exists for
  *     every key and version listed there, and nothing else is answered.
+ *  6. Authorization (logical-queues/acl.h, the broker's ACLs) with the
+ *     request's principal ("" = anonymous), as Kafka's authorizer rules: a
+ *     topic the principal may not describe is TOPIC_AUTHORIZATION_FAILED
+ *     when named and absent from Metadata's full list (so its existence is
+ *     not told); Produce needs produce, Fetch consume, ListOffsets describe,
+ *     CreateTopics create (on the topic or the cluster; auto-creation the
+ *     same, else UNKNOWN_TOPIC_OR_PARTITION), DeleteTopics delete; groups
+ *     need consume (join, sync, heartbeat, leave, commit) or describe
+ *     (FindCoordinator, OffsetFetch, DescribeGroups; ListGroups lists only
+ *     those) or fail with GROUP_AUTHORIZATION_FAILED; InitProducerId needs
+ *     produce on some topic (CLUSTER_AUTHORIZATION_FAILED). A refusal
+ *     changes nothing and is logged at info with the peer and principal.
  *  5. Bounded work per request, whatever it names: at most
  *     RN_KAPI_MAX_PARTITIONS topic-partition entries (or topics) are
  *     decoded (more: the request is refused, RN_KH_BAD), at most
@@ -46,6 +58,7 @@
 
 #include "client/users.h"
 #include "kafka/wire.h"
+#include "logical-queues/acl.h"
 #include "server/handlers.h"
 
 /* ---- Kafka error codes used by the front ------------------------------------ */
@@ -231,6 +244,13 @@ int rn_ktopic_valid(rn_kstr_t name);
  * `create` (auto-creation, logged). RN_KERR_NONE with *t, else the error
  * code for the topic (INVALID_TOPIC_EXCEPTION, UNKNOWN_TOPIC_OR_PARTITION). */
 int16_t rn_ktopic_get(rn_kctx_t *ctx, rn_kstr_t s, int create, rn_meta_topic_t *t);
+/* Invariant 6: may q's principal do op on (res, name)? 1 yes; 0 no, logged.
+ * rn_kacl_topic takes a wire string (an invalid name is allowed here: the
+ * caller refuses it on its own). */
+int rn_kacl(rn_kreq_t *q, rn_acl_res_t res, const char *name, rn_acl_op_t op);
+int rn_kacl_topic(rn_kreq_t *q, rn_kstr_t name, rn_acl_op_t op);
+/* May q's principal create topic name (create on it or on the cluster)? */
+int rn_kacl_create(rn_kreq_t *q, const char *name);
 /* The Kafka error code nearest a handler status. */
 int16_t rn_kerr_of(const rn_status_t *st);
 

@@ -241,6 +241,8 @@ int rn_kh_fetch(rn_kreq_t *q)
             partition_fields(q, r, fp);
             if (!rn_ktopic_valid(name) || rn_kstr_copy(name, fp->name, sizeof fp->name) != 0)
                 fp->err = RN_KERR_INVALID_TOPIC_EXCEPTION;
+            else if (!rn_kacl(q, RN_ACL_TOPIC, fp->name, RN_ACL_CONSUME))   /* api.h inv. 6 */
+                fp->err = RN_KERR_TOPIC_AUTHORIZATION_FAILED;
             else if (fp->index < 0)
                 fp->err = RN_KERR_UNKNOWN_TOPIC_OR_PARTITION;
         }
@@ -303,6 +305,7 @@ int rn_kh_list_offsets(rn_kreq_t *q)
         rn_kw_array(w, np < 0 ? 0 : np);
         char topic[256];
         int valid = rn_ktopic_valid(name) && rn_kstr_copy(name, topic, sizeof topic) == 0;
+        int allowed = !valid || rn_kacl(q, RN_ACL_TOPIC, topic, RN_ACL_DESCRIBE);  /* inv. 6 */
         if (np > 0 && (nparts += np) > RN_KAPI_MAX_PARTITIONS)
             return rn_kreq_bad(q, "more than %d partitions in one request",
                                RN_KAPI_MAX_PARTITIONS);
@@ -314,6 +317,8 @@ int rn_kh_list_offsets(rn_kreq_t *q)
             int64_t off = -1, rts = -1;
             if (!valid) {
                 err = RN_KERR_INVALID_TOPIC_EXCEPTION;
+            } else if (!allowed) {
+                err = RN_KERR_TOPIC_AUTHORIZATION_FAILED;
             } else if (part < 0) {
                 err = RN_KERR_UNKNOWN_TOPIC_OR_PARTITION;
             } else {

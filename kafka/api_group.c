@@ -47,17 +47,33 @@ static int group_name(rn_kstr_t s, char *out, size_t n)
     return 0;
 }
 
+/* api.h invariant 6: may q's principal do op on group (logged when not)? */
+static int group_allowed(rn_kreq_t *q, const char *group, rn_acl_op_t op)
+{
+    return rn_kacl(q, RN_ACL_GROUP, group, op);
+}
+
 /* ---- FindCoordinator (10) -------------------------------------------------------- */
 
 int rn_kh_find_coordinator(rn_kreq_t *q)
 {
     rn_kr_t *r = &q->in;
     rn_kw_t *w = &q->w;
-    rn_kr_str(r, "key");
+    rn_kstr_t key = rn_kr_str(r, "key");
     int8_t type = 0;
     if (q->version >= 1) type = rn_kr_i8(r, "key_type");
     if (r->err) return RN_KH_BAD;
     if (q->version >= 1) rn_kw_i32(w, 0);                  /* throttle_time_ms */
+    char group[256];
+    if (type == 0 && group_name(key, group, sizeof group) == 0 &&
+        !group_allowed(q, group, RN_ACL_DESCRIBE)) {
+        rn_kw_i16(w, RN_KERR_GROUP_AUTHORIZATION_FAILED);
+        if (q->version >= 1) rn_kw_str(w, "not authorized for this group (ACL)");
+        rn_kw_i32(w, -1);
+        rn_kw_str(w, "");
+        rn_kw_i32(w, -1);
+        return RN_KH_DONE;
+    }
     if (type == 0) {
         rn_kw_i16(w, RN_KERR_NONE);
         if (q->version >= 1) rn_kw_str(w, NULL);
@@ -117,6 +133,7 @@ int rn_kh_join_group(rn_kreq_t *q)
     char group[256];
     int16_t err = RN_KERR_NONE;
     if (group_name(gid, group, sizeof group) != 0) err = RN_KERR_INVALID_GROUP_ID;
+    else if (!group_allowed(q, group, RN_ACL_CONSUME)) err = RN_KERR_GROUP_AUTHORIZATION_FAILED;
     else if (n <= 0 || n > RN_KCOORD_MAX_PROTOCOLS) err = RN_KERR_INCONSISTENT_GROUP_PROTOCOL;
     else if (a.member_id.len < 0) return rn_kreq_bad(q, "JoinGroup with a null member_id");
     rn_kproto_t protos[RN_KCOORD_MAX_PROTOCOLS];
@@ -183,6 +200,9 @@ int rn_kh_sync_group(rn_kreq_t *q)
     if (group_name(gid, group, sizeof group) != 0) {
         rn_kgroup_write_sync(q, RN_KERR_INVALID_GROUP_ID, NULL, 0);
         rc = RN_KH_DONE;
+    } else if (!group_allowed(q, group, RN_ACL_CONSUME)) {
+        rn_kgroup_write_sync(q, RN_KERR_GROUP_AUTHORIZATION_FAILED, NULL, 0);
+        rc = RN_KH_DONE;
     } else if (too_many) {
         rn_kgroup_write_sync(q, RN_KERR_INVALID_REQUEST, NULL, 0);
         rc = RN_KH_DONE;
@@ -206,6 +226,8 @@ int rn_kh_heartbeat(rn_kreq_t *q)
     char group[256];
     int16_t err = group_name(gid, group, sizeof group) != 0
                       ? RN_KERR_INVALID_GROUP_ID
+                  : !group_allowed(q, group, RN_ACL_CONSUME)
+                      ? RN_KERR_GROUP_AUTHORIZATION_FAILED
                       : rn_kcoord_heartbeat(q->ctx->coord, group, gen, mid);
     if (q->version >= 1) rn_kw_i32(&q->w, 0);
     rn_kw_i16(&q->w, err);
@@ -221,12 +243,15 @@ int rn_kh_leave_group(rn_kreq_t *q)
     rn_kstr_t gid = rn_kr_str(r, "group_id");
     char group[256];
     int valid = group_name(gid, group, sizeof group) == 0;
+    int16_t gerr = !valid ? RN_KERR_INVALID_GROUP_ID
+                 : !group_allowed(q, group, RN_ACL_CONSUME) ? RN_KERR_GROUP_AUTHORIZATION_FAILED
+                 : RN_KERR_NONE;
+    valid = gerr == RN_KERR_NONE;
     rn_kstr_t none = {NULL, -1};
     if (q->version < 3) {
         rn_kstr_t mid = rn_kr_str(r, "member_id");
         if (r->err) return RN_KH_BAD;
-        int16_t err = valid ? rn_kcoord_leave(q->ctx->coord, group, mid, none)
-                            : RN_KERR_INVALID_GROUP_ID;
+        int16_t err = valid ? rn_kcoord_leave(q->ctx->coord, group, mid, none) : gerr;
         if (q->version >= 1) rn_kw_i32(w, 0);
         rn_kw_i16(w, err);
         return RN_KH_DONE;
@@ -240,13 +265,12 @@ int rn_kh_leave_group(rn_kreq_t *q)
     }
     if (r->err) return RN_KH_BAD;
     rn_kw_i32(w, 0);
-    rn_kw_i16(w, valid ? RN_KERR_NONE : RN_KERR_INVALID_GROUP_ID);
+    rn_kw_i16(w, gerr);
     rn_kw_array(w, n < 0 ? 0 : n);
     for (int32_t i = 0; i < n; i++) {
         rn_kstr_t mid = rn_kr_str(&again, "member_id");
         rn_kstr_t iid = rn_kr_str(&again, "group_instance_id");
-        int16_t err = valid ? rn_kcoord_leave(q->ctx->coord, group, mid, iid)
-                            : RN_KERR_INVALID_GROUP_ID;
+        int16_t err = valid ? rn_kcoord_leave(q->ctx->coord, group, mid, iid) : gerr;
         rn_kw_strn(w, mid.p, mid.len < 0 ? 0 : mid.len);
         rn_kw_strn(w, iid.p, iid.len);
         rn_kw_i16(w, err);
@@ -323,6 +347,12 @@ static void commit_one(void *arg, int32_t i, rn_kstr_t topic, int32_t part, int6
     char name[256], err[RN_ERRMSG_SIZE] = "";
     if (!rn_ktopic_valid(topic) || rn_kstr_copy(topic, name, sizeof name) != 0 || part < 0) {
         k->err[i] = RN_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+        return;
+    }
+    /* api.h invariant 6; no log line here, under the metadata lock */
+    if (!rn_acl_allowed(rn_hd_opts(run->q->ctx->hd)->acl, run->q->principal, RN_ACL_TOPIC,
+                        name, RN_ACL_CONSUME, 0)) {
+        k->err[i] = RN_KERR_TOPIC_AUTHORIZATION_FAILED;
         return;
     }
     rn_datadir_queue_t dq;
@@ -419,6 +449,8 @@ int rn_kh_offset_commit(rn_kreq_t *q)
     q->hstate = k;
     q->hfree = commit_free;
     if (group_name(gid, k->group, sizeof k->group) != 0) k->all = RN_KERR_INVALID_GROUP_ID;
+    else if (!group_allowed(q, k->group, RN_ACL_CONSUME))
+        k->all = RN_KERR_GROUP_AUTHORIZATION_FAILED;
     else k->all = rn_kcoord_commit_check(q->ctx->coord, k->group, gen, mid);
     if (k->all != RN_KERR_NONE || n == 0) {
         commit_answer(q);
@@ -465,8 +497,11 @@ int rn_kh_offset_fetch(rn_kreq_t *q)
     int16_t top = RN_KERR_NONE;
     rn_meta_offset_t *v = NULL;
     size_t n = 0;
+    rn_acl_t *acl = rn_hd_opts(q->ctx->hd)->acl;
     if (group_name(gid, group, sizeof group) != 0) {
         top = RN_KERR_INVALID_GROUP_ID;
+    } else if (!group_allowed(q, group, RN_ACL_DESCRIBE)) {
+        top = RN_KERR_GROUP_AUTHORIZATION_FAILED;
     } else {
         rn_meta_t *m = rn_datadir_meta_lock(q->ctx->d);
         int rc = rn_meta_offsets_get(m, group, -1, &v, &n, err);
@@ -480,7 +515,13 @@ int rn_kh_offset_fetch(rn_kreq_t *q)
     }
     if (q->version >= 3) rn_kw_i32(w, 0);                  /* throttle_time_ms */
     if (nt < 0) {
-        /* Every partition the group has an offset for, by topic. */
+        /* Every partition the group has an offset for, by topic (those the
+         * principal may describe: api.h invariant 6). */
+        size_t kept = 0;
+        for (size_t i = 0; i < n; i++)
+            if (rn_acl_allowed(acl, q->principal, RN_ACL_TOPIC, v[i].topic, RN_ACL_DESCRIBE, 0))
+                v[kept++] = v[i];
+        n = kept;
         int32_t topics = 0;
         for (size_t i = 0; i < n; i++)
             if (i == 0 || strcmp(v[i].topic, v[i - 1].topic)) topics++;
@@ -501,10 +542,12 @@ int rn_kh_offset_fetch(rn_kreq_t *q)
             int32_t np = rn_kr_array(&again, "partition_indexes");
             rn_kw_strn(w, name.p, name.len < 0 ? 0 : name.len);
             rn_kw_array(w, np < 0 ? 0 : np);
+            int tok = top != RN_KERR_NONE || rn_kacl_topic(q, name, RN_ACL_DESCRIBE);
             for (int32_t p = 0; p < np; p++) {
                 int32_t part = rn_kr_i32(&again, "partition_index");
-                const rn_meta_offset_t *o = find_offset(v, n, name, part);
-                fetch_partition(q, part, o ? o->offset : -1, top);
+                const rn_meta_offset_t *o = tok ? find_offset(v, n, name, part) : NULL;
+                fetch_partition(q, part, o ? o->offset : -1,
+                                tok ? top : RN_KERR_TOPIC_AUTHORIZATION_FAILED);
             }
         }
     }
@@ -532,21 +575,31 @@ int rn_kh_list_groups(rn_kreq_t *q)
     /* Groups with live members (their protocol type), then groups known by
      * their committed offsets alone (protocol type "", as Kafka's simple
      * consumer groups). */
+    /* Only the groups the principal may describe (api.h invariant 6). */
+    rn_acl_t *acl = rn_hd_opts(q->ctx->hd)->acl;
     int32_t live = 0, count = 0;
     rn_kgroup_info_t gi;
-    while (rn_kcoord_group_at(c, live, &gi) == 0) live++;
-    count = live;
+    while (rn_kcoord_group_at(c, live, &gi) == 0) {
+        if (rn_acl_allowed(acl, q->principal, RN_ACL_GROUP, gi.name, RN_ACL_DESCRIBE, 0)) count++;
+        live++;
+    }
     for (size_t i = 0; i < n; i++)
-        if (rn_kcoord_group_get(c, v[i].name, &gi) != 0) count++;
+        if (rn_kcoord_group_get(c, v[i].name, &gi) != 0 &&
+            rn_acl_allowed(acl, q->principal, RN_ACL_GROUP, v[i].name, RN_ACL_DESCRIBE, 0))
+            count++;
     if (q->version >= 1) rn_kw_i32(w, 0);                  /* throttle_time_ms */
     rn_kw_i16(w, rc == 0 ? RN_KERR_NONE : RN_KERR_UNKNOWN_SERVER_ERROR);
     rn_kw_array(w, count);
     for (int32_t i = 0; i < live && rn_kcoord_group_at(c, i, &gi) == 0; i++) {
+        if (!rn_acl_allowed(acl, q->principal, RN_ACL_GROUP, gi.name, RN_ACL_DESCRIBE, 0))
+            continue;
         rn_kw_str(w, gi.name);
         rn_kw_str(w, gi.protocol_type);
     }
     for (size_t i = 0; i < n; i++) {
         if (rn_kcoord_group_get(c, v[i].name, &gi) == 0) continue;
+        if (!rn_acl_allowed(acl, q->principal, RN_ACL_GROUP, v[i].name, RN_ACL_DESCRIBE, 0))
+            continue;
         rn_kw_str(w, v[i].name);
         rn_kw_str(w, "");
     }
@@ -570,9 +623,10 @@ int rn_kh_describe_groups(rn_kreq_t *q)
         char group[256];
         rn_kgroup_info_t gi;
         int valid = group_name(gid, group, sizeof group) == 0;
-        int live = valid && rn_kcoord_group_get(q->ctx->coord, group, &gi) == 0;
+        int allowed = !valid || group_allowed(q, group, RN_ACL_DESCRIBE);   /* api.h inv. 6 */
+        int live = valid && allowed && rn_kcoord_group_get(q->ctx->coord, group, &gi) == 0;
         const char *state = "Dead";
-        if (valid && !live) {
+        if (valid && allowed && !live) {
             /* Known by its offsets only: Empty, as Kafka says of a group
              * with committed offsets and no members. */
             rn_meta_group_t mg;
@@ -580,7 +634,8 @@ int rn_kh_describe_groups(rn_kreq_t *q)
             if (rn_meta_group_get(m, group, &mg, NULL) == 0) state = "Empty";
             rn_datadir_meta_unlock(q->ctx->d);
         }
-        rn_kw_i16(w, valid ? RN_KERR_NONE : RN_KERR_INVALID_GROUP_ID);
+        rn_kw_i16(w, !valid ? RN_KERR_INVALID_GROUP_ID
+                     : !allowed ? RN_KERR_GROUP_AUTHORIZATION_FAILED : RN_KERR_NONE);
         rn_kw_strn(w, gid.p, gid.len < 0 ? 0 : gid.len);
         rn_kw_str(w, live ? gi.state : state);
         rn_kw_str(w, live ? gi.protocol_type : "");

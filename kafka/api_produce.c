@@ -108,6 +108,10 @@ static void produce_part(rn_kreq_t *q, kproduce_t *s, kpart_t *kp)
         kp->err = RN_KERR_INVALID_TOPIC_EXCEPTION;
         return;
     }
+    if (!rn_kacl(q, RN_ACL_TOPIC, name, RN_ACL_PRODUCE)) {     /* api.h invariant 6 */
+        kp->err = RN_KERR_TOPIC_AUTHORIZATION_FAILED;
+        return;
+    }
     if (kp->index < 0) {
         kp->err = RN_KERR_UNKNOWN_TOPIC_OR_PARTITION;
         return;
@@ -138,7 +142,9 @@ static void produce_part(rn_kreq_t *q, kproduce_t *s, kpart_t *kp)
         kp->begun = 0;
         /* At most RN_KAPI_MAX_AUTO_CREATE topics per request (api.h invariant 5). */
         kp->err = rn_ktopic_get(q->ctx, kp->topic,
-                                q->ctx->created - s->created < RN_KAPI_MAX_AUTO_CREATE, &t);
+                                q->ctx->created - s->created < RN_KAPI_MAX_AUTO_CREATE &&
+                                rn_acl_allowed(rn_hd_opts(q->ctx->hd)->acl, q->principal,
+                                               RN_ACL_TOPIC, name, RN_ACL_CREATE, 0), &t);
         if (!kp->err && (uint32_t)kp->index >= t.queues)
             kp->err = RN_KERR_UNKNOWN_TOPIC_OR_PARTITION;
         if (kp->err) {

@@ -224,6 +224,10 @@ static void create_work(rn_kreq_t *q)
             e = RN_KERR_INVALID_REQUEST;
             snprintf(t.msg, sizeof t.msg, "topic '%s' is named more than once in the request",
                      name);
+        } else if (!rn_kacl_create(q, name)) {                 /* api.h invariant 6 */
+            e = RN_KERR_TOPIC_AUTHORIZATION_FAILED;
+            snprintf(t.msg, sizeof t.msg, "principal '%s' may not create topic '%s'",
+                     rn_acl_principal(q->principal), name);
         } else if (t.partitions == 0 || t.partitions < -1 || t.partitions > RN_META_MAX_QUEUES) {
             e = RN_KERR_INVALID_PARTITIONS;
             snprintf(t.msg, sizeof t.msg, "num_partitions must be 1..%d or -1 (the broker's "
@@ -311,6 +315,8 @@ static void delete_work(rn_kreq_t *q)
         int16_t e = RN_KERR_NONE;
         if (!rn_ktopic_valid(s) || rn_kstr_copy(s, name, sizeof name) != 0) {
             e = RN_KERR_INVALID_TOPIC_EXCEPTION;
+        } else if (!rn_kacl(q, RN_ACL_TOPIC, name, RN_ACL_DELETE)) {   /* api.h invariant 6 */
+            e = RN_KERR_TOPIC_AUTHORIZATION_FAILED;
         } else if (timed_out(k)) {
             e = RN_KERR_REQUEST_TIMED_OUT;
         } else {

@@ -1,7 +1,7 @@
 /*
  * meta.c — the topic metadata store in SQLite (see meta.h for the model).
  *
- * Schema (version 5, PRAGMA user_version):
+ * Schema (version 6, PRAGMA user_version):
  *
  *   stores(id, path)                       a store = an rn_log directory
  *   topics(id, name UNIQUE, created_ms)
@@ -26,6 +26,11 @@
  *                                          checkpoint, opaque here (etl.c),
  *                                          written by one UPDATE = one
  *                                          transaction
+ *   -- version 6:
+ *   acls(principal, resource, pattern, name, operation, created_ms)
+ *                                          access control entries (acl.h)
+ *   pipelines.creator                      the principal a pipeline runs as
+ *                                          ('' = the operator)
  *
  * Invariants:
  *  1. Every change runs in one BEGIN IMMEDIATE transaction; a failure rolls it
@@ -149,6 +154,21 @@ static const char *const migrations[RN_META_SCHEMA_VERSION] = {
     "CREATE TABLE IF NOT EXISTS offset_reservations("
     "  physical_id INTEGER PRIMARY KEY,"
     "  upto        INTEGER NOT NULL CHECK (upto >= 0));",
+    /* 5 -> 6 */
+    "CREATE TABLE IF NOT EXISTS acls("
+    "  principal  TEXT NOT NULL,"
+    "  resource   TEXT NOT NULL,"
+    "  pattern    TEXT NOT NULL,"
+    "  name       TEXT NOT NULL,"
+    "  operation  TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (principal, resource, pattern, name, operation)) WITHOUT ROWID;",
+};
+
+/* Columns a step adds (ALTER TABLE is not idempotent as CREATE TABLE IF NOT
+ * EXISTS is): added after migrations[version - 1] unless already there. */
+static const struct { int version; const char *table, *column, *def; } added_columns[] = {
+    {6, "pipelines", "creator", "TEXT NOT NULL DEFAULT ''"},
 };
 
 void (*rn_meta_test_hook)(const char *point);
@@ -282,6 +302,18 @@ static int migrate(rn_meta_t *m, char *errmsg)
         char sql[64];
         rc = exec(m, migrations[v], "schema upgrade", errmsg);
         if (rc != 0) goto fail;
+        for (size_t i = 0; i < sizeof added_columns / sizeof added_columns[0]; i++) {
+            if (added_columns[i].version != v + 1) continue;
+            char q[256];
+            int64_t has = 0;
+            snprintf(q, sizeof q, "SELECT count(*) FROM pragma_table_info('%s') WHERE name = '%s'",
+                     added_columns[i].table, added_columns[i].column);
+            if ((rc = query_int(m, q, &has, errmsg)) != 0) goto fail;
+            if (has) continue;
+            snprintf(q, sizeof q, "ALTER TABLE %s ADD COLUMN %s %s", added_columns[i].table,
+                     added_columns[i].column, added_columns[i].def);
+            if ((rc = exec(m, q, "schema upgrade", errmsg)) != 0) goto fail;
+        }
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d", v + 1);
         rc = exec(m, sql, "schema version", errmsg);
         if (rc != 0) goto fail;
@@ -1420,7 +1452,8 @@ static int pipeline_from_row(sqlite3_stmt *st, void *elem)
     rn_meta_pipeline_t *p = elem;
     memset(p, 0, sizeof *p);
     if (text_col(st, 0, p->name, RN_META_NAME_MAX) != 0 ||
-        text_col(st, 1, p->sql, RN_META_PIPELINE_SQL_MAX) != 0)
+        text_col(st, 1, p->sql, RN_META_PIPELINE_SQL_MAX) != 0 ||
+        text_col(st, 5, p->creator, RN_META_ACL_PRINCIPAL_MAX) != 0)
         return RN_ECORRUPT;
     p->paused = sqlite3_column_int(st, 2) != 0;
     p->created_ms = sqlite3_column_int64(st, 3);
@@ -1428,7 +1461,8 @@ static int pipeline_from_row(sqlite3_stmt *st, void *elem)
     return 0;
 }
 
-#define PIPELINE_SELECT "SELECT name, sql, paused, created_ms, checkpoint_ms FROM pipelines"
+#define PIPELINE_SELECT "SELECT name, sql, paused, created_ms, checkpoint_ms, creator " \
+                        "FROM pipelines"
 
 static void pipeline_names(rn_meta_t *m, char *out, size_t size)
 {
@@ -1444,7 +1478,8 @@ static int pipeline_missing(rn_meta_t *m, const char *name, char *errmsg)
                    strlen(name) > 60 ? "..." : "", known);
 }
 
-int rn_meta_pipeline_create(rn_meta_t *m, const char *name, const char *sql, char *errmsg)
+int rn_meta_pipeline_create(rn_meta_t *m, const char *name, const char *sql,
+                            const char *creator, char *errmsg)
 {
     int rc = rn_meta_check_name("pipeline", name, errmsg);
     if (rc != 0) return rc;
@@ -1452,12 +1487,17 @@ int rn_meta_pipeline_create(rn_meta_t *m, const char *name, const char *sql, cha
         return rn_errf(errmsg, RN_ETOOBIG, "the pipeline's SQL is longer than %d bytes",
                        RN_META_PIPELINE_SQL_MAX);
     sqlite3_stmt *st = NULL;
-    rc = prepare(m, "INSERT INTO pipelines(name, sql, created_ms) VALUES (?1, ?2, ?3)", &st,
-                 errmsg);
+    if (!creator) creator = "";
+    if (strlen(creator) > RN_META_ACL_PRINCIPAL_MAX)
+        return rn_errf(errmsg, RN_EINVAL, "a pipeline's creator is at most %d bytes",
+                       RN_META_ACL_PRINCIPAL_MAX);
+    rc = prepare(m, "INSERT INTO pipelines(name, sql, created_ms, creator) "
+                    "VALUES (?1, ?2, ?3, ?4)", &st, errmsg);
     if (rc != 0) return rc;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, sql, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, rn_sys.now_ms());
+    sqlite3_bind_text(st, 4, creator, -1, SQLITE_STATIC);
     int r = sqlite3_step(st);
     if ((r & 0xff) == SQLITE_CONSTRAINT)
         rc = rn_errf(errmsg, RN_EEXIST, "pipeline '%.100s' already exists", name);
@@ -1551,4 +1591,71 @@ int rn_meta_pipeline_state(rn_meta_t *m, const char *name, uint8_t **state, size
     }
     sqlite3_finalize(st);
     return rc;
+}
+
+/* ---- access control lists (schema version 6) ------------------------------------ */
+
+static int acl_from_row(sqlite3_stmt *st, void *elem)
+{
+    rn_meta_acl_t *a = elem;
+    memset(a, 0, sizeof *a);
+    if (text_col(st, 0, a->principal, RN_META_ACL_PRINCIPAL_MAX) != 0 ||
+        text_col(st, 1, a->resource, sizeof a->resource - 1) != 0 ||
+        text_col(st, 2, a->pattern, sizeof a->pattern - 1) != 0 ||
+        text_col(st, 3, a->name, RN_META_NAME_MAX) != 0 ||
+        text_col(st, 4, a->operation, sizeof a->operation - 1) != 0)
+        return RN_ECORRUPT;
+    a->created_ms = sqlite3_column_int64(st, 5);
+    return 0;
+}
+
+static void acl_bind(sqlite3_stmt *st, const rn_meta_acl_t *a)
+{
+    sqlite3_bind_text(st, 1, a->principal, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, a->resource, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, a->pattern, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, a->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, a->operation, -1, SQLITE_STATIC);
+}
+
+int rn_meta_acl_add(rn_meta_t *m, const rn_meta_acl_t *a, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(m, "INSERT INTO acls(principal, resource, pattern, name, operation, "
+                        "created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", &st, errmsg);
+    if (rc != 0) return rc;
+    acl_bind(st, a);
+    sqlite3_bind_int64(st, 6, rn_sys.now_ms());
+    int r = sqlite3_step(st);
+    if ((r & 0xff) == SQLITE_CONSTRAINT)
+        rc = rn_errf(errmsg, RN_EEXIST, "that ACL entry exists already");
+    else if (r != SQLITE_DONE)
+        rc = sql_err(m, r, "add ACL", errmsg);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int rn_meta_acl_remove(rn_meta_t *m, const rn_meta_acl_t *a, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(m, "DELETE FROM acls WHERE principal = ?1 AND resource = ?2 AND "
+                        "pattern = ?3 AND name = ?4 AND operation = ?5", &st, errmsg);
+    if (rc != 0) return rc;
+    acl_bind(st, a);
+    rc = step_done(m, st, "remove ACL", errmsg);
+    sqlite3_finalize(st);
+    if (rc == 0 && sqlite3_changes(m->db) == 0)
+        rc = rn_errf(errmsg, RN_ENOTFOUND, "no such ACL entry (see `runnel acl list`)");
+    return rc;
+}
+
+int rn_meta_acl_list(rn_meta_t *m, rn_meta_acl_t **out, size_t *n, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    *out = NULL; *n = 0;
+    int rc = prepare(m, "SELECT principal, resource, pattern, name, operation, created_ms "
+                        "FROM acls ORDER BY principal, resource, name, pattern, operation",
+                     &st, errmsg);
+    if (rc != 0) return rc;
+    return collect_rows(m, st, sizeof **out, acl_from_row, "list ACLs", (void **)out, n, errmsg);
 }

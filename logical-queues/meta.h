@@ -39,7 +39,7 @@
 #include "client/runnel.h"     /* the topic, item, offset, group and checkpoint records */
 
 /* Version of the schema this code writes (PRAGMA user_version). */
-#define RN_META_SCHEMA_VERSION   5
+#define RN_META_SCHEMA_VERSION   6
 #define RN_META_MAX_QUEUES       10000
 #define RN_META_MAX_STORES       64
 #define RN_META_STREAM_FIELDS_MAX 8192    /* a stream's field list text */
@@ -226,6 +226,21 @@ void rn_meta_stream_names(rn_meta_t *m, char *out, size_t size);
 int  rn_meta_reserve_set(rn_meta_t *m, uint32_t physical_id, int64_t upto, char *errmsg);
 int  rn_meta_reserve_get(rn_meta_t *m, uint32_t physical_id, int64_t *upto, char *errmsg);
 
+/* ---- access control lists (logical-queues/acl.h gives them meaning; schema 6) --
+ *
+ * An entry is stored as text, validated by acl.c before it gets here: the
+ * principal, the resource type ("topic", "group", "cluster", "pipeline"),
+ * the pattern ("literal", "prefixed"), the resource name ("" for the
+ * cluster) and the operation (rn_meta_acl_t, client/runnel.h). Entries are
+ * unique. */
+
+/* RN_EEXIST when the same entry exists. */
+int  rn_meta_acl_add(rn_meta_t *m, const rn_meta_acl_t *a, char *errmsg);
+/* RN_ENOTFOUND when no such entry exists. */
+int  rn_meta_acl_remove(rn_meta_t *m, const rn_meta_acl_t *a, char *errmsg);
+/* Every entry, ordered; *out malloc'd (caller frees; NULL when *n is 0). */
+int  rn_meta_acl_list(rn_meta_t *m, rn_meta_acl_t **out, size_t *n, char *errmsg);
+
 /* ---- pipelines (etl/, schema version 4) ---------------------------------- */
 
 /* A pipeline's definition: its name and the CREATE PIPELINE text (etl/
@@ -234,14 +249,18 @@ int  rn_meta_reserve_get(rn_meta_t *m, uint32_t physical_id, int64_t *upto, char
 typedef struct rn_meta_pipeline {
     char    name[RN_META_NAME_MAX + 1];
     char    sql[RN_META_PIPELINE_SQL_MAX + 1];
+    char    creator[RN_META_ACL_PRINCIPAL_MAX + 1];   /* "" = the operator (schema 6) */
     int     paused;
     int64_t created_ms;
     int64_t checkpoint_ms;
 } rn_meta_pipeline_t;
 
 /* RN_EEXIST for a duplicate; RN_EINVAL for a bad name; RN_ETOOBIG for SQL
- * longer than RN_META_PIPELINE_SQL_MAX. */
-int  rn_meta_pipeline_create(rn_meta_t *m, const char *name, const char *sql, char *errmsg);
+ * longer than RN_META_PIPELINE_SQL_MAX. creator: the principal whose rights
+ * the pipeline runs with (server/acl), NULL or "" for the operator (an
+ * embedded or --pipelines-file creation). */
+int  rn_meta_pipeline_create(rn_meta_t *m, const char *name, const char *sql,
+                             const char *creator, char *errmsg);
 /* RN_ENOTFOUND naming the pipelines that exist (also for the functions below). */
 int  rn_meta_pipeline_get(rn_meta_t *m, const char *name, rn_meta_pipeline_t *out,
                           char *errmsg);

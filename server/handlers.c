@@ -139,6 +139,7 @@ static rn_st_t code_of(int rc)
     case -EIO:         return RN_ST_FAILED_PRECONDITION;
     case RN_ECLOSED:   return RN_ST_UNAVAILABLE;
     case RN_EDAMAGED:  return RN_ST_DATA_LOSS;     /* offsets recovery marked damaged/lost */
+    case -EPERM:       return RN_ST_PERMISSION_DENIED;   /* an ACL refused it */
     default:           return RN_ST_INTERNAL;
     }
 }

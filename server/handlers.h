@@ -38,9 +38,13 @@ struct rn_root;                 /* common/root.h */
 typedef struct rn_arena {
     void  **v;
     size_t  n, cap;
+    /* The call's principal (server.c sets it before a unary handler runs;
+     * "" anonymous, NULL outside a call): the arena is the one per-call
+     * thing every handler gets. Read it with rn_authz_principal. */
+    const char *principal;
 } rn_arena_t;
 
-#define RN_ARENA_INIT {NULL, 0, 0}
+#define RN_ARENA_INIT {NULL, 0, 0, NULL}
 void *rn_arena_alloc(rn_arena_t *a, size_t size);     /* zeroed; NULL when out of memory */
 void  rn_arena_free(rn_arena_t *a);
 
@@ -73,6 +77,9 @@ typedef struct rn_hd_opts {
      * (runneld --store-root). */
     const struct rn_root *sink_root;
     const struct rn_root *store_root;
+    /* The access control lists every front checks (logical-queues/acl.h),
+     * borrowed, outliving h; NULL: none (everything allowed). */
+    struct rn_acl *acl;
 } rn_hd_opts_t;
 
 #define RN_HD_DEFAULT_TS_AHEAD_MS 3600000LL   /* one hour, as Kafka 4 */

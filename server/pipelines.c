@@ -25,6 +25,16 @@
  *     storing nothing: a 'stdout' sink always (it would write into the
  *     broker's log), a file sink when there is no root or its path leads
  *     outside it.
+ *  5. Creator's rights (logical-queues/acl.h): CreatePipeline stores its
+ *     caller as the creator ("anonymous" without a principal) after
+ *     checking, before anything is stored, that it may create the pipeline
+ *     (create on pipeline NAME), consume its source, produce to its sink and
+ *     dead-letter topics, and, for a file sink, run pipelines on the cluster
+ *     (op pipeline). A runner re-checks the same before its first step and
+ *     whenever the ACLs changed (their generation moved): a creator that
+ *     lost a right stops the pipeline after a final checkpoint, its state
+ *     "failed: ..." naming the right. Pipelines without a creator (embedded,
+ *     or the --pipelines file: the operator's) are not checked.
  */
 #include "server/pipelines.h"
 
@@ -32,6 +42,8 @@
 #include "common/root.h"
 #include "common/sys.h"
 #include "etl/etl.h"
+#include "logical-queues/acl.h"
+#include "server/authz.h"
 #include "server/log.h"
 #include "streamsql/sql.h"
 
@@ -62,7 +74,40 @@ struct rn_pl {
     const rn_root_t *sink_root;  /* file sinks open beneath it (invariant 4), or NULL */
     pthread_mutex_t mu;         /* the runner list (RPC threads start and stop) */
     runner_t       *runners;
+    rn_acl_t       *acl;        /* invariant 5, or NULL */
 };
+
+void rn_pl_set_acl(rn_pl_t *pl, rn_acl_t *acl) { pl->acl = acl; }
+
+/* Invariant 5: may principal run a pipeline reading source into def's
+ * sinks? 0, or -EPERM with msg naming the missing right. */
+static int creator_rights(rn_acl_t *acl, const char *principal, const char *source,
+                          const rn_etl_def_t *def, char *msg, size_t size)
+{
+    if (rn_acl_check(acl, principal, RN_ACL_TOPIC, source, RN_ACL_CONSUME, 0, msg, size) != 0)
+        return -EPERM;
+    if (def->sink_kind == RN_ETL_SINK_TOPIC &&
+        rn_acl_check(acl, principal, RN_ACL_TOPIC, def->sink, RN_ACL_PRODUCE, 0, msg, size) != 0)
+        return -EPERM;
+    if (def->sink_kind != RN_ETL_SINK_TOPIC &&
+        rn_acl_check(acl, principal, RN_ACL_CLUSTER, "", RN_ACL_PIPELINE_OP, 0, msg, size) != 0)
+        return -EPERM;
+    if (rn_acl_check(acl, principal, RN_ACL_TOPIC, def->dead_letter, RN_ACL_PRODUCE, 0, msg,
+                     size) != 0)
+        return -EPERM;
+    return 0;
+}
+
+/* A runner's check (invariant 5): "" when its creator may go on. */
+static void runner_rights(runner_t *r, rn_etl_t *p, const char *creator, char *why, size_t size)
+{
+    char msg[RN_ERRMSG_SIZE];
+    why[0] = 0;
+    if (!creator[0] || !r->pl->acl) return;
+    if (creator_rights(r->pl->acl, creator, rn_etl_source(p), rn_etl_def(p), msg,
+                       sizeof msg) != 0)
+        snprintf(why, size, "stopped: its creator lost a right it needs: %.200s", msg);
+}
 
 int rn_pl_create(rn_datadir_t *d, const rn_root_t *sink_root, rn_pl_t **out, char *errmsg)
 {
@@ -93,10 +138,33 @@ static void *run_thread(void *arg)
     r->p = p;
     if (atomic_load(&r->stop)) rn_etl_stop(p);
     pthread_mutex_unlock(&r->mu);
-    rn_slog(RN_SLOG_INFO, "pipeline %s: running", r->name);
+    char creator[RN_META_ACL_PRINCIPAL_MAX + 1] = "";
+    rn_meta_pipeline_t *mp = malloc(sizeof *mp);
+    if (mp) {
+        rn_meta_t *m = rn_datadir_meta_lock(r->pl->d);
+        if (rn_meta_pipeline_get(m, r->name, mp, err) == 0)
+            snprintf(creator, sizeof creator, "%s", mp->creator);
+        rn_datadir_meta_unlock(r->pl->d);
+        free(mp);
+    }
+    uint64_t gen = 0;           /* the ACL generation last checked; 0 = not yet */
+    rn_slog(RN_SLOG_INFO, "pipeline %s: running%s%s", r->name, creator[0] ? " as " : "",
+            creator);
     rn_etl_state_t st = RN_ETL_MORE;
     int failed = 0;
     while (st != RN_ETL_STOPPED) {
+        uint64_t now = rn_acl_generation(r->pl->acl);
+        if (now != gen) {                               /* invariant 5 */
+            gen = now;
+            runner_rights(r, p, creator, err, sizeof err);
+            if (err[0]) {
+                rn_slog(RN_SLOG_ERROR, "pipeline %s %s", r->name, err);
+                pthread_mutex_lock(&r->mu);
+                snprintf(r->failed, sizeof r->failed, "%s", err);
+                pthread_mutex_unlock(&r->mu);
+                break;                                  /* a final checkpoint below */
+            }
+        }
         if (rn_etl_step(p, &st, err) != 0) {
             rn_slog(RN_SLOG_ERROR, "pipeline %s stopped: %s", r->name, err);
             pthread_mutex_lock(&r->mu);
@@ -336,6 +404,14 @@ static int sink_allowed(rn_hd_t *h, const rn_etl_def_t *def, rn_status_t *st)
     return 0;
 }
 
+/* rn_etl_create_as's check: the caller's rights (invariant 5). */
+static int create_check(void *arg, const char *source, const rn_etl_def_t *def, char *errmsg)
+{
+    rn_hd_t *h = ((void **)arg)[0];
+    const char *principal = ((void **)arg)[1];
+    return creator_rights(rn_hd_opts(h)->acl, principal, source, def, errmsg, RN_ERRMSG_SIZE);
+}
+
 int rn_pl_hd_create(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
                     ProtobufCMessage **resp, rn_status_t *st)
 {
@@ -349,7 +425,13 @@ int rn_pl_hd_create(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     rc = sink_allowed(h, &def, st);
     rn_etl_def_free(&def);
     if (rc != 0) return rc;
-    if ((rc = rn_etl_create(rn_hd_datadir(h), req->sql, strlen(req->sql), err)) != 0)
+    const char *principal = rn_authz_principal(a);
+    if (rn_acl_check(rn_hd_opts(h)->acl, principal, RN_ACL_PIPELINE, name, RN_ACL_CREATE, 0,
+                     err, sizeof err) != 0)
+        return rn_status_set(st, RN_ST_PERMISSION_DENIED, "%s", err);
+    void *arg[2] = {h, (void *)principal};
+    if ((rc = rn_etl_create_as(rn_hd_datadir(h), req->sql, strlen(req->sql),
+                               rn_acl_principal(principal), create_check, arg, err)) != 0)
         return rn_hd_fail(st, rc, err);
     if (start(h, name, st) != 0) return -1;
     return answer_one(h, name, a, resp, st);

@@ -25,6 +25,11 @@ typedef struct rn_pl rn_pl_t;
  * confined to it (rn_etl_open_in), whoever created the pipeline. */
 int  rn_pl_create(rn_datadir_t *d, const struct rn_root *sink_root, rn_pl_t **out,
                   char *errmsg);
+/* The ACLs pipelines run under (borrowed; NULL: none): a pipeline with a
+ * creator runs with that principal's rights (pipelines.c invariant 5). Set
+ * before the first start. */
+struct rn_acl;
+void rn_pl_set_acl(rn_pl_t *pl, struct rn_acl *acl);
 /* Start a thread for every stored pipeline that is not paused. */
 int  rn_pl_start_all(rn_pl_t *pl, char *errmsg);
 /* Start name's thread unless it runs (one that ended is replaced). */

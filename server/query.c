@@ -312,6 +312,14 @@ int rn_query_trailer(rn_query_t *q, rn_buf_t *out, rn_status_t *st)
 
 void rn_query_cancel(rn_query_t *q) { rn_sql_cancel(q->sql); }
 
+const char *rn_query_source(rn_query_t *q)
+{
+    const char *t = NULL;
+    uint32_t nq = 0;
+    rn_sql_source(q->sql, &t, &nq);
+    return t ? t : "";
+}
+
 void rn_query_close(rn_query_t *q)
 {
     if (!q) return;

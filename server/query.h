@@ -53,6 +53,9 @@ size_t rn_query_pending(const rn_query_t *q);
 int  rn_query_flush(rn_query_t *q, rn_status_t *st);
 /* The trailer message (statistics) into out (emptied first). */
 int  rn_query_trailer(rn_query_t *q, rn_buf_t *out, rn_status_t *st);
+/* The topic the statement reads (borrowed until close), or "" when it reads
+ * none (SHOW STREAMS); known once open, before any record is read. */
+const char *rn_query_source(rn_query_t *q);
 /* Make the next step DONE (any thread, async-signal-safe). */
 void rn_query_cancel(rn_query_t *q);
 void rn_query_close(rn_query_t *q);     /* NULL is a no-op */

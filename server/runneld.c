@@ -9,8 +9,8 @@
  *           [--max-timestamp-ahead-ms MS] [--kafka-listen HOST:PORT] [...]
  *           [--metrics-listen HOST:PORT] [--sink-dir DIR] [--store-root DIR] [--allow-root]
  *           [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--insecure]
- *           [--users FILE] [--require-auth] [--node-id N --cluster ID=HOST:PORT,...
- *           [--cluster-snapshot-entries N]]
+ *           [--users FILE] [--require-auth] [--super-user NAME]...
+ *           [--node-id N --cluster ID=HOST:PORT,... [--cluster-snapshot-entries N]]
  *
  * Invariants:
  *  1. The data directory is opened (and locked) before the port is bound, and
@@ -55,7 +55,12 @@
  *     bearer token or (mutual TLS) a client certificate. The file is re-read
  *     when it changes; runneld never writes it. The Kafka and metrics ports
  *     are not authenticated.
- * 10. Cluster (cluster/README.md): --node-id and --cluster go together and
+ * 10. Authorization (logical-queues/acl.h): the ACLs in meta.db are loaded
+ *     once the data directory is open, before any listener or pipeline
+ *     starts, and then changed only by the ACL RPCs; --super-user NAME
+ *     (repeatable) bypasses them. A meta.db whose ACLs cannot be read stops
+ *     the start (it never runs open by accident).
+ * 11. Cluster (cluster/README.md): --node-id and --cluster go together and
  *     are checked (cluster/controller.h) before anything is opened; a bad
  *     list exits 2 with one line. The controller starts after the gRPC
  *     server (it registers the bound client address) and before the port
@@ -79,6 +84,7 @@
 #include "server/handlers.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/authz.h"
 #include "server/pipelines.h"
 #include "server/server.h"
 
@@ -94,6 +100,9 @@
 #include <uv.h>
 
 #define GRACE_MS 10000
+
+/* The ACLs (invariant 10): file scope, so an early exit leaves it reachable. */
+static rn_acl_t *g_acl;
 
 static const char usage[] =
     "usage: runneld --data DIR [--listen HOST:PORT] [--fsync always|group|interval:MS|never]\n"
@@ -159,6 +168,8 @@ static const char usage[] =
     "                     `runnel --data DATA user add NAME`); once it holds a user, every\n"
     "                     gRPC call needs a token (or a client certificate under mTLS)\n"
     "  --require-auth     refuse unauthenticated calls even with no user\n"
+    "  --super-user NAME  (repeatable) NAME bypasses the ACLs (`runnel acl`); 'anonymous'\n"
+    "                     names calls without a principal\n"
     "  --node-id N --cluster 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT  run as node N of a\n"
     "                     cluster whose controller replicates over raft at these addresses\n"
     "                     (used to bootstrap DATA/raft on the first start only; see\n"
@@ -294,7 +305,7 @@ int main(int argc, char **argv)
            OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS, OPT_PEXPIRY, OPT_TSAHEAD,
            OPT_KLISTEN, OPT_KADV, OPT_KAUTO, OPT_KFRAME, OPT_KFTIMEOUT, OPT_MLISTEN,
            OPT_SINKDIR, OPT_STOREROOT, OPT_ALLOWROOT, OPT_TLSCERT, OPT_TLSKEY, OPT_TLSCA,
-           OPT_INSECURE, OPT_USERS, OPT_REQAUTH, OPT_NODEID, OPT_CLUSTER, OPT_CSNAP };
+           OPT_INSECURE, OPT_USERS, OPT_REQAUTH, OPT_SUPER, OPT_NODEID, OPT_CLUSTER, OPT_CSNAP };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -325,6 +336,7 @@ int main(int argc, char **argv)
         {"insecure", no_argument, NULL, OPT_INSECURE},
         {"users", required_argument, NULL, OPT_USERS},
         {"require-auth", no_argument, NULL, OPT_REQAUTH},
+        {"super-user", required_argument, NULL, OPT_SUPER},
         {"node-id", required_argument, NULL, OPT_NODEID},
         {"cluster", required_argument, NULL, OPT_CLUSTER},
         {"cluster-snapshot-entries", required_argument, NULL, OPT_CSNAP},
@@ -337,6 +349,8 @@ int main(int argc, char **argv)
     const char *users = NULL, *node_id = NULL, *cluster = NULL;
     uint32_t csnap = 0;
     int allow_root = 0, insecure = 0, require_auth = 0;
+    const char *supers[RN_ACL_MAX_SUPERS];
+    size_t nsupers = 0;
     rn_tls_files_t tf = {NULL, NULL, NULL};
     uint32_t threads = 2, maxb = RN_BATCH_MAX_BYTES, max_produces = 1024, max_queries = 64;
     rn_hd_opts_t ho;
@@ -406,6 +420,13 @@ int main(int argc, char **argv)
         case OPT_INSECURE: insecure = 1; break;
         case OPT_USERS: users = optarg; break;
         case OPT_REQAUTH: require_auth = 1; break;
+        case OPT_SUPER:
+            if (nsupers == RN_ACL_MAX_SUPERS) {
+                fprintf(stderr, "runneld: --super-user: at most %d\n", RN_ACL_MAX_SUPERS);
+                return 2;
+            }
+            supers[nsupers++] = optarg;
+            break;
         case OPT_NODEID: node_id = optarg; break;
         case OPT_CLUSTER: cluster = optarg; break;
         case OPT_CSNAP:
@@ -526,6 +547,14 @@ int main(int argc, char **argv)
     }
     ho.sink_root = sink_root;
     ho.store_root = store_root;
+    if (rn_acl_create(supers, nsupers, &g_acl, err) != 0) {     /* invariant 10 */
+        fprintf(stderr, "runneld: --super-user: %s\n", err);
+        rn_root_close(sink_root);
+        rn_root_close(store_root);
+        rn_tls_pem_free(&tls);
+        return 2;
+    }
+    ho.acl = g_acl;
     /* The lock's holder line: what a `runnel --data DIR` refused by the lock
      * shows, so it names the address to use instead. */
     char holder[300];
@@ -556,6 +585,14 @@ int main(int argc, char **argv)
         rn_tls_pem_free(&tls);
         return 2;
     }
+    if (rn_authz_reload(h, err) != 0) {
+        rn_slog(RN_SLOG_ERROR, "cannot load the ACLs from meta.db: %s", err);
+        rn_hd_close(h);
+        rn_root_close(sink_root);
+        rn_root_close(store_root);
+        rn_tls_pem_free(&tls);
+        return 1;
+    }
     rn_datadir_recovery_report(rn_hd_datadir(h), log_line, NULL);
     daemon_t d;
     memset(&d, 0, sizeof d);
@@ -583,6 +620,7 @@ int main(int argc, char **argv)
         return 1;
     }
     rn_hd_set_pipelines(h, pl);
+    rn_pl_set_acl(pl, g_acl);
     if (pipelines) {
         rn_etl_script_cb_t cb = {log_line, NULL, NULL};
         if (rn_etl_script_apply_file(rn_hd_datadir(h), pipelines, &cb, err) != 0) {
@@ -636,6 +674,10 @@ int main(int argc, char **argv)
     if (exposed[0])                    /* invariant 8: --insecure was given */
         rn_slog(RN_SLOG_WARN, "--insecure: plaintext beyond loopback (%s): anyone who can "
                 "reach it can read the traffic and use the broker", exposed);
+    size_t nacl = rn_acl_count(g_acl);
+    rn_slog(RN_SLOG_INFO, "ACLs: %zu entr%s%s, %zu super user%s", nacl, nacl == 1 ? "y" : "ies",
+            nacl ? " (what none allows is refused)" : " (every principal may do everything)",
+            nsupers, nsupers == 1 ? "" : "s");
     if (sink_root) rn_slog(RN_SLOG_INFO, "file sinks confined to %s (--sink-dir)",
                            rn_root_path(sink_root));
     if (store_root) rn_slog(RN_SLOG_INFO, "new stores confined to %s (--store-root)",
@@ -709,6 +751,8 @@ int main(int argc, char **argv)
     rc = rn_hd_close(h);
     rn_root_close(sink_root);
     rn_root_close(store_root);
+    rn_acl_destroy(g_acl);
+    g_acl = NULL;
     double secs = (double)(rn_mono_ns() - t0) / 1e9;
     if (rc != 0) {
         rn_slog(RN_SLOG_ERROR, "closing the data directory failed: %s", rn_strerror(rc));

@@ -81,6 +81,12 @@
  *     its request is even unpacked (server/auth.h); a call that is not is
  *     answered UNAUTHENTICATED. The principal is kept in the call
  *     (scall_t.principal) for the checks of later layers.
+ * 14. Authorization: once a request is unpacked, and before anything runs
+ *     for it, the ACL check of its method (server/authz.h, the one table)
+ *     passes or the call is answered PERMISSION_DENIED; a unary handler
+ *     gets the principal in its arena, and its list answers are filtered to
+ *     what the principal may describe. A query is refused after it opened
+ *     (nothing read yet) when the principal may not consume its source.
  */
 #include "server/server.h"
 
@@ -90,6 +96,7 @@
 #include "common/sys.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/authz.h"
 #include "server/pipelines.h"
 #include "server/query.h"
 #include "server/reqcheck.h"
@@ -164,6 +171,9 @@ static const method_t method_table[] = {
     {"PausePipeline", D(pipeline_request), M_UNARY, rn_pl_hd_pause, 1, NULL},
     {"ResumePipeline", D(pipeline_request), M_UNARY, rn_pl_hd_resume, 1, NULL},
     {"DropPipeline", D(pipeline_request), M_UNARY, rn_pl_hd_drop, 1, NULL},
+    {"AddAcl", D(acl_entry), M_UNARY, rn_authz_hd_add, 1, NULL},
+    {"RemoveAcl", D(acl_entry), M_UNARY, rn_authz_hd_remove, 1, NULL},
+    {"ListAcls", D(list_acls_request), M_UNARY, rn_authz_hd_list, 1, NULL},
     {"ClusterStatus", D(cluster_status_request), M_UNARY, rn_cluster_hd_status, 1, NULL},
     {"ClusterHeartbeat", D(cluster_heartbeat_request), M_UNARY, rn_cluster_hd_heartbeat, 2, NULL},
 };
@@ -893,6 +903,15 @@ static void *query_main(void *arg)
     rn_query_t *q = NULL;
     int rc = rn_query_open(s->hd, (const Runnel__V1__QueryRequest *)c->req, stream_send, c, &q,
                            &st);
+    if (rc == 0) {                      /* invariant 14: the source, before any read */
+        const char *src = rn_query_source(q);
+        char why[RN_ERRMSG_SIZE];
+        if (src && src[0] && rn_acl_check(rn_hd_opts(s->hd)->acl, c->principal, RN_ACL_TOPIC,
+                                          src, RN_ACL_CONSUME, 0, why, sizeof why) != 0) {
+            rn_query_close(q);
+            rc = rn_status_set(&st, RN_ST_PERMISSION_DENIED, "%s", why);
+        }
+    }
     if (rc == 0) {
         pthread_mutex_lock(&ss->mu);
         ss->q = q;
@@ -1038,6 +1057,8 @@ static void handle(scall_t *c)
         snprintf(st.msg, sizeof st.msg, "malformed %s (%zu bytes): not a valid protobuf message",
                  m->req->short_name, n);
     }
+    if (st.code == RN_ST_OK)            /* invariant 14 */
+        rn_authz_call(rn_hd_opts(s->hd)->acl, c->principal, m->name, c->req, &st);
     if (st.code != RN_ST_OK) {
         respond(c, &st, NULL);
         return;
@@ -1048,8 +1069,13 @@ static void handle(scall_t *c)
     case M_QUERY: do_query(c); return;
     case M_UNARY: {
         ProtobufCMessage *resp = NULL;
-        if (m->fn(s->hd, c->req, &c->arena, &resp, &st) != 0) respond(c, &st, NULL);
-        else respond_ok(c, resp);
+        c->arena.principal = c->principal;
+        if (m->fn(s->hd, c->req, &c->arena, &resp, &st) != 0) {
+            respond(c, &st, NULL);
+        } else {
+            rn_authz_filter(rn_hd_opts(s->hd)->acl, c->principal, m->name, resp);
+            respond_ok(c, resp);
+        }
         return;
     }
     }
@@ -1167,6 +1193,9 @@ int rn_server_start(rn_hd_t *h, const rn_server_opts_t *o, rn_server_t **out, in
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
     for (size_t i = 0; i < NMETHODS; i++) {
+        if (!rn_authz_known(method_table[i].name))
+            rn_slog(RN_SLOG_ERROR, "internal: %s has no ACL rule (server/authz.c); only super "
+                    "users may call it", method_table[i].name);
         snprintf(s->paths[i], sizeof s->paths[i], "/runnel.v1.Runnel/%s", method_table[i].name);
         s->handles[i] = grpc_server_register_method(s->server, s->paths[i], NULL,
                                                     GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);

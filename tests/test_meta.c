@@ -3,7 +3,8 @@
  * upgrade from version 1), topic create/alter/list/get/delete, items, remap and
  * item drops in transactions (a refused change leaves everything as it
  * was), name and count validation, duplicates, persistence across reopen,
- * refusal of newer and foreign files, group offsets and checkpoints.
+ * refusal of newer and foreign files, group offsets and checkpoints, the
+ * upgrade from version 5 (ACL table, pipeline creators) and ACL entries.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -356,6 +357,80 @@ static void test_upgrade_from_v1(void **state)
     rn_meta_close(m);
 }
 
+/* A version-5 file (before ACLs) with a pipeline upgrades to 6: the
+ * pipeline keeps its definition with creator '' (the operator), the acls
+ * table exists and takes entries; a second open changes nothing. */
+static void test_upgrade_from_v5(void **state)
+{
+    fixture_t *f = *state;
+    rn_meta_t *m = open_meta(f);
+    char err[RN_ERRMSG_SIZE];
+    assert_int_equal(rn_meta_pipeline_create(m, "p", "CREATE PIPELINE p AS ...", "alice", err), 0);
+    rn_meta_close(m);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE acls; ALTER TABLE pipelines DROP COLUMN creator;"
+                                      "PRAGMA user_version = 5", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name = 'acls'"), 0);
+    for (int round = 0; round < 2; round++) {
+        m = open_meta(f);
+        int v = 0;
+        assert_int_equal(rn_meta_schema_version(m, &v, err), 0);
+        assert_int_equal(v, 6);
+        rn_meta_pipeline_t *p = malloc(sizeof *p);
+        assert_non_null(p);
+        assert_int_equal(rn_meta_pipeline_get(m, "p", p, err), 0);
+        assert_string_equal(p->sql, "CREATE PIPELINE p AS ...");
+        assert_string_equal(p->creator, "");
+        free(p);
+        rn_meta_acl_t a = {.principal = "alice", .resource = "topic", .pattern = "prefixed",
+                           .name = "app.", .operation = "produce"};
+        assert_int_equal(rn_meta_acl_add(m, &a, err), round == 0 ? 0 : RN_EEXIST);
+        rn_meta_acl_t *v6 = NULL;
+        size_t n = 0;
+        assert_int_equal(rn_meta_acl_list(m, &v6, &n, err), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(v6[0].name, "app.");
+        assert_true(v6[0].created_ms > 0);
+        free(v6);
+        rn_meta_close(m);
+    }
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 6);
+}
+
+/* ACL entries: add, duplicate, remove, remove of a missing one; the
+ * pipeline's creator is stored. */
+static void test_acl_entries(void **state)
+{
+    fixture_t *f = *state;
+    rn_meta_t *m = open_meta(f);
+    char err[RN_ERRMSG_SIZE];
+    rn_meta_acl_t a = {.principal = "bob", .resource = "group", .pattern = "literal",
+                       .name = "g1", .operation = "consume"};
+    rn_meta_acl_t b = {.principal = "*", .resource = "cluster", .pattern = "literal",
+                       .name = "", .operation = "describe"};
+    assert_int_equal(rn_meta_acl_add(m, &a, err), 0);
+    assert_int_equal(rn_meta_acl_add(m, &b, err), 0);
+    assert_int_equal(rn_meta_acl_add(m, &a, err), RN_EEXIST);
+    assert_int_equal(rn_meta_acl_remove(m, &a, err), 0);
+    assert_int_equal(rn_meta_acl_remove(m, &a, err), RN_ENOTFOUND);
+    assert_non_null(strstr(err, "no such ACL entry"));
+    rn_meta_acl_t *v = NULL;
+    size_t n = 0;
+    assert_int_equal(rn_meta_acl_list(m, &v, &n, err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].principal, "*");
+    free(v);
+    assert_int_equal(rn_meta_pipeline_create(m, "q", "x", "carol", err), 0);
+    rn_meta_pipeline_t *p = malloc(sizeof *p);
+    assert_non_null(p);
+    assert_int_equal(rn_meta_pipeline_get(m, "q", p, err), 0);
+    assert_string_equal(p->creator, "carol");
+    free(p);
+    rn_meta_close(m);
+}
+
 /* Items of every queue of topic 1 as "q:seq:ls:pid:store:ps:pe;" text. */
 static void items_text(rn_meta_t *m, char *out, size_t size)
 {
@@ -618,6 +693,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_readonly_shm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_enforces_one_open_item, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upgrade_from_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade_from_v5, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acl_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remap_alter_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_groups_and_checkpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topic_delete, setup, teardown),

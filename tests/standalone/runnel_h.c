@@ -164,6 +164,14 @@ int standalone_use(const char *dir, const char *server)
     if (rc == 0) rc = rn_client_pipeline_pause(c, "p", 1, err);
     if (rc == 0) rc = rn_client_pipeline_drop(c, "p", err);
 
+    rn_meta_acl_t acl = {.principal = "alice", .resource = "topic", .pattern = "prefixed",
+                         .name = "app.", .operation = "produce"}, *acls = NULL;
+    if (rc == 0) rc = rn_client_acl_add(c, &acl, err);
+    if (rc == 0) rc = rn_client_acl_list(c, &acls, &n, err);
+    if (rc == 0 && n > 0) printf("%s %d\n", acls[0].principal, RN_META_ACL_PRINCIPAL_MAX);
+    free(acls);
+    if (rc == 0) rc = rn_client_acl_remove(c, &acl, err);
+
     char name[RN_META_TOPIC_NAME_MAX + RN_META_NAME_MAX + RN_META_PATH_MAX];
     snprintf(name, sizeof name, "%s", err);
     int crc = rn_client_close(c);
