@@ -35,6 +35,16 @@
  *     closed); an idle connection between frames is not timed out.
  *  7. SIGPIPE is ignored once the front starts: a write to a peer that
  *     closed fails with EPIPE on that connection only.
+ *  8. Authentication (kafka/sasl.h): when the credentials require it (a
+ *     user exists, or --require-auth; asked once per connection, at its
+ *     first request that needs it), a connection that has no principal yet
+ *     (SASL not DONE, no client certificate) may send only ApiVersions,
+ *     SaslHandshake and SaslAuthenticate; any other request closes it with
+ *     a log line, before its handler runs. A request gets the principal its
+ *     connection has when the request is handled (requests are handled in
+ *     order, and an exchange's last step blocks the connection until it
+ *     ends). A failed exchange handles no further request and closes the
+ *     connection once its answer is written, logging why.
  */
 #include "kafka/front.h"
 
@@ -58,6 +68,8 @@
 #include "kafka/api.h"
 #include "kafka/coord.h"
 #include "kafka/frame.h"
+#include "kafka/sasl.h"
+#include "server/auth.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/server.h"
@@ -97,6 +109,8 @@ struct kconn {
     rn_kfront_t *f;
     char         peer[64];
     char         principal[RN_USER_NAME_MAX + 1];  /* authenticated; "" = anonymous */
+    rn_ksasl_t   sasl;               /* SASL exchange (kafka/sasl.h), invariant 8 */
+    int          auth_known, auth_required;   /* invariant 8: asked once per connection */
     rn_kframer_t fr;                 /* the frame being read (kafka/frame.h) */
     int64_t      frame_start;        /* when its first byte came (invariant 6) */
     size_t       held, out_held;     /* invariants 4 and 5 */
@@ -106,6 +120,7 @@ struct kconn {
     uint32_t     queued;             /* requests not yet answered */
     rn_kreq_t   *blocked;            /* invariant 3 */
     int          closing, reading;
+    uint32_t     writes;             /* uv_writes not yet called back */
     int          in_pump, repump;    /* pump is not re-entered (rn_kreq_done inside it) */
     int          refs;               /* invariant 2 */
     kconn_t     *prev, *next;
@@ -217,6 +232,7 @@ static void on_written(uv_write_t *w, int status)
     rn_kreq_t *q = kw->q;
     kconn_t *c = q->conn;
     free(kw);
+    c->writes--;
     req_free(q);
     if (status < 0) conn_close(c, NULL);
     else pump(c);
@@ -231,9 +247,9 @@ static int send_response(kconn_t *c, rn_kreq_t *q)
     /* Response header v1 (flexible) has tagged fields, except ApiVersions'
      * response, whose header is always v0 (KIP-511). */
     int tags = q->flex && q->api != 18;
-    size_t hl = 8 + (tags ? 1 : 0);
+    size_t hl = q->api == -1 ? 4 : 8 + (tags ? 1 : 0);     /* -1: a raw SASL token */
     rn_be32_put(kw->hdr, (uint32_t)(hl - 4 + q->out.len));
-    rn_be32_put(kw->hdr + 4, (uint32_t)q->corr);
+    if (q->api != -1) rn_be32_put(kw->hdr + 4, (uint32_t)q->corr);
     kw->hdr[8] = 0;
     uv_buf_t b[2] = {uv_buf_init((char *)kw->hdr, (unsigned)hl),
                      uv_buf_init((char *)q->out.data, (unsigned)q->out.len)};
@@ -241,6 +257,7 @@ static int send_response(kconn_t *c, rn_kreq_t *q)
         free(kw);
         return -1;
     }
+    c->writes++;
     return 0;
 }
 
@@ -263,6 +280,19 @@ static void flush(kconn_t *c)
 
 /* ---- handling ------------------------------------------------------------------- */
 
+rn_ksasl_t *rn_kreq_sasl(rn_kreq_t *q) { return &((kconn_t *)q->conn)->sasl; }
+
+/* Invariant 8: may this request run on c before it authenticated? */
+static int allowed(kconn_t *c, int16_t key)
+{
+    if (c->principal[0] || key == 18 || key == 17 || key == 36 || key == -1) return 1;
+    if (!c->auth_known) {
+        c->auth_required = c->f->ctx.auth ? rn_auth_required(c->f->ctx.auth) : 0;
+        c->auth_known = 1;
+    }
+    return !c->auth_required;
+}
+
 /* Why a response could not be built (wire.h invariants 4 and 5). */
 static const char *werr(const rn_kreq_t *q)
 {
@@ -274,12 +304,25 @@ static void handle(kconn_t *c, rn_kreq_t *q)
 {
     rn_kfront_t *f = c->f;
     atomic_fetch_add(&f->nreqs, 1);
+    static const rn_kapi_t raw_token = {-1, "SASL token", 0, 0, 1, rn_ksasl_raw};
     const rn_kapi_t *a;
     char why[256];
-    if (rn_kreq_header(q, &a, why, sizeof why) != 0) {
+    if (c->sasl.raw && c->sasl.state != RN_KSASL_DONE) {
+        /* After SaslHandshake v0 a frame is a bare SASL token (sasl.h). */
+        a = &raw_token;
+        q->api = -1;
+        rn_kr_init(&q->in, q->frame, q->frame_len, 0);
+        rn_kw_init(&q->w, &q->out, 0);
+    } else if (rn_kreq_header(q, &a, why, sizeof why) != 0) {
         conn_close(c, "%s", why);
         return;
     }
+    if (!allowed(c, a->key)) {                          /* invariant 8 */
+        conn_close(c, "%s before authenticating: this broker requires SASL (SCRAM-SHA-256, or "
+                   "PLAIN over TLS) or a client certificate", a->name);
+        return;
+    }
+    memcpy(q->principal, c->principal, sizeof q->principal);
     q->state = Q_RUNNING;
     int r = a->fn(q);
     if (r == RN_KH_BAD || (r == RN_KH_DONE && q->w.err)) q->state = Q_QUEUED;   /* freed below */
@@ -300,6 +343,17 @@ static void handle(kconn_t *c, rn_kreq_t *q)
     }
 }
 
+/* Invariant 8: the SASL exchange's principal, once DONE; a failed one
+ * closes the connection once the requests before it were answered. */
+static void sasl_after(kconn_t *c)
+{
+    if (c->sasl.state == RN_KSASL_DONE && !c->principal[0])
+        memcpy(c->principal, c->sasl.principal, sizeof c->principal);
+    if (c->sasl.state == RN_KSASL_FAILED && !c->writes &&
+        (!c->head || c->head->state == Q_QUEUED))
+        conn_close(c, "SASL authentication failed: %s", c->sasl.why);
+}
+
 static void read_control(kconn_t *c);
 
 /* Handle what may be handled, answer what is complete, and pause or resume
@@ -315,11 +369,15 @@ static void pump(kconn_t *c)
         c->repump = 0;
         for (rn_kreq_t *q = c->head; q && !c->blocked && c->out_held < RN_KFRONT_MAX_CONN_HELD;
              q = q->next) {      /* invariant 5 */
+            if (c->sasl.state == RN_KSASL_FAILED) break;     /* invariant 8 */
             if (q->state != Q_QUEUED) continue;
             handle(c, q);
             if (c->closing) break;       /* q may be freed */
+            sasl_after(c);
+            if (c->closing) break;
         }
         if (!c->closing) flush(c);
+        if (!c->closing) sasl_after(c);
     } while (c->repump && !c->closing);
     c->in_pump = 0;
     if (!c->closing) read_control(c);
@@ -388,7 +446,6 @@ static int frame_done(kconn_t *c)
     q->conn = c;
     q->ctx = &c->f->ctx;
     snprintf(q->peer, sizeof q->peer, "%s", c->peer);
-    memcpy(q->principal, c->principal, sizeof q->principal);
     q->state = Q_QUEUED;
     if (c->tail) c->tail->next = q;
     else c->head = q;
@@ -682,6 +739,7 @@ int rn_kfront_start(rn_hd_t *hd, const rn_kfront_opts_t *o, rn_kfront_t **out, i
     f->ctx.node_id = 0;
     f->ctx.auto_create = o->auto_create;
     f->ctx.max_frame = o->max_frame ? o->max_frame : RN_KFRONT_DEFAULT_MAX_FRAME;
+    f->ctx.auth = o->auth;
     f->frame_timeout_ms = o->frame_timeout_ms ? o->frame_timeout_ms
                                               : RN_KFRONT_DEFAULT_FRAME_TIMEOUT_MS;
     /* Invariant 7: libuv writes with write(2), which raises SIGPIPE when

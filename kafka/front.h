@@ -42,6 +42,10 @@ typedef struct rn_kfront_opts {
     uint32_t    auto_create;     /* queues of an auto-created topic; 0 = off */
     uint32_t    max_frame;       /* 0: RN_KFRONT_DEFAULT_MAX_FRAME */
     int64_t     frame_timeout_ms;   /* 0: RN_KFRONT_DEFAULT_FRAME_TIMEOUT_MS */
+    struct rn_auth *auth;        /* credentials (server/auth.h): SASL, and whether it is
+                                    required; NULL: no authentication */
+    const char *tls_cert, *tls_key, *tls_ca;   /* PEM text; cert NULL: plaintext only;
+                                    tls_ca: client certificates required (kafka/tls.h) */
 } rn_kfront_opts_t;
 
 /* Listen and serve; *port gets the bound port. errmsg names what failed. */

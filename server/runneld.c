@@ -319,7 +319,7 @@ int main(int argc, char **argv)
     rn_hd_opts_t ho;
     rn_hd_opts_default(&ho);
     rn_kfront_opts_t ko = {NULL, NULL, 1, RN_KFRONT_DEFAULT_MAX_FRAME,
-                           RN_KFRONT_DEFAULT_FRAME_TIMEOUT_MS};
+                           RN_KFRONT_DEFAULT_FRAME_TIMEOUT_MS, NULL, NULL, NULL, NULL};
     rn_slog_level_t level = RN_SLOG_INFO;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -550,8 +550,8 @@ int main(int argc, char **argv)
     if (rc != 0) snprintf(err, sizeof err, "cannot set up authentication: %s", rn_strerror(rc));
     so.auth = auth;
     if (rc == 0) rc = rn_server_start(h, &so, &d.srv, &port, err);
-    rn_tls_pem_free(&tls);             /* gRPC's credentials hold their own copy */
     if (rc != 0) {
+        rn_tls_pem_free(&tls);
         rn_auth_destroy(auth);
         rn_slog(RN_SLOG_ERROR, "%s", err);
         rn_pl_destroy(pl);
@@ -584,6 +584,10 @@ int main(int argc, char **argv)
     rn_kfront_t *kf = NULL;
     int kport = 0;
     if (ko.listen) {
+        ko.auth = auth;
+        ko.tls_cert = tls.cert;
+        ko.tls_key = tls.key;
+        ko.tls_ca = tls.ca;
         if (rn_kfront_start(h, &ko, &kf, &kport, err) != 0) {
             rn_slog(RN_SLOG_ERROR, "%s", err);
             failed = 1;
@@ -605,6 +609,7 @@ int main(int argc, char **argv)
                     mport);
         }
     }
+    rn_tls_pem_free(&tls);    /* gRPC's, the Kafka front's and libmicrohttpd's TLS hold copies */
     if (pl && (rc = rn_pl_start_all(pl, err)) != 0) rn_slog(RN_SLOG_ERROR, "%s", err);
     if (port_file && !failed && write_port_file(port_file, port, kport, mport, err) != 0) {
         rn_slog(RN_SLOG_ERROR, "%s", err);
