@@ -44,7 +44,7 @@ NET_DIRS  := client
 # Batch codecs: lz4 (runnel's own), zlib, snappy and zstd (Kafka clients').
 # Debian 12's libsnappy-dev ships snappy.pc, older ones none: then -lsnappy.
 PKGS_CORE := sqlite3 liblz4 zlib libzstd
-PKGS_NET  := grpc libprotobuf-c libuv libmicrohttpd libcrypto
+PKGS_NET  := grpc libprotobuf-c libuv libmicrohttpd libssl libcrypto
 PKGS_TEST := cmocka
 
 # Lazy (=): pkg-config runs only after the dependency step has installed it.

@@ -45,6 +45,15 @@
  *     order, and an exchange's last step blocks the connection until it
  *     ends). A failed exchange handles no further request and closes the
  *     connection once its answer is written, logging why.
+ *  9. TLS (kafka/tls.h), when the listener has a certificate: every byte
+ *     read goes through the connection's TLS state before the framer sees
+ *     it, and every byte written (responses, handshake records) leaves as
+ *     ciphertext, in order, through one uv_write each. A handshake or
+ *     record failure (a plaintext client, an untrusted client certificate)
+ *     closes the connection with a log line. Under mutual TLS the client
+ *     certificate's CN is the principal from the handshake on. Without TLS
+ *     the read and write paths are unchanged (frames read in place, no
+ *     copy).
  */
 #include "kafka/front.h"
 
@@ -69,6 +78,7 @@
 #include "kafka/coord.h"
 #include "kafka/frame.h"
 #include "kafka/sasl.h"
+#include "kafka/tls.h"
 #include "server/auth.h"
 #include "server/log.h"
 #include "server/metrics.h"
@@ -102,6 +112,8 @@ struct rn_kfront {
     int64_t          frame_timeout_ms; /* invariant 6 */
     int              paused;           /* reading paused by invariant 4 */
     atomic_uint_fast64_t nconns, nreqs, nbad;
+    rn_ktls_ctx_t   *tls;              /* NULL: plaintext listener (invariant 9) */
+    uint8_t          plain[STAGE_SIZE];   /* TLS: plaintext of one read (loop thread) */
 };
 
 struct kconn {
@@ -121,6 +133,7 @@ struct kconn {
     rn_kreq_t   *blocked;            /* invariant 3 */
     int          closing, reading;
     uint32_t     writes;             /* uv_writes not yet called back */
+    rn_ktls_t   *tls;                /* invariant 9; NULL on a plaintext listener */
     int          in_pump, repump;    /* pump is not re-entered (rn_kreq_done inside it) */
     int          refs;               /* invariant 2 */
     kconn_t     *prev, *next;
@@ -129,7 +142,9 @@ struct kconn {
 typedef struct kwrite {
     uv_write_t w;
     uint8_t    hdr[9];
-    rn_kreq_t *q;
+    rn_kreq_t *q;          /* NULL: TLS bytes of no request (handshake, alerts) */
+    kconn_t   *c;
+    uint8_t   *ct;         /* TLS: the ciphertext written (freed with the write) */
 } kwrite_t;
 
 static void pump(kconn_t *c);
@@ -147,6 +162,7 @@ static void conn_unref(kconn_t *c)
     if (c->next) c->next->prev = c->prev;
     f->inflight -= c->fr.frame ? c->fr.frame_len : 0;
     rn_kframer_free(&c->fr);
+    rn_ktls_free(c->tls);
     free(c);
     rn_metrics_gauge(RN_MG_KAFKA_CONNS, -1);
     maybe_finish(f);
@@ -230,12 +246,41 @@ static void on_written(uv_write_t *w, int status)
 {
     kwrite_t *kw = (kwrite_t *)w;
     rn_kreq_t *q = kw->q;
-    kconn_t *c = q->conn;
+    kconn_t *c = kw->c;
+    free(kw->ct);
     free(kw);
+    c->refs++;                           /* req_free may drop the last reference */
     c->writes--;
-    req_free(q);
+    if (q) req_free(q);
     if (status < 0) conn_close(c, NULL);
-    else pump(c);
+    else if (!c->closing) pump(c);
+    conn_unref(c);
+}
+
+/* Invariant 9: write the ciphertext TLS holds for c, on behalf of q (NULL:
+ * of no request). 0, or -1 (q not consumed). */
+static int tls_send(kconn_t *c, rn_kreq_t *q)
+{
+    size_t n = 0;
+    uint8_t *ct = rn_ktls_take(c->tls, &n);
+    if (!ct && n) return -1;
+    if (!ct && !q) return 0;
+    kwrite_t *kw = malloc(sizeof *kw);
+    if (!kw) {
+        free(ct);
+        return -1;
+    }
+    kw->q = q;
+    kw->c = c;
+    kw->ct = ct;
+    uv_buf_t b = uv_buf_init((char *)(ct ? ct : kw->hdr), (unsigned)n);
+    if (uv_write(&kw->w, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+        free(ct);
+        free(kw);
+        return -1;
+    }
+    c->writes++;
+    return 0;
 }
 
 /* Send q's response (size, header, body). */
@@ -244,6 +289,8 @@ static int send_response(kconn_t *c, rn_kreq_t *q)
     kwrite_t *kw = malloc(sizeof *kw);
     if (!kw) return -1;
     kw->q = q;
+    kw->c = c;
+    kw->ct = NULL;
     /* Response header v1 (flexible) has tagged fields, except ApiVersions'
      * response, whose header is always v0 (KIP-511). */
     int tags = q->flex && q->api != 18;
@@ -251,6 +298,12 @@ static int send_response(kconn_t *c, rn_kreq_t *q)
     rn_be32_put(kw->hdr, (uint32_t)(hl - 4 + q->out.len));
     if (q->api != -1) rn_be32_put(kw->hdr + 4, (uint32_t)q->corr);
     kw->hdr[8] = 0;
+    if (c->tls) {                                        /* invariant 9 */
+        int bad = rn_ktls_write(c->tls, kw->hdr, hl) != 0 ||
+                  (q->out.len && rn_ktls_write(c->tls, q->out.data, q->out.len) != 0);
+        free(kw);
+        return bad ? -1 : tls_send(c, q);
+    }
     uv_buf_t b[2] = {uv_buf_init((char *)kw->hdr, (unsigned)hl),
                      uv_buf_init((char *)q->out.data, (unsigned)q->out.len)};
     if (uv_write(&kw->w, (uv_stream_t *)&c->tcp, b, q->out.len ? 2 : 1, on_written) != 0) {
@@ -427,7 +480,7 @@ int rn_kreq_bad(rn_kreq_t *q, const char *fmt, ...)
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
     kconn_t *c = h->data;
-    if (c->fr.frame) {
+    if (c->fr.frame && !c->tls) {
         c->direct = 1;
         *b = uv_buf_init((char *)c->fr.frame + c->fr.frame_have,
                          c->fr.frame_len - c->fr.frame_have);
@@ -479,6 +532,50 @@ static ssize_t take_bytes(kconn_t *c, const uint8_t *p, size_t n)
     return (ssize_t)used;
 }
 
+/* Invariant 9: decrypt the n bytes in c->stage and frame the plaintext;
+ * answer the handshake. 0, or -1 after closing c. */
+static int tls_read(kconn_t *c, size_t n)
+{
+    rn_kfront_t *f = c->f;
+    char why[300];
+    int was_ready = rn_ktls_ready(c->tls);
+    if (rn_ktls_feed(c->tls, c->stage, n) != 0) {
+        conn_close(c, "out of memory (TLS)");
+        return -1;
+    }
+    for (;;) {
+        ssize_t k = rn_ktls_read(c->tls, f->plain, sizeof f->plain, why, sizeof why);
+        if (k == -2) {                   /* close_notify: an orderly end */
+            conn_close(c, NULL);
+            return -1;
+        }
+        if (k < 0) {
+            tls_send(c, NULL);           /* the alert, if any */
+            conn_close(c, "%s%s", why, was_ready || rn_ktls_ready(c->tls) ? ""
+                       : " (a plaintext client on the TLS port, or a certificate not trusted)");
+            return -1;
+        }
+        if (k == 0) break;
+        size_t off = 0;
+        while (off < (size_t)k) {
+            ssize_t u = take_bytes(c, f->plain + off, (size_t)k - off);
+            if (u < 0) return -1;
+            off += (size_t)u;
+        }
+    }
+    if (tls_send(c, NULL) != 0) {
+        conn_close(c, "cannot send TLS records (out of memory)");
+        return -1;
+    }
+    if (!was_ready && rn_ktls_ready(c->tls) && rn_ktls_ctx_mtls(f->tls) && !c->principal[0] &&
+        rn_ktls_peer_cn(c->tls, c->principal, sizeof c->principal) != 0) {
+        conn_close(c, "the client certificate has no usable subject CN (1 to %d bytes)",
+                   RN_USER_NAME_MAX);
+        return -1;
+    }
+    return 0;
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     kconn_t *c = s->data;
@@ -490,7 +587,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     }
     if (n == 0) return;
-    if (c->direct) {
+    if (c->tls) {
+        if (tls_read(c, (size_t)n) != 0) return;
+    } else if (c->direct) {
         c->fr.frame_have += (uint32_t)n;
         if (c->fr.frame_have == c->fr.frame_len && frame_done(c) != 0) {
             conn_close(c, "out of memory queueing a request");
@@ -561,6 +660,13 @@ static void on_connection(uv_stream_t *srv, int status)
     }
     snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
     atomic_fetch_add(&f->nconns, 1);
+    if (f->tls) {                                        /* invariant 9 */
+        c->sasl.tls = 1;
+        if (!(c->tls = rn_ktls_new(f->tls))) {
+            conn_close(c, "out of memory (TLS)");
+            return;
+        }
+    }
     read_control(c);
 }
 
@@ -740,6 +846,14 @@ int rn_kfront_start(rn_hd_t *hd, const rn_kfront_opts_t *o, rn_kfront_t **out, i
     f->ctx.auto_create = o->auto_create;
     f->ctx.max_frame = o->max_frame ? o->max_frame : RN_KFRONT_DEFAULT_MAX_FRAME;
     f->ctx.auth = o->auth;
+    if (o->tls_cert) {
+        int trc = rn_ktls_ctx_create(o->tls_cert, o->tls_key, o->tls_ca, &f->tls, errmsg);
+        if (trc != 0) {
+            free(f);
+            freeaddrinfo(ai);
+            return trc;
+        }
+    }
     f->frame_timeout_ms = o->frame_timeout_ms ? o->frame_timeout_ms
                                               : RN_KFRONT_DEFAULT_FRAME_TIMEOUT_MS;
     /* Invariant 7: libuv writes with write(2), which raises SIGPIPE when
@@ -825,6 +939,7 @@ void rn_kfront_stop(rn_kfront_t *f)
         pthread_join(f->waiter, NULL);
     }
     uv_loop_close(&f->loop);
+    rn_ktls_ctx_free(f->tls);
     pthread_mutex_destroy(&f->wmu);
     pthread_cond_destroy(&f->wcv);
     free(f);

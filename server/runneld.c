@@ -42,8 +42,9 @@
  *     read and checked (client/tls.h) before anything is opened; a missing,
  *     unreadable or bad file, or a key that does not match the certificate,
  *     exits 2 with one line naming the file. With them the gRPC port serves
- *     TLS only (server/server.c invariant 12); the Kafka and metrics ports
- *     stay plaintext.
+ *     TLS only (server/server.c invariant 12), and so does the Kafka port
+ *     (kafka/tls.h: Kafka's SSL and SASL_SSL; a client certificate's CN is
+ *     its principal under --tls-client-ca) and the metrics port (HTTPS).
  *  8. A plaintext listener on an address that is not loopback (127.0.0.0/8,
  *     ::1, localhost) exits 2 before anything is opened unless --insecure is
  *     given; with it, runneld starts and logs a warning naming each such
@@ -52,8 +53,10 @@
  *     else DATA/users (written by `runnel --data DATA user add`); once it
  *     holds a user, or with --require-auth, every gRPC call needs a valid
  *     bearer token or (mutual TLS) a client certificate. The file is re-read
- *     when it changes; runneld never writes it. The Kafka and metrics ports
- *     are not authenticated.
+ *     when it changes; runneld never writes it. The Kafka port then admits
+ *     only connections authenticated by SASL (SCRAM-SHA-256, or PLAIN over
+ *     TLS; kafka/sasl.h) or a client certificate, and GET /metrics needs
+ *     "Authorization: Bearer TOKEN".
  */
 #include "batch/batch.h"
 #include "client/tls.h"
@@ -136,16 +139,20 @@ static const char usage[] =
     "  --store-root DIR   RemapQueue (runnel queue remap --store) may create or use stores\n"
     "                     inside DIR only; without it, refused over the network\n"
     "  --allow-root       run as root (uid 0) anyway; refused otherwise\n"
-    "  --tls-cert FILE --tls-key FILE  serve gRPC over TLS only with this PEM certificate\n"
-    "                     chain and unencrypted private key (the Kafka and metrics ports\n"
-    "                     stay plaintext)\n"
+    "  --tls-cert FILE --tls-key FILE  serve gRPC, Kafka (SSL / SASL_SSL) and metrics\n"
+    "                     (HTTPS) over TLS only with this PEM certificate chain and\n"
+    "                     unencrypted private key\n"
     "  --tls-client-ca FILE  with TLS: require a client certificate signed by a CA in FILE\n"
+    "                     (gRPC and Kafka; its subject CN is the principal)\n"
     "  --insecure         allow a plaintext listener on an address that is not loopback\n"
     "                     (refused otherwise: anyone on the network could use the broker)\n"
     "  --users FILE       the credentials file (default DATA/users, written by\n"
     "                     `runnel --data DATA user add NAME`); once it holds a user, every\n"
-    "                     gRPC call needs a token (or a client certificate under mTLS)\n"
-    "  --require-auth     refuse unauthenticated calls even with no user\n"
+    "                     gRPC call needs a token (or a client certificate under mTLS),\n"
+    "                     Kafka clients SASL (user NAME, password SECRET of the token\n"
+    "                     NAME.SECRET) and /metrics 'Authorization: Bearer TOKEN'\n"
+    "  --require-auth     refuse unauthenticated calls (gRPC, Kafka, metrics) even with\n"
+    "                     no user\n"
     "SIGINT/SIGTERM: stop accepting, finish in-flight calls, fsync, exit 0.\n";
 
 typedef struct daemon {
@@ -426,7 +433,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "runneld: %s: %s\n", names[i], err);
                 return 2;
             }
-            if (addrs[i] && i < 3 && !(i == 0 && tf.cert) && !rn_addr_is_loopback(host)) {
+            if (addrs[i] && i < 3 && !tf.cert && !rn_addr_is_loopback(host)) {
                 size_t n = strlen(exposed);
                 snprintf(exposed + n, sizeof exposed - n, "%s%s %s", n ? ", " : "", names[i],
                          addrs[i]);
@@ -593,7 +600,10 @@ int main(int argc, char **argv)
             failed = 1;
             rn_server_shutdown(d.srv);
         } else {
-            rn_slog(RN_SLOG_INFO, "kafka protocol listening on %s (port %d)", ko.listen, kport);
+            rn_slog(RN_SLOG_INFO, "kafka protocol listening on %s (port %d)%s", ko.listen, kport,
+                    tls.cert ? (tls.ca ? " over TLS only, client certificates required"
+                                       : " over TLS only (SSL, SASL_SSL)")
+                             : " in plaintext (PLAINTEXT, SASL_PLAINTEXT with SCRAM-SHA-256)");
         }
     }
     rn_metrics_t *mx = NULL;
