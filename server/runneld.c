@@ -609,14 +609,15 @@ int main(int argc, char **argv)
     rn_metrics_t *mx = NULL;
     int mport = 0;
     if (mlisten && !failed) {
-        rn_metrics_opts_t mo = {mlisten, h, rn_server_connections, NULL};
+        rn_metrics_opts_t mo = {mlisten, h, rn_server_connections, NULL, tls.cert, tls.key,
+                                auth};
         if (rn_metrics_start(&mo, &mx, &mport, err) != 0) {
             rn_slog(RN_SLOG_ERROR, "%s", err);
             failed = 1;
             rn_server_shutdown(d.srv);
         } else {
-            rn_slog(RN_SLOG_INFO, "metrics listening on %s (port %d): GET /metrics", mlisten,
-                    mport);
+            rn_slog(RN_SLOG_INFO, "metrics listening on %s (port %d): GET /metrics over %s", mlisten,
+                    mport, tls.cert ? "HTTPS" : "HTTP");
         }
     }
     rn_tls_pem_free(&tls);    /* gRPC's, the Kafka front's and libmicrohttpd's TLS hold copies */
