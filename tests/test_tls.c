@@ -20,8 +20,8 @@
  *     the file (missing, not PEM, empty, a key that does not match the
  *     certificate, half a pair); the clients refuse theirs the same way.
  *  5. A plaintext listener beyond loopback (0.0.0.0) is refused without
- *     --insecure; with it runneld starts and warns; with TLS the gRPC
- *     port may listen there.
+ *     --insecure; with it runneld starts and warns; with TLS the gRPC,
+ *     Kafka and metrics ports may listen there.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -408,10 +408,13 @@ static void test_non_loopback(void **state)
             "refusing to listen without TLS beyond loopback (--listen 0.0.0.0:0)", "--insecure");
     refused((const char *const[]){"--listen", "127.0.0.1:0", "--kafka-listen", "0.0.0.0:0",
                                   NULL}, "--kafka-listen 0.0.0.0:0", "--insecure");
-    /* TLS covers the gRPC port only: the Kafka port still needs --insecure. */
-    refused((const char *const[]){"--listen", "0.0.0.0:0", "--tls-cert", srv, "--tls-key",
-                                  srvkey, "--kafka-listen", "0.0.0.0:0", NULL},
-            "--kafka-listen 0.0.0.0:0", NULL);
+    /* TLS covers the Kafka and metrics ports too (kafka/tls.h, HTTPS). */
+    start_ok((const char *const[]){"--listen", "127.0.0.1:0", "--tls-cert", srv, "--tls-key",
+                                   srvkey, "--kafka-listen", "0.0.0.0:0", "--metrics-listen",
+                                   "0.0.0.0:0", NULL});
+    assert_false(log_has("--insecure"));
+    assert_true(log_has("over TLS only (SSL, SASL_SSL)"));
+    stop();
     start_ok((const char *const[]){"--listen", "0.0.0.0:0", "--insecure", NULL});
     assert_true(log_has("warn"));
     assert_true(log_has("--insecure: plaintext beyond loopback (--listen 0.0.0.0:0)"));
