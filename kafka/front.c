@@ -39,7 +39,8 @@
  *     user exists, or --require-auth; asked once per connection, at its
  *     first request that needs it), a connection that has no principal yet
  *     (SASL not DONE, no client certificate) may send only ApiVersions,
- *     SaslHandshake and SaslAuthenticate; any other request closes it with
+ *     SaslHandshake and SaslAuthenticate, in frames of at most
+ *     RN_KFRONT_PREAUTH_MAX_FRAME bytes; any other request closes it with
  *     a log line, before its handler runs. A request gets the principal its
  *     connection has when the request is handled (requests are handled in
  *     order, and an exchange's last step blocks the connection until it
@@ -335,15 +336,21 @@ static void flush(kconn_t *c)
 
 rn_ksasl_t *rn_kreq_sasl(rn_kreq_t *q) { return &((kconn_t *)q->conn)->sasl; }
 
-/* Invariant 8: may this request run on c before it authenticated? */
-static int allowed(kconn_t *c, int16_t key)
+/* Invariant 8: c must authenticate before anything but SASL. */
+static int must_auth(kconn_t *c)
 {
-    if (c->principal[0] || key == 18 || key == 17 || key == 36 || key == -1) return 1;
+    if (c->principal[0]) return 0;
     if (!c->auth_known) {
         c->auth_required = c->f->ctx.auth ? rn_auth_required(c->f->ctx.auth) : 0;
         c->auth_known = 1;
     }
-    return !c->auth_required;
+    return c->auth_required;
+}
+
+/* Invariant 8: may this request run on c now? */
+static int allowed(kconn_t *c, int16_t key)
+{
+    return key == 18 || key == 17 || key == 36 || key == -1 || !must_auth(c);
 }
 
 /* Why a response could not be built (wire.h invariants 4 and 5). */
@@ -518,9 +525,15 @@ static ssize_t take_bytes(kconn_t *c, const uint8_t *p, size_t n)
     int mid = rn_kframer_mid(&c->fr), had = c->fr.frame != NULL;
     size_t used = 0;
     char why[256];
-    int r = rn_kframer_take(&c->fr, f->ctx.max_frame, p, n, &used, why, sizeof why);
+    /* Before authentication a frame is at most RN_KFRONT_PREAUTH_MAX_FRAME
+     * (invariant 8): SASL messages are small. */
+    uint32_t max = must_auth(c) ? RN_KFRONT_PREAUTH_MAX_FRAME : f->ctx.max_frame;
+    int r = rn_kframer_take(&c->fr, max, p, n, &used, why, sizeof why);
     if (r == RN_KF_BAD) {
-        conn_close(c, "%s", why);
+        if (max < f->ctx.max_frame)
+            conn_close(c, "%s; before authenticating, frames are limited to %u bytes", why, max);
+        else
+            conn_close(c, "%s", why);
         return -1;
     }
     if (!mid && used) c->frame_start = rn_server_now_ms();     /* invariant 6 */

@@ -28,6 +28,7 @@
 
 #define RN_KFRONT_DEFAULT_MAX_FRAME (RN_BATCH_MAX_BYTES + (1u << 20))
 #define RN_KFRONT_MAX_QUEUED   64
+#define RN_KFRONT_PREAUTH_MAX_FRAME (512u << 10)   /* a frame before authentication */
 #define RN_KFRONT_MAX_CONN_HELD (64u << 20)
 #define RN_KFRONT_DEFAULT_FRAME_TIMEOUT_MS 30000
 #define RN_KFRONT_MAX_INFLIGHT (512u << 20)

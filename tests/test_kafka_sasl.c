@@ -12,7 +12,8 @@
  *     unknown user are refused (the broker logs SASL authentication failed
  *     with the peer); PLAIN in clear is refused and says why; a client
  *     without SASL is closed at its first request (logged); a Produce frame
- *     sent before authenticating closes the connection and stores nothing.
+ *     sent before authenticating closes the connection and stores nothing,
+ *     and so does a frame over the pre-authentication limit (512 KiB).
  *  2. A removed user (`runnel user remove`) is refused on its next
  *     connection.
  *  3. TLS listener (--tls-cert/--tls-key): SASL_SSL with PLAIN and with
@@ -355,6 +356,16 @@ static void test_refusals_plaintext(void **state)
     assert_int_equal(read(fd, rb, sizeof rb), 0);          /* closed, no answer */
     close(fd);
     log_has(x, "Produce before authenticating");
+    /* A frame larger than the pre-authentication limit: closed at its size,
+     * before anything is allocated for it. */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    put_be32(fr, 1u << 20);
+    assert_int_equal(write(fd, fr, 4), 4);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    assert_int_equal(read(fd, rb, sizeof rb), 0);
+    close(fd);
+    log_has(x, "before authenticating, frames are limited to 524288 bytes");
     char *got = kcat_consume(x, "SASL_PLAINTEXT", "SCRAM-SHA-256", "alice", pw, NULL, "guarded");
     assert_string_equal(got, "g-0\ng-1\ng-2\n");
     free(got);
