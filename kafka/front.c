@@ -580,11 +580,14 @@ static int tls_read(kconn_t *c, size_t n)
         conn_close(c, "cannot send TLS records (out of memory)");
         return -1;
     }
-    if (!was_ready && rn_ktls_ready(c->tls) && rn_ktls_ctx_mtls(f->tls) && !c->principal[0] &&
-        rn_ktls_peer_cn(c->tls, c->principal, sizeof c->principal) != 0) {
-        conn_close(c, "the client certificate has no usable subject CN (1 to %d bytes)",
-                   RN_USER_NAME_MAX);
-        return -1;
+    if (!was_ready && rn_ktls_ready(c->tls) && rn_ktls_ctx_mtls(f->tls) && !c->principal[0]) {
+        if (rn_ktls_peer_cn(c->tls, c->principal, sizeof c->principal) != 0) {
+            conn_close(c, "the client certificate has no usable subject CN (1 to %d bytes)",
+                       RN_USER_NAME_MAX);
+            return -1;
+        }
+        rn_slog(RN_SLOG_DEBUG, "kafka: %s authenticated as %s (client certificate)", c->peer,
+                c->principal);
     }
     return 0;
 }

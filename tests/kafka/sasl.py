@@ -7,6 +7,7 @@ independent implementation). Run by tests/test_kafka_sasl.c; by hand:
     sasl.py rdk-refused BOOT PROTO MECH USER PASS CA [CERT KEY]
     sasl.py kp BOOT USER PASS TOPIC N
     sasl.py kp-refused BOOT USER PASS
+    sasl.py raw-v2 BOOT USER PASS
 
 rdk: produce "m-<i>" for i < N to TOPIC (security.protocol PROTO, SASL
   mechanism MECH or "-" for none, CA "-" for none), wait for every delivery
@@ -17,6 +18,12 @@ rdk-refused: one produce must not be delivered within 10 s, and the client
 kp: the same as rdk with kafka-python over SASL_PLAINTEXT + SCRAM-SHA-256
   (its SaslHandshake v0 and raw tokens; it checks the server's signature).
 kp-refused: kafka-python with these credentials cannot produce.
+raw-v2: the wire by hand (a third SCRAM client, from hashlib and hmac):
+  ApiVersions advertises SaslHandshake 0-1 and SaslAuthenticate 0-2;
+  SaslHandshake v1 lists SCRAM-SHA-256 only (plaintext); SaslAuthenticate
+  v2 (flexible) carries the exchange, the server's signature is checked,
+  then Metadata v1 is answered. A second connection sends a wrong proof:
+  error 58 with its message, then the broker closes the connection.
 Exit status 0 when every check passed; a failure is printed on stderr.
 """
 import sys
@@ -133,11 +140,156 @@ def kp_refused(args):
     fail("kafka-python produced with credentials that should be refused")
 
 
+# ---- the wire by hand ---------------------------------------------------------------
+
+def _uvarint(v):
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+class Conn:
+    def __init__(self, boot):
+        import socket
+        host, port = boot.rsplit(":", 1)
+        self.s = socket.create_connection((host, int(port)), timeout=10)
+        self.corr = 0
+
+    def call(self, key, ver, body, flex=False):
+        import struct
+        self.corr += 1
+        hdr = struct.pack(">hhi", key, ver, self.corr) + struct.pack(">h", 4) + b"test"
+        if flex:
+            hdr += b"\x00"
+        frame = hdr + body
+        self.s.sendall(struct.pack(">i", len(frame)) + frame)
+        n = struct.unpack(">i", self.recv(4))[0]
+        resp = self.recv(n)
+        if struct.unpack(">i", resp[:4])[0] != self.corr:
+            fail("correlation id mismatch")
+        return resp[5:] if flex else resp[4:]
+
+    def recv(self, n):
+        out = b""
+        while len(out) < n:
+            d = self.s.recv(n - len(out))
+            if not d:
+                raise EOFError("closed after %d of %d bytes" % (len(out), n))
+            out += d
+        return out
+
+
+def _auth_v2(c, data):
+    """SaslAuthenticate v2: (error, message, auth_bytes)."""
+    import struct
+    body = _uvarint(len(data) + 1) + data + b"\x00"
+    r = c.call(36, 2, body, flex=True)
+    err = struct.unpack(">h", r[:2])[0]
+    p = 2
+    n, p = _read_uvarint(r, p)
+    msg = None if n == 0 else r[p:p + n - 1].decode()
+    p += max(n - 1, 0)
+    n, p = _read_uvarint(r, p)
+    auth = r[p:p + n - 1]
+    return err, msg, auth
+
+
+def _read_uvarint(b, p):
+    v = shift = 0
+    while True:
+        x = b[p]
+        p += 1
+        v |= (x & 0x7F) << shift
+        shift += 7
+        if not x & 0x80:
+            return v, p
+
+
+def raw_v2(args):
+    import base64
+    import hashlib
+    import hmac
+    import os
+    import struct
+    boot, user, pw = args[:3]
+    c = Conn(boot)
+    r = c.call(18, 0, b"")
+    err, n = struct.unpack(">hi", r[:6])
+    apis = {}
+    for i in range(n):
+        k, lo, hi = struct.unpack(">hhh", r[6 + 6 * i:12 + 6 * i])
+        apis[k] = (lo, hi)
+    if err or apis.get(17) != (0, 1) or apis.get(36) != (0, 2):
+        fail("ApiVersions: error %d, SaslHandshake %r, SaslAuthenticate %r" %
+             (err, apis.get(17), apis.get(36)))
+
+    def handshake(conn):
+        r = conn.call(17, 1, struct.pack(">h", 13) + b"SCRAM-SHA-256")
+        err, n = struct.unpack(">hi", r[:6])
+        mechs, p = [], 6
+        for _ in range(n):
+            ln = struct.unpack(">h", r[p:p + 2])[0]
+            mechs.append(r[p + 2:p + 2 + ln].decode())
+            p += 2 + ln
+        if err or mechs != ["SCRAM-SHA-256"]:
+            fail("SaslHandshake: error %d, mechanisms %r" % (err, mechs))
+
+    def exchange(conn, password):
+        cnonce = base64.b64encode(os.urandom(18)).decode()
+        bare = "n=%s,r=%s" % (user, cnonce)
+        err, msg, sf = _auth_v2(conn, ("n,," + bare).encode())
+        if err:
+            fail("client-first answered %d %r" % (err, msg))
+        attrs = dict(kv.split("=", 1) for kv in sf.decode().split(","))
+        if not attrs["r"].startswith(cnonce) or len(attrs["r"]) <= len(cnonce):
+            fail("server nonce %r does not extend ours" % attrs["r"])
+        salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(attrs["s"]),
+                                     int(attrs["i"]))
+        ck = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+        stored = hashlib.sha256(ck).digest()
+        without = "c=biws,r=" + attrs["r"]
+        am = ",".join([bare, sf.decode(), without]).encode()
+        sig = hmac.new(stored, am, hashlib.sha256).digest()
+        proof = bytes(a ^ b for a, b in zip(ck, sig))
+        final = without + ",p=" + base64.b64encode(proof).decode()
+        err, msg, sfinal = _auth_v2(conn, final.encode())
+        sk = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+        want = b"v=" + base64.b64encode(hmac.new(sk, am, hashlib.sha256).digest())
+        return err, msg, sfinal, want
+
+    handshake(c)
+    err, msg, sfinal, want = exchange(c, pw)
+    if err or sfinal != want:
+        fail("client-final answered %d %r %r, want %r" % (err, msg, sfinal, want))
+    r = c.call(3, 1, struct.pack(">i", -1))
+    if struct.unpack(">i", r[:4])[0] != 1:
+        fail("Metadata after authentication: %d brokers" % struct.unpack(">i", r[:4])[0])
+    print("ok: SaslAuthenticate v2 by hand: authenticated, server signature checked")
+    c2 = Conn(boot)
+    handshake(c2)
+    err, msg, sfinal, _ = exchange(c2, pw + "x")
+    if err != 58 or not msg or "Authentication failed" not in msg:
+        fail("a wrong proof answered %d %r" % (err, msg))
+    try:
+        c2.call(3, 1, struct.pack(">i", -1))
+        fail("the connection stayed open after a failed authentication")
+    except (EOFError, ConnectionError):
+        pass
+    print("ok: a wrong proof: error 58 %r, connection closed" % msg)
+
+
 def main():
     if len(sys.argv) < 2:
         fail("usage: sasl.py rdk|rdk-refused|kp|kp-refused ...")
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"rdk": rdk, "rdk-refused": rdk_refused, "kp": kp, "kp-refused": kp_refused}[cmd](args)
+    {"rdk": rdk, "rdk-refused": rdk_refused, "kp": kp, "kp-refused": kp_refused,
+     "raw-v2": raw_v2}[cmd](args)
 
 
 if __name__ == "__main__":
