@@ -13,8 +13,8 @@ rdk: produce "m-<i>" for i < N to TOPIC (security.protocol PROTO, SASL
   mechanism MECH or "-" for none, CA "-" for none), wait for every delivery
   report, then read partition 0 from offset 0 and check the N values in
   order.
-rdk-refused: one produce must not be delivered within 10 s, and the client
-  must report an authentication or transport failure.
+rdk-refused: the client must report an authentication or transport failure
+  (within 10 s) and deliver nothing.
 kp: the same as rdk with kafka-python over SASL_PLAINTEXT + SCRAM-SHA-256
   (its SaslHandshake v0 and raw tokens; it checks the server's signature).
 kp-refused: kafka-python with these credentials cannot produce.
@@ -94,7 +94,11 @@ def rdk_refused(args):
     p = Producer(dict(conf, error_cb=lambda e: errs.append(str(e))))
     delivered = []
     p.produce("refused", value=b"x", callback=lambda e, m: delivered.append(e is None))
-    p.flush(10)
+    deadline = time.time() + 10
+    while not errs and not delivered and time.time() < deadline:
+        p.poll(0.1)
+    p.poll(0.5)                       # a delivery racing the error would show here
+    p.purge()
     if any(delivered):
         fail("a record was delivered")
     if not errs:
@@ -132,8 +136,8 @@ def kp_refused(args):
     from kafka import KafkaProducer
     boot, user, pw = args[:3]
     try:
-        p = KafkaProducer(max_block_ms=6000, **kp_conf(boot, user, pw))
-        p.send("refused", b"x").get(timeout=6)
+        p = KafkaProducer(max_block_ms=4000, **kp_conf(boot, user, pw))
+        p.send("refused", b"x").get(timeout=4)
     except Exception as e:  # noqa: BLE001 - any failure is the refusal
         print("ok: kafka-python refused: %s" % type(e).__name__)
         return
