@@ -17,6 +17,11 @@
  * frames while more than RN_KFRONT_MAX_INFLIGHT bytes are held. A response
  * is at most RN_KW_MAX_RESPONSE bytes (kafka/wire.h); the per-request
  * bounds of the handlers are in kafka/api.h.
+ *
+ * Security (front.c invariants 8 and 9): with opts.tls_cert the listener
+ * speaks TLS only (kafka/tls.h); with opts.auth requiring it, a connection
+ * sends only ApiVersions and SASL (kafka/sasl.h), in frames of at most
+ * RN_KFRONT_PREAUTH_MAX_FRAME, until it has a principal.
  */
 #ifndef RN_KAFKA_FRONT_H
 #define RN_KAFKA_FRONT_H
