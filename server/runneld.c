@@ -578,8 +578,10 @@ int main(int argc, char **argv)
                 tf.ca ? "; client certificates required (--tls-client-ca)"
                       : "; no client certificate asked");
     rn_slog(RN_SLOG_INFO, "credentials file %s: %s", users,
-            require_auth ? "every gRPC call must authenticate (--require-auth)"
-                         : "calls must authenticate once it holds a user");
+            require_auth ? "every gRPC call, Kafka connection and metrics scrape must "
+                           "authenticate (--require-auth)"
+                         : "gRPC calls, Kafka connections and metrics scrapes must "
+                           "authenticate once it holds a user");
     if (exposed[0])                    /* invariant 8: --insecure was given */
         rn_slog(RN_SLOG_WARN, "--insecure: plaintext beyond loopback (%s): anyone who can "
                 "reach it can read the traffic and use the broker", exposed);
