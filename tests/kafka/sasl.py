@@ -23,7 +23,8 @@ raw-v2: the wire by hand (a third SCRAM client, from hashlib and hmac):
   SaslHandshake v1 lists SCRAM-SHA-256 only (plaintext); SaslAuthenticate
   v2 (flexible) carries the exchange, the server's signature is checked,
   then Metadata v1 is answered. A second connection sends a wrong proof:
-  error 58 with its message, then the broker closes the connection.
+  error 58 with its message, then the broker closes the connection; a third
+  sends Metadata after SaslHandshake, before authenticating: closed.
 Exit status 0 when every check passed; a failure is printed on stderr.
 """
 import sys
@@ -286,6 +287,14 @@ def raw_v2(args):
     except (EOFError, ConnectionError):
         pass
     print("ok: a wrong proof: error 58 %r, connection closed" % msg)
+    c3 = Conn(boot)
+    handshake(c3)
+    try:
+        c3.call(3, 1, struct.pack(">i", -1))
+        fail("Metadata answered between SaslHandshake and SaslAuthenticate")
+    except (EOFError, ConnectionError):
+        pass
+    print("ok: a request between SaslHandshake and SaslAuthenticate: connection closed")
 
 
 def main():
