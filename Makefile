@@ -45,7 +45,7 @@ NET_DIRS  := client
 # Batch codecs: lz4 (runnel's own), zlib, snappy and zstd (Kafka clients').
 # Debian 12's libsnappy-dev ships snappy.pc, older ones none: then -lsnappy.
 PKGS_CORE := sqlite3 liblz4 zlib libzstd
-PKGS_NET  := grpc libprotobuf-c libuv libmicrohttpd libcrypto raft
+PKGS_NET  := grpc libprotobuf-c libuv libmicrohttpd libssl libcrypto raft
 PKGS_TEST := cmocka
 
 # Lazy (=): pkg-config runs only after the dependency step has installed it.

@@ -24,9 +24,12 @@ static const char user_usage[] =
     "usage: runnel --data DIR user add NAME | list | remove NAME\n"
     "  add NAME      create user NAME (1..64 of A-Z a-z 0-9 _ -) and print its token once;\n"
     "                runneld serving DIR then requires a token (or a client certificate)\n"
-    "                on every call: runnel --token TOKEN, or RUNNEL_TOKEN\n"
+    "                on every call: runnel --token TOKEN, or RUNNEL_TOKEN; Kafka clients\n"
+    "                authenticate with SASL as username NAME, password the token's part\n"
+    "                after 'NAME.' (SCRAM-SHA-256, or PLAIN over TLS)\n"
     "  list          the users' names\n"
-    "  remove NAME   remove NAME; its token is refused from the next call on\n"
+    "  remove NAME   remove NAME; its token is refused from the next call (and Kafka\n"
+    "                connection) on\n"
     "The file is DIR/users (salted PBKDF2-HMAC-SHA256 hashes, never a token).\n";
 
 int rn_cli_user(rn_cli_t *cli, int argc, char **argv)

@@ -8,6 +8,7 @@
  * flexible.
  */
 #include "kafka/api.h"
+#include "kafka/sasl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +29,12 @@ const rn_kapi_t rn_kapi_table[] = {
     {14, "SyncGroup", 0, 3, 4, rn_kh_sync_group},
     {15, "DescribeGroups", 0, 4, 5, rn_kh_describe_groups},
     {16, "ListGroups", 0, 2, 3, rn_kh_list_groups},
+    {17, "SaslHandshake", 0, 1, 2, rn_kh_sasl_handshake},
     {18, "ApiVersions", 0, 3, 3, rn_kh_api_versions},
     {19, "CreateTopics", 0, 4, 5, rn_kh_create_topics},
     {20, "DeleteTopics", 0, 3, 4, rn_kh_delete_topics},
     {22, "InitProducerId", 0, 1, 2, rn_kh_init_producer_id},
+    {36, "SaslAuthenticate", 0, 2, 2, rn_kh_sasl_authenticate},
 };
 const int rn_kapi_count = (int)(sizeof rn_kapi_table / sizeof rn_kapi_table[0]);
 

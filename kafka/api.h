@@ -146,6 +146,7 @@ typedef struct rn_kctx {
     uint32_t          max_frame;     /* the largest request frame accepted */
     struct rn_kcoord *coord;         /* the group coordinator (kafka/coord.h) */
     uint64_t          created;       /* topics auto-created so far (invariant 5) */
+    struct rn_auth   *auth;          /* the credentials (server/auth.h); NULL: no SASL user */
 } rn_kctx_t;
 
 /* ---- requests ------------------------------------------------------------------ */

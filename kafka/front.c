@@ -35,6 +35,26 @@
  *     closed); an idle connection between frames is not timed out.
  *  7. SIGPIPE is ignored once the front starts: a write to a peer that
  *     closed fails with EPIPE on that connection only.
+ *  8. Authentication (kafka/sasl.h): when the credentials require it (a
+ *     user exists, or --require-auth; asked once per connection, at its
+ *     first request that needs it), a connection that has no principal yet
+ *     (SASL not DONE, no client certificate) may send only ApiVersions,
+ *     SaslHandshake and SaslAuthenticate, in frames of at most
+ *     RN_KFRONT_PREAUTH_MAX_FRAME bytes; any other request closes it with
+ *     a log line, before its handler runs. A request gets the principal its
+ *     connection has when the request is handled (requests are handled in
+ *     order, and an exchange's last step blocks the connection until it
+ *     ends). A failed exchange handles no further request and closes the
+ *     connection once its answer is written, logging why.
+ *  9. TLS (kafka/tls.h), when the listener has a certificate: every byte
+ *     read goes through the connection's TLS state before the framer sees
+ *     it, and every byte written (responses, handshake records) leaves as
+ *     ciphertext, in order, through one uv_write each. A handshake or
+ *     record failure (a plaintext client, an untrusted client certificate)
+ *     closes the connection with a log line. Under mutual TLS the client
+ *     certificate's CN is the principal from the handshake on. Without TLS
+ *     the read and write paths are unchanged (frames read in place, no
+ *     copy).
  */
 #include "kafka/front.h"
 
@@ -58,6 +78,9 @@
 #include "kafka/api.h"
 #include "kafka/coord.h"
 #include "kafka/frame.h"
+#include "kafka/sasl.h"
+#include "kafka/tls.h"
+#include "server/auth.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/server.h"
@@ -90,6 +113,8 @@ struct rn_kfront {
     int64_t          frame_timeout_ms; /* invariant 6 */
     int              paused;           /* reading paused by invariant 4 */
     atomic_uint_fast64_t nconns, nreqs, nbad;
+    rn_ktls_ctx_t   *tls;              /* NULL: plaintext listener (invariant 9) */
+    uint8_t          plain[STAGE_SIZE];   /* TLS: plaintext of one read (loop thread) */
 };
 
 struct kconn {
@@ -97,6 +122,8 @@ struct kconn {
     rn_kfront_t *f;
     char         peer[64];
     char         principal[RN_USER_NAME_MAX + 1];  /* authenticated; "" = anonymous */
+    rn_ksasl_t   sasl;               /* SASL exchange (kafka/sasl.h), invariant 8 */
+    int          auth_known, auth_required;   /* invariant 8: asked once per connection */
     rn_kframer_t fr;                 /* the frame being read (kafka/frame.h) */
     int64_t      frame_start;        /* when its first byte came (invariant 6) */
     size_t       held, out_held;     /* invariants 4 and 5 */
@@ -106,6 +133,8 @@ struct kconn {
     uint32_t     queued;             /* requests not yet answered */
     rn_kreq_t   *blocked;            /* invariant 3 */
     int          closing, reading;
+    uint32_t     writes;             /* uv_writes not yet called back */
+    rn_ktls_t   *tls;                /* invariant 9; NULL on a plaintext listener */
     int          in_pump, repump;    /* pump is not re-entered (rn_kreq_done inside it) */
     int          refs;               /* invariant 2 */
     kconn_t     *prev, *next;
@@ -114,7 +143,9 @@ struct kconn {
 typedef struct kwrite {
     uv_write_t w;
     uint8_t    hdr[9];
-    rn_kreq_t *q;
+    rn_kreq_t *q;          /* NULL: TLS bytes of no request (handshake, alerts) */
+    kconn_t   *c;
+    uint8_t   *ct;         /* TLS: the ciphertext written (freed with the write) */
 } kwrite_t;
 
 static void pump(kconn_t *c);
@@ -132,6 +163,7 @@ static void conn_unref(kconn_t *c)
     if (c->next) c->next->prev = c->prev;
     f->inflight -= c->fr.frame ? c->fr.frame_len : 0;
     rn_kframer_free(&c->fr);
+    rn_ktls_free(c->tls);
     free(c);
     rn_metrics_gauge(RN_MG_KAFKA_CONNS, -1);
     maybe_finish(f);
@@ -215,11 +247,41 @@ static void on_written(uv_write_t *w, int status)
 {
     kwrite_t *kw = (kwrite_t *)w;
     rn_kreq_t *q = kw->q;
-    kconn_t *c = q->conn;
+    kconn_t *c = kw->c;
+    free(kw->ct);
     free(kw);
-    req_free(q);
+    c->refs++;                           /* req_free may drop the last reference */
+    c->writes--;
+    if (q) req_free(q);
     if (status < 0) conn_close(c, NULL);
-    else pump(c);
+    else if (!c->closing) pump(c);
+    conn_unref(c);
+}
+
+/* Invariant 9: write the ciphertext TLS holds for c, on behalf of q (NULL:
+ * of no request). 0, or -1 (q not consumed). */
+static int tls_send(kconn_t *c, rn_kreq_t *q)
+{
+    size_t n = 0;
+    uint8_t *ct = rn_ktls_take(c->tls, &n);
+    if (!ct && n) return -1;
+    if (!ct && !q) return 0;
+    kwrite_t *kw = malloc(sizeof *kw);
+    if (!kw) {
+        free(ct);
+        return -1;
+    }
+    kw->q = q;
+    kw->c = c;
+    kw->ct = ct;
+    uv_buf_t b = uv_buf_init((char *)(ct ? ct : kw->hdr), (unsigned)n);
+    if (uv_write(&kw->w, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+        free(ct);
+        free(kw);
+        return -1;
+    }
+    c->writes++;
+    return 0;
 }
 
 /* Send q's response (size, header, body). */
@@ -228,19 +290,28 @@ static int send_response(kconn_t *c, rn_kreq_t *q)
     kwrite_t *kw = malloc(sizeof *kw);
     if (!kw) return -1;
     kw->q = q;
+    kw->c = c;
+    kw->ct = NULL;
     /* Response header v1 (flexible) has tagged fields, except ApiVersions'
      * response, whose header is always v0 (KIP-511). */
     int tags = q->flex && q->api != 18;
-    size_t hl = 8 + (tags ? 1 : 0);
+    size_t hl = q->api == -1 ? 4 : 8 + (tags ? 1 : 0);     /* -1: a raw SASL token */
     rn_be32_put(kw->hdr, (uint32_t)(hl - 4 + q->out.len));
-    rn_be32_put(kw->hdr + 4, (uint32_t)q->corr);
+    if (q->api != -1) rn_be32_put(kw->hdr + 4, (uint32_t)q->corr);
     kw->hdr[8] = 0;
+    if (c->tls) {                                        /* invariant 9 */
+        int bad = rn_ktls_write(c->tls, kw->hdr, hl) != 0 ||
+                  (q->out.len && rn_ktls_write(c->tls, q->out.data, q->out.len) != 0);
+        free(kw);
+        return bad ? -1 : tls_send(c, q);
+    }
     uv_buf_t b[2] = {uv_buf_init((char *)kw->hdr, (unsigned)hl),
                      uv_buf_init((char *)q->out.data, (unsigned)q->out.len)};
     if (uv_write(&kw->w, (uv_stream_t *)&c->tcp, b, q->out.len ? 2 : 1, on_written) != 0) {
         free(kw);
         return -1;
     }
+    c->writes++;
     return 0;
 }
 
@@ -263,6 +334,25 @@ static void flush(kconn_t *c)
 
 /* ---- handling ------------------------------------------------------------------- */
 
+rn_ksasl_t *rn_kreq_sasl(rn_kreq_t *q) { return &((kconn_t *)q->conn)->sasl; }
+
+/* Invariant 8: c must authenticate before anything but SASL. */
+static int must_auth(kconn_t *c)
+{
+    if (c->principal[0]) return 0;
+    if (!c->auth_known) {
+        c->auth_required = c->f->ctx.auth ? rn_auth_required(c->f->ctx.auth) : 0;
+        c->auth_known = 1;
+    }
+    return c->auth_required;
+}
+
+/* Invariant 8: may this request run on c now? */
+static int allowed(kconn_t *c, int16_t key)
+{
+    return key == 18 || key == 17 || key == 36 || key == -1 || !must_auth(c);
+}
+
 /* Why a response could not be built (wire.h invariants 4 and 5). */
 static const char *werr(const rn_kreq_t *q)
 {
@@ -274,12 +364,25 @@ static void handle(kconn_t *c, rn_kreq_t *q)
 {
     rn_kfront_t *f = c->f;
     atomic_fetch_add(&f->nreqs, 1);
+    static const rn_kapi_t raw_token = {-1, "SASL token", 0, 0, 1, rn_ksasl_raw};
     const rn_kapi_t *a;
     char why[256];
-    if (rn_kreq_header(q, &a, why, sizeof why) != 0) {
+    if (c->sasl.raw && c->sasl.state != RN_KSASL_DONE) {
+        /* After SaslHandshake v0 a frame is a bare SASL token (sasl.h). */
+        a = &raw_token;
+        q->api = -1;
+        rn_kr_init(&q->in, q->frame, q->frame_len, 0);
+        rn_kw_init(&q->w, &q->out, 0);
+    } else if (rn_kreq_header(q, &a, why, sizeof why) != 0) {
         conn_close(c, "%s", why);
         return;
     }
+    if (!allowed(c, a->key)) {                          /* invariant 8 */
+        conn_close(c, "%s before authenticating: this broker requires SASL (SCRAM-SHA-256, or "
+                   "PLAIN over TLS) or a client certificate", a->name);
+        return;
+    }
+    memcpy(q->principal, c->principal, sizeof q->principal);
     q->state = Q_RUNNING;
     int r = a->fn(q);
     if (r == RN_KH_BAD || (r == RN_KH_DONE && q->w.err)) q->state = Q_QUEUED;   /* freed below */
@@ -300,6 +403,17 @@ static void handle(kconn_t *c, rn_kreq_t *q)
     }
 }
 
+/* Invariant 8: the SASL exchange's principal, once DONE; a failed one
+ * closes the connection once the requests before it were answered. */
+static void sasl_after(kconn_t *c)
+{
+    if (c->sasl.state == RN_KSASL_DONE && !c->principal[0])
+        memcpy(c->principal, c->sasl.principal, sizeof c->principal);
+    if (c->sasl.state == RN_KSASL_FAILED && !c->writes &&
+        (!c->head || c->head->state == Q_QUEUED))
+        conn_close(c, "SASL authentication failed: %s", c->sasl.why);
+}
+
 static void read_control(kconn_t *c);
 
 /* Handle what may be handled, answer what is complete, and pause or resume
@@ -315,11 +429,15 @@ static void pump(kconn_t *c)
         c->repump = 0;
         for (rn_kreq_t *q = c->head; q && !c->blocked && c->out_held < RN_KFRONT_MAX_CONN_HELD;
              q = q->next) {      /* invariant 5 */
+            if (c->sasl.state == RN_KSASL_FAILED) break;     /* invariant 8 */
             if (q->state != Q_QUEUED) continue;
             handle(c, q);
             if (c->closing) break;       /* q may be freed */
+            sasl_after(c);
+            if (c->closing) break;
         }
         if (!c->closing) flush(c);
+        if (!c->closing) sasl_after(c);
     } while (c->repump && !c->closing);
     c->in_pump = 0;
     if (!c->closing) read_control(c);
@@ -369,7 +487,7 @@ int rn_kreq_bad(rn_kreq_t *q, const char *fmt, ...)
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
     kconn_t *c = h->data;
-    if (c->fr.frame) {
+    if (c->fr.frame && !c->tls) {
         c->direct = 1;
         *b = uv_buf_init((char *)c->fr.frame + c->fr.frame_have,
                          c->fr.frame_len - c->fr.frame_have);
@@ -388,7 +506,6 @@ static int frame_done(kconn_t *c)
     q->conn = c;
     q->ctx = &c->f->ctx;
     snprintf(q->peer, sizeof q->peer, "%s", c->peer);
-    memcpy(q->principal, c->principal, sizeof q->principal);
     q->state = Q_QUEUED;
     if (c->tail) c->tail->next = q;
     else c->head = q;
@@ -408,9 +525,15 @@ static ssize_t take_bytes(kconn_t *c, const uint8_t *p, size_t n)
     int mid = rn_kframer_mid(&c->fr), had = c->fr.frame != NULL;
     size_t used = 0;
     char why[256];
-    int r = rn_kframer_take(&c->fr, f->ctx.max_frame, p, n, &used, why, sizeof why);
+    /* Before authentication a frame is at most RN_KFRONT_PREAUTH_MAX_FRAME
+     * (invariant 8): SASL messages are small. */
+    uint32_t max = must_auth(c) ? RN_KFRONT_PREAUTH_MAX_FRAME : f->ctx.max_frame;
+    int r = rn_kframer_take(&c->fr, max, p, n, &used, why, sizeof why);
     if (r == RN_KF_BAD) {
-        conn_close(c, "%s", why);
+        if (max < f->ctx.max_frame)
+            conn_close(c, "%s; before authenticating, frames are limited to %u bytes", why, max);
+        else
+            conn_close(c, "%s", why);
         return -1;
     }
     if (!mid && used) c->frame_start = rn_server_now_ms();     /* invariant 6 */
@@ -420,6 +543,53 @@ static ssize_t take_bytes(kconn_t *c, const uint8_t *p, size_t n)
         return -1;
     }
     return (ssize_t)used;
+}
+
+/* Invariant 9: decrypt the n bytes in c->stage and frame the plaintext;
+ * answer the handshake. 0, or -1 after closing c. */
+static int tls_read(kconn_t *c, size_t n)
+{
+    rn_kfront_t *f = c->f;
+    char why[300];
+    int was_ready = rn_ktls_ready(c->tls);
+    if (rn_ktls_feed(c->tls, c->stage, n) != 0) {
+        conn_close(c, "out of memory (TLS)");
+        return -1;
+    }
+    for (;;) {
+        ssize_t k = rn_ktls_read(c->tls, f->plain, sizeof f->plain, why, sizeof why);
+        if (k == -2) {                   /* close_notify: an orderly end */
+            conn_close(c, NULL);
+            return -1;
+        }
+        if (k < 0) {
+            tls_send(c, NULL);           /* the alert, if any */
+            conn_close(c, "%s%s", why, was_ready || rn_ktls_ready(c->tls) ? ""
+                       : " (a plaintext client on the TLS port, or a certificate not trusted)");
+            return -1;
+        }
+        if (k == 0) break;
+        size_t off = 0;
+        while (off < (size_t)k) {
+            ssize_t u = take_bytes(c, f->plain + off, (size_t)k - off);
+            if (u < 0) return -1;
+            off += (size_t)u;
+        }
+    }
+    if (tls_send(c, NULL) != 0) {
+        conn_close(c, "cannot send TLS records (out of memory)");
+        return -1;
+    }
+    if (!was_ready && rn_ktls_ready(c->tls) && rn_ktls_ctx_mtls(f->tls) && !c->principal[0]) {
+        if (rn_ktls_peer_cn(c->tls, c->principal, sizeof c->principal) != 0) {
+            conn_close(c, "the client certificate has no usable subject CN (1 to %d bytes)",
+                       RN_USER_NAME_MAX);
+            return -1;
+        }
+        rn_slog(RN_SLOG_DEBUG, "kafka: %s authenticated as %s (client certificate)", c->peer,
+                c->principal);
+    }
+    return 0;
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
@@ -433,7 +603,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     }
     if (n == 0) return;
-    if (c->direct) {
+    if (c->tls) {
+        if (tls_read(c, (size_t)n) != 0) return;
+    } else if (c->direct) {
         c->fr.frame_have += (uint32_t)n;
         if (c->fr.frame_have == c->fr.frame_len && frame_done(c) != 0) {
             conn_close(c, "out of memory queueing a request");
@@ -504,6 +676,13 @@ static void on_connection(uv_stream_t *srv, int status)
     }
     snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
     atomic_fetch_add(&f->nconns, 1);
+    if (f->tls) {                                        /* invariant 9 */
+        c->sasl.tls = 1;
+        if (!(c->tls = rn_ktls_new(f->tls))) {
+            conn_close(c, "out of memory (TLS)");
+            return;
+        }
+    }
     read_control(c);
 }
 
@@ -682,6 +861,15 @@ int rn_kfront_start(rn_hd_t *hd, const rn_kfront_opts_t *o, rn_kfront_t **out, i
     f->ctx.node_id = 0;
     f->ctx.auto_create = o->auto_create;
     f->ctx.max_frame = o->max_frame ? o->max_frame : RN_KFRONT_DEFAULT_MAX_FRAME;
+    f->ctx.auth = o->auth;
+    if (o->tls_cert) {
+        int trc = rn_ktls_ctx_create(o->tls_cert, o->tls_key, o->tls_ca, &f->tls, errmsg);
+        if (trc != 0) {
+            free(f);
+            freeaddrinfo(ai);
+            return trc;
+        }
+    }
     f->frame_timeout_ms = o->frame_timeout_ms ? o->frame_timeout_ms
                                               : RN_KFRONT_DEFAULT_FRAME_TIMEOUT_MS;
     /* Invariant 7: libuv writes with write(2), which raises SIGPIPE when
@@ -767,6 +955,7 @@ void rn_kfront_stop(rn_kfront_t *f)
         pthread_join(f->waiter, NULL);
     }
     uv_loop_close(&f->loop);
+    rn_ktls_ctx_free(f->tls);
     pthread_mutex_destroy(&f->wmu);
     pthread_cond_destroy(&f->wcv);
     free(f);

@@ -17,6 +17,11 @@
  * frames while more than RN_KFRONT_MAX_INFLIGHT bytes are held. A response
  * is at most RN_KW_MAX_RESPONSE bytes (kafka/wire.h); the per-request
  * bounds of the handlers are in kafka/api.h.
+ *
+ * Security (front.c invariants 8 and 9): with opts.tls_cert the listener
+ * speaks TLS only (kafka/tls.h); with opts.auth requiring it, a connection
+ * sends only ApiVersions and SASL (kafka/sasl.h), in frames of at most
+ * RN_KFRONT_PREAUTH_MAX_FRAME, until it has a principal.
  */
 #ifndef RN_KAFKA_FRONT_H
 #define RN_KAFKA_FRONT_H
@@ -28,6 +33,7 @@
 
 #define RN_KFRONT_DEFAULT_MAX_FRAME (RN_BATCH_MAX_BYTES + (1u << 20))
 #define RN_KFRONT_MAX_QUEUED   64
+#define RN_KFRONT_PREAUTH_MAX_FRAME (512u << 10)   /* a frame before authentication */
 #define RN_KFRONT_MAX_CONN_HELD (64u << 20)
 #define RN_KFRONT_DEFAULT_FRAME_TIMEOUT_MS 30000
 #define RN_KFRONT_MAX_INFLIGHT (512u << 20)
@@ -42,6 +48,10 @@ typedef struct rn_kfront_opts {
     uint32_t    auto_create;     /* queues of an auto-created topic; 0 = off */
     uint32_t    max_frame;       /* 0: RN_KFRONT_DEFAULT_MAX_FRAME */
     int64_t     frame_timeout_ms;   /* 0: RN_KFRONT_DEFAULT_FRAME_TIMEOUT_MS */
+    struct rn_auth *auth;        /* credentials (server/auth.h): SASL, and whether it is
+                                    required; NULL: no authentication */
+    const char *tls_cert, *tls_key, *tls_ca;   /* PEM text; cert NULL: plaintext only;
+                                    tls_ca: client certificates required (kafka/tls.h) */
 } rn_kfront_opts_t;
 
 /* Listen and serve; *port gets the bound port. errmsg names what failed. */

@@ -37,8 +37,9 @@ need libzstd       libzstd-dev
 need libprotobuf-c libprotobuf-c-dev
 need_cmd protoc-c  protobuf-c-compiler
 need grpc          libgrpc-dev
-# OpenSSL's PEM parser checks TLS certificate and key files (client/tls.c); the
-# openssl command makes the test certificates of tests/test_tls.c.
+# OpenSSL's PEM parser checks TLS certificate and key files (client/tls.c); libssl
+# serves TLS and SCRAM on the Kafka front (kafka/tls.c, kafka/sasl.c); the openssl
+# command makes the test certificates (tests/util rn_test_make_certs).
 need libcrypto     libssl-dev
 need_cmd openssl   openssl
 need cmocka        libcmocka-dev

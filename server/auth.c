@@ -189,21 +189,35 @@ static int refuse(grpc_call *call, char *msg, const char *why)
     return -EACCES;
 }
 
-int rn_auth_check(rn_auth_t *a, grpc_call *call, const grpc_metadata_array *md,
-                  char *principal, char *msg)
+int rn_auth_required(rn_auth_t *a)
 {
-    principal[0] = 0;
     size_t nusers = 0;
     int loaded = refresh(a, &nusers) == 0;
-    const char *tok = NULL;
-    size_t len = 0;
-    int malformed;
-    int has = bearer(md, &tok, &len, &malformed) == 0;
-    if (!has && cert_cn(call, principal) == 0) return 0;           /* invariant 3 */
-    if (!has && loaded && nusers == 0 && !a->require) return 0;
-    if (malformed)
-        return refuse(call, msg, "malformed authorization metadata: expected 'Bearer TOKEN'");
-    if (!has) return refuse(call, msg, "no credentials: give --token or RUNNEL_TOKEN");
+    return !loaded || nusers > 0 || a->require;
+}
+
+int rn_auth_user(rn_auth_t *a, const char *name, size_t len, rn_user_t *e)
+{
+    size_t nusers = 0;
+    refresh(a, &nusers);
+    char tok[RN_USER_NAME_MAX + 3];
+    if (len == 0 || len > RN_USER_NAME_MAX || memchr(name, 0, len)) return RN_ENOTFOUND;
+    memcpy(tok, name, len);                 /* rn_users_find takes "NAME.SECRET" */
+    tok[len] = '.';
+    tok[len + 1] = 0;
+    const char *secret;
+    pthread_mutex_lock(&a->mu);
+    int rc = a->users ? rn_users_find(a->users, tok, e, &secret) : RN_EINVAL;
+    pthread_mutex_unlock(&a->mu);
+    return rc == 0 ? 0 : RN_ENOTFOUND;
+}
+
+int rn_auth_token(rn_auth_t *a, const char *tok, size_t len, char *principal)
+{
+    principal[0] = 0;
+    if (len > RN_TOKEN_MAX || memchr(tok, 0, len)) return -EACCES;
+    size_t nusers = 0;
+    refresh(a, &nusers);
     char t[RN_TOKEN_MAX + 1];
     memcpy(t, tok, len);
     t[len] = 0;
@@ -228,7 +242,7 @@ int rn_auth_check(rn_auth_t *a, grpc_call *call, const grpc_metadata_array *md,
     if (rc == 0) snprintf(principal, RN_USER_NAME_MAX + 1, "%s", e.name);
     OPENSSL_cleanse(t, sizeof t);
     OPENSSL_cleanse(&e, sizeof e);
-    if (rc != 0) return refuse(call, msg, "unknown or wrong token");
+    if (rc != 0) return -EACCES;
     pthread_mutex_lock(&a->mu);
     if (same_id(&id, &a->id)) {
         if (a->ncache == CACHE_MAX) a->ncache = 0;
@@ -237,5 +251,25 @@ int rn_auth_check(rn_auth_t *a, grpc_call *call, const grpc_metadata_array *md,
         a->ncache++;
     }
     pthread_mutex_unlock(&a->mu);
+    return 0;
+}
+
+int rn_auth_check(rn_auth_t *a, grpc_call *call, const grpc_metadata_array *md,
+                  char *principal, char *msg)
+{
+    principal[0] = 0;
+    size_t nusers = 0;
+    int loaded = refresh(a, &nusers) == 0;
+    const char *tok = NULL;
+    size_t len = 0;
+    int malformed;
+    int has = bearer(md, &tok, &len, &malformed) == 0;
+    if (!has && cert_cn(call, principal) == 0) return 0;           /* invariant 3 */
+    if (!has && loaded && nusers == 0 && !a->require) return 0;
+    if (malformed)
+        return refuse(call, msg, "malformed authorization metadata: expected 'Bearer TOKEN'");
+    if (!has) return refuse(call, msg, "no credentials: give --token or RUNNEL_TOKEN");
+    if (rn_auth_token(a, tok, len, principal) != 0)
+        return refuse(call, msg, "unknown or wrong token");
     return 0;
 }

@@ -25,6 +25,12 @@
  *     invariant 1). Label values are escaped (\\, \", \n).
  *  5. Nothing is exported that is not measured: a family with nothing to
  *     report (no pipeline, no group) prints its header alone.
+ *  6. With a certificate the endpoint speaks HTTPS only (libmicrohttpd's
+ *     TLS). When the credentials require authentication, nothing but a 401
+ *     is answered to a request without "Authorization: Bearer TOKEN" naming
+ *     a valid token (server/auth.h: the KDF once per token, then its cache;
+ *     it runs on libmicrohttpd's thread); each refusal is logged with the
+ *     peer, never the token.
  */
 #include "server/metrics.h"
 
@@ -37,6 +43,8 @@
 #include "log/log.h"
 #include "logical-queues/datadir.h"
 #include "logical-queues/meta.h"
+#include "server/auth.h"
+#include "server/log.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -548,6 +556,30 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, const c
     return rc;
 }
 
+/* Invariant 6: the request may scrape. */
+static int authorized(rn_metrics_t *m, struct MHD_Connection *conn)
+{
+    if (!rn_auth_required(m->o.auth)) return 1;
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                MHD_HTTP_HEADER_AUTHORIZATION);
+    char principal[RN_USER_NAME_MAX + 1];
+    const char *why = NULL;
+    if (!h) why = "no Authorization header";
+    else if (strncasecmp(h, "Bearer ", 7)) why = "the Authorization header is not 'Bearer TOKEN'";
+    else if (rn_auth_token(m->o.auth, h + 7, strlen(h + 7), principal) != 0)
+        why = "unknown or wrong token";
+    if (!why) return 1;
+    char host[64] = "?";
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr)
+        getnameinfo(ci->client_addr, ci->client_addr->sa_family == AF_INET6
+                    ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
+                    host, sizeof host, NULL, 0, NI_NUMERICHOST);
+    rn_slog(RN_SLOG_WARN, "metrics: refused a scrape from %s: %s", host, why);
+    return 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload, size_t *upload_size, void **state)
@@ -560,6 +592,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     (void)state;
+    if (m->o.auth && !authorized(m, conn))                 /* invariant 6 */
+        return reply(conn, MHD_HTTP_UNAUTHORIZED, "unauthorized: give 'Authorization: Bearer "
+                     "TOKEN' (runnel user add)\n", NULL, 0);
     if (strcmp(method, "GET") && strcmp(method, "HEAD"))
         return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET /metrics\n", NULL, 0);
     if (strcmp(url, "/metrics"))
@@ -598,12 +633,35 @@ int rn_metrics_start(const rn_metrics_opts_t *o, rn_metrics_t **out, int *port, 
     m->o = *o;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    m->d = MHD_start_daemon(flags, (uint16_t)p, NULL, NULL, on_request, m,
-                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNS,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONN_TIMEOUT_S,
-                            MHD_OPTION_END);
+    if (o->tls_cert) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            freeaddrinfo(ai);
+            free(m);
+            return rn_errf(errmsg, RN_EINVAL, "--metrics-listen with --tls-cert: this "
+                           "libmicrohttpd has no TLS support");
+        }
+        flags |= MHD_USE_TLS;
+        m->d = MHD_start_daemon(flags, (uint16_t)p, NULL, NULL, on_request, m,
+                                MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNS,
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONN_TIMEOUT_S,
+                                MHD_OPTION_HTTPS_MEM_CERT, o->tls_cert,
+                                MHD_OPTION_HTTPS_MEM_KEY, o->tls_key,
+                                MHD_OPTION_END);
+    } else {
+        m->d = MHD_start_daemon(flags, (uint16_t)p, NULL, NULL, on_request, m,
+                                MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNS,
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONN_TIMEOUT_S,
+                                MHD_OPTION_END);
+    }
     freeaddrinfo(ai);
+    if (!m->d && o->tls_cert) {
+        free(m);
+        return rn_errf(errmsg, -EADDRINUSE, "--metrics-listen %s: cannot listen there over "
+                       "TLS (in use, not an address of this machine, or a certificate or key "
+                       "libmicrohttpd cannot use)", listen);
+    }
     if (!m->d) {
         free(m);
         return rn_errf(errmsg, -EADDRINUSE, "--metrics-listen %s: cannot listen there (in use, "

@@ -52,10 +52,16 @@ typedef struct rn_metrics_opts {
      * then no sample); NULL: not exported. */
     int64_t   (*grpc_connections)(void *arg);
     void       *arg;
+    /* HTTPS with this PEM certificate chain and key (NULL: plain HTTP). */
+    const char *tls_cert, *tls_key;
+    /* When it requires authentication (server/auth.h rn_auth_required), a
+     * scrape needs "Authorization: Bearer TOKEN" (401 otherwise). NULL: open. */
+    struct rn_auth *auth;
 } rn_metrics_opts_t;
 
 /* Serve GET /metrics from a thread of libmicrohttpd's, one scrape at a
- * time; other paths are 404, other methods 405. *port gets the bound port. */
+ * time; other paths are 404, other methods 405, a scrape without a valid
+ * token when one is required 401. *port gets the bound port. */
 int  rn_metrics_start(const rn_metrics_opts_t *o, rn_metrics_t **out, int *port,
                       char *errmsg);
 /* Stop serving (waits for a scrape in progress) and free. NULL is a no-op. */

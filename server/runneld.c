@@ -43,8 +43,9 @@
  *     read and checked (client/tls.h) before anything is opened; a missing,
  *     unreadable or bad file, or a key that does not match the certificate,
  *     exits 2 with one line naming the file. With them the gRPC port serves
- *     TLS only (server/server.c invariant 12); the Kafka and metrics ports
- *     stay plaintext.
+ *     TLS only (server/server.c invariant 12), and so does the Kafka port
+ *     (kafka/tls.h: Kafka's SSL and SASL_SSL; a client certificate's CN is
+ *     its principal under --tls-client-ca) and the metrics port (HTTPS).
  *  8. A plaintext listener on an address that is not loopback (127.0.0.0/8,
  *     ::1, localhost) exits 2 before anything is opened unless --insecure is
  *     given; with it, runneld starts and logs a warning naming each such
@@ -53,8 +54,10 @@
  *     else DATA/users (written by `runnel --data DATA user add`); once it
  *     holds a user, or with --require-auth, every gRPC call needs a valid
  *     bearer token or (mutual TLS) a client certificate. The file is re-read
- *     when it changes; runneld never writes it. The Kafka and metrics ports
- *     are not authenticated.
+ *     when it changes; runneld never writes it. The Kafka port then admits
+ *     only connections authenticated by SASL (SCRAM-SHA-256, or PLAIN over
+ *     TLS; kafka/sasl.h) or a client certificate, and GET /metrics needs
+ *     "Authorization: Bearer TOKEN".
  * 10. Authorization (logical-queues/acl.h): the ACLs in meta.db are loaded
  *     once the data directory is open, before any listener or pipeline
  *     starts, and then changed only by the ACL RPCs; --super-user NAME
@@ -158,16 +161,20 @@ static const char usage[] =
     "  --store-root DIR   RemapQueue (runnel queue remap --store) may create or use stores\n"
     "                     inside DIR only; without it, refused over the network\n"
     "  --allow-root       run as root (uid 0) anyway; refused otherwise\n"
-    "  --tls-cert FILE --tls-key FILE  serve gRPC over TLS only with this PEM certificate\n"
-    "                     chain and unencrypted private key (the Kafka and metrics ports\n"
-    "                     stay plaintext)\n"
+    "  --tls-cert FILE --tls-key FILE  serve gRPC, Kafka (SSL / SASL_SSL) and metrics\n"
+    "                     (HTTPS) over TLS only with this PEM certificate chain and\n"
+    "                     unencrypted private key\n"
     "  --tls-client-ca FILE  with TLS: require a client certificate signed by a CA in FILE\n"
+    "                     (gRPC and Kafka; its subject CN is the principal)\n"
     "  --insecure         allow a plaintext listener on an address that is not loopback\n"
     "                     (refused otherwise: anyone on the network could use the broker)\n"
     "  --users FILE       the credentials file (default DATA/users, written by\n"
     "                     `runnel --data DATA user add NAME`); once it holds a user, every\n"
-    "                     gRPC call needs a token (or a client certificate under mTLS)\n"
-    "  --require-auth     refuse unauthenticated calls even with no user\n"
+    "                     gRPC call needs a token (or a client certificate under mTLS),\n"
+    "                     Kafka clients SASL (user NAME, password SECRET of the token\n"
+    "                     NAME.SECRET) and /metrics 'Authorization: Bearer TOKEN'\n"
+    "  --require-auth     refuse unauthenticated calls (gRPC, Kafka, metrics) even with\n"
+    "                     no user\n"
     "  --super-user NAME  (repeatable) NAME bypasses the ACLs (`runnel acl`); 'anonymous'\n"
     "                     names calls without a principal\n"
     "  --node-id N --cluster 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT  run as node N of a\n"
@@ -356,7 +363,7 @@ int main(int argc, char **argv)
     rn_hd_opts_t ho;
     rn_hd_opts_default(&ho);
     rn_kfront_opts_t ko = {NULL, NULL, 1, RN_KFRONT_DEFAULT_MAX_FRAME,
-                           RN_KFRONT_DEFAULT_FRAME_TIMEOUT_MS};
+                           RN_KFRONT_DEFAULT_FRAME_TIMEOUT_MS, NULL, NULL, NULL, NULL};
     rn_slog_level_t level = RN_SLOG_INFO;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -496,7 +503,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "runneld: %s: %s\n", names[i], err);
                 return 2;
             }
-            if (addrs[i] && i < 3 && !(i == 0 && tf.cert) && !rn_addr_is_loopback(host)) {
+            if (addrs[i] && i < 3 && !tf.cert && !rn_addr_is_loopback(host)) {
                 size_t n = strlen(exposed);
                 snprintf(exposed + n, sizeof exposed - n, "%s%s %s", n ? ", " : "", names[i],
                          addrs[i]);
@@ -648,8 +655,8 @@ int main(int argc, char **argv)
     if (rc != 0) snprintf(err, sizeof err, "cannot set up authentication: %s", rn_strerror(rc));
     so.auth = auth;
     if (rc == 0) rc = rn_server_start(h, &so, &d.srv, &port, err);
-    rn_tls_pem_free(&tls);             /* gRPC's credentials hold their own copy */
     if (rc != 0) {
+        rn_tls_pem_free(&tls);
         rn_auth_destroy(auth);
         rn_slog(RN_SLOG_ERROR, "%s", err);
         rn_pl_destroy(pl);
@@ -669,8 +676,10 @@ int main(int argc, char **argv)
                 tf.ca ? "; client certificates required (--tls-client-ca)"
                       : "; no client certificate asked");
     rn_slog(RN_SLOG_INFO, "credentials file %s: %s", users,
-            require_auth ? "every gRPC call must authenticate (--require-auth)"
-                         : "calls must authenticate once it holds a user");
+            require_auth ? "every gRPC call, Kafka connection and metrics scrape must "
+                           "authenticate (--require-auth)"
+                         : "gRPC calls, Kafka connections and metrics scrapes must "
+                           "authenticate once it holds a user");
     if (exposed[0])                    /* invariant 8: --insecure was given */
         rn_slog(RN_SLOG_WARN, "--insecure: plaintext beyond loopback (%s): anyone who can "
                 "reach it can read the traffic and use the broker", exposed);
@@ -686,27 +695,36 @@ int main(int argc, char **argv)
     rn_kfront_t *kf = NULL;
     int kport = 0;
     if (ko.listen) {
+        ko.auth = auth;
+        ko.tls_cert = tls.cert;
+        ko.tls_key = tls.key;
+        ko.tls_ca = tls.ca;
         if (rn_kfront_start(h, &ko, &kf, &kport, err) != 0) {
             rn_slog(RN_SLOG_ERROR, "%s", err);
             failed = 1;
             rn_server_shutdown(d.srv);
         } else {
-            rn_slog(RN_SLOG_INFO, "kafka protocol listening on %s (port %d)", ko.listen, kport);
+            rn_slog(RN_SLOG_INFO, "kafka protocol listening on %s (port %d)%s", ko.listen, kport,
+                    tls.cert ? (tls.ca ? " over TLS only, client certificates required"
+                                       : " over TLS only (SSL, SASL_SSL)")
+                             : " in plaintext (PLAINTEXT, SASL_PLAINTEXT with SCRAM-SHA-256)");
         }
     }
     rn_metrics_t *mx = NULL;
     int mport = 0;
     if (mlisten && !failed) {
-        rn_metrics_opts_t mo = {mlisten, h, rn_server_connections, NULL};
+        rn_metrics_opts_t mo = {mlisten, h, rn_server_connections, NULL, tls.cert, tls.key,
+                                auth};
         if (rn_metrics_start(&mo, &mx, &mport, err) != 0) {
             rn_slog(RN_SLOG_ERROR, "%s", err);
             failed = 1;
             rn_server_shutdown(d.srv);
         } else {
-            rn_slog(RN_SLOG_INFO, "metrics listening on %s (port %d): GET /metrics", mlisten,
-                    mport);
+            rn_slog(RN_SLOG_INFO, "metrics listening on %s (port %d): GET /metrics over %s", mlisten,
+                    mport, tls.cert ? "HTTPS" : "HTTP");
         }
     }
+    rn_tls_pem_free(&tls);    /* gRPC's, the Kafka front's and libmicrohttpd's TLS hold copies */
     if (pl && (rc = rn_pl_start_all(pl, err)) != 0) rn_slog(RN_SLOG_ERROR, "%s", err);
     rn_ctl_t *ctl = NULL;                           /* invariant 10 */
     if (cluster && !failed) {

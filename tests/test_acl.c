@@ -3,7 +3,7 @@
  * with users (bearer tokens made by the real `runnel user add`), a super
  * user (--super-user admin), ACLs managed by the real `runnel acl`, calls
  * made by the real `runnel` and `streamsql`, and the Kafka front driven by
- * confluent-kafka as the anonymous principal:
+ * confluent-kafka logged in as carol with SASL SCRAM-SHA-256:
  *
  *  1. With no ACL every authenticated principal may do everything (as
  *     before ACLs) except manage ACLs; once the first entry exists, what no
@@ -22,7 +22,7 @@
  *     refused and nothing is stored; a running pipeline whose creator loses
  *     a right stops, and `pipeline status` says why; so it does again after
  *     a restart of the broker and after a resume.
- *  5. Kafka: anonymous produce and fetch allowed on one topic, refused
+ *  5. Kafka: carol's produce and fetch allowed on one topic, refused
  *     (TOPIC_AUTHORIZATION_FAILED) on another, Metadata filtered, a group
  *     without a group ACL refused (tests/kafka/acl.py).
  *  6. Bad ACL words are refused with the valid values; no user may be called
@@ -403,11 +403,16 @@ static void test_kafka_front(void **state)
     snprintf(kafka, sizeof kafka, "127.0.0.1:%d", k);
     OK(AS(ADMIN, "topic", "create", "k.ok"));
     OK(AS(ADMIN, "topic", "create", "k.no"));
-    acl("add", "anonymous", "topic", "k.ok", 0, "produce");
-    acl("add", "anonymous", "topic", "k.ok", 0, "consume");
-    acl("add", "anonymous", "group", "k.reader", 0, "consume");
+    /* carol logs in with SASL SCRAM-SHA-256: username carol, password the token's
+     * part after "carol." (kafka/sasl.h) */
+    acl("add", "carol", "topic", "k.ok", 0, "produce");
+    acl("add", "carol", "topic", "k.ok", 0, "consume");
+    acl("add", "carol", "group", "k.reader", 0, "consume");
+    const char *secret = strchr(fx->tok[CAROL], '.');
+    assert_non_null(secret);
     int rc = run(PY, NULL, (const char *const[]){RN_SOURCE_DIR "/tests/kafka/acl.py", kafka,
-                                                 "k.ok", "k.no", NULL});
+                                                 "k.ok", "k.no", names[CAROL], secret + 1,
+                                                 NULL});
     if (rc != 0) {
         srv_print_log(fx->s);
         fail_msg("acl.py: exit %d\nstdout: %s\nstderr: %s", rc, fx->out_text, fx->err_text);

@@ -8,8 +8,14 @@
  * group lag match the queue; other paths are 404. Then a real Prometheus
  * (Debian's package) scrapes runneld every second and a counter is read
  * back through its HTTP API (/api/v1/query) equal to what was produced.
+ * Last, a broker with --tls-cert/--tls-key and a user serves /metrics over
+ * HTTPS only and answers a scrape only with "Authorization: Bearer TOKEN":
+ * Prometheus scraping it over TLS with the token (its scrape config's
+ * tls_config and authorization) finds it up; with a wrong token, and with
+ * none, down (401), each refusal logged by the broker.
  */
 #include "tests/test_server.h"
+#include "tests/util/util.h"
 
 #include "server/metrics.h"
 
@@ -624,7 +630,9 @@ static void test_escaping(void **state)
 
 /* ---- a real Prometheus scraping runneld ---------------------------------------------- */
 
-static pid_t spawn_prometheus(const char *dir, int mport, int pport)
+/* Prometheus scraping 127.0.0.1:mport every second; scrape_configs: the
+ * jobs' YAML (NULL: one plain HTTP job "runneld"). */
+static pid_t spawn_prometheus(const char *dir, int mport, int pport, const char *scrape_configs)
 {
     char cfg[PATH_MAX], tsdb[PATH_MAX], logf[PATH_MAX], listen[64], cfgarg[PATH_MAX + 16],
          tsdbarg[PATH_MAX + 32], webarg[96];
@@ -633,9 +641,13 @@ static pid_t spawn_prometheus(const char *dir, int mport, int pport)
     snprintf(logf, sizeof logf, "%s/prometheus.log", dir);
     FILE *fp = fopen(cfg, "w");
     assert_non_null(fp);
-    fprintf(fp, "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                "scrape_configs:\n  - job_name: runneld\n    static_configs:\n"
-                "      - targets: ['127.0.0.1:%d']\n", mport);
+    if (scrape_configs)
+        fprintf(fp, "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                    "scrape_configs:\n%s", scrape_configs);
+    else
+        fprintf(fp, "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                    "scrape_configs:\n  - job_name: runneld\n    static_configs:\n"
+                    "      - targets: ['127.0.0.1:%d']\n", mport);
     fclose(fp);
     snprintf(listen, sizeof listen, "127.0.0.1:%d", pport);
     snprintf(cfgarg, sizeof cfgarg, "--config.file=%s", cfg);
@@ -677,7 +689,7 @@ static void test_prometheus_scrapes(void **state)
     char dir[] = "/tmp/rn-prom-XXXXXX";
     assert_non_null(mkdtemp(dir));
     int pport = free_port();
-    pid_t pid = spawn_prometheus(dir, f->mport, pport);
+    pid_t pid = spawn_prometheus(dir, f->mport, pport, NULL);
     const char *q = "runnel_produce_records_total%7Btopic%3D%22scraped%22%2Cjob%3D%22runneld"
                     "%22%7D";
     double v = -1;
@@ -712,6 +724,101 @@ static void test_prometheus_scrapes(void **state)
     assert_true(up == 1);
 }
 
+/* HTTPS and a bearer token: Prometheus with the token over TLS finds the
+ * broker up; with a wrong token or none, down (each 401, logged). */
+static void test_prometheus_tls_token(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/rn-promtls-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(rn_test_make_certs(dir), 0);
+    static char cert[PATH_MAX], key[PATH_MAX];
+    snprintf(cert, sizeof cert, "%s/srv.pem", dir);
+    snprintf(key, sizeof key, "%s/srv.key", dir);
+    const char *extra[] = {"--metrics-listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key",
+                           key, NULL};
+    srv_t *s = srv_alloc("group", SRV_MAX_BATCH, extra);
+    assert_non_null(s);
+    srv_start(s);
+    int g = 0, k = 0, mport = 0;
+    FILE *fp = fopen(s->portf, "r");
+    assert_non_null(fp);
+    assert_int_equal(fscanf(fp, "%d %d %d", &g, &k, &mport), 3);
+    fclose(fp);
+    /* A user: from now on a scrape needs its token. */
+    char outp[PATH_MAX], errp[PATH_MAX];
+    snprintf(outp, sizeof outp, "%s/user.out", dir);
+    snprintf(errp, sizeof errp, "%s/user.err", dir);
+    const char *argv[] = {"runnel", "--data", s->data, "user", "add", "scraper", NULL};
+    assert_int_equal(rn_test_run(RN_BIN_DIR "/runnel", argv, NULL, outp, errp), 0);
+    char *tok = rn_test_slurp(outp, NULL);
+    assert_non_null(tok);
+    char *nl = strchr(tok, '\n');
+    assert_non_null(nl);
+    *nl = 0;
+    /* Plain HTTP to the HTTPS port gets no HTTP answer. */
+    char *body = NULL;
+    assert_true(http(mport, "GET", "/metrics", &body) != 200);
+    free(body);
+    char jobs[4096];
+    snprintf(jobs, sizeof jobs,
+             "  - job_name: good\n    scheme: https\n    tls_config:\n      ca_file: %s/ca.pem\n"
+             "    authorization:\n      type: Bearer\n      credentials: '%s'\n"
+             "    static_configs:\n      - targets: ['127.0.0.1:%d']\n"
+             "  - job_name: wrong\n    scheme: https\n    tls_config:\n      ca_file: %s/ca.pem\n"
+             "    authorization:\n      type: Bearer\n      credentials: 'scraper.wrong'\n"
+             "    static_configs:\n      - targets: ['127.0.0.1:%d']\n"
+             "  - job_name: none\n    scheme: https\n    tls_config:\n      ca_file: %s/ca.pem\n"
+             "    static_configs:\n      - targets: ['127.0.0.1:%d']\n",
+             dir, tok, mport, dir, mport, dir, mport);
+    free(tok);
+    int pport = free_port();
+    pid_t pid = spawn_prometheus(dir, mport, pport, jobs);
+    double good = -1, wrong = -1, none = -1, rec = -1;
+    uint64_t t0 = rn_mono_ns();
+    while (rn_mono_ns() - t0 < (uint64_t)PROM_WAIT_MS * 1000000u) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            char cmd[PATH_MAX];
+            snprintf(cmd, sizeof cmd, "cat %s/prometheus.log >&2", dir);
+            if (system(cmd) != 0) fprintf(stderr, "(no log)\n");
+            fail_msg("prometheus exited (status %d)", status);
+        }
+        good = prom_query(pport, "up%7Bjob%3D%22good%22%7D");
+        wrong = prom_query(pport, "up%7Bjob%3D%22wrong%22%7D");
+        none = prom_query(pport, "up%7Bjob%3D%22none%22%7D");
+        rec = prom_query(pport, "runnel_recovery_duration_seconds%7Bjob%3D%22good%22%7D");
+        if (good == 1 && wrong == 0 && none == 0 && rec >= 0) break;
+        usleep(250000);
+    }
+    fprintf(stderr, "prometheus: up good %g, wrong token %g, no token %g after %.1f s\n", good,
+            wrong, none, (double)(rn_mono_ns() - t0) / 1e9);
+    kill(pid, SIGTERM);
+    int status;
+    waitpid(pid, &status, 0);
+    char *log = rn_test_slurp(s->logf, NULL);
+    int logged = log && strstr(log, "metrics: refused a scrape from 127.0.0.1: unknown or wrong "
+                                    "token") &&
+                 strstr(log, "metrics: refused a scrape from 127.0.0.1: no Authorization header");
+    free(log);
+    if (!(good == 1 && wrong == 0 && none == 0 && rec >= 0 && logged)) {
+        char cmd[PATH_MAX];
+        snprintf(cmd, sizeof cmd, "cat %s/prometheus.log >&2", dir);
+        if (system(cmd) != 0) fprintf(stderr, "(no log)\n");
+        srv_print_log(s);
+    }
+    void *sv = s;
+    assert_int_equal(srv_teardown(&sv), 0);
+    char cmd[PATH_MAX];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_true(good == 1);
+    assert_true(wrong == 0);
+    assert_true(none == 0);
+    assert_true(rec >= 0);
+    assert_true(logged);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -724,6 +831,7 @@ int main(void)
         cmocka_unit_test(test_pipeline),
         cmocka_unit_test(test_prometheus_scrapes),
         cmocka_unit_test(test_recovery),
+        cmocka_unit_test(test_prometheus_tls_token),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -20,8 +20,8 @@
  *     the file (missing, not PEM, empty, a key that does not match the
  *     certificate, half a pair); the clients refuse theirs the same way.
  *  5. A plaintext listener beyond loopback (0.0.0.0) is refused without
- *     --insecure; with it runneld starts and warns; with TLS the gRPC
- *     port may listen there.
+ *     --insecure; with it runneld starts and warns; with TLS the gRPC,
+ *     Kafka and metrics ports may listen there.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -67,42 +67,11 @@ static const char *path(const char *name)
 
 static char *dup_path(const char *name) { return strdup(path(name)); }
 
-/* The certificates (invariant of the file's header) and some bad files. */
-static int make_certs(void)
-{
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd,
-        "( set -e; cd '%s'\n"
-        "key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out $1; }\n"
-        "ca() { key $1.key; openssl req -x509 -new -key $1.key -out $1.pem -days 2 -subj \"/CN=$2\"; }\n"
-        "signed() { key $1.key; openssl req -new -key $1.key -out $1.csr -subj \"/CN=$3\";\n"
-        "  printf '%%s\\n' \"$4\" > $1.ext;\n"
-        "  openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -CAcreateserial -out $1.pem "
-        "-days 2 -extfile $1.ext; }\n"
-        "ca ca 'runnel test CA'; ca ca2 'another CA'\n"
-        "signed srv ca localhost 'subjectAltName=IP:127.0.0.1,DNS:localhost'\n"
-        "signed other ca other 'subjectAltName=DNS:other.example'\n"
-        "signed cli ca client1 'extendedKeyUsage=clientAuth'\n"
-        "signed cli2 ca2 client2 'extendedKeyUsage=clientAuth'\n"
-        "echo 'this is not a certificate' > garbage.pem\n"
-        ": > empty.pem\n"
-        "head -c 200 srv.pem > cut.pem\n"
-        ") 2> '%s/openssl.log'",
-        fx.root, fx.root);
-    int st = system(cmd);
-    if (st != 0) {
-        fprintf(stderr, "test_tls: making the certificates failed (status %d); see %s/openssl.log\n",
-                st, fx.root);
-        return -1;
-    }
-    return 0;
-}
-
 static int group_setup(void **state)
 {
     (void)state;
     if (rn_test_tmpdir(fx.root, sizeof fx.root, "tls") != 0) return -1;
-    return make_certs();
+    return rn_test_make_certs(fx.root);   /* the certificates of the header */
 }
 
 static int group_teardown(void **state)
@@ -439,10 +408,13 @@ static void test_non_loopback(void **state)
             "refusing to listen without TLS beyond loopback (--listen 0.0.0.0:0)", "--insecure");
     refused((const char *const[]){"--listen", "127.0.0.1:0", "--kafka-listen", "0.0.0.0:0",
                                   NULL}, "--kafka-listen 0.0.0.0:0", "--insecure");
-    /* TLS covers the gRPC port only: the Kafka port still needs --insecure. */
-    refused((const char *const[]){"--listen", "0.0.0.0:0", "--tls-cert", srv, "--tls-key",
-                                  srvkey, "--kafka-listen", "0.0.0.0:0", NULL},
-            "--kafka-listen 0.0.0.0:0", NULL);
+    /* TLS covers the Kafka and metrics ports too (kafka/tls.h, HTTPS). */
+    start_ok((const char *const[]){"--listen", "127.0.0.1:0", "--tls-cert", srv, "--tls-key",
+                                   srvkey, "--kafka-listen", "0.0.0.0:0", "--metrics-listen",
+                                   "0.0.0.0:0", NULL});
+    assert_false(log_has("--insecure"));
+    assert_true(log_has("over TLS only (SSL, SASL_SSL)"));
+    stop();
     start_ok((const char *const[]){"--listen", "0.0.0.0:0", "--insecure", NULL});
     assert_true(log_has("warn"));
     assert_true(log_has("--insecure: plaintext beyond loopback (--listen 0.0.0.0:0)"));

@@ -97,7 +97,7 @@ static int response_parses(const rn_kreq_t *q)
                 }
             }
         }
-        rn_kr_i32(r, "throttle_time_ms");
+        if (v >= 1) rn_kr_i32(r, "throttle_time_ms");    /* ProduceResponse: v1+ */
         break;
     }
     case 1: {                                              /* Fetch */

@@ -13,8 +13,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kafka/api.h"
+#include "kafka/sasl.h"
 
 rn_kreq_t *fk_parked;
 int fk_state;                    /* 0 running, 1 done, 2 dropped (fuzz_kafka.h) */
@@ -40,6 +42,17 @@ int rn_kreq_park(rn_kreq_t *q, int64_t deadline_ms, void (*retry)(rn_kreq_t *q, 
     q->retry = retry;
     fk_parked = q;
     return RN_KH_LATER;
+}
+
+/* A fresh connection's SASL state at every call, so that a replay does not
+ * depend on the inputs before it: every SASL request is its connection's
+ * first (a handshake is answered; an authentication is out of turn). */
+rn_ksasl_t *rn_kreq_sasl(rn_kreq_t *q)
+{
+    static rn_ksasl_t s;
+    (void)q;
+    memset(&s, 0, sizeof s);
+    return &s;
 }
 
 int rn_kreq_bad(rn_kreq_t *q, const char *fmt, ...)

@@ -264,6 +264,12 @@ def seeds_for(key, v, flex):
                 ("max-ts", list_offsets(v, flex, [("t", [(0, -3)])]))]
     if key == 22:
         return [("", init_producer_id(v, flex)), ("txn", init_producer_id(v, flex, "tx"))]
+    if key == 17:
+        return [(m.lower(), W(flex).str(m).b) for m in ("SCRAM-SHA-256", "PLAIN", "GSSAPI")]
+    if key == 36:
+        return [("scram-first", W(flex).bytes(b"n,,n=alice,r=fyko+d2lbbFgONRv9qkxdawL").tags().b),
+                ("plain", W(flex).bytes(b"\0alice\0secret").tags().b),
+                ("null", W(flex).bytes(None).tags().b)]
     return None
 
 

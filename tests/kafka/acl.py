@@ -1,11 +1,11 @@
 #!/usr/bin/python3
-"""tests/kafka/acl.py - confluent-kafka (librdkafka) as an anonymous
-principal against runneld's Kafka front with ACLs. Run by tests/test_acl.c;
-by hand:
+"""tests/kafka/acl.py - confluent-kafka (librdkafka) as a principal logged in
+with SASL SCRAM-SHA-256 against runneld's Kafka front with ACLs. Run by
+tests/test_acl.c; by hand:
 
-    /usr/bin/python3 tests/kafka/acl.py 127.0.0.1:9092 ALLOWED FORBIDDEN
+    /usr/bin/python3 tests/kafka/acl.py 127.0.0.1:9092 ALLOWED FORBIDDEN USER PASSWORD
 
-The broker's ACLs let 'anonymous' produce to and consume from topic ALLOWED
+The broker's ACLs let USER produce to and consume from topic ALLOWED
 only, and consume in group k.reader (librdkafka asks for its coordinator
 even when assigning); both topics exist. Checks: Metadata for every topic lists ALLOWED and
 not FORBIDDEN; Metadata naming FORBIDDEN says TOPIC_AUTHORIZATION_FAILED;
@@ -24,10 +24,21 @@ sys.path.insert(0, __import__("os").path.dirname(__file__))
 from common import fail, ok, raw_fetch  # noqa: E402
 
 
+SASL = {}
+
+
+def conf(bootstrap, **kw):
+    c = {"bootstrap.servers": bootstrap, "security.protocol": "SASL_PLAINTEXT",
+         "sasl.mechanisms": "SCRAM-SHA-256", "sasl.username": SASL["user"],
+         "sasl.password": SASL["password"]}
+    c.update(kw)
+    return c
+
+
 def produce_one(bootstrap, topic):
     """The delivery error code of one record (None when delivered)."""
-    p = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 10000,
-                  "enable.idempotence": False, "allow.auto.create.topics": False})
+    p = Producer(conf(bootstrap, **{"message.timeout.ms": 10000, "enable.idempotence": False,
+                                    "allow.auto.create.topics": False}))
     got = []
     p.produce(topic, b"acl-value", callback=lambda err, msg: got.append(err))
     p.flush(15)
@@ -38,9 +49,8 @@ def produce_one(bootstrap, topic):
 
 def read_one(bootstrap, topic, group=None):
     """The first message (or error) reading topic partition 0 from offset 0."""
-    conf = {"bootstrap.servers": bootstrap, "group.id": group or "k.reader",
-            "enable.auto.commit": False, "auto.offset.reset": "earliest"}
-    c = Consumer(conf)
+    c = Consumer(conf(bootstrap, **{"group.id": group or "k.reader", "enable.auto.commit": False,
+                                    "auto.offset.reset": "earliest"}))
     if group:
         c.subscribe([topic])
     else:
@@ -59,7 +69,9 @@ def read_one(bootstrap, topic, group=None):
 
 def main():
     bootstrap, allowed, forbidden = sys.argv[1], sys.argv[2], sys.argv[3]
-    admin = Producer({"bootstrap.servers": bootstrap})
+    SASL["user"], SASL["password"] = sys.argv[4], sys.argv[5]
+    login = (SASL["user"], SASL["password"])
+    admin = Producer(conf(bootstrap))
     md = admin.list_topics(timeout=10)
     names = set(md.topics)
     if allowed not in names or forbidden in names:
@@ -85,11 +97,11 @@ def main():
     ok("read the allowed topic back")
     # librdkafka waits quietly on a partition it may not read: a Fetch
     # written by hand shows the broker's answer.
-    got = raw_fetch(bootstrap, forbidden)
+    got = raw_fetch(bootstrap, forbidden, sasl=login)
     if len(got) != 1 or got[0][2] != KafkaError.TOPIC_AUTHORIZATION_FAILED or got[0][4]:
         fail("Fetch of %s: %r, wanted TOPIC_AUTHORIZATION_FAILED and no records" %
              (forbidden, got))
-    got = raw_fetch(bootstrap, allowed)
+    got = raw_fetch(bootstrap, allowed, sasl=login)
     if len(got) != 1 or got[0][2] != 0 or not got[0][4]:
         fail("Fetch of %s: %r, wanted records" % (allowed, got))
     ok("Fetch of the forbidden topic: TOPIC_AUTHORIZATION_FAILED")

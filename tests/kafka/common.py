@@ -57,12 +57,59 @@ def ok(msg):
     print("ok: " + msg, flush=True)
 
 
+def _frame_call(s, readn, api, ver, corr, body):
+    """One request of the Kafka wire (non-flexible header) and its answer
+    (after the correlation id)."""
+    import struct
+    cid = b"raw"
+    head = struct.pack(">hhih", api, ver, corr, len(cid)) + cid
+    s.sendall(struct.pack(">i", len(head) + len(body)) + head + body)
+    size = struct.unpack(">i", readn(4))[0]
+    return readn(size)[4:]
+
+
+def scram_login(s, readn, user, password):
+    """SASL SCRAM-SHA-256 on socket s (SaslHandshake v1, SaslAuthenticate
+    v0), written here from RFC 5802 and 7677; fails the test on any error."""
+    import base64
+    import hashlib
+    import hmac
+    import os
+    import struct
+    r = _frame_call(s, readn, 17, 1, 101, struct.pack(">h", 13) + b"SCRAM-SHA-256")
+    if struct.unpack(">h", r[:2])[0] != 0:
+        fail("SaslHandshake: error %d" % struct.unpack(">h", r[:2])[0])
+
+    def auth(data, corr):
+        r = _frame_call(s, readn, 36, 0, corr, struct.pack(">i", len(data)) + data)
+        err, ml = struct.unpack(">hh", r[:4])
+        p = 4 + max(ml, 0)
+        n = struct.unpack(">i", r[p:p + 4])[0]
+        if err:
+            fail("SaslAuthenticate: error %d %r" % (err, r[4:4 + max(ml, 0)]))
+        return r[p + 4:p + 4 + n]
+
+    cnonce = base64.b64encode(os.urandom(18)).decode()
+    bare = "n=%s,r=%s" % (user, cnonce)
+    sf = auth(("n,," + bare).encode(), 102)
+    attrs = dict(kv.split("=", 1) for kv in sf.decode().split(","))
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(attrs["s"]),
+                                 int(attrs["i"]))
+    ck = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    without = "c=biws,r=" + attrs["r"]
+    am = ",".join([bare, sf.decode(), without]).encode()
+    sig = hmac.new(hashlib.sha256(ck).digest(), am, hashlib.sha256).digest()
+    proof = base64.b64encode(bytes(a ^ b for a, b in zip(ck, sig))).decode()
+    auth((without + ",p=" + proof).encode(), 103)
+
+
 def raw_fetch(bootstrap, topic, partition=0, offset=0, max_bytes=1 << 20,
-              partition_max_bytes=1 << 20, max_wait_ms=0, parts=None, min_bytes=0):
+              partition_max_bytes=1 << 20, max_wait_ms=0, parts=None, min_bytes=0, sasl=None):
     """One Fetch v4 on a fresh connection, written and parsed here (no
     client library): [(topic, partition, error, high watermark, records
     bytes)] for parts = [(topic, partition, offset, partition_max_bytes)]
-    (default: the one partition given)."""
+    (default: the one partition given). sasl = (user, password): log in
+    with SCRAM-SHA-256 first."""
     import socket
     import struct
     host, port = bootstrap.rsplit(":", 1)
@@ -80,7 +127,6 @@ def raw_fetch(bootstrap, topic, partition=0, offset=0, max_bytes=1 << 20,
     cid = b"raw-fetch"
     head = struct.pack(">hhih", 1, 4, 7, len(cid)) + cid
     s = socket.create_connection((host, int(port)), timeout=10)
-    s.sendall(struct.pack(">i", len(head) + len(body)) + head + body)
 
     def readn(n):
         b = b""
@@ -90,6 +136,10 @@ def raw_fetch(bootstrap, topic, partition=0, offset=0, max_bytes=1 << 20,
                 fail("raw fetch: connection closed after %d of %d bytes" % (len(b), n))
             b += c
         return b
+
+    if sasl:
+        scram_login(s, readn, *sasl)
+    s.sendall(struct.pack(">i", len(head) + len(body)) + head + body)
 
     size = struct.unpack(">i", readn(4))[0]
     r = readn(size)

@@ -395,3 +395,33 @@ char *rn_test_pipeline_output(rn_datadir_t *d, const char *sink, const char *fil
     assert_int_equal(rn_buf_append(&all, "", 1, 0), 0);
     return (char *)all.data;
 }
+
+int rn_test_make_certs(const char *dir)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+        "( set -e; cd '%s'\n"
+        "key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out $1; }\n"
+        "ca() { key $1.key; openssl req -x509 -new -key $1.key -out $1.pem -days 2 -subj \"/CN=$2\"; }\n"
+        "signed() { key $1.key; openssl req -new -key $1.key -out $1.csr -subj \"/CN=$3\";\n"
+        "  printf '%%s\\n' \"$4\" > $1.ext;\n"
+        "  openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -CAcreateserial -out $1.pem "
+        "-days 2 -extfile $1.ext; }\n"
+        "ca ca 'runnel test CA'; ca ca2 'another CA'\n"
+        "signed srv ca localhost 'subjectAltName=IP:127.0.0.1,DNS:localhost'\n"
+        "signed other ca other 'subjectAltName=DNS:other.example'\n"
+        "signed cli ca client1 'extendedKeyUsage=clientAuth'\n"
+        "signed cli2 ca2 client2 'extendedKeyUsage=clientAuth'\n"
+        "echo 'this is not a certificate' > garbage.pem\n"
+        ": > empty.pem\n"
+        "head -c 200 srv.pem > cut.pem\n"
+        ") 2> '%s/openssl.log'",
+        dir, dir);
+    int st = system(cmd);
+    if (st != 0) {
+        fprintf(stderr, "making the test certificates failed (status %d); see %s/openssl.log\n",
+                st, dir);
+        return -1;
+    }
+    return 0;
+}

@@ -66,6 +66,15 @@ int rn_test_run(const char *prog, const char *const *argv, const char *in_path,
 /* Sleep ms milliseconds (nanosleep; an interrupted sleep is cut short). */
 void rn_test_sleep_ms(int ms);
 
+/* Make test certificates in dir with the `openssl` command: ca (CA "runnel
+ * test CA"), ca2 ("another CA"); srv (from ca, CN localhost, subjectAltName
+ * IP:127.0.0.1 and DNS:localhost), other (from ca, DNS:other.example only),
+ * cli (client certificate from ca, CN client1), cli2 (from ca2, CN client2),
+ * each as NAME.pem and NAME.key; and bad files garbage.pem, empty.pem and
+ * cut.pem (the first 200 bytes of srv.pem). 0, or -1 with a message on
+ * stderr (openssl's output is in dir/openssl.log). */
+int rn_test_make_certs(const char *dir);
+
 /* ---- a real runneld ----------------------------------------------------- */
 
 /* RN_BIN_DIR/runneld on a free loopback port (--listen 127.0.0.1:0
