@@ -1544,6 +1544,43 @@ fail:
     return rc;
 }
 
+/* A constant pattern (a string literal) of REGEXP or regexp_like /
+ * regexp_extract / regexp_replace compiles (fn.c), so a bad one fails the
+ * statement with its offset rather than every record. */
+static int check_patterns(const front_t *f, int *erroff, char *errmsg)
+{
+    for (int i = f->body; i + 1 < f->ntoks; i++) {
+        int pt = -1;
+        if (front_tok_is(f, i, "REGEXP")) pt = i + 1;
+        else if ((front_tok_is(f, i, "regexp_like") || front_tok_is(f, i, "regexp_extract") ||
+                  front_tok_is(f, i, "regexp_replace")) && f->toks[i + 1].kind == TK_LP) {
+            int c = match_paren(f, i + 1), d = f->toks[i + 1].depth + 1;
+            for (int j = i + 2; j < c; j++)
+                if (f->toks[j].kind == TK_COMMA && f->toks[j].depth == d) {
+                    int e = j + 2;
+                    if (e <= c && (f->toks[e].kind == TK_COMMA || f->toks[e].kind == TK_RP))
+                        pt = j + 1;
+                    break;
+                }
+        }
+        if (pt < 0 || pt >= f->ntoks || f->toks[pt].kind != TK_STR) continue;
+        if (pt + 1 < f->ntoks && front_tok_is(f, i, "REGEXP") &&
+            (f->toks[pt + 1].kind == TK_OP || f->toks[pt + 1].kind == TK_DOT))
+            continue;     /* 'a' || x: not a constant */
+        size_t cap = f->toks[pt].len + 1;
+        char *pat = malloc(cap);
+        if (!pat) return ferr(erroff, -1, errmsg, -ENOMEM, "out of memory");
+        if (front_ident(f, pt, pat, cap) != 0) { free(pat); continue; }
+        int rc = rn_fn_check_pattern(pat, strlen(pat), errmsg);
+        free(pat);
+        if (rc != 0) {
+            if (erroff) *erroff = tok_off(f, pt);
+            return rc;
+        }
+    }
+    return 0;
+}
+
 /* Function calls outside subqueries, checked against the functions sqlite
  * knows (pragma_function_list) before any statement is prepared, so the
  * message names the function rather than a column sqlite failed on first
@@ -1606,7 +1643,8 @@ int rn_front_check_functions(const front_t *f, sqlite3 *db, int *erroff, char *e
             rc = ferr(erroff, off, errmsg, RN_EINVAL,
                       "no such function: %s()%s; streamsql's aggregates are count, "
                       "count(DISTINCT), sum, total, avg, min, max, first, last, and its scalar "
-                      "functions are sqlite's", name,
+                      "functions are sqlite's plus streamsql's (regexp_like, split_part, "
+                      "date_format, ...: streamsql/README.md)", name,
                       distinct ? " (count(DISTINCT x) counts distinct values exactly)" : "");
             break;
         }
@@ -1625,6 +1663,7 @@ int rn_front_check_functions(const front_t *f, sqlite3 *db, int *erroff, char *e
                       "count(DISTINCT), sum, total, avg, min, max, first, last", name);
     }
     sqlite3_finalize(st);
+    if (rc == 0) rc = check_patterns(f, erroff, errmsg);
     return rc;
 }
 

@@ -339,6 +339,7 @@ static int open_db(rn_sql_t *q, char *errmsg)
     sqlite3_limit(q->db, SQLITE_LIMIT_SQL_LENGTH, 4 * RN_SQL_MAX_SQL_LEN + 4096);
     sqlite3_limit(q->db, SQLITE_LIMIT_EXPR_DEPTH, RN_SQL_MAX_DEPTH);
     int rc = rn_vtab_register(q->db, &q->b, errmsg);
+    if (rc == 0) rc = rn_fn_register(q->db, errmsg);
     if (rc != 0) return rc;
     char *sql = sqlite3_mprintf("CREATE VIRTUAL TABLE temp.\"%w\" USING rn_stream", q->def.name);
     if (!sql) return rn_errf(errmsg, -ENOMEM, "out of memory");

@@ -116,6 +116,15 @@ typedef struct rn_sql_opts {
                                    the query's error */
 } rn_sql_opts_t;
 
+/* Parse a time into ms since the epoch. fmt NULL, "", "iso8601" or "rfc3339":
+ * ISO-8601 / RFC 3339 (YYYY-MM-DD[Thh:mm[:ss[.fff]]][Z|+hh:mm|-hhmm], UTC
+ * when no offset is given, fractions kept to the ms); else a strptime-style
+ * pattern (UTC unless it has %z; %f reads fractional seconds). RN_EINVAL
+ * with why saying what did not parse. (fn.c) */
+int  rn_sql_parse_time(const char *s, size_t n, const char *fmt, int64_t *ms, char *why);
+/* Is fmt an accepted timestamp format ("iso8601", or a pattern with a %)? */
+int  rn_sql_check_time_format(const char *fmt, char *why);
+
 void rn_sql_opts_default(rn_sql_opts_t *o);
 
 /* Parse "earliest" | "latest" | "@TIMESTAMP_MS" | "checkpoint:NAME" into o

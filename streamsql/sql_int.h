@@ -195,6 +195,15 @@ int  rn_win_load(win_t *w, const uint8_t *p, size_t n, char *errmsg);
 /* Emit-table columns of a group: 0 window_start, 1 window_end, keys, aggs. */
 void rn_win_group_column(const win_t *w, const wgroup_t *g, int col, sqlite3_context *ctx);
 
+/* ---- scalar functions (fn.c) --------------------------------------------- */
+
+/* Register streamsql's scalar functions (REGEXP, regexp_*, split_part, the
+ * time functions, proctime) on db. */
+int  rn_fn_register(sqlite3 *db, char *errmsg);
+/* Does pattern [p, p + n) compile? RN_EINVAL with the pattern, PCRE2's
+ * message and the offset in errmsg when not. */
+int  rn_fn_check_pattern(const char *p, size_t n, char *errmsg);
+
 /* ---- virtual tables (vtab.c) --------------------------------------------- */
 
 /* The current batch of decoded records the stream table yields. */
