@@ -440,6 +440,16 @@ static int parse_field_toks(const front_t *f, int b, int e, sdef_t *def, int *er
             return unexpected(f, i, erroff, errmsg,
                               "field types are INTEGER, REAL, TEXT, BOOLEAN or JSON");
         i++;
+        if (front_tok_is(f, i, "FORMAT")) {
+            /* the stored form of timestamp_format: "at" TEXT FORMAT 'iso8601' */
+            if (fd->type != FT_TEXT)
+                return unexpected(f, i, erroff, errmsg, "FORMAT reads a TEXT field's time");
+            if (i + 1 >= e || f->toks[i + 1].kind != TK_STR ||
+                front_ident(f, i + 1, def->ts_format, sizeof def->ts_format) != 0)
+                return unexpected(f, i + 1, erroff, errmsg, "FORMAT takes a string");
+            def->ts_field = def->nfields;
+            i += 2;
+        }
         def->nfields++;
         if (i < e) {
             if (f->toks[i].kind != TK_COMMA)
@@ -471,6 +481,17 @@ int rn_front_fields_text(const sdef_t *def, char *out, size_t size)
                          def->fields[i].name, rn_front_ftype_name(def->fields[i].type));
         if (n < 0 || (size_t)n >= size - used) return RN_ETOOBIG;
         used += (size_t)n;
+        if (i == def->ts_field && def->ts_format[0]) {
+            /* FORMAT '<timestamp_format>', quotes doubled */
+            if (used + 10 + 2 * strlen(def->ts_format) >= size) return RN_ETOOBIG;
+            used += (size_t)snprintf(out + used, size - used, " FORMAT '");
+            for (const char *p = def->ts_format; *p; p++) {
+                out[used++] = *p;
+                if (*p == '\'') out[used++] = '\'';
+            }
+            out[used++] = '\'';
+            out[used] = '\0';
+        }
     }
     return 0;
 }
@@ -529,14 +550,20 @@ static int create_opt(front_t *f, const char *key, int v, int *erroff, char *err
         if (k == f->def.nfields)
             return ferr(erroff, (int)f->toks[v].off, errmsg, RN_EINVAL,
                         "timestamp '%s' is not a declared field", val);
-        if (f->def.fields[k].type != FT_INTEGER)
-            return ferr(erroff, (int)f->toks[v].off, errmsg, RN_EINVAL,
-                        "timestamp field '%s' must be INTEGER (ms since the epoch), not %s",
-                        val, rn_front_ftype_name(f->def.fields[k].type));
         f->def.ts_field = k;
+        f->ts_tok = v;
+    } else if (strcasecmp(key, "timestamp_format") == 0) {
+        char why[RN_ERRMSG_SIZE];
+        if (front_ident(f, v, f->def.ts_format, sizeof f->def.ts_format) != 0)
+            return ferr(erroff, (int)f->toks[v].off, errmsg, RN_EINVAL,
+                        "timestamp_format is a string of at most %d bytes", RN_SQL_MAX_TS_FORMAT);
+        if (rn_sql_check_time_format(f->def.ts_format, why) != 0)
+            return ferr(erroff, (int)f->toks[v].off, errmsg, RN_EINVAL, "%s", why);
+        f->tsfmt_tok = v;
     } else {
         return ferr(erroff, (int)f->toks[v - 2].off, errmsg, RN_EINVAL,
-                    "unknown stream option '%s': options are topic, format, timestamp", key);
+                    "unknown stream option '%s': options are topic, format, timestamp, "
+                    "timestamp_format", key);
     }
     return 0;
 }
@@ -559,7 +586,11 @@ static int ts_field_rule(front_t *f, int *erroff, char *errmsg)
             break;
         }
     }
-    if (def->fields[k].type != FT_INTEGER)
+    if (def->ts_format[0] && def->fields[k].type != FT_TEXT)
+        return ferr(erroff, tok_off(f, at), errmsg, RN_EINVAL,
+                    "timestamp_format reads a TEXT field; '%s' is %s", def->fields[k].name,
+                    rn_front_ftype_name(def->fields[k].type));
+    if (!def->ts_format[0] && def->fields[k].type != FT_INTEGER)
         return ferr(erroff, tok_off(f, at), errmsg, RN_EINVAL,
                     "field '%s' is %s, but a field named ts is the stream's event time (the "
                     "column ts), so it must be INTEGER (ms since the epoch); read another kind "
@@ -607,6 +638,21 @@ static int parse_create(front_t *f, int *erroff, char *errmsg)
         if (rc != 0) return rc;
     }
     if (i < f->ntoks) return unexpected(f, i, erroff, errmsg, NULL);
+    if (f->def.ts_format[0] && f->def.ts_field < 0 && rn_front_ts_field(&f->def) < 0)
+        return ferr(erroff, tok_off(f, f->tsfmt_tok), errmsg, RN_EINVAL,
+                    "timestamp_format needs timestamp = 'field' (a TEXT field to read)");
+    if (f->def.ts_field >= 0 && f->ts_tok > 0) {
+        const sfield_t *fd = &f->def.fields[f->def.ts_field];
+        if (!f->def.ts_format[0] && fd->type != FT_INTEGER)
+            return ferr(erroff, tok_off(f, f->ts_tok), errmsg, RN_EINVAL,
+                        "timestamp field '%s' must be INTEGER (ms since the epoch), not %s; a "
+                        "TEXT time needs timestamp_format = 'iso8601' (or a strftime-style "
+                        "pattern)", fd->name, rn_front_ftype_name(fd->type));
+        if (f->def.ts_format[0] && fd->type != FT_TEXT)
+            return ferr(erroff, tok_off(f, f->tsfmt_tok), errmsg, RN_EINVAL,
+                        "timestamp_format reads a TEXT field; '%s' is %s", fd->name,
+                        rn_front_ftype_name(fd->type));
+    }
     int rc = ts_field_rule(f, erroff, errmsg);
     if (rc != 0) return rc;
     if (f->def.format == SF_TEXT && f->def.nfields > 0)

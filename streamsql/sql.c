@@ -680,10 +680,11 @@ static int run_describe(rn_sql_t *q)
         {"key", "TEXT", "record key"},
         {"value", "TEXT", "record value"},
     };
-    char ts_src[RN_SQL_MAX_NAME + 64] = "record timestamp (ms)";
+    char ts_src[RN_SQL_MAX_NAME + RN_SQL_MAX_TS_FORMAT + 64] = "record timestamp (ms)";
     if (q->def.ts_field >= 0)
-        snprintf(ts_src, sizeof ts_src, "event time: field '%s' (ms)",
-                 q->def.fields[q->def.ts_field].name);
+        snprintf(ts_src, sizeof ts_src, "event time: field '%s' (%s)",
+                 q->def.fields[q->def.ts_field].name,
+                 q->def.ts_format[0] ? q->def.ts_format : "ms");
     /* In SELECT * order (vtab.c): the built-ins but value, the fields, value. */
     for (int i = 0; i < 4; i++) {
         const char *row[3] = {builtin[i][0], builtin[i][1], i == 2 ? ts_src : builtin[i][2]};
@@ -832,6 +833,16 @@ static int grow_rows(rn_sql_t *q, size_t n, char *errmsg)
     return 0;
 }
 
+/* A TEXT event time read with the stream's timestamp_format. */
+static int parse_ts(const rn_sql_t *q, const fval_t *t, int64_t *ts, char *why)
+{
+    char w[RN_ERRMSG_SIZE];
+    if (rn_sql_parse_time(t->s, t->n, q->def.ts_format, ts, w) == 0) return 0;
+    return rn_errf(why, RN_EINVAL, "timestamp field '%s': cannot read '%.*s' as %s: %s",
+                   q->def.fields[q->def.ts_field].name, (int)(t->n < 40 ? t->n : 40), t->s,
+                   q->def.ts_format, w);
+}
+
 /* Decode the batch into the stream table's rows. */
 static int load_batch(rn_sql_t *q, const rn_consumer_batch_t *cb, char *errmsg)
 {
@@ -867,9 +878,11 @@ static int load_batch(rn_sql_t *q, const rn_consumer_batch_t *cb, char *errmsg)
                                  why);
             if (rc == 0 && want_ts && q->def.ts_field >= 0) {
                 const fval_t *t = &row->fields[q->def.ts_field];
-                if (t->type != RN_SQL_INT)
+                if (t->type == RN_SQL_NULL)
                     rc = rn_errf(why, RN_EINVAL, "timestamp field '%s' is missing or null",
                                  q->def.fields[q->def.ts_field].name);
+                else if (q->def.ts_format[0])
+                    rc = parse_ts(q, t, &row->ts, why);
                 else row->ts = t->i;
             }
             if (rc != 0) {

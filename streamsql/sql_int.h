@@ -31,6 +31,8 @@ typedef struct tok {
 
 /* ---- stream definitions (scan.c) ---------------------------------------- */
 
+#define RN_SQL_MAX_TS_FORMAT 128   /* bytes of a timestamp_format */
+
 typedef enum ftype { FT_INTEGER, FT_REAL, FT_TEXT, FT_BOOLEAN, FT_JSON } ftype_t;
 typedef enum sformat { SF_JSON, SF_TEXT, SF_CSV } sformat_t;
 
@@ -45,6 +47,8 @@ typedef struct sdef {
     char      topic[RN_META_TOPIC_NAME_MAX + 1];
     sformat_t format;
     int       ts_field;          /* index into fields, -1: the record timestamp */
+    char      ts_format[RN_SQL_MAX_TS_FORMAT + 1];  /* "": ts_field is INTEGER ms; else
+                                    ts_field is TEXT read with rn_sql_parse_time */
     int       declared;
     int       nfields;
     sfield_t  fields[RN_SQL_MAX_FIELDS];
@@ -110,6 +114,7 @@ typedef struct front {
     char        name[RN_META_TOPIC_NAME_MAX + 1];
     int         name_tok;
     int         if_exists;
+    int         ts_tok, tsfmt_tok;   /* the values of timestamp, timestamp_format */
     /* SELECT */
     int         src_tok;      /* the FROM source */
     int         sel_b, sel_e, where_b, where_e, group_b, group_e, having_b, having_e;

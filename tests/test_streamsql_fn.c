@@ -53,7 +53,7 @@ static const char oracle_py[] =
     "    p = s.split(d)\n"
     "    return p[i] if i < len(p) else None\n"
     "q = sys.argv[2]\n"
-    "for r in recs:\n"
+    "for r in (recs if q != 'evwin' else []):\n"
     "    m, t, a = r.get('msg'), r['t'], r['at']\n"
     "    if q == 'regex':\n"
     "        row = [None if m is None else re.search(r'^(GET|POST) /api/', m) is not None,\n"
@@ -70,7 +70,15 @@ static const char oracle_py[] =
     "        row = [d.strftime('%Y-%m-%d %H:%M:%S.') + '%03d' % (d.microsecond // 1000),\n"
     "               d.hour, d.minute, d.day, at(t // 1000 * 1000).strftime('%Y-%m-%d %H:%M:%S'),\n"
     "               iso(a), d.strftime('%d/%m/%Y %H:%M:%S')]\n"
-    "    print('|'.join(f(v) for v in row))\n";
+    "    elif q == 'evtime':\n"
+    "        row = [iso(a), a]\n"
+    "    print('|'.join(f(v) for v in row))\n"
+    "if q == 'evwin':\n"
+    "    c = {}\n"
+    "    for r in recs:\n"
+    "        w = iso(r['at']) // 315360000000\n"
+    "        c[w] = c.get(w, 0) + 1\n"
+    "    for w in c: print('%d|%d' % (w, c[w]))\n";
 
 static char *python_rows(const char *query)
 {
@@ -180,6 +188,17 @@ static void test_against_python(void **state)
     check_query(f, "split",
                 "SELECT split_part(msg, ' ', 2), split_part(msg, '/', -1), "
                 "split_index(msg, '/', 3), split_part(msg, ' ', 9) FROM s");
+    /* event time from the ISO-8601 field: the stream definition is stored and
+     * read back by every statement */
+    char *out, err[RN_ERRMSG_SIZE];
+    int eo;
+    if (run_sql(f, "CREATE STREAM iso (msg TEXT, t INTEGER, at TEXT) WITH (topic = 'fn', "
+                "timestamp = 'at', timestamp_format = 'iso8601')", NULL, &out, &eo, err, NULL) != 0)
+        fail_msg("create: %s", err);
+    free(out);
+    check_query(f, "evtime", "SELECT ts, at FROM iso");
+    /* grouped by decade of the event time (groups in first-seen order) */
+    check_query(f, "evwin", "SELECT ts / 315360000000, count(*) FROM iso GROUP BY ts / 315360000000");
     check_query(f, "time",
                 "SELECT date_format(t, '%Y-%m-%d %H:%M:%S.%f'), hour(t), minute(t), day(t), "
                 "from_unixtime(t / 1000), to_timestamp(at), "
@@ -289,11 +308,73 @@ static void test_edges_and_errors(void **state)
     want_reject(f, "from_unixtime('x')", "seconds since the epoch");
 }
 
+/* A record whose ISO time does not parse is rejected with a clear reason,
+ * never read as time 0; CREATE STREAM refuses formats on the wrong fields. */
+static void test_event_time_errors(void **state)
+{
+    sqlfix_t *f = *state;
+    char *out, err[RN_ERRMSG_SIZE];
+    int eo;
+    rn_sql_stats_t st;
+    topic(f, "ev", 1);
+    produce1(f, "ev", 1, "{\"at\":\"2024-01-01T00:00:00.5-01:00\"}");
+    produce1(f, "ev", 2, "{\"at\":\"2024-01-01T24:00:00Z\"}");
+    produce1(f, "ev", 3, "{\"n\":1}");
+    produce1(f, "ev", 4, "{\"at\":\"01.02.2024 10:11:12\"}");
+    assert_int_equal(run_sql(f, "CREATE STREAM ev1 (at TEXT) WITH (topic = 'ev', timestamp = 'at', "
+                             "timestamp_format = 'iso8601')", NULL, &out, &eo, err, NULL), 0);
+    free(out);
+    assert_int_equal(run_sql(f, "SELECT ts FROM ev1", NULL, &out, &eo, err, &st), 0);
+    assert_string_equal(out, "1704070800500\n");
+    assert_int_equal(st.errors, 3);
+    if (!strstr(st.first_error, "offset 1: timestamp field 'at': cannot read "
+                "'2024-01-01T24:00:00Z' as iso8601: no such time 24:00:00"))
+        fail_msg("first_error: %s", st.first_error);
+    free(out);
+    /* a strptime pattern: the other records are the rejected ones */
+    assert_int_equal(run_sql(f, "CREATE STREAM ev2 (at TEXT) WITH (topic = 'ev', timestamp = 'at', "
+                             "timestamp_format = '%d.%m.%Y %H:%M:%S')", NULL, &out, &eo, err,
+                             NULL), 0);
+    free(out);
+    assert_int_equal(run_sql(f, "SELECT ts, at FROM ev2", NULL, &out, &eo, err, &st), 0);
+    assert_string_equal(out, "1706782272000|01.02.2024 10:11:12\n");
+    assert_int_equal(st.errors, 3);
+    if (!strstr(st.first_error, "does not match the format '%d.%m.%Y %H:%M:%S'"))
+        fail_msg("first_error: %s", st.first_error);
+    free(out);
+    static const struct { const char *sql, *msg; } bad[] = {
+        {"CREATE STREAM b1 (at INTEGER) WITH (topic = 'ev', timestamp = 'at', "
+         "timestamp_format = 'iso8601')", "timestamp_format reads a TEXT field; 'at' is INTEGER"},
+        {"CREATE STREAM b2 (at TEXT) WITH (topic = 'ev', timestamp = 'at')",
+         "a TEXT time needs timestamp_format = 'iso8601'"},
+        {"CREATE STREAM b3 (at TEXT) WITH (topic = 'ev', timestamp_format = 'iso8601')",
+         "timestamp_format needs timestamp = 'field'"},
+        {"CREATE STREAM b4 (at TEXT) WITH (topic = 'ev', timestamp = 'at', "
+         "timestamp_format = 'yyyy-MM-dd')", "neither 'iso8601' nor a strftime-style pattern"},
+        {"CREATE STREAM b5 (ts REAL) WITH (topic = 'ev', timestamp_format = 'iso8601')",
+         "timestamp_format reads a TEXT field; 'ts' is REAL"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (run_sql(f, bad[i].sql, NULL, &out, &eo, err, NULL) == 0 || !strstr(err, bad[i].msg))
+            fail_msg("%s: got '%s', want '%s'", bad[i].sql, err, bad[i].msg);
+        free(out);
+    }
+    /* a TEXT field named ts with a format is the event time */
+    assert_int_equal(run_sql(f, "CREATE STREAM ev3 (ts TEXT) WITH (topic = 'ev', "
+                             "timestamp_format = 'iso8601')", NULL, &out, &eo, err, NULL), 0);
+    free(out);
+    produce1(f, "ev", 5, "{\"ts\":\"1970-01-01T00:00:02Z\"}");
+    assert_int_equal(run_sql(f, "SELECT ts FROM ev3", NULL, &out, &eo, err, &st), 0);
+    assert_string_equal(out, "2000\n");
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_against_python, sqlfix_setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_edges_and_errors, sqlfix_setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_event_time_errors, sqlfix_setup, sqlfix_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
