@@ -41,6 +41,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -842,6 +843,61 @@ static int check_stream_reads(front_t *f, int *erroff, char *errmsg)
     return 0;
 }
 
+/* Flink's window table-valued functions over [b, e):
+ *   TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), size))
+ *   TABLE(HOP(TABLE s, DESCRIPTOR(ts), slide, size))      (Flink's order)
+ *   TABLE(SESSION(TABLE s, DESCRIPTOR(ts), gap))
+ * planned exactly as GROUP BY TUMBLE(ts, size) / HOP(ts, size, slide) /
+ * SESSION(ts, gap) with GROUP BY window_start, window_end (rn_front_plan). */
+static int parse_tvf(front_t *f, int b, int e, int *erroff, char *errmsg)
+{
+    static const char *const names[] = {"TUMBLE", "HOP", "SESSION"};
+    static const char *const forms[] = {
+        "FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '10' SECOND))",
+        "FROM TABLE(HOP(TABLE s, DESCRIPTOR(ts), INTERVAL '10' SECOND, INTERVAL '1' MINUTE)) "
+        "(slide, then size)",
+        "FROM TABLE(SESSION(TABLE s, DESCRIPTOR(ts), INTERVAL '30' SECOND))"};
+    int j = b + 2, w = -1;
+    for (int k = 0; k < 3; k++)
+        if (front_tok_is(f, j, names[k])) w = k;
+    if (w < 0) {
+        char wd[48];
+        return ferr(erroff, tok_off(f, j), errmsg, RN_EINVAL,
+                    "FROM TABLE(%s(...)): the window functions are TUMBLE, HOP and SESSION "
+                    "(CUMULATE is not supported)", tok_word(f, j, wd, sizeof wd));
+    }
+    int close = match_paren(f, b + 1);
+    int ok = close == e - 1 && j + 1 < e && f->toks[j + 1].kind == TK_LP &&
+             match_paren(f, j + 1) == close - 1 && front_tok_is(f, j + 2, "TABLE") &&
+             is_name_tok(f, j + 3) && j + 9 < e && f->toks[j + 4].kind == TK_COMMA &&
+             front_tok_is(f, j + 5, "DESCRIPTOR") && f->toks[j + 6].kind == TK_LP &&
+             is_name_tok(f, j + 7) && f->toks[j + 8].kind == TK_RP &&
+             f->toks[j + 9].kind == TK_COMMA;
+    int a1 = j + 10, a2 = -1;
+    if (ok && w == 1) {
+        ok = a1 + 2 < close - 1 && f->toks[a1 + 1].kind == TK_COMMA && a1 + 3 == close - 1;
+        a2 = a1 + 2;
+    } else if (ok) {
+        ok = a1 + 1 == close - 1;
+    }
+    if (!ok) {
+        if (close != e - 1 && close + 1 < f->ntoks)
+            return ferr(erroff, tok_off(f, close + 1), errmsg, RN_EINVAL,
+                        "FROM TABLE(...) takes no alias or join; it is written %s", forms[w]);
+        return ferr(erroff, tok_off(f, j), errmsg, RN_EINVAL, "%s is written %s", names[w],
+                    forms[w]);
+    }
+    f->tvf = w + 1;
+    f->tvf_b = b;
+    f->tvf_e = close;
+    f->tvf_src = j + 3;
+    f->tvf_col = j + 7;
+    /* Flink's HOP takes the slide first: size is the second interval */
+    f->tvf_size = w == 1 ? a2 : a1;
+    f->tvf_slide = w == 1 ? a1 : -1;
+    return 0;
+}
+
 static int parse_select(front_t *f, int *erroff, char *errmsg)
 {
     int i = f->body + 1;
@@ -910,6 +966,13 @@ static int parse_select(front_t *f, int *erroff, char *errmsg)
     if (f->sel_e == f->sel_b)
         return unexpected(f, f->sel_b, erroff, errmsg, "nothing selected");
     int nsrc = from_e - from_b;
+    if (front_tok_is(f, from_b, "TABLE") && from_b + 1 < from_e &&
+        f->toks[from_b + 1].kind == TK_LP) {
+        int rc = parse_tvf(f, from_b, from_e, erroff, errmsg);
+        if (rc != 0) return rc;
+        from_b = f->tvf_src;
+        nsrc = 1;
+    }
     if (nsrc < 1 || !is_name_tok(f, from_b) ||
         !(nsrc == 1 || (nsrc == 2 && is_name_tok(f, from_b + 1)) ||
           (nsrc == 3 && front_tok_is(f, from_b + 1, "AS") && is_name_tok(f, from_b + 2))))
@@ -929,6 +992,85 @@ static int parse_select(front_t *f, int *erroff, char *errmsg)
     return parse_tail(f, f->tail_b, erroff, errmsg);
 }
 
+/* INTERVAL literals (SQL's and Flink's): INTERVAL '10' SECOND, INTERVAL 10 MINUTES,
+ * INTERVAL '1.5' HOUR, INTERVAL '10 seconds'. Each becomes its value in ms, padded
+ * with spaces over the literal's bytes (errors point at the literal's start) (an integer never needs more room:
+ * "INTERVAL 'n' DAY" has 14 + n bytes, its ms at most n + 8 digits), so every
+ * offset stays the user's and every place that takes a duration in ms (window
+ * sizes, WITH options, arithmetic on ts) takes an INTERVAL. A name "interval" not
+ * followed by a string or number is left alone. */
+static int rewrite_intervals(front_t *f, int *erroff, char *errmsg)
+{
+    static const struct { const char *u; int64_t ms; } units[] = {
+        {"MILLISECOND", 1}, {"MILLISECONDS", 1}, {"SECOND", 1000}, {"SECONDS", 1000},
+        {"MINUTE", 60000}, {"MINUTES", 60000}, {"HOUR", 3600000}, {"HOURS", 3600000},
+        {"DAY", 86400000}, {"DAYS", 86400000},
+    };
+    for (int i = 0; i + 1 < f->ntoks; i++) {
+        if (!front_tok_is(f, i, "INTERVAL") ||
+            (f->toks[i + 1].kind != TK_STR && f->toks[i + 1].kind != TK_NUM))
+            continue;
+        char v[64];
+        int last = i + 1;
+        int64_t ms = -1;
+        if (f->toks[i + 1].kind == TK_STR ? front_ident(f, i + 1, v, sizeof v) != 0
+                                           : f->toks[i + 1].len >= sizeof v)
+            return ferr(erroff, tok_off(f, i + 1), errmsg, RN_EINVAL, "INTERVAL value too long");
+        if (f->toks[i + 1].kind == TK_NUM) {
+            memcpy(v, f->sql + f->toks[i + 1].off, f->toks[i + 1].len);
+            v[f->toks[i + 1].len] = '\0';
+        }
+        int unit = -1;
+        for (size_t k = 0; i + 2 < f->ntoks && k < sizeof units / sizeof units[0]; k++)
+            if (front_tok_is(f, i + 2, units[k].u)) unit = (int)k;
+        if (unit >= 0) {
+            char *end;
+            errno = 0;
+            double d = strtod(v, &end);
+            while (*end == ' ') end++;
+            if (*end || errno || !(d >= 0) || d > 1e13 || v[0] == '-' || v[0] == '+' ||
+                d * (double)units[unit].ms != floor(d * (double)units[unit].ms))
+                return ferr(erroff, tok_off(f, i + 1), errmsg, RN_EINVAL,
+                            "bad INTERVAL value '%s': a number >= 0 giving whole milliseconds "
+                            "(INTERVAL '10' SECOND)", v);
+            ms = (int64_t)(d * (double)units[unit].ms);
+            last = i + 2;
+        } else if (f->toks[i + 1].kind == TK_STR && front_interval(v, strlen(v), &ms) == 0) {
+            last = i + 1;             /* INTERVAL '10 seconds' */
+        } else {
+            char w[48];
+            const char *u = i + 2 < f->ntoks ? tok_word(f, i + 2, w, sizeof w) : "";
+            int fixed = !strncasecmp(u, "MONTH", 5) || !strncasecmp(u, "YEAR", 4) ||
+                        !strncasecmp(u, "WEEK", 4);
+            return ferr(erroff, tok_off(f, i + 2 < f->ntoks ? i + 2 : i + 1), errmsg, RN_EINVAL,
+                        "INTERVAL takes a unit MILLISECOND, SECOND, MINUTE, HOUR or DAY "
+                        "(INTERVAL '10' SECOND)%s", fixed ? "; months and years have no fixed "
+                        "length in milliseconds" : "");
+        }
+        if (front_tok_is(f, last + 1, "TO"))
+            return ferr(erroff, tok_off(f, last + 1), errmsg, RN_EINVAL,
+                        "INTERVAL ... TO ... is not supported; write one unit "
+                        "(INTERVAL '90' SECOND)");
+        if (!f->own) {
+            f->own = malloc(f->len + 1);
+            if (!f->own) return ferr(erroff, -1, errmsg, -ENOMEM, "out of memory");
+            memcpy(f->own, f->sql, f->len);
+            f->own[f->len] = '\0';
+        }
+        size_t b = f->toks[i].off, e = (size_t)tok_end(f, last);
+        char num[24];
+        int nn = snprintf(num, sizeof num, "%lld", (long long)ms);
+        memset(f->own + b, ' ', e - b);
+        memcpy(f->own + b, num, (size_t)nn);
+        i = last;
+    }
+    if (!f->own) return 0;
+    f->sql = f->own;
+    free(f->toks);
+    f->toks = NULL;
+    return tokenize(f, erroff, errmsg);
+}
+
 int rn_front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *errmsg)
 {
     memset(f, 0, sizeof *f);
@@ -942,6 +1084,7 @@ int rn_front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *e
                     "statement is %zu bytes long; the limit is %d bytes", len,
                     RN_SQL_MAX_SQL_LEN);
     int rc = tokenize(f, erroff, errmsg);
+    if (rc == 0) rc = rewrite_intervals(f, erroff, errmsg);
     if (rc != 0) return rc;
     if (f->ntoks == 0) return ferr(erroff, 0, errmsg, RN_EINVAL, "empty statement");
     if (front_tok_is(f, 0, "EXPLAIN")) {
@@ -1332,10 +1475,12 @@ static char key_affinity(const front_t *f, int b, int e, const sdef_t *def)
     return 'n';
 }
 
+static int plan_window_args(front_t *f, int w, int t, int a1, int a2, const sdef_t *def,
+                            int *erroff, char *errmsg);
+
 static int plan_window(front_t *f, int b, int e, const sdef_t *def, int *erroff, char *errmsg)
 {
     static const char *const names[] = {"TUMBLE", "HOP", "SESSION"};
-    static const win_kind_t kinds[] = {WK_TUMBLE, WK_HOP, WK_SESSION};
     static const int nargs[] = {2, 3, 2};
     static const char *const forms[] = {"TUMBLE(ts, '10s')", "HOP(ts, '1m', '10s') (size, slide)",
                                         "SESSION(ts, '30s') (gap)"};
@@ -1357,8 +1502,17 @@ static int plan_window(front_t *f, int b, int e, const sdef_t *def, int *erroff,
         (na > 1 && args[na - 1] + 1 != e - 1) || (na == 3 && args[2] - args[1] != 2))
         return ferr(erroff, tok_off(f, b), errmsg, RN_EINVAL, "%s is written %s", names[w],
                     forms[w]);
+    return plan_window_args(f, w, args[0], args[1], na == 3 ? args[2] : -1, def, erroff, errmsg);
+}
+
+/* The window of kind w (0 TUMBLE, 1 HOP, 2 SESSION) over the time column at
+ * token t, of size (gap) at token a1 and, for HOP, slide at token a2. */
+static int plan_window_args(front_t *f, int w, int t, int a1, int a2, const sdef_t *def,
+                            int *erroff, char *errmsg)
+{
+    static const char *const names[] = {"TUMBLE", "HOP", "SESSION"};
+    static const win_kind_t kinds[] = {WK_TUMBLE, WK_HOP, WK_SESSION};
     char col[RN_SQL_MAX_NAME * 4 + 1];
-    int t = args[0];
     int is_time = is_name_tok(f, t) && front_ident(f, t, col, sizeof col) == 0 &&
                   (strcasecmp(col, "ts") == 0 ||
                    (def->ts_field >= 0 && strcasecmp(col, def->fields[def->ts_field].name) == 0));
@@ -1373,14 +1527,14 @@ static int plan_window(front_t *f, int b, int e, const sdef_t *def, int *erroff,
                     tsf, tok_word(f, t, wd, sizeof wd));
     }
     f->win = kinds[w];
-    int rc = tok_interval(f, args[1], w == 2 ? "SESSION gap" : names[w], 0, &f->size_ms,
+    int rc = tok_interval(f, a1, w == 2 ? "SESSION gap" : names[w], 0, &f->size_ms,
                           erroff, errmsg);
     if (rc != 0) return rc;
     if (w == 1) {
-        rc = tok_interval(f, args[2], "HOP slide", 0, &f->slide_ms, erroff, errmsg);
+        rc = tok_interval(f, a2, "HOP slide", 0, &f->slide_ms, erroff, errmsg);
         if (rc != 0) return rc;
         if (f->slide_ms > f->size_ms || f->size_ms / f->slide_ms > RN_SQL_MAX_HOPS)
-            return ferr(erroff, tok_off(f, args[2]), errmsg, RN_EINVAL,
+            return ferr(erroff, tok_off(f, a2), errmsg, RN_EINVAL,
                         "HOP slide must be at most the size and at least size/%d",
                         RN_SQL_MAX_HOPS);
     }
@@ -1416,6 +1570,11 @@ static int check_internal_names(const front_t *f, const sdef_t *def, int *erroff
     return 0;
 }
 
+static const char *win_name_of(int w)
+{
+    return w == 0 ? "TUMBLE" : w == 1 ? "HOP" : "SESSION";
+}
+
 int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
 {
     int kb[RN_SQL_MAX_KEYS], ke[RN_SQL_MAX_KEYS];
@@ -1437,6 +1596,11 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
                             "%s applies to aggregations (GROUP BY)",
                             front_tok_is(f, i, "EMIT") ? "EMIT" : "WITH (watermark, ...)");
     }
+    if (f->tvf && !aggregating)
+        return ferr(erroff, tok_off(f, f->tvf_b), errmsg, RN_EINVAL,
+                    "FROM TABLE(%s(...)) is supported with GROUP BY window_start, window_end"
+                    "[, keys] and aggregates; to see rows, select from the stream itself",
+                    win_name_of(f->tvf - 1));
     if (!aggregating && !f->distinct) {
         f->win = WK_NONE;
         size_t start = f->toks[f->body].off;
@@ -1461,11 +1625,23 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
                     "HAVING could not be retracted; use EMIT FINAL with HAVING, or EMIT CHANGES "
                     "without HAVING and filter the changes downstream");
     f->win = WK_GLOBAL;
+    int tvf_bounds = 0;      /* bit 0 window_start, bit 1 window_end in GROUP BY */
+    if (f->tvf) {
+        int r = plan_window_args(f, f->tvf - 1, f->tvf_col, f->tvf_size, f->tvf_slide, def,
+                                 erroff, errmsg);
+        if (r < 0) return r;
+    }
     /* GROUP BY items: the window and the keys */
     int ib = f->group_b;
     for (int i = f->group_b; f->group_b >= 0 && i <= f->group_e; i++) {
         if (i < f->group_e && !(f->toks[i].kind == TK_COMMA && f->toks[i].depth == 0)) continue;
         if (i == ib) return unexpected(f, i, erroff, errmsg, "an empty GROUP BY item");
+        if (f->tvf && i - ib == 1 && (front_tok_is(f, ib, "window_start") ||
+                                      front_tok_is(f, ib, "window_end"))) {
+            tvf_bounds |= front_tok_is(f, ib, "window_start") ? 1 : 2;
+            ib = i + 1;
+            continue;
+        }
         int r = plan_window(f, ib, i, def, erroff, errmsg);
         if (r < 0) return r;
         if (r == 0) {
@@ -1484,6 +1660,11 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
         }
         ib = i + 1;
     }
+    if (f->tvf && tvf_bounds != 3)
+        return ferr(erroff, tok_off(f, f->group_b >= 0 ? f->group_b : f->tvf_b), errmsg,
+                    RN_EINVAL, "FROM TABLE(%s(...)) groups by its windows: write GROUP BY "
+                    "window_start, window_end[, keys]",
+                    win_name_of(f->tvf - 1));
     ib = f->sel_b;
     for (int i = f->sel_b; f->distinct && i <= f->sel_e; i++) {
         if (i < f->sel_e && !(f->toks[i].kind == TK_COMMA && f->toks[i].depth == 0)) continue;
@@ -1649,6 +1830,7 @@ int rn_front_check_functions(const front_t *f, sqlite3 *db, int *erroff, char *e
         return ferr(erroff, -1, errmsg, RN_ESQLITE, "cannot list sqlite's functions: %s",
                     sqlite3_errmsg(db));
     for (int i = f->body; rc == 0 && i + 1 < f->ntoks; i++) {
+        if (f->tvf && i >= f->tvf_b && i <= f->tvf_e) continue;     /* FROM TABLE(...) */
         if (f->toks[i].kind != TK_ID || f->toks[i + 1].kind != TK_LP || f->insub[i] ||
             (i > 0 && f->toks[i - 1].kind == TK_DOT) ||
             sqlite3_keyword_check(f->sql + f->toks[i].off, (int)f->toks[i].len))
@@ -1715,6 +1897,7 @@ int rn_front_check_functions(const front_t *f, sqlite3 *db, int *erroff, char *e
 
 void rn_front_free(front_t *f)
 {
+    free(f->own);
     free(f->toks);
     free(f->insub);
     for (int k = 0; k < f->nkeys; k++) free(f->keys[k]);

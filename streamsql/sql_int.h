@@ -102,7 +102,9 @@ typedef struct agg {
 } agg_t;
 
 typedef struct front {
-    const char *sql;          /* the statement (borrowed) */
+    const char *sql;          /* the statement (borrowed), or own */
+    char       *own;          /* the statement with INTERVAL literals replaced by their ms,
+                                 padded to the same length (offsets unchanged); owned */
     size_t      len;
     tok_t      *toks;
     int         ntoks;
@@ -117,6 +119,8 @@ typedef struct front {
     int         ts_tok, tsfmt_tok;   /* the values of timestamp, timestamp_format */
     /* SELECT */
     int         src_tok;      /* the FROM source */
+    int         tvf;          /* FROM TABLE(TUMBLE|HOP|SESSION(...)): 1 + the kind, 0 none */
+    int         tvf_b, tvf_e, tvf_src, tvf_col, tvf_size, tvf_slide;   /* its tokens */
     int         sel_b, sel_e, where_b, where_e, group_b, group_e, having_b, having_e;
     int         tail_b;       /* first of LIMIT / EMIT / WITH (ntoks when none) */
     int         distinct;

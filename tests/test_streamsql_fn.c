@@ -369,12 +369,115 @@ static void test_event_time_errors(void **state)
     free(out);
 }
 
+static char *run_ok(sqlfix_t *f, const char *sql)
+{
+    char *out, err[RN_ERRMSG_SIZE];
+    int eo;
+    if (run_sql(f, sql, NULL, &out, &eo, err, NULL) != 0) fail_msg("%s: %s", sql, err);
+    return out;
+}
+
+/* Two statements give the same EXPLAIN and the same rows. */
+static void same_plan(sqlfix_t *f, const char *a, const char *b)
+{
+    char ea[2048], eb[2048];
+    snprintf(ea, sizeof ea, "EXPLAIN %s", a);
+    snprintf(eb, sizeof eb, "EXPLAIN %s", b);
+    char *pa = run_ok(f, ea), *pb = run_ok(f, eb);
+    if (strcmp(pa, pb) != 0) fail_msg("plans differ:\n%s\n---\n%s", pa, pb);
+    assert_non_null(strstr(pa, "window: "));
+    free(pa);
+    free(pb);
+    char *ra = run_ok(f, a), *rb = run_ok(f, b);
+    if (strcmp(ra, rb) != 0) fail_msg("rows differ:\n%s\n---\n%s", ra, rb);
+    assert_true(strlen(ra) > 10);
+    free(ra);
+    free(rb);
+}
+
+/* INTERVAL literals wherever a duration goes, and Flink's window TVFs
+ * planned exactly as GROUP BY TUMBLE/HOP/SESSION (EXPLAIN and rows equal). */
+static void test_intervals_and_tvf(void **state)
+{
+    sqlfix_t *f = *state;
+    topic(f, "w", 1);
+    trec_t r[300];
+    char js[300][48];
+    for (int i = 0; i < 300; i++) {
+        snprintf(js[i], sizeof js[i], "{\"k\":\"k%d\",\"x\":%d}", i % 3, i * 7 % 11);
+        r[i].ts = 1700000000000ll + i * 37 + (i % 5 == 0 ? 900 : 0);
+        r[i].key = NULL;
+        r[i].value = js[i];
+    }
+    produce(f, "w", 0, r, 300);
+    char *out = run_ok(f, "CREATE STREAM ws (k TEXT, x INTEGER) WITH (topic = 'w')");
+    free(out);
+    same_plan(f, "SELECT window_start, window_end, k, count(*) AS n, sum(x) FROM "
+                 "TABLE(TUMBLE(TABLE ws, DESCRIPTOR(ts), INTERVAL '1' SECOND)) WHERE x > 2 "
+                 "GROUP BY window_start, window_end, k",
+              "SELECT window_start, window_end, k, count(*) AS n, sum(x) FROM ws WHERE x > 2 "
+              "GROUP BY TUMBLE(ts, '1s'), k");
+    same_plan(f, "SELECT window_start, window_end, count(*) FROM TABLE(HOP(TABLE ws, "
+                 "DESCRIPTOR(ts), INTERVAL '500' MILLISECONDS, INTERVAL '2' SECONDS)) "
+                 "GROUP BY window_start, window_end WITH (watermark = INTERVAL '1' SECOND)",
+              "SELECT window_start, window_end, count(*) FROM ws GROUP BY HOP(ts, '2s', "
+              "'500ms') WITH (watermark = '1s')");
+    same_plan(f, "SELECT window_start, window_end, k, max(x) FROM TABLE(SESSION(TABLE ws, "
+                 "DESCRIPTOR(ts), INTERVAL '0.2' SECOND)) GROUP BY k, window_end, window_start",
+              "SELECT window_start, window_end, k, max(x) FROM ws GROUP BY SESSION(ts, 200), k");
+    same_plan(f, "SELECT window_start, count(*) FROM ws GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE) "
+                 "WITH (idle_timeout = INTERVAL '10 seconds')",
+              "SELECT window_start, count(*) FROM ws GROUP BY TUMBLE(ts, '1m') "
+              "WITH (idle_timeout = '10s')");
+    /* in expressions: the value in ms */
+    out = run_ok(f, "SELECT ts - INTERVAL '1' HOUR - (ts - 3600000), INTERVAL '1.5' SECOND, "
+                    "INTERVAL 2 MINUTES, INTERVAL '1' DAY, INTERVAL '10s' FROM ws LIMIT 1");
+    assert_string_equal(out, "0|1500|120000|86400000|10000\n");
+    free(out);
+    /* a column named interval is still a column */
+    out = run_ok(f, "CREATE STREAM wi (interval INTEGER, x INTEGER) WITH (topic = 'w')");
+    free(out);
+    out = run_ok(f, "SELECT interval, x FROM wi LIMIT 1");
+    assert_string_equal(out, "NULL|0\n");
+    free(out);
+    static const struct { const char *sql, *msg; int off; } bad[] = {
+        {"SELECT INTERVAL '1' MONTH FROM ws", "months and years have no fixed length", 20},
+        {"SELECT INTERVAL '-1' SECOND FROM ws", "bad INTERVAL value '-1'", 16},
+        {"SELECT INTERVAL '1' MINUTE TO SECOND FROM ws", "INTERVAL ... TO ... is not supported",
+         27},
+        {"SELECT INTERVAL '0.5' MILLISECOND FROM ws", "whole milliseconds", 16},
+        {"SELECT count(*) FROM ws GROUP BY TUMBLE(ts, INTERVAL '0' SECOND)",
+         "greater than zero", 44},
+        {"SELECT * FROM TABLE(TUMBLE(TABLE ws, DESCRIPTOR(ts), INTERVAL '1' SECOND))",
+         "is supported with GROUP BY window_start, window_end", 14},
+        {"SELECT count(*) FROM TABLE(TUMBLE(TABLE ws, DESCRIPTOR(ts), INTERVAL '1' SECOND)) "
+         "GROUP BY window_end, k", "write GROUP BY window_start, window_end", 91},
+        {"SELECT count(*) FROM TABLE(CUMULATE(TABLE ws, DESCRIPTOR(ts), INTERVAL '1' SECOND)) "
+         "GROUP BY window_start, window_end", "CUMULATE is not supported", 27},
+        {"SELECT count(*) FROM TABLE(HOP(TABLE ws, DESCRIPTOR(ts), INTERVAL '1' SECOND)) "
+         "GROUP BY window_start, window_end", "HOP is written FROM TABLE(HOP(TABLE s", 27},
+        {"SELECT count(*) FROM TABLE(TUMBLE(TABLE ws, DESCRIPTOR(k), INTERVAL '1' SECOND)) "
+         "GROUP BY window_start, window_end", "'k' is not a time column", 55},
+        {"SELECT count(*) FROM TABLE(TUMBLE(TABLE ws, DESCRIPTOR(ts), INTERVAL '1' SECOND)) "
+         "GROUP BY window_start, window_end, TUMBLE(ts, '1s')", "at most one window", 117},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char err[RN_ERRMSG_SIZE];
+        int eo = -1;
+        if (run_sql(f, bad[i].sql, NULL, &out, &eo, err, NULL) == 0 || !strstr(err, bad[i].msg))
+            fail_msg("%s: got '%s', want '%s'", bad[i].sql, err, bad[i].msg);
+        if (eo != bad[i].off) fail_msg("%s: offset %d, want %d", bad[i].sql, eo, bad[i].off);
+        free(out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_against_python, sqlfix_setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_edges_and_errors, sqlfix_setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_event_time_errors, sqlfix_setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_intervals_and_tvf, sqlfix_setup, sqlfix_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
