@@ -709,6 +709,28 @@ static void fn_proctime(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     (void)argv;
 }
 
+/* __rn_num(x, 'stddev'): x as a number (numeric text converted, as sqlite's
+ * sum does), NULL as NULL; other text and blobs are an error naming the
+ * aggregate. The front wraps the arguments of the statistical aggregates in
+ * it, so a record with such a value is rejected rather than folded. */
+static void fn_num(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    sqlite3_value *v = argv[0];
+    int t = sqlite3_value_numeric_type(v);
+    if (t == SQLITE_INTEGER || t == SQLITE_FLOAT || t == SQLITE_NULL) {
+        sqlite3_result_value(ctx, v);
+        return;
+    }
+    char m[200];
+    if (t == SQLITE_TEXT)
+        snprintf(m, sizeof m, "%s(): '%.40s' is not a number", sqlite3_value_text(argv[1]),
+                 (const char *)sqlite3_value_text(v));
+    else
+        snprintf(m, sizeof m, "%s(): a blob is not a number", sqlite3_value_text(argv[1]));
+    sqlite3_result_error(ctx, m, -1);
+    (void)argc;
+}
+
 /* ---- registration ----------------------------------------------------------------- */
 
 int rn_fn_register(sqlite3 *db, char *errmsg)
@@ -737,6 +759,7 @@ int rn_fn_register(sqlite3 *db, char *errmsg)
         {"from_unixtime", 1, fn_from_unixtime, 0, det},
         {"from_unixtime", 2, fn_from_unixtime, 0, det},
         {"proctime", 0, fn_proctime, 0, SQLITE_UTF8},
+        {"__rn_num", 2, fn_num, 0, det},
     };
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
         if (sqlite3_create_function_v2(db, fns[i].name, fns[i].nargs, fns[i].flags,

@@ -1144,7 +1144,13 @@ int rn_front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *e
 static const struct { const char *name; agg_kind_t kind; } agg_names[] = {
     {"count", AG_COUNT}, {"sum", AG_SUM}, {"total", AG_TOTAL}, {"avg", AG_AVG},
     {"min", AG_MIN}, {"max", AG_MAX}, {"first", AG_FIRST}, {"last", AG_LAST},
+    {"stddev", AG_STD_SAMP}, {"stddev_samp", AG_STD_SAMP}, {"stddev_pop", AG_STD_POP},
+    {"variance", AG_VAR_SAMP}, {"var_samp", AG_VAR_SAMP}, {"var_pop", AG_VAR_POP},
+    {"percentile_approx", AG_PCTL}, {"approx_count_distinct", AG_HLL},
 };
+#define AGG_LIST "count, count(DISTINCT), sum, total, avg, min, max, first, last, stddev, " \
+                 "stddev_samp, stddev_pop, variance, var_samp, var_pop, " \
+                 "approx_count_distinct, percentile_approx (any with FILTER (WHERE ...))"
 static const char *const unsupported_aggs[] = {"group_concat", "string_agg", "json_group_array",
                                                "json_group_object", "median", "percentile"};
 
@@ -1188,11 +1194,19 @@ static char *dup_range(const front_t *f, int b, int e)
     return s;
 }
 
-/* Is there an aggregate call at token i (below end)? 1 with its kind,
- * distinct flag, argument tokens [*ab, *ae) and closing ')' in *close; 0
+/* An aggregate call found by agg_at. */
+typedef struct acall {
+    agg_kind_t kind;
+    int        distinct;
+    int        ab, ae;       /* the argument's tokens */
+    int        close;        /* the last token of the call (its ')' or FILTER's) */
+    int        fb, fe;       /* FILTER (WHERE ...)'s condition tokens; fb -1: none */
+    double     param;        /* percentile_approx's fraction */
+} acall_t;
+
+/* Is there an aggregate call at token i (below end)? 1 with it in *ac; 0
  * when not (including min/max with several arguments: scalar); <0 error. */
-static int agg_at(const front_t *f, int i, int end, agg_kind_t *kind, int *distinct, int *ab,
-                  int *ae, int *close, int *erroff, char *errmsg)
+static int agg_at(const front_t *f, int i, int end, acall_t *ac, int *erroff, char *errmsg)
 {
     if (f->toks[i].kind != TK_ID || i + 1 >= end || f->toks[i + 1].kind != TK_LP) return 0;
     if (i > 0 && f->toks[i - 1].kind == TK_DOT) return 0;
@@ -1205,57 +1219,95 @@ static int agg_at(const front_t *f, int i, int end, agg_kind_t *kind, int *disti
         for (size_t u = 0; u < sizeof unsupported_aggs / sizeof unsupported_aggs[0]; u++)
             if (front_tok_is(f, i, unsupported_aggs[u]))
                 return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
-                            "aggregate %s() is not supported on streams; supported: count, "
-                            "count(DISTINCT), sum, total, avg, min, max, first, last",
-                            unsupported_aggs[u]);
+                            "aggregate %s() is not supported on streams; supported: "
+                            AGG_LIST, unsupported_aggs[u]);
         return 0;
     }
     int c = match_paren(f, i + 1);
     int d = f->toks[i + 1].depth + 1;
-    int commas = 0;
+    int commas = 0, comma = -1;
     for (int j = i + 2; j < c; j++)
-        if (f->toks[j].kind == TK_COMMA && f->toks[j].depth == d) commas++;
+        if (f->toks[j].kind == TK_COMMA && f->toks[j].depth == d) {
+            commas++;
+            if (comma < 0) comma = j;
+        }
     agg_kind_t kd = agg_names[k].kind;
+    memset(ac, 0, sizeof *ac);
+    ac->fb = ac->fe = -1;
     if (commas && (kd == AG_MIN || kd == AG_MAX)) return 0;
-    if (commas)
+    if (kd == AG_PCTL) {
+        char num[32];
+        char *endp = NULL;
+        if (commas == 1 && c - comma == 2 && f->toks[comma + 1].kind == TK_NUM &&
+            f->toks[comma + 1].len < sizeof num) {
+            memcpy(num, f->sql + f->toks[comma + 1].off, f->toks[comma + 1].len);
+            num[f->toks[comma + 1].len] = '\0';
+            ac->param = strtod(num, &endp);
+        }
+        if (!endp || *endp || !(ac->param >= 0 && ac->param <= 1))
+            return ferr(erroff, tok_off(f, comma > 0 ? comma + 1 : i), errmsg, RN_EINVAL,
+                        "percentile_approx(x, p) takes a constant fraction p from 0 to 1 "
+                        "(0.5: the median, 0.99: the 99th percentile)");
+    } else if (commas) {
         return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
                     "%s() takes one argument on streams", agg_names[k].name);
-    if (front_tok_is(f, c + 1, "FILTER") || front_tok_is(f, c + 1, "OVER"))
+    }
+    int close = c;
+    if (front_tok_is(f, c + 1, "OVER"))
         return ferr(erroff, tok_off(f, c + 1), errmsg, RN_EINVAL,
-                    "FILTER and OVER are not supported on streams (use WHERE and GROUP BY)");
+                    "OVER is not supported on streams (aggregate with GROUP BY TUMBLE(ts, '1m') "
+                    "or HOP, SESSION)");
+    if (front_tok_is(f, c + 1, "FILTER")) {
+        if (c + 3 >= f->ntoks || f->toks[c + 2].kind != TK_LP ||
+            !front_tok_is(f, c + 3, "WHERE") || match_paren(f, c + 2) == c + 4)
+            return ferr(erroff, tok_off(f, c + 1), errmsg, RN_EINVAL,
+                        "FILTER is written %s(...) FILTER (WHERE condition)", agg_names[k].name);
+        ac->fb = c + 4;
+        ac->fe = match_paren(f, c + 2);
+        close = ac->fe;
+        for (int j = ac->fb; j < ac->fe; j++) {
+            acall_t in;
+            int r = agg_at(f, j, ac->fe, &in, erroff, errmsg);
+            if (r < 0) return r;
+            if (r > 0)
+                return ferr(erroff, tok_off(f, j), errmsg, RN_EINVAL,
+                            "an aggregate in FILTER (WHERE ...) is not valid: the condition "
+                            "is evaluated per record");
+        }
+    }
     int a = i + 2;
-    *distinct = 0;
-    if (front_tok_is(f, a, "DISTINCT")) { *distinct = 1; a++; }
+    if (front_tok_is(f, a, "DISTINCT")) { ac->distinct = 1; a++; }
     else if (front_tok_is(f, a, "ALL")) a++;
+    int ae = kd == AG_PCTL ? comma : c;
     if (kd == AG_COUNT && (a == c || (c - a == 1 && f->toks[a].kind == TK_STAR))) {
-        if (*distinct)
+        if (ac->distinct)
             return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL, "count(DISTINCT *) is not valid");
         kd = AG_COUNT_STAR;
-    } else if (a == c) {
+    } else if (a >= ae) {
         return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL, "%s() needs an argument",
                     agg_names[k].name);
     }
-    for (int j = a; j < c; j++) {
-        agg_kind_t k2; int d2, b2, e2, c2;
-        int r = agg_at(f, j, c, &k2, &d2, &b2, &e2, &c2, erroff, errmsg);
+    for (int j = a; j < ae; j++) {
+        acall_t in;
+        int r = agg_at(f, j, ae, &in, erroff, errmsg);
         if (r < 0) return r;
         if (r > 0)
             return ferr(erroff, tok_off(f, j), errmsg, RN_EINVAL,
                         "aggregate calls cannot be nested");
     }
-    *kind = kd;
-    *ab = a;
-    *ae = c;
-    *close = c;
+    ac->kind = kd;
+    ac->ab = a;
+    ac->ae = ae;
+    ac->close = close;
     return 1;
 }
 
-/* Find or add the aggregate; its index in *idx. */
-static int agg_intern(front_t *f, int call, agg_kind_t kind, int distinct, int ab, int ae,
-                      int close, int *idx, int *erroff, char *errmsg)
+/* Find or add the aggregate call at token call; its index in *idx. */
+static int agg_intern(front_t *f, int call, const acall_t *ac, int *idx, int *erroff,
+                      char *errmsg)
 {
     rn_buf_t t = RN_BUF_INIT;
-    if (norm_text(f, call, close + 1, &t) != 0) return -ENOMEM;
+    if (norm_text(f, call, ac->close + 1, &t) != 0) return -ENOMEM;
     /* the function name's case does not matter */
     for (size_t k = 0; k < f->toks[call].len; k++) t.data[k] = (uint8_t)tolower(t.data[k]);
     for (int k = 0; k < f->naggs; k++)
@@ -1270,12 +1322,15 @@ static int agg_intern(front_t *f, int call, agg_kind_t kind, int distinct, int a
                     "a query has at most %d different aggregate calls", RN_SQL_MAX_AGGS);
     }
     agg_t *a = &f->aggs[f->naggs];
-    a->kind = kind;
-    a->distinct = distinct;
+    a->kind = ac->kind;
+    a->distinct = ac->distinct;
+    a->param = ac->param;
     a->text = (char *)t.data;
-    a->arg = kind == AG_COUNT_STAR ? NULL : dup_range(f, ab, ae);
-    if (kind != AG_COUNT_STAR && !a->arg) return -ENOMEM;
-    *idx = f->naggs++;
+    a->arg = ac->kind == AG_COUNT_STAR ? NULL : dup_range(f, ac->ab, ac->ae);
+    a->filter = ac->fb >= 0 ? dup_range(f, ac->fb, ac->fe) : NULL;
+    f->naggs++;
+    if ((ac->kind != AG_COUNT_STAR && !a->arg) || (ac->fb >= 0 && !a->filter)) return -ENOMEM;
+    *idx = f->naggs - 1;
     return 0;
 }
 
@@ -1420,17 +1475,18 @@ static int rewrite(front_t *f, int b, int e, const int *kb, const int *ke, rn_bu
 {
     size_t pos = f->toks[b].off;
     for (int i = b; i < e;) {
-        agg_kind_t kind; int distinct, ab, ae, close, idx = -1;
-        int r = agg_at(f, i, e, &kind, &distinct, &ab, &ae, &close, erroff, errmsg);
+        acall_t ac;
+        int idx = -1;
+        int r = agg_at(f, i, e, &ac, erroff, errmsg);
         if (r < 0) return r;
         int next = i + 1;
         if (r > 0) {
-            int rc = agg_intern(f, i, kind, distinct, ab, ae, close, &idx, erroff, errmsg);
+            int rc = agg_intern(f, i, &ac, &idx, erroff, errmsg);
             if (rc != 0) return rc;
             if (append(out, f->sql + pos, f->toks[i].off - pos) != 0 ||
                 appendf(out, "__a%d", idx) != 0)
                 return -ENOMEM;
-            next = close + 1;
+            next = ac.close + 1;
         } else {
             for (int k = 0; k < f->nkeys; k++)
                 if (key_at(f, b, i, e, kb, ke, k)) {
@@ -1584,8 +1640,8 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
     /* aggregates in the select list or HAVING? */
     int aggregating = f->group_b >= 0 || f->having_b >= 0;
     for (int i = f->sel_b; i < f->sel_e && !aggregating; i++) {
-        agg_kind_t k; int d, ab, ae, c;
-        int r = agg_at(f, i, f->sel_e, &k, &d, &ab, &ae, &c, erroff, errmsg);
+        acall_t ac;
+        int r = agg_at(f, i, f->sel_e, &ac, erroff, errmsg);
         if (r < 0) return r;
         aggregating = r;
     }
@@ -1731,10 +1787,25 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
         if (rc == 0) rc = append(&b, ")", 1);
     }
     for (int k = 0; rc == 0 && k < f->naggs; k++) {
-        if (!f->aggs[k].arg) continue;
-        rc = append(&b, ", (", 3);
-        if (rc == 0) rc = append(&b, f->aggs[k].arg, strlen(f->aggs[k].arg));
-        if (rc == 0) rc = append(&b, ")", 1);
+        const agg_t *a = &f->aggs[k];
+        int numeric = a->kind >= AG_VAR_SAMP && a->kind <= AG_PCTL;
+        if (a->arg) {
+            /* the statistical aggregates take numbers: a record whose argument is
+             * text or a blob fails the row (fn.c's __rn_num), so it is rejected */
+            rc = append(&b, numeric ? ", __rn_num((" : ", (", numeric ? 12 : 3);
+            if (rc == 0) rc = append(&b, a->arg, strlen(a->arg));
+            if (rc == 0 && numeric) {
+                size_t nl = strcspn(a->text, "(");
+                rc = appendf(&b, "), '%.*s')", (int)nl, a->text);
+            } else if (rc == 0) {
+                rc = append(&b, ")", 1);
+            }
+        }
+        if (rc == 0 && a->filter) {
+            rc = append(&b, ", (", 3);
+            if (rc == 0) rc = append(&b, a->filter, strlen(a->filter));
+            if (rc == 0) rc = append(&b, ")", 1);
+        }
     }
     if (rc == 0) rc = append(&b, ", __idx FROM ", 13);    /* the row's index in the batch */
     {
@@ -1865,15 +1936,14 @@ int rn_front_check_functions(const front_t *f, sqlite3 *db, int *erroff, char *e
         const char *type = NULL;
         if (sqlite3_step(st) == SQLITE_ROW) type = (const char *)sqlite3_column_text(st, 0);
         if (!type) {
-            int distinct = strcasecmp(name, "approx_count_distinct") == 0 ||
-                           strcasecmp(name, "approx_distinct") == 0 ||
+            int distinct = strcasecmp(name, "approx_distinct") == 0 ||
                            strcasecmp(name, "count_distinct") == 0;
             rc = ferr(erroff, off, errmsg, RN_EINVAL,
-                      "no such function: %s()%s; streamsql's aggregates are count, "
-                      "count(DISTINCT), sum, total, avg, min, max, first, last, and its scalar "
-                      "functions are sqlite's plus streamsql's (regexp_like, split_part, "
-                      "date_format, ...: streamsql/README.md)", name,
-                      distinct ? " (count(DISTINCT x) counts distinct values exactly)" : "");
+                      "no such function: %s()%s; streamsql's aggregates are " AGG_LIST
+                      ", and its scalar functions are sqlite's plus streamsql's (regexp_like, "
+                      "split_part, date_format, ...: streamsql/README.md)", name,
+                      distinct ? " (count(DISTINCT x) counts distinct values exactly, "
+                                 "approx_count_distinct(x) estimates them)" : "");
             break;
         }
         if (type[0] == 's') continue;
@@ -1887,8 +1957,7 @@ int rn_front_check_functions(const front_t *f, sqlite3 *db, int *erroff, char *e
                       "TUMBLE(ts, '1m') (or HOP, SESSION) instead", name);
         else
             rc = ferr(erroff, off, errmsg, RN_EINVAL,
-                      "aggregate %s() is not supported on streams; supported: count, "
-                      "count(DISTINCT), sum, total, avg, min, max, first, last", name);
+                      "aggregate %s() is not supported on streams; supported: " AGG_LIST, name);
     }
     sqlite3_finalize(st);
     if (rc == 0) rc = check_patterns(f, erroff, errmsg);
@@ -1904,6 +1973,7 @@ void rn_front_free(front_t *f)
     for (int k = 0; k < f->naggs; k++) {
         free(f->aggs[k].text);
         free(f->aggs[k].arg);
+        free(f->aggs[k].filter);
     }
     free(f->batch_sql);
     free(f->emit_sql);

@@ -428,7 +428,7 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
         return prepare_error(q, "", 0, erroff, errmsg);
     if (q->f.win != WK_NONE) {
         for (int k = 0; k < q->f.naggs; k++)
-            if (q->f.aggs[k].arg) q->nargs++;
+            q->nargs += (q->f.aggs[k].arg != NULL) + (q->f.aggs[k].filter != NULL);
         if (sqlite3_prepare_v2(q->db, q->f.emit_sql, -1, &q->est, NULL) != SQLITE_OK)
             return prepare_error(q, "", 1, erroff, errmsg);
         win_cfg_t cfg;
@@ -445,6 +445,8 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
         for (int k = 0; k < q->f.naggs; k++) {
             cfg.agg[k] = q->f.aggs[k].kind;
             cfg.distinct[k] = q->f.aggs[k].distinct;
+            cfg.filter[k] = q->f.aggs[k].filter != NULL;
+            cfg.param[k] = q->f.aggs[k].param;
         }
         if ((rc = rn_win_create(&cfg, &q->win, errmsg)) != 0) return rc;
         q->b.win = q->win;
@@ -926,7 +928,7 @@ static int64_t frontier(const rn_sql_t *q, uint32_t skip)
 static int step_rows(rn_sql_t *q, uint32_t queue, int64_t others, uint64_t *skip,
                      uint64_t *fed, int *s, char *errmsg)
 {
-    sqlite3_value *keys[RN_SQL_MAX_KEYS], *args[RN_SQL_MAX_AGGS];
+    sqlite3_value *keys[RN_SQL_MAX_KEYS], *args[2 * RN_SQL_MAX_AGGS];
     int rc = 0;
     sqlite3_reset(q->bst);
     while ((*s = sqlite3_step(q->bst)) == SQLITE_ROW) {

@@ -92,13 +92,18 @@ int  rn_scan_record(const sdef_t *def, uint64_t need, const uint8_t *v, int32_t 
 typedef enum stmt_kind { SK_SELECT, SK_EXPLAIN, SK_CREATE, SK_DROP, SK_SHOW, SK_DESCRIBE } stmt_kind_t;
 typedef enum win_kind { WK_NONE, WK_GLOBAL, WK_TUMBLE, WK_HOP, WK_SESSION } win_kind_t;
 typedef enum agg_kind { AG_COUNT_STAR, AG_COUNT, AG_SUM, AG_TOTAL, AG_AVG, AG_MIN, AG_MAX,
-                        AG_FIRST, AG_LAST } agg_kind_t;
+                        AG_FIRST, AG_LAST,
+                        /* numeric arguments only (front.c wraps them in __rn_num) */
+                        AG_VAR_SAMP, AG_VAR_POP, AG_STD_SAMP, AG_STD_POP, AG_PCTL,
+                        AG_HLL } agg_kind_t;
 
 typedef struct agg {
     agg_kind_t kind;
     int        distinct;
     char      *text;         /* "count(DISTINCT svc)", for EXPLAIN and dedupe; owned */
     char      *arg;          /* the argument's text; NULL for count(*); owned */
+    char      *filter;       /* FILTER (WHERE <filter>)'s condition; NULL: none; owned */
+    double     param;        /* percentile_approx's fraction */
 } agg_t;
 
 typedef struct front {
@@ -168,6 +173,9 @@ typedef struct win_cfg {
     int        nkeys, naggs;
     agg_kind_t agg[RN_SQL_MAX_AGGS];
     int        distinct[RN_SQL_MAX_AGGS];
+    int        filter[RN_SQL_MAX_AGGS];   /* the row has a filter column after the argument:
+                                             the aggregate skips rows where it is not true */
+    double     param[RN_SQL_MAX_AGGS];    /* percentile_approx's fraction */
     int        changes;      /* EMIT CHANGES */
     int        first_seen;   /* with changes: a group is emitted once, when created
                                 (SELECT DISTINCT) */
@@ -179,9 +187,9 @@ typedef struct wgroup wgroup_t;
 
 int  rn_win_create(const win_cfg_t *cfg, win_t **out, char *errmsg);
 void rn_win_destroy(win_t *w);
-/* One row of the per-batch statement: ts, then nkeys keys, then one value
- * per aggregate that takes an argument (count(*) takes none). Late rows are
- * counted in *late and not added. */
+/* One row of the per-batch statement: ts, then nkeys keys, then per
+ * aggregate its argument's value (count(*) takes none) and, with FILTER, the
+ * condition's value. Late rows are counted in *late and not added. */
 int  rn_win_add(win_t *w, int64_t ts, sqlite3_value **keys, sqlite3_value **args, uint64_t *late,
              char *errmsg);
 /* Groups to emit now: with close_all = 1 every open window (end of input:

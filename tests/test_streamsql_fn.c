@@ -8,6 +8,7 @@
  */
 #include "tests/test_streamsql_util.h"
 
+#include <math.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +25,12 @@ static uint64_t next_rand(void)
 static int pick(int n) { return (int)(next_rand() % (uint64_t)n); }
 
 static char corpus_path[96];
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
 
 /* The python3 oracle: argv[1] the corpus (JSON lines), argv[2] the query's
  * name; prints the rows as the test's collect_row formats them. */
@@ -53,7 +60,7 @@ static const char oracle_py[] =
     "    p = s.split(d)\n"
     "    return p[i] if i < len(p) else None\n"
     "q = sys.argv[2]\n"
-    "for r in (recs if q != 'evwin' else []):\n"
+    "for r in (recs if q not in ('evwin', 'stats') else []):\n"
     "    m, t, a = r.get('msg'), r['t'], r['at']\n"
     "    if q == 'regex':\n"
     "        row = [None if m is None else re.search(r'^(GET|POST) /api/', m) is not None,\n"
@@ -73,6 +80,24 @@ static const char oracle_py[] =
     "    elif q == 'evtime':\n"
     "        row = [iso(a), a]\n"
     "    print('|'.join(f(v) for v in row))\n"
+    "if q == 'stats':\n"
+    "    import statistics as st\n"
+    "    wins = {}\n"
+    "    for r in recs:\n"
+    "        w = r['ts'] // 2000 * 2000\n"
+    "        wins.setdefault(w, {}).setdefault(r['g'], []).append(r)\n"
+    "    def sd(v, pop, var):\n"
+    "        if len(v) < (1 if pop else 2): return None\n"
+    "        if var: return st.pvariance(v) if pop else st.variance(v)\n"
+    "        return st.pstdev(v) if pop else st.stdev(v)\n"
+    "    for w in sorted(wins):\n"
+    "        for g, rs in wins[w].items():\n"
+    "            xs = [r['x'] for r in rs if r.get('x') is not None]\n"
+    "            fn = [r['n'] for r in rs if r.get('x') is not None and r['x'] > 0.5]\n"
+    "            ev = [r['x'] for r in rs if r.get('x') is not None and r['n'] % 2 == 0]\n"
+    "            row = [w, g, len(rs), sd(xs, 0, 0), sd(xs, 1, 0), sd(xs, 0, 1), sd(xs, 1, 1),\n"
+    "                   sum(1 for r in rs if r['n'] > 50), sum(fn) if fn else None, sd(ev, 0, 0)]\n"
+    "            print('|'.join(f(v) for v in row))\n"
     "if q == 'evwin':\n"
     "    c = {}\n"
     "    for r in recs:\n"
@@ -471,6 +496,169 @@ static void test_intervals_and_tvf(void **state)
     }
 }
 
+/* stddev/variance (Welford) and FILTER against python3's statistics (exact
+ * fractions), one group offset by 1e9 where a naive sum of squares fails;
+ * approx_count_distinct and percentile_approx against exact recomputation
+ * within their stated errors; bad arguments. */
+static void test_aggregates(void **state)
+{
+    sqlfix_t *f = *state;
+    const char *seed_env = getenv("RN_SEED");
+    rng = seed_env ? strtoull(seed_env, NULL, 10) : (uint64_t)time(NULL) ^ 0x5eed;
+    if (!rng) rng = 1;
+    printf("aggregates seed %llu\n", (unsigned long long)rng);
+    snprintf(corpus_path, sizeof corpus_path, "%s/stats.jsonl", f->root);
+    topic(f, "ag", 1);
+    enum { N = 3000 };
+    static const char *const groups[] = {"a", "b", "c", "big", "one"};
+    trec_t *r = calloc(N, sizeof *r);
+    char (*js)[160] = calloc(N, sizeof *js);
+    FILE *fp = fopen(corpus_path, "w");
+    assert_non_null(fp);
+    for (int i = 0; i < N; i++) {
+        int g = pick(4);
+        int64_t ts = 1700000000000ll + i * 3;
+        if (i == 1500) g = 4;                      /* a group of one row: stddev NULL */
+        char x[40];
+        double xv = g == 3 ? 1e9 + pick(7) : (double)pick(100000) / 1000.0;
+        if (pick(20) == 0) snprintf(x, sizeof x, "null");
+        else snprintf(x, sizeof x, g == 3 ? "%.1f" : "%.3f", xv);
+        snprintf(js[i], sizeof js[i], "{\"g\":\"%s\",\"x\":%s,\"n\":%d,\"ts\":%lld}",
+                 groups[g], x, pick(100), (long long)ts);
+        fprintf(fp, "%s\n", js[i]);
+        r[i].ts = ts;
+        r[i].value = js[i];
+    }
+    fclose(fp);
+    produce(f, "ag", 0, r, N);
+    free(r);
+    free(js);
+    char *out = run_ok(f, "CREATE STREAM ags (g TEXT, x REAL, n INTEGER, ts INTEGER) "
+                          "WITH (topic = 'ag')");
+    free(out);
+    check_query(f, "stats",
+                "SELECT window_start, g, count(*), stddev(x), stddev_pop(x), variance(x), "
+                "var_pop(x), count(*) FILTER (WHERE n > 50), sum(n) FILTER (WHERE x > 0.5), "
+                "stddev_samp(x) FILTER (WHERE n % 2 = 0) FROM ags GROUP BY TUMBLE(ts, '2s'), g");
+
+    /* sketches: groups of 1 .. 20000 distinct values, each 1-3 times */
+    static const int card[] = {1, 10, 100, 1000, 20000};
+    static const double ps[] = {0, 0.01, 0.25, 0.5, 0.9, 0.99, 1};
+    topic(f, "sk", 1);
+    size_t total = 0;
+    double *vals[5];
+    size_t nv[5];
+    rn_buf_t txt = RN_BUF_INIT;
+    for (int c = 0; c < 5; c++) {
+        vals[c] = malloc((size_t)card[c] * 3 * sizeof(double));
+        nv[c] = 0;
+        trec_t batch[256];
+        char bj[256][96];
+        int nb = 0;
+        for (int d = 0; d < card[c]; d++) {
+            int reps = 1 + pick(3);
+            /* over nine decades, both signs, some zeros */
+            double v = pick(50) == 0 ? 0 : pow(10, -3 + pick(90000) / 10000.0) *
+                                               (pick(3) == 0 ? -1 : 1);
+            for (int k = 0; k < reps; k++) {
+                vals[c][nv[c]++] = v;
+                snprintf(bj[nb], sizeof bj[nb], "{\"grp\":%d,\"v\":%.17g,\"u\":\"d%d\"}", c, v,
+                         d);
+                batch[nb] = (trec_t){1, NULL, bj[nb]};
+                if (++nb == 256) { produce(f, "sk", 0, batch, (size_t)nb); nb = 0; }
+            }
+        }
+        if (nb) produce(f, "sk", 0, batch, (size_t)nb);
+        total += nv[c];
+    }
+    out = run_ok(f, "CREATE STREAM sks (grp INTEGER, v REAL, u TEXT) WITH (topic = 'sk')");
+    free(out);
+    out = run_ok(f, "SELECT grp, approx_count_distinct(u), approx_count_distinct(v), count(*), "
+                    "percentile_approx(v, 0), percentile_approx(v, 0.01), "
+                    "percentile_approx(v, 0.25), percentile_approx(v, 0.5), "
+                    "percentile_approx(v, 0.9), percentile_approx(v, 0.99), "
+                    "percentile_approx(v, 1) FROM sks GROUP BY grp");
+    const char *line = out;
+    for (int c = 0; c < 5; c++) {
+        int g;
+        long long du, dv, n;
+        double est[7];
+        if (sscanf(line, "%d|%lld|%lld|%lld|%lf|%lf|%lf|%lf|%lf|%lf|%lf", &g, &du, &dv, &n,
+                   &est[0], &est[1], &est[2], &est[3], &est[4], &est[5], &est[6]) != 11)
+            fail_msg("row %d: %.200s", c, line);
+        assert_int_equal(g, c);
+        assert_int_equal(n, (long long)nv[c]);
+        /* HyperLogLog, 4096 registers: standard error 1.6%; 4 sigma */
+        double tol = card[c] * 0.065 + 1;
+        if (fabs((double)du - card[c]) > tol)
+            fail_msg("approx_count_distinct: %lld for %d distinct", du, card[c]);
+        /* distinct v: fewer when values collided (zeros) */
+        int dist = 0;
+        qsort(vals[c], nv[c], sizeof(double), cmp_double);
+        for (size_t k = 0; k < nv[c]; k++) dist += k == 0 || vals[c][k] != vals[c][k - 1];
+        if (fabs((double)dv - dist) > dist * 0.065 + 1)
+            fail_msg("approx_count_distinct(v): %lld for %d distinct", dv, dist);
+        for (int k = 0; k < 7; k++) {
+            double exact = vals[c][(size_t)floor(ps[k] * (double)(nv[c] - 1))];
+            /* 1% relative error, plus the %.6g of the printed value */
+            if (fabs(est[k] - exact) > 0.0101 * fabs(exact) + 1e-12)
+                fail_msg("percentile_approx(v, %g) over %zu values: %.9g, exact %.9g", ps[k],
+                         nv[c], est[k], exact);
+        }
+        line = strchr(line, '\n');
+        assert_non_null(line);
+        line++;
+        free(vals[c]);
+    }
+    rn_buf_free(&txt);
+    free(out);
+    (void)total;
+
+    /* NULLs and empty groups */
+    out = run_ok(f, "SELECT stddev(v), var_pop(v), approx_count_distinct(v), "
+                    "percentile_approx(v, 0.5), count(*) FILTER (WHERE v > 1e300) FROM sks "
+                    "WHERE grp = 99");
+    assert_string_equal(out, "NULL|NULL|0|NULL|0\n");
+    free(out);
+    out = run_ok(f, "SELECT stddev_pop(n), stddev(n), var_pop(n) FROM ags WHERE g = 'one'");
+    assert_string_equal(out, "0|NULL|0\n");
+    free(out);
+
+    /* bad arguments */
+    produce1(f, "ag", 1700000010000ll, "{\"g\":\"a\",\"x\":1,\"n\":1,\"ts\":1700000010000,"
+                                          "\"s\":\"abc\"}");
+    char err[RN_ERRMSG_SIZE];
+    int eo;
+    rn_sql_stats_t st;
+    assert_int_equal(run_sql(f, "SELECT count(*), stddev(json_extract(value, '$.s')) FROM ags",
+                             NULL, &out, &eo, err, &st), 0);
+    if (st.errors != 1 || !strstr(st.first_error, "stddev(): 'abc' is not a number"))
+        fail_msg("errors %llu: %s", (unsigned long long)st.errors, st.first_error);
+    free(out);
+    static const struct { const char *sql, *msg; int off; } bad[] = {
+        {"SELECT percentile_approx(x, 1.5) FROM ags", "takes a constant fraction p from 0 to 1",
+         28},
+        {"SELECT percentile_approx(x, n) FROM ags", "takes a constant fraction p", 28},
+        {"SELECT percentile_approx(x) FROM ags", "takes a constant fraction p", 7},
+        {"SELECT stddev(x, n) FROM ags", "stddev() takes one argument", 7},
+        {"SELECT count(*) FILTER (n > 1) FROM ags", "FILTER is written count(...) FILTER (WHERE "
+         "condition)", 16},
+        {"SELECT count(*) FILTER (WHERE) FROM ags", "FILTER is written", 16},
+        {"SELECT sum(x) FILTER (WHERE count(*) > 1) FROM ags", "an aggregate in FILTER (WHERE "
+         "...) is not valid", 28},
+        {"SELECT stddev(var_pop(x)) FROM ags", "aggregate calls cannot be nested", 14},
+        {"SELECT median(x) FROM ags", "aggregate median() is not supported on streams; "
+         "supported: count", 7},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        eo = -1;
+        if (run_sql(f, bad[i].sql, NULL, &out, &eo, err, NULL) == 0 || !strstr(err, bad[i].msg))
+            fail_msg("%s: got '%s', want '%s'", bad[i].sql, err, bad[i].msg);
+        if (eo != bad[i].off) fail_msg("%s: offset %d, want %d", bad[i].sql, eo, bad[i].off);
+        free(out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -478,6 +666,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_edges_and_errors, sqlfix_setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_event_time_errors, sqlfix_setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_intervals_and_tvf, sqlfix_setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_aggregates, sqlfix_setup, sqlfix_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
