@@ -490,6 +490,7 @@ static int parse_fmt(const char *s, size_t n, const char *fmt, int64_t *ms, char
 {
     char buf[256], fbuf[256];
     if (n >= sizeof buf) return rn_errf(why, RN_EINVAL, "longer than %zu bytes", sizeof buf - 1);
+    if (memchr(s, 0, n)) return rn_errf(why, RN_EINVAL, "a NUL byte in the time");
     memcpy(buf, s, n);
     buf[n] = '\0';
     struct tm tm;
