@@ -318,6 +318,12 @@ static void test_edges_and_errors(void **state)
     want_reject(f, "regexp_extract(value, '(a)', 2)", "group 2, but the pattern has 1 group");
     want_reject(f, "regexp_extract(value, 'a', 'x')", "the group must be a whole number");
     want_reject(f, "regexp_replace('a', 'a', '$9')", "replacement");
+    want_reject(f, "length(regexp_replace(json_extract(value, '$.s'), '', "
+                   "substr(hex(zeroblob(20000)), 1, 40000)))", "the result would exceed 1048576");
+    want_value(f, "length(regexp_replace(json_extract(value, '$.s'), 'a', "
+                  "substr(hex(zeroblob(5000)), 1, 10000)))", "550001");
+    want_value(f, "regexp_like('abc', lower('B')), regexp_extract('k=v', upper('(\\w)=') || "
+                  "'(\\w)', 2)", "1|NULL");
     want_reject(f, "split_part(value, ',', 0)", "field numbers start at 1");
     want_reject(f, "split_part(value, ',', 'x')", "must be a whole number, not text");
     want_reject(f, "split_index(value, ',', -1)", "the index must be >= 0");
