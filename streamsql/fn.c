@@ -693,8 +693,8 @@ static void fn_to_timestamp(sqlite3_context *ctx, int argc, sqlite3_value **argv
     char why[RN_ERRMSG_SIZE] = "";
     if (rn_sql_parse_time(s, (size_t)sqlite3_value_bytes(argv[0]), fmt, &ms, why) != 0) {
         char m[RN_ERRMSG_SIZE + 200];
-        snprintf(m, sizeof m, "to_timestamp(): '%.60s' is not a %s time: %s", s,
-                 fmt ? "formatted" : "ISO-8601", why);
+        snprintf(m, sizeof m, "to_timestamp(): '%.60s' is not %s time: %s", s,
+                 fmt ? "a formatted" : "an ISO-8601", why);
         sqlite3_result_error(ctx, m, -1);
         return;
     }

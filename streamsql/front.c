@@ -1071,6 +1071,157 @@ static int rewrite_intervals(front_t *f, int *erroff, char *errmsg)
     return tokenize(f, erroff, errmsg);
 }
 
+/* ---- SQL functions ----------------------------------------------------------- */
+
+static int append(rn_buf_t *b, const char *p, size_t n);
+static int appendf(rn_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static const char *cast_type(ftype_t t)
+{
+    return t == FT_REAL ? "REAL" : t == FT_INTEGER || t == FT_BOOLEAN ? "INTEGER" : "TEXT";
+}
+
+/* Tokens [i, e) of f: name(p T, ...) RETURNS R AS 'body'. */
+static int parse_function_toks(const front_t *f, int i, udf_def_t *d, int *erroff, char *errmsg)
+{
+    static const char form[] = "CREATE FUNCTION name(a TYPE, ...) RETURNS TYPE AS 'expression'";
+    memset(d, 0, sizeof *d);
+    if (!is_name_tok(f, i) || front_ident(f, i, d->name, sizeof d->name) != 0 || !d->name[0])
+        return unexpected(f, i, erroff, errmsg, form);
+    if (strncmp(d->name, "__", 2) == 0)
+        return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                    "'%s': names starting with __ are the engine's own", d->name);
+    if (rn_meta_check_name("function", d->name, errmsg) != 0) {
+        if (erroff) *erroff = tok_off(f, i);
+        return RN_EINVAL;
+    }
+    i++;
+    if (i >= f->ntoks || f->toks[i].kind != TK_LP) return unexpected(f, i, erroff, errmsg, form);
+    int close = match_paren(f, i);
+    i++;
+    while (i < close) {
+        if (d->nparams == RN_SQL_MAX_PARAMS)
+            return ferr(erroff, tok_off(f, i), errmsg, RN_ETOOBIG,
+                        "a function takes at most %d parameters", RN_SQL_MAX_PARAMS);
+        char *pn = d->pname[d->nparams];
+        if (!is_name_tok(f, i) || front_ident(f, i, pn, RN_SQL_MAX_NAME + 1) != 0 || !pn[0])
+            return unexpected(f, i, erroff, errmsg, "a parameter is NAME TYPE");
+        for (int k = 0; k < d->nparams; k++)
+            if (strcasecmp(d->pname[k], pn) == 0)
+                return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                            "parameter '%s' is declared twice", pn);
+        i++;
+        if (i >= close || f->toks[i].kind != TK_ID ||
+            sql_type_from_name(f->sql + f->toks[i].off, f->toks[i].len,
+                               &d->ptype[d->nparams]) != 0)
+            return unexpected(f, i, erroff, errmsg,
+                              "parameter types are INTEGER, REAL, TEXT, BOOLEAN or JSON");
+        i++;
+        d->nparams++;
+        if (i < close) {
+            if (f->toks[i].kind != TK_COMMA)
+                return unexpected(f, i, erroff, errmsg, "parameters are separated by ','");
+            i++;
+        }
+    }
+    i = close + 1;
+    if (!front_tok_is(f, i, "RETURNS") || i + 1 >= f->ntoks || f->toks[i + 1].kind != TK_ID ||
+        sql_type_from_name(f->sql + f->toks[i + 1].off, f->toks[i + 1].len, &d->rtype) != 0)
+        return unexpected(f, front_tok_is(f, i, "RETURNS") ? i + 1 : i, erroff, errmsg,
+                          "RETURNS INTEGER, REAL, TEXT, BOOLEAN or JSON");
+    i += 2;
+    if (!front_tok_is(f, i, "AS") || i + 1 >= f->ntoks || f->toks[i + 1].kind != TK_STR)
+        return unexpected(f, front_tok_is(f, i, "AS") ? i + 1 : i, erroff, errmsg,
+                          "AS 'expression' (the body is a string; double its quotes)");
+    size_t cap = f->toks[i + 1].len;
+    if (!(d->body = malloc(cap)))
+        return ferr(erroff, -1, errmsg, -ENOMEM, "out of memory");
+    front_ident(f, i + 1, d->body, cap);
+    if (!d->body[strspn(d->body, " \t\r\n")])
+        return ferr(erroff, tok_off(f, i + 1), errmsg, RN_EINVAL, "the function's body is empty");
+    if (i + 2 < f->ntoks) return unexpected(f, i + 2, erroff, errmsg, "nothing after the body");
+    return 0;
+}
+
+int rn_front_parse_function(const char *text, size_t len, udf_def_t *d, int *erroff,
+                            char *errmsg)
+{
+    front_t f;
+    memset(&f, 0, sizeof f);
+    f.sql = text;
+    f.len = len;
+    int rc = tokenize(&f, erroff, errmsg);
+    if (rc == 0) rc = parse_function_toks(&f, 0, d, erroff, errmsg);
+    free(f.toks);
+    return rc;
+}
+
+int rn_front_function_text(const udf_def_t *d, rn_buf_t *out)
+{
+    int rc = appendf(out, "\"%s\"(", d->name);
+    for (int k = 0; rc == 0 && k < d->nparams; k++)
+        rc = appendf(out, "%s\"%s\" %s", k ? ", " : "", d->pname[k],
+                     rn_front_ftype_name(d->ptype[k]));
+    if (rc == 0) rc = appendf(out, ") RETURNS %s AS '", rn_front_ftype_name(d->rtype));
+    for (const char *p = d->body; rc == 0 && *p; p++)
+        rc = *p == '\'' ? append(out, "''", 2) : append(out, p, 1);
+    if (rc == 0) rc = append(out, "'", 2);      /* with the NUL */
+    return rc;
+}
+
+int rn_front_udf_sql(const udf_def_t *d, rn_buf_t *out, int *erroff, char *errmsg)
+{
+    front_t f;
+    memset(&f, 0, sizeof f);
+    f.sql = d->body;
+    f.len = strlen(d->body);
+    int rc = tokenize(&f, erroff, errmsg);
+    if (rc == 0) rc = rewrite_intervals(&f, erroff, errmsg);
+    if (rc == 0 && f.ntoks == 0) rc = ferr(erroff, 0, errmsg, RN_EINVAL, "an empty body");
+    if (rc == 0) rc = appendf(out, "SELECT CAST((");
+    size_t pos = 0;
+    for (int i = 0; rc == 0 && i < f.ntoks; i++) {
+        char w[RN_SQL_MAX_NAME * 4 + 1];
+        if (f.toks[i].kind == TK_SEMI || front_tok_is(&f, i, "SELECT") ||
+            front_tok_is(&f, i, "FROM") || front_tok_is(&f, i, "VALUES")) {
+            rc = ferr(erroff, tok_off(&f, i), errmsg, RN_EINVAL,
+                      "function %s's body is one expression over its parameters: no "
+                      "subquery, table or second statement", d->name);
+            break;
+        }
+        if (!is_name_tok(&f, i) || front_ident(&f, i, w, sizeof w) != 0) continue;
+        if (strncmp(w, "__", 2) == 0) {
+            rc = ferr(erroff, tok_off(&f, i), errmsg, RN_EINVAL,
+                      "'%s': names starting with __ are the engine's own", w);
+            break;
+        }
+        if ((i > 0 && f.toks[i - 1].kind == TK_DOT) ||
+            (i + 1 < f.ntoks && f.toks[i + 1].kind == TK_LP))
+            continue;
+        for (int k = 0; k < d->nparams; k++)
+            if (strcasecmp(w, d->pname[k]) == 0) {
+                rc = append(out, f.sql + pos, f.toks[i].off - pos);
+                if (rc == 0) rc = appendf(out, "CAST(?%d AS %s)", k + 1, cast_type(d->ptype[k]));
+                pos = (size_t)tok_end(&f, i);
+                break;
+            }
+    }
+    if (rc == 0) rc = append(out, f.sql + pos, f.len - pos);
+    if (rc == 0) rc = appendf(out, ") AS %s)", cast_type(d->rtype));
+    if (rc == 0) rc = append(out, "", 1);
+    if (rc == -ENOMEM || rc == RN_ETOOBIG) rc = ferr(erroff, -1, errmsg, rc, "body too long");
+    free(f.toks);
+    free(f.own);
+    if (rc != 0) rn_buf_free(out);
+    return rc;
+}
+
+void rn_udf_def_free(udf_def_t *d)
+{
+    free(d->body);
+    d->body = NULL;
+}
+
 int rn_front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *errmsg)
 {
     memset(f, 0, sizeof *f);
@@ -1102,6 +1253,28 @@ int rn_front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *e
     if (front_tok_is(f, 0, "CREATE") && front_tok_is(f, 1, "STREAM")) {
         f->kind = SK_CREATE;
         return parse_create(f, erroff, errmsg);
+    }
+    if (front_tok_is(f, 0, "CREATE") && front_tok_is(f, 1, "FUNCTION")) {
+        f->kind = SK_CREATE_FN;
+        return parse_function_toks(f, 2, &f->fn, erroff, errmsg);
+    }
+    if (front_tok_is(f, 0, "DROP") && front_tok_is(f, 1, "FUNCTION")) {
+        int i = 2;
+        f->kind = SK_DROP_FN;
+        if (front_tok_is(f, i, "IF") && front_tok_is(f, i + 1, "EXISTS")) {
+            f->if_exists = 1;
+            i += 2;
+        }
+        if (!is_name_tok(f, i) || front_ident(f, i, f->name, sizeof f->name) != 0)
+            return unexpected(f, i, erroff, errmsg, "a function name is expected");
+        f->name_tok = i;
+        if (i + 1 < f->ntoks) return unexpected(f, i + 1, erroff, errmsg, NULL);
+        return 0;
+    }
+    if (front_tok_is(f, 0, "SHOW") && front_tok_is(f, 1, "FUNCTIONS")) {
+        f->kind = SK_SHOW_FN;
+        if (f->ntoks > 2) return unexpected(f, 2, erroff, errmsg, NULL);
+        return 0;
     }
     if ((front_tok_is(f, 0, "DROP") && front_tok_is(f, 1, "STREAM")) ||
         front_tok_is(f, 0, "DESCRIBE") || front_tok_is(f, 0, "DESC")) {
@@ -1136,7 +1309,8 @@ int rn_front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *e
     char w[48];
     return ferr(erroff, 0, errmsg, RN_EINVAL,
                 "unknown statement '%s': streamsql runs SELECT, EXPLAIN SELECT, CREATE STREAM, "
-                "DROP STREAM, SHOW STREAMS, DESCRIBE", tok_word(f, 0, w, sizeof w));
+                "DROP STREAM, SHOW STREAMS, DESCRIBE, CREATE FUNCTION, DROP FUNCTION, "
+                "SHOW FUNCTIONS", tok_word(f, 0, w, sizeof w));
 }
 
 /* ---- planning: windows, keys, aggregates ------------------------------------------- */
@@ -1159,7 +1333,6 @@ static int append(rn_buf_t *b, const char *p, size_t n)
     return rn_buf_append(b, p, n, 4 * (size_t)RN_SQL_MAX_SQL_LEN);
 }
 
-static int appendf(rn_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int appendf(rn_buf_t *b, const char *fmt, ...)
 {
     char tmp[512];
@@ -1977,6 +2150,7 @@ void rn_front_free(front_t *f)
     }
     free(f->batch_sql);
     free(f->emit_sql);
+    rn_udf_def_free(&f->fn);
     memset(f, 0, sizeof *f);
 }
 

@@ -87,9 +87,42 @@ typedef struct fval {
 int  rn_scan_record(const sdef_t *def, uint64_t need, const uint8_t *v, int32_t vlen,
                      fval_t *out, rn_buf_t *arena, char *errmsg);
 
+/* ---- SQL functions (front.c parses them, fn_udf.c runs them) --------------- */
+
+#define RN_SQL_MAX_PARAMS 16
+
+/* name(p1 T1, ...) RETURNS R AS 'body' */
+typedef struct udf_def {
+    char    name[RN_SQL_MAX_NAME + 1];
+    int     nparams;
+    char    pname[RN_SQL_MAX_PARAMS][RN_SQL_MAX_NAME + 1];
+    ftype_t ptype[RN_SQL_MAX_PARAMS];
+    ftype_t rtype;
+    char   *body;           /* the expression, unquoted; owned */
+} udf_def_t;
+
+/* Parse "name(a TYPE, ...) RETURNS TYPE AS 'expression'" (the text after
+ * CREATE FUNCTION, and the stored form); offsets are text's. */
+int  rn_front_parse_function(const char *text, size_t len, udf_def_t *d, int *erroff,
+                             char *errmsg);
+/* The canonical text of d (what the metadata store keeps). */
+int  rn_front_function_text(const udf_def_t *d, rn_buf_t *out);
+/* "SELECT CAST((body) AS R)" with each parameter as CAST(?N AS T); RN_EINVAL
+ * when the body is not one expression over the parameters (a subquery,
+ * several statements, an engine name). */
+int  rn_front_udf_sql(const udf_def_t *d, rn_buf_t *out, int *erroff, char *errmsg);
+void rn_udf_def_free(udf_def_t *d);
+/* fn_udf.c: register d on db; the shipped templates; is name one of them? */
+int  rn_udf_register(sqlite3 *db, const udf_def_t *d, char *errmsg);
+int  rn_udf_register_templates(sqlite3 *db, char *errmsg);
+int  rn_udf_is_template(const char *name);
+/* The definition text of template i, NULL past the last. */
+const char *rn_udf_template(size_t i);
+
 /* ---- parsed statements (front.c) ----------------------------------------- */
 
-typedef enum stmt_kind { SK_SELECT, SK_EXPLAIN, SK_CREATE, SK_DROP, SK_SHOW, SK_DESCRIBE } stmt_kind_t;
+typedef enum stmt_kind { SK_SELECT, SK_EXPLAIN, SK_CREATE, SK_DROP, SK_SHOW, SK_DESCRIBE,
+                         SK_CREATE_FN, SK_DROP_FN, SK_SHOW_FN } stmt_kind_t;
 typedef enum win_kind { WK_NONE, WK_GLOBAL, WK_TUMBLE, WK_HOP, WK_SESSION } win_kind_t;
 typedef enum agg_kind { AG_COUNT_STAR, AG_COUNT, AG_SUM, AG_TOTAL, AG_AVG, AG_MIN, AG_MAX,
                         AG_FIRST, AG_LAST,
@@ -122,6 +155,7 @@ typedef struct front {
     int         name_tok;
     int         if_exists;
     int         ts_tok, tsfmt_tok;   /* the values of timestamp, timestamp_format */
+    udf_def_t   fn;           /* CREATE FUNCTION */
     /* SELECT */
     int         src_tok;      /* the FROM source */
     int         tvf;          /* FROM TABLE(TUMBLE|HOP|SESSION(...)): 1 + the kind, 0 none */

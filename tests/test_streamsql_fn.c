@@ -665,6 +665,119 @@ static void test_aggregates(void **state)
     }
 }
 
+/* The shipped templates, CREATE FUNCTION stored and used by later statements
+ * (a plain query, window keys and aggregate arguments), SHOW / DROP FUNCTION,
+ * and the refusals. */
+static void test_sql_functions(void **state)
+{
+    sqlfix_t *f = *state;
+    topic(f, "one", 1);
+    produce1(f, "one", 1, "{\"s\":\"x\"}");
+    static const struct { const char *expr, *want; } tv[] = {
+        {"mask_ip('192.168.1.77')", "192.168.1.0"},
+        {"mask_ip('10.0.0.1')", "10.0.0.0"},
+        {"mask_ip('2001:db8:85a3:8d3:1319:8a2e:370:7348')", "2001:db8:85a3::"},
+        {"mask_ip('not an ip')", "not an ip"},
+        {"mask_ip(NULL)", "NULL"},
+        {"ua_family('Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like "
+         "Gecko) Chrome/120.0.0.0 Safari/537.36')", "Chrome"},
+        {"ua_family('Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like "
+         "Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0')", "Edge"},
+        {"ua_family('Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0')",
+         "Firefox"},
+        {"ua_family('Mozilla/5.0 (Macintosh; Intel Mac OS X 14_2) AppleWebKit/605.1.15 (KHTML, "
+         "like Gecko) Version/17.2 Safari/605.1.15')", "Safari"},
+        {"ua_family('Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)')",
+         "Bot"},
+        {"ua_family('curl/8.4.0')", "curl"},
+        {"ua_family('')", "Other"},
+        {"normalize_level(' warning ')", "WARN"},
+        {"normalize_level('Err')", "ERROR"},
+        {"normalize_level('CRITICAL')", "FATAL"},
+        {"normalize_level('info')", "INFO"},
+        {"normalize_level('notice')", "INFO"},
+        {"url_path('https://example.com/a/b?q=1#frag')", "/a/b"},
+        {"url_path('/api/v1/users?id=3')", "/api/v1/users"},
+        {"url_path('https://example.com')", "/"},
+        {"url_path('http://h:8080/x%20y')", "/x%20y"},
+    };
+    for (size_t i = 0; i < sizeof tv / sizeof tv[0]; i++) want_value(f, tv[i].expr, tv[i].want);
+
+    char *out = run_ok(f, "CREATE FUNCTION tag(s TEXT, n INTEGER) RETURNS TEXT AS "
+                          "'upper(s) || ''#'' || (n * 2)'");
+    free(out);
+    out = run_ok(f, "CREATE FUNCTION bucket(x REAL) RETURNS INTEGER AS "
+                    "'CASE WHEN x IS NULL THEN -1 ELSE x / 10 END'");
+    free(out);
+    /* stored: visible to the statements that follow, with argument casts */
+    want_value(f, "tag('ab', 3), tag('ab', '4'), tag(NULL, 1), bucket(25.5), bucket(NULL)",
+               "AB#6|AB#8|NULL|2|-1");
+    topic(f, "lv", 1);
+    trec_t r[6] = {{1000, NULL, "{\"lvl\":\"warning\",\"x\":5}"},
+                   {1500, NULL, "{\"lvl\":\"WARN\",\"x\":15}"},
+                   {1700, NULL, "{\"lvl\":\"err\",\"x\":25}"},
+                   {2100, NULL, "{\"lvl\":\"Error\",\"x\":35}"},
+                   {2200, NULL, "{\"lvl\":\"info\",\"x\":45}"},
+                   {2900, NULL, "{\"lvl\":\"WARN\",\"x\":55}"}};
+    produce(f, "lv", 0, r, 6);
+    out = run_ok(f, "CREATE STREAM lvs (lvl TEXT, x REAL) WITH (topic = 'lv')");
+    free(out);
+    out = run_ok(f, "SELECT window_start, normalize_level(lvl) AS l, count(*), sum(bucket(x)) "
+                    "FROM lvs GROUP BY TUMBLE(ts, '1s'), normalize_level(lvl)");
+    assert_string_equal(out, "1000|WARN|2|1\n1000|ERROR|1|2\n2000|ERROR|1|3\n2000|INFO|1|4\n"
+                             "2000|WARN|1|5\n");
+    free(out);
+    out = run_ok(f, "SHOW FUNCTIONS");
+    if (!strstr(out, "mask_ip|template|mask_ip(ip TEXT)") ||
+        !strstr(out, "tag|stored|\"tag\"(\"s\" TEXT, \"n\" INTEGER) RETURNS TEXT AS "
+                     "'upper(s) || ''#'' || (n * 2)'"))
+        fail_msg("SHOW FUNCTIONS: %s", out);
+    free(out);
+    /* an error inside a body rejects the record, naming the function */
+    out = run_ok(f, "CREATE FUNCTION hr(t TEXT) RETURNS INTEGER AS 'hour(to_timestamp(t))'");
+    free(out);
+    want_reject(f, "hr('garbage')", "to_timestamp(): 'garbage' is not an ISO-8601 time");
+    want_value(f, "hr('2024-01-01T05:00:00Z')", "5");
+    out = run_ok(f, "DROP FUNCTION tag");
+    free(out);
+    want_fail(f, "tag('a', 1)", "no such function: tag()", 0);
+    out = run_ok(f, "DROP FUNCTION IF EXISTS tag");
+    free(out);
+    static const struct { const char *sql, *msg; int off; } bad[] = {
+        {"CREATE FUNCTION f1(a TEXT) RETURNS TEXT AS 'b || a'", "function f1's body: no such "
+         "column: b; it may use its parameters (a) and functions", 16},
+        {"CREATE FUNCTION f2(a TEXT) RETURNS TEXT AS '(SELECT max(x) FROM lvs)'",
+         "one expression over its parameters: no subquery", 45},
+        {"CREATE FUNCTION f3(a TEXT) RETURNS TEXT AS 'a; DROP TABLE x'", "no subquery, table "
+         "or second statement", 45},
+        {"CREATE FUNCTION mask_ip(a TEXT) RETURNS TEXT AS 'a'", "a shipped template: choose "
+         "another name", 16},
+        {"CREATE FUNCTION upper(a TEXT) RETURNS TEXT AS 'a'", "one of sqlite's or streamsql's", 16},
+        {"CREATE FUNCTION bucket(a TEXT) RETURNS TEXT AS 'a'", "stored: DROP FUNCTION it first",
+         16},
+        {"CREATE FUNCTION f4(a TEXT, a INTEGER) RETURNS TEXT AS 'a'", "parameter 'a' is declared "
+         "twice", 27},
+        {"CREATE FUNCTION f5(a BLOB) RETURNS TEXT AS 'a'", "parameter types are INTEGER", 21},
+        {"CREATE FUNCTION f6(a TEXT) AS 'a'", "RETURNS INTEGER, REAL, TEXT", 27},
+        {"CREATE FUNCTION f7(a TEXT) RETURNS TEXT AS a", "AS 'expression'", 43},
+        {"CREATE FUNCTION f8(a TEXT) RETURNS TEXT AS ''", "the function's body is empty", 43},
+        {"CREATE FUNCTION __f(a TEXT) RETURNS TEXT AS 'a'", "names starting with __", 16},
+        {"CREATE FUNCTION f9(a TEXT) RETURNS TEXT AS '__idx + a'", "names starting with __",
+         44},
+        {"DROP FUNCTION nothere", "no function 'nothere'", -1},
+        {"DROP FUNCTION url_path", "a shipped template; it cannot be dropped", -1},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char err[RN_ERRMSG_SIZE];
+        int eo = -1;
+        if (run_sql(f, bad[i].sql, NULL, &out, &eo, err, NULL) == 0 || !strstr(err, bad[i].msg))
+            fail_msg("%s: got '%s', want '%s'", bad[i].sql, err, bad[i].msg);
+        if (bad[i].off >= 0 && eo != bad[i].off)
+            fail_msg("%s: offset %d, want %d", bad[i].sql, eo, bad[i].off);
+        free(out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -673,6 +786,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_event_time_errors, sqlfix_setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_intervals_and_tvf, sqlfix_setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_aggregates, sqlfix_setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_sql_functions, sqlfix_setup, sqlfix_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
