@@ -18,7 +18,8 @@
  * Statements: SELECT (plain, or aggregating with GROUP BY TUMBLE/HOP/SESSION
  * and keys, HAVING, EMIT FINAL|CHANGES, LIMIT, a trailing WITH (watermark,
  * idle_timeout, late)), EXPLAIN SELECT, CREATE STREAM, DROP STREAM, SHOW
- * STREAMS, DESCRIBE name. rn_sql_split cuts a script into statements.
+ * STREAMS, DESCRIBE name, CREATE FUNCTION, DROP FUNCTION, SHOW FUNCTIONS.
+ * rn_sql_split cuts a script into statements.
  *
  * Results do not depend on how the records were batched (sql.c invariant
  * 8): over one source queue the rows are the same, in the same order, for
