@@ -1156,12 +1156,24 @@ int rn_front_parse_function(const char *text, size_t len, udf_def_t *d, int *err
     return rc;
 }
 
+/* name as a quoted identifier, its quotes doubled */
+static int append_qid(rn_buf_t *out, const char *name)
+{
+    int rc = append(out, "\"", 1);
+    for (const char *p = name; rc == 0 && *p; p++)
+        rc = *p == '"' ? append(out, "\"\"", 2) : append(out, p, 1);
+    return rc == 0 ? append(out, "\"", 1) : rc;
+}
+
 int rn_front_function_text(const udf_def_t *d, rn_buf_t *out)
 {
-    int rc = appendf(out, "\"%s\"(", d->name);
-    for (int k = 0; rc == 0 && k < d->nparams; k++)
-        rc = appendf(out, "%s\"%s\" %s", k ? ", " : "", d->pname[k],
-                     rn_front_ftype_name(d->ptype[k]));
+    int rc = append_qid(out, d->name);
+    if (rc == 0) rc = append(out, "(", 1);
+    for (int k = 0; rc == 0 && k < d->nparams; k++) {
+        if (k) rc = append(out, ", ", 2);
+        if (rc == 0) rc = append_qid(out, d->pname[k]);
+        if (rc == 0) rc = appendf(out, " %s", rn_front_ftype_name(d->ptype[k]));
+    }
     if (rc == 0) rc = appendf(out, ") RETURNS %s AS '", rn_front_ftype_name(d->rtype));
     for (const char *p = d->body; rc == 0 && *p; p++)
         rc = *p == '\'' ? append(out, "''", 2) : append(out, p, 1);

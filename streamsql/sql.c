@@ -330,6 +330,13 @@ static int resolve(rn_sql_t *q, const char *name, int *erroff, char *errmsg)
 
 /* ---- opening ---------------------------------------------------------------------- */
 
+static void fn_broken(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    sqlite3_result_error(ctx, sqlite3_user_data(ctx), -1);
+    (void)argc;
+    (void)argv;
+}
+
 /* streamsql's functions on db: fn.c's, the templates, and the SQL functions
  * stored in the metadata store (CREATE FUNCTION), in name order. */
 static int register_functions(rn_datadir_t *d, sqlite3 *db, char *errmsg)
@@ -349,9 +356,17 @@ static int register_functions(rn_datadir_t *d, sqlite3 *db, char *errmsg)
         rc = rn_front_parse_function(v[i].def, strlen(v[i].def), &def, &off, why);
         if (rc == 0) rc = rn_udf_register(db, &def, why);
         rn_udf_def_free(&def);
-        if (rc != 0)
-            rc = rn_errf(errmsg, RN_ECORRUPT, "stored function '%s' cannot be loaded: %s (DROP "
-                         "FUNCTION %s)", v[i].name, why, v[i].name);
+        if (rc == RN_EINVAL || rc == RN_ETOOBIG) {
+            /* a damaged definition fails the calls to it, not every query */
+            char *msg = sqlite3_mprintf("stored function '%s' cannot be loaded: %s (DROP "
+                                        "FUNCTION %s)", v[i].name, why, v[i].name);
+            rc = msg && sqlite3_create_function_v2(db, v[i].name, -1, SQLITE_UTF8, msg,
+                                                   fn_broken, NULL, NULL,
+                                                   sqlite3_free) == SQLITE_OK
+                     ? 0 : rn_errf(errmsg, -ENOMEM, "out of memory");
+        } else if (rc != 0) {
+            rc = rn_errf(errmsg, rc, "loading stored function '%s': %s", v[i].name, why);
+        }
     }
     free(v);
     return rc;

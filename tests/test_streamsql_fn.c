@@ -8,6 +8,8 @@
  */
 #include "tests/test_streamsql_util.h"
 
+#include "logical-queues/meta.h"
+
 #include <math.h>
 #include <time.h>
 #include <unistd.h>
@@ -743,6 +745,25 @@ static void test_sql_functions(void **state)
     want_fail(f, "tag('a', 1)", "no such function: tag()", 0);
     out = run_ok(f, "DROP FUNCTION IF EXISTS tag");
     free(out);
+    /* quoted names survive the stored form */
+    out = run_ok(f, "CREATE FUNCTION qq(\"a\"\"b\" TEXT, [c d] INTEGER) RETURNS TEXT AS "
+                    "'\"a\"\"b\" || [c d]'");
+    free(out);
+    want_value(f, "qq('x', 2)", "x2");
+    /* a damaged stored definition fails its calls, not every query */
+    rn_meta_function_t *bf = calloc(1, sizeof *bf);
+    assert_non_null(bf);
+    snprintf(bf->name, sizeof bf->name, "broken");
+    snprintf(bf->def, sizeof bf->def, "broken(a TEXT) RETURNS AS");
+    char err[RN_ERRMSG_SIZE];
+    rn_meta_t *m = rn_datadir_meta_lock(f->d);
+    assert_int_equal(rn_meta_function_create(m, bf, err), 0);
+    rn_datadir_meta_unlock(f->d);
+    free(bf);
+    want_value(f, "mask_ip('1.2.3.4')", "1.2.3.0");
+    want_reject(f, "broken('x')", "stored function 'broken' cannot be loaded: syntax error");
+    out = run_ok(f, "DROP FUNCTION broken");
+    free(out);
     static const struct { const char *sql, *msg; int off; } bad[] = {
         {"CREATE FUNCTION f1(a TEXT) RETURNS TEXT AS 'b || a'", "function f1's body: no such "
          "column: b; it may use its parameters (a) and functions", 16},
@@ -768,7 +789,6 @@ static void test_sql_functions(void **state)
         {"DROP FUNCTION url_path", "a shipped template; it cannot be dropped", -1},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char err[RN_ERRMSG_SIZE];
         int eo = -1;
         if (run_sql(f, bad[i].sql, NULL, &out, &eo, err, NULL) == 0 || !strstr(err, bad[i].msg))
             fail_msg("%s: got '%s', want '%s'", bad[i].sql, err, bad[i].msg);
