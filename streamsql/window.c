@@ -1059,6 +1059,19 @@ void rn_win_group_column(const win_t *w, const wgroup_t *g, int col, sqlite3_con
 
 /* ---- saving and restoring (checkpoints) ------------------------------------- */
 
+/* Saved window state (host byte order; read back by the same build's data
+ * directory only):
+ *
+ *   u32 magic "RNW1" | u8 kind, nkeys, naggs, format | i64 max_ts | i64 closed_to
+ *   | u64 seq | u64 ngroups | ngroups x group
+ *   group: i64 start | i64 end | u64 seq | u32 klen | klen key bytes
+ *          | [format >= 1] u32 kreal | naggs x acc
+ *   acc:   i64 n | i64 isum | f64 rsum | u8 approx, overflow, has | u64 seq
+ *          | value (u8 type, then i64 / f64 / u32 len + bytes) | u32 nset
+ *          | nset x (u32 len, bytes)
+ *          | [format >= 2] f64 mean | f64 m2 | u8 has_hll [+ 4096 registers]
+ *          | u8 has_dds [+ u64 count | u64 zero | 2 x (i32 lo | u32 n | n x u64)]
+ */
 #define WIN_MAGIC 0x31574e52u   /* "RNW1" */
 #define WIN_FORMAT 2            /* 0: groups without kreal; 1: with it; 2: with the
                                    statistical accumulators and sketches */
