@@ -98,6 +98,7 @@ struct rn_sql {
     int              nargs;
     rn_sql_state_t   state;
     int              started;
+    int              fn_same;       /* CREATE FUNCTION: stored already, same definition */
     atomic_int       cancel;
     rn_sql_stats_t   st;
     size_t           rowcap, fvcap;
@@ -401,11 +402,22 @@ static int check_function(rn_sql_t *q, int *erroff, char *errmsg)
         rn_meta_function_t *v = NULL;
         size_t n = 0;
         int stored = 0;
+        rn_buf_t text = RN_BUF_INIT;
+        if (rn_front_function_text(d, &text) != 0) {
+            rc = rn_errf(errmsg, -ENOMEM, "out of memory");
+            goto out;
+        }
         rn_meta_t *m = rn_datadir_meta_lock(q->d);
         if (rn_meta_function_list(m, &v, &n, errmsg) == 0)
-            for (size_t i = 0; i < n; i++) stored |= strcasecmp(v[i].name, d->name) == 0;
+            for (size_t i = 0; i < n; i++)
+                if (strcasecmp(v[i].name, d->name) == 0) {
+                    stored = 1;
+                    q->fn_same = strcmp(v[i].def, (const char *)text.data) == 0;
+                }
         rn_datadir_meta_unlock(q->d);
         free(v);
+        rn_buf_free(&text);
+        if (q->fn_same) goto out;     /* rn_sql_define: unchanged; a run: already exists */
         rc = rn_errf(errmsg, RN_EEXIST, "function '%s' already exists (%s)", d->name,
                      stored ? "stored: DROP FUNCTION it first to redefine it"
                      : rn_udf_is_template(d->name) ? "a shipped template: choose another name"
@@ -739,6 +751,8 @@ static void stream_diff(const rn_meta_stream_t *a, const rn_meta_stream_t *b, ch
         snprintf(out, size, "fields (%.200s), now (%.200s)", a->fields, b->fields);
 }
 
+static int run_create_function(rn_sql_t *q, char *errmsg);
+
 int rn_sql_define(rn_datadir_t *d, const char *sql, size_t len, rn_sql_def_t *outcome,
                   int *erroff, char *errmsg)
 {
@@ -746,14 +760,25 @@ int rn_sql_define(rn_datadir_t *d, const char *sql, size_t len, rn_sql_def_t *ou
     int rc = rn_sql_open(d, sql, len, NULL, &q, erroff, errmsg);
     if (rc != 0) return rc;
     rn_meta_stream_t *s = NULL, *old = NULL;
-    if (q->f.kind == SK_DROP) {
+    if (q->f.kind == SK_CREATE_FN) {
+        /* stored with the same text: unchanged; with another, open failed already */
+        *outcome = q->fn_same ? RN_SQL_DEF_UNCHANGED : RN_SQL_DEF_CREATED;
+        if (!q->fn_same) rc = run_create_function(q, errmsg);
+    } else if (q->f.kind == SK_DROP_FN) {
+        rn_meta_t *m = rn_datadir_meta_lock(d);
+        rc = rn_meta_function_drop(m, q->f.name, errmsg);
+        rn_datadir_meta_unlock(d);
+        *outcome = rc == RN_ENOTFOUND ? RN_SQL_DEF_ABSENT : RN_SQL_DEF_DROPPED;
+        if (rc == RN_ENOTFOUND) rc = 0;
+    } else if (q->f.kind == SK_DROP) {
         rn_meta_t *m = rn_datadir_meta_lock(d);
         rc = rn_meta_stream_drop(m, q->f.name, errmsg);
         rn_datadir_meta_unlock(d);
         *outcome = rc == RN_ENOTFOUND ? RN_SQL_DEF_ABSENT : RN_SQL_DEF_DROPPED;
         if (rc == RN_ENOTFOUND) rc = 0;
     } else if (q->f.kind != SK_CREATE) {
-        rc = rn_errf(errmsg, RN_EINVAL, "not a definition: give CREATE STREAM or DROP STREAM");
+        rc = rn_errf(errmsg, RN_EINVAL, "not a definition: give CREATE STREAM, DROP STREAM, "
+                     "CREATE FUNCTION or DROP FUNCTION");
     } else if (!(s = malloc(sizeof *s)) || !(old = malloc(sizeof *old))) {
         rc = rn_errf(errmsg, -ENOMEM, "out of memory");
     } else if ((rc = stream_record(q, s, errmsg)) == 0) {
@@ -780,6 +805,9 @@ int rn_sql_define(rn_datadir_t *d, const char *sql, size_t len, rn_sql_def_t *ou
 
 static int run_create_function(rn_sql_t *q, char *errmsg)
 {
+    if (q->fn_same)
+        return rn_errf(errmsg, RN_EEXIST, "function '%s' already exists, with this definition",
+                       q->f.fn.name);
     rn_meta_function_t *fn = calloc(1, sizeof *fn);
     rn_buf_t text = RN_BUF_INIT;
     if (!fn || rn_front_function_text(&q->f.fn, &text) != 0) {

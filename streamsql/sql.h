@@ -237,7 +237,9 @@ int  rn_sql_position(rn_sql_t *q, uint32_t queue, int64_t *offset, char *errmsg)
  * CREATE STREAM of a stream that exists with the same definition changes
  * nothing (UNCHANGED); with a different one it is RN_EEXIST, errmsg naming
  * what differs and how to apply it; DROP STREAM of a missing stream is
- * ABSENT, not an error. Other statements: RN_EINVAL. Errors as rn_sql_open. */
+ * ABSENT, not an error. CREATE FUNCTION and DROP FUNCTION likewise (a stored
+ * function with another definition: RN_EEXIST). Other statements: RN_EINVAL.
+ * Errors as rn_sql_open. */
 typedef enum rn_sql_def {
     RN_SQL_DEF_CREATED, RN_SQL_DEF_UNCHANGED, RN_SQL_DEF_DROPPED, RN_SQL_DEF_ABSENT
 } rn_sql_def_t;
