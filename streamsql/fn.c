@@ -113,11 +113,15 @@ int rn_fn_check_pattern(const char *p, size_t n, char *errmsg)
     return 0;
 }
 
-/* The compiled pattern of argument i (cached while it is a constant); NULL
- * after setting the error (or for a NULL pattern: *null = 1). */
-static rx_t *rx_arg(sqlite3_context *ctx, sqlite3_value **argv, int i, const char *fn, int *null)
+/* The compiled pattern of argument i: kept by sqlite while the argument is
+ * a constant (auxdata), else compiled for this call (*own: free it after).
+ * NULL when the result is set: NULL for a NULL pattern (*null = 1), or the
+ * error. */
+static rx_t *rx_arg(sqlite3_context *ctx, sqlite3_value **argv, int i, const char *fn, int *null,
+                    int *own)
 {
     *null = 0;
+    *own = 0;
     rx_t *r = sqlite3_get_auxdata(ctx, i);
     if (r) return r;
     if (sqlite3_value_type(argv[i]) == SQLITE_NULL) { *null = 1; return NULL; }
@@ -128,21 +132,24 @@ static rx_t *rx_arg(sqlite3_context *ctx, sqlite3_value **argv, int i, const cha
         sqlite3_result_error(ctx, m, -1);
         return NULL;
     }
+    const char *p = (const char *)sqlite3_value_text(argv[i]);
+    size_t n = (size_t)sqlite3_value_bytes(argv[i]);
     char err[RN_ERRMSG_SIZE] = "";
-    r = rx_compile((const char *)sqlite3_value_text(argv[i]),
-                   (size_t)sqlite3_value_bytes(argv[i]), err);
-    if (!r) {
+    if (!(r = rx_compile(p, n, err))) {
         char m[RN_ERRMSG_SIZE + 32];
         snprintf(m, sizeof m, "%s(): %s", fn, err);
         sqlite3_result_error(ctx, m, -1);
         return NULL;
     }
+    /* sqlite keeps it, or frees it at once (then: a private copy) */
     sqlite3_set_auxdata(ctx, i, r, rx_free);
-    /* sqlite may free it at once (a pattern that is not constant): get it back */
-    rx_t *kept = sqlite3_get_auxdata(ctx, i);
-    if (kept) return kept;
-    /* not kept: rx_free already ran; compile a private copy for this call */
-    return NULL;
+    if ((r = sqlite3_get_auxdata(ctx, i)) != NULL) return r;
+    if (!(r = rx_compile(p, n, err))) {
+        sqlite3_result_error_nomem(ctx);
+        return NULL;
+    }
+    *own = 1;
+    return r;
 }
 
 /* A subject argument as text; NULL for SQL NULL. Numbers are read as their
@@ -186,17 +193,8 @@ static rx_t *rx_begin(sqlite3_context *ctx, sqlite3_value **argv, int si, int pi
                       const char **s, size_t *n, int *own)
 {
     int null;
-    *own = 0;
     *s = subject(argv[si], n);
-    rx_t *r = rx_arg(ctx, argv, pi, fn, &null);
-    if (!r && !null && sqlite3_value_type(argv[pi]) == SQLITE_TEXT) {
-        /* compiled fine but not cached: compile for this call */
-        char err[RN_ERRMSG_SIZE] = "";
-        r = rx_compile((const char *)sqlite3_value_text(argv[pi]),
-                       (size_t)sqlite3_value_bytes(argv[pi]), err);
-        if (r) *own = 1;
-        else return NULL;   /* error already set by rx_arg */
-    }
+    rx_t *r = rx_arg(ctx, argv, pi, fn, &null, own);
     if (!r) {
         if (null) sqlite3_result_null(ctx);
         return NULL;
