@@ -44,7 +44,7 @@ CORE_DIRS := common batch log logical-queues streamsql etl
 NET_DIRS  := client
 # Batch codecs: lz4 (runnel's own), zlib, snappy and zstd (Kafka clients').
 # Debian 12's libsnappy-dev ships snappy.pc, older ones none: then -lsnappy.
-PKGS_CORE := sqlite3 liblz4 zlib libzstd
+PKGS_CORE := sqlite3 liblz4 zlib libzstd libpcre2-8
 PKGS_NET  := grpc libprotobuf-c libuv libmicrohttpd libssl libcrypto raft
 PKGS_TEST := cmocka
 
@@ -89,7 +89,7 @@ TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # without the network libraries, so a core test that came to need them fails
 # to link there.
 CORE_TESTS := acl_model batch consumer crc32c datadir json etl etl_order faults groups log log_concurrency \
-              log_recovery mapping meta root streamsql streamsql_batching streamsql_oracle \
+              log_recovery mapping meta root streamsql streamsql_batching streamsql_fn streamsql_oracle \
               cluster_fsm
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)

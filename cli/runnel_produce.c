@@ -35,7 +35,8 @@
  *     value the rest; with --key-field the key is the field's string
  *     (unescaped) or number (as written), and the value is the whole line;
  *     with --key-field or --timestamp-field a line that is not one valid JSON
- *     object is refused with its number (common/json.h).
+ *     object is refused with its number (common/json.h); so is a timestamp
+ *     that --timestamp-format (streamsql's rn_sql_parse_time) cannot read.
  *  4. A key always maps to the same queue for a given queue count:
  *     rn_client_partition, murmur2(key) & 0x7fffffff mod N (seed 0x9747b28c).
  */
@@ -44,6 +45,7 @@
 #include "batch/batch.h"
 #include "common/error.h"
 #include "common/sys.h"
+#include "streamsql/sql.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -66,6 +68,9 @@ static const char produce_usage[] =
     "                         (with a key, the queue is a hash of it; else round-robin per batch)\n"
     "  --timestamp-field F    record timestamp = integer member F (ms) of each JSON line\n"
     "                         (default: the time the line was read)\n"
+    "  --timestamp-format FMT with --timestamp-field: the member is a string, iso8601 (RFC 3339:\n"
+    "                         2024-05-01T12:00:00.5+02:00; UTC without an offset) or a\n"
+    "                         strptime pattern ('%d/%m/%Y %H:%M:%S %z'; UTC unless %z)\n"
     "  --batch-bytes N        batch size limit, 128..16777216 (default 65536)\n"
     "  --linger-ms N          send a batch N ms after its first record, 0..60000 (default 5)\n"
     "  --compression C        none or lz4 (default none)\n"
@@ -83,6 +88,7 @@ typedef struct producer {
     const char     *key_field;
     int             key_tab;
     const char     *ts_field;
+    const char     *ts_format;     /* --timestamp-format: NULL, integer ms */
     rn_buf_t        keybuf, tsbuf;
     char            err[RN_ERRMSG_SIZE];
 } producer_t;
@@ -168,7 +174,21 @@ static int add_line(producer_t *p, const char *line, size_t len, uint64_t line_n
     if (p->ts_field) {
         int64_t ts;
         int rc = rn_json_field(line, len, p->ts_field, &p->tsbuf, &is_num, p->err);
-        if (rc == 0 && (!is_num || rn_buf_append(&p->tsbuf, "", 1, 0) != 0 ||
+        if (rc == 0 && p->ts_format) {
+            char why[RN_ERRMSG_SIZE];
+            if (is_num)
+                rc = rn_errf(p->err, RN_EINVAL, "a number, but --timestamp-format %s reads a "
+                             "string", p->ts_format);
+            else if (rn_sql_parse_time((const char *)p->tsbuf.data, p->tsbuf.len, p->ts_format,
+                                       &ts, why) != 0)
+                rc = rn_errf(p->err, RN_EINVAL, "cannot read '%.*s' as %s: %s",
+                             (int)(p->tsbuf.len < 40 ? p->tsbuf.len : 40),
+                             (const char *)p->tsbuf.data, p->ts_format, why);
+            else if (ts < 0)
+                rc = rn_errf(p->err, RN_EINVAL, "'%.*s' is before 1970 (record timestamps are "
+                             "ms >= 0)", (int)(p->tsbuf.len < 40 ? p->tsbuf.len : 40),
+                             (const char *)p->tsbuf.data);
+        } else if (rc == 0 && (!is_num || rn_buf_append(&p->tsbuf, "", 1, 0) != 0 ||
                         rn_cli_parse_i64("value", (const char *)p->tsbuf.data, 0, INT64_MAX, &ts,
                                          p->err) != 0)) {
             rc = RN_EINVAL;
@@ -259,13 +279,15 @@ out:
 
 int rn_cli_produce(rn_cli_t *cli, int argc, char **argv)
 {
-    enum { OPT_DATA = 0x100, OPT_SERVER, OPT_QUEUE, OPT_KEY_FIELD, OPT_KEY_TAB, OPT_TS_FIELD, OPT_BATCH_BYTES,
+    enum { OPT_DATA = 0x100, OPT_SERVER, OPT_QUEUE, OPT_KEY_FIELD, OPT_KEY_TAB, OPT_TS_FIELD,
+           OPT_TS_FORMAT, OPT_BATCH_BYTES,
            OPT_LINGER, OPT_COMPRESSION, OPT_FSYNC, OPT_DELIVERY_TIMEOUT };
     static const struct option opts[] = {
         {"queue", required_argument, NULL, OPT_QUEUE},
         {"key-field", required_argument, NULL, OPT_KEY_FIELD},
         {"key-tab", no_argument, NULL, OPT_KEY_TAB},
         {"timestamp-field", required_argument, NULL, OPT_TS_FIELD},
+        {"timestamp-format", required_argument, NULL, OPT_TS_FORMAT},
         {"batch-bytes", required_argument, NULL, OPT_BATCH_BYTES},
         {"linger-ms", required_argument, NULL, OPT_LINGER},
         {"compression", required_argument, NULL, OPT_COMPRESSION},
@@ -297,6 +319,11 @@ int rn_cli_produce(rn_cli_t *cli, int argc, char **argv)
         case OPT_KEY_FIELD: p->key_field = optarg; break;
         case OPT_KEY_TAB: p->key_tab = 1; break;
         case OPT_TS_FIELD: p->ts_field = optarg; break;
+        case OPT_TS_FORMAT:
+            if (rn_sql_check_time_format(optarg, p->err) != 0)
+                { code = rn_cli_fail(RN_CLI_USAGE, "--timestamp-format: %s", p->err); goto out; }
+            p->ts_format = optarg;
+            break;
         case OPT_BATCH_BYTES:
             if (rn_cli_parse_u64("--batch-bytes", optarg, 128, RN_BATCH_MAX_BYTES, &v, p->err) != 0)
                 { code = rn_cli_fail(RN_CLI_USAGE, "%s", p->err); goto out; }
@@ -332,6 +359,11 @@ int rn_cli_produce(rn_cli_t *cli, int argc, char **argv)
     }
     if (argc - optind != 1) {
         code = rn_cli_fail(RN_CLI_USAGE, "produce takes one TOPIC (see runnel produce --help)");
+        goto out;
+    }
+    if (p->ts_format && !p->ts_field) {
+        code = rn_cli_fail(RN_CLI_USAGE, "--timestamp-format reads the member named by "
+                           "--timestamp-field; give both");
         goto out;
     }
     if (p->key_field && p->key_tab) {

@@ -7,8 +7,9 @@
  *   CREATE STREAM logs (svc TEXT, ms INTEGER) WITH (topic = 'logs', format = 'json');
  *   CREATE PIPELINE slow AS INSERT INTO slow SELECT svc, ms FROM logs WHERE ms > 500;
  *
- * Statements: CREATE STREAM, DROP STREAM [IF EXISTS] (streamsql's), CREATE
- * PIPELINE, DROP PIPELINE [IF EXISTS] name; comments as in streamsql. They
+ * Statements: CREATE STREAM, DROP STREAM [IF EXISTS], CREATE FUNCTION, DROP
+ * FUNCTION [IF EXISTS] (streamsql's), CREATE PIPELINE, DROP PIPELINE [IF
+ * EXISTS] name; comments as in streamsql. They
  * are applied in order, and idempotently, so the same file applies again at
  * every start: a definition equal to the stored one changes nothing; one
  * that differs is reported with how to apply it and the stored one stays

@@ -1,7 +1,7 @@
 /*
  * meta.c — the topic metadata store in SQLite (see meta.h for the model).
  *
- * Schema (version 6, PRAGMA user_version):
+ * Schema (version 7, PRAGMA user_version):
  *
  *   stores(id, path)                       a store = an rn_log directory
  *   topics(id, name UNIQUE, created_ms)
@@ -31,6 +31,8 @@
  *                                          access control entries (acl.h)
  *   pipelines.creator                      the principal a pipeline runs as
  *                                          ('' = the operator)
+ *   -- version 7:
+ *   functions(name COLLATE NOCASE, def, created_ms)   streamsql's CREATE FUNCTION
  *
  * Invariants:
  *  1. Every change runs in one BEGIN IMMEDIATE transaction; a failure rolls it
@@ -163,6 +165,11 @@ static const char *const migrations[RN_META_SCHEMA_VERSION] = {
     "  operation  TEXT NOT NULL,"
     "  created_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (principal, resource, pattern, name, operation)) WITHOUT ROWID;",
+    /* 6 -> 7 */
+    "CREATE TABLE IF NOT EXISTS functions("
+    "  name       TEXT PRIMARY KEY COLLATE NOCASE,"
+    "  def        TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 /* Columns a step adds (ALTER TABLE is not idempotent as CREATE TABLE IF NOT
@@ -1410,6 +1417,62 @@ int rn_meta_stream_drop(rn_meta_t *m, const char *name, char *errmsg)
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     rc = step_done(m, st, "drop stream", errmsg);
     sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- SQL functions ------------------------------------------------------------ */
+
+static int function_from_row(sqlite3_stmt *st, void *elem)
+{
+    rn_meta_function_t *f = elem;
+    memset(f, 0, sizeof *f);
+    if (text_col(st, 0, f->name, RN_META_NAME_MAX) != 0 ||
+        text_col(st, 1, f->def, RN_META_FUNCTION_MAX) != 0)
+        return RN_ECORRUPT;
+    f->created_ms = sqlite3_column_int64(st, 2);
+    return 0;
+}
+
+int rn_meta_function_create(rn_meta_t *m, const rn_meta_function_t *f, char *errmsg)
+{
+    int rc = rn_meta_check_name("function", f->name, errmsg);
+    if (rc != 0) return rc;
+    if (strlen(f->def) > RN_META_FUNCTION_MAX)
+        return rn_errf(errmsg, RN_EINVAL, "the function's definition is longer than %d bytes",
+                       RN_META_FUNCTION_MAX);
+    sqlite3_stmt *st = NULL;
+    if ((rc = prepare(m, "INSERT INTO functions VALUES (?1, ?2, ?3)", &st, errmsg)) != 0)
+        return rc;
+    sqlite3_bind_text(st, 1, f->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, f->def, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, rn_sys.now_ms());
+    int r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if ((r & 0xff) == SQLITE_CONSTRAINT)
+        return rn_errf(errmsg, RN_EEXIST, "function '%.100s' already exists", f->name);
+    return r == SQLITE_DONE ? 0 : sql_err(m, r, "create function", errmsg);
+}
+
+int rn_meta_function_list(rn_meta_t *m, rn_meta_function_t **out, size_t *n, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    *out = NULL; *n = 0;
+    int rc = prepare(m, "SELECT name, def, created_ms FROM functions ORDER BY name", &st, errmsg);
+    if (rc != 0) return rc;
+    return collect_rows(m, st, sizeof **out, function_from_row, "list functions", (void **)out,
+                        n, errmsg);
+}
+
+int rn_meta_function_drop(rn_meta_t *m, const char *name, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(m, "DELETE FROM functions WHERE name = ?1", &st, errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    rc = step_done(m, st, "drop function", errmsg);
+    sqlite3_finalize(st);
+    if (rc == 0 && sqlite3_changes(m->db) == 0)
+        rc = rn_errf(errmsg, RN_ENOTFOUND, "no function '%.100s'", name);
     return rc;
 }
 

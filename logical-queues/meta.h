@@ -39,7 +39,7 @@
 #include "client/runnel.h"     /* the topic, item, offset, group and checkpoint records */
 
 /* Version of the schema this code writes (PRAGMA user_version). */
-#define RN_META_SCHEMA_VERSION   6
+#define RN_META_SCHEMA_VERSION   7
 #define RN_META_MAX_QUEUES       10000
 #define RN_META_MAX_STORES       64
 #define RN_META_STREAM_FIELDS_MAX 8192    /* a stream's field list text */
@@ -214,6 +214,26 @@ int  rn_meta_stream_list(rn_meta_t *m, rn_meta_stream_t **out, size_t *n, char *
 int  rn_meta_stream_drop(rn_meta_t *m, const char *name, char *errmsg);
 /* "streams: a, b" or "there are no streams" into out. */
 void rn_meta_stream_names(rn_meta_t *m, char *out, size_t size);
+
+/* ---- SQL functions (streamsql's CREATE FUNCTION, schema version 6) ---------- */
+
+#define RN_META_FUNCTION_MAX 8192     /* a function's definition text */
+
+/* A function: its name and its definition as streamsql writes it
+ * ("mask(ip TEXT) RETURNS TEXT AS '...'"). This file stores them; streamsql/
+ * gives them meaning. */
+typedef struct rn_meta_function {
+    char    name[RN_META_NAME_MAX + 1];
+    char    def[RN_META_FUNCTION_MAX + 1];
+    int64_t created_ms;
+} rn_meta_function_t;
+
+/* RN_EEXIST for a duplicate name; RN_EINVAL for a bad name or too long a text. */
+int  rn_meta_function_create(rn_meta_t *m, const rn_meta_function_t *f, char *errmsg);
+/* All functions by name; *out malloc'd (caller frees; NULL when *n is 0). */
+int  rn_meta_function_list(rn_meta_t *m, rn_meta_function_t **out, size_t *n, char *errmsg);
+/* RN_ENOTFOUND when there is no such function. */
+int  rn_meta_function_drop(rn_meta_t *m, const char *name, char *errmsg);
 
 /* ---- offset reservations (schema version 5) -------------------------------- */
 

@@ -26,6 +26,8 @@ need_cmd pkg-config pkg-config
 need_cmd cc gcc
 need_cmd make make
 need sqlite3       libsqlite3-dev
+# streamsql's regular expressions (REGEXP, regexp_extract, ...; streamsql/fn.c).
+need libpcre2-8    libpcre2-dev
 need libuv         libuv1-dev
 # The cluster controller's consensus (cluster/): canonical raft on libuv.
 need raft          libraft-dev

@@ -41,6 +41,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -440,6 +441,16 @@ static int parse_field_toks(const front_t *f, int b, int e, sdef_t *def, int *er
             return unexpected(f, i, erroff, errmsg,
                               "field types are INTEGER, REAL, TEXT, BOOLEAN or JSON");
         i++;
+        if (front_tok_is(f, i, "FORMAT")) {
+            /* the stored form of timestamp_format: "at" TEXT FORMAT 'iso8601' */
+            if (fd->type != FT_TEXT)
+                return unexpected(f, i, erroff, errmsg, "FORMAT reads a TEXT field's time");
+            if (i + 1 >= e || f->toks[i + 1].kind != TK_STR ||
+                front_ident(f, i + 1, def->ts_format, sizeof def->ts_format) != 0)
+                return unexpected(f, i + 1, erroff, errmsg, "FORMAT takes a string");
+            def->ts_field = def->nfields;
+            i += 2;
+        }
         def->nfields++;
         if (i < e) {
             if (f->toks[i].kind != TK_COMMA)
@@ -471,6 +482,17 @@ int rn_front_fields_text(const sdef_t *def, char *out, size_t size)
                          def->fields[i].name, rn_front_ftype_name(def->fields[i].type));
         if (n < 0 || (size_t)n >= size - used) return RN_ETOOBIG;
         used += (size_t)n;
+        if (i == def->ts_field && def->ts_format[0]) {
+            /* FORMAT '<timestamp_format>', quotes doubled */
+            if (used + 10 + 2 * strlen(def->ts_format) >= size) return RN_ETOOBIG;
+            used += (size_t)snprintf(out + used, size - used, " FORMAT '");
+            for (const char *p = def->ts_format; *p; p++) {
+                out[used++] = *p;
+                if (*p == '\'') out[used++] = '\'';
+            }
+            out[used++] = '\'';
+            out[used] = '\0';
+        }
     }
     return 0;
 }
@@ -529,14 +551,20 @@ static int create_opt(front_t *f, const char *key, int v, int *erroff, char *err
         if (k == f->def.nfields)
             return ferr(erroff, (int)f->toks[v].off, errmsg, RN_EINVAL,
                         "timestamp '%s' is not a declared field", val);
-        if (f->def.fields[k].type != FT_INTEGER)
-            return ferr(erroff, (int)f->toks[v].off, errmsg, RN_EINVAL,
-                        "timestamp field '%s' must be INTEGER (ms since the epoch), not %s",
-                        val, rn_front_ftype_name(f->def.fields[k].type));
         f->def.ts_field = k;
+        f->ts_tok = v;
+    } else if (strcasecmp(key, "timestamp_format") == 0) {
+        char why[RN_ERRMSG_SIZE];
+        if (front_ident(f, v, f->def.ts_format, sizeof f->def.ts_format) != 0)
+            return ferr(erroff, (int)f->toks[v].off, errmsg, RN_EINVAL,
+                        "timestamp_format is a string of at most %d bytes", RN_SQL_MAX_TS_FORMAT);
+        if (rn_sql_check_time_format(f->def.ts_format, why) != 0)
+            return ferr(erroff, (int)f->toks[v].off, errmsg, RN_EINVAL, "%s", why);
+        f->tsfmt_tok = v;
     } else {
         return ferr(erroff, (int)f->toks[v - 2].off, errmsg, RN_EINVAL,
-                    "unknown stream option '%s': options are topic, format, timestamp", key);
+                    "unknown stream option '%s': options are topic, format, timestamp, "
+                    "timestamp_format", key);
     }
     return 0;
 }
@@ -559,7 +587,11 @@ static int ts_field_rule(front_t *f, int *erroff, char *errmsg)
             break;
         }
     }
-    if (def->fields[k].type != FT_INTEGER)
+    if (def->ts_format[0] && def->fields[k].type != FT_TEXT)
+        return ferr(erroff, tok_off(f, at), errmsg, RN_EINVAL,
+                    "timestamp_format reads a TEXT field; '%s' is %s", def->fields[k].name,
+                    rn_front_ftype_name(def->fields[k].type));
+    if (!def->ts_format[0] && def->fields[k].type != FT_INTEGER)
         return ferr(erroff, tok_off(f, at), errmsg, RN_EINVAL,
                     "field '%s' is %s, but a field named ts is the stream's event time (the "
                     "column ts), so it must be INTEGER (ms since the epoch); read another kind "
@@ -607,6 +639,21 @@ static int parse_create(front_t *f, int *erroff, char *errmsg)
         if (rc != 0) return rc;
     }
     if (i < f->ntoks) return unexpected(f, i, erroff, errmsg, NULL);
+    if (f->def.ts_format[0] && f->def.ts_field < 0 && rn_front_ts_field(&f->def) < 0)
+        return ferr(erroff, tok_off(f, f->tsfmt_tok), errmsg, RN_EINVAL,
+                    "timestamp_format needs timestamp = 'field' (a TEXT field to read)");
+    if (f->def.ts_field >= 0 && f->ts_tok > 0) {
+        const sfield_t *fd = &f->def.fields[f->def.ts_field];
+        if (!f->def.ts_format[0] && fd->type != FT_INTEGER)
+            return ferr(erroff, tok_off(f, f->ts_tok), errmsg, RN_EINVAL,
+                        "timestamp field '%s' must be INTEGER (ms since the epoch), not %s; a "
+                        "TEXT time needs timestamp_format = 'iso8601' (or a strftime-style "
+                        "pattern)", fd->name, rn_front_ftype_name(fd->type));
+        if (f->def.ts_format[0] && fd->type != FT_TEXT)
+            return ferr(erroff, tok_off(f, f->tsfmt_tok), errmsg, RN_EINVAL,
+                        "timestamp_format reads a TEXT field; '%s' is %s", fd->name,
+                        rn_front_ftype_name(fd->type));
+    }
     int rc = ts_field_rule(f, erroff, errmsg);
     if (rc != 0) return rc;
     if (f->def.format == SF_TEXT && f->def.nfields > 0)
@@ -796,6 +843,61 @@ static int check_stream_reads(front_t *f, int *erroff, char *errmsg)
     return 0;
 }
 
+/* Flink's window table-valued functions over [b, e):
+ *   TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), size))
+ *   TABLE(HOP(TABLE s, DESCRIPTOR(ts), slide, size))      (Flink's order)
+ *   TABLE(SESSION(TABLE s, DESCRIPTOR(ts), gap))
+ * planned exactly as GROUP BY TUMBLE(ts, size) / HOP(ts, size, slide) /
+ * SESSION(ts, gap) with GROUP BY window_start, window_end (rn_front_plan). */
+static int parse_tvf(front_t *f, int b, int e, int *erroff, char *errmsg)
+{
+    static const char *const names[] = {"TUMBLE", "HOP", "SESSION"};
+    static const char *const forms[] = {
+        "FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '10' SECOND))",
+        "FROM TABLE(HOP(TABLE s, DESCRIPTOR(ts), INTERVAL '10' SECOND, INTERVAL '1' MINUTE)) "
+        "(slide, then size)",
+        "FROM TABLE(SESSION(TABLE s, DESCRIPTOR(ts), INTERVAL '30' SECOND))"};
+    int j = b + 2, w = -1;
+    for (int k = 0; k < 3; k++)
+        if (front_tok_is(f, j, names[k])) w = k;
+    if (w < 0) {
+        char wd[48];
+        return ferr(erroff, tok_off(f, j), errmsg, RN_EINVAL,
+                    "FROM TABLE(%s(...)): the window functions are TUMBLE, HOP and SESSION "
+                    "(CUMULATE is not supported)", tok_word(f, j, wd, sizeof wd));
+    }
+    int close = match_paren(f, b + 1);
+    int ok = close == e - 1 && j + 1 < e && f->toks[j + 1].kind == TK_LP &&
+             match_paren(f, j + 1) == close - 1 && front_tok_is(f, j + 2, "TABLE") &&
+             is_name_tok(f, j + 3) && j + 9 < e && f->toks[j + 4].kind == TK_COMMA &&
+             front_tok_is(f, j + 5, "DESCRIPTOR") && f->toks[j + 6].kind == TK_LP &&
+             is_name_tok(f, j + 7) && f->toks[j + 8].kind == TK_RP &&
+             f->toks[j + 9].kind == TK_COMMA;
+    int a1 = j + 10, a2 = -1;
+    if (ok && w == 1) {
+        ok = a1 + 2 < close - 1 && f->toks[a1 + 1].kind == TK_COMMA && a1 + 3 == close - 1;
+        a2 = a1 + 2;
+    } else if (ok) {
+        ok = a1 + 1 == close - 1;
+    }
+    if (!ok) {
+        if (close != e - 1 && close + 1 < f->ntoks)
+            return ferr(erroff, tok_off(f, close + 1), errmsg, RN_EINVAL,
+                        "FROM TABLE(...) takes no alias or join; it is written %s", forms[w]);
+        return ferr(erroff, tok_off(f, j), errmsg, RN_EINVAL, "%s is written %s", names[w],
+                    forms[w]);
+    }
+    f->tvf = w + 1;
+    f->tvf_b = b;
+    f->tvf_e = close;
+    f->tvf_src = j + 3;
+    f->tvf_col = j + 7;
+    /* Flink's HOP takes the slide first: size is the second interval */
+    f->tvf_size = w == 1 ? a2 : a1;
+    f->tvf_slide = w == 1 ? a1 : -1;
+    return 0;
+}
+
 static int parse_select(front_t *f, int *erroff, char *errmsg)
 {
     int i = f->body + 1;
@@ -864,6 +966,13 @@ static int parse_select(front_t *f, int *erroff, char *errmsg)
     if (f->sel_e == f->sel_b)
         return unexpected(f, f->sel_b, erroff, errmsg, "nothing selected");
     int nsrc = from_e - from_b;
+    if (front_tok_is(f, from_b, "TABLE") && from_b + 1 < from_e &&
+        f->toks[from_b + 1].kind == TK_LP) {
+        int rc = parse_tvf(f, from_b, from_e, erroff, errmsg);
+        if (rc != 0) return rc;
+        from_b = f->tvf_src;
+        nsrc = 1;
+    }
     if (nsrc < 1 || !is_name_tok(f, from_b) ||
         !(nsrc == 1 || (nsrc == 2 && is_name_tok(f, from_b + 1)) ||
           (nsrc == 3 && front_tok_is(f, from_b + 1, "AS") && is_name_tok(f, from_b + 2))))
@@ -883,6 +992,248 @@ static int parse_select(front_t *f, int *erroff, char *errmsg)
     return parse_tail(f, f->tail_b, erroff, errmsg);
 }
 
+/* INTERVAL literals (SQL's and Flink's): INTERVAL '10' SECOND, INTERVAL 10 MINUTES,
+ * INTERVAL '1.5' HOUR, INTERVAL '10 seconds'. Each becomes its value in ms, padded
+ * with spaces over the literal's bytes (errors point at the literal's start) (an integer never needs more room:
+ * "INTERVAL 'n' DAY" has 14 + n bytes, its ms at most n + 8 digits), so every
+ * offset stays the user's and every place that takes a duration in ms (window
+ * sizes, WITH options, arithmetic on ts) takes an INTERVAL. A name "interval" not
+ * followed by a string or number is left alone. */
+static int rewrite_intervals(front_t *f, int *erroff, char *errmsg)
+{
+    static const struct { const char *u; int64_t ms; } units[] = {
+        {"MILLISECOND", 1}, {"MILLISECONDS", 1}, {"SECOND", 1000}, {"SECONDS", 1000},
+        {"MINUTE", 60000}, {"MINUTES", 60000}, {"HOUR", 3600000}, {"HOURS", 3600000},
+        {"DAY", 86400000}, {"DAYS", 86400000},
+    };
+    for (int i = 0; i + 1 < f->ntoks; i++) {
+        if (!front_tok_is(f, i, "INTERVAL") ||
+            (f->toks[i + 1].kind != TK_STR && f->toks[i + 1].kind != TK_NUM))
+            continue;
+        char v[64];
+        int last = i + 1;
+        int64_t ms = -1;
+        if (f->toks[i + 1].kind == TK_STR ? front_ident(f, i + 1, v, sizeof v) != 0
+                                           : f->toks[i + 1].len >= sizeof v)
+            return ferr(erroff, tok_off(f, i + 1), errmsg, RN_EINVAL, "INTERVAL value too long");
+        if (f->toks[i + 1].kind == TK_NUM) {
+            memcpy(v, f->sql + f->toks[i + 1].off, f->toks[i + 1].len);
+            v[f->toks[i + 1].len] = '\0';
+        }
+        int unit = -1;
+        for (size_t k = 0; i + 2 < f->ntoks && k < sizeof units / sizeof units[0]; k++)
+            if (front_tok_is(f, i + 2, units[k].u)) unit = (int)k;
+        if (unit >= 0) {
+            char *end;
+            errno = 0;
+            double d = strtod(v, &end);
+            while (*end == ' ') end++;
+            if (*end || errno || !(d >= 0) || d > 1e13 || v[0] == '-' || v[0] == '+' ||
+                d * (double)units[unit].ms != floor(d * (double)units[unit].ms))
+                return ferr(erroff, tok_off(f, i + 1), errmsg, RN_EINVAL,
+                            "bad INTERVAL value '%s': a number >= 0 giving whole milliseconds "
+                            "(INTERVAL '10' SECOND)", v);
+            ms = (int64_t)(d * (double)units[unit].ms);
+            last = i + 2;
+        } else if (f->toks[i + 1].kind == TK_STR && front_interval(v, strlen(v), &ms) == 0) {
+            last = i + 1;             /* INTERVAL '10 seconds' */
+        } else {
+            char w[48];
+            const char *u = i + 2 < f->ntoks ? tok_word(f, i + 2, w, sizeof w) : "";
+            int fixed = !strncasecmp(u, "MONTH", 5) || !strncasecmp(u, "YEAR", 4) ||
+                        !strncasecmp(u, "WEEK", 4);
+            return ferr(erroff, tok_off(f, i + 2 < f->ntoks ? i + 2 : i + 1), errmsg, RN_EINVAL,
+                        "INTERVAL takes a unit MILLISECOND, SECOND, MINUTE, HOUR or DAY "
+                        "(INTERVAL '10' SECOND)%s", fixed ? "; months and years have no fixed "
+                        "length in milliseconds" : "");
+        }
+        if (front_tok_is(f, last + 1, "TO"))
+            return ferr(erroff, tok_off(f, last + 1), errmsg, RN_EINVAL,
+                        "INTERVAL ... TO ... is not supported; write one unit "
+                        "(INTERVAL '90' SECOND)");
+        if (!f->own) {
+            f->own = malloc(f->len + 1);
+            if (!f->own) return ferr(erroff, -1, errmsg, -ENOMEM, "out of memory");
+            memcpy(f->own, f->sql, f->len);
+            f->own[f->len] = '\0';
+        }
+        size_t b = f->toks[i].off, e = (size_t)tok_end(f, last);
+        char num[24];
+        int nn = snprintf(num, sizeof num, "%lld", (long long)ms);
+        memset(f->own + b, ' ', e - b);
+        memcpy(f->own + b, num, (size_t)nn);
+        i = last;
+    }
+    if (!f->own) return 0;
+    f->sql = f->own;
+    free(f->toks);
+    f->toks = NULL;
+    return tokenize(f, erroff, errmsg);
+}
+
+/* ---- SQL functions ----------------------------------------------------------- */
+
+static int append(rn_buf_t *b, const char *p, size_t n);
+static int appendf(rn_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static const char *cast_type(ftype_t t)
+{
+    return t == FT_REAL ? "REAL" : t == FT_INTEGER || t == FT_BOOLEAN ? "INTEGER" : "TEXT";
+}
+
+/* Tokens [i, e) of f: name(p T, ...) RETURNS R AS 'body'. */
+static int parse_function_toks(const front_t *f, int i, udf_def_t *d, int *erroff, char *errmsg)
+{
+    static const char form[] = "CREATE FUNCTION name(a TYPE, ...) RETURNS TYPE AS 'expression'";
+    memset(d, 0, sizeof *d);
+    if (!is_name_tok(f, i) || front_ident(f, i, d->name, sizeof d->name) != 0 || !d->name[0])
+        return unexpected(f, i, erroff, errmsg, form);
+    if (strncmp(d->name, "__", 2) == 0)
+        return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                    "'%s': names starting with __ are the engine's own", d->name);
+    if (rn_meta_check_name("function", d->name, errmsg) != 0) {
+        if (erroff) *erroff = tok_off(f, i);
+        return RN_EINVAL;
+    }
+    i++;
+    if (i >= f->ntoks || f->toks[i].kind != TK_LP) return unexpected(f, i, erroff, errmsg, form);
+    int close = match_paren(f, i);
+    i++;
+    while (i < close) {
+        if (d->nparams == RN_SQL_MAX_PARAMS)
+            return ferr(erroff, tok_off(f, i), errmsg, RN_ETOOBIG,
+                        "a function takes at most %d parameters", RN_SQL_MAX_PARAMS);
+        char *pn = d->pname[d->nparams];
+        if (!is_name_tok(f, i) || front_ident(f, i, pn, RN_SQL_MAX_NAME + 1) != 0 || !pn[0])
+            return unexpected(f, i, erroff, errmsg, "a parameter is NAME TYPE");
+        for (int k = 0; k < d->nparams; k++)
+            if (strcasecmp(d->pname[k], pn) == 0)
+                return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                            "parameter '%s' is declared twice", pn);
+        i++;
+        if (i >= close || f->toks[i].kind != TK_ID ||
+            sql_type_from_name(f->sql + f->toks[i].off, f->toks[i].len,
+                               &d->ptype[d->nparams]) != 0)
+            return unexpected(f, i, erroff, errmsg,
+                              "parameter types are INTEGER, REAL, TEXT, BOOLEAN or JSON");
+        i++;
+        d->nparams++;
+        if (i < close) {
+            if (f->toks[i].kind != TK_COMMA)
+                return unexpected(f, i, erroff, errmsg, "parameters are separated by ','");
+            i++;
+        }
+    }
+    i = close + 1;
+    if (!front_tok_is(f, i, "RETURNS") || i + 1 >= f->ntoks || f->toks[i + 1].kind != TK_ID ||
+        sql_type_from_name(f->sql + f->toks[i + 1].off, f->toks[i + 1].len, &d->rtype) != 0)
+        return unexpected(f, front_tok_is(f, i, "RETURNS") ? i + 1 : i, erroff, errmsg,
+                          "RETURNS INTEGER, REAL, TEXT, BOOLEAN or JSON");
+    i += 2;
+    if (!front_tok_is(f, i, "AS") || i + 1 >= f->ntoks || f->toks[i + 1].kind != TK_STR)
+        return unexpected(f, front_tok_is(f, i, "AS") ? i + 1 : i, erroff, errmsg,
+                          "AS 'expression' (the body is a string; double its quotes)");
+    size_t cap = f->toks[i + 1].len;
+    if (!(d->body = malloc(cap)))
+        return ferr(erroff, -1, errmsg, -ENOMEM, "out of memory");
+    front_ident(f, i + 1, d->body, cap);
+    if (!d->body[strspn(d->body, " \t\r\n")])
+        return ferr(erroff, tok_off(f, i + 1), errmsg, RN_EINVAL, "the function's body is empty");
+    if (i + 2 < f->ntoks) return unexpected(f, i + 2, erroff, errmsg, "nothing after the body");
+    return 0;
+}
+
+int rn_front_parse_function(const char *text, size_t len, udf_def_t *d, int *erroff,
+                            char *errmsg)
+{
+    front_t f;
+    memset(&f, 0, sizeof f);
+    f.sql = text;
+    f.len = len;
+    int rc = tokenize(&f, erroff, errmsg);
+    if (rc == 0) rc = parse_function_toks(&f, 0, d, erroff, errmsg);
+    free(f.toks);
+    return rc;
+}
+
+/* name as a quoted identifier, its quotes doubled */
+static int append_qid(rn_buf_t *out, const char *name)
+{
+    int rc = append(out, "\"", 1);
+    for (const char *p = name; rc == 0 && *p; p++)
+        rc = *p == '"' ? append(out, "\"\"", 2) : append(out, p, 1);
+    return rc == 0 ? append(out, "\"", 1) : rc;
+}
+
+int rn_front_function_text(const udf_def_t *d, rn_buf_t *out)
+{
+    int rc = append_qid(out, d->name);
+    if (rc == 0) rc = append(out, "(", 1);
+    for (int k = 0; rc == 0 && k < d->nparams; k++) {
+        if (k) rc = append(out, ", ", 2);
+        if (rc == 0) rc = append_qid(out, d->pname[k]);
+        if (rc == 0) rc = appendf(out, " %s", rn_front_ftype_name(d->ptype[k]));
+    }
+    if (rc == 0) rc = appendf(out, ") RETURNS %s AS '", rn_front_ftype_name(d->rtype));
+    for (const char *p = d->body; rc == 0 && *p; p++)
+        rc = *p == '\'' ? append(out, "''", 2) : append(out, p, 1);
+    if (rc == 0) rc = append(out, "'", 2);      /* with the NUL */
+    return rc;
+}
+
+int rn_front_udf_sql(const udf_def_t *d, rn_buf_t *out, int *erroff, char *errmsg)
+{
+    front_t f;
+    memset(&f, 0, sizeof f);
+    f.sql = d->body;
+    f.len = strlen(d->body);
+    int rc = tokenize(&f, erroff, errmsg);
+    if (rc == 0) rc = rewrite_intervals(&f, erroff, errmsg);
+    if (rc == 0 && f.ntoks == 0) rc = ferr(erroff, 0, errmsg, RN_EINVAL, "an empty body");
+    if (rc == 0) rc = appendf(out, "SELECT CAST((");
+    size_t pos = 0;
+    for (int i = 0; rc == 0 && i < f.ntoks; i++) {
+        char w[RN_SQL_MAX_NAME * 4 + 1];
+        if (f.toks[i].kind == TK_SEMI || front_tok_is(&f, i, "SELECT") ||
+            front_tok_is(&f, i, "FROM") || front_tok_is(&f, i, "VALUES")) {
+            rc = ferr(erroff, tok_off(&f, i), errmsg, RN_EINVAL,
+                      "function %s's body is one expression over its parameters: no "
+                      "subquery, table or second statement", d->name);
+            break;
+        }
+        if (!is_name_tok(&f, i) || front_ident(&f, i, w, sizeof w) != 0) continue;
+        if (strncmp(w, "__", 2) == 0) {
+            rc = ferr(erroff, tok_off(&f, i), errmsg, RN_EINVAL,
+                      "'%s': names starting with __ are the engine's own", w);
+            break;
+        }
+        if ((i > 0 && f.toks[i - 1].kind == TK_DOT) ||
+            (i + 1 < f.ntoks && f.toks[i + 1].kind == TK_LP))
+            continue;
+        for (int k = 0; k < d->nparams; k++)
+            if (strcasecmp(w, d->pname[k]) == 0) {
+                rc = append(out, f.sql + pos, f.toks[i].off - pos);
+                if (rc == 0) rc = appendf(out, "CAST(?%d AS %s)", k + 1, cast_type(d->ptype[k]));
+                pos = (size_t)tok_end(&f, i);
+                break;
+            }
+    }
+    if (rc == 0) rc = append(out, f.sql + pos, f.len - pos);
+    if (rc == 0) rc = appendf(out, ") AS %s)", cast_type(d->rtype));
+    if (rc == 0) rc = append(out, "", 1);
+    if (rc == -ENOMEM || rc == RN_ETOOBIG) rc = ferr(erroff, -1, errmsg, rc, "body too long");
+    free(f.toks);
+    free(f.own);
+    if (rc != 0) rn_buf_free(out);
+    return rc;
+}
+
+void rn_udf_def_free(udf_def_t *d)
+{
+    free(d->body);
+    d->body = NULL;
+}
+
 int rn_front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *errmsg)
 {
     memset(f, 0, sizeof *f);
@@ -896,6 +1247,7 @@ int rn_front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *e
                     "statement is %zu bytes long; the limit is %d bytes", len,
                     RN_SQL_MAX_SQL_LEN);
     int rc = tokenize(f, erroff, errmsg);
+    if (rc == 0) rc = rewrite_intervals(f, erroff, errmsg);
     if (rc != 0) return rc;
     if (f->ntoks == 0) return ferr(erroff, 0, errmsg, RN_EINVAL, "empty statement");
     if (front_tok_is(f, 0, "EXPLAIN")) {
@@ -913,6 +1265,28 @@ int rn_front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *e
     if (front_tok_is(f, 0, "CREATE") && front_tok_is(f, 1, "STREAM")) {
         f->kind = SK_CREATE;
         return parse_create(f, erroff, errmsg);
+    }
+    if (front_tok_is(f, 0, "CREATE") && front_tok_is(f, 1, "FUNCTION")) {
+        f->kind = SK_CREATE_FN;
+        return parse_function_toks(f, 2, &f->fn, erroff, errmsg);
+    }
+    if (front_tok_is(f, 0, "DROP") && front_tok_is(f, 1, "FUNCTION")) {
+        int i = 2;
+        f->kind = SK_DROP_FN;
+        if (front_tok_is(f, i, "IF") && front_tok_is(f, i + 1, "EXISTS")) {
+            f->if_exists = 1;
+            i += 2;
+        }
+        if (!is_name_tok(f, i) || front_ident(f, i, f->name, sizeof f->name) != 0)
+            return unexpected(f, i, erroff, errmsg, "a function name is expected");
+        f->name_tok = i;
+        if (i + 1 < f->ntoks) return unexpected(f, i + 1, erroff, errmsg, NULL);
+        return 0;
+    }
+    if (front_tok_is(f, 0, "SHOW") && front_tok_is(f, 1, "FUNCTIONS")) {
+        f->kind = SK_SHOW_FN;
+        if (f->ntoks > 2) return unexpected(f, 2, erroff, errmsg, NULL);
+        return 0;
     }
     if ((front_tok_is(f, 0, "DROP") && front_tok_is(f, 1, "STREAM")) ||
         front_tok_is(f, 0, "DESCRIBE") || front_tok_is(f, 0, "DESC")) {
@@ -947,7 +1321,8 @@ int rn_front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *e
     char w[48];
     return ferr(erroff, 0, errmsg, RN_EINVAL,
                 "unknown statement '%s': streamsql runs SELECT, EXPLAIN SELECT, CREATE STREAM, "
-                "DROP STREAM, SHOW STREAMS, DESCRIBE", tok_word(f, 0, w, sizeof w));
+                "DROP STREAM, SHOW STREAMS, DESCRIBE, CREATE FUNCTION, DROP FUNCTION, "
+                "SHOW FUNCTIONS", tok_word(f, 0, w, sizeof w));
 }
 
 /* ---- planning: windows, keys, aggregates ------------------------------------------- */
@@ -955,7 +1330,13 @@ int rn_front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *e
 static const struct { const char *name; agg_kind_t kind; } agg_names[] = {
     {"count", AG_COUNT}, {"sum", AG_SUM}, {"total", AG_TOTAL}, {"avg", AG_AVG},
     {"min", AG_MIN}, {"max", AG_MAX}, {"first", AG_FIRST}, {"last", AG_LAST},
+    {"stddev", AG_STD_SAMP}, {"stddev_samp", AG_STD_SAMP}, {"stddev_pop", AG_STD_POP},
+    {"variance", AG_VAR_SAMP}, {"var_samp", AG_VAR_SAMP}, {"var_pop", AG_VAR_POP},
+    {"percentile_approx", AG_PCTL}, {"approx_count_distinct", AG_HLL},
 };
+#define AGG_LIST "count, count(DISTINCT), sum, total, avg, min, max, first, last, stddev, " \
+                 "stddev_samp, stddev_pop, variance, var_samp, var_pop, " \
+                 "approx_count_distinct, percentile_approx (any with FILTER (WHERE ...))"
 static const char *const unsupported_aggs[] = {"group_concat", "string_agg", "json_group_array",
                                                "json_group_object", "median", "percentile"};
 
@@ -964,7 +1345,6 @@ static int append(rn_buf_t *b, const char *p, size_t n)
     return rn_buf_append(b, p, n, 4 * (size_t)RN_SQL_MAX_SQL_LEN);
 }
 
-static int appendf(rn_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int appendf(rn_buf_t *b, const char *fmt, ...)
 {
     char tmp[512];
@@ -999,11 +1379,19 @@ static char *dup_range(const front_t *f, int b, int e)
     return s;
 }
 
-/* Is there an aggregate call at token i (below end)? 1 with its kind,
- * distinct flag, argument tokens [*ab, *ae) and closing ')' in *close; 0
+/* An aggregate call found by agg_at. */
+typedef struct acall {
+    agg_kind_t kind;
+    int        distinct;
+    int        ab, ae;       /* the argument's tokens */
+    int        close;        /* the last token of the call (its ')' or FILTER's) */
+    int        fb, fe;       /* FILTER (WHERE ...)'s condition tokens; fb -1: none */
+    double     param;        /* percentile_approx's fraction */
+} acall_t;
+
+/* Is there an aggregate call at token i (below end)? 1 with it in *ac; 0
  * when not (including min/max with several arguments: scalar); <0 error. */
-static int agg_at(const front_t *f, int i, int end, agg_kind_t *kind, int *distinct, int *ab,
-                  int *ae, int *close, int *erroff, char *errmsg)
+static int agg_at(const front_t *f, int i, int end, acall_t *ac, int *erroff, char *errmsg)
 {
     if (f->toks[i].kind != TK_ID || i + 1 >= end || f->toks[i + 1].kind != TK_LP) return 0;
     if (i > 0 && f->toks[i - 1].kind == TK_DOT) return 0;
@@ -1016,57 +1404,95 @@ static int agg_at(const front_t *f, int i, int end, agg_kind_t *kind, int *disti
         for (size_t u = 0; u < sizeof unsupported_aggs / sizeof unsupported_aggs[0]; u++)
             if (front_tok_is(f, i, unsupported_aggs[u]))
                 return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
-                            "aggregate %s() is not supported on streams; supported: count, "
-                            "count(DISTINCT), sum, total, avg, min, max, first, last",
-                            unsupported_aggs[u]);
+                            "aggregate %s() is not supported on streams; supported: "
+                            AGG_LIST, unsupported_aggs[u]);
         return 0;
     }
     int c = match_paren(f, i + 1);
     int d = f->toks[i + 1].depth + 1;
-    int commas = 0;
+    int commas = 0, comma = -1;
     for (int j = i + 2; j < c; j++)
-        if (f->toks[j].kind == TK_COMMA && f->toks[j].depth == d) commas++;
+        if (f->toks[j].kind == TK_COMMA && f->toks[j].depth == d) {
+            commas++;
+            if (comma < 0) comma = j;
+        }
     agg_kind_t kd = agg_names[k].kind;
+    memset(ac, 0, sizeof *ac);
+    ac->fb = ac->fe = -1;
     if (commas && (kd == AG_MIN || kd == AG_MAX)) return 0;
-    if (commas)
+    if (kd == AG_PCTL) {
+        char num[32];
+        char *endp = NULL;
+        if (commas == 1 && c - comma == 2 && f->toks[comma + 1].kind == TK_NUM &&
+            f->toks[comma + 1].len < sizeof num) {
+            memcpy(num, f->sql + f->toks[comma + 1].off, f->toks[comma + 1].len);
+            num[f->toks[comma + 1].len] = '\0';
+            ac->param = strtod(num, &endp);
+        }
+        if (!endp || *endp || !(ac->param >= 0 && ac->param <= 1))
+            return ferr(erroff, tok_off(f, comma > 0 ? comma + 1 : i), errmsg, RN_EINVAL,
+                        "percentile_approx(x, p) takes a constant fraction p from 0 to 1 "
+                        "(0.5: the median, 0.99: the 99th percentile)");
+    } else if (commas) {
         return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
                     "%s() takes one argument on streams", agg_names[k].name);
-    if (front_tok_is(f, c + 1, "FILTER") || front_tok_is(f, c + 1, "OVER"))
+    }
+    int close = c;
+    if (front_tok_is(f, c + 1, "OVER"))
         return ferr(erroff, tok_off(f, c + 1), errmsg, RN_EINVAL,
-                    "FILTER and OVER are not supported on streams (use WHERE and GROUP BY)");
+                    "OVER is not supported on streams (aggregate with GROUP BY TUMBLE(ts, '1m') "
+                    "or HOP, SESSION)");
+    if (front_tok_is(f, c + 1, "FILTER")) {
+        if (c + 3 >= f->ntoks || f->toks[c + 2].kind != TK_LP ||
+            !front_tok_is(f, c + 3, "WHERE") || match_paren(f, c + 2) == c + 4)
+            return ferr(erroff, tok_off(f, c + 1), errmsg, RN_EINVAL,
+                        "FILTER is written %s(...) FILTER (WHERE condition)", agg_names[k].name);
+        ac->fb = c + 4;
+        ac->fe = match_paren(f, c + 2);
+        close = ac->fe;
+        for (int j = ac->fb; j < ac->fe; j++) {
+            acall_t in;
+            int r = agg_at(f, j, ac->fe, &in, erroff, errmsg);
+            if (r < 0) return r;
+            if (r > 0)
+                return ferr(erroff, tok_off(f, j), errmsg, RN_EINVAL,
+                            "an aggregate in FILTER (WHERE ...) is not valid: the condition "
+                            "is evaluated per record");
+        }
+    }
     int a = i + 2;
-    *distinct = 0;
-    if (front_tok_is(f, a, "DISTINCT")) { *distinct = 1; a++; }
+    if (front_tok_is(f, a, "DISTINCT")) { ac->distinct = 1; a++; }
     else if (front_tok_is(f, a, "ALL")) a++;
+    int ae = kd == AG_PCTL ? comma : c;
     if (kd == AG_COUNT && (a == c || (c - a == 1 && f->toks[a].kind == TK_STAR))) {
-        if (*distinct)
+        if (ac->distinct)
             return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL, "count(DISTINCT *) is not valid");
         kd = AG_COUNT_STAR;
-    } else if (a == c) {
+    } else if (a >= ae) {
         return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL, "%s() needs an argument",
                     agg_names[k].name);
     }
-    for (int j = a; j < c; j++) {
-        agg_kind_t k2; int d2, b2, e2, c2;
-        int r = agg_at(f, j, c, &k2, &d2, &b2, &e2, &c2, erroff, errmsg);
+    for (int j = a; j < ae; j++) {
+        acall_t in;
+        int r = agg_at(f, j, ae, &in, erroff, errmsg);
         if (r < 0) return r;
         if (r > 0)
             return ferr(erroff, tok_off(f, j), errmsg, RN_EINVAL,
                         "aggregate calls cannot be nested");
     }
-    *kind = kd;
-    *ab = a;
-    *ae = c;
-    *close = c;
+    ac->kind = kd;
+    ac->ab = a;
+    ac->ae = ae;
+    ac->close = close;
     return 1;
 }
 
-/* Find or add the aggregate; its index in *idx. */
-static int agg_intern(front_t *f, int call, agg_kind_t kind, int distinct, int ab, int ae,
-                      int close, int *idx, int *erroff, char *errmsg)
+/* Find or add the aggregate call at token call; its index in *idx. */
+static int agg_intern(front_t *f, int call, const acall_t *ac, int *idx, int *erroff,
+                      char *errmsg)
 {
     rn_buf_t t = RN_BUF_INIT;
-    if (norm_text(f, call, close + 1, &t) != 0) return -ENOMEM;
+    if (norm_text(f, call, ac->close + 1, &t) != 0) return -ENOMEM;
     /* the function name's case does not matter */
     for (size_t k = 0; k < f->toks[call].len; k++) t.data[k] = (uint8_t)tolower(t.data[k]);
     for (int k = 0; k < f->naggs; k++)
@@ -1081,12 +1507,15 @@ static int agg_intern(front_t *f, int call, agg_kind_t kind, int distinct, int a
                     "a query has at most %d different aggregate calls", RN_SQL_MAX_AGGS);
     }
     agg_t *a = &f->aggs[f->naggs];
-    a->kind = kind;
-    a->distinct = distinct;
+    a->kind = ac->kind;
+    a->distinct = ac->distinct;
+    a->param = ac->param;
     a->text = (char *)t.data;
-    a->arg = kind == AG_COUNT_STAR ? NULL : dup_range(f, ab, ae);
-    if (kind != AG_COUNT_STAR && !a->arg) return -ENOMEM;
-    *idx = f->naggs++;
+    a->arg = ac->kind == AG_COUNT_STAR ? NULL : dup_range(f, ac->ab, ac->ae);
+    a->filter = ac->fb >= 0 ? dup_range(f, ac->fb, ac->fe) : NULL;
+    f->naggs++;
+    if ((ac->kind != AG_COUNT_STAR && !a->arg) || (ac->fb >= 0 && !a->filter)) return -ENOMEM;
+    *idx = f->naggs - 1;
     return 0;
 }
 
@@ -1231,17 +1660,18 @@ static int rewrite(front_t *f, int b, int e, const int *kb, const int *ke, rn_bu
 {
     size_t pos = f->toks[b].off;
     for (int i = b; i < e;) {
-        agg_kind_t kind; int distinct, ab, ae, close, idx = -1;
-        int r = agg_at(f, i, e, &kind, &distinct, &ab, &ae, &close, erroff, errmsg);
+        acall_t ac;
+        int idx = -1;
+        int r = agg_at(f, i, e, &ac, erroff, errmsg);
         if (r < 0) return r;
         int next = i + 1;
         if (r > 0) {
-            int rc = agg_intern(f, i, kind, distinct, ab, ae, close, &idx, erroff, errmsg);
+            int rc = agg_intern(f, i, &ac, &idx, erroff, errmsg);
             if (rc != 0) return rc;
             if (append(out, f->sql + pos, f->toks[i].off - pos) != 0 ||
                 appendf(out, "__a%d", idx) != 0)
                 return -ENOMEM;
-            next = close + 1;
+            next = ac.close + 1;
         } else {
             for (int k = 0; k < f->nkeys; k++)
                 if (key_at(f, b, i, e, kb, ke, k)) {
@@ -1286,10 +1716,12 @@ static char key_affinity(const front_t *f, int b, int e, const sdef_t *def)
     return 'n';
 }
 
+static int plan_window_args(front_t *f, int w, int t, int a1, int a2, const sdef_t *def,
+                            int *erroff, char *errmsg);
+
 static int plan_window(front_t *f, int b, int e, const sdef_t *def, int *erroff, char *errmsg)
 {
     static const char *const names[] = {"TUMBLE", "HOP", "SESSION"};
-    static const win_kind_t kinds[] = {WK_TUMBLE, WK_HOP, WK_SESSION};
     static const int nargs[] = {2, 3, 2};
     static const char *const forms[] = {"TUMBLE(ts, '10s')", "HOP(ts, '1m', '10s') (size, slide)",
                                         "SESSION(ts, '30s') (gap)"};
@@ -1311,8 +1743,17 @@ static int plan_window(front_t *f, int b, int e, const sdef_t *def, int *erroff,
         (na > 1 && args[na - 1] + 1 != e - 1) || (na == 3 && args[2] - args[1] != 2))
         return ferr(erroff, tok_off(f, b), errmsg, RN_EINVAL, "%s is written %s", names[w],
                     forms[w]);
+    return plan_window_args(f, w, args[0], args[1], na == 3 ? args[2] : -1, def, erroff, errmsg);
+}
+
+/* The window of kind w (0 TUMBLE, 1 HOP, 2 SESSION) over the time column at
+ * token t, of size (gap) at token a1 and, for HOP, slide at token a2. */
+static int plan_window_args(front_t *f, int w, int t, int a1, int a2, const sdef_t *def,
+                            int *erroff, char *errmsg)
+{
+    static const char *const names[] = {"TUMBLE", "HOP", "SESSION"};
+    static const win_kind_t kinds[] = {WK_TUMBLE, WK_HOP, WK_SESSION};
     char col[RN_SQL_MAX_NAME * 4 + 1];
-    int t = args[0];
     int is_time = is_name_tok(f, t) && front_ident(f, t, col, sizeof col) == 0 &&
                   (strcasecmp(col, "ts") == 0 ||
                    (def->ts_field >= 0 && strcasecmp(col, def->fields[def->ts_field].name) == 0));
@@ -1327,14 +1768,14 @@ static int plan_window(front_t *f, int b, int e, const sdef_t *def, int *erroff,
                     tsf, tok_word(f, t, wd, sizeof wd));
     }
     f->win = kinds[w];
-    int rc = tok_interval(f, args[1], w == 2 ? "SESSION gap" : names[w], 0, &f->size_ms,
+    int rc = tok_interval(f, a1, w == 2 ? "SESSION gap" : names[w], 0, &f->size_ms,
                           erroff, errmsg);
     if (rc != 0) return rc;
     if (w == 1) {
-        rc = tok_interval(f, args[2], "HOP slide", 0, &f->slide_ms, erroff, errmsg);
+        rc = tok_interval(f, a2, "HOP slide", 0, &f->slide_ms, erroff, errmsg);
         if (rc != 0) return rc;
         if (f->slide_ms > f->size_ms || f->size_ms / f->slide_ms > RN_SQL_MAX_HOPS)
-            return ferr(erroff, tok_off(f, args[2]), errmsg, RN_EINVAL,
+            return ferr(erroff, tok_off(f, a2), errmsg, RN_EINVAL,
                         "HOP slide must be at most the size and at least size/%d",
                         RN_SQL_MAX_HOPS);
     }
@@ -1370,6 +1811,11 @@ static int check_internal_names(const front_t *f, const sdef_t *def, int *erroff
     return 0;
 }
 
+static const char *win_name_of(int w)
+{
+    return w == 0 ? "TUMBLE" : w == 1 ? "HOP" : "SESSION";
+}
+
 int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
 {
     int kb[RN_SQL_MAX_KEYS], ke[RN_SQL_MAX_KEYS];
@@ -1379,8 +1825,8 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
     /* aggregates in the select list or HAVING? */
     int aggregating = f->group_b >= 0 || f->having_b >= 0;
     for (int i = f->sel_b; i < f->sel_e && !aggregating; i++) {
-        agg_kind_t k; int d, ab, ae, c;
-        int r = agg_at(f, i, f->sel_e, &k, &d, &ab, &ae, &c, erroff, errmsg);
+        acall_t ac;
+        int r = agg_at(f, i, f->sel_e, &ac, erroff, errmsg);
         if (r < 0) return r;
         aggregating = r;
     }
@@ -1391,6 +1837,11 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
                             "%s applies to aggregations (GROUP BY)",
                             front_tok_is(f, i, "EMIT") ? "EMIT" : "WITH (watermark, ...)");
     }
+    if (f->tvf && !aggregating)
+        return ferr(erroff, tok_off(f, f->tvf_b), errmsg, RN_EINVAL,
+                    "FROM TABLE(%s(...)) is supported with GROUP BY window_start, window_end"
+                    "[, keys] and aggregates; to see rows, select from the stream itself",
+                    win_name_of(f->tvf - 1));
     if (!aggregating && !f->distinct) {
         f->win = WK_NONE;
         size_t start = f->toks[f->body].off;
@@ -1415,11 +1866,23 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
                     "HAVING could not be retracted; use EMIT FINAL with HAVING, or EMIT CHANGES "
                     "without HAVING and filter the changes downstream");
     f->win = WK_GLOBAL;
+    int tvf_bounds = 0;      /* bit 0 window_start, bit 1 window_end in GROUP BY */
+    if (f->tvf) {
+        int r = plan_window_args(f, f->tvf - 1, f->tvf_col, f->tvf_size, f->tvf_slide, def,
+                                 erroff, errmsg);
+        if (r < 0) return r;
+    }
     /* GROUP BY items: the window and the keys */
     int ib = f->group_b;
     for (int i = f->group_b; f->group_b >= 0 && i <= f->group_e; i++) {
         if (i < f->group_e && !(f->toks[i].kind == TK_COMMA && f->toks[i].depth == 0)) continue;
         if (i == ib) return unexpected(f, i, erroff, errmsg, "an empty GROUP BY item");
+        if (f->tvf && i - ib == 1 && (front_tok_is(f, ib, "window_start") ||
+                                      front_tok_is(f, ib, "window_end"))) {
+            tvf_bounds |= front_tok_is(f, ib, "window_start") ? 1 : 2;
+            ib = i + 1;
+            continue;
+        }
         int r = plan_window(f, ib, i, def, erroff, errmsg);
         if (r < 0) return r;
         if (r == 0) {
@@ -1438,6 +1901,11 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
         }
         ib = i + 1;
     }
+    if (f->tvf && tvf_bounds != 3)
+        return ferr(erroff, tok_off(f, f->group_b >= 0 ? f->group_b : f->tvf_b), errmsg,
+                    RN_EINVAL, "FROM TABLE(%s(...)) groups by its windows: write GROUP BY "
+                    "window_start, window_end[, keys]",
+                    win_name_of(f->tvf - 1));
     ib = f->sel_b;
     for (int i = f->sel_b; f->distinct && i <= f->sel_e; i++) {
         if (i < f->sel_e && !(f->toks[i].kind == TK_COMMA && f->toks[i].depth == 0)) continue;
@@ -1504,10 +1972,25 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
         if (rc == 0) rc = append(&b, ")", 1);
     }
     for (int k = 0; rc == 0 && k < f->naggs; k++) {
-        if (!f->aggs[k].arg) continue;
-        rc = append(&b, ", (", 3);
-        if (rc == 0) rc = append(&b, f->aggs[k].arg, strlen(f->aggs[k].arg));
-        if (rc == 0) rc = append(&b, ")", 1);
+        const agg_t *a = &f->aggs[k];
+        int numeric = a->kind >= AG_VAR_SAMP && a->kind <= AG_PCTL;
+        if (a->arg) {
+            /* the statistical aggregates take numbers: a record whose argument is
+             * text or a blob fails the row (fn.c's __rn_num), so it is rejected */
+            rc = append(&b, numeric ? ", __rn_num((" : ", (", numeric ? 12 : 3);
+            if (rc == 0) rc = append(&b, a->arg, strlen(a->arg));
+            if (rc == 0 && numeric) {
+                size_t nl = strcspn(a->text, "(");
+                rc = appendf(&b, "), '%.*s')", (int)nl, a->text);
+            } else if (rc == 0) {
+                rc = append(&b, ")", 1);
+            }
+        }
+        if (rc == 0 && a->filter) {
+            rc = append(&b, ", (", 3);
+            if (rc == 0) rc = append(&b, a->filter, strlen(a->filter));
+            if (rc == 0) rc = append(&b, ")", 1);
+        }
     }
     if (rc == 0) rc = append(&b, ", __idx FROM ", 13);    /* the row's index in the batch */
     {
@@ -1544,6 +2027,43 @@ fail:
     return rc;
 }
 
+/* A constant pattern (a string literal) of REGEXP or regexp_like /
+ * regexp_extract / regexp_replace compiles (fn.c), so a bad one fails the
+ * statement with its offset rather than every record. */
+static int check_patterns(const front_t *f, int *erroff, char *errmsg)
+{
+    for (int i = f->body; i + 1 < f->ntoks; i++) {
+        int pt = -1;
+        if (front_tok_is(f, i, "REGEXP")) pt = i + 1;
+        else if ((front_tok_is(f, i, "regexp_like") || front_tok_is(f, i, "regexp_extract") ||
+                  front_tok_is(f, i, "regexp_replace")) && f->toks[i + 1].kind == TK_LP) {
+            int c = match_paren(f, i + 1), d = f->toks[i + 1].depth + 1;
+            for (int j = i + 2; j < c; j++)
+                if (f->toks[j].kind == TK_COMMA && f->toks[j].depth == d) {
+                    int e = j + 2;
+                    if (e <= c && (f->toks[e].kind == TK_COMMA || f->toks[e].kind == TK_RP))
+                        pt = j + 1;
+                    break;
+                }
+        }
+        if (pt < 0 || pt >= f->ntoks || f->toks[pt].kind != TK_STR) continue;
+        if (pt + 1 < f->ntoks && front_tok_is(f, i, "REGEXP") &&
+            (f->toks[pt + 1].kind == TK_OP || f->toks[pt + 1].kind == TK_DOT))
+            continue;     /* 'a' || x: not a constant */
+        size_t cap = f->toks[pt].len + 1;
+        char *pat = malloc(cap);
+        if (!pat) return ferr(erroff, -1, errmsg, -ENOMEM, "out of memory");
+        if (front_ident(f, pt, pat, cap) != 0) { free(pat); continue; }
+        int rc = rn_fn_check_pattern(pat, strlen(pat), errmsg);
+        free(pat);
+        if (rc != 0) {
+            if (erroff) *erroff = tok_off(f, pt);
+            return rc;
+        }
+    }
+    return 0;
+}
+
 /* Function calls outside subqueries, checked against the functions sqlite
  * knows (pragma_function_list) before any statement is prepared, so the
  * message names the function rather than a column sqlite failed on first
@@ -1566,6 +2086,7 @@ int rn_front_check_functions(const front_t *f, sqlite3 *db, int *erroff, char *e
         return ferr(erroff, -1, errmsg, RN_ESQLITE, "cannot list sqlite's functions: %s",
                     sqlite3_errmsg(db));
     for (int i = f->body; rc == 0 && i + 1 < f->ntoks; i++) {
+        if (f->tvf && i >= f->tvf_b && i <= f->tvf_e) continue;     /* FROM TABLE(...) */
         if (f->toks[i].kind != TK_ID || f->toks[i + 1].kind != TK_LP || f->insub[i] ||
             (i > 0 && f->toks[i - 1].kind == TK_DOT) ||
             sqlite3_keyword_check(f->sql + f->toks[i].off, (int)f->toks[i].len))
@@ -1600,14 +2121,14 @@ int rn_front_check_functions(const front_t *f, sqlite3 *db, int *erroff, char *e
         const char *type = NULL;
         if (sqlite3_step(st) == SQLITE_ROW) type = (const char *)sqlite3_column_text(st, 0);
         if (!type) {
-            int distinct = strcasecmp(name, "approx_count_distinct") == 0 ||
-                           strcasecmp(name, "approx_distinct") == 0 ||
+            int distinct = strcasecmp(name, "approx_distinct") == 0 ||
                            strcasecmp(name, "count_distinct") == 0;
             rc = ferr(erroff, off, errmsg, RN_EINVAL,
-                      "no such function: %s()%s; streamsql's aggregates are count, "
-                      "count(DISTINCT), sum, total, avg, min, max, first, last, and its scalar "
-                      "functions are sqlite's", name,
-                      distinct ? " (count(DISTINCT x) counts distinct values exactly)" : "");
+                      "no such function: %s()%s; streamsql's aggregates are " AGG_LIST
+                      ", and its scalar functions are sqlite's plus streamsql's (regexp_like, "
+                      "split_part, date_format, ...: streamsql/README.md)", name,
+                      distinct ? " (count(DISTINCT x) counts distinct values exactly, "
+                                 "approx_count_distinct(x) estimates them)" : "");
             break;
         }
         if (type[0] == 's') continue;
@@ -1621,24 +2142,27 @@ int rn_front_check_functions(const front_t *f, sqlite3 *db, int *erroff, char *e
                       "TUMBLE(ts, '1m') (or HOP, SESSION) instead", name);
         else
             rc = ferr(erroff, off, errmsg, RN_EINVAL,
-                      "aggregate %s() is not supported on streams; supported: count, "
-                      "count(DISTINCT), sum, total, avg, min, max, first, last", name);
+                      "aggregate %s() is not supported on streams; supported: " AGG_LIST, name);
     }
     sqlite3_finalize(st);
+    if (rc == 0) rc = check_patterns(f, erroff, errmsg);
     return rc;
 }
 
 void rn_front_free(front_t *f)
 {
+    free(f->own);
     free(f->toks);
     free(f->insub);
     for (int k = 0; k < f->nkeys; k++) free(f->keys[k]);
     for (int k = 0; k < f->naggs; k++) {
         free(f->aggs[k].text);
         free(f->aggs[k].arg);
+        free(f->aggs[k].filter);
     }
     free(f->batch_sql);
     free(f->emit_sql);
+    rn_udf_def_free(&f->fn);
     memset(f, 0, sizeof *f);
 }
 

@@ -98,6 +98,7 @@ struct rn_sql {
     int              nargs;
     rn_sql_state_t   state;
     int              started;
+    int              fn_same;       /* CREATE FUNCTION: stored already, same definition */
     atomic_int       cancel;
     rn_sql_stats_t   st;
     size_t           rowcap, fvcap;
@@ -330,6 +331,127 @@ static int resolve(rn_sql_t *q, const char *name, int *erroff, char *errmsg)
 
 /* ---- opening ---------------------------------------------------------------------- */
 
+static void fn_broken(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    sqlite3_result_error(ctx, sqlite3_user_data(ctx), -1);
+    (void)argc;
+    (void)argv;
+}
+
+/* streamsql's functions on db: fn.c's, the templates, and the SQL functions
+ * stored in the metadata store (CREATE FUNCTION), in name order. */
+static int register_functions(rn_datadir_t *d, sqlite3 *db, char *errmsg)
+{
+    int rc = rn_fn_register(db, errmsg);
+    if (rc == 0) rc = rn_udf_register_templates(db, errmsg);
+    if (rc != 0) return rc;
+    rn_meta_function_t *v = NULL;
+    size_t n = 0;
+    rn_meta_t *m = rn_datadir_meta_lock(d);
+    rc = rn_meta_function_list(m, &v, &n, errmsg);
+    rn_datadir_meta_unlock(d);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        udf_def_t def;
+        int off;
+        char why[RN_ERRMSG_SIZE];
+        rc = rn_front_parse_function(v[i].def, strlen(v[i].def), &def, &off, why);
+        if (rc == 0) rc = rn_udf_register(db, &def, why);
+        rn_udf_def_free(&def);
+        if (rc == RN_EINVAL || rc == RN_ETOOBIG) {
+            /* a damaged definition fails the calls to it, not every query */
+            char *msg = sqlite3_mprintf("stored function '%s' cannot be loaded: %s (DROP "
+                                        "FUNCTION %s)", v[i].name, why, v[i].name);
+            rc = msg && sqlite3_create_function_v2(db, v[i].name, -1, SQLITE_UTF8, msg,
+                                                   fn_broken, NULL, NULL,
+                                                   sqlite3_free) == SQLITE_OK
+                     ? 0 : rn_errf(errmsg, -ENOMEM, "out of memory");
+        } else if (rc != 0) {
+            rc = rn_errf(errmsg, rc, "loading stored function '%s': %s", v[i].name, why);
+        }
+    }
+    free(v);
+    return rc;
+}
+
+/* CREATE FUNCTION: the name is free and the body compiles, on a connection
+ * with every function a query has (register_functions). */
+static int check_function(rn_sql_t *q, int *erroff, char *errmsg)
+{
+    const udf_def_t *d = &q->f.fn;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    rn_buf_t sql = RN_BUF_INIT;
+    int rc = 0;
+    if (erroff) *erroff = (int)q->f.toks[2].off;
+    if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        rc = rn_errf(errmsg, RN_ESQLITE, "cannot open sqlite");
+        goto out;
+    }
+    if ((rc = register_functions(q->d, db, errmsg)) != 0) goto out;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_function_list WHERE name = lower(?1)", -1,
+                           &st, NULL) != SQLITE_OK) {
+        rc = rn_errf(errmsg, RN_ESQLITE, "%s", sqlite3_errmsg(db));
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, d->name, -1, SQLITE_STATIC);
+    int exists = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (exists) {
+        rn_meta_function_t *v = NULL;
+        size_t n = 0;
+        int stored = 0;
+        rn_buf_t text = RN_BUF_INIT;
+        if (rn_front_function_text(d, &text) != 0) {
+            rc = rn_errf(errmsg, -ENOMEM, "out of memory");
+            goto out;
+        }
+        rn_meta_t *m = rn_datadir_meta_lock(q->d);
+        if (rn_meta_function_list(m, &v, &n, errmsg) == 0)
+            for (size_t i = 0; i < n; i++)
+                if (strcasecmp(v[i].name, d->name) == 0) {
+                    stored = 1;
+                    q->fn_same = strcmp(v[i].def, (const char *)text.data) == 0;
+                }
+        rn_datadir_meta_unlock(q->d);
+        free(v);
+        rn_buf_free(&text);
+        if (q->fn_same) goto out;     /* rn_sql_define: unchanged; a run: already exists */
+        rc = rn_errf(errmsg, RN_EEXIST, "function '%s' already exists (%s)", d->name,
+                     stored ? "stored: DROP FUNCTION it first to redefine it"
+                     : rn_udf_is_template(d->name) ? "a shipped template: choose another name"
+                     : "one of sqlite's or streamsql's: choose another name");
+        goto out;
+    }
+    int boff = -1;
+    if ((rc = rn_front_udf_sql(d, &sql, &boff, errmsg)) != 0) {
+        /* the body is the statement's last token, a string: point into it */
+        if (erroff && boff >= 0) *erroff = (int)q->f.toks[q->f.ntoks - 1].off + 1 + boff;
+        goto out;
+    }
+    if (sqlite3_prepare_v2(db, (const char *)sql.data, -1, &st, NULL) != SQLITE_OK) {
+        char names[RN_SQL_MAX_PARAMS * (RN_SQL_MAX_NAME + 2) + 1] = "";
+        size_t used = 0;
+        for (int k = 0; k < d->nparams; k++)
+            used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", k ? ", " : "",
+                                     d->pname[k]);
+        rc = rn_errf(errmsg, RN_EINVAL, "function %s's body: %s; it may use its parameters "
+                     "(%s) and functions", d->name, sqlite3_errmsg(db),
+                     d->nparams ? names : "none");
+        goto out;
+    }
+    if (sqlite3_stmt_readonly(st) == 0) {
+        rc = rn_errf(errmsg, RN_EINVAL, "function %s's body must only compute a value", d->name);
+        goto out;
+    }
+out:
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    rn_buf_free(&sql);
+    return rc;
+}
+
 static int open_db(rn_sql_t *q, char *errmsg)
 {
     if (sqlite3_open_v2(":memory:", &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
@@ -339,6 +461,7 @@ static int open_db(rn_sql_t *q, char *errmsg)
     sqlite3_limit(q->db, SQLITE_LIMIT_SQL_LENGTH, 4 * RN_SQL_MAX_SQL_LEN + 4096);
     sqlite3_limit(q->db, SQLITE_LIMIT_EXPR_DEPTH, RN_SQL_MAX_DEPTH);
     int rc = rn_vtab_register(q->db, &q->b, errmsg);
+    if (rc == 0) rc = register_functions(q->d, q->db, errmsg);
     if (rc != 0) return rc;
     char *sql = sqlite3_mprintf("CREATE VIRTUAL TABLE temp.\"%w\" USING rn_stream", q->def.name);
     if (!sql) return rn_errf(errmsg, -ENOMEM, "out of memory");
@@ -427,7 +550,7 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
         return prepare_error(q, "", 0, erroff, errmsg);
     if (q->f.win != WK_NONE) {
         for (int k = 0; k < q->f.naggs; k++)
-            if (q->f.aggs[k].arg) q->nargs++;
+            q->nargs += (q->f.aggs[k].arg != NULL) + (q->f.aggs[k].filter != NULL);
         if (sqlite3_prepare_v2(q->db, q->f.emit_sql, -1, &q->est, NULL) != SQLITE_OK)
             return prepare_error(q, "", 1, erroff, errmsg);
         win_cfg_t cfg;
@@ -444,6 +567,8 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
         for (int k = 0; k < q->f.naggs; k++) {
             cfg.agg[k] = q->f.aggs[k].kind;
             cfg.distinct[k] = q->f.aggs[k].distinct;
+            cfg.filter[k] = q->f.aggs[k].filter != NULL;
+            cfg.param[k] = q->f.aggs[k].param;
         }
         if ((rc = rn_win_create(&cfg, &q->win, errmsg)) != 0) return rc;
         q->b.win = q->win;
@@ -492,6 +617,14 @@ int rn_sql_open(rn_datadir_t *d, const char *sql, size_t len, const rn_sql_opts_
     case SK_SHOW: {
         const char *names[] = {"name", "topic", "format", "timestamp", "fields"};
         rc = set_columns(q, 5, names, NULL);
+        break;
+    }
+    case SK_CREATE_FN:
+        rc = check_function(q, erroff, errmsg);
+        break;
+    case SK_SHOW_FN: {
+        const char *names[] = {"name", "source", "definition"};
+        rc = set_columns(q, 3, names, NULL);
         break;
     }
     case SK_DESCRIBE: {
@@ -549,6 +682,9 @@ void rn_sql_close(rn_sql_t *q)
     if (!q) return;
     sqlite3_finalize(q->bst);
     sqlite3_finalize(q->est);
+    /* and the bodies of SQL functions prepared on it (fn_udf.c invariant 3) */
+    for (sqlite3_stmt *st; q->db && (st = sqlite3_next_stmt(q->db, NULL)) != NULL;)
+        sqlite3_finalize(st);
     sqlite3_close(q->db);
     rn_win_destroy(q->win);
     rn_consumer_destroy(q->cons);
@@ -615,6 +751,8 @@ static void stream_diff(const rn_meta_stream_t *a, const rn_meta_stream_t *b, ch
         snprintf(out, size, "fields (%.200s), now (%.200s)", a->fields, b->fields);
 }
 
+static int run_create_function(rn_sql_t *q, char *errmsg);
+
 int rn_sql_define(rn_datadir_t *d, const char *sql, size_t len, rn_sql_def_t *outcome,
                   int *erroff, char *errmsg)
 {
@@ -622,14 +760,25 @@ int rn_sql_define(rn_datadir_t *d, const char *sql, size_t len, rn_sql_def_t *ou
     int rc = rn_sql_open(d, sql, len, NULL, &q, erroff, errmsg);
     if (rc != 0) return rc;
     rn_meta_stream_t *s = NULL, *old = NULL;
-    if (q->f.kind == SK_DROP) {
+    if (q->f.kind == SK_CREATE_FN) {
+        /* stored with the same text: unchanged; with another, open failed already */
+        *outcome = q->fn_same ? RN_SQL_DEF_UNCHANGED : RN_SQL_DEF_CREATED;
+        if (!q->fn_same) rc = run_create_function(q, errmsg);
+    } else if (q->f.kind == SK_DROP_FN) {
+        rn_meta_t *m = rn_datadir_meta_lock(d);
+        rc = rn_meta_function_drop(m, q->f.name, errmsg);
+        rn_datadir_meta_unlock(d);
+        *outcome = rc == RN_ENOTFOUND ? RN_SQL_DEF_ABSENT : RN_SQL_DEF_DROPPED;
+        if (rc == RN_ENOTFOUND) rc = 0;
+    } else if (q->f.kind == SK_DROP) {
         rn_meta_t *m = rn_datadir_meta_lock(d);
         rc = rn_meta_stream_drop(m, q->f.name, errmsg);
         rn_datadir_meta_unlock(d);
         *outcome = rc == RN_ENOTFOUND ? RN_SQL_DEF_ABSENT : RN_SQL_DEF_DROPPED;
         if (rc == RN_ENOTFOUND) rc = 0;
     } else if (q->f.kind != SK_CREATE) {
-        rc = rn_errf(errmsg, RN_EINVAL, "not a definition: give CREATE STREAM or DROP STREAM");
+        rc = rn_errf(errmsg, RN_EINVAL, "not a definition: give CREATE STREAM, DROP STREAM, "
+                     "CREATE FUNCTION or DROP FUNCTION");
     } else if (!(s = malloc(sizeof *s)) || !(old = malloc(sizeof *old))) {
         rc = rn_errf(errmsg, -ENOMEM, "out of memory");
     } else if ((rc = stream_record(q, s, errmsg)) == 0) {
@@ -651,6 +800,58 @@ int rn_sql_define(rn_datadir_t *d, const char *sql, size_t len, rn_sql_def_t *ou
     free(s);
     free(old);
     rn_sql_close(q);
+    return rc;
+}
+
+static int run_create_function(rn_sql_t *q, char *errmsg)
+{
+    if (q->fn_same)
+        return rn_errf(errmsg, RN_EEXIST, "function '%s' already exists, with this definition",
+                       q->f.fn.name);
+    rn_meta_function_t *fn = calloc(1, sizeof *fn);
+    rn_buf_t text = RN_BUF_INIT;
+    if (!fn || rn_front_function_text(&q->f.fn, &text) != 0) {
+        free(fn);
+        rn_buf_free(&text);
+        return rn_errf(errmsg, -ENOMEM, "out of memory");
+    }
+    int rc = 0;
+    snprintf(fn->name, sizeof fn->name, "%s", q->f.fn.name);
+    if (text.len > sizeof fn->def)
+        rc = rn_errf(errmsg, RN_ETOOBIG, "the function's definition is longer than %d bytes",
+                     RN_META_FUNCTION_MAX);
+    else
+        memcpy(fn->def, text.data, text.len);
+    if (rc == 0) {
+        rn_meta_t *m = rn_datadir_meta_lock(q->d);
+        rc = rn_meta_function_create(m, fn, errmsg);
+        rn_datadir_meta_unlock(q->d);
+    }
+    free(fn);
+    rn_buf_free(&text);
+    return rc;
+}
+
+static int run_show_functions(rn_sql_t *q, char *errmsg)
+{
+    rn_meta_function_t *v = NULL;
+    size_t n = 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && rn_udf_template(i); i++) {
+        const char *t = rn_udf_template(i);
+        char name[RN_SQL_MAX_NAME + 1];
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(t, "("), t);
+        const char *row[3] = {name, "template", t};
+        rc = deliver_texts(q, row);
+    }
+    rn_meta_t *m = rn_datadir_meta_lock(q->d);
+    if (rc == 0) rc = rn_meta_function_list(m, &v, &n, errmsg);
+    rn_datadir_meta_unlock(q->d);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const char *row[3] = {v[i].name, "stored", v[i].def};
+        rc = deliver_texts(q, row);
+    }
+    free(v);
     return rc;
 }
 
@@ -679,10 +880,11 @@ static int run_describe(rn_sql_t *q)
         {"key", "TEXT", "record key"},
         {"value", "TEXT", "record value"},
     };
-    char ts_src[RN_SQL_MAX_NAME + 64] = "record timestamp (ms)";
+    char ts_src[RN_SQL_MAX_NAME + RN_SQL_MAX_TS_FORMAT + 64] = "record timestamp (ms)";
     if (q->def.ts_field >= 0)
-        snprintf(ts_src, sizeof ts_src, "event time: field '%s' (ms)",
-                 q->def.fields[q->def.ts_field].name);
+        snprintf(ts_src, sizeof ts_src, "event time: field '%s' (%s)",
+                 q->def.fields[q->def.ts_field].name,
+                 q->def.ts_format[0] ? q->def.ts_format : "ms");
     /* In SELECT * order (vtab.c): the built-ins but value, the fields, value. */
     for (int i = 0; i < 4; i++) {
         const char *row[3] = {builtin[i][0], builtin[i][1], i == 2 ? ts_src : builtin[i][2]};
@@ -831,6 +1033,16 @@ static int grow_rows(rn_sql_t *q, size_t n, char *errmsg)
     return 0;
 }
 
+/* A TEXT event time read with the stream's timestamp_format. */
+static int parse_ts(const rn_sql_t *q, const fval_t *t, int64_t *ts, char *why)
+{
+    char w[RN_ERRMSG_SIZE];
+    if (rn_sql_parse_time(t->s, t->n, q->def.ts_format, ts, w) == 0) return 0;
+    return rn_errf(why, RN_EINVAL, "timestamp field '%s': cannot read '%.*s' as %s: %s",
+                   q->def.fields[q->def.ts_field].name, (int)(t->n < 40 ? t->n : 40), t->s,
+                   q->def.ts_format, w);
+}
+
 /* Decode the batch into the stream table's rows. */
 static int load_batch(rn_sql_t *q, const rn_consumer_batch_t *cb, char *errmsg)
 {
@@ -866,9 +1078,11 @@ static int load_batch(rn_sql_t *q, const rn_consumer_batch_t *cb, char *errmsg)
                                  why);
             if (rc == 0 && want_ts && q->def.ts_field >= 0) {
                 const fval_t *t = &row->fields[q->def.ts_field];
-                if (t->type != RN_SQL_INT)
+                if (t->type == RN_SQL_NULL)
                     rc = rn_errf(why, RN_EINVAL, "timestamp field '%s' is missing or null",
                                  q->def.fields[q->def.ts_field].name);
+                else if (q->def.ts_format[0])
+                    rc = parse_ts(q, t, &row->ts, why);
                 else row->ts = t->i;
             }
             if (rc != 0) {
@@ -912,7 +1126,7 @@ static int64_t frontier(const rn_sql_t *q, uint32_t skip)
 static int step_rows(rn_sql_t *q, uint32_t queue, int64_t others, uint64_t *skip,
                      uint64_t *fed, int *s, char *errmsg)
 {
-    sqlite3_value *keys[RN_SQL_MAX_KEYS], *args[RN_SQL_MAX_AGGS];
+    sqlite3_value *keys[RN_SQL_MAX_KEYS], *args[2 * RN_SQL_MAX_AGGS];
     int rc = 0;
     sqlite3_reset(q->bst);
     while ((*s = sqlite3_step(q->bst)) == SQLITE_ROW) {
@@ -1075,6 +1289,18 @@ int rn_sql_step(rn_sql_t *q, rn_sql_state_t *state, char *errmsg)
         if (rc == RN_ENOTFOUND && q->f.if_exists) rc = 0;
         break;
     }
+    case SK_CREATE_FN: rc = run_create_function(q, errmsg); break;
+    case SK_DROP_FN: {
+        rn_meta_t *m = rn_datadir_meta_lock(q->d);
+        rc = rn_meta_function_drop(m, q->f.name, errmsg);
+        rn_datadir_meta_unlock(q->d);
+        if (rc == RN_ENOTFOUND && rn_udf_is_template(q->f.name))
+            rc = rn_errf(errmsg, RN_EINVAL, "%s is a shipped template; it cannot be dropped",
+                         q->f.name);
+        if (rc == RN_ENOTFOUND && q->f.if_exists) rc = 0;
+        break;
+    }
+    case SK_SHOW_FN: rc = run_show_functions(q, errmsg); break;
     }
     if (rc == RN_ECLOSED && errmsg && !errmsg[0]) rn_errf(errmsg, rc, "stopped by the receiver");
     if (rc != 0) *state = RN_SQL_DONE;

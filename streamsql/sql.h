@@ -18,7 +18,8 @@
  * Statements: SELECT (plain, or aggregating with GROUP BY TUMBLE/HOP/SESSION
  * and keys, HAVING, EMIT FINAL|CHANGES, LIMIT, a trailing WITH (watermark,
  * idle_timeout, late)), EXPLAIN SELECT, CREATE STREAM, DROP STREAM, SHOW
- * STREAMS, DESCRIBE name. rn_sql_split cuts a script into statements.
+ * STREAMS, DESCRIBE name, CREATE FUNCTION, DROP FUNCTION, SHOW FUNCTIONS.
+ * rn_sql_split cuts a script into statements.
  *
  * Results do not depend on how the records were batched (sql.c invariant
  * 8): over one source queue the rows are the same, in the same order, for
@@ -115,6 +116,15 @@ typedef struct rn_sql_opts {
                                    lost (counted in stats.skipped); else their read is
                                    the query's error */
 } rn_sql_opts_t;
+
+/* Parse a time into ms since the epoch. fmt NULL, "", "iso8601" or "rfc3339":
+ * ISO-8601 / RFC 3339 (YYYY-MM-DD[Thh:mm[:ss[.fff]]][Z|+hh:mm|-hhmm], UTC
+ * when no offset is given, fractions kept to the ms); else a strptime-style
+ * pattern (UTC unless it has %z; %f reads fractional seconds). RN_EINVAL
+ * with why saying what did not parse. (fn.c) */
+int  rn_sql_parse_time(const char *s, size_t n, const char *fmt, int64_t *ms, char *why);
+/* Is fmt an accepted timestamp format ("iso8601", or a pattern with a %)? */
+int  rn_sql_check_time_format(const char *fmt, char *why);
 
 void rn_sql_opts_default(rn_sql_opts_t *o);
 
@@ -227,7 +237,9 @@ int  rn_sql_position(rn_sql_t *q, uint32_t queue, int64_t *offset, char *errmsg)
  * CREATE STREAM of a stream that exists with the same definition changes
  * nothing (UNCHANGED); with a different one it is RN_EEXIST, errmsg naming
  * what differs and how to apply it; DROP STREAM of a missing stream is
- * ABSENT, not an error. Other statements: RN_EINVAL. Errors as rn_sql_open. */
+ * ABSENT, not an error. CREATE FUNCTION and DROP FUNCTION likewise (a stored
+ * function with another definition: RN_EEXIST). Other statements: RN_EINVAL.
+ * Errors as rn_sql_open. */
 typedef enum rn_sql_def {
     RN_SQL_DEF_CREATED, RN_SQL_DEF_UNCHANGED, RN_SQL_DEF_DROPPED, RN_SQL_DEF_ABSENT
 } rn_sql_def_t;

@@ -31,6 +31,8 @@ typedef struct tok {
 
 /* ---- stream definitions (scan.c) ---------------------------------------- */
 
+#define RN_SQL_MAX_TS_FORMAT 128   /* bytes of a timestamp_format */
+
 typedef enum ftype { FT_INTEGER, FT_REAL, FT_TEXT, FT_BOOLEAN, FT_JSON } ftype_t;
 typedef enum sformat { SF_JSON, SF_TEXT, SF_CSV } sformat_t;
 
@@ -45,6 +47,8 @@ typedef struct sdef {
     char      topic[RN_META_TOPIC_NAME_MAX + 1];
     sformat_t format;
     int       ts_field;          /* index into fields, -1: the record timestamp */
+    char      ts_format[RN_SQL_MAX_TS_FORMAT + 1];  /* "": ts_field is INTEGER ms; else
+                                    ts_field is TEXT read with rn_sql_parse_time */
     int       declared;
     int       nfields;
     sfield_t  fields[RN_SQL_MAX_FIELDS];
@@ -83,22 +87,62 @@ typedef struct fval {
 int  rn_scan_record(const sdef_t *def, uint64_t need, const uint8_t *v, int32_t vlen,
                      fval_t *out, rn_buf_t *arena, char *errmsg);
 
+/* ---- SQL functions (front.c parses them, fn_udf.c runs them) --------------- */
+
+#define RN_SQL_MAX_PARAMS 16
+
+/* name(p1 T1, ...) RETURNS R AS 'body' */
+typedef struct udf_def {
+    char    name[RN_SQL_MAX_NAME + 1];
+    int     nparams;
+    char    pname[RN_SQL_MAX_PARAMS][RN_SQL_MAX_NAME + 1];
+    ftype_t ptype[RN_SQL_MAX_PARAMS];
+    ftype_t rtype;
+    char   *body;           /* the expression, unquoted; owned */
+} udf_def_t;
+
+/* Parse "name(a TYPE, ...) RETURNS TYPE AS 'expression'" (the text after
+ * CREATE FUNCTION, and the stored form); offsets are text's. */
+int  rn_front_parse_function(const char *text, size_t len, udf_def_t *d, int *erroff,
+                             char *errmsg);
+/* The canonical text of d (what the metadata store keeps). */
+int  rn_front_function_text(const udf_def_t *d, rn_buf_t *out);
+/* "SELECT CAST((body) AS R)" with each parameter as CAST(?N AS T); RN_EINVAL
+ * when the body is not one expression over the parameters (a subquery,
+ * several statements, an engine name). */
+int  rn_front_udf_sql(const udf_def_t *d, rn_buf_t *out, int *erroff, char *errmsg);
+void rn_udf_def_free(udf_def_t *d);
+/* fn_udf.c: register d on db; the shipped templates; is name one of them? */
+int  rn_udf_register(sqlite3 *db, const udf_def_t *d, char *errmsg);
+int  rn_udf_register_templates(sqlite3 *db, char *errmsg);
+int  rn_udf_is_template(const char *name);
+/* The definition text of template i, NULL past the last. */
+const char *rn_udf_template(size_t i);
+
 /* ---- parsed statements (front.c) ----------------------------------------- */
 
-typedef enum stmt_kind { SK_SELECT, SK_EXPLAIN, SK_CREATE, SK_DROP, SK_SHOW, SK_DESCRIBE } stmt_kind_t;
+typedef enum stmt_kind { SK_SELECT, SK_EXPLAIN, SK_CREATE, SK_DROP, SK_SHOW, SK_DESCRIBE,
+                         SK_CREATE_FN, SK_DROP_FN, SK_SHOW_FN } stmt_kind_t;
 typedef enum win_kind { WK_NONE, WK_GLOBAL, WK_TUMBLE, WK_HOP, WK_SESSION } win_kind_t;
 typedef enum agg_kind { AG_COUNT_STAR, AG_COUNT, AG_SUM, AG_TOTAL, AG_AVG, AG_MIN, AG_MAX,
-                        AG_FIRST, AG_LAST } agg_kind_t;
+                        AG_FIRST, AG_LAST,
+                        /* numeric arguments only (front.c wraps them in __rn_num) */
+                        AG_VAR_SAMP, AG_VAR_POP, AG_STD_SAMP, AG_STD_POP, AG_PCTL,
+                        AG_HLL } agg_kind_t;
 
 typedef struct agg {
     agg_kind_t kind;
     int        distinct;
     char      *text;         /* "count(DISTINCT svc)", for EXPLAIN and dedupe; owned */
     char      *arg;          /* the argument's text; NULL for count(*); owned */
+    char      *filter;       /* FILTER (WHERE <filter>)'s condition; NULL: none; owned */
+    double     param;        /* percentile_approx's fraction */
 } agg_t;
 
 typedef struct front {
-    const char *sql;          /* the statement (borrowed) */
+    const char *sql;          /* the statement (borrowed), or own */
+    char       *own;          /* the statement with INTERVAL literals replaced by their ms,
+                                 padded to the same length (offsets unchanged); owned */
     size_t      len;
     tok_t      *toks;
     int         ntoks;
@@ -110,8 +154,12 @@ typedef struct front {
     char        name[RN_META_TOPIC_NAME_MAX + 1];
     int         name_tok;
     int         if_exists;
+    int         ts_tok, tsfmt_tok;   /* the values of timestamp, timestamp_format */
+    udf_def_t   fn;           /* CREATE FUNCTION */
     /* SELECT */
     int         src_tok;      /* the FROM source */
+    int         tvf;          /* FROM TABLE(TUMBLE|HOP|SESSION(...)): 1 + the kind, 0 none */
+    int         tvf_b, tvf_e, tvf_src, tvf_col, tvf_size, tvf_slide;   /* its tokens */
     int         sel_b, sel_e, where_b, where_e, group_b, group_e, having_b, having_e;
     int         tail_b;       /* first of LIMIT / EMIT / WITH (ntoks when none) */
     int         distinct;
@@ -159,6 +207,9 @@ typedef struct win_cfg {
     int        nkeys, naggs;
     agg_kind_t agg[RN_SQL_MAX_AGGS];
     int        distinct[RN_SQL_MAX_AGGS];
+    int        filter[RN_SQL_MAX_AGGS];   /* the row has a filter column after the argument:
+                                             the aggregate skips rows where it is not true */
+    double     param[RN_SQL_MAX_AGGS];    /* percentile_approx's fraction */
     int        changes;      /* EMIT CHANGES */
     int        first_seen;   /* with changes: a group is emitted once, when created
                                 (SELECT DISTINCT) */
@@ -170,9 +221,9 @@ typedef struct wgroup wgroup_t;
 
 int  rn_win_create(const win_cfg_t *cfg, win_t **out, char *errmsg);
 void rn_win_destroy(win_t *w);
-/* One row of the per-batch statement: ts, then nkeys keys, then one value
- * per aggregate that takes an argument (count(*) takes none). Late rows are
- * counted in *late and not added. */
+/* One row of the per-batch statement: ts, then nkeys keys, then per
+ * aggregate its argument's value (count(*) takes none) and, with FILTER, the
+ * condition's value. Late rows are counted in *late and not added. */
 int  rn_win_add(win_t *w, int64_t ts, sqlite3_value **keys, sqlite3_value **args, uint64_t *late,
              char *errmsg);
 /* Groups to emit now: with close_all = 1 every open window (end of input:
@@ -194,6 +245,15 @@ int  rn_win_save(const win_t *w, rn_buf_t *b, char *errmsg);
 int  rn_win_load(win_t *w, const uint8_t *p, size_t n, char *errmsg);
 /* Emit-table columns of a group: 0 window_start, 1 window_end, keys, aggs. */
 void rn_win_group_column(const win_t *w, const wgroup_t *g, int col, sqlite3_context *ctx);
+
+/* ---- scalar functions (fn.c) --------------------------------------------- */
+
+/* Register streamsql's scalar functions (REGEXP, regexp_*, split_part, the
+ * time functions, proctime) on db. */
+int  rn_fn_register(sqlite3 *db, char *errmsg);
+/* Does pattern [p, p + n) compile? RN_EINVAL with the pattern, PCRE2's
+ * message and the offset in errmsg when not. */
+int  rn_fn_check_pattern(const char *p, size_t n, char *errmsg);
 
 /* ---- virtual tables (vtab.c) --------------------------------------------- */
 

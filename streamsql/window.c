@@ -32,6 +32,14 @@
  *     overflow) appears; avg = real sum / count; min/max compare with the
  *     BINARY collation and NULL < numbers < text < blobs, ignoring NULLs;
  *     first/last keep the value of the first/last row in arrival order.
+ *     variance/stddev keep Welford's running (n, mean, M2), combined by Chan's
+ *     formula when sessions merge (numerically stable: no sum of squares);
+ *     approx_count_distinct a HyperLogLog of 4096 registers over a 64-bit
+ *     hash of the value in its key form (1 and 1.0 are one value; standard
+ *     error 1.6%); percentile_approx a log-bucket sketch (relative error 1%,
+ *     2048 buckets per sign, lower buckets folded). Both sketches end in the
+ *     same state whatever order the values came in. With FILTER (WHERE c) an
+ *     aggregate skips the rows where c is not true (win_t.skip).
  *  4. Groups handed out by rn_win_collect stay valid until rn_win_release.
  *  5. rn_win_save / rn_win_load (checkpoints, sql.h's rn_sql_state_save) capture
  *     everything that decides future output: the frontier, closed_to, the
@@ -251,6 +259,152 @@ static int map_put(map_t *m, uint64_t h, const uint8_t *k, uint32_t kl, void *v)
 
 /* ---- accumulators ----------------------------------------------------------- */
 
+/* ---- sketches: HyperLogLog and a log-bucket quantile sketch ------------------- */
+
+#define HLL_P    12                    /* 4096 one-byte registers: standard error 1.04/64 */
+#define HLL_M    (1u << HLL_P)
+#define DDS_ALPHA 0.01                 /* relative error of percentile_approx */
+#define DDS_SPAN  2048                 /* buckets per sign; lower ones collapse */
+#define DDS_MIN   1e-300               /* magnitudes below count as zero */
+
+static uint64_t mix64(uint64_t h)
+{
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    return h ^ (h >> 31);
+}
+
+static void hll_add(uint8_t *reg, uint64_t h)
+{
+    uint32_t j = (uint32_t)(h >> (64 - HLL_P));
+    uint64_t w = h << HLL_P;
+    uint8_t rank = w ? (uint8_t)(__builtin_clzll(w) + 1) : (uint8_t)(64 - HLL_P + 1);
+    if (rank > reg[j]) reg[j] = rank;
+}
+
+static double hll_estimate(const uint8_t *reg)
+{
+    double sum = 0, m = HLL_M;
+    uint32_t zeros = 0;
+    for (uint32_t j = 0; j < HLL_M; j++) {
+        sum += ldexp(1.0, -reg[j]);
+        zeros += reg[j] == 0;
+    }
+    double e = 0.7213 / (1 + 1.079 / m) * m * m / sum;
+    if (e <= 2.5 * m && zeros) e = m * log(m / zeros);      /* linear counting */
+    return e;
+}
+
+/* One sign's buckets: counts of bucket lo + i for i < n. A bucket k holds
+ * magnitudes in (g^(k-1), g^k], g = (1 + a)/(1 - a). At most DDS_SPAN buckets:
+ * lower ones fold into the lowest kept, so the final state is the same
+ * whatever the order values arrived in (each value ends in bucket
+ * max(its own, top - DDS_SPAN + 1)). */
+typedef struct dstore {
+    int32_t   lo;
+    uint32_t  n;
+    uint64_t *c;
+} dstore_t;
+
+typedef struct dds {
+    uint64_t count, zero;
+    dstore_t pos, neg;
+} dds_t;
+
+static double dds_gamma(void) { return (1 + DDS_ALPHA) / (1 - DDS_ALPHA); }
+
+static int dstore_add(dstore_t *d, int32_t k, uint64_t cnt)
+{
+    if (!d->n) {
+        d->c = calloc(1, sizeof *d->c);
+        if (!d->c) return -ENOMEM;
+        d->lo = k;
+        d->n = 1;
+    }
+    int32_t hi = d->lo + (int32_t)d->n - 1;
+    if (k > hi) {
+        /* grow up; fold what falls below the span */
+        int32_t nlo = k - DDS_SPAN + 1 > d->lo ? k - DDS_SPAN + 1 : d->lo;
+        uint32_t nn = (uint32_t)(k - nlo + 1);
+        uint64_t *c = calloc(nn, sizeof *c);
+        if (!c) return -ENOMEM;
+        for (uint32_t i = 0; i < d->n; i++) {
+            int32_t b = d->lo + (int32_t)i;
+            c[(b < nlo ? nlo : b) - nlo] += d->c[i];
+        }
+        free(d->c);
+        d->c = c;
+        d->lo = nlo;
+        d->n = nn;
+        hi = k;
+    }
+    if (k < hi - DDS_SPAN + 1) k = hi - DDS_SPAN + 1;
+    if (k < d->lo) {
+        uint32_t nn = (uint32_t)(hi - k + 1);
+        uint64_t *c = calloc(nn, sizeof *c);
+        if (!c) return -ENOMEM;
+        memcpy(c + (d->lo - k), d->c, d->n * sizeof *c);
+        free(d->c);
+        d->c = c;
+        d->lo = k;
+        d->n = nn;
+    }
+    d->c[k - d->lo] += cnt;
+    return 0;
+}
+
+static int dds_add(dds_t *s, double x, uint64_t cnt)
+{
+    s->count += cnt;
+    double a = fabs(x);
+    if (!(a > DDS_MIN)) { s->zero += cnt; return 0; }
+    int32_t k = (int32_t)ceil(log(a) / log(dds_gamma()));
+    return dstore_add(x > 0 ? &s->pos : &s->neg, k, cnt);
+}
+
+static int dds_merge(dds_t *a, const dds_t *b)
+{
+    a->count += b->count;
+    a->zero += b->zero;
+    for (int sign = 0; sign < 2; sign++) {
+        const dstore_t *src = sign ? &b->neg : &b->pos;
+        dstore_t *dst = sign ? &a->neg : &a->pos;
+        for (uint32_t i = 0; i < src->n; i++)
+            if (src->c[i] && dstore_add(dst, src->lo + (int32_t)i, src->c[i]) != 0)
+                return -ENOMEM;
+    }
+    return 0;
+}
+
+/* The value at rank floor(p * (count - 1)) (0-based, ascending), within
+ * DDS_ALPHA relative error. */
+static double dds_quantile(const dds_t *s, double p)
+{
+    double g = dds_gamma();
+    uint64_t rank = (uint64_t)floor(p * (double)(s->count - 1)), seen = 0;
+    for (uint32_t i = s->neg.n; i-- > 0;) {          /* most negative first */
+        seen += s->neg.c[i];
+        if (seen > rank) return -2 * pow(g, s->neg.lo + (int32_t)i) / (g + 1);
+    }
+    seen += s->zero;
+    if (seen > rank) return 0;
+    for (uint32_t i = 0; i < s->pos.n; i++) {
+        seen += s->pos.c[i];
+        if (seen > rank) return 2 * pow(g, s->pos.lo + (int32_t)i) / (g + 1);
+    }
+    return s->pos.n ? 2 * pow(g, s->pos.lo + (int32_t)s->pos.n - 1) / (g + 1) : 0;
+}
+
+static void dds_free(dds_t *s)
+{
+    if (!s) return;
+    free(s->pos.c);
+    free(s->neg.c);
+    free(s);
+}
+
 typedef struct acc {
     int64_t  n;
     int64_t  isum;
@@ -259,6 +413,9 @@ typedef struct acc {
     uint64_t seq;          /* first/last: the row the value came from */
     val_t    v;
     map_t   *set;          /* DISTINCT: owned keys */
+    double   mean, m2;     /* variance/stddev: Welford's running mean and sum of squares */
+    uint8_t *hll;          /* approx_count_distinct: HLL_M registers, or NULL */
+    dds_t   *dds;          /* percentile_approx, or NULL */
 } acc_t;
 
 struct wgroup {
@@ -284,6 +441,8 @@ struct win {
     rn_buf_t   key;        /* scratch: serialized keys of the current row */
     uint32_t   kreal;      /* scratch: its integral-REAL keys (wgroup_t.kreal) */
     rn_buf_t   tmp;        /* scratch: a serialized distinct value */
+    uint32_t   skip;       /* scratch: bit j, the current row is not for aggregate j
+                              (its FILTER was not true) */
     wgroup_t **dirty;      /* EMIT CHANGES: touched since the last collect */
     size_t     ndirty, capdirty;
     wgroup_t **out;        /* handed out by rn_win_collect */
@@ -318,6 +477,8 @@ static void group_free(const win_t *w, wgroup_t *g)
     for (int j = 0; j < w->cfg.naggs; j++) {
         free(g->acc[j].v.s);
         set_free(g->acc[j].set);
+        free(g->acc[j].hll);
+        dds_free(g->acc[j].dds);
     }
     free(g->kbuf);
     free(g);
@@ -386,6 +547,28 @@ static int acc_step(win_t *w, int j, acc_t *a, const val_t *v, uint64_t seq)
             a->seq = seq;
         }
         break;
+    case AG_VAR_SAMP: case AG_VAR_POP: case AG_STD_SAMP: case AG_STD_POP: {
+        double x = v->type == RN_SQL_INT ? (double)v->i : v->type == RN_SQL_REAL ? v->d : 0.0;
+        a->n++;
+        double delta = x - a->mean;
+        a->mean += delta / (double)a->n;
+        a->m2 += delta * (x - a->mean);
+        break;
+    }
+    case AG_PCTL: {
+        double x = v->type == RN_SQL_INT ? (double)v->i : v->type == RN_SQL_REAL ? v->d : 0.0;
+        if (!a->dds && !(a->dds = calloc(1, sizeof *a->dds))) return -ENOMEM;
+        a->n++;
+        if (dds_add(a->dds, x, 1) != 0) return -ENOMEM;
+        break;
+    }
+    case AG_HLL:
+        w->tmp.len = 0;
+        if (val_ser(&w->tmp, v) != 0) return -ENOMEM;
+        if (!a->hll && !(a->hll = calloc(HLL_M, 1))) return -ENOMEM;
+        a->n++;
+        hll_add(a->hll, mix64(hash_bytes(w->tmp.data, w->tmp.len)));
+        break;
     default: break;
     }
     return 0;
@@ -429,6 +612,30 @@ static int acc_merge(win_t *w, int j, acc_t *a, acc_t *b)
             a->seq = b->seq;
         }
         break;
+    case AG_VAR_SAMP: case AG_VAR_POP: case AG_STD_SAMP: case AG_STD_POP:
+        if (b->n) {
+            /* Chan et al.'s pairwise combination of two Welford states */
+            double n = (double)(a->n + b->n), delta = b->mean - a->mean;
+            a->m2 += b->m2 + delta * delta * (double)a->n * (double)b->n / n;
+            a->mean += delta * (double)b->n / n;
+            a->n += b->n;
+        }
+        break;
+    case AG_PCTL:
+        if (b->dds) {
+            if (!a->dds && !(a->dds = calloc(1, sizeof *a->dds))) return -ENOMEM;
+            if (dds_merge(a->dds, b->dds) != 0) return -ENOMEM;
+        }
+        a->n += b->n;
+        break;
+    case AG_HLL:
+        if (b->hll) {
+            if (!a->hll && !(a->hll = calloc(HLL_M, 1))) return -ENOMEM;
+            for (uint32_t r = 0; r < HLL_M; r++)
+                if (b->hll[r] > a->hll[r]) a->hll[r] = b->hll[r];
+        }
+        a->n += b->n;
+        break;
     }
     return 0;
 }
@@ -446,6 +653,21 @@ static void acc_result(const win_t *w, int j, const acc_t *a, sqlite3_context *c
     case AG_AVG:
         if (!a->n) sqlite3_result_null(ctx);
         else sqlite3_result_double(ctx, a->rsum / (double)a->n);
+        break;
+    case AG_VAR_SAMP: case AG_STD_SAMP: case AG_VAR_POP: case AG_STD_POP: {
+        int samp = w->cfg.agg[j] == AG_VAR_SAMP || w->cfg.agg[j] == AG_STD_SAMP;
+        int sd = w->cfg.agg[j] == AG_STD_SAMP || w->cfg.agg[j] == AG_STD_POP;
+        if (a->n < (samp ? 2 : 1)) { sqlite3_result_null(ctx); break; }
+        double var = (a->m2 > 0 ? a->m2 : 0) / (double)(a->n - samp);
+        sqlite3_result_double(ctx, sd ? sqrt(var) : var);
+        break;
+    }
+    case AG_PCTL:
+        if (!a->dds || !a->dds->count) sqlite3_result_null(ctx);
+        else sqlite3_result_double(ctx, dds_quantile(a->dds, w->cfg.param[j]));
+        break;
+    case AG_HLL:
+        sqlite3_result_int64(ctx, a->hll ? llround(hll_estimate(a->hll)) : 0);
         break;
     default:
         if (a->has) val_result(&a->v, ctx);
@@ -524,11 +746,13 @@ static int touch(win_t *w, wgroup_t *g)
     return push(&w->dirty, &w->ndirty, &w->capdirty, g);
 }
 
+/* Fold the row's values (one per aggregate) into g, but for the aggregates
+ * whose FILTER rejected the row (bit j of w->skip). */
 static int step_all(win_t *w, wgroup_t *g, const val_t *args, uint64_t seq)
 {
-    for (int j = 0, a = 0; j < w->cfg.naggs; j++) {
-        const val_t *v = w->cfg.agg[j] == AG_COUNT_STAR ? NULL : &args[a++];
-        if (acc_step(w, j, &g->acc[j], v, seq) != 0) return -ENOMEM;
+    for (int j = 0; j < w->cfg.naggs; j++) {
+        if (w->skip >> j & 1) continue;
+        if (acc_step(w, j, &g->acc[j], &args[j], seq) != 0) return -ENOMEM;
     }
     return touch(w, g);
 }
@@ -629,13 +853,25 @@ int rn_win_add(win_t *w, int64_t ts, sqlite3_value **keys, sqlite3_value **args,
         if (v.type == RN_SQL_REAL) w->kreal |= 1u << k;
         if (val_ser(&w->key, &v) != 0) goto oom;
     }
+    w->skip = 0;
     for (int j = 0, a = 0; j < w->cfg.naggs; j++) {
         agg_kind_t kind = w->cfg.agg[j];
-        if (kind == AG_COUNT_STAR) continue;
-        if (kind == AG_SUM || kind == AG_TOTAL || kind == AG_AVG)
-            sqlite3_value_numeric_type(args[a]);
-        val_view(args[a], &av[a]);
-        a++;
+        memset(&av[j], 0, sizeof av[j]);
+        if (kind != AG_COUNT_STAR) {
+            if (kind == AG_SUM || kind == AG_TOTAL || kind == AG_AVG ||
+                (kind >= AG_VAR_SAMP && kind <= AG_PCTL))
+                sqlite3_value_numeric_type(args[a]);
+            val_view(args[a], &av[j]);
+            a++;
+        }
+        if (w->cfg.filter[j]) {
+            /* FILTER (WHERE c): the row counts when c is true, as in WHERE */
+            sqlite3_value *c = args[a++];
+            int t = sqlite3_value_numeric_type(c);
+            int on = t == SQLITE_INTEGER ? sqlite3_value_int64(c) != 0
+                     : t == SQLITE_FLOAT ? sqlite3_value_double(c) != 0.0 : 0;
+            if (!on) w->skip |= 1u << j;
+        }
     }
     uint64_t seq = w->seq++;
     int64_t wm = w->max_ts == INT64_MIN ? INT64_MIN : w->max_ts - w->cfg.delay_ms;
@@ -823,9 +1059,24 @@ void rn_win_group_column(const win_t *w, const wgroup_t *g, int col, sqlite3_con
 
 /* ---- saving and restoring (checkpoints) ------------------------------------- */
 
+/* Saved window state (host byte order; read back by the same build's data
+ * directory only):
+ *
+ *   u32 magic "RNW1" | u8 kind, nkeys, naggs, format | i64 max_ts | i64 closed_to
+ *   | u64 seq | u64 ngroups | ngroups x group
+ *   group: i64 start | i64 end | u64 seq | u32 klen | klen key bytes
+ *          | [format >= 1] u32 kreal | naggs x acc
+ *   acc:   i64 n | i64 isum | f64 rsum | u8 approx, overflow, has | u64 seq
+ *          | value (u8 type, then i64 / f64 / u32 len + bytes) | u32 nset
+ *          | nset x (u32 len, bytes)
+ *          | [format >= 2] f64 mean | f64 m2 | u8 has_hll [+ 4096 registers]
+ *          | u8 has_dds [+ u64 count | u64 zero | 2 x (i32 lo | u32 n | n x u64)]
+ */
 #define WIN_MAGIC 0x31574e52u   /* "RNW1" */
-#define WIN_FORMAT 1            /* 0: groups without kreal; 1: with it */
+#define WIN_FORMAT 2            /* 0: groups without kreal; 1: with it; 2: with the
+                                   statistical accumulators and sketches */
 _Static_assert(RN_SQL_MAX_KEYS <= 32, "wgroup_t.kreal holds a bit per key");
+_Static_assert(RN_SQL_MAX_AGGS <= 32, "win_t.skip holds a bit per aggregate");
 
 static int put(rn_buf_t *b, const void *p, size_t n)
 {
@@ -843,6 +1094,29 @@ static int val_save(rn_buf_t *b, const val_t *v)
     else if (rc == 0 && (v->type == RN_SQL_TEXT || v->type == RN_SQL_BLOB)) {
         rc = PUT(b, v->n);
         if (rc == 0 && v->n) rc = put(b, v->s, v->n);
+    }
+    return rc;
+}
+
+/* Format 2: mean, m2, then the HLL registers (u8 present + HLL_M bytes) and
+ * the quantile sketch (u8 present, count, zero, then per sign lo, n, counts). */
+static int sketch_save(const acc_t *a, rn_buf_t *b)
+{
+    uint8_t has_hll = a->hll != NULL, has_dds = a->dds != NULL;
+    int rc = PUT(b, a->mean);
+    if (rc == 0) rc = PUT(b, a->m2);
+    if (rc == 0) rc = PUT(b, has_hll);
+    if (rc == 0 && has_hll) rc = put(b, a->hll, HLL_M);
+    if (rc == 0) rc = PUT(b, has_dds);
+    if (rc == 0 && has_dds) {
+        rc = PUT(b, a->dds->count);
+        if (rc == 0) rc = PUT(b, a->dds->zero);
+        for (int sign = 0; rc == 0 && sign < 2; sign++) {
+            const dstore_t *d = sign ? &a->dds->neg : &a->dds->pos;
+            rc = PUT(b, d->lo);
+            if (rc == 0) rc = PUT(b, d->n);
+            if (rc == 0 && d->n) rc = put(b, d->c, d->n * sizeof *d->c);
+        }
     }
     return rc;
 }
@@ -872,6 +1146,7 @@ static int group_save(const win_t *w, const wgroup_t *g, rn_buf_t *b)
             rc = PUT(b, e->kl);
             if (rc == 0) rc = put(b, e->k, e->kl);
         }
+        if (rc == 0) rc = sketch_save(a, b);
     }
     return rc;
 }
@@ -942,6 +1217,37 @@ static int val_load(rd_t *r, val_t *v)
     return 0;
 }
 
+static int sketch_load(rd_t *r, acc_t *a)
+{
+    uint8_t has_hll, has_dds;
+    GET(r, a->mean);
+    GET(r, a->m2);
+    GET(r, has_hll);
+    if (has_hll) {
+        const uint8_t *p = take(r, HLL_M);
+        if (!p) return 0;
+        if (!(a->hll = malloc(HLL_M))) return -ENOMEM;
+        memcpy(a->hll, p, HLL_M);
+    }
+    GET(r, has_dds);
+    if (!has_dds || r->bad) return 0;
+    if (!(a->dds = calloc(1, sizeof *a->dds))) return -ENOMEM;
+    GET(r, a->dds->count);
+    GET(r, a->dds->zero);
+    for (int sign = 0; sign < 2 && !r->bad; sign++) {
+        dstore_t *d = sign ? &a->dds->neg : &a->dds->pos;
+        GET(r, d->lo);
+        GET(r, d->n);
+        if (d->n > DDS_SPAN) { r->bad = 1; d->n = 0; break; }
+        if (!d->n) continue;
+        const uint8_t *p = take(r, d->n * sizeof *d->c);
+        if (!p) { d->n = 0; break; }
+        if (!(d->c = malloc(d->n * sizeof *d->c))) { d->n = 0; return -ENOMEM; }
+        memcpy(d->c, p, d->n * sizeof *d->c);
+    }
+    return 0;
+}
+
 /* One saved group into w (sessions appended to their key's chain). */
 static int group_load(win_t *w, rd_t *r, uint8_t format)
 {
@@ -991,6 +1297,7 @@ static int group_load(win_t *w, rd_t *r, uint8_t format)
                 rc = -ENOMEM;
             }
         }
+        if (rc == 0 && format >= 2) rc = sketch_load(r, a);
     }
     if (rc == 0 && !r->bad) {
         if (w->cfg.kind == WK_SESSION) {

@@ -776,6 +776,39 @@ static void test_bad_flags(void **state)
                 "no command given");
 }
 
+/* --timestamp-format: ISO-8601 strings (zones honoured) and a strptime pattern
+ * become the record timestamps; what does not parse stops at its line. */
+static void test_produce_timestamp_format(void **state)
+{
+    fixture_t *f = *state;
+    create_topic(f, "iso", "1");
+    expect_ok(f, RUN(f, "{\"at\":\"2024-05-01T12:30:45.123+02:00\"}\n"
+                        "{\"at\":\"2024-05-01 00:00:00Z\"}\n{\"at\":\"1970-01-01T00:00:01\"}\n",
+                     "produce", "iso", "--timestamp-field", "at", "--timestamp-format", "iso8601"));
+    expect_ok(f, RUN(f, "{\"at\":\"02/01/2024 10:00 -0130\"}\n", "produce", "iso",
+                     "--timestamp-field", "at", "--timestamp-format", "%d/%m/%Y %H:%M %z"));
+    expect_fail(f, RUN(f, "{\"at\":\"2024-02-30\"}\n", "produce", "iso", "--timestamp-field",
+                       "at", "--timestamp-format", "iso8601"), 1,
+                "line 1: --timestamp-field at: cannot read '2024-02-30' as iso8601: no such date");
+    expect_fail(f, RUN(f, "{\"at\":5}\n", "produce", "iso", "--timestamp-field", "at",
+                       "--timestamp-format", "iso8601"), 1,
+                "a number, but --timestamp-format iso8601 reads a string");
+    expect_fail(f, RUN(f, "", "produce", "iso", "--timestamp-format", "iso8601"), 2,
+                "give both");
+    expect_fail(f, RUN(f, "", "produce", "iso", "--timestamp-field", "at",
+                       "--timestamp-format", "nope"), 2,
+                "neither 'iso8601' nor a strftime-style pattern");
+    expect_ok(f, RUN(f, NULL, "consume", "iso", "--format", "json"));
+    /* python3: datetime.fromisoformat / strptime give these ms */
+    const char *want[] = {"\"timestamp\":1714559445123,", "\"timestamp\":1714521600000,",
+                          "\"timestamp\":1000,", "\"timestamp\":1704195000000,"};
+    const char *p = f->stdout_text;
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        p = strstr(p, want[i]);
+        if (!p) fail_msg("no %s in order in %s", want[i], f->stdout_text);
+    }
+}
+
 #ifndef RN_TEST_CLI_SERVER
 static void test_bad_data_dirs(void **state)
 {
@@ -1272,6 +1305,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unreachable_server, setup, teardown),
 #endif
         cmocka_unit_test_setup_teardown(test_produce_bad_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_produce_timestamp_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remap_describe_stores, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_replay, setup, teardown),

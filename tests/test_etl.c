@@ -843,6 +843,55 @@ static void test_pause_resume_drop(void **state)
     rn_test_tmpdir_free(root);
 }
 
+/* A pipeline calls streamsql's functions, the templates and a function
+ * stored by CREATE FUNCTION, and windows with the new aggregates. */
+static void test_functions_in_pipeline(void **state)
+{
+    (void)state;
+    char err[RN_ERRMSG_SIZE];
+    char *root = rn_test_tmpdir_new("etl-fn");
+    rn_datadir_t *d = open_dir(root);
+    make_input_range(d, 0, 4);
+    exec_sql(d, "CREATE FUNCTION svc_code(s TEXT) RETURNS TEXT AS "
+                "'upper(regexp_replace(s, ''^s'', ''svc-''))'");
+    const char *sql = "CREATE PIPELINE pf AS INSERT INTO fo SELECT svc_code(svc) AS c, "
+                      "normalize_level('warning') AS l, split_part(svc, 's', 2) AS n FROM ev "
+                      "WHERE lat < 100";
+    if (rn_etl_create(d, sql, strlen(sql), err) != 0) fail_msg("create: %s", err);
+    run_until_caught_up(d, "pf");
+    size_t total = 0, n;
+    for (uint32_t q = 0; q < NQ; q++) {
+        char *out = rn_test_read_queue(d, "fo", q, &n);
+        total += n;
+        for (char *line = out; line && *line;) {
+            char *nl = strchr(line, '\n');
+            if (nl) *nl = '\0';
+            char c[32], num[8];
+            const char *v = strstr(line, "{\"c\":\"SVC-");
+            if (!v || sscanf(v, "{\"c\":\"SVC-%7[0-9]\",\"l\":\"WARN\",\"n\":\"%7[0-9]\"}", c,
+                             num) != 2 || strcmp(c, num) != 0)
+                fail_msg("queue %u: unexpected output line '%s'", q, line);
+            line = nl ? nl + 1 : NULL;
+        }
+        free(out);
+    }
+    assert_true(total > 0);
+    sql = "CREATE PIPELINE pw AS INSERT INTO wo SELECT window_start, svc, stddev(lat) AS sd, "
+          "approx_count_distinct(lat) AS d, count(*) FILTER (WHERE lat > 500) AS hi FROM "
+          "TABLE(TUMBLE(TABLE ev, DESCRIPTOR(ts), INTERVAL '1' SECOND)) "
+          "GROUP BY window_start, window_end, svc";
+    if (rn_etl_create(d, sql, strlen(sql), err) != 0) fail_msg("create: %s", err);
+    run_until_caught_up(d, "pw");
+    total = 0;
+    for (uint32_t q = 0; q < NQ; q++) {
+        free(rn_test_read_queue(d, "wo", q, &n));
+        total += n;
+    }
+    assert_true(total > 0);
+    rn_datadir_close(d);
+    rn_test_tmpdir_free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -857,6 +906,7 @@ int main(void)
         cmocka_unit_test_setup(test_file_sink_faults, rn_test_reset_sys),
         cmocka_unit_test(test_stdout_write_failure),
         cmocka_unit_test(test_resume_counts_unpublished_appends),
+        cmocka_unit_test(test_functions_in_pipeline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

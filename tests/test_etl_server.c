@@ -435,8 +435,9 @@ static void test_pipelines_file(void **state)
     const char *select = "CREATE STREAM ev (svc TEXT, lat INTEGER) WITH (topic = 'in', "
                          "format = 'json');\n\n  SELECT * FROM ev;\n";
     rn_test_write_file(file, select, strlen(select));
-    snprintf(want, sizeof want, "%s:3:3: a pipelines file holds CREATE STREAM, CREATE PIPELINE, "
-             "DROP STREAM and DROP PIPELINE statements, not 'SELECT ...'", file);
+    snprintf(want, sizeof want, "%s:3:3: a pipelines file holds CREATE STREAM, CREATE FUNCTION, "
+             "CREATE PIPELINE, DROP STREAM, DROP FUNCTION and DROP PIPELINE statements, not "
+             "'SELECT ...'", file);
     expect_refused(s, file, want);
     const char *badcol = "-- one\nCREATE PIPELINE p AS INSERT INTO o SELECT nope FROM ev;";
     rn_test_write_file(file, badcol, strlen(badcol));
@@ -491,7 +492,10 @@ static void test_pipelines_file(void **state)
     /* the file with `runnel pipeline run -f`: a DROP, then a new pipeline */
     const char *cli_file = "DROP PIPELINE p;\nDROP PIPELINE IF EXISTS never;\n"
                            "CREATE PIPELINE q AS INSERT INTO o2 SELECT svc FROM ev WHERE "
-                           "lat < 500;\n";
+                           "lat < 500;\n"
+                           "CREATE FUNCTION tagged(s TEXT) RETURNS TEXT AS 'upper(s) || ''!''';\n"
+                           "CREATE PIPELINE r AS INSERT INTO o3 SELECT tagged(svc) AS t FROM ev "
+                           "WHERE lat < 500;\n";
     rn_test_write_file(file, cli_file, strlen(cli_file));
     char *out = NULL;
     const char *run_args[] = {"runnel", "--data", s->data, "pipeline", "run", "-f", file,
@@ -500,6 +504,17 @@ static void test_pipelines_file(void **state)
     assert_non_null(strstr(out, "p.sql:1:1: pipeline p dropped"));
     assert_non_null(strstr(out, "p.sql:2:1: pipeline never absent"));
     assert_non_null(strstr(out, "p.sql:3:1: pipeline q created"));
+    assert_non_null(strstr(out, "p.sql:4:1: function tagged created"));
+    assert_non_null(strstr(out, "p.sql:5:1: pipeline r created"));
+    free(out);
+    /* applied again: the function is unchanged */
+    assert_int_equal(cli(s, &out, run_args), 0);
+    assert_non_null(strstr(out, "p.sql:4:1: function tagged unchanged"));
+    free(out);
+    const char *r_args[] = {"runnel", "--data", s->data, "pipeline", "status", "r", NULL};
+    assert_int_equal(cli(s, &out, r_args), 0);
+    snprintf(want, sizeof want, "records: in %d, out %d", NREC, pass);
+    assert_non_null(strstr(out, want));
     free(out);
     const char *st_args[] = {"runnel", "--data", s->data, "pipeline", "list", NULL};
     assert_int_equal(cli(s, &out, st_args), 0);

@@ -357,9 +357,10 @@ static void test_upgrade_from_v1(void **state)
     rn_meta_close(m);
 }
 
-/* A version-5 file (before ACLs) with a pipeline upgrades to 6: the
- * pipeline keeps its definition with creator '' (the operator), the acls
- * table exists and takes entries; a second open changes nothing. */
+/* A version-5 file (before ACLs and SQL functions) with a pipeline upgrades
+ * to the current version: the pipeline keeps its definition with creator ''
+ * (the operator), the acls and functions tables exist and take entries; a
+ * second open changes nothing. */
 static void test_upgrade_from_v5(void **state)
 {
     fixture_t *f = *state;
@@ -369,7 +370,8 @@ static void test_upgrade_from_v5(void **state)
     rn_meta_close(m);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "DROP TABLE acls; ALTER TABLE pipelines DROP COLUMN creator;"
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE acls; DROP TABLE functions;"
+                                      "ALTER TABLE pipelines DROP COLUMN creator;"
                                       "PRAGMA user_version = 5", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name = 'acls'"), 0);
@@ -377,7 +379,7 @@ static void test_upgrade_from_v5(void **state)
         m = open_meta(f);
         int v = 0;
         assert_int_equal(rn_meta_schema_version(m, &v, err), 0);
-        assert_int_equal(v, 6);
+        assert_int_equal(v, RN_META_SCHEMA_VERSION);
         rn_meta_pipeline_t *p = malloc(sizeof *p);
         assert_non_null(p);
         assert_int_equal(rn_meta_pipeline_get(m, "p", p, err), 0);
@@ -394,9 +396,12 @@ static void test_upgrade_from_v5(void **state)
         assert_string_equal(v6[0].name, "app.");
         assert_true(v6[0].created_ms > 0);
         free(v6);
+        rn_meta_function_t fn = {.name = "twice", .def = "CREATE FUNCTION twice(x INTEGER) "
+                                 "RETURNS INTEGER AS 'x * 2'"};
+        assert_int_equal(rn_meta_function_create(m, &fn, err), round == 0 ? 0 : RN_EEXIST);
         rn_meta_close(m);
     }
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 6);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), RN_META_SCHEMA_VERSION);
 }
 
 /* ACL entries: add, duplicate, remove, remove of a missing one; the

@@ -197,6 +197,20 @@ static const query_t corpus[] = {
      "EMIT CHANGES", 0, NULL, 0},
     {"SELECT window_start, svc, count(*) FROM %1$s GROUP BY TUMBLE(ts, '1s'), svc LIMIT 40", 1,
      NULL, 0},
+    /* the statistical aggregates, sketches and FILTER (each group's rows in one queue, so
+     * Welford's running sums see them in the same order) */
+    {"SELECT window_start, svc, stddev(lat), stddev_pop(bytes), variance(lat), var_pop(lat), "
+     "approx_count_distinct(level), percentile_approx(lat, 0.9), count(*) FILTER (WHERE lat > "
+     "500), avg(bytes) FILTER (WHERE level = 'ERROR') FROM %1$s GROUP BY TUMBLE(ts, '2s'), svc",
+     0, NULL, 0},
+    {"SELECT window_start, window_end, svc, var_samp(lat), percentile_approx(bytes, 0.5), "
+     "approx_count_distinct(lat) FILTER (WHERE level <> 'DEBUG') FROM %1$s "
+     "GROUP BY SESSION(ts, '400ms'), svc", 0, NULL, 0},
+    {"SELECT window_start, svc, stddev(lat) FROM %1$s GROUP BY HOP(ts, '4s', '1s'), svc "
+     "EMIT CHANGES", 0, NULL, 0},
+    /* order-independent sketches over every queue */
+    {"SELECT approx_count_distinct(lat), percentile_approx(lat, 0.5), percentile_approx(bytes, "
+     "0.99), count(*) FILTER (WHERE level = 'WARN') FROM %1$s", 0, NULL, 0},
 };
 
 /* Records out of order, watermark 0: late rows decided record by record. */

@@ -201,6 +201,13 @@ static const inv_t cases[] = {
                   "'ts'); SELECT * FROM lt; SELECT window_start, svc, count(*) AS n FROM lt "
                   "GROUP BY TUMBLE(ts, '10s'), svc; DESCRIBE lt; DROP STREAM lt", 0, 0},
     {NULL, NULL, "CREATE STREAM lt (ts TEXT) WITH (topic = 'tsj')", 0, 1},
+    /* streamsql's functions, a stored SQL function, templates, the new aggregates */
+    {"csv", NULL, "CREATE FUNCTION rfn(s TEXT) RETURNS TEXT AS 'regexp_replace(s, ''[aeiou]'', "
+                  "''*'')'; SELECT rfn(svc) AS r, mask_ip('10.1.2.3') AS ip, svc REGEXP '^a' AS "
+                  "re, date_format(ts, '%H:%M:%S') AS t FROM l; SELECT window_start, "
+                  "stddev_pop(lat) AS sd, approx_count_distinct(svc) AS d, count(*) FILTER "
+                  "(WHERE lat > 6) AS c FROM TABLE(TUMBLE(TABLE l, DESCRIPTOR(ts), INTERVAL '10' "
+                  "SECOND)) GROUP BY window_start, window_end; DROP FUNCTION rfn", 0, 0},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
@@ -262,6 +269,8 @@ static void test_same_as_embedded(void **state)
                         "ts,INTEGER,event time: field 'ts' (ms)\nkey,TEXT,record key\n"
                         "svc,TEXT,json field of topic 'tsj'\nvalue,TEXT,record value\n");
     assert_non_null(strstr(emb[22].err, "a field named ts is the stream's event time"));
+    if (!strstr(emb[23].out, "r,ip,re,t\n*p*,10.1.2.0,1,00:00:01\n"))
+        fail_msg("functions: %s", emb[23].out);
     for (size_t i = 0; i < NCASES; i++) {
         free(emb[i].out);
         free(emb[i].err);
