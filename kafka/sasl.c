@@ -140,7 +140,8 @@ static void plain_free(rn_kreq_t *q)
 static void plain_work(rn_kreq_t *q)              /* the waiter thread: the KDF */
 {
     plain_t *p = q->hstate;
-    p->rc = q->ctx->auth ? rn_auth_token(q->ctx->auth, p->tok, p->len, p->principal) : -1;
+    p->rc = q->ctx->auth ? rn_auth_token(q->ctx->auth, p->tok, p->len, q->peer, p->principal)
+                         : -1;
 }
 
 static void plain_then(rn_kreq_t *q)

@@ -11,9 +11,17 @@
  *     cached under the SHA-256 of the token (never the token itself), at most
  *     CACHE_MAX entries (a full cache is emptied), and the cache is emptied
  *     whenever the table is replaced, so a revocation is never outlived.
- *     The KDF (some tens of ms at 100000 iterations) runs on the call's
- *     completion-queue thread: once per good token, but once per attempt for
- *     wrong ones (no rate limit yet).
+ *     The KDF (some tens of ms at 100000 iterations) runs on the caller's
+ *     thread, one at a time in the whole broker (kdf_mu): however many
+ *     wrong tokens arrive, key derivation takes at most one core.
+ *  5. Failed derivations are limited per client address: after
+ *     fail_limit failures (runneld --auth-failures, default
+ *     RN_AUTH_FAIL_LIMIT; 0: no limit) within FAIL_WINDOW_MS, tokens from that address
+ *     that are not in the cache are refused without a KDF for
+ *     FAIL_BLOCK_MS (-EAGAIN; the caller says so). A verified (cached)
+ *     token still passes, so clients already in are not locked out; a
+ *     success clears the address's count. At most FAIL_HOSTS addresses are
+ *     tracked (the stalest entry is reused).
  *  3. Under mutual TLS a call without a token is the client certificate's
  *     subject CN (gRPC verified the chain before the call existed). A token,
  *     when given, wins.
@@ -24,6 +32,7 @@
 #include "server/auth.h"
 
 #include "client/runnel.h"
+#include "common/sys.h"
 #include "server/log.h"
 
 #include <errno.h>
@@ -38,7 +47,18 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
-#define CACHE_MAX 1024
+#define CACHE_MAX      1024
+#define FAIL_WINDOW_MS 10000     /* invariant 5 */
+#define FAIL_BLOCK_MS  10000
+#define FAIL_HOSTS     256
+
+typedef struct fentry {
+    char    host[64];
+    int64_t window_ms;           /* when the current window began */
+    int64_t blocked_until_ms;
+    int64_t last_ms;             /* for reuse of the stalest entry */
+    int     fails;
+} fentry_t;
 
 typedef struct centry {
     uint8_t key[SHA256_DIGEST_LENGTH];
@@ -56,9 +76,12 @@ struct rn_auth {
     int              loaded;
     centry_t        *cache;
     size_t           ncache;
+    pthread_mutex_t  kdf_mu;   /* invariant 4: one key derivation at a time */
+    uint32_t         fail_limit;                /* invariant 5; 0: none */
+    fentry_t         fails[FAIL_HOSTS];   /* under mu (invariant 5) */
 };
 
-int rn_auth_create(const char *path, int require, rn_auth_t **out)
+int rn_auth_create(const char *path, int require, uint32_t fail_limit, rn_auth_t **out)
 {
     *out = NULL;
     rn_auth_t *a = calloc(1, sizeof *a);
@@ -67,7 +90,9 @@ int rn_auth_create(const char *path, int require, rn_auth_t **out)
         return -ENOMEM;
     }
     a->require = require;
+    a->fail_limit = fail_limit;
     pthread_mutex_init(&a->mu, NULL);
+    pthread_mutex_init(&a->kdf_mu, NULL);
     *out = a;
     return 0;
 }
@@ -80,6 +105,7 @@ void rn_auth_destroy(rn_auth_t *a)
     free(a->cache);
     free(a->path);
     pthread_mutex_destroy(&a->mu);
+    pthread_mutex_destroy(&a->kdf_mu);
     free(a);
 }
 
@@ -212,10 +238,58 @@ int rn_auth_user(rn_auth_t *a, const char *name, size_t len, rn_user_t *e)
     return rc == 0 ? 0 : RN_ENOTFOUND;
 }
 
-int rn_auth_token(rn_auth_t *a, const char *tok, size_t len, char *principal)
+/* The entry of host (created, reusing the stalest, when absent). Under mu. */
+static fentry_t *fail_entry(rn_auth_t *a, const char *host, int64_t now)
+{
+    fentry_t *stalest = &a->fails[0];
+    for (size_t i = 0; i < FAIL_HOSTS; i++) {
+        fentry_t *f = &a->fails[i];
+        if (f->host[0] && !strcmp(f->host, host)) return f;
+        if (f->last_ms < stalest->last_ms) stalest = f;
+    }
+    memset(stalest, 0, sizeof *stalest);
+    snprintf(stalest->host, sizeof stalest->host, "%s", host);
+    stalest->window_ms = now;
+    stalest->last_ms = now;
+    return stalest;
+}
+
+/* Invariant 5: is host blocked now? Under mu. */
+static int fail_blocked(rn_auth_t *a, const char *host, int64_t now)
+{
+    for (size_t i = 0; i < FAIL_HOSTS; i++)
+        if (a->fails[i].host[0] && !strcmp(a->fails[i].host, host))
+            return a->fails[i].blocked_until_ms > now;
+    return 0;
+}
+
+/* Count a failed (ok = 0) or good (ok = 1) derivation for host. Under mu. */
+static void fail_count(rn_auth_t *a, const char *host, int ok, int64_t now)
+{
+    fentry_t *f = fail_entry(a, host, now);
+    f->last_ms = now;
+    if (ok) {
+        f->fails = 0;
+        return;
+    }
+    if (now - f->window_ms > FAIL_WINDOW_MS) {
+        f->window_ms = now;
+        f->fails = 0;
+    }
+    if (a->fail_limit && (uint32_t)++f->fails >= a->fail_limit && f->blocked_until_ms <= now) {
+        f->blocked_until_ms = now + FAIL_BLOCK_MS;
+        rn_slog(RN_SLOG_WARN, "auth: %d failed authentications from %s within %d s: tokens "
+                "from it that were not verified before are refused for %d s", f->fails, host,
+                FAIL_WINDOW_MS / 1000, FAIL_BLOCK_MS / 1000);
+    }
+}
+
+int rn_auth_token(rn_auth_t *a, const char *tok, size_t len, const char *peer, char *principal)
 {
     principal[0] = 0;
     if (len > RN_TOKEN_MAX || memchr(tok, 0, len)) return -EACCES;
+    char host[64];
+    rn_auth_peer_host(peer, host, sizeof host);
     size_t nusers = 0;
     refresh(a, &nusers);
     char t[RN_TOKEN_MAX + 1];
@@ -231,6 +305,11 @@ int rn_auth_token(rn_auth_t *a, const char *tok, size_t len, char *principal)
             OPENSSL_cleanse(t, sizeof t);
             return 0;
         }
+    if (fail_blocked(a, host, rn_sys.now_ms())) {                 /* invariant 5 */
+        pthread_mutex_unlock(&a->mu);
+        OPENSSL_cleanse(t, sizeof t);
+        return -EAGAIN;
+    }
     /* The KDF runs outside mu on a copy of the user's line; the result is
      * cached only if the table was not replaced meanwhile. */
     fid_t id = a->id;
@@ -238,20 +317,40 @@ int rn_auth_token(rn_auth_t *a, const char *tok, size_t len, char *principal)
     const char *secret = NULL;
     int rc = a->users ? rn_users_find(a->users, t, &e, &secret) : RN_EINVAL;
     pthread_mutex_unlock(&a->mu);
-    if (rc == 0) rc = rn_user_check(&e, secret);
+    if (rc == 0) {
+        pthread_mutex_lock(&a->kdf_mu);                           /* invariant 4 */
+        rc = rn_user_check(&e, secret);
+        pthread_mutex_unlock(&a->kdf_mu);
+    }
     if (rc == 0) snprintf(principal, RN_USER_NAME_MAX + 1, "%s", e.name);
     OPENSSL_cleanse(t, sizeof t);
     OPENSSL_cleanse(&e, sizeof e);
-    if (rc != 0) return -EACCES;
     pthread_mutex_lock(&a->mu);
-    if (same_id(&id, &a->id)) {
+    fail_count(a, host, rc == 0, rn_sys.now_ms());
+    if (rc == 0 && same_id(&id, &a->id)) {
         if (a->ncache == CACHE_MAX) a->ncache = 0;
         memcpy(a->cache[a->ncache].key, key, sizeof key);
         snprintf(a->cache[a->ncache].name, sizeof a->cache[0].name, "%s", principal);
         a->ncache++;
     }
     pthread_mutex_unlock(&a->mu);
-    return 0;
+    return rc == 0 ? 0 : -EACCES;
+}
+
+void rn_auth_peer_host(const char *peer, char *host, size_t size)
+{
+    if (!peer || !peer[0]) {
+        snprintf(host, size, "?");
+        return;
+    }
+    if (!strncmp(peer, "ipv4:", 5) || !strncmp(peer, "ipv6:", 5)) peer += 5;
+    const char *colon = strrchr(peer, ':');
+    size_t n = colon && colon != peer ? (size_t)(colon - peer) : strlen(peer);
+    if (n >= 2 && peer[0] == '[' && peer[n - 1] == ']') {      /* [::1]:port */
+        peer++;
+        n -= 2;
+    }
+    snprintf(host, size, "%.*s", (int)(n < size ? n : size - 1), peer);
 }
 
 int rn_auth_check(rn_auth_t *a, grpc_call *call, const grpc_metadata_array *md,
@@ -269,7 +368,12 @@ int rn_auth_check(rn_auth_t *a, grpc_call *call, const grpc_metadata_array *md,
     if (malformed)
         return refuse(call, msg, "malformed authorization metadata: expected 'Bearer TOKEN'");
     if (!has) return refuse(call, msg, "no credentials: give --token or RUNNEL_TOKEN");
-    if (rn_auth_token(a, tok, len, principal) != 0)
-        return refuse(call, msg, "unknown or wrong token");
+    char *peer = grpc_call_get_peer(call);
+    int rc = rn_auth_token(a, tok, len, peer, principal);
+    gpr_free(peer);
+    if (rc == -EAGAIN)
+        return refuse(call, msg, "too many failed authentications from this address: tokens "
+                      "not verified before are refused for a few seconds; retry later");
+    if (rc != 0) return refuse(call, msg, "unknown or wrong token");
     return 0;
 }

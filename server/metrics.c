@@ -564,11 +564,6 @@ static int authorized(rn_metrics_t *m, struct MHD_Connection *conn)
                                                 MHD_HTTP_HEADER_AUTHORIZATION);
     char principal[RN_USER_NAME_MAX + 1];
     const char *why = NULL;
-    if (!h) why = "no Authorization header";
-    else if (strncasecmp(h, "Bearer ", 7)) why = "the Authorization header is not 'Bearer TOKEN'";
-    else if (rn_auth_token(m->o.auth, h + 7, strlen(h + 7), principal) != 0)
-        why = "unknown or wrong token";
-    if (!why) return 1;
     char host[64] = "?";
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -576,6 +571,18 @@ static int authorized(rn_metrics_t *m, struct MHD_Connection *conn)
         getnameinfo(ci->client_addr, ci->client_addr->sa_family == AF_INET6
                     ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
                     host, sizeof host, NULL, 0, NI_NUMERICHOST);
+    int rc = 0;
+    if (!h) why = "no Authorization header";
+    else if (strncasecmp(h, "Bearer ", 7)) why = "the Authorization header is not 'Bearer TOKEN'";
+    else {
+        char peer[80];                  /* rn_auth_token's form: HOST:PORT or [V6]:PORT */
+        snprintf(peer, sizeof peer, strchr(host, ':') ? "[%s]:0" : "%s:0", host);
+        rc = rn_auth_token(m->o.auth, h + 7, strlen(h + 7), peer, principal);
+    }
+    if (rc != 0)
+        why = rc == -EAGAIN ? "too many failed authentications from this address lately"
+                            : "unknown or wrong token";
+    if (!why) return 1;
     rn_slog(RN_SLOG_WARN, "metrics: refused a scrape from %s: %s", host, why);
     return 0;
 }

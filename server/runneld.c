@@ -9,7 +9,7 @@
  *           [--max-timestamp-ahead-ms MS] [--kafka-listen HOST:PORT] [...]
  *           [--metrics-listen HOST:PORT] [--sink-dir DIR] [--store-root DIR] [--allow-root]
  *           [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--insecure]
- *           [--users FILE] [--require-auth] [--super-user NAME]...
+ *           [--users FILE] [--require-auth] [--auth-failures N] [--super-user NAME]...
  *           [--node-id N --cluster ID=HOST:PORT,... [--cluster-snapshot-entries N]]
  *
  * Invariants:
@@ -175,6 +175,10 @@ static const char usage[] =
     "                     NAME.SECRET) and /metrics 'Authorization: Bearer TOKEN'\n"
     "  --require-auth     refuse unauthenticated calls (gRPC, Kafka, metrics) even with\n"
     "                     no user\n"
+    "  --auth-failures N  after N wrong tokens or PLAIN passwords from one address\n"
+    "                     within 10 s, refuse that address's tokens not verified\n"
+    "                     before for 10 s, without a key derivation (default 10; 0: no\n"
+    "                     limit)\n"
     "  --super-user NAME  (repeatable) NAME bypasses the ACLs (`runnel acl`); 'anonymous'\n"
     "                     names calls without a principal\n"
     "  --node-id N --cluster 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT  run as node N of a\n"
@@ -312,7 +316,7 @@ int main(int argc, char **argv)
            OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS, OPT_PEXPIRY, OPT_TSAHEAD,
            OPT_KLISTEN, OPT_KADV, OPT_KAUTO, OPT_KFRAME, OPT_KFTIMEOUT, OPT_MLISTEN,
            OPT_SINKDIR, OPT_STOREROOT, OPT_ALLOWROOT, OPT_TLSCERT, OPT_TLSKEY, OPT_TLSCA,
-           OPT_INSECURE, OPT_USERS, OPT_REQAUTH, OPT_SUPER, OPT_NODEID, OPT_CLUSTER, OPT_CSNAP };
+           OPT_INSECURE, OPT_USERS, OPT_REQAUTH, OPT_AUTHFAIL, OPT_SUPER, OPT_NODEID, OPT_CLUSTER, OPT_CSNAP };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -343,6 +347,7 @@ int main(int argc, char **argv)
         {"insecure", no_argument, NULL, OPT_INSECURE},
         {"users", required_argument, NULL, OPT_USERS},
         {"require-auth", no_argument, NULL, OPT_REQAUTH},
+        {"auth-failures", required_argument, NULL, OPT_AUTHFAIL},
         {"super-user", required_argument, NULL, OPT_SUPER},
         {"node-id", required_argument, NULL, OPT_NODEID},
         {"cluster", required_argument, NULL, OPT_CLUSTER},
@@ -356,6 +361,7 @@ int main(int argc, char **argv)
     const char *users = NULL, *node_id = NULL, *cluster = NULL;
     uint32_t csnap = 0;
     int allow_root = 0, insecure = 0, require_auth = 0;
+    uint32_t auth_failures = RN_AUTH_FAIL_LIMIT;
     const char *supers[RN_ACL_MAX_SUPERS];
     size_t nsupers = 0;
     rn_tls_files_t tf = {NULL, NULL, NULL};
@@ -427,6 +433,9 @@ int main(int argc, char **argv)
         case OPT_INSECURE: insecure = 1; break;
         case OPT_USERS: users = optarg; break;
         case OPT_REQAUTH: require_auth = 1; break;
+        case OPT_AUTHFAIL:
+            if (parse_u32("--auth-failures", optarg, 0, 1000000, &auth_failures)) return 2;
+            break;
         case OPT_SUPER:
             if (nsupers == RN_ACL_MAX_SUPERS) {
                 fprintf(stderr, "runneld: --super-user: at most %d\n", RN_ACL_MAX_SUPERS);
@@ -651,7 +660,7 @@ int main(int argc, char **argv)
     if (!users && rn_path_buf(users_path, sizeof users_path, data, RN_USERS_FILE) == 0)
         users = users_path;
     rn_auth_t *auth = NULL;
-    rc = users ? rn_auth_create(users, require_auth, &auth) : -ENAMETOOLONG;
+    rc = users ? rn_auth_create(users, require_auth, auth_failures, &auth) : -ENAMETOOLONG;
     if (rc != 0) snprintf(err, sizeof err, "cannot set up authentication: %s", rn_strerror(rc));
     so.auth = auth;
     if (rc == 0) rc = rn_server_start(h, &so, &d.srv, &port, err);

@@ -18,6 +18,9 @@
  *     A token sent in clear beyond loopback is warned about on stderr.
  *  5. Malformed tokens are refused by the client before anything is sent;
  *     bad user names and duplicate users by `user add`.
+ *  6. After --auth-failures wrong tokens from one address, its tokens not
+ *     verified before are refused ("too many failed authentications") for
+ *     10 s, the right one too, while a token verified before passes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -277,7 +280,9 @@ static void every_rpc(const char *t0, const char *t1, int want, const char *why)
 static void test_tokens(void **state)
 {
     (void)state;
-    start_ok(NULL);
+    /* every wrong-token message here, none cut short by the failure limit
+     * (test_failure_limit) */
+    start_ok((const char *const[]){"--auth-failures", "0", NULL});
     const char *a = addr();
     input = dup_path("in.txt");
     rn_test_write_file(input, "one\n", 4);
@@ -413,6 +418,36 @@ static void test_bad_input(void **state)
     stop();
 }
 
+/* --auth-failures 3: three wrong tokens are told so; from the fourth on,
+ * tokens from this address that were not verified before are refused
+ * without a key derivation, the right one too, while a token verified
+ * before passes; after 10 s the address may try again. */
+static void test_failure_limit(void **state)
+{
+    (void)state;
+    start_ok((const char *const[]){"--auth-failures", "3", NULL});
+    const char *a = addr();
+    char tok[200], known[200], wrong[200];
+    snprintf(tok, sizeof tok, "%s", user_add("dave"));
+    snprintf(known, sizeof known, "%s", user_add("erin"));
+    assert_int_equal(RUN(RUNNEL, NULL, "--server", a, "--token", known, "topic", "list"), 0);
+    snprintf(wrong, sizeof wrong, "%s", tok);
+    wrong[strlen(wrong) - 1] = wrong[strlen(wrong) - 1] == 'A' ? 'B' : 'A';
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(RUN(RUNNEL, NULL, "--server", a, "--token", wrong, "topic", "list"), 1);
+        err_line_has("unknown or wrong token");
+    }
+    assert_int_equal(RUN(RUNNEL, NULL, "--server", a, "--token", wrong, "topic", "list"), 1);
+    err_line_has("too many failed authentications from this address");
+    assert_int_equal(RUN(RUNNEL, NULL, "--server", a, "--token", tok, "topic", "list"), 1);
+    err_line_has("too many failed authentications from this address");
+    assert_int_equal(RUN(RUNNEL, NULL, "--server", a, "--token", known, "topic", "list"), 0);
+    assert_true(file_has(fx.log, "3 failed authentications from 127.0.0.1 within 10 s"));
+    rn_test_sleep_ms(10500);
+    assert_int_equal(RUN(RUNNEL, NULL, "--server", a, "--token", tok, "topic", "list"), 0);
+    stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -420,6 +455,7 @@ int main(void)
         cmocka_unit_test_teardown(test_revoke, teardown),
         cmocka_unit_test_teardown(test_mtls_and_require, teardown),
         cmocka_unit_test_teardown(test_bad_input, teardown),
+        cmocka_unit_test_teardown(test_failure_limit, teardown),
     };
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
     free(out_text);
