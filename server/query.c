@@ -236,7 +236,8 @@ static int resume_load(rn_query_t *q, const uint8_t *t, size_t n, uint64_t hash,
     if (rc == RN_ERANGE)
         return rn_errf(err, rc, "cannot resume: records the query had still to read are gone "
                        "(deleted by retention since?): %s", why);
-    if (rc != 0) return rn_errf(err, rc, "cannot resume: %s", why);
+    /* a state that does not load is the client's token, not the broker's store */
+    if (rc != 0) return rn_errf(err, rc == RN_ECORRUPT ? RN_EINVAL : rc, "cannot resume: %s", why);
     if (queue != UINT32_MAX && (rc = rn_sql_prefer_queue(q->sql, queue, err)) != 0) return rc;
     q->skip = skip;
     q->skip_queue = queue;

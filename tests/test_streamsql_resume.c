@@ -6,8 +6,8 @@
  * the same data directory; the real `runnel` and `streamsql` commands.
  *
  *  - a continuous filter (--follow) over 3 queues while `runnel produce`
- *    writes, runneld killed -9 and restarted 3 times at seeded random
- *    points: the rows equal an independent computation over what
+ *    writes, runneld restarted 3 times at seeded random points (kill -9,
+ *    SIGTERM, kill -9), each once the query had resumed from the last: the rows equal an independent computation over what
  *    `runnel consume` finds in the topic (every matching record exactly
  *    once, none extra, each queue's rows in offset order);
  *  - a tumbling-window statement over 3 queues whose output is held in a
@@ -19,7 +19,12 @@
  *  - a broker that never comes back: streamsql exits 1 after
  *    --reconnect-timeout-ms, with one line saying so;
  *  - a statement that cannot be resumed (WITH idle_timeout) fails on the
- *    restart, saying why.
+ *    restart, saying why;
+ *  - hostile resume tokens sent straight through the Query RPC: damaged
+ *    (a flipped byte, cut short, garbage), another statement's, and 300
+ *    forgeries with random bytes in the engine state and a correct CRC:
+ *    each is refused with INVALID_ARGUMENT and a message, or runs as a
+ *    statement; runneld stays up and answers after them.
  *
  * Invariant of the harness: every wait is bounded; runneld's stderr goes to
  * ROOT/runneld.log (printed when a start fails); RN_TEST_KEEP=1 keeps ROOT.
@@ -44,7 +49,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "batch/crc32c.h"
+#include "client/rpc.h"
+#include "common/error.h"
 #include "common/sys.h"
+#include "proto/runnel.pb-c.h"
 #include "tests/util/util.h"
 
 #define START_WAIT_MS 20000
@@ -338,7 +347,8 @@ static void follow_filter_survives_restarts(void **state)
 
     for (int k = 0; k < 3; k++) {                   /* seeded random points */
         rn_test_sleep_ms(100 + (int)(rn_test_rng(&seed) % 700));
-        broker_kill9(b);
+        if (k == 1) broker_stop(b);                 /* a graceful restart too */
+        else broker_kill9(b);
         rn_test_sleep_ms(100 + (int)(rn_test_rng(&seed) % 500));
         broker_start(b);
         /* the next kill once the query is back, so each one breaks it */
@@ -609,6 +619,100 @@ static void idle_timeout_does_not_resume(void **state)
     free(err);
 }
 
+
+/* ---- hostile tokens -------------------------------------------------------------- */
+
+/* Send one Query with resume = tok; 0 when it ran to its end, else the
+ * error (message into err). The header's token into *first (when not NULL). */
+static int query_with(rn_rpc_t *rpc, const char *sql, const uint8_t *tok, size_t n,
+                      uint8_t **first, size_t *first_len, char *err)
+{
+    Runnel__V1__QueryRequest req = RUNNEL__V1__QUERY_REQUEST__INIT;
+    req.sql = (char *)sql;
+    req.resumable = 1;
+    req.resume.data = (uint8_t *)tok;
+    req.resume.len = n;
+    rn_rpc_stream_t *st = NULL;
+    int rc = rn_rpc_stream_open(rpc, RN_RPC_METHOD("Query"), &req.base, &st, err);
+    while (rc == 0) {
+        ProtobufCMessage *pm = NULL;
+        int r = rn_rpc_stream_next(st, &runnel__v1__query_response__descriptor, &pm, NULL, err);
+        if (r <= 0) { rc = r; break; }
+        Runnel__V1__QueryResponse *m = (Runnel__V1__QueryResponse *)pm;
+        if (first && !*first && m->resume.len) {
+            *first = malloc(m->resume.len);
+            assert_non_null(*first);
+            memcpy(*first, m->resume.data, m->resume.len);
+            *first_len = m->resume.len;
+        }
+        protobuf_c_message_free_unpacked(pm, NULL);
+    }
+    rn_rpc_stream_close(st);
+    return rc;
+}
+
+static void refused(int rc, const char *err, const char *what)
+{
+    if (rc != RN_EINVAL) fprintf(stderr, "rc %d: %s\n", rc, err);
+    assert_int_equal(rc, RN_EINVAL);
+    assert_non_null(strstr(err, what));
+}
+
+static void hostile_tokens_are_refused(void **state)
+{
+    broker_t *b = *state;
+    uint64_t seed = rn_test_seed("hostile_tokens_are_refused");
+    broker_start(b);
+    make_topic(b);
+    produce(b, 1, 2000);
+    rn_rpc_t *rpc = NULL;
+    char err[RN_ERRMSG_SIZE];
+    assert_int_equal(rn_rpc_open(b->addr, &rpc, err), 0);
+    const char *win = "SELECT window_start, k, count(*) AS c FROM s GROUP BY TUMBLE(ts, '100ms'), k";
+    uint8_t *tok = NULL;
+    size_t n = 0;
+    assert_int_equal(query_with(rpc, win, NULL, 0, &tok, &n, err), 0);
+    assert_non_null(tok);
+    /* the real token resumes */
+    assert_int_equal(query_with(rpc, win, tok, n, NULL, NULL, err), 0);
+    refused(query_with(rpc, "SELECT n FROM s", tok, n, NULL, NULL, err), err,
+            "belongs to another statement");
+    uint8_t *bad = malloc(n + 16);
+    assert_non_null(bad);
+    memcpy(bad, tok, n);
+    bad[n / 2] ^= 0x40;
+    refused(query_with(rpc, win, bad, n, NULL, NULL, err), err, "token is damaged");
+    refused(query_with(rpc, win, tok, n - 1, NULL, NULL, err), err, "token is damaged");
+    refused(query_with(rpc, win, (const uint8_t *)"garbage", 7, NULL, NULL, err), err,
+            "token is damaged");
+    /* forgeries: random bytes past the header, the CRC made right */
+    int ran = 0, refusals = 0;
+    for (int i = 0; i < 300; i++) {
+        memcpy(bad, tok, n);
+        size_t len = n - (size_t)(rn_test_rng(&seed) % 8);
+        int flips = 1 + (int)(rn_test_rng(&seed) % 4);
+        for (int k = 0; k < flips; k++)
+            bad[32 + rn_test_rng(&seed) % (len - 32)] = (uint8_t)rn_test_rng(&seed);
+        uint32_t crc = rn_crc32c(0, bad + 8, len - 8);
+        memcpy(bad + 4, &crc, 4);
+        int rc = query_with(rpc, win, bad, len, NULL, NULL, err);
+        if (rc == 0) ran++;
+        else {
+            if (rc != RN_EINVAL && rc != RN_ECORRUPT && rc != RN_ERANGE)
+                fprintf(stderr, "forgery %d: rc %d: %s\n", i, rc, err);
+            assert_true(rc == RN_EINVAL || rc == RN_ECORRUPT || rc == RN_ERANGE);
+            assert_true(err[0] != '\0');
+            refusals++;
+        }
+    }
+    printf("forged tokens: %d refused, %d ran\n", refusals, ran);
+    /* still serving */
+    assert_int_equal(query_with(rpc, win, tok, n, NULL, NULL, err), 0);
+    free(bad);
+    free(tok);
+    rn_rpc_close(rpc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -617,6 +721,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(bounded_killed_midway_keeps_its_end, setup, teardown),
         cmocka_unit_test_setup_teardown(gives_up_after_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(idle_timeout_does_not_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(hostile_tokens_are_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
