@@ -38,9 +38,15 @@
  *     the rows made while reading a run of one queue's records do not
  *     depend on how those records were batched (sql.c invariant 8); which
  *     queue comes after Q may differ, but only rows after the token.
- *     Not resumable: metadata statements, WITH idle_timeout (wall-clock
- *     windows), and a state larger than RN_QUERY_RESUME_MAX (the header or
- *     the next message then says so in not_resumable).
+ *     An aggregating query's state (its open windows) can be large, so it
+ *     is not saved before every step: such a query (`lazy`) sends rows only
+ *     at step boundaries (a full chunk after the step that filled it, and
+ *     the flushes), saving S there with K = 0; one step's rows then stay
+ *     in memory until it ends, up to RN_QUERY_MSG_MAX (past it they are
+ *     sent and resuming ends). Not resumable: metadata statements, WITH
+ *     idle_timeout (wall-clock windows), and a state larger than
+ *     RN_QUERY_RESUME_MAX (the header or the next message then says so in
+ *     not_resumable).
  */
 #include "server/query.h"
 
@@ -71,6 +77,7 @@ struct rn_query {
     int               over_steps;   /* the progress handler interrupted the step */
     /* resuming (invariant 5) */
     int               resumable;    /* tokens are sent */
+    int               lazy;         /* aggregating: messages only at step boundaries */
     char              not_resumable[RN_ERRMSG_SIZE];  /* why not, when asked for */
     int               tell_lost;    /* the next message says not_resumable */
     uint64_t          hash;         /* of the statement */
@@ -166,7 +173,9 @@ static uint64_t stmt_hash(const char *sql, int follow)
 /* The token for "after every row made so far" into q->tok. */
 static int build_token(rn_query_t *q)
 {
-    uint32_t queue = q->step_rows ? rn_sql_batch_queue(q->sql) : UINT32_MAX;
+    uint32_t queue = rn_sql_batch_queue(q->sql);
+    if (queue == UINT32_MAX) queue = q->skip_queue;      /* resumed, not stepped yet */
+    if (!q->step_rows) queue = UINT32_MAX;
     size_t n = TOKEN_HEAD + (size_t)q->nq * 8 + q->pre.len;
     q->tok.len = 0;
     if (rn_buf_reserve(&q->tok, n, 0) != 0) return -ENOMEM;
@@ -264,6 +273,7 @@ static int send_chunk(rn_query_t *q)
 {
     if (!q->nrows) return 0;
     int rc = 0;
+    if (q->resumable && q->lazy) save_pre(q);            /* at a step boundary: K = 0 */
     if (q->resumable) {                                  /* resume = 5 (invariant 5) */
         if ((rc = build_token(q)) == 0) rc = chunk_field(q, 0x2a, q->tok.data, q->tok.len);
     } else if (q->tell_lost) {                           /* not_resumable = 6 */
@@ -305,6 +315,12 @@ static int on_row(void *ctx, const rn_sql_value_t *vals, int n)
     }
     size_t need = 1 + rn_uvarint_size(row) + row;
     if (q->chunk.len + need > RN_QUERY_MSG_MAX) {
+        if (q->resumable && q->lazy) {               /* mid-step: no token can name this */
+            q->resumable = 0;
+            q->tell_lost = 1;
+            snprintf(q->not_resumable, sizeof q->not_resumable, "one step made more than "
+                     "%u bytes of rows", RN_QUERY_MSG_MAX);
+        }
         int rc = send_chunk(q);
         if (rc != 0) return rc;
         if (need > RN_QUERY_MSG_MAX)
@@ -323,6 +339,7 @@ static int on_row(void *ctx, const rn_sql_value_t *vals, int n)
     }
     q->chunk.len = (size_t)(p - q->chunk.data);
     q->nrows++;
+    if (q->resumable && q->lazy) return 0;           /* sent after the step (rn_query_step) */
     if (q->nrows >= RN_QUERY_CHUNK_ROWS || q->chunk.len >= RN_QUERY_CHUNK_BYTES)
         return send_chunk(q);
     return 0;
@@ -361,6 +378,7 @@ static int resume_open(rn_query_t *q, const Runnel__V1__QueryRequest *req, const
         if (rc != 0) return rc;
     }
     q->hash = stmt_hash(sql, req->follow);
+    q->lazy = rn_sql_aggregates(q->sql);
     q->skip_queue = UINT32_MAX;
     if (req->resume.len) {
         int rc = resume_load(q, req->resume.data, req->resume.len, q->hash, err);
@@ -405,7 +423,12 @@ int rn_query_open(rn_hd_t *h, const Runnel__V1__QueryRequest *req, rn_query_send
         msg[(size_t)k + n] = '\0';
         return rn_hd_fail(st, rc, msg);
     }
-    if (q->resumable) save_pre(q);
+    if (q->resumable) {
+        save_pre(q);
+        /* a resumed query's first token is the one it was given: the rows
+         * to skip were delivered already */
+        q->step_rows = q->skip;
+    }
     q->max_steps = rn_hd_opts(h)->query_max_steps;
     q->max_rows = rn_hd_opts(h)->query_max_rows;
     if (q->max_steps) rn_sql_progress(q->sql, PROGRESS_OPS, on_progress, q);
@@ -458,7 +481,7 @@ int rn_query_step(rn_query_t *q, rn_sql_state_t *state, rn_status_t *st)
     char err[RN_ERRMSG_SIZE] = "";
     q->err[0] = '\0';
     q->steps = 0;
-    if (q->resumable) {
+    if (q->resumable && !q->lazy) {
         /* S only changes when a step read a batch or made rows (an idle
          * poll of a following query leaves it as it was) */
         if (q->step_rows || rn_sql_batch_queue(q->sql) != UINT32_MAX || !q->pre.len) save_pre(q);
@@ -467,6 +490,10 @@ int rn_query_step(rn_query_t *q, rn_sql_state_t *state, rn_status_t *st)
         rn_sql_prefer_queue(q->sql, q->skip_queue, err) != 0)
         return rn_hd_fail(st, RN_EINVAL, err);
     int rc = rn_sql_step(q->sql, state, err);
+    if (rc == 0 && q->resumable && q->lazy &&
+        (q->nrows >= RN_QUERY_CHUNK_ROWS || q->chunk.len >= RN_QUERY_CHUNK_BYTES) &&
+        send_chunk(q) != 0)
+        return rn_hd_fail(st, RN_ECLOSED, "the client went away");
     if (rc == 0) return 0;
     if (q->send_failed) return rn_hd_fail(st, RN_ECLOSED, "the client went away");
     if (q->over_steps) {
