@@ -11,7 +11,8 @@
  * Invariants:
  *  1. Bounded memory: the chunk is sent as soon as it holds
  *     RN_QUERY_CHUNK_ROWS rows or RN_QUERY_CHUNK_BYTES bytes, from inside
- *     the row callback; a single row larger than RN_QUERY_MSG_MAX stops the
+ *     the row callback (a resumable aggregating query: after the step that
+ *     filled it, and before RN_QUERY_MSG_MAX; invariant 5); a single row larger than RN_QUERY_MSG_MAX stops the
  *     query with RESOURCE_EXHAUSTED instead of growing without limit.
  *  2. Every message this module produces unpacks as a QueryResponse: text
  *     that is not valid UTF-8 (proto3 strings must be) or holds a NUL byte

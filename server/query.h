@@ -9,7 +9,8 @@
  * Rows are encoded straight into the pending chunk as they arrive; when it
  * reaches RN_QUERY_CHUNK_ROWS rows or RN_QUERY_CHUNK_BYTES bytes it is given
  * to the send callback at once (inside rn_query_step), so a query holds at
- * most one chunk (plus one row) in memory whatever its result size.
+ * most one chunk (plus one row) in memory whatever its result size (a
+ * resumable aggregating query: one step's rows, at most RN_QUERY_MSG_MAX).
  *
  * With QueryRequest.resumable every message carries a resume token (the
  * point after its last row); QueryRequest.resume continues from one, with
