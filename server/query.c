@@ -244,8 +244,9 @@ static int resume_load(rn_query_t *q, const uint8_t *t, size_t n, uint64_t hash,
     char why[RN_ERRMSG_SIZE] = "";
     int rc = rn_sql_state_load(q->sql, t + off, n - off, why);
     if (rc == RN_ERANGE)
-        return rn_errf(err, rc, "cannot resume: records the query had still to read are gone "
-                       "(deleted by retention since?): %s", why);
+        return rn_errf(err, rc, "cannot resume: the topic no longer holds the records from "
+                       "where the query was (deleted by retention, or the topic recreated): %s",
+                       why);
     /* a state that does not load is the client's token, not the broker's store */
     if (rc != 0) return rn_errf(err, rc == RN_ECORRUPT ? RN_EINVAL : rc, "cannot resume: %s", why);
     if (queue != UINT32_MAX && (rc = rn_sql_prefer_queue(q->sql, queue, err)) != 0) return rc;

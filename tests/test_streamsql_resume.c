@@ -20,7 +20,8 @@
  *  - a broker that never comes back: streamsql exits 1 after
  *    --reconnect-timeout-ms, with one line saying so;
  *  - a statement that cannot be resumed (WITH idle_timeout) fails on the
- *    restart, saying why;
+ *    restart, saying why; so does one whose records are gone (the topic
+ *    deleted and created again while streamsql was stopped);
  *  - hostile resume tokens sent straight through the Query RPC: damaged
  *    (a flipped byte, cut short, garbage), another statement's, and 300
  *    forgeries with random bytes in the engine state and a correct CRC:
@@ -649,6 +650,50 @@ static void idle_timeout_does_not_resume(void **state)
 }
 
 
+/* The records a query had still to read are gone when it resumes (the topic
+ * deleted and created again while streamsql was stopped): it fails, saying
+ * so, rather than going on from somewhere else. */
+static void gone_records_are_reported(void **state)
+{
+    broker_t *b = *state;
+    broker_start(b);
+    make_topic(b);
+    produce(b, 1, 300);
+    char out[PATH_MAX + 16], err[PATH_MAX + 16];
+    path(b, "g.out", out, sizeof out);
+    path(b, "g.err", err, sizeof err);
+    int ofd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(ofd >= 0);
+    const char *argv[] = {"streamsql", "--server", b->addr, "--follow", "--format", "csv", "-e",
+                          "SELECT n FROM s", NULL};
+    pid_t pid = spawn(RN_BIN_DIR "/streamsql", argv, -1, ofd, err);
+    close(ofd);
+    for (int i = 0; i < 2000; i++) {
+        char *t = rn_test_slurp(out, NULL);
+        int n = count_lines(t);
+        free(t);
+        if (n > 300) break;
+        rn_test_sleep_ms(5);
+    }
+    kill(pid, SIGSTOP);                              /* no resume before the topic is new */
+    broker_kill9(b);
+    broker_start(b);
+    const char *del[] = {"runnel", "--server", b->addr, "topic", "delete", "t", NULL};
+    assert_int_equal(run(b, RN_BIN_DIR "/runnel", del, NULL, "del.out"), 0);
+    const char *create[] = {"runnel", "--server", b->addr, "topic", "create", "t", "--queues",
+                            "3", NULL};
+    assert_int_equal(run(b, RN_BIN_DIR "/runnel", create, NULL, "create.out"), 0);
+    kill(pid, SIGCONT);
+    int code = wait_child(pid, 20000);
+    if (code < 0) { kill(pid, SIGKILL); waitpid(pid, NULL, 0); }
+    char *e = rn_test_slurp(err, NULL);
+    if (code != 1) fprintf(stderr, "exit %d; stderr:\n%s", code, e);
+    assert_int_equal(code, 1);
+    assert_non_null(strstr(e, "cannot resume: the topic no longer holds the records"));
+    printf("%s", e);
+    free(e);
+}
+
 /* ---- hostile tokens -------------------------------------------------------------- */
 
 /* Send one Query with resume = tok; 0 when it ran to its end, else the
@@ -834,6 +879,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(bounded_killed_midway_keeps_its_end, setup, teardown),
         cmocka_unit_test_setup_teardown(gives_up_after_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(idle_timeout_does_not_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(gone_records_are_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(hostile_tokens_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(resume_of_a_resume, setup, teardown),
     };
