@@ -492,8 +492,11 @@ int rn_query_step(rn_query_t *q, rn_sql_state_t *state, rn_status_t *st)
         rn_sql_prefer_queue(q->sql, q->skip_queue, err) != 0)
         return rn_hd_fail(st, RN_EINVAL, err);
     int rc = rn_sql_step(q->sql, state, err);
+    /* a lazy message carries the whole state: rows at least as large as the
+     * last state saved, so the state is at most half of what goes */
     if (rc == 0 && q->resumable && q->lazy &&
-        (q->nrows >= RN_QUERY_CHUNK_ROWS || q->chunk.len >= RN_QUERY_CHUNK_BYTES) &&
+        ((q->nrows >= RN_QUERY_CHUNK_ROWS && q->chunk.len >= q->pre.len) ||
+         q->chunk.len >= RN_QUERY_CHUNK_BYTES) &&
         send_chunk(q) != 0)
         return rn_hd_fail(st, RN_ECLOSED, "the client went away");
     if (rc == 0) return 0;
