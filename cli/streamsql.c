@@ -57,9 +57,9 @@
  *     line); the output goes on with no row lost or repeated. stderr says
  *     "lost runneld ... reconnecting" and "resumed ...". A statement the
  *     broker cannot resume (not_resumable: why) fails as before, saying so.
- *     A broker refusing the resume (records gone by retention) fails with
- *     its message. A statement that cannot reach the broker at its start
- *     fails at once, as before.
+ *     A broker refusing the resume (records gone: retention, a recreated
+ *     topic) fails with its message. A statement that cannot reach the
+ *     broker at its start fails at once, as before.
  */
 #include "cli/streamsql_cli.h"
 

@@ -27,6 +27,7 @@
  *    forgeries with random bytes in the engine state and a correct CRC:
  *    each is refused with INVALID_ARGUMENT and a message, or runs as a
  *    statement; runneld stays up and answers after them;
+ *  - --reconnect-timeout-ms's must-fail list (exit 2, one line);
  *  - a resumed statement broken again before its first rows: the token of
  *    its header (the one it was given: rows still to skip) resumes with no
  *    row repeated (a bug the restart test found: that header said "nothing
@@ -694,6 +695,34 @@ static void gone_records_are_reported(void **state)
     free(e);
 }
 
+/* The flag's must-fail list: exit 2 and the message. */
+static void bad_reconnect_flag(void **state)
+{
+    broker_t *b = *state;
+    static const struct { const char *where, *value, *msg; } cases[] = {
+        {"--server", "abc", "--reconnect-timeout-ms: 'abc' is not a number of milliseconds (0 to 4294967295)"},
+        {"--server", "-5", "'-5' is not a number of milliseconds"},
+        {"--server", "4294967296", "'4294967296' is not a number of milliseconds"},
+        {"--server", "", "'' is not a number of milliseconds"},
+        {"--data", "5", "--reconnect-timeout-ms is for a server (--server HOST:PORT)"},
+    };
+    char out[PATH_MAX + 16], err[PATH_MAX + 16];
+    path(b, "bad.out", out, sizeof out);
+    path(b, "bad.err", err, sizeof err);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *argv[] = {"streamsql", cases[i].where,
+                              cases[i].where[2] == 's' ? b->addr : b->data,
+                              "--reconnect-timeout-ms", cases[i].value, "-e", "SELECT 1", NULL};
+        int st = rn_test_run(RN_BIN_DIR "/streamsql", argv, NULL, out, err);
+        char *e = rn_test_slurp(err, NULL);
+        if (!strstr(e, cases[i].msg)) fprintf(stderr, "case %zu: %s", i, e);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+        assert_non_null(strstr(e, cases[i].msg));
+        assert_int_equal(count_lines(e), 1);
+        free(e);
+    }
+}
+
 /* ---- hostile tokens -------------------------------------------------------------- */
 
 /* Send one Query with resume = tok; 0 when it ran to its end, else the
@@ -882,6 +911,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(gone_records_are_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(hostile_tokens_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(resume_of_a_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_reconnect_flag, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
