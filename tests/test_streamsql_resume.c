@@ -9,7 +9,10 @@
  *    writes, runneld restarted 3 times at seeded random points (kill -9,
  *    SIGTERM, kill -9), each once the query had resumed from the last: the rows equal an independent computation over what
  *    `runnel consume` finds in the topic (every matching record exactly
- *    once, none extra, each queue's rows in offset order);
+ *    once, none extra, each queue's rows in offset order); a --follow
+ *    tumbling-window statement through the same restarts gives exactly the
+ *    rows of the windows its frontier closed, as the bounded run computes
+ *    them afterwards;
  *  - a tumbling-window statement over 3 queues whose output is held in a
  *    pipe while runneld is killed mid-way and restarted: the output is
  *    byte for byte the uninterrupted run's;
@@ -330,6 +333,56 @@ static int parse_consume(const char *text, rec_t *out, int cap)
     return k;
 }
 
+#define WINDOW_SQL "SELECT window_start, window_end, k, count(*) AS c, sum(n) AS total FROM s " \
+                   "GROUP BY TUMBLE(ts, '100ms'), k"
+
+static char *run_whole(broker_t *b, const char *sql, const char *name);
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The lines of text (modified in place: '\n' cut), sorted. */
+static void split_lines(char *text, char ***out, int *n)
+{
+    int cap = count_lines(text) + 1, k = 0;
+    char **v = calloc((size_t)cap, sizeof *v);
+    assert_non_null(v);
+    for (char *p = text; *p;) {
+        char *e = strchr(p, '\n');
+        if (!e) break;
+        *e = '\0';
+        v[k++] = p;
+        p = e + 1;
+    }
+    qsort(v, (size_t)k, sizeof *v, cmp_str);
+    *out = v;
+    *n = k;
+}
+
+/* A window statement's csv (header first; window_end the second column):
+ * rows ending before w into want, at w into maybe, both sorted. */
+static void split_by_end(char *csv, long long w, char ***want, int *nwant, char ***maybe,
+                         int *nmaybe)
+{
+    char **all;
+    int n;
+    split_lines(strchr(csv, '\n') + 1, &all, &n);
+    *want = calloc((size_t)n + 1, sizeof **want);
+    *maybe = calloc((size_t)n + 1, sizeof **maybe);
+    assert_non_null(*want);
+    assert_non_null(*maybe);
+    *nwant = *nmaybe = 0;
+    for (int i = 0; i < n; i++) {
+        long long start, end;
+        assert_int_equal(sscanf(all[i], "%lld,%lld,", &start, &end), 2);
+        if (end < w) (*want)[(*nwant)++] = all[i];
+        else if (end == w) (*maybe)[(*nmaybe)++] = all[i];
+    }
+    free(all);
+}
+
 static void follow_filter_survives_restarts(void **state)
 {
     broker_t *b = *state;
@@ -361,14 +414,27 @@ static void follow_filter_survives_restarts(void **state)
     assert_int_equal(pthread_create(&ft, NULL, feeder_main, &fd), 0);
 
     /* the producer is through its start (a producer that cannot reach
-     * runneld when it starts fails at once, as streamsql does) */
+     * runneld when it starts fails at once, as streamsql does), and every
+     * queue holds records */
     for (int i = 0; i < 4000; i++) {
         char *t = rn_test_slurp(out, NULL);
-        int n = count_lines(t);
+        int all = t && strstr(t, "\n0,") && strstr(t, "\n1,") && strstr(t, "\n2,");
         free(t);
-        if (n > 1) break;
+        if (all) break;
         rn_test_sleep_ms(5);
     }
+    /* A window statement beside it, through the same restarts; opened now,
+     * every queue had records at its open, so each holds back its frontier
+     * (sql.c invariant 5): none of its rows is late. */
+    char wout[PATH_MAX + 16], werr[PATH_MAX + 16];
+    path(b, "wfollow.csv", wout, sizeof wout);
+    path(b, "wfollow.err", werr, sizeof werr);
+    ofd = open(wout, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(ofd >= 0);
+    const char *wq[] = {"streamsql", "--server", b->addr, "--follow", "--format", "csv", "-e",
+                        WINDOW_SQL, NULL};
+    pid_t wsq = spawn(RN_BIN_DIR "/streamsql", wq, -1, ofd, werr);
+    close(ofd);
     for (int k = 0; k < 3; k++) {                   /* seeded random points */
         rn_test_sleep_ms(100 + (int)(rn_test_rng(&seed) % 700));
         if (k == 1) assert_int_equal(broker_stop(b), 0);    /* a graceful restart too */
@@ -462,6 +528,57 @@ static void follow_filter_survives_restarts(void **state)
     printf("follow: %d rows, %d resumes over 3 restarts\n", rows, resumed);
     assert_int_equal(resumed, 3);
     assert_int_equal(lost, resumed);
+
+    /* The window statement: each queue is in event-time order, so its rows
+     * are exactly the bounded run's rows of the windows closed by the
+     * frontier W (the smallest, over the queues, of the largest ts): every
+     * window ending before W, perhaps the one ending at W, none after. */
+    long long qmax[3] = {0, 0, 0};
+    for (int i = 0; i < nrec; i++)
+        if (recs[i].n > qmax[recs[i].queue]) qmax[recs[i].queue] = recs[i].n;
+    long long w = qmax[0] < qmax[1] ? qmax[0] : qmax[1];
+    if (qmax[2] < w) w = qmax[2];
+    char *bounded = run_whole(b, WINDOW_SQL, "wbounded.csv");
+    char **want = NULL, **maybe = NULL;
+    int nwant = 0, nmaybe = 0;
+    split_by_end(bounded, w, &want, &nwant, &maybe, &nmaybe);
+    char *wtext = NULL;
+    for (int i = 0; i < 2000; i++) {
+        free(wtext);
+        wtext = rn_test_slurp(wout, NULL);
+        if (count_lines(wtext) >= nwant + 1) break;
+        rn_test_sleep_ms(5);
+    }
+    rn_test_sleep_ms(300);
+    kill(wsq, SIGTERM);
+    assert_int_equal(wait_child(wsq, 10000), 130);
+    free(wtext);
+    wtext = rn_test_slurp(wout, NULL);
+    char *wetext = rn_test_slurp(werr, NULL);
+    char **got = NULL;
+    int ngot = 0;
+    split_lines(strchr(wtext, '\n') + 1, &got, &ngot);
+    int mi = 0, wi = 0, gi = 0;
+    for (; gi < ngot; gi++) {                       /* sorted: want and maybe, merged */
+        if (wi < nwant && !strcmp(got[gi], want[wi])) { wi++; continue; }
+        while (mi < nmaybe && strcmp(maybe[mi], got[gi]) < 0) mi++;
+        if (mi < nmaybe && !strcmp(got[gi], maybe[mi])) { mi++; continue; }
+        fprintf(stderr, "window row not expected (or twice): %s\nstderr:\n%s", got[gi], wetext);
+        fail();
+    }
+    if (wi != nwant)
+        fprintf(stderr, "window rows: %d of %d expected; first missing: %s\nstderr:\n%s", wi,
+                nwant, want[wi], wetext);
+    assert_int_equal(wi, nwant);
+    printf("follow window: %d rows (frontier %lld), %d resumes\n", ngot, w,
+           count_str(wetext, "resumed on runneld"));
+    assert_true(count_str(wetext, "resumed on runneld") >= 1);
+    free(got);
+    free(want);
+    free(maybe);
+    free(wetext);
+    free(wtext);
+    free(bounded);
     free(etext);
     free(text);
     free(where);
