@@ -551,10 +551,12 @@ static void follow_filter_survives_restarts(void **state)
     }
     rn_test_sleep_ms(300);
     kill(wsq, SIGTERM);
-    assert_int_equal(wait_child(wsq, 10000), 130);
+    int wc = wait_child(wsq, 10000);
     free(wtext);
     wtext = rn_test_slurp(wout, NULL);
     char *wetext = rn_test_slurp(werr, NULL);
+    if (wc != 130) fprintf(stderr, "window streamsql: exit %d; stderr:\n%s", wc, wetext);
+    assert_int_equal(wc, 130);
     char **got = NULL;
     int ngot = 0;
     split_lines(strchr(wtext, '\n') + 1, &got, &ngot);
