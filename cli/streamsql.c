@@ -49,6 +49,17 @@
  *  9. REPL: commands (.help, help, .format, .quit) are read only at the start
  *     of a statement; Ctrl-C during a statement cancels it (invariant 5),
  *     prints "cancelled (N rows shown)" on stderr and the REPL goes on.
+ * 10. Remote statements ride out broker restarts: each message carries a
+ *     resume token (server/query.c invariant 5); when the stream breaks in
+ *     transport after the header arrived, the statement is sent again with
+ *     the last token (backoff 100 ms doubling to 2 s, jittered) until the
+ *     header comes back or --reconnect-timeout-ms passed (then exit 1, one
+ *     line); the output goes on with no row lost or repeated. stderr says
+ *     "lost runneld ... reconnecting" and "resumed ...". A statement the
+ *     broker cannot resume (not_resumable: why) fails as before, saying so.
+ *     A broker refusing the resume (records gone: retention, a recreated
+ *     topic) fails with its message. A statement that cannot reach the
+ *     broker at its start fails at once, as before.
  */
 #include "cli/streamsql_cli.h"
 
@@ -104,6 +115,9 @@ static const char usage_text[] =
     "  --format F          table (default), csv or json (one object per line)\n"
     "  --follow            continuous: keep reading new records (Ctrl-C stops)\n"
     "  --from POS          earliest (default), latest, @TIMESTAMP_MS or checkpoint:NAME\n"
+    "  --reconnect-timeout-ms MS  --server: when runneld restarts mid-statement,\n"
+    "                      resume it (no row lost or repeated) for at most MS (120000;\n"
+    "                      0: fail at once)\n"
     "  --skip-damaged      go past offsets a store recovery marked damaged or lost (their\n"
     "                      reads fail otherwise), counted on stderr (--data only)\n"
     "\n"
@@ -121,6 +135,8 @@ typedef struct cfg {
     const char    *from;         /* --from as given (sent to the broker) */
     rn_datadir_t  *d;            /* embedded */
     rn_rpc_t      *rpc;          /* remote */
+    const char    *server;       /* remote: HOST:PORT, for messages */
+    uint32_t       reconnect_ms; /* remote: give up resuming after this long (0: never try) */
 } cfg_t;
 
 /* How one statement went, embedded or remote. */
@@ -614,6 +630,100 @@ static int remote_message(out_t *o, const Runnel__V1__QueryResponse *m, rn_sql_v
     return 0;
 }
 
+/* The last resume token received (invariant 10): a copy, or none with why. */
+typedef struct resume {
+    uint8_t *tok;
+    size_t   len, cap;
+    char     why[RN_ERRMSG_SIZE];
+} resume_t;
+
+static int resume_take(resume_t *rs, const Runnel__V1__QueryResponse *m, char *err)
+{
+    if (m->not_resumable && m->not_resumable[0]) {
+        rs->len = 0;
+        snprintf(rs->why, sizeof rs->why, "%s", m->not_resumable);
+        return 0;
+    }
+    if (!m->resume.len) return 0;
+    if (m->resume.len > rs->cap) {
+        uint8_t *p = realloc(rs->tok, m->resume.len);
+        if (!p) return rn_errf(err, -ENOMEM, "out of memory");
+        rs->tok = p;
+        rs->cap = m->resume.len;
+    }
+    memcpy(rs->tok, m->resume.data, m->resume.len);
+    rs->len = m->resume.len;
+    return 0;
+}
+
+/* Sleep ms, in slices, unless Ctrl-C came: 0, or -ECANCELED. */
+static int nap(uint32_t ms)
+{
+    while (ms && !interrupted) {
+        uint32_t k = ms < 50 ? ms : 50;
+        struct timespec ts = {0, (long)k * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= k;
+    }
+    return interrupted ? -ECANCELED : 0;
+}
+
+/* The stream broke with a transport error (lost is its message): open the
+ * statement again from the last token until the header comes back, with
+ * backoff, for at most cfg->reconnect_ms (invariant 10). 1 with *st and
+ * *head (the new header, the caller's to free) on success; else negative
+ * with err. */
+static int resume_stream(const cfg_t *cfg, Runnel__V1__QueryRequest *req, const resume_t *rs,
+                         uint64_t shown, const char *lost, rn_rpc_stream_t **st,
+                         Runnel__V1__QueryResponse **head, char *err)
+{
+    if (!cfg->reconnect_ms) return rn_errf(err, -ECONNREFUSED, "%s", lost);
+    if (!rs->len)
+        return rn_errf(err, -ECONNREFUSED, "%s; this statement cannot be resumed (%s)", lost,
+                       rs->why[0] ? rs->why : "the broker sent no resume point");
+    fflush(stdout);
+    fprintf(stderr, "streamsql: lost runneld at %s after %llu row%s; reconnecting to resume "
+            "(at most %u ms)\n", cfg->server, (unsigned long long)shown, shown == 1 ? "" : "s",
+            cfg->reconnect_ms);
+    req->resume.data = rs->tok;
+    req->resume.len = rs->len;
+    uint64_t start = rn_mono_ns(), rng = start | 1;
+    char last[RN_ERRMSG_SIZE];
+    snprintf(last, sizeof last, "%s", lost);
+    for (uint32_t attempt = 1;; attempt++) {
+        uint64_t waited = (rn_mono_ns() - start) / 1000000u;
+        if (waited >= cfg->reconnect_ms)
+            return rn_errf(err, -ETIMEDOUT, "gave up resuming: runneld at %s did not answer for "
+                           "%llu ms (%u attempts; --reconnect-timeout-ms): %s", cfg->server,
+                           (unsigned long long)waited, attempt - 1, last);
+        uint32_t ms = rn_rpc_backoff_ms(100, 2000, attempt, &rng);
+        if (ms > cfg->reconnect_ms - waited) ms = (uint32_t)(cfg->reconnect_ms - waited);
+        if (nap(ms) != 0) return -ECANCELED;
+        rn_rpc_stream_t *s = NULL;
+        ProtobufCMessage *pm = NULL;
+        int rc = rn_rpc_stream_open(cfg->rpc, RN_RPC_METHOD("Query"), &req->base, &s, last);
+        if (rc == 0) {
+            set_streaming(s);
+            rc = rn_rpc_stream_next(s, &runnel__v1__query_response__descriptor, &pm, NULL, last);
+        }
+        if (rc == 1) {
+            *st = s;
+            *head = (Runnel__V1__QueryResponse *)pm;
+            fprintf(stderr, "streamsql: resumed on runneld at %s after %u attempt%s\n",
+                    cfg->server, attempt, attempt == 1 ? "" : "s");
+            return 1;
+        }
+        set_streaming(NULL);
+        rn_rpc_stream_close(s);
+        if (rc == 0) snprintf(last, sizeof last, "the resumed query ended without a header");
+        if (interrupted) return -ECANCELED;
+        if (rc == 0 || !rn_rpc_retriable(rc)) {
+            /* the broker answered and refused: retrying would not help */
+            return rn_errf(err, rc ? rc : -EPROTO, "%s", last);
+        }
+    }
+}
+
 static void run_remote(const cfg_t *cfg, out_t *o, const char *sql, size_t len, result_t *r)
 {
     Runnel__V1__QueryRequest req = RUNNEL__V1__QUERY_REQUEST__INIT;
@@ -622,12 +732,15 @@ static void run_remote(const cfg_t *cfg, out_t *o, const char *sql, size_t len, 
     rn_sql_value_t *vals = NULL;
     size_t nvals = 0;
     rn_rpc_stream_t *st = NULL;
+    resume_t rs;
+    memset(&rs, 0, sizeof rs);
     /* As embedded refuses it; sent, the text would be cut at the NUL. */
     if ((r->rc = rn_sql_check_text(sql, len, &r->erroff, r->err)) != 0) return;
     req.sql = strndup(sql, len);
     if (!req.sql) { r->rc = rn_errf(r->err, -ENOMEM, "out of memory"); return; }
     req.follow = cfg->opts.follow != 0;
     req.from = (char *)(cfg->from ? cfg->from : "");
+    req.resumable = cfg->reconnect_ms != 0;
     r->rc = rn_rpc_stream_open(cfg->rpc, RN_RPC_METHOD("Query"), &req.base, &st, r->err);
     if (r->rc != 0) { r->opened = 1; goto out; }    /* transport: no caret */
     set_streaming(st);
@@ -635,6 +748,27 @@ static void run_remote(const cfg_t *cfg, out_t *o, const char *sql, size_t len, 
         ProtobufCMessage *pm = NULL;
         int rc = rn_rpc_stream_next(st, &runnel__v1__query_response__descriptor, &pm, NULL,
                                     r->err);
+        if (rc < 0 && head && !interrupted && rn_rpc_retriable(rc)) {
+            /* runneld went away mid-statement: resume where the rows stopped */
+            char lost[RN_ERRMSG_SIZE];
+            snprintf(lost, sizeof lost, "%s", r->err);
+            set_streaming(NULL);
+            rn_rpc_stream_close(st);
+            st = NULL;
+            Runnel__V1__QueryResponse *h2 = NULL;
+            rc = resume_stream(cfg, &req, &rs, o->rows, lost, &st, &h2, r->err);
+            if (rc == 1) {
+                if (h2->n_columns != head->n_columns) {
+                    rc = rn_errf(r->err, -EPROTO, "the resumed query has %zu columns, not %zu",
+                                 h2->n_columns, head->n_columns);
+                } else {
+                    rc = resume_take(&rs, h2, r->err);
+                }
+                protobuf_c_message_free_unpacked(&h2->base, NULL);
+                if (rc == 0) continue;
+            }
+            if (rc == -ECANCELED) rc = 0;              /* Ctrl-C while waiting */
+        }
         if (rc <= 0) {
             r->rc = rc;
             /* not opened: the statement failed (caret), unless the call itself did */
@@ -643,6 +777,10 @@ static void run_remote(const cfg_t *cfg, out_t *o, const char *sql, size_t len, 
             break;
         }
         Runnel__V1__QueryResponse *m = (Runnel__V1__QueryResponse *)pm;
+        if ((rc = resume_take(&rs, m, r->err)) != 0) {
+            if (m != head) protobuf_c_message_free_unpacked(pm, NULL);
+            goto stop;
+        }
         if (!head) {
             head = m;                        /* kept: the column names point into it */
             r->opened = 1;
@@ -679,6 +817,7 @@ out:
     free(cols);
     free(vals);
     free(req.sql);
+    free(rs.tok);
     o->cols = NULL;
 }
 
@@ -863,8 +1002,10 @@ int main(int argc, char **argv)
     const char *server = NULL, *expr = NULL, *file = NULL;
     char err[RN_ERRMSG_SIZE];
     enum { OPT_DATA = 256, OPT_SERVER, OPT_FORMAT, OPT_FOLLOW, OPT_FROM, OPT_HELP, OPT_SKIP,
-           OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TOKEN };
+           OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TOKEN, OPT_RECONNECT };
     const char *token = NULL;
+    int reconnect_set = 0;
+    cfg.reconnect_ms = 120000;
     rn_tls_files_t tls = {NULL, NULL, NULL};
     static const struct option longopts[] = {
         {"data", required_argument, NULL, OPT_DATA},
@@ -878,6 +1019,7 @@ int main(int argc, char **argv)
         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"token", required_argument, NULL, OPT_TOKEN},
+        {"reconnect-timeout-ms", required_argument, NULL, OPT_RECONNECT},
         {NULL, 0, NULL, 0},
     };
     opterr = 0;
@@ -905,6 +1047,17 @@ int main(int argc, char **argv)
         case OPT_TLS_CERT: tls.cert = optarg; break;
         case OPT_TLS_KEY: tls.key = optarg; break;
         case OPT_TOKEN: token = optarg; break;
+        case OPT_RECONNECT: {
+            char *end = NULL;
+            errno = 0;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (!*optarg || *end || errno || v > UINT32_MAX || optarg[0] == '-')
+                return fail(EXIT_USAGE, "--reconnect-timeout-ms: '%s' is not a number of "
+                            "milliseconds (0 to %u)", optarg, UINT32_MAX);
+            cfg.reconnect_ms = (uint32_t)v;
+            reconnect_set = 1;
+            break;
+        }
         case OPT_SKIP: cfg.opts.skip_damaged = 1; break;
         case OPT_FROM:
             if (rn_sql_parse_from(optarg, &cfg.opts, err) != 0) return fail(EXIT_USAGE, "%s", err);
@@ -948,6 +1101,9 @@ int main(int argc, char **argv)
                     "--server HOST:PORT, RUNNEL_SERVER)");
     if (server && cfg.opts.skip_damaged)
         return fail(EXIT_USAGE, "--skip-damaged reads the stores itself: use --data DIR");
+    if (!server && reconnect_set)
+        return fail(EXIT_USAGE, "--reconnect-timeout-ms is for a server (--server HOST:PORT)");
+    cfg.server = server;
     if (!server && (tls.ca || tls.cert || tls.key || token))
         return fail(EXIT_USAGE, "--tls-ca, --tls-cert, --tls-key and --token are for a server "
                     "(--server HOST:PORT), not a data directory");

@@ -11,7 +11,8 @@
  * Invariants:
  *  1. Bounded memory: the chunk is sent as soon as it holds
  *     RN_QUERY_CHUNK_ROWS rows or RN_QUERY_CHUNK_BYTES bytes, from inside
- *     the row callback; a single row larger than RN_QUERY_MSG_MAX stops the
+ *     the row callback (a resumable aggregating query: after the step that
+ *     filled it, and before RN_QUERY_MSG_MAX; invariant 5); a single row larger than RN_QUERY_MSG_MAX stops the
  *     query with RESOURCE_EXHAUSTED instead of growing without limit.
  *  2. Every message this module produces unpacks as a QueryResponse: text
  *     that is not valid UTF-8 (proto3 strings must be) or holds a NUL byte
@@ -24,9 +25,33 @@
  *     it, sqlite is interrupted) and a query delivers at most max_rows rows;
  *     either ends the query with RESOURCE_EXHAUSTED naming the runneld flag.
  *     rn_query_cancel interrupts a statement running inside a step.
+ *  5. Resuming (QueryRequest.resumable / .resume): a token names the point
+ *     just after the last row handed to the send callback as (S, Q, K): the
+ *     engine state S saved before the current step (rn_sql_state_save), the
+ *     source queue Q that step read, and the K rows it has produced so far;
+ *     plus the bounded ends per queue and a hash of the statement. Every
+ *     rows message carries the token of its last row (the whole pending
+ *     chunk is sent, so "the last row made" is "the last row sent"). A
+ *     resumed query loads S, reads Q first (rn_sql_prefer_queue, again
+ *     before each step while rows remain to skip) and drops its first K
+ *     rows. That is exact because S holds everything that decides later
+ *     rows (sql.h, checkpoints), a queue's records come in offset order, and
+ *     the rows made while reading a run of one queue's records do not
+ *     depend on how those records were batched (sql.c invariant 8); which
+ *     queue comes after Q may differ, but only rows after the token.
+ *     An aggregating query's state (its open windows) can be large, so it
+ *     is not saved before every step: such a query (`lazy`) sends rows only
+ *     at step boundaries (a full chunk after the step that filled it, and
+ *     the flushes), saving S there with K = 0; one step's rows then stay
+ *     in memory until it ends, up to RN_QUERY_MSG_MAX (past it they are
+ *     sent and resuming ends). Not resumable: metadata statements, WITH
+ *     idle_timeout (wall-clock windows), and a state larger than
+ *     RN_QUERY_RESUME_MAX (the header or the next message then says so in
+ *     not_resumable).
  */
 #include "server/query.h"
 
+#include "batch/crc32c.h"
 #include "common/bytes.h"
 #include "common/error.h"
 
@@ -51,7 +76,24 @@ struct rn_query {
     uint64_t          steps;        /* instructions of the current step, about */
     uint64_t          rows;         /* rows delivered so far */
     int               over_steps;   /* the progress handler interrupted the step */
+    /* resuming (invariant 5) */
+    int               resumable;    /* tokens are sent */
+    int               lazy;         /* aggregating: messages only at step boundaries */
+    char              not_resumable[RN_ERRMSG_SIZE];  /* why not, when asked for */
+    int               tell_lost;    /* the next message says not_resumable */
+    uint64_t          hash;         /* of the statement */
+    uint32_t          nq;
+    int64_t          *ends;         /* per source queue: the bounded end, -1 following */
+    rn_buf_t          pre;          /* S: the engine state before the current step */
+    uint64_t          step_rows;    /* K: rows the current step made so far */
+    uint64_t          skip;         /* rows still to drop after a resume */
+    uint32_t          skip_queue;   /* the queue they come from */
+    rn_buf_t          tok;          /* scratch: the token being sent */
 };
+
+#define TOKEN_MAGIC 0x31525152u     /* "RQR1" */
+/* magic, crc, hash, queue, nq, skip */
+#define TOKEN_HEAD  (4 + 4 + 8 + 4 + 4 + 8)
 
 /* ---- protobuf wire format ----------------------------------------------------- */
 
@@ -119,11 +161,132 @@ static uint8_t *put_value(uint8_t *p, const rn_sql_value_t *v)
     }
 }
 
+/* ---- resume tokens (invariant 5) ------------------------------------------------- */
+
+/* FNV-1a over the statement text and its follow flag. */
+static uint64_t stmt_hash(const char *sql, int follow)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const char *p = sql; *p; p++) h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
+    return (h ^ (uint8_t)(follow ? 1 : 0)) * 0x100000001b3ull;
+}
+
+/* The token for "after every row made so far" into q->tok. */
+static int build_token(rn_query_t *q)
+{
+    uint32_t queue = rn_sql_batch_queue(q->sql);
+    if (queue == UINT32_MAX) queue = q->skip_queue;      /* resumed, not stepped yet */
+    if (!q->step_rows) queue = UINT32_MAX;
+    size_t n = TOKEN_HEAD + (size_t)q->nq * 8 + q->pre.len;
+    q->tok.len = 0;
+    if (rn_buf_reserve(&q->tok, n, 0) != 0) return -ENOMEM;
+    uint8_t *p = q->tok.data;
+    uint32_t magic = TOKEN_MAGIC, crc = 0;
+    memcpy(p, &magic, 4);
+    memcpy(p + 8, &q->hash, 8);
+    memcpy(p + 16, &queue, 4);
+    memcpy(p + 20, &q->nq, 4);
+    memcpy(p + 24, &q->step_rows, 8);
+    if (q->nq) memcpy(p + TOKEN_HEAD, q->ends, (size_t)q->nq * 8);
+    if (q->pre.len) memcpy(p + TOKEN_HEAD + (size_t)q->nq * 8, q->pre.data, q->pre.len);
+    crc = rn_crc32c(0, p + 8, n - 8);
+    memcpy(p + 4, &crc, 4);
+    q->tok.len = n;
+    return 0;
+}
+
+/* S for the coming step (invariant 5); a state over the limit ends resuming. */
+static void save_pre(rn_query_t *q)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    q->pre.len = 0;
+    q->step_rows = 0;
+    int rc = rn_sql_state_save(q->sql, &q->pre, err);
+    if (rc == 0 && q->pre.len > RN_QUERY_RESUME_MAX)
+        snprintf(err, sizeof err, "the query's state grew past %u bytes (its open windows), "
+                 "too large to resume from", RN_QUERY_RESUME_MAX);
+    else if (rc == 0)
+        return;
+    q->resumable = 0;
+    q->tell_lost = 1;
+    snprintf(q->not_resumable, sizeof q->not_resumable, "%s", err[0] ? err : rn_strerror(rc));
+    rn_buf_free(&q->pre);
+}
+
+/* Resume from token t (invariant 5): before the first step. */
+static int resume_load(rn_query_t *q, const uint8_t *t, size_t n, uint64_t hash, char *err)
+{
+    uint32_t magic, crc, queue, nq;
+    uint64_t h, skip;
+    if (n < TOKEN_HEAD) goto damaged;
+    memcpy(&magic, t, 4);
+    memcpy(&crc, t + 4, 4);
+    memcpy(&h, t + 8, 8);
+    memcpy(&queue, t + 16, 4);
+    memcpy(&nq, t + 20, 4);
+    memcpy(&skip, t + 24, 8);
+    if (magic != TOKEN_MAGIC || crc != rn_crc32c(0, t + 8, n - 8)) goto damaged;
+    if (h != hash)
+        return rn_errf(err, RN_EINVAL, "cannot resume: the resume token belongs to another "
+                       "statement (the SQL text and --follow must be the same)");
+    if (nq != q->nq)
+        return rn_errf(err, RN_EINVAL, "cannot resume: the source topic now has %u queue(s), "
+                       "the query had %u", q->nq, nq);
+    if ((n - TOKEN_HEAD) / 8 < nq || (queue != UINT32_MAX && queue >= nq)) goto damaged;
+    for (uint32_t i = 0; i < nq; i++) {
+        int64_t end;
+        memcpy(&end, t + TOKEN_HEAD + (size_t)i * 8, 8);
+        int rc = rn_sql_set_end(q->sql, i, end, err);
+        if (rc != 0) return rc;
+        q->ends[i] = end;
+    }
+    size_t off = TOKEN_HEAD + (size_t)nq * 8;
+    char why[RN_ERRMSG_SIZE] = "";
+    int rc = rn_sql_state_load(q->sql, t + off, n - off, why);
+    if (rc == RN_ERANGE)
+        return rn_errf(err, rc, "cannot resume: the topic no longer holds the records from "
+                       "where the query was (deleted by retention, or the topic recreated): %s",
+                       why);
+    /* a state that does not load is the client's token, not the broker's store */
+    if (rc != 0) return rn_errf(err, rc == RN_ECORRUPT ? RN_EINVAL : rc, "cannot resume: %s", why);
+    if (queue != UINT32_MAX && (rc = rn_sql_prefer_queue(q->sql, queue, err)) != 0) return rc;
+    q->skip = skip;
+    q->skip_queue = queue;
+    return 0;
+damaged:
+    return rn_errf(err, RN_EINVAL, "cannot resume: the resume token is damaged");
+}
+
 /* ---- rows ----------------------------------------------------------------------- */
+
+/* Append a length-delimited field to the chunk. */
+static int chunk_field(rn_query_t *q, uint8_t tag, const void *p, size_t n)
+{
+    if (rn_buf_reserve(&q->chunk, 1 + 10 + n, 0) != 0) return -ENOMEM;
+    uint8_t *w = q->chunk.data + q->chunk.len;
+    *w++ = tag;
+    w = rn_uvarint_put(w, n);
+    if (n) memcpy(w, p, n);
+    q->chunk.len = (size_t)(w + n - q->chunk.data);
+    return 0;
+}
 
 static int send_chunk(rn_query_t *q)
 {
     if (!q->nrows) return 0;
+    int rc = 0;
+    if (q->resumable && q->lazy) save_pre(q);            /* at a step boundary: K = 0 */
+    if (q->resumable) {                                  /* resume = 5 (invariant 5) */
+        if ((rc = build_token(q)) == 0) rc = chunk_field(q, 0x2a, q->tok.data, q->tok.len);
+    } else if (q->tell_lost) {                           /* not_resumable = 6 */
+        rc = chunk_field(q, 0x32, q->not_resumable, strlen(q->not_resumable));
+        q->tell_lost = 0;
+    }
+    if (rc != 0) {
+        q->chunk.len = 0;
+        q->nrows = 0;
+        return rc;
+    }
     int r = q->send(q->arg, q->chunk.data, q->chunk.len);
     q->chunk.len = 0;
     q->nrows = 0;
@@ -137,6 +300,11 @@ static int send_chunk(rn_query_t *q)
 static int on_row(void *ctx, const rn_sql_value_t *vals, int n)
 {
     rn_query_t *q = ctx;
+    q->step_rows++;
+    if (q->skip) {                                   /* sent before the resume */
+        q->skip--;
+        return 0;
+    }
     if (q->max_rows && q->rows >= q->max_rows)
         return rn_errf(q->err, RN_ETOOBIG, "the query reached this broker's limit of %llu "
                        "result rows (runneld --query-max-rows); add a LIMIT or a narrower WHERE",
@@ -149,6 +317,12 @@ static int on_row(void *ctx, const rn_sql_value_t *vals, int n)
     }
     size_t need = 1 + rn_uvarint_size(row) + row;
     if (q->chunk.len + need > RN_QUERY_MSG_MAX) {
+        if (q->resumable && q->lazy) {               /* mid-step: no token can name this */
+            q->resumable = 0;
+            q->tell_lost = 1;
+            snprintf(q->not_resumable, sizeof q->not_resumable, "one step made more than "
+                     "%u bytes of rows", RN_QUERY_MSG_MAX);
+        }
         int rc = send_chunk(q);
         if (rc != 0) return rc;
         if (need > RN_QUERY_MSG_MAX)
@@ -167,6 +341,7 @@ static int on_row(void *ctx, const rn_sql_value_t *vals, int n)
     }
     q->chunk.len = (size_t)(p - q->chunk.data);
     q->nrows++;
+    if (q->resumable && q->lazy) return 0;           /* sent after the step (rn_query_step) */
     if (q->nrows >= RN_QUERY_CHUNK_ROWS || q->chunk.len >= RN_QUERY_CHUNK_BYTES)
         return send_chunk(q);
     return 0;
@@ -185,6 +360,36 @@ static int on_progress(void *ctx)
 
 /* ---- the API -------------------------------------------------------------------- */
 
+/* Tokens asked for or given (invariant 5): set up q, load a given token. */
+static int resume_open(rn_query_t *q, const Runnel__V1__QueryRequest *req, const char *sql,
+                       char *err)
+{
+    char why[RN_ERRMSG_SIZE] = "";
+    if (rn_sql_resumable(q->sql, why) != 0) {
+        if (req->resume.len)
+            return rn_errf(err, RN_EINVAL, "cannot resume: %s", why);
+        snprintf(q->not_resumable, sizeof q->not_resumable, "%s", why);
+        return 0;
+    }
+    const char *topic;
+    rn_sql_source(q->sql, &topic, &q->nq);
+    q->ends = calloc(q->nq ? q->nq : 1, sizeof *q->ends);
+    if (!q->ends) return rn_errf(err, -ENOMEM, "out of memory");
+    for (uint32_t i = 0; i < q->nq; i++) {
+        int rc = rn_sql_end(q->sql, i, &q->ends[i], err);
+        if (rc != 0) return rc;
+    }
+    q->hash = stmt_hash(sql, req->follow);
+    q->lazy = rn_sql_aggregates(q->sql);
+    q->skip_queue = UINT32_MAX;
+    if (req->resume.len) {
+        int rc = resume_load(q, req->resume.data, req->resume.len, q->hash, err);
+        if (rc != 0) return rc;
+    }
+    q->resumable = 1;
+    return 0;
+}
+
 int rn_query_open(rn_hd_t *h, const Runnel__V1__QueryRequest *req, rn_query_send_fn send,
                   void *arg, rn_query_t **out, rn_status_t *st)
 {
@@ -200,12 +405,15 @@ int rn_query_open(rn_hd_t *h, const Runnel__V1__QueryRequest *req, rn_query_send
     o.ctx = q;
     o.follow = req->follow;
     const char *sql = req->sql ? req->sql : "";
-    int rc = 0;
-    if (req->from && req->from[0]) rc = rn_sql_parse_from(req->from, &o, err);
+    int rc = 0, resume = req->resume.len > 0;
+    /* resuming: the token holds the positions; the original start may be gone */
+    if (!resume && req->from && req->from[0]) rc = rn_sql_parse_from(req->from, &o, err);
     int erroff = -1;
     if (rc == 0) rc = rn_sql_open(rn_hd_datadir(h), sql, strlen(sql), &o, &q->sql, &erroff, err);
+    if (rc == 0 && (req->resumable || resume)) rc = resume_open(q, req, sql, err);
     if (rc != 0) {
-        free(q);
+        rn_query_close(q);
+        if (resume) return rn_hd_fail(st, rc, err);
         if (erroff < 0) return rn_hd_fail(st, rc, err);
         /* the prefix first: a message near RN_ERRMSG_SIZE loses its tail, never the offset */
         char msg[RN_ERRMSG_SIZE];
@@ -216,6 +424,12 @@ int rn_query_open(rn_hd_t *h, const Runnel__V1__QueryRequest *req, rn_query_send
         memcpy(msg + k, what, n);
         msg[(size_t)k + n] = '\0';
         return rn_hd_fail(st, rc, msg);
+    }
+    if (q->resumable) {
+        save_pre(q);
+        /* a resumed query's first token is the one it was given: the rows
+         * to skip were delivered already */
+        q->step_rows = q->skip;
     }
     q->max_steps = rn_hd_opts(h)->query_max_steps;
     q->max_rows = rn_hd_opts(h)->query_max_rows;
@@ -238,6 +452,14 @@ int rn_query_header(rn_query_t *q, rn_buf_t *out, rn_status_t *st)
         names[i] = (char *)cols[i].name;
         is_time[i] = cols[i].is_time != 0;
     }
+    if (q->resumable) {
+        if ((rc = build_token(q)) != 0) goto out;
+        m.resume.data = q->tok.data;
+        m.resume.len = q->tok.len;
+    } else if (q->not_resumable[0]) {
+        m.not_resumable = q->not_resumable;
+    }
+    rc = -ENOMEM;
     m.n_columns = m.n_column_is_time = (size_t)n;
     m.columns = names;
     m.column_is_time = is_time;
@@ -261,7 +483,22 @@ int rn_query_step(rn_query_t *q, rn_sql_state_t *state, rn_status_t *st)
     char err[RN_ERRMSG_SIZE] = "";
     q->err[0] = '\0';
     q->steps = 0;
+    if (q->resumable && !q->lazy) {
+        /* S only changes when a step read a batch or made rows (an idle
+         * poll of a following query leaves it as it was) */
+        if (q->step_rows || rn_sql_batch_queue(q->sql) != UINT32_MAX || !q->pre.len) save_pre(q);
+    }
+    if (q->skip && q->skip_queue != UINT32_MAX &&
+        rn_sql_prefer_queue(q->sql, q->skip_queue, err) != 0)
+        return rn_hd_fail(st, RN_EINVAL, err);
     int rc = rn_sql_step(q->sql, state, err);
+    /* a lazy message carries the whole state: rows at least as large as the
+     * last state saved, so the state is at most half of what goes */
+    if (rc == 0 && q->resumable && q->lazy &&
+        ((q->nrows >= RN_QUERY_CHUNK_ROWS && q->chunk.len >= q->pre.len) ||
+         q->chunk.len >= RN_QUERY_CHUNK_BYTES) &&
+        send_chunk(q) != 0)
+        return rn_hd_fail(st, RN_ECLOSED, "the client went away");
     if (rc == 0) return 0;
     if (q->send_failed) return rn_hd_fail(st, RN_ECLOSED, "the client went away");
     if (q->over_steps) {
@@ -325,5 +562,8 @@ void rn_query_close(rn_query_t *q)
     if (!q) return;
     rn_sql_close(q->sql);
     rn_buf_free(&q->chunk);
+    rn_buf_free(&q->pre);
+    rn_buf_free(&q->tok);
+    free(q->ends);
     free(q);
 }

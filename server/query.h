@@ -9,7 +9,12 @@
  * Rows are encoded straight into the pending chunk as they arrive; when it
  * reaches RN_QUERY_CHUNK_ROWS rows or RN_QUERY_CHUNK_BYTES bytes it is given
  * to the send callback at once (inside rn_query_step), so a query holds at
- * most one chunk (plus one row) in memory whatever its result size.
+ * most one chunk (plus one row) in memory whatever its result size (a
+ * resumable aggregating query: one step's rows, at most RN_QUERY_MSG_MAX).
+ *
+ * With QueryRequest.resumable every message carries a resume token (the
+ * point after its last row); QueryRequest.resume continues from one, with
+ * no row lost or repeated (query.c invariant 5).
  *
  * Threading: one thread uses a query, except rn_query_cancel (any thread).
  */
@@ -28,6 +33,7 @@
 #define RN_QUERY_CHUNK_ROWS  1000
 #define RN_QUERY_CHUNK_BYTES (256u << 10)
 #define RN_QUERY_MSG_MAX     (64u << 20)    /* one message; a larger row is refused */
+#define RN_QUERY_RESUME_MAX  (8u << 20)     /* a resume token's engine state, at most */
 
 /* Send one packed QueryResponse (msg[0..n), borrowed for the call). Blocks
  * until the transport took it; non-zero stops the query (client gone). */

@@ -1440,6 +1440,36 @@ int rn_sql_prefer_queue(rn_sql_t *q, uint32_t queue, char *errmsg)
     return rc;
 }
 
+int rn_sql_end(rn_sql_t *q, uint32_t queue, int64_t *end, char *errmsg)
+{
+    if (!q->cons || queue >= q->nq)
+        return rn_errf(errmsg, RN_EINVAL, "no source queue %u", queue);
+    *end = q->qend[queue];
+    return 0;
+}
+
+int rn_sql_set_end(rn_sql_t *q, uint32_t queue, int64_t end, char *errmsg)
+{
+    if (!q->cons || queue >= q->nq)
+        return rn_errf(errmsg, RN_EINVAL, "no source queue %u", queue);
+    if (q->started)
+        return rn_errf(errmsg, RN_EINVAL, "an end can only be set before the first step");
+    if ((end < 0) != (q->qend[queue] < 0))
+        return rn_errf(errmsg, RN_EINVAL, "a following query has no end, a bounded one has");
+    q->qend[queue] = end;
+    return rn_consumer_set_end(q->cons, q->def.topic, queue, end, errmsg);
+}
+
+int rn_sql_resumable(rn_sql_t *q, char *errmsg)
+{
+    if (q->f.kind != SK_SELECT || !q->cons)
+        return rn_errf(errmsg, RN_EINVAL, "only a SELECT over a topic can be resumed");
+    if (q->win && q->f.idle_ms > 0)
+        return rn_errf(errmsg, RN_EINVAL, "WITH idle_timeout closes windows by wall-clock "
+                       "time, so its rows cannot be replayed exactly");
+    return 0;
+}
+
 int rn_sql_aggregates(rn_sql_t *q)
 {
     return q->win != NULL;

@@ -228,6 +228,17 @@ uint32_t rn_sql_batch_queue(rn_sql_t *q);
  * rn_sql_batch_queue). Pipelines use it to replay the order in which a run
  * that crashed read its batches (etl.c). */
 int  rn_sql_prefer_queue(rn_sql_t *q, uint32_t queue, char *errmsg);
+/* A bounded query's end in source queue `queue`: the high watermark it had
+ * at open (-1 when following). */
+int  rn_sql_end(rn_sql_t *q, uint32_t queue, int64_t *end, char *errmsg);
+/* Set that end (a resumed query reads to the end the first run had, not
+ * today's); only before rn_sql_state_load and the first step. */
+int  rn_sql_set_end(rn_sql_t *q, uint32_t queue, int64_t end, char *errmsg);
+/* 0 when the rows after a saved state depend only on the records read (the
+ * broker can resume the statement from it, server/query.c); RN_EINVAL
+ * with errmsg saying why not: not a SELECT over a topic, or WITH
+ * idle_timeout (windows closed by wall-clock time). */
+int  rn_sql_resumable(rn_sql_t *q, char *errmsg);
 /* 1 for an aggregating query (rows are windows' results), else 0. */
 int  rn_sql_aggregates(rn_sql_t *q);
 /* The next offset the query reads in source queue `queue`. */

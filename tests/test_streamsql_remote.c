@@ -8,8 +8,9 @@
  * and the must-fail list with its messages and carets. Then what only a
  * broker has: a --follow query receives rows produced after it started and
  * ends cleanly on Ctrl-C with the broker still serving; a broker SIGTERM
- * during a running --follow query exits 0 promptly and the client reports
- * the shutdown; a 200,000-row result streams through the broker without
+ * during a running --follow query exits 0 promptly and the client, told not
+ * to resume (--reconnect-timeout-ms 0; resuming is test_streamsql_resume.c),
+ * reports the shutdown; a 200,000-row result streams through the broker without
  * its memory growing with the result.
  */
 #include "tests/test_server.h"
@@ -391,7 +392,8 @@ static void test_shutdown_during_follow(void **state)
     fx_t *f = *state;
     broker_start(f);
     pid_t pid = start(f, STREAMSQL, 1, NULL, -1,
-                      ARGS("--follow", "--format", "csv", "-e", "SELECT svc FROM l"));
+                      ARGS("--follow", "--reconnect-timeout-ms", "0", "--format", "csv", "-e",
+                           "SELECT svc FROM l"));
     if (!wait_for_text(f->out, "api\n")) fail_msg("rows did not arrive");
     rn_rpc_close(f->s.rpc);
     f->s.rpc = NULL;
