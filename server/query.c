@@ -549,6 +549,8 @@ int rn_query_trailer(rn_query_t *q, rn_buf_t *out, rn_status_t *st)
 
 void rn_query_cancel(rn_query_t *q) { rn_sql_cancel(q->sql); }
 
+int rn_query_changes_metadata(rn_query_t *q) { return rn_sql_changes_metadata(q->sql); }
+
 const char *rn_query_source(rn_query_t *q)
 {
     const char *t = NULL;

@@ -61,6 +61,8 @@ int  rn_query_flush(rn_query_t *q, rn_status_t *st);
 int  rn_query_trailer(rn_query_t *q, rn_buf_t *out, rn_status_t *st);
 /* The topic the statement reads (borrowed until close), or "" when it reads
  * none (SHOW STREAMS); known once open, before any record is read. */
+/* The statement changes the metadata store (CREATE/DROP STREAM, FUNCTION). */
+int rn_query_changes_metadata(rn_query_t *q);
 const char *rn_query_source(rn_query_t *q);
 /* Make the next step DONE (any thread, async-signal-safe). */
 void rn_query_cancel(rn_query_t *q);

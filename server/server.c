@@ -86,7 +86,9 @@
  *     passes or the call is answered PERMISSION_DENIED; a unary handler
  *     gets the principal in its arena, and its list answers are filtered to
  *     what the principal may describe. A query is refused after it opened
- *     (nothing read yet) when the principal may not consume its source.
+ *     (nothing read yet) when the principal may not consume its source, or
+ *     when it changes the metadata (CREATE/DROP STREAM or FUNCTION: shared by
+ *     every query and pipeline) without alter on the cluster.
  */
 #include "server/server.h"
 
@@ -906,8 +908,12 @@ static void *query_main(void *arg)
     if (rc == 0) {                      /* invariant 14: the source, before any read */
         const char *src = rn_query_source(q);
         char why[RN_ERRMSG_SIZE];
-        if (src && src[0] && rn_acl_check(rn_hd_opts(s->hd)->acl, c->principal, RN_ACL_TOPIC,
-                                          src, RN_ACL_CONSUME, 0, why, sizeof why) != 0) {
+        rn_acl_t *acl = rn_hd_opts(s->hd)->acl;
+        if ((src && src[0] && rn_acl_check(acl, c->principal, RN_ACL_TOPIC, src,
+                                           RN_ACL_CONSUME, 0, why, sizeof why) != 0) ||
+            (rn_query_changes_metadata(q) &&       /* streams and functions are shared */
+             rn_acl_check(acl, c->principal, RN_ACL_CLUSTER, NULL, RN_ACL_ALTER, 0, why,
+                          sizeof why) != 0)) {
             rn_query_close(q);
             rc = rn_status_set(&st, RN_ST_PERMISSION_DENIED, "%s", why);
         }

@@ -658,6 +658,12 @@ int rn_sql_is_query(rn_sql_t *q)
     return q->f.kind == SK_SELECT;
 }
 
+int rn_sql_changes_metadata(rn_sql_t *q)
+{
+    stmt_kind_t k = q->f.kind;
+    return k == SK_CREATE || k == SK_DROP || k == SK_CREATE_FN || k == SK_DROP_FN;
+}
+
 void rn_sql_cancel(rn_sql_t *q)
 {
     atomic_store(&q->cancel, 1);

@@ -186,6 +186,9 @@ void rn_sql_stats(rn_sql_t *q, rn_sql_stats_t *out);
 /* Is this statement producing rows from a topic (SELECT), as opposed to a
  * metadata statement or EXPLAIN? (Progress displays use it.) */
 int  rn_sql_is_query(rn_sql_t *q);
+/* Does this statement change the metadata store (CREATE/DROP STREAM or
+ * FUNCTION)? The broker asks for more rights to run those. */
+int  rn_sql_changes_metadata(rn_sql_t *q);
 
 void rn_sql_close(rn_sql_t *q);    /* NULL is a no-op */
 

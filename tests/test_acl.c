@@ -18,7 +18,8 @@
  *     while the broker is stopped counts from its start; the super user is
  *     never refused.
  *  4. Creator's rights: a query over a topic the caller may not consume is
- *     refused; a pipeline whose creator may not produce to its sink is
+ *     refused, and so is a statement defining or dropping a stream or a
+ *     function without alter on the cluster; a pipeline whose creator may not produce to its sink is
  *     refused and nothing is stored; a running pipeline whose creator loses
  *     a right stops, and `pipeline status` says why; so it does again after
  *     a restart of the broker and after a resume.
@@ -340,6 +341,15 @@ static void test_creators_rights(void **state)
     /* A query over a topic it may not consume. */
     DENIED(BOB, SQL(BOB, "-e", "SELECT * FROM \"secret.sink\""));
     OK(SQL(BOB, "-e", "SELECT count(*) AS n FROM \"app.src\""));
+    /* Streams and functions are shared by every query and pipeline: defining or
+     * dropping one needs alter on the cluster, which query does not give. */
+    DENIED(BOB, SQL(BOB, "-e", "CREATE STREAM s (n INTEGER) WITH (topic = 'app.src')"));
+    assert_true(has(fx->err_text, "may not alter the cluster"));
+    DENIED(BOB, SQL(BOB, "-e", "CREATE FUNCTION twice(x INTEGER) RETURNS INTEGER AS 'x * 2'"));
+    OK(SQL(ADMIN, "-e", "CREATE FUNCTION twice(x INTEGER) RETURNS INTEGER AS 'x * 2'"));
+    DENIED(BOB, SQL(BOB, "-e", "DROP FUNCTION twice"));
+    OK(SQL(BOB, "-e", "SELECT twice(1) AS n FROM \"app.src\" LIMIT 1"));   /* using one: no */
+    OK(SQL(BOB, "-e", "SHOW STREAMS"));
     /* A sink it may not produce to: refused, nothing stored. */
     DENIED(BOB, AS(BOB, "pipeline", "create", "CREATE PIPELINE bp AS INSERT INTO secret.sink "
                                               "SELECT * FROM \"app.src\""));
