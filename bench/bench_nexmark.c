@@ -303,7 +303,8 @@ static const nx_query_t nx_queries[] = {
     {"q11", "user sessions",
      "SELECT bidder, count(*) AS bid_count, window_start, window_end FROM bid "
      "GROUP BY SESSION(ts, '10s'), bidder", NULL, 1},
-    {"q12", "processing-time windows", NULL, "processing time (proctime())", 1},
+    {"q12", "processing-time windows", NULL,
+     "windows over processing time (proctime() is a function; windows group by event time)", 1},
     {"q13", "bounded side input join", NULL, "a join with a static side table", 0},
     {"q14", "calculation",
      "SELECT auction, bidder, 0.908 * price AS price, CASE WHEN " NX_HOUR " >= 8 AND "
@@ -313,43 +314,50 @@ static const nx_query_t nx_queries[] = {
      "WHERE 0.908 * price > 1000000 AND 0.908 * price < 50000000", NULL, 0},
     {"q15", "bidding statistics per day",
      "SELECT window_start AS day, count(*) AS total_bids, "
-     "sum(CASE WHEN price < 10000 THEN 1 ELSE 0 END) AS rank1_bids, "
-     "sum(CASE WHEN price >= 10000 AND price < 1000000 THEN 1 ELSE 0 END) AS rank2_bids, "
-     "sum(CASE WHEN price >= 1000000 THEN 1 ELSE 0 END) AS rank3_bids, "
+     "count(*) FILTER (WHERE price < 10000) AS rank1_bids, "
+     "count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids, "
+     "count(*) FILTER (WHERE price >= 1000000) AS rank3_bids, "
      "count(DISTINCT bidder) AS total_bidders, "
-     "count(DISTINCT CASE WHEN price < 10000 THEN bidder END) AS rank1_bidders, "
-     "count(DISTINCT CASE WHEN price >= 10000 AND price < 1000000 THEN bidder END) "
-     "AS rank2_bidders, "
-     "count(DISTINCT CASE WHEN price >= 1000000 THEN bidder END) AS rank3_bidders, "
+     "count(DISTINCT bidder) FILTER (WHERE price < 10000) AS rank1_bidders, "
+     "count(DISTINCT bidder) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bidders, "
+     "count(DISTINCT bidder) FILTER (WHERE price >= 1000000) AS rank3_bidders, "
      "count(DISTINCT auction) AS total_auctions, "
-     "count(DISTINCT CASE WHEN price < 10000 THEN auction END) AS rank1_auctions, "
-     "count(DISTINCT CASE WHEN price >= 10000 AND price < 1000000 THEN auction END) "
+     "count(DISTINCT auction) FILTER (WHERE price < 10000) AS rank1_auctions, "
+     "count(DISTINCT auction) FILTER (WHERE price >= 10000 AND price < 1000000) "
      "AS rank2_auctions, "
-     "count(DISTINCT CASE WHEN price >= 1000000 THEN auction END) AS rank3_auctions "
-     "FROM bid GROUP BY TUMBLE(ts, '1d')", NULL, 1},
+     "count(DISTINCT auction) FILTER (WHERE price >= 1000000) AS rank3_auctions "
+     "FROM bid GROUP BY TUMBLE(ts, INTERVAL '1' DAY)", NULL, 1},
     {"q16", "channel statistics per day",
      "SELECT channel, window_start AS day, count(*) AS total_bids, "
-     "sum(CASE WHEN price < 10000 THEN 1 ELSE 0 END) AS rank1_bids, "
-     "sum(CASE WHEN price >= 10000 AND price < 1000000 THEN 1 ELSE 0 END) AS rank2_bids, "
-     "sum(CASE WHEN price >= 1000000 THEN 1 ELSE 0 END) AS rank3_bids, "
+     "count(*) FILTER (WHERE price < 10000) AS rank1_bids, "
+     "count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids, "
+     "count(*) FILTER (WHERE price >= 1000000) AS rank3_bids, "
      "count(DISTINCT bidder) AS total_bidders, "
-     "count(DISTINCT CASE WHEN price < 10000 THEN bidder END) AS rank1_bidders, "
+     "count(DISTINCT bidder) FILTER (WHERE price < 10000) AS rank1_bidders, "
      "count(DISTINCT auction) AS total_auctions, "
-     "count(DISTINCT CASE WHEN price < 10000 THEN auction END) AS rank1_auctions "
-     "FROM bid GROUP BY TUMBLE(ts, '1d'), channel", NULL, 1},
+     "count(DISTINCT auction) FILTER (WHERE price < 10000) AS rank1_auctions "
+     "FROM bid GROUP BY TUMBLE(ts, INTERVAL '1' DAY), channel", NULL, 1},
     {"q17", "auction statistics per day",
      "SELECT auction, window_start AS day, count(*) AS total_bids, "
-     "sum(CASE WHEN price < 10000 THEN 1 ELSE 0 END) AS rank1_bids, "
-     "sum(CASE WHEN price >= 10000 AND price < 1000000 THEN 1 ELSE 0 END) AS rank2_bids, "
-     "sum(CASE WHEN price >= 1000000 THEN 1 ELSE 0 END) AS rank3_bids, "
+     "count(*) FILTER (WHERE price < 10000) AS rank1_bids, "
+     "count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids, "
+     "count(*) FILTER (WHERE price >= 1000000) AS rank3_bids, "
      "min(price) AS min_price, max(price) AS max_price, avg(price) AS avg_price, "
-     "sum(price) AS sum_price FROM bid GROUP BY TUMBLE(ts, '1d'), auction", NULL, 1},
+     "sum(price) AS sum_price FROM bid GROUP BY TUMBLE(ts, INTERVAL '1' DAY), auction", NULL, 1},
     {"q18", "last bid per bidder and auction", NULL,
      "deduplication (ROW_NUMBER() ... = 1)", 1},
     {"q19", "top 10 bids per auction", NULL, "TopN (ROW_NUMBER() ... <= 10)", 1},
     {"q20", "expand bid with auction", NULL, "a join of bid with auction", 0},
-    {"q21", "add channel id", NULL, "regexp_extract", 0},
-    {"q22", "URL directories", NULL, "split_index", 0},
+    {"q21", "add channel id",
+     "SELECT auction, bidder, price, channel, CASE WHEN lower(channel) = 'apple' THEN '0' "
+     "WHEN lower(channel) = 'google' THEN '1' WHEN lower(channel) = 'facebook' THEN '2' "
+     "WHEN lower(channel) = 'baidu' THEN '3' "
+     "ELSE regexp_extract(url, '(&|^)channel_id=([^&]*)', 2) END AS channel_id FROM bid "
+     "WHERE regexp_extract(url, '(&|^)channel_id=([^&]*)', 2) IS NOT NULL OR "
+     "lower(channel) IN ('apple', 'google', 'facebook', 'baidu')", NULL, 0},
+    {"q22", "URL directories",
+     "SELECT auction, bidder, price, channel, split_index(url, '/', 3) AS dir1, "
+     "split_index(url, '/', 4) AS dir2, split_index(url, '/', 5) AS dir3 FROM bid", NULL, 0},
 };
 #define NX_NQUERIES NELEM(nx_queries)
 

@@ -18,6 +18,7 @@ import datetime
 import io
 import json
 import math
+import re
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -131,8 +132,31 @@ def q17(ev):
     return rows
 
 
+def q21(ev):
+    fixed = {"apple": "0", "google": "1", "facebook": "2", "baidu": "3"}
+    rows = []
+    for b in ev["bid"]:
+        m = re.search(r"(&|^)channel_id=([^&]*)", b["url"])
+        ch = b["channel"].lower()
+        if m is None and ch not in fixed:
+            continue
+        # an all-digit channel id reads back from CSV as a number
+        cid = fixed.get(ch, m.group(2) if m else None)
+        rows.append((b["auction"], b["bidder"], b["price"], b["channel"], typed(cid)))
+    return rows
+
+
+def q22(ev):
+    rows = []
+    for b in ev["bid"]:
+        parts = b["url"].split("/")
+        dirs = [parts[i] if i < len(parts) else "" for i in (3, 4, 5)]
+        rows.append((b["auction"], b["bidder"], b["price"], b["channel"], *dirs))
+    return rows
+
+
 ORACLES = {"q0": q0, "q1": q1, "q2": q2, "q10": q10, "q11": q11, "q14": q14, "q15": q15,
-           "q16": q16, "q17": q17}
+           "q16": q16, "q17": q17, "q21": q21, "q22": q22}
 
 
 def typed(cell):
