@@ -13,11 +13,11 @@
  *             last answer. A client that batches itself (a log shipper, a
  *             forwarder) sends exactly this.
  *   embedded  rn_datadir_append into a fresh data directory opened with the
- *             same fsync policy, topic and queues, one appender thread per
- *             queue (the broker, too, appends to several queues at once),
- *             each with at most INFLIGHT batches appended and not yet
- *             durable (rn_datadir_wait on the oldest); timed from the first
- *             append to the last batch durable.
+ *             same fsync policy, topic and queues, by one thread (the
+ *             store's fastest: see embedded_append), at most INFLIGHT
+ *             batches appended and not yet durable (rn_datadir_wait on the
+ *             oldest); timed from the first append to the last batch
+ *             durable.
  * ratio = gRPC / embedded. `runnel-bench produce` measures librunnel's
  * producer instead, which also builds the batches from single records.
  *
@@ -202,37 +202,11 @@ static int grpc_send(const net_cfg_t *cfg, rn_rpc_t *rpc, const pool_t *p, uint3
 
 /* ---- embedded ------------------------------------------------------------------- */
 
-typedef struct eworker {
-    rn_datadir_t       *d;
-    rn_datadir_queue_t *q;
-    const pool_t       *p;
-    uint32_t            queue;
-    int                 rc;
-    char                err[RN_ERRMSG_SIZE];
-} eworker_t;
-
-/* One queue's batches, in pool order, at most INFLIGHT not yet durable. */
-static void *eworker_main(void *arg)
-{
-    eworker_t *w = arg;
-    uint64_t ring[INFLIGHT];
-    size_t head = 0, tail = 0;
-    for (size_t i = 0; i < w->p->n && w->rc == 0; i++) {
-        if (w->p->queue[i] != w->queue) continue;
-        if (head - tail == INFLIGHT) w->rc = rn_datadir_wait(w->d, ring[tail++ % INFLIGHT]);
-        int64_t base;
-        if (w->rc == 0)
-            w->rc = rn_datadir_append(w->d, w->q, w->p->batch[i], w->p->len[i], &base,
-                                      &ring[head++ % INFLIGHT], w->err);
-    }
-    while (w->rc == 0 && tail < head) w->rc = rn_datadir_wait(w->d, ring[tail++ % INFLIGHT]);
-    if (w->rc != 0 && !w->err[0]) snprintf(w->err, sizeof w->err, "%s", rn_strerror(w->rc));
-    return NULL;
-}
-
-/* The pool appended into a fresh data directory, one thread per queue (as
- * many appenders as the broker may run at once); *ns first append to last
- * batch durable. */
+/* The pool appended into a fresh data directory by one thread, in pool
+ * order, at most INFLIGHT batches not yet durable (rn_datadir_wait on the
+ * oldest); *ns first append to last batch durable. One appender is the
+ * store's best: several threads appending to one store at once contend on
+ * its append lock and store less (RESULTS.md). */
 static int embedded_append(const net_cfg_t *cfg, const pool_t *p, uint32_t queues, uint64_t *ns)
 {
     char err[RN_ERRMSG_SIZE] = "", dir[PATH_MAX], data[PATH_MAX + 8];
@@ -245,10 +219,9 @@ static int embedded_append(const net_cfg_t *cfg, const pool_t *p, uint32_t queue
     o.holder = "runnel-bench " PB_CMD;
     rn_datadir_t *d = NULL;
     rn_datadir_queue_t *qs = calloc(queues, sizeof *qs);
-    eworker_t *w = calloc(queues, sizeof *w);
-    pthread_t *th = calloc(queues, sizeof *th);
-    uint32_t opened = 0, started = 0;
-    if (!qs || !w || !th) rc = rn_errf(err, -ENOMEM, "out of memory");
+    uint64_t ring[INFLIGHT];
+    uint32_t opened = 0;
+    if (!qs) rc = rn_errf(err, -ENOMEM, "out of memory");
     if (rc == 0 && cfg->fsync) rc = rn_fsync_parse(cfg->fsync, &o.log, err);
     if (rc == 0) rc = rn_datadir_open(data, &o, &d, err);
     if (rc == 0) rc = rn_datadir_topic_create(d, cfg->topic, queues, NULL, err);
@@ -256,15 +229,14 @@ static int embedded_append(const net_cfg_t *cfg, const pool_t *p, uint32_t queue
         rc = rn_datadir_queue_open(d, cfg->topic, opened, &qs[opened], err);
     if (rc == 0) bench_settle_fs(dir);
     uint64_t t0 = rn_mono_ns();
-    for (; rc == 0 && started < queues; started++) {
-        w[started] = (eworker_t){.d = d, .q = &qs[started], .p = p, .queue = started};
-        int e = pthread_create(&th[started], NULL, eworker_main, &w[started]);
-        if (e != 0) rc = rn_errf(err, -e, "pthread_create: %s", strerror(e));
+    size_t head = 0, tail = 0;
+    for (size_t i = 0; i < p->n && rc == 0; i++) {
+        if (head - tail == INFLIGHT) rc = rn_datadir_wait(d, ring[tail++ % INFLIGHT]);
+        int64_t base;
+        if (rc == 0) rc = rn_datadir_append(d, &qs[p->queue[i]], p->batch[i], p->len[i], &base,
+                                            &ring[head++ % INFLIGHT], err);
     }
-    for (uint32_t i = 0; i < started; i++) {
-        pthread_join(th[i], NULL);
-        if (rc == 0 && w[i].rc != 0) rc = rn_errf(err, w[i].rc, "queue %u: %s", i, w[i].err);
-    }
+    while (rc == 0 && tail < head) rc = rn_datadir_wait(d, ring[tail++ % INFLIGHT]);
     *ns = rn_mono_ns() - t0;
     int64_t sum = 0;
     for (uint32_t q = 0; q < opened; q++) {
@@ -278,8 +250,6 @@ static int embedded_append(const net_cfg_t *cfg, const pool_t *p, uint32_t queue
     int crc = rn_datadir_close(d);
     if (rc == 0 && crc != 0) rc = rn_errf(err, crc, "closing: %s", rn_strerror(crc));
     free(qs);
-    free(w);
-    free(th);
     bench_rmtree(dir);
     return rc ? bench_fail(cfg->cmd, rc, "embedded: %s", err[0] ? err : rn_strerror(rc)) : 0;
 }
