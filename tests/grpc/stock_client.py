@@ -22,12 +22,14 @@ Prints one line per check; exit status 0 when all hold, 1 otherwise.
 """
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import broker as rn_broker  # noqa: E402
 
 FAILS = []
 
@@ -149,28 +151,6 @@ openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.
     subprocess.run(["sh", "-c", sh], check=True, capture_output=True)
 
 
-def start_broker(bindir, d):
-    data, portf, auth = os.path.join(d, "data"), os.path.join(d, "port"), os.path.join(d, "auth")
-    os.mkdir(auth)
-    tok = subprocess.run([bindir + "/runnel", "--data", auth, "user", "add", "alice"],
-                         check=True, capture_output=True, text=True).stdout.strip()
-    argv = [bindir + "/runneld", "--data", data, "--users", os.path.join(auth, "users"),
-            "--listen", "127.0.0.1:0", "--port-file", portf,
-            "--tls-cert", os.path.join(d, "srv.pem"), "--tls-key", os.path.join(d, "srv.key")]
-    if os.getuid() == 0:
-        argv.append("--allow-root")
-    log = open(os.path.join(d, "runneld.log"), "w")
-    p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(400):
-        if os.path.exists(portf) and open(portf).read().strip():
-            return p, int(open(portf).read().split()[0]), tok
-        if p.poll() is not None:
-            break
-        time.sleep(0.05)
-    print(open(os.path.join(d, "runneld.log")).read())
-    sys.exit("runneld did not start")
-
-
 def stubs(src, d):
     gen = os.path.join(d, "gen")
     os.mkdir(gen)
@@ -187,13 +167,13 @@ def main():
     broker = None
     try:
         make_certs(d)
-        broker, port, token = start_broker(bindir, d)
+        broker, addr, token = rn_broker.start(bindir, d, [
+            "--tls-cert", os.path.join(d, "srv.pem"), "--tls-key", os.path.join(d, "srv.key")])
         stubs(src, d)
         import grpc
         import runnel_pb2 as pb
         import runnel_pb2_grpc as pbg
         ca = open(os.path.join(d, "ca.pem"), "rb").read()
-        addr = f"127.0.0.1:{port}"
         tls = grpc.secure_channel(addr, grpc.ssl_channel_credentials(root_certificates=ca))
         stub = pbg.RunnelStub(tls)
         md = [("authorization", "Bearer " + token)]
@@ -253,11 +233,8 @@ def main():
         check(rows == [(o, v) for o, _, v in want], f"Query: {len(rows)} rows as produced")
     finally:
         if broker:
-            broker.send_signal(signal.SIGTERM)
-            rc = broker.wait(30)
+            rc = rn_broker.stop(broker, d, bool(FAILS))
             check(rc == 0, f"runneld stopped with status {rc}")
-            if FAILS:
-                print(open(os.path.join(d, "runneld.log")).read())
         shutil.rmtree(d, ignore_errors=True)
     sys.exit(1 if FAILS else 0)
 

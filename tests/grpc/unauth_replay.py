@@ -27,11 +27,13 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import broker as rn_broker  # noqa: E402
 
 import grpc
 
@@ -49,27 +51,6 @@ ADMIN = ["InitProducer", "ListOffsets", "CreateTopic", "AlterTopic", "ListTopics
          "ListGroups", "ResetGroup", "CreateCheckpoint", "ListCheckpoints", "DropCheckpoint"]
 
 
-def start_broker(bindir, d):
-    data, portf, auth = os.path.join(d, "data"), os.path.join(d, "port"), os.path.join(d, "auth")
-    os.mkdir(auth)
-    tok = subprocess.run([bindir + "/runnel", "--data", auth, "user", "add", "alice"],
-                         check=True, capture_output=True, text=True).stdout.strip()
-    argv = [bindir + "/runneld", "--data", data, "--users", os.path.join(auth, "users"),
-            "--listen", "127.0.0.1:0", "--port-file", portf]
-    if os.getuid() == 0:
-        argv.append("--allow-root")
-    log = open(os.path.join(d, "runneld.log"), "w")
-    p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(400):
-        if os.path.exists(portf) and open(portf).read().strip():
-            return p, "127.0.0.1:" + open(portf).read().split()[0], tok
-        if p.poll() is not None:
-            break
-        time.sleep(0.05)
-    print(open(os.path.join(d, "runneld.log")).read())
-    sys.exit("runneld did not start")
-
-
 def main():
     bindir, src = sys.argv[1], sys.argv[2]
     seed = int(os.environ.get("RN_SEED", "0")) or random.randrange(1, 1 << 31)
@@ -84,7 +65,7 @@ def main():
     d = tempfile.mkdtemp(prefix="rn-unauth-")
     broker = None
     try:
-        broker, addr, token = start_broker(bindir, d)
+        broker, addr, token = rn_broker.start(bindir, d)
         ch = grpc.insecure_channel(addr)
 
         def call(method, body, md, stream=False):
@@ -167,11 +148,8 @@ def main():
             check(r.returncode == 0 and rows == [], f"{what} list: no rows ({rows})")
     finally:
         if broker:
-            broker.send_signal(signal.SIGTERM)
-            rc = broker.wait(30)
+            rc = rn_broker.stop(broker, d, bool(FAILS))
             check(rc == 0, f"runneld stopped with status {rc}")
-            if FAILS:
-                print(open(os.path.join(d, "runneld.log")).read()[-4000:])
         shutil.rmtree(d, ignore_errors=True)
     sys.exit(1 if FAILS else 0)
 
