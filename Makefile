@@ -239,8 +239,10 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(foreach d,$(CORE_DIRS),$(wildcard $(d)/
 
 # fuzz_rpc_*: runneld's request handlers (server/handlers.c, producers.c),
 # called without the gRPC front but after its string check (reqcheck.c); they
-# also link the generated protobuf-c code.
-HD_SRC := $(filter server/handlers.c server/producers.c server/metrics.c server/reqcheck.c,$(SERVER_SRC))
+# also link the generated protobuf-c code, and what metrics.c calls (auth.c,
+# log.c).
+HD_SRC := $(filter server/handlers.c server/producers.c server/metrics.c server/reqcheck.c \
+                   server/auth.c server/log.c,$(SERVER_SRC))
 $(BUILD)/fuzz/replay_rpc_%: $(BUILD)/tests/fuzz/fuzz_rpc_%.o $(BUILD)/tests/fuzz/replay.o \
                             $(HD_SRC:%.c=$(BUILD)/%.o) $(LIBS)
 	@mkdir -p $(@D)
@@ -249,9 +251,8 @@ build-fuzz/fuzz_rpc_%: tests/fuzz/fuzz_rpc_%.c tests/fuzz/fuzz_rpc.h $(HD_SRC) $
                        $(foreach d,$(CORE_DIRS),$(wildcard $(d)/*.c $(d)/*.h))
 	@sh scripts/install-deps.sh fuzz
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -I$(BUILD)/gen $(shell pkg-config --cflags libprotobuf-c libmicrohttpd) \
-	    -o $@ $< $(HD_SRC) $(PROTO_C) $(CORE_SRC) $(LIBS_CORE) \
-	    $(shell pkg-config --libs libprotobuf-c libmicrohttpd)
+	clang $(FUZZ_CFLAGS) -I$(BUILD)/gen $(shell pkg-config --cflags $(PKGS_NET)) \
+	    -o $@ $< $(HD_SRC) $(PROTO_C) $(CORE_SRC) $(LIBS_CORE) $(LIBS_NET)
 
 # fuzz_kafka_*: the Kafka front's frame splitter, request headers and
 # handlers (kafka/), without its sockets: every server and kafka source but
