@@ -46,10 +46,12 @@
  *     TLS only (server/server.c invariant 12), and so does the Kafka port
  *     (kafka/tls.h: Kafka's SSL and SASL_SSL; a client certificate's CN is
  *     its principal under --tls-client-ca) and the metrics port (HTTPS).
- *  8. A plaintext listener on an address that is not loopback (127.0.0.0/8,
- *     ::1, localhost) exits 2 before anything is opened unless --insecure is
- *     given; with it, runneld starts and logs a warning naming each such
- *     listener.
+ *  8. A listener on an address that is not loopback (127.0.0.0/8, ::1,
+ *     localhost) needs TLS and authentication (a user in the credentials
+ *     file at start, --require-auth, or --tls-client-ca): without either,
+ *     runneld exits 2 before anything is opened, naming what is missing,
+ *     unless --insecure is given; with it, runneld starts and logs a warning
+ *     naming each plaintext listener.
  *  9. Authentication (server/auth.h): the credentials file is --users FILE,
  *     else DATA/users (written by `runnel --data DATA user add`); once it
  *     holds a user, or with --require-auth, every gRPC call needs a valid
@@ -77,6 +79,7 @@
 #include "cluster/controller.h"
 #include "cluster/handlers.h"
 #include "client/tls.h"
+#include "client/users.h"
 #include "common/addr.h"
 #include "common/error.h"
 #include "common/root.h"
@@ -166,8 +169,10 @@ static const char usage[] =
     "                     unencrypted private key\n"
     "  --tls-client-ca FILE  with TLS: require a client certificate signed by a CA in FILE\n"
     "                     (gRPC and Kafka; its subject CN is the principal)\n"
-    "  --insecure         allow a plaintext listener on an address that is not loopback\n"
-    "                     (refused otherwise: anyone on the network could use the broker)\n"
+    "  --insecure         allow a listener on an address that is not loopback without TLS\n"
+    "                     or without authentication (a user, --require-auth or\n"
+    "                     --tls-client-ca); refused otherwise: anyone on the network\n"
+    "                     could use the broker\n"
     "  --users FILE       the credentials file (default DATA/users, written by\n"
     "                     `runnel --data DATA user add NAME`); once it holds a user, every\n"
     "                     gRPC call needs a token (or a client certificate under mTLS),\n"
@@ -188,6 +193,18 @@ static const char usage[] =
     "  --cluster-snapshot-entries N  snapshot the controller state every N raft entries,\n"
     "                     keeping N entries behind it (default 64, 2..1048576)\n"
     "SIGINT/SIGTERM: stop accepting, finish in-flight calls, fsync, exit 0.\n";
+
+/* Invariant 8: does the credentials file at path hold a user now? (A file
+ * that cannot be read counts as none; runneld reports it when it loads it.) */
+static int users_present(const char *path)
+{
+    char err[RN_ERRMSG_SIZE];
+    rn_users_t *u = NULL;
+    if (!path || rn_users_load(path, &u, err) != 0) return 0;
+    int n = rn_users_count(u) > 0;
+    rn_users_free(u);
+    return n;
+}
 
 typedef struct daemon {
     uv_loop_t     loop;
@@ -501,6 +518,11 @@ int main(int argc, char **argv)
         return 2;
     }
     char exposed[200] = "";     /* invariant 8: plaintext listeners beyond loopback */
+    char open_tls[200] = "";    /* invariant 8: TLS listeners beyond loopback, no authentication */
+    char users_path[4096];                          /* invariant 9 */
+    if (!users && rn_path_buf(users_path, sizeof users_path, data, RN_USERS_FILE) == 0)
+        users = users_path;
+    int authenticated = require_auth || tf.ca || users_present(users);
     {
         static const char *const names[] = {"--listen", "--kafka-listen", "--metrics-listen",
                                             "--kafka-advertise"};
@@ -512,9 +534,10 @@ int main(int argc, char **argv)
                 fprintf(stderr, "runneld: %s: %s\n", names[i], err);
                 return 2;
             }
-            if (addrs[i] && i < 3 && !tf.cert && !rn_addr_is_loopback(host)) {
-                size_t n = strlen(exposed);
-                snprintf(exposed + n, sizeof exposed - n, "%s%s %s", n ? ", " : "", names[i],
+            if (addrs[i] && i < 3 && !rn_addr_is_loopback(host) && (!tf.cert || !authenticated)) {
+                char *list = tf.cert ? open_tls : exposed;
+                size_t n = strlen(list);
+                snprintf(list + n, sizeof exposed - n, "%s%s %s", n ? ", " : "", names[i],
                          addrs[i]);
             }
         }
@@ -534,6 +557,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "runneld: refusing to listen without TLS beyond loopback (%s): anyone "
                 "who can reach it could use the broker; give --tls-cert and --tls-key (gRPC), "
                 "or --insecure on a trusted network\n", exposed);
+        return 2;
+    }
+    if (open_tls[0] && !insecure) {
+        fprintf(stderr, "runneld: refusing to listen without authentication beyond loopback "
+                "(%s): anyone who can reach it could use the broker; add a user (runnel --data "
+                "DIR user add NAME, with DIR/users or --users FILE), or give --require-auth or "
+                "--tls-client-ca, or --insecure on a trusted network\n", open_tls);
         return 2;
     }
     rn_tls_pem_t tls = {NULL, NULL, NULL};          /* invariant 7 */
@@ -656,9 +686,6 @@ int main(int argc, char **argv)
     so.tls_cert = tls.cert;
     so.tls_key = tls.key;
     so.tls_client_ca = tls.ca;
-    char users_path[4096];                          /* invariant 9 */
-    if (!users && rn_path_buf(users_path, sizeof users_path, data, RN_USERS_FILE) == 0)
-        users = users_path;
     rn_auth_t *auth = NULL;
     rc = users ? rn_auth_create(users, require_auth, auth_failures, &auth) : -ENAMETOOLONG;
     if (rc != 0) snprintf(err, sizeof err, "cannot set up authentication: %s", rn_strerror(rc));

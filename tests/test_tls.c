@@ -19,9 +19,11 @@
  *  4. Bad files stop runneld with exit 2 and one line naming the flag and
  *     the file (missing, not PEM, empty, a key that does not match the
  *     certificate, half a pair); the clients refuse theirs the same way.
- *  5. A plaintext listener beyond loopback (0.0.0.0) is refused without
- *     --insecure; with it runneld starts and warns; with TLS the gRPC,
- *     Kafka and metrics ports may listen there.
+ *  5. A listener beyond loopback (0.0.0.0) is refused without --insecure
+ *     when it is plaintext, and when it is TLS without authentication (no
+ *     user, no --require-auth, no --tls-client-ca); with --insecure runneld
+ *     starts and warns; with TLS and authentication the gRPC, Kafka and
+ *     metrics ports may listen there.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -36,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -408,10 +411,18 @@ static void test_non_loopback(void **state)
             "refusing to listen without TLS beyond loopback (--listen 0.0.0.0:0)", "--insecure");
     refused((const char *const[]){"--listen", "127.0.0.1:0", "--kafka-listen", "0.0.0.0:0",
                                   NULL}, "--kafka-listen 0.0.0.0:0", "--insecure");
+    /* TLS without authentication is not enough beyond loopback. */
+    refused((const char *const[]){"--listen", "0.0.0.0:0", "--tls-cert", srv, "--tls-key",
+                                  srvkey, NULL},
+            "refusing to listen without authentication beyond loopback (--listen 0.0.0.0:0)",
+            "--require-auth");
+    refused((const char *const[]){"--listen", "127.0.0.1:0", "--tls-cert", srv, "--tls-key",
+                                  srvkey, "--metrics-listen", "0.0.0.0:0", NULL},
+            "(--metrics-listen 0.0.0.0:0)", "add a user");
     /* TLS covers the Kafka and metrics ports too (kafka/tls.h, HTTPS). */
     start_ok((const char *const[]){"--listen", "127.0.0.1:0", "--tls-cert", srv, "--tls-key",
                                    srvkey, "--kafka-listen", "0.0.0.0:0", "--metrics-listen",
-                                   "0.0.0.0:0", NULL});
+                                   "0.0.0.0:0", "--require-auth", NULL});
     assert_false(log_has("--insecure"));
     assert_true(log_has("over TLS only (SSL, SASL_SSL)"));
     stop();
@@ -420,11 +431,26 @@ static void test_non_loopback(void **state)
     assert_true(log_has("--insecure: plaintext beyond loopback (--listen 0.0.0.0:0)"));
     assert_int_equal(RUN(RUNNEL, NULL, "--server", addr("127.0.0.1"), "topic", "list"), 0);
     stop();
+    /* TLS and a user in the credentials file. */
+    char *auth = dup_path("auth");
+    assert_int_equal(mkdir(auth, 0700), 0);
+    assert_int_equal(RUN(RUNNEL, NULL, "--data", auth, "user", "add", "ann"), 0);
+    char tok[200];
+    snprintf(tok, sizeof tok, "%.*s", (int)strcspn(out_text, "\n"), out_text);
+    char *users = dup_path("auth/users");
     start_ok((const char *const[]){"--listen", "0.0.0.0:0", "--tls-cert", srv, "--tls-key",
-                                   srvkey, NULL});
+                                   srvkey, "--users", users, NULL});
+    assert_int_equal(RUN(RUNNEL, NULL, "--server", addr("127.0.0.1"), "--tls-ca", ca,
+                         "--token", tok, "topic", "list"), 0);
+    stop();
+    free(auth);
+    free(users);
+    /* TLS and mutual TLS (the client certificate authenticates). */
+    start_ok((const char *const[]){"--listen", "0.0.0.0:0", "--tls-cert", srv, "--tls-key",
+                                   srvkey, "--tls-client-ca", ca, NULL});
     assert_false(log_has("--insecure"));
-    assert_int_equal(RUN(RUNNEL, NULL, "--server", addr("127.0.0.1"), "--tls-ca", ca, "topic",
-                         "list"), 0);
+    assert_int_equal(RUN(RUNNEL, NULL, "--server", addr("127.0.0.1"), "--tls-ca", ca,
+                         "--tls-cert", cli, "--tls-key", clikey, "topic", "list"), 0);
     stop();
 }
 
