@@ -44,7 +44,6 @@
 #define RUNNELD   RN_BIN_DIR "/runneld"
 #define RUNNEL    RN_BIN_DIR "/runnel"
 #define STREAMSQL RN_BIN_DIR "/streamsql"
-#define START_MS  20000
 #define MAX_ARGS  40
 
 typedef struct fx {
@@ -67,35 +66,11 @@ static const char *path(const char *name)
 
 static char *dup_path(const char *name) { return strdup(path(name)); }
 
-/* A CA, a server certificate for 127.0.0.1, a client certificate with
- * CN=carol. */
-static int make_certs(void)
-{
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd,
-        "( set -e; cd '%s'\n"
-        "key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out $1; }\n"
-        "key ca.key; openssl req -x509 -new -key ca.key -out ca.pem -days 2 -subj '/CN=test CA'\n"
-        "signed() { key $1.key; openssl req -new -key $1.key -out $1.csr -subj \"/CN=$2\";\n"
-        "  printf '%%s\\n' \"$3\" > $1.ext;\n"
-        "  openssl x509 -req -in $1.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $1.pem "
-        "-days 2 -extfile $1.ext; }\n"
-        "signed srv localhost 'subjectAltName=IP:127.0.0.1'\n"
-        "signed cli carol 'extendedKeyUsage=clientAuth'\n"
-        ") 2> '%s/openssl.log'", fx.root, fx.root);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "test_auth: making the certificates failed; see %s/openssl.log\n",
-                fx.root);
-        return -1;
-    }
-    return 0;
-}
-
 static int group_setup(void **state)
 {
     (void)state;
     if (rn_test_tmpdir(fx.root, sizeof fx.root, "auth") != 0) return -1;
-    return make_certs();
+    return rn_test_make_certs(fx.root);
 }
 
 static int group_teardown(void **state)
@@ -117,61 +92,32 @@ static void print_file(const char *p)
 }
 
 /* Start runneld with extra (NULL-terminated) on a fresh data directory
- * (fx.data); it must come up. */
+ * (fx.data; tests/util: rn_test_runneld_start_args); it must come up. */
+static rn_test_runneld_t rd;
 static void start_ok(const char *const *extra)
 {
-    char portf[PATH_MAX + 64];
-    int k = fx.nstarts++;
-    snprintf(fx.data, sizeof fx.data, "%s/data%d", fx.root, k);
-    snprintf(portf, sizeof portf, "%s/port%d", fx.root, k);
-    snprintf(fx.log, sizeof fx.log, "%s/runneld%d.log", fx.root, k);
+    snprintf(fx.data, sizeof fx.data, "%s/data%d", fx.root, fx.nstarts++);
     assert_int_equal(mkdir(fx.data, 0755), 0);
-    const char *argv[MAX_ARGS] = {"runneld", "--data", fx.data, "--port-file", portf,
-                                  "--listen", "127.0.0.1:0"};
-    int argc = 7;
-    if (getuid() == 0) argv[argc++] = "--allow-root";
-    for (int i = 0; extra && extra[i]; i++) argv[argc++] = extra[i];
-    argv[argc] = NULL;
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(fx.log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) { dup2(fd, 2); close(fd); }
-        execv(RUNNELD, (char *const *)argv);
-        _exit(127);
+    int exited = -1;
+    int rc = rn_test_runneld_start_args(&rd, fx.data, extra, &exited);
+    snprintf(fx.log, sizeof fx.log, "%s", rd.log);
+    if (rc != 0) {
+        print_file(fx.log);
+        fail_msg("runneld did not start (%s %d)", rc == 1 ? "it exited with status" : "rc",
+                 rc == 1 ? exited : rc);
     }
-    for (int i = 0; i < START_MS / 10; i++) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            print_file(fx.log);
-            fail_msg("runneld exited during start (status %d)", status);
-        }
-        FILE *f = fopen(portf, "r");
-        int got = 0;
-        if (f) {
-            got = fscanf(f, "%d", &fx.port) == 1;
-            fclose(f);
-        }
-        if (got) { fx.pid = pid; return; }
-        rn_test_sleep_ms(10);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    print_file(fx.log);
-    fail_msg("runneld did not start within %d ms", START_MS);
+    fx.pid = rd.pid;
+    fx.port = atoi(strrchr(rd.addr, ':') + 1);
 }
 
 static void stop(void)
 {
     if (fx.pid <= 0) return;
-    kill(fx.pid, SIGTERM);
-    int status = 0;
-    waitpid(fx.pid, &status, 0);
+    int st = rn_test_runneld_stop(&rd);
     fx.pid = 0;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (st != 0) {
         print_file(fx.log);
-        fail_msg("runneld did not exit 0 (status %d)", status);
+        fail_msg("runneld did not exit 0 (status %d)", st);
     }
 }
 
@@ -181,7 +127,7 @@ static int teardown(void **state)
     if (fx.pid > 0) {
         kill(fx.pid, SIGKILL);
         waitpid(fx.pid, NULL, 0);
-        fx.pid = 0;
+        fx.pid = rd.pid = 0;
     }
     return 0;
 }
@@ -374,7 +320,7 @@ static void test_mtls_and_require(void **state)
                                    ca, NULL});
     const char *a = addr();
     (void)user_add("alice");
-    /* The verified certificate (CN=carol) is the principal: no token. */
+    /* The verified certificate (CN=client1) is the principal: no token. */
     assert_int_equal(RUN(RUNNEL, NULL, "--server", a, "--tls-ca", ca, "--tls-cert", cli,
                          "--tls-key", clikey, "topic", "create", "t"), 0);
     assert_int_equal(RUN(STREAMSQL, NULL, "--server", a, "--tls-ca", ca, "--tls-cert", cli,

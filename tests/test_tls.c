@@ -47,7 +47,6 @@
 #define RUNNELD   RN_BIN_DIR "/runneld"
 #define RUNNEL    RN_BIN_DIR "/runnel"
 #define STREAMSQL RN_BIN_DIR "/streamsql"
-#define START_MS  20000
 #define MAX_ARGS  40
 
 typedef struct fx {
@@ -95,55 +94,25 @@ static void print_file(const char *p)
     free(t);
 }
 
-/* Start runneld with extra (NULL-terminated) on a fresh data directory.
- * Returns -1 once it wrote its port file (fx.pid, fx.port set), or its exit
- * status when it exited first. */
+/* Start runneld with extra (NULL-terminated) on a fresh data directory
+ * (tests/util: rn_test_runneld_start_args). Returns -1 once it listens
+ * (fx.pid, fx.port set), or its exit status when it exited first. */
+static rn_test_runneld_t rd;
 static int start(const char *const *extra)
 {
-    char data[64], portf[64];
-    int k = fx.nstarts++;
-    snprintf(data, sizeof data, "data%d", k);
-    snprintf(portf, sizeof portf, "port%d", k);
-    char *d = dup_path(data), *pf = dup_path(portf);
-    snprintf(fx.log, sizeof fx.log, "%s/runneld%d.log", fx.root, k);
-    const char *argv[MAX_ARGS] = {"runneld", "--data", d, "--port-file", pf};
-    int argc = 5;
-    if (getuid() == 0) argv[argc++] = "--allow-root";
-    for (int i = 0; extra && extra[i]; i++) argv[argc++] = extra[i];
-    argv[argc] = NULL;
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(fx.log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) { dup2(fd, 2); close(fd); }
-        execv(RUNNELD, (char *const *)argv);
-        _exit(127);
-    }
-    int result = -2;
-    for (int i = 0; i < START_MS / 10 && result == -2; i++) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            result = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-            break;
-        }
-        FILE *f = fopen(pf, "r");
-        if (f) {
-            if (fscanf(f, "%d", &fx.port) == 1) result = -1;
-            fclose(f);
-        }
-        if (result == -2) rn_test_sleep_ms(10);
-    }
-    free(d);
-    free(pf);
-    if (result == -2) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
+    char name[32];
+    snprintf(name, sizeof name, "data%d", fx.nstarts++);
+    int exited = -1;
+    int rc = rn_test_runneld_start_args(&rd, path(name), extra, &exited);
+    snprintf(fx.log, sizeof fx.log, "%s", rd.log);
+    if (rc < 0) {
         print_file(fx.log);
-        fail_msg("runneld neither started nor exited within %d ms", START_MS);
+        fail_msg("runneld neither started nor exited within 10 s");
     }
-    fx.pid = result == -1 ? pid : 0;
-    return result;
+    fx.pid = rd.pid;
+    if (rc == 1) return exited;
+    fx.port = atoi(strrchr(rd.addr, ':') + 1);
+    return -1;
 }
 
 /* Start runneld, which must come up. */
@@ -160,13 +129,11 @@ static void start_ok(const char *const *extra)
 static void stop(void)
 {
     if (fx.pid <= 0) return;
-    kill(fx.pid, SIGTERM);
-    int status = 0;
-    waitpid(fx.pid, &status, 0);
+    int st = rn_test_runneld_stop(&rd);
     fx.pid = 0;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (st != 0) {
         print_file(fx.log);
-        fail_msg("runneld did not exit 0 (status %d)", status);
+        fail_msg("runneld did not exit 0 (status %d)", st);
     }
 }
 
@@ -176,7 +143,7 @@ static int teardown(void **state)
     if (fx.pid > 0) {
         kill(fx.pid, SIGKILL);
         waitpid(fx.pid, NULL, 0);
-        fx.pid = 0;
+        fx.pid = rd.pid = 0;
     }
     return 0;
 }

@@ -203,23 +203,30 @@ void rn_test_sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-int rn_test_runneld_start(rn_test_runneld_t *r, const char *data, const char *fsync)
+int rn_test_runneld_start_args(rn_test_runneld_t *r, const char *data,
+                               const char *const *extra, int *exited)
 {
     memset(r, 0, sizeof *r);
+    *exited = -1;
     snprintf(r->data, sizeof r->data, "%s", data);
     snprintf(r->portfile, sizeof r->portfile, "%s.port", data);
     snprintf(r->log, sizeof r->log, "%s.runneld.log", data);
     unlink(r->portfile);
-    fflush(NULL);
-    /* runneld refuses uid 0 without --allow-root; NULL ends execl's list early.
-     * --store-root: the test's directory (data's parent), so that `queue remap
-     * --store` over the network works as embedded for stores placed there. */
-    const char *ar = getuid() == 0 ? "--allow-root" : NULL;
+    /* --store-root: the test's directory (data's parent), so that `queue remap
+     * --store` over the network works as embedded for stores placed there;
+     * runneld refuses uid 0 without --allow-root. */
     char parent[PATH_MAX];
     snprintf(parent, sizeof parent, "%s", data);
     char *slash = strrchr(parent, '/');
     if (slash && slash != parent) *slash = '\0';
     else snprintf(parent, sizeof parent, ".");
+    const char *argv[64] = {RUNNELD, "--data", r->data, "--listen", "127.0.0.1:0",
+                            "--port-file", r->portfile, "--store-root", parent};
+    int argc = 9;
+    if (getuid() == 0) argv[argc++] = "--allow-root";
+    for (int i = 0; extra && extra[i] && argc < 63; i++) argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "runneld: fork: %s\n", strerror(errno));
@@ -232,12 +239,7 @@ int rn_test_runneld_start(rn_test_runneld_t *r, const char *data, const char *fs
         dup2(null, 0);
         dup2(log, 1);
         dup2(log, 2);
-        if (fsync)
-            execl(RUNNELD, RUNNELD, "--data", r->data, "--listen", "127.0.0.1:0", "--port-file",
-                  r->portfile, "--store-root", parent, "--fsync", fsync, ar, (char *)NULL);
-        else
-            execl(RUNNELD, RUNNELD, "--data", r->data, "--listen", "127.0.0.1:0", "--port-file",
-                  r->portfile, "--store-root", parent, ar, (char *)NULL);
+        execv(RUNNELD, (char *const *)argv);
         _exit(127);
     }
     r->pid = pid;
@@ -254,9 +256,9 @@ int rn_test_runneld_start(rn_test_runneld_t *r, const char *data, const char *fs
         }
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
-            fprintf(stderr, "runneld exited before listening; see %s\n", r->log);
+            *exited = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
             r->pid = 0;
-            return -1;
+            return 1;
         }
         rn_test_sleep_ms(10);
     }
@@ -265,6 +267,16 @@ int rn_test_runneld_start(rn_test_runneld_t *r, const char *data, const char *fs
     waitpid(pid, NULL, 0);
     r->pid = 0;
     return -1;
+}
+
+int rn_test_runneld_start(rn_test_runneld_t *r, const char *data, const char *fsync)
+{
+    const char *extra[] = {fsync ? "--fsync" : NULL, fsync, NULL};
+    int exited;
+    int rc = rn_test_runneld_start_args(r, data, extra, &exited);
+    if (rc == 1) fprintf(stderr, "runneld exited before listening (status %d); see %s\n",
+                         exited, r->log);
+    return rc == 0 ? 0 : -1;
 }
 
 int rn_test_runneld_stop(rn_test_runneld_t *r)

@@ -93,6 +93,12 @@ typedef struct rn_test_runneld {
  * beside it; fsync NULL = the broker's default. 0, or -1 with a message on
  * stderr (at most 10 s). */
 int rn_test_runneld_start(rn_test_runneld_t *r, const char *data, const char *fsync);
+/* The same with more flags (extra, NULL-terminated; the --listen, --data,
+ * --port-file, --store-root and --allow-root above come first): 0 when it
+ * listens; 1 when it exited first, its status (or 128 + signal) in
+ * *exited, its log at r->log; -1 otherwise, with a message on stderr. */
+int rn_test_runneld_start_args(rn_test_runneld_t *r, const char *data,
+                               const char *const *extra, int *exited);
 
 /* SIGTERM and wait (at most 20 s, then SIGKILL): its exit status, or -1 when
  * it was not running, died of a signal or had to be killed. */
