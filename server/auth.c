@@ -263,14 +263,16 @@ static int fail_blocked(rn_auth_t *a, const char *host, int64_t now)
     return 0;
 }
 
-/* Count a failed (ok = 0) or good (ok = 1) derivation for host. Under mu. */
-static void fail_count(rn_auth_t *a, const char *host, int ok, int64_t now)
+/* Count a failed (ok = 0) or good (ok = 1) derivation for host. Under mu.
+ * Returns the failures counted when this one blocked the host (the caller
+ * logs it once mu is released), else 0. */
+static int fail_count(rn_auth_t *a, const char *host, int ok, int64_t now)
 {
     fentry_t *f = fail_entry(a, host, now);
     f->last_ms = now;
     if (ok) {
         f->fails = 0;
-        return;
+        return 0;
     }
     if (now - f->window_ms > FAIL_WINDOW_MS) {
         f->window_ms = now;
@@ -278,10 +280,9 @@ static void fail_count(rn_auth_t *a, const char *host, int ok, int64_t now)
     }
     if (a->fail_limit && (uint32_t)++f->fails >= a->fail_limit && f->blocked_until_ms <= now) {
         f->blocked_until_ms = now + FAIL_BLOCK_MS;
-        rn_slog(RN_SLOG_WARN, "auth: %d failed authentications from %s within %d s: tokens "
-                "from it that were not verified before are refused for %d s", f->fails, host,
-                FAIL_WINDOW_MS / 1000, FAIL_BLOCK_MS / 1000);
+        return f->fails;
     }
+    return 0;
 }
 
 int rn_auth_token(rn_auth_t *a, const char *tok, size_t len, const char *peer, char *principal)
@@ -326,7 +327,7 @@ int rn_auth_token(rn_auth_t *a, const char *tok, size_t len, const char *peer, c
     OPENSSL_cleanse(t, sizeof t);
     OPENSSL_cleanse(&e, sizeof e);
     pthread_mutex_lock(&a->mu);
-    fail_count(a, host, rc == 0, rn_sys.now_ms());
+    int blocked = fail_count(a, host, rc == 0, rn_sys.now_ms());
     if (rc == 0 && same_id(&id, &a->id)) {
         if (a->ncache == CACHE_MAX) a->ncache = 0;
         memcpy(a->cache[a->ncache].key, key, sizeof key);
@@ -334,6 +335,10 @@ int rn_auth_token(rn_auth_t *a, const char *tok, size_t len, const char *peer, c
         a->ncache++;
     }
     pthread_mutex_unlock(&a->mu);
+    if (blocked)                                                  /* no I/O under mu */
+        rn_slog(RN_SLOG_WARN, "auth: %d failed authentications from %s within %d s: tokens "
+                "from it that were not verified before are refused for %d s", blocked, host,
+                FAIL_WINDOW_MS / 1000, FAIL_BLOCK_MS / 1000);
     return rc == 0 ? 0 : -EACCES;
 }
 
