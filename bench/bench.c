@@ -16,6 +16,7 @@
 #include "bench/bench.h"
 #include "common/sys.h"
 #include "common/error.h"
+#include "streamsql/sql.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -480,4 +481,31 @@ void bench_fill_value(bench_rng_t *r, uint8_t *v, size_t n)
         for (; *w && pos + tail < n; w++) v[pos++] = (uint8_t)*w;
     }
     if (tail) { v[pos++] = '"'; v[pos++] = '}'; }
+}
+
+/* ---- Stream SQL ------------------------------------------------------- */
+
+static int count_row(void *ctx, const rn_sql_value_t *v, int n)
+{
+    (void)v, (void)n;
+    (*(uint64_t *)ctx)++;
+    return 0;
+}
+
+int bench_sql_count(rn_datadir_t *d, const char *sql, uint64_t *rows, rn_sql_stats_t *st,
+                    char *errmsg)
+{
+    rn_sql_opts_t o;
+    rn_sql_opts_default(&o);
+    if (rows) {
+        *rows = 0;
+        o.row = count_row;
+        o.ctx = rows;
+    }
+    rn_sql_t *q = NULL;
+    int rc = rn_sql_open(d, sql, strlen(sql), &o, &q, NULL, errmsg);
+    if (rc == 0) rc = rn_sql_run(q, errmsg);
+    if (rc == 0 && st) rn_sql_stats(q, st);
+    rn_sql_close(q);
+    return rc;
 }

@@ -139,6 +139,16 @@ uint64_t bench_rng_below(bench_rng_t *r, uint64_t n);
  * truncated or padded with random words to exactly n bytes. */
 void bench_fill_value(bench_rng_t *r, uint8_t *v, size_t n);
 
+/* ---- Stream SQL ------------------------------------------------------- */
+
+struct rn_datadir;
+struct rn_sql_stats;
+/* Run one statement of the stream-SQL engine to its end over d, counting its
+ * rows into *rows (may be NULL) and its stats into *st (may be NULL); 0, or
+ * the engine's error with errmsg. */
+int bench_sql_count(struct rn_datadir *d, const char *sql, uint64_t *rows,
+                    struct rn_sql_stats *st, char *errmsg);
+
 /* Bytes to MB (10^6) per second. */
 static inline double bench_mb_per_s(uint64_t bytes, uint64_t ns)
 {

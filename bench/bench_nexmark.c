@@ -414,21 +414,6 @@ static int flush_out(rn_datadir_t *d, nx_out_t *o, char *err)
     return rc;
 }
 
-static int run_sql(rn_datadir_t *d, const char *sql, rn_sql_row_fn row, void *ctx,
-                   rn_sql_stats_t *st, char *err)
-{
-    rn_sql_opts_t o;
-    rn_sql_opts_default(&o);
-    o.row = row;
-    o.ctx = ctx;
-    rn_sql_t *q = NULL;
-    int rc = rn_sql_open(d, sql, strlen(sql), &o, &q, NULL, err);
-    if (rc == 0) rc = rn_sql_run(q, err);
-    if (rc == 0 && st) rn_sql_stats(q, st);
-    rn_sql_close(q);
-    return rc;
-}
-
 /* Write cfg->events events into d's topics person, auction and bid (created
  * with cfg->queues queues) and declare their streams. */
 static int generate(rn_datadir_t *d, const nx_cfg_t *cfg, uint64_t count[NX_KINDS], char *err)
@@ -478,8 +463,8 @@ static int generate(rn_datadir_t *d, const nx_cfg_t *cfg, uint64_t count[NX_KIND
         rn_datadir_queue_close(&out[i].q);
     }
     free(out);
-    for (int k = 0; k < NX_KINDS && rc == 0; k++) rc = run_sql(d, nx_streams[k], NULL, NULL,
-                                                               NULL, err);
+    for (int k = 0; k < NX_KINDS && rc == 0; k++) rc = bench_sql_count(d, nx_streams[k], NULL, NULL,
+                                                                       err);
     return rc;
 }
 
@@ -494,13 +479,6 @@ static int open_dir(const char *path, int create, rn_datadir_t **d, char *err)
 }
 
 /* ---- running ---------------------------------------------------------------------- */
-
-static int count_row(void *ctx, const rn_sql_value_t *v, int n)
-{
-    (void)v, (void)n;
-    (*(uint64_t *)ctx)++;
-    return 0;
-}
 
 static uint64_t cpu_ns(void)
 {
@@ -603,10 +581,10 @@ static int nx_run(const void *arg)
         if (!q->sql || !wanted(cfg->query, q->name)) continue;
         uint64_t rows = 0;
         rn_sql_stats_t st;
-        if ((rc = run_sql(d, q->sql, count_row, &rows, &st, err)) != 0) break;   /* warm-up */
+        if ((rc = bench_sql_count(d, q->sql, &rows, &st, err)) != 0) break;   /* warm-up */
         rows = 0;
         uint64_t w0 = rn_mono_ns(), c0 = cpu_ns();
-        if ((rc = run_sql(d, q->sql, count_row, &rows, &st, err)) != 0) break;
+        if ((rc = bench_sql_count(d, q->sql, &rows, &st, err)) != 0) break;
         uint64_t wall = rn_mono_ns() - w0, cpu = cpu_ns() - c0;
         if (st.errors || st.late) {
             rc = rn_errf(err, RN_ECORRUPT, "%s: %llu records rejected, %llu late (first: %s)",

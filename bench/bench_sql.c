@@ -130,35 +130,18 @@ static int fill(rn_datadir_t *d, const sql_cfg_t *cfg, sqlite3 *peer, char *err)
     return rc;
 }
 
-static int count_row(void *ctx, const rn_sql_value_t *v, int n)
-{
-    (*(uint64_t *)ctx)++;
-    return 0;
-}
-
-/* One engine run: ns, rows. */
+/* One engine run: ns, rows; every record read and none rejected. */
 static int run_engine(rn_datadir_t *d, const char *sql, uint64_t want, uint64_t *ns,
                       uint64_t *rows, char *err)
 {
-    rn_sql_opts_t o;
-    rn_sql_opts_default(&o);
-    o.row = count_row;
-    o.ctx = rows;
-    *rows = 0;
-    rn_sql_t *q = NULL;
-    uint64_t t0 = rn_mono_ns();
-    int rc = rn_sql_open(d, sql, strlen(sql), &o, &q, NULL, err);
-    if (rc == 0) rc = rn_sql_run(q, err);
-    *ns = rn_mono_ns() - t0;
     rn_sql_stats_t st;
-    if (rc == 0) {
-        rn_sql_stats(q, &st);
-        if (st.records != want || st.errors)
-            rc = rn_errf(err, RN_ECORRUPT, "read %llu records (%llu rejected), want %llu",
-                         (unsigned long long)st.records, (unsigned long long)st.errors,
-                         (unsigned long long)want);
-    }
-    rn_sql_close(q);
+    uint64_t t0 = rn_mono_ns();
+    int rc = bench_sql_count(d, sql, rows, &st, err);
+    *ns = rn_mono_ns() - t0;
+    if (rc == 0 && (st.records != want || st.errors))
+        rc = rn_errf(err, RN_ECORRUPT, "read %llu records (%llu rejected), want %llu",
+                     (unsigned long long)st.records, (unsigned long long)st.errors,
+                     (unsigned long long)want);
     return rc;
 }
 
