@@ -334,6 +334,60 @@ static void test_csv_stream(void **state)
     free(out);
 }
 
+/* The JSON scanner (scan.c) on strings whose quote or escape falls at every
+ * offset of an 8-byte word (it scans a word at a time), members in the
+ * declared order, reversed and shuffled (it tries the next declared member
+ * first), an undeclared member between them, and a repeated member (the
+ * first wins): every value comes back exactly, and a string cut before its
+ * closing quote is rejected, never read past. */
+static void test_json_scan_strings(void **state)
+{
+    sqlfix_t *f = *state;
+    topic(f, "scan", 1);
+    enum { N = 48 };
+    static char json[N][256], want[N * 64 + 1];
+    trec_t r[N + 1];
+    size_t w = 0;
+    for (int i = 0; i < N; i++) {
+        char a[64], ea[128];                     /* a: i 'x's, then a quote and a backslash */
+        int la = i % 24, k = 0;
+        for (int j = 0; j < la; j++) a[j] = (char)('a' + j % 26);
+        a[la] = '"';
+        a[la + 1] = '\\';
+        a[la + 2] = 'z';
+        a[la + 3] = 0;
+        for (int j = 0; a[j]; j++) {
+            if (a[j] == '"' || a[j] == '\\') ea[k++] = '\\';
+            ea[k++] = a[j];
+        }
+        ea[k] = 0;
+        const char *b = (i % 3 == 0) ? "plain" : "t\\u00e9";   /* é escaped */
+        switch (i % 4) {
+        case 0: snprintf(json[i], sizeof json[i], "{\"a\":\"%s\",\"n\":%d,\"b\":\"%s\"}", ea, i, b); break;
+        case 1: snprintf(json[i], sizeof json[i], "{\"b\":\"%s\",\"n\":%d,\"a\":\"%s\"}", b, i, ea); break;
+        case 2: snprintf(json[i], sizeof json[i], "{\"n\":%d,\"x\":{\"a\":\"no\\\"\"},\"a\":\"%s\","
+                         "\"b\":\"%s\"}", i, ea, b); break;
+        default: snprintf(json[i], sizeof json[i], "{\"a\":\"%s\",\"b\":\"%s\",\"n\":%d,"
+                          "\"a\":\"second\"}", ea, b, i); break;
+        }
+        r[i] = (trec_t){i, NULL, json[i]};
+        w += (size_t)snprintf(want + w, sizeof want - w, "%d|%s|%s\n", i, a,
+                              i % 3 == 0 ? "plain" : "t\xc3\xa9");
+    }
+    r[N] = (trec_t){N, NULL, "{\"n\":99,\"a\":\"cut \\\" here"};
+    produce(f, "scan", 0, r, N + 1);
+    char *out, err[RN_ERRMSG_SIZE];
+    int off;
+    rn_sql_stats_t st;
+    assert_int_equal(run_sql(f, "CREATE STREAM sc (n INTEGER, a TEXT, b TEXT) WITH "
+                                "(topic = 'scan')", NULL, &out, &off, err, NULL), 0);
+    free(out);
+    assert_int_equal(run_sql(f, "SELECT n, a, b FROM sc", NULL, &out, &off, err, &st), 0);
+    assert_string_equal(out, want);
+    assert_int_equal(st.errors, 1);                /* the cut string */
+    free(out);
+}
+
 /* A JSON field named ts: declared, it is the stream's event time (with or
  * without timestamp = 'ts'), read as the column ts (not a second column);
  * windows group by it; a record without it is rejected like any record
@@ -721,6 +775,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_split_and_complete),
         cmocka_unit_test_setup_teardown(test_expected_rows, setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_json_scan_strings, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_must_fail, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_stream_statements, setup, sqlfix_teardown),
