@@ -6,6 +6,8 @@
  *  1. Works on DIR/users only (--data DIR or $RUNNEL_DATA), never through a
  *     server and never locking the directory: runneld re-reads the file when
  *     it changes, so a user added or removed counts from the next call.
+ *     `add` creates DIR (mode 0700) when it does not exist yet, so users can
+ *     be written before runneld first starts on it.
  *  2. The token of `user add` is printed once, on stdout, and stored nowhere;
  *     a lost token is replaced by removing the user and adding it again.
  */
@@ -56,7 +58,11 @@ int rn_cli_user(rn_cli_t *cli, int argc, char **argv)
     const char *sub = argv[optind];
     int nargs = argc - optind - 1;
     struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+    if (stat(dir, &st) != 0 && errno == ENOENT && !strcmp(sub, "add") && mkdir(dir, 0700) != 0)
+        return rn_cli_fail(RN_CLI_FAIL, "--data %s: cannot create it: %s", dir, strerror(errno));
+    if (stat(dir, &st) != 0)
+        return rn_cli_fail(RN_CLI_FAIL, "--data %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
         return rn_cli_fail(RN_CLI_FAIL, "--data %s: not a directory", dir);
     char err[RN_ERRMSG_SIZE] = "";
     if (!strcmp(sub, "add") && nargs == 1) {

@@ -171,7 +171,8 @@ static int wrap(char *errmsg, int rc, const char *ctx, const char *inner)
 }
 
 /* A directory that holds nothing but what a half-finished first open leaves
- * behind may be initialised. */
+ * behind, or the users file `runnel user add` writes before a first start,
+ * may be initialised. */
 static int dir_is_adoptable(const char *dir, int *adoptable)
 {
     DIR *dh = opendir(dir);
@@ -182,7 +183,8 @@ static int dir_is_adoptable(const char *dir, int *adoptable)
         const char *n = e->d_name;
         if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, "LOCK") || !strcmp(n, "stores") ||
             !strcmp(n, "meta.db-wal") || !strcmp(n, "meta.db-shm") ||
-            !strcmp(n, "meta.db-journal"))
+            !strcmp(n, "meta.db-journal") ||
+            !strcmp(n, "users") || !strcmp(n, "users.tmp"))   /* `runnel user add` first */
             continue;
         *adoptable = 0;
         break;

@@ -21,6 +21,10 @@
  *  6. After --auth-failures wrong tokens from one address, its tokens not
  *     verified before are refused ("too many failed authentications") for
  *     10 s, the right one too, while a token verified before passes.
+ *  7. Users written before the broker's first start: `user add` on a
+ *     directory that does not exist yet makes it (mode 0700), and runneld
+ *     then initialises it and requires the token; `user list` on a missing
+ *     directory says so.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -393,6 +397,33 @@ static void test_failure_limit(void **state)
     stop();
 }
 
+/* 7. */
+static void test_users_before_first_start(void **state)
+{
+    (void)state;
+    snprintf(fx.data, sizeof fx.data, "%s/fresh%d", fx.root, fx.nstarts++);
+    assert_int_equal(RUN(RUNNEL, NULL, "--data", fx.data, "user", "list"), 1);
+    err_line_has("No such file or directory");
+    char tok[200];
+    snprintf(tok, sizeof tok, "%s", user_add("frank"));
+    struct stat st;
+    assert_int_equal(stat(fx.data, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    int exited = -1;
+    if (rn_test_runneld_start_args(&rd, fx.data, NULL, &exited) != 0) {
+        print_file(rd.log);
+        fail_msg("runneld did not start on a directory holding only its users file");
+    }
+    snprintf(fx.log, sizeof fx.log, "%s", rd.log);
+    fx.pid = rd.pid;
+    fx.port = atoi(strrchr(rd.addr, ':') + 1);
+    const char *a = addr();
+    assert_int_equal(RUN(RUNNEL, NULL, "--server", a, "topic", "list"), 1);
+    err_line_has("no credentials");
+    assert_int_equal(RUN(RUNNEL, NULL, "--server", a, "--token", tok, "topic", "create", "t"), 0);
+    stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -401,6 +432,7 @@ int main(void)
         cmocka_unit_test_teardown(test_mtls_and_require, teardown),
         cmocka_unit_test_teardown(test_bad_input, teardown),
         cmocka_unit_test_teardown(test_failure_limit, teardown),
+        cmocka_unit_test_teardown(test_users_before_first_start, teardown),
     };
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
     free(out_text);
