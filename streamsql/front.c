@@ -48,6 +48,11 @@
 #include <string.h>
 #include <strings.h>
 
+/* What an OVER refusal adds: the one shape of OVER that runs (topn.c). */
+#define TOPN_HINT "; the form that runs is a Window TopN: SELECT * FROM (SELECT *, " \
+                  "ROW_NUMBER() OVER (PARTITION BY window_start, ...) AS rn FROM (<a windowed " \
+                  "GROUP BY>)) WHERE rn <= N"
+
 static int ferr(int *erroff, int off, char *errmsg, int code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
@@ -267,6 +272,21 @@ static int match_paren(const front_t *f, int i)
     for (int j = i + 1; j < f->ntoks; j++)
         if (f->toks[j].kind == TK_RP && f->toks[j].depth == d) return j;
     return f->ntoks - 1;
+}
+
+int rn_front_tok_is(const front_t *f, int i, const char *word)
+{
+    return front_tok_is(f, i, word);
+}
+
+int rn_front_ident(const front_t *f, int i, char *out, size_t size)
+{
+    return front_ident(f, i, out, size);
+}
+
+int rn_front_match_paren(const front_t *f, int i)
+{
+    return match_paren(f, i);
 }
 
 int rn_front_find_ident(const front_t *f, const char *ident)
@@ -805,7 +825,7 @@ static int check_stream_reads(front_t *f, int *erroff, char *errmsg)
             return ferr(erroff, tok_off(f, fn > 0 ? fn - 1 : i), errmsg, RN_EINVAL,
                         "window function %s() OVER (...) is not supported on streams: it would "
                         "restart at every batch; aggregate over windows of event time with "
-                        "GROUP BY TUMBLE(ts, '1m') (or HOP, SESSION) instead",
+                        "GROUP BY TUMBLE(ts, '1m')" TOPN_HINT,
                         fn > 0 ? tok_word(f, fn - 1, w, sizeof w) : "?");
         }
         if (!f->insub[i] || !(front_tok_is(f, i, "FROM") || front_tok_is(f, i, "JOIN")) ||
@@ -898,8 +918,25 @@ static int parse_tvf(front_t *f, int b, int e, int *erroff, char *errmsg)
     return 0;
 }
 
+/* A Window TopN around the SELECT (topn.c): when recognised, its wrapper is
+ * blanked and the inner query is what the rest of the front sees. */
+static int parse_topn(front_t *f, int *erroff, char *errmsg)
+{
+    int r = rn_topn_parse(f, erroff, errmsg);
+    if (r <= 0) return r;
+    f->sql = f->own;
+    free(f->toks);
+    f->toks = NULL;
+    int rc = tokenize(f, erroff, errmsg);
+    if (rc == 0 && !front_tok_is(f, f->body, "SELECT"))
+        return unexpected(f, f->body, erroff, errmsg, "a TopN's subquery is a SELECT");
+    return rc;
+}
+
 static int parse_select(front_t *f, int *erroff, char *errmsg)
 {
+    int rc0 = parse_topn(f, erroff, errmsg);
+    if (rc0 != 0) return rc0;
     int i = f->body + 1;
     int phase = 0;     /* 0 select list, 1 from, 2 where, 3 group, 4 having */
     int from_b = -1;
@@ -2139,7 +2176,7 @@ int rn_front_check_functions(const front_t *f, sqlite3 *db, int *erroff, char *e
             rc = ferr(erroff, off, errmsg, RN_EINVAL,
                       "window function %s() is not supported on streams: it would restart at "
                       "every batch; aggregate over windows of event time with GROUP BY "
-                      "TUMBLE(ts, '1m') (or HOP, SESSION) instead", name);
+                      "TUMBLE(ts, '1m')" TOPN_HINT, name);
         else
             rc = ferr(erroff, off, errmsg, RN_EINVAL,
                       "aggregate %s() is not supported on streams; supported: " AGG_LIST, name);
@@ -2162,6 +2199,7 @@ void rn_front_free(front_t *f)
     }
     free(f->batch_sql);
     free(f->emit_sql);
+    rn_topn_spec_free(f->topn);
     rn_udf_def_free(&f->fn);
     memset(f, 0, sizeof *f);
 }

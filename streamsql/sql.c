@@ -90,6 +90,7 @@ struct rn_sql {
     sqlite3_stmt    *bst, *est;
     sbatch_t         b;
     win_t           *win;
+    topn_t          *topn;          /* a Window TopN over the emitted rows; NULL: none */
     rn_consumer_t   *cons;
     rn_sql_column_t *cols;
     char           **colnames;
@@ -159,6 +160,19 @@ static int set_columns(rn_sql_t *q, int n, const char *const *names, const int *
     return 0;
 }
 
+static int columns_from_names(rn_sql_t *q, int n, const char *const *names)
+{
+    int *is_time = calloc((size_t)n + 1, sizeof *is_time);
+    if (!is_time) return -ENOMEM;
+    for (int i = 0; i < n; i++)
+        is_time[i] = q->f.win != WK_NONE && q->f.win != WK_GLOBAL && names[i] &&
+                     (strcasecmp(names[i], "window_start") == 0 ||
+                      strcasecmp(names[i], "window_end") == 0);
+    int rc = set_columns(q, n, names, is_time);
+    free(is_time);
+    return rc;
+}
+
 static int columns_from_stmt(rn_sql_t *q, sqlite3_stmt *st)
 {
     int n = sqlite3_column_count(st);
@@ -222,6 +236,17 @@ static int deliver_stmt(rn_sql_t *q, sqlite3_stmt *st)
 static int limit_reached(const rn_sql_t *q)
 {
     return q->f.limit >= 0 && q->st.rows >= (uint64_t)q->f.limit;
+}
+
+/* A ranked row of a Window TopN (rn_topn_flush's callback): 1 stops at LIMIT. */
+static int deliver_ranked(void *ctx, const rn_sql_value_t *vals, int n)
+{
+    rn_sql_t *q = ctx;
+    if (limit_reached(q)) return 1;
+    q->st.rows++;
+    if (!q->o.row) return 0;
+    int r = q->o.row(q->o.ctx, vals, n);
+    return r == 0 ? 0 : r < 0 ? r : RN_ECLOSED;
 }
 
 /* "no such column: x" -> a clearer message and the token's offset. */
@@ -538,6 +563,18 @@ out:
     return rc;
 }
 
+/* A Window TopN (topn.c) ranks the final rows of closed windows. */
+static int open_topn(rn_sql_t *q, int *erroff, char *errmsg)
+{
+    if (!q->f.topn) return 0;
+    if (q->f.emit_changes) {
+        if (erroff) *erroff = rn_front_find_ident(&q->f, "EMIT");
+        return rn_errf(errmsg, RN_EINVAL, "a TopN ranks the final rows of each window: EMIT "
+                       "CHANGES would need retractions; use EMIT FINAL (the default)");
+    }
+    return rn_topn_open(q->f.topn, q->est, q->f.win, &q->topn, erroff, errmsg);
+}
+
 static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
 {
     int rc = resolve(q, q->f.name, erroff, errmsg);
@@ -572,6 +609,7 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
         }
         if ((rc = rn_win_create(&cfg, &q->win, errmsg)) != 0) return rc;
         q->b.win = q->win;
+        if ((rc = open_topn(q, erroff, errmsg)) != 0) return rc;
         if (q->o.follow && q->f.win == WK_GLOBAL && !q->f.emit_changes)
             return rn_errf(errmsg, RN_EINVAL, "an aggregation without a window never closes "
                            "under --follow: add a window (GROUP BY TUMBLE(ts, '1m'), ...) or "
@@ -583,7 +621,13 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
         const char *name = "plan";
         return set_columns(q, 1, &name, NULL);
     }
-    if ((rc = columns_from_stmt(q, q->est ? q->est : q->bst)) != 0)
+    const char *const *tnames;
+    if (q->topn) {
+        int tn = rn_topn_columns(q->topn, &tnames);
+        rc = columns_from_names(q, tn, tnames);
+    }
+    else rc = columns_from_stmt(q, q->est ? q->est : q->bst);
+    if (rc != 0)
         return rn_errf(errmsg, rc, "out of memory");
     return open_consumer(q, errmsg);
 }
@@ -693,6 +737,7 @@ void rn_sql_close(rn_sql_t *q)
         sqlite3_finalize(st);
     sqlite3_close(q->db);
     rn_win_destroy(q->win);
+    rn_topn_destroy(q->topn);
     rn_consumer_destroy(q->cons);
     rn_front_free(&q->f);
     for (int i = 0; i < q->ncols; i++) free(q->colnames[i]);
@@ -987,6 +1032,11 @@ static int run_explain(rn_sql_t *q)
         if (rc == 0)
             rc = plan_line(q, "emit %s: %s", f->emit_changes ? "CHANGES" : "FINAL", f->emit_sql);
         if (rc == 0) rc = sqlite_plan(q, f->emit_sql);
+        if (rc == 0 && f->topn) {
+            char line[ROW_TEXT_MAX];
+            rn_topn_describe(f->topn, line, sizeof line);
+            rc = plan_line(q, "topn: %s", line);
+        }
     }
     if (rc == 0 && f->limit >= 0) rc = plan_line(q, "limit: %lld rows", (long long)f->limit);
     return rc;
@@ -1007,10 +1057,17 @@ static int emit_groups(rn_sql_t *q, int close_all, char *errmsg)
         sqlite3_reset(q->est);
         int s = SQLITE_DONE;
         while (!limit_reached(q) && (s = sqlite3_step(q->est)) == SQLITE_ROW)
-            if ((rc = deliver_stmt(q, q->est)) != 0) break;
+            if ((rc = q->topn ? rn_topn_add(q->topn, q->est, errmsg)
+                              : deliver_stmt(q, q->est)) != 0)
+                break;
         if (rc == 0 && !limit_reached(q) && s != SQLITE_DONE)
             rc = rn_errf(errmsg, RN_EINVAL, "%s", sqlite3_errmsg(q->db));
         sqlite3_reset(q->est);
+        /* the windows that closed now are complete: rank them (topn.c invariant 1) */
+        if (q->topn) {
+            int r = rn_topn_flush(q->topn, deliver_ranked, q);
+            if (rc == 0) rc = r;
+        }
     }
     q->b.groups = NULL;
     q->b.ngroups = 0;

@@ -1,0 +1,650 @@
+/*
+ * topn.c — Window TopN and window deduplication in Flink's form:
+ *
+ *   SELECT <outer items> FROM (
+ *       SELECT <items>, ROW_NUMBER() OVER (PARTITION BY window_start, window_end[, k ...]
+ *                                          ORDER BY x [ASC|DESC][, ...]) AS rn
+ *       FROM (<a windowed aggregate: GROUP BY TUMBLE/HOP/SESSION or a window TVF>)
+ *   ) WHERE rn <= N                      (or rn < N, or rn = 1: deduplication)
+ *
+ * RANK() and DENSE_RANK() are accepted in place of ROW_NUMBER(). The front
+ * (rn_topn_parse) recognises the wrapper, records it in a topn_spec_t and
+ * blanks its bytes, so what remains is the inner query at its own offsets,
+ * planned and run as any windowed aggregate. At run time (rn_topn_open, _add,
+ * _flush) the rows the emission statement produces for the windows that just
+ * closed are collected, sorted and ranked per partition, and the kept rows go
+ * out through the outer projection.
+ *
+ * Invariants:
+ *  1. Only this shape runs; every other OVER stays refused (front.c). A
+ *     partition always contains the window (window_start or window_end; both
+ *     for SESSION), and the inner query is a windowed aggregate emitting FINAL
+ *     rows (sql.c checks): a window's rows are final when it closes and all of
+ *     them come out of one collection (window.c), so ranking them there gives
+ *     the same rows for every batching and every queue interleaving.
+ *  2. The order is total, so the result is deterministic: rows sort by the
+ *     PARTITION BY columns, then the ORDER BY keys, then every column of the
+ *     inner row left to right, ascending (sqlite's order: NULL, numbers, text by
+ *     bytes, blobs). Equal ORDER BY keys (ties) are thus broken by the other
+ *     columns; RANK/DENSE_RANK give tied rows the same rank and keep them all.
+ *  3. Rows go out per collection in that sort order: partitions ascending by
+ *     their values, ranks ascending inside each.
+ *  4. Memory: the rows of the windows closing at once (at most every group the
+ *     window state held), freed by every flush.
+ */
+#include "streamsql/sql_int.h"
+
+#include "common/error.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define TOPN_MAX_COLS 64
+
+typedef enum topn_fn { TF_ROW_NUMBER, TF_RANK, TF_DENSE_RANK } topn_fn_t;
+
+typedef struct topn_name {
+    char name[RN_SQL_MAX_NAME + 1];
+    char alias[RN_SQL_MAX_NAME + 1];     /* outer items: "" when none */
+    int  off;                            /* in the statement, for errors */
+} topn_name_t;
+
+struct topn_spec {
+    topn_fn_t   fn;
+    int64_t     n;                       /* keep rank <= n */
+    topn_name_t rank;                    /* the rank column */
+    int         npart, norder;
+    topn_name_t part[RN_SQL_MAX_KEYS + 2];
+    topn_name_t order[RN_SQL_MAX_KEYS];
+    int         desc[RN_SQL_MAX_KEYS];
+    int         nmid;                    /* items of the ranking SELECT: "*", names, rank */
+    topn_name_t mid[TOPN_MAX_COLS];      /* name "*" for a star, "" for the rank item */
+    int         nout;                    /* outer items; a single "*" for all */
+    topn_name_t out[TOPN_MAX_COLS];
+    int         off;                     /* the statement's first token */
+};
+
+static const char *const fn_names[] = {"ROW_NUMBER", "RANK", "DENSE_RANK"};
+
+#define TOPN_FORM "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, " \
+                  "window_end ORDER BY x DESC) AS rn FROM (<a GROUP BY TUMBLE/HOP/SESSION " \
+                  "query>)) WHERE rn <= N"
+
+static int terr(int *erroff, int off, char *errmsg, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int terr(int *erroff, int off, char *errmsg, const char *fmt, ...)
+{
+    if (erroff) *erroff = off;
+    va_list ap;
+    va_start(ap, fmt);
+    int code = rn_verrf(errmsg, RN_EINVAL, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static int off_of(const front_t *f, int i)
+{
+    return i < f->ntoks ? (int)f->toks[i].off : (int)f->len;
+}
+
+static int is_name(const front_t *f, int i)
+{
+    return i < f->ntoks && (f->toks[i].kind == TK_ID || f->toks[i].kind == TK_QID);
+}
+
+/* A name token into nm (with its offset); RN_EINVAL when not a name. */
+static int take_name(const front_t *f, int i, topn_name_t *nm)
+{
+    if (!is_name(f, i) || rn_front_ident(f, i, nm->name, sizeof nm->name) != 0) return RN_EINVAL;
+    nm->off = off_of(f, i);
+    return 0;
+}
+
+/* The index of the next token at depth d in [i, e) that is a comma, or e. */
+static int item_end(const front_t *f, int i, int e, int d)
+{
+    for (; i < e; i++)
+        if (f->toks[i].kind == TK_COMMA && f->toks[i].depth == d) return i;
+    return e;
+}
+
+/* "[AS] alias" over [i, e): 0 when it is that (or empty), alias into nm. */
+static int take_alias(const front_t *f, int i, int e, topn_name_t *nm)
+{
+    nm->alias[0] = '\0';
+    if (i == e) return 0;
+    if (rn_front_tok_is(f, i, "AS")) i++;
+    if (i + 1 != e || !is_name(f, i)) return RN_EINVAL;
+    return rn_front_ident(f, i, nm->alias, sizeof nm->alias) == 0 ? 0 : RN_EINVAL;
+}
+
+/* PARTITION BY a, b ORDER BY c [ASC|DESC], ... between the parentheses [b, e). */
+static int parse_over(const front_t *f, int b, int e, topn_spec_t *s, int *erroff, char *errmsg)
+{
+    int i = b;
+    if (!rn_front_tok_is(f, i, "PARTITION") || !rn_front_tok_is(f, i + 1, "BY"))
+        return terr(erroff, off_of(f, i), errmsg, "OVER (...) of a TopN starts with PARTITION BY "
+                    "window_start, window_end[, keys] (each window is ranked on its own)");
+    for (i += 2;; i++) {
+        if (s->npart == (int)(sizeof s->part / sizeof s->part[0]))
+            return terr(erroff, off_of(f, i), errmsg, "at most %d PARTITION BY columns",
+                        (int)(sizeof s->part / sizeof s->part[0]));
+        if (take_name(f, i, &s->part[s->npart]) != 0)
+            return terr(erroff, off_of(f, i), errmsg, "PARTITION BY takes column names of the "
+                        "subquery (window_start, window_end, keys)");
+        s->npart++;
+        if (i + 1 < e && f->toks[i + 1].kind == TK_COMMA) { i++; continue; }
+        i++;
+        break;
+    }
+    if (!rn_front_tok_is(f, i, "ORDER") || !rn_front_tok_is(f, i + 1, "BY"))
+        return terr(erroff, off_of(f, i), errmsg, "a TopN's OVER (...) needs ORDER BY after "
+                    "PARTITION BY (ORDER BY x DESC)");
+    for (i += 2;; i++) {
+        if (s->norder == RN_SQL_MAX_KEYS)
+            return terr(erroff, off_of(f, i), errmsg, "at most %d ORDER BY columns",
+                        RN_SQL_MAX_KEYS);
+        if (take_name(f, i, &s->order[s->norder]) != 0)
+            return terr(erroff, off_of(f, i), errmsg, "ORDER BY takes column names of the "
+                        "subquery, each with ASC or DESC");
+        if (rn_front_tok_is(f, i + 1, "DESC")) { s->desc[s->norder] = 1; i++; }
+        else if (rn_front_tok_is(f, i + 1, "ASC")) i++;
+        s->norder++;
+        if (i + 1 < e && f->toks[i + 1].kind == TK_COMMA) { i++; continue; }
+        i++;
+        break;
+    }
+    if (i != e)
+        return terr(erroff, off_of(f, i), errmsg, "unexpected in a TopN's OVER (...): it is "
+                    "PARTITION BY columns ORDER BY columns [ASC|DESC] (no frame, no NULLS "
+                    "FIRST/LAST)");
+    return 0;
+}
+
+/* The ranking SELECT's items in [b, e) at depth d. */
+static int parse_mid(const front_t *f, int b, int e, int d, topn_spec_t *s, int *erroff,
+                     char *errmsg)
+{
+    int have_rank = 0;
+    for (int i = b; i < e;) {
+        int ie = item_end(f, i, e, d);
+        if (s->nmid == TOPN_MAX_COLS)
+            return terr(erroff, off_of(f, i), errmsg, "at most %d items", TOPN_MAX_COLS);
+        topn_name_t *m = &s->mid[s->nmid];
+        int fn = -1;
+        for (int k = 0; k < 3; k++)
+            if (rn_front_tok_is(f, i, fn_names[k])) fn = k;
+        if (ie == i + 1 && f->toks[i].kind == TK_STAR) {
+            snprintf(m->name, sizeof m->name, "*");
+            m->off = off_of(f, i);
+        } else if (fn >= 0 && i + 4 < ie && f->toks[i + 1].kind == TK_LP &&
+                   f->toks[i + 2].kind == TK_RP && rn_front_tok_is(f, i + 3, "OVER") &&
+                   f->toks[i + 4].kind == TK_LP) {
+            if (have_rank++)
+                return terr(erroff, off_of(f, i), errmsg, "one ranking function per TopN");
+            int close = rn_front_match_paren(f, i + 4);
+            int rc = parse_over(f, i + 5, close, s, erroff, errmsg);
+            if (rc != 0) return rc;
+            if (take_alias(f, close + 1, ie, &s->rank) != 0 || !s->rank.alias[0])
+                return terr(erroff, off_of(f, close + 1), errmsg, "name the rank: %s() OVER "
+                            "(...) AS rn, and keep rows with WHERE rn <= N", fn_names[fn]);
+            s->fn = (topn_fn_t)fn;
+            s->rank.off = off_of(f, i);
+            m->name[0] = '\0';
+            m->off = off_of(f, i);
+        } else if (ie == i + 1 && take_name(f, i, m) == 0) {
+            /* a column of the subquery */
+        } else {
+            return terr(erroff, off_of(f, i), errmsg, "the ranking SELECT of a TopN takes *, "
+                        "column names of its subquery and one ROW_NUMBER() | RANK() | "
+                        "DENSE_RANK() OVER (...) AS rn; compute expressions in the subquery");
+        }
+        s->nmid++;
+        i = ie + 1;
+    }
+    if (!have_rank)
+        return terr(erroff, off_of(f, b), errmsg, "a subquery in FROM is supported only as a "
+                    "Window TopN or deduplication: " TOPN_FORM);
+    return 0;
+}
+
+/* The outer items in [b, e) at depth d: "*" or names with aliases. */
+static int parse_out(const front_t *f, int b, int e, int d, topn_spec_t *s, int *erroff,
+                     char *errmsg)
+{
+    for (int i = b; i < e;) {
+        int ie = item_end(f, i, e, d);
+        if (s->nout == TOPN_MAX_COLS)
+            return terr(erroff, off_of(f, i), errmsg, "at most %d items", TOPN_MAX_COLS);
+        topn_name_t *o = &s->out[s->nout];
+        if (ie == i + 1 && f->toks[i].kind == TK_STAR) {
+            snprintf(o->name, sizeof o->name, "*");
+            o->off = off_of(f, i);
+        } else if (take_name(f, i, o) != 0 || take_alias(f, i + 1, ie, o) != 0) {
+            return terr(erroff, off_of(f, i), errmsg, "the outer SELECT of a TopN takes * or "
+                        "column names (with AS aliases); compute expressions in the subquery");
+        }
+        s->nout++;
+        i = ie + 1;
+    }
+    return 0;
+}
+
+/* WHERE rn <= N | rn < N | rn = 1 (or N >= rn, N > rn, 1 = rn) at [i, ...):
+ * the index after it. */
+static int parse_cond(const front_t *f, int i, topn_spec_t *s, int *next, int *erroff,
+                      char *errmsg)
+{
+    char op[3] = "", num[24];
+    int name_i = i, num_i = i + 2, flip = 0;
+    if (i + 2 < f->ntoks && f->toks[i].kind == TK_NUM) { name_i = i + 2; num_i = i; flip = 1; }
+    topn_name_t nm;
+    if (i + 2 >= f->ntoks || f->toks[i + 1].kind != TK_OP || f->toks[i + 1].len > 2 ||
+        take_name(f, name_i, &nm) != 0 || f->toks[num_i].kind != TK_NUM ||
+        f->toks[num_i].len >= sizeof num || strcasecmp(nm.name, s->rank.alias) != 0)
+        goto bad;
+    memcpy(op, f->sql + f->toks[i + 1].off, f->toks[i + 1].len);
+    op[f->toks[i + 1].len] = '\0';
+    memcpy(num, f->sql + f->toks[num_i].off, f->toks[num_i].len);
+    num[f->toks[num_i].len] = '\0';
+    char *end;
+    long long v = strtoll(num, &end, 10);
+    if (*end != '\0' || v < 1) goto bad;
+    if (flip) {
+        if (strcmp(op, ">=") == 0) snprintf(op, sizeof op, "<=");
+        else if (strcmp(op, ">") == 0) snprintf(op, sizeof op, "<");
+    }
+    if (strcmp(op, "<=") == 0) s->n = v;
+    else if (strcmp(op, "<") == 0 && v > 1) s->n = v - 1;
+    else if ((strcmp(op, "=") == 0 || strcmp(op, "==") == 0) && v == 1) s->n = 1;
+    else goto bad;
+    *next = i + 3;
+    return 0;
+bad:
+    return terr(erroff, off_of(f, i), errmsg, "the outer WHERE of a TopN is %s <= N (or < N, "
+                "or = 1 to deduplicate), N a whole number >= 1, and nothing else",
+                s->rank.alias[0] ? s->rank.alias : "rn");
+}
+
+int rn_topn_parse(front_t *f, int *erroff, char *errmsg)
+{
+    int s0 = f->body, d0 = f->toks[s0].depth;
+    int from = -1;
+    for (int i = s0 + 1; i < f->ntoks; i++)
+        if (f->toks[i].depth == d0 && rn_front_tok_is(f, i, "FROM") &&
+            !rn_front_tok_is(f, i - 1, "DISTINCT")) {
+            from = i;
+            break;
+        }
+    if (from < 0 || from + 2 >= f->ntoks || f->toks[from + 1].kind != TK_LP ||
+        !rn_front_tok_is(f, from + 2, "SELECT"))
+        return 0;                             /* not a subquery in FROM: not ours */
+    topn_spec_t *s = calloc(1, sizeof *s);
+    if (!s) return terr(erroff, -1, errmsg, "out of memory");
+    int rc;
+    s->off = off_of(f, s0);
+    int mid_lp = from + 1, mid_rp = rn_front_match_paren(f, mid_lp), d1 = d0 + 1;
+    int mfrom = -1;
+    for (int i = mid_lp + 2; i < mid_rp; i++)
+        if (f->toks[i].depth == d1 && rn_front_tok_is(f, i, "FROM")) { mfrom = i; break; }
+    if (mfrom < 0) {
+        rc = terr(erroff, off_of(f, mid_lp + 1), errmsg, "a subquery in FROM is supported only "
+                  "as a Window TopN or deduplication: " TOPN_FORM);
+        goto fail;
+    }
+    if ((rc = parse_mid(f, mid_lp + 2, mfrom, d1, s, erroff, errmsg)) != 0) goto fail;
+    if (mfrom + 1 >= mid_rp || f->toks[mfrom + 1].kind != TK_LP ||
+        !rn_front_tok_is(f, mfrom + 2, "SELECT")) {
+        rc = terr(erroff, off_of(f, mfrom + 1), errmsg, "a TopN ranks the rows of a windowed "
+                  "aggregate, written as a subquery: FROM (SELECT window_start, window_end, k, "
+                  "count(*) AS x FROM s GROUP BY TUMBLE(ts, '10s'), k); ranking a stream's own "
+                  "rows (not aggregated) is not supported");
+        goto fail;
+    }
+    int in_lp = mfrom + 1, in_rp = rn_front_match_paren(f, in_lp);
+    topn_name_t alias;
+    if (take_alias(f, in_rp + 1, mid_rp, &alias) != 0) {
+        rc = terr(erroff, off_of(f, in_rp + 1), errmsg, "the ranking SELECT of a TopN has no "
+                  "WHERE, GROUP BY or join: filter and aggregate in its subquery");
+        goto fail;
+    }
+    int w = mid_rp + 1;
+    while (w < f->ntoks && !rn_front_tok_is(f, w, "WHERE") && w < mid_rp + 3) w++;
+    if (take_alias(f, mid_rp + 1, w, &alias) != 0 || !rn_front_tok_is(f, w, "WHERE")) {
+        rc = terr(erroff, off_of(f, mid_rp + 1), errmsg, "a TopN ends with WHERE %s <= N",
+                  s->rank.alias);
+        goto fail;
+    }
+    int next = f->ntoks;
+    if ((rc = parse_cond(f, w + 1, s, &next, erroff, errmsg)) != 0) goto fail;
+    if (next < f->ntoks && !rn_front_tok_is(f, next, "LIMIT") &&
+        !rn_front_tok_is(f, next, "EMIT") && !rn_front_tok_is(f, next, "WITH")) {
+        rc = terr(erroff, off_of(f, next), errmsg, "the outer WHERE of a TopN is %s <= N (or "
+                  "< N, or = 1 to deduplicate) and nothing else; filter in the subquery",
+                  s->rank.alias);
+        goto fail;
+    }
+    if ((rc = parse_out(f, s0 + 1, from, d0, s, erroff, errmsg)) != 0) goto fail;
+    /* blank the wrapper: what stays is the inner query and the tail, at their offsets */
+    if (!f->own) {
+        f->own = malloc(f->len + 1);
+        if (!f->own) { rc = terr(erroff, -1, errmsg, "out of memory"); rc = -ENOMEM; goto fail; }
+        memcpy(f->own, f->sql, f->len);
+        f->own[f->len] = '\0';
+    }
+    size_t b1 = f->toks[s0].off, e1 = f->toks[in_lp].off + 1;
+    size_t b2 = f->toks[in_rp].off, e2 = (size_t)(next < f->ntoks ? f->toks[next].off : f->len);
+    memset(f->own + b1, ' ', e1 - b1);
+    memset(f->own + b2, ' ', e2 - b2);
+    f->topn = s;
+    return 1;
+fail:
+    free(s);
+    return rc;
+}
+
+void rn_topn_spec_free(topn_spec_t *s)
+{
+    free(s);
+}
+
+int rn_topn_describe(const topn_spec_t *s, char *out, size_t size)
+{
+    size_t n = (size_t)snprintf(out, size, "%s() OVER (PARTITION BY", fn_names[s->fn]);
+    for (int k = 0; k < s->npart && n < size; k++)
+        n += (size_t)snprintf(out + n, size - n, "%s %s", k ? "," : "", s->part[k].name);
+    for (int k = 0; k < s->norder && n < size; k++)
+        n += (size_t)snprintf(out + n, size - n, "%s %s %s", k ? "," : " ORDER BY",
+                              s->order[k].name, s->desc[k] ? "DESC" : "ASC");
+    if (n < size)
+        snprintf(out + n, size - n, ") AS %s, keeping %s <= %lld of each partition when its "
+                 "window closes", s->rank.alias, s->rank.alias, (long long)s->n);
+    return 0;
+}
+
+/* ---- running --------------------------------------------------------------------- */
+
+typedef struct trow {
+    const struct topn *t;
+    sqlite3_value    **v;          /* ninner values, owned */
+} trow_t;
+
+struct topn {
+    const topn_spec_t *s;
+    int             ninner;
+    int             part[RN_SQL_MAX_KEYS + 2], order[RN_SQL_MAX_KEYS];
+    int             nout;
+    int             src[TOPN_MAX_COLS * 2];     /* per output column: inner index, -1 rank */
+    char           *names[TOPN_MAX_COLS * 2];
+    trow_t         *rows;
+    size_t          nrows, cap;
+    rn_sql_value_t *vals;
+};
+
+static int inner_index(sqlite3_stmt *est, const char *name)
+{
+    for (int i = 0; i < sqlite3_column_count(est); i++)
+        if (strcasecmp(sqlite3_column_name(est, i), name) == 0) return i;
+    return -1;
+}
+
+static int no_column(sqlite3_stmt *est, const char *what, const topn_name_t *nm, int *erroff,
+                     char *errmsg)
+{
+    char list[400] = "";
+    size_t n = 0;
+    for (int i = 0; i < sqlite3_column_count(est) && n < sizeof list; i++)
+        n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "",
+                              sqlite3_column_name(est, i));
+    return terr(erroff, nm->off, errmsg, "%s %s: the subquery has no such column (its columns: "
+                "%s)", what, nm->name, list);
+}
+
+int rn_topn_open(const topn_spec_t *s, sqlite3_stmt *est, win_kind_t win, topn_t **out,
+                 int *erroff, char *errmsg)
+{
+    *out = NULL;
+    if (win != WK_TUMBLE && win != WK_HOP && win != WK_SESSION)
+        return terr(erroff, s->off, errmsg, "a TopN ranks the rows of each window when it "
+                    "closes: its subquery must aggregate over windows (GROUP BY TUMBLE/HOP/"
+                    "SESSION or FROM TABLE(TUMBLE(...))); a TopN without a window would be an "
+                    "updating result, which streamsql does not emit");
+    topn_t *t = calloc(1, sizeof *t);
+    if (!t) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    t->s = s;
+    t->ninner = sqlite3_column_count(est);
+    int rc = 0, has_start = 0, has_end = 0;
+    for (int k = 0; k < s->npart; k++) {
+        if ((t->part[k] = inner_index(est, s->part[k].name)) < 0) {
+            rc = no_column(est, "PARTITION BY", &s->part[k], erroff, errmsg);
+            goto fail;
+        }
+        has_start |= strcasecmp(s->part[k].name, "window_start") == 0;
+        has_end |= strcasecmp(s->part[k].name, "window_end") == 0;
+    }
+    if (win == WK_SESSION ? !(has_start && has_end) : !(has_start || has_end)) {
+        rc = terr(erroff, s->part[0].off, errmsg, "a TopN ranks each window on its own: "
+                  "PARTITION BY window_start, window_end[, keys] (and select both in the "
+                  "subquery)");
+        goto fail;
+    }
+    for (int k = 0; k < s->norder; k++)
+        if ((t->order[k] = inner_index(est, s->order[k].name)) < 0) {
+            rc = no_column(est, "ORDER BY", &s->order[k], erroff, errmsg);
+            goto fail;
+        }
+    /* the ranking SELECT's columns */
+    int msrc[TOPN_MAX_COLS * 2];
+    const char *mname[TOPN_MAX_COLS * 2];
+    int nmid = 0;
+    for (int k = 0; k < s->nmid; k++) {
+        const topn_name_t *m = &s->mid[k];
+        if (strcmp(m->name, "*") == 0) {
+            for (int i = 0; i < t->ninner && nmid < TOPN_MAX_COLS * 2; i++) {
+                msrc[nmid] = i;
+                mname[nmid++] = sqlite3_column_name(est, i);
+            }
+        } else if (!m->name[0]) {
+            msrc[nmid] = -1;
+            mname[nmid++] = s->rank.alias;
+        } else {
+            int i = inner_index(est, m->name);
+            if (i < 0) { rc = no_column(est, "column", m, erroff, errmsg); goto fail; }
+            msrc[nmid] = i;
+            mname[nmid++] = sqlite3_column_name(est, i);
+        }
+        if (nmid >= TOPN_MAX_COLS * 2) break;
+    }
+    for (int k = 0; k < s->nout; k++) {
+        const topn_name_t *o = &s->out[k];
+        if (strcmp(o->name, "*") == 0) {
+            for (int i = 0; i < nmid && t->nout < TOPN_MAX_COLS * 2; i++) {
+                t->src[t->nout] = msrc[i];
+                t->names[t->nout++] = strdup(mname[i]);
+            }
+            continue;
+        }
+        int i = 0;
+        while (i < nmid && strcasecmp(mname[i], o->name) != 0) i++;
+        if (i == nmid) {
+            char list[400] = "";
+            size_t n = 0;
+            for (int j = 0; j < nmid && n < sizeof list; j++)
+                n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", j ? ", " : "", mname[j]);
+            rc = terr(erroff, o->off, errmsg, "column %s: the TopN's ranking SELECT has no such "
+                      "column (its columns: %s)", o->name, list);
+            goto fail;
+        }
+        if (t->nout == TOPN_MAX_COLS * 2) break;
+        t->src[t->nout] = msrc[i];
+        t->names[t->nout++] = strdup(o->alias[0] ? o->alias : mname[i]);
+    }
+    for (int k = 0; k < t->nout; k++)
+        if (!t->names[k]) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto fail; }
+    t->vals = calloc((size_t)t->nout + 1, sizeof *t->vals);
+    if (!t->vals) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto fail; }
+    *out = t;
+    return 0;
+fail:
+    rn_topn_destroy(t);
+    return rc;
+}
+
+int rn_topn_columns(const topn_t *t, const char *const **names)
+{
+    *names = (const char *const *)t->names;
+    return t->nout;
+}
+
+int rn_topn_add(topn_t *t, sqlite3_stmt *st, char *errmsg)
+{
+    if (t->nrows == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 64;
+        trow_t *r = realloc(t->rows, cap * sizeof *r);
+        if (!r) return rn_errf(errmsg, -ENOMEM, "out of memory");
+        t->rows = r;
+        t->cap = cap;
+    }
+    sqlite3_value **v = calloc((size_t)t->ninner + 1, sizeof *v);
+    if (!v) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    for (int i = 0; i < t->ninner; i++)
+        if (!(v[i] = sqlite3_value_dup(sqlite3_column_value(st, i)))) {
+            for (int j = 0; j < i; j++) sqlite3_value_free(v[j]);
+            free(v);
+            return rn_errf(errmsg, -ENOMEM, "out of memory");
+        }
+    t->rows[t->nrows].t = t;
+    t->rows[t->nrows++].v = v;
+    return 0;
+}
+
+/* sqlite's order of values: NULL, numbers (by value), text (bytes), blobs (bytes). */
+static int value_class(sqlite3_value *v)
+{
+    switch (sqlite3_value_type(v)) {
+    case SQLITE_NULL: return 0;
+    case SQLITE_INTEGER: case SQLITE_FLOAT: return 1;
+    case SQLITE_TEXT: return 2;
+    default: return 3;
+    }
+}
+
+static int value_cmp(sqlite3_value *a, sqlite3_value *b)
+{
+    int ca = value_class(a), cb = value_class(b);
+    if (ca != cb) return ca < cb ? -1 : 1;
+    if (ca == 0) return 0;
+    if (ca == 1) {
+        if (sqlite3_value_type(a) == SQLITE_INTEGER && sqlite3_value_type(b) == SQLITE_INTEGER) {
+            sqlite3_int64 x = sqlite3_value_int64(a), y = sqlite3_value_int64(b);
+            return x < y ? -1 : x > y;
+        }
+        double x = sqlite3_value_double(a), y = sqlite3_value_double(b);
+        return x < y ? -1 : x > y;
+    }
+    const void *pa = ca == 2 ? (const void *)sqlite3_value_text(a) : sqlite3_value_blob(a);
+    const void *pb = ca == 2 ? (const void *)sqlite3_value_text(b) : sqlite3_value_blob(b);
+    int na = sqlite3_value_bytes(a), nb = sqlite3_value_bytes(b);
+    int c = memcmp(pa ? pa : "", pb ? pb : "", (size_t)(na < nb ? na : nb));
+    return c ? c : na < nb ? -1 : na > nb;
+}
+
+static int part_cmp(const topn_t *t, sqlite3_value **a, sqlite3_value **b)
+{
+    for (int k = 0; k < t->s->npart; k++) {
+        int c = value_cmp(a[t->part[k]], b[t->part[k]]);
+        if (c) return c;
+    }
+    return 0;
+}
+
+static int order_cmp(const topn_t *t, sqlite3_value **a, sqlite3_value **b)
+{
+    for (int k = 0; k < t->s->norder; k++) {
+        int c = value_cmp(a[t->order[k]], b[t->order[k]]);
+        if (c) return t->s->desc[k] ? -c : c;
+    }
+    return 0;
+}
+
+/* invariant 2: partition, ORDER BY keys, then every column */
+static int row_cmp(const void *pa, const void *pb)
+{
+    const trow_t *a = pa, *b = pb;
+    const topn_t *t = a->t;
+    int c = part_cmp(t, a->v, b->v);
+    if (!c) c = order_cmp(t, a->v, b->v);
+    for (int i = 0; !c && i < t->ninner; i++) c = value_cmp(a->v[i], b->v[i]);
+    return c;
+}
+
+static void to_value(sqlite3_value *v, rn_sql_value_t *o)
+{
+    switch (sqlite3_value_type(v)) {
+    case SQLITE_INTEGER: o->type = RN_SQL_INT; o->i = sqlite3_value_int64(v); break;
+    case SQLITE_FLOAT: o->type = RN_SQL_REAL; o->d = sqlite3_value_double(v); break;
+    case SQLITE_TEXT:
+        o->type = RN_SQL_TEXT;
+        o->s = (const char *)sqlite3_value_text(v);
+        o->n = (size_t)sqlite3_value_bytes(v);
+        break;
+    case SQLITE_BLOB:
+        o->type = RN_SQL_BLOB;
+        o->s = sqlite3_value_blob(v);
+        o->n = (size_t)sqlite3_value_bytes(v);
+        break;
+    default: o->type = RN_SQL_NULL; break;
+    }
+}
+
+static void clear_rows(topn_t *t)
+{
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (int i = 0; i < t->ninner; i++) sqlite3_value_free(t->rows[r].v[i]);
+        free(t->rows[r].v);
+    }
+    t->nrows = 0;
+}
+
+int rn_topn_flush(topn_t *t, rn_sql_row_fn fn, void *ctx)
+{
+    int rc = 0;
+    if (t->nrows > 1) qsort(t->rows, t->nrows, sizeof *t->rows, row_cmp);
+    int64_t number = 0, rank = 0, dense = 0;
+    for (size_t r = 0; r < t->nrows && rc == 0; r++) {
+        sqlite3_value **v = t->rows[r].v;
+        int new_part = r == 0 || part_cmp(t, t->rows[r - 1].v, v) != 0;
+        int tie = !new_part && order_cmp(t, t->rows[r - 1].v, v) == 0;
+        if (new_part) number = rank = dense = 0;
+        number++;
+        if (!tie) { rank = number; dense++; }
+        int64_t shown = t->s->fn == TF_ROW_NUMBER ? number : t->s->fn == TF_RANK ? rank : dense;
+        if (shown > t->s->n) continue;
+        for (int k = 0; k < t->nout; k++) {
+            if (t->src[k] < 0) {
+                t->vals[k].type = RN_SQL_INT;
+                t->vals[k].i = shown;
+            } else {
+                to_value(v[t->src[k]], &t->vals[k]);
+            }
+        }
+        rc = fn(ctx, t->vals, t->nout);
+    }
+    clear_rows(t);
+    return rc > 0 ? 0 : rc;
+}
+
+void rn_topn_destroy(topn_t *t)
+{
+    if (!t) return;
+    clear_rows(t);
+    free(t->rows);
+    for (int k = 0; k < t->nout; k++) free(t->names[k]);
+    free(t->vals);
+    free(t);
+}
