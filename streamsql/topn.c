@@ -36,6 +36,7 @@
 
 #include "common/error.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -51,6 +52,7 @@ typedef struct topn_name {
     char name[RN_SQL_MAX_NAME + 1];
     char alias[RN_SQL_MAX_NAME + 1];     /* outer items: "" when none */
     int  off;                            /* in the statement, for errors */
+    int  len;                            /* of its token */
 } topn_name_t;
 
 struct topn_spec {
@@ -66,7 +68,13 @@ struct topn_spec {
     int         nout;                    /* outer items; a single "*" for all */
     topn_name_t out[TOPN_MAX_COLS];
     int         off;                     /* the statement's first token */
+    int         rows;                    /* over a window TVF's rows: each distinct row is a
+                                            group, "#topn" its multiplicity */
+    int         rank_tb, rank_te;        /* the rank item's tokens (while parsing) */
 };
+
+/* The multiplicity column of the rows form (never a user's name: it has a '#'). */
+#define TOPN_MULT "#topn"
 
 static const char *const fn_names[] = {"ROW_NUMBER", "RANK", "DENSE_RANK"};
 
@@ -92,6 +100,11 @@ static int off_of(const front_t *f, int i)
     return i < f->ntoks ? (int)f->toks[i].off : (int)f->len;
 }
 
+static int tok_end_of(const front_t *f, int i)
+{
+    return (int)(f->toks[i].off + f->toks[i].len);
+}
+
 static int is_name(const front_t *f, int i)
 {
     return i < f->ntoks && (f->toks[i].kind == TK_ID || f->toks[i].kind == TK_QID);
@@ -102,6 +115,7 @@ static int take_name(const front_t *f, int i, topn_name_t *nm)
 {
     if (!is_name(f, i) || rn_front_ident(f, i, nm->name, sizeof nm->name) != 0) return RN_EINVAL;
     nm->off = off_of(f, i);
+    nm->len = (int)f->toks[i].len;
     return 0;
 }
 
@@ -195,6 +209,8 @@ static int parse_mid(const front_t *f, int b, int e, int d, topn_spec_t *s, int 
                             "(...) AS rn, and keep rows with WHERE rn <= N", fn_names[fn]);
             s->fn = (topn_fn_t)fn;
             s->rank.off = off_of(f, i);
+            s->rank_tb = i;
+            s->rank_te = ie;
             m->name[0] = '\0';
             m->off = off_of(f, i);
         } else if (ie == i + 1 && take_name(f, i, m) == 0) {
@@ -271,6 +287,65 @@ bad:
                 s->rank.alias[0] ? s->rank.alias : "rn");
 }
 
+/* The aggregate form: blank the wrapper, so what stays is the inner query
+ * and the tail, at their offsets. */
+static int rewrite_inner(front_t *f, int s0, int in_lp, int in_rp, int next, int *erroff,
+                         char *errmsg)
+{
+    if (!f->own) {
+        f->own = malloc(f->len + 1);
+        if (!f->own) return rn_errf(errmsg, -ENOMEM, "out of memory");
+        memcpy(f->own, f->sql, f->len);
+        f->own[f->len] = '\0';
+    }
+    size_t b1 = f->toks[s0].off, e1 = f->toks[in_lp].off + 1;
+    size_t b2 = f->toks[in_rp].off, e2 = (size_t)(next < f->ntoks ? f->toks[next].off : f->len);
+    memset(f->own + b1, ' ', e1 - b1);
+    memset(f->own + b2, ' ', e2 - b2);
+    return 0;
+}
+
+/* The rows form, SELECT a, b, RANK() OVER (...) AS rn FROM TABLE(TUMBLE(...))
+ * [WHERE c]: becomes the aggregate SELECT a, b, count(*) AS "#topn" FROM
+ * TABLE(...) [WHERE c] GROUP BY window_start, window_end, a, b (each distinct
+ * row a group, its count how many times it came), at the same offsets up to
+ * the end of the TVF's WHERE; the tail follows the GROUP BY. */
+static int rewrite_rows(front_t *f, topn_spec_t *s, int s0, int mid_lp, int mid_rp, int next,
+                        int *erroff, char *errmsg)
+{
+    rn_buf_t b = RN_BUF_INIT;
+    size_t mid_e = f->toks[mid_rp].off;
+    size_t tail = (size_t)(next < f->ntoks ? f->toks[next].off : f->len);
+    int rc = rn_buf_append(&b, f->sql, mid_e, 0);
+    if (rc == 0) rc = rn_buf_append(&b, " GROUP BY window_start, window_end", 34, 0);
+    for (int k = 0; rc == 0 && k < s->nmid; k++) {
+        if (!s->mid[k].name[0] || !strcasecmp(s->mid[k].name, "window_start") ||
+            !strcasecmp(s->mid[k].name, "window_end"))
+            continue;
+        rc = rn_buf_append(&b, ", ", 2, 0);             /* the name as written */
+        if (rc == 0) rc = rn_buf_append(&b, f->sql + s->mid[k].off, (size_t)s->mid[k].len, 0);
+    }
+    if (rc == 0) rc = rn_buf_append(&b, " ", 1, 0);
+    if (rc == 0) rc = rn_buf_append(&b, f->sql + tail, f->len - tail, 0);
+    if (rc == 0) rc = rn_buf_append(&b, "", 1, 0);
+    if (rc != 0) {
+        rn_buf_free(&b);
+        return rn_errf(errmsg, -ENOMEM, "out of memory");
+    }
+    char *t = (char *)b.data;
+    /* the wrapper before the ranking SELECT, and the rank item -> the count */
+    memset(t + f->toks[s0].off, ' ', f->toks[mid_lp].off + 1 - f->toks[s0].off);
+    size_t rb = f->toks[s->rank_tb].off, re = (size_t)tok_end_of(f, s->rank_te - 1);
+    static const char count[] = "count(*) AS \"" TOPN_MULT "\"";
+    memset(t + rb, ' ', re - rb);
+    memcpy(t + rb, count, sizeof count - 1);    /* the rank item is longer (>= 40 bytes) */
+    (void)erroff;
+    free(f->own);
+    f->own = t;
+    f->len = b.len - 1;
+    return 0;
+}
+
 int rn_topn_parse(front_t *f, int *erroff, char *errmsg)
 {
     int s0 = f->body, d0 = f->toks[s0].depth;
@@ -298,17 +373,36 @@ int rn_topn_parse(front_t *f, int *erroff, char *errmsg)
         goto fail;
     }
     if ((rc = parse_mid(f, mid_lp + 2, mfrom, d1, s, erroff, errmsg)) != 0) goto fail;
-    if (mfrom + 1 >= mid_rp || f->toks[mfrom + 1].kind != TK_LP ||
-        !rn_front_tok_is(f, mfrom + 2, "SELECT")) {
-        rc = terr(erroff, off_of(f, mfrom + 1), errmsg, "a TopN ranks the rows of a windowed "
-                  "aggregate, written as a subquery: FROM (SELECT window_start, window_end, k, "
-                  "count(*) AS x FROM s GROUP BY TUMBLE(ts, '10s'), k); ranking a stream's own "
-                  "rows (not aggregated) is not supported");
+    int tvf = rn_front_tok_is(f, mfrom + 1, "TABLE") && mfrom + 2 < mid_rp &&
+              f->toks[mfrom + 2].kind == TK_LP;
+    if (!tvf && (mfrom + 1 >= mid_rp || f->toks[mfrom + 1].kind != TK_LP ||
+                 !rn_front_tok_is(f, mfrom + 2, "SELECT"))) {
+        rc = terr(erroff, off_of(f, mfrom + 1), errmsg, "a TopN ranks the rows of a window: "
+                  "FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '10' SECOND)) or FROM "
+                  "(<a GROUP BY TUMBLE/HOP/SESSION query>); without a window it would be an "
+                  "updating result");
         goto fail;
     }
-    int in_lp = mfrom + 1, in_rp = rn_front_match_paren(f, in_lp);
+    int in_lp = mfrom + 1, in_rp = tvf ? mid_rp : rn_front_match_paren(f, in_lp);
     topn_name_t alias;
-    if (take_alias(f, in_rp + 1, mid_rp, &alias) != 0) {
+    if (tvf) {
+        int tvf_rp = rn_front_match_paren(f, mfrom + 2);
+        for (int i = tvf_rp + 1; i < mid_rp; i++)
+            if (f->toks[i].depth == d1 && (rn_front_tok_is(f, i, "GROUP") ||
+                                          rn_front_tok_is(f, i, "HAVING"))) {
+                rc = terr(erroff, off_of(f, i), errmsg, "a TopN over a window TVF ranks its "
+                          "rows; to rank aggregates, aggregate in a subquery: FROM (SELECT "
+                          "window_start, window_end, k, count(*) AS x FROM TABLE(...) GROUP BY "
+                          "window_start, window_end, k)");
+                goto fail;
+            }
+        for (int k = 0; k < s->nmid; k++)
+            if (strcmp(s->mid[k].name, "*") == 0) {
+                rc = terr(erroff, s->mid[k].off, errmsg, "a TopN over a window TVF's rows names "
+                          "its columns (window_start, window_end, ts, fields...), not *");
+                goto fail;
+            }
+    } else if (take_alias(f, in_rp + 1, mid_rp, &alias) != 0) {
         rc = terr(erroff, off_of(f, in_rp + 1), errmsg, "the ranking SELECT of a TopN has no "
                   "WHERE, GROUP BY or join: filter and aggregate in its subquery");
         goto fail;
@@ -330,17 +424,10 @@ int rn_topn_parse(front_t *f, int *erroff, char *errmsg)
         goto fail;
     }
     if ((rc = parse_out(f, s0 + 1, from, d0, s, erroff, errmsg)) != 0) goto fail;
-    /* blank the wrapper: what stays is the inner query and the tail, at their offsets */
-    if (!f->own) {
-        f->own = malloc(f->len + 1);
-        if (!f->own) { rc = terr(erroff, -1, errmsg, "out of memory"); rc = -ENOMEM; goto fail; }
-        memcpy(f->own, f->sql, f->len);
-        f->own[f->len] = '\0';
-    }
-    size_t b1 = f->toks[s0].off, e1 = f->toks[in_lp].off + 1;
-    size_t b2 = f->toks[in_rp].off, e2 = (size_t)(next < f->ntoks ? f->toks[next].off : f->len);
-    memset(f->own + b1, ' ', e1 - b1);
-    memset(f->own + b2, ' ', e2 - b2);
+    rc = tvf ? rewrite_rows(f, s, s0, mid_lp, mid_rp, next, erroff, errmsg)
+             : rewrite_inner(f, s0, in_lp, in_rp, next, erroff, errmsg);
+    if (rc != 0) goto fail;
+    s->rows = tvf;
     f->topn = s;
     return 1;
 fail:
@@ -377,6 +464,7 @@ typedef struct trow {
 struct topn {
     const topn_spec_t *s;
     int             ninner;
+    int             mult;                       /* the rows form's "#topn" column; -1 */
     int             part[RN_SQL_MAX_KEYS + 2], order[RN_SQL_MAX_KEYS];
     int             nout;
     int             src[TOPN_MAX_COLS * 2];     /* per output column: inner index, -1 rank */
@@ -418,6 +506,8 @@ int rn_topn_open(const topn_spec_t *s, sqlite3_stmt *est, win_kind_t win, topn_t
     if (!t) return rn_errf(errmsg, -ENOMEM, "out of memory");
     t->s = s;
     t->ninner = sqlite3_column_count(est);
+    t->mult = s->rows ? inner_index(est, TOPN_MULT) : -1;
+    assert(!s->rows || t->mult >= 0);
     int rc = 0, has_start = 0, has_end = 0;
     for (int k = 0; k < s->npart; k++) {
         if ((t->part[k] = inner_index(est, s->part[k].name)) < 0) {
@@ -621,19 +711,24 @@ int rn_topn_flush(topn_t *t, rn_sql_row_fn fn, void *ctx)
         int new_part = r == 0 || part_cmp(t, t->rows[r - 1].v, v) != 0;
         int tie = !new_part && order_cmp(t, t->rows[r - 1].v, v) == 0;
         if (new_part) number = rank = dense = 0;
-        number++;
-        if (!tie) { rank = number; dense++; }
-        int64_t shown = t->s->fn == TF_ROW_NUMBER ? number : t->s->fn == TF_RANK ? rank : dense;
-        if (shown > t->s->n) continue;
-        for (int k = 0; k < t->nout; k++) {
-            if (t->src[k] < 0) {
-                t->vals[k].type = RN_SQL_INT;
-                t->vals[k].i = shown;
-            } else {
-                to_value(v[t->src[k]], &t->vals[k]);
+        /* the rows form: a row that came m times is m equal rows */
+        int64_t m = t->mult >= 0 ? sqlite3_value_int64(v[t->mult]) : 1;
+        for (int64_t c = 0; c < m && rc == 0; c++) {
+            number++;
+            if (!tie && c == 0) { rank = number; dense++; }
+            int64_t shown = t->s->fn == TF_ROW_NUMBER ? number
+                            : t->s->fn == TF_RANK ? rank : dense;
+            if (shown > t->s->n) break;
+            for (int k = 0; k < t->nout; k++) {
+                if (t->src[k] < 0) {
+                    t->vals[k].type = RN_SQL_INT;
+                    t->vals[k].i = shown;
+                } else {
+                    to_value(v[t->src[k]], &t->vals[k]);
+                }
             }
+            rc = fn(ctx, t->vals, t->nout);
         }
-        rc = fn(ctx, t->vals, t->nout);
     }
     clear_rows(t);
     return rc > 0 ? 0 : rc;

@@ -235,6 +235,31 @@ static const query_t corpus[] = {
      "svc HAVING count(*) > 3), r AS (SELECT window_start, svc, total, c, ROW_NUMBER() OVER "
      "(PARTITION BY window_start ORDER BY total DESC, c, window_start, window_end, svc, total, "
      "c) AS rn FROM a) SELECT * FROM r WHERE rn <= 2 ORDER BY window_start, rn", 0},
+    /* the rows of a window TVF (Nexmark q7's shape): top 2 records per window by lat */
+    {"SELECT * FROM (SELECT window_start, window_end, svc, lat, ts, level, ROW_NUMBER() OVER "
+     "(PARTITION BY window_start, window_end ORDER BY lat DESC) AS rn FROM TABLE(TUMBLE(TABLE "
+     "%1$s, DESCRIPTOR(ts), INTERVAL '2' SECOND))) WHERE rn <= 2",
+     "WITH a AS (SELECT at - at % 2000 AS window_start, at - at % 2000 + 2000 AS window_end, "
+     "svc, lat, at AS ts, level FROM recs), r AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY "
+     "window_start, window_end ORDER BY lat DESC, window_start, window_end, svc, lat, ts, level) "
+     "AS rn FROM a) SELECT * FROM r WHERE rn <= 2 ORDER BY window_start, window_end, rn", 0},
+    /* keep last per key and window (Nexmark q18's shape, per window), a filter inside */
+    {"SELECT svc, ts, lat FROM (SELECT window_start, window_end, svc, ts, lat, ROW_NUMBER() "
+     "OVER (PARTITION BY window_start, window_end, svc ORDER BY ts DESC) AS rn FROM TABLE("
+     "TUMBLE(TABLE %1$s, DESCRIPTOR(ts), INTERVAL '3' SECOND)) WHERE level <> 'DEBUG') WHERE "
+     "rn = 1",
+     "WITH a AS (SELECT at - at % 3000 AS window_start, at - at % 3000 + 3000 AS window_end, "
+     "svc, at AS ts, lat FROM recs WHERE level <> 'DEBUG'), r AS (SELECT *, ROW_NUMBER() OVER "
+     "(PARTITION BY window_start, window_end, svc ORDER BY ts DESC) AS rn FROM a) SELECT svc, "
+     "ts, lat FROM r WHERE rn = 1 ORDER BY window_start, window_end, svc", 0},
+    /* keep first per key in HOP windows, RANK */
+    {"SELECT * FROM (SELECT window_start, window_end, level, ts, svc, RANK() OVER (PARTITION BY "
+     "window_start, window_end, level ORDER BY ts ASC) AS rk FROM TABLE(HOP(TABLE %1$s, "
+     "DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '2' SECOND))) WHERE rk <= 1",
+     "WITH a AS (SELECT at - at % 1000 - k * 1000 AS window_start, at - at % 1000 - k * 1000 + "
+     "2000 AS window_end, level, at AS ts, svc FROM recs, hops), r AS (SELECT *, RANK() OVER "
+     "(PARTITION BY window_start, window_end, level ORDER BY ts) AS rk FROM a) SELECT * FROM r "
+     "WHERE rk <= 1 ORDER BY window_start, window_end, level", 0},
     /* LIMIT over the ranked rows */
     {"SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end "
      "ORDER BY n DESC) AS rn FROM (SELECT window_start, window_end, svc, count(*) AS n, "
@@ -271,7 +296,7 @@ static void test_topn_batching_and_oracle(void **state)
         for (int m = 0; m < NMODES; m++)
             for (int nq = 1; nq <= 3; nq += 2) {
                 if (nq == 3 && c->one_queue) continue;
-                char s[16], label[80];
+                char s[32], label[80];
                 snprintf(s, sizeof s, "s%d_%d", nq, m);
                 char *got = run(f, c->sql, s, NULL);
                 snprintf(label, sizeof label, "%d queue(s), %s", nq, mode_names[m]);
@@ -297,7 +322,7 @@ static void test_topn_late_rows(void **state)
     char *ref = run(f, c->sql, "ds1_0", "WITH (watermark = '0s')");
     assert_null(strstr(ref, "late=0 "));         /* the disorder made rows late */
     for (int m = 0; m < NMODES; m++) {
-        char s[16], label[80];
+        char s[32], label[80];
         snprintf(s, sizeof s, "ds1_%d", m);
         char *got = run(f, c->sql, s, "WITH (watermark = '0s')");
         snprintf(label, sizeof label, "1 queue, %s, watermark 0", mode_names[m]);
@@ -353,6 +378,25 @@ static void test_topn_ties(void **state)
     assert_string_equal(out, "1700000000000|api|1\n1700000000000|auth|1\n1700000000000|db|1\n"
                              "1700000000000|web|1\n1700000001000|api|1\n");
     free(out);
+    /* a record that came twice is two equal rows of a TVF's window: both ranked */
+    produce1(f, "ties", BASE_TS + 5000, "{\"at\":1700000005000,\"level\":\"INFO\",\"svc\":"
+             "\"api\",\"lat\":7}");
+    produce1(f, "ties", BASE_TS + 5001, "{\"at\":1700000005001,\"level\":\"INFO\",\"svc\":"
+             "\"db\",\"lat\":7}");
+    produce1(f, "ties", BASE_TS + 5000, "{\"at\":1700000005000,\"level\":\"INFO\",\"svc\":"
+             "\"api\",\"lat\":7}");
+    q = "SELECT svc, ts, rn FROM (SELECT window_start, window_end, svc, lat, ts, ROW_NUMBER() "
+        "OVER (PARTITION BY window_start, window_end ORDER BY lat DESC) AS rn FROM TABLE(TUMBLE("
+        "TABLE ties_s, DESCRIPTOR(ts), INTERVAL '1' SECOND))) WHERE rn <= 3 AND 1 = 1";
+    assert_int_not_equal(run_sql(f, q, NULL, &out, &off, err, NULL), 0);
+    free(out);
+    q = "SELECT svc, ts, rn FROM (SELECT window_start, window_end, svc, lat, ts, ROW_NUMBER() "
+        "OVER (PARTITION BY window_start, window_end ORDER BY lat DESC) AS rn FROM TABLE(TUMBLE("
+        "TABLE ties_s, DESCRIPTOR(ts), INTERVAL '1' SECOND)) WHERE ts >= 1700000005000) WHERE "
+        "rn <= 3";
+    if (run_sql(f, q, NULL, &out, &off, err, NULL) != 0) fail_msg("%s", err);
+    assert_string_equal(out, "api|1700000005000|1\napi|1700000005000|2\ndb|1700000005001|3\n");
+    free(out);
 }
 
 typedef struct refusal {
@@ -396,7 +440,7 @@ static const refusal_t refusals[] = {
      "AS rn FROM (SELECT svc, count(*) AS n FROM rs GROUP BY svc)) WHERE rn <= 3",
      "a TopN ranks the rows of each window when it closes", "SELECT *"},
     {"SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY svc ORDER BY ts DESC) AS rn "
-     "FROM rs) WHERE rn = 1", "a TopN ranks the rows of a windowed aggregate", "rs)"},
+     "FROM rs) WHERE rn = 1", "a TopN ranks the rows of a window: FROM TABLE(TUMBLE(", "rs)"},
     {"SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY n DESC) "
      "AS rn FROM " INNER ") WHERE rn <= 3 EMIT CHANGES", "a TopN ranks the final rows", "EMIT"},
     {"SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER "
@@ -408,6 +452,13 @@ static const refusal_t refusals[] = {
      "window_start ORDER"},
     {"SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY n DESC) "
      "AS rn FROM " INNER ") WHERE rn <= 3 AND x", "the outer WHERE", "AND"},
+    {"SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY lat DESC) "
+     "AS rn FROM TABLE(TUMBLE(TABLE rs, DESCRIPTOR(ts), INTERVAL '1' SECOND))) WHERE rn <= 1",
+     "a TopN over a window TVF's rows names its columns", "*, ROW"},
+    {"SELECT * FROM (SELECT window_start, lat, ROW_NUMBER() OVER (PARTITION BY window_start "
+     "ORDER BY lat DESC) AS rn FROM TABLE(TUMBLE(TABLE rs, DESCRIPTOR(ts), INTERVAL '1' "
+     "SECOND)) GROUP BY window_start) WHERE rn <= 1", "a TopN over a window TVF ranks its rows",
+     "GROUP BY window_start)"},
     {"SELECT svc, rank FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY n "
      "DESC) AS rn FROM " INNER ") WHERE rn <= 3", "column rank: the TopN's ranking SELECT has "
      "no such column", "rank FROM"},
