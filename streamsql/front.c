@@ -2147,6 +2147,10 @@ int rn_front_check_functions(const front_t *f, sqlite3 *db, int *erroff, char *e
                       "keys); select window_start and window_end for its bounds", name, name);
             break;
         }
+        if (strcasecmp(name, "load_extension") == 0)
+            rc = ferr(erroff, off, errmsg, RN_EINVAL, "load_extension() is not available to "
+                      "statements: native functions are loaded by the operator (streamsql or "
+                      "runneld --udf-dir DIR)");
         for (size_t k = 0; k < sizeof flink_bounds / sizeof flink_bounds[0]; k++)
             if (strcasecmp(name, flink_bounds[k]) == 0)
                 rc = ferr(erroff, off, errmsg, RN_EINVAL,

@@ -369,6 +369,7 @@ static int register_functions(rn_datadir_t *d, sqlite3 *db, char *errmsg)
 {
     int rc = rn_fn_register(db, errmsg);
     if (rc == 0) rc = rn_udf_register_templates(db, errmsg);
+    if (rc == 0) rc = rn_udf_load_native(db, errmsg);
     if (rc != 0) return rc;
     rn_meta_function_t *v = NULL;
     size_t n = 0;

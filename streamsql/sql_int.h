@@ -116,6 +116,8 @@ void rn_udf_def_free(udf_def_t *d);
 int  rn_udf_register(sqlite3 *db, const udf_def_t *d, char *errmsg);
 int  rn_udf_register_templates(sqlite3 *db, char *errmsg);
 int  rn_udf_is_template(const char *name);
+/* Load the --udf-dir libraries (rn_sql_udf_dir) on db. */
+int  rn_udf_load_native(sqlite3 *db, char *errmsg);
 /* The definition text of template i, NULL past the last. */
 const char *rn_udf_template(size_t i);
 
