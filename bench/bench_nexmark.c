@@ -291,7 +291,13 @@ static const nx_query_t nx_queries[] = {
      "a join of auction with person (stream-table join)", 0},
     {"q4", "average price per category", NULL,
      "a join of auction with bid and an aggregate over its result", 0},
-    {"q5", "hot items", NULL, "a join of two window aggregates (count per auction, max count)", 0},
+    /* Flink's join of the counts with their window's maximum is a RANK() = 1: every
+     * auction whose count is the window's largest (ties kept) */
+    {"q5", "hot items",
+     "SELECT auction, num FROM (SELECT auction, num, RANK() OVER (PARTITION BY window_start, "
+     "window_end ORDER BY num DESC) AS rk FROM (SELECT auction, count(*) AS num, window_start, "
+     "window_end FROM TABLE(HOP(TABLE bid, DESCRIPTOR(ts), INTERVAL '2' SECOND, INTERVAL '10' "
+     "SECOND)) GROUP BY auction, window_start, window_end)) WHERE rk <= 1", NULL, 1},
     {"q6", "average selling price per seller", NULL,
      "a join of auction with bid and OVER (ROWS 10 PRECEDING)", 0},
     {"q7", "highest bid", NULL, "a join of bid with its window's maximum price", 0},

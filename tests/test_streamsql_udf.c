@@ -65,7 +65,9 @@ static void test_udf_embedded(void **state)
     char *out, err[RN_ERRMSG_SIZE];
     int off;
     /* without --udf-dir the functions do not exist */
+    out = NULL;
     assert_int_not_equal(run_sql(f, "SELECT cents(p) FROM us", NULL, &out, &off, err, NULL), 0);
+    free(out);
     assert_non_null(strstr(err, "no such function: cents()"));
     if (rn_sql_udf_dir(EXAMPLE_DIR, err) != 0) fail_msg("%s", err);
     if (run_sql(f, "SELECT reverse_text(s), cents(p) FROM us", NULL, &out, &off, err, NULL) != 0)
@@ -89,8 +91,10 @@ static void test_udf_embedded(void **state)
     assert_string_equal(out, line);
     free(out);
     /* a native function's name is taken: CREATE FUNCTION cannot reuse it */
+    out = NULL;
     assert_int_not_equal(run_sql(f, "CREATE FUNCTION cents(x REAL) RETURNS INTEGER AS 'x'", NULL,
                                  &out, &off, err, NULL), 0);
+    free(out);
     assert_non_null(strstr(err, "already exists"));
     /* no statement loads a library, with or without --udf-dir */
     for (int k = 0; k < 2; k++) {

@@ -50,6 +50,21 @@ def q2(ev):
     return [(b["auction"], b["price"]) for b in ev["bid"] if b["auction"] % 123 == 0]
 
 
+def q5(ev):
+    # HOP: 10 s windows every 2 s; per window the auctions with the most bids (ties kept)
+    counts = defaultdict(Counter)
+    for b in ev["bid"]:
+        t = b["dateTime"]
+        last = t - t % 2000
+        for start in range(last - 8000, last + 1, 2000):
+            counts[start][b["auction"]] += 1
+    rows = []
+    for start, per in counts.items():
+        top = max(per.values())
+        rows.extend((a, n) for a, n in per.items() if n == top)
+    return rows
+
+
 def q10(ev):
     return [(b["auction"], b["bidder"], b["price"], b["dateTime"], b["extra"],
              utc(b["dateTime"]).strftime("%Y-%m-%d"), utc(b["dateTime"]).strftime("%H:%M"))
@@ -155,7 +170,7 @@ def q22(ev):
     return rows
 
 
-ORACLES = {"q0": q0, "q1": q1, "q2": q2, "q10": q10, "q11": q11, "q14": q14, "q15": q15,
+ORACLES = {"q0": q0, "q1": q1, "q2": q2, "q5": q5, "q10": q10, "q11": q11, "q14": q14, "q15": q15,
            "q16": q16, "q17": q17, "q21": q21, "q22": q22}
 
 
