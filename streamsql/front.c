@@ -1370,6 +1370,7 @@ static const struct { const char *name; agg_kind_t kind; } agg_names[] = {
     {"stddev", AG_STD_SAMP}, {"stddev_samp", AG_STD_SAMP}, {"stddev_pop", AG_STD_POP},
     {"variance", AG_VAR_SAMP}, {"var_samp", AG_VAR_SAMP}, {"var_pop", AG_VAR_POP},
     {"percentile_approx", AG_PCTL}, {"approx_count_distinct", AG_HLL},
+    {"__rn_topn", AG_TOPN},        /* the rows form of a Window TopN (topn.c), generated */
 };
 #define AGG_LIST "count, count(DISTINCT), sum, total, avg, min, max, first, last, stddev, " \
                  "stddev_samp, stddev_pop, variance, var_samp, var_pop, " \

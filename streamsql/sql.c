@@ -369,6 +369,7 @@ static int register_functions(rn_datadir_t *d, sqlite3 *db, char *errmsg)
 {
     int rc = rn_fn_register(db, errmsg);
     if (rc == 0) rc = rn_udf_register_templates(db, errmsg);
+    if (rc == 0) rc = rn_topn_register(db, errmsg);
     if (rc == 0) rc = rn_udf_load_native(db, errmsg);
     if (rc != 0) return rc;
     rn_meta_function_t *v = NULL;
@@ -684,6 +685,7 @@ int rn_sql_open(rn_datadir_t *d, const char *sql, size_t len, const rn_sql_opts_
         break;
     }
     if (rc == -ENOMEM && errmsg && !errmsg[0]) rn_errf(errmsg, rc, "out of memory");
+    if (rc != 0 && erroff && q->f.topn) *erroff = rn_topn_map_offset(q->f.topn, *erroff);
     if (rc != 0) goto fail;
     *out = q;
     return 0;

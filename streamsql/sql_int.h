@@ -130,7 +130,10 @@ typedef enum agg_kind { AG_COUNT_STAR, AG_COUNT, AG_SUM, AG_TOTAL, AG_AVG, AG_MI
                         AG_FIRST, AG_LAST,
                         /* numeric arguments only (front.c wraps them in __rn_num) */
                         AG_VAR_SAMP, AG_VAR_POP, AG_STD_SAMP, AG_STD_POP, AG_PCTL,
-                        AG_HLL } agg_kind_t;
+                        AG_HLL,
+                        /* the rows form of a Window TopN (topn.c): the best rows of the
+                           group, each an encoded row (rn_topn_row), bounded by rank */
+                        AG_TOPN } agg_kind_t;
 
 typedef struct agg {
     agg_kind_t kind;
@@ -237,6 +240,17 @@ int  rn_topn_add(topn_t *t, sqlite3_stmt *st, char *errmsg);
  * quietly, a negative one is returned), forget them all. */
 int  rn_topn_flush(topn_t *t, rn_sql_row_fn fn, void *ctx);
 void rn_topn_destroy(topn_t *t);
+/* Register __rn_topn_row(spec, order keys..., columns...) on db: a row encoded
+ * so that memcmp orders rows as the TopN does (window.c's AG_TOPN keeps the
+ * best of them). */
+int  rn_topn_register(sqlite3 *db, char *errmsg);
+/* Of an encoded row: how many rows a group keeps at most (the header's N and
+ * ranking function), and whether rows a and b tie on the ORDER BY keys. */
+void rn_topn_row_limit(const uint8_t *row, size_t n, int *fn, int64_t *limit);
+int  rn_topn_row_tie(const uint8_t *a, size_t an, const uint8_t *b, size_t bn);
+/* EXPLAIN and errors of the rows form: its inner query is generated, so an
+ * error offset in it maps back to the user's text (or the TopN's start). */
+int  rn_topn_map_offset(const topn_spec_t *s, int off);
 
 /* ---- window state (window.c) --------------------------------------------- */
 

@@ -1,36 +1,56 @@
 /*
- * topn.c — Window TopN and window deduplication in Flink's form:
+ * topn.c — Window TopN and window deduplication in Flink's form, over a
+ * windowed aggregate (the aggregate form)
  *
  *   SELECT <outer items> FROM (
  *       SELECT <items>, ROW_NUMBER() OVER (PARTITION BY window_start, window_end[, k ...]
  *                                          ORDER BY x [ASC|DESC][, ...]) AS rn
- *       FROM (<a windowed aggregate: GROUP BY TUMBLE/HOP/SESSION or a window TVF>)
+ *       FROM (<GROUP BY TUMBLE/HOP/SESSION ..., or a window TVF with GROUP BY>)
  *   ) WHERE rn <= N                      (or rn < N, or rn = 1: deduplication)
  *
+ * or over the rows of a window TVF (the rows form: Nexmark q7's "highest bid",
+ * keep-first / keep-last per key and window)
+ *
+ *   SELECT ... FROM (SELECT window_start, window_end, a, b, RANK() OVER (PARTITION BY
+ *       window_start, window_end[, k] ORDER BY a DESC) AS rn
+ *     FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '10' SECOND)) [WHERE ...])
+ *   WHERE rn <= N
+ *
  * RANK() and DENSE_RANK() are accepted in place of ROW_NUMBER(). The front
- * (rn_topn_parse) recognises the wrapper, records it in a topn_spec_t and
- * blanks its bytes, so what remains is the inner query at its own offsets,
- * planned and run as any windowed aggregate. At run time (rn_topn_open, _add,
- * _flush) the rows the emission statement produces for the windows that just
- * closed are collected, sorted and ranked per partition, and the kept rows go
- * out through the outer projection.
+ * (rn_topn_parse) recognises the wrapper and records it in a topn_spec_t. The
+ * aggregate form blanks the wrapper: the inner query stays at its offsets and
+ * runs as any windowed aggregate; the rows of the windows that just closed are
+ * collected from the emission statement (rn_topn_add), sorted and ranked per
+ * partition, and the kept ones go out through the outer projection
+ * (rn_topn_flush). The rows form becomes a grouping by the window and the
+ * other PARTITION BY columns with one aggregate, __rn_topn(__rn_topn_row(...)),
+ * whose state (window.c AG_TOPN) is the group's best rows, each encoded so
+ * that memcmp gives the ranking order; at emission they are decoded.
  *
  * Invariants:
- *  1. Only this shape runs; every other OVER stays refused (front.c). A
+ *  1. Only these shapes run; every other OVER stays refused (front.c). A
  *     partition always contains the window (window_start or window_end; both
- *     for SESSION), and the inner query is a windowed aggregate emitting FINAL
- *     rows (sql.c checks): a window's rows are final when it closes and all of
- *     them come out of one collection (window.c), so ranking them there gives
- *     the same rows for every batching and every queue interleaving.
+ *     for SESSION), and the query emits FINAL rows (sql.c checks): a window's
+ *     rows are final when it closes and all of them come out of one
+ *     collection (window.c), so ranking them there gives the same rows for
+ *     every batching and every queue interleaving.
  *  2. The order is total, so the result is deterministic: rows sort by the
- *     PARTITION BY columns, then the ORDER BY keys, then every column of the
- *     inner row left to right, ascending (sqlite's order: NULL, numbers, text by
- *     bytes, blobs). Equal ORDER BY keys (ties) are thus broken by the other
- *     columns; RANK/DENSE_RANK give tied rows the same rank and keep them all.
- *  3. Rows go out per collection in that sort order: partitions ascending by
- *     their values, ranks ascending inside each.
- *  4. Memory: the rows of the windows closing at once (at most every group the
- *     window state held), freed by every flush.
+ *     ORDER BY keys, then (ties) by the other columns left to right,
+ *     ascending, in sqlite's order (NULL, numbers by value, text by bytes,
+ *     blobs): in the aggregate form every column of the subquery's row, in the
+ *     rows form every column the ranking SELECT names (the window bounds
+ *     aside). RANK and DENSE_RANK give tied rows the same rank and keep them
+ *     all; ROW_NUMBER numbers them in that order. A record that came twice is
+ *     two equal rows.
+ *  3. Rows go out per collection: partitions ascending by their PARTITION BY
+ *     values, ranks ascending inside each.
+ *  4. Memory: the aggregate form holds the window state of its subquery, plus
+ *     at a flush the rows of the windows closing then. The rows form holds per
+ *     open window and partition at most N rows (ROW_NUMBER), or the rows of
+ *     rank <= N (RANK, DENSE_RANK: more when rows tie), never the window's
+ *     other rows; saved exactly in checkpoints (window.c invariant 5).
+ *  5. The rows form's inner query is generated text: error offsets in it map
+ *     back to the user's statement (rn_topn_map_offset).
  */
 #include "streamsql/sql_int.h"
 
@@ -42,6 +62,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <strings.h>
 
 #define TOPN_MAX_COLS 64
@@ -71,6 +92,9 @@ struct topn_spec {
     int         rows;                    /* over a window TVF's rows: each distinct row is a
                                             group, "#topn" its multiplicity */
     int         rank_tb, rank_te;        /* the rank item's tokens (while parsing) */
+    /* the rows form's generated text: [copy_new, copy_new + copy_len) is the user's
+     * [copy_old, ...) (the TVF and its WHERE), tail_new.. the user's tail_old.. */
+    int         copy_old, copy_new, copy_len, tail_old, tail_new;
 };
 
 /* The multiplicity column of the rows form (never a user's name: it has a '#'). */
@@ -98,11 +122,6 @@ static int terr(int *erroff, int off, char *errmsg, const char *fmt, ...)
 static int off_of(const front_t *f, int i)
 {
     return i < f->ntoks ? (int)f->toks[i].off : (int)f->len;
-}
-
-static int tok_end_of(const front_t *f, int i)
-{
-    return (int)(f->toks[i].off + f->toks[i].len);
 }
 
 static int is_name(const front_t *f, int i)
@@ -305,45 +324,76 @@ static int rewrite_inner(front_t *f, int s0, int in_lp, int in_rp, int next, int
     return 0;
 }
 
-/* The rows form, SELECT a, b, RANK() OVER (...) AS rn FROM TABLE(TUMBLE(...))
- * [WHERE c]: becomes the aggregate SELECT a, b, count(*) AS "#topn" FROM
- * TABLE(...) [WHERE c] GROUP BY window_start, window_end, a, b (each distinct
- * row a group, its count how many times it came), at the same offsets up to
- * the end of the TVF's WHERE; the tail follows the GROUP BY. */
-static int rewrite_rows(front_t *f, topn_spec_t *s, int s0, int mid_lp, int mid_rp, int next,
-                        int *erroff, char *errmsg)
+static int is_window_col(const char *name)
+{
+    return !strcasecmp(name, "window_start") || !strcasecmp(name, "window_end");
+}
+
+static int append_name(rn_buf_t *b, const front_t *f, const topn_name_t *nm)
+{
+    int rc = rn_buf_append(b, ", ", 2, 0);
+    return rc ? rc : rn_buf_append(b, f->sql + nm->off, (size_t)nm->len, 0);
+}
+
+/* The rows form, SELECT a, b, RANK() OVER (PARTITION BY window_start,
+ * window_end, k ORDER BY x DESC) AS rn FROM TABLE(TUMBLE(...)) [WHERE c],
+ * becomes the aggregate
+ *   SELECT window_start, window_end, k, __rn_topn(__rn_topn_row('spec', x, a, b))
+ *   AS "#topn" FROM TABLE(TUMBLE(...)) [WHERE c] GROUP BY window_start, window_end, k
+ * whose aggregate keeps the group's best rows (window.c AG_TOPN, bounded by
+ * N). The generated select list goes where the wrapper was when it fits
+ * (the TVF keeps its offsets), else the text after it shifts (s->copy_*,
+ * rn_topn_map_offset). */
+static int rewrite_rows(front_t *f, topn_spec_t *s, int s0, int mfrom, int mid_rp, int next)
 {
     rn_buf_t b = RN_BUF_INIT;
-    size_t mid_e = f->toks[mid_rp].off;
-    size_t tail = (size_t)(next < f->ntoks ? f->toks[next].off : f->len);
-    int rc = rn_buf_append(&b, f->sql, mid_e, 0);
+    unsigned mask = 0;
+    for (int k = 0; k < s->norder; k++) mask |= (unsigned)s->desc[k] << k;
+    char spec[64];
+    snprintf(spec, sizeof spec, "%d:%lld:%d:%u", (int)s->fn, (long long)s->n, s->norder, mask);
+    int rc = rn_buf_append(&b, f->sql, f->toks[s0].off, 0);
+    if (rc == 0) rc = rn_buf_append(&b, "SELECT window_start, window_end", 31, 0);
+    for (int k = 0; rc == 0 && k < s->npart; k++)
+        if (!is_window_col(s->part[k].name)) rc = append_name(&b, f, &s->part[k]);
+    if (rc == 0) rc = rn_buf_append(&b, ", __rn_topn(__rn_topn_row('", 27, 0);
+    if (rc == 0) rc = rn_buf_append(&b, spec, strlen(spec), 0);
+    if (rc == 0) rc = rn_buf_append(&b, "'", 1, 0);
+    for (int k = 0; rc == 0 && k < s->norder; k++) rc = append_name(&b, f, &s->order[k]);
+    for (int k = 0; rc == 0 && k < s->nmid; k++)
+        if (s->mid[k].name[0] && !is_window_col(s->mid[k].name))
+            rc = append_name(&b, f, &s->mid[k]);
+    static const char as[] = ")) AS \"" TOPN_MULT "\" ";
+    if (rc == 0) rc = rn_buf_append(&b, as, sizeof as - 1, 0);
+    s->copy_old = (int)f->toks[mfrom].off;
+    while (rc == 0 && b.len < (size_t)s->copy_old) rc = rn_buf_append(&b, " ", 1, 0);
+    s->copy_new = (int)b.len;
+    s->copy_len = (int)(f->toks[mid_rp].off - f->toks[mfrom].off);
+    if (rc == 0) rc = rn_buf_append(&b, f->sql + s->copy_old, (size_t)s->copy_len, 0);
     if (rc == 0) rc = rn_buf_append(&b, " GROUP BY window_start, window_end", 34, 0);
-    for (int k = 0; rc == 0 && k < s->nmid; k++) {
-        if (!s->mid[k].name[0] || !strcasecmp(s->mid[k].name, "window_start") ||
-            !strcasecmp(s->mid[k].name, "window_end"))
-            continue;
-        rc = rn_buf_append(&b, ", ", 2, 0);             /* the name as written */
-        if (rc == 0) rc = rn_buf_append(&b, f->sql + s->mid[k].off, (size_t)s->mid[k].len, 0);
-    }
+    for (int k = 0; rc == 0 && k < s->npart; k++)
+        if (!is_window_col(s->part[k].name)) rc = append_name(&b, f, &s->part[k]);
     if (rc == 0) rc = rn_buf_append(&b, " ", 1, 0);
-    if (rc == 0) rc = rn_buf_append(&b, f->sql + tail, f->len - tail, 0);
+    s->tail_old = (int)(next < f->ntoks ? f->toks[next].off : f->len);
+    s->tail_new = (int)b.len;
+    if (rc == 0) rc = rn_buf_append(&b, f->sql + s->tail_old, f->len - (size_t)s->tail_old, 0);
     if (rc == 0) rc = rn_buf_append(&b, "", 1, 0);
     if (rc != 0) {
         rn_buf_free(&b);
-        return rn_errf(errmsg, -ENOMEM, "out of memory");
+        return -ENOMEM;
     }
-    char *t = (char *)b.data;
-    /* the wrapper before the ranking SELECT, and the rank item -> the count */
-    memset(t + f->toks[s0].off, ' ', f->toks[mid_lp].off + 1 - f->toks[s0].off);
-    size_t rb = f->toks[s->rank_tb].off, re = (size_t)tok_end_of(f, s->rank_te - 1);
-    static const char count[] = "count(*) AS \"" TOPN_MULT "\"";
-    memset(t + rb, ' ', re - rb);
-    memcpy(t + rb, count, sizeof count - 1);    /* the rank item is longer (>= 40 bytes) */
-    (void)erroff;
     free(f->own);
-    f->own = t;
+    f->own = (char *)b.data;
     f->len = b.len - 1;
     return 0;
+}
+
+int rn_topn_map_offset(const topn_spec_t *s, int off)
+{
+    if (!s->rows || off < 0) return off;
+    if (off >= s->tail_new) return off - s->tail_new + s->tail_old;
+    if (off >= s->copy_new && off < s->copy_new + s->copy_len)
+        return off - s->copy_new + s->copy_old;
+    return s->off;                   /* in the generated text: the TopN itself */
 }
 
 int rn_topn_parse(front_t *f, int *erroff, char *errmsg)
@@ -424,8 +474,9 @@ int rn_topn_parse(front_t *f, int *erroff, char *errmsg)
         goto fail;
     }
     if ((rc = parse_out(f, s0 + 1, from, d0, s, erroff, errmsg)) != 0) goto fail;
-    rc = tvf ? rewrite_rows(f, s, s0, mid_lp, mid_rp, next, erroff, errmsg)
+    rc = tvf ? rewrite_rows(f, s, s0, mfrom, mid_rp, next)
              : rewrite_inner(f, s0, in_lp, in_rp, next, erroff, errmsg);
+    if (rc == -ENOMEM) rc = rn_errf(errmsg, rc, "out of memory");
     if (rc != 0) goto fail;
     s->rows = tvf;
     f->topn = s;
@@ -454,6 +505,197 @@ int rn_topn_describe(const topn_spec_t *s, char *out, size_t size)
     return 0;
 }
 
+/* ---- encoded rows (the rows form) ------------------------------------------------
+ *
+ * __rn_topn_row(spec, key1, ..., keyK, col1, ..., colM) -> a blob that memcmp
+ * orders as the TopN orders rows: a header, then each ORDER BY key, then
+ * each column, every value encoded order-preservingly:
+ *
+ *   header   fn (1 byte: 0 ROW_NUMBER, 1 RANK, 2 DENSE_RANK), N (8, little-endian),
+ *            K (1), DESC mask (2, little-endian)           -- the same in every row
+ *   value    0x01                                   NULL
+ *            0x02 d(8) tag(1) i(8)                  a number: d the double with its
+ *                                                   sign bit flipped (negatives: all
+ *                                                   bits), big-endian; tag 0 INTEGER
+ *                                                   then i (sign flipped, big-endian),
+ *                                                   tag 1 REAL then 8 zero bytes
+ *            0x03 / 0x04 bytes 0x00 0x00            text / blob, each 0x00 as 0x00 0xFF
+ *   a DESC key's bytes are all inverted.
+ *
+ * So NULL < numbers < text < blobs, numbers by value, text and blobs by bytes
+ * (sqlite's order, BINARY collation), and ties on the keys fall to the columns. */
+
+#define ROW_HDR 12
+
+static int enc_put(rn_buf_t *b, const void *p, size_t n)
+{
+    return rn_buf_append(b, p, n, 0);
+}
+
+static int enc_be64(rn_buf_t *b, uint64_t u)
+{
+    uint8_t x[8];
+    for (int k = 0; k < 8; k++) x[k] = (uint8_t)(u >> (56 - 8 * k));
+    return enc_put(b, x, 8);
+}
+
+static int enc_value(rn_buf_t *b, sqlite3_value *v, int desc)
+{
+    size_t start = b->len;
+    int rc = 0, t = sqlite3_value_type(v);
+    if (t == SQLITE_NULL) {
+        rc = enc_put(b, "\x01", 1);
+    } else if (t == SQLITE_INTEGER || t == SQLITE_FLOAT) {
+        double d = sqlite3_value_double(v);
+        if (d == 0) d = 0;                          /* -0.0 is 0 */
+        uint64_t bits;
+        memcpy(&bits, &d, 8);
+        bits = bits >> 63 ? ~bits : bits | (1ull << 63);
+        uint8_t tag = t == SQLITE_FLOAT;
+        uint64_t i = t == SQLITE_INTEGER ? (uint64_t)sqlite3_value_int64(v) ^ (1ull << 63) : 0;
+        rc = enc_put(b, "\x02", 1);
+        if (rc == 0) rc = enc_be64(b, bits);
+        if (rc == 0) rc = enc_put(b, &tag, 1);
+        if (rc == 0) rc = enc_be64(b, i);
+    } else {
+        const uint8_t *p = t == SQLITE_TEXT ? sqlite3_value_text(v) : sqlite3_value_blob(v);
+        int n = sqlite3_value_bytes(v);
+        rc = enc_put(b, t == SQLITE_TEXT ? "\x03" : "\x04", 1);
+        for (int k = 0; rc == 0 && k < n; k++)
+            rc = p[k] ? enc_put(b, p + k, 1) : enc_put(b, "\x00\xff", 2);
+        if (rc == 0) rc = enc_put(b, "\x00\x00", 2);
+    }
+    if (rc == 0 && desc)
+        for (size_t k = start; k < b->len; k++) b->data[k] = (uint8_t)~b->data[k];
+    return rc;
+}
+
+/* The length of the encoded value at p (n bytes left), 0 when damaged; with
+ * out, its value (text into txt, which must not move until used: reserved). */
+static size_t dec_value(const uint8_t *p, size_t n, int desc, rn_sql_value_t *out, rn_buf_t *txt)
+{
+    uint8_t x = desc ? 0xff : 0;
+    if (n < 1) return 0;
+    uint8_t cls = p[0] ^ x;
+    if (cls == 1) {
+        if (out) out->type = RN_SQL_NULL;
+        return 1;
+    }
+    if (cls == 2) {
+        if (n < 18) return 0;
+        uint64_t bits = 0, i = 0;
+        for (int k = 0; k < 8; k++) {
+            bits = bits << 8 | (uint8_t)(p[1 + k] ^ x);
+            i = i << 8 | (uint8_t)(p[10 + k] ^ x);
+        }
+        if (out) {
+            if ((p[9] ^ x) == 0) {
+                out->type = RN_SQL_INT;
+                out->i = (int64_t)(i ^ (1ull << 63));
+            } else {
+                bits = bits >> 63 ? bits & ~(1ull << 63) : ~bits;
+                out->type = RN_SQL_REAL;
+                memcpy(&out->d, &bits, 8);
+            }
+        }
+        return 18;
+    }
+    if (cls != 3 && cls != 4) return 0;
+    size_t k = 1, start = txt ? txt->len : 0;
+    for (;;) {
+        if (k + 1 > n) return 0;
+        uint8_t c = p[k] ^ x;
+        if (c != 0) {
+            if (out && txt) txt->data[txt->len++] = c;
+            k++;
+            continue;
+        }
+        if (k + 2 > n) return 0;
+        uint8_t d = p[k + 1] ^ x;
+        k += 2;
+        if (d == 0) break;
+        if (d != 0xff) return 0;
+        if (out && txt) txt->data[txt->len++] = 0;
+    }
+    if (out) {
+        out->type = cls == 3 ? RN_SQL_TEXT : RN_SQL_BLOB;
+        out->s = txt ? (const char *)txt->data + start : "";
+        out->n = txt ? txt->len - start : 0;
+    }
+    return k;
+}
+
+static unsigned row_mask(const uint8_t *row)
+{
+    return (unsigned)row[10] | (unsigned)row[11] << 8;
+}
+
+void rn_topn_row_limit(const uint8_t *row, size_t n, int *fn, int64_t *limit)
+{
+    *fn = 0;
+    *limit = INT64_MAX;
+    if (n < ROW_HDR) return;
+    uint64_t v = 0;
+    for (int k = 7; k >= 0; k--) v = v << 8 | row[1 + k];
+    *fn = row[0];
+    *limit = (int64_t)v;
+}
+
+/* Bytes of the header and the ORDER BY keys of an encoded row (0: damaged). */
+static size_t keys_len(const uint8_t *row, size_t n)
+{
+    if (n < ROW_HDR) return 0;
+    size_t k = ROW_HDR;
+    unsigned mask = row_mask(row);
+    for (int j = 0; j < row[9]; j++) {
+        size_t used = dec_value(row + k, n - k, (mask >> j) & 1, NULL, NULL);
+        if (!used) return 0;
+        k += used;
+    }
+    return k;
+}
+
+int rn_topn_row_tie(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+    size_t ka = keys_len(a, an), kb = keys_len(b, bn);
+    return ka && ka == kb && memcmp(a, b, ka) == 0;
+}
+
+static void fn_topn_row(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    int fn = 0, norder = 0;
+    long long n = 0;
+    unsigned mask = 0;
+    const char *spec = (const char *)sqlite3_value_text(argv[0]);
+    if (!spec || sscanf(spec, "%d:%lld:%d:%u", &fn, &n, &norder, &mask) != 4 || norder < 0 ||
+        norder >= argc) {
+        sqlite3_result_error(ctx, "__rn_topn_row: bad spec", -1);
+        return;
+    }
+    rn_buf_t b = RN_BUF_INIT;
+    uint8_t hdr[ROW_HDR];
+    hdr[0] = (uint8_t)fn;
+    for (int k = 0; k < 8; k++) hdr[1 + k] = (uint8_t)((uint64_t)n >> (8 * k));
+    hdr[9] = (uint8_t)norder;
+    hdr[10] = (uint8_t)mask;
+    hdr[11] = (uint8_t)(mask >> 8);
+    int rc = enc_put(&b, hdr, ROW_HDR);
+    for (int k = 1; rc == 0 && k < argc; k++)
+        rc = enc_value(&b, argv[k], k <= norder && ((mask >> (k - 1)) & 1));
+    if (rc != 0) sqlite3_result_error_nomem(ctx);
+    else sqlite3_result_blob64(ctx, b.data, b.len, SQLITE_TRANSIENT);
+    rn_buf_free(&b);
+}
+
+int rn_topn_register(sqlite3 *db, char *errmsg)
+{
+    if (sqlite3_create_function_v2(db, "__rn_topn_row", -1, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+                                   NULL, fn_topn_row, NULL, NULL, NULL) != SQLITE_OK)
+        return rn_errf(errmsg, RN_ESQLITE, "cannot register __rn_topn_row: %s",
+                       sqlite3_errmsg(db));
+    return 0;
+}
+
 /* ---- running --------------------------------------------------------------------- */
 
 typedef struct trow {
@@ -466,8 +708,14 @@ struct topn {
     int             ninner;
     int             mult;                       /* the rows form's "#topn" column; -1 */
     int             part[RN_SQL_MAX_KEYS + 2], order[RN_SQL_MAX_KEYS];
+    int             norder;                     /* ORDER BY keys among the inner columns
+                                                   (0 in the rows form: in the rows) */
+    int             ncols;                      /* the rows form: columns of a row */
     int             nout;
-    int             src[TOPN_MAX_COLS * 2];     /* per output column: inner index, -1 rank */
+    int             src[TOPN_MAX_COLS * 2];     /* per output column: inner index, -1 the
+                                                   rank, -2 - k column k of a row */
+    rn_sql_value_t  dec[TOPN_MAX_COLS];         /* the rows form: a row's columns */
+    rn_buf_t        txt;                        /* ... their text */
     char           *names[TOPN_MAX_COLS * 2];
     trow_t         *rows;
     size_t          nrows, cap;
@@ -502,12 +750,20 @@ int rn_topn_open(const topn_spec_t *s, sqlite3_stmt *est, win_kind_t win, topn_t
                     "closes: its subquery must aggregate over windows (GROUP BY TUMBLE/HOP/"
                     "SESSION or FROM TABLE(TUMBLE(...))); a TopN without a window would be an "
                     "updating result, which streamsql does not emit");
+    int rc0;
     topn_t *t = calloc(1, sizeof *t);
     if (!t) return rn_errf(errmsg, -ENOMEM, "out of memory");
     t->s = s;
     t->ninner = sqlite3_column_count(est);
     t->mult = s->rows ? inner_index(est, TOPN_MULT) : -1;
     assert(!s->rows || t->mult >= 0);
+    for (int k = 0; s->rows && k < s->norder; k++)
+        if (is_window_col(s->order[k].name)) {
+            rc0 = terr(erroff, s->order[k].off, errmsg, "ORDER BY %s: a window's rows all have "
+                       "the same; order them by a column of the rows", s->order[k].name);
+            rn_topn_destroy(t);
+            return rc0;
+        }
     int rc = 0, has_start = 0, has_end = 0;
     for (int k = 0; k < s->npart; k++) {
         if ((t->part[k] = inner_index(est, s->part[k].name)) < 0) {
@@ -523,7 +779,8 @@ int rn_topn_open(const topn_spec_t *s, sqlite3_stmt *est, win_kind_t win, topn_t
                   "subquery)");
         goto fail;
     }
-    for (int k = 0; k < s->norder; k++)
+    t->norder = s->rows ? 0 : s->norder;
+    for (int k = 0; k < t->norder; k++)
         if ((t->order[k] = inner_index(est, s->order[k].name)) < 0) {
             rc = no_column(est, "ORDER BY", &s->order[k], erroff, errmsg);
             goto fail;
@@ -542,6 +799,9 @@ int rn_topn_open(const topn_spec_t *s, sqlite3_stmt *est, win_kind_t win, topn_t
         } else if (!m->name[0]) {
             msrc[nmid] = -1;
             mname[nmid++] = s->rank.alias;
+        } else if (s->rows && !is_window_col(m->name)) {
+            msrc[nmid] = -2 - t->ncols++;           /* rewrite_rows' order */
+            mname[nmid++] = m->name;
         } else {
             int i = inner_index(est, m->name);
             if (i < 0) { rc = no_column(est, "column", m, erroff, errmsg); goto fail; }
@@ -655,7 +915,7 @@ static int part_cmp(const topn_t *t, sqlite3_value **a, sqlite3_value **b)
 
 static int order_cmp(const topn_t *t, sqlite3_value **a, sqlite3_value **b)
 {
-    for (int k = 0; k < t->s->norder; k++) {
+    for (int k = 0; k < t->norder; k++) {
         int c = value_cmp(a[t->order[k]], b[t->order[k]]);
         if (c) return t->s->desc[k] ? -c : c;
     }
@@ -701,6 +961,60 @@ static void clear_rows(topn_t *t)
     t->nrows = 0;
 }
 
+/* One output row: columns from the inner row v, the rank, the decoded row. */
+static int put_row(topn_t *t, sqlite3_value **v, int64_t shown, rn_sql_row_fn fn, void *ctx)
+{
+    for (int k = 0; k < t->nout; k++) {
+        if (t->src[k] == -1) {
+            t->vals[k].type = RN_SQL_INT;
+            t->vals[k].i = shown;
+        } else if (t->src[k] < -1) {
+            t->vals[k] = t->dec[-2 - t->src[k]];
+        } else {
+            to_value(v[t->src[k]], &t->vals[k]);
+        }
+    }
+    return fn(ctx, t->vals, t->nout);
+}
+
+/* The rows form: the group's kept rows (window.c AG_TOPN's value: per row a
+ * 4-byte little-endian length and the encoded row), in rank order. */
+static int flush_rows(topn_t *t, sqlite3_value **v, rn_sql_row_fn fn, void *ctx)
+{
+    const uint8_t *p = sqlite3_value_blob(v[t->mult]);
+    size_t n = (size_t)sqlite3_value_bytes(v[t->mult]), at = 0;
+    const uint8_t *prev = NULL;
+    size_t prevn = 0;
+    int64_t number = 0, rank = 0, dense = 0;
+    int rc = 0;
+    while (rc == 0 && at + 4 <= n) {
+        uint32_t len = (uint32_t)p[at] | (uint32_t)p[at + 1] << 8 | (uint32_t)p[at + 2] << 16 |
+                       (uint32_t)p[at + 3] << 24;
+        const uint8_t *row = p + at + 4;
+        if (len > n - at - 4) break;
+        at += 4 + (size_t)len;
+        int tie = prev && rn_topn_row_tie(prev, prevn, row, len);
+        number++;
+        if (!tie) { rank = number; dense++; }
+        prev = row;
+        prevn = len;
+        int64_t shown = t->s->fn == TF_ROW_NUMBER ? number : t->s->fn == TF_RANK ? rank : dense;
+        if (shown > t->s->n) break;
+        /* decode the columns, after the keys */
+        t->txt.len = 0;
+        if (rn_buf_reserve(&t->txt, len, 0) != 0) return -ENOMEM;
+        size_t k = keys_len(row, len);
+        for (int c = 0; c < t->ncols && k; c++) {
+            size_t used = dec_value(row + k, len - k, 0, &t->dec[c], &t->txt);
+            k = used ? k + used : 0;
+        }
+        assert(k == len);              /* rows are made by __rn_topn_row */
+        if (k != len) continue;
+        rc = put_row(t, v, shown, fn, ctx);
+    }
+    return rc;
+}
+
 int rn_topn_flush(topn_t *t, rn_sql_row_fn fn, void *ctx)
 {
     int rc = 0;
@@ -708,27 +1022,17 @@ int rn_topn_flush(topn_t *t, rn_sql_row_fn fn, void *ctx)
     int64_t number = 0, rank = 0, dense = 0;
     for (size_t r = 0; r < t->nrows && rc == 0; r++) {
         sqlite3_value **v = t->rows[r].v;
+        if (t->s->rows) {              /* each inner row is a partition with its rows */
+            rc = flush_rows(t, v, fn, ctx);
+            continue;
+        }
         int new_part = r == 0 || part_cmp(t, t->rows[r - 1].v, v) != 0;
         int tie = !new_part && order_cmp(t, t->rows[r - 1].v, v) == 0;
         if (new_part) number = rank = dense = 0;
-        /* the rows form: a row that came m times is m equal rows */
-        int64_t m = t->mult >= 0 ? sqlite3_value_int64(v[t->mult]) : 1;
-        for (int64_t c = 0; c < m && rc == 0; c++) {
-            number++;
-            if (!tie && c == 0) { rank = number; dense++; }
-            int64_t shown = t->s->fn == TF_ROW_NUMBER ? number
-                            : t->s->fn == TF_RANK ? rank : dense;
-            if (shown > t->s->n) break;
-            for (int k = 0; k < t->nout; k++) {
-                if (t->src[k] < 0) {
-                    t->vals[k].type = RN_SQL_INT;
-                    t->vals[k].i = shown;
-                } else {
-                    to_value(v[t->src[k]], &t->vals[k]);
-                }
-            }
-            rc = fn(ctx, t->vals, t->nout);
-        }
+        number++;
+        if (!tie) { rank = number; dense++; }
+        int64_t shown = t->s->fn == TF_ROW_NUMBER ? number : t->s->fn == TF_RANK ? rank : dense;
+        if (shown <= t->s->n) rc = put_row(t, v, shown, fn, ctx);
     }
     clear_rows(t);
     return rc > 0 ? 0 : rc;
@@ -741,5 +1045,6 @@ void rn_topn_destroy(topn_t *t)
     free(t->rows);
     for (int k = 0; k < t->nout; k++) free(t->names[k]);
     free(t->vals);
+    rn_buf_free(&t->txt);
     free(t);
 }

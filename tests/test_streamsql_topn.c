@@ -260,6 +260,14 @@ static const query_t corpus[] = {
      "2000 AS window_end, level, at AS ts, svc FROM recs, hops), r AS (SELECT *, RANK() OVER "
      "(PARTITION BY window_start, window_end, level ORDER BY ts) AS rk FROM a) SELECT * FROM r "
      "WHERE rk <= 1 ORDER BY window_start, window_end, level", 0},
+    /* DENSE_RANK over a TVF's rows, ascending (NULLs first), N beyond some partitions */
+    {"SELECT * FROM (SELECT window_start, window_end, svc, lat, ts, DENSE_RANK() OVER "
+     "(PARTITION BY window_start, window_end, svc ORDER BY lat) AS d FROM TABLE(TUMBLE(TABLE "
+     "%1$s, DESCRIPTOR(ts), INTERVAL '2' SECOND))) WHERE d <= 3",
+     "WITH a AS (SELECT at - at % 2000 AS window_start, at - at % 2000 + 2000 AS window_end, "
+     "svc, lat, at AS ts FROM recs), r AS (SELECT *, DENSE_RANK() OVER (PARTITION BY "
+     "window_start, window_end, svc ORDER BY lat) AS d FROM a) SELECT * FROM r WHERE d <= 3 "
+     "ORDER BY window_start, window_end, svc, lat, svc, lat, ts", 0},
     /* LIMIT over the ranked rows */
     {"SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end "
      "ORDER BY n DESC) AS rn FROM (SELECT window_start, window_end, svc, count(*) AS n, "
@@ -459,6 +467,10 @@ static const refusal_t refusals[] = {
      "ORDER BY lat DESC) AS rn FROM TABLE(TUMBLE(TABLE rs, DESCRIPTOR(ts), INTERVAL '1' "
      "SECOND)) GROUP BY window_start) WHERE rn <= 1", "a TopN over a window TVF ranks its rows",
      "GROUP BY window_start)"},
+    {"SELECT * FROM (SELECT window_start, window_end, svc, ROW_NUMBER() OVER (PARTITION BY "
+     "window_start, window_end ORDER BY lat DESC) AS rn FROM TABLE(TUMBLE(TABLE rs, "
+     "DESCRIPTOR(ts), INTERVAL '1' SECOND)) WHERE nosuch > 1) WHERE rn <= 1",
+     "unknown column 'nosuch'", "nosuch"},
     {"SELECT svc, rank FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY n "
      "DESC) AS rn FROM " INNER ") WHERE rn <= 3", "column rank: the TopN's ranking SELECT has "
      "no such column", "rank FROM"},
