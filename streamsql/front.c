@@ -22,7 +22,9 @@
  *     without an alias gets AS "<its original text>", as sqlite names it.
  *  6. Nothing is accepted that sqlite would evaluate over one batch instead
  *     of the stream: a subquery reading a table (the stream itself, another
- *     stream or topic), a window function (OVER), an sqlite aggregate other
+ *     stream or topic), a window function (OVER; the one exception, a Window
+ *     TopN around the query, is taken off by topn.c before the rest of the
+ *     front sees the statement), an sqlite aggregate other
  *     than the stream aggregates, rowid, EMIT CHANGES with HAVING (no
  *     retraction) are refused, each with what to write instead. SELECT
  *     DISTINCT is planned as a global grouping by the select items that

@@ -47,7 +47,8 @@
  *     IO, ...) still fail the query.
  *  8. Results never depend on how records were batched. sqlite sees one
  *     batch at a time, so the front refuses whatever it would compute over
- *     a batch rather than the stream (subqueries reading a table, OVER,
+ *     a batch rather than the stream (subqueries reading a table, OVER
+ *     outside a Window TopN, which ranks closed windows' final rows: topn.c,
  *     sqlite's own aggregates, rowid; SELECT DISTINCT is a grouping that
  *     emits each row once), and everything stateful
  *     happens per row in C: the event-time frontier of a queue moves, before

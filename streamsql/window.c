@@ -39,7 +39,10 @@
  *     error 1.6%); percentile_approx a log-bucket sketch (relative error 1%,
  *     2048 buckets per sign, lower buckets folded). Both sketches end in the
  *     same state whatever order the values came in. With FILTER (WHERE c) an
- *     aggregate skips the rows where c is not true (win_t.skip).
+ *     aggregate skips the rows where c is not true (win_t.skip). The TopN
+ *     rows aggregate (AG_TOPN, topn.c's rows form) keeps the group's encoded
+ *     rows sorted by their bytes and drops those ranked past the limit the
+ *     rows carry: its state is bounded, and the same for any arrival order.
  *  4. Groups handed out by rn_win_collect stay valid until rn_win_release.
  *  5. rn_win_save / rn_win_load (checkpoints, sql.h's rn_sql_state_save) capture
  *     everything that decides future output: the frontier, closed_to, the
@@ -528,7 +531,7 @@ static int topn_add(acc_t *a, const val_t *v)
     rn_topn_row_limit(v->s, v->n, &fn, &limit);
     if (fn == 0 && (int64_t)lo >= limit) return 0;      /* ROW_NUMBER: past the N-th */
     if (a->nrows == a->caprows) {
-        uint32_t cap = a->caprows ? a->caprows * 2 : 4;
+        uint32_t cap = a->caprows ? a->caprows * 2 : limit < 4 ? 1 : 4;   /* dedup: 1 */
         val_t *r = realloc(a->rows, cap * sizeof *r);
         if (!r) return -ENOMEM;
         a->rows = r;
