@@ -570,7 +570,7 @@ out:
 static int open_topn(rn_sql_t *q, int *erroff, char *errmsg)
 {
     if (!q->f.topn) return 0;
-    if (q->f.emit_changes) {
+    if (q->f.emit_changes && !rn_topn_keep_first(q->f.topn)) {
         if (erroff) *erroff = rn_front_find_ident(&q->f, "EMIT");
         return rn_errf(errmsg, RN_EINVAL, "a TopN ranks the final rows of each window: EMIT "
                        "CHANGES would need retractions; use EMIT FINAL (the default)");
@@ -602,7 +602,7 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
         cfg.nkeys = q->f.nkeys;
         cfg.naggs = q->f.naggs;
         cfg.changes = q->f.emit_changes;
-        cfg.first_seen = q->f.distinct;
+        cfg.first_seen = q->f.distinct || (q->f.topn && rn_topn_keep_first(q->f.topn));
         cfg.key_order = q->o.key_order;
         for (int k = 0; k < q->f.naggs; k++) {
             cfg.agg[k] = q->f.aggs[k].kind;

@@ -251,6 +251,9 @@ int  rn_topn_row_tie(const uint8_t *a, size_t an, const uint8_t *b, size_t bn);
 /* EXPLAIN and errors of the rows form: its inner query is generated, so an
  * error offset in it maps back to the user's text (or the TopN's start). */
 int  rn_topn_map_offset(const topn_spec_t *s, int off);
+/* Keep-first deduplication over a stream (no window): each key's row goes out
+ * once, when the key is first seen (win_cfg_t.first_seen, EMIT CHANGES). */
+int  rn_topn_keep_first(const topn_spec_t *s);
 
 /* ---- window state (window.c) --------------------------------------------- */
 

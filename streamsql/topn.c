@@ -16,6 +16,14 @@
  *     FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '10' SECOND)) [WHERE ...])
  *   WHERE rn <= N
  *
+ * or, without a window, keep-first deduplication over a stream's rows
+ *
+ *   SELECT ... FROM (SELECT k, v, ts, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts ASC)
+ *     AS rn FROM s [WHERE ...]) WHERE rn = 1
+ *
+ * (a grouping by k emitting each group once, when made: the first row in
+ * arrival order; its state is the keys seen, unbounded).
+ *
  * RANK() and DENSE_RANK() are accepted in place of ROW_NUMBER(). The front
  * (rn_topn_parse) recognises the wrapper and records it in a topn_spec_t. The
  * aggregate form blanks the wrapper: the inner query stays at its offsets and
@@ -89,8 +97,9 @@ struct topn_spec {
     int         nout;                    /* outer items; a single "*" for all */
     topn_name_t out[TOPN_MAX_COLS];
     int         off;                     /* the statement's first token */
-    int         rows;                    /* over a window TVF's rows: each distinct row is a
-                                            group, "#topn" its multiplicity */
+    int         rows;                    /* the rows form (over a window TVF's or, keep
+                                            first, a stream's rows) */
+    int         first;                   /* keep first per key over a stream, no window */
     int         rank_tb, rank_te;        /* the rank item's tokens (while parsing) */
     /* the rows form's generated text: [copy_new, copy_new + copy_len) is the user's
      * [copy_old, ...) (the TVF and its WHERE), tail_new.. the user's tail_old.. */
@@ -352,9 +361,13 @@ static int rewrite_rows(front_t *f, topn_spec_t *s, int s0, int mfrom, int mid_r
     char spec[64];
     snprintf(spec, sizeof spec, "%d:%lld:%d:%u", (int)s->fn, (long long)s->n, s->norder, mask);
     int rc = rn_buf_append(&b, f->sql, f->toks[s0].off, 0);
-    if (rc == 0) rc = rn_buf_append(&b, "SELECT window_start, window_end", 31, 0);
-    for (int k = 0; rc == 0 && k < s->npart; k++)
-        if (!is_window_col(s->part[k].name)) rc = append_name(&b, f, &s->part[k]);
+    if (rc == 0 && !s->first) rc = rn_buf_append(&b, "SELECT window_start, window_end", 31, 0);
+    if (rc == 0 && s->first) rc = rn_buf_append(&b, "SELECT ", 7, 0);
+    for (int k = 0; rc == 0 && k < s->npart; k++)         /* keep first: no window */
+        if (!is_window_col(s->part[k].name))
+            rc = s->first && k == 0 ? rn_buf_append(&b, f->sql + s->part[0].off,
+                                                    (size_t)s->part[0].len, 0)
+                                    : append_name(&b, f, &s->part[k]);
     if (rc == 0) rc = rn_buf_append(&b, ", __rn_topn(__rn_topn_row('", 27, 0);
     if (rc == 0) rc = rn_buf_append(&b, spec, strlen(spec), 0);
     if (rc == 0) rc = rn_buf_append(&b, "'", 1, 0);
@@ -369,9 +382,15 @@ static int rewrite_rows(front_t *f, topn_spec_t *s, int s0, int mfrom, int mid_r
     s->copy_new = (int)b.len;
     s->copy_len = (int)(f->toks[mid_rp].off - f->toks[mfrom].off);
     if (rc == 0) rc = rn_buf_append(&b, f->sql + s->copy_old, (size_t)s->copy_len, 0);
-    if (rc == 0) rc = rn_buf_append(&b, " GROUP BY window_start, window_end", 34, 0);
+    if (rc == 0 && !s->first) rc = rn_buf_append(&b, " GROUP BY window_start, window_end", 34, 0);
+    if (rc == 0 && s->first) rc = rn_buf_append(&b, " GROUP BY ", 10, 0);
     for (int k = 0; rc == 0 && k < s->npart; k++)
-        if (!is_window_col(s->part[k].name)) rc = append_name(&b, f, &s->part[k]);
+        if (!is_window_col(s->part[k].name))
+            rc = s->first && k == 0 ? rn_buf_append(&b, f->sql + s->part[0].off,
+                                                    (size_t)s->part[0].len, 0)
+                                    : append_name(&b, f, &s->part[k]);
+    /* keep first: each key's group goes out once, when it is made (cfg.first_seen) */
+    if (rc == 0 && s->first) rc = rn_buf_append(&b, " EMIT CHANGES", 13, 0);
     if (rc == 0) rc = rn_buf_append(&b, " ", 1, 0);
     s->tail_old = (int)(next < f->ntoks ? f->toks[next].off : f->len);
     s->tail_new = (int)b.len;
@@ -394,6 +413,31 @@ int rn_topn_map_offset(const topn_spec_t *s, int off)
     if (off >= s->copy_new && off < s->copy_new + s->copy_len)
         return off - s->copy_new + s->copy_old;
     return s->off;                   /* in the generated text: the TopN itself */
+}
+
+/* Over a stream's rows without a window, only keep-first deduplication has a
+ * final result: ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts ASC) = 1. */
+static int check_first(const front_t *f, const topn_spec_t *s, int src, int *erroff,
+                       char *errmsg)
+{
+    for (int k = 0; k < s->npart; k++)
+        if (is_window_col(s->part[k].name))
+            return terr(erroff, s->part[k].off, errmsg, "%s is a column of a window: rank "
+                        "FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), ...)) or a windowed GROUP BY",
+                        s->part[k].name);
+    int first = s->fn == TF_ROW_NUMBER && s->norder == 1 && !s->desc[0] &&
+                !strcasecmp(s->order[0].name, "ts");
+    if (!first)
+        return terr(erroff, off_of(f, src), errmsg, "over a stream without a window only "
+                    "keep-first deduplication runs (ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts"
+                    " ASC) AS rn ... WHERE rn = 1); a TopN or keep-last would be an updating "
+                    "result: rank per window, FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), ...))");
+    return 0;
+}
+
+int rn_topn_keep_first(const topn_spec_t *s)
+{
+    return s->first;
 }
 
 int rn_topn_parse(front_t *f, int *erroff, char *errmsg)
@@ -425,18 +469,20 @@ int rn_topn_parse(front_t *f, int *erroff, char *errmsg)
     if ((rc = parse_mid(f, mid_lp + 2, mfrom, d1, s, erroff, errmsg)) != 0) goto fail;
     int tvf = rn_front_tok_is(f, mfrom + 1, "TABLE") && mfrom + 2 < mid_rp &&
               f->toks[mfrom + 2].kind == TK_LP;
-    if (!tvf && (mfrom + 1 >= mid_rp || f->toks[mfrom + 1].kind != TK_LP ||
-                 !rn_front_tok_is(f, mfrom + 2, "SELECT"))) {
+    int stream = !tvf && mfrom + 1 < mid_rp && is_name(f, mfrom + 1);
+    if (stream && (rc = check_first(f, s, mfrom + 1, erroff, errmsg)) != 0) goto fail;
+    if (!tvf && !stream && (mfrom + 1 >= mid_rp || f->toks[mfrom + 1].kind != TK_LP ||
+                            !rn_front_tok_is(f, mfrom + 2, "SELECT"))) {
         rc = terr(erroff, off_of(f, mfrom + 1), errmsg, "a TopN ranks the rows of a window: "
                   "FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '10' SECOND)) or FROM "
                   "(<a GROUP BY TUMBLE/HOP/SESSION query>); without a window it would be an "
                   "updating result");
         goto fail;
     }
-    int in_lp = mfrom + 1, in_rp = tvf ? mid_rp : rn_front_match_paren(f, in_lp);
+    int in_lp = mfrom + 1, in_rp = tvf || stream ? mid_rp : rn_front_match_paren(f, in_lp);
     topn_name_t alias;
-    if (tvf) {
-        int tvf_rp = rn_front_match_paren(f, mfrom + 2);
+    if (tvf || stream) {
+        int tvf_rp = stream ? mfrom + 1 : rn_front_match_paren(f, mfrom + 2);
         for (int i = tvf_rp + 1; i < mid_rp; i++)
             if (f->toks[i].depth == d1 && (rn_front_tok_is(f, i, "GROUP") ||
                                           rn_front_tok_is(f, i, "HAVING"))) {
@@ -466,6 +512,13 @@ int rn_topn_parse(front_t *f, int *erroff, char *errmsg)
     }
     int next = f->ntoks;
     if ((rc = parse_cond(f, w + 1, s, &next, erroff, errmsg)) != 0) goto fail;
+    if (stream && s->n != 1) {
+        rc = terr(erroff, off_of(f, w + 1), errmsg, "over a stream without a window only "
+                  "keep-first deduplication runs (WHERE %s = 1); a TopN would be an updating "
+                  "result: rank per window, FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), ...))",
+                  s->rank.alias);
+        goto fail;
+    }
     if (next < f->ntoks && !rn_front_tok_is(f, next, "LIMIT") &&
         !rn_front_tok_is(f, next, "EMIT") && !rn_front_tok_is(f, next, "WITH")) {
         rc = terr(erroff, off_of(f, next), errmsg, "the outer WHERE of a TopN is %s <= N (or "
@@ -474,11 +527,12 @@ int rn_topn_parse(front_t *f, int *erroff, char *errmsg)
         goto fail;
     }
     if ((rc = parse_out(f, s0 + 1, from, d0, s, erroff, errmsg)) != 0) goto fail;
-    rc = tvf ? rewrite_rows(f, s, s0, mfrom, mid_rp, next)
-             : rewrite_inner(f, s0, in_lp, in_rp, next, erroff, errmsg);
+    s->first = stream;
+    rc = tvf || stream ? rewrite_rows(f, s, s0, mfrom, mid_rp, next)
+                       : rewrite_inner(f, s0, in_lp, in_rp, next, erroff, errmsg);
     if (rc == -ENOMEM) rc = rn_errf(errmsg, rc, "out of memory");
     if (rc != 0) goto fail;
-    s->rows = tvf;
+    s->rows = tvf || stream;
     f->topn = s;
     return 1;
 fail:
@@ -499,7 +553,11 @@ int rn_topn_describe(const topn_spec_t *s, char *out, size_t size)
     for (int k = 0; k < s->norder && n < size; k++)
         n += (size_t)snprintf(out + n, size - n, "%s %s %s", k ? "," : " ORDER BY",
                               s->order[k].name, s->desc[k] ? "DESC" : "ASC");
-    if (n < size)
+    if (n < size && s->first)
+        snprintf(out + n, size - n, ") AS %s, keeping the first row of each key when the key "
+                 "is first seen (the set of keys seen grows with the distinct keys)",
+                 s->rank.alias);
+    else if (n < size)
         snprintf(out + n, size - n, ") AS %s, keeping %s <= %lld of each partition when its "
                  "window closes", s->rank.alias, s->rank.alias, (long long)s->n);
     return 0;
@@ -745,7 +803,8 @@ int rn_topn_open(const topn_spec_t *s, sqlite3_stmt *est, win_kind_t win, topn_t
                  int *erroff, char *errmsg)
 {
     *out = NULL;
-    if (win != WK_TUMBLE && win != WK_HOP && win != WK_SESSION)
+    if (!(s->first && win == WK_GLOBAL) && win != WK_TUMBLE && win != WK_HOP &&
+        win != WK_SESSION)
         return terr(erroff, s->off, errmsg, "a TopN ranks the rows of each window when it "
                     "closes: its subquery must aggregate over windows (GROUP BY TUMBLE/HOP/"
                     "SESSION or FROM TABLE(TUMBLE(...))); a TopN without a window would be an "
@@ -773,7 +832,7 @@ int rn_topn_open(const topn_spec_t *s, sqlite3_stmt *est, win_kind_t win, topn_t
         has_start |= strcasecmp(s->part[k].name, "window_start") == 0;
         has_end |= strcasecmp(s->part[k].name, "window_end") == 0;
     }
-    if (win == WK_SESSION ? !(has_start && has_end) : !(has_start || has_end)) {
+    if (!s->first && (win == WK_SESSION ? !(has_start && has_end) : !(has_start || has_end))) {
         rc = terr(erroff, s->part[0].off, errmsg, "a TopN ranks each window on its own: "
                   "PARTITION BY window_start, window_end[, keys] (and select both in the "
                   "subquery)");
