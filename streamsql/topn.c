@@ -444,6 +444,11 @@ int rn_topn_parse(front_t *f, int *erroff, char *errmsg)
 {
     int s0 = f->body, d0 = f->toks[s0].depth;
     int from = -1;
+    /* the rows form's functions are generated, never the user's */
+    for (int i = s0; i < f->ntoks; i++)
+        if (rn_front_tok_is(f, i, "__rn_topn") || rn_front_tok_is(f, i, "__rn_topn_row"))
+            return terr(erroff, off_of(f, i), errmsg, "names starting with __ are the engine's "
+                        "own");
     for (int i = s0 + 1; i < f->ntoks; i++)
         if (f->toks[i].depth == d0 && rn_front_tok_is(f, i, "FROM") &&
             !rn_front_tok_is(f, i - 1, "DISTINCT")) {

@@ -514,6 +514,10 @@ static const refusal_t refusals[] = {
      "window_start, window_end ORDER BY lat DESC) AS rn FROM TABLE(TUMBLE(TABLE rs, "
      "DESCRIPTOR(ts), INTERVAL '1' SECOND)) WHERE nosuch > 1) WHERE rn <= 1",
      "unknown column 'nosuch'", "nosuch"},
+    {"SELECT svc, __rn_topn(lat) FROM rs GROUP BY svc", "names starting with __ are the engine's",
+     "__rn_topn("},
+    {"SELECT __rn_topn_row('0:1:0:0', lat) FROM rs", "names starting with __ are the engine's",
+     "__rn_topn_row"},
     {"SELECT svc, rank FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY n "
      "DESC) AS rn FROM " INNER ") WHERE rn <= 3", "column rank: the TopN's ranking SELECT has "
      "no such column", "rank FROM"},
