@@ -9,8 +9,9 @@
  *  - no statement can load a library: load_extension() is refused, also
  *    with --udf-dir given, and without --udf-dir the functions do not exist;
  *  - `streamsql --udf-dir` and `runneld --udf-dir` (a real broker on
- *    loopback, queried by `streamsql --server`) run them; both refuse a bad
- *    directory with exit status 2 and a one-line error.
+ *    loopback, queried by `streamsql --server`) run them, also inside a
+ *    Window TopN (the same rows both ways); both refuse a bad directory with
+ *    exit status 2 and a one-line error.
  */
 #include "tests/test_streamsql_util.h"
 #include "tests/util/util.h"
@@ -162,6 +163,20 @@ static void test_udf_programs(void **state)
     assert_non_null(strstr(out, "lennur,"));
     free(out);
     free(err);
+    /* a Window TopN with a native function, embedded: compared with the broker's below */
+    const char *tq = "SELECT s, c, rn FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY "
+                     "window_start, window_end ORDER BY c DESC) AS rn FROM (SELECT window_start, "
+                     "window_end, s, max(cents(p)) AS c FROM us GROUP BY TUMBLE(ts, '1h'), s)) "
+                     "WHERE rn <= 3";
+    const char *t1[] = {RN_BIN_DIR "/streamsql", "--data", data, "--udf-dir", EXAMPLE_DIR,
+                        "--format", "csv", "-e", tq, NULL};
+    char *topn_local;
+    assert_int_equal(run_prog(t1, &topn_local, &err), 0);
+    free(err);
+    /* the largest cents(p) first: héllo's 1e6 -> 100000000 */
+    assert_non_null(strstr(topn_local, "s,c,rn\nhéllo,100000000,1\n"));
+    assert_non_null(strstr(topn_local, ",3\n"));
+    assert_null(strstr(topn_local, ",4\n"));
     const char *a2[] = {RN_BIN_DIR "/streamsql", "--data", data, "--udf-dir", NOENTRY_DIR,
                         "-e", q, NULL};
     assert_int_equal(run_prog(a2, &out, &err), 2);
@@ -194,6 +209,13 @@ static void test_udf_programs(void **state)
     rn_buf_free(&rows);
     free(out);
     free(err);
+    const char *t2[] = {RN_BIN_DIR "/streamsql", "--server", r.addr, "--format", "csv", "-e", tq,
+                        NULL};
+    assert_int_equal(run_prog(t2, &out, &err), 0);
+    assert_string_equal(out, topn_local);               /* the Query RPC: the same rows */
+    free(out);
+    free(err);
+    free(topn_local);
     /* --udf-dir with --server: the broker loads functions, not the client */
     const char *a4[] = {RN_BIN_DIR "/streamsql", "--server", r.addr, "--udf-dir", EXAMPLE_DIR,
                         "-e", q, NULL};
