@@ -14,6 +14,9 @@
  * queue the rows and the late count are the same for every batching.
  * Ties (many equal counts), N larger than a partition, LIMIT, and the
  * refusals of every other OVER and of TopN shapes that are not supported.
+ * The rows form's checkpoint state stays bounded by N per window and
+ * partition over a window of 3000 records. Pipelines with a TopN under kill -9:
+ * tests/test_etl.c (test_kill_topn).
  */
 #include "tests/test_streamsql_util.h"
 
@@ -546,6 +549,58 @@ static void test_topn_refusals(void **state)
     }
 }
 
+/* The largest checkpoint state (rn_sql_state_save between steps) of sql over
+ * stream s, one batch per step. */
+static size_t max_state(sqlfix_t *f, const char *sql)
+{
+    rows_t r = {RN_BUF_INIT, 0};
+    rn_sql_opts_t o;
+    rn_sql_opts_default(&o);
+    o.row = collect_row;
+    o.ctx = &r;
+    rn_sql_t *q = NULL;
+    char err[RN_ERRMSG_SIZE];
+    int off;
+    if (rn_sql_open(f->d, sql, strlen(sql), &o, &q, &off, err) != 0) fail_msg("%s: %s", sql, err);
+    size_t most = 0;
+    rn_sql_state_t st = RN_SQL_MORE;
+    while (st != RN_SQL_DONE) {
+        rn_buf_t b = RN_BUF_INIT;
+        if (rn_sql_state_save(q, &b, err) != 0) fail_msg("save: %s", err);
+        if (b.len > most) most = b.len;
+        rn_buf_free(&b);
+        if (rn_sql_step(q, &st, err) != 0) fail_msg("step: %s", err);
+    }
+    rn_sql_close(q);
+    assert_true(r.n > 0);
+    rn_buf_free(&r.text);
+    return most;
+}
+
+/* The rows form keeps at most N rows per window and partition (topn.c
+ * invariant 4): over one window of 3000 records (one record per batch), its
+ * saved state stays near what 7 partitions x 2 rows take, while keeping the
+ * window's rows (a grouping by every column) grows with the records. */
+static void test_topn_rows_state_bounded(void **state)
+{
+    sqlfix_t *f = *state;
+    rng = seed(2);
+    rec_t *r = make_records(0);
+    topic(f, "bt", 1);
+    produce_mode(f, "bt", 1, ONE_PER_BATCH, r);
+    create_stream(f, "bs", "bt");
+    size_t topn = max_state(f, "SELECT svc, lat, ts FROM (SELECT window_start, window_end, svc, "
+                            "lat, ts, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, "
+                            "svc ORDER BY lat DESC) AS rn FROM TABLE(TUMBLE(TABLE bs, "
+                            "DESCRIPTOR(ts), INTERVAL '1' DAY))) WHERE rn <= 2");
+    size_t all = max_state(f, "SELECT window_start, svc, lat, ts, count(*) FROM bs "
+                           "GROUP BY TUMBLE(ts, '1d'), svc, lat, ts");
+    printf("rows-form state: %zu bytes at most; every row kept: %zu bytes\n", topn, all);
+    assert_true(topn < 8192);
+    assert_true(all > 20 * topn);
+    free(r);
+}
+
 /* EXPLAIN shows the ranking. */
 static void test_topn_explain(void **state)
 {
@@ -574,6 +629,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_topn_ties, sqlfix_setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_topn_refusals, sqlfix_setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_topn_explain, sqlfix_setup, sqlfix_teardown),
+        cmocka_unit_test_setup_teardown(test_topn_rows_state_bounded, sqlfix_setup,
+                                        sqlfix_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
