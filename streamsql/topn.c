@@ -106,8 +106,8 @@ struct topn_spec {
     int         copy_old, copy_new, copy_len, tail_old, tail_new;
 };
 
-/* The multiplicity column of the rows form (never a user's name: it has a '#'). */
-#define TOPN_MULT "#topn"
+/* The rows form's column of kept rows (never a user's name: it has a '#'). */
+#define TOPN_ROWS "#topn"
 
 static const char *const fn_names[] = {"ROW_NUMBER", "RANK", "DENSE_RANK"};
 
@@ -375,7 +375,7 @@ static int rewrite_rows(front_t *f, topn_spec_t *s, int s0, int mfrom, int mid_r
     for (int k = 0; rc == 0 && k < s->nmid; k++)
         if (s->mid[k].name[0] && !is_window_col(s->mid[k].name))
             rc = append_name(&b, f, &s->mid[k]);
-    static const char as[] = ")) AS \"" TOPN_MULT "\" ";
+    static const char as[] = ")) AS \"" TOPN_ROWS "\" ";
     if (rc == 0) rc = rn_buf_append(&b, as, sizeof as - 1, 0);
     s->copy_old = (int)f->toks[mfrom].off;
     while (rc == 0 && b.len < (size_t)s->copy_old) rc = rn_buf_append(&b, " ", 1, 0);
@@ -769,7 +769,7 @@ typedef struct trow {
 struct topn {
     const topn_spec_t *s;
     int             ninner;
-    int             mult;                       /* the rows form's "#topn" column; -1 */
+    int             rowcol;                     /* the rows form's "#topn" column; -1 */
     int             part[RN_SQL_MAX_KEYS + 2], order[RN_SQL_MAX_KEYS];
     int             norder;                     /* ORDER BY keys among the inner columns
                                                    (0 in the rows form: in the rows) */
@@ -819,8 +819,8 @@ int rn_topn_open(const topn_spec_t *s, sqlite3_stmt *est, win_kind_t win, topn_t
     if (!t) return rn_errf(errmsg, -ENOMEM, "out of memory");
     t->s = s;
     t->ninner = sqlite3_column_count(est);
-    t->mult = s->rows ? inner_index(est, TOPN_MULT) : -1;
-    assert(!s->rows || t->mult >= 0);
+    t->rowcol = s->rows ? inner_index(est, TOPN_ROWS) : -1;
+    assert(!s->rows || t->rowcol >= 0);
     for (int k = 0; s->rows && k < s->norder; k++)
         if (is_window_col(s->order[k].name)) {
             rc0 = terr(erroff, s->order[k].off, errmsg, "ORDER BY %s: a window's rows all have "
@@ -1045,8 +1045,8 @@ static int put_row(topn_t *t, sqlite3_value **v, int64_t shown, rn_sql_row_fn fn
  * 4-byte little-endian length and the encoded row), in rank order. */
 static int flush_rows(topn_t *t, sqlite3_value **v, rn_sql_row_fn fn, void *ctx)
 {
-    const uint8_t *p = sqlite3_value_blob(v[t->mult]);
-    size_t n = (size_t)sqlite3_value_bytes(v[t->mult]), at = 0;
+    const uint8_t *p = sqlite3_value_blob(v[t->rowcol]);
+    size_t n = (size_t)sqlite3_value_bytes(v[t->rowcol]), at = 0;
     const uint8_t *prev = NULL;
     size_t prevn = 0;
     int64_t number = 0, rank = 0, dense = 0;
