@@ -178,20 +178,20 @@ static int columns_from_stmt(rn_sql_t *q, sqlite3_stmt *st)
 {
     int n = sqlite3_column_count(st);
     const char **names = calloc((size_t)n + 1, sizeof *names);
-    int *is_time = calloc((size_t)n + 1, sizeof *is_time);
-    int rc = -ENOMEM;
-    if (names && is_time) {
-        for (int i = 0; i < n; i++) {
-            names[i] = sqlite3_column_name(st, i);
-            is_time[i] = q->f.win != WK_NONE && q->f.win != WK_GLOBAL && names[i] &&
-                         (strcasecmp(names[i], "window_start") == 0 ||
-                          strcasecmp(names[i], "window_end") == 0);
-        }
-        rc = set_columns(q, n, names, is_time);
-    }
+    if (!names) return -ENOMEM;
+    for (int i = 0; i < n; i++) names[i] = sqlite3_column_name(st, i);
+    int rc = columns_from_names(q, n, names);
     free(names);
-    free(is_time);
     return rc;
+}
+
+/* Count a result row and hand it to the row callback. */
+static int deliver_vals(rn_sql_t *q, const rn_sql_value_t *vals, int n)
+{
+    q->st.rows++;
+    if (!q->o.row) return 0;
+    int r = q->o.row(q->o.ctx, vals, n);
+    return r == 0 ? 0 : r < 0 ? r : RN_ECLOSED;
 }
 
 /* Deliver one row of texts (metadata results); NULL = SQL NULL. */
@@ -202,10 +202,7 @@ static int deliver_texts(rn_sql_t *q, const char *const *v)
         q->vals[i].s = v[i];
         q->vals[i].n = v[i] ? strlen(v[i]) : 0;
     }
-    q->st.rows++;
-    if (!q->o.row) return 0;
-    int r = q->o.row(q->o.ctx, q->vals, q->ncols);
-    return r == 0 ? 0 : r < 0 ? r : RN_ECLOSED;
+    return deliver_vals(q, q->vals, q->ncols);
 }
 
 static int deliver_stmt(rn_sql_t *q, sqlite3_stmt *st)
@@ -228,10 +225,7 @@ static int deliver_stmt(rn_sql_t *q, sqlite3_stmt *st)
         default: v->type = RN_SQL_NULL; break;
         }
     }
-    q->st.rows++;
-    if (!q->o.row) return 0;
-    int r = q->o.row(q->o.ctx, q->vals, q->ncols);
-    return r == 0 ? 0 : r < 0 ? r : RN_ECLOSED;
+    return deliver_vals(q, q->vals, q->ncols);
 }
 
 static int limit_reached(const rn_sql_t *q)
@@ -243,11 +237,7 @@ static int limit_reached(const rn_sql_t *q)
 static int deliver_ranked(void *ctx, const rn_sql_value_t *vals, int n)
 {
     rn_sql_t *q = ctx;
-    if (limit_reached(q)) return 1;
-    q->st.rows++;
-    if (!q->o.row) return 0;
-    int r = q->o.row(q->o.ctx, vals, n);
-    return r == 0 ? 0 : r < 0 ? r : RN_ECLOSED;
+    return limit_reached(q) ? 1 : deliver_vals(q, vals, n);
 }
 
 /* "no such column: x" -> a clearer message and the token's offset. */
@@ -628,8 +618,9 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
     if (q->topn) {
         int tn = rn_topn_columns(q->topn, &tnames);
         rc = columns_from_names(q, tn, tnames);
+    } else {
+        rc = columns_from_stmt(q, q->est ? q->est : q->bst);
     }
-    else rc = columns_from_stmt(q, q->est ? q->est : q->bst);
     if (rc != 0)
         return rn_errf(errmsg, rc, "out of memory");
     return open_consumer(q, errmsg);
