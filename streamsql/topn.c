@@ -100,7 +100,6 @@ struct topn_spec {
     int         rows;                    /* the rows form (over a window TVF's or, keep
                                             first, a stream's rows) */
     int         first;                   /* keep first per key over a stream, no window */
-    int         rank_tb, rank_te;        /* the rank item's tokens (while parsing) */
     /* the rows form's generated text: [copy_new, copy_new + copy_len) is the user's
      * [copy_old, ...) (the TVF and its WHERE), tail_new.. the user's tail_old.. */
     int         copy_old, copy_new, copy_len, tail_old, tail_new;
@@ -237,8 +236,6 @@ static int parse_mid(const front_t *f, int b, int e, int d, topn_spec_t *s, int 
                             "(...) AS rn, and keep rows with WHERE rn <= N", fn_names[fn]);
             s->fn = (topn_fn_t)fn;
             s->rank.off = off_of(f, i);
-            s->rank_tb = i;
-            s->rank_te = ie;
             m->name[0] = '\0';
             m->off = off_of(f, i);
         } else if (ie == i + 1 && take_name(f, i, m) == 0) {
