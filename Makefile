@@ -90,6 +90,7 @@ TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # to link there.
 CORE_TESTS := acl_model batch consumer crc32c datadir json etl etl_order faults groups log log_concurrency \
               log_recovery mapping meta root streamsql streamsql_batching streamsql_fn streamsql_oracle \
+              streamsql_topn \
               cluster_fsm
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)
@@ -201,6 +202,16 @@ RUN_TESTS := $(TEST_BIN)
 RUN_REPLAY := $(REPLAY_BIN)
 endif
 
+# The example native function library of --udf-dir (tests/udf/rn_example.c), and
+# a library without an entry point that --udf-dir must refuse.
+UDF_LIBS := $(BIN)/udf-example/librn_example.so $(BIN)/udf-noentry/librn_noentry.so
+$(BIN)/udf-example/librn_example.so: tests/udf/rn_example.c | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -Wall -Wextra -Werror -O2 -g -fPIC -shared $< -o $@ -lm
+$(BIN)/udf-noentry/librn_noentry.so: tests/udf/rn_noentry.c | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -Wall -Wextra -Werror -O2 -g -fPIC -shared $< -o $@
+
 ifeq ($(TSAN),1)
 # Only the core tests: the programs link gRPC, which is not built with TSan.
 # halt_on_error: the first race fails its test binary (run.sh counts it).
@@ -209,7 +220,7 @@ test: $(RUN_TESTS)
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(abspath tests/tsan.supp) $(TSAN_OPTIONS)" \
 	    sh tests/run.sh $(RUN_TESTS)
 else
-test: $(PROGRAMS) $(RUN_TESTS) $(RUN_REPLAY)
+test: $(PROGRAMS) $(UDF_LIBS) $(RUN_TESTS) $(RUN_REPLAY)
 	@sh tests/run.sh $(RUN_TESTS) $(RUN_REPLAY)
 endif
 

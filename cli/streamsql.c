@@ -120,6 +120,8 @@ static const char usage_text[] =
     "                      0: fail at once)\n"
     "  --skip-damaged      go past offsets a store recovery marked damaged or lost (their\n"
     "                      reads fail otherwise), counted on stderr (--data only)\n"
+    "  --udf-dir DIR       load native functions from the shared libraries (*.so, sqlite\n"
+    "                      extensions) in DIR (--data only; for --server, runneld's flag)\n"
     "\n"
     "Statements: SELECT ... FROM stream [WHERE ...] [GROUP BY TUMBLE(ts, '10s') |\n"
     "HOP(ts, '1m', '10s') | SESSION(ts, '30s'), keys...] [HAVING ...] [EMIT FINAL|CHANGES]\n"
@@ -1002,7 +1004,8 @@ int main(int argc, char **argv)
     const char *server = NULL, *expr = NULL, *file = NULL;
     char err[RN_ERRMSG_SIZE];
     enum { OPT_DATA = 256, OPT_SERVER, OPT_FORMAT, OPT_FOLLOW, OPT_FROM, OPT_HELP, OPT_SKIP,
-           OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TOKEN, OPT_RECONNECT };
+           OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TOKEN, OPT_RECONNECT, OPT_UDF_DIR };
+    const char *udf_dir = NULL;
     const char *token = NULL;
     int reconnect_set = 0;
     cfg.reconnect_ms = 120000;
@@ -1020,6 +1023,7 @@ int main(int argc, char **argv)
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"token", required_argument, NULL, OPT_TOKEN},
         {"reconnect-timeout-ms", required_argument, NULL, OPT_RECONNECT},
+        {"udf-dir", required_argument, NULL, OPT_UDF_DIR},
         {NULL, 0, NULL, 0},
     };
     opterr = 0;
@@ -1059,6 +1063,7 @@ int main(int argc, char **argv)
             break;
         }
         case OPT_SKIP: cfg.opts.skip_damaged = 1; break;
+        case OPT_UDF_DIR: udf_dir = optarg; break;
         case OPT_FROM:
             if (rn_sql_parse_from(optarg, &cfg.opts, err) != 0) return fail(EXIT_USAGE, "%s", err);
             cfg.from = optarg;
@@ -1101,6 +1106,10 @@ int main(int argc, char **argv)
                     "--server HOST:PORT, RUNNEL_SERVER)");
     if (server && cfg.opts.skip_damaged)
         return fail(EXIT_USAGE, "--skip-damaged reads the stores itself: use --data DIR");
+    if (server && udf_dir)
+        return fail(EXIT_USAGE, "--udf-dir loads functions into this process: with --server, "
+                    "start runneld with --udf-dir DIR");
+    if (udf_dir && rn_sql_udf_dir(udf_dir, err) != 0) return fail(EXIT_USAGE, "%s", err);
     if (!server && reconnect_set)
         return fail(EXIT_USAGE, "--reconnect-timeout-ms is for a server (--server HOST:PORT)");
     cfg.server = server;

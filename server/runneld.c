@@ -4,7 +4,8 @@
  *
  *   runneld --data DIR [--listen HOST:PORT] [--fsync always|group|interval:MS|never]
  *           [--log-level error|warn|info|debug] [--max-batch-bytes N] [--threads N]
- *           [--port-file FILE] [--pipelines FILE] [--max-produces N] [--max-queries N]
+ *           [--port-file FILE] [--pipelines FILE] [--udf-dir DIR]
+ *           [--max-produces N] [--max-queries N]
  *           [--query-max-steps N] [--query-max-rows N] [--producer-expiry-ms MS]
  *           [--max-timestamp-ahead-ms MS] [--kafka-listen HOST:PORT] [...]
  *           [--metrics-listen HOST:PORT] [--sink-dir DIR] [--store-root DIR] [--allow-root]
@@ -93,6 +94,7 @@
 #include "server/authz.h"
 #include "server/pipelines.h"
 #include "server/server.h"
+#include "streamsql/sql.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -113,7 +115,8 @@ static rn_acl_t *g_acl;
 static const char usage[] =
     "usage: runneld --data DIR [--listen HOST:PORT] [--fsync always|group|interval:MS|never]\n"
     "               [--log-level error|warn|info|debug] [--max-batch-bytes N] [--threads N]\n"
-    "               [--port-file FILE] [--pipelines FILE] [--max-produces N] [--max-queries N]\n"
+    "               [--port-file FILE] [--pipelines FILE] [--udf-dir DIR] [--max-produces N]\n"
+    "               [--max-queries N]\n"
     "               [--query-max-steps N] [--query-max-rows N] [--producer-expiry-ms MS]\n"
     "               [--max-timestamp-ahead-ms MS] [--kafka-listen HOST:PORT]\n"
     "               [--kafka-advertise HOST:PORT] [--kafka-auto-create-queues N]\n"
@@ -135,6 +138,8 @@ static const char usage[] =
     "  --pipelines FILE   apply its CREATE STREAM / CREATE PIPELINE / DROP ... statements\n"
     "                     (again at every start: unchanged ones do nothing), then run\n"
     "                     every pipeline not paused\n"
+    "  --udf-dir DIR      native functions for queries and pipelines: every *.so in DIR\n"
+    "                     is an sqlite extension loaded on each query's connection\n"
     "  --max-produces N   produce requests in the broker at once (default 1024); more are\n"
     "                     refused with RESOURCE_EXHAUSTED, storing nothing\n"
     "  --max-queries N    queries running at once, one thread each (default 64)\n"
@@ -333,7 +338,8 @@ int main(int argc, char **argv)
            OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS, OPT_PEXPIRY, OPT_TSAHEAD,
            OPT_KLISTEN, OPT_KADV, OPT_KAUTO, OPT_KFRAME, OPT_KFTIMEOUT, OPT_MLISTEN,
            OPT_SINKDIR, OPT_STOREROOT, OPT_ALLOWROOT, OPT_TLSCERT, OPT_TLSKEY, OPT_TLSCA,
-           OPT_INSECURE, OPT_USERS, OPT_REQAUTH, OPT_AUTHFAIL, OPT_SUPER, OPT_NODEID, OPT_CLUSTER, OPT_CSNAP };
+           OPT_INSECURE, OPT_USERS, OPT_REQAUTH, OPT_AUTHFAIL, OPT_SUPER, OPT_NODEID, OPT_CLUSTER, OPT_CSNAP,
+           OPT_UDFDIR };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -343,6 +349,7 @@ int main(int argc, char **argv)
         {"threads", required_argument, NULL, OPT_THREADS},
         {"port-file", required_argument, NULL, OPT_PORTFILE},
         {"pipelines", required_argument, NULL, OPT_PIPELINES},
+        {"udf-dir", required_argument, NULL, OPT_UDFDIR},
         {"max-produces", required_argument, NULL, OPT_MAXPROD},
         {"max-queries", required_argument, NULL, OPT_MAXQ},
         {"query-max-steps", required_argument, NULL, OPT_QSTEPS},
@@ -388,6 +395,7 @@ int main(int argc, char **argv)
     rn_kfront_opts_t ko = {NULL, NULL, 1, RN_KFRONT_DEFAULT_MAX_FRAME,
                            RN_KFRONT_DEFAULT_FRAME_TIMEOUT_MS, NULL, NULL, NULL, NULL};
     rn_slog_level_t level = RN_SLOG_INFO;
+    const char *udf_dir = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -395,6 +403,7 @@ int main(int argc, char **argv)
         case OPT_LISTEN: listen = optarg; break;
         case OPT_PORTFILE: port_file = optarg; break;
         case OPT_PIPELINES: pipelines = optarg; break;
+        case OPT_UDFDIR: udf_dir = optarg; break;
         case OPT_FSYNC:
             if (rn_fsync_parse(optarg, &ho.log, err) != 0) {
                 fprintf(stderr, "runneld: --fsync: %s\n", err);
@@ -489,6 +498,10 @@ int main(int argc, char **argv)
     }
     if (!data) {
         fprintf(stderr, "runneld: give --data DIR\n%s", usage);
+        return 2;
+    }
+    if (udf_dir && rn_sql_udf_dir(udf_dir, err) != 0) {      /* before any query or thread */
+        fprintf(stderr, "runneld: %s\n", err);
         return 2;
     }
     if (tf.ca && !tf.cert) {

@@ -24,11 +24,21 @@
  *  4. A body's error (a bad pattern, a wrong type) is the call's error,
  *     prefixed with the function's name: the record is rejected as for any
  *     function (sql.c invariant 7).
+ *  5. Native functions (--udf-dir DIR, rn_sql_udf_dir): the operator's
+ *     directory is read once, at the start of the process, before any query
+ *     or thread; every *.so in it is checked then (loaded on a scratch
+ *     connection: a library sqlite cannot load or that has no entry point,
+ *     sqlite3_extension_init or sqlite3_<name>_init, fails the start). The
+ *     list is immutable afterwards and each library is loaded on every query
+ *     connection (rn_udf_load_native) through sqlite3_load_extension with
+ *     only the C API enabled, for the call only: SQL's load_extension()
+ *     stays off, so no statement (a remote Query, a pipeline) can name a file.
  */
 #include "streamsql/sql_int.h"
 
 #include "common/error.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,6 +179,100 @@ int rn_udf_is_template(const char *name)
     for (size_t i = 0; i < sizeof templates / sizeof templates[0]; i++) {
         size_t n = strcspn(templates[i].text, "(");
         if (strlen(name) == n && strncasecmp(templates[i].text, name, n) == 0) return 1;
+    }
+    return 0;
+}
+
+/* ---- native functions (--udf-dir, invariant 5) ------------------------------------ */
+
+static char  **native;          /* the libraries' paths, sorted; set once at start */
+static size_t  nnative;
+
+/* Load the library at path on db, with the C API of extension loading on
+ * for this call only (SQL's load_extension() is never enabled). */
+static int load_native(sqlite3 *db, const char *path, char *errmsg)
+{
+    char *err = NULL;
+    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 1, NULL);
+    int rc = sqlite3_load_extension(db, path, NULL, &err);
+    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, NULL);
+    if (rc != SQLITE_OK) {
+        const char *m = err ? err : sqlite3_errstr(rc);
+        rc = strstr(m, path) ? rn_errf(errmsg, RN_EINVAL, "%s", m)
+                             : rn_errf(errmsg, RN_EINVAL, "%s: %s", path, m);
+        sqlite3_free(err);
+        return rc;
+    }
+    return 0;
+}
+
+static int cmp_paths(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void rn_sql_udf_dir_clear(void)
+{
+    for (size_t i = 0; i < nnative; i++) free(native[i]);
+    free(native);
+    native = NULL;
+    nnative = 0;
+}
+
+int rn_sql_udf_dir(const char *dir, char *errmsg)
+{
+    rn_sql_udf_dir_clear();
+    DIR *d = opendir(dir);
+    if (!d)
+        return rn_errf(errmsg, errno == ENOENT ? RN_ENOTFOUND : -errno,
+                       "--udf-dir %s: %s (a directory of native function libraries, *.so)",
+                       dir, strerror(errno));
+    char **v = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(d)) != NULL;) {
+        size_t len = strlen(e->d_name);
+        if (len < 4 || strcmp(e->d_name + len - 3, ".so") != 0) continue;
+        if (n == cap) {
+            char **nv = realloc(v, (cap = cap ? cap * 2 : 8) * sizeof *nv);
+            if (!nv) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); break; }
+            v = nv;
+        }
+        size_t plen = strlen(dir) + len + 2;
+        if (!(v[n] = malloc(plen))) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); break; }
+        snprintf(v[n++], plen, "%s/%s", dir, e->d_name);
+    }
+    closedir(d);
+    if (rc == 0 && n == 0)
+        rc = rn_errf(errmsg, RN_EINVAL, "--udf-dir %s: no native function library (*.so) in it",
+                     dir);
+    if (rc == 0) qsort(v, n, sizeof *v, cmp_paths);
+    /* each library loads and has its entry point, or the start fails */
+    sqlite3 *db = NULL;
+    if (rc == 0 && sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+        rc = rn_errf(errmsg, RN_ESQLITE, "cannot open sqlite");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        char why[RN_ERRMSG_SIZE];
+        if (load_native(db, v[i], why) != 0)
+            rc = rn_errf(errmsg, RN_EINVAL, "--udf-dir: %s (a library needs the entry point "
+                         "sqlite3_extension_init or sqlite3_<name>_init)", why);
+    }
+    sqlite3_close(db);
+    if (rc != 0) {
+        for (size_t i = 0; i < n; i++) free(v[i]);
+        free(v);
+        return rc;
+    }
+    native = v;
+    nnative = n;
+    return 0;
+}
+
+int rn_udf_load_native(sqlite3 *db, char *errmsg)
+{
+    for (size_t i = 0; i < nnative; i++) {
+        int rc = load_native(db, native[i], errmsg);
+        if (rc != 0) return rc;
     }
     return 0;
 }

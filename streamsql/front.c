@@ -22,7 +22,9 @@
  *     without an alias gets AS "<its original text>", as sqlite names it.
  *  6. Nothing is accepted that sqlite would evaluate over one batch instead
  *     of the stream: a subquery reading a table (the stream itself, another
- *     stream or topic), a window function (OVER), an sqlite aggregate other
+ *     stream or topic), a window function (OVER; the one exception, a Window
+ *     TopN around the query, is taken off by topn.c before the rest of the
+ *     front sees the statement), an sqlite aggregate other
  *     than the stream aggregates, rowid, EMIT CHANGES with HAVING (no
  *     retraction) are refused, each with what to write instead. SELECT
  *     DISTINCT is planned as a global grouping by the select items that
@@ -47,6 +49,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+/* What an OVER refusal adds: the one shape of OVER that runs (topn.c). */
+#define TOPN_HINT "; the form that runs is a Window TopN: SELECT * FROM (SELECT *, " \
+                  "ROW_NUMBER() OVER (PARTITION BY window_start, ...) AS rn FROM (<a windowed " \
+                  "GROUP BY>)) WHERE rn <= N"
 
 static int ferr(int *erroff, int off, char *errmsg, int code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -267,6 +274,21 @@ static int match_paren(const front_t *f, int i)
     for (int j = i + 1; j < f->ntoks; j++)
         if (f->toks[j].kind == TK_RP && f->toks[j].depth == d) return j;
     return f->ntoks - 1;
+}
+
+int rn_front_tok_is(const front_t *f, int i, const char *word)
+{
+    return front_tok_is(f, i, word);
+}
+
+int rn_front_ident(const front_t *f, int i, char *out, size_t size)
+{
+    return front_ident(f, i, out, size);
+}
+
+int rn_front_match_paren(const front_t *f, int i)
+{
+    return match_paren(f, i);
 }
 
 int rn_front_find_ident(const front_t *f, const char *ident)
@@ -805,7 +827,7 @@ static int check_stream_reads(front_t *f, int *erroff, char *errmsg)
             return ferr(erroff, tok_off(f, fn > 0 ? fn - 1 : i), errmsg, RN_EINVAL,
                         "window function %s() OVER (...) is not supported on streams: it would "
                         "restart at every batch; aggregate over windows of event time with "
-                        "GROUP BY TUMBLE(ts, '1m') (or HOP, SESSION) instead",
+                        "GROUP BY TUMBLE(ts, '1m')" TOPN_HINT,
                         fn > 0 ? tok_word(f, fn - 1, w, sizeof w) : "?");
         }
         if (!f->insub[i] || !(front_tok_is(f, i, "FROM") || front_tok_is(f, i, "JOIN")) ||
@@ -898,8 +920,25 @@ static int parse_tvf(front_t *f, int b, int e, int *erroff, char *errmsg)
     return 0;
 }
 
+/* A Window TopN around the SELECT (topn.c): when recognised, its wrapper is
+ * blanked and the inner query is what the rest of the front sees. */
+static int parse_topn(front_t *f, int *erroff, char *errmsg)
+{
+    int r = rn_topn_parse(f, erroff, errmsg);
+    if (r <= 0) return r;
+    f->sql = f->own;
+    free(f->toks);
+    f->toks = NULL;
+    int rc = tokenize(f, erroff, errmsg);
+    if (rc == 0 && !front_tok_is(f, f->body, "SELECT"))
+        return unexpected(f, f->body, erroff, errmsg, "a TopN's subquery is a SELECT");
+    return rc;
+}
+
 static int parse_select(front_t *f, int *erroff, char *errmsg)
 {
+    int rc0 = parse_topn(f, erroff, errmsg);
+    if (rc0 != 0) return rc0;
     int i = f->body + 1;
     int phase = 0;     /* 0 select list, 1 from, 2 where, 3 group, 4 having */
     int from_b = -1;
@@ -1333,6 +1372,7 @@ static const struct { const char *name; agg_kind_t kind; } agg_names[] = {
     {"stddev", AG_STD_SAMP}, {"stddev_samp", AG_STD_SAMP}, {"stddev_pop", AG_STD_POP},
     {"variance", AG_VAR_SAMP}, {"var_samp", AG_VAR_SAMP}, {"var_pop", AG_VAR_POP},
     {"percentile_approx", AG_PCTL}, {"approx_count_distinct", AG_HLL},
+    {"__rn_topn", AG_TOPN},        /* the rows form of a Window TopN (topn.c), generated */
 };
 #define AGG_LIST "count, count(DISTINCT), sum, total, avg, min, max, first, last, stddev, " \
                  "stddev_samp, stddev_pop, variance, var_samp, var_pop, " \
@@ -2110,6 +2150,10 @@ int rn_front_check_functions(const front_t *f, sqlite3 *db, int *erroff, char *e
                       "keys); select window_start and window_end for its bounds", name, name);
             break;
         }
+        if (strcasecmp(name, "load_extension") == 0)
+            rc = ferr(erroff, off, errmsg, RN_EINVAL, "load_extension() is not available to "
+                      "statements: native functions are loaded by the operator (streamsql or "
+                      "runneld --udf-dir DIR)");
         for (size_t k = 0; k < sizeof flink_bounds / sizeof flink_bounds[0]; k++)
             if (strcasecmp(name, flink_bounds[k]) == 0)
                 rc = ferr(erroff, off, errmsg, RN_EINVAL,
@@ -2139,7 +2183,7 @@ int rn_front_check_functions(const front_t *f, sqlite3 *db, int *erroff, char *e
             rc = ferr(erroff, off, errmsg, RN_EINVAL,
                       "window function %s() is not supported on streams: it would restart at "
                       "every batch; aggregate over windows of event time with GROUP BY "
-                      "TUMBLE(ts, '1m') (or HOP, SESSION) instead", name);
+                      "TUMBLE(ts, '1m')" TOPN_HINT, name);
         else
             rc = ferr(erroff, off, errmsg, RN_EINVAL,
                       "aggregate %s() is not supported on streams; supported: " AGG_LIST, name);
@@ -2162,6 +2206,7 @@ void rn_front_free(front_t *f)
     }
     free(f->batch_sql);
     free(f->emit_sql);
+    rn_topn_spec_free(f->topn);
     rn_udf_def_free(&f->fn);
     memset(f, 0, sizeof *f);
 }

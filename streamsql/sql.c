@@ -47,7 +47,8 @@
  *     IO, ...) still fail the query.
  *  8. Results never depend on how records were batched. sqlite sees one
  *     batch at a time, so the front refuses whatever it would compute over
- *     a batch rather than the stream (subqueries reading a table, OVER,
+ *     a batch rather than the stream (subqueries reading a table, OVER
+ *     outside a Window TopN, which ranks closed windows' final rows: topn.c,
  *     sqlite's own aggregates, rowid; SELECT DISTINCT is a grouping that
  *     emits each row once), and everything stateful
  *     happens per row in C: the event-time frontier of a queue moves, before
@@ -90,6 +91,7 @@ struct rn_sql {
     sqlite3_stmt    *bst, *est;
     sbatch_t         b;
     win_t           *win;
+    topn_t          *topn;          /* a Window TopN over the emitted rows; NULL: none */
     rn_consumer_t   *cons;
     rn_sql_column_t *cols;
     char           **colnames;
@@ -159,24 +161,37 @@ static int set_columns(rn_sql_t *q, int n, const char *const *names, const int *
     return 0;
 }
 
+static int columns_from_names(rn_sql_t *q, int n, const char *const *names)
+{
+    int *is_time = calloc((size_t)n + 1, sizeof *is_time);
+    if (!is_time) return -ENOMEM;
+    for (int i = 0; i < n; i++)
+        is_time[i] = q->f.win != WK_NONE && q->f.win != WK_GLOBAL && names[i] &&
+                     (strcasecmp(names[i], "window_start") == 0 ||
+                      strcasecmp(names[i], "window_end") == 0);
+    int rc = set_columns(q, n, names, is_time);
+    free(is_time);
+    return rc;
+}
+
 static int columns_from_stmt(rn_sql_t *q, sqlite3_stmt *st)
 {
     int n = sqlite3_column_count(st);
     const char **names = calloc((size_t)n + 1, sizeof *names);
-    int *is_time = calloc((size_t)n + 1, sizeof *is_time);
-    int rc = -ENOMEM;
-    if (names && is_time) {
-        for (int i = 0; i < n; i++) {
-            names[i] = sqlite3_column_name(st, i);
-            is_time[i] = q->f.win != WK_NONE && q->f.win != WK_GLOBAL && names[i] &&
-                         (strcasecmp(names[i], "window_start") == 0 ||
-                          strcasecmp(names[i], "window_end") == 0);
-        }
-        rc = set_columns(q, n, names, is_time);
-    }
+    if (!names) return -ENOMEM;
+    for (int i = 0; i < n; i++) names[i] = sqlite3_column_name(st, i);
+    int rc = columns_from_names(q, n, names);
     free(names);
-    free(is_time);
     return rc;
+}
+
+/* Count a result row and hand it to the row callback. */
+static int deliver_vals(rn_sql_t *q, const rn_sql_value_t *vals, int n)
+{
+    q->st.rows++;
+    if (!q->o.row) return 0;
+    int r = q->o.row(q->o.ctx, vals, n);
+    return r == 0 ? 0 : r < 0 ? r : RN_ECLOSED;
 }
 
 /* Deliver one row of texts (metadata results); NULL = SQL NULL. */
@@ -187,10 +202,7 @@ static int deliver_texts(rn_sql_t *q, const char *const *v)
         q->vals[i].s = v[i];
         q->vals[i].n = v[i] ? strlen(v[i]) : 0;
     }
-    q->st.rows++;
-    if (!q->o.row) return 0;
-    int r = q->o.row(q->o.ctx, q->vals, q->ncols);
-    return r == 0 ? 0 : r < 0 ? r : RN_ECLOSED;
+    return deliver_vals(q, q->vals, q->ncols);
 }
 
 static int deliver_stmt(rn_sql_t *q, sqlite3_stmt *st)
@@ -213,15 +225,19 @@ static int deliver_stmt(rn_sql_t *q, sqlite3_stmt *st)
         default: v->type = RN_SQL_NULL; break;
         }
     }
-    q->st.rows++;
-    if (!q->o.row) return 0;
-    int r = q->o.row(q->o.ctx, q->vals, q->ncols);
-    return r == 0 ? 0 : r < 0 ? r : RN_ECLOSED;
+    return deliver_vals(q, q->vals, q->ncols);
 }
 
 static int limit_reached(const rn_sql_t *q)
 {
     return q->f.limit >= 0 && q->st.rows >= (uint64_t)q->f.limit;
+}
+
+/* A ranked row of a Window TopN (rn_topn_flush's callback): 1 stops at LIMIT. */
+static int deliver_ranked(void *ctx, const rn_sql_value_t *vals, int n)
+{
+    rn_sql_t *q = ctx;
+    return limit_reached(q) ? 1 : deliver_vals(q, vals, n);
 }
 
 /* "no such column: x" -> a clearer message and the token's offset. */
@@ -344,6 +360,8 @@ static int register_functions(rn_datadir_t *d, sqlite3 *db, char *errmsg)
 {
     int rc = rn_fn_register(db, errmsg);
     if (rc == 0) rc = rn_udf_register_templates(db, errmsg);
+    if (rc == 0) rc = rn_topn_register(db, errmsg);
+    if (rc == 0) rc = rn_udf_load_native(db, errmsg);
     if (rc != 0) return rc;
     rn_meta_function_t *v = NULL;
     size_t n = 0;
@@ -538,6 +556,18 @@ out:
     return rc;
 }
 
+/* A Window TopN (topn.c) ranks the final rows of closed windows. */
+static int open_topn(rn_sql_t *q, int *erroff, char *errmsg)
+{
+    if (!q->f.topn) return 0;
+    if (q->f.emit_changes && !rn_topn_keep_first(q->f.topn)) {
+        if (erroff) *erroff = rn_front_find_ident(&q->f, "EMIT");
+        return rn_errf(errmsg, RN_EINVAL, "a TopN ranks the final rows of each window: EMIT "
+                       "CHANGES would need retractions; use EMIT FINAL (the default)");
+    }
+    return rn_topn_open(q->f.topn, q->est, q->f.win, &q->topn, erroff, errmsg);
+}
+
 static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
 {
     int rc = resolve(q, q->f.name, erroff, errmsg);
@@ -562,7 +592,7 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
         cfg.nkeys = q->f.nkeys;
         cfg.naggs = q->f.naggs;
         cfg.changes = q->f.emit_changes;
-        cfg.first_seen = q->f.distinct;
+        cfg.first_seen = q->f.distinct || (q->f.topn && rn_topn_keep_first(q->f.topn));
         cfg.key_order = q->o.key_order;
         for (int k = 0; k < q->f.naggs; k++) {
             cfg.agg[k] = q->f.aggs[k].kind;
@@ -572,6 +602,7 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
         }
         if ((rc = rn_win_create(&cfg, &q->win, errmsg)) != 0) return rc;
         q->b.win = q->win;
+        if ((rc = open_topn(q, erroff, errmsg)) != 0) return rc;
         if (q->o.follow && q->f.win == WK_GLOBAL && !q->f.emit_changes)
             return rn_errf(errmsg, RN_EINVAL, "an aggregation without a window never closes "
                            "under --follow: add a window (GROUP BY TUMBLE(ts, '1m'), ...) or "
@@ -583,7 +614,14 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
         const char *name = "plan";
         return set_columns(q, 1, &name, NULL);
     }
-    if ((rc = columns_from_stmt(q, q->est ? q->est : q->bst)) != 0)
+    const char *const *tnames;
+    if (q->topn) {
+        int tn = rn_topn_columns(q->topn, &tnames);
+        rc = columns_from_names(q, tn, tnames);
+    } else {
+        rc = columns_from_stmt(q, q->est ? q->est : q->bst);
+    }
+    if (rc != 0)
         return rn_errf(errmsg, rc, "out of memory");
     return open_consumer(q, errmsg);
 }
@@ -639,6 +677,7 @@ int rn_sql_open(rn_datadir_t *d, const char *sql, size_t len, const rn_sql_opts_
         break;
     }
     if (rc == -ENOMEM && errmsg && !errmsg[0]) rn_errf(errmsg, rc, "out of memory");
+    if (rc != 0 && erroff && q->f.topn) *erroff = rn_topn_map_offset(q->f.topn, *erroff);
     if (rc != 0) goto fail;
     *out = q;
     return 0;
@@ -693,6 +732,7 @@ void rn_sql_close(rn_sql_t *q)
         sqlite3_finalize(st);
     sqlite3_close(q->db);
     rn_win_destroy(q->win);
+    rn_topn_destroy(q->topn);
     rn_consumer_destroy(q->cons);
     rn_front_free(&q->f);
     for (int i = 0; i < q->ncols; i++) free(q->colnames[i]);
@@ -987,6 +1027,11 @@ static int run_explain(rn_sql_t *q)
         if (rc == 0)
             rc = plan_line(q, "emit %s: %s", f->emit_changes ? "CHANGES" : "FINAL", f->emit_sql);
         if (rc == 0) rc = sqlite_plan(q, f->emit_sql);
+        if (rc == 0 && f->topn) {
+            char line[ROW_TEXT_MAX];
+            rn_topn_describe(f->topn, line, sizeof line);
+            rc = plan_line(q, "topn: %s", line);
+        }
     }
     if (rc == 0 && f->limit >= 0) rc = plan_line(q, "limit: %lld rows", (long long)f->limit);
     return rc;
@@ -1007,10 +1052,17 @@ static int emit_groups(rn_sql_t *q, int close_all, char *errmsg)
         sqlite3_reset(q->est);
         int s = SQLITE_DONE;
         while (!limit_reached(q) && (s = sqlite3_step(q->est)) == SQLITE_ROW)
-            if ((rc = deliver_stmt(q, q->est)) != 0) break;
+            if ((rc = q->topn ? rn_topn_add(q->topn, q->est, errmsg)
+                              : deliver_stmt(q, q->est)) != 0)
+                break;
         if (rc == 0 && !limit_reached(q) && s != SQLITE_DONE)
             rc = rn_errf(errmsg, RN_EINVAL, "%s", sqlite3_errmsg(q->db));
         sqlite3_reset(q->est);
+        /* the windows that closed now are complete: rank them (topn.c invariant 1) */
+        if (q->topn) {
+            int r = rn_topn_flush(q->topn, deliver_ranked, q);
+            if (rc == 0) rc = r;
+        }
     }
     q->b.groups = NULL;
     q->b.ngroups = 0;

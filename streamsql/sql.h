@@ -269,6 +269,17 @@ int  rn_sql_split(const char *sql, size_t len,
  * nothing after it but space and comments (a REPL reads more lines until
  * then); 0 otherwise. */
 int  rn_sql_complete(const char *sql, size_t len);
+/* --udf-dir DIR: every *.so in dir is a native function library (an sqlite
+ * extension: entry point sqlite3_extension_init or sqlite3_<name>_init),
+ * loaded on every connection a statement opens from then on. Call once at
+ * the start of the process, before any statement or thread. Checked now: a
+ * missing or unreadable dir, no *.so in it, or a library sqlite cannot load
+ * (no entry point, its init failing) gives an error naming it. Only the
+ * operator names the directory: no statement can load a library (SQL's
+ * load_extension() stays disabled). rn_sql_udf_dir_clear forgets the list. */
+int  rn_sql_udf_dir(const char *dir, char *errmsg);
+void rn_sql_udf_dir_clear(void);
+
 /* 0 when sql[0..len) can be a statement's text; RN_EINVAL with errmsg and
  * *erroff (the byte's offset) when it holds a NUL byte, which no statement
  * may (rn_sql_open refuses it the same way). A remote client checks with it

@@ -116,6 +116,8 @@ void rn_udf_def_free(udf_def_t *d);
 int  rn_udf_register(sqlite3 *db, const udf_def_t *d, char *errmsg);
 int  rn_udf_register_templates(sqlite3 *db, char *errmsg);
 int  rn_udf_is_template(const char *name);
+/* Load the --udf-dir libraries (rn_sql_udf_dir) on db. */
+int  rn_udf_load_native(sqlite3 *db, char *errmsg);
 /* The definition text of template i, NULL past the last. */
 const char *rn_udf_template(size_t i);
 
@@ -128,7 +130,10 @@ typedef enum agg_kind { AG_COUNT_STAR, AG_COUNT, AG_SUM, AG_TOTAL, AG_AVG, AG_MI
                         AG_FIRST, AG_LAST,
                         /* numeric arguments only (front.c wraps them in __rn_num) */
                         AG_VAR_SAMP, AG_VAR_POP, AG_STD_SAMP, AG_STD_POP, AG_PCTL,
-                        AG_HLL } agg_kind_t;
+                        AG_HLL,
+                        /* the rows form of a Window TopN (topn.c): the best rows of the
+                           group, each an encoded row (rn_topn_row), bounded by rank */
+                        AG_TOPN } agg_kind_t;
 
 typedef struct agg {
     agg_kind_t kind;
@@ -138,6 +143,8 @@ typedef struct agg {
     char      *filter;       /* FILTER (WHERE <filter>)'s condition; NULL: none; owned */
     double     param;        /* percentile_approx's fraction */
 } agg_t;
+
+typedef struct topn_spec topn_spec_t;
 
 typedef struct front {
     const char *sql;          /* the statement (borrowed), or own */
@@ -179,6 +186,7 @@ typedef struct front {
     char       *batch_sql;    /* the per-batch statement */
     int         batch_base;   /* batch_sql is sql[batch_base..]'s prefix; -1: rewritten */
     char       *emit_sql;     /* aggregating: over the emitted-windows table */
+    topn_spec_t *topn;        /* a Window TopN around the query (topn.c); owned; NULL: none */
 } front_t;
 
 /* Tokenize and recognise the statement and its clauses. Errors carry the
@@ -196,6 +204,56 @@ void rn_front_free(front_t *f);
 /* Offset in f->sql of the first token equal to ident (case-insensitive),
  * -1 when absent: to point at a column sqlite did not know. */
 int  rn_front_find_ident(const front_t *f, const char *ident);
+
+/* Token helpers for topn.c: is token i the word (any case); token i's
+ * identifier, unquoted (RN_EINVAL when too long or not a name); the ')'
+ * matching the '(' at i. */
+int  rn_front_tok_is(const front_t *f, int i, const char *word);
+int  rn_front_ident(const front_t *f, int i, char *out, size_t size);
+int  rn_front_match_paren(const front_t *f, int i);
+
+/* ---- Window TopN and deduplication (topn.c) ------------------------------ */
+
+typedef struct topn topn_t;
+
+/* Recognise SELECT ... FROM (SELECT ..., ROW_NUMBER() OVER (PARTITION BY ...
+ * ORDER BY ...) AS rn FROM (<query>)) WHERE rn <= N from f->body: 0 when the
+ * statement has no subquery in FROM (not ours, nothing changed); 1 when
+ * recognised: f->topn is set and the wrapper's bytes in f->own (made if
+ * needed) are blanked, leaving <query> and the tail at their offsets (the
+ * caller tokenizes again); RN_EINVAL naming the token for a subquery in FROM
+ * that is not this shape. */
+int  rn_topn_parse(front_t *f, int *erroff, char *errmsg);
+void rn_topn_spec_free(topn_spec_t *s);
+/* One line for EXPLAIN. */
+int  rn_topn_describe(const topn_spec_t *s, char *out, size_t size);
+/* Resolve the spec's names against the emission statement est's columns
+ * (the inner query's). RN_EINVAL when a name is unknown, the partition lacks
+ * the window, or win is not a window. *out is freed by rn_topn_destroy. */
+int  rn_topn_open(const topn_spec_t *s, sqlite3_stmt *est, win_kind_t win, topn_t **out,
+                  int *erroff, char *errmsg);
+/* The output column names (borrowed until rn_topn_destroy); returns how many. */
+int  rn_topn_columns(const topn_t *t, const char *const **names);
+/* Keep est's current row (copied) for the next flush. */
+int  rn_topn_add(topn_t *t, sqlite3_stmt *st, char *errmsg);
+/* Rank the kept rows, hand the kept ones to fn (a positive return stops
+ * quietly, a negative one is returned), forget them all. */
+int  rn_topn_flush(topn_t *t, rn_sql_row_fn fn, void *ctx);
+void rn_topn_destroy(topn_t *t);
+/* Register __rn_topn_row(spec, order keys..., columns...) on db: a row encoded
+ * so that memcmp orders rows as the TopN does (window.c's AG_TOPN keeps the
+ * best of them). */
+int  rn_topn_register(sqlite3 *db, char *errmsg);
+/* Of an encoded row: how many rows a group keeps at most (the header's N and
+ * ranking function), and whether rows a and b tie on the ORDER BY keys. */
+void rn_topn_row_limit(const uint8_t *row, size_t n, int *fn, int64_t *limit);
+int  rn_topn_row_tie(const uint8_t *a, size_t an, const uint8_t *b, size_t bn);
+/* EXPLAIN and errors of the rows form: its inner query is generated, so an
+ * error offset in it maps back to the user's text (or the TopN's start). */
+int  rn_topn_map_offset(const topn_spec_t *s, int off);
+/* Keep-first deduplication over a stream (no window): each key's row goes out
+ * once, when the key is first seen (win_cfg_t.first_seen, EMIT CHANGES). */
+int  rn_topn_keep_first(const topn_spec_t *s);
 
 /* ---- window state (window.c) --------------------------------------------- */
 

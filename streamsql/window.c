@@ -39,7 +39,10 @@
  *     error 1.6%); percentile_approx a log-bucket sketch (relative error 1%,
  *     2048 buckets per sign, lower buckets folded). Both sketches end in the
  *     same state whatever order the values came in. With FILTER (WHERE c) an
- *     aggregate skips the rows where c is not true (win_t.skip).
+ *     aggregate skips the rows where c is not true (win_t.skip). The TopN
+ *     rows aggregate (AG_TOPN, topn.c's rows form) keeps the group's encoded
+ *     rows sorted by their bytes and drops those ranked past the limit the
+ *     rows carry: its state is bounded, and the same for any arrival order.
  *  4. Groups handed out by rn_win_collect stay valid until rn_win_release.
  *  5. rn_win_save / rn_win_load (checkpoints, sql.h's rn_sql_state_save) capture
  *     everything that decides future output: the frontier, closed_to, the
@@ -416,6 +419,8 @@ typedef struct acc {
     double   mean, m2;     /* variance/stddev: Welford's running mean and sum of squares */
     uint8_t *hll;          /* approx_count_distinct: HLL_M registers, or NULL */
     dds_t   *dds;          /* percentile_approx, or NULL */
+    val_t   *rows;         /* TopN (AG_TOPN): the kept encoded rows, sorted; owned */
+    uint32_t nrows, caprows;
 } acc_t;
 
 struct wgroup {
@@ -479,6 +484,8 @@ static void group_free(const win_t *w, wgroup_t *g)
         set_free(g->acc[j].set);
         free(g->acc[j].hll);
         dds_free(g->acc[j].dds);
+        for (uint32_t r = 0; r < g->acc[j].nrows; r++) free(g->acc[j].rows[r].s);
+        free(g->acc[j].rows);
     }
     free(g->kbuf);
     free(g);
@@ -497,6 +504,60 @@ static int distinct_new(win_t *w, acc_t *a, const val_t *v, int *is_new)
     memcpy(k, w->tmp.data, w->tmp.len);
     if (map_put(a->set, h, k, (uint32_t)w->tmp.len, NULL) != 0) { free(k); return -ENOMEM; }
     *is_new = 1;
+    return 0;
+}
+
+/* TopN (AG_TOPN): insert encoded row v into a's sorted rows (memcmp order is
+ * the ranking order, topn.c), then keep only the rows whose rank is within
+ * the limit the rows carry: the state is bounded by N (plus rows tied with
+ * the N-th under RANK / DENSE_RANK). */
+static int blob_cmp(const val_t *a, const val_t *b)
+{
+    int c = memcmp(a->s, b->s, a->n < b->n ? a->n : b->n);
+    return c ? c : a->n < b->n ? -1 : a->n > b->n;
+}
+
+static int topn_add(acc_t *a, const val_t *v)
+{
+    if (v->type != RN_SQL_BLOB) return -EINVAL;
+    uint32_t lo = 0, hi = a->nrows;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (blob_cmp(&a->rows[mid], v) <= 0) lo = mid + 1;
+        else hi = mid;
+    }
+    int fn;
+    int64_t limit;
+    rn_topn_row_limit(v->s, v->n, &fn, &limit);
+    if (fn == 0 && (int64_t)lo >= limit) return 0;      /* ROW_NUMBER: past the N-th */
+    if (a->nrows == a->caprows) {
+        uint32_t cap = a->caprows ? a->caprows * 2 : limit < 4 ? 1 : 4;   /* dedup: 1 */
+        val_t *r = realloc(a->rows, cap * sizeof *r);
+        if (!r) return -ENOMEM;
+        a->rows = r;
+        a->caprows = cap;
+    }
+    memmove(a->rows + lo + 1, a->rows + lo, (a->nrows - lo) * sizeof *a->rows);
+    memset(&a->rows[lo], 0, sizeof a->rows[lo]);
+    a->nrows++;
+    if (val_copy(&a->rows[lo], v) != 0) {
+        memmove(a->rows + lo, a->rows + lo + 1, (a->nrows - lo - 1) * sizeof *a->rows);
+        a->nrows--;
+        return -ENOMEM;
+    }
+    int64_t rank = 0, dense = 0;
+    uint32_t keep = 0;
+    for (uint32_t i = 0; i < a->nrows; i++) {
+        int tie = i > 0 && rn_topn_row_tie(a->rows[i - 1].s, a->rows[i - 1].n, a->rows[i].s,
+                                           a->rows[i].n);
+        if (!tie) { rank = i + 1; dense++; }
+        int64_t shown = fn == 0 ? (int64_t)i + 1 : fn == 1 ? rank : dense;
+        if (shown > limit) break;
+        keep = i + 1;
+    }
+    for (uint32_t i = keep; i < a->nrows; i++) free(a->rows[i].s);
+    a->nrows = keep;
+    a->n++;
     return 0;
 }
 
@@ -562,6 +623,8 @@ static int acc_step(win_t *w, int j, acc_t *a, const val_t *v, uint64_t seq)
         if (dds_add(a->dds, x, 1) != 0) return -ENOMEM;
         break;
     }
+    case AG_TOPN:
+        return topn_add(a, v);
     case AG_HLL:
         w->tmp.len = 0;
         if (val_ser(&w->tmp, v) != 0) return -ENOMEM;
@@ -628,6 +691,10 @@ static int acc_merge(win_t *w, int j, acc_t *a, acc_t *b)
         }
         a->n += b->n;
         break;
+    case AG_TOPN:
+        for (uint32_t i = 0; i < b->nrows; i++)
+            if (topn_add(a, &b->rows[i]) != 0) return -ENOMEM;
+        break;
     case AG_HLL:
         if (b->hll) {
             if (!a->hll && !(a->hll = calloc(HLL_M, 1))) return -ENOMEM;
@@ -669,6 +736,21 @@ static void acc_result(const win_t *w, int j, const acc_t *a, sqlite3_context *c
     case AG_HLL:
         sqlite3_result_int64(ctx, a->hll ? llround(hll_estimate(a->hll)) : 0);
         break;
+    case AG_TOPN: {
+        /* the kept rows: per row its length (4 bytes, little-endian) and bytes */
+        size_t total = 0;
+        for (uint32_t i = 0; i < a->nrows; i++) total += 4 + a->rows[i].n;
+        uint8_t *out = sqlite3_malloc64(total ? total : 1), *p = out;
+        if (!out) { sqlite3_result_error_nomem(ctx); break; }
+        for (uint32_t i = 0; i < a->nrows; i++) {
+            uint32_t n = a->rows[i].n;
+            for (int k = 0; k < 4; k++) *p++ = (uint8_t)(n >> (8 * k));
+            memcpy(p, a->rows[i].s, n);
+            p += n;
+        }
+        sqlite3_result_blob64(ctx, out, total, sqlite3_free);
+        break;
+    }
     default:
         if (a->has) val_result(&a->v, ctx);
         else sqlite3_result_null(ctx);
@@ -1147,6 +1229,10 @@ static int group_save(const win_t *w, const wgroup_t *g, rn_buf_t *b)
             if (rc == 0) rc = put(b, e->k, e->kl);
         }
         if (rc == 0) rc = sketch_save(a, b);
+        if (rc == 0 && w->cfg.agg[j] == AG_TOPN) {       /* its rows, in order */
+            rc = PUT(b, a->nrows);
+            for (uint32_t i = 0; rc == 0 && i < a->nrows; i++) rc = val_save(b, &a->rows[i]);
+        }
     }
     return rc;
 }
@@ -1298,6 +1384,18 @@ static int group_load(win_t *w, rd_t *r, uint8_t format)
             }
         }
         if (rc == 0 && format >= 2) rc = sketch_load(r, a);
+        if (rc == 0 && w->cfg.agg[j] == AG_TOPN) {
+            uint32_t nrows = 0;
+            GET(r, nrows);
+            if (nrows > (uint32_t)(r->end - r->p)) { r->bad = 1; break; }
+            if (nrows && !(a->rows = calloc(nrows, sizeof *a->rows))) { rc = -ENOMEM; break; }
+            a->caprows = nrows;
+            for (uint32_t i = 0; rc == 0 && !r->bad && i < nrows; i++) {
+                rc = val_load(r, &a->rows[i]);
+                a->nrows = i + 1;
+                if (rc == 0 && a->rows[i].type != RN_SQL_BLOB) r->bad = 1;
+            }
+        }
     }
     if (rc == 0 && !r->bad) {
         if (w->cfg.kind == WK_SESSION) {

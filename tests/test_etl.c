@@ -6,7 +6,8 @@
  * from the pipeline's own test hook: after a sink write, before or after a
  * checkpoint), restarted, for a filter, a windowed aggregation and a file
  * sink: the sink must equal an uninterrupted run's, record for record per
- * queue (values and headers). A bare-topic pipeline using json_extract on
+ * queue (values and headers); also for a Window TopN (test_kill_topn). A
+ * bare-topic pipeline using json_extract on
  * `value` with non-JSON records interleaved sends exactly those to the
  * dead-letter topic and its sink equals the run without them. Sink faults:
  * the file sink's writes and fdatasyncs failing (rn_sys) and short, stdout
@@ -298,6 +299,25 @@ static void test_kill_window(void **state)
                  "count(*) AS n, sum(lat) AS total, max(lat) AS top FROM ev "
                  "GROUP BY TUMBLE(ts, '500ms'), svc WITH (checkpoint_interval = '1ms', "
                  "queues = 3)", "w", "wout", 1);
+}
+
+/* A Window TopN (streamsql/topn.c) ranks a window's rows when it closes, inside
+ * one step: its state is the window state, so kill -9 keeps it exactly once. */
+static void test_kill_topn(void **state)
+{
+    (void)state;
+    kill_restart("etl-topn",
+                 "CREATE PIPELINE tn AS INSERT INTO tnout SELECT * FROM (SELECT *, ROW_NUMBER() "
+                 "OVER (PARTITION BY window_start, window_end ORDER BY n DESC) AS rn FROM (SELECT "
+                 "window_start, window_end, svc, count(*) AS n, sum(lat) AS total FROM ev GROUP BY "
+                 "TUMBLE(ts, '500ms'), svc)) WHERE rn <= 2 WITH (checkpoint_interval = '1ms', "
+                 "queues = 3)", "tn", "tnout", 1);
+    kill_restart("etl-topn-rows",
+                 "CREATE PIPELINE tr AS INSERT INTO trout SELECT svc, lat, at FROM (SELECT "
+                 "window_start, window_end, svc, lat, at, RANK() OVER (PARTITION BY window_start, "
+                 "window_end ORDER BY lat DESC) AS rk FROM TABLE(TUMBLE(TABLE ev, DESCRIPTOR(ts), "
+                 "INTERVAL '500' MILLISECOND))) WHERE rk <= 3 WITH (checkpoint_interval = '1ms')",
+                 "tr", "trout", 1);
 }
 
 static void test_kill_file_sink(void **state)
@@ -903,6 +923,7 @@ int main(void)
         cmocka_unit_test(test_kill_filter),
         cmocka_unit_test(test_kill_window),
         cmocka_unit_test(test_kill_file_sink),
+        cmocka_unit_test(test_kill_topn),
         cmocka_unit_test_setup(test_file_sink_faults, rn_test_reset_sys),
         cmocka_unit_test(test_stdout_write_failure),
         cmocka_unit_test(test_resume_counts_unpublished_appends),

@@ -50,6 +50,48 @@ def q2(ev):
     return [(b["auction"], b["price"]) for b in ev["bid"] if b["auction"] % 123 == 0]
 
 
+def q5(ev):
+    # HOP: 10 s windows every 2 s; per window the auctions with the most bids (ties kept)
+    counts = defaultdict(Counter)
+    for b in ev["bid"]:
+        t = b["dateTime"]
+        last = t - t % 2000
+        for start in range(last - 8000, last + 1, 2000):
+            counts[start][b["auction"]] += 1
+    rows = []
+    for start, per in counts.items():
+        top = max(per.values())
+        rows.extend((a, n) for a, n in per.items() if n == top)
+    return rows
+
+
+def q7(ev):
+    # per 10 s tumbling window, every bid with the window's highest price
+    per = defaultdict(list)
+    for b in ev["bid"]:
+        per[b["dateTime"] - b["dateTime"] % 10000].append(b)
+    rows = []
+    for bids in per.values():
+        top = max(b["price"] for b in bids)
+        rows.extend((b["auction"], b["price"], b["bidder"], b["dateTime"], b["extra"])
+                    for b in bids if b["price"] == top)
+    return rows
+
+
+def q18(ev):
+    # per 10 s tumbling window and (bidder, auction), the last bid; bids at the same
+    # time: the smallest (price, channel, url, extra), as streamsql breaks ties
+    last = {}
+    for b in ev["bid"]:
+        k = (b["dateTime"] - b["dateTime"] % 10000, b["bidder"], b["auction"])
+        key = (-b["dateTime"], b["price"], b["channel"].encode(), b["url"].encode(),
+               b["extra"].encode())
+        if k not in last or key < last[k][0]:
+            last[k] = (key, b)
+    return [(b["auction"], b["bidder"], b["price"], b["channel"], b["url"], b["dateTime"],
+             b["extra"]) for _, b in last.values()]
+
+
 def q10(ev):
     return [(b["auction"], b["bidder"], b["price"], b["dateTime"], b["extra"],
              utc(b["dateTime"]).strftime("%Y-%m-%d"), utc(b["dateTime"]).strftime("%H:%M"))
@@ -155,8 +197,8 @@ def q22(ev):
     return rows
 
 
-ORACLES = {"q0": q0, "q1": q1, "q2": q2, "q10": q10, "q11": q11, "q14": q14, "q15": q15,
-           "q16": q16, "q17": q17, "q21": q21, "q22": q22}
+ORACLES = {"q0": q0, "q1": q1, "q2": q2, "q5": q5, "q7": q7, "q10": q10, "q11": q11,
+           "q14": q14, "q15": q15, "q16": q16, "q17": q17, "q18": q18, "q21": q21, "q22": q22}
 
 
 def typed(cell):
