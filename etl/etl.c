@@ -1053,6 +1053,7 @@ static int open_query(rn_datadir_t *d, const rn_etl_def_t *def, rn_etl_t *p, rn_
     if (rc != 0) return rc;
     o.follow = 1;
     o.key_order = 1;
+    o.table_at_save = 1;    /* a joined table advances at checkpoints: replayable */
     if (p) {
         o.row = on_row;
         o.reject = on_reject;

@@ -404,6 +404,7 @@ int rn_query_open(rn_hd_t *h, const Runnel__V1__QueryRequest *req, rn_query_send
     o.row = on_row;
     o.ctx = q;
     o.follow = req->follow;
+    o.remote = 1;                   /* a file table is not created over the network */
     const char *sql = req->sql ? req->sql : "";
     int rc = 0, resume = req->resume.len > 0;
     /* resuming: the token holds the positions; the original start may be gone */

@@ -115,6 +115,12 @@ typedef struct rn_sql_opts {
     int           skip_damaged; /* go past offsets a store recovery marked damaged or
                                    lost (counted in stats.skipped); else their read is
                                    the query's error */
+    int           table_at_save;/* --follow with a joined table: the table catches up
+                                   only in rn_sql_state_save (pipelines set it, so a
+                                   restored run sees the table the saved one saw), not
+                                   before every batch */
+    int           remote;       /* the statement came over the network: CREATE TABLE
+                                   over a file is refused (runneld sets it) */
 } rn_sql_opts_t;
 
 /* Parse a time into ms since the epoch. fmt NULL, "", "iso8601" or "rfc3339":
