@@ -784,9 +784,11 @@ static int parse_join(front_t *f, int b, int e, int *erroff, char *errmsg)
                     "a join reads a stream first: %s", supported);
     i++;
     if (front_tok_is(f, i, "AS")) i++;
-    if (i < e && is_name_tok(f, i) && !front_tok_is(f, i, "JOIN") &&
-        !front_tok_is(f, i, "LEFT") && !front_tok_is(f, i, "INNER"))
-        f->salias_tok = i++;
+    static const char *const words[] = {"JOIN", "LEFT", "INNER", "RIGHT", "FULL", "CROSS",
+                                        "NATURAL", "OUTER"};
+    int kw = 0;
+    for (size_t k = 0; k < sizeof words / sizeof words[0]; k++) kw |= front_tok_is(f, i, words[k]);
+    if (i < e && is_name_tok(f, i) && !kw) f->salias_tok = i++;
     if (front_tok_is(f, i, "INNER") && front_tok_is(f, i + 1, "JOIN")) {
         f->join = 1;
         i += 2;

@@ -321,8 +321,16 @@ static int resolve(rn_sql_t *q, const char *name, int *erroff, char *errmsg)
     int rc;
     if (!s) { rn_datadir_meta_unlock(q->d); return rn_errf(errmsg, -ENOMEM, "out of memory"); }
     rc = rn_meta_stream_get(m, name, s, errmsg);
+    rn_meta_table_t *tb = rc == RN_ENOTFOUND ? malloc(sizeof *tb) : NULL;
+    char why[RN_ERRMSG_SIZE];
     if (rc == 0) {
         rc = def_from_meta(s, &q->def, errmsg);
+    } else if (tb && rn_meta_table_get(m, name, tb, why) == 0) {
+        /* a declared table wins over the bare topic of its name */
+        rc = rn_errf(errmsg, RN_EINVAL, "'%.60s' is a table: a query reads a stream and may "
+                     "join the table to it (FROM stream [LEFT] JOIN %.60s ON stream_expression "
+                     "= %.60s.primary_key)", name, name, name);
+        if (erroff) *erroff = (int)q->f.toks[q->f.src_tok].off;
     } else if (rc == RN_ENOTFOUND) {
         rc = rn_meta_topic_get(m, name, &t, errmsg);
         if (rc == 0) {
@@ -335,21 +343,14 @@ static int resolve(rn_sql_t *q, const char *name, int *erroff, char *errmsg)
             rn_meta_stream_names(m, streams, sizeof streams);
             rn_meta_topic_get(m, name, &t, topics);   /* "unknown topic 'x'; topics: ..." */
             const char *tl = strstr(topics, "; ");
-            rn_meta_table_t *tb = malloc(sizeof *tb);
-            char why[RN_ERRMSG_SIZE];
-            if (tb && rn_meta_table_get(m, name, tb, why) == 0)
-                rc = rn_errf(errmsg, RN_EINVAL, "'%.60s' is a table: a query reads a stream and "
-                             "may join the table to it (FROM stream [LEFT] JOIN %.60s ON "
-                             "stream_expression = %.60s.primary_key)", name, name, name);
-            else
-                rc = rn_errf(errmsg, RN_ENOTFOUND, "unknown stream or topic '%.60s'; %s; %s",
-                             name, streams, tl ? tl + 2 : "there are no topics");
-            free(tb);
+            rc = rn_errf(errmsg, RN_ENOTFOUND, "unknown stream or topic '%.60s'; %s; %s",
+                         name, streams, tl ? tl + 2 : "there are no topics");
             if (erroff) *erroff = (int)q->f.toks[q->f.src_tok].off;
         }
     }
     rn_datadir_meta_unlock(q->d);
     free(s);
+    free(tb);
     return rc;
 }
 
@@ -587,8 +588,9 @@ static int open_join(rn_sql_t *q, int *erroff, char *errmsg)
         rn_datadir_meta_unlock(q->d);
         free(s);
         if (stream || topic)
-            return rn_errf(errmsg, RN_EINVAL, "'%s' is a %s: stream-stream joins are not "
-                           "supported; %s", f->jname, stream ? "stream" : "topic", supported);
+            return rn_errf(errmsg, RN_EINVAL, "'%s' is a %s, not a table: stream-stream joins "
+                           "are not supported; %s", f->jname, stream ? "stream" : "topic",
+                           supported);
         return rn_errf(errmsg, rc, "%s; %s", why, supported);
     }
     if (rc != 0) return rn_errf(errmsg, rc, "%s", why);
