@@ -19,7 +19,8 @@
  * Invariants:
  *  1. No statement is prepared per batch or per record: at most two per
  *     query, prepared in rn_sql_open (plus, there, one look-up of sqlite's
- *     function list, rn_front_check_functions).
+ *     function list, rn_front_check_functions, and for a join the table's
+ *     two (table.c invariant 4) and one plan check).
  *  2. Every record read is either a row of the stream table or counted in
  *     errors (with the first reason kept) and handed to the reject callback;
  *     none disappears silently. Rows of closed windows are counted in late.

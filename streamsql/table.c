@@ -133,7 +133,7 @@ int rn_table_create(rn_datadir_t *d, const sdef_t *in, int remote, int *same, ch
                          "bytes", def->name, RN_SQL_MAX_PATH);
             goto out;
         }
-        snprintf(def->file, sizeof def->file, "%s", abs);
+        memcpy(def->file, abs, strlen(abs) + 1);      /* fits: checked above */
         if ((rc = load_check(d, def, errmsg)) != 0) goto out;
     }
     if (rn_front_table_text(def, &text) != 0 || rn_buf_append(&text, "", 1, 0) != 0) {

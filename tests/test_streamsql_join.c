@@ -567,7 +567,7 @@ static void pipe_slice(rn_datadir_t *d, int r)
 static void pipe_table(rn_datadir_t *d, int v)
 {
     sqlfix_t fx = {.d = d};
-    char vals[12][64], keys[12][8];
+    char vals[12][64], keys[12][16];
     trec_t t[12];
     for (int k = 0; k < 12; k++) {
         snprintf(keys[k], sizeof keys[k], "%d", k);
