@@ -1099,6 +1099,9 @@ int rn_etl_create_as(rn_datadir_t *d, const char *sql, size_t len, const char *c
         goto out;
     }
     if (check && (rc = check(arg, src, &def, errmsg)) != 0) goto out;
+    /* a joined table's topic is read too: the same rights */
+    const char *jsrc = rn_sql_join_source(q);
+    if (check && jsrc && (rc = check(arg, jsrc, &def, errmsg)) != 0) goto out;
     char *text = strndup(sql, len);
     if (!text) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto out; }
     rn_meta_t *m = rn_datadir_meta_lock(d);

@@ -560,6 +560,8 @@ const char *rn_query_source(rn_query_t *q)
     return t ? t : "";
 }
 
+const char *rn_query_join_source(rn_query_t *q) { return rn_sql_join_source(q->sql); }
+
 void rn_query_close(rn_query_t *q)
 {
     if (!q) return;

@@ -1668,6 +1668,11 @@ void rn_sql_source(rn_sql_t *q, const char **topic, uint32_t *nq)
     *nq = q->nq;
 }
 
+const char *rn_sql_join_source(rn_sql_t *q)
+{
+    return q->tbl && q->tdef && !q->tdef->file[0] ? q->tdef->topic : NULL;
+}
+
 int rn_sql_position(rn_sql_t *q, uint32_t queue, int64_t *offset, char *errmsg)
 {
     if (!q->cons) return rn_errf(errmsg, RN_EINVAL, "not a query over a topic");

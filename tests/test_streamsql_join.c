@@ -14,8 +14,9 @@
  * seeded random points and restarted writes exactly the output of one
  * uninterrupted run (static table), and exactly one row per source record
  * with the table never going back (a table that grows between runs). The
- * Query RPC (streamsql --server) runs a join against a real runneld and
- * refuses a file table.
+ * Query RPC (streamsql --server) runs a join against a real runneld,
+ * refuses a file table, and refuses a join to a principal who may not consume
+ * the table's topic.
  */
 #include "tests/test_streamsql_util.h"
 
@@ -727,6 +728,31 @@ static void test_remote(void **state)
     e2 = rn_test_slurp(err, NULL);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) != 0);
     if (!strstr(e2, "created embedded only")) fail_msg("stderr: %s", e2);
+    free(e2);
+    assert_int_equal(rn_test_runneld_stop(&r), 0);
+
+    /* with ACLs: a principal who may consume the stream's topic but not the
+     * table's cannot read the table through a join */
+    const char *acl1[] = {RN_BIN_DIR "/runnel", "--data", dir, "acl", "add", "--principal",
+                          "anonymous", "--cluster", "--op", "query", NULL};
+    const char *acl2[] = {RN_BIN_DIR "/runnel", "--data", dir, "acl", "add", "--principal",
+                          "anonymous", "--topic", "ev", "--op", "consume", NULL};
+    st = rn_test_run(acl1[0], acl1, NULL, out, err);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    st = rn_test_run(acl2[0], acl2, NULL, out, err);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(rn_test_runneld_start(&r, dir, NULL), 0);
+    const char *argv3[] = {RN_BIN_DIR "/streamsql", "--server", r.addr, "--format", "csv", "-e",
+                           "SELECT uid FROM ev", NULL};
+    st = rn_test_run(argv3[0], argv3, NULL, out, err);
+    o = rn_test_slurp(out, NULL);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_string_equal(o, "uid\n1\n2\n1\n");
+    free(o);
+    st = rn_test_run(argv[0], argv, NULL, out, err);
+    e2 = rn_test_slurp(err, NULL);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+    if (!strstr(e2, "users")) fail_msg("stderr: %s", e2);
     free(e2);
     assert_int_equal(rn_test_runneld_stop(&r), 0);
     rn_datadir_opts_t op;
