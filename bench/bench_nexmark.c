@@ -308,7 +308,8 @@ static const nx_query_t nx_queries[] = {
      "GROUP BY SESSION(ts, '10s'), bidder", NULL, 1},
     {"q12", "processing-time windows", NULL,
      "windows over processing time (proctime() is a function; windows group by event time)", 1},
-    {"q13", "bounded side input join", NULL, "a join with a static side table", 0},
+    {"q13", "bounded side input join", NULL,
+     "a side-input file, which the generator does not write (the static table join runs)", 0},
     {"q14", "calculation",
      "SELECT auction, bidder, 0.908 * price AS price, CASE WHEN " NX_HOUR " >= 8 AND "
      NX_HOUR " <= 18 THEN 'dayTime' WHEN " NX_HOUR " <= 6 OR " NX_HOUR " >= 20 THEN "

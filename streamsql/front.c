@@ -872,7 +872,7 @@ static int append_toks(const front_t *f, int b, int e, rn_buf_t *out)
     return append(out, f->sql + f->toks[b].off, (size_t)tok_end(f, e - 1) - f->toks[b].off);
 }
 
-int rn_front_from_text(const front_t *f, rn_buf_t *out)
+int rn_front_from_text(front_t *f, rn_buf_t *out)
 {
     if (!f->join) {
         int fe = f->src_tok + 1;
@@ -891,6 +891,7 @@ int rn_front_from_text(const front_t *f, rn_buf_t *out)
     int se = f->salias_tok >= 0 ? f->salias_tok + 1 : f->src_tok + 1;
     int te = f->jalias_tok >= 0 ? f->jalias_tok + 1 : f->jtab_tok + 1;
     int rc = append_toks(f, f->src_tok, se, out);
+    f->join_kw = out->len + 1;
     if (rc == 0) rc = appendf(out, " %s ", f->join == 2 ? "LEFT JOIN" : "CROSS JOIN");
     if (rc == 0) rc = append_toks(f, f->jtab_tok, te, out);
     if (rc == 0) rc = append(out, " ON ", 4);

@@ -628,12 +628,22 @@ static int check_join_order(rn_sql_t *q, char *errmsg)
     while (sqlite3_step(st) == SQLITE_ROW) {
         const char *d = (const char *)sqlite3_column_text(st, 3);
         if (!d || (strncmp(d, "SCAN", 4) != 0 && strncmp(d, "SEARCH", 6) != 0)) continue;
-        if (!strstr(d, "VIRTUAL TABLE"))
-            rc = rn_errf(errmsg, RN_EINVAL, "sqlite would read table '%s' before the stream "
-                         "here (%s), so rows would not come in stream order; write the "
-                         "conditions on the table's columns so that they keep the LEFT JOIN's "
-                         "unmatched rows (e.g. t.x = 1 OR t.x IS NULL), or use JOIN",
-                         q->f.jname, d);
+        if (strstr(d, "VIRTUAL TABLE")) break;
+        if (q->f.join == 2 && q->f.join_kw > 0 &&
+            strncmp(q->f.batch_sql + q->f.join_kw, "LEFT JOIN ", 10) == 0) {
+            /* rewrite as CROSS JOIN (open_select prepares it again): the
+             * buffer has room, "LEFT JOIN" + the text after it moves by one */
+            size_t n = strlen(q->f.batch_sql);
+            char *s = realloc(q->f.batch_sql, n + 2);
+            if (!s) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); break; }
+            memmove(s + q->f.join_kw + 10, s + q->f.join_kw + 9, n - q->f.join_kw - 9 + 1);
+            memcpy(s + q->f.join_kw, "CROSS JOIN", 10);
+            q->f.batch_sql = s;
+            q->f.join_kw = 0;
+            break;
+        }
+        rc = rn_errf(errmsg, RN_EINVAL, "sqlite would read table '%s' before the stream here "
+                     "(%s), so rows would not come in stream order", q->f.jname, d);
         break;
     }
     sqlite3_finalize(st);
@@ -653,6 +663,17 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
     if (sqlite3_prepare_v2(q->db, q->f.batch_sql, -1, &q->bst, NULL) != SQLITE_OK)
         return prepare_error(q, "", 0, erroff, errmsg);
     if (q->f.join && (rc = check_join_order(q, errmsg)) != 0) return rc;
+    if (q->f.join == 2 && q->f.join_kw == 0) {
+        /* sqlite turned the LEFT JOIN into an inner one (a WHERE term rejects
+         * the table's NULL columns, so no unmatched row could pass) and put
+         * the table first: the same rows as CROSS JOIN, which keeps the
+         * stream outer (invariant 9) */
+        sqlite3_finalize(q->bst);
+        q->bst = NULL;
+        if (sqlite3_prepare_v2(q->db, q->f.batch_sql, -1, &q->bst, NULL) != SQLITE_OK)
+            return prepare_error(q, "", 0, erroff, errmsg);
+        if ((rc = check_join_order(q, errmsg)) != 0) return rc;
+    }
     if (q->f.win != WK_NONE) {
         for (int k = 0; k < q->f.naggs; k++)
             q->nargs += (q->f.aggs[k].arg != NULL) + (q->f.aggs[k].filter != NULL);

@@ -178,6 +178,7 @@ typedef struct front {
     int         salias_tok, jtab_tok, jalias_tok;   /* -1: no alias */
     int         on_b, on_e;   /* the ON condition's tokens */
     int         on_col_tok;   /* the table column ON compares (qualified) */
+    size_t      join_kw;      /* offset of "LEFT JOIN" in batch_sql (rn_front_from_text) */
     char        jname[RN_META_TOPIC_NAME_MAX + 1];  /* the joined table */
     /* planned (rn_front_plan) */
     win_kind_t  win;
@@ -207,8 +208,9 @@ int  rn_front_check_functions(const front_t *f, sqlite3 *db, int *erroff, char *
 void rn_front_free(front_t *f);
 /* The FROM clause the per-batch statement reads, appended to out: the
  * stream as written, and a join rewritten so sqlite keeps the stream as the
- * outer loop (JOIN -> CROSS JOIN). */
-int  rn_front_from_text(const front_t *f, rn_buf_t *out);
+ * outer loop (JOIN -> CROSS JOIN); f->join_kw is where its LEFT JOIN keyword
+ * starts in out. */
+int  rn_front_from_text(front_t *f, rn_buf_t *out);
 /* The name that qualifies the stream's columns (its alias, else its name)
  * as written, for the per-batch statement of a join. */
 int  rn_front_stream_qual(const front_t *f, rn_buf_t *out);

@@ -111,6 +111,11 @@ static int make_users(sqlfix_t *f, sqlite3 *db, uint32_t tq, uint64_t seed)
                       k, k, i, i % 3);
         assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     }
+    /* key 7 present at the end (a query below filters on it) */
+    trec_t k7 = {2000, "7", "{\"id\":7,\"name\":\"seven\",\"tier\":0}"};
+    produce(f, "users", 7 % tq, &k7, 1);
+    assert_int_equal(sqlite3_exec(db, "INSERT OR REPLACE INTO users VALUES (7, 'seven', 0)", NULL,
+                                  NULL, NULL), SQLITE_OK);
     trec_t bad[3] = {{1, "7", "{\"id\":\"seven\",\"name\":\"x\"}"},    /* mistyped key */
                      {1, "8", "{\"name\":\"no id\"}"},                    /* no key field */
                      {1, NULL, ""}};                                      /* delete, no key */
@@ -171,6 +176,11 @@ static const qcase_t qcases[] = {
      "page <> 'p3'",
      "SELECT page, name, id FROM clicks LEFT JOIN users ON uid + 1 = users.id WHERE page <> 'p3' "
      "ORDER BY queue, off", 1},
+    /* sqlite makes this LEFT JOIN an inner one and would read the table first:
+     * run as CROSS JOIN, rows still in stream order */
+    {"SELECT c.uid, u.name FROM clicks c LEFT JOIN users u ON c.uid = u.id WHERE u.id = 7",
+     "SELECT c.uid, u.name FROM clicks c LEFT JOIN users u ON c.uid = u.id WHERE u.id = 7 "
+     "ORDER BY c.queue, c.off", 1},
     {"SELECT window_start, u.name, count(*) AS n, sum(c.uid) AS s FROM clicks c LEFT JOIN users u "
      "ON c.uid = u.id GROUP BY TUMBLE(c.ts, '10s'), u.name",
      "SELECT (c.ts / 10000) * 10000, u.name, count(*), sum(c.uid) FROM clicks c LEFT JOIN users u "
