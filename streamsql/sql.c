@@ -614,8 +614,11 @@ static int open_join(rn_sql_t *q, int *erroff, char *errmsg)
 
 /* The stream must be the outer loop of the per-batch statement, so each
  * record's rows come in the stream's order (invariant 8); CROSS JOIN
- * guarantees it, a LEFT JOIN that sqlite turned into an inner one (a WHERE
- * term rejecting NULL table columns) could be reordered: refused then. */
+ * guarantees it. A LEFT JOIN that sqlite turned into an inner one (a WHERE
+ * term rejecting NULL table columns: no unmatched row can pass) may be
+ * reordered: it is rewritten as CROSS JOIN, the same rows, and open_select
+ * prepares it again (f.join_kw = 0 says so). Anything else reading the
+ * table first is refused. */
 static int check_join_order(rn_sql_t *q, char *errmsg)
 {
     char *eqp = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", q->f.batch_sql);
