@@ -1401,6 +1401,9 @@ int rn_etl_checkpoint(rn_etl_t *p, char *errmsg)
     rn_datadir_meta_unlock(p->d);
     if (rc == 0 && mp->paused) atomic_store(&p->stop, 1);
     free(mp);
+    /* encode_state caught a joined table up: batches read after a checkpoint
+     * that was not stored would see a table the stored one does not explain */
+    if (rc != 0 && rn_sql_join_source(p->q)) p->broken = 1;
     if (rc == 0) {
         /* a new journal (from byte 0, chained to ckseq + 1) begins */
         p->ckseq++;

@@ -252,16 +252,19 @@ static int bind_val(sqlite3_stmt *st, int i, const fval_t *v)
     }
 }
 
+/* Step an upsert or delete: 0 done; 1 this record cannot be applied (why
+ * set); negative: the query fails (out of memory, interrupted by a cancel or
+ * the broker's step budget, ...): never a record silently skipped for it. */
 static int run(sqlite3_stmt *st, char *why)
 {
     int s = sqlite3_step(st);
+    snprintf(why, RN_ERRMSG_SIZE, "%s", sqlite3_errmsg(sqlite3_db_handle(st)));
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     if (s == SQLITE_DONE) return 0;
-    if ((s & 0xff) == SQLITE_NOMEM || (s & 0xff) == SQLITE_IOERR || (s & 0xff) == SQLITE_FULL)
-        return rn_errf(why, RN_ESQLITE, "%s", sqlite3_errstr(s));
-    snprintf(why, RN_ERRMSG_SIZE, "%s", sqlite3_errmsg(sqlite3_db_handle(st)));
-    return 1;
+    int e = s & 0xff;
+    if (e == SQLITE_CONSTRAINT || e == SQLITE_MISMATCH || e == SQLITE_TOOBIG) return 1;
+    return rn_errf(why, RN_ESQLITE, "applying a record failed: %s", sqlite3_errstr(s));
 }
 
 /* Insert or replace the row a value holds. 0 applied, 1 rejected (why
@@ -324,18 +327,20 @@ static int is_tombstone(const uint8_t *v, int32_t n)
     return 1;
 }
 
-static int apply_record(rn_table_t *t, uint32_t queue, const rn_record_t *r)
+static int apply_record(rn_table_t *t, uint32_t queue, const rn_record_t *r, char *errmsg)
 {
     char why[RN_ERRMSG_SIZE];
     int rc = r->value_len <= 0 || is_tombstone(r->value, r->value_len)
                  ? delete_key(t, r->key, r->key_len, why)
                  : upsert(t, r->value, r->value_len, why);
+    char where[96];
+    snprintf(where, sizeof where, "topic '%.40s' queue %u offset %lld", t->def.topic, queue,
+             (long long)r->offset);
     if (rc == 1) {
-        char where[96];
-        snprintf(where, sizeof where, "topic '%.40s' queue %u offset %lld", t->def.topic, queue,
-                 (long long)r->offset);
         count_error(t, where, why);
         rc = 0;
+    } else if (rc < 0) {
+        rc = rn_errf(errmsg, rc, "table '%s' %s: %s", t->def.name, where, why);
     }
     return rc;
 }
@@ -362,7 +367,7 @@ static int read_to(rn_table_t *t, const int64_t *ends, char *errmsg)
     while (rc == 0 && (rc = rn_consumer_poll(t->cons, &b, errmsg)) == 1) {
         rc = 0;
         for (uint32_t k = 0; k < b.count && rc == 0; k++)
-            rc = apply_record(t, b.queue, &b.records[k]);
+            rc = apply_record(t, b.queue, &b.records[k], errmsg);
     }
     if (rc < 0) {
         sqlite3_exec(t->db, "ROLLBACK TO rn_table; RELEASE rn_table", NULL, NULL, NULL);
