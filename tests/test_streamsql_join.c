@@ -16,7 +16,7 @@
  * with the table never going back (a table that grows between runs). The
  * Query RPC (streamsql --server) runs a join against a real runneld,
  * refuses a file table, and refuses a join to a principal who may not consume
- * the table's topic.
+ * the table's topic; a pipeline's creator is checked on the table's topic.
  */
 #include "tests/test_streamsql_util.h"
 
@@ -692,8 +692,12 @@ static void test_pipeline_kill(void **state)
             if (sscanf(l, "{\"q\":%d,\"o\":%d", &q, &o) != 2) fail_msg("row %s", l);
             assert_true(q >= 0 && q < PQ && o >= 0 && o < PROUNDS * PPER);
             if (seen[q][o]++) fail_msg("row for queue %d offset %d written twice", q, o);
-            const char *nm = strstr(l, "\"name\":\"v");
-            if (nm && sscanf(nm, "\"name\":\"v%dk%d", &v, &k) == 2) {
+            const char *nm = strstr(l, "\"name\":\"v"), *us = strstr(l, "\"uid\":");
+            int uid = -1, tier = -1;
+            if (!us || sscanf(us, "\"uid\":%d", &uid) != 1) fail_msg("row %s", l);
+            if (nm && sscanf(nm, "\"name\":\"v%dk%d\",\"tier\":%d", &v, &k, &tier) == 3) {
+                /* the row of the looked-up key, whole: one version's name and tier */
+                if (k != uid || tier != v || (uid == 5 && v > 0)) fail_msg("wrong lookup: %s", l);
                 if (v < last_v[q]) fail_msg("queue %d offset %d saw version %d after %d", q, o,
                                             v, last_v[q]);
                 if (v > last_v[q]) versions++;
@@ -709,6 +713,39 @@ static void test_pipeline_kill(void **state)
     assert_int_equal(rows, PQ * PROUNDS * PPER);
     assert_true(versions >= 1);
     rn_test_tmpdir_free(rc_);
+}
+
+/* A pipeline's creator is checked on the joined table's topic too. */
+static int deny_users(void *arg, const char *source, const rn_etl_def_t *def, char *errmsg)
+{
+    (void)def;
+    char *seen = arg;
+    strncat(seen, source, 60);
+    strcat(seen, ";");
+    if (strcmp(source, "users") == 0)
+        return rn_errf(errmsg, -EPERM, "may not consume topic '%s'", source);
+    return 0;
+}
+
+static void test_pipeline_rights(void **state)
+{
+    sqlfix_t *f = *state;
+    topic(f, "users", 1);
+    topic(f, "ev", 1);
+    exec_ok(f, users_ddl);
+    exec_ok(f, "CREATE STREAM ev (uid INTEGER) WITH (topic = 'ev')");
+    char seen[256] = "", err[RN_ERRMSG_SIZE];
+    const char *sql = "CREATE PIPELINE pj AS INSERT INTO pjout SELECT e.uid, u.name FROM ev e "
+                      "JOIN users u ON e.uid = u.id";
+    assert_int_equal(rn_etl_create_as(f->d, sql, strlen(sql), "alice", deny_users, seen, err),
+                     -EPERM);
+    assert_string_equal(seen, "ev;users;");
+    assert_non_null(strstr(err, "may not consume topic 'users'"));
+    seen[0] = '\0';
+    const char *plain = "CREATE PIPELINE pe AS INSERT INTO peout SELECT uid FROM ev";
+    assert_int_equal(rn_etl_create_as(f->d, plain, strlen(plain), "alice", deny_users, seen, err),
+                     0);
+    assert_string_equal(seen, "ev;");
 }
 
 /* ---- the Query RPC against a real runneld ------------------------------------------ */
@@ -799,6 +836,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_csv_file, sqlfix_setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_refused, sqlfix_setup, sqlfix_teardown),
         cmocka_unit_test(test_pipeline_kill),
+        cmocka_unit_test_setup_teardown(test_pipeline_rights, sqlfix_setup, sqlfix_teardown),
         cmocka_unit_test_setup_teardown(test_remote, sqlfix_setup, sqlfix_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
