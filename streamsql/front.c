@@ -2000,7 +2000,21 @@ static int plan_window(front_t *f, int b, int e, const sdef_t *def, int *erroff,
             args[na++] = j + 1;
         }
     int qual = args[1] - args[0] == 4 && f->toks[args[0] + 1].kind == TK_DOT;  /* s.ts */
-    if (qual) args[0] += 2;
+    if (qual) {
+        char q[RN_SQL_MAX_NAME * 4 + 1];
+        int st = f->join && f->salias_tok >= 0 ? f->salias_tok : f->src_tok;
+        int alias = !f->join && ((is_name_tok(f, f->src_tok + 1) && f->src_tok + 1 < args[0] &&
+                                  front_ident(f, f->src_tok + 1, q, sizeof q) == 0 &&
+                                  name_is(f, args[0], q)) ||
+                                 (front_tok_is(f, f->src_tok + 1, "AS") &&
+                                  front_ident(f, f->src_tok + 2, q, sizeof q) == 0 &&
+                                  name_is(f, args[0], q)));
+        if (!alias && (front_ident(f, st, q, sizeof q) != 0 || !name_is(f, args[0], q)))
+            return ferr(erroff, tok_off(f, args[0]), errmsg, RN_EINVAL,
+                        "%s groups by the stream's event time: write %s(%s.ts, ...)", names[w],
+                        names[w], q);
+        args[0] += 2;
+    }
     if (na != nargs[w] || args[1] - args[0] != 2 ||
         (na > 1 && args[na - 1] + 1 != e - 1) || (na == 3 && args[2] - args[1] != 2))
         return ferr(erroff, tok_off(f, b), errmsg, RN_EINVAL, "%s is written %s", names[w],

@@ -511,6 +511,8 @@ static void test_refused(void **state)
         {"SELECT * FROM ev a JOIN ev b ON a.uid = b.uid", "stream-stream joins are not supported"},
         {"SELECT * FROM ev a JOIN nothing b ON a.uid = b.id", "unknown table 'nothing'"},
         {"SELECT * FROM ev e JOIN (SELECT 1 AS id) u ON e.uid = u.id", "a table by name"},
+        {"SELECT count(*) FROM ev e JOIN users u ON e.uid = u.id GROUP BY TUMBLE(u.ts, '1s')",
+         "TUMBLE groups by the stream's event time: write TUMBLE(e.ts, ...)"},
         {"SELECT * FROM ev e JOIN users u ON e.uid = u.id WHERE u.name IN (SELECT name FROM t2)",
          "a subquery reads 't2'"},
     };
