@@ -876,7 +876,17 @@ static int stream_record(const rn_sql_t *q, rn_meta_stream_t *s, char *errmsg)
     if (def->ts_field >= 0)
         snprintf(s->timestamp, sizeof s->timestamp, "%s", def->fields[def->ts_field].name);
     int rc = rn_front_fields_text(def, s->fields, sizeof s->fields);
-    return rc != 0 ? rn_errf(errmsg, rc, "the field list is too long") : 0;
+    if (rc != 0) return rn_errf(errmsg, rc, "the field list is too long");
+    /* one namespace for streams and tables (a join names a table, FROM a stream) */
+    rn_meta_table_t *t = malloc(sizeof *t);
+    char why[RN_ERRMSG_SIZE];
+    if (!t) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    rn_meta_t *m = rn_datadir_meta_lock(q->d);
+    int table = rn_meta_table_get(m, def->name, t, why) == 0;
+    rn_datadir_meta_unlock(q->d);
+    free(t);
+    return table ? rn_errf(errmsg, RN_EINVAL, "'%s' is a table; a stream needs another name",
+                           def->name) : 0;
 }
 
 static int run_create(rn_sql_t *q, char *errmsg)

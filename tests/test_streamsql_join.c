@@ -456,6 +456,19 @@ static void test_csv_file(void **state)
     refused(f, sql, "line 1 must be the header id,plan,price");
     refused(f, "CREATE TABLE p3 (id INTEGER PRIMARY KEY) WITH (file = '/nonexistent/x.csv', "
                "format = 'csv')", "No such file");
+    /* JSON lines; a bad line fails the open, naming the file and line */
+    char jl[128];
+    snprintf(jl, sizeof jl, "%s/plans.jsonl", f->root);
+    const char js[] = "{\"id\":4,\"plan\":\"big\",\"price\":99}\n\n{\"id\":1,\"plan\":\"one\"}\n";
+    rn_test_write_file(jl, js, strlen(js));
+    snprintf(sql, sizeof sql, "CREATE TABLE pj (id INTEGER PRIMARY KEY, plan TEXT, price REAL) "
+             "WITH (file = '%s', format = 'json')", jl);
+    exec_ok(f, sql);
+    got = rows_of(f, "SELECT ev.p, t.plan, t.price FROM ev LEFT JOIN pj t ON ev.p = t.id", NULL);
+    assert_string_equal(got, "2|NULL|NULL\n4|big|99\n1|one|NULL\n");
+    free(got);
+    rn_test_write_file(jl, "{\"id\":\"x\"}\n", 11);
+    refused(f, "SELECT ev.p FROM ev JOIN pj t ON ev.p = t.id", "plans.jsonl' line 1");
     /* over the network (runneld sets remote): refused, naming why */
     rn_sql_opts_t o;
     rn_sql_opts_default(&o);
@@ -494,6 +507,7 @@ static void test_refused(void **state)
         {"CREATE TABLE ev (id INTEGER PRIMARY KEY) WITH (topic = 'users')", "'ev' is a stream"},
         {"CREATE STREAM s (id INTEGER PRIMARY KEY) WITH (topic = 'users')",
          "a stream has no PRIMARY KEY"},
+        {"CREATE STREAM t2 (k TEXT) WITH (topic = 'users')", "'t2' is a table"},
         {"SELECT * FROM users JOIN t2 ON users.id = t2.k", "'users' is a table"},
         {"SELECT * FROM ev RIGHT JOIN users u ON ev.uid = u.id", "'RIGHT' join is not supported"},
         {"SELECT * FROM ev FULL JOIN users u ON ev.uid = u.id", "'FULL' join is not supported"},
