@@ -280,10 +280,40 @@ static void test_updates_deletes(void **state)
     assert_string_equal(got, "a|Arles\nc|Cadiz\n");
     free(got);
 
-    /* SHOW TABLES, DESCRIBE, DROP TABLE; the definition survives a reopen */
+    /* a CSV changelog with an INTEGER key; a delete whose record key is not an
+     * integer is counted, with its reason */
+    topic(f, "nums", 1);
+    topic(f, "en", 1);
+    trec_t nt[] = {{1, "1", "1,one"}, {1, "2", "2,two"}, {1, "x", ""}, {1, "2", ""}};
+    produce(f, "nums", 0, nt, 4);
+    trec_t ne[] = {{1, NULL, "{\"n\":1}"}, {1, NULL, "{\"n\":2}"}};
+    produce(f, "en", 0, ne, 2);
+    exec_ok(f, "CREATE TABLE nums (n INTEGER PRIMARY KEY, w TEXT) WITH (topic = 'nums', "
+               "format = 'csv')");
+    exec_ok(f, "CREATE STREAM en (n INTEGER) WITH (topic = 'en')");
+    rn_sql_stats_t st;
+    got = rows_of(f, "SELECT en.n, t.w FROM en LEFT JOIN nums t ON en.n = t.n", &st);
+    assert_string_equal(got, "1|one\n2|NULL\n");
+    free(got);
+    assert_int_equal(st.errors, 1);
+    assert_non_null(strstr(st.first_error, "offset 2: an empty value deletes the row whose "
+                                           "INTEGER 'n' is the record key; key 'x' is not an "
+                                           "integer"));
+
+    /* SHOW TABLES, DESCRIBE, DROP TABLE; the definitions survive a reopen */
+    {
+        char dir[128], em[RN_ERRMSG_SIZE];
+        snprintf(dir, sizeof dir, "%s/data", f->root);
+        assert_int_equal(rn_datadir_close(f->d), 0);
+        rn_datadir_opts_t op;
+        rn_datadir_opts_default(&op);
+        op.log.fsync = RN_FSYNC_NEVER;
+        if (rn_datadir_open(dir, &op, &f->d, em) != 0) fail_msg("reopen: %s", em);
+    }
     got = rows_of(f, "SHOW TABLES", NULL);
     assert_string_equal(got, "cities|topic 'cities'|json|code|\"code\" TEXT PRIMARY KEY, "
-                             "\"name\" TEXT\n");
+                             "\"name\" TEXT\nnums|topic 'nums'|csv|n|\"n\" INTEGER PRIMARY KEY, "
+                             "\"w\" TEXT\n");
     free(got);
     got = rows_of(f, "DESCRIBE cities", NULL);
     assert_string_equal(got, "code|TEXT|PRIMARY KEY, json field of table topic 'cities'\n"
