@@ -42,6 +42,7 @@
 #include "common/error.h"
 #include "logical-queues/consumer.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -356,6 +357,11 @@ static int exec(rn_table_t *t, const char *sql, char *errmsg)
 static int read_to(rn_table_t *t, const int64_t *ends, char *errmsg)
 {
     int rc = 0;
+#ifndef NDEBUG
+    /* invariant 2: no statement reading the table is in the middle of a step */
+    for (sqlite3_stmt *st = sqlite3_next_stmt(t->db, NULL); st; st = sqlite3_next_stmt(t->db, st))
+        assert(!sqlite3_stmt_busy(st));
+#endif
     for (uint32_t i = 0; i < t->nq && rc == 0; i++) {
         int64_t lo, hi;
         rc = rn_consumer_watermarks(t->cons, t->def.topic, i, &lo, &hi, errmsg);
