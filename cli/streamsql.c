@@ -127,7 +127,10 @@ static const char usage_text[] =
     "HOP(ts, '1m', '10s') | SESSION(ts, '30s'), keys...] [HAVING ...] [EMIT FINAL|CHANGES]\n"
     "[LIMIT n] [WITH (watermark = '5s', idle_timeout = '10s', late = 'drop')];\n"
     "EXPLAIN SELECT ...; CREATE STREAM s (f TYPE, ...) WITH (topic = 't', format = 'json',\n"
-    "timestamp = 'f'); DROP STREAM s; SHOW STREAMS; DESCRIBE s.\n";
+    "timestamp = 'f'); DROP STREAM s; SHOW STREAMS; DESCRIBE s.\n"
+    "Tables: CREATE TABLE t (id INTEGER PRIMARY KEY, f TYPE, ...) WITH (topic = 't') or\n"
+    "WITH (file = 'path.csv', format = 'csv'); DROP TABLE t; SHOW TABLES; and\n"
+    "SELECT ... FROM stream s [LEFT] JOIN t ON s.k = t.id.\n";
 
 typedef struct cfg {
     const char    *data;
@@ -885,6 +888,8 @@ static const char repl_help[] =
     "  EXPLAIN SELECT ...\n"
     "  CREATE STREAM s (f TYPE, ...) WITH (topic = 't', format = 'json', timestamp = 'f')\n"
     "  DROP STREAM s    SHOW STREAMS    DESCRIBE s\n"
+    "  CREATE TABLE t (id INTEGER PRIMARY KEY, f TYPE, ...) WITH (topic = 't')\n"
+    "  DROP TABLE t    SHOW TABLES    SELECT ... FROM stream s [LEFT] JOIN t ON s.k = t.id\n"
     "Commands (no ';' needed):\n"
     "  .help, help             this text\n"
     "  .format [table|csv|json]  show or set the output format\n"

@@ -226,8 +226,8 @@ static int drop_pipeline(apply_t *a, size_t off, size_t end, size_t p)
     return 0;
 }
 
-/* CREATE / DROP STREAM or FUNCTION (fn), through rn_sql_define. */
-static int stream_def(apply_t *a, size_t off, size_t n, size_t end, size_t p, int fn)
+/* CREATE / DROP STREAM, TABLE or FUNCTION (what), through rn_sql_define. */
+static int stream_def(apply_t *a, size_t off, size_t n, size_t end, size_t p, const char *what)
 {
     char name[RN_META_NAME_MAX + 2] = "", err[RN_ERRMSG_SIZE];
     if (keyword(a, end, &p, "IF")) keyword(a, end, &p, "EXISTS");
@@ -241,7 +241,7 @@ static int stream_def(apply_t *a, size_t off, size_t n, size_t end, size_t p, in
     }
     if (rc != 0) return fail_at(a, off + (erroff > 0 ? (size_t)erroff : 0), rc, "%s", err);
     static const char *const done[] = {"created", "unchanged", "dropped", "absent"};
-    note(a, off, 0, "%s %s %s", fn ? "function" : "stream", name, done[outcome]);
+    note(a, off, 0, "%s %s %s", what, name, done[outcome]);
     return 0;
 }
 
@@ -251,17 +251,20 @@ static int apply_one(void *ctx, size_t off, size_t n)
     size_t end = off + n, p = off;
     if (keyword(a, end, &p, "CREATE")) {
         if (keyword(a, end, &p, "PIPELINE")) return create_pipeline(a, off, n);
-        if (keyword(a, end, &p, "STREAM")) return stream_def(a, off, n, end, p, 0);
-        if (keyword(a, end, &p, "FUNCTION")) return stream_def(a, off, n, end, p, 1);
+        if (keyword(a, end, &p, "STREAM")) return stream_def(a, off, n, end, p, "stream");
+        if (keyword(a, end, &p, "TABLE")) return stream_def(a, off, n, end, p, "table");
+        if (keyword(a, end, &p, "FUNCTION")) return stream_def(a, off, n, end, p, "function");
     } else if (keyword(a, end, &p, "DROP")) {
         if (keyword(a, end, &p, "PIPELINE")) return drop_pipeline(a, off, end, p);
-        if (keyword(a, end, &p, "STREAM")) return stream_def(a, off, n, end, p, 0);
-        if (keyword(a, end, &p, "FUNCTION")) return stream_def(a, off, n, end, p, 1);
+        if (keyword(a, end, &p, "STREAM")) return stream_def(a, off, n, end, p, "stream");
+        if (keyword(a, end, &p, "TABLE")) return stream_def(a, off, n, end, p, "table");
+        if (keyword(a, end, &p, "FUNCTION")) return stream_def(a, off, n, end, p, "function");
     }
     size_t w = off;
     while (w < end && w - off < 40 && !isspace((unsigned char)a->text[w])) w++;
-    return fail_at(a, off, RN_EINVAL, "a pipelines file holds CREATE STREAM, CREATE FUNCTION, "
-                   "CREATE PIPELINE, DROP STREAM, DROP FUNCTION and DROP PIPELINE statements, "
+    return fail_at(a, off, RN_EINVAL, "a pipelines file holds CREATE STREAM, CREATE TABLE, "
+                   "CREATE FUNCTION, CREATE PIPELINE, DROP STREAM, DROP TABLE, DROP FUNCTION "
+                   "and DROP PIPELINE statements, "
                    "not '%.*s ...'", (int)(w - off), a->text + off);
 }
 

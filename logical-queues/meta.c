@@ -1,7 +1,7 @@
 /*
  * meta.c — the topic metadata store in SQLite (see meta.h for the model).
  *
- * Schema (version 7, PRAGMA user_version):
+ * Schema (version 8, PRAGMA user_version):
  *
  *   stores(id, path)                       a store = an rn_log directory
  *   topics(id, name UNIQUE, created_ms)
@@ -33,6 +33,8 @@
  *                                          ('' = the operator)
  *   -- version 7:
  *   functions(name COLLATE NOCASE, def, created_ms)   streamsql's CREATE FUNCTION
+ *   -- version 8:
+ *   sql_tables(name COLLATE NOCASE, def, created_ms)  streamsql's CREATE TABLE
  *
  * Invariants:
  *  1. Every change runs in one BEGIN IMMEDIATE transaction; a failure rolls it
@@ -167,6 +169,11 @@ static const char *const migrations[RN_META_SCHEMA_VERSION] = {
     "  PRIMARY KEY (principal, resource, pattern, name, operation)) WITHOUT ROWID;",
     /* 6 -> 7 */
     "CREATE TABLE IF NOT EXISTS functions("
+    "  name       TEXT PRIMARY KEY COLLATE NOCASE,"
+    "  def        TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 7 -> 8 */
+    "CREATE TABLE IF NOT EXISTS sql_tables("
     "  name       TEXT PRIMARY KEY COLLATE NOCASE,"
     "  def        TEXT NOT NULL,"
     "  created_ms INTEGER NOT NULL) WITHOUT ROWID;",
@@ -1473,6 +1480,85 @@ int rn_meta_function_drop(rn_meta_t *m, const char *name, char *errmsg)
     sqlite3_finalize(st);
     if (rc == 0 && sqlite3_changes(m->db) == 0)
         rc = rn_errf(errmsg, RN_ENOTFOUND, "no function '%.100s'", name);
+    return rc;
+}
+
+/* ---- tables (schema version 8) ------------------------------------------------- */
+
+static int table_from_row(sqlite3_stmt *st, void *elem)
+{
+    rn_meta_table_t *t = elem;
+    memset(t, 0, sizeof *t);
+    if (text_col(st, 0, t->name, RN_META_NAME_MAX) != 0 ||
+        text_col(st, 1, t->def, RN_META_TABLE_MAX) != 0)
+        return RN_ECORRUPT;
+    t->created_ms = sqlite3_column_int64(st, 2);
+    return 0;
+}
+
+int rn_meta_table_create(rn_meta_t *m, const rn_meta_table_t *t, char *errmsg)
+{
+    int rc = rn_meta_check_name("table", t->name, errmsg);
+    if (rc != 0) return rc;
+    if (strlen(t->def) > RN_META_TABLE_MAX)
+        return rn_errf(errmsg, RN_EINVAL, "the table's definition is longer than %d bytes",
+                       RN_META_TABLE_MAX);
+    sqlite3_stmt *st = NULL;
+    if ((rc = prepare(m, "INSERT INTO sql_tables VALUES (?1, ?2, ?3)", &st, errmsg)) != 0)
+        return rc;
+    sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, t->def, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, rn_sys.now_ms());
+    int r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if ((r & 0xff) == SQLITE_CONSTRAINT)
+        return rn_errf(errmsg, RN_EEXIST, "table '%.100s' already exists", t->name);
+    return r == SQLITE_DONE ? 0 : sql_err(m, r, "create table", errmsg);
+}
+
+int rn_meta_table_list(rn_meta_t *m, rn_meta_table_t **out, size_t *n, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    *out = NULL; *n = 0;
+    int rc = prepare(m, "SELECT name, def, created_ms FROM sql_tables ORDER BY name", &st,
+                     errmsg);
+    if (rc != 0) return rc;
+    return collect_rows(m, st, sizeof **out, table_from_row, "list tables", (void **)out, n,
+                        errmsg);
+}
+
+int rn_meta_table_get(rn_meta_t *m, const char *name, rn_meta_table_t *out, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(m, "SELECT name, def, created_ms FROM sql_tables WHERE name = ?1", &st,
+                     errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) rc = table_from_row(st, out);
+    else if (s == SQLITE_DONE) rc = RN_ENOTFOUND;
+    else rc = sql_err(m, s, "get table", errmsg);
+    sqlite3_finalize(st);
+    if (rc == RN_ECORRUPT) return rn_errf(errmsg, rc, "table '%.100s' is damaged", name);
+    if (rc == RN_ENOTFOUND) {
+        char names[160];
+        names_list(m, "SELECT name FROM sql_tables ORDER BY name LIMIT 9", NULL, "tables: ",
+                   "there are no tables", names, sizeof names);
+        return rn_errf(errmsg, rc, "unknown table '%.60s'; %s", name, names);
+    }
+    return rc;
+}
+
+int rn_meta_table_drop(rn_meta_t *m, const char *name, char *errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(m, "DELETE FROM sql_tables WHERE name = ?1", &st, errmsg);
+    if (rc != 0) return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    rc = step_done(m, st, "drop table", errmsg);
+    sqlite3_finalize(st);
+    if (rc == 0 && sqlite3_changes(m->db) == 0)
+        rc = rn_errf(errmsg, RN_ENOTFOUND, "no table '%.100s'", name);
     return rc;
 }
 

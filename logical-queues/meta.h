@@ -39,7 +39,7 @@
 #include "client/runnel.h"     /* the topic, item, offset, group and checkpoint records */
 
 /* Version of the schema this code writes (PRAGMA user_version). */
-#define RN_META_SCHEMA_VERSION   7
+#define RN_META_SCHEMA_VERSION   8
 #define RN_META_MAX_QUEUES       10000
 #define RN_META_MAX_STORES       64
 #define RN_META_STREAM_FIELDS_MAX 8192    /* a stream's field list text */
@@ -234,6 +234,28 @@ int  rn_meta_function_create(rn_meta_t *m, const rn_meta_function_t *f, char *er
 int  rn_meta_function_list(rn_meta_t *m, rn_meta_function_t **out, size_t *n, char *errmsg);
 /* RN_ENOTFOUND when there is no such function. */
 int  rn_meta_function_drop(rn_meta_t *m, const char *name, char *errmsg);
+
+/* ---- tables (streamsql's CREATE TABLE, schema version 8) ------------------ */
+
+#define RN_META_TABLE_MAX 8192        /* a table's definition text */
+
+/* A lookup table: its name and its definition as streamsql writes it
+ * ("CREATE TABLE \"users\" (\"id\" INTEGER PRIMARY KEY, ...) WITH (...)").
+ * This file stores them; streamsql/ (table.c) gives them meaning. */
+typedef struct rn_meta_table {
+    char    name[RN_META_NAME_MAX + 1];
+    char    def[RN_META_TABLE_MAX + 1];
+    int64_t created_ms;
+} rn_meta_table_t;
+
+/* RN_EEXIST for a duplicate name; RN_EINVAL for a bad name or too long a text. */
+int  rn_meta_table_create(rn_meta_t *m, const rn_meta_table_t *t, char *errmsg);
+/* RN_ENOTFOUND (errmsg naming the tables that exist) when there is none. */
+int  rn_meta_table_get(rn_meta_t *m, const char *name, rn_meta_table_t *out, char *errmsg);
+/* All tables by name; *out malloc'd (caller frees; NULL when *n is 0). */
+int  rn_meta_table_list(rn_meta_t *m, rn_meta_table_t **out, size_t *n, char *errmsg);
+/* RN_ENOTFOUND when there is no such table. */
+int  rn_meta_table_drop(rn_meta_t *m, const char *name, char *errmsg);
 
 /* ---- offset reservations (schema version 5) -------------------------------- */
 

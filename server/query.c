@@ -404,6 +404,7 @@ int rn_query_open(rn_hd_t *h, const Runnel__V1__QueryRequest *req, rn_query_send
     o.row = on_row;
     o.ctx = q;
     o.follow = req->follow;
+    o.remote = 1;                   /* a file table is not created over the network */
     const char *sql = req->sql ? req->sql : "";
     int rc = 0, resume = req->resume.len > 0;
     /* resuming: the token holds the positions; the original start may be gone */
@@ -558,6 +559,8 @@ const char *rn_query_source(rn_query_t *q)
     rn_sql_source(q->sql, &t, &nq);
     return t ? t : "";
 }
+
+const char *rn_query_join_source(rn_query_t *q) { return rn_sql_join_source(q->sql); }
 
 void rn_query_close(rn_query_t *q)
 {

@@ -64,6 +64,8 @@ int  rn_query_trailer(rn_query_t *q, rn_buf_t *out, rn_status_t *st);
 /* The statement changes the metadata store (CREATE/DROP STREAM, FUNCTION). */
 int rn_query_changes_metadata(rn_query_t *q);
 const char *rn_query_source(rn_query_t *q);
+/* The topic of the table the query joins, NULL when none (rn_sql_join_source). */
+const char *rn_query_join_source(rn_query_t *q);
 /* Make the next step DONE (any thread, async-signal-safe). */
 void rn_query_cancel(rn_query_t *q);
 void rn_query_close(rn_query_t *q);     /* NULL is a no-op */

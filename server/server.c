@@ -906,11 +906,13 @@ static void *query_main(void *arg)
     int rc = rn_query_open(s->hd, (const Runnel__V1__QueryRequest *)c->req, stream_send, c, &q,
                            &st);
     if (rc == 0) {                      /* invariant 14: the source, before any read */
-        const char *src = rn_query_source(q);
+        const char *src = rn_query_source(q), *jsrc = rn_query_join_source(q);
         char why[RN_ERRMSG_SIZE];
         rn_acl_t *acl = rn_hd_opts(s->hd)->acl;
         if ((src && src[0] && rn_acl_check(acl, c->principal, RN_ACL_TOPIC, src,
                                            RN_ACL_CONSUME, 0, why, sizeof why) != 0) ||
+            (jsrc && rn_acl_check(acl, c->principal, RN_ACL_TOPIC, jsrc,   /* a joined table */
+                                  RN_ACL_CONSUME, 0, why, sizeof why) != 0) ||
             (rn_query_changes_metadata(q) &&       /* streams and functions are shared */
              rn_acl_check(acl, c->principal, RN_ACL_CLUSTER, NULL, RN_ACL_ALTER, 0, why,
                           sizeof why) != 0)) {

@@ -473,6 +473,15 @@ static int parse_field_toks(const front_t *f, int b, int e, sdef_t *def, int *er
             def->ts_field = def->nfields;
             i += 2;
         }
+        if (front_tok_is(f, i, "PRIMARY") && front_tok_is(f, i + 1, "KEY")) {
+            /* a table's key (parse_create_table checks its type and that
+             * there is one; a stream refuses it) */
+            if (def->pk1)
+                return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                            "a table has one PRIMARY KEY field");
+            def->pk1 = def->nfields + 1;
+            i += 2;
+        }
         def->nfields++;
         if (i < e) {
             if (f->toks[i].kind != TK_COMMA)
@@ -504,6 +513,11 @@ int rn_front_fields_text(const sdef_t *def, char *out, size_t size)
                          def->fields[i].name, rn_front_ftype_name(def->fields[i].type));
         if (n < 0 || (size_t)n >= size - used) return RN_ETOOBIG;
         used += (size_t)n;
+        if (def->pk1 == i + 1) {
+            n = snprintf(out + used, size - used, " PRIMARY KEY");
+            if (n < 0 || (size_t)n >= size - used) return RN_ETOOBIG;
+            used += (size_t)n;
+        }
         if (i == def->ts_field && def->ts_format[0]) {
             /* FORMAT '<timestamp_format>', quotes doubled */
             if (used + 10 + 2 * strlen(def->ts_format) >= size) return RN_ETOOBIG;
@@ -654,6 +668,10 @@ static int parse_create(front_t *f, int *erroff, char *errmsg)
         int close = match_paren(f, i);
         int rc = parse_field_toks(f, i + 1, close, &f->def, erroff, errmsg);
         if (rc != 0) return rc;
+        if (f->def.pk1)
+            return ferr(erroff, tok_off(f, i + 1), errmsg, RN_EINVAL,
+                        "a stream has no PRIMARY KEY; a changelog keyed by one is a table: "
+                        "CREATE TABLE name (id INTEGER PRIMARY KEY, ...) WITH (topic = '...')");
         i = close + 1;
     }
     if (front_tok_is(f, i, "WITH")) {
@@ -682,6 +700,231 @@ static int parse_create(front_t *f, int *erroff, char *errmsg)
         return ferr(erroff, tok_off(f, 3), errmsg, RN_EINVAL,
                     "format 'text' has no fields: the whole record is the value column");
     return 0;
+}
+
+/* ---- CREATE TABLE and joins (table.c runs them) ------------------------------ */
+
+static int append(rn_buf_t *b, const char *p, size_t n);
+static int appendf(rn_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Token i is a name (quoted or not) equal to name, ignoring case. */
+static int name_is(const front_t *f, int i, const char *name)
+{
+    char w[RN_SQL_MAX_NAME * 4 + 1];
+    return is_name_tok(f, i) && front_ident(f, i, w, sizeof w) == 0 && !strcasecmp(w, name);
+}
+
+static int table_opt(front_t *f, const char *key, int v, int *erroff, char *errmsg)
+{
+    if (strcasecmp(key, "file") == 0) {
+        if (f->toks[v].kind != TK_STR ||
+            front_ident(f, v, f->def.file, sizeof f->def.file) != 0 || !f->def.file[0])
+            return ferr(erroff, tok_off(f, v), errmsg, RN_EINVAL,
+                        "file is a path string of 1 to %d bytes", RN_SQL_MAX_PATH);
+        f->def.topic[0] = '\0';
+        return 0;
+    }
+    if (strcasecmp(key, "topic") == 0 || strcasecmp(key, "format") == 0)
+        return create_opt(f, key, v, erroff, errmsg);
+    return ferr(erroff, tok_off(f, v - 2), errmsg, RN_EINVAL,
+                "unknown table option '%s': options are topic, format (a changelog topic) or "
+                "file, format (a static CSV or JSON-lines file)", key);
+}
+
+/* CREATE TABLE name (field TYPE, ..., key TYPE PRIMARY KEY, ...)
+ *   WITH (topic = 't', format = 'json' | 'csv')      a changelog topic
+ *   WITH (file = 'path', format = 'csv' | 'json')    a static file */
+static int parse_create_table(front_t *f, int *erroff, char *errmsg)
+{
+    static const char *const form = "CREATE TABLE name (id INTEGER PRIMARY KEY, field TYPE, "
+                                    "...) WITH (topic = 'topic', format = 'json')";
+    int i = 2;
+    f->def.ts_field = -1;
+    f->def.declared = 1;
+    if (!is_name_tok(f, i) || front_ident(f, i, f->def.name, sizeof f->def.name) != 0)
+        return unexpected(f, i, erroff, errmsg, form);
+    f->name_tok = i;
+    if (rn_meta_check_name("table", f->def.name, errmsg) != 0) {
+        if (erroff) *erroff = tok_off(f, i);
+        return RN_EINVAL;
+    }
+    snprintf(f->def.topic, sizeof f->def.topic, "%s", f->def.name);
+    i++;
+    if (i >= f->ntoks || f->toks[i].kind != TK_LP)
+        return unexpected(f, i, erroff, errmsg, form);
+    int close = match_paren(f, i);
+    int rc = parse_field_toks(f, i + 1, close, &f->def, erroff, errmsg);
+    if (rc != 0) return rc;
+    if (!f->def.pk1)
+        return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                    "a table needs one field declared PRIMARY KEY (INTEGER or TEXT): %s", form);
+    ftype_t kt = f->def.fields[f->def.pk1 - 1].type;
+    if (kt != FT_INTEGER && kt != FT_TEXT)
+        return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                    "the PRIMARY KEY field '%s' is %s; a key is INTEGER or TEXT",
+                    f->def.fields[f->def.pk1 - 1].name, rn_front_ftype_name(kt));
+    i = close + 1;
+    if (front_tok_is(f, i, "WITH") && (rc = parse_with(f, i + 1, table_opt, &i, erroff,
+                                                       errmsg)) != 0)
+        return rc;
+    if (i < f->ntoks) return unexpected(f, i, erroff, errmsg, NULL);
+    if (f->def.format == SF_TEXT)
+        return ferr(erroff, tok_off(f, 0), errmsg, RN_EINVAL,
+                    "a table's format is json or csv (format 'text' has no fields)");
+    return 0;
+}
+
+/* The canonical text of a table definition: what meta.db keeps and what
+ * parse_create_table reads back. */
+int rn_front_table_text(const sdef_t *def, rn_buf_t *out)
+{
+    char fields[RN_SQL_MAX_FIELDS * (RN_SQL_MAX_NAME + 32)];
+    int rc = rn_front_fields_text(def, fields, sizeof fields);
+    if (rc != 0) return rc;
+    const char *src = def->file[0] ? def->file : def->topic;
+    rc = appendf(out, "CREATE TABLE \"%s\" (%s) WITH (%s = '", def->name, fields,
+                 def->file[0] ? "file" : "topic");
+    for (const char *p = src; rc == 0 && *p; p++)
+        rc = append(out, *p == '\'' ? "''" : p, *p == '\'' ? 2 : 1);
+    if (rc == 0) rc = appendf(out, "', format = '%s')", rn_front_format_name(def->format));
+    return rc;
+}
+
+/* FROM s [[AS] a] [INNER | LEFT [OUTER]] JOIN t [[AS] b] ON <expr> = b.col
+ * (either side) over tokens [b, e): one lookup join of a table by its key
+ * (sql.c checks that t is a table and col its primary key). Anything else is
+ * refused with what is supported. */
+static int parse_join(front_t *f, int b, int e, int *erroff, char *errmsg)
+{
+    static const char *const supported =
+        "supported: FROM stream [LEFT] JOIN table ON stream_expression = table.primary_key "
+        "(a table from CREATE TABLE)";
+    int i = b, j;
+    f->salias_tok = f->jalias_tok = -1;
+    if (!is_name_tok(f, i))
+        return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                    "a join reads a stream first: %s", supported);
+    i++;
+    if (front_tok_is(f, i, "AS")) i++;
+    static const char *const words[] = {"JOIN", "LEFT", "INNER", "RIGHT", "FULL", "CROSS",
+                                        "NATURAL", "OUTER"};
+    int kw = 0;
+    for (size_t k = 0; k < sizeof words / sizeof words[0]; k++) kw |= front_tok_is(f, i, words[k]);
+    if (i < e && is_name_tok(f, i) && !kw) f->salias_tok = i++;
+    if (front_tok_is(f, i, "INNER") && front_tok_is(f, i + 1, "JOIN")) {
+        f->join = 1;
+        i += 2;
+    } else if (front_tok_is(f, i, "LEFT") && front_tok_is(f, i + 1, "JOIN")) {
+        f->join = 2;
+        i += 2;
+    } else if (front_tok_is(f, i, "LEFT") && front_tok_is(f, i + 1, "OUTER") &&
+               front_tok_is(f, i + 2, "JOIN")) {
+        f->join = 2;
+        i += 3;
+    } else if (front_tok_is(f, i, "JOIN")) {
+        f->join = 1;
+        i++;
+    } else {
+        char w[32];
+        return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                    "'%s' join is not supported (nor RIGHT, FULL, CROSS, NATURAL or a list of "
+                    "sources); %s", tok_word(f, i, w, sizeof w), supported);
+    }
+    if (!is_name_tok(f, i) || (i + 1 < e && f->toks[i + 1].kind == TK_LP) ||
+        front_ident(f, i, f->jname, sizeof f->jname) != 0)
+        return ferr(erroff, tok_off(f, i), errmsg, RN_EINVAL,
+                    "a join reads a table by name (no subquery or function); %s", supported);
+    f->jtab_tok = i++;
+    if (front_tok_is(f, i, "AS")) i++;
+    if (i < e && is_name_tok(f, i) && !front_tok_is(f, i, "ON") && !front_tok_is(f, i, "USING"))
+        f->jalias_tok = i++;
+    if (!front_tok_is(f, i, "ON"))
+        return ferr(erroff, tok_off(f, i < e ? i : e - 1), errmsg, RN_EINVAL,
+                    "a join needs ON (USING and joins without a condition are not supported); "
+                    "%s", supported);
+    f->on_b = ++i;
+    f->on_e = e;
+    for (j = f->on_b; j < e; j++)
+        if (front_tok_is(f, j, "JOIN"))
+            return ferr(erroff, tok_off(f, j), errmsg, RN_EINVAL,
+                        "a query joins one table; %s", supported);
+    /* the one '=' at the condition's top level, no AND / OR beside it */
+    int eq = -1, d = f->toks[f->on_b < e ? f->on_b : b].depth;
+    for (j = f->on_b; j < e; j++) {
+        if (f->toks[j].depth != d) continue;
+        if (front_tok_is(f, j, "AND") || front_tok_is(f, j, "OR"))
+            return ferr(erroff, tok_off(f, j), errmsg, RN_EINVAL,
+                        "ON compares the table's primary key only; put further conditions in "
+                        "WHERE; %s", supported);
+        if (f->toks[j].kind == TK_OP &&
+            ((f->toks[j].len == 1 && f->sql[f->toks[j].off] == '=') ||
+             (f->toks[j].len == 2 && !memcmp(f->sql + f->toks[j].off, "==", 2)))) {
+            if (eq >= 0) break;
+            eq = j;
+        }
+    }
+    char tq[RN_SQL_MAX_NAME * 4 + 1];
+    front_ident(f, f->jalias_tok >= 0 ? f->jalias_tok : f->jtab_tok, tq, sizeof tq);
+    /* which side is "tq.col" */
+    int col = -1, ob = -1, oe = -1;
+    if (eq >= 0 && eq - f->on_b == 3 && f->toks[f->on_b + 1].kind == TK_DOT &&
+        name_is(f, f->on_b, tq) && is_name_tok(f, f->on_b + 2)) {
+        col = f->on_b + 2; ob = eq + 1; oe = e;
+    } else if (eq >= 0 && e - eq == 4 && f->toks[eq + 2].kind == TK_DOT &&
+               name_is(f, eq + 1, tq) && is_name_tok(f, eq + 3)) {
+        col = eq + 3; ob = f->on_b; oe = eq;
+    }
+    if (col < 0 || ob == oe)
+        return ferr(erroff, tok_off(f, f->on_b < e ? f->on_b : e - 1), errmsg, RN_EINVAL,
+                    "ON must be one equality with the table's primary key written "
+                    "%s.<key> on one side; %s", tq, supported);
+    for (j = ob; j < oe; j++)
+        if (name_is(f, j, tq) && j + 1 < oe && f->toks[j + 1].kind == TK_DOT)
+            return ferr(erroff, tok_off(f, j), errmsg, RN_EINVAL,
+                        "ON compares the table's key with an expression over the stream; "
+                        "this one reads the table too; %s", supported);
+    f->on_col_tok = col;
+    f->from_e = e;
+    return 0;
+}
+
+static int append_toks(const front_t *f, int b, int e, rn_buf_t *out)
+{
+    if (b >= e) return 0;
+    return append(out, f->sql + f->toks[b].off, (size_t)tok_end(f, e - 1) - f->toks[b].off);
+}
+
+int rn_front_from_text(front_t *f, rn_buf_t *out)
+{
+    if (!f->join) {
+        int fe = f->src_tok + 1;
+        while (fe < f->ntoks && fe < f->src_tok + 3 &&
+               (front_tok_is(f, fe, "AS") || (is_name_tok(f, fe) && !front_tok_is(f, fe, "WHERE") &&
+                                              !front_tok_is(f, fe, "GROUP") &&
+                                              !front_tok_is(f, fe, "HAVING") &&
+                                              !front_tok_is(f, fe, "LIMIT") &&
+                                              !front_tok_is(f, fe, "EMIT") &&
+                                              !front_tok_is(f, fe, "WITH"))))
+            fe++;
+        return append_toks(f, f->src_tok, fe, out);
+    }
+    /* CROSS JOIN: sqlite never reorders it, so the stream stays the outer
+     * loop and rows come in stream order (sql.c invariant 8) */
+    int se = f->salias_tok >= 0 ? f->salias_tok + 1 : f->src_tok + 1;
+    int te = f->jalias_tok >= 0 ? f->jalias_tok + 1 : f->jtab_tok + 1;
+    int rc = append_toks(f, f->src_tok, se, out);
+    f->join_kw = out->len + 1;
+    if (rc == 0) rc = appendf(out, " %s ", f->join == 2 ? "LEFT JOIN" : "CROSS JOIN");
+    if (rc == 0) rc = append_toks(f, f->jtab_tok, te, out);
+    if (rc == 0) rc = append(out, " ON ", 4);
+    if (rc == 0) rc = append_toks(f, f->on_b, f->on_e, out);
+    return rc;
+}
+
+int rn_front_stream_qual(const front_t *f, rn_buf_t *out)
+{
+    int t = f->join && f->salias_tok >= 0 ? f->salias_tok : f->src_tok;
+    return append_toks(f, t, t + 1, out);
 }
 
 /* ---- SELECT clauses ----------------------------------------------------------- */
@@ -1005,6 +1248,13 @@ static int parse_select(front_t *f, int *erroff, char *errmsg)
     if (f->sel_e == f->sel_b)
         return unexpected(f, f->sel_b, erroff, errmsg, "nothing selected");
     int nsrc = from_e - from_b;
+    for (int j = from_b; j < from_e && !f->tvf; j++)
+        if (f->toks[j].depth == 0 && front_tok_is(f, j, "JOIN")) {
+            int rc = parse_join(f, from_b, from_e, erroff, errmsg);
+            if (rc != 0) return rc;
+            nsrc = 1;
+            break;
+        }
     if (front_tok_is(f, from_b, "TABLE") && from_b + 1 < from_e &&
         f->toks[from_b + 1].kind == TK_LP) {
         int rc = parse_tvf(f, from_b, from_e, erroff, errmsg);
@@ -1016,8 +1266,8 @@ static int parse_select(front_t *f, int *erroff, char *errmsg)
         !(nsrc == 1 || (nsrc == 2 && is_name_tok(f, from_b + 1)) ||
           (nsrc == 3 && front_tok_is(f, from_b + 1, "AS") && is_name_tok(f, from_b + 2))))
         return ferr(erroff, tok_off(f, from_b), errmsg, RN_EINVAL,
-                    "FROM reads one stream or topic: joins, subqueries and lists are not "
-                    "supported");
+                    "FROM reads one stream or topic, or joins a table to it (FROM s [LEFT] "
+                    "JOIN t ON s.k = t.id); subqueries and lists are not supported");
     f->src_tok = from_b;
     if (front_ident(f, from_b, f->name, sizeof f->name) != 0)
         return ferr(erroff, tok_off(f, from_b), errmsg, RN_EINVAL, "stream name too long");
@@ -1305,6 +1555,15 @@ int rn_front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *e
         f->kind = SK_CREATE;
         return parse_create(f, erroff, errmsg);
     }
+    if (front_tok_is(f, 0, "CREATE") && front_tok_is(f, 1, "TABLE")) {
+        f->kind = SK_CREATE_TABLE;
+        return parse_create_table(f, erroff, errmsg);
+    }
+    if (front_tok_is(f, 0, "SHOW") && front_tok_is(f, 1, "TABLES")) {
+        f->kind = SK_SHOW_TABLES;
+        if (f->ntoks > 2) return unexpected(f, 2, erroff, errmsg, NULL);
+        return 0;
+    }
     if (front_tok_is(f, 0, "CREATE") && front_tok_is(f, 1, "FUNCTION")) {
         f->kind = SK_CREATE_FN;
         return parse_function_toks(f, 2, &f->fn, erroff, errmsg);
@@ -1327,12 +1586,13 @@ int rn_front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *e
         if (f->ntoks > 2) return unexpected(f, 2, erroff, errmsg, NULL);
         return 0;
     }
-    if ((front_tok_is(f, 0, "DROP") && front_tok_is(f, 1, "STREAM")) ||
+    if ((front_tok_is(f, 0, "DROP") && (front_tok_is(f, 1, "STREAM") ||
+                                        front_tok_is(f, 1, "TABLE"))) ||
         front_tok_is(f, 0, "DESCRIBE") || front_tok_is(f, 0, "DESC")) {
         int i = 1;
         f->kind = SK_DESCRIBE;
         if (front_tok_is(f, 0, "DROP")) {
-            f->kind = SK_DROP;
+            f->kind = front_tok_is(f, 1, "TABLE") ? SK_DROP_TABLE : SK_DROP;
             i = 2;
             if (front_tok_is(f, i, "IF") && front_tok_is(f, i + 1, "EXISTS")) {
                 f->if_exists = 1;
@@ -1360,8 +1620,8 @@ int rn_front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *e
     char w[48];
     return ferr(erroff, 0, errmsg, RN_EINVAL,
                 "unknown statement '%s': streamsql runs SELECT, EXPLAIN SELECT, CREATE STREAM, "
-                "DROP STREAM, SHOW STREAMS, DESCRIBE, CREATE FUNCTION, DROP FUNCTION, "
-                "SHOW FUNCTIONS", tok_word(f, 0, w, sizeof w));
+                "DROP STREAM, SHOW STREAMS, CREATE TABLE, DROP TABLE, SHOW TABLES, DESCRIBE, "
+                "CREATE FUNCTION, DROP FUNCTION, SHOW FUNCTIONS", tok_word(f, 0, w, sizeof w));
 }
 
 /* ---- planning: windows, keys, aggregates ------------------------------------------- */
@@ -1779,6 +2039,22 @@ static int plan_window(front_t *f, int b, int e, const sdef_t *def, int *erroff,
             if (na == 4) break;
             args[na++] = j + 1;
         }
+    int qual = args[1] - args[0] == 4 && f->toks[args[0] + 1].kind == TK_DOT;  /* s.ts */
+    if (qual) {
+        char q[RN_SQL_MAX_NAME * 4 + 1];
+        int st = f->join && f->salias_tok >= 0 ? f->salias_tok : f->src_tok;
+        int alias = !f->join && ((is_name_tok(f, f->src_tok + 1) && f->src_tok + 1 < args[0] &&
+                                  front_ident(f, f->src_tok + 1, q, sizeof q) == 0 &&
+                                  name_is(f, args[0], q)) ||
+                                 (front_tok_is(f, f->src_tok + 1, "AS") &&
+                                  front_ident(f, f->src_tok + 2, q, sizeof q) == 0 &&
+                                  name_is(f, args[0], q)));
+        if (!alias && (front_ident(f, st, q, sizeof q) != 0 || !name_is(f, args[0], q)))
+            return ferr(erroff, tok_off(f, args[0]), errmsg, RN_EINVAL,
+                        "%s groups by the stream's event time: write %s(%s.ts, ...)", names[w],
+                        names[w], q);
+        args[0] += 2;
+    }
     if (na != nargs[w] || args[1] - args[0] != 2 ||
         (na > 1 && args[na - 1] + 1 != e - 1) || (na == 3 && args[2] - args[1] != 2))
         return ferr(erroff, tok_off(f, b), errmsg, RN_EINVAL, "%s is written %s", names[w],
@@ -1882,6 +2158,20 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
                     "FROM TABLE(%s(...)) is supported with GROUP BY window_start, window_end"
                     "[, keys] and aggregates; to see rows, select from the stream itself",
                     win_name_of(f->tvf - 1));
+    if (!aggregating && !f->distinct && f->join) {
+        /* a join is rewritten (rn_front_from_text): not a prefix of the text */
+        f->win = WK_NONE;
+        rc = append(&b, "SELECT ", 7);
+        if (rc == 0) rc = append_toks(f, f->sel_b, f->sel_e, &b);
+        if (rc == 0) rc = append(&b, " FROM ", 6);
+        if (rc == 0) rc = rn_front_from_text(f, &b);
+        if (rc == 0 && f->where_b >= 0) rc = append(&b, " WHERE ", 7);
+        if (rc == 0 && f->where_b >= 0) rc = append_toks(f, f->where_b, f->where_e, &b);
+        if (rc == 0) rc = append(&b, "", 1);
+        if (rc != 0) { rn_buf_free(&b); return rc; }
+        f->batch_sql = (char *)b.data;
+        return 0;
+    }
     if (!aggregating && !f->distinct) {
         f->win = WK_NONE;
         size_t start = f->toks[f->body].off;
@@ -2004,8 +2294,14 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
     }
     if ((rc = append(&e, "", 1)) != 0) goto fail;
     /* per-batch statement */
-    if (f->win == WK_GLOBAL) rc = append(&b, "SELECT 0", 8);
-    else rc = appendf(&b, "SELECT ts");
+    if (f->win == WK_GLOBAL) {
+        rc = append(&b, "SELECT 0", 8);
+    } else {
+        rc = append(&b, "SELECT ", 7);
+        if (rc == 0 && f->join) rc = rn_front_stream_qual(f, &b);   /* the stream's ts */
+        if (rc == 0 && f->join) rc = append(&b, ".", 1);
+        if (rc == 0) rc = append(&b, "ts", 2);
+    }
     for (int k = 0; rc == 0 && k < f->nkeys; k++) {
         rc = append(&b, ", (", 3);
         if (rc == 0) rc = append(&b, f->keys[k], strlen(f->keys[k]));
@@ -2032,21 +2328,12 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
             if (rc == 0) rc = append(&b, ")", 1);
         }
     }
-    if (rc == 0) rc = append(&b, ", __idx FROM ", 13);    /* the row's index in the batch */
-    {
-        int fe = f->src_tok + 1;
-        while (fe < f->ntoks && fe < f->src_tok + 3 &&
-               (front_tok_is(f, fe, "AS") || (is_name_tok(f, fe) && !front_tok_is(f, fe, "WHERE") &&
-                                              !front_tok_is(f, fe, "GROUP") &&
-                                              !front_tok_is(f, fe, "HAVING") &&
-                                              !front_tok_is(f, fe, "LIMIT") &&
-                                              !front_tok_is(f, fe, "EMIT") &&
-                                              !front_tok_is(f, fe, "WITH"))))
-            fe++;
-        if (rc == 0)
-            rc = append(&b, f->sql + f->toks[f->src_tok].off,
-                        (size_t)tok_end(f, fe - 1) - f->toks[f->src_tok].off);
-    }
+    /* the row's index in the batch */
+    if (rc == 0) rc = append(&b, ", ", 2);
+    if (rc == 0 && f->join) rc = rn_front_stream_qual(f, &b);
+    if (rc == 0 && f->join) rc = append(&b, ".", 1);
+    if (rc == 0) rc = append(&b, "__idx FROM ", 11);
+    if (rc == 0) rc = rn_front_from_text(f, &b);
     if (rc == 0 && f->where_b >= 0) {
         rc = append(&b, " WHERE ", 7);
         if (rc == 0)

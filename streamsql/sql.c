@@ -19,7 +19,8 @@
  * Invariants:
  *  1. No statement is prepared per batch or per record: at most two per
  *     query, prepared in rn_sql_open (plus, there, one look-up of sqlite's
- *     function list, rn_front_check_functions).
+ *     function list, rn_front_check_functions, and for a join the table's
+ *     two (table.c invariant 4) and one plan check).
  *  2. Every record read is either a row of the stream table or counted in
  *     errors (with the first reason kept) and handed to the reject callback;
  *     none disappears silently. Rows of closed windows are counted in late.
@@ -61,6 +62,20 @@
  *     over several, the interleaving of the queues is not defined, so rows
  *     of different queues may come in another order (and, when the queues
  *     are not each in event-time order, lateness depends on it).
+ *  9. A join (FROM s [LEFT] JOIN t ON expr = t.key, table.c) reads a real
+ *     sqlite table keyed by t's primary key, with the stream as the outer
+ *     loop (CROSS JOIN / LEFT JOIN, checked on the plan at open), so each
+ *     record gives at most one row (a LEFT JOIN exactly one) in stream
+ *     order. The table changes only between batches: a bounded query reads
+ *     it to the end it had at open, before the first stream row, and never
+ *     again, so its results are the same for every batching (invariant 8);
+ *     a following query catches it up to its topic's current end before
+ *     each batch: a lookup sees the table as of its record's processing
+ *     (processing time, like Flink's lookup join; not replayable), except
+ *     with table_at_save (pipelines), where it catches up only in
+ *     rn_sql_state_save, so every batch between two saves sees the table
+ *     the first save recorded, and rn_sql_state_load rebuilds exactly that
+ *     table from the saved positions.
  */
 #include "streamsql/sql.h"
 #include "streamsql/sql_int.h"
@@ -92,6 +107,8 @@ struct rn_sql {
     sbatch_t         b;
     win_t           *win;
     topn_t          *topn;          /* a Window TopN over the emitted rows; NULL: none */
+    rn_table_t      *tbl;           /* the joined table (table.c), or NULL */
+    sdef_t          *tdef;          /* DESCRIBE of a table; the joined table's definition */
     rn_consumer_t   *cons;
     rn_sql_column_t *cols;
     char           **colnames;
@@ -321,8 +338,16 @@ static int resolve(rn_sql_t *q, const char *name, int *erroff, char *errmsg)
     int rc;
     if (!s) { rn_datadir_meta_unlock(q->d); return rn_errf(errmsg, -ENOMEM, "out of memory"); }
     rc = rn_meta_stream_get(m, name, s, errmsg);
+    rn_meta_table_t *tb = rc == RN_ENOTFOUND ? malloc(sizeof *tb) : NULL;
+    char why[RN_ERRMSG_SIZE];
     if (rc == 0) {
         rc = def_from_meta(s, &q->def, errmsg);
+    } else if (tb && rn_meta_table_get(m, name, tb, why) == 0) {
+        /* a declared table wins over the bare topic of its name */
+        rc = rn_errf(errmsg, RN_EINVAL, "'%.60s' is a table: a query reads a stream and may "
+                     "join the table to it (FROM stream [LEFT] JOIN %.60s ON stream_expression "
+                     "= %.60s.primary_key)", name, name, name);
+        if (erroff) *erroff = (int)q->f.toks[q->f.src_tok].off;
     } else if (rc == RN_ENOTFOUND) {
         rc = rn_meta_topic_get(m, name, &t, errmsg);
         if (rc == 0) {
@@ -335,13 +360,14 @@ static int resolve(rn_sql_t *q, const char *name, int *erroff, char *errmsg)
             rn_meta_stream_names(m, streams, sizeof streams);
             rn_meta_topic_get(m, name, &t, topics);   /* "unknown topic 'x'; topics: ..." */
             const char *tl = strstr(topics, "; ");
-            rc = rn_errf(errmsg, RN_ENOTFOUND, "unknown stream or topic '%.60s'; %s; %s", name,
-                         streams, tl ? tl + 2 : "there are no topics");
+            rc = rn_errf(errmsg, RN_ENOTFOUND, "unknown stream or topic '%.60s'; %s; %s",
+                         name, streams, tl ? tl + 2 : "there are no topics");
             if (erroff) *erroff = (int)q->f.toks[q->f.src_tok].off;
         }
     }
     rn_datadir_meta_unlock(q->d);
     free(s);
+    free(tb);
     return rc;
 }
 
@@ -568,6 +594,96 @@ static int open_topn(rn_sql_t *q, int *erroff, char *errmsg)
     return rn_topn_open(q->f.topn, q->est, q->f.win, &q->topn, erroff, errmsg);
 }
 
+/* FROM s [LEFT] JOIN t ON ... = t.key: t must be a table and key its
+ * primary key; the table is created in the query's connection and loaded
+ * (table.c): for a bounded query to the end it has now, once; following,
+ * caught up again before every batch (or, with table_at_save, at every
+ * state save) — invariant 9. */
+static int open_join(rn_sql_t *q, int *erroff, char *errmsg)
+{
+    static const char *const supported =
+        "supported: FROM stream [LEFT] JOIN table ON stream_expression = table.primary_key "
+        "(a table from CREATE TABLE)";
+    const front_t *f = &q->f;
+    if (!(q->tdef = malloc(sizeof *q->tdef))) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    char why[RN_ERRMSG_SIZE];
+    int rc = rn_table_get(q->d, f->jname, q->tdef, why);
+    if (erroff) *erroff = (int)f->toks[f->jtab_tok].off;
+    if (rc == RN_ENOTFOUND) {
+        rn_meta_t *m = rn_datadir_meta_lock(q->d);
+        rn_meta_stream_t *s = malloc(sizeof *s);
+        rn_meta_topic_t t;
+        char e2[RN_ERRMSG_SIZE];
+        int stream = s && rn_meta_stream_get(m, f->jname, s, e2) == 0;
+        int topic = !stream && rn_meta_topic_get(m, f->jname, &t, e2) == 0;
+        rn_datadir_meta_unlock(q->d);
+        free(s);
+        if (stream || topic)
+            return rn_errf(errmsg, RN_EINVAL, "'%s' is a %s, not a table: stream-stream joins "
+                           "are not supported; %s", f->jname, stream ? "stream" : "topic",
+                           supported);
+        return rn_errf(errmsg, rc, "%s; %s", why, supported);
+    }
+    if (rc != 0) return rn_errf(errmsg, rc, "%s", why);
+    char col[RN_SQL_MAX_NAME * 4 + 1] = "";
+    const tok_t *ct = &f->toks[f->on_col_tok];
+    snprintf(col, sizeof col, "%.*s", (int)ct->len, f->sql + ct->off);
+    if (ct->kind == TK_QID && ct->len >= 2) snprintf(col, sizeof col, "%.*s", (int)ct->len - 2,
+                                                     f->sql + ct->off + 1);
+    const char *pk = q->tdef->fields[q->tdef->pk1 - 1].name;
+    if (strcasecmp(col, pk) != 0) {
+        if (erroff) *erroff = (int)ct->off;
+        return rn_errf(errmsg, RN_EINVAL, "ON compares '%s', not the primary key '%s' of table "
+                       "'%s': a join looks rows up by the key; %s", col, pk, f->jname,
+                       supported);
+    }
+    if (erroff) *erroff = -1;
+    return rn_table_open(q->d, q->db, q->tdef, &q->st.errors, q->st.first_error,
+                         sizeof q->st.first_error, &q->tbl, errmsg);
+}
+
+/* The stream must be the outer loop of the per-batch statement, so each
+ * record's rows come in the stream's order (invariant 8); CROSS JOIN
+ * guarantees it. A LEFT JOIN that sqlite turned into an inner one (a WHERE
+ * term rejecting NULL table columns: no unmatched row can pass) may be
+ * reordered: it is rewritten as CROSS JOIN, the same rows, and open_select
+ * prepares it again (f.join_kw = 0 says so). Anything else reading the
+ * table first is refused. */
+static int check_join_order(rn_sql_t *q, char *errmsg)
+{
+    char *eqp = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", q->f.batch_sql);
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    if (!eqp || sqlite3_prepare_v2(q->db, eqp, -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_free(eqp);
+        return rn_errf(errmsg, RN_ESQLITE, "cannot plan the join: %s", sqlite3_errmsg(q->db));
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *d = (const char *)sqlite3_column_text(st, 3);
+        if (!d || (strncmp(d, "SCAN", 4) != 0 && strncmp(d, "SEARCH", 6) != 0)) continue;
+        if (strstr(d, "VIRTUAL TABLE")) break;
+        if (q->f.join == 2 && q->f.join_kw > 0 &&
+            strncmp(q->f.batch_sql + q->f.join_kw, "LEFT JOIN ", 10) == 0) {
+            /* rewrite as CROSS JOIN (open_select prepares it again): the
+             * buffer has room, "LEFT JOIN" + the text after it moves by one */
+            size_t n = strlen(q->f.batch_sql);
+            char *s = realloc(q->f.batch_sql, n + 2);
+            if (!s) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); break; }
+            memmove(s + q->f.join_kw + 10, s + q->f.join_kw + 9, n - q->f.join_kw - 9 + 1);
+            memcpy(s + q->f.join_kw, "CROSS JOIN", 10);
+            q->f.batch_sql = s;
+            q->f.join_kw = 0;
+            break;
+        }
+        rc = rn_errf(errmsg, RN_EINVAL, "sqlite would read table '%s' before the stream here "
+                     "(%s), so rows would not come in stream order", q->f.jname, d);
+        break;
+    }
+    sqlite3_finalize(st);
+    sqlite3_free(eqp);
+    return rc;
+}
+
 static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
 {
     int rc = resolve(q, q->f.name, erroff, errmsg);
@@ -576,8 +692,21 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
     q->b.def = &q->def;
     if ((rc = open_db(q, errmsg)) != 0) return rc;
     if ((rc = rn_front_check_functions(&q->f, q->db, erroff, errmsg)) != 0) return rc;
+    if (q->f.join && (rc = open_join(q, erroff, errmsg)) != 0) return rc;
     if (sqlite3_prepare_v2(q->db, q->f.batch_sql, -1, &q->bst, NULL) != SQLITE_OK)
         return prepare_error(q, "", 0, erroff, errmsg);
+    if (q->f.join && (rc = check_join_order(q, errmsg)) != 0) return rc;
+    if (q->f.join == 2 && q->f.join_kw == 0) {
+        /* sqlite turned the LEFT JOIN into an inner one (a WHERE term rejects
+         * the table's NULL columns, so no unmatched row could pass) and put
+         * the table first: the same rows as CROSS JOIN, which keeps the
+         * stream outer (invariant 9) */
+        sqlite3_finalize(q->bst);
+        q->bst = NULL;
+        if (sqlite3_prepare_v2(q->db, q->f.batch_sql, -1, &q->bst, NULL) != SQLITE_OK)
+            return prepare_error(q, "", 0, erroff, errmsg);
+        if ((rc = check_join_order(q, errmsg)) != 0) return rc;
+    }
     if (q->f.win != WK_NONE) {
         for (int k = 0; k < q->f.naggs; k++)
             q->nargs += (q->f.aggs[k].arg != NULL) + (q->f.aggs[k].filter != NULL);
@@ -665,9 +794,29 @@ int rn_sql_open(rn_datadir_t *d, const char *sql, size_t len, const rn_sql_opts_
         rc = set_columns(q, 3, names, NULL);
         break;
     }
+    case SK_SHOW_TABLES: {
+        const char *names[] = {"name", "source", "format", "primary_key", "fields"};
+        rc = set_columns(q, 5, names, NULL);
+        break;
+    }
+    case SK_CREATE_TABLE:
+        if (q->f.def.file[0] && q->o.remote)
+            rc = rn_errf(errmsg, -EPERM, "table '%s': a file table (WITH (file = ...)) is "
+                         "created embedded only; runneld does not read a path a client names",
+                         q->f.def.name);
+        break;
     case SK_DESCRIBE: {
         const char *names[] = {"column", "type", "source"};
-        rc = resolve(q, q->f.name, NULL, errmsg);
+        char why[RN_ERRMSG_SIZE];
+        /* a table first: run_describe lists its columns (a table's topic is
+         * also a topic of the same name, described as such only without one) */
+        if (!(q->tdef = malloc(sizeof *q->tdef))) rc = rn_errf(errmsg, -ENOMEM, "out of memory");
+        else if (rn_table_get(q->d, q->f.name, q->tdef, why) == 0) rc = 0;
+        else {
+            free(q->tdef);
+            q->tdef = NULL;
+            rc = resolve(q, q->f.name, NULL, errmsg);
+        }
         if (rc == RN_ENOTFOUND && erroff) *erroff = (int)q->f.toks[q->f.name_tok].off;
         if (rc == 0) rc = set_columns(q, 3, names, NULL);
         break;
@@ -700,7 +849,8 @@ int rn_sql_is_query(rn_sql_t *q)
 int rn_sql_changes_metadata(rn_sql_t *q)
 {
     stmt_kind_t k = q->f.kind;
-    return k == SK_CREATE || k == SK_DROP || k == SK_CREATE_FN || k == SK_DROP_FN;
+    return k == SK_CREATE || k == SK_DROP || k == SK_CREATE_FN || k == SK_DROP_FN ||
+           k == SK_CREATE_TABLE || k == SK_DROP_TABLE;
 }
 
 void rn_sql_cancel(rn_sql_t *q)
@@ -725,6 +875,8 @@ void rn_sql_stats(rn_sql_t *q, rn_sql_stats_t *out)
 void rn_sql_close(rn_sql_t *q)
 {
     if (!q) return;
+    rn_table_close(q->tbl);
+    free(q->tdef);
     sqlite3_finalize(q->bst);
     sqlite3_finalize(q->est);
     /* and the bodies of SQL functions prepared on it (fn_udf.c invariant 3) */
@@ -764,7 +916,17 @@ static int stream_record(const rn_sql_t *q, rn_meta_stream_t *s, char *errmsg)
     if (def->ts_field >= 0)
         snprintf(s->timestamp, sizeof s->timestamp, "%s", def->fields[def->ts_field].name);
     int rc = rn_front_fields_text(def, s->fields, sizeof s->fields);
-    return rc != 0 ? rn_errf(errmsg, rc, "the field list is too long") : 0;
+    if (rc != 0) return rn_errf(errmsg, rc, "the field list is too long");
+    /* one namespace for streams and tables (a join names a table, FROM a stream) */
+    rn_meta_table_t *t = malloc(sizeof *t);
+    char why[RN_ERRMSG_SIZE];
+    if (!t) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    rn_meta_t *m = rn_datadir_meta_lock(q->d);
+    int table = rn_meta_table_get(m, def->name, t, why) == 0;
+    rn_datadir_meta_unlock(q->d);
+    free(t);
+    return table ? rn_errf(errmsg, RN_EINVAL, "'%s' is a table; a stream needs another name",
+                           def->name) : 0;
 }
 
 static int run_create(rn_sql_t *q, char *errmsg)
@@ -822,9 +984,17 @@ int rn_sql_define(rn_datadir_t *d, const char *sql, size_t len, rn_sql_def_t *ou
         rn_datadir_meta_unlock(d);
         *outcome = rc == RN_ENOTFOUND ? RN_SQL_DEF_ABSENT : RN_SQL_DEF_DROPPED;
         if (rc == RN_ENOTFOUND) rc = 0;
+    } else if (q->f.kind == SK_CREATE_TABLE) {
+        int same = 0;
+        rc = rn_table_create(d, &q->f.def, 0, &same, errmsg);
+        *outcome = same ? RN_SQL_DEF_UNCHANGED : RN_SQL_DEF_CREATED;
+    } else if (q->f.kind == SK_DROP_TABLE) {
+        rc = rn_table_drop(d, q->f.name, errmsg);
+        *outcome = rc == RN_ENOTFOUND ? RN_SQL_DEF_ABSENT : RN_SQL_DEF_DROPPED;
+        if (rc == RN_ENOTFOUND) rc = 0;
     } else if (q->f.kind != SK_CREATE) {
         rc = rn_errf(errmsg, RN_EINVAL, "not a definition: give CREATE STREAM, DROP STREAM, "
-                     "CREATE FUNCTION or DROP FUNCTION");
+                     "CREATE TABLE, DROP TABLE, CREATE FUNCTION or DROP FUNCTION");
     } else if (!(s = malloc(sizeof *s)) || !(old = malloc(sizeof *old))) {
         rc = rn_errf(errmsg, -ENOMEM, "out of memory");
     } else if ((rc = stream_record(q, s, errmsg)) == 0) {
@@ -917,8 +1087,14 @@ static int run_show(rn_sql_t *q, char *errmsg)
     return rc;
 }
 
+static int deliver_row_cb(void *ctx, const char *const *v)
+{
+    return deliver_texts(ctx, v);
+}
+
 static int run_describe(rn_sql_t *q)
 {
+    if (q->tdef) return rn_table_describe(q->tdef, deliver_row_cb, q);
     static const char *const builtin[][3] = {
         {"queue", "INTEGER", "logical queue"},
         {"offset", "INTEGER", "record offset in its queue"},
@@ -999,6 +1175,16 @@ static int run_explain(rn_sql_t *q)
     if (rc == 0)
         rc = plan_line(q, "read: from %s, %s", from[q->o.from],
                        q->o.follow ? "continuous (--follow)" : "bounded (to the current end)");
+    if (rc == 0 && q->tbl) {
+        char src[RN_SQL_MAX_PATH + 64];
+        rn_table_source(q->tbl, src, sizeof src);
+        rc = plan_line(q, "join: %s table '%s' over %s, looked up by its primary key '%s'; "
+                       "lookups see the table %s", f->join == 2 ? "LEFT JOIN" : "JOIN", f->jname,
+                       src, q->tdef->fields[q->tdef->pk1 - 1].name,
+                       !q->o.follow ? "as it was at open (read to its end then)"
+                       : q->o.table_at_save ? "as of the last checkpoint"
+                       : "as of each batch's processing (caught up before every batch)");
+    }
     if (rc == 0) rc = plan_line(q, "per-batch statement: %s", f->batch_sql);
     if (rc == 0) rc = sqlite_plan(q, f->batch_sql);
     if (rc == 0 && f->win != WK_NONE) {
@@ -1231,8 +1417,9 @@ static int reject_row(rn_sql_t *q, const srow_t *row, const char *why)
  * JSON, ...) after feeding `fed` rows: run the batch again one record at a
  * time (the stream table's window [lo, lo + 1)), feeding only the rows past
  * those `fed` (the same rows in the same order: the per-batch statement is
- * a row-at-a-time scan of one table: front.c admits no join, subquery,
- * ORDER BY, DISTINCT or GROUP BY in it) and rejecting each record whose own
+ * a row-at-a-time scan of the stream, with at most one table row per record
+ * (invariant 9): front.c admits no other join, no subquery, ORDER BY,
+ * DISTINCT or GROUP BY in it) and rejecting each record whose own
  * pass fails. */
 static int redo_by_record(rn_sql_t *q, uint32_t queue, int64_t others, uint64_t fed,
                           char *errmsg)
@@ -1297,7 +1484,12 @@ static int step_select(rn_sql_t *q, rn_sql_state_t *state, char *errmsg)
 {
     rn_consumer_batch_t cb;
     q->cur_queue = UINT32_MAX;
-    int rc = rn_consumer_poll(q->cons, &cb, errmsg);
+    int rc;
+    /* a following query's lookups see the table as of the batch's processing
+     * (invariant 9) */
+    if (q->tbl && q->o.follow && !q->o.table_at_save && (rc = rn_table_sync(q->tbl, errmsg)) != 0)
+        return rc;
+    rc = rn_consumer_poll(q->cons, &cb, errmsg);
     if (rc < 0) return rc;
     if (rc == 1) {
         q->cur_queue = cb.queue;
@@ -1359,6 +1551,19 @@ int rn_sql_step(rn_sql_t *q, rn_sql_state_t *state, char *errmsg)
         break;
     }
     case SK_SHOW_FN: rc = run_show_functions(q, errmsg); break;
+    case SK_CREATE_TABLE: {
+        int same = 0;
+        rc = rn_table_create(q->d, &q->f.def, q->o.remote, &same, errmsg);
+        if (rc == 0 && same)
+            rc = rn_errf(errmsg, RN_EEXIST, "table '%s' already exists, with this definition",
+                         q->f.def.name);
+        break;
+    }
+    case SK_DROP_TABLE:
+        rc = rn_table_drop(q->d, q->f.name, errmsg);
+        if (rc == RN_ENOTFOUND && q->f.if_exists) rc = 0;
+        break;
+    case SK_SHOW_TABLES: rc = rn_table_show(q->d, deliver_row_cb, q, errmsg); break;
     }
     if (rc == RN_ECLOSED && errmsg && !errmsg[0]) rn_errf(errmsg, rc, "stopped by the receiver");
     if (rc != 0) *state = RN_SQL_DONE;
@@ -1424,7 +1629,10 @@ int rn_sql_state_save(rn_sql_t *q, rn_buf_t *out, char *errmsg)
         return rn_errf(errmsg, RN_ETOOBIG, "window state larger than 4 GiB");
     wlen = (uint32_t)(out->len - at - 4);
     memcpy(out->data + at, &wlen, 4);
-    return 0;
+    /* the joined table's read positions after the window state (invariant 9) */
+    if (q->tbl && q->o.follow && q->o.table_at_save && (rc = rn_table_sync(q->tbl, errmsg)) != 0)
+        return rc;
+    return q->tbl ? rn_table_save(q->tbl, out, errmsg) : 0;
 }
 
 int rn_sql_state_load(rn_sql_t *q, const uint8_t *p, size_t n, char *errmsg)
@@ -1449,9 +1657,16 @@ int rn_sql_state_load(rn_sql_t *q, const uint8_t *p, size_t n, char *errmsg)
     if ((n - fixed) / perq < nq || n - fixed - (size_t)nq * perq < 4) goto damaged;
     const uint8_t *qp = p + fixed, *wp = qp + (size_t)nq * perq;
     memcpy(&wlen, wp, 4);
-    if ((size_t)(p + n - (wp + 4)) != wlen) goto damaged;
+    size_t rest = (size_t)(p + n - (wp + 4));
+    if (q->tbl ? rest < wlen : rest != wlen) goto damaged;
     int rc;
     if (q->win && (rc = rn_win_load(q->win, wp + 4, wlen, errmsg)) != 0) return rc;
+    if (q->tbl) {
+        size_t used = 0;
+        if ((rc = rn_table_restore(q->tbl, wp + 4 + wlen, rest - wlen, &used, errmsg)) != 0)
+            return rc;
+        if (used != rest - wlen) goto damaged;
+    }
     /* A new consumer whose assignment order starts at the saved next queue,
      * so its round-robin serves batches in the order the saved run would
      * have (given the same data). */
@@ -1537,6 +1752,11 @@ void rn_sql_source(rn_sql_t *q, const char **topic, uint32_t *nq)
 {
     *topic = q->def.topic;
     *nq = q->nq;
+}
+
+const char *rn_sql_join_source(rn_sql_t *q)
+{
+    return q->tbl && q->tdef && !q->tdef->file[0] ? q->tdef->topic : NULL;
 }
 
 int rn_sql_position(rn_sql_t *q, uint32_t queue, int64_t *offset, char *errmsg)

@@ -115,6 +115,12 @@ typedef struct rn_sql_opts {
     int           skip_damaged; /* go past offsets a store recovery marked damaged or
                                    lost (counted in stats.skipped); else their read is
                                    the query's error */
+    int           table_at_save;/* --follow with a joined table: the table catches up
+                                   only in rn_sql_state_save (pipelines set it, so a
+                                   restored run sees the table the saved one saw), not
+                                   before every batch */
+    int           remote;       /* the statement came over the network: CREATE TABLE
+                                   over a file is refused (runneld sets it) */
 } rn_sql_opts_t;
 
 /* Parse a time into ms since the epoch. fmt NULL, "", "iso8601" or "rfc3339":
@@ -223,6 +229,9 @@ int  rn_sql_state_save(rn_sql_t *q, rn_buf_t *out, char *errmsg);
 int  rn_sql_state_load(rn_sql_t *q, const uint8_t *p, size_t n, char *errmsg);
 /* The source topic (borrowed until close) and its queue count. */
 void rn_sql_source(rn_sql_t *q, const char **topic, uint32_t *nq);
+/* The topic of the table a query joins (borrowed until close), NULL when it
+ * joins none or a file: a caller checking rights on the source checks it too. */
+const char *rn_sql_join_source(rn_sql_t *q);
 /* The source queue of the batch the last step read (its rows, for a query
  * without aggregation, all come from it); UINT32_MAX when it read none. */
 uint32_t rn_sql_batch_queue(rn_sql_t *q);

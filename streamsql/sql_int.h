@@ -32,6 +32,7 @@ typedef struct tok {
 /* ---- stream definitions (scan.c) ---------------------------------------- */
 
 #define RN_SQL_MAX_TS_FORMAT 128   /* bytes of a timestamp_format */
+#define RN_SQL_MAX_PATH      1024  /* bytes of a static table's file path */
 
 typedef enum ftype { FT_INTEGER, FT_REAL, FT_TEXT, FT_BOOLEAN, FT_JSON } ftype_t;
 typedef enum sformat { SF_JSON, SF_TEXT, SF_CSV } sformat_t;
@@ -52,6 +53,9 @@ typedef struct sdef {
     int       declared;
     int       nfields;
     sfield_t  fields[RN_SQL_MAX_FIELDS];
+    /* tables (CREATE TABLE, table.c) */
+    int       pk1;               /* 1 + the PRIMARY KEY field's index; 0: none (a stream) */
+    char      file[RN_SQL_MAX_PATH + 1];   /* a static table's file; "": over topic */
 } sdef_t;
 
 /* The stream table's columns: queue, offset, ts, key, then the declared
@@ -124,7 +128,8 @@ const char *rn_udf_template(size_t i);
 /* ---- parsed statements (front.c) ----------------------------------------- */
 
 typedef enum stmt_kind { SK_SELECT, SK_EXPLAIN, SK_CREATE, SK_DROP, SK_SHOW, SK_DESCRIBE,
-                         SK_CREATE_FN, SK_DROP_FN, SK_SHOW_FN } stmt_kind_t;
+                         SK_CREATE_FN, SK_DROP_FN, SK_SHOW_FN,
+                         SK_CREATE_TABLE, SK_DROP_TABLE, SK_SHOW_TABLES } stmt_kind_t;
 typedef enum win_kind { WK_NONE, WK_GLOBAL, WK_TUMBLE, WK_HOP, WK_SESSION } win_kind_t;
 typedef enum agg_kind { AG_COUNT_STAR, AG_COUNT, AG_SUM, AG_TOTAL, AG_AVG, AG_MIN, AG_MAX,
                         AG_FIRST, AG_LAST,
@@ -174,6 +179,14 @@ typedef struct front {
     int         emit_changes;
     int64_t     watermark_ms, idle_ms;
     int         late_dead_letter;
+    /* FROM s [AS a] [LEFT] JOIN t [AS b] ON <expr> = b.pk (parse_join) */
+    int         join;         /* 0 none, 1 JOIN (inner), 2 LEFT JOIN */
+    int         from_e;       /* end of the FROM clause (a token index) */
+    int         salias_tok, jtab_tok, jalias_tok;   /* -1: no alias */
+    int         on_b, on_e;   /* the ON condition's tokens */
+    int         on_col_tok;   /* the table column ON compares (qualified) */
+    size_t      join_kw;      /* offset of "LEFT JOIN" in batch_sql (rn_front_from_text) */
+    char        jname[RN_META_TOPIC_NAME_MAX + 1];  /* the joined table */
     /* planned (rn_front_plan) */
     win_kind_t  win;
     int64_t     size_ms, slide_ms;   /* TUMBLE size; HOP size+slide; SESSION gap */
@@ -201,6 +214,16 @@ int  rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg);
  * and the like) and what to write instead. */
 int  rn_front_check_functions(const front_t *f, sqlite3 *db, int *erroff, char *errmsg);
 void rn_front_free(front_t *f);
+/* The FROM clause the per-batch statement reads, appended to out: the
+ * stream as written, and a join rewritten so sqlite keeps the stream as the
+ * outer loop (JOIN -> CROSS JOIN); f->join_kw is where its LEFT JOIN keyword
+ * starts in out. */
+int  rn_front_from_text(front_t *f, rn_buf_t *out);
+/* The name that qualifies the stream's columns (its alias, else its name)
+ * as written, for the per-batch statement of a join. */
+int  rn_front_stream_qual(const front_t *f, rn_buf_t *out);
+/* The canonical CREATE TABLE text of a table definition (what meta.db keeps). */
+int  rn_front_table_text(const sdef_t *def, rn_buf_t *out);
 /* Offset in f->sql of the first token equal to ident (case-insensitive),
  * -1 when absent: to point at a column sqlite did not know. */
 int  rn_front_find_ident(const front_t *f, const char *ident);
@@ -342,5 +365,41 @@ typedef struct sbatch {
 /* Register the stream module (rn_stream) and the emit module (rn_emit) on
  * db, both reading b. */
 int  rn_vtab_register(sqlite3 *db, sbatch_t *b, char *errmsg);
+
+/* ---- tables (table.c) ---------------------------------------------------- */
+
+/* A lookup table loaded into a real SQLite table temp."<name>" of the
+ * query's connection, keyed by its primary key. */
+typedef struct rn_table rn_table_t;
+
+/* The stored table name, parsed into def (RN_ENOTFOUND naming the tables). */
+int  rn_table_get(rn_datadir_t *d, const char *name, sdef_t *def, char *errmsg);
+/* CREATE TABLE / DROP TABLE / SHOW TABLES / DESCRIBE of a table: rows are
+ * handed to row(ctx, values) (SHOW: name, source, format, primary_key,
+ * fields; DESCRIBE: column, type, source). remote: the statement came over
+ * the network (a file table is refused). *same: CREATE of a table stored
+ * already with this definition. */
+int  rn_table_create(rn_datadir_t *d, const sdef_t *def, int remote, int *same, char *errmsg);
+int  rn_table_drop(rn_datadir_t *d, const char *name, char *errmsg);
+int  rn_table_show(rn_datadir_t *d, int (*row)(void *, const char *const *), void *ctx,
+                   char *errmsg);
+int  rn_table_describe(const sdef_t *def, int (*row)(void *, const char *const *), void *ctx);
+
+/* Create temp."<def->name>" on db and load it: a file whole; a topic to the
+ * end each queue has now. Table records that cannot be applied are counted
+ * in *errors (the first reason in first_error when it is empty). */
+int  rn_table_open(rn_datadir_t *d, sqlite3 *db, const sdef_t *def, uint64_t *errors,
+                   char *first_error, size_t fe_size, rn_table_t **out, char *errmsg);
+void rn_table_close(rn_table_t *t);
+/* Apply the topic's records up to the end each queue has now (no-op for a
+ * file table). Between steps of the statements reading it only. */
+int  rn_table_sync(rn_table_t *t, char *errmsg);
+/* Append the read positions (u32 n, i64 pos[n]); rn_table_restore empties
+ * the table and reloads it from the topic's start to exactly those
+ * positions. *used: bytes consumed from p. */
+int  rn_table_save(rn_table_t *t, rn_buf_t *out, char *errmsg);
+int  rn_table_restore(rn_table_t *t, const uint8_t *p, size_t n, size_t *used, char *errmsg);
+/* "topic 'x' (3 queues)" / "file 'p'" for EXPLAIN. */
+void rn_table_source(const rn_table_t *t, char *out, size_t size);
 
 #endif

@@ -435,9 +435,9 @@ static void test_pipelines_file(void **state)
     const char *select = "CREATE STREAM ev (svc TEXT, lat INTEGER) WITH (topic = 'in', "
                          "format = 'json');\n\n  SELECT * FROM ev;\n";
     rn_test_write_file(file, select, strlen(select));
-    snprintf(want, sizeof want, "%s:3:3: a pipelines file holds CREATE STREAM, CREATE FUNCTION, "
-             "CREATE PIPELINE, DROP STREAM, DROP FUNCTION and DROP PIPELINE statements, not "
-             "'SELECT ...'", file);
+    snprintf(want, sizeof want, "%s:3:3: a pipelines file holds CREATE STREAM, CREATE TABLE, "
+             "CREATE FUNCTION, CREATE PIPELINE, DROP STREAM, DROP TABLE, DROP FUNCTION and "
+             "DROP PIPELINE statements, not 'SELECT ...'", file);
     expect_refused(s, file, want);
     const char *badcol = "-- one\nCREATE PIPELINE p AS INSERT INTO o SELECT nope FROM ev;";
     rn_test_write_file(file, badcol, strlen(badcol));

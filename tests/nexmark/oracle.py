@@ -50,6 +50,19 @@ def q2(ev):
     return [(b["auction"], b["price"]) for b in ev["bid"] if b["auction"] % 123 == 0]
 
 
+def q3(ev):
+    # person is a table (latest record per id); an auction finds its seller
+    people = {}
+    for p in ev["person"]:
+        people[p["id"]] = p
+    rows = []
+    for a in ev["auction"]:
+        p = people.get(a["seller"])
+        if a["category"] == 10 and p is not None and p["state"] in ("OR", "ID", "CA"):
+            rows.append((p["name"], p["city"], p["state"], a["id"]))
+    return rows
+
+
 def q5(ev):
     # HOP: 10 s windows every 2 s; per window the auctions with the most bids (ties kept)
     counts = defaultdict(Counter)
@@ -197,7 +210,7 @@ def q22(ev):
     return rows
 
 
-ORACLES = {"q0": q0, "q1": q1, "q2": q2, "q5": q5, "q7": q7, "q10": q10, "q11": q11,
+ORACLES = {"q0": q0, "q1": q1, "q2": q2, "q3": q3, "q5": q5, "q7": q7, "q10": q10, "q11": q11,
            "q14": q14, "q15": q15, "q16": q16, "q17": q17, "q18": q18, "q21": q21, "q22": q22}
 
 
