@@ -54,7 +54,9 @@ need_cmd prometheus prometheus
 need_cmd kcat      kcat
 need_cmd python3   python3         # also test_cli: decodes consume --format json (json, base64)
 need_py() { # need_py MODULE DEBIAN_PACKAGE
-    /usr/bin/python3 -c "import $1" >/dev/null 2>&1 || missing="$missing $2"
+    # -I: isolated, so the repository's own kafka/ folder (cwd) is not taken
+    # for the kafka-python package
+    /usr/bin/python3 -I -c "import $1" >/dev/null 2>&1 || missing="$missing $2"
 }
 need_py confluent_kafka python3-confluent-kafka
 need_py kafka      python3-kafka
