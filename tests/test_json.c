@@ -90,9 +90,9 @@ static int python_says_object(const char *line)
         "try: d = json.loads(sys.argv[1])\n"
         "except ValueError: sys.exit(1)\n"
         "sys.exit(0 if isinstance(d, dict) else 1)\n";
-    char *argv[] = {"python3", "-c", (char *)script, (char *)line, NULL};
+    char *argv[] = {"/usr/bin/python3", "-c", (char *)script, (char *)line, NULL};
     pid_t pid;
-    assert_int_equal(posix_spawnp(&pid, "python3", NULL, NULL, argv, environ), 0);
+    assert_int_equal(posix_spawn(&pid, argv[0], NULL, NULL, argv, environ), 0);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) <= 1);
