@@ -1035,8 +1035,27 @@ static int reserve(rn_datadir_t *d, dstore_t *s, uint32_t pq, int64_t end, char 
     return 0;
 }
 
+static int append_impl(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *batch,
+                       size_t len, int64_t at, int64_t *base_offset, uint64_t *ticket,
+                       char *errmsg);
+
 int rn_datadir_append(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *batch,
                       size_t len, int64_t *base_offset, uint64_t *ticket, char *errmsg)
+{
+    return append_impl(d, q, batch, len, -1, base_offset, ticket, errmsg);
+}
+
+int rn_datadir_append_at(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *batch,
+                         size_t len, int64_t base, uint64_t *ticket, char *errmsg)
+{
+    int64_t got;
+    if (base < 0) return rn_errf(errmsg, RN_EINVAL, "base offset %lld is negative", (long long)base);
+    return append_impl(d, q, batch, len, base, &got, ticket, errmsg);
+}
+
+static int append_impl(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *batch,
+                       size_t len, int64_t at, int64_t *base_offset, uint64_t *ticket,
+                       char *errmsg)
 {
     int rc = 0;
     for (;;) {
@@ -1050,7 +1069,15 @@ int rn_datadir_append(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *bat
         }
         int64_t pbase;
         uint64_t t = 0;
-        rc = rn_log_append(s->log, it->physical_id, batch, len, &pbase, &t, errmsg);
+        if (at < 0) {
+            rc = rn_log_append(s->log, it->physical_id, batch, len, &pbase, &t, errmsg);
+        } else if (at < it->logical_start) {
+            rc = rn_errf(errmsg, RN_ERANGE, "offset %lld is before the open mapping item "
+                         "(logical start %lld)", (long long)at, (long long)it->logical_start);
+        } else {
+            pbase = at - it->logical_start + it->physical_start;
+            rc = rn_log_append_at(s->log, it->physical_id, batch, len, pbase, &t, errmsg);
+        }
         pthread_mutex_unlock(&s->amu);
         if (rc == 0)                        /* rn_log_append validated the header */
             rc = reserve(d, s, it->physical_id, pbase + rn_be32_get(batch + 57), errmsg);

@@ -154,6 +154,11 @@ int  rn_datadir_queue_refresh(rn_datadir_t *d, rn_datadir_queue_t *q, char *errm
  * bits and that store's rn_log ticket below. */
 int  rn_datadir_append(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *batch,
                        size_t len, int64_t *base_offset, uint64_t *ticket, char *errmsg);
+/* rn_datadir_append at logical offset `base` exactly (rn_log_append_at):
+ * a replica's copy of a leader's batch, stored byte for byte; RN_ERANGE,
+ * nothing stored, unless the queue ends at `base`. */
+int  rn_datadir_append_at(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *batch,
+                          size_t len, int64_t base, uint64_t *ticket, char *errmsg);
 int  rn_datadir_wait(rn_datadir_t *d, uint64_t ticket);
 
 typedef struct rn_datadir_queue_info {
