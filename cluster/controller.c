@@ -550,10 +550,18 @@ static void take_topic(rn_ctl_t *c, treq_t *t)
     uint32_t n = 0;
     for (size_t i = 0; i < c->fsm.n; i++)
         if (node_live(c, c->fsm.nodes[i].id)) live[n++] = c->fsm.nodes[i].id;
-    uint32_t r = t->replicas ? t->replicas : (n < RN_CTL_DEFAULT_REPLICAS ? n : RN_CTL_DEFAULT_REPLICAS);
-    if (n == 0 || r > n) {
-        snprintf(err, sizeof err, "--replicas %u: %u nodes are live; give 1..%u", r, n, n);
+    uint32_t total = c->raft.configuration.n;
+    uint32_t r = t->replicas ? t->replicas
+                             : (total < RN_CTL_DEFAULT_REPLICAS ? total : RN_CTL_DEFAULT_REPLICAS);
+    if (r > total) {
+        snprintf(err, sizeof err, "--replicas %u: the cluster has %u nodes; give 1..%u", r, total,
+                 total);
         treq_done(c, t, RN_EINVAL, 0, err);
+        return;
+    }
+    if (r > n) {
+        snprintf(err, sizeof err, "%u replicas need %u live nodes; %u are live now", r, r, n);
+        treq_done(c, t, -EBUSY, 0, err);
         return;
     }
     if (t->nqueues < 1 || t->nqueues > RN_FSM_MAX_QUEUES) {

@@ -128,6 +128,7 @@ int rn_ctl_heartbeat(rn_ctl_t *c, uint64_t id, const char *client, uint64_t star
  * (0: min(RN_CTL_DEFAULT_REPLICAS, live nodes)) among the live registered
  * nodes, leaders spread over them, epoch 1, ISR = replicas. 0 once the
  * entry is applied on the leader; RN_EEXIST, RN_EINVAL (errmsg says why);
+ * -EBUSY when fewer nodes are live than the replicas asked for;
  * -EAGAIN when this node is not the ready controller leader (*leader: the
  * leader it knows, 0 none); -ETIMEDOUT. */
 int rn_ctl_create_topic(rn_ctl_t *c, const char *name, uint32_t nqueues, uint32_t replicas,

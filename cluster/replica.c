@@ -432,7 +432,7 @@ static int h_create_topic(void *arg, const Runnel__V1__CreateTopicRequest *req, 
                                  "no client address yet; retry", (unsigned long long)leader);
         if (forward_create(req, addr, st) != 0) return -1;
         rc = 0;
-    } else if (rc == -EAGAIN || rc == -ETIMEDOUT) {
+    } else if (rc == -EAGAIN || rc == -ETIMEDOUT || rc == -EBUSY) {
         return rn_status_set(st, RN_ST_UNAVAILABLE, "topic '%s': %s; retry", req->name,
                              err[0] ? err : "no controller leader");
     } else if (rc == RN_EEXIST) {
