@@ -198,6 +198,58 @@ static void print_text(const Runnel__V1__ClusterStatusResponse *r)
     }
 }
 
+int rn_cli_route(rn_cli_t *cli, const char *list, char *out, size_t n)
+{
+    rn_tls_files_t tf = {env_or(cli->tls_ca, "RUNNEL_TLS_CA"),
+                         env_or(cli->tls_cert, "RUNNEL_TLS_CERT"),
+                         env_or(cli->tls_key, "RUNNEL_TLS_KEY")};
+    const char *token = env_or(cli->token, "RUNNEL_TOKEN");
+    char err[RN_ERRMSG_SIZE] = "", last[RN_ERRMSG_SIZE] = "no address";
+    for (const char *p = list;;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        char addr[256];
+        snprintf(addr, sizeof addr, "%.*s", (int)len, p);
+        rn_rpc_t *rpc = NULL;
+        ProtobufCMessage *m = NULL;
+        int rc = rn_tls_rpc_open(addr, &tf, &rpc, err);
+        if (rc == 0 && token) rc = rn_rpc_set_token(rpc, token, err);
+        if (rc != 0) {
+            rn_rpc_close(rpc);
+            return rn_cli_fail(RN_CLI_USAGE, "--server: %s", err);
+        }
+        Runnel__V1__ClusterStatusRequest req;
+        runnel__v1__cluster_status_request__init(&req);
+        rc = rn_rpc_call(rpc, RN_RPC_METHOD("ClusterStatus"), &req.base,
+                         &runnel__v1__cluster_status_response__descriptor, &m, 3000, NULL, err);
+        rn_rpc_close(rpc);
+        if (rc != 0 && rn_rpc_retriable(rc)) {      /* not reached: the next one */
+            snprintf(last, sizeof last, "%s", err);
+        } else {
+            snprintf(out, n, "%s", addr);
+            const Runnel__V1__ClusterStatusResponse *r = (const void *)m;
+            for (size_t i = 0; rc == 0 && r->clustered && cli->route_topic && i < r->n_queues;
+                 i++) {
+                const Runnel__V1__ClusterQueue *q = r->queues[i];
+                if (strcmp(q->topic, cli->route_topic) || q->queue != cli->route_queue) continue;
+                for (size_t k = 0; k < r->n_nodes; k++)
+                    if (r->nodes[k]->id == q->leader && r->nodes[k]->live &&
+                        r->nodes[k]->client_address[0])
+                        snprintf(out, n, "%s", r->nodes[k]->client_address);
+            }
+            if (m) protobuf_c_message_free_unpacked(m, NULL);
+            return 0;
+        }
+        if (!e) break;
+        p = e + 1;
+    }
+    if (!strchr(list, ',')) {           /* one address: the command reports it as always */
+        snprintf(out, n, "%s", list);
+        return 0;
+    }
+    return rn_cli_fail(RN_CLI_FAIL, "none of --server %s answered: %s", list, last);
+}
+
 int rn_cli_cluster(rn_cli_t *cli, int argc, char **argv)
 {
     enum { OPT_FORMAT = 0x100, OPT_SERVER };
