@@ -150,6 +150,7 @@ typedef struct proposal {
 } proposal_t;
 
 static void treq_done(rn_ctl_t *c, treq_t *t, int rc, uint64_t leader, const char *err);
+static void queue_upkeep(rn_ctl_t *c);
 
 static int64_t mono_ms(void) { return (int64_t)(rn_mono_ns() / 1000000u); }
 
@@ -467,6 +468,9 @@ static void on_applied(struct raft_apply *req, int status, void *result)
     } else {
         seen_t *s = seen_find(p->c, p->id, 0, 0);
         if (s) s->pending = 0;                                     /* invariant 3 */
+        /* A node fenced: move its queues now rather than at the next tick. */
+        if (status == 0 && raft_state(&p->c->raft) == RAFT_LEADER && p->c->ready)
+            queue_upkeep(p->c);
     }
     if (status != 0)
         rn_slog(RN_SLOG_DEBUG, "controller: proposal not applied: %s", raft_strerror(status));
