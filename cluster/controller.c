@@ -360,6 +360,8 @@ static void publish(rn_ctl_t *c)
         const seen_t *s = st == RAFT_LEADER ? seen_find(c, f->id, 0, 0) : NULL;
         if (s) nd->heartbeat_age_ms = now - s->at_ms;
     }
+    const rn_fsm_node_t *me = rn_fsm_find(&c->fsm, c->conf.self);
+    v->self_current = me && me->live && me->start_id == c->start_id;
     if (!c->tblk || c->tblk->gen != c->fsm.topics_gen) {
         rn_ctl_topics_t *b = calloc(1, sizeof *b);
         int ok = 0;

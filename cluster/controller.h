@@ -98,6 +98,10 @@ typedef struct rn_ctl_view {
     rn_ctl_role_t  role;
     size_t         n;
     rn_ctl_vnode_t nodes[RN_CLUSTER_MAX_NODES];   /* ascending id */
+    /* The state holds this start's own registration (live): everything the
+     * cluster committed before this node (re)started is applied here, so
+     * the queue leaders it shows are not those of before a restart. */
+    int                   self_current;
     size_t                ntopics;          /* the replicated topics (fsm.h), ascending */
     const rn_fsm_topic_t *topics;
     rn_ctl_topics_t      *tblk;

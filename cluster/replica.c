@@ -28,6 +28,10 @@
  *     truncated here).
  *  5. r->mu is held for memory only: no RPC, no store call, no controller
  *     call, no view get under it.
+ *  6. Nothing is led, followed or answered for a replicated queue until the
+ *     view holds this start's own registration (self_current): a node that
+ *     restarts replays an old state in which it may still lead a queue that
+ *     moved while it was down; it must not take produces as that leader.
  */
 #include "cluster/replica.h"
 
@@ -210,6 +214,14 @@ static int view_queue(rn_repl_t *r, const char *topic, uint32_t queue,
                              "starting; retry");
     *v = rn_ctl_view_get(ctl);
     *pq = rn_ctl_view_queue(*v, topic, queue);
+    if (*pq && !(*v)->self_current) {          /* invariant 6 */
+        rn_ctl_view_put(*v);
+        *v = NULL;
+        *pq = NULL;
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "%s/%u: this node is (re)joining the "
+                             "cluster and has not caught up with its controller state; retry",
+                             topic, queue);
+    }
     return 0;
 }
 
@@ -650,6 +662,10 @@ static void stop_fetcher(rn_repl_t *r, rq_t *q)
 static void manage(rn_repl_t *r, rn_ctl_t *ctl, int64_t now)
 {
     const rn_ctl_view_t *v = rn_ctl_view_get(ctl);
+    if (!v->self_current) {                    /* invariant 6: wait for this start's state */
+        rn_ctl_view_put(v);
+        return;
+    }
     char err[RN_ERRMSG_SIZE];
     static rn_ctl_end_t ends[RN_CTL_MAX_ENDS];     /* the manager thread only */
     size_t nends = 0;

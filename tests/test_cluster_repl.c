@@ -27,8 +27,13 @@
  *               time from the kill to the first acknowledged produce is
  *               printed, and every acknowledged record is on the new leader
  *               exactly once, in order
+ *   old leader  the killed node starts again: it joins the ISR of its old
+ *               queue again, or, holding a batch nobody else had, says it
+ *               diverged and stays out of the ISR
  *   identical   every node stopped cleanly: each queue's batches are the same
  *               bytes at the same offsets on every replica that is in its ISR
+ *   restart     all three start again: the topics survive (raft log and
+ *               snapshots) and acks all works on every queue
  *
  * Every wait is bounded; the nodes' logs are printed when a check fails.
  */
@@ -42,6 +47,8 @@
 #define QUEUES  3
 
 typedef struct cluster {
+    uint64_t old_leader;         /* failover: the node killed, and its queue */
+    uint32_t old_queue;
     srv_t *n[NODES];
     int    raft_port[NODES];
     char   spec[256];
@@ -173,7 +180,8 @@ static int setup(void **state)
     }
     for (int i = 0; i < NODES; i++) {
         snprintf(g->idtext[i], sizeof g->idtext[i], "%d", i + 1);
-        const char *extra[] = {"--node-id", g->idtext[i], "--cluster", g->spec, NULL};
+        const char *extra[] = {"--node-id", g->idtext[i], "--cluster", g->spec,
+                               "--cluster-snapshot-entries", "4", NULL};
         g->n[i] = srv_alloc("group", SRV_MAX_BATCH, extra);
         if (!g->n[i]) return -1;
     }
@@ -502,6 +510,65 @@ static void test_failover(void **state)
     CHECK(k == nacks, "%zu of %zu acknowledged batches found on the new leader", k, nacks);
     printf("failover: %zu acknowledged batches, all on the new leader once, in order\n", nacks);
     free(acks);
+    g->old_leader = old;
+    g->old_queue = fq;
+}
+
+/* 1 when the node's log says its copy of topic/q diverged. */
+static int said_diverged(srv_t *s, const char *topic, uint32_t q)
+{
+    char *log = rn_test_slurp(s->logf, NULL);
+    char want[128];
+    snprintf(want, sizeof want, "%s/%u: fetch from", topic, q);
+    int hit = 0;
+    for (char *p = log; p && (p = strstr(p, want)) != NULL; p++) {
+        char *eol = strchr(p, '\n');
+        if (eol) *eol = '\0';
+        if (strstr(p, "diverged")) hit = 1;
+        if (eol) *eol = '\n';
+    }
+    free(log);
+    return hit;
+}
+
+/* The killed leader starts again: a follower of its old queue now. It
+ * either joins the ISR again (its log a prefix of the new leader's: it had
+ * nothing the others lacked) or, when kill -9 left it a batch nobody else
+ * had, says so ("diverged") and stays out of the ISR: never an ISR member
+ * with other records at an offset (test_identical checks the bytes). */
+static void test_old_leader_returns(void **state)
+{
+    (void)state;
+    uint64_t old = g->old_leader;
+    assert_true(old >= 1);
+    srv_start(node(old));               /* asked below only once it is back in sync */
+    int64_t t0 = now_ms();
+    for (;;) {
+        qstate_t s = queue_state("v", g->old_queue);
+        if (in_set(s.isr, s.nisr, old)) {
+            printf("old leader: node %llu back in the ISR of v/%u after %lld ms\n",
+                   (unsigned long long)old, g->old_queue, (long long)(now_ms() - t0));
+            break;
+        }
+        if (said_diverged(node(old), "v", g->old_queue)) {
+            printf("old leader: node %llu diverged on v/%u (a batch only it had); kept out of "
+                   "the ISR\n", (unsigned long long)old, g->old_queue);
+            rn_test_sleep_ms(2000);
+            s = queue_state("v", g->old_queue);
+            assert_false(in_set(s.isr, s.nisr, old));
+            break;
+        }
+        CHECK(now_ms() - t0 < WAIT_MS, "node %llu neither rejoined v/%u nor said it diverged",
+              (unsigned long long)old, g->old_queue);
+        rn_test_sleep_ms(50);
+    }
+    g->dead &= ~(1 << (old - 1));
+    /* its other queues (it followed them) come back in sync */
+    for (uint32_t q = 0; q < QUEUES; q++) {
+        qstate_t s = queue_state("t", q);
+        if (!in_set(s.replicas, s.nrep, old)) continue;
+        wait_queue((int)s.leader - 1, "t", q, p_isr_has, &old, "the returned node in sync");
+    }
 }
 
 /* ---- identical bytes ----------------------------------------------------------------- */
@@ -568,6 +635,35 @@ static void test_identical(void **state)
     assert_true(compared > 0);
 }
 
+/* All three start again: the topics come back from the raft log and
+ * snapshots (--cluster-snapshot-entries 4), each node's store still has
+ * them (made again idempotently), and acks all works on every queue. */
+static void test_restart_all(void **state)
+{
+    (void)state;
+    for (int i = 0; i < NODES; i++) srv_start(g->n[i]);
+    for (uint32_t q = 0; q < QUEUES; q++) {
+        size_t three = NODES;
+        qstate_t s = queue_state("t", q);
+        s = wait_queue((int)s.leader - 1, "t", q, p_isr_is, &three, "a full ISR after restart");
+        int64_t end = local_end(node(s.leader), "t", q);
+        batch_t b;
+        make_batch(&b, RN_BATCH_CODEC_NONE, 9, 0, -1, 0, 0);
+        int64_t base = -1;
+        int64_t t0 = now_ms();
+        while (produce(node(s.leader), "t", q, &b, 1, 0, &base, NULL, NULL) != 0) {
+            CHECK(now_ms() - t0 < WAIT_MS, "t/%u: no acks all after the restart", q);
+            rn_test_sleep_ms(50);
+            s = queue_state("t", q);
+            end = local_end(node(s.leader), "t", q);
+        }
+        assert_int_equal(base, end);
+        for (size_t r = 0; r < s.nrep; r++)
+            assert_true(local_end(node(s.replicas[r]), "t", q) >= end + 9);
+        batch_free(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -577,7 +673,9 @@ int main(void)
         cmocka_unit_test(test_hwm),
         cmocka_unit_test(test_isr),
         cmocka_unit_test(test_failover),
+        cmocka_unit_test(test_old_leader_returns),
         cmocka_unit_test(test_identical),
+        cmocka_unit_test(test_restart_all),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
