@@ -21,6 +21,9 @@
  *   isr         one follower stopped: it leaves the ISR after the lag time,
  *               acks all still work with two, and it joins again once
  *               resumed and caught up
+ *   min_isr     a two-replica topic whose follower stops: below
+ *               min_insync_replicas a produce is refused (FAILED_PRECONDITION,
+ *               nothing stored), and acknowledged again once it is back
  *   failover    kill -9 of a queue's leader (not the controller leader) while
  *               a producer sends acks-all
  *               batches: a new leader (from the ISR, epoch + 1) serves, the
@@ -381,6 +384,47 @@ static void test_isr(void **state)
     batch_free(&b);
 }
 
+/* ---- min_insync_replicas ----------------------------------------------------------- */
+
+/* A topic of two replicas whose follower stops: the ISR shrinks to the
+ * leader alone, below min_insync_replicas (2): a produce is refused with
+ * FAILED_PRECONDITION naming it, nothing stored; once the follower is back
+ * in the ISR the same produce is acknowledged. */
+static void test_min_isr(void **state)
+{
+    (void)state;
+    char err[RN_ERRMSG_SIZE];
+    int st = 0;
+    CHECK(create_call(0, "w", 1, 2, &st, err) == 0, "CreateTopic w: %s", err);
+    qstate_t s = queue_state("w", 0);
+    assert_int_equal(s.nrep, 2);
+    uint64_t f = s.replicas[0] == s.leader ? s.replicas[1] : s.replicas[0];
+    int li = (int)s.leader - 1;
+    size_t two = 2, one = 1;
+    wait_queue(li, "w", 0, p_isr_is, &two, "a full ISR");
+    kill(node(f)->pid, SIGSTOP);
+    wait_queue(li, "w", 0, p_isr_is, &one, "the ISR shrinking to the leader");
+    int64_t end = local_end(node(s.leader), "w", 0);
+    batch_t b;
+    make_batch(&b, RN_BATCH_CODEC_NONE, 4, 0, -1, 0, 0);
+    int rc = produce_err(node(s.leader), "w", 0, &b, 1, &st, err);
+    kill(node(f)->pid, SIGCONT);
+    CHECK(rc != 0 && st == 9 && strstr(err, "min_insync_replicas is 2") &&
+          strstr(err, "nothing stored"), "a produce below min_insync_replicas: rc %d status %d "
+          "'%s'", rc, st, err);
+    assert_int_equal(local_end(node(s.leader), "w", 0), end);
+    wait_queue(li, "w", 0, p_isr_is, &two, "the follower back in the ISR");
+    int64_t base = -1;
+    int64_t t0 = now_ms();
+    while (produce(node(s.leader), "w", 0, &b, 1, 0, &base, NULL, NULL) != 0) {
+        CHECK(now_ms() - t0 < WAIT_MS, "w/0: no acks all with the follower back");
+        rn_test_sleep_ms(50);
+    }
+    assert_int_equal(base, end);
+    assert_true(local_end(node(f), "w", 0) >= end + 4);
+    batch_free(&b);
+}
+
 /* ---- failover ----------------------------------------------------------------------- */
 
 typedef struct acked {
@@ -672,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_not_leader),
         cmocka_unit_test(test_hwm),
         cmocka_unit_test(test_isr),
+        cmocka_unit_test(test_min_isr),
         cmocka_unit_test(test_failover),
         cmocka_unit_test(test_old_leader_returns),
         cmocka_unit_test(test_identical),
