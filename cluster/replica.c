@@ -24,8 +24,12 @@
  *     T/Q: leader is node N at ADDR" before anything is stored or read.
  *  4. A replica's first fetch at a new epoch sends the CRC of its last
  *     batch; the leader refuses it when its own batch ending there differs
- *     (a diverged replica stays out of the ISR: nothing is overwritten or
- *     truncated here).
+ *     or its log is shorter. The replica then finds the longest prefix of
+ *     its log the leader confirms (batch boundary by boundary, downwards),
+ *     cuts its queue there (rn_hd_truncate: a fresh physical queue from that
+ *     offset, no physical offset reused) and copies from there; until then
+ *     it reports no end past the confirmed prefix, so it cannot join the
+ *     ISR with other records at an offset.
  *  5. r->mu is held for memory only: no RPC, no store call, no controller
  *     call, no view get under it.
  *  6. Nothing is led, followed or answered for a replicated queue until the
@@ -474,9 +478,12 @@ static int h_create_topic(void *arg, const Runnel__V1__CreateTopicRequest *req, 
 
 /* ---- followers ------------------------------------------------------------ */
 
-/* The CRC of our last batch (invariant 4); 0 when the queue is empty. */
-static uint32_t last_crc(rn_repl_t *r, const char *topic, uint32_t queue, int64_t end)
+/* The CRC of our batch ending at `end` (invariant 4) and where that batch
+ * starts (*start; 0 and 0 when end is 0 or unreadable). */
+static uint32_t batch_before(rn_repl_t *r, const char *topic, uint32_t queue, int64_t end,
+                             int64_t *start)
 {
+    *start = 0;
     if (end <= 0) return 0;
     rn_qent_t *e;
     rn_status_t st;
@@ -485,10 +492,68 @@ static uint32_t last_crc(rn_repl_t *r, const char *topic, uint32_t queue, int64_
     rn_fetch_t f;
     memset(&f, 0, sizeof f);
     uint32_t crc = 0;
-    if (rn_hd_read(r->o.hd, e, end - 1, 1, &b, &f, &st) == 0 && b.len >= 61)
+    if (rn_hd_read(r->o.hd, e, end - 1, 1, &b, &f, &st) == 0 && b.len >= 61) {
         crc = rn_be32_get(b.data + 17);
+        *start = (int64_t)rn_be64_get(b.data);
+    }
     rn_buf_free(&b);
     return crc;
+}
+
+static uint32_t last_crc(rn_repl_t *r, const char *topic, uint32_t queue, int64_t end)
+{
+    int64_t start;
+    return batch_before(r, topic, queue, end, &start);
+}
+
+/* Invariant 4, the repair (Kafka's KIP-101 in spirit, by CRC instead of
+ * leader epochs): the leader said our log diverged at `end`. Walk our batch
+ * boundaries down from it, asking the leader at each (a fetch that only
+ * checks) whether our batch ending there is its batch too; cut our queue at
+ * the first boundary it confirms (0 at worst) and copy from there. Returns
+ * the new end, or -1 (logged; the fetcher tries again later). */
+static int64_t repair(rn_repl_t *r, rq_t *q, rn_rpc_t *rpc, int64_t end)
+{
+    char err[RN_ERRMSG_SIZE];
+    int64_t at = end;
+    for (int steps = 0; steps < 100000; steps++) {
+        int64_t start = 0;
+        uint32_t crc = batch_before(r, q->topic, q->queue, at, &start);
+        int ok = at == 0;
+        if (!ok) {
+            Runnel__V1__FetchRequest req;
+            runnel__v1__fetch_request__init(&req);
+            req.topic = q->topic;
+            req.queue = q->queue;
+            req.offset = at;
+            req.max_bytes = 1;
+            req.replica_id = r->o.self;
+            req.replica_check = 1;
+            req.replica_last_crc = crc;
+            ProtobufCMessage *m = NULL;
+            int status = 0;
+            int rc = rn_rpc_call(rpc, RN_RPC_METHOD("Fetch"), &req.base,
+                                 &runnel__v1__fetch_response__descriptor, &m, 5000, &status, err);
+            if (m) protobuf_c_message_free_unpacked(m, NULL);
+            if (rc == 0) ok = 1;
+            else if (!(status == 9 && strstr(err, "diverged"))) return -1;   /* try later */
+        }
+        if (ok) {
+            if (at == end) return end;
+            if (rn_hd_truncate(r->o.hd, q->topic, q->queue, at, err) != 0) {
+                rn_slog(RN_SLOG_ERROR, "replica: %s/%u: cannot cut the diverged tail at %lld: %s",
+                        q->topic, q->queue, (long long)at, err);
+                return -1;
+            }
+            rn_slog(RN_SLOG_WARN, "replica: %s/%u: diverged from the leader: cut [%lld, %lld) "
+                    "(records no in-sync replica had) and copying from %lld", q->topic, q->queue,
+                    (long long)at, (long long)end, (long long)at);
+            return at;
+        }
+        if (start >= at) return -1;                    /* cannot happen; never loop */
+        at = start;
+    }
+    return -1;
 }
 
 /* Append the batches of one fetch answer at their own offsets (invariant
@@ -577,13 +642,19 @@ static void *fetcher_main(void *arg)
         int rc = rn_rpc_call(rpc, RN_RPC_METHOD("Fetch"), &req.base,
                              &runnel__v1__fetch_response__descriptor, &m,
                              RN_REPL_FETCH_WAIT_MS + 2000, &status, err);
+        if (rc != 0 && status == 9 && strstr(err, "diverged")) {
+            rn_slog(RN_SLOG_WARN, "replica: %s/%u: fetch from %s: %s", q->topic, q->queue, addr,
+                    err);
+            if (repair(r, q, rpc, end) < 0) sleep_ms(1000);
+            continue;                   /* checked again at the new end */
+        }
         if (rc != 0) {
             if (mono_ms() - logged_ms > 5000) {
-                rn_slog(status == 9 && strstr(err, "diverged") ? RN_SLOG_ERROR : RN_SLOG_DEBUG,
-                        "replica: %s/%u: fetch from %s: %s", q->topic, q->queue, addr, err);
+                rn_slog(RN_SLOG_DEBUG, "replica: %s/%u: fetch from %s: %s", q->topic, q->queue,
+                        addr, err);
                 logged_ms = mono_ms();
             }
-            sleep_ms(status == 9 && strstr(err, "diverged") ? 1000 : 50);
+            sleep_ms(50);
             continue;
         }
         checked_epoch = epoch;

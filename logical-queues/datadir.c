@@ -1396,8 +1396,27 @@ static int create_store(rn_datadir_t *d, const char *abs, rn_log_t **log, char *
     return 0;
 }
 
+static int remap_impl(rn_datadir_t *d, const char *topic, uint32_t queue, const char *store,
+                      int64_t at, rn_meta_item_t *sealed, rn_meta_item_t *opened, char *errmsg);
+
 int rn_datadir_remap(rn_datadir_t *d, const char *topic, uint32_t queue, const char *store,
                      rn_meta_item_t *sealed, rn_meta_item_t *opened, char *errmsg)
+{
+    return remap_impl(d, topic, queue, store, -1, sealed, opened, errmsg);
+}
+
+int rn_datadir_truncate(rn_datadir_t *d, const char *topic, uint32_t queue, int64_t end,
+                        char *errmsg)
+{
+    if (end < 0) return rn_errf(errmsg, RN_EINVAL, "truncate at a negative offset");
+    return remap_impl(d, topic, queue, NULL, end, NULL, NULL, errmsg);
+}
+
+/* rn_datadir_remap, sealing the open item at the queue's end (at < 0) or at
+ * logical offset `at` (rn_datadir_truncate: a batch boundary inside the open
+ * item, at or below its end). */
+static int remap_impl(rn_datadir_t *d, const char *topic, uint32_t queue, const char *store,
+                      int64_t at, rn_meta_item_t *sealed, rn_meta_item_t *opened, char *errmsg)
 {
     rn_datadir_queue_t q;
     char reg[RN_META_PATH_MAX + 1], abs[PATH_MAX];
@@ -1440,6 +1459,24 @@ int rn_datadir_remap(rn_datadir_t *d, const char *topic, uint32_t queue, const c
     rn_log_queue_info(oldlog, open->physical_id, &pi);
     int64_t end = pi.high_watermark > open->physical_start ? pi.high_watermark
                                                            : open->physical_start;
+    if (at >= 0) {                      /* rn_datadir_truncate: the tail from `at` goes */
+        int64_t pat = at - open->logical_start + open->physical_start;
+        rn_log_batch_ref_t ref;
+        if (at < open->logical_start || pat > end) {
+            rc = rn_errf(errmsg, RN_EINVAL, "topic '%s' queue %u: cannot truncate at %lld: "
+                         "outside its open item [%lld, %lld]", topic, queue, (long long)at,
+                         (long long)open->logical_start,
+                         (long long)(open->logical_start + end - open->physical_start));
+            goto out;
+        }
+        if (pat < end && (rn_log_lookup_offset(oldlog, open->physical_id, pat, &ref, NULL) != 0 ||
+                          ref.base_offset != pat)) {
+            rc = rn_errf(errmsg, RN_EINVAL, "topic '%s' queue %u: offset %lld is not where a "
+                         "batch starts", topic, queue, (long long)at);
+            goto out;
+        }
+        end = pat;
+    }
     if (is_new) {
         uint32_t *ids = NULL;
         size_t nids = 0;

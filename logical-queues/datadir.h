@@ -213,6 +213,15 @@ int  rn_datadir_resolve(rn_datadir_t *d, rn_datadir_queue_t *q, rn_datadir_pos_k
 int  rn_datadir_remap(rn_datadir_t *d, const char *topic, uint32_t queue, const char *store,
                       rn_meta_item_t *sealed, rn_meta_item_t *opened, char *errmsg);
 
+/* Cut (topic, queue) at logical offset `end` (a batch boundary inside the
+ * queue's open item): a replica dropping a tail that diverged from its
+ * leader's. As rn_datadir_remap with the open item sealed at `end`: offsets
+ * from `end` on map to a fresh physical queue in the same store (the next
+ * append gets `end`); the cut batches stay in their store, unreachable,
+ * until retention drops them. No physical offset is ever reused. */
+int  rn_datadir_truncate(rn_datadir_t *d, const char *topic, uint32_t queue, int64_t end,
+                         char *errmsg);
+
 /* Apply every store's retention now (rn_log_retain), then drop the sealed
  * items it emptied, advancing those queues' logical start. */
 int  rn_datadir_retain(rn_datadir_t *d, uint32_t *segments, uint32_t *items, char *errmsg);

@@ -688,6 +688,22 @@ int rn_hd_replica_append(rn_hd_t *h, const char *topic, uint32_t queue, const ui
 
 int rn_hd_wait(rn_hd_t *h, uint64_t ticket) { return rn_datadir_wait(h->d, ticket); }
 
+int rn_hd_truncate(rn_hd_t *h, const char *topic, uint32_t queue, int64_t end, char *errmsg)
+{
+    rn_qent_t *e;
+    rn_status_t st;
+    if (qent_get(h, topic, queue, &e, &st) != 0)
+        return rn_errf(errmsg, RN_ENOTFOUND, "%s", st.msg);
+    pthread_mutex_lock(&e->mu);                                    /* invariant 2 */
+    int rc = rn_datadir_truncate(h->d, topic, queue, end, errmsg);
+    if (e->ps_loaded) {
+        rn_pstate_free(&e->ps);
+        e->ps_loaded = 0;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
 int rn_hd_read(rn_hd_t *h, rn_qent_t *e, int64_t offset, uint32_t max_bytes, rn_buf_t *out,
                rn_fetch_t *f, rn_status_t *st)
 {

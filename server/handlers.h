@@ -242,6 +242,10 @@ int  rn_hd_produce_replicated(rn_hd_t *h, rn_produce_t *p, rn_status_t *st);
 int  rn_hd_replica_append(rn_hd_t *h, const char *topic, uint32_t queue, const uint8_t *batch,
                           size_t len, int64_t base, uint64_t *ticket, char *errmsg);
 int  rn_hd_wait(rn_hd_t *h, uint64_t ticket);
+/* A replica cutting the tail of (topic, queue) that diverged from its
+ * leader's, at a batch boundary (rn_datadir_truncate); the producer state
+ * is dropped as for rn_hd_replica_append. */
+int  rn_hd_truncate(rn_hd_t *h, const char *topic, uint32_t queue, int64_t end, char *errmsg);
 /* The end a fetch of req sees now: the local visible end, lowered to the
  * high watermark for a consumer of a replicated queue. */
 int  rn_hd_fetch_visible(rn_hd_t *h, const Runnel__V1__FetchRequest *req, rn_qent_t *q,

@@ -33,6 +33,10 @@
  *   old leader  the killed node starts again: it joins the ISR of its old
  *               queue again, or, holding a batch nobody else had, says it
  *               diverged and stays out of the ISR
+ *   diverged    a leader stores a batch no follower gets, then dies; the new
+ *               leader takes others at those offsets; the old leader, started
+ *               again, cuts its own records (KIP-101's truncation, found by
+ *               batch CRCs), copies the new leader's and joins the ISR
  *   identical   every node stopped cleanly: each queue's batches are the same
  *               bytes at the same offsets on every replica that is in its ISR
  *   restart     all three start again: the topics survive (raft log and
@@ -615,6 +619,79 @@ static void test_old_leader_returns(void **state)
     }
 }
 
+/* ---- a diverged replica is cut and copies again ------------------------------------- */
+
+static int p_leader_is_not(const qstate_t *s, void *arg)
+{
+    return s->leader && s->leader != *(uint64_t *)arg;
+}
+
+/* The leader of x/0 stores a batch nobody else gets (followers stopped,
+ * ACKS_WRITTEN), then dies; the new leader takes other batches at those
+ * offsets. The old leader, started again, must find the records it alone
+ * had, cut them, copy the new leader's, and join the ISR: test_identical
+ * then finds it byte for byte equal. */
+static void test_diverged(void **state)
+{
+    (void)state;
+    char err[RN_ERRMSG_SIZE];
+    int st = 0;
+    int64_t t0 = now_ms();
+    while (create_call(0, "x", 1, 3, &st, err) != 0) {
+        CHECK(now_ms() - t0 < WAIT_MS, "CreateTopic x: %s", err);
+        rn_test_sleep_ms(50);
+    }
+    qstate_t s = queue_state("x", 0);
+    size_t three = NODES;
+    s = wait_queue((int)s.leader - 1, "x", 0, p_isr_is, &three, "a full ISR");
+    uint64_t old = s.leader;
+    batch_t b;
+    make_batch(&b, RN_BATCH_CODEC_NONE, 20, 0, -1, 0, 0);
+    int64_t base;
+    CHECK(produce(node(old), "x", 0, &b, 1, 0, &base, NULL, NULL) == 0, "x/0 acks all");
+    batch_free(&b);
+    int64_t acked = base + 20;
+    for (size_t r = 0; r < s.nrep; r++)
+        if (s.replicas[r] != old) kill(node(s.replicas[r])->pid, SIGSTOP);
+    make_batch(&b, RN_BATCH_CODEC_NONE, 7, 9000, -1, 0, 0);      /* only the old leader's */
+    assert_int_equal(produce(node(old), "x", 0, &b, 1, 1, &base, NULL, NULL), 0);
+    assert_int_equal(base, acked);
+    batch_free(&b);
+    kill(node(old)->pid, SIGKILL);
+    waitpid(node(old)->pid, NULL, 0);
+    node(old)->pid = 0;
+    rn_rpc_close(node(old)->rpc);
+    node(old)->rpc = NULL;
+    g->dead |= 1 << (old - 1);
+    for (size_t r = 0; r < s.nrep; r++)
+        if (s.replicas[r] != old) kill(node(s.replicas[r])->pid, SIGCONT);
+    int other = old == 1 ? 1 : 0;
+    qstate_t ns = wait_queue(other, "x", 0, p_leader_is_not, &old, "a new leader of x/0");
+    make_batch(&b, RN_BATCH_CODEC_NONE, 3, 20, -1, 0, 0);       /* other records, same offset */
+    t0 = now_ms();
+    for (;;) {
+        ns = queue_state("x", 0);
+        if (ns.leader != old && produce(node(ns.leader), "x", 0, &b, 1, 0, &base, NULL, NULL) == 0)
+            break;
+        CHECK(now_ms() - t0 < WAIT_MS, "x/0: the new leader takes no produce");
+        rn_test_sleep_ms(50);
+    }
+    assert_int_equal(base, acked);
+    batch_free(&b);
+    srv_start(node(old));
+    int li = (int)ns.leader - 1;
+    t0 = now_ms();
+    wait_queue(li, "x", 0, p_isr_has, &old, "the old leader back in the ISR after its cut");
+    printf("diverged: node %llu cut its own records and rejoined the ISR of x/0 in %lld ms\n",
+           (unsigned long long)old, (long long)(now_ms() - t0));
+    g->dead &= ~(1 << (old - 1));
+    char *log = rn_test_slurp(node(old)->logf, NULL);
+    CHECK(log && strstr(log, "x/0: diverged from the leader: cut [20, 27)"),
+          "node %llu's log does not say it cut [20, 27) of x/0", (unsigned long long)old);
+    free(log);
+    assert_int_equal(local_end(node(old), "x", 0), acked + 3);
+}
+
 /* ---- identical bytes ----------------------------------------------------------------- */
 
 /* Every batch of (topic, q) in the stopped node's data directory. */
@@ -648,16 +725,17 @@ static void read_all(srv_t *s, const char *topic, uint32_t q, rn_buf_t *out)
 static void test_identical(void **state)
 {
     (void)state;
-    const char *topics[] = {"t", "u", "v"};
-    qstate_t qs[3][QUEUES];
-    for (int t = 0; t < 3; t++)
-        for (uint32_t q = 0; q < QUEUES; q++) qs[t][q] = queue_state(topics[t], q);
+    const char *topics[] = {"t", "u", "v", "x"};
+    uint32_t nq[] = {QUEUES, QUEUES, QUEUES, 1};
+    qstate_t qs[4][QUEUES];
+    for (int t = 0; t < 4; t++)
+        for (uint32_t q = 0; q < nq[t]; q++) qs[t][q] = queue_state(topics[t], q);
     rn_test_sleep_ms(1500);              /* followers copy the last batches */
     for (int i = 0; i < NODES; i++)
         if (g->n[i]->pid > 0) srv_stop(g->n[i]);
     size_t compared = 0;
-    for (int t = 0; t < 3; t++) {
-        for (uint32_t q = 0; q < QUEUES; q++) {
+    for (int t = 0; t < 4; t++) {
+        for (uint32_t q = 0; q < nq[t]; q++) {
             const qstate_t *s = &qs[t][q];
             rn_buf_t lead = RN_BUF_INIT;
             read_all(node(s->leader), topics[t], q, &lead);
@@ -719,6 +797,7 @@ int main(void)
         cmocka_unit_test(test_min_isr),
         cmocka_unit_test(test_failover),
         cmocka_unit_test(test_old_leader_returns),
+        cmocka_unit_test(test_diverged),
         cmocka_unit_test(test_identical),
         cmocka_unit_test(test_restart_all),
     };
