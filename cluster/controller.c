@@ -30,6 +30,17 @@
  *  6. SIGPIPE is ignored once the controller starts: libraft's TCP transport
  *     writes through libuv with plain write(2), so a peer killed mid-write
  *     would otherwise kill this node with it.
+ *  7. Queue proposals (LEADER: failover, ISR) go one round at a time
+ *     (qinflight): queue_upkeep proposes nothing while a round is in
+ *     flight, so no tick re-proposes what the last one did; a proposal made
+ *     stale meanwhile is refused by the FSM's epoch check, identically on
+ *     every replica. A failed leader's queue goes to the live ISR member
+ *     with the longest log its heartbeats reported (no unclean election).
+ *  8. A CreateTopic (treq_t) is answered exactly once (treq_done), from the
+ *     loop thread: not leader, refused, or its entry applied or lost; the
+ *     caller and the loop each hold a reference, the last frees it.
+ *  9. The static buffers of the loop's functions (commands, encodings, the
+ *     heartbeat's lists) are the loop thread's only (invariant 1).
  */
 #include "cluster/controller.h"
 

@@ -28,6 +28,7 @@
 #include "common/bytes.h"
 #include "common/error.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -346,6 +347,7 @@ static int apply_leader(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
         return rn_errf(errmsg, RN_EINVAL, "leader change of '%s'/%u: leader, epoch or ISR do "
                        "not check", c->topic, c->queue);
     *q = n;
+    assert(check_pq(q));                                           /* invariant 6 */
     f->topics_gen++;
     return 0;
 }

@@ -46,6 +46,7 @@
 #include "logical-queues/datadir.h"
 #include "server/log.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -75,7 +76,7 @@ typedef struct rq {
     int64_t     log_end;                        /* ours, as the fetcher or manager saw it */
     uint64_t    f_leader, f_epoch;
     char        f_addr[RN_CLUSTER_ADDR_MAX];
-    int         running, stop;
+    int         running, stop, exited;          /* the fetcher thread (under r->mu) */
     pthread_t   th;
 } rq_t;
 
@@ -164,6 +165,7 @@ static int advance_hwm(rq_t *q, const rn_fsm_pq_t *pq, int64_t own)
         for (uint32_t j = 0; j < q->n; j++) known |= q->ids[j] == pq->isr[i];
         if (!known) m = -1;
     }
+    assert(m <= own);                                              /* invariant 2 */
     if (m > q->hwm) {
         q->hwm = m;
         return 1;
@@ -578,6 +580,7 @@ static int64_t copy_batches(rn_repl_t *r, rq_t *q, const uint8_t *p, size_t n, i
                     (long long)base, (long long)end);
             return -1;
         }
+        assert(base == end);                                       /* invariant 1 */
         if (rn_hd_replica_append(r->o.hd, q->topic, q->queue, b, size, base, &ticket, err) != 0) {
             rn_slog(RN_SLOG_ERROR, "replica: %s/%u: append at %lld refused: %s", q->topic,
                     q->queue, (long long)base, err);
@@ -668,6 +671,9 @@ static void *fetcher_main(void *arg)
         if (nend < 0) sleep_ms(1000);
     }
     rn_rpc_close(rpc);
+    pthread_mutex_lock(&r->mu);
+    q->exited = 1;                      /* the manager joins it (stop_fetcher) */
+    pthread_mutex_unlock(&r->mu);
     return NULL;
 }
 
@@ -719,15 +725,18 @@ static void upkeep_isr(rn_repl_t *r, rn_ctl_t *ctl, rq_t *q, const rn_fsm_pq_t *
     }
 }
 
-static void stop_fetcher(rn_repl_t *r, rq_t *q)
+/* Ask q's fetcher to stop, without waiting for its fetch in flight (up to
+ * RN_REPL_FETCH_WAIT_MS + 2 s to a stopped leader); join it once it has
+ * left. 1 while it still runs. Manager thread only. */
+static int stop_fetcher(rn_repl_t *r, rq_t *q)
 {
     pthread_mutex_lock(&r->mu);
-    int running = q->running;
-    q->stop = 1;
-    q->running = 0;
+    int running = q->running, exited = q->exited;
+    if (running) q->stop = 1;
+    if (running && exited) q->running = q->stop = q->exited = 0;
     pthread_mutex_unlock(&r->mu);
-    if (running) pthread_join(q->th, NULL);
-    q->stop = 0;
+    if (running && exited) pthread_join(q->th, NULL);
+    return running && !exited;
 }
 
 static void manage(rn_repl_t *r, rn_ctl_t *ctl, int64_t now)
@@ -763,10 +772,14 @@ static void manage(rn_repl_t *r, rn_ctl_t *ctl, int64_t now)
                 nends++;
             }
             if (pq->leader == r->o.self) {
-                if (q->running) stop_fetcher(r, q);
+                stop_fetcher(r, q);
                 upkeep_isr(r, ctl, q, pq, now);
                 continue;
             }
+            pthread_mutex_lock(&r->mu);
+            int stopping = q->running && q->stop;
+            pthread_mutex_unlock(&r->mu);
+            if (stopping && stop_fetcher(r, q)) continue;   /* the old one first */
             const rn_ctl_vnode_t *ln = pq->leader ? rn_ctl_view_node(v, pq->leader) : NULL;
             pthread_mutex_lock(&r->mu);
             q->lepoch = 0;

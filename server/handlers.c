@@ -33,6 +33,11 @@
  *     the root itself); it reaches the core as the absolute path beneath the
  *     root. Otherwise PERMISSION_DENIED naming the root or the flag, before
  *     anything is created.
+ *  8. In a cluster (rn_hd_set_repl), a Produce or Fetch of a replicated
+ *     queue passes its hook before anything is stored or read (NOT_LEADER,
+ *     min_insync_replicas); a consumer's fetch returns whole batches below
+ *     the hook's limit only (the high watermark), and a replica's append
+ *     or cut holds the queue's append mutex like a Produce (invariant 2).
  */
 #include "server/handlers.h"
 
