@@ -50,6 +50,7 @@ static rn_fsm_cmd_t topic(const char *name, uint32_t nq, uint32_t nrep, uint64_t
     c.at_ms = 77;
     snprintf(c.topic, sizeof c.topic, "%s", name);
     c.nqueues = nq;
+    assert_true(nq <= RN_FSM_MAX_QUEUES);
     for (uint32_t k = 0; k < nq; k++) {
         c.q[k].nrep = nrep;
         for (uint32_t r = 0; r < nrep; r++) c.q[k].replicas[r] = (first + k + r) % nrep + 1;
@@ -144,7 +145,8 @@ static void test_topic_cmd_roundtrip(void **state)
     /* no name, too many queues, too many replicas: not encoded */
     c = topic("", 1, 1, 0);
     assert_int_equal(rn_fsm_cmd_encode(&c, buf, &len), RN_EINVAL);
-    c = topic("t", RN_FSM_MAX_QUEUES + 1, 1, 0);
+    c = topic("t", 1, 1, 0);
+    c.nqueues = RN_FSM_MAX_QUEUES + 1;                   /* more than c.q holds */
     assert_int_equal(rn_fsm_cmd_encode(&c, buf, &len), RN_EINVAL);
     c = topic("t", 1, 1, 0);
     c.q[0].nrep = RN_CLUSTER_MAX_NODES + 1;
