@@ -284,6 +284,12 @@ int rn_cli_cluster(rn_cli_t *cli, int argc, char **argv)
         return rn_cli_fail(RN_CLI_USAGE, "cluster status asks a runneld node: give --server "
                            "HOST:PORT (or RUNNEL_SERVER), not a data directory");
     const char *target = cli->server ? cli->server : cli->server_env;
+    char first[256];
+    if (strchr(target, ',')) {          /* a list: the first node that answers */
+        int code = rn_cli_route(cli, target, first, sizeof first);
+        if (code != 0) return code;
+        target = first;
+    }
     rn_tls_files_t tf = {env_or(cli->tls_ca, "RUNNEL_TLS_CA"),
                          env_or(cli->tls_cert, "RUNNEL_TLS_CERT"),
                          env_or(cli->tls_key, "RUNNEL_TLS_KEY")};

@@ -130,6 +130,7 @@ struct rn_ctl {
     rn_rpc_t         *rpc;
     char              rpc_target[RN_CLUSTER_ADDR_MAX];
     uint64_t          last_leader;
+    uint64_t          known_leader;     /* the last leader known (never 0 once one was) */
     atomic_int        hb_inflight;
 
     rn_ctl_topics_t  *tblk;             /* the topics the last view shares */
@@ -775,6 +776,12 @@ static void become_leader(rn_ctl_t *c, int64_t now)
     rn_slog(RN_SLOG_INFO, "controller: node %llu is the controller leader (term %llu)",
             (unsigned long long)c->conf.self, (unsigned long long)c->raft.current_term);
     for (size_t i = 0; i < c->nseen; i++) c->seen[i].at_ms = now;
+    /* The previous leader was not heard for at least an election timeout
+     * (else no election): its session runs from then, so a dead leader's
+     * queues move RN_CTL_SESSION_MS - RN_CTL_ELECTION_MS after the election. */
+    uint64_t prev = c->known_leader;
+    seen_t *ps = prev && prev != c->conf.self ? seen_find(c, prev, 1, now) : NULL;
+    if (ps) ps->at_ms = now - RN_CTL_ELECTION_MS;
     c->ready = 0;
 }
 
@@ -868,6 +875,7 @@ static void on_tick(uv_timer_t *t)
     raft_id lid = 0;
     const char *laddr = NULL;
     raft_leader(&c->raft, &lid, &laddr);
+    if (lid) c->known_leader = lid;
     if (lid != c->last_leader) {
         if (lid && lid != c->conf.self)
             rn_slog(RN_SLOG_INFO, "controller: the leader is node %llu (%s)",

@@ -21,7 +21,9 @@
  * (its own memory, not replicated) and commits REGISTER when a node is new,
  * restarted, moved or was fenced, and FENCE when it heard nothing for
  * RN_CTL_SESSION_MS. A new leader counts every node as heard at the moment
- * it won, so a dead node is fenced RN_CTL_SESSION_MS after an election.
+ * it won, so a dead node is fenced RN_CTL_SESSION_MS after an election;
+ * the previous leader, silent for at least an election timeout already,
+ * RN_CTL_SESSION_MS - RN_CTL_ELECTION_MS after it.
  *
  * Queues (fsm.h): the ready leader moves the leadership of every queue
  * whose leader is not live to the first live member of its ISR (epoch + 1;
