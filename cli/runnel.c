@@ -198,6 +198,11 @@ int rn_cli_open_client(rn_cli_t *cli, const rn_log_opts_t *lo, int create, rn_cl
         if (o.token && rn_tls_token_in_clear(target, &tf))
             fprintf(stderr, "runnel: warning: the token goes in clear to %s (plaintext, not "
                     "loopback): give --tls-ca to use TLS\n", target);
+        if (strchr(target, ',') || cli->route_topic) {           /* a list, or routing */
+            int code = rn_cli_route(cli, target, cli->routed, sizeof cli->routed);
+            if (code != 0) return code;
+            target = cli->routed;
+        }
         if (rn_client_open_server(target, &o, out, err) != 0)
             return rn_cli_fail(RN_CLI_USAGE, "%s%s", strncmp(err, "--tls-", 6) ? "--server: " : "",
                                err);
@@ -294,11 +299,22 @@ int main(int argc, char **argv)
         return rn_cli_fail(RN_CLI_USAGE, "no command given (see runnel --help)");
     if (cli.server && !*cli.server)
         return rn_cli_fail(RN_CLI_USAGE, "--server: the address is empty; give HOST:PORT");
-    if (cli.server) {
-        char host[256], err[RN_ERRMSG_SIZE];
+    if (cli.server) {                    /* HOST:PORT, or a comma-separated list of them */
+        char host[256], one[300], err[RN_ERRMSG_SIZE];
         int port;
-        if (rn_addr_split(cli.server, host, sizeof host, &port, 0, err) != 0)
-            return rn_cli_fail(RN_CLI_USAGE, "--server: %s", err);
+        for (const char *p = cli.server;;) {
+            const char *e = strchr(p, ',');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            if (len == 0 || len >= sizeof one)
+                return rn_cli_fail(RN_CLI_USAGE, "--server: an empty or overlong address in "
+                                   "the list; give HOST:PORT[,HOST:PORT...]");
+            memcpy(one, p, len);
+            one[len] = '\0';
+            if (rn_addr_split(one, host, sizeof host, &port, 0, err) != 0)
+                return rn_cli_fail(RN_CLI_USAGE, "--server: %s", err);
+            if (!e) break;
+            p = e + 1;
+        }
     }
     if (cli.data && !*cli.data)
         return rn_cli_fail(RN_CLI_USAGE, "--data: the directory name is empty");

@@ -43,7 +43,21 @@ typedef struct rn_cli {
     char        holder[160];   /* LOCK holder text: "runnel produce logs" */
     int         report_all;    /* print every store's recovery report on stdout (store
                                   repair); else only warnings, on stderr */
+    /* Cluster routing (rn_cli_route): the one queue a command works on
+     * (produce --queue, consume --queue), so rn_cli_open_client opens its
+     * leader; route_topic NULL: none. */
+    const char *route_topic;
+    int64_t     route_queue;
+    char        routed[256];   /* the address routing chose */
 } rn_cli_t;
+
+/* --server A[,B,...]: the node to open. Each address is asked for its
+ * ClusterStatus in turn (a transport failure moves on to the next); the
+ * first that answers is used, or, in a cluster with cli->route_topic set,
+ * the client address of that queue's leader. A broker that answers with an
+ * error (a single node without the RPC, ACLs) is used as it is. 0 with
+ * out set; else the exit code (the error printed). */
+int rn_cli_route(rn_cli_t *cli, const char *list, char *out, size_t n);
 
 /* The TLS and token options every command takes (in its struct option
  * table), and their handler: 1 when c was one of them (stored in cli),

@@ -10,7 +10,11 @@
  *     one line saying so and exits 0 (json: {"kind":"controller",
  *     "clustered":false}), so scripts can tell it from a failure (exit 1).
  *  3. --format json prints one JSON object per line: first the controller
- *     ("kind":"controller"), then one per node ("kind":"node"), ascending id.
+ *     ("kind":"controller"), then one per node ("kind":"node"), ascending id,
+ *     then one per replicated queue ("kind":"queue", by topic and queue).
+ *  5. A queue's lag (per replica, records behind the leader's log end) and
+ *     high watermark are the leader's: asked of each leader node in turn;
+ *     shown as null / "-" when the leader did not answer.
  *  4. TLS and the token come from the same flags and variables as every
  *     command (runnel_cli.h).
  */
@@ -26,14 +30,19 @@
 #include <string.h>
 
 #define STATUS_TIMEOUT_MS 10000
+#define RN_CLUSTER_STATUS_NODES 16     /* leaders asked for lags */
 
 static const char cluster_usage[] =
     "usage: runnel --server HOST:PORT cluster status [--format text|json]\n"
     "  status     the controller as this node sees it: each node's raft and client\n"
     "             address and liveness, the controller leader, the raft term and commit\n"
     "             index (a single-node broker says it is not in a cluster, exit 0)\n"
+    "             and each replicated queue: its replicas, leader, epoch, in-sync\n"
+    "             replicas (ISR) and each replica's lag behind the leader (records)\n"
     "  --format   text (default) or json: one object per line, the controller first\n"
-    "             ({\"kind\":\"controller\",...}), then each node ({\"kind\":\"node\",...})\n";
+    "             ({\"kind\":\"controller\",...}), then each node ({\"kind\":\"node\",...}),\n"
+    "             then each queue ({\"kind\":\"queue\",\"topic\":\"t\",\"queue\":0,\"leader\":2,\n"
+    "             \"epoch\":5,\"replicas\":[1,2,3],\"isr\":[1,2,3],\"lag\":[0,0,3],...})\n";
 
 static const char *env_or(const char *flag, const char *var)
 {
@@ -45,6 +54,102 @@ static const char *env_or(const char *flag, const char *var)
 static void json_str(const char *s)
 {
     rn_json_write_string(stdout, (const uint8_t *)s, strlen(s));
+}
+
+/* The leaders' answers, per queue of r: the one whose leader answered
+ * (NULL when none did). */
+typedef struct leads {
+    size_t n;
+    Runnel__V1__ClusterStatusResponse *resp[RN_CLUSTER_STATUS_NODES];
+} leads_t;
+
+static const Runnel__V1__ClusterQueue *lead_view(const leads_t *l,
+                                                 const Runnel__V1__ClusterQueue *q)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        const Runnel__V1__ClusterStatusResponse *r = l->resp[i];
+        if (!r || r->node_id != q->leader) continue;
+        for (size_t k = 0; k < r->n_queues; k++)
+            if (r->queues[k]->queue == q->queue && !strcmp(r->queues[k]->topic, q->topic) &&
+                r->queues[k]->n_lag == q->n_replicas)
+                return r->queues[k];
+    }
+    return NULL;
+}
+
+static void ids_json(const uint64_t *v, size_t n)
+{
+    putchar('[');
+    for (size_t i = 0; i < n; i++) printf("%s%" PRIu64, i ? "," : "", v[i]);
+    putchar(']');
+}
+
+static void ids_text(char *out, size_t size, const uint64_t *v, size_t n)
+{
+    size_t off = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && off < size; i++)
+        off += (size_t)snprintf(out + off, size - off, "%s%" PRIu64, i ? "," : "", v[i]);
+    if (n == 0) snprintf(out, size, "-");
+}
+
+static void print_queues_json(const Runnel__V1__ClusterStatusResponse *r, const leads_t *l)
+{
+    for (size_t i = 0; i < r->n_queues; i++) {
+        const Runnel__V1__ClusterQueue *q = r->queues[i];
+        const Runnel__V1__ClusterQueue *lq = lead_view(l, q);
+        fputs("{\"kind\":\"queue\",\"topic\":", stdout);
+        json_str(q->topic);
+        printf(",\"queue\":%u,\"leader\":", q->queue);
+        if (q->leader) printf("%" PRIu64, q->leader);
+        else fputs("null", stdout);
+        printf(",\"epoch\":%" PRIu64 ",\"replicas\":", q->epoch);
+        ids_json(q->replicas, q->n_replicas);
+        fputs(",\"isr\":", stdout);
+        ids_json(q->isr, q->n_isr);
+        fputs(",\"lag\":", stdout);
+        if (lq) {
+            putchar('[');
+            for (size_t k = 0; k < lq->n_lag; k++) {
+                if (lq->lag[k] < 0) printf("%snull", k ? "," : "");
+                else printf("%s%" PRId64, k ? "," : "", lq->lag[k]);
+            }
+            printf("],\"high_watermark\":%" PRId64 "}\n", lq->high_watermark);
+        } else {
+            fputs("null,\"high_watermark\":null}\n", stdout);
+        }
+    }
+}
+
+static void print_queues_text(const Runnel__V1__ClusterStatusResponse *r, const leads_t *l)
+{
+    if (r->n_queues == 0) {
+        puts("no replicated topics");
+        return;
+    }
+    printf("%-24s %-5s %-6s %-6s %-12s %-12s %-14s %s\n", "TOPIC", "QUEUE", "LEADER", "EPOCH",
+           "REPLICAS", "ISR", "LAG", "HWM");
+    for (size_t i = 0; i < r->n_queues; i++) {
+        const Runnel__V1__ClusterQueue *q = r->queues[i];
+        const Runnel__V1__ClusterQueue *lq = lead_view(l, q);
+        char reps[96], isr[96], lag[128] = "-", leader[24] = "none", hwm[24] = "-";
+        ids_text(reps, sizeof reps, q->replicas, q->n_replicas);
+        ids_text(isr, sizeof isr, q->isr, q->n_isr);
+        if (q->leader) snprintf(leader, sizeof leader, "%" PRIu64, q->leader);
+        if (lq) {
+            size_t off = 0;
+            for (size_t k = 0; k < lq->n_lag && off < sizeof lag; k++) {
+                if (lq->lag[k] < 0)
+                    off += (size_t)snprintf(lag + off, sizeof lag - off, "%s?", k ? "," : "");
+                else
+                    off += (size_t)snprintf(lag + off, sizeof lag - off, "%s%" PRId64,
+                                            k ? "," : "", lq->lag[k]);
+            }
+            snprintf(hwm, sizeof hwm, "%" PRId64, lq->high_watermark);
+        }
+        printf("%-24s %-5u %-6s %-6" PRIu64 " %-12s %-12s %-14s %s\n", q->topic, q->queue, leader,
+               q->epoch, reps, isr, lag, hwm);
+    }
 }
 
 static void print_json(const Runnel__V1__ClusterStatusResponse *r)
@@ -93,6 +198,58 @@ static void print_text(const Runnel__V1__ClusterStatusResponse *r)
     }
 }
 
+int rn_cli_route(rn_cli_t *cli, const char *list, char *out, size_t n)
+{
+    rn_tls_files_t tf = {env_or(cli->tls_ca, "RUNNEL_TLS_CA"),
+                         env_or(cli->tls_cert, "RUNNEL_TLS_CERT"),
+                         env_or(cli->tls_key, "RUNNEL_TLS_KEY")};
+    const char *token = env_or(cli->token, "RUNNEL_TOKEN");
+    char err[RN_ERRMSG_SIZE] = "", last[RN_ERRMSG_SIZE] = "no address";
+    for (const char *p = list;;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        char addr[256];
+        snprintf(addr, sizeof addr, "%.*s", (int)len, p);
+        rn_rpc_t *rpc = NULL;
+        ProtobufCMessage *m = NULL;
+        int rc = rn_tls_rpc_open(addr, &tf, &rpc, err);
+        if (rc == 0 && token) rc = rn_rpc_set_token(rpc, token, err);
+        if (rc != 0) {
+            rn_rpc_close(rpc);
+            return rn_cli_fail(RN_CLI_USAGE, "--server: %s", err);
+        }
+        Runnel__V1__ClusterStatusRequest req;
+        runnel__v1__cluster_status_request__init(&req);
+        rc = rn_rpc_call(rpc, RN_RPC_METHOD("ClusterStatus"), &req.base,
+                         &runnel__v1__cluster_status_response__descriptor, &m, 3000, NULL, err);
+        rn_rpc_close(rpc);
+        if (rc != 0 && rn_rpc_retriable(rc)) {      /* not reached: the next one */
+            snprintf(last, sizeof last, "%s", err);
+        } else {
+            snprintf(out, n, "%s", addr);
+            const Runnel__V1__ClusterStatusResponse *r = (const void *)m;
+            for (size_t i = 0; rc == 0 && r->clustered && cli->route_topic && i < r->n_queues;
+                 i++) {
+                const Runnel__V1__ClusterQueue *q = r->queues[i];
+                if (strcmp(q->topic, cli->route_topic) || q->queue != cli->route_queue) continue;
+                for (size_t k = 0; k < r->n_nodes; k++)
+                    if (r->nodes[k]->id == q->leader && r->nodes[k]->live &&
+                        r->nodes[k]->client_address[0])
+                        snprintf(out, n, "%s", r->nodes[k]->client_address);
+            }
+            if (m) protobuf_c_message_free_unpacked(m, NULL);
+            return 0;
+        }
+        if (!e) break;
+        p = e + 1;
+    }
+    if (!strchr(list, ',')) {           /* one address: the command reports it as always */
+        snprintf(out, n, "%s", list);
+        return 0;
+    }
+    return rn_cli_fail(RN_CLI_FAIL, "none of --server %s answered: %s", list, last);
+}
+
 int rn_cli_cluster(rn_cli_t *cli, int argc, char **argv)
 {
     enum { OPT_FORMAT = 0x100, OPT_SERVER };
@@ -127,6 +284,12 @@ int rn_cli_cluster(rn_cli_t *cli, int argc, char **argv)
         return rn_cli_fail(RN_CLI_USAGE, "cluster status asks a runneld node: give --server "
                            "HOST:PORT (or RUNNEL_SERVER), not a data directory");
     const char *target = cli->server ? cli->server : cli->server_env;
+    char first[256];
+    if (strchr(target, ',')) {          /* a list: the first node that answers */
+        int code = rn_cli_route(cli, target, first, sizeof first);
+        if (code != 0) return code;
+        target = first;
+    }
     rn_tls_files_t tf = {env_or(cli->tls_ca, "RUNNEL_TLS_CA"),
                          env_or(cli->tls_cert, "RUNNEL_TLS_CERT"),
                          env_or(cli->tls_key, "RUNNEL_TLS_KEY")};
@@ -152,15 +315,39 @@ int rn_cli_cluster(rn_cli_t *cli, int argc, char **argv)
     rn_rpc_close(rpc);
     if (rc != 0) return rn_cli_fail(RN_CLI_FAIL, "cluster status: %s", err);
     const Runnel__V1__ClusterStatusResponse *r = (const void *)m;
+    leads_t l;
+    memset(&l, 0, sizeof l);
+    if (r->clustered && r->n_queues) {          /* invariant 5: each leader's lags */
+        for (size_t i = 0; i < r->n_nodes && l.n < RN_CLUSTER_STATUS_NODES; i++) {
+            const Runnel__V1__ClusterNode *n = r->nodes[i];
+            int leads = 0;
+            for (size_t k = 0; k < r->n_queues; k++) leads |= r->queues[k]->leader == n->id;
+            if (!leads || !n->live || !n->client_address[0]) continue;
+            rn_rpc_t *lr = NULL;
+            ProtobufCMessage *lm = NULL;
+            char lerr[RN_ERRMSG_SIZE];
+            if (rn_tls_rpc_open(n->client_address, &tf, &lr, lerr) == 0 &&
+                (!token || rn_rpc_set_token(lr, token, lerr) == 0) &&
+                rn_rpc_call(lr, RN_RPC_METHOD("ClusterStatus"), &req.base,
+                            &runnel__v1__cluster_status_response__descriptor, &lm, 3000, NULL,
+                            lerr) == 0)
+                l.resp[l.n++] = (Runnel__V1__ClusterStatusResponse *)lm;
+            rn_rpc_close(lr);
+        }
+    }
     if (!r->clustered) {
         if (json) puts("{\"kind\":\"controller\",\"clustered\":false}");
         else printf("not in a cluster: the broker at %s runs single-node (started without "
                     "--cluster)\n", target);
     } else if (json) {
         print_json(r);
+        print_queues_json(r, &l);
     } else {
         print_text(r);
+        putchar('\n');
+        print_queues_text(r, &l);
     }
+    for (size_t i = 0; i < l.n; i++) protobuf_c_message_free_unpacked(&l.resp[i]->base, NULL);
     protobuf_c_message_free_unpacked(m, NULL);
     return RN_CLI_OK;
 }

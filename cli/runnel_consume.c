@@ -393,6 +393,10 @@ int rn_cli_consume(rn_cli_t *cli, int argc, char **argv)
     static char outbuf[OUT_BUFFER];
     setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
     rn_client_t *client;
+    if (a.queue >= 0) {                              /* a cluster: open the queue's leader */
+        cli->route_topic = a.topic;
+        cli->route_queue = a.queue;
+    }
     int code = rn_cli_open_client(cli, NULL, 0, &client);
     if (code != 0) return code;
     code = consume(client, &a);

@@ -380,6 +380,10 @@ int rn_cli_produce(rn_cli_t *cli, int argc, char **argv)
     po.linger_ms = (uint32_t)linger_ms;
     if (lo.max_batch_bytes < po.batch_bytes) lo.max_batch_bytes = po.batch_bytes;
 
+    if (p->queue != RN_PRODUCER_ANY_QUEUE) {        /* a cluster: open the queue's leader */
+        cli->route_topic = p->topic;
+        cli->route_queue = p->queue;
+    }
     code = rn_cli_open_client(cli, &lo, 0, &client);
     if (code != 0) goto out;
     if (p->queue != RN_PRODUCER_ANY_QUEUE) {

@@ -21,20 +21,23 @@
 
 static const char topic_usage[] =
     "usage: runnel [--data DIR | --server HOST:PORT] topic create NAME [--queues N]\n"
+    "              [--replicas R]\n"
     "       runnel [--data DIR | --server HOST:PORT] topic alter NAME --queues M\n"
     "       runnel [--data DIR | --server HOST:PORT] topic delete NAME\n"
     "       runnel [--data DIR | --server HOST:PORT] topic list\n"
     "       runnel [--data DIR | --server HOST:PORT] topic describe NAME\n"
     "\n"
     "  NAME         1-249 characters of A-Z a-z 0-9 . _ -\n"
-    "  --queues N   logical queues, 1..10000 (default 1)\n"
+    "  --queues N   logical queues, 1..10000 (default 1; a cluster's topics 1..64)\n"
+    "  --replicas R a cluster (--server of a node): replicas per queue, 1..nodes\n"
+    "               (default min(3, nodes))\n"
     "  alter adds queues (M more than today; queues are never removed). Keyed\n"
     "  records hash over the new count from then on.\n"
     "  delete removes the topic and every group's offsets on it; its records stay\n"
     "  in the stores, unreachable, until retention drops them. A topic created\n"
     "  again under the name starts empty at offset 0.\n";
 
-static int topic_create(rn_cli_t *cli, const char *name, uint32_t queues)
+static int topic_create(rn_cli_t *cli, const char *name, uint32_t queues, uint32_t replicas)
 {
     char err[RN_ERRMSG_SIZE] = "";
     /* Validate before creating a directory for a name we would refuse. */
@@ -43,7 +46,7 @@ static int topic_create(rn_cli_t *cli, const char *name, uint32_t queues)
     int code = rn_cli_open_client(cli, NULL, 1, &c);
     if (code != 0) return code;
     rn_meta_topic_t t;
-    if (rn_client_topic_create(c, name, queues, &t, err) != 0)
+    if (rn_client_topic_create_replicated(c, name, queues, replicas, &t, err) != 0)
         code = rn_cli_fail(RN_CLI_FAIL, "%s", err);
     else
         printf("created topic '%s' with %u queue%s\n", t.name, t.queues, t.queues == 1 ? "" : "s");
@@ -145,9 +148,10 @@ static int topic_describe(rn_cli_t *cli, const char *name)
 
 int rn_cli_topic(rn_cli_t *cli, int argc, char **argv)
 {
-    enum { OPT_DATA = 0x100, OPT_SERVER, OPT_QUEUES };
+    enum { OPT_DATA = 0x100, OPT_SERVER, OPT_QUEUES, OPT_REPLICAS };
     static const struct option opts[] = {
         {"queues", required_argument, NULL, OPT_QUEUES},
+        {"replicas", required_argument, NULL, OPT_REPLICAS},
         {"data", required_argument, NULL, OPT_DATA},
         {"server", required_argument, NULL, OPT_SERVER},
         RN_CLI_TLS_OPTS,
@@ -155,7 +159,7 @@ int rn_cli_topic(rn_cli_t *cli, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     char err[RN_ERRMSG_SIZE];
-    uint64_t queues = 1;
+    uint64_t queues = 1, replicas = 0;
     int queues_given = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -164,6 +168,10 @@ int rn_cli_topic(rn_cli_t *cli, int argc, char **argv)
             if (rn_cli_parse_u64("--queues", optarg, 1, RN_META_MAX_QUEUES, &queues, err) != 0)
                 return rn_cli_fail(RN_CLI_USAGE, "%s", err);
             queues_given = 1;
+            break;
+        case OPT_REPLICAS:
+            if (rn_cli_parse_u64("--replicas", optarg, 1, 16, &replicas, err) != 0)
+                return rn_cli_fail(RN_CLI_USAGE, "%s", err);
             break;
         case OPT_DATA: cli->data = optarg; break;
         case OPT_SERVER: cli->server = optarg; break;
@@ -182,7 +190,7 @@ int rn_cli_topic(rn_cli_t *cli, int argc, char **argv)
     if (!strcmp(sub, "create")) {
         if (npos != 2)
             return rn_cli_fail(RN_CLI_USAGE, "topic create takes one NAME (see runnel topic --help)");
-        return topic_create(cli, pos[1], (uint32_t)queues);
+        return topic_create(cli, pos[1], (uint32_t)queues, (uint32_t)replicas);
     }
     if (!strcmp(sub, "alter")) {
         if (npos != 2)

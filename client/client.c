@@ -244,7 +244,8 @@ static int describe_remote(rn_client_t *c, const char *name, Runnel__V1__TopicIn
 /* ---- Topics -------------------------------------------------------------- */
 
 static int topic_create_or_alter(rn_client_t *c, const char *method, const char *name,
-                                 uint32_t queues, rn_meta_topic_t *out, char *errmsg)
+                                 uint32_t queues, uint32_t replicas, rn_meta_topic_t *out,
+                                 char *errmsg)
 {
     Runnel__V1__TopicInfo *ti = NULL;
     int rc;
@@ -252,6 +253,7 @@ static int topic_create_or_alter(rn_client_t *c, const char *method, const char 
         Runnel__V1__CreateTopicRequest req = RUNNEL__V1__CREATE_TOPIC_REQUEST__INIT;
         req.name = (char *)name;
         req.queues = queues;
+        req.replicas = replicas;
         rc = rn_client_call(c, method, &req.base, &runnel__v1__topic_info__descriptor,
                             (ProtobufCMessage **)&ti, errmsg);
     } else {
@@ -270,16 +272,30 @@ int rn_client_topic_create(rn_client_t *c, const char *name, uint32_t queues,
                            rn_meta_topic_t *out, char *errmsg)
 {
     if (c->remote)
-        return topic_create_or_alter(c, RN_RPC_METHOD("CreateTopic"), name, queues, out, errmsg);
+        return topic_create_or_alter(c, RN_RPC_METHOD("CreateTopic"), name, queues, 0, out,
+                                     errmsg);
     rn_meta_topic_t t;
     return rn_datadir_topic_create(c->d, name, queues, out ? out : &t, errmsg);
+}
+
+int rn_client_topic_create_replicated(rn_client_t *c, const char *name, uint32_t queues,
+                                      uint32_t replicas, rn_meta_topic_t *out, char *errmsg)
+{
+    if (replicas && !c->remote)
+        return rn_errf(errmsg, RN_EINVAL, "--replicas is for a cluster: give --server HOST:PORT "
+                       "of a cluster node");
+    if (c->remote)
+        return topic_create_or_alter(c, RN_RPC_METHOD("CreateTopic"), name, queues, replicas,
+                                     out, errmsg);
+    return rn_client_topic_create(c, name, queues, out, errmsg);
 }
 
 int rn_client_topic_alter(rn_client_t *c, const char *name, uint32_t queues,
                           rn_meta_topic_t *out, char *errmsg)
 {
     if (c->remote)
-        return topic_create_or_alter(c, RN_RPC_METHOD("AlterTopic"), name, queues, out, errmsg);
+        return topic_create_or_alter(c, RN_RPC_METHOD("AlterTopic"), name, queues, 0, out,
+                                     errmsg);
     rn_meta_topic_t t;
     return rn_datadir_topic_alter(c->d, name, queues, out ? out : &t, errmsg);
 }

@@ -328,6 +328,11 @@ uint32_t rn_client_partition(const uint8_t *key, size_t len, uint32_t nqueues);
  * and 0 remote. */
 int  rn_client_topic_create(rn_client_t *c, const char *name, uint32_t queues,
                             rn_meta_topic_t *out, char *errmsg);
+/* rn_client_topic_create in a cluster: each queue gets `replicas` replicas
+ * (0: the cluster's default, min(3, nodes); cluster/README.md). A
+ * replicas count other than 0 needs a server (RN_EINVAL embedded). */
+int  rn_client_topic_create_replicated(rn_client_t *c, const char *name, uint32_t queues,
+                                       uint32_t replicas, rn_meta_topic_t *out, char *errmsg);
 int  rn_client_topic_alter(rn_client_t *c, const char *name, uint32_t queues,
                            rn_meta_topic_t *out, char *errmsg);
 /* Delete a topic (rn_datadir_topic_delete; remote: DeleteTopic). */

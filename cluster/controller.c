@@ -30,6 +30,17 @@
  *  6. SIGPIPE is ignored once the controller starts: libraft's TCP transport
  *     writes through libuv with plain write(2), so a peer killed mid-write
  *     would otherwise kill this node with it.
+ *  7. Queue proposals (LEADER: failover, ISR) go one round at a time
+ *     (qinflight): queue_upkeep proposes nothing while a round is in
+ *     flight, so no tick re-proposes what the last one did; a proposal made
+ *     stale meanwhile is refused by the FSM's epoch check, identically on
+ *     every replica. A failed leader's queue goes to the live ISR member
+ *     with the longest log its heartbeats reported (no unclean election).
+ *  8. A CreateTopic (treq_t) is answered exactly once (treq_done), from the
+ *     loop thread: not leader, refused, or its entry applied or lost; the
+ *     caller and the loop each hold a reference, the last frees it.
+ *  9. The static buffers of the loop's functions (commands, encodings, the
+ *     heartbeat's lists) are the loop thread's only (invariant 1).
  */
 #include "cluster/controller.h"
 
@@ -63,6 +74,32 @@ typedef struct input {
     char     client[RN_CLUSTER_ADDR_MAX];
 } input_t;
 
+/* A CreateTopic waiting for its entry (rn_ctl_create_topic): owned by the
+ * caller and the loop together (refs), freed by the last one. */
+typedef struct treq {
+    struct treq    *next;
+    int             refs;           /* under qmu */
+    char            name[RN_FSM_TOPIC_MAX];
+    uint32_t        nqueues, replicas;
+    int             done, rc;       /* under qmu; cv signals done */
+    uint64_t        leader;
+    char            err[RN_ERRMSG_SIZE];
+} treq_t;
+
+typedef struct isrq {
+    uint64_t from, epoch;
+    char     topic[RN_FSM_TOPIC_MAX];
+    uint32_t queue, nisr;
+    uint64_t isr[RN_CLUSTER_MAX_NODES];
+} isrq_t;
+
+struct rn_ctl_topics {
+    int             refs;           /* atomic */
+    uint64_t        gen;
+    size_t          n;
+    rn_fsm_topic_t *t;
+};
+
 typedef struct seen {
     uint64_t id;
     int64_t  at_ms;          /* monotonic: last heartbeat heard (leader only) */
@@ -93,12 +130,24 @@ struct rn_ctl {
     rn_rpc_t         *rpc;
     char              rpc_target[RN_CLUSTER_ADDR_MAX];
     uint64_t          last_leader;
+    uint64_t          known_leader;     /* the last leader known (never 0 once one was) */
     atomic_int        hb_inflight;
+
+    rn_ctl_topics_t  *tblk;             /* the topics the last view shares */
+    int               qinflight;        /* queue (LEADER) proposals in flight */
+    isrq_t            hb_isr[QUEUE_CAP];   /* a follower's own ISR asks, for its heartbeat */
+    size_t            nhb_isr;
 
     /* invariant 2 */
     pthread_mutex_t   qmu;
+    pthread_cond_t    qcv;              /* a treq is done */
     input_t           q[QUEUE_CAP];
     size_t            qn;
+    treq_t           *treqs;            /* CreateTopic requests not yet taken */
+    isrq_t            isrs[QUEUE_CAP];
+    size_t            nisrs;
+    rn_ctl_end_t     *ends[RN_CLUSTER_MAX_NODES];   /* per conf.peers index; self's too */
+    size_t            nends[RN_CLUSTER_MAX_NODES];
     int               stopping;
     pthread_mutex_t   vmu;
     rn_ctl_view_t    *view;
@@ -108,7 +157,12 @@ typedef struct proposal {
     struct raft_apply req;
     rn_ctl_t         *c;
     uint64_t          id;
+    int               queue;            /* a LEADER proposal (c->qinflight) */
+    treq_t           *t;                /* a TOPIC proposal's request */
 } proposal_t;
+
+static void treq_done(rn_ctl_t *c, treq_t *t, int rc, uint64_t leader, const char *err);
+static void queue_upkeep(rn_ctl_t *c);
 
 static int64_t mono_ms(void) { return (int64_t)(rn_mono_ns() / 1000000u); }
 
@@ -217,10 +271,41 @@ const rn_ctl_view_t *rn_ctl_view_get(rn_ctl_t *c)
     return v;
 }
 
+static void tblk_put(rn_ctl_topics_t *b)
+{
+    if (b && __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        rn_fsm_topics_free(b->t, b->n);
+        free(b);
+    }
+}
+
 void rn_ctl_view_put(const rn_ctl_view_t *cv)
 {
     rn_ctl_view_t *v = (rn_ctl_view_t *)cv;
-    if (v && __atomic_sub_fetch(&v->refs, 1, __ATOMIC_ACQ_REL) == 0) free(v);
+    if (v && __atomic_sub_fetch(&v->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        tblk_put(v->tblk);
+        free(v);
+    }
+}
+
+const rn_ctl_vnode_t *rn_ctl_view_node(const rn_ctl_view_t *v, uint64_t id)
+{
+    for (size_t i = 0; i < v->n; i++)
+        if (v->nodes[i].id == id) return &v->nodes[i];
+    return NULL;
+}
+
+const rn_fsm_pq_t *rn_ctl_view_queue(const rn_ctl_view_t *v, const char *topic, uint32_t queue)
+{
+    size_t lo = 0, hi = v->ntopics;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int cmp = strcmp(v->topics[mid].name, topic);
+        if (cmp == 0) return queue < v->topics[mid].nqueues ? &v->topics[mid].q[queue] : NULL;
+        if (cmp < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
 }
 
 static seen_t *seen_find(rn_ctl_t *c, uint64_t id, int add, int64_t now)
@@ -287,6 +372,27 @@ static void publish(rn_ctl_t *c)
         const seen_t *s = st == RAFT_LEADER ? seen_find(c, f->id, 0, 0) : NULL;
         if (s) nd->heartbeat_age_ms = now - s->at_ms;
     }
+    const rn_fsm_node_t *me = rn_fsm_find(&c->fsm, c->conf.self);
+    v->self_current = me && me->live && me->start_id == c->start_id;
+    if (!c->tblk || c->tblk->gen != c->fsm.topics_gen) {
+        rn_ctl_topics_t *b = calloc(1, sizeof *b);
+        int ok = 0;
+        if (b) b->t = rn_fsm_topics_copy(c->fsm.topics, c->fsm.ntopics, &ok);
+        if (!b || !ok) {
+            free(b);
+            free(v);
+            return;                      /* readers keep the previous view */
+        }
+        b->refs = 1;
+        b->gen = c->fsm.topics_gen;
+        b->n = c->fsm.ntopics;
+        tblk_put(c->tblk);
+        c->tblk = b;
+    }
+    __atomic_add_fetch(&c->tblk->refs, 1, __ATOMIC_RELAXED);
+    v->tblk = c->tblk;
+    v->topics = c->tblk->t;
+    v->ntopics = c->tblk->n;
     pthread_mutex_lock(&c->vmu);
     rn_ctl_view_t *old = c->view;
     c->view = v;
@@ -302,15 +408,24 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     rn_fsm_cmd_t cmd;
     char err[RN_ERRMSG_SIZE];
     int rc = rn_fsm_cmd_decode(buf->base, buf->len, &cmd, err);
+    int decoded = rc == 0;
     if (rc == 0) rc = rn_fsm_apply(&c->fsm, &cmd, err);
-    if (rc != 0) rn_slog(RN_SLOG_ERROR, "controller: entry skipped: %s", err);   /* inv. 5 */
+    if (rc != 0 && decoded && (cmd.type == RN_FSM_TOPIC || cmd.type == RN_FSM_LEADER))
+        rn_slog(RN_SLOG_INFO, "controller: entry not applied: %s", err);  /* the proposer hears */
+    else if (rc != 0) rn_slog(RN_SLOG_ERROR, "controller: entry skipped: %s", err);   /* inv. 5 */
     else if (cmd.type == RN_FSM_REGISTER)
         rn_slog(RN_SLOG_INFO, "controller: node %llu registered, client address %s",
                 (unsigned long long)cmd.id, cmd.client);
-    else
+    else if (cmd.type == RN_FSM_FENCE)
         rn_slog(RN_SLOG_WARN, "controller: node %llu fenced: no heartbeat for %d ms",
                 (unsigned long long)cmd.id, RN_CTL_SESSION_MS);
-    *result = NULL;
+    else if (cmd.type == RN_FSM_TOPIC)
+        rn_slog(RN_SLOG_INFO, "controller: topic '%s' with %u queues", cmd.topic, cmd.nqueues);
+    else
+        rn_slog(RN_SLOG_INFO, "controller: '%s'/%u: leader %llu, epoch %llu, %u in sync",
+                cmd.topic, cmd.queue, (unsigned long long)cmd.id,
+                (unsigned long long)cmd.epoch, cmd.q[0].nisr);
+    *result = (void *)(intptr_t)rc;     /* the proposer's on_applied reads it */
     publish(c);
     return 0;
 }
@@ -349,40 +464,267 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 
 static void on_applied(struct raft_apply *req, int status, void *result)
 {
-    (void)result;
     proposal_t *p = req->data;
-    seen_t *s = seen_find(p->c, p->id, 0, 0);
-    if (s) s->pending = 0;                                         /* invariant 3 */
+    if (p->t) {
+        int rc = status != 0 ? -EAGAIN : (int)(intptr_t)result;
+        char err[RN_ERRMSG_SIZE] = "";
+        if (status != 0)
+            snprintf(err, sizeof err, "the controller lost its leadership before the topic "
+                     "was committed (%s); retry", raft_strerror(status));
+        else if (rc == RN_EEXIST)
+            snprintf(err, sizeof err, "topic '%.200s' exists", p->t->name);
+        else if (rc != 0)
+            snprintf(err, sizeof err, "topic '%.200s' was not applied: %s", p->t->name,
+                     rn_strerror(rc));
+        treq_done(p->c, p->t, rc, 0, err);
+    } else if (p->queue) {
+        p->c->qinflight--;
+    } else {
+        seen_t *s = seen_find(p->c, p->id, 0, 0);
+        if (s) s->pending = 0;                                     /* invariant 3 */
+        /* A node fenced: move its queues now rather than at the next tick. */
+        if (status == 0 && raft_state(&p->c->raft) == RAFT_LEADER && p->c->ready)
+            queue_upkeep(p->c);
+    }
     if (status != 0)
-        rn_slog(RN_SLOG_DEBUG, "controller: proposal about node %llu not applied: %s",
-                (unsigned long long)p->id, raft_strerror(status));
+        rn_slog(RN_SLOG_DEBUG, "controller: proposal not applied: %s", raft_strerror(status));
     free(p);
 }
 
-static void propose(rn_ctl_t *c, const rn_fsm_cmd_t *cmd, seen_t *s)
+/* raft_apply cmd; 0, or -1 when it could not be proposed (logged). */
+static int propose_cmd(rn_ctl_t *c, const rn_fsm_cmd_t *cmd, int queue, treq_t *t)
 {
-    uint8_t tmp[RN_FSM_CMD_MAX];
+    static uint8_t tmp[RN_FSM_CMD_MAX];      /* loop thread only (invariant 1) */
     size_t len;
-    if (rn_fsm_cmd_encode(cmd, tmp, &len) != 0) return;
+    if (rn_fsm_cmd_encode(cmd, tmp, &len) != 0) return -1;
     struct raft_buffer buf = {raft_malloc(len), len};
-    proposal_t *p = malloc(sizeof *p);
+    proposal_t *p = calloc(1, sizeof *p);
     if (!buf.base || !p) {
         raft_free(buf.base);
         free(p);
-        return;
+        return -1;
     }
     memcpy(buf.base, tmp, len);
     p->req.data = p;
     p->c = c;
     p->id = cmd->id;
+    p->queue = queue;
+    p->t = t;
     int rv = raft_apply(&c->raft, &p->req, &buf, 1, on_applied);
     if (rv != 0) {
         rn_slog(RN_SLOG_DEBUG, "controller: cannot propose: %s", raft_strerror(rv));
         raft_free(buf.base);
         free(p);
+        return -1;
+    }
+    if (queue) c->qinflight++;
+    return 0;
+}
+
+static void propose(rn_ctl_t *c, const rn_fsm_cmd_t *cmd, seen_t *s)
+{
+    if (propose_cmd(c, cmd, 0, NULL) == 0) s->pending = 1;
+}
+
+/* ---- leader: topics and queues ------------------------------------------- */
+
+static int node_live(const rn_ctl_t *c, uint64_t id)
+{
+    const rn_fsm_node_t *nd = rn_fsm_find(&c->fsm, id);
+    return nd && nd->live && nd->client[0];
+}
+
+static void treq_done(rn_ctl_t *c, treq_t *t, int rc, uint64_t leader, const char *err)
+{
+    pthread_mutex_lock(&c->qmu);
+    t->rc = rc;
+    t->leader = leader;
+    snprintf(t->err, sizeof t->err, "%s", err);
+    t->done = 1;
+    int last = --t->refs == 0;
+    pthread_cond_broadcast(&c->qcv);
+    pthread_mutex_unlock(&c->qmu);
+    if (last) free(t);
+}
+
+/* A CreateTopic reached the loop: propose its TOPIC entry, or answer. */
+static void take_topic(rn_ctl_t *c, treq_t *t)
+{
+    static rn_fsm_cmd_t cmd;                  /* loop thread only; large */
+    char err[RN_ERRMSG_SIZE];
+    if (raft_state(&c->raft) != RAFT_LEADER || !c->ready) {
+        raft_id lid = 0;
+        const char *laddr = NULL;
+        raft_leader(&c->raft, &lid, &laddr);
+        treq_done(c, t, -EAGAIN, lid == c->conf.self ? 0 : lid, "not the controller leader");
         return;
     }
-    s->pending = 1;
+    if (rn_fsm_topic_find(&c->fsm, t->name)) {
+        snprintf(err, sizeof err, "topic '%.200s' exists", t->name);
+        treq_done(c, t, RN_EEXIST, 0, err);
+        return;
+    }
+    uint64_t live[RN_CLUSTER_MAX_NODES];
+    uint32_t n = 0;
+    for (size_t i = 0; i < c->fsm.n; i++)
+        if (node_live(c, c->fsm.nodes[i].id)) live[n++] = c->fsm.nodes[i].id;
+    uint32_t total = c->raft.configuration.n;
+    uint32_t r = t->replicas ? t->replicas
+                             : (total < RN_CTL_DEFAULT_REPLICAS ? total : RN_CTL_DEFAULT_REPLICAS);
+    if (r > total) {
+        snprintf(err, sizeof err, "--replicas %u: the cluster has %u nodes; give 1..%u", r, total,
+                 total);
+        treq_done(c, t, RN_EINVAL, 0, err);
+        return;
+    }
+    if (r > n) {
+        snprintf(err, sizeof err, "%u replicas need %u live nodes; %u are live now", r, r, n);
+        treq_done(c, t, -EBUSY, 0, err);
+        return;
+    }
+    if (t->nqueues < 1 || t->nqueues > RN_FSM_MAX_QUEUES) {
+        snprintf(err, sizeof err, "a replicated topic has 1..%d queues, not %u",
+                 RN_FSM_MAX_QUEUES, t->nqueues);
+        treq_done(c, t, RN_EINVAL, 0, err);
+        return;
+    }
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = RN_FSM_TOPIC;
+    cmd.at_ms = wall_ms();
+    snprintf(cmd.topic, sizeof cmd.topic, "%s", t->name);
+    cmd.nqueues = t->nqueues;
+    uint32_t h = 2166136261u;                 /* topics start on different nodes */
+    for (const char *p = t->name; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+    for (uint32_t k = 0; k < t->nqueues; k++) {
+        cmd.q[k].nrep = r;
+        for (uint32_t j = 0; j < r; j++) cmd.q[k].replicas[j] = live[(h + k + j) % n];
+        cmd.q[k].leader = cmd.q[k].replicas[0];
+    }
+    if (propose_cmd(c, &cmd, 0, t) != 0)
+        treq_done(c, t, -EAGAIN, 0, "the controller could not propose the topic; retry");
+}
+
+/* Commit an ISR asked for by a queue's leader, when it still checks. */
+static void take_isr(rn_ctl_t *c, const isrq_t *r)
+{
+    const rn_fsm_topic_t *t = rn_fsm_topic_find(&c->fsm, r->topic);
+    if (!t || r->queue >= t->nqueues) return;
+    const rn_fsm_pq_t *pq = &t->q[r->queue];
+    if (pq->leader != r->from || pq->epoch != r->epoch || r->nisr == 0 ||
+        !rn_fsm_has(r->isr, r->nisr, r->from))
+        return;
+    int same = r->nisr == pq->nisr;
+    for (uint32_t i = 0; i < r->nisr; i++) {
+        if (!rn_fsm_has(pq->replicas, pq->nrep, r->isr[i])) return;
+        if (!rn_fsm_has(pq->isr, pq->nisr, r->isr[i]) && !node_live(c, r->isr[i])) return;
+        if (!rn_fsm_has(pq->isr, pq->nisr, r->isr[i])) same = 0;
+    }
+    if (same) return;
+    static rn_fsm_cmd_t cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = RN_FSM_LEADER;
+    cmd.id = pq->leader;
+    cmd.at_ms = wall_ms();
+    snprintf(cmd.topic, sizeof cmd.topic, "%s", r->topic);
+    cmd.queue = r->queue;
+    cmd.prev_epoch = cmd.epoch = pq->epoch;
+    cmd.q[0].nisr = r->nisr;
+    memcpy(cmd.q[0].isr, r->isr, r->nisr * sizeof r->isr[0]);
+    propose_cmd(c, &cmd, 1, NULL);
+}
+
+static int peer_index(const rn_ctl_t *c, uint64_t id)
+{
+    for (size_t i = 0; i < c->conf.n; i++)
+        if (c->conf.peers[i].id == id) return (int)i;
+    return -1;
+}
+
+/* The log end node id last reported for (topic, queue); -1 unknown. */
+static int64_t reported_end(rn_ctl_t *c, uint64_t id, const char *topic, uint32_t queue)
+{
+    int64_t end = -1;
+    int k = peer_index(c, id);
+    if (k < 0) return -1;
+    pthread_mutex_lock(&c->qmu);
+    for (size_t i = 0; i < c->nends[k]; i++)
+        if (c->ends[k][i].queue == queue && !strcmp(c->ends[k][i].topic, topic))
+            end = c->ends[k][i].end;
+    pthread_mutex_unlock(&c->qmu);
+    return end;
+}
+
+static void store_ends(rn_ctl_t *c, uint64_t id, const rn_ctl_end_t *e, size_t n)
+{
+    int k = peer_index(c, id);
+    if (k < 0) return;
+    if (n > RN_CTL_MAX_ENDS) n = RN_CTL_MAX_ENDS;
+    pthread_mutex_lock(&c->qmu);
+    if (c->ends[k]) {
+        memcpy(c->ends[k], e, n * sizeof *e);
+        c->nends[k] = n;
+    }
+    pthread_mutex_unlock(&c->qmu);
+}
+
+void rn_ctl_set_log_ends(rn_ctl_t *c, const rn_ctl_end_t *e, size_t n)
+{
+    store_ends(c, c->conf.self, e, n);
+}
+
+void rn_ctl_peer_log_ends(rn_ctl_t *c, uint64_t id, const rn_ctl_end_t *e, size_t n)
+{
+    if (id != c->conf.self) store_ends(c, id, e, n);
+}
+
+/* Failover and ISR upkeep over every queue (the ready leader, every tick):
+ * a dead leader gives way to the first live ISR member (epoch + 1); a live
+ * leader's ISR loses members that are not live. One round of proposals at
+ * a time (qinflight), so a tick never proposes what the last one did. */
+static void queue_upkeep(rn_ctl_t *c)
+{
+    static rn_fsm_cmd_t cmd;
+    if (c->qinflight) return;
+    for (size_t i = 0; i < c->fsm.ntopics; i++) {
+        const rn_fsm_topic_t *t = &c->fsm.topics[i];
+        for (uint32_t k = 0; k < t->nqueues; k++) {
+            const rn_fsm_pq_t *pq = &t->q[k];
+            uint64_t lead = pq->leader;
+            int lead_live = lead && node_live(c, lead);
+            if (lead && !lead_live) {
+                lead = 0;                     /* the live ISR member with the longest log */
+                int64_t best = -2;
+                for (uint32_t j = 0; j < pq->nisr; j++) {
+                    if (pq->isr[j] == pq->leader || !node_live(c, pq->isr[j])) continue;
+                    int64_t e = reported_end(c, pq->isr[j], t->name, k);
+                    if (e > best) {
+                        best = e;
+                        lead = pq->isr[j];
+                    }
+                }
+                if (!lead) continue;          /* no unclean election: wait for the ISR */
+            } else if (!lead) {
+                continue;
+            }
+            memset(&cmd, 0, sizeof cmd);
+            for (uint32_t j = 0; j < pq->nisr; j++)
+                if (pq->isr[j] == lead || node_live(c, pq->isr[j]))
+                    cmd.q[0].isr[cmd.q[0].nisr++] = pq->isr[j];
+            if (lead == pq->leader && cmd.q[0].nisr == pq->nisr) continue;
+            cmd.type = RN_FSM_LEADER;
+            cmd.id = lead;
+            cmd.at_ms = wall_ms();
+            snprintf(cmd.topic, sizeof cmd.topic, "%s", t->name);
+            cmd.queue = k;
+            cmd.prev_epoch = pq->epoch;
+            cmd.epoch = lead == pq->leader ? pq->epoch : pq->epoch + 1;
+            if (lead != pq->leader)
+                rn_slog(RN_SLOG_WARN, "controller: '%s'/%u: leader %llu is not live; node %llu "
+                        "takes over at epoch %llu", t->name, k, (unsigned long long)pq->leader,
+                        (unsigned long long)lead, (unsigned long long)cmd.epoch);
+            propose_cmd(c, &cmd, 1, NULL);
+        }
+    }
 }
 
 /* A heartbeat reached the ready leader. */
@@ -434,6 +776,12 @@ static void become_leader(rn_ctl_t *c, int64_t now)
     rn_slog(RN_SLOG_INFO, "controller: node %llu is the controller leader (term %llu)",
             (unsigned long long)c->conf.self, (unsigned long long)c->raft.current_term);
     for (size_t i = 0; i < c->nseen; i++) c->seen[i].at_ms = now;
+    /* The previous leader was not heard for at least an election timeout
+     * (else no election): its session runs from then, so a dead leader's
+     * queues move RN_CTL_SESSION_MS - RN_CTL_ELECTION_MS after the election. */
+    uint64_t prev = c->known_leader;
+    seen_t *ps = prev && prev != c->conf.self ? seen_find(c, prev, 1, now) : NULL;
+    if (ps) ps->at_ms = now - RN_CTL_ELECTION_MS;
     c->ready = 0;
 }
 
@@ -472,6 +820,37 @@ static void send_heartbeat(rn_ctl_t *c, uint64_t leader, int64_t now)
     req.node_id = c->conf.self;
     req.client_address = c->client;
     req.start_id = c->start_id;
+    Runnel__V1__ClusterIsrChange ch[QUEUE_CAP], *chp[QUEUE_CAP];
+    for (size_t i = 0; i < c->nhb_isr; i++) {
+        runnel__v1__cluster_isr_change__init(&ch[i]);
+        ch[i].topic = c->hb_isr[i].topic;
+        ch[i].queue = c->hb_isr[i].queue;
+        ch[i].epoch = c->hb_isr[i].epoch;
+        ch[i].n_isr = c->hb_isr[i].nisr;
+        ch[i].isr = c->hb_isr[i].isr;
+        chp[i] = &ch[i];
+    }
+    req.n_isr_changes = c->nhb_isr;
+    req.isr_changes = chp;
+    static rn_ctl_end_t mine[RN_CTL_MAX_ENDS];          /* loop thread only */
+    static Runnel__V1__ClusterLogEnd le[RN_CTL_MAX_ENDS], *lep[RN_CTL_MAX_ENDS];
+    int k = peer_index(c, c->conf.self);
+    size_t nmine = 0;
+    pthread_mutex_lock(&c->qmu);
+    if (k >= 0 && c->ends[k]) {
+        nmine = c->nends[k];
+        memcpy(mine, c->ends[k], nmine * sizeof mine[0]);
+    }
+    pthread_mutex_unlock(&c->qmu);
+    for (size_t i = 0; i < nmine; i++) {
+        runnel__v1__cluster_log_end__init(&le[i]);
+        le[i].topic = mine[i].topic;
+        le[i].queue = mine[i].queue;
+        le[i].end = mine[i].end;
+        lep[i] = &le[i];
+    }
+    req.n_log_ends = nmine;
+    req.log_ends = lep;
     c->hb_sent_ms = now;
     atomic_store(&c->hb_inflight, 1);
     if (rn_rpc_call_async(c->rpc, RN_RPC_METHOD("ClusterHeartbeat"), &req.base,
@@ -480,6 +859,7 @@ static void send_heartbeat(rn_ctl_t *c, uint64_t leader, int64_t now)
         atomic_store(&c->hb_inflight, 0);
         rn_slog(RN_SLOG_DEBUG, "controller: heartbeat not sent: %s", err);
     }
+    c->nhb_isr = 0;                     /* asked again by the queue leader if lost */
 }
 
 /* ---- the loop ------------------------------------------------------------------ */
@@ -495,6 +875,7 @@ static void on_tick(uv_timer_t *t)
     raft_id lid = 0;
     const char *laddr = NULL;
     raft_leader(&c->raft, &lid, &laddr);
+    if (lid) c->known_leader = lid;
     if (lid != c->last_leader) {
         if (lid && lid != c->conf.self)
             rn_slog(RN_SLOG_INFO, "controller: the leader is node %llu (%s)",
@@ -516,6 +897,7 @@ static void on_tick(uv_timer_t *t)
         snprintf(self.client, sizeof self.client, "%s", c->client);
         heard(c, &self, now);
         fence_silent(c, now);
+        queue_upkeep(c);
     } else if (!leader && lid) {
         send_heartbeat(c, lid, now);
     }
@@ -532,13 +914,23 @@ static void on_raft_closed(struct raft *r)
 static void on_async(uv_async_t *a)
 {
     rn_ctl_t *c = a->data;
-    input_t in[QUEUE_CAP];
+    static input_t in[QUEUE_CAP];
+    static isrq_t isrs[QUEUE_CAP];
     pthread_mutex_lock(&c->qmu);
-    size_t n = c->qn;
+    size_t n = c->qn, ni = c->nisrs;
     int stop = c->stopping;
     memcpy(in, c->q, n * sizeof in[0]);
-    c->qn = 0;
+    memcpy(isrs, c->isrs, ni * sizeof isrs[0]);
+    c->qn = c->nisrs = 0;
+    treq_t *ts = c->treqs;
+    c->treqs = NULL;
     pthread_mutex_unlock(&c->qmu);
+    while (ts) {
+        treq_t *t = ts;
+        ts = t->next;
+        if (stop) treq_done(c, t, -EAGAIN, 0, "the node is stopping");
+        else take_topic(c, t);
+    }
     if (stop) {
         uv_timer_stop(&c->tick);
         uv_close((uv_handle_t *)&c->tick, NULL);
@@ -546,7 +938,22 @@ static void on_async(uv_async_t *a)
         raft_close(&c->raft, on_raft_closed);
         return;
     }
-    if (raft_state(&c->raft) != RAFT_LEADER || !c->ready) return;
+    int ready = raft_state(&c->raft) == RAFT_LEADER && c->ready;
+    for (size_t i = 0; i < ni; i++) {
+        if (ready) {
+            take_isr(c, &isrs[i]);
+        } else if (isrs[i].from == c->conf.self) {  /* for the next heartbeat */
+            size_t j = 0;
+            while (j < c->nhb_isr && (strcmp(c->hb_isr[j].topic, isrs[i].topic) ||
+                                      c->hb_isr[j].queue != isrs[i].queue))
+                j++;
+            if (j < QUEUE_CAP) {
+                c->hb_isr[j] = isrs[i];
+                if (j == c->nhb_isr) c->nhb_isr++;
+            }
+        }
+    }
+    if (!ready) return;
     int64_t now = mono_ms();
     for (size_t i = 0; i < n; i++) heard(c, &in[i], now);
 }
@@ -566,6 +973,65 @@ int rn_ctl_heartbeat(rn_ctl_t *c, uint64_t id, const char *client, uint64_t star
     pthread_mutex_unlock(&c->qmu);
     if (rc == 0) uv_async_send(&c->async);
     return rc;
+}
+
+int rn_ctl_create_topic(rn_ctl_t *c, const char *name, uint32_t nqueues, uint32_t replicas,
+                        uint32_t timeout_ms, uint64_t *leader, char *errmsg)
+{
+    *leader = 0;
+    treq_t *t = calloc(1, sizeof *t);
+    if (!t) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->nqueues = nqueues;
+    t->replicas = replicas;
+    t->refs = 2;                        /* this caller and the loop */
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&c->qmu);
+    t->next = c->treqs;
+    c->treqs = t;
+    pthread_mutex_unlock(&c->qmu);
+    uv_async_send(&c->async);
+    pthread_mutex_lock(&c->qmu);
+    while (!t->done && pthread_cond_timedwait(&c->qcv, &c->qmu, &dl) != ETIMEDOUT) {}
+    int rc = t->done ? t->rc : -ETIMEDOUT;
+    if (t->done) {
+        *leader = t->leader;
+        snprintf(errmsg, RN_ERRMSG_SIZE, "%s", t->err);
+    } else {
+        snprintf(errmsg, RN_ERRMSG_SIZE, "the controller did not commit topic '%s' within %u ms",
+                 name, timeout_ms);
+    }
+    int last = --t->refs == 0;
+    pthread_mutex_unlock(&c->qmu);
+    if (last) free(t);
+    return rc;
+}
+
+void rn_ctl_isr_request(rn_ctl_t *c, uint64_t from, const char *topic, uint32_t queue,
+                        uint64_t epoch, const uint64_t *isr, uint32_t nisr)
+{
+    if (nisr > RN_CLUSTER_MAX_NODES || strlen(topic) >= RN_FSM_TOPIC_MAX) return;
+    pthread_mutex_lock(&c->qmu);
+    int queued = c->nisrs < QUEUE_CAP;
+    if (queued) {
+        isrq_t *r = &c->isrs[c->nisrs++];
+        memset(r, 0, sizeof *r);
+        r->from = from;
+        r->epoch = epoch;
+        snprintf(r->topic, sizeof r->topic, "%s", topic);
+        r->queue = queue;
+        r->nisr = nisr;
+        memcpy(r->isr, isr, nisr * sizeof *isr);
+    }
+    pthread_mutex_unlock(&c->qmu);
+    if (queued) uv_async_send(&c->async);
 }
 
 static void *loop_main(void *arg)
@@ -627,6 +1093,17 @@ int rn_ctl_start(const rn_ctl_opts_t *o, rn_ctl_t **out, char *errmsg)
     }
     rn_fsm_init(&c->fsm);
     pthread_mutex_init(&c->qmu, NULL);
+    pthread_cond_init(&c->qcv, NULL);
+    for (size_t i = 0; i < c->conf.n; i++) {
+        c->ends[i] = calloc(RN_CTL_MAX_ENDS, sizeof *c->ends[i]);
+        if (!c->ends[i]) {
+            for (size_t j = 0; j < i; j++) free(c->ends[j]);
+            pthread_mutex_destroy(&c->qmu);
+            pthread_cond_destroy(&c->qcv);
+            free(c);
+            return rn_errf(errmsg, -ENOMEM, "out of memory");
+        }
+    }
     pthread_mutex_init(&c->vmu, NULL);
     atomic_init(&c->hb_inflight, 0);
     uv_loop_init(&c->loop);
@@ -717,7 +1194,11 @@ fail_run:
 fail_loop:
     uv_loop_close(&c->loop);
     rn_ctl_view_put(c->view);
+    tblk_put(c->tblk);
+    rn_fsm_free(&c->fsm);
+    for (size_t i = 0; i < c->conf.n; i++) free(c->ends[i]);
     pthread_mutex_destroy(&c->qmu);
+    pthread_cond_destroy(&c->qcv);
     pthread_mutex_destroy(&c->vmu);
     free(c);
     return rc;
@@ -736,7 +1217,11 @@ void rn_ctl_stop(rn_ctl_t *c)
                          uv_strerror(rv));
     rn_rpc_close(c->rpc);               /* after the join: no hb_done runs later */
     rn_ctl_view_put(c->view);
+    tblk_put(c->tblk);
+    rn_fsm_free(&c->fsm);
+    for (size_t i = 0; i < c->conf.n; i++) free(c->ends[i]);
     pthread_mutex_destroy(&c->qmu);
+    pthread_cond_destroy(&c->qcv);
     pthread_mutex_destroy(&c->vmu);
     free(c);
 }

@@ -21,7 +21,15 @@
  * (its own memory, not replicated) and commits REGISTER when a node is new,
  * restarted, moved or was fenced, and FENCE when it heard nothing for
  * RN_CTL_SESSION_MS. A new leader counts every node as heard at the moment
- * it won, so a dead node is fenced RN_CTL_SESSION_MS after an election.
+ * it won, so a dead node is fenced RN_CTL_SESSION_MS after an election;
+ * the previous leader, silent for at least an election timeout already,
+ * RN_CTL_SESSION_MS - RN_CTL_ELECTION_MS after it.
+ *
+ * Queues (fsm.h): the ready leader moves the leadership of every queue
+ * whose leader is not live to the first live member of its ISR (epoch + 1;
+ * none live: the queue keeps its dead leader, no unclean election), drops
+ * members that are not live from the ISR of live leaders, and commits the
+ * ISR changes queue leaders ask for (rn_ctl_isr_request).
  */
 #ifndef RN_CLUSTER_CONTROLLER_H
 #define RN_CLUSTER_CONTROLLER_H
@@ -84,13 +92,27 @@ typedef struct rn_ctl_vnode {
 
 typedef enum { RN_CTL_UNAVAILABLE, RN_CTL_FOLLOWER, RN_CTL_CANDIDATE, RN_CTL_LEADER } rn_ctl_role_t;
 
+typedef struct rn_ctl_topics rn_ctl_topics_t;   /* shared by views until topics change */
+
 typedef struct rn_ctl_view {
     int            refs;                    /* atomic */
     uint64_t       self, leader, term, commit_index, applied_index;
     rn_ctl_role_t  role;
     size_t         n;
     rn_ctl_vnode_t nodes[RN_CLUSTER_MAX_NODES];   /* ascending id */
+    /* The state holds this start's own registration (live): everything the
+     * cluster committed before this node (re)started is applied here, so
+     * the queue leaders it shows are not those of before a restart. */
+    int                   self_current;
+    size_t                ntopics;          /* the replicated topics (fsm.h), ascending */
+    const rn_fsm_topic_t *topics;
+    rn_ctl_topics_t      *tblk;
 } rn_ctl_view_t;
+
+/* The view's node with this id (borrowed from v), or NULL. */
+const rn_ctl_vnode_t *rn_ctl_view_node(const rn_ctl_view_t *v, uint64_t id);
+/* The view's queue (topic, queue) (borrowed from v), or NULL. */
+const rn_fsm_pq_t *rn_ctl_view_queue(const rn_ctl_view_t *v, const char *topic, uint32_t queue);
 
 /* The current view: immutable, valid until rn_ctl_view_put. Never NULL
  * after rn_ctl_start succeeded. */
@@ -102,5 +124,41 @@ const char *rn_ctl_role_name(rn_ctl_role_t r);
  * acts on it only while leader). 0, or RN_EFULL when the queue is full (the
  * next heartbeat will do). */
 int rn_ctl_heartbeat(rn_ctl_t *c, uint64_t id, const char *client, uint64_t start_id);
+
+/* ---- replicated topics ---------------------------------------------------- */
+
+#define RN_CTL_DEFAULT_REPLICAS 3
+
+/* Commit a replicated topic (any thread but the loop's; blocks up to
+ * timeout_ms). The controller leader gives each queue `replicas` replicas
+ * (0: min(RN_CTL_DEFAULT_REPLICAS, live nodes)) among the live registered
+ * nodes, leaders spread over them, epoch 1, ISR = replicas. 0 once the
+ * entry is applied on the leader; RN_EEXIST, RN_EINVAL (errmsg says why);
+ * -EBUSY when fewer nodes are live than the replicas asked for;
+ * -EAGAIN when this node is not the ready controller leader (*leader: the
+ * leader it knows, 0 none); -ETIMEDOUT. */
+int rn_ctl_create_topic(rn_ctl_t *c, const char *name, uint32_t nqueues, uint32_t replicas,
+                        uint32_t timeout_ms, uint64_t *leader, char *errmsg);
+
+/* Log ends of replicated queues a node holds (failover picks the in-sync
+ * replica with the longest log). Copied; at most RN_CTL_MAX_ENDS are kept. */
+#define RN_CTL_MAX_ENDS 128
+typedef struct rn_ctl_end {
+    char     topic[RN_FSM_TOPIC_MAX];
+    uint32_t queue;
+    int64_t  end;
+} rn_ctl_end_t;
+/* This node's (the replica module, any thread): sent with its heartbeats. */
+void rn_ctl_set_log_ends(rn_ctl_t *c, const rn_ctl_end_t *e, size_t n);
+/* A peer's, from its heartbeat (any thread). */
+void rn_ctl_peer_log_ends(rn_ctl_t *c, uint64_t id, const rn_ctl_end_t *e, size_t n);
+
+/* The leader `from` of (topic, queue) at `epoch` asks for this ISR (any
+ * thread; queued). The controller leader commits it when from still leads
+ * at that epoch, the ISR holds from, lies within the replicas, and every
+ * member is live; a follower node passes its own requests on with its
+ * next heartbeat. Lost requests are asked again by the queue leader. */
+void rn_ctl_isr_request(rn_ctl_t *c, uint64_t from, const char *topic, uint32_t queue,
+                        uint64_t epoch, const uint64_t *isr, uint32_t nisr);
 
 #endif

@@ -16,20 +16,139 @@
  *  5. An encoded command is a multiple of 8 bytes (zero padding), as
  *     libraft 0.15's segment files need (fsm.h); the decoder accepts 0 to 7
  *     trailing zero bytes after the fields and nothing else.
+ *  6. f->topics is sorted by name, names unique, each queue as rn_fsm_pq_t
+ *     says (replicas distinct, leader among them or 0, ISR within them);
+ *     commands that would break this are refused whole, and so are
+ *     snapshots (check_pq).
+ *  7. topics_gen changes whenever topics change (readers copy on change);
+ *     it is local, never encoded.
  */
 #include "cluster/fsm.h"
 
 #include "common/bytes.h"
 #include "common/error.h"
 
+#include <assert.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const uint8_t snap_magic[4] = {'R', 'N', 'C', 'S'};
-#define SNAP_VERSION 1
+#define SNAP_VERSION 2        /* 1: nodes only; 2: nodes and topics (fsm.h) */
 #define SNAP_NODE_FIXED (8 + 8 + 8 + 1 + 8 + 2)
 
 void rn_fsm_init(rn_fsm_t *f) { memset(f, 0, sizeof *f); }
+
+void rn_fsm_topics_free(rn_fsm_topic_t *t, size_t n)
+{
+    for (size_t i = 0; t && i < n; i++) free(t[i].q);
+    free(t);
+}
+
+void rn_fsm_free(rn_fsm_t *f)
+{
+    rn_fsm_topics_free(f->topics, f->ntopics);
+    rn_fsm_init(f);
+}
+
+rn_fsm_topic_t *rn_fsm_topics_copy(const rn_fsm_topic_t *t, size_t n, int *ok)
+{
+    *ok = 1;
+    if (n == 0) return NULL;
+    rn_fsm_topic_t *c = calloc(n, sizeof *c);
+    if (!c) { *ok = 0; return NULL; }
+    for (size_t i = 0; i < n; i++) {
+        c[i] = t[i];
+        c[i].q = malloc(t[i].nqueues * sizeof *c[i].q);
+        if (!c[i].q) {
+            rn_fsm_topics_free(c, i);
+            *ok = 0;
+            return NULL;
+        }
+        memcpy(c[i].q, t[i].q, t[i].nqueues * sizeof *c[i].q);
+    }
+    return c;
+}
+
+int rn_fsm_has(const uint64_t *ids, uint32_t n, uint64_t id)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (ids[i] == id) return 1;
+    return 0;
+}
+
+/* Invariant 6 for one queue; with_epoch: epoch >= 1 too. */
+static int check_pq(const rn_fsm_pq_t *q)
+{
+    if (q->nrep < 1 || q->nrep > RN_CLUSTER_MAX_NODES || q->nisr > q->nrep) return 0;
+    for (uint32_t i = 0; i < q->nrep; i++)
+        if (q->replicas[i] == 0 || rn_fsm_has(q->replicas, i, q->replicas[i])) return 0;
+    for (uint32_t i = 0; i < q->nisr; i++)
+        if (!rn_fsm_has(q->replicas, q->nrep, q->isr[i]) || rn_fsm_has(q->isr, i, q->isr[i]))
+            return 0;
+    if (q->leader && (!rn_fsm_has(q->replicas, q->nrep, q->leader) ||
+                      !rn_fsm_has(q->isr, q->nisr, q->leader)))
+        return 0;
+    return q->epoch >= 1;
+}
+
+/* Index of name in f->topics, or -(insertion point) - 1. */
+static long topic_index(const rn_fsm_t *f, const char *name)
+{
+    size_t lo = 0, hi = f->ntopics;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(f->topics[mid].name, name);
+        if (c == 0) return (long)mid;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return -(long)lo - 1;
+}
+
+const rn_fsm_topic_t *rn_fsm_topic_find(const rn_fsm_t *f, const char *name)
+{
+    long i = topic_index(f, name);
+    return i >= 0 ? &f->topics[i] : NULL;
+}
+
+/* A name of 1..RN_FSM_TOPIC_MAX-1 bytes without NUL: put / get. */
+static uint8_t *put_name(uint8_t *p, const char *name)
+{
+    size_t n = strlen(name);
+    rn_be16_put(p, (uint16_t)n);
+    memcpy(p + 2, name, n);
+    return p + 2 + n;
+}
+
+static const uint8_t *get_name(const uint8_t *q, const uint8_t *end, char *name)
+{
+    if (end - q < 2) return NULL;
+    size_t len = rn_be16_get(q);
+    q += 2;
+    if (len == 0 || len >= RN_FSM_TOPIC_MAX || (size_t)(end - q) < len || memchr(q, '\0', len))
+        return NULL;
+    memcpy(name, q, len);
+    name[len] = '\0';
+    return q + len;
+}
+
+static uint8_t *put_ids(uint8_t *p, const uint64_t *ids, uint32_t n)
+{
+    *p++ = (uint8_t)n;
+    for (uint32_t i = 0; i < n; i++, p += 8) rn_be64_put(p, ids[i]);
+    return p;
+}
+
+static const uint8_t *get_ids(const uint8_t *q, const uint8_t *end, uint64_t *ids, uint32_t *n)
+{
+    if (end - q < 1) return NULL;
+    *n = *q++;
+    if (*n > RN_CLUSTER_MAX_NODES || (size_t)(end - q) < *n * 8u) return NULL;
+    for (uint32_t i = 0; i < *n; i++, q += 8) ids[i] = rn_be64_get(q);
+    return q;
+}
 
 int rn_fsm_cmd_encode(const rn_fsm_cmd_t *c, uint8_t *out, size_t *len)
 {
@@ -46,6 +165,26 @@ int rn_fsm_cmd_encode(const rn_fsm_cmd_t *c, uint8_t *out, size_t *len)
         memcpy(p, c->client, n); p += n;
     } else if (c->type == RN_FSM_FENCE) {
         rn_be64_put(p, (uint64_t)c->at_ms); p += 8;
+    } else if (c->type == RN_FSM_TOPIC || c->type == RN_FSM_LEADER) {
+        size_t n = strnlen(c->topic, RN_FSM_TOPIC_MAX);
+        if (n == 0 || n >= RN_FSM_TOPIC_MAX) return RN_EINVAL;
+        rn_be64_put(p, (uint64_t)c->at_ms); p += 8;
+        p = put_name(p, c->topic);
+        if (c->type == RN_FSM_TOPIC) {
+            if (c->nqueues < 1 || c->nqueues > RN_FSM_MAX_QUEUES) return RN_EINVAL;
+            rn_be32_put(p, c->nqueues); p += 4;
+            for (uint32_t i = 0; i < c->nqueues; i++) {
+                if (c->q[i].nrep > RN_CLUSTER_MAX_NODES) return RN_EINVAL;
+                rn_be64_put(p, c->q[i].leader); p += 8;
+                p = put_ids(p, c->q[i].replicas, c->q[i].nrep);
+            }
+        } else {
+            if (c->q[0].nisr > RN_CLUSTER_MAX_NODES) return RN_EINVAL;
+            rn_be32_put(p, c->queue); p += 4;
+            rn_be64_put(p, c->prev_epoch); p += 8;
+            rn_be64_put(p, c->epoch); p += 8;
+            p = put_ids(p, c->q[0].isr, c->q[0].nisr);
+        }
     } else {
         return RN_EINVAL;
     }
@@ -95,9 +234,32 @@ int rn_fsm_cmd_decode(const uint8_t *p, size_t n, rn_fsm_cmd_t *c, char *errmsg)
         c->at_ms = (int64_t)rn_be64_get(q);
         if (!is_padding(q + 8, (size_t)(end - q - 8))) break;
         return 0;
+    case RN_FSM_TOPIC:
+    case RN_FSM_LEADER:
+        if (end - q < 8) break;
+        c->at_ms = (int64_t)rn_be64_get(q);
+        if (!(q = get_name(q + 8, end, c->topic)) || end - q < 4) break;
+        if (p[1] == RN_FSM_TOPIC) {
+            c->nqueues = rn_be32_get(q);
+            q += 4;
+            if (c->nqueues < 1 || c->nqueues > RN_FSM_MAX_QUEUES) break;
+            for (uint32_t i = 0; q && i < c->nqueues; i++) {
+                if (end - q < 8) { q = NULL; break; }
+                c->q[i].leader = rn_be64_get(q);
+                q = get_ids(q + 8, end, c->q[i].replicas, &c->q[i].nrep);
+            }
+        } else {
+            if (end - q < 4 + 8 + 8) break;
+            c->queue = rn_be32_get(q);
+            c->prev_epoch = rn_be64_get(q + 4);
+            c->epoch = rn_be64_get(q + 12);
+            q = get_ids(q + 20, end, c->q[0].isr, &c->q[0].nisr);
+        }
+        if (!q || !is_padding(q, (size_t)(end - q))) break;
+        return 0;
     default:
         return rn_errf(errmsg, RN_ECORRUPT, "controller command type %u unknown to this runneld "
-                       "(known: 1 register, 2 fence)", p[1]);
+                       "(known: 1 register, 2 fence, 3 topic, 4 leader)", p[1]);
     }
     return rn_errf(errmsg, RN_ECORRUPT, "controller command type %u: %zu bytes do not hold "
                    "its fields", p[1], n);
@@ -122,8 +284,78 @@ const rn_fsm_node_t *rn_fsm_find(const rn_fsm_t *f, uint64_t id)
     return i >= 0 ? &f->nodes[i] : NULL;
 }
 
+static int apply_topic(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
+{
+    long i = topic_index(f, c->topic);
+    if (i >= 0)
+        return rn_errf(errmsg, RN_EEXIST, "topic '%s' exists in the cluster", c->topic);
+    if (f->ntopics >= RN_FSM_MAX_TOPICS)
+        return rn_errf(errmsg, RN_EFULL, "the cluster holds %d topics, its limit",
+                       RN_FSM_MAX_TOPICS);
+    if (c->nqueues < 1 || c->nqueues > RN_FSM_MAX_QUEUES)
+        return rn_errf(errmsg, RN_EINVAL, "a replicated topic has 1..%d queues, not %u",
+                       RN_FSM_MAX_QUEUES, c->nqueues);
+    rn_fsm_pq_t *q = calloc(c->nqueues, sizeof *q);
+    if (!q) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    for (uint32_t k = 0; k < c->nqueues; k++) {
+        q[k].leader = c->q[k].leader;
+        q[k].epoch = 1;
+        q[k].nrep = q[k].nisr = c->q[k].nrep;
+        memcpy(q[k].replicas, c->q[k].replicas, sizeof q[k].replicas);
+        memcpy(q[k].isr, c->q[k].replicas, sizeof q[k].isr);
+        if (!check_pq(&q[k]) || !q[k].leader) {
+            free(q);
+            return rn_errf(errmsg, RN_EINVAL, "topic '%s' queue %u: the replica set or leader "
+                           "does not check", c->topic, k);
+        }
+    }
+    rn_fsm_topic_t *nt = realloc(f->topics, (f->ntopics + 1) * sizeof *nt);
+    if (!nt) {
+        free(q);
+        return rn_errf(errmsg, -ENOMEM, "out of memory");
+    }
+    f->topics = nt;
+    size_t at = (size_t)(-i - 1);
+    memmove(&nt[at + 1], &nt[at], (f->ntopics - at) * sizeof nt[0]);
+    f->ntopics++;
+    memset(&nt[at], 0, sizeof nt[at]);
+    snprintf(nt[at].name, sizeof nt[at].name, "%s", c->topic);
+    nt[at].nqueues = c->nqueues;
+    nt[at].q = q;
+    f->topics_gen++;                                               /* invariant 7 */
+    return 0;
+}
+
+static int apply_leader(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
+{
+    long i = topic_index(f, c->topic);
+    if (i < 0 || c->queue >= f->topics[i].nqueues)
+        return rn_errf(errmsg, RN_EINVAL, "leader change of unknown queue '%s'/%u", c->topic,
+                       c->queue);
+    rn_fsm_pq_t *q = &f->topics[i].q[c->queue];
+    if (q->epoch != c->prev_epoch)
+        return rn_errf(errmsg, RN_EINVAL, "leader change of '%s'/%u proposed at epoch %llu; the "
+                       "queue is at epoch %llu (stale, ignored)", c->topic, c->queue,
+                       (unsigned long long)c->prev_epoch, (unsigned long long)q->epoch);
+    rn_fsm_pq_t n = *q;
+    n.leader = c->id;
+    n.epoch = c->epoch;
+    n.nisr = c->q[0].nisr;
+    memcpy(n.isr, c->q[0].isr, sizeof n.isr);
+    int epoch_ok = c->id == q->leader ? c->epoch == q->epoch : c->epoch == q->epoch + 1;
+    if (!epoch_ok || !check_pq(&n))
+        return rn_errf(errmsg, RN_EINVAL, "leader change of '%s'/%u: leader, epoch or ISR do "
+                       "not check", c->topic, c->queue);
+    *q = n;
+    assert(check_pq(q));                                           /* invariant 6 */
+    f->topics_gen++;
+    return 0;
+}
+
 int rn_fsm_apply(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
 {
+    if (c->type == RN_FSM_TOPIC) return apply_topic(f, c, errmsg);
+    if (c->type == RN_FSM_LEADER) return apply_leader(f, c, errmsg);
     long i = find_index(f, c->id);
     if (c->type == RN_FSM_FENCE) {
         if (i >= 0 && f->nodes[i].live) {
@@ -163,14 +395,18 @@ int rn_fsm_apply(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
 
 size_t rn_fsm_snapshot_bound(const rn_fsm_t *f)
 {
-    return 4 + 1 + 4 + f->n * (SNAP_NODE_FIXED + RN_CLUSTER_ADDR_MAX);
+    size_t b = 4 + 1 + 4 + f->n * (SNAP_NODE_FIXED + RN_CLUSTER_ADDR_MAX) + 4;
+    for (size_t i = 0; i < f->ntopics; i++)
+        b += 2 + RN_FSM_TOPIC_MAX + 4 +
+             f->topics[i].nqueues * (8 + 8 + 2 + 16 * (size_t)RN_CLUSTER_MAX_NODES);
+    return b;
 }
 
 size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out)
 {
     uint8_t *p = out;
     memcpy(p, snap_magic, 4); p += 4;
-    *p++ = SNAP_VERSION;
+    *p++ = f->ntopics ? 2 : 1;
     rn_be32_put(p, (uint32_t)f->n); p += 4;
     for (size_t i = 0; i < f->n; i++) {
         const rn_fsm_node_t *nd = &f->nodes[i];
@@ -183,7 +419,54 @@ size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out)
         rn_be16_put(p, (uint16_t)len); p += 2;
         memcpy(p, nd->client, len); p += len;
     }
+    if (f->ntopics) {
+        rn_be32_put(p, (uint32_t)f->ntopics); p += 4;
+        for (size_t i = 0; i < f->ntopics; i++) {
+            const rn_fsm_topic_t *t = &f->topics[i];
+            p = put_name(p, t->name);
+            rn_be32_put(p, t->nqueues); p += 4;
+            for (uint32_t k = 0; k < t->nqueues; k++) {
+                rn_be64_put(p, t->q[k].leader); p += 8;
+                rn_be64_put(p, t->q[k].epoch); p += 8;
+                p = put_ids(p, t->q[k].replicas, t->q[k].nrep);
+                p = put_ids(p, t->q[k].isr, t->q[k].nisr);
+            }
+        }
+    }
     return (size_t)(p - out);
+}
+
+/* The topic part of a version 2 snapshot into nf (invariant 6); NULL when
+ * it does not check. */
+static const uint8_t *snap_topics(const uint8_t *p, const uint8_t *end, rn_fsm_t *nf)
+{
+    if (end - p < 4) return NULL;
+    uint32_t cnt = rn_be32_get(p);
+    p += 4;
+    if (cnt < 1 || cnt > RN_FSM_MAX_TOPICS) return NULL;
+    nf->topics = calloc(cnt, sizeof *nf->topics);
+    if (!nf->topics) return NULL;
+    for (uint32_t i = 0; i < cnt; i++) {
+        rn_fsm_topic_t *t = &nf->topics[i];
+        if (!(p = get_name(p, end, t->name)) || end - p < 4) return NULL;
+        if (i > 0 && strcmp(nf->topics[i - 1].name, t->name) >= 0) return NULL;
+        t->nqueues = rn_be32_get(p);
+        p += 4;
+        if (t->nqueues < 1 || t->nqueues > RN_FSM_MAX_QUEUES) return NULL;
+        t->q = calloc(t->nqueues, sizeof *t->q);
+        nf->ntopics = i + 1;
+        if (!t->q) return NULL;
+        for (uint32_t k = 0; k < t->nqueues; k++) {
+            rn_fsm_pq_t *q = &t->q[k];
+            if (end - p < 16) return NULL;
+            q->leader = rn_be64_get(p);
+            q->epoch = rn_be64_get(p + 8);
+            if (!(p = get_ids(p + 16, end, q->replicas, &q->nrep))) return NULL;
+            if (!(p = get_ids(p, end, q->isr, &q->nisr))) return NULL;
+            if (!check_pq(q)) return NULL;
+        }
+    }
+    return p;
 }
 
 int rn_fsm_snapshot_decode(rn_fsm_t *f, const uint8_t *p, size_t n, char *errmsg)
@@ -191,9 +474,10 @@ int rn_fsm_snapshot_decode(rn_fsm_t *f, const uint8_t *p, size_t n, char *errmsg
     const uint8_t *end = p + n;
     if (n < 9 || memcmp(p, snap_magic, 4) != 0)
         return rn_errf(errmsg, RN_ECORRUPT, "controller snapshot: no RNCS header");
-    if (p[4] != SNAP_VERSION)
+    if (p[4] < 1 || p[4] > SNAP_VERSION)
         return rn_errf(errmsg, RN_ECORRUPT, "controller snapshot version %u: this runneld "
-                       "reads version %d only", p[4], SNAP_VERSION);
+                       "reads versions 1 and %d only", p[4], SNAP_VERSION);
+    int version = p[4];
     uint32_t cnt = rn_be32_get(p + 5);
     if (cnt > RN_CLUSTER_MAX_NODES)
         return rn_errf(errmsg, RN_ECORRUPT, "controller snapshot: %u nodes, more than the "
@@ -220,10 +504,14 @@ int rn_fsm_snapshot_decode(rn_fsm_t *f, const uint8_t *p, size_t n, char *errmsg
         if (i > 0 && nf.nodes[i - 1].id >= nd->id) goto bad;      /* invariant 1 */
         nf.n = i + 1;
     }
+    if (version == 2 && !(p = snap_topics(p, end, &nf))) goto bad;
     if (p != end) goto bad;
+    rn_fsm_topics_free(f->topics, f->ntopics);
+    nf.topics_gen = f->topics_gen + 1;                             /* invariant 7 */
     *f = nf;
     return 0;
 bad:
-    return rn_errf(errmsg, RN_ECORRUPT, "controller snapshot: node records do not check "
-                   "(lengths, order or flags)");
+    rn_fsm_topics_free(nf.topics, nf.ntopics);
+    return rn_errf(errmsg, RN_ECORRUPT, "controller snapshot: node or topic records do not "
+                   "check (lengths, order, flags or replica sets)");
 }

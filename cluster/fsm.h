@@ -5,8 +5,9 @@
  *
  * State: the nodes that registered (id, client gRPC address, the start id
  * and incarnation of their latest registration, liveness as the controller
- * leader committed it). Topics, queue replicas, leaders, epochs and ISRs
- * join later as more command types (cluster/README.md).
+ * leader committed it), and the replicated topics: per topic its queue
+ * count, per queue the replica set, the leader, the leader epoch and the
+ * in-sync replicas (ISR).
  *
  * Command encoding, version 1 (integers big-endian):
  *
@@ -16,15 +17,28 @@
  *   +---------+------+------------------------------------------------+
  *   REGISTER (1): id u64 | start_id u64 | at_ms i64 | len u16 | client[len]
  *   FENCE    (2): id u64 | at_ms i64
+ *   TOPIC    (3): id u64 = 0 | at_ms i64 | len u16 | name[len] | nq u32 |
+ *                 nq × (leader u64 | nrep u8 | nrep × replica u64)
+ *                 (every queue starts at epoch 1 with ISR = replicas)
+ *   LEADER   (4): id u64 = new leader | at_ms i64 | len u16 | name[len] |
+ *                 queue u32 | prev_epoch u64 | epoch u64 | nisr u8 |
+ *                 nisr × isr u64
+ *                 (applied only when the queue's epoch is still prev_epoch:
+ *                 a stale proposal changes nothing)
  *   then 0 to 7 zero bytes: a command is a multiple of 8 bytes long, because
  *   libraft 0.15's disk log (raft/uv) writes an entry of any other length
  *   wrongly and then cannot load its segment (cluster/README.md, libraft).
  *
  * Snapshot encoding (what raft_fsm snapshot gives and restore takes):
  *
- *   "RNCS" | version u8 = 1 | n u32 | n × node
+ *   "RNCS" | version u8 | n u32 | n × node [| t u32 | t × topic]
  *   node: id u64 | start_id u64 | incarnation u64 | live u8 |
  *         live_changed_ms i64 | len u16 | client[len]
+ *   topic: len u16 | name[len] | nq u32 | nq × (leader u64 | epoch u64 |
+ *          nrep u8 | nrep × u64 | nisr u8 | nisr × u64)
+ *   Version 1 (no topic part) is written when there is no topic, version 2
+ *   (with it, t >= 1) otherwise: one encoding per state, and the first
+ *   slice's snapshots still load.
  *
  * A newer version or an unknown type is refused (RN_ECORRUPT with a
  * message), never guessed at.
@@ -38,19 +52,50 @@
 #define RN_CLUSTER_MAX_NODES 16     /* nodes the controller knows (raft voters and others) */
 #define RN_CLUSTER_ADDR_MAX  256    /* a HOST:PORT address, NUL included */
 #define RN_FSM_CMD_VERSION   1
-#define RN_FSM_CMD_MAX       ((2 + 8 + 8 + 8 + 2 + RN_CLUSTER_ADDR_MAX + 7) / 8 * 8)
+#define RN_FSM_TOPIC_MAX     250     /* a topic name, NUL included (249 characters) */
+#define RN_FSM_MAX_QUEUES    64      /* queues of one replicated topic */
+#define RN_FSM_MAX_TOPICS    4096
+#define RN_FSM_CMD_MAX       ((2 + 8 + 8 + 2 + RN_FSM_TOPIC_MAX + 4 + 8 + 8 + 1 + \
+                               RN_FSM_MAX_QUEUES * (8 + 1 + 8 * RN_CLUSTER_MAX_NODES) + \
+                               RN_CLUSTER_ADDR_MAX + 7) / 8 * 8)
 
 typedef enum rn_fsm_cmd_type {
     RN_FSM_REGISTER = 1,    /* a node (re)started and serves clients at `client` */
     RN_FSM_FENCE = 2,       /* the leader saw no heartbeat from the node for too long */
+    RN_FSM_TOPIC = 3,       /* a replicated topic and its queues' replica sets */
+    RN_FSM_LEADER = 4,      /* a queue's new leader (epoch + 1) or ISR (same epoch) */
 } rn_fsm_cmd_type_t;
+
+/* One queue of a replicated topic. Invariants: 1 <= nrep <= MAX_NODES,
+ * replicas distinct; leader is one of them (0 = none: no replica of the
+ * ISR was live to take over); isr is a subset of replicas holding the
+ * leader when there is one; epoch >= 1 grows by one at every change of
+ * leader. */
+typedef struct rn_fsm_pq {
+    uint64_t leader;
+    uint64_t epoch;
+    uint32_t nrep, nisr;
+    uint64_t replicas[RN_CLUSTER_MAX_NODES];
+    uint64_t isr[RN_CLUSTER_MAX_NODES];
+} rn_fsm_pq_t;
+
+typedef struct rn_fsm_topic {
+    char         name[RN_FSM_TOPIC_MAX];
+    uint32_t     nqueues;
+    rn_fsm_pq_t *q;                         /* nqueues, owned */
+} rn_fsm_topic_t;
 
 typedef struct rn_fsm_cmd {
     rn_fsm_cmd_type_t type;
-    uint64_t id;
+    uint64_t id;                            /* REGISTER, FENCE: the node; LEADER: the leader */
     uint64_t start_id;                      /* REGISTER */
     int64_t  at_ms;                         /* the leader's wall clock when it proposed */
     char     client[RN_CLUSTER_ADDR_MAX];   /* REGISTER */
+    char     topic[RN_FSM_TOPIC_MAX];       /* TOPIC, LEADER */
+    uint32_t nqueues;                       /* TOPIC */
+    uint32_t queue;                         /* LEADER */
+    uint64_t prev_epoch, epoch;             /* LEADER */
+    rn_fsm_pq_t q[RN_FSM_MAX_QUEUES];       /* TOPIC: leader, replicas; LEADER: q[0].isr */
 } rn_fsm_cmd_t;
 
 typedef struct rn_fsm_node {
@@ -63,11 +108,22 @@ typedef struct rn_fsm_node {
 } rn_fsm_node_t;
 
 typedef struct rn_fsm {
-    size_t        n;
-    rn_fsm_node_t nodes[RN_CLUSTER_MAX_NODES];   /* ascending id */
+    size_t          n;
+    rn_fsm_node_t   nodes[RN_CLUSTER_MAX_NODES];   /* ascending id */
+    size_t          ntopics;
+    rn_fsm_topic_t *topics;                        /* ascending name, owned */
+    uint64_t        topics_gen;                    /* +1 at every change of topics (local) */
 } rn_fsm_t;
 
 void rn_fsm_init(rn_fsm_t *f);
+void rn_fsm_free(rn_fsm_t *f);      /* the topics; f is then as after rn_fsm_init */
+/* A deep copy of topics[0..n) (NULL when n = 0 or out of memory: *ok = 0). */
+rn_fsm_topic_t *rn_fsm_topics_copy(const rn_fsm_topic_t *t, size_t n, int *ok);
+void rn_fsm_topics_free(rn_fsm_topic_t *t, size_t n);
+/* The topic with this name, or NULL (borrowed). */
+const rn_fsm_topic_t *rn_fsm_topic_find(const rn_fsm_t *f, const char *name);
+/* 1 when id is among ids[0..n). */
+int rn_fsm_has(const uint64_t *ids, uint32_t n, uint64_t id);
 
 /* Encode c into out (RN_FSM_CMD_MAX bytes); *len gets its size. RN_EINVAL
  * when the client address does not fit. */
@@ -78,7 +134,11 @@ int rn_fsm_cmd_decode(const uint8_t *p, size_t n, rn_fsm_cmd_t *c, char *errmsg)
 /* Apply one command. Deterministic: the same commands in the same order
  * give the same state on every node. REGISTER of a new node when
  * RN_CLUSTER_MAX_NODES are known: RN_EFULL (state unchanged). FENCE of an
- * unknown node changes nothing. */
+ * unknown node changes nothing. TOPIC of a name that exists: RN_EEXIST
+ * (unchanged); with a bad replica set (none, too many, twice, a leader not
+ * among them): RN_EINVAL. LEADER of an unknown topic or queue, or whose
+ * prev_epoch is not the queue's epoch (stale), or naming a leader or ISR
+ * outside the replicas: RN_EINVAL, unchanged. */
 int rn_fsm_apply(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg);
 
 /* The node with this id, or NULL (borrowed from f). */

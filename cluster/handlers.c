@@ -15,12 +15,16 @@
 
 #include "common/addr.h"
 
+#include <stdio.h>
+
 #include <stdatomic.h>
 #include <string.h>
 
 static _Atomic(rn_ctl_t *) the_ctl;
+static _Atomic(rn_repl_t *) the_repl;
 
 void rn_cluster_hd_set(rn_ctl_t *c) { atomic_store(&the_ctl, c); }
+void rn_cluster_hd_set_repl(rn_repl_t *r) { atomic_store(&the_repl, r); }
 
 static char *arena_str(rn_arena_t *a, const char *s)
 {
@@ -29,6 +33,55 @@ static char *arena_str(rn_arena_t *a, const char *s)
     if (p) memcpy(p, s, n);
     return p;
 }
+
+/* The replicated queues of view v into r (strings in the arena), with the
+ * leader's high watermark and lags when this node leads a queue. */
+static int status_queues(const rn_ctl_view_t *v, rn_arena_t *a,
+                         Runnel__V1__ClusterStatusResponse *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < v->ntopics; i++) n += v->topics[i].nqueues;
+    if (n == 0) return 0;
+    Runnel__V1__ClusterQueue **qv = rn_arena_alloc(a, n * sizeof *qv);
+    Runnel__V1__ClusterQueue *qs = rn_arena_alloc(a, n * sizeof *qs);
+    if (!qv || !qs) return -1;
+    rn_repl_t *rp = atomic_load(&the_repl);
+    size_t k = 0;
+    for (size_t i = 0; i < v->ntopics; i++) {
+        const rn_fsm_topic_t *t = &v->topics[i];
+        char *name = arena_str(a, t->name);
+        if (!name) return -1;
+        for (uint32_t j = 0; j < t->nqueues; j++, k++) {
+            const rn_fsm_pq_t *pq = &t->q[j];
+            Runnel__V1__ClusterQueue *q = &qs[k];
+            runnel__v1__cluster_queue__init(q);
+            q->topic = name;
+            q->queue = j;
+            q->leader = pq->leader;
+            q->epoch = pq->epoch;
+            q->replicas = rn_arena_alloc(a, pq->nrep * sizeof *q->replicas);
+            q->isr = rn_arena_alloc(a, (pq->nisr ? pq->nisr : 1) * sizeof *q->isr);
+            int64_t *lag = rn_arena_alloc(a, pq->nrep * sizeof *lag);
+            if (!q->replicas || !q->isr || !lag) return -1;
+            memcpy(q->replicas, pq->replicas, pq->nrep * sizeof *q->replicas);
+            memcpy(q->isr, pq->isr, pq->nisr * sizeof *q->isr);
+            q->n_replicas = pq->nrep;
+            q->n_isr = pq->nisr;
+            q->high_watermark = -1;
+            int64_t hwm;
+            if (rp && rn_repl_queue_state(rp, t->name, j, pq, &hwm, lag) == 0) {
+                q->high_watermark = hwm;
+                q->lag = lag;
+                q->n_lag = pq->nrep;
+            }
+            qv[k] = q;
+        }
+    }
+    r->queues = qv;
+    r->n_queues = n;
+    return 0;
+}
+
 
 int rn_cluster_hd_status(rn_hd_t *h, const ProtobufCMessage *req, rn_arena_t *a,
                          ProtobufCMessage **resp, rn_status_t *st)
@@ -76,6 +129,10 @@ int rn_cluster_hd_status(rn_hd_t *h, const ProtobufCMessage *req, rn_arena_t *a,
     }
     r->nodes = nv;
     r->n_nodes = v->n;
+    if (status_queues(v, a, r) != 0) {
+        rn_ctl_view_put(v);
+        return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "out of memory");
+    }
     rn_ctl_view_put(v);
     *resp = &r->base;
     return 0;
@@ -111,6 +168,28 @@ int rn_cluster_hd_heartbeat(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a
     if (rn_ctl_heartbeat(c, req->node_id, req->client_address, req->start_id) != 0)
         return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "the controller's queue is full; "
                              "heartbeat again later");
+    for (size_t i = 0; i < req->n_isr_changes; i++) {
+        const Runnel__V1__ClusterIsrChange *ch = req->isr_changes[i];
+        if (ch->topic && ch->n_isr <= RN_CLUSTER_MAX_NODES)
+            rn_ctl_isr_request(c, req->node_id, ch->topic, ch->queue, ch->epoch, ch->isr,
+                               (uint32_t)ch->n_isr);
+    }
+    if (req->n_log_ends) {
+        size_t n = req->n_log_ends < RN_CTL_MAX_ENDS ? req->n_log_ends : RN_CTL_MAX_ENDS;
+        rn_ctl_end_t *e = rn_arena_alloc(a, n * sizeof *e);
+        if (e) {
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++) {
+                const Runnel__V1__ClusterLogEnd *le = req->log_ends[i];
+                if (!le->topic || strlen(le->topic) >= RN_FSM_TOPIC_MAX) continue;
+                snprintf(e[k].topic, sizeof e[k].topic, "%s", le->topic);
+                e[k].queue = le->queue;
+                e[k].end = le->end;
+                k++;
+            }
+            rn_ctl_peer_log_ends(c, req->node_id, e, k);
+        }
+    }
     Runnel__V1__ClusterHeartbeatResponse *r = rn_arena_alloc(a, sizeof *r);
     if (!r) return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "out of memory");
     runnel__v1__cluster_heartbeat_response__init(r);

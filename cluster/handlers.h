@@ -12,9 +12,13 @@
 #define RN_CLUSTER_HANDLERS_H
 
 #include "cluster/controller.h"
+#include "cluster/replica.h"
 #include "server/handlers.h"
 
 void rn_cluster_hd_set(rn_ctl_t *c);
+/* The replica module whose leader state ClusterStatus shows (lags, high
+ * watermarks); set and cleared like the controller. */
+void rn_cluster_hd_set_repl(rn_repl_t *r);
 
 int rn_cluster_hd_status(rn_hd_t *h, const ProtobufCMessage *req, rn_arena_t *a,
                          ProtobufCMessage **resp, rn_status_t *st);

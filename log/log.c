@@ -1044,8 +1044,27 @@ static int queue_for_append(rn_log_t *log, uint32_t id, rn_queue_t **out, char *
 
 rn_hist_t rn_log_append_hist, rn_log_fsync_hist;
 
+/* rn_log_append and rn_log_append_at: expect < 0 takes the queue's next
+ * offset, else the append is refused unless the queue ends exactly there. */
+static int append_impl(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t len,
+                       int64_t expect, int64_t *base_offset, uint64_t *ticket, char *errmsg);
+
 int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t len,
                   int64_t *base_offset, uint64_t *ticket, char *errmsg)
+{
+    return append_impl(log, queue, batch, len, -1, base_offset, ticket, errmsg);
+}
+
+int rn_log_append_at(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t len,
+                     int64_t base, uint64_t *ticket, char *errmsg)
+{
+    int64_t got;
+    if (base < 0) return rn_errf(errmsg, RN_EINVAL, "base offset %lld is negative", (long long)base);
+    return append_impl(log, queue, batch, len, base, &got, ticket, errmsg);
+}
+
+static int append_impl(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t len,
+                       int64_t expect, int64_t *base_offset, uint64_t *ticket, char *errmsg)
 {
     rn_batch_header_t bh;
     int rc;
@@ -1065,6 +1084,12 @@ int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t le
     if (rc != 0) goto out;
     if (q->next_offset > INT64_MAX - bh.record_count) {
         rc = rn_errf(errmsg, RN_ERANGE, "queue %u has no offsets left", queue);
+        goto out;
+    }
+    if (expect >= 0 && q->next_offset != expect) {
+        rc = rn_errf(errmsg, RN_ERANGE, "queue %u ends at offset %lld, not at the batch's base "
+                     "offset %lld: refused (a replica appends only at its log end)", queue,
+                     (long long)q->next_offset, (long long)expect);
         goto out;
     }
     uint64_t entry = RN_SEG_HDR_SIZE + len;

@@ -137,6 +137,13 @@ void rn_log_recovery_info(const rn_log_t *log, rn_log_recovery_t *out);
 int rn_log_append(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t len,
                   int64_t *base_offset, uint64_t *ticket, char *errmsg);
 
+/* rn_log_append for a replica copying a leader's queue: the batch keeps its
+ * own base offset `base` (its bytes are stored exactly as given), and the
+ * append is refused with RN_ERANGE, nothing written, unless the queue's next
+ * offset is exactly `base`. */
+int rn_log_append_at(rn_log_t *log, uint32_t queue, const uint8_t *batch, size_t len,
+                     int64_t base, uint64_t *ticket, char *errmsg);
+
 /* Block until the append with this ticket may be acknowledged under the
  * store's fsync policy (see the ack rule above). A failed fsync returns its
  * error (and the store turns sticky): the append must not be acked. */

@@ -1037,8 +1037,27 @@ static int reserve(rn_datadir_t *d, dstore_t *s, uint32_t pq, int64_t end, char 
     return 0;
 }
 
+static int append_impl(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *batch,
+                       size_t len, int64_t at, int64_t *base_offset, uint64_t *ticket,
+                       char *errmsg);
+
 int rn_datadir_append(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *batch,
                       size_t len, int64_t *base_offset, uint64_t *ticket, char *errmsg)
+{
+    return append_impl(d, q, batch, len, -1, base_offset, ticket, errmsg);
+}
+
+int rn_datadir_append_at(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *batch,
+                         size_t len, int64_t base, uint64_t *ticket, char *errmsg)
+{
+    int64_t got;
+    if (base < 0) return rn_errf(errmsg, RN_EINVAL, "base offset %lld is negative", (long long)base);
+    return append_impl(d, q, batch, len, base, &got, ticket, errmsg);
+}
+
+static int append_impl(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *batch,
+                       size_t len, int64_t at, int64_t *base_offset, uint64_t *ticket,
+                       char *errmsg)
 {
     int rc = 0;
     for (;;) {
@@ -1052,7 +1071,15 @@ int rn_datadir_append(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *bat
         }
         int64_t pbase;
         uint64_t t = 0;
-        rc = rn_log_append(s->log, it->physical_id, batch, len, &pbase, &t, errmsg);
+        if (at < 0) {
+            rc = rn_log_append(s->log, it->physical_id, batch, len, &pbase, &t, errmsg);
+        } else if (at < it->logical_start) {
+            rc = rn_errf(errmsg, RN_ERANGE, "offset %lld is before the open mapping item "
+                         "(logical start %lld)", (long long)at, (long long)it->logical_start);
+        } else {
+            pbase = at - it->logical_start + it->physical_start;
+            rc = rn_log_append_at(s->log, it->physical_id, batch, len, pbase, &t, errmsg);
+        }
         pthread_mutex_unlock(&s->amu);
         if (rc == 0)                        /* rn_log_append validated the header */
             rc = reserve(d, s, it->physical_id, pbase + rn_be32_get(batch + 57), errmsg);
@@ -1371,8 +1398,27 @@ static int create_store(rn_datadir_t *d, const char *abs, rn_log_t **log, char *
     return 0;
 }
 
+static int remap_impl(rn_datadir_t *d, const char *topic, uint32_t queue, const char *store,
+                      int64_t at, rn_meta_item_t *sealed, rn_meta_item_t *opened, char *errmsg);
+
 int rn_datadir_remap(rn_datadir_t *d, const char *topic, uint32_t queue, const char *store,
                      rn_meta_item_t *sealed, rn_meta_item_t *opened, char *errmsg)
+{
+    return remap_impl(d, topic, queue, store, -1, sealed, opened, errmsg);
+}
+
+int rn_datadir_truncate(rn_datadir_t *d, const char *topic, uint32_t queue, int64_t end,
+                        char *errmsg)
+{
+    if (end < 0) return rn_errf(errmsg, RN_EINVAL, "truncate at a negative offset");
+    return remap_impl(d, topic, queue, NULL, end, NULL, NULL, errmsg);
+}
+
+/* rn_datadir_remap, sealing the open item at the queue's end (at < 0) or at
+ * logical offset `at` (rn_datadir_truncate: a batch boundary inside the open
+ * item, at or below its end). */
+static int remap_impl(rn_datadir_t *d, const char *topic, uint32_t queue, const char *store,
+                      int64_t at, rn_meta_item_t *sealed, rn_meta_item_t *opened, char *errmsg)
 {
     rn_datadir_queue_t q;
     char reg[RN_META_PATH_MAX + 1], abs[PATH_MAX];
@@ -1415,6 +1461,24 @@ int rn_datadir_remap(rn_datadir_t *d, const char *topic, uint32_t queue, const c
     rn_log_queue_info(oldlog, open->physical_id, &pi);
     int64_t end = pi.high_watermark > open->physical_start ? pi.high_watermark
                                                            : open->physical_start;
+    if (at >= 0) {                      /* rn_datadir_truncate: the tail from `at` goes */
+        int64_t pat = at - open->logical_start + open->physical_start;
+        rn_log_batch_ref_t ref;
+        if (at < open->logical_start || pat > end) {
+            rc = rn_errf(errmsg, RN_EINVAL, "topic '%s' queue %u: cannot truncate at %lld: "
+                         "outside its open item [%lld, %lld]", topic, queue, (long long)at,
+                         (long long)open->logical_start,
+                         (long long)(open->logical_start + end - open->physical_start));
+            goto out;
+        }
+        if (pat < end && (rn_log_lookup_offset(oldlog, open->physical_id, pat, &ref, NULL) != 0 ||
+                          ref.base_offset != pat)) {
+            rc = rn_errf(errmsg, RN_EINVAL, "topic '%s' queue %u: offset %lld is not where a "
+                         "batch starts", topic, queue, (long long)at);
+            goto out;
+        }
+        end = pat;
+    }
     if (is_new) {
         uint32_t *ids = NULL;
         size_t nids = 0;

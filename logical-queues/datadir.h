@@ -154,6 +154,11 @@ int  rn_datadir_queue_refresh(rn_datadir_t *d, rn_datadir_queue_t *q, char *errm
  * bits and that store's rn_log ticket below. */
 int  rn_datadir_append(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *batch,
                        size_t len, int64_t *base_offset, uint64_t *ticket, char *errmsg);
+/* rn_datadir_append at logical offset `base` exactly (rn_log_append_at):
+ * a replica's copy of a leader's batch, stored byte for byte; RN_ERANGE,
+ * nothing stored, unless the queue ends at `base`. */
+int  rn_datadir_append_at(rn_datadir_t *d, rn_datadir_queue_t *q, const uint8_t *batch,
+                          size_t len, int64_t base, uint64_t *ticket, char *errmsg);
 int  rn_datadir_wait(rn_datadir_t *d, uint64_t ticket);
 
 typedef struct rn_datadir_queue_info {
@@ -207,6 +212,15 @@ int  rn_datadir_resolve(rn_datadir_t *d, rn_datadir_queue_t *q, rn_datadir_pos_k
  * *sealed / *opened (may be NULL) receive the two items. */
 int  rn_datadir_remap(rn_datadir_t *d, const char *topic, uint32_t queue, const char *store,
                       rn_meta_item_t *sealed, rn_meta_item_t *opened, char *errmsg);
+
+/* Cut (topic, queue) at logical offset `end` (a batch boundary inside the
+ * queue's open item): a replica dropping a tail that diverged from its
+ * leader's. As rn_datadir_remap with the open item sealed at `end`: offsets
+ * from `end` on map to a fresh physical queue in the same store (the next
+ * append gets `end`); the cut batches stay in their store, unreachable,
+ * until retention drops them. No physical offset is ever reused. */
+int  rn_datadir_truncate(rn_datadir_t *d, const char *topic, uint32_t queue, int64_t end,
+                         char *errmsg);
 
 /* Apply every store's retention now (rn_log_retain), then drop the sealed
  * items it emptied, advancing those queues' logical start. */

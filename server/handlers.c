@@ -33,10 +33,16 @@
  *     the root itself); it reaches the core as the absolute path beneath the
  *     root. Otherwise PERMISSION_DENIED naming the root or the flag, before
  *     anything is created.
+ *  8. In a cluster (rn_hd_set_repl), a Produce or Fetch of a replicated
+ *     queue passes its hook before anything is stored or read (NOT_LEADER,
+ *     min_insync_replicas); a consumer's fetch returns whole batches below
+ *     the hook's limit only (the high watermark), and a replica's append
+ *     or cut holds the queue's append mutex like a Produce (invariant 2).
  */
 #include "server/handlers.h"
 
 #include "batch/batch.h"
+#include "common/bytes.h"
 #include "common/error.h"
 #include "common/root.h"
 #include "common/sys.h"
@@ -86,6 +92,10 @@ struct rn_hd {
     pthread_mutex_t   gmu;             /* the group guard (rn_hd_set_group_guard) */
     rn_hd_group_guard_fn guard;
     void             *guard_arg;
+    rn_hd_repl_t      repl;            /* cluster hooks; set once before serving */
+    int               has_repl;
+    void            (*waker)(void *arg, rn_qent_t *q);
+    void             *waker_arg;
 };
 
 /* ---- arena -------------------------------------------------------------- */
@@ -440,6 +450,9 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
     if (n > MAX_BATCHES)
         return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "%zu batches in one request; the limit "
                              "is %d", n, MAX_BATCHES);
+    if (h->has_repl && h->repl.produce(h->repl.arg, req->topic ? req->topic : "", req->queue,
+                                       &p->replicated, st) != 0)
+        return -1;
     if (qent_get(h, req->topic, req->queue, &p->q, st) != 0) {
         if (st->code == RN_ST_NOT_FOUND) st->reason = RN_SR_NO_QUEUE;
         return -1;
@@ -497,6 +510,8 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
         if (v == 1) {
             p->dup[i] = 1;
             p->base[i] = d.base_offset;
+            if (d.base_offset + hdrs[i].record_count > p->end)
+                p->end = d.base_offset + hdrs[i].record_count;
             if (d.ticket) p->tickets[p->ntickets++] = d.ticket;
         } else {
             news[nnews++] = hdrs[i];
@@ -515,6 +530,7 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
             goto out;
         }
         p->tickets[p->ntickets++] = t;
+        if (p->base[i] + hdrs[i].record_count > p->end) p->end = p->base[i] + hdrs[i].record_count;
         p->stored++;
         p->bytes += b->len;
         rn_metrics_produced(e->m, (uint64_t)hdrs[i].record_count, b->len);
@@ -546,6 +562,12 @@ int rn_hd_produce_wait(rn_hd_t *h, rn_produce_t *p, rn_status_t *st)
     return 0;
 }
 
+int rn_hd_produce_replicated(rn_hd_t *h, rn_produce_t *p, rn_status_t *st)
+{
+    if (!p->replicated || !h->has_repl || !p->q) return 0;
+    return h->repl.wait(h->repl.arg, p->q->topic, p->q->queue, p->end, st);
+}
+
 int rn_hd_produce_answer(rn_hd_t *h, rn_produce_t *p, rn_arena_t *a, ProtobufCMessage **resp,
                          rn_status_t *st)
 {
@@ -557,7 +579,11 @@ int rn_hd_produce_answer(rn_hd_t *h, rn_produce_t *p, rn_arena_t *a, ProtobufCMe
     r->n_duplicates = p->n;
     r->duplicates = p->dup;
     int64_t hwm = 0;
-    if (rn_hd_queue_hwm(h, p->q, &hwm) != 0) hwm = 0;
+    Runnel__V1__FetchRequest fr;
+    runnel__v1__fetch_request__init(&fr);
+    fr.topic = p->q->topic;
+    fr.queue = p->q->queue;
+    if (rn_hd_fetch_visible(h, &fr, p->q, &hwm) != 0) hwm = 0;
     r->high_watermark = hwm;
     *resp = &r->base;
     return 0;
@@ -575,12 +601,112 @@ int rn_hd_produce_partial(rn_hd_t *h, rn_produce_t *p, rn_arena_t *a, ProtobufCM
 
 /* ---- fetch ---------------------------------------------------------------- */
 
+/* Keep the whole batches of f->records below limit (a replicated queue's
+ * high watermark: a batch is on every in-sync replica or not). */
+static void cut_at(rn_fetch_t *f, int64_t limit)
+{
+    size_t at = 0;
+    uint32_t n = 0;
+    while (at + 12 <= f->records.len) {
+        const uint8_t *b = f->records.data + at;
+        size_t size = 12 + (size_t)rn_be32_get(b + 8);
+        if ((int64_t)rn_be64_get(b) >= limit || at + size > f->records.len) break;
+        at += size;
+        n++;
+    }
+    f->records.len = at;
+    f->nbatches = n;
+    if (f->high_watermark > limit) f->high_watermark = limit;
+}
+
 int rn_hd_fetch(rn_hd_t *h, const Runnel__V1__FetchRequest *req, rn_fetch_t *f, rn_status_t *st)
 {
     f->records.len = 0;
     f->nbatches = 0;
+    int64_t limit = -1;
+    if (h->has_repl && h->repl.fetch(h->repl.arg, req, &limit, st) != 0) return -1;
     if (!f->q && qent_get(h, req->topic, req->queue, &f->q, st) != 0) return -1;
-    return rn_hd_read(h, f->q, req->offset, req->max_bytes, &f->records, f, st);
+    int rc = rn_hd_read(h, f->q, req->offset, req->max_bytes, &f->records, f, st);
+    if (rc == 0 && limit >= 0) cut_at(f, limit);
+    return rc;
+}
+
+int rn_hd_fetch_visible(rn_hd_t *h, const Runnel__V1__FetchRequest *req, rn_qent_t *q,
+                        int64_t *hwm)
+{
+    if (rn_hd_queue_hwm(h, q, hwm) != 0) return -1;
+    if (!h->has_repl || req->replica_id) return 0;
+    int64_t limit = -1;
+    rn_status_t st;
+    Runnel__V1__FetchRequest lr;
+    runnel__v1__fetch_request__init(&lr);
+    lr.topic = q->topic;
+    lr.queue = q->queue;
+    lr.offset = -1;
+    if (h->repl.fetch(h->repl.arg, &lr, &limit, &st) != 0) return 0;
+    if (limit >= 0 && limit < *hwm) *hwm = limit;
+    return 0;
+}
+
+void rn_hd_set_repl(rn_hd_t *h, const rn_hd_repl_t *r)
+{
+    h->repl = *r;
+    h->has_repl = 1;
+}
+
+void rn_hd_set_waker(rn_hd_t *h, void (*fn)(void *arg, rn_qent_t *q), void *arg)
+{
+    h->waker = fn;
+    h->waker_arg = arg;
+}
+
+void rn_hd_wake(rn_hd_t *h, const char *topic, uint32_t queue)
+{
+    rn_qent_t *e;
+    rn_status_t st;
+    if (h->waker && qent_get(h, topic, queue, &e, &st) == 0) h->waker(h->waker_arg, e);
+}
+
+int rn_hd_replica_append(rn_hd_t *h, const char *topic, uint32_t queue, const uint8_t *batch,
+                         size_t len, int64_t base, uint64_t *ticket, char *errmsg)
+{
+    rn_qent_t *e;
+    rn_status_t st;
+    rn_datadir_queue_t *q;
+    if (qent_get(h, topic, queue, &e, &st) != 0 || handle_get(h, e, &q, &st) != 0)
+        return rn_errf(errmsg, RN_ENOTFOUND, "%s", st.msg);
+    pthread_mutex_lock(&e->mu);                                    /* invariant 2 */
+    int rc = rn_datadir_append_at(h->d, q, batch, len, base, ticket, errmsg);
+    if (e->ps_loaded) {
+        rn_pstate_free(&e->ps);
+        e->ps_loaded = 0;
+    }
+    pthread_mutex_unlock(&e->mu);
+    handle_put(e, q);
+    if (rc == 0 && len >= 61) {
+        atomic_fetch_add(&h->produced_batches, 1);
+        atomic_fetch_add(&h->produced_bytes, len);
+        rn_metrics_produced(e->m, rn_be32_get(batch + 57), len);
+    }
+    return rc;
+}
+
+int rn_hd_wait(rn_hd_t *h, uint64_t ticket) { return rn_datadir_wait(h->d, ticket); }
+
+int rn_hd_truncate(rn_hd_t *h, const char *topic, uint32_t queue, int64_t end, char *errmsg)
+{
+    rn_qent_t *e;
+    rn_status_t st;
+    if (qent_get(h, topic, queue, &e, &st) != 0)
+        return rn_errf(errmsg, RN_ENOTFOUND, "%s", st.msg);
+    pthread_mutex_lock(&e->mu);                                    /* invariant 2 */
+    int rc = rn_datadir_truncate(h->d, topic, queue, end, errmsg);
+    if (e->ps_loaded) {
+        rn_pstate_free(&e->ps);
+        e->ps_loaded = 0;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
 }
 
 int rn_hd_read(rn_hd_t *h, rn_qent_t *e, int64_t offset, uint32_t max_bytes, rn_buf_t *out,
@@ -791,6 +917,7 @@ static int topic_answer(rn_hd_t *h, const char *name, int with_queues, rn_arena_
     return 0;
 }
 
+
 int rn_hd_create_topic(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
                        ProtobufCMessage **resp, rn_status_t *st)
 {
@@ -799,7 +926,14 @@ int rn_hd_create_topic(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     rn_meta_topic_t t;
     uint32_t queues = req->queues ? req->queues : 1;
     int rc = rn_meta_check_topic_name(req->name, err);
-    if (rc == 0) rc = rn_datadir_topic_create(h->d, req->name, queues, &t, err);
+    if (rc != 0) return fail_rc(st, rc, err);
+    int local = 1;
+    if (h->has_repl) {                  /* the controller's topic, made here too */
+        local = h->repl.create_topic(h->repl.arg, req, st);
+        if (local < 0) return -1;
+    }
+    if (local) rc = rn_datadir_topic_create(h->d, req->name, queues, &t, err);
+    else if (topic_get(h, req->name, &t, st) != 0) return -1;
     if (rc != 0) return fail_rc(st, rc, err);
     Runnel__V1__TopicInfo *ti;
     if (topic_info(h, &t, 0, a, &ti, st) != 0) return -1;

@@ -153,6 +153,8 @@ typedef struct rn_produce {
     size_t      done;            /* begin failed part-way: the leading batches that
                                     have a base offset (stored, or duplicates) */
     uint64_t    t0_ns;           /* rn_mono_ns when begin started (ack latency) */
+    int         replicated;      /* a cluster queue: acks wait for the ISR (rn_hd_repl_t) */
+    int64_t     end;             /* the offset after the request's last batch */
 } rn_produce_t;
 
 /* Validate every batch (deep), check idempotent sequences, then append the
@@ -199,6 +201,59 @@ void rn_hd_fetch_free(rn_fetch_t *f);
 
 /* The visible end of q now (cheap). */
 int  rn_hd_queue_hwm(rn_hd_t *h, rn_qent_t *q, int64_t *hwm);
+
+/* ---- cluster hooks (cluster/replica.h installs them) -------------------------- */
+
+/* Set once before the server accepts calls; every hook may run on any
+ * thread and must not block except `wait`. Without hooks (a single-node
+ * broker) produces and fetches are local as always. */
+typedef struct rn_hd_repl {
+    void *arg;
+    /* Before a Produce stores anything: 0 lets it go on (*replicated = 1
+     * when its acks must wait for the in-sync replicas, 0 for a topic the
+     * controller does not replicate); -1 with st (FAILED_PRECONDITION,
+     * reason NOT_LEADER naming the leader; not enough in-sync replicas). */
+    int (*produce)(void *arg, const char *topic, uint32_t queue, int *replicated,
+                   rn_status_t *st);
+    /* After a replicated produce is durable here: block until [0, end) is
+     * below the queue's high watermark; -1 with st when it cannot be. */
+    int (*wait)(void *arg, const char *topic, uint32_t queue, int64_t end, rn_status_t *st);
+    /* Before a Fetch: -1 with st when this node does not lead the queue,
+     * or a replica's check (replica_check) finds it diverged; a replica
+     * (replica_id != 0) reports that it holds [0, offset); *limit: the end
+     * a reader may see (-1 no limit: not replicated, or a replica). An
+     * offset < 0 only asks for the limit. */
+    int (*fetch)(void *arg, const Runnel__V1__FetchRequest *req, int64_t *limit,
+                 rn_status_t *st);
+    /* CreateTopic in a cluster: 0 when the controller committed the topic
+     * and it exists here too; 1 when this is no cluster topic's business
+     * (create it locally as always); -1 with st. */
+    int (*create_topic)(void *arg, const Runnel__V1__CreateTopicRequest *req, rn_status_t *st);
+} rn_hd_repl_t;
+
+void rn_hd_set_repl(rn_hd_t *h, const rn_hd_repl_t *r);
+/* A replicated produce (p->replicated): wait for the high watermark to
+ * cover it (rn_hd_repl_t.wait); 0 at once otherwise. */
+int  rn_hd_produce_replicated(rn_hd_t *h, rn_produce_t *p, rn_status_t *st);
+/* A replica's copy of a leader's batch: stored byte for byte at its own
+ * base offset, refused (RN_ERANGE) unless the queue ends there. The queue's
+ * producer state is dropped (rebuilt from the tail if this node leads it
+ * later). Wait with rn_hd_wait. */
+int  rn_hd_replica_append(rn_hd_t *h, const char *topic, uint32_t queue, const uint8_t *batch,
+                          size_t len, int64_t base, uint64_t *ticket, char *errmsg);
+int  rn_hd_wait(rn_hd_t *h, uint64_t ticket);
+/* A replica cutting the tail of (topic, queue) that diverged from its
+ * leader's, at a batch boundary (rn_datadir_truncate); the producer state
+ * is dropped as for rn_hd_replica_append. */
+int  rn_hd_truncate(rn_hd_t *h, const char *topic, uint32_t queue, int64_t end, char *errmsg);
+/* The end a fetch of req sees now: the local visible end, lowered to the
+ * high watermark for a consumer of a replicated queue. */
+int  rn_hd_fetch_visible(rn_hd_t *h, const Runnel__V1__FetchRequest *req, rn_qent_t *q,
+                         int64_t *hwm);
+/* The server's hook that answers parked fetches of a queue again (set once
+ * by the server), and its use: the high watermark of (topic, queue) moved. */
+void rn_hd_set_waker(rn_hd_t *h, void (*fn)(void *arg, rn_qent_t *q), void *arg);
+void rn_hd_wake(rn_hd_t *h, const char *topic, uint32_t queue);
 
 /* A new idempotent producer (id 0) or a known one's next epoch (rn_preg_init),
  * for the Kafka front's InitProducerId. */

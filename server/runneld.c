@@ -79,6 +79,7 @@
 #include "batch/batch.h"
 #include "cluster/controller.h"
 #include "cluster/handlers.h"
+#include "cluster/replica.h"
 #include "client/tls.h"
 #include "client/users.h"
 #include "common/addr.h"
@@ -124,7 +125,8 @@ static const char usage[] =
     "               [--metrics-listen HOST:PORT] [--sink-dir DIR] [--store-root DIR]\n"
     "               [--allow-root] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n"
     "               [--insecure] [--node-id N --cluster ID=HOST:PORT,ID=HOST:PORT,...\n"
-    "               [--cluster-snapshot-entries N]]\n"
+    "               [--cluster-snapshot-entries N] [--min-insync-replicas N]\n"
+    "               [--replica-lag-ms MS]]\n"
     "\n"
     "Serves the runnel.v1.Runnel gRPC service (proto/runnel.proto) over DIR, which it\n"
     "creates when absent and locks while it runs (use `runnel --server HOST:PORT` then).\n"
@@ -194,9 +196,12 @@ static const char usage[] =
     "  --node-id N --cluster 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT  run as node N of a\n"
     "                     cluster whose controller replicates over raft at these addresses\n"
     "                     (used to bootstrap DATA/raft on the first start only; see\n"
-    "                     cluster/README.md: metadata only, no data replication yet)\n"
+    "                     cluster/README.md: topics made there are replicated)\n"
     "  --cluster-snapshot-entries N  snapshot the controller state every N raft entries,\n"
     "                     keeping N entries behind it (default 64, 2..1048576)\n"
+    "  --min-insync-replicas N  a produce to a replicated queue needs min(N, replicas)\n"
+    "                     in-sync replicas (default 2, 1..16)\n"
+    "  --replica-lag-ms MS  a follower not caught up for MS leaves the ISR (default 1500)\n"
     "SIGINT/SIGTERM: stop accepting, finish in-flight calls, fsync, exit 0.\n";
 
 /* Invariant 8: does the credentials file at path hold a user now? (A file
@@ -217,6 +222,7 @@ typedef struct daemon {
     uv_async_t    wake, stopped;
     uv_timer_t    park, grace;
     rn_server_t  *srv;
+    rn_repl_t    *repl;               /* a cluster node's data path; NULL otherwise */
     int           signals;
 } daemon_t;
 
@@ -259,6 +265,7 @@ static void on_signal(uv_signal_t *h, int signum)
         rn_slog(RN_SLOG_INFO, "%s: shutting down: no new calls; finishing the running ones",
                 signum == SIGINT ? "SIGINT" : "SIGTERM");
         rn_server_shutdown(d->srv);
+        rn_repl_shutdown(d->repl);       /* acks waiting for replicas end now */
         uv_timer_start(&d->grace, on_grace, GRACE_MS, 0);
     } else {
         rn_slog(RN_SLOG_WARN, "second signal: cancelling running calls");
@@ -339,7 +346,7 @@ int main(int argc, char **argv)
            OPT_KLISTEN, OPT_KADV, OPT_KAUTO, OPT_KFRAME, OPT_KFTIMEOUT, OPT_MLISTEN,
            OPT_SINKDIR, OPT_STOREROOT, OPT_ALLOWROOT, OPT_TLSCERT, OPT_TLSKEY, OPT_TLSCA,
            OPT_INSECURE, OPT_USERS, OPT_REQAUTH, OPT_AUTHFAIL, OPT_SUPER, OPT_NODEID, OPT_CLUSTER, OPT_CSNAP,
-           OPT_UDFDIR };
+           OPT_UDFDIR, OPT_MINISR, OPT_LAGMS };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -376,6 +383,8 @@ int main(int argc, char **argv)
         {"node-id", required_argument, NULL, OPT_NODEID},
         {"cluster", required_argument, NULL, OPT_CLUSTER},
         {"cluster-snapshot-entries", required_argument, NULL, OPT_CSNAP},
+        {"min-insync-replicas", required_argument, NULL, OPT_MINISR},
+        {"replica-lag-ms", required_argument, NULL, OPT_LAGMS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -383,7 +392,7 @@ int main(int argc, char **argv)
     const char *data = NULL, *listen = "127.0.0.1:7070", *port_file = NULL, *pipelines = NULL;
     const char *mlisten = NULL, *sink_dir = NULL, *store_dir = NULL;
     const char *users = NULL, *node_id = NULL, *cluster = NULL;
-    uint32_t csnap = 0;
+    uint32_t csnap = 0, min_isr = 0, lag_ms = 0;
     int allow_root = 0, insecure = 0, require_auth = 0;
     uint32_t auth_failures = RN_AUTH_FAIL_LIMIT;
     const char *supers[RN_ACL_MAX_SUPERS];
@@ -474,6 +483,13 @@ int main(int argc, char **argv)
         case OPT_CSNAP:
             if (parse_u32("--cluster-snapshot-entries", optarg, 2, 1u << 20, &csnap)) return 2;
             break;
+        case OPT_MINISR:
+            if (parse_u32("--min-insync-replicas", optarg, 1, RN_CLUSTER_MAX_NODES, &min_isr))
+                return 2;
+            break;
+        case OPT_LAGMS:
+            if (parse_u32("--replica-lag-ms", optarg, 100, 600000, &lag_ms)) return 2;
+            break;
         case OPT_KAUTO:
             if (parse_u32("--kafka-auto-create-queues", optarg, 0, 1u << 16, &ko.auto_create))
                 return 2;
@@ -513,6 +529,11 @@ int main(int argc, char **argv)
     if (!node_id != !cluster) {
         fprintf(stderr, "runneld: --node-id and --cluster go together: give both (this node's "
                 "id and every node's raft address), or neither for a single-node broker\n");
+        return 2;
+    }
+    if ((min_isr || lag_ms) && !cluster) {
+        fprintf(stderr, "runneld: --min-insync-replicas and --replica-lag-ms are for a cluster "
+                "node: give them with --node-id and --cluster\n");
         return 2;
     }
     if (csnap && !cluster) {
@@ -703,8 +724,13 @@ int main(int argc, char **argv)
     rc = users ? rn_auth_create(users, require_auth, auth_failures, &auth) : -ENAMETOOLONG;
     if (rc != 0) snprintf(err, sizeof err, "cannot set up authentication: %s", rn_strerror(rc));
     so.auth = auth;
+    if (rc == 0 && cluster) {
+        rn_repl_opts_t ro = {h, cconf.self, min_isr, lag_ms, 0};
+        rc = rn_repl_create(&ro, &d.repl, err);
+    }
     if (rc == 0) rc = rn_server_start(h, &so, &d.srv, &port, err);
     if (rc != 0) {
+        rn_repl_destroy(d.repl);
         rn_tls_pem_free(&tls);
         rn_auth_destroy(auth);
         rn_slog(RN_SLOG_ERROR, "%s", err);
@@ -791,6 +817,12 @@ int main(int argc, char **argv)
             rn_server_shutdown(d.srv);
         } else {
             rn_cluster_hd_set(ctl);
+            rn_cluster_hd_set_repl(d.repl);
+            if (rn_repl_start(d.repl, ctl, err) != 0) {
+                rn_slog(RN_SLOG_ERROR, "%s", err);
+                failed = 1;
+                rn_server_shutdown(d.srv);
+            }
         }
     }
     if (port_file && !failed && write_port_file(port_file, port, kport, mport, err) != 0) {
@@ -808,6 +840,8 @@ int main(int argc, char **argv)
 
     rn_server_stats_t ss;
     rn_server_stats(d.srv, &ss);
+    rn_cluster_hd_set_repl(NULL);
+    rn_repl_destroy(d.repl);            /* its threads use h and the server's waker */
     rn_server_destroy(d.srv);
     rn_cluster_hd_set(NULL);
     rn_ctl_stop(ctl);

@@ -513,6 +513,10 @@ static void *waiter_main(void *arg)
             if (rc != 0) rn_slog(RN_SLOG_ERROR, "Produce (acks written): %s", st.msg);
         }
         wake_queue(s, j->q);
+        /* A cluster queue: acks all waits for the in-sync replicas, after
+         * the wake-up above let the followers' parked fetches see it. */
+        if (rc == 0 && j->c && !j->c->partial)
+            rc = rn_hd_produce_replicated(s->hd, &j->c->prod, &st);
         if (j->c && j->c->partial) {
             respond_partial(j->c, rc == 0);
         } else if (j->c) {
@@ -580,6 +584,8 @@ static void wake_where(rn_server_t *s, rn_qent_t *q, int64_t now_ms, int all)
 
 static void wake_queue(rn_server_t *s, rn_qent_t *q) { wake_where(s, q, -1, 0); }
 
+static void waker(void *arg, rn_qent_t *q) { wake_queue(arg, q); }
+
 int64_t rn_server_next_deadline(rn_server_t *s)
 {
     int64_t d = -1;
@@ -627,7 +633,7 @@ static void do_fetch(scall_t *c)
         int64_t hwm;
         if (s->stopping) {
             c->final = 1;
-        } else if (rn_hd_queue_hwm(s->hd, c->fetch.q, &hwm) == 0 && hwm > req->offset) {
+        } else if (rn_hd_fetch_visible(s->hd, req, c->fetch.q, &hwm) == 0 && hwm > req->offset) {
             again = 1;                        /* data arrived meanwhile */
         } else {
             c->state = C_PARKED;
@@ -1174,6 +1180,7 @@ int rn_server_start(rn_hd_t *h, const rn_server_opts_t *o, rn_server_t **out, in
     rn_server_t *s = calloc(1, sizeof *s);
     if (!s) return rn_errf(errmsg, -ENOMEM, "out of memory");
     s->hd = h;
+    rn_hd_set_waker(h, waker, s);      /* a cluster queue's high watermark moved */
     s->o = *o;
     s->armed = -1;
     s->nthreads = o->threads < 1 ? 1 : o->threads > MAX_THREADS ? MAX_THREADS : o->threads;
@@ -1316,6 +1323,7 @@ void rn_server_stats(rn_server_t *s, rn_server_stats_t *out)
 void rn_server_destroy(rn_server_t *s)
 {
     if (!s) return;
+    rn_hd_set_waker(s->hd, NULL, NULL);
     for (int i = 0; i < s->nthreads; i++) pthread_join(s->threads[i], NULL);
     pthread_mutex_lock(&s->mu);                    /* invariant 8 */
     while (s->workers) pthread_cond_wait(&s->workers_cv, &s->mu);

@@ -43,6 +43,8 @@ typedef enum rn_sreason {
     RN_SR_PRODUCER_EPOCH,     /* stale or never-issued epoch */
     RN_SR_SEQUENCE,           /* a sequence gap or an old duplicate */
     RN_SR_NO_QUEUE,           /* unknown topic or queue */
+    RN_SR_NOT_LEADER,         /* cluster: another node leads the queue */
+    RN_SR_NOT_ENOUGH_REPLICAS, /* cluster: the ISR is below min_insync_replicas */
 } rn_sreason_t;
 
 /* A status and its message (RN_ERRMSG_SIZE, like every errmsg). */

@@ -3,7 +3,9 @@
  * without raft or the network: command round trips (every encoding a
  * multiple of 8 bytes, as libraft 0.15's segment files need), the decoder's
  * refusals, registration and fencing (incarnations, idempotent re-proposals,
- * the node limit), and snapshot round trips and refusals.
+ * the node limit), replicated topics and leader changes (epochs, stale
+ * proposals, replica sets that do not check), and snapshot round trips and
+ * refusals (with and without topics).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +14,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cluster/fsm.h"
@@ -37,6 +40,249 @@ static rn_fsm_cmd_t fence(uint64_t id, int64_t at)
     c.id = id;
     c.at_ms = at;
     return c;
+}
+
+static rn_fsm_cmd_t topic(const char *name, uint32_t nq, uint32_t nrep, uint64_t first)
+{
+    rn_fsm_cmd_t c;
+    memset(&c, 0, sizeof c);
+    c.type = RN_FSM_TOPIC;
+    c.at_ms = 77;
+    snprintf(c.topic, sizeof c.topic, "%s", name);
+    c.nqueues = nq;
+    assert_true(nq <= RN_FSM_MAX_QUEUES);
+    for (uint32_t k = 0; k < nq; k++) {
+        c.q[k].nrep = nrep;
+        for (uint32_t r = 0; r < nrep; r++) c.q[k].replicas[r] = (first + k + r) % nrep + 1;
+        c.q[k].leader = c.q[k].replicas[0];
+    }
+    return c;
+}
+
+static rn_fsm_cmd_t leader(const char *name, uint32_t queue, uint64_t prev, uint64_t epoch,
+                           uint64_t id, const uint64_t *isr, uint32_t nisr)
+{
+    rn_fsm_cmd_t c;
+    memset(&c, 0, sizeof c);
+    c.type = RN_FSM_LEADER;
+    c.id = id;
+    snprintf(c.topic, sizeof c.topic, "%s", name);
+    c.queue = queue;
+    c.prev_epoch = prev;
+    c.epoch = epoch;
+    c.q[0].nisr = nisr;
+    memcpy(c.q[0].isr, isr, nisr * sizeof *isr);
+    return c;
+}
+
+/* Deep equality of two states (topics_gen is local and not compared). */
+static void assert_fsm_equal(const rn_fsm_t *a, const rn_fsm_t *b)
+{
+    assert_int_equal(a->n, b->n);
+    assert_memory_equal(a->nodes, b->nodes, sizeof a->nodes);
+    assert_int_equal(a->ntopics, b->ntopics);
+    for (size_t i = 0; i < a->ntopics; i++) {
+        assert_string_equal(a->topics[i].name, b->topics[i].name);
+        assert_int_equal(a->topics[i].nqueues, b->topics[i].nqueues);
+        assert_memory_equal(a->topics[i].q, b->topics[i].q,
+                            a->topics[i].nqueues * sizeof *a->topics[i].q);
+    }
+}
+
+/* Topic and leader commands round trip at every size, padded to 8 bytes;
+ * every truncation of one is refused or (padding only) still valid. */
+static void test_topic_cmd_roundtrip(void **state)
+{
+    (void)state;
+    char name[RN_FSM_TOPIC_MAX];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    uint32_t nqs[] = {1, 2, 7, RN_FSM_MAX_QUEUES};
+    for (size_t k = 0; k < 4; k++) {
+        for (uint32_t nrep = 1; nrep <= RN_CLUSTER_MAX_NODES; nrep += 5) {
+            name[k * 60 + 1] = '\0';
+            rn_fsm_cmd_t c = topic(name, nqs[k], nrep, k);
+            name[k * 60 + 1] = 'n';
+            uint8_t buf[RN_FSM_CMD_MAX];
+            size_t len = 0;
+            assert_int_equal(rn_fsm_cmd_encode(&c, buf, &len), 0);
+            assert_int_equal(len % 8, 0);
+            assert_true(len <= RN_FSM_CMD_MAX);
+            rn_fsm_cmd_t d;
+            char err[RN_ERRMSG_SIZE];
+            assert_int_equal(rn_fsm_cmd_decode(buf, len, &d, err), 0);
+            assert_int_equal(d.type, RN_FSM_TOPIC);
+            assert_string_equal(d.topic, c.topic);
+            assert_int_equal(d.nqueues, c.nqueues);
+            for (uint32_t q = 0; q < c.nqueues; q++) {
+                assert_int_equal(d.q[q].leader, c.q[q].leader);
+                assert_int_equal(d.q[q].nrep, nrep);
+                assert_memory_equal(d.q[q].replicas, c.q[q].replicas, nrep * 8);
+            }
+            size_t body = 2 + 8 + 8 + 2 + strlen(c.topic) + 4 + c.nqueues * (8 + 1 + 8 * nrep);
+            for (size_t n = 0; n < len; n++)
+                assert_int_equal(rn_fsm_cmd_decode(buf, n, &d, err), n >= body ? 0 : RN_ECORRUPT);
+        }
+    }
+    /* the largest command fits RN_FSM_CMD_MAX */
+    rn_fsm_cmd_t big = topic(name, RN_FSM_MAX_QUEUES, RN_CLUSTER_MAX_NODES, 0);
+    uint8_t buf[RN_FSM_CMD_MAX];
+    size_t len;
+    assert_int_equal(rn_fsm_cmd_encode(&big, buf, &len), 0);
+    assert_true(len <= RN_FSM_CMD_MAX);
+    uint64_t isr[] = {3, 1};
+    rn_fsm_cmd_t c = leader("t", 5, 8, 9, 3, isr, 2), d;
+    assert_int_equal(rn_fsm_cmd_encode(&c, buf, &len), 0);
+    assert_int_equal(len % 8, 0);
+    char err[RN_ERRMSG_SIZE];
+    assert_int_equal(rn_fsm_cmd_decode(buf, len, &d, err), 0);
+    assert_int_equal(d.id, 3);
+    assert_int_equal(d.queue, 5);
+    assert_int_equal(d.prev_epoch, 8);
+    assert_int_equal(d.epoch, 9);
+    assert_int_equal(d.q[0].nisr, 2);
+    assert_int_equal(d.q[0].isr[1], 1);
+    /* no name, too many queues, too many replicas: not encoded */
+    c = topic("", 1, 1, 0);
+    assert_int_equal(rn_fsm_cmd_encode(&c, buf, &len), RN_EINVAL);
+    c = topic("t", 1, 1, 0);
+    c.nqueues = RN_FSM_MAX_QUEUES + 1;                   /* more than c.q holds */
+    assert_int_equal(rn_fsm_cmd_encode(&c, buf, &len), RN_EINVAL);
+    c = topic("t", 1, 1, 0);
+    c.q[0].nrep = RN_CLUSTER_MAX_NODES + 1;
+    assert_int_equal(rn_fsm_cmd_encode(&c, buf, &len), RN_EINVAL);
+}
+
+/* Topics: created once, replica sets checked; leader changes only from the
+ * current epoch, one more per new leader, none for an ISR change. */
+static void test_topic_apply(void **state)
+{
+    (void)state;
+    rn_fsm_t f;
+    rn_fsm_init(&f);
+    char err[RN_ERRMSG_SIZE];
+    rn_fsm_cmd_t c = topic("b", 3, 3, 0);
+    assert_int_equal(rn_fsm_apply(&f, &c, err), 0);
+    c = topic("a", 1, 2, 1);
+    assert_int_equal(rn_fsm_apply(&f, &c, err), 0);
+    assert_int_equal(f.ntopics, 2);
+    assert_string_equal(f.topics[0].name, "a");          /* ascending names */
+    uint64_t gen = f.topics_gen;
+    c = topic("b", 1, 1, 0);
+    assert_int_equal(rn_fsm_apply(&f, &c, err), RN_EEXIST);
+    assert_int_equal(f.topics_gen, gen);
+    const rn_fsm_topic_t *t = rn_fsm_topic_find(&f, "b");
+    assert_non_null(t);
+    assert_int_equal(t->nqueues, 3);
+    for (uint32_t k = 0; k < 3; k++) {
+        assert_int_equal(t->q[k].epoch, 1);
+        assert_int_equal(t->q[k].nisr, 3);
+        assert_memory_equal(t->q[k].isr, t->q[k].replicas, 3 * 8);
+        assert_int_equal(t->q[k].leader, t->q[k].replicas[0]);
+    }
+    assert_int_equal(t->q[0].leader, 1);                  /* leaders spread */
+    assert_int_equal(t->q[1].leader, 2);
+    assert_int_equal(t->q[2].leader, 3);
+    /* bad replica sets: twice, a leader outside, none, node id 0 */
+    c = topic("c", 1, 2, 0);
+    c.q[0].replicas[1] = c.q[0].replicas[0];
+    assert_int_equal(rn_fsm_apply(&f, &c, err), RN_EINVAL);
+    c = topic("c", 1, 2, 0);
+    c.q[0].leader = 9;
+    assert_int_equal(rn_fsm_apply(&f, &c, err), RN_EINVAL);
+    c = topic("c", 1, 0, 0);
+    assert_int_equal(rn_fsm_apply(&f, &c, err), RN_EINVAL);
+    c = topic("c", 1, 1, 0);
+    c.q[0].replicas[0] = c.q[0].leader = 0;
+    assert_int_equal(rn_fsm_apply(&f, &c, err), RN_EINVAL);
+    assert_null(rn_fsm_topic_find(&f, "c"));
+    /* b/0: leader 1 fails; 2 takes over at epoch 2 with ISR {2, 3} */
+    uint64_t isr23[] = {2, 3}, isr2[] = {2}, isr9[] = {2, 9}, isr3[] = {3};
+    c = leader("b", 0, 1, 2, 2, isr23, 2);
+    assert_int_equal(rn_fsm_apply(&f, &c, err), 0);
+    t = rn_fsm_topic_find(&f, "b");
+    assert_int_equal(t->q[0].leader, 2);
+    assert_int_equal(t->q[0].epoch, 2);
+    assert_int_equal(t->q[0].nisr, 2);
+    /* the same proposal again (a new controller leader re-proposing): stale */
+    assert_int_equal(rn_fsm_apply(&f, &c, err), RN_EINVAL);
+    assert_non_null(strstr(err, "stale"));
+    assert_int_equal(rn_fsm_find(&f, 2) == NULL, 1);
+    /* ISR shrink keeps the epoch; a new leader must take epoch + 1 */
+    c = leader("b", 0, 2, 2, 2, isr2, 1);
+    assert_int_equal(rn_fsm_apply(&f, &c, err), 0);
+    assert_int_equal(t->q[0].epoch, 2);
+    assert_int_equal(t->q[0].nisr, 1);
+    c = leader("b", 0, 2, 2, 3, isr3, 1);                 /* new leader, same epoch */
+    assert_int_equal(rn_fsm_apply(&f, &c, err), RN_EINVAL);
+    c = leader("b", 0, 2, 3, 2, isr9, 2);                 /* ISR outside the replicas */
+    assert_int_equal(rn_fsm_apply(&f, &c, err), RN_EINVAL);
+    c = leader("b", 0, 2, 3, 3, isr2, 1);                 /* leader not in its ISR */
+    assert_int_equal(rn_fsm_apply(&f, &c, err), RN_EINVAL);
+    c = leader("b", 0, 2, 3, 0, isr2, 1);                 /* no leader: epoch + 1 */
+    assert_int_equal(rn_fsm_apply(&f, &c, err), 0);
+    assert_int_equal(t->q[0].leader, 0);
+    assert_int_equal(t->q[0].epoch, 3);
+    c = leader("b", 7, 1, 2, 2, isr2, 1);                 /* no queue 7 */
+    assert_int_equal(rn_fsm_apply(&f, &c, err), RN_EINVAL);
+    c = leader("zz", 0, 1, 2, 2, isr2, 1);
+    assert_int_equal(rn_fsm_apply(&f, &c, err), RN_EINVAL);
+    rn_fsm_free(&f);
+}
+
+/* A state with topics snapshots as version 2 and restores the same; every
+ * truncation is refused with the state unchanged; a replica set that does
+ * not check is refused. */
+static void test_topic_snapshot(void **state)
+{
+    (void)state;
+    rn_fsm_t f, g;
+    rn_fsm_init(&f);
+    rn_fsm_init(&g);
+    char err[RN_ERRMSG_SIZE];
+    rn_fsm_cmd_t c = reg(1, 5, "127.0.0.1:1", 3);
+    assert_int_equal(rn_fsm_apply(&f, &c, err), 0);
+    const char *names[] = {"orders", "a", "logs.v2"};
+    for (int i = 0; i < 3; i++) {
+        c = topic(names[i], (uint32_t)i * 3 + 1, (uint32_t)i + 1, (uint64_t)i);
+        assert_int_equal(rn_fsm_apply(&f, &c, err), 0);
+    }
+    uint64_t isr[] = {2};
+    c = leader("logs.v2", 1, 1, 2, 2, isr, 1);
+    assert_int_equal(rn_fsm_apply(&f, &c, err), 0);
+    size_t bound = rn_fsm_snapshot_bound(&f);
+    uint8_t *buf = malloc(bound + 8);
+    assert_non_null(buf);
+    size_t n = rn_fsm_snapshot_encode(&f, buf);
+    assert_true(n <= bound);
+    assert_int_equal(buf[4], 2);
+    assert_int_equal(rn_fsm_snapshot_decode(&g, buf, n, err), 0);
+    assert_fsm_equal(&f, &g);
+    /* restoring over a state with topics replaces them (no leak, no merge) */
+    assert_int_equal(rn_fsm_snapshot_decode(&g, buf, n, err), 0);
+    assert_fsm_equal(&f, &g);
+    for (size_t k = 0; k < n; k++) {
+        assert_int_equal(rn_fsm_snapshot_decode(&g, buf, k, err), RN_ECORRUPT);
+        assert_fsm_equal(&f, &g);
+    }
+    /* the last queue's ISR member changed to a node outside its replicas */
+    uint8_t keep = buf[n - 1];
+    buf[n - 1] = 0x63;
+    assert_int_equal(rn_fsm_snapshot_decode(&g, buf, n, err), RN_ECORRUPT);
+    buf[n - 1] = keep;
+    buf[n] = 0;
+    assert_int_equal(rn_fsm_snapshot_decode(&g, buf, n + 1, err), RN_ECORRUPT);
+    /* without topics the state is written as version 1 */
+    rn_fsm_t h;
+    rn_fsm_init(&h);
+    assert_int_equal(rn_fsm_apply(&h, &c, err), RN_EINVAL);
+    size_t m = rn_fsm_snapshot_encode(&h, buf);
+    assert_int_equal(buf[4], 1);
+    assert_int_equal(rn_fsm_snapshot_decode(&g, buf, m, err), 0);
+    assert_int_equal(g.ntopics, 0);
+    free(buf);
+    rn_fsm_free(&f);
+    rn_fsm_free(&g);
 }
 
 /* Every command decodes to itself, and its encoding is padded to 8 bytes. */
@@ -174,7 +420,7 @@ static void test_snapshot(void **state)
     size_t n = rn_fsm_snapshot_encode(&f, buf);
     rn_fsm_init(&g);
     assert_int_equal(rn_fsm_snapshot_decode(&g, buf, n, err), 0);
-    assert_memory_equal(&f, &g, sizeof f);
+    assert_fsm_equal(&f, &g);
     /* every truncation and every single-byte change of a header field */
     for (size_t k = 0; k < n; k++) {
         rn_fsm_t h;
@@ -186,7 +432,9 @@ static void test_snapshot(void **state)
     }
     uint8_t bad[8192];
     memcpy(bad, buf, n);
-    bad[4] = 2;
+    bad[4] = 3;
+    assert_int_equal(rn_fsm_snapshot_decode(&g, bad, n, err), RN_ECORRUPT);
+    bad[4] = 2;                                     /* version 2 needs a topic part */
     assert_int_equal(rn_fsm_snapshot_decode(&g, bad, n, err), RN_ECORRUPT);
     memcpy(bad, buf, n);
     bad[8] = RN_CLUSTER_MAX_NODES + 1;
@@ -211,6 +459,9 @@ int main(void)
         cmocka_unit_test(test_cmd_refused),
         cmocka_unit_test(test_apply),
         cmocka_unit_test(test_snapshot),
+        cmocka_unit_test(test_topic_cmd_roundtrip),
+        cmocka_unit_test(test_topic_apply),
+        cmocka_unit_test(test_topic_snapshot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

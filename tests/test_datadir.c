@@ -11,7 +11,10 @@
  * remaps and finds a topic created directly on the metadata handle; topic
  * deletion (its offsets and checkpoint entries go, old handles get a clean
  * RN_ENOTFOUND, a recreated topic starts at 0 on fresh physical queues), also
- * while a producer thread and a consumer thread use the topic.
+ * while a producer thread and a consumer thread use the topic; a replica's
+ * append at a given base offset (byte for byte, refused anywhere but the
+ * queue's end) and its cut of a diverged tail (only at a batch boundary in
+ * the open item; the next append gets the cut offset; kept after a reopen).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +33,7 @@
 #include <unistd.h>
 
 #include "batch/batch.h"
+#include "common/bytes.h"
 #include "common/error.h"
 #include "common/sys.h"
 #include "logical-queues/datadir.h"
@@ -671,6 +675,99 @@ static void test_topic_delete_concurrent(void **state)
     assert_int_equal(rn_datadir_close(d), 0);
 }
 
+/* The whole queue from offset 0 (logical base offsets in the bytes). */
+static void read_queue(rn_datadir_t *d, rn_datadir_queue_t *q, rn_buf_t *out)
+{
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_datadir_queue_info_t info;
+    assert_int_equal(rn_datadir_queue_info(d, q, &info, err), 0);
+    out->len = 0;
+    int64_t off = info.log_start;
+    while (off < info.high_watermark) {
+        size_t from = out->len;
+        uint32_t nb = 0;
+        assert_int_equal(rn_datadir_read(d, q, off, 1 << 20, out, &nb, err), 0);
+        assert_true(nb > 0);
+        for (size_t p = from; p < out->len; p += 12 + rn_be32_get(out->data + p + 8))
+            off = (int64_t)rn_be64_get(out->data + p) + rn_be32_get(out->data + p + 57);
+    }
+}
+
+static void test_append_at_and_truncate(void **state)
+{
+    fixture_t *f = *state;
+    rn_datadir_t *d = open_dir(f->dir, 1);
+    char err[RN_ERRMSG_SIZE] = "";
+    assert_int_equal(rn_datadir_topic_create(d, "r", 1, NULL, err), 0);
+    rn_datadir_queue_t q;
+    assert_int_equal(rn_datadir_queue_open(d, "r", 0, &q, err), 0);
+    assert_int_equal(append(d, &q, "a", 2, 1000), 0);
+    assert_int_equal(append(d, &q, "b", 3, 1000), 2);
+    assert_int_equal(append(d, &q, "c", 4, 1000), 5);
+    /* A leader's batch at base 9 is stored byte for byte, and only at 9. */
+    rn_batch_builder_t b;
+    const uint8_t *p;
+    size_t len;
+    build(&b, "lead", 4, 2000, &p, &len);
+    uint8_t *copy = malloc(len);
+    assert_non_null(copy);
+    memcpy(copy, p, len);
+    rn_be64_put(copy, 9);
+    uint64_t ticket = 0;
+    assert_int_equal(rn_datadir_append_at(d, &q, copy, len, 8, &ticket, err), RN_ERANGE);
+    assert_non_null(strstr(err, "ends at offset 9, not at the batch's base offset 8"));
+    assert_int_equal(rn_datadir_append_at(d, &q, copy, len, 10, &ticket, err), RN_ERANGE);
+    assert_int_equal(rn_datadir_append_at(d, &q, copy, len, 9, &ticket, err), 0);
+    assert_int_equal(rn_datadir_wait(d, ticket), 0);
+    rn_buf_t all = RN_BUF_INIT;
+    read_queue(d, &q, &all);
+    assert_true(all.len >= len);
+    assert_memory_equal(all.data + all.len - len, copy, len);
+    /* Cuts: not inside a batch, not past the end; at a boundary it holds. */
+    assert_int_equal(rn_datadir_truncate(d, "r", 0, 7, err), RN_EINVAL);
+    assert_non_null(strstr(err, "not where a batch starts"));
+    assert_int_equal(rn_datadir_truncate(d, "r", 0, 14, err), RN_EINVAL);
+    assert_non_null(strstr(err, "outside its open item"));
+    rn_buf_t before = RN_BUF_INIT;
+    read_queue(d, &q, &before);
+    assert_int_equal(rn_datadir_truncate(d, "r", 0, 5, err), 0);
+    rn_datadir_queue_info_t info;
+    assert_int_equal(rn_datadir_queue_info(d, &q, &info, err), 0);
+    assert_int_equal(info.high_watermark, 5);
+    rn_buf_t after = RN_BUF_INIT;
+    read_queue(d, &q, &after);
+    assert_true(after.len < before.len);
+    assert_memory_equal(after.data, before.data, after.len);      /* the prefix is kept */
+    /* The next append takes 5 (the cut offsets are given again, on a fresh
+     * physical queue), and the new item holds it after a reopen. */
+    assert_int_equal(append(d, &q, "d", 2, 3000), 5);
+    rn_be64_put(copy, 7);
+    assert_int_equal(rn_datadir_append_at(d, &q, copy, len, 7, &ticket, err), 0);
+    assert_int_equal(rn_datadir_wait(d, ticket), 0);
+    rn_buf_t kept = RN_BUF_INIT;
+    read_queue(d, &q, &kept);
+    rn_datadir_queue_close(&q);
+    assert_int_equal(rn_datadir_close(d), 0);
+    d = open_dir(f->dir, 0);
+    assert_int_equal(rn_datadir_queue_open(d, "r", 0, &q, err), 0);
+    assert_int_equal(rn_datadir_queue_info(d, &q, &info, err), 0);
+    assert_int_equal(info.high_watermark, 11);
+    rn_buf_t again = RN_BUF_INIT;
+    read_queue(d, &q, &again);
+    assert_int_equal(again.len, kept.len);
+    assert_memory_equal(again.data, kept.data, kept.len);
+    assert_memory_equal(again.data + again.len - len, copy, len);
+    rn_datadir_queue_close(&q);
+    assert_int_equal(rn_datadir_close(d), 0);
+    rn_buf_free(&all);
+    rn_buf_free(&before);
+    rn_buf_free(&after);
+    rn_buf_free(&kept);
+    rn_buf_free(&again);
+    free(copy);
+    rn_batch_builder_destroy(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -683,6 +780,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_append_while_metadata_locked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topic_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topic_delete_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_at_and_truncate, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,7 +38,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rn_fsm_cmd_encode(&c, buf, &len) != 0 || len % 8 != 0) abort();
         if (rn_fsm_cmd_decode(buf, len, &d, err) != 0) abort();
         if (d.type != c.type || d.id != c.id || d.start_id != c.start_id ||
-            d.at_ms != c.at_ms || strcmp(d.client, c.client) != 0)
+            d.at_ms != c.at_ms || strcmp(d.client, c.client) != 0 ||
+            strcmp(d.topic, c.topic) != 0 || d.nqueues != c.nqueues || d.queue != c.queue ||
+            d.prev_epoch != c.prev_epoch || d.epoch != c.epoch)
             abort();
         rn_fsm_t f;
         rn_fsm_init(&f);
@@ -46,9 +48,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             rn_fsm_apply(&f, &c, err);
             check_state(&f);
         }
+        rn_fsm_free(&f);
     }
     static rn_fsm_t s, before;
-    rn_fsm_init(&s);
+    rn_fsm_free(&s);
     s.n = 1;
     s.nodes[0].id = 7;
     before = s;
