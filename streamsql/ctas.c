@@ -271,6 +271,9 @@ int rn_ctas_create(rn_datadir_t *d, const char *name, const char *select, size_t
     if (rc == 0 && f0.tail_b < f0.ntoks)
         rc = rn_errf(errmsg, RN_EINVAL, "CREATE TABLE ... AS SELECT takes no LIMIT, EMIT or "
                      "WITH clause: the table is updated on every change (%s)", FORM);
+    if (rc == 0 && f0.group_b >= f0.group_e)
+        rc = rn_errf(errmsg, RN_EINVAL, "CREATE TABLE ... AS SELECT needs GROUP BY key: the "
+                     "key is the table's primary key (%s)", FORM);
     rn_front_free(&f0);
     if (rc != 0) return rc;
     /* open it as the pipeline will run it: bad SQL, an unknown source, what
