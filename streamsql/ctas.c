@@ -201,7 +201,7 @@ static int table_def(const front_t *f, const sdef_t *src, const char *name, sdef
                 return rn_errf(errmsg, RN_EINVAL, "two columns are named '%s'", col);
         if (is_key && def->pk1)
             return rn_errf(errmsg, RN_EINVAL, "the GROUP BY key is selected twice");
-        snprintf(def->fields[def->nfields].name, sizeof def->fields[0].name, "%s", col);
+        memcpy(def->fields[def->nfields].name, col, strlen(col) + 1);   /* valid_field_name */
         def->fields[def->nfields].type = t;
         if (is_key) def->pk1 = def->nfields + 1;
         def->nfields++;
