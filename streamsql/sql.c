@@ -76,6 +76,12 @@
  *     rn_sql_state_save, so every batch between two saves sees the table
  *     the first save recorded, and rn_sql_state_load rebuilds exactly that
  *     table from the saved positions.
+ * 10. A SELECT whose FROM names a table (no join) is a pull query: the
+ *     table is loaded to the end each of its topic's queues has at open,
+ *     then the statement runs once, as written, over temp."<table>" as plain
+ *     sqlite (read-only: sqlite3_stmt_readonly is checked), and the query
+ *     is DONE. No consumer and no state: it is not resumable and refuses
+ *     --follow, EMIT and WITH.
  */
 #include "streamsql/sql.h"
 #include "streamsql/sql_int.h"
