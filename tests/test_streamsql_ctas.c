@@ -9,7 +9,8 @@
  * pipeline SIGKILLed at random points and restarted leaves exactly the
  * aggregation (nothing counted twice); inside runneld (--pipelines file) the
  * table is maintained, read over the Query RPC (streamsql --server) and
- * exact after a kill -9 of runneld; refusals name what is supported; DROP
+ * exact after a kill -9 of runneld, and reading it over the RPC needs consume
+ * rights on its changelog topic; refusals name what is supported; DROP
  * TABLE takes the pipeline and the changelog topic away.
  */
 #include "tests/test_streamsql_util.h"
@@ -538,6 +539,25 @@ static void test_runneld(void **state)
     char *e = rn_test_slurp(errf, NULL);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) != 0);
     if (!strstr(e, "--pipelines file")) fail_msg("stderr: %s", e);
+    free(e);
+    assert_int_equal(rn_test_runneld_stop(&r), 0);
+
+    /* with ACLs: reading the table needs consume on its changelog topic */
+    const char *acl1[] = {RN_BIN_DIR "/runnel", "--data", data, "acl", "add", "--principal",
+                          "anonymous", "--cluster", "--op", "query", NULL};
+    const char *acl2[] = {RN_BIN_DIR "/runnel", "--data", data, "acl", "add", "--principal",
+                          "anonymous", "--topic", "ev", "--op", "consume", NULL};
+    st = rn_test_run(acl1[0], acl1, NULL, out, errf);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    st = rn_test_run(acl2[0], acl2, NULL, out, errf);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(rn_test_runneld_start_args(&r, data, extra, &exited), 0);
+    const char *argv2[] = {RN_BIN_DIR "/streamsql", "--server", r.addr, "-e",
+                           "SELECT k FROM agg", NULL};
+    st = rn_test_run(argv2[0], argv2, NULL, out, errf);
+    e = rn_test_slurp(errf, NULL);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+    if (!strstr(e, "agg.changelog")) fail_msg("stderr: %s", e);
     free(e);
     assert_int_equal(rn_test_runneld_stop(&r), 0);
     sqlite3_close(db);
