@@ -210,6 +210,10 @@ static int table_def(const front_t *f, const sdef_t *src, const char *name, sdef
     if (!def->pk1)
         return rn_errf(errmsg, RN_EINVAL, "the SELECT must return the GROUP BY key '%s' (the "
                        "table's primary key) as a column: %s", f->keys[0], FORM);
+    /* invariant 1: one key column, INTEGER or TEXT, every column named */
+    assert(def->pk1 >= 1 && def->pk1 <= def->nfields);
+    assert(def->fields[def->pk1 - 1].type == FT_INTEGER ||
+           def->fields[def->pk1 - 1].type == FT_TEXT);
     return 0;
 }
 
