@@ -327,6 +327,19 @@ static void test_refused_and_drop(void **state)
     t = rows_of(f, "SELECT id, name FROM users WHERE id < 5");
     assert_string_equal(t, "1|amy\n");
     free(t);
+    /* and a static file table */
+    char file[128], ddl[256];
+    snprintf(file, sizeof file, "%s/plans.csv", f->root);
+    static const char csv[] = "id,plan\n1,free\n2,pro\n3,team\n";
+    rn_test_write_file(file, csv, strlen(csv));
+    snprintf(ddl, sizeof ddl, "CREATE TABLE plans (id INTEGER PRIMARY KEY, plan TEXT) WITH "
+             "(file = '%s', format = 'csv')", file);
+    exec_ok(f, ddl);
+    t = rows_of(f, "SELECT plan FROM plans WHERE id >= 2");
+    s = sorted(t);
+    assert_string_equal(s, "pro\nteam\n");
+    free(s);
+    free(t);
     exec_ok(f, "DROP TABLE users");
     m = rn_datadir_meta_lock(f->d);
     assert_int_equal(rn_meta_topic_get(m, "users", &mt, err), 0);   /* not its topic */
