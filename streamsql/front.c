@@ -774,6 +774,25 @@ static int parse_create_table(front_t *f, int *erroff, char *errmsg)
     return 0;
 }
 
+/* CREATE TABLE name AS SELECT ...: the name and where the SELECT starts
+ * (f->body); ctas.c checks and stores the rest. */
+static int parse_create_table_as(front_t *f, int *erroff, char *errmsg)
+{
+    f->kind = SK_CREATE_TABLE_AS;
+    if (!is_name_tok(f, 2) || front_ident(f, 2, f->name, sizeof f->name) != 0)
+        return unexpected(f, 2, erroff, errmsg, "CREATE TABLE name AS SELECT ...");
+    f->name_tok = 2;
+    if (rn_meta_check_name("table", f->name, errmsg) != 0) {
+        if (erroff) *erroff = tok_off(f, 2);
+        return RN_EINVAL;
+    }
+    f->body = 4;
+    if (!front_tok_is(f, 4, "SELECT"))
+        return unexpected(f, 4, erroff, errmsg, "CREATE TABLE name AS SELECT key, "
+                          "count(*) AS n, ... FROM stream GROUP BY key");
+    return 0;
+}
+
 /* The canonical text of a table definition: what meta.db keeps and what
  * parse_create_table reads back. */
 int rn_front_table_text(const sdef_t *def, rn_buf_t *out)
@@ -1555,6 +1574,9 @@ int rn_front_parse(front_t *f, const char *sql, size_t len, int *erroff, char *e
         f->kind = SK_CREATE;
         return parse_create(f, erroff, errmsg);
     }
+    if (front_tok_is(f, 0, "CREATE") && front_tok_is(f, 1, "TABLE") &&
+        front_tok_is(f, 3, "AS"))
+        return parse_create_table_as(f, erroff, errmsg);
     if (front_tok_is(f, 0, "CREATE") && front_tok_is(f, 1, "TABLE")) {
         f->kind = SK_CREATE_TABLE;
         return parse_create_table(f, erroff, errmsg);

@@ -76,6 +76,12 @@
  *     rn_sql_state_save, so every batch between two saves sees the table
  *     the first save recorded, and rn_sql_state_load rebuilds exactly that
  *     table from the saved positions.
+ * 10. A SELECT whose FROM names a table (no join) is a pull query: the
+ *     table is loaded to the end each of its topic's queues has at open,
+ *     then the statement runs once, as written, over temp."<table>" as plain
+ *     sqlite (read-only: sqlite3_stmt_readonly is checked), and the query
+ *     is DONE. No consumer and no state: it is not resumable and refuses
+ *     --follow, EMIT and WITH.
  */
 #include "streamsql/sql.h"
 #include "streamsql/sql_int.h"
@@ -134,6 +140,7 @@ struct rn_sql {
     int64_t         *pmax;          /* pmax[i]: largest event time of rows[0..i] */
     uint32_t         cur_queue;     /* queue of the last step's batch; UINT32_MAX: none */
     uint32_t         next_q;        /* the queue the consumer's round-robin tries next */
+    int              pull;          /* SELECT ... FROM a table: a pull query (invariant 10) */
 };
 
 void rn_sql_opts_default(rn_sql_opts_t *o)
@@ -342,6 +349,10 @@ static int resolve(rn_sql_t *q, const char *name, int *erroff, char *errmsg)
     char why[RN_ERRMSG_SIZE];
     if (rc == 0) {
         rc = def_from_meta(s, &q->def, errmsg);
+    } else if (tb && rn_meta_table_get(m, name, tb, why) == 0 && q->f.kind == SK_SELECT &&
+               !q->f.join) {
+        q->pull = 1;                        /* a pull query on the table (open_pull) */
+        rc = 0;
     } else if (tb && rn_meta_table_get(m, name, tb, why) == 0) {
         /* a declared table wins over the bare topic of its name */
         rc = rn_errf(errmsg, RN_EINVAL, "'%.60s' is a table: a query reads a stream and may "
@@ -684,10 +695,70 @@ static int check_join_order(rn_sql_t *q, char *errmsg)
     return rc;
 }
 
+/* SELECT ... FROM table [WHERE ...]: a pull query (invariant 10). The table
+ * is loaded to the end each of its queues has now, then the statement, as
+ * written, runs once over temp."<table>" as plain sqlite (any WHERE, GROUP
+ * BY, ORDER BY, LIMIT: the table is bounded). */
+static int open_pull(rn_sql_t *q, int *erroff, char *errmsg)
+{
+    for (int i = q->f.tail_b; i < q->f.ntoks; i++)
+        if (q->f.toks[i].depth == 0 && (rn_front_tok_is(&q->f, i, "EMIT") ||
+                                        rn_front_tok_is(&q->f, i, "WITH"))) {
+            if (erroff) *erroff = (int)q->f.toks[i].off;
+            return rn_errf(errmsg, RN_EINVAL, "a query on table '%s' answers once with the "
+                           "table's current rows: EMIT and WITH apply to streams", q->f.name);
+        }
+    if (q->o.follow)
+        return rn_errf(errmsg, RN_EINVAL, "a query on table '%s' answers once (a pull query): "
+                       "--follow applies to streams; to follow the changes, read its "
+                       "changelog topic", q->f.name);
+    if (!(q->tdef = malloc(sizeof *q->tdef))) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    int rc = rn_table_get(q->d, q->f.name, q->tdef, errmsg);
+    if (rc != 0) return rc;
+    if (sqlite3_open_v2(":memory:", &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                        SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+        return rn_errf(errmsg, RN_ESQLITE, "cannot open sqlite: %s",
+                       q->db ? sqlite3_errmsg(q->db) : "out of memory");
+    sqlite3_limit(q->db, SQLITE_LIMIT_SQL_LENGTH, 4 * RN_SQL_MAX_SQL_LEN + 4096);
+    sqlite3_limit(q->db, SQLITE_LIMIT_EXPR_DEPTH, RN_SQL_MAX_DEPTH);
+    sqlite3_limit(q->db, SQLITE_LIMIT_ATTACHED, 0);
+    if ((rc = register_functions(q->d, q->db, errmsg)) != 0) return rc;
+    if ((rc = rn_table_open(q->d, q->db, q->tdef, &q->st.errors, q->st.first_error,
+                            sizeof q->st.first_error, &q->tbl, errmsg)) != 0)
+        return rc;
+    if (sqlite3_prepare_v2(q->db, q->f.sql, (int)q->f.len, &q->bst, NULL) != SQLITE_OK)
+        return prepare_error(q, "", 0, erroff, errmsg);
+    if (!sqlite3_stmt_readonly(q->bst))
+        return rn_errf(errmsg, RN_EINVAL, "a query on a table only reads it");
+    return columns_from_stmt(q, q->bst) == 0 ? 0 : rn_errf(errmsg, -ENOMEM, "out of memory");
+}
+
+/* One step of a pull query: every row, then DONE. */
+static int step_pull(rn_sql_t *q, rn_sql_state_t *state, char *errmsg)
+{
+    int rc;
+    while ((rc = sqlite3_step(q->bst)) == SQLITE_ROW) {
+        int r = deliver_stmt(q, q->bst);
+        if (r != 0) return r;
+        if (atomic_load(&q->cancel)) break;
+    }
+    *state = RN_SQL_DONE;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return rn_errf(errmsg, RN_ESQLITE, "table '%s': %s", q->f.name, sqlite3_errmsg(q->db));
+    return 0;
+}
+
+const front_t *rn_sql_front(rn_sql_t *q, const sdef_t **src)
+{
+    *src = &q->def;
+    return &q->f;
+}
+
 static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
 {
     int rc = resolve(q, q->f.name, erroff, errmsg);
     if (rc != 0) return rc;
+    if (q->pull) return open_pull(q, erroff, errmsg);
     if ((rc = rn_front_plan(&q->f, &q->def, erroff, errmsg)) != 0) return rc;
     q->b.def = &q->def;
     if ((rc = open_db(q, errmsg)) != 0) return rc;
@@ -799,6 +870,12 @@ int rn_sql_open(rn_datadir_t *d, const char *sql, size_t len, const rn_sql_opts_
         rc = set_columns(q, 5, names, NULL);
         break;
     }
+    case SK_CREATE_TABLE_AS:
+        if (q->o.remote) {
+            int same;
+            rc = rn_ctas_create(q->d, q->f.name, "", 0, 1, &same, errmsg);
+        }
+        break;
     case SK_CREATE_TABLE:
         if (q->f.def.file[0] && q->o.remote)
             rc = rn_errf(errmsg, -EPERM, "table '%s': a file table (WITH (file = ...)) is "
@@ -850,7 +927,7 @@ int rn_sql_changes_metadata(rn_sql_t *q)
 {
     stmt_kind_t k = q->f.kind;
     return k == SK_CREATE || k == SK_DROP || k == SK_CREATE_FN || k == SK_DROP_FN ||
-           k == SK_CREATE_TABLE || k == SK_DROP_TABLE;
+           k == SK_CREATE_TABLE || k == SK_DROP_TABLE || k == SK_CREATE_TABLE_AS;
 }
 
 void rn_sql_cancel(rn_sql_t *q)
@@ -961,6 +1038,14 @@ static void stream_diff(const rn_meta_stream_t *a, const rn_meta_stream_t *b, ch
 
 static int run_create_function(rn_sql_t *q, char *errmsg);
 
+/* CREATE TABLE name AS SELECT ...: ctas.c. */
+static int run_ctas(rn_sql_t *q, int *same, char *errmsg)
+{
+    const char *sel = q->f.sql + q->f.toks[q->f.body].off;
+    return rn_ctas_create(q->d, q->f.name, sel, q->f.len - (size_t)(sel - q->f.sql),
+                          q->o.remote, same, errmsg);
+}
+
 int rn_sql_define(rn_datadir_t *d, const char *sql, size_t len, rn_sql_def_t *outcome,
                   int *erroff, char *errmsg)
 {
@@ -988,8 +1073,13 @@ int rn_sql_define(rn_datadir_t *d, const char *sql, size_t len, rn_sql_def_t *ou
         int same = 0;
         rc = rn_table_create(d, &q->f.def, 0, &same, errmsg);
         *outcome = same ? RN_SQL_DEF_UNCHANGED : RN_SQL_DEF_CREATED;
+    } else if (q->f.kind == SK_CREATE_TABLE_AS) {
+        int same = 0;
+        rc = run_ctas(q, &same, errmsg);
+        *outcome = same ? RN_SQL_DEF_UNCHANGED : RN_SQL_DEF_CREATED;
     } else if (q->f.kind == SK_DROP_TABLE) {
-        rc = rn_table_drop(d, q->f.name, errmsg);
+        rc = rn_ctas_drop(d, q->f.name, errmsg);
+        if (rc == 0) rc = rn_table_drop(d, q->f.name, errmsg);
         *outcome = rc == RN_ENOTFOUND ? RN_SQL_DEF_ABSENT : RN_SQL_DEF_DROPPED;
         if (rc == RN_ENOTFOUND) rc = 0;
     } else if (q->f.kind != SK_CREATE) {
@@ -1527,7 +1617,8 @@ int rn_sql_step(rn_sql_t *q, rn_sql_state_t *state, char *errmsg)
     }
     *state = RN_SQL_DONE;
     switch (q->f.kind) {
-    case SK_SELECT: rc = step_select(q, state, errmsg); break;
+    case SK_SELECT: rc = q->pull ? step_pull(q, state, errmsg) : step_select(q, state, errmsg);
+        break;
     case SK_EXPLAIN: rc = run_explain(q); break;
     case SK_CREATE: rc = run_create(q, errmsg); break;
     case SK_SHOW: rc = run_show(q, errmsg); break;
@@ -1560,9 +1651,18 @@ int rn_sql_step(rn_sql_t *q, rn_sql_state_t *state, char *errmsg)
         break;
     }
     case SK_DROP_TABLE:
-        rc = rn_table_drop(q->d, q->f.name, errmsg);
+        rc = rn_ctas_drop(q->d, q->f.name, errmsg);
+        if (rc == 0) rc = rn_table_drop(q->d, q->f.name, errmsg);
         if (rc == RN_ENOTFOUND && q->f.if_exists) rc = 0;
         break;
+    case SK_CREATE_TABLE_AS: {
+        int same = 0;
+        rc = run_ctas(q, &same, errmsg);
+        if (rc == 0 && same)
+            rc = rn_errf(errmsg, RN_EEXIST, "table '%s' already exists, with this definition",
+                         q->f.name);
+        break;
+    }
     case SK_SHOW_TABLES: rc = rn_table_show(q->d, deliver_row_cb, q, errmsg); break;
     }
     if (rc == RN_ECLOSED && errmsg && !errmsg[0]) rn_errf(errmsg, rc, "stopped by the receiver");

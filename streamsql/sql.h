@@ -18,7 +18,9 @@
  * Statements: SELECT (plain, or aggregating with GROUP BY TUMBLE/HOP/SESSION
  * and keys, HAVING, EMIT FINAL|CHANGES, LIMIT, a trailing WITH (watermark,
  * idle_timeout, late)), EXPLAIN SELECT, CREATE STREAM, DROP STREAM, SHOW
- * STREAMS, DESCRIBE name, CREATE FUNCTION, DROP FUNCTION, SHOW FUNCTIONS.
+ * STREAMS, DESCRIBE name, CREATE FUNCTION, DROP FUNCTION, SHOW FUNCTIONS,
+ * CREATE TABLE [AS SELECT ... GROUP BY key], DROP TABLE, SHOW TABLES, and a
+ * SELECT over a table (a pull query: answers once, sql.c invariant 10).
  * rn_sql_split cuts a script into statements.
  *
  * Results do not depend on how the records were batched (sql.c invariant

@@ -129,7 +129,8 @@ const char *rn_udf_template(size_t i);
 
 typedef enum stmt_kind { SK_SELECT, SK_EXPLAIN, SK_CREATE, SK_DROP, SK_SHOW, SK_DESCRIBE,
                          SK_CREATE_FN, SK_DROP_FN, SK_SHOW_FN,
-                         SK_CREATE_TABLE, SK_DROP_TABLE, SK_SHOW_TABLES } stmt_kind_t;
+                         SK_CREATE_TABLE, SK_DROP_TABLE, SK_SHOW_TABLES,
+                         SK_CREATE_TABLE_AS } stmt_kind_t;
 typedef enum win_kind { WK_NONE, WK_GLOBAL, WK_TUMBLE, WK_HOP, WK_SESSION } win_kind_t;
 typedef enum agg_kind { AG_COUNT_STAR, AG_COUNT, AG_SUM, AG_TOTAL, AG_AVG, AG_MIN, AG_MAX,
                         AG_FIRST, AG_LAST,
@@ -401,5 +402,25 @@ int  rn_table_save(rn_table_t *t, rn_buf_t *out, char *errmsg);
 int  rn_table_restore(rn_table_t *t, const uint8_t *p, size_t n, size_t *used, char *errmsg);
 /* "topic 'x' (3 queues)" / "file 'p'" for EXPLAIN. */
 void rn_table_source(const rn_table_t *t, char *out, size_t size);
+
+/* ---- materialized tables: CREATE TABLE name AS SELECT (ctas.c) ---------- */
+
+/* The parsed statement of an open query and its resolved source (sql.c). */
+const front_t *rn_sql_front(rn_sql_t *q, const sdef_t **src);
+/* Check the SELECT (select[0..slen)), store the table, its changelog topic
+ * and its pipeline. *same: all three exist with this definition already.
+ * remote: refused (-EPERM). */
+int  rn_ctas_create(rn_datadir_t *d, const char *name, const char *select, size_t slen,
+                    int remote, int *same, char *errmsg);
+/* Table name over topic is materialized (a pipeline name writes into it):
+ * 1, its SELECT ... into out (may be NULL); else 0. */
+int  rn_ctas_pipeline(rn_datadir_t *d, const char *name, const char *topic, char *out,
+                      size_t size);
+/* Before DROP TABLE name: a materialized table's pipeline and changelog
+ * topic go (nothing for another table). */
+int  rn_ctas_drop(rn_datadir_t *d, const char *name, char *errmsg);
+/* Append ", materialized by pipeline 'x' ..., lag N ..." to out for SHOW
+ * TABLES (nothing for another table). */
+void rn_ctas_show(rn_datadir_t *d, const char *name, const char *topic, char *out, size_t size);
 
 #endif

@@ -195,7 +195,7 @@ int rn_table_show(rn_datadir_t *d, int (*row)(void *, const char *const *), void
     int rc = rn_meta_table_list(m, &v, &n, errmsg);
     rn_datadir_meta_unlock(d);
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        char src[RN_SQL_MAX_PATH + 16], fields[RN_SQL_MAX_FIELDS * (RN_SQL_MAX_NAME + 32)];
+        char src[RN_SQL_MAX_PATH + 512], fields[RN_SQL_MAX_FIELDS * (RN_SQL_MAX_NAME + 32)];
         char why[RN_ERRMSG_SIZE];
         if (parse_def(v[i].def, def, why) != 0) {
             const char *r[5] = {v[i].name, "(damaged: DROP TABLE it)", NULL, NULL, v[i].def};
@@ -204,6 +204,7 @@ int rn_table_show(rn_datadir_t *d, int (*row)(void *, const char *const *), void
         }
         snprintf(src, sizeof src, "%s '%s'", def->file[0] ? "file" : "topic",
                  def->file[0] ? def->file : def->topic);
+        if (!def->file[0]) rn_ctas_show(d, v[i].name, def->topic, src, sizeof src);
         rn_front_fields_text(def, fields, sizeof fields);
         const char *r[5] = {v[i].name, src, rn_front_format_name(def->format),
                             def->fields[def->pk1 - 1].name, fields};
