@@ -544,6 +544,7 @@ static void run_local(const cfg_t *cfg, out_t *o, const char *sql, size_t len, r
     int show_progress = isatty(STDERR_FILENO) && !cfg->opts.follow && rn_sql_is_query(q);
     uint64_t last = rn_mono_ns(), start = last;
     running = q;
+    if (interrupted) rn_sql_cancel(q);   /* a signal before `running` was set */
     rn_sql_state_t s = RN_SQL_MORE;
     while (r->rc == 0 && s != RN_SQL_DONE) {
         r->rc = rn_sql_step(q, &s, r->err);
@@ -868,7 +869,10 @@ typedef struct script {
 static int script_stmt(void *ctx, size_t off, size_t n)
 {
     script_t *s = ctx;
-    if (interrupted) return 1;
+    if (interrupted) {                   /* stopped before this statement: still 130 */
+        s->code = EXIT_INT;
+        return 1;
+    }
     s->code = run_statement(s->cfg, s->text + off, n);
     return s->code != EXIT_OK;
 }

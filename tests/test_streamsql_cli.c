@@ -311,6 +311,35 @@ static void test_signal_stops_endless_statement(void **state)
     }
 }
 
+/* A signal at any moment of the start (before the handler: killed by it;
+ * after: exit 130), never exit 0 as if the statement had run. */
+static void test_signal_early(void **state)
+{
+    fixture_t *f = *state;
+    for (int delay = 0; delay <= 60; delay += 5) {
+        pid_t pid = start(f, STREAMSQL, NULL, 1, ARGS("--format", "csv", "-e",
+            "SELECT svc FROM l WHERE (WITH RECURSIVE r(lat) AS (SELECT 1 UNION ALL "
+            "SELECT lat + 1 FROM r) SELECT count(*) FROM r) > 0"));
+        if (delay) rn_test_sleep_ms(delay);
+        kill(pid, SIGTERM);
+        int status, waited = 0;
+        pid_t got;
+        while ((got = waitpid(pid, &status, WNOHANG)) == 0 && waited < 5000) {
+            rn_test_sleep_ms(20);
+            waited += 20;
+        }
+        if (got == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            fail_msg("SIGTERM %d ms after the start did not stop the statement in 5 s", delay);
+        }
+        if (WIFSIGNALED(status)) assert_int_equal(WTERMSIG(status), SIGTERM);
+        else if (WEXITSTATUS(status) != 130)
+            fail_msg("SIGTERM %d ms after the start: exit %d, want 130", delay,
+                     WEXITSTATUS(status));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -322,6 +351,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follow_interrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signal_stops_endless_statement, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_signal_early, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
