@@ -212,11 +212,13 @@ static int deliver_stmt(rn_sql_t *q, sqlite3_stmt *st)
         switch (sqlite3_column_type(st, i)) {
         case SQLITE_INTEGER: v->type = RN_SQL_INT; v->i = sqlite3_column_int64(st, i); break;
         case SQLITE_FLOAT: v->type = RN_SQL_REAL; v->d = sqlite3_column_double(st, i); break;
-        case SQLITE_TEXT:
+        case SQLITE_TEXT: {
+            uint32_t n;
             v->type = RN_SQL_TEXT;
-            v->s = (const char *)sqlite3_column_text(st, i);
-            v->n = (size_t)sqlite3_column_bytes(st, i);
+            v->s = rn_sql_text_view(sqlite3_column_value(st, i), &n);
+            v->n = n;
             break;
+        }
         case SQLITE_BLOB:
             v->type = RN_SQL_BLOB;
             v->s = sqlite3_column_blob(st, i);

@@ -90,8 +90,7 @@ static void val_view(sqlite3_value *v, val_t *out)
     case SQLITE_FLOAT: out->type = RN_SQL_REAL; out->d = sqlite3_value_double(v); break;
     case SQLITE_TEXT:
         out->type = RN_SQL_TEXT;
-        out->s = (uint8_t *)sqlite3_value_text(v);
-        out->n = (uint32_t)sqlite3_value_bytes(v);
+        out->s = (uint8_t *)rn_sql_text_view(v, &out->n);
         break;
     case SQLITE_BLOB:
         out->type = RN_SQL_BLOB;
