@@ -157,9 +157,14 @@ static void test_unterminated_string(void **state)
     rn_buf_free(&s.arena);
 }
 
-/* The oracle: -?[0-9]+ within int64, by strtoll. */
-static int oracle_int(const char *t, int64_t *v)
+/* The oracle: -?[0-9]+ within int64, by strtoll; JSON whitespace may come
+ * before and after a value. */
+static int oracle_int(const char *tok, int64_t *v)
 {
+    char t[64];
+    while (*tok == ' ') tok++;
+    snprintf(t, sizeof t, "%s", tok);
+    for (size_t n = strlen(t); n && t[n - 1] == ' '; n--) t[n - 1] = 0;
     size_t i = t[0] == '-';
     if (!t[i]) return -1;
     for (; t[i]; i++)
@@ -185,9 +190,20 @@ static void test_integers(void **state)
     const char *after[] = {",\"m\":5}", " ,\"m\":5}", "\n,\"m\":5}", "\t,\"m\":5 }",
                            "\r,\"m\":5}"};
     char tok[32];
-    for (size_t t = 0; t < sizeof tokens / sizeof tokens[0] + 19 * 2; t++) {
-        if (t < sizeof tokens / sizeof tokens[0]) {
+    const size_t nt = sizeof tokens / sizeof tokens[0];
+    const char bad[] = "/:a. -";       /* '/' and ':' sit either side of '0'..'9' */
+    for (size_t t = 0; t < nt + 19 * 2 + 20 * 6 + 20; t++) {
+        if (t < nt) {
             snprintf(tok, sizeof tok, "%s", tokens[t]);
+        } else if (t >= nt + 19 * 2 + 20 * 6) {   /* each length 1..20 of mixed digits */
+            size_t k = t - (nt + 19 * 2 + 20 * 6) + 1;
+            memcpy(tok, "98765432101234567890", k);
+            tok[k] = 0;
+        } else if (t >= nt + 19 * 2) {         /* a non-digit at each place of 20 */
+            size_t k = (t - nt - 19 * 2) / 6;
+            memcpy(tok, "12345678901234567890", 21);
+            tok[k] = bad[(t - nt - 19 * 2) % 6];
+            if (k > 0 && tok[k] == '-') tok[0] = '-';   /* a sign, or one in the middle */
         } else {                               /* 10^k and 10^k - 1, k = 1..19 */
             size_t k = (t - sizeof tokens / sizeof tokens[0]) / 2 + 1;
             int minus = (t - sizeof tokens / sizeof tokens[0]) % 2;
