@@ -34,7 +34,7 @@ typedef struct cur {
     const char *p, *e;
 } cur_t;
 
-static void ws(cur_t *c)
+static inline __attribute__((always_inline)) void ws(cur_t *c)
 {
     /* one compare for the usual case, a structural character next */
     while (c->p < c->e && (unsigned char)*c->p <= ' ' &&
