@@ -308,8 +308,12 @@ static int sql_run(const void *arg)
         for (int k = 0; k < 4; k++) {
             bench_table_cell(&t, "%s", names[k]);
             bench_table_cell(&t, "%llu", (unsigned long long)rows[k]);
-            bench_table_cell(&t, "%.0f", med[k]);
-            if (target[k] > 0)
+            int skipped = (k == 0 && !runf) || (k == 1 && !runw);
+            if (skipped) bench_table_cell(&t, "not run");
+            else bench_table_cell(&t, "%.0f", med[k]);
+            if (skipped)
+                bench_table_cell(&t, "-");
+            else if (target[k] > 0)
                 bench_table_cell(&t, ">= %.0f: %s", target[k], med[k] >= target[k] ? "pass" : "FAIL");
             else
                 bench_table_cell(&t, "peer");

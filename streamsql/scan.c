@@ -16,7 +16,13 @@
  *     stay valid for the whole batch.
  *  4. JSON member names match declared field names exactly (byte-equal);
  *     the first occurrence of a member wins.
- *  5. Nothing outside v[0..vlen) is read, whatever the bytes.
+ *  5. Nothing outside v[0..vlen) is read, whatever the bytes: the 16-byte
+ *     (SSE2) and 8-byte (SWAR) loads of the string search and the 8-digit
+ *     integer step run only while that many bytes remain.
+ *  6. The fast paths decide exactly what the general ones would: fast_int
+ *     takes only -?[0-9]{1,19} within int64 followed by a value's end, and
+ *     leaves everything else (and every error message) to skip_value and
+ *     parse_int (tests/test_streamsql_scan.c).
  */
 #include "streamsql/sql_int.h"
 
