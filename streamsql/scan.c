@@ -80,7 +80,8 @@ static const char *quote_or_backslash(const char *p, const char *e)
 /* At '"': find the closing quote. *esc = 1 when the string has escapes.
  * Returns 0 and leaves c->p after the quote; body in [*b, *be). One pass:
  * each byte is looked at once, whether or not the string has escapes. */
-static int json_string(cur_t *c, const char **b, const char **be, int *esc)
+static inline __attribute__((always_inline)) int json_string(cur_t *c, const char **b, const char **be,
+                                                          int *esc)
 {
     const char *p = c->p + 1;
     *esc = 0;
