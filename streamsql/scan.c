@@ -16,7 +16,13 @@
  *     stay valid for the whole batch.
  *  4. JSON member names match declared field names exactly (byte-equal);
  *     the first occurrence of a member wins.
- *  5. Nothing outside v[0..vlen) is read, whatever the bytes.
+ *  5. Nothing outside v[0..vlen) is read, whatever the bytes: the 16-byte
+ *     (SSE2) and 8-byte (SWAR) loads of the string search and the 8-digit
+ *     integer step run only while that many bytes remain.
+ *  6. The fast paths decide exactly what the general ones would: fast_int
+ *     takes only -?[0-9]{1,19} within int64 followed by a value's end, and
+ *     leaves everything else (and every error message) to skip_value and
+ *     parse_int (tests/test_streamsql_scan.c).
  */
 #include "streamsql/sql_int.h"
 
@@ -26,21 +32,38 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 typedef struct cur {
     const char *p, *e;
 } cur_t;
 
-static void ws(cur_t *c)
+static inline __attribute__((always_inline)) void ws(cur_t *c)
 {
-    while (c->p < c->e && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+    /* one compare for the usual case, a structural character next */
+    while (c->p < c->e && (unsigned char)*c->p <= ' ' &&
+           (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
         c->p++;
 }
 
-/* The first '"' or '\\' in [p, e), or e: eight bytes at a time (loads stay
- * inside [p, e): invariant 5). */
+/* The first '"' or '\\' in [p, e), or e: sixteen bytes at a time with SSE2,
+ * then eight (SWAR), then one; every load stays inside [p, e) (invariant 5).
+ * In the SWAR step, (x - 0x01..) & ~x & 0x80.. may flag a byte above a true
+ * match (a borrow), never below it, so its lowest bit is the first match. */
 static const char *quote_or_backslash(const char *p, const char *e)
 {
+#ifdef __SSE2__
+    const __m128i dq = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\');
+    while (e - p >= 16) {
+        __m128i w = _mm_loadu_si128((const __m128i *)(const void *)p);
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(w, dq),
+                                                              _mm_cmpeq_epi8(w, bs)));
+        if (m) return p + __builtin_ctz(m);
+        p += 16;
+    }
+#endif
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
     while (e - p >= 8) {
         uint64_t w;
@@ -57,7 +80,8 @@ static const char *quote_or_backslash(const char *p, const char *e)
 /* At '"': find the closing quote. *esc = 1 when the string has escapes.
  * Returns 0 and leaves c->p after the quote; body in [*b, *be). One pass:
  * each byte is looked at once, whether or not the string has escapes. */
-static int json_string(cur_t *c, const char **b, const char **be, int *esc)
+static inline __attribute__((always_inline)) int json_string(cur_t *c, const char **b, const char **be,
+                                                          int *esc)
 {
     const char *p = c->p + 1;
     *esc = 0;
@@ -139,6 +163,13 @@ static int unescape(const char *b, const char *e, char *out, uint32_t *n)
     return 0;
 }
 
+/* Does a JSON scalar (number, true, false, null) end before ch? */
+static int scalar_end(char ch)
+{
+    return ch == ',' || ch == '}' || ch == ']' || ch == ' ' || ch == '\t' || ch == '\n' ||
+           ch == '\r';
+}
+
 /* Skip any JSON value at c->p (already at a non-space). */
 static int skip_value(cur_t *c)
 {
@@ -167,9 +198,7 @@ static int skip_value(cur_t *c)
         return RN_EINVAL;
     }
     const char *s = c->p;
-    while (c->p < c->e && *c->p != ',' && *c->p != '}' && *c->p != ']' && *c->p != ' ' &&
-           *c->p != '\t' && *c->p != '\n' && *c->p != '\r')
-        c->p++;
+    while (c->p < c->e && !scalar_end(*c->p)) c->p++;
     return c->p > s ? 0 : RN_EINVAL;
 }
 
@@ -214,6 +243,39 @@ static int type_error(const sfield_t *fd, const char *raw, size_t n, char *errms
                    rn_front_ftype_name(fd->type), shown, n > k ? "..." : "");
 }
 
+/* The common INTEGER member, -?[0-9]{1,19} then the value's end, parsed in
+ * the same pass that finds its end (eight digits per step where it can; the
+ * 19 digits fit a uint64_t, and the range check is exact). 0 with c->p after it; -1 (c->p
+ * unchanged) for anything else, which the general path (skip_value, then
+ * parse_int) decides, with its error message: the result is the same. */
+static int fast_int(cur_t *c, int64_t *v)
+{
+    const char *p = c->p, *e = c->e;
+    int neg = p < e && *p == '-';
+    p += neg;
+    const char *d = p, *lim = e - p > 19 ? p + 19 : e;   /* 19 digits at most */
+    uint64_t u = 0, w;
+    /* eight digits at a time while eight more fit under lim: (w & 0xF0..) is
+     * 0x30.. and adding 6 to each byte keeps it there only for '0'..'9' */
+    while (lim - p >= 8) {
+        memcpy(&w, p, 8);
+        if ((((w & 0xF0F0F0F0F0F0F0F0ull) | (((w + 0x0606060606060606ull) &
+                                               0xF0F0F0F0F0F0F0F0ull) >> 4))) !=
+            0x3333333333333333ull)
+            break;
+        w = ((w & 0x0F0F0F0F0F0F0F0Full) * 2561) >> 8;      /* pairs, then quads, then 8 */
+        w = ((w & 0x00FF00FF00FF00FFull) * 6553601) >> 16;
+        w = ((w & 0x0000FFFF0000FFFFull) * 42949672960001ull) >> 32;
+        u = u * 100000000u + w;
+        p += 8;
+    }
+    while (p < lim && (unsigned)(*p - '0') < 10) u = u * 10 + (uint64_t)(*p++ - '0');
+    if (p == d || (p < e && !scalar_end(*p)) || u > (uint64_t)INT64_MAX + (uint64_t)neg) return -1;
+    *v = neg ? (int64_t)(0 - u) : (int64_t)u;
+    c->p = p;
+    return 0;
+}
+
 /* A JSON member value at c->p into *out per the field's type. */
 static int json_value(const sfield_t *fd, cur_t *c, fval_t *out, rn_buf_t *arena, char *errmsg)
 {
@@ -239,6 +301,10 @@ static int json_value(const sfield_t *fd, cur_t *c, fval_t *out, rn_buf_t *arena
         arena->len += n;
         out->s = dst;
         out->n = n;
+        return 0;
+    }
+    if (fd->type == FT_INTEGER && fast_int(c, &out->i) == 0) {
+        out->type = RN_SQL_INT;
         return 0;
     }
     if (skip_value(c) != 0) return rn_errf(errmsg, RN_EINVAL, "value is not valid JSON");
@@ -275,7 +341,10 @@ static int json_value(const sfield_t *fd, cur_t *c, fval_t *out, rn_buf_t *arena
  * the NUL-terminated name. */
 static int name_is(const sfield_t *fd, const char *kb, size_t kl)
 {
-    return fd->name[kl] == 0 && memcmp(fd->name, kb, kl) == 0;
+    if (fd->name[kl] != 0) return 0;
+    for (size_t i = 0; i < kl; i++)      /* names are short: no call to memcmp */
+        if (fd->name[i] != kb[i]) return 0;
+    return 1;
 }
 
 static int scan_json(const sdef_t *def, uint64_t need, const char *v, size_t vlen, fval_t *out,

@@ -233,14 +233,17 @@ static int deliver_stmt(rn_sql_t *q, sqlite3_stmt *st)
 {
     for (int i = 0; i < q->ncols; i++) {
         rn_sql_value_t *v = &q->vals[i];
-        switch (sqlite3_column_type(st, i)) {
-        case SQLITE_INTEGER: v->type = RN_SQL_INT; v->i = sqlite3_column_int64(st, i); break;
-        case SQLITE_FLOAT: v->type = RN_SQL_REAL; v->d = sqlite3_column_double(st, i); break;
-        case SQLITE_TEXT:
+        sqlite3_value *x = sqlite3_column_value(st, i);   /* one lookup per column */
+        switch (sqlite3_value_type(x)) {
+        case SQLITE_INTEGER: v->type = RN_SQL_INT; v->i = sqlite3_value_int64(x); break;
+        case SQLITE_FLOAT: v->type = RN_SQL_REAL; v->d = sqlite3_value_double(x); break;
+        case SQLITE_TEXT: {
+            uint32_t n;
             v->type = RN_SQL_TEXT;
-            v->s = (const char *)sqlite3_column_text(st, i);
-            v->n = (size_t)sqlite3_column_bytes(st, i);
+            v->s = rn_sql_text_view(x, &n);
+            v->n = n;
             break;
+        }
         case SQLITE_BLOB:
             v->type = RN_SQL_BLOB;
             v->s = sqlite3_column_blob(st, i);

@@ -366,6 +366,10 @@ typedef struct sbatch {
 /* Register the stream module (rn_stream) and the emit module (rn_emit) on
  * db, both reading b. */
 int  rn_vtab_register(sqlite3 *db, sbatch_t *b, char *errmsg);
+/* A TEXT value's UTF-8 bytes as sqlite holds them, *n of them, never NULL:
+ * unlike sqlite3_value_text, no copy is made to add a NUL (the stream
+ * table's strings are views into records, not NUL-terminated). */
+const char *rn_sql_text_view(sqlite3_value *v, uint32_t *n);
 
 /* ---- tables (table.c) ---------------------------------------------------- */
 

@@ -236,6 +236,15 @@ static const sqlite3_module module = {
     .xRowid = vt_rowid,
 };
 
+const char *rn_sql_text_view(sqlite3_value *v, uint32_t *n)
+{
+    /* sqlite3_value_blob hands back a string's bytes as they are (its type
+     * stays TEXT); sqlite3_value_text would copy an unterminated one. */
+    const char *s = sqlite3_value_blob(v);
+    *n = (uint32_t)sqlite3_value_bytes(v);
+    return s ? s : "";
+}
+
 int rn_vtab_register(sqlite3 *db, sbatch_t *b, char *errmsg)
 {
     if (sqlite3_create_module_v2(db, "rn_stream", &module, b, NULL) != SQLITE_OK ||

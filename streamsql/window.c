@@ -90,8 +90,7 @@ static void val_view(sqlite3_value *v, val_t *out)
     case SQLITE_FLOAT: out->type = RN_SQL_REAL; out->d = sqlite3_value_double(v); break;
     case SQLITE_TEXT:
         out->type = RN_SQL_TEXT;
-        out->s = (uint8_t *)sqlite3_value_text(v);
-        out->n = (uint32_t)sqlite3_value_bytes(v);
+        out->s = (uint8_t *)rn_sql_text_view(v, &out->n);
         break;
     case SQLITE_BLOB:
         out->type = RN_SQL_BLOB;
@@ -427,7 +426,7 @@ struct wgroup {
     wgroup_t *next;        /* session chain */
     int64_t   start, end;
     uint64_t  seq;
-    uint8_t  *kbuf;        /* 8 bytes start + serialized keys */
+    uint8_t  *kbuf;        /* 8 bytes start + serialized keys, after acc[] in g's block */
     uint32_t  klen;        /* of the serialized keys */
     uint32_t  kreal;       /* bit k: key k was an integral REAL (serialized as the
                               integer for equality; reported as a REAL, as sqlite) */
@@ -452,6 +451,8 @@ struct win {
     size_t     ndirty, capdirty;
     wgroup_t **out;        /* handed out by rn_win_collect */
     size_t     nout, capout;
+    wgroup_t **sorttmp;    /* capout entries: the merge sort's other half */
+    size_t     capsort;
     wgroup_t **graveyard;  /* merged-away or closed groups, freed by rn_win_release */
     size_t     ngrave, capgrave;
 };
@@ -487,8 +488,7 @@ static void group_free(const win_t *w, wgroup_t *g)
         for (uint32_t r = 0; r < g->acc[j].nrows; r++) free(g->acc[j].rows[r].s);
         free(g->acc[j].rows);
     }
-    free(g->kbuf);
-    free(g);
+    free(g);                   /* kbuf is inside g's allocation (group_new) */
 }
 
 /* Is v new to the DISTINCT set of a? (adds it) */
@@ -795,16 +795,18 @@ void rn_win_destroy(win_t *w)
     rn_buf_free(&w->tmp);
     free(w->dirty);
     free(w->out);
+    free(w->sorttmp);
     free(w->graveyard);
     free(w);
 }
 
 static wgroup_t *group_new(win_t *w, int64_t start, int64_t end)
 {
-    wgroup_t *g = calloc(1, sizeof *g + (size_t)w->cfg.naggs * sizeof(acc_t));
+    /* one allocation: the group, its accumulators, then its key bytes */
+    size_t head = sizeof(wgroup_t) + (size_t)w->cfg.naggs * sizeof(acc_t);
+    wgroup_t *g = calloc(1, head + w->key.len);
     if (!g) return NULL;
-    g->kbuf = malloc(w->key.len);
-    if (!g->kbuf) { free(g); return NULL; }
+    g->kbuf = (uint8_t *)g + head;
     memcpy(g->kbuf, &start, 8);
     memcpy(g->kbuf + 8, w->key.data + 8, w->key.len - 8);
     g->klen = (uint32_t)(w->key.len - 8);
@@ -1018,6 +1020,44 @@ static int cmp_groups_keys(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+static int groups_before(const wgroup_t *x, const wgroup_t *y, int keys)
+{
+    return (keys ? cmp_groups_keys(&x, &y) : cmp_groups(&x, &y)) < 0;
+}
+
+/* Sort a[0..n) in closing order: insertion sort of runs of 16, then merges
+ * through tmp, the comparison inlined (qsort's indirect call per comparison
+ * was most of the cost of emitting many small groups). Both orders end in
+ * seq, unique per group, so the order is total: any correct sort gives the
+ * same sequence as qsort did. */
+static void sort_groups(wgroup_t **a, wgroup_t **tmp, size_t n, int keys)
+{
+    enum { RUN = 16 };
+    for (size_t lo = 0; lo < n; lo += RUN) {
+        size_t hi = lo + RUN < n ? lo + RUN : n;
+        for (size_t i = lo + 1; i < hi; i++) {
+            wgroup_t *g = a[i];
+            size_t j = i;
+            for (; j > lo && groups_before(g, a[j - 1], keys); j--) a[j] = a[j - 1];
+            a[j] = g;
+        }
+    }
+    wgroup_t **src = a, **dst = tmp;
+    for (size_t width = RUN; width < n; width *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * width) {
+            size_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
+            size_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) dst[k++] = groups_before(src[j], src[i], keys) ? src[j++] : src[i++];
+            while (i < mid) dst[k++] = src[i++];
+            while (j < hi) dst[k++] = src[j++];
+        }
+        wgroup_t **t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a) memcpy(a, src, n * sizeof *a);
+}
+
 int rn_win_collect(win_t *w, int close_all, wgroup_t ***out, size_t *n, char *errmsg)
 {
     int64_t wm = w->max_ts == INT64_MIN ? INT64_MIN : w->max_ts - w->cfg.delay_ms;
@@ -1082,8 +1122,15 @@ int rn_win_collect(win_t *w, int close_all, wgroup_t ***out, size_t *n, char *er
         w->closed_to = wm;
         if (failed) goto oom;
     }
-    if (!w->cfg.changes && w->nout > 1)
-        qsort(w->out, w->nout, sizeof *w->out, w->cfg.key_order ? cmp_groups_keys : cmp_groups);
+    if (!w->cfg.changes && w->nout > 1) {
+        if (w->capsort < w->nout) {
+            wgroup_t **t = realloc(w->sorttmp, w->capout * sizeof *t);
+            if (!t) goto oom;
+            w->sorttmp = t;
+            w->capsort = w->capout;
+        }
+        sort_groups(w->out, w->sorttmp, w->nout, w->cfg.key_order);
+    }
     *out = w->out;
     *n = w->nout;
     return 0;
