@@ -108,6 +108,7 @@ struct rn_sql {
     win_t           *win;
     topn_t          *topn;          /* a Window TopN over the emitted rows; NULL: none */
     rn_table_t      *tbl;           /* the joined table (table.c), or NULL */
+    rn_sjoin_t      *sj;            /* a stream-stream join (sjoin.c), or NULL */
     sdef_t          *tdef;          /* DESCRIBE of a table; the joined table's definition */
     rn_consumer_t   *cons;
     rn_sql_column_t *cols;
@@ -619,9 +620,11 @@ static int open_join(rn_sql_t *q, int *erroff, char *errmsg)
         rn_datadir_meta_unlock(q->d);
         free(s);
         if (stream || topic)
-            return rn_errf(errmsg, RN_EINVAL, "'%s' is a %s, not a table: stream-stream joins "
-                           "are not supported; %s", f->jname, stream ? "stream" : "topic",
-                           supported);
+            return rn_errf(errmsg, RN_EINVAL, "'%s' is a %s: a stream-stream join needs a "
+                           "time bound or its state grows without end: add an interval (AND "
+                           "y.ts BETWEEN x.ts - INTERVAL '10' SECOND AND x.ts + INTERVAL '5' "
+                           "SECOND) or join TUMBLE windows (streamsql/README.md)", f->jname,
+                           stream ? "stream" : "topic");
         return rn_errf(errmsg, rc, "%s; %s", why, supported);
     }
     if (rc != 0) return rn_errf(errmsg, rc, "%s", why);
@@ -684,10 +687,31 @@ static int check_join_order(rn_sql_t *q, char *errmsg)
     return rc;
 }
 
+/* A stream-stream join (sjoin.c): its two sides are inner queries, the
+ * emission statement runs on this query's connection. */
+static int open_sjoin(rn_sql_t *q, int *erroff, char *errmsg)
+{
+    q->b.def = &q->def;
+    int rc = open_db(q, errmsg);
+    if (rc == 0) rc = rn_sjoin_open(q->d, q->db, &q->f, &q->o, &q->sj, erroff, errmsg);
+    if (rc == 0 && q->f.kind == SK_EXPLAIN)
+        return rn_errf(errmsg, RN_EINVAL, "EXPLAIN of a stream-stream join is not supported");
+    if (rc == 0 && columns_from_stmt(q, rn_sjoin_stmt(q->sj)) != 0)
+        rc = rn_errf(errmsg, -ENOMEM, "out of memory");
+    return rc;
+}
+
+static int sjoin_row(void *ctx, sqlite3_stmt *st)
+{
+    rn_sql_t *q = ctx;
+    return limit_reached(q) ? 1 : deliver_stmt(q, st);
+}
+
 static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
 {
     int rc = resolve(q, q->f.name, erroff, errmsg);
     if (rc != 0) return rc;
+    if (q->f.sjoin) return open_sjoin(q, erroff, errmsg);
     if ((rc = rn_front_plan(&q->f, &q->def, erroff, errmsg)) != 0) return rc;
     q->b.def = &q->def;
     if ((rc = open_db(q, errmsg)) != 0) return rc;
@@ -867,6 +891,7 @@ void rn_sql_progress(rn_sql_t *q, int n, int (*fn)(void *), void *ctx)
 void rn_sql_stats(rn_sql_t *q, rn_sql_stats_t *out)
 {
     *out = q->st;
+    if (q->sj) rn_sjoin_stats(q->sj, out);
     if (q->win) out->watermark = rn_win_watermark(q->win);
     uint64_t ranges;
     if (q->cons) rn_consumer_skipped(q->cons, &out->skipped, &ranges);
@@ -876,6 +901,7 @@ void rn_sql_close(rn_sql_t *q)
 {
     if (!q) return;
     rn_table_close(q->tbl);
+    rn_sjoin_close(q->sj);
     free(q->tdef);
     sqlite3_finalize(q->bst);
     sqlite3_finalize(q->est);
@@ -1485,6 +1511,12 @@ static int step_select(rn_sql_t *q, rn_sql_state_t *state, char *errmsg)
     rn_consumer_batch_t cb;
     q->cur_queue = UINT32_MAX;
     int rc;
+    if (q->sj) {
+        rc = rn_sjoin_step(q->sj, sjoin_row, q, state, errmsg);
+        if (rc == 1) rc = 0;
+        if (rc == 0 && limit_reached(q)) *state = RN_SQL_DONE;
+        return rc;
+    }
     /* a following query's lookups see the table as of the batch's processing
      * (invariant 9) */
     if (q->tbl && q->o.follow && !q->o.table_at_save && (rc = rn_table_sync(q->tbl, errmsg)) != 0)
@@ -1575,6 +1607,7 @@ int rn_sql_step(rn_sql_t *q, rn_sql_state_t *state, char *errmsg)
 int rn_sql_wait(rn_sql_t *q, uint32_t ms)
 {
     if (q->cons) return rn_consumer_wait(q->cons, ms);
+    if (q->sj) return rn_sjoin_wait(q->sj, ms);
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
     return 0;
@@ -1601,6 +1634,9 @@ static int put(rn_buf_t *b, const void *p, size_t n)
 
 int rn_sql_state_save(rn_sql_t *q, rn_buf_t *out, char *errmsg)
 {
+    if (q->sj)
+        return rn_errf(errmsg, RN_EINVAL, "a stream-stream join's state is not saved: it cannot "
+                       "run as a pipeline or resume");
     if (q->f.kind != SK_SELECT || !q->cons)
         return rn_errf(errmsg, RN_EINVAL, "only a SELECT over a topic has state to save");
     uint32_t magic = STATE_MAGIC;

@@ -184,6 +184,7 @@ typedef struct rn_sql_stats {
     uint64_t target;          /* bounded: records between start and end at open */
     int64_t  watermark;       /* INT64_MIN before the first row */
     uint64_t skipped;         /* damaged or lost offsets gone past (skip_damaged) */
+    uint64_t join_rows;       /* stream-stream join: records buffered now (both sides) */
     char     first_error[RN_ERRMSG_SIZE];   /* the first rejected record, why */
 } rn_sql_stats_t;
 
