@@ -21,8 +21,9 @@
  *
  * Invariants:
  *  1. The watermark W is the smallest, over the queues of both sides still
- *     being read (with records at open or delivered since, not at their
- *     end), of the largest event time each delivered, minus the WITH
+ *     being read (bounded: with records at open or delivered since, not at
+ *     their end; following: every queue, so a queue that has not delivered
+ *     yet holds W back), of the largest event time each delivered, minus the WITH
  *     (watermark = ...) delay; it only rises, and it moves row by row. A
  *     record with ts < W is late: counted, never buffered or joined.
  *  2. After each step the pairs with E <= e < W are emitted, ordered by
@@ -180,6 +181,11 @@ int rn_sjoin_parse(front_t *f, int b, int e, int *erroff, char *errmsg)
     i = parse_side(f, i + 1, e, s, 1, &sz1);
     if (i < 0 || !rn_front_tok_is(f, i, "ON")) goto not_ours;
     has_tvf = sz0 >= 0 || sz1 >= 0;
+    if (strcasecmp(s->qual[0], s->qual[1]) == 0) {
+        rc = err_at(f, b, erroff, errmsg, "both sides of the join have the same name: give "
+                    "each an alias (FROM a x JOIN a y ON ...)");
+        goto fail;
+    }
     s->on_b = i + 1;
     s->on_e = e;
     s->from_b = b;
@@ -195,11 +201,6 @@ int rn_sjoin_parse(front_t *f, int b, int e, int *erroff, char *errmsg)
                     strcasecmp(col, "ts") == 0) has_ts = 1;
     }
     if (!has_tvf && !has_ts) goto not_ours;
-    if (strcasecmp(s->qual[0], s->qual[1]) == 0) {
-        rc = err_at(f, b, erroff, errmsg, "both sides of the join have the same name: give "
-                    "each an alias");
-        goto fail;
-    }
     if (has_tvf && (sz0 < 0 || sz1 < 0)) {
         rc = err_at(f, b, erroff, errmsg, "a window join takes TABLE(TUMBLE(...)) on both sides");
         goto fail;
@@ -417,7 +418,12 @@ static int open_side(rn_sjoin_t *j, rn_datadir_t *d, int k, const rn_sql_opts_t 
     for (uint32_t i = 0; i < sd->nq; i++) {
         int64_t end = -1, pos = 0;
         sd->qmax[i] = INT64_MIN;
-        if (rn_sql_end(sd->q, i, &end, why) == 0 && rn_sql_position(sd->q, i, &pos, why) == 0)
+        /* bounded: a queue with records to read holds the watermark back;
+         * following: every queue does until it delivers (the other stream
+         * may not have been written yet) */
+        if (o->follow) sd->live[i] = 1;
+        else if (rn_sql_end(sd->q, i, &end, why) == 0 &&
+                 rn_sql_position(sd->q, i, &pos, why) == 0)
             sd->live[i] = end > pos;
     }
     /* the buffer table: the columns of SELECT *, untyped (values keep theirs) */
@@ -580,11 +586,10 @@ static int emit(rn_sjoin_t *j, int (*fn)(void *, sqlite3_stmt *), void *ctx, cha
     sqlite3_reset(j->est);
     if (rc != 0) return rc;
     j->emitted = j->wm;
-    if (j->wm == INT64_MAX) return 0;
     for (int k = 0; k < 2; k++) {
         side_t *sd = &j->side[k];
-        int64_t keep = j->wm;
-        if (!j->s->window) {
+        int64_t keep = j->wm;         /* INT64_MAX at the end: everything goes */
+        if (!j->s->window && keep != INT64_MAX) {
             /* left: ts >= E - hi; right: ts >= E + lo (invariant 3) */
             int64_t off = k == 0 ? -j->s->hi : j->s->lo;
             keep = (off < 0 && keep < INT64_MIN - off) ? INT64_MIN : keep + off;
