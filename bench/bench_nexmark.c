@@ -330,7 +330,9 @@ static const nx_query_t nx_queries[] = {
      "TABLE(TUMBLE(TABLE auction, DESCRIPTOR(ts), INTERVAL '10' SECOND)) a "
      "ON p.window_start = a.window_start AND p.window_end = a.window_end AND p.id = a.seller",
      NULL, 1},
-    {"q9", "winning bids", NULL, "a join of auction with bid and TopN (ROW_NUMBER)", 0},
+    {"q9", "winning bids", NULL, "a join of auction with bid whose interval bounds are "
+     "columns (b.dateTime BETWEEN a.dateTime AND a.expires: no constant bound, so unbounded "
+     "state, refused), then a TopN (ROW_NUMBER) over the joined rows", 0},
     {"q10", "log to file system",
      "SELECT auction, bidder, price, dateTime, extra, " NX_DAY " AS dt, "
      "strftime('%H:%M', dateTime / 1000, 'unixepoch') AS hm FROM bid", NULL, 0},

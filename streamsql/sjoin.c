@@ -111,7 +111,9 @@ static int parse_side(front_t *f, int i, int e, sjoin_spec_t *s, int k, int64_t 
             return -1;
         i++;
     }
-    snprintf(s->qual[k], sizeof s->qual[k], "%s", s->name[k]);
+    size_t nl = strlen(s->name[k]);
+    if (nl >= sizeof s->qual[k]) return -1;
+    memcpy(s->qual[k], s->name[k], nl + 1);
     if (rn_front_tok_is(f, i, "AS")) i++;
     if (i < e && is_name(f, i) && !rn_front_tok_is(f, i, "JOIN") &&
         !rn_front_tok_is(f, i, "ON") && !rn_front_tok_is(f, i, "INNER") &&
@@ -446,9 +448,12 @@ static int open_side(rn_sjoin_t *j, rn_datadir_t *d, int k, const rn_sql_opts_t 
     rc = exec(j->db, (const char *)b.data, errmsg);
     rn_buf_free(&b);
     if (rc != 0) return rc;
-    char *ix = sqlite3_mprintf("CREATE INDEX temp.%s_k ON %s(\"%w\"); CREATE INDEX temp.%s_t ON "
-                               "%s(%s)", tab, tab, j->s->key[k], tab, tab,
-                               j->s->window ? "window_end" : "ts");
+    /* pairs are found by (window, key) or (key, ts); state is freed by window_end or ts */
+    char *ix = j->s->window
+        ? sqlite3_mprintf("CREATE INDEX temp.%s_k ON %s(window_end, \"%w\")", tab, tab,
+                          j->s->key[k])
+        : sqlite3_mprintf("CREATE INDEX temp.%s_k ON %s(\"%w\", ts); CREATE INDEX temp.%s_t ON "
+                          "%s(ts)", tab, tab, j->s->key[k], tab, tab);
     if (!ix) return rn_errf(errmsg, -ENOMEM, "out of memory");
     rc = sqlite3_exec(j->db, ix, NULL, NULL, NULL);
     sqlite3_free(ix);
@@ -497,7 +502,13 @@ static int emission_sql(const front_t *f, const sjoin_spec_t *s, rn_buf_t *out)
     char *order = sqlite3_mprintf(" ORDER BY %s, \"%w\".queue, \"%w\".offset, "
                                   "\"%w\".queue, \"%w\".offset", e, s->qual[0], s->qual[0],
                                   s->qual[1], s->qual[1]);
-    int rc = e && from && order ? 0 : -ENOMEM;
+    /* E <= e < W written so that sqlite can range-scan a side's index */
+    char *range = s->window
+        ? sqlite3_mprintf("\"%w\".window_end > ?1 AND \"%w\".window_end <= ?2", s->qual[0],
+                          s->qual[0])
+        : sqlite3_mprintf("%s >= ?1 AND \"%w\".ts < ?2 AND \"%w\".ts < ?2", e, s->qual[0],
+                          s->qual[1]);
+    int rc = e && from && order && range ? 0 : -ENOMEM;
     if (rc == 0) rc = appends(out, f->distinct ? "SELECT DISTINCT " : "SELECT ");
     if (rc == 0) rc = append_toks(f, f->sel_b, f->sel_e, out);
     if (rc == 0) rc = appends(out, from);
@@ -508,15 +519,13 @@ static int emission_sql(const front_t *f, const sjoin_spec_t *s, rn_buf_t *out)
         if (rc == 0) rc = append_toks(f, f->where_b, f->where_e, out);
         if (rc == 0) rc = appends(out, ") AND ");
     }
-    if (rc == 0) rc = appends(out, e);
-    if (rc == 0) rc = appends(out, " >= ?1 AND ");
-    if (rc == 0) rc = appends(out, e);
-    if (rc == 0) rc = appends(out, " < ?2");
+    if (rc == 0) rc = appends(out, range);
     if (rc == 0) rc = appends(out, order);
     if (rc == 0) rc = rn_buf_append(out, "", 1, 0) == 0 ? 0 : -ENOMEM;
     sqlite3_free(e);
     sqlite3_free(from);
     sqlite3_free(order);
+    sqlite3_free(range);
     return rc;
 }
 
