@@ -76,6 +76,11 @@
  *     rn_sql_state_save, so every batch between two saves sees the table
  *     the first save recorded, and rn_sql_state_load rebuilds exactly that
  *     table from the saved positions.
+ * 10. A stream-stream join (sjoin.c) reads its two sides through inner
+ *     plain queries and emits each joined pair when the watermark over both
+ *     sides passes it, in an order fixed by the data (sjoin.c invariant 2),
+ *     so invariant 8 holds across the two streams too. Its state is not
+ *     saved: rn_sql_state_save refuses it.
  */
 #include "streamsql/sql.h"
 #include "streamsql/sql_int.h"
