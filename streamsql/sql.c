@@ -625,8 +625,9 @@ static int open_join(rn_sql_t *q, int *erroff, char *errmsg)
         rn_datadir_meta_unlock(q->d);
         free(s);
         if (stream || topic)
-            return rn_errf(errmsg, RN_EINVAL, "'%s' is a %s: a stream-stream join needs a "
-                           "time bound or its state grows without end: add an interval (AND "
+            return rn_errf(errmsg, RN_EINVAL, "'%s' is a %s, not a table: a stream-stream "
+                           "join needs a time bound or its state grows without end: add an "
+                           "interval (AND "
                            "y.ts BETWEEN x.ts - INTERVAL '10' SECOND AND x.ts + INTERVAL '5' "
                            "SECOND) or join TUMBLE windows (streamsql/README.md)", f->jname,
                            stream ? "stream" : "topic");
