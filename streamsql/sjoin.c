@@ -678,6 +678,14 @@ void rn_sjoin_stats(rn_sjoin_t *j, rn_sql_stats_t *out)
     out->join_rows = j->side[0].rows + j->side[1].rows;
 }
 
+const char *rn_sjoin_right_topic(rn_sjoin_t *j)
+{
+    const char *t = NULL;
+    uint32_t nq;
+    rn_sql_source(j->side[1].q, &t, &nq);
+    return t;
+}
+
 void rn_sjoin_cancel(rn_sjoin_t *j)
 {
     for (int k = 0; k < 2; k++)

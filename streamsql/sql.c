@@ -1798,6 +1798,7 @@ void rn_sql_source(rn_sql_t *q, const char **topic, uint32_t *nq)
 
 const char *rn_sql_join_source(rn_sql_t *q)
 {
+    if (q->sj) return rn_sjoin_right_topic(q->sj);     /* the other stream's topic */
     return q->tbl && q->tdef && !q->tdef->file[0] ? q->tdef->topic : NULL;
 }
 

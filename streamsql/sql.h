@@ -230,8 +230,9 @@ int  rn_sql_state_save(rn_sql_t *q, rn_buf_t *out, char *errmsg);
 int  rn_sql_state_load(rn_sql_t *q, const uint8_t *p, size_t n, char *errmsg);
 /* The source topic (borrowed until close) and its queue count. */
 void rn_sql_source(rn_sql_t *q, const char **topic, uint32_t *nq);
-/* The topic of the table a query joins (borrowed until close), NULL when it
- * joins none or a file: a caller checking rights on the source checks it too. */
+/* The topic of the table a query joins, or of the right side of a
+ * stream-stream join (borrowed until close), NULL when it joins none or a
+ * file: a caller checking rights on the source checks it too. */
 const char *rn_sql_join_source(rn_sql_t *q);
 /* The source queue of the batch the last step read (its rows, for a query
  * without aggregation, all come from it); UINT32_MAX when it read none. */

@@ -304,6 +304,9 @@ int  rn_sjoin_wait(rn_sjoin_t *j, uint32_t ms);
 /* records, errors, target, skipped, late, watermark, join_rows of out. */
 void rn_sjoin_stats(rn_sjoin_t *j, rn_sql_stats_t *out);
 void rn_sjoin_cancel(rn_sjoin_t *j);
+/* The right side's topic (borrowed until rn_sjoin_close): read too, so the
+ * broker checks the caller's right to consume it (rn_sql_join_source). */
+const char *rn_sjoin_right_topic(rn_sjoin_t *j);
 void rn_sjoin_close(rn_sjoin_t *j);
 
 /* ---- window state (window.c) --------------------------------------------- */

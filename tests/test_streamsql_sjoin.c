@@ -456,11 +456,18 @@ static void test_refused(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) refused(f, bad[i].sql, bad[i].want);
     /* no pipeline or resume: its state is not saved */
-    const char *sql = "SELECT x.n FROM a x JOIN b y ON x.k = y.k AND y.ts BETWEEN x.ts AND x.ts + 5";
+    const char *sql = "SELECT x.n FROM a x JOIN b y ON x.k = y.k AND y.ts BETWEEN x.ts AND "
+                      "x.ts + 5";
     rn_sql_t *q;
     char err[RN_ERRMSG_SIZE];
     int off;
     assert_int_equal(rn_sql_open(f->d, sql, strlen(sql), NULL, &q, &off, err), 0);
+    /* both topics are sources: the broker checks the right to read each */
+    const char *src;
+    uint32_t nq;
+    rn_sql_source(q, &src, &nq);
+    assert_string_equal(src, "ta");
+    assert_string_equal(rn_sql_join_source(q), "tb");
     rn_buf_t b = RN_BUF_INIT;
     assert_int_not_equal(rn_sql_state_save(q, &b, err), 0);
     assert_non_null(strstr(err, "not saved"));
