@@ -698,6 +698,10 @@ static int check_join_order(rn_sql_t *q, char *errmsg)
 static int open_sjoin(rn_sql_t *q, int *erroff, char *errmsg)
 {
     q->b.def = &q->def;
+    if (q->o.table_at_save)   /* pipelines ask for it: they checkpoint state */
+        return rn_errf(errmsg, RN_EINVAL, "a stream-stream join cannot run in a pipeline: its "
+                       "join state is not checkpointed, so a restart could not be exactly-once; "
+                       "run it as a query (streamsql)");
     int rc = open_db(q, errmsg);
     if (rc == 0) rc = rn_sjoin_open(q->d, q->db, &q->f, &q->o, &q->sj, erroff, errmsg);
     if (rc == 0 && q->f.kind == SK_EXPLAIN)

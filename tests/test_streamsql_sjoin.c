@@ -12,6 +12,7 @@
  */
 #include "tests/test_streamsql_util.h"
 
+#include "etl/etl.h"
 #include "tests/util/util.h"
 
 #define NA    300
@@ -469,10 +470,17 @@ static void test_refused(void **state)
     assert_string_equal(src, "ta");
     assert_string_equal(rn_sql_join_source(q), "tb");
     rn_buf_t b = RN_BUF_INIT;
+    /* the Query RPC runs it without a resume token; rn_sql_state_save refuses */
+    assert_int_not_equal(rn_sql_resumable(q, err), 0);
     assert_int_not_equal(rn_sql_state_save(q, &b, err), 0);
     assert_non_null(strstr(err, "not saved"));
     rn_buf_free(&b);
     rn_sql_close(q);
+    /* a pipeline (it would need the join state in its checkpoints) is refused at CREATE */
+    const char *pipe = "CREATE PIPELINE pj AS INSERT INTO 'stdout' SELECT x.n FROM a x JOIN b y "
+                       "ON x.k = y.k AND y.ts BETWEEN x.ts AND x.ts + 5";
+    assert_int_not_equal(rn_etl_create(f->d, pipe, strlen(pipe), err), 0);
+    if (!strstr(err, "cannot run in a pipeline")) fail_msg("pipeline: %s", err);
 }
 
 int main(void)
