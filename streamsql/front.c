@@ -1197,6 +1197,23 @@ static int parse_topn(front_t *f, int *erroff, char *errmsg)
     return rc;
 }
 
+/* A stream-stream join (sjoin.c) over FROM tokens [b, e): 1 when it is one
+ * (the left stream is f->name), 0 when not, < 0 refused. */
+static int parse_stream_join(front_t *f, int b, int e, int *erroff, char *errmsg)
+{
+    int has_join = 0;
+    for (int j = b; j < e; j++) has_join |= f->toks[j].depth == 0 && front_tok_is(f, j, "JOIN");
+    int r = has_join ? rn_sjoin_parse(f, b, e, erroff, errmsg) : 0;
+    if (r <= 0) return r;
+    int s = front_tok_is(f, b, "TABLE") ? b + 5 : b;
+    f->src_tok = s;
+    if (front_ident(f, s, f->name, sizeof f->name) != 0)
+        return ferr(erroff, tok_off(f, s), errmsg, RN_EINVAL, "stream name too long");
+    int rc = mark_subqueries(f, erroff, errmsg);
+    if (rc == 0) rc = check_stream_reads(f, erroff, errmsg);
+    return rc == 0 ? 1 : rc;
+}
+
 static int parse_select(front_t *f, int *erroff, char *errmsg)
 {
     int rc0 = parse_topn(f, erroff, errmsg);
@@ -1267,6 +1284,8 @@ static int parse_select(front_t *f, int *erroff, char *errmsg)
     if (f->sel_e == f->sel_b)
         return unexpected(f, f->sel_b, erroff, errmsg, "nothing selected");
     int nsrc = from_e - from_b;
+    int sj = parse_stream_join(f, from_b, from_e, erroff, errmsg);
+    if (sj != 0) return sj < 0 ? sj : parse_tail(f, f->tail_b, erroff, errmsg);
     for (int j = from_b; j < from_e && !f->tvf; j++)
         if (f->toks[j].depth == 0 && front_tok_is(f, j, "JOIN")) {
             int rc = parse_join(f, from_b, from_e, erroff, errmsg);
@@ -2516,6 +2535,7 @@ void rn_front_free(front_t *f)
     free(f->batch_sql);
     free(f->emit_sql);
     rn_topn_spec_free(f->topn);
+    rn_sjoin_spec_free(f->sjoin);
     rn_udf_def_free(&f->fn);
     memset(f, 0, sizeof *f);
 }

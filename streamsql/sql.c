@@ -82,6 +82,11 @@
  *     sqlite (read-only: sqlite3_stmt_readonly is checked), and the query
  *     is DONE. No consumer and no state: it is not resumable and refuses
  *     --follow, EMIT and WITH.
+ * 11. A stream-stream join (sjoin.c) reads its two sides through inner
+ *     plain queries and emits each joined pair when the watermark over both
+ *     sides passes it, in an order fixed by the data (sjoin.c invariant 2),
+ *     so invariant 8 holds across the two streams too. Its state is not
+ *     saved: rn_sql_state_save refuses it.
  */
 #include "streamsql/sql.h"
 #include "streamsql/sql_int.h"
@@ -114,6 +119,7 @@ struct rn_sql {
     win_t           *win;
     topn_t          *topn;          /* a Window TopN over the emitted rows; NULL: none */
     rn_table_t      *tbl;           /* the joined table (table.c), or NULL */
+    rn_sjoin_t      *sj;            /* a stream-stream join (sjoin.c), or NULL */
     sdef_t          *tdef;          /* DESCRIBE of a table; the joined table's definition */
     rn_consumer_t   *cons;
     rn_sql_column_t *cols;
@@ -633,9 +639,12 @@ static int open_join(rn_sql_t *q, int *erroff, char *errmsg)
         rn_datadir_meta_unlock(q->d);
         free(s);
         if (stream || topic)
-            return rn_errf(errmsg, RN_EINVAL, "'%s' is a %s, not a table: stream-stream joins "
-                           "are not supported; %s", f->jname, stream ? "stream" : "topic",
-                           supported);
+            return rn_errf(errmsg, RN_EINVAL, "'%s' is a %s, not a table: a stream-stream "
+                           "join needs a time bound or its state grows without end: add an "
+                           "interval (AND "
+                           "y.ts BETWEEN x.ts - INTERVAL '10' SECOND AND x.ts + INTERVAL '5' "
+                           "SECOND) or join TUMBLE windows (streamsql/README.md)", f->jname,
+                           stream ? "stream" : "topic");
         return rn_errf(errmsg, rc, "%s; %s", why, supported);
     }
     if (rc != 0) return rn_errf(errmsg, rc, "%s", why);
@@ -757,11 +766,36 @@ const front_t *rn_sql_front(rn_sql_t *q, const sdef_t **src)
     return &q->f;
 }
 
+/* A stream-stream join (sjoin.c): its two sides are inner queries, the
+ * emission statement runs on this query's connection. */
+static int open_sjoin(rn_sql_t *q, int *erroff, char *errmsg)
+{
+    q->b.def = &q->def;
+    if (q->o.table_at_save)   /* pipelines ask for it: they checkpoint state */
+        return rn_errf(errmsg, RN_EINVAL, "a stream-stream join cannot run in a pipeline: its "
+                       "join state is not checkpointed, so a restart could not be exactly-once; "
+                       "run it as a query (streamsql)");
+    int rc = open_db(q, errmsg);
+    if (rc == 0) rc = rn_sjoin_open(q->d, q->db, &q->f, &q->o, &q->sj, erroff, errmsg);
+    if (rc == 0 && q->f.kind == SK_EXPLAIN)
+        return rn_errf(errmsg, RN_EINVAL, "EXPLAIN of a stream-stream join is not supported");
+    if (rc == 0 && columns_from_stmt(q, rn_sjoin_stmt(q->sj)) != 0)
+        rc = rn_errf(errmsg, -ENOMEM, "out of memory");
+    return rc;
+}
+
+static int sjoin_row(void *ctx, sqlite3_stmt *st)
+{
+    rn_sql_t *q = ctx;
+    return limit_reached(q) ? 1 : deliver_stmt(q, st);
+}
+
 static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
 {
     int rc = resolve(q, q->f.name, erroff, errmsg);
     if (rc != 0) return rc;
     if (q->pull) return open_pull(q, erroff, errmsg);
+    if (q->f.sjoin) return open_sjoin(q, erroff, errmsg);
     if ((rc = rn_front_plan(&q->f, &q->def, erroff, errmsg)) != 0) return rc;
     q->b.def = &q->def;
     if ((rc = open_db(q, errmsg)) != 0) return rc;
@@ -947,6 +981,7 @@ void rn_sql_progress(rn_sql_t *q, int n, int (*fn)(void *), void *ctx)
 void rn_sql_stats(rn_sql_t *q, rn_sql_stats_t *out)
 {
     *out = q->st;
+    if (q->sj) rn_sjoin_stats(q->sj, out);
     if (q->win) out->watermark = rn_win_watermark(q->win);
     uint64_t ranges;
     if (q->cons) rn_consumer_skipped(q->cons, &out->skipped, &ranges);
@@ -956,6 +991,7 @@ void rn_sql_close(rn_sql_t *q)
 {
     if (!q) return;
     rn_table_close(q->tbl);
+    rn_sjoin_close(q->sj);
     free(q->tdef);
     sqlite3_finalize(q->bst);
     sqlite3_finalize(q->est);
@@ -1578,6 +1614,12 @@ static int step_select(rn_sql_t *q, rn_sql_state_t *state, char *errmsg)
     rn_consumer_batch_t cb;
     q->cur_queue = UINT32_MAX;
     int rc;
+    if (q->sj) {
+        rc = rn_sjoin_step(q->sj, sjoin_row, q, state, errmsg);
+        if (rc == 1) rc = 0;
+        if (rc == 0 && limit_reached(q)) *state = RN_SQL_DONE;
+        return rc;
+    }
     /* a following query's lookups see the table as of the batch's processing
      * (invariant 9) */
     if (q->tbl && q->o.follow && !q->o.table_at_save && (rc = rn_table_sync(q->tbl, errmsg)) != 0)
@@ -1678,6 +1720,7 @@ int rn_sql_step(rn_sql_t *q, rn_sql_state_t *state, char *errmsg)
 int rn_sql_wait(rn_sql_t *q, uint32_t ms)
 {
     if (q->cons) return rn_consumer_wait(q->cons, ms);
+    if (q->sj) return rn_sjoin_wait(q->sj, ms);
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
     return 0;
@@ -1704,6 +1747,9 @@ static int put(rn_buf_t *b, const void *p, size_t n)
 
 int rn_sql_state_save(rn_sql_t *q, rn_buf_t *out, char *errmsg)
 {
+    if (q->sj)
+        return rn_errf(errmsg, RN_EINVAL, "a stream-stream join's state is not saved: it cannot "
+                       "run as a pipeline or resume");
     if (q->f.kind != SK_SELECT || !q->cons)
         return rn_errf(errmsg, RN_EINVAL, "only a SELECT over a topic has state to save");
     uint32_t magic = STATE_MAGIC;
@@ -1859,6 +1905,7 @@ void rn_sql_source(rn_sql_t *q, const char **topic, uint32_t *nq)
 
 const char *rn_sql_join_source(rn_sql_t *q)
 {
+    if (q->sj) return rn_sjoin_right_topic(q->sj);     /* the other stream's topic */
     return q->tbl && q->tdef && !q->tdef->file[0] ? q->tdef->topic : NULL;
 }
 

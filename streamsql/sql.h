@@ -186,6 +186,7 @@ typedef struct rn_sql_stats {
     uint64_t target;          /* bounded: records between start and end at open */
     int64_t  watermark;       /* INT64_MIN before the first row */
     uint64_t skipped;         /* damaged or lost offsets gone past (skip_damaged) */
+    uint64_t join_rows;       /* stream-stream join: records buffered now (both sides) */
     char     first_error[RN_ERRMSG_SIZE];   /* the first rejected record, why */
 } rn_sql_stats_t;
 
@@ -231,8 +232,9 @@ int  rn_sql_state_save(rn_sql_t *q, rn_buf_t *out, char *errmsg);
 int  rn_sql_state_load(rn_sql_t *q, const uint8_t *p, size_t n, char *errmsg);
 /* The source topic (borrowed until close) and its queue count. */
 void rn_sql_source(rn_sql_t *q, const char **topic, uint32_t *nq);
-/* The topic of the table a query joins (borrowed until close), NULL when it
- * joins none or a file: a caller checking rights on the source checks it too. */
+/* The topic of the table a query joins, or of the right side of a
+ * stream-stream join (borrowed until close), NULL when it joins none or a
+ * file: a caller checking rights on the source checks it too. */
 const char *rn_sql_join_source(rn_sql_t *q);
 /* The source queue of the batch the last step read (its rows, for a query
  * without aggregation, all come from it); UINT32_MAX when it read none. */

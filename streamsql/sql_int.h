@@ -151,6 +151,7 @@ typedef struct agg {
 } agg_t;
 
 typedef struct topn_spec topn_spec_t;
+typedef struct sjoin_spec sjoin_spec_t;
 
 typedef struct front {
     const char *sql;          /* the statement (borrowed), or own */
@@ -201,6 +202,7 @@ typedef struct front {
     int         batch_base;   /* batch_sql is sql[batch_base..]'s prefix; -1: rewritten */
     char       *emit_sql;     /* aggregating: over the emitted-windows table */
     topn_spec_t *topn;        /* a Window TopN around the query (topn.c); owned; NULL: none */
+    sjoin_spec_t *sjoin;      /* a stream-stream join (sjoin.c); owned; NULL: none */
 } front_t;
 
 /* Tokenize and recognise the statement and its clauses. Errors carry the
@@ -278,6 +280,35 @@ int  rn_topn_map_offset(const topn_spec_t *s, int off);
 /* Keep-first deduplication over a stream (no window): each key's row goes out
  * once, when the key is first seen (win_cfg_t.first_seen, EMIT CHANGES). */
 int  rn_topn_keep_first(const topn_spec_t *s);
+
+/* ---- stream-stream joins (sjoin.c) -------------------------------------- */
+
+typedef struct rn_sjoin rn_sjoin_t;
+
+/* FROM tokens [b, e): 1 when they are an interval or window join of two
+ * streams (f->sjoin set), 0 when not this shape (nothing changed), RN_EINVAL
+ * naming the token for such a join that is refused (no equality, no time
+ * bound, mismatched windows). */
+int  rn_sjoin_parse(front_t *f, int b, int e, int *erroff, char *errmsg);
+void rn_sjoin_spec_free(sjoin_spec_t *s);
+/* Open the two sides' inner queries (options o, rows going to the join
+ * state) and prepare the emission statement on db. */
+int  rn_sjoin_open(rn_datadir_t *d, sqlite3 *db, const front_t *f, const rn_sql_opts_t *o,
+                   rn_sjoin_t **out, int *erroff, char *errmsg);
+/* The emission statement: its columns are the result's. */
+sqlite3_stmt *rn_sjoin_stmt(rn_sjoin_t *j);
+/* Step each side once, then emit the pairs the watermark passed through
+ * fn(ctx, stmt) (a non-zero return stops and is returned). */
+int  rn_sjoin_step(rn_sjoin_t *j, int (*fn)(void *, sqlite3_stmt *), void *ctx,
+                   rn_sql_state_t *state, char *errmsg);
+int  rn_sjoin_wait(rn_sjoin_t *j, uint32_t ms);
+/* records, errors, target, skipped, late, watermark, join_rows of out. */
+void rn_sjoin_stats(rn_sjoin_t *j, rn_sql_stats_t *out);
+void rn_sjoin_cancel(rn_sjoin_t *j);
+/* The right side's topic (borrowed until rn_sjoin_close): read too, so the
+ * broker checks the caller's right to consume it (rn_sql_join_source). */
+const char *rn_sjoin_right_topic(rn_sjoin_t *j);
+void rn_sjoin_close(rn_sjoin_t *j);
 
 /* ---- window state (window.c) --------------------------------------------- */
 

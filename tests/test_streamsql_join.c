@@ -552,7 +552,7 @@ static void test_refused(void **state)
         {"SELECT * FROM ev e JOIN users u ON u.id = u.tier", "reads the table too"},
         {"SELECT * FROM ev e JOIN users u ON e.uid = u.id JOIN t2 ON e.name = t2.k",
          "a query joins one table"},
-        {"SELECT * FROM ev a JOIN ev b ON a.uid = b.uid", "stream-stream joins are not supported"},
+        {"SELECT * FROM ev a JOIN ev b ON a.uid = b.uid", "a stream-stream join needs a time bound"},
         {"SELECT * FROM ev a JOIN nothing b ON a.uid = b.id", "unknown table 'nothing'"},
         {"SELECT * FROM ev e JOIN (SELECT 1 AS id) u ON e.uid = u.id", "a table by name"},
         {"SELECT count(*) FROM ev e JOIN users u ON e.uid = u.id GROUP BY TUMBLE(u.ts, '1s')",

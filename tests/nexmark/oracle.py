@@ -201,6 +201,30 @@ def q21(ev):
     return rows
 
 
+def q8(ev):
+    # people and sellers of auctions in the same 10 s window, each person once per window
+    size = 10000
+    sellers = {(a["seller"], a["dateTime"] // size) for a in ev["auction"]}
+    return list({(p["id"], p["name"], p["dateTime"] // size * size) for p in ev["person"]
+                 if (p["id"], p["dateTime"] // size) in sellers})
+
+
+def q20(ev):
+    # every bid with its auction (the latest record per id), category 10 only
+    auctions = {}
+    for a in ev["auction"]:
+        auctions[a["id"]] = a
+    rows = []
+    for b in ev["bid"]:
+        a = auctions.get(b["auction"])
+        if a is not None and a["category"] == 10:
+            rows.append((b["auction"], b["bidder"], b["price"], b["channel"], b["url"],
+                         b["dateTime"], b["extra"], a["itemName"], a["description"],
+                         a["initialBid"], a["reserve"], a["dateTime"], a["expires"], a["seller"],
+                         a["category"], a["extra"]))
+    return rows
+
+
 def q22(ev):
     rows = []
     for b in ev["bid"]:
@@ -210,8 +234,8 @@ def q22(ev):
     return rows
 
 
-ORACLES = {"q0": q0, "q1": q1, "q2": q2, "q3": q3, "q5": q5, "q7": q7, "q10": q10, "q11": q11,
-           "q14": q14, "q15": q15, "q16": q16, "q17": q17, "q18": q18, "q21": q21, "q22": q22}
+ORACLES = {"q0": q0, "q1": q1, "q2": q2, "q3": q3, "q5": q5, "q7": q7, "q8": q8, "q10": q10, "q11": q11,
+           "q14": q14, "q15": q15, "q16": q16, "q17": q17, "q18": q18, "q20": q20, "q21": q21, "q22": q22}
 
 
 def typed(cell):
