@@ -39,7 +39,10 @@
  *     leader or without its client address yet, too few live nodes: the
  *     "; retry" answers) for up to ADMIN_RETRY_MS, then fails with the
  *     last answer; so does looking up a replicated topic (one the cluster
- *     status lists) on a node that has not made it yet.
+ *     status lists) on a node that has not made it yet. In a cluster an
+ *     unknown topic is looked up again for TOPIC_SETTLE_MS (a topic just
+ *     committed may not be in the status of the node asked yet) before
+ *     "unknown topic" is final.
  */
 #include "client/client_int.h"
 #include "client/tls.h"
@@ -56,6 +59,7 @@
 
 #define RETRY_BUDGET_MS 120000       /* invariant 4 */
 #define ADMIN_RETRY_MS  20000        /* invariant 6 */
+#define TOPIC_SETTLE_MS 2000         /* invariant 6: an unknown topic in a cluster */
 #define STATUS_TIMEOUT_MS 1500       /* one ClusterStatus while routing */
 
 /* ---- Handle ------------------------------------------------------------- */
@@ -583,10 +587,15 @@ int rn_client_topic_get(rn_client_t *c, const char *name, rn_meta_topic_t *out, 
         int rc = describe_remote(c, name, &ti, errmsg);
         /* Invariant 6: a replicated topic the controller committed and this
          * node has not made yet (its manager makes them every 20 ms). */
-        uint64_t until = rn_mono_ns() + (uint64_t)ADMIN_RETRY_MS * 1000000u;
-        while (rc == RN_ENOTFOUND && rn_client_replicated(c, name) && rn_mono_ns() < until) {
-            struct timespec ts = {0, 50 * 1000000L};
+        uint64_t t0 = rn_mono_ns();
+        if (rc == RN_ENOTFOUND) routes_refresh(c, 0);
+        while (rc == RN_ENOTFOUND && cluster_node(c)) {
+            uint64_t ms = (rn_mono_ns() - t0) / 1000000u;
+            if (ms >= ADMIN_RETRY_MS || (ms >= TOPIC_SETTLE_MS && !rn_client_replicated(c, name)))
+                break;
+            struct timespec ts = {0, 100 * 1000000L};
             nanosleep(&ts, NULL);
+            rn_client_reroute(c);           /* the answering node may lag the controller */
             rc = describe_remote(c, name, &ti, errmsg);
         }
         if (rc == 0) topic_from_info(out, ti);
