@@ -19,8 +19,9 @@
  *     RETRY_BUDGET_MS, so a consumer committing as it goes rides out a
  *     runneld restart, while a wrong address still fails at once.
  *  5. Cluster routing (opened with a bootstrap list): the routes (topic,
- *     queue) → the leader's connection come from the first node of the list
- *     (then of the nodes known) that answers ClusterStatus; they are asked
+ *     queue) → the leader's connection come from the ClusterStatus of the
+ *     controller leader, else the answer with the highest term and applied
+ *     index, of the nodes of the list and then those known; they are asked
  *     for on the first rn_client_rpc_for and again by rn_client_reroute
  *     (after NOT_LEADER or a transport failure), at most once per
  *     RN_CLIENT_REROUTE_MS. Connections (at most RN_CLIENT_MAX_CONNS, [0]
@@ -60,7 +61,7 @@
 #define RETRY_BUDGET_MS 120000       /* invariant 4 */
 #define ADMIN_RETRY_MS  20000        /* invariant 6 */
 #define TOPIC_SETTLE_MS 2000         /* invariant 6: an unknown topic in a cluster */
-#define STATUS_TIMEOUT_MS 1500       /* one ClusterStatus while routing */
+#define STATUS_TIMEOUT_MS 700       /* one ClusterStatus while routing */
 
 /* ---- Handle ------------------------------------------------------------- */
 
@@ -253,21 +254,38 @@ static void routes_load(rn_client_t *c)
     pthread_mutex_lock(&c->rmu);
     for (size_t i = 0; i < c->nconns; i++) snprintf(addrs[n++], sizeof addrs[0], "%s", c->conns[i].addr);
     pthread_mutex_unlock(&c->rmu);
+    /* The freshest view: the controller leader's, else the answer with the
+     * highest term and applied index (a node just restarted may still be
+     * replaying an old one). */
+    Runnel__V1__ClusterStatusResponse *best = NULL;
+    int single = 0;
     for (size_t i = 0; i < n; i++) {
         int seen = 0;
         for (size_t k = 0; k < i; k++) seen |= !strcmp(addrs[k], addrs[i]);
         if (seen) continue;
         Runnel__V1__ClusterStatusResponse *r = status_of(c, addrs[i]);
         if (!r) continue;
-        if (r->clustered) routes_from(c, r);
-        else {
-            pthread_mutex_lock(&c->rmu);
-            if (c->clustered < 0) c->clustered = 0;
-            pthread_mutex_unlock(&c->rmu);
+        if (!r->clustered) {
+            single = 1;
+            rn_client_free_msg(r);
+            break;
         }
-        rn_client_free_msg(r);
-        return;
+        if (!best || r->term > best->term ||
+            (r->term == best->term && r->applied_index > best->applied_index)) {
+            rn_client_free_msg(best);
+            best = r;
+        } else {
+            rn_client_free_msg(r);
+        }
+        if (best->state && !strcmp(best->state, "leader")) break;
     }
+    if (best) routes_from(c, best);
+    else if (single) {
+        pthread_mutex_lock(&c->rmu);
+        if (c->clustered < 0) c->clustered = 0;
+        pthread_mutex_unlock(&c->rmu);
+    }
+    rn_client_free_msg(best);
 }
 
 /* Load the routes when due: forced (a reroute) at most once per

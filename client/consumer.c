@@ -44,7 +44,9 @@
  *     invariant 7 (backoff capped at CLUSTER_RETRY_MAX_MS), the leaders
  *     asked for again first; a leader serves records below its high
  *     watermark only, so what a new leader serves from the position on
- *     continues the same log.
+ *     continues the same log. An out-of-range answer for a replicated
+ *     queue is retried the same way (a lagging node answered: the position
+ *     came from a leader), still bounded by reconnect_timeout_ms.
  */
 #include "client/client_int.h"
 
@@ -382,6 +384,11 @@ static void fetch_done(void *arg, int rc, ProtobufCMessage *resp, int status, co
     int transient = rn_rpc_retriable(rc) ||
                     (cluster && rn_client_cluster_transient(rc, errmsg, &moved));
     if (cluster && rn_rpc_retriable(rc)) moved = 1;
+    /* Invariant 8: the position came from a leader, so a replica of a
+     * replicated queue answering it out of range is behind (a node just
+     * restarted, before it knows its role): ask again. */
+    if (cluster && !transient && rc == RN_ERANGE && rn_client_replicated(k->c, q->topic))
+        transient = moved = 1;
     if (x->gen == q->gen && transient) {
         /* Invariants 7 and 8: the same Fetch again later (to the queue's
          * leader, asked for again when it may have moved), unless it

@@ -82,7 +82,7 @@ producer=$!
     2> "$work/consume.err" &
 consumer=$!
 sleep 2
-qleader=$("$bin/runnel" --server "$servers" cluster status --format json |
+qleader=$("$bin/runnel" --server "127.0.0.1:$(port 1)" cluster status --format json |
     sed -n 's/.*"kind":"queue".*"leader":\([0-9]*\).*/\1/p' | head -n 1)
 status 1 | tail -n 2
 before=$(wc -l < "$work/consumed")
