@@ -393,6 +393,17 @@ static int cluster_node(rn_client_t *c)
     return yes;
 }
 
+/* Invariant 6: rc is "unknown topic" from a cluster node that may not have
+ * made a topic the controller committed yet: look again (reroutes). */
+static int topic_settling(rn_client_t *c, const char *topic, int rc, uint64_t t0)
+{
+    if (rc != RN_ENOTFOUND || !c->bootstrap) return 0;
+    routes_refresh(c, 0);
+    if (!cluster_node(c)) return 0;
+    uint64_t ms = (rn_mono_ns() - t0) / 1000000u;
+    return ms < ADMIN_RETRY_MS && (ms < TOPIC_SETTLE_MS || rn_client_replicated(c, topic));
+}
+
 static int call_retried(rn_client_t *c, const char *method, const ProtobufCMessage *req,
                         const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
                         int lagging_ok, char *errmsg)
@@ -450,8 +461,10 @@ int rn_client_list_offsets(rn_client_t *c, const char *topic, uint32_t queue, in
                              &runnel__v1__list_offsets_response__descriptor,
                              (ProtobufCMessage **)&resp, c->timeout_ms, NULL, errmsg);
             int moved = 0;
-            if (rc == 0 || !rn_client_cluster_transient(rc, errmsg, &moved) ||
-                rn_mono_ns() >= until)
+            if (topic_settling(c, topic, rc, until - (uint64_t)ADMIN_RETRY_MS * 1000000u))
+                moved = 1;
+            else if (rc == 0 || !rn_client_cluster_transient(rc, errmsg, &moved) ||
+                     rn_mono_ns() >= until)
                 break;
             if (moved) rn_client_reroute(c);
             uint32_t ms = rn_rpc_backoff_ms(50, 200, attempt, &rng);
@@ -606,11 +619,7 @@ int rn_client_topic_get(rn_client_t *c, const char *name, rn_meta_topic_t *out, 
         /* Invariant 6: a replicated topic the controller committed and this
          * node has not made yet (its manager makes them every 20 ms). */
         uint64_t t0 = rn_mono_ns();
-        if (rc == RN_ENOTFOUND) routes_refresh(c, 0);
-        while (rc == RN_ENOTFOUND && cluster_node(c)) {
-            uint64_t ms = (rn_mono_ns() - t0) / 1000000u;
-            if (ms >= ADMIN_RETRY_MS || (ms >= TOPIC_SETTLE_MS && !rn_client_replicated(c, name)))
-                break;
+        while (topic_settling(c, name, rc, t0)) {
             struct timespec ts = {0, 100 * 1000000L};
             nanosleep(&ts, NULL);
             rn_client_reroute(c);           /* the answering node may lag the controller */

@@ -387,7 +387,8 @@ static void fetch_done(void *arg, int rc, ProtobufCMessage *resp, int status, co
     /* Invariant 8: the position came from a leader, so a replica of a
      * replicated queue answering it out of range is behind (a node just
      * restarted, before it knows its role): ask again. */
-    if (cluster && !transient && rc == RN_ERANGE && rn_client_replicated(k->c, q->topic))
+    if (cluster && !transient && (rc == RN_ERANGE || rc == RN_ENOTFOUND) &&
+        rn_client_replicated(k->c, q->topic))
         transient = moved = 1;
     if (x->gen == q->gen && transient) {
         /* Invariants 7 and 8: the same Fetch again later (to the queue's

@@ -66,8 +66,9 @@
  *     state each rebuilds from the queue's replicated log (two producers
  *     drawing the same id: about n^2 / 2^53; epoch fencing of a zombie
  *     instance is absent there). A node that answers "unknown producer
- *     id" to such an id does not know the topic as replicated yet (it has
- *     just started): retried like NOT_LEADER.
+ *     id" to such an id, or "unknown topic" for a replicated topic, does
+ *     not know the topic as replicated yet (it has just started): retried
+ *     like NOT_LEADER.
  *     NOT_LEADER, "no leader" and too few in-sync replicas (both refused
  *     with nothing stored), and transport failures are retried as in
  *     invariant 2 — the same request, producer id, epoch and sequences —
@@ -439,8 +440,9 @@ static void produce_done(void *arg, int rc, ProtobufCMessage *resp, int status, 
     int transient = rn_rpc_retriable(rc) ||
                     (cluster && rn_client_cluster_transient(rc, err, &moved));
     if (cluster && rn_rpc_retriable(rc)) moved = 1;
-    if (cluster && !transient && rc == RN_ESTICKY && strstr(err, "unknown producer id") &&
-        p->bopts.producer_id >= (int64_t)1 << 52)
+    if (cluster && !transient && ((rc == RN_ESTICKY && strstr(err, "unknown producer id") &&
+                                   p->bopts.producer_id >= (int64_t)1 << 52) ||
+                                  (rc == RN_ENOTFOUND && rn_client_replicated(p->c, p->topic))))
         transient = moved = 1;      /* a node just started, before it knows the topic */
     pthread_mutex_lock(&p->mu);
     uint64_t now = rn_mono_ns(), deadline = delivery_deadline(p, req);
