@@ -316,7 +316,7 @@ def hw_of(queues, q):
     return next((x.get("high_watermark") for x in queues if x["queue"] == q), None)
 
 
-def kill_leader_timed(h, victim, queues):
+def kill_leader_timed(h, victim, queues, controller=False):
     """kill -9 of victim, leader of some queues, timed: the producers of those
     queues stop writing until everything they wrote is acknowledged (the
     queue's high watermark reaches it), the node is killed, writing resumes
@@ -349,8 +349,10 @@ def kill_leader_timed(h, victim, queues):
                     (x.get("high_watermark") or 0) > acked[x["queue"]]:
                 ms = (time.time() - t_kill) * 1000
                 h.failovers.append(ms)
-                h.log("failover of t/%d: %.0f ms from kill -9 of node %d to the first "
-                      "acknowledged produce on node %d" % (x["queue"], ms, victim.id, x["leader"]))
+                h.log("failover of t/%d: %.0f ms from kill -9 of node %d%s to the first "
+                      "acknowledged produce on node %d" %
+                      (x["queue"], ms, victim.id, " (the controller leader too)" if controller
+                       else "", x["leader"]))
                 return
         time.sleep(0.02)
     h.fail("no produce acknowledged within %d s of kill -9 of node %d (queues %s)" %
@@ -394,7 +396,7 @@ def inject(h, kind):
         # Timed only with both other nodes up: with one of three left there is
         # no raft majority and, below min_insync_replicas 2, no produce to
         # acknowledge (the design promises none), so there is nothing to time.
-        kill_leader_timed(h, victim, queues)
+        kill_leader_timed(h, victim, queues, victim.id == ctl["leader"])
     else:
         victim.kill9()
     return victim
