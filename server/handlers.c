@@ -502,7 +502,11 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
     for (size_t i = 0; i < n; i++) {
         rn_pbatch_t d;
         rn_status_t cst;
-        int v = rn_pstate_check(&e->ps, h->reg, &hdrs[i], news, nnews, &d, &cst);
+        /* A replicated queue's producers are known by its log, which every
+         * replica holds, not by this node's registry (client/producer.c
+         * invariant 9). */
+        int v = rn_pstate_check(&e->ps, p->replicated ? NULL : h->reg, &hdrs[i], news, nnews,
+                                &d, &cst);
         if (v < 0) {
             rn_status_setr(st, cst.reason, cst.code, "batch %zu of %zu: %s", i + 1, n, cst.msg);
             goto out;
