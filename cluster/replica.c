@@ -32,10 +32,12 @@
  *     ISR with other records at an offset.
  *  5. r->mu is held for memory only: no RPC, no store call, no controller
  *     call, no view get under it.
- *  6. Nothing is led, followed or answered for a replicated queue until the
- *     view holds this start's own registration (self_current): a node that
- *     restarts replays an old state in which it may still lead a queue that
- *     moved while it was down; it must not take produces as that leader.
+ *  6. No produce or fetch is answered, for any topic, until the view holds
+ *     this start's own registration (self_current), and nothing is led or
+ *     followed before: a node that restarts replays an old state in which it
+ *     may still lead a queue that moved while it was down, or may not know
+ *     yet that a topic of its store is replicated; it must take produces
+ *     neither as that leader nor as a topic of its own.
  */
 #include "cluster/replica.h"
 
@@ -219,15 +221,14 @@ static int view_queue(rn_repl_t *r, const char *topic, uint32_t queue,
         return rn_status_set(st, RN_ST_UNAVAILABLE, "this node's cluster controller is "
                              "starting; retry");
     *v = rn_ctl_view_get(ctl);
-    *pq = rn_ctl_view_queue(*v, topic, queue);
-    if (*pq && !(*v)->self_current) {          /* invariant 6 */
+    if (!(*v)->self_current) {                 /* invariant 6 */
         rn_ctl_view_put(*v);
         *v = NULL;
-        *pq = NULL;
         return rn_status_set(st, RN_ST_UNAVAILABLE, "%s/%u: this node is (re)joining the "
                              "cluster and has not caught up with its controller state; retry",
                              topic, queue);
     }
+    *pq = rn_ctl_view_queue(*v, topic, queue);
     return 0;
 }
 
