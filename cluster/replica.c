@@ -232,6 +232,15 @@ static int view_queue(rn_repl_t *r, const char *topic, uint32_t queue,
     return 0;
 }
 
+static int h_replicated(void *arg, const char *topic, rn_status_t *st)
+{
+    const rn_ctl_view_t *v;
+    const rn_fsm_pq_t *pq;
+    if (view_queue(arg, topic, 0, &v, &pq, st) != 0) return -1;
+    rn_ctl_view_put(v);
+    return pq != NULL;
+}
+
 static int h_produce(void *arg, const char *topic, uint32_t queue, int *replicated,
                      rn_status_t *st)
 {
@@ -829,7 +838,7 @@ int rn_repl_create(const rn_repl_opts_t *o, rn_repl_t **out, char *errmsg)
     atomic_init(&r->ctl, NULL);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
-    rn_hd_repl_t hooks = {r, h_produce, h_wait, h_fetch, h_create_topic};
+    rn_hd_repl_t hooks = {r, h_produce, h_wait, h_fetch, h_create_topic, h_replicated};
     rn_hd_set_repl(o->hd, &hooks);
     *out = r;
     return 0;
