@@ -4,6 +4,7 @@
 #   make test       build and run every test (unit, integration, corpus replay)
 #   make demo       the end-to-end demo on an embedded data directory
 #   make cluster-demo  three cluster nodes on loopback: status, the leader killed
+#   make cluster-test  the Jepsen-style harness, long form (tests/cluster/jepsen.py)
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang)
 #   make bench      the benchmark suite against Redis and SQLite (BENCH_QUICK=1: short)
 #   make SAN=1 test the same tests built with ASan+UBSan, in build-san/
@@ -105,7 +106,7 @@ PROGRAMS += $(BIN)/streamsql
 endif
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all test demo cluster-demo fuzz clean deps crash-test soak reconnect-soak bench
+.PHONY: all test demo cluster-demo cluster-test fuzz clean deps crash-test soak reconnect-soak bench
 # Keep objects make would otherwise delete as intermediates (no rebuild churn).
 .SECONDARY:
 all: $(PROGRAMS)
@@ -231,6 +232,18 @@ demo: $(PROGRAMS)
 # a new leader, the node rejoining, SIGTERM (scripts/cluster-demo.sh).
 cluster-demo: $(PROGRAMS)
 	@sh scripts/cluster-demo.sh $(BIN)
+
+# The Jepsen-style harness, long form: CLUSTER_TRIALS seeded trials from
+# CLUSTER_SEED, CLUSTER_FAULTS faults each, every fault kind (kill -9 of a queue
+# leader, of the controller leader, of a follower; SIGSTOP). `make test` runs
+# one short trial (tests/test_cluster_jepsen.c). Results: tests/RELIABILITY.md.
+CLUSTER_TRIALS ?= 5
+CLUSTER_FAULTS ?= 8
+CLUSTER_SEED ?= 1
+cluster-test: $(PROGRAMS)
+	@python3 tests/cluster/jepsen.py --bin $(BIN) --trials $(CLUSTER_TRIALS) \
+	    --faults $(CLUSTER_FAULTS) --seed $(CLUSTER_SEED) \
+	    --kinds kill-leader,kill-controller,kill-follower,pause
 
 # The benchmark suite against Redis streams and SQLite (bench/suite.sh): installs
 # redis-server, gnuplot and jq (install-deps.sh bench), writes bench/results.json,

@@ -198,6 +198,7 @@ int rn_cli_open_client(rn_cli_t *cli, const rn_log_opts_t *lo, int create, rn_cl
         if (o.token && rn_tls_token_in_clear(target, &tf))
             fprintf(stderr, "runnel: warning: the token goes in clear to %s (plaintext, not "
                     "loopback): give --tls-ca to use TLS\n", target);
+        o.bootstrap = target;         /* a cluster: producers and consumers follow leaders */
         if (strchr(target, ',') || cli->route_topic) {           /* a list, or routing */
             int code = rn_cli_route(cli, target, cli->routed, sizeof cli->routed);
             if (code != 0) return code;

@@ -18,6 +18,32 @@
  *     has reached the broker before: it is retried with backoff for up to
  *     RETRY_BUDGET_MS, so a consumer committing as it goes rides out a
  *     runneld restart, while a wrong address still fails at once.
+ *  5. Cluster routing (opened with a bootstrap list): the routes (topic,
+ *     queue) → the leader's connection come from the ClusterStatus of the
+ *     controller leader, else the answer with the highest term and applied
+ *     index, of the nodes of the list and then those known; they are asked
+ *     for on the first rn_client_rpc_for and again by rn_client_reroute
+ *     (after NOT_LEADER or a transport failure), at most once per
+ *     RN_CLIENT_REROUTE_MS. Connections (at most RN_CLIENT_MAX_CONNS, [0]
+ *     the handle's own) are never closed before rn_client_close, so a
+ *     connection handed out stays valid; the table and routes change under
+ *     rmu only, and no call is made while holding it. Group offsets and
+ *     every admin call go to the handle's own connection (group offsets are
+ *     each node's own: cluster/README.md).
+ *  7. A group commit in a cluster goes to the handle's own node, which
+ *     checks each offset against its own replica of the queue; a replica
+ *     that lags the leader (a node restarted, catching up) answers "offset
+ *     N is outside ... range": retried like a transport failure (invariant
+ *     4), since the consumer commits only offsets the leader served, below
+ *     its high watermark, which every in-sync replica reaches.
+ *  6. Topic creation rides out a cluster settling (a controller without a
+ *     leader or without its client address yet, too few live nodes: the
+ *     "; retry" answers) for up to ADMIN_RETRY_MS, then fails with the
+ *     last answer; so does looking up a replicated topic (one the cluster
+ *     status lists) on a node that has not made it yet. In a cluster an
+ *     unknown topic is looked up again for TOPIC_SETTLE_MS (a topic just
+ *     committed may not be in the status of the node asked yet) before
+ *     "unknown topic" is final.
  */
 #include "client/client_int.h"
 #include "client/tls.h"
@@ -33,6 +59,9 @@
 #include "common/sys.h"
 
 #define RETRY_BUDGET_MS 120000       /* invariant 4 */
+#define ADMIN_RETRY_MS  20000        /* invariant 6 */
+#define TOPIC_SETTLE_MS 2000         /* invariant 6: an unknown topic in a cluster */
+#define STATUS_TIMEOUT_MS 700       /* one ClusterStatus while routing */
 
 /* ---- Handle ------------------------------------------------------------- */
 
@@ -85,6 +114,23 @@ int rn_client_open_server(const char *target, const rn_client_opts_t *o, rn_clie
     c->remote = 1;
     c->timeout_ms = o->timeout_ms;
     snprintf(c->where, sizeof c->where, "%s", target);
+    pthread_mutex_init(&c->rmu, NULL);
+    c->clustered = -1;
+    snprintf(c->conns[0].addr, sizeof c->conns[0].addr, "%s", target);
+    c->conns[0].rpc = c->rpc;
+    c->nconns = 1;
+    if (o->bootstrap) {
+        c->bootstrap = strdup(o->bootstrap);
+        c->tls_ca = o->tls_ca ? strdup(o->tls_ca) : NULL;
+        c->tls_cert = o->tls_cert ? strdup(o->tls_cert) : NULL;
+        c->tls_key = o->tls_key ? strdup(o->tls_key) : NULL;
+        c->token = o->token ? strdup(o->token) : NULL;
+        if (!c->bootstrap || (o->tls_ca && !c->tls_ca) || (o->tls_cert && !c->tls_cert) ||
+            (o->tls_key && !c->tls_key) || (o->token && !c->token)) {
+            rn_client_close(c);
+            return rn_errf(errmsg, -ENOMEM, "out of memory");
+        }
+    }
     *out = c;
     return 0;
 }
@@ -93,10 +139,206 @@ int rn_client_close(rn_client_t *c)
 {
     if (!c) return 0;
     int rc = 0;
-    if (c->remote) rn_rpc_close(c->rpc);
-    else rc = rn_datadir_close(c->d);
+    if (c->remote) {
+        for (size_t i = 0; i < c->nconns; i++) rn_rpc_close(c->conns[i].rpc);
+        free(c->routes);
+        free(c->bootstrap);
+        free(c->tls_ca);
+        free(c->tls_cert);
+        free(c->tls_key);
+        free(c->token);
+        pthread_mutex_destroy(&c->rmu);
+    } else {
+        rc = rn_datadir_close(c->d);
+    }
     free(c);
     return rc;
+}
+
+/* ---- Cluster routing (invariant 5) ---------------------------------------- */
+
+/* The index of addr's connection, opened when new; -1 when the table is
+ * full or the connection cannot be made. */
+static long conn_get(rn_client_t *c, const char *addr)
+{
+    pthread_mutex_lock(&c->rmu);
+    for (size_t i = 0; i < c->nconns; i++)
+        if (!strcmp(c->conns[i].addr, addr)) { pthread_mutex_unlock(&c->rmu); return (long)i; }
+    int full = c->nconns == RN_CLIENT_MAX_CONNS;
+    pthread_mutex_unlock(&c->rmu);
+    if (full || strlen(addr) >= sizeof c->conns[0].addr) return -1;
+    char err[RN_ERRMSG_SIZE];
+    rn_tls_files_t tf = {c->tls_ca, c->tls_cert, c->tls_key};
+    rn_rpc_t *rpc = NULL;
+    if (rn_tls_rpc_open(addr, &tf, &rpc, err) != 0 ||
+        (c->token && rn_rpc_set_token(rpc, c->token, err) != 0)) {
+        rn_rpc_close(rpc);
+        return -1;
+    }
+    long at = -1;
+    pthread_mutex_lock(&c->rmu);
+    for (size_t i = 0; i < c->nconns && at < 0; i++)
+        if (!strcmp(c->conns[i].addr, addr)) at = (long)i;      /* opened meanwhile */
+    if (at < 0 && c->nconns < RN_CLIENT_MAX_CONNS) {
+        at = (long)c->nconns;
+        snprintf(c->conns[at].addr, sizeof c->conns[at].addr, "%s", addr);
+        c->conns[at].rpc = rpc;
+        c->nconns++;
+        rpc = NULL;
+    }
+    pthread_mutex_unlock(&c->rmu);
+    rn_rpc_close(rpc);
+    return at;
+}
+
+/* One node's ClusterStatus, or NULL. */
+static Runnel__V1__ClusterStatusResponse *status_of(rn_client_t *c, const char *addr)
+{
+    long i = conn_get(c, addr);
+    if (i < 0) return NULL;
+    pthread_mutex_lock(&c->rmu);
+    rn_rpc_t *rpc = c->conns[i].rpc;
+    pthread_mutex_unlock(&c->rmu);
+    Runnel__V1__ClusterStatusRequest req = RUNNEL__V1__CLUSTER_STATUS_REQUEST__INIT;
+    ProtobufCMessage *m = NULL;
+    char err[RN_ERRMSG_SIZE];
+    if (rn_rpc_call(rpc, RN_RPC_METHOD("ClusterStatus"), &req.base,
+                    &runnel__v1__cluster_status_response__descriptor, &m, STATUS_TIMEOUT_MS,
+                    NULL, err) != 0)
+        return NULL;
+    return (Runnel__V1__ClusterStatusResponse *)m;
+}
+
+/* Routes from one answer: each queue whose leader is live with a client
+ * address. */
+static void routes_from(rn_client_t *c, const Runnel__V1__ClusterStatusResponse *r)
+{
+    struct rn_client_route *v = calloc(r->n_queues ? r->n_queues : 1, sizeof *v);
+    if (!v) return;
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_queues; i++) {
+        const Runnel__V1__ClusterQueue *q = r->queues[i];
+        for (size_t k = 0; k < r->n_nodes; k++) {
+            const Runnel__V1__ClusterNode *nd = r->nodes[k];
+            if (nd->id != q->leader || !nd->live || !nd->client_address[0]) continue;
+            long at = conn_get(c, nd->client_address);
+            if (at < 0) break;
+            snprintf(v[n].topic, sizeof v[n].topic, "%s", q->topic);
+            v[n].queue = q->queue;
+            v[n].conn = (size_t)at;
+            n++;
+            break;
+        }
+    }
+    pthread_mutex_lock(&c->rmu);
+    struct rn_client_route *old = c->routes;
+    c->routes = v;
+    c->nroutes = n;
+    c->clustered = 1;
+    pthread_mutex_unlock(&c->rmu);
+    free(old);
+}
+
+/* Ask the bootstrap nodes, then every node known, until one answers. */
+static void routes_load(rn_client_t *c)
+{
+    char addrs[RN_CLIENT_MAX_CONNS + 16][256];
+    size_t n = 0;
+    for (const char *p = c->bootstrap; p && *p && n < 16;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        snprintf(addrs[n++], sizeof addrs[0], "%.*s", (int)(len < 255 ? len : 255), p);
+        if (!e) break;
+        p = e + 1;
+    }
+    pthread_mutex_lock(&c->rmu);
+    for (size_t i = 0; i < c->nconns; i++) snprintf(addrs[n++], sizeof addrs[0], "%s", c->conns[i].addr);
+    pthread_mutex_unlock(&c->rmu);
+    /* The freshest view: the controller leader's, else the answer with the
+     * highest term and applied index (a node just restarted may still be
+     * replaying an old one). */
+    Runnel__V1__ClusterStatusResponse *best = NULL;
+    int single = 0;
+    for (size_t i = 0; i < n; i++) {
+        int seen = 0;
+        for (size_t k = 0; k < i; k++) seen |= !strcmp(addrs[k], addrs[i]);
+        if (seen) continue;
+        Runnel__V1__ClusterStatusResponse *r = status_of(c, addrs[i]);
+        if (!r) continue;
+        if (!r->clustered) {
+            single = 1;
+            rn_client_free_msg(r);
+            break;
+        }
+        if (!best || r->term > best->term ||
+            (r->term == best->term && r->applied_index > best->applied_index)) {
+            rn_client_free_msg(best);
+            best = r;
+        } else {
+            rn_client_free_msg(r);
+        }
+        if (best->state && !strcmp(best->state, "leader")) break;
+    }
+    if (best) routes_from(c, best);
+    else if (single) {
+        pthread_mutex_lock(&c->rmu);
+        if (c->clustered < 0) c->clustered = 0;
+        pthread_mutex_unlock(&c->rmu);
+    }
+    rn_client_free_msg(best);
+}
+
+/* Load the routes when due: forced (a reroute) at most once per
+ * RN_CLIENT_REROUTE_MS, else only while unknown, at most once a second. */
+static void routes_refresh(rn_client_t *c, int force)
+{
+    if (!c->bootstrap) return;
+    uint64_t now = rn_mono_ns();
+    pthread_mutex_lock(&c->rmu);
+    uint64_t gap = (uint64_t)(force ? RN_CLIENT_REROUTE_MS : 1000) * 1000000u;
+    int due = (force ? c->clustered != 0 : c->clustered < 0) &&
+              (c->routed_ns == 0 || now - c->routed_ns >= gap);
+    if (due) c->routed_ns = now;
+    pthread_mutex_unlock(&c->rmu);
+    if (due) routes_load(c);
+}
+
+void rn_client_reroute(rn_client_t *c) { routes_refresh(c, 1); }
+
+int rn_client_replicated(rn_client_t *c, const char *topic)
+{
+    if (!c->bootstrap) return 0;
+    routes_refresh(c, 0);
+    int yes = 0;
+    pthread_mutex_lock(&c->rmu);
+    for (size_t i = 0; i < c->nroutes && !yes; i++) yes = !strcmp(c->routes[i].topic, topic);
+    pthread_mutex_unlock(&c->rmu);
+    return yes;
+}
+
+rn_rpc_t *rn_client_rpc_for(rn_client_t *c, const char *topic, uint32_t queue)
+{
+    if (!c->bootstrap) return c->rpc;
+    routes_refresh(c, 0);
+    rn_rpc_t *rpc = c->rpc;
+    pthread_mutex_lock(&c->rmu);
+    for (size_t i = 0; i < c->nroutes; i++)
+        if (c->routes[i].queue == queue && !strcmp(c->routes[i].topic, topic)) {
+            rpc = c->conns[c->routes[i].conn].rpc;
+            break;
+        }
+    pthread_mutex_unlock(&c->rmu);
+    return rpc;
+}
+
+int rn_client_cluster_transient(int rc, const char *errmsg, int *moved)
+{
+    const char *m = errmsg ? errmsg : "";
+    *moved = 0;
+    if (rc == RN_ESTICKY && strstr(m, "not leader of ")) { *moved = 1; return 1; }
+    if (rc == RN_ESTICKY && strstr(m, "min_insync_replicas")) return 1;    /* nothing stored */
+    if (rn_rpc_retriable(rc)) { *moved = 1; return 1; }   /* no leader now, a dead node, ... */
+    return 0;
 }
 
 int rn_client_is_remote(const rn_client_t *c) { return c->remote; }
@@ -142,16 +384,39 @@ int rn_client_call(rn_client_t *c, const char *method, const ProtobufCMessage *r
 
 /* rn_client_call, retried across a broker restart (invariant 4): only for an
  * idempotent call. */
+static int cluster_node(rn_client_t *c)
+{
+    if (!c->bootstrap) return 0;
+    pthread_mutex_lock(&c->rmu);
+    int yes = c->clustered == 1;
+    pthread_mutex_unlock(&c->rmu);
+    return yes;
+}
+
+/* Invariant 6: rc is "unknown topic" from a cluster node that may not have
+ * made a topic the controller committed yet: look again (reroutes). */
+static int topic_settling(rn_client_t *c, const char *topic, int rc, uint64_t t0)
+{
+    if (rc != RN_ENOTFOUND || !c->bootstrap) return 0;
+    routes_refresh(c, 0);
+    if (!cluster_node(c)) return 0;
+    uint64_t ms = (rn_mono_ns() - t0) / 1000000u;
+    return ms < ADMIN_RETRY_MS && (ms < TOPIC_SETTLE_MS || rn_client_replicated(c, topic));
+}
+
 static int call_retried(rn_client_t *c, const char *method, const ProtobufCMessage *req,
                         const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
-                        char *errmsg)
+                        int lagging_ok, char *errmsg)
 {
     uint64_t until = rn_mono_ns() + (uint64_t)RETRY_BUDGET_MS * 1000000u;
     uint64_t rng = rn_mono_ns();
     for (uint32_t attempt = 1;; attempt++) {
         int rc = rn_client_call(c, method, req, desc, resp, errmsg);
-        if (rc == 0 || !rn_rpc_retriable(rc) || !__atomic_load_n(&c->reached, __ATOMIC_RELAXED) ||
-            rn_mono_ns() >= until)
+        if (rc == 0 || rn_mono_ns() >= until) return rc;
+        /* Invariant 7: this node's replica of a queue lags its leader. */
+        int lagging = rc == RN_ERANGE && lagging_ok && cluster_node(c) &&
+                      strstr(errmsg, "is outside topic");
+        if (!lagging && (!rn_rpc_retriable(rc) || !__atomic_load_n(&c->reached, __ATOMIC_RELAXED)))
             return rc;
         uint32_t ms = rn_rpc_backoff_ms(50, 2000, attempt, &rng);
         struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
@@ -182,9 +447,31 @@ int rn_client_list_offsets(rn_client_t *c, const char *topic, uint32_t queue, in
     if (spec == 0) { req.spec_case = RUNNEL__V1__LIST_OFFSETS_REQUEST__SPEC_EARLIEST; req.earliest = 1; }
     else if (spec == 1) { req.spec_case = RUNNEL__V1__LIST_OFFSETS_REQUEST__SPEC_LATEST; req.latest = 1; }
     else { req.spec_case = RUNNEL__V1__LIST_OFFSETS_REQUEST__SPEC_TIMESTAMP_MS; req.timestamp_ms = ts; }
-    int rc = rn_client_call(c, RN_RPC_METHOD("ListOffsets"), &req.base,
+    int rc;
+    if (!c->bootstrap) {
+        rc = rn_client_call(c, RN_RPC_METHOD("ListOffsets"), &req.base,
                             &runnel__v1__list_offsets_response__descriptor,
                             (ProtobufCMessage **)&resp, errmsg);
+    } else {
+        /* Invariant 5: the leader's offsets, following it while it moves. */
+        uint64_t until = rn_mono_ns() + (uint64_t)ADMIN_RETRY_MS * 1000000u, rng = rn_mono_ns();
+        for (uint32_t attempt = 1;; attempt++) {
+            rn_rpc_t *rpc = rn_client_rpc_for(c, topic, queue);
+            rc = rn_rpc_call(rpc, RN_RPC_METHOD("ListOffsets"), &req.base,
+                             &runnel__v1__list_offsets_response__descriptor,
+                             (ProtobufCMessage **)&resp, c->timeout_ms, NULL, errmsg);
+            int moved = 0;
+            if (topic_settling(c, topic, rc, until - (uint64_t)ADMIN_RETRY_MS * 1000000u))
+                moved = 1;
+            else if (rc == 0 || !rn_client_cluster_transient(rc, errmsg, &moved) ||
+                     rn_mono_ns() >= until)
+                break;
+            if (moved) rn_client_reroute(c);
+            uint32_t ms = rn_rpc_backoff_ms(50, 200, attempt, &rng);
+            struct timespec tw = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+            nanosleep(&tw, NULL);
+        }
+    }
     if (rc != 0) return rc;
     if (offset) *offset = resp->offset;
     if (log_start) *log_start = resp->log_start_offset;
@@ -254,8 +541,19 @@ static int topic_create_or_alter(rn_client_t *c, const char *method, const char 
         req.name = (char *)name;
         req.queues = queues;
         req.replicas = replicas;
-        rc = rn_client_call(c, method, &req.base, &runnel__v1__topic_info__descriptor,
-                            (ProtobufCMessage **)&ti, errmsg);
+        /* Invariant 6: a settling cluster's "...; retry" answers. */
+        uint64_t until = rn_mono_ns() + (uint64_t)ADMIN_RETRY_MS * 1000000u, rng = rn_mono_ns();
+        for (uint32_t attempt = 1;; attempt++) {
+            rc = rn_client_call(c, method, &req.base, &runnel__v1__topic_info__descriptor,
+                                (ProtobufCMessage **)&ti, errmsg);
+            size_t len = strlen(errmsg);
+            if (rc != -ECONNREFUSED || len < 7 || strcmp(errmsg + len - 7, "; retry") != 0 ||
+                rn_mono_ns() >= until)
+                break;
+            uint32_t ms = rn_rpc_backoff_ms(50, 500, attempt, &rng);
+            struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
     } else {
         Runnel__V1__AlterTopicRequest req = RUNNEL__V1__ALTER_TOPIC_REQUEST__INIT;
         req.name = (char *)name;
@@ -318,6 +616,15 @@ int rn_client_topic_get(rn_client_t *c, const char *name, rn_meta_topic_t *out, 
     if (c->remote) {
         Runnel__V1__TopicInfo *ti = NULL;
         int rc = describe_remote(c, name, &ti, errmsg);
+        /* Invariant 6: a replicated topic the controller committed and this
+         * node has not made yet (its manager makes them every 20 ms). */
+        uint64_t t0 = rn_mono_ns();
+        while (topic_settling(c, name, rc, t0)) {
+            struct timespec ts = {0, 100 * 1000000L};
+            nanosleep(&ts, NULL);
+            rn_client_reroute(c);           /* the answering node may lag the controller */
+            rc = describe_remote(c, name, &ti, errmsg);
+        }
         if (rc == 0) topic_from_info(out, ti);
         rn_client_free_msg(ti);
         return rc;
@@ -720,7 +1027,7 @@ int rn_client_group_commit(rn_client_t *c, const char *group, const rn_meta_offs
         req.offsets = qp;
         if (rc == 0)
             rc = call_retried(c, RN_RPC_METHOD("CommitOffsets"), &req.base,
-                              &runnel__v1__commit_offsets_response__descriptor, &resp, errmsg);
+                              &runnel__v1__commit_offsets_response__descriptor, &resp, 1, errmsg);
         rn_client_free_msg(resp);
         free(qo);
         free(qp);

@@ -37,6 +37,16 @@
  *     only then does poll return the error. Nothing is skipped or returned
  *     twice: records are handed out from the position only (invariant 1).
  *     A queue waiting for a retry counts as waited-for in poll's order.
+ *  8. Cluster (a client opened with a bootstrap list, client.c invariant
+ *     5): each queue's Fetches go to its leader (rn_client_rpc_for), so a
+ *     consumer of several queues holds one connection per leader node.
+ *     NOT_LEADER, "no leader" and transport failures are retried as in
+ *     invariant 7 (backoff capped at CLUSTER_RETRY_MAX_MS), the leaders
+ *     asked for again first; a leader serves records below its high
+ *     watermark only, so what a new leader serves from the position on
+ *     continues the same log. An out-of-range answer for a replicated
+ *     queue is retried the same way (a lagging node answered: the position
+ *     came from a leader), still bounded by reconnect_timeout_ms.
  */
 #include "client/client_int.h"
 
@@ -57,6 +67,7 @@
 #define RETRY_MIN_MS      50             /* invariant 7 */
 #define RETRY_MAX_MS      2000
 #define DEFAULT_RECONNECT_MS 120000
+#define CLUSTER_RETRY_MAX_MS 200         /* invariant 8 */
 
 typedef struct fresp fresp_t;
 struct fresp {
@@ -77,6 +88,7 @@ typedef struct rqueue {
     uint64_t  retry_at;             /* invariant 7: resend not before (0: no failure) */
     uint64_t  failing_since;
     uint32_t  failures;
+    int       reroute;              /* invariant 8: ask for the leader before the next Fetch */
     fresp_t  *head, *tail;
     uint32_t  nbuf;
 } rqueue_t;
@@ -368,13 +380,28 @@ static void fetch_done(void *arg, int rc, ProtobufCMessage *resp, int status, co
     pthread_mutex_lock(&k->mu);
     q->inflight = 0;
     k->inflight--;
-    if (x->gen == q->gen && rn_rpc_retriable(rc)) {
-        /* Invariant 7: the same Fetch again later, unless it failed too long. */
+    int moved = 0, cluster = k->c->bootstrap != NULL;
+    int transient = rn_rpc_retriable(rc) ||
+                    (cluster && rn_client_cluster_transient(rc, errmsg, &moved));
+    if (cluster && rn_rpc_retriable(rc)) moved = 1;
+    /* Invariant 8: the position came from a leader, so a replica of a
+     * replicated queue answering it out of range is behind (a node just
+     * restarted, before it knows its role): ask again. */
+    if (cluster && !transient && (rc == RN_ERANGE || rc == RN_ENOTFOUND) &&
+        rn_client_replicated(k->c, q->topic))
+        transient = moved = 1;
+    if (x->gen == q->gen && transient) {
+        /* Invariants 7 and 8: the same Fetch again later (to the queue's
+         * leader, asked for again when it may have moved), unless it
+         * failed too long. */
         uint64_t now = rn_mono_ns();
         if (q->failures++ == 0) q->failing_since = now;
         if (k->reconnect_ms == UINT32_MAX ||
             now - q->failing_since < (uint64_t)k->reconnect_ms * 1000000u) {
-            q->retry_at = now + (uint64_t)rn_rpc_backoff_ms(RETRY_MIN_MS, RETRY_MAX_MS,
+            q->reroute = moved;
+            q->retry_at = now + (uint64_t)rn_rpc_backoff_ms(RETRY_MIN_MS,
+                                                            cluster ? CLUSTER_RETRY_MAX_MS
+                                                                    : RETRY_MAX_MS,
                                                             q->failures, &k->rng) * 1000000u;
             retry = 1;                       /* no answer is queued */
         } else {
@@ -435,9 +462,13 @@ static void send_fetch(rn_client_consumer_t *k, rqueue_t *q, uint32_t max_wait_m
     x->req.max_wait_ms = max_wait_ms;
     q->inflight = 1;
     k->inflight++;
+    int reroute = q->reroute;
+    q->reroute = 0;
     pthread_mutex_unlock(&k->mu);
     char err[RN_ERRMSG_SIZE] = "";
-    int rc = rn_rpc_call_async(k->c->rpc, RN_RPC_METHOD("Fetch"), &x->req.base,
+    if (reroute) rn_client_reroute(k->c);          /* invariant 8 */
+    int rc = rn_rpc_call_async(rn_client_rpc_for(k->c, x->req.topic, x->req.queue),
+                               RN_RPC_METHOD("Fetch"), &x->req.base,
                                &runnel__v1__fetch_response__descriptor,
                                max_wait_ms + FETCH_DEADLINE_MS, fetch_done, x, err);
     if (rc != 0) fetch_done(x, rc, NULL, 0, err);

@@ -57,6 +57,28 @@
  *     room its own records left. A send from a delivery callback never
  *     waits for memory (it would wait for the very thread it runs on): over
  *     the cap it is refused with RN_EFULL saying so.
+ *  9. Cluster (a client opened with a bootstrap list, client.c invariant
+ *     5): each request goes to its queue's leader (rn_client_rpc_for).
+ *     A producer of a replicated topic does not take its id from one
+ *     node's registry (each node issues 1, 2, ... of its own, and the
+ *     others do not know them): it draws a random id in [2^52, 2^53) with
+ *     epoch 0, and the leaders check its sequences against the producer
+ *     state each rebuilds from the queue's replicated log (two producers
+ *     drawing the same id: about n^2 / 2^53; epoch fencing of a zombie
+ *     instance is absent there). A node that answers "unknown producer
+ *     id" to such an id, or "unknown topic" for a replicated topic, does
+ *     not know the topic as replicated yet (it has just started): retried
+ *     like NOT_LEADER.
+ *     NOT_LEADER, "no leader" and too few in-sync replicas (both refused
+ *     with nothing stored), and transport failures are retried as in
+ *     invariant 2 — the same request, producer id, epoch and sequences —
+ *     with the backoff capped at CLUSTER_BACKOFF_MAX_MS, and before the
+ *     resend the leaders are asked for again (rn_client_reroute) when it
+ *     may have moved. A batch the old leader stored but did not acknowledge
+ *     is, on the new leader, either in the log (copied before the
+ *     failover: the new leader rebuilds its producer state from its log
+ *     and answers it as a duplicate with its offset) or not (then stored
+ *     once there, and the old leader cuts its copy when it rejoins).
  *  8. Outcomes are per batch: when the broker stored a request's leading
  *     batches and then failed (it says so in the RN_RPC_PARTIAL_TRAILER of
  *     its error), those batches are delivered with their offsets and only
@@ -73,12 +95,17 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #define KEEP_BUILDERS 16     /* more queues than this: a builder is freed after each seal */
 /* The broker remembers a producer's last 5 batches per queue (proto: InitProducer);
  * a request carries at most that many, so all of a resent request is recognised. */
 #define REQUEST_MAX_BATCHES 5
+/* In a cluster a retry waits at most this long (invariant 9): a leader moves
+ * in about 1.5 s, and a producer should be there within a retry of it. */
+#define CLUSTER_BACKOFF_MAX_MS 200
 
 int (*rn_client_test_hook)(const char *point);
 
@@ -109,6 +136,7 @@ struct preq {
     size_t         appended;     /* embedded: batches appended */
     uint32_t       attempts;
     int            maybe_stored; /* an attempt may have reached the broker, unanswered */
+    int            reroute;      /* ask for the queue's leader before the next attempt */
     uint64_t       retry_at;
     int            rc;
     char           err[RN_ERRMSG_SIZE];
@@ -406,12 +434,25 @@ static void produce_done(void *arg, int rc, ProtobufCMessage *resp, int status, 
     rn_client_free_msg(resp);
     (void)status;
     if (rn_rpc_retriable(rc) && !rn_rpc_unreached(rc, err)) req->maybe_stored = 1;
+    /* Invariant 9: a cluster's NOT_LEADER, no leader, too few in-sync
+     * replicas, or a dead node: the same request again, to the leader. */
+    int moved = 0, cluster = p->c->bootstrap != NULL;
+    int transient = rn_rpc_retriable(rc) ||
+                    (cluster && rn_client_cluster_transient(rc, err, &moved));
+    if (cluster && rn_rpc_retriable(rc)) moved = 1;
+    if (cluster && !transient && ((rc == RN_ESTICKY && strstr(err, "unknown producer id") &&
+                                   p->bopts.producer_id >= (int64_t)1 << 52) ||
+                                  (rc == RN_ENOTFOUND && rn_client_replicated(p->c, p->topic))))
+        transient = moved = 1;      /* a node just started, before it knows the topic */
     pthread_mutex_lock(&p->mu);
     uint64_t now = rn_mono_ns(), deadline = delivery_deadline(p, req);
-    uint64_t wait = (uint64_t)rn_rpc_backoff_ms(p->o.retry_backoff_ms, p->o.retry_backoff_max_ms,
+    uint32_t max_ms = cluster && p->o.retry_backoff_max_ms > CLUSTER_BACKOFF_MAX_MS
+                    ? CLUSTER_BACKOFF_MAX_MS : p->o.retry_backoff_max_ms;
+    uint64_t wait = (uint64_t)rn_rpc_backoff_ms(p->o.retry_backoff_ms, max_ms,
                                                 req->attempts, &p->rng) * 1000000u;
-    if (rn_rpc_retriable(rc) && (p->o.retries == UINT32_MAX || req->attempts <= p->o.retries) &&
+    if (transient && (p->o.retries == UINT32_MAX || req->attempts <= p->o.retries) &&
         now < deadline) {
+        req->reroute = moved;
         /* Invariant 2: the same request again, later; the queue stays busy.
          * The last try is at the deadline, so a record fails only after it. */
         req->retry_at = now + wait < deadline ? now + wait : deadline;
@@ -425,7 +466,7 @@ static void produce_done(void *arg, int rc, ProtobufCMessage *resp, int status, 
     }
     pthread_mutex_unlock(&p->mu);
     char why[2 * RN_ERRMSG_SIZE];
-    if (rn_rpc_retriable(rc) && now >= deadline)
+    if (transient && now >= deadline)
         snprintf(why, sizeof why, "not acknowledged within delivery_timeout_ms %u (%u attempts; "
                  "the last: %s)", p->o.delivery_timeout_ms, req->attempts, err);
     else
@@ -445,7 +486,12 @@ static void dispatch_remote(rn_producer_t *p, preq_t *req)
         if (left_ms < 1) left_ms = 1;
         if (!timeout_ms || left_ms < timeout_ms) timeout_ms = (uint32_t)left_ms;
     }
-    int rc = rn_rpc_call_async(p->c->rpc, RN_RPC_METHOD("Produce"), &req->msg.base,
+    if (req->reroute) {             /* invariant 9: the sender thread, no lock held */
+        req->reroute = 0;
+        rn_client_reroute(p->c);
+    }
+    int rc = rn_rpc_call_async(rn_client_rpc_for(p->c, p->topic, req->queue),
+                               RN_RPC_METHOD("Produce"), &req->msg.base,
                                &runnel__v1__produce_response__descriptor,
                                timeout_ms, produce_done, req, err);
     if (rc != 0) produce_done(req, rc, NULL, 0, err);
@@ -637,8 +683,21 @@ static void *sender_main(void *arg)
 
 /* ---- Public ----------------------------------------------------------------------- */
 
+/* Invariant 9: a producer id no other producer of the cluster holds, in
+ * [2^52, 2^53) (a broker's registry issues ids from 1 up), epoch 0. */
+static int cluster_producer_id(rn_producer_t *p)
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+        r = rn_mono_ns() ^ ((uint64_t)(uintptr_t)p << 16) ^ (uint64_t)getpid() << 40;
+    p->bopts.producer_id = (int64_t)((1ull << 52) | (r & ((1ull << 52) - 1)));
+    p->bopts.producer_epoch = 0;
+    return 0;
+}
+
 static int init_producer_id(rn_producer_t *p, char *errmsg)
 {
+    if (rn_client_replicated(p->c, p->topic)) return cluster_producer_id(p);
     Runnel__V1__InitProducerRequest req = RUNNEL__V1__INIT_PRODUCER_REQUEST__INIT;
     Runnel__V1__InitProducerResponse *resp = NULL;
     int rc = rn_client_call(p->c, RN_RPC_METHOD("InitProducer"), &req.base,

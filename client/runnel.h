@@ -298,6 +298,12 @@ typedef struct rn_client_opts {
      * Bearer TOKEN" with every call; NULL = none. A malformed one fails
      * rn_client_open_server. */
     const char   *token;
+    /* remote, a cluster: "HOST:PORT[,HOST:PORT...]", the nodes to ask for
+     * the cluster's queue leaders (ClusterStatus) when a queue's leader is
+     * unknown or has moved (NULL: the target only). Producers and consumers
+     * then send each queue's calls to its leader and follow it on
+     * NOT_LEADER or a transport failure (client.c invariant 5). */
+    const char   *bootstrap;
 } rn_client_opts_t;
 
 void rn_client_opts_default(rn_client_opts_t *o);

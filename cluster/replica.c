@@ -32,10 +32,12 @@
  *     ISR with other records at an offset.
  *  5. r->mu is held for memory only: no RPC, no store call, no controller
  *     call, no view get under it.
- *  6. Nothing is led, followed or answered for a replicated queue until the
- *     view holds this start's own registration (self_current): a node that
- *     restarts replays an old state in which it may still lead a queue that
- *     moved while it was down; it must not take produces as that leader.
+ *  6. No produce or fetch is answered, for any topic, until the view holds
+ *     this start's own registration (self_current), and nothing is led or
+ *     followed before: a node that restarts replays an old state in which it
+ *     may still lead a queue that moved while it was down, or may not know
+ *     yet that a topic of its store is replicated; it must take produces
+ *     neither as that leader nor as a topic of its own.
  */
 #include "cluster/replica.h"
 
@@ -219,16 +221,24 @@ static int view_queue(rn_repl_t *r, const char *topic, uint32_t queue,
         return rn_status_set(st, RN_ST_UNAVAILABLE, "this node's cluster controller is "
                              "starting; retry");
     *v = rn_ctl_view_get(ctl);
-    *pq = rn_ctl_view_queue(*v, topic, queue);
-    if (*pq && !(*v)->self_current) {          /* invariant 6 */
+    if (!(*v)->self_current) {                 /* invariant 6 */
         rn_ctl_view_put(*v);
         *v = NULL;
-        *pq = NULL;
         return rn_status_set(st, RN_ST_UNAVAILABLE, "%s/%u: this node is (re)joining the "
                              "cluster and has not caught up with its controller state; retry",
                              topic, queue);
     }
+    *pq = rn_ctl_view_queue(*v, topic, queue);
     return 0;
+}
+
+static int h_replicated(void *arg, const char *topic, rn_status_t *st)
+{
+    const rn_ctl_view_t *v;
+    const rn_fsm_pq_t *pq;
+    if (view_queue(arg, topic, 0, &v, &pq, st) != 0) return -1;
+    rn_ctl_view_put(v);
+    return pq != NULL;
 }
 
 static int h_produce(void *arg, const char *topic, uint32_t queue, int *replicated,
@@ -828,7 +838,7 @@ int rn_repl_create(const rn_repl_opts_t *o, rn_repl_t **out, char *errmsg)
     atomic_init(&r->ctl, NULL);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
-    rn_hd_repl_t hooks = {r, h_produce, h_wait, h_fetch, h_create_topic};
+    rn_hd_repl_t hooks = {r, h_produce, h_wait, h_fetch, h_create_topic, h_replicated};
     rn_hd_set_repl(o->hd, &hooks);
     *out = r;
     return 0;

@@ -502,7 +502,11 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
     for (size_t i = 0; i < n; i++) {
         rn_pbatch_t d;
         rn_status_t cst;
-        int v = rn_pstate_check(&e->ps, h->reg, &hdrs[i], news, nnews, &d, &cst);
+        /* A replicated queue's producers are known by its log, which every
+         * replica holds, not by this node's registry (client/producer.c
+         * invariant 9). */
+        int v = rn_pstate_check(&e->ps, p->replicated ? NULL : h->reg, &hdrs[i], news, nnews,
+                                &d, &cst);
         if (v < 0) {
             rn_status_setr(st, cst.reason, cst.code, "batch %zu of %zu: %s", i + 1, n, cst.msg);
             goto out;
@@ -941,12 +945,26 @@ int rn_hd_create_topic(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     return 0;
 }
 
+/* Deleting, altering or remapping a replicated topic is not replicated
+ * (cluster/README.md): refused rather than done on one node only. */
+static int refuse_replicated(rn_hd_t *h, const char *topic, const char *what, rn_status_t *st)
+{
+    if (!h->has_repl) return 0;
+    int r = h->repl.replicated(h->repl.arg, topic ? topic : "", st);
+    if (r < 0) return -1;
+    if (r == 0) return 0;
+    return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "topic '%s' is replicated across the "
+                         "cluster, and %s a replicated topic is not supported yet (it would "
+                         "change one node only)", topic, what);
+}
+
 int rn_hd_alter_topic(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
                       ProtobufCMessage **resp, rn_status_t *st)
 {
     const Runnel__V1__AlterTopicRequest *req = (const void *)m;
     char err[RN_ERRMSG_SIZE] = "";
     rn_meta_topic_t t;
+    if (refuse_replicated(h, req->name, "altering", st) != 0) return -1;
     int rc = rn_datadir_topic_alter(h->d, req->name, req->queues, &t, err);
     if (rc != 0) return fail_rc(st, rc, err);
     Runnel__V1__TopicInfo *ti;
@@ -958,6 +976,7 @@ int rn_hd_alter_topic(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
 int rn_hd_topic_delete(rn_hd_t *h, const char *name, rn_status_t *st)
 {
     char err[RN_ERRMSG_SIZE] = "";
+    if (refuse_replicated(h, name, "deleting", st) != 0) return -1;
     int rc = rn_datadir_topic_delete(h->d, name ? name : "", NULL, err);
     if (rc != 0) return fail_rc(st, rc, err);
     /* The entries of its queues stay (never freed before close); their
@@ -1023,6 +1042,7 @@ int rn_hd_remap_queue(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
 {
     const Runnel__V1__RemapQueueRequest *req = (const void *)m;
     char err[RN_ERRMSG_SIZE] = "";
+    if (refuse_replicated(h, req->topic, "remapping a queue of", st) != 0) return -1;
     const char *store = req->store_path && req->store_path[0] ? req->store_path : NULL;
     char abs[PATH_MAX];
     if (store && !h->o.store_root)

@@ -229,6 +229,9 @@ typedef struct rn_hd_repl {
      * and it exists here too; 1 when this is no cluster topic's business
      * (create it locally as always); -1 with st. */
     int (*create_topic)(void *arg, const Runnel__V1__CreateTopicRequest *req, rn_status_t *st);
+    /* Whether the controller replicates topic: 1 yes, 0 no, -1 with st when
+     * this node cannot tell yet (starting, rejoining). */
+    int (*replicated)(void *arg, const char *topic, rn_status_t *st);
 } rn_hd_repl_t;
 
 void rn_hd_set_repl(rn_hd_t *h, const rn_hd_repl_t *r);
