@@ -169,53 +169,6 @@ static void run_until_caught_up(rn_datadir_t *d, const char *name)
 
 static const char *const kill_points[] = {"after-step", "after-sink-write", "before-checkpoint",
                                           "after-checkpoint"};
-static long g_kill_at, g_points;
-static const char *g_kill_point;
-
-static void kill_hook(const char *point)
-{
-    if (!strcmp(point, g_kill_point) && ++g_points == g_kill_at) raise(SIGKILL);
-}
-
-/* Fork a child running the pipeline to caught-up, SIGKILLed by its hook at
- * the kill_at-th time it reaches `point`. Returns 1 when it was killed, 0
- * when it finished. */
-static int child_run(const char *root, const char *name, const char *point, long kill_at)
-{
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char err[RN_ERRMSG_SIZE];
-        rn_datadir_opts_t o;
-        rn_datadir_opts_default(&o);
-        rn_datadir_t *d = NULL;
-        if (rn_datadir_open(root, &o, &d, err) != 0) { fprintf(stderr, "%s\n", err); _exit(3); }
-        g_kill_at = kill_at;
-        g_kill_point = point;
-        g_points = 0;
-        rn_etl_test_hook = kill_hook;
-        rn_etl_t *p = NULL;
-        if (rn_etl_open(d, name, &p, err) != 0) { fprintf(stderr, "open: %s\n", err); _exit(4); }
-        rn_etl_state_t st = RN_ETL_MORE;
-        for (int guard = 0; st == RN_ETL_MORE && guard < 1000000; guard++)
-            if (rn_etl_step(p, &st, err) != 0) { fprintf(stderr, "step: %s\n", err); _exit(5); }
-        if (rn_etl_checkpoint(p, err) != 0) { fprintf(stderr, "ckpt: %s\n", err); _exit(6); }
-        rn_etl_close(p);
-        rn_datadir_close(d);
-        _exit(0);
-    }
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    if (WIFSIGNALED(status)) {
-        assert_int_equal(WTERMSIG(status), SIGKILL);
-        return 1;
-    }
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
-    return 0;
-}
-
 /* Create the pipeline over fresh input in two directories; run one
  * uninterrupted and the other with seeded SIGKILLs and restarts; compare. */
 /* staged: the input arrives in slices between the kill rounds (a pipeline
@@ -257,13 +210,13 @@ static void kill_restart(const char *tag, const char *create_fmt, const char *na
         }
         const char *point = kill_points[rn_test_rng(&rng) % 4];
         long at = 1 + (long)(rn_test_rng(&rng) % (strcmp(point, "after-step") ? 2 : 8));
-        int k = child_run(rb, name, point, at);
+        int k = rn_test_etl_child_run(rb, name, point, at);
         printf("%s: round %d: kill at %s #%ld: %s\n", tag, round, point, at,
                k ? "killed" : "finished first");
         kills += k;
     }
     assert_true(kills >= 3);
-    assert_int_equal(child_run(rb, name, "none", 0), 0);      /* to the end, not killed */
+    assert_int_equal(rn_test_etl_child_run(rb, name, "none", 0), 0);   /* to the end, unkilled */
     d = open_dir(rb);
     char *got = rn_test_pipeline_output(d, sink, file ? fb : NULL, dlq);
     rn_datadir_close(d);

@@ -348,13 +348,6 @@ static void test_refused_and_drop(void **state)
 
 /* ---- the maintaining pipeline killed and restarted -------------------------------- */
 
-static long g_kill_at, g_points;
-static const char *g_kill_point;
-static void kill_hook(const char *point)
-{
-    if (!strcmp(point, g_kill_point) && ++g_points == g_kill_at) raise(SIGKILL);
-}
-
 static rn_datadir_t *open_dir(const char *root)
 {
     char err[RN_ERRMSG_SIZE];
@@ -364,41 +357,6 @@ static rn_datadir_t *open_dir(const char *root)
     rn_datadir_t *d = NULL;
     if (rn_datadir_open(root, &o, &d, err) != 0) fail_msg("open %s: %s", root, err);
     return d;
-}
-
-/* Run pipeline agg to caught-up in a child, SIGKILLed at the kill_at-th
- * `point` ("none": never). 1 when killed. */
-static int child_run(const char *root, const char *point, long kill_at)
-{
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char err[RN_ERRMSG_SIZE];
-        rn_datadir_t *d = open_dir(root);
-        g_kill_at = kill_at;
-        g_kill_point = point;
-        g_points = 0;
-        rn_etl_test_hook = kill_hook;
-        rn_etl_t *p = NULL;
-        if (rn_etl_open(d, "agg", &p, err) != 0) { fprintf(stderr, "open: %s\n", err); _exit(4); }
-        rn_etl_state_t st = RN_ETL_MORE;
-        for (int guard = 0; st == RN_ETL_MORE && guard < 1000000; guard++)
-            if (rn_etl_step(p, &st, err) != 0) { fprintf(stderr, "step: %s\n", err); _exit(5); }
-        if (rn_etl_checkpoint(p, err) != 0) { fprintf(stderr, "ckpt: %s\n", err); _exit(6); }
-        rn_etl_close(p);
-        rn_datadir_close(d);
-        _exit(0);
-    }
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    if (WIFSIGNALED(status)) {
-        assert_int_equal(WTERMSIG(status), SIGKILL);
-        return 1;
-    }
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
-    return 0;
 }
 
 static void test_kill(void **state)
@@ -430,7 +388,7 @@ static void test_kill(void **state)
         rn_datadir_close(d);
         const char *point = points[rn_test_rng(&rng) % 4];
         long at = 1 + (long)(rn_test_rng(&rng) % (strcmp(point, "after-step") ? 2 : 8));
-        kills += child_run(root, point, at);
+        kills += rn_test_etl_child_run(root, "agg", point, at);
         if (round % 4 == 3) {
             /* the table read while the pipeline is behind or mid-way holds no
              * key counted twice: every n is at most the oracle's */
@@ -452,7 +410,7 @@ static void test_kill(void **state)
             rn_datadir_close(d);
         }
     }
-    assert_int_equal(child_run(root, "none", 0), 0);
+    assert_int_equal(rn_test_etl_child_run(root, "agg", "none", 0), 0);
     d = open_dir(root);
     fx.d = d;
     expect_same("after kills", rows_of(&fx, "SELECT k, n, s, lo, hi FROM agg"),

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "etl/etl.h"
 #include "common/sys.h"
 #include "logical-queues/consumer.h"
 #include "logical-queues/datadir.h"
@@ -435,5 +436,53 @@ int rn_test_make_certs(const char *dir)
                 st, dir);
         return -1;
     }
+    return 0;
+}
+
+static long etl_kill_at, etl_points;
+static const char *etl_kill_point;
+
+static void etl_kill_hook(const char *point)
+{
+    if (!strcmp(point, etl_kill_point) && ++etl_points == etl_kill_at) raise(SIGKILL);
+}
+
+int rn_test_etl_child_run(const char *root, const char *name, const char *point, long kill_at)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char err[RN_ERRMSG_SIZE];
+        rn_datadir_opts_t o;
+        rn_datadir_opts_default(&o);
+        o.create = 1;
+        rn_datadir_t *d = NULL;
+        if (rn_datadir_open(root, &o, &d, err) != 0) {
+            fprintf(stderr, "%s\n", err);
+            _exit(3);
+        }
+        etl_kill_at = kill_at;
+        etl_kill_point = point;
+        etl_points = 0;
+        rn_etl_test_hook = etl_kill_hook;
+        rn_etl_t *p = NULL;
+        if (rn_etl_open(d, name, &p, err) != 0) { fprintf(stderr, "open: %s\n", err); _exit(4); }
+        rn_etl_state_t st = RN_ETL_MORE;
+        for (int guard = 0; st == RN_ETL_MORE && guard < 1000000; guard++)
+            if (rn_etl_step(p, &st, err) != 0) { fprintf(stderr, "step: %s\n", err); _exit(5); }
+        if (rn_etl_checkpoint(p, err) != 0) { fprintf(stderr, "ckpt: %s\n", err); _exit(6); }
+        rn_etl_close(p);
+        rn_datadir_close(d);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status)) {
+        assert_int_equal(WTERMSIG(status), SIGKILL);
+        return 1;
+    }
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0) fail_msg("the pipeline run exited with %d", WEXITSTATUS(status));
     return 0;
 }

@@ -139,4 +139,11 @@ char *rn_test_read_queue(struct rn_datadir *d, const char *topic, uint32_t q, si
 char *rn_test_pipeline_output(struct rn_datadir *d, const char *sink, const char *file,
                               const char *dlq);
 
+/* Fork a child that opens the data directory at root (made if missing) and
+ * runs pipeline `name` until caught up, then checkpoints; it is SIGKILLed
+ * when it reaches the etl test hook `point` for the kill_at-th time ("none"
+ * or 0: never). 1 when it was killed, 0 when it finished; anything else
+ * fails the test. */
+int rn_test_etl_child_run(const char *root, const char *name, const char *point, long kill_at);
+
 #endif
