@@ -51,8 +51,9 @@
  *     prints "cancelled (N rows shown)" on stderr and the REPL goes on.
  * 10. Remote statements ride out broker restarts: each message carries a
  *     resume token (server/query.c invariant 5); when the stream breaks in
- *     transport after the header arrived, the statement is sent again with
- *     the last token (backoff 100 ms doubling to 2 s, jittered) until the
+ *     transport after the header arrived (or ends CANCELLED without a
+ *     Ctrl-C here: a broker stopping as it answered), the statement is sent
+ *     again with the last token (backoff 100 ms doubling to 2 s, jittered) until the
  *     header comes back or --reconnect-timeout-ms passed (then exit 1, one
  *     line); the output goes on with no row lost or repeated. stderr says
  *     "lost runneld ... reconnecting" and "resumed ...". A statement the
@@ -723,8 +724,9 @@ static int resume_stream(const cfg_t *cfg, Runnel__V1__QueryRequest *req, const 
         rn_rpc_stream_close(s);
         if (rc == 0) snprintf(last, sizeof last, "the resumed query ended without a header");
         if (interrupted) return -ECANCELED;
-        if (rc == 0 || !rn_rpc_retriable(rc)) {
-            /* the broker answered and refused: retrying would not help */
+        if (rc == 0 || !(rn_rpc_retriable(rc) || rc == -ECANCELED)) {
+            /* the broker answered and refused: retrying would not help (a
+             * CANCELLED we did not ask for is a broker going away: retried) */
             return rn_errf(err, rc ? rc : -EPROTO, "%s", last);
         }
     }
@@ -754,7 +756,7 @@ static void run_remote(const cfg_t *cfg, out_t *o, const char *sql, size_t len, 
         ProtobufCMessage *pm = NULL;
         int rc = rn_rpc_stream_next(st, &runnel__v1__query_response__descriptor, &pm, NULL,
                                     r->err);
-        if (rc < 0 && head && !interrupted && rn_rpc_retriable(rc)) {
+        if (rc < 0 && head && !interrupted && (rn_rpc_retriable(rc) || rc == -ECANCELED)) {
             /* runneld went away mid-statement: resume where the rows stopped */
             char lost[RN_ERRMSG_SIZE];
             snprintf(lost, sizeof lost, "%s", r->err);
@@ -773,7 +775,7 @@ static void run_remote(const cfg_t *cfg, out_t *o, const char *sql, size_t len, 
                 protobuf_c_message_free_unpacked(&h2->base, NULL);
                 if (rc == 0) continue;
             }
-            if (rc == -ECANCELED) rc = 0;              /* Ctrl-C while waiting */
+            if (rc == -ECANCELED && interrupted) rc = 0;   /* Ctrl-C while waiting */
         }
         if (rc <= 0) {
             r->rc = rc;
