@@ -235,15 +235,17 @@ cluster-demo: $(PROGRAMS)
 
 # The Jepsen-style harness, long form: CLUSTER_TRIALS seeded trials from
 # CLUSTER_SEED, CLUSTER_FAULTS faults each, every fault kind (kill -9 of a queue
-# leader, of the controller leader, of a follower; SIGSTOP). `make test` runs
-# one short trial (tests/test_cluster_jepsen.c). Results: tests/RELIABILITY.md.
+# leader, of the controller leader, of a follower; SIGSTOP; network partitions,
+# which need root for network namespaces and are skipped with a message
+# elsewhere). `make test` runs one short trial (tests/test_cluster_jepsen.c).
+# Results: tests/RELIABILITY.md.
 CLUSTER_TRIALS ?= 5
 CLUSTER_FAULTS ?= 8
 CLUSTER_SEED ?= 1
 cluster-test: $(PROGRAMS)
 	@python3 tests/cluster/jepsen.py --bin $(BIN) --trials $(CLUSTER_TRIALS) \
 	    --faults $(CLUSTER_FAULTS) --seed $(CLUSTER_SEED) \
-	    --kinds kill-leader,kill-controller,kill-follower,pause
+	    --kinds kill-leader,kill-controller,kill-follower,pause,partition,bridge
 
 # The benchmark suite against Redis streams and SQLite (bench/suite.sh): installs
 # redis-server, gnuplot and jq (install-deps.sh bench), writes bench/results.json,

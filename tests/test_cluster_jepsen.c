@@ -3,7 +3,10 @@
  * (tests/cluster/jepsen.py): three real runneld nodes with one replicated
  * topic, idempotent producers and a group consumer running, and a seeded
  * schedule of faults (kill -9 of a queue leader, of the controller leader,
- * of a follower; SIGSTOP/SIGCONT of a node). The harness's checker decides:
+ * of a follower; SIGSTOP/SIGCONT of a node; a node cut off from the others
+ * and a non-transitive partition, in network namespaces when the machine
+ * allows them: the harness prints why it skips them otherwise). The
+ * harness's checker decides:
  * every acknowledged record present exactly once and in order on every
  * replica, no offset holding different records on two replicas, the
  * consumer's records a prefix of the log, committed group offsets never

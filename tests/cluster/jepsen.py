@@ -10,8 +10,24 @@ producers and a consumer run, faults are injected on a seeded schedule:
   kill-controller  kill -9 of the controller leader
   kill-follower    kill -9 of a node leading no queue (else any follower)
   pause            SIGSTOP of a random node for 2-4 s, then SIGCONT
+  partition        one node (a queue leader, the controller leader or any)
+                   cut off from both other nodes for 2-5 s, then healed;
+                   clients still reach every node
+  bridge           two nodes cut off from each other for 2-5 s while both
+                   still reach the third (a non-transitive partition)
 
-A killed node is restarted 1-3 s later. The producers are `runnel --server
+A killed node is restarted 1-3 s later.
+
+Partitions need network namespaces (root and `unshare -n`). With them, the
+harness re-runs itself in a private namespace of its own (the hub: a bridge
+at 10.77.0.254) and runs each node in a namespace of its own at 10.77.0.N,
+joined to the hub by a veth pair; a partition is a blackhole route to the
+other side in each side's namespace, so both directions drop silently (as a
+switch that stops forwarding does), and healing deletes the routes. Nothing
+of this touches the machine's own network: every namespace ends with the
+harness (the nodes' holders die with it: PR_SET_PDEATHSIG). Where namespaces
+are unavailable, the partition kinds are skipped with a message saying why,
+and the nodes run on 127.0.0.1 as before. The producers are `runnel --server
 A,B,C produce t --queue q` (idempotent, riding out failovers), one per queue,
 each writing the lines "q<q>-<seq>" in order. The consumer is `runnel
 --server A,B,C consume t --group jepsen --follow --format json`. A poller
@@ -42,13 +58,14 @@ Every violation is printed with the seed; the exit code is 1 on any, 0 when
 all hold. Usage:
 
   jepsen.py --bin bin --seed 7 --faults 6 [--queues 2] [--rate 2000]
-            [--kinds kill-leader,kill-controller,kill-follower,pause]
+            [--kinds kill-leader,kill-controller,kill-follower,pause,partition,bridge]
             [--trials N] [--keep]
 
 `make cluster-test` runs the long form; tests/test_cluster_jepsen.c a short
 one inside `make test`.
 """
 import argparse
+import ctypes
 import json
 import os
 import random
@@ -77,10 +94,10 @@ def free_ports(n):
 
 
 class Node:
-    def __init__(self, h, nid, raft_port, client_port):
-        self.h, self.id = h, nid
+    def __init__(self, h, nid, host, raft_port, client_port):
+        self.h, self.id, self.host = h, nid, host
         self.raft_port, self.client_port = raft_port, client_port
-        self.addr = "127.0.0.1:%d" % client_port
+        self.addr = "%s:%d" % (host, client_port)
         self.data = os.path.join(h.work, "node%d" % nid)
         self.logpath = os.path.join(h.work, "node%d.log" % nid)
         self.proc = None
@@ -91,6 +108,10 @@ class Node:
                 "--node-id", str(self.id), "--cluster", self.h.spec, "--fsync", "group"]
         if os.getuid() == 0:
             args.append("--allow-root")
+        if self.h.net:
+            # 10.77.0.N is not loopback: plaintext needs --insecure (the
+            # namespaces are private to this harness).
+            args = self.h.net.enter(self.id) + args + ["--insecure"]
         log = open(self.logpath, "ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=log)
         log.close()
@@ -100,7 +121,7 @@ class Node:
                 self.h.fail("node %d exited with %d at start" % (self.id, self.proc.returncode))
                 return
             try:
-                socket.create_connection(("127.0.0.1", self.client_port), 0.2).close()
+                socket.create_connection((self.host, self.client_port), 0.2).close()
                 return
             except OSError:
                 time.sleep(0.05)
@@ -133,6 +154,92 @@ class Node:
             return -9
 
 
+def die_with_parent():
+    """In a child before exec: SIGKILL when the harness dies (PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+
+
+def sh(*argv):
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("%s: %s" % (" ".join(argv), r.stderr.strip()))
+
+
+class Net:
+    """Each node in a network namespace of its own, at 10.77.0.N, on a bridge
+    in the harness's namespace (the hub, 10.77.0.254). A namespace is held by
+    a `sleep` that dies with the harness; the node runs in it through
+    nsenter, so a restarted node keeps its address. cut(a, b) adds a
+    blackhole route to the other in both namespaces; heal() removes all."""
+
+    @staticmethod
+    def host(nid):
+        return "10.77.0.%d" % nid
+
+    def __init__(self, n):
+        self.holders, self.cuts = {}, set()
+        sh("ip", "link", "set", "lo", "up")
+        sh("ip", "link", "add", "rnbr0", "type", "bridge")
+        sh("ip", "addr", "add", "10.77.0.254/24", "dev", "rnbr0")
+        sh("ip", "link", "set", "rnbr0", "up")
+        mine = os.readlink("/proc/self/ns/net")
+        for nid in range(1, n + 1):
+            p = subprocess.Popen(["unshare", "-n", "sleep", "1000000"],
+                                 preexec_fn=die_with_parent)
+            self.holders[nid] = p
+            deadline = time.time() + 5
+            while os.readlink("/proc/%d/ns/net" % p.pid) == mine:
+                if time.time() > deadline or p.poll() is not None:
+                    raise RuntimeError("node %d: no network namespace of its own" % nid)
+                time.sleep(0.01)
+            sh("ip", "link", "add", "rnv%d" % nid, "type", "veth", "peer", "name", "eth0",
+               "netns", str(p.pid))
+            sh("ip", "link", "set", "rnv%d" % nid, "master", "rnbr0", "up")
+            self.run(nid, "ip", "link", "set", "lo", "up")
+            self.run(nid, "ip", "addr", "add", Net.host(nid) + "/24", "dev", "eth0")
+            self.run(nid, "ip", "link", "set", "eth0", "up")
+
+    def enter(self, nid):
+        return ["nsenter", "-t", str(self.holders[nid].pid), "-n", "--"]
+
+    def run(self, nid, *argv):
+        sh(*(self.enter(nid) + list(argv)))
+
+    def route(self, verb, a, b):
+        self.run(a, "ip", "route", verb, "blackhole", Net.host(b) + "/32")
+
+    def cut(self, a, b):
+        for x, y in ((a, b), (b, a)):
+            if (x, y) not in self.cuts:
+                self.route("add", x, y)
+                self.cuts.add((x, y))
+
+    def heal(self):
+        for x, y in sorted(self.cuts):
+            self.route("del", x, y)
+        self.cuts.clear()
+
+    def close(self):
+        for p in self.holders.values():
+            p.kill()
+            p.wait()
+        subprocess.run(["ip", "link", "del", "rnbr0"], capture_output=True)
+
+
+def netns_reason():
+    """None when this harness can make network namespaces, else why not."""
+    if os.getuid() != 0:
+        return "they need root"
+    for tool in ("unshare", "nsenter", "ip"):
+        if not shutil.which(tool):
+            return "%s is not installed" % tool
+    r = subprocess.run(["unshare", "-n", "ip", "link", "add", "rnprobe", "type", "veth"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return "unshare -n / veth failed: %s" % r.stderr.strip()
+    return None
+
+
 class Harness:
     def __init__(self, args):
         self.args = args
@@ -143,9 +250,13 @@ class Harness:
         self.producers = []
         self.records = 0
         self.failovers = []         # ms, kill -9 of a leader to the first acknowledged produce
-        ports = free_ports(6)
-        self.spec = ",".join("%d=127.0.0.1:%d" % (i + 1, ports[i]) for i in range(3))
-        self.nodes = [Node(self, i + 1, ports[i], ports[3 + i]) for i in range(3)]
+        self.net = Net(3) if args.netns else None
+        if self.net:
+            hosts, ports = [Net.host(i + 1) for i in range(3)], [9000] * 3 + [7000] * 3
+        else:
+            hosts, ports = ["127.0.0.1"] * 3, free_ports(6)
+        self.spec = ",".join("%d=%s:%d" % (i + 1, hosts[i], ports[i]) for i in range(3))
+        self.nodes = [Node(self, i + 1, hosts[i], ports[i], ports[3 + i]) for i in range(3)]
         self.servers = ",".join(n.addr for n in self.nodes)
         self.t0 = time.time()
 
@@ -359,6 +470,21 @@ def kill_leader_timed(h, victim, queues, controller=False):
            (WAIT_S, victim.id, qs))
 
 
+def partition(h, what, pairs):
+    hold = h.rng.uniform(2.0, 5.0)
+    h.log("%s, for %.1f s" % (what, hold))
+    for a, b in pairs:
+        h.net.cut(a, b)
+    time.sleep(hold)
+    ctl, queues = h.status()
+    h.net.heal()
+    h.log("healed; at the end of it, as node %s saw it: controller leader %s, %s" %
+          (ctl.get("answered_by") if ctl else "-", ctl.get("leader") if ctl else "-",
+           ", ".join("t/%d led by %s at epoch %s, ISR %s" %
+                     (q["queue"], q.get("leader"), q.get("epoch"), q.get("isr"))
+                     for q in queues)))
+
+
 def inject(h, kind):
     """One fault of kind; returns the node to restart later (or None)."""
     ctl, queues = h.status()
@@ -377,6 +503,20 @@ def inject(h, kind):
         victim = h.rng.choice(followers) if followers else None
     else:
         victim = h.rng.choice(live) if live else None
+    if kind == "bridge":
+        a, b = h.rng.sample([n.id for n in h.nodes], 2)
+        partition(h, "bridge: nodes %d and %d cut off from each other, both reach node %d" %
+                  (a, b, 6 - a - b), [(a, b)])
+        return None
+    if kind == "partition":
+        how = h.rng.choice(["queue-leader", "controller", "any"])
+        leaders = [q.get("leader") for q in queues if q.get("leader")]
+        nid = (h.rng.choice(leaders) if how == "queue-leader" and leaders else
+               ctl["leader"] if how == "controller" else h.rng.choice(h.nodes).id)
+        partition(h, "partition: node %d%s cut off from both others" %
+                  (nid, " (the controller leader)" if nid == ctl["leader"] else ""),
+                  [(nid, n.id) for n in h.nodes if n.id != nid])
+        return None
     if victim is None:
         h.log("%s: no node to act on" % kind)
         return None
@@ -392,7 +532,7 @@ def inject(h, kind):
         return None
     h.log("kill -9 node %d (%s)" % (victim.id, kind))
     others_up = all(n.alive() and not n.paused for n in h.nodes if n is not victim)
-    if kind == "kill-leader" and others_up:
+    if kind in ("kill-leader", "kill-controller") and others_up:
         # Timed only with both other nodes up: with one of three left there is
         # no raft majority and, below min_insync_replicas 2, no produce to
         # acknowledge (the design promises none), so there is nothing to time.
@@ -521,6 +661,8 @@ def trial(args, seed):
             poller.stop.set()
         for n in h.nodes:
             n.kill9()
+        if h.net:
+            h.net.close()
         if h.failures:
             for n in h.nodes:
                 print("---- node %d log (tail) ----" % n.id)
@@ -539,9 +681,24 @@ def main():
     ap.add_argument("--faults", type=int, default=6)
     ap.add_argument("--queues", type=int, default=2)
     ap.add_argument("--rate", type=int, default=2000, help="lines per second per producer")
-    ap.add_argument("--kinds", default="kill-leader,kill-controller,kill-follower,pause")
+    ap.add_argument("--kinds",
+                    default="kill-leader,kill-controller,kill-follower,pause,partition,bridge")
     ap.add_argument("--keep", action="store_true", help="keep the work directories")
     args = ap.parse_args()
+    kinds = args.kinds.split(",")
+    args.netns = False
+    if "partition" in kinds or "bridge" in kinds:
+        if os.environ.get("RUNNEL_JEPSEN_HUB") == "1":
+            args.netns = True
+        else:
+            why = netns_reason()
+            if why is None:
+                # Again, in a network namespace of its own (the hub).
+                env = dict(os.environ, RUNNEL_JEPSEN_HUB="1")
+                os.execvpe("unshare", ["unshare", "-n", sys.executable] + sys.argv, env)
+            print("jepsen: network partitions skipped: network namespaces are unavailable "
+                  "here (%s); the other fault kinds run" % why, flush=True)
+            args.kinds = ",".join(k for k in kinds if k not in ("partition", "bridge"))
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     bad, failovers, records = 0, [], 0
     for t in range(args.trials):
