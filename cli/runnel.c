@@ -72,6 +72,7 @@ static const char usage_text[] =
     "  user add NAME | list | remove NAME   the broker's users and tokens (--data only)\n"
     "  acl add | remove | list          who may do what to which topic, group, pipeline\n"
     "  cluster status [--format json]   a cluster's nodes and controller (--server only)\n"
+    "  cluster add ID=HOST:PORT | remove ID   a cluster's members (--server only)\n"
     "\n"
     "Run `runnel COMMAND --help` for a command's options.\n";
 

@@ -1,7 +1,9 @@
 /*
  * runnel_cluster.c — `runnel --server HOST:PORT cluster status [--format
  * text|json]`: a cluster's controller as the node asked sees it (its raft
- * replica: nodes, liveness, the controller leader, term and commit index).
+ * replica: nodes, liveness, the controller leader, term and commit index);
+ * `cluster add ID=HOST:PORT` and `cluster remove ID`: membership changes
+ * (ClusterChange, through the controller leader).
  *
  * Invariants:
  *  1. Through a server only (the controller lives in runneld); with --data
@@ -34,6 +36,13 @@
 
 static const char cluster_usage[] =
     "usage: runnel --server HOST:PORT cluster status [--format text|json]\n"
+    "       runnel --server HOST:PORT cluster add ID=HOST:PORT\n"
+    "       runnel --server HOST:PORT cluster remove ID\n"
+    "  add        make node ID, raft address HOST:PORT, a voting member: start it first\n"
+    "             with runneld --node-id ID --cluster ID=HOST:PORT --join; it is added\n"
+    "             once it has caught up with the controller's log\n"
+    "  remove     take node ID out of the cluster (refused while it holds replicas or\n"
+    "             is the controller leader)\n"
     "  status     the controller as this node sees it: each node's raft and client\n"
     "             address and liveness, the controller leader, the raft term and commit\n"
     "             index (a single-node broker says it is not in a cluster, exit 0)\n"
@@ -168,6 +177,8 @@ static void print_json(const Runnel__V1__ClusterStatusResponse *r)
         json_str(n->raft_address);
         fputs(",\"client\":", stdout);
         json_str(n->client_address);
+        fputs(",\"role\":", stdout);
+        json_str(n->role);
         printf(",\"live\":%s,\"leader\":%s,\"incarnation\":%" PRIu64 ",\"live_changed_ms\":%"
                PRId64 ",\"heartbeat_age_ms\":%" PRId64 "}\n", n->live ? "true" : "false",
                n->id == r->leader_id ? "true" : "false", n->incarnation, n->live_changed_ms,
@@ -185,15 +196,17 @@ static void print_text(const Runnel__V1__ClusterStatusResponse *r)
                "are up; term %" PRIu64 ")\n", r->term);
     printf("answered by node %" PRIu64 " (%s, applied index %" PRIu64 ")\n", r->node_id,
            r->state, r->applied_index);
-    printf("%-6s %-22s %-22s %-5s %-11s %s\n", "NODE", "RAFT", "CLIENT", "LIVE", "INCARNATION",
-           "SINCE");
+    printf("%-6s %-22s %-22s %-5s %-8s %-11s %s\n", "NODE", "RAFT", "CLIENT", "LIVE", "ROLE",
+           "INCARNATION", "SINCE");
     for (size_t i = 0; i < r->n_nodes; i++) {
         const Runnel__V1__ClusterNode *n = r->nodes[i];
         char when[40] = "-";
         if (n->live_changed_ms > 0) rn_cli_format_time(n->live_changed_ms, when, sizeof when);
-        printf("%-6" PRIu64 " %-22s %-22s %-5s %-11" PRIu64 " %s%s\n", n->id, n->raft_address,
+        printf("%-6" PRIu64 " %-22s %-22s %-5s %-8s %-11" PRIu64 " %s%s\n", n->id,
+               n->raft_address[0] ? n->raft_address : "-",
                n->client_address[0] ? n->client_address : "-",
-               !n->client_address[0] ? "-" : n->live ? "yes" : "no", n->incarnation, when,
+               !n->client_address[0] ? "-" : n->live ? "yes" : "no", n->role[0] ? n->role : "-",
+               n->incarnation, when,
                n->id == r->leader_id ? "  (controller leader)" : "");
     }
 }
@@ -250,6 +263,46 @@ int rn_cli_route(rn_cli_t *cli, const char *list, char *out, size_t n)
     return rn_cli_fail(RN_CLI_FAIL, "none of --server %s answered: %s", list, last);
 }
 
+/* `cluster add ID=HOST:PORT` / `cluster remove ID` over rpc (the server
+ * checks the id and the address fully). */
+static int cluster_change(rn_rpc_t *rpc, const char *op, const char *arg)
+{
+    Runnel__V1__ClusterChangeRequest req;
+    runnel__v1__cluster_change_request__init(&req);
+    req.op = (char *)op;
+    const char *eq = strchr(arg, '=');
+    int add = !strcmp(op, "add");
+    size_t idlen = add && eq ? (size_t)(eq - arg) : strlen(arg);
+    char *end = NULL;
+    char idtext[16];
+    if (idlen == 0 || idlen >= sizeof idtext || (add && !eq))
+        return rn_cli_fail(RN_CLI_USAGE, "cluster %s: '%.80s': give %s", op, arg,
+                           add ? "ID=HOST:PORT, the node's id and raft address" : "a node id");
+    memcpy(idtext, arg, idlen);
+    idtext[idlen] = '\0';
+    unsigned long long id = strtoull(idtext, &end, 10);
+    if (*end || idtext[0] < '0' || idtext[0] > '9' || id < 1 || id > UINT32_MAX)
+        return rn_cli_fail(RN_CLI_USAGE, "cluster %s: node id '%s': give 1..4294967295", op,
+                           idtext);
+    req.node_id = id;
+    req.raft_address = add ? (char *)eq + 1 : (char *)"";
+    ProtobufCMessage *m = NULL;
+    char err[RN_ERRMSG_SIZE] = "";
+    /* The server waits up to 20 s for raft (a new node catching up). */
+    if (rn_rpc_call(rpc, RN_RPC_METHOD("ClusterChange"), &req.base,
+                    &runnel__v1__cluster_change_response__descriptor, &m, 30000, NULL, err) != 0)
+        return rn_cli_fail(RN_CLI_FAIL, "%s", err);
+    uint64_t leader = ((Runnel__V1__ClusterChangeResponse *)m)->leader_id;
+    protobuf_c_message_free_unpacked(m, NULL);
+    if (add)
+        printf("node %llu (raft %s) is a voting member (committed by the controller leader, "
+               "node %llu)\n", id, req.raft_address, (unsigned long long)leader);
+    else
+        printf("node %llu was removed from the cluster (committed by the controller leader, "
+               "node %llu)\n", id, (unsigned long long)leader);
+    return RN_CLI_OK;
+}
+
 int rn_cli_cluster(rn_cli_t *cli, int argc, char **argv)
 {
     enum { OPT_FORMAT = 0x100, OPT_SERVER };
@@ -276,13 +329,20 @@ int rn_cli_cluster(rn_cli_t *cli, int argc, char **argv)
             return rn_cli_bad_option("cluster", argv, c);
         }
     }
-    if (optind >= argc || strcmp(argv[optind], "status") != 0 || optind + 1 != argc)
-        return rn_cli_fail(RN_CLI_USAGE, "cluster: give status (see runnel cluster --help)");
+    const char *sub = optind < argc ? argv[optind] : "";
+    int change = !strcmp(sub, "add") || !strcmp(sub, "remove");
+    if (!change && strcmp(sub, "status") != 0)
+        return rn_cli_fail(RN_CLI_USAGE, "cluster: give status, add or remove (see runnel "
+                           "cluster --help)");
+    if (optind + 1 + change != argc)
+        return rn_cli_fail(RN_CLI_USAGE, "cluster %s: %s", sub, !change ? "takes no argument"
+                           : !strcmp(sub, "add") ? "give one ID=HOST:PORT (the node's raft "
+                           "address)" : "give one node ID");
     if (cli->data && cli->server)
         return rn_cli_fail(RN_CLI_USAGE, "give one of --data DIR and --server HOST:PORT");
     if (!rn_cli_remote(cli))
-        return rn_cli_fail(RN_CLI_USAGE, "cluster status asks a runneld node: give --server "
-                           "HOST:PORT (or RUNNEL_SERVER), not a data directory");
+        return rn_cli_fail(RN_CLI_USAGE, "cluster %s asks a runneld node: give --server "
+                           "HOST:PORT (or RUNNEL_SERVER), not a data directory", sub);
     const char *target = cli->server ? cli->server : cli->server_env;
     char first[256];
     if (strchr(target, ',')) {          /* a list: the first node that answers */
@@ -305,6 +365,11 @@ int rn_cli_cluster(rn_cli_t *cli, int argc, char **argv)
     if (token && rn_rpc_set_token(rpc, token, err) != 0) {
         rn_rpc_close(rpc);
         return rn_cli_fail(RN_CLI_USAGE, "--token: %s", err);
+    }
+    if (change) {
+        int code = cluster_change(rpc, sub, argv[optind + 1]);
+        rn_rpc_close(rpc);
+        return code;
     }
     Runnel__V1__ClusterStatusRequest req;
     runnel__v1__cluster_status_request__init(&req);

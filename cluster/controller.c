@@ -74,13 +74,21 @@ typedef struct input {
     char     client[RN_CLUSTER_ADDR_MAX];
 } input_t;
 
-/* A CreateTopic waiting for its entry (rn_ctl_create_topic): owned by the
+/* A CreateTopic waiting for its entry (rn_ctl_create_topic), or a
+ * membership change waiting for raft (rn_ctl_member_change): owned by the
  * caller and the loop together (refs), freed by the last one. */
+typedef enum { TREQ_TOPIC, TREQ_ADD, TREQ_REMOVE } treq_kind_t;
+
 typedef struct treq {
     struct treq    *next;
     int             refs;           /* under qmu */
+    rn_ctl_t       *c;
+    treq_kind_t     kind;
     char            name[RN_FSM_TOPIC_MAX];
     uint32_t        nqueues, replicas;
+    uint64_t        node;           /* TREQ_ADD, TREQ_REMOVE */
+    char            addr[RN_CLUSTER_ADDR_MAX];
+    struct raft_change change;      /* loop thread */
     int             done, rc;       /* under qmu; cv signals done */
     uint64_t        leader;
     char            err[RN_ERRMSG_SIZE];
@@ -146,8 +154,9 @@ struct rn_ctl {
     treq_t           *treqs;            /* CreateTopic requests not yet taken */
     isrq_t            isrs[QUEUE_CAP];
     size_t            nisrs;
-    rn_ctl_end_t     *ends[RN_CLUSTER_MAX_NODES];   /* per conf.peers index; self's too */
+    rn_ctl_end_t     *ends[RN_CLUSTER_MAX_NODES];   /* per slot of end_ids; self's too */
     size_t            nends[RN_CLUSTER_MAX_NODES];
+    uint64_t          end_ids[RN_CLUSTER_MAX_NODES];  /* the node of each slot; 0 free */
     int               stopping;
     pthread_mutex_t   vmu;
     rn_ctl_view_t    *view;
@@ -358,7 +367,8 @@ static void publish(rn_ctl_t *c)
         rn_ctl_vnode_t *nd = vnode(v, s->id);
         if (!nd) break;
         snprintf(nd->raft, sizeof nd->raft, "%s", s->address ? s->address : "");
-        nd->voter = s->role == RAFT_VOTER;
+        snprintf(nd->role, sizeof nd->role, "%s", s->role == RAFT_VOTER ? "voter"
+                 : s->role == RAFT_STANDBY ? "standby" : "spare");
     }
     int64_t now = mono_ms();
     for (size_t i = 0; i < c->fsm.n; i++) {
@@ -366,6 +376,7 @@ static void publish(rn_ctl_t *c)
         rn_ctl_vnode_t *nd = vnode(v, f->id);
         if (!nd) break;
         snprintf(nd->client, sizeof nd->client, "%s", f->client);
+        if (!nd->role[0]) snprintf(nd->role, sizeof nd->role, "removed");
         nd->live = f->live;
         nd->incarnation = f->incarnation;
         nd->live_changed_ms = f->live_changed_ms;
@@ -528,10 +539,21 @@ static void propose(rn_ctl_t *c, const rn_fsm_cmd_t *cmd, seen_t *s)
 
 /* ---- leader: topics and queues ------------------------------------------- */
 
+/* Node id's entry in the raft configuration, or NULL (removed, or never a
+ * member). */
+static const struct raft_server *conf_server(const rn_ctl_t *c, uint64_t id)
+{
+    for (unsigned i = 0; i < c->raft.configuration.n; i++)
+        if (c->raft.configuration.servers[i].id == id) return &c->raft.configuration.servers[i];
+    return NULL;
+}
+
+/* Live: registered, not fenced, and still in the raft configuration (a
+ * removed node gets no replicas and leads nothing). */
 static int node_live(const rn_ctl_t *c, uint64_t id)
 {
     const rn_fsm_node_t *nd = rn_fsm_find(&c->fsm, id);
-    return nd && nd->live && nd->client[0];
+    return nd && nd->live && nd->client[0] && conf_server(c, id);
 }
 
 static void treq_done(rn_ctl_t *c, treq_t *t, int rc, uint64_t leader, const char *err)
@@ -633,21 +655,28 @@ static void take_isr(rn_ctl_t *c, const isrq_t *r)
     propose_cmd(c, &cmd, 1, NULL);
 }
 
-static int peer_index(const rn_ctl_t *c, uint64_t id)
+/* The slot of node id's log ends (under qmu): its own, else a free one
+ * when add (nodes join after the start), else -1. */
+static int peer_index(rn_ctl_t *c, uint64_t id, int add)
 {
-    for (size_t i = 0; i < c->conf.n; i++)
-        if (c->conf.peers[i].id == id) return (int)i;
-    return -1;
+    int free_slot = -1;
+    for (int i = 0; i < RN_CLUSTER_MAX_NODES; i++) {
+        if (c->end_ids[i] == id) return i;
+        if (!c->end_ids[i] && free_slot < 0) free_slot = i;
+    }
+    if (!add || free_slot < 0) return -1;
+    c->end_ids[free_slot] = id;
+    c->nends[free_slot] = 0;
+    return free_slot;
 }
 
 /* The log end node id last reported for (topic, queue); -1 unknown. */
 static int64_t reported_end(rn_ctl_t *c, uint64_t id, const char *topic, uint32_t queue)
 {
     int64_t end = -1;
-    int k = peer_index(c, id);
-    if (k < 0) return -1;
     pthread_mutex_lock(&c->qmu);
-    for (size_t i = 0; i < c->nends[k]; i++)
+    int k = peer_index(c, id, 0);
+    for (size_t i = 0; k >= 0 && i < c->nends[k]; i++)
         if (c->ends[k][i].queue == queue && !strcmp(c->ends[k][i].topic, topic))
             end = c->ends[k][i].end;
     pthread_mutex_unlock(&c->qmu);
@@ -656,11 +685,10 @@ static int64_t reported_end(rn_ctl_t *c, uint64_t id, const char *topic, uint32_
 
 static void store_ends(rn_ctl_t *c, uint64_t id, const rn_ctl_end_t *e, size_t n)
 {
-    int k = peer_index(c, id);
-    if (k < 0) return;
     if (n > RN_CTL_MAX_ENDS) n = RN_CTL_MAX_ENDS;
     pthread_mutex_lock(&c->qmu);
-    if (c->ends[k]) {
+    int k = peer_index(c, id, 1);
+    if (k >= 0 && c->ends[k]) {
         memcpy(c->ends[k], e, n * sizeof *e);
         c->nends[k] = n;
     }
@@ -834,9 +862,9 @@ static void send_heartbeat(rn_ctl_t *c, uint64_t leader, int64_t now)
     req.isr_changes = chp;
     static rn_ctl_end_t mine[RN_CTL_MAX_ENDS];          /* loop thread only */
     static Runnel__V1__ClusterLogEnd le[RN_CTL_MAX_ENDS], *lep[RN_CTL_MAX_ENDS];
-    int k = peer_index(c, c->conf.self);
     size_t nmine = 0;
     pthread_mutex_lock(&c->qmu);
+    int k = peer_index(c, c->conf.self, 0);
     if (k >= 0 && c->ends[k]) {
         nmine = c->nends[k];
         memcpy(mine, c->ends[k], nmine * sizeof mine[0]);
@@ -860,6 +888,128 @@ static void send_heartbeat(rn_ctl_t *c, uint64_t leader, int64_t now)
         rn_slog(RN_SLOG_DEBUG, "controller: heartbeat not sent: %s", err);
     }
     c->nhb_isr = 0;                     /* asked again by the queue leader if lost */
+}
+
+/* ---- leader: membership changes ------------------------------------------ */
+
+static void on_changed(struct raft_change *req, int status)
+{
+    treq_t *t = req->data;
+    char err[RN_ERRMSG_SIZE] = "";
+    if (status != 0)
+        snprintf(err, sizeof err, "node %llu: the change was not committed: %s%s",
+                 (unsigned long long)t->node, raft_strerror(status), t->kind == TREQ_ADD ?
+                 "; the node stays a spare (not voting): start it (runneld --join) and run "
+                 "cluster add again" : "");
+    else
+        rn_slog(RN_SLOG_INFO, "controller: node %llu %s", (unsigned long long)t->node,
+                t->kind == TREQ_ADD ? "is a voter now" : "was removed from the configuration");
+    treq_done(t->c, t, status == 0 ? 0 : -EIO, 0, err);
+}
+
+/* raft_add done: the node is a spare; make it a voter (libraft catches it
+ * up first, then commits the role). */
+static void on_added(struct raft_change *req, int status)
+{
+    treq_t *t = req->data;
+    if (status == 0) {
+        rn_slog(RN_SLOG_INFO, "controller: node %llu (%s) added; promoting it to voter",
+                (unsigned long long)t->node, t->addr);
+        status = raft_assign(&t->c->raft, &t->change, t->node, RAFT_VOTER, on_changed);
+        if (status == 0) return;
+    }
+    on_changed(req, status);
+}
+
+/* The first queue of a replicated topic with node id among its replicas,
+ * in where ("'t'/0"); 0 when none. */
+static int holds_replicas(const rn_ctl_t *c, uint64_t id, char *where, size_t cap)
+{
+    for (size_t i = 0; i < c->fsm.ntopics; i++) {
+        const rn_fsm_topic_t *t = &c->fsm.topics[i];
+        for (uint32_t k = 0; k < t->nqueues; k++)
+            for (uint32_t j = 0; j < t->q[k].nrep; j++)
+                if (t->q[k].replicas[j] == id) {
+                    snprintf(where, cap, "'%.200s'/%u", t->name, k);
+                    return 1;
+                }
+    }
+    return 0;
+}
+
+/* A ClusterChange reached the loop: start it in raft, or answer. */
+static void take_member(rn_ctl_t *c, treq_t *t)
+{
+    char err[RN_ERRMSG_SIZE];
+    unsigned long long id = (unsigned long long)t->node;
+    if (raft_state(&c->raft) != RAFT_LEADER || !c->ready) {
+        raft_id lid = 0;
+        const char *laddr = NULL;
+        raft_leader(&c->raft, &lid, &laddr);
+        treq_done(c, t, -EAGAIN, lid == c->conf.self ? 0 : lid, "not the controller leader");
+        return;
+    }
+    const struct raft_server *sv = conf_server(c, t->node);
+    t->change.data = t;
+    int rv;
+    if (t->kind == TREQ_ADD) {
+        for (unsigned i = 0; i < c->raft.configuration.n; i++) {
+            const struct raft_server *o = &c->raft.configuration.servers[i];
+            if (o->id != t->node && !strcmp(o->address, t->addr)) {
+                snprintf(err, sizeof err, "raft address %.80s is node %llu's already", t->addr,
+                         (unsigned long long)o->id);
+                treq_done(c, t, RN_EINVAL, 0, err);
+                return;
+            }
+        }
+        if (sv && strcmp(sv->address, t->addr)) {
+            snprintf(err, sizeof err, "node %llu is in the configuration at %.60s, not %.60s: remove "
+                     "it first", id, sv->address, t->addr);
+            treq_done(c, t, RN_EINVAL, 0, err);
+            return;
+        }
+        if (sv && sv->role == RAFT_VOTER) {
+            snprintf(err, sizeof err, "node %llu is a member already (%s)", id, sv->address);
+            treq_done(c, t, RN_EEXIST, 0, err);
+            return;
+        }
+        if (!sv && c->raft.configuration.n >= RN_CLUSTER_MAX_NODES) {
+            snprintf(err, sizeof err, "the cluster has %u nodes, the most it can have",
+                     c->raft.configuration.n);
+            treq_done(c, t, RN_EINVAL, 0, err);
+            return;
+        }
+        /* A spare left by an earlier add that timed out is promoted again. */
+        rv = sv ? raft_assign(&c->raft, &t->change, t->node, RAFT_VOTER, on_changed)
+                : raft_add(&c->raft, &t->change, t->node, t->addr, on_added);
+    } else {
+        char where[RN_FSM_TOPIC_MAX + 32];
+        if (!sv) {
+            snprintf(err, sizeof err, "node %llu is not in the cluster's configuration", id);
+            treq_done(c, t, RN_ENOTFOUND, 0, err);
+            return;
+        }
+        if (t->node == c->conf.self) {
+            snprintf(err, sizeof err, "node %llu is the controller leader: stop it (another "
+                     "node takes over) and remove it from one of the others", id);
+            treq_done(c, t, RN_EINVAL, 0, err);
+            return;
+        }
+        if (holds_replicas(c, t->node, where, sizeof where)) {
+            snprintf(err, sizeof err, "node %llu holds replicas (%.60s first): a node with replicas "
+                     "cannot be removed (moving replicas, queue reassign, does not exist yet)",
+                     id, where);
+            treq_done(c, t, RN_EINVAL, 0, err);
+            return;
+        }
+        rv = raft_remove(&c->raft, &t->change, t->node, on_changed);
+    }
+    if (rv != 0) {
+        snprintf(err, sizeof err, "node %llu: %s (%.80s)%s", id, raft_strerror(rv),
+                 raft_errmsg(&c->raft), rv == RAFT_CANTCHANGE ? "; another change is under "
+                 "way: retry when it is done" : "");
+        treq_done(c, t, rv == RAFT_CANTCHANGE ? -EBUSY : RN_EINVAL, 0, err);
+    }
 }
 
 /* ---- the loop ------------------------------------------------------------------ */
@@ -929,7 +1079,8 @@ static void on_async(uv_async_t *a)
         treq_t *t = ts;
         ts = t->next;
         if (stop) treq_done(c, t, -EAGAIN, 0, "the node is stopping");
-        else take_topic(c, t);
+        else if (t->kind == TREQ_TOPIC) take_topic(c, t);
+        else take_member(c, t);
     }
     if (stop) {
         uv_timer_stop(&c->tick);
@@ -975,15 +1126,12 @@ int rn_ctl_heartbeat(rn_ctl_t *c, uint64_t id, const char *client, uint64_t star
     return rc;
 }
 
-int rn_ctl_create_topic(rn_ctl_t *c, const char *name, uint32_t nqueues, uint32_t replicas,
-                        uint32_t timeout_ms, uint64_t *leader, char *errmsg)
+/* Queue t for the loop and wait up to timeout_ms for its answer (the
+ * caller's reference is dropped here). -ETIMEDOUT with timeout_msg. */
+static int treq_submit(rn_ctl_t *c, treq_t *t, uint32_t timeout_ms, uint64_t *leader,
+                       char *errmsg, const char *timeout_msg)
 {
-    *leader = 0;
-    treq_t *t = calloc(1, sizeof *t);
-    if (!t) return rn_errf(errmsg, -ENOMEM, "out of memory");
-    snprintf(t->name, sizeof t->name, "%s", name);
-    t->nqueues = nqueues;
-    t->replicas = replicas;
+    t->c = c;
     t->refs = 2;                        /* this caller and the loop */
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
@@ -1005,13 +1153,49 @@ int rn_ctl_create_topic(rn_ctl_t *c, const char *name, uint32_t nqueues, uint32_
         *leader = t->leader;
         snprintf(errmsg, RN_ERRMSG_SIZE, "%s", t->err);
     } else {
-        snprintf(errmsg, RN_ERRMSG_SIZE, "the controller did not commit topic '%s' within %u ms",
-                 name, timeout_ms);
+        snprintf(errmsg, RN_ERRMSG_SIZE, "%s", timeout_msg);
     }
     int last = --t->refs == 0;
     pthread_mutex_unlock(&c->qmu);
     if (last) free(t);
     return rc;
+}
+
+int rn_ctl_create_topic(rn_ctl_t *c, const char *name, uint32_t nqueues, uint32_t replicas,
+                        uint32_t timeout_ms, uint64_t *leader, char *errmsg)
+{
+    *leader = 0;
+    treq_t *t = calloc(1, sizeof *t);
+    if (!t) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    t->kind = TREQ_TOPIC;
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->nqueues = nqueues;
+    t->replicas = replicas;
+    char msg[RN_ERRMSG_SIZE];
+    snprintf(msg, sizeof msg, "the controller did not commit topic '%.200s' within %u ms", name,
+             timeout_ms);
+    return treq_submit(c, t, timeout_ms, leader, errmsg, msg);
+}
+
+int rn_ctl_member_change(rn_ctl_t *c, int add, uint64_t id, const char *raft_addr,
+                         uint32_t timeout_ms, uint64_t *leader, char *errmsg)
+{
+    *leader = 0;
+    treq_t *t = calloc(1, sizeof *t);
+    if (!t) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    t->kind = add ? TREQ_ADD : TREQ_REMOVE;
+    t->node = id;
+    snprintf(t->addr, sizeof t->addr, "%s", add ? raft_addr : "");
+    char msg[RN_ERRMSG_SIZE];
+    if (add)
+        snprintf(msg, sizeof msg, "node %llu is in the configuration but not a voter yet: it "
+                 "becomes one once it runs (runneld --node-id %llu --cluster %llu=%.60s --join) and "
+                 "has caught up; see runnel cluster status", (unsigned long long)id,
+                 (unsigned long long)id, (unsigned long long)id, raft_addr);
+    else
+        snprintf(msg, sizeof msg, "the removal of node %llu was not committed within %u ms",
+                 (unsigned long long)id, timeout_ms);
+    return treq_submit(c, t, timeout_ms, leader, errmsg, msg);
 }
 
 void rn_ctl_isr_request(rn_ctl_t *c, uint64_t from, const char *topic, uint32_t queue,
@@ -1094,7 +1278,7 @@ int rn_ctl_start(const rn_ctl_opts_t *o, rn_ctl_t **out, char *errmsg)
     rn_fsm_init(&c->fsm);
     pthread_mutex_init(&c->qmu, NULL);
     pthread_cond_init(&c->qcv, NULL);
-    for (size_t i = 0; i < c->conf.n; i++) {
+    for (size_t i = 0; i < RN_CLUSTER_MAX_NODES; i++) {
         c->ends[i] = calloc(RN_CTL_MAX_ENDS, sizeof *c->ends[i]);
         if (!c->ends[i]) {
             for (size_t j = 0; j < i; j++) free(c->ends[j]);
@@ -1137,7 +1321,11 @@ int rn_ctl_start(const rn_ctl_opts_t *o, rn_ctl_t **out, char *errmsg)
     for (size_t i = 0; i < c->conf.n && rv == 0; i++)
         rv = raft_configuration_add(&conf, c->conf.peers[i].id, c->conf.peers[i].addr,
                                     RAFT_VOTER);
-    if (rv == 0) {
+    if (rv == 0 && o->join) {
+        rn_slog(RN_SLOG_INFO, "controller: --join: node %llu waits to be added (runnel cluster "
+                "add %llu=%s on any member)", (unsigned long long)c->conf.self,
+                (unsigned long long)c->conf.self, self_addr);
+    } else if (rv == 0) {
         rv = raft_bootstrap(&c->raft, &conf);
         if (rv == 0)
             rn_slog(RN_SLOG_INFO, "controller: bootstrapped a new cluster of %zu nodes in %s",
@@ -1164,7 +1352,7 @@ int rn_ctl_start(const rn_ctl_opts_t *o, rn_ctl_t **out, char *errmsg)
         rc = raft_fail(c, what, rv, errmsg);
         goto fail_raft;
     }
-    check_conf(c);
+    if (!o->join) check_conf(c);
     uv_async_init(&c->loop, &c->async, on_async);
     uv_timer_init(&c->loop, &c->tick);
     c->async.data = c->tick.data = c;
@@ -1196,7 +1384,7 @@ fail_loop:
     rn_ctl_view_put(c->view);
     tblk_put(c->tblk);
     rn_fsm_free(&c->fsm);
-    for (size_t i = 0; i < c->conf.n; i++) free(c->ends[i]);
+    for (size_t i = 0; i < RN_CLUSTER_MAX_NODES; i++) free(c->ends[i]);
     pthread_mutex_destroy(&c->qmu);
     pthread_cond_destroy(&c->qcv);
     pthread_mutex_destroy(&c->vmu);
@@ -1219,7 +1407,7 @@ void rn_ctl_stop(rn_ctl_t *c)
     rn_ctl_view_put(c->view);
     tblk_put(c->tblk);
     rn_fsm_free(&c->fsm);
-    for (size_t i = 0; i < c->conf.n; i++) free(c->ends[i]);
+    for (size_t i = 0; i < RN_CLUSTER_MAX_NODES; i++) free(c->ends[i]);
     pthread_mutex_destroy(&c->qmu);
     pthread_cond_destroy(&c->qcv);
     pthread_mutex_destroy(&c->vmu);

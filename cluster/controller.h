@@ -13,8 +13,10 @@
  *
  * Lifecycle: rn_cluster_conf_parse (flags) → rn_ctl_start (raft data under
  * DATA/raft/, bootstrapped with the flags' configuration on the first start
- * only; later starts resume from it) → rn_ctl_stop (raft closes, the thread
- * is joined, memory freed).
+ * only, unless `--join`: then a member adds the node; later starts resume
+ * from it) → rn_ctl_stop (raft closes, the thread is joined, memory freed).
+ * Membership: rn_ctl_member_change (ClusterChange, `runnel cluster
+ * add|remove`) through the controller leader, one change at a time.
  *
  * Liveness: every node heartbeats the controller leader (ClusterHeartbeat,
  * every RN_CTL_HEARTBEAT_MS); the leader keeps when it last heard from each
@@ -72,6 +74,8 @@ typedef struct rn_ctl_opts {
     const char *client_addr;        /* this node's gRPC HOST:PORT as other nodes dial it */
     uint32_t    snapshot_entries;   /* raft snapshot every N entries, keeping N behind it;
                                        0 = RN_CTL_SNAPSHOT_ENTRIES */
+    int         join;               /* `--join`: never bootstrap; a member adds this node
+                                       (rn_ctl_member_change) */
 } rn_ctl_opts_t;
 
 int  rn_ctl_start(const rn_ctl_opts_t *o, rn_ctl_t **out, char *errmsg);
@@ -83,7 +87,7 @@ typedef struct rn_ctl_vnode {
     uint64_t id;
     char     raft[RN_CLUSTER_ADDR_MAX];     /* "" when not in the raft configuration */
     char     client[RN_CLUSTER_ADDR_MAX];   /* "" until registered */
-    int      voter;
+    char     role[8];                       /* "voter", "standby", "spare", "removed" */
     int      live;
     uint64_t incarnation;
     int64_t  live_changed_ms;
@@ -139,6 +143,22 @@ int rn_ctl_heartbeat(rn_ctl_t *c, uint64_t id, const char *client, uint64_t star
  * leader it knows, 0 none); -ETIMEDOUT. */
 int rn_ctl_create_topic(rn_ctl_t *c, const char *name, uint32_t nqueues, uint32_t replicas,
                         uint32_t timeout_ms, uint64_t *leader, char *errmsg);
+
+/* ---- membership ------------------------------------------------------------ */
+
+/* Add node id at raft_addr to the cluster (add = 1: libraft adds it as a
+ * spare, catches it up, makes it a voter) or remove it (add = 0). Any
+ * thread but the loop's; blocks up to timeout_ms. One change at a time
+ * (libraft's rule). 0 once committed; RN_EEXIST (a voter already),
+ * RN_ENOTFOUND (remove: not a member), RN_EINVAL (the address is another
+ * node's, the cluster is full, the node holds replicas or is this leader:
+ * errmsg says which); -EBUSY while another change is under way; -EAGAIN
+ * when this node is not the ready controller leader (*leader as in
+ * rn_ctl_create_topic); -EIO when raft did not commit it; -ETIMEDOUT (an
+ * added node that is not running stays a spare, promoted once it runs and
+ * has caught up; errmsg says how to start it). */
+int rn_ctl_member_change(rn_ctl_t *c, int add, uint64_t id, const char *raft_addr,
+                         uint32_t timeout_ms, uint64_t *leader, char *errmsg);
 
 /* Log ends of replicated queues a node holds (failover picks the in-sync
  * replica with the longest log). Copied; at most RN_CTL_MAX_ENDS are kept. */

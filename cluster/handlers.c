@@ -13,11 +13,14 @@
  */
 #include "cluster/handlers.h"
 
+#include "client/rpc.h"
 #include "common/addr.h"
+#include "common/error.h"
 
-#include <stdio.h>
-
+#include <errno.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 static _Atomic(rn_ctl_t *) the_ctl;
@@ -117,7 +120,8 @@ int rn_cluster_hd_status(rn_hd_t *h, const ProtobufCMessage *req, rn_arena_t *a,
         n->id = s->id;
         n->raft_address = arena_str(a, s->raft);
         n->client_address = arena_str(a, s->client);
-        if (!n->raft_address || !n->client_address) {
+        n->role = arena_str(a, s->role);
+        if (!n->raft_address || !n->client_address || !n->role) {
             rn_ctl_view_put(v);
             return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "out of memory");
         }
@@ -193,6 +197,101 @@ int rn_cluster_hd_heartbeat(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a
     Runnel__V1__ClusterHeartbeatResponse *r = rn_arena_alloc(a, sizeof *r);
     if (!r) return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "out of memory");
     runnel__v1__cluster_heartbeat_response__init(r);
+    r->leader_id = leader;
+    *resp = &r->base;
+    return 0;
+}
+
+int rn_cluster_forward(rn_ctl_t *c, uint64_t leader, const char *method,
+                       const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rdesc,
+                       int timeout_ms, ProtobufCMessage **resp, rn_status_t *st)
+{
+    *resp = NULL;
+    const rn_ctl_view_t *v = rn_ctl_view_get(c);
+    const rn_ctl_vnode_t *n = rn_ctl_view_node(v, leader);
+    char addr[RN_CLUSTER_ADDR_MAX] = "";
+    if (n) snprintf(addr, sizeof addr, "%s", n->client);
+    rn_ctl_view_put(v);
+    if (!addr[0])
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "the controller leader (node %llu) has no "
+                             "client address yet; retry", (unsigned long long)leader);
+    rn_rpc_t *rpc = NULL;
+    char err[RN_ERRMSG_SIZE];
+    if (rn_rpc_open(addr, &rpc, err) != 0)
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "controller leader at %s: %s", addr, err);
+    int status = 0;
+    int rc = rn_rpc_call(rpc, method, req, rdesc, resp, timeout_ms, &status, err);
+    rn_rpc_close(rpc);
+    if (rc == 0) return 0;
+    if (*resp) protobuf_c_message_free_unpacked(*resp, NULL);
+    *resp = NULL;
+    return rn_status_set(st, status > 0 && status <= 16 ? (rn_st_t)status : RN_ST_UNAVAILABLE,
+                         "%s", err);
+}
+
+int rn_cluster_hd_change(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                         ProtobufCMessage **resp, rn_status_t *st)
+{
+    (void)h;
+    const Runnel__V1__ClusterChangeRequest *req = (const void *)m;
+    rn_ctl_t *c = atomic_load(&the_ctl);
+    if (!c)
+        return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "this broker is not in a cluster "
+                             "(started without --cluster)");
+    int add = req->op && !strcmp(req->op, "add");
+    if (!add && !(req->op && !strcmp(req->op, "remove")))
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "cluster change: op '%.20s': give "
+                             "'add' or 'remove'", req->op ? req->op : "");
+    char err[RN_ERRMSG_SIZE], idtext[24], spec[RN_CLUSTER_ADDR_MAX + 32];
+    snprintf(idtext, sizeof idtext, "%llu", (unsigned long long)req->node_id);
+    if (add) {
+        /* The one-node form of --cluster checks the id and the address. */
+        rn_cluster_conf_t one;
+        snprintf(spec, sizeof spec, "%s=%.*s", idtext, RN_CLUSTER_ADDR_MAX,
+                 req->raft_address ? req->raft_address : "");
+        if (rn_cluster_conf_parse(idtext, spec, &one, err) != 0)
+            return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "cluster add: %s", err);
+    } else if (req->node_id < 1 || req->node_id > UINT32_MAX) {
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "cluster remove: node id %s: give "
+                             "1..4294967295", idtext);
+    }
+    uint64_t leader = 0;
+    int rc = rn_ctl_member_change(c, add, req->node_id, add ? req->raft_address : "",
+                                  RN_CLUSTER_CHANGE_MS, &leader, err);
+    if (rc == -EAGAIN && leader && !req->forwarded) {
+        Runnel__V1__ClusterChangeRequest fw = *req;
+        fw.forwarded = 1;
+        ProtobufCMessage *m2 = NULL;
+        if (rn_cluster_forward(c, leader, RN_RPC_METHOD("ClusterChange"), &fw.base,
+                               &runnel__v1__cluster_change_response__descriptor,
+                               RN_CLUSTER_CHANGE_MS + 5000, &m2, st) != 0)
+            return -1;
+        leader = ((Runnel__V1__ClusterChangeResponse *)m2)->leader_id;
+        protobuf_c_message_free_unpacked(m2, NULL);
+    } else if (rc == -EAGAIN || rc == -EBUSY) {
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "cluster %s: %s; retry", add ? "add" :
+                             "remove", err[0] ? err : "no controller leader");
+    } else if (rc == -ETIMEDOUT) {
+        return rn_status_set(st, RN_ST_DEADLINE_EXCEEDED, "cluster %s: %s", add ? "add" :
+                             "remove", err);
+    } else if (rc == RN_EEXIST) {
+        return rn_status_set(st, RN_ST_ALREADY_EXISTS, "cluster add: %s", err);
+    } else if (rc == RN_ENOTFOUND) {
+        return rn_status_set(st, RN_ST_NOT_FOUND, "cluster remove: %s", err);
+    } else if (rc == RN_EINVAL || rc == -EIO) {
+        return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "cluster %s: %s", add ? "add" :
+                             "remove", err);
+    } else if (rc != 0) {
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "cluster %s: %s", add ? "add" : "remove",
+                             err);
+    } else {
+        const rn_ctl_view_t *v = rn_ctl_view_get(c);
+        leader = v->self;
+        rn_ctl_view_put(v);
+    }
+    Runnel__V1__ClusterChangeResponse *r = rn_arena_alloc(a, sizeof *r);
+    if (!r) return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "out of memory");
+    runnel__v1__cluster_change_response__init(r);
     r->leader_id = leader;
     *resp = &r->base;
     return 0;

@@ -24,5 +24,19 @@ int rn_cluster_hd_status(rn_hd_t *h, const ProtobufCMessage *req, rn_arena_t *a,
                          ProtobufCMessage **resp, rn_status_t *st);
 int rn_cluster_hd_heartbeat(rn_hd_t *h, const ProtobufCMessage *req, rn_arena_t *a,
                             ProtobufCMessage **resp, rn_status_t *st);
+/* Pass req on to the controller leader (node leader, at the client address
+ * the view holds), once: 0 with *resp (the caller frees it), or -1 with st
+ * set (the leader's own status, or UNAVAILABLE when it has no address or
+ * cannot be reached). */
+int rn_cluster_forward(rn_ctl_t *c, uint64_t leader, const char *method,
+                       const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rdesc,
+                       int timeout_ms, ProtobufCMessage **resp, rn_status_t *st);
+
+#define RN_CLUSTER_CHANGE_MS 20000   /* the longest a membership change is waited for */
+
+/* ClusterChange: add or remove a node (rn_ctl_member_change) on the
+ * controller leader; another node passes it on once (forwarded). */
+int rn_cluster_hd_change(rn_hd_t *h, const ProtobufCMessage *req, rn_arena_t *a,
+                         ProtobufCMessage **resp, rn_status_t *st);
 
 #endif

@@ -41,6 +41,8 @@
  */
 #include "cluster/replica.h"
 
+#include "cluster/handlers.h"
+
 #include "client/rpc.h"
 #include "common/bytes.h"
 #include "common/error.h"
@@ -414,27 +416,6 @@ static int make_local(rn_repl_t *r, const char *name, uint32_t nqueues, char *er
     return rc == RN_EEXIST ? 0 : rc;
 }
 
-/* CreateTopic passed on to the controller leader at addr. */
-static int forward_create(const Runnel__V1__CreateTopicRequest *req, const char *addr,
-                          rn_status_t *st)
-{
-    rn_rpc_t *rpc = NULL;
-    char err[RN_ERRMSG_SIZE];
-    if (rn_rpc_open(addr, &rpc, err) != 0)
-        return rn_status_set(st, RN_ST_UNAVAILABLE, "controller leader at %s: %s", addr, err);
-    Runnel__V1__CreateTopicRequest fw = *req;
-    fw.forwarded = 1;
-    ProtobufCMessage *resp = NULL;
-    int status = 0;
-    int rc = rn_rpc_call(rpc, RN_RPC_METHOD("CreateTopic"), &fw.base,
-                         &runnel__v1__topic_info__descriptor, &resp, 10000, &status, err);
-    if (resp) protobuf_c_message_free_unpacked(resp, NULL);
-    rn_rpc_close(rpc);
-    if (rc == 0) return 0;
-    return rn_status_set(st, status > 0 && status <= 16 ? (rn_st_t)status : RN_ST_UNAVAILABLE,
-                         "%s", err);
-}
-
 static int h_create_topic(void *arg, const Runnel__V1__CreateTopicRequest *req, rn_status_t *st)
 {
     rn_repl_t *r = arg;
@@ -450,15 +431,13 @@ static int h_create_topic(void *arg, const Runnel__V1__CreateTopicRequest *req, 
     uint64_t leader = 0;
     int rc = rn_ctl_create_topic(ctl, req->name, nq, req->replicas, 5000, &leader, err);
     if (rc == -EAGAIN && leader && !req->forwarded) {
-        const rn_ctl_view_t *v = rn_ctl_view_get(ctl);
-        const rn_ctl_vnode_t *n = rn_ctl_view_node(v, leader);
-        char addr[RN_CLUSTER_ADDR_MAX] = "";
-        if (n) snprintf(addr, sizeof addr, "%s", n->client);
-        rn_ctl_view_put(v);
-        if (!addr[0])
-            return rn_status_set(st, RN_ST_UNAVAILABLE, "the controller leader (node %llu) has "
-                                 "no client address yet; retry", (unsigned long long)leader);
-        if (forward_create(req, addr, st) != 0) return -1;
+        Runnel__V1__CreateTopicRequest fw = *req;
+        fw.forwarded = 1;
+        ProtobufCMessage *m = NULL;
+        if (rn_cluster_forward(ctl, leader, RN_RPC_METHOD("CreateTopic"), &fw.base,
+                               &runnel__v1__topic_info__descriptor, 10000, &m, st) != 0)
+            return -1;
+        protobuf_c_message_free_unpacked(m, NULL);
         rc = 0;
     } else if (rc == -EAGAIN || rc == -ETIMEDOUT || rc == -EBUSY) {
         return rn_status_set(st, RN_ST_UNAVAILABLE, "topic '%s': %s; retry", req->name,

@@ -135,6 +135,7 @@ static const rule_t rules[] = {
      * heartbeat comes as anonymous, and a rule it could pass would have to be
      * granted to every caller. It only feeds the controller's liveness view. */
     {"ClusterHeartbeat", RN_ACL_CLUSTER, RN_ACL_ALTER, NULL, F_OPEN, NULL},
+    {"ClusterChange", RN_ACL_CLUSTER, RN_ACL_ALTER, NULL, F_NONE, NULL},
 };
 #define NRULES (sizeof rules / sizeof rules[0])
 

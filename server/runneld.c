@@ -11,7 +11,8 @@
  *           [--metrics-listen HOST:PORT] [--sink-dir DIR] [--store-root DIR] [--allow-root]
  *           [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--insecure]
  *           [--users FILE] [--require-auth] [--auth-failures N] [--super-user NAME]...
- *           [--node-id N --cluster ID=HOST:PORT,... [--cluster-snapshot-entries N]]
+ *           [--node-id N --cluster ID=HOST:PORT,... [--join]
+ *            [--cluster-snapshot-entries N]]
  *
  * Invariants:
  *  1. The data directory is opened (and locked) before the port is bound, and
@@ -125,7 +126,7 @@ static const char usage[] =
     "               [--metrics-listen HOST:PORT] [--sink-dir DIR] [--store-root DIR]\n"
     "               [--allow-root] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n"
     "               [--insecure] [--node-id N --cluster ID=HOST:PORT,ID=HOST:PORT,...\n"
-    "               [--cluster-snapshot-entries N] [--min-insync-replicas N]\n"
+    "               [--join] [--cluster-snapshot-entries N] [--min-insync-replicas N]\n"
     "               [--replica-lag-ms MS]]\n"
     "\n"
     "Serves the runnel.v1.Runnel gRPC service (proto/runnel.proto) over DIR, which it\n"
@@ -197,6 +198,9 @@ static const char usage[] =
     "                     cluster whose controller replicates over raft at these addresses\n"
     "                     (used to bootstrap DATA/raft on the first start only; see\n"
     "                     cluster/README.md: topics made there are replicated)\n"
+    "  --join             a node new to a running cluster: do not bootstrap; wait until a\n"
+    "                     member adds it (`runnel cluster add N=HOST:PORT`); --cluster\n"
+    "                     needs this node's own raft address only\n"
     "  --cluster-snapshot-entries N  snapshot the controller state every N raft entries,\n"
     "                     keeping N entries behind it (default 64, 2..1048576)\n"
     "  --min-insync-replicas N  a produce to a replicated queue needs min(N, replicas)\n"
@@ -345,7 +349,7 @@ int main(int argc, char **argv)
            OPT_PIPELINES, OPT_MAXPROD, OPT_MAXQ, OPT_QSTEPS, OPT_QROWS, OPT_PEXPIRY, OPT_TSAHEAD,
            OPT_KLISTEN, OPT_KADV, OPT_KAUTO, OPT_KFRAME, OPT_KFTIMEOUT, OPT_MLISTEN,
            OPT_SINKDIR, OPT_STOREROOT, OPT_ALLOWROOT, OPT_TLSCERT, OPT_TLSKEY, OPT_TLSCA,
-           OPT_INSECURE, OPT_USERS, OPT_REQAUTH, OPT_AUTHFAIL, OPT_SUPER, OPT_NODEID, OPT_CLUSTER, OPT_CSNAP,
+           OPT_INSECURE, OPT_USERS, OPT_REQAUTH, OPT_AUTHFAIL, OPT_SUPER, OPT_NODEID, OPT_CLUSTER, OPT_CSNAP, OPT_JOIN,
            OPT_UDFDIR, OPT_MINISR, OPT_LAGMS };
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
@@ -383,6 +387,7 @@ int main(int argc, char **argv)
         {"node-id", required_argument, NULL, OPT_NODEID},
         {"cluster", required_argument, NULL, OPT_CLUSTER},
         {"cluster-snapshot-entries", required_argument, NULL, OPT_CSNAP},
+        {"join", no_argument, NULL, OPT_JOIN},
         {"min-insync-replicas", required_argument, NULL, OPT_MINISR},
         {"replica-lag-ms", required_argument, NULL, OPT_LAGMS},
         {"help", no_argument, NULL, 'h'},
@@ -393,6 +398,7 @@ int main(int argc, char **argv)
     const char *mlisten = NULL, *sink_dir = NULL, *store_dir = NULL;
     const char *users = NULL, *node_id = NULL, *cluster = NULL;
     uint32_t csnap = 0, min_isr = 0, lag_ms = 0;
+    int join = 0;
     int allow_root = 0, insecure = 0, require_auth = 0;
     uint32_t auth_failures = RN_AUTH_FAIL_LIMIT;
     const char *supers[RN_ACL_MAX_SUPERS];
@@ -479,6 +485,7 @@ int main(int argc, char **argv)
             supers[nsupers++] = optarg;
             break;
         case OPT_NODEID: node_id = optarg; break;
+        case OPT_JOIN: join = 1; break;
         case OPT_CLUSTER: cluster = optarg; break;
         case OPT_CSNAP:
             if (parse_u32("--cluster-snapshot-entries", optarg, 2, 1u << 20, &csnap)) return 2;
@@ -534,6 +541,11 @@ int main(int argc, char **argv)
     if ((min_isr || lag_ms) && !cluster) {
         fprintf(stderr, "runneld: --min-insync-replicas and --replica-lag-ms are for a cluster "
                 "node: give them with --node-id and --cluster\n");
+        return 2;
+    }
+    if (join && !cluster) {
+        fprintf(stderr, "runneld: --join is for a node joining a cluster: give it with "
+                "--node-id and --cluster (this node's raft address)\n");
         return 2;
     }
     if (csnap && !cluster) {
@@ -810,7 +822,7 @@ int main(int argc, char **argv)
             rn_slog(RN_SLOG_WARN, "--listen %s: the controller registers %s as this node's "
                     "client address, which other machines cannot dial; give this host's own "
                     "address", listen, shown);
-        rn_ctl_opts_t co = {&cconf, data, shown, csnap};
+        rn_ctl_opts_t co = {&cconf, data, shown, csnap, join};
         if (rn_ctl_start(&co, &ctl, err) != 0) {
             rn_slog(RN_SLOG_ERROR, "%s", err);
             failed = 1;

@@ -178,6 +178,7 @@ static const method_t method_table[] = {
     {"ListAcls", D(list_acls_request), M_UNARY, rn_authz_hd_list, 1, NULL},
     {"ClusterStatus", D(cluster_status_request), M_UNARY, rn_cluster_hd_status, 1, NULL},
     {"ClusterHeartbeat", D(cluster_heartbeat_request), M_UNARY, rn_cluster_hd_heartbeat, 2, NULL},
+    {"ClusterChange", D(cluster_change_request), M_UNARY, rn_cluster_hd_change, 1, NULL},
 };
 #undef D
 #define NMETHODS (sizeof method_table / sizeof method_table[0])

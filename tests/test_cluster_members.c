@@ -1,0 +1,423 @@
+/*
+ * test_cluster_members.c — membership changes (`runnel cluster add|remove`,
+ * runneld --join, the ClusterChange RPC) with real runneld nodes on
+ * loopback. The tests run in order and share the nodes:
+ *
+ *   add        nodes 1-3 bootstrap a cluster; node 4 starts with --join and
+ *              is no member (its status knows no leader); `cluster add` sent
+ *              to a node that is not the controller leader (passed on)
+ *              makes it a voter: every node then lists 4 nodes, node 4 a
+ *              live voter at its client address, and node 4 knows the leader
+ *   replicas   a topic of 4 queues made after the add puts replicas and one
+ *              queue's leadership on node 4; records produced to that
+ *              queue through the bootstrap list are read back in order
+ *   restart    node 4 restarted (still --join) resumes from its raft state:
+ *              a live voter again, at its new client port
+ *   refused    adding a member again, a raft address another node has, bad
+ *              arguments (exit 2), removing a node with replicas, an unknown
+ *              node and the controller leader itself: each exit 1 with one
+ *              line saying why, and the membership unchanged
+ *   remove     node 5 joins, is added, then removed: it shows as "removed",
+ *              is no longer live, and a topic made afterwards has no
+ *              replica on it
+ *   unstarted  adding a node that does not run fails (exit 1, "stays a
+ *              spare"), it shows as a spare, and it can be removed again
+ *
+ * A single-node broker refuses `cluster add` (not in a cluster).
+ */
+#include "tests/test_server.h"
+#include "tests/util/util.h"
+
+#define NODES   5
+#define WAIT_MS 20000
+
+typedef struct members {
+    srv_t *n[NODES];
+    int    raft_port[NODES + 1];
+    char   spec[256], own[NODES][64];
+    char   idtext[NODES][16];
+    char   work[64];
+} members_t;
+
+static members_t *g;
+
+static int64_t now_ms(void) { return (int64_t)(rn_mono_ns() / 1000000u); }
+
+static void print_logs(void)
+{
+    for (int i = 0; i < NODES; i++)
+        if (g->n[i] && g->n[i]->pid > 0) srv_print_log(g->n[i]);
+}
+
+/* `runnel ARGS...` (NULL-terminated): exit code; *out and *err (freed by
+ * the caller) get its output. */
+static int cli(char **out, char **err, const char *const *args)
+{
+    const char *argv[24] = {"runnel"};
+    int argc = 1;
+    for (int i = 0; args[i] && argc < 23; i++) argv[argc++] = args[i];
+    argv[argc] = NULL;
+    char o[128], e[128];
+    snprintf(o, sizeof o, "%s/out", g->work);
+    snprintf(e, sizeof e, "%s/err", g->work);
+    int st = rn_test_run(RN_BIN_DIR "/runnel", argv, NULL, o, e);
+    *out = rn_test_slurp(o, NULL);
+    *err = rn_test_slurp(e, NULL);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const char *addr_of(int i)
+{
+    static char a[NODES][32];
+    snprintf(a[i], sizeof a[i], "127.0.0.1:%d", g->n[i]->port);
+    return a[i];
+}
+
+static Runnel__V1__ClusterStatusResponse *status_of(int i)
+{
+    if (!g->n[i]->rpc) return NULL;
+    Runnel__V1__ClusterStatusRequest req;
+    runnel__v1__cluster_status_request__init(&req);
+    ProtobufCMessage *m = NULL;
+    char err[RN_ERRMSG_SIZE];
+    if (rn_rpc_call(g->n[i]->rpc, RN_RPC_METHOD("ClusterStatus"), &req.base,
+                    &runnel__v1__cluster_status_response__descriptor, &m, 2000, NULL, err) != 0)
+        return NULL;
+    return (Runnel__V1__ClusterStatusResponse *)m;
+}
+
+static const Runnel__V1__ClusterNode *node_in(const Runnel__V1__ClusterStatusResponse *r,
+                                              uint64_t id)
+{
+    for (size_t i = 0; r && i < r->n_nodes; i++)
+        if (r->nodes[i]->id == id) return r->nodes[i];
+    return NULL;
+}
+
+/* 1 when node `at` (index) sees node id with this role and liveness (and,
+ * when live, at its client address) and knows a leader. */
+static int sees(int at, uint64_t id, const char *role, int live)
+{
+    Runnel__V1__ClusterStatusResponse *r = status_of(at);
+    const Runnel__V1__ClusterNode *n = node_in(r, id);
+    int ok = r && r->leader_id && n && !strcmp(n->role, role) && n->live == live &&
+             (!live || !strcmp(n->client_address, addr_of((int)id - 1)));
+    if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
+    return ok;
+}
+
+static void wait_sees(unsigned at_mask, uint64_t id, const char *role, int live)
+{
+    int64_t t0 = now_ms();
+    for (;;) {
+        int all = 1;
+        for (int i = 0; i < NODES; i++)
+            if ((at_mask >> i) & 1) all &= sees(i, id, role, live);
+        if (all) return;
+        if (now_ms() - t0 > WAIT_MS) {
+            print_logs();
+            fail_msg("node %llu not seen as %s, live %d, within %d ms", (unsigned long long)id,
+                     role, live, WAIT_MS);
+        }
+        rn_test_sleep_ms(50);
+    }
+}
+
+/* The controller leader's index among nodes 1-3, waiting for one. */
+static int leader_index(void)
+{
+    int64_t t0 = now_ms();
+    for (;;) {
+        Runnel__V1__ClusterStatusResponse *r = status_of(0);
+        uint64_t l = r ? r->leader_id : 0;
+        if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
+        if (l >= 1 && l <= 3) return (int)l - 1;
+        if (now_ms() - t0 > WAIT_MS) {
+            print_logs();
+            fail_msg("no controller leader within %d ms", WAIT_MS);
+        }
+        rn_test_sleep_ms(50);
+    }
+}
+
+static void start_joining(int i)
+{
+    srv_start(g->n[i]);
+}
+
+static void add_ok(int via, int i)
+{
+    char spec[64], *out, *err;
+    snprintf(spec, sizeof spec, "%d=127.0.0.1:%d", i + 1, g->raft_port[i]);
+    const char *args[] = {"--server", addr_of(via), "cluster", "add", spec, NULL};
+    int code = cli(&out, &err, args);
+    if (code != 0) print_logs();
+    assert_int_equal(code, 0);
+    char want[64];
+    snprintf(want, sizeof want, "node %d (raft 127.0.0.1:%d) is a voting member", i + 1,
+             g->raft_port[i]);
+    assert_non_null(strstr(out, want));
+    free(out);
+    free(err);
+}
+
+/* `runnel ARGS` must exit with code and say `says` on stderr, one line. */
+static void refused(const char *const *args, int code, const char *says)
+{
+    char *out, *err;
+    int got = cli(&out, &err, args);
+    if (got != code || !strstr(err, says))
+        fail_msg("runnel %s %s %s: exit %d (want %d), stderr: %s (want '%s')", args[2], args[3],
+                 args[4] ? args[4] : "", got, code, err, says);
+    assert_int_equal(strchr(err, '\n') - err + 1, (long)strlen(err));
+    free(out);
+    free(err);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    g = calloc(1, sizeof *g);
+    if (!g) return -1;
+    snprintf(g->work, sizeof g->work, "/tmp/rn-members-XXXXXX");
+    if (!mkdtemp(g->work)) return -1;
+    for (int i = 0; i <= NODES; i++) g->raft_port[i] = free_port();
+    size_t off = 0;
+    for (int i = 0; i < 3; i++)
+        off += (size_t)snprintf(g->spec + off, sizeof g->spec - off, "%s%d=127.0.0.1:%d",
+                                i ? "," : "", i + 1, g->raft_port[i]);
+    for (int i = 0; i < NODES; i++) {
+        snprintf(g->idtext[i], sizeof g->idtext[i], "%d", i + 1);
+        snprintf(g->own[i], sizeof g->own[i], "%d=127.0.0.1:%d", i + 1, g->raft_port[i]);
+        const char *boot[] = {"--node-id", g->idtext[i], "--cluster", g->spec, NULL};
+        const char *join[] = {"--node-id", g->idtext[i], "--cluster", g->own[i], "--join", NULL};
+        g->n[i] = srv_alloc("group", SRV_MAX_BATCH, i < 3 ? boot : join);
+        if (!g->n[i]) return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int rc = 0;
+    for (int i = 0; i < NODES; i++) {
+        void *s = g->n[i];
+        if (s && srv_teardown(&s) != 0) rc = -1;
+    }
+    rn_test_rmtree(g->work);
+    free(g);
+    return rc;
+}
+
+static void test_add(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 4; i++) srv_start(g->n[i]);
+    int l = leader_index();
+    wait_sees(1u << l, 3, "voter", 1);
+    /* Not a member yet: node 4 knows no leader, and the others do not list it. */
+    Runnel__V1__ClusterStatusResponse *r = status_of(3);
+    assert_non_null(r);
+    assert_true(r->clustered);
+    assert_int_equal(r->leader_id, 0);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    r = status_of(l);
+    assert_null(node_in(r, 4));
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    add_ok((l + 1) % 3, 3);                           /* through a follower: passed on */
+    wait_sees(0xf, 4, "voter", 1);
+    for (uint64_t id = 1; id <= 3; id++) wait_sees(1u << 3, id, "voter", 1);
+}
+
+static void test_replicas(void **state)
+{
+    (void)state;
+    char list[160], *out, *err;
+    snprintf(list, sizeof list, "%s,%s,%s,%s", addr_of(0), addr_of(1), addr_of(2), addr_of(3));
+    const char *mk[] = {"--server", list, "topic", "create", "t", "--queues", "4", NULL};
+    assert_int_equal(cli(&out, &err, mk), 0);
+    free(out);
+    free(err);
+    /* Which queue node 4 leads, and that it holds replicas. */
+    int q4 = -1, reps = 0;
+    int64_t t0 = now_ms();
+    while (q4 < 0 && now_ms() - t0 < WAIT_MS) {
+        Runnel__V1__ClusterStatusResponse *r = status_of(3);
+        for (size_t k = 0; r && k < r->n_queues; k++) {
+            const Runnel__V1__ClusterQueue *q = r->queues[k];
+            if (q->leader == 4) q4 = (int)q->queue;
+            for (size_t j = 0; j < q->n_replicas; j++) reps += q->replicas[j] == 4;
+        }
+        if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
+        if (q4 < 0) rn_test_sleep_ms(50);
+    }
+    if (q4 < 0) print_logs();
+    assert_true(q4 >= 0);
+    assert_true(reps >= 2);
+    char in[128], qtext[16];
+    snprintf(in, sizeof in, "%s/in", g->work);
+    FILE *f = fopen(in, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 100; i++) fprintf(f, "r%d\n", i);
+    fclose(f);
+    snprintf(qtext, sizeof qtext, "%d", q4);
+    const char *pargv[] = {"runnel", "--server", list, "produce", "t", "--queue", qtext, NULL};
+    char o[128], e[128];
+    snprintf(o, sizeof o, "%s/out", g->work);
+    snprintf(e, sizeof e, "%s/err", g->work);
+    int st = rn_test_run(RN_BIN_DIR "/runnel", pargv, in, o, e);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    const char *cargs[] = {"--server", list, "consume", "t", "--queue", qtext, NULL};
+    assert_int_equal(cli(&out, &err, cargs), 0);
+    char *p = out;
+    for (int i = 0; i < 100; i++) {
+        char want[16];
+        int n = snprintf(want, sizeof want, "r%d\n", i);
+        assert_memory_equal(p, want, (size_t)n);
+        p += n;
+    }
+    assert_string_equal(p, "");
+    free(out);
+    free(err);
+}
+
+static void test_restart_joined(void **state)
+{
+    (void)state;
+    srv_restart(g->n[3]);                 /* the same flags, --join: resumes its raft state */
+    wait_sees(0xf, 4, "voter", 1);
+}
+
+static void test_refused(void **state)
+{
+    (void)state;
+    int l = leader_index();
+    const char *via = addr_of((l + 1) % 3);
+    char again[64], taken[64];
+    snprintf(again, sizeof again, "4=127.0.0.1:%d", g->raft_port[3]);
+    snprintf(taken, sizeof taken, "9=127.0.0.1:%d", g->raft_port[0]);
+    const char *a1[] = {"--server", via, "cluster", "add", again, NULL};
+    refused(a1, 1, "node 4 is a member already");
+    const char *a2[] = {"--server", via, "cluster", "add", taken, NULL};
+    refused(a2, 1, "is node 1's already");
+    const char *a3[] = {"--server", via, "cluster", "add", "9", NULL};
+    refused(a3, 2, "give ID=HOST:PORT");
+    const char *a4[] = {"--server", via, "cluster", "add", "0=127.0.0.1:1", NULL};
+    refused(a4, 2, "give 1..4294967295");
+    const char *a5[] = {"--server", via, "cluster", "add", "9=127.0.0.1:99999", NULL};
+    refused(a5, 1, "65535");
+    const char *a6[] = {"--server", via, "cluster", "remove", "4", NULL};
+    refused(a6, 1, "node 4 holds replicas");
+    const char *a7[] = {"--server", via, "cluster", "remove", "9", NULL};
+    refused(a7, 1, "node 9 is not in the cluster's configuration");
+    char lid[16];
+    snprintf(lid, sizeof lid, "%d", l + 1);
+    const char *a8[] = {"--server", addr_of(l), "cluster", "remove", lid, NULL};
+    refused(a8, 1, "is the controller leader");
+    const char *a9[] = {"--server", via, "cluster", "frob", NULL};
+    refused(a9, 2, "give status, add or remove");
+    for (uint64_t id = 1; id <= 4; id++) wait_sees(1u << l, id, "voter", 1);
+    Runnel__V1__ClusterStatusResponse *r = status_of(l);
+    assert_null(node_in(r, 9));
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
+static void test_remove(void **state)
+{
+    (void)state;
+    start_joining(4);
+    int l = leader_index();
+    add_ok(l, 4);
+    wait_sees(1u << l, 5, "voter", 1);
+    char *out, *err;
+    const char *rm[] = {"--server", addr_of((l + 1) % 3), "cluster", "remove", "5", NULL};
+    assert_int_equal(cli(&out, &err, rm), 0);
+    assert_non_null(strstr(out, "node 5 was removed from the cluster"));
+    free(out);
+    free(err);
+    /* Still listed (it registered once), as removed; its heartbeats are
+     * refused, so the controller fences it. */
+    wait_sees(1u << l, 5, "removed", 0);
+    char list[160];
+    snprintf(list, sizeof list, "%s,%s", addr_of(l), addr_of((l + 1) % 3));
+    const char *mk[] = {"--server", list, "topic", "create", "after", "--queues", "8", NULL};
+    assert_int_equal(cli(&out, &err, mk), 0);
+    free(out);
+    free(err);
+    Runnel__V1__ClusterStatusResponse *r = status_of(l);
+    int seen = 0;
+    for (size_t k = 0; k < r->n_queues; k++) {
+        if (strcmp(r->queues[k]->topic, "after")) continue;
+        seen++;
+        for (size_t j = 0; j < r->queues[k]->n_replicas; j++)
+            assert_int_not_equal(r->queues[k]->replicas[j], 5);
+    }
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    assert_int_equal(seen, 8);
+}
+
+static void test_unstarted(void **state)
+{
+    (void)state;
+    int l = leader_index();
+    char spec[64], *out, *err;
+    snprintf(spec, sizeof spec, "6=127.0.0.1:%d", g->raft_port[5]);
+    const char *add[] = {"--server", addr_of(l), "cluster", "add", spec, NULL};
+    int64_t t0 = now_ms();
+    int code = cli(&out, &err, add);
+    printf("adding a node that does not run: exit %d after %lld ms: %s", code,
+           (long long)(now_ms() - t0), err);
+    assert_int_equal(code, 1);
+    assert_non_null(strstr(err, "stays a spare"));
+    free(out);
+    free(err);
+    Runnel__V1__ClusterStatusResponse *r = status_of(l);
+    const Runnel__V1__ClusterNode *n = node_in(r, 6);
+    assert_non_null(n);
+    assert_string_equal(n->role, "spare");
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    const char *rm[] = {"--server", addr_of(l), "cluster", "remove", "6", NULL};
+    assert_int_equal(cli(&out, &err, rm), 0);
+    free(out);
+    free(err);
+    /* Never registered: gone from the view (published within a tick). */
+    int64_t t0b = now_ms();
+    for (;;) {
+        r = status_of(l);
+        int gone = r && !node_in(r, 6);
+        if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
+        if (gone) break;
+        if (now_ms() - t0b > WAIT_MS) fail_msg("node 6 still listed %d ms after its removal",
+                                               WAIT_MS);
+        rn_test_sleep_ms(50);
+    }
+}
+
+static void test_single_node(void **state)
+{
+    (void)state;
+    srv_t *s = srv_alloc("group", SRV_MAX_BATCH, NULL);
+    assert_non_null(s);
+    srv_start(s);
+    char target[32];
+    snprintf(target, sizeof target, "127.0.0.1:%d", s->port);
+    const char *a[] = {"--server", target, "cluster", "add", "2=127.0.0.1:9", NULL};
+    refused(a, 1, "not in a cluster");
+    void *v = s;
+    assert_int_equal(srv_teardown(&v), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_add),
+        cmocka_unit_test(test_replicas),
+        cmocka_unit_test(test_restart_joined),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_remove),
+        cmocka_unit_test(test_unstarted),
+        cmocka_unit_test(test_single_node),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
