@@ -54,8 +54,10 @@
  *     headers rn.error, rn.source.topic, rn.source.queue, rn.source.offset
  *     (the record's own key, value and timestamp kept).
  *  5. Not deterministic, so outside the guarantee: the query's idle_timeout
- *     (closes windows by wall-clock time); sink record timestamps are the
- *     write time.
+ *     (closes windows by wall-clock time) and windows over proctime()
+ *     (which window a record joins depends on when it is read, so a
+ *     restored pipeline may group the replayed records differently; no
+ *     output is lost or doubled); sink record timestamps are the write time.
  *  6. Output follows its journal: the entries of every batch read before
  *     an output write are durable before that write is issued.
  *  7. No checkpoint while replaying: a checkpoint would start a new journal

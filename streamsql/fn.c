@@ -30,9 +30,11 @@
  *     Subjects are UTF-8; invalid UTF-8 never fails (PCRE2_MATCH_INVALID_UTF).
  *  4. Times are UTC unless the text says otherwise (a Z or +hh:mm offset in
  *     to_timestamp's input, %z in its format); nothing reads the local zone.
- *  5. proctime() is the wall clock at evaluation: the only function here
- *     whose result depends on when a record is processed (not replayable);
- *     it is registered non-deterministic so sqlite never folds it.
+ *  5. proctime() is the wall clock at evaluation (rn_sys.now_ms, the clock
+ *     that also closes processing-time windows in sql.c): the only function
+ *     here whose result depends on when a record is processed (not
+ *     replayable); it is registered non-deterministic so sqlite never folds
+ *     it.
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -40,6 +42,7 @@
 #include "streamsql/sql_int.h"
 
 #include "common/error.h"
+#include "common/sys.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -699,11 +702,11 @@ static void fn_to_timestamp(sqlite3_context *ctx, int argc, sqlite3_value **argv
     sqlite3_result_int64(ctx, ms);
 }
 
+/* The wall clock through rn_sys (common/sys.h): the clock that also closes
+ * processing-time windows (sql.c), so both agree, and tests can set it. */
 static void fn_proctime(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    sqlite3_result_int64(ctx, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    sqlite3_result_int64(ctx, rn_sys.now_ms());
     (void)argc;
     (void)argv;
 }

@@ -2096,6 +2096,12 @@ static int plan_window(front_t *f, int b, int e, const sdef_t *def, int *erroff,
                         names[w], q);
         args[0] += 2;
     }
+    /* Processing time: TUMBLE(proctime(), '10s'), a window over the wall clock. */
+    if (args[1] - args[0] == 4 && front_tok_is(f, args[0], "proctime") &&
+        f->toks[args[0] + 1].kind == TK_LP && f->toks[args[0] + 2].kind == TK_RP) {
+        f->proctime = 1;
+        args[0] += 2;
+    }
     if (na != nargs[w] || args[1] - args[0] != 2 ||
         (na > 1 && args[na - 1] + 1 != e - 1) || (na == 3 && args[2] - args[1] != 2))
         return ferr(erroff, tok_off(f, b), errmsg, RN_EINVAL, "%s is written %s", names[w],
@@ -2105,6 +2111,13 @@ static int plan_window(front_t *f, int b, int e, const sdef_t *def, int *erroff,
 
 /* The window of kind w (0 TUMBLE, 1 HOP, 2 SESSION) over the time column at
  * token t, of size (gap) at token a1 and, for HOP, slide at token a2. */
+static int def_has_field(const sdef_t *def, const char *name)
+{
+    for (int k = 0; k < def->nfields; k++)
+        if (strcasecmp(def->fields[k].name, name) == 0) return 1;
+    return 0;
+}
+
 static int plan_window_args(front_t *f, int w, int t, int a1, int a2, const sdef_t *def,
                             int *erroff, char *errmsg)
 {
@@ -2114,6 +2127,12 @@ static int plan_window_args(front_t *f, int w, int t, int a1, int a2, const sdef
     int is_time = is_name_tok(f, t) && front_ident(f, t, col, sizeof col) == 0 &&
                   (strcasecmp(col, "ts") == 0 ||
                    (def->ts_field >= 0 && strcasecmp(col, def->fields[def->ts_field].name) == 0));
+    /* DESCRIPTOR(proctime) in a window TVF: processing time, unless the
+     * stream declares a field of that name. */
+    if (!is_time && f->tvf && is_name_tok(f, t) && front_ident(f, t, col, sizeof col) == 0 &&
+        strcasecmp(col, "proctime") == 0 && !def_has_field(def, col))
+        f->proctime = 1;
+    is_time |= f->proctime;
     if (!is_time) {
         char tsf[RN_SQL_MAX_NAME + 40] = "";
         if (def->ts_field >= 0)
@@ -2121,8 +2140,8 @@ static int plan_window_args(front_t *f, int w, int t, int a1, int a2, const sdef
                      def->fields[def->ts_field].name);
         char wd[48];
         return ferr(erroff, tok_off(f, t), errmsg, RN_EINVAL,
-                    "%s needs the event time column ts%s; '%s' is not a time column", names[w],
-                    tsf, tok_word(f, t, wd, sizeof wd));
+                    "%s needs the event time column ts%s, or proctime() for processing time; "
+                    "'%s' is not a time column", names[w], tsf, tok_word(f, t, wd, sizeof wd));
     }
     f->win = kinds[w];
     int rc = tok_interval(f, a1, w == 2 ? "SESSION gap" : names[w], 0, &f->size_ms,
@@ -2339,9 +2358,13 @@ int rn_front_plan(front_t *f, const sdef_t *def, int *erroff, char *errmsg)
         rc = append(&b, "SELECT 0", 8);
     } else {
         rc = append(&b, "SELECT ", 7);
-        if (rc == 0 && f->join) rc = rn_front_stream_qual(f, &b);   /* the stream's ts */
-        if (rc == 0 && f->join) rc = append(&b, ".", 1);
-        if (rc == 0) rc = append(&b, "ts", 2);
+        if (rc == 0 && f->proctime) {
+            rc = append(&b, "proctime()", 10);           /* the wall clock, per row */
+        } else {
+            if (rc == 0 && f->join) rc = rn_front_stream_qual(f, &b);   /* the stream's ts */
+            if (rc == 0 && f->join) rc = append(&b, ".", 1);
+            if (rc == 0) rc = append(&b, "ts", 2);
+        }
     }
     for (int k = 0; rc == 0 && k < f->nkeys; k++) {
         rc = append(&b, ", (", 3);

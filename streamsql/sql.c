@@ -1330,9 +1330,10 @@ static int run_explain(rn_sql_t *q)
             snprintf(size, sizeof size, " %s %lld ms", f->win == WK_SESSION ? "gap" : "size",
                      (long long)f->size_ms);
         rc = plan_line(q, "window: %s%s, watermark delay %lld ms, idle timeout %lld ms%s, late "
-                       "rows counted and dropped", win_name(f->win), size,
+                       "rows counted and dropped%s", win_name(f->win), size,
                        (long long)f->watermark_ms, (long long)f->idle_ms,
-                       f->idle_ms ? "" : " (none)");
+                       f->idle_ms ? "" : " (none)", f->proctime ? "; over processing time "
+                       "(proctime(): not replayable)" : "");
         if (rc == 0 && f->distinct)
             rc = plan_line(q, "distinct: a row is emitted when its values are first seen (the "
                            "set of rows seen grows with the distinct values)");
@@ -1517,7 +1518,9 @@ static int step_rows(rn_sql_t *q, uint32_t queue, int64_t others, uint64_t *skip
          * those the filter dropped included (invariant 8) */
         int64_t idx = sqlite3_column_int64(q->bst, 1 + q->f.nkeys + q->nargs);
         int64_t upto = idx >= 0 && (size_t)idx < q->b.nrows ? q->pmax[idx] : ts;
-        if (queue < q->nq && upto > q->qmax[queue]) {
+        if (q->f.proctime) {
+            rn_win_advance(q->win, ts);         /* processing time: the clock is the frontier */
+        } else if (queue < q->nq && upto > q->qmax[queue]) {
             q->qmax[queue] = upto;
             rn_win_advance(q->win, upto < others ? upto : others);
         }
@@ -1602,7 +1605,7 @@ static int run_batch(rn_sql_t *q, uint32_t queue, char *errmsg)
             rn_consumer_position(q->cons, q->def.topic, queue, &pos, errmsg) == 0 &&
             pos >= q->qend[queue])
             q->qdone[queue] = 1;
-        int64_t fr = frontier(q, UINT32_MAX);
+        int64_t fr = q->f.proctime ? rn_sys.now_ms() : frontier(q, UINT32_MAX);
         if (fr != INT64_MAX) rn_win_advance(q->win, fr);
     }
     if (rc == 0 && q->win && !limit_reached(q)) rc = emit_groups(q, 0, errmsg);
@@ -1640,8 +1643,13 @@ static int step_select(rn_sql_t *q, rn_sql_state_t *state, char *errmsg)
         *state = RN_SQL_DONE;
         return rc;
     }
-    if (q->win && q->f.idle_ms > 0 && rn_win_has_open(q->win) &&
-        rn_sys.now_ms() - q->last_data_ms >= q->f.idle_ms) {
+    if (q->win && q->f.proctime && rn_win_has_open(q->win)) {
+        /* processing-time windows close by the clock, records or not */
+        rn_win_advance(q->win, rn_sys.now_ms());
+        rc = emit_groups(q, 0, errmsg);
+        if (rc != 0) return rc;
+    } else if (q->win && q->f.idle_ms > 0 && rn_win_has_open(q->win) &&
+               rn_sys.now_ms() - q->last_data_ms >= q->f.idle_ms) {
         rc = emit_groups(q, 2, errmsg);
         if (rc != 0) return rc;
     }
@@ -1889,6 +1897,9 @@ int rn_sql_resumable(rn_sql_t *q, char *errmsg)
     if (q->win && q->f.idle_ms > 0)
         return rn_errf(errmsg, RN_EINVAL, "WITH idle_timeout closes windows by wall-clock "
                        "time, so its rows cannot be replayed exactly");
+    if (q->win && q->f.proctime)
+        return rn_errf(errmsg, RN_EINVAL, "windows over proctime() group rows by when they "
+                       "are read, so its rows cannot be replayed exactly");
     return 0;
 }
 

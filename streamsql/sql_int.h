@@ -191,6 +191,7 @@ typedef struct front {
     char        jname[RN_META_TOPIC_NAME_MAX + 1];  /* the joined table */
     /* planned (rn_front_plan) */
     win_kind_t  win;
+    int         proctime;     /* the window's time is proctime(), not the event time ts */
     int64_t     size_ms, slide_ms;   /* TUMBLE size; HOP size+slide; SESSION gap */
     int         nkeys;
     char       *keys[RN_SQL_MAX_KEYS];

@@ -148,8 +148,8 @@ static const must_fail_t must_fail[] = {
     {"SELECT svc FROM nope", "unknown stream or topic 'nope'; streams: logs_s; topics: empty, logs",
      16},
     {"SELECT count(*) FROM logs_s GROUP BY TUMBLE(level, '10s')",
-     "TUMBLE needs the event time column ts (or the stream's timestamp field 'at'); 'level' is "
-     "not a time column", 44},
+     "TUMBLE needs the event time column ts (or the stream's timestamp field 'at'), or "
+     "proctime() for processing time; 'level' is not a time column", 44},
     {"SELECT count(*) FROM logs_s GROUP BY TUMBLE(ts, '10x')", "bad interval '10x'", 48},
     {"SELECT count(*) FROM logs_s GROUP BY SESSION(ts, '0s')", "greater than zero", 49},
     {"SELECT count(*) FROM logs_s GROUP BY HOP(ts, '10s', '20s')", "HOP slide must be", 52},
