@@ -963,8 +963,8 @@ static void take_member(rn_ctl_t *c, treq_t *t)
             }
         }
         if (sv && strcmp(sv->address, t->addr)) {
-            snprintf(err, sizeof err, "node %llu is in the configuration at %.60s, not %.60s: remove "
-                     "it first", id, sv->address, t->addr);
+            snprintf(err, sizeof err, "node %llu is in the configuration at %.60s, not "
+                     "%.60s: remove it first", id, sv->address, t->addr);
             treq_done(c, t, RN_EINVAL, 0, err);
             return;
         }
@@ -996,9 +996,9 @@ static void take_member(rn_ctl_t *c, treq_t *t)
             return;
         }
         if (holds_replicas(c, t->node, where, sizeof where)) {
-            snprintf(err, sizeof err, "node %llu holds replicas (%.60s first): a node with replicas "
-                     "cannot be removed (moving replicas, queue reassign, does not exist yet)",
-                     id, where);
+            snprintf(err, sizeof err, "node %llu holds replicas (%.60s first): a node with "
+                     "replicas cannot be removed (moving replicas, queue reassign, does not "
+                     "exist yet)", id, where);
             treq_done(c, t, RN_EINVAL, 0, err);
             return;
         }
@@ -1189,8 +1189,8 @@ int rn_ctl_member_change(rn_ctl_t *c, int add, uint64_t id, const char *raft_add
     char msg[RN_ERRMSG_SIZE];
     if (add)
         snprintf(msg, sizeof msg, "node %llu is in the configuration but not a voter yet: it "
-                 "becomes one once it runs (runneld --node-id %llu --cluster %llu=%.60s --join) and "
-                 "has caught up; see runnel cluster status", (unsigned long long)id,
+                 "becomes one once it runs (runneld --node-id %llu --cluster %llu=%.60s --join) "
+                 "and has caught up; see runnel cluster status", (unsigned long long)id,
                  (unsigned long long)id, (unsigned long long)id, raft_addr);
     else
         snprintf(msg, sizeof msg, "the removal of node %llu was not committed within %u ms",
