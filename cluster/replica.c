@@ -38,6 +38,12 @@
  *     may still lead a queue that moved while it was down, or may not know
  *     yet that a topic of its store is replicated; it must take produces
  *     neither as that leader nor as a topic of its own.
+ *  7. Group offsets on replicated topics reach this node's meta.db only
+ *     from the controller's applied OFFSETS entries (sync_offsets, on the
+ *     manager thread, after the topics are made here), in apply order; a
+ *     CommitOffsets on them is answered once the controller committed it
+ *     and this node's meta.db holds it (rn_ctl_offsets_wait). A node that
+ *     is not the controller leader passes it on (forwarded), never twice.
  */
 #include "cluster/replica.h"
 
@@ -46,6 +52,7 @@
 #include "common/error.h"
 #include "common/sys.h"
 #include "logical-queues/datadir.h"
+#include "logical-queues/meta.h"
 #include "server/log.h"
 
 #include <assert.h>
@@ -94,6 +101,8 @@ struct rn_repl {
     char             (*made)[RN_FSM_TOPIC_MAX];   /* topics made here (manager thread) */
     size_t             nmade, capmade;
 };
+
+static void sync_offsets(rn_repl_t *r, rn_ctl_t *ctl);
 
 static int64_t mono_ms(void) { return (int64_t)(rn_mono_ns() / 1000000u); }
 
@@ -808,6 +817,117 @@ static void manage(rn_repl_t *r, rn_ctl_t *ctl, int64_t now)
     }
     rn_ctl_view_put(v);
     rn_ctl_set_log_ends(ctl, ends, nends);
+    sync_offsets(r, ctl);               /* after the topics are made here */
+}
+
+/* ---- group offsets (controller.h: OFFSETS entries) ----------------------------- */
+
+/* CommitOffsets passed on to the controller leader at addr; *index: the
+ * raft index it answers. */
+static int forward_commit(const Runnel__V1__CommitOffsetsRequest *req, const char *addr,
+                          uint64_t *index, rn_status_t *st)
+{
+    rn_rpc_t *rpc = NULL;
+    char err[RN_ERRMSG_SIZE];
+    if (rn_rpc_open(addr, &rpc, err) != 0)
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "controller leader at %s: %s", addr, err);
+    Runnel__V1__CommitOffsetsRequest fw = *req;
+    fw.forwarded = 1;
+    ProtobufCMessage *resp = NULL;
+    int status = 0;
+    int rc = rn_rpc_call(rpc, RN_RPC_METHOD("CommitOffsets"), &fw.base,
+                         &runnel__v1__commit_offsets_response__descriptor, &resp, 10000, &status,
+                         err);
+    if (rc == 0) *index = ((Runnel__V1__CommitOffsetsResponse *)resp)->cluster_index;
+    if (resp) protobuf_c_message_free_unpacked(resp, NULL);
+    rn_rpc_close(rpc);
+    if (rc == 0 && *index == 0)
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "the controller leader at %s answered no "
+                             "raft index for the offsets; retry", addr);
+    if (rc == 0) return 0;
+    return rn_status_set(st, status > 0 && status <= 16 ? (rn_st_t)status : RN_ST_UNAVAILABLE,
+                         "%s", err);
+}
+
+static int h_commit_offsets(void *arg, const Runnel__V1__CommitOffsetsRequest *req,
+                            uint64_t *index, rn_status_t *st)
+{
+    rn_repl_t *r = arg;
+    rn_ctl_t *ctl = atomic_load(&r->ctl);
+    *index = 0;
+    if (!ctl)
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "this node's cluster controller is "
+                             "starting; retry");
+    size_t n = req->n_offsets;
+    rn_fsm_goff_t *v = calloc(n, sizeof *v);
+    if (!v) return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        snprintf(v[i].group, sizeof v[i].group, "%s", req->group);
+        snprintf(v[i].topic, sizeof v[i].topic, "%s", req->offsets[i]->topic);
+        v[i].queue = req->offsets[i]->queue;
+        v[i].offset = req->offsets[i]->offset;
+    }
+    char err[RN_ERRMSG_SIZE] = "";
+    uint64_t leader = 0;
+    int rc = rn_ctl_commit_offsets(ctl, v, n, 5000, &leader, index, err);
+    free(v);
+    if (rc == -EAGAIN && leader && !req->forwarded) {
+        const rn_ctl_view_t *vw = rn_ctl_view_get(ctl);
+        const rn_ctl_vnode_t *nd = rn_ctl_view_node(vw, leader);
+        char addr[RN_CLUSTER_ADDR_MAX] = "";
+        if (nd) snprintf(addr, sizeof addr, "%s", nd->client);
+        rn_ctl_view_put(vw);
+        if (!addr[0])
+            return rn_status_set(st, RN_ST_UNAVAILABLE, "the controller leader (node %llu) has "
+                                 "no client address yet; retry", (unsigned long long)leader);
+        if (forward_commit(req, addr, index, st) != 0) return -1;
+    } else if (rc == -EAGAIN || rc == -ETIMEDOUT) {
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "group '%s': offsets not committed: %s; "
+                             "retry", req->group, err[0] ? err : "no controller leader");
+    } else if (rc == RN_EFULL) {
+        return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "group '%s': %s", req->group, err);
+    } else if (rc != 0) {
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "group '%s': %s", req->group, err);
+    }
+    /* Committed: answer once this node's meta.db holds it, so that a read
+     * here after the answer sees it. */
+    if (rn_ctl_offsets_wait(ctl, *index, 5000) != 0)
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "group '%s': the offsets are committed "
+                             "(controller entry %llu) but this node has not applied them within "
+                             "5 s; retry", req->group, (unsigned long long)*index);
+    return 0;
+}
+
+/* The offsets the controller applied since the last tick, into meta.db:
+ * per run of one group, one transaction (controller.h). */
+static void sync_offsets(rn_repl_t *r, rn_ctl_t *ctl)
+{
+    rn_fsm_goff_t *v = NULL;
+    size_t n = 0;
+    uint64_t upto = 0;
+    rn_ctl_offsets_take(ctl, &v, &n, &upto);
+    rn_meta_offset_t *w = n ? malloc(n * sizeof *w) : NULL;
+    int ok = !n || w;
+    char err[RN_ERRMSG_SIZE] = "out of memory";
+    rn_datadir_t *d = rn_hd_datadir(r->o.hd);
+    rn_meta_t *m = n ? rn_datadir_meta_lock(d) : NULL;
+    for (size_t i = 0, e; ok && i < n; i = e) {
+        size_t k = 0;
+        for (e = i; ok && e < n && !strcmp(v[e].group, v[i].group); e++, k++) {
+            rn_meta_topic_t t;
+            ok = rn_meta_topic_get(m, v[e].topic, &t, err) == 0;
+            w[k].topic_id = t.id;
+            w[k].queue = v[e].queue;
+            w[k].offset = v[e].offset;
+        }
+        if (ok) ok = rn_meta_offsets_commit(m, v[i].group, w, k, err) == 0;
+    }
+    if (m) rn_datadir_meta_unlock(d);
+    if (!ok) rn_slog(RN_SLOG_ERROR, "replica: group offsets not written here: %s (all are "
+                     "written again)", err);
+    free(w);
+    free(v);
+    rn_ctl_offsets_written(ctl, upto, ok);
 }
 
 static void *manager_main(void *arg)
@@ -838,7 +958,8 @@ int rn_repl_create(const rn_repl_opts_t *o, rn_repl_t **out, char *errmsg)
     atomic_init(&r->ctl, NULL);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
-    rn_hd_repl_t hooks = {r, h_produce, h_wait, h_fetch, h_create_topic, h_replicated};
+    rn_hd_repl_t hooks = {r, h_produce, h_wait, h_fetch, h_create_topic, h_replicated,
+                          h_commit_offsets};
     rn_hd_set_repl(o->hd, &hooks);
     *out = r;
     return 0;

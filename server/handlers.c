@@ -38,6 +38,11 @@
  *     min_insync_replicas); a consumer's fetch returns whole batches below
  *     the hook's limit only (the high watermark), and a replica's append
  *     or cut holds the queue's append mutex like a Produce (invariant 2).
+ *  9. In a cluster, group offsets on replicated topics are written to
+ *     meta.db only by the controller's apply (cluster/replica.c): a
+ *     CommitOffsets on them goes to the commit_offsets hook (after the
+ *     local range checks), never to meta.db here; a ResetGroup touching
+ *     them is refused rather than written locally.
  */
 #include "server/handlers.h"
 
@@ -1129,6 +1134,20 @@ static int group_guarded(rn_hd_t *h, const char *group, rn_status_t *st)
     return refused;
 }
 
+/* In a cluster: how many of the request's topics the controller replicates
+ * (-1 with st when this node cannot tell yet); 0 on a single node. */
+static int count_replicated(rn_hd_t *h, Runnel__V1__QueueOffset *const *o, size_t n,
+                            rn_status_t *st)
+{
+    int k = 0;
+    for (size_t i = 0; h->has_repl && h->repl.commit_offsets && i < n; i++) {
+        int rep = h->repl.replicated(h->repl.arg, o[i]->topic, st);
+        if (rep < 0) return -1;
+        k += rep;
+    }
+    return k;
+}
+
 int rn_hd_commit_offsets(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
                          ProtobufCMessage **resp, rn_status_t *st)
 {
@@ -1139,12 +1158,20 @@ int rn_hd_commit_offsets(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     if (rc != 0) return fail_rc(st, rc, err);
     if (n == 0) return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "CommitOffsets needs offsets");
     if (group_guarded(h, req->group, st)) return -1;
+    /* Invariant 9: replicated topics' offsets go through the controller. */
+    int nrepl = count_replicated(h, req->offsets, n, st);
+    if (nrepl < 0) return -1;
+    if (nrepl && (size_t)nrepl != n)
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "CommitOffsets of group '%s' mixes "
+                             "topics replicated across the cluster with topics of this node "
+                             "only: commit each kind in its own request", req->group);
     rn_meta_offset_t *v = calloc(n, sizeof *v);
     if (!v) return OOM(st);
     /* One critical section: every offset checked against its queue's range
-     * (rn_datadir_resolve, as rn_group_commit does), then one transaction. */
+     * (rn_datadir_resolve, as rn_group_commit does), then one transaction.
+     * A forwarded commit was checked by the node that passed it on. */
     rn_datadir_meta_lock(h->d);
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    for (size_t i = 0; i < n && rc == 0 && !(nrepl && req->forwarded); i++) {
         const Runnel__V1__QueueOffset *o = req->offsets[i];
         rn_datadir_queue_t q;
         int64_t got;
@@ -1156,13 +1183,16 @@ int rn_hd_commit_offsets(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
         v[i].offset = o->offset;
         rn_datadir_queue_close(&q);
     }
-    if (rc == 0) rc = rn_group_commit_offsets(h->d, req->group, v, n, err);
+    if (rc == 0 && !nrepl) rc = rn_group_commit_offsets(h->d, req->group, v, n, err);
     rn_datadir_meta_unlock(h->d);
     free(v);
     if (rc != 0) return fail_rc(st, rc, err);
+    uint64_t index = 0;
+    if (nrepl && h->repl.commit_offsets(h->repl.arg, req, &index, st) != 0) return -1;
     Runnel__V1__CommitOffsetsResponse *r = rn_arena_alloc(a, sizeof *r);
     if (!r) return OOM(st);
     runnel__v1__commit_offsets_response__init(r);
+    r->cluster_index = index;
     *resp = &r->base;
     return 0;
 }
@@ -1232,6 +1262,43 @@ int rn_hd_list_groups(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     return 0;
 }
 
+/* 1 with st (FAILED_PRECONDITION) when a reset of group on topic (NULL:
+ * the topics of its offsets, and of the checkpoint `to` names) would touch
+ * a topic the cluster replicates (invariant 9); else 0. */
+static int reset_touches_replicated(rn_hd_t *h, const char *group, const char *topic,
+                                    const rn_group_target_t *to, rn_status_t *st)
+{
+    if (!h->has_repl || !h->repl.commit_offsets) return 0;
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_meta_offset_t *v = NULL, *cv = NULL;
+    size_t n = 0, cn = 0;
+    if (!topic) {
+        rn_meta_t *meta = rn_datadir_meta_lock(h->d);
+        rn_meta_checkpoint_t cp;
+        if (rn_meta_offsets_get(meta, group, -1, &v, &n, err) != 0) n = 0;
+        if (to->kind == RN_TARGET_CHECKPOINT &&
+            rn_meta_checkpoint_get(meta, group, to->checkpoint, &cp, err) == 0 &&
+            rn_meta_checkpoint_offsets(meta, cp.id, &cv, &cn, err) != 0)
+            cn = 0;
+        rn_datadir_meta_unlock(h->d);
+    }
+    const char *hit = NULL;
+    int rc = 0;
+    for (size_t i = 0; !hit && rc >= 0 && i < (topic ? 1 : n + cn); i++) {
+        const char *t = topic ? topic : i < n ? v[i].topic : cv[i - n].topic;
+        rc = h->repl.replicated(h->repl.arg, t, st);
+        if (rc > 0) hit = t;
+    }
+    if (hit)
+        rn_status_set(st, RN_ST_FAILED_PRECONDITION, "group '%s' has offsets on topic '%s', "
+                      "which is replicated across the cluster, and resetting a group there is "
+                      "not supported yet: commit the offsets wanted (CommitOffsets) instead",
+                      group, hit);
+    free(v);
+    free(cv);
+    return hit || rc < 0;
+}
+
 int rn_hd_reset_group(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
                       ProtobufCMessage **resp, rn_status_t *st)
 {
@@ -1266,6 +1333,7 @@ int rn_hd_reset_group(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
         topic_id = t.id;
     }
     if (group_guarded(h, req->group, st)) return -1;
+    if (reset_touches_replicated(h, req->group, topic, &to, st)) return -1;
     rn_group_change_t *chg = NULL;
     size_t n = 0;
     rc = rn_group_reset(h->d, req->group, topic, &to, &chg, &n, err);
