@@ -183,6 +183,7 @@ struct rn_ctl {
     size_t            npend, cappend;
     uint64_t          o_applied, o_written;
     int               o_resync;         /* the taker failed: give everything again */
+    int               oinflight;        /* loop thread: OFFSETS proposals in flight */
     uint64_t          o_apply_index;    /* loop thread: the last OFFSETS entry applied */
 };
 
@@ -200,6 +201,7 @@ static void queue_upkeep(rn_ctl_t *c);
 static void oreq_done(rn_ctl_t *c, oreq_t *o, int rc, uint64_t leader, uint64_t index,
                       const char *err);
 static int  apply_offsets(rn_ctl_t *c, const struct raft_buffer *buf, char *err);
+static void offsets_nudge(rn_ctl_t *c);
 static void pend_all(rn_ctl_t *c);
 
 static int64_t mono_ms(void) { return (int64_t)(rn_mono_ns() / 1000000u); }
@@ -526,6 +528,7 @@ static void on_applied(struct raft_apply *req, int status, void *result)
             p->o = o->next;
             oreq_done(p->c, o, rc, 0, status == 0 ? p->req.index : 0, err);
         }
+        if (--p->c->oinflight == 0 && status == 0) offsets_nudge(p->c);
     } else if (p->t) {
         int rc = status != 0 ? -EAGAIN : (int)(intptr_t)result;
         char err[RN_ERRMSG_SIZE] = "";
@@ -964,6 +967,23 @@ static void pend_all(rn_ctl_t *c)
     free(old);
 }
 
+static void on_nudged(struct raft_barrier *b, int status)
+{
+    (void)status;
+    free(b);
+}
+
+/* Loop thread: the last OFFSETS entry in flight is committed. Followers
+ * learn a commit index from the leader's next message, which without other
+ * entries is its next heartbeat, up to two heartbeat timeouts later; a
+ * commit answered through a follower waits for that follower's apply. A
+ * barrier entry carries the commit index at once. */
+static void offsets_nudge(rn_ctl_t *c)
+{
+    struct raft_barrier *b = malloc(sizeof *b);
+    if (b && raft_barrier(&c->raft, b, on_nudged) != 0) free(b);
+}
+
 /* Loop thread: an OFFSETS entry applied to the state, its offsets to pend. */
 static int apply_offsets(rn_ctl_t *c, const struct raft_buffer *buf, char *err)
 {
@@ -1046,6 +1066,7 @@ static void propose_offsets(rn_ctl_t *c, oreq_t *list, size_t total)
         if (rv != 0) why = raft_strerror(rv);
     }
     free(v);
+    if (rv == 0) c->oinflight++;
     if (rv == 0) return;
     raft_free(buf.base);
     free(p);

@@ -100,6 +100,18 @@ struct rn_repl {
     int                started;
     char             (*made)[RN_FSM_TOPIC_MAX];   /* topics made here (manager thread) */
     size_t             nmade, capmade;
+    /* Group offsets (invariant 7): smu makes the writers of meta.db offsets
+     * (the manager, commit handlers) take and write one at a time, so that
+     * no older take lands after a newer one; it is held across that write
+     * on purpose, and by nothing else. fmu guards the cached channel to the
+     * controller leader (never held across a call: rn_rpc_t is thread-safe,
+     * a replaced one is closed at destroy). */
+    pthread_mutex_t    smu;
+    pthread_mutex_t    fmu;
+    rn_rpc_t          *fwd;
+    char               fwd_addr[RN_CLUSTER_ADDR_MAX];
+    rn_rpc_t          *fwd_old[8];
+    size_t             nfwd_old;
 };
 
 static void sync_offsets(rn_repl_t *r, rn_ctl_t *ctl);
@@ -822,14 +834,35 @@ static void manage(rn_repl_t *r, rn_ctl_t *ctl, int64_t now)
 
 /* ---- group offsets (controller.h: OFFSETS entries) ----------------------------- */
 
+/* The channel to the controller leader's client address (cached: one per
+ * address; one replaced is kept until destroy, since another thread may
+ * still call on it). NULL with err when it cannot be opened. */
+static rn_rpc_t *leader_rpc(rn_repl_t *r, const char *addr, char *err)
+{
+    pthread_mutex_lock(&r->fmu);
+    rn_rpc_t *rpc = r->fwd && !strcmp(r->fwd_addr, addr) ? r->fwd : NULL;
+    pthread_mutex_unlock(&r->fmu);
+    if (rpc || rn_rpc_open(addr, &rpc, err) != 0) return rpc;
+    pthread_mutex_lock(&r->fmu);
+    if (r->fwd && r->nfwd_old == sizeof r->fwd_old / sizeof r->fwd_old[0]) {
+        pthread_mutex_unlock(&r->fmu);
+        return rpc;                     /* a one-off: the caller closes it */
+    }
+    if (r->fwd) r->fwd_old[r->nfwd_old++] = r->fwd;
+    r->fwd = rpc;
+    snprintf(r->fwd_addr, sizeof r->fwd_addr, "%s", addr);
+    pthread_mutex_unlock(&r->fmu);
+    return rpc;
+}
+
 /* CommitOffsets passed on to the controller leader at addr; *index: the
  * raft index it answers. */
-static int forward_commit(const Runnel__V1__CommitOffsetsRequest *req, const char *addr,
-                          uint64_t *index, rn_status_t *st)
+static int forward_commit(rn_repl_t *r, const Runnel__V1__CommitOffsetsRequest *req,
+                          const char *addr, uint64_t *index, rn_status_t *st)
 {
-    rn_rpc_t *rpc = NULL;
     char err[RN_ERRMSG_SIZE];
-    if (rn_rpc_open(addr, &rpc, err) != 0)
+    rn_rpc_t *rpc = leader_rpc(r, addr, err);
+    if (!rpc)
         return rn_status_set(st, RN_ST_UNAVAILABLE, "controller leader at %s: %s", addr, err);
     Runnel__V1__CommitOffsetsRequest fw = *req;
     fw.forwarded = 1;
@@ -840,7 +873,11 @@ static int forward_commit(const Runnel__V1__CommitOffsetsRequest *req, const cha
                          err);
     if (rc == 0) *index = ((Runnel__V1__CommitOffsetsResponse *)resp)->cluster_index;
     if (resp) protobuf_c_message_free_unpacked(resp, NULL);
-    rn_rpc_close(rpc);
+    pthread_mutex_lock(&r->fmu);
+    int cached = rpc == r->fwd;
+    for (size_t i = 0; i < r->nfwd_old; i++) cached |= rpc == r->fwd_old[i];
+    pthread_mutex_unlock(&r->fmu);
+    if (!cached) rn_rpc_close(rpc);
     if (rc == 0 && *index == 0)
         return rn_status_set(st, RN_ST_UNAVAILABLE, "the controller leader at %s answered no "
                              "raft index for the offsets; retry", addr);
@@ -880,7 +917,7 @@ static int h_commit_offsets(void *arg, const Runnel__V1__CommitOffsetsRequest *r
         if (!addr[0])
             return rn_status_set(st, RN_ST_UNAVAILABLE, "the controller leader (node %llu) has "
                                  "no client address yet; retry", (unsigned long long)leader);
-        if (forward_commit(req, addr, index, st) != 0) return -1;
+        if (forward_commit(r, req, addr, index, st) != 0) return -1;
     } else if (rc == -EAGAIN || rc == -ETIMEDOUT) {
         return rn_status_set(st, RN_ST_UNAVAILABLE, "group '%s': offsets not committed: %s; "
                              "retry", req->group, err[0] ? err : "no controller leader");
@@ -890,7 +927,8 @@ static int h_commit_offsets(void *arg, const Runnel__V1__CommitOffsetsRequest *r
         return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "group '%s': %s", req->group, err);
     }
     /* Committed: answer once this node's meta.db holds it, so that a read
-     * here after the answer sees it. */
+     * here after the answer sees it (written now if applied already). */
+    sync_offsets(r, ctl);
     if (rn_ctl_offsets_wait(ctl, *index, 5000) != 0)
         return rn_status_set(st, RN_ST_UNAVAILABLE, "group '%s': the offsets are committed "
                              "(controller entry %llu) but this node has not applied them within "
@@ -905,6 +943,7 @@ static void sync_offsets(rn_repl_t *r, rn_ctl_t *ctl)
     rn_fsm_goff_t *v = NULL;
     size_t n = 0;
     uint64_t upto = 0;
+    pthread_mutex_lock(&r->smu);
     rn_ctl_offsets_take(ctl, &v, &n, &upto);
     rn_meta_offset_t *w = n ? malloc(n * sizeof *w) : NULL;
     int ok = !n || w;
@@ -928,6 +967,7 @@ static void sync_offsets(rn_repl_t *r, rn_ctl_t *ctl)
     free(w);
     free(v);
     rn_ctl_offsets_written(ctl, upto, ok);
+    pthread_mutex_unlock(&r->smu);
 }
 
 static void *manager_main(void *arg)
@@ -958,6 +998,8 @@ int rn_repl_create(const rn_repl_opts_t *o, rn_repl_t **out, char *errmsg)
     atomic_init(&r->ctl, NULL);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
+    pthread_mutex_init(&r->smu, NULL);
+    pthread_mutex_init(&r->fmu, NULL);
     rn_hd_repl_t hooks = {r, h_produce, h_wait, h_fetch, h_create_topic, h_replicated,
                           h_commit_offsets};
     rn_hd_set_repl(o->hd, &hooks);
@@ -996,6 +1038,10 @@ void rn_repl_destroy(rn_repl_t *r)
         free(q);
     }
     free(r->made);
+    rn_rpc_close(r->fwd);
+    for (size_t i = 0; i < r->nfwd_old; i++) rn_rpc_close(r->fwd_old[i]);
+    pthread_mutex_destroy(&r->smu);
+    pthread_mutex_destroy(&r->fmu);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r);

@@ -11,7 +11,9 @@
  *               the answering node reads exactly what was committed, and
  *               every node does within the wait; an offset past a queue's
  *               end is OUT_OF_RANGE and changes nothing anywhere; ResetGroup
- *               of a replicated topic is FAILED_PRECONDITION on every node
+ *               of a replicated topic is FAILED_PRECONDITION on every node;
+ *               200 sequential commits through the leader and through a
+ *               follower, timed (printed)
  *   kill        a consumer (`runnel consume --group`) reads part of the
  *               topic through the controller leader, which commits; that
  *               node is killed (kill -9): both others read the same offsets,
@@ -228,7 +230,7 @@ static int setup(void **state)
     const char *create[] = {"topic", "create", "t", "--queues", "3", "--replicas", "3", NULL};
     if (runnel("create", servers, create) != 0) return -1;
     for (int q = 0; q < QUEUES; q++) {
-        char path[PATH_MAX], qtext[8];
+        char path[PATH_MAX], qtext[16];
         snprintf(path, sizeof path, "%s/in%d", g->work, q);
         FILE *f = fopen(path, "w");
         if (!f) return -1;
@@ -319,6 +321,18 @@ static void test_commit(void **state)
               "ResetGroup on node %d: %d %s", i + 1, st, err);
     }
     wait_everywhere("g2", three);
+    /* sequential commits, each answered once committed: the time of one */
+    for (int k = 0; k < 2; k++) {
+        int i = k == 0 ? (int)leader - 1 : f;
+        int64_t t0 = now_ms();
+        for (int64_t n = 0; n < 200; n++) {
+            int64_t off = n % RECORDS;
+            commit_ok(i, "bench", 0, &off, 1);
+        }
+        printf("200 sequential commits through %s (node %d): %.2f ms each\n",
+               k == 0 ? "the controller leader" : "a follower", i + 1,
+               (double)(now_ms() - t0) / 200);
+    }
 }
 
 /* ---- kill -9 of the node a consumer committed to --------------------------------------- */
