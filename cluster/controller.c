@@ -184,6 +184,7 @@ struct rn_ctl {
     uint64_t          o_applied, o_written;
     int               o_resync;         /* the taker failed: give everything again */
     int               oinflight;        /* loop thread: OFFSETS proposals in flight */
+    oreq_t           *owait;            /* loop thread: commits waiting for them */
     uint64_t          o_apply_index;    /* loop thread: the last OFFSETS entry applied */
 };
 
@@ -202,6 +203,8 @@ static void oreq_done(rn_ctl_t *c, oreq_t *o, int rc, uint64_t leader, uint64_t 
                       const char *err);
 static int  apply_offsets(rn_ctl_t *c, const struct raft_buffer *buf, char *err);
 static void offsets_nudge(rn_ctl_t *c);
+static void offsets_flush(rn_ctl_t *c);
+static void oreqs_fail(rn_ctl_t *c, oreq_t *list, int rc, uint64_t leader, const char *err);
 static void pend_all(rn_ctl_t *c);
 
 static int64_t mono_ms(void) { return (int64_t)(rn_mono_ns() / 1000000u); }
@@ -528,7 +531,9 @@ static void on_applied(struct raft_apply *req, int status, void *result)
             p->o = o->next;
             oreq_done(p->c, o, rc, 0, status == 0 ? p->req.index : 0, err);
         }
-        if (--p->c->oinflight == 0 && status == 0) offsets_nudge(p->c);
+        p->c->oinflight--;
+        if (p->c->owait) offsets_flush(p->c);   /* the commits that waited: one entry */
+        else if (p->c->oinflight == 0 && status == 0) offsets_nudge(p->c);
     } else if (p->t) {
         int rc = status != 0 ? -EAGAIN : (int)(intptr_t)result;
         char err[RN_ERRMSG_SIZE] = "";
@@ -1072,29 +1077,37 @@ static void propose_offsets(rn_ctl_t *c, oreq_t *list, size_t total)
     free(p);
     char err[RN_ERRMSG_SIZE];
     snprintf(err, sizeof err, "the controller could not propose the offsets (%s); retry", why);
+    oreqs_fail(c, list, -EAGAIN, 0, err);
+}
+
+/* Loop thread: answer every commit of list with rc. */
+static void oreqs_fail(rn_ctl_t *c, oreq_t *list, int rc, uint64_t leader, const char *err)
+{
     while (list) {
         oreq_t *o = list;
         list = o->next;
-        oreq_done(c, o, -EAGAIN, 0, 0, err);
+        oreq_done(c, o, rc, leader, 0, err);
     }
 }
 
-/* Loop thread: the commits that reached the loop, in arrival order, into as
- * few entries as fit; or answered "not the leader". */
-static void take_offsets(rn_ctl_t *c, oreq_t *list)
+/* Loop thread: propose the commits waiting (c->owait), in arrival order, in
+ * as few entries as fit; or answer them "not the leader". Group commit:
+ * while an OFFSETS entry is in flight, commits wait for it to be applied
+ * and then go together in the next entry. */
+static void offsets_flush(rn_ctl_t *c)
 {
+    oreq_t *list = c->owait;
+    if (!list) return;
     if (raft_state(&c->raft) != RAFT_LEADER || !c->ready) {
         raft_id lid = 0;
         const char *laddr = NULL;
         raft_leader(&c->raft, &lid, &laddr);
-        while (list) {
-            oreq_t *o = list;
-            list = o->next;
-            oreq_done(c, o, -EAGAIN, lid == c->conf.self ? 0 : lid, 0,
-                      "not the controller leader");
-        }
+        c->owait = NULL;
+        oreqs_fail(c, list, -EAGAIN, lid == c->conf.self ? 0 : lid, "not the controller leader");
         return;
     }
+    if (c->oinflight) return;           /* on_applied flushes */
+    c->owait = NULL;
     oreq_t *batch = NULL, **tail = &batch;
     size_t bytes = 8, total = 0;
     while (list) {
@@ -1123,6 +1136,15 @@ static void take_offsets(rn_ctl_t *c, oreq_t *list)
         total += o->n;
     }
     if (batch) propose_offsets(c, batch, total);
+}
+
+/* Loop thread: commits that reached the loop join those waiting. */
+static void take_offsets(rn_ctl_t *c, oreq_t *list)
+{
+    oreq_t **t = &c->owait;
+    while (*t) t = &(*t)->next;
+    *t = list;
+    offsets_flush(c);
 }
 
 /* A deadline timeout_ms from now (CLOCK_REALTIME, as the condvars use). */
@@ -1256,6 +1278,7 @@ static void on_tick(uv_timer_t *t)
         send_heartbeat(c, lid, now);
     }
     offsets_tick(c);
+    offsets_flush(c);                   /* leadership lost with commits waiting */
     publish(c);
 }
 
@@ -1288,10 +1311,10 @@ static void on_async(uv_async_t *a)
         if (stop) treq_done(c, t, -EAGAIN, 0, "the node is stopping");
         else take_topic(c, t);
     }
-    while (stop && os) {
-        oreq_t *o = os;
-        os = o->next;
-        oreq_done(c, o, -EAGAIN, 0, 0, "the node is stopping");
+    if (stop) {
+        oreqs_fail(c, os, -EAGAIN, 0, "the node is stopping");
+        oreqs_fail(c, c->owait, -EAGAIN, 0, "the node is stopping");
+        os = c->owait = NULL;
     }
     if (os) take_offsets(c, os);
     if (stop) {

@@ -44,6 +44,11 @@
  *     CommitOffsets on them is answered once the controller committed it
  *     and this node's meta.db holds it (rn_ctl_offsets_wait). A node that
  *     is not the controller leader passes it on (forwarded), never twice.
+ *     Nothing is written before the view holds this start's registration
+ *     (as invariant 6): by then every entry applied before the node last
+ *     stopped is applied again, so the first write after a restart (a
+ *     snapshot's offsets, then later entries', under one meta.db lock)
+ *     never shows readers a state older than the one meta.db held.
  */
 #include "cluster/replica.h"
 
@@ -943,6 +948,10 @@ static void sync_offsets(rn_repl_t *r, rn_ctl_t *ctl)
     rn_fsm_goff_t *v = NULL;
     size_t n = 0;
     uint64_t upto = 0;
+    const rn_ctl_view_t *vw = rn_ctl_view_get(ctl);
+    int current = vw->self_current;
+    rn_ctl_view_put(vw);
+    if (!current) return;               /* invariant 7: not before this start's state */
     pthread_mutex_lock(&r->smu);
     rn_ctl_offsets_take(ctl, &v, &n, &upto);
     rn_meta_offset_t *w = n ? malloc(n * sizeof *w) : NULL;

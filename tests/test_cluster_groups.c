@@ -14,6 +14,9 @@
  *               of a replicated topic is FAILED_PRECONDITION on every node;
  *               200 sequential commits through the leader and through a
  *               follower, timed (printed)
+ *   concurrent  8 threads commit 40 offsets each, half through a follower:
+ *               all land on every node; the commits per second and the raft
+ *               entries they took are printed (several commits per entry)
  *   kill        a consumer (`runnel consume --group`) reads part of the
  *               topic through the controller leader, which commits; that
  *               node is killed (kill -9): both others read the same offsets,
@@ -32,6 +35,7 @@
 #include "tests/test_server.h"
 #include "tests/util/util.h"
 
+#include <pthread.h>
 #include <sys/wait.h>
 
 #define NODES   3
@@ -217,7 +221,7 @@ static int setup(void **state)
     for (int i = 0; i < NODES; i++) {
         snprintf(g->idtext[i], sizeof g->idtext[i], "%d", i + 1);
         const char *extra[] = {"--node-id", g->idtext[i], "--cluster", g->spec,
-                               "--cluster-snapshot-entries", "4", NULL};
+                               "--cluster-snapshot-entries", "4", "--threads", "8", NULL};
         g->n[i] = srv_alloc("group", SRV_MAX_BATCH, extra);
         if (!g->n[i]) return -1;
     }
@@ -335,6 +339,73 @@ static void test_commit(void **state)
     }
 }
 
+/* ---- concurrent commits: batched into fewer entries ------------------------------------- */
+
+#define COMMITTERS 8
+#define PER        40
+
+typedef struct committer {
+    int  node, id, failed;
+    char err[RN_ERRMSG_SIZE];
+} committer_t;
+
+static void *committer_main(void *arg)
+{
+    committer_t *c = arg;
+    char group[32];
+    snprintf(group, sizeof group, "conc%d", c->id);
+    for (int64_t k = 1; k <= PER && !c->failed; k++) {
+        int st;
+        c->failed = commit_call(c->node, group, 0, &k, 1, &st, c->err) != 0;
+    }
+    return NULL;
+}
+
+/* The raft commit index node i reports. */
+static uint64_t commit_index_at(int i)
+{
+    Runnel__V1__ClusterStatusRequest req = RUNNEL__V1__CLUSTER_STATUS_REQUEST__INIT;
+    ProtobufCMessage *m = NULL;
+    char err[RN_ERRMSG_SIZE];
+    CHECK(rn_rpc_call(g->n[i]->rpc, RN_RPC_METHOD("ClusterStatus"), &req.base,
+                      &runnel__v1__cluster_status_response__descriptor, &m, 2000, NULL, err) == 0,
+          "ClusterStatus: %s", err);
+    uint64_t ci = ((Runnel__V1__ClusterStatusResponse *)m)->commit_index;
+    protobuf_c_message_free_unpacked(m, NULL);
+    return ci;
+}
+
+static void test_concurrent(void **state)
+{
+    (void)state;
+    int l = (int)ctl_leader() - 1;
+    committer_t c[COMMITTERS];
+    pthread_t th[COMMITTERS];
+    uint64_t ci0 = commit_index_at(l);
+    int64_t t0 = now_ms();
+    for (int k = 0; k < COMMITTERS; k++) {
+        memset(&c[k], 0, sizeof c[k]);
+        c[k].node = k % 2 ? l : (l + 1) % NODES;      /* half through a follower */
+        c[k].id = k;
+        assert_int_equal(pthread_create(&th[k], NULL, committer_main, &c[k]), 0);
+    }
+    for (int k = 0; k < COMMITTERS; k++) pthread_join(th[k], NULL);
+    int64_t ms = now_ms() - t0;
+    uint64_t entries = commit_index_at(l) - ci0;
+    for (int k = 0; k < COMMITTERS; k++)
+        CHECK(!c[k].failed, "committer %d through node %d: %s", k, c[k].node + 1, c[k].err);
+    printf("%d committers x %d commits (half through a follower): %.0f commits/s, %llu raft "
+           "entries (barriers included) for %d commits\n", COMMITTERS, PER,
+           COMMITTERS * PER * 1000.0 / (double)(ms ? ms : 1), (unsigned long long)entries,
+           COMMITTERS * PER);
+    int64_t want[QUEUES] = {PER, -1, -1};
+    char group[32];
+    for (int k = 0; k < COMMITTERS; k++) {
+        snprintf(group, sizeof group, "conc%d", k);
+        wait_everywhere(group, want);
+    }
+}
+
 /* ---- kill -9 of the node a consumer committed to --------------------------------------- */
 
 /* Per queue, the offsets a `consume --format json` output holds, in order. */
@@ -445,6 +516,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commit),
+        cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_kill),
         cmocka_unit_test(test_restart),
     };
