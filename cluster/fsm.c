@@ -540,11 +540,18 @@ int rn_fsm_offsets_apply(rn_fsm_t *f, const rn_fsm_goff_t *v, size_t n, char *er
             return rn_errf(errmsg, RN_EINVAL, "group '%s': offset %lld on '%s'/%u: not a queue "
                            "of a replicated topic, or negative", v[i].group,
                            (long long)v[i].offset, v[i].topic, v[i].queue);
-        /* A key new to f, counted once however often v repeats it. */
-        int again = 0;
-        for (size_t j = 0; j < i && !again; j++)
-            again = !goff_cmp(v[i].group, v[i].topic, v[i].queue, &v[j]);
-        if (!again && goff_index(f, v[i].group, v[i].topic, v[i].queue) < 0) fresh++;
+        if (goff_index(f, v[i].group, v[i].topic, v[i].queue) < 0) fresh++;
+    }
+    /* fresh counts a key v repeats more than once: exact (quadratic) only
+     * when that upper bound passes the limit. */
+    if (f->ngoffs + fresh > RN_FSM_MAX_GOFFS) {
+        fresh = 0;
+        for (size_t i = 0; i < n; i++) {
+            int again = 0;
+            for (size_t j = 0; j < i && !again; j++)
+                again = !goff_cmp(v[i].group, v[i].topic, v[i].queue, &v[j]);
+            if (!again && goff_index(f, v[i].group, v[i].topic, v[i].queue) < 0) fresh++;
+        }
     }
     if (f->ngoffs + fresh > RN_FSM_MAX_GOFFS)
         return rn_errf(errmsg, RN_EFULL, "the cluster holds %zu group offsets; %zu more would "
