@@ -30,6 +30,12 @@
  * none live: the queue keeps its dead leader, no unclean election), drops
  * members that are not live from the ISR of live leaders, and commits the
  * ISR changes queue leaders ask for (rn_ctl_isr_request).
+ *
+ * Group offsets (fsm.h OFFSETS): the ready leader group-commits the
+ * CommitOffsets handed to it (rn_ctl_commit_offsets: while one entry is in
+ * flight, the commits arriving wait for it and go together in the next),
+ * every node's apply queues the offsets for its meta.db, which the replica
+ * module writes (rn_ctl_offsets_take / _written / _wait).
  */
 #ifndef RN_CLUSTER_CONTROLLER_H
 #define RN_CLUSTER_CONTROLLER_H
