@@ -41,8 +41,9 @@
  *  9. In a cluster, group offsets on replicated topics are written to
  *     meta.db only by the controller's apply (cluster/replica.c): a
  *     CommitOffsets on them goes to the commit_offsets hook (after the
- *     local range checks), never to meta.db here; a ResetGroup touching
- *     them is refused rather than written locally.
+ *     local range checks), never to meta.db here; so does a ResetGroup of
+ *     them (its offsets resolved here); one to a checkpoint, or mixing them
+ *     with local topics, is refused rather than written locally.
  */
 #include "server/handlers.h"
 
@@ -1262,41 +1263,99 @@ int rn_hd_list_groups(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     return 0;
 }
 
-/* 1 with st (FAILED_PRECONDITION) when a reset of group on topic (NULL:
- * the topics of its offsets, and of the checkpoint `to` names) would touch
- * a topic the cluster replicates (invariant 9); else 0. */
-static int reset_touches_replicated(rn_hd_t *h, const char *group, const char *topic,
-                                    const rn_group_target_t *to, rn_status_t *st)
+/* Invariant 9: a reset in a cluster. The queues it covers (topic's, or
+ * those group has offsets on); none replicated: 0 (the local reset). All
+ * replicated, to earliest, latest or a time: each resolved against this
+ * node's replica of the queue, then committed through the controller like
+ * a CommitOffsets of them all (one entry, atomic); 1. -1 with st when the
+ * queues mix replicated and local topics, the target is a checkpoint
+ * (checkpoints are each node's own), or the commit fails. */
+static int reset_in_cluster(rn_hd_t *h, const char *group, const char *topic,
+                            const rn_meta_topic_t *t, const rn_group_target_t *to,
+                            rn_status_t *st)
 {
     if (!h->has_repl || !h->repl.commit_offsets) return 0;
     char err[RN_ERRMSG_SIZE] = "";
-    rn_meta_offset_t *v = NULL, *cv = NULL;
-    size_t n = 0, cn = 0;
-    if (!topic) {
-        rn_meta_t *meta = rn_datadir_meta_lock(h->d);
-        rn_meta_checkpoint_t cp;
-        if (rn_meta_offsets_get(meta, group, -1, &v, &n, err) != 0) n = 0;
-        if (to->kind == RN_TARGET_CHECKPOINT &&
-            rn_meta_checkpoint_get(meta, group, to->checkpoint, &cp, err) == 0 &&
-            rn_meta_checkpoint_offsets(meta, cp.id, &cv, &cn, err) != 0)
-            cn = 0;
-        rn_datadir_meta_unlock(h->d);
+    rn_meta_offset_t *v = NULL;
+    size_t n = 0;
+    rn_meta_t *meta = rn_datadir_meta_lock(h->d);
+    int rc = rn_meta_offsets_get(meta, group, -1, &v, &n, err);
+    rn_datadir_meta_unlock(h->d);
+    if (rc != 0) return fail_rc(st, rc, err);
+    if (topic) {                        /* every queue of topic instead */
+        free(v);
+        n = t->queues;
+        v = calloc(n ? n : 1, sizeof *v);
+        if (!v) return OOM(st);
+        for (size_t i = 0; i < n; i++) {
+            snprintf(v[i].topic, sizeof v[i].topic, "%s", topic);
+            v[i].queue = (uint32_t)i;
+        }
     }
+    size_t nrep = 0;
     const char *hit = NULL;
-    int rc = 0;
-    for (size_t i = 0; !hit && rc >= 0 && i < (topic ? 1 : n + cn); i++) {
-        const char *t = topic ? topic : i < n ? v[i].topic : cv[i - n].topic;
-        rc = h->repl.replicated(h->repl.arg, t, st);
-        if (rc > 0) hit = t;
+    for (size_t i = 0; i < n; i++) {
+        int rep = h->repl.replicated(h->repl.arg, v[i].topic, st);
+        if (rep < 0) {
+            free(v);
+            return -1;
+        }
+        if (rep) {
+            nrep++;
+            hit = v[i].topic;
+        }
     }
-    if (hit)
-        rn_status_set(st, RN_ST_FAILED_PRECONDITION, "group '%s' has offsets on topic '%s', "
-                      "which is replicated across the cluster, and resetting a group there is "
-                      "not supported yet: commit the offsets wanted (CommitOffsets) instead",
-                      group, hit);
+    if (nrep == 0) {
+        free(v);
+        return 0;
+    }
+    if (nrep != n || to->kind == RN_TARGET_CHECKPOINT) {
+        rn_status_set(st, RN_ST_FAILED_PRECONDITION, nrep != n ?
+                      "group '%s' has offsets on topic '%s', which is replicated across the "
+                      "cluster, and on topics of this node only: reset each with --topic T" :
+                      "group '%s' has offsets on topic '%s', which is replicated across the "
+                      "cluster, and checkpoints are each node's own: resetting there to a "
+                      "checkpoint is not supported yet (reset to earliest, latest or a time, "
+                      "or commit the offsets wanted)", group, hit);
+        free(v);
+        return -1;
+    }
+    Runnel__V1__QueueOffset *qo = calloc(n, sizeof *qo);
+    Runnel__V1__QueueOffset **qp = calloc(n, sizeof *qp);
+    rc = qo && qp ? 0 : -ENOMEM;
+    rn_datadir_pos_kind_t kind = to->kind == RN_TARGET_LATEST ? RN_POS_LATEST
+                                 : to->kind == RN_TARGET_TIME ? RN_POS_TIME : RN_POS_EARLIEST;
+    rn_datadir_meta_lock(h->d);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rn_datadir_queue_t q;
+        int64_t off = 0;
+        rc = rn_datadir_queue_open(h->d, v[i].topic, v[i].queue, &q, err);
+        if (rc != 0) break;
+        rc = rn_datadir_resolve(h->d, &q, kind, to->value, &off, err);
+        rn_datadir_queue_close(&q);
+        runnel__v1__queue_offset__init(&qo[i]);
+        qo[i].topic = v[i].topic;
+        qo[i].queue = v[i].queue;
+        qo[i].offset = off;
+        qp[i] = &qo[i];
+    }
+    rn_datadir_meta_unlock(h->d);
+    uint64_t index = 0;
+    if (rc == -ENOMEM) {
+        OOM(st);
+    } else if (rc != 0) {
+        fail_rc(st, rc, err);
+    } else {
+        Runnel__V1__CommitOffsetsRequest req = RUNNEL__V1__COMMIT_OFFSETS_REQUEST__INIT;
+        req.group = (char *)group;
+        req.n_offsets = n;
+        req.offsets = qp;
+        rc = h->repl.commit_offsets(h->repl.arg, &req, &index, st);
+    }
+    free(qo);
+    free(qp);
     free(v);
-    free(cv);
-    return hit || rc < 0;
+    return rc == 0 ? 1 : -1;
 }
 
 int rn_hd_reset_group(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
@@ -1327,13 +1386,21 @@ int rn_hd_reset_group(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     if (rc != 0) return fail_rc(st, rc, err);
     const char *topic = req->topic && req->topic[0] ? req->topic : NULL;
     int64_t topic_id = -1;
+    rn_meta_topic_t t;
+    memset(&t, 0, sizeof t);
     if (topic) {
-        rn_meta_topic_t t;
         if (topic_get(h, topic, &t, st) != 0) return -1;
         topic_id = t.id;
     }
     if (group_guarded(h, req->group, st)) return -1;
-    if (reset_touches_replicated(h, req->group, topic, &to, st)) return -1;
+    rn_meta_t *meta = rn_datadir_meta_lock(h->d);
+    rn_meta_group_t gr;
+    rc = rn_meta_group_get(meta, req->group, &gr, err);
+    rn_datadir_meta_unlock(h->d);
+    if (rc != 0) return fail_rc(st, rc, err);
+    int cl = reset_in_cluster(h, req->group, topic, &t, &to, st);
+    if (cl < 0) return -1;
+    if (cl > 0) return group_offsets(h, req->group, topic_id, a, resp, st);
     rn_group_change_t *chg = NULL;
     size_t n = 0;
     rc = rn_group_reset(h->d, req->group, topic, &to, &chg, &n, err);

@@ -11,7 +11,9 @@
  *               the answering node reads exactly what was committed, and
  *               every node does within the wait; an offset past a queue's
  *               end is OUT_OF_RANGE and changes nothing anywhere; ResetGroup
- *               of a replicated topic is FAILED_PRECONDITION on every node;
+ *               to earliest (one topic) and latest (the group's queues)
+ *               through different nodes reach every node, one to a
+ *               checkpoint is FAILED_PRECONDITION and changes nothing;
  *               200 sequential commits through the leader and through a
  *               follower, timed (printed)
  *   concurrent  8 threads commit 40 offsets each, half through a follower:
@@ -311,19 +313,48 @@ static void test_commit(void **state)
     }
     rn_test_sleep_ms(300);
     wait_everywhere("g2", three);
-    /* a reset would change one node's meta.db only: refused on every node */
-    for (int i = 0; i < NODES; i++) {
+    /* resets go through the controller too: earliest with a topic, latest
+     * without (the queues the group has offsets on), through different
+     * nodes; to a checkpoint (each node's own) refused, nothing changed */
+    int64_t g3[QUEUES] = {5, 6, 7}, zero[QUEUES] = {0, 0, 0};
+    int64_t full[QUEUES] = {RECORDS, RECORDS, RECORDS};
+    commit_ok(0, "g3", 0, g3, QUEUES);
+    for (int k = 0; k < 3; k++) {
+        int i = (f + k) % NODES;
         Runnel__V1__ResetGroupRequest req = RUNNEL__V1__RESET_GROUP_REQUEST__INIT;
-        req.group = (char *)"g2";
-        req.to_case = RUNNEL__V1__RESET_GROUP_REQUEST__TO_EARLIEST;
-        req.earliest = 1;
+        req.group = (char *)"g3";
+        req.topic = (char *)(k == 0 ? "t" : "");
+        if (k == 0) {
+            req.to_case = RUNNEL__V1__RESET_GROUP_REQUEST__TO_EARLIEST;
+            req.earliest = 1;
+        } else if (k == 1) {
+            req.to_case = RUNNEL__V1__RESET_GROUP_REQUEST__TO_LATEST;
+            req.latest = 1;
+        } else {
+            req.to_case = RUNNEL__V1__RESET_GROUP_REQUEST__TO_CHECKPOINT;
+            req.checkpoint = (char *)"cp";
+        }
         ProtobufCMessage *m = NULL;
-        CHECK(rn_rpc_call(g->n[i]->rpc, RN_RPC_METHOD("ResetGroup"), &req.base,
-                          &runnel__v1__fetch_offsets_response__descriptor, &m, CALL_MS, &st,
-                          err) != 0 && st == 9 &&
-              strstr(err, "group 'g2' has offsets on topic 't', which is replicated"),
-              "ResetGroup on node %d: %d %s", i + 1, st, err);
+        int rc = rn_rpc_call(g->n[i]->rpc, RN_RPC_METHOD("ResetGroup"), &req.base,
+                             &runnel__v1__fetch_offsets_response__descriptor, &m, CALL_MS, &st,
+                             err);
+        if (k < 2) {
+            CHECK(rc == 0, "ResetGroup %d on node %d: %s", k, i + 1, err);
+            Runnel__V1__FetchOffsetsResponse *r = (void *)m;
+            CHECK(r->n_offsets == QUEUES, "reset on node %d answered %zu offsets", i + 1,
+                  r->n_offsets);
+            for (size_t q = 0; q < r->n_offsets; q++)       /* the answer shows it already */
+                CHECK(r->offsets[q]->offset == (k == 0 ? 0 : RECORDS), "reset %d: t/%u at %lld",
+                      k, r->offsets[q]->queue, (long long)r->offsets[q]->offset);
+            protobuf_c_message_free_unpacked(m, NULL);
+            wait_everywhere("g3", k == 0 ? zero : full);
+        } else {
+            CHECK(rc != 0 && st == 9 && strstr(err, "to a checkpoint is not supported yet"),
+                  "ResetGroup to a checkpoint on node %d: %d %s", i + 1, st, err);
+        }
     }
+    rn_test_sleep_ms(300);
+    wait_everywhere("g3", full);
     wait_everywhere("g2", three);
     /* sequential commits, each answered once committed: the time of one */
     for (int k = 0; k < 2; k++) {
