@@ -7,7 +7,8 @@
  * and incarnation of their latest registration, liveness as the controller
  * leader committed it), and the replicated topics: per topic its queue
  * count, per queue the replica set, the leader, the leader epoch and the
- * in-sync replicas (ISR).
+ * in-sync replicas (ISR); and the consumer groups' committed offsets on
+ * the replicated topics' queues.
  *
  * Command encoding, version 1 (integers big-endian):
  *

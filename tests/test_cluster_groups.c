@@ -319,6 +319,7 @@ static void test_commit(void **state)
     int64_t g3[QUEUES] = {5, 6, 7}, zero[QUEUES] = {0, 0, 0};
     int64_t full[QUEUES] = {RECORDS, RECORDS, RECORDS};
     commit_ok(0, "g3", 0, g3, QUEUES);
+    wait_everywhere("g3", g3);          /* a reset needs the group on the node asked */
     for (int k = 0; k < 3; k++) {
         int i = (f + k) % NODES;
         Runnel__V1__ResetGroupRequest req = RUNNEL__V1__RESET_GROUP_REQUEST__INIT;
