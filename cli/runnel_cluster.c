@@ -25,11 +25,14 @@
 #include "client/tls.h"
 
 #include "common/error.h"
+#include "common/sys.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define STATUS_TIMEOUT_MS 10000
 #define RN_CLUSTER_STATUS_NODES 16     /* leaders asked for lags */
@@ -288,10 +291,22 @@ static int cluster_change(rn_rpc_t *rpc, const char *op, const char *arg)
     req.raft_address = add ? (char *)eq + 1 : (char *)"";
     ProtobufCMessage *m = NULL;
     char err[RN_ERRMSG_SIZE] = "";
-    /* The server waits up to 20 s for raft (a new node catching up). */
-    if (rn_rpc_call(rpc, RN_RPC_METHOD("ClusterChange"), &req.base,
-                    &runnel__v1__cluster_change_response__descriptor, &m, 30000, NULL, err) != 0)
-        return rn_cli_fail(RN_CLI_FAIL, "%s", err);
+    /* The server waits up to 20 s for raft (a new node catching up). A
+     * settling cluster's "...; retry" answers (no leader known yet, another
+     * change under way) are retried for up to 20 s, as librunnel does. */
+    int64_t until = rn_mono_ns() / 1000000 + 20000;
+    for (;;) {
+        int rc = rn_rpc_call(rpc, RN_RPC_METHOD("ClusterChange"), &req.base,
+                             &runnel__v1__cluster_change_response__descriptor, &m, 30000, NULL,
+                             err);
+        if (rc == 0) break;
+        size_t el = strlen(err);       /* UNAVAILABLE is -ECONNREFUSED here (client/rpc.c) */
+        int again = rc == -ECONNREFUSED && el >= 7 && !strcmp(err + el - 7, "; retry");
+        if (!again || (int64_t)(rn_mono_ns() / 1000000) >= until)
+            return rn_cli_fail(RN_CLI_FAIL, "%s", err);
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     uint64_t leader = ((Runnel__V1__ClusterChangeResponse *)m)->leader_id;
     protobuf_c_message_free_unpacked(m, NULL);
     if (add)

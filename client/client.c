@@ -28,8 +28,8 @@
  *     the handle's own) are never closed before rn_client_close, so a
  *     connection handed out stays valid; the table and routes change under
  *     rmu only, and no call is made while holding it. Group offsets and
- *     every admin call go to the handle's own connection (group offsets are
- *     each node's own: cluster/README.md).
+ *     every admin call go to the handle's own connection (that node passes
+ *     group commits on to the cluster controller: cluster/README.md).
  *  7. A group commit in a cluster goes to the handle's own node, which
  *     checks each offset against its own replica of the queue; a replica
  *     that lags the leader (a node restarted, catching up) answers "offset

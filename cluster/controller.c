@@ -41,6 +41,15 @@
  *     caller and the loop each hold a reference, the last frees it.
  *  9. The static buffers of the loop's functions (commands, encodings, the
  *     heartbeat's lists) are the loop thread's only (invariant 1).
+ * 10. Group offsets (OFFSETS entries): a commit (oreq_t) is answered exactly
+ *     once, like a CreateTopic (invariant 8). Every applied OFFSETS entry's
+ *     offsets are appended to c->pend (under omu) in the same callback, and
+ *     o_applied then names a raft index up to which every applied offset is
+ *     in pend or already taken; so when the taker reports upto written,
+ *     meta.db holds every offset of the entries up to it (o_written). After
+ *     a snapshot restore, a failed write, or a pend past PEND_MAX, pend is
+ *     replaced by every offset of the state (an upsert of each: meta.db
+ *     ends equal whatever it held).
  */
 #include "cluster/controller.h"
 
@@ -93,6 +102,20 @@ typedef struct treq {
     uint64_t        leader;
     char            err[RN_ERRMSG_SIZE];
 } treq_t;
+
+/* A CommitOffsets waiting for its entry (rn_ctl_commit_offsets): owned by
+ * the caller and the loop together (refs), freed by the last one. */
+typedef struct oreq {
+    struct oreq    *next;
+    int             refs;           /* under qmu */
+    rn_fsm_goff_t  *v;              /* owned copy */
+    size_t          n;
+    int             done, rc;       /* under qmu; qcv signals done */
+    uint64_t        leader, index;
+    char            err[RN_ERRMSG_SIZE];
+} oreq_t;
+
+#define PEND_MAX (2 * (size_t)RN_FSM_MAX_GOFFS)
 
 typedef struct isrq {
     uint64_t from, epoch;
@@ -157,9 +180,21 @@ struct rn_ctl {
     rn_ctl_end_t     *ends[RN_CLUSTER_MAX_NODES];   /* per slot of end_ids; self's too */
     size_t            nends[RN_CLUSTER_MAX_NODES];
     uint64_t          end_ids[RN_CLUSTER_MAX_NODES];  /* the node of each slot; 0 free */
+    oreq_t           *oreqs;            /* CommitOffsets not yet taken */
     int               stopping;
     pthread_mutex_t   vmu;
     rn_ctl_view_t    *view;
+
+    /* invariant 10 */
+    pthread_mutex_t   omu;
+    pthread_cond_t    ocv;              /* o_written moved */
+    rn_fsm_goff_t    *pend;
+    size_t            npend, cappend;
+    uint64_t          o_applied, o_written;
+    int               o_resync;         /* the taker failed: give everything again */
+    int               oinflight;        /* loop thread: OFFSETS proposals in flight */
+    oreq_t           *owait;            /* loop thread: commits waiting for them */
+    uint64_t          o_apply_index;    /* loop thread: the last OFFSETS entry applied */
 };
 
 typedef struct proposal {
@@ -168,10 +203,18 @@ typedef struct proposal {
     uint64_t          id;
     int               queue;            /* a LEADER proposal (c->qinflight) */
     treq_t           *t;                /* a TOPIC proposal's request */
+    oreq_t           *o;                /* an OFFSETS proposal's requests (a list) */
 } proposal_t;
 
 static void treq_done(rn_ctl_t *c, treq_t *t, int rc, uint64_t leader, const char *err);
 static void queue_upkeep(rn_ctl_t *c);
+static void oreq_done(rn_ctl_t *c, oreq_t *o, int rc, uint64_t leader, uint64_t index,
+                      const char *err);
+static int  apply_offsets(rn_ctl_t *c, const struct raft_buffer *buf, char *err);
+static void offsets_nudge(rn_ctl_t *c);
+static void offsets_flush(rn_ctl_t *c);
+static void oreqs_fail(rn_ctl_t *c, oreq_t *list, int rc, uint64_t leader, const char *err);
+static void pend_all(rn_ctl_t *c);
 
 static int64_t mono_ms(void) { return (int64_t)(rn_mono_ns() / 1000000u); }
 
@@ -418,6 +461,10 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     rn_ctl_t *c = fsm->data;
     rn_fsm_cmd_t cmd;
     char err[RN_ERRMSG_SIZE];
+    if (buf->len >= 2 && ((const uint8_t *)buf->base)[1] == RN_FSM_OFFSETS) {
+        *result = (void *)(intptr_t)apply_offsets(c, buf, err);
+        return 0;
+    }
     int rc = rn_fsm_cmd_decode(buf->base, buf->len, &cmd, err);
     int decoded = rc == 0;
     if (rc == 0) rc = rn_fsm_apply(&c->fsm, &cmd, err);
@@ -468,6 +515,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         return RAFT_CORRUPT;
     }
     raft_free(buf->base);
+    pend_all(c);                                                  /* invariant 10 */
     return 0;
 }
 
@@ -476,7 +524,28 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 static void on_applied(struct raft_apply *req, int status, void *result)
 {
     proposal_t *p = req->data;
-    if (p->t) {
+    if (p->o) {
+        int rc = status != 0 ? -EAGAIN : (int)(intptr_t)result;
+        char err[RN_ERRMSG_SIZE] = "";
+        if (status != 0)
+            snprintf(err, sizeof err, "the controller lost its leadership before the offsets "
+                     "were committed (%s); retry", raft_strerror(status));
+        else if (rc != 0)
+            snprintf(err, sizeof err, "the offsets were not applied: %s", rn_strerror(rc));
+        /* libraft calls back right after applying the entry (invariant 10) */
+        if (status == 0 && p->req.index != p->c->o_apply_index)
+            rn_slog(RN_SLOG_ERROR, "controller: offsets entry %llu applied as %llu",
+                    (unsigned long long)p->req.index,
+                    (unsigned long long)p->c->o_apply_index);
+        while (p->o) {
+            oreq_t *o = p->o;
+            p->o = o->next;
+            oreq_done(p->c, o, rc, 0, status == 0 ? p->req.index : 0, err);
+        }
+        p->c->oinflight--;
+        if (p->c->owait) offsets_flush(p->c);   /* the commits that waited: one entry */
+        else if (p->c->oinflight == 0 && status == 0) offsets_nudge(p->c);
+    } else if (p->t) {
         int rc = status != 0 ? -EAGAIN : (int)(intptr_t)result;
         char err[RN_ERRMSG_SIZE] = "";
         if (status != 0)
@@ -1012,6 +1081,313 @@ static void take_member(rn_ctl_t *c, treq_t *t)
     }
 }
 
+/* ---- group offsets (invariant 10) -------------------------------------------- */
+
+static void oreq_done(rn_ctl_t *c, oreq_t *o, int rc, uint64_t leader, uint64_t index,
+                      const char *err)
+{
+    pthread_mutex_lock(&c->qmu);
+    o->rc = rc;
+    o->leader = leader;
+    o->index = index;
+    snprintf(o->err, sizeof o->err, "%s", err);
+    o->done = 1;
+    int last = --o->refs == 0;
+    pthread_cond_broadcast(&c->qcv);
+    pthread_mutex_unlock(&c->qmu);
+    if (last) {
+        free(o->v);
+        free(o);
+    }
+}
+
+/* Loop thread: pend becomes every offset of the state (built outside omu). */
+static void pend_all(rn_ctl_t *c)
+{
+    size_t n = c->fsm.ngoffs;
+    rn_fsm_goff_t *v = n ? malloc(n * sizeof *v) : NULL;
+    if (n && !v) {
+        pthread_mutex_lock(&c->omu);
+        c->o_resync = 1;                /* the next tick tries again */
+        pthread_mutex_unlock(&c->omu);
+        return;
+    }
+    if (n) memcpy(v, c->fsm.goffs, n * sizeof *v);
+    pthread_mutex_lock(&c->omu);
+    rn_fsm_goff_t *old = c->pend;
+    c->pend = v;
+    c->npend = c->cappend = n;
+    c->o_resync = 0;
+    pthread_mutex_unlock(&c->omu);
+    free(old);
+}
+
+static void on_nudged(struct raft_barrier *b, int status)
+{
+    (void)status;
+    free(b);
+}
+
+/* Loop thread: the last OFFSETS entry in flight is committed. Followers
+ * learn a commit index from the leader's next message, which without other
+ * entries is its next heartbeat, up to two heartbeat timeouts later; a
+ * commit answered through a follower waits for that follower's apply. A
+ * barrier entry carries the commit index at once. */
+static void offsets_nudge(rn_ctl_t *c)
+{
+    struct raft_barrier *b = malloc(sizeof *b);
+    if (b && raft_barrier(&c->raft, b, on_nudged) != 0) free(b);
+}
+
+/* Loop thread: an OFFSETS entry applied to the state, its offsets to pend. */
+static int apply_offsets(rn_ctl_t *c, const struct raft_buffer *buf, char *err)
+{
+    rn_fsm_goff_t *v = NULL;
+    size_t n = 0;
+    int rc = rn_fsm_offsets_decode(buf->base, buf->len, &v, &n, err);
+    if (rc == 0) rc = rn_fsm_offsets_apply(&c->fsm, v, n, err);
+    uint64_t idx = raft_last_applied(&c->raft) + 1;   /* this entry's: libraft sets it after */
+    c->o_apply_index = idx;
+    if (rc != 0) {
+        rn_slog(RN_SLOG_ERROR, "controller: offsets entry %llu skipped: %s",
+                (unsigned long long)idx, err);           /* invariant 5 */
+        free(v);
+        return rc;
+    }
+    int overflow = 0;
+    pthread_mutex_lock(&c->omu);
+    if (c->npend + n > c->cappend && c->npend + n <= PEND_MAX) {
+        size_t cap = c->cappend ? c->cappend : 64;
+        while (cap < c->npend + n) cap *= 2;
+        rn_fsm_goff_t *p = realloc(c->pend, cap * sizeof *p);
+        if (p) {
+            c->pend = p;
+            c->cappend = cap;
+        }
+    }
+    if (c->npend + n <= c->cappend) {
+        memcpy(c->pend + c->npend, v, n * sizeof *v);
+        c->npend += n;
+        c->o_applied = idx;
+    } else {
+        overflow = 1;
+    }
+    pthread_mutex_unlock(&c->omu);
+    free(v);
+    if (overflow) {
+        pend_all(c);                    /* the state holds this entry's offsets already */
+        pthread_mutex_lock(&c->omu);
+        if (!c->o_resync) c->o_applied = idx;
+        pthread_mutex_unlock(&c->omu);
+    }
+    return 0;
+}
+
+/* Loop thread, every tick: entries applied that were not OFFSETS change
+ * nothing in meta.db, so o_applied may name the last applied index; a
+ * failed take asks for everything again. */
+static void offsets_tick(rn_ctl_t *c)
+{
+    pthread_mutex_lock(&c->omu);
+    int resync = c->o_resync;
+    pthread_mutex_unlock(&c->omu);
+    if (resync) pend_all(c);
+    uint64_t last = raft_last_applied(&c->raft);
+    pthread_mutex_lock(&c->omu);
+    if (!c->o_resync && last > c->o_applied) c->o_applied = last;
+    pthread_mutex_unlock(&c->omu);
+}
+
+/* Loop thread: propose one entry holding the commits of list (owned by the
+ * proposal from here). */
+static void propose_offsets(rn_ctl_t *c, oreq_t *list, size_t total)
+{
+    rn_fsm_goff_t *v = malloc(total * sizeof *v);
+    size_t n = 0;
+    for (oreq_t *o = list; v && o; o = o->next) {
+        memcpy(v + n, o->v, o->n * sizeof *v);
+        n += o->n;
+    }
+    size_t len = v ? rn_fsm_offsets_bound(v, n) : 0;
+    struct raft_buffer buf = {v ? raft_malloc(len) : NULL, len};
+    proposal_t *p = calloc(1, sizeof *p);
+    const char *why = "out of memory";
+    int rv = -1;
+    if (buf.base && p && rn_fsm_offsets_encode(v, n, buf.base, &buf.len) == 0) {
+        p->req.data = p;
+        p->c = c;
+        p->o = list;
+        rv = raft_apply(&c->raft, &p->req, &buf, 1, on_applied);
+        if (rv != 0) why = raft_strerror(rv);
+    }
+    free(v);
+    if (rv == 0) c->oinflight++;
+    if (rv == 0) return;
+    raft_free(buf.base);
+    free(p);
+    char err[RN_ERRMSG_SIZE];
+    snprintf(err, sizeof err, "the controller could not propose the offsets (%s); retry", why);
+    oreqs_fail(c, list, -EAGAIN, 0, err);
+}
+
+/* Loop thread: answer every commit of list with rc. */
+static void oreqs_fail(rn_ctl_t *c, oreq_t *list, int rc, uint64_t leader, const char *err)
+{
+    while (list) {
+        oreq_t *o = list;
+        list = o->next;
+        oreq_done(c, o, rc, leader, 0, err);
+    }
+}
+
+/* Loop thread: propose the commits waiting (c->owait), in arrival order, in
+ * as few entries as fit; or answer them "not the leader". Group commit:
+ * while an OFFSETS entry is in flight, commits wait for it to be applied
+ * and then go together in the next entry. */
+static void offsets_flush(rn_ctl_t *c)
+{
+    oreq_t *list = c->owait;
+    if (!list) return;
+    if (raft_state(&c->raft) != RAFT_LEADER || !c->ready) {
+        raft_id lid = 0;
+        const char *laddr = NULL;
+        raft_leader(&c->raft, &lid, &laddr);
+        c->owait = NULL;
+        oreqs_fail(c, list, -EAGAIN, lid == c->conf.self ? 0 : lid, "not the controller leader");
+        return;
+    }
+    if (c->oinflight) return;           /* on_applied flushes */
+    c->owait = NULL;
+    oreq_t *batch = NULL, **tail = &batch;
+    size_t bytes = 8, total = 0;
+    while (list) {
+        oreq_t *o = list;
+        list = o->next;
+        o->next = NULL;
+        size_t b = rn_fsm_offsets_bound(o->v, o->n);
+        if (b > RN_FSM_OFFSETS_MAX_BYTES) {
+            char err[RN_ERRMSG_SIZE];
+            snprintf(err, sizeof err, "%zu offsets take %zu bytes encoded, more than one "
+                     "controller entry holds (%u): commit fewer at once", o->n, b,
+                     RN_FSM_OFFSETS_MAX_BYTES);
+            oreq_done(c, o, RN_EINVAL, 0, 0, err);
+            continue;
+        }
+        if (batch && bytes + b > RN_FSM_OFFSETS_MAX_BYTES) {
+            propose_offsets(c, batch, total);
+            batch = NULL;
+            tail = &batch;
+            bytes = 8;
+            total = 0;
+        }
+        *tail = o;
+        tail = &o->next;
+        bytes += b;
+        total += o->n;
+    }
+    if (batch) propose_offsets(c, batch, total);
+}
+
+/* Loop thread: commits that reached the loop join those waiting. */
+static void take_offsets(rn_ctl_t *c, oreq_t *list)
+{
+    oreq_t **t = &c->owait;
+    while (*t) t = &(*t)->next;
+    *t = list;
+    offsets_flush(c);
+}
+
+/* A deadline timeout_ms from now (CLOCK_REALTIME, as the condvars use). */
+static struct timespec deadline_in(uint32_t timeout_ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    return dl;
+}
+
+int rn_ctl_commit_offsets(rn_ctl_t *c, const rn_fsm_goff_t *v, size_t n, uint32_t timeout_ms,
+                          uint64_t *leader, uint64_t *index, char *errmsg)
+{
+    *leader = *index = 0;
+    if (n == 0) return rn_errf(errmsg, RN_EINVAL, "no offsets to commit");
+    oreq_t *o = calloc(1, sizeof *o);
+    if (o) o->v = malloc(n * sizeof *v);
+    if (!o || !o->v) {
+        free(o);
+        return rn_errf(errmsg, -ENOMEM, "out of memory");
+    }
+    memcpy(o->v, v, n * sizeof *v);
+    o->n = n;
+    o->refs = 2;                        /* this caller and the loop */
+    struct timespec dl = deadline_in(timeout_ms);
+    pthread_mutex_lock(&c->qmu);
+    oreq_t **t = &c->oreqs;             /* arrival order */
+    while (*t) t = &(*t)->next;
+    *t = o;
+    pthread_mutex_unlock(&c->qmu);
+    uv_async_send(&c->async);
+    pthread_mutex_lock(&c->qmu);
+    while (!o->done && pthread_cond_timedwait(&c->qcv, &c->qmu, &dl) != ETIMEDOUT) {}
+    int rc = o->done ? o->rc : -ETIMEDOUT;
+    if (o->done) {
+        *leader = o->leader;
+        *index = o->index;
+        snprintf(errmsg, RN_ERRMSG_SIZE, "%s", o->err);
+    } else {
+        snprintf(errmsg, RN_ERRMSG_SIZE, "the controller did not commit the offsets within "
+                 "%u ms", timeout_ms);
+    }
+    int last = --o->refs == 0;
+    pthread_mutex_unlock(&c->qmu);
+    if (last) {
+        free(o->v);
+        free(o);
+    }
+    return rc;
+}
+
+int rn_ctl_offsets_take(rn_ctl_t *c, rn_fsm_goff_t **v, size_t *n, uint64_t *upto)
+{
+    pthread_mutex_lock(&c->omu);
+    *v = c->pend;
+    *n = c->npend;
+    *upto = c->o_resync ? c->o_written : c->o_applied;
+    if (!c->o_resync) {
+        c->pend = NULL;
+        c->npend = c->cappend = 0;
+    } else {
+        *v = NULL;
+        *n = 0;
+    }
+    pthread_mutex_unlock(&c->omu);
+    return 0;
+}
+
+void rn_ctl_offsets_written(rn_ctl_t *c, uint64_t upto, int ok)
+{
+    pthread_mutex_lock(&c->omu);
+    if (!ok) c->o_resync = 1;
+    else if (upto > c->o_written) c->o_written = upto;
+    pthread_cond_broadcast(&c->ocv);
+    pthread_mutex_unlock(&c->omu);
+}
+
+int rn_ctl_offsets_wait(rn_ctl_t *c, uint64_t index, uint32_t timeout_ms)
+{
+    struct timespec dl = deadline_in(timeout_ms);
+    pthread_mutex_lock(&c->omu);
+    while (c->o_written < index && pthread_cond_timedwait(&c->ocv, &c->omu, &dl) != ETIMEDOUT) {}
+    int rc = c->o_written >= index ? 0 : -ETIMEDOUT;
+    pthread_mutex_unlock(&c->omu);
+    return rc;
+}
+
 /* ---- the loop ------------------------------------------------------------------ */
 
 static void on_tick(uv_timer_t *t)
@@ -1051,6 +1427,8 @@ static void on_tick(uv_timer_t *t)
     } else if (!leader && lid) {
         send_heartbeat(c, lid, now);
     }
+    offsets_tick(c);
+    offsets_flush(c);                   /* leadership lost with commits waiting */
     publish(c);
 }
 
@@ -1074,6 +1452,8 @@ static void on_async(uv_async_t *a)
     c->qn = c->nisrs = 0;
     treq_t *ts = c->treqs;
     c->treqs = NULL;
+    oreq_t *os = c->oreqs;
+    c->oreqs = NULL;
     pthread_mutex_unlock(&c->qmu);
     while (ts) {
         treq_t *t = ts;
@@ -1082,6 +1462,12 @@ static void on_async(uv_async_t *a)
         else if (t->kind == TREQ_TOPIC) take_topic(c, t);
         else take_member(c, t);
     }
+    if (stop) {
+        oreqs_fail(c, os, -EAGAIN, 0, "the node is stopping");
+        oreqs_fail(c, c->owait, -EAGAIN, 0, "the node is stopping");
+        os = c->owait = NULL;
+    }
+    if (os) take_offsets(c, os);
     if (stop) {
         uv_timer_stop(&c->tick);
         uv_close((uv_handle_t *)&c->tick, NULL);
@@ -1289,6 +1675,8 @@ int rn_ctl_start(const rn_ctl_opts_t *o, rn_ctl_t **out, char *errmsg)
         }
     }
     pthread_mutex_init(&c->vmu, NULL);
+    pthread_mutex_init(&c->omu, NULL);
+    pthread_cond_init(&c->ocv, NULL);
     atomic_init(&c->hb_inflight, 0);
     uv_loop_init(&c->loop);
     int rc = 0, rv = raft_uv_tcp_init(&c->transport, &c->loop);
@@ -1388,6 +1776,9 @@ fail_loop:
     pthread_mutex_destroy(&c->qmu);
     pthread_cond_destroy(&c->qcv);
     pthread_mutex_destroy(&c->vmu);
+    free(c->pend);
+    pthread_mutex_destroy(&c->omu);
+    pthread_cond_destroy(&c->ocv);
     free(c);
     return rc;
 }
@@ -1411,5 +1802,8 @@ void rn_ctl_stop(rn_ctl_t *c)
     pthread_mutex_destroy(&c->qmu);
     pthread_cond_destroy(&c->qcv);
     pthread_mutex_destroy(&c->vmu);
+    free(c->pend);
+    pthread_mutex_destroy(&c->omu);
+    pthread_cond_destroy(&c->ocv);
     free(c);
 }

@@ -32,6 +32,12 @@
  * none live: the queue keeps its dead leader, no unclean election), drops
  * members that are not live from the ISR of live leaders, and commits the
  * ISR changes queue leaders ask for (rn_ctl_isr_request).
+ *
+ * Group offsets (fsm.h OFFSETS): the ready leader group-commits the
+ * CommitOffsets handed to it (rn_ctl_commit_offsets: while one entry is in
+ * flight, the commits arriving wait for it and go together in the next),
+ * every node's apply queues the offsets for its meta.db, which the replica
+ * module writes (rn_ctl_offsets_take / _written / _wait).
  */
 #ifndef RN_CLUSTER_CONTROLLER_H
 #define RN_CLUSTER_CONTROLLER_H
@@ -180,5 +186,30 @@ void rn_ctl_peer_log_ends(rn_ctl_t *c, uint64_t id, const rn_ctl_end_t *e, size_
  * next heartbeat. Lost requests are asked again by the queue leader. */
 void rn_ctl_isr_request(rn_ctl_t *c, uint64_t from, const char *topic, uint32_t queue,
                         uint64_t epoch, const uint64_t *isr, uint32_t nisr);
+
+/* ---- group offsets (OFFSETS entries, fsm.h) ---------------------------------- */
+
+/* Commit the group offsets v[0..n) (each names its group; any thread but
+ * the loop's; blocks up to timeout_ms; v is copied). The ready controller
+ * leader puts the commits waiting for it into one entry, as many as fit in
+ * RN_FSM_OFFSETS_MAX_BYTES. 0 once the entry is applied on the leader
+ * (committed: a majority holds it), *index its raft index; RN_EINVAL or
+ * RN_EFULL (errmsg) when the state refuses it; -EAGAIN when this node is
+ * not the ready controller leader (*leader: the one it knows, 0 none) or
+ * lost the leadership before the entry was committed; -ETIMEDOUT. */
+int rn_ctl_commit_offsets(rn_ctl_t *c, const rn_fsm_goff_t *v, size_t n, uint32_t timeout_ms,
+                          uint64_t *leader, uint64_t *index, char *errmsg);
+
+/* The node's meta.db follows the applied offsets: the replica manager takes
+ * what was applied since its last take (*v malloc'd, caller frees; *n may
+ * be 0; in apply order, so a later offset of a key comes after an earlier
+ * one), writes it, then says so with rn_ctl_offsets_written(upto, ok): ok
+ * = 1 marks every entry up to raft index upto as in meta.db; ok = 0 (the
+ * write failed) makes the next take give every offset of the state. */
+int  rn_ctl_offsets_take(rn_ctl_t *c, rn_fsm_goff_t **v, size_t *n, uint64_t *upto);
+void rn_ctl_offsets_written(rn_ctl_t *c, uint64_t upto, int ok);
+/* Block until this node's meta.db holds every offset of the entries up to
+ * raft index `index` (at most timeout_ms): 0, or -ETIMEDOUT. */
+int  rn_ctl_offsets_wait(rn_ctl_t *c, uint64_t index, uint32_t timeout_ms);
 
 #endif

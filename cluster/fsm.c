@@ -22,6 +22,10 @@
  *     snapshots (check_pq).
  *  7. topics_gen changes whenever topics change (readers copy on change);
  *     it is local, never encoded.
+ *  8. f->goffs is sorted by (group, topic, queue), keys unique, each on a
+ *     queue of a topic of f->topics, offset >= 0, at most RN_FSM_MAX_GOFFS;
+ *     an OFFSETS command or a snapshot that would break this is refused
+ *     whole.
  */
 #include "cluster/fsm.h"
 
@@ -35,7 +39,7 @@
 #include <string.h>
 
 static const uint8_t snap_magic[4] = {'R', 'N', 'C', 'S'};
-#define SNAP_VERSION 2        /* 1: nodes only; 2: nodes and topics (fsm.h) */
+#define SNAP_VERSION 3        /* 1: nodes only; 2: nodes and topics; 3: and offsets (fsm.h) */
 #define SNAP_NODE_FIXED (8 + 8 + 8 + 1 + 8 + 2)
 
 void rn_fsm_init(rn_fsm_t *f) { memset(f, 0, sizeof *f); }
@@ -49,6 +53,7 @@ void rn_fsm_topics_free(rn_fsm_topic_t *t, size_t n)
 void rn_fsm_free(rn_fsm_t *f)
 {
     rn_fsm_topics_free(f->topics, f->ntopics);
+    free(f->goffs);
     rn_fsm_init(f);
 }
 
@@ -393,20 +398,233 @@ int rn_fsm_apply(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
     return 0;
 }
 
+/* ---- group offsets (invariant 8) ---------------------------------------------- */
+
+static int goff_cmp(const char *group, const char *topic, uint32_t queue, const rn_fsm_goff_t *o)
+{
+    int c = strcmp(group, o->group);
+    if (c == 0) c = strcmp(topic, o->topic);
+    if (c == 0) c = (queue > o->queue) - (queue < o->queue);
+    return c;
+}
+
+/* Index of the key in f->goffs, or -(insertion point) - 1. */
+static long goff_index(const rn_fsm_t *f, const char *group, const char *topic, uint32_t queue)
+{
+    size_t lo = 0, hi = f->ngoffs;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = goff_cmp(group, topic, queue, &f->goffs[mid]);
+        if (c == 0) return (long)mid;
+        if (c > 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return -(long)lo - 1;
+}
+
+const rn_fsm_goff_t *rn_fsm_goff_find(const rn_fsm_t *f, const char *group, const char *topic,
+                                      uint32_t queue)
+{
+    long i = goff_index(f, group, topic, queue);
+    return i >= 0 ? &f->goffs[i] : NULL;
+}
+
+/* 1 when o names a queue of a topic of f and its offset is >= 0. */
+static int goff_valid(const rn_fsm_t *f, const rn_fsm_goff_t *o)
+{
+    const rn_fsm_topic_t *t = rn_fsm_topic_find(f, o->topic);
+    return t && o->queue < t->nqueues && o->offset >= 0 && o->group[0];
+}
+
+/* A name fits put_name: 1..RN_FSM_TOPIC_MAX-1 bytes. */
+static int name_ok(const char *s)
+{
+    size_t n = strnlen(s, RN_FSM_TOPIC_MAX);
+    return n > 0 && n < RN_FSM_TOPIC_MAX;
+}
+
+/* End of the run of offsets of v[i]'s group starting at i. */
+static size_t group_run(const rn_fsm_goff_t *v, size_t n, size_t i)
+{
+    size_t j = i + 1;
+    while (j < n && !strcmp(v[j].group, v[i].group)) j++;
+    return j;
+}
+
+size_t rn_fsm_offsets_bound(const rn_fsm_goff_t *v, size_t n)
+{
+    size_t b = 2 + 4;
+    for (size_t i = 0, e; i < n; i = e) {
+        e = group_run(v, n, i);
+        b += 2 + strnlen(v[i].group, RN_FSM_TOPIC_MAX) + 4;
+        for (size_t j = i; j < e; j++)
+            b += 2 + strnlen(v[j].topic, RN_FSM_TOPIC_MAX) + 4 + 8;
+    }
+    return (b + 7) / 8 * 8;
+}
+
+int rn_fsm_offsets_encode(const rn_fsm_goff_t *v, size_t n, uint8_t *out, size_t *len)
+{
+    if (n == 0 || rn_fsm_offsets_bound(v, n) > RN_FSM_OFFSETS_MAX_BYTES) return RN_EINVAL;
+    uint8_t *p = out;
+    *p++ = RN_FSM_CMD_VERSION;
+    *p++ = RN_FSM_OFFSETS;
+    uint8_t *ng = p;
+    p += 4;
+    uint32_t groups = 0;
+    for (size_t i = 0, e; i < n; i = e, groups++) {
+        e = group_run(v, n, i);
+        if (!name_ok(v[i].group)) return RN_EINVAL;
+        p = put_name(p, v[i].group);
+        rn_be32_put(p, (uint32_t)(e - i)); p += 4;
+        for (size_t j = i; j < e; j++) {
+            if (!name_ok(v[j].topic) || v[j].offset < 0) return RN_EINVAL;
+            p = put_name(p, v[j].topic);
+            rn_be32_put(p, v[j].queue); p += 4;
+            rn_be64_put(p, (uint64_t)v[j].offset); p += 8;
+        }
+    }
+    rn_be32_put(ng, groups);
+    while ((p - out) % 8) *p++ = 0;                                 /* invariant 5 */
+    *len = (size_t)(p - out);
+    return 0;
+}
+
+int rn_fsm_offsets_decode(const uint8_t *p, size_t len, rn_fsm_goff_t **out, size_t *nout,
+                          char *errmsg)
+{
+    *out = NULL;
+    *nout = 0;
+    if (len < 6 || len > RN_FSM_OFFSETS_MAX_BYTES || p[0] != RN_FSM_CMD_VERSION ||
+        p[1] != RN_FSM_OFFSETS)
+        return rn_errf(errmsg, RN_ECORRUPT, "controller offsets command of %zu bytes: not a "
+                       "version %d OFFSETS header, or longer than %u bytes", len,
+                       RN_FSM_CMD_VERSION, RN_FSM_OFFSETS_MAX_BYTES);
+    const uint8_t *q = p + 6, *end = p + len;
+    uint32_t groups = rn_be32_get(p + 2);
+    /* Every offset takes at least 2 + 1 + 4 + 8 bytes: a bound before malloc. */
+    size_t cap = len / 15 + 1, n = 0;
+    rn_fsm_goff_t *v = malloc(cap * sizeof *v);
+    if (!v) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    char group[RN_FSM_TOPIC_MAX];
+    for (uint32_t g = 0; q && g < groups; g++) {
+        if (!(q = get_name(q, end, group)) || end - q < 4) { q = NULL; break; }
+        uint32_t cnt = rn_be32_get(q);
+        q += 4;
+        if (cnt == 0 || cnt > cap - n) { q = NULL; break; }
+        for (uint32_t k = 0; k < cnt; k++, n++) {
+            rn_fsm_goff_t *o = &v[n];
+            memcpy(o->group, group, sizeof group);
+            if (!(q = get_name(q, end, o->topic)) || end - q < 12) { q = NULL; break; }
+            o->queue = rn_be32_get(q);
+            o->offset = (int64_t)rn_be64_get(q + 4);
+            q += 12;
+            if (o->offset < 0) { q = NULL; break; }
+        }
+    }
+    if (!q || groups == 0 || !is_padding(q, (size_t)(end - q))) {
+        free(v);
+        return rn_errf(errmsg, RN_ECORRUPT, "controller offsets command: %zu bytes do not "
+                       "hold its groups, names, queues and offsets (>= 0)", len);
+    }
+    *out = v;
+    *nout = n;
+    return 0;
+}
+
+int rn_fsm_offsets_apply(rn_fsm_t *f, const rn_fsm_goff_t *v, size_t n, char *errmsg)
+{
+    size_t fresh = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!goff_valid(f, &v[i]))
+            return rn_errf(errmsg, RN_EINVAL, "group '%s': offset %lld on '%s'/%u: not a queue "
+                           "of a replicated topic, or negative", v[i].group,
+                           (long long)v[i].offset, v[i].topic, v[i].queue);
+        if (goff_index(f, v[i].group, v[i].topic, v[i].queue) < 0) fresh++;
+    }
+    /* fresh counts a key v repeats more than once: exact (quadratic) only
+     * when that upper bound passes the limit. */
+    if (f->ngoffs + fresh > RN_FSM_MAX_GOFFS) {
+        fresh = 0;
+        for (size_t i = 0; i < n; i++) {
+            int again = 0;
+            for (size_t j = 0; j < i && !again; j++)
+                again = !goff_cmp(v[i].group, v[i].topic, v[i].queue, &v[j]);
+            if (!again && goff_index(f, v[i].group, v[i].topic, v[i].queue) < 0) fresh++;
+        }
+    }
+    if (f->ngoffs + fresh > RN_FSM_MAX_GOFFS)
+        return rn_errf(errmsg, RN_EFULL, "the cluster holds %zu group offsets; %zu more would "
+                       "pass its limit %d", f->ngoffs, fresh, RN_FSM_MAX_GOFFS);
+    if (fresh) {
+        rn_fsm_goff_t *g = realloc(f->goffs, (f->ngoffs + fresh) * sizeof *g);
+        if (!g) return rn_errf(errmsg, -ENOMEM, "out of memory");
+        f->goffs = g;
+    }
+    for (size_t i = 0; i < n; i++) {
+        long at = goff_index(f, v[i].group, v[i].topic, v[i].queue);
+        if (at < 0) {
+            at = -at - 1;
+            memmove(&f->goffs[at + 1], &f->goffs[at], (f->ngoffs - (size_t)at) * sizeof v[0]);
+            f->ngoffs++;
+            f->goffs[at] = v[i];
+        }
+        f->goffs[at].offset = v[i].offset;
+    }
+    return 0;
+}
+
+static uint8_t *snap_goffs_put(const rn_fsm_t *f, uint8_t *p)
+{
+    rn_be32_put(p, (uint32_t)f->ngoffs); p += 4;
+    for (size_t i = 0; i < f->ngoffs; i++) {
+        p = put_name(p, f->goffs[i].group);
+        p = put_name(p, f->goffs[i].topic);
+        rn_be32_put(p, f->goffs[i].queue); p += 4;
+        rn_be64_put(p, (uint64_t)f->goffs[i].offset); p += 8;
+    }
+    return p;
+}
+
+/* The offsets part of a version 3 snapshot into nf, whose topics are read
+ * (invariant 8); NULL when it does not check. */
+static const uint8_t *snap_goffs_get(const uint8_t *p, const uint8_t *end, rn_fsm_t *nf)
+{
+    if (end - p < 4) return NULL;
+    uint32_t cnt = rn_be32_get(p);
+    p += 4;
+    if (cnt < 1 || cnt > RN_FSM_MAX_GOFFS || (size_t)(end - p) / 15 < cnt) return NULL;
+    nf->goffs = calloc(cnt, sizeof *nf->goffs);
+    if (!nf->goffs) return NULL;
+    for (uint32_t i = 0; i < cnt; i++) {
+        rn_fsm_goff_t *o = &nf->goffs[i];
+        if (!(p = get_name(p, end, o->group)) || !(p = get_name(p, end, o->topic)) ||
+            end - p < 12)
+            return NULL;
+        o->queue = rn_be32_get(p);
+        o->offset = (int64_t)rn_be64_get(p + 4);
+        p += 12;
+        if (!goff_valid(nf, o)) return NULL;
+        if (i > 0 && goff_cmp(o->group, o->topic, o->queue, &nf->goffs[i - 1]) <= 0) return NULL;
+        nf->ngoffs = i + 1;
+    }
+    return p;
+}
+
 size_t rn_fsm_snapshot_bound(const rn_fsm_t *f)
 {
     size_t b = 4 + 1 + 4 + f->n * (SNAP_NODE_FIXED + RN_CLUSTER_ADDR_MAX) + 4;
     for (size_t i = 0; i < f->ntopics; i++)
         b += 2 + RN_FSM_TOPIC_MAX + 4 +
              f->topics[i].nqueues * (8 + 8 + 2 + 16 * (size_t)RN_CLUSTER_MAX_NODES);
-    return b;
+    return b + 4 + f->ngoffs * (2 + RN_FSM_TOPIC_MAX + 2 + RN_FSM_TOPIC_MAX + 4 + 8);
 }
 
 size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out)
 {
     uint8_t *p = out;
     memcpy(p, snap_magic, 4); p += 4;
-    *p++ = f->ntopics ? 2 : 1;
+    *p++ = f->ngoffs ? 3 : f->ntopics ? 2 : 1;
     rn_be32_put(p, (uint32_t)f->n); p += 4;
     for (size_t i = 0; i < f->n; i++) {
         const rn_fsm_node_t *nd = &f->nodes[i];
@@ -419,7 +637,7 @@ size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out)
         rn_be16_put(p, (uint16_t)len); p += 2;
         memcpy(p, nd->client, len); p += len;
     }
-    if (f->ntopics) {
+    if (f->ntopics || f->ngoffs) {
         rn_be32_put(p, (uint32_t)f->ntopics); p += 4;
         for (size_t i = 0; i < f->ntopics; i++) {
             const rn_fsm_topic_t *t = &f->topics[i];
@@ -433,16 +651,19 @@ size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out)
             }
         }
     }
+    if (f->ngoffs) p = snap_goffs_put(f, p);
     return (size_t)(p - out);
 }
 
 /* The topic part of a version 2 snapshot into nf (invariant 6); NULL when
  * it does not check. */
-static const uint8_t *snap_topics(const uint8_t *p, const uint8_t *end, rn_fsm_t *nf)
+static const uint8_t *snap_topics(const uint8_t *p, const uint8_t *end, rn_fsm_t *nf,
+                                  int allow_none)
 {
     if (end - p < 4) return NULL;
     uint32_t cnt = rn_be32_get(p);
     p += 4;
+    if (cnt == 0 && allow_none) return p;
     if (cnt < 1 || cnt > RN_FSM_MAX_TOPICS) return NULL;
     nf->topics = calloc(cnt, sizeof *nf->topics);
     if (!nf->topics) return NULL;
@@ -504,14 +725,17 @@ int rn_fsm_snapshot_decode(rn_fsm_t *f, const uint8_t *p, size_t n, char *errmsg
         if (i > 0 && nf.nodes[i - 1].id >= nd->id) goto bad;      /* invariant 1 */
         nf.n = i + 1;
     }
-    if (version == 2 && !(p = snap_topics(p, end, &nf))) goto bad;
+    if (version >= 2 && !(p = snap_topics(p, end, &nf, version == 3))) goto bad;
+    if (version == 3 && !(p = snap_goffs_get(p, end, &nf))) goto bad;
     if (p != end) goto bad;
     rn_fsm_topics_free(f->topics, f->ntopics);
+    free(f->goffs);
     nf.topics_gen = f->topics_gen + 1;                             /* invariant 7 */
     *f = nf;
     return 0;
 bad:
     rn_fsm_topics_free(nf.topics, nf.ntopics);
-    return rn_errf(errmsg, RN_ECORRUPT, "controller snapshot: node or topic records do not "
-                   "check (lengths, order, flags or replica sets)");
+    free(nf.goffs);
+    return rn_errf(errmsg, RN_ECORRUPT, "controller snapshot: node, topic or group offset "
+                   "records do not check (lengths, order, flags, replica sets or queues)");
 }

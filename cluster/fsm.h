@@ -7,7 +7,8 @@
  * and incarnation of their latest registration, liveness as the controller
  * leader committed it), and the replicated topics: per topic its queue
  * count, per queue the replica set, the leader, the leader epoch and the
- * in-sync replicas (ISR).
+ * in-sync replicas (ISR); and the consumer groups' committed offsets on
+ * the replicated topics' queues.
  *
  * Command encoding, version 1 (integers big-endian):
  *
@@ -25,6 +26,11 @@
  *                 nisr × isr u64
  *                 (applied only when the queue's epoch is still prev_epoch:
  *                 a stale proposal changes nothing)
+ *   OFFSETS  (5): ng u32 | ng × (len u16 | group[len] | n u32 |
+ *                 n × (len u16 | topic[len] | queue u32 | offset i64))
+ *                 (group offsets committed on replicated topics: one or
+ *                 several commits batched; no id, no clock. Its own codec,
+ *                 rn_fsm_offsets_encode / _decode)
  *   then 0 to 7 zero bytes: a command is a multiple of 8 bytes long, because
  *   libraft 0.15's disk log (raft/uv) writes an entry of any other length
  *   wrongly and then cannot load its segment (cluster/README.md, libraft).
@@ -38,7 +44,10 @@
  *          nrep u8 | nrep × u64 | nisr u8 | nisr × u64)
  *   Version 1 (no topic part) is written when there is no topic, version 2
  *   (with it, t >= 1) otherwise: one encoding per state, and the first
- *   slice's snapshots still load.
+ *   slice's snapshots still load. Version 3, written when the state holds
+ *   group offsets, has the topic part (t >= 0) and then
+ *   g u32 | g × (len u16 | group[len] | len u16 | topic[len] | queue u32 |
+ *   offset i64), ascending by (group, topic, queue).
  *
  * A newer version or an unknown type is refused (RN_ECORRUPT with a
  * message), never guessed at.
@@ -64,6 +73,7 @@ typedef enum rn_fsm_cmd_type {
     RN_FSM_FENCE = 2,       /* the leader saw no heartbeat from the node for too long */
     RN_FSM_TOPIC = 3,       /* a replicated topic and its queues' replica sets */
     RN_FSM_LEADER = 4,      /* a queue's new leader (epoch + 1) or ISR (same epoch) */
+    RN_FSM_OFFSETS = 5,     /* group offsets on replicated topics (rn_fsm_offsets_*) */
 } rn_fsm_cmd_type_t;
 
 /* One queue of a replicated topic. Invariants: 1 <= nrep <= MAX_NODES,
@@ -107,12 +117,26 @@ typedef struct rn_fsm_node {
     int64_t  live_changed_ms;
 } rn_fsm_node_t;
 
+/* One committed offset of a consumer group on a queue of a replicated
+ * topic (the next offset to read). Names as topic names: 1..249 bytes. */
+typedef struct rn_fsm_goff {
+    char     group[RN_FSM_TOPIC_MAX];
+    char     topic[RN_FSM_TOPIC_MAX];
+    uint32_t queue;
+    int64_t  offset;
+} rn_fsm_goff_t;
+
+#define RN_FSM_MAX_GOFFS         65536        /* group offsets the cluster holds */
+#define RN_FSM_OFFSETS_MAX_BYTES (256u << 10) /* one OFFSETS entry, padding included */
+
 typedef struct rn_fsm {
     size_t          n;
     rn_fsm_node_t   nodes[RN_CLUSTER_MAX_NODES];   /* ascending id */
     size_t          ntopics;
     rn_fsm_topic_t *topics;                        /* ascending name, owned */
     uint64_t        topics_gen;                    /* +1 at every change of topics (local) */
+    size_t          ngoffs;
+    rn_fsm_goff_t  *goffs;         /* ascending (group, topic, queue), owned */
 } rn_fsm_t;
 
 void rn_fsm_init(rn_fsm_t *f);
@@ -150,5 +174,28 @@ size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out);
 /* Replace *f with the snapshot's state; on error (RN_ECORRUPT, errmsg) *f
  * is unchanged. */
 int rn_fsm_snapshot_decode(rn_fsm_t *f, const uint8_t *p, size_t n, char *errmsg);
+
+/* ---- group offsets (OFFSETS entries) -------------------------------------- */
+
+/* Bytes rn_fsm_offsets_encode needs for v[0..n) (padding included). */
+size_t rn_fsm_offsets_bound(const rn_fsm_goff_t *v, size_t n);
+/* Encode v[0..n) (n >= 1; consecutive offsets of one group share its
+ * header) into out (rn_fsm_offsets_bound bytes); *len gets the size, a
+ * multiple of 8. RN_EINVAL when a name is empty or too long, an offset is
+ * negative or the entry would pass RN_FSM_OFFSETS_MAX_BYTES. */
+int rn_fsm_offsets_encode(const rn_fsm_goff_t *v, size_t n, uint8_t *out, size_t *len);
+/* Decode an OFFSETS command p[0..len): *v malloc'd (caller frees), *n
+ * offsets in entry order. RN_ECORRUPT with errmsg when it does not check. */
+int rn_fsm_offsets_decode(const uint8_t *p, size_t len, rn_fsm_goff_t **v, size_t *n,
+                          char *errmsg);
+/* Apply v[0..n) in order (an offset given twice: the later wins), all or
+ * nothing: RN_EINVAL when a queue is not one of a replicated topic's or an
+ * offset is negative, RN_EFULL when the state would pass RN_FSM_MAX_GOFFS;
+ * state unchanged then. An upsert, as a single node's CommitOffsets: an
+ * offset may move back (a consumer rewinding). */
+int rn_fsm_offsets_apply(rn_fsm_t *f, const rn_fsm_goff_t *v, size_t n, char *errmsg);
+/* The group's committed offset on (topic, queue), or NULL (borrowed). */
+const rn_fsm_goff_t *rn_fsm_goff_find(const rn_fsm_t *f, const char *group, const char *topic,
+                                      uint32_t queue);
 
 #endif

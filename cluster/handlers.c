@@ -202,31 +202,46 @@ int rn_cluster_hd_heartbeat(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a
     return 0;
 }
 
+int rn_cluster_leader_addr(rn_ctl_t *c, uint64_t leader, char *addr, rn_status_t *st)
+{
+    const rn_ctl_view_t *v = rn_ctl_view_get(c);
+    const rn_ctl_vnode_t *n = rn_ctl_view_node(v, leader);
+    addr[0] = '\0';
+    if (n) snprintf(addr, RN_CLUSTER_ADDR_MAX, "%s", n->client);
+    rn_ctl_view_put(v);
+    if (!addr[0])
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "the controller leader (node %llu) has no "
+                             "client address yet; retry", (unsigned long long)leader);
+    return 0;
+}
+
+int rn_cluster_call(rn_rpc_t *rpc, const char *method, const ProtobufCMessage *req,
+                    const ProtobufCMessageDescriptor *rdesc, int timeout_ms,
+                    ProtobufCMessage **resp, rn_status_t *st)
+{
+    char err[RN_ERRMSG_SIZE];
+    int status = 0;
+    *resp = NULL;
+    if (rn_rpc_call(rpc, method, req, rdesc, resp, timeout_ms, &status, err) == 0) return 0;
+    if (*resp) protobuf_c_message_free_unpacked(*resp, NULL);
+    *resp = NULL;
+    return rn_status_set(st, status > 0 && status <= 16 ? (rn_st_t)status : RN_ST_UNAVAILABLE,
+                         "%s", err);
+}
+
 int rn_cluster_forward(rn_ctl_t *c, uint64_t leader, const char *method,
                        const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rdesc,
                        int timeout_ms, ProtobufCMessage **resp, rn_status_t *st)
 {
     *resp = NULL;
-    const rn_ctl_view_t *v = rn_ctl_view_get(c);
-    const rn_ctl_vnode_t *n = rn_ctl_view_node(v, leader);
-    char addr[RN_CLUSTER_ADDR_MAX] = "";
-    if (n) snprintf(addr, sizeof addr, "%s", n->client);
-    rn_ctl_view_put(v);
-    if (!addr[0])
-        return rn_status_set(st, RN_ST_UNAVAILABLE, "the controller leader (node %llu) has no "
-                             "client address yet; retry", (unsigned long long)leader);
+    char addr[RN_CLUSTER_ADDR_MAX], err[RN_ERRMSG_SIZE];
+    if (rn_cluster_leader_addr(c, leader, addr, st) != 0) return -1;
     rn_rpc_t *rpc = NULL;
-    char err[RN_ERRMSG_SIZE];
     if (rn_rpc_open(addr, &rpc, err) != 0)
         return rn_status_set(st, RN_ST_UNAVAILABLE, "controller leader at %s: %s", addr, err);
-    int status = 0;
-    int rc = rn_rpc_call(rpc, method, req, rdesc, resp, timeout_ms, &status, err);
+    int rc = rn_cluster_call(rpc, method, req, rdesc, timeout_ms, resp, st);
     rn_rpc_close(rpc);
-    if (rc == 0) return 0;
-    if (*resp) protobuf_c_message_free_unpacked(*resp, NULL);
-    *resp = NULL;
-    return rn_status_set(st, status > 0 && status <= 16 ? (rn_st_t)status : RN_ST_UNAVAILABLE,
-                         "%s", err);
+    return rc;
 }
 
 int rn_cluster_hd_change(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,

@@ -11,6 +11,7 @@
 #ifndef RN_CLUSTER_HANDLERS_H
 #define RN_CLUSTER_HANDLERS_H
 
+#include "client/rpc.h"
 #include "cluster/controller.h"
 #include "cluster/replica.h"
 #include "server/handlers.h"
@@ -24,6 +25,15 @@ int rn_cluster_hd_status(rn_hd_t *h, const ProtobufCMessage *req, rn_arena_t *a,
                          ProtobufCMessage **resp, rn_status_t *st);
 int rn_cluster_hd_heartbeat(rn_hd_t *h, const ProtobufCMessage *req, rn_arena_t *a,
                             ProtobufCMessage **resp, rn_status_t *st);
+/* The client address of node leader (the controller leader) as the view
+ * holds it, into addr (RN_CLUSTER_ADDR_MAX); -1 with UNAVAILABLE when it
+ * has none yet. */
+int rn_cluster_leader_addr(rn_ctl_t *c, uint64_t leader, char *addr, rn_status_t *st);
+/* One call on rpc: 0 with *resp (the caller frees it), or -1 with st set to
+ * the callee's status (UNAVAILABLE when the call failed in transport). */
+int rn_cluster_call(rn_rpc_t *rpc, const char *method, const ProtobufCMessage *req,
+                    const ProtobufCMessageDescriptor *rdesc, int timeout_ms,
+                    ProtobufCMessage **resp, rn_status_t *st);
 /* Pass req on to the controller leader (node leader, at the client address
  * the view holds), once: 0 with *resp (the caller frees it), or -1 with st
  * set (the leader's own status, or UNAVAILABLE when it has no address or

@@ -38,6 +38,17 @@
  *     may still lead a queue that moved while it was down, or may not know
  *     yet that a topic of its store is replicated; it must take produces
  *     neither as that leader nor as a topic of its own.
+ *  7. Group offsets on replicated topics reach this node's meta.db only
+ *     from the controller's applied OFFSETS entries (sync_offsets, on the
+ *     manager thread, after the topics are made here), in apply order; a
+ *     CommitOffsets on them is answered once the controller committed it
+ *     and this node's meta.db holds it (rn_ctl_offsets_wait). A node that
+ *     is not the controller leader passes it on (forwarded), never twice.
+ *     Nothing is written before the view holds this start's registration
+ *     (as invariant 6): by then every entry applied before the node last
+ *     stopped is applied again, so the first write after a restart (a
+ *     snapshot's offsets, then later entries', under one meta.db lock)
+ *     never shows readers a state older than the one meta.db held.
  */
 #include "cluster/replica.h"
 
@@ -48,6 +59,7 @@
 #include "common/error.h"
 #include "common/sys.h"
 #include "logical-queues/datadir.h"
+#include "logical-queues/meta.h"
 #include "server/log.h"
 
 #include <assert.h>
@@ -95,7 +107,21 @@ struct rn_repl {
     int                started;
     char             (*made)[RN_FSM_TOPIC_MAX];   /* topics made here (manager thread) */
     size_t             nmade, capmade;
+    /* Group offsets (invariant 7): smu makes the writers of meta.db offsets
+     * (the manager, commit handlers) take and write one at a time, so that
+     * no older take lands after a newer one; it is held across that write
+     * on purpose, and by nothing else. fmu guards the cached channel to the
+     * controller leader (never held across a call: rn_rpc_t is thread-safe,
+     * a replaced one is closed at destroy). */
+    pthread_mutex_t    smu;
+    pthread_mutex_t    fmu;
+    rn_rpc_t          *fwd;
+    char               fwd_addr[RN_CLUSTER_ADDR_MAX];
+    rn_rpc_t          *fwd_old[8];
+    size_t             nfwd_old;
 };
+
+static void sync_offsets(rn_repl_t *r, rn_ctl_t *ctl);
 
 static int64_t mono_ms(void) { return (int64_t)(rn_mono_ns() / 1000000u); }
 
@@ -787,6 +813,139 @@ static void manage(rn_repl_t *r, rn_ctl_t *ctl, int64_t now)
     }
     rn_ctl_view_put(v);
     rn_ctl_set_log_ends(ctl, ends, nends);
+    sync_offsets(r, ctl);               /* after the topics are made here */
+}
+
+/* ---- group offsets (controller.h: OFFSETS entries) ----------------------------- */
+
+/* The channel to the controller leader's client address (cached: one per
+ * address; one replaced is kept until destroy, since another thread may
+ * still call on it). NULL with err when it cannot be opened. */
+static rn_rpc_t *leader_rpc(rn_repl_t *r, const char *addr, char *err)
+{
+    pthread_mutex_lock(&r->fmu);
+    rn_rpc_t *rpc = r->fwd && !strcmp(r->fwd_addr, addr) ? r->fwd : NULL;
+    pthread_mutex_unlock(&r->fmu);
+    if (rpc || rn_rpc_open(addr, &rpc, err) != 0) return rpc;
+    pthread_mutex_lock(&r->fmu);
+    if (r->fwd && r->nfwd_old == sizeof r->fwd_old / sizeof r->fwd_old[0]) {
+        pthread_mutex_unlock(&r->fmu);
+        return rpc;                     /* a one-off: the caller closes it */
+    }
+    if (r->fwd) r->fwd_old[r->nfwd_old++] = r->fwd;
+    r->fwd = rpc;
+    snprintf(r->fwd_addr, sizeof r->fwd_addr, "%s", addr);
+    pthread_mutex_unlock(&r->fmu);
+    return rpc;
+}
+
+/* CommitOffsets passed on to the controller leader at addr; *index: the
+ * raft index it answers. */
+static int forward_commit(rn_repl_t *r, const Runnel__V1__CommitOffsetsRequest *req,
+                          const char *addr, uint64_t *index, rn_status_t *st)
+{
+    char err[RN_ERRMSG_SIZE];
+    rn_rpc_t *rpc = leader_rpc(r, addr, err);
+    if (!rpc)
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "controller leader at %s: %s", addr, err);
+    Runnel__V1__CommitOffsetsRequest fw = *req;
+    fw.forwarded = 1;
+    ProtobufCMessage *resp = NULL;
+    int rc = rn_cluster_call(rpc, RN_RPC_METHOD("CommitOffsets"), &fw.base,
+                             &runnel__v1__commit_offsets_response__descriptor, 10000, &resp, st);
+    if (rc == 0) *index = ((Runnel__V1__CommitOffsetsResponse *)resp)->cluster_index;
+    if (resp) protobuf_c_message_free_unpacked(resp, NULL);
+    pthread_mutex_lock(&r->fmu);
+    int cached = rpc == r->fwd;
+    for (size_t i = 0; i < r->nfwd_old; i++) cached |= rpc == r->fwd_old[i];
+    pthread_mutex_unlock(&r->fmu);
+    if (!cached) rn_rpc_close(rpc);
+    if (rc == 0 && *index == 0)
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "the controller leader at %s answered no "
+                             "raft index for the offsets; retry", addr);
+    return rc;
+}
+
+static int h_commit_offsets(void *arg, const Runnel__V1__CommitOffsetsRequest *req,
+                            uint64_t *index, rn_status_t *st)
+{
+    rn_repl_t *r = arg;
+    rn_ctl_t *ctl = atomic_load(&r->ctl);
+    *index = 0;
+    if (!ctl)
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "this node's cluster controller is "
+                             "starting; retry");
+    size_t n = req->n_offsets;
+    rn_fsm_goff_t *v = calloc(n, sizeof *v);
+    if (!v) return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        snprintf(v[i].group, sizeof v[i].group, "%s", req->group);
+        snprintf(v[i].topic, sizeof v[i].topic, "%s", req->offsets[i]->topic);
+        v[i].queue = req->offsets[i]->queue;
+        v[i].offset = req->offsets[i]->offset;
+    }
+    char err[RN_ERRMSG_SIZE] = "";
+    uint64_t leader = 0;
+    int rc = rn_ctl_commit_offsets(ctl, v, n, 5000, &leader, index, err);
+    free(v);
+    if (rc == -EAGAIN && leader && !req->forwarded) {
+        char addr[RN_CLUSTER_ADDR_MAX];
+        if (rn_cluster_leader_addr(ctl, leader, addr, st) != 0) return -1;
+        if (forward_commit(r, req, addr, index, st) != 0) return -1;
+    } else if (rc == -EAGAIN || rc == -ETIMEDOUT) {
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "group '%s': offsets not committed: %s; "
+                             "retry", req->group, err[0] ? err : "no controller leader");
+    } else if (rc == RN_EFULL) {
+        return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "group '%s': %s", req->group, err);
+    } else if (rc != 0) {
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "group '%s': %s", req->group, err);
+    }
+    /* Committed: answer once this node's meta.db holds it, so that a read
+     * here after the answer sees it (written now if applied already). */
+    sync_offsets(r, ctl);
+    if (rn_ctl_offsets_wait(ctl, *index, 5000) != 0)
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "group '%s': the offsets are committed "
+                             "(controller entry %llu) but this node has not applied them within "
+                             "5 s; retry", req->group, (unsigned long long)*index);
+    return 0;
+}
+
+/* The offsets the controller applied since the last tick, into meta.db:
+ * per run of one group, one transaction (controller.h). */
+static void sync_offsets(rn_repl_t *r, rn_ctl_t *ctl)
+{
+    rn_fsm_goff_t *v = NULL;
+    size_t n = 0;
+    uint64_t upto = 0;
+    const rn_ctl_view_t *vw = rn_ctl_view_get(ctl);
+    int current = vw->self_current;
+    rn_ctl_view_put(vw);
+    if (!current) return;               /* invariant 7: not before this start's state */
+    pthread_mutex_lock(&r->smu);
+    rn_ctl_offsets_take(ctl, &v, &n, &upto);
+    rn_meta_offset_t *w = n ? malloc(n * sizeof *w) : NULL;
+    int ok = !n || w;
+    char err[RN_ERRMSG_SIZE] = "out of memory";
+    rn_datadir_t *d = rn_hd_datadir(r->o.hd);
+    rn_meta_t *m = n ? rn_datadir_meta_lock(d) : NULL;
+    for (size_t i = 0, e; ok && i < n; i = e) {
+        size_t k = 0;
+        for (e = i; ok && e < n && !strcmp(v[e].group, v[i].group); e++, k++) {
+            rn_meta_topic_t t;
+            ok = rn_meta_topic_get(m, v[e].topic, &t, err) == 0;
+            w[k].topic_id = t.id;
+            w[k].queue = v[e].queue;
+            w[k].offset = v[e].offset;
+        }
+        if (ok) ok = rn_meta_offsets_commit(m, v[i].group, w, k, err) == 0;
+    }
+    if (m) rn_datadir_meta_unlock(d);
+    if (!ok) rn_slog(RN_SLOG_ERROR, "replica: group offsets not written here: %s (all are "
+                     "written again)", err);
+    free(w);
+    free(v);
+    rn_ctl_offsets_written(ctl, upto, ok);
+    pthread_mutex_unlock(&r->smu);
 }
 
 static void *manager_main(void *arg)
@@ -817,7 +976,10 @@ int rn_repl_create(const rn_repl_opts_t *o, rn_repl_t **out, char *errmsg)
     atomic_init(&r->ctl, NULL);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
-    rn_hd_repl_t hooks = {r, h_produce, h_wait, h_fetch, h_create_topic, h_replicated};
+    pthread_mutex_init(&r->smu, NULL);
+    pthread_mutex_init(&r->fmu, NULL);
+    rn_hd_repl_t hooks = {r, h_produce, h_wait, h_fetch, h_create_topic, h_replicated,
+                          h_commit_offsets};
     rn_hd_set_repl(o->hd, &hooks);
     *out = r;
     return 0;
@@ -854,6 +1016,10 @@ void rn_repl_destroy(rn_repl_t *r)
         free(q);
     }
     free(r->made);
+    rn_rpc_close(r->fwd);
+    for (size_t i = 0; i < r->nfwd_old; i++) rn_rpc_close(r->fwd_old[i]);
+    pthread_mutex_destroy(&r->smu);
+    pthread_mutex_destroy(&r->fmu);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r);

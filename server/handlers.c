@@ -38,6 +38,12 @@
  *     min_insync_replicas); a consumer's fetch returns whole batches below
  *     the hook's limit only (the high watermark), and a replica's append
  *     or cut holds the queue's append mutex like a Produce (invariant 2).
+ *  9. In a cluster, group offsets on replicated topics are written to
+ *     meta.db only by the controller's apply (cluster/replica.c): a
+ *     CommitOffsets on them goes to the commit_offsets hook (after the
+ *     local range checks), never to meta.db here; so does a ResetGroup of
+ *     them (its offsets resolved here); one to a checkpoint, or mixing them
+ *     with local topics, is refused rather than written locally.
  */
 #include "server/handlers.h"
 
@@ -1129,6 +1135,20 @@ static int group_guarded(rn_hd_t *h, const char *group, rn_status_t *st)
     return refused;
 }
 
+/* In a cluster: how many of the request's topics the controller replicates
+ * (-1 with st when this node cannot tell yet); 0 on a single node. */
+static int count_replicated(rn_hd_t *h, Runnel__V1__QueueOffset *const *o, size_t n,
+                            rn_status_t *st)
+{
+    int k = 0;
+    for (size_t i = 0; h->has_repl && h->repl.commit_offsets && i < n; i++) {
+        int rep = h->repl.replicated(h->repl.arg, o[i]->topic, st);
+        if (rep < 0) return -1;
+        k += rep;
+    }
+    return k;
+}
+
 int rn_hd_commit_offsets(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
                          ProtobufCMessage **resp, rn_status_t *st)
 {
@@ -1139,12 +1159,20 @@ int rn_hd_commit_offsets(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     if (rc != 0) return fail_rc(st, rc, err);
     if (n == 0) return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "CommitOffsets needs offsets");
     if (group_guarded(h, req->group, st)) return -1;
+    /* Invariant 9: replicated topics' offsets go through the controller. */
+    int nrepl = count_replicated(h, req->offsets, n, st);
+    if (nrepl < 0) return -1;
+    if (nrepl && (size_t)nrepl != n)
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "CommitOffsets of group '%s' mixes "
+                             "topics replicated across the cluster with topics of this node "
+                             "only: commit each kind in its own request", req->group);
     rn_meta_offset_t *v = calloc(n, sizeof *v);
     if (!v) return OOM(st);
     /* One critical section: every offset checked against its queue's range
-     * (rn_datadir_resolve, as rn_group_commit does), then one transaction. */
+     * (rn_datadir_resolve, as rn_group_commit does), then one transaction.
+     * A forwarded commit was checked by the node that passed it on. */
     rn_datadir_meta_lock(h->d);
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    for (size_t i = 0; i < n && rc == 0 && !(nrepl && req->forwarded); i++) {
         const Runnel__V1__QueueOffset *o = req->offsets[i];
         rn_datadir_queue_t q;
         int64_t got;
@@ -1156,13 +1184,16 @@ int rn_hd_commit_offsets(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
         v[i].offset = o->offset;
         rn_datadir_queue_close(&q);
     }
-    if (rc == 0) rc = rn_group_commit_offsets(h->d, req->group, v, n, err);
+    if (rc == 0 && !nrepl) rc = rn_group_commit_offsets(h->d, req->group, v, n, err);
     rn_datadir_meta_unlock(h->d);
     free(v);
     if (rc != 0) return fail_rc(st, rc, err);
+    uint64_t index = 0;
+    if (nrepl && h->repl.commit_offsets(h->repl.arg, req, &index, st) != 0) return -1;
     Runnel__V1__CommitOffsetsResponse *r = rn_arena_alloc(a, sizeof *r);
     if (!r) return OOM(st);
     runnel__v1__commit_offsets_response__init(r);
+    r->cluster_index = index;
     *resp = &r->base;
     return 0;
 }
@@ -1232,6 +1263,101 @@ int rn_hd_list_groups(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     return 0;
 }
 
+/* Invariant 9: a reset in a cluster. The queues it covers (topic's, or
+ * those group has offsets on); none replicated: 0 (the local reset). All
+ * replicated, to earliest, latest or a time: each resolved against this
+ * node's replica of the queue, then committed through the controller like
+ * a CommitOffsets of them all (one entry, atomic); 1. -1 with st when the
+ * queues mix replicated and local topics, the target is a checkpoint
+ * (checkpoints are each node's own), or the commit fails. */
+static int reset_in_cluster(rn_hd_t *h, const char *group, const char *topic,
+                            const rn_meta_topic_t *t, const rn_group_target_t *to,
+                            rn_status_t *st)
+{
+    if (!h->has_repl || !h->repl.commit_offsets) return 0;
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_meta_offset_t *v = NULL;
+    size_t n = 0;
+    rn_meta_t *meta = rn_datadir_meta_lock(h->d);
+    int rc = rn_meta_offsets_get(meta, group, -1, &v, &n, err);
+    rn_datadir_meta_unlock(h->d);
+    if (rc != 0) return fail_rc(st, rc, err);
+    if (topic) {                        /* every queue of topic instead */
+        free(v);
+        n = t->queues;
+        v = calloc(n ? n : 1, sizeof *v);
+        if (!v) return OOM(st);
+        for (size_t i = 0; i < n; i++) {
+            snprintf(v[i].topic, sizeof v[i].topic, "%s", topic);
+            v[i].queue = (uint32_t)i;
+        }
+    }
+    size_t nrep = 0;
+    const char *hit = NULL;
+    for (size_t i = 0; i < n; i++) {
+        int rep = h->repl.replicated(h->repl.arg, v[i].topic, st);
+        if (rep < 0) {
+            free(v);
+            return -1;
+        }
+        if (rep) {
+            nrep++;
+            hit = v[i].topic;
+        }
+    }
+    if (nrep == 0) {
+        free(v);
+        return 0;
+    }
+    if (nrep != n || to->kind == RN_TARGET_CHECKPOINT) {
+        rn_status_set(st, RN_ST_FAILED_PRECONDITION, nrep != n ?
+                      "group '%s' has offsets on topic '%s', which is replicated across the "
+                      "cluster, and on topics of this node only: reset each with --topic T" :
+                      "group '%s' has offsets on topic '%s', which is replicated across the "
+                      "cluster, and checkpoints are each node's own: resetting there to a "
+                      "checkpoint is not supported yet (reset to earliest, latest or a time, "
+                      "or commit the offsets wanted)", group, hit);
+        free(v);
+        return -1;
+    }
+    Runnel__V1__QueueOffset *qo = calloc(n, sizeof *qo);
+    Runnel__V1__QueueOffset **qp = calloc(n, sizeof *qp);
+    rc = qo && qp ? 0 : -ENOMEM;
+    rn_datadir_pos_kind_t kind = to->kind == RN_TARGET_LATEST ? RN_POS_LATEST
+                                 : to->kind == RN_TARGET_TIME ? RN_POS_TIME : RN_POS_EARLIEST;
+    rn_datadir_meta_lock(h->d);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rn_datadir_queue_t q;
+        int64_t off = 0;
+        rc = rn_datadir_queue_open(h->d, v[i].topic, v[i].queue, &q, err);
+        if (rc != 0) break;
+        rc = rn_datadir_resolve(h->d, &q, kind, to->value, &off, err);
+        rn_datadir_queue_close(&q);
+        runnel__v1__queue_offset__init(&qo[i]);
+        qo[i].topic = v[i].topic;
+        qo[i].queue = v[i].queue;
+        qo[i].offset = off;
+        qp[i] = &qo[i];
+    }
+    rn_datadir_meta_unlock(h->d);
+    uint64_t index = 0;
+    if (rc == -ENOMEM) {
+        OOM(st);
+    } else if (rc != 0) {
+        fail_rc(st, rc, err);
+    } else {
+        Runnel__V1__CommitOffsetsRequest req = RUNNEL__V1__COMMIT_OFFSETS_REQUEST__INIT;
+        req.group = (char *)group;
+        req.n_offsets = n;
+        req.offsets = qp;
+        rc = h->repl.commit_offsets(h->repl.arg, &req, &index, st);
+    }
+    free(qo);
+    free(qp);
+    free(v);
+    return rc == 0 ? 1 : -1;
+}
+
 int rn_hd_reset_group(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
                       ProtobufCMessage **resp, rn_status_t *st)
 {
@@ -1260,12 +1386,21 @@ int rn_hd_reset_group(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     if (rc != 0) return fail_rc(st, rc, err);
     const char *topic = req->topic && req->topic[0] ? req->topic : NULL;
     int64_t topic_id = -1;
+    rn_meta_topic_t t;
+    memset(&t, 0, sizeof t);
     if (topic) {
-        rn_meta_topic_t t;
         if (topic_get(h, topic, &t, st) != 0) return -1;
         topic_id = t.id;
     }
     if (group_guarded(h, req->group, st)) return -1;
+    rn_meta_t *meta = rn_datadir_meta_lock(h->d);
+    rn_meta_group_t gr;
+    rc = rn_meta_group_get(meta, req->group, &gr, err);
+    rn_datadir_meta_unlock(h->d);
+    if (rc != 0) return fail_rc(st, rc, err);
+    int cl = reset_in_cluster(h, req->group, topic, &t, &to, st);
+    if (cl < 0) return -1;
+    if (cl > 0) return group_offsets(h, req->group, topic_id, a, resp, st);
     rn_group_change_t *chg = NULL;
     size_t n = 0;
     rc = rn_group_reset(h->d, req->group, topic, &to, &chg, &n, err);

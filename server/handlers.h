@@ -232,6 +232,11 @@ typedef struct rn_hd_repl {
     /* Whether the controller replicates topic: 1 yes, 0 no, -1 with st when
      * this node cannot tell yet (starting, rejoining). */
     int (*replicated)(void *arg, const char *topic, rn_status_t *st);
+    /* CommitOffsets whose topics are all replicated (ranges checked here
+     * unless req->forwarded): 0 once the controller committed them and this
+     * node's meta.db holds them (*index: the raft index); -1 with st. */
+    int (*commit_offsets)(void *arg, const Runnel__V1__CommitOffsetsRequest *req,
+                          uint64_t *index, rn_status_t *st);
 } rn_hd_repl_t;
 
 void rn_hd_set_repl(rn_hd_t *h, const rn_hd_repl_t *r);

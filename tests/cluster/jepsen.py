@@ -31,7 +31,7 @@ and the nodes run on 127.0.0.1 as before. The producers are `runnel --server
 A,B,C produce t --queue q` (idempotent, riding out failovers), one per queue,
 each writing the lines "q<q>-<seq>" in order. The consumer is `runnel
 --server A,B,C consume t --group jepsen --follow --format json`. A poller
-reads the group's committed offsets once a second.
+reads the group's committed offsets on every node once a second.
 
 After the schedule every node is running again; the harness waits until each
 queue's ISR holds all three replicas, closes the producers' input (each must
@@ -46,9 +46,11 @@ The checker then verifies, per queue:
      (offset, value) lists on all replicas);
   3. the consumer saw, per queue, offsets 0..k-1 with the same values the log
      holds there (a prefix of the log, nothing skipped or repeated);
-  4. the committed offsets polled never went backwards (group offsets are
-     each node's own, cluster/README.md: they are read from the node the
-     consumer commits to, the first of its --server list, node 1).
+  4. the committed offsets polled on each node never went backwards (group
+     offsets go through the controller, cluster/README.md: every node
+     applies the same committed sequence), and after the consumer's exit
+     every node reads the offsets it committed last (per queue, the count
+     of records it read).
 
 The failover time (kill -9 of a queue leader, with both other nodes up, to
 the first acknowledged produce on a new leader) is measured for each
@@ -385,7 +387,8 @@ class Consumer:
 
 
 class OffsetPoller:
-    """Reads the group's committed offsets once a second; remembers regressions."""
+    """Reads the group's committed offsets on every node once a second;
+    remembers regressions, per node."""
 
     def __init__(self, h):
         self.h, self.last, self.polls = h, {}, 0
@@ -395,32 +398,64 @@ class OffsetPoller:
 
     def run(self):
         while not self.stop.wait(1.0):
-            try:
-                # Group offsets are each node's own (cluster/README.md): the
-                # consumer commits to its first --server node that answered
-                # at its start (node 1, all nodes being up then), so that
-                # node's offsets are the ones that must never go back. While
-                # node 1 is down the poll fails and is skipped.
-                r = self.h.runnel("group", "offsets", "jepsen", server=self.h.nodes[0].addr,
-                                  timeout=5)
-            except subprocess.TimeoutExpired:
-                continue
-            if r.returncode != 0:
-                continue
-            self.polls += 1
-            for line in r.stdout.splitlines()[1:]:      # TOPIC QUEUE OFFSET START END LAG
-                cols = line.split()
-                if len(cols) < 3 or not cols[2].isdigit():
+            for n in self.h.nodes:
+                if not n.alive() or n.paused:
                     continue
-                key, off = (cols[0], int(cols[1])), int(cols[2])
-                if key in self.last and off < self.last[key]:
-                    self.h.fail("group offset of %s/%s went back from %d to %d" %
-                                (key[0], key[1], self.last[key], off))
-                self.last[key] = off
+                # Group offsets go through the controller (cluster/README.md):
+                # each node applies the same committed sequence in raft order,
+                # so what any node shows must never go back. A node that is
+                # down or paused fails the poll, which is skipped.
+                off = group_offsets(self.h, n, timeout=5)
+                if off is None:
+                    continue
+                self.polls += 1
+                for key, v in off.items():
+                    k = (n.id,) + key
+                    if k in self.last and v < self.last[k]:
+                        self.h.fail("node %d: group offset of %s/%s went back from %d to %d" %
+                                    (n.id, key[0], key[1], self.last[k], v))
+                    self.last[k] = v
 
     def finish(self):
         self.stop.set()
         self.thread.join()
+
+
+def group_offsets(h, n, timeout=5):
+    """{(topic, queue): offset} of group jepsen as node n reads it; None when
+    the call fails."""
+    try:
+        r = h.runnel("group", "offsets", "jepsen", server=n.addr, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    if r.returncode != 0:
+        return None
+    out = {}
+    for line in r.stdout.splitlines()[1:]:          # TOPIC QUEUE OFFSET START END LAG
+        cols = line.split()
+        if len(cols) >= 3 and cols[1].isdigit() and cols[2].isdigit():
+            out[(cols[0], int(cols[1]))] = int(cols[2])
+    return out
+
+
+def check_final_offsets(h, seen, queues):
+    """The consumer committed, at its exit, the next offset of every queue it
+    read: every node must read exactly that (within WAIT_S)."""
+    want = {}
+    for q in range(queues):
+        k = sum(1 for r in seen if r["queue"] == q)
+        if k:
+            want[("t", q)] = k
+    for n in h.nodes:
+        deadline, got = time.time() + WAIT_S, None
+        while time.time() < deadline:
+            got = group_offsets(h, n)
+            if got == want:
+                break
+            time.sleep(0.2)
+        if got != want:
+            h.fail("node %d reads the group's offsets %r; the consumer committed %r" %
+                   (n.id, got, want))
 
 
 def hw_of(queues, q):
@@ -643,6 +678,7 @@ def trial(args, seed):
             h.fail("consumer exited %d: %s" % (rc, err))
         poller.finish()
         h.log("group offsets polled %d times" % poller.polls)
+        check_final_offsets(h, seen, args.queues)
         for n in h.nodes:
             rc = n.stop()
             if rc != 0:
