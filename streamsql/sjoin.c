@@ -56,6 +56,13 @@
  *     and every buffered record with its values' types. A restored join
  *     has exactly the buffered records (so invariant 3's bound) and makes
  *     exactly the decisions the saved one would have.
+ *  7. GROUP BY over a window join, grouped by a window bound, is sqlite's
+ *     own GROUP BY (count, sum, total, avg, min, max; HAVING) over the pairs
+ *     of one emission: every pair of a window has the same e, so a window's
+ *     pairs are all emitted by one step, and a group (which lies in one
+ *     window) is aggregated over all its pairs, once, ordered by (e, the
+ *     keys as written). Other aggregates, GROUP BY of an interval join or
+ *     without the window, and EMIT are refused with what is supported.
  */
 #include "streamsql/sql.h"
 #include "streamsql/sql_int.h"
@@ -554,13 +561,37 @@ static int emission_sql(const front_t *f, const sjoin_spec_t *s, rn_buf_t *out)
         if (rc == 0) rc = appends(out, ") AND ");
     }
     if (rc == 0) rc = appends(out, range);
-    if (rc == 0) rc = appends(out, order);
+    if (rc == 0 && f->group_b >= 0) {
+        /* one row per group of a window (invariant 7), ordered by the window's
+         * emission time, then the keys as written */
+        rc = appends(out, " GROUP BY ");
+        if (rc == 0) rc = append_toks(f, f->group_b, f->group_e, out);
+        if (rc == 0 && f->having_b >= 0) {
+            rc = appends(out, " HAVING ");
+            if (rc == 0) rc = append_toks(f, f->having_b, f->having_e, out);
+        }
+        if (rc == 0) rc = appends(out, " ORDER BY ");
+        if (rc == 0) rc = appends(out, e);
+        if (rc == 0) rc = appends(out, ", ");
+        if (rc == 0) rc = append_toks(f, f->group_b, f->group_e, out);
+    } else if (rc == 0) {
+        rc = appends(out, order);
+    }
     if (rc == 0) rc = rn_buf_append(out, "", 1, 0) == 0 ? 0 : -ENOMEM;
     sqlite3_free(e);
     sqlite3_free(from);
     sqlite3_free(order);
     sqlite3_free(range);
     return rc;
+}
+
+/* 1 when the parenthesis at lp holds a comma at its own level. */
+static int has_top_comma(const front_t *f, int lp)
+{
+    int close = rn_front_match_paren(f, lp);
+    for (int i = lp + 1; close > 0 && i < close; i++)
+        if (f->toks[i].kind == TK_COMMA && f->toks[i].depth == f->toks[lp].depth + 1) return 1;
+    return 0;
 }
 
 int rn_sjoin_open(rn_datadir_t *d, sqlite3 *db, const front_t *f, const rn_sql_opts_t *o,
@@ -580,22 +611,61 @@ int rn_sjoin_open(rn_datadir_t *d, sqlite3 *db, const front_t *f, const rn_sql_o
                        "window join selecting window_start or window_end (rows are distinct "
                        "per window)");
     }
-    if (f->group_b >= 0 || f->having_b >= 0 || f->emit_changes) {
-        int t = f->group_b >= 0 ? f->group_b - 2 : f->having_b >= 0 ? f->having_b - 1 : f->body;
-        if (erroff) *erroff = (int)f->toks[t].off;
-        return rn_errf(errmsg, RN_EINVAL, "a stream-stream join gives joined rows: GROUP BY, "
-                       "HAVING and EMIT over it are not supported");
+    /* GROUP BY over a window join: each window's pairs are emitted together
+     * (invariant 2: they share e), so with the window among the keys sqlite's
+     * GROUP BY over one emission is the aggregate over the stream (invariant 7) */
+    int grouped = f->group_b >= 0;
+    if (grouped && !s->window) {
+        if (erroff) *erroff = (int)f->toks[f->group_b - 2].off;
+        return rn_errf(errmsg, RN_EINVAL, "GROUP BY over a stream-stream join needs a window "
+                       "join grouped by window_start or window_end (an interval join's pairs "
+                       "of one group are not emitted together); aggregate its output "
+                       "downstream");
     }
-    static const char *const aggs[] = {"count", "sum", "avg", "total", "group_concat",
-                                       "first", "last", "stddev", "variance"};
-    for (int i = f->sel_b; i < f->sel_e; i++)
-        for (size_t a = 0; a < sizeof aggs / sizeof aggs[0]; a++)
-            if (rn_front_tok_is(f, i, aggs[a]) && i + 1 < f->ntoks &&
-                f->toks[i + 1].kind == TK_LP) {
-                if (erroff) *erroff = (int)f->toks[i].off;
-                return rn_errf(errmsg, RN_EINVAL, "aggregates over a stream-stream join are "
-                               "not supported: it gives joined rows");
-            }
+    int win_key = 0;
+    for (int i = f->group_b; grouped && i < f->group_e; i++)
+        win_key |= rn_front_tok_is(f, i, "window_start") || rn_front_tok_is(f, i, "window_end");
+    if (grouped && !win_key) {
+        if (erroff) *erroff = (int)f->toks[f->group_b].off;
+        return rn_errf(errmsg, RN_EINVAL, "GROUP BY over a window join must group by the "
+                       "window (GROUP BY l.window_start, ...): a group spanning windows would "
+                       "need every window");
+    }
+    if ((f->having_b >= 0 && !grouped) || f->emit_changes) {
+        int t = f->having_b >= 0 ? f->having_b - 1 : f->body;
+        if (erroff) *erroff = (int)f->toks[t].off;
+        return rn_errf(errmsg, RN_EINVAL, "a stream-stream join gives joined rows: %s over it "
+                       "is not supported", f->emit_changes ? "EMIT" : "HAVING without GROUP BY");
+    }
+    /* the aggregates sqlite itself computes; streamsql's others live in window.c */
+    static const char *const sqlite_aggs[] = {"count", "sum", "total", "avg", "min", "max"};
+    static const char *const other_aggs[] = {"group_concat", "first", "last", "stddev",
+                                             "stddev_samp", "stddev_pop", "variance", "var_samp",
+                                             "var_pop", "percentile_approx",
+                                             "approx_count_distinct"};
+    for (int i = f->sel_b; i < f->ntoks && i < f->tail_b; i++) {
+        if (i >= s->from_b && i < s->from_e) continue;
+        if (i + 1 >= f->ntoks || f->toks[i + 1].kind != TK_LP ||
+            (i > 0 && f->toks[i - 1].kind == TK_DOT))
+            continue;
+        int ours = 0, other = 0;
+        for (size_t a = 0; a < sizeof sqlite_aggs / sizeof sqlite_aggs[0]; a++)
+            ours |= rn_front_tok_is(f, i, sqlite_aggs[a]);
+        for (size_t a = 0; a < sizeof other_aggs / sizeof other_aggs[0]; a++)
+            other |= rn_front_tok_is(f, i, other_aggs[a]);
+        /* min(a, b) and max(a, b) are scalar: allowed anywhere */
+        int scalar = (rn_front_tok_is(f, i, "min") || rn_front_tok_is(f, i, "max")) &&
+                     has_top_comma(f, i + 1);
+        if ((ours && !scalar && !grouped) || other) {
+            if (erroff) *erroff = (int)f->toks[i].off;
+            return rn_errf(errmsg, RN_EINVAL, other
+                           ? "over a stream-stream join, aggregates are count, sum, total, avg, "
+                             "min and max (with GROUP BY of a window join's window)"
+                           : "aggregates over a stream-stream join need GROUP BY of a window "
+                             "join's window (GROUP BY l.window_start, ...); an interval join "
+                             "gives joined rows");
+        }
+    }
     /* functions as for any query (sqlite's aggregates refused), FROM aside */
     front_t cf = *f;
     cf.tvf = 1;

@@ -2,7 +2,8 @@
  * test_streamsql_sjoin_kill.c — stream–stream joins in pipelines, exactly
  * once across kill -9 (streamsql/sjoin.c invariants 5 and 6, etl.c).
  *
- * A pipeline with an interval join, and one with a TUMBLE window join, of
+ * A pipeline with an interval join, one with a TUMBLE window join and one
+ * with GROUP BY (count, sum, max) over a window join (invariant 7), of
  * two streams written in rounds in a seeded order (one stream rounds ahead
  * of the other, either first, both at once), with seeded queue counts per
  * stream, batch sizes per stream, sink queue counts and a few records that
@@ -11,13 +12,15 @@
  * checkpoint), restarted each time. Its sink and dead-letter topics must
  * equal, byte for byte, those of the same pipeline run without a kill, and
  * the pairs must be exactly those plain sqlite3 computes over the same
- * records (the pairs the final watermark passed), each sink queue in the
- * emission order (time, left queue, offset, right queue, offset).
+ * records (the pairs, or groups, the final watermark passed), each sink
+ * queue in the emission order (time, left queue, offset, right queue,
+ * offset; for groups time, key).
  *
  * And a --follow join saved and restored into a new query after every
- * round: the same rows as one uninterrupted query, and after every restore
- * exactly as many records buffered as the uninterrupted one holds (the
- * state bound holds after a restore).
+ * round (interval, window, grouped): the same rows as one uninterrupted
+ * query, a truncated state refused as damaged, and after every restore
+ * exactly the records the time bound allows, counted independently from
+ * the records written (the state bound holds after a restore).
  */
 #include "tests/test_streamsql_util.h"
 
@@ -115,6 +118,16 @@ static const char *const select_window =
     "TABLE(TUMBLE(TABLE a, DESCRIPTOR(ts), INTERVAL '1' SECOND)) l JOIN "
     "TABLE(TUMBLE(TABLE b, DESCRIPTOR(ts), INTERVAL '1' SECOND)) r "
     "ON l.window_start = r.window_start AND l.window_end = r.window_end AND l.k = r.k";
+/* aggregated per window and key (sjoin.c invariant 7); the columns named so
+ * that a row reads as a pair_t: e, aq = k, ao = n, bq = 0, bo = s, an = mx, bn = 0 */
+static const char *const select_grouped =
+    "SELECT l.window_end - 1 AS e, l.k AS aq, count(*) AS ao, 0 AS bq, sum(r.n) AS bo, "
+    "max(l.n) AS an, 0 AS bn FROM "
+    "TABLE(TUMBLE(TABLE a, DESCRIPTOR(ts), INTERVAL '1' SECOND)) l JOIN "
+    "TABLE(TUMBLE(TABLE b, DESCRIPTOR(ts), INTERVAL '1' SECOND)) r "
+    "ON l.window_start = r.window_start AND l.k = r.k GROUP BY l.window_start, l.k";
+static const char *const selects[] = {select_interval, select_window, select_grouped};
+static const char *const kinds[] = {"interval", "window", "grouped window"};
 
 static void setup(const char *root, const gen_t *ga, const gen_t *gb, int window,
                   uint32_t sinkq)
@@ -134,8 +147,7 @@ static void setup(const char *root, const gen_t *ga, const gen_t *gb, int window
     free(t);
     char sql[1024];
     snprintf(sql, sizeof sql, "CREATE PIPELINE pj AS INSERT INTO jout %s WITH "
-             "(checkpoint_interval = '1ms', queues = %u)", window ? select_window :
-             select_interval, sinkq);
+             "(checkpoint_interval = '1ms', queues = %u)", selects[window], sinkq);
     if (rn_etl_create(d, sql, strlen(sql), err) != 0) fail_msg("create: %s", err);
     rn_datadir_close(d);
 }
@@ -262,13 +274,18 @@ static char *oracle_pairs(const gen_t *ga, const gen_t *gb, int window)
     oracle_table(db, "tb", gb);
     char sql[1024];
     const char *e = window ? "(x.ts / 1000) * 1000 + 999" : "max(x.ts, y.ts)";
-    snprintf(sql, sizeof sql,
-             "WITH w AS (SELECT min(m) AS w FROM (SELECT max(ts) AS m FROM ta GROUP BY queue "
-             "UNION ALL SELECT max(ts) FROM tb GROUP BY queue)) "
-             "SELECT %s AS e, x.queue, x.off, y.queue, y.off, x.n, y.n FROM ta x JOIN tb y "
-             "ON x.k = y.k AND %s, w WHERE %s < w.w ORDER BY 1, 2, 3, 4, 5", e,
-             window ? "x.ts / 1000 = y.ts / 1000" : "y.ts BETWEEN x.ts - 300 AND x.ts + 200",
-             e);
+    const char *w = "WITH w AS (SELECT min(m) AS w FROM (SELECT max(ts) AS m FROM ta GROUP BY "
+                    "queue UNION ALL SELECT max(ts) FROM tb GROUP BY queue)) ";
+    if (window == 2)
+        snprintf(sql, sizeof sql, "%sSELECT %s AS e, x.k, count(*), 0, sum(y.n), max(x.n), 0 "
+                 "FROM ta x JOIN tb y ON x.k = y.k AND x.ts / 1000 = y.ts / 1000, w "
+                 "WHERE %s < w.w GROUP BY x.ts / 1000, x.k ORDER BY 1, 2", w, e, e);
+    else
+        snprintf(sql, sizeof sql, "%sSELECT %s AS e, x.queue, x.off, y.queue, y.off, x.n, y.n "
+                 "FROM ta x JOIN tb y ON x.k = y.k AND %s, w WHERE %s < w.w "
+                 "ORDER BY 1, 2, 3, 4, 5", w, e,
+                 window ? "x.ts / 1000 = y.ts / 1000" : "y.ts BETWEEN x.ts - 300 AND x.ts + 200",
+                 e);
     char *t = oracle_rows(db, sql, "");
     sqlite3_close(db);
     return t;
@@ -309,9 +326,9 @@ static void kill_case(uint64_t *rng, int window)
     rn_datadir_close(d);
     char *oracle = oracle_pairs(&ga, &gb, window);
     printf("%s join: queues %u/%u, batches %zu/%zu, sink queues %u, %d rounds: %d kill(s), "
-           "%zu pairs\n", window ? "window" : "interval", qa, qb, ga.batch, gb.batch, sinkq,
+           "%zu rows\n", kinds[window], qa, qb, ga.batch, gb.batch, sinkq,
            plan.nrounds, kills, ngot);
-    if (nwant < 100) fail_msg("too few pairs to mean anything: %zu", nwant);
+    if (nwant < (window == 2 ? 40u : 100u)) fail_msg("too few rows to mean anything: %zu", nwant);
     if (strcmp(want_pairs, oracle) != 0)
         fail_msg("uninterrupted run vs sqlite3\n--- got\n%.2000s\n--- want\n%.2000s", want_pairs,
                  oracle);
@@ -352,6 +369,14 @@ static void test_window_kill(void **state)
     (void)state;
     uint64_t rng = rn_test_seed("streamsql_sjoin_kill_window");
     for (int i = 0; i < 3; i++) kill_case(&rng, 1);
+}
+
+/* GROUP BY over a window join: count, sum, max per window and key */
+static void test_grouped_kill(void **state)
+{
+    (void)state;
+    uint64_t rng = rn_test_seed("streamsql_sjoin_kill_grouped");
+    for (int i = 0; i < 2; i++) kill_case(&rng, 2);
 }
 
 /* ---- saved and restored after every round: same rows, same state -------------------- */
@@ -502,6 +527,7 @@ static void test_restore(void **state)
     for (int i = 0; i < 2; i++) {
         restore_case(select_interval, 0, &rng);
         restore_case(select_window, 1, &rng);
+        restore_case(select_grouped, 1, &rng);
     }
 }
 
@@ -511,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_restore),
         cmocka_unit_test(test_interval_kill),
         cmocka_unit_test(test_window_kill),
+        cmocka_unit_test(test_grouped_kill),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
