@@ -18,7 +18,9 @@
  *   What a run computes is a function of the checkpointed state and of the
  *   sequence of source batches it reads: rows of a plain query go to sink
  *   queue (source queue mod sink queues) as their batch is read; an
- *   aggregating query's rows go to the queue their JSON bytes hash to, as
+ *   aggregating query's rows (and a stream-stream join's pairs, whose two
+ *   streams' queues are numbered as one source: rn_sql_source) go to the
+ *   queue their JSON bytes hash to, as
  *   the frontier over the queues closes windows, in (window start, end, key
  *   bytes) order (rn_sql_opts_t.key_order). The sequence is not fixed: the
  *   consumer serves the queues round-robin among those that have data, so it
@@ -1104,11 +1106,15 @@ int rn_etl_create_as(rn_datadir_t *d, const char *sql, size_t len, const char *c
     }
     if (check && (rc = check(arg, src, &def, errmsg)) != 0) goto out;
     /* a joined table's topic is read too: the same rights */
-    const char *jsrc = rn_sql_join_source(q);
-    if (jsrc && (!strcmp(jsrc, def.dead_letter) ||
-                 (def.sink_kind == RN_ETL_SINK_TOPIC && !strcmp(jsrc, def.sink)))) {
+    const char *jsrc = rn_sql_join_source(q), *last = src;
+    uint32_t lq;
+    /* a stream-stream join reads jsrc as a source too (its last queues) */
+    if (nq) rn_sql_source_queue(q, nq - 1, &last, &lq);
+    int into = !strcmp(last, def.dead_letter) ||
+               (def.sink_kind == RN_ETL_SINK_TOPIC && !strcmp(last, def.sink));
+    if (strcmp(last, src) != 0 && into) {
         rc = rn_errf(errmsg, RN_EINVAL, "pipeline '%s' would write into '%s', which it joins",
-                     def.name, jsrc);
+                     def.name, last);
         goto out;
     }
     if (check && jsrc && (rc = check(arg, jsrc, &def, errmsg)) != 0) goto out;

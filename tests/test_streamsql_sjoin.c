@@ -8,7 +8,7 @@
  * other, in both orders; a record behind the watermark counted as late and
  * joined with nothing; the join state bounded while the watermark moves and
  * empty at the end; SELECT DISTINCT over a window join; GROUP BY (count,
- * sum, min, max, avg, total, count(DISTINCT), HAVING) over a window join;
+ * sum, min, max, avg, total, count(DISTINCT), FILTER, HAVING) over a window join;
  * refusals of joins with no equality, no time bound, or other unsupported
  * shapes (aggregates other than those, GROUP BY of an interval join or
  * without the window).
@@ -126,13 +126,14 @@ static const qcase_t qcases[] = {
      "ORDER BY x.ts / 5000, x.queue, x.off, y.queue, y.off"},
     /* GROUP BY over a window join: per window and key, in (window, key) order */
     {"SELECT l.window_start, l.k, count(*) AS n, sum(r.n), min(l.n), max(r.n), avg(r.n), "
-     "total(l.n * r.n), count(DISTINCT r.n) FROM "
+     "total(l.n * r.n), count(DISTINCT r.n), count(*) FILTER (WHERE r.n > 200) FROM "
      "TABLE(TUMBLE(TABLE a, DESCRIPTOR(ts), INTERVAL '5' SECOND)) l JOIN "
      "TABLE(TUMBLE(TABLE b, DESCRIPTOR(ts), INTERVAL '5' SECOND)) r "
      "ON l.window_start = r.window_start AND l.k = r.k WHERE r.n % 4 <> 1 "
      "GROUP BY l.window_start, l.k HAVING count(*) > 1",
      "SELECT x.ts - x.ts % 5000, x.k, count(*), sum(y.n), min(x.n), max(y.n), avg(y.n), "
-     "total(x.n * y.n), count(DISTINCT y.n) FROM ta x JOIN tb y "
+     "total(x.n * y.n), count(DISTINCT y.n), count(*) FILTER (WHERE y.n > 200) "
+     "FROM ta x JOIN tb y "
      "ON x.ts / 5000 = y.ts / 5000 AND x.k = y.k WHERE y.n % 4 <> 1 "
      "GROUP BY x.ts / 5000, x.k HAVING count(*) > 1 ORDER BY x.ts / 5000, x.k"},
 };
