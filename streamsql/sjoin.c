@@ -684,6 +684,10 @@ int rn_sjoin_open(rn_datadir_t *d, sqlite3 *db, const front_t *f, const rn_sql_o
     j->stepping = -1;
     j->reject = o->reject;
     j->rctx = o->ctx;
+    /* the buffer tables in memory: as a temp file each insert (its own
+     * transaction) would write and truncate a journal; the state is bounded
+     * (invariant 3) */
+    rc = exec(db, "PRAGMA temp_store = MEMORY", errmsg);
     for (int k = 0; k < 2 && rc == 0; k++) rc = open_side(j, d, k, o, errmsg);
     rn_buf_t sql = {0};
     if (rc == 0 && (rc = emission_sql(f, s, &sql)) != 0)
