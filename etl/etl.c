@@ -1505,6 +1505,8 @@ const char *rn_etl_name(const rn_etl_t *p)
 
 const char *rn_etl_source(const rn_etl_t *p) { return p->src; }
 
+const char *rn_etl_join_source(const rn_etl_t *p) { return rn_sql_join_source(p->q); }
+
 const rn_etl_def_t *rn_etl_def(const rn_etl_t *p) { return &p->def; }
 
 void rn_etl_close(rn_etl_t *p)
