@@ -18,7 +18,9 @@
  *   What a run computes is a function of the checkpointed state and of the
  *   sequence of source batches it reads: rows of a plain query go to sink
  *   queue (source queue mod sink queues) as their batch is read; an
- *   aggregating query's rows go to the queue their JSON bytes hash to, as
+ *   aggregating query's rows (and a stream-stream join's pairs, whose two
+ *   streams' queues are numbered as one source: rn_sql_source) go to the
+ *   queue their JSON bytes hash to, as
  *   the frontier over the queues closes windows, in (window start, end, key
  *   bytes) order (rn_sql_opts_t.key_order). The sequence is not fixed: the
  *   consumer serves the queues round-robin among those that have data, so it
@@ -742,11 +744,15 @@ static int on_reject(void *ctx, uint32_t queue, const rn_record_t *src, const ch
     char qs[16], os[24];
     int rc = batch_seen(p, p->cb_err);
     if (rc != 0) return rc;
-    snprintf(qs, sizeof qs, "%u", queue);
+    /* a stream-stream join's queue numbers both streams: name the record's own */
+    const char *topic = p->src;
+    uint32_t tq = queue;
+    rn_sql_source_queue(p->q, queue, &topic, &tq);
+    snprintf(qs, sizeof qs, "%u", tq);
     snprintf(os, sizeof os, "%lld", (long long)src->offset);
     rn_header_t h[4] = {
         {(const uint8_t *)"rn.error", 8, (const uint8_t *)why, (int32_t)strlen(why)},
-        {(const uint8_t *)"rn.source.topic", 15, (const uint8_t *)p->src, (int32_t)strlen(p->src)},
+        {(const uint8_t *)"rn.source.topic", 15, (const uint8_t *)topic, (int32_t)strlen(topic)},
         {(const uint8_t *)"rn.source.queue", 15, (const uint8_t *)qs, (int32_t)strlen(qs)},
         {(const uint8_t *)"rn.source.offset", 16, (const uint8_t *)os, (int32_t)strlen(os)},
     };
@@ -1102,7 +1108,17 @@ int rn_etl_create_as(rn_datadir_t *d, const char *sql, size_t len, const char *c
     }
     if (check && (rc = check(arg, src, &def, errmsg)) != 0) goto out;
     /* a joined table's topic is read too: the same rights */
-    const char *jsrc = rn_sql_join_source(q);
+    const char *jsrc = rn_sql_join_source(q), *last = src;
+    uint32_t lq;
+    /* a stream-stream join reads jsrc as a source too (its last queues) */
+    if (nq) rn_sql_source_queue(q, nq - 1, &last, &lq);
+    int into = !strcmp(last, def.dead_letter) ||
+               (def.sink_kind == RN_ETL_SINK_TOPIC && !strcmp(last, def.sink));
+    if (strcmp(last, src) != 0 && into) {
+        rc = rn_errf(errmsg, RN_EINVAL, "pipeline '%s' would write into '%s', which it joins",
+                     def.name, last);
+        goto out;
+    }
     if (check && jsrc && (rc = check(arg, jsrc, &def, errmsg)) != 0) goto out;
     char *text = strndup(sql, len);
     if (!text) { rc = rn_errf(errmsg, -ENOMEM, "out of memory"); goto out; }
@@ -1189,7 +1205,10 @@ static int status_one(rn_datadir_t *d, const rn_meta_pipeline_t *mp, rn_etl_stat
     for (uint32_t i = 0; rc == 0 && i < s->nq; i++) {
         rn_datadir_queue_t dq;
         rn_datadir_queue_info_t info;
-        if ((rc = rn_datadir_queue_open(d, s->source, i, &dq, errmsg)) != 0) break;
+        const char *topic = s->source;       /* a stream-stream join's: either stream's */
+        uint32_t tq = i;
+        rn_sql_source_queue(q, i, &topic, &tq);
+        if ((rc = rn_datadir_queue_open(d, topic, tq, &dq, errmsg)) != 0) break;
         rc = rn_datadir_queue_info(d, &dq, &info, errmsg);
         rn_datadir_queue_close(&dq);
         if (rc == 0) s->lag[i] = info.high_watermark - s->lag[i];
@@ -1487,6 +1506,8 @@ const char *rn_etl_name(const rn_etl_t *p)
 }
 
 const char *rn_etl_source(const rn_etl_t *p) { return p->src; }
+
+const char *rn_etl_join_source(const rn_etl_t *p) { return rn_sql_join_source(p->q); }
 
 const rn_etl_def_t *rn_etl_def(const rn_etl_t *p) { return &p->def; }
 

@@ -120,6 +120,9 @@ void rn_etl_counters(rn_etl_t *p, uint64_t *in, uint64_t *out, uint64_t *errors,
 const char *rn_etl_name(const rn_etl_t *p);
 /* The open pipeline's source topic and definition (borrowed until close). */
 const char *rn_etl_source(const rn_etl_t *p);
+/* The other topic its query reads (a joined table's, a stream-stream join's
+ * second stream: rn_sql_join_source), borrowed until close; NULL: none. */
+const char *rn_etl_join_source(const rn_etl_t *p);
 const rn_etl_def_t *rn_etl_def(const rn_etl_t *p);
 void rn_etl_close(rn_etl_t *p);    /* no checkpoint; NULL is a no-op */
 

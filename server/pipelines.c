@@ -28,7 +28,8 @@
  *  5. Creator's rights (logical-queues/acl.h): CreatePipeline stores its
  *     caller as the creator ("anonymous" without a principal) after
  *     checking, before anything is stored, that it may create the pipeline
- *     (create on pipeline NAME), consume its source, produce to its sink and
+ *     (create on pipeline NAME), consume its source (and the topic its query
+ *     joins: rn_etl_join_source), produce to its sink and
  *     dead-letter topics, and, for a file sink, run pipelines on the cluster
  *     (op pipeline). A runner re-checks the same before its first step and
  *     whenever the ACLs changed (their generation moved): a creator that
@@ -104,8 +105,11 @@ static void runner_rights(runner_t *r, rn_etl_t *p, const char *creator, char *w
     char msg[RN_ERRMSG_SIZE];
     why[0] = 0;
     if (!creator[0] || !r->pl->acl) return;
+    const char *js = rn_etl_join_source(p);    /* read too: the same right */
     if (creator_rights(r->pl->acl, creator, rn_etl_source(p), rn_etl_def(p), msg,
-                       sizeof msg) != 0)
+                       sizeof msg) != 0 ||
+        (js && rn_acl_check(r->pl->acl, creator, RN_ACL_TOPIC, js, RN_ACL_CONSUME, 0, msg,
+                            sizeof msg) != 0))
         snprintf(why, size, "stopped: its creator lost a right it needs: %.200s", msg);
 }
 

@@ -43,6 +43,26 @@
  *     would keep every record forever, and a join without an equality of a
  *     column of each side is a cross product: both are refused with what to
  *     write.
+ *  5. A step reads at most ONE source batch: the preferred side's
+ *     (rn_sjoin_prefer), else the side after the one that read last, else
+ *     the other one when that has none. The two streams' queues are
+ *     numbered as one source: the left's 0 .. nl - 1, then the right's nl
+ *     .. nl + nr - 1 (rn_sjoin_batch_queue, _position, _prefer, rejects),
+ *     so a pipeline journals and replays the order of both streams' batches
+ *     like one topic's (etl.c).
+ *  6. rn_sjoin_save/_load capture the whole state at a step boundary: each
+ *     side's inner query state (positions, counters), W, E, the late count,
+ *     each queue's largest event time and flags, the side that reads next,
+ *     and every buffered record with its values' types. A restored join
+ *     has exactly the buffered records (so invariant 3's bound) and makes
+ *     exactly the decisions the saved one would have.
+ *  7. GROUP BY over a window join, grouped by a window bound, is sqlite's
+ *     own GROUP BY (count, sum, total, avg, min, max; HAVING) over the pairs
+ *     of one emission: every pair of a window has the same e, so a window's
+ *     pairs are all emitted by one step, and a group (which lies in one
+ *     window) is aggregated over all its pairs, once, ordered by (e, the
+ *     keys as written). Other aggregates, GROUP BY of an interval join or
+ *     without the window, and EMIT are refused with what is supported.
  */
 #include "streamsql/sql.h"
 #include "streamsql/sql_int.h"
@@ -306,7 +326,6 @@ typedef struct side {
     int64_t      *qmax;        /* largest event time delivered; INT64_MIN: none */
     uint8_t      *live, *done;
     int           finished;    /* the inner query is DONE */
-    int           idle;
     uint64_t      rows;        /* buffered now */
 } side_t;
 
@@ -320,8 +339,29 @@ struct rn_sjoin {
     int64_t       emitted;     /* E (invariant 2) */
     uint64_t      late;
     int           follow;
+    int           next;        /* the side that reads first in the next step */
+    int           pref;        /* a side rn_sjoin_prefer chose for the next step; -1: none */
+    int           stepping;    /* the side whose batch this step read (or reads); -1: none */
+    rn_sql_reject_fn reject;   /* the caller's, given a queue numbered as in invariant 5 */
+    void         *rctx;
     char          errmsg[RN_ERRMSG_SIZE];
 };
+
+/* Queue i of both streams numbered as one (invariant 5): its side and queue. */
+static int side_of(const rn_sjoin_t *j, uint32_t i, uint32_t *queue)
+{
+    if (i < j->side[0].nq) { *queue = i; return 0; }
+    if (i - j->side[0].nq < j->side[1].nq) { *queue = i - j->side[0].nq; return 1; }
+    return -1;
+}
+
+static int side_reject(void *ctx, uint32_t queue, const rn_record_t *r, const char *why)
+{
+    side_t *sd = ctx;
+    rn_sjoin_t *j = sd->j;
+    if (!j->reject) return 0;
+    return j->reject(j->rctx, queue + (sd->k ? j->side[0].nq : 0), r, why);
+}
 
 static int64_t watermark_now(const rn_sjoin_t *j)
 {
@@ -399,6 +439,7 @@ static int open_side(rn_sjoin_t *j, rn_datadir_t *d, int k, const rn_sql_opts_t 
     sd->k = k;
     rn_sql_opts_t io = *o;
     io.row = side_row;
+    io.reject = side_reject;
     io.ctx = sd;
     io.key_order = 0;
     char *sql = sqlite3_mprintf("SELECT * FROM \"%w\"", j->s->name[k]);
@@ -520,13 +561,37 @@ static int emission_sql(const front_t *f, const sjoin_spec_t *s, rn_buf_t *out)
         if (rc == 0) rc = appends(out, ") AND ");
     }
     if (rc == 0) rc = appends(out, range);
-    if (rc == 0) rc = appends(out, order);
+    if (rc == 0 && f->group_b >= 0) {
+        /* one row per group of a window (invariant 7), ordered by the window's
+         * emission time, then the keys as written */
+        rc = appends(out, " GROUP BY ");
+        if (rc == 0) rc = append_toks(f, f->group_b, f->group_e, out);
+        if (rc == 0 && f->having_b >= 0) {
+            rc = appends(out, " HAVING ");
+            if (rc == 0) rc = append_toks(f, f->having_b, f->having_e, out);
+        }
+        if (rc == 0) rc = appends(out, " ORDER BY ");
+        if (rc == 0) rc = appends(out, e);
+        if (rc == 0) rc = appends(out, ", ");
+        if (rc == 0) rc = append_toks(f, f->group_b, f->group_e, out);
+    } else if (rc == 0) {
+        rc = appends(out, order);
+    }
     if (rc == 0) rc = rn_buf_append(out, "", 1, 0) == 0 ? 0 : -ENOMEM;
     sqlite3_free(e);
     sqlite3_free(from);
     sqlite3_free(order);
     sqlite3_free(range);
     return rc;
+}
+
+/* 1 when the parenthesis at lp holds a comma at its own level. */
+static int has_top_comma(const front_t *f, int lp)
+{
+    int close = rn_front_match_paren(f, lp);
+    for (int i = lp + 1; close > 0 && i < close; i++)
+        if (f->toks[i].kind == TK_COMMA && f->toks[i].depth == f->toks[lp].depth + 1) return 1;
+    return 0;
 }
 
 int rn_sjoin_open(rn_datadir_t *d, sqlite3 *db, const front_t *f, const rn_sql_opts_t *o,
@@ -546,22 +611,61 @@ int rn_sjoin_open(rn_datadir_t *d, sqlite3 *db, const front_t *f, const rn_sql_o
                        "window join selecting window_start or window_end (rows are distinct "
                        "per window)");
     }
-    if (f->group_b >= 0 || f->having_b >= 0 || f->emit_changes) {
-        int t = f->group_b >= 0 ? f->group_b - 2 : f->having_b >= 0 ? f->having_b - 1 : f->body;
-        if (erroff) *erroff = (int)f->toks[t].off;
-        return rn_errf(errmsg, RN_EINVAL, "a stream-stream join gives joined rows: GROUP BY, "
-                       "HAVING and EMIT over it are not supported");
+    /* GROUP BY over a window join: each window's pairs are emitted together
+     * (invariant 2: they share e), so with the window among the keys sqlite's
+     * GROUP BY over one emission is the aggregate over the stream (invariant 7) */
+    int grouped = f->group_b >= 0;
+    if (grouped && !s->window) {
+        if (erroff) *erroff = (int)f->toks[f->group_b - 2].off;
+        return rn_errf(errmsg, RN_EINVAL, "GROUP BY over a stream-stream join needs a window "
+                       "join grouped by window_start or window_end (an interval join's pairs "
+                       "of one group are not emitted together); aggregate its output "
+                       "downstream");
     }
-    static const char *const aggs[] = {"count", "sum", "avg", "total", "group_concat",
-                                       "first", "last", "stddev", "variance"};
-    for (int i = f->sel_b; i < f->sel_e; i++)
-        for (size_t a = 0; a < sizeof aggs / sizeof aggs[0]; a++)
-            if (rn_front_tok_is(f, i, aggs[a]) && i + 1 < f->ntoks &&
-                f->toks[i + 1].kind == TK_LP) {
-                if (erroff) *erroff = (int)f->toks[i].off;
-                return rn_errf(errmsg, RN_EINVAL, "aggregates over a stream-stream join are "
-                               "not supported: it gives joined rows");
-            }
+    int win_key = 0;
+    for (int i = f->group_b; grouped && i < f->group_e; i++)
+        win_key |= rn_front_tok_is(f, i, "window_start") || rn_front_tok_is(f, i, "window_end");
+    if (grouped && !win_key) {
+        if (erroff) *erroff = (int)f->toks[f->group_b].off;
+        return rn_errf(errmsg, RN_EINVAL, "GROUP BY over a window join must group by the "
+                       "window (GROUP BY l.window_start, ...): a group spanning windows would "
+                       "need every window");
+    }
+    if ((f->having_b >= 0 && !grouped) || f->emit_changes) {
+        int t = f->having_b >= 0 ? f->having_b - 1 : f->body;
+        if (erroff) *erroff = (int)f->toks[t].off;
+        return rn_errf(errmsg, RN_EINVAL, "a stream-stream join gives joined rows: %s over it "
+                       "is not supported", f->emit_changes ? "EMIT" : "HAVING without GROUP BY");
+    }
+    /* the aggregates sqlite itself computes; streamsql's others live in window.c */
+    static const char *const sqlite_aggs[] = {"count", "sum", "total", "avg", "min", "max"};
+    static const char *const other_aggs[] = {"group_concat", "first", "last", "stddev",
+                                             "stddev_samp", "stddev_pop", "variance", "var_samp",
+                                             "var_pop", "percentile_approx",
+                                             "approx_count_distinct"};
+    for (int i = f->sel_b; i < f->ntoks && i < f->tail_b; i++) {
+        if (i >= s->from_b && i < s->from_e) continue;
+        if (i + 1 >= f->ntoks || f->toks[i + 1].kind != TK_LP ||
+            (i > 0 && f->toks[i - 1].kind == TK_DOT))
+            continue;
+        int ours = 0, other = 0;
+        for (size_t a = 0; a < sizeof sqlite_aggs / sizeof sqlite_aggs[0]; a++)
+            ours |= rn_front_tok_is(f, i, sqlite_aggs[a]);
+        for (size_t a = 0; a < sizeof other_aggs / sizeof other_aggs[0]; a++)
+            other |= rn_front_tok_is(f, i, other_aggs[a]);
+        /* min(a, b) and max(a, b) are scalar: allowed anywhere */
+        int scalar = (rn_front_tok_is(f, i, "min") || rn_front_tok_is(f, i, "max")) &&
+                     has_top_comma(f, i + 1);
+        if ((ours && !scalar && !grouped) || other) {
+            if (erroff) *erroff = (int)f->toks[i].off;
+            return rn_errf(errmsg, RN_EINVAL, other
+                           ? "over a stream-stream join, aggregates are count, sum, total, avg, "
+                             "min and max (with GROUP BY of a window join's window)"
+                           : "aggregates over a stream-stream join need GROUP BY of a window "
+                             "join's window (GROUP BY l.window_start, ...); an interval join "
+                             "gives joined rows");
+        }
+    }
     /* functions as for any query (sqlite's aggregates refused), FROM aside */
     front_t cf = *f;
     cf.tvf = 1;
@@ -576,6 +680,14 @@ int rn_sjoin_open(rn_datadir_t *d, sqlite3 *db, const front_t *f, const rn_sql_o
     j->delay = f->watermark_ms > 0 ? f->watermark_ms : 0;
     j->wm = j->emitted = INT64_MIN;
     j->follow = o->follow;
+    j->pref = -1;
+    j->stepping = -1;
+    j->reject = o->reject;
+    j->rctx = o->ctx;
+    /* the buffer tables in memory: as a temp file each insert (its own
+     * transaction) would write and truncate a journal; the state is bounded
+     * (invariant 3) */
+    rc = exec(db, "PRAGMA temp_store = MEMORY", errmsg);
     for (int k = 0; k < 2 && rc == 0; k++) rc = open_side(j, d, k, o, errmsg);
     rn_buf_t sql = {0};
     if (rc == 0 && (rc = emission_sql(f, s, &sql)) != 0)
@@ -625,37 +737,276 @@ static int emit(rn_sjoin_t *j, int (*fn)(void *, sqlite3_stmt *), void *ctx, cha
     return 0;
 }
 
+/* Step side k's inner query once: *read 1 when it read a batch. */
+static int step_side(rn_sjoin_t *j, int k, int *read, int *idle, char *errmsg)
+{
+    side_t *sd = &j->side[k];
+    *read = 0;
+    if (sd->finished) return 0;
+    rn_sql_state_t st;
+    j->errmsg[0] = '\0';
+    j->stepping = k;      /* rows and rejects of the batch see its queue */
+    int rc = rn_sql_step(sd->q, &st, errmsg);
+    if (rc != 0) {
+        if (j->errmsg[0]) snprintf(errmsg, RN_ERRMSG_SIZE, "%s", j->errmsg);
+        return rc;
+    }
+    if (st == RN_SQL_DONE) sd->finished = 1;
+    if (st != RN_SQL_IDLE) *idle = 0;
+    *read = rn_sql_batch_queue(sd->q) != UINT32_MAX;
+    if (!*read) j->stepping = -1;
+    /* a queue at its end holds the watermark back no more */
+    for (uint32_t i = 0; i < sd->nq && !j->follow; i++) {
+        int64_t end = -1, pos = 0;
+        if (!sd->done[i] && rn_sql_end(sd->q, i, &end, errmsg) == 0 &&
+            rn_sql_position(sd->q, i, &pos, errmsg) == 0 && pos >= end)
+            sd->done[i] = 1;
+    }
+    return 0;
+}
+
 int rn_sjoin_step(rn_sjoin_t *j, int (*fn)(void *, sqlite3_stmt *), void *ctx,
                   rn_sql_state_t *state, char *errmsg)
 {
-    int idle = 1;
-    for (int k = 0; k < 2; k++) {
-        side_t *sd = &j->side[k];
-        if (sd->finished) continue;
-        rn_sql_state_t st;
-        j->errmsg[0] = '\0';
-        int rc = rn_sql_step(sd->q, &st, errmsg);
-        if (rc != 0) {
-            if (j->errmsg[0]) snprintf(errmsg, RN_ERRMSG_SIZE, "%s", j->errmsg);
-            return rc;
-        }
-        if (st == RN_SQL_DONE) sd->finished = 1;
-        if (st != RN_SQL_IDLE) idle = 0;
-        /* a queue at its end holds the watermark back no more */
-        for (uint32_t i = 0; i < sd->nq && !j->follow; i++) {
-            int64_t end = -1, pos = 0;
-            if (!sd->done[i] && rn_sql_end(sd->q, i, &end, errmsg) == 0 &&
-                rn_sql_position(sd->q, i, &pos, errmsg) == 0 && pos >= end)
-                sd->done[i] = 1;
-        }
-    }
+    int idle = 1, read = 0, first = j->pref >= 0 ? j->pref : j->next;
+    j->pref = -1;
+    j->stepping = -1;
+    /* at most one batch (invariant 5) */
+    int rc = step_side(j, first, &read, &idle, errmsg);
+    if (rc == 0 && !read) rc = step_side(j, !first, &read, &idle, errmsg);
+    if (rc != 0) return rc;
+    if (read) j->next = !j->stepping;
     raise_wm(j);
     int done = j->side[0].finished && j->side[1].finished;
     if (done) j->wm = INT64_MAX;
-    int rc = emit(j, fn, ctx, errmsg);
+    rc = emit(j, fn, ctx, errmsg);
     if (rc != 0) return rc;
     *state = done ? RN_SQL_DONE : idle ? RN_SQL_IDLE : RN_SQL_MORE;
     return 0;
+}
+
+uint32_t rn_sjoin_queues(const rn_sjoin_t *j) { return j->side[0].nq + j->side[1].nq; }
+
+uint32_t rn_sjoin_batch_queue(const rn_sjoin_t *j)
+{
+    if (j->stepping < 0) return UINT32_MAX;
+    uint32_t bq = rn_sql_batch_queue(j->side[j->stepping].q);
+    return bq == UINT32_MAX ? bq : bq + (j->stepping ? j->side[0].nq : 0);
+}
+
+int rn_sjoin_source_queue(rn_sjoin_t *j, uint32_t i, const char **topic, uint32_t *queue)
+{
+    int k = side_of(j, i, queue);
+    if (k < 0) return RN_EINVAL;
+    uint32_t nq;
+    rn_sql_source(j->side[k].q, topic, &nq);
+    return 0;
+}
+
+int rn_sjoin_position(rn_sjoin_t *j, uint32_t i, int64_t *offset, char *errmsg)
+{
+    uint32_t queue;
+    int k = side_of(j, i, &queue);
+    if (k < 0) return rn_errf(errmsg, RN_EINVAL, "no source queue %u", i);
+    return rn_sql_position(j->side[k].q, queue, offset, errmsg);
+}
+
+int rn_sjoin_prefer(rn_sjoin_t *j, uint32_t i, char *errmsg)
+{
+    uint32_t queue;
+    int k = side_of(j, i, &queue);
+    if (k < 0) return rn_errf(errmsg, RN_EINVAL, "no source queue %u", i);
+    int rc = rn_sql_prefer_queue(j->side[k].q, queue, errmsg);
+    if (rc == 0) j->pref = k;
+    return rc;
+}
+
+/* ---- saved state (invariant 6) --------------------------------------------------------
+ *
+ *   u32 magic "RNJ1" | u8 window | u8 next | i64 W | i64 E | u64 late
+ *   per side: u32 len, the inner query's state (rn_sql_state_save) | u8 finished |
+ *             u32 nq | per queue: i64 largest event time, u8 live, u8 done |
+ *             u32 ncols | u64 nrows | per row, per column: u8 type, then
+ *             INT: i64; REAL: f64; TEXT, BLOB: u32 length, bytes; NULL: nothing
+ *
+ * Host byte order, like the rest of a checkpoint (local to a data directory). */
+
+#define SJOIN_MAGIC 0x314a4e52u   /* "RNJ1" */
+
+static int put(rn_buf_t *b, const void *p, size_t n)
+{
+    return rn_buf_append(b, p, n, 0) == 0 ? 0 : -ENOMEM;
+}
+
+static int save_rows(rn_sjoin_t *j, int k, rn_buf_t *out, char *errmsg)
+{
+    side_t *sd = &j->side[k];
+    char sql[48];
+    snprintf(sql, sizeof sql, "SELECT * FROM temp.__rn_%c", k ? 'r' : 'l');
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(j->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return rn_errf(errmsg, RN_ESQLITE, "stream-stream join: %s", sqlite3_errmsg(j->db));
+    uint32_t nc = (uint32_t)sqlite3_column_count(st);
+    uint64_t nrows = sd->rows;
+    int rc = put(out, &nc, 4), s;
+    if (rc == 0) rc = put(out, &nrows, 8);
+    uint64_t seen = 0;
+    while (rc == 0 && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        seen++;
+        for (uint32_t c = 0; rc == 0 && c < nc; c++) {
+            uint8_t t = (uint8_t)sqlite3_column_type(st, (int)c);
+            rc = put(out, &t, 1);
+            if (rc != 0) break;
+            if (t == SQLITE_INTEGER) {
+                int64_t v = sqlite3_column_int64(st, (int)c);
+                rc = put(out, &v, 8);
+            } else if (t == SQLITE_FLOAT) {
+                double v = sqlite3_column_double(st, (int)c);
+                rc = put(out, &v, 8);
+            } else if (t == SQLITE_TEXT || t == SQLITE_BLOB) {
+                const void *v = t == SQLITE_TEXT ? (const void *)sqlite3_column_text(st, (int)c)
+                                                 : sqlite3_column_blob(st, (int)c);
+                uint32_t n = (uint32_t)sqlite3_column_bytes(st, (int)c);
+                rc = put(out, &n, 4);
+                if (rc == 0 && n) rc = put(out, v, n);
+            }
+        }
+    }
+    if (rc == 0 && s != SQLITE_DONE)
+        rc = rn_errf(errmsg, RN_ESQLITE, "stream-stream join: %s", sqlite3_errmsg(j->db));
+    else if (rc != 0) rn_errf(errmsg, rc, "out of memory saving the join state");
+    sqlite3_finalize(st);
+    assert(rc != 0 || seen == nrows);
+    if (rc == 0 && seen != nrows)
+        rc = rn_errf(errmsg, RN_ESQLITE, "stream-stream join: %llu records buffered, %llu "
+                     "counted", (unsigned long long)seen, (unsigned long long)nrows);
+    return rc;
+}
+
+int rn_sjoin_save(rn_sjoin_t *j, rn_buf_t *out, char *errmsg)
+{
+    uint32_t magic = SJOIN_MAGIC;
+    uint8_t hd[2] = {(uint8_t)j->s->window, (uint8_t)j->next};
+    int rc = put(out, &magic, 4);
+    if (rc == 0) rc = put(out, hd, 2);
+    if (rc == 0) rc = put(out, &j->wm, 8);
+    if (rc == 0) rc = put(out, &j->emitted, 8);
+    if (rc == 0) rc = put(out, &j->late, 8);
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        side_t *sd = &j->side[k];
+        size_t at = out->len;
+        uint32_t len = 0;
+        if ((rc = put(out, &len, 4)) != 0) break;
+        if ((rc = rn_sql_state_save(sd->q, out, errmsg)) != 0) return rc;
+        if (out->len - at - 4 > UINT32_MAX)
+            return rn_errf(errmsg, RN_ETOOBIG, "a join side's state larger than 4 GiB");
+        len = (uint32_t)(out->len - at - 4);
+        memcpy(out->data + at, &len, 4);
+        uint8_t fin = (uint8_t)sd->finished;
+        rc = put(out, &fin, 1);
+        if (rc == 0) rc = put(out, &sd->nq, 4);
+        for (uint32_t i = 0; rc == 0 && i < sd->nq; i++) {
+            uint8_t fl[2] = {sd->live[i], sd->done[i]};
+            rc = put(out, &sd->qmax[i], 8);
+            if (rc == 0) rc = put(out, fl, 2);
+        }
+        if (rc != 0) break;
+        if ((rc = save_rows(j, k, out, errmsg)) != 0) return rc;
+    }
+    if (rc != 0) return rn_errf(errmsg, rc, "out of memory saving the join state");
+    return 0;
+}
+
+typedef struct rd {
+    const uint8_t *p, *end;
+} rd_t;
+
+static int take(rd_t *r, void *v, size_t n)
+{
+    if ((size_t)(r->end - r->p) < n) return -1;
+    memcpy(v, r->p, n);
+    r->p += n;
+    return 0;
+}
+
+static int load_rows(rn_sjoin_t *j, int k, rd_t *r, char *errmsg)
+{
+    side_t *sd = &j->side[k];
+    uint32_t nc;
+    uint64_t nrows;
+    if (take(r, &nc, 4) || take(r, &nrows, 8) ||
+        nc != (uint32_t)(sd->ncols + (j->s->window ? 2 : 0)))
+        return RN_ECORRUPT;
+    for (uint64_t row = 0; row < nrows; row++) {
+        int rc = SQLITE_OK;
+        for (uint32_t c = 0; c < nc && rc == SQLITE_OK; c++) {
+            uint8_t t;
+            if (take(r, &t, 1)) return RN_ECORRUPT;
+            if (t == SQLITE_INTEGER || t == SQLITE_FLOAT) {
+                int64_t v;
+                double dv;
+                if (take(r, &v, 8)) return RN_ECORRUPT;
+                memcpy(&dv, &v, 8);
+                rc = t == SQLITE_INTEGER ? sqlite3_bind_int64(sd->ins, (int)c + 1, v)
+                                         : sqlite3_bind_double(sd->ins, (int)c + 1, dv);
+            } else if (t == SQLITE_TEXT || t == SQLITE_BLOB) {
+                uint32_t n;
+                if (take(r, &n, 4) || (size_t)(r->end - r->p) < n) return RN_ECORRUPT;
+                rc = t == SQLITE_TEXT
+                     ? sqlite3_bind_text(sd->ins, (int)c + 1, (const char *)r->p, (int)n,
+                                         SQLITE_TRANSIENT)
+                     : sqlite3_bind_blob(sd->ins, (int)c + 1, r->p, (int)n, SQLITE_TRANSIENT);
+                r->p += n;
+            } else if (t == SQLITE_NULL) {
+                rc = sqlite3_bind_null(sd->ins, (int)c + 1);
+            } else {
+                return RN_ECORRUPT;
+            }
+        }
+        if (rc == SQLITE_OK && sqlite3_step(sd->ins) != SQLITE_DONE) rc = SQLITE_ERROR;
+        sqlite3_reset(sd->ins);
+        if (rc != SQLITE_OK)
+            return rn_errf(errmsg, RN_ESQLITE, "cannot restore a joined record: %s",
+                           sqlite3_errmsg(j->db));
+    }
+    sd->rows = nrows;
+    return 0;
+}
+
+int rn_sjoin_load(rn_sjoin_t *j, const uint8_t *p, size_t n, char *errmsg)
+{
+    rd_t r = {p, p + n};
+    uint32_t magic;
+    uint8_t hd[2];
+    if (take(&r, &magic, 4) || take(&r, hd, 2) || magic != SJOIN_MAGIC ||
+        hd[0] != (uint8_t)j->s->window || hd[1] > 1 || take(&r, &j->wm, 8) ||
+        take(&r, &j->emitted, 8) || take(&r, &j->late, 8))
+        goto damaged;
+    j->next = hd[1];
+    for (int k = 0; k < 2; k++) {
+        side_t *sd = &j->side[k];
+        uint32_t len, nq;
+        uint8_t fin;
+        if (take(&r, &len, 4) || (size_t)(r.end - r.p) < len) goto damaged;
+        int rc = rn_sql_state_load(sd->q, r.p, len, errmsg);
+        if (rc != 0) return rc;
+        r.p += len;
+        if (take(&r, &fin, 1) || take(&r, &nq, 4) || nq != sd->nq) goto damaged;
+        sd->finished = fin != 0;
+        for (uint32_t i = 0; i < nq; i++) {
+            uint8_t fl[2];
+            if (take(&r, &sd->qmax[i], 8) || take(&r, fl, 2)) goto damaged;
+            sd->live[i] = fl[0];
+            sd->done[i] = fl[1];
+        }
+        if ((rc = load_rows(j, k, &r, errmsg)) == RN_ECORRUPT) goto damaged;
+        if (rc != 0) return rc;
+    }
+    if (r.p != r.end) goto damaged;
+    return 0;
+damaged:
+    return rn_errf(errmsg, RN_ECORRUPT, "saved stream-stream join state is damaged or from "
+                   "another query");
 }
 
 int rn_sjoin_wait(rn_sjoin_t *j, uint32_t ms) { return rn_sql_wait(j->side[0].q, ms); }

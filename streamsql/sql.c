@@ -85,8 +85,12 @@
  * 11. A stream-stream join (sjoin.c) reads its two sides through inner
  *     plain queries and emits each joined pair when the watermark over both
  *     sides passes it, in an order fixed by the data (sjoin.c invariant 2),
- *     so invariant 8 holds across the two streams too. Its state is not
- *     saved: rn_sql_state_save refuses it.
+ *     so invariant 8 holds across the two streams too. Both streams' queues
+ *     are one source to the caller (the left's, then the right's:
+ *     rn_sql_source counts both, rn_sql_source_queue maps), a step reads at
+ *     most one batch of either, and rn_sql_state_save/_load carry the whole
+ *     join state (sjoin.c invariants 5, 6), so pipelines checkpoint and
+ *     replay it like any query's.
  */
 #include "streamsql/sql.h"
 #include "streamsql/sql_int.h"
@@ -771,10 +775,6 @@ const front_t *rn_sql_front(rn_sql_t *q, const sdef_t **src)
 static int open_sjoin(rn_sql_t *q, int *erroff, char *errmsg)
 {
     q->b.def = &q->def;
-    if (q->o.table_at_save)   /* pipelines ask for it: they checkpoint state */
-        return rn_errf(errmsg, RN_EINVAL, "a stream-stream join cannot run in a pipeline: its "
-                       "join state is not checkpointed, so a restart could not be exactly-once; "
-                       "run it as a query (streamsql)");
     int rc = open_db(q, errmsg);
     if (rc == 0) rc = rn_sjoin_open(q->d, q->db, &q->f, &q->o, &q->sj, erroff, errmsg);
     if (rc == 0 && q->f.kind == SK_EXPLAIN)
@@ -1753,11 +1753,31 @@ static int put(rn_buf_t *b, const void *p, size_t n)
     return rn_buf_append(b, p, n, 0) == 0 ? 0 : -ENOMEM;
 }
 
+#define SJ_STATE_MAGIC 0x314a5352u   /* "RSJ1" */
+
+/* A stream-stream join's: u32 magic | u64 rows | the join's (rn_sjoin_save). */
+static int sj_state_save(rn_sql_t *q, rn_buf_t *out, char *errmsg)
+{
+    uint32_t magic = SJ_STATE_MAGIC;
+    int rc = put(out, &magic, 4);
+    if (rc == 0) rc = put(out, &q->st.rows, 8);
+    if (rc != 0) return rn_errf(errmsg, rc, "out of memory saving query state");
+    return rn_sjoin_save(q->sj, out, errmsg);
+}
+
+static int sj_state_load(rn_sql_t *q, const uint8_t *p, size_t n, char *errmsg)
+{
+    uint32_t magic;
+    if (n < 12 || (memcpy(&magic, p, 4), magic != SJ_STATE_MAGIC))
+        return rn_errf(errmsg, RN_ECORRUPT, "saved query state is damaged or from another "
+                       "query");
+    memcpy(&q->st.rows, p + 4, 8);
+    return rn_sjoin_load(q->sj, p + 12, n - 12, errmsg);
+}
+
 int rn_sql_state_save(rn_sql_t *q, rn_buf_t *out, char *errmsg)
 {
-    if (q->sj)
-        return rn_errf(errmsg, RN_EINVAL, "a stream-stream join's state is not saved: it cannot "
-                       "run as a pipeline or resume");
+    if (q->sj) return sj_state_save(q, out, errmsg);
     if (q->f.kind != SK_SELECT || !q->cons)
         return rn_errf(errmsg, RN_EINVAL, "only a SELECT over a topic has state to save");
     uint32_t magic = STATE_MAGIC;
@@ -1794,10 +1814,11 @@ int rn_sql_state_save(rn_sql_t *q, rn_buf_t *out, char *errmsg)
 
 int rn_sql_state_load(rn_sql_t *q, const uint8_t *p, size_t n, char *errmsg)
 {
-    if (q->f.kind != SK_SELECT || !q->cons)
-        return rn_errf(errmsg, RN_EINVAL, "only a SELECT over a topic has state to restore");
     if (q->started)
         return rn_errf(errmsg, RN_EINVAL, "state can only be restored before the first step");
+    if (q->sj) return sj_state_load(q, p, n, errmsg);
+    if (q->f.kind != SK_SELECT || !q->cons)
+        return rn_errf(errmsg, RN_EINVAL, "only a SELECT over a topic has state to restore");
     /* fixed: the header without the next-queue field, which is cut out below */
     const size_t fixed = 4 + 4 + 1 + 5 * 8 + 8, perq = 8 + 8 + 2;
     uint32_t magic, nq, next, wlen;
@@ -1859,11 +1880,12 @@ damaged:
 
 uint32_t rn_sql_batch_queue(rn_sql_t *q)
 {
-    return q->cur_queue;
+    return q->sj ? rn_sjoin_batch_queue(q->sj) : q->cur_queue;
 }
 
 int rn_sql_prefer_queue(rn_sql_t *q, uint32_t queue, char *errmsg)
 {
+    if (q->sj) return rn_sjoin_prefer(q->sj, queue, errmsg);
     if (!q->cons) return rn_errf(errmsg, RN_EINVAL, "not a query over a topic");
     int rc = rn_consumer_prefer(q->cons, q->def.topic, queue, errmsg);
     if (rc == 0) q->next_q = queue;
@@ -1892,6 +1914,9 @@ int rn_sql_set_end(rn_sql_t *q, uint32_t queue, int64_t end, char *errmsg)
 
 int rn_sql_resumable(rn_sql_t *q, char *errmsg)
 {
+    if (q->sj)
+        return rn_errf(errmsg, RN_EINVAL, "a stream-stream join is not resumed by a token (its "
+                       "state is checkpointed in a pipeline: CREATE PIPELINE)");
     if (q->f.kind != SK_SELECT || !q->cons)
         return rn_errf(errmsg, RN_EINVAL, "only a SELECT over a topic can be resumed");
     if (q->win && q->f.idle_ms > 0)
@@ -1905,13 +1930,22 @@ int rn_sql_resumable(rn_sql_t *q, char *errmsg)
 
 int rn_sql_aggregates(rn_sql_t *q)
 {
-    return q->win != NULL;
+    return q->win != NULL || q->sj != NULL;
 }
 
 void rn_sql_source(rn_sql_t *q, const char **topic, uint32_t *nq)
 {
     *topic = q->def.topic;
-    *nq = q->nq;
+    *nq = q->sj ? rn_sjoin_queues(q->sj) : q->nq;
+}
+
+int rn_sql_source_queue(rn_sql_t *q, uint32_t i, const char **topic, uint32_t *queue)
+{
+    if (q->sj) return rn_sjoin_source_queue(q->sj, i, topic, queue);
+    if (i >= q->nq) return RN_EINVAL;
+    *topic = q->def.topic;
+    *queue = i;
+    return 0;
 }
 
 const char *rn_sql_join_source(rn_sql_t *q)
@@ -1922,6 +1956,7 @@ const char *rn_sql_join_source(rn_sql_t *q)
 
 int rn_sql_position(rn_sql_t *q, uint32_t queue, int64_t *offset, char *errmsg)
 {
+    if (q->sj) return rn_sjoin_position(q->sj, queue, offset, errmsg);
     if (!q->cons) return rn_errf(errmsg, RN_EINVAL, "not a query over a topic");
     return rn_consumer_position(q->cons, q->def.topic, queue, offset, errmsg);
 }

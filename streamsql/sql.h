@@ -230,8 +230,15 @@ int  rn_sql_state_save(rn_sql_t *q, rn_buf_t *out, char *errmsg);
  * the source's queue count changed; RN_ERANGE when an offset is no longer
  * in the topic (retention). */
 int  rn_sql_state_load(rn_sql_t *q, const uint8_t *p, size_t n, char *errmsg);
-/* The source topic (borrowed until close) and its queue count. */
+/* The source topic (borrowed until close) and its queue count. A
+ * stream-stream join's source is both streams as one: the left's topic, and
+ * nq counts the left's queues then the right's (queue nl + i is the right
+ * stream's queue i), for rn_sql_position, _batch_queue, _prefer_queue and
+ * the reject callback; rn_sql_source_queue names each. */
 void rn_sql_source(rn_sql_t *q, const char **topic, uint32_t *nq);
+/* Source queue i (as numbered above): its topic (borrowed until close) and
+ * its queue in that topic; RN_EINVAL when i >= nq. */
+int  rn_sql_source_queue(rn_sql_t *q, uint32_t i, const char **topic, uint32_t *queue);
 /* The topic of the table a query joins, or of the right side of a
  * stream-stream join (borrowed until close), NULL when it joins none or a
  * file: a caller checking rights on the source checks it too. */
@@ -255,7 +262,9 @@ int  rn_sql_set_end(rn_sql_t *q, uint32_t queue, int64_t end, char *errmsg);
  * with errmsg saying why not: not a SELECT over a topic, or WITH
  * idle_timeout (windows closed by wall-clock time). */
 int  rn_sql_resumable(rn_sql_t *q, char *errmsg);
-/* 1 for an aggregating query (rows are windows' results), else 0. */
+/* 1 for an aggregating query (rows are windows' results) or a stream-stream
+ * join (rows are pairs, emitted as the watermark passes them): its rows do
+ * not belong to the batch the step read; else 0. */
 int  rn_sql_aggregates(rn_sql_t *q);
 /* The next offset the query reads in source queue `queue`. */
 int  rn_sql_position(rn_sql_t *q, uint32_t queue, int64_t *offset, char *errmsg);

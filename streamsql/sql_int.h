@@ -298,8 +298,9 @@ int  rn_sjoin_open(rn_datadir_t *d, sqlite3 *db, const front_t *f, const rn_sql_
                    rn_sjoin_t **out, int *erroff, char *errmsg);
 /* The emission statement: its columns are the result's. */
 sqlite3_stmt *rn_sjoin_stmt(rn_sjoin_t *j);
-/* Step each side once, then emit the pairs the watermark passed through
- * fn(ctx, stmt) (a non-zero return stops and is returned). */
+/* Read at most one batch (of the preferred side, else alternating: sjoin.c
+ * invariant 5), then emit the pairs the watermark passed through fn(ctx,
+ * stmt) (a non-zero return stops and is returned). */
 int  rn_sjoin_step(rn_sjoin_t *j, int (*fn)(void *, sqlite3_stmt *), void *ctx,
                    rn_sql_state_t *state, char *errmsg);
 int  rn_sjoin_wait(rn_sjoin_t *j, uint32_t ms);
@@ -309,6 +310,19 @@ void rn_sjoin_cancel(rn_sjoin_t *j);
 /* The right side's topic (borrowed until rn_sjoin_close): read too, so the
  * broker checks the caller's right to consume it (rn_sql_join_source). */
 const char *rn_sjoin_right_topic(rn_sjoin_t *j);
+/* Both streams' queues numbered as one source (sjoin.c invariant 5): the
+ * count; the last step's batch (UINT32_MAX: none; during a step, the batch
+ * being read); queue i's topic (borrowed until close) and queue there
+ * (RN_EINVAL past the count); its next offset; read it first next step. */
+uint32_t rn_sjoin_queues(const rn_sjoin_t *j);
+uint32_t rn_sjoin_batch_queue(const rn_sjoin_t *j);
+int  rn_sjoin_source_queue(rn_sjoin_t *j, uint32_t i, const char **topic, uint32_t *queue);
+int  rn_sjoin_position(rn_sjoin_t *j, uint32_t i, int64_t *offset, char *errmsg);
+int  rn_sjoin_prefer(rn_sjoin_t *j, uint32_t i, char *errmsg);
+/* Append the whole join state to out (sjoin.c invariant 6); restore it
+ * before the first step (RN_ECORRUPT when damaged or another join's). */
+int  rn_sjoin_save(rn_sjoin_t *j, rn_buf_t *out, char *errmsg);
+int  rn_sjoin_load(rn_sjoin_t *j, const uint8_t *p, size_t n, char *errmsg);
 void rn_sjoin_close(rn_sjoin_t *j);
 
 /* ---- window state (window.c) --------------------------------------------- */

@@ -398,6 +398,36 @@ static void test_creators_rights(void **state)
         if (!stopped) rn_test_sleep_ms(20);
     }
     assert_true(stopped);
+    /* A stream-stream join reads its second stream too: losing the right to
+     * consume it stops the pipeline as well. */
+    OK(AS(ADMIN, "topic", "create", "app.r"));
+    OK(SQL(ADMIN, "-e", "CREATE STREAM jl (k INTEGER, ts INTEGER) WITH (topic = 'app.src')"));
+    OK(SQL(ADMIN, "-e", "CREATE STREAM jr (k INTEGER, ts INTEGER) WITH (topic = 'app.r')"));
+    acl("add", "bob", "pipeline", "bj", 1, "all");
+    acl("add", "bob", "topic", "app.jsink", 0, "all");
+    acl("add", "bob", "topic", "bj.dlq", 0, "produce");
+    const char *bj = "CREATE PIPELINE bj AS INSERT INTO app.jsink SELECT x.k FROM jl x JOIN jr y "
+                     "ON x.k = y.k AND y.ts BETWEEN x.ts AND x.ts + 5";
+    DENIED(BOB, AS(BOB, "pipeline", "create", bj));
+    assert_true(has(fx->err_text, "may not consume from topic 'app.r'"));
+    acl("add", "bob", "topic", "app.r", 0, "consume");
+    OK(AS(BOB, "pipeline", "create", bj));
+    int running = 0;
+    for (int i = 0; i < 500 && !running; i++) {
+        OK(AS(ADMIN, "pipeline", "status", "bj"));
+        running = has(fx->out_text, "state: running");
+        if (!running) rn_test_sleep_ms(20);
+    }
+    if (!running) fail_msg("pipeline status: %s", fx->out_text);
+    acl("remove", "bob", "topic", "app.r", 0, "consume");
+    stopped = 0;
+    for (int i = 0; i < 500 && !stopped; i++) {
+        OK(AS(ADMIN, "pipeline", "status", "bj"));
+        stopped = has(fx->out_text, "failed: stopped: its creator lost a right it needs: "
+                                    "principal 'bob' may not consume from topic 'app.r'");
+        if (!stopped) rn_test_sleep_ms(20);
+    }
+    if (!stopped) fail_msg("pipeline status: %s", fx->out_text);
 }
 
 /* 5. */

@@ -7,8 +7,11 @@
  * 3 queues per side; a --follow query fed one whole stream before the
  * other, in both orders; a record behind the watermark counted as late and
  * joined with nothing; the join state bounded while the watermark moves and
- * empty at the end; SELECT DISTINCT over a window join; refusals of joins
- * with no equality, no time bound, or other unsupported shapes.
+ * empty at the end; SELECT DISTINCT over a window join; GROUP BY (count,
+ * sum, min, max, avg, total, count(DISTINCT), FILTER, HAVING) over a window join;
+ * refusals of joins with no equality, no time bound, or other unsupported
+ * shapes (aggregates other than those, GROUP BY of an interval join or
+ * without the window).
  */
 #include "tests/test_streamsql_util.h"
 
@@ -121,6 +124,18 @@ static const qcase_t qcases[] = {
      "SELECT x.ts - x.ts % 5000, x.ts - x.ts % 5000 + 5000, x.k, x.n, y.n FROM ta x JOIN tb y "
      "ON x.ts / 5000 = y.ts / 5000 AND x.k = y.k "
      "ORDER BY x.ts / 5000, x.queue, x.off, y.queue, y.off"},
+    /* GROUP BY over a window join: per window and key, in (window, key) order */
+    {"SELECT l.window_start, l.k, count(*) AS n, sum(r.n), min(l.n), max(r.n), avg(r.n), "
+     "total(l.n * r.n), count(DISTINCT r.n), count(*) FILTER (WHERE r.n > 200) FROM "
+     "TABLE(TUMBLE(TABLE a, DESCRIPTOR(ts), INTERVAL '5' SECOND)) l JOIN "
+     "TABLE(TUMBLE(TABLE b, DESCRIPTOR(ts), INTERVAL '5' SECOND)) r "
+     "ON l.window_start = r.window_start AND l.k = r.k WHERE r.n % 4 <> 1 "
+     "GROUP BY l.window_start, l.k HAVING count(*) > 1",
+     "SELECT x.ts - x.ts % 5000, x.k, count(*), sum(y.n), min(x.n), max(y.n), avg(y.n), "
+     "total(x.n * y.n), count(DISTINCT y.n), count(*) FILTER (WHERE y.n > 200) "
+     "FROM ta x JOIN tb y "
+     "ON x.ts / 5000 = y.ts / 5000 AND x.k = y.k WHERE y.n % 4 <> 1 "
+     "GROUP BY x.ts / 5000, x.k HAVING count(*) > 1 ORDER BY x.ts / 5000, x.k"},
 };
 #define NCASES (sizeof qcases / sizeof qcases[0])
 
@@ -440,9 +455,24 @@ static void test_refused(void **state)
         {"SELECT * FROM a JOIN a ON a.k = a.k AND a.ts BETWEEN a.ts AND a.ts + 5",
          "give each an alias"},
         {"SELECT count(*) FROM a x JOIN b y ON x.k = y.k AND y.ts BETWEEN x.ts AND x.ts + 5",
-         "aggregates over a stream-stream join"},
+         "aggregates over a stream-stream join need GROUP BY of a window join's window"},
         {"SELECT x.k FROM a x JOIN b y ON x.k = y.k AND y.ts BETWEEN x.ts AND x.ts + 5 "
-         "GROUP BY x.k", "GROUP BY"},
+         "GROUP BY x.k", "GROUP BY over a stream-stream join needs a window join"},
+        {"SELECT l.k, count(*) FROM TABLE(TUMBLE(TABLE a, DESCRIPTOR(ts), 1000)) l JOIN "
+         "TABLE(TUMBLE(TABLE b, DESCRIPTOR(ts), 1000)) r ON l.window_start = r.window_start "
+         "AND l.k = r.k GROUP BY l.k", "must group by the window"},
+        {"SELECT l.window_start, stddev(r.n) FROM TABLE(TUMBLE(TABLE a, DESCRIPTOR(ts), 1000)) l "
+         "JOIN TABLE(TUMBLE(TABLE b, DESCRIPTOR(ts), 1000)) r ON l.window_start = "
+         "r.window_start AND l.k = r.k GROUP BY l.window_start", "aggregates are count, sum"},
+        {"SELECT l.window_start, count(*) FROM TABLE(TUMBLE(TABLE a, DESCRIPTOR(ts), 1000)) l "
+         "JOIN TABLE(TUMBLE(TABLE b, DESCRIPTOR(ts), 1000)) r ON l.window_start = "
+         "r.window_start AND l.k = r.k", "need GROUP BY of a window join's window"},
+        {"SELECT l.n FROM TABLE(TUMBLE(TABLE a, DESCRIPTOR(ts), 1000)) l "
+         "JOIN TABLE(TUMBLE(TABLE b, DESCRIPTOR(ts), 1000)) r ON l.window_start = "
+         "r.window_start AND l.k = r.k HAVING l.n > 1", "HAVING without GROUP BY"},
+        {"SELECT l.window_start, count(*) FROM TABLE(TUMBLE(TABLE a, DESCRIPTOR(ts), 1000)) l "
+         "JOIN TABLE(TUMBLE(TABLE b, DESCRIPTOR(ts), 1000)) r ON l.window_start = "
+         "r.window_start AND l.k = r.k GROUP BY l.window_start EMIT CHANGES", "EMIT"},
         {"SELECT * FROM TABLE(TUMBLE(TABLE a, DESCRIPTOR(ts), 1000)) l JOIN "
          "TABLE(TUMBLE(TABLE b, DESCRIPTOR(ts), 2000)) r ON l.window_start = r.window_start AND "
          "l.k = r.k", "same size"},
@@ -456,7 +486,7 @@ static void test_refused(void **state)
          "nosuch"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) refused(f, bad[i].sql, bad[i].want);
-    /* no pipeline or resume: its state is not saved */
+    /* the Query RPC does not resume it by a token (pipelines checkpoint it) */
     const char *sql = "SELECT x.n FROM a x JOIN b y ON x.k = y.k AND y.ts BETWEEN x.ts AND "
                       "x.ts + 5";
     rn_sql_t *q;
@@ -468,19 +498,26 @@ static void test_refused(void **state)
     uint32_t nq;
     rn_sql_source(q, &src, &nq);
     assert_string_equal(src, "ta");
+    assert_int_equal(nq, 2);                    /* one queue of each stream */
     assert_string_equal(rn_sql_join_source(q), "tb");
-    rn_buf_t b = RN_BUF_INIT;
-    /* the Query RPC runs it without a resume token; rn_sql_state_save refuses */
+    uint32_t tq;
+    assert_int_equal(rn_sql_source_queue(q, 1, &src, &tq), 0);
+    assert_string_equal(src, "tb");
+    assert_int_equal(tq, 0);
+    assert_int_not_equal(rn_sql_source_queue(q, 2, &src, &tq), 0);
     assert_int_not_equal(rn_sql_resumable(q, err), 0);
-    assert_int_not_equal(rn_sql_state_save(q, &b, err), 0);
-    assert_non_null(strstr(err, "not saved"));
-    rn_buf_free(&b);
+    assert_non_null(strstr(err, "not resumed by a token"));
     rn_sql_close(q);
-    /* a pipeline (it would need the join state in its checkpoints) is refused at CREATE */
-    const char *pipe = "CREATE PIPELINE pj AS INSERT INTO 'stdout' SELECT x.n FROM a x JOIN b y "
+    /* a pipeline may not write into the stream it joins */
+    const char *pipe = "CREATE PIPELINE pj AS INSERT INTO tb SELECT x.n FROM a x JOIN b y "
                        "ON x.k = y.k AND y.ts BETWEEN x.ts AND x.ts + 5";
     assert_int_not_equal(rn_etl_create(f->d, pipe, strlen(pipe), err), 0);
-    if (!strstr(err, "cannot run in a pipeline")) fail_msg("pipeline: %s", err);
+    if (!strstr(err, "which it joins")) fail_msg("pipeline: %s", err);
+    /* what a query refuses, a pipeline refuses the same way */
+    pipe = "CREATE PIPELINE pj AS INSERT INTO out SELECT x.k FROM a x JOIN b y ON x.k = y.k "
+           "AND y.ts BETWEEN x.ts AND x.ts + 5 GROUP BY x.k";
+    assert_int_not_equal(rn_etl_create(f->d, pipe, strlen(pipe), err), 0);
+    if (!strstr(err, "GROUP BY")) fail_msg("pipeline: %s", err);
 }
 
 int main(void)
