@@ -72,6 +72,8 @@ typedef struct rn_ctl_opts {
     const char *client_addr;        /* this node's gRPC HOST:PORT as other nodes dial it */
     uint32_t    snapshot_entries;   /* raft snapshot every N entries, keeping N behind it;
                                        0 = RN_CTL_SNAPSHOT_ENTRIES */
+    const char *kafka_addr;         /* its Kafka advertised HOST:PORT, registered with
+                                       the client address; NULL: no Kafka front */
 } rn_ctl_opts_t;
 
 int  rn_ctl_start(const rn_ctl_opts_t *o, rn_ctl_t **out, char *errmsg);
@@ -83,6 +85,7 @@ typedef struct rn_ctl_vnode {
     uint64_t id;
     char     raft[RN_CLUSTER_ADDR_MAX];     /* "" when not in the raft configuration */
     char     client[RN_CLUSTER_ADDR_MAX];   /* "" until registered */
+    char     kafka[RN_CLUSTER_ADDR_MAX];    /* Kafka advertised address; "" none */
     int      voter;
     int      live;
     uint64_t incarnation;
@@ -123,7 +126,8 @@ const char *rn_ctl_role_name(rn_ctl_role_t r);
 /* A heartbeat from node id (any thread; queued for the loop thread, which
  * acts on it only while leader). 0, or RN_EFULL when the queue is full (the
  * next heartbeat will do). */
-int rn_ctl_heartbeat(rn_ctl_t *c, uint64_t id, const char *client, uint64_t start_id);
+int rn_ctl_heartbeat(rn_ctl_t *c, uint64_t id, const char *client, const char *kafka,
+                     uint64_t start_id);
 
 /* ---- replicated topics ---------------------------------------------------- */
 

@@ -35,7 +35,8 @@
 #include <string.h>
 
 static const uint8_t snap_magic[4] = {'R', 'N', 'C', 'S'};
-#define SNAP_VERSION 2        /* 1: nodes only; 2: nodes and topics (fsm.h) */
+#define SNAP_VERSION 3        /* 1: nodes only; 2: nodes and topics; 3: with Kafka
+                                 addresses (fsm.h) */
 #define SNAP_NODE_FIXED (8 + 8 + 8 + 1 + 8 + 2)
 
 void rn_fsm_init(rn_fsm_t *f) { memset(f, 0, sizeof *f); }
@@ -163,6 +164,12 @@ int rn_fsm_cmd_encode(const rn_fsm_cmd_t *c, uint8_t *out, size_t *len)
         rn_be64_put(p, (uint64_t)c->at_ms); p += 8;
         rn_be16_put(p, (uint16_t)n); p += 2;
         memcpy(p, c->client, n); p += n;
+        size_t k = strnlen(c->kafka, RN_CLUSTER_ADDR_MAX);
+        if (k >= RN_CLUSTER_ADDR_MAX) return RN_EINVAL;
+        if (k) {                              /* the optional trailing field (fsm.h) */
+            rn_be16_put(p, (uint16_t)k); p += 2;
+            memcpy(p, c->kafka, k); p += k;
+        }
     } else if (c->type == RN_FSM_FENCE) {
         rn_be64_put(p, (uint64_t)c->at_ms); p += 8;
     } else if (c->type == RN_FSM_TOPIC || c->type == RN_FSM_LEADER) {
@@ -226,6 +233,16 @@ int rn_fsm_cmd_decode(const uint8_t *p, size_t n, rn_fsm_cmd_t *c, char *errmsg)
         memcpy(c->client, q, len);
         c->client[len] = '\0';
         q += len;
+        if (!is_padding(q, (size_t)(end - q))) {      /* the Kafka address (fsm.h) */
+            if (end - q < 2) break;
+            size_t k = rn_be16_get(q);
+            q += 2;
+            if (k == 0 || k >= RN_CLUSTER_ADDR_MAX || (size_t)(end - q) < k || memchr(q, '\0', k))
+                break;
+            memcpy(c->kafka, q, k);
+            c->kafka[k] = '\0';
+            q += k;
+        }
         if (!is_padding(q, (size_t)(end - q))) break;                 /* invariant 5 */
         return 0;
     }
@@ -386,6 +403,8 @@ int rn_fsm_apply(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
         nd->start_id = c->start_id;
     }
     snprintf(nd->client, sizeof nd->client, "%s", c->client);
+    memset(nd->kafka, 0, sizeof nd->kafka);        /* no old bytes past the NUL */
+    snprintf(nd->kafka, sizeof nd->kafka, "%s", c->kafka);
     if (!nd->live) {
         nd->live = 1;
         nd->live_changed_ms = c->at_ms;
@@ -395,7 +414,7 @@ int rn_fsm_apply(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
 
 size_t rn_fsm_snapshot_bound(const rn_fsm_t *f)
 {
-    size_t b = 4 + 1 + 4 + f->n * (SNAP_NODE_FIXED + RN_CLUSTER_ADDR_MAX) + 4;
+    size_t b = 4 + 1 + 4 + f->n * (SNAP_NODE_FIXED + 2 * RN_CLUSTER_ADDR_MAX + 2) + 4;
     for (size_t i = 0; i < f->ntopics; i++)
         b += 2 + RN_FSM_TOPIC_MAX + 4 +
              f->topics[i].nqueues * (8 + 8 + 2 + 16 * (size_t)RN_CLUSTER_MAX_NODES);
@@ -406,7 +425,10 @@ size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out)
 {
     uint8_t *p = out;
     memcpy(p, snap_magic, 4); p += 4;
-    *p++ = f->ntopics ? 2 : 1;
+    int kafka = 0;
+    for (size_t i = 0; i < f->n; i++) kafka |= f->nodes[i].kafka[0] != '\0';
+    int version = kafka ? 3 : f->ntopics ? 2 : 1;
+    *p++ = (uint8_t)version;
     rn_be32_put(p, (uint32_t)f->n); p += 4;
     for (size_t i = 0; i < f->n; i++) {
         const rn_fsm_node_t *nd = &f->nodes[i];
@@ -418,8 +440,13 @@ size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out)
         rn_be64_put(p, (uint64_t)nd->live_changed_ms); p += 8;
         rn_be16_put(p, (uint16_t)len); p += 2;
         memcpy(p, nd->client, len); p += len;
+        if (version == 3) {
+            size_t k = strlen(nd->kafka);
+            rn_be16_put(p, (uint16_t)k); p += 2;
+            memcpy(p, nd->kafka, k); p += k;
+        }
     }
-    if (f->ntopics) {
+    if (version == 3 || f->ntopics) {
         rn_be32_put(p, (uint32_t)f->ntopics); p += 4;
         for (size_t i = 0; i < f->ntopics; i++) {
             const rn_fsm_topic_t *t = &f->topics[i];
@@ -438,12 +465,14 @@ size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out)
 
 /* The topic part of a version 2 snapshot into nf (invariant 6); NULL when
  * it does not check. */
-static const uint8_t *snap_topics(const uint8_t *p, const uint8_t *end, rn_fsm_t *nf)
+static const uint8_t *snap_topics(const uint8_t *p, const uint8_t *end, rn_fsm_t *nf,
+                                  uint32_t min)
 {
     if (end - p < 4) return NULL;
     uint32_t cnt = rn_be32_get(p);
     p += 4;
-    if (cnt < 1 || cnt > RN_FSM_MAX_TOPICS) return NULL;
+    if (cnt < min || cnt > RN_FSM_MAX_TOPICS) return NULL;
+    if (cnt == 0) return p;
     nf->topics = calloc(cnt, sizeof *nf->topics);
     if (!nf->topics) return NULL;
     for (uint32_t i = 0; i < cnt; i++) {
@@ -476,7 +505,7 @@ int rn_fsm_snapshot_decode(rn_fsm_t *f, const uint8_t *p, size_t n, char *errmsg
         return rn_errf(errmsg, RN_ECORRUPT, "controller snapshot: no RNCS header");
     if (p[4] < 1 || p[4] > SNAP_VERSION)
         return rn_errf(errmsg, RN_ECORRUPT, "controller snapshot version %u: this runneld "
-                       "reads versions 1 and %d only", p[4], SNAP_VERSION);
+                       "reads versions 1 to %d only", p[4], SNAP_VERSION);
     int version = p[4];
     uint32_t cnt = rn_be32_get(p + 5);
     if (cnt > RN_CLUSTER_MAX_NODES)
@@ -501,10 +530,20 @@ int rn_fsm_snapshot_decode(rn_fsm_t *f, const uint8_t *p, size_t n, char *errmsg
         memcpy(nd->client, p, len);
         nd->client[len] = '\0';
         p += len;
+        if (version == 3) {
+            if (end - p < 2) goto bad;
+            size_t k = rn_be16_get(p);
+            p += 2;
+            if (k >= RN_CLUSTER_ADDR_MAX || (size_t)(end - p) < k || memchr(p, '\0', k))
+                goto bad;
+            memcpy(nd->kafka, p, k);
+            nd->kafka[k] = '\0';
+            p += k;
+        }
         if (i > 0 && nf.nodes[i - 1].id >= nd->id) goto bad;      /* invariant 1 */
         nf.n = i + 1;
     }
-    if (version == 2 && !(p = snap_topics(p, end, &nf))) goto bad;
+    if (version >= 2 && !(p = snap_topics(p, end, &nf, version == 2 ? 1 : 0))) goto bad;
     if (p != end) goto bad;
     rn_fsm_topics_free(f->topics, f->ntopics);
     nf.topics_gen = f->topics_gen + 1;                             /* invariant 7 */
