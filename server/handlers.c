@@ -38,6 +38,9 @@
  *     min_insync_replicas); a consumer's fetch returns whole batches below
  *     the hook's limit only (the high watermark), and a replica's append
  *     or cut holds the queue's append mutex like a Produce (invariant 2).
+ *     There, producer ids from RN_PREG_CLUSTER_ID_MIN up (drawn by clients
+ *     and the Kafka front's InitProducerId) are checked by sequence only,
+ *     on local queues too: no node's registry issued them.
  */
 #include "server/handlers.h"
 
