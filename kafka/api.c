@@ -20,6 +20,7 @@
 #include "common/addr.h"
 #include "server/log.h"
 #include "server/producers.h"
+#include "server/server.h"
 
 const rn_kapi_t rn_kapi_table[] = {
     {0, "Produce", 0, 8, 9, rn_kh_produce},
@@ -76,6 +77,12 @@ int16_t rn_kerr_cluster(const rn_kctx_t *ctx, const rn_status_t *st)
     return RN_KERR_NONE;
 }
 
+int16_t rn_kerr_status(const rn_kctx_t *ctx, const rn_status_t *st)
+{
+    int16_t c = rn_kerr_cluster(ctx, st);
+    return c ? c : rn_kerr_of(st);
+}
+
 /* The controller's view (invariant 7), or NULL: put it with rn_ctl_view_put. */
 static const rn_ctl_view_t *cluster_view(rn_kctx_t *ctx)
 {
@@ -97,13 +104,18 @@ static const rn_fsm_topic_t *view_topic(const rn_ctl_view_t *v, const char *name
     return NULL;
 }
 
-int rn_kcluster_replicated(rn_kctx_t *ctx, const char *topic)
+int16_t rn_kcluster_unmade(rn_kctx_t *ctx, const char *topic, uint32_t queue)
 {
     const rn_ctl_view_t *v = cluster_view(ctx);
-    if (!v) return 0;
-    int r = rn_ctl_view_queue(v, topic, 0) != NULL;
+    if (!v) return RN_KERR_NONE;
+    const rn_fsm_topic_t *t = view_topic(v, topic);
+    const rn_fsm_pq_t *pq = t && queue < t->nqueues ? &t->q[queue] : NULL;
+    int16_t e = !t ? RN_KERR_NONE
+                : !pq ? RN_KERR_UNKNOWN_TOPIC_OR_PARTITION
+                : pq->leader && pq->leader != ctx->self ? RN_KERR_NOT_LEADER_OR_FOLLOWER
+                : RN_KERR_LEADER_NOT_AVAILABLE;
     rn_ctl_view_put(v);
-    return r;
+    return e;
 }
 
 int rn_ktopic_valid(rn_kstr_t name)
@@ -323,21 +335,73 @@ static int may_create(rn_kreq_t *q, rn_kstr_t s)
            rn_acl_allowed(acl, q->principal, RN_ACL_TOPIC, name, RN_ACL_CREATE, 0);
 }
 
+/* A parsed Metadata request waiting for its turn (invariant 7). */
+typedef struct kmeta {
+    const uint8_t *names;        /* the topic names, in the frame */
+    int32_t        n;
+    int            create, all;
+    int64_t        deadline;     /* then it answers anyway (rn_server_now_ms) */
+} kmeta_t;
+
+/* Longer than a produce waits for the in-sync replicas (cluster/replica.h
+ * RN_REPL_ACK_TIMEOUT_MS). */
+#define METADATA_WAIT_MS 15000
+
+static void metadata_answer(rn_kreq_t *q, const kmeta_t *req);
+
+static void metadata_free(rn_kreq_t *q)
+{
+    free(q->hstate);
+    q->hstate = NULL;
+}
+
+static void metadata_retry(rn_kreq_t *q, int expired)
+{
+    if (!expired && !rn_kreq_alone(q)) {
+        rn_kreq_park(q, ((kmeta_t *)q->hstate)->deadline, metadata_retry);
+        return;
+    }
+    metadata_answer(q, q->hstate);
+    rn_kreq_done(q);
+}
+
 int rn_kh_metadata(rn_kreq_t *q)
 {
     rn_kr_t *r = &q->in;
-    rn_kw_t *w = &q->w;
     int32_t n = rn_kr_array(r, "topics");
     if (n > RN_KAPI_MAX_PARTITIONS)                     /* api.h invariant 5 */
         return rn_kreq_bad(q, "%d topics named; at most %d per request", n,
                            RN_KAPI_MAX_PARTITIONS);
-    const uint8_t *names = r->p;
+    kmeta_t m = {r->p, n, 1, 0, 0};
     for (int32_t i = 0; i < n && !r->err; i++) rn_kr_str(r, "topic name");
-    int create = 1;
-    if (q->version >= 4) create = rn_kr_i8(r, "allow_auto_topic_creation") != 0;
+    if (q->version >= 4) m.create = rn_kr_i8(r, "allow_auto_topic_creation") != 0;
     if (r->err) return RN_KH_BAD;
     /* v0: an empty list means every topic; v1+: null does. */
-    int all = n < 0 || (q->version == 0 && n == 0);
+    m.all = n < 0 || (q->version == 0 && n == 0);
+    /* Invariant 7: the answer tells the leaders as of when it leaves, as a
+     * Kafka broker handling a connection's requests one at a time does; a
+     * Metadata behind a produce still waiting for the in-sync replicas would
+     * otherwise reach the client after fresher ones and send it back to a
+     * dead leader. It waits for its turn (parked, reading nothing more). */
+    if (q->ctx->self && !rn_kreq_alone(q)) {
+        kmeta_t *keep = malloc(sizeof *keep);
+        if (!keep) return rn_kreq_bad(q, "out of memory");
+        *keep = m;
+        keep->deadline = rn_server_now_ms() + METADATA_WAIT_MS;
+        q->hstate = keep;
+        q->hfree = metadata_free;
+        return rn_kreq_park(q, keep->deadline, metadata_retry);
+    }
+    metadata_answer(q, &m);
+    return RN_KH_DONE;
+}
+
+static void metadata_answer(rn_kreq_t *q, const kmeta_t *req)
+{
+    rn_kw_t *w = &q->w;
+    const uint8_t *names = req->names;
+    int32_t n = req->n;
+    int create = req->create, all = req->all;
     if (q->version >= 3) rn_kw_i32(w, 0);              /* throttle_time_ms */
     const rn_ctl_view_t *cv = cluster_view(q->ctx);     /* invariant 7 */
     metadata_brokers(q, cv);
@@ -366,7 +430,7 @@ int rn_kh_metadata(rn_kreq_t *q)
         }
         free(v);
         if (cv) rn_ctl_view_put(cv);
-        return RN_KH_DONE;
+        return;
     }
     rn_kw_array(w, n);
     rn_kr_t again;
@@ -394,7 +458,6 @@ int rn_kh_metadata(rn_kreq_t *q)
         metadata_topic(q, s.p, s.len, e, e == RN_KERR_NONE ? t.queues : 0);
     }
     if (cv) rn_ctl_view_put(cv);
-    return RN_KH_DONE;
 }
 
 /* ---- InitProducerId (22) -------------------------------------------------------- */

@@ -215,6 +215,10 @@ int  rn_kreq_offload(rn_kreq_t *q, void (*work)(rn_kreq_t *q), void (*then)(rn_k
  * completes q; expired is 1 once deadline_ms (rn_server_now_ms clock) passed,
  * or the front is stopping. Returns RN_KH_LATER. */
 int  rn_kreq_park(rn_kreq_t *q, int64_t deadline_ms, void (*retry)(rn_kreq_t *q, int expired));
+/* 1 when every earlier request of q's connection is complete (its answer
+ * written or waiting only for its turn to leave), 0 while one still runs
+ * (a produce waiting for the in-sync replicas). */
+int  rn_kreq_alone(const rn_kreq_t *q);
 /* Fail q as RN_KH_BAD with a formatted reason; returns RN_KH_BAD. */
 int  rn_kreq_bad(rn_kreq_t *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -274,8 +278,14 @@ int16_t rn_kerr_of(const rn_status_t *st);
 /* Invariant 7: the Kafka error of a cluster refusal (NOT_LEADER_OR_FOLLOWER,
  * LEADER_NOT_AVAILABLE, NOT_ENOUGH_REPLICAS), 0 when st is none. */
 int16_t rn_kerr_cluster(const rn_kctx_t *ctx, const rn_status_t *st);
-/* Whether topic is one the cluster replicates (invariant 7): 1 yes, 0 no
- * or not a cluster. */
-int rn_kcluster_replicated(rn_kctx_t *ctx, const char *topic);
+/* rn_kerr_cluster when st is a cluster refusal, else rn_kerr_of. */
+int16_t rn_kerr_status(const rn_kctx_t *ctx, const rn_status_t *st);
+/* Invariant 7: the error for (topic, queue) not found in this node's store
+ * while the controller replicates the topic (the node has not made it yet;
+ * never auto-created here): LEADER_NOT_AVAILABLE when this node leads the
+ * queue or none does, NOT_LEADER_OR_FOLLOWER when another does,
+ * UNKNOWN_TOPIC_OR_PARTITION past its queues; 0 when the cluster does not
+ * replicate the topic (or this is no cluster). */
+int16_t rn_kcluster_unmade(rn_kctx_t *ctx, const char *topic, uint32_t queue);
 
 #endif

@@ -62,15 +62,15 @@ static int fetch_due(rn_kreq_t *q, kfetch_t *s)
         fpart_t *fp = &s->parts[i];
         if (!fp->err && !fp->qe) {
             rn_status_t st;
-            if (rn_hd_queue(q->ctx->hd, fp->name, (uint32_t)fp->index, &fp->qe, &st) != 0)
-                fp->err = rn_kerr_of(&st);
+            if (rn_hd_queue(q->ctx->hd, fp->name, (uint32_t)fp->index, &fp->qe, &st) != 0) {
+                int16_t c = rn_kcluster_unmade(q->ctx, fp->name, (uint32_t)fp->index);
+                fp->err = c ? c : rn_kerr_of(&st);          /* api.h invariant 7 */
+            }
         }
         int64_t hwm;
         rn_status_t st;
-        if (!fp->err && rn_hd_visible_end(q->ctx->hd, fp->qe, &hwm, &st) != 0) {
-            int16_t c = rn_kerr_cluster(q->ctx, &st);       /* api.h invariant 7 */
-            fp->err = c ? c : rn_kerr_of(&st);
-        }
+        if (!fp->err && rn_hd_visible_end(q->ctx->hd, fp->qe, &hwm, &st) != 0)
+            fp->err = rn_kerr_status(q->ctx, &st);          /* api.h invariant 7 */
         if (fp->err || hwm != fp->offset) due = 1;
     }
     return due;
@@ -129,17 +129,15 @@ static size_t fetch_write(rn_kreq_t *q, kfetch_t *s)
                             err = RN_KERR_OFFSET_OUT_OF_RANGE;
                         int64_t ve;                         /* api.h invariant 7 */
                         if (rn_hd_visible_end(q->ctx->hd, fp->qe, &ve, &st) != 0)
-                            err = rn_kerr_cluster(q->ctx, &st) ? rn_kerr_cluster(q->ctx, &st)
-                                                               : rn_kerr_of(&st);
+                            err = rn_kerr_status(q->ctx, &st);
                         else if (ve < f.high_watermark)
                             f.high_watermark = ve;
                     }
                 } else if (rn_hd_read_visible(q->ctx->hd, fp->qe, fp->offset,
                                               (uint32_t)(max ? max : 1), w->b, &f, &st) != 0) {
-                    int16_t c = rn_kerr_cluster(q->ctx, &st);   /* api.h invariant 7 */
-                    err = c ? c : rn_kerr_of(&st);
+                    err = rn_kerr_status(q->ctx, &st);          /* api.h invariant 7 */
                     if (st.code == RN_ST_DATA_LOSS) err = RN_KERR_CORRUPT_MESSAGE;
-                    if (err != RN_KERR_OFFSET_OUT_OF_RANGE && !c)
+                    if (err != RN_KERR_OFFSET_OUT_OF_RANGE && !rn_kerr_cluster(q->ctx, &st))
                         rn_slog(RN_SLOG_WARN, "kafka: fetch from %s: %s", q->peer, st.msg);
                 } else if (w->b->len > w->max) {
                     w->err = RN_KW_ETOOBIG;             /* wire.h invariant 5 */
@@ -307,11 +305,11 @@ static int16_t visible_end(rn_kreq_t *q, const char *topic, int32_t part, int64_
     if (!rn_hd_clustered(q->ctx->hd)) return RN_KERR_NONE;
     rn_qent_t *qe;
     rn_status_t st;
-    if (rn_hd_queue(q->ctx->hd, topic, (uint32_t)part, &qe, &st) != 0) return RN_KERR_NONE;
+    if (rn_hd_queue(q->ctx->hd, topic, (uint32_t)part, &qe, &st) != 0)
+        return rn_kcluster_unmade(q->ctx, topic, (uint32_t)part);
     if (rn_hd_visible_end(q->ctx->hd, qe, end, &st) == 0) return RN_KERR_NONE;
     *end = -1;
-    int16_t c = rn_kerr_cluster(q->ctx, &st);
-    return c ? c : rn_kerr_of(&st);
+    return rn_kerr_status(q->ctx, &st);
 }
 
 int rn_kh_list_offsets(rn_kreq_t *q)

@@ -145,10 +145,12 @@ static void produce_part(rn_kreq_t *q, kproduce_t *s, kpart_t *kp)
     req.acks = s->acks == -1 ? RUNNEL__V1__ACKS__ACKS_DURABLE : RUNNEL__V1__ACKS__ACKS_WRITTEN;
     kp->begun = 1;
     int rc = rn_hd_produce_begin(q->ctx->hd, &req, &kp->p, &kp->st);
-    if (rc != 0 && kp->st.reason == RN_SR_NO_QUEUE && rn_kcluster_replicated(q->ctx, name)) {
+    int16_t unmade = rc != 0 && kp->st.reason == RN_SR_NO_QUEUE
+                     ? rn_kcluster_unmade(q->ctx, name, (uint32_t)kp->index) : 0;
+    if (unmade) {
         /* a replicated topic this node has not made yet: never auto-created
          * here (api.h invariant 7); the client retries */
-        kp->err = RN_KERR_LEADER_NOT_AVAILABLE;
+        kp->err = unmade;
         kp->msg = "the topic is replicated and not made on this node yet; retry";
         free(b);
         return;

@@ -726,6 +726,14 @@ int rn_kreq_offload(rn_kreq_t *q, void (*work)(rn_kreq_t *q), void (*then)(rn_kr
     return pipelined ? RN_KH_LATER_PIPELINED : RN_KH_LATER;
 }
 
+int rn_kreq_alone(const rn_kreq_t *q)
+{
+    const kconn_t *c = q->conn;
+    for (const rn_kreq_t *e = c->head; e && e != q; e = e->next)
+        if (e->state != Q_READY && e->state != Q_NORESP) return 0;
+    return 1;
+}
+
 static void on_park(uv_timer_t *t);
 
 int rn_kreq_park(rn_kreq_t *q, int64_t deadline_ms, void (*retry)(rn_kreq_t *q, int expired))

@@ -39,6 +39,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 
 WAIT_S = 20
+LATE = b"kc-late"   # a local topic made while a Metadata waits for its turn
+STALL_S = 0.5       # how long acks -1 must stay unanswered with the followers stopped
 
 
 def status(runnel, grpc):
@@ -61,11 +63,19 @@ def status(runnel, grpc):
 def call(addr, api, ver, body, corr=1, before=None):
     """One request on a fresh connection and its answer (after the
     correlation id); before(socket), when given, runs once it is sent."""
+    return pipeline(addr, [(api, ver, body)], before)[0]
+
+
+def pipeline(addr, reqs, before=None):
+    """Requests [(api, version, body)] sent at once on a fresh connection,
+    and their answers in order (after the correlation ids, checked);
+    before(socket), when given, runs once they are sent."""
     host, port = addr.rsplit(":", 1)
     s = socket.create_connection((host, int(port)), timeout=10)
     cid = b"cluster-test"
-    head = struct.pack(">hhih", api, ver, corr, len(cid)) + cid
-    s.sendall(struct.pack(">i", len(head) + len(body)) + head + body)
+    for corr, (api, ver, body) in enumerate(reqs, 1):
+        head = struct.pack(">hhih", api, ver, corr, len(cid)) + cid
+        s.sendall(struct.pack(">i", len(head) + len(body)) + head + body)
     if before:
         before(s)
 
@@ -78,17 +88,27 @@ def call(addr, api, ver, body, corr=1, before=None):
             b += c
         return b
 
-    size = struct.unpack(">i", readn(4))[0]
-    r = readn(size)
+    out = []
+    for corr in range(1, len(reqs) + 1):
+        size = struct.unpack(">i", readn(4))[0]
+        r = readn(size)
+        if struct.unpack(">i", r[:4])[0] != corr:
+            fail("%s: answer %d has correlation id %d" % (addr, corr, struct.unpack(">i", r[:4])[0]))
+        out.append(r[4:])
     s.close()
-    return r[4:]
+    return out
 
 
 def raw_metadata(addr, topic):
     """Metadata v1 of one topic: ({id: "host:port"}, controller,
     {partition: (error, leader, replicas, isr)}, topic error)."""
     t = topic.encode()
-    r = call(addr, 3, 1, struct.pack(">ih", 1, len(t)) + t)
+    return parse_metadata(call(addr, 3, 1, struct.pack(">ih", 1, len(t)) + t))[:4]
+
+
+def parse_metadata(r):
+    """A Metadata v1 answer: brokers, controller, partitions and error of
+    its (last) topic, and the names of every topic in it."""
     pos = 0
 
     def take(fmt):
@@ -114,17 +134,17 @@ def raw_metadata(addr, topic):
         string()                                   # rack
         brokers[nid] = "%s:%d" % (host, port)
     controller = take(">i")
-    parts, terr = {}, None
+    parts, terr, names = {}, None, []
     for _ in range(take(">i")):
         terr = take(">h")
-        string()
+        names.append(string())
         take(">b")
         for _ in range(take(">i")):
             perr, p, leader = take(">hii")
             reps = [take(">i") for _ in range(take(">i"))]
             isr = [take(">i") for _ in range(take(">i"))]
             parts[p] = (perr, leader, reps, isr)
-    return brokers, controller, parts, terr
+    return brokers, controller, parts, terr, names
 
 
 def metadata_matches(addr, topic, st, live):
@@ -204,13 +224,22 @@ def record_batch(values):
     return bytes(b.build())
 
 
-def raw_produce(addr, topic, partition, acks, values, before=None):
-    """Produce v3 of one batch: (error, base offset)."""
+def produce_req(topic, partition, acks, values):
+    """A Produce v3 of one batch: (api, version, body)."""
     t = topic.encode()
     rec = record_batch(values)
     body = struct.pack(">hhi", -1, acks, 5000) + struct.pack(">ih", 1, len(t)) + t
     body += struct.pack(">ii", 1, partition) + struct.pack(">i", len(rec)) + rec
-    r = call(addr, 0, 3, body, before=before)
+    return (0, 3, body)
+
+
+def raw_produce(addr, topic, partition, acks, values):
+    """Produce v3 of one batch: (error, base offset)."""
+    return produce_resp(call(addr, *produce_req(topic, partition, acks, values)), partition)
+
+
+def produce_resp(r, partition):
+    """(error, base offset) of a Produce v3 answer of one partition."""
     pos = 4
     (tl,) = struct.unpack_from(">h", r, pos)
     pos += 2 + tl + 4
@@ -223,6 +252,24 @@ def raw_produce(addr, topic, partition, acks, values, before=None):
 def hwm(addr, topic, p):
     (res,) = raw_fetch(addr, topic, p, 0)
     return res[2], res[3]
+
+
+def wait_made(a, st):
+    """Every node made the topic in its store (a Fetch answers 0 on the
+    leader, 6 elsewhere; LEADER_NOT_AVAILABLE or NOT_LEADER_OR_FOLLOWER
+    while a node has not made it yet)."""
+    t0 = time.time()
+    for p, q in st[2][a.topic].items():
+        for n in q["replicas"]:
+            want = 0 if n == q["leader"] else 6
+            while True:
+                (res,) = raw_fetch(a.kafka[n - 1], a.topic, p, 0)
+                if res[2] == want:
+                    break
+                if res[2] not in (5, 6) or time.time() - t0 > WAIT_S:
+                    fail("fetch of partition %d from node %d: error %d, wanted %d" %
+                         (p, n, res[2], want))
+                time.sleep(0.05)
 
 
 def follower_checks(a, st):
@@ -259,7 +306,9 @@ def follower_checks(a, st):
 
 
 def hwm_checks(a, st):
-    """Partition 1 with both followers stopped (SIGSTOP): acks 1 is answered
+    """Partition 1 with both followers stopped (SIGSTOP, under 1 s: shorter
+    than the controller's 1 s election timeout and 1.5 s session, so
+    nothing fails over): acks 1 is answered
     after the leader's write but a Fetch does not see the records (the high
     watermark stays); acks -1 is not answered until the followers run
     again (SIGCONT), then it is, and the records become visible."""
@@ -273,36 +322,50 @@ def hwm_checks(a, st):
         err, base = raw_produce(leader, a.topic, 1, 1, [b"w-0", b"w-1", b"w-2"])
         if err != 0:
             fail("acks 1 with the followers stopped: error %d" % err)
-        time.sleep(0.3)
+        time.sleep(0.1)
         if hwm(leader, a.topic, 1) != before:
             fail("partition 1: the high watermark moved to %r with every follower stopped" %
                  (hwm(leader, a.topic, 1),))
         waited = {}
 
         def stalled(sock):
-            sock.settimeout(1.0)
+            sock.settimeout(STALL_S)
             try:
                 sock.recv(1, socket.MSG_PEEK)
                 waited["early"] = True
             except socket.timeout:
                 waited["early"] = False
+            # a topic made now, on another connection (auto-created, local)
+            late = parse_metadata(call(leader, 3, 1, struct.pack(">ih", 1, len(LATE)) + LATE))
+            waited["late"] = late[3]
             for n in fols:
                 os.kill(a.pids[n - 1], signal.SIGCONT)
             sock.settimeout(15)
 
-        err, base2 = raw_produce(leader, a.topic, 1, -1, [b"d-0"], before=stalled)
+        # the acks -1 produce, and behind it on the same connection a
+        # Metadata of every topic
+        answers = pipeline(leader, [produce_req(a.topic, 1, -1, [b"d-0"]),
+                                    (3, 1, struct.pack(">i", -1))], before=stalled)
+        err, base2 = produce_resp(answers[0], 1)
+        names = parse_metadata(answers[1])[4]
     finally:
         for n in fols:
             os.kill(a.pids[n - 1], signal.SIGCONT)
     if waited.get("early"):
-        fail("acks -1 was answered within 1 s while every follower was stopped")
+        fail("acks -1 was answered within %.1f s while every follower was stopped" % STALL_S)
+    if waited.get("late") != 0:
+        fail("Metadata auto-creating %r: topic error %r" % (LATE, waited.get("late")))
+    if LATE.decode() not in names:
+        fail("a Metadata sent behind the waiting produce was answered as of when it arrived: "
+             "it lacks %r, made before its answer left (topics %r)" % (LATE, names))
     if err != 0 or base2 != base + 3:
         fail("acks -1 after SIGCONT: error %d base %d (wanted 0, %d)" % (err, base2, base + 3))
     if hwm(leader, a.topic, 1) != (0, before[1] + 4):
         fail("partition 1: high watermark %r after the acks -1 answer, wanted %d" %
              (hwm(leader, a.topic, 1), before[1] + 4))
     ok("hwm: with the followers stopped, acks 1 is answered and a Fetch sees none of it; "
-       "acks -1 waits (over 1 s) until they run again, then the high watermark covers both")
+       "acks -1 waits (over %.1f s) until they run again, then the high watermark covers both; "
+       "a Metadata behind it on its connection answers as of when it leaves" % STALL_S)
     return 4                        # records in partition 1
 
 
@@ -315,7 +378,7 @@ def failover(a, st, pre):
 
     def report(err, msg):
         if err is not None:
-            errors.append(str(err))
+            errors.append("partition %d %s: %s" % (msg.partition(), msg.value(), err))
             return
         acked.append((msg.partition(), msg.offset(), msg.value()))
         # the failover time: a record of partition 0 sent after the kill
@@ -324,7 +387,9 @@ def failover(a, st, pre):
 
     p = Producer({"bootstrap.servers": ",".join(a.kafka), "enable.idempotence": True,
                   "acks": "all", "linger.ms": 5, "message.timeout.ms": 30000,
-                  "retry.backoff.ms": 50, "topic.metadata.refresh.interval.ms": 1000})
+                  "retry.backoff.ms": 50, "topic.metadata.refresh.interval.ms": 1000,
+                  **({"debug": os.environ["RN_KAFKA_DEBUG"]} if os.environ.get("RN_KAFKA_DEBUG")
+                     else {})})
     total, kill_at = a.records, a.records // 3
     killed_t = None
     sent = 0
@@ -464,6 +529,7 @@ def main():
     live = [1, 2, 3]
     st = wait_metadata(a, a.topic, live, "metadata")
     librdkafka_metadata(a, st, live)
+    wait_made(a, st)
     pre = follower_checks(a, st)
     pre += hwm_checks(a, st)
     victim, acked = failover(a, st, pre)
