@@ -3,8 +3,8 @@
  *
  * Invariants:
  *  1. f->nodes is sorted by id, ids unique, f->n <= RN_CLUSTER_MAX_NODES;
- *     every client address is NUL-terminated and shorter than
- *     RN_CLUSTER_ADDR_MAX.
+ *     every client and Kafka address is NUL-terminated and shorter than
+ *     RN_CLUSTER_ADDR_MAX (a Kafka address is zero bytes past its NUL).
  *  2. rn_fsm_apply depends only on the state and the command (the leader's
  *     clock travels inside the command as at_ms), so replicas agree.
  *  3. A node's incarnation grows by one exactly when a REGISTER carries a
