@@ -7,8 +7,13 @@
  *   metadata   every node's Metadata names the nodes' Kafka addresses, the
  *              controller leader, and per partition the leader, replicas
  *              and ISR `runnel cluster status --format json` shows
+ *   admin      AdminClient.create_topics makes a replicated topic (2 x 3
+ *              replicas); replication factor 5 is INVALID_REPLICATION_FACTOR
  *   follower   Produce (acks -1 and 1) and Fetch sent to a follower answer
  *              NOT_LEADER_OR_FOLLOWER (6) and store nothing
+ *   hwm        followers stopped: acks 1 answered but invisible to Fetch,
+ *              acks -1 waits until they run again; a Metadata pipelined
+ *              behind it answers as of when it leaves
  *   failover   an idempotent confluent-kafka producer (acks all, bootstrap
  *              list of the three nodes) sends while the leader of partition
  *              0 is killed with kill -9; every acknowledged record is read

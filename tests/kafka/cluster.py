@@ -9,9 +9,14 @@ tests/test_kafka_cluster.c:
              controller leader as controller, and for each partition the
              leader, replicas and ISR `runnel cluster status --format json`
              shows
+  admin      AdminClient.create_topics makes a replicated topic through the
+             controller; replication factor 5 on three nodes is refused
   follower   a Produce (acks -1 and 1) and a Fetch sent to a node that does
              not lead the partition get NOT_LEADER_OR_FOLLOWER (6), and
              nothing is stored (the leader's high watermark stays)
+  hwm        both followers of a partition stopped: acks 1 is answered but a
+             Fetch does not see it; acks -1 waits until they run again; a
+             Metadata pipelined behind it answers as of when it leaves
   failover   a confluent-kafka idempotent producer (acks all, bootstrap list
              of the three nodes) sends to every partition while the leader
              of partition 0 is killed with kill -9; every acknowledged
@@ -35,11 +40,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import fail, ok, raw_fetch  # noqa: E402
 
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
-from confluent_kafka.admin import AdminClient  # noqa: E402
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer  # noqa: E402
+from confluent_kafka import TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 WAIT_S = 20
 LATE = b"kc-late"   # a local topic made while a Metadata waits for its turn
+ADMIN = "kc-admin"  # made by AdminClient.create_topics
 STALL_S = 0.5       # how long acks -1 must stay unanswered with the followers stopped
 
 
@@ -181,13 +188,13 @@ def wait_metadata(a, topic, live, what):
             why = "no status"
         else:
             for n in live:
-                why = metadata_matches(a.kafka[n - 1], a.topic, st, live)
+                why = metadata_matches(a.kafka[n - 1], topic, st, live)
                 if why:
                     why = "node %d: %s" % (n, why)
                     break
         if not why:
             ok("%s: Metadata of nodes %s matches cluster status (leaders %s)" %
-               (what, live, [st[2][a.topic][p]["leader"] for p in sorted(st[2][a.topic])]))
+               (what, live, [st[2][topic][p]["leader"] for p in sorted(st[2][topic])]))
             return st
         if time.time() - t0 > WAIT_S:
             fail("%s: %s" % (what, why))
@@ -252,6 +259,33 @@ def produce_resp(r, partition):
 def hwm(addr, topic, p):
     (res,) = raw_fetch(addr, topic, p, 0)
     return res[2], res[3]
+
+
+def admin_checks(a, live):
+    """CreateTopics through librdkafka's AdminClient on a cluster makes a
+    replicated topic (the controller places the replicas); a replication
+    factor beyond the cluster's nodes is INVALID_REPLICATION_FACTOR."""
+    ac = AdminClient({"bootstrap.servers": a.kafka[2]})
+    fs = ac.create_topics([NewTopic(ADMIN, 2, 3), NewTopic(ADMIN + "-rf5", 1, 5)],
+                          request_timeout=20)
+    try:
+        fs[ADMIN].result(30)
+    except KafkaException as e:
+        fail("create_topics %s: %s" % (ADMIN, e))
+    try:
+        fs[ADMIN + "-rf5"].result(30)
+        fail("create_topics with replication factor 5 on three nodes succeeded")
+    except KafkaException as e:
+        if e.args[0].code() != KafkaError.INVALID_REPLICATION_FACTOR:
+            fail("create_topics with replication factor 5: %s, wanted "
+                 "INVALID_REPLICATION_FACTOR" % e)
+    st = wait_metadata(a, ADMIN, live, "create_topics")
+    qs = st[2][ADMIN]
+    if sorted(qs) != [0, 1] or any(len(q["replicas"]) != 3 for q in qs.values()):
+        fail("topic %s made by create_topics: status %r, wanted 2 queues of 3 replicas" %
+             (ADMIN, qs))
+    ok("admin: create_topics made %s replicated (2 partitions x 3 replicas on every node); "
+       "replication factor 5 refused with INVALID_REPLICATION_FACTOR" % ADMIN)
 
 
 def wait_made(a, st):
@@ -529,6 +563,7 @@ def main():
     live = [1, 2, 3]
     st = wait_metadata(a, a.topic, live, "metadata")
     librdkafka_metadata(a, st, live)
+    admin_checks(a, live)
     wait_made(a, st)
     pre = follower_checks(a, st)
     pre += hwm_checks(a, st)
