@@ -182,6 +182,9 @@ static void print_json(const Runnel__V1__ClusterStatusResponse *r)
         json_str(n->client_address);
         fputs(",\"role\":", stdout);
         json_str(n->role);
+        fputs(",\"kafka\":", stdout);
+        if (n->kafka_address && n->kafka_address[0]) json_str(n->kafka_address);
+        else fputs("null", stdout);
         printf(",\"live\":%s,\"leader\":%s,\"incarnation\":%" PRIu64 ",\"live_changed_ms\":%"
                PRId64 ",\"heartbeat_age_ms\":%" PRId64 "}\n", n->live ? "true" : "false",
                n->id == r->leader_id ? "true" : "false", n->incarnation, n->live_changed_ms,

@@ -81,6 +81,7 @@
 typedef struct input {
     uint64_t id, start_id;
     char     client[RN_CLUSTER_ADDR_MAX];
+    char     kafka[RN_CLUSTER_ADDR_MAX];      /* "" when the node serves no Kafka port */
 } input_t;
 
 /* A CreateTopic waiting for its entry (rn_ctl_create_topic), or a
@@ -140,6 +141,7 @@ typedef struct seen {
 struct rn_ctl {
     rn_cluster_conf_t conf;
     char              client[RN_CLUSTER_ADDR_MAX];
+    char              kafka[RN_CLUSTER_ADDR_MAX];
     uint64_t          start_id;
     char              dir[PATH_MAX];
 
@@ -420,6 +422,7 @@ static void publish(rn_ctl_t *c)
         if (!nd) break;
         snprintf(nd->client, sizeof nd->client, "%s", f->client);
         if (!nd->role[0]) snprintf(nd->role, sizeof nd->role, "removed");
+        snprintf(nd->kafka, sizeof nd->kafka, "%s", f->kafka);
         nd->live = f->live;
         nd->incarnation = f->incarnation;
         nd->live_changed_ms = f->live_changed_ms;
@@ -472,8 +475,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         rn_slog(RN_SLOG_INFO, "controller: entry not applied: %s", err);  /* the proposer hears */
     else if (rc != 0) rn_slog(RN_SLOG_ERROR, "controller: entry skipped: %s", err);   /* inv. 5 */
     else if (cmd.type == RN_FSM_REGISTER)
-        rn_slog(RN_SLOG_INFO, "controller: node %llu registered, client address %s",
-                (unsigned long long)cmd.id, cmd.client);
+        rn_slog(RN_SLOG_INFO, "controller: node %llu registered, client address %s%s%s",
+                (unsigned long long)cmd.id, cmd.client, cmd.kafka[0] ? ", Kafka address " : "",
+                cmd.kafka);
     else if (cmd.type == RN_FSM_FENCE)
         rn_slog(RN_SLOG_WARN, "controller: node %llu fenced: no heartbeat for %d ms",
                 (unsigned long long)cmd.id, RN_CTL_SESSION_MS);
@@ -832,7 +836,7 @@ static void heard(rn_ctl_t *c, const input_t *in, int64_t now)
     s->at_ms = now;
     const rn_fsm_node_t *nd = rn_fsm_find(&c->fsm, in->id);
     if (s->pending || (nd && nd->live && nd->start_id == in->start_id &&
-                       !strcmp(nd->client, in->client)))
+                       !strcmp(nd->client, in->client) && !strcmp(nd->kafka, in->kafka)))
         return;
     rn_fsm_cmd_t cmd;
     memset(&cmd, 0, sizeof cmd);
@@ -841,6 +845,7 @@ static void heard(rn_ctl_t *c, const input_t *in, int64_t now)
     cmd.start_id = in->start_id;
     cmd.at_ms = wall_ms();
     snprintf(cmd.client, sizeof cmd.client, "%s", in->client);
+    snprintf(cmd.kafka, sizeof cmd.kafka, "%s", in->kafka);
     propose(c, &cmd, s);
 }
 
@@ -916,6 +921,7 @@ static void send_heartbeat(rn_ctl_t *c, uint64_t leader, int64_t now)
     runnel__v1__cluster_heartbeat_request__init(&req);
     req.node_id = c->conf.self;
     req.client_address = c->client;
+    req.kafka_address = c->kafka;
     req.start_id = c->start_id;
     Runnel__V1__ClusterIsrChange ch[QUEUE_CAP], *chp[QUEUE_CAP];
     for (size_t i = 0; i < c->nhb_isr; i++) {
@@ -1421,6 +1427,7 @@ static void on_tick(uv_timer_t *t)
         self.id = c->conf.self;
         self.start_id = c->start_id;
         snprintf(self.client, sizeof self.client, "%s", c->client);
+        snprintf(self.kafka, sizeof self.kafka, "%s", c->kafka);
         heard(c, &self, now);
         fence_silent(c, now);
         queue_upkeep(c);
@@ -1495,7 +1502,8 @@ static void on_async(uv_async_t *a)
     for (size_t i = 0; i < n; i++) heard(c, &in[i], now);
 }
 
-int rn_ctl_heartbeat(rn_ctl_t *c, uint64_t id, const char *client, uint64_t start_id)
+int rn_ctl_heartbeat(rn_ctl_t *c, uint64_t id, const char *client, const char *kafka,
+                     uint64_t start_id)
 {
     int rc = 0;
     pthread_mutex_lock(&c->qmu);
@@ -1506,6 +1514,7 @@ int rn_ctl_heartbeat(rn_ctl_t *c, uint64_t id, const char *client, uint64_t star
         in->id = id;
         in->start_id = start_id;
         snprintf(in->client, sizeof in->client, "%s", client);
+        snprintf(in->kafka, sizeof in->kafka, "%s", kafka ? kafka : "");
     }
     pthread_mutex_unlock(&c->qmu);
     if (rc == 0) uv_async_send(&c->async);
@@ -1645,6 +1654,7 @@ int rn_ctl_start(const rn_ctl_opts_t *o, rn_ctl_t **out, char *errmsg)
     if (!c) return rn_errf(errmsg, -ENOMEM, "out of memory");
     c->conf = *o->conf;
     snprintf(c->client, sizeof c->client, "%s", o->client_addr);
+    snprintf(c->kafka, sizeof c->kafka, "%s", o->kafka_addr ? o->kafka_addr : "");
     if (getrandom(&c->start_id, sizeof c->start_id, 0) != sizeof c->start_id)
         c->start_id = rn_mono_ns();
     c->start_id |= 1;                   /* never 0 */

@@ -82,6 +82,8 @@ typedef struct rn_ctl_opts {
                                        0 = RN_CTL_SNAPSHOT_ENTRIES */
     int         join;               /* `--join`: never bootstrap; a member adds this node
                                        (rn_ctl_member_change) */
+    const char *kafka_addr;         /* its Kafka advertised HOST:PORT, registered with
+                                       the client address; NULL: no Kafka front */
 } rn_ctl_opts_t;
 
 int  rn_ctl_start(const rn_ctl_opts_t *o, rn_ctl_t **out, char *errmsg);
@@ -94,6 +96,7 @@ typedef struct rn_ctl_vnode {
     char     raft[RN_CLUSTER_ADDR_MAX];     /* "" when not in the raft configuration */
     char     client[RN_CLUSTER_ADDR_MAX];   /* "" until registered */
     char     role[8];                       /* "voter", "standby", "spare", "removed" */
+    char     kafka[RN_CLUSTER_ADDR_MAX];    /* Kafka advertised address; "" none */
     int      live;
     uint64_t incarnation;
     int64_t  live_changed_ms;
@@ -133,7 +136,8 @@ const char *rn_ctl_role_name(rn_ctl_role_t r);
 /* A heartbeat from node id (any thread; queued for the loop thread, which
  * acts on it only while leader). 0, or RN_EFULL when the queue is full (the
  * next heartbeat will do). */
-int rn_ctl_heartbeat(rn_ctl_t *c, uint64_t id, const char *client, uint64_t start_id);
+int rn_ctl_heartbeat(rn_ctl_t *c, uint64_t id, const char *client, const char *kafka,
+                     uint64_t start_id);
 
 /* ---- replicated topics ---------------------------------------------------- */
 

@@ -3,8 +3,8 @@
  *
  * Invariants:
  *  1. f->nodes is sorted by id, ids unique, f->n <= RN_CLUSTER_MAX_NODES;
- *     every client address is NUL-terminated and shorter than
- *     RN_CLUSTER_ADDR_MAX.
+ *     every client and Kafka address is NUL-terminated and shorter than
+ *     RN_CLUSTER_ADDR_MAX (a Kafka address is zero bytes past its NUL).
  *  2. rn_fsm_apply depends only on the state and the command (the leader's
  *     clock travels inside the command as at_ms), so replicas agree.
  *  3. A node's incarnation grows by one exactly when a REGISTER carries a
@@ -39,7 +39,8 @@
 #include <string.h>
 
 static const uint8_t snap_magic[4] = {'R', 'N', 'C', 'S'};
-#define SNAP_VERSION 3        /* 1: nodes only; 2: nodes and topics; 3: and offsets (fsm.h) */
+#define SNAP_VERSION 4        /* 1: nodes only; 2: nodes and topics; 3: and group
+                                 offsets; 4: with Kafka addresses (fsm.h) */
 #define SNAP_NODE_FIXED (8 + 8 + 8 + 1 + 8 + 2)
 
 void rn_fsm_init(rn_fsm_t *f) { memset(f, 0, sizeof *f); }
@@ -168,6 +169,12 @@ int rn_fsm_cmd_encode(const rn_fsm_cmd_t *c, uint8_t *out, size_t *len)
         rn_be64_put(p, (uint64_t)c->at_ms); p += 8;
         rn_be16_put(p, (uint16_t)n); p += 2;
         memcpy(p, c->client, n); p += n;
+        size_t k = strnlen(c->kafka, RN_CLUSTER_ADDR_MAX);
+        if (k >= RN_CLUSTER_ADDR_MAX) return RN_EINVAL;
+        if (k) {                              /* the optional trailing field (fsm.h) */
+            rn_be16_put(p, (uint16_t)k); p += 2;
+            memcpy(p, c->kafka, k); p += k;
+        }
     } else if (c->type == RN_FSM_FENCE) {
         rn_be64_put(p, (uint64_t)c->at_ms); p += 8;
     } else if (c->type == RN_FSM_TOPIC || c->type == RN_FSM_LEADER) {
@@ -231,6 +238,16 @@ int rn_fsm_cmd_decode(const uint8_t *p, size_t n, rn_fsm_cmd_t *c, char *errmsg)
         memcpy(c->client, q, len);
         c->client[len] = '\0';
         q += len;
+        if (!is_padding(q, (size_t)(end - q))) {      /* the Kafka address (fsm.h) */
+            if (end - q < 2) break;
+            size_t k = rn_be16_get(q);
+            q += 2;
+            if (k == 0 || k >= RN_CLUSTER_ADDR_MAX || (size_t)(end - q) < k || memchr(q, '\0', k))
+                break;
+            memcpy(c->kafka, q, k);
+            c->kafka[k] = '\0';
+            q += k;
+        }
         if (!is_padding(q, (size_t)(end - q))) break;                 /* invariant 5 */
         return 0;
     }
@@ -391,6 +408,8 @@ int rn_fsm_apply(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
         nd->start_id = c->start_id;
     }
     snprintf(nd->client, sizeof nd->client, "%s", c->client);
+    memset(nd->kafka, 0, sizeof nd->kafka);        /* no old bytes past the NUL */
+    snprintf(nd->kafka, sizeof nd->kafka, "%s", c->kafka);
     if (!nd->live) {
         nd->live = 1;
         nd->live_changed_ms = c->at_ms;
@@ -586,13 +605,16 @@ static uint8_t *snap_goffs_put(const rn_fsm_t *f, uint8_t *p)
     return p;
 }
 
-/* The offsets part of a version 3 snapshot into nf, whose topics are read
- * (invariant 8); NULL when it does not check. */
-static const uint8_t *snap_goffs_get(const uint8_t *p, const uint8_t *end, rn_fsm_t *nf)
+/* The offsets part of a version 3 or 4 snapshot into nf, whose topics are
+ * read (invariant 8): at least one offset in version 3, any number (none
+ * too) when allow_none; NULL when it does not check. */
+static const uint8_t *snap_goffs_get(const uint8_t *p, const uint8_t *end, rn_fsm_t *nf,
+                                     int allow_none)
 {
     if (end - p < 4) return NULL;
     uint32_t cnt = rn_be32_get(p);
     p += 4;
+    if (cnt == 0 && allow_none) return p;
     if (cnt < 1 || cnt > RN_FSM_MAX_GOFFS || (size_t)(end - p) / 15 < cnt) return NULL;
     nf->goffs = calloc(cnt, sizeof *nf->goffs);
     if (!nf->goffs) return NULL;
@@ -613,7 +635,7 @@ static const uint8_t *snap_goffs_get(const uint8_t *p, const uint8_t *end, rn_fs
 
 size_t rn_fsm_snapshot_bound(const rn_fsm_t *f)
 {
-    size_t b = 4 + 1 + 4 + f->n * (SNAP_NODE_FIXED + RN_CLUSTER_ADDR_MAX) + 4;
+    size_t b = 4 + 1 + 4 + f->n * (SNAP_NODE_FIXED + 2 * RN_CLUSTER_ADDR_MAX + 2) + 4;
     for (size_t i = 0; i < f->ntopics; i++)
         b += 2 + RN_FSM_TOPIC_MAX + 4 +
              f->topics[i].nqueues * (8 + 8 + 2 + 16 * (size_t)RN_CLUSTER_MAX_NODES);
@@ -624,7 +646,10 @@ size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out)
 {
     uint8_t *p = out;
     memcpy(p, snap_magic, 4); p += 4;
-    *p++ = f->ngoffs ? 3 : f->ntopics ? 2 : 1;
+    int kafka = 0;
+    for (size_t i = 0; i < f->n; i++) kafka |= f->nodes[i].kafka[0] != '\0';
+    int version = kafka ? 4 : f->ngoffs ? 3 : f->ntopics ? 2 : 1;
+    *p++ = (uint8_t)version;
     rn_be32_put(p, (uint32_t)f->n); p += 4;
     for (size_t i = 0; i < f->n; i++) {
         const rn_fsm_node_t *nd = &f->nodes[i];
@@ -636,8 +661,13 @@ size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out)
         rn_be64_put(p, (uint64_t)nd->live_changed_ms); p += 8;
         rn_be16_put(p, (uint16_t)len); p += 2;
         memcpy(p, nd->client, len); p += len;
+        if (version == 4) {
+            size_t k = strlen(nd->kafka);
+            rn_be16_put(p, (uint16_t)k); p += 2;
+            memcpy(p, nd->kafka, k); p += k;
+        }
     }
-    if (f->ntopics || f->ngoffs) {
+    if (version >= 3 || f->ntopics) {
         rn_be32_put(p, (uint32_t)f->ntopics); p += 4;
         for (size_t i = 0; i < f->ntopics; i++) {
             const rn_fsm_topic_t *t = &f->topics[i];
@@ -651,20 +681,20 @@ size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out)
             }
         }
     }
-    if (f->ngoffs) p = snap_goffs_put(f, p);
+    if (version >= 3) p = snap_goffs_put(f, p);            /* version 4: 0 or more */
     return (size_t)(p - out);
 }
 
 /* The topic part of a version 2 snapshot into nf (invariant 6); NULL when
  * it does not check. */
 static const uint8_t *snap_topics(const uint8_t *p, const uint8_t *end, rn_fsm_t *nf,
-                                  int allow_none)
+                                  uint32_t min)
 {
     if (end - p < 4) return NULL;
     uint32_t cnt = rn_be32_get(p);
     p += 4;
-    if (cnt == 0 && allow_none) return p;
-    if (cnt < 1 || cnt > RN_FSM_MAX_TOPICS) return NULL;
+    if (cnt < min || cnt > RN_FSM_MAX_TOPICS) return NULL;
+    if (cnt == 0) return p;
     nf->topics = calloc(cnt, sizeof *nf->topics);
     if (!nf->topics) return NULL;
     for (uint32_t i = 0; i < cnt; i++) {
@@ -697,7 +727,7 @@ int rn_fsm_snapshot_decode(rn_fsm_t *f, const uint8_t *p, size_t n, char *errmsg
         return rn_errf(errmsg, RN_ECORRUPT, "controller snapshot: no RNCS header");
     if (p[4] < 1 || p[4] > SNAP_VERSION)
         return rn_errf(errmsg, RN_ECORRUPT, "controller snapshot version %u: this runneld "
-                       "reads versions 1 and %d only", p[4], SNAP_VERSION);
+                       "reads versions 1 to %d only", p[4], SNAP_VERSION);
     int version = p[4];
     uint32_t cnt = rn_be32_get(p + 5);
     if (cnt > RN_CLUSTER_MAX_NODES)
@@ -722,11 +752,21 @@ int rn_fsm_snapshot_decode(rn_fsm_t *f, const uint8_t *p, size_t n, char *errmsg
         memcpy(nd->client, p, len);
         nd->client[len] = '\0';
         p += len;
+        if (version == 4) {
+            if (end - p < 2) goto bad;
+            size_t k = rn_be16_get(p);
+            p += 2;
+            if (k >= RN_CLUSTER_ADDR_MAX || (size_t)(end - p) < k || memchr(p, '\0', k))
+                goto bad;
+            memcpy(nd->kafka, p, k);
+            nd->kafka[k] = '\0';
+            p += k;
+        }
         if (i > 0 && nf.nodes[i - 1].id >= nd->id) goto bad;      /* invariant 1 */
         nf.n = i + 1;
     }
-    if (version >= 2 && !(p = snap_topics(p, end, &nf, version == 3))) goto bad;
-    if (version == 3 && !(p = snap_goffs_get(p, end, &nf))) goto bad;
+    if (version >= 2 && !(p = snap_topics(p, end, &nf, version == 2 ? 1 : 0))) goto bad;
+    if (version >= 3 && !(p = snap_goffs_get(p, end, &nf, version == 4))) goto bad;
     if (p != end) goto bad;
     rn_fsm_topics_free(f->topics, f->ntopics);
     free(f->goffs);

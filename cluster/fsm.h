@@ -17,6 +17,11 @@
  *   |  u8 = 1 |  u8  |                                                |
  *   +---------+------+------------------------------------------------+
  *   REGISTER (1): id u64 | start_id u64 | at_ms i64 | len u16 | client[len]
+ *                 [| klen u16 >= 1 | kafka[klen]]
+ *                 (optional: the node's Kafka advertised address, present
+ *                 when it serves --kafka-listen; absent, the bytes are those
+ *                 of the first slice, and klen's non-zero bytes tell it from
+ *                 the zero padding)
  *   FENCE    (2): id u64 | at_ms i64
  *   TOPIC    (3): id u64 = 0 | at_ms i64 | len u16 | name[len] | nq u32 |
  *                 nq × (leader u64 | nrep u8 | nrep × replica u64)
@@ -39,15 +44,18 @@
  *
  *   "RNCS" | version u8 | n u32 | n × node [| t u32 | t × topic]
  *   node: id u64 | start_id u64 | incarnation u64 | live u8 |
- *         live_changed_ms i64 | len u16 | client[len]
+ *         live_changed_ms i64 | len u16 | client[len] [| klen u16 | kafka[klen]]
  *   topic: len u16 | name[len] | nq u32 | nq × (leader u64 | epoch u64 |
  *          nrep u8 | nrep × u64 | nisr u8 | nisr × u64)
  *   Version 1 (no topic part) is written when there is no topic, version 2
- *   (with it, t >= 1) otherwise: one encoding per state, and the first
- *   slice's snapshots still load. Version 3, written when the state holds
- *   group offsets, has the topic part (t >= 0) and then
+ *   (with it, t >= 1) otherwise. Version 3, written when the state holds
+ *   group offsets and no node has a Kafka address, has the topic part
+ *   (t >= 0) and then
  *   g u32 | g × (len u16 | group[len] | len u16 | topic[len] | queue u32 |
- *   offset i64), ascending by (group, topic, queue).
+ *   offset i64), ascending by (group, topic, queue), g >= 1. Version 4,
+ *   written when a node has a Kafka address: every node with its kafka part
+ *   (klen 0 for none), the topic part (t >= 0) and the offsets part
+ *   (g >= 0). One encoding per state, and older snapshots still load.
  *
  * A newer version or an unknown type is refused (RN_ECORRUPT with a
  * message), never guessed at.
@@ -66,7 +74,7 @@
 #define RN_FSM_MAX_TOPICS    4096
 #define RN_FSM_CMD_MAX       ((2 + 8 + 8 + 2 + RN_FSM_TOPIC_MAX + 4 + 8 + 8 + 1 + \
                                RN_FSM_MAX_QUEUES * (8 + 1 + 8 * RN_CLUSTER_MAX_NODES) + \
-                               RN_CLUSTER_ADDR_MAX + 7) / 8 * 8)
+                               2 * (2 + RN_CLUSTER_ADDR_MAX) + 7) / 8 * 8)
 
 typedef enum rn_fsm_cmd_type {
     RN_FSM_REGISTER = 1,    /* a node (re)started and serves clients at `client` */
@@ -101,6 +109,7 @@ typedef struct rn_fsm_cmd {
     uint64_t start_id;                      /* REGISTER */
     int64_t  at_ms;                         /* the leader's wall clock when it proposed */
     char     client[RN_CLUSTER_ADDR_MAX];   /* REGISTER */
+    char     kafka[RN_CLUSTER_ADDR_MAX];    /* REGISTER: Kafka HOST:PORT, "" none */
     char     topic[RN_FSM_TOPIC_MAX];       /* TOPIC, LEADER */
     uint32_t nqueues;                       /* TOPIC */
     uint32_t queue;                         /* LEADER */
@@ -111,6 +120,7 @@ typedef struct rn_fsm_cmd {
 typedef struct rn_fsm_node {
     uint64_t id;
     char     client[RN_CLUSTER_ADDR_MAX];
+    char     kafka[RN_CLUSTER_ADDR_MAX];    /* Kafka advertised HOST:PORT; "" none */
     uint64_t start_id;       /* of the latest registration */
     uint64_t incarnation;    /* registrations with a new start id: one per start */
     int      live;
@@ -150,7 +160,7 @@ const rn_fsm_topic_t *rn_fsm_topic_find(const rn_fsm_t *f, const char *name);
 int rn_fsm_has(const uint64_t *ids, uint32_t n, uint64_t id);
 
 /* Encode c into out (RN_FSM_CMD_MAX bytes); *len gets its size. RN_EINVAL
- * when the client address does not fit. */
+ * when the client or Kafka address does not fit. */
 int rn_fsm_cmd_encode(const rn_fsm_cmd_t *c, uint8_t *out, size_t *len);
 /* Decode p[0..n); RN_ECORRUPT with errmsg when it is not a valid command. */
 int rn_fsm_cmd_decode(const uint8_t *p, size_t n, rn_fsm_cmd_t *c, char *errmsg);

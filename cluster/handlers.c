@@ -121,7 +121,8 @@ int rn_cluster_hd_status(rn_hd_t *h, const ProtobufCMessage *req, rn_arena_t *a,
         n->raft_address = arena_str(a, s->raft);
         n->client_address = arena_str(a, s->client);
         n->role = arena_str(a, s->role);
-        if (!n->raft_address || !n->client_address || !n->role) {
+        n->kafka_address = arena_str(a, s->kafka);
+        if (!n->raft_address || !n->client_address || !n->role || !n->kafka_address) {
             rn_ctl_view_put(v);
             return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "out of memory");
         }
@@ -156,6 +157,10 @@ int rn_cluster_hd_heartbeat(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a
     if (rn_addr_split(req->client_address, host, sizeof host, &port, 0, err) != 0)
         return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "heartbeat of node %llu: client "
                              "address: %s", (unsigned long long)req->node_id, err);
+    if (req->kafka_address && req->kafka_address[0] &&
+        rn_addr_split(req->kafka_address, host, sizeof host, &port, 0, err) != 0)
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "heartbeat of node %llu: Kafka "
+                             "address: %s", (unsigned long long)req->node_id, err);
     const rn_ctl_view_t *v = rn_ctl_view_get(c);
     uint64_t leader = v->leader, self = v->self;
     int is_leader = v->role == RN_CTL_LEADER, member = 0;
@@ -169,7 +174,8 @@ int rn_cluster_hd_heartbeat(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a
     if (!member)
         return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "node %llu is not in the cluster's "
                              "raft configuration", (unsigned long long)req->node_id);
-    if (rn_ctl_heartbeat(c, req->node_id, req->client_address, req->start_id) != 0)
+    if (rn_ctl_heartbeat(c, req->node_id, req->client_address, req->kafka_address,
+                         req->start_id) != 0)
         return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "the controller's queue is full; "
                              "heartbeat again later");
     for (size_t i = 0; i < req->n_isr_changes; i++) {

@@ -10,10 +10,17 @@
 #include "kafka/api.h"
 #include "kafka/sasl.h"
 
+#include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
+#include "cluster/controller.h"
+#include "common/addr.h"
 #include "server/log.h"
+#include "server/producers.h"
+#include "server/server.h"
 
 const rn_kapi_t rn_kapi_table[] = {
     {0, "Produce", 0, 8, 9, rn_kh_produce},
@@ -57,6 +64,58 @@ int16_t rn_kerr_of(const rn_status_t *st)
     case RN_ST_UNAVAILABLE: return RN_KERR_KAFKA_STORAGE_ERROR;
     default: return RN_KERR_UNKNOWN_SERVER_ERROR;
     }
+}
+
+int16_t rn_kerr_cluster(const rn_kctx_t *ctx, const rn_status_t *st)
+{
+    if (st->reason == RN_SR_NOT_LEADER)
+        return st->code == RN_ST_FAILED_PRECONDITION ? RN_KERR_NOT_LEADER_OR_FOLLOWER
+                                                     : RN_KERR_LEADER_NOT_AVAILABLE;
+    if (st->reason == RN_SR_NOT_ENOUGH_REPLICAS) return RN_KERR_NOT_ENOUGH_REPLICAS;
+    /* a node (re)joining, its controller starting: retriable */
+    if (ctx->self && st->code == RN_ST_UNAVAILABLE) return RN_KERR_LEADER_NOT_AVAILABLE;
+    return RN_KERR_NONE;
+}
+
+int16_t rn_kerr_status(const rn_kctx_t *ctx, const rn_status_t *st)
+{
+    int16_t c = rn_kerr_cluster(ctx, st);
+    return c ? c : rn_kerr_of(st);
+}
+
+/* The controller's view (invariant 7), or NULL: put it with rn_ctl_view_put. */
+static const rn_ctl_view_t *cluster_view(rn_kctx_t *ctx)
+{
+    rn_ctl_t *c = ctx->self ? __atomic_load_n(&ctx->ctl, __ATOMIC_ACQUIRE) : NULL;
+    return c ? rn_ctl_view_get(c) : NULL;
+}
+
+/* The view's replicated topic named name (borrowed from v), or NULL. */
+static const rn_fsm_topic_t *view_topic(const rn_ctl_view_t *v, const char *name)
+{
+    size_t lo = 0, hi = v->ntopics;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(v->topics[mid].name, name);
+        if (c == 0) return &v->topics[mid];
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
+int16_t rn_kcluster_unmade(rn_kctx_t *ctx, const char *topic, uint32_t queue)
+{
+    const rn_ctl_view_t *v = cluster_view(ctx);
+    if (!v) return RN_KERR_NONE;
+    const rn_fsm_topic_t *t = view_topic(v, topic);
+    const rn_fsm_pq_t *pq = t && queue < t->nqueues ? &t->q[queue] : NULL;
+    int16_t e = !t ? RN_KERR_NONE
+                : !pq ? RN_KERR_UNKNOWN_TOPIC_OR_PARTITION
+                : pq->leader && pq->leader != ctx->self ? RN_KERR_NOT_LEADER_OR_FOLLOWER
+                : RN_KERR_LEADER_NOT_AVAILABLE;
+    rn_ctl_view_put(v);
+    return e;
 }
 
 int rn_ktopic_valid(rn_kstr_t name)
@@ -136,6 +195,82 @@ static void metadata_topic(rn_kreq_t *q, const char *name, int32_t len, int16_t 
     }
 }
 
+/* A replicated topic's entry from the controller's view (invariant 7). */
+static void metadata_rtopic(rn_kreq_t *q, const rn_ctl_view_t *v, const rn_fsm_topic_t *t)
+{
+    rn_kw_t *w = &q->w;
+    rn_kw_i16(w, RN_KERR_NONE);
+    rn_kw_str(w, t->name);
+    if (q->version >= 1) rn_kw_i8(w, 0);               /* is_internal */
+    rn_kw_array(w, (int32_t)t->nqueues);
+    for (uint32_t p = 0; p < t->nqueues; p++) {
+        const rn_fsm_pq_t *pq = &t->q[p];
+        const rn_ctl_vnode_t *ln = pq->leader ? rn_ctl_view_node(v, pq->leader) : NULL;
+        int led = ln && ln->live && ln->kafka[0];
+        rn_kw_i16(w, led ? RN_KERR_NONE : RN_KERR_LEADER_NOT_AVAILABLE);
+        rn_kw_i32(w, (int32_t)p);
+        rn_kw_i32(w, led ? (int32_t)pq->leader : -1);
+        if (q->version >= 7) rn_kw_i32(w, (int32_t)pq->epoch);   /* leader_epoch */
+        rn_kw_array(w, (int32_t)pq->nrep);
+        for (uint32_t i = 0; i < pq->nrep; i++) rn_kw_i32(w, (int32_t)pq->replicas[i]);
+        rn_kw_array(w, (int32_t)pq->nisr);
+        for (uint32_t i = 0; i < pq->nisr; i++) rn_kw_i32(w, (int32_t)pq->isr[i]);
+        if (q->version >= 5) {                          /* offline replicas */
+            uint32_t off = 0;
+            for (uint32_t i = 0; i < pq->nrep; i++) {
+                const rn_ctl_vnode_t *n = rn_ctl_view_node(v, pq->replicas[i]);
+                off += !n || !n->live;
+            }
+            rn_kw_array(w, (int32_t)off);
+            for (uint32_t i = 0; i < pq->nrep; i++) {
+                const rn_ctl_vnode_t *n = rn_ctl_view_node(v, pq->replicas[i]);
+                if (!n || !n->live) rn_kw_i32(w, (int32_t)pq->replicas[i]);
+            }
+        }
+    }
+}
+
+/* One broker of Metadata's list. */
+static void metadata_broker(rn_kreq_t *q, int32_t id, const char *host, int port)
+{
+    rn_kw_t *w = &q->w;
+    rn_kw_i32(w, id);
+    rn_kw_str(w, host);
+    rn_kw_i32(w, port);
+    if (q->version >= 1) rn_kw_str(w, NULL);           /* rack */
+}
+
+/* The brokers and the controller (invariant 7): this node, then every other
+ * live node with a Kafka address; without a view, this node alone. */
+static void metadata_brokers(rn_kreq_t *q, const rn_ctl_view_t *v)
+{
+    rn_kctx_t *ctx = q->ctx;
+    rn_kw_t *w = &q->w;
+    int32_t n = 1;
+    for (size_t i = 0; v && i < v->n; i++)
+        n += v->nodes[i].id != ctx->self && v->nodes[i].live && v->nodes[i].kafka[0];
+    rn_kw_array(w, n);
+    metadata_broker(q, ctx->node_id, ctx->host, ctx->port);
+    int32_t written = 1;
+    for (size_t i = 0; v && i < v->n; i++) {
+        const rn_ctl_vnode_t *nd = &v->nodes[i];
+        if (nd->id == ctx->self || !nd->live || !nd->kafka[0]) continue;
+        char host[RN_CLUSTER_ADDR_MAX], err[RN_ERRMSG_SIZE];
+        int port = 0;
+        if (rn_addr_split(nd->kafka, host, sizeof host, &port, 0, err) != 0) {
+            rn_slog(RN_SLOG_WARN, "kafka: node %llu's Kafka address: %s",
+                    (unsigned long long)nd->id, err);
+            snprintf(host, sizeof host, "invalid");     /* keeps the count written */
+        }
+        metadata_broker(q, (int32_t)nd->id, host, port);
+        written++;
+    }
+    assert(written == n);
+    if (q->version >= 2) rn_kw_str(w, ctx->cluster_id);
+    if (q->version >= 1)                                /* controller */
+        rn_kw_i32(w, !v ? ctx->node_id : v->leader ? (int32_t)v->leader : -1);
+}
+
 /* The topic named s, created with ctx->auto_create queues when absent and
  * `create`. 0 with *t; else the Kafka error code. */
 int16_t rn_ktopic_get(rn_kctx_t *ctx, rn_kstr_t s, int create, rn_meta_topic_t *t)
@@ -200,29 +335,76 @@ static int may_create(rn_kreq_t *q, rn_kstr_t s)
            rn_acl_allowed(acl, q->principal, RN_ACL_TOPIC, name, RN_ACL_CREATE, 0);
 }
 
+/* A parsed Metadata request waiting for its turn (invariant 7). */
+typedef struct kmeta {
+    const uint8_t *names;        /* the topic names, in the frame */
+    int32_t        n;
+    int            create, all;
+    int64_t        deadline;     /* then it answers anyway (rn_server_now_ms) */
+} kmeta_t;
+
+/* Longer than a produce waits for the in-sync replicas (cluster/replica.h
+ * RN_REPL_ACK_TIMEOUT_MS). */
+#define METADATA_WAIT_MS 15000
+
+static void metadata_answer(rn_kreq_t *q, const kmeta_t *req);
+
+static void metadata_free(rn_kreq_t *q)
+{
+    free(q->hstate);
+    q->hstate = NULL;
+}
+
+static void metadata_retry(rn_kreq_t *q, int expired)
+{
+    if (!expired && !rn_kreq_alone(q)) {
+        rn_kreq_park(q, ((kmeta_t *)q->hstate)->deadline, metadata_retry);
+        return;
+    }
+    metadata_answer(q, q->hstate);
+    rn_kreq_done(q);
+}
+
 int rn_kh_metadata(rn_kreq_t *q)
 {
     rn_kr_t *r = &q->in;
-    rn_kw_t *w = &q->w;
     int32_t n = rn_kr_array(r, "topics");
     if (n > RN_KAPI_MAX_PARTITIONS)                     /* api.h invariant 5 */
         return rn_kreq_bad(q, "%d topics named; at most %d per request", n,
                            RN_KAPI_MAX_PARTITIONS);
-    const uint8_t *names = r->p;
+    kmeta_t m = {r->p, n, 1, 0, 0};
     for (int32_t i = 0; i < n && !r->err; i++) rn_kr_str(r, "topic name");
-    int create = 1;
-    if (q->version >= 4) create = rn_kr_i8(r, "allow_auto_topic_creation") != 0;
+    if (q->version >= 4) m.create = rn_kr_i8(r, "allow_auto_topic_creation") != 0;
     if (r->err) return RN_KH_BAD;
     /* v0: an empty list means every topic; v1+: null does. */
-    int all = n < 0 || (q->version == 0 && n == 0);
+    m.all = n < 0 || (q->version == 0 && n == 0);
+    /* Invariant 7: the answer tells the leaders as of when it leaves, as a
+     * Kafka broker handling a connection's requests one at a time does; a
+     * Metadata behind a produce still waiting for the in-sync replicas would
+     * otherwise reach the client after fresher ones and send it back to a
+     * dead leader. It waits for its turn (parked, reading nothing more). */
+    if (q->ctx->self && !rn_kreq_alone(q)) {
+        kmeta_t *keep = malloc(sizeof *keep);
+        if (!keep) return rn_kreq_bad(q, "out of memory");
+        *keep = m;
+        keep->deadline = rn_server_now_ms() + METADATA_WAIT_MS;
+        q->hstate = keep;
+        q->hfree = metadata_free;
+        return rn_kreq_park(q, keep->deadline, metadata_retry);
+    }
+    metadata_answer(q, &m);
+    return RN_KH_DONE;
+}
+
+static void metadata_answer(rn_kreq_t *q, const kmeta_t *req)
+{
+    rn_kw_t *w = &q->w;
+    const uint8_t *names = req->names;
+    int32_t n = req->n;
+    int create = req->create, all = req->all;
     if (q->version >= 3) rn_kw_i32(w, 0);              /* throttle_time_ms */
-    rn_kw_array(w, 1);                                  /* brokers */
-    rn_kw_i32(w, q->ctx->node_id);
-    rn_kw_str(w, q->ctx->host);
-    rn_kw_i32(w, q->ctx->port);
-    if (q->version >= 1) rn_kw_str(w, NULL);           /* rack */
-    if (q->version >= 2) rn_kw_str(w, q->ctx->cluster_id);
-    if (q->version >= 1) rn_kw_i32(w, q->ctx->node_id);   /* controller */
+    const rn_ctl_view_t *cv = cluster_view(q->ctx);     /* invariant 7 */
+    metadata_brokers(q, cv);
     if (all) {
         rn_meta_topic_t *v = NULL;
         size_t nt = 0;
@@ -240,10 +422,15 @@ int rn_kh_metadata(rn_kreq_t *q)
             if (rn_acl_allowed(acl, q->principal, RN_ACL_TOPIC, v[i].name, RN_ACL_DESCRIBE, 0))
                 v[shown++] = v[i];
         rn_kw_array(w, (int32_t)shown);
-        for (size_t i = 0; i < shown; i++)
-            metadata_topic(q, v[i].name, (int32_t)strlen(v[i].name), RN_KERR_NONE, v[i].queues);
+        for (size_t i = 0; i < shown; i++) {
+            const rn_fsm_topic_t *rt = cv ? view_topic(cv, v[i].name) : NULL;
+            if (rt) metadata_rtopic(q, cv, rt);
+            else metadata_topic(q, v[i].name, (int32_t)strlen(v[i].name), RN_KERR_NONE,
+                                v[i].queues);
+        }
         free(v);
-        return RN_KH_DONE;
+        if (cv) rn_ctl_view_put(cv);
+        return;
     }
     rn_kw_array(w, n);
     rn_kr_t again;
@@ -257,15 +444,39 @@ int rn_kh_metadata(rn_kreq_t *q)
             metadata_topic(q, s.p, s.len, RN_KERR_TOPIC_AUTHORIZATION_FAILED, 0);
             continue;
         }
+        char rname[256];
+        const rn_fsm_topic_t *rt = NULL;
+        if (cv && rn_ktopic_valid(s) && rn_kstr_copy(s, rname, sizeof rname) == 0)
+            rt = view_topic(cv, rname);
+        if (rt) {                           /* invariant 7: never auto-created here */
+            metadata_rtopic(q, cv, rt);
+            continue;
+        }
         int16_t e = rn_ktopic_get(q->ctx, s, create && more && may_create(q, s), &t);
         /* A new topic is known at once: Kafka answers LEADER_NOT_AVAILABLE
          * while its partitions elect leaders; runnel's are ready. */
         metadata_topic(q, s.p, s.len, e, e == RN_KERR_NONE ? t.queues : 0);
     }
-    return RN_KH_DONE;
+    if (cv) rn_ctl_view_put(cv);
 }
 
 /* ---- InitProducerId (22) -------------------------------------------------------- */
+
+/* In a cluster a producer's batches go to the leaders of many nodes, and
+ * each node's registry issues ids 1, 2, ... of its own: the id is drawn at
+ * random in [RN_PREG_CLUSTER_ID_MIN, 2^53), epoch 0, as librunnel does
+ * (client/producer.c invariant 9); the leaders check its sequences, not its
+ * epoch (server/handlers.c). */
+static int cluster_producer_id(int64_t *id, char *errmsg)
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) {
+        snprintf(errmsg, RN_ERRMSG_SIZE, "getrandom: no random producer id");
+        return -1;
+    }
+    *id = RN_PREG_CLUSTER_ID_MIN | (int64_t)(r & ((1ull << 52) - 1));
+    return 0;
+}
 
 int rn_kh_init_producer_id(rn_kreq_t *q)
 {
@@ -298,7 +509,8 @@ int rn_kh_init_producer_id(rn_kreq_t *q)
     int64_t id = 0;
     int16_t epoch = 0;
     char err[RN_ERRMSG_SIZE] = "";
-    int rc = rn_hd_producer_init(q->ctx->hd, 0, &id, &epoch, err);
+    int rc = q->ctx->self ? cluster_producer_id(&id, err)
+                          : rn_hd_producer_init(q->ctx->hd, 0, &id, &epoch, err);
     if (rc != 0) {
         rn_slog(RN_SLOG_WARN, "kafka: InitProducerId from %s: %s", q->peer, err);
         rn_kw_i16(w, RN_KERR_UNKNOWN_SERVER_ERROR);

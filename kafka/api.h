@@ -42,6 +42,17 @@
  *     those) or fail with GROUP_AUTHORIZATION_FAILED; InitProducerId needs
  *     produce on some topic (CLUSTER_AUTHORIZATION_FAILED). A refusal
  *     changes nothing and is logged at info with the peer and principal.
+ *  7. In a cluster (ctx->self != 0) Metadata is answered from the
+ *     controller's view: the brokers are the live nodes with a Kafka
+ *     address (this node always), the controller the raft leader, and a
+ *     replicated topic's partitions have the queue's leader (-1 and
+ *     LEADER_NOT_AVAILABLE while it has none live), epoch, replicas and
+ *     ISR; such a topic is never auto-created locally. Produce, Fetch and
+ *     ListOffsets of a replicated queue on a node that does not lead it
+ *     answer NOT_LEADER_OR_FOLLOWER (LEADER_NOT_AVAILABLE while no
+ *     leader), stored or read nothing (rn_kerr_cluster); consumers see
+ *     the high watermark only; acks -1 waits for the in-sync replicas as
+ *     the gRPC produce does (rn_hd_produce_replicated).
  *  5. Bounded work per request, whatever it names: at most
  *     RN_KAPI_MAX_PARTITIONS topic-partition entries (or topics) are
  *     decoded (more: the request is refused, RN_KH_BAD), at most
@@ -81,6 +92,7 @@ enum {
     RN_KERR_INVALID_TOPIC_EXCEPTION = 17,
     RN_KERR_RECORD_LIST_TOO_LARGE = 18,
     RN_KERR_NOT_ENOUGH_REPLICAS = 19,
+    RN_KERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20,
     RN_KERR_INVALID_REQUIRED_ACKS = 21,
     RN_KERR_ILLEGAL_GENERATION = 22,
     RN_KERR_INCONSISTENT_GROUP_PROTOCOL = 23,
@@ -147,6 +159,11 @@ typedef struct rn_kctx {
     struct rn_kcoord *coord;         /* the group coordinator (kafka/coord.h) */
     uint64_t          created;       /* topics auto-created so far (invariant 5) */
     struct rn_auth   *auth;          /* the credentials (server/auth.h); NULL: no SASL user */
+    /* A cluster node's front (invariant 7): self is its node id (node_id
+     * too), ctl its controller, set once the controller runs (atomic;
+     * NULL before: Metadata names this node alone). self 0: one broker. */
+    uint64_t          self;
+    struct rn_ctl    *ctl;
 } rn_kctx_t;
 
 /* ---- requests ------------------------------------------------------------------ */
@@ -198,6 +215,10 @@ int  rn_kreq_offload(rn_kreq_t *q, void (*work)(rn_kreq_t *q), void (*then)(rn_k
  * completes q; expired is 1 once deadline_ms (rn_server_now_ms clock) passed,
  * or the front is stopping. Returns RN_KH_LATER. */
 int  rn_kreq_park(rn_kreq_t *q, int64_t deadline_ms, void (*retry)(rn_kreq_t *q, int expired));
+/* 1 when every earlier request of q's connection is complete (its answer
+ * written or waiting only for its turn to leave), 0 while one still runs
+ * (a produce waiting for the in-sync replicas). */
+int  rn_kreq_alone(const rn_kreq_t *q);
 /* Fail q as RN_KH_BAD with a formatted reason; returns RN_KH_BAD. */
 int  rn_kreq_bad(rn_kreq_t *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -254,5 +275,17 @@ int rn_kacl_topic(rn_kreq_t *q, rn_kstr_t name, rn_acl_op_t op);
 int rn_kacl_create(rn_kreq_t *q, const char *name);
 /* The Kafka error code nearest a handler status. */
 int16_t rn_kerr_of(const rn_status_t *st);
+/* Invariant 7: the Kafka error of a cluster refusal (NOT_LEADER_OR_FOLLOWER,
+ * LEADER_NOT_AVAILABLE, NOT_ENOUGH_REPLICAS), 0 when st is none. */
+int16_t rn_kerr_cluster(const rn_kctx_t *ctx, const rn_status_t *st);
+/* rn_kerr_cluster when st is a cluster refusal, else rn_kerr_of. */
+int16_t rn_kerr_status(const rn_kctx_t *ctx, const rn_status_t *st);
+/* Invariant 7: the error for (topic, queue) not found in this node's store
+ * while the controller replicates the topic (the node has not made it yet;
+ * never auto-created here): LEADER_NOT_AVAILABLE when this node leads the
+ * queue or none does, NOT_LEADER_OR_FOLLOWER when another does,
+ * UNKNOWN_TOPIC_OR_PARTITION past its queues; 0 when the cluster does not
+ * replicate the topic (or this is no cluster). */
+int16_t rn_kcluster_unmade(rn_kctx_t *ctx, const char *topic, uint32_t queue);
 
 #endif

@@ -62,12 +62,16 @@ static int fetch_due(rn_kreq_t *q, kfetch_t *s)
         fpart_t *fp = &s->parts[i];
         if (!fp->err && !fp->qe) {
             rn_status_t st;
-            if (rn_hd_queue(q->ctx->hd, fp->name, (uint32_t)fp->index, &fp->qe, &st) != 0)
-                fp->err = rn_kerr_of(&st);
+            if (rn_hd_queue(q->ctx->hd, fp->name, (uint32_t)fp->index, &fp->qe, &st) != 0) {
+                int16_t c = rn_kcluster_unmade(q->ctx, fp->name, (uint32_t)fp->index);
+                fp->err = c ? c : rn_kerr_of(&st);          /* api.h invariant 7 */
+            }
         }
         int64_t hwm;
-        if (fp->err || rn_hd_queue_hwm(q->ctx->hd, fp->qe, &hwm) != 0 || hwm != fp->offset)
-            due = 1;
+        rn_status_t st;
+        if (!fp->err && rn_hd_visible_end(q->ctx->hd, fp->qe, &hwm, &st) != 0)
+            fp->err = rn_kerr_status(q->ctx, &st);          /* api.h invariant 7 */
+        if (fp->err || hwm != fp->offset) due = 1;
     }
     return due;
 }
@@ -123,12 +127,17 @@ static size_t fetch_write(rn_kreq_t *q, kfetch_t *s)
                         f.log_start = info.log_start;
                         if (fp->offset < info.log_start || fp->offset > info.high_watermark)
                             err = RN_KERR_OFFSET_OUT_OF_RANGE;
+                        int64_t ve;                         /* api.h invariant 7 */
+                        if (rn_hd_visible_end(q->ctx->hd, fp->qe, &ve, &st) != 0)
+                            err = rn_kerr_status(q->ctx, &st);
+                        else if (ve < f.high_watermark)
+                            f.high_watermark = ve;
                     }
-                } else if (rn_hd_read(q->ctx->hd, fp->qe, fp->offset, (uint32_t)(max ? max : 1),
-                                      w->b, &f, &st) != 0) {
-                    err = rn_kerr_of(&st);
+                } else if (rn_hd_read_visible(q->ctx->hd, fp->qe, fp->offset,
+                                              (uint32_t)(max ? max : 1), w->b, &f, &st) != 0) {
+                    err = rn_kerr_status(q->ctx, &st);          /* api.h invariant 7 */
                     if (st.code == RN_ST_DATA_LOSS) err = RN_KERR_CORRUPT_MESSAGE;
-                    if (err != RN_KERR_OFFSET_OUT_OF_RANGE)
+                    if (err != RN_KERR_OFFSET_OUT_OF_RANGE && !rn_kerr_cluster(q->ctx, &st))
                         rn_slog(RN_SLOG_WARN, "kafka: fetch from %s: %s", q->peer, st.msg);
                 } else if (w->b->len > w->max) {
                     w->err = RN_KW_ETOOBIG;             /* wire.h invariant 5 */
@@ -287,6 +296,22 @@ static int64_t record_time(rn_kreq_t *q, const char *topic, int32_t queue, int64
     return ts;
 }
 
+/* In a cluster, the end consumers of (topic, part) may read to (*end; -1
+ * on a single broker or for an unknown queue, which the lookup reports),
+ * or the Kafka error refusing it here (api.h invariant 7). */
+static int16_t visible_end(rn_kreq_t *q, const char *topic, int32_t part, int64_t *end)
+{
+    *end = -1;
+    if (!rn_hd_clustered(q->ctx->hd)) return RN_KERR_NONE;
+    rn_qent_t *qe;
+    rn_status_t st;
+    if (rn_hd_queue(q->ctx->hd, topic, (uint32_t)part, &qe, &st) != 0)
+        return rn_kcluster_unmade(q->ctx, topic, (uint32_t)part);
+    if (rn_hd_visible_end(q->ctx->hd, qe, end, &st) == 0) return RN_KERR_NONE;
+    *end = -1;
+    return rn_kerr_status(q->ctx, &st);
+}
+
 int rn_kh_list_offsets(rn_kreq_t *q)
 {
     rn_kr_t *r = &q->in;
@@ -314,7 +339,7 @@ int rn_kh_list_offsets(rn_kreq_t *q)
             if (q->version >= 4) rn_kr_i32(r, "current_leader_epoch");
             int64_t ts = rn_kr_i64(r, "timestamp");
             int16_t err = RN_KERR_NONE;
-            int64_t off = -1, rts = -1;
+            int64_t off = -1, rts = -1, vend = -1;
             if (!valid) {
                 err = RN_KERR_INVALID_TOPIC_EXCEPTION;
             } else if (!allowed) {
@@ -331,14 +356,19 @@ int rn_kh_list_offsets(rn_kreq_t *q)
                 } else if (kind == RN_POS_TIME && ++lookups > RN_KAPI_MAX_TIME_LOOKUPS) {
                     /* Each decodes batches: bounded per request; retriable. */
                     err = RN_KERR_REQUEST_TIMED_OUT;
+                } else if ((err = visible_end(q, topic, part, &vend)) != RN_KERR_NONE) {
+                    /* not the leader of a replicated queue (api.h invariant 7) */
                 } else if (rn_hd_offset_at(q->ctx->hd, topic, (uint32_t)part, kind, ts, &off,
                                            &info, &st) != 0) {
                     err = rn_kerr_of(&st);
                     off = -1;
                 } else if (kind == RN_POS_TIME) {
                     /* Kafka: no record at or after ts is offset -1. */
+                    if (vend >= 0 && vend < info.high_watermark) info.high_watermark = vend;
                     if (off >= info.high_watermark) off = -1;
                     else rts = record_time(q, topic, part, off);
+                } else if (kind == RN_POS_LATEST && vend >= 0 && vend < off) {
+                    off = vend;                     /* the high watermark */
                 }
             }
             rn_kw_i32(w, part);

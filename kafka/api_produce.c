@@ -21,6 +21,13 @@
  *     success with the original base offset, after that batch is durable.
  *  3. Nothing is answered for acks -1 before every ticket of the partition
  *     (its new appends and the duplicates' originals) is durable.
+ *  4. In a cluster (api.h invariant 7), acks -1 to a replicated queue is
+ *     answered as a success only once the queue's high watermark covers
+ *     the partition's batches (rn_hd_produce_replicated, the gRPC
+ *     produce's wait); else NOT_LEADER_OR_FOLLOWER (the leadership moved),
+ *     NOT_ENOUGH_REPLICAS_AFTER_APPEND or REQUEST_TIMED_OUT: stored on this
+ *     node, perhaps not kept, and an idempotent producer's retry is safe.
+ *     acks 1 answers after this node's write, as the gRPC ACKS_WRITTEN.
  */
 #include "kafka/api.h"
 
@@ -60,8 +67,10 @@ static void produce_free(rn_kreq_t *q)
 }
 
 /* The Kafka error for a refused produce. */
-static int16_t produce_err(const rn_status_t *st)
+static int16_t produce_err(const rn_kctx_t *ctx, const rn_status_t *st)
 {
+    int16_t c = rn_kerr_cluster(ctx, st);                  /* api.h invariant 7 */
+    if (c) return c;
     switch (st->reason) {
     case RN_SR_BATCH_CORRUPT: return RN_KERR_CORRUPT_MESSAGE;
     case RN_SR_BATCH_TOO_LARGE: return RN_KERR_MESSAGE_TOO_LARGE;
@@ -136,6 +145,16 @@ static void produce_part(rn_kreq_t *q, kproduce_t *s, kpart_t *kp)
     req.acks = s->acks == -1 ? RUNNEL__V1__ACKS__ACKS_DURABLE : RUNNEL__V1__ACKS__ACKS_WRITTEN;
     kp->begun = 1;
     int rc = rn_hd_produce_begin(q->ctx->hd, &req, &kp->p, &kp->st);
+    int16_t unmade = rc != 0 && kp->st.reason == RN_SR_NO_QUEUE
+                     ? rn_kcluster_unmade(q->ctx, name, (uint32_t)kp->index) : 0;
+    if (unmade) {
+        /* a replicated topic this node has not made yet: never auto-created
+         * here (api.h invariant 7); the client retries */
+        kp->err = unmade;
+        kp->msg = "the topic is replicated and not made on this node yet; retry";
+        free(b);
+        return;
+    }
     if (rc != 0 && kp->st.reason == RN_SR_NO_QUEUE) {
         rn_meta_topic_t t;
         rn_hd_produce_free(&kp->p);
@@ -155,7 +174,7 @@ static void produce_part(rn_kreq_t *q, kproduce_t *s, kpart_t *kp)
         rc = rn_hd_produce_begin(q->ctx->hd, &req, &kp->p, &kp->st);
     }
     if (rc != 0) {
-        kp->err = produce_err(&kp->st);
+        kp->err = produce_err(q->ctx, &kp->st);
         kp->msg = kp->st.msg;
         rn_slog(RN_SLOG_DEBUG, "kafka: produce from %s to '%s' queue %d refused: %s", q->peer,
                 name, kp->index, kp->st.msg);
@@ -196,7 +215,17 @@ static void produce_answer(rn_kreq_t *q)
     if (q->version >= 1) rn_kw_i32(w, 0);                  /* throttle_time_ms */
 }
 
-/* Waiter thread: wait for durability (invariant 3). */
+/* The Kafka error of a replicated produce whose acks did not come
+ * (invariant 4): stored on the leader, maybe not kept. */
+static int16_t replicated_err(const rn_status_t *st)
+{
+    if (st->reason == RN_SR_NOT_LEADER) return RN_KERR_NOT_LEADER_OR_FOLLOWER;
+    if (st->reason == RN_SR_NOT_ENOUGH_REPLICAS) return RN_KERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND;
+    return RN_KERR_REQUEST_TIMED_OUT;
+}
+
+/* Waiter thread: wait for durability (invariant 3), then for a replicated
+ * queue the in-sync replicas (invariant 4). */
 static void produce_wait(rn_kreq_t *q)
 {
     kproduce_t *s = q->hstate;
@@ -207,6 +236,19 @@ static void produce_wait(rn_kreq_t *q)
             kp->err = RN_KERR_KAFKA_STORAGE_ERROR;
             kp->msg = kp->st.msg;
             rn_slog(RN_SLOG_ERROR, "kafka: produce from %s: %s", q->peer, kp->st.msg);
+            continue;
+        }
+        if (!kp->p.replicated) continue;
+        /* The followers' parked fetches see the batches now (as the gRPC
+         * produce path does before it waits). */
+        char name[256];
+        if (rn_kstr_copy(kp->topic, name, sizeof name) == 0)
+            rn_hd_wake(q->ctx->hd, name, (uint32_t)kp->index);
+        if (rn_hd_produce_replicated(q->ctx->hd, &kp->p, &kp->st) != 0) {
+            kp->err = replicated_err(&kp->st);
+            kp->msg = kp->st.msg;
+            rn_slog(RN_SLOG_INFO, "kafka: produce from %s not acknowledged: %s", q->peer,
+                    kp->st.msg);
         }
     }
 }
@@ -285,7 +327,7 @@ int rn_kh_produce(rn_kreq_t *q)
             continue;
         }
         produce_part(q, s, kp);
-        if (!kp->err && acks == -1 && kp->p.ntickets) wait = 1;
+        if (!kp->err && acks == -1 && (kp->p.ntickets || kp->p.replicated)) wait = 1;
     }
     if (acks == 0) return RN_KH_NONE;
     if (wait) return rn_kreq_offload(q, produce_wait, produce_then, 1);

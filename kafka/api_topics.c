@@ -24,7 +24,8 @@
  *  3. validate_only (v1+) runs every check, including "already exists", and
  *     creates nothing.
  *  4. Only what runnel honours is accepted: replication factor 1 or -1 (one
- *     broker), no manual replica assignment, and the topic configs in
+ *     broker; in a cluster 1..nodes or -1, the topic then made through the
+ *     controller, api.h invariant 7), no manual replica assignment, and the topic configs in
  *     `configs_ok` with the values runnel's behaviour has; anything else is
  *     refused with INVALID_CONFIG naming the config and why, rather than
  *     accepted and ignored.
@@ -35,6 +36,8 @@
  *  6. At most RN_KTOPICS_MAX topics per request; more is a protocol error.
  */
 #include "kafka/api.h"
+
+#include "cluster/controller.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,6 +202,63 @@ static void read_ctopic(rn_kr_t *r, ctopic_t *t, int check)
     }
 }
 
+/* The cluster's nodes (0 when this is no cluster or its controller is not
+ * running yet). */
+static int cluster_nodes(rn_kctx_t *ctx)
+{
+    rn_ctl_t *c = ctx->self ? __atomic_load_n(&ctx->ctl, __ATOMIC_ACQUIRE) : NULL;
+    if (!c) return 0;
+    const rn_ctl_view_t *v = rn_ctl_view_get(c);
+    int n = (int)v->n;
+    rn_ctl_view_put(v);
+    return n;
+}
+
+/* A cluster node's CreateTopics of one topic (invariant 7): committed
+ * through the controller as `runnel topic create --replicas R` is (the
+ * broker's CreateTopic, which a node that is not the controller leader
+ * passes on), made on this node before the answer. Waiter thread. */
+static int16_t create_replicated(rn_kreq_t *q, ktopics_t *k, const char *name, uint32_t queues,
+                                 int16_t replication, char *msg, size_t size)
+{
+    rn_kctx_t *ctx = q->ctx;
+    rn_meta_topic_t got;
+    char err[RN_ERRMSG_SIZE] = "";
+    rn_meta_t *m = rn_datadir_meta_lock(ctx->d);
+    int rc = rn_meta_topic_get(m, name, &got, err);
+    rn_datadir_meta_unlock(ctx->d);
+    if (rc == 0 || rn_kcluster_unmade(ctx, name, 0) != RN_KERR_NONE) {
+        snprintf(msg, size, "topic '%s' already exists", name);
+        return RN_KERR_TOPIC_ALREADY_EXISTS;
+    }
+    if (k->validate_only) return RN_KERR_NONE;
+    if (timed_out(k)) {
+        snprintf(msg, size, "not created: timeout_ms (%d) passed first", (int)k->timeout_ms);
+        return RN_KERR_REQUEST_TIMED_OUT;
+    }
+    Runnel__V1__CreateTopicRequest req = RUNNEL__V1__CREATE_TOPIC_REQUEST__INIT;
+    req.name = (char *)name;
+    req.queues = queues;
+    req.replicas = replication > 0 ? (uint32_t)replication : 0;
+    rn_arena_t a = RN_ARENA_INIT;
+    ProtobufCMessage *resp = NULL;
+    rn_status_t st = {RN_ST_OK, "", RN_SR_NONE};
+    rc = rn_hd_create_topic(ctx->hd, &req.base, &a, &resp, &st);
+    rn_arena_free(&a);
+    if (rc == 0) {
+        rn_slog(RN_SLOG_INFO, "kafka: %s created replicated topic '%s' with %u queue%s",
+                q->peer, name, queues, queues == 1 ? "" : "s");
+        return RN_KERR_NONE;
+    }
+    snprintf(msg, size, "%s", st.msg);
+    switch (st.code) {
+    case RN_ST_ALREADY_EXISTS: return RN_KERR_TOPIC_ALREADY_EXISTS;
+    case RN_ST_INVALID_ARGUMENT: return RN_KERR_INVALID_REQUEST;
+    case RN_ST_UNAVAILABLE: return RN_KERR_REQUEST_TIMED_OUT;      /* retriable */
+    default: return RN_KERR_UNKNOWN_SERVER_ERROR;
+    }
+}
+
 static void create_work(rn_kreq_t *q)
 {
     ktopics_t *k = q->hstate;
@@ -210,6 +270,11 @@ static void create_work(rn_kreq_t *q)
     if (q->version >= 2) rn_kw_i32(w, 0);               /* throttle_time_ms */
     rn_kw_array(w, k->n);
     uint32_t deflt = ctx->auto_create ? ctx->auto_create : 1;
+    /* In a cluster (api.h invariant 7) topics are made through the
+     * controller, replicated: its limits. */
+    int32_t max_queues = ctx->self ? RN_FSM_MAX_QUEUES : RN_META_MAX_QUEUES;
+    int nodes = cluster_nodes(ctx);
+    if (ctx->self && deflt > RN_FSM_MAX_QUEUES) deflt = RN_FSM_MAX_QUEUES;
     for (int32_t i = 0; i < k->n; i++) {
         ctopic_t t;
         char name[256], err[RN_ERRMSG_SIZE] = "";
@@ -228,18 +293,27 @@ static void create_work(rn_kreq_t *q)
             e = RN_KERR_TOPIC_AUTHORIZATION_FAILED;
             snprintf(t.msg, sizeof t.msg, "principal '%s' may not create topic '%s'",
                      rn_acl_principal(q->principal), name);
-        } else if (t.partitions == 0 || t.partitions < -1 || t.partitions > RN_META_MAX_QUEUES) {
+        } else if (t.partitions == 0 || t.partitions < -1 || t.partitions > max_queues) {
             e = RN_KERR_INVALID_PARTITIONS;
             snprintf(t.msg, sizeof t.msg, "num_partitions must be 1..%d or -1 (the broker's "
-                     "default, %u), not %d", RN_META_MAX_QUEUES, deflt, (int)t.partitions);
-        } else if (t.replication != 1 && t.replication != -1) {
+                     "default, %u), not %d%s", max_queues, deflt, (int)t.partitions,
+                     ctx->self ? " (a replicated topic's limit)" : "");
+        } else if (ctx->self && (t.replication == 0 || t.replication < -1 ||
+                                 t.replication > nodes)) {
+            e = RN_KERR_INVALID_REPLICATION_FACTOR;
+            snprintf(t.msg, sizeof t.msg, "replication_factor must be 1..%d (the cluster's "
+                     "nodes) or -1 (min(3, live nodes)), not %d", nodes, (int)t.replication);
+        } else if (!ctx->self && t.replication != 1 && t.replication != -1) {
             e = RN_KERR_INVALID_REPLICATION_FACTOR;
             snprintf(t.msg, sizeof t.msg, "replication_factor must be 1 or -1: runnel is one "
                      "broker with one replica, not %d", (int)t.replication);
         } else if (t.nassign > 0) {
             e = RN_KERR_INVALID_REPLICA_ASSIGNMENT;
             snprintf(t.msg, sizeof t.msg, "manual replica assignments are not supported: "
-                     "runnel's one broker leads every partition; give num_partitions");
+                     "give num_partitions (%s)", ctx->self ? "the controller places the "
+                     "replicas" : "runnel's one broker leads every partition");
+        } else if (e == RN_KERR_NONE && ctx->self) {
+            e = create_replicated(q, k, name, queues, t.replication, t.msg, sizeof t.msg);
         } else if (e == RN_KERR_NONE) {
             rn_meta_topic_t got;
             rn_meta_t *m = rn_datadir_meta_lock(ctx->d);

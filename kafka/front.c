@@ -93,6 +93,7 @@ typedef struct kconn kconn_t;
 
 struct rn_kfront {
     rn_kctx_t        ctx;
+    char             advertised[300];   /* HOST:PORT (the controller registers it) */
     uv_loop_t        loop;
     uv_tcp_t         listener;
     uv_async_t       async;
@@ -725,6 +726,14 @@ int rn_kreq_offload(rn_kreq_t *q, void (*work)(rn_kreq_t *q), void (*then)(rn_kr
     return pipelined ? RN_KH_LATER_PIPELINED : RN_KH_LATER;
 }
 
+int rn_kreq_alone(const rn_kreq_t *q)
+{
+    const kconn_t *c = q->conn;
+    for (const rn_kreq_t *e = c->head; e && e != q; e = e->next)
+        if (e->state != Q_READY && e->state != Q_NORESP) return 0;
+    return 1;
+}
+
 static void on_park(uv_timer_t *t);
 
 int rn_kreq_park(rn_kreq_t *q, int64_t deadline_ms, void (*retry)(rn_kreq_t *q, int expired))
@@ -858,7 +867,8 @@ int rn_kfront_start(rn_hd_t *hd, const rn_kfront_opts_t *o, rn_kfront_t **out, i
     }
     f->ctx.hd = hd;
     f->ctx.d = rn_hd_datadir(hd);
-    f->ctx.node_id = 0;
+    f->ctx.node_id = (int32_t)o->node_id;       /* runneld keeps it within int32 */
+    f->ctx.self = o->node_id;
     f->ctx.auto_create = o->auto_create;
     f->ctx.max_frame = o->max_frame ? o->max_frame : RN_KFRONT_DEFAULT_MAX_FRAME;
     f->ctx.auth = o->auth;
@@ -912,9 +922,12 @@ int rn_kfront_start(rn_hd_t *hd, const rn_kfront_opts_t *o, rn_kfront_t **out, i
             gethostname(f->ctx.host, sizeof f->ctx.host - 1);
         f->ctx.port = *port;
     }
-    /* A cluster id stable for this data directory. */
+    /* A cluster id stable for this data directory (a cluster's nodes: for
+     * the cluster, so every node names the same). */
     uint64_t hsh = 1469598103934665603ull;
-    for (const char *p = rn_datadir_path(f->ctx.d); *p; p++) hsh = (hsh ^ (uint8_t)*p) * 1099511628211ull;
+    const char *seed = o->cluster_seed ? o->cluster_seed : rn_datadir_path(f->ctx.d);
+    for (const char *p = seed; *p; p++) hsh = (hsh ^ (uint8_t)*p) * 1099511628211ull;
+    snprintf(f->advertised, sizeof f->advertised, "%s:%d", f->ctx.host, f->ctx.port);
     snprintf(f->ctx.cluster_id, sizeof f->ctx.cluster_id, "runnel-%016llx", (unsigned long long)hsh);
     rc = rn_kcoord_open(&f->ctx, &f->ctx.coord, errmsg);
     if (rc != 0) goto fail;
@@ -960,6 +973,13 @@ void rn_kfront_stop(rn_kfront_t *f)
     pthread_cond_destroy(&f->wcv);
     free(f);
 }
+
+void rn_kfront_set_ctl(rn_kfront_t *f, struct rn_ctl *ctl)
+{
+    __atomic_store_n(&f->ctx.ctl, ctl, __ATOMIC_RELEASE);
+}
+
+const char *rn_kfront_advertised(const rn_kfront_t *f) { return f->advertised; }
 
 void rn_kfront_stats(rn_kfront_t *f, rn_kfront_stats_t *out)
 {

@@ -52,6 +52,10 @@ typedef struct rn_kfront_opts {
                                     required; NULL: no authentication */
     const char *tls_cert, *tls_key, *tls_ca;   /* PEM text; cert NULL: plaintext only;
                                     tls_ca: client certificates required (kafka/tls.h) */
+    uint64_t    node_id;         /* a cluster node's id (1..INT32_MAX), 0: one broker
+                                    (node 0); see kafka/api.h invariant 7 */
+    const char *cluster_seed;    /* what the cluster id is derived from; NULL: the
+                                    data directory's path */
 } rn_kfront_opts_t;
 
 /* Listen and serve; *port gets the bound port. errmsg names what failed. */
@@ -59,6 +63,13 @@ int  rn_kfront_start(rn_hd_t *hd, const rn_kfront_opts_t *o, rn_kfront_t **out, 
                      char *errmsg);
 /* Stop and free (see above). NULL is a no-op. */
 void rn_kfront_stop(rn_kfront_t *f);
+/* A cluster node's controller, once it runs (any thread; before
+ * rn_kfront_stop, and the controller stops after the front). Until then
+ * Metadata names this node alone. */
+struct rn_ctl;
+void rn_kfront_set_ctl(rn_kfront_t *f, struct rn_ctl *ctl);
+/* The advertised HOST:PORT (borrowed while f runs). */
+const char *rn_kfront_advertised(const rn_kfront_t *f);
 
 typedef struct rn_kfront_stats {
     uint64_t connections, requests, closed_bad;

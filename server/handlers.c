@@ -38,6 +38,9 @@
  *     min_insync_replicas); a consumer's fetch returns whole batches below
  *     the hook's limit only (the high watermark), and a replica's append
  *     or cut holds the queue's append mutex like a Produce (invariant 2).
+ *     There, producer ids from RN_PREG_CLUSTER_ID_MIN up (drawn by clients
+ *     and the Kafka front's InitProducerId) are checked by sequence only,
+ *     on local queues too: no node's registry issued them.
  *  9. In a cluster, group offsets on replicated topics are written to
  *     meta.db only by the controller's apply (cluster/replica.c): a
  *     CommitOffsets on them goes to the commit_offsets hook (after the
@@ -511,8 +514,9 @@ int rn_hd_produce_begin(rn_hd_t *h, const Runnel__V1__ProduceRequest *req, rn_pr
         /* A replicated queue's producers are known by its log, which every
          * replica holds, not by this node's registry (client/producer.c
          * invariant 9). */
-        int v = rn_pstate_check(&e->ps, p->replicated ? NULL : h->reg, &hdrs[i], news, nnews,
-                                &d, &cst);
+        int cluster_id = h->has_repl && hdrs[i].producer_id >= RN_PREG_CLUSTER_ID_MIN;
+        int v = rn_pstate_check(&e->ps, p->replicated || cluster_id ? NULL : h->reg, &hdrs[i],
+                                news, nnews, &d, &cst);
         if (v < 0) {
             rn_status_setr(st, cst.reason, cst.code, "batch %zu of %zu: %s", i + 1, n, cst.msg);
             goto out;
@@ -611,23 +615,62 @@ int rn_hd_produce_partial(rn_hd_t *h, rn_produce_t *p, rn_arena_t *a, ProtobufCM
 
 /* ---- fetch ---------------------------------------------------------------- */
 
-/* Keep the whole batches of f->records below limit (a replicated queue's
+/* Keep the whole batches of buf[from..] below limit (a replicated queue's
  * high watermark: a batch is on every in-sync replica or not). */
-static void cut_at(rn_fetch_t *f, int64_t limit)
+static void cut_at(rn_buf_t *buf, size_t from, rn_fetch_t *f, int64_t limit)
 {
-    size_t at = 0;
+    size_t at = from;
     uint32_t n = 0;
-    while (at + 12 <= f->records.len) {
-        const uint8_t *b = f->records.data + at;
+    while (at + 12 <= buf->len) {
+        const uint8_t *b = buf->data + at;
         size_t size = 12 + (size_t)rn_be32_get(b + 8);
-        if ((int64_t)rn_be64_get(b) >= limit || at + size > f->records.len) break;
+        if ((int64_t)rn_be64_get(b) >= limit || at + size > buf->len) break;
         at += size;
         n++;
     }
-    f->records.len = at;
+    buf->len = at;
     f->nbatches = n;
     if (f->high_watermark > limit) f->high_watermark = limit;
 }
+
+/* The cluster hook for a consumer of q at offset (< 0: the limit only):
+ * *limit -1 when nothing limits it. */
+static int consumer_hook(rn_hd_t *h, rn_qent_t *q, int64_t offset, int64_t *limit,
+                         rn_status_t *st)
+{
+    *limit = -1;
+    if (!h->has_repl) return 0;
+    Runnel__V1__FetchRequest lr;
+    runnel__v1__fetch_request__init(&lr);
+    lr.topic = q->topic;
+    lr.queue = q->queue;
+    lr.offset = offset;
+    return h->repl.fetch(h->repl.arg, &lr, limit, st);
+}
+
+int rn_hd_read_visible(rn_hd_t *h, rn_qent_t *q, int64_t offset, uint32_t max_bytes,
+                       rn_buf_t *out, rn_fetch_t *f, rn_status_t *st)
+{
+    int64_t limit;
+    if (consumer_hook(h, q, offset, &limit, st) != 0) return -1;
+    size_t from = out->len;
+    int rc = rn_hd_read(h, q, offset, max_bytes, out, f, st);
+    if (rc == 0 && limit >= 0) cut_at(out, from, f, limit);
+    return rc;
+}
+
+int rn_hd_visible_end(rn_hd_t *h, rn_qent_t *q, int64_t *end, rn_status_t *st)
+{
+    int64_t limit;
+    if (consumer_hook(h, q, -1, &limit, st) != 0) return -1;
+    if (rn_hd_queue_hwm(h, q, end) != 0)
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "%s/%u: its end cannot be read", q->topic,
+                             q->queue);
+    if (limit >= 0 && limit < *end) *end = limit;
+    return 0;
+}
+
+int rn_hd_clustered(rn_hd_t *h) { return h->has_repl; }
 
 int rn_hd_fetch(rn_hd_t *h, const Runnel__V1__FetchRequest *req, rn_fetch_t *f, rn_status_t *st)
 {
@@ -637,7 +680,7 @@ int rn_hd_fetch(rn_hd_t *h, const Runnel__V1__FetchRequest *req, rn_fetch_t *f, 
     if (h->has_repl && h->repl.fetch(h->repl.arg, req, &limit, st) != 0) return -1;
     if (!f->q && qent_get(h, req->topic, req->queue, &f->q, st) != 0) return -1;
     int rc = rn_hd_read(h, f->q, req->offset, req->max_bytes, &f->records, f, st);
-    if (rc == 0 && limit >= 0) cut_at(f, limit);
+    if (rc == 0 && limit >= 0) cut_at(&f->records, 0, f, limit);
     return rc;
 }
 

@@ -254,6 +254,18 @@ int  rn_hd_wait(rn_hd_t *h, uint64_t ticket);
  * leader's, at a batch boundary (rn_datadir_truncate); the producer state
  * is dropped as for rn_hd_replica_append. */
 int  rn_hd_truncate(rn_hd_t *h, const char *topic, uint32_t queue, int64_t end, char *errmsg);
+/* For fronts without a protobuf request (the Kafka front): a consumer's
+ * rn_hd_read of q after the cluster hook (-1 with st, reason
+ * RN_SR_NOT_LEADER, when this node does not lead a replicated queue),
+ * keeping the whole batches below the high watermark only (f's
+ * high_watermark lowered to it). */
+int  rn_hd_read_visible(rn_hd_t *h, rn_qent_t *q, int64_t offset, uint32_t max_bytes,
+                        rn_buf_t *out, rn_fetch_t *f, rn_status_t *st);
+/* The end a consumer of q may read to now (the high watermark of a
+ * replicated queue, else the local visible end); -1 with st as above. */
+int  rn_hd_visible_end(rn_hd_t *h, rn_qent_t *q, int64_t *end, rn_status_t *st);
+/* 1 when cluster hooks are installed (runneld --cluster). */
+int  rn_hd_clustered(rn_hd_t *h);
 /* The end a fetch of req sees now: the local visible end, lowered to the
  * high watermark for a consumer of a replicated queue. */
 int  rn_hd_fetch_visible(rn_hd_t *h, const Runnel__V1__FetchRequest *req, rn_qent_t *q,

@@ -38,6 +38,10 @@
 #define RN_PREG_FILE     "producers"
 #define RN_PREG_BLOCK    1000                 /* ids reserved per durable record */
 #define RN_PSTATE_DEFAULT_EXPIRY_MS (24 * 3600 * 1000LL)    /* Kafka's default: 1 day */
+/* In a cluster, producer ids from here up are drawn at random by the client
+ * (librunnel) or the Kafka front's InitProducerId, no node's registry: their
+ * sequences are checked, their epochs not (server/handlers.c). */
+#define RN_PREG_CLUSTER_ID_MIN (1ll << 52)
 
 /* ---- registry ---------------------------------------------------------- */
 

@@ -408,7 +408,7 @@ int main(int argc, char **argv)
     rn_hd_opts_t ho;
     rn_hd_opts_default(&ho);
     rn_kfront_opts_t ko = {NULL, NULL, 1, RN_KFRONT_DEFAULT_MAX_FRAME,
-                           RN_KFRONT_DEFAULT_FRAME_TIMEOUT_MS, NULL, NULL, NULL, NULL};
+                           RN_KFRONT_DEFAULT_FRAME_TIMEOUT_MS, NULL, NULL, NULL, NULL, 0, NULL};
     rn_slog_level_t level = RN_SLOG_INFO;
     const char *udf_dir = NULL;
     int c;
@@ -555,6 +555,12 @@ int main(int argc, char **argv)
     }
     if (cluster && rn_cluster_conf_parse(node_id, cluster, &cconf, err) != 0) {
         fprintf(stderr, "runneld: %s\n", err);
+        return 2;
+    }
+    if (cluster && ko.listen && cconf.self > INT32_MAX) {
+        fprintf(stderr, "runneld: --node-id %llu with --kafka-listen: Kafka broker ids are "
+                "32-bit signed; give a node id from 1 to %d\n", (unsigned long long)cconf.self,
+                INT32_MAX);
         return 2;
     }
     if (cluster && (tf.cert || require_auth)) {
@@ -786,6 +792,24 @@ int main(int argc, char **argv)
         ko.tls_cert = tls.cert;
         ko.tls_key = tls.key;
         ko.tls_ca = tls.ca;
+        /* A cluster node's front: Kafka node id = runnel node id, and one
+         * cluster id for all the nodes (from the members, by id). */
+        char seed[RN_CLUSTER_MAX_NODES * (RN_CLUSTER_ADDR_MAX + 24)] = "";
+        if (cluster) {
+            ko.node_id = cconf.self;
+            size_t off = 0;
+            for (uint64_t last = 0;;) {
+                const rn_cluster_peer_t *next = NULL;
+                for (size_t i = 0; i < cconf.n; i++)
+                    if (cconf.peers[i].id > last && (!next || cconf.peers[i].id < next->id))
+                        next = &cconf.peers[i];
+                if (!next || off >= sizeof seed - 1) break;
+                off += (size_t)snprintf(seed + off, sizeof seed - off, "%llu=%s,",
+                                        (unsigned long long)next->id, next->addr);
+                last = next->id;
+            }
+            ko.cluster_seed = seed;
+        }
         if (rn_kfront_start(h, &ko, &kf, &kport, err) != 0) {
             rn_slog(RN_SLOG_ERROR, "%s", err);
             failed = 1;
@@ -822,7 +846,9 @@ int main(int argc, char **argv)
             rn_slog(RN_SLOG_WARN, "--listen %s: the controller registers %s as this node's "
                     "client address, which other machines cannot dial; give this host's own "
                     "address", listen, shown);
-        rn_ctl_opts_t co = {&cconf, data, shown, csnap, join};
+        rn_ctl_opts_t co = {.conf = &cconf, .data_dir = data, .client_addr = shown,
+                            .snapshot_entries = csnap, .join = join,
+                            .kafka_addr = kf ? rn_kfront_advertised(kf) : NULL};
         if (rn_ctl_start(&co, &ctl, err) != 0) {
             rn_slog(RN_SLOG_ERROR, "%s", err);
             failed = 1;
@@ -830,6 +856,7 @@ int main(int argc, char **argv)
         } else {
             rn_cluster_hd_set(ctl);
             rn_cluster_hd_set_repl(d.repl);
+            if (kf) rn_kfront_set_ctl(kf, ctl);
             if (rn_repl_start(d.repl, ctl, err) != 0) {
                 rn_slog(RN_SLOG_ERROR, "%s", err);
                 failed = 1;

@@ -5,8 +5,10 @@
  * refusals, registration and fencing (incarnations, idempotent re-proposals,
  * the node limit), replicated topics and leader changes (epochs, stale
  * proposals, replica sets that do not check), and snapshot round trips and
- * refusals (with and without topics), and group offsets (OFFSETS commands:
- * round trips, refusals, apply in order, the limit, snapshot version 3).
+ * refusals (with and without topics), group offsets (OFFSETS commands:
+ * round trips, refusals, apply in order, the limit, snapshot version 3),
+ * and the Kafka addresses nodes register (an optional trailing field of
+ * REGISTER, snapshot version 4, with group offsets too).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -689,7 +691,7 @@ static void test_snapshot(void **state)
     }
     uint8_t bad[8192];
     memcpy(bad, buf, n);
-    bad[4] = 3;
+    bad[4] = 5;
     assert_int_equal(rn_fsm_snapshot_decode(&g, bad, n, err), RN_ECORRUPT);
     bad[4] = 2;                                     /* version 2 needs a topic part */
     assert_int_equal(rn_fsm_snapshot_decode(&g, bad, n, err), RN_ECORRUPT);
@@ -709,6 +711,96 @@ static void test_snapshot(void **state)
     assert_int_equal(rn_fsm_snapshot_decode(&g, bad, n + 1, err), RN_ECORRUPT);  /* trailing */
 }
 
+/* REGISTER with a Kafka address: round trip, padding, every truncation;
+ * applied, re-registered without one (cleared); snapshots as version 4
+ * with and without topics and group offsets; a REGISTER without one is the
+ * first slice's bytes exactly. */
+static void test_kafka_addr(void **state)
+{
+    (void)state;
+    const char *kafkas[] = {"h:9", "127.0.0.1:9092", "a-long-host-name.example:65535"};
+    char err[RN_ERRMSG_SIZE];
+    for (size_t k = 0; k < 3; k++) {
+        rn_fsm_cmd_t c = reg(5 + k, 77, "127.0.0.1:7070", 11);
+        snprintf(c.kafka, sizeof c.kafka, "%s", kafkas[k]);
+        uint8_t buf[RN_FSM_CMD_MAX], plain[RN_FSM_CMD_MAX];
+        size_t len = 0, plen = 0;
+        assert_int_equal(rn_fsm_cmd_encode(&c, buf, &len), 0);
+        assert_int_equal(len % 8, 0);
+        rn_fsm_cmd_t d;
+        assert_int_equal(rn_fsm_cmd_decode(buf, len, &d, err), 0);
+        assert_string_equal(d.kafka, kafkas[k]);
+        assert_string_equal(d.client, c.client);
+        size_t body = 2 + 8 + 8 + 8 + 2 + strlen(c.client) + 2 + strlen(kafkas[k]);
+        /* cut inside the field: refused, or (only its zero bytes left) read
+         * as a REGISTER without one, never a partial address */
+        size_t head = body - 2 - strlen(kafkas[k]);
+        for (size_t n = 0; n < len; n++) {
+            int rc = rn_fsm_cmd_decode(buf, n, &d, err);
+            if (n >= body) {
+                assert_int_equal(rc, 0);
+                assert_string_equal(d.kafka, kafkas[k]);
+            } else if (n == head || n == head + 1) {
+                assert_int_equal(rc, 0);
+                assert_string_equal(d.kafka, "");
+            } else {
+                assert_int_equal(rc, RN_ECORRUPT);
+            }
+        }
+        buf[2 + 8 + 8 + 8 + 2 + strlen(c.client) + 2] = '\0';      /* a NUL inside */
+        assert_int_equal(rn_fsm_cmd_decode(buf, len, &d, err), RN_ECORRUPT);
+        rn_fsm_cmd_t e = c;
+        e.kafka[0] = '\0';
+        assert_int_equal(rn_fsm_cmd_encode(&e, plain, &plen), 0);
+        assert_int_equal(plen, (2 + 8 + 8 + 8 + 2 + strlen(c.client) + 7) / 8 * 8);
+        assert_int_equal(rn_fsm_cmd_decode(plain, plen, &d, err), 0);
+        assert_string_equal(d.kafka, "");
+    }
+    rn_fsm_t f, g;
+    rn_fsm_init(&f);
+    rn_fsm_init(&g);
+    for (int with_topic = 0; with_topic < 3; with_topic++) {
+        for (uint64_t id = 1; id <= 3; id++) {
+            rn_fsm_cmd_t c = reg(id, id * 7, "127.0.0.1:7000", (int64_t)id);
+            if (id != 2) snprintf(c.kafka, sizeof c.kafka, "127.0.0.1:%llu", (unsigned long long)(9090 + id));
+            assert_int_equal(rn_fsm_apply(&f, &c, err), 0);
+        }
+        assert_string_equal(rn_fsm_find(&f, 3)->kafka, "127.0.0.1:9093");
+        assert_string_equal(rn_fsm_find(&f, 2)->kafka, "");
+        if (with_topic == 1) {
+            rn_fsm_cmd_t t = topic("kt", 2, 3, 1);
+            assert_int_equal(rn_fsm_apply(&f, &t, err), 0);
+        } else if (with_topic == 2) {                 /* and group offsets on it */
+            rn_fsm_goff_t o[2] = {goff("g1", "kt", 0, 7), goff("g2", "kt", 1, 9)};
+            assert_int_equal(rn_fsm_offsets_apply(&f, o, 2, err), 0);
+        }
+        uint8_t buf[16384];
+        assert_true(rn_fsm_snapshot_bound(&f) <= sizeof buf);
+        size_t n = rn_fsm_snapshot_encode(&f, buf);
+        assert_int_equal(buf[4], 4);
+        assert_int_equal(rn_fsm_snapshot_decode(&g, buf, n, err), 0);
+        assert_fsm_equal(&f, &g);
+        for (size_t k = 0; k < n; k++)
+            assert_int_equal(rn_fsm_snapshot_decode(&g, buf, k, err), RN_ECORRUPT);
+        buf[n] = 0;
+        assert_int_equal(rn_fsm_snapshot_decode(&g, buf, n + 1, err), RN_ECORRUPT);
+    }
+    /* re-registered without a Kafka address: cleared; none left: version 3
+     * (the group offsets) */
+    for (uint64_t id = 1; id <= 3; id++) {
+        rn_fsm_cmd_t c = reg(id, id * 7, "127.0.0.1:7000", 50);
+        assert_int_equal(rn_fsm_apply(&f, &c, err), 0);
+    }
+    assert_string_equal(rn_fsm_find(&f, 1)->kafka, "");
+    uint8_t buf[16384];
+    size_t n = rn_fsm_snapshot_encode(&f, buf);
+    assert_int_equal(buf[4], 3);
+    assert_int_equal(rn_fsm_snapshot_decode(&g, buf, n, err), 0);
+    assert_fsm_equal(&f, &g);
+    rn_fsm_free(&f);
+    rn_fsm_free(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -722,6 +814,7 @@ int main(void)
         cmocka_unit_test(test_offsets_cmd_roundtrip),
         cmocka_unit_test(test_offsets_apply),
         cmocka_unit_test(test_offsets_snapshot),
+        cmocka_unit_test(test_kafka_addr),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

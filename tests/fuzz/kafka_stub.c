@@ -44,6 +44,12 @@ int rn_kreq_park(rn_kreq_t *q, int64_t deadline_ms, void (*retry)(rn_kreq_t *q, 
     return RN_KH_LATER;
 }
 
+int rn_kreq_alone(const rn_kreq_t *q)
+{
+    (void)q;
+    return 1;                            /* one request per connection here */
+}
+
 /* A fresh connection's SASL state at every call, so that a replay does not
  * depend on the inputs before it: every SASL request is its connection's
  * first (a handshake is answered; an authentication is out of turn). */
