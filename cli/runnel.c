@@ -63,6 +63,7 @@ static const char usage_text[] =
     "  topic list                       list topics\n"
     "  topic describe NAME              each queue's offsets and mapping items\n"
     "  queue remap TOPIC Q [--store DIR] move queue Q's appends to a new physical queue\n"
+    "  queue reassign TOPIC Q --replicas ID,...   move a replicated queue's replicas\n"
     "  store list | check | repair      stores: sizes; offline CRC check; --accept-loss\n"
     "  produce TOPIC [options]          one record per stdin line\n"
     "  consume TOPIC [options]          print records of one or every queue\n"

@@ -81,6 +81,9 @@ int rn_cli_checkpoint(rn_cli_t *cli, int argc, char **argv);  /* checkpoint ... 
 int rn_cli_pipeline(rn_cli_t *cli, int argc, char **argv);    /* pipeline ... (etl/) */
 int rn_cli_user(rn_cli_t *cli, int argc, char **argv);        /* user add|list|remove */
 int rn_cli_cluster(rn_cli_t *cli, int argc, char **argv);     /* cluster status */
+/* `queue reassign TOPIC Q --replicas ID,... [--wait]` (runnel_cluster.c). */
+int rn_cli_queue_reassign(rn_cli_t *cli, const char *topic, uint32_t q, const char *list,
+                          int wait);
 int rn_cli_acl(rn_cli_t *cli, int argc, char **argv);         /* acl add|remove|list */
 
 int rn_cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -54,7 +54,8 @@ static const char cluster_usage[] =
     "  --format   text (default) or json: one object per line, the controller first\n"
     "             ({\"kind\":\"controller\",...}), then each node ({\"kind\":\"node\",...}),\n"
     "             then each queue ({\"kind\":\"queue\",\"topic\":\"t\",\"queue\":0,\"leader\":2,\n"
-    "             \"epoch\":5,\"replicas\":[1,2,3],\"isr\":[1,2,3],\"lag\":[0,0,3],...})\n";
+    "             \"epoch\":5,\"replicas\":[1,2,3],\"isr\":[1,2,3],\"target\":[],\"lag\":[0,0,3],\n"
+    "             ...}; target: the replicas a reassignment moves it to, [] none)\n";
 
 static const char *env_or(const char *flag, const char *var)
 {
@@ -119,6 +120,8 @@ static void print_queues_json(const Runnel__V1__ClusterStatusResponse *r, const 
         ids_json(q->replicas, q->n_replicas);
         fputs(",\"isr\":", stdout);
         ids_json(q->isr, q->n_isr);
+        fputs(",\"target\":", stdout);            /* a reassignment's; [] none */
+        ids_json(q->target, q->n_target);
         fputs(",\"lag\":", stdout);
         if (lq) {
             putchar('[');
@@ -159,8 +162,14 @@ static void print_queues_text(const Runnel__V1__ClusterStatusResponse *r, const 
             }
             snprintf(hwm, sizeof hwm, "%" PRId64, lq->high_watermark);
         }
-        printf("%-24s %-5u %-6s %-6" PRIu64 " %-12s %-12s %-14s %s\n", q->topic, q->queue, leader,
-               q->epoch, reps, isr, lag, hwm);
+        char moving[112] = "";
+        if (q->n_target) {
+            char tg[96];
+            ids_text(tg, sizeof tg, q->target, q->n_target);
+            snprintf(moving, sizeof moving, "  (moving to %s)", tg);
+        }
+        printf("%-24s %-5u %-6s %-6" PRIu64 " %-12s %-12s %-14s %s%s\n", q->topic, q->queue,
+               leader, q->epoch, reps, isr, lag, hwm, moving);
     }
 }
 
@@ -321,6 +330,149 @@ static int cluster_change(rn_rpc_t *rpc, const char *op, const char *arg)
     return RN_CLI_OK;
 }
 
+/* A connection to the node --server names (the first of a list that
+ * answers), with TLS and the token as every command takes them; *target
+ * points at the address (first holds it for a list). 0, or the exit code
+ * after one line on stderr. */
+static int cluster_rpc(rn_cli_t *cli, char *first, size_t n, const char **target, rn_rpc_t **rpc)
+{
+    *target = cli->server ? cli->server : cli->server_env;
+    if (strchr(*target, ',')) {         /* a list: the first node that answers */
+        int code = rn_cli_route(cli, *target, first, n);
+        if (code != 0) return code;
+        *target = first;
+    }
+    rn_tls_files_t tf = {env_or(cli->tls_ca, "RUNNEL_TLS_CA"),
+                         env_or(cli->tls_cert, "RUNNEL_TLS_CERT"),
+                         env_or(cli->tls_key, "RUNNEL_TLS_KEY")};
+    const char *token = env_or(cli->token, "RUNNEL_TOKEN");
+    char err[RN_ERRMSG_SIZE] = "";
+    if (rn_tls_rpc_open(*target, &tf, rpc, err) != 0)
+        return rn_cli_fail(RN_CLI_USAGE, "%s%s", strncmp(err, "--tls-", 6) ? "--server: " : "",
+                           err);
+    if (token && rn_tls_token_in_clear(*target, &tf))
+        fprintf(stderr, "runnel: warning: the token goes in clear to %s (plaintext, not "
+                "loopback): give --tls-ca to use TLS\n", *target);
+    if (token && rn_rpc_set_token(*rpc, token, err) != 0) {
+        rn_rpc_close(*rpc);
+        *rpc = NULL;
+        return rn_cli_fail(RN_CLI_USAGE, "--token: %s", err);
+    }
+    return 0;
+}
+
+/* The replicated queue (topic, q) in a ClusterStatus answer, or NULL. */
+static const Runnel__V1__ClusterQueue *status_queue(const Runnel__V1__ClusterStatusResponse *r,
+                                                    const char *topic, uint32_t q)
+{
+    for (size_t i = 0; i < r->n_queues; i++)
+        if (!strcmp(r->queues[i]->topic, topic) && r->queues[i]->queue == q) return r->queues[i];
+    return NULL;
+}
+
+static void print_ids(const uint64_t *ids, size_t n)
+{
+    putchar('[');
+    for (size_t i = 0; i < n; i++) printf("%s%" PRIu64, i ? "," : "", ids[i]);
+    putchar(']');
+}
+
+int rn_cli_queue_reassign(rn_cli_t *cli, const char *topic, uint32_t q, const char *list,
+                          int wait)
+{
+    uint64_t ids[RN_CLUSTER_STATUS_NODES];
+    size_t n = 0;
+    for (const char *p = list; *p;) {
+        char *end = NULL;
+        unsigned long long id = strtoull(p, &end, 10);
+        if (end == p || *p < '0' || *p > '9' || id < 1 || id > UINT32_MAX || (*end && *end != ',')
+            || n == RN_CLUSTER_STATUS_NODES)
+            return rn_cli_fail(RN_CLI_USAGE, "queue reassign: --replicas '%.80s': give 1 to %d "
+                               "node ids, comma-separated (e.g. 2,3,4)", list,
+                               RN_CLUSTER_STATUS_NODES);
+        ids[n++] = id;
+        p = *end ? end + 1 : end;
+    }
+    if (n == 0)
+        return rn_cli_fail(RN_CLI_USAGE, "queue reassign: give --replicas ID,ID,... (the nodes "
+                           "the queue moves to)");
+    if (!rn_cli_remote(cli))
+        return rn_cli_fail(RN_CLI_USAGE, "queue reassign moves a replicated queue in a cluster: "
+                           "give --server HOST:PORT[,HOST:PORT...] (or RUNNEL_SERVER)");
+    char first[256], err[RN_ERRMSG_SIZE] = "";
+    const char *target;
+    rn_rpc_t *rpc = NULL;
+    int code = cluster_rpc(cli, first, sizeof first, &target, &rpc);
+    if (code != 0) return code;
+    Runnel__V1__ReassignQueueRequest req;
+    runnel__v1__reassign_queue_request__init(&req);
+    req.topic = (char *)topic;
+    req.queue = q;
+    req.replicas = ids;
+    req.n_replicas = n;
+    ProtobufCMessage *m = NULL;
+    int64_t until = (int64_t)(rn_mono_ns() / 1000000) + 20000;
+    for (;;) {                          /* a settling cluster's "; retry" answers */
+        int rc = rn_rpc_call(rpc, RN_RPC_METHOD("ReassignQueue"), &req.base,
+                             &runnel__v1__reassign_queue_response__descriptor, &m, 15000, NULL,
+                             err);
+        if (rc == 0) break;
+        size_t el = strlen(err);
+        if (rc != -ECONNREFUSED || el < 7 || strcmp(err + el - 7, "; retry") != 0 ||
+            (int64_t)(rn_mono_ns() / 1000000) >= until) {
+            rn_rpc_close(rpc);
+            return rn_cli_fail(RN_CLI_FAIL, "%s", err);
+        }
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    printf("'%s'/%u: reassignment to ", topic, q);
+    print_ids(ids, n);
+    printf(" started: the new replicas copy the log, then the queue moves to them\n");
+    if (!wait) {
+        rn_rpc_close(rpc);
+        return RN_CLI_OK;
+    }
+    /* --wait: until this node's view shows it done (replicas = the target). */
+    until = (int64_t)(rn_mono_ns() / 1000000) + 120000;
+    for (;;) {
+        Runnel__V1__ClusterStatusRequest sreq;
+        runnel__v1__cluster_status_request__init(&sreq);
+        int done = 0;
+        if (rn_rpc_call(rpc, RN_RPC_METHOD("ClusterStatus"), &sreq.base,
+                        &runnel__v1__cluster_status_response__descriptor, &m, STATUS_TIMEOUT_MS,
+                        NULL, err) == 0) {
+            const Runnel__V1__ClusterQueue *sq = status_queue((const void *)m, topic, q);
+            done = sq && sq->n_target == 0 && sq->n_replicas == n;
+            for (size_t i = 0; done && i < n; i++) {
+                int in = 0;
+                for (size_t j = 0; j < sq->n_replicas; j++) in |= sq->replicas[j] == ids[i];
+                done = in;
+            }
+            if (done) {
+                printf("'%s'/%u: done: replicas ", topic, q);
+                print_ids(sq->replicas, sq->n_replicas);
+                printf(", in sync ");
+                print_ids(sq->isr, sq->n_isr);
+                printf(", leader node %" PRIu64 " at epoch %" PRIu64 "\n", sq->leader, sq->epoch);
+            }
+            protobuf_c_message_free_unpacked(m, NULL);
+        }
+        if (done) break;
+        if ((int64_t)(rn_mono_ns() / 1000000) >= until) {
+            rn_rpc_close(rpc);
+            return rn_cli_fail(RN_CLI_FAIL, "'%s'/%u: the reassignment is not done after 120 s "
+                               "(the new replicas are still copying, or one is down); runnel "
+                               "cluster status shows its state", topic, q);
+        }
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    rn_rpc_close(rpc);
+    return RN_CLI_OK;
+}
+
 int rn_cli_cluster(rn_cli_t *cli, int argc, char **argv)
 {
     enum { OPT_FORMAT = 0x100, OPT_SERVER };
@@ -361,31 +513,18 @@ int rn_cli_cluster(rn_cli_t *cli, int argc, char **argv)
     if (!rn_cli_remote(cli))
         return rn_cli_fail(RN_CLI_USAGE, "cluster %s asks a runneld node: give --server "
                            "HOST:PORT (or RUNNEL_SERVER), not a data directory", sub);
-    const char *target = cli->server ? cli->server : cli->server_env;
     char first[256];
-    if (strchr(target, ',')) {          /* a list: the first node that answers */
-        int code = rn_cli_route(cli, target, first, sizeof first);
-        if (code != 0) return code;
-        target = first;
-    }
+    const char *target;
+    rn_rpc_t *rpc = NULL;
+    int code = cluster_rpc(cli, first, sizeof first, &target, &rpc);
+    if (code != 0) return code;
     rn_tls_files_t tf = {env_or(cli->tls_ca, "RUNNEL_TLS_CA"),
                          env_or(cli->tls_cert, "RUNNEL_TLS_CERT"),
                          env_or(cli->tls_key, "RUNNEL_TLS_KEY")};
     const char *token = env_or(cli->token, "RUNNEL_TOKEN");
     char err[RN_ERRMSG_SIZE] = "";
-    rn_rpc_t *rpc = NULL;
-    if (rn_tls_rpc_open(target, &tf, &rpc, err) != 0)
-        return rn_cli_fail(RN_CLI_USAGE, "%s%s", strncmp(err, "--tls-", 6) ? "--server: " : "",
-                           err);
-    if (token && rn_tls_token_in_clear(target, &tf))
-        fprintf(stderr, "runnel: warning: the token goes in clear to %s (plaintext, not "
-                "loopback): give --tls-ca to use TLS\n", target);
-    if (token && rn_rpc_set_token(rpc, token, err) != 0) {
-        rn_rpc_close(rpc);
-        return rn_cli_fail(RN_CLI_USAGE, "--token: %s", err);
-    }
     if (change) {
-        int code = cluster_change(rpc, sub, argv[optind + 1]);
+        code = cluster_change(rpc, sub, argv[optind + 1]);
         rn_rpc_close(rpc);
         return code;
     }

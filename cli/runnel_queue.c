@@ -1,5 +1,5 @@
 /*
- * runnel_queue.c — `runnel queue remap` and `runnel store list|check|repair`.
+ * runnel_queue.c — `runnel queue remap|reassign` and `runnel store list|check|repair`.
  *
  * Invariants:
  *  1. A remap names the item it sealed and the one it opened; logical
@@ -33,7 +33,15 @@ static const char queue_usage[] =
     "Seals logical queue Q's open mapping item at the queue's current end and opens a new\n"
     "item on a fresh physical queue, in the same store or in the store at DIR (created and\n"
     "registered when new, e.g. on another disk). No data is copied; logical offsets stay\n"
-    "dense and never change; readers cross the boundary transparently.\n";
+    "dense and never change; readers cross the boundary transparently.\n"
+    "\n"
+    "       runnel --server HOST:PORT[,...] queue reassign TOPIC Q --replicas ID,ID,...\n"
+    "              [--wait]\n"
+    "\n"
+    "In a cluster: moves replicated queue Q's replicas to the nodes named (their ids).\n"
+    "The new ones copy the log from the leader; once all are in sync the queue's replicas\n"
+    "become exactly these (a leader outside them hands over). Offsets never change.\n"
+    "--wait: until it is done (at most 120 s).\n";
 
 static const char store_usage[] =
     "usage: runnel [--data DIR | --server HOST:PORT] store list\n"
@@ -50,13 +58,22 @@ static const char store_usage[] =
     "queue's next offset stays where it was, so no offset is handed out twice. Prints what\n"
     "every store's recovery did.\n";
 
-/* Parse "--data", "--store", "--help" for both commands. */
+typedef struct reassign_opts {
+    const char *replicas;
+    int         wait;
+} reassign_opts_t;
+
+/* Parse "--data", "--store", "--replicas", "--wait", "--help" for both
+ * commands (each option where it applies: NULL outputs refuse it). */
 static int parse_opts(rn_cli_t *cli, int argc, char **argv, const char *cmd, const char *usage,
-                      const char **store, int *accept_loss, int *npos, char ***pos)
+                      const char **store, reassign_opts_t *reassign, int *accept_loss,
+                      int *npos, char ***pos)
 {
-    enum { OPT_DATA = 0x100, OPT_SERVER, OPT_STORE, OPT_ACCEPT };
+    enum { OPT_DATA = 0x100, OPT_SERVER, OPT_STORE, OPT_ACCEPT, OPT_REPLICAS, OPT_WAIT };
     static const struct option opts[] = {
         {"store", required_argument, NULL, OPT_STORE},
+        {"replicas", required_argument, NULL, OPT_REPLICAS},
+        {"wait", no_argument, NULL, OPT_WAIT},
         {"accept-loss", no_argument, NULL, OPT_ACCEPT},
         {"data", required_argument, NULL, OPT_DATA},
         {"server", required_argument, NULL, OPT_SERVER},
@@ -78,6 +95,14 @@ static int parse_opts(rn_cli_t *cli, int argc, char **argv, const char *cmd, con
                                    cmd);
             *accept_loss = 1;
             break;
+        case OPT_REPLICAS:
+        case OPT_WAIT:
+            if (!reassign)
+                return rn_cli_fail(RN_CLI_USAGE, "%s: --%s applies to queue reassign only", cmd,
+                                   c == OPT_WAIT ? "wait" : "replicas");
+            if (c == OPT_WAIT) reassign->wait = 1;
+            else reassign->replicas = optarg;
+            break;
         case OPT_DATA: cli->data = optarg; break;
         case OPT_SERVER: cli->server = optarg; break;
         case 'h': fputs(usage, stdout); return -1;
@@ -97,13 +122,30 @@ int rn_cli_queue(rn_cli_t *cli, int argc, char **argv)
     const char *store = NULL;
     int npos;
     char **pos;
-    int code = parse_opts(cli, argc, argv, "queue", queue_usage, &store, NULL, &npos, &pos);
+    reassign_opts_t ro = {NULL, 0};
+    int code = parse_opts(cli, argc, argv, "queue", queue_usage, &store, &ro, NULL, &npos, &pos);
     if (code < 0) return RN_CLI_OK;
     if (code != 0) return code;
     if (npos < 1)
-        return rn_cli_fail(RN_CLI_USAGE, "queue: give remap (see runnel queue --help)");
+        return rn_cli_fail(RN_CLI_USAGE, "queue: give remap or reassign (see runnel queue "
+                           "--help)");
+    if (!strcmp(pos[0], "reassign")) {
+        uint32_t rq;
+        if (npos != 3)
+            return rn_cli_fail(RN_CLI_USAGE, "queue reassign takes TOPIC and Q (see runnel queue "
+                               "--help)");
+        if (store) return rn_cli_fail(RN_CLI_USAGE, "queue reassign: --store applies to remap");
+        if (rn_cli_parse_queue("Q", pos[2], &rq, err) != 0)
+            return rn_cli_fail(RN_CLI_USAGE, "%s", err);
+        if (cli->data && cli->server)
+            return rn_cli_fail(RN_CLI_USAGE, "give one of --data DIR and --server HOST:PORT");
+        return rn_cli_queue_reassign(cli, pos[1], rq, ro.replicas ? ro.replicas : "", ro.wait);
+    }
+    if (ro.replicas || ro.wait)
+        return rn_cli_fail(RN_CLI_USAGE, "queue remap: --replicas and --wait apply to reassign");
     if (strcmp(pos[0], "remap") != 0)
-        return rn_cli_fail(RN_CLI_USAGE, "queue: unknown subcommand '%.40s'; use remap", pos[0]);
+        return rn_cli_fail(RN_CLI_USAGE, "queue: unknown subcommand '%.40s'; use remap or "
+                           "reassign", pos[0]);
     if (npos != 3)
         return rn_cli_fail(RN_CLI_USAGE, "queue remap takes TOPIC and Q (see runnel queue --help)");
     uint32_t q;
@@ -215,7 +257,8 @@ int rn_cli_store(rn_cli_t *cli, int argc, char **argv)
     char err[RN_ERRMSG_SIZE] = "";
     int npos, accept_loss = 0;
     char **pos;
-    int code = parse_opts(cli, argc, argv, "store", store_usage, NULL, &accept_loss, &npos, &pos);
+    int code = parse_opts(cli, argc, argv, "store", store_usage, NULL, NULL, &accept_loss, &npos,
+                          &pos);
     if (code < 0) return RN_CLI_OK;
     if (code != 0) return code;
     if (npos < 1)

@@ -87,7 +87,7 @@ typedef struct input {
 /* A CreateTopic waiting for its entry (rn_ctl_create_topic), or a
  * membership change waiting for raft (rn_ctl_member_change): owned by the
  * caller and the loop together (refs), freed by the last one. */
-typedef enum { TREQ_TOPIC, TREQ_ADD, TREQ_REMOVE } treq_kind_t;
+typedef enum { TREQ_TOPIC, TREQ_ADD, TREQ_REMOVE, TREQ_REASSIGN } treq_kind_t;
 
 typedef struct treq {
     struct treq    *next;
@@ -97,6 +97,8 @@ typedef struct treq {
     char            name[RN_FSM_TOPIC_MAX];
     uint32_t        nqueues, replicas;
     uint64_t        node;           /* TREQ_ADD, TREQ_REMOVE */
+    uint32_t        queue, nids;    /* TREQ_REASSIGN: name's queue, the target ids */
+    uint64_t        ids[RN_CLUSTER_MAX_NODES];
     char            addr[RN_CLUSTER_ADDR_MAX];
     struct raft_change change;      /* loop thread */
     int             done, rc;       /* under qmu; cv signals done */
@@ -553,8 +555,12 @@ static void on_applied(struct raft_apply *req, int status, void *result)
         int rc = status != 0 ? -EAGAIN : (int)(intptr_t)result;
         char err[RN_ERRMSG_SIZE] = "";
         if (status != 0)
-            snprintf(err, sizeof err, "the controller lost its leadership before the topic "
-                     "was committed (%s); retry", raft_strerror(status));
+            snprintf(err, sizeof err, "the controller lost its leadership before the %s "
+                     "was committed (%s); retry", p->t->kind == TREQ_TOPIC ? "topic" :
+                     "reassignment", raft_strerror(status));
+        else if (rc != 0 && p->t->kind == TREQ_REASSIGN)
+            snprintf(err, sizeof err, "'%.100s'/%u changed while the reassignment was "
+                     "proposed (a new leader or epoch); retry", p->t->name, p->t->queue);
         else if (rc == RN_EEXIST)
             snprintf(err, sizeof err, "topic '%.200s' exists", p->t->name);
         else if (rc != 0)
@@ -965,6 +971,135 @@ static void send_heartbeat(rn_ctl_t *c, uint64_t leader, int64_t now)
     c->nhb_isr = 0;                     /* asked again by the queue leader if lost */
 }
 
+/* ---- leader: queue reassignment -------------------------------------------- */
+
+/* A ReassignQueue reached the loop: propose the REPLICAS entry that starts
+ * it (replicas = the current ones and the target's; fsm.h), or answer. */
+static void take_reassign(rn_ctl_t *c, treq_t *t)
+{
+    static rn_fsm_cmd_t cmd;                  /* loop thread only; large */
+    char err[RN_ERRMSG_SIZE];
+    if (raft_state(&c->raft) != RAFT_LEADER || !c->ready) {
+        raft_id lid = 0;
+        const char *laddr = NULL;
+        raft_leader(&c->raft, &lid, &laddr);
+        treq_done(c, t, -EAGAIN, lid == c->conf.self ? 0 : lid, "not the controller leader");
+        return;
+    }
+    const rn_fsm_topic_t *tp = rn_fsm_topic_find(&c->fsm, t->name);
+    if (!tp || t->queue >= tp->nqueues) {
+        if (tp)
+            snprintf(err, sizeof err, "'%.200s' has queues 0..%u, not %u", t->name,
+                     tp->nqueues - 1, t->queue);
+        else
+            snprintf(err, sizeof err, "'%.200s' is not a replicated topic", t->name);
+        treq_done(c, t, RN_ENOTFOUND, 0, err);
+        return;
+    }
+    const rn_fsm_pq_t *pq = &tp->q[t->queue];
+    for (uint32_t i = 0; i < t->nids; i++) {
+        if (rn_fsm_has(t->ids, i, t->ids[i])) {
+            snprintf(err, sizeof err, "node %llu is named twice", (unsigned long long)t->ids[i]);
+            treq_done(c, t, RN_EINVAL, 0, err);
+            return;
+        }
+        if (!node_live(c, t->ids[i])) {
+            snprintf(err, sizeof err, "node %llu is not a live member of the cluster",
+                     (unsigned long long)t->ids[i]);
+            treq_done(c, t, RN_EINVAL, 0, err);
+            return;
+        }
+    }
+    int same = t->nids == pq->nrep;
+    for (uint32_t i = 0; same && i < t->nids; i++) same = rn_fsm_has(pq->replicas, pq->nrep,
+                                                                    t->ids[i]);
+    if (same && !pq->ntarget) {
+        snprintf(err, sizeof err, "'%.200s'/%u is on these replicas already", t->name, t->queue);
+        treq_done(c, t, RN_EEXIST, 0, err);
+        return;
+    }
+    if (!pq->leader) {
+        snprintf(err, sizeof err, "'%.200s'/%u has no leader now; retry", t->name, t->queue);
+        treq_done(c, t, -EBUSY, 0, err);
+        return;
+    }
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = RN_FSM_REPLICAS;
+    cmd.id = pq->leader;
+    cmd.at_ms = wall_ms();
+    snprintf(cmd.topic, sizeof cmd.topic, "%s", t->name);
+    cmd.queue = t->queue;
+    cmd.prev_epoch = cmd.epoch = pq->epoch;
+    /* the current replicas, then the target's others; a replaced target's
+     * members that are neither stay until the new one is done */
+    rn_fsm_pq_t *q = &cmd.q[0];
+    for (uint32_t i = 0; i < pq->nrep; i++) q->replicas[q->nrep++] = pq->replicas[i];
+    for (uint32_t i = 0; i < t->nids; i++) {
+        if (rn_fsm_has(q->replicas, q->nrep, t->ids[i])) continue;
+        if (q->nrep == RN_CLUSTER_MAX_NODES) {
+            snprintf(err, sizeof err, "the current and the new replicas together are more "
+                     "than %d nodes", RN_CLUSTER_MAX_NODES);
+            treq_done(c, t, RN_EINVAL, 0, err);
+            return;
+        }
+        q->replicas[q->nrep++] = t->ids[i];
+    }
+    q->ntarget = t->nids;
+    memcpy(q->target, t->ids, t->nids * sizeof t->ids[0]);
+    rn_slog(RN_SLOG_INFO, "controller: '%s'/%u: reassignment to %u replicas started",
+            t->name, t->queue, t->nids);
+    if (propose_cmd(c, &cmd, 0, t) != 0)
+        treq_done(c, t, -EAGAIN, 0, "the controller could not propose the reassignment; retry");
+}
+
+/* Reassignments whose target members are all in the ISR are done: the
+ * replicas become the target, and a leader outside it hands over to the
+ * target member with the longest log (epoch + 1). One round at a time
+ * (qinflight, as queue_upkeep). */
+static void reassign_upkeep(rn_ctl_t *c)
+{
+    static rn_fsm_cmd_t cmd;
+    if (c->qinflight) return;
+    for (size_t i = 0; i < c->fsm.ntopics; i++) {
+        const rn_fsm_topic_t *t = &c->fsm.topics[i];
+        for (uint32_t k = 0; k < t->nqueues; k++) {
+            const rn_fsm_pq_t *pq = &t->q[k];
+            if (!pq->ntarget || !pq->leader || !node_live(c, pq->leader)) continue;
+            int ready = 1;
+            for (uint32_t j = 0; ready && j < pq->ntarget; j++)
+                ready = rn_fsm_has(pq->isr, pq->nisr, pq->target[j]);
+            if (!ready) continue;
+            uint64_t lead = pq->leader;
+            if (!rn_fsm_has(pq->target, pq->ntarget, lead)) {
+                int64_t best = -2;
+                for (uint32_t j = 0; j < pq->ntarget; j++) {
+                    int64_t e = reported_end(c, pq->target[j], t->name, k);
+                    if (node_live(c, pq->target[j]) && e > best) {
+                        best = e;
+                        lead = pq->target[j];
+                    }
+                }
+                if (lead == pq->leader) continue;          /* no live target member yet */
+            }
+            memset(&cmd, 0, sizeof cmd);
+            cmd.type = RN_FSM_REPLICAS;
+            cmd.id = lead;
+            cmd.at_ms = wall_ms();
+            snprintf(cmd.topic, sizeof cmd.topic, "%s", t->name);
+            cmd.queue = k;
+            cmd.prev_epoch = pq->epoch;
+            cmd.epoch = lead == pq->leader ? pq->epoch : pq->epoch + 1;
+            cmd.q[0].nrep = pq->ntarget;
+            memcpy(cmd.q[0].replicas, pq->target, pq->ntarget * sizeof pq->target[0]);
+            rn_slog(RN_SLOG_INFO, "controller: '%s'/%u: reassignment done: %u replicas, leader "
+                    "node %llu at epoch %llu", t->name, k, pq->ntarget,
+                    (unsigned long long)lead, (unsigned long long)cmd.epoch);
+            propose_cmd(c, &cmd, 1, NULL);
+            return;                                        /* one round at a time */
+        }
+    }
+}
+
 /* ---- leader: membership changes ------------------------------------------ */
 
 static void on_changed(struct raft_change *req, int status)
@@ -1071,9 +1206,8 @@ static void take_member(rn_ctl_t *c, treq_t *t)
             return;
         }
         if (holds_replicas(c, t->node, where, sizeof where)) {
-            snprintf(err, sizeof err, "node %llu holds replicas (%.60s first): a node with "
-                     "replicas cannot be removed (moving replicas, queue reassign, does not "
-                     "exist yet)", id, where);
+            snprintf(err, sizeof err, "node %llu holds replicas (%.60s first): move them "
+                     "to other nodes with runnel queue reassign, then remove it", id, where);
             treq_done(c, t, RN_EINVAL, 0, err);
             return;
         }
@@ -1431,6 +1565,7 @@ static void on_tick(uv_timer_t *t)
         heard(c, &self, now);
         fence_silent(c, now);
         queue_upkeep(c);
+        reassign_upkeep(c);
     } else if (!leader && lid) {
         send_heartbeat(c, lid, now);
     }
@@ -1467,6 +1602,7 @@ static void on_async(uv_async_t *a)
         ts = t->next;
         if (stop) treq_done(c, t, -EAGAIN, 0, "the node is stopping");
         else if (t->kind == TREQ_TOPIC) take_topic(c, t);
+        else if (t->kind == TREQ_REASSIGN) take_reassign(c, t);
         else take_member(c, t);
     }
     if (stop) {
@@ -1569,6 +1705,26 @@ int rn_ctl_create_topic(rn_ctl_t *c, const char *name, uint32_t nqueues, uint32_
     char msg[RN_ERRMSG_SIZE];
     snprintf(msg, sizeof msg, "the controller did not commit topic '%.200s' within %u ms", name,
              timeout_ms);
+    return treq_submit(c, t, timeout_ms, leader, errmsg, msg);
+}
+
+int rn_ctl_reassign(rn_ctl_t *c, const char *topic, uint32_t queue, const uint64_t *ids,
+                    uint32_t n, uint32_t timeout_ms, uint64_t *leader, char *errmsg)
+{
+    *leader = 0;
+    if (n < 1 || n > RN_CLUSTER_MAX_NODES)
+        return rn_errf(errmsg, RN_EINVAL, "give 1..%d replicas, not %u", RN_CLUSTER_MAX_NODES,
+                       n);
+    treq_t *t = calloc(1, sizeof *t);
+    if (!t) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    t->kind = TREQ_REASSIGN;
+    snprintf(t->name, sizeof t->name, "%s", topic);
+    t->queue = queue;
+    t->nids = n;
+    memcpy(t->ids, ids, n * sizeof ids[0]);
+    char msg[RN_ERRMSG_SIZE];
+    snprintf(msg, sizeof msg, "the controller did not commit the reassignment of '%.100s'/%u "
+             "within %u ms", topic, queue, timeout_ms);
     return treq_submit(c, t, timeout_ms, leader, errmsg, msg);
 }
 

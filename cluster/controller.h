@@ -154,6 +154,24 @@ int rn_ctl_heartbeat(rn_ctl_t *c, uint64_t id, const char *client, const char *k
 int rn_ctl_create_topic(rn_ctl_t *c, const char *name, uint32_t nqueues, uint32_t replicas,
                         uint32_t timeout_ms, uint64_t *leader, char *errmsg);
 
+/* ---- queue reassignment --------------------------------------------------- */
+
+/* Move (topic, queue)'s replicas to ids[0..n) (`runnel queue reassign`):
+ * the controller leader commits a REPLICAS entry (fsm.h) whose replicas are
+ * the current ones and the new, the target ids; the new ones copy the log
+ * from the leader like any follower and join the ISR once caught up; when
+ * every target member is in the ISR, a second entry makes the replicas the
+ * target (a leader outside it hands over, epoch + 1). Any thread but the
+ * loop's; blocks up to timeout_ms for the first entry only. 0 once it is
+ * applied on the leader; RN_ENOTFOUND (no such replicated queue),
+ * RN_EEXIST (already on these replicas), RN_EINVAL (an id twice, not a live
+ * member, too many; errmsg says which); -EBUSY (the queue has no leader
+ * now), -EAGAIN (not the ready controller leader, *leader as in
+ * rn_ctl_create_topic, or the queue changed meanwhile), -ETIMEDOUT. A new
+ * reassignment of a queue replaces a pending one's target. */
+int rn_ctl_reassign(rn_ctl_t *c, const char *topic, uint32_t queue, const uint64_t *ids,
+                    uint32_t n, uint32_t timeout_ms, uint64_t *leader, char *errmsg);
+
 /* ---- membership ------------------------------------------------------------ */
 
 /* Add node id at raft_addr to the cluster (add = 1: libraft adds it as a

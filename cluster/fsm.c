@@ -39,8 +39,9 @@
 #include <string.h>
 
 static const uint8_t snap_magic[4] = {'R', 'N', 'C', 'S'};
-#define SNAP_VERSION 4        /* 1: nodes only; 2: nodes and topics; 3: and group
-                                 offsets; 4: with Kafka addresses (fsm.h) */
+#define SNAP_VERSION 5        /* 1: nodes only; 2: nodes and topics; 3: and group
+                                 offsets; 4: with Kafka addresses; 5: and
+                                 reassignment targets (fsm.h) */
 #define SNAP_NODE_FIXED (8 + 8 + 8 + 1 + 8 + 2)
 
 void rn_fsm_init(rn_fsm_t *f) { memset(f, 0, sizeof *f); }
@@ -96,6 +97,11 @@ static int check_pq(const rn_fsm_pq_t *q)
     if (q->leader && (!rn_fsm_has(q->replicas, q->nrep, q->leader) ||
                       !rn_fsm_has(q->isr, q->nisr, q->leader)))
         return 0;
+    if (q->ntarget > q->nrep) return 0;
+    for (uint32_t i = 0; i < q->ntarget; i++)
+        if (!rn_fsm_has(q->replicas, q->nrep, q->target[i]) ||
+            rn_fsm_has(q->target, i, q->target[i]))
+            return 0;
     return q->epoch >= 1;
 }
 
@@ -177,7 +183,8 @@ int rn_fsm_cmd_encode(const rn_fsm_cmd_t *c, uint8_t *out, size_t *len)
         }
     } else if (c->type == RN_FSM_FENCE) {
         rn_be64_put(p, (uint64_t)c->at_ms); p += 8;
-    } else if (c->type == RN_FSM_TOPIC || c->type == RN_FSM_LEADER) {
+    } else if (c->type == RN_FSM_TOPIC || c->type == RN_FSM_LEADER ||
+               c->type == RN_FSM_REPLICAS) {
         size_t n = strnlen(c->topic, RN_FSM_TOPIC_MAX);
         if (n == 0 || n >= RN_FSM_TOPIC_MAX) return RN_EINVAL;
         rn_be64_put(p, (uint64_t)c->at_ms); p += 8;
@@ -191,11 +198,18 @@ int rn_fsm_cmd_encode(const rn_fsm_cmd_t *c, uint8_t *out, size_t *len)
                 p = put_ids(p, c->q[i].replicas, c->q[i].nrep);
             }
         } else {
-            if (c->q[0].nisr > RN_CLUSTER_MAX_NODES) return RN_EINVAL;
+            if (c->q[0].nisr > RN_CLUSTER_MAX_NODES || c->q[0].nrep > RN_CLUSTER_MAX_NODES ||
+                c->q[0].ntarget > RN_CLUSTER_MAX_NODES)
+                return RN_EINVAL;
             rn_be32_put(p, c->queue); p += 4;
             rn_be64_put(p, c->prev_epoch); p += 8;
             rn_be64_put(p, c->epoch); p += 8;
-            p = put_ids(p, c->q[0].isr, c->q[0].nisr);
+            if (c->type == RN_FSM_LEADER) {
+                p = put_ids(p, c->q[0].isr, c->q[0].nisr);
+            } else {
+                p = put_ids(p, c->q[0].replicas, c->q[0].nrep);
+                p = put_ids(p, c->q[0].target, c->q[0].ntarget);
+            }
         }
     } else {
         return RN_EINVAL;
@@ -258,6 +272,7 @@ int rn_fsm_cmd_decode(const uint8_t *p, size_t n, rn_fsm_cmd_t *c, char *errmsg)
         return 0;
     case RN_FSM_TOPIC:
     case RN_FSM_LEADER:
+    case RN_FSM_REPLICAS:
         if (end - q < 8) break;
         c->at_ms = (int64_t)rn_be64_get(q);
         if (!(q = get_name(q + 8, end, c->topic)) || end - q < 4) break;
@@ -275,13 +290,18 @@ int rn_fsm_cmd_decode(const uint8_t *p, size_t n, rn_fsm_cmd_t *c, char *errmsg)
             c->queue = rn_be32_get(q);
             c->prev_epoch = rn_be64_get(q + 4);
             c->epoch = rn_be64_get(q + 12);
-            q = get_ids(q + 20, end, c->q[0].isr, &c->q[0].nisr);
+            if (p[1] == RN_FSM_LEADER) {
+                q = get_ids(q + 20, end, c->q[0].isr, &c->q[0].nisr);
+            } else {
+                q = get_ids(q + 20, end, c->q[0].replicas, &c->q[0].nrep);
+                if (q) q = get_ids(q, end, c->q[0].target, &c->q[0].ntarget);
+            }
         }
         if (!q || !is_padding(q, (size_t)(end - q))) break;
         return 0;
     default:
         return rn_errf(errmsg, RN_ECORRUPT, "controller command type %u unknown to this runneld "
-                       "(known: 1 register, 2 fence, 3 topic, 4 leader)", p[1]);
+                       "(known: 1 register, 2 fence, 3 topic, 4 leader, 5 offsets, 6 replicas)", p[1]);
     }
     return rn_errf(errmsg, RN_ECORRUPT, "controller command type %u: %zu bytes do not hold "
                    "its fields", p[1], n);
@@ -374,10 +394,44 @@ static int apply_leader(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
     return 0;
 }
 
+/* A reassignment step (fsm.h, REPLICAS): the new replica set and target;
+ * the ISR kept within the new replicas; the leader among it. */
+static int apply_replicas(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
+{
+    long i = topic_index(f, c->topic);
+    if (i < 0 || c->queue >= f->topics[i].nqueues)
+        return rn_errf(errmsg, RN_EINVAL, "reassignment of unknown queue '%s'/%u", c->topic,
+                       c->queue);
+    rn_fsm_pq_t *q = &f->topics[i].q[c->queue];
+    if (q->epoch != c->prev_epoch)
+        return rn_errf(errmsg, RN_EINVAL, "reassignment of '%s'/%u proposed at epoch %llu; the "
+                       "queue is at epoch %llu (stale, ignored)", c->topic, c->queue,
+                       (unsigned long long)c->prev_epoch, (unsigned long long)q->epoch);
+    rn_fsm_pq_t n = *q;
+    n.nrep = c->q[0].nrep;
+    memcpy(n.replicas, c->q[0].replicas, sizeof n.replicas);
+    n.ntarget = c->q[0].ntarget;
+    memcpy(n.target, c->q[0].target, sizeof n.target);
+    n.nisr = 0;
+    memset(n.isr, 0, sizeof n.isr);               /* no stale ids past nisr */
+    for (uint32_t k = 0; k < q->nisr; k++)
+        if (rn_fsm_has(n.replicas, n.nrep, q->isr[k])) n.isr[n.nisr++] = q->isr[k];
+    n.leader = c->id;
+    n.epoch = c->epoch;
+    int epoch_ok = c->id == q->leader ? c->epoch == q->epoch : c->epoch == q->epoch + 1;
+    if (!epoch_ok || !c->id || !check_pq(&n))
+        return rn_errf(errmsg, RN_EINVAL, "reassignment of '%s'/%u: replicas, target, leader "
+                       "(in the ISR) or epoch do not check", c->topic, c->queue);
+    *q = n;
+    f->topics_gen++;
+    return 0;
+}
+
 int rn_fsm_apply(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
 {
     if (c->type == RN_FSM_TOPIC) return apply_topic(f, c, errmsg);
     if (c->type == RN_FSM_LEADER) return apply_leader(f, c, errmsg);
+    if (c->type == RN_FSM_REPLICAS) return apply_replicas(f, c, errmsg);
     long i = find_index(f, c->id);
     if (c->type == RN_FSM_FENCE) {
         if (i >= 0 && f->nodes[i].live) {
@@ -638,7 +692,7 @@ size_t rn_fsm_snapshot_bound(const rn_fsm_t *f)
     size_t b = 4 + 1 + 4 + f->n * (SNAP_NODE_FIXED + 2 * RN_CLUSTER_ADDR_MAX + 2) + 4;
     for (size_t i = 0; i < f->ntopics; i++)
         b += 2 + RN_FSM_TOPIC_MAX + 4 +
-             f->topics[i].nqueues * (8 + 8 + 2 + 16 * (size_t)RN_CLUSTER_MAX_NODES);
+             f->topics[i].nqueues * (8 + 8 + 3 + 24 * (size_t)RN_CLUSTER_MAX_NODES);
     return b + 4 + f->ngoffs * (2 + RN_FSM_TOPIC_MAX + 2 + RN_FSM_TOPIC_MAX + 4 + 8);
 }
 
@@ -646,9 +700,11 @@ size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out)
 {
     uint8_t *p = out;
     memcpy(p, snap_magic, 4); p += 4;
-    int kafka = 0;
+    int kafka = 0, moving = 0;
     for (size_t i = 0; i < f->n; i++) kafka |= f->nodes[i].kafka[0] != '\0';
-    int version = kafka ? 4 : f->ngoffs ? 3 : f->ntopics ? 2 : 1;
+    for (size_t i = 0; i < f->ntopics; i++)
+        for (uint32_t k = 0; k < f->topics[i].nqueues; k++) moving |= f->topics[i].q[k].ntarget;
+    int version = moving ? 5 : kafka ? 4 : f->ngoffs ? 3 : f->ntopics ? 2 : 1;
     *p++ = (uint8_t)version;
     rn_be32_put(p, (uint32_t)f->n); p += 4;
     for (size_t i = 0; i < f->n; i++) {
@@ -661,7 +717,7 @@ size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out)
         rn_be64_put(p, (uint64_t)nd->live_changed_ms); p += 8;
         rn_be16_put(p, (uint16_t)len); p += 2;
         memcpy(p, nd->client, len); p += len;
-        if (version == 4) {
+        if (version >= 4) {
             size_t k = strlen(nd->kafka);
             rn_be16_put(p, (uint16_t)k); p += 2;
             memcpy(p, nd->kafka, k); p += k;
@@ -678,6 +734,7 @@ size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out)
                 rn_be64_put(p, t->q[k].epoch); p += 8;
                 p = put_ids(p, t->q[k].replicas, t->q[k].nrep);
                 p = put_ids(p, t->q[k].isr, t->q[k].nisr);
+                if (version >= 5) p = put_ids(p, t->q[k].target, t->q[k].ntarget);
             }
         }
     }
@@ -688,7 +745,7 @@ size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out)
 /* The topic part of a version 2 snapshot into nf (invariant 6); NULL when
  * it does not check. */
 static const uint8_t *snap_topics(const uint8_t *p, const uint8_t *end, rn_fsm_t *nf,
-                                  uint32_t min)
+                                  uint32_t min, int with_target)
 {
     if (end - p < 4) return NULL;
     uint32_t cnt = rn_be32_get(p);
@@ -714,6 +771,7 @@ static const uint8_t *snap_topics(const uint8_t *p, const uint8_t *end, rn_fsm_t
             q->epoch = rn_be64_get(p + 8);
             if (!(p = get_ids(p + 16, end, q->replicas, &q->nrep))) return NULL;
             if (!(p = get_ids(p, end, q->isr, &q->nisr))) return NULL;
+            if (with_target && !(p = get_ids(p, end, q->target, &q->ntarget))) return NULL;
             if (!check_pq(q)) return NULL;
         }
     }
@@ -752,7 +810,7 @@ int rn_fsm_snapshot_decode(rn_fsm_t *f, const uint8_t *p, size_t n, char *errmsg
         memcpy(nd->client, p, len);
         nd->client[len] = '\0';
         p += len;
-        if (version == 4) {
+        if (version >= 4) {
             if (end - p < 2) goto bad;
             size_t k = rn_be16_get(p);
             p += 2;
@@ -765,8 +823,9 @@ int rn_fsm_snapshot_decode(rn_fsm_t *f, const uint8_t *p, size_t n, char *errmsg
         if (i > 0 && nf.nodes[i - 1].id >= nd->id) goto bad;      /* invariant 1 */
         nf.n = i + 1;
     }
-    if (version >= 2 && !(p = snap_topics(p, end, &nf, version == 2 ? 1 : 0))) goto bad;
-    if (version >= 3 && !(p = snap_goffs_get(p, end, &nf, version == 4))) goto bad;
+    if (version >= 2 && !(p = snap_topics(p, end, &nf, version == 2 ? 1 : 0, version >= 5)))
+        goto bad;
+    if (version >= 3 && !(p = snap_goffs_get(p, end, &nf, version >= 4))) goto bad;
     if (p != end) goto bad;
     rn_fsm_topics_free(f->topics, f->ntopics);
     free(f->goffs);

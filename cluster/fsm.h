@@ -31,6 +31,13 @@
  *                 nisr × isr u64
  *                 (applied only when the queue's epoch is still prev_epoch:
  *                 a stale proposal changes nothing)
+ *   REPLICAS (6): id u64 = leader | at_ms i64 | len u16 | name[len] |
+ *                 queue u32 | prev_epoch u64 | epoch u64 | nrep u8 |
+ *                 nrep × replica u64 | ntarget u8 | ntarget × target u64
+ *                 (a reassignment: the replica set, and the set it moves to,
+ *                 none when done; the ISR becomes the old ISR within the new
+ *                 replicas, which must hold the leader; epoch + 1 exactly
+ *                 when the leader changes; applied only at prev_epoch)
  *   OFFSETS  (5): ng u32 | ng × (len u16 | group[len] | n u32 |
  *                 n × (len u16 | topic[len] | queue u32 | offset i64))
  *                 (group offsets committed on replicated topics: one or
@@ -55,7 +62,9 @@
  *   offset i64), ascending by (group, topic, queue), g >= 1. Version 4,
  *   written when a node has a Kafka address: every node with its kafka part
  *   (klen 0 for none), the topic part (t >= 0) and the offsets part
- *   (g >= 0). One encoding per state, and older snapshots still load.
+ *   (g >= 0). Version 5, written while a queue is being reassigned: version
+ *   4's layout with, per queue after its ISR, ntarget u8 | ntarget × u64.
+ *   One encoding per state, and older snapshots still load.
  *
  * A newer version or an unknown type is refused (RN_ECORRUPT with a
  * message), never guessed at.
@@ -82,6 +91,7 @@ typedef enum rn_fsm_cmd_type {
     RN_FSM_TOPIC = 3,       /* a replicated topic and its queues' replica sets */
     RN_FSM_LEADER = 4,      /* a queue's new leader (epoch + 1) or ISR (same epoch) */
     RN_FSM_OFFSETS = 5,     /* group offsets on replicated topics (rn_fsm_offsets_*) */
+    RN_FSM_REPLICAS = 6,    /* a queue's replica set and reassignment target (queue reassign) */
 } rn_fsm_cmd_type_t;
 
 /* One queue of a replicated topic. Invariants: 1 <= nrep <= MAX_NODES,
@@ -95,6 +105,11 @@ typedef struct rn_fsm_pq {
     uint32_t nrep, nisr;
     uint64_t replicas[RN_CLUSTER_MAX_NODES];
     uint64_t isr[RN_CLUSTER_MAX_NODES];
+    /* A reassignment under way (`runnel queue reassign`): the replica set
+     * the queue moves to, a subset of replicas (which hold both sets until
+     * every target member is in the ISR); ntarget 0: none. */
+    uint32_t ntarget;
+    uint64_t target[RN_CLUSTER_MAX_NODES];
 } rn_fsm_pq_t;
 
 typedef struct rn_fsm_topic {
@@ -114,7 +129,8 @@ typedef struct rn_fsm_cmd {
     uint32_t nqueues;                       /* TOPIC */
     uint32_t queue;                         /* LEADER */
     uint64_t prev_epoch, epoch;             /* LEADER */
-    rn_fsm_pq_t q[RN_FSM_MAX_QUEUES];       /* TOPIC: leader, replicas; LEADER: q[0].isr */
+    rn_fsm_pq_t q[RN_FSM_MAX_QUEUES];       /* TOPIC: leader, replicas; LEADER: q[0].isr;
+                                               REPLICAS: q[0].replicas, q[0].target */
 } rn_fsm_cmd_t;
 
 typedef struct rn_fsm_node {

@@ -68,6 +68,12 @@ static int status_queues(const rn_ctl_view_t *v, rn_arena_t *a,
             if (!q->replicas || !q->isr || !lag) return -1;
             memcpy(q->replicas, pq->replicas, pq->nrep * sizeof *q->replicas);
             memcpy(q->isr, pq->isr, pq->nisr * sizeof *q->isr);
+            if (pq->ntarget) {
+                q->target = rn_arena_alloc(a, pq->ntarget * sizeof *q->target);
+                if (!q->target) return -1;
+                memcpy(q->target, pq->target, pq->ntarget * sizeof *q->target);
+                q->n_target = pq->ntarget;
+            }
             q->n_replicas = pq->nrep;
             q->n_isr = pq->nisr;
             q->high_watermark = -1;
@@ -313,6 +319,55 @@ int rn_cluster_hd_change(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     Runnel__V1__ClusterChangeResponse *r = rn_arena_alloc(a, sizeof *r);
     if (!r) return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "out of memory");
     runnel__v1__cluster_change_response__init(r);
+    r->leader_id = leader;
+    *resp = &r->base;
+    return 0;
+}
+
+int rn_cluster_hd_reassign(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
+                           ProtobufCMessage **resp, rn_status_t *st)
+{
+    (void)h;
+    const Runnel__V1__ReassignQueueRequest *req = (const void *)m;
+    rn_ctl_t *c = atomic_load(&the_ctl);
+    if (!c)
+        return rn_status_set(st, RN_ST_FAILED_PRECONDITION, "queue reassign moves the replicas "
+                             "of a replicated queue: this broker is not in a cluster (started "
+                             "without --cluster)");
+    if (req->n_replicas < 1 || req->n_replicas > RN_CLUSTER_MAX_NODES)
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "queue reassign: give 1..%d replica "
+                             "node ids, not %zu", RN_CLUSTER_MAX_NODES, req->n_replicas);
+    char err[RN_ERRMSG_SIZE] = "";
+    uint64_t leader = 0;
+    int rc = rn_ctl_reassign(c, req->topic, req->queue, req->replicas,
+                             (uint32_t)req->n_replicas, 5000, &leader, err);
+    if (rc == -EAGAIN && leader && !req->forwarded) {
+        Runnel__V1__ReassignQueueRequest fw = *req;
+        fw.forwarded = 1;
+        ProtobufCMessage *m2 = NULL;
+        if (rn_cluster_forward(c, leader, RN_RPC_METHOD("ReassignQueue"), &fw.base,
+                               &runnel__v1__reassign_queue_response__descriptor, 10000, &m2,
+                               st) != 0)
+            return -1;
+        leader = ((Runnel__V1__ReassignQueueResponse *)m2)->leader_id;
+        protobuf_c_message_free_unpacked(m2, NULL);
+    } else if (rc == -EAGAIN || rc == -EBUSY || rc == -ETIMEDOUT) {
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "queue reassign: %s%s", err[0] ? err :
+                             "no controller leader", strstr(err, "retry") ? "" : "; retry");
+    } else if (rc == RN_ENOTFOUND) {
+        return rn_status_set(st, RN_ST_NOT_FOUND, "queue reassign: %s", err);
+    } else if (rc == RN_EEXIST) {
+        return rn_status_set(st, RN_ST_ALREADY_EXISTS, "queue reassign: %s", err);
+    } else if (rc != 0) {
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "queue reassign: %s", err);
+    } else {
+        const rn_ctl_view_t *v = rn_ctl_view_get(c);
+        leader = v->self;
+        rn_ctl_view_put(v);
+    }
+    Runnel__V1__ReassignQueueResponse *r = rn_arena_alloc(a, sizeof *r);
+    if (!r) return rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "out of memory");
+    runnel__v1__reassign_queue_response__init(r);
     r->leader_id = leader;
     *resp = &r->base;
     return 0;

@@ -44,6 +44,10 @@ int rn_cluster_forward(rn_ctl_t *c, uint64_t leader, const char *method,
 
 #define RN_CLUSTER_CHANGE_MS 20000   /* the longest a membership change is waited for */
 
+/* ReassignQueue: move a replicated queue's replicas (rn_ctl_reassign) on
+ * the controller leader; another node passes it on once (forwarded). */
+int rn_cluster_hd_reassign(rn_hd_t *h, const ProtobufCMessage *req, rn_arena_t *a,
+                           ProtobufCMessage **resp, rn_status_t *st);
 /* ClusterChange: add or remove a node (rn_ctl_member_change) on the
  * controller leader; another node passes it on once (forwarded). */
 int rn_cluster_hd_change(rn_hd_t *h, const ProtobufCMessage *req, rn_arena_t *a,

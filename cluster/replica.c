@@ -182,6 +182,39 @@ static void become_leader(rn_repl_t *r, rq_t *q, const rn_fsm_pq_t *pq)
             q->topic, q->queue, (unsigned long long)pq->epoch, (long long)q->hwm);
 }
 
+/* Lead q at pq: take the leadership at a new epoch, or, at the same one,
+ * follow a reassignment (fsm.h, REPLICAS): a replica new to pq is tracked
+ * from nothing (given lag_ms of grace, out of the ISR until caught up), one
+ * no longer among pq's replicas is forgotten. r->mu held. */
+static void lead_at(rn_repl_t *r, rq_t *q, const rn_fsm_pq_t *pq)
+{
+    if (q->lepoch != pq->epoch) {
+        become_leader(r, q, pq);
+        return;
+    }
+    uint32_t n = 0;
+    for (uint32_t j = 0; j < q->n; j++) {
+        if (!rn_fsm_has(pq->replicas, pq->nrep, q->ids[j])) continue;
+        q->ids[n] = q->ids[j];
+        q->end[n] = q->end[j];
+        q->prev_end[n] = q->prev_end[j];
+        q->caught_ms[n] = q->caught_ms[j];
+        n++;
+    }
+    q->n = n;
+    for (uint32_t i = 0; i < pq->nrep; i++) {
+        uint64_t id = pq->replicas[i];
+        if (id == r->o.self || rn_fsm_has(q->ids, q->n, id)) continue;
+        q->ids[q->n] = id;
+        q->end[q->n] = -1;
+        q->prev_end[q->n] = -1;
+        q->caught_ms[q->n] = mono_ms();
+        q->n++;
+        rn_slog(RN_SLOG_INFO, "replica: '%s'/%u: node %llu is a new replica", q->topic, q->queue,
+                (unsigned long long)id);
+    }
+}
+
 /* Invariant 2: raise q->hwm to min(own end, ISR followers' ends). r->mu
  * held; 1 when it moved. */
 static int advance_hwm(rq_t *q, const rn_fsm_pq_t *pq, int64_t own)
@@ -287,7 +320,7 @@ static int h_produce(void *arg, const char *topic, uint32_t queue, int *replicat
     } else {
         pthread_mutex_lock(&r->mu);
         rq_t *q = rq_get(r, topic, queue, 1);
-        if (q && q->lepoch != pq->epoch) become_leader(r, q, pq);
+        if (q) lead_at(r, q, pq);
         pthread_mutex_unlock(&r->mu);
         if (!q) rc = rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "out of memory");
         *replicated = 1;
@@ -411,7 +444,7 @@ static int h_fetch(void *arg, const Runnel__V1__FetchRequest *req, int64_t *limi
     if (!q) {
         rc = rn_status_set(st, RN_ST_RESOURCE_EXHAUSTED, "out of memory");
     } else {
-        if (q->lepoch != pq->epoch) become_leader(r, q, pq);
+        lead_at(r, q, pq);
         if (replica && offset >= 0) {
             uint32_t j = 0;
             while (j < q->n && q->ids[j] != replica) j++;
@@ -721,7 +754,7 @@ static void upkeep_isr(rn_repl_t *r, rn_ctl_t *ctl, rq_t *q, const rn_fsm_pq_t *
     uint32_t n = 0;
     int differs = 0;
     pthread_mutex_lock(&r->mu);
-    if (q->lepoch != pq->epoch) become_leader(r, q, pq);
+    lead_at(r, q, pq);
     want[n++] = r->o.self;
     for (uint32_t j = 0; j < q->n; j++) {
         int in = rn_fsm_has(pq->isr, pq->nisr, q->ids[j]);
@@ -773,7 +806,14 @@ static void manage(rn_repl_t *r, rn_ctl_t *ctl, int64_t now)
         }
         for (uint32_t k = 0; k < t->nqueues; k++) {
             const rn_fsm_pq_t *pq = &t->q[k];
-            if (!rn_fsm_has(pq->replicas, pq->nrep, r->o.self)) continue;
+            if (!rn_fsm_has(pq->replicas, pq->nrep, r->o.self)) {
+                /* no longer a replica (a reassignment): stop copying */
+                pthread_mutex_lock(&r->mu);
+                rq_t *old = rq_get(r, t->name, k, 0);
+                pthread_mutex_unlock(&r->mu);
+                if (old) stop_fetcher(r, old);
+                continue;
+            }
             pthread_mutex_lock(&r->mu);
             rq_t *q = rq_get(r, t->name, k, 1);
             pthread_mutex_unlock(&r->mu);

@@ -136,6 +136,7 @@ static const rule_t rules[] = {
      * granted to every caller. It only feeds the controller's liveness view. */
     {"ClusterHeartbeat", RN_ACL_CLUSTER, RN_ACL_ALTER, NULL, F_OPEN, NULL},
     {"ClusterChange", RN_ACL_CLUSTER, RN_ACL_ALTER, NULL, F_NONE, NULL},
+    {"ReassignQueue", RN_ACL_CLUSTER, RN_ACL_ALTER, NULL, F_NONE, NULL},
 };
 #define NRULES (sizeof rules / sizeof rules[0])
 

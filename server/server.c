@@ -179,6 +179,7 @@ static const method_t method_table[] = {
     {"ClusterStatus", D(cluster_status_request), M_UNARY, rn_cluster_hd_status, 1, NULL},
     {"ClusterHeartbeat", D(cluster_heartbeat_request), M_UNARY, rn_cluster_hd_heartbeat, 2, NULL},
     {"ClusterChange", D(cluster_change_request), M_UNARY, rn_cluster_hd_change, 1, NULL},
+    {"ReassignQueue", D(reassign_queue_request), M_UNARY, rn_cluster_hd_reassign, 1, NULL},
 };
 #undef D
 #define NMETHODS (sizeof method_table / sizeof method_table[0])

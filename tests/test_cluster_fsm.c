@@ -801,6 +801,100 @@ static void test_kafka_addr(void **state)
     rn_fsm_free(&g);
 }
 
+static rn_fsm_cmd_t replicas_cmd(const char *name, uint32_t queue, uint64_t prev,
+                                 uint64_t epoch, uint64_t lead, const uint64_t *reps,
+                                 uint32_t nrep, const uint64_t *target, uint32_t ntarget)
+{
+    rn_fsm_cmd_t c;
+    memset(&c, 0, sizeof c);
+    c.type = RN_FSM_REPLICAS;
+    c.id = lead;
+    c.at_ms = 99;
+    snprintf(c.topic, sizeof c.topic, "%s", name);
+    c.queue = queue;
+    c.prev_epoch = prev;
+    c.epoch = epoch;
+    c.q[0].nrep = nrep;
+    memcpy(c.q[0].replicas, reps, nrep * sizeof *reps);
+    c.q[0].ntarget = ntarget;
+    if (ntarget) memcpy(c.q[0].target, target, ntarget * sizeof *target);
+    return c;
+}
+
+/* REPLICAS (queue reassign): round trip and every truncation; a move from
+ * {1,2,3} to {2,3,4}: started (replicas the union, ISR kept), node 4 in
+ * sync, done with the leader handing over (epoch + 1, ISR within the
+ * target); stale, bad leaders and targets outside the replicas refused
+ * with the state unchanged; snapshot version 5 while a move is pending. */
+static void test_replicas_cmd(void **state)
+{
+    (void)state;
+    char err[RN_ERRMSG_SIZE];
+    const uint64_t u[] = {1, 2, 3, 4}, tg[] = {2, 3, 4}, isr4[] = {1, 2, 3, 4};
+    rn_fsm_cmd_t c = replicas_cmd("rt", 0, 1, 1, 1, u, 4, tg, 3);
+    uint8_t buf[RN_FSM_CMD_MAX];
+    size_t len = 0;
+    assert_int_equal(rn_fsm_cmd_encode(&c, buf, &len), 0);
+    assert_int_equal(len % 8, 0);
+    rn_fsm_cmd_t d;
+    assert_int_equal(rn_fsm_cmd_decode(buf, len, &d, err), 0);
+    assert_memory_equal(&c, &d, sizeof c);
+    size_t body = 2 + 8 + 8 + 2 + 2 + 4 + 8 + 8 + 1 + 4 * 8 + 1 + 3 * 8;
+    for (size_t n = 0; n < len; n++)
+        assert_int_equal(rn_fsm_cmd_decode(buf, n, &d, err), n >= body ? 0 : RN_ECORRUPT);
+
+    rn_fsm_t f, g;
+    rn_fsm_init(&f);
+    rn_fsm_init(&g);
+    rn_fsm_cmd_t t = topic("rt", 1, 3, 0);                /* replicas 1,2,3; leader 1 */
+    assert_int_equal(rn_fsm_apply(&f, &t, err), 0);
+    assert_int_equal(f.topics[0].q[0].leader, 1);
+    rn_fsm_pq_t before = f.topics[0].q[0];
+    const uint64_t out[] = {1, 2, 5};
+    rn_fsm_cmd_t bad[] = {
+        replicas_cmd("rt", 0, 2, 2, 1, u, 4, tg, 3),       /* stale epoch */
+        replicas_cmd("rt", 0, 1, 2, 1, u, 4, tg, 3),       /* epoch + 1, same leader */
+        replicas_cmd("rt", 0, 1, 1, 4, u, 4, tg, 3),       /* a leader out of the ISR */
+        replicas_cmd("rt", 0, 1, 1, 1, u, 4, out, 3),      /* target outside the replicas */
+        replicas_cmd("rt", 1, 1, 1, 1, u, 4, tg, 3),       /* no such queue */
+        replicas_cmd("xx", 0, 1, 1, 1, u, 4, tg, 3),       /* no such topic */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(rn_fsm_apply(&f, &bad[i], err), RN_EINVAL);
+        assert_memory_equal(&f.topics[0].q[0], &before, sizeof before);
+    }
+    assert_int_equal(rn_fsm_apply(&f, &c, err), 0);       /* started */
+    const rn_fsm_pq_t *q = &f.topics[0].q[0];
+    assert_int_equal(q->nrep, 4);
+    assert_int_equal(q->ntarget, 3);
+    assert_int_equal(q->nisr, 3);
+    assert_int_equal(q->epoch, 1);
+    uint8_t snap[65536];
+    size_t n = rn_fsm_snapshot_encode(&f, snap);
+    assert_int_equal(snap[4], 5);
+    assert_int_equal(rn_fsm_snapshot_decode(&g, snap, n, err), 0);
+    assert_fsm_equal(&f, &g);
+    for (size_t k = 0; k < n; k++)
+        assert_int_equal(rn_fsm_snapshot_decode(&g, snap, k, err), RN_ECORRUPT);
+    rn_fsm_cmd_t in4 = leader("rt", 0, 1, 1, 1, isr4, 4);  /* node 4 caught up */
+    assert_int_equal(rn_fsm_apply(&f, &in4, err), 0);
+    assert_int_equal(q->ntarget, 3);                       /* an ISR change keeps the target */
+    rn_fsm_cmd_t done = replicas_cmd("rt", 0, 1, 2, 2, tg, 3, NULL, 0);
+    assert_int_equal(rn_fsm_apply(&f, &done, err), 0);
+    assert_int_equal(q->leader, 2);
+    assert_int_equal(q->epoch, 2);
+    assert_int_equal(q->nrep, 3);
+    assert_int_equal(q->ntarget, 0);
+    assert_int_equal(q->nisr, 3);
+    for (uint32_t i = 0; i < q->nisr; i++) assert_int_not_equal(q->isr[i], 1);
+    n = rn_fsm_snapshot_encode(&f, snap);
+    assert_int_equal(snap[4], 2);                          /* nothing pending: as before */
+    assert_int_equal(rn_fsm_snapshot_decode(&g, snap, n, err), 0);
+    assert_fsm_equal(&f, &g);
+    rn_fsm_free(&f);
+    rn_fsm_free(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -815,6 +909,7 @@ int main(void)
         cmocka_unit_test(test_offsets_apply),
         cmocka_unit_test(test_offsets_snapshot),
         cmocka_unit_test(test_kafka_addr),
+        cmocka_unit_test(test_replicas_cmd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,11 @@
  *              arguments (exit 2), removing a node with replicas, an unknown
  *              node and the controller leader itself: each exit 1 with one
  *              line saying why, and the membership unchanged
+ *   reassign   every queue of t moves off a node (queue reassign --wait),
+ *              one while a producer writes through the move: every record
+ *              once, in order; the node, now without replicas, is removed;
+ *              each refusal (unknown topic or queue, a node that is not a
+ *              live member, a node twice, no --replicas) with one line
  *   remove     node 5 joins, is added, then removed: it shows as "removed",
  *              is no longer live, and a topic made afterwards has no
  *              replica on it
@@ -42,6 +47,13 @@ typedef struct members {
 static members_t *g;
 
 static int64_t now_ms(void) { return (int64_t)(rn_mono_ns() / 1000000u); }
+
+static int rn_fsm_has_id(const uint64_t *ids, size_t n, uint64_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == id) return 1;
+    return 0;
+}
 
 static void print_logs(void)
 {
@@ -325,6 +337,152 @@ static void test_refused(void **state)
     protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
+/* The replicas of t/q as node `at` sees them (ids into out, the count), the
+ * leader, the pending target count. */
+static int queue_of(int at, const char *topic, uint32_t q, uint64_t *out, uint64_t *leader,
+                    size_t *ntarget)
+{
+    Runnel__V1__ClusterStatusResponse *r = status_of(at);
+    int n = -1;
+    for (size_t k = 0; r && k < r->n_queues; k++) {
+        const Runnel__V1__ClusterQueue *cq = r->queues[k];
+        if (strcmp(cq->topic, topic) || cq->queue != q) continue;
+        n = (int)cq->n_replicas;
+        memcpy(out, cq->replicas, cq->n_replicas * sizeof *out);
+        *leader = cq->leader;
+        *ntarget = cq->n_target;
+    }
+    if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
+    return n;
+}
+
+/* queue reassign: every queue of t moves off one node (not the controller
+ * leader) onto the node it lacked, one of them while a producer writes to
+ * it through the move (its leader moving when the node led it); every
+ * record is then read back once, in order; the node, holding no replica,
+ * can be removed. Each refusal: exit 1 or 2 with one line. */
+static void test_reassign(void **state)
+{
+    (void)state;
+    int l = leader_index();
+    int victim = l == 1 ? 2 : 1;                       /* index; never node 1's status */
+    uint64_t vid = (uint64_t)victim + 1;
+    char list[160], *out, *err;
+    snprintf(list, sizeof list, "%s,%s,%s,%s", addr_of(0), addr_of(1), addr_of(2), addr_of(3));
+    int moved_led = -1, first = -1;
+    for (uint32_t q = 0; q < 4; q++) {
+        uint64_t reps[16], lead = 0;
+        size_t nt = 0;
+        int n = queue_of(l, "t", q, reps, &lead, &nt);
+        assert_int_equal(n, 3);
+        if (rn_fsm_has_id(reps, 3, vid) && lead == vid) moved_led = (int)q;
+        if (rn_fsm_has_id(reps, 3, vid) && first < 0) first = (int)q;
+    }
+    int busy = moved_led >= 0 ? moved_led : first;     /* the queue written during its move */
+    assert_true(busy >= 0);
+    char qtext[16], in[128], o[128], e[128];
+    snprintf(qtext, sizeof qtext, "%d", busy);
+    snprintf(in, sizeof in, "%s/pace.py", g->work);
+    FILE *f = fopen(in, "w");
+    assert_non_null(f);
+    fputs("import sys, time\nfor i in range(3000):\n    print('m%d' % i, flush=True)\n"
+          "    time.sleep(0.001)\n", f);
+    fclose(f);
+    snprintf(o, sizeof o, "%s/pout", g->work);
+    snprintf(e, sizeof e, "%s/perr", g->work);
+    int64_t before = -1;
+    {
+        const char *cargs[] = {"--server", list, "consume", "t", "--queue", qtext, NULL};
+        assert_int_equal(cli(&out, &err, cargs), 0);
+        before = 0;
+        for (char *p = out; *p; p++) before += *p == '\n';
+        free(out);
+        free(err);
+    }
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "python3 %s | %s/runnel --server %s produce t --queue %s "
+             "--linger-ms 2 > %s 2> %s", in, RN_BIN_DIR, list, qtext, o, e);
+    pid_t pp = fork();
+    assert_true(pp >= 0);
+    if (pp == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    rn_test_sleep_ms(500);                             /* mid-stream */
+    for (uint32_t q = 0; q < 4; q++) {
+        uint32_t qq = (uint32_t)((busy + (int)q) % 4);  /* the busy queue first */
+        uint64_t reps[16], lead = 0;
+        size_t nt = 0;
+        assert_int_equal(queue_of(l, "t", qq, reps, &lead, &nt), 3);
+        if (!rn_fsm_has_id(reps, 3, vid)) continue;
+        char target[64];
+        size_t off = 0;
+        for (uint64_t id = 1; id <= 4; id++)
+            if (id != vid)
+                off += (size_t)snprintf(target + off, sizeof target - off, "%s%llu",
+                                        off ? "," : "", (unsigned long long)id);
+        char qs[16];
+        snprintf(qs, sizeof qs, "%u", qq);
+        const char *ra[] = {"--server", list, "queue", "reassign", "t", qs, "--replicas", target,
+                            "--wait", NULL};
+        int code = cli(&out, &err, ra);
+        printf("queue reassign t %s --replicas %s: %s%s", qs, target, out, err);
+        if (code != 0) print_logs();
+        assert_int_equal(code, 0);
+        assert_non_null(strstr(out, "done: replicas"));
+        free(out);
+        free(err);
+        uint64_t after[16];
+        assert_int_equal(queue_of(l, "t", qq, after, &lead, &nt), 3);
+        assert_false(rn_fsm_has_id(after, 3, vid));
+        assert_int_not_equal(lead, vid);
+        assert_int_equal(nt, 0);
+    }
+    int st;
+    assert_int_equal(waitpid(pp, &st, 0), pp);
+    char *perr = rn_test_slurp(e, NULL);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fail_msg("the producer failed: %s", perr);
+    free(perr);
+    /* every record of the move, once, in order, after what the queue held */
+    const char *cargs[] = {"--server", list, "consume", "t", "--queue", qtext, NULL};
+    assert_int_equal(cli(&out, &err, cargs), 0);
+    char *p = out;
+    for (int64_t i = 0; i < before; i++) p = strchr(p, '\n') + 1;
+    for (int i = 0; i < 3000; i++) {
+        char want[16];
+        int n = snprintf(want, sizeof want, "m%d\n", i);
+        if (strncmp(p, want, (size_t)n) != 0) fail_msg("record %d after the move: '%.20s'", i, p);
+        p += n;
+    }
+    assert_string_equal(p, "");
+    free(out);
+    free(err);
+    /* the node holds no replica now: it can leave */
+    char vtext[16];
+    snprintf(vtext, sizeof vtext, "%llu", (unsigned long long)vid);
+    const char *rm[] = {"--server", addr_of(l), "cluster", "remove", vtext, NULL};
+    assert_int_equal(cli(&out, &err, rm), 0);
+    free(out);
+    free(err);
+    /* refusals */
+    char bad[32];
+    snprintf(bad, sizeof bad, "%llu,4", (unsigned long long)vid);
+    const char *r1[] = {"--server", addr_of(l), "queue", "reassign", "nope", "0", "--replicas",
+                        "4", NULL};
+    refused(r1, 1, "'nope' is not a replicated topic");
+    const char *r2[] = {"--server", addr_of(l), "queue", "reassign", "t", "0", "--replicas",
+                        bad, NULL};
+    refused(r2, 1, "is not a live member of the cluster");
+    const char *r3[] = {"--server", addr_of(l), "queue", "reassign", "t", "0", "--replicas",
+                        "4,4", NULL};
+    refused(r3, 1, "node 4 is named twice");
+    const char *r4[] = {"--server", addr_of(l), "queue", "reassign", "t", "0", NULL};
+    refused(r4, 2, "give --replicas");
+    const char *r5[] = {"--server", addr_of(l), "queue", "reassign", "t", "9", "--replicas",
+                        "4", NULL};
+    refused(r5, 1, "has queues 0..3");
+}
+
 static void test_remove(void **state)
 {
     (void)state;
@@ -417,6 +575,7 @@ int main(void)
         cmocka_unit_test(test_replicas),
         cmocka_unit_test(test_restart_joined),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_reassign),
         cmocka_unit_test(test_remove),
         cmocka_unit_test(test_unstarted),
         cmocka_unit_test(test_single_node),
