@@ -87,7 +87,7 @@ typedef struct input {
 /* A CreateTopic waiting for its entry (rn_ctl_create_topic), or a
  * membership change waiting for raft (rn_ctl_member_change): owned by the
  * caller and the loop together (refs), freed by the last one. */
-typedef enum { TREQ_TOPIC, TREQ_ADD, TREQ_REMOVE, TREQ_REASSIGN } treq_kind_t;
+typedef enum { TREQ_TOPIC, TREQ_ADD, TREQ_REMOVE, TREQ_REASSIGN, TREQ_GROW } treq_kind_t;
 
 typedef struct treq {
     struct treq    *next;
@@ -557,7 +557,11 @@ static void on_applied(struct raft_apply *req, int status, void *result)
         if (status != 0)
             snprintf(err, sizeof err, "the controller lost its leadership before the %s "
                      "was committed (%s); retry", p->t->kind == TREQ_TOPIC ? "topic" :
-                     "reassignment", raft_strerror(status));
+                     p->t->kind == TREQ_GROW ? "new queues" : "reassignment",
+                     raft_strerror(status));
+        else if (rc != 0 && p->t->kind == TREQ_GROW)
+            snprintf(err, sizeof err, "topic '%.100s' changed while its new queues were "
+                     "proposed; retry", p->t->name);
         else if (rc != 0 && p->t->kind == TREQ_REASSIGN)
             snprintf(err, sizeof err, "'%.100s'/%u changed while the reassignment was "
                      "proposed (a new leader or epoch); retry", p->t->name, p->t->queue);
@@ -648,6 +652,22 @@ static void treq_done(rn_ctl_t *c, treq_t *t, int rc, uint64_t leader, const cha
     if (last) free(t);
 }
 
+/* Replica sets and leaders for queues first..cmd->nqueues-1 of topic name
+ * into cmd->q[0..): r of the n live nodes each, leaders spread over them,
+ * each topic starting on a node of its own (a hash of its name). */
+static void place(rn_fsm_cmd_t *cmd, const char *name, uint32_t first, const uint64_t *live,
+                  uint32_t n, uint32_t r)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = name; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+    for (uint32_t k = first; k < cmd->nqueues; k++) {
+        rn_fsm_pq_t *q = &cmd->q[k - first];
+        q->nrep = r;
+        for (uint32_t j = 0; j < r; j++) q->replicas[j] = live[(h + k + j) % n];
+        q->leader = q->replicas[0];
+    }
+}
+
 /* A CreateTopic reached the loop: propose its TOPIC entry, or answer. */
 static void take_topic(rn_ctl_t *c, treq_t *t)
 {
@@ -694,15 +714,55 @@ static void take_topic(rn_ctl_t *c, treq_t *t)
     cmd.at_ms = wall_ms();
     snprintf(cmd.topic, sizeof cmd.topic, "%s", t->name);
     cmd.nqueues = t->nqueues;
-    uint32_t h = 2166136261u;                 /* topics start on different nodes */
-    for (const char *p = t->name; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
-    for (uint32_t k = 0; k < t->nqueues; k++) {
-        cmd.q[k].nrep = r;
-        for (uint32_t j = 0; j < r; j++) cmd.q[k].replicas[j] = live[(h + k + j) % n];
-        cmd.q[k].leader = cmd.q[k].replicas[0];
-    }
+    place(&cmd, t->name, 0, live, n, r);
     if (propose_cmd(c, &cmd, 0, t) != 0)
         treq_done(c, t, -EAGAIN, 0, "the controller could not propose the topic; retry");
+}
+
+/* An AlterTopic of a replicated topic reached the loop: propose the GROW
+ * entry (the new queues placed as a new topic's are, with the topic's
+ * replica count), or answer. */
+static void take_grow(rn_ctl_t *c, treq_t *t)
+{
+    static rn_fsm_cmd_t cmd;                  /* loop thread only; large */
+    char err[RN_ERRMSG_SIZE];
+    if (raft_state(&c->raft) != RAFT_LEADER || !c->ready) {
+        raft_id lid = 0;
+        const char *laddr = NULL;
+        raft_leader(&c->raft, &lid, &laddr);
+        treq_done(c, t, -EAGAIN, lid == c->conf.self ? 0 : lid, "not the controller leader");
+        return;
+    }
+    const rn_fsm_topic_t *tp = rn_fsm_topic_find(&c->fsm, t->name);
+    if (!tp) {
+        snprintf(err, sizeof err, "'%.200s' is not a replicated topic", t->name);
+        treq_done(c, t, RN_ENOTFOUND, 0, err);
+        return;
+    }
+    if (t->nqueues <= tp->nqueues || t->nqueues > RN_FSM_MAX_QUEUES) {
+        snprintf(err, sizeof err, "topic '%.100s' has %u queues: a replicated topic grows, to "
+                 "at most %d", t->name, tp->nqueues, RN_FSM_MAX_QUEUES);
+        treq_done(c, t, RN_EINVAL, 0, err);
+        return;
+    }
+    uint64_t live[RN_CLUSTER_MAX_NODES];
+    uint32_t n = 0, r = tp->q[0].nrep;
+    for (size_t i = 0; i < c->fsm.n; i++)
+        if (node_live(c, c->fsm.nodes[i].id)) live[n++] = c->fsm.nodes[i].id;
+    if (r > n) {
+        snprintf(err, sizeof err, "its queues have %u replicas, and %u nodes are live now", r, n);
+        treq_done(c, t, -EBUSY, 0, err);
+        return;
+    }
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = RN_FSM_GROW;
+    cmd.at_ms = wall_ms();
+    snprintf(cmd.topic, sizeof cmd.topic, "%s", t->name);
+    cmd.queue = tp->nqueues;
+    cmd.nqueues = t->nqueues;
+    place(&cmd, t->name, tp->nqueues, live, n, r);
+    if (propose_cmd(c, &cmd, 0, t) != 0)
+        treq_done(c, t, -EAGAIN, 0, "the controller could not propose the new queues; retry");
 }
 
 /* Commit an ISR asked for by a queue's leader, when it still checks. */
@@ -1603,6 +1663,7 @@ static void on_async(uv_async_t *a)
         if (stop) treq_done(c, t, -EAGAIN, 0, "the node is stopping");
         else if (t->kind == TREQ_TOPIC) take_topic(c, t);
         else if (t->kind == TREQ_REASSIGN) take_reassign(c, t);
+        else if (t->kind == TREQ_GROW) take_grow(c, t);
         else take_member(c, t);
     }
     if (stop) {
@@ -1705,6 +1766,21 @@ int rn_ctl_create_topic(rn_ctl_t *c, const char *name, uint32_t nqueues, uint32_
     char msg[RN_ERRMSG_SIZE];
     snprintf(msg, sizeof msg, "the controller did not commit topic '%.200s' within %u ms", name,
              timeout_ms);
+    return treq_submit(c, t, timeout_ms, leader, errmsg, msg);
+}
+
+int rn_ctl_grow_topic(rn_ctl_t *c, const char *name, uint32_t nqueues, uint32_t timeout_ms,
+                      uint64_t *leader, char *errmsg)
+{
+    *leader = 0;
+    treq_t *t = calloc(1, sizeof *t);
+    if (!t) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    t->kind = TREQ_GROW;
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->nqueues = nqueues;
+    char msg[RN_ERRMSG_SIZE];
+    snprintf(msg, sizeof msg, "the controller did not commit the new queues of '%.100s' within "
+             "%u ms", name, timeout_ms);
     return treq_submit(c, t, timeout_ms, leader, errmsg, msg);
 }
 

@@ -154,6 +154,16 @@ int rn_ctl_heartbeat(rn_ctl_t *c, uint64_t id, const char *client, const char *k
 int rn_ctl_create_topic(rn_ctl_t *c, const char *name, uint32_t nqueues, uint32_t replicas,
                         uint32_t timeout_ms, uint64_t *leader, char *errmsg);
 
+/* Grow replicated topic name to nqueues queues (AlterTopic in a cluster):
+ * the controller leader commits a GROW entry (fsm.h), the new queues placed
+ * as a new topic's are, with the topic's replica count. Blocks up to
+ * timeout_ms; 0 once applied on the leader; RN_ENOTFOUND (not replicated),
+ * RN_EINVAL (not more queues, or more than RN_FSM_MAX_QUEUES), -EBUSY (too
+ * few live nodes), -EAGAIN (*leader as in rn_ctl_create_topic),
+ * -ETIMEDOUT. */
+int rn_ctl_grow_topic(rn_ctl_t *c, const char *name, uint32_t nqueues, uint32_t timeout_ms,
+                      uint64_t *leader, char *errmsg);
+
 /* ---- queue reassignment --------------------------------------------------- */
 
 /* Move (topic, queue)'s replicas to ids[0..n) (`runnel queue reassign`):

@@ -184,15 +184,20 @@ int rn_fsm_cmd_encode(const rn_fsm_cmd_t *c, uint8_t *out, size_t *len)
     } else if (c->type == RN_FSM_FENCE) {
         rn_be64_put(p, (uint64_t)c->at_ms); p += 8;
     } else if (c->type == RN_FSM_TOPIC || c->type == RN_FSM_LEADER ||
-               c->type == RN_FSM_REPLICAS) {
+               c->type == RN_FSM_REPLICAS || c->type == RN_FSM_GROW) {
         size_t n = strnlen(c->topic, RN_FSM_TOPIC_MAX);
         if (n == 0 || n >= RN_FSM_TOPIC_MAX) return RN_EINVAL;
         rn_be64_put(p, (uint64_t)c->at_ms); p += 8;
         p = put_name(p, c->topic);
-        if (c->type == RN_FSM_TOPIC) {
-            if (c->nqueues < 1 || c->nqueues > RN_FSM_MAX_QUEUES) return RN_EINVAL;
+        if (c->type == RN_FSM_TOPIC || c->type == RN_FSM_GROW) {
+            uint32_t first = c->type == RN_FSM_GROW ? c->queue : 0;
+            if (c->nqueues < 1 || c->nqueues > RN_FSM_MAX_QUEUES || first >= c->nqueues)
+                return RN_EINVAL;
+            if (c->type == RN_FSM_GROW) {
+                rn_be32_put(p, first); p += 4;
+            }
             rn_be32_put(p, c->nqueues); p += 4;
-            for (uint32_t i = 0; i < c->nqueues; i++) {
+            for (uint32_t i = 0; i < c->nqueues - first; i++) {
                 if (c->q[i].nrep > RN_CLUSTER_MAX_NODES) return RN_EINVAL;
                 rn_be64_put(p, c->q[i].leader); p += 8;
                 p = put_ids(p, c->q[i].replicas, c->q[i].nrep);
@@ -273,14 +278,21 @@ int rn_fsm_cmd_decode(const uint8_t *p, size_t n, rn_fsm_cmd_t *c, char *errmsg)
     case RN_FSM_TOPIC:
     case RN_FSM_LEADER:
     case RN_FSM_REPLICAS:
+    case RN_FSM_GROW:
         if (end - q < 8) break;
         c->at_ms = (int64_t)rn_be64_get(q);
         if (!(q = get_name(q + 8, end, c->topic)) || end - q < 4) break;
-        if (p[1] == RN_FSM_TOPIC) {
+        if (p[1] == RN_FSM_TOPIC || p[1] == RN_FSM_GROW) {
+            if (p[1] == RN_FSM_GROW) {
+                c->queue = rn_be32_get(q);
+                q += 4;
+                if (end - q < 4) break;
+            }
             c->nqueues = rn_be32_get(q);
             q += 4;
-            if (c->nqueues < 1 || c->nqueues > RN_FSM_MAX_QUEUES) break;
-            for (uint32_t i = 0; q && i < c->nqueues; i++) {
+            if (c->nqueues < 1 || c->nqueues > RN_FSM_MAX_QUEUES || c->queue >= c->nqueues)
+                break;
+            for (uint32_t i = 0; q && i < c->nqueues - c->queue; i++) {
                 if (end - q < 8) { q = NULL; break; }
                 c->q[i].leader = rn_be64_get(q);
                 q = get_ids(q + 8, end, c->q[i].replicas, &c->q[i].nrep);
@@ -301,7 +313,8 @@ int rn_fsm_cmd_decode(const uint8_t *p, size_t n, rn_fsm_cmd_t *c, char *errmsg)
         return 0;
     default:
         return rn_errf(errmsg, RN_ECORRUPT, "controller command type %u unknown to this runneld "
-                       "(known: 1 register, 2 fence, 3 topic, 4 leader, 5 offsets, 6 replicas)", p[1]);
+                       "(known: 1 register, 2 fence, 3 topic, 4 leader, 5 offsets, 6 replicas, "
+                       "7 grow)", p[1]);
     }
     return rn_errf(errmsg, RN_ECORRUPT, "controller command type %u: %zu bytes do not hold "
                    "its fields", p[1], n);
@@ -394,6 +407,38 @@ static int apply_leader(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
     return 0;
 }
 
+/* More queues for a topic (fsm.h, GROW). */
+static int apply_grow(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
+{
+    long i = topic_index(f, c->topic);
+    if (i < 0) return rn_errf(errmsg, RN_EINVAL, "growing unknown topic '%s'", c->topic);
+    rn_fsm_topic_t *t = &f->topics[i];
+    if (t->nqueues != c->queue || c->nqueues <= c->queue || c->nqueues > RN_FSM_MAX_QUEUES)
+        return rn_errf(errmsg, RN_EINVAL, "growing topic '%s' from %u to %u queues: it has %u "
+                       "(stale, ignored)", c->topic, c->queue, c->nqueues, t->nqueues);
+    rn_fsm_pq_t *q = calloc(c->nqueues, sizeof *q);
+    if (!q) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    memcpy(q, t->q, t->nqueues * sizeof *q);
+    for (uint32_t k = t->nqueues; k < c->nqueues; k++) {
+        const rn_fsm_pq_t *in = &c->q[k - t->nqueues];
+        q[k].leader = in->leader;
+        q[k].epoch = 1;
+        q[k].nrep = q[k].nisr = in->nrep;
+        memcpy(q[k].replicas, in->replicas, sizeof q[k].replicas);
+        memcpy(q[k].isr, in->replicas, sizeof q[k].isr);
+        if (!check_pq(&q[k]) || !q[k].leader) {
+            free(q);
+            return rn_errf(errmsg, RN_EINVAL, "topic '%s' queue %u: the replica set or leader "
+                           "does not check", c->topic, k);
+        }
+    }
+    free(t->q);
+    t->q = q;
+    t->nqueues = c->nqueues;
+    f->topics_gen++;
+    return 0;
+}
+
 /* A reassignment step (fsm.h, REPLICAS): the new replica set and target;
  * the ISR kept within the new replicas; the leader among it. */
 static int apply_replicas(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
@@ -432,6 +477,7 @@ int rn_fsm_apply(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
     if (c->type == RN_FSM_TOPIC) return apply_topic(f, c, errmsg);
     if (c->type == RN_FSM_LEADER) return apply_leader(f, c, errmsg);
     if (c->type == RN_FSM_REPLICAS) return apply_replicas(f, c, errmsg);
+    if (c->type == RN_FSM_GROW) return apply_grow(f, c, errmsg);
     long i = find_index(f, c->id);
     if (c->type == RN_FSM_FENCE) {
         if (i >= 0 && f->nodes[i].live) {

@@ -38,6 +38,13 @@
  *                 none when done; the ISR becomes the old ISR within the new
  *                 replicas, which must hold the leader; epoch + 1 exactly
  *                 when the leader changes; applied only at prev_epoch)
+ *   GROW     (7): id u64 = 0 | at_ms i64 | len u16 | name[len] | first u32 |
+ *                 nq u32 | (nq - first) × (leader u64 | nrep u8 |
+ *                 nrep × replica u64)
+ *                 (the topic grows from first queues, its count now, to nq:
+ *                 q[0..nq-first) of the command are queues first..nq-1, each
+ *                 at epoch 1 with ISR = replicas; applied only when the topic
+ *                 has first queues)
  *   OFFSETS  (5): ng u32 | ng × (len u16 | group[len] | n u32 |
  *                 n × (len u16 | topic[len] | queue u32 | offset i64))
  *                 (group offsets committed on replicated topics: one or
@@ -92,6 +99,7 @@ typedef enum rn_fsm_cmd_type {
     RN_FSM_LEADER = 4,      /* a queue's new leader (epoch + 1) or ISR (same epoch) */
     RN_FSM_OFFSETS = 5,     /* group offsets on replicated topics (rn_fsm_offsets_*) */
     RN_FSM_REPLICAS = 6,    /* a queue's replica set and reassignment target (queue reassign) */
+    RN_FSM_GROW = 7,        /* more queues for a replicated topic (topic alter) */
 } rn_fsm_cmd_type_t;
 
 /* One queue of a replicated topic. Invariants: 1 <= nrep <= MAX_NODES,
@@ -127,7 +135,7 @@ typedef struct rn_fsm_cmd {
     char     kafka[RN_CLUSTER_ADDR_MAX];    /* REGISTER: Kafka HOST:PORT, "" none */
     char     topic[RN_FSM_TOPIC_MAX];       /* TOPIC, LEADER */
     uint32_t nqueues;                       /* TOPIC */
-    uint32_t queue;                         /* LEADER */
+    uint32_t queue;                         /* LEADER, REPLICAS; GROW: the first new queue */
     uint64_t prev_epoch, epoch;             /* LEADER */
     rn_fsm_pq_t q[RN_FSM_MAX_QUEUES];       /* TOPIC: leader, replicas; LEADER: q[0].isr;
                                                REPLICAS: q[0].replicas, q[0].target */

@@ -96,6 +96,11 @@ typedef struct rq {
     pthread_t   th;
 } rq_t;
 
+typedef struct made {
+    char     name[RN_FSM_TOPIC_MAX];
+    uint32_t nqueues;
+} made_t;
+
 struct rn_repl {
     rn_repl_opts_t     o;
     _Atomic(rn_ctl_t *) ctl;
@@ -105,7 +110,7 @@ struct rn_repl {
     int                stopping;
     pthread_t          th;
     int                started;
-    char             (*made)[RN_FSM_TOPIC_MAX];   /* topics made here (manager thread) */
+    made_t            *made;            /* topics made here, their queue count (manager) */
     size_t             nmade, capmade;
     /* Group offsets (invariant 7): smu makes the writers of meta.db offsets
      * (the manager, commit handlers) take and write one at a time, so that
@@ -469,10 +474,74 @@ static int h_fetch(void *arg, const Runnel__V1__FetchRequest *req, int64_t *limi
 }
 
 /* Make the topic here, with its queue count (idempotent). */
+/* Make the topic here with nqueues queues: created, or grown when it has
+ * fewer (a GROW entry, fsm.h; idempotent). */
 static int make_local(rn_repl_t *r, const char *name, uint32_t nqueues, char *err)
 {
-    int rc = rn_datadir_topic_create(rn_hd_datadir(r->o.hd), name, nqueues, NULL, err);
-    return rc == RN_EEXIST ? 0 : rc;
+    rn_datadir_t *d = rn_hd_datadir(r->o.hd);
+    int rc = rn_datadir_topic_create(d, name, nqueues, NULL, err);
+    if (rc != RN_EEXIST) return rc;
+    rn_meta_topic_t t;
+    rn_meta_t *m = rn_datadir_meta_lock(d);
+    rc = rn_meta_topic_get(m, name, &t, err);
+    rn_datadir_meta_unlock(d);
+    if (rc != 0 || t.queues >= nqueues) return rc;
+    rc = rn_datadir_topic_alter(d, name, nqueues, NULL, err);
+    if (rc == 0)
+        rn_slog(RN_SLOG_INFO, "replica: topic '%s' grown here from %u to %u queues", name,
+                t.queues, nqueues);
+    return rc;
+}
+
+/* AlterTopic of a replicated topic: through the controller (a GROW entry);
+ * 1 when the topic is not replicated (altered locally as always). */
+static int h_alter_topic(void *arg, const Runnel__V1__AlterTopicRequest *req, rn_status_t *st)
+{
+    rn_repl_t *r = arg;
+    rn_ctl_t *ctl = atomic_load(&r->ctl);
+    if (!ctl)
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "this node's cluster controller is "
+                             "starting; retry");
+    const rn_ctl_view_t *v = rn_ctl_view_get(ctl);
+    int known = 0;
+    for (size_t k = 0; k < v->ntopics && !known; k++) known = !strcmp(v->topics[k].name,
+                                                                      req->name);
+    rn_ctl_view_put(v);
+    if (!known) return 1;
+    char err[RN_ERRMSG_SIZE] = "";
+    uint64_t leader = 0;
+    int rc = rn_ctl_grow_topic(ctl, req->name, req->queues, 5000, &leader, err);
+    if (rc == -EAGAIN && leader && !req->forwarded) {
+        Runnel__V1__AlterTopicRequest fw = *req;
+        fw.forwarded = 1;
+        ProtobufCMessage *m = NULL;
+        if (rn_cluster_forward(ctl, leader, RN_RPC_METHOD("AlterTopic"), &fw.base,
+                               &runnel__v1__topic_info__descriptor, 10000, &m, st) != 0)
+            return -1;
+        protobuf_c_message_free_unpacked(m, NULL);
+    } else if (rc == -EAGAIN || rc == -ETIMEDOUT || rc == -EBUSY) {
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "topic '%s': %s; retry", req->name,
+                             err[0] ? err : "no controller leader");
+    } else if (rc == RN_ENOTFOUND) {
+        return rn_status_set(st, RN_ST_NOT_FOUND, "%s", err);
+    } else if (rc != 0) {
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "%s", err);
+    }
+    /* Committed: wait for this node's view to hold the new count, then grow
+     * the topic here (the manager does the same on every node). */
+    uint32_t have = 0;
+    for (int i = 0; i < 500 && have < req->queues; i++) {
+        v = rn_ctl_view_get(ctl);
+        for (size_t k = 0; k < v->ntopics; k++)
+            if (!strcmp(v->topics[k].name, req->name)) have = v->topics[k].nqueues;
+        rn_ctl_view_put(v);
+        if (have < req->queues) sleep_ms(10);
+    }
+    if (have < req->queues)
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "topic '%s' grew in the cluster but not yet "
+                             "in this node's controller state; retry", req->name);
+    if ((rc = make_local(r, req->name, have, err)) != 0) return rn_hd_fail(st, rc, err);
+    return 0;
 }
 
 static int h_create_topic(void *arg, const Runnel__V1__CreateTopicRequest *req, rn_status_t *st)
@@ -727,15 +796,21 @@ static void *fetcher_main(void *arg)
 
 /* ---- the manager ------------------------------------------------------------- */
 
-static int made_has(rn_repl_t *r, const char *name)
+/* The queue count topic name was made here with (0: not made yet). */
+static uint32_t made_queues(rn_repl_t *r, const char *name)
 {
     for (size_t i = 0; i < r->nmade; i++)
-        if (!strcmp(r->made[i], name)) return 1;
+        if (!strcmp(r->made[i].name, name)) return r->made[i].nqueues;
     return 0;
 }
 
-static void made_add(rn_repl_t *r, const char *name)
+static void made_set(rn_repl_t *r, const char *name, uint32_t nqueues)
 {
+    for (size_t i = 0; i < r->nmade; i++)
+        if (!strcmp(r->made[i].name, name)) {
+            r->made[i].nqueues = nqueues;
+            return;
+        }
     if (r->nmade == r->capmade) {
         size_t cap = r->capmade ? r->capmade * 2 : 16;
         void *p = realloc(r->made, cap * sizeof r->made[0]);
@@ -743,7 +818,8 @@ static void made_add(rn_repl_t *r, const char *name)
         r->made = p;
         r->capmade = cap;
     }
-    snprintf(r->made[r->nmade++], sizeof r->made[0], "%s", name);
+    snprintf(r->made[r->nmade].name, sizeof r->made[0].name, "%s", name);
+    r->made[r->nmade++].nqueues = nqueues;
 }
 
 /* As leader: the ISR this node wants for q, asked of the controller when it
@@ -799,9 +875,9 @@ static void manage(rn_repl_t *r, rn_ctl_t *ctl, int64_t now)
     size_t nends = 0;
     for (size_t i = 0; i < v->ntopics; i++) {
         const rn_fsm_topic_t *t = &v->topics[i];
-        if (!made_has(r, t->name)) {
+        if (made_queues(r, t->name) != t->nqueues) {
             int rc = make_local(r, t->name, t->nqueues, err);
-            if (rc == 0) made_add(r, t->name);
+            if (rc == 0) made_set(r, t->name, t->nqueues);
             else rn_slog(RN_SLOG_ERROR, "replica: cannot make topic '%s' here: %s", t->name, err);
         }
         for (uint32_t k = 0; k < t->nqueues; k++) {
@@ -1018,7 +1094,8 @@ int rn_repl_create(const rn_repl_opts_t *o, rn_repl_t **out, char *errmsg)
     pthread_cond_init(&r->cv, NULL);
     pthread_mutex_init(&r->smu, NULL);
     pthread_mutex_init(&r->fmu, NULL);
-    rn_hd_repl_t hooks = {r, h_produce, h_wait, h_fetch, h_create_topic, h_replicated,
+    rn_hd_repl_t hooks = {r, h_produce, h_wait, h_fetch, h_create_topic, h_alter_topic,
+                          h_replicated,
                           h_commit_offsets};
     rn_hd_set_repl(o->hd, &hooks);
     *out = r;

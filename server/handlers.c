@@ -994,7 +994,7 @@ int rn_hd_create_topic(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     return 0;
 }
 
-/* Deleting, altering or remapping a replicated topic is not replicated
+/* Deleting or remapping a replicated topic is not replicated
  * (cluster/README.md): refused rather than done on one node only. */
 static int refuse_replicated(rn_hd_t *h, const char *topic, const char *what, rn_status_t *st)
 {
@@ -1013,9 +1013,14 @@ int rn_hd_alter_topic(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     const Runnel__V1__AlterTopicRequest *req = (const void *)m;
     char err[RN_ERRMSG_SIZE] = "";
     rn_meta_topic_t t;
-    if (refuse_replicated(h, req->name, "altering", st) != 0) return -1;
-    int rc = rn_datadir_topic_alter(h->d, req->name, req->queues, &t, err);
-    if (rc != 0) return fail_rc(st, rc, err);
+    int local = h->has_repl ? h->repl.alter_topic(h->repl.arg, req, st) : 1;
+    if (local < 0) return -1;
+    if (!local) {
+        if (topic_get(h, req->name, &t, st) != 0) return -1;
+    } else {
+        int rc = rn_datadir_topic_alter(h->d, req->name, req->queues, &t, err);
+        if (rc != 0) return fail_rc(st, rc, err);
+    }
     Runnel__V1__TopicInfo *ti;
     if (topic_info(h, &t, 1, a, &ti, st) != 0) return -1;
     *resp = &ti->base;

@@ -229,6 +229,10 @@ typedef struct rn_hd_repl {
      * and it exists here too; 1 when this is no cluster topic's business
      * (create it locally as always); -1 with st. */
     int (*create_topic)(void *arg, const Runnel__V1__CreateTopicRequest *req, rn_status_t *st);
+    /* AlterTopic in a cluster: 0 when the controller committed the new
+     * queues of a replicated topic and it has them here too; 1 when the
+     * topic is not replicated (alter it locally as always); -1 with st. */
+    int (*alter_topic)(void *arg, const Runnel__V1__AlterTopicRequest *req, rn_status_t *st);
     /* Whether the controller replicates topic: 1 yes, 0 no, -1 with st when
      * this node cannot tell yet (starting, rejoining). */
     int (*replicated)(void *arg, const char *topic, rn_status_t *st);

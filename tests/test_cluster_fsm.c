@@ -895,6 +895,67 @@ static void test_replicas_cmd(void **state)
     rn_fsm_free(&g);
 }
 
+/* GROW (topic alter): round trip and every truncation; a topic of 2 queues
+ * grown to 5 (the old queues unchanged, the new at epoch 1, ISR = replicas);
+ * a stale or shrinking grow, a bad replica set, an unknown topic refused
+ * with the state unchanged; the grown state's snapshot round trips. */
+static void test_grow_cmd(void **state)
+{
+    (void)state;
+    char err[RN_ERRMSG_SIZE];
+    rn_fsm_cmd_t c = topic("gt", 5, 3, 0);                 /* placements of queues 0..4 */
+    c.type = RN_FSM_GROW;
+    c.queue = 2;                                           /* grows from 2 */
+    memmove(&c.q[0], &c.q[2], 3 * sizeof c.q[0]);
+    memset(&c.q[3], 0, 2 * sizeof c.q[0]);
+    uint8_t buf[RN_FSM_CMD_MAX];
+    size_t len = 0;
+    assert_int_equal(rn_fsm_cmd_encode(&c, buf, &len), 0);
+    assert_int_equal(len % 8, 0);
+    rn_fsm_cmd_t d;
+    assert_int_equal(rn_fsm_cmd_decode(buf, len, &d, err), 0);
+    assert_memory_equal(&c, &d, sizeof c);
+    size_t body = 2 + 8 + 8 + 2 + 2 + 4 + 4 + 3 * (8 + 1 + 3 * 8);
+    for (size_t n = 0; n < len; n++)
+        assert_int_equal(rn_fsm_cmd_decode(buf, n, &d, err), n >= body ? 0 : RN_ECORRUPT);
+
+    rn_fsm_t f, g;
+    rn_fsm_init(&f);
+    rn_fsm_init(&g);
+    rn_fsm_cmd_t t = topic("gt", 2, 3, 0);
+    assert_int_equal(rn_fsm_apply(&f, &t, err), 0);
+    rn_fsm_pq_t old[2];
+    memcpy(old, f.topics[0].q, sizeof old);
+    rn_fsm_cmd_t stale = c, unknown = c, badrep = c;
+    stale.queue = 1;
+    snprintf(unknown.topic, sizeof unknown.topic, "nope");
+    badrep.q[1].replicas[1] = badrep.q[1].replicas[0];     /* a replica twice */
+    rn_fsm_cmd_t bads[] = {stale, unknown, badrep};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(rn_fsm_apply(&f, &bads[i], err), RN_EINVAL);
+        assert_int_equal(f.topics[0].nqueues, 2);
+    }
+    uint64_t gen = f.topics_gen;
+    assert_int_equal(rn_fsm_apply(&f, &c, err), 0);
+    assert_true(f.topics_gen > gen);
+    assert_int_equal(f.topics[0].nqueues, 5);
+    assert_memory_equal(f.topics[0].q, old, sizeof old);
+    for (uint32_t k = 2; k < 5; k++) {
+        const rn_fsm_pq_t *q = &f.topics[0].q[k];
+        assert_int_equal(q->epoch, 1);
+        assert_int_equal(q->nisr, q->nrep);
+        assert_memory_equal(q->isr, q->replicas, q->nrep * sizeof q->isr[0]);
+        assert_int_equal(q->leader, c.q[k - 2].leader);
+    }
+    assert_int_equal(rn_fsm_apply(&f, &c, err), RN_EINVAL); /* again: stale */
+    uint8_t snap[65536];
+    size_t n = rn_fsm_snapshot_encode(&f, snap);
+    assert_int_equal(rn_fsm_snapshot_decode(&g, snap, n, err), 0);
+    assert_fsm_equal(&f, &g);
+    rn_fsm_free(&f);
+    rn_fsm_free(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -910,6 +971,7 @@ int main(void)
         cmocka_unit_test(test_offsets_snapshot),
         cmocka_unit_test(test_kafka_addr),
         cmocka_unit_test(test_replicas_cmd),
+        cmocka_unit_test(test_grow_cmd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

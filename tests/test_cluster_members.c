@@ -22,6 +22,9 @@
  *              once, in order; the node, now without replicas, is removed;
  *              each refusal (unknown topic or queue, a node that is not a
  *              live member, a node twice, no --replicas) with one line
+ *   grow       topic alter of the replicated topic through a follower: the
+ *              new queues on live members, made on every one, written and
+ *              read back; shrinking or more than 64 queues refused
  *   remove     node 5 joins, is added, then removed: it shows as "removed",
  *              is no longer live, and a topic made afterwards has no
  *              replica on it
@@ -486,6 +489,73 @@ static void test_reassign(void **state)
     refused(r5, 1, "has queues 0..3");
 }
 
+/* topic alter of a replicated topic: through a follower, the controller
+ * places the new queues on live members (not the removed node); every live
+ * node has them locally (topic describe asks each); an acks-all produce to
+ * a new queue reads back; shrinking and more than 64 queues are refused. */
+static void test_grow(void **state)
+{
+    (void)state;
+    int l = leader_index();
+    int via = 0;
+    while (via == l || via == g->gone) via++;
+    char *out, *err;
+    const char *al[] = {"--server", addr_of(via), "topic", "alter", "t", "--queues", "6", NULL};
+    int code = cli(&out, &err, al);
+    if (code != 0) fail_msg("topic alter t --queues 6: exit %d: %s", code, err);
+    free(out);
+    free(err);
+    for (uint32_t q = 4; q < 6; q++) {
+        uint64_t reps[16], lead = 0;
+        size_t nt = 0;
+        assert_int_equal(queue_of(l, "t", q, reps, &lead, &nt), 3);
+        assert_false(g->gone >= 0 && rn_fsm_has_id(reps, 3, (uint64_t)g->gone + 1));
+        assert_true(rn_fsm_has_id(reps, 3, lead));
+    }
+    for (int i = 0; i < 4; i++) {                     /* every member grew it here */
+        if (i == g->gone) continue;
+        const char *d[] = {"--server", addr_of(i), "topic", "describe", "t", NULL};
+        int64_t t0 = now_ms();
+        for (;;) {
+            assert_int_equal(cli(&out, &err, d), 0);
+            int grown = strstr(out, "6 queues") != NULL;
+            if (!grown && now_ms() - t0 > WAIT_MS) fail_msg("node %d: %s", i + 1, out);
+            free(out);
+            free(err);
+            if (grown) break;
+            rn_test_sleep_ms(50);
+        }
+    }
+    char list[160], in[128], o[128], e[128];
+    snprintf(list, sizeof list, "%s,%s", addr_of(l), addr_of(via));
+    snprintf(in, sizeof in, "%s/grow-in", g->work);
+    FILE *f = fopen(in, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 50; i++) fprintf(f, "g%d\n", i);
+    fclose(f);
+    const char *pa[] = {"runnel", "--server", list, "produce", "t", "--queue", "5", NULL};
+    snprintf(o, sizeof o, "%s/out", g->work);
+    snprintf(e, sizeof e, "%s/err", g->work);
+    int st = rn_test_run(RN_BIN_DIR "/runnel", pa, in, o, e);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    const char *ca[] = {"--server", list, "consume", "t", "--queue", "5", NULL};
+    assert_int_equal(cli(&out, &err, ca), 0);
+    char *p = out;
+    for (int i = 0; i < 50; i++) {
+        char want[16];
+        int n = snprintf(want, sizeof want, "g%d\n", i);
+        assert_memory_equal(p, want, (size_t)n);
+        p += n;
+    }
+    assert_string_equal(p, "");
+    free(out);
+    free(err);
+    const char *sh[] = {"--server", addr_of(l), "topic", "alter", "t", "--queues", "5", NULL};
+    refused(sh, 1, "grows");
+    const char *big[] = {"--server", addr_of(l), "topic", "alter", "t", "--queues", "65", NULL};
+    refused(big, 1, "at most 64");
+}
+
 static void test_remove(void **state)
 {
     (void)state;
@@ -582,6 +652,7 @@ int main(void)
         cmocka_unit_test(test_restart_joined),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_reassign),
+        cmocka_unit_test(test_grow),
         cmocka_unit_test(test_remove),
         cmocka_unit_test(test_unstarted),
         cmocka_unit_test(test_single_node),
