@@ -87,7 +87,8 @@ typedef struct input {
 /* A CreateTopic waiting for its entry (rn_ctl_create_topic), or a
  * membership change waiting for raft (rn_ctl_member_change): owned by the
  * caller and the loop together (refs), freed by the last one. */
-typedef enum { TREQ_TOPIC, TREQ_ADD, TREQ_REMOVE, TREQ_REASSIGN, TREQ_GROW } treq_kind_t;
+typedef enum { TREQ_TOPIC, TREQ_ADD, TREQ_REMOVE, TREQ_REASSIGN, TREQ_GROW, TREQ_DROP }
+    treq_kind_t;
 
 typedef struct treq {
     struct treq    *next;
@@ -132,6 +133,8 @@ struct rn_ctl_topics {
     uint64_t        gen;
     size_t          n;
     rn_fsm_topic_t *t;
+    size_t          ntombs;
+    rn_fsm_tomb_t   tombs[RN_FSM_MAX_TOMBS];
 };
 
 typedef struct seen {
@@ -445,6 +448,8 @@ static void publish(rn_ctl_t *c)
         b->refs = 1;
         b->gen = c->fsm.topics_gen;
         b->n = c->fsm.ntopics;
+        b->ntombs = c->fsm.ntombs;
+        memcpy(b->tombs, c->fsm.tombs, c->fsm.ntombs * sizeof b->tombs[0]);
         tblk_put(c->tblk);
         c->tblk = b;
     }
@@ -452,6 +457,9 @@ static void publish(rn_ctl_t *c)
     v->tblk = c->tblk;
     v->topics = c->tblk->t;
     v->ntopics = c->tblk->n;
+    v->tombs = c->tblk->tombs;
+    v->topics_gen = c->tblk->gen;
+    v->ntombs = c->tblk->ntombs;
     pthread_mutex_lock(&c->vmu);
     rn_ctl_view_t *old = c->view;
     c->view = v;
@@ -557,8 +565,11 @@ static void on_applied(struct raft_apply *req, int status, void *result)
         if (status != 0)
             snprintf(err, sizeof err, "the controller lost its leadership before the %s "
                      "was committed (%s); retry", p->t->kind == TREQ_TOPIC ? "topic" :
-                     p->t->kind == TREQ_GROW ? "new queues" : "reassignment",
+                     p->t->kind == TREQ_GROW ? "new queues" : p->t->kind == TREQ_DROP ?
+                     "deletion" : "reassignment",
                      raft_strerror(status));
+        else if (rc != 0 && p->t->kind == TREQ_DROP)
+            snprintf(err, sizeof err, "topic '%.100s' was deleted meanwhile", p->t->name);
         else if (rc != 0 && p->t->kind == TREQ_GROW)
             snprintf(err, sizeof err, "topic '%.100s' changed while its new queues were "
                      "proposed; retry", p->t->name);
@@ -717,6 +728,32 @@ static void take_topic(rn_ctl_t *c, treq_t *t)
     place(&cmd, t->name, 0, live, n, r);
     if (propose_cmd(c, &cmd, 0, t) != 0)
         treq_done(c, t, -EAGAIN, 0, "the controller could not propose the topic; retry");
+}
+
+/* A DeleteTopic of a replicated topic reached the loop: propose its DROP
+ * entry, or answer. */
+static void take_drop(rn_ctl_t *c, treq_t *t)
+{
+    static rn_fsm_cmd_t cmd;                  /* loop thread only; large */
+    char err[RN_ERRMSG_SIZE];
+    if (raft_state(&c->raft) != RAFT_LEADER || !c->ready) {
+        raft_id lid = 0;
+        const char *laddr = NULL;
+        raft_leader(&c->raft, &lid, &laddr);
+        treq_done(c, t, -EAGAIN, lid == c->conf.self ? 0 : lid, "not the controller leader");
+        return;
+    }
+    if (!rn_fsm_topic_find(&c->fsm, t->name)) {
+        snprintf(err, sizeof err, "'%.200s' is not a replicated topic", t->name);
+        treq_done(c, t, RN_ENOTFOUND, 0, err);
+        return;
+    }
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = RN_FSM_DROP;
+    cmd.at_ms = wall_ms();
+    snprintf(cmd.topic, sizeof cmd.topic, "%s", t->name);
+    if (propose_cmd(c, &cmd, 0, t) != 0)
+        treq_done(c, t, -EAGAIN, 0, "the controller could not propose the deletion; retry");
 }
 
 /* An AlterTopic of a replicated topic reached the loop: propose the GROW
@@ -1664,6 +1701,7 @@ static void on_async(uv_async_t *a)
         else if (t->kind == TREQ_TOPIC) take_topic(c, t);
         else if (t->kind == TREQ_REASSIGN) take_reassign(c, t);
         else if (t->kind == TREQ_GROW) take_grow(c, t);
+        else if (t->kind == TREQ_DROP) take_drop(c, t);
         else take_member(c, t);
     }
     if (stop) {
@@ -1766,6 +1804,20 @@ int rn_ctl_create_topic(rn_ctl_t *c, const char *name, uint32_t nqueues, uint32_
     char msg[RN_ERRMSG_SIZE];
     snprintf(msg, sizeof msg, "the controller did not commit topic '%.200s' within %u ms", name,
              timeout_ms);
+    return treq_submit(c, t, timeout_ms, leader, errmsg, msg);
+}
+
+int rn_ctl_drop_topic(rn_ctl_t *c, const char *name, uint32_t timeout_ms, uint64_t *leader,
+                      char *errmsg)
+{
+    *leader = 0;
+    treq_t *t = calloc(1, sizeof *t);
+    if (!t) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    t->kind = TREQ_DROP;
+    snprintf(t->name, sizeof t->name, "%s", name);
+    char msg[RN_ERRMSG_SIZE];
+    snprintf(msg, sizeof msg, "the controller did not commit the deletion of '%.100s' within "
+             "%u ms", name, timeout_ms);
     return treq_submit(c, t, timeout_ms, leader, errmsg, msg);
 }
 

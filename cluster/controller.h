@@ -119,6 +119,9 @@ typedef struct rn_ctl_view {
     int                   self_current;
     size_t                ntopics;          /* the replicated topics (fsm.h), ascending */
     const rn_fsm_topic_t *topics;
+    uint64_t              topics_gen;       /* changes whenever topics or tombstones do */
+    size_t                ntombs;           /* deleted replicated topics (fsm.h, DROP) */
+    const rn_fsm_tomb_t  *tombs;
     rn_ctl_topics_t      *tblk;
 } rn_ctl_view_t;
 
@@ -153,6 +156,14 @@ int rn_ctl_heartbeat(rn_ctl_t *c, uint64_t id, const char *client, const char *k
  * leader it knows, 0 none); -ETIMEDOUT. */
 int rn_ctl_create_topic(rn_ctl_t *c, const char *name, uint32_t nqueues, uint32_t replicas,
                         uint32_t timeout_ms, uint64_t *leader, char *errmsg);
+
+/* Delete replicated topic name (DeleteTopic in a cluster): the controller
+ * leader commits a DROP entry (fsm.h); every node then deletes its own
+ * copy (a node that was down, when it comes back: the tombstones). Blocks
+ * up to timeout_ms; 0 once applied on the leader; RN_ENOTFOUND (not
+ * replicated), -EAGAIN (*leader as in rn_ctl_create_topic), -ETIMEDOUT. */
+int rn_ctl_drop_topic(rn_ctl_t *c, const char *name, uint32_t timeout_ms, uint64_t *leader,
+                      char *errmsg);
 
 /* Grow replicated topic name to nqueues queues (AlterTopic in a cluster):
  * the controller leader commits a GROW entry (fsm.h), the new queues placed

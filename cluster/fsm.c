@@ -39,9 +39,9 @@
 #include <string.h>
 
 static const uint8_t snap_magic[4] = {'R', 'N', 'C', 'S'};
-#define SNAP_VERSION 5        /* 1: nodes only; 2: nodes and topics; 3: and group
+#define SNAP_VERSION 6        /* 1: nodes only; 2: nodes and topics; 3: and group
                                  offsets; 4: with Kafka addresses; 5: and
-                                 reassignment targets (fsm.h) */
+                                 reassignment targets; 6: and tombstones (fsm.h) */
 #define SNAP_NODE_FIXED (8 + 8 + 8 + 1 + 8 + 2)
 
 void rn_fsm_init(rn_fsm_t *f) { memset(f, 0, sizeof *f); }
@@ -184,12 +184,14 @@ int rn_fsm_cmd_encode(const rn_fsm_cmd_t *c, uint8_t *out, size_t *len)
     } else if (c->type == RN_FSM_FENCE) {
         rn_be64_put(p, (uint64_t)c->at_ms); p += 8;
     } else if (c->type == RN_FSM_TOPIC || c->type == RN_FSM_LEADER ||
-               c->type == RN_FSM_REPLICAS || c->type == RN_FSM_GROW) {
+               c->type == RN_FSM_REPLICAS || c->type == RN_FSM_GROW || c->type == RN_FSM_DROP) {
         size_t n = strnlen(c->topic, RN_FSM_TOPIC_MAX);
         if (n == 0 || n >= RN_FSM_TOPIC_MAX) return RN_EINVAL;
         rn_be64_put(p, (uint64_t)c->at_ms); p += 8;
         p = put_name(p, c->topic);
-        if (c->type == RN_FSM_TOPIC || c->type == RN_FSM_GROW) {
+        if (c->type == RN_FSM_DROP) {
+            /* the name only */
+        } else if (c->type == RN_FSM_TOPIC || c->type == RN_FSM_GROW) {
             uint32_t first = c->type == RN_FSM_GROW ? c->queue : 0;
             if (c->nqueues < 1 || c->nqueues > RN_FSM_MAX_QUEUES || first >= c->nqueues)
                 return RN_EINVAL;
@@ -279,10 +281,15 @@ int rn_fsm_cmd_decode(const uint8_t *p, size_t n, rn_fsm_cmd_t *c, char *errmsg)
     case RN_FSM_LEADER:
     case RN_FSM_REPLICAS:
     case RN_FSM_GROW:
+    case RN_FSM_DROP:
         if (end - q < 8) break;
         c->at_ms = (int64_t)rn_be64_get(q);
-        if (!(q = get_name(q + 8, end, c->topic)) || end - q < 4) break;
-        if (p[1] == RN_FSM_TOPIC || p[1] == RN_FSM_GROW) {
+        if (!(q = get_name(q + 8, end, c->topic))) break;
+        if (p[1] == RN_FSM_DROP) {
+            /* the name only */
+        } else if (end - q < 4) {
+            break;
+        } else if (p[1] == RN_FSM_TOPIC || p[1] == RN_FSM_GROW) {
             if (p[1] == RN_FSM_GROW) {
                 c->queue = rn_be32_get(q);
                 q += 4;
@@ -314,7 +321,7 @@ int rn_fsm_cmd_decode(const uint8_t *p, size_t n, rn_fsm_cmd_t *c, char *errmsg)
     default:
         return rn_errf(errmsg, RN_ECORRUPT, "controller command type %u unknown to this runneld "
                        "(known: 1 register, 2 fence, 3 topic, 4 leader, 5 offsets, 6 replicas, "
-                       "7 grow)", p[1]);
+                       "7 grow, 8 drop)", p[1]);
     }
     return rn_errf(errmsg, RN_ECORRUPT, "controller command type %u: %zu bytes do not hold "
                    "its fields", p[1], n);
@@ -337,6 +344,16 @@ const rn_fsm_node_t *rn_fsm_find(const rn_fsm_t *f, uint64_t id)
 {
     long i = find_index(f, id);
     return i >= 0 ? &f->nodes[i] : NULL;
+}
+
+/* The name leaves the tombstones (created again, or deleted again). */
+static void tomb_remove(rn_fsm_t *f, const char *name)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < f->ntombs; k++)
+        if (strcmp(f->tombs[k].name, name)) f->tombs[n++] = f->tombs[k];
+    for (size_t k = n; k < f->ntombs; k++) memset(&f->tombs[k], 0, sizeof f->tombs[k]);
+    f->ntombs = n;
 }
 
 static int apply_topic(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
@@ -377,6 +394,7 @@ static int apply_topic(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
     snprintf(nt[at].name, sizeof nt[at].name, "%s", c->topic);
     nt[at].nqueues = c->nqueues;
     nt[at].q = q;
+    tomb_remove(f, c->topic);
     f->topics_gen++;                                               /* invariant 7 */
     return 0;
 }
@@ -403,6 +421,30 @@ static int apply_leader(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
                        "not check", c->topic, c->queue);
     *q = n;
     assert(check_pq(q));                                           /* invariant 6 */
+    f->topics_gen++;
+    return 0;
+}
+
+/* A topic deleted (fsm.h, DROP): it and its group offsets leave, its name
+ * joins the tombstones (the oldest leaves when they are full). */
+static int apply_drop(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
+{
+    long i = topic_index(f, c->topic);
+    if (i < 0) return rn_errf(errmsg, RN_EINVAL, "deleting unknown topic '%s'", c->topic);
+    free(f->topics[i].q);
+    memmove(&f->topics[i], &f->topics[i + 1], (f->ntopics - (size_t)i - 1) * sizeof f->topics[0]);
+    f->ntopics--;
+    size_t n = 0;
+    for (size_t k = 0; k < f->ngoffs; k++)
+        if (strcmp(f->goffs[k].topic, c->topic)) f->goffs[n++] = f->goffs[k];
+    f->ngoffs = n;
+    tomb_remove(f, c->topic);
+    if (f->ntombs == RN_FSM_MAX_TOMBS) {
+        memmove(&f->tombs[0], &f->tombs[1], (RN_FSM_MAX_TOMBS - 1) * sizeof f->tombs[0]);
+        f->ntombs--;
+    }
+    snprintf(f->tombs[f->ntombs].name, sizeof f->tombs[0].name, "%s", c->topic);
+    f->tombs[f->ntombs++].at_ms = c->at_ms;
     f->topics_gen++;
     return 0;
 }
@@ -478,6 +520,7 @@ int rn_fsm_apply(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
     if (c->type == RN_FSM_LEADER) return apply_leader(f, c, errmsg);
     if (c->type == RN_FSM_REPLICAS) return apply_replicas(f, c, errmsg);
     if (c->type == RN_FSM_GROW) return apply_grow(f, c, errmsg);
+    if (c->type == RN_FSM_DROP) return apply_drop(f, c, errmsg);
     long i = find_index(f, c->id);
     if (c->type == RN_FSM_FENCE) {
         if (i >= 0 && f->nodes[i].live) {
@@ -739,7 +782,8 @@ size_t rn_fsm_snapshot_bound(const rn_fsm_t *f)
     for (size_t i = 0; i < f->ntopics; i++)
         b += 2 + RN_FSM_TOPIC_MAX + 4 +
              f->topics[i].nqueues * (8 + 8 + 3 + 24 * (size_t)RN_CLUSTER_MAX_NODES);
-    return b + 4 + f->ngoffs * (2 + RN_FSM_TOPIC_MAX + 2 + RN_FSM_TOPIC_MAX + 4 + 8);
+    return b + 4 + f->ngoffs * (2 + RN_FSM_TOPIC_MAX + 2 + RN_FSM_TOPIC_MAX + 4 + 8) +
+           4 + f->ntombs * (2 + RN_FSM_TOPIC_MAX + 8);
 }
 
 size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out)
@@ -750,7 +794,7 @@ size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out)
     for (size_t i = 0; i < f->n; i++) kafka |= f->nodes[i].kafka[0] != '\0';
     for (size_t i = 0; i < f->ntopics; i++)
         for (uint32_t k = 0; k < f->topics[i].nqueues; k++) moving |= f->topics[i].q[k].ntarget;
-    int version = moving ? 5 : kafka ? 4 : f->ngoffs ? 3 : f->ntopics ? 2 : 1;
+    int version = f->ntombs ? 6 : moving ? 5 : kafka ? 4 : f->ngoffs ? 3 : f->ntopics ? 2 : 1;
     *p++ = (uint8_t)version;
     rn_be32_put(p, (uint32_t)f->n); p += 4;
     for (size_t i = 0; i < f->n; i++) {
@@ -785,6 +829,13 @@ size_t rn_fsm_snapshot_encode(const rn_fsm_t *f, uint8_t *out)
         }
     }
     if (version >= 3) p = snap_goffs_put(f, p);            /* version 4: 0 or more */
+    if (version >= 6) {
+        rn_be32_put(p, (uint32_t)f->ntombs); p += 4;
+        for (size_t i = 0; i < f->ntombs; i++) {
+            p = put_name(p, f->tombs[i].name);
+            rn_be64_put(p, (uint64_t)f->tombs[i].at_ms); p += 8;
+        }
+    }
     return (size_t)(p - out);
 }
 
@@ -872,6 +923,21 @@ int rn_fsm_snapshot_decode(rn_fsm_t *f, const uint8_t *p, size_t n, char *errmsg
     if (version >= 2 && !(p = snap_topics(p, end, &nf, version == 2 ? 1 : 0, version >= 5)))
         goto bad;
     if (version >= 3 && !(p = snap_goffs_get(p, end, &nf, version >= 4))) goto bad;
+    if (version >= 6) {
+        if (end - p < 4) goto bad;
+        uint32_t nt = rn_be32_get(p);
+        p += 4;
+        if (nt < 1 || nt > RN_FSM_MAX_TOMBS) goto bad;
+        for (uint32_t i = 0; i < nt; i++) {
+            if (!(p = get_name(p, end, nf.tombs[i].name)) || end - p < 8) goto bad;
+            nf.tombs[i].at_ms = (int64_t)rn_be64_get(p);
+            p += 8;
+            if (topic_index(&nf, nf.tombs[i].name) >= 0) goto bad;   /* a live name */
+            for (uint32_t k = 0; k < i; k++)
+                if (!strcmp(nf.tombs[k].name, nf.tombs[i].name)) goto bad;
+            nf.ntombs = i + 1;
+        }
+    }
     if (p != end) goto bad;
     rn_fsm_topics_free(f->topics, f->ntopics);
     free(f->goffs);

@@ -45,6 +45,12 @@
  *                 q[0..nq-first) of the command are queues first..nq-1, each
  *                 at epoch 1 with ISR = replicas; applied only when the topic
  *                 has first queues)
+ *   DROP     (8): id u64 = 0 | at_ms i64 | len u16 | name[len]
+ *                 (the topic and its group offsets leave the state; its name
+ *                 joins the tombstones, the last RN_FSM_MAX_TOMBS deleted
+ *                 names with their at_ms, so that a node that was down
+ *                 deletes its own copy when it comes back; a TOPIC of the
+ *                 name takes it off them)
  *   OFFSETS  (5): ng u32 | ng × (len u16 | group[len] | n u32 |
  *                 n × (len u16 | topic[len] | queue u32 | offset i64))
  *                 (group offsets committed on replicated topics: one or
@@ -71,6 +77,8 @@
  *   (klen 0 for none), the topic part (t >= 0) and the offsets part
  *   (g >= 0). Version 5, written while a queue is being reassigned: version
  *   4's layout with, per queue after its ISR, ntarget u8 | ntarget × u64.
+ *   Version 6, written while there are tombstones: version 5's layout, then
+ *   nt u32 >= 1 | nt × (len u16 | name[len] | at_ms i64), oldest first.
  *   One encoding per state, and older snapshots still load.
  *
  * A newer version or an unknown type is refused (RN_ECORRUPT with a
@@ -88,6 +96,7 @@
 #define RN_FSM_TOPIC_MAX     250     /* a topic name, NUL included (249 characters) */
 #define RN_FSM_MAX_QUEUES    64      /* queues of one replicated topic */
 #define RN_FSM_MAX_TOPICS    4096
+#define RN_FSM_MAX_TOMBS     64      /* deleted topic names kept (DROP) */
 #define RN_FSM_CMD_MAX       ((2 + 8 + 8 + 2 + RN_FSM_TOPIC_MAX + 4 + 8 + 8 + 1 + \
                                RN_FSM_MAX_QUEUES * (8 + 1 + 8 * RN_CLUSTER_MAX_NODES) + \
                                2 * (2 + RN_CLUSTER_ADDR_MAX) + 7) / 8 * 8)
@@ -100,6 +109,7 @@ typedef enum rn_fsm_cmd_type {
     RN_FSM_OFFSETS = 5,     /* group offsets on replicated topics (rn_fsm_offsets_*) */
     RN_FSM_REPLICAS = 6,    /* a queue's replica set and reassignment target (queue reassign) */
     RN_FSM_GROW = 7,        /* more queues for a replicated topic (topic alter) */
+    RN_FSM_DROP = 8,        /* a replicated topic deleted (topic delete) */
 } rn_fsm_cmd_type_t;
 
 /* One queue of a replicated topic. Invariants: 1 <= nrep <= MAX_NODES,
@@ -163,7 +173,14 @@ typedef struct rn_fsm_goff {
 #define RN_FSM_MAX_GOFFS         65536        /* group offsets the cluster holds */
 #define RN_FSM_OFFSETS_MAX_BYTES (256u << 10) /* one OFFSETS entry, padding included */
 
+typedef struct rn_fsm_tomb {
+    char    name[RN_FSM_TOPIC_MAX];
+    int64_t at_ms;                      /* the leader's wall clock when it was deleted */
+} rn_fsm_tomb_t;
+
 typedef struct rn_fsm {
+    size_t          ntombs;
+    rn_fsm_tomb_t   tombs[RN_FSM_MAX_TOMBS];       /* deleted topics, oldest first */
     size_t          n;
     rn_fsm_node_t   nodes[RN_CLUSTER_MAX_NODES];   /* ascending id */
     size_t          ntopics;

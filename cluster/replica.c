@@ -111,6 +111,7 @@ struct rn_repl {
     pthread_t          th;
     int                started;
     made_t            *made;            /* topics made here, their queue count (manager) */
+    uint64_t           tombs_gen;        /* the view's topics_gen last handled (manager) */
     size_t             nmade, capmade;
     /* Group offsets (invariant 7): smu makes the writers of meta.db offsets
      * (the manager, commit handlers) take and write one at a time, so that
@@ -493,6 +494,55 @@ static int make_local(rn_repl_t *r, const char *name, uint32_t nqueues, char *er
     return rc;
 }
 
+/* DeleteTopic of a replicated topic: through the controller (a DROP entry);
+ * 1 when the topic is not replicated (deleted locally as always). The
+ * caller deletes this node's copy once it returns 0. */
+static int h_delete_topic(void *arg, const char *name, int forwarded, rn_status_t *st)
+{
+    rn_repl_t *r = arg;
+    rn_ctl_t *ctl = atomic_load(&r->ctl);
+    if (!ctl)
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "this node's cluster controller is "
+                             "starting; retry");
+    const rn_ctl_view_t *v = rn_ctl_view_get(ctl);
+    int known = 0;
+    for (size_t k = 0; k < v->ntopics && !known; k++) known = !strcmp(v->topics[k].name, name);
+    rn_ctl_view_put(v);
+    if (!known) return 1;
+    char err[RN_ERRMSG_SIZE] = "";
+    uint64_t leader = 0;
+    int rc = rn_ctl_drop_topic(ctl, name, 5000, &leader, err);
+    if (rc == -EAGAIN && leader && !forwarded) {
+        Runnel__V1__DeleteTopicRequest fw;
+        runnel__v1__delete_topic_request__init(&fw);
+        fw.name = (char *)name;
+        fw.forwarded = 1;
+        ProtobufCMessage *m = NULL;
+        if (rn_cluster_forward(ctl, leader, RN_RPC_METHOD("DeleteTopic"), &fw.base,
+                               &runnel__v1__delete_topic_response__descriptor, 10000, &m, st) != 0)
+            return -1;
+        protobuf_c_message_free_unpacked(m, NULL);
+    } else if (rc == -EAGAIN || rc == -ETIMEDOUT) {
+        return rn_status_set(st, RN_ST_UNAVAILABLE, "topic '%s': %s; retry", name,
+                             err[0] ? err : "no controller leader");
+    } else if (rc == RN_ENOTFOUND) {
+        return rn_status_set(st, RN_ST_NOT_FOUND, "%s", err);
+    } else if (rc != 0) {
+        return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "%s", err);
+    }
+    /* Committed: this node's copy goes once its view has the deletion, so
+     * that its manager does not make the topic again meanwhile (the
+     * manager stops the topic's fetchers, invariant 8). */
+    for (int i = 0, gone = 0; i < 500 && !gone; i++) {
+        v = rn_ctl_view_get(ctl);
+        gone = 1;
+        for (size_t k = 0; k < v->ntopics; k++) gone &= strcmp(v->topics[k].name, name) != 0;
+        rn_ctl_view_put(v);
+        if (!gone) sleep_ms(10);
+    }
+    return 0;
+}
+
 /* AlterTopic of a replicated topic: through the controller (a GROW entry);
  * 1 when the topic is not replicated (altered locally as always). */
 static int h_alter_topic(void *arg, const Runnel__V1__AlterTopicRequest *req, rn_status_t *st)
@@ -863,6 +913,42 @@ static int stop_fetcher(rn_repl_t *r, rq_t *q)
     return running && !exited;
 }
 
+/* A deleted replicated topic (a tombstone of the view, fsm.h DROP): its
+ * fetchers stop, its leader state is reset (a topic made again under the
+ * name starts from nothing), and this node's copy is deleted when it was
+ * made before the deletion (a node that was down deletes it when it comes
+ * back). Manager thread. */
+static void forget_topic(rn_repl_t *r, const rn_fsm_tomb_t *tomb)
+{
+    pthread_mutex_lock(&r->mu);
+    for (rq_t *q = r->qs; q; q = q->next) {
+        if (strcmp(q->topic, tomb->name)) continue;
+        if (q->running) q->stop = 1;
+        q->lepoch = 0;
+        q->hwm = q->leader_hwm = 0;
+        q->n = 0;
+        q->log_end = -1;
+    }
+    pthread_mutex_unlock(&r->mu);
+    for (rq_t *q = r->qs; q; q = q->next)        /* only the manager adds to the list */
+        if (!strcmp(q->topic, tomb->name)) stop_fetcher(r, q);
+    made_set(r, tomb->name, 0);
+    rn_datadir_t *d = rn_hd_datadir(r->o.hd);
+    rn_meta_topic_t t;
+    char err[RN_ERRMSG_SIZE];
+    rn_meta_t *m = rn_datadir_meta_lock(d);
+    int here = rn_meta_topic_get(m, tomb->name, &t, err) == 0 && t.created_ms <= tomb->at_ms;
+    rn_datadir_meta_unlock(d);
+    if (!here) return;
+    rn_status_t st = {RN_ST_OK, "", RN_SR_NONE};
+    if (rn_hd_topic_delete_local(r->o.hd, tomb->name, &st) == 0)
+        rn_slog(RN_SLOG_INFO, "replica: topic '%s' deleted here: it was deleted in the cluster",
+                tomb->name);
+    else if (st.code != RN_ST_NOT_FOUND)
+        rn_slog(RN_SLOG_ERROR, "replica: topic '%s' was deleted in the cluster but not here: %s",
+                tomb->name, st.msg);
+}
+
 static void manage(rn_repl_t *r, rn_ctl_t *ctl, int64_t now)
 {
     const rn_ctl_view_t *v = rn_ctl_view_get(ctl);
@@ -871,6 +957,10 @@ static void manage(rn_repl_t *r, rn_ctl_t *ctl, int64_t now)
         return;
     }
     char err[RN_ERRMSG_SIZE];
+    if (v->topics_gen != r->tombs_gen) {        /* the tombstones, once per change */
+        for (size_t i = 0; i < v->ntombs; i++) forget_topic(r, &v->tombs[i]);
+        r->tombs_gen = v->topics_gen;
+    }
     static rn_ctl_end_t ends[RN_CTL_MAX_ENDS];     /* the manager thread only */
     size_t nends = 0;
     for (size_t i = 0; i < v->ntopics; i++) {
@@ -1095,7 +1185,7 @@ int rn_repl_create(const rn_repl_opts_t *o, rn_repl_t **out, char *errmsg)
     pthread_mutex_init(&r->smu, NULL);
     pthread_mutex_init(&r->fmu, NULL);
     rn_hd_repl_t hooks = {r, h_produce, h_wait, h_fetch, h_create_topic, h_alter_topic,
-                          h_replicated,
+                          h_delete_topic, h_replicated,
                           h_commit_offsets};
     rn_hd_set_repl(o->hd, &hooks);
     *out = r;

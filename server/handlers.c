@@ -994,7 +994,7 @@ int rn_hd_create_topic(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     return 0;
 }
 
-/* Deleting or remapping a replicated topic is not replicated
+/* Remapping a queue of a replicated topic is not replicated
  * (cluster/README.md): refused rather than done on one node only. */
 static int refuse_replicated(rn_hd_t *h, const char *topic, const char *what, rn_status_t *st)
 {
@@ -1027,10 +1027,28 @@ int rn_hd_alter_topic(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     return 0;
 }
 
+static int topic_delete(rn_hd_t *h, const char *name, int forwarded, rn_status_t *st)
+{
+    int local = h->has_repl ? h->repl.delete_topic(h->repl.arg, name ? name : "", forwarded, st)
+                            : 1;
+    if (local < 0) return -1;
+    if (local) return rn_hd_topic_delete_local(h, name, st);
+    /* Deleted in the cluster: this node's copy now (the others' managers
+     * delete theirs); the manager may have been first. */
+    if (rn_hd_topic_delete_local(h, name, st) != 0 && st->code != RN_ST_NOT_FOUND) return -1;
+    st->code = RN_ST_OK;
+    st->msg[0] = '\0';
+    return 0;
+}
+
 int rn_hd_topic_delete(rn_hd_t *h, const char *name, rn_status_t *st)
 {
+    return topic_delete(h, name, 0, st);
+}
+
+int rn_hd_topic_delete_local(rn_hd_t *h, const char *name, rn_status_t *st)
+{
     char err[RN_ERRMSG_SIZE] = "";
-    if (refuse_replicated(h, name, "deleting", st) != 0) return -1;
     int rc = rn_datadir_topic_delete(h->d, name ? name : "", NULL, err);
     if (rc != 0) return fail_rc(st, rc, err);
     /* The entries of its queues stay (never freed before close); their
@@ -1053,7 +1071,7 @@ int rn_hd_delete_topic(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
                        ProtobufCMessage **resp, rn_status_t *st)
 {
     const Runnel__V1__DeleteTopicRequest *req = (const void *)m;
-    if (rn_hd_topic_delete(h, req->name, st) != 0) return -1;
+    if (topic_delete(h, req->name, req->forwarded, st) != 0) return -1;
     Runnel__V1__DeleteTopicResponse *r = rn_arena_alloc(a, sizeof *r);
     if (!r) return OOM(st);
     runnel__v1__delete_topic_response__init(r);

@@ -113,8 +113,11 @@ int rn_hd_alter_topic(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, Protobu
  * queues is dropped (rebuilt from the new topic's tail if it is recreated). */
 int rn_hd_delete_topic(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
                        rn_status_t *);
-/* The same for callers without a protobuf request (the Kafka front). */
+/* The same for callers without a protobuf request (the Kafka front): in a
+ * cluster, a replicated topic is deleted through the controller. */
 int rn_hd_topic_delete(rn_hd_t *h, const char *name, rn_status_t *st);
+/* This node's copy only (the replica module's manager, after a DROP). */
+int rn_hd_topic_delete_local(rn_hd_t *h, const char *name, rn_status_t *st);
 int rn_hd_list_topics(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
                       rn_status_t *);
 int rn_hd_describe_topic(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
@@ -233,6 +236,10 @@ typedef struct rn_hd_repl {
      * queues of a replicated topic and it has them here too; 1 when the
      * topic is not replicated (alter it locally as always); -1 with st. */
     int (*alter_topic)(void *arg, const Runnel__V1__AlterTopicRequest *req, rn_status_t *st);
+    /* DeleteTopic in a cluster: 0 when the controller committed the
+     * deletion of a replicated topic (this node then deletes its copy); 1
+     * when the topic is not replicated (deleted locally as always); -1. */
+    int (*delete_topic)(void *arg, const char *name, int forwarded, rn_status_t *st);
     /* Whether the controller replicates topic: 1 yes, 0 no, -1 with st when
      * this node cannot tell yet (starting, rejoining). */
     int (*replicated)(void *arg, const char *topic, rn_status_t *st);

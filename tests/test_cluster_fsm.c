@@ -956,6 +956,77 @@ static void test_grow_cmd(void **state)
     rn_fsm_free(&g);
 }
 
+/* DROP (topic delete): round trip and every truncation; the topic and its
+ * group offsets leave, its name becomes a tombstone (snapshot version 6,
+ * round trip and every truncation), a TOPIC of the name takes it off; an
+ * unknown name refused; the tombstones keep the last RN_FSM_MAX_TOMBS. */
+static void test_drop_cmd(void **state)
+{
+    (void)state;
+    char err[RN_ERRMSG_SIZE];
+    rn_fsm_cmd_t c;
+    memset(&c, 0, sizeof c);
+    c.type = RN_FSM_DROP;
+    c.at_ms = 1234;
+    snprintf(c.topic, sizeof c.topic, "dt");
+    uint8_t buf[RN_FSM_CMD_MAX];
+    size_t len = 0;
+    assert_int_equal(rn_fsm_cmd_encode(&c, buf, &len), 0);
+    assert_int_equal(len % 8, 0);
+    rn_fsm_cmd_t d;
+    assert_int_equal(rn_fsm_cmd_decode(buf, len, &d, err), 0);
+    assert_memory_equal(&c, &d, sizeof c);
+    for (size_t n = 0; n < len; n++)
+        assert_int_equal(rn_fsm_cmd_decode(buf, n, &d, err),
+                         n >= 2 + 8 + 8 + 2 + 2 ? 0 : RN_ECORRUPT);
+
+    rn_fsm_t f, g;
+    rn_fsm_init(&f);
+    rn_fsm_init(&g);
+    assert_int_equal(rn_fsm_apply(&f, &c, err), RN_EINVAL);     /* no such topic */
+    rn_fsm_cmd_t t = topic("dt", 2, 3, 0), k = topic("keep", 1, 3, 0);
+    assert_int_equal(rn_fsm_apply(&f, &t, err), 0);
+    assert_int_equal(rn_fsm_apply(&f, &k, err), 0);
+    rn_fsm_goff_t o[2] = {goff("g", "dt", 1, 5), goff("g", "keep", 0, 7)};
+    assert_int_equal(rn_fsm_offsets_apply(&f, o, 2, err), 0);
+    assert_int_equal(rn_fsm_apply(&f, &c, err), 0);
+    assert_null(rn_fsm_topic_find(&f, "dt"));
+    assert_non_null(rn_fsm_topic_find(&f, "keep"));
+    assert_int_equal(f.ngoffs, 1);
+    assert_string_equal(f.goffs[0].topic, "keep");
+    assert_int_equal(f.ntombs, 1);
+    assert_string_equal(f.tombs[0].name, "dt");
+    assert_int_equal(f.tombs[0].at_ms, 1234);
+    uint8_t snap[65536];
+    size_t n = rn_fsm_snapshot_encode(&f, snap);
+    assert_int_equal(snap[4], 6);
+    assert_int_equal(rn_fsm_snapshot_decode(&g, snap, n, err), 0);
+    assert_fsm_equal(&f, &g);
+    assert_int_equal(g.ntombs, 1);
+    assert_memory_equal(g.tombs, f.tombs, sizeof f.tombs[0]);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(rn_fsm_snapshot_decode(&g, snap, i, err), RN_ECORRUPT);
+    assert_int_equal(rn_fsm_apply(&f, &t, err), 0);               /* made again */
+    assert_int_equal(f.ntombs, 0);
+    for (int i = 0; i < RN_FSM_MAX_TOMBS + 3; i++) {                /* the last ones kept */
+        rn_fsm_cmd_t ti = topic("x", 1, 3, 0), di = c;
+        snprintf(ti.topic, sizeof ti.topic, "t%03d", i);
+        snprintf(di.topic, sizeof di.topic, "t%03d", i);
+        di.at_ms = i;
+        assert_int_equal(rn_fsm_apply(&f, &ti, err), 0);
+        assert_int_equal(rn_fsm_apply(&f, &di, err), 0);
+    }
+    assert_int_equal(f.ntombs, RN_FSM_MAX_TOMBS);
+    assert_string_equal(f.tombs[0].name, "t003");
+    assert_string_equal(f.tombs[RN_FSM_MAX_TOMBS - 1].name, "t066");
+    n = rn_fsm_snapshot_encode(&f, snap);
+    assert_int_equal(rn_fsm_snapshot_decode(&g, snap, n, err), 0);
+    assert_int_equal(g.ntombs, RN_FSM_MAX_TOMBS);
+    assert_memory_equal(g.tombs, f.tombs, sizeof f.tombs);
+    rn_fsm_free(&f);
+    rn_fsm_free(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -972,6 +1043,7 @@ int main(void)
         cmocka_unit_test(test_kafka_addr),
         cmocka_unit_test(test_replicas_cmd),
         cmocka_unit_test(test_grow_cmd),
+        cmocka_unit_test(test_drop_cmd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,6 +25,9 @@
  *   grow       topic alter of the replicated topic through a follower: the
  *              new queues on live members, made on every one, written and
  *              read back; shrinking or more than 64 queues refused
+ *   drop       topic delete of a replicated topic through a follower while
+ *              node 4 is down: gone everywhere, on node 4 once it is back
+ *              (a tombstone); made again it starts empty at offset 0
  *   remove     node 5 joins, is added, then removed: it shows as "removed",
  *              is no longer live, and a topic made afterwards has no
  *              replica on it
@@ -556,6 +559,97 @@ static void test_grow(void **state)
     refused(big, 1, "at most 64");
 }
 
+/* `topic describe NAME` on node i: 1 when it exists there, 0 when not
+ * found (exit 1, "unknown topic"), failing on anything else. */
+static int has_topic(int i, const char *name)
+{
+    char *out, *err;
+    const char *d[] = {"--server", addr_of(i), "topic", "describe", name, NULL};
+    int code = cli(&out, &err, d);
+    int missing = code == 1 && strstr(err, "unknown topic") != NULL;
+    if (code != 0 && !missing) fail_msg("topic describe %s on node %d: exit %d: %s", name, i + 1,
+                                        code, err);
+    free(out);
+    free(err);
+    return code == 0;
+}
+
+static void wait_topic(int i, const char *name, int want)
+{
+    int64_t t0 = now_ms();
+    while (has_topic(i, name) != want) {
+        if (now_ms() - t0 > WAIT_MS) {
+            print_logs();
+            fail_msg("node %d: topic %s %s after %d ms", i + 1, name,
+                     want ? "still missing" : "still there", WAIT_MS);
+        }
+        rn_test_sleep_ms(50);
+    }
+}
+
+/* topic delete of a replicated topic: through a follower, while node 4 is
+ * stopped; gone on the running members at once, from the controller state,
+ * and from node 4 once it is back (the tombstone); made again under the
+ * name, it starts empty at offset 0; an unknown topic is refused. */
+static void test_drop(void **state)
+{
+    (void)state;
+    int l = leader_index();
+    int via = 0;
+    while (via == l || via == g->gone) via++;
+    char list[160], in[128], o[128], e[128], *out, *err;
+    snprintf(list, sizeof list, "%s,%s", addr_of(l), addr_of(via));
+    const char *mk[] = {"--server", list, "topic", "create", "dt", "--queues", "2", NULL};
+    assert_int_equal(cli(&out, &err, mk), 0);
+    free(out);
+    free(err);
+    snprintf(in, sizeof in, "%s/dt-in", g->work);
+    snprintf(o, sizeof o, "%s/out", g->work);
+    snprintf(e, sizeof e, "%s/err", g->work);
+    FILE *f = fopen(in, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 20; i++) fprintf(f, "old%d\n", i);
+    fclose(f);
+    const char *pa[] = {"runnel", "--server", list, "produce", "dt", "--queue", "0", NULL};
+    int st = rn_test_run(RN_BIN_DIR "/runnel", pa, in, o, e);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    wait_topic(3, "dt", 1);
+    srv_stop(g->n[3]);                                 /* node 4 misses the deletion */
+    const char *del[] = {"--server", addr_of(via), "topic", "delete", "dt", NULL};
+    int code = cli(&out, &err, del);
+    if (code != 0) fail_msg("topic delete dt through node %d: exit %d: %s", via + 1, code, err);
+    free(out);
+    free(err);
+    wait_topic(l, "dt", 0);
+    wait_topic(via, "dt", 0);
+    Runnel__V1__ClusterStatusResponse *r = status_of(l);
+    for (size_t k = 0; r && k < r->n_queues; k++) assert_string_not_equal(r->queues[k]->topic, "dt");
+    if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
+    srv_start(g->n[3]);
+    wait_sees(1u << l, 4, "voter", 1);
+    wait_topic(3, "dt", 0);                            /* its own copy, deleted on its return */
+    /* made again: empty, from offset 0 */
+    assert_int_equal(cli(&out, &err, mk), 0);
+    free(out);
+    free(err);
+    f = fopen(in, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 5; i++) fprintf(f, "new%d\n", i);
+    fclose(f);
+    st = rn_test_run(RN_BIN_DIR "/runnel", pa, in, o, e);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    const char *ca[] = {"--server", list, "consume", "dt", "--queue", "0", "--format", "json",
+                        NULL};
+    assert_int_equal(cli(&out, &err, ca), 0);
+    assert_non_null(strstr(out, "\"offset\":0,"));
+    assert_null(strstr(out, "old"));
+    assert_non_null(strstr(out, "new4"));
+    free(out);
+    free(err);
+    const char *nope[] = {"--server", addr_of(via), "topic", "delete", "nope", NULL};
+    refused(nope, 1, "nope");
+}
+
 static void test_remove(void **state)
 {
     (void)state;
@@ -653,6 +747,7 @@ int main(void)
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_reassign),
         cmocka_unit_test(test_grow),
+        cmocka_unit_test(test_drop),
         cmocka_unit_test(test_remove),
         cmocka_unit_test(test_unstarted),
         cmocka_unit_test(test_single_node),
