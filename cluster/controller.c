@@ -744,7 +744,8 @@ static void take_drop(rn_ctl_t *c, treq_t *t)
         return;
     }
     if (!rn_fsm_topic_find(&c->fsm, t->name)) {
-        snprintf(err, sizeof err, "'%.200s' is not a replicated topic", t->name);
+        snprintf(err, sizeof err, "unknown topic '%.150s' (no replicated topic, nor a topic of "
+                 "the node asked, has that name)", t->name);
         treq_done(c, t, RN_ENOTFOUND, 0, err);
         return;
     }
@@ -772,7 +773,8 @@ static void take_grow(rn_ctl_t *c, treq_t *t)
     }
     const rn_fsm_topic_t *tp = rn_fsm_topic_find(&c->fsm, t->name);
     if (!tp) {
-        snprintf(err, sizeof err, "'%.200s' is not a replicated topic", t->name);
+        snprintf(err, sizeof err, "unknown topic '%.150s' (no replicated topic, nor a topic of "
+                 "the node asked, has that name)", t->name);
         treq_done(c, t, RN_ENOTFOUND, 0, err);
         return;
     }

@@ -346,7 +346,8 @@ const rn_fsm_node_t *rn_fsm_find(const rn_fsm_t *f, uint64_t id)
     return i >= 0 ? &f->nodes[i] : NULL;
 }
 
-/* The name leaves the tombstones (created again, or deleted again). */
+/* The name leaves the tombstones (deleted again: its newer time goes at
+ * the end). */
 static void tomb_remove(rn_fsm_t *f, const char *name)
 {
     size_t n = 0;
@@ -394,7 +395,6 @@ static int apply_topic(rn_fsm_t *f, const rn_fsm_cmd_t *c, char *errmsg)
     snprintf(nt[at].name, sizeof nt[at].name, "%s", c->topic);
     nt[at].nqueues = c->nqueues;
     nt[at].q = q;
-    tomb_remove(f, c->topic);
     f->topics_gen++;                                               /* invariant 7 */
     return 0;
 }
@@ -932,7 +932,6 @@ int rn_fsm_snapshot_decode(rn_fsm_t *f, const uint8_t *p, size_t n, char *errmsg
             if (!(p = get_name(p, end, nf.tombs[i].name)) || end - p < 8) goto bad;
             nf.tombs[i].at_ms = (int64_t)rn_be64_get(p);
             p += 8;
-            if (topic_index(&nf, nf.tombs[i].name) >= 0) goto bad;   /* a live name */
             for (uint32_t k = 0; k < i; k++)
                 if (!strcmp(nf.tombs[k].name, nf.tombs[i].name)) goto bad;
             nf.ntombs = i + 1;

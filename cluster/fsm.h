@@ -49,8 +49,9 @@
  *                 (the topic and its group offsets leave the state; its name
  *                 joins the tombstones, the last RN_FSM_MAX_TOMBS deleted
  *                 names with their at_ms, so that a node that was down
- *                 deletes its own copy when it comes back; a TOPIC of the
- *                 name takes it off them)
+ *                 deletes its own copy when it comes back, a copy made
+ *                 before at_ms only: a topic made again under the name
+ *                 keeps its tombstone, which its new copies postdate)
  *   OFFSETS  (5): ng u32 | ng × (len u16 | group[len] | n u32 |
  *                 n × (len u16 | topic[len] | queue u32 | offset i64))
  *                 (group offsets committed on replicated topics: one or

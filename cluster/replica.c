@@ -494,6 +494,20 @@ static int make_local(rn_repl_t *r, const char *name, uint32_t nqueues, char *er
     return rc;
 }
 
+/* 1 when this node has a topic of that name. A name neither in the view
+ * nor here may be a replicated topic this node's view has not seen yet
+ * (made through another node just now): its callers ask the controller. */
+static int local_topic(rn_repl_t *r, const char *name)
+{
+    rn_datadir_t *d = rn_hd_datadir(r->o.hd);
+    rn_meta_topic_t t;
+    char err[RN_ERRMSG_SIZE];
+    rn_meta_t *m = rn_datadir_meta_lock(d);
+    int here = rn_meta_topic_get(m, name, &t, err) == 0;
+    rn_datadir_meta_unlock(d);
+    return here;
+}
+
 /* DeleteTopic of a replicated topic: through the controller (a DROP entry);
  * 1 when the topic is not replicated (deleted locally as always). The
  * caller deletes this node's copy once it returns 0. */
@@ -508,8 +522,8 @@ static int h_delete_topic(void *arg, const char *name, int forwarded, rn_status_
     int known = 0;
     for (size_t k = 0; k < v->ntopics && !known; k++) known = !strcmp(v->topics[k].name, name);
     rn_ctl_view_put(v);
-    if (!known) return 1;
     char err[RN_ERRMSG_SIZE] = "";
+    if (!known && local_topic(r, name)) return 1;
     uint64_t leader = 0;
     int rc = rn_ctl_drop_topic(ctl, name, 5000, &leader, err);
     if (rc == -EAGAIN && leader && !forwarded) {
@@ -557,7 +571,7 @@ static int h_alter_topic(void *arg, const Runnel__V1__AlterTopicRequest *req, rn
     for (size_t k = 0; k < v->ntopics && !known; k++) known = !strcmp(v->topics[k].name,
                                                                       req->name);
     rn_ctl_view_put(v);
-    if (!known) return 1;
+    if (!known && local_topic(r, req->name)) return 1;
     char err[RN_ERRMSG_SIZE] = "";
     uint64_t leader = 0;
     int rc = rn_ctl_grow_topic(ctl, req->name, req->queues, 5000, &leader, err);
@@ -913,13 +927,21 @@ static int stop_fetcher(rn_repl_t *r, rq_t *q)
     return running && !exited;
 }
 
-/* A deleted replicated topic (a tombstone of the view, fsm.h DROP): its
- * fetchers stop, its leader state is reset (a topic made again under the
- * name starts from nothing), and this node's copy is deleted when it was
- * made before the deletion (a node that was down deletes it when it comes
- * back). Manager thread. */
+/* A deleted replicated topic (a tombstone of the view, fsm.h DROP): this
+ * node's copy, when made before the deletion, is deleted (a node that was
+ * down deletes it when it comes back), the topic's fetchers stop and its
+ * leader state is reset, so that a topic made again under the name starts
+ * from nothing, made anew by the manager. A copy made after the deletion
+ * is the new topic's: left alone. Manager thread. */
 static void forget_topic(rn_repl_t *r, const rn_fsm_tomb_t *tomb)
 {
+    rn_datadir_t *d = rn_hd_datadir(r->o.hd);
+    rn_meta_topic_t t;
+    char err[RN_ERRMSG_SIZE];
+    rn_meta_t *m = rn_datadir_meta_lock(d);
+    int exists = rn_meta_topic_get(m, tomb->name, &t, err) == 0;
+    rn_datadir_meta_unlock(d);
+    if (exists && t.created_ms > tomb->at_ms) return;
     pthread_mutex_lock(&r->mu);
     for (rq_t *q = r->qs; q; q = q->next) {
         if (strcmp(q->topic, tomb->name)) continue;
@@ -933,13 +955,7 @@ static void forget_topic(rn_repl_t *r, const rn_fsm_tomb_t *tomb)
     for (rq_t *q = r->qs; q; q = q->next)        /* only the manager adds to the list */
         if (!strcmp(q->topic, tomb->name)) stop_fetcher(r, q);
     made_set(r, tomb->name, 0);
-    rn_datadir_t *d = rn_hd_datadir(r->o.hd);
-    rn_meta_topic_t t;
-    char err[RN_ERRMSG_SIZE];
-    rn_meta_t *m = rn_datadir_meta_lock(d);
-    int here = rn_meta_topic_get(m, tomb->name, &t, err) == 0 && t.created_ms <= tomb->at_ms;
-    rn_datadir_meta_unlock(d);
-    if (!here) return;
+    if (!exists) return;
     rn_status_t st = {RN_ST_OK, "", RN_SR_NONE};
     if (rn_hd_topic_delete_local(r->o.hd, tomb->name, &st) == 0)
         rn_slog(RN_SLOG_INFO, "replica: topic '%s' deleted here: it was deleted in the cluster",
