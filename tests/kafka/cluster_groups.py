@@ -196,9 +196,10 @@ def consumer(bootstrap, group, reset):
                      "topic.metadata.refresh.interval.ms": 1000, "retry.backoff.ms": 100})
 
 
-def take(c, got, want, deadline, what):
+def take(c, got, want, deadline, what, first=None):
     """Poll c until want records were read in all (got: {p: [offsets]},
-    each value checked)."""
+    each value checked); first (a list), when given, gets the time of the
+    first record read."""
     while sum(len(v) for v in got.values()) < want:
         if time.time() > deadline:
             fail("%s: read %d of %d records in time (%s)" %
@@ -216,6 +217,8 @@ def take(c, got, want, deadline, what):
         if m.value() != b"r-%d-%d" % (p, o):
             fail("%s: partition %d offset %d holds %r" % (what, p, o, m.value()))
         got[p].append(o)
+        if first is not None and not first:
+            first.append(time.time())
 
 
 def main():
@@ -300,7 +303,8 @@ def main():
     c2.subscribe([a.topic])
     got2 = {p: [] for p in range(NPARTS)}
     want = sum(ends[p] - committed[p] for p in range(NPARTS))
-    take(c2, got2, want, time.time() + 30, "second consumer")
+    first = []
+    take(c2, got2, want, time.time() + 30, "second consumer", first)
     resumed = time.time() - killed
     for p in range(NPARTS):
         if got2[p] != list(range(committed[p], ends[p])):
@@ -311,8 +315,8 @@ def main():
         fail("second consumer read a record past the ends: partition %d offset %d" %
              (m.partition(), m.offset()))
     ok("second consumer (bootstrap: nodes %s) read every partition from exactly the committed "
-       "offset to its end, each record once: %d records; kill -9 to the last of them: %.2f s" %
-       (live, want, resumed))
+       "offset to its end, each record once: %d records; kill -9 to the first of them: "
+       "%.2f s, to the last: %.2f s" % (live, want, first[0] - killed, resumed))
     res = c2.commit(offsets=[TopicPartition(a.topic, p, ends[p]) for p in range(NPARTS)],
                     asynchronous=False)
     if any(tp.error for tp in res):
