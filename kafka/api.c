@@ -159,6 +159,13 @@ int rn_kcluster_coordinator(rn_kctx_t *ctx, const char *group, int32_t *id, char
     }
     const rn_ctl_view_t *v = cluster_view(ctx);
     if (!v) return -1;
+    if (!v->self_current) {
+        /* starting or rejoining: this copy may lack topics and nodes the
+         * cluster committed, so it names no coordinator (and does not take
+         * a commit of a replicated topic for a local one) */
+        rn_ctl_view_put(v);
+        return -1;
+    }
     const rn_ctl_vnode_t *best = NULL;
     uint64_t bw = 0;
     for (size_t i = 0; i < v->n; i++) {

@@ -305,7 +305,8 @@ int16_t rn_kcluster_unmade(rn_kctx_t *ctx, const char *topic, uint32_t queue);
 int rn_kcluster_replicated(rn_kctx_t *ctx, const char *topic);
 /* Invariant 8: the coordinator of group: 0 with its Kafka node id and
  * advertised address (this broker on one broker); -1 when none is known
- * (no controller view yet, no live node with a Kafka address). */
+ * (no controller view yet, this node's copy of the state not yet current
+ * after its start, no live node with a Kafka address). */
 int rn_kcluster_coordinator(rn_kctx_t *ctx, const char *group, int32_t *id, char *host,
                             size_t hn, int *port);
 /* Invariant 8: RN_KERR_NONE when this node coordinates group (always on one

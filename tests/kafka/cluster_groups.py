@@ -21,7 +21,8 @@ tests/test_kafka_cluster_groups.c:
                every partition from exactly the committed offset to its end,
                every record once, in order; it commits the ends, and
                OffsetFetch on each surviving node answers them; FindCoordinator
-               on both surviving nodes names the same live node
+               on both surviving nodes names the same live node; kafka-python's
+               committed() through each surviving node answers the ends
 
 Prints one "ok:" line per check and the figures; exits 0 when all pass, 1
 at the first failure.
@@ -38,6 +39,8 @@ from cluster import call, status, wait_made, wait_metadata  # noqa: E402
 from common import fail, ok  # noqa: E402
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
+from kafka import KafkaConsumer  # noqa: E402
+from kafka import TopicPartition as KTP  # noqa: E402
 
 NPARTS = 3
 RECORDS = 3000       # produced, spread over the partitions
@@ -323,6 +326,15 @@ def main():
         fail("second commit: %s" % [str(tp.error) for tp in res if tp.error])
     offsets_agree(a, live, group, ends, "after the second commit")
     c2.close()
+    for n in live:                           # another client: kafka-python
+        kp = KafkaConsumer(bootstrap_servers=a.kafka[n - 1], group_id=group,
+                           enable_auto_commit=False, request_timeout_ms=15000)
+        got = {p: kp.committed(KTP(a.topic, p)) for p in range(NPARTS)}
+        kp.close()
+        if got != ends:
+            fail("kafka-python (bootstrap node %d): committed offsets %s, wanted %s" %
+                 (n, got, ends))
+    ok("kafka-python (bootstrap: each surviving node) reads the committed offsets %s" % ends)
     coords = coordinator_checks(a, live, [group])
     ok("after the kill, both surviving nodes name node %d as %s's coordinator" %
        (coords[group], group))
