@@ -17,11 +17,11 @@
  *     are those `runnel group offsets G` shows, checked against the queue's
  *     range like any commit. The offset metadata string is not kept
  *     (OffsetFetch answers ""), nor is the leader epoch (-1).
- *  3. OffsetCommit writes SQLite on the front's waiter thread, or, for
- *     replicated topics in a cluster, waits there for the controller
- *     (api.h invariant 8: rn_hd_commit_offsets_req after the meta lock is
- *     released)
- *     (rn_kreq_offload), never on the loop thread; the connection reads no
+ *  3. OffsetCommit writes SQLite on the front's waiter thread
+ *     (rn_kreq_offload), never on the loop thread; in a cluster the offsets
+ *     of replicated topics wait there for the controller instead
+ *     (api.h invariant 8: rn_hd_commit_offsets_req, called once the meta
+ *     lock is released); the connection reads no
  *     further request until the commit is answered, so a later OffsetFetch
  *     on it sees the commit. Reads (OffsetFetch, ListGroups,
  *     DescribeGroups) run on the loop thread.
@@ -152,9 +152,14 @@ int rn_kh_join_group(rn_kreq_t *q)
     int16_t err = RN_KERR_NONE;
     if (group_name(gid, group, sizeof group) != 0) err = RN_KERR_INVALID_GROUP_ID;
     else if (!group_allowed(q, group, RN_ACL_CONSUME)) err = RN_KERR_GROUP_AUTHORIZATION_FAILED;
-    else if ((err = rn_kcluster_coord_here(q->ctx, group)) != RN_KERR_NONE) {
-    } else if (n <= 0 || n > RN_KCOORD_MAX_PROTOCOLS) err = RN_KERR_INCONSISTENT_GROUP_PROTOCOL;
-    else if (a.member_id.len < 0) return rn_kreq_bad(q, "JoinGroup with a null member_id");
+    else err = rn_kcluster_coord_here(q->ctx, group);     /* api.h invariant 8 */
+    if (err != RN_KERR_NONE) {
+        /* answered with err below, once the request parsed */
+    } else if (n <= 0 || n > RN_KCOORD_MAX_PROTOCOLS) {
+        err = RN_KERR_INCONSISTENT_GROUP_PROTOCOL;
+    } else if (a.member_id.len < 0) {
+        return rn_kreq_bad(q, "JoinGroup with a null member_id");
+    }
     rn_kproto_t protos[RN_KCOORD_MAX_PROTOCOLS];
     for (int32_t i = 0; i < n && !r->err; i++) {
         rn_kstr_t name = rn_kr_str(r, "protocol name");
@@ -352,9 +357,12 @@ typedef struct commit_run {
      * committed together through the controller once meta is unlocked */
     Runnel__V1__QueueOffset  *ro;
     Runnel__V1__QueueOffset **rp;
-    char                    (*rtopic)[256];
     int32_t                  *ridx;
     size_t                    nr;
+    /* their topic names, each once per run of partitions of one topic (so
+     * at most the frame's size plus a NUL per topic: invariant 4) */
+    char                     *names;
+    size_t                    names_len;
 } commit_run_t;
 
 /* Write the chunk gathered in run (waiter thread, meta locked). */
@@ -401,9 +409,14 @@ static void commit_one(void *arg, int32_t i, rn_kstr_t topic, int32_t part, int6
     }
     if (run->ro && rn_kcluster_replicated(run->q->ctx, name)) {
         size_t j = run->nr++;
-        snprintf(run->rtopic[j], sizeof run->rtopic[j], "%s", name);
         runnel__v1__queue_offset__init(&run->ro[j]);
-        run->ro[j].topic = run->rtopic[j];
+        if (j > 0 && !strcmp(run->ro[j - 1].topic, name)) {
+            run->ro[j].topic = run->ro[j - 1].topic;
+        } else {
+            run->ro[j].topic = run->names + run->names_len;
+            memcpy(run->ro[j].topic, name, strlen(name) + 1);
+            run->names_len += strlen(name) + 1;
+        }
         run->ro[j].queue = (uint32_t)part;
         run->ro[j].offset = off;
         run->rp[j] = &run->ro[j];
@@ -458,9 +471,10 @@ static void commit_work(rn_kreq_t *q)
         size_t n = (size_t)k->n;
         run->ro = calloc(n, sizeof *run->ro);
         run->rp = calloc(n, sizeof *run->rp);
-        run->rtopic = calloc(n, sizeof *run->rtopic);
         run->ridx = calloc(n, sizeof *run->ridx);
-        if (!run->ro || !run->rp || !run->rtopic || !run->ridx) k->all = RN_KERR_UNKNOWN_SERVER_ERROR;
+        run->names = malloc((size_t)q->frame_len + n + 1);
+        if (!run->ro || !run->rp || !run->ridx || !run->names)
+            k->all = RN_KERR_UNKNOWN_SERVER_ERROR;
     }
     if (k->all == RN_KERR_NONE) {
         rn_kr_t r = k->topics;
@@ -472,7 +486,7 @@ static void commit_work(rn_kreq_t *q)
     }
     free(run->ro);
     free(run->rp);
-    free(run->rtopic);
+    free(run->names);
     free(run->ridx);
     free(run);
 }
