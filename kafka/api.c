@@ -118,6 +118,89 @@ int16_t rn_kcluster_unmade(rn_kctx_t *ctx, const char *topic, uint32_t queue)
     return e;
 }
 
+int rn_kcluster_replicated(rn_kctx_t *ctx, const char *topic)
+{
+    const rn_ctl_view_t *v = cluster_view(ctx);
+    if (!v) return 0;
+    int rep = view_topic(v, topic) != NULL;
+    rn_ctl_view_put(v);
+    return rep;
+}
+
+/* Rendezvous (highest random weight) hashing: the group's weight for a
+ * node, FNV-1a over the group id and the node id, then a 64-bit finalizer
+ * (splitmix64) so that nearby ids spread. */
+static uint64_t coord_weight(const char *group, uint64_t id)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)group; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ull;
+    }
+    for (int i = 0; i < 8; i++) {
+        h ^= (id >> (8 * i)) & 0xff;
+        h *= 1099511628211ull;
+    }
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    return h ^ (h >> 31);
+}
+
+int rn_kcluster_coordinator(rn_kctx_t *ctx, const char *group, int32_t *id, char *host,
+                            size_t hn, int *port)
+{
+    if (!ctx->self) {
+        *id = ctx->node_id;
+        snprintf(host, hn, "%s", ctx->host);
+        *port = ctx->port;
+        return 0;
+    }
+    const rn_ctl_view_t *v = cluster_view(ctx);
+    if (!v) return -1;
+    if (!v->self_current) {
+        /* starting or rejoining: this copy may lack topics and nodes the
+         * cluster committed, so it names no coordinator (and does not take
+         * a commit of a replicated topic for a local one) */
+        rn_ctl_view_put(v);
+        return -1;
+    }
+    const rn_ctl_vnode_t *best = NULL;
+    uint64_t bw = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        const rn_ctl_vnode_t *nd = &v->nodes[i];
+        if (!nd->live || !nd->kafka[0] || !strcmp(nd->role, "removed")) continue;
+        uint64_t w = coord_weight(group, nd->id);
+        if (!best || w > bw) {
+            best = nd;
+            bw = w;
+        }
+    }
+    int rc = -1;
+    char err[RN_ERRMSG_SIZE];
+    if (best && rn_addr_split(best->kafka, host, hn, port, 0, err) == 0) {
+        *id = (int32_t)best->id;
+        rc = 0;
+    } else if (best) {
+        rn_slog(RN_SLOG_WARN, "kafka: node %llu's Kafka address: %s",
+                (unsigned long long)best->id, err);
+    }
+    rn_ctl_view_put(v);
+    return rc;
+}
+
+int16_t rn_kcluster_coord_here(rn_kctx_t *ctx, const char *group)
+{
+    if (!ctx->self) return RN_KERR_NONE;
+    int32_t id;
+    int port;
+    char host[RN_CLUSTER_ADDR_MAX];
+    if (rn_kcluster_coordinator(ctx, group, &id, host, sizeof host, &port) != 0)
+        return RN_KERR_COORDINATOR_NOT_AVAILABLE;
+    return (uint64_t)id == ctx->self ? RN_KERR_NONE : RN_KERR_NOT_COORDINATOR;
+}
+
 int rn_ktopic_valid(rn_kstr_t name)
 {
     if (name.len <= 0 || name.len > 249) return 0;

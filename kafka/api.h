@@ -53,6 +53,18 @@
  *     leader), stored or read nothing (rn_kerr_cluster); consumers see
  *     the high watermark only; acks -1 waits for the in-sync replicas as
  *     the gRPC produce does (rn_hd_produce_replicated).
+ *  8. In a cluster each group has one coordinator: among the live nodes
+ *     of the controller's view with a Kafka address, the one of highest
+ *     rendezvous weight (a hash of group id and node id), so every node
+ *     that sees the same view names the same one, and a node's death
+ *     moves only the groups it coordinated. FindCoordinator answers it;
+ *     JoinGroup, SyncGroup, Heartbeat, LeaveGroup and OffsetCommit on any
+ *     other node answer NOT_COORDINATOR (COORDINATOR_NOT_AVAILABLE while
+ *     none is known) and change nothing. Membership stays in the
+ *     coordinator's memory; OffsetCommit of replicated topics goes through
+ *     the controller (rn_hd_commit_offsets_req, as the gRPC CommitOffsets)
+ *     and is answered once committed and in this node's meta.db; every
+ *     node answers OffsetFetch from its own meta.db.
  *  5. Bounded work per request, whatever it names: at most
  *     RN_KAPI_MAX_PARTITIONS topic-partition entries (or topics) are
  *     decoded (more: the request is refused, RN_KH_BAD), at most
@@ -287,5 +299,19 @@ int16_t rn_kerr_status(const rn_kctx_t *ctx, const rn_status_t *st);
  * UNKNOWN_TOPIC_OR_PARTITION past its queues; 0 when the cluster does not
  * replicate the topic (or this is no cluster). */
 int16_t rn_kcluster_unmade(rn_kctx_t *ctx, const char *topic, uint32_t queue);
+
+/* Whether the controller replicates topic (0 on one broker, or before the
+ * controller runs). */
+int rn_kcluster_replicated(rn_kctx_t *ctx, const char *topic);
+/* Invariant 8: the coordinator of group: 0 with its Kafka node id and
+ * advertised address (this broker on one broker); -1 when none is known
+ * (no controller view yet, this node's copy of the state not yet current
+ * after its start, no live node with a Kafka address). */
+int rn_kcluster_coordinator(rn_kctx_t *ctx, const char *group, int32_t *id, char *host,
+                            size_t hn, int *port);
+/* Invariant 8: RN_KERR_NONE when this node coordinates group (always on one
+ * broker), NOT_COORDINATOR when another does, COORDINATOR_NOT_AVAILABLE
+ * when none is known. */
+int16_t rn_kcluster_coord_here(rn_kctx_t *ctx, const char *group);
 
 #endif

@@ -18,7 +18,10 @@
  *     range like any commit. The offset metadata string is not kept
  *     (OffsetFetch answers ""), nor is the leader epoch (-1).
  *  3. OffsetCommit writes SQLite on the front's waiter thread
- *     (rn_kreq_offload), never on the loop thread; the connection reads no
+ *     (rn_kreq_offload), never on the loop thread; in a cluster the offsets
+ *     of replicated topics wait there for the controller instead
+ *     (api.h invariant 8: rn_hd_commit_offsets_req, called once the meta
+ *     lock is released); the connection reads no
  *     further request until the commit is answered, so a later OffsetFetch
  *     on it sees the commit. Reads (OffsetFetch, ListGroups,
  *     DescribeGroups) run on the loop thread.
@@ -75,11 +78,26 @@ int rn_kh_find_coordinator(rn_kreq_t *q)
         return RN_KH_DONE;
     }
     if (type == 0) {
+        /* api.h invariant 8: the group's coordinator in a cluster */
+        int32_t id;
+        int port;
+        char host[256];
+        if (rn_kcluster_coordinator(q->ctx, group_name(key, group, sizeof group) == 0
+                                                ? group : "", &id, host, sizeof host,
+                                    &port) != 0) {
+            rn_kw_i16(w, RN_KERR_COORDINATOR_NOT_AVAILABLE);
+            if (q->version >= 1) rn_kw_str(w, "no live cluster node with a Kafka listener "
+                                              "is known yet; retry");
+            rn_kw_i32(w, -1);
+            rn_kw_str(w, "");
+            rn_kw_i32(w, -1);
+            return RN_KH_DONE;
+        }
         rn_kw_i16(w, RN_KERR_NONE);
         if (q->version >= 1) rn_kw_str(w, NULL);
-        rn_kw_i32(w, q->ctx->node_id);
-        rn_kw_str(w, q->ctx->host);
-        rn_kw_i32(w, q->ctx->port);
+        rn_kw_i32(w, id);
+        rn_kw_str(w, host);
+        rn_kw_i32(w, port);
         return RN_KH_DONE;
     }
     /* Key type 1 asks for a transaction coordinator: runnel has no
@@ -134,8 +152,14 @@ int rn_kh_join_group(rn_kreq_t *q)
     int16_t err = RN_KERR_NONE;
     if (group_name(gid, group, sizeof group) != 0) err = RN_KERR_INVALID_GROUP_ID;
     else if (!group_allowed(q, group, RN_ACL_CONSUME)) err = RN_KERR_GROUP_AUTHORIZATION_FAILED;
-    else if (n <= 0 || n > RN_KCOORD_MAX_PROTOCOLS) err = RN_KERR_INCONSISTENT_GROUP_PROTOCOL;
-    else if (a.member_id.len < 0) return rn_kreq_bad(q, "JoinGroup with a null member_id");
+    else err = rn_kcluster_coord_here(q->ctx, group);     /* api.h invariant 8 */
+    if (err != RN_KERR_NONE) {
+        /* answered with err below, once the request parsed */
+    } else if (n <= 0 || n > RN_KCOORD_MAX_PROTOCOLS) {
+        err = RN_KERR_INCONSISTENT_GROUP_PROTOCOL;
+    } else if (a.member_id.len < 0) {
+        return rn_kreq_bad(q, "JoinGroup with a null member_id");
+    }
     rn_kproto_t protos[RN_KCOORD_MAX_PROTOCOLS];
     for (int32_t i = 0; i < n && !r->err; i++) {
         rn_kstr_t name = rn_kr_str(r, "protocol name");
@@ -206,6 +230,9 @@ int rn_kh_sync_group(rn_kreq_t *q)
     } else if (too_many) {
         rn_kgroup_write_sync(q, RN_KERR_INVALID_REQUEST, NULL, 0);
         rc = RN_KH_DONE;
+    } else if ((rc = rn_kcluster_coord_here(q->ctx, group)) != RN_KERR_NONE) {
+        rn_kgroup_write_sync(q, (int16_t)rc, NULL, 0);
+        rc = RN_KH_DONE;
     } else {
         rc = rn_kcoord_sync(q->ctx->coord, q, group, gen, mid, v, n < 0 ? 0 : n);
     }
@@ -228,7 +255,8 @@ int rn_kh_heartbeat(rn_kreq_t *q)
                       ? RN_KERR_INVALID_GROUP_ID
                   : !group_allowed(q, group, RN_ACL_CONSUME)
                       ? RN_KERR_GROUP_AUTHORIZATION_FAILED
-                      : rn_kcoord_heartbeat(q->ctx->coord, group, gen, mid);
+                      : rn_kcluster_coord_here(q->ctx, group);
+    if (err == RN_KERR_NONE) err = rn_kcoord_heartbeat(q->ctx->coord, group, gen, mid);
     if (q->version >= 1) rn_kw_i32(&q->w, 0);
     rn_kw_i16(&q->w, err);
     return RN_KH_DONE;
@@ -245,7 +273,7 @@ int rn_kh_leave_group(rn_kreq_t *q)
     int valid = group_name(gid, group, sizeof group) == 0;
     int16_t gerr = !valid ? RN_KERR_INVALID_GROUP_ID
                  : !group_allowed(q, group, RN_ACL_CONSUME) ? RN_KERR_GROUP_AUTHORIZATION_FAILED
-                 : RN_KERR_NONE;
+                 : rn_kcluster_coord_here(q->ctx, group);
     valid = gerr == RN_KERR_NONE;
     rn_kstr_t none = {NULL, -1};
     if (q->version < 3) {
@@ -325,6 +353,16 @@ typedef struct commit_run {
     rn_meta_offset_t  v[COMMIT_CHUNK];
     int32_t           idx[COMMIT_CHUNK];
     int               nv;
+    /* partitions of replicated topics (api.h invariant 8): checked here,
+     * committed together through the controller once meta is unlocked */
+    Runnel__V1__QueueOffset  *ro;
+    Runnel__V1__QueueOffset **rp;
+    int32_t                  *ridx;
+    size_t                    nr;
+    /* their topic names, each once per run of partitions of one topic (so
+     * at most the frame's size plus a NUL per topic: invariant 4) */
+    char                     *names;
+    size_t                    names_len;
 } commit_run_t;
 
 /* Write the chunk gathered in run (waiter thread, meta locked). */
@@ -369,6 +407,23 @@ static void commit_one(void *arg, int32_t i, rn_kstr_t topic, int32_t part, int6
         rn_datadir_queue_close(&dq);
         return;
     }
+    if (run->ro && rn_kcluster_replicated(run->q->ctx, name)) {
+        size_t j = run->nr++;
+        runnel__v1__queue_offset__init(&run->ro[j]);
+        if (j > 0 && !strcmp(run->ro[j - 1].topic, name)) {
+            run->ro[j].topic = run->ro[j - 1].topic;
+        } else {
+            run->ro[j].topic = run->names + run->names_len;
+            memcpy(run->ro[j].topic, name, strlen(name) + 1);
+            run->names_len += strlen(name) + 1;
+        }
+        run->ro[j].queue = (uint32_t)part;
+        run->ro[j].offset = off;
+        run->rp[j] = &run->ro[j];
+        run->ridx[j] = i;
+        rn_datadir_queue_close(&dq);
+        return;
+    }
     run->v[run->nv].topic_id = dq.topic.id;
     run->v[run->nv].queue = (uint32_t)part;
     run->v[run->nv].offset = off;
@@ -376,6 +431,29 @@ static void commit_one(void *arg, int32_t i, rn_kstr_t topic, int32_t part, int6
     run->nv++;
     rn_datadir_queue_close(&dq);
     if (run->nv == COMMIT_CHUNK) commit_chunk(run);
+}
+
+/* The checked offsets of replicated topics, through the controller as the
+ * gRPC CommitOffsets (api.h invariant 8; waiter thread, meta unlocked):
+ * every one committed, or every one refused with one error. */
+static void commit_replicated(commit_run_t *run)
+{
+    if (run->nr == 0) return;
+    kcommit_t *k = run->k;
+    Runnel__V1__CommitOffsetsRequest req;
+    runnel__v1__commit_offsets_request__init(&req);
+    req.group = k->group;
+    req.n_offsets = run->nr;
+    req.offsets = run->rp;
+    uint64_t index = 0;
+    rn_status_t st = {0};
+    if (rn_hd_commit_offsets_req(run->q->ctx->hd, &req, &index, &st) == 0) return;
+    /* A lost controller leader, an entry not yet applied here: retriable
+     * (the client finds the coordinator again and commits again). */
+    int16_t e = st.code == RN_ST_UNAVAILABLE ? RN_KERR_COORDINATOR_NOT_AVAILABLE : rn_kerr_of(&st);
+    rn_slog(RN_SLOG_INFO, "kafka: OffsetCommit of group '%s' from %s through the controller: "
+            "%s", k->group, run->q->peer, st.msg);
+    for (size_t i = 0; i < run->nr; i++) k->err[run->ridx[i]] = e;
 }
 
 /* Waiter thread: check every offset against its queue and write them. */
@@ -389,11 +467,27 @@ static void commit_work(rn_kreq_t *q)
     }
     run->q = q;
     run->k = k;
-    rn_kr_t r = k->topics;
-    rn_datadir_meta_lock(q->ctx->d);        /* one critical section, as CommitOffsets */
-    commit_walk(q, &r, commit_one, run);
-    commit_chunk(run);
-    rn_datadir_meta_unlock(q->ctx->d);
+    if (rn_hd_clustered(q->ctx->hd)) {
+        size_t n = (size_t)k->n;
+        run->ro = calloc(n, sizeof *run->ro);
+        run->rp = calloc(n, sizeof *run->rp);
+        run->ridx = calloc(n, sizeof *run->ridx);
+        run->names = malloc((size_t)q->frame_len + n + 1);
+        if (!run->ro || !run->rp || !run->ridx || !run->names)
+            k->all = RN_KERR_UNKNOWN_SERVER_ERROR;
+    }
+    if (k->all == RN_KERR_NONE) {
+        rn_kr_t r = k->topics;
+        rn_datadir_meta_lock(q->ctx->d);    /* one critical section, as CommitOffsets */
+        commit_walk(q, &r, commit_one, run);
+        commit_chunk(run);
+        rn_datadir_meta_unlock(q->ctx->d);
+        commit_replicated(run);
+    }
+    free(run->ro);
+    free(run->rp);
+    free(run->names);
+    free(run->ridx);
     free(run);
 }
 
@@ -451,7 +545,8 @@ int rn_kh_offset_commit(rn_kreq_t *q)
     if (group_name(gid, k->group, sizeof k->group) != 0) k->all = RN_KERR_INVALID_GROUP_ID;
     else if (!group_allowed(q, k->group, RN_ACL_CONSUME))
         k->all = RN_KERR_GROUP_AUTHORIZATION_FAILED;
-    else k->all = rn_kcoord_commit_check(q->ctx->coord, k->group, gen, mid);
+    else if ((k->all = rn_kcluster_coord_here(q->ctx, k->group)) == RN_KERR_NONE)
+        k->all = rn_kcoord_commit_check(q->ctx->coord, k->group, gen, mid);
     if (k->all != RN_KERR_NONE || n == 0) {
         commit_answer(q);
         return RN_KH_DONE;

@@ -1219,12 +1219,26 @@ int rn_hd_commit_offsets(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
                          ProtobufCMessage **resp, rn_status_t *st)
 {
     const Runnel__V1__CommitOffsetsRequest *req = (const void *)m;
+    if (group_guarded(h, req->group, st)) return -1;
+    uint64_t index = 0;
+    if (rn_hd_commit_offsets_req(h, req, &index, st) != 0) return -1;
+    Runnel__V1__CommitOffsetsResponse *r = rn_arena_alloc(a, sizeof *r);
+    if (!r) return OOM(st);
+    runnel__v1__commit_offsets_response__init(r);
+    r->cluster_index = index;
+    *resp = &r->base;
+    return 0;
+}
+
+int rn_hd_commit_offsets_req(rn_hd_t *h, const Runnel__V1__CommitOffsetsRequest *req,
+                             uint64_t *index, rn_status_t *st)
+{
     char err[RN_ERRMSG_SIZE] = "";
     size_t n = req->n_offsets;
     int rc = rn_meta_check_name("group", req->group, err);
     if (rc != 0) return fail_rc(st, rc, err);
     if (n == 0) return rn_status_set(st, RN_ST_INVALID_ARGUMENT, "CommitOffsets needs offsets");
-    if (group_guarded(h, req->group, st)) return -1;
+    *index = 0;
     /* Invariant 9: replicated topics' offsets go through the controller. */
     int nrepl = count_replicated(h, req->offsets, n, st);
     if (nrepl < 0) return -1;
@@ -1254,13 +1268,7 @@ int rn_hd_commit_offsets(rn_hd_t *h, const ProtobufCMessage *m, rn_arena_t *a,
     rn_datadir_meta_unlock(h->d);
     free(v);
     if (rc != 0) return fail_rc(st, rc, err);
-    uint64_t index = 0;
-    if (nrepl && h->repl.commit_offsets(h->repl.arg, req, &index, st) != 0) return -1;
-    Runnel__V1__CommitOffsetsResponse *r = rn_arena_alloc(a, sizeof *r);
-    if (!r) return OOM(st);
-    runnel__v1__commit_offsets_response__init(r);
-    r->cluster_index = index;
-    *resp = &r->base;
+    if (nrepl && h->repl.commit_offsets(h->repl.arg, req, index, st) != 0) return -1;
     return 0;
 }
 

@@ -132,6 +132,12 @@ int rn_hd_fetch_offsets(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, Proto
                         rn_status_t *);
 int rn_hd_list_groups(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
                       rn_status_t *);
+/* CommitOffsets' work without the group guard (rn_hd_set_group_guard), for
+ * a front that checked its own members' right to commit (the Kafka
+ * front's OffsetCommit): ranges checked, then this node's meta.db, or the
+ * controller for replicated topics (*index: its raft index, else 0). */
+int rn_hd_commit_offsets_req(rn_hd_t *h, const Runnel__V1__CommitOffsetsRequest *req,
+                             uint64_t *index, rn_status_t *st);
 int rn_hd_reset_group(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *, ProtobufCMessage **,
                       rn_status_t *);
 int rn_hd_create_checkpoint(rn_hd_t *, const ProtobufCMessage *, rn_arena_t *,
