@@ -1008,6 +1008,7 @@ void rn_sql_close(rn_sql_t *q)
     free(q->cols);
     free(q->vals);
     free(q->b.rows);
+    sqlite3_free(q->b.ptext);
     free(q->pmax);
     free(q->fv);
     free(q->qmax);
