@@ -429,8 +429,11 @@ typedef struct sbatch {
 /* Register the stream module (rn_stream) and the emit module (rn_emit) on
  * db, both reading b. */
 int  rn_vtab_register(sqlite3 *db, sbatch_t *b, char *errmsg);
-/* Does row i of b pass every pushed term (vtab.c invariant 3)? */
-int  rn_vtab_pred_pass(const sbatch_t *b, size_t i);
+/* Does row i of b pass the n terms p (vtab.c invariant 3)? */
+int  rn_vtab_preds_pass(const sbatch_t *b, const rn_vtab_pred_t *p, int n, size_t i);
+/* Column col of row r (row i of its batch; nf declared fields) as the stream
+ * table's xColumn hands it to sqlite: INTEGER, REAL, TEXT or NULL. */
+void rn_vtab_row_value(const srow_t *r, int col, int nf, size_t i, fval_t *out);
 /* A TEXT value's UTF-8 bytes as sqlite holds them, *n of them, never NULL:
  * unlike sqlite3_value_text, no copy is made to add a NUL (the stream
  * table's strings are views into records, not NUL-terminated). */

@@ -227,8 +227,7 @@ static int vt_close(sqlite3_vtab_cursor *cur)
     return SQLITE_OK;
 }
 
-/* The value of column col of row r, as xColumn hands it to sqlite. */
-static void row_value(const srow_t *r, int col, int nf, size_t idx, fval_t *out)
+void rn_vtab_row_value(const srow_t *r, int col, int nf, size_t idx, fval_t *out)
 {
     out->type = RN_SQL_INT;
     if (col == SQL_COL_FIELDS + nf + 1) { out->i = (int64_t)idx; return; }
@@ -296,14 +295,14 @@ static int pred_holds(const fval_t *x, const rn_vtab_pred_t *p)
     }
 }
 
-int rn_vtab_pred_pass(const sbatch_t *b, size_t i)
+int rn_vtab_preds_pass(const sbatch_t *b, const rn_vtab_pred_t *p, int n, size_t i)
 {
     const srow_t *r = &b->rows[i];
     int nf = b->def->nfields;
-    for (int k = 0; k < b->npreds; k++) {
+    for (int k = 0; k < n; k++) {
         fval_t x;
-        row_value(r, b->preds[k].col, nf, i, &x);
-        if (!pred_holds(&x, &b->preds[k])) return 0;
+        rn_vtab_row_value(r, p[k].col, nf, i, &x);
+        if (!pred_holds(&x, &p[k])) return 0;
     }
     return 1;
 }
@@ -312,7 +311,7 @@ int rn_vtab_pred_pass(const sbatch_t *b, size_t i)
 static size_t next_passing(const sbatch_t *b, size_t i)
 {
     if (!b->npreds) return i;
-    while (i < b->nrows && !rn_vtab_pred_pass(b, i)) i++;
+    while (i < b->nrows && !rn_vtab_preds_pass(b, b->preds, b->npreds, i)) i++;
     return i;
 }
 
@@ -390,12 +389,6 @@ static int vt_eof(sqlite3_vtab_cursor *cur)
     return c->i >= (v->emit ? v->b->ngroups : v->b->nrows);
 }
 
-static void text_result(sqlite3_context *ctx, const uint8_t *p, int32_t n)
-{
-    if (!p || n < 0) sqlite3_result_null(ctx);
-    else sqlite3_result_text(ctx, (const char *)p, n, SQLITE_STATIC);
-}
-
 static int vt_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col)
 {
     vcur_t *c = (vcur_t *)cur;
@@ -404,30 +397,14 @@ static int vt_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col)
         rn_win_group_column(v->b->win, v->b->groups[c->i], col, ctx);
         return SQLITE_OK;
     }
-    const srow_t *r = &v->b->rows[c->i];
-    int nf = v->b->def->nfields;
-    if (col == SQL_COL_FIELDS + nf + 1) {                   /* __idx */
-        sqlite3_result_int64(ctx, (sqlite3_int64)c->i);
-        return SQLITE_OK;
-    }
-    if (col == SQL_COL_FIELDS + nf) {                       /* value */
-        text_result(ctx, r->value, r->value_len);
-        return SQLITE_OK;
-    }
-    switch (col) {
-    case SQL_COL_QUEUE: sqlite3_result_int64(ctx, r->queue); break;
-    case SQL_COL_OFFSET: sqlite3_result_int64(ctx, r->offset); break;
-    case SQL_COL_TS: sqlite3_result_int64(ctx, r->ts); break;
-    case SQL_COL_KEY: text_result(ctx, r->key, r->key_len); break;
-    default: {
-        const fval_t *f = &r->fields[col - SQL_COL_FIELDS];
-        switch (f->type) {
-        case RN_SQL_INT: sqlite3_result_int64(ctx, f->i); break;
-        case RN_SQL_REAL: sqlite3_result_double(ctx, f->d); break;
-        case RN_SQL_TEXT: sqlite3_result_text(ctx, f->s, (int)f->n, SQLITE_STATIC); break;
-        default: sqlite3_result_null(ctx); break;
-        }
-    }
+    /* one function for sqlite's rows and sql.c's direct projection */
+    fval_t f;
+    rn_vtab_row_value(&v->b->rows[c->i], col, v->b->def->nfields, c->i, &f);
+    switch (f.type) {
+    case RN_SQL_INT: sqlite3_result_int64(ctx, f.i); break;
+    case RN_SQL_REAL: sqlite3_result_double(ctx, f.d); break;
+    case RN_SQL_TEXT: sqlite3_result_text(ctx, f.s, (int)f.n, SQLITE_STATIC); break;
+    default: sqlite3_result_null(ctx); break;
     }
     return SQLITE_OK;
 }
