@@ -888,7 +888,7 @@ static int plan_direct(rn_sql_t *q, char *errmsg)
     for (int k = 0; k < q->b.npreds; k++) {
         q->dpred[k] = q->b.preds[k];
         if (q->dpred[k].type == RN_SQL_TEXT) {
-            memcpy(q->dtext + tlen, q->b.preds[k].s, q->b.preds[k].n);
+            if (q->b.preds[k].n) memcpy(q->dtext + tlen, q->b.preds[k].s, q->b.preds[k].n);
             q->dpred[k].s = q->dtext + tlen;
             tlen += q->b.preds[k].n;
         }

@@ -227,30 +227,6 @@ static int vt_close(sqlite3_vtab_cursor *cur)
     return SQLITE_OK;
 }
 
-void rn_vtab_row_value(const srow_t *r, int col, int nf, size_t idx, fval_t *out)
-{
-    out->type = RN_SQL_INT;
-    if (col == SQL_COL_FIELDS + nf + 1) { out->i = (int64_t)idx; return; }
-    const uint8_t *p = NULL;
-    int32_t n = -1;
-    switch (col) {
-    case SQL_COL_QUEUE: out->i = r->queue; return;
-    case SQL_COL_OFFSET: out->i = r->offset; return;
-    case SQL_COL_TS: out->i = r->ts; return;
-    case SQL_COL_KEY: p = r->key; n = r->key_len; break;
-    default:
-        if (col == SQL_COL_FIELDS + nf) { p = r->value; n = r->value_len; break; }
-        *out = r->fields[col - SQL_COL_FIELDS];
-        if (out->type != RN_SQL_INT && out->type != RN_SQL_REAL && out->type != RN_SQL_TEXT)
-            out->type = RN_SQL_NULL;
-        return;
-    }
-    if (!p || n < 0) { out->type = RN_SQL_NULL; return; }
-    out->type = RN_SQL_TEXT;
-    out->s = (const char *)p;
-    out->n = (uint32_t)n;
-}
-
 /* sign of i - r, exactly (sqlite's sqlite3IntFloatCompare without long
  * double); r is never NaN here (sqlite holds NaN as NULL, JSON has none). */
 static int int_real_cmp(int64_t i, double r)
@@ -330,11 +306,11 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxstr, int 
     size_t tlen = 0;
     for (int k = 0; k < idx && k < argc && k < RN_VTAB_MAX_PREDS; k++)
         if (sqlite3_value_type(argv[k]) == SQLITE_TEXT) tlen += (size_t)sqlite3_value_bytes(argv[k]);
-    if (tlen > b->ptext_cap) {
-        char *t = sqlite3_realloc64(b->ptext, tlen);
+    if (tlen + 1 > b->ptext_cap) {              /* never NULL, even for empty texts */
+        char *t = sqlite3_realloc64(b->ptext, tlen + 1);
         if (!t) return SQLITE_NOMEM;
         b->ptext = t;
-        b->ptext_cap = tlen;
+        b->ptext_cap = tlen + 1;
     }
     tlen = 0;
     for (int k = 0; k < idx && k < argc && k < RN_VTAB_MAX_PREDS; k++) {
