@@ -267,6 +267,15 @@ static void test_pushdown_with_failing_rows(void **state)
     assert_int_equal(st.errors, 1);
     assert_non_null(strstr(st.first_error, "offset 1"));
     free(out);
+    /* LIMIT stops the direct rows too, also within a batch */
+    assert_int_equal(run_sql(f, "SELECT offset, n FROM qs WHERE n >= 2 LIMIT 2", NULL, &out,
+                             &erroff, err, &st), 0);
+    assert_string_equal(out, "1|2\n2|3\n");
+    free(out);
+    assert_int_equal(run_sql(f, "EXPLAIN SELECT offset, n FROM qs WHERE n >= 2 LIMIT 2", NULL,
+                             &out, &erroff, err, NULL), 0);
+    assert_non_null(strstr(out, "rows: computed in C"));
+    free(out);
     /* the plan shows the pushed terms: both comparisons of n, not json_extract */
     assert_int_equal(run_sql(f, "EXPLAIN SELECT offset FROM qs WHERE n >= 2 AND n <> 4.0 AND "
                                 "json_extract(value, '$.s') = 'b'",
