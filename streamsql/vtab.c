@@ -255,6 +255,7 @@ static int pred_holds(const fval_t *x, const rn_vtab_pred_t *p)
         else c = 1;
     } else {
         if (x->type != RN_SQL_TEXT) c = -1;
+        else if (p->op <= PO_NE && x->n != p->n) c = 1;    /* = and <> need no order */
         else {
             uint32_t m = x->n < p->n ? x->n : p->n;
             c = m ? memcmp(x->s, p->s, m) : 0;
@@ -276,7 +277,7 @@ int rn_vtab_preds_pass(const sbatch_t *b, const rn_vtab_pred_t *p, int n, size_t
     const srow_t *r = &b->rows[i];
     int nf = b->def->nfields;
     for (int k = 0; k < n; k++) {
-        fval_t x;
+        fval_t x = {.i = 0, .d = 0};    /* only the type's member is read */
         rn_vtab_row_value(r, p[k].col, nf, i, &x);
         if (!pred_holds(&x, &p[k])) return 0;
     }
