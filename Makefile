@@ -91,7 +91,7 @@ TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # to link there.
 CORE_TESTS := acl_model batch consumer crc32c datadir json etl etl_order faults groups log log_concurrency \
               log_recovery mapping meta root streamsql streamsql_batching streamsql_fn streamsql_oracle \
-              streamsql_topn streamsql_sjoin \
+              streamsql_topn streamsql_sjoin streamsql_pushdown \
               cluster_fsm
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)

@@ -338,10 +338,22 @@ static int json_value(const sfield_t *fd, cur_t *c, fval_t *out, rn_buf_t *arena
 }
 
 /* Is the field named kb[0..kl)? kl <= RN_SQL_MAX_NAME, so name[kl] is inside
- * the NUL-terminated name. */
-static int name_is(const sfield_t *fd, const char *kb, size_t kl)
+ * the NUL-terminated name. A name of up to 8 bytes is compared in one
+ * 8-byte word when 8 bytes are readable at kb (before kend; the field's
+ * name array always has them), the bytes past kl masked off. */
+static inline __attribute__((always_inline)) int name_is(const sfield_t *fd, const char *kb,
+                                                         size_t kl, const char *kend)
 {
     if (fd->name[kl] != 0) return 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (kl <= 8 && kend - kb >= 8) {
+        uint64_t a, b;
+        memcpy(&a, fd->name, 8);
+        memcpy(&b, kb, 8);
+        uint64_t mask = kl == 8 ? ~0ull : (1ull << (8 * kl)) - 1;
+        return ((a ^ b) & mask) == 0;
+    }
+#endif
     for (size_t i = 0; i < kl; i++)      /* names are short: no call to memcmp */
         if (fd->name[i] != kb[i]) return 0;
     return 1;
@@ -365,6 +377,7 @@ static int scan_json(const sdef_t *def, uint64_t need, const char *v, size_t vle
         int esc;
         if (json_string(&c, &kb, &ke, &esc) != 0)
             return rn_errf(errmsg, RN_EINVAL, "value is not valid JSON");
+        const char *kend = c.e;
         if (esc) {
             uint32_t n = 0;
             if (ke - kb > RN_SQL_MAX_NAME || unescape(kb, ke, keybuf, &n) != 0) {
@@ -372,28 +385,41 @@ static int scan_json(const sdef_t *def, uint64_t need, const char *v, size_t vle
             } else {
                 kb = keybuf;
                 ke = keybuf + n;
+                kend = keybuf + sizeof keybuf;
             }
         }
-        ws(&c);
-        if (c.p >= c.e || *c.p != ':') return rn_errf(errmsg, RN_EINVAL, "value is not valid JSON");
-        c.p++;
+        /* "name":value without blanks is the usual form: one compare each */
+        if (c.p < c.e && *c.p == ':') {
+            c.p++;
+        } else {
+            ws(&c);
+            if (c.p >= c.e || *c.p != ':') return rn_errf(errmsg, RN_EINVAL, "value is not valid JSON");
+            c.p++;
+        }
         ws(&c);
         /* Members usually come in the order the fields were declared: try the
          * field after the last one found first, then every field still needed. */
         int k = -1;
         size_t kl = (size_t)(ke - kb);
         if (kb && kl <= RN_SQL_MAX_NAME) {
-            if (next < def->nfields && (left >> next & 1) && name_is(&def->fields[next], kb, kl))
+            if (next < def->nfields && (left >> next & 1) &&
+                name_is(&def->fields[next], kb, kl, kend))
                 k = next;
             for (uint64_t m = left; k < 0 && m; m &= m - 1) {
                 int i = __builtin_ctzll(m);
-                if (name_is(&def->fields[i], kb, kl)) k = i;
+                if (name_is(&def->fields[i], kb, kl, kend)) k = i;
             }
         }
         if (k >= 0) next = k + 1;
         int rc = k >= 0 ? json_value(&def->fields[k], &c, &out[k], arena, errmsg) : skip_value(&c);
         if (rc != 0) return k >= 0 ? rc : rn_errf(errmsg, RN_EINVAL, "value is not valid JSON");
         if (k >= 0) left &= ~(1ull << k);
+        if (c.p < c.e && *c.p == ',') {
+            c.p++;
+            if (c.p < c.e && *c.p == '"') continue;          /* the usual form */
+            ws(&c);
+            continue;
+        }
         ws(&c);
         if (c.p < c.e && *c.p == ',') { c.p++; ws(&c); continue; }
         if (c.p < c.e && *c.p == '}') break;

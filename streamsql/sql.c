@@ -91,6 +91,15 @@
  *     most one batch of either, and rn_sql_state_save/_load carry the whole
  *     join state (sjoin.c invariants 5, 6), so pipelines checkpoint and
  *     replay it like any query's.
+ * 12. A plain (not aggregating, not joined) query whose per-batch program,
+ *     as EXPLAIN lists it, is exactly one scan of the stream table and a
+ *     result row of bare columns (every WHERE term pushed into the scan,
+ *     vtab.c invariant 3; no other opcode than the scan's, the constants of
+ *     its xFilter and the control ops) is "direct": its rows are computed in
+ *     C from the decoded fields, with the values xColumn would hand sqlite
+ *     (rn_vtab_row_value) and the pushed terms as the plan's xFilter
+ *     received them (one step over an empty batch at open), so the rows are
+ *     sqlite's, without stepping sqlite per row. EXPLAIN says so.
  */
 #include "streamsql/sql.h"
 #include "streamsql/sql_int.h"
@@ -151,6 +160,12 @@ struct rn_sql {
     uint32_t         cur_queue;     /* queue of the last step's batch; UINT32_MAX: none */
     uint32_t         next_q;        /* the queue the consumer's round-robin tries next */
     int              pull;          /* SELECT ... FROM a table: a pull query (invariant 10) */
+    /* invariant 12: the per-batch statement's rows computed in C */
+    int              direct;
+    int             *dcol;          /* result column j is the stream table's column dcol[j] */
+    rn_vtab_pred_t   dpred[RN_VTAB_MAX_PREDS];
+    int              ndpred;
+    char            *dtext;         /* dpred's text constants */
 };
 
 void rn_sql_opts_default(rn_sql_opts_t *o)
@@ -790,6 +805,124 @@ static int sjoin_row(void *ctx, sqlite3_stmt *st)
     return limit_reached(q) ? 1 : deliver_stmt(q, st);
 }
 
+/* Invariant 12: is the per-batch statement's program exactly "for each row
+ * the stream table yields, a result row of its columns" (every WHERE term
+ * pushed into the scan, every result column a bare column)? Then *cols
+ * gets the stream column of each result column. The program is read from
+ * EXPLAIN; any opcode outside the list below, a constant written into a
+ * result register, or a second loop answers no. */
+static int direct_shape(rn_sql_t *q, int *cols)
+{
+    if (q->win || q->f.join || q->topn || !q->bst) return 0;
+    int ncols = sqlite3_column_count(q->bst);
+    char *sql = sqlite3_mprintf("EXPLAIN %s", q->f.batch_sql);
+    sqlite3_stmt *st = NULL;
+    if (!sql) return 0;
+    int ok = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) == SQLITE_OK;
+    sqlite3_free(sql);
+    enum { MAXOPS = 64 };
+    struct { char op[16]; int p1, p2, p3; } ops[MAXOPS];
+    int n = 0;
+    while (ok && sqlite3_step(st) == SQLITE_ROW) {
+        if (n == MAXOPS) { ok = 0; break; }
+        const char *op = (const char *)sqlite3_column_text(st, 1);
+        snprintf(ops[n].op, sizeof ops[n].op, "%s", op ? op : "");
+        ops[n].p1 = sqlite3_column_int(st, 2);
+        ops[n].p2 = sqlite3_column_int(st, 3);
+        ops[n].p3 = sqlite3_column_int(st, 4);
+        n++;
+    }
+    sqlite3_finalize(st);
+    if (!ok) return 0;
+    int nopen = 0, nfilter = 0, nnext = 0, nresult = 0, cur = -1, r0 = -1, nr = 0;
+    for (int i = 0; i < n; i++) {
+        const char *op = ops[i].op;
+        if (strcmp(op, "VOpen") == 0) { nopen++; cur = ops[i].p1; }
+        else if (strcmp(op, "VFilter") == 0) nfilter++;
+        else if (strcmp(op, "VNext") == 0) nnext++;
+        else if (strcmp(op, "ResultRow") == 0) { nresult++; r0 = ops[i].p1; nr = ops[i].p2; }
+        else if (strcmp(op, "VColumn") != 0 && strcmp(op, "Init") != 0 &&
+                 strcmp(op, "Goto") != 0 && strcmp(op, "Halt") != 0 &&
+                 strcmp(op, "Integer") != 0 && strcmp(op, "Int64") != 0 &&
+                 strcmp(op, "Real") != 0 && strcmp(op, "String8") != 0 &&
+                 strcmp(op, "Transaction") != 0 && strcmp(op, "Noop") != 0)
+            return 0;
+    }
+    if (nopen != 1 || nfilter != 1 || nnext != 1 || nresult != 1 || nr != ncols || nr < 1)
+        return 0;
+    for (int j = 0; j < nr; j++) cols[j] = -1;
+    for (int i = 0; i < n; i++) {
+        const char *op = ops[i].op;
+        int reg = strcmp(op, "VColumn") == 0 ? ops[i].p3
+                  : strcmp(op, "Integer") == 0 || strcmp(op, "Int64") == 0 ||
+                    strcmp(op, "Real") == 0 || strcmp(op, "String8") == 0 ? ops[i].p2 : -1;
+        if (reg < r0 || reg >= r0 + nr) continue;
+        if (op[0] != 'V' || ops[i].p1 != cur || cols[reg - r0] != -1) return 0;
+        cols[reg - r0] = ops[i].p2;
+    }
+    for (int j = 0; j < nr; j++)
+        if (cols[j] < 0 || cols[j] > SQL_COL_FIELDS + q->def.nfields + 1) return 0;
+    return 1;
+}
+
+/* Invariant 12: decide whether the per-batch statement's rows are computed
+ * in C, and take the pushed terms as the plan's one xFilter call gives them
+ * (one step over an empty batch). */
+static int plan_direct(rn_sql_t *q, char *errmsg)
+{
+    if (q->ncols < 1 || q->ncols != sqlite3_column_count(q->bst)) return 0;
+    q->dcol = calloc((size_t)q->ncols, sizeof *q->dcol);
+    if (!q->dcol) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    if (!direct_shape(q, q->dcol)) return 0;
+    q->b.npreds = 0;
+    q->b.nrows = 0;
+    int s = sqlite3_step(q->bst);
+    sqlite3_reset(q->bst);
+    if (s != SQLITE_DONE) return 0;
+    size_t tlen = 0;
+    for (int k = 0; k < q->b.npreds; k++)
+        if (q->b.preds[k].type == RN_SQL_TEXT) tlen += q->b.preds[k].n;
+    q->dtext = malloc(tlen + 1);
+    if (!q->dtext) return rn_errf(errmsg, -ENOMEM, "out of memory");
+    tlen = 0;
+    for (int k = 0; k < q->b.npreds; k++) {
+        q->dpred[k] = q->b.preds[k];
+        if (q->dpred[k].type == RN_SQL_TEXT) {
+            if (q->b.preds[k].n) memcpy(q->dtext + tlen, q->b.preds[k].s, q->b.preds[k].n);
+            q->dpred[k].s = q->dtext + tlen;
+            tlen += q->b.preds[k].n;
+        }
+    }
+    q->ndpred = q->b.npreds;
+    q->direct = 1;
+    return 0;
+}
+
+/* The rows of the current batch for a direct statement (invariant 12), fed
+ * like step_rows feeds sqlite's. */
+static int direct_rows(rn_sql_t *q, uint64_t *skip, uint64_t *fed)
+{
+    int nf = q->def.nfields;
+    for (size_t i = q->b.lo; i < q->b.nrows; i++) {
+        if (!rn_vtab_preds_pass(&q->b, q->dpred, q->ndpred, i)) continue;
+        if (*skip) { (*skip)--; continue; }
+        (*fed)++;
+        const srow_t *r = &q->b.rows[i];
+        for (int j = 0; j < q->ncols; j++) {
+            fval_t f;
+            rn_sql_value_t *v = &q->vals[j];
+            rn_vtab_row_value(r, q->dcol[j], nf, i, &f);
+            v->type = f.type;
+            if (f.type == RN_SQL_INT) v->i = f.i;
+            else if (f.type == RN_SQL_REAL) v->d = f.d;
+            else if (f.type == RN_SQL_TEXT) { v->s = f.s; v->n = f.n; }
+        }
+        int rc = deliver_vals(q, q->vals, q->ncols);
+        if (rc != 0 || limit_reached(q)) return rc;
+    }
+    return 0;
+}
+
 static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
 {
     int rc = resolve(q, q->f.name, erroff, errmsg);
@@ -860,6 +993,7 @@ static int open_select(rn_sql_t *q, int *erroff, char *errmsg)
     }
     if (rc != 0)
         return rn_errf(errmsg, rc, "out of memory");
+    if (q->f.kind != SK_EXPLAIN && (rc = plan_direct(q, errmsg)) != 0) return rc;
     return open_consumer(q, errmsg);
 }
 
@@ -1008,6 +1142,9 @@ void rn_sql_close(rn_sql_t *q)
     free(q->cols);
     free(q->vals);
     free(q->b.rows);
+    sqlite3_free(q->b.ptext);
+    free(q->dcol);
+    free(q->dtext);
     free(q->pmax);
     free(q->fv);
     free(q->qmax);
@@ -1316,6 +1453,14 @@ static int run_explain(rn_sql_t *q)
     }
     if (rc == 0) rc = plan_line(q, "per-batch statement: %s", f->batch_sql);
     if (rc == 0) rc = sqlite_plan(q, f->batch_sql);
+    if (rc == 0 && f->win == WK_NONE && q->bst) {
+        int *cols = calloc((size_t)sqlite3_column_count(q->bst) + 1, sizeof *cols);
+        if (!cols) return -ENOMEM;
+        if (direct_shape(q, cols))
+            rc = plan_line(q, "rows: computed in C from the decoded fields (every WHERE term "
+                           "evaluated in the scan, every result column a bare column)");
+        free(cols);
+    }
     if (rc == 0 && f->win != WK_NONE) {
         char aggs[ROW_TEXT_MAX] = "";
         size_t n = 0;
@@ -1502,6 +1647,10 @@ static int step_rows(rn_sql_t *q, uint32_t queue, int64_t others, uint64_t *skip
 {
     sqlite3_value *keys[RN_SQL_MAX_KEYS], *args[2 * RN_SQL_MAX_AGGS];
     int rc = 0;
+    if (q->direct) {
+        *s = SQLITE_DONE;
+        return direct_rows(q, skip, fed);
+    }
     sqlite3_reset(q->bst);
     while ((*s = sqlite3_step(q->bst)) == SQLITE_ROW) {
         if (*skip) { (*skip)--; continue; }

@@ -398,11 +398,28 @@ typedef struct srow {
     const rn_record_t *rec;    /* the source record (valid while the batch is) */
 } srow_t;
 
+/* A WHERE term the stream table evaluates itself (vtab.c invariant 3):
+ * column col op a constant (INTEGER i, REAL d, or TEXT s[0..n)). */
+#define RN_VTAB_MAX_PREDS 8
+typedef struct rn_vtab_pred {
+    int         op, col;
+    uint8_t     type;         /* RN_SQL_INT, RN_SQL_REAL or RN_SQL_TEXT */
+    int64_t     i;
+    double      d;
+    const char *s;
+    uint32_t    n;
+} rn_vtab_pred_t;
+
 typedef struct sbatch {
     const sdef_t *def;
     srow_t       *rows;
     size_t        lo, nrows;  /* the stream table yields rows[lo..nrows): lo is 0
                                  except while a batch is re-run record by record */
+    /* the pushed terms of the last xFilter over the stream table */
+    rn_vtab_pred_t preds[RN_VTAB_MAX_PREDS];
+    int           npreds;
+    char         *ptext;      /* their text constants (sqlite3_malloc'ed) */
+    size_t        ptext_cap;
     /* emitted groups for the emit table */
     win_t        *win;
     wgroup_t    **groups;
@@ -412,6 +429,35 @@ typedef struct sbatch {
 /* Register the stream module (rn_stream) and the emit module (rn_emit) on
  * db, both reading b. */
 int  rn_vtab_register(sqlite3 *db, sbatch_t *b, char *errmsg);
+/* Does row i of b pass the n terms p (vtab.c invariant 3)? */
+int  rn_vtab_preds_pass(const sbatch_t *b, const rn_vtab_pred_t *p, int n, size_t i);
+/* Column col of row r (row idx of its batch; nf declared fields) as the
+ * stream table's xColumn hands it to sqlite: INTEGER, REAL, TEXT or NULL.
+ * Inline: it runs per column of every row. */
+static inline void rn_vtab_row_value(const srow_t *r, int col, int nf, size_t idx, fval_t *out)
+{
+    out->type = RN_SQL_INT;
+    if (col == SQL_COL_FIELDS + nf + 1) { out->i = (int64_t)idx; return; }
+    const uint8_t *p = NULL;
+    int32_t n = -1;
+    switch (col) {
+    case SQL_COL_QUEUE: out->i = r->queue; return;
+    case SQL_COL_OFFSET: out->i = r->offset; return;
+    case SQL_COL_TS: out->i = r->ts; return;
+    case SQL_COL_KEY: p = r->key; n = r->key_len; break;
+    default:
+        if (col == SQL_COL_FIELDS + nf) { p = r->value; n = r->value_len; break; }
+        *out = r->fields[col - SQL_COL_FIELDS];
+        if (out->type != RN_SQL_INT && out->type != RN_SQL_REAL && out->type != RN_SQL_TEXT)
+            out->type = RN_SQL_NULL;
+        return;
+    }
+    if (!p || n < 0) { out->type = RN_SQL_NULL; return; }
+    out->type = RN_SQL_TEXT;
+    out->s = (const char *)p;
+    out->n = (uint32_t)n;
+}
+
 /* A TEXT value's UTF-8 bytes as sqlite holds them, *n of them, never NULL:
  * unlike sqlite3_value_text, no copy is made to add a NUL (the stream
  * table's strings are views into records, not NUL-terminated). */

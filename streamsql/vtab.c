@@ -15,13 +15,26 @@
  *
  * Invariants:
  *  1. Both tables read their rows from the query's sbatch_t (the module's
- *     client data); they hold no rows of their own, so a full scan is the
- *     only plan (xBestIndex uses no constraint) and each step of a prepared
+ *     client data); they hold no rows of their own, so a scan is the only
+ *     plan (in order, skipping the rows pushed terms reject: invariant 3)
+ *     and each step of a prepared
  *     statement over them sees exactly the current batch / emitted groups.
  *  2. Text values are handed to sqlite as static views: the batch outlives
  *     the statement step that reads it.
- *  3. xBestIndex asks for no constraint: sqlite evaluates every WHERE term
- *     itself, over all rows of the batch.
+ *  3. xBestIndex takes over the stream table's WHERE terms of the form
+ *     column op constant (op one of = <> < <= > >=; the constant a number
+ *     (INTEGER or REAL) against a numeric column, a TEXT against a text column compared with
+ *     BINARY collation; never an IN, never a term a LEFT JOIN's ON holds)
+ *     and sqlite omits them: the cursor skips the rows
+ *     they reject before sqlite sees them (rn_vtab_pred_pass). The test is
+ *     sqlite's own comparison: a NULL column rejects the row, numbers
+ *     compare by value (an INTEGER against a REAL exactly, as sqlite), numbers sort
+ *     before text, text compares with memcmp then length; a numeric
+ *     column's values are numbers or NULL, a text column's text or NULL
+ *     (scan.c), so no affinity changes either side and every row gets
+ *     sqlite's answer (tests/test_streamsql_pushdown.c). Every other term
+ *     sqlite evaluates itself, after the pushed ones. The emit table takes
+ *     no constraint.
  *  4. The stream table yields rows[lo..nrows) of the batch in order; lo is
  *     0 except while sql.c re-runs a batch one record at a time (a window
  *     of one row) after a row's evaluation failed.
@@ -48,6 +61,9 @@ typedef struct vcur {
     sqlite3_vtab_cursor base;
     size_t              i;
 } vcur_t;
+
+/* The comparison ops a pushed term may have, as in idxStr ('0' + op). */
+enum { PO_EQ, PO_NE, PO_LT, PO_LE, PO_GT, PO_GE };
 
 static int declare_stream(sqlite3 *db, const sdef_t *def)
 {
@@ -129,10 +145,70 @@ static int vt_disconnect(sqlite3_vtab *vt)
     return SQLITE_OK;
 }
 
+/* The pushed op for sqlite's constraint op, or -1. */
+static int push_op(unsigned char op)
+{
+    switch (op) {
+    case SQLITE_INDEX_CONSTRAINT_EQ: return PO_EQ;
+    case SQLITE_INDEX_CONSTRAINT_NE: return PO_NE;
+    case SQLITE_INDEX_CONSTRAINT_LT: return PO_LT;
+    case SQLITE_INDEX_CONSTRAINT_LE: return PO_LE;
+    case SQLITE_INDEX_CONSTRAINT_GT: return PO_GT;
+    case SQLITE_INDEX_CONSTRAINT_GE: return PO_GE;
+    default: return -1;
+    }
+}
+
+/* Has column col numeric affinity (INTEGER, REAL, BOOLEAN: its values are
+ * INTEGER, REAL or NULL) rather than TEXT (its values TEXT or NULL)? */
+static int col_numeric(const sdef_t *def, int col)
+{
+    if (col < SQL_COL_FIELDS) return col != SQL_COL_KEY;
+    if (col >= SQL_COL_FIELDS + def->nfields) return 0;     /* value */
+    ftype_t t = def->fields[col - SQL_COL_FIELDS].type;
+    return t == FT_INTEGER || t == FT_REAL || t == FT_BOOLEAN;
+}
+
+/* Invariant 3: which constraints the stream table evaluates itself. idxStr
+ * holds four characters per pushed term, '0' + op and the column in three
+ * decimal digits; argv of
+ * xFilter holds their constants in that order. */
 static int vt_best_index(sqlite3_vtab *vt, sqlite3_index_info *info)
 {
-    info->estimatedCost = 1000.0;
-    info->estimatedRows = 1000;
+    vt_t *v = (vt_t *)vt;
+    int n = 0;
+    char plan[4 * RN_VTAB_MAX_PREDS + 1];
+    int ncols = SQL_COL_FIELDS + (v->emit ? 0 : v->b->def->nfields + 1);
+    for (int i = 0; !v->emit && i < info->nConstraint && n < RN_VTAB_MAX_PREDS; i++) {
+        const struct sqlite3_index_constraint *c = &info->aConstraint[i];
+        int op = push_op(c->op);
+        sqlite3_value *rhs = NULL;
+        if (!c->usable || op < 0 || c->iColumn < 0 || c->iColumn >= ncols ||
+            sqlite3_vtab_in(info, i, -1) || sqlite3_vtab_rhs_value(info, i, &rhs) != SQLITE_OK ||
+            !rhs)
+            continue;
+        /* a number against a numeric column, a TEXT against a text column:
+         * then sqlite converts neither side */
+        int t = sqlite3_value_type(rhs);
+        if (col_numeric(v->b->def, c->iColumn) ? t != SQLITE_INTEGER && t != SQLITE_FLOAT
+                                                : t != SQLITE_TEXT)
+            continue;
+        const char *coll = sqlite3_vtab_collation(info, i);
+        if (t == SQLITE_TEXT && (!coll || sqlite3_stricmp(coll, "BINARY") != 0)) continue;
+        snprintf(plan + 4 * n, 5, "%d%03d", op, c->iColumn);
+        n++;
+        info->aConstraintUsage[i].argvIndex = n;
+        info->aConstraintUsage[i].omit = 1;
+    }
+    plan[4 * n] = 0;
+    if (n) {
+        info->idxStr = sqlite3_mprintf("%s", plan);
+        if (!info->idxStr) return SQLITE_NOMEM;
+        info->needToFreeIdxStr = 1;
+    }
+    info->idxNum = n;
+    info->estimatedCost = 1000.0 - n;
+    info->estimatedRows = n ? 500 : 1000;
     return SQLITE_OK;
 }
 
@@ -151,17 +227,135 @@ static int vt_close(sqlite3_vtab_cursor *cur)
     return SQLITE_OK;
 }
 
+/* sign of i - r, exactly (sqlite's sqlite3IntFloatCompare without long
+ * double); r is never NaN here (sqlite holds NaN as NULL, JSON has none). */
+static int int_real_cmp(int64_t i, double r)
+{
+    if (r < -9223372036854775808.0) return 1;
+    if (r >= 9223372036854775808.0) return -1;
+    int64_t y = (int64_t)r;
+    if (i < y) return -1;
+    if (i > y) return 1;
+    double s = (double)i;
+    return s < r ? -1 : s > r ? 1 : 0;
+}
+
+/* Does value x satisfy `x op k` as sqlite decides it (invariant 3)? */
+static int pred_holds(const fval_t *x, const rn_vtab_pred_t *p)
+{
+    int c;
+    if (x->type == RN_SQL_NULL) return 0;
+    if (p->type == RN_SQL_INT) {
+        if (x->type == RN_SQL_INT) c = x->i < p->i ? -1 : x->i > p->i;
+        else if (x->type == RN_SQL_REAL) c = -int_real_cmp(p->i, x->d);
+        else c = 1;                                 /* text sorts after numbers */
+    } else if (p->type == RN_SQL_REAL) {
+        if (x->type == RN_SQL_INT) c = int_real_cmp(x->i, p->d);
+        else if (x->type == RN_SQL_REAL) c = x->d < p->d ? -1 : x->d > p->d;
+        else c = 1;
+    } else {
+        if (x->type != RN_SQL_TEXT) c = -1;
+        else if (p->op <= PO_NE && x->n != p->n) c = 1;    /* = and <> need no order */
+        else {
+            uint32_t m = x->n < p->n ? x->n : p->n;
+            c = m ? memcmp(x->s, p->s, m) : 0;
+            if (c == 0) c = x->n < p->n ? -1 : x->n > p->n;
+        }
+    }
+    switch (p->op) {
+    case PO_EQ: return c == 0;
+    case PO_NE: return c != 0;
+    case PO_LT: return c < 0;
+    case PO_LE: return c <= 0;
+    case PO_GT: return c > 0;
+    default: return c >= 0;
+    }
+}
+
+int rn_vtab_preds_pass(const sbatch_t *b, const rn_vtab_pred_t *p, int n, size_t i)
+{
+    const srow_t *r = &b->rows[i];
+    int nf = b->def->nfields;
+    for (int k = 0; k < n; k++) {
+        fval_t x = {.i = 0, .d = 0};    /* only the type's member is read */
+        rn_vtab_row_value(r, p[k].col, nf, i, &x);
+        if (!pred_holds(&x, &p[k])) return 0;
+    }
+    return 1;
+}
+
+/* The first row at or after i that every pushed term passes. */
+static size_t next_passing(const sbatch_t *b, size_t i)
+{
+    if (!b->npreds) return i;
+    while (i < b->nrows && !rn_vtab_preds_pass(b, b->preds, b->npreds, i)) i++;
+    return i;
+}
+
 static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxstr, int argc,
                      sqlite3_value **argv)
 {
     vt_t *v = (vt_t *)cur->pVtab;
-    ((vcur_t *)cur)->i = v->emit ? 0 : v->b->lo;
+    if (v->emit) {
+        ((vcur_t *)cur)->i = 0;
+        return SQLITE_OK;
+    }
+    /* The terms as the plan pushed them (invariant 3); their text constants
+     * are copied into the batch's own buffer: argv lives for this call only. */
+    sbatch_t *b = v->b;
+    b->npreds = 0;
+    size_t tlen = 0;
+    for (int k = 0; k < idx && k < argc && k < RN_VTAB_MAX_PREDS; k++)
+        if (sqlite3_value_type(argv[k]) == SQLITE_TEXT) tlen += (size_t)sqlite3_value_bytes(argv[k]);
+    if (tlen + 1 > b->ptext_cap) {              /* never NULL, even for empty texts */
+        char *t = sqlite3_realloc64(b->ptext, tlen + 1);
+        if (!t) return SQLITE_NOMEM;
+        b->ptext = t;
+        b->ptext_cap = tlen + 1;
+    }
+    tlen = 0;
+    for (int k = 0; k < idx && k < argc && k < RN_VTAB_MAX_PREDS; k++) {
+        rn_vtab_pred_t *p = &b->preds[k];
+        const char *e = idxstr + 4 * k;
+        p->op = e[0] - '0';
+        p->col = (e[1] - '0') * 100 + (e[2] - '0') * 10 + (e[3] - '0');
+        int t = sqlite3_value_type(argv[k]), num = col_numeric(b->def, p->col);
+        if (num && t == SQLITE_INTEGER) {
+            p->type = RN_SQL_INT;
+            p->i = sqlite3_value_int64(argv[k]);
+        } else if (num && t == SQLITE_FLOAT) {
+            /* a REAL literal with an integral value (5.0) looks INTEGER to
+             * xBestIndex: sqlite3_vtab_rhs_value applies numeric affinity */
+            p->type = RN_SQL_REAL;
+            p->d = sqlite3_value_double(argv[k]);
+        } else if (!num && t == SQLITE_TEXT) {
+            uint32_t n;
+            const char *s = rn_sql_text_view(argv[k], &n);
+            p->type = RN_SQL_TEXT;
+            if (n) memcpy(b->ptext + tlen, s, n);
+            p->s = b->ptext + tlen;
+            p->n = n;
+            tlen += n;
+        } else {
+            /* the plan pushed only such terms: fail the query (SQLITE_ERROR
+             * would reject the records, sql.c invariant 7) */
+            sqlite3_free(cur->pVtab->zErrMsg);
+            cur->pVtab->zErrMsg = sqlite3_mprintf("stream table: a pushed term's constant "
+                                                  "has type %d", t);
+            return SQLITE_INTERNAL;
+        }
+        b->npreds = k + 1;
+    }
+    ((vcur_t *)cur)->i = next_passing(b, b->lo);
     return SQLITE_OK;
 }
 
 static int vt_next(sqlite3_vtab_cursor *cur)
 {
-    ((vcur_t *)cur)->i++;
+    vcur_t *c = (vcur_t *)cur;
+    vt_t *v = (vt_t *)cur->pVtab;
+    c->i++;
+    if (!v->emit) c->i = next_passing(v->b, c->i);
     return SQLITE_OK;
 }
 
@@ -172,12 +366,6 @@ static int vt_eof(sqlite3_vtab_cursor *cur)
     return c->i >= (v->emit ? v->b->ngroups : v->b->nrows);
 }
 
-static void text_result(sqlite3_context *ctx, const uint8_t *p, int32_t n)
-{
-    if (!p || n < 0) sqlite3_result_null(ctx);
-    else sqlite3_result_text(ctx, (const char *)p, n, SQLITE_STATIC);
-}
-
 static int vt_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col)
 {
     vcur_t *c = (vcur_t *)cur;
@@ -186,30 +374,14 @@ static int vt_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col)
         rn_win_group_column(v->b->win, v->b->groups[c->i], col, ctx);
         return SQLITE_OK;
     }
-    const srow_t *r = &v->b->rows[c->i];
-    int nf = v->b->def->nfields;
-    if (col == SQL_COL_FIELDS + nf + 1) {                   /* __idx */
-        sqlite3_result_int64(ctx, (sqlite3_int64)c->i);
-        return SQLITE_OK;
-    }
-    if (col == SQL_COL_FIELDS + nf) {                       /* value */
-        text_result(ctx, r->value, r->value_len);
-        return SQLITE_OK;
-    }
-    switch (col) {
-    case SQL_COL_QUEUE: sqlite3_result_int64(ctx, r->queue); break;
-    case SQL_COL_OFFSET: sqlite3_result_int64(ctx, r->offset); break;
-    case SQL_COL_TS: sqlite3_result_int64(ctx, r->ts); break;
-    case SQL_COL_KEY: text_result(ctx, r->key, r->key_len); break;
-    default: {
-        const fval_t *f = &r->fields[col - SQL_COL_FIELDS];
-        switch (f->type) {
-        case RN_SQL_INT: sqlite3_result_int64(ctx, f->i); break;
-        case RN_SQL_REAL: sqlite3_result_double(ctx, f->d); break;
-        case RN_SQL_TEXT: sqlite3_result_text(ctx, f->s, (int)f->n, SQLITE_STATIC); break;
-        default: sqlite3_result_null(ctx); break;
-        }
-    }
+    /* one function for sqlite's rows and sql.c's direct projection */
+    fval_t f;
+    rn_vtab_row_value(&v->b->rows[c->i], col, v->b->def->nfields, c->i, &f);
+    switch (f.type) {
+    case RN_SQL_INT: sqlite3_result_int64(ctx, f.i); break;
+    case RN_SQL_REAL: sqlite3_result_double(ctx, f.d); break;
+    case RN_SQL_TEXT: sqlite3_result_text(ctx, f.s, (int)f.n, SQLITE_STATIC); break;
+    default: sqlite3_result_null(ctx); break;
     }
     return SQLITE_OK;
 }

@@ -280,6 +280,64 @@ static void test_truncated(void **state)
     rn_buf_free(&s.arena);
 }
 
+/* Member names against declared names of 1 to 9 bytes (the 8-byte word
+ * compare and the byte loop): every declared name, each with one byte
+ * changed at every place, one byte longer and shorter, escaped, with blanks
+ * around the colon and comma, the record ending right after the name (so
+ * the word would cross the end of the buffer) at every alignment. */
+static void test_member_names(void **state)
+{
+    scan_t s;
+    scan_init(&s, "a INTEGER, ab INTEGER, abcdefg INTEGER, abcdefgh INTEGER, abcdefghi INTEGER");
+    const char *names[] = {"a", "ab", "abcdefg", "abcdefgh", "abcdefghi"};
+    const char *forms[] = {"{\"%s\":%d}", "{\"%s\" : %d }", "{\"z\":1,\"%s\":%d}",
+                           "{\"z\":1 , \"%s\":%d}", "{\"z\":1,\n\"%s\":%d}"};
+    for (int f = 0; f < 5; f++) {
+        for (int want = 0; want < 5; want++) {
+            size_t nl = strlen(names[want]);
+            /* variants: exact, each byte changed, longer, shorter */
+            for (size_t v = 0; v <= nl + 2; v++) {
+                char name[16];
+                memcpy(name, names[want], nl + 1);
+                int match = want;
+                if (v < nl) { name[v] = 'q'; match = -1; }
+                else if (v == nl) { name[nl] = 'q'; name[nl + 1] = 0; match = -1; }
+                else if (v == nl + 1) {
+                    name[nl - 1] = 0;
+                    match = -1;
+                    for (int k = 0; k < 5; k++) if (strcmp(name, names[k]) == 0) match = k;
+                }
+                char rec[64];
+                int n = snprintf(rec, sizeof rec, forms[f], name, 40 + want);
+                if (v == nl + 2) {
+                    /* the first byte escaped: \u0061 is 'a' */
+                    n = snprintf(rec, sizeof rec, forms[f], "\\u0061", 40 + want);
+                    char rest[16];
+                    snprintf(rest, sizeof rest, "%s", names[want] + 1);
+                    char *at = strstr(rec, "u0061") + 5;
+                    memmove(at + strlen(rest), at, strlen(at) + 1);
+                    memcpy(at, rest, strlen(rest));
+                    n = (int)strlen(rec);
+                    match = want;
+                }
+                for (size_t align = 0; align < 16; align++) {
+                    assert_int_equal(scan_at(&s, rec, (size_t)n, align), 0);
+                    for (int k = 0; k < 5; k++) {
+                        if (k == match) {
+                            assert_int_equal(s.out[k].type, RN_SQL_INT);
+                            assert_int_equal(s.out[k].i, 40 + want);
+                        } else {
+                            if (s.out[k].type != RN_SQL_NULL)
+                                fail_msg("%s: field %s is set", rec, names[k]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    rn_buf_free(&s.arena);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -287,6 +345,7 @@ int main(void)
         cmocka_unit_test(test_unterminated_string),
         cmocka_unit_test(test_integers),
         cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_member_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
